@@ -1,0 +1,199 @@
+"""The `leadsync` command.
+
+Exit codes, for every subcommand: 0 done; 1 failed at run time; 2 bad usage, config or mapping,
+with a message that names what is wrong and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from leadsync import __version__
+from leadsync.sandbox import FaultSpec, FaultSpecError, HubSpotSettings, Sandbox, SandboxSettings
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported in one line, exit code 2."""
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def _faults(text: str) -> FaultSpec:
+    try:
+        return FaultSpec.parse(text)
+    except FaultSpecError as problem:
+        raise argparse.ArgumentTypeError(str(problem)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="leadsync",
+        description="One lead definition for HubSpot and Salesforce.",
+    )
+    parser.add_argument("--version", action="version", version=f"leadsync {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="serve a local HubSpot + Salesforce with seeded data until interrupted",
+        description="Serve both CRM APIs and the /_sandbox/ inspection API on one port.",
+    )
+    _add_sandbox_options(sandbox)
+    sandbox.add_argument(
+        "--hubspot-rate-limit",
+        type=_count,
+        default=HubSpotSettings().ten_second_limit,
+        metavar="N",
+        help="HubSpot requests allowed per rolling 10 seconds (default %(default)s)",
+    )
+    sandbox.add_argument(
+        "--search-lag-ms",
+        type=_count,
+        default=0,
+        metavar="MS",
+        help="how long a HubSpot edit takes to become searchable (default %(default)s)",
+    )
+
+    demo = commands.add_parser(
+        "demo",
+        help="start the sandbox in-process and show what it serves, through the official clients",
+    )
+    demo.add_argument("--seed", type=int, default=42, help="seed of the data (default %(default)s)")
+    demo.add_argument(
+        "--leads", type=_count, default=500, help="leads per CRM (default %(default)s)"
+    )
+    return parser
+
+
+def _add_sandbox_options(parser: argparse.ArgumentParser) -> None:
+    defaults = SandboxSettings()
+    parser.add_argument("--host", default=defaults.host, help="address (default %(default)s)")
+    parser.add_argument(
+        "--port", type=_count, default=defaults.port, help="port, 0 for any (default %(default)s)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=defaults.seed, help="seed of the data (default %(default)s)"
+    )
+    parser.add_argument(
+        "--leads", type=_count, default=defaults.leads, help="leads per CRM (default %(default)s)"
+    )
+    parser.add_argument(
+        "--overlap",
+        type=_share,
+        default=defaults.overlap,
+        help="share of people in both CRMs, 0..1 (default %(default)s)",
+    )
+    parser.add_argument(
+        "--faults",
+        type=_faults,
+        default=FaultSpec(),
+        metavar="SPEC",
+        help="inject faults, e.g. 5xx=0.1,429=0.05,drop=0.02,lock=0.01,latency=20ms",
+    )
+
+
+def run_sandbox(args: argparse.Namespace) -> int:
+    settings = SandboxSettings(
+        host=args.host,
+        port=args.port,
+        seed=args.seed,
+        leads=args.leads,
+        overlap=args.overlap,
+        faults=args.faults,
+        hubspot=HubSpotSettings(
+            ten_second_limit=args.hubspot_rate_limit, search_lag_ms=args.search_lag_ms
+        ),
+    )
+    sandbox = Sandbox(settings)
+    try:
+        sandbox.start()
+    except OSError as problem:
+        print(
+            f"leadsync sandbox: cannot listen on {args.host}:{args.port}: {problem.strerror}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    _print_sandbox_banner(sandbox)
+    while not stopping.wait(0.5):
+        pass
+    sandbox.stop()
+    print("sandbox stopped", flush=True)
+    return EXIT_OK
+
+
+def _print_sandbox_banner(sandbox: Sandbox) -> None:
+    creds = sandbox.credentials()
+    hubspot, salesforce = creds["hubspot"], creds["salesforce"]
+    settings = sandbox.settings
+    lines = [
+        f"leadsync sandbox serving HubSpot and Salesforce at {sandbox.url}",
+        f"  seed {settings.seed}, {settings.leads} leads per CRM, overlap {settings.overlap}",
+        f"  faults: {settings.faults.as_dict() if settings.faults.active else 'none'}",
+        "HubSpot (CRM v3)",
+        f"  host           {hubspot['base_url']}",
+        f"  access token   {hubspot['access_token']}",
+        "Salesforce (REST v59.0)",
+        f"  instance URL   {salesforce['instance_url']}",
+        f"  username       {salesforce['username']}",
+        f"  password       {salesforce['password']}",
+        f"  security token {salesforce['security_token']}",
+        f"  consumer key   {salesforce['consumer_key']}",
+        f"Inspect: {sandbox.url}/_sandbox/  (stats, records, faults, reset)",
+        "Stop with Ctrl-C.",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "sandbox":
+            return run_sandbox(args)
+        if args.command == "demo":
+            from leadsync.demo import run_demo
+
+            return run_demo(seed=args.seed, leads=args.leads)
+    except UsageError as problem:
+        print(f"leadsync: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    parser.error(f"unknown command {args.command}")
+    return EXIT_USAGE  # pragma: no cover - parser.error exits
+
+
+if __name__ == "__main__":
+    sys.exit(main())

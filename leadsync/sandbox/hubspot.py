@@ -1,0 +1,977 @@
+"""The HubSpot CRM v3 emulator: contacts and their properties.
+
+What it reproduces, because connectors must survive it (CRM_FACTS.md): every property value is
+a string; `lastmodifieddate` moves on every write; `lifecyclestage` only moves forward and a
+backward write is silently ignored unless the stage was cleared first; unknown and read-only
+properties and invalid enumeration options are rejected; batch calls take at most 100 inputs and
+answer 207 when some inputs fail; a batch create with an existing email fails whole with 409;
+search takes at most 200 results a page and refuses to page past 10,000; the ten-secondly and
+daily limits, the 5-searches-a-second limit, and their headers and 429 bodies.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from leadsync.sandbox.http import Request, Response, Route, Router, route
+from leadsync.sandbox.hubspot_search import (
+    SearchError,
+    compile_filter_groups,
+    parse_sorts,
+    sort_key,
+)
+from leadsync.sandbox.limits import Clock, DailyAllowance, RollingWindow
+from leadsync.sandbox.schema import (
+    HUBSPOT_CONTACT_PROPERTIES,
+    HUBSPOT_DEFAULT_PROPERTIES,
+    LIFECYCLE_STAGES,
+    HubSpotProperty,
+)
+from leadsync.sandbox.timestamps import hubspot_iso, parse_ms
+
+BATCH_LIMIT = 100
+LIST_PAGE_LIMIT = 100
+SEARCH_PAGE_LIMIT = 200
+SEARCH_RESULT_CAP = 10_000
+SEARCH_BODY_LIMIT = 3_000
+FIRST_CONTACT_ID = 1001
+
+# Properties the platform computes from the record itself rather than storing.
+_DERIVED = ("hs_object_id", "createdate", "lastmodifieddate")
+_STAGE_RANK = {stage: rank for rank, stage in enumerate(LIFECYCLE_STAGES)}
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class HubSpotSettings:
+    token: str = "sandbox-token"  # noqa: S105 - the sandbox's documented fake credential
+    ten_second_limit: int = 190
+    daily_limit: int = 1_000_000
+    searches_per_second: int = 5
+    # How long an edit takes to become visible to search (real HubSpot: "a short delay").
+    search_lag_ms: int = 0
+
+
+@dataclass(slots=True)
+class Contact:
+    id: int
+    properties: dict[str, str]
+    created_ms: int
+    updated_ms: int
+    archived_ms: int | None = None
+
+    def value(self, name: str) -> str | None:
+        if name == "hs_object_id":
+            return str(self.id)
+        if name == "createdate":
+            return hubspot_iso(self.created_ms)
+        if name == "lastmodifieddate":
+            return hubspot_iso(self.updated_ms)
+        return self.properties.get(name)
+
+    def search_value(self, name: str) -> str | int | None:
+        # Search compares datetimes as epoch ms: handing those over skips an ISO round trip.
+        if name == "createdate":
+            return self.created_ms
+        if name == "lastmodifieddate":
+            return self.updated_ms
+        return self.value(name)
+
+
+@dataclass
+class PropertyError:
+    """One invalid property value, reported the way HubSpot's VALIDATION_ERROR does."""
+
+    name: str
+    code: str
+    message: str
+
+
+@dataclass
+class _RecordFailure:
+    status: int
+    category: str
+    message: str
+    context: dict[str, list[str]] = field(default_factory=dict)
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+class HubSpotEmulator:
+    """State and routes of one HubSpot portal. Thread-safe: every handler runs under one lock."""
+
+    def __init__(self, settings: HubSpotSettings, clock: Clock, now_ms: Callable[[], int]) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._now_ms = now_ms
+        self.lock = threading.RLock()
+        self._properties: dict[str, HubSpotProperty] = {}
+        self._property_times: dict[str, int] = {}
+        self._contacts: dict[int, Contact] = {}
+        self._live_ids: list[int] = []  # sorted ids of contacts not archived
+        self._by_email: dict[str, int] = {}
+        self._next_id = FIRST_CONTACT_ID
+        self._last_write_ms = 0
+        self._version = 0
+        self._search_cache: tuple[str, int, list[int]] | None = None
+        self.ten_second_window = RollingWindow(settings.ten_second_limit, 10.0, clock)
+        self.search_window = RollingWindow(settings.searches_per_second, 1.0, clock)
+        self.daily = DailyAllowance(settings.daily_limit, clock)
+        self.router = Router(self._routes())
+        self.load([])
+
+    # ---------------------------------------------------------------- state
+
+    def load(self, contacts: Iterable[tuple[int, Mapping[str, str]]]) -> None:
+        """Replace every contact with `(id, properties)` pairs; createdate/lastmodifieddate are
+        read from the properties (ISO texts), the rest stored as given, even if dirty."""
+        with self.lock:
+            self._properties = {prop.name: prop for prop in HUBSPOT_CONTACT_PROPERTIES}
+            start = self._now_ms()
+            self._property_times = dict.fromkeys(self._properties, start)
+            self._contacts = {}
+            self._by_email = {}
+            for contact_id, properties in contacts:
+                props = dict(properties)
+                created = parse_ms(props.pop("createdate")) if "createdate" in props else start
+                updated = (
+                    parse_ms(props.pop("lastmodifieddate"))
+                    if "lastmodifieddate" in props
+                    else created
+                )
+                props.pop("hs_object_id", None)
+                self._contacts[contact_id] = Contact(contact_id, props, created, updated)
+                if props.get("email"):
+                    self._by_email.setdefault(normalise_email(props["email"]), contact_id)
+            self._live_ids = sorted(self._contacts)
+            self._next_id = max(self._contacts, default=FIRST_CONTACT_ID - 1) + 1
+            self._version += 1
+            self._search_cache = None
+
+    def snapshot(self, *, include_archived: bool = False) -> list[dict[str, Any]]:
+        """Every contact with all its properties, for the inspection API."""
+        with self.lock:
+            return [
+                self._render(contact, None)
+                for contact in self._contacts.values()
+                if include_archived or contact.archived_ms is None
+            ]
+
+    def contact(self, contact_id: int) -> Contact | None:
+        with self.lock:
+            return self._contacts.get(contact_id)
+
+    def set_activity(self, contact_id: int, properties: Mapping[str, str | None]) -> Contact:
+        """Change any property as HubSpot itself would (page views, form submissions), skipping
+        the rules for API writers: used by the inspection API to simulate engagement."""
+        with self.lock:
+            contact = self._contacts[contact_id]
+            for name, value in properties.items():
+                if name not in self._properties:
+                    raise KeyError(name)
+                self._assign(contact, name, value)
+            self._touch(contact)
+            return contact
+
+    def reset_limits(self) -> None:
+        with self.lock:
+            self.ten_second_window.clear()
+            self.search_window.clear()
+            self.daily.clear()
+
+    def set_limits(
+        self,
+        *,
+        ten_second_limit: int | None = None,
+        daily_limit: int | None = None,
+        searches_per_second: int | None = None,
+    ) -> None:
+        with self.lock:
+            if ten_second_limit is not None:
+                self.ten_second_window.limit = ten_second_limit
+            if daily_limit is not None:
+                self.daily.limit = daily_limit
+            if searches_per_second is not None:
+                self.search_window.limit = searches_per_second
+
+    # ---------------------------------------------------------------- dispatch
+
+    def handle(self, request: Request) -> tuple[str, Response]:
+        """Answer one request; returns the endpoint label (for statistics) and the response."""
+        found = self.router.find(request.method, request.path)
+        if found is None or isinstance(found, str):
+            status = 405 if found == "method" else 404
+            return "hubspot.unknown", _error(status, "OBJECT_NOT_FOUND", "resource not found")
+        endpoint = found.route.endpoint
+        if request.header("authorization") != f"Bearer {self.settings.token}":
+            return endpoint, _error(
+                401,
+                "INVALID_AUTHENTICATION",
+                "Authentication credentials not found. This API supports OAuth 2.0 authentication.",
+            )
+        is_search = endpoint.endswith(".search")
+        with self.lock:
+            throttled = self._throttle(is_search)
+            if throttled is not None:
+                return endpoint, throttled
+            response = found.route.handler(request, found.groups)
+            if not is_search:
+                # HubSpot's search endpoints do not report the rate-limit headers.
+                response.headers.update(self.rate_limit_headers())
+        return endpoint, response
+
+    def _throttle(self, is_search: bool) -> Response | None:
+        if self.daily.remaining() <= 0:
+            return _rate_limited("You have reached your daily limit.", "DAILY")
+        if is_search and not self.search_window.try_acquire():
+            # Real search 429s carry a different body and no Retry-After (CRM_FACTS.md).
+            return _error(429, "RATE_LIMITS", "You have reached your secondly limit.")
+        if not self.ten_second_window.try_acquire():
+            return _rate_limited(
+                "You have reached your ten_secondly_rolling limit.", "TEN_SECONDLY_ROLLING"
+            )
+        self.daily.try_acquire()
+        return None
+
+    def rate_limit_headers(self) -> dict[str, str]:
+        return {
+            "X-HubSpot-RateLimit-Daily": str(self.daily.limit),
+            "X-HubSpot-RateLimit-Daily-Remaining": str(self.daily.remaining()),
+            "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+            "X-HubSpot-RateLimit-Max": str(self.ten_second_window.limit),
+            "X-HubSpot-RateLimit-Remaining": str(self.ten_second_window.remaining()),
+        }
+
+    def fault_response(self, status: int) -> Response:
+        if status == 429:
+            response = _rate_limited(
+                "You have reached your ten_secondly_rolling limit.", "TEN_SECONDLY_ROLLING"
+            )
+            response.headers["Retry-After"] = "1"
+            return response
+        return _error(status, "INTERNAL_ERROR", "internal error")
+
+    def _routes(self) -> list[Route]:
+        base = "/crm/v3/objects/contacts"
+        props = "/crm/v3/properties/contacts"
+        return [
+            route("GET", base, "hubspot.contacts.list", self._list),
+            route("POST", base, "hubspot.contacts.create", self._create),
+            route("POST", f"{base}/search", "hubspot.contacts.search", self._search),
+            route("POST", f"{base}/batch/read", "hubspot.contacts.batch_read", self._batch_read),
+            route(
+                "POST", f"{base}/batch/create", "hubspot.contacts.batch_create", self._batch_create
+            ),
+            route(
+                "POST", f"{base}/batch/update", "hubspot.contacts.batch_update", self._batch_update
+            ),
+            route(
+                "POST", f"{base}/batch/upsert", "hubspot.contacts.batch_upsert", self._batch_upsert
+            ),
+            route(
+                "POST",
+                f"{base}/batch/archive",
+                "hubspot.contacts.batch_archive",
+                self._batch_archive,
+            ),
+            route("GET", f"{base}/(?P<id>[^/]+)", "hubspot.contacts.get", self._get),
+            route("PATCH", f"{base}/(?P<id>[^/]+)", "hubspot.contacts.update", self._update),
+            route("DELETE", f"{base}/(?P<id>[^/]+)", "hubspot.contacts.archive", self._archive),
+            route("GET", props, "hubspot.properties.list", self._properties_list),
+            route("POST", props, "hubspot.properties.create", self._properties_create),
+            route("GET", f"{props}/(?P<name>[^/]+)", "hubspot.properties.get", self._property_get),
+        ]
+
+    # ---------------------------------------------------------------- rendering
+
+    def _render(self, contact: Contact, wanted: list[str] | None) -> dict[str, Any]:
+        if wanted is None:
+            names: Iterable[str] = (*_DERIVED, *contact.properties)
+        else:
+            names = dict.fromkeys((*wanted, *_DERIVED))
+        properties = {
+            name: contact.value(name)
+            for name in names
+            if name in self._properties or name in _DERIVED
+        }
+        rendered: dict[str, Any] = {
+            "id": str(contact.id),
+            "properties": properties,
+            "createdAt": hubspot_iso(contact.created_ms),
+            "updatedAt": hubspot_iso(contact.updated_ms),
+            "archived": contact.archived_ms is not None,
+        }
+        if contact.archived_ms is not None:
+            rendered["archivedAt"] = hubspot_iso(contact.archived_ms)
+        return rendered
+
+    def _requested_properties(self, request: Request) -> list[str]:
+        # The client repeats the parameter; people also pass a comma-separated list.
+        names = [part for value in request.params("properties") for part in value.split(",")]
+        return [name.strip() for name in names if name.strip()] or list(HUBSPOT_DEFAULT_PROPERTIES)
+
+    # ---------------------------------------------------------------- writes
+
+    def _touch(self, contact: Contact) -> None:
+        # Every write moves lastmodifieddate, strictly forward so that no two writes are
+        # indistinguishable to a (timestamp, id) cursor on the same contact.
+        now = max(self._now_ms(), contact.updated_ms + 1)
+        contact.updated_ms = now
+        self._last_write_ms = now
+        self._version += 1
+
+    def _assign(self, contact: Contact, name: str, value: str | None) -> None:
+        if name in _DERIVED:
+            return
+        old_email = contact.properties.get("email")
+        if value is None or value == "":
+            contact.properties.pop(name, None)
+        else:
+            contact.properties[name] = value
+        if name == "email":
+            if old_email and self._by_email.get(normalise_email(old_email)) == contact.id:
+                del self._by_email[normalise_email(old_email)]
+            if value:
+                self._by_email[normalise_email(value)] = contact.id
+
+    def _validate(
+        self, properties: Any, contact: Contact | None
+    ) -> tuple[dict[str, str | None], list[PropertyError]]:
+        """Check an input's properties; returns the values to store (as strings) and errors."""
+        if not isinstance(properties, Mapping):
+            return {}, [
+                PropertyError("properties", "INVALID_INPUT", "properties must be an object")
+            ]
+        values: dict[str, str | None] = {}
+        errors: list[PropertyError] = []
+        for name, raw in properties.items():
+            prop = self._properties.get(name)
+            if prop is None:
+                errors.append(
+                    PropertyError(
+                        name, "PROPERTY_DOESNT_EXIST", f'Property "{name}" does not exist'
+                    )
+                )
+                continue
+            if prop.read_only or name in _DERIVED:
+                errors.append(
+                    PropertyError(name, "READ_ONLY_VALUE", f'Property "{name}" is read-only')
+                )
+                continue
+            value = None if raw is None else _as_string(raw)
+            problem = _value_problem(prop, value)
+            if problem is not None:
+                errors.append(PropertyError(name, *problem))
+                continue
+            values[name] = value
+        if "lifecyclestage" in values and contact is not None:
+            values["lifecyclestage"] = _forward_only_stage(
+                contact.properties.get("lifecyclestage"), values["lifecyclestage"]
+            )
+        return values, errors
+
+    def _apply(self, contact: Contact, values: Mapping[str, str | None]) -> None:
+        for name, value in values.items():
+            self._assign(contact, name, value)
+        self._touch(contact)
+
+    def _new_contact(self, values: Mapping[str, str | None]) -> Contact:
+        now = max(self._now_ms(), self._last_write_ms)
+        contact = Contact(self._next_id, {}, now, now)
+        self._next_id += 1
+        self._contacts[contact.id] = contact
+        self._live_ids.append(contact.id)
+        for name, value in values.items():
+            self._assign(contact, name, value)
+        self._last_write_ms = now
+        self._version += 1
+        return contact
+
+    def _email_owner(self, values: Mapping[str, str | None]) -> int | None:
+        email = values.get("email")
+        if not email:
+            return None
+        return self._by_email.get(normalise_email(email))
+
+    def _lookup(self, raw_id: Any, id_property: str | None) -> Contact | None:
+        if id_property in (None, "", "hs_object_id"):
+            try:
+                contact = self._contacts.get(int(str(raw_id)))
+            except ValueError:
+                return None
+        elif id_property == "email":
+            found = self._by_email.get(normalise_email(str(raw_id)))
+            contact = self._contacts.get(found) if found is not None else None
+        else:
+            contact = next(
+                (c for c in self._contacts.values() if c.properties.get(id_property) == raw_id),
+                None,
+            )
+        if contact is None or contact.archived_ms is not None:
+            return None
+        return contact
+
+    def _archive_contact(self, contact: Contact) -> None:
+        contact.archived_ms = max(self._now_ms(), contact.updated_ms)
+        index = bisect.bisect_left(self._live_ids, contact.id)
+        if index < len(self._live_ids) and self._live_ids[index] == contact.id:
+            del self._live_ids[index]
+        email = contact.properties.get("email")
+        if email and self._by_email.get(normalise_email(email)) == contact.id:
+            del self._by_email[normalise_email(email)]
+        self._version += 1
+
+    # ---------------------------------------------------------------- handlers: single records
+
+    def _list(self, request: Request, _: re.Match[str]) -> Response:
+        limit = _int_param(request, "limit", 10)
+        if limit is None or not 1 <= limit <= LIST_PAGE_LIMIT:
+            return _validation_error(f"limit must be between 1 and {LIST_PAGE_LIMIT}")
+        after = _int_param(request, "after", 0)
+        if after is None:
+            return _validation_error("after must be an integer")
+        wanted = self._requested_properties(request)
+        # The official client sends booleans as Python spells them: `archived=True`.
+        if (request.param("archived") or "false").lower() == "true":
+            ids = sorted(c.id for c in self._contacts.values() if c.archived_ms is not None)
+        else:
+            ids = self._live_ids
+        start = bisect.bisect_left(ids, after)
+        page = ids[start : start + limit]
+        body: dict[str, Any] = {"results": [self._render(self._contacts[i], wanted) for i in page]}
+        if start + limit < len(ids):
+            next_after = str(ids[start + limit])
+            body["paging"] = {
+                "next": {
+                    "after": next_after,
+                    "link": f"https://api.hubapi.com{request.path}?after={next_after}",
+                }
+            }
+        return Response.json(200, body)
+
+    def _get(self, request: Request, match: re.Match[str]) -> Response:
+        contact = self._lookup(_path_id(match), request.param("idProperty"))
+        if contact is None:
+            return _error(404, "OBJECT_NOT_FOUND", "resource not found")
+        return Response.json(200, self._render(contact, self._requested_properties(request)))
+
+    def _create(self, request: Request, _: re.Match[str]) -> Response:
+        body = _json_body(request)
+        if not isinstance(body, Mapping):
+            return _validation_error("Invalid input JSON")
+        values, errors = self._validate(body.get("properties", {}), None)
+        if errors:
+            return _property_errors(errors)
+        existing = self._email_owner(values)
+        if existing is not None:
+            return _error(409, "CONFLICT", f"Contact already exists. Existing ID: {existing}")
+        contact = self._new_contact(values)
+        return Response.json(201, self._render(contact, None))
+
+    def _update(self, request: Request, match: re.Match[str]) -> Response:
+        body = _json_body(request)
+        if not isinstance(body, Mapping):
+            return _validation_error("Invalid input JSON")
+        contact = self._lookup(_path_id(match), request.param("idProperty"))
+        if contact is None:
+            return _error(404, "OBJECT_NOT_FOUND", "resource not found")
+        values, errors = self._validate(body.get("properties", {}), contact)
+        if errors:
+            return _property_errors(errors)
+        owner = self._email_owner(values)
+        if owner is not None and owner != contact.id:
+            return _error(409, "CONFLICT", f"Contact already exists. Existing ID: {owner}")
+        self._apply(contact, values)
+        return Response.json(200, self._render(contact, None))
+
+    def _archive(self, request: Request, match: re.Match[str]) -> Response:
+        contact = self._lookup(_path_id(match), None)
+        if contact is not None:
+            self._archive_contact(contact)
+        # HubSpot answers 204 whether or not the contact existed.
+        return Response.empty(204)
+
+    # ---------------------------------------------------------------- handlers: batches
+
+    def _batch_inputs(self, request: Request) -> tuple[Mapping[str, Any], list[Any]] | Response:
+        body = _json_body(request)
+        if not isinstance(body, Mapping) or not isinstance(body.get("inputs"), list):
+            return _validation_error("Invalid input JSON: inputs must be a list")
+        inputs = body["inputs"]
+        if len(inputs) > BATCH_LIMIT:
+            return _validation_error(
+                f"Batch input size {len(inputs)} exceeds the limit of {BATCH_LIMIT}"
+            )
+        if not all(isinstance(item, Mapping) for item in inputs):
+            return _validation_error("Invalid input JSON: each input must be an object")
+        return body, inputs
+
+    def _batch_result(
+        self, status: int, results: list[dict[str, Any]], failures: list[_RecordFailure]
+    ) -> Response:
+        now = hubspot_iso(self._now_ms())
+        body: dict[str, Any] = {
+            "status": "COMPLETE",
+            "results": results,
+            "startedAt": now,
+            "completedAt": now,
+        }
+        if failures:
+            body["numErrors"] = len(failures)
+            body["errors"] = [
+                {
+                    "status": "error",
+                    "category": failure.category,
+                    "message": failure.message,
+                    "context": failure.context,
+                }
+                for failure in failures
+            ]
+            return Response.json(207, body)
+        return Response.json(status, body)
+
+    def _batch_read(self, request: Request, _: re.Match[str]) -> Response:
+        parsed = self._batch_inputs(request)
+        if isinstance(parsed, Response):
+            return parsed
+        body, inputs = parsed
+        wanted = body.get("properties") or list(HUBSPOT_DEFAULT_PROPERTIES)
+        id_property = body.get("idProperty")
+        results, missing = [], []
+        for item in inputs:
+            contact = self._lookup(item.get("id"), id_property)
+            if contact is None:
+                missing.append(str(item.get("id")))
+            else:
+                results.append(self._render(contact, list(wanted)))
+        failures = []
+        if missing:
+            failures.append(
+                _RecordFailure(
+                    404,
+                    "OBJECT_NOT_FOUND",
+                    "Could not get some CONTACT objects, they may be deleted or not exist. "
+                    "Check that ids are valid.",
+                    {"ids": missing},
+                )
+            )
+        return self._batch_result(200, results, failures)
+
+    def _batch_create(self, request: Request, _: re.Match[str]) -> Response:
+        parsed = self._batch_inputs(request)
+        if isinstance(parsed, Response):
+            return parsed
+        inputs = parsed[1]
+        checked = []
+        seen_emails: dict[str, int] = {}
+        for index, item in enumerate(inputs):
+            values, errors = self._validate(item.get("properties", {}), None)
+            if errors:
+                # A batch create is all or nothing: one bad input fails the request.
+                return _property_errors(errors, index=index)
+            existing = self._email_owner(values)
+            if existing is not None:
+                return _error(409, "CONFLICT", f"Contact already exists. Existing ID: {existing}")
+            email = values.get("email")
+            if email:
+                if normalise_email(email) in seen_emails:
+                    return _validation_error(f"Duplicate email in batch input: {email}")
+                seen_emails[normalise_email(email)] = index
+            checked.append(values)
+        results = [self._render(self._new_contact(values), None) for values in checked]
+        return self._batch_result(201, results, [])
+
+    def _batch_update(self, request: Request, _: re.Match[str]) -> Response:
+        parsed = self._batch_inputs(request)
+        if isinstance(parsed, Response):
+            return parsed
+        body, inputs = parsed
+        ids = [str(item.get("id")) for item in inputs]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            return _validation_error(f"Duplicate IDs found in batch input: {duplicates}")
+        id_property = body.get("idProperty")
+        results: list[dict[str, Any]] = []
+        failures: list[_RecordFailure] = []
+        for item in inputs:
+            # The client puts idProperty on each input (SimplePublicObjectBatchInput).
+            contact = self._lookup(item.get("id"), item.get("idProperty") or id_property)
+            if contact is None:
+                failures.append(
+                    _RecordFailure(
+                        404,
+                        "OBJECT_NOT_FOUND",
+                        f"Object not found. objectId: {item.get('id')}",
+                        {"ids": [str(item.get("id"))]},
+                    )
+                )
+                continue
+            values, errors = self._validate(item.get("properties", {}), contact)
+            owner = self._email_owner(values)
+            if not errors and owner is not None and owner != contact.id:
+                errors = [
+                    PropertyError(
+                        "email", "CONFLICT", f"Contact already exists. Existing ID: {owner}"
+                    )
+                ]
+            if errors:
+                failures.append(_failure_from(errors, contact.id))
+                continue
+            self._apply(contact, values)
+            results.append(self._render(contact, None))
+        return self._batch_result(200, results, failures)
+
+    def _batch_upsert(self, request: Request, _: re.Match[str]) -> Response:
+        parsed = self._batch_inputs(request)
+        if isinstance(parsed, Response):
+            return parsed
+        inputs = parsed[1]
+        results: list[dict[str, Any]] = []
+        failures: list[_RecordFailure] = []
+        for item in inputs:
+            id_property = item.get("idProperty")
+            if id_property != "email":
+                failures.append(
+                    _RecordFailure(
+                        400,
+                        "VALIDATION_ERROR",
+                        "Upsert needs idProperty 'email' (or a unique custom property).",
+                        {"ids": [str(item.get("id"))]},
+                    )
+                )
+                continue
+            contact = self._lookup(item.get("id"), "email")
+            values, errors = self._validate(item.get("properties", {}), contact)
+            if errors:
+                failures.append(_failure_from(errors, contact.id if contact else None))
+                continue
+            if contact is None:
+                values.setdefault("email", str(item.get("id")))
+                contact = self._new_contact(values)
+                created = True
+            else:
+                self._apply(contact, values)
+                created = False
+            results.append({**self._render(contact, None), "new": created})
+        return self._batch_result(200, results, failures)
+
+    def _batch_archive(self, request: Request, _: re.Match[str]) -> Response:
+        parsed = self._batch_inputs(request)
+        if isinstance(parsed, Response):
+            return parsed
+        inputs = parsed[1]
+        for item in inputs:
+            contact = self._lookup(item.get("id"), None)
+            if contact is not None:
+                self._archive_contact(contact)
+        return Response.empty(204)
+
+    # ---------------------------------------------------------------- handlers: search
+
+    def _search(self, request: Request, _: re.Match[str]) -> Response:
+        if len(request.body) > SEARCH_BODY_LIMIT:
+            return _validation_error(f"Search request body exceeds {SEARCH_BODY_LIMIT} characters")
+        body = _json_body(request)
+        if not isinstance(body, Mapping):
+            return _validation_error("Invalid input JSON")
+        limit = body.get("limit", 10)
+        if not isinstance(limit, int) or not 1 <= limit <= SEARCH_PAGE_LIMIT:
+            return _validation_error(f"limit must be between 1 and {SEARCH_PAGE_LIMIT}")
+        try:
+            after = int(body.get("after") or 0)
+        except (TypeError, ValueError):
+            return _validation_error("after must be an integer offset")
+        if after >= SEARCH_RESULT_CAP:
+            # The trap of CRM_FACTS.md: paging one search past 10,000 results is refused.
+            return _validation_error(
+                f"Search results are limited to {SEARCH_RESULT_CAP}; "
+                "narrow the filters to page further."
+            )
+        try:
+            ordered = self._search_ids(body)
+        except SearchError as problem:
+            return _validation_error(str(problem))
+        wanted = body.get("properties") or list(HUBSPOT_DEFAULT_PROPERTIES)
+        page = ordered[after : after + limit]
+        result: dict[str, Any] = {
+            "total": len(ordered),
+            "results": [self._render(self._contacts[i], list(wanted)) for i in page],
+        }
+        if after + limit < len(ordered):
+            result["paging"] = {"next": {"after": str(after + limit)}}
+        return Response.json(200, result)
+
+    def _search_ids(self, body: Mapping[str, Any]) -> list[int]:
+        """The ordered ids a search body selects; cached while nothing changes, because a client
+        pages through one query with many requests."""
+        key = repr((body.get("filterGroups"), body.get("sorts"), body.get("query")))
+        now = self._now_ms()
+        lag = self.settings.search_lag_ms
+        if (
+            lag == 0
+            and self._search_cache is not None
+            and self._search_cache[:2] == (key, self._version)
+        ):
+            return self._search_cache[2]
+        predicate = compile_filter_groups(body.get("filterGroups") or [], self._properties)
+        sorts = parse_sorts(body.get("sorts"))
+        text = str(body.get("query") or "").strip().lower()
+        matched: list[Contact] = []
+        for contact_id in self._live_ids:
+            contact = self._contacts[contact_id]
+            if lag and contact.updated_ms > now - lag:
+                continue  # not yet indexed
+            if predicate is not None and not predicate(contact.search_value):
+                continue
+            if text and not _matches_text(contact, text):
+                continue
+            matched.append(contact)
+        if sorts:  # HubSpot takes one sort at most; parse_sorts enforced it
+            (sort,) = sorts
+            value_key = sort_key(sort, self._properties)
+            matched.sort(
+                key=lambda contact: value_key(contact.search_value(sort.property_name)),
+                reverse=sort.descending,
+            )
+        ordered = [contact.id for contact in matched]
+        self._search_cache = (key, self._version, ordered)
+        return ordered
+
+    # ---------------------------------------------------------------- handlers: properties
+
+    def _render_property(self, prop: HubSpotProperty) -> dict[str, Any]:
+        stamp = hubspot_iso(self._property_times.get(prop.name, 0))
+        return {
+            "name": prop.name,
+            "label": prop.label,
+            "type": prop.type,
+            "fieldType": prop.field_type,
+            "description": "",
+            "groupName": prop.group,
+            "options": [
+                {"label": option, "value": option, "displayOrder": order, "hidden": False}
+                for order, option in enumerate(prop.options)
+            ],
+            "displayOrder": -1,
+            "calculated": False,
+            "externalOptions": False,
+            "hasUniqueValue": False,
+            "hidden": False,
+            "hubspotDefined": prop.hubspot_defined,
+            "modificationMetadata": {
+                "archivable": not prop.hubspot_defined,
+                "readOnlyDefinition": prop.hubspot_defined,
+                "readOnlyValue": prop.read_only,
+            },
+            "formField": not prop.read_only,
+            "createdAt": stamp,
+            "updatedAt": stamp,
+            "archived": False,
+        }
+
+    def _properties_list(self, request: Request, _: re.Match[str]) -> Response:
+        return Response.json(
+            200, {"results": [self._render_property(p) for p in self._properties.values()]}
+        )
+
+    def _property_get(self, request: Request, match: re.Match[str]) -> Response:
+        prop = self._properties.get(match["name"])
+        if prop is None:
+            return _error(
+                404, "OBJECT_NOT_FOUND", f"Unable to find property with name {match['name']}"
+            )
+        return Response.json(200, self._render_property(prop))
+
+    def _properties_create(self, request: Request, _: re.Match[str]) -> Response:
+        body = _json_body(request)
+        if not isinstance(body, Mapping):
+            return _validation_error("Invalid input JSON")
+        missing = [
+            k for k in ("name", "label", "type", "fieldType", "groupName") if not body.get(k)
+        ]
+        if missing:
+            return _validation_error(f"Missing required fields: {', '.join(missing)}")
+        name = str(body["name"])
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            return _validation_error(
+                f"Property name {name!r} must start with a letter and hold only lower-case "
+                "letters, digits and underscores"
+            )
+        if name in self._properties:
+            return _error(409, "CONFLICT", f"Property named {name} already exists")
+        kind = str(body["type"])
+        if kind not in ("string", "number", "enumeration", "datetime", "date", "bool"):
+            return _validation_error(f"Unknown property type {kind!r}")
+        options = tuple(
+            str(option.get("value"))
+            for option in body.get("options") or []
+            if isinstance(option, Mapping)
+        )
+        if kind == "enumeration" and not options:
+            return _validation_error("An enumeration property needs options")
+        prop = HubSpotProperty(
+            name,
+            str(body["label"]),
+            kind,
+            str(body["fieldType"]),
+            options if kind == "enumeration" else ("true", "false") if kind == "bool" else (),
+            group=str(body["groupName"]),
+            hubspot_defined=False,
+        )
+        self._properties[name] = prop
+        self._property_times[name] = self._now_ms()
+        return Response.json(201, self._render_property(prop))
+
+
+# -------------------------------------------------------------------- helpers
+
+
+def _as_string(raw: Any) -> str:
+    # HubSpot stores every value as a string; booleans arrive as true/false.
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    return str(raw)
+
+
+def _value_problem(prop: HubSpotProperty, value: str | None) -> tuple[str, str] | None:
+    if value is None or value == "":
+        return None
+    # Multi-select (checkbox) values are ";"-joined; every part must be an option.
+    parts = value.split(";") if prop.field_type == "checkbox" else [value]
+    if prop.type == "enumeration" and not all(part in prop.options for part in parts):
+        return "INVALID_OPTION", (
+            f"{value} was not one of the allowed options: [{', '.join(prop.options)}]"
+        )
+    if prop.type == "bool" and value not in ("true", "false"):
+        return "INVALID_BOOLEAN", f"{value} is not a valid boolean"
+    if prop.type == "number":
+        try:
+            float(value)
+        except ValueError:
+            return "INVALID_DECIMAL", f"{value} is not a valid number"
+    if prop.type in ("datetime", "date"):
+        try:
+            parse_ms(value)
+        except ValueError:
+            return "INVALID_DATE", f"{value} is not a valid date or datetime"
+    if prop.name == "email" and not _EMAIL.match(value.strip()):
+        return "INVALID_EMAIL", f"Email address {value} is invalid"
+    return None
+
+
+def _forward_only_stage(current: str | None, wanted: str | None) -> str | None:
+    """The lifecycle stage HubSpot keeps: a backward move is ignored unless cleared first."""
+    if not wanted or not current:
+        return wanted
+    if _STAGE_RANK.get(wanted, 0) < _STAGE_RANK.get(current, 0):
+        return current
+    return wanted
+
+
+def _matches_text(contact: Contact, text: str) -> bool:
+    return any(
+        text in (contact.properties.get(name) or "").lower()
+        for name in ("email", "firstname", "lastname", "company", "phone")
+    )
+
+
+def _path_id(match: re.Match[str]) -> str:
+    # The client percent-encodes path parameters: an email id arrives as `a%40x.com`.
+    return unquote(match["id"])
+
+
+def _int_param(request: Request, name: str, default: int) -> int | None:
+    raw = request.param(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        return None
+
+
+def _json_body(request: Request) -> Any:
+    try:
+        return request.json()
+    except ValueError:
+        return None
+
+
+def _correlation_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _error(status: int, category: str, message: str, **extra: Any) -> Response:
+    return Response.json(
+        status,
+        {
+            "status": "error",
+            "message": message,
+            "correlationId": _correlation_id(),
+            "category": category,
+            **extra,
+        },
+    )
+
+
+def _rate_limited(message: str, policy: str) -> Response:
+    return Response.json(
+        429,
+        {
+            "status": "error",
+            "message": message,
+            "errorType": "RATE_LIMIT",
+            "correlationId": _correlation_id(),
+            "policyName": policy,
+        },
+    )
+
+
+def _validation_error(message: str) -> Response:
+    return _error(400, "VALIDATION_ERROR", message)
+
+
+def _property_error_list(errors: list[PropertyError]) -> list[dict[str, Any]]:
+    return [
+        {
+            "message": error.message,
+            "code": error.code,
+            "context": {"propertyName": [error.name]},
+        }
+        for error in errors
+    ]
+
+
+def _property_errors(errors: list[PropertyError], index: int | None = None) -> Response:
+    legacy = [
+        {"isValid": False, "message": e.message, "error": e.code, "name": e.name} for e in errors
+    ]
+    prefix = f"Input {index}: " if index is not None else ""
+    return _error(
+        400,
+        "VALIDATION_ERROR",
+        f"{prefix}Property values were not valid: {legacy}",
+        errors=_property_error_list(errors),
+    )
+
+
+def _failure_from(errors: list[PropertyError], contact_id: int | None) -> _RecordFailure:
+    names = [error.name for error in errors]
+    failure = _RecordFailure(
+        400,
+        "VALIDATION_ERROR",
+        "Property values were not valid: " + "; ".join(error.message for error in errors),
+        {"propertyName": names},
+    )
+    if contact_id is not None:
+        failure.context["ids"] = [str(contact_id)]
+    return failure

@@ -1,0 +1,1118 @@
+"""The Salesforce REST emulator (API v59.0): Lead and Opportunity records.
+
+What it reproduces, because connectors must survive it (CRM_FACTS.md): logins (SOAP, OAuth
+password and JWT bearer) and sessions that can be expired on demand; SOQL `query`/`queryAll`
+with snapshot cursors paged by `nextRecordsUrl` and `Sforce-Query-Options: batchSize`;
+sObject get/create/update/delete; describe with picklists; `composite/sobjects` with at most
+200 records and per-record results; `/limits` and `Sforce-Limit-Info` on every answer; the
+daily request limit; restricted picklists; CANNOT_UPDATE_CONVERTED_LEAD; `SystemModstamp` moved
+on every write, shared by every record of one request (ties are common in real orgs); deleted
+records kept for `queryAll`. Error bodies are JSON arrays of `{message, errorCode, fields?}`.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from leadsync.sandbox import soql
+from leadsync.sandbox.http import Request, Response, Route, Router, route
+from leadsync.sandbox.ids import eighteen_character_id, salesforce_id
+from leadsync.sandbox.limits import Clock, DailyAllowance
+from leadsync.sandbox.salesforce_auth import (
+    SalesforceCredentials,
+    SessionTable,
+    oauth_token,
+    soap_login,
+    unauthorized,
+)
+from leadsync.sandbox.salesforce_bulk import BulkJobs
+from leadsync.sandbox.schema import (
+    LEAD,
+    SALESFORCE_OBJECTS,
+    SalesforceField,
+    SalesforceObject,
+    salesforce_object,
+)
+from leadsync.sandbox.timestamps import parse_ms, salesforce_date, salesforce_datetime
+
+API_VERSION = "59.0"
+COLLECTION_LIMIT = 200
+DEFAULT_BATCH_SIZE = 2000
+MIN_BATCH_SIZE = 200
+# A user may hold 10 open query cursors; opening another closes the oldest.
+OPEN_CURSOR_LIMIT = 10
+_VERSION = r"v(?P<version>\d+\.\d)"
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class SalesforceSettings:
+    credentials: SalesforceCredentials = field(default_factory=SalesforceCredentials)
+    daily_limit: int = 100_000
+
+
+@dataclass(slots=True)
+class FieldError:
+    status_code: str
+    message: str
+    fields: list[str]
+
+    def as_rest(self) -> dict[str, Any]:
+        return {"message": self.message, "errorCode": self.status_code, "fields": self.fields}
+
+    def as_collection(self) -> dict[str, Any]:
+        return {"statusCode": self.status_code, "message": self.message, "fields": self.fields}
+
+
+@dataclass(slots=True)
+class WriteOutcome:
+    record_id: str | None
+    created: bool = False
+    errors: list[FieldError] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        return not self.errors
+
+
+@dataclass(slots=True)
+class _Cursor:
+    """An open query: each matching row's Id and selected values, taken when the query ran."""
+
+    object_name: str
+    fields: tuple[str, ...]
+    rows: list[tuple[Any, ...]]  # (Id, *selected values)
+    position: int
+    batch_size: int
+    version: str
+    endpoint: str
+
+    @property
+    def total(self) -> int:
+        return len(self.rows)
+
+
+class SalesforceEmulator:
+    """State and routes of one Salesforce org. Thread-safe: handlers run under one lock."""
+
+    def __init__(
+        self,
+        settings: SalesforceSettings,
+        clock: Clock,
+        now_ms: Callable[[], int],
+        record_lock_share: Callable[[], float] = lambda: 0.0,
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._now_ms = now_ms
+        self._record_lock_share = record_lock_share
+        self._lock_random = random.Random(0)
+        self.lock = threading.RLock()
+        self.sessions = SessionTable()
+        self.daily = DailyAllowance(settings.daily_limit, clock)
+        self._records: dict[str, dict[str, dict[str, Any]]] = {}
+        self._next_number: dict[str, int] = {}
+        self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
+        self._cursor_number = 0
+        self._last_stamp = 0
+        # While an all-or-none request runs: each touched row's state before it, None if new.
+        self._undo: dict[tuple[str, str], dict[str, Any] | None] | None = None
+        self.bulk = BulkJobs(self)
+        self.router = Router(self._routes())
+        self.load({})
+
+    # ---------------------------------------------------------------- state
+
+    def load(self, records: Mapping[str, Iterable[Mapping[str, Any]]]) -> None:
+        """Replace all records; `records` maps an object name to its records (with Ids)."""
+        with self.lock:
+            self._records = {name: {} for name in SALESFORCE_OBJECTS}
+            self._next_number = dict.fromkeys(SALESFORCE_OBJECTS, 1)
+            for name, rows in records.items():
+                table = self._records[name.lower()]
+                for row in rows:
+                    table[row["Id"]] = dict(row)
+                self._next_number[name.lower()] = len(table) + 1
+            self._cursors.clear()
+            self.bulk.clear()
+
+    def snapshot(
+        self, object_name: str = "Lead", *, include_deleted: bool = False
+    ) -> list[dict[str, Any]]:
+        with self.lock:
+            obj = _require_object(object_name)
+            return [
+                self._full_record(obj, row)
+                for row in self._records[obj.name.lower()].values()
+                if include_deleted or not row.get("IsDeleted")
+            ]
+
+    def record(self, object_name: str, record_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            row = self._records[object_name.lower()].get(record_id)
+            return dict(row) if row is not None else None
+
+    def system_update(self, object_name: str, record_id: str, values: Mapping[str, Any]) -> None:
+        """Change fields as the platform or an automation would, bypassing validation (used by
+        the inspection API, e.g. to convert a lead). SystemModstamp still moves."""
+        with self.lock:
+            obj = _require_object(object_name)
+            row = self._records[obj.name.lower()][record_id]
+            for name, value in values.items():
+                spec = obj.field_named(name)
+                if spec is None:
+                    raise KeyError(name)
+                row[spec.name] = value
+            stamp = self._stamp()
+            row["LastModifiedDate"] = stamp
+            row["SystemModstamp"] = stamp
+
+    def convert_lead(self, lead_id: str, *, opportunity_stage: str | None = None) -> dict[str, Any]:
+        """Convert a lead as Salesforce's conversion does, optionally creating an opportunity."""
+        with self.lock:
+            row = self._records["lead"][lead_id]
+            today = salesforce_date(self._now_ms())
+            values: dict[str, Any] = {
+                "IsConverted": True,
+                "Status": "Closed - Converted",
+                "ConvertedDate": today,
+                "ConvertedAccountId": salesforce_id("001", self._take_number("account")),
+                "ConvertedContactId": salesforce_id("003", self._take_number("contact")),
+            }
+            if opportunity_stage is not None:
+                outcome = self.create_record(
+                    "Opportunity",
+                    {
+                        "Name": f"{row.get('Company') or 'New'} - New Business",
+                        "StageName": opportunity_stage,
+                        "CloseDate": today,
+                        "OwnerId": row.get("OwnerId"),
+                    },
+                )
+                values["ConvertedOpportunityId"] = outcome.record_id
+            self.system_update("Lead", lead_id, values)
+            return dict(row)
+
+    def _take_number(self, object_key: str) -> int:
+        number = self._next_number.get(object_key, 1)
+        self._next_number[object_key] = number + 1
+        return number
+
+    def reset_limits(self) -> None:
+        with self.lock:
+            self.daily.clear()
+
+    # ---------------------------------------------------------------- record operations
+
+    def _stamp(self) -> str:
+        # One request's writes share a stamp; a later request never gets an earlier one.
+        now = max(self._now_ms(), self._last_stamp)
+        self._last_stamp = now
+        return salesforce_datetime(now)
+
+    def create_record(
+        self, object_name: str, values: Mapping[str, Any], *, stamp: str | None = None
+    ) -> WriteOutcome:
+        obj = _require_object(object_name)
+        clean, errors = _validated(obj, values, creating=True)
+        if errors:
+            return WriteOutcome(None, errors=errors)
+        record_id = salesforce_id(obj.key_prefix, self._take_number(obj.name.lower()))
+        stamp = stamp or self._stamp()
+        row: dict[str, Any] = {
+            "Id": record_id,
+            "IsDeleted": False,
+            "CreatedDate": stamp,
+            "LastModifiedDate": stamp,
+            "SystemModstamp": stamp,
+        }
+        for spec in obj.fields:
+            if spec.default_picklist_value and spec.name not in clean:
+                row[spec.name] = spec.default_picklist_value
+            if spec.type == "boolean" and spec.name not in row:
+                row[spec.name] = False
+        if obj is LEAD and "OwnerId" not in clean:
+            row["OwnerId"] = "0055g0000000001AAA"
+        row.update(clean)
+        if obj.name == "Opportunity":
+            _settle_opportunity(row)
+        self._remember(obj, record_id, None)
+        self._records[obj.name.lower()][record_id] = row
+        return WriteOutcome(record_id, created=True)
+
+    def update_record(
+        self,
+        object_name: str,
+        record_id: str,
+        values: Mapping[str, Any],
+        *,
+        stamp: str | None = None,
+    ) -> WriteOutcome:
+        obj = _require_object(object_name)
+        row = self._find(obj, record_id)
+        if row is None:
+            return WriteOutcome(
+                record_id,
+                errors=[
+                    FieldError(
+                        "ENTITY_IS_DELETED" if self._is_deleted(obj, record_id) else "NOT_FOUND",
+                        "entity is deleted"
+                        if self._is_deleted(obj, record_id)
+                        else "The requested resource does not exist",
+                        [],
+                    )
+                ],
+            )
+        if obj is LEAD and row.get("IsConverted"):
+            return WriteOutcome(
+                row["Id"],
+                errors=[
+                    FieldError(
+                        "CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead", []
+                    )
+                ],
+            )
+        clean, errors = _validated(obj, values, creating=False)
+        if errors:
+            return WriteOutcome(row["Id"], errors=errors)
+        if self._record_lock_share() and self._lock_random.random() < self._record_lock_share():
+            return WriteOutcome(
+                row["Id"],
+                errors=[
+                    FieldError(
+                        "UNABLE_TO_LOCK_ROW",
+                        "unable to obtain exclusive access to this record or 1 records: "
+                        + row["Id"],
+                        [],
+                    )
+                ],
+            )
+        self._remember(obj, row["Id"], row)
+        row.update(clean)
+        if obj.name == "Opportunity":
+            _settle_opportunity(row)
+        stamp = stamp or self._stamp()
+        row["LastModifiedDate"] = stamp
+        row["SystemModstamp"] = stamp
+        return WriteOutcome(row["Id"])
+
+    def delete_record(
+        self, object_name: str, record_id: str, *, stamp: str | None = None
+    ) -> WriteOutcome:
+        obj = _require_object(object_name)
+        row = self._find(obj, record_id)
+        if row is None:
+            code = "ENTITY_IS_DELETED" if self._is_deleted(obj, record_id) else "NOT_FOUND"
+            message = (
+                "entity is deleted"
+                if code == "ENTITY_IS_DELETED"
+                else "The requested resource does not exist"
+            )
+            return WriteOutcome(record_id, errors=[FieldError(code, message, [])])
+        stamp = stamp or self._stamp()
+        self._remember(obj, row["Id"], row)
+        row["IsDeleted"] = True
+        row["SystemModstamp"] = stamp
+        return WriteOutcome(row["Id"])
+
+    def _remember(
+        self, obj: SalesforceObject, record_id: str, row: Mapping[str, Any] | None
+    ) -> None:
+        """Keep a row's state before its first change in an all-or-none request."""
+        if self._undo is not None:
+            self._undo.setdefault((obj.name.lower(), record_id), None if row is None else dict(row))
+
+    def _roll_back(self, undo: Mapping[tuple[str, str], dict[str, Any] | None]) -> None:
+        for (table, record_id), before in undo.items():
+            if before is None:
+                del self._records[table][record_id]
+            else:
+                self._records[table][record_id] = before
+
+    def _find(self, obj: SalesforceObject, record_id: str) -> dict[str, Any] | None:
+        row = self._records[obj.name.lower()].get(eighteen_character_id(record_id))
+        if row is None or row.get("IsDeleted"):
+            return None
+        return row
+
+    def _is_deleted(self, obj: SalesforceObject, record_id: str) -> bool:
+        row = self._records[obj.name.lower()].get(eighteen_character_id(record_id))
+        return bool(row and row.get("IsDeleted"))
+
+    def run_query(self, text: str, *, include_deleted: bool) -> tuple[soql.SoqlQuery, list[Any]]:
+        """Parse and run a SOQL query over the current records (raises soql.SoqlError)."""
+        query = soql.parse(text)
+        table = self._records[query.sobject.name.lower()].values()
+        rows = table if include_deleted else (r for r in table if not r.get("IsDeleted"))
+        return query, soql.run(query, rows)
+
+    # ---------------------------------------------------------------- dispatch
+
+    def handle(self, request: Request) -> tuple[str, Response]:
+        found = self.router.find(request.method, request.path)
+        if found is None or isinstance(found, str):
+            return "salesforce.unknown", _errors(
+                404, "NOT_FOUND", "The requested resource does not exist"
+            )
+        endpoint = found.route.endpoint
+        is_login = endpoint.startswith("salesforce.auth")
+        with self.lock:
+            if not is_login:
+                if not self.sessions.valid(request.header("authorization")):
+                    return endpoint, unauthorized()
+                if not self.daily.try_acquire():
+                    response = _errors(
+                        403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."
+                    )
+                    response.headers.update(self.limit_headers())
+                    return endpoint, response
+            response = found.route.handler(request, found.groups)
+            if not is_login:
+                response.headers.update(self.limit_headers())
+        return endpoint, response
+
+    def limit_headers(self) -> dict[str, str]:
+        return {"Sforce-Limit-Info": f"api-usage={self.daily.used}/{self.daily.limit}"}
+
+    def fault_response(self, status: int) -> Response:
+        if status == 429:
+            # Salesforce has no 429: an org over its concurrent long-request limit answers 403
+            # REQUEST_LIMIT_EXCEEDED, told apart from the daily limit only by the message.
+            return _errors(403, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded.")
+        return _errors(
+            status, "SERVER_UNAVAILABLE", "Server temporarily unavailable. Please try again."
+        )
+
+    def _routes(self) -> list[Route]:
+        data = f"/services/data/{_VERSION}"
+        sobject = f"{data}/sobjects/(?P<object>\\w+)"
+        return [
+            route(
+                "POST", r"/services/Soap/u/(?P<version>[\d.]+)", "salesforce.auth.soap", self._soap
+            ),
+            route("POST", "/services/oauth2/token", "salesforce.auth.oauth", self._oauth),
+            route("GET", "/services/data/?", "salesforce.versions", self._versions),
+            route("GET", f"{data}/?", "salesforce.resources", self._resources),
+            route("GET", f"{data}/limits/?", "salesforce.limits", self._limits),
+            route("GET", f"{data}/query/?", "salesforce.query", self._query),
+            route("GET", f"{data}/queryAll/?", "salesforce.query_all", self._query_all),
+            route(
+                "GET",
+                f"{data}/(?P<kind>query|queryAll)/(?P<locator>[\\w-]+)",
+                "salesforce.query_more",
+                self._query_more,
+            ),
+            route("GET", f"{data}/sobjects/?", "salesforce.describe_global", self._describe_global),
+            route("GET", f"{sobject}/describe/?", "salesforce.describe", self._describe),
+            route("GET", f"{sobject}/deleted/?", "salesforce.deleted", self._deleted),
+            route("GET", f"{sobject}/?", "salesforce.sobject_info", self._sobject_info),
+            route("POST", f"{sobject}/?", "salesforce.create", self._create),
+            route("GET", f"{sobject}/(?P<id>\\w+)", "salesforce.get", self._get),
+            route("PATCH", f"{sobject}/(?P<id>\\w+)", "salesforce.update", self._update),
+            route("DELETE", f"{sobject}/(?P<id>\\w+)", "salesforce.delete", self._delete),
+            route(
+                "POST",
+                f"{data}/composite/sobjects/?",
+                "salesforce.collection_create",
+                self._collection_create,
+            ),
+            route(
+                "PATCH",
+                f"{data}/composite/sobjects/?",
+                "salesforce.collection_update",
+                self._collection_update,
+            ),
+            route(
+                "DELETE",
+                f"{data}/composite/sobjects/?",
+                "salesforce.collection_delete",
+                self._collection_delete,
+            ),
+            *self.bulk.routes(data),
+        ]
+
+    # ---------------------------------------------------------------- handlers: auth, meta
+
+    def _soap(self, request: Request, _: re.Match[str]) -> Response:
+        return soap_login(request, self.settings.credentials, self.sessions)
+
+    def _oauth(self, request: Request, _: re.Match[str]) -> Response:
+        return oauth_token(request, self.settings.credentials, self.sessions)
+
+    def _versions(self, request: Request, _: re.Match[str]) -> Response:
+        versions = [f"{major}.0" for major in range(55, 60)]
+        return Response.json(
+            200,
+            [
+                {"label": f"Release {v}", "url": f"/services/data/v{v}", "version": v}
+                for v in versions
+            ],
+        )
+
+    def _resources(self, request: Request, match: re.Match[str]) -> Response:
+        base = f"/services/data/v{match['version']}"
+        names = ("sobjects", "query", "queryAll", "limits", "composite", "jobs")
+        return Response.json(200, {name: f"{base}/{name}" for name in names})
+
+    def _limits(self, request: Request, _: re.Match[str]) -> Response:
+        daily = self.daily
+        return Response.json(
+            200,
+            {
+                "DailyApiRequests": {"Max": daily.limit, "Remaining": daily.remaining()},
+                "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000},
+                "DailyBulkV2QueryFileStorageMB": {"Max": 976562, "Remaining": 976562},
+                "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
+                "DataStorageMB": {"Max": 5, "Remaining": 5},
+            },
+        )
+
+    def _describe_global(self, request: Request, match: re.Match[str]) -> Response:
+        return Response.json(
+            200,
+            {
+                "encoding": "UTF-8",
+                "maxBatchSize": COLLECTION_LIMIT,
+                "sobjects": [
+                    _object_summary(obj, match["version"]) for obj in SALESFORCE_OBJECTS.values()
+                ],
+            },
+        )
+
+    def _sobject_info(self, request: Request, match: re.Match[str]) -> Response:
+        obj = salesforce_object(match["object"])
+        if obj is None:
+            return _not_found_object(match["object"])
+        return Response.json(
+            200, {"objectDescribe": _object_summary(obj, match["version"]), "recentItems": []}
+        )
+
+    def _describe(self, request: Request, match: re.Match[str]) -> Response:
+        obj = salesforce_object(match["object"])
+        if obj is None:
+            return _not_found_object(match["object"])
+        return Response.json(200, describe(obj, match["version"]))
+
+    def _deleted(self, request: Request, match: re.Match[str]) -> Response:
+        obj = salesforce_object(match["object"])
+        if obj is None:
+            return _not_found_object(match["object"])
+        try:
+            start = parse_ms(request.param("start") or "")
+            end = parse_ms(request.param("end") or "")
+        except ValueError:
+            return _errors(400, "INVALID_DATE_FORMAT", "start and end must be ISO-8601 datetimes")
+        deleted = []
+        for row in self._records[obj.name.lower()].values():
+            if row.get("IsDeleted"):
+                stamp = parse_ms(row["SystemModstamp"])
+                if start <= stamp <= end:
+                    deleted.append({"id": row["Id"], "deletedDate": row["SystemModstamp"]})
+        return Response.json(
+            200,
+            {
+                "deletedRecords": deleted,
+                "earliestDateAvailable": salesforce_datetime(start),
+                "latestDateCovered": salesforce_datetime(end),
+            },
+        )
+
+    # ---------------------------------------------------------------- handlers: query
+
+    def _query(self, request: Request, match: re.Match[str]) -> Response:
+        return self._start_query(request, match, include_deleted=False)
+
+    def _query_all(self, request: Request, match: re.Match[str]) -> Response:
+        return self._start_query(request, match, include_deleted=True)
+
+    def _start_query(
+        self, request: Request, match: re.Match[str], *, include_deleted: bool
+    ) -> Response:
+        text = request.param("q")
+        if not text:
+            return _errors(400, "MALFORMED_QUERY", "A query string must be provided.")
+        batch_size = _batch_size(request.header("sforce-query-options"))
+        try:
+            query, rows = self.run_query(text, include_deleted=include_deleted)
+        except soql.SoqlError as problem:
+            return _errors(400, problem.error_code, problem.message)
+        if query.count_only:
+            return Response.json(200, {"totalSize": len(rows), "done": True, "records": []})
+        version = match["version"]
+        fields = query.fields
+        kind = "queryAll" if include_deleted else "query"
+        cursor = _Cursor(
+            query.sobject.name,
+            fields,
+            # A cursor is a snapshot: later edits do not change the pages still to be read.
+            # Tuples of the selected values keep an open cursor small.
+            [(row["Id"], *(row.get(name) for name in fields)) for row in rows],
+            0,
+            batch_size,
+            version,
+            f"/services/data/v{version}/{kind}",
+        )
+        return self._page(self._open_cursor(cursor), cursor)
+
+    def _query_more(self, request: Request, match: re.Match[str]) -> Response:
+        locator, _, offset = match["locator"].rpartition("-")
+        cursor = self._cursors.get(locator)
+        if cursor is None or not offset.isdigit() or int(offset) != cursor.position:
+            return _errors(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        self._cursors.move_to_end(locator)
+        return self._page(locator, cursor)
+
+    def _open_cursor(self, cursor: _Cursor) -> str:
+        self._cursor_number += 1
+        locator = salesforce_id("01g", self._cursor_number)
+        self._cursors[locator] = cursor
+        # Salesforce keeps a bounded number of open cursors per user; the oldest goes first.
+        while len(self._cursors) > OPEN_CURSOR_LIMIT:
+            self._cursors.popitem(last=False)
+        return locator
+
+    def _page(self, locator: str, cursor: _Cursor) -> Response:
+        start = cursor.position
+        end = min(start + cursor.batch_size, cursor.total)
+        cursor.position = end
+        body: dict[str, Any] = {"totalSize": cursor.total, "done": end >= cursor.total}
+        if end < cursor.total:
+            body["nextRecordsUrl"] = f"{cursor.endpoint}/{locator}-{end}"
+        else:
+            self._cursors.pop(locator, None)
+        name, fields = cursor.object_name, cursor.fields
+        sobjects = f"/services/data/v{cursor.version}/sobjects/{name}"
+        body["records"] = [
+            {"attributes": {"type": name, "url": f"{sobjects}/{record_id}"}}
+            | dict(zip(fields, values, strict=True))
+            for record_id, *values in cursor.rows[start:end]
+        ]
+        return Response.json(200, body)
+
+    # ---------------------------------------------------------------- handlers: sObjects
+
+    def _full_record(
+        self, obj: SalesforceObject, row: Mapping[str, Any], version: str = API_VERSION
+    ) -> dict[str, Any]:
+        return {
+            "attributes": {
+                "type": obj.name,
+                "url": f"/services/data/v{version}/sobjects/{obj.name}/{row['Id']}",
+            },
+            **{spec.name: row.get(spec.name) for spec in obj.fields},
+        }
+
+    def _get(self, request: Request, match: re.Match[str]) -> Response:
+        obj = salesforce_object(match["object"])
+        if obj is None:
+            return _not_found_object(match["object"])
+        row = self._find(obj, match["id"])
+        if row is None:
+            return _errors(404, "NOT_FOUND", "The requested resource does not exist")
+        record = self._full_record(obj, row, match["version"])
+        wanted = request.param("fields")
+        if wanted:
+            names = [part.strip() for part in wanted.split(",") if part.strip()]
+            unknown = [n for n in names if obj.field_named(n) is None]
+            if unknown:
+                return _errors(400, "INVALID_FIELD", _no_such_column(unknown[0], obj.name))
+            keep = {obj.field_named(n).name for n in names} | {"attributes", "Id"}  # type: ignore[union-attr]
+            record = {k: v for k, v in record.items() if k in keep}
+        return Response.json(200, record)
+
+    def _create(self, request: Request, match: re.Match[str]) -> Response:
+        obj = salesforce_object(match["object"])
+        if obj is None:
+            return _not_found_object(match["object"])
+        body = _json_object(request)
+        if body is None:
+            return _json_parse_error()
+        outcome = self.create_record(obj.name, body)
+        if outcome.errors:
+            return Response.json(400, [e.as_rest() for e in outcome.errors])
+        return Response.json(201, {"id": outcome.record_id, "success": True, "errors": []})
+
+    def _update(self, request: Request, match: re.Match[str]) -> Response:
+        obj = salesforce_object(match["object"])
+        if obj is None:
+            return _not_found_object(match["object"])
+        body = _json_object(request)
+        if body is None:
+            return _json_parse_error()
+        outcome = self.update_record(obj.name, match["id"], body)
+        if outcome.errors:
+            status = 404 if outcome.errors[0].status_code == "NOT_FOUND" else 400
+            return Response.json(status, [e.as_rest() for e in outcome.errors])
+        return Response.empty(204)
+
+    def _delete(self, request: Request, match: re.Match[str]) -> Response:
+        obj = salesforce_object(match["object"])
+        if obj is None:
+            return _not_found_object(match["object"])
+        outcome = self.delete_record(obj.name, match["id"])
+        if outcome.errors:
+            status = 404 if outcome.errors[0].status_code == "NOT_FOUND" else 400
+            return Response.json(status, [e.as_rest() for e in outcome.errors])
+        return Response.empty(204)
+
+    # ---------------------------------------------------------------- handlers: collections
+
+    def _collection_body(self, request: Request) -> tuple[bool, list[Any]] | Response:
+        body = _json_object(request)
+        if body is None or not isinstance(body.get("records"), list):
+            return _errors(400, "JSON_PARSER_ERROR", "records: a list of sObjects is required")
+        records = body["records"]
+        if len(records) > COLLECTION_LIMIT:
+            return _too_many_records()
+        return bool(body.get("allOrNone", False)), records
+
+    def _collection_create(self, request: Request, _: re.Match[str]) -> Response:
+        return self._collection_write(request, updating=False)
+
+    def _collection_update(self, request: Request, _: re.Match[str]) -> Response:
+        return self._collection_write(request, updating=True)
+
+    def _collection_write(self, request: Request, *, updating: bool) -> Response:
+        parsed = self._collection_body(request)
+        if isinstance(parsed, Response):
+            return parsed
+        all_or_none, records = parsed
+        stamp = self._stamp()
+        # Validate and apply against a copy when all-or-none, so a failure leaves no trace.
+        # All-or-none keeps an undo log of the rows it touches, so a failure leaves no trace.
+        self._undo = {} if all_or_none else None
+        saved_numbers = dict(self._next_number)
+        try:
+            outcomes = [
+                self._collection_one(record, updating=updating, stamp=stamp) for record in records
+            ]
+            undo = self._undo
+        finally:
+            self._undo = None
+        if undo is not None and any(not o.success for o in outcomes):
+            self._roll_back(undo)
+            self._next_number = saved_numbers
+            rolled_back = FieldError(
+                "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+                "Record rolled back because not all records were valid and the request was "
+                "using AllOrNone header",
+                [],
+            )
+            outcomes = [
+                o if not o.success else WriteOutcome(None, errors=[rolled_back]) for o in outcomes
+            ]
+        return Response.json(200, [_collection_result(o) for o in outcomes])
+
+    def _collection_one(self, record: Any, *, updating: bool, stamp: str) -> WriteOutcome:
+        if not isinstance(record, Mapping):
+            return WriteOutcome(
+                None, errors=[FieldError("JSON_PARSER_ERROR", "a record must be an object", [])]
+            )
+        attributes = record.get("attributes")
+        object_name = attributes.get("type") if isinstance(attributes, Mapping) else None
+        obj = salesforce_object(str(object_name)) if object_name else None
+        if obj is None:
+            return WriteOutcome(
+                None,
+                errors=[FieldError("INVALID_TYPE", "Must send a concrete entity type.", [])],
+            )
+        values = {k: v for k, v in record.items() if k not in ("attributes", "id", "Id")}
+        if not updating:
+            return self.create_record(obj.name, values, stamp=stamp)
+        record_id = record.get("id") or record.get("Id")
+        if not record_id:
+            return WriteOutcome(
+                None,
+                errors=[FieldError("MISSING_ARGUMENT", "Id not specified in an update call", [])],
+            )
+        return self.update_record(obj.name, str(record_id), values, stamp=stamp)
+
+    def _collection_delete(self, request: Request, _: re.Match[str]) -> Response:
+        ids = [i for i in (request.param("ids") or "").split(",") if i]
+        if not ids:
+            return _errors(400, "MISSING_ARGUMENT", "ids: a comma-separated list is required")
+        if len(ids) > COLLECTION_LIMIT:
+            return _too_many_records()
+        stamp = self._stamp()
+        outcomes = []
+        for record_id in ids:
+            obj = _object_for_id(record_id)
+            if obj is None:
+                outcomes.append(
+                    WriteOutcome(
+                        record_id,
+                        errors=[FieldError("MALFORMED_ID", f"malformed id {record_id}", [])],
+                    )
+                )
+                continue
+            outcomes.append(self.delete_record(obj.name, record_id, stamp=stamp))
+        return Response.json(200, [_collection_result(o) for o in outcomes])
+
+
+# -------------------------------------------------------------------- describe
+
+
+def _object_summary(obj: SalesforceObject, version: str) -> dict[str, Any]:
+    base = f"/services/data/v{version}/sobjects/{obj.name}"
+    return {
+        "name": obj.name,
+        "label": obj.label,
+        "labelPlural": obj.label_plural,
+        "keyPrefix": obj.key_prefix,
+        "custom": False,
+        "createable": True,
+        "updateable": True,
+        "deletable": True,
+        "queryable": True,
+        "retrieveable": True,
+        "searchable": True,
+        "urls": {
+            "sobject": base,
+            "describe": f"{base}/describe",
+            "rowTemplate": f"{base}/{{ID}}",
+        },
+    }
+
+
+_SOAP_TYPES = {
+    "id": "tns:ID",
+    "reference": "tns:ID",
+    "boolean": "xsd:boolean",
+    "int": "xsd:int",
+    "double": "xsd:double",
+    "currency": "xsd:double",
+    "date": "xsd:date",
+    "datetime": "xsd:dateTime",
+}
+
+
+def _describe_field(spec: SalesforceField) -> dict[str, Any]:
+    text_like = spec.type in (
+        "string",
+        "email",
+        "phone",
+        "url",
+        "picklist",
+        "textarea",
+        "id",
+        "reference",
+    )
+    return {
+        "name": spec.name,
+        "label": spec.label,
+        "type": spec.type,
+        "length": spec.length if text_like else 0,
+        "byteLength": spec.length * 3 if text_like else 0,
+        "precision": spec.precision,
+        "scale": spec.scale,
+        "digits": spec.precision if spec.type == "int" else 0,
+        "nillable": spec.nillable,
+        "createable": spec.createable,
+        "updateable": spec.updateable,
+        "custom": spec.custom,
+        "calculated": False,
+        "autoNumber": False,
+        "unique": False,
+        "externalId": False,
+        "idLookup": spec.name in ("Id", "Email"),
+        "filterable": True,
+        "sortable": spec.type != "textarea",
+        "groupable": spec.type not in ("textarea", "double", "currency", "datetime"),
+        "defaultedOnCreate": spec.system
+        or spec.type == "boolean"
+        or bool(spec.default_picklist_value),
+        "defaultValue": spec.default_picklist_value,
+        "defaultValueFormula": None,
+        "calculatedFormula": None,
+        "controllerName": None,
+        "dependentPicklist": False,
+        "restrictedPicklist": spec.restricted_picklist,
+        "picklistValues": [
+            {
+                "active": True,
+                "defaultValue": value == spec.default_picklist_value,
+                "label": value,
+                "validFor": None,
+                "value": value,
+            }
+            for value in spec.picklist
+        ],
+        "referenceTo": list(spec.reference_to),
+        "relationshipName": spec.name[:-2]
+        if spec.type == "reference" and spec.name.endswith("Id")
+        else None,
+        "soapType": _SOAP_TYPES.get(spec.type, "xsd:string"),
+        "htmlFormatted": False,
+        "nameField": spec.name in ("Name", "LastName") and False,
+        "inlineHelpText": None,
+        "deprecatedAndHidden": False,
+        "caseSensitive": False,
+        "writeRequiresMasterRead": False,
+        "namePointing": False,
+        "relationshipOrder": None,
+    }
+
+
+def describe(obj: SalesforceObject, version: str = API_VERSION) -> dict[str, Any]:
+    """The `sobjects/{Object}/describe` body, in the shape of the recorded real one."""
+    return {
+        **_object_summary(obj, version),
+        "activateable": False,
+        "customSetting": False,
+        "deprecatedAndHidden": False,
+        "feedEnabled": False,
+        "layoutable": True,
+        # Keys of the recorded real describe, null there too.
+        "listviewable": None,
+        "lookupLayoutable": None,
+        "searchLayoutable": None,
+        "mergeable": obj.name == "Lead",
+        "replicateable": True,
+        "triggerable": True,
+        "undeletable": True,
+        "childRelationships": [],
+        "recordTypeInfos": [],
+        "fields": [_describe_field(spec) for spec in obj.fields],
+    }
+
+
+# -------------------------------------------------------------------- validation
+
+
+def _validated(
+    obj: SalesforceObject, values: Mapping[str, Any], *, creating: bool
+) -> tuple[dict[str, Any], list[FieldError]]:
+    clean: dict[str, Any] = {}
+    errors: list[FieldError] = []
+    for name, raw in values.items():
+        spec = obj.field_named(name)
+        if spec is None:
+            errors.append(
+                FieldError(
+                    "INVALID_FIELD",
+                    f"No such column '{name}' on sobject of type {obj.name}",
+                    [name],
+                )
+            )
+            continue
+        allowed = spec.createable if creating else spec.updateable
+        if not allowed:
+            errors.append(
+                FieldError(
+                    "INVALID_FIELD_FOR_INSERT_UPDATE",
+                    f"Unable to create/update fields: {spec.name}. Please check the security "
+                    "settings of this field and verify that it is read/write for your profile "
+                    "or permission set.",
+                    [spec.name],
+                )
+            )
+            continue
+        value, problem = _coerce(spec, raw)
+        if problem is not None:
+            errors.append(problem)
+            continue
+        clean[spec.name] = value
+    if creating:
+        missing = [
+            spec.name
+            for spec in obj.fields
+            if not spec.nillable
+            and spec.createable
+            and not spec.default_picklist_value
+            and spec.type != "boolean"
+            and spec.name != "OwnerId"
+            and clean.get(spec.name) in (None, "")
+        ]
+        if missing:
+            errors.append(
+                FieldError(
+                    "REQUIRED_FIELD_MISSING",
+                    f"Required fields are missing: [{', '.join(missing)}]",
+                    missing,
+                )
+            )
+    else:
+        blanked = [
+            spec.name
+            for spec in obj.fields
+            if spec.name in clean and not spec.nillable and clean[spec.name] in (None, "")
+        ]
+        if blanked:
+            errors.append(
+                FieldError(
+                    "REQUIRED_FIELD_MISSING",
+                    f"Required fields are missing: [{', '.join(blanked)}]",
+                    blanked,
+                )
+            )
+    return clean, errors
+
+
+def _coerce(spec: SalesforceField, raw: Any) -> tuple[Any, FieldError | None]:
+    """The stored value for `raw` written to `spec`, or the error Salesforce would give."""
+    if raw is None or raw == "":
+        if spec.restricted_picklist and not spec.nillable:
+            return None, _bad_picklist(spec, raw)
+        return None, None
+    kind = spec.type
+    if kind == "boolean":
+        if isinstance(raw, bool):
+            return raw, None
+        if str(raw).lower() in ("true", "false"):
+            return str(raw).lower() == "true", None
+        return None, _parse_error(spec, raw, "boolean")
+    if kind == "int":
+        try:
+            number = float(raw) if not isinstance(raw, bool) else None
+        except (TypeError, ValueError):
+            number = None
+        if number is None or number != int(number):
+            return None, _parse_error(spec, raw, "int")
+        return int(number), None
+    if kind in ("double", "currency"):
+        try:
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(raw), None
+        except (TypeError, ValueError):
+            return None, _parse_error(spec, raw, "double")
+    text = str(raw)
+    if kind == "datetime":
+        try:
+            return salesforce_datetime(parse_ms(text)), None
+        except ValueError:
+            return None, FieldError(
+                "INVALID_TYPE_ON_FIELD_IN_RECORD",
+                f"{spec.label}: value not of required type: {text}",
+                [spec.name],
+            )
+    if kind == "date":
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            return None, FieldError(
+                "INVALID_TYPE_ON_FIELD_IN_RECORD",
+                f"{spec.label}: value not of required type: {text}",
+                [spec.name],
+            )
+        return text, None
+    if kind == "picklist" and spec.restricted_picklist and text not in spec.picklist:
+        return None, _bad_picklist(spec, text)
+    if kind == "email" and not _EMAIL.match(text):
+        return None, FieldError(
+            "INVALID_EMAIL_ADDRESS", f"{spec.label}: invalid email address: {text}", [spec.name]
+        )
+    if kind == "reference":
+        if not re.fullmatch(r"[0-9A-Za-z]{15}|[0-9A-Za-z]{18}", text):
+            return None, FieldError(
+                "MALFORMED_ID", f"{spec.label}: id value of incorrect type: {text}", [spec.name]
+            )
+        return eighteen_character_id(text), None
+    if spec.length and len(text) > spec.length:
+        return None, FieldError(
+            "STRING_TOO_LONG",
+            f"{spec.label}: data value too large: {text[:40]} (max length={spec.length})",
+            [spec.name],
+        )
+    return text, None
+
+
+def _bad_picklist(spec: SalesforceField, value: Any) -> FieldError:
+    return FieldError(
+        "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+        f"{spec.label}: bad value for restricted picklist field: {value}",
+        [spec.name],
+    )
+
+
+def _parse_error(spec: SalesforceField, raw: Any, kind: str) -> FieldError:
+    return FieldError(
+        "JSON_PARSER_ERROR",
+        f"Cannot deserialize instance of {kind} from VALUE_STRING value {raw} or request may be "
+        f"missing a required field",
+        [spec.name],
+    )
+
+
+def _settle_opportunity(row: dict[str, Any]) -> None:
+    stage = row.get("StageName")
+    row["IsClosed"] = stage in ("Closed Won", "Closed Lost")
+    row["IsWon"] = stage == "Closed Won"
+
+
+def _object_for_id(record_id: str) -> SalesforceObject | None:
+    for obj in SALESFORCE_OBJECTS.values():
+        if record_id.startswith(obj.key_prefix):
+            return obj
+    return None
+
+
+def _require_object(name: str) -> SalesforceObject:
+    obj = salesforce_object(name)
+    if obj is None:
+        raise KeyError(name)
+    return obj
+
+
+def _collection_result(outcome: WriteOutcome) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "success": outcome.success,
+        "errors": [e.as_collection() for e in outcome.errors],
+    }
+    if outcome.record_id is not None:
+        result = {"id": outcome.record_id, **result}
+    return result
+
+
+def _batch_size(options: str | None) -> int:
+    if not options:
+        return DEFAULT_BATCH_SIZE
+    found = re.search(r"batchSize\s*=\s*(\d+)", options)
+    if found is None:
+        return DEFAULT_BATCH_SIZE
+    # Salesforce treats the size as a hint within 200..2000.
+    return max(MIN_BATCH_SIZE, min(DEFAULT_BATCH_SIZE, int(found.group(1))))
+
+
+def _json_object(request: Request) -> dict[str, Any] | None:
+    try:
+        body = request.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _json_parse_error() -> Response:
+    return _errors(400, "JSON_PARSER_ERROR", "The request body is not a JSON object")
+
+
+def _errors(status: int, code: str, message: str) -> Response:
+    return Response.json(status, [{"message": message, "errorCode": code}])
+
+
+def _too_many_records() -> Response:
+    return _errors(
+        400,
+        "EXCEEDED_ID_LIMIT",
+        f"record limit reached. cannot submit more than {COLLECTION_LIMIT} records into this call",
+    )
+
+
+def _not_found_object(name: str) -> Response:
+    return _errors(
+        404,
+        "NOT_FOUND",
+        f"The requested resource does not exist: sObject type '{name}' is not supported.",
+    )
+
+
+def _no_such_column(name: str, object_name: str) -> str:
+    return (
+        f"No such column '{name}' on entity '{object_name}'. If you are attempting to use a "
+        "custom field, be sure to append the '__c' after the custom field name. Please reference "
+        "your WSDL or the describe call for the appropriate names."
+    )

@@ -1,0 +1,484 @@
+"""The field catalogues of the emulated CRMs: HubSpot contact properties and Salesforce sObjects.
+
+One table per CRM drives everything that depends on a field's definition: validation of writes,
+`describe` and the properties API, SOQL type checks and the seed generator. Names, types and
+option values follow the real products' defaults (CRM_FACTS.md); leadsync's own write-back
+fields are present on the Salesforce side because custom fields there can only be created by an
+admin, not through the REST API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from leadsync.sandbox.ids import salesforce_id
+
+# --------------------------------------------------------------------------------------------
+# HubSpot
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HubSpotProperty:
+    """One contact property as `GET /crm/v3/properties/contacts` describes it."""
+
+    name: str
+    label: str
+    type: str  # string | number | enumeration | datetime | date | bool
+    field_type: str  # text | textarea | number | select | radio | booleancheckbox | date | ...
+    options: tuple[str, ...] = ()
+    read_only: bool = False
+    group: str = "contactinformation"
+    hubspot_defined: bool = True
+
+
+# HubSpot's internal lifecycle values, in the order the stage may only move forward through.
+LIFECYCLE_STAGES: tuple[str, ...] = (
+    "subscriber",
+    "lead",
+    "marketingqualifiedlead",
+    "salesqualifiedlead",
+    "opportunity",
+    "customer",
+    "evangelist",
+    "other",
+)
+
+HUBSPOT_LEAD_STATUSES: tuple[str, ...] = (
+    "NEW",
+    "OPEN",
+    "IN_PROGRESS",
+    "OPEN_DEAL",
+    "UNQUALIFIED",
+    "ATTEMPTED_TO_CONTACT",
+    "CONNECTED",
+    "BAD_TIMING",
+)
+
+HUBSPOT_ANALYTICS_SOURCES: tuple[str, ...] = (
+    "ORGANIC_SEARCH",
+    "PAID_SEARCH",
+    "EMAIL_MARKETING",
+    "SOCIAL_MEDIA",
+    "REFERRALS",
+    "OTHER_CAMPAIGNS",
+    "DIRECT_TRAFFIC",
+    "OFFLINE",
+    "PAID_SOCIAL",
+)
+
+# HubSpot keeps company size as a range, not a number.
+HUBSPOT_EMPLOYEE_RANGES: tuple[str, ...] = (
+    "1-5",
+    "5-25",
+    "25-50",
+    "50-100",
+    "100-500",
+    "500-1000",
+    "1000+",
+)
+
+# Owners exist in both CRMs; the sandbox seeds the same people with one id per CRM.
+_OWNER_NAMES = (
+    "Dana Whitfield",
+    "Marco Bianchi",
+    "Priya Raman",
+    "Jonas Lindqvist",
+    "Aiko Tanaka",
+    "Sam O'Neill",
+)
+# Owners exist in both CRMs; the sandbox seeds the same people with one id per CRM:
+# (HubSpot owner id, Salesforce user id, name).
+SANDBOX_OWNERS: tuple[tuple[str, str, str], ...] = tuple(
+    (str(71000001 + n), salesforce_id("005", 1 + n), name) for n, name in enumerate(_OWNER_NAMES)
+)
+
+_HS = HubSpotProperty
+
+HUBSPOT_CONTACT_PROPERTIES: tuple[HubSpotProperty, ...] = (
+    _HS("email", "Email", "string", "text"),
+    _HS("firstname", "First Name", "string", "text"),
+    _HS("lastname", "Last Name", "string", "text"),
+    _HS("company", "Company Name", "string", "text"),
+    _HS("jobtitle", "Job Title", "string", "text"),
+    _HS("phone", "Phone Number", "string", "phonenumber"),
+    _HS("website", "Website URL", "string", "text"),
+    _HS("country", "Country/Region", "string", "text"),
+    _HS("industry", "Industry", "string", "text"),
+    _HS("numemployees", "Number of Employees", "enumeration", "select", HUBSPOT_EMPLOYEE_RANGES),
+    _HS("annualrevenue", "Annual Revenue", "string", "text"),
+    _HS("lifecyclestage", "Lifecycle Stage", "enumeration", "radio", LIFECYCLE_STAGES),
+    _HS("hs_lead_status", "Lead Status", "enumeration", "radio", HUBSPOT_LEAD_STATUSES),
+    _HS(
+        "hubspot_owner_id",
+        "Contact owner",
+        "enumeration",
+        "select",
+        tuple(owner[0] for owner in SANDBOX_OWNERS),
+    ),
+    _HS(
+        "hs_analytics_source",
+        "Original Source",
+        "enumeration",
+        "select",
+        HUBSPOT_ANALYTICS_SOURCES,
+        read_only=True,
+        group="analyticsinformation",
+    ),
+    _HS(
+        "hs_analytics_num_page_views",
+        "Number of Pageviews",
+        "number",
+        "number",
+        read_only=True,
+        group="analyticsinformation",
+    ),
+    _HS(
+        "hs_analytics_last_visit_timestamp",
+        "Time of Last Session",
+        "datetime",
+        "date",
+        read_only=True,
+        group="analyticsinformation",
+    ),
+    _HS(
+        "num_conversion_events",
+        "Number of Form Submissions",
+        "number",
+        "number",
+        read_only=True,
+        group="conversioninformation",
+    ),
+    _HS(
+        "recent_conversion_date",
+        "Recent Conversion Date",
+        "datetime",
+        "date",
+        read_only=True,
+        group="conversioninformation",
+    ),
+    _HS(
+        "hs_email_click",
+        "Marketing emails clicked",
+        "number",
+        "number",
+        read_only=True,
+        group="emailinformation",
+    ),
+    # Portal-specific custom properties a marketing team typically adds for engagement.
+    _HS(
+        "webinars_attended",
+        "Webinars attended",
+        "number",
+        "number",
+        group="engagement",
+        hubspot_defined=False,
+    ),
+    _HS(
+        "pricing_page_views",
+        "Pricing page views",
+        "number",
+        "number",
+        group="engagement",
+        hubspot_defined=False,
+    ),
+    # Written by HubSpot's own Salesforce integration (names unconfirmed, CRM_FACTS.md).
+    _HS("salesforceleadid", "Salesforce Lead ID", "string", "text", group="salesforceinformation"),
+    _HS(
+        "salesforcecontactid",
+        "Salesforce Contact ID",
+        "string",
+        "text",
+        group="salesforceinformation",
+    ),
+    _HS(
+        "salesforceownerid",
+        "Salesforce Owner ID",
+        "string",
+        "text",
+        group="salesforceinformation",
+    ),
+    _HS(
+        "salesforcelastsynctime",
+        "Last Salesforce Sync Time",
+        "datetime",
+        "date",
+        group="salesforceinformation",
+    ),
+    _HS("createdate", "Create Date", "datetime", "date", read_only=True),
+    _HS("lastmodifieddate", "Last Modified Date", "datetime", "date", read_only=True),
+    _HS("hs_object_id", "Record ID", "number", "number", read_only=True),
+)
+
+# Always present on a returned contact, whatever `properties` asked for.
+HUBSPOT_DEFAULT_PROPERTIES: tuple[str, ...] = (
+    "createdate",
+    "email",
+    "firstname",
+    "hs_object_id",
+    "lastmodifieddate",
+    "lastname",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Salesforce
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SalesforceField:
+    """One sObject field as `describe` reports it."""
+
+    name: str
+    label: str
+    type: str  # id | string | email | phone | url | picklist | int | double | currency |
+    #            boolean | date | datetime | reference | textarea
+    length: int = 0
+    nillable: bool = True
+    createable: bool = True
+    updateable: bool = True
+    picklist: tuple[str, ...] = ()
+    restricted_picklist: bool = False
+    default_picklist_value: str | None = None
+    reference_to: tuple[str, ...] = ()
+    custom: bool = False
+    precision: int = 0
+    scale: int = 0
+    # Fields the platform sets itself and that a create may not supply either.
+    system: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SalesforceObject:
+    name: str
+    label: str
+    label_plural: str
+    key_prefix: str
+    fields: tuple[SalesforceField, ...] = field(default=())
+
+    def field_named(self, name: str) -> SalesforceField | None:
+        """Look a field up the way SOQL and the REST API do: case-insensitively."""
+        lowered = name.lower()
+        for candidate in self.fields:
+            if candidate.name.lower() == lowered:
+                return candidate
+        return None
+
+
+LEAD_STATUSES: tuple[str, ...] = (
+    "Open - Not Contacted",
+    "Working - Contacted",
+    "Closed - Converted",
+    "Closed - Not Converted",
+)
+
+LEAD_SOURCES: tuple[str, ...] = (
+    "Web",
+    "Phone Inquiry",
+    "Partner Referral",
+    "Purchased List",
+    "Other",
+)
+
+SALESFORCE_INDUSTRIES: tuple[str, ...] = (
+    "Agriculture",
+    "Apparel",
+    "Banking",
+    "Biotechnology",
+    "Chemicals",
+    "Communications",
+    "Construction",
+    "Consulting",
+    "Education",
+    "Electronics",
+    "Energy",
+    "Engineering",
+    "Entertainment",
+    "Environmental",
+    "Finance",
+    "Food & Beverage",
+    "Government",
+    "Healthcare",
+    "Hospitality",
+    "Insurance",
+    "Machinery",
+    "Manufacturing",
+    "Media",
+    "Not For Profit",
+    "Recreation",
+    "Retail",
+    "Shipping",
+    "Technology",
+    "Telecommunications",
+    "Transportation",
+    "Utilities",
+    "Other",
+)
+
+LEADSYNC_STAGES: tuple[str, ...] = (
+    "Lead",
+    "MQL",
+    "SAL",
+    "SQL",
+    "Opportunity",
+    "Customer",
+    "Recycled",
+    "Disqualified",
+)
+
+OPPORTUNITY_STAGES: tuple[str, ...] = (
+    "Prospecting",
+    "Qualification",
+    "Needs Analysis",
+    "Proposal/Price Quote",
+    "Negotiation/Review",
+    "Closed Won",
+    "Closed Lost",
+)
+
+_SF = SalesforceField
+
+
+def _system_field(name: str, label: str, kind: str, length: int = 0) -> SalesforceField:
+    return SalesforceField(
+        name, label, kind, length, nillable=False, createable=False, updateable=False, system=True
+    )
+
+
+def _system_fields() -> tuple[SalesforceField, ...]:
+    return (
+        _system_field("Id", "Record ID", "id", 18),
+        _system_field("IsDeleted", "Deleted", "boolean"),
+        _system_field("CreatedDate", "Created Date", "datetime"),
+        _system_field("LastModifiedDate", "Last Modified Date", "datetime"),
+        _system_field("SystemModstamp", "System Modstamp", "datetime"),
+    )
+
+
+LEAD = SalesforceObject(
+    name="Lead",
+    label="Lead",
+    label_plural="Leads",
+    key_prefix="00Q",
+    fields=(
+        *_system_fields(),
+        _SF("FirstName", "First Name", "string", 40),
+        _SF("LastName", "Last Name", "string", 80, nillable=False),
+        _SF("Company", "Company", "string", 255, nillable=False),
+        _SF("Title", "Title", "string", 128),
+        _SF("Email", "Email", "email", 80),
+        _SF("Phone", "Phone", "phone", 40),
+        _SF("Website", "Website", "url", 255),
+        _SF("Country", "Country", "string", 80),
+        _SF("Industry", "Industry", "picklist", 255, picklist=SALESFORCE_INDUSTRIES),
+        _SF("NumberOfEmployees", "Employees", "int", precision=8),
+        _SF("AnnualRevenue", "Annual Revenue", "currency", precision=18, scale=0),
+        _SF("LeadSource", "Lead Source", "picklist", 255, picklist=LEAD_SOURCES),
+        _SF(
+            "Status",
+            "Status",
+            "picklist",
+            255,
+            nillable=False,
+            picklist=LEAD_STATUSES,
+            restricted_picklist=True,
+            default_picklist_value="Open - Not Contacted",
+        ),
+        _SF("Rating", "Rating", "picklist", 255, picklist=("Hot", "Warm", "Cold")),
+        _SF("OwnerId", "Owner ID", "reference", 18, nillable=False, reference_to=("User",)),
+        _SF(
+            "IsConverted",
+            "Converted",
+            "boolean",
+            nillable=False,
+            createable=False,
+            updateable=False,
+        ),
+        _SF("ConvertedDate", "Converted Date", "date", createable=False, updateable=False),
+        _SF(
+            "ConvertedAccountId",
+            "Converted Account ID",
+            "reference",
+            18,
+            createable=False,
+            updateable=False,
+            reference_to=("Account",),
+        ),
+        _SF(
+            "ConvertedContactId",
+            "Converted Contact ID",
+            "reference",
+            18,
+            createable=False,
+            updateable=False,
+            reference_to=("Contact",),
+        ),
+        _SF(
+            "ConvertedOpportunityId",
+            "Converted Opportunity ID",
+            "reference",
+            18,
+            createable=False,
+            updateable=False,
+            reference_to=("Opportunity",),
+        ),
+        # leadsync's write-back fields, as an admin creates them from leadsync's instructions.
+        _SF("Leadsync_Score__c", "Lead Score", "double", precision=18, scale=0, custom=True),
+        _SF("Leadsync_Fit_Score__c", "Fit Score", "double", precision=18, scale=0, custom=True),
+        _SF(
+            "Leadsync_Engagement_Score__c",
+            "Engagement Score",
+            "double",
+            precision=18,
+            scale=0,
+            custom=True,
+        ),
+        _SF("Leadsync_Grade__c", "Lead Grade", "string", 10, custom=True),
+        _SF("Leadsync_Score_Reasons__c", "Score Reasons", "textarea", 32768, custom=True),
+        _SF("Leadsync_Model_Version__c", "Scoring Model Version", "string", 64, custom=True),
+        _SF(
+            "Leadsync_Stage__c",
+            "Lifecycle Stage",
+            "picklist",
+            255,
+            picklist=LEADSYNC_STAGES,
+            restricted_picklist=True,
+            custom=True,
+        ),
+    ),
+)
+
+OPPORTUNITY = SalesforceObject(
+    name="Opportunity",
+    label="Opportunity",
+    label_plural="Opportunities",
+    key_prefix="006",
+    fields=(
+        *_system_fields(),
+        _SF("Name", "Name", "string", 120, nillable=False),
+        _SF(
+            "StageName",
+            "Stage",
+            "picklist",
+            255,
+            nillable=False,
+            picklist=OPPORTUNITY_STAGES,
+            restricted_picklist=True,
+        ),
+        _SF("Amount", "Amount", "currency", precision=18, scale=2),
+        _SF("CloseDate", "Close Date", "date", nillable=False),
+        _SF("IsClosed", "Closed", "boolean", nillable=False, createable=False, updateable=False),
+        _SF("IsWon", "Won", "boolean", nillable=False, createable=False, updateable=False),
+        _SF("OwnerId", "Owner ID", "reference", 18, nillable=False, reference_to=("User",)),
+    ),
+)
+
+SALESFORCE_OBJECTS: dict[str, SalesforceObject] = {
+    obj.name.lower(): obj for obj in (LEAD, OPPORTUNITY)
+}
+
+
+def salesforce_object(name: str) -> SalesforceObject | None:
+    """The sObject called `name`, matched case-insensitively as Salesforce does."""
+    return SALESFORCE_OBJECTS.get(name.lower())

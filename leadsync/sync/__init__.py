@@ -1,0 +1,1 @@
+"""Identity, reconcile, scoring, lifecycle, plan, the engine, the SLA ledger, the store, reports."""

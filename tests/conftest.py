@@ -1,0 +1,85 @@
+"""Shared fixtures: a sandbox per test, and the official clients pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from hubspot import HubSpot
+from simple_salesforce import Salesforce
+from urllib3.util.retry import Retry
+
+from leadsync.connectors.salesforce_routing import RoutingSession
+from leadsync.sandbox import Sandbox, SandboxSettings
+from tests.support import FakeClock
+
+__all__ = ["FakeClock"]
+
+
+@pytest.fixture
+def sandbox_settings() -> SandboxSettings:
+    """Override in a test module to change the sandbox a test gets."""
+    return SandboxSettings(port=0, seed=7, leads=60)
+
+
+@pytest.fixture
+def sandbox(sandbox_settings: SandboxSettings) -> Iterator[Sandbox]:
+    with Sandbox(sandbox_settings) as running:
+        yield running
+
+
+@pytest.fixture
+def hubspot(sandbox: Sandbox) -> Any:
+    """hubspot-api-client against the sandbox, with its own retries off."""
+    return HubSpot(access_token="sandbox-token", host=sandbox.url, retry=Retry(0))
+
+
+@pytest.fixture
+def salesforce(sandbox: Sandbox) -> Salesforce:
+    """simple-salesforce logged in through SOAP against the sandbox."""
+    return Salesforce(
+        username="sandbox@leadsync.test",
+        password="sandbox",
+        security_token="sandbox",
+        session=RoutingSession(sandbox.url),
+    )
+
+
+@pytest.fixture
+def control(sandbox: Sandbox) -> Iterator[requests.Session]:
+    """A plain HTTP session for the /_sandbox/ inspection API (base URL in `.base`)."""
+    with requests.Session() as session:
+        session.trust_env = False
+        session.base = sandbox.url  # type: ignore[attr-defined]
+        yield session
+
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The PostgreSQL server for store tests. Skips, saying why, when none answers; in CI
+    (LEADSYNC_REQUIRE_POSTGRES=1) a missing server fails instead, so those tests never
+    silently stop running."""
+    import os
+
+    import sqlalchemy
+
+    url = os.environ.get("LEADSYNC_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT 1"))
+    except sqlalchemy.exc.OperationalError as problem:
+        reason = (
+            f"no PostgreSQL at {engine.url.render_as_string(hide_password=True)}: {problem.orig}"
+        )
+        if os.environ.get("LEADSYNC_REQUIRE_POSTGRES") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    finally:
+        engine.dispose()
+    return url

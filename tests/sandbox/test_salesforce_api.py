@@ -1,0 +1,977 @@
+"""The sandbox's Salesforce REST API driven by the real simple-salesforce over loopback HTTP.
+
+Covers SOQL `query`/`queryAll` and their errors, `nextRecordsUrl` paging with `batchSize`,
+sObject CRUD, describe, `composite/sobjects`, limits and `Sforce-Limit-Info`, the daily limit,
+restricted picklists, converted leads, `SystemModstamp`, deleted records, and injected faults;
+and compares the bodies with real recorded Salesforce bodies in ../shared/fixtures/salesforce.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import requests
+from simple_salesforce import Salesforce, format_soql
+from simple_salesforce.exceptions import (
+    SalesforceError,
+    SalesforceGeneralError,
+    SalesforceMalformedRequest,
+    SalesforceRefusedRequest,
+    SalesforceResourceNotFound,
+)
+from simple_salesforce.util import Usage
+
+from leadsync.connectors.salesforce_routing import RoutingSession
+from leadsync.sandbox import Sandbox, SandboxSettings
+from leadsync.sandbox.ids import salesforce_id
+from leadsync.sandbox.timestamps import salesforce_datetime
+from tests.support import FakeClock, recorded
+
+SEED_LEADS = 60
+DEFAULT_DAILY_LIMIT = 100_000
+API = "/services/data/v59.0"
+LEAD_STATUSES = [
+    "Open - Not Contacted",
+    "Working - Contacted",
+    "Closed - Converted",
+    "Closed - Not Converted",
+]
+ROLLED_BACK = "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+BAD_PICKLIST = "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+
+
+# ------------------------------------------------------------------------------------ fixtures
+
+
+def _plain_session() -> requests.Session:
+    http = requests.Session()
+    http.trust_env = False
+    return http
+
+
+def sandbox_post(control: requests.Session, path: str, body: Any = None) -> Any:
+    answer = control.post(f"{control.base}/_sandbox/{path}", json=body)  # type: ignore[attr-defined]
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def sandbox_leads(control: requests.Session, *, deleted: bool = False) -> list[dict[str, Any]]:
+    params = {"deleted": "true"} if deleted else {}
+    answer = control.get(f"{control.base}/_sandbox/salesforce/leads", params=params)  # type: ignore[attr-defined]
+    answer.raise_for_status()
+    return list(answer.json()["records"])
+
+
+def lead_ids(sf: Salesforce, where: str = "") -> list[str]:
+    # SOQL from the tests' own literals, for the sandbox; no SQL database is involved.
+    soql = f"SELECT Id FROM Lead {where}".strip()  # noqa: S608
+    return [row["Id"] for row in sf.query_all(soql)["records"]]
+
+
+def first_open_lead(sf: Salesforce) -> str:
+    rows = sf.query("SELECT Id FROM Lead WHERE IsConverted = false ORDER BY Id LIMIT 1")
+    return str(rows["records"][0]["Id"])
+
+
+def collection(records: list[dict[str, Any]], *, all_or_none: bool) -> dict[str, Any]:
+    return {
+        "allOrNone": all_or_none,
+        "records": [{"attributes": {"type": "Lead"}, **record} for record in records],
+    }
+
+
+# ------------------------------------------------------------------------------------ SOQL
+
+
+def _id(number: int) -> str:
+    return salesforce_id("00Q", number)
+
+
+def _known_lead(number: int, **values: Any) -> dict[str, Any]:
+    return {
+        "Id": _id(number),
+        "IsDeleted": False,
+        "IsConverted": False,
+        "OwnerId": "0055g0000000001AAA",
+        "LastModifiedDate": values.get("SystemModstamp"),
+        **values,
+    }
+
+
+# Five people with known values; 1 and 2 share one SystemModstamp, 3 has no email or revenue.
+KNOWN_LEADS = [
+    _known_lead(
+        1,
+        FirstName="Ada",
+        LastName="Lovelace",
+        Company="Analytical Engines",
+        Email="ada@engines.io",
+        NumberOfEmployees=10,
+        AnnualRevenue=1_000_000.0,
+        Status="Open - Not Contacted",
+        Country="UK",
+        CreatedDate="2024-01-10T09:00:00.000+0000",
+        SystemModstamp="2024-05-01T10:00:00.000+0000",
+    ),
+    _known_lead(
+        2,
+        FirstName="Grace",
+        LastName="Hopper",
+        Company="US Navy",
+        Email="grace@navy.mil",
+        NumberOfEmployees=500,
+        AnnualRevenue=2_500_000.0,
+        Status="Working - Contacted",
+        Country="US",
+        CreatedDate="2024-02-01T12:00:00.000+0000",
+        SystemModstamp="2024-05-01T10:00:00.000+0000",
+    ),
+    _known_lead(
+        3,
+        FirstName="Alan",
+        LastName="Turing",
+        Company="Bletchley Park",
+        Email=None,
+        NumberOfEmployees=50,
+        AnnualRevenue=None,
+        Status="Closed - Not Converted",
+        Country="UK",
+        CreatedDate="2024-03-15T08:00:00.000+0000",
+        SystemModstamp="2024-05-02T08:30:00.000+0000",
+    ),
+    _known_lead(
+        4,
+        FirstName="Katherine",
+        LastName="Johnson",
+        Company="NASA",
+        Email="kj@nasa.gov",
+        NumberOfEmployees=5000,
+        AnnualRevenue=9_000_000.0,
+        Status="Working - Contacted",
+        Country="US",
+        CreatedDate="2024-04-20T16:00:00.000+0000",
+        SystemModstamp="2024-04-30T23:59:59.999+0000",
+    ),
+    _known_lead(
+        5,
+        FirstName="Edsger",
+        LastName="Dijkstra",
+        Company="TU Eindhoven",
+        Email="ed@tue.nl",
+        NumberOfEmployees=50,
+        AnnualRevenue=300_000.0,
+        Status="Open - Not Contacted",
+        Country="NL",
+        CreatedDate="2024-05-01T00:00:00.000+0000",
+        SystemModstamp="2024-05-03T12:00:00.000+0000",
+    ),
+]
+
+
+@pytest.fixture
+def known(sandbox: Sandbox, salesforce: Salesforce) -> Salesforce:
+    """The client, with the org holding only KNOWN_LEADS (loaded in-process: CreatedDate and
+    SystemModstamp cannot be written through the API)."""
+    sandbox.salesforce.load({"Lead": KNOWN_LEADS})
+    return salesforce
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ("Country = 'UK'", {1, 3}),
+        ("Country = 'uk'", {1, 3}),  # text compares case-insensitively
+        ("Country != 'UK'", {2, 4, 5}),
+        ("Country <> 'UK'", {2, 4, 5}),
+        ("NumberOfEmployees < 50", {1}),
+        ("NumberOfEmployees <= 50", {1, 3, 5}),
+        ("NumberOfEmployees > 500", {4}),
+        ("NumberOfEmployees >= 500", {2, 4}),
+        ("AnnualRevenue > 2000000.5", {2, 4}),
+        ("Status IN ('Working - Contacted', 'Closed - Not Converted')", {2, 3, 4}),
+        ("Status NOT IN ('Working - Contacted', 'Closed - Not Converted')", {1, 5}),
+        ("LastName LIKE 'Ho%'", {2}),
+        ("Company LIKE '%park'", {3}),
+        ("Email LIKE '%@n_s_.gov'", {4}),
+        ("Email = null", {3}),
+        ("Email != null", {1, 2, 4, 5}),
+        ("AnnualRevenue = null", {3}),
+        ("SystemModstamp > 2024-05-01T10:00:00Z", {3, 5}),
+        ("SystemModstamp >= 2024-05-01T10:00:00.000+0000", {1, 2, 3, 5}),
+        ("SystemModstamp = 2024-05-01T12:00:00+02:00", {1, 2}),
+        ("SystemModstamp < 2024-05-01T00:00:00Z", {4}),
+        ("CreatedDate <= 2024-02-01T12:00:00Z", {1, 2}),
+        ("Country = 'US' AND NumberOfEmployees > 1000", {4}),
+        ("Country = 'NL' OR Email = null", {3, 5}),
+        ("(Country = 'UK' OR Country = 'NL') AND NumberOfEmployees = 50", {3, 5}),
+        ("Country = 'UK' OR (Country = 'US' AND AnnualRevenue > 5000000)", {1, 3, 4}),
+        ("NOT Country = 'US'", {1, 3, 5}),
+        ("IsConverted = false AND Id = '00Q5g0000000002EAA'", {2}),
+        ("Id = '00Q5g0000000002'", {2}),  # a 15-character id literal matches too
+        ("Id IN ('00Q5g0000000002', '00Q5g0000000004EAA')", {2, 4}),
+    ],
+)
+def test_query_where_selects_the_matching_leads(
+    known: Salesforce, where: str, expected: set[int]
+) -> None:
+    assert set(lead_ids(known, f"WHERE {where}")) == {_id(n) for n in expected}
+
+
+@pytest.mark.parametrize(
+    ("tail", "expected"),
+    [
+        ("ORDER BY SystemModstamp, Id", [4, 1, 2, 3, 5]),
+        ("ORDER BY SystemModstamp DESC, Id DESC", [5, 3, 2, 1, 4]),
+        ("ORDER BY Country ASC, NumberOfEmployees DESC", [5, 3, 1, 4, 2]),
+        ("ORDER BY NumberOfEmployees, LastName DESC", [1, 3, 5, 2, 4]),
+        ("ORDER BY Email ASC NULLS LAST, Id", [1, 5, 2, 4, 3]),
+        ("ORDER BY Email, Id", [3, 1, 5, 2, 4]),  # nulls first by default
+        ("ORDER BY NumberOfEmployees DESC, Id LIMIT 2", [4, 2]),
+        ("WHERE Country = 'UK' ORDER BY CreatedDate DESC LIMIT 5", [3, 1]),
+    ],
+)
+def test_query_order_by_and_limit(known: Salesforce, tail: str, expected: list[int]) -> None:
+    assert lead_ids(known, tail) == [_id(n) for n in expected]
+
+
+def test_query_returns_the_selected_fields_in_rest_form(known: Salesforce) -> None:
+    page = known.query(
+        format_soql(
+            "SELECT Email, SystemModstamp, AnnualRevenue, IsConverted FROM Lead WHERE Id = {}",
+            _id(1),
+        )
+    )
+    (row,) = page["records"]
+    assert dict(row) == {
+        "attributes": {"type": "Lead", "url": f"{API}/sobjects/Lead/{_id(1)}"},
+        "Email": "ada@engines.io",
+        "SystemModstamp": "2024-05-01T10:00:00.000+0000",
+        "AnnualRevenue": 1_000_000.0,
+        "IsConverted": False,
+    }
+
+
+@pytest.mark.parametrize(
+    ("soql", "code"),
+    [
+        ("SELECT Id, Nope__c FROM Lead", "INVALID_FIELD"),
+        ("SELECT Id FROM Lead WHERE Nope = 1", "INVALID_FIELD"),
+        ("SELECT Id FROM Lead WHERE NumberOfEmployees = 'ten'", "INVALID_FIELD"),
+        ("SELECT Id FROM Lead WHERE SystemModstamp > '2024-05-01'", "INVALID_FIELD"),
+        ("SELECT Id FROM Lead WHERE", "MALFORMED_QUERY"),
+        ("SELECT Id FROM Lead LIMIT many", "MALFORMED_QUERY"),
+        (
+            "SELECT Id FROM Lead WHERE Country = 'UK' AND Country = 'US' OR Email = null",
+            "MALFORMED_QUERY",
+        ),
+        ("SELECT Id FROM Lead ORDER BY", "MALFORMED_QUERY"),
+        ("SELECT Id FROM Nothing__c", "INVALID_TYPE"),
+    ],
+)
+def test_bad_soql_is_refused_with_an_error_array(
+    salesforce: Salesforce, soql: str, code: str
+) -> None:
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        salesforce.query(soql)
+    assert refused.value.status == 400
+    (error,) = refused.value.content
+    assert error["errorCode"] == code
+    assert error["message"]
+
+
+def test_query_error_has_the_recorded_shape(salesforce: Salesforce) -> None:
+    (recorded_error,) = recorded("sobject_query_error_response")
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        salesforce.query("SELECT Nope FROM Lead")
+    assert isinstance(refused.value.content, list)
+    (error,) = refused.value.content
+    assert set(error) == set(recorded_error)
+    assert error["errorCode"] == recorded_error["errorCode"] == "INVALID_FIELD"
+    assert "No such column 'Nope' on entity 'Lead'" in error["message"]
+
+
+def test_count_query_reports_the_total_without_records(salesforce: Salesforce) -> None:
+    answer = salesforce.query("SELECT COUNT() FROM Lead")
+    assert dict(answer) == {"totalSize": SEED_LEADS, "done": True, "records": []}
+
+
+def test_empty_query_matches_the_recorded_body(salesforce: Salesforce) -> None:
+    answer = salesforce.query("SELECT Id FROM Lead WHERE Email = 'nobody@nowhere.test'")
+    assert dict(answer) == recorded("sobject_query_empty_response")
+
+
+# ------------------------------------------------------------------------------------ paging
+
+PAGED_LEADS = 450
+NEXT_URL = re.compile(rf"^{re.escape(API)}/(query|queryAll)/(?P<locator>01g\w+)-(?P<n>\d+)$")
+
+
+@pytest.fixture
+def many(sandbox: Sandbox, control: requests.Session, salesforce: Salesforce) -> Salesforce:
+    sandbox_post(control, "reset", {"seed": 7, "leads": PAGED_LEADS})
+    return salesforce
+
+
+def _pages(sf: Salesforce, soql: str, headers: dict[str, str]) -> list[dict[str, Any]]:
+    page = sf.query(soql, headers=headers)
+    pages = [page]
+    while not page["done"]:
+        page = sf.query_more(page["nextRecordsUrl"], identifier_is_url=True, headers=headers)
+        pages.append(page)
+    return pages
+
+
+@pytest.mark.parametrize(
+    ("options", "sizes"),
+    [
+        ("batchSize=200", [200, 200, 50]),
+        ("batchSize=300", [300, 150]),
+        ("batchSize=50", [200, 200, 50]),  # below the minimum: Salesforce uses 200
+        ("batchSize=5000", [450]),  # above the maximum: 2000
+        (None, [450]),  # default 2000
+    ],
+)
+def test_query_pages_honour_batch_size(
+    many: Salesforce, options: str | None, sizes: list[int]
+) -> None:
+    headers = {"Sforce-Query-Options": options} if options else {}
+    pages = _pages(many, "SELECT Id FROM Lead ORDER BY Id", headers)
+    assert [len(page["records"]) for page in pages] == sizes
+    assert all(page["totalSize"] == PAGED_LEADS for page in pages)
+    assert [page["done"] for page in pages] == [False] * (len(sizes) - 1) + [True]
+    delivered = 0
+    for page in pages[:-1]:
+        delivered += len(page["records"])
+        found = NEXT_URL.match(page["nextRecordsUrl"])
+        assert found is not None, page["nextRecordsUrl"]
+        assert int(found["n"]) == delivered
+    assert "nextRecordsUrl" not in pages[-1]
+
+
+def test_query_all_iter_delivers_every_record_exactly_once(
+    many: Salesforce, control: requests.Session
+) -> None:
+    headers = {"Sforce-Query-Options": "batchSize=200"}
+    ids = [row["Id"] for row in many.query_all_iter("SELECT Id, Email FROM Lead", headers=headers)]
+    assert len(ids) == len(set(ids)) == PAGED_LEADS
+    assert set(ids) == {lead["Id"] for lead in sandbox_leads(control)}
+    assert many.api_usage["api-usage"].used == 3  # one call per page; logins are not counted
+
+
+def test_cursor_is_a_snapshot_while_records_change(many: Salesforce) -> None:
+    headers = {"Sforce-Query-Options": "batchSize=200"}
+    soql = "SELECT Id, Title FROM Lead ORDER BY Id"
+    first = many.query(soql, headers=headers)
+    later_id = many.query("SELECT Id FROM Lead ORDER BY Id DESC LIMIT 1")["records"][0]["Id"]
+    many.Lead.update(later_id, {"Title": "Changed while paging"})
+    rest: list[dict[str, Any]] = []
+    page = first
+    while not page["done"]:
+        page = many.query_more(page["nextRecordsUrl"], identifier_is_url=True, headers=headers)
+        rest.extend(page["records"])
+    ids = [row["Id"] for row in first["records"] + rest]
+    assert len(ids) == len(set(ids)) == PAGED_LEADS
+    last = next(row for row in rest if row["Id"] == later_id)
+    assert last["Title"] != "Changed while paging"
+
+
+def test_query_page_keys_match_the_recorded_pages(many: Salesforce) -> None:
+    first_recorded = recorded("sobject_query_paginated_first_page_response")
+    last_recorded = recorded("sobject_query_paginated_last_page_response")
+    pages = _pages(many, "SELECT Id, LastName FROM Lead", {"Sforce-Query-Options": "batchSize=400"})
+    assert len(pages) == 2
+    assert set(pages[0]) == set(first_recorded)
+    assert set(pages[1]) == set(last_recorded)
+    # Real nextRecordsUrl values look like /services/data/v59.0/query/01gRO0000016PIAYA2-500.
+    assert NEXT_URL.match(pages[0]["nextRecordsUrl"])
+    record = pages[0]["records"][0]
+    assert set(record["attributes"]) == set(first_recorded["records"][0]["attributes"])
+    assert record["attributes"] == {
+        "type": "Lead",
+        "url": f"{API}/sobjects/Lead/{record['Id']}",
+    }
+
+
+# ------------------------------------------------------------------------------------ deleted
+
+
+def test_deleted_leads_are_seen_by_query_all_only(salesforce: Salesforce) -> None:
+    lead_id = first_open_lead(salesforce)
+    assert salesforce.Lead.delete(lead_id) == 204
+    soql = format_soql("SELECT Id, IsDeleted FROM Lead WHERE Id = {}", lead_id)
+    assert salesforce.query(soql)["totalSize"] == 0
+    assert salesforce.query_all(soql)["records"] == []
+    everything = salesforce.query_all(soql, include_deleted=True)["records"]
+    assert [(row["Id"], row["IsDeleted"]) for row in everything] == [(lead_id, True)]
+    assert salesforce.query("SELECT COUNT() FROM Lead")["totalSize"] == SEED_LEADS - 1
+    assert salesforce.query("SELECT COUNT() FROM Lead", include_deleted=True)["totalSize"] == (
+        SEED_LEADS
+    )
+
+
+def test_deleted_leads_listed_by_get_deleted(salesforce: Salesforce) -> None:
+    recorded_body = recorded("sobject_get_deleted_success_response")
+    lead_id = first_open_lead(salesforce)
+    salesforce.Lead.delete(lead_id)
+    now = datetime.now(UTC)
+    answer = salesforce.Lead.deleted(now - timedelta(days=1), now + timedelta(minutes=1))
+    assert set(answer) == set(recorded_body)
+    assert [row["id"] for row in answer["deletedRecords"]] == [lead_id]
+    assert set(answer["deletedRecords"][0]) == set(recorded_body["deletedRecords"][0])
+
+
+# ------------------------------------------------------------------------------------ sObjects
+
+
+def test_lead_create_get_update_delete(salesforce: Salesforce) -> None:
+    created = salesforce.Lead.create(
+        {"LastName": "Curie", "Company": "Radium Institute", "Email": "marie@radium.fr"}
+    )
+    assert set(created) == set(recorded("sobject_create_success_response"))
+    assert created["success"] is True
+    assert created["errors"] == []
+    lead_id = created["id"]
+    assert lead_id.startswith("00Q")
+    assert len(lead_id) == 18
+
+    lead = salesforce.Lead.get(lead_id)
+    assert lead["attributes"] == {"type": "Lead", "url": f"{API}/sobjects/Lead/{lead_id}"}
+    assert (lead["LastName"], lead["Email"]) == ("Curie", "marie@radium.fr")
+    assert lead["Status"] == "Open - Not Contacted"  # the picklist default
+    assert lead["IsConverted"] is False
+    assert lead["CreatedDate"] == lead["SystemModstamp"]
+
+    assert salesforce.Lead.update(lead_id, {"Title": "Professor", "Leadsync_Score__c": 87}) == 204
+    updated = salesforce.Lead.get(lead_id)
+    assert (updated["Title"], updated["Leadsync_Score__c"]) == ("Professor", 87.0)
+
+    assert salesforce.Lead.delete(lead_id) == 204
+    with pytest.raises(SalesforceResourceNotFound) as missing:
+        salesforce.Lead.get(lead_id)
+    assert missing.value.content[0]["errorCode"] == "NOT_FOUND"
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        pytest.param(lambda sf, i: sf.Lead.delete(i), id="delete"),
+        pytest.param(lambda sf, i: sf.Lead.update(i, {"Title": "Ghost"}), id="update"),
+    ],
+)
+def test_writes_to_a_deleted_lead_report_entity_is_deleted(
+    salesforce: Salesforce, write: Callable[[Salesforce, str], Any]
+) -> None:
+    lead_id = first_open_lead(salesforce)
+    salesforce.Lead.delete(lead_id)
+    # The HTTP status for this is unconfirmed; the error code is what a connector keys on.
+    with pytest.raises(SalesforceError) as refused:
+        write(salesforce, lead_id)
+    assert refused.value.content[0]["errorCode"] == "ENTITY_IS_DELETED"
+
+
+def test_get_by_fifteen_character_id(salesforce: Salesforce) -> None:
+    lead_id = first_open_lead(salesforce)
+    assert salesforce.Lead.get(lead_id[:15])["Id"] == lead_id
+
+
+@pytest.mark.parametrize(
+    ("values", "code", "fields"),
+    [
+        ({"LastName": "Nobody"}, "REQUIRED_FIELD_MISSING", ["Company"]),
+        ({"LastName": "X", "Company": "Y", "Nope__c": 1}, "INVALID_FIELD", ["Nope__c"]),
+        (
+            {"LastName": "X", "Company": "Y", "Email": "not-an-email"},
+            "INVALID_EMAIL_ADDRESS",
+            ["Email"],
+        ),
+        (
+            {"LastName": "X", "Company": "Y", "IsConverted": True},
+            "INVALID_FIELD_FOR_INSERT_UPDATE",
+            ["IsConverted"],
+        ),
+        ({"LastName": "X", "Company": "Y", "Status": "Bogus"}, BAD_PICKLIST, ["Status"]),
+    ],
+)
+def test_invalid_create_is_refused_with_field_errors(
+    salesforce: Salesforce, values: dict[str, Any], code: str, fields: list[str]
+) -> None:
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        salesforce.Lead.create(values)
+    (error,) = refused.value.content
+    assert (error["errorCode"], error["fields"]) == (code, fields)
+    assert set(recorded("sobject_write_error_response")[0]) <= set(error)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("Status", "Bogus"), ("Status", None), ("Leadsync_Stage__c", "Champion")],
+)
+def test_restricted_picklists_refuse_unknown_values(
+    salesforce: Salesforce, field: str, value: Any
+) -> None:
+    lead_id = first_open_lead(salesforce)
+    before = salesforce.Lead.get(lead_id)
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        salesforce.Lead.update(lead_id, {field: value})
+    (error,) = refused.value.content
+    assert (error["errorCode"], error["fields"]) == (BAD_PICKLIST, [field])
+    assert salesforce.Lead.get(lead_id)[field] == before[field]
+
+
+def test_unrestricted_picklist_takes_any_value(salesforce: Salesforce) -> None:
+    lead_id = first_open_lead(salesforce)
+    salesforce.Lead.update(lead_id, {"Industry": "Space Mining", "Leadsync_Stage__c": "MQL"})
+    lead = salesforce.Lead.get(lead_id)
+    assert (lead["Industry"], lead["Leadsync_Stage__c"]) == ("Space Mining", "MQL")
+
+
+def test_update_of_an_unknown_lead_is_not_found(salesforce: Salesforce) -> None:
+    with pytest.raises(SalesforceResourceNotFound) as missing:
+        salesforce.Lead.update(salesforce_id("00Q", 999_999), {"Title": "x"})
+    assert missing.value.content[0]["errorCode"] == "NOT_FOUND"
+
+
+# ------------------------------------------------------------------------------------ describe
+
+
+def test_describe_lead_reports_picklists_and_custom_fields(salesforce: Salesforce) -> None:
+    described = salesforce.Lead.describe()
+    assert (described["name"], described["keyPrefix"]) == ("Lead", "00Q")
+    fields = {field["name"]: field for field in described["fields"]}
+
+    status = fields["Status"]
+    assert status["type"] == "picklist"
+    assert status["restrictedPicklist"] is True
+    assert status["nillable"] is False
+    assert [value["value"] for value in status["picklistValues"]] == LEAD_STATUSES
+    assert [value["value"] for value in status["picklistValues"] if value["defaultValue"]] == [
+        "Open - Not Contacted"
+    ]
+    assert fields["Industry"]["restrictedPicklist"] is False
+
+    custom = {name for name, field in fields.items() if field["custom"]}
+    assert custom == {name for name in fields if name.startswith("Leadsync_")}
+    assert all(name.endswith("__c") for name in custom)
+    assert {"Leadsync_Score__c", "Leadsync_Stage__c", "Leadsync_Grade__c"} <= custom
+    assert fields["Leadsync_Stage__c"]["restrictedPicklist"] is True
+    assert fields["Leadsync_Score__c"]["type"] == "double"
+
+    assert fields["SystemModstamp"]["type"] == "datetime"
+    assert fields["SystemModstamp"]["updateable"] is False
+    assert fields["IsConverted"]["createable"] is False
+
+
+def test_describe_has_the_recorded_keys(salesforce: Salesforce) -> None:
+    recorded_body = recorded("sobject_sobject_describe_success_response")
+    described = salesforce.Lead.describe()
+    assert set(recorded_body) <= set(described)
+    recorded_field_keys = set().union(*(set(field) for field in recorded_body["fields"]))
+    for field in described["fields"]:
+        assert recorded_field_keys <= set(field), field["name"]
+    recorded_values = next(
+        f["picklistValues"] for f in recorded_body["fields"] if f["picklistValues"]
+    )
+    status = next(field for field in described["fields"] if field["name"] == "Status")
+    assert set(status["picklistValues"][0]) == set(recorded_values[0])
+
+
+def test_describe_of_an_unknown_object_is_not_found(salesforce: Salesforce) -> None:
+    with pytest.raises(SalesforceResourceNotFound) as missing:
+        salesforce.Whizbang__c.describe()
+    (error,) = missing.value.content
+    (recorded_error,) = recorded("sobject_sobject_describe_error_response")
+    assert set(error) == set(recorded_error)
+    assert error["errorCode"] == "NOT_FOUND"
+
+
+# ------------------------------------------------------------------------------------ composite
+
+
+def test_collection_update_without_all_or_none_reports_each_record_in_order(
+    salesforce: Salesforce,
+) -> None:
+    ids = lead_ids(salesforce, "WHERE IsConverted = false ORDER BY Id LIMIT 3")
+    body = collection(
+        [
+            {"id": ids[0], "Title": "First"},
+            {"id": ids[1], "Status": "Bogus"},
+            {"id": ids[2], "Title": "Third"},
+        ],
+        all_or_none=False,
+    )
+    results = salesforce.restful("composite/sobjects", method="PATCH", json=body)
+    assert [(r["id"], r["success"]) for r in results] == [
+        (ids[0], True),
+        (ids[1], False),
+        (ids[2], True),
+    ]
+    assert results[0]["errors"] == results[2]["errors"] == []
+    (error,) = results[1]["errors"]
+    assert set(error) == {"statusCode", "message", "fields"}
+    assert (error["statusCode"], error["fields"]) == (BAD_PICKLIST, ["Status"])
+    assert salesforce.Lead.get(ids[0])["Title"] == "First"
+    assert salesforce.Lead.get(ids[1])["Status"] != "Bogus"
+    assert salesforce.Lead.get(ids[2])["Title"] == "Third"
+
+
+def test_collection_update_with_all_or_none_applies_nothing(salesforce: Salesforce) -> None:
+    ids = lead_ids(salesforce, "WHERE IsConverted = false ORDER BY Id LIMIT 3")
+    before = {lead_id: salesforce.Lead.get(lead_id) for lead_id in ids}
+    body = collection(
+        [
+            {"id": ids[0], "Title": "First"},
+            {"id": ids[1], "Status": "Bogus"},
+            {"id": ids[2], "Title": "Third"},
+        ],
+        all_or_none=True,
+    )
+    results = salesforce.restful("composite/sobjects", method="PATCH", json=body)
+    assert [r["success"] for r in results] == [False, False, False]
+    codes = [[e["statusCode"] for e in r["errors"]] for r in results]
+    assert codes == [[ROLLED_BACK], [BAD_PICKLIST], [ROLLED_BACK]]
+    for lead_id in ids:
+        after = salesforce.Lead.get(lead_id)
+        assert after["Title"] == before[lead_id]["Title"]
+        assert after["SystemModstamp"] == before[lead_id]["SystemModstamp"]
+
+
+def test_collection_create_returns_new_ids_in_order(salesforce: Salesforce) -> None:
+    body = collection(
+        [
+            {"LastName": "Noether", "Company": "Göttingen"},
+            {"LastName": "Missing company"},
+            {"LastName": "Meitner", "Company": "KWI", "Leadsync_Stage__c": "SQL"},
+        ],
+        all_or_none=False,
+    )
+    results = salesforce.restful("composite/sobjects", method="POST", json=body)
+    assert [r["success"] for r in results] == [True, False, True]
+    assert results[1]["errors"][0]["statusCode"] == "REQUIRED_FIELD_MISSING"
+    assert salesforce.Lead.get(results[0]["id"])["LastName"] == "Noether"
+    assert salesforce.Lead.get(results[2]["id"])["Leadsync_Stage__c"] == "SQL"
+    assert salesforce.query("SELECT COUNT() FROM Lead")["totalSize"] == SEED_LEADS + 2
+
+
+def test_collection_create_with_all_or_none_creates_nothing(salesforce: Salesforce) -> None:
+    body = collection(
+        [
+            {"LastName": "Noether", "Company": "Göttingen"},
+            {"LastName": "Missing company"},
+        ],
+        all_or_none=True,
+    )
+    results = salesforce.restful("composite/sobjects", method="POST", json=body)
+    assert [r["success"] for r in results] == [False, False]
+    assert salesforce.query("SELECT COUNT() FROM Lead")["totalSize"] == SEED_LEADS
+    # The numbering rolls back too: the next lead gets the id the rolled-back one had.
+    created = salesforce.Lead.create({"LastName": "Meitner", "Company": "KWI"})
+    assert created["id"] == salesforce_id("00Q", SEED_LEADS + 1)
+
+
+def test_only_ten_query_cursors_stay_open(salesforce: Salesforce) -> None:
+    batch = {"Sforce-Query-Options": "batchSize=200"}
+    soql_text = "SELECT Id FROM Lead"
+    many = [{"LastName": f"Lead {n}", "Company": "Bulk"} for n in range(400)]
+    for chunk in (many[:200], many[200:]):
+        salesforce.restful(
+            "composite/sobjects", method="POST", json=collection(chunk, all_or_none=False)
+        )
+    first = salesforce.query(soql_text, headers=batch)
+    for _ in range(10):
+        salesforce.query(soql_text, headers=batch)
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        salesforce.query_more(first["nextRecordsUrl"], identifier_is_url=True, headers=batch)
+    assert refused.value.content[0]["errorCode"] == "INVALID_QUERY_LOCATOR"
+
+
+def test_collection_results_have_the_recorded_shape(salesforce: Salesforce) -> None:
+    (recorded_result,) = recorded("sobject_composite_sobjects_success_response")
+    lead_id = first_open_lead(salesforce)
+    body = collection([{"id": lead_id, "Title": "Shape"}], all_or_none=False)
+    (result,) = salesforce.restful("composite/sobjects", method="PATCH", json=body)
+    assert set(result) == set(recorded_result)
+    assert result == {"id": lead_id, "success": True, "errors": []}
+
+
+@pytest.mark.parametrize(("count", "accepted"), [(200, True), (201, False)])
+def test_collection_holds_at_most_200_records(
+    salesforce: Salesforce, control: requests.Session, count: int, accepted: bool
+) -> None:
+    body = collection(
+        [{"LastName": f"Bulk {n}", "Company": "Many Inc"} for n in range(count)],
+        all_or_none=False,
+    )
+    if accepted:
+        results = salesforce.restful("composite/sobjects", method="POST", json=body)
+        assert len(results) == count
+        assert all(result["success"] for result in results)
+        assert len(sandbox_leads(control)) == SEED_LEADS + count
+        return
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        salesforce.restful("composite/sobjects", method="POST", json=body)
+    (error,) = refused.value.content
+    assert error["errorCode"] == "EXCEEDED_ID_LIMIT"
+    assert "200" in error["message"]
+    assert len(sandbox_leads(control)) == SEED_LEADS
+
+
+def test_collection_delete(salesforce: Salesforce) -> None:
+    ids = lead_ids(salesforce, "ORDER BY Id LIMIT 2")
+    results = salesforce.restful(
+        "composite/sobjects", method="DELETE", params={"ids": ",".join(ids)}
+    )
+    assert [(r["id"], r["success"]) for r in results] == [(ids[0], True), (ids[1], True)]
+    remaining = salesforce.query(format_soql("SELECT COUNT() FROM Lead WHERE Id IN {}", ids))
+    assert remaining["totalSize"] == 0
+
+
+# ------------------------------------------------------------------------------------ limits
+
+
+def test_limits_report_daily_api_requests(salesforce: Salesforce) -> None:
+    recorded_limits = recorded("limits")
+    first = salesforce.limits()
+    second = salesforce.limits()
+    for name, entry in first.items():
+        assert set(entry) == {"Max", "Remaining"}, name
+        assert 0 <= entry["Remaining"] <= entry["Max"]
+    assert set(first["DailyApiRequests"]) == set(recorded_limits["DailyApiRequests"])
+    assert first["DailyApiRequests"]["Max"] == DEFAULT_DAILY_LIMIT
+    # Each call counts, the limits call itself included.
+    assert first["DailyApiRequests"]["Remaining"] == DEFAULT_DAILY_LIMIT - 1
+    assert second["DailyApiRequests"]["Remaining"] == DEFAULT_DAILY_LIMIT - 2
+
+
+def test_api_usage_follows_sforce_limit_info(salesforce: Salesforce) -> None:
+    salesforce.query("SELECT Id FROM Lead LIMIT 1")
+    assert salesforce.api_usage == {"api-usage": Usage(1, DEFAULT_DAILY_LIMIT)}
+    salesforce.Lead.get(first_open_lead(salesforce))  # counts, though api_usage skips sf.Lead.*
+    salesforce.query("SELECT Id FROM Lead LIMIT 1")
+    assert salesforce.api_usage == {"api-usage": Usage(4, DEFAULT_DAILY_LIMIT)}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/limits", 200),
+        ("GET", "/query?q=SELECT+Id+FROM+Lead+LIMIT+1", 200),
+        ("GET", "/sobjects/Lead/describe", 200),
+        ("GET", "/query?q=SELECT+Nope+FROM+Lead", 400),
+        ("GET", f"/sobjects/Lead/{salesforce_id('00Q', 999_999)}", 404),
+        ("PATCH", "/composite/sobjects", 400),
+        ("GET", "/jobs/ingest/7505g0000000999AAA", 404),
+    ],
+)
+def test_every_answer_carries_sforce_limit_info(
+    salesforce: Salesforce, sandbox: Sandbox, method: str, path: str, status: int
+) -> None:
+    with _plain_session() as http:
+        answer = http.request(
+            method,
+            f"{sandbox.url}{API}{path}",
+            headers={"Authorization": f"Bearer {salesforce.session_id}"},
+            json={} if method == "PATCH" else None,
+        )
+    assert answer.status_code == status
+    assert re.fullmatch(r"api-usage=\d+/100000", answer.headers["Sforce-Limit-Info"])
+
+
+def test_daily_limit_refuses_requests_with_403(
+    salesforce: Salesforce, control: requests.Session, sandbox: Sandbox
+) -> None:
+    sandbox_post(control, "limits", {"salesforce_daily_limit": 3})
+    for _ in range(3):
+        salesforce.query("SELECT Id FROM Lead LIMIT 1")
+    assert salesforce.api_usage == {"api-usage": Usage(3, 3)}
+    with pytest.raises(SalesforceRefusedRequest) as refused:
+        salesforce.query("SELECT Id FROM Lead LIMIT 1")
+    assert refused.value.status == 403
+    (error,) = refused.value.content
+    assert error["errorCode"] == "REQUEST_LIMIT_EXCEEDED"
+    assert "TotalRequests Limit exceeded" in error["message"]
+    with pytest.raises(SalesforceRefusedRequest):
+        salesforce.Lead.describe()
+    # Raising the limit lets the same client carry on.
+    sandbox_post(control, "limits", {"salesforce_daily_limit": 10})
+    assert salesforce.query("SELECT COUNT() FROM Lead")["totalSize"] == SEED_LEADS
+
+
+# ------------------------------------------------------------------------------------ conversion
+
+
+def test_converted_lead_cannot_be_updated(
+    salesforce: Salesforce, control: requests.Session
+) -> None:
+    lead_id = first_open_lead(salesforce)
+    days = {datetime.now(UTC).date().isoformat()}
+    converted = sandbox_post(
+        control, f"salesforce/leads/{lead_id}/convert", {"opportunity_stage": "Prospecting"}
+    )
+    assert converted["IsConverted"] is True
+
+    lead = salesforce.Lead.get(lead_id)
+    assert lead["IsConverted"] is True
+    assert lead["Status"] == "Closed - Converted"
+    days.add(datetime.now(UTC).date().isoformat())  # in case midnight passed meanwhile
+    assert lead["ConvertedDate"] in days
+    assert lead["ConvertedContactId"].startswith("003")
+    assert lead["ConvertedAccountId"].startswith("001")
+    opportunity = salesforce.Opportunity.get(lead["ConvertedOpportunityId"])
+    assert opportunity["StageName"] == "Prospecting"
+
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        salesforce.Lead.update(lead_id, {"Title": "Too late"})
+    assert refused.value.content[0]["errorCode"] == "CANNOT_UPDATE_CONVERTED_LEAD"
+
+    body = collection([{"id": lead_id, "Leadsync_Score__c": 10}], all_or_none=False)
+    (result,) = salesforce.restful("composite/sobjects", method="PATCH", json=body)
+    assert result["success"] is False
+    assert result["errors"][0]["statusCode"] == "CANNOT_UPDATE_CONVERTED_LEAD"
+    assert salesforce.Lead.get(lead_id)["Leadsync_Score__c"] is None
+
+
+def test_conversion_without_opportunity(salesforce: Salesforce, control: requests.Session) -> None:
+    lead_id = first_open_lead(salesforce)
+    sandbox_post(control, f"salesforce/leads/{lead_id}/convert", {})
+    lead = salesforce.Lead.get(lead_id)
+    assert lead["IsConverted"] is True
+    assert lead["ConvertedOpportunityId"] is None
+    rows = salesforce.query(
+        format_soql("SELECT Id FROM Lead WHERE IsConverted = true AND Id = {}", lead_id)
+    )
+    assert rows["totalSize"] == 1
+
+
+# ------------------------------------------------------------------------------------ modstamp
+
+
+@pytest.fixture(scope="module")
+def clock() -> FakeClock:
+    return FakeClock(start=datetime(2024, 6, 3, 9, 0, tzinfo=UTC).timestamp())
+
+
+@pytest.fixture(scope="module")
+def clocked_sandbox(clock: FakeClock) -> Iterator[Sandbox]:
+    with Sandbox(SandboxSettings(port=0, seed=7, leads=10), clock=clock) as running:
+        yield running
+
+
+@pytest.fixture
+def clocked(clocked_sandbox: Sandbox, clock: FakeClock) -> Salesforce:
+    clock.advance(60)
+    return Salesforce(
+        username="sandbox@leadsync.test",
+        password="sandbox",
+        security_token="sandbox",
+        session=RoutingSession(clocked_sandbox.url),
+    )
+
+
+def _now_text(clock: FakeClock) -> str:
+    return salesforce_datetime(int(clock() * 1000))  # as the sandbox reads its clock
+
+
+def _stamps(sf: Salesforce, ids: list[str]) -> dict[str, str]:
+    soql = format_soql("SELECT Id, SystemModstamp FROM Lead WHERE Id IN {}", ids)
+    rows = sf.query_all(soql, include_deleted=True)["records"]
+    return {row["Id"]: row["SystemModstamp"] for row in rows}
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        pytest.param(lambda sf, i: sf.Lead.update(i, {"Title": "Moved"}), id="update"),
+        pytest.param(lambda sf, i: sf.Lead.delete(i), id="delete"),
+        pytest.param(
+            lambda sf, i: sf.restful(
+                "composite/sobjects",
+                method="PATCH",
+                json=collection([{"id": i, "Rating": "Hot"}], all_or_none=False),
+            ),
+            id="collection",
+        ),
+    ],
+)
+def test_every_write_moves_system_modstamp(
+    clocked: Salesforce, clock: FakeClock, write: Callable[[Salesforce, str], Any]
+) -> None:
+    lead_id = first_open_lead(clocked)
+    before = _stamps(clocked, [lead_id])[lead_id]
+    clock.advance(1.234)
+    write(clocked, lead_id)
+    after = _stamps(clocked, [lead_id])[lead_id]
+    assert after == _now_text(clock)
+    assert after > before
+
+
+def test_one_collection_call_stamps_its_records_alike(
+    clocked: Salesforce, clock: FakeClock
+) -> None:
+    ids = lead_ids(clocked, "WHERE IsConverted = false ORDER BY Id LIMIT 3")
+    clock.advance(0.5)
+    clocked.restful(
+        "composite/sobjects",
+        method="PATCH",
+        json=collection(
+            [{"id": i, "Title": f"T{n}"} for n, i in enumerate(ids)], all_or_none=False
+        ),
+    )
+    stamps = _stamps(clocked, ids)
+    assert set(stamps.values()) == {_now_text(clock)}
+    clock.advance(0.01)
+    clocked.Lead.update(ids[0], {"Title": "Again"})
+    assert _stamps(clocked, [ids[0]])[ids[0]] > stamps[ids[0]]
+
+
+# ------------------------------------------------------------------------------------ faults
+
+
+def test_lock_fault_fails_each_collection_record(
+    salesforce: Salesforce, control: requests.Session
+) -> None:
+    ids = lead_ids(salesforce, "WHERE IsConverted = false ORDER BY Id LIMIT 3")
+    sandbox_post(control, "faults", {"spec": "lock=1"})
+    body = collection([{"id": i, "Title": "Locked"} for i in ids], all_or_none=False)
+    results = salesforce.restful("composite/sobjects", method="PATCH", json=body)
+    assert [r["id"] for r in results] == ids
+    assert all(r["success"] is False for r in results)
+    assert [r["errors"][0]["statusCode"] for r in results] == ["UNABLE_TO_LOCK_ROW"] * 3
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        salesforce.Lead.update(ids[0], {"Title": "Locked"})
+    assert refused.value.content[0]["errorCode"] == "UNABLE_TO_LOCK_ROW"
+    sandbox_post(control, "faults", {"spec": ""})
+    assert all(salesforce.Lead.get(i)["Title"] != "Locked" for i in ids)
+
+
+def test_server_error_fault_raises_general_error(
+    salesforce: Salesforce, control: requests.Session
+) -> None:
+    sandbox_post(control, "faults", {"spec": "5xx=1"})
+    with pytest.raises(SalesforceGeneralError) as failed:
+        salesforce.query("SELECT Id FROM Lead LIMIT 1")
+    assert failed.value.status == 503
+    assert failed.value.content[0]["errorCode"] == "SERVER_UNAVAILABLE"
+
+
+def test_rate_limit_fault_is_a_403_as_salesforce_has_no_429(
+    salesforce: Salesforce, control: requests.Session
+) -> None:
+    sandbox_post(control, "faults", {"spec": "429=1"})
+    with pytest.raises(SalesforceRefusedRequest) as refused:
+        salesforce.query("SELECT Id FROM Lead LIMIT 1")
+    assert refused.value.content[0]["errorCode"] == "REQUEST_LIMIT_EXCEEDED"
+    assert "ConcurrentPerOrgLongTxn" in refused.value.content[0]["message"]
+
+
+def test_drop_fault_breaks_the_connection(
+    salesforce: Salesforce, control: requests.Session
+) -> None:
+    sandbox_post(control, "faults", {"spec": "drop=1"})
+    with pytest.raises(requests.exceptions.ConnectionError):
+        salesforce.query("SELECT Id FROM Lead LIMIT 1")
+    sandbox_post(control, "faults", {"spec": ""})
+    assert salesforce.query("SELECT COUNT() FROM Lead")["totalSize"] == SEED_LEADS
