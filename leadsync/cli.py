@@ -7,14 +7,20 @@ with a message that names what is wrong and no traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 from leadsync import __version__
+from leadsync.config import load_config
+from leadsync.connectors.errors import ConnectorError
+from leadsync.problems import ConfigError
 from leadsync.sandbox import FaultSpec, FaultSpecError, HubSpotSettings, Sandbox, SandboxSettings
+from leadsync.sandbox_config import write_sandbox_config
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -81,6 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a HubSpot edit takes to become searchable (default %(default)s)",
     )
 
+    sandbox.add_argument(
+        "--config-out",
+        type=Path,
+        metavar="FILE",
+        help="write a leadsync config pointed at this sandbox (and its secrets file beside it)",
+    )
+
+    setup = commands.add_parser(
+        "setup",
+        help="create the HubSpot properties leadsync writes; report missing Salesforce fields",
+    )
+    _add_config_option(setup)
+
     demo = commands.add_parser(
         "demo",
         help="start the sandbox in-process and show what it serves, through the official clients",
@@ -90,6 +109,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--leads", type=_count, default=500, help="leads per CRM (default %(default)s)"
     )
     return parser
+
+
+def _add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="config file (default: $LEADSYNC_CONFIG, else ./config.toml if present)",
+    )
+
+
+def _config_path(args: argparse.Namespace) -> Path | None:
+    if args.config is not None:
+        return Path(args.config)
+    if os.environ.get("LEADSYNC_CONFIG"):
+        return Path(os.environ["LEADSYNC_CONFIG"])
+    default = Path("config.toml")
+    return default if default.exists() else None
 
 
 def _add_sandbox_options(parser: argparse.ArgumentParser) -> None:
@@ -140,6 +177,9 @@ def run_sandbox(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
+    if args.config_out is not None:
+        written = write_sandbox_config(args.config_out, sandbox.url, sandbox.credentials())
+        print(f"wrote {', '.join(str(path) for path in written)}", flush=True)
     stopping = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -178,19 +218,33 @@ def _print_sandbox_banner(sandbox: Sandbox) -> None:
     print("\n".join(lines), flush=True)
 
 
+def run_setup(args: argparse.Namespace) -> int:
+    from leadsync.crm_setup import set_up_crms
+
+    config = load_config(_config_path(args))
+    report = set_up_crms(config)
+    print(report.text())
+    return EXIT_OK if report.complete else EXIT_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command == "sandbox":
             return run_sandbox(args)
+        if args.command == "setup":
+            return run_setup(args)
         if args.command == "demo":
             from leadsync.demo import run_demo
 
             return run_demo(seed=args.seed, leads=args.leads)
-    except UsageError as problem:
+    except (UsageError, ConfigError) as problem:
         print(f"leadsync: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    except ConnectorError as problem:
+        print(f"leadsync: {problem}", file=sys.stderr)
+        return EXIT_FAILED
     parser.error(f"unknown command {args.command}")
     return EXIT_USAGE  # pragma: no cover - parser.error exits
 

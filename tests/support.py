@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
 import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -31,3 +36,71 @@ def recorded(name: str) -> Any:
     if not SALESFORCE_FIXTURES.is_dir():
         pytest.skip(f"recorded Salesforce bodies not found at {SALESFORCE_FIXTURES}")
     return json.loads((SALESFORCE_FIXTURES / f"{name}.json").read_text())
+
+
+@dataclass
+class Scripted:
+    """One scripted answer: a status, headers and a JSON body; `drop` closes the connection."""
+
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    drop: bool = False
+
+
+class ScriptedServer:
+    """A real HTTP server on loopback that answers from a script, in order, and records what it
+    was asked. For clients whose transport `responses` cannot intercept (urllib3)."""
+
+    def __init__(self) -> None:
+        self.script: list[Scripted] = []
+        self.requests: list[tuple[str, str]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                owner.requests.append((self.command, self.path))
+                answer = owner.script.pop(0) if owner.script else Scripted(500, {"message": "?"})
+                if answer.drop:
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                body = json.dumps(answer.body).encode() if answer.body is not None else b""
+                self.send_response(answer.status)
+                self.send_header("Content-Type", "application/json")
+                for name, value in answer.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _answer  # noqa: N815
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> ScriptedServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

@@ -1,4 +1,9 @@
-"""Route simple-salesforce to a plain-http instance such as the local sandbox.
+"""HTTP sessions for simple-salesforce: a default timeout on every request, and routing to a
+plain-http instance such as the local sandbox.
+
+simple-salesforce passes `timeout=` through for its REST calls but not for its logins or its
+Bulk 2.0 client, and `requests` waits forever without one: `TimeoutSession` gives every request
+a default.
 
 simple-salesforce builds every URL as `https://{instance}/...` and logs in at
 `https://{domain}.salesforce.com`, so it cannot reach `http://127.0.0.1:PORT` by configuration
@@ -14,11 +19,24 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 
-class RoutingSession(requests.Session):
+class TimeoutSession(requests.Session):
+    """A session whose requests time out after `timeout` seconds unless a call says otherwise."""
+
+    def __init__(self, *, timeout: float | None = None) -> None:
+        super().__init__()
+        self.timeout = timeout
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        if self.timeout is not None and kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout
+        return super().request(method, url, *args, **kwargs)
+
+
+class RoutingSession(TimeoutSession):
     """A session that sends every request to `base_url`, keeping path and query."""
 
-    def __init__(self, base_url: str) -> None:
-        super().__init__()
+    def __init__(self, base_url: str, *, timeout: float | None = None) -> None:
+        super().__init__(timeout=timeout)
         target = urlsplit(base_url)
         if target.scheme not in ("http", "https") or not target.netloc:
             raise ValueError(f"not an http(s) base URL: {base_url!r}")

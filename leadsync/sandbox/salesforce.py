@@ -33,11 +33,11 @@ from leadsync.sandbox.salesforce_auth import (
 )
 from leadsync.sandbox.salesforce_bulk import BulkJobs
 from leadsync.sandbox.schema import (
-    LEAD,
     SALESFORCE_OBJECTS,
     SalesforceField,
     SalesforceObject,
     salesforce_object,
+    salesforce_objects,
 )
 from leadsync.sandbox.timestamps import parse_ms, salesforce_date, salesforce_datetime
 
@@ -55,6 +55,11 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 class SalesforceSettings:
     credentials: SalesforceCredentials = field(default_factory=SalesforceCredentials)
     daily_limit: int = 100_000
+    # False: an org where no admin has created leadsync's write-back fields yet.
+    custom_fields: bool = True
+    # Sessions expire this long after their login (Salesforce's session timeout); None never,
+    # 0 at once, which makes every login useless, as a broken org would.
+    session_timeout_seconds: float | None = None
 
 
 @dataclass(slots=True)
@@ -114,7 +119,8 @@ class SalesforceEmulator:
         self._record_lock_share = record_lock_share
         self._lock_random = random.Random(0)
         self.lock = threading.RLock()
-        self.sessions = SessionTable()
+        self.sessions = SessionTable(clock, settings.session_timeout_seconds)
+        self.objects = salesforce_objects(custom_fields=settings.custom_fields)
         self.daily = DailyAllowance(settings.daily_limit, clock)
         self._records: dict[str, dict[str, dict[str, Any]]] = {}
         self._next_number: dict[str, int] = {}
@@ -146,7 +152,7 @@ class SalesforceEmulator:
         self, object_name: str = "Lead", *, include_deleted: bool = False
     ) -> list[dict[str, Any]]:
         with self.lock:
-            obj = _require_object(object_name)
+            obj = self.require_object(object_name)
             return [
                 self._full_record(obj, row)
                 for row in self._records[obj.name.lower()].values()
@@ -162,7 +168,7 @@ class SalesforceEmulator:
         """Change fields as the platform or an automation would, bypassing validation (used by
         the inspection API, e.g. to convert a lead). SystemModstamp still moves."""
         with self.lock:
-            obj = _require_object(object_name)
+            obj = self.require_object(object_name)
             row = self._records[obj.name.lower()][record_id]
             for name, value in values.items():
                 spec = obj.field_named(name)
@@ -204,6 +210,16 @@ class SalesforceEmulator:
         self._next_number[object_key] = number + 1
         return number
 
+    def object_named(self, name: str) -> SalesforceObject | None:
+        """The sObject called `name` as this org defines it (case-insensitively)."""
+        return salesforce_object(name, self.objects)
+
+    def require_object(self, name: str) -> SalesforceObject:
+        obj = self.object_named(name)
+        if obj is None:
+            raise KeyError(name)
+        return obj
+
     def reset_limits(self) -> None:
         with self.lock:
             self.daily.clear()
@@ -219,7 +235,7 @@ class SalesforceEmulator:
     def create_record(
         self, object_name: str, values: Mapping[str, Any], *, stamp: str | None = None
     ) -> WriteOutcome:
-        obj = _require_object(object_name)
+        obj = self.require_object(object_name)
         clean, errors = _validated(obj, values, creating=True)
         if errors:
             return WriteOutcome(None, errors=errors)
@@ -237,7 +253,7 @@ class SalesforceEmulator:
                 row[spec.name] = spec.default_picklist_value
             if spec.type == "boolean" and spec.name not in row:
                 row[spec.name] = False
-        if obj is LEAD and "OwnerId" not in clean:
+        if obj.name == "Lead" and "OwnerId" not in clean:
             row["OwnerId"] = "0055g0000000001AAA"
         row.update(clean)
         if obj.name == "Opportunity":
@@ -254,7 +270,7 @@ class SalesforceEmulator:
         *,
         stamp: str | None = None,
     ) -> WriteOutcome:
-        obj = _require_object(object_name)
+        obj = self.require_object(object_name)
         row = self._find(obj, record_id)
         if row is None:
             return WriteOutcome(
@@ -269,7 +285,7 @@ class SalesforceEmulator:
                     )
                 ],
             )
-        if obj is LEAD and row.get("IsConverted"):
+        if obj.name == "Lead" and row.get("IsConverted"):
             return WriteOutcome(
                 row["Id"],
                 errors=[
@@ -305,7 +321,7 @@ class SalesforceEmulator:
     def delete_record(
         self, object_name: str, record_id: str, *, stamp: str | None = None
     ) -> WriteOutcome:
-        obj = _require_object(object_name)
+        obj = self.require_object(object_name)
         row = self._find(obj, record_id)
         if row is None:
             code = "ENTITY_IS_DELETED" if self._is_deleted(obj, record_id) else "NOT_FOUND"
@@ -347,7 +363,7 @@ class SalesforceEmulator:
 
     def run_query(self, text: str, *, include_deleted: bool) -> tuple[soql.SoqlQuery, list[Any]]:
         """Parse and run a SOQL query over the current records (raises soql.SoqlError)."""
-        query = soql.parse(text)
+        query = soql.parse(text, objects=self.objects)
         table = self._records[query.sobject.name.lower()].values()
         rows = table if include_deleted else (r for r in table if not r.get("IsDeleted"))
         return query, soql.run(query, rows)
@@ -480,13 +496,13 @@ class SalesforceEmulator:
                 "encoding": "UTF-8",
                 "maxBatchSize": COLLECTION_LIMIT,
                 "sobjects": [
-                    _object_summary(obj, match["version"]) for obj in SALESFORCE_OBJECTS.values()
+                    _object_summary(obj, match["version"]) for obj in self.objects.values()
                 ],
             },
         )
 
     def _sobject_info(self, request: Request, match: re.Match[str]) -> Response:
-        obj = salesforce_object(match["object"])
+        obj = self.object_named(match["object"])
         if obj is None:
             return _not_found_object(match["object"])
         return Response.json(
@@ -494,13 +510,13 @@ class SalesforceEmulator:
         )
 
     def _describe(self, request: Request, match: re.Match[str]) -> Response:
-        obj = salesforce_object(match["object"])
+        obj = self.object_named(match["object"])
         if obj is None:
             return _not_found_object(match["object"])
         return Response.json(200, describe(obj, match["version"]))
 
     def _deleted(self, request: Request, match: re.Match[str]) -> Response:
-        obj = salesforce_object(match["object"])
+        obj = self.object_named(match["object"])
         if obj is None:
             return _not_found_object(match["object"])
         try:
@@ -563,8 +579,11 @@ class SalesforceEmulator:
     def _query_more(self, request: Request, match: re.Match[str]) -> Response:
         locator, _, offset = match["locator"].rpartition("-")
         cursor = self._cursors.get(locator)
-        if cursor is None or not offset.isdigit() or int(offset) != cursor.position:
+        # Any batch of a live cursor can be fetched again, e.g. by a client retrying a page
+        # whose answer it lost; a locator past the end or closed is invalid.
+        if cursor is None or not offset.isdigit() or int(offset) > cursor.total:
             return _errors(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        cursor.position = int(offset)
         self._cursors.move_to_end(locator)
         return self._page(locator, cursor)
 
@@ -609,7 +628,7 @@ class SalesforceEmulator:
         }
 
     def _get(self, request: Request, match: re.Match[str]) -> Response:
-        obj = salesforce_object(match["object"])
+        obj = self.object_named(match["object"])
         if obj is None:
             return _not_found_object(match["object"])
         row = self._find(obj, match["id"])
@@ -627,7 +646,7 @@ class SalesforceEmulator:
         return Response.json(200, record)
 
     def _create(self, request: Request, match: re.Match[str]) -> Response:
-        obj = salesforce_object(match["object"])
+        obj = self.object_named(match["object"])
         if obj is None:
             return _not_found_object(match["object"])
         body = _json_object(request)
@@ -639,7 +658,7 @@ class SalesforceEmulator:
         return Response.json(201, {"id": outcome.record_id, "success": True, "errors": []})
 
     def _update(self, request: Request, match: re.Match[str]) -> Response:
-        obj = salesforce_object(match["object"])
+        obj = self.object_named(match["object"])
         if obj is None:
             return _not_found_object(match["object"])
         body = _json_object(request)
@@ -652,7 +671,7 @@ class SalesforceEmulator:
         return Response.empty(204)
 
     def _delete(self, request: Request, match: re.Match[str]) -> Response:
-        obj = salesforce_object(match["object"])
+        obj = self.object_named(match["object"])
         if obj is None:
             return _not_found_object(match["object"])
         outcome = self.delete_record(obj.name, match["id"])
@@ -716,7 +735,7 @@ class SalesforceEmulator:
             )
         attributes = record.get("attributes")
         object_name = attributes.get("type") if isinstance(attributes, Mapping) else None
-        obj = salesforce_object(str(object_name)) if object_name else None
+        obj = self.object_named(str(object_name)) if object_name else None
         if obj is None:
             return WriteOutcome(
                 None,
@@ -1049,13 +1068,6 @@ def _object_for_id(record_id: str) -> SalesforceObject | None:
         if record_id.startswith(obj.key_prefix):
             return obj
     return None
-
-
-def _require_object(name: str) -> SalesforceObject:
-    obj = salesforce_object(name)
-    if obj is None:
-        raise KeyError(name)
-    return obj
 
 
 def _collection_result(outcome: WriteOutcome) -> dict[str, Any]:

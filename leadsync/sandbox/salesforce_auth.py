@@ -12,7 +12,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape
@@ -38,17 +38,24 @@ class SalesforceCredentials:
 
 
 class SessionTable:
-    """Issued session ids; all of them can be expired at once to test re-authentication."""
+    """Issued session ids; all of them can be expired at once to test re-authentication.
 
-    def __init__(self) -> None:
-        self._sessions: set[str] = set()
+    With a `timeout` (seconds on `clock`), a session also expires that long after its login.
+    """
+
+    def __init__(
+        self, clock: Callable[[], float] = time.time, timeout: float | None = None
+    ) -> None:
+        self._sessions: dict[str, float] = {}  # session id -> when it was issued
         self._lock = threading.Lock()
+        self._clock = clock
+        self._timeout = timeout
         self.logins = 0
 
     def issue(self) -> str:
         token = f"{ORG_ID}!{secrets.token_urlsafe(40)}"
         with self._lock:
-            self._sessions.add(token)
+            self._sessions[token] = self._clock()
             self.logins += 1
         return token
 
@@ -56,7 +63,10 @@ class SessionTable:
         if not authorization or not authorization.startswith("Bearer "):
             return False
         with self._lock:
-            return authorization[len("Bearer ") :] in self._sessions
+            issued = self._sessions.get(authorization[len("Bearer ") :])
+        if issued is None:
+            return False
+        return self._timeout is None or self._clock() < issued + self._timeout
 
     def expire_all(self) -> int:
         with self._lock:

@@ -18,7 +18,6 @@ from leadsync.sandbox import soql
 from leadsync.sandbox.http import Request, Response, Route, route
 from leadsync.sandbox.ids import salesforce_id
 from leadsync.sandbox.salesforce_auth import USER_ID
-from leadsync.sandbox.schema import salesforce_object
 from leadsync.sandbox.timestamps import salesforce_datetime
 
 if TYPE_CHECKING:
@@ -132,7 +131,7 @@ class BulkJobs:
         operation = body.get("operation")
         if operation not in INGEST_OPERATIONS:
             return _error(400, "INVALIDJOB", f"InvalidJob : Invalid operation: {operation}")
-        obj = salesforce_object(str(body.get("object", "")))
+        obj = self._emulator.object_named(str(body.get("object", "")))
         if obj is None:
             return _error(400, "INVALIDJOB", f"InvalidJob : Invalid object: {body.get('object')}")
         external = body.get("externalIdFieldName")

@@ -9,7 +9,7 @@ admin, not through the REST API.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from leadsync.sandbox.ids import salesforce_id
 
@@ -479,6 +479,20 @@ SALESFORCE_OBJECTS: dict[str, SalesforceObject] = {
 }
 
 
-def salesforce_object(name: str) -> SalesforceObject | None:
-    """The sObject called `name`, matched case-insensitively as Salesforce does."""
-    return SALESFORCE_OBJECTS.get(name.lower())
+def salesforce_object(
+    name: str, objects: dict[str, SalesforceObject] | None = None
+) -> SalesforceObject | None:
+    """The sObject called `name` among `objects` (default: the full catalogue), matched
+    case-insensitively as Salesforce does."""
+    return (SALESFORCE_OBJECTS if objects is None else objects).get(name.lower())
+
+
+def salesforce_objects(*, custom_fields: bool = True) -> dict[str, SalesforceObject]:
+    """The catalogue an org serves. Without custom fields it is an org where no admin has yet
+    created leadsync's write-back fields: they are then unknown to describe, writes and SOQL."""
+    if custom_fields:
+        return dict(SALESFORCE_OBJECTS)
+    return {
+        key: replace(obj, fields=tuple(spec for spec in obj.fields if not spec.custom))
+        for key, obj in SALESFORCE_OBJECTS.items()
+    }

@@ -61,17 +61,23 @@ class SoqlQuery:
     where: Predicate | None = field(default=None, repr=False, compare=False)
 
 
-def parse(text: str, *, now: datetime | None = None) -> SoqlQuery:
+def parse(
+    text: str,
+    *,
+    now: datetime | None = None,
+    objects: dict[str, SalesforceObject] | None = None,
+) -> SoqlQuery:
     """Parse and type-check `text`, compiling its WHERE clause; raises only `SoqlError`.
 
     `now` anchors TODAY, YESTERDAY and LAST_N_DAYS (default: the current time); naive values
-    are taken as UTC, the sandbox's only time zone.
+    are taken as UTC, the sandbox's only time zone. `objects` is the org's catalogue (default:
+    every object with every field, see `schema.salesforce_objects`).
     """
     cursor = _Cursor(text)
     cursor.expect_word("SELECT")
     selected = _select_list(cursor)
     cursor.expect_word("FROM")
-    sobject = _lookup_object(cursor, cursor.expect_name())
+    sobject = _lookup_object(cursor, cursor.expect_name(), objects)
     fields = () if selected is None else _selected_fields(cursor, sobject, selected)
     clauses = _ClauseParser(cursor, sobject, _utc_today(now))
     where = clauses.where_clause()
@@ -322,8 +328,10 @@ def _select_list(cursor: _Cursor) -> list[_Token] | None:
     return names
 
 
-def _lookup_object(cursor: _Cursor, token: _Token) -> SalesforceObject:
-    sobject = salesforce_object(token.text)
+def _lookup_object(
+    cursor: _Cursor, token: _Token, objects: dict[str, SalesforceObject] | None
+) -> SalesforceObject:
+    sobject = salesforce_object(token.text, objects)
     if sobject is None:
         detail = (
             f"sObject type '{token.text}' is not supported. If you are attempting to use a custom"

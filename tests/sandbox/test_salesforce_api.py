@@ -26,7 +26,7 @@ from simple_salesforce.exceptions import (
 from simple_salesforce.util import Usage
 
 from leadsync.connectors.salesforce_routing import RoutingSession
-from leadsync.sandbox import Sandbox, SandboxSettings
+from leadsync.sandbox import SalesforceSettings, Sandbox, SandboxSettings
 from leadsync.sandbox.ids import salesforce_id
 from leadsync.sandbox.timestamps import salesforce_datetime
 from tests.support import FakeClock, recorded
@@ -975,3 +975,55 @@ def test_drop_fault_breaks_the_connection(
         salesforce.query("SELECT Id FROM Lead LIMIT 1")
     sandbox_post(control, "faults", {"spec": ""})
     assert salesforce.query("SELECT COUNT() FROM Lead")["totalSize"] == SEED_LEADS
+
+
+def test_a_page_of_an_open_cursor_can_be_fetched_again(salesforce: Salesforce) -> None:
+    batch = {"Sforce-Query-Options": "batchSize=200"}
+    many = [{"LastName": f"Lead {n}", "Company": "Bulk"} for n in range(400)]
+    for chunk in (many[:200], many[200:]):
+        salesforce.restful(
+            "composite/sobjects", method="POST", json=collection(chunk, all_or_none=False)
+        )
+    first = salesforce.query("SELECT Id FROM Lead ORDER BY Id", headers=batch)
+    second = salesforce.query_more(first["nextRecordsUrl"], identifier_is_url=True, headers=batch)
+    again = salesforce.query_more(first["nextRecordsUrl"], identifier_is_url=True, headers=batch)
+    assert again["records"] == second["records"]
+    assert again["nextRecordsUrl"] == second["nextRecordsUrl"]
+
+
+# ------------------------------------------------------------------------------------ custom fields
+
+
+@pytest.fixture
+def bare_org() -> Iterator[Salesforce]:
+    """An org where no admin has created leadsync's write-back fields."""
+    settings = SandboxSettings(
+        port=0, seed=7, leads=5, salesforce=SalesforceSettings(custom_fields=False)
+    )
+    with Sandbox(settings) as running:
+        yield Salesforce(
+            username="sandbox@leadsync.test",
+            password="sandbox",
+            security_token="sandbox",
+            session=RoutingSession(running.url),
+        )
+
+
+def test_an_org_without_custom_fields_knows_none_of_them(bare_org: Salesforce) -> None:
+    described = {field["name"] for field in bare_org.Lead.describe()["fields"]}
+    assert "Email" in described
+    assert not any(name.endswith("__c") for name in described)
+
+    with pytest.raises(SalesforceMalformedRequest) as unknown_column:
+        bare_org.query("SELECT Id, Leadsync_Score__c FROM Lead")
+    assert unknown_column.value.content[0]["errorCode"] == "INVALID_FIELD"
+
+    lead = first_open_lead(bare_org)
+    (result,) = bare_org.restful(
+        "composite/sobjects",
+        method="PATCH",
+        json=collection([{"id": lead, "Leadsync_Grade__c": "A"}], all_or_none=False),
+    )
+    assert result["success"] is False
+    assert result["errors"][0]["statusCode"] == "INVALID_FIELD"
+    assert "Leadsync_Grade__c" not in bare_org.Lead.get(lead)

@@ -12,7 +12,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from simple_salesforce import Salesforce
+from simple_salesforce import Salesforce, SalesforceLogin
 from simple_salesforce.exceptions import (
     SalesforceAuthenticationFailed,
     SalesforceExpiredSession,
@@ -25,7 +25,7 @@ from leadsync.sandbox import (
     Sandbox,
     SandboxSettings,
 )
-from tests.support import recorded
+from tests.support import FakeClock, recorded
 
 USERNAME = "sandbox@leadsync.test"
 ORG_ID = "00D5g000000SANDBOX"
@@ -380,3 +380,43 @@ def test_bulk2_does_not_log_in_again_after_expiry(
     salesforce.query(COUNT_LEADS)  # logs in again; a fresh sf.bulk2 takes the new session
     pages = list(salesforce.bulk2.Lead.query("SELECT Id FROM Lead", wait=0.05))
     assert sum(len(page.splitlines()) - 1 for page in pages) == 60
+
+
+def test_sessions_expire_after_the_configured_timeout() -> None:
+    clock = FakeClock()
+    settings = SandboxSettings(
+        port=0, seed=7, leads=5, salesforce=SalesforceSettings(session_timeout_seconds=60)
+    )
+    with Sandbox(settings, clock=clock) as running:
+        sf = Salesforce(
+            username=USERNAME,
+            password="sandbox",
+            security_token="sandbox",
+            session=RoutingSession(running.url),
+        )
+        direct = Salesforce(
+            session_id=sf.session_id, instance_url=running.url, session=RoutingSession(running.url)
+        )
+        clock.advance(59)
+        assert direct.query(COUNT_LEADS)["totalSize"] == 5
+        clock.advance(1)
+        with pytest.raises(SalesforceExpiredSession):
+            direct.query(COUNT_LEADS)
+
+
+def test_a_zero_session_timeout_makes_every_login_useless() -> None:
+    settings = SandboxSettings(
+        port=0, seed=7, leads=5, salesforce=SalesforceSettings(session_timeout_seconds=0)
+    )
+    with Sandbox(settings) as running:
+        session_id, instance = SalesforceLogin(
+            username=USERNAME,
+            password="sandbox",
+            security_token="sandbox",
+            session=RoutingSession(running.url),
+        )
+        direct = Salesforce(
+            session_id=session_id, instance=instance, session=RoutingSession(running.url)
+        )
+        with pytest.raises(SalesforceExpiredSession):
+            direct.query(COUNT_LEADS)

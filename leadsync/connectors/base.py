@@ -1,0 +1,184 @@
+"""The small interface every connector implements, and the values that cross it.
+
+    pull(position, fields=..., started_at=...)  -> pages of changed records, each with the
+                                                   position to resume from once it is committed
+    pull_all(checkpoint, fields=...)            -> pages of every record (backfills), each with
+                                                   a checkpoint to resume from
+    describe()                                  -> fields with types, allowed values, writability
+    write(updates)                              -> one result per record
+    quota()                                     -> what the CRM says is left today
+
+Paging, auth, retries and throttling live inside a connector; the engine sees only these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from leadsync.connectors.quota import Quota
+
+# Given record ids, the modification stamps the store already holds for them: records pulled
+# again (a look-back overlap, a re-issued search) at a stamp already held are dropped.
+KnownStamps = Callable[[Sequence[str]], Mapping[str, datetime]]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Position:
+    """Where an incremental pull stands: the last (modification stamp, record id) taken.
+
+    Ordered as the CRMs order changes: by stamp, then by id among records sharing a stamp.
+    """
+
+    modified_at: datetime
+    record_id: str = ""
+
+    def __post_init__(self) -> None:
+        if self.modified_at.tzinfo is None:
+            raise ValueError("a position's timestamp must be timezone-aware")
+
+    def to_json(self) -> dict[str, str]:
+        return {"modified_at": self.modified_at.isoformat(), "record_id": self.record_id}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, str]) -> Position:
+        return cls(datetime.fromisoformat(data["modified_at"]), data.get("record_id", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class CrmRecord:
+    """One record as its CRM holds it: raw field values, untouched by any mapping."""
+
+    crm: str
+    id: str
+    modified_at: datetime
+    fields: Mapping[str, Any]
+    deleted: bool = False
+
+    @property
+    def position(self) -> Position:
+        return Position(self.modified_at, self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    records: tuple[CrmRecord, ...]
+    # Incremental pulls: resume from here once this page is committed. Never past the moment
+    # the pull started, so edits made during a run are pulled again by the next one.
+    position: Position | None = None
+    # Full pulls: an opaque token to resume after this page.
+    checkpoint: str | None = None
+
+
+class FieldType(StrEnum):
+    STRING = "string"
+    TEXT = "text"  # long text
+    NUMBER = "number"
+    INTEGER = "integer"
+    BOOLEAN = "boolean"
+    DATE = "date"
+    DATETIME = "datetime"
+    ENUMERATION = "enumeration"
+    ID = "id"
+    REFERENCE = "reference"
+    EMAIL = "email"
+    PHONE = "phone"
+    URL = "url"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldInfo:
+    name: str
+    label: str
+    type: FieldType
+    writable: bool
+    options: tuple[str, ...] = ()
+    # True when only `options` may be written (a restricted picklist, a HubSpot enumeration).
+    restricted: bool = False
+    custom: bool = False
+    required: bool = False
+    max_length: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectDescription:
+    crm: str
+    object_name: str
+    fields: Mapping[str, FieldInfo]
+    # Salesforce field names are case-insensitive, HubSpot property names are not.
+    case_insensitive: bool = False
+
+    def field(self, name: str) -> FieldInfo | None:
+        found = self.fields.get(name)
+        if found is None and self.case_insensitive:
+            lowered = name.lower()
+            found = next((f for n, f in self.fields.items() if n.lower() == lowered), None)
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class RecordUpdate:
+    """New values for one record. `current` holds what the CRM is known to hold for those
+    fields, where a connector needs it (HubSpot's lifecycle stage cannot simply move back)."""
+
+    record_id: str
+    values: Mapping[str, Any]
+    current: Mapping[str, Any] = field(default_factory=dict)
+
+
+class WriteStatus(StrEnum):
+    WRITTEN = "written"
+    FAILED = "failed"  # for good: this record's data is refused; retrying will not help
+    DEFERRED = "deferred"  # transient trouble outlasted the retries; try again next run
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    record_id: str
+    status: WriteStatus
+    category: str = ""
+    message: str = ""
+    attempts: int = 1
+
+
+class Connector(Protocol):
+    crm: str
+
+    def pull(
+        self,
+        position: Position | None,
+        *,
+        fields: Sequence[str],
+        started_at: datetime,
+        known: KnownStamps | None = None,
+    ) -> Iterator[Page]: ...
+
+    def pull_all(
+        self, checkpoint: str | None = None, *, fields: Sequence[str]
+    ) -> Iterator[Page]: ...
+
+    def describe(self) -> ObjectDescription: ...
+
+    def write(self, updates: Sequence[RecordUpdate]) -> list[WriteResult]: ...
+
+    def quota(self) -> Quota: ...
+
+    def close(self) -> None: ...
+
+
+def drop_known(records: Sequence[CrmRecord], known: KnownStamps | None) -> list[CrmRecord]:
+    """`records` less those the store already holds at the same modification stamp."""
+    if known is None or not records:
+        return list(records)
+    held = known([record.id for record in records])
+    return [record for record in records if held.get(record.id) != record.modified_at]
+
+
+def utc(moment: datetime) -> datetime:
+    """`moment` in UTC; naive datetimes are refused rather than guessed at."""
+    if moment.tzinfo is None:
+        raise ValueError(f"naive datetime {moment!r}: pass a timezone-aware one")
+    return moment.astimezone(UTC)

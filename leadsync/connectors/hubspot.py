@@ -1,0 +1,619 @@
+"""The HubSpot connector: contacts through hubspot-api-client, paced, retried and accounted.
+
+Pulls: incremental ones search on `lastmodifieddate` ascending and re-issue the search from
+the last stamp seen before it reaches HubSpot's 10,000-result cap, so no record is skipped
+(airbytehq/airbyte#23630); full ones walk the list endpoint. Writes: batch updates of at most
+100 inputs, per-record outcomes from 207 answers, and a lifecycle stage that must move back
+cleared first in a request of its own, because HubSpot ignores a backward write.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, TypeVar
+
+import urllib3
+from hubspot import HubSpot
+from hubspot.crm.contacts import (
+    BatchInputSimplePublicObjectBatchInput,
+    Filter,
+    FilterGroup,
+    PublicObjectSearchRequest,
+    SimplePublicObjectBatchInput,
+)
+from hubspot.crm.contacts.exceptions import ApiException
+from hubspot.crm.properties import Option, PropertyCreate
+from hubspot.crm.properties.exceptions import ApiException as PropertiesApiException
+from urllib3.util.retry import Retry
+
+from leadsync.connectors.base import (
+    CrmRecord,
+    FieldInfo,
+    FieldType,
+    KnownStamps,
+    ObjectDescription,
+    Page,
+    Position,
+    RecordUpdate,
+    WriteResult,
+    WriteStatus,
+    drop_known,
+)
+from leadsync.connectors.classify import classify, parse_retry_after, record_error_is_retriable
+from leadsync.connectors.errors import (
+    ConnectionFailedError,
+    ConnectorError,
+    RequestRejectedError,
+    TransientError,
+)
+from leadsync.connectors.quota import Quota, QuotaTracker
+from leadsync.connectors.retry import call_with_retry
+from leadsync.connectors.settings import HubSpotConnection
+from leadsync.connectors.throttle import WindowLimiter
+from leadsync.connectors.writeback import HUBSPOT_WRITEBACK_PROPERTIES, FieldSpec
+from leadsync.secrets import redact
+
+T = TypeVar("T")
+
+log = logging.getLogger("leadsync.connectors.hubspot")
+
+CRM = "hubspot"
+OBJECT = "contacts"
+SEARCH_RESULT_CAP = 10_000
+LIFECYCLE = "lifecyclestage"
+# A search for the contacts changed since a stamp: HubSpot compares datetimes as epoch ms.
+MODIFIED = "lastmodifieddate"
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _parse_time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    text = str(value)
+    if text.isdigit():
+        return datetime.fromtimestamp(int(text) / 1000, UTC)
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+class HubSpotConnector:
+    """Contacts of one HubSpot portal. Build one per run and `close()` it afterwards."""
+
+    crm = CRM
+
+    def __init__(
+        self,
+        connection: HubSpotConnection,
+        *,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self._connection = connection
+        # The client's own retries are off (Retry(total=False)): ours are the only ones, and
+        # connection failures surface at once instead of as a stacked MaxRetryError.
+        client = HubSpot(
+            access_token=connection.access_token.reveal(),
+            host=connection.base_url.rstrip("/"),
+            retry=Retry(total=False),
+        )
+        # Each access to `client.crm.contacts.basic_api` builds a new API client with its own
+        # connection pool; hold one of each so connections are kept alive.
+        self._basic = client.crm.contacts.basic_api
+        self._batch = client.crm.contacts.batch_api
+        self._search = client.crm.contacts.search_api
+        self._properties = client.crm.properties.core_api
+        limiter_args: dict[str, Any] = {}
+        if clock is not None:
+            limiter_args["clock"] = clock
+        if sleep is not None:
+            limiter_args["sleep"] = sleep
+        self._window = WindowLimiter(connection.requests_per_ten_seconds, 10.0, **limiter_args)
+        self._searches = WindowLimiter(connection.searches_per_second, 1.0, **limiter_args)
+        self._quota = QuotaTracker(CRM, reserve=connection.daily_reserve)
+        self._description: ObjectDescription | None = None
+        self.calls = 0  # HTTP requests made, retries included
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _call(self, description: str, request: Callable[[], T], *, search: bool = False) -> T:
+        """One API request: quota reserve, pacing, retry, and errors translated."""
+
+        def attempt() -> T:
+            self._quota.check()
+            if search:
+                self._searches.acquire()
+            self._window.acquire()
+            self.calls += 1
+            log.debug("hubspot %s", description)
+            try:
+                answer = request()
+            except (ApiException, PropertiesApiException) as error:
+                raise self._translate(error) from None
+            except urllib3.exceptions.HTTPError as error:
+                raise ConnectionFailedError(
+                    f"{description}: {type(error).__name__}", crm=CRM
+                ) from None
+            if isinstance(answer, tuple) and len(answer) == 3:
+                self._quota.observe(dict(answer[2] or {}))
+            return answer
+
+        return call_with_retry(self._connection.retry, f"hubspot {description}", attempt)
+
+    def _translate(self, error: ApiException | PropertiesApiException) -> ConnectorError:
+        status = int(error.status or 0)
+        headers = dict(error.headers or {})
+        if status:
+            self._quota.observe(headers)
+        body = _json(error.body)
+        message = str(body.get("message") or error.reason or "")
+        category = body.get("category") or body.get("errorType")
+        policy = body.get("policyName")
+        if policy:
+            message = f"{message} ({policy})"
+        retry_after = parse_retry_after(headers.get("Retry-After"))
+        if status == 429 and retry_after is None and category == "RATE_LIMITS":
+            retry_after = 1.0  # the secondly search limit: the window is one second
+        if status == 0:
+            return ConnectionFailedError(message or "connection failed", crm=CRM)
+        message = redact(message, [self._connection.access_token])
+        return classify(CRM, status, code=category, message=message, retry_after=retry_after)
+
+    def _timeout(self) -> float:
+        return self._connection.timeout_seconds
+
+    # ---------------------------------------------------------------- pulls
+
+    def _record(self, contact: Any) -> CrmRecord:
+        properties = dict(contact.properties or {})
+        stamp = properties.get(MODIFIED) or contact.updated_at
+        return CrmRecord(
+            crm=CRM,
+            id=str(contact.id),
+            modified_at=_parse_time(stamp),
+            fields=properties,
+            deleted=bool(contact.archived),
+        )
+
+    def _search_page(
+        self, filters: list[Filter], sort: dict[str, str], fields: Sequence[str], after: int
+    ) -> tuple[list[CrmRecord], int | None]:
+        body = PublicObjectSearchRequest(
+            filter_groups=[FilterGroup(filters=filters)],
+            # Typed list[str], but HubSpot wants the dict form (hubspot-api-python#236).
+            sorts=[sort],
+            properties=list(dict.fromkeys([*fields, MODIFIED])),
+            limit=self._connection.search_page_size,
+            after=str(after) if after else None,
+        )
+        data, _, _ = self._call(
+            "search contacts",
+            lambda: self._search.do_search_with_http_info(
+                public_object_search_request=body, _request_timeout=self._timeout()
+            ),
+            search=True,
+        )
+        records = [self._record(contact) for contact in data.results or []]
+        next_after = None
+        if data.paging is not None and data.paging.next is not None:
+            next_after = int(data.paging.next.after)
+        return records, next_after
+
+    def pull(
+        self,
+        position: Position | None,
+        *,
+        fields: Sequence[str],
+        started_at: datetime,
+        known: KnownStamps | None = None,
+    ) -> Iterator[Page]:
+        """Contacts changed since `position` (less the look-back), oldest change first."""
+        start = (
+            position.modified_at - self._connection.lookback
+            if position is not None
+            else datetime.fromtimestamp(0, UTC)
+        )
+        cap = Position(started_at.astimezone(UTC), "")
+        walk = _ChangeWalk(_ms(start))
+        if position is not None:
+            # The record at the position itself, unchanged since, was taken by the last pull.
+            walk.taken(_ms(position.modified_at), position.record_id)
+        while True:
+            records, next_after = self._search_page(
+                [Filter(property_name=MODIFIED, operator="GTE", value=str(walk.since_ms))],
+                {"propertyName": MODIFIED, "direction": "ASCENDING"},
+                fields,
+                walk.after,
+            )
+            fresh = walk.take(records)
+            if records:
+                last = records[-1].position
+                yield Page(tuple(drop_known(fresh, known)), position=min(last, cap))
+            if next_after is None:
+                return
+            if not walk.advance(next_after, self._connection.search_page_size):
+                # More than the cap share one millisecond: page that stamp by id instead.
+                yield from self._pull_one_stamp(walk, fields, cap, known)
+
+    def _pull_one_stamp(
+        self, walk: _ChangeWalk, fields: Sequence[str], cap: Position, known: KnownStamps | None
+    ) -> Iterator[Page]:
+        stamp = walk.since_ms
+        last_id = 0
+        while True:
+            records, _ = self._search_page(
+                [
+                    Filter(property_name=MODIFIED, operator="EQ", value=str(stamp)),
+                    Filter(property_name="hs_object_id", operator="GT", value=str(last_id)),
+                ],
+                {"propertyName": "hs_object_id", "direction": "ASCENDING"},
+                fields,
+                0,
+            )
+            if not records:
+                break
+            last_id = int(records[-1].id)
+            fresh = walk.take(records)
+            yield Page(tuple(drop_known(fresh, known)), position=min(records[-1].position, cap))
+        walk.step_past(stamp)
+
+    def pull_all(self, checkpoint: str | None = None, *, fields: Sequence[str]) -> Iterator[Page]:
+        """Every live contact, in id order, through the list endpoint; resumable."""
+        after = checkpoint
+        properties = list(dict.fromkeys([*fields, MODIFIED]))
+        while True:
+            data, _, _ = self._call(
+                "list contacts",
+                partial(
+                    self._basic.get_page_with_http_info,
+                    limit=self._connection.list_page_size,
+                    after=after,
+                    properties=properties,
+                    archived=False,
+                    _request_timeout=self._timeout(),
+                ),
+            )
+            records = tuple(self._record(contact) for contact in data.results or [])
+            paging = data.paging
+            after = paging.next.after if paging is not None and paging.next is not None else None
+            yield Page(records, checkpoint=after)
+            if after is None:
+                return
+
+    # ---------------------------------------------------------------- describe
+
+    def describe(self) -> ObjectDescription:
+        data, _, _ = self._call(
+            "list contact properties",
+            lambda: self._properties.get_all_with_http_info(
+                object_type=OBJECT, _request_timeout=self._timeout()
+            ),
+        )
+        fields = {prop.name: _field_info(prop) for prop in data.results or []}
+        self._description = ObjectDescription(CRM, OBJECT, fields)
+        return self._description
+
+    def _stage_order(self) -> dict[str, int]:
+        description = self._description or self.describe()
+        stage = description.field(LIFECYCLE)
+        return {value: rank for rank, value in enumerate(stage.options if stage else ())}
+
+    def ensure_properties(
+        self, specs: Sequence[FieldSpec] = HUBSPOT_WRITEBACK_PROPERTIES
+    ) -> list[str]:
+        """Create the custom properties leadsync writes that the portal lacks; the names made."""
+        existing = self.describe().fields
+        created = []
+        for spec in specs:
+            if spec.name in existing:
+                continue
+            kind, field_type = _HUBSPOT_TYPES[spec.type]
+            body = PropertyCreate(
+                name=spec.name,
+                label=spec.label,
+                type=kind,
+                field_type=field_type,
+                group_name="contactinformation",
+                description=spec.description,
+                options=[
+                    Option(label=o, value=o, display_order=n, hidden=False)
+                    for n, o in enumerate(spec.options)
+                ],
+            )
+            self._call(
+                f"create property {spec.name}",
+                partial(
+                    self._properties.create_with_http_info,
+                    object_type=OBJECT,
+                    property_create=body,
+                    _request_timeout=self._timeout(),
+                ),
+            )
+            created.append(spec.name)
+            log.info("created HubSpot contact property %s", spec.name)
+        if created:
+            self.describe()
+        return created
+
+    # ---------------------------------------------------------------- writes
+
+    def write(self, updates: Sequence[RecordUpdate]) -> list[WriteResult]:
+        """Batch-update contacts; one result per update, in order."""
+        merged = _merge_by_id(updates)
+        outcomes: dict[str, WriteResult] = {}
+        backward = self._backward_stage_moves(merged.values())
+        if backward:
+            clears = [RecordUpdate(record_id, {LIFECYCLE: ""}) for record_id in backward]
+            for result in self._write_batches(clears):
+                if result.status is not WriteStatus.WRITTEN:
+                    # Without the clear, HubSpot would silently ignore the backward stage.
+                    outcomes[result.record_id] = result
+        pending = [update for key, update in merged.items() if key not in outcomes]
+        for result in self._write_batches(pending):
+            outcomes[result.record_id] = result
+        return [outcomes[update.record_id] for update in updates]
+
+    def _backward_stage_moves(self, updates: Iterable[RecordUpdate]) -> list[str]:
+        wanted = [u for u in updates if u.values.get(LIFECYCLE) and u.current.get(LIFECYCLE)]
+        if not wanted:
+            return []
+        order = self._stage_order()
+        return [
+            update.record_id
+            for update in wanted
+            if order.get(str(update.values[LIFECYCLE]), 0)
+            < order.get(str(update.current[LIFECYCLE]), 0)
+        ]
+
+    def _write_batches(self, updates: Sequence[RecordUpdate]) -> list[WriteResult]:
+        size = self._connection.batch_size
+        results: list[WriteResult] = []
+        for start in range(0, len(updates), size):
+            results.extend(self._write_with_record_retries(updates[start : start + size]))
+        return results
+
+    def _write_with_record_retries(self, chunk: Sequence[RecordUpdate]) -> list[WriteResult]:
+        """One batch, then its retriable failures again, within the retry policy's attempts."""
+        policy = self._connection.retry
+        final: dict[str, WriteResult] = {}
+        pending = list(chunk)
+        for attempt in range(1, policy.max_attempts + 1):
+            retry_later = []
+            for result in self._write_chunk(pending, attempt):
+                if result.status is WriteStatus.DEFERRED and attempt < policy.max_attempts:
+                    retry_later.append(result.record_id)
+                else:
+                    final[result.record_id] = result
+            if not retry_later:
+                break
+            pending = [u for u in pending if u.record_id in retry_later]
+            policy.sleep(min(policy.max_wait, policy.initial_wait * 2 ** (attempt - 1)))
+        return [final[u.record_id] for u in chunk]
+
+    def _write_chunk(self, chunk: Sequence[RecordUpdate], attempt: int) -> list[WriteResult]:
+        body = BatchInputSimplePublicObjectBatchInput(
+            inputs=[
+                SimplePublicObjectBatchInput(
+                    id=update.record_id,
+                    properties={k: _as_property(v) for k, v in update.values.items()},
+                )
+                for update in chunk
+            ]
+        )
+        try:
+            data, _, _ = self._call(
+                f"batch update {len(chunk)} contacts",
+                lambda: self._batch.update_with_http_info(
+                    batch_input_simple_public_object_batch_input=body,
+                    _request_timeout=self._timeout(),
+                ),
+            )
+        except TransientError as error:
+            return [_result(u.record_id, WriteStatus.DEFERRED, error, attempt) for u in chunk]
+        except RequestRejectedError as error:
+            if len(chunk) == 1:
+                return [_result(chunk[0].record_id, WriteStatus.FAILED, error, attempt)]
+            # HubSpot refused the batch as a whole for something in it: halve until the records
+            # at fault stand alone, so one bad record does not block the others.
+            middle = len(chunk) // 2
+            return self._write_chunk(chunk[:middle], attempt) + self._write_chunk(
+                chunk[middle:], attempt
+            )
+        return self._batch_outcomes(chunk, data, attempt)
+
+    def _batch_outcomes(
+        self, chunk: Sequence[RecordUpdate], data: Any, attempt: int
+    ) -> list[WriteResult]:
+        written = {str(contact.id) for contact in data.results or []}
+        failures: dict[str, WriteResult] = {}
+        unattributed: WriteResult | None = None
+        for error in getattr(data, "errors", None) or []:
+            code = str(error.category or "ERROR")
+            status = (
+                WriteStatus.DEFERRED if record_error_is_retriable(CRM, code) else WriteStatus.FAILED
+            )
+            context = error.context or {}
+            ids = [str(error.id)] if error.id else [str(i) for i in context.get("ids", [])]
+            message = str(error.message or "")
+            for record_id in ids:
+                failures[record_id] = WriteResult(record_id, status, code.lower(), message, attempt)
+            if not ids:
+                unattributed = WriteResult("", status, code.lower(), message, attempt)
+        results = []
+        for update in chunk:
+            record_id = update.record_id
+            if record_id in failures:
+                results.append(failures[record_id])
+            elif record_id in written:
+                results.append(WriteResult(record_id, WriteStatus.WRITTEN, attempts=attempt))
+            else:
+                fallback = unattributed or WriteResult(
+                    "", WriteStatus.DEFERRED, "missing_result", "no result for this record"
+                )
+                results.append(
+                    WriteResult(
+                        record_id, fallback.status, fallback.category, fallback.message, attempt
+                    )
+                )
+        return results
+
+    # ---------------------------------------------------------------- quota
+
+    def quota(self) -> Quota:
+        return self._quota.quota
+
+    @property
+    def waited_seconds(self) -> float:
+        """Time spent waiting on the client-side limiters."""
+        return self._window.waited + self._searches.waited
+
+    def close(self) -> None:
+        for api in (self._basic, self._batch, self._search, self._properties):
+            pool = getattr(getattr(api.api_client, "rest_client", None), "pool_manager", None)
+            if pool is not None:
+                pool.clear()
+
+
+class _ChangeWalk:
+    """Where a search walk through changes stands, across re-issued searches.
+
+    A re-issued search starts again at the last stamp seen (inclusive), so the records of that
+    stamp already taken come back: `taken_at_stamp` remembers them (only them, so memory stays
+    flat) and `take` drops them.
+    """
+
+    def __init__(self, since_ms: int) -> None:
+        self.since_ms = since_ms
+        self.after = 0
+        self._stamp: int | None = None
+        self._taken_at_stamp: set[str] = set()
+
+    def taken(self, stamp: int, record_id: str) -> None:
+        if self._stamp != stamp:
+            self._stamp, self._taken_at_stamp = stamp, set()
+        self._taken_at_stamp.add(record_id)
+
+    def take(self, records: Sequence[CrmRecord]) -> list[CrmRecord]:
+        fresh = []
+        for record in records:
+            stamp = _ms(record.modified_at)
+            if stamp == self._stamp and record.id in self._taken_at_stamp:
+                continue
+            if self._stamp is None or stamp > self._stamp:
+                self._stamp, self._taken_at_stamp = stamp, set()
+            self._taken_at_stamp.add(record.id)
+            fresh.append(record)
+        return fresh
+
+    def advance(self, next_after: int, page_size: int) -> bool:
+        """Move to the next page; False when the cap leaves no way forward by stamp alone."""
+        if next_after + page_size <= SEARCH_RESULT_CAP:
+            self.after = next_after
+            return True
+        if self._stamp is None or self._stamp == self.since_ms:
+            return False  # a whole window of one stamp: re-issuing would go round in circles
+        self.since_ms, self.after = self._stamp, 0
+        return True
+
+    def step_past(self, stamp: int) -> None:
+        self.since_ms, self.after = stamp + 1, 0
+        self._stamp, self._taken_at_stamp = None, set()
+
+
+# -------------------------------------------------------------------- helpers
+
+_HUBSPOT_TYPES: dict[FieldType, tuple[str, str]] = {
+    FieldType.NUMBER: ("number", "number"),
+    FieldType.INTEGER: ("number", "number"),
+    FieldType.STRING: ("string", "text"),
+    FieldType.TEXT: ("string", "textarea"),
+    FieldType.ENUMERATION: ("enumeration", "select"),
+    FieldType.BOOLEAN: ("bool", "booleancheckbox"),
+    FieldType.DATE: ("date", "date"),
+    FieldType.DATETIME: ("datetime", "date"),
+}
+
+
+def _field_info(prop: Any) -> FieldInfo:
+    kind, field_type = prop.type, prop.field_type
+    if kind == "number":
+        mapped = FieldType.NUMBER
+    elif kind == "bool" or field_type == "booleancheckbox":
+        mapped = FieldType.BOOLEAN
+    elif kind == "enumeration":
+        mapped = FieldType.ENUMERATION
+    elif kind == "datetime":
+        mapped = FieldType.DATETIME
+    elif kind == "date":
+        mapped = FieldType.DATE
+    elif field_type == "textarea":
+        mapped = FieldType.TEXT
+    elif prop.name == "email":
+        mapped = FieldType.EMAIL
+    elif field_type == "phonenumber":
+        mapped = FieldType.PHONE
+    else:
+        mapped = FieldType.STRING
+    metadata = prop.modification_metadata
+    read_only = bool(getattr(metadata, "read_only_value", False)) or bool(prop.calculated)
+    options = tuple(str(option.value) for option in prop.options or [])
+    return FieldInfo(
+        name=prop.name,
+        label=prop.label or prop.name,
+        type=mapped,
+        writable=not read_only,
+        options=options,
+        restricted=mapped is FieldType.ENUMERATION,
+        custom=not bool(prop.hubspot_defined),
+    )
+
+
+def _as_property(value: Any) -> str:
+    # HubSpot takes every value as a string: "" clears; datetimes as epoch ms.
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return str(_ms(value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _merge_by_id(updates: Sequence[RecordUpdate]) -> dict[str, RecordUpdate]:
+    """One update per contact (HubSpot refuses a batch naming a contact twice); later values
+    win."""
+    merged: dict[str, RecordUpdate] = {}
+    for update in updates:
+        earlier = merged.get(update.record_id)
+        if earlier is None:
+            merged[update.record_id] = update
+        else:
+            merged[update.record_id] = RecordUpdate(
+                update.record_id,
+                {**earlier.values, **update.values},
+                {**earlier.current, **update.current},
+            )
+    return merged
+
+
+def _result(
+    record_id: str, status: WriteStatus, error: ConnectorError, attempt: int
+) -> WriteResult:
+    return WriteResult(record_id, status, error.category, error.message, attempt)
+
+
+def _json(body: Any) -> Mapping[str, Any]:
+    if not body:
+        return {}
+    try:
+        parsed = json.loads(body)
+    except (TypeError, ValueError):
+        return {}
+    return parsed if isinstance(parsed, Mapping) else {}

@@ -1,0 +1,823 @@
+"""The Salesforce connector: one object's records (leads by default) through simple-salesforce.
+
+We log in ourselves (SOAP username + password + token, OAuth JWT bearer, or a given session id)
+and hand simple-salesforce only the session, so it never logs in by itself: its own re-login
+loops without limit (simple-salesforce#804). An expired session is logged in again once per
+call, then the call replays; a second expiry in a row is an AuthenticationError.
+
+Every call goes: quota check, retries of transient failures (the one policy in retry.py), a
+concurrency slot per attempt, and one translation into the exception tree of errors.py. The
+translation sits on the HTTP session as a response hook, so it sees every answer (logins, REST
+and Bulk alike) with its headers: `Retry-After`, and `Sforce-Limit-Info` for the quota figures,
+which simple-salesforce's exceptions and its `api_usage` would partly hide.
+
+Pulls read SOQL through `queryAll` ordered by (SystemModstamp, Id), page by page; above a size
+threshold (a COUNT() first) they read a Bulk API 2.0 query job instead, yielding the very same
+records. Writes send `composite/sobjects` collections, or a Bulk API 2.0 update job above a
+threshold, and retry locked rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import jwt
+import requests
+from simple_salesforce.api import Salesforce
+from simple_salesforce.bulk2 import _Bulk2Client
+from simple_salesforce.exceptions import (
+    SalesforceAuthenticationFailed,
+    SalesforceError,
+    SalesforceOperationError,
+)
+from simple_salesforce.format import format_soql
+from simple_salesforce.login import SalesforceLogin
+
+from leadsync.connectors.base import (
+    CrmRecord,
+    FieldInfo,
+    FieldType,
+    KnownStamps,
+    ObjectDescription,
+    Page,
+    Position,
+    RecordUpdate,
+    WriteResult,
+    WriteStatus,
+    drop_known,
+    utc,
+)
+from leadsync.connectors.classify import classify, parse_retry_after, record_error_is_retriable
+from leadsync.connectors.errors import (
+    AuthenticationError,
+    ConnectionFailedError,
+    ConnectorError,
+    QuotaExhaustedError,
+    QuotaReserveReachedError,
+    RequestRejectedError,
+    ServerError,
+    SessionExpiredError,
+    TransientError,
+)
+from leadsync.connectors.quota import Quota, QuotaTracker
+from leadsync.connectors.retry import call_with_retry
+from leadsync.connectors.salesforce_bulk import (
+    BulkJobs,
+    RecordOutcome,
+    iso_utc,
+    typed_value,
+)
+from leadsync.connectors.salesforce_routing import RoutingSession, TimeoutSession, needs_routing
+from leadsync.connectors.settings import SalesforceConnection
+from leadsync.connectors.throttle import ConcurrencyLimiter
+from leadsync.connectors.writeback import SALESFORCE_WRITEBACK_FIELDS, FieldSpec
+from leadsync.secrets import Secret, redact
+
+T = TypeVar("T")
+
+log = logging.getLogger("leadsync.connectors.salesforce")
+
+CRM = "salesforce"
+# Every pull selects these, whatever the caller asks for: the cursor and the delete flag.
+SYSTEM_FIELDS = ("Id", "SystemModstamp", "IsDeleted")
+# A lost cursor restarts the query; this many losses in a row with no record read in between
+# mean something is wrong beyond a busy org closing old cursors.
+MAX_CURSOR_LOSSES = 3
+# Errors that must stop the run rather than defer a write: no later call can succeed.
+RUN_STOPPERS = (AuthenticationError, QuotaExhaustedError, QuotaReserveReachedError)
+
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LOGIN_PATHS = ("/services/Soap/u/", "/services/oauth2/token")
+_SOAP_FAULT = re.compile(r"<(?:\w+:)?exceptionCode>(.*?)</", re.DOTALL)
+_SOAP_MESSAGE = re.compile(r"<(?:\w+:)?exceptionMessage>(.*?)</", re.DOTALL)
+_TYPES: dict[str, FieldType] = {
+    "string": FieldType.STRING,
+    "email": FieldType.EMAIL,
+    "phone": FieldType.PHONE,
+    "url": FieldType.URL,
+    "picklist": FieldType.ENUMERATION,
+    "multipicklist": FieldType.ENUMERATION,
+    "int": FieldType.INTEGER,
+    "double": FieldType.NUMBER,
+    "currency": FieldType.NUMBER,
+    "percent": FieldType.NUMBER,
+    "boolean": FieldType.BOOLEAN,
+    "date": FieldType.DATE,
+    "datetime": FieldType.DATETIME,
+    "id": FieldType.ID,
+    "reference": FieldType.REFERENCE,
+}
+# Text areas up to this length are ordinary strings (filterable, sortable); longer ones are not.
+_LONG_TEXT = 255
+
+
+class SalesforceConnector:
+    """The `Connector` for one Salesforce object (`connection.object_name`, Lead by default)."""
+
+    crm = CRM
+
+    def __init__(
+        self,
+        connection: SalesforceConnection,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        if not _FIELD_NAME.match(connection.object_name):
+            raise ValueError(f"not a Salesforce object name: {connection.object_name!r}")
+        self.connection = connection
+        self._quota = QuotaTracker(CRM, reserve=connection.daily_reserve)
+        self._limiter = ConcurrencyLimiter(connection.max_concurrent_requests)
+        self._secrets: list[Secret | str | None] = [
+            connection.password,
+            connection.security_token,
+            connection.session_id,
+        ]
+        self._http = _http_session(connection)
+        self._http.hooks["response"].append(self._inspect_answer)
+        self._login_lock = threading.Lock()
+        self._client: Salesforce | None = None
+        self._logins = 0  # which login the current client comes from
+        self._description: ObjectDescription | None = None
+        self._bulk = BulkJobs(
+            self._bulk_call,
+            poll_seconds=connection.bulk_poll_seconds,
+            sleep=connection.retry.sleep,
+            clock=clock or (lambda: datetime.now(UTC)),
+            job_timeout=connection.bulk_job_timeout,
+            page_size=connection.bulk_page_size,
+        )
+
+    # ---------------------------------------------------------------- the Connector interface
+
+    def pull(
+        self,
+        position: Position | None,
+        *,
+        fields: Sequence[str],
+        started_at: datetime,
+        known: KnownStamps | None = None,
+    ) -> Iterator[Page]:
+        """Pages of the records changed since `position` (deleted ones flagged), in
+        (SystemModstamp, Id) order, less those `known` says the store holds at the same stamp.
+
+        Records within `connection.lookback` before `position` are read again, for changes
+        that Salesforce commits with an earlier stamp than ones already read. Each page's
+        position is its last record's, but never past `started_at`.
+        """
+        cap = Position(utc(started_at), "")
+        scan = _Scan(self.connection.object_name, _select_list(fields), tuple(fields))
+        after = None if position is None else _look_back(position, self.connection.lookback)
+        self._gate()
+        for records in self._read(scan.changes(after), lambda last: scan.changes(last.position)):
+            if records:
+                yield Page(
+                    tuple(drop_known(records, known)), position=min(records[-1].position, cap)
+                )
+
+    def pull_all(self, checkpoint: str | None = None, *, fields: Sequence[str]) -> Iterator[Page]:
+        """Pages of every live record in Id order, after the record `checkpoint` names."""
+        scan = _Scan(self.connection.object_name, _select_list(fields), tuple(fields))
+        self._gate()
+        for records in self._read(scan.everything(checkpoint), scan.everything_after):
+            if records:
+                yield Page(tuple(records), checkpoint=records[-1].id)
+
+    def describe(self) -> ObjectDescription:
+        """The object's fields: types, picklist values, writability (from `describe`)."""
+        name = self.connection.object_name
+        body = self._call(f"describe {name}", lambda sf: _rest(sf, f"sobjects/{name}/describe"))
+        description = ObjectDescription(
+            CRM,
+            str(body["name"]),
+            {str(spec["name"]): _field_info(spec) for spec in body["fields"]},
+            case_insensitive=True,
+        )
+        self._description = description
+        return description
+
+    def missing_writeback_fields(
+        self, fields: Sequence[FieldSpec] = SALESFORCE_WRITEBACK_FIELDS
+    ) -> list[FieldSpec]:
+        """The write-back fields the object lacks. Salesforce custom fields cannot be created
+        through the REST API: an admin creates these (`FieldSpec.admin_instruction()`)."""
+        description = self.describe()
+        return [spec for spec in fields if description.field(spec.name) is None]
+
+    def write(self, updates: Sequence[RecordUpdate]) -> list[WriteResult]:
+        """One result per update, in order. Locked rows are retried within the retry policy's
+        bounds, then DEFERRED; refused ones are FAILED with the CRM's error code."""
+        if not updates:
+            return []
+        self._gate()
+        if len(updates) > self.connection.bulk_write_threshold:
+            return self._write_rounds(updates, self._bulk.update, "Bulk update")
+        size = self.connection.collection_size
+        results: list[WriteResult] = []
+        for start in range(0, len(updates), size):
+            chunk = updates[start : start + size]
+            results.extend(self._write_rounds(chunk, self._send_collection, "collection update"))
+        return results
+
+    def quota(self) -> Quota:
+        """The daily API figures Salesforce last reported (`Sforce-Limit-Info`)."""
+        return self._quota.quota
+
+    def refresh_quota(self) -> Quota:
+        """Ask `/limits` for today's figures now."""
+        limits = self._call("read limits", lambda sf: _rest(sf, "limits"))
+        daily = limits["DailyApiRequests"]
+        self._quota.update(daily_limit=int(daily["Max"]), daily_remaining=int(daily["Remaining"]))
+        return self._quota.quota
+
+    def close(self) -> None:
+        self._http.close()
+
+    # ---------------------------------------------------------------- calls
+
+    def _gate(self) -> None:
+        """Before new work: learn today's figures if none are known yet, then keep the
+        reserve (QuotaReserveReachedError)."""
+        if self._quota.quota.daily_remaining is None:
+            self.refresh_quota()
+        self._quota.check()
+
+    def _call(self, description: str, operation: Callable[[Salesforce], T]) -> T:
+        """One API call with the current session: quota check, retries, one re-login."""
+        self._quota.check()
+        client, login = self._session()
+        try:
+            return self._retried(description, operation, client)
+        except SessionExpiredError:
+            client = self._log_in_again(login)
+        try:
+            return self._retried(description, operation, client)
+        except SessionExpiredError:
+            raise AuthenticationError(
+                "the Salesforce session expired again right after a new login", crm=CRM
+            ) from None
+
+    def _bulk_call(self, description: str, step: Callable[[_Bulk2Client], T]) -> T:
+        # A Bulk client is built per call from the current session: simple-salesforce's
+        # `sf.bulk2` handlers capture the session id and would outlive a re-login.
+        return self._call(description, lambda sf: step(self._bulk_client(sf)))
+
+    def _bulk_client(self, sf: Salesforce) -> _Bulk2Client:
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {sf.session_id}",
+            "X-PrettyPrint": "1",
+        }
+        return _Bulk2Client(self.connection.object_name, sf.bulk2_url, headers, self._http)
+
+    def _retried(
+        self, description: str, operation: Callable[[Salesforce], T], client: Salesforce
+    ) -> T:
+        return call_with_retry(
+            self.connection.retry,
+            f"Salesforce {description}",
+            lambda: self._attempt(description, lambda: operation(client)),
+        )
+
+    def _attempt(self, description: str, operation: Callable[[], T]) -> T:
+        # The slot is held per attempt, not across the backoff between attempts.
+        with self._limiter.slot():
+            log.debug("Salesforce %s", description)
+            try:
+                return operation()
+            except ConnectorError:
+                raise
+            except SalesforceAuthenticationFailed as refused:
+                raise AuthenticationError(
+                    self._redacted(f"login refused: {refused.code}: {refused.auth_message}"),
+                    crm=CRM,
+                ) from None
+            except SalesforceError as error:
+                raise self._classified(error) from None
+            except SalesforceOperationError as error:
+                raise ConnectorError(
+                    self._redacted(str(error)), crm=CRM, category="bulk_error"
+                ) from None
+            except requests.exceptions.JSONDecodeError:
+                raise ServerError("an unreadable answer (not JSON)", crm=CRM) from None
+            except requests.RequestException as error:
+                raise ConnectionFailedError(
+                    self._redacted(f"{type(error).__name__}: {error}"), crm=CRM
+                ) from None
+
+    def _classified(self, error: SalesforceError) -> ConnectorError:
+        """An answer simple-salesforce raised for without our hook having classified it
+        (statuses 300-399)."""
+        code, message = _error_details(error.content)
+        return classify(CRM, error.status, code=code, message=self._redacted(message))
+
+    def _inspect_answer(self, response: requests.Response, *_: Any, **__: Any) -> Any:
+        """The session's response hook: every answer's quota figures, and every error answer
+        turned into the exception the classification table names, before the client library
+        sees it."""
+        self._quota.observe(response.headers)
+        if response.status_code < 400:
+            return response
+        raise self._answer_error(response)
+
+    def _answer_error(self, response: requests.Response) -> ConnectorError:
+        status = response.status_code
+        code, message, refused_login = _answer_details(response)
+        message = self._redacted(message)
+        if refused_login and urlsplit(response.url).path.startswith(_LOGIN_PATHS):
+            return AuthenticationError(
+                f"login refused: {message}", crm=CRM, status=status, code=code
+            )
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        return classify(CRM, status, code=code, message=message, retry_after=retry_after)
+
+    def _redacted(self, text: str) -> str:
+        client = self._client
+        session = client.session_id if client is not None else None
+        return redact(text, [*self._secrets, session])
+
+    # ---------------------------------------------------------------- authentication
+
+    def _session(self) -> tuple[Salesforce, int]:
+        with self._login_lock:
+            if self._client is None:
+                self._install(self._log_in())
+            assert self._client is not None
+            return self._client, self._logins
+
+    def _log_in_again(self, failed_login: int) -> Salesforce:
+        with self._login_lock:
+            if self._logins == failed_login:  # no other call has logged in again meanwhile
+                if self.connection.auth_method == "session":
+                    raise AuthenticationError(
+                        "the Salesforce session expired; with session-id authentication there "
+                        "are no credentials to log in again with",
+                        crm=CRM,
+                    )
+                log.warning("Salesforce session expired; logging in again")
+                self._install(self._log_in())
+            assert self._client is not None
+            return self._client
+
+    def _install(self, session: tuple[str, str]) -> None:
+        session_id, instance = session
+        self._client = Salesforce(
+            session_id=session_id,
+            instance=instance,
+            session=self._http,
+            version=self.connection.api_version,
+        )
+        self._logins += 1
+
+    def _log_in(self) -> tuple[str, str]:
+        """(session id, instance host) from the configured credentials."""
+        connection = self.connection
+        method = connection.auth_method
+        if method == "session":
+            return _given_session(connection)
+        session = call_with_retry(
+            connection.retry,
+            "Salesforce login",
+            lambda: self._attempt(
+                "login", self._jwt_login if method == "jwt" else self._soap_login
+            ),
+        )
+        log.info(
+            "logged in to Salesforce as %s (%s) at %s", connection.username, method, session[1]
+        )
+        return session
+
+    def _soap_login(self) -> tuple[str, str]:
+        connection = self.connection
+        password = connection.password.reveal() if connection.password else None
+        token = connection.security_token.reveal() if connection.security_token else None
+        session_id, instance = SalesforceLogin(
+            username=connection.username,
+            password=password,
+            security_token=token,
+            sf_version=connection.api_version,
+            domain=connection.domain,
+            session=self._http,
+        )
+        return str(session_id), str(instance)
+
+    def _jwt_login(self) -> tuple[str, str]:
+        connection = self.connection
+        key_file = connection.private_key_file
+        if key_file is None or not key_file.is_file():
+            raise AuthenticationError(f"private key file {key_file} not found", crm=CRM)
+        try:
+            session_id, instance = SalesforceLogin(
+                username=connection.username,
+                consumer_key=connection.consumer_key,
+                privatekey_file=str(key_file),
+                domain=connection.domain,
+                session=self._http,
+            )
+        except (ConnectorError, requests.RequestException):
+            raise
+        except (ValueError, TypeError, jwt.PyJWTError):
+            # Said without the exception: its text could quote the key.
+            raise AuthenticationError(
+                f"the private key in {key_file} cannot sign a JWT (RS256)", crm=CRM
+            ) from None
+        return str(session_id), str(instance)
+
+    # ---------------------------------------------------------------- reading
+
+    def _read(
+        self, query: _Query, restart: Callable[[CrmRecord], _Query]
+    ) -> Iterator[list[CrmRecord]]:
+        """The query's records, chunk by chunk: Bulk above the threshold, REST otherwise."""
+        count = self._call(
+            f"count {self.connection.object_name}",
+            lambda sf: sf.query(query.count_soql, include_deleted=query.include_deleted),
+        )
+        if int(count["totalSize"]) > self.connection.bulk_query_threshold:
+            yield from self._read_bulk(query)
+        else:
+            yield from self._read_rest(query, restart)
+
+    def _read_rest(
+        self, query: _Query, restart: Callable[[CrmRecord], _Query]
+    ) -> Iterator[list[CrmRecord]]:
+        last: CrmRecord | None = None
+        losses = 0
+        while True:
+            try:
+                for page in self._rest_pages(query):
+                    records = [r for r in map(query.record, page) if query.keep(r)]
+                    if records:
+                        last, losses = records[-1], 0
+                    yield records
+                return
+            except RequestRejectedError as error:
+                losses += 1
+                if error.code != "INVALID_QUERY_LOCATOR" or losses > MAX_CURSOR_LOSSES:
+                    raise
+                log.warning("Salesforce closed the query cursor; querying again from there")
+                if last is not None:
+                    query = restart(last)
+
+    def _rest_pages(self, query: _Query) -> Iterator[list[Mapping[str, Any]]]:
+        headers = {"Sforce-Query-Options": f"batchSize={self.connection.query_batch_size}"}
+        answer = self._call(
+            f"query {self.connection.object_name}",
+            lambda sf: sf.query(query.soql, include_deleted=query.include_deleted, headers=headers),
+        )
+        seen: set[str] = set()
+        while True:
+            yield answer["records"]
+            following = answer.get("nextRecordsUrl")
+            if answer.get("done", True) or not following:
+                return
+            if following in seen:
+                # Following it again would loop for ever.
+                raise ServerError(f"Salesforce repeated the page {following}", crm=CRM)
+            seen.add(following)
+            answer = self._next_page(following, headers)
+
+    def _next_page(self, url: str, headers: Mapping[str, str]) -> Any:
+        return self._call(
+            f"query page {url}",
+            lambda sf: sf.query_more(url, identifier_is_url=True, headers=dict(headers)),
+        )
+
+    def _read_bulk(self, query: _Query) -> Iterator[list[CrmRecord]]:
+        description = self._description or self.describe()
+        for rows in self._bulk.query(query.soql, include_deleted=query.include_deleted):
+            typed = [_typed_row(row, description) for row in rows]
+            yield [r for r in map(query.record, typed) if query.keep(r)]
+
+    # ---------------------------------------------------------------- writing
+
+    def _send_collection(self, updates: Sequence[RecordUpdate]) -> list[RecordOutcome]:
+        name = self.connection.object_name
+        body = {
+            "allOrNone": False,
+            "records": [
+                {
+                    "attributes": {"type": name},
+                    **_rest_values(update.values),
+                    "id": update.record_id,
+                }
+                for update in updates
+            ],
+        }
+        answers = self._call(
+            f"update {len(updates)} {name} records",
+            lambda sf: _rest(sf, "composite/sobjects", method="PATCH", json=body),
+        )
+        if not isinstance(answers, list) or len(answers) != len(updates):
+            raise ServerError(
+                f"composite/sobjects answered {len(answers or [])} results for {len(updates)}",
+                crm=CRM,
+            )
+        return [_collection_outcome(answer) for answer in answers]
+
+    def _write_rounds(
+        self,
+        updates: Sequence[RecordUpdate],
+        send: Callable[[Sequence[RecordUpdate]], list[RecordOutcome]],
+        what: str,
+    ) -> list[WriteResult]:
+        """Send `updates`, then again the ones that were locked, with the retry policy's
+        backoff and bounds; whatever stays locked, or meets a request-level failure, is
+        DEFERRED."""
+        rounds = _WriteRounds(updates, send)
+        try:
+            call_with_retry(self.connection.retry, f"Salesforce {what}", rounds.send_pending)
+        except _RecordsLockedError:
+            rounds.defer_pending()
+        except _RoundFailedError as failed:
+            if isinstance(failed.error, RUN_STOPPERS):
+                raise failed.error from None
+            rounds.defer_pending(failed.error)
+        return rounds.results()
+
+
+# ------------------------------------------------------------------------------------ queries
+
+
+@dataclass(frozen=True, slots=True)
+class _Query:
+    """One SOQL read, and what trims its rows to exactly the records wanted."""
+
+    soql: str
+    count_soql: str
+    include_deleted: bool
+    requested: tuple[str, ...]
+    # Records at or before this point are not wanted (the SOQL bound is only to the second).
+    after: Position | None = None
+
+    def keep(self, record: CrmRecord) -> bool:
+        return self.after is None or record.position > self.after
+
+    def record(self, row: Mapping[str, Any]) -> CrmRecord:
+        values = {name.lower(): value for name, value in row.items() if name != "attributes"}
+        return CrmRecord(
+            CRM,
+            str(values["id"]),
+            _stamp(str(values["systemmodstamp"])),
+            {name: values.get(name.lower()) for name in self.requested},
+            deleted=bool(values.get("isdeleted")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Scan:
+    """The SOQL of one object's reads: changes since a point, or every record after an Id."""
+
+    object_name: str
+    select: tuple[str, ...]
+    requested: tuple[str, ...]
+
+    def changes(self, point: Position | None) -> _Query:
+        # SOQL datetime literals are documented to the second only; the filter in `_Query`
+        # trims the extra rows the rounded-down bound lets in.
+        where = "" if point is None else f" WHERE SystemModstamp >= {_soql_second(point)}"
+        source = f"FROM {self.object_name}{where}"
+        return _Query(
+            f"SELECT {', '.join(self.select)} {source} ORDER BY SystemModstamp, Id",
+            f"SELECT COUNT() {source}",
+            include_deleted=True,
+            requested=self.requested,
+            after=point,
+        )
+
+    def everything(self, after_id: str | None) -> _Query:
+        where = "" if not after_id else format_soql(" WHERE Id > {}", after_id)
+        source = f"FROM {self.object_name}{where}"
+        return _Query(
+            f"SELECT {', '.join(self.select)} {source} ORDER BY Id",
+            f"SELECT COUNT() {source}",
+            include_deleted=False,
+            requested=self.requested,
+        )
+
+    def everything_after(self, last: CrmRecord) -> _Query:
+        return self.everything(last.id)
+
+
+def _select_list(fields: Sequence[str]) -> tuple[str, ...]:
+    """The system fields, then the requested ones not among them (SOQL refuses a field twice,
+    in any letter case)."""
+    chosen = list(SYSTEM_FIELDS)
+    for name in fields:
+        if not _FIELD_NAME.match(name):
+            raise ValueError(f"not a Salesforce field name: {name!r}")
+        if name.lower() not in {c.lower() for c in chosen}:
+            chosen.append(name)
+    return tuple(chosen)
+
+
+def _look_back(position: Position, lookback: timedelta) -> Position:
+    """Where a pull from `position` starts: `lookback` earlier, to catch late commits."""
+    if lookback <= timedelta(0):
+        return position
+    return Position(position.modified_at - lookback, "")
+
+
+def _soql_second(position: Position) -> str:
+    return f"{utc(position.modified_at):%Y-%m-%dT%H:%M:%SZ}"
+
+
+def _stamp(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"Salesforce datetime without a time zone: {text!r}")
+    return moment.astimezone(UTC)
+
+
+def _typed_row(row: Mapping[str, str], description: ObjectDescription) -> dict[str, Any]:
+    typed = {}
+    for name, cell in row.items():
+        info = description.field(name)
+        typed[name] = typed_value(cell, info.type if info is not None else None)
+    return typed
+
+
+# ------------------------------------------------------------------------------------ describe
+
+
+def _field_info(spec: Mapping[str, Any]) -> FieldInfo:
+    kind = str(spec.get("type", "string"))
+    length = int(spec.get("length") or 0)
+    if kind == "textarea":
+        field_type = FieldType.TEXT if length > _LONG_TEXT else FieldType.STRING
+    else:
+        field_type = _TYPES.get(kind, FieldType.STRING)
+    options = tuple(
+        str(value["value"]) for value in spec.get("picklistValues") or () if value.get("active")
+    )
+    return FieldInfo(
+        name=str(spec["name"]),
+        label=str(spec.get("label") or spec["name"]),
+        type=field_type,
+        writable=bool(spec.get("updateable")),
+        options=options,
+        restricted=bool(spec.get("restrictedPicklist")),
+        custom=bool(spec.get("custom")),
+        required=not spec.get("nillable", True)
+        and bool(spec.get("createable"))
+        and not spec.get("defaultedOnCreate"),
+        max_length=length or None,
+    )
+
+
+# ------------------------------------------------------------------------------------ writes
+
+
+class _RecordsLockedError(TransientError):
+    """Some records of a write are locked: worth another round."""
+
+
+class _RoundFailedError(Exception):
+    """A write round's request failed for good (its own retries are spent): stop the rounds."""
+
+    def __init__(self, error: ConnectorError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _WriteRounds:
+    """The state of one write across its rounds: settled results, and what is still pending."""
+
+    def __init__(
+        self,
+        updates: Sequence[RecordUpdate],
+        send: Callable[[Sequence[RecordUpdate]], list[RecordOutcome]],
+    ) -> None:
+        self._updates = updates
+        self._send = send
+        self._settled: dict[int, WriteResult] = {}
+        self._pending: list[int] = list(range(len(updates)))
+        self._last: dict[int, RecordOutcome] = {}
+        self._rounds = 0
+
+    def send_pending(self) -> None:
+        self._rounds += 1
+        try:
+            outcomes = self._send([self._updates[i] for i in self._pending])
+        except ConnectorError as error:
+            raise _RoundFailedError(error) from error
+        still_pending = []
+        for index, outcome in zip(self._pending, outcomes, strict=True):
+            if outcome.code is None:
+                self._settle(index, WriteStatus.WRITTEN)
+            elif outcome.unprocessed or record_error_is_retriable(CRM, outcome.code):
+                self._last[index] = outcome
+                still_pending.append(index)
+            else:
+                self._settle(index, WriteStatus.FAILED, outcome.code.lower(), outcome.message)
+        self._pending = still_pending
+        if still_pending:
+            raise _RecordsLockedError(f"{len(still_pending)} records not written yet", crm=CRM)
+
+    def defer_pending(self, error: ConnectorError | None = None) -> None:
+        for index in self._pending:
+            last = self._last.get(index)
+            if error is not None:
+                self._settle(index, WriteStatus.DEFERRED, error.category, error.message)
+            elif last is not None and last.code is not None:
+                self._settle(index, WriteStatus.DEFERRED, last.code.lower(), last.message)
+        self._pending = []
+
+    def results(self) -> list[WriteResult]:
+        return [self._settled[index] for index in range(len(self._updates))]
+
+    def _settle(
+        self, index: int, status: WriteStatus, category: str = "", message: str = ""
+    ) -> None:
+        record_id = self._updates[index].record_id
+        self._settled[index] = WriteResult(record_id, status, category, message, self._rounds)
+
+
+def _collection_outcome(answer: Mapping[str, Any]) -> RecordOutcome:
+    if answer.get("success"):
+        return RecordOutcome()
+    errors = answer.get("errors") or [{}]
+    first = errors[0]
+    return RecordOutcome(
+        str(first.get("statusCode") or "UNKNOWN_EXCEPTION"), str(first.get("message") or "")
+    )
+
+
+def _rest_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON-ready values: dates and datetimes as ISO text (datetimes in UTC), None as null."""
+    converted: dict[str, Any] = {}
+    for name, value in values.items():
+        if name.lower() in ("id", "attributes"):
+            continue
+        if isinstance(value, datetime):
+            converted[name] = iso_utc(value)
+        elif isinstance(value, date):
+            converted[name] = value.isoformat()
+        else:
+            converted[name] = value
+    return converted
+
+
+# ------------------------------------------------------------------------------------ answers
+
+
+def _answer_details(response: requests.Response) -> tuple[str | None, str, bool]:
+    """(error code, message, whether it is a login refusal) from an error answer's body:
+    a REST error array, an OAuth error object, or a SOAP login fault."""
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text
+        fault = _SOAP_FAULT.search(text)
+        if fault is None:
+            return None, "", False
+        found = _SOAP_MESSAGE.search(text)
+        return fault.group(1), found.group(1) if found else fault.group(1), True
+    if isinstance(body, Mapping) and "error" in body:
+        return str(body["error"]), str(body.get("error_description") or body["error"]), True
+    code, message = _error_details(body)
+    return code, message, False
+
+
+def _error_details(body: Any) -> tuple[str | None, str]:
+    """(errorCode, message) of a Salesforce error body, usually `[{"errorCode", "message"}]`."""
+    first = body[0] if isinstance(body, list) and body else body
+    if not isinstance(first, Mapping):
+        return None, ""
+    code = first.get("errorCode")
+    return (str(code) if code else None), str(first.get("message") or "")
+
+
+# ------------------------------------------------------------------------------------ wiring
+
+
+def _rest(sf: Salesforce, path: str, **request: Any) -> Any:
+    """The JSON answer of a REST call that must have one."""
+    answer = sf.restful(path, **request)
+    if answer is None:
+        raise ServerError(f"an empty answer from {path}", crm=CRM)
+    return answer
+
+
+def _http_session(connection: SalesforceConnection) -> requests.Session:
+    """The session every request goes through: a timeout always, routed to a plain-http
+    instance (the sandbox) where one is configured."""
+    url = connection.instance_url
+    if url and needs_routing(url):
+        return RoutingSession(url, timeout=connection.timeout_seconds)
+    return TimeoutSession(timeout=connection.timeout_seconds)
+
+
+def _given_session(connection: SalesforceConnection) -> tuple[str, str]:
+    if connection.session_id is None or not connection.instance_url:
+        raise AuthenticationError(
+            "session-id authentication needs both session_id and instance_url", crm=CRM
+        )
+    parts = urlsplit(connection.instance_url)
+    return connection.session_id.reveal(), parts.netloc or parts.path

@@ -1,0 +1,107 @@
+"""The fields leadsync writes back to each CRM: score, its parts, grade, reasons, model version
+and the lifecycle stage.
+
+HubSpot custom properties can be created through the API (`HubSpotConnector.ensure_properties`);
+Salesforce custom fields cannot, so the Salesforce connector reports the missing ones with what
+an admin must create. The mapping file may rename any of these; these are the defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from leadsync.connectors.base import FieldType
+
+LEADSYNC_STAGES: tuple[str, ...] = (
+    "Lead",
+    "MQL",
+    "SAL",
+    "SQL",
+    "Opportunity",
+    "Customer",
+    "Recycled",
+    "Disqualified",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """A field leadsync needs, described well enough to create it by hand or by API."""
+
+    name: str
+    label: str
+    type: FieldType
+    description: str
+    length: int | None = None
+    options: tuple[str, ...] = ()
+
+    def admin_instruction(self) -> str:
+        """How a Salesforce admin creates it (Setup > Object Manager > Lead > Fields)."""
+        if self.type is FieldType.NUMBER:
+            kind = "Number(18, 0)"
+        elif self.type is FieldType.TEXT:
+            kind = f"Long Text Area({self.length})"
+        elif self.type is FieldType.ENUMERATION:
+            kind = f"Picklist (restricted) with values {', '.join(self.options)}"
+        else:
+            kind = f"Text({self.length})"
+        return f'{self.name}: label "{self.label}", type {kind}. {self.description}'
+
+
+# (name stem, label, type, description, length): one table, named per CRM's conventions below.
+_SCORE_FIELDS: tuple[tuple[str, str, FieldType, str, int | None], ...] = (
+    (
+        "score",
+        "Lead score",
+        FieldType.NUMBER,
+        "leadsync's combined score (fit + engagement).",
+        None,
+    ),
+    ("fit_score", "Fit score", FieldType.NUMBER, "The firmographic part of the score.", None),
+    (
+        "engagement_score",
+        "Engagement score",
+        FieldType.NUMBER,
+        "The behavioural part of the score, after decay.",
+        None,
+    ),
+    ("grade", "Lead grade", FieldType.STRING, "A letter grade for the score.", 10),
+    (
+        "score_reasons",
+        "Score reasons",
+        FieldType.TEXT,
+        'Why the lead scored what it did, e.g. "+20 employees >= 200".',
+        32768,
+    ),
+    (
+        "model_version",
+        "Scoring model version",
+        FieldType.STRING,
+        "The hash of the lead definition that produced the score.",
+        64,
+    ),
+)
+
+
+def _salesforce_name(stem: str) -> str:
+    return "Leadsync_" + "_".join(part.capitalize() for part in stem.split("_")) + "__c"
+
+
+HUBSPOT_WRITEBACK_PROPERTIES: tuple[FieldSpec, ...] = tuple(
+    FieldSpec(f"leadsync_{stem}", label, kind, description, length)
+    for stem, label, kind, description, length in _SCORE_FIELDS
+)
+
+SALESFORCE_WRITEBACK_FIELDS: tuple[FieldSpec, ...] = (
+    *(
+        FieldSpec(_salesforce_name(stem), label, kind, description, length)
+        for stem, label, kind, description, length in _SCORE_FIELDS
+    ),
+    FieldSpec(
+        "Leadsync_Stage__c",
+        "Lifecycle stage",
+        FieldType.ENUMERATION,
+        "leadsync's lifecycle stage of the lead.",
+        options=LEADSYNC_STAGES,
+    ),
+)

@@ -1,0 +1,66 @@
+"""`leadsync setup`: get both CRMs ready for leadsync's write-back fields.
+
+HubSpot custom properties can be created through the API, so they are; Salesforce custom fields
+cannot (that takes the Metadata API and an admin's say), so the missing ones are listed with
+what an admin must create.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from leadsync.config import Config
+from leadsync.connectors.hubspot import HubSpotConnector
+from leadsync.connectors.salesforce import SalesforceConnector
+from leadsync.connectors.writeback import FieldSpec
+
+
+@dataclass
+class SetupReport:
+    hubspot_created: list[str] = field(default_factory=list)
+    hubspot_checked: bool = False
+    salesforce_missing: list[FieldSpec] = field(default_factory=list)
+    salesforce_checked: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return not self.salesforce_missing
+
+    def text(self) -> str:
+        lines = []
+        if self.hubspot_checked:
+            if self.hubspot_created:
+                lines.append(
+                    "HubSpot: created contact properties " + ", ".join(self.hubspot_created)
+                )
+            else:
+                lines.append("HubSpot: every contact property leadsync writes exists")
+        if self.salesforce_checked:
+            if self.salesforce_missing:
+                lines.append(
+                    "Salesforce: these Lead fields are missing; an admin must create them "
+                    "(Setup > Object Manager > Lead > Fields & Relationships > New):"
+                )
+                lines.extend(f"  - {spec.admin_instruction()}" for spec in self.salesforce_missing)
+            else:
+                lines.append("Salesforce: every Lead field leadsync writes exists")
+        return "\n".join(lines)
+
+
+def set_up_crms(config: Config) -> SetupReport:
+    report = SetupReport()
+    if config.model.hubspot.enabled:
+        hubspot = HubSpotConnector(config.hubspot_connection())
+        try:
+            report.hubspot_created = hubspot.ensure_properties()
+            report.hubspot_checked = True
+        finally:
+            hubspot.close()
+    if config.model.salesforce.enabled:
+        salesforce = SalesforceConnector(config.salesforce_connection())
+        try:
+            report.salesforce_missing = salesforce.missing_writeback_fields()
+            report.salesforce_checked = True
+        finally:
+            salesforce.close()
+    return report

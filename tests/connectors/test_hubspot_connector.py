@@ -1,0 +1,432 @@
+"""The HubSpot connector against the sandbox: pulls, describe, writes, faults, pacing, quota."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from leadsync.connectors.base import Position, RecordUpdate, WriteStatus
+from leadsync.connectors.errors import (
+    AuthenticationError,
+    ConnectionFailedError,
+    QuotaReserveReachedError,
+)
+from leadsync.connectors.hubspot import HubSpotConnector
+from leadsync.connectors.retry import RetryPolicy
+from leadsync.connectors.settings import HubSpotConnection
+from leadsync.connectors.writeback import HUBSPOT_WRITEBACK_PROPERTIES
+from leadsync.sandbox import FaultSpec, HubSpotSettings, Sandbox, SandboxSettings
+from leadsync.secrets import Secret
+from tests.support import FakeClock
+
+FIELDS = ["email", "firstname", "lastname", "jobtitle", "lifecyclestage", "numemployees"]
+QUICK = RetryPolicy(initial_wait=0.001, max_wait=0.005, max_attempts=12, max_seconds=30)
+FAST_SANDBOX = HubSpotSettings(ten_second_limit=100_000, searches_per_second=1_000)
+
+
+def connector_for(sandbox: Sandbox, **overrides: Any) -> HubSpotConnector:
+    settings: dict[str, Any] = {
+        "retry": QUICK,
+        "requests_per_ten_seconds": 100_000,
+        "searches_per_second": 1_000,
+        **overrides,
+    }
+    return HubSpotConnector(HubSpotConnection.for_sandbox(sandbox.url, **settings))
+
+
+@pytest.fixture
+def sandbox_settings() -> SandboxSettings:
+    return SandboxSettings(port=0, seed=11, leads=450, hubspot=FAST_SANDBOX)
+
+
+@pytest.fixture
+def hubspot_connector(sandbox: Sandbox) -> Iterator[HubSpotConnector]:
+    connector = connector_for(sandbox)
+    yield connector
+    connector.close()
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def endpoint_calls(sandbox: Sandbox, endpoint: str) -> int:
+    return int(sandbox.stats.as_dict()["endpoints"].get(endpoint, 0))
+
+
+def live_ids(sandbox: Sandbox) -> set[str]:
+    return {contact["id"] for contact in sandbox.hubspot.snapshot()}
+
+
+# ---------------------------------------------------------------- incremental pulls
+
+
+def test_pull_returns_every_contact_once_oldest_change_first(
+    sandbox: Sandbox, hubspot_connector: HubSpotConnector
+) -> None:
+    records = [
+        record
+        for page in hubspot_connector.pull(None, fields=FIELDS, started_at=now())
+        for record in page.records
+    ]
+    assert sorted(r.id for r in records) == sorted(live_ids(sandbox))
+    stamps = [record.modified_at for record in records]
+    assert stamps == sorted(stamps)
+    assert all(set(record.fields) >= set(FIELDS) for record in records)
+    assert all(isinstance(v, str | None) for r in records for v in r.fields.values())
+
+
+def test_pull_streams_page_by_page(sandbox: Sandbox, hubspot_connector: HubSpotConnector) -> None:
+    pages = hubspot_connector.pull(None, fields=FIELDS, started_at=now())
+    first = next(pages)
+    assert len(first.records) == 200
+    assert endpoint_calls(sandbox, "hubspot.contacts.search") == 1
+    rest = list(pages)
+    assert endpoint_calls(sandbox, "hubspot.contacts.search") == 1 + len(rest)
+
+
+def test_pull_resumes_after_its_position_with_only_later_changes(
+    sandbox: Sandbox,
+) -> None:
+    clock = FakeClock()
+    with Sandbox(
+        SandboxSettings(port=0, seed=3, leads=120, hubspot=FAST_SANDBOX), clock=clock
+    ) as timed:
+        connector = connector_for(timed, lookback=timedelta(0))
+        pages = list(connector.pull(None, fields=FIELDS, started_at=now()))
+        position = pages[-1].position
+        assert position is not None
+        clock.advance(60)
+        changed = sorted(live_ids(timed))[:7]
+        for contact_id in changed:
+            timed.hubspot.set_activity(int(contact_id), {"jobtitle": "Head of Growth"})
+        clock.advance(1)
+        again = [
+            r
+            for page in connector.pull(position, fields=FIELDS, started_at=now())
+            for r in page.records
+        ]
+        assert sorted(r.id for r in again) == changed
+        assert all(r.fields["jobtitle"] == "Head of Growth" for r in again)
+
+
+def test_lookback_pulls_recent_changes_again_and_known_stamps_drop_them(
+    sandbox: Sandbox, hubspot_connector: HubSpotConnector
+) -> None:
+    everything = [
+        r
+        for page in hubspot_connector.pull(None, fields=FIELDS, started_at=now())
+        for r in page.records
+    ]
+    newest = everything[-1].position
+    window = [r for r in everything if r.modified_at >= newest.modified_at - timedelta(days=30)]
+    assert 0 < len(window) < len(everything)
+    lookback = connector_for(sandbox, lookback=timedelta(days=30))
+    again = [
+        r for page in lookback.pull(newest, fields=FIELDS, started_at=now()) for r in page.records
+    ]
+    # Everything in the window again, but the record at the position itself: that one, still at
+    # its stamp, is certainly the one the position was taken from.
+    assert {r.id for r in again} == {r.id for r in window} - {newest.record_id}
+
+    stored = {r.id: r.modified_at for r in everything}
+
+    def known(ids: Any) -> dict[str, datetime]:
+        return {record_id: stored[record_id] for record_id in ids}
+
+    dropped = [
+        r
+        for page in lookback.pull(newest, fields=FIELDS, started_at=now(), known=known)
+        for r in page.records
+    ]
+    assert dropped == []
+
+
+def test_position_never_passes_the_moment_the_pull_started(
+    hubspot_connector: HubSpotConnector,
+) -> None:
+    started = datetime(2020, 1, 1, tzinfo=UTC)  # before every seeded change
+    pages = list(hubspot_connector.pull(None, fields=FIELDS, started_at=started))
+    assert pages
+    assert all(page.position == Position(started, "") for page in pages)
+
+
+@pytest.mark.slow
+def test_pull_reissues_its_search_before_the_10000_result_cap() -> None:
+    settings = SandboxSettings(port=0, seed=5, leads=10_450, hubspot=FAST_SANDBOX)
+    with Sandbox(settings) as big:
+        connector = connector_for(big)
+        ids = [
+            r.id
+            for page in connector.pull(None, fields=["email"], started_at=now())
+            for r in page.records
+        ]
+        assert len(ids) == len(set(ids)) == 10_450
+        statuses = big.stats.as_dict()["statuses"]
+        assert statuses.get("hubspot.contacts.search 400", 0) == 0
+
+
+@pytest.mark.slow
+def test_more_contacts_than_the_cap_sharing_one_millisecond_are_all_pulled() -> None:
+    clock = FakeClock()
+    settings = SandboxSettings(port=0, seed=5, leads=10_300, hubspot=FAST_SANDBOX)
+    with Sandbox(settings, clock=clock) as big:
+        clock.advance(3600)
+        everyone = sorted(int(i) for i in live_ids(big))
+        for contact_id in everyone[:10_150]:  # all touched in the same frozen millisecond
+            big.hubspot.set_activity(contact_id, {"jobtitle": "Same moment"})
+        before = Position(datetime.fromtimestamp(clock.now - 1, UTC), "")
+        connector = connector_for(big, lookback=timedelta(0))
+        ids = [
+            r.id
+            for page in connector.pull(before, fields=["jobtitle"], started_at=now())
+            for r in page.records
+        ]
+        assert len(ids) == len(set(ids)) == 10_150
+        assert big.stats.as_dict()["statuses"].get("hubspot.contacts.search 400", 0) == 0
+
+
+# ---------------------------------------------------------------- full pulls
+
+
+def test_pull_all_lists_every_contact_and_resumes_from_a_checkpoint(
+    sandbox: Sandbox, hubspot_connector: HubSpotConnector
+) -> None:
+    pages = list(hubspot_connector.pull_all(fields=FIELDS))
+    assert [len(p.records) for p in pages] == [100, 100, 100, 100, 50]
+    assert pages[-1].checkpoint is None
+    every = [r.id for p in pages for r in p.records]
+    assert sorted(every) == sorted(live_ids(sandbox))
+    resumed = list(hubspot_connector.pull_all(pages[1].checkpoint, fields=FIELDS))
+    assert [r.id for p in resumed for r in p.records] == every[200:]
+    assert endpoint_calls(sandbox, "hubspot.contacts.list") == 5 + 3
+
+
+# ---------------------------------------------------------------- describe
+
+
+def test_describe_gives_types_options_and_writability(
+    hubspot_connector: HubSpotConnector,
+) -> None:
+    description = hubspot_connector.describe()
+    stage = description.field("lifecyclestage")
+    assert stage is not None
+    assert stage.type == "enumeration"
+    assert stage.restricted
+    assert stage.options[:3] == ("subscriber", "lead", "marketingqualifiedlead")
+    views = description.field("hs_analytics_num_page_views")
+    assert views is not None
+    assert (views.type, views.writable) == ("number", False)
+    email = description.field("email")
+    assert email is not None
+    assert (email.type, email.writable) == ("email", True)
+    assert description.field("Email") is None  # HubSpot names are case-sensitive
+
+
+def test_ensure_properties_creates_the_missing_writeback_properties_once(
+    hubspot_connector: HubSpotConnector,
+) -> None:
+    created = hubspot_connector.ensure_properties()
+    assert created == [spec.name for spec in HUBSPOT_WRITEBACK_PROPERTIES]
+    assert hubspot_connector.ensure_properties() == []
+    description = hubspot_connector.describe()
+    score = description.field("leadsync_score")
+    reasons = description.field("leadsync_score_reasons")
+    assert score is not None
+    assert (score.type, score.custom, score.writable) == ("number", True, True)
+    assert reasons is not None
+    assert reasons.type == "text"
+
+
+# ---------------------------------------------------------------- writes
+
+
+def test_write_batches_100_and_reports_each_record_in_order(
+    sandbox: Sandbox, hubspot_connector: HubSpotConnector
+) -> None:
+    ids = sorted(live_ids(sandbox))[:250]
+    updates = [RecordUpdate(i, {"jobtitle": f"Title {i}"}) for i in ids]
+    results = hubspot_connector.write(updates)
+    assert [r.record_id for r in results] == ids
+    assert {r.status for r in results} == {WriteStatus.WRITTEN}
+    assert endpoint_calls(sandbox, "hubspot.contacts.batch_update") == 3
+    assert sandbox.hubspot.contact(int(ids[-1])).properties["jobtitle"] == f"Title {ids[-1]}"
+
+
+def test_write_reports_failures_per_record_and_lands_the_rest(
+    sandbox: Sandbox, hubspot_connector: HubSpotConnector
+) -> None:
+    good, bad, other = sorted(live_ids(sandbox))[:3]
+    results = hubspot_connector.write(
+        [
+            RecordUpdate(good, {"jobtitle": "VP Sales"}),
+            RecordUpdate(bad, {"numemployees": "a lot"}),
+            RecordUpdate("999999", {"jobtitle": "Ghost"}),
+            RecordUpdate(other, {"no_such_property": "x"}),
+        ]
+    )
+    assert [(r.status, r.category) for r in results] == [
+        (WriteStatus.WRITTEN, ""),
+        (WriteStatus.FAILED, "validation_error"),
+        (WriteStatus.FAILED, "object_not_found"),
+        (WriteStatus.FAILED, "validation_error"),
+    ]
+    assert "allowed options" in results[1].message
+    assert sandbox.hubspot.contact(int(good)).properties["jobtitle"] == "VP Sales"
+
+
+def test_two_updates_of_one_contact_go_out_as_one_input(
+    sandbox: Sandbox, hubspot_connector: HubSpotConnector
+) -> None:
+    contact = sorted(live_ids(sandbox))[0]
+    results = hubspot_connector.write(
+        [RecordUpdate(contact, {"jobtitle": "A"}), RecordUpdate(contact, {"firstname": "Bo"})]
+    )
+    assert [r.status for r in results] == [WriteStatus.WRITTEN, WriteStatus.WRITTEN]
+    properties = sandbox.hubspot.contact(int(contact)).properties
+    assert (properties["jobtitle"], properties["firstname"]) == ("A", "Bo")
+
+
+def _contact_at_stage(sandbox: Sandbox, stage: str) -> str:
+    return next(
+        c["id"]
+        for c in sandbox.hubspot.snapshot()
+        if c["properties"].get("lifecyclestage") == stage
+    )
+
+
+def test_a_backward_lifecycle_stage_is_cleared_then_set_in_two_requests(
+    sandbox: Sandbox, hubspot_connector: HubSpotConnector
+) -> None:
+    contact = _contact_at_stage(sandbox, "customer")
+    results = hubspot_connector.write(
+        [RecordUpdate(contact, {"lifecyclestage": "lead"}, {"lifecyclestage": "customer"})]
+    )
+    assert results[0].status is WriteStatus.WRITTEN
+    assert sandbox.hubspot.contact(int(contact)).properties["lifecyclestage"] == "lead"
+    assert endpoint_calls(sandbox, "hubspot.contacts.batch_update") == 2
+
+
+def test_a_forward_lifecycle_stage_is_one_request(
+    sandbox: Sandbox, hubspot_connector: HubSpotConnector
+) -> None:
+    contact = _contact_at_stage(sandbox, "lead")
+    hubspot_connector.write(
+        [RecordUpdate(contact, {"lifecyclestage": "customer"}, {"lifecyclestage": "lead"})]
+    )
+    assert sandbox.hubspot.contact(int(contact)).properties["lifecyclestage"] == "customer"
+    assert endpoint_calls(sandbox, "hubspot.contacts.batch_update") == 1
+
+
+def test_without_the_clear_hubspot_would_have_ignored_the_backward_stage(
+    sandbox: Sandbox, hubspot_connector: HubSpotConnector
+) -> None:
+    # The same write without `current`: the connector cannot know to clear, and the sandbox,
+    # like HubSpot, keeps the later stage. This is why RecordUpdate carries `current`.
+    contact = _contact_at_stage(sandbox, "customer")
+    hubspot_connector.write([RecordUpdate(contact, {"lifecyclestage": "lead"})])
+    assert sandbox.hubspot.contact(int(contact)).properties["lifecyclestage"] == "customer"
+
+
+# ---------------------------------------------------------------- faults, pacing, quota
+
+
+def _pull_everything(connector: HubSpotConnector) -> dict[str, dict[str, Any]]:
+    return {
+        r.id: dict(r.fields)
+        for page in connector.pull(None, fields=FIELDS, started_at=now())
+        for r in page.records
+    }
+
+
+def test_faults_do_not_change_what_a_pull_and_a_write_end_with(
+    sandbox: Sandbox, hubspot_connector: HubSpotConnector
+) -> None:
+    clean_pull = _pull_everything(hubspot_connector)
+    clean_list = [r.id for p in hubspot_connector.pull_all(fields=FIELDS) for r in p.records]
+    sandbox.faults.configure(FaultSpec.parse("5xx=0.15,429=0.1,drop=0.05"), seed=4)
+    assert _pull_everything(hubspot_connector) == clean_pull
+    assert [r.id for p in hubspot_connector.pull_all(fields=FIELDS) for r in p.records] == (
+        clean_list
+    )
+    ids = sorted(clean_pull)[:300]
+    results = hubspot_connector.write([RecordUpdate(i, {"jobtitle": f"T{i}"}) for i in ids])
+    assert {r.status for r in results} == {WriteStatus.WRITTEN}
+    sandbox.faults.configure(FaultSpec())
+    after = {c["id"]: c["properties"].get("jobtitle") for c in sandbox.hubspot.snapshot()}
+    assert all(after[i] == f"T{i}" for i in ids)
+    faulted = sandbox.stats.as_dict()["faulted"]
+    assert faulted.get("hubspot 5xx", 0) > 0
+    assert faulted.get("hubspot drop", 0) > 0
+
+
+def test_the_client_side_limiter_keeps_requests_inside_the_window() -> None:
+    clock = FakeClock()
+    settings = SandboxSettings(
+        port=0, seed=2, leads=30, hubspot=HubSpotSettings(ten_second_limit=5)
+    )
+    with Sandbox(settings, clock=clock) as tight:
+        connector = HubSpotConnector(
+            HubSpotConnection.for_sandbox(tight.url, requests_per_ten_seconds=5, retry=QUICK),
+            clock=clock,
+            sleep=clock.advance,
+        )
+        for _ in range(12):
+            connector.describe()
+        assert tight.stats.as_dict()["throttled"] == {}
+        assert connector.waited_seconds == pytest.approx(20.0, abs=0.1)
+
+
+def test_quota_comes_from_the_rate_limit_headers(
+    sandbox: Sandbox, hubspot_connector: HubSpotConnector
+) -> None:
+    hubspot_connector.describe()
+    hubspot_connector.describe()
+    quota = hubspot_connector.quota()
+    assert quota.daily_limit == 1_000_000
+    assert quota.daily_remaining == 1_000_000 - 2
+    assert quota.window_limit == 100_000
+
+
+def test_the_daily_reserve_stops_new_work_and_says_so(sandbox: Sandbox) -> None:
+    sandbox.hubspot.set_limits(daily_limit=10)
+    connector = connector_for(sandbox, daily_reserve=7)
+    connector.describe()  # 9 left: the connector learns the figure
+    connector.describe()  # 8 left
+    connector.describe()  # 7 left: the reserve is intact
+    with pytest.raises(QuotaReserveReachedError, match="7 API calls left today, a reserve of 7"):
+        connector.describe()
+    assert sandbox.hubspot.daily.used == 3
+
+
+def test_a_stopped_crm_ends_in_connection_failed_not_a_urllib3_error(
+    sandbox: Sandbox,
+) -> None:
+    connector = connector_for(sandbox, retry=RetryPolicy(max_attempts=3, initial_wait=0.001))
+    sandbox.stop()
+    with pytest.raises(ConnectionFailedError):
+        connector.describe()
+
+
+def test_no_secret_reaches_logs_or_errors(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = "pat-na1-0123456789-secret"
+    connector = HubSpotConnector(
+        HubSpotConnection(access_token=Secret(wrong), base_url=sandbox.url, retry=QUICK)
+    )
+    with pytest.raises(AuthenticationError) as refused:
+        connector.describe()
+    sandbox.faults.configure(FaultSpec.parse("5xx=0.5"), seed=1)
+    right = connector_for(sandbox)
+    list(right.pull(None, fields=FIELDS, started_at=now()))
+    texts = [str(refused.value), repr(refused.value), *(r.getMessage() for r in caplog.records)]
+    assert any("retrying" in text for text in texts)  # the logs were exercised
+    for text in texts:
+        assert wrong not in text
+        assert "sandbox-token" not in text

@@ -1,0 +1,162 @@
+"""The HubSpot error table: each answer -> the outcome and how many times it was tried.
+
+hubspot-api-client talks through urllib3, which `responses` cannot intercept, so these run
+against a scripted HTTP server on loopback.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from leadsync.connectors.errors import (
+    AuthenticationError,
+    ConnectionFailedError,
+    ConnectorError,
+    QuotaExhaustedError,
+    RequestRejectedError,
+    ServerError,
+)
+from leadsync.connectors.hubspot import HubSpotConnector
+from leadsync.connectors.retry import RetryPolicy
+from leadsync.connectors.settings import HubSpotConnection
+from leadsync.secrets import Secret
+from tests.support import Scripted, ScriptedServer
+
+ATTEMPTS = 4
+PROPERTIES_OK = Scripted(200, {"results": []})
+
+
+def _error(status: int, category: str, message: str, **extra: Any) -> Scripted:
+    body = {"status": "error", "message": message, "correlationId": "c-1", "category": category}
+    return Scripted(status, {**body, **extra})
+
+
+TEN_SECONDLY = Scripted(
+    429,
+    {
+        "status": "error",
+        "message": "You have reached your ten_secondly_rolling limit.",
+        "errorType": "RATE_LIMIT",
+        "correlationId": "c-2",
+        "policyName": "TEN_SECONDLY_ROLLING",
+    },
+)
+DAILY = Scripted(
+    429,
+    {
+        "status": "error",
+        "message": "You have reached your daily limit.",
+        "errorType": "RATE_LIMIT",
+        "correlationId": "c-3",
+        "policyName": "DAILY",
+    },
+)
+SECONDLY = _error(429, "RATE_LIMITS", "You have reached your secondly limit.")
+
+
+@pytest.mark.parametrize(
+    ("script", "outcome", "category", "attempts"),
+    [
+        pytest.param([PROPERTIES_OK], None, None, 1, id="200"),
+        pytest.param([TEN_SECONDLY, PROPERTIES_OK], None, None, 2, id="429-ten-secondly-then-ok"),
+        pytest.param([DAILY], QuotaExhaustedError, "daily_limit", 1, id="429-daily"),
+        pytest.param(
+            [_error(503, "INTERNAL_ERROR", "down")] * ATTEMPTS,
+            ServerError,
+            "server_error",
+            ATTEMPTS,
+            id="503-every-time",
+        ),
+        pytest.param(
+            [_error(502, "INTERNAL_ERROR", "bad gateway"), PROPERTIES_OK],
+            None,
+            None,
+            2,
+            id="502-then-ok",
+        ),
+        pytest.param(
+            [_error(401, "INVALID_AUTHENTICATION", "Authentication credentials not found.")],
+            AuthenticationError,
+            "authentication",
+            1,
+            id="401",
+        ),
+        pytest.param(
+            [_error(403, "MISSING_SCOPES", "This app hasn't been granted all required scopes")],
+            RequestRejectedError,
+            "forbidden",
+            1,
+            id="403",
+        ),
+        pytest.param(
+            [_error(404, "OBJECT_NOT_FOUND", "resource not found")],
+            RequestRejectedError,
+            "not_found",
+            1,
+            id="404",
+        ),
+        pytest.param(
+            [_error(400, "VALIDATION_ERROR", "Invalid input JSON")],
+            RequestRejectedError,
+            "bad_request",
+            1,
+            id="400",
+        ),
+        pytest.param(
+            [Scripted(drop=True)] * ATTEMPTS,
+            ConnectionFailedError,
+            "connection",
+            ATTEMPTS,
+            id="dropped-every-time",
+        ),
+        pytest.param([Scripted(drop=True), PROPERTIES_OK], None, None, 2, id="dropped-then-ok"),
+    ],
+)
+def test_each_answer_has_its_outcome_and_retry_count(
+    script: list[Scripted],
+    outcome: type[ConnectorError] | None,
+    category: str | None,
+    attempts: int,
+) -> None:
+    waits: list[float] = []
+    with ScriptedServer() as server:
+        server.script = list(script)
+        connector = _connector(server, waits)
+        if outcome is None:
+            connector.describe()
+        else:
+            with pytest.raises(outcome) as raised:
+                connector.describe()
+            assert raised.value.category == category
+        assert len(server.requests) == attempts
+        assert len(waits) == attempts - 1
+
+
+def test_retry_after_is_honoured() -> None:
+    waits: list[float] = []
+    with ScriptedServer() as server:
+        limited = Scripted(429, TEN_SECONDLY.body, {"Retry-After": "3"})
+        server.script = [limited, PROPERTIES_OK]
+        _connector(server, waits).describe()
+    assert waits == [3.0]
+
+
+def test_the_secondly_search_limit_waits_a_second() -> None:
+    waits: list[float] = []
+    with ScriptedServer() as server:
+        server.script = [SECONDLY, Scripted(200, {"total": 0, "results": []})]
+        pages = list(
+            _connector(server, waits).pull(None, fields=["email"], started_at=datetime.now(UTC))
+        )
+    assert pages == []
+    assert waits == [1.0]
+
+
+def _connector(server: ScriptedServer, waits: list[float]) -> HubSpotConnector:
+    policy = RetryPolicy(max_attempts=ATTEMPTS, initial_wait=0.01, max_wait=10, sleep=waits.append)
+    return HubSpotConnector(
+        HubSpotConnection(access_token=Secret("t0ken-for-tests"), base_url=server.url, retry=policy)
+    )

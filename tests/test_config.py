@@ -1,0 +1,158 @@
+"""config.toml: defaults, validation naming file, key and line, and secrets kept out of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from leadsync.config import (
+    HUBSPOT_TOKEN_VAR,
+    SALESFORCE_PASSWORD_VAR,
+    SALESFORCE_TOKEN_VAR,
+    load_config,
+)
+from leadsync.problems import ConfigError, locate_key
+
+
+def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems_of(path: Path, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ=environ or {})
+    return [str(problem) for problem in raised.value.problems]
+
+
+def test_no_file_means_every_default() -> None:
+    config = load_config(None, environ={})
+    assert config.model.database.url == "sqlite:///leadsync.db"
+    assert config.model.hubspot.requests_per_ten_seconds == 180
+    assert config.model.salesforce.auth == "password"
+
+
+def test_a_full_file_is_read(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[database]
+url = "postgresql+psycopg://postgres@127.0.0.1/test"
+
+[files]
+mapping = "rev/mapping.toml"
+
+[hubspot]
+base_url = "http://127.0.0.1:8765"
+daily_reserve = 5000
+lookback_minutes = 2
+
+[salesforce]
+instance_url = "http://127.0.0.1:8765"
+username = "sandbox@leadsync.test"
+""",
+    )
+    config = load_config(
+        path,
+        environ={
+            HUBSPOT_TOKEN_VAR: "sandbox-token",
+            SALESFORCE_PASSWORD_VAR: "sandbox",
+            SALESFORCE_TOKEN_VAR: "sandbox",
+        },
+    )
+    assert config.mapping_path == tmp_path / "rev" / "mapping.toml"
+    hubspot = config.hubspot_connection()
+    assert hubspot.access_token.reveal() == "sandbox-token"
+    assert hubspot.daily_reserve == 5000
+    assert hubspot.lookback.total_seconds() == 120
+    salesforce = config.salesforce_connection()
+    assert salesforce.auth_method == "password"
+    assert salesforce.password is not None
+    assert salesforce.password.reveal() == "sandbox"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "[hubspot]\nrequests_per_ten_seconds = 'many'\n",
+            "config.toml:2: hubspot.requests_per_ten_seconds: ",
+        ),
+        ("[hubspot]\nfast = true\n", "config.toml:2: hubspot.fast: unknown key"),
+        ("[hubsport]\n", "config.toml:1: hubsport: unknown key"),
+        ("[salesforce]\nauth = 'oauth'\n", "config.toml:2: salesforce.auth: Input should be"),
+        (
+            "[salesforce]\nmax_concurrent_requests = 50\n",
+            "config.toml:2: salesforce.max_concurrent_requests: Input should be less than or "
+            "equal to 25",
+        ),
+        ("[logging]\nformat = 'xml'\n", "config.toml:2: logging.format:"),
+        ("[hubspot\nx = 1\n", "config.toml:1: not valid TOML"),
+    ],
+)
+def test_each_mistake_names_file_key_and_line(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    problems = problems_of(path)
+    assert any(problem.startswith(f"{path.parent}/{expected}") for problem in problems), problems
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[hubspot]\ndaily_reserve = -1\nspeed = 3\n[salesforce]\ntimeout_seconds = 0\n",
+    )
+    problems = problems_of(path)
+    assert len(problems) == 3
+    assert {p.split(": ")[1] for p in problems} == {
+        "hubspot.daily_reserve",
+        "hubspot.speed",
+        "salesforce.timeout_seconds",
+    }
+
+
+def test_a_secret_written_into_the_file_is_refused_with_the_variable_to_use(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "[hubspot]\naccess_token = 'pat-na1-secret'\n")
+    problems = problems_of(path)
+    assert problems == [
+        f"{path}:2: hubspot.access_token: secrets do not belong in this file: set "
+        f"{HUBSPOT_TOKEN_VAR} in the environment or the secrets file instead"
+    ]
+    assert all("pat-na1-secret" not in problem for problem in problems)
+
+
+def test_secrets_come_from_a_secrets_file_and_the_environment_wins(tmp_path: Path) -> None:
+    write(tmp_path, f'{HUBSPOT_TOKEN_VAR} = "from-file"\n', "secrets.toml")
+    path = write(tmp_path, "[secrets]\nfile = 'secrets.toml'\n")
+    assert load_config(path, environ={}).hubspot_connection().access_token.reveal() == ("from-file")
+    overridden = load_config(path, environ={HUBSPOT_TOKEN_VAR: "from-env"})
+    assert overridden.hubspot_connection().access_token.reveal() == "from-env"
+
+
+def test_a_missing_secret_names_the_variable_to_set(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "[hubspot]\n"), environ={})
+    with pytest.raises(ConfigError, match=HUBSPOT_TOKEN_VAR):
+        config.hubspot_connection()
+
+
+def test_a_missing_config_file_is_a_problem_not_a_traceback(tmp_path: Path) -> None:
+    assert problems_of(tmp_path / "nope.toml") == [f"{tmp_path / 'nope.toml'}: no such file"]
+
+
+def test_a_missing_secrets_file_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "[secrets]\nfile = 'gone.toml'\n")
+    (problem,) = problems_of(path)
+    assert "secrets.file" in problem
+    assert "gone.toml" in problem
+
+
+@pytest.mark.parametrize(
+    ("dotted", "line"),
+    [("hubspot", 2), ("hubspot.base_url", 4), ("salesforce.base_url", 7), ("nothing.here", None)],
+)
+def test_locate_key_finds_the_defining_line(dotted: str, line: int | None) -> None:
+    text = '# comment\n[hubspot]\n# base\nbase_url = "x"\n\n[salesforce]\nbase_url = "y"\n'
+    assert locate_key(text, dotted) == line
