@@ -94,6 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a leadsync config pointed at this sandbox (and its secrets file beside it)",
     )
 
+    check = commands.add_parser(
+        "check",
+        help="validate the config, the field mapping and the lead definition",
+        description="Validate config, mapping and lead definition; list every problem at once. "
+        "Exit 0 if none, 2 if any.",
+    )
+    _add_config_option(check)
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also compare the mapping with each CRM's live describe",
+    )
+
     setup = commands.add_parser(
         "setup",
         help="create the HubSpot properties leadsync writes; report missing Salesforce fields",
@@ -218,11 +231,28 @@ def _print_sandbox_banner(sandbox: Sandbox) -> None:
     print("\n".join(lines), flush=True)
 
 
+def run_check(args: argparse.Namespace) -> int:
+    from leadsync.checks import check
+
+    report = check(_config_path(args), online=args.online)
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
+    if report.problems:
+        count = len(report.problems)
+        print(f"{count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
+        return EXIT_USAGE
+    for item in report.checked:
+        print(f"ok  {item}")
+    return EXIT_OK
+
+
 def run_setup(args: argparse.Namespace) -> int:
     from leadsync.crm_setup import set_up_crms
+    from leadsync.mapping.fields import load_mapping
 
     config = load_config(_config_path(args))
-    report = set_up_crms(config)
+    mapping = load_mapping(config.mapping_path) if config.mapping_path.is_file() else None
+    report = set_up_crms(config, mapping)
     print(report.text())
     return EXIT_OK if report.complete else EXIT_FAILED
 
@@ -233,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "sandbox":
             return run_sandbox(args)
+        if args.command == "check":
+            return run_check(args)
         if args.command == "setup":
             return run_setup(args)
         if args.command == "demo":

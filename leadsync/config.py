@@ -9,8 +9,6 @@ or from the secrets file named under `[secrets]`, and travels as `Secret`.
 from __future__ import annotations
 
 import os
-import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from leadsync.connectors.settings import HubSpotConnection, SalesforceConnection
-from leadsync.problems import ConfigError, ConfigProblem, locate_key
+from leadsync.problems import ConfigError, ConfigProblem, locate_key, read_toml
 from leadsync.secrets import Secret
 
 DEFAULT_DATABASE_URL = "sqlite:///leadsync.db"
@@ -204,7 +202,7 @@ def load_config(path: Path | None, *, environ: Mapping[str, str] | None = None) 
     data: dict[str, Any] = {}
     text = ""
     if path is not None:
-        text, data = _read_toml(path)
+        text, data = read_toml(path)
     problems = _secret_key_problems(name, data, text)
     try:
         model = ConfigModel.model_validate(data)
@@ -216,27 +214,6 @@ def load_config(path: Path | None, *, environ: Mapping[str, str] | None = None) 
     config_folder = path.parent if path is not None else Path.cwd()
     secrets = _collect_secrets(model, environ, config_folder, name)
     return Config(model, path, secrets)
-
-
-def _read_toml(path: Path) -> tuple[str, dict[str, Any]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([ConfigProblem(str(path), "", "no such file")]) from None
-    except (OSError, UnicodeDecodeError) as problem:
-        raise ConfigError([ConfigProblem(str(path), "", f"cannot read: {problem}")]) from None
-    try:
-        return text, tomllib.loads(text)
-    except tomllib.TOMLDecodeError as problem:
-        line = _decode_error_line(str(problem))
-        raise ConfigError(
-            [ConfigProblem(str(path), "", f"not valid TOML: {problem}", line)]
-        ) from None
-
-
-def _decode_error_line(message: str) -> int | None:
-    found = re.search(r"line (\d+)", message)
-    return int(found.group(1)) if found else None
 
 
 def _secret_key_problems(name: str, data: Mapping[str, Any], text: str) -> list[ConfigProblem]:
@@ -285,7 +262,7 @@ def _collect_secrets(
         if not secrets_path.is_absolute():
             secrets_path = folder / secrets_path
         try:
-            _, loaded = _read_toml(secrets_path)
+            _, loaded = read_toml(secrets_path)
         except ConfigError as problem:
             raise ConfigError(
                 [ConfigProblem(name, "secrets.file", str(p)) for p in problem.problems]

@@ -7,12 +7,19 @@ what an admin must create.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from leadsync.config import Config
 from leadsync.connectors.hubspot import HubSpotConnector
 from leadsync.connectors.salesforce import SalesforceConnector
-from leadsync.connectors.writeback import FieldSpec
+from leadsync.connectors.writeback import (
+    HUBSPOT_WRITEBACK_PROPERTIES,
+    SALESFORCE_WRITEBACK_FIELDS,
+    FieldSpec,
+    specs_for_targets,
+)
+from leadsync.mapping.fields import FieldMap
 
 
 @dataclass
@@ -47,20 +54,30 @@ class SetupReport:
         return "\n".join(lines)
 
 
-def set_up_crms(config: Config) -> SetupReport:
+def set_up_crms(config: Config, mapping: FieldMap | None = None) -> SetupReport:
+    """Create HubSpot's write-back properties and list Salesforce's missing fields, under the
+    names `mapping` gives them (leadsync's defaults without one)."""
     report = SetupReport()
     if config.model.hubspot.enabled:
         hubspot = HubSpotConnector(config.hubspot_connection())
         try:
-            report.hubspot_created = hubspot.ensure_properties()
+            report.hubspot_created = hubspot.ensure_properties(_specs(mapping, "hubspot"))
             report.hubspot_checked = True
         finally:
             hubspot.close()
     if config.model.salesforce.enabled:
         salesforce = SalesforceConnector(config.salesforce_connection())
         try:
-            report.salesforce_missing = salesforce.missing_writeback_fields()
+            report.salesforce_missing = salesforce.missing_writeback_fields(
+                _specs(mapping, "salesforce")
+            )
             report.salesforce_checked = True
         finally:
             salesforce.close()
     return report
+
+
+def _specs(mapping: FieldMap | None, crm: str) -> Sequence[FieldSpec]:
+    if mapping is None or crm not in mapping.writeback:
+        return HUBSPOT_WRITEBACK_PROPERTIES if crm == "hubspot" else SALESFORCE_WRITEBACK_FIELDS
+    return specs_for_targets(crm, mapping.writeback[crm].targets())

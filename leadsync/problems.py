@@ -8,8 +8,11 @@ every one and every command exits 2 without a traceback.
 from __future__ import annotations
 
 import re
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +49,7 @@ def locate_key(text: str, dotted: str) -> int | None:
     current = ""
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
-        header = re.fullmatch(r"\[\[?\s*([^\]]+?)\s*\]\]?", line)
+        header = re.fullmatch(r"\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?", line)
         if header:
             current = header.group(1)
             if current == dotted:
@@ -56,3 +59,33 @@ def locate_key(text: str, dotted: str) -> int | None:
         if assigned and current == table and assigned.group(1).strip("\"'") == key:
             return number
     return None
+
+
+def read_text(path: Path) -> str:
+    """A file the user edits, as text; a ConfigError naming it when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([ConfigProblem(str(path), "", "no such file")]) from None
+    except (OSError, UnicodeDecodeError) as problem:
+        raise ConfigError([ConfigProblem(str(path), "", f"cannot read: {problem}")]) from None
+
+
+def parse_toml(text: str, *, file: str) -> dict[str, Any]:
+    """`text` parsed as TOML; a ConfigError naming `file` and the line when it is not.
+
+    tomllib says "at end of document" for a text cut short, which is its last line.
+    """
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as problem:
+        message = str(problem)
+        found = re.search(r"line (\d+)", message)
+        line = int(found.group(1)) if found else max(1, len(text.splitlines()))
+        raise ConfigError([ConfigProblem(file, "", f"not valid TOML: {message}", line)]) from None
+
+
+def read_toml(path: Path) -> tuple[str, dict[str, Any]]:
+    """The text and the parsed table of a TOML file the user edits."""
+    text = read_text(path)
+    return text, parse_toml(text, file=str(path))

@@ -11,6 +11,9 @@ from pathlib import Path
 
 from leadsync.config import HUBSPOT_TOKEN_VAR, SALESFORCE_PASSWORD_VAR, SALESFORCE_TOKEN_VAR
 
+# The shipped mapping and lead definition, to start from; copy them to edit.
+EXAMPLES = Path(__file__).resolve().parent / "examples"
+
 
 def write_sandbox_config(
     path: Path, url: str, credentials: Mapping[str, Mapping[str, str]]
@@ -31,6 +34,10 @@ def write_sandbox_config(
 
 [database]
 url = "sqlite:///{path.with_suffix(".db").name}"
+
+[files]
+mapping = "{EXAMPLES / "mapping.toml"}"
+definition = "{EXAMPLES / "lead_definition.toml"}"
 
 [secrets]
 file = "{secrets_path.name}"

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from leadsync.mapping.fields import load_mapping
+
 # The recorded real Salesforce bodies, in ../shared beside the project root.
 SALESFORCE_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "salesforce"
 
@@ -104,3 +106,10 @@ class ScriptedServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+def shipped_canonical_fields() -> dict[str, str]:
+    """Canonical field name -> type, from the shipped mapping: what the shipped lead
+    definition is validated against in production."""
+    examples = Path(__file__).resolve().parents[1] / "leadsync" / "examples"
+    return load_mapping(examples / "mapping.toml").canonical_types()

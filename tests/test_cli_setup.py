@@ -12,7 +12,7 @@ from leadsync.cli import main
 from leadsync.config import load_config
 from leadsync.connectors.writeback import HUBSPOT_WRITEBACK_PROPERTIES
 from leadsync.sandbox import SalesforceSettings, Sandbox, SandboxSettings
-from leadsync.sandbox_config import write_sandbox_config
+from leadsync.sandbox_config import EXAMPLES, write_sandbox_config
 
 
 def test_config_out_writes_a_config_and_a_secrets_file_that_load(
@@ -79,3 +79,20 @@ def test_setup_with_a_broken_config_exits_2_naming_the_key(tmp_path: Path) -> No
     assert result.returncode == 2
     assert f"{path}:2: hubspot.requests_per_ten_seconds" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_setup_creates_the_properties_under_the_names_the_mapping_gives(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    path = tmp_path / "leadsync.toml"
+    write_sandbox_config(path, sandbox.url, sandbox.credentials())
+    shipped = (EXAMPLES / "mapping.toml").read_text()
+    assert 'score = "leadsync_score"' in shipped
+    (tmp_path / "mapping.toml").write_text(
+        shipped.replace('score = "leadsync_score"', 'score = "lead_quality_score"', 1)
+    )
+    path.write_text(path.read_text().replace(str(EXAMPLES / "mapping.toml"), "mapping.toml"))
+    assert main(["setup", "--config", str(path)]) == 0
+    names = {prop["name"] for prop in _properties(sandbox)}
+    assert "lead_quality_score" in names
+    assert "leadsync_score" not in names

@@ -156,3 +156,7 @@ def test_a_missing_secrets_file_is_named(tmp_path: Path) -> None:
 def test_locate_key_finds_the_defining_line(dotted: str, line: int | None) -> None:
     text = '# comment\n[hubspot]\n# base\nbase_url = "x"\n\n[salesforce]\nbase_url = "y"\n'
     assert locate_key(text, dotted) == line
+
+
+def test_locate_key_reads_a_table_header_with_a_comment() -> None:
+    assert locate_key("[hubspot]  # the marketing side\nbase_url = 'x'\n", "hubspot.base_url") == 2

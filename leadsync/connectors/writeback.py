@@ -8,7 +8,8 @@ an admin must create. The mapping file may rename any of these; these are the de
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 from leadsync.connectors.base import FieldType
 
@@ -105,3 +106,34 @@ SALESFORCE_WRITEBACK_FIELDS: tuple[FieldSpec, ...] = (
         options=LEADSYNC_STAGES,
     ),
 )
+
+
+# The mapping file names its write-back targets by role; these are the roles leadsync fills.
+_ROLE_STEMS = {
+    "score": "score",
+    "fit_score": "fit_score",
+    "engagement_score": "engagement_score",
+    "grade": "grade",
+    "reasons": "score_reasons",
+    "model_version": "model_version",
+}
+
+
+def specs_for_targets(crm: str, targets: Mapping[str, str]) -> list[FieldSpec]:
+    """The fields leadsync needs under the names a mapping gives them (role -> field name)."""
+    defaults = HUBSPOT_WRITEBACK_PROPERTIES if crm == "hubspot" else SALESFORCE_WRITEBACK_FIELDS
+    by_stem = {
+        stem: spec
+        for spec in defaults
+        for stem in _ROLE_STEMS.values()
+        if spec.name.lower().removeprefix("leadsync_").removesuffix("__c") == stem
+    }
+    specs = [
+        replace(by_stem[stem], name=targets[role])
+        for role, stem in _ROLE_STEMS.items()
+        if role in targets
+    ]
+    stage = next((spec for spec in defaults if spec.name == "Leadsync_Stage__c"), None)
+    if stage is not None and "stage" in targets:
+        specs.append(replace(stage, name=targets["stage"]))
+    return specs

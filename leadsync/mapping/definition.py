@@ -1,0 +1,837 @@
+"""The lead definition file RevOps edit: scoring rules and lifecycle criteria, loaded and checked.
+
+    [scoring]                          max_score, fit, engagement, grades
+    [[scoring.fit.rules]]              field + one condition + points (+ group, label)
+    [scoring.engagement]               signals (points per unit, cap), cap, decay
+    [lifecycle.stages.<stage>]         all = [...] / any = [...] conditions, requires_previous
+    [[lifecycle.recycle]] ...          all / any conditions + reason (also disqualify, requalify)
+
+A *condition* tests one canonical field with exactly one of: `equals`, `in`, `matches` (a regular
+expression, searched), `gte`, `gt`, `lte`, `lt`, `between = [low, high]` (inclusive) or
+`present = true|false`. Text comparisons ignore case unless `case_sensitive = true`; a blank
+string counts as missing. Lifecycle criteria may also test `score`, `fit` and `engagement`.
+
+Every mistake becomes a `ConfigProblem` naming the file, the dotted key (list items as `[i]`,
+counted from 0) and the line where it can be found; all of them at once, in a `ConfigError`.
+The model version is a hash of the validated definition: formatting, comments and key order do
+not change it, any value does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import functools
+import hashlib
+import json
+import operator
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, ClassVar, TypeGuard
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from leadsync.problems import ConfigError, ConfigProblem, parse_toml, read_text
+
+__all__ = [
+    "SCORE_FIELDS",
+    "Condition",
+    "Criteria",
+    "Criterion",
+    "Decay",
+    "EngagementModel",
+    "FitGroup",
+    "FitModel",
+    "FitRule",
+    "Grade",
+    "LeadDefinition",
+    "LifecycleModel",
+    "ScoringModel",
+    "Signal",
+    "StageCriteria",
+    "StagesModel",
+    "TomlLines",
+    "TransitionRule",
+    "load_definition",
+    "parse_definition",
+]
+
+# Pseudo-fields that lifecycle criteria may test: the lead's score, not a CRM value.
+SCORE_FIELDS: tuple[str, ...] = ("score", "fit", "engagement")
+NUMERIC_TYPES = frozenset({"integer", "number"})
+DATE_TYPES = frozenset({"date", "datetime"})
+CONDITION_KEYS: tuple[str, ...] = (
+    "equals",
+    "in",
+    "matches",
+    "gte",
+    "gt",
+    "lte",
+    "lt",
+    "between",
+    "present",
+)
+_COMPARISON_SIGNS = {"gte": "≥", "gt": ">", "lte": "≤", "lt": "<"}
+_COMPARISONS = {"gte": operator.ge, "gt": operator.gt, "lte": operator.le, "lt": operator.lt}
+_DEFAULT_AGE_FIELDS = ("last_activity_at", "last_conversion_at")
+
+
+# --------------------------------------------------------------------------------------------
+# Validation plumbing: problems raised from validators, with the key they concern
+# --------------------------------------------------------------------------------------------
+
+
+def _problems(*found: tuple[str, str]) -> PydanticCustomError:
+    """An error carrying one or more (key below the current one, message) pairs.
+
+    Pydantic gives a model validator's error the model's own location; the pairs let one
+    validator name the exact key, and report several mistakes at once.
+    """
+    return PydanticCustomError(
+        "lead_definition", "; ".join(message for _, message in found), {"problems": found}
+    )
+
+
+def _known_fields(info: ValidationInfo) -> Mapping[str, str] | None:
+    context = info.context
+    return context.get("fields") if isinstance(context, Mapping) else None
+
+
+def _unknown_field_message(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown field {name!r}: the field mapping has no such canonical field{hint}"
+
+
+def _value_fits(value: Any, field_type: str) -> bool:
+    """Whether a value from the file can be compared with a field of this canonical type."""
+    checks = {
+        "string": isinstance(value, str),
+        "integer": _is_number(value) and isinstance(value, int),
+        "number": _is_number(value),
+        "boolean": isinstance(value, bool),
+        "date": isinstance(value, date) and not isinstance(value, datetime),
+        "datetime": isinstance(value, datetime),
+    }
+    return checks.get(field_type, True)  # a type we do not know: nothing to check against
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool | date)
+
+
+def _scalar_problem(value: Any) -> str | None:
+    """Why a value from the file cannot be compared with a lead's value, if it cannot."""
+    if not _is_scalar(value):
+        return "give one text, number, boolean or date"
+    if isinstance(value, datetime) and value.tzinfo is None:
+        # Canonical datetimes are aware: a local one would never be equal to any of them.
+        return "give the date-time with its offset, e.g. 2024-05-01T00:00:00Z"
+    return None
+
+
+def _is_present(value: Any) -> bool:
+    # CRMs hold "" for a cleared text field: for a rule it is as missing as None.
+    return value is not None and not (isinstance(value, str) and not value.strip())
+
+
+def _is_number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _show(value: Any) -> str:
+    """A value as a reason shows it: `200` not `200.0`, `true` not `True`, dates in ISO."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _pattern(expression: str, case_sensitive: bool) -> re.Pattern[str]:
+    return re.compile(expression, 0 if case_sensitive else re.IGNORECASE)
+
+
+class _Strict(BaseModel):
+    # Strict: TOML is typed, so "20" where a number belongs is a mistake to report, not coerce.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Conditions
+# --------------------------------------------------------------------------------------------
+
+
+class Condition(_Strict):
+    """One test on one canonical field: exactly one of the condition keys."""
+
+    accepts_score_fields: ClassVar[bool] = False
+
+    field: str = Field(min_length=1)
+    equals: Any = None
+    in_: list[Any] | None = Field(None, alias="in", min_length=1)
+    matches: str | None = None
+    gte: float | None = None
+    gt: float | None = None
+    lte: float | None = None
+    lt: float | None = None
+    between: list[float] | None = Field(None, min_length=2, max_length=2)
+    present: bool | None = None
+    case_sensitive: bool = False
+
+    @field_validator("field")
+    @classmethod
+    def _field_is_known(cls, name: str, info: ValidationInfo) -> str:
+        if name in SCORE_FIELDS:
+            if not cls.accepts_score_fields:
+                raise _problems(("", f"{name!r} is the score itself: lifecycle criteria only"))
+            return name
+        fields = _known_fields(info)
+        if fields is not None and name not in fields:
+            raise _problems(("", _unknown_field_message(name, fields)))
+        return name
+
+    @field_validator("equals")
+    @classmethod
+    def _equals_is_scalar(cls, value: Any) -> Any:
+        problem = None if value is None else _scalar_problem(value)
+        if problem is not None:
+            raise _problems(("", problem))
+        return value
+
+    @field_validator("in_")
+    @classmethod
+    def _in_holds_scalars(cls, values: list[Any] | None) -> list[Any] | None:
+        found = [(f"[{index}]", _scalar_problem(value)) for index, value in enumerate(values or ())]
+        wrong = [(key, problem) for key, problem in found if problem is not None]
+        if wrong:
+            raise _problems(*wrong)
+        return values
+
+    @field_validator("matches")
+    @classmethod
+    def _matches_compiles(cls, expression: str | None) -> str | None:
+        if expression is not None:
+            try:
+                re.compile(expression)
+            except re.error as problem:
+                raise _problems(("", f"not a valid regular expression: {problem}")) from None
+        return expression
+
+    @model_validator(mode="after")
+    def _one_condition_that_suits_the_field(self, info: ValidationInfo) -> Condition:
+        given = [key for key in CONDITION_KEYS if self._value_of(key) is not None]
+        if len(given) != 1:
+            named = ", ".join(given) if given else "none"
+            raise _problems(
+                ("", f"give exactly one condition of {', '.join(CONDITION_KEYS)} (given: {named})")
+            )
+        found = []
+        if self.between is not None and self.between[0] > self.between[1]:
+            found.append(("between", "the low end comes first: between = [low, high]"))
+        found.extend(self._type_problems(given[0], info))
+        if found:
+            raise _problems(*found)
+        return self
+
+    def _type_problems(self, key: str, info: ValidationInfo) -> list[tuple[str, str]]:
+        fields = _known_fields(info)
+        if self.field in SCORE_FIELDS:
+            field_type = "integer"
+        elif fields is not None:
+            field_type = fields[self.field]
+        else:
+            return []
+        what = f"{self.field} is {field_type}"
+        if key in _COMPARISON_SIGNS or key == "between":
+            if field_type not in NUMERIC_TYPES:
+                return [(key, f"{key} needs a number field; {what}")]
+        elif key == "matches":
+            if field_type != "string":
+                return [(key, f"matches needs a text field; {what}")]
+        elif key == "equals":
+            if not _value_fits(self.equals, field_type):
+                return [
+                    (key, f"{_show(self.equals)!r} can never equal {self.field} ({field_type})")
+                ]
+        elif key == "in":
+            return [
+                (f"in[{index}]", f"{_show(value)!r} can never equal {self.field} ({field_type})")
+                for index, value in enumerate(self.in_ or ())
+                if not _value_fits(value, field_type)
+            ]
+        return []
+
+    def _value_of(self, key: str) -> Any:
+        return self.in_ if key == "in" else getattr(self, key)
+
+    @property
+    def kind(self) -> str:
+        """Which condition key this condition uses."""
+        return next(key for key in CONDITION_KEYS if self._value_of(key) is not None)
+
+    def holds(self, facts: Mapping[str, Any]) -> bool:
+        """Whether the lead's value of the field meets the condition; a missing value meets
+        only `present = false`."""
+        value = facts.get(self.field)
+        kind = self.kind
+        if kind == "present":
+            return _is_present(value) is self.present
+        if not _is_present(value):
+            return False
+        if kind == "equals":
+            return self._same(value, self.equals)
+        if kind == "in":
+            return any(self._same(value, expected) for expected in self.in_ or ())
+        if kind == "matches":
+            found = _pattern(self.matches or "", self.case_sensitive).search
+            return isinstance(value, str) and found(value) is not None
+        return self._compares(value) if _is_number(value) else False
+
+    def _compares(self, value: float) -> bool:
+        if self.between is not None:
+            return self.between[0] <= value <= self.between[1]
+        kind = self.kind
+        return bool(_COMPARISONS[kind](value, self._value_of(kind)))
+
+    def _same(self, value: Any, expected: Any) -> bool:
+        if isinstance(value, str) and isinstance(expected, str):
+            if self.case_sensitive:
+                return value == expected
+            return value.casefold() == expected.casefold()
+        if _is_number(value) and _is_number(expected):
+            return bool(value == expected)
+        # Otherwise only the same kind of value can be equal: True == 1 in Python, not here.
+        return type(value) is type(expected) and bool(value == expected)
+
+    def describe(self) -> str:
+        """The condition in words, for a reason: `employees ≥ 200`, `phone present`."""
+        kind = self.kind
+        if kind == "present":
+            return f"{self.field} {'present' if self.present else 'missing'}"
+        if kind == "equals":
+            return f"{self.field} is {_show(self.equals)}"
+        if kind == "in":
+            return f"{self.field} in {', '.join(_show(value) for value in self.in_ or ())}"
+        if kind == "matches":
+            return f"{self.field} matches {self.matches}"
+        if kind == "between":
+            low, high = self.between or (0.0, 0.0)
+            return f"{self.field} {_show(low)}–{_show(high)}"
+        return f"{self.field} {_COMPARISON_SIGNS[kind]} {_show(self._value_of(kind))}"
+
+    def explain(self, facts: Mapping[str, Any]) -> str:
+        """The condition with the lead's value, for a transition: `score 72 ≥ 60`."""
+        value = _show(facts.get(self.field))
+        kind = self.kind
+        if kind in ("present", "equals"):
+            return self.describe()
+        if kind == "in":
+            return f"{self.field} is {value}"
+        if kind == "matches":
+            return f"{self.field} {value!r} matches {self.matches}"
+        if kind == "between":
+            low, high = self.between or (0.0, 0.0)
+            return f"{self.field} {value} within {_show(low)}–{_show(high)}"
+        return f"{self.field} {value} {_COMPARISON_SIGNS[kind]} {_show(self._value_of(kind))}"
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring
+# --------------------------------------------------------------------------------------------
+
+
+class FitRule(Condition):
+    """A condition on a firmographic field and the points it is worth (negative: a misfit)."""
+
+    points: int
+    group: str | None = None
+    label: str | None = Field(None, min_length=1)
+
+    @property
+    def reason_label(self) -> str:
+        return self.label or self.describe()
+
+
+class FitGroup(_Strict):
+    """Rules of one kind (size, industry, title, geo): their positive points stop at `cap`."""
+
+    cap: int = Field(ge=0)
+
+
+class FitModel(_Strict):
+    cap: int | None = Field(None, ge=0)
+    groups: dict[str, FitGroup] = Field(default_factory=dict)
+    rules: list[FitRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _groups_are_declared(self) -> FitModel:
+        undeclared = [
+            (f"rules[{index}].group", f"no group {rule.group!r} under [scoring.fit.groups]")
+            for index, rule in enumerate(self.rules)
+            if rule.group is not None and rule.group not in self.groups
+        ]
+        if undeclared:
+            raise _problems(*undeclared)
+        return self
+
+
+class Signal(_Strict):
+    """One behaviour counted in a canonical integer field: `points` per unit, up to `cap`."""
+
+    field: str = Field(min_length=1)
+    points: int = Field(ge=1)
+    cap: int | None = Field(None, ge=0)
+    label: str | None = Field(None, min_length=1)
+
+    @field_validator("field")
+    @classmethod
+    def _field_is_a_count(cls, name: str, info: ValidationInfo) -> str:
+        fields = _known_fields(info)
+        if fields is None:
+            return name
+        if name not in fields:
+            raise _problems(("", _unknown_field_message(name, fields)))
+        if fields[name] not in NUMERIC_TYPES:
+            raise _problems(("", f"a signal counts something: {name} is {fields[name]}"))
+        return name
+
+    @property
+    def reason_label(self) -> str:
+        return self.label or self.field.replace("_", " ")
+
+
+class Decay(_Strict):
+    """Engagement halves every `half_life_days`, counted from the first of `age_from` (canonical
+    date or datetime fields) that the lead has."""
+
+    half_life_days: float = Field(gt=0)
+    # The default is checked too: a mapping without these fields would never decay silently.
+    age_from: list[str] = Field(
+        default_factory=lambda: list(_DEFAULT_AGE_FIELDS), min_length=1, validate_default=True
+    )
+
+    @field_validator("age_from")
+    @classmethod
+    def _fields_are_dates(cls, names: list[str], info: ValidationInfo) -> list[str]:
+        fields = _known_fields(info)
+        if fields is None:
+            return names
+        found = []
+        for index, name in enumerate(names):
+            if name not in fields:
+                found.append((f"[{index}]", _unknown_field_message(name, fields)))
+            elif fields[name] not in DATE_TYPES:
+                found.append((f"[{index}]", f"age needs a date field; {name} is {fields[name]}"))
+        if found:
+            raise _problems(*found)
+        return names
+
+
+class EngagementModel(_Strict):
+    cap: int | None = Field(None, ge=0)
+    signals: list[Signal] = Field(default_factory=list)
+    decay: Decay | None = None
+
+
+class Grade(_Strict):
+    grade: str = Field(min_length=1)
+    min_score: int = Field(ge=0)
+
+
+class ScoringModel(_Strict):
+    """Fit plus engagement, clamped to [0, max_score], graded by the first threshold reached."""
+
+    max_score: int = Field(100, ge=1)
+    fit: FitModel = Field(default_factory=FitModel)
+    engagement: EngagementModel = Field(default_factory=EngagementModel)
+    grades: list[Grade] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _grades_cover_every_score(self) -> ScoringModel:
+        found = []
+        seen: set[str] = set()
+        for index, grade in enumerate(self.grades):
+            if grade.grade in seen:
+                found.append((f"grades[{index}].grade", f"grade {grade.grade!r} is listed twice"))
+            seen.add(grade.grade)
+            if index and grade.min_score >= self.grades[index - 1].min_score:
+                found.append(
+                    (
+                        f"grades[{index}].min_score",
+                        "list grades from the highest min_score down, each lower than the one "
+                        f"before: {grade.min_score} follows {self.grades[index - 1].min_score}",
+                    )
+                )
+        if self.grades[-1].min_score != 0:
+            last = f"grades[{len(self.grades) - 1}].min_score"
+            found.append((last, "the lowest grade must start at 0, so every score gets a grade"))
+        if self.grades[0].min_score > self.max_score:
+            found.append(("grades[0].min_score", f"above max_score {self.max_score}: unreachable"))
+        if found:
+            raise _problems(*found)
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# Lifecycle
+# --------------------------------------------------------------------------------------------
+
+
+class Criterion(Condition):
+    accepts_score_fields: ClassVar[bool] = True
+
+
+class Criteria(_Strict):
+    """Conditions combined: every one of `all`, and at least one of `any` when it is given."""
+
+    all: list[Criterion] = Field(default_factory=list)
+    any: list[Criterion] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _has_conditions(self) -> Criteria:
+        if not self.all and not self.any:
+            raise _problems(("", "give the conditions as all = [...] and/or any = [...]"))
+        return self
+
+    def holds(self, facts: Mapping[str, Any]) -> bool:
+        """Whether the lead meets these criteria."""
+        every = all(condition.holds(facts) for condition in self.all)
+        return every and (not self.any or any(condition.holds(facts) for condition in self.any))
+
+    def explain(self, facts: Mapping[str, Any]) -> str:
+        """Why the criteria hold: each of `all`, and the first of `any` that holds."""
+        parts = [condition.explain(facts) for condition in self.all]
+        first_of_any = next((c for c in self.any if c.holds(facts)), None)
+        if first_of_any is not None:
+            parts.append(first_of_any.explain(facts))
+        return " and ".join(parts)
+
+
+class StageCriteria(Criteria):
+    """A stage's entry criteria. With `requires_previous`, only a lead that is at the stage
+    before (or reaches it in the same evaluation) may enter."""
+
+    requires_previous: bool = False
+
+
+class AcceptanceCriteria(StageCriteria):
+    # Sales accept what marketing qualified: by default only an MQL can become an SAL.
+    requires_previous: bool = True
+
+
+class StagesModel(_Strict):
+    mql: StageCriteria
+    sal: AcceptanceCriteria
+    sql: StageCriteria
+    opportunity: StageCriteria
+    customer: StageCriteria
+
+    def entry(self, stage: str) -> StageCriteria:
+        """The entry criteria of a forward stage, by its name (`mql`, ..., `customer`)."""
+        criteria: StageCriteria = getattr(self, stage)
+        return criteria
+
+
+class TransitionRule(Criteria):
+    """An explicit move (recycle, disqualify, requalify) when its criteria hold."""
+
+    reason: str = Field(min_length=1)
+
+
+class LifecycleModel(_Strict):
+    stages: StagesModel
+    recycle: list[TransitionRule] = Field(default_factory=list)
+    disqualify: list[TransitionRule] = Field(default_factory=list)
+    requalify: list[TransitionRule] = Field(default_factory=list)
+
+
+class DefinitionFile(_Strict):
+    """The whole file; unknown top-level tables are refused like any unknown key."""
+
+    scoring: ScoringModel
+    lifecycle: LifecycleModel
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LeadDefinition:
+    """A validated lead definition. `model_version` is a short hash of it, stable under
+    formatting and key order; its parts are read-only by convention."""
+
+    scoring: ScoringModel
+    lifecycle: LifecycleModel
+    model_version: str
+
+
+def load_definition(path: Path, *, fields: Mapping[str, str] | None = None) -> LeadDefinition:
+    """Read and validate the lead definition at `path`.
+
+    `fields` maps canonical field names to canonical types (`string`, `integer`, `number`,
+    `boolean`, `date`, `datetime`); when given, every field a rule names must be in it and suit
+    its condition. Raises ConfigError with every problem found.
+    """
+    return parse_definition(read_text(path), file=str(path), fields=fields)
+
+
+def parse_definition(
+    text: str, *, file: str, fields: Mapping[str, str] | None = None
+) -> LeadDefinition:
+    """Validate a lead definition given as TOML text; `file` names it in problems."""
+    data = parse_toml(text, file=file)
+    try:
+        model = DefinitionFile.model_validate(data, context={"fields": fields})
+    except ValidationError as invalid:
+        raise ConfigError(_config_problems(invalid, file, text)) from None
+    return LeadDefinition(model.scoring, model.lifecycle, _model_version(model))
+
+
+def _model_version(model: DefinitionFile) -> str:
+    # Sorted keys and no whitespace: the hash follows the values, not how the file is written.
+    canonical = json.dumps(
+        model.model_dump(mode="json", by_alias=True),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
+
+
+def _config_problems(invalid: ValidationError, file: str, text: str) -> list[ConfigProblem]:
+    lines = TomlLines(text)
+    problems = []
+    for error in invalid.errors():
+        key = _dotted(error["loc"])
+        for sub_key, message in _messages(error):
+            full_key = _below(key, sub_key)
+            problems.append(ConfigProblem(file, full_key, message, lines.line_of(full_key)))
+    # The file's order reads best; problems without a line keep pydantic's order, at the end.
+    return sorted(
+        dict.fromkeys(problems), key=lambda problem: (problem.line is None, problem.line or 0)
+    )
+
+
+def _messages(error: ErrorDetails) -> list[tuple[str, str]]:
+    context = error.get("ctx") or {}
+    if error["type"] == "lead_definition":
+        return list(context["problems"])
+    if error["type"] == "extra_forbidden":
+        return [("", "unknown key")]
+    if error["type"] == "missing":
+        return [("", "missing: this key is required")]
+    message = error["msg"]
+    if error["type"].endswith("_type") and _is_scalar(error["input"]):
+        message = f"{message}, not {error['input']!r}"
+    return [("", message)]
+
+
+def _dotted(location: Iterable[int | str]) -> str:
+    key = ""
+    for part in location:
+        key = _below(key, f"[{part}]" if isinstance(part, int) else str(part))
+    return key
+
+
+def _below(key: str, sub_key: str) -> str:
+    if not sub_key:
+        return key
+    if not key or sub_key.startswith("["):
+        return f"{key}{sub_key}"
+    return f"{key}.{sub_key}"
+
+
+# --------------------------------------------------------------------------------------------
+# Where each key is: a position scanner for TOML that tomllib has already accepted
+# --------------------------------------------------------------------------------------------
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _parent(key: str) -> str:
+    """`a.b[2]` -> `a.b` -> `a` -> ``."""
+    return key[: key.rindex("[")] if key.endswith("]") else key.rpartition(".")[0]
+
+
+class TomlLines:
+    """The line of each table, key and array item of a valid TOML text, by dotted key with
+    `[i]` for items: `scoring.fit.rules[2].field`.
+
+    tomllib keeps no positions, and `locate_key` reads only `[table]` and `key =` lines; this
+    follows arrays of tables, inline tables and arrays, dotted keys and multi-line strings.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._at = 0
+        self._line = 1
+        self._lines: dict[str, int] = {}
+        self._items: dict[str, int] = {}  # array of tables -> how many items so far
+        with contextlib.suppress(IndexError):  # a text tomllib refused: keep what was found
+            self._document()
+
+    def line_of(self, key: str) -> int | None:
+        """The line of `key`, else of its nearest parent found (a missing key's table)."""
+        while key:
+            if key in self._lines:
+                return self._lines[key]
+            key = _parent(key)
+        return None
+
+    # ------------------------------------------------------------------ the grammar
+
+    def _document(self) -> None:
+        table = ""
+        while self._skip_blank(newlines=True):
+            start = self._at
+            if self._text.startswith("[[", self._at):
+                table = self._header(new_item=True)
+            elif self._peek() == "[":
+                table = self._header(new_item=False)
+            else:
+                self._pair(table)
+            if self._at == start:  # never loop on something unexpected
+                self._advance(1)
+
+    def _header(self, *, new_item: bool) -> str:
+        self._advance(2 if new_item else 1)
+        segments = self._key()
+        line = self._line
+        self._advance(self._text.index("]", self._at) - self._at + (2 if new_item else 1))
+        path = ""
+        for index, segment in enumerate(segments):
+            path = _below(path, segment)
+            if new_item and index == len(segments) - 1:
+                count = self._items.get(path, 0)
+                self._items[path] = count + 1
+                self._lines.setdefault(path, line)
+                path = f"{path}[{count}]"
+            elif path in self._items:  # a sub-table of the latest item of an array of tables
+                path = f"{path}[{self._items[path] - 1}]"
+            self._lines.setdefault(path, line)
+        return path
+
+    def _pair(self, table: str) -> None:
+        path = table
+        line = self._line
+        for segment in self._key():
+            path = _below(path, segment)
+            self._lines.setdefault(path, line)
+        self._skip_blank(newlines=False)
+        if self._peek() == "=":
+            self._advance(1)
+            self._skip_blank(newlines=False)
+            self._value(path)
+
+    def _key(self) -> list[str]:
+        segments = []
+        while self._skip_blank(newlines=False):
+            if self._peek() in "\"'":
+                start = self._at
+                self._string()
+                segments.append(self._text[start + 1 : self._at - 1])
+            else:
+                bare = _BARE_KEY.match(self._text, self._at)
+                if not bare:
+                    break
+                segments.append(bare.group())
+                self._advance(len(bare.group()))
+            self._skip_blank(newlines=False)
+            if self._peek() != ".":
+                break
+            self._advance(1)
+        return segments
+
+    def _value(self, path: str) -> None:
+        char = self._peek()
+        if char == "{":
+            self._inline_table(path)
+        elif char == "[":
+            self._array(path)
+        elif char in "\"'":
+            self._string()
+        else:  # numbers, booleans, dates: up to the next delimiter
+            while self._at < len(self._text) and self._peek() not in ",]}\r\n#":
+                self._advance(1)
+
+    def _inline_table(self, path: str) -> None:
+        self._advance(1)
+        while self._skip_blank(newlines=True) and self._peek() != "}":
+            if self._peek() == ",":
+                self._advance(1)
+            else:
+                start = self._at
+                self._pair(path)
+                if self._at == start:
+                    self._advance(1)
+        self._advance(1)
+
+    def _array(self, path: str) -> None:
+        self._advance(1)
+        index = 0
+        while self._skip_blank(newlines=True) and self._peek() != "]":
+            if self._peek() == ",":
+                self._advance(1)
+                continue
+            item = f"{path}[{index}]"
+            self._lines.setdefault(item, self._line)
+            start = self._at
+            self._value(item)
+            if self._at == start:
+                self._advance(1)
+            index += 1
+        self._advance(1)
+
+    def _string(self) -> None:
+        quote = self._peek()
+        escapes = quote == '"'
+        closing = quote * 3 if self._text.startswith(quote * 3, self._at) else quote
+        self._advance(len(closing))
+        while not self._text.startswith(closing, self._at):
+            self._advance(2 if escapes and self._peek() == "\\" else 1)
+        self._advance(len(closing))
+        while len(closing) == 3 and self._peek() == quote:  # up to two quotes end the content
+            self._advance(1)
+
+    # ------------------------------------------------------------------ characters
+
+    def _peek(self) -> str:
+        return self._text[self._at] if self._at < len(self._text) else ""
+
+    def _advance(self, count: int) -> None:
+        if self._at + count > len(self._text):
+            raise IndexError("past the end")
+        self._line += self._text.count("\n", self._at, self._at + count)
+        self._at += count
+
+    def _skip_blank(self, *, newlines: bool) -> bool:
+        """Skip spaces, comments and (when allowed) line ends; False at the end of the text."""
+        blank = " \t\r\n" if newlines else " \t"
+        while self._at < len(self._text):
+            char = self._text[self._at]
+            if char == "#":
+                end = self._text.find("\n", self._at)
+                self._advance((len(self._text) if end < 0 else end) - self._at)
+            elif char in blank:
+                self._advance(1)
+            else:
+                return True
+        return False

@@ -1,0 +1,217 @@
+"""The lifecycle state machine: lead -> mql -> sal -> sql -> opportunity -> customer, forward only.
+
+One evaluation (`next_transitions`) proposes, in order:
+
+1. `enter`: a lead seen for the first time enters at `lead`.
+2. Customer is final: nothing more.
+3. `disqualify`: when a disqualify rule holds, any stage but customer goes to `disqualified`,
+   directly (a disqualified lead is not counted as having qualified). A disqualified lead leaves
+   only by `requalify`, to `lead`, when a requalify rule holds and no disqualify rule does.
+4. `advance`: the lead enters, one after the other, every later stage whose entry criteria hold;
+   stages whose criteria do not hold are skipped, unless the next one `requires_previous`.
+   A recycled lead is evaluated as from `lead`, and its first move is a `requalify` (normally to
+   `mql`), but not while a recycle rule still holds: that would recycle it again on every run.
+5. `recycle`: when a recycle rule holds and the lead ends at mql, sal, sql or opportunity, it
+   goes to `recycled`. It is checked after advancing, so the history shows how far the lead got
+   (an opportunity Closed Lost: lead -> opportunity -> recycled).
+
+Nothing moves a lead backwards otherwise: a lead whose score drops stays an MQL. `LifecycleState`
+keeps the stage and the history, and refuses any transition the machine does not allow.
+"""
+
+from __future__ import annotations
+
+from collections import ChainMap
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from leadsync.mapping.definition import LeadDefinition, TransitionRule
+from leadsync.mapping.scoring import Score
+
+__all__ = [
+    "LifecycleState",
+    "Stage",
+    "Transition",
+    "TransitionKind",
+    "TransitionRefusedError",
+    "next_transitions",
+    "refusal",
+]
+
+
+class Stage(StrEnum):
+    LEAD = "lead"
+    MQL = "mql"
+    SAL = "sal"
+    SQL = "sql"
+    OPPORTUNITY = "opportunity"
+    CUSTOMER = "customer"
+    RECYCLED = "recycled"
+    DISQUALIFIED = "disqualified"
+
+
+TransitionKind = Literal["enter", "advance", "recycle", "disqualify", "requalify"]
+
+FORWARD: tuple[Stage, ...] = (
+    Stage.LEAD,
+    Stage.MQL,
+    Stage.SAL,
+    Stage.SQL,
+    Stage.OPPORTUNITY,
+    Stage.CUSTOMER,
+)
+RECYCLABLE = frozenset({Stage.MQL, Stage.SAL, Stage.SQL, Stage.OPPORTUNITY})
+DISQUALIFIABLE = frozenset({*FORWARD, Stage.RECYCLED} - {Stage.CUSTOMER})
+NEW_LEAD_REASON = "new lead"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One move of the lifecycle, when it happened and why."""
+
+    from_stage: Stage | None
+    to_stage: Stage
+    at: datetime
+    reason: str
+    kind: TransitionKind
+
+
+class TransitionRefusedError(ValueError):
+    """A transition the state machine does not allow from where the lead is."""
+
+
+def refusal(from_stage: Stage | None, to_stage: Stage, kind: TransitionKind) -> str | None:
+    """Why the machine refuses this move, or None when it allows it."""
+    if from_stage is Stage.CUSTOMER:
+        return "customer is final"
+    allowed = {
+        "enter": from_stage is None and to_stage is Stage.LEAD,
+        "advance": from_stage in FORWARD and to_stage in FORWARD and _after(to_stage, from_stage),
+        "recycle": from_stage in RECYCLABLE and to_stage is Stage.RECYCLED,
+        "disqualify": from_stage in DISQUALIFIABLE and to_stage is Stage.DISQUALIFIED,
+        "requalify": (from_stage is Stage.RECYCLED and to_stage in FORWARD[1:])
+        or (from_stage is Stage.DISQUALIFIED and to_stage is Stage.LEAD),
+    }
+    if allowed[kind]:
+        return None
+    return f"{kind} from {from_stage or 'nothing'} to {to_stage} is not allowed"
+
+
+@dataclass(frozen=True)
+class LifecycleState:
+    """Where a lead is and every transition that took it there (None: not seen yet)."""
+
+    stage: Stage | None = None
+    history: tuple[Transition, ...] = ()
+
+    @classmethod
+    def replay(cls, history: Iterable[Transition]) -> LifecycleState:
+        """The state a stored history leads to; raises TransitionRefusedError if it is not valid."""
+        return cls().apply(history)
+
+    def apply(self, transitions: Iterable[Transition]) -> LifecycleState:
+        """The state after `transitions`, each checked against the machine and the clock."""
+        state = self
+        for transition in transitions:
+            state._check(transition)
+            state = LifecycleState(transition.to_stage, (*state.history, transition))
+        return state
+
+    def _check(self, transition: Transition) -> None:
+        if transition.from_stage != self.stage:
+            raise TransitionRefusedError(
+                f"the lead is at {self.stage or 'nothing'}, not {transition.from_stage}"
+            )
+        if transition.at.tzinfo is None:
+            raise TransitionRefusedError("a transition's time must be timezone-aware")
+        if self.history and transition.at < self.history[-1].at:
+            raise TransitionRefusedError("a transition cannot happen before the previous one")
+        problem = refusal(transition.from_stage, transition.to_stage, transition.kind)
+        if problem is not None:
+            raise TransitionRefusedError(problem)
+
+
+def next_transitions(
+    current: Stage | None,
+    lead: Mapping[str, Any],
+    score: Score,
+    definition: LeadDefinition,
+    *,
+    now: datetime,
+) -> list[Transition]:
+    """The transitions to apply now, in order; empty when the lead stays where it is."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    # Criteria may test the score as pseudo-fields, over any canonical field of the same name.
+    facts = ChainMap(
+        {"score": score.total, "fit": score.fit, "engagement": score.engagement}, dict(lead)
+    )
+    moves = _Moves(current, now)
+    if current is None:
+        moves.add(Stage.LEAD, NEW_LEAD_REASON, "enter")
+    if moves.stage is Stage.CUSTOMER:
+        return moves.made
+    lifecycle = definition.lifecycle
+    disqualify = _first_holding(lifecycle.disqualify, facts)
+    if moves.stage is Stage.DISQUALIFIED:
+        requalify = _first_holding(lifecycle.requalify, facts)
+        if disqualify is not None or requalify is None:
+            return moves.made
+        moves.add(Stage.LEAD, requalify.reason, "requalify")
+    elif disqualify is not None:
+        moves.add(Stage.DISQUALIFIED, disqualify.reason, "disqualify")
+        return moves.made
+    recycle = _first_holding(lifecycle.recycle, facts)
+    if moves.stage is Stage.RECYCLED and recycle is not None:
+        return moves.made
+    _advance(moves, facts, definition)
+    if recycle is not None and moves.stage in RECYCLABLE:
+        moves.add(Stage.RECYCLED, recycle.reason, "recycle")
+    return moves.made
+
+
+class _Moves:
+    """The transitions of one evaluation, chained from the stage the lead is at."""
+
+    def __init__(self, stage: Stage | None, now: datetime) -> None:
+        self.stage = stage
+        self.now = now
+        self.made: list[Transition] = []
+
+    def add(self, to_stage: Stage, reason: str, kind: TransitionKind) -> None:
+        self.made.append(Transition(self.stage, to_stage, self.now, reason, kind))
+        self.stage = to_stage
+
+
+def _advance(moves: _Moves, facts: Mapping[str, Any], definition: LeadDefinition) -> None:
+    # A recycled lead starts over from `lead`; its way back in is a requalification.
+    reached: Stage = Stage.LEAD
+    if moves.stage is not None and moves.stage in FORWARD:
+        reached = moves.stage
+    stages = definition.lifecycle.stages
+    for stage in FORWARD[FORWARD.index(reached) + 1 :]:
+        criteria = stages.entry(stage.value)
+        if not criteria.holds(facts):
+            continue
+        if criteria.requires_previous and reached is not _previous(stage):
+            continue
+        kind: TransitionKind = "requalify" if moves.stage is Stage.RECYCLED else "advance"
+        moves.add(stage, criteria.explain(facts), kind)
+        reached = stage
+
+
+def _first_holding(
+    rules: Sequence[TransitionRule], facts: Mapping[str, Any]
+) -> TransitionRule | None:
+    return next((rule for rule in rules if rule.holds(facts)), None)
+
+
+def _after(later: Stage, earlier: Stage | None) -> bool:
+    return earlier in FORWARD and FORWARD.index(later) > FORWARD.index(earlier)
+
+
+def _previous(stage: Stage) -> Stage:
+    return FORWARD[FORWARD.index(stage) - 1]

@@ -1,0 +1,169 @@
+"""Scoring a canonical lead: fit plus engagement, capped, decayed, clamped and graded, with reasons.
+
+Every number is whole except the decay factor, so rounding happens exactly once: decayed
+engagement is rounded half up to an integer. Each reason that changes the score starts with
+its signed points ("+20 employees ≥ 200", "-5 capped title at 20", "-6 decay (last activity 45
+days ago)"), and those points add up to the total exactly; a reason without points is a note
+("no decay: ..."). Fit may be negative; the total is clamped to [0, max_score], and the clamp is
+a reason too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from leadsync.mapping.definition import (
+    Decay,
+    EngagementModel,
+    FitModel,
+    Grade,
+    LeadDefinition,
+    Signal,
+)
+
+__all__ = ["Score", "score_lead"]
+
+
+@dataclass(frozen=True)
+class Score:
+    """A lead's score under one model version. `fit` and `engagement` are after their caps
+    (and decay), before the total is clamped."""
+
+    total: int
+    fit: int
+    engagement: int
+    grade: str
+    reasons: tuple[str, ...]
+    model_version: str
+
+
+@dataclass
+class _Tally:
+    """Points with the reasons that explain them."""
+
+    points: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    def add(self, points: int, text: str) -> None:
+        self.points += points
+        self.reasons.append(f"{points:+d} {text}")
+
+    def note(self, text: str) -> None:
+        self.reasons.append(text)
+
+    def cap(self, limit: int | None, what: str) -> None:
+        if limit is not None and self.points > limit:
+            self.add(limit - self.points, f"capped {what} at {limit}")
+
+
+def score_lead(lead: Mapping[str, Any], definition: LeadDefinition, *, now: datetime) -> Score:
+    """Score `lead` (canonical field -> value) under `definition`, as of `now` (aware)."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    scoring = definition.scoring
+    fit = _fit(lead, scoring.fit)
+    engagement = _engagement(lead, scoring.engagement, now)
+    total = _Tally(fit.points + engagement.points)
+    total.cap(scoring.max_score, "score")
+    if total.points < 0:
+        total.add(-total.points, "raised score to 0")
+    return Score(
+        total=total.points,
+        fit=fit.points,
+        engagement=engagement.points,
+        grade=_grade(total.points, scoring.grades),
+        reasons=(*fit.reasons, *engagement.reasons, *total.reasons),
+        model_version=definition.model_version,
+    )
+
+
+def _fit(lead: Mapping[str, Any], fit: FitModel) -> _Tally:
+    tally = _Tally()
+    # Group caps limit only the positive points of a group; in order of each group's first hit.
+    positive_by_group: dict[str, int] = {}
+    for rule in fit.rules:
+        if rule.points == 0 or not rule.holds(lead):
+            continue
+        tally.add(rule.points, rule.reason_label)
+        if rule.group is not None and rule.points > 0:
+            positive_by_group[rule.group] = positive_by_group.get(rule.group, 0) + rule.points
+    for group, positive in positive_by_group.items():
+        cap = fit.groups[group].cap
+        if positive > cap:
+            tally.add(cap - positive, f"capped {group} at {cap}")
+    tally.cap(fit.cap, "fit")
+    return tally
+
+
+def _engagement(lead: Mapping[str, Any], engagement: EngagementModel, now: datetime) -> _Tally:
+    tally = _Tally()
+    for signal in engagement.signals:
+        _count_signal(tally, signal, _count(lead.get(signal.field)))
+    tally.cap(engagement.cap, "engagement")
+    if engagement.decay is not None and tally.points > 0:
+        _decay(tally, lead, engagement.decay, now)
+    return tally
+
+
+def _count_signal(tally: _Tally, signal: Signal, count: int) -> None:
+    if count <= 0:
+        return
+    earned = count * signal.points
+    text = f"{signal.reason_label}: {count} × {signal.points}"
+    if signal.cap is not None and earned > signal.cap:
+        tally.add(signal.cap, f"{text}, capped at {signal.cap}")
+    else:
+        tally.add(earned, text)
+
+
+def _count(value: Any) -> int:
+    """A signal's count; anything but a non-negative number counts as none."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return 0
+    return max(0, int(value))
+
+
+def _decay(tally: _Tally, lead: Mapping[str, Any], decay: Decay, now: datetime) -> None:
+    found = next(
+        ((name, lead[name]) for name in decay.age_from if isinstance(lead.get(name), date)),
+        None,
+    )
+    if found is None:
+        tally.note(f"no decay: no {' or '.join(_words(name) for name in decay.age_from)} date")
+        return
+    name, when = found
+    age = now - _as_datetime(when)
+    if age < timedelta(0):
+        tally.note(f"no decay: {_words(name)} is in the future ({when.isoformat()})")
+        return
+    factor = 0.5 ** ((age / timedelta(days=1)) / decay.half_life_days)
+    lost = tally.points - _round_half_up(tally.points * factor)
+    if lost:
+        days = age.days
+        tally.add(-lost, f"decay ({_words(name)} {days} day{'s' if days != 1 else ''} ago)")
+
+
+def _round_half_up(value: float) -> int:
+    # Not round(): Python rounds halves to even, and 7.5 points should be 8 like on paper.
+    return math.floor(value + 0.5)
+
+
+def _as_datetime(value: date) -> datetime:
+    if isinstance(value, datetime):
+        # Canonical datetimes are aware UTC; a naive one is read as UTC rather than failing.
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return datetime(value.year, value.month, value.day, tzinfo=UTC)
+
+
+def _words(field_name: str) -> str:
+    """`last_activity_at` -> `last activity`: a field as a reason names it."""
+    return field_name.removesuffix("_at").replace("_", " ")
+
+
+def _grade(total: int, grades: list[Grade]) -> str:
+    # Grades run from the highest min_score down and the last starts at 0 (checked on load).
+    return next(grade.grade for grade in grades if total >= grade.min_score)
