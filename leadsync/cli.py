@@ -7,6 +7,7 @@ with a message that names what is wrong and no traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -21,6 +22,7 @@ from leadsync.connectors.errors import ConnectorError
 from leadsync.problems import ConfigError
 from leadsync.sandbox import FaultSpec, FaultSpecError, HubSpotSettings, Sandbox, SandboxSettings
 from leadsync.sandbox_config import write_sandbox_config
+from leadsync.sync.engine import RunSummary
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -106,6 +108,25 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also compare the mapping with each CRM's live describe",
     )
+
+    sync = commands.add_parser("sync", help="run one full sync cycle and print what it did")
+    _add_config_option(sync)
+    sync.add_argument(
+        "--once", action="store_true", required=True, help="one cycle, then exit (required)"
+    )
+    sync.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    plan = commands.add_parser(
+        "plan",
+        help="the same cycle without writing: the changes each CRM would get, and the API calls",
+    )
+    _add_config_option(plan)
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = db_commands.add_parser("upgrade", help="create or migrate the database")
+    _add_config_option(upgrade)
 
     setup = commands.add_parser(
         "setup",
@@ -246,6 +267,71 @@ def run_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_cycle(args: argparse.Namespace, *, write: bool) -> int:
+    from leadsync.runtime import open_runtime
+    from leadsync.sync.engine import SyncEngine
+
+    config = load_config(_config_path(args))
+    with open_runtime(config) as runtime:
+        engine = SyncEngine(
+            runtime.store, runtime.connectors, runtime.field_map, runtime.definition
+        )
+        summary = engine.run(write=write)
+    if args.json:
+        body = summary.as_dict()
+        if summary.plan is not None and not write:
+            body["changes"] = [
+                {
+                    "crm": c.crm,
+                    "record_id": c.record_id,
+                    "field": c.field,
+                    "old": c.old,
+                    "new": c.new,
+                }
+                for c in summary.plan.changes
+            ]
+        print(json.dumps(body, indent=2, default=str))
+    else:
+        print(format_summary(summary))
+    return EXIT_OK
+
+
+def format_summary(summary: RunSummary) -> str:
+    mode = "sync" if summary.wrote else "plan (nothing written)"
+    lines = [f"run {summary.run_id}: {mode}"]
+    header = f"  {'':<11}{'pulled':>8}{'quarant.':>10}{'new':>7}{'matched':>9}{'review':>8}"
+    header += f"{'to write':>10}{'written':>9}{'failed':>8}{'deferred':>10}"
+    lines.append(header)
+    for crm, c in sorted(summary.crms.items()):
+        lines.append(
+            f"  {crm:<11}{c.pulled:>8}{c.quarantined:>10}{c.new_leads:>7}{c.matched:>9}"
+            f"{c.to_review:>8}{c.records_to_update:>10}{c.written:>9}{c.failed:>8}{c.deferred:>10}"
+        )
+    lines.append(
+        f"  leads changed: {summary.leads_changed}, stage transitions: {summary.transitions}"
+    )
+    if summary.plan is not None and summary.plan.changes:
+        lines.append("  changes by field, and the write calls they take:")
+        lines.extend(f"  {line}" for line in summary.plan.lines())
+    return "\n".join(lines)
+
+
+def run_db_upgrade(args: argparse.Namespace) -> int:
+    from leadsync.sync.database import upgrade_database
+
+    config = load_config(_config_path(args))
+    upgrade_database(config.database_url)
+    print(f"database at {_shown_url(config.database_url)} is up to date")
+    return EXIT_OK
+
+
+def _shown_url(url: str) -> str:
+    # A database URL may carry a password: show the rest.
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def run_setup(args: argparse.Namespace) -> int:
     from leadsync.crm_setup import set_up_crms
     from leadsync.mapping.fields import load_mapping
@@ -265,6 +351,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_sandbox(args)
         if args.command == "check":
             return run_check(args)
+        if args.command == "sync":
+            return run_cycle(args, write=True)
+        if args.command == "plan":
+            return run_cycle(args, write=False)
+        if args.command == "db":
+            return run_db_upgrade(args)
         if args.command == "setup":
             return run_setup(args)
         if args.command == "demo":

@@ -129,6 +129,17 @@ class Config:
         return candidate if candidate.is_absolute() else self.folder / candidate
 
     @property
+    def database_url(self) -> str:
+        """The database URL, a relative SQLite path read from the config file's folder."""
+        url = self.model.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix:
+            path = url[len(prefix) :]
+            if path != ":memory:":
+                return prefix + str(self.resolve(path))
+        return url
+
+    @property
     def mapping_path(self) -> Path:
         return self.resolve(self.model.files.mapping)
 

@@ -1,83 +1,73 @@
-"""`leadsync demo`: the sandbox in-process, read through the official clients.
+"""`leadsync demo`: the whole product on a laptop, no CRM account needed.
 
-Until the sync engine lands, the demo shows what the sandbox serves and that hubspot-api-client
-and simple-salesforce work against it unchanged: it pages through every HubSpot contact and
-every Salesforce lead and summarises the two sides of the lead-quality argument.
+Starts the sandbox in-process with seeded HubSpot contacts and Salesforce leads, writes a config
+pointed at it (in a temporary folder), creates HubSpot's write-back properties, runs one sync
+cycle, then a second to show that an unchanged world costs no writes, and prints the funnel.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterator
-from typing import Any
+import tempfile
+from pathlib import Path
 
-from hubspot import HubSpot
-from simple_salesforce.api import Salesforce
-from urllib3.util.retry import Retry
+from leadsync.config import load_config
+from leadsync.connectors.hubspot import HubSpotConnector
+from leadsync.runtime import open_runtime
+from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
+from leadsync.sandbox_config import write_sandbox_config
+from leadsync.sync.engine import RunSummary, SyncEngine
 
-from leadsync.connectors.salesforce_routing import RoutingSession
-from leadsync.sandbox import Sandbox, SandboxSettings
-
-
-def _hubspot_contacts(client: Any) -> Iterator[dict[str, Any]]:
-    after = None
-    properties = ["email", "lifecyclestage", "hs_analytics_num_page_views", "salesforceleadid"]
-    while True:
-        page = client.crm.contacts.basic_api.get_page(
-            limit=100, after=after, properties=properties, _request_timeout=10
-        )
-        for contact in page.results:
-            yield contact.properties
-        if page.paging is None or page.paging.next is None:
-            return
-        after = page.paging.next.after
-
-
-def _normal_email(value: Any) -> str:
-    return str(value or "").strip().lower()
+FUNNEL = ("lead", "mql", "sal", "sql", "opportunity", "customer", "recycled", "disqualified")
 
 
 def run_demo(*, seed: int, leads: int) -> int:
-    settings = SandboxSettings(port=0, seed=seed, leads=leads)
+    from leadsync.cli import format_summary
+
+    # The demo shows leadsync, not HubSpot's pacing: the sandbox's limits are opened up.
+    settings = SandboxSettings(
+        port=0,
+        seed=seed,
+        leads=leads,
+        hubspot=HubSpotSettings(ten_second_limit=10_000, searches_per_second=100),
+    )
     print(f"Starting the sandbox with {leads} seeded leads per CRM (seed {seed})...")
-    with Sandbox(settings) as sandbox:
-        creds = sandbox.credentials()
-        hubspot = HubSpot(
-            access_token=creds["hubspot"]["access_token"], host=sandbox.url, retry=Retry(0)
-        )
-        sf_creds = creds["salesforce"]
-        salesforce = Salesforce(
-            username=sf_creds["username"],
-            password=sf_creds["password"],
-            security_token=sf_creds["security_token"],
-            session=RoutingSession(sandbox.url),
-        )
-        contacts = list(_hubspot_contacts(hubspot))
-        sf_leads = list(
-            salesforce.query_all_iter(
-                "SELECT Id, Email, Status, IsConverted FROM Lead ORDER BY SystemModstamp, Id"
-            )
-        )
-        stages = Counter(c.get("lifecyclestage") or "(none)" for c in contacts)
-        statuses = Counter(lead["Status"] for lead in sf_leads)
-        hub_emails = {_normal_email(c.get("email")) for c in contacts} - {""}
-        sf_emails = {_normal_email(lead["Email"]) for lead in sf_leads} - {""}
-        linked = sum(1 for c in contacts if c.get("salesforceleadid"))
-        print(f"\nSandbox at {sandbox.url}, read with hubspot-api-client and simple-salesforce:")
-        print(f"  HubSpot contacts       {len(contacts):>6}")
-        print(f"  Salesforce leads       {len(sf_leads):>6}")
-        print(f"  same email in both     {len(hub_emails & sf_emails):>6}")
-        print(f"  linked by HubSpot's SF integration (salesforceleadid) {linked}")
-        print("\nHubSpot lifecycle stages:")
-        for stage, count in stages.most_common():
-            print(f"  {stage:<24} {count:>6}")
-        print("\nSalesforce lead statuses:")
-        for status, count in statuses.most_common():
-            print(f"  {status:<24} {count:>6}")
-        stats = sandbox.stats.as_dict()["requests"]
-        print(f"\nAPI requests served: {stats}")
+    with Sandbox(settings) as sandbox, tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "leadsync.toml"
+        write_sandbox_config(path, sandbox.url, sandbox.credentials())
+        config = load_config(path)
+        hubspot = HubSpotConnector(config.hubspot_connection())
+        created = hubspot.ensure_properties()
+        hubspot.close()
+        print(f"Sandbox at {sandbox.url}; created HubSpot properties: {', '.join(created)}")
+        first = _cycle(config)
+        print("\nFirst sync: both CRMs pulled, people matched, leads scored and staged:")
+        print(format_summary(first))
+        calls = sandbox.stats.as_dict()["endpoints"]
         print(
-            "\nRun `leadsync sandbox` to keep it serving on http://127.0.0.1:8765 "
-            "for your own clients."
+            "  write calls: "
+            f"{calls.get('hubspot.contacts.batch_update', 0)} HubSpot batch updates, "
+            f"{calls.get('salesforce.collection_update', 0)} Salesforce collection updates"
+        )
+        sandbox.stats.clear()
+        second = _cycle(config)
+        written = sum(c.written for c in second.crms.values())
+        print(f"\nSecond sync, nothing changed in either CRM: {written} records written.")
+        print("\nFunnel (leads by lifecycle stage):")
+        total = sum(first.stages.values()) or 1
+        for stage in FUNNEL:
+            count = first.stages.get(stage, 0)
+            print(f"  {stage:<13}{count:>6}  {'#' * round(40 * count / total)}")
+        print(
+            "\nNext: `leadsync sandbox --config-out leadsync.toml` keeps a sandbox running; then "
+            "`leadsync plan --config leadsync.toml` and `leadsync sync --once --config "
+            "leadsync.toml`."
         )
     return 0
+
+
+def _cycle(config: object) -> RunSummary:
+    with open_runtime(config) as runtime:  # type: ignore[arg-type]
+        engine = SyncEngine(
+            runtime.store, runtime.connectors, runtime.field_map, runtime.definition
+        )
+        return engine.run(write=True)

@@ -160,3 +160,19 @@ def test_locate_key_finds_the_defining_line(dotted: str, line: int | None) -> No
 
 def test_locate_key_reads_a_table_header_with_a_comment() -> None:
     assert locate_key("[hubspot]  # the marketing side\nbase_url = 'x'\n", "hubspot.base_url") == 2
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///leadsync.db", "sqlite:///{folder}/leadsync.db"),
+        ("sqlite:////var/lib/leadsync.db", "sqlite:////var/lib/leadsync.db"),
+        ("sqlite:///:memory:", "sqlite:///:memory:"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+    ],
+)
+def test_a_relative_sqlite_path_is_read_from_the_config_folder(
+    tmp_path: Path, url: str, expected: str
+) -> None:
+    config = load_config(write(tmp_path, f'[database]\nurl = "{url}"\n'), environ={})
+    assert config.database_url == expected.format(folder=tmp_path)

@@ -5,6 +5,7 @@
     pull_all(checkpoint, fields=...)            -> pages of every record (backfills), each with
                                                    a checkpoint to resume from
     describe()                                  -> fields with types, allowed values, writability
+    current_stamps(ids)                         -> each record's modification stamp right now
     write(updates)                              -> one result per record
     quota()                                     -> what the CRM says is left today
 
@@ -161,6 +162,8 @@ class Connector(Protocol):
     ) -> Iterator[Page]: ...
 
     def describe(self) -> ObjectDescription: ...
+
+    def current_stamps(self, record_ids: Sequence[str]) -> dict[str, datetime]: ...
 
     def write(self, updates: Sequence[RecordUpdate]) -> list[WriteResult]: ...
 

@@ -20,10 +20,12 @@ import urllib3
 from hubspot import HubSpot
 from hubspot.crm.contacts import (
     BatchInputSimplePublicObjectBatchInput,
+    BatchReadInputSimplePublicObjectId,
     Filter,
     FilterGroup,
     PublicObjectSearchRequest,
     SimplePublicObjectBatchInput,
+    SimplePublicObjectId,
 )
 from hubspot.crm.contacts.exceptions import ApiException
 from hubspot.crm.properties import Option, PropertyCreate
@@ -461,6 +463,28 @@ class HubSpotConnector:
                     )
                 )
         return results
+
+    def current_stamps(self, record_ids: Sequence[str]) -> dict[str, datetime]:
+        """Each contact's lastmodifieddate now (absent: archived or unknown), 100 a batch read:
+        what the engine checks just before writing, so it never overwrites a newer edit."""
+        stamps: dict[str, datetime] = {}
+        size = self._connection.batch_size
+        for start in range(0, len(record_ids), size):
+            body = BatchReadInputSimplePublicObjectId(
+                properties=[MODIFIED],
+                inputs=[SimplePublicObjectId(id=i) for i in record_ids[start : start + size]],
+            )
+            data, _, _ = self._call(
+                f"batch read {len(body.inputs)} contacts",
+                partial(
+                    self._batch.read_with_http_info,
+                    batch_read_input_simple_public_object_id=body,
+                    _request_timeout=self._timeout(),
+                ),
+            )
+            for contact in data.results or []:
+                stamps[str(contact.id)] = self._record(contact).modified_at
+        return stamps
 
     # ---------------------------------------------------------------- quota
 

@@ -118,6 +118,10 @@ _TYPES: dict[str, FieldType] = {
 _LONG_TEXT = 255
 
 
+# Ids per SOQL `IN (...)` read: the size of a collection write, so one read per write batch.
+COLLECTION_IDS = 200
+
+
 class SalesforceConnector:
     """The `Connector` for one Salesforce object (`connection.object_name`, Lead by default)."""
 
@@ -224,6 +228,20 @@ class SalesforceConnector:
             chunk = updates[start : start + size]
             results.extend(self._write_rounds(chunk, self._send_collection, "collection update"))
         return results
+
+    def current_stamps(self, record_ids: Sequence[str]) -> dict[str, datetime]:
+        """Each record's SystemModstamp now (absent: deleted or unknown), 200 ids a query: what
+        the engine checks just before writing, so it never overwrites a newer edit."""
+        stamps: dict[str, datetime] = {}
+        for start in range(0, len(record_ids), COLLECTION_IDS):
+            chunk = record_ids[start : start + COLLECTION_IDS]
+            # The object name was checked to be a plain identifier; format_soql quotes the ids.
+            select = f"SELECT Id, SystemModstamp FROM {self.connection.object_name}"  # noqa: S608
+            soql = format_soql(select + " WHERE Id IN {ids}", ids=list(chunk))
+            answer = self._call(f"read {len(chunk)} stamps", _query_with(soql))
+            for row in answer.get("records", []):
+                stamps[str(row["Id"])] = _stamp(str(row["SystemModstamp"]))
+        return stamps
 
     def quota(self) -> Quota:
         """The daily API figures Salesforce last reported (`Sforce-Limit-Info`)."""
@@ -803,6 +821,13 @@ def _rest(sf: Salesforce, path: str, **request: Any) -> Any:
     if answer is None:
         raise ServerError(f"an empty answer from {path}", crm=CRM)
     return answer
+
+
+def _query_with(soql: str) -> Callable[[Salesforce], Any]:
+    def query(sf: Salesforce) -> Any:
+        return sf.query(soql)
+
+    return query
 
 
 def _http_session(connection: SalesforceConnection) -> requests.Session:

@@ -160,10 +160,8 @@ def test_the_example_writes_every_stage_to_both_crms(example: FieldMap) -> None:
     # leadsync's own stage labels, one for one.
     assert [salesforce.stage_values[stage] for stage in CANONICAL_STAGES] == list(LEADSYNC_STAGES)
     assert salesforce.status_field == "Status"
-    assert dict(salesforce.status_values) == {
-        "recycled": "Open - Not Contacted",
-        "disqualified": "Closed - Not Converted",
-    }
+    # Only disqualified: rewriting Status on recycle would undo the recycle rule next run.
+    assert dict(salesforce.status_values) == {"disqualified": "Closed - Not Converted"}
 
 
 def test_the_example_employee_ranges_go_both_ways(example: FieldMap) -> None:
@@ -952,7 +950,7 @@ def test_the_check_finds_a_sandbox_picklist_mistake(
     example: FieldMap, sandbox: Sandbox, tmp_path: Path
 ) -> None:
     text = EXAMPLE.read_text(encoding="utf-8").replace(
-        'recycled = "Open - Not Contacted"', 'recycled = "Open"'
+        'disqualified = "Closed - Not Converted"', 'disqualified = "Closed"'
     )
     path = write(tmp_path, text)
     connector = _salesforce(sandbox)

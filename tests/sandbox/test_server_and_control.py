@@ -270,15 +270,6 @@ def test_sandbox_command_reports_a_busy_port_as_a_run_time_failure() -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_demo_reads_both_crms_through_the_official_clients() -> None:
-    result = subprocess.run(
-        _leadsync("demo", "--leads", "40"), capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    assert "HubSpot contacts           40" in result.stdout
-    assert "Salesforce leads           40" in result.stdout
-
-
 def test_raising_a_limit_can_keep_the_usage_so_far(
     sandbox: Sandbox, control: requests.Session
 ) -> None:

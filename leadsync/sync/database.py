@@ -1,0 +1,223 @@
+"""Engines, migrations and transient-error retries: how the store reaches its database.
+
+make_engine(url)          SQLite (the file and its folder created on first use) or
+                          PostgreSQL (postgresql+psycopg://...)
+upgrade_database(url)     Alembic `upgrade head`, from code: no alembic.ini at run time
+alembic_config(url)       the Alembic Config, for developers writing a new migration:
+                          command.revision(alembic_config(url), autogenerate=True, message=...)
+retry_transient           re-runs a whole transaction after an error that rolled it back
+                          for reasons of concurrency alone, a few times, then gives up
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import StaticPool
+from tenacity import (
+    RetryCallState,
+    retry,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+__all__ = [
+    "MIGRATIONS",
+    "SchemaOutOfDateError",
+    "alembic_config",
+    "check_schema",
+    "is_transient",
+    "make_engine",
+    "retry_transient",
+    "upgrade",
+    "upgrade_database",
+    "writing",
+]
+
+log = logging.getLogger("leadsync.store")
+
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+
+# Replicas starting together on one PostgreSQL take turns migrating (any fixed 64-bit number).
+MIGRATION_LOCK_KEY = 0x1EAD5_0C0
+
+
+class SchemaOutOfDateError(RuntimeError):
+    """The database is not at the schema this version of leadsync needs."""
+
+    def __init__(self, current: str | None, head: str | None) -> None:
+        super().__init__(
+            f"the database schema is at {current or 'nothing'}, this leadsync needs {head}: "
+            "run `leadsync db upgrade`"
+        )
+        self.current = current
+        self.head = head
+
+
+# ------------------------------------------------------------------------------------ engines
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`. A SQLite file's folder is created; the file appears on connect."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        # A long-running service outlives server restarts: test connections before use.
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    database = parsed.database or ""
+    if database in ("", ":memory:"):
+        # One in-memory database shared by every use of the engine, not one per connection.
+        engine = sa.create_engine(
+            parsed, poolclass=StaticPool, connect_args={"check_same_thread": False}
+        )
+    else:
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed)
+    sa.event.listen(engine, "connect", _sqlite_connect)
+    sa.event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+# An execution option: how a SQLite transaction begins (DEFERRED unless said otherwise).
+SQLITE_BEGIN = "leadsync_sqlite_begin"
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite begins transactions itself, but only before INSERT, UPDATE and DELETE: DDL (a
+    # migration) and reads would run outside them. SQLAlchemy says BEGIN instead (_sqlite_begin).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers (reports, `explain`) work while a sync run writes.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    mode = connection.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")
+    connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A write transaction. On SQLite it takes the write lock at once (BEGIN IMMEDIATE),
+    waiting for another writer, rather than failing halfway through when one got there first."""
+    with engine.connect() as connection:
+        connection.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+        with connection.begin():
+            yield connection
+
+
+# ------------------------------------------------------------------------------------ retries
+
+# Errors after which the database has rolled the whole transaction back, so running it again
+# is safe. A lost connection is not one: the commit may have happened.
+TRANSIENT_SQLSTATES = frozenset(
+    {
+        "40001",  # serialization_failure
+        "40P01",  # deadlock_detected
+        "55P03",  # lock_not_available
+    }
+)
+SQLITE_LOCKED_MESSAGES = ("database is locked", "database table is locked")
+RETRY_ATTEMPTS = 5
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for database errors that a retry of the same transaction may get past."""
+    if not isinstance(error, sa.exc.DBAPIError):
+        return False
+    original = error.orig
+    if getattr(original, "sqlstate", None) in TRANSIENT_SQLSTATES:
+        return True
+    if isinstance(original, sqlite3.OperationalError):
+        message = str(original).lower()
+        return any(text in message for text in SQLITE_LOCKED_MESSAGES)
+    return False
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    # The driver's message only: SQLAlchemy's own text carries the statement's parameters.
+    original = getattr(error, "orig", error)
+    log.warning(
+        "transient database error in %s (attempt %d of %d), retrying: %s: %s",
+        getattr(state.fn, "__qualname__", "store"),
+        state.attempt_number,
+        RETRY_ATTEMPTS,
+        type(original).__name__,
+        str(original).splitlines()[0] if str(original) else "",
+    )
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def retry_transient(function: Callable[P, R]) -> Callable[P, R]:
+    """Run `function` (one whole transaction) again after a transient error, up to
+    RETRY_ATTEMPTS times in all with a short backoff; any other error is raised at once."""
+    retrying = retry(
+        retry=retry_if_exception(is_transient),
+        stop=stop_after_attempt(RETRY_ATTEMPTS),
+        wait=wait_exponential(multiplier=0.05, max=2.0),
+        before_sleep=_log_retry,
+        reraise=True,
+    )
+    return retrying(function)
+
+
+# --------------------------------------------------------------------------------- migrations
+
+
+def alembic_config(url: str | None = None, *, connection: Connection | None = None) -> Config:
+    """An Alembic Config for leadsync/migrations, on `connection` or else on `url`."""
+    config = Config()
+    # Config values go through configparser interpolation, where "%" is special.
+    config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
+    if url is not None:
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+# Alembic keeps the running migration in module globals (`alembic.context`): one at a time in a
+# process. Processes take turns through a PostgreSQL advisory lock (see migrations/env.py).
+_MIGRATING = threading.Lock()
+
+
+@retry_transient
+def upgrade(engine: Engine) -> None:
+    """Migrate the database of `engine` to the newest schema, in one transaction."""
+    with _MIGRATING, writing(engine) as connection:
+        command.upgrade(alembic_config(connection=connection), "head")
+
+
+def upgrade_database(url: str) -> None:
+    """Create or migrate the database at `url` to the newest schema (`leadsync db upgrade`)."""
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+def check_schema(engine: Engine) -> None:
+    """Raise SchemaOutOfDateError unless the database of `engine` is at the newest schema."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    if current != head:
+        raise SchemaOutOfDateError(current, head)

@@ -1,0 +1,374 @@
+"""One sync run: pull, map, store, match, reconcile, score and stage, plan, write, record.
+
+    pull      each CRM's changes since its cursor; each page committed with the cursor
+    match     the records pulled and not yet reconciled, to leads (or the review queue)
+    merge     each touched lead's fields under their rules; score; lifecycle transitions
+    plan      what each CRM record should hold, minus what it holds
+    write     in batches; each batch's results recorded with the values written (the echo
+              fingerprints that stop the next pull mistaking our writes for a person's)
+    settle    the pulled records marked reconciled, only once their writes are done
+
+A run killed anywhere resumes on the next: pages are committed with their cursor, records stay
+pending until their writes are recorded, and the next pull sees what a cut-off batch wrote, so
+it is not written again.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from leadsync.connectors.base import Connector, RecordUpdate, WriteResult, WriteStatus
+from leadsync.mapping.definition import LeadDefinition
+from leadsync.mapping.fields import FieldMap
+from leadsync.mapping.lifecycle import Stage, Transition, next_transitions
+from leadsync.mapping.scoring import score_lead
+from leadsync.mapping.transforms import TransformError
+from leadsync.sync.identity import InMemoryIdentityIndex, lookups_for, match_batch
+from leadsync.sync.ingest import QuarantineError, fields_to_pull, to_snapshot
+from leadsync.sync.model import Lead, Match, MatchKind, Snapshot
+from leadsync.sync.plan import PlanSummary, plan_summary, plan_updates, with_score
+from leadsync.sync.reconcile import reconcile
+from leadsync.sync.store import Quarantined, Store, WriteRow
+
+log = logging.getLogger("leadsync.sync")
+
+# Records written per batch and recorded before the next: a kill redoes at most one batch.
+WRITE_BATCH = {"hubspot": 100, "salesforce": 200}
+
+
+@dataclass
+class CrmCounts:
+    pulled: int = 0
+    quarantined: int = 0
+    matched: int = 0
+    new_leads: int = 0
+    to_review: int = 0
+    records_to_update: int = 0
+    written: int = 0
+    failed: int = 0
+    deferred: int = 0
+    # Changed in the CRM after it was pulled: not written this run, pulled again next run.
+    held_back: int = 0
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    wrote: bool
+    started_at: datetime
+    crms: dict[str, CrmCounts] = field(default_factory=dict)
+    leads_changed: int = 0
+    transitions: int = 0
+    # The stage of every lead this run touched: on a first run, the whole funnel.
+    stages: Counter[str] = field(default_factory=Counter)
+    plan: PlanSummary | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        summary: dict[str, Any] = {
+            "run_id": self.run_id,
+            "mode": "sync" if self.wrote else "plan",
+            "started_at": self.started_at.isoformat(),
+            "leads_changed": self.leads_changed,
+            "stage_transitions": self.transitions,
+            "stages_of_leads_touched": dict(self.stages),
+            "crms": {crm: asdict(counts) for crm, counts in sorted(self.crms.items())},
+        }
+        if self.plan is not None:
+            summary["api_calls"] = {
+                crm: asdict(calls) for crm, calls in sorted(self.plan.calls.items())
+            }
+            summary["changes"] = len(self.plan.changes)
+        return summary
+
+
+@dataclass
+class _Merged:
+    lead: Lead
+    snapshots: dict[str, Snapshot]
+    transitions: list[Transition]
+    updates: dict[str, RecordUpdate | None]
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        store: Store,
+        connectors: Mapping[str, Connector],
+        field_map: FieldMap,
+        definition: LeadDefinition,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._connectors = dict(connectors)
+        self._map = field_map
+        self._definition = definition
+        self._clock = clock
+
+    def run(self, *, write: bool = True) -> RunSummary:
+        """One cycle; `write=False` is `leadsync plan`: the same up to the plan, writing
+        nothing to either CRM and deciding nothing in the store but what was pulled."""
+        started = self._clock()
+        run_id = self._store.start_run("sync" if write else "plan", started_at=started)
+        summary = RunSummary(run_id, write, started)
+        summary.crms = {crm: CrmCounts() for crm in self._connectors}
+        try:
+            for crm, connector in self._connectors.items():
+                self._pull(crm, connector, started, run_id, summary.crms[crm])
+            merged, pending = self._merge(run_id, summary, persist=write)
+            summary.plan = plan_summary(m.updates for m in merged)
+            for m in merged:
+                for crm, update in m.updates.items():
+                    if update is not None and crm in summary.crms:
+                        summary.crms[crm].records_to_update += 1
+            if write:
+                self._write(merged, run_id, summary)
+                for crm, snapshots in pending.items():
+                    self._store.mark_reconciled(crm, [s.record_id for s in snapshots])
+        except BaseException:
+            self._store.finish_run(
+                run_id, status="failed", summary=summary.as_dict(), finished_at=self._clock()
+            )
+            raise
+        self._store.finish_run(
+            run_id, status="succeeded", summary=summary.as_dict(), finished_at=self._clock()
+        )
+        return summary
+
+    # ---------------------------------------------------------------- pull
+
+    def _pull(
+        self, crm: str, connector: Connector, started: datetime, run_id: str, counts: CrmCounts
+    ) -> None:
+        fields = fields_to_pull(self._map, crm)
+        pages = connector.pull(
+            self._store.cursor(crm),
+            fields=fields,
+            started_at=started,
+            known=lambda ids: self._store.known_stamps(crm, ids),
+        )
+        for page in pages:
+            ids = [record.id for record in page.records]
+            previous = self._store.snapshots(crm, ids)
+            expected = self._store.expected(crm, ids)
+            snapshots: list[Snapshot] = []
+            quarantined: list[Quarantined] = []
+            for record in page.records:
+                try:
+                    snapshots.append(
+                        to_snapshot(
+                            record,
+                            self._map,
+                            previous=previous.get(record.id),
+                            expected=expected.get(record.id),
+                        )
+                    )
+                except QuarantineError as bad:
+                    quarantined.append(
+                        Quarantined(
+                            crm, record.id, bad.reason, dict(record.fields), run_id, self._clock()
+                        )
+                    )
+            self._store.save_page(
+                crm, snapshots, quarantined=quarantined, position=page.position, run_id=run_id
+            )
+            counts.pulled += len(page.records)
+            counts.quarantined += len(quarantined)
+
+    # ---------------------------------------------------------------- match and merge
+
+    def _merge(
+        self, run_id: str, summary: RunSummary, *, persist: bool
+    ) -> tuple[list[_Merged], dict[str, list[Snapshot]]]:
+        pending = {crm: self._store.pending_records(crm) for crm in self._connectors}
+        batch = [snapshot for snapshots in pending.values() for snapshot in snapshots]
+        if not batch:
+            return [], pending
+        matches = match_batch(
+            batch,
+            self._identity_index(batch),
+            identity_field=self._map.identity_field,
+            new_lead_id=lambda: str(uuid.uuid4()),
+        )
+        self._count_matches(matches, summary)
+        linked = {key: m for key, m in matches.items() if m.kind is not MatchKind.REVIEW}
+        lead_ids = sorted({m.lead_id for m in linked.values() if m.lead_id is not None})
+        records = self._records_by_lead(lead_ids, batch, linked)
+        previous = self._store.leads(lead_ids)
+        history = {lead_id: previous[lead_id].stage for lead_id in previous}
+        merged = [
+            self._merge_lead(lead_id, records.get(lead_id, []), previous.get(lead_id), history)
+            for lead_id in lead_ids
+        ]
+        summary.leads_changed = sum(1 for m in merged if previous.get(m.lead.lead_id) != m.lead)
+        summary.transitions = sum(len(m.transitions) for m in merged)
+        summary.stages = Counter(m.lead.stage or "none" for m in merged)
+        if persist:
+            self._persist(run_id, matches, merged, batch)
+        return merged, pending
+
+    def _identity_index(self, batch: Sequence[Snapshot]) -> InMemoryIdentityIndex:
+        """What the store knows that matching this batch can ask about, fetched in a few
+        queries: the links of these records, the leads holding these emails, and the records
+        of all those leads."""
+        wanted = lookups_for(batch, identity_field=self._map.identity_field)
+        lead_ids: set[str] = set()
+        by_crm: dict[str, list[str]] = {}
+        for crm, record_id in wanted.records:
+            by_crm.setdefault(crm, []).append(record_id)
+        for crm, record_ids in by_crm.items():
+            lead_ids.update(self._store.lead_ids_for(crm, record_ids).values())
+        for leads in self._store.leads_by_email(sorted(wanted.emails)).values():
+            lead_ids.update(leads)
+        stored = self._store.records_of(sorted(lead_ids))
+        return InMemoryIdentityIndex.of(stored, identity_field=self._map.identity_field)
+
+    def _records_by_lead(
+        self,
+        lead_ids: Sequence[str],
+        batch: Sequence[Snapshot],
+        linked: Mapping[tuple[str, str], Match],
+    ) -> dict[str, list[Snapshot]]:
+        """Each lead's records: the stored ones, with this batch's fresher snapshots and links
+        laid over them (in `plan` mode the new links are not stored)."""
+        records: dict[str, dict[tuple[str, str], Snapshot]] = {}
+        for lead_id, snapshots in self._store.records_of(lead_ids).items():
+            records[lead_id] = {(s.crm, s.record_id): s for s in snapshots}
+        for snapshot in batch:
+            match = linked.get((snapshot.crm, snapshot.record_id))
+            if match is None or match.lead_id is None:
+                continue
+            for lead_records in records.values():
+                lead_records.pop((snapshot.crm, snapshot.record_id), None)
+            records.setdefault(match.lead_id, {})[(snapshot.crm, snapshot.record_id)] = snapshot
+        return {lead_id: list(found.values()) for lead_id, found in records.items()}
+
+    def _merge_lead(
+        self,
+        lead_id: str,
+        records: Sequence[Snapshot],
+        previous: Lead | None,
+        stages: Mapping[str, str | None],
+    ) -> _Merged:
+        snapshots = _one_per_crm(records)
+        choices = reconcile(self._map, snapshots, previous=previous)
+        values = {name: choice.value for name, choice in choices.items()}
+        now = self._clock()
+        score = score_lead(values, self._definition, now=now)
+        stored_stage = stages.get(lead_id)
+        current = Stage(stored_stage) if stored_stage else None
+        transitions = next_transitions(current, values, score, self._definition, now=now)
+        stage = transitions[-1].to_stage if transitions else current
+        lead = with_score(Lead(lead_id, values, choices), score, stage=stage)
+        try:
+            updates = plan_updates(self._map, lead, snapshots)
+        except TransformError as unwritable:
+            log.warning("lead %s: cannot write %s; nothing planned for it", lead_id, unwritable)
+            updates = {}
+        return _Merged(lead, snapshots, transitions, updates)
+
+    def _persist(
+        self,
+        run_id: str,
+        matches: Mapping[tuple[str, str], Match],
+        merged: Sequence[_Merged],
+        batch: Sequence[Snapshot],
+    ) -> None:
+        self._store.save_leads([m.lead for m in merged])
+        self._store.link(
+            [
+                (crm, record_id, m.lead_id, m.kind.value)
+                for (crm, record_id), m in sorted(matches.items())
+                if m.kind is not MatchKind.REVIEW and m.lead_id is not None
+            ]
+        )
+        for (crm, record_id), m in sorted(matches.items()):
+            if m.kind is MatchKind.REVIEW:
+                self._store.add_review(crm, record_id, m.candidates, m.reason, run_id=run_id)
+        self._store.add_transitions(
+            [(m.lead.lead_id, t) for m in merged for t in m.transitions], run_id=run_id
+        )
+        del batch  # the batch stays pending until its writes are recorded
+
+    @staticmethod
+    def _count_matches(matches: Mapping[tuple[str, str], Match], summary: RunSummary) -> None:
+        for (crm, _), m in matches.items():
+            counts = summary.crms.setdefault(crm, CrmCounts())
+            if m.kind is MatchKind.REVIEW:
+                counts.to_review += 1
+            elif m.kind is MatchKind.NEW:
+                counts.new_leads += 1
+            else:
+                counts.matched += 1
+
+    # ---------------------------------------------------------------- write
+
+    def _write(self, merged: Sequence[_Merged], run_id: str, summary: RunSummary) -> None:
+        for crm, connector in self._connectors.items():
+            pulled_at = {
+                m.snapshots[crm].record_id: m.snapshots[crm].modified_at
+                for m in merged
+                if crm in m.snapshots
+            }
+            updates = [m.updates[crm] for m in merged if m.updates.get(crm) is not None]
+            size = WRITE_BATCH.get(crm, 100)
+            for start in range(0, len(updates), size):
+                planned = [u for u in updates[start : start + size] if u is not None]
+                batch = self._unchanged_since_pulled(connector, planned, pulled_at)
+                summary.crms[crm].held_back += len(planned) - len(batch)
+                if not batch:
+                    continue
+                results = connector.write(batch)
+                self._store.record_writes(run_id, crm, _write_rows(batch, results))
+                counts = summary.crms[crm]
+                tally = Counter(result.status for result in results)
+                counts.written += tally[WriteStatus.WRITTEN]
+                counts.failed += tally[WriteStatus.FAILED]
+                counts.deferred += tally[WriteStatus.DEFERRED]
+
+    @staticmethod
+    def _unchanged_since_pulled(
+        connector: Connector,
+        planned: Sequence[RecordUpdate],
+        pulled_at: Mapping[str, datetime],
+    ) -> list[RecordUpdate]:
+        """The updates whose record nobody changed since it was pulled. A plan made from an
+        older snapshot would overwrite a person's newer edit: such a record is held back, and
+        the next run, whose pull reaches back to this run's start, brings the edit in."""
+        now = connector.current_stamps([u.record_id for u in planned])
+        return [u for u in planned if now.get(u.record_id) == pulled_at.get(u.record_id)]
+
+
+def _one_per_crm(records: Iterable[Snapshot]) -> dict[str, Snapshot]:
+    """The record each CRM votes with: the live one most recently changed (a lead may keep a
+    deleted record, or a duplicate waiting in review)."""
+    chosen: dict[str, Snapshot] = {}
+    for snapshot in sorted(records, key=lambda s: (s.deleted, -s.modified_at.timestamp())):
+        chosen.setdefault(snapshot.crm, snapshot)
+    return chosen
+
+
+def _write_rows(updates: Sequence[RecordUpdate], results: Sequence[WriteResult]) -> list[WriteRow]:
+    outcomes = {result.record_id: result for result in results}
+    rows = []
+    for update in updates:
+        result = outcomes[update.record_id]
+        for name, value in sorted(update.values.items()):
+            rows.append(
+                WriteRow(
+                    update.record_id,
+                    name,
+                    update.current.get(name),
+                    value,
+                    result.status,
+                    result.category,
+                    result.message,
+                )
+            )
+    return rows

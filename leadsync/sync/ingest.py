@@ -1,0 +1,208 @@
+"""Ingest: one pulled CRM record -> a Snapshot, through the mapping; or a quarantine reason.
+
+A record is quarantined (QuarantineError) when it has no usable email or holds a value the
+mapping cannot transform; the run goes on with the others. An email is usable when, trimmed
+and lower-cased (identity.normalise_email), it has exactly one "@", something before it, and
+after it a domain of at least two dot-separated labels, with no spaces anywhere: `a@b.co`.
+It is a sanity check, not RFC 5322: it catches the typos forms let through ("a@", "a.x.com",
+"a@b"), and a mail server is the judge of the rest.
+
+Each canonical field gets a `changed_at`: when a person last changed it in this CRM, as far as
+leadsync can tell. A value equal to the previous snapshot's keeps its time; a new value takes
+the record's modification time, unless it is what leadsync itself wrote there last (`expected`):
+that is leadsync's own echo, and counting it as an edit would make the next reconcile see a
+fresh change and write it back the other way, on and on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from leadsync.connectors.base import CrmRecord
+from leadsync.mapping.fields import FieldMap, FieldMapping
+from leadsync.mapping.transforms import TransformError, is_blank
+from leadsync.sync.identity import CROSS_REFERENCE_FIELDS, normalise_email
+from leadsync.sync.model import Snapshot
+
+__all__ = [
+    "SALESFORCE_CONVERTED",
+    "QuarantineError",
+    "email_problem",
+    "fields_to_pull",
+    "same_value",
+    "to_snapshot",
+]
+
+# Salesforce refuses updates to converted leads: the plan needs to know which ones are.
+SALESFORCE_CONVERTED = "IsConverted"
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
+
+
+class QuarantineError(ValueError):
+    """A record leadsync cannot use, with every reason why (each names the field and value)."""
+
+    def __init__(self, crm: str, record_id: str, reasons: tuple[str, ...]) -> None:
+        super().__init__(f"{crm} record {record_id}: {'; '.join(reasons)}")
+        self.crm = crm
+        self.record_id = record_id
+        self.reasons = reasons
+
+    @property
+    def reason(self) -> str:
+        """The reasons as one line, for the quarantine table."""
+        return "; ".join(self.reasons)
+
+
+def fields_to_pull(field_map: FieldMap, crm: str) -> tuple[str, ...]:
+    """The lead-object fields a pull of `crm` must ask for: what the mapping reads and writes,
+    the cross-references identity matches on, and Salesforce's conversion flag."""
+    extra = list(CROSS_REFERENCE_FIELDS.get(crm, {}))
+    if crm == "salesforce":
+        extra.append(SALESFORCE_CONVERTED)
+    return tuple(dict.fromkeys([*field_map.crm_fields(crm), *extra]))
+
+
+def to_snapshot(
+    record: CrmRecord,
+    field_map: FieldMap,
+    *,
+    previous: Snapshot | None,
+    expected: Mapping[str, Any] | None,
+) -> Snapshot:
+    """`record` read through `field_map`, with per-field change times.
+
+    `previous` is the record's last stored snapshot; `expected` what leadsync last wrote to it
+    (CRM field -> value as sent). Only the pulled bindings of the record's CRM on the lead object
+    are read: Opportunity values come from the engine. A field the record lacks entirely stays
+    out of `canonical`. Raises QuarantineError for a live record leadsync cannot use; a deleted
+    record is never quarantined, it only stops counting.
+    """
+    if record.deleted:
+        return _deleted(record, field_map, previous)
+    canonical, unreadable = _read(record, field_map)
+    reasons = list(unreadable.values())
+    if field_map.identity_field not in unreadable:  # else its reason is given already
+        identity_problem = email_problem(field_map, canonical, record.crm)
+        if identity_problem is not None:
+            reasons.insert(0, identity_problem)
+    if reasons:
+        raise QuarantineError(record.crm, record.id, tuple(reasons))
+    return Snapshot(
+        crm=record.crm,
+        record_id=record.id,
+        modified_at=record.modified_at,
+        raw=dict(record.fields),
+        canonical=canonical,
+        changed_at=_changed_at(record, field_map, canonical, previous, expected or {}),
+        lead_id=previous.lead_id if previous is not None else None,
+    )
+
+
+def email_problem(field_map: FieldMap, canonical: Mapping[str, Any], crm: str) -> str | None:
+    """Why the identity field of `canonical` cannot be matched on, or None when it can."""
+    name = field_map.identity_field
+    binding = field_map.fields[name].binding(crm)
+    where = binding.qualified_name if binding is not None else name
+    email = normalise_email(canonical.get(name))
+    if email is None:
+        return f"no {name}: {where} is blank or missing"
+    if not _EMAIL.fullmatch(email):
+        return f"invalid {name} {canonical[name]!r} in {where}: expected name@domain.tld"
+    return None
+
+
+def same_value(mapping: FieldMapping, crm: str, one: Any, other: Any) -> bool:
+    """Whether two raw values of `crm` mean the same canonical value ("100" and 100.0, " a"
+    and "a" after trim, "50-100" and the number it reads as). Values the mapping cannot read
+    are compared as they are."""
+    try:
+        return bool(mapping.read(crm, one) == mapping.read(crm, other))
+    except TransformError:
+        return bool(one == other)
+
+
+# ------------------------------------------------------------------------------- reading
+
+
+def _read(record: CrmRecord, field_map: FieldMap) -> tuple[dict[str, Any], dict[str, str]]:
+    """The canonical values of the record's pulled fields, and field -> why it is unreadable."""
+    canonical: dict[str, Any] = {}
+    problems: dict[str, str] = {}
+    for mapping in _pulled(field_map, record.crm):
+        binding = mapping.binding(record.crm)
+        if binding is None or binding.field not in record.fields:
+            continue
+        try:
+            canonical[mapping.name] = mapping.read(record.crm, record.fields[binding.field])
+        except TransformError as error:
+            problems[mapping.name] = f"cannot read {error}"
+    return canonical, problems
+
+
+def _pulled(field_map: FieldMap, crm: str) -> list[FieldMapping]:
+    """The fields read from `crm`'s lead object: pulled, bound there, not on a related object."""
+    return [
+        mapping
+        for mapping in field_map.fields.values()
+        if mapping.direction.pulls
+        and (binding := mapping.binding(crm)) is not None
+        and binding.object is None
+    ]
+
+
+def _deleted(record: CrmRecord, field_map: FieldMap, previous: Snapshot | None) -> Snapshot:
+    # What can be read is kept for the audit trail; a deleted record never votes.
+    canonical, _unreadable = _read(record, field_map)
+    return Snapshot(
+        crm=record.crm,
+        record_id=record.id,
+        modified_at=record.modified_at,
+        raw=dict(record.fields),
+        canonical=canonical,
+        changed_at=dict(previous.changed_at) if previous is not None else {},
+        deleted=True,
+        lead_id=previous.lead_id if previous is not None else None,
+    )
+
+
+# ------------------------------------------------------------------------------- change times
+
+
+def _changed_at(
+    record: CrmRecord,
+    field_map: FieldMap,
+    canonical: Mapping[str, Any],
+    previous: Snapshot | None,
+    expected: Mapping[str, Any],
+) -> dict[str, datetime]:
+    """Per field: the previous time when unchanged or when the change is leadsync's own echo
+    (absent when there is none: no person is known to have set it); else the record's time."""
+    times: dict[str, datetime] = {}
+    for name, value in canonical.items():
+        before = previous.changed_at.get(name) if previous is not None else None
+        unchanged = previous is not None and _same(previous.canonical, name, value)
+        if unchanged or _is_echo(field_map.fields[name], record, expected):
+            if before is not None:
+                times[name] = before
+        else:
+            times[name] = record.modified_at
+    return times
+
+
+def _same(values: Mapping[str, Any], name: str, value: Any) -> bool:
+    if name not in values:
+        return False
+    held = values[name]
+    # Blank is blank, whichever form it came in.
+    return (is_blank(held) and is_blank(value)) or bool(held == value)
+
+
+def _is_echo(mapping: FieldMapping, record: CrmRecord, expected: Mapping[str, Any]) -> bool:
+    binding = mapping.binding(record.crm)
+    if binding is None or binding.field not in expected:
+        return False
+    return same_value(mapping, record.crm, record.fields[binding.field], expected[binding.field])

@@ -1,0 +1,345 @@
+"""Plan: the values each CRM record should hold, minus what it already holds = the writes.
+
+Desired values are the lead's canonical values of every field leadsync pushes (direction push
+or both) that is mapped on the CRM's lead object, written through the binding, plus the
+write-back targets: score, its parts, grade, reasons (one per line), model version, the stage
+through `stage_values`, and the status field through `status_values` for the stages listed.
+
+A value is left out when the CRM already holds it *in meaning*: canonical fields are compared
+through the binding's reading (HubSpot's "60" and 60, " a@x.com" and "a@x.com" after trim,
+"50-100" and 60 when 60 writes as "50-100"), write-back numbers as numbers and text with
+surrounding whitespace ignored. Formatting alone never causes a write, so a run after a run
+writes nothing: no ping-pong.
+
+Blanks: leadsync never writes a blank over a value, except for fields whose rule lets a blank
+win (prefer_hubspot, prefer_salesforce, most_recent: a person clearing the field is an edit like
+any other). Write-back targets are written only when leadsync has a value for them.
+
+Records not written at all: deleted ones, and converted Salesforce leads (Salesforce refuses
+any update to them, CANNOT_UPDATE_CONVERTED_LEAD).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from leadsync.connectors.base import RecordUpdate
+from leadsync.mapping.fields import FieldMap, FieldMapping, WritebackTargets
+from leadsync.mapping.lifecycle import Stage
+from leadsync.mapping.scoring import Score
+from leadsync.mapping.transforms import WRITERS, TransformError, is_blank
+from leadsync.mapping.types import SyncRule
+from leadsync.sync.ingest import SALESFORCE_CONVERTED, same_value
+from leadsync.sync.model import Lead, Snapshot
+
+__all__ = [
+    "HUBSPOT_LIFECYCLE_ORDER",
+    "ApiCalls",
+    "FieldChange",
+    "PlanSummary",
+    "WriteLimits",
+    "estimate_api_calls",
+    "field_changes",
+    "plan_summary",
+    "plan_updates",
+    "with_score",
+]
+
+# Rules under which a blank may win, so it may also be written over the other CRM's value.
+BLANK_WINS: frozenset[SyncRule] = frozenset(
+    {SyncRule.PREFER_HUBSPOT, SyncRule.PREFER_SALESFORCE, SyncRule.MOST_RECENT}
+)
+
+
+def with_score(lead: Lead, score: Score, *, stage: Stage | None) -> Lead:
+    """`lead` carrying `score` and lifecycle `stage`: what the write-back targets are fed from."""
+    return replace(
+        lead,
+        score=score.total,
+        fit=score.fit,
+        engagement=score.engagement,
+        grade=score.grade,
+        reasons=score.reasons,
+        model_version=score.model_version,
+        stage=stage.value if stage is not None else None,
+    )
+
+
+def plan_updates(
+    field_map: FieldMap, lead: Lead, snapshots: Mapping[str, Snapshot]
+) -> dict[str, RecordUpdate | None]:
+    """CRM -> the update that makes its record of `lead` hold what it should, or None when it
+    already does (or cannot be written). `snapshots` holds the lead's records, one per CRM.
+
+    Raises TransformError when a value cannot be written through the mapping (a canonical
+    value a strict value_map has no CRM value for): the engine quarantines the lead with it.
+    """
+    return {crm: _update(field_map, lead, snapshots[crm]) for crm in sorted(snapshots)}
+
+
+def _update(field_map: FieldMap, lead: Lead, snapshot: Snapshot) -> RecordUpdate | None:
+    if snapshot.deleted or _is_converted_lead(snapshot):
+        return None
+    values = {
+        **_field_writes(field_map, lead, snapshot),
+        **_writeback_writes(field_map.writeback.get(snapshot.crm), lead, snapshot),
+    }
+    if not values:
+        return None
+    current = {name: snapshot.raw.get(name) for name in values}
+    return RecordUpdate(snapshot.record_id, values, current)
+
+
+def _is_converted_lead(snapshot: Snapshot) -> bool:
+    if snapshot.crm != "salesforce":
+        return False
+    flag = snapshot.raw.get(SALESFORCE_CONVERTED)
+    # JSON gives a boolean; a Bulk query's CSV gives "true".
+    return flag is True or (isinstance(flag, str) and flag.strip().lower() == "true")
+
+
+# ------------------------------------------------------------------------- canonical fields
+
+
+def _field_writes(field_map: FieldMap, lead: Lead, snapshot: Snapshot) -> dict[str, Any]:
+    writes: dict[str, Any] = {}
+    for mapping in field_map.fields.values():
+        binding = mapping.binding(snapshot.crm)
+        if not mapping.direction.pushes or binding is None or binding.object is not None:
+            continue
+        if mapping.name not in lead.values:
+            continue  # leadsync knows nothing of it: nothing to say
+        value = lead.values[mapping.name]
+        held = snapshot.raw.get(binding.field)
+        if is_blank(value) and not _may_clear(mapping, snapshot.crm, held):
+            continue
+        desired = mapping.write(snapshot.crm, value)
+        if not same_value(mapping, snapshot.crm, desired, held):
+            writes[binding.field] = desired
+    return writes
+
+
+def _may_clear(mapping: FieldMapping, crm: str, held: Any) -> bool:
+    """Whether a blank may be written over `held`: when the rule lets a blank win, or when
+    there is nothing to lose."""
+    return mapping.rule in BLANK_WINS or _reads_blank(mapping, crm, held)
+
+
+def _reads_blank(mapping: FieldMapping, crm: str, raw: Any) -> bool:
+    try:
+        return is_blank(mapping.read(crm, raw))
+    except TransformError:
+        return False
+
+
+# ------------------------------------------------------------------------- write-back
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    value: Any  # None: leadsync has nothing to write there
+    same: Callable[[Any, Any], bool]
+
+
+def _writeback_writes(
+    targets: WritebackTargets | None, lead: Lead, snapshot: Snapshot
+) -> dict[str, Any]:
+    if targets is None:
+        return {}
+    writes: dict[str, Any] = {}
+    wanted = _writeback_targets(targets, lead, snapshot.crm)
+    for role, name in targets.targets().items():
+        target = wanted[role]
+        if is_blank(target.value):
+            continue
+        if not target.same(target.value, snapshot.raw.get(name)):
+            writes[name] = target.value
+    return writes
+
+
+def _writeback_targets(targets: WritebackTargets, lead: Lead, crm: str) -> dict[str, _Target]:
+    number = WRITERS[crm]["integer"]
+    stage = lead.stage
+    return {
+        "score": _Target(_maybe(number, lead.score), _same_number),
+        "fit_score": _Target(_maybe(number, lead.fit), _same_number),
+        "engagement_score": _Target(_maybe(number, lead.engagement), _same_number),
+        "grade": _Target(lead.grade, _same_text),
+        "reasons": _Target("\n".join(lead.reasons), _same_text),
+        "model_version": _Target(lead.model_version, _same_text),
+        "stage": _Target(targets.stage_values.get(stage) if stage else None, _same_text),
+        "status_field": _Target(targets.status_values.get(stage) if stage else None, _same_text),
+    }
+
+
+def _maybe(write: Callable[[Any], Any], value: int | None) -> Any:
+    return None if value is None else write(value)
+
+
+def _same_number(desired: Any, held: Any) -> bool:
+    number = _as_number(held)
+    return number is not None and number == _as_number(desired)
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, bool) or is_blank(value):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _same_text(desired: Any, held: Any) -> bool:
+    return _text(desired) == _text(held)
+
+
+def _text(value: Any) -> str:
+    # Line ends and the whitespace around lines are not worth a write (reasons are multi-line).
+    if is_blank(value):
+        return ""
+    return "\n".join(line.strip() for line in str(value).strip().splitlines())
+
+
+# ------------------------------------------------------------------------- summaries
+
+# HubSpot's default lifecycle stages, earliest first: a move to an earlier one costs a clear.
+HUBSPOT_LIFECYCLE_ORDER: tuple[str, ...] = (
+    "subscriber",
+    "lead",
+    "marketingqualifiedlead",
+    "salesqualifiedlead",
+    "opportunity",
+    "customer",
+    "evangelist",
+    "other",
+)
+HUBSPOT_LIFECYCLE_FIELD = "lifecyclestage"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteLimits:
+    """The batch sizes the connectors write with (see leadsync.connectors.settings)."""
+
+    hubspot_batch: int = 100
+    salesforce_collection: int = 200
+    salesforce_bulk_threshold: int = 10_000  # above this many records: one Bulk API 2.0 job
+    # create, upload, close, one status poll, successful and failed results: at least six.
+    salesforce_bulk_calls: int = 6
+    hubspot_lifecycle_order: tuple[str, ...] = HUBSPOT_LIFECYCLE_ORDER
+
+
+@dataclass(frozen=True, slots=True)
+class FieldChange:
+    """One value a plan changes in one record."""
+
+    crm: str
+    record_id: str
+    field: str
+    old: Any
+    new: Any
+
+    def describe(self) -> str:
+        return f"{self.crm} {self.record_id} {self.field}: {_shown(self.old)} → {_shown(self.new)}"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiCalls:
+    """An estimate of the write calls one CRM's updates cost."""
+
+    crm: str
+    records: int
+    calls: int
+    how: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSummary:
+    """What `leadsync plan` shows: every change, how many per field, the API calls."""
+
+    changes: tuple[FieldChange, ...]
+    calls: Mapping[str, ApiCalls] = field(default_factory=dict)
+
+    def per_field(self) -> dict[tuple[str, str], int]:
+        """(crm, field) -> how many records the plan changes it in, most first."""
+        counts: dict[tuple[str, str], int] = {}
+        for change in self.changes:
+            key = (change.crm, change.field)
+            counts[key] = counts.get(key, 0) + 1
+        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+    def lines(self) -> list[str]:
+        """The summary as text: per CRM the records and calls, then per field the counts."""
+        lines = [
+            f"{calls.crm}: {calls.records} record(s), about {calls.calls} call(s) ({calls.how})"
+            for calls in self.calls.values()
+        ]
+        lines += [f"  {crm} {name}: {count}" for (crm, name), count in self.per_field().items()]
+        return lines
+
+
+def field_changes(updates: Mapping[str, RecordUpdate | None]) -> list[FieldChange]:
+    """The changes of one lead's plan (crm -> update), old value from `current`."""
+    return [
+        FieldChange(crm, update.record_id, name, update.current.get(name), value)
+        for crm, update in sorted(updates.items())
+        if update is not None
+        for name, value in update.values.items()
+    ]
+
+
+def estimate_api_calls(
+    crm: str, updates: Sequence[RecordUpdate], *, limits: WriteLimits = WriteLimits()
+) -> ApiCalls:
+    """The write calls `updates` cost `crm`, when nothing fails: HubSpot ⌈n/100⌉ batch updates,
+    plus one batch of clears per 100 backward lifecycle moves; Salesforce ⌈n/200⌉ collections,
+    or one Bulk job (several calls) above the Bulk threshold."""
+    count = len(updates)
+    if crm == "hubspot":
+        batches = math.ceil(count / limits.hubspot_batch)
+        backward = sum(1 for update in updates if _moves_back(update, limits))
+        clears = math.ceil(backward / limits.hubspot_batch)
+        how = f"{batches} batch update(s)" + (f", {clears} lifecycle clear(s)" if clears else "")
+        return ApiCalls(crm, count, batches + clears, how)
+    if crm == "salesforce" and count > limits.salesforce_bulk_threshold:
+        return ApiCalls(crm, count, limits.salesforce_bulk_calls, "one Bulk API 2.0 job")
+    collections = math.ceil(count / limits.salesforce_collection)
+    return ApiCalls(crm, count, collections, f"{collections} collection update(s)")
+
+
+def _moves_back(update: RecordUpdate, limits: WriteLimits) -> bool:
+    order = {stage: rank for rank, stage in enumerate(limits.hubspot_lifecycle_order)}
+    new = update.values.get(HUBSPOT_LIFECYCLE_FIELD)
+    old = update.current.get(HUBSPOT_LIFECYCLE_FIELD)
+    if is_blank(new) or is_blank(old):
+        return False
+    return order.get(str(new), 0) < order.get(str(old), 0)
+
+
+def plan_summary(
+    plans: Iterable[Mapping[str, RecordUpdate | None]], *, limits: WriteLimits = WriteLimits()
+) -> PlanSummary:
+    """Summarise the plans of many leads (each crm -> update) for `leadsync plan`."""
+    changes: list[FieldChange] = []
+    by_crm: dict[str, list[RecordUpdate]] = {}
+    for plan in plans:
+        changes.extend(field_changes(plan))
+        for crm, update in plan.items():
+            if update is not None:
+                by_crm.setdefault(crm, []).append(update)
+    calls = {
+        crm: estimate_api_calls(crm, updates, limits=limits)
+        for crm, updates in sorted(by_crm.items())
+    }
+    return PlanSummary(tuple(changes), calls)
+
+
+def _shown(value: Any) -> str:
+    if is_blank(value):
+        return "(blank)"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,1008 @@
+"""The store: the only place leadsync keeps state, on SQLite by default or PostgreSQL by URL.
+
+    runs            start_run, finish_run, run, runs
+    cursors         cursor, checkpoint, clear_cursor (moved by save_page only)
+    ingestion       save_page (snapshots + quarantine + cursor in one transaction),
+                    known_stamps, snapshots, pending_records, mark_reconciled
+    identity        link, lead_ids_for, leads_by_email, records_of
+    leads           save_leads, leads, find_leads
+    lifecycle       add_transitions, history
+    decisions       save_decisions (leads + links + review items + transitions of one batch,
+                    in one transaction)
+    writes          record_writes, writes, expected (the echo fingerprints)
+    people decide   quarantined, add_review, review_queue, resolve_review
+
+Every method is one short transaction, retried only after transient errors (a locked SQLite
+file, a PostgreSQL serialization failure or deadlock), and every upsert is idempotent, so a run
+killed anywhere, or several replicas on one PostgreSQL, leave the store consistent. Batch
+lookups return only what they find: an id that is not there is absent from the answer.
+Timestamps are timezone-aware UTC in and out; naive ones are refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine, RowMapping
+
+from leadsync.connectors.base import Position, WriteStatus, utc
+from leadsync.mapping.lifecycle import Stage, Transition
+from leadsync.sync import tables as t
+from leadsync.sync.database import (
+    check_schema,
+    make_engine,
+    retry_transient,
+    upgrade,
+    writing,
+)
+
+# One normalisation for matching and for the email index, or the two drift apart.
+from leadsync.sync.identity import normalise_email
+from leadsync.sync.model import FieldChoice, Lead, Snapshot
+
+__all__ = [
+    "BACKFILL",
+    "INCREMENTAL",
+    "RUN_KINDS",
+    "LoggedWrite",
+    "Quarantined",
+    "ReviewItem",
+    "RunRow",
+    "Store",
+    "WriteRow",
+    "content_digest",
+]
+
+RUN_KINDS = frozenset({"sync", "plan", "backfill", "revert"})
+RUNNING = "running"  # a run's status until finish_run
+INCREMENTAL = "incremental"  # the cursor stream of incremental pulls (a Position)
+BACKFILL = "backfill"  # the cursor stream of full pulls (an opaque checkpoint)
+# Ids per IN (...) list: far below SQLite's and PostgreSQL's bound-parameter limits.
+IN_CHUNK = 500
+
+
+# ------------------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    run_id: str
+    kind: str
+    status: str  # "running" until finished
+    started_at: datetime
+    finished_at: datetime | None
+    summary: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A record the mapping refused, kept with its raw values until a later pull reads it."""
+
+    crm: str
+    record_id: str
+    reason: str
+    raw: Mapping[str, Any]
+    run_id: str
+    at: datetime
+    resolved_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteRow:
+    """One field written (or not) to one record: what it held, what was sent, how it went."""
+
+    record_id: str
+    field: str
+    old: Any
+    new: Any
+    status: WriteStatus
+    category: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedWrite:
+    """A WriteRow as the audit log keeps it."""
+
+    run_id: str
+    crm: str
+    record_id: str
+    field: str
+    old: Any
+    new: Any
+    status: WriteStatus
+    category: str
+    message: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewItem:
+    """An ambiguous match waiting for a person: the leads the record could belong to."""
+
+    crm: str
+    record_id: str
+    candidates: tuple[str, ...]
+    reason: str
+    run_id: str
+    at: datetime
+    resolved_at: datetime | None = None
+    resolution: str | None = None
+
+
+def content_digest(snapshot: Snapshot) -> str:
+    """A fingerprint of what a snapshot holds: stamp, raw and canonical values, deletion.
+
+    Two saves with the same digest are the same content: the second leaves `pending` alone.
+    """
+    content = t.encode_value(
+        {
+            "modified_at": snapshot.modified_at,
+            "raw": snapshot.raw,
+            "canonical": snapshot.canonical,
+            "deleted": snapshot.deleted,
+        }
+    )
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+# -------------------------------------------------------------------------------------- store
+
+
+class Store:
+    """leadsync's state. Open one per process; it is safe to share between threads."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        migrate: bool = True,
+        email_field: str = "email",
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        """Open the database at `url` (sqlite:///path or postgresql+psycopg://...).
+
+        With `migrate` the schema is created or brought up to date first (a new SQLite file is
+        created); without it a database not at the newest schema raises SchemaOutOfDateError.
+        `email_field` is the canonical field leads are matched on; `clock` stamps bookkeeping
+        times (when a row was saved, linked, written).
+        """
+        self._engine = make_engine(url)
+        self._email_field = email_field
+        self._clock = clock
+        try:
+            if migrate:
+                upgrade(self._engine)
+            else:
+                check_schema(self._engine)
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine, for reports and diagnostics that read the tables directly."""
+        return self._engine
+
+    def close(self) -> None:
+        """Release the connections."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _now(self) -> datetime:
+        return utc(self._clock())
+
+    # ---------------------------------------------------------------------------------- runs
+
+    def start_run(self, kind: str, *, started_at: datetime) -> str:
+        """Record a run as started; returns its id."""
+        if kind not in RUN_KINDS:
+            raise ValueError(f"unknown run kind {kind!r}: one of {', '.join(sorted(RUN_KINDS))}")
+        # The id is chosen once, outside the retried transaction.
+        run_id = str(uuid.uuid4())
+        self._insert_run(run_id, kind, utc(started_at))
+        return run_id
+
+    @retry_transient
+    def _insert_run(self, run_id: str, kind: str, started_at: datetime) -> None:
+        row = {
+            "run_id": run_id,
+            "kind": kind,
+            "status": RUNNING,
+            "started_at": started_at,
+            "finished_at": None,
+            "summary": {},
+        }
+        with writing(self._engine) as connection:
+            connection.execute(t.runs.insert(), row)
+
+    @retry_transient
+    def finish_run(
+        self, run_id: str, *, status: str, summary: Mapping[str, Any], finished_at: datetime
+    ) -> None:
+        """Record how a run ended; raises LookupError for an unknown run."""
+        if not status or status == RUNNING:
+            raise ValueError(f"a finished run's status cannot be {status!r}")
+        values = {"status": status, "summary": dict(summary), "finished_at": utc(finished_at)}
+        with writing(self._engine) as connection:
+            done = connection.execute(
+                t.runs.update().where(t.runs.c.run_id == run_id).values(values)
+            )
+            if done.rowcount == 0:
+                raise LookupError(f"no run {run_id!r}")
+
+    @retry_transient
+    def run(self, run_id: str) -> RunRow | None:
+        """One run, or None."""
+        with self._engine.connect() as connection:
+            query = sa.select(t.runs).where(t.runs.c.run_id == run_id)
+            row = connection.execute(query).mappings().one_or_none()
+        return None if row is None else _run(row)
+
+    @retry_transient
+    def runs(self, limit: int = 20) -> list[RunRow]:
+        """The latest runs, newest first."""
+        query = sa.select(t.runs).order_by(t.runs.c.started_at.desc(), t.runs.c.run_id).limit(limit)
+        with self._engine.connect() as connection:
+            return [_run(row) for row in connection.execute(query).mappings()]
+
+    # ------------------------------------------------------------------------------- cursors
+
+    def cursor(self, crm: str, stream: str = INCREMENTAL) -> Position | None:
+        """Where the incremental pull of `crm` resumes; None before the first committed page."""
+        row = self._cursor_row(crm, stream)
+        if row is None:
+            return None
+        if row["modified_at"] is None:
+            raise ValueError(f"the {crm} {stream} cursor holds a checkpoint, not a position")
+        return Position(row["modified_at"], row["record_id"] or "")
+
+    def checkpoint(self, crm: str, stream: str = BACKFILL) -> str | None:
+        """Where the full pull of `crm` resumes; None when none is under way."""
+        row = self._cursor_row(crm, stream)
+        if row is None:
+            return None
+        if row["checkpoint"] is None:
+            raise ValueError(f"the {crm} {stream} cursor holds a position, not a checkpoint")
+        return str(row["checkpoint"])
+
+    @retry_transient
+    def clear_cursor(self, crm: str, stream: str) -> None:
+        """Forget a cursor: the next pull of that stream starts from the beginning."""
+        with writing(self._engine) as connection:
+            connection.execute(t.cursors.delete().where(*_cursor_key(crm, stream)))
+
+    @retry_transient
+    def _cursor_row(self, crm: str, stream: str) -> RowMapping | None:
+        query = sa.select(t.cursors).where(*_cursor_key(crm, stream))
+        with self._engine.connect() as connection:
+            return connection.execute(query).mappings().one_or_none()
+
+    # ----------------------------------------------------------------------------- ingestion
+
+    @retry_transient
+    def save_page(
+        self,
+        crm: str,
+        snapshots: Sequence[Snapshot],
+        *,
+        quarantined: Sequence[Quarantined] = (),
+        position: Position | None,
+        checkpoint: str | None = None,
+        stream: str | None = None,
+        run_id: str,
+    ) -> None:
+        """Commit one pulled page: its snapshots, its quarantined records and the cursor past
+        it, all or nothing, so a run killed anywhere resumes without skipping or doubling.
+
+        A snapshot whose content (stamp, raw, canonical, deleted) changed becomes pending;
+        one saved again unchanged keeps its pending flag. Saving a record closes its open
+        quarantine entry. `position` moves the incremental cursor, `checkpoint` a backfill's
+        (`stream` defaults to INCREMENTAL or BACKFILL accordingly); with neither the cursor
+        stays. Snapshot.lead_id is ignored here: links decide it.
+        """
+        _check_page(crm, snapshots, quarantined)
+        if position is not None and checkpoint is not None:
+            raise ValueError("a page moves a position or a checkpoint, not both")
+        now = self._now()
+        with writing(self._engine) as connection:
+            _upsert_snapshots(connection, snapshots, run_id=run_id, now=now)
+            _resolve_quarantine(connection, crm, [s.record_id for s in snapshots], now)
+            _upsert_quarantine(connection, quarantined)
+            if position is not None or checkpoint is not None:
+                default = INCREMENTAL if position is not None else BACKFILL
+                cursor = _cursor_values(position, checkpoint, run_id=run_id, now=now)
+                _upsert(
+                    connection, t.cursors, [{"crm": crm, "stream": stream or default, **cursor}]
+                )
+
+    @retry_transient
+    def known_stamps(self, crm: str, record_ids: Sequence[str]) -> dict[str, datetime]:
+        """The modification stamp held for each of `record_ids` (a connector's KnownStamps)."""
+        columns = (t.snapshots.c.record_id, t.snapshots.c.modified_at)
+        found: dict[str, datetime] = {}
+        with self._engine.connect() as connection:
+            for chunk in _chunks(record_ids):
+                query = sa.select(*columns).where(
+                    t.snapshots.c.crm == crm, t.snapshots.c.record_id.in_(chunk)
+                )
+                found.update(
+                    {
+                        row["record_id"]: row["modified_at"]
+                        for row in connection.execute(query).mappings()
+                    }
+                )
+        return found
+
+    @retry_transient
+    def snapshots(self, crm: str, record_ids: Sequence[str]) -> dict[str, Snapshot]:
+        """The last seen snapshot of each of `record_ids`, with the lead it is linked to."""
+        found: dict[str, Snapshot] = {}
+        with self._engine.connect() as connection:
+            for chunk in _chunks(record_ids):
+                query = _snapshot_query().where(
+                    t.snapshots.c.crm == crm, t.snapshots.c.record_id.in_(chunk)
+                )
+                found.update(
+                    {
+                        row["record_id"]: _snapshot(row)
+                        for row in connection.execute(query).mappings()
+                    }
+                )
+        return found
+
+    @retry_transient
+    def pending_records(self, crm: str, *, limit: int | None = None) -> list[Snapshot]:
+        """Snapshots saved but not yet reconciled, oldest change first."""
+        query = (
+            _snapshot_query()
+            .where(t.snapshots.c.crm == crm, t.snapshots.c.pending.is_(True))
+            .order_by(t.snapshots.c.modified_at, t.snapshots.c.record_id)
+            .limit(limit)
+        )
+        with self._engine.connect() as connection:
+            return [_snapshot(row) for row in connection.execute(query).mappings()]
+
+    @retry_transient
+    def mark_reconciled(self, crm: str, record_ids: Sequence[str]) -> None:
+        """Clear the pending flag of `record_ids`: their changes are reconciled and committed."""
+        with writing(self._engine) as connection:
+            for chunk in _chunks(record_ids):
+                connection.execute(
+                    t.snapshots.update()
+                    .where(t.snapshots.c.crm == crm, t.snapshots.c.record_id.in_(chunk))
+                    .values(pending=False)
+                )
+
+    # ------------------------------------------------------------------------------ identity
+
+    @retry_transient
+    def link(self, links: Sequence[tuple[str, str, str, str]]) -> None:
+        """Link records to leads, (crm, record_id, lead_id, kind) each; a record has one lead,
+        so linking it again moves it. `linked_at` changes only when the lead does."""
+        with writing(self._engine) as connection:
+            _upsert_links(connection, links, self._now())
+
+    @retry_transient
+    def lead_ids_for(self, crm: str, record_ids: Sequence[str]) -> dict[str, str]:
+        """The lead each of `record_ids` is linked to."""
+        found: dict[str, str] = {}
+        with self._engine.connect() as connection:
+            for chunk in _chunks(record_ids):
+                query = sa.select(t.links.c.record_id, t.links.c.lead_id).where(
+                    t.links.c.crm == crm, t.links.c.record_id.in_(chunk)
+                )
+                found.update(
+                    {
+                        row["record_id"]: row["lead_id"]
+                        for row in connection.execute(query).mappings()
+                    }
+                )
+        return found
+
+    @retry_transient
+    def leads_by_email(self, emails: Sequence[str]) -> dict[str, list[str]]:
+        """Normalised email -> the ids of the leads holding it (sorted); blanks are ignored."""
+        wanted = [email for email in map(normalise_email, emails) if email is not None]
+        found: dict[str, list[str]] = {}
+        with self._engine.connect() as connection:
+            for chunk in _chunks(wanted):
+                query = (
+                    sa.select(t.leads.c.email, t.leads.c.lead_id)
+                    .where(t.leads.c.email.in_(chunk))
+                    .order_by(t.leads.c.lead_id)
+                )
+                for row in connection.execute(query).mappings():
+                    found.setdefault(row["email"], []).append(row["lead_id"])
+        return found
+
+    @retry_transient
+    def records_of(self, lead_ids: Sequence[str]) -> dict[str, list[Snapshot]]:
+        """Lead id -> the snapshots of the records linked to it (by CRM, then record id)."""
+        found: dict[str, list[Snapshot]] = {}
+        with self._engine.connect() as connection:
+            for chunk in _chunks(lead_ids):
+                query = (
+                    _snapshot_query(outer=False)
+                    .where(t.links.c.lead_id.in_(chunk))
+                    .order_by(t.snapshots.c.crm, t.snapshots.c.record_id)
+                )
+                for row in connection.execute(query).mappings():
+                    found.setdefault(row["lead_id"], []).append(_snapshot(row))
+        return found
+
+    # --------------------------------------------------------------------------------- leads
+
+    @retry_transient
+    def save_leads(self, leads: Sequence[Lead]) -> None:
+        """Insert or replace `leads`, keeping the email index in step with their values."""
+        with writing(self._engine) as connection:
+            _upsert_leads(connection, leads, self._email_field, self._now())
+
+    @retry_transient
+    def leads(self, lead_ids: Sequence[str]) -> dict[str, Lead]:
+        """The leads with these ids."""
+        found: dict[str, Lead] = {}
+        with self._engine.connect() as connection:
+            for chunk in _chunks(lead_ids):
+                query = sa.select(t.leads).where(t.leads.c.lead_id.in_(chunk))
+                found.update(
+                    {row["lead_id"]: _lead(row) for row in connection.execute(query).mappings()}
+                )
+        return found
+
+    @retry_transient
+    def find_leads(self, *, email: str | None = None, crm_id: str | None = None) -> list[Lead]:
+        """The leads with this email and/or linked to a record with this id (in any CRM)."""
+        if email is None and crm_id is None:
+            raise ValueError("find_leads needs an email or a CRM record id")
+        query = sa.select(t.leads).order_by(t.leads.c.lead_id)
+        if email is not None:
+            query = query.where(t.leads.c.email == normalise_email(email))
+        if crm_id is not None:
+            linked = sa.select(t.links.c.lead_id).where(t.links.c.record_id == crm_id)
+            query = query.where(t.leads.c.lead_id.in_(linked))
+        with self._engine.connect() as connection:
+            return [_lead(row) for row in connection.execute(query).mappings()]
+
+    # ------------------------------------------------------------------- one batch's decisions
+
+    @retry_transient
+    def save_decisions(
+        self,
+        *,
+        leads: Sequence[Lead] = (),
+        links: Sequence[tuple[str, str, str, str]] = (),
+        reviews: Sequence[tuple[str, str, Sequence[str], str]] = (),
+        transitions: Sequence[tuple[str, Transition]] = (),
+        run_id: str,
+    ) -> None:
+        """What matching and merging one batch decided, committed together: the leads, the
+        links, the review items ((crm, record_id, candidates, reason) each) and the lifecycle
+        transitions. Saved apart, a run killed after the leads (and their new stages) but
+        before the transitions would lose those transitions for good: the next run starts
+        from the saved stage."""
+        now = self._now()
+        with writing(self._engine) as connection:
+            _upsert_leads(connection, leads, self._email_field, now)
+            _upsert_links(connection, links, now)
+            _upsert_reviews(connection, reviews, run_id, now)
+            _insert_transitions(connection, transitions, run_id)
+
+    # ----------------------------------------------------------------------------- lifecycle
+
+    @retry_transient
+    def add_transitions(self, rows: Sequence[tuple[str, Transition]], *, run_id: str) -> None:
+        """Append lifecycle transitions, (lead_id, transition) each, in the order given."""
+        with writing(self._engine) as connection:
+            _insert_transitions(connection, rows, run_id)
+
+    @retry_transient
+    def history(self, lead_id: str) -> list[Transition]:
+        """Every transition of a lead, oldest first (in the order added, among equal times)."""
+        query = (
+            sa.select(t.transitions)
+            .where(t.transitions.c.lead_id == lead_id)
+            .order_by(t.transitions.c.at, t.transitions.c.id)
+        )
+        with self._engine.connect() as connection:
+            return [_transition(row) for row in connection.execute(query).mappings()]
+
+    # -------------------------------------------------------------------------------- writes
+
+    @retry_transient
+    def record_writes(self, run_id: str, crm: str, rows: Sequence[WriteRow]) -> None:
+        """Log every write of a batch; the values actually written become those records'
+        expected values, so the next pull can tell leadsync's own echo from a person's edit."""
+        now = self._now()
+        logged = [
+            {
+                "run_id": run_id,
+                "crm": crm,
+                "record_id": row.record_id,
+                "field": row.field,
+                "old": row.old,
+                "new": row.new,
+                "status": WriteStatus(row.status).value,
+                "category": row.category,
+                "message": row.message,
+                "at": now,
+            }
+            for row in rows
+        ]
+        if not logged:
+            return
+        written = _last_by_key(
+            (
+                {
+                    "crm": crm,
+                    "record_id": row.record_id,
+                    "field": row.field,
+                    "value": row.new,
+                    "run_id": run_id,
+                    "written_at": now,
+                }
+                for row in rows
+                if row.status == WriteStatus.WRITTEN
+            ),
+            ("record_id", "field"),
+        )
+        with writing(self._engine) as connection:
+            connection.execute(t.writes.insert(), logged)
+            _upsert(connection, t.expected, written)
+
+    @retry_transient
+    def writes(
+        self, *, run_id: str | None = None, crm: str | None = None, record_id: str | None = None
+    ) -> list[LoggedWrite]:
+        """The audit log, in the order written, narrowed by any of run, CRM and record."""
+        query = sa.select(t.writes).order_by(t.writes.c.id)
+        if run_id is not None:
+            query = query.where(t.writes.c.run_id == run_id)
+        if crm is not None:
+            query = query.where(t.writes.c.crm == crm)
+        if record_id is not None:
+            query = query.where(t.writes.c.record_id == record_id)
+        with self._engine.connect() as connection:
+            return [_logged_write(row) for row in connection.execute(query).mappings()]
+
+    @retry_transient
+    def expected(self, crm: str, record_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Record id -> field -> the raw value leadsync last wrote there."""
+        found: dict[str, dict[str, Any]] = {}
+        columns = (t.expected.c.record_id, t.expected.c.field, t.expected.c.value)
+        with self._engine.connect() as connection:
+            for chunk in _chunks(record_ids):
+                query = sa.select(*columns).where(
+                    t.expected.c.crm == crm, t.expected.c.record_id.in_(chunk)
+                )
+                for row in connection.execute(query).mappings():
+                    found.setdefault(row["record_id"], {})[row["field"]] = row["value"]
+        return found
+
+    # ---------------------------------------------------------------- quarantine and review
+
+    @retry_transient
+    def quarantined(self, *, open_only: bool = True) -> list[Quarantined]:
+        """Quarantined records, oldest first; with `open_only`, those not read since."""
+        query = sa.select(t.quarantine).order_by(
+            t.quarantine.c.at, t.quarantine.c.crm, t.quarantine.c.record_id
+        )
+        if open_only:
+            query = query.where(t.quarantine.c.resolved_at.is_(None))
+        with self._engine.connect() as connection:
+            return [_quarantined(row) for row in connection.execute(query).mappings()]
+
+    @retry_transient
+    def add_review(
+        self, crm: str, record_id: str, candidates: Sequence[str], reason: str, *, run_id: str
+    ) -> None:
+        """Queue an ambiguous match for a person. One item per record: adding it again while
+        open updates its candidates and reason; adding it after resolution reopens it."""
+        with writing(self._engine) as connection:
+            _upsert_reviews(connection, [(crm, record_id, candidates, reason)], run_id, self._now())
+
+    @retry_transient
+    def resolve_review(self, crm: str, record_id: str, *, resolution: str) -> bool:
+        """Close an open review item, saying what was decided; False when none was open."""
+        with writing(self._engine) as connection:
+            done = connection.execute(
+                t.review.update()
+                .where(
+                    t.review.c.crm == crm,
+                    t.review.c.record_id == record_id,
+                    t.review.c.resolved_at.is_(None),
+                )
+                .values(resolved_at=self._now(), resolution=resolution)
+            )
+        return bool(done.rowcount)
+
+    @retry_transient
+    def review_queue(self, *, open_only: bool = True) -> list[ReviewItem]:
+        """Review items, oldest first; with `open_only`, those still waiting."""
+        query = sa.select(t.review).order_by(t.review.c.at, t.review.c.crm, t.review.c.record_id)
+        if open_only:
+            query = query.where(t.review.c.resolved_at.is_(None))
+        with self._engine.connect() as connection:
+            return [_review(row) for row in connection.execute(query).mappings()]
+
+
+# --------------------------------------------------------------------------- SQL building blocks
+
+Insert = sqlite.Insert | postgresql.Insert
+K = TypeVar("K")
+
+
+def _insert(connection: Connection, table: sa.Table) -> Insert:
+    """INSERT with ON CONFLICT: both supported backends spell it alike, each in its dialect."""
+    name = connection.dialect.name
+    if name == "sqlite":
+        return sqlite.insert(table)
+    if name == "postgresql":
+        return postgresql.insert(table)
+    raise NotImplementedError(f"the store supports SQLite and PostgreSQL, not {name}")
+
+
+def _excluded(insert: Insert, table: sa.Table, names: Sequence[str]) -> dict[str, Any]:
+    return {name: insert.excluded[name] for name in names if name in table.c}
+
+
+def _upsert(connection: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert `rows`, replacing the other columns of rows whose primary key is already there."""
+    if not rows:
+        return
+    keys = [column.name for column in table.primary_key]
+    insert = _insert(connection, table)
+    others = [column.name for column in table.c if column.name not in keys]
+    statement = insert.on_conflict_do_update(
+        index_elements=keys, set_=_excluded(insert, table, others)
+    )
+    connection.execute(statement, list(rows))
+
+
+def _upsert_snapshots(
+    connection: Connection, snapshots: Sequence[Snapshot], *, run_id: str, now: datetime
+) -> None:
+    rows = _last_by_key(
+        (_snapshot_row(snapshot, run_id=run_id, now=now) for snapshot in snapshots),
+        ("record_id",),
+    )
+    if not rows:
+        return
+    insert = _insert(connection, t.snapshots)
+    table = t.snapshots
+    keys = ("crm", "record_id")
+    changed = table.c.content_digest != insert.excluded.content_digest
+    update = {
+        **_excluded(insert, table, [c.name for c in table.c if c.name not in keys]),
+        # Pending only when the content changed: a page pulled again adds no work.
+        "pending": sa.case((changed, sa.true()), else_=table.c.pending),
+    }
+    statement = insert.on_conflict_do_update(index_elements=list(keys), set_=update)
+    connection.execute(statement, rows)
+
+
+def _snapshot_row(snapshot: Snapshot, *, run_id: str, now: datetime) -> dict[str, Any]:
+    return {
+        "crm": snapshot.crm,
+        "record_id": snapshot.record_id,
+        "modified_at": snapshot.modified_at,
+        "raw": dict(snapshot.raw),
+        "canonical": dict(snapshot.canonical),
+        "changed_at": dict(snapshot.changed_at),
+        "deleted": snapshot.deleted,
+        "content_digest": content_digest(snapshot),
+        "pending": True,
+        "run_id": run_id,
+        "saved_at": now,
+    }
+
+
+def _upsert_quarantine(connection: Connection, entries: Sequence[Quarantined]) -> None:
+    rows = _last_by_key(
+        (
+            {
+                "crm": entry.crm,
+                "record_id": entry.record_id,
+                "reason": entry.reason,
+                "raw": dict(entry.raw),
+                "run_id": entry.run_id,
+                "at": entry.at,
+                "resolved_at": None,
+            }
+            for entry in entries
+        ),
+        ("record_id",),
+    )
+    _upsert(connection, t.quarantine, rows)
+
+
+def _resolve_quarantine(
+    connection: Connection, crm: str, record_ids: Sequence[str], now: datetime
+) -> None:
+    for chunk in _chunks(record_ids):
+        connection.execute(
+            t.quarantine.update()
+            .where(
+                t.quarantine.c.crm == crm,
+                t.quarantine.c.record_id.in_(chunk),
+                t.quarantine.c.resolved_at.is_(None),
+            )
+            .values(resolved_at=now)
+        )
+
+
+def _upsert_leads(
+    connection: Connection, leads: Sequence[Lead], email_field: str, now: datetime
+) -> None:
+    rows = _last_by_key((_lead_row(lead, email_field, now) for lead in leads), ("lead_id",))
+    _upsert(connection, t.leads, rows)
+
+
+def _lead_row(lead: Lead, email_field: str, now: datetime) -> dict[str, Any]:
+    return {
+        "lead_id": lead.lead_id,
+        "values": dict(lead.values),
+        "choices": {name: _choice_json(choice) for name, choice in lead.choices.items()},
+        "score": lead.score,
+        "fit": lead.fit,
+        "engagement": lead.engagement,
+        "grade": lead.grade,
+        "reasons": list(lead.reasons),
+        "model_version": lead.model_version,
+        "stage": lead.stage,
+        "email": normalise_email(lead.values.get(email_field)),
+        "updated_at": now,
+    }
+
+
+def _upsert_links(
+    connection: Connection, links: Sequence[tuple[str, str, str, str]], now: datetime
+) -> None:
+    rows = _last_by_key(
+        (
+            {"crm": crm, "record_id": record_id, "lead_id": lead_id, "kind": kind, "linked_at": now}
+            for crm, record_id, lead_id, kind in links
+        ),
+        ("crm", "record_id"),
+    )
+    if not rows:
+        return
+    insert = _insert(connection, t.links)
+    moved = t.links.c.lead_id != insert.excluded.lead_id
+    update = {
+        "lead_id": insert.excluded.lead_id,
+        "kind": insert.excluded.kind,
+        "linked_at": sa.case((moved, insert.excluded.linked_at), else_=t.links.c.linked_at),
+    }
+    statement = insert.on_conflict_do_update(
+        index_elements=[t.links.c.crm, t.links.c.record_id], set_=update
+    )
+    connection.execute(statement, rows)
+
+
+def _upsert_reviews(
+    connection: Connection,
+    reviews: Sequence[tuple[str, str, Sequence[str], str]],
+    run_id: str,
+    now: datetime,
+) -> None:
+    rows = _last_by_key(
+        (
+            {
+                "crm": crm,
+                "record_id": record_id,
+                "candidates": list(candidates),
+                "reason": reason,
+                "run_id": run_id,
+                "at": now,
+                "resolved_at": None,
+                "resolution": None,
+            }
+            for crm, record_id, candidates, reason in reviews
+        ),
+        ("crm", "record_id"),
+    )
+    if not rows:
+        return
+    insert = _insert(connection, t.review)
+    still_open = t.review.c.resolved_at.is_(None)
+    update = {
+        **_excluded(insert, t.review, ("candidates", "reason", "run_id")),
+        # An open item keeps the time it was first queued; a resolved one reopens now.
+        "at": sa.case((still_open, t.review.c.at), else_=insert.excluded.at),
+        "resolved_at": None,
+        "resolution": None,
+    }
+    statement = insert.on_conflict_do_update(
+        index_elements=[t.review.c.crm, t.review.c.record_id], set_=update
+    )
+    connection.execute(statement, rows)
+
+
+def _insert_transitions(
+    connection: Connection, rows: Sequence[tuple[str, Transition]], run_id: str
+) -> None:
+    values = [
+        {
+            "lead_id": lead_id,
+            "from_stage": None if move.from_stage is None else move.from_stage.value,
+            "to_stage": move.to_stage.value,
+            "at": move.at,
+            "reason": move.reason,
+            "kind": move.kind,
+            "run_id": run_id,
+        }
+        for lead_id, move in rows
+    ]
+    if values:
+        connection.execute(t.transitions.insert(), values)
+
+
+def _cursor_key(crm: str, stream: str) -> tuple[sa.ColumnElement[bool], ...]:
+    return (t.cursors.c.crm == crm, t.cursors.c.stream == stream)
+
+
+def _cursor_values(
+    position: Position | None, checkpoint: str | None, *, run_id: str, now: datetime
+) -> dict[str, Any]:
+    return {
+        "modified_at": None if position is None else position.modified_at,
+        "record_id": None if position is None else position.record_id,
+        "checkpoint": checkpoint,
+        "run_id": run_id,
+        "updated_at": now,
+    }
+
+
+def _snapshot_query(*, outer: bool = True) -> sa.Select[Any]:
+    """Snapshots with the lead each is linked to (inner join: linked records only)."""
+    joined = sa.and_(
+        t.links.c.crm == t.snapshots.c.crm, t.links.c.record_id == t.snapshots.c.record_id
+    )
+    source = t.snapshots.outerjoin(t.links, joined) if outer else t.snapshots.join(t.links, joined)
+    return sa.select(t.snapshots, t.links.c.lead_id).select_from(source)
+
+
+def _check_page(
+    crm: str, snapshots: Sequence[Snapshot], quarantined: Sequence[Quarantined]
+) -> None:
+    strays = {s.crm for s in snapshots} | {q.crm for q in quarantined}
+    strays.discard(crm)
+    if strays:
+        raise ValueError(f"a {crm} page holds records of {', '.join(sorted(strays))}")
+
+
+def _chunks(items: Sequence[K]) -> Iterator[list[K]]:
+    """`items` without repeats, in lists short enough for one IN (...)."""
+    unique = list(dict.fromkeys(items))
+    for start in range(0, len(unique), IN_CHUNK):
+        yield unique[start : start + IN_CHUNK]
+
+
+def _last_by_key(rows: Iterable[dict[str, Any]], key: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per key, the last given winning: one statement may not upsert a row twice."""
+    by_key: dict[Hashable, dict[str, Any]] = {}
+    for row in rows:
+        by_key[tuple(row[name] for name in key)] = row
+    return list(by_key.values())
+
+
+# ------------------------------------------------------------------------------ rows to values
+
+
+def _run(row: RowMapping) -> RunRow:
+    return RunRow(
+        run_id=row["run_id"],
+        kind=row["kind"],
+        status=row["status"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        summary=row["summary"],
+    )
+
+
+def _snapshot(row: RowMapping) -> Snapshot:
+    return Snapshot(
+        crm=row["crm"],
+        record_id=row["record_id"],
+        modified_at=row["modified_at"],
+        raw=row["raw"],
+        canonical=row["canonical"],
+        changed_at=row["changed_at"],
+        deleted=row["deleted"],
+        lead_id=row["lead_id"],
+    )
+
+
+def _choice_json(choice: FieldChoice) -> dict[str, Any]:
+    return {"value": choice.value, "crm": choice.crm, "rule": choice.rule, "reason": choice.reason}
+
+
+def _lead(row: RowMapping) -> Lead:
+    return Lead(
+        lead_id=row["lead_id"],
+        values=row["values"],
+        choices={name: FieldChoice(**choice) for name, choice in row["choices"].items()},
+        score=row["score"],
+        fit=row["fit"],
+        engagement=row["engagement"],
+        grade=row["grade"],
+        reasons=tuple(row["reasons"]),
+        model_version=row["model_version"],
+        stage=row["stage"],
+    )
+
+
+def _transition(row: RowMapping) -> Transition:
+    return Transition(
+        from_stage=None if row["from_stage"] is None else Stage(row["from_stage"]),
+        to_stage=Stage(row["to_stage"]),
+        at=row["at"],
+        reason=row["reason"],
+        kind=row["kind"],
+    )
+
+
+def _logged_write(row: RowMapping) -> LoggedWrite:
+    return LoggedWrite(
+        run_id=row["run_id"],
+        crm=row["crm"],
+        record_id=row["record_id"],
+        field=row["field"],
+        old=row["old"],
+        new=row["new"],
+        status=WriteStatus(row["status"]),
+        category=row["category"],
+        message=row["message"],
+        at=row["at"],
+    )
+
+
+def _quarantined(row: RowMapping) -> Quarantined:
+    return Quarantined(
+        crm=row["crm"],
+        record_id=row["record_id"],
+        reason=row["reason"],
+        raw=row["raw"],
+        run_id=row["run_id"],
+        at=row["at"],
+        resolved_at=row["resolved_at"],
+    )
+
+
+def _review(row: RowMapping) -> ReviewItem:
+    return ReviewItem(
+        crm=row["crm"],
+        record_id=row["record_id"],
+        candidates=tuple(row["candidates"]),
+        reason=row["reason"],
+        run_id=row["run_id"],
+        at=row["at"],
+        resolved_at=row["resolved_at"],
+        resolution=row["resolution"],
+    )

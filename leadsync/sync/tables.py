@@ -1,0 +1,310 @@
+"""The store's tables, declared once, and the two column types that keep values honest.
+
+    UtcDateTime  timezone-aware UTC in and out, on every backend (SQLite has no time zones)
+    TaggedJSON   JSON that gives back what it was given: datetimes, dates and non-finite floats
+                 travel in a tagged form ({"$datetime": "2024-05-01T10:00:00+00:00"})
+
+The Alembic migrations under leadsync/migrations create exactly these tables; a test compares
+the migrated schema with this metadata. There are no foreign keys on purpose: the sync steps
+commit separately (a record is linked before its lead is saved), and every reference is an id
+that a later step may fill in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+__all__ = [
+    "TaggedJSON",
+    "UtcDateTime",
+    "cursors",
+    "decode_value",
+    "encode_value",
+    "expected",
+    "leads",
+    "links",
+    "metadata",
+    "quarantine",
+    "review",
+    "runs",
+    "snapshots",
+    "transitions",
+    "writes",
+]
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """A timestamp stored as UTC and always read back timezone-aware (UTC).
+
+    Naive datetimes are refused rather than guessed at.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the store keeps aware UTC timestamps")
+        moment = value.astimezone(UTC)
+        # SQLite keeps no offset: store the UTC wall time, read it back as UTC.
+        return moment.replace(tzinfo=None) if dialect.name == "sqlite" else moment
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# ---------------------------------------------------------------------------------- JSON codec
+
+_DATETIME = "$datetime"
+_DATE = "$date"
+_FLOAT = "$float"
+_OBJECT = "$object"  # a plain mapping whose only key looks like a tag: kept apart from tags
+
+
+def encode_value(value: Any) -> Any:
+    """`value` as plain JSON: aware datetimes (as UTC), dates and non-finite floats tagged.
+
+    Tuples become lists. Raises TypeError for anything JSON cannot hold, ValueError for a naive
+    datetime.
+    """
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        # PostgreSQL's json refuses NaN and Infinity; repr() reads back exactly.
+        return value if math.isfinite(value) else {_FLOAT: repr(value)}
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware one")
+        return {_DATETIME: value.astimezone(UTC).isoformat()}
+    if isinstance(value, date):
+        return {_DATE: value.isoformat()}
+    if isinstance(value, Mapping):
+        return _encode_mapping(value)
+    if isinstance(value, list | tuple):
+        return [encode_value(item) for item in value]
+    raise TypeError(f"cannot store {type(value).__name__} values as JSON: {value!r}")
+
+
+def _encode_mapping(value: Mapping[Any, Any]) -> dict[str, Any]:
+    encoded: dict[str, Any] = {}
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise TypeError(f"JSON object keys must be strings, not {type(key).__name__}")
+        encoded[key] = encode_value(item)
+    if _looks_tagged(encoded):
+        return {_OBJECT: encoded}
+    return encoded
+
+
+_DECODERS: dict[str, Callable[[Any], Any]] = {
+    _DATETIME: lambda text: datetime.fromisoformat(text).astimezone(UTC),
+    _DATE: date.fromisoformat,
+    _FLOAT: float,
+    _OBJECT: lambda inner: {key: decode_value(item) for key, item in inner.items()},
+}
+
+
+def decode_value(value: Any) -> Any:
+    """The inverse of `encode_value` (lists stay lists)."""
+    if isinstance(value, list):
+        return [decode_value(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if _looks_tagged(value):
+        (tag, inner), *_ = value.items()
+        decoder = _DECODERS.get(tag)
+        if decoder is None:
+            raise ValueError(f"unknown tag {tag!r} in stored JSON")
+        return decoder(inner)
+    return {key: decode_value(item) for key, item in value.items()}
+
+
+def _looks_tagged(value: Mapping[str, Any]) -> bool:
+    return len(value) == 1 and next(iter(value)).startswith("$")
+
+
+class TaggedJSON(sa.types.TypeDecorator[Any]):
+    """A JSON column through `encode_value` / `decode_value`."""
+
+    impl = sa.JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return encode_value(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        return decode_value(value)
+
+
+# ------------------------------------------------------------------------------------- tables
+
+# Deterministic constraint names, so later migrations can name what they alter.
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# Autoincrement ids for the append-only logs; SQLite autoincrements only INTEGER PRIMARY KEY.
+_LogId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def _id() -> sa.Column[int]:
+    return sa.Column("id", _LogId, primary_key=True, autoincrement=True)
+
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.String(), primary_key=True),
+    sa.Column("kind", sa.String(), nullable=False),
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("started_at", UtcDateTime(), nullable=False, index=True),
+    sa.Column("finished_at", UtcDateTime()),
+    sa.Column("summary", TaggedJSON(), nullable=False),
+)
+
+# Where each pull resumes: an incremental position, or a backfill's opaque checkpoint.
+cursors = sa.Table(
+    "cursors",
+    metadata,
+    sa.Column("crm", sa.String(), primary_key=True),
+    sa.Column("stream", sa.String(), primary_key=True),
+    sa.Column("modified_at", UtcDateTime()),
+    sa.Column("record_id", sa.String()),
+    sa.Column("checkpoint", sa.Text()),
+    sa.Column("run_id", sa.String(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# The last seen state of every CRM record. `pending` marks content not yet reconciled;
+# `content_digest` is what tells a changed record from the same one pulled again.
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    sa.Column("crm", sa.String(), primary_key=True),
+    sa.Column("record_id", sa.String(), primary_key=True),
+    sa.Column("modified_at", UtcDateTime(), nullable=False),
+    sa.Column("raw", TaggedJSON(), nullable=False),
+    sa.Column("canonical", TaggedJSON(), nullable=False),
+    sa.Column("changed_at", TaggedJSON(), nullable=False),
+    sa.Column("deleted", sa.Boolean(), nullable=False),
+    sa.Column("content_digest", sa.String(), nullable=False),
+    sa.Column("pending", sa.Boolean(), nullable=False),
+    sa.Column("run_id", sa.String(), nullable=False),
+    sa.Column("saved_at", UtcDateTime(), nullable=False),
+    sa.Index(None, "crm", "pending", "modified_at"),
+)
+
+# One row per record the mapping refused, reopened if it is refused again after a fix.
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("crm", sa.String(), primary_key=True),
+    sa.Column("record_id", sa.String(), primary_key=True),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("raw", TaggedJSON(), nullable=False),
+    sa.Column("run_id", sa.String(), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("resolved_at", UtcDateTime()),
+)
+
+leads = sa.Table(
+    "leads",
+    metadata,
+    sa.Column("lead_id", sa.String(), primary_key=True),
+    sa.Column("values", TaggedJSON(), nullable=False),
+    sa.Column("choices", TaggedJSON(), nullable=False),
+    sa.Column("score", sa.Integer()),
+    sa.Column("fit", sa.Integer()),
+    sa.Column("engagement", sa.Integer()),
+    sa.Column("grade", sa.String()),
+    sa.Column("reasons", TaggedJSON(), nullable=False),
+    sa.Column("model_version", sa.String()),
+    sa.Column("stage", sa.String()),
+    # The normalised identity email, kept in step with `values` by every save.
+    sa.Column("email", sa.String(), index=True),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# Identity: which lead each CRM record belongs to.
+links = sa.Table(
+    "links",
+    metadata,
+    sa.Column("crm", sa.String(), primary_key=True),
+    sa.Column("record_id", sa.String(), primary_key=True, index=True),
+    sa.Column("lead_id", sa.String(), nullable=False, index=True),
+    sa.Column("kind", sa.String(), nullable=False),
+    sa.Column("linked_at", UtcDateTime(), nullable=False),
+)
+
+transitions = sa.Table(
+    "transitions",
+    metadata,
+    _id(),
+    sa.Column("lead_id", sa.String(), nullable=False, index=True),
+    sa.Column("from_stage", sa.String()),
+    sa.Column("to_stage", sa.String(), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("kind", sa.String(), nullable=False),
+    sa.Column("run_id", sa.String(), nullable=False),
+)
+
+# The audit log: every field write, with what the CRM held before and what was sent.
+writes = sa.Table(
+    "writes",
+    metadata,
+    _id(),
+    sa.Column("run_id", sa.String(), nullable=False, index=True),
+    sa.Column("crm", sa.String(), nullable=False),
+    sa.Column("record_id", sa.String(), nullable=False),
+    sa.Column("field", sa.String(), nullable=False),
+    sa.Column("old", TaggedJSON()),
+    sa.Column("new", TaggedJSON()),
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("category", sa.String(), nullable=False),
+    sa.Column("message", sa.Text(), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Index(None, "crm", "record_id"),
+)
+
+# Echo fingerprints: the raw value leadsync last wrote to each field of each record.
+expected = sa.Table(
+    "expected",
+    metadata,
+    sa.Column("crm", sa.String(), primary_key=True),
+    sa.Column("record_id", sa.String(), primary_key=True),
+    sa.Column("field", sa.String(), primary_key=True),
+    sa.Column("value", TaggedJSON()),
+    sa.Column("run_id", sa.String(), nullable=False),
+    sa.Column("written_at", UtcDateTime(), nullable=False),
+)
+
+# Ambiguous matches a person decides: one item per record, open until resolved.
+review = sa.Table(
+    "review",
+    metadata,
+    sa.Column("crm", sa.String(), primary_key=True),
+    sa.Column("record_id", sa.String(), primary_key=True),
+    sa.Column("candidates", TaggedJSON(), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("run_id", sa.String(), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("resolved_at", UtcDateTime()),
+    sa.Column("resolution", sa.Text()),
+)

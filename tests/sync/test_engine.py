@@ -1,0 +1,190 @@
+"""The sync engine against the sandbox: the issue's guarantees, each a test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from leadsync.config import Config, load_config
+from leadsync.connectors.base import Connector, KnownStamps, Page, Position
+from leadsync.connectors.hubspot import HubSpotConnector
+from leadsync.runtime import open_runtime
+from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
+from leadsync.sandbox_config import write_sandbox_config
+from leadsync.sync.engine import RunSummary, SyncEngine
+
+OPEN_LIMITS = HubSpotSettings(ten_second_limit=100_000, searches_per_second=1_000)
+
+
+@pytest.fixture
+def sandbox_settings() -> SandboxSettings:
+    return SandboxSettings(port=0, seed=21, leads=150, hubspot=OPEN_LIMITS)
+
+
+@pytest.fixture
+def config(sandbox: Sandbox, tmp_path: Path) -> Config:
+    path = tmp_path / "leadsync.toml"
+    write_sandbox_config(path, sandbox.url, sandbox.credentials())
+    loaded = load_config(path)
+    connector = HubSpotConnector(loaded.hubspot_connection())
+    connector.ensure_properties()
+    connector.close()
+    return loaded
+
+
+def cycle(config: Config, *, write: bool = True, wrap: Any = None) -> RunSummary:
+    with open_runtime(config) as runtime:
+        connectors: dict[str, Connector] = dict(runtime.connectors)
+        if wrap is not None:
+            connectors = {crm: wrap(crm, c) for crm, c in connectors.items()}
+        engine = SyncEngine(runtime.store, connectors, runtime.field_map, runtime.definition)
+        return engine.run(write=write)
+
+
+def write_calls(sandbox: Sandbox) -> int:
+    endpoints = sandbox.stats.as_dict()["endpoints"]
+    return sum(count for name, count in endpoints.items() if "update" in name or "ingest" in name)
+
+
+def test_second_and_third_runs_with_no_crm_changes_make_no_write_calls(
+    sandbox: Sandbox, config: Config
+) -> None:
+    first = cycle(config)
+    assert sum(c.written for c in first.crms.values()) > 0
+    assert write_calls(sandbox) > 0
+    for _ in range(2):
+        sandbox.stats.clear()
+        again = cycle(config)
+        assert write_calls(sandbox) == 0
+        assert sum(c.written for c in again.crms.values()) == 0
+
+
+def test_plan_shows_the_writes_and_makes_none(sandbox: Sandbox, config: Config) -> None:
+    sandbox.stats.clear()
+    plan = cycle(config, write=False)
+    assert write_calls(sandbox) == 0
+    assert plan.plan is not None
+    assert plan.plan.changes
+    assert set(plan.plan.calls) == {"hubspot", "salesforce"}
+    # Nothing was decided for good: the sync after it does the whole job.
+    done = cycle(config)
+    assert sum(c.written for c in done.crms.values()) == sum(
+        c.records_to_update for c in plan.crms.values()
+    )
+
+
+def test_bad_records_are_quarantined_with_their_reason_and_the_run_completes(
+    sandbox: Sandbox, config: Config
+) -> None:
+    contact = next(c for c in sandbox.hubspot.snapshot() if c["properties"].get("email"))
+    sandbox.hubspot.set_activity(int(contact["id"]), {"annualrevenue": "about 12k"})
+    summary = cycle(config)
+    with open_runtime(config, connect=False) as runtime:
+        quarantined = runtime.store.quarantined()
+    reasons = {(q.crm, q.record_id): q.reason for q in quarantined}
+    assert "annual_revenue" in reasons[("hubspot", contact["id"])]
+    assert "about 12k" in reasons[("hubspot", contact["id"])]
+    assert any("no email" in reason for reason in reasons.values())
+    assert any("invalid" in reason for reason in reasons.values())
+    assert summary.crms["hubspot"].quarantined >= 1
+    assert sum(c.written for c in summary.crms.values()) > 0
+
+
+def _linked_pair(sandbox: Sandbox, config: Config) -> tuple[str, str]:
+    """A HubSpot contact and a Salesforce lead leadsync has made one lead."""
+    with open_runtime(config, connect=False) as runtime:
+        for lead in sandbox.salesforce.snapshot("Lead"):
+            if lead.get("IsConverted"):
+                continue
+            lead_id = runtime.store.lead_ids_for("salesforce", [lead["Id"]]).get(lead["Id"])
+            if lead_id is None:
+                continue
+            records = runtime.store.records_of([lead_id])[lead_id]
+            hubspot = [r.record_id for r in records if r.crm == "hubspot" and not r.deleted]
+            if len(hubspot) == 1:
+                return hubspot[0], lead["Id"]
+    raise AssertionError("no linked pair in the seeded data")
+
+
+def test_edits_to_one_field_in_both_crms_are_settled_by_its_rule(
+    sandbox: Sandbox, config: Config
+) -> None:
+    cycle(config)
+    contact_id, lead_id = _linked_pair(sandbox, config)
+    # title: prefer_salesforce_unless_blank. HubSpot edited after Salesforce: Salesforce wins.
+    sandbox.salesforce.update_record("Lead", lead_id, {"Title": "Chief Revenue Officer"})
+    sandbox.hubspot.set_activity(int(contact_id), {"jobtitle": "Growth Hacker"})
+    cycle(config)
+    assert sandbox.hubspot.contact(int(contact_id)).properties["jobtitle"] == (
+        "Chief Revenue Officer"
+    )
+    assert sandbox.salesforce.record("Lead", lead_id)["Title"] == "Chief Revenue Officer"
+    # phone: most_recent. The later edit wins, whichever CRM it was made in.
+    sandbox.hubspot.set_activity(int(contact_id), {"phone": "+1 555 0100"})
+    sandbox.salesforce.update_record("Lead", lead_id, {"Phone": "+1 555 0199"})
+    cycle(config)
+    assert sandbox.hubspot.contact(int(contact_id)).properties["phone"] == "+1 555 0199"
+    assert sandbox.salesforce.record("Lead", lead_id)["Phone"] == "+1 555 0199"
+    sandbox.stats.clear()
+    cycle(config)
+    assert write_calls(sandbox) == 0
+
+
+class _EditsAfterPull:
+    """Wraps a connector; once its pull has handed over the last page, and before the run
+    writes anything, a person edits a record in the CRM."""
+
+    def __init__(self, inner: Connector, edit: Any) -> None:
+        self._inner = inner
+        self._edit = edit
+        self.crm = inner.crm
+        self.edited = False
+
+    def pull(
+        self,
+        position: Position | None,
+        *,
+        fields: Sequence[str],
+        started_at: datetime,
+        known: KnownStamps | None = None,
+    ) -> Iterator[Page]:
+        yield from self._inner.pull(position, fields=fields, started_at=started_at, known=known)
+        self._edit()
+        self.edited = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_an_edit_made_while_a_run_is_under_way_is_picked_up_by_the_next(
+    sandbox: Sandbox, config: Config
+) -> None:
+    cycle(config)
+    contact_id, lead_id = _linked_pair(sandbox, config)
+    # The Salesforce side changes the phone, so this run plans to write it to HubSpot...
+    sandbox.salesforce.update_record("Lead", lead_id, {"Phone": "+1 555 0100"})
+    wrappers: list[_EditsAfterPull] = []
+
+    def edit() -> None:
+        # ...while a person, after the pull, puts another number into HubSpot.
+        sandbox.hubspot.set_activity(int(contact_id), {"phone": "+1 555 0142"})
+
+    def wrap(crm: str, connector: Connector) -> Any:
+        if crm != "hubspot":
+            return connector
+        wrappers.append(_EditsAfterPull(connector, edit))
+        return wrappers[-1]
+
+    during = cycle(config, wrap=wrap)
+    assert wrappers[0].edited
+    # The plan was made before the edit: writing it would have lost the person's number.
+    assert sandbox.hubspot.contact(int(contact_id)).properties["phone"] == "+1 555 0142"
+    assert during.crms["hubspot"].held_back == 1
+    cycle(config)
+    # phone is most_recent: the person's later HubSpot edit wins, in both CRMs.
+    assert sandbox.hubspot.contact(int(contact_id)).properties["phone"] == "+1 555 0142"
+    assert sandbox.salesforce.record("Lead", lead_id)["Phone"] == "+1 555 0142"

@@ -1,0 +1,775 @@
+"""The store's contract: one suite, run on SQLite and on PostgreSQL (see conftest.py)."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from leadsync.connectors.base import Position, WriteStatus
+from leadsync.mapping.lifecycle import Stage, Transition
+from leadsync.sync import tables
+from leadsync.sync.database import (
+    SchemaOutOfDateError,
+    alembic_config,
+    is_transient,
+    upgrade_database,
+)
+from leadsync.sync.model import FieldChoice, Lead, Snapshot
+from leadsync.sync.store import IN_CHUNK, Quarantined, Store, WriteRow
+
+T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+PLUS_TWO = timezone(timedelta(hours=2))
+
+
+def snap(
+    record_id: str,
+    *,
+    crm: str = "hubspot",
+    at: datetime = T0,
+    raw: dict[str, Any] | None = None,
+    canonical: dict[str, Any] | None = None,
+    deleted: bool = False,
+) -> Snapshot:
+    return Snapshot(
+        crm=crm,
+        record_id=record_id,
+        modified_at=at,
+        raw={"email": f"{record_id}@example.com"} if raw is None else raw,
+        canonical={"email": f"{record_id}@example.com"} if canonical is None else canonical,
+        changed_at={"email": at},
+        deleted=deleted,
+    )
+
+
+def quarantined(record_id: str, reason: str = "email: not an address", **raw: Any) -> Quarantined:
+    return Quarantined("hubspot", record_id, reason, raw or {"email": "nope"}, "run-1", T0)
+
+
+def lead(lead_id: str, email: str | None, **values: Any) -> Lead:
+    return Lead(lead_id=lead_id, values={"email": email, **values})
+
+
+def saved(store: Store, *snapshots: Snapshot, crm: str = "hubspot") -> None:
+    store.save_page(crm, snapshots, position=None, run_id="run-1")
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def schema_differences(engine: sa.Engine) -> list[Any]:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, tables.metadata))
+
+
+# ----------------------------------------------------------------------------- schema, migrations
+
+
+def test_first_use_creates_the_sqlite_file_and_its_folder_and_migrates_it(tmp_path: Any) -> None:
+    path = tmp_path / "not" / "yet" / "leadsync.db"
+    with Store(f"sqlite:///{path}") as store:
+        assert path.is_file()
+        with store.engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+        assert current == head_revision() == "0001_initial"
+        assert schema_differences(store.engine) == []
+
+
+def test_upgrade_is_idempotent_and_keeps_the_data(database_url: str) -> None:
+    upgrade_database(database_url)
+    with Store(database_url) as store:
+        run_id = store.start_run("sync", started_at=T0)
+    upgrade_database(database_url)
+    with Store(database_url) as store:
+        assert store.run(run_id) is not None
+        assert schema_differences(store.engine) == []
+
+
+def test_migrated_schema_equals_the_table_metadata(store: Store) -> None:
+    assert schema_differences(store.engine) == []
+    # The comparison can fail: a schema that drifted from the metadata shows up.
+    with store.engine.begin() as connection:
+        connection.execute(sa.text("DROP INDEX ix_leads_email"))
+    assert [difference[0] for difference in schema_differences(store.engine)] == ["add_index"]
+
+
+# A replica: wait for the common start moment (imports done), then open the store.
+REPLICA = """
+import sys, time
+from leadsync.sync.store import Store
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+Store(sys.argv[1]).close()
+"""
+
+
+def test_replicas_starting_together_migrate_the_database_once(database_url: str) -> None:
+    start_at = time.time() + 1.5  # after every replica has imported leadsync (~0.7 s)
+    replicas = [
+        subprocess.Popen(
+            [sys.executable, "-c", REPLICA, database_url, str(start_at)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    errors = [replica.communicate(timeout=60)[1] for replica in replicas]
+    assert [replica.returncode for replica in replicas] == [0, 0, 0], errors
+    with Store(database_url, migrate=False) as store:
+        assert schema_differences(store.engine) == []
+
+
+def test_a_migration_killed_halfway_leaves_nothing_and_the_next_start_migrates(
+    database_url: str,
+) -> None:
+    def kill_at_the_writes_table(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("CREATE TABLE WRITES"):
+            raise RuntimeError("killed halfway through the migration")
+
+    # Every engine: the store makes its own before it migrates.
+    sa.event.listen(sa.Engine, "before_cursor_execute", kill_at_the_writes_table)
+    try:
+        with pytest.raises(RuntimeError, match="killed"):
+            Store(database_url)
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", kill_at_the_writes_table)
+
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            assert sa.inspect(connection).get_table_names() == []
+    finally:
+        engine.dispose()
+    with Store(database_url) as store:
+        assert schema_differences(store.engine) == []
+
+
+def test_without_migrate_an_unmigrated_database_is_refused(database_url: str) -> None:
+    with pytest.raises(SchemaOutOfDateError, match="leadsync db upgrade"):
+        Store(database_url, migrate=False)
+    upgrade_database(database_url)
+    with Store(database_url, migrate=False) as store:
+        assert store.runs() == []
+
+
+# ------------------------------------------------------------------------------------------- runs
+
+
+def test_a_run_starts_running_and_finishes_with_its_status_and_summary(store: Store) -> None:
+    run_id = store.start_run("sync", started_at=T0)
+    started = store.run(run_id)
+    assert started is not None
+    assert (started.kind, started.status, started.started_at) == ("sync", "running", T0)
+    assert started.finished_at is None
+
+    summary = {"pulled": 12, "last_seen": T0, "errors": ["hubspot: 429"]}
+    store.finish_run(run_id, status="succeeded", summary=summary, finished_at=T0 + timedelta(1))
+    finished = store.run(run_id)
+    assert finished is not None
+    assert finished.status == "succeeded"
+    assert finished.summary == summary
+    assert finished.finished_at == T0 + timedelta(1)
+
+
+def test_runs_lists_the_newest_first_up_to_the_limit(store: Store) -> None:
+    ids = [store.start_run("sync", started_at=T0 + timedelta(minutes=n)) for n in range(3)]
+    assert [run.run_id for run in store.runs(limit=2)] == [ids[2], ids[1]]
+    assert store.run("no-such-run") is None
+
+
+def test_runs_refuse_unknown_kinds_unknown_ids_and_naive_times(store: Store) -> None:
+    with pytest.raises(ValueError, match="unknown run kind"):
+        store.start_run("nap", started_at=T0)
+    with pytest.raises(LookupError):
+        store.finish_run("no-such-run", status="failed", summary={}, finished_at=T0)
+    with pytest.raises(ValueError, match="naive"):
+        store.start_run("sync", started_at=datetime(2024, 5, 1, 10))
+
+
+# ---------------------------------------------------------------------------------------- cursors
+
+
+def test_the_cursor_is_none_until_a_page_moves_it_then_round_trips(store: Store) -> None:
+    assert store.cursor("hubspot") is None
+    position = Position(datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=PLUS_TWO), "1001")
+    store.save_page("hubspot", [snap("1001")], position=position, run_id="run-1")
+    assert store.cursor("hubspot") == position
+    assert store.cursor("salesforce") is None
+
+    store.save_page("hubspot", [snap("1002")], position=None, run_id="run-1")
+    assert store.cursor("hubspot") == position  # a page without a position leaves it
+
+
+def test_a_backfill_checkpoint_is_its_own_stream_and_can_be_cleared(store: Store) -> None:
+    position = Position(T0, "1")
+    store.save_page("hubspot", [snap("1")], position=position, run_id="run-1")
+    store.save_page("hubspot", [snap("2")], position=None, checkpoint="after:2", run_id="run-2")
+    assert store.checkpoint("hubspot") == "after:2"
+    assert store.cursor("hubspot") == position
+    with pytest.raises(ValueError, match="checkpoint, not a position"):
+        store.cursor("hubspot", "backfill")
+
+    store.clear_cursor("hubspot", "backfill")
+    assert store.checkpoint("hubspot") is None
+    assert store.cursor("hubspot") == position
+
+
+def test_save_page_commits_nothing_when_the_cursor_cannot_move(store: Store) -> None:
+    first = Position(T0, "1")
+    store.save_page("hubspot", [snap("1")], position=first, run_id="run-1")
+
+    def refuse_cursor_writes(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "cursors" in statement and not statement.lstrip().upper().startswith("SELECT"):
+            raise RuntimeError("killed while moving the cursor")
+
+    sa.event.listen(store.engine, "before_cursor_execute", refuse_cursor_writes)
+    later = T0 + timedelta(hours=1)
+    with pytest.raises(RuntimeError, match="killed"):
+        store.save_page(
+            "hubspot",
+            [snap("1", at=later), snap("2", at=later)],
+            quarantined=[quarantined("3")],
+            position=Position(later, "2"),
+            run_id="run-2",
+        )
+    sa.event.remove(store.engine, "before_cursor_execute", refuse_cursor_writes)
+
+    assert store.cursor("hubspot") == first
+    assert store.known_stamps("hubspot", ["1", "2"]) == {"1": T0}
+    assert store.quarantined() == []
+
+
+def test_save_page_commits_nothing_when_a_quarantined_record_cannot_be_stored(
+    store: Store,
+) -> None:
+    unstorable = quarantined("9", raw=object())
+    with pytest.raises(sa.exc.StatementError, match="cannot store object values"):
+        store.save_page(
+            "hubspot",
+            [snap("1")],
+            quarantined=[unstorable],
+            position=Position(T0, "1"),
+            run_id="run-1",
+        )
+    assert store.cursor("hubspot") is None
+    assert store.snapshots("hubspot", ["1"]) == {}
+
+
+def test_save_page_refuses_records_of_another_crm(store: Store) -> None:
+    with pytest.raises(ValueError, match="salesforce"):
+        saved(store, snap("1", crm="salesforce"), crm="hubspot")
+
+
+# -------------------------------------------------------------------------------------- snapshots
+
+
+def test_snapshots_round_trip_with_the_lead_they_are_linked_to(store: Store) -> None:
+    record = snap("1", raw={"email": "a@x.io", "hs_score": "12"}, canonical={"score": 12})
+    gone = snap("2", deleted=True)
+    saved(store, record, gone)
+    store.link([("hubspot", "1", "lead-a", "new")])
+
+    found = store.snapshots("hubspot", ["1", "2", "3"])
+    assert found == {"1": replace(record, lead_id="lead-a"), "2": gone}
+
+
+def test_known_stamps_gives_the_stamp_held_for_each_known_record(store: Store) -> None:
+    saved(store, snap("1", at=T0), snap("2", at=T0 + timedelta(seconds=1)))
+    saved(store, snap("9", crm="salesforce"), crm="salesforce")
+    assert store.known_stamps("hubspot", ["1", "2", "9", "1"]) == {
+        "1": T0,
+        "2": T0 + timedelta(seconds=1),
+    }
+
+
+def test_batch_lookups_take_more_ids_than_one_in_list_holds(store: Store) -> None:
+    ids = [str(n) for n in range(IN_CHUNK * 2 + 7)]
+    saved(store, *(snap(record_id) for record_id in ids))
+    assert len(store.known_stamps("hubspot", ids)) == len(ids)
+    assert len(store.pending_records("hubspot")) == len(ids)
+    store.mark_reconciled("hubspot", ids)
+    assert store.pending_records("hubspot") == []
+
+
+# ------------------------------------------------------------------------------ pending records
+
+
+def test_a_new_snapshot_is_pending_until_marked_reconciled(store: Store) -> None:
+    saved(store, snap("2", at=T0 + timedelta(seconds=1)), snap("1"))
+    assert [s.record_id for s in store.pending_records("hubspot")] == ["1", "2"]
+    assert [s.record_id for s in store.pending_records("hubspot", limit=1)] == ["1"]
+    assert store.pending_records("salesforce") == []
+
+    store.mark_reconciled("hubspot", ["1"])
+    assert [s.record_id for s in store.pending_records("hubspot")] == ["2"]
+
+
+def test_a_snapshot_saved_again_unchanged_stays_reconciled(store: Store) -> None:
+    saved(store, snap("1"))
+    store.mark_reconciled("hubspot", ["1"])
+    saved(store, snap("1"))
+    assert store.pending_records("hubspot") == []
+
+
+def test_a_snapshot_saved_again_unchanged_while_pending_stays_pending(store: Store) -> None:
+    saved(store, snap("1"))
+    saved(store, snap("1"))
+    assert [s.record_id for s in store.pending_records("hubspot")] == ["1"]
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        snap("1", at=T0 + timedelta(seconds=1)),
+        snap("1", raw={"email": "new@example.com"}),
+        snap("1", canonical={"email": "new@example.com"}),
+        snap("1", deleted=True),
+    ],
+    ids=["modification stamp", "raw values", "canonical values", "deleted"],
+)
+def test_a_snapshot_whose_content_changed_becomes_pending_again(
+    store: Store, changed: Snapshot
+) -> None:
+    saved(store, snap("1"))
+    store.mark_reconciled("hubspot", ["1"])
+    saved(store, changed)
+    assert store.pending_records("hubspot") == [changed]
+
+
+# ----------------------------------------------------------------------------------- identity
+
+
+def test_links_map_records_to_leads_and_relinking_moves_a_record(store: Store) -> None:
+    store.link([("hubspot", "1", "lead-a", "new"), ("salesforce", "00Q1", "lead-a", "email")])
+    assert store.lead_ids_for("hubspot", ["1", "2"]) == {"1": "lead-a"}
+    assert store.lead_ids_for("salesforce", ["00Q1"]) == {"00Q1": "lead-a"}
+
+    store.link([("hubspot", "1", "lead-b", "review")])
+    assert store.lead_ids_for("hubspot", ["1"]) == {"1": "lead-b"}
+    with store.engine.connect() as connection:
+        kinds = connection.execute(sa.select(tables.links.c.kind)).scalars().all()
+    assert sorted(kinds) == ["email", "review"]
+
+
+def test_linking_again_to_the_same_lead_keeps_when_it_was_linked(database_url: str) -> None:
+    now = [T0]
+    with Store(database_url, clock=lambda: now[0]) as store:
+        store.link([("hubspot", "1", "lead-a", "new")])
+        now[0] = T0 + timedelta(hours=1)
+        store.link([("hubspot", "1", "lead-a", "linked")])
+        store.link([("hubspot", "2", "lead-a", "new")])
+        now[0] = T0 + timedelta(hours=2)
+        store.link([("hubspot", "2", "lead-b", "review")])
+        with store.engine.connect() as connection:
+            query = sa.select(tables.links.c.record_id, tables.links.c.linked_at)
+            linked_at = {row.record_id: row.linked_at for row in connection.execute(query)}
+    assert linked_at == {"1": T0, "2": T0 + timedelta(hours=2)}
+
+
+def test_records_of_gives_each_lead_the_snapshots_of_its_linked_records(store: Store) -> None:
+    saved(store, snap("1"), snap("2"))
+    saved(store, snap("00Q1", crm="salesforce"), crm="salesforce")
+    store.link(
+        [
+            ("salesforce", "00Q1", "lead-a", "email"),
+            ("hubspot", "1", "lead-a", "new"),
+            ("hubspot", "2", "lead-b", "new"),
+            ("hubspot", "never-saved", "lead-c", "new"),
+        ]
+    )
+    found = store.records_of(["lead-a", "lead-b", "lead-c", "lead-z"])
+    assert {lead_id: [(s.crm, s.record_id) for s in snaps] for lead_id, snaps in found.items()} == {
+        "lead-a": [("hubspot", "1"), ("salesforce", "00Q1")],
+        "lead-b": [("hubspot", "2")],
+    }
+    assert {s.lead_id for s in found["lead-a"]} == {"lead-a"}
+
+
+# -------------------------------------------------------------------------------------- leads
+
+
+def test_leads_round_trip_with_choices_score_and_stage(store: Store) -> None:
+    full = Lead(
+        lead_id="lead-a",
+        values={"email": "ana@example.com", "employees": 250, "last_activity_at": T0},
+        choices={
+            "employees": FieldChoice(250, "salesforce", "most_recent", "changed later"),
+            "phone": FieldChoice(None, None, "never_blank", "neither holds one"),
+        },
+        score=72,
+        fit=40,
+        engagement=32,
+        grade="A",
+        reasons=("+20 employees ≥ 200", "-6 decay"),
+        model_version="2024-05",
+        stage="mql",
+    )
+    bare = lead("lead-b", None)
+    store.save_leads([full, bare])
+    assert store.leads(["lead-a", "lead-b", "lead-z"]) == {"lead-a": full, "lead-b": bare}
+
+
+def test_the_email_index_follows_lead_updates(store: Store) -> None:
+    store.save_leads([lead("lead-a", "  Ana@Example.COM "), lead("lead-b", "ana@example.com")])
+    assert store.leads_by_email(["ANA@example.com", "", "nobody@example.com"]) == {
+        "ana@example.com": ["lead-a", "lead-b"]
+    }
+    store.save_leads([lead("lead-a", "ana.new@example.com"), lead("lead-b", None)])
+    assert store.leads_by_email(["ana@example.com", "ana.new@example.com"]) == {
+        "ana.new@example.com": ["lead-a"]
+    }
+
+
+def test_the_email_index_reads_the_configured_identity_field(database_url: str) -> None:
+    with Store(database_url, email_field="work_email") as store:
+        store.save_leads([Lead("lead-a", {"email": "home@x.io", "work_email": "Work@X.io"})])
+        assert store.leads_by_email(["work@x.io", "home@x.io"]) == {"work@x.io": ["lead-a"]}
+
+
+def test_find_leads_by_email_or_by_a_linked_crm_record_id(store: Store) -> None:
+    store.save_leads([lead("lead-a", "ana@example.com"), lead("lead-b", "bo@example.com")])
+    store.link([("salesforce", "00Q1", "lead-b", "email")])
+    assert [found.lead_id for found in store.find_leads(email=" ANA@example.com")] == ["lead-a"]
+    assert [found.lead_id for found in store.find_leads(crm_id="00Q1")] == ["lead-b"]
+    assert store.find_leads(email="ana@example.com", crm_id="00Q1") == []
+    with pytest.raises(ValueError, match="needs an email"):
+        store.find_leads()
+
+
+# ---------------------------------------------------------------------------------- lifecycle
+
+
+def test_history_gives_a_leads_transitions_oldest_first_in_the_order_added(store: Store) -> None:
+    later = T0 + timedelta(days=3)
+    first_run = [
+        Transition(None, Stage.LEAD, T0, "new lead", "enter"),
+        Transition(Stage.LEAD, Stage.MQL, T0, "score ≥ 60", "advance"),
+    ]
+    second_run = [
+        Transition(Stage.MQL, Stage.SQL, later, "meeting booked", "advance"),
+        Transition(Stage.SQL, Stage.RECYCLED, later, "closed lost", "recycle"),
+    ]
+    store.add_transitions([("lead-a", move) for move in first_run], run_id="run-1")
+    store.add_transitions(
+        [("lead-b", first_run[0]), *(("lead-a", move) for move in second_run)], run_id="run-2"
+    )
+    assert store.history("lead-a") == [*first_run, *second_run]
+    assert store.history("lead-b") == [first_run[0]]
+    assert store.history("lead-z") == []
+
+
+# ---------------------------------------------------------------------------------- decisions
+
+DECIDED_LEAD = Lead("lead-a", {"email": "ana@example.com"}, stage="mql")
+DECIDED_MOVES = [
+    Transition(None, Stage.LEAD, T0, "new lead", "enter"),
+    Transition(Stage.LEAD, Stage.MQL, T0, "score ≥ 60", "advance"),
+]
+
+
+def save_decided(store: Store) -> None:
+    store.save_decisions(
+        leads=[DECIDED_LEAD],
+        links=[("hubspot", "1", "lead-a", "new")],
+        reviews=[("hubspot", "2", ["lead-a", "lead-b"], "two leads share the email")],
+        transitions=[("lead-a", move) for move in DECIDED_MOVES],
+        run_id="run-1",
+    )
+
+
+def test_save_decisions_commits_leads_links_reviews_and_transitions(store: Store) -> None:
+    save_decided(store)
+    assert store.leads(["lead-a"]) == {"lead-a": DECIDED_LEAD}
+    assert store.lead_ids_for("hubspot", ["1"]) == {"1": "lead-a"}
+    assert [(item.record_id, item.candidates) for item in store.review_queue()] == [
+        ("2", ("lead-a", "lead-b"))
+    ]
+    assert store.history("lead-a") == DECIDED_MOVES
+
+
+def test_save_decisions_commits_nothing_when_killed_before_the_transitions(
+    store: Store,
+) -> None:
+    def refuse_transitions(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO TRANSITIONS"):
+            raise RuntimeError("killed before the transitions")
+
+    sa.event.listen(store.engine, "before_cursor_execute", refuse_transitions)
+    with pytest.raises(RuntimeError, match="killed"):
+        save_decided(store)
+    sa.event.remove(store.engine, "before_cursor_execute", refuse_transitions)
+
+    # Nothing half-done: the next run decides the batch again from where it was.
+    assert store.leads(["lead-a"]) == {}
+    assert store.lead_ids_for("hubspot", ["1"]) == {}
+    assert store.review_queue() == []
+
+
+# ------------------------------------------------------------------------------------- writes
+
+
+def test_record_writes_logs_every_write_with_old_and_new_values(database_url: str) -> None:
+    with Store(database_url, clock=lambda: T0) as store:
+        rows = [
+            WriteRow("1", "hs_lead_score", "10", "72", WriteStatus.WRITTEN),
+            WriteRow("2", "lifecyclestage", "lead", "mql", WriteStatus.FAILED, "invalid", "no"),
+        ]
+        store.record_writes("run-1", "hubspot", rows)
+        store.record_writes(
+            "run-2", "salesforce", [WriteRow("00Q1", "Rating", None, "Hot", WriteStatus.DEFERRED)]
+        )
+        logged = store.writes(run_id="run-1")
+        assert [(w.record_id, w.field, w.old, w.new, w.status) for w in logged] == [
+            ("1", "hs_lead_score", "10", "72", WriteStatus.WRITTEN),
+            ("2", "lifecyclestage", "lead", "mql", WriteStatus.FAILED),
+        ]
+        assert (logged[1].category, logged[1].message, logged[1].at) == ("invalid", "no", T0)
+        assert [w.run_id for w in store.writes(crm="salesforce")] == ["run-2"]
+        assert [w.field for w in store.writes(crm="hubspot", record_id="2")] == ["lifecyclestage"]
+        assert len(store.writes()) == 3
+
+
+def test_written_values_become_the_records_expected_values(store: Store) -> None:
+    store.record_writes(
+        "run-1",
+        "hubspot",
+        [
+            WriteRow("1", "hs_lead_score", "10", "72", WriteStatus.WRITTEN),
+            WriteRow("1", "lifecyclestage", "lead", "mql", WriteStatus.WRITTEN),
+            WriteRow("2", "hs_lead_score", "5", "50", WriteStatus.FAILED),
+            WriteRow("3", "hs_lead_score", "5", "50", WriteStatus.DEFERRED),
+        ],
+    )
+    store.record_writes(
+        "run-2",
+        "hubspot",
+        [
+            WriteRow("1", "hs_lead_score", "72", "80", WriteStatus.WRITTEN),
+            WriteRow("1", "lifecyclestage", "mql", "sql", WriteStatus.FAILED),
+        ],
+    )
+    assert store.expected("hubspot", ["1", "2", "3"]) == {
+        "1": {"hs_lead_score": "80", "lifecyclestage": "mql"}
+    }
+    assert store.expected("salesforce", ["1"]) == {}
+
+
+# --------------------------------------------------------------------------- quarantine, review
+
+
+def test_a_record_quarantined_again_keeps_one_entry_until_a_pull_reads_it(store: Store) -> None:
+    store.save_page("hubspot", [], quarantined=[quarantined("7")], position=None, run_id="run-1")
+    again = quarantined("7", "email: still not an address")
+    store.save_page("hubspot", [], quarantined=[again], position=None, run_id="run-1")
+    assert store.quarantined() == [again]
+
+    saved(store, snap("7"))
+    assert store.quarantined() == []
+    [closed] = store.quarantined(open_only=False)
+    assert closed.record_id == "7"
+    assert closed.resolved_at is not None
+
+
+def test_a_review_item_is_one_per_record_while_open_and_reopens_after_resolution(
+    database_url: str,
+) -> None:
+    now = [T0]
+    with Store(database_url, clock=lambda: now[0]) as store:
+        store.add_review(
+            "hubspot", "1", ["lead-a", "lead-b"], "two leads share the email", run_id="r1"
+        )
+        now[0] = T0 + timedelta(hours=1)
+        store.add_review("hubspot", "1", ["lead-a", "lead-b", "lead-c"], "three now", run_id="r2")
+        [item] = store.review_queue()
+        assert (item.candidates, item.reason, item.run_id, item.at) == (
+            ("lead-a", "lead-b", "lead-c"),
+            "three now",
+            "r2",
+            T0,
+        )
+
+        assert store.resolve_review("hubspot", "1", resolution="linked to lead-b")
+        assert not store.resolve_review("hubspot", "1", resolution="again")
+        assert store.review_queue() == []
+        [closed] = store.review_queue(open_only=False)
+        assert (closed.resolution, closed.resolved_at) == ("linked to lead-b", now[0])
+
+        now[0] = T0 + timedelta(hours=2)
+        store.add_review("hubspot", "1", ["lead-b", "lead-d"], "ambiguous again", run_id="r3")
+        [reopened] = store.review_queue()
+        assert (reopened.at, reopened.resolved_at, reopened.resolution) == (now[0], None, None)
+
+
+# --------------------------------------------------------------------------------- JSON values
+
+CANONICAL_VALUES = {
+    "string": "Zoë Ødegård, 東京, Straße",
+    "empty": "",
+    "integer": 9_007_199_254_740_993,  # past the doubles: must stay exact
+    "negative": -3,
+    "number": 0.1,
+    "huge": 1e308,
+    "tiny": 5e-324,
+    "whole float": 2.0,
+    "true": True,
+    "false": False,
+    "none": None,
+    "date": date(2024, 2, 29),
+    "datetime utc": datetime(2024, 5, 1, 10, 0, 0, 123456, tzinfo=UTC),
+    "datetime offset": datetime(2024, 5, 1, 12, 0, tzinfo=PLUS_TWO),
+    "infinity": math.inf,
+    "minus infinity": -math.inf,
+    "list": [1, "two", date(2024, 1, 1), None],
+    "looks like a tag": {"$date": "not a date"},
+    "nested": {"when": T0, "tags": ["a", "b"]},
+}
+
+
+@pytest.mark.parametrize("name", list(CANONICAL_VALUES))
+def test_canonical_values_round_trip_with_their_types(store: Store, name: str) -> None:
+    value = CANONICAL_VALUES[name]
+    saved(store, snap("1", raw={"field": value}, canonical={name: value}))
+    found = store.snapshots("hubspot", ["1"])["1"]
+    for back in (found.canonical[name], found.raw["field"]):
+        assert back == value
+        assert type(back) is type(value)
+        if isinstance(value, datetime):
+            assert back.tzinfo is UTC
+
+
+def test_nan_round_trips(store: Store) -> None:
+    saved(store, snap("1", canonical={"x": math.nan}))
+    assert math.isnan(store.snapshots("hubspot", ["1"])["1"].canonical["x"])
+
+
+def test_naive_datetimes_and_unknown_types_are_refused_not_guessed(store: Store) -> None:
+    with pytest.raises(ValueError, match="naive datetime"):
+        saved(store, snap("1", canonical={"at": datetime(2024, 5, 1)}))
+    with pytest.raises(TypeError, match="cannot store set values"):
+        tables.encode_value({"tags": {"a"}})
+    with pytest.raises(ValueError, match="unknown tag"):
+        tables.decode_value({"$decimal": "1.5"})
+
+
+def test_every_timestamp_comes_back_aware_utc(database_url: str) -> None:
+    given = datetime(2024, 5, 1, 12, 30, tzinfo=PLUS_TWO)
+    with Store(database_url, clock=lambda: given) as store:
+        run_id = store.start_run("sync", started_at=given)
+        store.finish_run(run_id, status="succeeded", summary={}, finished_at=given)
+        store.save_page(
+            "hubspot",
+            [snap("1", at=given)],
+            quarantined=[Quarantined("hubspot", "2", "bad", {}, run_id, given)],
+            position=Position(given, "1"),
+            run_id=run_id,
+        )
+        store.add_transitions(
+            [("lead-a", Transition(None, Stage.LEAD, given, "new", "enter"))], run_id=run_id
+        )
+        store.record_writes(run_id, "hubspot", [WriteRow("1", "f", 1, 2, WriteStatus.WRITTEN)])
+        store.add_review("hubspot", "3", ["lead-a"], "ambiguous", run_id=run_id)
+
+        run = store.run(run_id)
+        cursor = store.cursor("hubspot")
+        snapshot = store.snapshots("hubspot", ["1"])["1"]
+        assert run is not None
+        assert cursor is not None
+        moments = [
+            run.started_at,
+            run.finished_at,
+            cursor.modified_at,
+            snapshot.modified_at,
+            snapshot.changed_at["email"],
+            *(stamp for stamp in store.known_stamps("hubspot", ["1"]).values()),
+            store.quarantined()[0].at,
+            store.history("lead-a")[0].at,
+            store.writes()[0].at,
+            store.review_queue()[0].at,
+        ]
+    assert moments == [given] * len(moments)
+    assert all(moment is not None and moment.tzinfo is UTC for moment in moments)
+
+
+# ------------------------------------------------------------------------------------- retries
+
+
+def _driver_error(backend: str, kind: str) -> Exception:
+    """The exception the database driver itself raises for one kind of failure."""
+    if backend == "sqlite":
+        messages = {"transient": "database is locked", "fatal": "no such table: nothing"}
+        return sqlite3.OperationalError(messages[kind])
+    if kind == "transient":
+        return psycopg.errors.SerializationFailure("could not serialize access")
+    return psycopg.errors.UndefinedTable('relation "nothing" does not exist')
+
+
+@pytest.fixture
+def failing_run_inserts(store: Store) -> Iterator[list[Exception]]:
+    """Makes the next INSERT INTO runs fail with each error put in the list, in turn."""
+    failures: list[Exception] = []
+
+    def fail(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO RUNS") and failures:
+            raise failures.pop(0)
+
+    sa.event.listen(store.engine, "before_cursor_execute", fail)
+    yield failures
+    sa.event.remove(store.engine, "before_cursor_execute", fail)
+
+
+def test_a_transient_error_is_retried_and_the_work_done_once(
+    store: Store, failing_run_inserts: list[Exception]
+) -> None:
+    backend = store.engine.dialect.name
+    failing_run_inserts.extend([_driver_error(backend, "transient")] * 2)
+    run_id = store.start_run("sync", started_at=T0)
+    assert failing_run_inserts == []  # both failures were met, then it went through
+    assert [run.run_id for run in store.runs()] == [run_id]
+
+
+def test_any_other_database_error_is_raised_at_once(
+    store: Store, failing_run_inserts: list[Exception]
+) -> None:
+    backend = store.engine.dialect.name
+    failing_run_inserts.extend([_driver_error(backend, "fatal"), _driver_error(backend, "fatal")])
+    with pytest.raises(sa.exc.DBAPIError):
+        store.start_run("sync", started_at=T0)
+    assert len(failing_run_inserts) == 1  # one attempt only
+    assert store.runs() == []
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (sa.exc.OperationalError("x", {}, sqlite3.OperationalError("database is locked")), True),
+        (
+            sa.exc.OperationalError("x", {}, sqlite3.OperationalError("database table is locked")),
+            True,
+        ),
+        (sa.exc.OperationalError("x", {}, psycopg.errors.SerializationFailure("s")), True),
+        (sa.exc.OperationalError("x", {}, psycopg.errors.DeadlockDetected("d")), True),
+        (sa.exc.OperationalError("x", {}, psycopg.errors.LockNotAvailable("l")), True),
+        (sa.exc.OperationalError("x", {}, sqlite3.OperationalError("disk I/O error")), False),
+        (sa.exc.IntegrityError("x", {}, psycopg.errors.UniqueViolation("u")), False),
+        (sa.exc.OperationalError("x", {}, psycopg.errors.AdminShutdown("gone")), False),
+        (ValueError("database is locked"), False),
+    ],
+)
+def test_only_errors_that_rolled_back_for_concurrency_count_as_transient(
+    error: BaseException, transient: bool
+) -> None:
+    assert is_transient(error) is transient

@@ -1,0 +1,28 @@
+"""`leadsync demo`, the README's first command: a full cycle against the embedded sandbox."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+
+def test_demo_syncs_both_crms_then_writes_nothing_the_second_time() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "leadsync.cli", "demo", "--leads", "120"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "First sync" in out
+    written = re.search(r"hubspot\s+120\s+\d+\s+\d+\s+\d+\s+\d+\s+\d+\s+(\d+)", out)
+    assert written is not None, out
+    assert int(written.group(1)) > 0
+    assert "Second sync, nothing changed in either CRM: 0 records written." in out
+    funnel = dict(re.findall(r"^  (lead|mql|sal|sql|opportunity)\s+(\d+)", out, re.MULTILINE))
+    assert set(funnel) == {"lead", "mql", "sal", "sql", "opportunity"}
+    assert sum(int(count) for count in funnel.values()) > 0
+    assert "Traceback" not in result.stderr
