@@ -123,6 +123,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_option(plan)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
 
+    explain = commands.add_parser(
+        "explain",
+        help="one lead: both CRM records, merged values and their rules, score, stages, writes",
+    )
+    explain.add_argument("key", metavar="EMAIL|CRM-ID", help="an email or a CRM record id")
+    _add_config_option(explain)
+
+    revert = commands.add_parser(
+        "revert",
+        help="put back the values a run overwrote, where the CRMs still hold what it wrote",
+    )
+    revert.add_argument("run_id", metavar="RUN-ID", help="the run to revert (see its summary)")
+    _add_config_option(revert)
+
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     upgrade = db_commands.add_parser("upgrade", help="create or migrate the database")
@@ -316,6 +330,35 @@ def format_summary(summary: RunSummary) -> str:
     return "\n".join(lines)
 
 
+def run_explain(args: argparse.Namespace) -> int:
+    from leadsync.runtime import open_runtime
+    from leadsync.sync.explain import explain, format_explanation
+
+    config = load_config(_config_path(args))
+    with open_runtime(config, connect=False) as runtime:
+        found = explain(runtime.store, runtime.field_map, args.key)
+    if not found:
+        print(f"leadsync: no lead with the email or CRM id {args.key!r}", file=sys.stderr)
+        return EXIT_FAILED
+    print("\n\n".join(format_explanation(explanation) for explanation in found))
+    return EXIT_OK
+
+
+def run_revert(args: argparse.Namespace) -> int:
+    from leadsync.runtime import open_runtime
+    from leadsync.sync.revert import UnknownRunError, revert_run
+
+    config = load_config(_config_path(args))
+    with open_runtime(config) as runtime:
+        try:
+            report = revert_run(runtime.store, runtime.connectors, args.run_id)
+        except UnknownRunError as unknown:
+            print(f"leadsync: {unknown}", file=sys.stderr)
+            return EXIT_FAILED
+    print(report.text(args.run_id))
+    return EXIT_OK if not report.failed else EXIT_FAILED
+
+
 def run_db_upgrade(args: argparse.Namespace) -> int:
     from leadsync.sync.database import upgrade_database
 
@@ -355,6 +398,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_cycle(args, write=True)
         if args.command == "plan":
             return run_cycle(args, write=False)
+        if args.command == "explain":
+            return run_explain(args)
+        if args.command == "revert":
+            return run_revert(args)
         if args.command == "db":
             return run_db_upgrade(args)
         if args.command == "setup":

@@ -5,7 +5,7 @@
     pull_all(checkpoint, fields=...)            -> pages of every record (backfills), each with
                                                    a checkpoint to resume from
     describe()                                  -> fields with types, allowed values, writability
-    current_stamps(ids)                         -> each record's modification stamp right now
+    fetch(ids, fields=...)                      -> records as they are right now (batched)
     write(updates)                              -> one result per record
     quota()                                     -> what the CRM says is left today
 
@@ -163,7 +163,9 @@ class Connector(Protocol):
 
     def describe(self) -> ObjectDescription: ...
 
-    def current_stamps(self, record_ids: Sequence[str]) -> dict[str, datetime]: ...
+    def fetch(
+        self, record_ids: Sequence[str], *, fields: Sequence[str]
+    ) -> dict[str, CrmRecord]: ...
 
     def write(self, updates: Sequence[RecordUpdate]) -> list[WriteResult]: ...
 

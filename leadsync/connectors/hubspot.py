@@ -464,14 +464,15 @@ class HubSpotConnector:
                 )
         return results
 
-    def current_stamps(self, record_ids: Sequence[str]) -> dict[str, datetime]:
-        """Each contact's lastmodifieddate now (absent: archived or unknown), 100 a batch read:
-        what the engine checks just before writing, so it never overwrites a newer edit."""
-        stamps: dict[str, datetime] = {}
+    def fetch(self, record_ids: Sequence[str], *, fields: Sequence[str]) -> dict[str, CrmRecord]:
+        """The contacts as they are now (absent: archived or unknown), 100 a batch read: what
+        the engine checks just before writing, and what `revert` compares with."""
+        found: dict[str, CrmRecord] = {}
         size = self._connection.batch_size
+        properties = list(dict.fromkeys([*fields, MODIFIED]))
         for start in range(0, len(record_ids), size):
             body = BatchReadInputSimplePublicObjectId(
-                properties=[MODIFIED],
+                properties=properties,
                 inputs=[SimplePublicObjectId(id=i) for i in record_ids[start : start + size]],
             )
             data, _, _ = self._call(
@@ -483,8 +484,9 @@ class HubSpotConnector:
                 ),
             )
             for contact in data.results or []:
-                stamps[str(contact.id)] = self._record(contact).modified_at
-        return stamps
+                record = self._record(contact)
+                found[record.id] = record
+        return found
 
     # ---------------------------------------------------------------- quota
 

@@ -229,19 +229,20 @@ class SalesforceConnector:
             results.extend(self._write_rounds(chunk, self._send_collection, "collection update"))
         return results
 
-    def current_stamps(self, record_ids: Sequence[str]) -> dict[str, datetime]:
-        """Each record's SystemModstamp now (absent: deleted or unknown), 200 ids a query: what
-        the engine checks just before writing, so it never overwrites a newer edit."""
-        stamps: dict[str, datetime] = {}
+    def fetch(self, record_ids: Sequence[str], *, fields: Sequence[str]) -> dict[str, CrmRecord]:
+        """The records as they are now (absent: deleted or unknown), 200 ids a query: what the
+        engine checks just before writing, and what `revert` compares with."""
+        found: dict[str, CrmRecord] = {}
         for start in range(0, len(record_ids), COLLECTION_IDS):
             chunk = record_ids[start : start + COLLECTION_IDS]
-            # The object name was checked to be a plain identifier; format_soql quotes the ids.
-            select = f"SELECT Id, SystemModstamp FROM {self.connection.object_name}"  # noqa: S608
-            soql = format_soql(select + " WHERE Id IN {ids}", ids=list(chunk))
-            answer = self._call(f"read {len(chunk)} stamps", _query_with(soql))
+            query = _Scan(self.connection.object_name, _select_list(fields), tuple(fields)).by_id(
+                chunk
+            )
+            answer = self._call(f"read {len(chunk)} records", _query_with(query.soql))
             for row in answer.get("records", []):
-                stamps[str(row["Id"])] = _stamp(str(row["SystemModstamp"]))
-        return stamps
+                record = query.record(row)
+                found[record.id] = record
+        return found
 
     def quota(self) -> Quota:
         """The daily API figures Salesforce last reported (`Sforce-Limit-Info`)."""
@@ -621,6 +622,15 @@ class _Scan:
 
     def everything_after(self, last: CrmRecord) -> _Query:
         return self.everything(last.id)
+
+    def by_id(self, record_ids: Sequence[str]) -> _Query:
+        source = f"FROM {self.object_name}" + format_soql(" WHERE Id IN {}", list(record_ids))
+        return _Query(
+            f"SELECT {', '.join(self.select)} {source}",
+            f"SELECT COUNT() {source}",
+            include_deleted=False,
+            requested=self.requested,
+        )
 
 
 def _select_list(fields: Sequence[str]) -> tuple[str, ...]:

@@ -2,6 +2,8 @@
 
 make_engine(url)          SQLite (the file and its folder created on first use) or
                           PostgreSQL (postgresql+psycopg://...)
+writing(engine)           a write transaction; on SQLite BEGIN IMMEDIATE, and real
+                          transactions for DDL and reads too
 upgrade_database(url)     Alembic `upgrade head`, from code: no alembic.ini at run time
 alembic_config(url)       the Alembic Config, for developers writing a new migration:
                           command.revision(alembic_config(url), autogenerate=True, message=...)

@@ -210,7 +210,7 @@ class SyncEngine:
         summary.transitions = sum(len(m.transitions) for m in merged)
         summary.stages = Counter(m.lead.stage or "none" for m in merged)
         if persist:
-            self._persist(run_id, matches, merged, batch)
+            self._persist(run_id, matches, merged)
         return merged, pending
 
     def _identity_index(self, batch: Sequence[Snapshot]) -> InMemoryIdentityIndex:
@@ -256,7 +256,7 @@ class SyncEngine:
         previous: Lead | None,
         stages: Mapping[str, str | None],
     ) -> _Merged:
-        snapshots = _one_per_crm(records)
+        snapshots = one_per_crm(records)
         choices = reconcile(self._map, snapshots, previous=previous)
         values = {name: choice.value for name, choice in choices.items()}
         now = self._clock()
@@ -274,27 +274,26 @@ class SyncEngine:
         return _Merged(lead, snapshots, transitions, updates)
 
     def _persist(
-        self,
-        run_id: str,
-        matches: Mapping[tuple[str, str], Match],
-        merged: Sequence[_Merged],
-        batch: Sequence[Snapshot],
+        self, run_id: str, matches: Mapping[tuple[str, str], Match], merged: Sequence[_Merged]
     ) -> None:
-        self._store.save_leads([m.lead for m in merged])
-        self._store.link(
-            [
+        """What this batch decided, in one transaction: a kill between leads and transitions
+        would otherwise lose the transitions (the next run starts from the saved stage)."""
+        decided = sorted(matches.items())
+        self._store.save_decisions(
+            leads=[m.lead for m in merged],
+            links=[
                 (crm, record_id, m.lead_id, m.kind.value)
-                for (crm, record_id), m in sorted(matches.items())
+                for (crm, record_id), m in decided
                 if m.kind is not MatchKind.REVIEW and m.lead_id is not None
-            ]
+            ],
+            reviews=[
+                (crm, record_id, m.candidates, m.reason)
+                for (crm, record_id), m in decided
+                if m.kind is MatchKind.REVIEW
+            ],
+            transitions=[(m.lead.lead_id, t) for m in merged for t in m.transitions],
+            run_id=run_id,
         )
-        for (crm, record_id), m in sorted(matches.items()):
-            if m.kind is MatchKind.REVIEW:
-                self._store.add_review(crm, record_id, m.candidates, m.reason, run_id=run_id)
-        self._store.add_transitions(
-            [(m.lead.lead_id, t) for m in merged for t in m.transitions], run_id=run_id
-        )
-        del batch  # the batch stays pending until its writes are recorded
 
     @staticmethod
     def _count_matches(matches: Mapping[tuple[str, str], Match], summary: RunSummary) -> None:
@@ -341,11 +340,15 @@ class SyncEngine:
         """The updates whose record nobody changed since it was pulled. A plan made from an
         older snapshot would overwrite a person's newer edit: such a record is held back, and
         the next run, whose pull reaches back to this run's start, brings the edit in."""
-        now = connector.current_stamps([u.record_id for u in planned])
-        return [u for u in planned if now.get(u.record_id) == pulled_at.get(u.record_id)]
+        now = connector.fetch([u.record_id for u in planned], fields=[])
+        return [
+            u
+            for u in planned
+            if u.record_id in now and now[u.record_id].modified_at == pulled_at.get(u.record_id)
+        ]
 
 
-def _one_per_crm(records: Iterable[Snapshot]) -> dict[str, Snapshot]:
+def one_per_crm(records: Iterable[Snapshot]) -> dict[str, Snapshot]:
     """The record each CRM votes with: the live one most recently changed (a lead may keep a
     deleted record, or a duplicate waiting in review)."""
     chosen: dict[str, Snapshot] = {}

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from leadsync.cli import main
 from leadsync.config import Config, load_config
 from leadsync.connectors.base import Connector, KnownStamps, Page, Position
 from leadsync.connectors.hubspot import HubSpotConnector
@@ -188,3 +189,57 @@ def test_an_edit_made_while_a_run_is_under_way_is_picked_up_by_the_next(
     # phone is most_recent: the person's later HubSpot edit wins, in both CRMs.
     assert sandbox.hubspot.contact(int(contact_id)).properties["phone"] == "+1 555 0142"
     assert sandbox.salesforce.record("Lead", lead_id)["Phone"] == "+1 555 0142"
+
+
+def test_explain_shows_records_rules_score_history_and_no_pending_writes(
+    sandbox: Sandbox, config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cycle(config)
+    contact_id, lead_id = _linked_pair(sandbox, config)
+    assert main(["explain", lead_id, "--config", str(config.path)]) == 0
+    out = capsys.readouterr().out
+    assert f"hubspot {contact_id}" in out
+    assert f"salesforce {lead_id}" in out
+    assert "title = " in out
+    assert "prefer_salesforce_unless_blank" in out
+    assert "score reasons:" in out
+    assert "(enter)" in out  # the lead's first transition
+    assert "none: both CRMs hold what they should" in out
+
+
+def test_explain_of_an_unknown_lead_exits_1(
+    config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cycle(config)
+    assert main(["explain", "nobody@nowhere.example", "--config", str(config.path)]) == 1
+    assert "no lead with the email" in capsys.readouterr().err
+
+
+def test_revert_puts_back_what_a_run_overwrote_and_keeps_what_people_changed_since(
+    sandbox: Sandbox, config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before_leads = {lead["Id"]: lead for lead in sandbox.salesforce.snapshot("Lead")}
+    first = cycle(config)
+    contact_id, lead_id = _linked_pair(sandbox, config)
+    assert sandbox.salesforce.record("Lead", lead_id)["Leadsync_Score__c"] is not None
+    # After the run, a rep overwrites the score leadsync wrote on one lead.
+    sandbox.salesforce.update_record("Lead", lead_id, {"Leadsync_Score__c": 99})
+    assert main(["revert", first.run_id, "--config", str(config.path)]) == 0
+    out = capsys.readouterr().out
+    assert "kept, because the CRM no longer holds what the run wrote:" in out
+    assert f"salesforce {lead_id} Leadsync_Score__c: now 99.0" in out
+    # The rep's value stays; every other lead is back to what it held before the run.
+    assert sandbox.salesforce.record("Lead", lead_id)["Leadsync_Score__c"] == 99
+    after = {lead["Id"]: lead for lead in sandbox.salesforce.snapshot("Lead")}
+    others = [i for i in before_leads if i != lead_id and not before_leads[i]["IsConverted"]]
+    assert all(after[i]["Leadsync_Score__c"] is None for i in others)
+    assert all(after[i]["Leadsync_Stage__c"] is None for i in others)
+    hubspot = sandbox.hubspot.contact(int(contact_id)).properties
+    assert hubspot.get("leadsync_score") is None
+
+
+def test_revert_of_an_unknown_run_exits_1(
+    config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["revert", "no-such-run", "--config", str(config.path)]) == 1
+    assert "no run no-such-run" in capsys.readouterr().err

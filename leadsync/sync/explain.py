@@ -1,0 +1,103 @@
+"""`leadsync explain EMAIL|CRM-ID`: everything leadsync knows and decided about one lead.
+
+Both CRM records as last pulled, each merged value with the rule that chose it, the score with
+its reasons, the stage history, the writes made, and the writes still pending (what a sync
+would write now from the store's state). It reads the store only: no CRM is called.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from leadsync.mapping.fields import FieldMap
+from leadsync.mapping.lifecycle import Transition
+from leadsync.mapping.transforms import TransformError
+from leadsync.sync.engine import one_per_crm
+from leadsync.sync.model import Lead, Snapshot
+from leadsync.sync.plan import plan_updates
+from leadsync.sync.store import LoggedWrite, Store
+
+RECENT_WRITES = 20
+
+
+@dataclass(frozen=True)
+class Explanation:
+    lead: Lead
+    records: list[Snapshot]
+    history: list[Transition]
+    writes: list[LoggedWrite]
+    pending: dict[str, dict[str, Any]]
+
+
+def explain(store: Store, field_map: FieldMap, key: str) -> list[Explanation]:
+    """The leads `key` names: an email, or any CRM record id linked to a lead."""
+    leads = store.find_leads(email=key) if "@" in key else store.find_leads(crm_id=key)
+    return [_explain(store, field_map, lead) for lead in leads]
+
+
+def _explain(store: Store, field_map: FieldMap, lead: Lead) -> Explanation:
+    records = store.records_of([lead.lead_id]).get(lead.lead_id, [])
+    writes: list[LoggedWrite] = []
+    for record in records:
+        writes.extend(store.writes(crm=record.crm, record_id=record.record_id))
+    writes.sort(key=lambda write: write.at)
+    # What leadsync last wrote is what each CRM holds, as far as the store knows, until the
+    # next pull brings the echo back.
+    believed = [
+        replace(
+            record,
+            raw={
+                **record.raw,
+                **store.expected(record.crm, [record.record_id]).get(record.record_id, {}),
+            },
+        )
+        for record in records
+    ]
+    try:
+        updates = plan_updates(field_map, lead, one_per_crm(believed))
+        pending = {crm: dict(u.values) for crm, u in updates.items() if u is not None}
+    except TransformError as unwritable:
+        pending = {"(cannot plan)": {"reason": str(unwritable)}}
+    return Explanation(lead, records, store.history(lead.lead_id), writes[-RECENT_WRITES:], pending)
+
+
+def format_explanation(explanation: Explanation) -> str:
+    lead = explanation.lead
+    lines = [
+        f"lead {lead.lead_id}: stage {lead.stage or '-'}, score {lead.score} "
+        f"(fit {lead.fit}, engagement {lead.engagement}), grade {lead.grade or '-'}, "
+        f"model {lead.model_version or '-'}"
+    ]
+    lines.append("records:")
+    for record in sorted(explanation.records, key=lambda r: (r.crm, r.record_id)):
+        state = " (deleted)" if record.deleted else ""
+        lines.append(
+            f"  {record.crm} {record.record_id}{state}, changed {record.modified_at:%Y-%m-%d %H:%M}"
+        )
+    lines.append("merged values (rule: why):")
+    for name in sorted(lead.values):
+        choice = lead.choices.get(name)
+        why = f"  [{choice.reason}]" if choice is not None else ""
+        lines.append(f"  {name} = {lead.values[name]!r}{why}")
+    lines.append("score reasons:")
+    lines.extend(f"  {reason}" for reason in lead.reasons)
+    lines.append("stage history:")
+    for transition in explanation.history:
+        lines.append(
+            f"  {transition.at:%Y-%m-%d %H:%M} {transition.from_stage or '-'} -> "
+            f"{transition.to_stage} ({transition.kind}): {transition.reason}"
+        )
+    lines.append(f"writes (last {RECENT_WRITES}):")
+    for write in explanation.writes:
+        lines.append(
+            f"  {write.at:%Y-%m-%d %H:%M} {write.crm} {write.record_id} {write.field}: "
+            f"{write.old!r} -> {write.new!r} [{write.status}]"
+        )
+    lines.append("pending writes:")
+    if not explanation.pending:
+        lines.append("  none: both CRMs hold what they should")
+    for crm, values in sorted(explanation.pending.items()):
+        for name, value in sorted(values.items()):
+            lines.append(f"  {crm} {name} <- {value!r}")
+    return "\n".join(lines)

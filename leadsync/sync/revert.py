@@ -1,0 +1,151 @@
+"""`leadsync revert RUN-ID`: put back the values a run overwrote, where the CRM still holds what
+the run wrote; list the fields where it does not (someone changed them since), untouched.
+
+A revert is a run of its own (kind "revert"), with its writes in the audit log like any other,
+so a revert can itself be reverted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from leadsync.connectors.base import Connector, RecordUpdate, WriteStatus
+from leadsync.sync.store import LoggedWrite, Store, WriteRow
+
+
+@dataclass
+class RevertReport:
+    run_id: str  # the revert's own run
+    reverted: list[tuple[str, str, str, Any]] = field(default_factory=list)  # crm, id, field, old
+    kept: list[tuple[str, str, str, str]] = field(default_factory=list)  # crm, id, field, why
+    failed: list[tuple[str, str, str]] = field(default_factory=list)  # crm, id, message
+
+    def text(self, reverted_run: str) -> str:
+        lines = [
+            f"revert of run {reverted_run} (as run {self.run_id}): "
+            f"{len(self.reverted)} field(s) put back, {len(self.kept)} kept, "
+            f"{len(self.failed)} record(s) failed"
+        ]
+        if self.kept:
+            lines.append("kept, because the CRM no longer holds what the run wrote:")
+            lines.extend(f"  {crm} {rid} {name}: {why}" for crm, rid, name, why in self.kept)
+        if self.failed:
+            lines.append("failed:")
+            lines.extend(f"  {crm} {rid}: {message}" for crm, rid, message in self.failed)
+        return "\n".join(lines)
+
+
+class UnknownRunError(LookupError):
+    pass
+
+
+def revert_run(
+    store: Store,
+    connectors: Mapping[str, Connector],
+    run_id: str,
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> RevertReport:
+    if store.run(run_id) is None:
+        raise UnknownRunError(f"no run {run_id}")
+    written: dict[tuple[str, str], dict[str, LoggedWrite]] = {}
+    for write in store.writes(run_id=run_id):
+        if write.status is WriteStatus.WRITTEN:
+            # The first write of a field in the run holds the value from before the run.
+            written.setdefault((write.crm, write.record_id), {}).setdefault(write.field, write)
+    report = RevertReport(store.start_run("revert", started_at=clock()))
+    try:
+        for crm, connector in connectors.items():
+            records = {rid: fields for (c, rid), fields in written.items() if c == crm}
+            if records:
+                _revert_crm(store, crm, connector, records, report)
+    except BaseException:
+        store.finish_run(report.run_id, status="failed", summary={}, finished_at=clock())
+        raise
+    store.finish_run(
+        report.run_id,
+        status="succeeded",
+        summary={
+            "reverted_run": run_id,
+            "reverted": len(report.reverted),
+            "kept": len(report.kept),
+        },
+        finished_at=clock(),
+    )
+    return report
+
+
+def _revert_crm(
+    store: Store,
+    crm: str,
+    connector: Connector,
+    records: Mapping[str, Mapping[str, LoggedWrite]],
+    report: RevertReport,
+) -> None:
+    names = sorted({name for fields in records.values() for name in fields})
+    now = connector.fetch(sorted(records), fields=names)
+    updates = []
+    for record_id, fields in sorted(records.items()):
+        current = now.get(record_id)
+        values: dict[str, Any] = {}
+        held: dict[str, Any] = {}
+        for name, write in sorted(fields.items()):
+            if current is None:
+                report.kept.append((crm, record_id, name, "the record is gone"))
+            elif _same(current.fields.get(name), write.new):
+                values[name] = write.old
+                held[name] = current.fields.get(name)
+            else:
+                report.kept.append(
+                    (crm, record_id, name, f"now {current.fields.get(name)!r}, not {write.new!r}")
+                )
+        if values:
+            updates.append(RecordUpdate(record_id, values, held))
+    if not updates:
+        return
+    results = {result.record_id: result for result in connector.write(updates)}
+    rows: list[WriteRow] = []
+    for update in updates:
+        result = results[update.record_id]
+        if result.status is WriteStatus.WRITTEN:
+            report.reverted.extend(
+                (crm, update.record_id, name, value) for name, value in update.values.items()
+            )
+        else:
+            report.failed.append((crm, update.record_id, result.message or result.category))
+        rows.extend(
+            WriteRow(
+                update.record_id,
+                name,
+                update.current.get(name),
+                value,
+                result.status,
+                result.category,
+                result.message,
+            )
+            for name, value in sorted(update.values.items())
+        )
+    store.record_writes(report.run_id, crm, rows)
+
+
+def _same(held: Any, wrote: Any) -> bool:
+    """Whether the CRM still holds what was written, allowing for how each CRM reports values
+    (HubSpot text, Salesforce numbers as floats, blank as None or "")."""
+    return bool(_normal(held) == _normal(wrote))
+
+
+def _normal(value: Any) -> Any:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip().replace("\r\n", "\n")
+    try:
+        return float(text)
+    except ValueError:
+        return text
