@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -243,3 +244,28 @@ def test_revert_of_an_unknown_run_exits_1(
 ) -> None:
     assert main(["revert", "no-such-run", "--config", str(config.path)]) == 1
     assert "no run no-such-run" in capsys.readouterr().err
+
+
+def test_db_upgrade_creates_the_database_the_config_names(
+    config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = Path(config.database_url.removeprefix("sqlite:///"))
+    assert not database.exists()
+    assert main(["db", "upgrade", "--config", str(config.path)]) == 0
+    assert database.exists()
+    assert "is up to date" in capsys.readouterr().out
+    assert main(["db", "upgrade", "--config", str(config.path)]) == 0
+
+
+def test_plan_json_lists_each_change_and_the_calls_it_would_take(
+    sandbox: Sandbox, config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sandbox.stats.clear()
+    assert main(["plan", "--json", "--config", str(config.path)]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["mode"] == "plan"
+    assert write_calls(sandbox) == 0
+    assert body["changes"]
+    change = body["changes"][0]
+    assert set(change) == {"crm", "record_id", "field", "old", "new"}
+    assert body["api_calls"]["hubspot"]["calls"] >= 1

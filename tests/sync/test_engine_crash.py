@@ -1,0 +1,160 @@
+"""A run cut off at any point, then run again, ends in the CRM state of an uninterrupted run,
+writing at most one batch twice.
+
+The cut is an exception raised at the n-th call the engine makes to the store or to a
+connector's write, before or after the call does its work: the in-process stand-in for a kill,
+at every such point. (A real SIGKILL, with faults on, belongs to the fault suite.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from leadsync.config import Config, load_config
+from leadsync.connectors.hubspot import HubSpotConnector
+from leadsync.runtime import open_runtime
+from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
+from leadsync.sandbox_config import write_sandbox_config
+from leadsync.sync.engine import SyncEngine
+
+SEEDED_UNTIL = datetime(2026, 6, 1, tzinfo=UTC)
+# leadsync's clock is frozen, so scores (their decay) are the same in every run compared.
+NOW = datetime(2026, 6, 2, tzinfo=UTC)
+SETTINGS = SandboxSettings(
+    port=0,
+    seed=8,
+    leads=230,
+    seed_until=SEEDED_UNTIL,
+    hubspot=HubSpotSettings(ten_second_limit=100_000, searches_per_second=1_000),
+)
+WRITE_ENDPOINTS = ("hubspot.contacts.batch_update", "salesforce.collection_update")
+# Fields the CRMs move on every write: equal states may differ there.
+VOLATILE = {"lastmodifieddate", "LastModifiedDate", "SystemModstamp"}
+
+
+class Cut(BaseException):
+    """Stands for the process dying: not an Exception, so nothing may catch it."""
+
+
+class Tripwire:
+    """Counts calls; raises Cut at call number `at`, before or after the call's work."""
+
+    def __init__(self, at: int | None, after: bool) -> None:
+        self.at = at
+        self.after = after
+        self.calls = 0
+
+    def wrap(self, call: Callable[..., Any]) -> Callable[..., Any]:
+        def tripped(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            if self.calls == self.at and not self.after:
+                raise Cut
+            result = call(*args, **kwargs)
+            if self.calls == self.at and self.after:
+                raise Cut
+            return result
+
+        return tripped
+
+
+class _Wrapped:
+    """A store or a connector whose methods `names` pass the tripwire."""
+
+    def __init__(self, inner: Any, wire: Tripwire, names: frozenset[str] | None) -> None:
+        self._inner = inner
+        self._wire = wire
+        self._names = names
+        self.crm = getattr(inner, "crm", None)
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._inner, name)
+        if callable(value) and (self._names is None or name in self._names):
+            return self._wire.wrap(value)
+        return value
+
+
+def _config(sandbox: Sandbox, folder: Path) -> Config:
+    path = folder / "leadsync.toml"
+    write_sandbox_config(path, sandbox.url, sandbox.credentials())
+    config = load_config(path)
+    connector = HubSpotConnector(config.hubspot_connection())
+    connector.ensure_properties()
+    connector.close()
+    return config
+
+
+def _run(config: Config, wire: Tripwire | None = None) -> None:
+    with open_runtime(config) as runtime:
+        store: Any = runtime.store
+        connectors: dict[str, Any] = dict(runtime.connectors)
+        if wire is not None:
+            store = _Wrapped(store, wire, None)
+            connectors = {
+                crm: _Wrapped(c, wire, frozenset({"write"})) for crm, c in connectors.items()
+            }
+        SyncEngine(store, connectors, runtime.field_map, runtime.definition, clock=lambda: NOW).run(
+            write=True
+        )
+
+
+def _crm_state(sandbox: Sandbox) -> dict[str, Any]:
+    contacts = {
+        c["id"]: {k: v for k, v in c["properties"].items() if k not in VOLATILE}
+        for c in sandbox.hubspot.snapshot()
+    }
+    leads = {
+        lead["Id"]: {k: v for k, v in lead.items() if k not in VOLATILE}
+        for lead in sandbox.salesforce.snapshot("Lead")
+    }
+    return {"hubspot": contacts, "salesforce": leads}
+
+
+def _write_calls(sandbox: Sandbox) -> int:
+    endpoints = sandbox.stats.as_dict()["endpoints"]
+    return sum(endpoints.get(name, 0) for name in WRITE_ENDPOINTS)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], int, int]:
+    """The CRM state after one uninterrupted run, its write calls, and its store/write calls."""
+    with Sandbox(SETTINGS) as sandbox:
+        config = _config(sandbox, tmp_path_factory.mktemp("reference"))
+        counter = Tripwire(None, after=False)
+        sandbox.stats.clear()
+        _run(config, counter)
+        return _crm_state(sandbox), _write_calls(sandbox), counter.calls
+
+
+def _points() -> list[tuple[int, bool]]:
+    # Every call of a run, cut before and after; the run makes a few dozen (asserted below).
+    return [(n, after) for n in range(1, 40) for after in (False, True)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("at", "after"), _points())
+def test_a_run_cut_at_any_point_then_rerun_ends_like_an_uninterrupted_run(
+    reference: tuple[dict[str, Any], int, int], tmp_path: Path, at: int, after: bool
+) -> None:
+    expected_state, expected_writes, calls = reference
+    if at > calls:
+        pytest.skip(f"the run makes {calls} calls")
+    with Sandbox(SETTINGS) as sandbox:
+        config = _config(sandbox, tmp_path)
+        sandbox.stats.clear()
+        with pytest.raises(Cut):
+            _run(config, Tripwire(at, after))
+        _run(config)
+        assert _crm_state(sandbox) == expected_state
+        batch_redone = 1
+        assert _write_calls(sandbox) <= expected_writes + batch_redone
+
+
+def test_the_reference_run_has_cut_points_to_test(reference: tuple[Any, int, int]) -> None:
+    _, writes, calls = reference
+    assert writes >= 4  # several batches: "at most one batch twice" means something
+    assert 10 < calls < 40  # every call is covered by _points()
