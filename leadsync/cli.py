@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="start the sandbox in-process and show what it serves, through the official clients",
+        help="a full sync cycle against the embedded sandbox, then the funnel (no CRM needed)",
     )
     demo.add_argument("--seed", type=int, default=42, help="seed of the data (default %(default)s)")
     demo.add_argument(

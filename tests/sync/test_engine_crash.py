@@ -3,11 +3,17 @@ writing at most one batch twice.
 
 The cut is an exception raised at the n-th call the engine makes to the store or to a
 connector's write, before or after the call does its work: the in-process stand-in for a kill,
-at every such point. (A real SIGKILL, with faults on, belongs to the fault suite.)
+at every such point. Then real SIGKILLs of a `leadsync sync --once` process, at delays that
+land (on this machine) after the pull and amid the writes.
 """
 
 from __future__ import annotations
 
+import re
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -158,3 +164,45 @@ def test_the_reference_run_has_cut_points_to_test(reference: tuple[Any, int, int
     _, writes, calls = reference
     assert writes >= 4  # several batches: "at most one batch twice" means something
     assert 10 < calls < 40  # every call is covered by _points()
+
+
+# Scores decay with the clock, which a subprocess cannot freeze: compare everything else.
+CLOCK_BOUND = re.compile(r"^(leadsync_|Leadsync_)|^lifecyclestage$")
+
+
+def _mapped_state(sandbox: Sandbox) -> dict[str, Any]:
+    return {
+        crm: {
+            record_id: {k: v for k, v in fields.items() if not CLOCK_BOUND.search(k)}
+            for record_id, fields in records.items()
+        }
+        for crm, records in _crm_state(sandbox).items()
+    }
+
+
+def _sync_process(config: Config) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "leadsync.cli", "sync", "--once", "--config", str(config.path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [1.0, 1.2, 1.35])
+def test_a_sync_killed_with_sigkill_then_rerun_ends_like_an_uninterrupted_one(
+    tmp_path: Path, delay: float
+) -> None:
+    with Sandbox(SETTINGS) as clean:
+        run = _sync_process(_config(clean, tmp_path / "clean"))
+        assert run.wait(timeout=120) == 0
+        expected = _mapped_state(clean)
+    with Sandbox(SETTINGS) as sandbox:
+        config = _config(sandbox, tmp_path / "killed")
+        victim = _sync_process(config)
+        time.sleep(delay)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+        rerun = _sync_process(config)
+        assert rerun.wait(timeout=120) == 0
+        assert _mapped_state(sandbox) == expected
