@@ -229,15 +229,19 @@ class SalesforceConnector:
             results.extend(self._write_rounds(chunk, self._send_collection, "collection update"))
         return results
 
-    def fetch(self, record_ids: Sequence[str], *, fields: Sequence[str]) -> dict[str, CrmRecord]:
+    def fetch(
+        self, record_ids: Sequence[str], *, fields: Sequence[str], object_name: str | None = None
+    ) -> dict[str, CrmRecord]:
         """The records as they are now (absent: deleted or unknown), 200 ids a query: what the
-        engine checks just before writing, and what `revert` compares with."""
+        engine checks just before writing, and what `revert` compares with. `object_name`
+        reads another object (the opportunities converted leads became)."""
+        name = object_name or self.connection.object_name
+        if not _FIELD_NAME.match(name):
+            raise ValueError(f"not a Salesforce object name: {name!r}")
         found: dict[str, CrmRecord] = {}
         for start in range(0, len(record_ids), COLLECTION_IDS):
             chunk = record_ids[start : start + COLLECTION_IDS]
-            query = _Scan(self.connection.object_name, _select_list(fields), tuple(fields)).by_id(
-                chunk
-            )
+            query = _Scan(name, _select_list(fields), tuple(fields)).by_id(chunk)
             answer = self._call(f"read {len(chunk)} records", _query_with(query.soql))
             for row in answer.get("records", []):
                 record = query.record(row)

@@ -19,7 +19,7 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +37,9 @@ from leadsync.sync.reconcile import reconcile
 from leadsync.sync.store import Quarantined, Store, WriteRow
 
 log = logging.getLogger("leadsync.sync")
+
+OPPORTUNITY = "Opportunity"
+CONVERTED_OPPORTUNITY = "ConvertedOpportunityId"
 
 # Records written per batch and recorded before the next: a kill redoes at most one batch.
 WRITE_BATCH = {"hubspot": 100, "salesforce": 200}
@@ -175,11 +178,54 @@ class SyncEngine:
                             crm, record.id, bad.reason, dict(record.fields), run_id, self._clock()
                         )
                     )
+            if crm == "salesforce":
+                snapshots = self._with_opportunities(connector, snapshots)
             self._store.save_page(
                 crm, snapshots, quarantined=quarantined, position=page.position, run_id=run_id
             )
             counts.pulled += len(page.records)
             counts.quarantined += len(quarantined)
+
+    def _with_opportunities(
+        self, connector: Connector, snapshots: list[Snapshot]
+    ) -> list[Snapshot]:
+        """Converted leads carry the fields of the opportunity they became (bindings with
+        object = "Opportunity", e.g. its stage: what the customer stage is decided on), read
+        with one query per 200 leads of the page."""
+        bound = [
+            mapping
+            for mapping in self._map.fields.values()
+            if (binding := mapping.binding("salesforce")) is not None
+            and binding.object == OPPORTUNITY
+        ]
+        owners = {
+            s.record_id: str(s.raw[CONVERTED_OPPORTUNITY])
+            for s in snapshots
+            if s.raw.get(CONVERTED_OPPORTUNITY) and not s.deleted
+        }
+        fetch = getattr(connector, "fetch", None)
+        if not bound or not owners or fetch is None:
+            return snapshots
+        fields = sorted({m.binding("salesforce").field for m in bound})  # type: ignore[union-attr]
+        opportunities = fetch(sorted(set(owners.values())), fields=fields, object_name=OPPORTUNITY)
+        enriched = []
+        for snapshot in snapshots:
+            opportunity = opportunities.get(owners.get(snapshot.record_id, ""))
+            if opportunity is None:
+                enriched.append(snapshot)
+                continue
+            canonical = dict(snapshot.canonical)
+            raw = dict(snapshot.raw)
+            for mapping in bound:
+                field_name = mapping.binding("salesforce").field  # type: ignore[union-attr]
+                value = opportunity.fields.get(field_name)
+                raw[f"{OPPORTUNITY}.{field_name}"] = value
+                try:
+                    canonical[mapping.name] = mapping.read("salesforce", value)
+                except TransformError as unreadable:
+                    log.warning("opportunity %s: %s", opportunity.id, unreadable)
+            enriched.append(replace(snapshot, raw=raw, canonical=canonical))
+        return enriched
 
     # ---------------------------------------------------------------- match and merge
 

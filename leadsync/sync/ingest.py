@@ -59,10 +59,11 @@ class QuarantineError(ValueError):
 
 def fields_to_pull(field_map: FieldMap, crm: str) -> tuple[str, ...]:
     """The lead-object fields a pull of `crm` must ask for: what the mapping reads and writes,
-    the cross-references identity matches on, and Salesforce's conversion flag."""
+    the cross-references identity matches on, and Salesforce's conversion flag and converted
+    opportunity (whose fields the engine reads for bindings with object = "Opportunity")."""
     extra = list(CROSS_REFERENCE_FIELDS.get(crm, {}))
     if crm == "salesforce":
-        extra.append(SALESFORCE_CONVERTED)
+        extra.extend([SALESFORCE_CONVERTED, "ConvertedOpportunityId"])
     return tuple(dict.fromkeys([*field_map.crm_fields(crm), *extra]))
 
 

@@ -269,3 +269,19 @@ def test_plan_json_lists_each_change_and_the_calls_it_would_take(
     change = body["changes"][0]
     assert set(change) == {"crm", "record_id", "field", "old", "new"}
     assert body["api_calls"]["hubspot"]["calls"] >= 1
+
+
+def test_a_lead_converted_into_a_won_opportunity_becomes_a_customer(
+    sandbox: Sandbox, config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cycle(config)
+    contact_id, lead_id = _linked_pair(sandbox, config)
+    sandbox.salesforce.convert_lead(lead_id, opportunity_stage="Closed Won")
+    summary = cycle(config)
+    assert summary.stages["customer"] >= 1
+    assert main(["explain", lead_id, "--config", str(config.path)]) == 0
+    out = capsys.readouterr().out
+    assert ": stage customer," in out
+    assert "opportunity_stage = 'Closed Won'" in out
+    # HubSpot learns it too, through the stage's value map.
+    assert sandbox.hubspot.contact(int(contact_id)).properties["lifecyclestage"] == "customer"
