@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from sqlalchemy.engine import make_url
+
 from leadsync import __version__
 from leadsync.config import load_config
 from leadsync.connectors.errors import ConnectorError
@@ -370,8 +372,6 @@ def run_db_upgrade(args: argparse.Namespace) -> int:
 
 def _shown_url(url: str) -> str:
     # A database URL may carry a password: show the rest.
-    from sqlalchemy.engine import make_url
-
     return make_url(url).render_as_string(hide_password=True)
 
 

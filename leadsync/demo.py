@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from leadsync.config import load_config
+from leadsync.config import Config, load_config
 from leadsync.connectors.hubspot import HubSpotConnector
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
@@ -65,8 +65,8 @@ def run_demo(*, seed: int, leads: int) -> int:
     return 0
 
 
-def _cycle(config: object) -> RunSummary:
-    with open_runtime(config) as runtime:  # type: ignore[arg-type]
+def _cycle(config: Config) -> RunSummary:
+    with open_runtime(config) as runtime:
         engine = SyncEngine(
             runtime.store, runtime.connectors, runtime.field_map, runtime.definition
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
@@ -71,8 +71,13 @@ LIFECYCLE = "lifecyclestage"
 MODIFIED = "lastmodifieddate"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+
+
 def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
+    # Integer arithmetic on timedeltas: float seconds would round some milliseconds down.
+    return (moment - _EPOCH) // _ONE_MS
 
 
 def _parse_time(value: Any) -> datetime:

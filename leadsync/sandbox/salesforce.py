@@ -868,7 +868,7 @@ def _describe_field(spec: SalesforceField) -> dict[str, Any]:
         else None,
         "soapType": _SOAP_TYPES.get(spec.type, "xsd:string"),
         "htmlFormatted": False,
-        "nameField": spec.name in ("Name", "LastName") and False,
+        "nameField": spec.name == "Name",
         "inlineHelpText": None,
         "deprecatedAndHidden": False,
         "caseSensitive": False,

@@ -236,20 +236,20 @@ class SyncEngine:
         batch = [snapshot for snapshots in pending.values() for snapshot in snapshots]
         if not batch:
             return [], pending
+        stored = self._stored_records(batch)
         matches = match_batch(
             batch,
-            self._identity_index(batch),
+            InMemoryIdentityIndex.of(stored, identity_field=self._map.identity_field),
             identity_field=self._map.identity_field,
             new_lead_id=lambda: str(uuid.uuid4()),
         )
         self._count_matches(matches, summary)
         linked = {key: m for key, m in matches.items() if m.kind is not MatchKind.REVIEW}
         lead_ids = sorted({m.lead_id for m in linked.values() if m.lead_id is not None})
-        records = self._records_by_lead(lead_ids, batch, linked)
+        records = _records_by_lead(stored, batch, linked)
         previous = self._store.leads(lead_ids)
-        history = {lead_id: previous[lead_id].stage for lead_id in previous}
         merged = [
-            self._merge_lead(lead_id, records.get(lead_id, []), previous.get(lead_id), history)
+            self._merge_lead(lead_id, records.get(lead_id, []), previous.get(lead_id))
             for lead_id in lead_ids
         ]
         summary.leads_changed = sum(1 for m in merged if previous.get(m.lead.lead_id) != m.lead)
@@ -259,10 +259,10 @@ class SyncEngine:
             self._persist(run_id, matches, merged)
         return merged, pending
 
-    def _identity_index(self, batch: Sequence[Snapshot]) -> InMemoryIdentityIndex:
+    def _stored_records(self, batch: Sequence[Snapshot]) -> dict[str, list[Snapshot]]:
         """What the store knows that matching this batch can ask about, fetched in a few
-        queries: the links of these records, the leads holding these emails, and the records
-        of all those leads."""
+        queries: the leads linked to these records or holding these emails, and all their
+        records. Every lead the batch then matches is among them or new."""
         wanted = lookups_for(batch, identity_field=self._map.identity_field)
         lead_ids: set[str] = set()
         by_crm: dict[str, list[str]] = {}
@@ -272,43 +272,20 @@ class SyncEngine:
             lead_ids.update(self._store.lead_ids_for(crm, record_ids).values())
         for leads in self._store.leads_by_email(sorted(wanted.emails)).values():
             lead_ids.update(leads)
-        stored = self._store.records_of(sorted(lead_ids))
-        return InMemoryIdentityIndex.of(stored, identity_field=self._map.identity_field)
-
-    def _records_by_lead(
-        self,
-        lead_ids: Sequence[str],
-        batch: Sequence[Snapshot],
-        linked: Mapping[tuple[str, str], Match],
-    ) -> dict[str, list[Snapshot]]:
-        """Each lead's records: the stored ones, with this batch's fresher snapshots and links
-        laid over them (in `plan` mode the new links are not stored)."""
-        records: dict[str, dict[tuple[str, str], Snapshot]] = {}
-        for lead_id, snapshots in self._store.records_of(lead_ids).items():
-            records[lead_id] = {(s.crm, s.record_id): s for s in snapshots}
-        for snapshot in batch:
-            match = linked.get((snapshot.crm, snapshot.record_id))
-            if match is None or match.lead_id is None:
-                continue
-            for lead_records in records.values():
-                lead_records.pop((snapshot.crm, snapshot.record_id), None)
-            records.setdefault(match.lead_id, {})[(snapshot.crm, snapshot.record_id)] = snapshot
-        return {lead_id: list(found.values()) for lead_id, found in records.items()}
+        return self._store.records_of(sorted(lead_ids))
 
     def _merge_lead(
         self,
         lead_id: str,
         records: Sequence[Snapshot],
         previous: Lead | None,
-        stages: Mapping[str, str | None],
     ) -> _Merged:
         snapshots = one_per_crm(records)
         choices = reconcile(self._map, snapshots, previous=previous)
         values = {name: choice.value for name, choice in choices.items()}
         now = self._clock()
         score = score_lead(values, self._definition, now=now)
-        stored_stage = stages.get(lead_id)
-        current = Stage(stored_stage) if stored_stage else None
+        current = Stage(previous.stage) if previous is not None and previous.stage else None
         transitions = next_transitions(current, values, score, self._definition, now=now)
         stage = transitions[-1].to_stage if transitions else current
         lead = with_score(Lead(lead_id, values, choices), score, stage=stage)
@@ -392,6 +369,30 @@ class SyncEngine:
             for u in planned
             if u.record_id in now and now[u.record_id].modified_at == pulled_at.get(u.record_id)
         ]
+
+
+def _records_by_lead(
+    stored: Mapping[str, Sequence[Snapshot]],
+    batch: Sequence[Snapshot],
+    linked: Mapping[tuple[str, str], Match],
+) -> dict[str, list[Snapshot]]:
+    """Each lead's records: the stored ones, with this batch's fresher snapshots and links laid
+    over them (in `plan` mode the new links are not stored)."""
+    records = {
+        lead_id: {(s.crm, s.record_id): s for s in snapshots}
+        for lead_id, snapshots in stored.items()
+    }
+    owner = {key: lead_id for lead_id, found in records.items() for key in found}
+    for snapshot in batch:
+        key = (snapshot.crm, snapshot.record_id)
+        match = linked.get(key)
+        if match is None or match.lead_id is None:
+            continue
+        if key in owner:  # the record moves from the lead it was stored under
+            records[owner[key]].pop(key, None)
+        records.setdefault(match.lead_id, {})[key] = snapshot
+        owner[key] = match.lead_id
+    return {lead_id: list(found.values()) for lead_id, found in records.items()}
 
 
 def one_per_crm(records: Iterable[Snapshot]) -> dict[str, Snapshot]:
