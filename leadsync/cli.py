@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from pathlib import Path
 from types import FrameType
 
@@ -53,6 +54,14 @@ def _count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} is negative")
     return value
+
+
+def _day(text: str) -> datetime:
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def _faults(text: str) -> FaultSpec:
@@ -138,6 +147,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     revert.add_argument("run_id", metavar="RUN-ID", help="the run to revert (see its summary)")
     _add_config_option(revert)
+
+    sla = commands.add_parser(
+        "sla",
+        help="the SLA ledger: clocks, breaches, compliance per rule, volume against plan",
+        description="The SLA ledger as of now. A running clock past due shows as breached.",
+    )
+    _add_config_option(sla)
+    which = sla.add_mutually_exclusive_group()
+    which.add_argument("--open", action="store_true", help="only clocks still running")
+    which.add_argument("--breached", action="store_true", help="only breaches, resolved or not")
+    sla.add_argument(
+        "--since",
+        type=_day,
+        metavar="DATE",
+        help="clocks started on or after DATE (YYYY-MM-DD, UTC), volume periods from it",
+    )
+    sla.add_argument("--json", action="store_true", help="print the ledger as JSON")
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -285,14 +311,10 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_cycle(args: argparse.Namespace, *, write: bool) -> int:
     from leadsync.runtime import open_runtime
-    from leadsync.sync.engine import SyncEngine
 
     config = load_config(_config_path(args))
     with open_runtime(config) as runtime:
-        engine = SyncEngine(
-            runtime.store, runtime.connectors, runtime.field_map, runtime.definition
-        )
-        summary = engine.run(write=write)
+        summary = runtime.engine().run(write=write)
     if args.json:
         body = summary.as_dict()
         if summary.plan is not None and not write:
@@ -326,6 +348,12 @@ def format_summary(summary: RunSummary) -> str:
     lines.append(
         f"  leads changed: {summary.leads_changed}, stage transitions: {summary.transitions}"
     )
+    if summary.clocks_started or summary.clocks_stopped or summary.sla is not None:
+        breaches = 0 if summary.sla is None else summary.sla.breached
+        lines.append(
+            f"  SLA clocks started: {summary.clocks_started}, stopped: "
+            f"{summary.clocks_stopped}, newly breached: {breaches}"
+        )
     if summary.plan is not None and summary.plan.changes:
         lines.append("  changes by field, and the write calls they take:")
         lines.extend(f"  {line}" for line in summary.plan.lines())
@@ -359,6 +387,33 @@ def run_revert(args: argparse.Namespace) -> int:
             return EXIT_FAILED
     print(report.text(args.run_id))
     return EXIT_OK if not report.failed else EXIT_FAILED
+
+
+def run_sla(args: argparse.Namespace) -> int:
+    from leadsync.problems import ConfigProblem
+    from leadsync.runtime import open_runtime
+    from leadsync.sync.sla.report import Only, format_sla, sla_view
+
+    config = load_config(_config_path(args))
+    with open_runtime(config, connect=False) as runtime:
+        monitor = runtime.sla_monitor()
+        if monitor is None:
+            problem = ConfigProblem(
+                str(config.definition_path), "sla", "no service levels: add an [sla] section"
+            )
+            raise ConfigError([problem])
+        only: Only | None = "open" if args.open else "breached" if args.breached else None
+        identity = runtime.field_map.identity_field
+
+        def emails(lead_ids: Sequence[str]) -> dict[str, str | None]:
+            leads = runtime.store.leads(lead_ids)
+            return {lead_id: lead.values.get(identity) for lead_id, lead in leads.items()}
+
+        view = sla_view(
+            runtime.store.sla, monitor, emails, now=datetime.now(UTC), since=args.since, only=only
+        )
+    print(json.dumps(view.as_dict(), indent=2) if args.json else format_sla(view))
+    return EXIT_OK
 
 
 def run_db_upgrade(args: argparse.Namespace) -> int:
@@ -402,6 +457,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_explain(args)
         if args.command == "revert":
             return run_revert(args)
+        if args.command == "sla":
+            return run_sla(args)
         if args.command == "db":
             return run_db_upgrade(args)
         if args.command == "setup":

@@ -30,6 +30,9 @@ SALESFORCE_PASSWORD_VAR = "LEADSYNC_SALESFORCE_PASSWORD"  # noqa: S105
 SALESFORCE_TOKEN_VAR = "LEADSYNC_SALESFORCE_SECURITY_TOKEN"  # noqa: S105
 SALESFORCE_SESSION_VAR = "LEADSYNC_SALESFORCE_SESSION_ID"
 SECRETS_FILE_VAR = "LEADSYNC_SECRETS_FILE"
+# A chat tool's webhook URL is a credential in itself: both are secrets.
+SLA_WEBHOOK_URL_VAR = "LEADSYNC_SLA_WEBHOOK_URL"
+SLA_WEBHOOK_SECRET_VAR = "LEADSYNC_SLA_WEBHOOK_SECRET"  # noqa: S105
 
 # Keys that would put a secret in the TOML RevOps and operators share; refused with a hint.
 _SECRET_KEYS = {
@@ -97,6 +100,14 @@ class ScheduleSettings(_Section):
     backfill_poll_seconds: float = Field(30.0, gt=0)
 
 
+class SlaSettings(_Section):
+    """Where SLA events go besides the log: a webhook, when LEADSYNC_SLA_WEBHOOK_URL is set."""
+
+    webhook_timeout_seconds: float = Field(10.0, gt=0)
+    # Deliveries tried per event, across checks, 1, 2, 4 ... minutes apart (at most 6 h).
+    webhook_max_attempts: int = Field(12, ge=1)
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -109,6 +120,7 @@ class ConfigModel(_Section):
     hubspot: HubSpotSettings = HubSpotSettings()
     salesforce: SalesforceSettings = SalesforceSettings()
     schedules: ScheduleSettings = ScheduleSettings()
+    sla: SlaSettings = SlaSettings()
     logging: LoggingSettings = LoggingSettings()
 
 
@@ -189,6 +201,13 @@ class Config:
             security_token=self.secrets.get(SALESFORCE_TOKEN_VAR, Secret("")),
             **common,
         )
+
+    def sla_webhook(self) -> tuple[Secret, Secret] | None:
+        """The SLA webhook's URL and signing secret; None when no URL is set."""
+        url = self.secrets.get(SLA_WEBHOOK_URL_VAR)
+        if url is None:
+            return None
+        return url, self._secret(SLA_WEBHOOK_SECRET_VAR, "sla")
 
     def _secret(self, variable: str, section: str) -> Secret:
         secret = self.secrets.get(variable)
@@ -285,6 +304,8 @@ def _collect_secrets(
         SALESFORCE_PASSWORD_VAR,
         SALESFORCE_TOKEN_VAR,
         SALESFORCE_SESSION_VAR,
+        SLA_WEBHOOK_URL_VAR,
+        SLA_WEBHOOK_SECRET_VAR,
     ):
         if environ.get(variable):
             values[variable] = environ[variable]

@@ -15,7 +15,7 @@ from leadsync.connectors.hubspot import HubSpotConnector
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
 from leadsync.sandbox_config import write_sandbox_config
-from leadsync.sync.engine import RunSummary, SyncEngine
+from leadsync.sync.engine import RunSummary
 
 FUNNEL = ("lead", "mql", "sal", "sql", "opportunity", "customer", "recycled", "disqualified")
 
@@ -67,7 +67,4 @@ def run_demo(*, seed: int, leads: int) -> int:
 
 def _cycle(config: Config) -> RunSummary:
     with open_runtime(config) as runtime:
-        engine = SyncEngine(
-            runtime.store, runtime.connectors, runtime.field_map, runtime.definition
-        )
-        return engine.run(write=True)
+        return runtime.engine().run(write=True)

@@ -4,15 +4,19 @@ the lead definition. Commands and the service open one, use it, and close it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from leadsync.config import Config
 from leadsync.connectors.hubspot import HubSpotConnector
 from leadsync.connectors.salesforce import SalesforceConnector
 from leadsync.mapping.definition import LeadDefinition, load_definition
 from leadsync.mapping.fields import FieldMap, load_mapping
+from leadsync.sync.engine import SyncEngine
+from leadsync.sync.sla.monitor import SlaMonitor, monitor_for
+from leadsync.sync.sla.webhook import WebhookSender
 from leadsync.sync.store import Store
 
 
@@ -23,8 +27,39 @@ class Runtime:
     field_map: FieldMap
     definition: LeadDefinition
     connectors: dict[str, HubSpotConnector | SalesforceConnector] = field(default_factory=dict)
+    _closing: list[Callable[[], None]] = field(default_factory=list)
+
+    def sla_monitor(self) -> SlaMonitor | None:
+        """The SLA check of this definition, posting to the webhook the config names."""
+        webhook = self.config.sla_webhook()
+        settings = self.config.model.sla
+        sender = None
+        if webhook is not None:
+            url, secret = webhook
+            sender = WebhookSender(url, secret, timeout_seconds=settings.webhook_timeout_seconds)
+            self._closing.append(sender.close)
+        return monitor_for(
+            self.store,
+            self.definition,
+            webhook=sender,
+            max_attempts=settings.webhook_max_attempts,
+        )
+
+    def engine(self, *, clock: Callable[[], datetime] | None = None) -> SyncEngine:
+        """A sync engine over this runtime's store, connectors, mapping and definition."""
+        timing = {} if clock is None else {"clock": clock}
+        return SyncEngine(
+            self.store,
+            self.connectors,
+            self.field_map,
+            self.definition,
+            sla_monitor=self.sla_monitor(),
+            **timing,
+        )
 
     def close(self) -> None:
+        for close in self._closing:
+            close()
         for connector in self.connectors.values():
             connector.close()
         self.store.close()

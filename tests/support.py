@@ -113,3 +113,19 @@ def shipped_canonical_fields() -> dict[str, str]:
     definition is validated against in production."""
     examples = Path(__file__).resolve().parents[1] / "leadsync" / "examples"
     return load_mapping(examples / "mapping.toml").canonical_types()
+
+
+def set_up_sandbox_config(sandbox: Any, folder: Path) -> Any:
+    """A leadsync config pointed at `sandbox` (written into `folder`), with HubSpot's
+    write-back properties created: what `leadsync sandbox --config-out` then `setup` give."""
+    from leadsync.config import load_config
+    from leadsync.connectors.hubspot import HubSpotConnector
+    from leadsync.sandbox_config import write_sandbox_config
+
+    path = folder / "leadsync.toml"
+    write_sandbox_config(path, sandbox.url, sandbox.credentials())
+    config = load_config(path)
+    connector = HubSpotConnector(config.hubspot_connection())
+    connector.ensure_properties()
+    connector.close()
+    return config

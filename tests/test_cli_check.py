@@ -37,7 +37,7 @@ def test_online_names_the_writeback_properties_setup_must_create_then_passes(
     assert main(["check", "--config", config, "--online"]) == 2
     err = capsys.readouterr().err
     assert "writeback.hubspot.score: no field 'leadsync_score'" in err
-    assert "6 problems found" in err
+    assert "7 problems found" in err
     assert main(["setup", "--config", config]) == 0
     capsys.readouterr()
     assert main(["check", "--config", config, "--online"]) == 0

@@ -10,6 +10,8 @@ from leadsync.config import (
     HUBSPOT_TOKEN_VAR,
     SALESFORCE_PASSWORD_VAR,
     SALESFORCE_TOKEN_VAR,
+    SLA_WEBHOOK_SECRET_VAR,
+    SLA_WEBHOOK_URL_VAR,
     load_config,
 )
 from leadsync.problems import ConfigError, locate_key
@@ -176,3 +178,22 @@ def test_a_relative_sqlite_path_is_read_from_the_config_folder(
 ) -> None:
     config = load_config(write(tmp_path, f'[database]\nurl = "{url}"\n'), environ={})
     assert config.database_url == expected.format(folder=tmp_path)
+
+
+def test_the_sla_webhook_is_off_without_its_url_and_needs_its_secret_with_it(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "[sla]\nwebhook_max_attempts = 3\n")
+    assert load_config(path, environ={}).sla_webhook() is None
+    url = "https://hooks.example.com/T0/B0/secretpath"
+    configured = load_config(path, environ={SLA_WEBHOOK_URL_VAR: url})
+    with pytest.raises(ConfigError) as missing:
+        configured.sla_webhook()
+    assert SLA_WEBHOOK_SECRET_VAR in str(missing.value)
+    assert "secretpath" not in str(missing.value)
+    both = load_config(path, environ={SLA_WEBHOOK_URL_VAR: url, SLA_WEBHOOK_SECRET_VAR: "s3"})
+    webhook = both.sla_webhook()
+    assert webhook is not None
+    assert [secret.reveal() for secret in webhook] == [url, "s3"]
+    assert "secretpath" not in repr(webhook)
+    assert both.model.sla.webhook_max_attempts == 3

@@ -1,5 +1,5 @@
-"""The fields leadsync writes back to each CRM: score, its parts, grade, reasons, model version
-and the lifecycle stage.
+"""The fields leadsync writes back to each CRM: score, its parts, grade, reasons, model version,
+the service levels in breach and the lifecycle stage.
 
 HubSpot custom properties can be created through the API (`HubSpotConnector.ensure_properties`);
 Salesforce custom fields cannot, so the Salesforce connector reports the missing ones with what
@@ -81,6 +81,13 @@ _SCORE_FIELDS: tuple[tuple[str, str, FieldType, str, int | None], ...] = (
         "The hash of the lead definition that produced the score.",
         64,
     ),
+    (
+        "sla_breaches",
+        "SLA breaches",
+        FieldType.STRING,
+        "The service levels the lead is in breach of, by name; blank when none.",
+        255,
+    ),
 )
 
 
@@ -116,6 +123,7 @@ _ROLE_STEMS = {
     "grade": "grade",
     "reasons": "score_reasons",
     "model_version": "model_version",
+    "sla_breaches": "sla_breaches",
 }
 
 

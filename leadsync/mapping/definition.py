@@ -5,6 +5,7 @@
     [scoring.engagement]               signals (points per unit, cap), cap, decay
     [lifecycle.stages.<stage>]         all = [...] / any = [...] conditions, requires_previous
     [[lifecycle.recycle]] ...          all / any conditions + reason (also disqualify, requalify)
+    [sla] ...                          service levels and their calendars (see sla_rules)
 
 A *condition* tests one canonical field with exactly one of: `equals`, `in`, `matches` (a regular
 expression, searched), `gte`, `gt`, `lte`, `lt`, `between = [low, high]` (inclusive) or
@@ -13,14 +14,14 @@ string counts as missing. Lifecycle criteria may also test `score`, `fit` and `e
 
 Every mistake becomes a `ConfigProblem` naming the file, the dotted key (list items as `[i]`,
 counted from 0) and the line where it can be found; all of them at once, in a `ConfigError`.
-The model version is a hash of the validated definition: formatting, comments and key order do
-not change it, any value does.
+The model version is a hash of the validated scoring and lifecycle: formatting, comments and key
+order do not change it, any value does. The [sla] section is not part of it: service levels
+judge the handoff, they do not change a lead's score or stage.
 """
 
 from __future__ import annotations
 
 import contextlib
-import difflib
 import functools
 import hashlib
 import json
@@ -33,16 +34,22 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeGuard
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails
 
+from leadsync.mapping.sla_rules import SlaModel, cross_key_problems
+from leadsync.mapping.validation import (
+    PROBLEMS_ERROR,
+    StrictModel,
+    known_fields,
+    problems,
+    unknown_field_message,
+)
 from leadsync.problems import ConfigError, ConfigProblem, parse_toml, read_text
 
 __all__ = [
@@ -86,33 +93,6 @@ CONDITION_KEYS: tuple[str, ...] = (
 _COMPARISON_SIGNS = {"gte": "≥", "gt": ">", "lte": "≤", "lt": "<"}
 _COMPARISONS = {"gte": operator.ge, "gt": operator.gt, "lte": operator.le, "lt": operator.lt}
 _DEFAULT_AGE_FIELDS = ("last_activity_at", "last_conversion_at")
-
-
-# --------------------------------------------------------------------------------------------
-# Validation plumbing: problems raised from validators, with the key they concern
-# --------------------------------------------------------------------------------------------
-
-
-def _problems(*found: tuple[str, str]) -> PydanticCustomError:
-    """An error carrying one or more (key below the current one, message) pairs.
-
-    Pydantic gives a model validator's error the model's own location; the pairs let one
-    validator name the exact key, and report several mistakes at once.
-    """
-    return PydanticCustomError(
-        "lead_definition", "; ".join(message for _, message in found), {"problems": found}
-    )
-
-
-def _known_fields(info: ValidationInfo) -> Mapping[str, str] | None:
-    context = info.context
-    return context.get("fields") if isinstance(context, Mapping) else None
-
-
-def _unknown_field_message(name: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown field {name!r}: the field mapping has no such canonical field{hint}"
 
 
 def _value_fits(value: Any, field_type: str) -> bool:
@@ -167,17 +147,12 @@ def _pattern(expression: str, case_sensitive: bool) -> re.Pattern[str]:
     return re.compile(expression, 0 if case_sensitive else re.IGNORECASE)
 
 
-class _Strict(BaseModel):
-    # Strict: TOML is typed, so "20" where a number belongs is a mistake to report, not coerce.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
 # --------------------------------------------------------------------------------------------
 # Conditions
 # --------------------------------------------------------------------------------------------
 
 
-class Condition(_Strict):
+class Condition(StrictModel):
     """One test on one canonical field: exactly one of the condition keys."""
 
     accepts_score_fields: ClassVar[bool] = False
@@ -199,11 +174,11 @@ class Condition(_Strict):
     def _field_is_known(cls, name: str, info: ValidationInfo) -> str:
         if name in SCORE_FIELDS:
             if not cls.accepts_score_fields:
-                raise _problems(("", f"{name!r} is the score itself: lifecycle criteria only"))
+                raise problems(("", f"{name!r} is the score itself: lifecycle criteria only"))
             return name
-        fields = _known_fields(info)
+        fields = known_fields(info)
         if fields is not None and name not in fields:
-            raise _problems(("", _unknown_field_message(name, fields)))
+            raise problems(("", unknown_field_message(name, fields)))
         return name
 
     @field_validator("equals")
@@ -211,7 +186,7 @@ class Condition(_Strict):
     def _equals_is_scalar(cls, value: Any) -> Any:
         problem = None if value is None else _scalar_problem(value)
         if problem is not None:
-            raise _problems(("", problem))
+            raise problems(("", problem))
         return value
 
     @field_validator("in_")
@@ -220,7 +195,7 @@ class Condition(_Strict):
         found = [(f"[{index}]", _scalar_problem(value)) for index, value in enumerate(values or ())]
         wrong = [(key, problem) for key, problem in found if problem is not None]
         if wrong:
-            raise _problems(*wrong)
+            raise problems(*wrong)
         return values
 
     @field_validator("matches")
@@ -230,7 +205,7 @@ class Condition(_Strict):
             try:
                 re.compile(expression)
             except re.error as problem:
-                raise _problems(("", f"not a valid regular expression: {problem}")) from None
+                raise problems(("", f"not a valid regular expression: {problem}")) from None
         return expression
 
     @model_validator(mode="after")
@@ -238,7 +213,7 @@ class Condition(_Strict):
         given = [key for key in CONDITION_KEYS if self._value_of(key) is not None]
         if len(given) != 1:
             named = ", ".join(given) if given else "none"
-            raise _problems(
+            raise problems(
                 ("", f"give exactly one condition of {', '.join(CONDITION_KEYS)} (given: {named})")
             )
         found = []
@@ -246,11 +221,11 @@ class Condition(_Strict):
             found.append(("between", "the low end comes first: between = [low, high]"))
         found.extend(self._type_problems(given[0], info))
         if found:
-            raise _problems(*found)
+            raise problems(*found)
         return self
 
     def _type_problems(self, key: str, info: ValidationInfo) -> list[tuple[str, str]]:
-        fields = _known_fields(info)
+        fields = known_fields(info)
         if self.field in SCORE_FIELDS:
             field_type = "integer"
         elif fields is not None:
@@ -368,13 +343,13 @@ class FitRule(Condition):
         return self.label or self.describe()
 
 
-class FitGroup(_Strict):
+class FitGroup(StrictModel):
     """Rules of one kind (size, industry, title, geo): their positive points stop at `cap`."""
 
     cap: int = Field(ge=0)
 
 
-class FitModel(_Strict):
+class FitModel(StrictModel):
     cap: int | None = Field(None, ge=0)
     groups: dict[str, FitGroup] = Field(default_factory=dict)
     rules: list[FitRule] = Field(default_factory=list)
@@ -387,11 +362,11 @@ class FitModel(_Strict):
             if rule.group is not None and rule.group not in self.groups
         ]
         if undeclared:
-            raise _problems(*undeclared)
+            raise problems(*undeclared)
         return self
 
 
-class Signal(_Strict):
+class Signal(StrictModel):
     """One behaviour counted in a canonical integer field: `points` per unit, up to `cap`."""
 
     field: str = Field(min_length=1)
@@ -402,13 +377,13 @@ class Signal(_Strict):
     @field_validator("field")
     @classmethod
     def _field_is_a_count(cls, name: str, info: ValidationInfo) -> str:
-        fields = _known_fields(info)
+        fields = known_fields(info)
         if fields is None:
             return name
         if name not in fields:
-            raise _problems(("", _unknown_field_message(name, fields)))
+            raise problems(("", unknown_field_message(name, fields)))
         if fields[name] not in NUMERIC_TYPES:
-            raise _problems(("", f"a signal counts something: {name} is {fields[name]}"))
+            raise problems(("", f"a signal counts something: {name} is {fields[name]}"))
         return name
 
     @property
@@ -416,7 +391,7 @@ class Signal(_Strict):
         return self.label or self.field.replace("_", " ")
 
 
-class Decay(_Strict):
+class Decay(StrictModel):
     """Engagement halves every `half_life_days`, counted from the first of `age_from` (canonical
     date or datetime fields) that the lead has."""
 
@@ -429,32 +404,32 @@ class Decay(_Strict):
     @field_validator("age_from")
     @classmethod
     def _fields_are_dates(cls, names: list[str], info: ValidationInfo) -> list[str]:
-        fields = _known_fields(info)
+        fields = known_fields(info)
         if fields is None:
             return names
         found = []
         for index, name in enumerate(names):
             if name not in fields:
-                found.append((f"[{index}]", _unknown_field_message(name, fields)))
+                found.append((f"[{index}]", unknown_field_message(name, fields)))
             elif fields[name] not in DATE_TYPES:
                 found.append((f"[{index}]", f"age needs a date field; {name} is {fields[name]}"))
         if found:
-            raise _problems(*found)
+            raise problems(*found)
         return names
 
 
-class EngagementModel(_Strict):
+class EngagementModel(StrictModel):
     cap: int | None = Field(None, ge=0)
     signals: list[Signal] = Field(default_factory=list)
     decay: Decay | None = None
 
 
-class Grade(_Strict):
+class Grade(StrictModel):
     grade: str = Field(min_length=1)
     min_score: int = Field(ge=0)
 
 
-class ScoringModel(_Strict):
+class ScoringModel(StrictModel):
     """Fit plus engagement, clamped to [0, max_score], graded by the first threshold reached."""
 
     max_score: int = Field(100, ge=1)
@@ -484,7 +459,7 @@ class ScoringModel(_Strict):
         if self.grades[0].min_score > self.max_score:
             found.append(("grades[0].min_score", f"above max_score {self.max_score}: unreachable"))
         if found:
-            raise _problems(*found)
+            raise problems(*found)
         return self
 
 
@@ -497,7 +472,7 @@ class Criterion(Condition):
     accepts_score_fields: ClassVar[bool] = True
 
 
-class Criteria(_Strict):
+class Criteria(StrictModel):
     """Conditions combined: every one of `all`, and at least one of `any` when it is given."""
 
     all: list[Criterion] = Field(default_factory=list)
@@ -506,7 +481,7 @@ class Criteria(_Strict):
     @model_validator(mode="after")
     def _has_conditions(self) -> Criteria:
         if not self.all and not self.any:
-            raise _problems(("", "give the conditions as all = [...] and/or any = [...]"))
+            raise problems(("", "give the conditions as all = [...] and/or any = [...]"))
         return self
 
     def holds(self, facts: Mapping[str, Any]) -> bool:
@@ -535,7 +510,7 @@ class AcceptanceCriteria(StageCriteria):
     requires_previous: bool = True
 
 
-class StagesModel(_Strict):
+class StagesModel(StrictModel):
     mql: StageCriteria
     sal: AcceptanceCriteria
     sql: StageCriteria
@@ -554,18 +529,19 @@ class TransitionRule(Criteria):
     reason: str = Field(min_length=1)
 
 
-class LifecycleModel(_Strict):
+class LifecycleModel(StrictModel):
     stages: StagesModel
     recycle: list[TransitionRule] = Field(default_factory=list)
     disqualify: list[TransitionRule] = Field(default_factory=list)
     requalify: list[TransitionRule] = Field(default_factory=list)
 
 
-class DefinitionFile(_Strict):
+class DefinitionFile(StrictModel):
     """The whole file; unknown top-level tables are refused like any unknown key."""
 
     scoring: ScoringModel
     lifecycle: LifecycleModel
+    sla: SlaModel | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -581,6 +557,7 @@ class LeadDefinition:
     scoring: ScoringModel
     lifecycle: LifecycleModel
     model_version: str
+    sla: SlaModel | None = None
 
 
 def load_definition(path: Path, *, fields: Mapping[str, str] | None = None) -> LeadDefinition:
@@ -601,14 +578,14 @@ def parse_definition(
     try:
         model = DefinitionFile.model_validate(data, context={"fields": fields})
     except ValidationError as invalid:
-        raise ConfigError(_config_problems(invalid, file, text)) from None
-    return LeadDefinition(model.scoring, model.lifecycle, _model_version(model))
+        raise ConfigError(_config_problems(invalid, file, text, data)) from None
+    return LeadDefinition(model.scoring, model.lifecycle, _model_version(model), model.sla)
 
 
 def _model_version(model: DefinitionFile) -> str:
     # Sorted keys and no whitespace: the hash follows the values, not how the file is written.
     canonical = json.dumps(
-        model.model_dump(mode="json", by_alias=True),
+        model.model_dump(mode="json", by_alias=True, exclude={"sla"}),
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
@@ -616,23 +593,29 @@ def _model_version(model: DefinitionFile) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
 
 
-def _config_problems(invalid: ValidationError, file: str, text: str) -> list[ConfigProblem]:
+def _config_problems(
+    invalid: ValidationError, file: str, text: str, data: Mapping[str, Any]
+) -> list[ConfigProblem]:
     lines = TomlLines(text)
-    problems = []
+    found = []
     for error in invalid.errors():
         key = _dotted(error["loc"])
         for sub_key, message in _messages(error):
             full_key = _below(key, sub_key)
-            problems.append(ConfigProblem(file, full_key, message, lines.line_of(full_key)))
+            found.append(ConfigProblem(file, full_key, message, lines.line_of(full_key)))
+    # The checks pydantic skipped for a model with a wrong field (repeats drop out below).
+    for sub_key, message in cross_key_problems(data.get("sla")):
+        full_key = _below("sla", sub_key)
+        found.append(ConfigProblem(file, full_key, message, lines.line_of(full_key)))
     # The file's order reads best; problems without a line keep pydantic's order, at the end.
     return sorted(
-        dict.fromkeys(problems), key=lambda problem: (problem.line is None, problem.line or 0)
+        dict.fromkeys(found), key=lambda problem: (problem.line is None, problem.line or 0)
     )
 
 
 def _messages(error: ErrorDetails) -> list[tuple[str, str]]:
     context = error.get("ctx") or {}
-    if error["type"] == "lead_definition":
+    if error["type"] == PROBLEMS_ERROR:
         return list(context["problems"])
     if error["type"] == "extra_forbidden":
         return [("", "unknown key")]

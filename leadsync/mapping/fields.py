@@ -130,6 +130,8 @@ class WritebackTargets:
     grade: str | None = None
     reasons: str | None = None
     model_version: str | None = None
+    # The names of the SLA rules the lead is in breach of, comma-separated; blank when none.
+    sla_breaches: str | None = None
     stage: str | None = None
     # canonical stage -> the CRM's value for it; every stage when `stage` is set
     stage_values: Mapping[str, str] = field(default_factory=dict)
@@ -230,6 +232,7 @@ class _WritebackTable(_Table):
     grade: str | None = Field(None, min_length=1)
     reasons: str | None = Field(None, min_length=1)
     model_version: str | None = Field(None, min_length=1)
+    sla_breaches: str | None = Field(None, min_length=1)
     stage: str | None = Field(None, min_length=1)
     stage_values: dict[str, str] = Field(default_factory=dict)
     status_field: str | None = Field(None, min_length=1)
@@ -754,6 +757,7 @@ WRITEBACK_TYPES: dict[str, frozenset[FieldType]] = {
     "grade": _STAGE_TARGET,
     "reasons": _TEXTUAL,
     "model_version": _TEXTUAL,
+    "sla_breaches": _TEXTUAL,
     "stage": _STAGE_TARGET,
     "status_field": _STAGE_TARGET,
 }

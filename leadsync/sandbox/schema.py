@@ -396,6 +396,8 @@ LEAD = SalesforceObject(
             updateable=False,
         ),
         _SF("ConvertedDate", "Converted Date", "date", createable=False, updateable=False),
+        # Set by Salesforce when an activity (call, task, event) is logged on the lead.
+        _SF("LastActivityDate", "Last Activity", "date", createable=False, updateable=False),
         _SF(
             "ConvertedAccountId",
             "Converted Account ID",
@@ -437,6 +439,7 @@ LEAD = SalesforceObject(
         _SF("Leadsync_Grade__c", "Lead Grade", "string", 10, custom=True),
         _SF("Leadsync_Score_Reasons__c", "Score Reasons", "textarea", 32768, custom=True),
         _SF("Leadsync_Model_Version__c", "Scoring Model Version", "string", 64, custom=True),
+        _SF("Leadsync_Sla_Breaches__c", "SLA Breaches", "string", 255, custom=True),
         _SF(
             "Leadsync_Stage__c",
             "Lifecycle Stage",

@@ -958,6 +958,8 @@ class _Generator:
             "ConvertedAccountId": None,
             "ConvertedContactId": None,
             "ConvertedOpportunityId": None,
+            # A rep who moved the lead on logged a call or an email that day.
+            "LastActivityDate": None if status == _OPEN else clock.date(modified),
         }
         if not fresh:
             person.lead = record

@@ -2,11 +2,14 @@
 
     pull      each CRM's changes since its cursor; each page committed with the cursor
     match     the records pulled and not yet reconciled, to leads (or the review queue)
-    merge     each touched lead's fields under their rules; score; lifecycle transitions
+    merge     each touched lead's fields under their rules; score; lifecycle transitions;
+              the SLA clocks those start and stop (leads with a clock past due are merged
+              too, so their CRMs' breach flag is set)
     plan      what each CRM record should hold, minus what it holds
     write     in batches; each batch's results recorded with the values written (the echo
               fingerprints that stop the next pull mistaking our writes for a person's)
     settle    the pulled records marked reconciled, only once their writes are done
+    SLA       breaches recorded and announced once, volume paced, the webhook posted
 
 A run killed anywhere resumes on the next: pages are committed with their cursor, records stay
 pending until their writes are recorded, and the next pull sees what a cut-off batch wrote, so
@@ -34,6 +37,8 @@ from leadsync.sync.ingest import QuarantineError, fields_to_pull, to_snapshot
 from leadsync.sync.model import Lead, Match, MatchKind, Snapshot
 from leadsync.sync.plan import PlanSummary, plan_summary, plan_updates, with_score
 from leadsync.sync.reconcile import reconcile
+from leadsync.sync.sla.clocks import Clock, ClockChanges, SlaRules
+from leadsync.sync.sla.monitor import SlaCheckResult, SlaMonitor, monitor_for
 from leadsync.sync.store import Quarantined, Store, WriteRow
 
 log = logging.getLogger("leadsync.sync")
@@ -71,6 +76,9 @@ class RunSummary:
     # The stage of every lead this run touched: on a first run, the whole funnel.
     stages: Counter[str] = field(default_factory=Counter)
     plan: PlanSummary | None = None
+    clocks_started: int = 0
+    clocks_stopped: int = 0
+    sla: SlaCheckResult | None = None
 
     def as_dict(self) -> dict[str, Any]:
         summary: dict[str, Any] = {
@@ -81,7 +89,11 @@ class RunSummary:
             "stage_transitions": self.transitions,
             "stages_of_leads_touched": dict(self.stages),
             "crms": {crm: asdict(counts) for crm, counts in sorted(self.crms.items())},
+            "sla_clocks_started": self.clocks_started,
+            "sla_clocks_stopped": self.clocks_stopped,
         }
+        if self.sla is not None:
+            summary["sla"] = self.sla.as_dict()
         if self.plan is not None:
             summary["api_calls"] = {
                 crm: asdict(calls) for crm, calls in sorted(self.plan.calls.items())
@@ -96,6 +108,7 @@ class _Merged:
     snapshots: dict[str, Snapshot]
     transitions: list[Transition]
     updates: dict[str, RecordUpdate | None]
+    clocks: ClockChanges = field(default_factory=ClockChanges)
 
 
 class SyncEngine:
@@ -107,12 +120,17 @@ class SyncEngine:
         definition: LeadDefinition,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sla_monitor: SlaMonitor | None = None,
     ) -> None:
+        """`sla_monitor` checks the SLA ledger after each run (the webhook is its business);
+        by default a monitor without webhook, when the definition has service levels."""
         self._store = store
         self._connectors = dict(connectors)
         self._map = field_map
         self._definition = definition
         self._clock = clock
+        self._monitor = sla_monitor or monitor_for(store, definition)
+        self._sla: SlaRules | None = self._monitor.rules if self._monitor else None
 
     def run(self, *, write: bool = True) -> RunSummary:
         """One cycle; `write=False` is `leadsync plan`: the same up to the plan, writing
@@ -134,6 +152,8 @@ class SyncEngine:
                 self._write(merged, run_id, summary)
                 for crm, snapshots in pending.items():
                     self._store.mark_reconciled(crm, [s.record_id for s in snapshots])
+                if self._monitor is not None:
+                    summary.sla = self._monitor.check(self._clock())
         except BaseException:
             self._store.finish_run(
                 run_id, status="failed", summary=summary.as_dict(), finished_at=self._clock()
@@ -234,9 +254,10 @@ class SyncEngine:
     ) -> tuple[list[_Merged], dict[str, list[Snapshot]]]:
         pending = {crm: self._store.pending_records(crm) for crm in self._connectors}
         batch = [snapshot for snapshots in pending.values() for snapshot in snapshots]
-        if not batch:
+        overdue = self._store.sla.overdue_leads(self._clock()) if self._sla else []
+        if not batch and not overdue:
             return [], pending
-        stored = self._stored_records(batch)
+        stored = self._stored_records(batch, also=overdue)
         matches = match_batch(
             batch,
             InMemoryIdentityIndex.of(stored, identity_field=self._map.identity_field),
@@ -245,26 +266,42 @@ class SyncEngine:
         )
         self._count_matches(matches, summary)
         linked = {key: m for key, m in matches.items() if m.kind is not MatchKind.REVIEW}
-        lead_ids = sorted({m.lead_id for m in linked.values() if m.lead_id is not None})
+        lead_ids = sorted(
+            {m.lead_id for m in linked.values() if m.lead_id is not None}
+            # A lead with a clock past due is merged again for its breach flag, if it still
+            # has records to write to.
+            | {lead_id for lead_id in overdue if stored.get(lead_id)}
+        )
         records = _records_by_lead(stored, batch, linked)
         previous = self._store.leads(lead_ids)
+        running = self._store.sla.running(lead_ids) if self._sla else {}
         merged = [
-            self._merge_lead(lead_id, records.get(lead_id, []), previous.get(lead_id))
+            self._merge_lead(
+                lead_id,
+                records.get(lead_id, []),
+                previous.get(lead_id),
+                running.get(lead_id, []),
+            )
             for lead_id in lead_ids
         ]
         summary.leads_changed = sum(1 for m in merged if previous.get(m.lead.lead_id) != m.lead)
         summary.transitions = sum(len(m.transitions) for m in merged)
         summary.stages = Counter(m.lead.stage or "none" for m in merged)
+        summary.clocks_started = sum(len(m.clocks.opened) for m in merged)
+        summary.clocks_stopped = sum(len(m.clocks.stopped) for m in merged)
         if persist:
             self._persist(run_id, matches, merged)
         return merged, pending
 
-    def _stored_records(self, batch: Sequence[Snapshot]) -> dict[str, list[Snapshot]]:
+    def _stored_records(
+        self, batch: Sequence[Snapshot], *, also: Sequence[str] = ()
+    ) -> dict[str, list[Snapshot]]:
         """What the store knows that matching this batch can ask about, fetched in a few
-        queries: the leads linked to these records or holding these emails, and all their
-        records. Every lead the batch then matches is among them or new."""
+        queries: the leads linked to these records or holding these emails (and the leads
+        `also` names), and all their records. Every lead the batch then matches is among them
+        or new."""
         wanted = lookups_for(batch, identity_field=self._map.identity_field)
-        lead_ids: set[str] = set()
+        lead_ids: set[str] = set(also)
         by_crm: dict[str, list[str]] = {}
         for crm, record_id in wanted.records:
             by_crm.setdefault(crm, []).append(record_id)
@@ -279,6 +316,7 @@ class SyncEngine:
         lead_id: str,
         records: Sequence[Snapshot],
         previous: Lead | None,
+        running: Sequence[Clock],
     ) -> _Merged:
         snapshots = one_per_crm(records)
         choices = reconcile(self._map, snapshots, previous=previous)
@@ -289,12 +327,16 @@ class SyncEngine:
         transitions = next_transitions(current, values, score, self._definition, now=now)
         stage = transitions[-1].to_stage if transitions else current
         lead = with_score(Lead(lead_id, values, choices), score, stage=stage)
+        clocks = ClockChanges()
+        if self._sla is not None:
+            clocks = self._sla.clock_changes(lead_id, values, transitions, running, snapshots)
+        breaches = SlaRules.breaches_at(clocks.running_after(running), now)
         try:
-            updates = plan_updates(self._map, lead, snapshots)
+            updates = plan_updates(self._map, lead, snapshots, sla_breaches=breaches)
         except TransformError as unwritable:
             log.warning("lead %s: cannot write %s; nothing planned for it", lead_id, unwritable)
             updates = {}
-        return _Merged(lead, snapshots, transitions, updates)
+        return _Merged(lead, snapshots, transitions, updates, clocks)
 
     def _persist(
         self, run_id: str, matches: Mapping[tuple[str, str], Match], merged: Sequence[_Merged]
@@ -315,6 +357,7 @@ class SyncEngine:
                 if m.kind is MatchKind.REVIEW
             ],
             transitions=[(m.lead.lead_id, t) for m in merged for t in m.transitions],
+            clocks=[m.clocks for m in merged if m.clocks],
             run_id=run_id,
         )
 

@@ -1,13 +1,15 @@
 """`leadsync explain EMAIL|CRM-ID`: everything leadsync knows and decided about one lead.
 
 Both CRM records as last pulled, each merged value with the rule that chose it, the score with
-its reasons, the stage history, the writes made, and the writes still pending (what a sync
-would write now from the store's state). It reads the store only: no CRM is called.
+its reasons, the stage history, its SLA clocks, the writes made, and the writes still pending
+(what a sync would write now from the store's state). It reads the store only: no CRM is
+called.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from leadsync.mapping.fields import FieldMap
@@ -16,6 +18,7 @@ from leadsync.mapping.transforms import TransformError
 from leadsync.sync.engine import one_per_crm
 from leadsync.sync.model import Lead, Snapshot
 from leadsync.sync.plan import plan_updates
+from leadsync.sync.sla.clocks import Clock, SlaRules
 from leadsync.sync.store import LoggedWrite, Store
 
 RECENT_WRITES = 20
@@ -28,15 +31,20 @@ class Explanation:
     history: list[Transition]
     writes: list[LoggedWrite]
     pending: dict[str, dict[str, Any]]
+    clocks: list[Clock]
+    now: datetime
 
 
-def explain(store: Store, field_map: FieldMap, key: str) -> list[Explanation]:
+def explain(
+    store: Store, field_map: FieldMap, key: str, *, now: datetime | None = None
+) -> list[Explanation]:
     """The leads `key` names: an email, or any CRM record id linked to a lead."""
     leads = store.find_leads(email=key) if "@" in key else store.find_leads(crm_id=key)
-    return [_explain(store, field_map, lead) for lead in leads]
+    moment = now or datetime.now(UTC)
+    return [_explain(store, field_map, lead, moment) for lead in leads]
 
 
-def _explain(store: Store, field_map: FieldMap, lead: Lead) -> Explanation:
+def _explain(store: Store, field_map: FieldMap, lead: Lead, now: datetime) -> Explanation:
     records = store.records_of([lead.lead_id]).get(lead.lead_id, [])
     writes: list[LoggedWrite] = []
     for record in records:
@@ -54,12 +62,22 @@ def _explain(store: Store, field_map: FieldMap, lead: Lead) -> Explanation:
         )
         for record in records
     ]
+    clocks = store.sla.clocks(lead_ids=[lead.lead_id])
+    breaches = SlaRules.breaches_at((c for c in clocks if c.status.running), now)
     try:
-        updates = plan_updates(field_map, lead, one_per_crm(believed))
+        updates = plan_updates(field_map, lead, one_per_crm(believed), sla_breaches=breaches)
         pending = {crm: dict(u.values) for crm, u in updates.items() if u is not None}
     except TransformError as unwritable:
         pending = {"(cannot plan)": {"reason": str(unwritable)}}
-    return Explanation(lead, records, store.history(lead.lead_id), writes[-RECENT_WRITES:], pending)
+    return Explanation(
+        lead,
+        records,
+        store.history(lead.lead_id),
+        writes[-RECENT_WRITES:],
+        pending,
+        clocks,
+        now,
+    )
 
 
 def format_explanation(explanation: Explanation) -> str:
@@ -87,6 +105,16 @@ def format_explanation(explanation: Explanation) -> str:
         lines.append(
             f"  {transition.at:%Y-%m-%d %H:%M} {transition.from_stage or '-'} -> "
             f"{transition.to_stage} ({transition.kind}): {transition.reason}"
+        )
+    lines.append("SLA clocks:")
+    if not explanation.clocks:
+        lines.append("  none")
+    for clock in explanation.clocks:
+        stopped = f", stopped {clock.stopped_at:%Y-%m-%d %H:%M}" if clock.stopped_at else ""
+        why = f": {clock.stop_reason}" if clock.stop_reason else ""
+        lines.append(
+            f"  {clock.rule}: started {clock.started_at:%Y-%m-%d %H:%M}, due "
+            f"{clock.due_at:%Y-%m-%d %H:%M} UTC, {clock.status_at(explanation.now)}{stopped}{why}"
         )
     lines.append(f"writes (last {RECENT_WRITES}):")
     for write in explanation.writes:

@@ -3,7 +3,8 @@
 Desired values are the lead's canonical values of every field leadsync pushes (direction push
 or both) that is mapped on the CRM's lead object, written through the binding, plus the
 write-back targets: score, its parts, grade, reasons (one per line), model version, the stage
-through `stage_values`, and the status field through `status_values` for the stages listed.
+through `stage_values`, the status field through `status_values` for the stages listed, and the
+names of the service levels the lead is in breach of (`sla_breaches`).
 
 A value is left out when the CRM already holds it *in meaning*: canonical fields are compared
 through the binding's reading (HubSpot's "60" and 60, " a@x.com" and "a@x.com" after trim,
@@ -13,7 +14,8 @@ writes nothing: no ping-pong.
 
 Blanks: leadsync never writes a blank over a value, except for fields whose rule lets a blank
 win (prefer_hubspot, prefer_salesforce, most_recent: a person clearing the field is an edit like
-any other). Write-back targets are written only when leadsync has a value for them.
+any other). Write-back targets are written only when leadsync has a value for them, except the
+SLA flag: leadsync owns it, and clears it when the last breach is resolved.
 
 Records not written at all: deleted ones, and converted Salesforce leads (Salesforce refuses
 any update to them, CANNOT_UPDATE_CONVERTED_LEAD).
@@ -69,23 +71,29 @@ def with_score(lead: Lead, score: Score, *, stage: Stage | None) -> Lead:
 
 
 def plan_updates(
-    field_map: FieldMap, lead: Lead, snapshots: Mapping[str, Snapshot]
+    field_map: FieldMap,
+    lead: Lead,
+    snapshots: Mapping[str, Snapshot],
+    *,
+    sla_breaches: Sequence[str] = (),
 ) -> dict[str, RecordUpdate | None]:
     """CRM -> the update that makes its record of `lead` hold what it should, or None when it
-    already does (or cannot be written). `snapshots` holds the lead's records, one per CRM.
+    already does (or cannot be written). `snapshots` holds the lead's records, one per CRM;
+    `sla_breaches` the names of the service levels the lead is in breach of now.
 
     Raises TransformError when a value cannot be written through the mapping (a canonical
     value a strict value_map has no CRM value for): the engine quarantines the lead with it.
     """
-    return {crm: _update(field_map, lead, snapshots[crm]) for crm in sorted(snapshots)}
+    flags = ", ".join(sorted(sla_breaches))
+    return {crm: _update(field_map, lead, snapshots[crm], flags) for crm in sorted(snapshots)}
 
 
-def _update(field_map: FieldMap, lead: Lead, snapshot: Snapshot) -> RecordUpdate | None:
+def _update(field_map: FieldMap, lead: Lead, snapshot: Snapshot, flags: str) -> RecordUpdate | None:
     if snapshot.deleted or _is_converted_lead(snapshot):
         return None
     values = {
         **_field_writes(field_map, lead, snapshot),
-        **_writeback_writes(field_map.writeback.get(snapshot.crm), lead, snapshot),
+        **_writeback_writes(field_map.writeback.get(snapshot.crm), lead, snapshot, flags),
     }
     if not values:
         return None
@@ -142,25 +150,29 @@ def _reads_blank(mapping: FieldMapping, crm: str, raw: Any) -> bool:
 class _Target:
     value: Any  # None: leadsync has nothing to write there
     same: Callable[[Any, Any], bool]
+    # A flag leadsync owns: blank is a value it writes (the breach is over), not "nothing".
+    blank_clears: bool = False
 
 
 def _writeback_writes(
-    targets: WritebackTargets | None, lead: Lead, snapshot: Snapshot
+    targets: WritebackTargets | None, lead: Lead, snapshot: Snapshot, flags: str
 ) -> dict[str, Any]:
     if targets is None:
         return {}
     writes: dict[str, Any] = {}
-    wanted = _writeback_targets(targets, lead, snapshot.crm)
+    wanted = _writeback_targets(targets, lead, snapshot.crm, flags)
     for role, name in targets.targets().items():
         target = wanted[role]
-        if is_blank(target.value):
+        if is_blank(target.value) and not target.blank_clears:
             continue
         if not target.same(target.value, snapshot.raw.get(name)):
             writes[name] = target.value
     return writes
 
 
-def _writeback_targets(targets: WritebackTargets, lead: Lead, crm: str) -> dict[str, _Target]:
+def _writeback_targets(
+    targets: WritebackTargets, lead: Lead, crm: str, flags: str
+) -> dict[str, _Target]:
     number = WRITERS[crm]["integer"]
     stage = lead.stage
     return {
@@ -170,9 +182,14 @@ def _writeback_targets(targets: WritebackTargets, lead: Lead, crm: str) -> dict[
         "grade": _Target(lead.grade, _same_text),
         "reasons": _Target("\n".join(lead.reasons), _same_text),
         "model_version": _Target(lead.model_version, _same_text),
+        # Salesforce clears a field with null; HubSpot with an empty string.
+        "sla_breaches": _Target(flags or _BLANK[crm], _same_text, blank_clears=True),
         "stage": _Target(targets.stage_values.get(stage) if stage else None, _same_text),
         "status_field": _Target(targets.status_values.get(stage) if stage else None, _same_text),
     }
+
+
+_BLANK: dict[str, Any] = {"hubspot": "", "salesforce": None}
 
 
 def _maybe(write: Callable[[Any], Any], value: int | None) -> Any:

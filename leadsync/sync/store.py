@@ -1,14 +1,15 @@
 """The store: the only place leadsync keeps state, on SQLite by default or PostgreSQL by URL.
 
-    runs            start_run, finish_run, run, runs
+    runs            start_run, finish_run, run, runs, first_run_at
     cursors         cursor, checkpoint, clear_cursor (moved by save_page only)
     ingestion       save_page (snapshots + quarantine + cursor in one transaction),
                     known_stamps, snapshots, pending_records, mark_reconciled
     identity        link, lead_ids_for, leads_by_email, records_of
     leads           save_leads, leads, find_leads
     lifecycle       add_transitions, history
-    decisions       save_decisions (leads + links + review items + transitions of one batch,
-                    in one transaction)
+    decisions       save_decisions (leads + links + review items + transitions + SLA clocks
+                    of one batch, in one transaction)
+    SLA ledger      sla (clocks and the events announced about them: sync.sla.ledger)
     writes          record_writes, writes, expected (the echo fingerprints)
     people decide   quarantined, add_review, review_queue, resolve_review
 
@@ -24,14 +25,13 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from leadsync.connectors.base import Position, WriteStatus, utc
@@ -48,6 +48,9 @@ from leadsync.sync.database import (
 # One normalisation for matching and for the email index, or the two drift apart.
 from leadsync.sync.identity import normalise_email
 from leadsync.sync.model import FieldChoice, Lead, Snapshot
+from leadsync.sync.sla.clocks import ClockChanges
+from leadsync.sync.sla.ledger import SlaLedger, save_clock_changes
+from leadsync.sync.sql import chunks, excluded, insert_for, last_by_key, upsert
 
 __all__ = [
     "BACKFILL",
@@ -66,8 +69,6 @@ RUN_KINDS = frozenset({"sync", "plan", "backfill", "revert"})
 RUNNING = "running"  # a run's status until finish_run
 INCREMENTAL = "incremental"  # the cursor stream of incremental pulls (a Position)
 BACKFILL = "backfill"  # the cursor stream of full pulls (an opaque checkpoint)
-# Ids per IN (...) list: far below SQLite's and PostgreSQL's bound-parameter limits.
-IN_CHUNK = 500
 
 
 # ------------------------------------------------------------------------------------- values
@@ -194,6 +195,11 @@ class Store:
             raise
 
     @property
+    def sla(self) -> SlaLedger:
+        """The SLA ledger's clocks and events."""
+        return SlaLedger(self._engine)
+
+    @property
     def engine(self) -> Engine:
         """The SQLAlchemy engine, for reports and diagnostics that read the tables directly."""
         return self._engine
@@ -270,6 +276,17 @@ class Store:
         with self._engine.connect() as connection:
             return [_run(row) for row in connection.execute(query).mappings()]
 
+    @retry_transient
+    def first_run_at(self) -> datetime | None:
+        """When the first run of any kind started: since when leadsync has been watching."""
+        with self._engine.connect() as connection:
+            first = connection.execute(sa.select(sa.func.min(t.runs.c.started_at))).scalar()
+        if first is None:
+            return None
+        # An aggregate loses the column type: SQLite hands back the stored text.
+        moment = datetime.fromisoformat(first) if isinstance(first, str) else first
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
     # ------------------------------------------------------------------------------- cursors
 
     def cursor(self, crm: str, stream: str = INCREMENTAL) -> Position | None:
@@ -336,9 +353,7 @@ class Store:
             if position is not None or checkpoint is not None:
                 default = INCREMENTAL if position is not None else BACKFILL
                 cursor = _cursor_values(position, checkpoint, run_id=run_id, now=now)
-                _upsert(
-                    connection, t.cursors, [{"crm": crm, "stream": stream or default, **cursor}]
-                )
+                upsert(connection, t.cursors, [{"crm": crm, "stream": stream or default, **cursor}])
 
     @retry_transient
     def known_stamps(self, crm: str, record_ids: Sequence[str]) -> dict[str, datetime]:
@@ -346,7 +361,7 @@ class Store:
         columns = (t.snapshots.c.record_id, t.snapshots.c.modified_at)
         found: dict[str, datetime] = {}
         with self._engine.connect() as connection:
-            for chunk in _chunks(record_ids):
+            for chunk in chunks(record_ids):
                 query = sa.select(*columns).where(
                     t.snapshots.c.crm == crm, t.snapshots.c.record_id.in_(chunk)
                 )
@@ -363,7 +378,7 @@ class Store:
         """The last seen snapshot of each of `record_ids`, with the lead it is linked to."""
         found: dict[str, Snapshot] = {}
         with self._engine.connect() as connection:
-            for chunk in _chunks(record_ids):
+            for chunk in chunks(record_ids):
                 query = _snapshot_query().where(
                     t.snapshots.c.crm == crm, t.snapshots.c.record_id.in_(chunk)
                 )
@@ -391,7 +406,7 @@ class Store:
     def mark_reconciled(self, crm: str, record_ids: Sequence[str]) -> None:
         """Clear the pending flag of `record_ids`: their changes are reconciled and committed."""
         with writing(self._engine) as connection:
-            for chunk in _chunks(record_ids):
+            for chunk in chunks(record_ids):
                 connection.execute(
                     t.snapshots.update()
                     .where(t.snapshots.c.crm == crm, t.snapshots.c.record_id.in_(chunk))
@@ -412,7 +427,7 @@ class Store:
         """The lead each of `record_ids` is linked to."""
         found: dict[str, str] = {}
         with self._engine.connect() as connection:
-            for chunk in _chunks(record_ids):
+            for chunk in chunks(record_ids):
                 query = sa.select(t.links.c.record_id, t.links.c.lead_id).where(
                     t.links.c.crm == crm, t.links.c.record_id.in_(chunk)
                 )
@@ -430,7 +445,7 @@ class Store:
         wanted = [email for email in map(normalise_email, emails) if email is not None]
         found: dict[str, list[str]] = {}
         with self._engine.connect() as connection:
-            for chunk in _chunks(wanted):
+            for chunk in chunks(wanted):
                 query = (
                     sa.select(t.leads.c.email, t.leads.c.lead_id)
                     .where(t.leads.c.email.in_(chunk))
@@ -445,7 +460,7 @@ class Store:
         """Lead id -> the snapshots of the records linked to it (by CRM, then record id)."""
         found: dict[str, list[Snapshot]] = {}
         with self._engine.connect() as connection:
-            for chunk in _chunks(lead_ids):
+            for chunk in chunks(lead_ids):
                 query = (
                     _snapshot_query(outer=False)
                     .where(t.links.c.lead_id.in_(chunk))
@@ -468,7 +483,7 @@ class Store:
         """The leads with these ids."""
         found: dict[str, Lead] = {}
         with self._engine.connect() as connection:
-            for chunk in _chunks(lead_ids):
+            for chunk in chunks(lead_ids):
                 query = sa.select(t.leads).where(t.leads.c.lead_id.in_(chunk))
                 found.update(
                     {row["lead_id"]: _lead(row) for row in connection.execute(query).mappings()}
@@ -499,19 +514,21 @@ class Store:
         links: Sequence[tuple[str, str, str, str]] = (),
         reviews: Sequence[tuple[str, str, Sequence[str], str]] = (),
         transitions: Sequence[tuple[str, Transition]] = (),
+        clocks: Sequence[ClockChanges] = (),
         run_id: str,
     ) -> None:
         """What matching and merging one batch decided, committed together: the leads, the
-        links, the review items ((crm, record_id, candidates, reason) each) and the lifecycle
-        transitions. Saved apart, a run killed after the leads (and their new stages) but
-        before the transitions would lose those transitions for good: the next run starts
-        from the saved stage."""
+        links, the review items ((crm, record_id, candidates, reason) each), the lifecycle
+        transitions and the SLA clocks they start and stop. Saved apart, a run killed after
+        the leads (and their new stages) but before the transitions would lose those
+        transitions, and their clocks, for good: the next run starts from the saved stage."""
         now = self._now()
         with writing(self._engine) as connection:
             _upsert_leads(connection, leads, self._email_field, now)
             _upsert_links(connection, links, now)
             _upsert_reviews(connection, reviews, run_id, now)
             _insert_transitions(connection, transitions, run_id)
+            save_clock_changes(connection, clocks, run_id=run_id, now=now)
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -556,7 +573,7 @@ class Store:
         ]
         if not logged:
             return
-        written = _last_by_key(
+        written = last_by_key(
             (
                 {
                     "crm": crm,
@@ -573,7 +590,7 @@ class Store:
         )
         with writing(self._engine) as connection:
             connection.execute(t.writes.insert(), logged)
-            _upsert(connection, t.expected, written)
+            upsert(connection, t.expected, written)
 
     @retry_transient
     def writes(
@@ -596,7 +613,7 @@ class Store:
         found: dict[str, dict[str, Any]] = {}
         columns = (t.expected.c.record_id, t.expected.c.field, t.expected.c.value)
         with self._engine.connect() as connection:
-            for chunk in _chunks(record_ids):
+            for chunk in chunks(record_ids):
                 query = sa.select(*columns).where(
                     t.expected.c.crm == crm, t.expected.c.record_id.in_(chunk)
                 )
@@ -651,54 +668,24 @@ class Store:
             return [_review(row) for row in connection.execute(query).mappings()]
 
 
-# --------------------------------------------------------------------------- SQL building blocks
-
-Insert = sqlite.Insert | postgresql.Insert
-K = TypeVar("K")
-
-
-def _insert(connection: Connection, table: sa.Table) -> Insert:
-    """INSERT with ON CONFLICT: both supported backends spell it alike, each in its dialect."""
-    name = connection.dialect.name
-    if name == "sqlite":
-        return sqlite.insert(table)
-    if name == "postgresql":
-        return postgresql.insert(table)
-    raise NotImplementedError(f"the store supports SQLite and PostgreSQL, not {name}")
-
-
-def _excluded(insert: Insert, table: sa.Table, names: Sequence[str]) -> dict[str, Any]:
-    return {name: insert.excluded[name] for name in names if name in table.c}
-
-
-def _upsert(connection: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert `rows`, replacing the other columns of rows whose primary key is already there."""
-    if not rows:
-        return
-    keys = [column.name for column in table.primary_key]
-    insert = _insert(connection, table)
-    others = [column.name for column in table.c if column.name not in keys]
-    statement = insert.on_conflict_do_update(
-        index_elements=keys, set_=_excluded(insert, table, others)
-    )
-    connection.execute(statement, list(rows))
+# --------------------------------------------------------------------------- rows of each table
 
 
 def _upsert_snapshots(
     connection: Connection, snapshots: Sequence[Snapshot], *, run_id: str, now: datetime
 ) -> None:
-    rows = _last_by_key(
+    rows = last_by_key(
         (_snapshot_row(snapshot, run_id=run_id, now=now) for snapshot in snapshots),
         ("record_id",),
     )
     if not rows:
         return
-    insert = _insert(connection, t.snapshots)
+    insert = insert_for(connection, t.snapshots)
     table = t.snapshots
     keys = ("crm", "record_id")
     changed = table.c.content_digest != insert.excluded.content_digest
     update = {
-        **_excluded(insert, table, [c.name for c in table.c if c.name not in keys]),
+        **excluded(insert, table, [c.name for c in table.c if c.name not in keys]),
         # Pending only when the content changed: a page pulled again adds no work.
         "pending": sa.case((changed, sa.true()), else_=table.c.pending),
     }
@@ -723,7 +710,7 @@ def _snapshot_row(snapshot: Snapshot, *, run_id: str, now: datetime) -> dict[str
 
 
 def _upsert_quarantine(connection: Connection, entries: Sequence[Quarantined]) -> None:
-    rows = _last_by_key(
+    rows = last_by_key(
         (
             {
                 "crm": entry.crm,
@@ -738,13 +725,13 @@ def _upsert_quarantine(connection: Connection, entries: Sequence[Quarantined]) -
         ),
         ("record_id",),
     )
-    _upsert(connection, t.quarantine, rows)
+    upsert(connection, t.quarantine, rows)
 
 
 def _resolve_quarantine(
     connection: Connection, crm: str, record_ids: Sequence[str], now: datetime
 ) -> None:
-    for chunk in _chunks(record_ids):
+    for chunk in chunks(record_ids):
         connection.execute(
             t.quarantine.update()
             .where(
@@ -759,8 +746,8 @@ def _resolve_quarantine(
 def _upsert_leads(
     connection: Connection, leads: Sequence[Lead], email_field: str, now: datetime
 ) -> None:
-    rows = _last_by_key((_lead_row(lead, email_field, now) for lead in leads), ("lead_id",))
-    _upsert(connection, t.leads, rows)
+    rows = last_by_key((_lead_row(lead, email_field, now) for lead in leads), ("lead_id",))
+    upsert(connection, t.leads, rows)
 
 
 def _lead_row(lead: Lead, email_field: str, now: datetime) -> dict[str, Any]:
@@ -783,7 +770,7 @@ def _lead_row(lead: Lead, email_field: str, now: datetime) -> dict[str, Any]:
 def _upsert_links(
     connection: Connection, links: Sequence[tuple[str, str, str, str]], now: datetime
 ) -> None:
-    rows = _last_by_key(
+    rows = last_by_key(
         (
             {"crm": crm, "record_id": record_id, "lead_id": lead_id, "kind": kind, "linked_at": now}
             for crm, record_id, lead_id, kind in links
@@ -792,7 +779,7 @@ def _upsert_links(
     )
     if not rows:
         return
-    insert = _insert(connection, t.links)
+    insert = insert_for(connection, t.links)
     moved = t.links.c.lead_id != insert.excluded.lead_id
     update = {
         "lead_id": insert.excluded.lead_id,
@@ -811,7 +798,7 @@ def _upsert_reviews(
     run_id: str,
     now: datetime,
 ) -> None:
-    rows = _last_by_key(
+    rows = last_by_key(
         (
             {
                 "crm": crm,
@@ -829,10 +816,10 @@ def _upsert_reviews(
     )
     if not rows:
         return
-    insert = _insert(connection, t.review)
+    insert = insert_for(connection, t.review)
     still_open = t.review.c.resolved_at.is_(None)
     update = {
-        **_excluded(insert, t.review, ("candidates", "reason", "run_id")),
+        **excluded(insert, t.review, ("candidates", "reason", "run_id")),
         # An open item keeps the time it was first queued; a resolved one reopens now.
         "at": sa.case((still_open, t.review.c.at), else_=insert.excluded.at),
         "resolved_at": None,
@@ -895,21 +882,6 @@ def _check_page(
     strays.discard(crm)
     if strays:
         raise ValueError(f"a {crm} page holds records of {', '.join(sorted(strays))}")
-
-
-def _chunks(items: Sequence[K]) -> Iterator[list[K]]:
-    """`items` without repeats, in lists short enough for one IN (...)."""
-    unique = list(dict.fromkeys(items))
-    for start in range(0, len(unique), IN_CHUNK):
-        yield unique[start : start + IN_CHUNK]
-
-
-def _last_by_key(rows: Iterable[dict[str, Any]], key: Sequence[str]) -> list[dict[str, Any]]:
-    """One row per key, the last given winning: one statement may not upsert a row twice."""
-    by_key: dict[Hashable, dict[str, Any]] = {}
-    for row in rows:
-        by_key[tuple(row[name] for name in key)] = row
-    return list(by_key.values())
 
 
 # ------------------------------------------------------------------------------ rows to values

@@ -33,6 +33,8 @@ __all__ = [
     "quarantine",
     "review",
     "runs",
+    "sla_clocks",
+    "sla_events",
     "snapshots",
     "transitions",
     "writes",
@@ -307,4 +309,45 @@ review = sa.Table(
     sa.Column("at", UtcDateTime(), nullable=False),
     sa.Column("resolved_at", UtcDateTime()),
     sa.Column("resolution", sa.Text()),
+)
+
+# The SLA ledger: one clock per lead, rule and start. A clock runs until it is met (or the lead
+# is rejected) or its time is up; `status` moves open -> breached -> resolved_late, or open ->
+# met | resolved_late, each move by one conditional UPDATE, so replicas never move it twice.
+sla_clocks = sa.Table(
+    "sla_clocks",
+    metadata,
+    sa.Column("clock_id", sa.String(), primary_key=True),
+    sa.Column("rule", sa.String(), nullable=False),
+    sa.Column("lead_id", sa.String(), nullable=False, index=True),
+    sa.Column("owner", sa.String()),
+    sa.Column("time_zone", sa.String(), nullable=False),
+    sa.Column("started_at", UtcDateTime(), nullable=False, index=True),
+    sa.Column("due_at", UtcDateTime(), nullable=False),
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("stopped_at", UtcDateTime()),
+    sa.Column("outcome", sa.String()),  # met | rejected, once stopped
+    sa.Column("stop_reason", sa.Text(), nullable=False),
+    sa.Column("breached_at", UtcDateTime()),  # when leadsync recorded the breach
+    sa.Column("run_id", sa.String(), nullable=False),
+    sa.Index(None, "status", "due_at"),
+)
+
+# What the SLA ledger announced: each breach, resolution and volume warning once (the event id
+# says which), logged by the replica whose insert made the row, and the webhook's outbox.
+sla_events = sa.Table(
+    "sla_events",
+    metadata,
+    sa.Column("event_id", sa.String(), primary_key=True),
+    sa.Column("kind", sa.String(), nullable=False),
+    sa.Column("rule", sa.String(), nullable=False),
+    sa.Column("clock_id", sa.String()),
+    sa.Column("lead_id", sa.String()),
+    sa.Column("at", UtcDateTime(), nullable=False, index=True),
+    sa.Column("payload", TaggedJSON(), nullable=False),
+    sa.Column("delivered_at", UtcDateTime()),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("next_attempt_at", UtcDateTime()),
+    sa.Column("last_error", sa.Text()),
+    sa.Index(None, "delivered_at", "next_attempt_at"),
 )

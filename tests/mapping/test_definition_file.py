@@ -137,7 +137,14 @@ def test_the_shipped_example_loads_with_the_canonical_fields() -> None:
 # (case id, text replaced, replacement, expected key, line marker or None, message fragment)
 MISTAKES = [
     ("bad-toml", "gte = 200", "gte = = 200", "", "gte = = 200", "not valid TOML"),
-    ("unknown-table", "[scoring]", "[sla]\nhours = 4\n\n[scoring]", "sla", "[sla]", "unknown key"),
+    (
+        "unknown-table",
+        "[scoring]",
+        "[routing]\nhours = 4\n\n[scoring]",
+        "routing",
+        "[routing]",
+        "unknown key",
+    ),
     (
         "unknown-key",
         "gte = 200",
@@ -513,11 +520,11 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         .replace("matches = 'vp|director'", "matches = '(vp'")
         .replace("half_life_days = 30", "half_life_days = 0")
         .replace('{ field = "owner_id", present = true }', '{ field = "owner", present = 1 }')
-        .replace("[scoring]", "[sla]\nhours = 4\n\n[scoring]")
+        .replace("[scoring]", "[routing]\nhours = 4\n\n[scoring]")
     )
     problems = problems_of(write(tmp_path, text))
     assert [problem.key for problem in problems] == [
-        "sla",
+        "routing",
         "scoring.fit.rules[0].field",
         "scoring.fit.rules[1].matches",
         "scoring.engagement.decay.half_life_days",
@@ -654,12 +661,26 @@ def test_the_model_version_ignores_how_the_file_is_written(reformat: object) -> 
     )
 
 
-# Every number in the example, outside comments and strings: (line index, start, end).
-NUMBERS = [
-    (index, found.start(), found.end())
-    for index, line in enumerate(EXAMPLE_LINES)
-    if not line.lstrip().startswith("#")
-    for found in re.finditer(r"(?<![\w\".'-])\d+(?![\w\".'-])", line.split("#")[0])
+# The service levels come last; they are not part of the scoring model.
+SLA_START = EXAMPLE_LINES.index("[sla]")
+
+
+def _numbers(lines: list[str], offset: int = 0) -> list[tuple[int, int, int]]:
+    """Every number in `lines`, outside comments and strings: (line index, start, end)."""
+    return [
+        (offset + index, found.start(), found.end())
+        for index, line in enumerate(lines)
+        if not line.lstrip().startswith("#")
+        for found in re.finditer(r"(?<![\w\".'-])\d+(?![\w\".'-])", line.split("#")[0])
+    ]
+
+
+NUMBERS = _numbers(EXAMPLE_LINES[:SLA_START])
+SLA_NUMBERS = [
+    (index, start, end)
+    for index, start, end in _numbers(EXAMPLE_LINES[SLA_START:], SLA_START)
+    # Dates and times of day: a +1 may not make a valid one.
+    if not re.search(r"\d[-:]\d|\d[-:]|[-:]\d", EXAMPLE_LINES[index][max(0, start - 1) : end + 1])
 ]
 
 
@@ -678,8 +699,21 @@ def test_the_model_version_changes_with_any_number(index: int, start: int, end: 
 
 
 def test_every_number_of_the_example_is_covered() -> None:
-    # Guards the test above: the pattern must find the numbers the example is made of.
+    # Guards the tests around: the pattern must find the numbers the example is made of.
     assert len(NUMBERS) > 40
+    assert len(SLA_NUMBERS) >= 3
+
+
+@pytest.mark.parametrize(("index", "start", "end"), SLA_NUMBERS)
+def test_service_levels_are_not_part_of_the_model_version(index: int, start: int, end: int) -> None:
+    # A new SLA target must not rewrite the model version on every lead in both CRMs.
+    original = load_definition(EXAMPLE, fields=FIELDS)
+    lines = [*EXAMPLE_LINES]
+    line = lines[index]
+    lines[index] = f"{line[:start]}{int(line[start:end]) + 1}{line[end:]}"
+    changed = parse_definition("\n".join(lines), file="changed.toml", fields=FIELDS)
+    assert changed.sla != original.sla
+    assert changed.model_version == original.model_version
 
 
 @pytest.mark.parametrize(

@@ -929,7 +929,15 @@ def test_the_example_fits_the_sandbox_hubspot_once_set_up(
     # Until setup, leadsync's own properties are missing, and the check says so.
     assert {problem.key for problem in before} == {
         f"writeback.hubspot.{role}"
-        for role in ("score", "fit_score", "engagement_score", "grade", "reasons", "model_version")
+        for role in (
+            "score",
+            "fit_score",
+            "engagement_score",
+            "grade",
+            "reasons",
+            "model_version",
+            "sla_breaches",
+        )
     }
     hubspot_contacts.ensure_properties()
     after = check_against(example, "hubspot", hubspot_contacts.describe(), file=str(EXAMPLE))

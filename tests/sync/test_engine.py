@@ -11,13 +11,12 @@ from typing import Any
 import pytest
 
 from leadsync.cli import main
-from leadsync.config import Config, load_config
+from leadsync.config import Config
 from leadsync.connectors.base import Connector, KnownStamps, Page, Position
-from leadsync.connectors.hubspot import HubSpotConnector
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
-from leadsync.sandbox_config import write_sandbox_config
 from leadsync.sync.engine import RunSummary, SyncEngine
+from tests.support import set_up_sandbox_config
 
 OPEN_LIMITS = HubSpotSettings(ten_second_limit=100_000, searches_per_second=1_000)
 
@@ -29,12 +28,7 @@ def sandbox_settings() -> SandboxSettings:
 
 @pytest.fixture
 def config(sandbox: Sandbox, tmp_path: Path) -> Config:
-    path = tmp_path / "leadsync.toml"
-    write_sandbox_config(path, sandbox.url, sandbox.credentials())
-    loaded = load_config(path)
-    connector = HubSpotConnector(loaded.hubspot_connection())
-    connector.ensure_properties()
-    connector.close()
+    loaded: Config = set_up_sandbox_config(sandbox, tmp_path)
     return loaded
 
 

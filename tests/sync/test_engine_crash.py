@@ -21,12 +21,11 @@ from typing import Any
 
 import pytest
 
-from leadsync.config import Config, load_config
-from leadsync.connectors.hubspot import HubSpotConnector
+from leadsync.config import Config
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
-from leadsync.sandbox_config import write_sandbox_config
 from leadsync.sync.engine import SyncEngine
+from tests.support import set_up_sandbox_config
 
 SEEDED_UNTIL = datetime(2026, 6, 1, tzinfo=UTC)
 # leadsync's clock is frozen, so scores (their decay) are the same in every run compared.
@@ -85,12 +84,7 @@ class _Wrapped:
 
 
 def _config(sandbox: Sandbox, folder: Path) -> Config:
-    path = folder / "leadsync.toml"
-    write_sandbox_config(path, sandbox.url, sandbox.credentials())
-    config = load_config(path)
-    connector = HubSpotConnector(config.hubspot_connection())
-    connector.ensure_properties()
-    connector.close()
+    config: Config = set_up_sandbox_config(sandbox, folder)
     return config
 
 

@@ -29,7 +29,8 @@ from leadsync.sync.database import (
     upgrade_database,
 )
 from leadsync.sync.model import FieldChoice, Lead, Snapshot
-from leadsync.sync.store import IN_CHUNK, Quarantined, Store, WriteRow
+from leadsync.sync.sql import IN_CHUNK
+from leadsync.sync.store import Quarantined, Store, WriteRow
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 PLUS_TWO = timezone(timedelta(hours=2))
@@ -86,7 +87,7 @@ def test_first_use_creates_the_sqlite_file_and_its_folder_and_migrates_it(tmp_pa
         assert path.is_file()
         with store.engine.connect() as connection:
             current = MigrationContext.configure(connection).get_current_revision()
-        assert current == head_revision() == "0001_initial"
+        assert current == head_revision() == "0002_sla_ledger"
         assert schema_differences(store.engine) == []
 
 
