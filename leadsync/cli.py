@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import FrameType
@@ -20,8 +21,9 @@ from types import FrameType
 from sqlalchemy.engine import make_url
 
 from leadsync import __version__
-from leadsync.config import load_config
+from leadsync.config import Config, load_config
 from leadsync.connectors.errors import ConnectorError
+from leadsync.logs import configure_logging
 from leadsync.problems import ConfigError
 from leadsync.sandbox import FaultSpec, FaultSpecError, HubSpotSettings, Sandbox, SandboxSettings
 from leadsync.sandbox_config import write_sandbox_config
@@ -120,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also compare the mapping with each CRM's live describe",
     )
 
+    run = commands.add_parser(
+        "run",
+        help="the service: scheduled syncs, SLA checks, the nightly sweep, queued backfills",
+        description="Run the scheduled jobs until SIGTERM or SIGINT. Several replicas may run "
+        "against one PostgreSQL: each job runs on one of them at a time.",
+    )
+    _add_config_option(run)
+
     sync = commands.add_parser("sync", help="run one full sync cycle and print what it did")
     _add_config_option(sync)
     sync.add_argument(
@@ -165,6 +175,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sla.add_argument("--json", action="store_true", help="print the ledger as JSON")
 
+    backfill = commands.add_parser(
+        "backfill",
+        help="a full pull of one or both CRMs, reconciled and written like a sync; resumable",
+        description="Pull every record (list and Bulk APIs), keep those modified within "
+        "[--since, --until), and reconcile and write them like a sync, chunk by chunk. "
+        "Checkpointed: --resume ID, or the same command again, goes on after a kill.",
+    )
+    _add_config_option(backfill)
+    backfill.add_argument(
+        "--crm", choices=("hubspot", "salesforce", "all"), default="all", help="default all"
+    )
+    backfill.add_argument("--since", type=_day, metavar="DATE", help="modified on or after")
+    backfill.add_argument("--until", type=_day, metavar="DATE", help="modified before")
+    backfill.add_argument(
+        "--dry-run", action="store_true", help="pull and plan, write nothing (like `plan`)"
+    )
+    what = backfill.add_mutually_exclusive_group()
+    what.add_argument(
+        "--queue", action="store_true", help="hand it to the running service (`leadsync run`)"
+    )
+    what.add_argument("--resume", metavar="ID", help="go on with backfill ID")
+    what.add_argument(
+        "--sweep",
+        action="store_true",
+        help="the nightly reconciliation sweep, now: every CRM, every record, drift repaired",
+    )
+    what.add_argument(
+        "--status", action="store_true", help="list queued, running and finished backfills"
+    )
+    backfill.add_argument("--json", action="store_true", help="with --status: as JSON")
+
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     upgrade = db_commands.add_parser("upgrade", help="create or migrate the database")
@@ -194,6 +235,14 @@ def _add_config_option(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="config file (default: $LEADSYNC_CONFIG, else ./config.toml if present)",
     )
+
+
+def _load(args: argparse.Namespace) -> Config:
+    """The config the command names, with logging set up as it says."""
+    config = load_config(_config_path(args))
+    settings = config.model.logging
+    configure_logging(level=settings.level, format=settings.format)
+    return config
 
 
 def _config_path(args: argparse.Namespace) -> Path | None:
@@ -312,7 +361,7 @@ def run_check(args: argparse.Namespace) -> int:
 def run_cycle(args: argparse.Namespace, *, write: bool) -> int:
     from leadsync.runtime import open_runtime
 
-    config = load_config(_config_path(args))
+    config = _load(args)
     with open_runtime(config) as runtime:
         summary = runtime.engine().run(write=write)
     if args.json:
@@ -364,7 +413,7 @@ def run_explain(args: argparse.Namespace) -> int:
     from leadsync.runtime import open_runtime
     from leadsync.sync.explain import explain, format_explanation
 
-    config = load_config(_config_path(args))
+    config = _load(args)
     with open_runtime(config, connect=False) as runtime:
         found = explain(runtime.store, runtime.field_map, args.key)
     if not found:
@@ -378,7 +427,7 @@ def run_revert(args: argparse.Namespace) -> int:
     from leadsync.runtime import open_runtime
     from leadsync.sync.revert import UnknownRunError, revert_run
 
-    config = load_config(_config_path(args))
+    config = _load(args)
     with open_runtime(config) as runtime:
         try:
             report = revert_run(runtime.store, runtime.connectors, args.run_id)
@@ -394,7 +443,7 @@ def run_sla(args: argparse.Namespace) -> int:
     from leadsync.runtime import open_runtime
     from leadsync.sync.sla.report import Only, format_sla, sla_view
 
-    config = load_config(_config_path(args))
+    config = _load(args)
     with open_runtime(config, connect=False) as runtime:
         monitor = runtime.sla_monitor()
         if monitor is None:
@@ -416,10 +465,75 @@ def run_sla(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_backfill(args: argparse.Namespace) -> int:
+    from leadsync.runtime import open_runtime
+    from leadsync.sync.backfill import SWEEP, BackfillSpec, Status, crms_of, format_backfills
+
+    config = _load(args)
+    with open_runtime(config, connect=not (args.status or args.queue)) as runtime:
+        queue = runtime.backfill_queue()
+        if args.status:
+            found = queue.list()
+            body = json.dumps([b.as_dict() for b in found], indent=2)
+            print(body if args.json else format_backfills(found))
+            return EXIT_OK
+        if args.resume is not None:
+            chosen = queue.get(args.resume)
+            if chosen is None:
+                print(f"leadsync: no backfill {args.resume!r} (see --status)", file=sys.stderr)
+                return EXIT_FAILED
+        else:
+            enabled = runtime.enabled_crms()
+            if args.crm != "all" and args.crm not in enabled:
+                raise UsageError(f"{args.crm} is not enabled in {config.path or 'the config'}")
+            spec = BackfillSpec(crms_of(args.crm, enabled), args.since, args.until, args.dry_run)
+            if args.sweep:
+                if args.since or args.until or args.crm != "all":
+                    raise UsageError("--sweep covers every CRM and every record: no window")
+                spec = replace(spec, kind=SWEEP)
+            if spec.since and spec.until and spec.until <= spec.since:
+                raise UsageError("--until must be after --since")
+            if args.queue:
+                queued = queue.create(spec)
+                print(f"queued backfill {queued.backfill_id}: `leadsync run` takes it up")
+                return EXIT_OK
+            chosen = queue.unfinished_like(spec) or queue.create(spec)
+            if chosen.progress:
+                print(f"going on with backfill {chosen.backfill_id}", file=sys.stderr)
+        stopping = _stop_on_signals()
+        done = runtime.run_backfill(
+            chosen.backfill_id, should_stop=stopping.is_set, progress_stream=sys.stderr
+        )
+    print(format_backfills([done]))
+    if done.status == Status.SUCCEEDED:
+        return EXIT_OK
+    print(
+        f"leadsync: backfill {done.backfill_id} {done.status}: {done.message}; "
+        f"go on with `leadsync backfill --resume {done.backfill_id}`",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by the first SIGINT or SIGTERM: work stops at the next batch boundary."""
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if stopping.is_set():
+            raise KeyboardInterrupt
+        print("stopping after the batch in hand (again to stop at once)", file=sys.stderr)
+        stopping.set()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    return stopping
+
+
 def run_db_upgrade(args: argparse.Namespace) -> int:
     from leadsync.sync.database import upgrade_database
 
-    config = load_config(_config_path(args))
+    config = _load(args)
     upgrade_database(config.database_url)
     print(f"database at {_shown_url(config.database_url)} is up to date")
     return EXIT_OK
@@ -434,7 +548,7 @@ def run_setup(args: argparse.Namespace) -> int:
     from leadsync.crm_setup import set_up_crms
     from leadsync.mapping.fields import load_mapping
 
-    config = load_config(_config_path(args))
+    config = _load(args)
     mapping = load_mapping(config.mapping_path) if config.mapping_path.is_file() else None
     report = set_up_crms(config, mapping)
     print(report.text())
@@ -449,6 +563,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_sandbox(args)
         if args.command == "check":
             return run_check(args)
+        if args.command == "run":
+            from leadsync.jobs import Service
+
+            return Service(_load(args)).run()
         if args.command == "sync":
             return run_cycle(args, write=True)
         if args.command == "plan":
@@ -459,6 +577,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_revert(args)
         if args.command == "sla":
             return run_sla(args)
+        if args.command == "backfill":
+            return run_backfill(args)
         if args.command == "db":
             return run_db_upgrade(args)
         if args.command == "setup":

@@ -15,9 +15,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from leadsync.connectors.settings import HubSpotConnection, SalesforceConnection
+from leadsync.mapping.sla_rules import time_zone
 from leadsync.problems import ConfigError, ConfigProblem, locate_key, read_toml
 from leadsync.secrets import Secret
 
@@ -95,9 +96,44 @@ class ScheduleSettings(_Section):
 
     sync_every_minutes: float = Field(5.0, gt=0)
     sla_every_minutes: float = Field(5.0, gt=0)
-    # The nightly reconciliation sweep, as HH:MM in the service's local time zone.
+    # The nightly reconciliation sweep, as HH:MM in `time_zone` (default: the host's zone).
     reconcile_at: str = Field("02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    time_zone: str | None = None
     backfill_poll_seconds: float = Field(30.0, gt=0)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone_exists(cls, name: str | None) -> str | None:
+        if name is not None and time_zone(name) is None:
+            raise ValueError(f"unknown time zone {name!r}: use an IANA name like Europe/Berlin")
+        return name
+
+
+class ServiceSettings(_Section):
+    """`leadsync run`: its endpoint, its leases, how long it takes to stop."""
+
+    # /metrics (Prometheus) and /healthz; port 0 serves none.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9108, ge=0, le=65535)
+    # A job's lease lives this long unless renewed (every third of it): a replica that dies
+    # mid-job is taken over after at most this.
+    lease_seconds: float = Field(60.0, gt=0)
+    # How long a job waits for a lease another replica holds before it skips its turn.
+    lease_wait_seconds: float = Field(30.0, ge=0)
+    # SIGTERM: the batch in hand is finished and committed; after this, the service exits
+    # anyway (what was not committed is redone by the next run).
+    shutdown_seconds: float = Field(30.0, gt=0)
+    # /healthz answers 503 when no sync has succeeded for this long.
+    healthy_within_minutes: float = Field(30.0, gt=0)
+
+
+class BackfillSettings(_Section):
+    # Records pulled per chunk; each chunk is settled (merged, written) before the next.
+    chunk_records: int = Field(2_000, ge=1)
+    # The pause after each chunk, so a scheduled sync gets the lease in between.
+    yield_seconds: float = Field(1.0, ge=0)
+    # Off a terminal, a progress line this often.
+    progress_log_seconds: float = Field(30.0, gt=0)
 
 
 class SlaSettings(_Section):
@@ -121,6 +157,8 @@ class ConfigModel(_Section):
     salesforce: SalesforceSettings = SalesforceSettings()
     schedules: ScheduleSettings = ScheduleSettings()
     sla: SlaSettings = SlaSettings()
+    service: ServiceSettings = ServiceSettings()
+    backfill: BackfillSettings = BackfillSettings()
     logging: LoggingSettings = LoggingSettings()
 
 

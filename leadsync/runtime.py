@@ -7,14 +7,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import TextIO
 
 from leadsync.config import Config
 from leadsync.connectors.hubspot import HubSpotConnector
 from leadsync.connectors.salesforce import SalesforceConnector
 from leadsync.mapping.definition import LeadDefinition, load_definition
 from leadsync.mapping.fields import FieldMap, load_mapping
-from leadsync.sync.engine import SyncEngine
+from leadsync.progress import LogProgress, progress_for
+from leadsync.sync.backfill import Backfill, BackfillBusyError, BackfillQueue, BackfillRunner
+from leadsync.sync.engine import StopCheck, SyncEngine
+from leadsync.sync.leases import Leases, replica_name
 from leadsync.sync.sla.monitor import SlaMonitor, monitor_for
 from leadsync.sync.sla.webhook import WebhookSender
 from leadsync.sync.store import Store
@@ -27,22 +31,18 @@ class Runtime:
     field_map: FieldMap
     definition: LeadDefinition
     connectors: dict[str, HubSpotConnector | SalesforceConnector] = field(default_factory=dict)
-    _closing: list[Callable[[], None]] = field(default_factory=list)
+    # The SLA webhook, when the config names one (built once: it keeps its connections).
+    webhook: WebhookSender | None = None
+    # Who this process is, as a lease holder and backfill runner.
+    holder: str = field(default_factory=replica_name)
 
     def sla_monitor(self) -> SlaMonitor | None:
         """The SLA check of this definition, posting to the webhook the config names."""
-        webhook = self.config.sla_webhook()
-        settings = self.config.model.sla
-        sender = None
-        if webhook is not None:
-            url, secret = webhook
-            sender = WebhookSender(url, secret, timeout_seconds=settings.webhook_timeout_seconds)
-            self._closing.append(sender.close)
         return monitor_for(
             self.store,
             self.definition,
-            webhook=sender,
-            max_attempts=settings.webhook_max_attempts,
+            webhook=self.webhook,
+            max_attempts=self.config.model.sla.webhook_max_attempts,
         )
 
     def engine(self, *, clock: Callable[[], datetime] | None = None) -> SyncEngine:
@@ -57,9 +57,60 @@ class Runtime:
             **timing,
         )
 
+    def enabled_crms(self) -> list[str]:
+        """The CRMs the config enables, in a fixed order."""
+        model = self.config.model
+        return [crm for crm in ("hubspot", "salesforce") if getattr(model, crm).enabled]
+
+    def backfill_queue(self) -> BackfillQueue:
+        return BackfillQueue(self.store.engine)
+
+    def leases(self) -> Leases:
+        return Leases(self.store.engine, self.holder)
+
+    def run_backfill(
+        self,
+        backfill_id: str,
+        *,
+        should_stop: StopCheck,
+        progress_stream: TextIO | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> Backfill:
+        """Claim backfill `backfill_id` and run it to its end (or until `should_stop`);
+        BackfillBusyError when another process is running it."""
+        settings = self.config.model
+        queue = self.backfill_queue()
+        ttl = timedelta(seconds=settings.service.lease_seconds)
+        claimed = queue.claim(backfill_id, self.holder, stale_after=ttl)
+        if claimed is None:
+            current = queue.get(backfill_id)
+            holder = current.holder if current is not None else "?"
+            raise BackfillBusyError(f"backfill {backfill_id} is being run by {holder}")
+        every = settings.backfill.progress_log_seconds
+        progress = (
+            progress_for(progress_stream, every_seconds=every)
+            if progress_stream is not None
+            else LogProgress(every_seconds=every)
+        )
+        runner = BackfillRunner(
+            self.engine(clock=clock),
+            self.store,
+            self.connectors,
+            self.field_map,
+            queue=queue,
+            leases=self.leases(),
+            lease_ttl=ttl,
+            lease_wait=timedelta(seconds=max(settings.service.lease_wait_seconds, 1.0) * 20),
+            chunk_records=settings.backfill.chunk_records,
+            yield_seconds=settings.backfill.yield_seconds,
+            progress=progress,
+            should_stop=should_stop,
+        )
+        return runner.run(claimed)
+
     def close(self) -> None:
-        for close in self._closing:
-            close()
+        if self.webhook is not None:
+            self.webhook.close()
         for connector in self.connectors.values():
             connector.close()
         self.store.close()
@@ -72,6 +123,7 @@ def open_runtime(config: Config, *, connect: bool = True) -> Iterator[Runtime]:
     field_map = load_mapping(config.mapping_path)
     definition = load_definition(config.definition_path, fields=field_map.canonical_types())
     runtime = Runtime(config, Store(config.database_url), field_map, definition)
+    runtime.webhook = _webhook(config)
     try:
         if connect:
             if config.model.hubspot.enabled:
@@ -83,3 +135,11 @@ def open_runtime(config: Config, *, connect: bool = True) -> Iterator[Runtime]:
         yield runtime
     finally:
         runtime.close()
+
+
+def _webhook(config: Config) -> WebhookSender | None:
+    webhook = config.sla_webhook()
+    if webhook is None:
+        return None
+    url, secret = webhook
+    return WebhookSender(url, secret, timeout_seconds=config.model.sla.webhook_timeout_seconds)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import threading
 import time
@@ -129,3 +130,33 @@ def set_up_sandbox_config(sandbox: Any, folder: Path) -> Any:
     connector.ensure_properties()
     connector.close()
     return config
+
+
+# Fields the CRMs move on every write: equal states may differ there.
+VOLATILE = frozenset({"lastmodifieddate", "LastModifiedDate", "SystemModstamp"})
+# Scores decay with the clock, which a subprocess cannot freeze: what `mapped_state` leaves out.
+CLOCK_BOUND = re.compile(r"^(leadsync_|Leadsync_)|^lifecyclestage$")
+
+
+def crm_state(sandbox: Any) -> dict[str, Any]:
+    """Every HubSpot contact's properties and Salesforce lead's fields, less VOLATILE ones."""
+    contacts = {
+        c["id"]: {k: v for k, v in c["properties"].items() if k not in VOLATILE}
+        for c in sandbox.hubspot.snapshot()
+    }
+    leads = {
+        lead["Id"]: {k: v for k, v in lead.items() if k not in VOLATILE}
+        for lead in sandbox.salesforce.snapshot("Lead")
+    }
+    return {"hubspot": contacts, "salesforce": leads}
+
+
+def mapped_state(sandbox: Any) -> dict[str, Any]:
+    """`crm_state` less what depends on leadsync's clock (scores decay, stages follow them)."""
+    return {
+        crm: {
+            record_id: {k: v for k, v in fields.items() if not CLOCK_BOUND.search(k)}
+            for record_id, fields in records.items()
+        }
+        for crm, records in crm_state(sandbox).items()
+    }

@@ -4,6 +4,7 @@
                                                    position to resume from once it is committed
     pull_all(checkpoint, fields=...)            -> pages of every record (backfills), each with
                                                    a checkpoint to resume from
+    count_all()                                 -> how many records a full pull will bring
     describe()                                  -> fields with types, allowed values, writability
     fetch(ids, fields=...)                      -> records as they are right now (batched)
     write(updates)                              -> one result per record
@@ -160,6 +161,8 @@ class Connector(Protocol):
     def pull_all(
         self, checkpoint: str | None = None, *, fields: Sequence[str]
     ) -> Iterator[Page]: ...
+
+    def count_all(self) -> int | None: ...
 
     def describe(self) -> ObjectDescription: ...
 

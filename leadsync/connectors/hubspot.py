@@ -292,6 +292,18 @@ class HubSpotConnector:
             if after is None:
                 return
 
+    def count_all(self) -> int | None:
+        """How many live contacts the portal holds (one search), for a backfill's progress."""
+        body = PublicObjectSearchRequest(filter_groups=[], properties=[MODIFIED], limit=1)
+        data, _, _ = self._call(
+            "count contacts",
+            lambda: self._search.do_search_with_http_info(
+                public_object_search_request=body, _request_timeout=self._timeout()
+            ),
+            search=True,
+        )
+        return None if data.total is None else int(data.total)
+
     # ---------------------------------------------------------------- describe
 
     def describe(self) -> ObjectDescription:

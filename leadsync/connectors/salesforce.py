@@ -193,6 +193,13 @@ class SalesforceConnector:
             if records:
                 yield Page(tuple(records), checkpoint=records[-1].id)
 
+    def count_all(self) -> int | None:
+        """How many live records the object holds (one COUNT() query), for a backfill's
+        progress."""
+        scan = _Scan(self.connection.object_name, ("Id",), ("Id",))
+        answer = self._call("count records", _query_with(scan.everything(None).count_soql))
+        return int(answer["totalSize"])
+
     def describe(self) -> ObjectDescription:
         """The object's fields: types, picklist values, writability (from `describe`)."""
         name = self.connection.object_name

@@ -21,12 +21,22 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from leadsync.connectors.base import Connector, RecordUpdate, WriteResult, WriteStatus
+from leadsync.connectors.base import (
+    Connector,
+    CrmRecord,
+    Page,
+    Position,
+    RecordUpdate,
+    WriteResult,
+    WriteStatus,
+)
+from leadsync.logs import run_context
 from leadsync.mapping.definition import LeadDefinition
 from leadsync.mapping.fields import FieldMap
 from leadsync.mapping.lifecycle import Stage, Transition, next_transitions
@@ -49,6 +59,22 @@ CONVERTED_OPPORTUNITY = "ConvertedOpportunityId"
 # Records written per batch and recorded before the next: a kill redoes at most one batch.
 WRITE_BATCH = {"hubspot": 100, "salesforce": 200}
 
+# Asked between batches: should the run stop here (a shutdown, a lease lost)?
+StopCheck = Callable[[], bool]
+
+
+def _never() -> bool:
+    return False
+
+
+class RunInterruptedError(Exception):
+    """The run was asked to stop; what it did so far is committed."""
+
+
+def _stop_if(should_stop: StopCheck) -> None:
+    if should_stop():
+        raise RunInterruptedError
+
 
 @dataclass
 class CrmCounts:
@@ -70,6 +96,9 @@ class RunSummary:
     run_id: str
     wrote: bool
     started_at: datetime
+    kind: str = ""
+    # The run was told to stop, and did, between two batches.
+    interrupted: bool = False
     crms: dict[str, CrmCounts] = field(default_factory=dict)
     leads_changed: int = 0
     transitions: int = 0
@@ -83,7 +112,8 @@ class RunSummary:
     def as_dict(self) -> dict[str, Any]:
         summary: dict[str, Any] = {
             "run_id": self.run_id,
-            "mode": "sync" if self.wrote else "plan",
+            "mode": self.kind or ("sync" if self.wrote else "plan"),
+            "interrupted": self.interrupted,
             "started_at": self.started_at.isoformat(),
             "leads_changed": self.leads_changed,
             "stage_transitions": self.transitions,
@@ -132,79 +162,135 @@ class SyncEngine:
         self._monitor = sla_monitor or monitor_for(store, definition)
         self._sla: SlaRules | None = self._monitor.rules if self._monitor else None
 
-    def run(self, *, write: bool = True) -> RunSummary:
+    def run(self, *, write: bool = True, should_stop: StopCheck = _never) -> RunSummary:
         """One cycle; `write=False` is `leadsync plan`: the same up to the plan, writing
-        nothing to either CRM and deciding nothing in the store but what was pulled."""
-        started = self._clock()
-        run_id = self._store.start_run("sync" if write else "plan", started_at=started)
-        summary = RunSummary(run_id, write, started)
-        summary.crms = {crm: CrmCounts() for crm in self._connectors}
-        try:
+        nothing to either CRM and deciding nothing in the store but what was pulled.
+
+        `should_stop` is asked between pages and between write batches: when it says yes, the
+        run ends there (status "interrupted"), having committed what it did; the next run
+        goes on from there."""
+        with self.recording("sync" if write else "plan", write=write) as summary:
             for crm, connector in self._connectors.items():
-                self._pull(crm, connector, started, run_id, summary.crms[crm])
-            merged, pending = self._merge(run_id, summary, persist=write)
-            summary.plan = plan_summary(m.updates for m in merged)
-            for m in merged:
-                for crm, update in m.updates.items():
-                    if update is not None and crm in summary.crms:
-                        summary.crms[crm].records_to_update += 1
-            if write:
-                self._write(merged, run_id, summary)
-                for crm, snapshots in pending.items():
-                    self._store.mark_reconciled(crm, [s.record_id for s in snapshots])
-                if self._monitor is not None:
-                    summary.sla = self._monitor.check(self._clock())
-        except BaseException:
-            self._store.finish_run(
-                run_id, status="failed", summary=summary.as_dict(), finished_at=self._clock()
-            )
-            raise
-        self._store.finish_run(
-            run_id, status="succeeded", summary=summary.as_dict(), finished_at=self._clock()
-        )
+                self._pull(crm, connector, summary, should_stop)
+            self.settle(summary, should_stop=should_stop)
         return summary
+
+    @contextmanager
+    def recording(self, kind: str, *, write: bool) -> Iterator[RunSummary]:
+        """A run of `kind` recorded in the store: started now, finished when the block ends,
+        as succeeded, failed (the error goes on) or interrupted (RunInterruptedError, swallowed:
+        the summary says so)."""
+        started = self._clock()
+        run_id = self._store.start_run(kind, started_at=started)
+        summary = RunSummary(run_id, write, started, kind=kind)
+        summary.crms = {crm: CrmCounts() for crm in self._connectors}
+        status = "succeeded"
+        try:
+            with run_context(run_id, run_kind=kind):
+                yield summary
+        except RunInterruptedError:
+            status = "interrupted"
+            summary.interrupted = True
+            log.info("run %s interrupted; the next run goes on from here", run_id)
+        except BaseException:
+            status = "failed"
+            raise
+        finally:
+            self._store.finish_run(
+                run_id, status=status, summary=summary.as_dict(), finished_at=self._clock()
+            )
+
+    def settle(self, summary: RunSummary, *, should_stop: StopCheck = _never) -> None:
+        """Everything after the pull: match and merge the pending records, plan, write (when
+        the run writes), mark them reconciled, check the SLA ledger."""
+        _stop_if(should_stop)
+        merged, pending = self._merge(summary.run_id, summary, persist=summary.wrote)
+        summary.plan = plan_summary(m.updates for m in merged)
+        for m in merged:
+            for crm, update in m.updates.items():
+                if update is not None and crm in summary.crms:
+                    summary.crms[crm].records_to_update += 1
+        if not summary.wrote:
+            return
+        reread = self._write(merged, summary, should_stop)
+        for crm, snapshots in pending.items():
+            again = reread.get(crm, set())
+            self._store.mark_reconciled(
+                crm, [s.record_id for s in snapshots if s.record_id not in again]
+            )
+        if self._monitor is not None:
+            summary.sla = self._monitor.check(self._clock())
 
     # ---------------------------------------------------------------- pull
 
     def _pull(
-        self, crm: str, connector: Connector, started: datetime, run_id: str, counts: CrmCounts
+        self, crm: str, connector: Connector, summary: RunSummary, should_stop: StopCheck
     ) -> None:
-        fields = fields_to_pull(self._map, crm)
         pages = connector.pull(
             self._store.cursor(crm),
-            fields=fields,
-            started_at=started,
+            fields=fields_to_pull(self._map, crm),
+            started_at=summary.started_at,
             known=lambda ids: self._store.known_stamps(crm, ids),
         )
         for page in pages:
-            ids = [record.id for record in page.records]
-            previous = self._store.snapshots(crm, ids)
-            expected = self._store.expected(crm, ids)
-            snapshots: list[Snapshot] = []
-            quarantined: list[Quarantined] = []
-            for record in page.records:
-                try:
-                    snapshots.append(
-                        to_snapshot(
-                            record,
-                            self._map,
-                            previous=previous.get(record.id),
-                            expected=expected.get(record.id),
-                        )
+            self.ingest(crm, connector, page, summary, position=page.position)
+            _stop_if(should_stop)
+
+    def ingest(
+        self,
+        crm: str,
+        connector: Connector,
+        page: Page,
+        summary: RunSummary,
+        *,
+        position: Position | None = None,
+        checkpoint: str | None = None,
+        stream: str | None = None,
+    ) -> list[Snapshot]:
+        """One pulled page through the mapping into the store, with the cursor past it (an
+        incremental `position`, or a full pull's `checkpoint` in `stream`) in the same
+        transaction; records leadsync cannot use are quarantined with their reason."""
+        ids = [record.id for record in page.records]
+        previous = self._store.snapshots(crm, ids)
+        expected = self._store.expected(crm, ids)
+        snapshots: list[Snapshot] = []
+        quarantined: list[Quarantined] = []
+        for record in page.records:
+            try:
+                snapshots.append(
+                    to_snapshot(
+                        record,
+                        self._map,
+                        previous=previous.get(record.id),
+                        expected=expected.get(record.id),
                     )
-                except QuarantineError as bad:
-                    quarantined.append(
-                        Quarantined(
-                            crm, record.id, bad.reason, dict(record.fields), run_id, self._clock()
-                        )
+                )
+            except QuarantineError as bad:
+                quarantined.append(
+                    Quarantined(
+                        crm,
+                        record.id,
+                        bad.reason,
+                        dict(record.fields),
+                        summary.run_id,
+                        self._clock(),
                     )
-            if crm == "salesforce":
-                snapshots = self._with_opportunities(connector, snapshots)
-            self._store.save_page(
-                crm, snapshots, quarantined=quarantined, position=page.position, run_id=run_id
-            )
-            counts.pulled += len(page.records)
-            counts.quarantined += len(quarantined)
+                )
+        if crm == "salesforce":
+            snapshots = self._with_opportunities(connector, snapshots)
+        self._store.save_page(
+            crm,
+            snapshots,
+            quarantined=quarantined,
+            position=position,
+            checkpoint=checkpoint,
+            stream=stream,
+            run_id=summary.run_id,
+        )
+        counts = summary.crms.setdefault(crm, CrmCounts())
+        counts.pulled += len(page.records)
+        counts.quarantined += len(quarantined)
+        return snapshots
 
     def _with_opportunities(
         self, connector: Connector, snapshots: list[Snapshot]
@@ -374,7 +460,15 @@ class SyncEngine:
 
     # ---------------------------------------------------------------- write
 
-    def _write(self, merged: Sequence[_Merged], run_id: str, summary: RunSummary) -> None:
+    def _write(
+        self,
+        merged: Sequence[_Merged],
+        summary: RunSummary,
+        should_stop: StopCheck = _never,
+    ) -> dict[str, set[str]]:
+        """Write each CRM's updates in batches; the records held back (changed since they
+        were pulled), by CRM, read again and pending."""
+        reread: dict[str, set[str]] = {}
         for crm, connector in self._connectors.items():
             pulled_at = {
                 m.snapshots[crm].record_id: m.snapshots[crm].modified_at
@@ -384,34 +478,45 @@ class SyncEngine:
             updates = [m.updates[crm] for m in merged if m.updates.get(crm) is not None]
             size = WRITE_BATCH.get(crm, 100)
             for start in range(0, len(updates), size):
+                _stop_if(should_stop)
                 planned = [u for u in updates[start : start + size] if u is not None]
-                batch = self._unchanged_since_pulled(connector, planned, pulled_at)
-                summary.crms[crm].held_back += len(planned) - len(batch)
+                batch, changed = self._unchanged_since_pulled(crm, connector, planned, pulled_at)
+                counts = summary.crms[crm]
+                counts.held_back += len(planned) - len(batch)
+                if changed:
+                    self.ingest(crm, connector, Page(tuple(changed)), summary)
+                    reread.setdefault(crm, set()).update(record.id for record in changed)
                 if not batch:
                     continue
                 results = connector.write(batch)
-                self._store.record_writes(run_id, crm, _write_rows(batch, results))
-                counts = summary.crms[crm]
+                self._store.record_writes(summary.run_id, crm, _write_rows(batch, results))
                 tally = Counter(result.status for result in results)
                 counts.written += tally[WriteStatus.WRITTEN]
                 counts.failed += tally[WriteStatus.FAILED]
                 counts.deferred += tally[WriteStatus.DEFERRED]
+        return reread
 
-    @staticmethod
     def _unchanged_since_pulled(
+        self,
+        crm: str,
         connector: Connector,
         planned: Sequence[RecordUpdate],
         pulled_at: Mapping[str, datetime],
-    ) -> list[RecordUpdate]:
-        """The updates whose record nobody changed since it was pulled. A plan made from an
-        older snapshot would overwrite a person's newer edit: such a record is held back, and
-        the next run, whose pull reaches back to this run's start, brings the edit in."""
-        now = connector.fetch([u.record_id for u in planned], fields=[])
-        return [
+    ) -> tuple[list[RecordUpdate], list[CrmRecord]]:
+        """The updates whose record nobody changed since it was pulled, and the records that
+        changed, as they are now. A plan made from an older snapshot would overwrite a
+        person's newer edit: such a record is held back; its current version goes into the
+        store, pending, so the next merge plans from it (leadsync's own earlier write, a
+        cut-off two-step lifecycle move, is then seen for what it is: an echo)."""
+        now = connector.fetch([u.record_id for u in planned], fields=fields_to_pull(self._map, crm))
+        unchanged = [
             u
             for u in planned
             if u.record_id in now and now[u.record_id].modified_at == pulled_at.get(u.record_id)
         ]
+        kept = {u.record_id for u in unchanged}
+        changed = [record for record_id, record in now.items() if record_id not in kept]
+        return unchanged, changed
 
 
 def _records_by_lead(

@@ -3,7 +3,8 @@
     runs            start_run, finish_run, run, runs, first_run_at
     cursors         cursor, checkpoint, clear_cursor (moved by save_page only)
     ingestion       save_page (snapshots + quarantine + cursor in one transaction),
-                    known_stamps, snapshots, pending_records, mark_reconciled
+                    known_stamps, snapshots, pending_records, mark_reconciled,
+                    mark_all_pending, mark_unlisted_deleted (the sweep)
     identity        link, lead_ids_for, leads_by_email, records_of
     leads           save_leads, leads, find_leads
     lifecycle       add_transitions, history
@@ -65,7 +66,7 @@ __all__ = [
     "content_digest",
 ]
 
-RUN_KINDS = frozenset({"sync", "plan", "backfill", "revert"})
+RUN_KINDS = frozenset({"sync", "plan", "backfill", "sweep", "revert"})
 RUNNING = "running"  # a run's status until finish_run
 INCREMENTAL = "incremental"  # the cursor stream of incremental pulls (a Position)
 BACKFILL = "backfill"  # the cursor stream of full pulls (an opaque checkpoint)
@@ -277,6 +278,26 @@ class Store:
             return [_run(row) for row in connection.execute(query).mappings()]
 
     @retry_transient
+    def last_finished(self, kind: str, *, status: str = "succeeded") -> RunRow | None:
+        """The run of `kind` that finished last with `status`, or None."""
+        query = (
+            sa.select(t.runs)
+            .where(t.runs.c.kind == kind, t.runs.c.status == status)
+            .order_by(t.runs.c.finished_at.desc())
+            .limit(1)
+        )
+        with self._engine.connect() as connection:
+            row = connection.execute(query).mappings().one_or_none()
+        return None if row is None else _run(row)
+
+    @retry_transient
+    def quarantine_size(self) -> int:
+        """How many records are in quarantine, not yet read again."""
+        query = sa.select(sa.func.count()).where(t.quarantine.c.resolved_at.is_(None))
+        with self._engine.connect() as connection:
+            return int(connection.execute(query).scalar() or 0)
+
+    @retry_transient
     def first_run_at(self) -> datetime | None:
         """When the first run of any kind started: since when leadsync has been watching."""
         with self._engine.connect() as connection:
@@ -412,6 +433,36 @@ class Store:
                     .where(t.snapshots.c.crm == crm, t.snapshots.c.record_id.in_(chunk))
                     .values(pending=False)
                 )
+
+    @retry_transient
+    def mark_all_pending(self) -> int:
+        """Make every snapshot pending: the next merge reconsiders every lead (the nightly
+        sweep, after a lead-definition change); how many there are."""
+        with writing(self._engine) as connection:
+            done = connection.execute(t.snapshots.update().values(pending=True))
+        return int(done.rowcount or 0)
+
+    @retry_transient
+    def mark_unlisted_deleted(self, crm: str, *, listed_since: datetime, run_id: str) -> int:
+        """After a complete full pull of `crm` that began at `listed_since`: the live records
+        it did not list (saved before it began) are gone from the CRM (deleted, archived,
+        merged away); mark them deleted and pending. Records in open quarantine are listed
+        but unusable, not gone. How many were marked."""
+        quarantined = sa.select(t.quarantine.c.record_id).where(
+            t.quarantine.c.crm == crm, t.quarantine.c.resolved_at.is_(None)
+        )
+        with writing(self._engine) as connection:
+            done = connection.execute(
+                t.snapshots.update()
+                .where(
+                    t.snapshots.c.crm == crm,
+                    t.snapshots.c.deleted.is_(False),
+                    t.snapshots.c.saved_at < utc(listed_since),
+                    t.snapshots.c.record_id.not_in(quarantined),
+                )
+                .values(deleted=True, pending=True, run_id=run_id, saved_at=self._now())
+            )
+        return int(done.rowcount or 0)
 
     # ------------------------------------------------------------------------------ identity
 

@@ -23,11 +23,13 @@ from sqlalchemy.engine import Dialect
 __all__ = [
     "TaggedJSON",
     "UtcDateTime",
+    "backfills",
     "cursors",
     "decode_value",
     "encode_value",
     "expected",
     "leads",
+    "leases",
     "links",
     "metadata",
     "quarantine",
@@ -350,4 +352,36 @@ sla_events = sa.Table(
     sa.Column("next_attempt_at", UtcDateTime()),
     sa.Column("last_error", sa.Text()),
     sa.Index(None, "delivered_at", "next_attempt_at"),
+)
+
+# Who runs each job right now: one holder per name until `expires_at`, renewed while it works.
+# A replica that dies stops renewing; another takes the lease over once it has expired.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(), primary_key=True),
+    sa.Column("holder", sa.String(), nullable=False),
+    sa.Column("acquired_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+)
+
+# Admins' full pulls, run in the foreground or queued for the service. Each CRM's checkpoint
+# is a cursor of its own (stream "backfill:<id>"); `progress` holds the counts per CRM.
+backfills = sa.Table(
+    "backfills",
+    metadata,
+    sa.Column("backfill_id", sa.String(), primary_key=True),
+    sa.Column("kind", sa.String(), nullable=False),  # backfill | sweep
+    sa.Column("crms", TaggedJSON(), nullable=False),
+    sa.Column("since", UtcDateTime()),
+    sa.Column("until", UtcDateTime()),
+    sa.Column("dry_run", sa.Boolean(), nullable=False),
+    sa.Column("status", sa.String(), nullable=False, index=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("started_at", UtcDateTime()),
+    sa.Column("finished_at", UtcDateTime()),
+    sa.Column("holder", sa.String()),
+    sa.Column("heartbeat_at", UtcDateTime()),
+    sa.Column("progress", TaggedJSON(), nullable=False),
+    sa.Column("message", sa.Text(), nullable=False),
 )

@@ -9,7 +9,6 @@ land (on this machine) after the pull and amid the writes.
 
 from __future__ import annotations
 
-import re
 import signal
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from leadsync.config import Config
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
 from leadsync.sync.engine import SyncEngine
-from tests.support import set_up_sandbox_config
+from tests.support import crm_state, mapped_state, set_up_sandbox_config
 
 SEEDED_UNTIL = datetime(2026, 6, 1, tzinfo=UTC)
 # leadsync's clock is frozen, so scores (their decay) are the same in every run compared.
@@ -38,8 +37,6 @@ SETTINGS = SandboxSettings(
     hubspot=HubSpotSettings(ten_second_limit=100_000, searches_per_second=1_000),
 )
 WRITE_ENDPOINTS = ("hubspot.contacts.batch_update", "salesforce.collection_update")
-# Fields the CRMs move on every write: equal states may differ there.
-VOLATILE = {"lastmodifieddate", "LastModifiedDate", "SystemModstamp"}
 
 
 class Cut(BaseException):
@@ -102,18 +99,6 @@ def _run(config: Config, wire: Tripwire | None = None) -> None:
         )
 
 
-def _crm_state(sandbox: Sandbox) -> dict[str, Any]:
-    contacts = {
-        c["id"]: {k: v for k, v in c["properties"].items() if k not in VOLATILE}
-        for c in sandbox.hubspot.snapshot()
-    }
-    leads = {
-        lead["Id"]: {k: v for k, v in lead.items() if k not in VOLATILE}
-        for lead in sandbox.salesforce.snapshot("Lead")
-    }
-    return {"hubspot": contacts, "salesforce": leads}
-
-
 def _write_calls(sandbox: Sandbox) -> int:
     endpoints = sandbox.stats.as_dict()["endpoints"]
     return sum(endpoints.get(name, 0) for name in WRITE_ENDPOINTS)
@@ -127,7 +112,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any],
         counter = Tripwire(None, after=False)
         sandbox.stats.clear()
         _run(config, counter)
-        return _crm_state(sandbox), _write_calls(sandbox), counter.calls
+        return crm_state(sandbox), _write_calls(sandbox), counter.calls
 
 
 def _points() -> list[tuple[int, bool]]:
@@ -149,7 +134,7 @@ def test_a_run_cut_at_any_point_then_rerun_ends_like_an_uninterrupted_run(
         with pytest.raises(Cut):
             _run(config, Tripwire(at, after))
         _run(config)
-        assert _crm_state(sandbox) == expected_state
+        assert crm_state(sandbox) == expected_state
         batch_redone = 1
         assert _write_calls(sandbox) <= expected_writes + batch_redone
 
@@ -158,20 +143,6 @@ def test_the_reference_run_has_cut_points_to_test(reference: tuple[Any, int, int
     _, writes, calls = reference
     assert writes >= 4  # several batches: "at most one batch twice" means something
     assert 10 < calls < 40  # every call is covered by _points()
-
-
-# Scores decay with the clock, which a subprocess cannot freeze: compare everything else.
-CLOCK_BOUND = re.compile(r"^(leadsync_|Leadsync_)|^lifecyclestage$")
-
-
-def _mapped_state(sandbox: Sandbox) -> dict[str, Any]:
-    return {
-        crm: {
-            record_id: {k: v for k, v in fields.items() if not CLOCK_BOUND.search(k)}
-            for record_id, fields in records.items()
-        }
-        for crm, records in _crm_state(sandbox).items()
-    }
 
 
 def _sync_process(config: Config) -> subprocess.Popen[bytes]:
@@ -190,7 +161,7 @@ def test_a_sync_killed_with_sigkill_then_rerun_ends_like_an_uninterrupted_one(
     with Sandbox(SETTINGS) as clean:
         run = _sync_process(_config(clean, tmp_path / "clean"))
         assert run.wait(timeout=120) == 0
-        expected = _mapped_state(clean)
+        expected = mapped_state(clean)
     with Sandbox(SETTINGS) as sandbox:
         config = _config(sandbox, tmp_path / "killed")
         victim = _sync_process(config)
@@ -199,4 +170,4 @@ def test_a_sync_killed_with_sigkill_then_rerun_ends_like_an_uninterrupted_one(
         victim.wait(timeout=30)
         rerun = _sync_process(config)
         assert rerun.wait(timeout=120) == 0
-        assert _mapped_state(sandbox) == expected
+        assert mapped_state(sandbox) == expected

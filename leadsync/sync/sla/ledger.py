@@ -147,6 +147,15 @@ class SlaLedger:
             return list(connection.execute(query).scalars())
 
     @retry_transient
+    def open_breaches(self, now: datetime) -> int:
+        """How many clocks are running past due at `now`."""
+        query = sa.select(sa.func.count()).where(
+            t.sla_clocks.c.status.in_(_RUNNING), t.sla_clocks.c.due_at <= utc(now)
+        )
+        with self._engine.connect() as connection:
+            return int(connection.execute(query).scalar() or 0)
+
+    @retry_transient
     def mark_breached(self, now: datetime) -> int:
         """Record every open clock past due at `now` as breached; how many were."""
         with writing(self._engine) as connection:

@@ -1,0 +1,317 @@
+"""`leadsync run`: the scheduled jobs and the service loop (APScheduler 3.11).
+
+    sync        every [schedules] sync_every_minutes: one incremental sync cycle
+    sla         every sla_every_minutes: the SLA check (breaches, events, webhook)
+    sweep       daily at reconcile_at: queues the reconciliation sweep (a full backfill that
+                also repairs drift), which the backfills job then runs
+    backfills   every backfill_poll_seconds: runs queued (or paused, or abandoned) backfills
+
+Each job runs on one replica at a time: it takes its lease first (sync and backfill chunks
+share the `sync` lease, so their writes never interleave), renews it while it works, and
+skips its turn when another replica holds it past `lease_wait_seconds`. Within a replica a job
+never overlaps itself, and missed turns coalesce into one. A replica that dies mid-job stops
+renewing; once its lease expires another takes the job over and the run goes on from its last
+commit.
+
+Before each job the mapping and lead definition are read again if their files changed; an
+edit with mistakes is logged with every problem and the last good version keeps running.
+SIGTERM or SIGINT: no new job starts, running ones finish the batch in hand and commit, and the
+service exits 0, after `shutdown_seconds` at the latest.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+
+import sqlalchemy as sa
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from leadsync.config import Config
+from leadsync.connectors.errors import ConnectorError
+from leadsync.logs import new_run_id, run_context
+from leadsync.mapping.definition import LeadDefinition, load_definition
+from leadsync.mapping.fields import FieldMap, load_mapping
+from leadsync.mapping.sla_rules import time_zone
+from leadsync.metrics import MetricsServer, ServiceMetrics
+from leadsync.problems import ConfigError
+from leadsync.runtime import Runtime, open_runtime
+from leadsync.sync.backfill import SWEEP, BackfillSpec, Status
+from leadsync.sync.engine import StopCheck
+from leadsync.sync.leases import Lease, Leases
+
+__all__ = ["DefinitionFiles", "Service"]
+
+log = logging.getLogger("leadsync.service")
+
+SYNC_LEASE = "sync"
+SLA_LEASE = "sla"
+BACKFILL_LEASE = "backfills"
+SWEEP_LEASE = "sweep"
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    field_map: FieldMap
+    definition: LeadDefinition
+    stamp: tuple[float, float]
+
+
+class DefinitionFiles:
+    """The mapping and lead definition, read again when their files change; a version with
+    mistakes is refused (its problems logged once) and the last good one stays."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._good: _Loaded | None = None
+        self._refused: tuple[float, float] | None = None
+        self._lock = threading.Lock()
+
+    def current(self) -> tuple[FieldMap, LeadDefinition]:
+        """The files' newest good version; ConfigError when there never was one."""
+        with self._lock:
+            stamp = self._stamp()
+            if self._good is not None and stamp in (self._good.stamp, self._refused):
+                return self._good.field_map, self._good.definition
+            try:
+                field_map = load_mapping(self._config.mapping_path)
+                definition = load_definition(
+                    self._config.definition_path, fields=field_map.canonical_types()
+                )
+            except ConfigError as mistakes:
+                if self._good is None:
+                    raise
+                self._refused = stamp
+                for problem in mistakes.problems:
+                    log.error("edit refused: %s", problem)
+                log.error(
+                    "the edited mapping or definition has %d problem(s): still running on the "
+                    "version read before; fix the file and it is picked up by the next job",
+                    len(mistakes.problems),
+                )
+                return self._good.field_map, self._good.definition
+            if self._good is not None:
+                log.info(
+                    "mapping and lead definition read again (model %s)", definition.model_version
+                )
+            self._good = _Loaded(field_map, definition, stamp)
+            self._refused = None
+            return field_map, definition
+
+    def _stamp(self) -> tuple[float, float]:
+        return (_mtime(self._config.mapping_path), _mtime(self._config.definition_path))
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return -1.0
+
+
+class Service:
+    """One replica of the service. `run()` blocks until a signal (or `stop()`)."""
+
+    def __init__(self, config: Config, *, clock: Callable[[], datetime] | None = None) -> None:
+        self._config = config
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._stopping = threading.Event()
+        self._files = DefinitionFiles(config)
+        self._files.current()  # a service that starts on broken files does not start
+        settings = config.model.service
+        self._ttl = timedelta(seconds=settings.lease_seconds)
+        self._wait = timedelta(seconds=settings.lease_wait_seconds)
+        self._opened = open_runtime(config)
+        self._runtime: Runtime = self._opened.__enter__()
+        self._leases = Leases(self._runtime.store.engine, self._runtime.holder)
+        self.metrics = ServiceMetrics(
+            self._runtime.store,
+            self._runtime.connectors,
+            healthy_within=timedelta(minutes=settings.healthy_within_minutes),
+            clock=self._clock,
+        )
+        self._server: MetricsServer | None = None
+        if settings.metrics_port:
+            self._server = MetricsServer(
+                self.metrics, host=settings.metrics_host, port=settings.metrics_port
+            )
+        self._scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(4)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=UTC,
+        )
+
+    @property
+    def holder(self) -> str:
+        return self._runtime.holder
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def run(self) -> int:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+        schedules = self._config.model.schedules
+        now = datetime.now(UTC)
+        self._add("sync", self.sync, IntervalTrigger(minutes=schedules.sync_every_minutes), now)
+        self._add("sla", self.check_slas, IntervalTrigger(minutes=schedules.sla_every_minutes), now)
+        self._add(
+            "backfills",
+            self.run_backfills,
+            IntervalTrigger(seconds=schedules.backfill_poll_seconds),
+            now,
+        )
+        hour, minute = (int(part) for part in schedules.reconcile_at.split(":"))
+        zone = time_zone(schedules.time_zone) if schedules.time_zone else None
+        self._add("sweep", self.queue_sweep, CronTrigger(hour=hour, minute=minute, timezone=zone))
+        if self._server is not None:
+            self._server.start()
+        log.info(
+            "leadsync service %s running: sync every %g min, SLA every %g min, sweep at %s%s",
+            self.holder,
+            schedules.sync_every_minutes,
+            schedules.sla_every_minutes,
+            schedules.reconcile_at,
+            f", metrics on :{self._server.port}" if self._server else "",
+        )
+        self._scheduler.start()
+        self._stopping.wait()
+        return self._shut_down()
+
+    def _add(
+        self,
+        name: str,
+        work: Callable[[], None],
+        trigger: IntervalTrigger | CronTrigger,
+        first: datetime | None = None,
+    ) -> None:
+        self._scheduler.add_job(work, trigger, id=name, name=name, next_run_time=first)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        log.info("%s: finishing the batch in hand, then stopping", signal.Signals(signum).name)
+        self._stopping.set()
+
+    def _shut_down(self) -> int:
+        bound = self._config.model.service.shutdown_seconds
+        # No new jobs; the running ones see `_stopping` at their next batch boundary.
+        self._scheduler.pause()
+        waiting = threading.Thread(target=self._scheduler.shutdown, kwargs={"wait": True})
+        waiting.start()
+        waiting.join(bound)
+        if waiting.is_alive():
+            log.warning("jobs still running after %gs: exiting; the next run redoes them", bound)
+        else:
+            log.info("stopped cleanly")
+        if self._server is not None:
+            self._server.stop()
+        if not waiting.is_alive():
+            self._opened.__exit__(None, None, None)
+        return 0
+
+    # ------------------------------------------------------------------ the jobs
+
+    def sync(self) -> None:
+        def work(runtime: Runtime, should_stop: StopCheck) -> None:
+            summary = runtime.engine(clock=self._clock).run(should_stop=should_stop)
+            self.metrics.observe_run(summary)
+            if summary.interrupted:
+                raise _Interrupted
+
+        self._job("sync", SYNC_LEASE, work)
+
+    def check_slas(self) -> None:
+        def work(runtime: Runtime, should_stop: StopCheck) -> None:
+            monitor = runtime.sla_monitor()
+            if monitor is not None:
+                with run_context(new_run_id(), job="sla"):
+                    monitor.check(self._clock())
+
+        self._job("sla", SLA_LEASE, work)
+
+    def run_backfills(self) -> None:
+        def work(runtime: Runtime, should_stop: StopCheck) -> None:
+            queue = runtime.backfill_queue()
+            while not should_stop():
+                claimed = queue.claim(None, runtime.holder, stale_after=self._ttl)
+                if claimed is None:
+                    return
+                log.info("taking up %s %s", claimed.spec.kind, claimed.backfill_id)
+                done = runtime.run_backfill(
+                    claimed.backfill_id, should_stop=should_stop, clock=self._clock
+                )
+                log.info("%s %s: %s", done.spec.kind, done.backfill_id, done.status)
+                if done.status != Status.SUCCEEDED:
+                    return  # paused or failed: the next poll tries again
+
+        self._job("backfills", BACKFILL_LEASE, work)
+
+    def queue_sweep(self) -> None:
+        def work(runtime: Runtime, should_stop: StopCheck) -> None:
+            queue = runtime.backfill_queue()
+            spec = BackfillSpec(tuple(runtime.enabled_crms()), kind=SWEEP)
+            if queue.unfinished_like(spec) is None:
+                queued = queue.create(spec)
+                log.info("queued the reconciliation sweep %s", queued.backfill_id)
+
+        self._job("sweep", SWEEP_LEASE, work)
+
+    def _job(self, name: str, lease_name: str, work: Callable[[Runtime, StopCheck], None]) -> None:
+        """Run `work` under the job's lease with the current files, timed and its outcome
+        counted; errors are logged, never raised into the scheduler."""
+        if self._stopping.is_set():
+            return
+        started = time.monotonic()
+        outcome = "done"
+        try:
+            with self._leases.hold(
+                lease_name, ttl=self._ttl, wait=self._wait, stop=self._stopping
+            ) as lease:
+                if lease is None:
+                    outcome = "skipped"
+                    log.debug("%s: the lease is held by another replica; skipping", name)
+                    return
+                field_map, definition = self._files.current()
+                runtime = replace(self._runtime, field_map=field_map, definition=definition)
+                work(runtime, _stop_check(self._stopping, lease))
+        except _Interrupted:
+            outcome = "interrupted"
+        except (ConnectorError, sa.exc.SQLAlchemyError, ConfigError) as problem:
+            outcome = "failed"
+            self.metrics.errors.labels(_category(problem)).inc()
+            log.error("%s failed: %s", name, problem)
+        except Exception as problem:  # the service outlives any one job's bug
+            outcome = "failed"
+            self.metrics.errors.labels("internal").inc()
+            log.exception("%s failed: %s", name, problem)
+        finally:
+            self.metrics.jobs.labels(name, outcome).inc()
+            self.metrics.job_seconds.labels(name).observe(time.monotonic() - started)
+
+
+class _Interrupted(Exception):  # noqa: N818 - a signal between two parts of this module
+    pass
+
+
+def _stop_check(stopping: threading.Event, lease: Lease) -> Callable[[], bool]:
+    def should_stop() -> bool:
+        return stopping.is_set() or lease.lost.is_set()
+
+    return should_stop
+
+
+def _category(problem: Exception) -> str:
+    if isinstance(problem, ConnectorError):
+        return f"{problem.crm}_{problem.category}"
+    if isinstance(problem, ConfigError):
+        return "config"
+    return "database"

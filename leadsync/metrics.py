@@ -1,0 +1,231 @@
+"""What `leadsync run` tells its operators: /metrics (Prometheus text) and /healthz (JSON).
+
+Counters count what this replica did (records pulled and written, errors by category, jobs
+run); gauges are read from the store and the connectors when scraped, so every replica
+reports the same quarantine, open breaches and age of the last good run:
+
+    leadsync_records_pulled_total{crm}          leadsync_records_written_total{crm}
+    leadsync_errors_total{category}             leadsync_jobs_total{job,outcome}
+    leadsync_job_seconds{job} (histogram)       leadsync_quarantine_records
+    leadsync_sla_open_breaches                  leadsync_api_quota_remaining{crm}
+    leadsync_last_good_sync_age_seconds         leadsync_up
+
+/healthz answers 200 while a sync has succeeded within `healthy_within` (or the replica, started
+less than that ago, is still on its first), else 503 (also when the store does not answer),
+with the figures in a JSON body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
+
+from leadsync.connectors.quota import Quota
+from leadsync.sync.engine import RunSummary
+from leadsync.sync.store import Store
+
+__all__ = ["MetricsServer", "ServiceMetrics"]
+
+log = logging.getLogger("leadsync.service")
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _HasQuota(Protocol):
+    def quota(self) -> Quota: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    healthy: bool
+    status: str  # ok | starting | stale
+    last_good_sync: datetime | None
+    age_seconds: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "last_good_sync": None
+            if self.last_good_sync is None
+            else self.last_good_sync.isoformat(),
+            "age_seconds": None if self.age_seconds is None else round(self.age_seconds, 1),
+        }
+
+
+class ServiceMetrics:
+    """The service's figures, in a registry of their own."""
+
+    def __init__(
+        self,
+        store: Store,
+        connectors: Mapping[str, _HasQuota],
+        *,
+        healthy_within: timedelta,
+        started_at: datetime | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.registry = CollectorRegistry()
+        self._store = store
+        self._connectors = connectors
+        self._healthy_within = healthy_within
+        self._clock = clock
+        self._started_at = started_at or clock()
+        self.pulled = Counter(
+            "leadsync_records_pulled", "CRM records pulled", ["crm"], registry=self.registry
+        )
+        self.written = Counter(
+            "leadsync_records_written", "CRM records written", ["crm"], registry=self.registry
+        )
+        self.errors = Counter(
+            "leadsync_errors",
+            "Errors by category: write_failed, write_deferred, quarantined, and each kind of "
+            "job failure (the connector error's category, database, config, internal)",
+            ["category"],
+            registry=self.registry,
+        )
+        self.jobs = Counter(
+            "leadsync_jobs",
+            "Jobs run by this replica, by outcome (done, skipped, interrupted, failed)",
+            ["job", "outcome"],
+            registry=self.registry,
+        )
+        self.job_seconds = Histogram(
+            "leadsync_job_seconds",
+            "How long jobs took",
+            ["job"],
+            buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600),
+            registry=self.registry,
+        )
+        self.registry.register(_StoreFigures(self))
+
+    def observe_run(self, summary: RunSummary) -> None:
+        """Count what a sync or backfill run did."""
+        for crm, counts in summary.crms.items():
+            self.pulled.labels(crm).inc(counts.pulled)
+            self.written.labels(crm).inc(counts.written)
+            self.errors.labels("write_failed").inc(counts.failed)
+            self.errors.labels("write_deferred").inc(counts.deferred)
+            self.errors.labels("quarantined").inc(counts.quarantined)
+
+    def health(self) -> Health:
+        now = self._clock()
+        last = self._store.last_finished("sync")
+        finished = last.finished_at if last is not None else None
+        age = None if finished is None else (now - finished).total_seconds()
+        if age is not None and age <= self._healthy_within.total_seconds():
+            return Health(True, "ok", finished, age)
+        # A replica just started is on its first sync (after a long outage, a long one).
+        young = now - self._started_at < self._healthy_within
+        return Health(young, "starting" if young else "stale", finished, age)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _StoreFigures(Collector):
+    """Gauges read at each scrape: the same on every replica."""
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        metrics = self._metrics
+        store = metrics._store
+        now = metrics._clock()
+        up = GaugeMetricFamily("leadsync_up", "1 while the store answers")
+        try:
+            quarantine = store.quarantine_size()
+            breaches = store.sla.open_breaches(now)
+            health = metrics.health()
+        except Exception:  # a scrape must answer even when the database does not
+            log.warning("metrics: the store did not answer", exc_info=True)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield GaugeMetricFamily(
+            "leadsync_quarantine_records", "Records in quarantine", value=quarantine
+        )
+        yield GaugeMetricFamily(
+            "leadsync_sla_open_breaches", "SLA clocks running past due", value=breaches
+        )
+        if health.age_seconds is not None:
+            yield GaugeMetricFamily(
+                "leadsync_last_good_sync_age_seconds",
+                "Seconds since a sync last succeeded",
+                value=health.age_seconds,
+            )
+        quota = GaugeMetricFamily(
+            "leadsync_api_quota_remaining",
+            "API calls left today, as each CRM last said",
+            labels=["crm"],
+        )
+        for crm, connector in sorted(metrics._connectors.items()):
+            remaining = connector.quota().daily_remaining
+            if remaining is not None:
+                quota.add_metric([crm], remaining)
+        yield quota
+
+
+class MetricsServer:
+    """/metrics and /healthz on host:port, in a thread, until `stop()`."""
+
+    def __init__(self, metrics: ServiceMetrics, *, host: str, port: int) -> None:
+        owner = metrics
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._answer(200, owner.render(), CONTENT_TYPE)
+                elif path == "/healthz":
+                    try:
+                        health = owner.health()
+                    except SQLAlchemyError as problem:  # the store is away: unhealthy
+                        log.warning("healthz: the store did not answer: %s", type(problem).__name__)
+                        body = json.dumps({"status": "store unavailable"}).encode()
+                        self._answer(503, body, "application/json")
+                        return
+                    body = json.dumps(health.as_dict()).encode()
+                    self._answer(200 if health.healthy else 503, body, "application/json")
+                else:
+                    self._answer(404, b"not found: try /metrics or /healthz\n", "text/plain")
+
+            def _answer(self, status: int, body: bytes, kind: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="metrics", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

@@ -1,0 +1,604 @@
+"""Backfills: full pulls through the list and Bulk APIs, reconciled and written like a sync.
+
+    queue = BackfillQueue(store.engine)
+    job = queue.create(BackfillSpec(("hubspot", "salesforce"), since=..., dry_run=False))
+    BackfillRunner(engine, store, connectors, field_map, ...).run(job.backfill_id)
+
+A backfill pulls every record of each CRM (`pull_all`) and keeps those modified within
+[since, until), `chunk_records` at a time; once every CRM is pulled it settles them (merge,
+plan, write, SLA) in one go, as a sync run does. One go, because a lead's two records must be
+merged together: merged from its HubSpot record alone, then again once its Salesforce record
+arrives, it would be written twice, the first time wrongly. Each page is committed with its
+checkpoint (a cursor stream of the backfill's own), so a backfill killed anywhere goes on
+from its last page when resumed (or rerun with the same arguments); a settle cut off is done
+again from the records still pending, writing only what the CRMs do not hold yet. Each chunk
+holds the `sync` lease, and waits `yield_seconds` after giving it back, so a scheduled
+incremental sync gets in between. Reaching a CRM's API quota reserve pauses the backfill; it
+resumes when asked again (the service retries paused backfills).
+
+The nightly sweep is a backfill of kind `sweep` over every CRM without a window: after its
+pull it marks the records no CRM listed any more as deleted, and settles every lead again, so
+drift the incremental pulls missed (an opportunity won later, a value overwritten, a changed
+lead definition) is repaired.
+
+A dry run is `leadsync plan` over the full pull: it stores what it pulled and writes nothing;
+the next sync reconciles it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, RowMapping
+
+from leadsync.connectors.base import Connector, CrmRecord, Page, utc
+from leadsync.connectors.errors import QuotaReserveReachedError
+from leadsync.mapping.fields import FieldMap
+from leadsync.sync import tables as t
+from leadsync.sync.database import retry_transient, writing
+from leadsync.sync.engine import RunInterruptedError, RunSummary, StopCheck, SyncEngine
+from leadsync.sync.ingest import fields_to_pull
+from leadsync.sync.leases import Leases
+from leadsync.sync.store import Store
+
+__all__ = [
+    "BACKFILL",
+    "SWEEP",
+    "Backfill",
+    "BackfillBusyError",
+    "BackfillQueue",
+    "BackfillRunner",
+    "BackfillSpec",
+    "CrmProgress",
+    "Progress",
+    "Status",
+]
+
+log = logging.getLogger("leadsync.backfill")
+
+BACKFILL = "backfill"
+SWEEP = "sweep"
+SYNC_LEASE = "sync"
+# Settles of a backfill's records before it ends: again while records were held back (changed
+# since their pull, so read again); the next sync takes any still left.
+SETTLE_ROUNDS = 3
+
+
+class Status:
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"  # the quota reserve was reached: resumable
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # resumable too: a rerun goes on from the checkpoints
+    UNFINISHED = ("queued", "running", "paused", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillSpec:
+    crms: tuple[str, ...]
+    since: datetime | None = None
+    until: datetime | None = None
+    dry_run: bool = False
+    kind: str = BACKFILL
+
+    def keeps(self, record: CrmRecord) -> bool:
+        """Whether `record` was modified within [since, until)."""
+        moment = record.modified_at
+        return (self.since is None or moment >= self.since) and (
+            self.until is None or moment < self.until
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CrmProgress:
+    pulled: int = 0  # records listed
+    kept: int = 0  # within the window
+    written: int = 0
+    failed: int = 0
+    total: int | None = None  # what the CRM said it holds, when asked
+    done: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pulled": self.pulled,
+            "kept": self.kept,
+            "written": self.written,
+            "failed": self.failed,
+            "total": self.total,
+            "done": self.done,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Backfill:
+    backfill_id: str
+    spec: BackfillSpec
+    status: str
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    holder: str | None = None
+    heartbeat_at: datetime | None = None
+    progress: Mapping[str, CrmProgress] = field(default_factory=dict)
+    message: str = ""
+
+    def of(self, crm: str) -> CrmProgress:
+        return self.progress.get(crm, CrmProgress())
+
+    @property
+    def stream(self) -> str:
+        """The cursor stream of this backfill's checkpoints."""
+        return f"{self.spec.kind}:{self.backfill_id}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.backfill_id,
+            "kind": self.spec.kind,
+            "crms": list(self.spec.crms),
+            "since": None if self.spec.since is None else self.spec.since.isoformat(),
+            "until": None if self.spec.until is None else self.spec.until.isoformat(),
+            "dry_run": self.spec.dry_run,
+            "status": self.status,
+            "created_at": self.created_at.isoformat(),
+            "started_at": None if self.started_at is None else self.started_at.isoformat(),
+            "finished_at": None if self.finished_at is None else self.finished_at.isoformat(),
+            "holder": self.holder,
+            "progress": {crm: self.of(crm).as_dict() for crm in self.spec.crms},
+            "message": self.message,
+        }
+
+
+class BackfillBusyError(RuntimeError):
+    """The backfill is running elsewhere, its heartbeat fresh."""
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+# ------------------------------------------------------------------------------ the queue
+
+
+class BackfillQueue:
+    """The backfills table: what was asked, who runs it, how far it got."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = _utc_now) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    @retry_transient
+    def create(self, spec: BackfillSpec, *, status: str = Status.QUEUED) -> Backfill:
+        backfill = Backfill(uuid.uuid4().hex[:12], spec, status, utc(self._clock()))
+        with writing(self._engine) as connection:
+            connection.execute(t.backfills.insert(), _row(backfill))
+        return backfill
+
+    @retry_transient
+    def get(self, backfill_id: str) -> Backfill | None:
+        query = sa.select(t.backfills).where(t.backfills.c.backfill_id == backfill_id)
+        with self._engine.connect() as connection:
+            row = connection.execute(query).mappings().one_or_none()
+        return None if row is None else _backfill(row)
+
+    @retry_transient
+    def list(self, *, limit: int = 50) -> list[Backfill]:
+        """The latest backfills, newest first."""
+        query = (
+            sa.select(t.backfills)
+            .order_by(t.backfills.c.created_at.desc(), t.backfills.c.backfill_id)
+            .limit(limit)
+        )
+        with self._engine.connect() as connection:
+            return [_backfill(row) for row in connection.execute(query).mappings()]
+
+    def unfinished_like(self, spec: BackfillSpec) -> Backfill | None:
+        """The newest unfinished backfill asked with the same arguments: a rerun resumes it."""
+        return next(
+            (
+                backfill
+                for backfill in self.list(limit=200)
+                if backfill.spec == spec and backfill.status in Status.UNFINISHED
+            ),
+            None,
+        )
+
+    @retry_transient
+    def claim(
+        self, backfill_id: str | None, holder: str, *, stale_after: timedelta
+    ) -> Backfill | None:
+        """Take a backfill to run: the one named, or else the oldest waiting (queued, paused,
+        failed, or running with a heartbeat older than `stale_after`: its runner died)."""
+        now = utc(self._clock())
+        column = t.backfills.c
+        claimable = sa.or_(
+            column.status.in_((Status.QUEUED, Status.PAUSED, Status.FAILED)),
+            sa.and_(column.status == Status.RUNNING, column.heartbeat_at < now - stale_after),
+            sa.and_(column.status == Status.RUNNING, column.holder == holder),
+        )
+        with writing(self._engine) as connection:
+            query = sa.select(column.backfill_id).where(claimable)
+            if backfill_id is not None:
+                query = query.where(column.backfill_id == backfill_id)
+            else:
+                # Queued work first; a paused or failed backfill waits for its own retry.
+                query = query.where(column.status != Status.FAILED).order_by(column.created_at)
+            chosen = connection.execute(query.limit(1)).scalar()
+            if chosen is None:
+                return None
+            connection.execute(
+                t.backfills.update()
+                .where(column.backfill_id == chosen, claimable)
+                .values(
+                    status=Status.RUNNING,
+                    holder=holder,
+                    heartbeat_at=now,
+                    started_at=sa.func.coalesce(column.started_at, now),
+                    message="",
+                )
+            )
+            row = (
+                connection.execute(sa.select(t.backfills).where(column.backfill_id == chosen))
+                .mappings()
+                .one()
+            )
+        claimed = _backfill(row)
+        return claimed if claimed.holder == holder else None
+
+    @retry_transient
+    def heartbeat(self, backfill: Backfill) -> bool:
+        """Save its progress and say it is alive; False when another runner took it over."""
+        with writing(self._engine) as connection:
+            done = connection.execute(
+                t.backfills.update()
+                .where(
+                    t.backfills.c.backfill_id == backfill.backfill_id,
+                    t.backfills.c.holder == backfill.holder,
+                )
+                .values(heartbeat_at=utc(self._clock()), progress=_progress_json(backfill))
+            )
+        return bool(done.rowcount)
+
+    @retry_transient
+    def finish(self, backfill: Backfill, *, status: str, message: str = "") -> Backfill:
+        now = utc(self._clock())
+        finished = replace(
+            backfill,
+            status=status,
+            message=message,
+            finished_at=now if status == Status.SUCCEEDED else None,
+        )
+        with writing(self._engine) as connection:
+            connection.execute(
+                t.backfills.update()
+                .where(
+                    t.backfills.c.backfill_id == backfill.backfill_id,
+                    t.backfills.c.holder == backfill.holder,
+                )
+                .values(
+                    status=status,
+                    message=message,
+                    finished_at=finished.finished_at,
+                    heartbeat_at=now,
+                    progress=_progress_json(backfill),
+                )
+            )
+        return finished
+
+
+def _row(backfill: Backfill) -> dict[str, Any]:
+    spec = backfill.spec
+    return {
+        "backfill_id": backfill.backfill_id,
+        "kind": spec.kind,
+        "crms": list(spec.crms),
+        "since": spec.since,
+        "until": spec.until,
+        "dry_run": spec.dry_run,
+        "status": backfill.status,
+        "created_at": backfill.created_at,
+        "started_at": backfill.started_at,
+        "finished_at": backfill.finished_at,
+        "holder": backfill.holder,
+        "heartbeat_at": backfill.heartbeat_at,
+        "progress": _progress_json(backfill),
+        "message": backfill.message,
+    }
+
+
+def _progress_json(backfill: Backfill) -> dict[str, Any]:
+    return {crm: progress.as_dict() for crm, progress in backfill.progress.items()}
+
+
+def _backfill(row: RowMapping) -> Backfill:
+    spec = BackfillSpec(tuple(row["crms"]), row["since"], row["until"], row["dry_run"], row["kind"])
+    return Backfill(
+        backfill_id=row["backfill_id"],
+        spec=spec,
+        status=row["status"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        holder=row["holder"],
+        heartbeat_at=row["heartbeat_at"],
+        progress={crm: CrmProgress(**figures) for crm, figures in row["progress"].items()},
+        message=row["message"],
+    )
+
+
+# ------------------------------------------------------------------------------ progress
+
+
+class Progress(Protocol):
+    """Where a runner reports how far it got: a bar on a terminal, log lines otherwise."""
+
+    def start(self, crm: str, *, total: int | None, done: int) -> None: ...
+
+    def advance(self, crm: str, records: int) -> None: ...
+
+    def finish(self, crm: str) -> None: ...
+
+
+class _NoProgress:
+    def start(self, crm: str, *, total: int | None, done: int) -> None:
+        pass
+
+    def advance(self, crm: str, records: int) -> None:
+        pass
+
+    def finish(self, crm: str) -> None:
+        pass
+
+
+# ------------------------------------------------------------------------------ the runner
+
+
+@dataclass
+class _Chunk:
+    pulled: int = 0
+    kept: int = 0
+    exhausted: bool = False
+
+
+class BackfillRunner:
+    """Runs one backfill at a time over one store, engine and set of connectors."""
+
+    def __init__(
+        self,
+        engine: SyncEngine,
+        store: Store,
+        connectors: Mapping[str, Connector],
+        field_map: FieldMap,
+        *,
+        queue: BackfillQueue,
+        leases: Leases | None = None,
+        lease_ttl: timedelta = timedelta(seconds=60),
+        lease_wait: timedelta = timedelta(minutes=10),
+        chunk_records: int = 2_000,
+        yield_seconds: float = 1.0,
+        progress: Progress | None = None,
+        should_stop: StopCheck = lambda: False,
+    ) -> None:
+        self._engine = engine
+        self._store = store
+        self._connectors = dict(connectors)
+        self._map = field_map
+        self._queue = queue
+        self._leases = leases
+        self._lease_ttl = lease_ttl
+        self._lease_wait = lease_wait
+        self._chunk_records = chunk_records
+        self._yield_seconds = yield_seconds
+        self._progress: Progress = progress or _NoProgress()
+        self._should_stop = should_stop
+
+    def run(self, backfill: Backfill) -> Backfill:
+        """Run (or go on with) a claimed backfill until it is done, paused or stopped."""
+        spec = backfill.spec
+        missing = [crm for crm in spec.crms if crm not in self._connectors]
+        if missing:
+            return self._queue.finish(
+                backfill,
+                status=Status.FAILED,
+                message=f"not connected to {', '.join(missing)} (enabled in the config?)",
+            )
+        state = _State(backfill)
+        try:
+            with self._engine.recording(spec.kind, write=not spec.dry_run) as summary:
+                for crm in spec.crms:
+                    if not state.backfill.of(crm).done:
+                        self._pull_crm(crm, state, summary)
+                self._complete(state, summary)
+            if summary.interrupted:
+                # Any replica may go on with it: paused work is claimed like queued work.
+                return self._queue.finish(
+                    state.backfill, status=Status.PAUSED, message="stopped; resumes from here"
+                )
+        except QuotaReserveReachedError as reserve:
+            log.warning("backfill %s paused: %s", backfill.backfill_id, reserve)
+            return self._queue.finish(
+                state.backfill, status=Status.PAUSED, message=f"{reserve.crm}: {reserve}"
+            )
+        except _LeaseUnavailableError as busy:
+            return self._queue.finish(state.backfill, status=Status.PAUSED, message=str(busy))
+        except Exception as problem:
+            log.exception("backfill %s failed", backfill.backfill_id)
+            return self._queue.finish(
+                state.backfill, status=Status.FAILED, message=f"{type(problem).__name__}: {problem}"
+            )
+        return self._queue.finish(state.backfill, status=Status.SUCCEEDED)
+
+    def _pull_crm(self, crm: str, state: _State, summary: RunSummary) -> None:
+        connector = self._connectors[crm]
+        counting = getattr(connector, "count_all", None)
+        progress = state.backfill.of(crm)
+        if progress.total is None and counting is not None:
+            progress = replace(progress, total=counting())
+            state.update(crm, progress)
+        self._progress.start(crm, total=progress.total, done=progress.pulled)
+        pages = connector.pull_all(
+            self._store.checkpoint(crm, state.backfill.stream),
+            fields=fields_to_pull(self._map, crm),
+        )
+        while True:
+            with self._writer_lease():
+                chunk = self._ingest_chunk(crm, connector, pages, state, summary)
+                state.add(crm, pulled=chunk.pulled, kept=chunk.kept, done=chunk.exhausted)
+                self._beat(state)
+            if chunk.exhausted:
+                self._progress.finish(crm)
+                return
+            if self._should_stop():
+                raise RunInterruptedError
+            # Room for a scheduled sync to take the lease before the next chunk.
+            time.sleep(self._yield_seconds)
+
+    def _ingest_chunk(
+        self,
+        crm: str,
+        connector: Connector,
+        pages: Iterator[Page],
+        state: _State,
+        summary: RunSummary,
+    ) -> _Chunk:
+        chunk = _Chunk()
+        spec = state.backfill.spec
+        while chunk.pulled < self._chunk_records:
+            page = next(pages, None)
+            if page is None:
+                chunk.exhausted = True
+                break
+            kept = tuple(record for record in page.records if spec.keeps(record))
+            self._engine.ingest(
+                crm,
+                connector,
+                Page(kept, checkpoint=page.checkpoint),
+                summary,
+                checkpoint=page.checkpoint,
+                stream=state.backfill.stream,
+            )
+            chunk.pulled += len(page.records)
+            chunk.kept += len(kept)
+            self._progress.advance(crm, len(page.records))
+            if page.checkpoint is None:  # HubSpot's last page has no next one
+                chunk.exhausted = True
+                break
+            if self._should_stop():
+                break
+        return chunk
+
+    def _complete(self, state: _State, summary: RunSummary) -> None:
+        """After every CRM's pull: the sweep's repairs, then one settle of all it pulled."""
+        spec = state.backfill.spec
+        with self._writer_lease():
+            if spec.kind == SWEEP and not spec.dry_run:
+                listed_since = state.backfill.started_at or state.backfill.created_at
+                for crm in spec.crms:
+                    gone = self._store.mark_unlisted_deleted(
+                        crm, listed_since=listed_since, run_id=summary.run_id
+                    )
+                    if gone:
+                        log.info("sweep: %d %s records no longer listed: deleted", gone, crm)
+                self._store.mark_all_pending()
+            before = _written(summary)
+            try:
+                for _ in range(SETTLE_ROUNDS):
+                    held = _held_back(summary)
+                    self._engine.settle(summary, should_stop=self._should_stop)
+                    # Records changed since they were pulled were read again: settle those.
+                    if spec.dry_run or _held_back(summary) == held:
+                        break
+            finally:
+                for crm, count in _written(summary).items():
+                    state.add(crm, written=count - before.get(crm, 0))
+                self._beat(state)
+
+    @contextmanager
+    def _writer_lease(self) -> Iterator[None]:
+        if self._leases is None:
+            yield
+            return
+        with self._leases.hold(SYNC_LEASE, ttl=self._lease_ttl, wait=self._lease_wait) as lease:
+            if lease is None:
+                raise _LeaseUnavailableError(
+                    f"the sync lease stayed taken for {self._lease_wait}: will go on later"
+                )
+            yield
+
+    def _beat(self, state: _State) -> None:
+        if not self._queue.heartbeat(state.backfill):
+            raise RuntimeError("another runner took this backfill over")
+
+
+class _LeaseUnavailableError(RuntimeError):
+    pass
+
+
+class _State:
+    """The backfill as it progresses: counts per CRM, kept in step with its row."""
+
+    def __init__(self, backfill: Backfill) -> None:
+        self.backfill = backfill
+
+    def update(self, crm: str, progress: CrmProgress) -> None:
+        self.backfill = replace(self.backfill, progress={**self.backfill.progress, crm: progress})
+
+    def add(
+        self, crm: str, *, pulled: int = 0, kept: int = 0, written: int = 0, done: bool = False
+    ) -> None:
+        now = self.backfill.of(crm)
+        self.update(
+            crm,
+            replace(
+                now,
+                pulled=now.pulled + pulled,
+                kept=now.kept + kept,
+                written=now.written + written,
+                done=now.done or done,
+            ),
+        )
+
+
+def _held_back(summary: RunSummary) -> int:
+    return sum(counts.held_back for counts in summary.crms.values())
+
+
+def _written(summary: RunSummary) -> dict[str, int]:
+    return {crm: counts.written for crm, counts in summary.crms.items()}
+
+
+def crms_of(choice: str, enabled: Sequence[str]) -> tuple[str, ...]:
+    """`--crm hubspot|salesforce|all` as the CRMs to pull, in a fixed order."""
+    return tuple(enabled) if choice == "all" else (choice,)
+
+
+def format_backfills(backfills: Sequence[Backfill]) -> str:
+    """Backfills as a table for a terminal: status, window, per CRM pulled of total, written."""
+    if not backfills:
+        return "no backfills yet"
+    lines = [f"{'id':<13}{'kind':<13}{'status':<11}{'window':<25}progress"]
+    for backfill in backfills:
+        spec = backfill.spec
+        since = spec.since.date().isoformat() if spec.since else "…"
+        until = spec.until.date().isoformat() if spec.until else "…"
+        parts = []
+        for crm in spec.crms:
+            figures = backfill.of(crm)
+            total = "?" if figures.total is None else f"{figures.total:,}"
+            mark = " done" if figures.done else ""
+            parts.append(f"{crm} {figures.pulled:,}/{total}, {figures.written:,} written{mark}")
+        kind = spec.kind + (" (dry)" if spec.dry_run else "")
+        head = (
+            f"{backfill.backfill_id:<13}{kind:<13}{backfill.status:<11}{since + ' → ' + until:<25}"
+        )
+        lines.append(head + "; ".join(parts))
+        if backfill.message:
+            lines.append(f"{'':<13}{backfill.message}")
+    return "\n".join(lines)

@@ -1,0 +1,174 @@
+"""Leases: at most one replica runs each job at a time, and a dead replica's job is taken over.
+
+    leases = Leases(store.engine, holder="host-a:4242")
+    with leases.hold("sync", ttl=timedelta(seconds=60)) as lease:   # None: someone else has it
+        ... lease.lost.is_set() ...       # renewed in the background; set if it was taken
+
+A lease is one row per name: (holder, expires_at). Taking it is one upsert that only succeeds
+when the row is absent, expired, or already ours, so two replicas racing for it cannot both
+win (PostgreSQL makes the second wait for the first's commit, then re-checks the row). The
+holder renews it every third of its time to live while it works; a replica killed mid-job
+stops renewing, and the lease is free again once it expires. Times are each replica's UTC
+clock: keep hosts NTP-synchronised, far within the time to live.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from leadsync.connectors.base import utc
+from leadsync.sync import tables as t
+from leadsync.sync.database import retry_transient, writing
+from leadsync.sync.sql import insert_for
+
+__all__ = ["Lease", "LeaseInfo", "Leases", "replica_name"]
+
+log = logging.getLogger("leadsync.service")
+
+
+def replica_name() -> str:
+    """This process as a lease holder: host, pid and a random tail (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseInfo:
+    name: str
+    holder: str
+    acquired_at: datetime
+    expires_at: datetime
+
+
+@dataclass
+class Lease:
+    """A lease held: `lost` is set when a renewal found it taken by someone else."""
+
+    name: str
+    holder: str
+    lost: threading.Event = field(default_factory=threading.Event)
+
+
+class Leases:
+    def __init__(
+        self,
+        engine: Engine,
+        holder: str,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._engine = engine
+        self.holder = holder
+        self._clock = clock
+
+    @retry_transient
+    def acquire(self, name: str, ttl: timedelta) -> bool:
+        """Take the lease `name` for `ttl` if it is free, expired or ours; True if taken."""
+        now = utc(self._clock())
+        row = {"name": name, "holder": self.holder, "acquired_at": now, "expires_at": now + ttl}
+        with writing(self._engine) as connection:
+            insert = insert_for(connection, t.leases)
+            current = t.leases.c
+            statement = insert.values(row).on_conflict_do_update(
+                index_elements=["name"],
+                set_={
+                    "holder": insert.excluded.holder,
+                    # Renewing our own lease keeps the time we first took it.
+                    "acquired_at": sa.case(
+                        (current.holder == self.holder, current.acquired_at),
+                        else_=insert.excluded.acquired_at,
+                    ),
+                    "expires_at": insert.excluded.expires_at,
+                },
+                where=sa.or_(current.expires_at <= now, current.holder == self.holder),
+            )
+            taken = connection.execute(statement.returning(current.holder)).scalar()
+        return taken == self.holder
+
+    @retry_transient
+    def renew(self, name: str, ttl: timedelta) -> bool:
+        """Push our lease's expiry out by `ttl` from now; False if it is not ours any more."""
+        now = utc(self._clock())
+        with writing(self._engine) as connection:
+            done = connection.execute(
+                t.leases.update()
+                .where(t.leases.c.name == name, t.leases.c.holder == self.holder)
+                .values(expires_at=now + ttl)
+            )
+        return bool(done.rowcount)
+
+    @retry_transient
+    def release(self, name: str) -> None:
+        """Give the lease up now, if it is ours."""
+        with writing(self._engine) as connection:
+            connection.execute(
+                t.leases.delete().where(t.leases.c.name == name, t.leases.c.holder == self.holder)
+            )
+
+    @retry_transient
+    def info(self, name: str) -> LeaseInfo | None:
+        """Who holds `name` and until when (maybe expired), or None."""
+        with self._engine.connect() as connection:
+            row = (
+                connection.execute(sa.select(t.leases).where(t.leases.c.name == name))
+                .mappings()
+                .one_or_none()
+            )
+        if row is None:
+            return None
+        return LeaseInfo(row["name"], row["holder"], row["acquired_at"], row["expires_at"])
+
+    @contextmanager
+    def hold(
+        self,
+        name: str,
+        *,
+        ttl: timedelta,
+        wait: timedelta = timedelta(0),
+        stop: threading.Event | None = None,
+        poll_seconds: float = 0.5,
+    ) -> Iterator[Lease | None]:
+        """The lease `name` while the block runs, renewed in the background, or None when it
+        could not be taken within `wait` (or `stop` was set while waiting)."""
+        deadline = utc(self._clock()) + wait
+        stop = stop or threading.Event()
+        while not self.acquire(name, ttl):
+            if utc(self._clock()) >= deadline or stop.wait(poll_seconds):
+                yield None
+                return
+        lease = Lease(name, self.holder)
+        done = threading.Event()
+        renewer = threading.Thread(
+            target=self._keep, args=(lease, ttl, done), name=f"lease-{name}", daemon=True
+        )
+        renewer.start()
+        try:
+            yield lease
+        finally:
+            done.set()
+            renewer.join(timeout=ttl.total_seconds())
+            if not lease.lost.is_set():
+                self.release(name)
+
+    def _keep(self, lease: Lease, ttl: timedelta, done: threading.Event) -> None:
+        while not done.wait(ttl.total_seconds() / 3):
+            try:
+                kept = self.renew(lease.name, ttl)
+            except sa.exc.SQLAlchemyError as problem:
+                # The database is away: the lease may expire; the next renewal decides.
+                log.warning("lease %s: renewal failed: %s", lease.name, problem.__class__.__name__)
+                continue
+            if not kept:
+                log.error("lease %s: taken over by another replica; stopping", lease.name)
+                lease.lost.set()
+                return

@@ -1,0 +1,338 @@
+"""Backfills and the reconciliation sweep against the sandbox, with leadsync's clock held."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from leadsync.config import Config, load_config
+from leadsync.connectors.base import Page
+from leadsync.runtime import Runtime, open_runtime
+from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
+from leadsync.sync.backfill import SWEEP, Backfill, BackfillSpec, Status
+from leadsync.sync.leases import Leases
+from tests.support import crm_state, set_up_sandbox_config
+
+SEEDED_UNTIL = datetime(2026, 6, 1, tzinfo=UTC)
+NOW = datetime(2026, 6, 2, tzinfo=UTC)
+SETTINGS = SandboxSettings(
+    port=0,
+    seed=11,
+    leads=260,
+    seed_until=SEEDED_UNTIL,
+    hubspot=HubSpotSettings(ten_second_limit=100_000, searches_per_second=1_000),
+)
+BOTH = ("hubspot", "salesforce")
+WRITE_ENDPOINTS = ("hubspot.contacts.batch_update", "salesforce.collection_update")
+SERVICE = """
+[service]
+lease_seconds = 1
+
+[backfill]
+chunk_records = 100
+yield_seconds = 0
+"""
+
+
+class Cut(BaseException):
+    """Stands for the process dying: nothing may catch it."""
+
+
+def config_for(sandbox: Sandbox, folder: Path, hubspot: str = "") -> Config:
+    """A sandbox config with SERVICE's settings, and `hubspot` lines added to [hubspot]."""
+    config: Config = set_up_sandbox_config(sandbox, folder)
+    assert config.path is not None
+    text = config.path.read_text().replace("[hubspot]\n", f"[hubspot]\n{hubspot}")
+    config.path.write_text(text + SERVICE)
+    return load_config(config.path)
+
+
+def run(config: Config, spec: BackfillSpec, *, wrap: Any = None) -> Backfill:
+    """The backfill of `spec` (the unfinished one asked the same way, or a new one)."""
+    with open_runtime(config) as runtime:
+        if wrap is not None:
+            for crm in list(runtime.connectors):
+                runtime.connectors[crm] = wrap(crm, runtime.connectors[crm])
+        queue = runtime.backfill_queue()
+        chosen = queue.unfinished_like(spec) or queue.create(spec)
+        return runtime.run_backfill(
+            chosen.backfill_id, should_stop=lambda: False, clock=lambda: NOW
+        )
+
+
+def write_calls(sandbox: Sandbox) -> int:
+    endpoints = sandbox.stats.as_dict()["endpoints"]
+    return sum(endpoints.get(name, 0) for name in WRITE_ENDPOINTS)
+
+
+class CutAfterPages:
+    """A connector whose full pull dies after `pages` pages (the process killed)."""
+
+    def __init__(self, inner: Any, pages: int) -> None:
+        self._inner = inner
+        self._pages = pages
+        self.crm = inner.crm
+
+    def pull_all(self, checkpoint: str | None = None, *, fields: Any) -> Iterator[Page]:
+        for served, page in enumerate(self._inner.pull_all(checkpoint, fields=fields)):
+            if served == self._pages:
+                raise Cut
+            yield page
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], int]:
+    """The CRM state after one uninterrupted backfill of both CRMs, and its write calls."""
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path_factory.mktemp("reference"))
+        sandbox.stats.clear()
+        done = run(config, BackfillSpec(BOTH))
+        assert done.status == Status.SUCCEEDED, done.message
+        return crm_state(sandbox), write_calls(sandbox)
+
+
+def test_a_backfill_pulls_everything_and_writes_what_a_sync_would(
+    reference: tuple[dict[str, Any], int], tmp_path: Path
+) -> None:
+    backfilled, _ = reference
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        with open_runtime(config) as runtime:
+            summary = runtime.engine(clock=lambda: NOW).run()
+        assert sum(c.written for c in summary.crms.values()) > 0
+        assert crm_state(sandbox) == backfilled
+
+
+def test_a_backfills_progress_counts_every_record_of_each_crm(tmp_path: Path) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        done = run(config, BackfillSpec(BOTH))
+        for crm, records in (
+            ("hubspot", sandbox.hubspot.snapshot()),
+            ("salesforce", sandbox.salesforce.snapshot("Lead")),
+        ):
+            figures = done.of(crm)
+            assert figures.pulled == figures.kept == figures.total == len(records)
+            assert figures.done
+            assert figures.written > 0
+        assert done.finished_at is not None
+
+
+@pytest.mark.parametrize(("crm", "pages"), [("hubspot", 1), ("hubspot", 2), ("salesforce", 0)])
+def test_a_backfill_killed_mid_pull_then_resumed_ends_like_one_that_ran_through(
+    reference: tuple[dict[str, Any], int], tmp_path: Path, crm: str, pages: int
+) -> None:
+    expected, expected_writes = reference
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        sandbox.stats.clear()
+
+        def dying(name: str, connector: Any) -> Any:
+            return CutAfterPages(connector, pages) if name == crm else connector
+
+        with pytest.raises(Cut):
+            run(config, BackfillSpec(BOTH), wrap=dying)
+        time.sleep(1.1)  # the dead runner's heartbeat goes stale (lease_seconds = 1)
+        resumed = run(config, BackfillSpec(BOTH))
+        assert resumed.status == Status.SUCCEEDED, resumed.message
+        assert crm_state(sandbox) == expected
+        # At most the cut-off chunk's write batches again (100 records: one per CRM).
+        assert write_calls(sandbox) <= expected_writes + 2
+
+
+def test_a_running_backfill_is_not_taken_over_while_its_runner_is_alive(
+    tmp_path: Path,
+) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        with open_runtime(config, connect=False) as runtime:
+            queue = runtime.backfill_queue()
+            job = queue.create(BackfillSpec(("hubspot",)))
+            first = queue.claim(job.backfill_id, "replica-a", stale_after=timedelta(seconds=30))
+            assert first is not None
+            assert (
+                queue.claim(job.backfill_id, "replica-b", stale_after=timedelta(seconds=30)) is None
+            )
+            assert queue.claim(job.backfill_id, "replica-b", stale_after=timedelta(0)) is not None
+
+
+def test_only_records_modified_within_the_window_are_taken(tmp_path: Path) -> None:
+    since, until = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 5, 1, tzinfo=UTC)
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        done = run(config, BackfillSpec(("salesforce",), since=since, until=until))
+        with open_runtime(config, connect=False) as runtime:
+            stored = runtime.store.known_stamps(
+                "salesforce", [lead["Id"] for lead in sandbox.salesforce.snapshot("Lead")]
+            )
+    assert stored
+    assert all(since <= stamp < until for stamp in stored.values())
+    figures = done.of("salesforce")
+    assert 0 < figures.kept < figures.pulled
+
+
+def test_a_dry_run_writes_nothing(tmp_path: Path) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        sandbox.stats.clear()
+        done = run(config, BackfillSpec(BOTH, dry_run=True))
+        assert done.status == Status.SUCCEEDED
+        assert write_calls(sandbox) == 0
+        with open_runtime(config, connect=False) as runtime:
+            (recorded,) = runtime.store.runs(limit=1)
+        assert recorded.kind == BACKFILL_KIND
+        assert sum(crm["records_to_update"] for crm in recorded.summary["crms"].values()) > 0
+
+
+BACKFILL_KIND = "backfill"
+
+
+def test_reaching_the_quota_reserve_pauses_the_backfill_and_a_rerun_finishes_it(
+    reference: tuple[dict[str, Any], int], tmp_path: Path
+) -> None:
+    expected, _ = reference
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path, "daily_reserve = 1000\n")
+        control = requests.Session()
+        control.trust_env = False
+        # Room for the first chunks only, then the reserve is reached.
+        control.post(f"{sandbox.url}/_sandbox/limits", json={"hubspot_daily_limit": 1010})
+        paused = run(config, BackfillSpec(BOTH))
+        assert paused.status == Status.PAUSED
+        assert "hubspot" in paused.message
+        assert "reserve" in paused.message
+        assert crm_state(sandbox) != expected
+        control.post(
+            f"{sandbox.url}/_sandbox/limits",
+            json={"hubspot_daily_limit": 1_000_000, "reset_usage": True},
+        )
+        done = run(config, BackfillSpec(BOTH))
+        assert (done.backfill_id, done.status) == (paused.backfill_id, Status.SUCCEEDED)
+        assert crm_state(sandbox) == expected
+
+
+def test_between_chunks_a_backfill_lets_another_writer_take_the_sync_lease(
+    tmp_path: Path,
+) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        config.path.write_text(  # type: ignore[union-attr]
+            config.path.read_text().replace("yield_seconds = 0", "yield_seconds = 0.3")  # type: ignore[union-attr]
+        )
+        config = load_config(config.path)
+        taken: list[datetime] = []
+        done = threading.Event()
+
+        def another_writer(runtime: Runtime) -> None:
+            leases = Leases(runtime.store.engine, "the-sync-job")
+            while not done.is_set():
+                if leases.acquire("sync", timedelta(seconds=5)):
+                    taken.append(datetime.now(UTC))
+                    leases.release("sync")
+                    time.sleep(0.5)
+                time.sleep(0.02)
+
+        with open_runtime(config, connect=False) as watcher:
+            thread = threading.Thread(target=another_writer, args=(watcher,))
+            thread.start()
+            try:
+                backfill = run(config, BackfillSpec(BOTH))
+            finally:
+                done.set()
+                thread.join()
+        assert backfill.status == Status.SUCCEEDED
+        started = backfill.started_at
+        assert started is not None
+        during = [moment for moment in taken if moment > started]
+        assert len(during) >= 2  # it got in between chunks, more than once
+
+
+# --------------------------------------------------------------------------- the sweep
+
+
+def test_the_sweep_repairs_what_incremental_pulls_miss(tmp_path: Path) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        with open_runtime(config) as runtime:
+            runtime.engine(clock=lambda: NOW).run()
+        # A converted lead whose opportunity is won later: the lead itself does not change.
+        converted = next(
+            lead
+            for lead in sandbox.salesforce.snapshot("Lead")
+            if lead.get("ConvertedOpportunityId")
+            and sandbox.salesforce.record("Opportunity", lead["ConvertedOpportunityId"])[
+                "StageName"
+            ]
+            not in ("Closed Won", "Closed Lost")
+        )
+        sandbox.salesforce.update_record(
+            "Opportunity", converted["ConvertedOpportunityId"], {"StageName": "Closed Won"}
+        )
+        # A contact archived in HubSpot: incremental search never lists archived contacts.
+        contact = next(c for c in sandbox.hubspot.snapshot() if c["properties"].get("email"))
+        session = requests.Session()
+        session.trust_env = False
+        answer = session.delete(
+            f"{sandbox.url}/crm/v3/objects/contacts/{contact['id']}",
+            headers={"Authorization": "Bearer sandbox-token"},
+        )
+        assert answer.status_code == 204
+        with open_runtime(config) as runtime:
+            runtime.engine(clock=lambda: NOW).run()
+            lead_id = runtime.store.lead_ids_for("salesforce", [converted["Id"]])[converted["Id"]]
+            assert runtime.store.leads([lead_id])[lead_id].stage != "customer"
+        done = run(config, BackfillSpec(BOTH, kind=SWEEP))
+        assert done.status == Status.SUCCEEDED, done.message
+        with open_runtime(config, connect=False) as runtime:
+            assert runtime.store.leads([lead_id])[lead_id].stage == "customer"
+            (gone,) = runtime.store.snapshots("hubspot", [contact["id"]]).values()
+            assert gone.deleted
+
+
+def test_the_sweep_rescores_every_lead_after_a_definition_change(tmp_path: Path) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        with open_runtime(config) as runtime:
+            # The second run takes in the first one's echoes: then nothing is pending.
+            runtime.engine(clock=lambda: NOW).run()
+            runtime.engine(clock=lambda: NOW).run()
+            before = runtime.definition.model_version
+        edited = tmp_path / "lead_definition.toml"
+        edited.write_text(
+            config.definition_path.read_text().replace(
+                'points = 15\nlabel = "industry is tech"', 'points = 14\nlabel = "industry is tech"'
+            ),
+        )
+        assert edited.read_text() != config.definition_path.read_text()
+        assert config.path is not None
+        config.path.write_text(
+            config.path.read_text().replace(str(config.definition_path), str(edited))
+        )
+        config = load_config(config.path)
+        with open_runtime(config) as runtime:
+            after = runtime.definition.model_version
+            assert after != before
+            runtime.engine(clock=lambda: NOW).run()  # nothing changed in the CRMs: no rescore
+        versions = {
+            c["properties"].get("leadsync_model_version") for c in sandbox.hubspot.snapshot()
+        }
+        assert after not in versions
+        done = run(config, BackfillSpec(BOTH, kind=SWEEP))
+        assert done.status == Status.SUCCEEDED
+        scored = [
+            c["properties"].get("leadsync_model_version")
+            for c in sandbox.hubspot.snapshot()
+            if c["properties"].get("leadsync_model_version")
+        ]
+        assert scored
+        assert set(scored) == {after}

@@ -1,0 +1,174 @@
+"""`leadsync backfill` as an admin runs it: in the foreground, killed and run again, queued,
+listed, and refused when asked wrongly."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from leadsync.cli import main
+from leadsync.config import Config, load_config
+from leadsync.sandbox import FaultSpec, HubSpotSettings, Sandbox, SandboxSettings
+from leadsync.sync.backfill import Backfill, BackfillQueue, Status
+from leadsync.sync.store import Store
+from tests.support import mapped_state, set_up_sandbox_config
+
+SETTINGS = SandboxSettings(
+    port=0,
+    seed=12,
+    leads=1200,
+    seed_until=datetime(2026, 6, 1, tzinfo=UTC),
+    hubspot=HubSpotSettings(ten_second_limit=100_000, searches_per_second=1_000),
+    faults=FaultSpec.parse("latency=25ms"),
+)
+
+
+def backfill_config(sandbox: Sandbox, folder: Path) -> Config:
+    folder.mkdir(parents=True, exist_ok=True)
+    config: Config = set_up_sandbox_config(sandbox, folder)
+    assert config.path is not None
+    config.path.write_text(
+        config.path.read_text()
+        + "\n[service]\nlease_seconds = 1\n\n[backfill]\nchunk_records = 100\n"
+        "yield_seconds = 0\nprogress_log_seconds = 0.5\n"
+    )
+    return load_config(config.path)
+
+
+def backfill(config: Config, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "leadsync.cli", "backfill", "--config", str(config.path), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def progress(config: Config) -> Backfill | None:
+    with Store(config.database_url) as store:
+        found = BackfillQueue(store.engine).list()
+    return found[0] if found else None
+
+
+def mid_pull(backfill: Backfill | None) -> bool:
+    return backfill is not None and 0 < backfill.of("hubspot").pulled < 1200
+
+
+def mid_settle(backfill: Backfill | None) -> bool:
+    return backfill is not None and backfill.of("salesforce").done
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", [mid_pull, mid_settle])
+def test_a_backfill_killed_then_run_again_ends_like_one_that_ran_through(
+    tmp_path: Path, when: Callable[[Backfill | None], bool]
+) -> None:
+    with Sandbox(SETTINGS) as clean:
+        whole = backfill(backfill_config(clean, tmp_path / "clean"))
+        out, err = whole.communicate(timeout=300)
+        assert whole.returncode == 0, err
+        expected = mapped_state(clean)
+        # Off a terminal the progress comes as log lines, with counts and what is left.
+        assert re.search(r"backfill hubspot: [\d,]+ of 1,200 \(\d+%\), [\d,]+/s", err), err
+        assert "backfill salesforce done: salesforce: 1,200 of 1,200 (100%)" in err
+    with Sandbox(SETTINGS) as sandbox:
+        config = backfill_config(sandbox, tmp_path / "killed")
+        victim = backfill(config)
+        deadline = time.monotonic() + 60
+        while not when(progress(config)):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.2)
+        victim.send_signal(signal.SIGKILL)
+        victim.communicate(timeout=30)
+        cut = progress(config)
+        assert cut is not None
+        assert cut.status == Status.RUNNING  # killed before it could finish
+        time.sleep(1.1)  # its heartbeat goes stale
+        again = backfill(config)
+        out, err = again.communicate(timeout=300)
+        assert again.returncode == 0, err
+        assert f"going on with backfill {cut.backfill_id}" in err
+        assert "succeeded" in out
+        assert mapped_state(sandbox) == expected
+
+
+def test_status_lists_backfills_as_text_and_json_and_queue_hands_one_over(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Sandbox(SandboxSettings(port=0, seed=2, leads=30)) as sandbox:
+        config = backfill_config(sandbox, tmp_path)
+        path = str(config.path)
+        assert main(["backfill", "--config", path, "--status"]) == 0
+        assert "no backfills yet" in capsys.readouterr().out
+        assert (
+            main(
+                [
+                    "backfill",
+                    "--config",
+                    path,
+                    "--queue",
+                    "--crm",
+                    "hubspot",
+                    "--since",
+                    "2026-01-01",
+                ]
+            )
+            == 0
+        )
+        queued = capsys.readouterr().out
+        assert "queued backfill" in queued
+        assert main(["backfill", "--config", path, "--status", "--json"]) == 0
+        (listed,) = json.loads(capsys.readouterr().out)
+        assert listed["status"] == "queued"
+        assert listed["crms"] == ["hubspot"]
+        assert listed["since"] == "2026-01-01T00:00:00+00:00"
+        assert listed["id"] in queued
+        assert main(["backfill", "--config", path, "--resume", listed["id"]]) == 0
+        assert "succeeded" in capsys.readouterr().out
+        assert main(["backfill", "--config", path, "--status"]) == 0
+        table = capsys.readouterr().out
+        assert listed["id"] in table
+        assert "succeeded" in table
+        assert "2026-01-01 → …" in table
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--resume", "nope"], 1, "no backfill 'nope'"),
+        (["--since", "2026-05-01", "--until", "2026-04-01"], 2, "--until must be after --since"),
+        (["--sweep", "--crm", "hubspot"], 2, "--sweep covers every CRM"),
+    ],
+)
+def test_bad_requests_are_refused_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], code: int, message: str
+) -> None:
+    with Sandbox(SandboxSettings(port=0, seed=2, leads=10)) as sandbox:
+        config = backfill_config(sandbox, tmp_path)
+        assert main(["backfill", "--config", str(config.path), *args]) == code
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "args", [["--since", "yesterday"], ["--crm", "pipedrive"], ["--queue", "--status"]]
+)
+def test_malformed_arguments_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    with pytest.raises(SystemExit) as usage:
+        main(["backfill", *args])
+    assert usage.value.code == 2
+    assert "usage:" in capsys.readouterr().err
