@@ -175,6 +175,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sla.add_argument("--json", action="store_true", help="print the ledger as JSON")
 
+    report = commands.add_parser(
+        "report",
+        help="the funnel, SLA compliance, score calibration and sync health",
+        description="Marketing's and sales' shared numbers, from the store (no CRM is called).",
+    )
+    _add_config_option(report)
+    report.add_argument("--since", type=_day, metavar="DATE", help="from DATE (UTC)")
+    report.add_argument("--until", type=_day, metavar="DATE", help="to DATE, not included")
+    report.add_argument(
+        "--period", choices=("week", "month"), default="month", help="default month"
+    )
+    report.add_argument(
+        "--format", choices=("table", "json", "html"), default="table", help="default table"
+    )
+    report.add_argument(
+        "--out", type=Path, metavar="FILE", help="write it there (default: standard output)"
+    )
+
     backfill = commands.add_parser(
         "backfill",
         help="a full pull of one or both CRMs, reconciled and written like a sync; resumable",
@@ -224,6 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=42, help="seed of the data (default %(default)s)")
     demo.add_argument(
         "--leads", type=_count, default=500, help="leads per CRM (default %(default)s)"
+    )
+    demo.add_argument(
+        "--report",
+        type=Path,
+        default=Path("leadsync-demo-report.html"),
+        metavar="FILE",
+        help="where the HTML report goes (default %(default)s)",
     )
     return parser
 
@@ -465,6 +490,44 @@ def run_sla(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_report(args: argparse.Namespace) -> int:
+    from leadsync.reports.build import build_report
+    from leadsync.reports.html import render_html
+    from leadsync.reports.text import format_table
+    from leadsync.runtime import open_runtime
+
+    if args.since and args.until and args.until <= args.since:
+        raise UsageError("--until must be after --since")
+    config = _load(args)
+    with open_runtime(config, connect=False) as runtime:
+        report = build_report(
+            runtime.store,
+            runtime.field_map,
+            runtime.definition,
+            monitor=runtime.sla_monitor(),
+            now=datetime.now(UTC),
+            since=args.since,
+            until=args.until,
+            period=args.period,
+        )
+    renderers = {
+        "table": format_table,
+        "json": lambda body: json.dumps(body, indent=2) + "\n",
+        "html": render_html,
+    }
+    text = renderers[args.format](report)
+    if args.out is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+    except OSError as problem:
+        raise UsageError(f"cannot write {args.out}: {problem.strerror}") from None
+    print(f"wrote the {args.format} report to {args.out}")
+    return EXIT_OK
+
+
 def run_backfill(args: argparse.Namespace) -> int:
     from leadsync.runtime import open_runtime
     from leadsync.sync.backfill import SWEEP, BackfillSpec, Status, crms_of, format_backfills
@@ -564,9 +627,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             return run_check(args)
         if args.command == "run":
-            from leadsync.jobs import Service
+            from leadsync.jobs import Service, ServiceStartError
 
-            return Service(_load(args)).run()
+            try:
+                return Service(_load(args)).run()
+            except ServiceStartError as problem:
+                print(f"leadsync: {problem}", file=sys.stderr)
+                return EXIT_FAILED
         if args.command == "sync":
             return run_cycle(args, write=True)
         if args.command == "plan":
@@ -577,6 +644,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_revert(args)
         if args.command == "sla":
             return run_sla(args)
+        if args.command == "report":
+            return run_report(args)
         if args.command == "backfill":
             return run_backfill(args)
         if args.command == "db":
@@ -586,7 +655,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from leadsync.demo import run_demo
 
-            return run_demo(seed=args.seed, leads=args.leads)
+            return run_demo(seed=args.seed, leads=args.leads, report=args.report)
     except (UsageError, ConfigError) as problem:
         print(f"leadsync: {problem}", file=sys.stderr)
         return EXIT_USAGE

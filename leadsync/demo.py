@@ -8,6 +8,7 @@ cycle, then a second to show that an unchanged world costs no writes, and prints
 from __future__ import annotations
 
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 from leadsync.config import Config, load_config
@@ -17,10 +18,11 @@ from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
 from leadsync.sandbox_config import write_sandbox_config
 from leadsync.sync.engine import RunSummary
 
+DEFAULT_REPORT = Path("leadsync-demo-report.html")
 FUNNEL = ("lead", "mql", "sal", "sql", "opportunity", "customer", "recycled", "disqualified")
 
 
-def run_demo(*, seed: int, leads: int) -> int:
+def run_demo(*, seed: int, leads: int, report: Path = DEFAULT_REPORT) -> int:
     from leadsync.cli import format_summary
 
     # The demo shows leadsync, not HubSpot's pacing: the sandbox's limits are opened up.
@@ -57,6 +59,11 @@ def run_demo(*, seed: int, leads: int) -> int:
         for stage in FUNNEL:
             count = first.stages.get(stage, 0)
             print(f"  {stage:<13}{count:>6}  {'#' * round(40 * count / total)}")
+        _write_report(config, report)
+        print(
+            f"\nReport: {report.resolve()} (funnel, SLA, score calibration, sync health; "
+            "open it in a browser, it needs no network)"
+        )
         print(
             "\nNext: `leadsync sandbox --config-out leadsync.toml` keeps a sandbox running; then "
             "`leadsync plan --config leadsync.toml` and `leadsync sync --once --config "
@@ -68,3 +75,18 @@ def run_demo(*, seed: int, leads: int) -> int:
 def _cycle(config: Config) -> RunSummary:
     with open_runtime(config) as runtime:
         return runtime.engine().run(write=True)
+
+
+def _write_report(config: Config, path: Path) -> None:
+    from leadsync.reports.build import build_report
+    from leadsync.reports.html import render_html
+
+    with open_runtime(config, connect=False) as runtime:
+        report = build_report(
+            runtime.store,
+            runtime.field_map,
+            runtime.definition,
+            monitor=runtime.sla_monitor(),
+            now=datetime.now(UTC),
+        )
+    path.write_text(render_html(report), encoding="utf-8")

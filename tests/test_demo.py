@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 
-def test_demo_syncs_both_crms_then_writes_nothing_the_second_time() -> None:
+def test_demo_syncs_both_crms_then_writes_nothing_the_second_time(tmp_path: Path) -> None:
+    report = tmp_path / "demo-report.html"
     result = subprocess.run(
-        [sys.executable, "-m", "leadsync.cli", "demo", "--leads", "120"],
+        [sys.executable, "-m", "leadsync.cli", "demo", "--leads", "120", "--report", str(report)],
         capture_output=True,
         text=True,
         timeout=180,
@@ -26,3 +28,6 @@ def test_demo_syncs_both_crms_then_writes_nothing_the_second_time() -> None:
     assert set(funnel) == {"lead", "mql", "sal", "sql", "opportunity"}
     assert sum(int(count) for count in funnel.values()) > 0
     assert "Traceback" not in result.stderr
+    # It ends by pointing at the report it wrote.
+    assert out.rstrip().splitlines()[-3].startswith(f"Report: {report.resolve()}")
+    assert report.read_text().lstrip().lower().startswith("<!doctype html>")

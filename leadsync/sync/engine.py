@@ -108,6 +108,8 @@ class RunSummary:
     clocks_started: int = 0
     clocks_stopped: int = 0
     sla: SlaCheckResult | None = None
+    # What each CRM said of its daily API quota by the end of the run.
+    quota: dict[str, dict[str, int | None]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         summary: dict[str, Any] = {
@@ -124,6 +126,8 @@ class RunSummary:
         }
         if self.sla is not None:
             summary["sla"] = self.sla.as_dict()
+        if self.quota:
+            summary["api_quota"] = self.quota
         if self.plan is not None:
             summary["api_calls"] = {
                 crm: asdict(calls) for crm, calls in sorted(self.plan.calls.items())
@@ -196,9 +200,21 @@ class SyncEngine:
             status = "failed"
             raise
         finally:
+            summary.quota = self._quota()
             self._store.finish_run(
                 run_id, status=status, summary=summary.as_dict(), finished_at=self._clock()
             )
+
+    def _quota(self) -> dict[str, dict[str, int | None]]:
+        figures = {}
+        for crm, connector in self._connectors.items():
+            quota = connector.quota()
+            figures[crm] = {
+                "daily_limit": quota.daily_limit,
+                "daily_used": quota.daily_used,
+                "daily_remaining": quota.daily_remaining,
+            }
+        return figures
 
     def settle(self, summary: RunSummary, *, should_stop: StopCheck = _never) -> None:
         """Everything after the pull: match and merge the pending records, plan, write (when

@@ -1,0 +1,95 @@
+"""The whole report: funnel, SLA, score calibration and sync health, as one JSON-ready dict.
+
+Its shape is stable for other tools: `schema` changes when a key is renamed or removed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from leadsync import __version__
+from leadsync.mapping.definition import LeadDefinition
+from leadsync.mapping.fields import FieldMap
+from leadsync.mapping.sla_rules import time_zone
+from leadsync.reports import figures
+from leadsync.reports.data import load
+from leadsync.sync.sla.clocks import Clock
+from leadsync.sync.sla.monitor import SlaMonitor
+from leadsync.sync.store import Store
+
+__all__ = ["SCHEMA", "SEGMENT_FIELD", "build_report", "mql_threshold"]
+
+SCHEMA = 1
+# What the funnel is broken down by, when the mapping has it.
+SEGMENT_FIELD = "lead_source"
+Period = Literal["week", "month"]
+
+
+def build_report(
+    store: Store,
+    field_map: FieldMap,
+    definition: LeadDefinition,
+    *,
+    monitor: SlaMonitor | None,
+    now: datetime,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    period: Period = "month",
+) -> dict[str, Any]:
+    """The report of the window [since, until) (until defaults to `now`)."""
+    end = until or now
+    segment = SEGMENT_FIELD if SEGMENT_FIELD in field_map.fields else None
+    data = load(store, segment_field=segment, since=since, until=end)
+    rules = monitor.rules if monitor is not None else None
+
+    def working_hours_late(clock: Clock, at: datetime) -> float | None:
+        rule = next((r for r in rules.rules if r.name == clock.rule), None) if rules else None
+        if rules is None or rule is None:
+            return None
+        calendar = rules.calendars[rule.calendar]
+        zone = time_zone(clock.time_zone)
+        if zone is not None:
+            calendar = calendar.with_zone(zone)
+        return round(calendar.between(clock.due_at, at).total_seconds() / 3600, 2)
+
+    volume = monitor.volume(now, since=since) if monitor is not None else []
+    return {
+        "schema": SCHEMA,
+        "generator": f"leadsync {__version__}",
+        "generated_at": now.isoformat(),
+        "since": None if since is None else since.isoformat(),
+        "until": end.isoformat(),
+        "period": period,
+        "model_version": definition.model_version,
+        "segment_field": segment,
+        "funnel": figures.funnel(data, since=since, until=end, period=period),
+        "sla": figures.sla(
+            data,
+            rules=[(rule.name, rule.within_hours) for rule in (rules.rules if rules else [])],
+            volume=volume,
+            working_hours_late=working_hours_late,
+            emails={lead.lead_id: lead.email for lead in data.leads},
+            now=now,
+            period=period,
+        ),
+        "calibration": figures.calibration(
+            data,
+            since=since,
+            until=end,
+            grades=[grade.grade for grade in definition.scoring.grades],
+            mql_threshold=mql_threshold(definition),
+        ),
+        "health": figures.health(data),
+    }
+
+
+def mql_threshold(definition: LeadDefinition) -> float | None:
+    """The score an MQL needs, when the MQL criteria require one (`score >= N`)."""
+    criteria = definition.lifecycle.stages.mql
+    for condition in criteria.all:
+        if condition.field == "score" and condition.gte is not None:
+            return condition.gte
+        if condition.field == "score" and condition.gt is not None:
+            return condition.gt
+    return None

@@ -1,0 +1,129 @@
+"""What the reports read from the store, in a few queries: no CRM is called.
+
+The store's tables are read directly (`Store.engine`), once each, narrowed to the window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from leadsync.connectors.base import utc
+from leadsync.mapping.lifecycle import Stage, Transition
+from leadsync.sync import tables as t
+from leadsync.sync.sla.clocks import Clock
+from leadsync.sync.store import RunRow, Store
+
+__all__ = ["LeadFacts", "ReportData", "load"]
+
+
+@dataclass(frozen=True, slots=True)
+class LeadFacts:
+    lead_id: str
+    stage: str | None
+    score: int | None
+    grade: str | None
+    segment: Any  # the value of the field reports are broken down by (lead source)
+    email: str | None = None
+    history: tuple[Transition, ...] = ()
+
+    @property
+    def entered_at(self) -> datetime | None:
+        return self.history[0].at if self.history else None
+
+
+@dataclass(frozen=True)
+class ReportData:
+    leads: Sequence[LeadFacts]
+    clocks: Sequence[Clock]
+    runs: Sequence[RunRow]
+    # (category, count) of writes that failed or were deferred in the window
+    write_errors: Mapping[str, int] = field(default_factory=dict)
+    quarantine_reasons: Sequence[str] = ()
+
+
+def load(
+    store: Store,
+    *,
+    segment_field: str | None,
+    since: datetime | None,
+    until: datetime,
+) -> ReportData:
+    """The leads (with their whole history), clocks started and runs begun within
+    [since, until), and the errors of the window."""
+    histories = _histories(store)
+    leads = [
+        LeadFacts(
+            lead_id=row["lead_id"],
+            stage=row["stage"],
+            score=row["score"],
+            grade=row["grade"],
+            segment=(row["values"] or {}).get(segment_field) if segment_field else None,
+            email=row["email"],
+            history=tuple(histories.get(row["lead_id"], ())),
+        )
+        for row in _rows(store, sa.select(t.leads))
+    ]
+    clocks = store.sla.clocks(since=since, until=until)
+    runs = [
+        run
+        for run in store.runs(limit=1_000_000)
+        if (since is None or run.started_at >= utc(since)) and run.started_at < utc(until)
+    ]
+    return ReportData(
+        leads=leads,
+        clocks=clocks,
+        runs=sorted(runs, key=lambda run: run.started_at),
+        write_errors=_write_errors(store, since, until),
+        quarantine_reasons=[
+            row["reason"]
+            for row in _rows(
+                store,
+                sa.select(t.quarantine.c.reason).where(t.quarantine.c.resolved_at.is_(None)),
+            )
+        ],
+    )
+
+
+def _histories(store: Store) -> dict[str, list[Transition]]:
+    column = t.transitions.c
+    query = sa.select(t.transitions).order_by(column.lead_id, column.at, column.id)
+    found: dict[str, list[Transition]] = {}
+    for row in _rows(store, query):
+        found.setdefault(row["lead_id"], []).append(
+            Transition(
+                None if row["from_stage"] is None else Stage(row["from_stage"]),
+                Stage(row["to_stage"]),
+                row["at"],
+                row["reason"],
+                row["kind"],
+            )
+        )
+    return found
+
+
+def _write_errors(store: Store, since: datetime | None, until: datetime) -> dict[str, int]:
+    column = t.writes.c
+    # One row per record and batch: a record's fields share their outcome.
+    records = (
+        sa.select(column.status, column.category, column.run_id, column.crm, column.record_id)
+        .where(column.status.in_(("failed", "deferred")), column.at < utc(until))
+        .distinct()
+    )
+    if since is not None:
+        records = records.where(column.at >= utc(since))
+    counts: dict[str, int] = {}
+    for row in _rows(store, records):
+        category = row["category"] or row["status"]
+        key = f"{row['crm']}: {category}" + (" (deferred)" if row["status"] == "deferred" else "")
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def _rows(store: Store, query: sa.Select[Any]) -> list[sa.RowMapping]:
+    with store.engine.connect() as connection:
+        return list(connection.execute(query).mappings())
