@@ -931,6 +931,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--profile", action="store_true", help="print a cProfile of one run per size"
     )
     parser.add_argument("--keep", type=Path, help="keep each size's database in this folder")
+    parser.add_argument(
+        "--section",
+        default=SECTION,
+        help=f"the marked section of the Markdown file to write (default {SECTION})",
+    )
     args = parser.parse_args(argv)
     args.stored = sorted(args.stored or (QUICK_STORED if args.quick else DEFAULT_STORED))
     args.repeat = args.repeat or (1 if args.quick else 3)
@@ -941,9 +946,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def command_line(args: argparse.Namespace) -> str:
     stored = ",".join(str(size) for size in args.stored)
+    section = "" if args.section == SECTION else f" --section {args.section}"
     return (
         f"bench/incremental_cost.py --stored {stored} --changed {args.changed} "
-        f"--repeat {args.repeat} --sandbox-leads {args.sandbox_leads}"
+        f"--repeat {args.repeat} --sandbox-leads {args.sandbox_leads}{section}"
     )
 
 
@@ -964,8 +970,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = report(results, args, command_line(args))
     print(text)
     if output is not None:
-        write_section(SECTION, SECTION_INTRO + "\n" + text, intro=INTRO, path=output)
-        _progress(f"wrote the {SECTION} section of {output}")
+        intro = SECTION_INTRO if args.section == SECTION else ""
+        write_section(args.section, intro + "\n" + text, intro=INTRO, path=output)
+        _progress(f"wrote the {args.section} section of {output}")
     return 0
 
 

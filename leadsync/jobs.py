@@ -50,7 +50,7 @@ from leadsync.sync.backfill import SWEEP, BackfillSpec, Status
 from leadsync.sync.engine import StopCheck
 from leadsync.sync.leases import Lease, Leases
 
-__all__ = ["DefinitionFiles", "Service"]
+__all__ = ["DefinitionFiles", "Service", "ServiceStartError"]
 
 log = logging.getLogger("leadsync.service")
 
@@ -142,9 +142,17 @@ class Service:
         )
         self._server: MetricsServer | None = None
         if settings.metrics_port:
-            self._server = MetricsServer(
-                self.metrics, host=settings.metrics_host, port=settings.metrics_port
-            )
+            try:
+                self._server = MetricsServer(
+                    self.metrics, host=settings.metrics_host, port=settings.metrics_port
+                )
+            except OSError as problem:
+                self._opened.__exit__(None, None, None)
+                where = f"{settings.metrics_host}:{settings.metrics_port}"
+                raise ServiceStartError(
+                    f"cannot serve /metrics on {where}: {problem.strerror} "
+                    "(another replica on this host? give each its own [service] metrics_port)"
+                ) from None
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(4)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -296,6 +304,10 @@ class Service:
         finally:
             self.metrics.jobs.labels(name, outcome).inc()
             self.metrics.job_seconds.labels(name).observe(time.monotonic() - started)
+
+
+class ServiceStartError(RuntimeError):
+    """The service cannot start (its metrics port is taken, say): exit 1, with the reason."""
 
 
 class _Interrupted(Exception):  # noqa: N818 - a signal between two parts of this module

@@ -68,6 +68,8 @@ __all__ = [
 
 RUN_KINDS = frozenset({"sync", "plan", "backfill", "sweep", "revert"})
 RUNNING = "running"  # a run's status until finish_run
+# How a write the CRM refused is named in the quarantine.
+REFUSED = "write refused by "
 INCREMENTAL = "incremental"  # the cursor stream of incremental pulls (a Position)
 BACKFILL = "backfill"  # the cursor stream of full pulls (an opaque checkpoint)
 
@@ -605,7 +607,8 @@ class Store:
     @retry_transient
     def record_writes(self, run_id: str, crm: str, rows: Sequence[WriteRow]) -> None:
         """Log every write of a batch; the values actually written become those records'
-        expected values, so the next pull can tell leadsync's own echo from a person's edit."""
+        expected values, so the next pull can tell leadsync's own echo from a person's edit.
+        Records the CRM refused for good (FAILED) are quarantined with its reason."""
         now = self._now()
         logged = [
             {
@@ -639,9 +642,15 @@ class Store:
             ),
             ("record_id", "field"),
         )
+        refused = _refusals(crm, rows, run_id, now)
+        landed = sorted({row.record_id for row in rows if row.status == WriteStatus.WRITTEN})
         with writing(self._engine) as connection:
             connection.execute(t.writes.insert(), logged)
             upsert(connection, t.expected, written)
+            # A record whose write the CRM refused waits in quarantine with its reason, for a
+            # person to see (the report lists it); a later write that lands takes it out.
+            _resolve_quarantine(connection, crm, landed, now, reason_prefix=REFUSED)
+            _upsert_quarantine(connection, refused)
 
     @retry_transient
     def writes(
@@ -780,18 +789,35 @@ def _upsert_quarantine(connection: Connection, entries: Sequence[Quarantined]) -
 
 
 def _resolve_quarantine(
-    connection: Connection, crm: str, record_ids: Sequence[str], now: datetime
+    connection: Connection,
+    crm: str,
+    record_ids: Sequence[str],
+    now: datetime,
+    *,
+    reason_prefix: str | None = None,
 ) -> None:
     for chunk in chunks(record_ids):
-        connection.execute(
-            t.quarantine.update()
-            .where(
-                t.quarantine.c.crm == crm,
-                t.quarantine.c.record_id.in_(chunk),
-                t.quarantine.c.resolved_at.is_(None),
-            )
-            .values(resolved_at=now)
+        statement = t.quarantine.update().where(
+            t.quarantine.c.crm == crm,
+            t.quarantine.c.record_id.in_(chunk),
+            t.quarantine.c.resolved_at.is_(None),
         )
+        if reason_prefix is not None:
+            statement = statement.where(t.quarantine.c.reason.startswith(reason_prefix))
+        connection.execute(statement.values(resolved_at=now))
+
+
+def _refusals(crm: str, rows: Sequence[WriteRow], run_id: str, now: datetime) -> list[Quarantined]:
+    sent: dict[str, dict[str, Any]] = {}
+    why: dict[str, str] = {}
+    for row in rows:
+        if row.status == WriteStatus.FAILED:
+            sent.setdefault(row.record_id, {})[row.field] = row.new
+            why[row.record_id] = f"{REFUSED}{crm}: {row.category}: {row.message}".rstrip(": ")
+    return [
+        Quarantined(crm, record_id, why[record_id], values, run_id, now)
+        for record_id, values in sent.items()
+    ]
 
 
 def _upsert_leads(

@@ -774,3 +774,30 @@ def test_only_errors_that_rolled_back_for_concurrency_count_as_transient(
     error: BaseException, transient: bool
 ) -> None:
     assert is_transient(error) is transient
+
+
+def test_a_write_the_crm_refuses_quarantines_the_record_until_a_write_lands(store: Store) -> None:
+    refused = WriteRow(
+        "00Q1",
+        "Status",
+        "Open",
+        "Nope",
+        WriteStatus.FAILED,
+        "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+        "bad value for restricted picklist field: Nope",
+    )
+    deferred = WriteRow(
+        "00Q2", "Status", "Open", "Working", WriteStatus.DEFERRED, "UNABLE_TO_LOCK_ROW"
+    )
+    store.record_writes("r1", "salesforce", [refused, deferred])
+    (entry,) = store.quarantined()
+    assert (entry.crm, entry.record_id) == ("salesforce", "00Q1")
+    assert entry.reason == (
+        "write refused by salesforce: INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST: "
+        "bad value for restricted picklist field: Nope"
+    )
+    assert entry.raw == {"Status": "Nope"}
+    landed = WriteRow("00Q1", "Status", "Open", "Working", WriteStatus.WRITTEN)
+    store.record_writes("r2", "salesforce", [landed])
+    assert store.quarantined() == []
+    assert store.quarantined(open_only=False)[0].resolved_at is not None
