@@ -491,7 +491,7 @@ def run_sla(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from leadsync.reports.build import build_report
+    from leadsync.reports.build import report_for
     from leadsync.reports.html import render_html
     from leadsync.reports.text import format_table
     from leadsync.runtime import open_runtime
@@ -500,15 +500,8 @@ def run_report(args: argparse.Namespace) -> int:
         raise UsageError("--until must be after --since")
     config = _load(args)
     with open_runtime(config, connect=False) as runtime:
-        report = build_report(
-            runtime.store,
-            runtime.field_map,
-            runtime.definition,
-            monitor=runtime.sla_monitor(),
-            now=datetime.now(UTC),
-            since=args.since,
-            until=args.until,
-            period=args.period,
+        report = report_for(
+            runtime, now=datetime.now(UTC), since=args.since, until=args.until, period=args.period
         )
     renderers = {
         "table": format_table,

@@ -78,15 +78,9 @@ def _cycle(config: Config) -> RunSummary:
 
 
 def _write_report(config: Config, path: Path) -> None:
-    from leadsync.reports.build import build_report
+    from leadsync.reports.build import report_for
     from leadsync.reports.html import render_html
 
     with open_runtime(config, connect=False) as runtime:
-        report = build_report(
-            runtime.store,
-            runtime.field_map,
-            runtime.definition,
-            monitor=runtime.sla_monitor(),
-            now=datetime.now(UTC),
-        )
+        report = report_for(runtime, now=datetime.now(UTC))
     path.write_text(render_html(report), encoding="utf-8")

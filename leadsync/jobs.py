@@ -273,6 +273,16 @@ class Service:
 
         self._job("sweep", SWEEP_LEASE, work)
 
+    def _take_over(self, name: str, holder: str) -> None:
+        abandoned = self._runtime.store.abandon_runs(holder, finished_at=self._clock())
+        log.warning(
+            "%s: took the job over from %s, whose lease expired (%d run(s) it left running "
+            "marked abandoned); going on from its last commit",
+            name,
+            holder,
+            abandoned,
+        )
+
     def _job(self, name: str, lease_name: str, work: Callable[[Runtime, StopCheck], None]) -> None:
         """Run `work` under the job's lease with the current files, timed and its outcome
         counted; errors are logged, never raised into the scheduler."""
@@ -288,6 +298,8 @@ class Service:
                     outcome = "skipped"
                     log.debug("%s: the lease is held by another replica; skipping", name)
                     return
+                if lease.took_over_from is not None:
+                    self._take_over(name, lease.took_over_from)
                 field_map, definition = self._files.current()
                 runtime = replace(self._runtime, field_map=field_map, definition=definition)
                 work(runtime, _stop_check(self._stopping, lease))

@@ -54,6 +54,7 @@ class Runtime:
             self.field_map,
             self.definition,
             sla_monitor=self.sla_monitor(),
+            holder=self.holder,
             **timing,
         )
 

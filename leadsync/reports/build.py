@@ -14,11 +14,12 @@ from leadsync.mapping.fields import FieldMap
 from leadsync.mapping.sla_rules import time_zone
 from leadsync.reports import figures
 from leadsync.reports.data import load
+from leadsync.runtime import Runtime
 from leadsync.sync.sla.clocks import Clock
 from leadsync.sync.sla.monitor import SlaMonitor
 from leadsync.sync.store import Store
 
-__all__ = ["SCHEMA", "SEGMENT_FIELD", "build_report", "mql_threshold"]
+__all__ = ["SCHEMA", "SEGMENT_FIELD", "build_report", "mql_threshold", "report_for"]
 
 SCHEMA = 1
 # What the funnel is broken down by, when the mapping has it.
@@ -82,6 +83,27 @@ def build_report(
         ),
         "health": figures.health(data),
     }
+
+
+def report_for(
+    runtime: Runtime,
+    *,
+    now: datetime,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    period: Period = "month",
+) -> dict[str, Any]:
+    """The report of a runtime's store, mapping, definition and SLA monitor."""
+    return build_report(
+        runtime.store,
+        runtime.field_map,
+        runtime.definition,
+        monitor=runtime.sla_monitor(),
+        now=now,
+        since=since,
+        until=until,
+        period=period,
+    )
 
 
 def mql_threshold(definition: LeadDefinition) -> float | None:

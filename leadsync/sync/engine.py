@@ -99,6 +99,7 @@ class RunSummary:
     kind: str = ""
     # The run was told to stop, and did, between two batches.
     interrupted: bool = False
+    holder: str | None = None  # the replica that ran it
     crms: dict[str, CrmCounts] = field(default_factory=dict)
     leads_changed: int = 0
     transitions: int = 0
@@ -116,6 +117,7 @@ class RunSummary:
             "run_id": self.run_id,
             "mode": self.kind or ("sync" if self.wrote else "plan"),
             "interrupted": self.interrupted,
+            "holder": self.holder,
             "started_at": self.started_at.isoformat(),
             "leads_changed": self.leads_changed,
             "stage_transitions": self.transitions,
@@ -155,9 +157,12 @@ class SyncEngine:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sla_monitor: SlaMonitor | None = None,
+        holder: str | None = None,
     ) -> None:
         """`sla_monitor` checks the SLA ledger after each run (the webhook is its business);
-        by default a monitor without webhook, when the definition has service levels."""
+        by default a monitor without webhook, when the definition has service levels.
+        `holder` names the replica in each run's record."""
+        self._holder = holder
         self._store = store
         self._connectors = dict(connectors)
         self._map = field_map
@@ -185,8 +190,8 @@ class SyncEngine:
         as succeeded, failed (the error goes on) or interrupted (RunInterruptedError, swallowed:
         the summary says so)."""
         started = self._clock()
-        run_id = self._store.start_run(kind, started_at=started)
-        summary = RunSummary(run_id, write, started, kind=kind)
+        run_id = self._store.start_run(kind, started_at=started, holder=self._holder)
+        summary = RunSummary(run_id, write, started, kind=kind, holder=self._holder)
         summary.crms = {crm: CrmCounts() for crm in self._connectors}
         status = "succeeded"
         try:

@@ -52,11 +52,13 @@ class LeaseInfo:
 
 @dataclass
 class Lease:
-    """A lease held: `lost` is set when a renewal found it taken by someone else."""
+    """A lease held: `lost` is set when a renewal found it taken by someone else;
+    `took_over_from` names the holder whose expired lease this one replaced."""
 
     name: str
     holder: str
     lost: threading.Event = field(default_factory=threading.Event)
+    took_over_from: str | None = None
 
 
 class Leases:
@@ -71,12 +73,19 @@ class Leases:
         self.holder = holder
         self._clock = clock
 
-    @retry_transient
     def acquire(self, name: str, ttl: timedelta) -> bool:
         """Take the lease `name` for `ttl` if it is free, expired or ours; True if taken."""
+        return self._take(name, ttl)[0]
+
+    @retry_transient
+    def _take(self, name: str, ttl: timedelta) -> tuple[bool, str | None]:
+        """Whether the lease was taken, and from which other holder (its lease expired)."""
         now = utc(self._clock())
         row = {"name": name, "holder": self.holder, "acquired_at": now, "expires_at": now + ttl}
         with writing(self._engine) as connection:
+            before = connection.execute(
+                sa.select(t.leases.c.holder).where(t.leases.c.name == name)
+            ).scalar()
             insert = insert_for(connection, t.leases)
             current = t.leases.c
             statement = insert.values(row).on_conflict_do_update(
@@ -93,7 +102,9 @@ class Leases:
                 where=sa.or_(current.expires_at <= now, current.holder == self.holder),
             )
             taken = connection.execute(statement.returning(current.holder)).scalar()
-        return taken == self.holder
+        if taken != self.holder:
+            return False, None
+        return True, before if before not in (None, self.holder) else None
 
     @retry_transient
     def renew(self, name: str, ttl: timedelta) -> bool:
@@ -142,11 +153,11 @@ class Leases:
         could not be taken within `wait` (or `stop` was set while waiting)."""
         deadline = utc(self._clock()) + wait
         stop = stop or threading.Event()
-        while not self.acquire(name, ttl):
+        while not (taken := self._take(name, ttl))[0]:
             if utc(self._clock()) >= deadline or stop.wait(poll_seconds):
                 yield None
                 return
-        lease = Lease(name, self.holder)
+        lease = Lease(name, self.holder, took_over_from=taken[1])
         done = threading.Event()
         renewer = threading.Thread(
             target=self._keep, args=(lease, ttl, done), name=f"lease-{name}", daemon=True

@@ -68,6 +68,7 @@ __all__ = [
 
 RUN_KINDS = frozenset({"sync", "plan", "backfill", "sweep", "revert"})
 RUNNING = "running"  # a run's status until finish_run
+ABANDONED = "abandoned"  # left running by a replica that died; another took its job over
 # How a write the CRM refused is named in the quarantine.
 REFUSED = "write refused by "
 INCREMENTAL = "incremental"  # the cursor stream of incremental pulls (a Position)
@@ -227,24 +228,24 @@ class Store:
 
     # ---------------------------------------------------------------------------------- runs
 
-    def start_run(self, kind: str, *, started_at: datetime) -> str:
-        """Record a run as started; returns its id."""
+    def start_run(self, kind: str, *, started_at: datetime, holder: str | None = None) -> str:
+        """Record a run as started (by `holder`, the replica running it); returns its id."""
         if kind not in RUN_KINDS:
             raise ValueError(f"unknown run kind {kind!r}: one of {', '.join(sorted(RUN_KINDS))}")
         # The id is chosen once, outside the retried transaction.
         run_id = str(uuid.uuid4())
-        self._insert_run(run_id, kind, utc(started_at))
+        self._insert_run(run_id, kind, utc(started_at), holder)
         return run_id
 
     @retry_transient
-    def _insert_run(self, run_id: str, kind: str, started_at: datetime) -> None:
+    def _insert_run(self, run_id: str, kind: str, started_at: datetime, holder: str | None) -> None:
         row = {
             "run_id": run_id,
             "kind": kind,
             "status": RUNNING,
             "started_at": started_at,
             "finished_at": None,
-            "summary": {},
+            "summary": {} if holder is None else {"holder": holder},
         }
         with writing(self._engine) as connection:
             connection.execute(t.runs.insert(), row)
@@ -278,6 +279,23 @@ class Store:
         query = sa.select(t.runs).order_by(t.runs.c.started_at.desc(), t.runs.c.run_id).limit(limit)
         with self._engine.connect() as connection:
             return [_run(row) for row in connection.execute(query).mappings()]
+
+    @retry_transient
+    def abandon_runs(self, holder: str, *, finished_at: datetime) -> int:
+        """Mark the runs a dead replica (`holder`) left running as abandoned; how many. What
+        they committed stays; the next run goes on from it."""
+        with writing(self._engine) as connection:
+            running = connection.execute(
+                sa.select(t.runs.c.run_id, t.runs.c.summary).where(t.runs.c.status == RUNNING)
+            ).all()
+            ids = [run_id for run_id, summary in running if summary.get("holder") == holder]
+            for chunk in chunks(ids):
+                connection.execute(
+                    t.runs.update()
+                    .where(t.runs.c.run_id.in_(chunk), t.runs.c.status == RUNNING)
+                    .values(status=ABANDONED, finished_at=utc(finished_at))
+                )
+        return len(ids)
 
     @retry_transient
     def last_finished(self, kind: str, *, status: str = "succeeded") -> RunRow | None:

@@ -400,6 +400,9 @@ def test_a_replica_killed_mid_sync_is_taken_over_and_the_run_completes(
             message="the second replica's syncs",
         )
         (cut, *_) = runs(config)
-        assert cut.status == "running"  # the dead replica never finished it
+        # The dead replica never finished it; the one that took the job over says so.
+        assert cut.status == "abandoned"
+        assert cut.summary["holder"] != runs(config)[-1].summary["holder"]
+        assert "took the job over from" in second.log()
         assert second.terminate()[0] == 0
         assert mapped_state(sandbox) == expected

@@ -315,3 +315,20 @@ def test_replicas_racing_for_a_free_lease_exactly_one_wins(
         held = observer.info(f"race-{round_}")
         assert held is not None
         assert held.holder == winners[0]
+
+
+def test_a_lease_taken_over_after_expiry_names_the_holder_it_replaced(
+    database_url: str,
+) -> None:
+    moment = [datetime(2026, 6, 1, tzinfo=UTC)]
+    with Store(database_url) as store:
+        first = Leases(store.engine, "dead-replica", clock=lambda: moment[0])
+        second = Leases(store.engine, "live-replica", clock=lambda: moment[0])
+        assert first.acquire("sync", timedelta(seconds=10))
+        moment[0] += timedelta(seconds=11)
+        with second.hold("sync", ttl=timedelta(seconds=10)) as lease:
+            assert lease is not None
+            assert lease.took_over_from == "dead-replica"
+        with second.hold("sync", ttl=timedelta(seconds=10)) as again:  # released: free
+            assert again is not None
+            assert again.took_over_from is None

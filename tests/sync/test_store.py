@@ -801,3 +801,14 @@ def test_a_write_the_crm_refuses_quarantines_the_record_until_a_write_lands(stor
     store.record_writes("r2", "salesforce", [landed])
     assert store.quarantined() == []
     assert store.quarantined(open_only=False)[0].resolved_at is not None
+
+
+def test_runs_a_dead_replica_left_running_are_marked_abandoned(store: Store) -> None:
+    started = datetime(2026, 6, 1, tzinfo=UTC)
+    dead = store.start_run("sync", started_at=started, holder="host-a:1")
+    done = store.start_run("sync", started_at=started, holder="host-a:1")
+    store.finish_run(done, status="succeeded", summary={}, finished_at=started)
+    alive = store.start_run("sync", started_at=started, holder="host-b:2")
+    assert store.abandon_runs("host-a:1", finished_at=started) == 1
+    statuses = {run.run_id: run.status for run in store.runs()}
+    assert statuses == {dead: "abandoned", done: "succeeded", alive: "running"}
