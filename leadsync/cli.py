@@ -388,7 +388,7 @@ def run_cycle(args: argparse.Namespace, *, write: bool) -> int:
 
     config = _load(args)
     with open_runtime(config) as runtime:
-        summary = runtime.engine().run(write=write)
+        summary = runtime.engine(full_sla_check=True).run(write=write)
     if args.json:
         body = summary.as_dict()
         if summary.plan is not None and not write:
@@ -440,7 +440,9 @@ def run_explain(args: argparse.Namespace) -> int:
 
     config = _load(args)
     with open_runtime(config, connect=False) as runtime:
-        found = explain(runtime.store, runtime.field_map, args.key)
+        monitor = runtime.sla_monitor()
+        rules = monitor.rules if monitor is not None else None
+        found = explain(runtime.store, runtime.field_map, args.key, rules=rules)
     if not found:
         print(f"leadsync: no lead with the email or CRM id {args.key!r}", file=sys.stderr)
         return EXIT_FAILED
@@ -523,7 +525,14 @@ def run_report(args: argparse.Namespace) -> int:
 
 def run_backfill(args: argparse.Namespace) -> int:
     from leadsync.runtime import open_runtime
-    from leadsync.sync.backfill import SWEEP, BackfillSpec, Status, crms_of, format_backfills
+    from leadsync.sync.backfill import (
+        SWEEP,
+        BackfillBusyError,
+        BackfillSpec,
+        Status,
+        crms_of,
+        format_backfills,
+    )
 
     config = _load(args)
     with open_runtime(config, connect=not (args.status or args.queue)) as runtime:
@@ -557,9 +566,13 @@ def run_backfill(args: argparse.Namespace) -> int:
             if chosen.progress:
                 print(f"going on with backfill {chosen.backfill_id}", file=sys.stderr)
         stopping = _stop_on_signals()
-        done = runtime.run_backfill(
-            chosen.backfill_id, should_stop=stopping.is_set, progress_stream=sys.stderr
-        )
+        try:
+            done = runtime.run_backfill(
+                chosen.backfill_id, should_stop=stopping.is_set, progress_stream=sys.stderr
+            )
+        except BackfillBusyError as busy:
+            print(f"leadsync: {busy}", file=sys.stderr)
+            return EXIT_FAILED
     print(format_backfills([done]))
     if done.status == Status.SUCCEEDED:
         return EXIT_OK

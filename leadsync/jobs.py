@@ -22,6 +22,7 @@ service exits 0, after `shutdown_seconds` at the latest.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -48,13 +49,12 @@ from leadsync.problems import ConfigError
 from leadsync.runtime import Runtime, open_runtime
 from leadsync.sync.backfill import SWEEP, BackfillSpec, Status
 from leadsync.sync.engine import StopCheck
-from leadsync.sync.leases import Lease, Leases
+from leadsync.sync.leases import SYNC_LEASE, Lease
 
 __all__ = ["DefinitionFiles", "Service", "ServiceStartError"]
 
 log = logging.getLogger("leadsync.service")
 
-SYNC_LEASE = "sync"
 SLA_LEASE = "sla"
 BACKFILL_LEASE = "backfills"
 SWEEP_LEASE = "sweep"
@@ -133,7 +133,6 @@ class Service:
         self._wait = timedelta(seconds=settings.lease_wait_seconds)
         self._opened = open_runtime(config)
         self._runtime: Runtime = self._opened.__enter__()
-        self._leases = Leases(self._runtime.store.engine, self._runtime.holder)
         self.metrics = ServiceMetrics(
             self._runtime.store,
             self._runtime.connectors,
@@ -213,68 +212,81 @@ class Service:
         bound = self._config.model.service.shutdown_seconds
         # No new jobs; the running ones see `_stopping` at their next batch boundary.
         self._scheduler.pause()
-        waiting = threading.Thread(target=self._scheduler.shutdown, kwargs={"wait": True})
+        waiting = threading.Thread(
+            target=self._scheduler.shutdown, kwargs={"wait": True}, daemon=True
+        )
         waiting.start()
         waiting.join(bound)
-        if waiting.is_alive():
-            log.warning("jobs still running after %gs: exiting; the next run redoes them", bound)
-        else:
-            log.info("stopped cleanly")
         if self._server is not None:
             self._server.stop()
-        if not waiting.is_alive():
-            self._opened.__exit__(None, None, None)
+        if waiting.is_alive():
+            log.warning("jobs still running after %gs: exiting; the next run redoes them", bound)
+            logging.shutdown()
+            # The jobs' threads would keep the interpreter alive: the bound is the promise.
+            # What they did not commit, the next run does again.
+            os._exit(0)
+        log.info("stopped cleanly")
+        self._opened.__exit__(None, None, None)
         return 0
 
     # ------------------------------------------------------------------ the jobs
 
     def sync(self) -> None:
-        def work(runtime: Runtime, should_stop: StopCheck) -> None:
+        def work(runtime: Runtime, should_stop: StopCheck) -> bool:
             summary = runtime.engine(clock=self._clock).run(should_stop=should_stop)
             self.metrics.observe_run(summary)
-            if summary.interrupted:
-                raise _Interrupted
+            return not summary.interrupted
 
         self._job("sync", SYNC_LEASE, work)
 
     def check_slas(self) -> None:
-        def work(runtime: Runtime, should_stop: StopCheck) -> None:
+        def work(runtime: Runtime, should_stop: StopCheck) -> bool:
             monitor = runtime.sla_monitor()
             if monitor is not None:
                 with run_context(new_run_id(), job="sla"):
-                    monitor.check(self._clock())
+                    monitor.check(self._clock(), should_stop=should_stop)
+            return True
 
         self._job("sla", SLA_LEASE, work)
 
     def run_backfills(self) -> None:
-        def work(runtime: Runtime, should_stop: StopCheck) -> None:
+        def work(runtime: Runtime, should_stop: StopCheck) -> bool:
             queue = runtime.backfill_queue()
             while not should_stop():
                 claimed = queue.claim(None, runtime.holder, stale_after=self._ttl)
                 if claimed is None:
-                    return
+                    return True
                 log.info("taking up %s %s", claimed.spec.kind, claimed.backfill_id)
                 done = runtime.run_backfill(
-                    claimed.backfill_id, should_stop=should_stop, clock=self._clock
+                    claimed.backfill_id,
+                    should_stop=should_stop,
+                    clock=self._clock,
+                    on_summary=self.metrics.observe_run,
                 )
                 log.info("%s %s: %s", done.spec.kind, done.backfill_id, done.status)
                 if done.status != Status.SUCCEEDED:
-                    return  # paused or failed: the next poll tries again
+                    return not should_stop()  # paused or failed: the next poll tries again
+            return False
 
         self._job("backfills", BACKFILL_LEASE, work)
 
     def queue_sweep(self) -> None:
-        def work(runtime: Runtime, should_stop: StopCheck) -> None:
+        def work(runtime: Runtime, should_stop: StopCheck) -> bool:
             queue = runtime.backfill_queue()
             spec = BackfillSpec(tuple(runtime.enabled_crms()), kind=SWEEP)
             if queue.unfinished_like(spec) is None:
                 queued = queue.create(spec)
                 log.info("queued the reconciliation sweep %s", queued.backfill_id)
+            return True
 
         self._job("sweep", SWEEP_LEASE, work)
 
     def _take_over(self, name: str, holder: str) -> None:
-        abandoned = self._runtime.store.abandon_runs(holder, finished_at=self._clock())
+        # A lease holder is "<replica>/<role>"; runs are recorded by replica.
+        replica = holder.split("/", 1)[0]
+        if replica == self._runtime.holder:
+            return  # our own other role, alive: nothing of ours is abandoned
+        abandoned = self._runtime.store.abandon_runs(replica, finished_at=self._clock())
         log.warning(
             "%s: took the job over from %s, whose lease expired (%d run(s) it left running "
             "marked abandoned); going on from its last commit",
@@ -283,15 +295,16 @@ class Service:
             abandoned,
         )
 
-    def _job(self, name: str, lease_name: str, work: Callable[[Runtime, StopCheck], None]) -> None:
+    def _job(self, name: str, lease_name: str, work: Callable[[Runtime, StopCheck], bool]) -> None:
         """Run `work` under the job's lease with the current files, timed and its outcome
-        counted; errors are logged, never raised into the scheduler."""
+        counted (`work` says False when it stopped early); errors are logged, never raised
+        into the scheduler."""
         if self._stopping.is_set():
             return
         started = time.monotonic()
         outcome = "done"
         try:
-            with self._leases.hold(
+            with self._runtime.leases(name).hold(
                 lease_name, ttl=self._ttl, wait=self._wait, stop=self._stopping
             ) as lease:
                 if lease is None:
@@ -302,9 +315,8 @@ class Service:
                     self._take_over(name, lease.took_over_from)
                 field_map, definition = self._files.current()
                 runtime = replace(self._runtime, field_map=field_map, definition=definition)
-                work(runtime, _stop_check(self._stopping, lease))
-        except _Interrupted:
-            outcome = "interrupted"
+                if not work(runtime, _stop_check(self._stopping, lease)):
+                    outcome = "interrupted"
         except (ConnectorError, sa.exc.SQLAlchemyError, ConfigError) as problem:
             outcome = "failed"
             self.metrics.errors.labels(_category(problem)).inc()
@@ -320,10 +332,6 @@ class Service:
 
 class ServiceStartError(RuntimeError):
     """The service cannot start (its metrics port is taken, say): exit 1, with the reason."""
-
-
-class _Interrupted(Exception):  # noqa: N818 - a signal between two parts of this module
-    pass
 
 
 def _stop_check(stopping: threading.Event, lease: Lease) -> Callable[[], bool]:

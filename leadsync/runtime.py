@@ -16,8 +16,14 @@ from leadsync.connectors.salesforce import SalesforceConnector
 from leadsync.mapping.definition import LeadDefinition, load_definition
 from leadsync.mapping.fields import FieldMap, load_mapping
 from leadsync.progress import LogProgress, progress_for
-from leadsync.sync.backfill import Backfill, BackfillBusyError, BackfillQueue, BackfillRunner
-from leadsync.sync.engine import StopCheck, SyncEngine
+from leadsync.sync.backfill import (
+    Backfill,
+    BackfillBusyError,
+    BackfillQueue,
+    BackfillRunner,
+    Status,
+)
+from leadsync.sync.engine import RunSummary, StopCheck, SyncEngine
 from leadsync.sync.leases import Leases, replica_name
 from leadsync.sync.sla.monitor import SlaMonitor, monitor_for
 from leadsync.sync.sla.webhook import WebhookSender
@@ -45,8 +51,11 @@ class Runtime:
             max_attempts=self.config.model.sla.webhook_max_attempts,
         )
 
-    def engine(self, *, clock: Callable[[], datetime] | None = None) -> SyncEngine:
-        """A sync engine over this runtime's store, connectors, mapping and definition."""
+    def engine(
+        self, *, clock: Callable[[], datetime] | None = None, full_sla_check: bool = False
+    ) -> SyncEngine:
+        """A sync engine over this runtime's store, connectors, mapping and definition;
+        `full_sla_check` for a run with no service around it (see SyncEngine)."""
         timing = {} if clock is None else {"clock": clock}
         return SyncEngine(
             self.store,
@@ -55,6 +64,7 @@ class Runtime:
             self.definition,
             sla_monitor=self.sla_monitor(),
             holder=self.holder,
+            full_sla_check=full_sla_check,
             **timing,
         )
 
@@ -66,8 +76,10 @@ class Runtime:
     def backfill_queue(self) -> BackfillQueue:
         return BackfillQueue(self.store.engine)
 
-    def leases(self) -> Leases:
-        return Leases(self.store.engine, self.holder)
+    def leases(self, role: str) -> Leases:
+        """Leases held in this process's name for one of its roles (a job, a backfill): two
+        roles of one process never hold one lease together."""
+        return Leases(self.store.engine, f"{self.holder}/{role}")
 
     def run_backfill(
         self,
@@ -76,17 +88,22 @@ class Runtime:
         should_stop: StopCheck,
         progress_stream: TextIO | None = None,
         clock: Callable[[], datetime] | None = None,
+        on_summary: Callable[[RunSummary], None] | None = None,
     ) -> Backfill:
         """Claim backfill `backfill_id` and run it to its end (or until `should_stop`);
-        BackfillBusyError when another process is running it."""
+        BackfillBusyError when it is done already or another process is running it."""
         settings = self.config.model
         queue = self.backfill_queue()
         ttl = timedelta(seconds=settings.service.lease_seconds)
         claimed = queue.claim(backfill_id, self.holder, stale_after=ttl)
         if claimed is None:
             current = queue.get(backfill_id)
+            if current is not None and current.status == Status.SUCCEEDED:
+                raise BackfillBusyError(f"backfill {backfill_id} has succeeded already")
             holder = current.holder if current is not None else "?"
-            raise BackfillBusyError(f"backfill {backfill_id} is being run by {holder}")
+            raise BackfillBusyError(
+                f"backfill {backfill_id} is being run by {holder} (its heartbeat is fresh)"
+            )
         every = settings.backfill.progress_log_seconds
         progress = (
             progress_for(progress_stream, every_seconds=every)
@@ -99,13 +116,14 @@ class Runtime:
             self.connectors,
             self.field_map,
             queue=queue,
-            leases=self.leases(),
+            leases=self.leases("backfill"),
             lease_ttl=ttl,
             lease_wait=timedelta(seconds=max(settings.service.lease_wait_seconds, 1.0) * 20),
             chunk_records=settings.backfill.chunk_records,
             yield_seconds=settings.backfill.yield_seconds,
             progress=progress,
             should_stop=should_stop,
+            on_summary=on_summary,
         )
         return runner.run(claimed)
 

@@ -134,8 +134,12 @@ def set_up_sandbox_config(sandbox: Any, folder: Path) -> Any:
 
 # Fields the CRMs move on every write: equal states may differ there.
 VOLATILE = frozenset({"lastmodifieddate", "LastModifiedDate", "SystemModstamp"})
-# Scores decay with the clock, which a subprocess cannot freeze: what `mapped_state` leaves out.
-CLOCK_BOUND = re.compile(r"^(leadsync_|Leadsync_)|^lifecyclestage$")
+# What depends on the clock, which a subprocess cannot freeze: engagement decays, and the score,
+# grade, reasons and stage follow it; SLA flags follow time itself. The fit score and the
+# model version do not: `mapped_state` compares them.
+CLOCK_BOUND = re.compile(
+    r"^leadsync_(score|engagement|grade|sla|stage)|^lifecyclestage$", re.IGNORECASE
+)
 
 
 def crm_state(sandbox: Any) -> dict[str, Any]:

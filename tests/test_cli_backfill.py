@@ -136,6 +136,8 @@ def test_status_lists_backfills_as_text_and_json_and_queue_hands_one_over(
         assert listed["id"] in queued
         assert main(["backfill", "--config", path, "--resume", listed["id"]]) == 0
         assert "succeeded" in capsys.readouterr().out
+        assert main(["backfill", "--config", path, "--resume", listed["id"]]) == 1
+        assert f"backfill {listed['id']} has succeeded already" in capsys.readouterr().err
         assert main(["backfill", "--config", path, "--status"]) == 0
         table = capsys.readouterr().out
         assert listed["id"] in table

@@ -2,6 +2,7 @@
 
     [sla]
     owner_field = "owner_id"                 # whose clock it is, for per-owner figures
+    owner_time_zones = { "005A" = "Europe/Berlin" }   # an owner's own zone, where it differs
 
     [sla.calendars.sales]                    # working time, in one zone
     time_zone = "America/New_York"
@@ -294,6 +295,9 @@ class VolumeRule(StrictModel):
 
 class SlaModel(StrictModel):
     owner_field: str | None = None
+    # Owner (the value of owner_field) -> the IANA zone their clocks run in: an owner in
+    # another office than the calendar's. A lead's own zone (time_zone_field) comes first.
+    owner_time_zones: dict[str, str] = Field(default_factory=dict)
     calendars: dict[str, CalendarModel] = Field(default_factory=dict)
     rules: list[ClockRule] = Field(default_factory=list)
     volume: list[VolumeRule] = Field(default_factory=list)
@@ -303,8 +307,27 @@ class SlaModel(StrictModel):
     def _owner_is_known(cls, name: str | None, info: ValidationInfo) -> str | None:
         return None if name is None else _known_field(name, info)
 
+    @field_validator("owner_time_zones")
+    @classmethod
+    def _owner_zones_exist(cls, zones: dict[str, str]) -> dict[str, str]:
+        found = [
+            (owner, f"unknown time zone {name!r}: use an IANA name like Europe/Berlin")
+            for owner, name in zones.items()
+            if time_zone(name) is None
+        ]
+        if found:
+            raise problems(*found)
+        return zones
+
+    def owner_zone(self, owner: object) -> tzinfo | None:
+        """The zone the definition gives this owner's clocks, or None."""
+        name = self.owner_time_zones.get(str(owner)) if owner not in (None, "") else None
+        return None if name is None else time_zone(name)
+
     @model_validator(mode="after")
     def _names_and_calendars_resolve(self) -> SlaModel:
+        if self.owner_time_zones and self.owner_field is None:
+            raise problems(("owner_time_zones", "set owner_field: whose owners these are"))
         found = [
             problem
             for problem in cross_key_problems(self.model_dump())

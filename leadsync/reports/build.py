@@ -11,7 +11,6 @@ from typing import Any, Literal
 from leadsync import __version__
 from leadsync.mapping.definition import LeadDefinition
 from leadsync.mapping.fields import FieldMap
-from leadsync.mapping.sla_rules import time_zone
 from leadsync.reports import figures
 from leadsync.reports.data import load
 from leadsync.runtime import Runtime
@@ -45,13 +44,9 @@ def build_report(
     rules = monitor.rules if monitor is not None else None
 
     def working_hours_late(clock: Clock, at: datetime) -> float | None:
-        rule = next((r for r in rules.rules if r.name == clock.rule), None) if rules else None
-        if rules is None or rule is None:
+        calendar = rules.calendar_of(clock) if rules is not None else None
+        if calendar is None:
             return None
-        calendar = rules.calendars[rule.calendar]
-        zone = time_zone(clock.time_zone)
-        if zone is not None:
-            calendar = calendar.with_zone(zone)
         return round(calendar.between(clock.due_at, at).total_seconds() / 3600, 2)
 
     volume = monitor.volume(now, since=since) if monitor is not None else []

@@ -21,7 +21,8 @@ from typing import Any, Literal
 
 from leadsync.mapping.lifecycle import FORWARD, Stage
 from leadsync.reports.data import LeadFacts, ReportData
-from leadsync.sync.sla.clocks import Clock, ClockStatus, Outcome
+from leadsync.sync.sla.clocks import Clock, ClockStatus
+from leadsync.sync.sla.report import compliance
 from leadsync.sync.sla.volume import VolumePeriod
 
 __all__ = ["BANDS", "calibration", "funnel", "health", "period_of", "sla"]
@@ -158,26 +159,6 @@ def _group(name: str, key: str, leads: Sequence[LeadFacts]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ SLA
 
 
-def _compliance(clocks: Sequence[Clock], now: datetime) -> dict[str, Any]:
-    statuses = Counter(clock.status_at(now) for clock in clocks)
-    met = statuses[ClockStatus.MET]
-    decided = met + statuses[ClockStatus.RESOLVED_LATE] + statuses[ClockStatus.BREACHED]
-    return {
-        "started": len(clocks),
-        "met": met,
-        "rejected": sum(
-            1
-            for clock in clocks
-            if clock.status_at(now) is ClockStatus.MET and clock.outcome is Outcome.REJECTED
-        ),
-        "resolved_late": statuses[ClockStatus.RESOLVED_LATE],
-        "breached_open": statuses[ClockStatus.BREACHED],
-        "running": statuses[ClockStatus.OPEN],
-        "decided": decided,
-        "compliance": _rate(met, decided),
-    }
-
-
 def sla(
     data: ReportData,
     *,
@@ -203,15 +184,15 @@ def sla(
     )
     return {
         "rules": [
-            {"rule": name, "within_hours": within, **_compliance(by_rule.get(name, []), now)}
+            {"rule": name, "within_hours": within, **compliance(by_rule.get(name, []), now)}
             for name, within in rules
         ],
         "by_owner": [
-            {"rule": rule, "owner": owner, **_compliance(clocks, now)}
+            {"rule": rule, "owner": owner, **compliance(clocks, now)}
             for (rule, owner), clocks in sorted(owners.items())
         ],
         "over_time": [
-            {"period": key, "rule": rule, **_compliance(clocks, now)}
+            {"period": key, "rule": rule, **compliance(clocks, now)}
             for (key, rule), clocks in sorted(periods.items())
         ],
         "open_breaches": [

@@ -28,6 +28,7 @@ the next sync reconciles it.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -46,7 +47,7 @@ from leadsync.sync import tables as t
 from leadsync.sync.database import retry_transient, writing
 from leadsync.sync.engine import RunInterruptedError, RunSummary, StopCheck, SyncEngine
 from leadsync.sync.ingest import fields_to_pull
-from leadsync.sync.leases import Leases
+from leadsync.sync.leases import SYNC_LEASE, Leases
 from leadsync.sync.store import Store
 
 __all__ = [
@@ -66,7 +67,8 @@ log = logging.getLogger("leadsync.backfill")
 
 BACKFILL = "backfill"
 SWEEP = "sweep"
-SYNC_LEASE = "sync"
+# A failed backfill the service tries again, this long after it failed.
+RETRY_FAILED_AFTER = timedelta(minutes=10)
 # Settles of a backfill's records before it ends: again while records were held back (changed
 # since their pull, so read again); the next sync takes any still left.
 SETTLE_ROUNDS = 3
@@ -228,8 +230,14 @@ class BackfillQueue:
             if backfill_id is not None:
                 query = query.where(column.backfill_id == backfill_id)
             else:
-                # Queued work first; a paused or failed backfill waits for its own retry.
-                query = query.where(column.status != Status.FAILED).order_by(column.created_at)
+                # Queued and paused work first, oldest first; a failed backfill is tried
+                # again once RETRY_FAILED_AFTER has passed (a CRM or the database away).
+                query = query.where(
+                    sa.or_(
+                        column.status != Status.FAILED,
+                        column.heartbeat_at < now - RETRY_FAILED_AFTER,
+                    )
+                ).order_by(column.status == Status.FAILED, column.created_at)
             chosen = connection.execute(query.limit(1)).scalar()
             if chosen is None:
                 return None
@@ -385,7 +393,10 @@ class BackfillRunner:
         yield_seconds: float = 1.0,
         progress: Progress | None = None,
         should_stop: StopCheck = lambda: False,
+        on_summary: Callable[[RunSummary], None] | None = None,
     ) -> None:
+        """`on_summary` receives the run's summary when it ends (the service's metrics)."""
+        self._on_summary = on_summary
         self._engine = engine
         self._store = store
         self._connectors = dict(connectors)
@@ -411,11 +422,16 @@ class BackfillRunner:
             )
         state = _State(backfill)
         try:
-            with self._engine.recording(spec.kind, write=not spec.dry_run) as summary:
+            with (
+                self._heartbeat(state),
+                self._engine.recording(spec.kind, write=not spec.dry_run) as summary,
+            ):
                 for crm in spec.crms:
                     if not state.backfill.of(crm).done:
                         self._pull_crm(crm, state, summary)
                 self._complete(state, summary)
+            if self._on_summary is not None:
+                self._on_summary(summary)
             if summary.interrupted:
                 # Any replica may go on with it: paused work is claimed like queued work.
                 return self._queue.finish(
@@ -483,6 +499,7 @@ class BackfillRunner:
                 summary,
                 checkpoint=page.checkpoint,
                 stream=state.backfill.stream,
+                hold_for=state.backfill.stream,
             )
             chunk.pulled += len(page.records)
             chunk.kept += len(kept)
@@ -498,6 +515,7 @@ class BackfillRunner:
         """After every CRM's pull: the sweep's repairs, then one settle of all it pulled."""
         spec = state.backfill.spec
         with self._writer_lease():
+            self._store.release_held(state.backfill.stream)
             if spec.kind == SWEEP and not spec.dry_run:
                 listed_since = state.backfill.started_at or state.backfill.created_at
                 for crm in spec.crms:
@@ -521,12 +539,37 @@ class BackfillRunner:
                 self._beat(state)
 
     @contextmanager
+    def _heartbeat(self, state: _State) -> Iterator[None]:
+        """Say the backfill is alive every third of the lease's time, also through a long
+        chunk or settle, so nobody takes it over while it runs."""
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(self._lease_ttl.total_seconds() / 3):
+                try:
+                    self._queue.heartbeat(state.backfill)
+                except sa.exc.SQLAlchemyError:
+                    log.warning("backfill %s: heartbeat failed", state.backfill.backfill_id)
+
+        beating = threading.Thread(target=beat, name="backfill-heartbeat", daemon=True)
+        beating.start()
+        try:
+            yield
+        finally:
+            done.set()
+            beating.join(timeout=self._lease_ttl.total_seconds())
+
+    @contextmanager
     def _writer_lease(self) -> Iterator[None]:
         if self._leases is None:
             yield
             return
-        with self._leases.hold(SYNC_LEASE, ttl=self._lease_ttl, wait=self._lease_wait) as lease:
+        with self._leases.hold(
+            SYNC_LEASE, ttl=self._lease_ttl, wait=self._lease_wait, stop=self._should_stop
+        ) as lease:
             if lease is None:
+                if self._should_stop():
+                    raise RunInterruptedError
                 raise _LeaseUnavailableError(
                     f"the sync lease stayed taken for {self._lease_wait}: will go on later"
                 )

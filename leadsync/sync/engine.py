@@ -158,11 +158,15 @@ class SyncEngine:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sla_monitor: SlaMonitor | None = None,
         holder: str | None = None,
+        full_sla_check: bool = False,
     ) -> None:
         """`sla_monitor` checks the SLA ledger after each run (the webhook is its business);
-        by default a monitor without webhook, when the definition has service levels.
+        by default a monitor without webhook, when the definition has service levels. After
+        a run it records breaches; with `full_sla_check` (a one-off `sync --once`, with no
+        service's SLA job to do it) it also paces volume and posts the webhook.
         `holder` names the replica in each run's record."""
         self._holder = holder
+        self._full_sla_check = full_sla_check
         self._store = store
         self._connectors = dict(connectors)
         self._map = field_map
@@ -233,14 +237,22 @@ class SyncEngine:
                     summary.crms[crm].records_to_update += 1
         if not summary.wrote:
             return
-        reread = self._write(merged, summary, should_stop)
+        unsettled = self._write(merged, summary, should_stop)
         for crm, snapshots in pending.items():
-            again = reread.get(crm, set())
+            again = unsettled.get(crm, set())
             self._store.mark_reconciled(
                 crm, [s.record_id for s in snapshots if s.record_id not in again]
             )
+        for crm, record_ids in unsettled.items():
+            # A deferred record need not have been pending (its lead's other record was).
+            self._store.mark_pending(crm, sorted(record_ids))
         if self._monitor is not None:
-            summary.sla = self._monitor.check(self._clock())
+            # Breaches recorded and announced. Under the service the volume pacing and the
+            # webhook are the SLA job's, which no sync should wait for.
+            full = self._full_sla_check
+            summary.sla = self._monitor.check(
+                self._clock(), volume=full, deliver=full, should_stop=should_stop
+            )
 
     # ---------------------------------------------------------------- pull
 
@@ -267,6 +279,7 @@ class SyncEngine:
         position: Position | None = None,
         checkpoint: str | None = None,
         stream: str | None = None,
+        hold_for: str | None = None,
     ) -> list[Snapshot]:
         """One pulled page through the mapping into the store, with the cursor past it (an
         incremental `position`, or a full pull's `checkpoint` in `stream`) in the same
@@ -306,6 +319,7 @@ class SyncEngine:
             position=position,
             checkpoint=checkpoint,
             stream=stream,
+            hold_for=hold_for,
             run_id=summary.run_id,
         )
         counts = summary.crms.setdefault(crm, CrmCounts())
@@ -361,7 +375,9 @@ class SyncEngine:
     ) -> tuple[list[_Merged], dict[str, list[Snapshot]]]:
         pending = {crm: self._store.pending_records(crm) for crm in self._connectors}
         batch = [snapshot for snapshots in pending.values() for snapshot in snapshots]
-        overdue = self._store.sla.overdue_leads(self._clock()) if self._sla else []
+        overdue = (
+            self._store.sla.overdue_leads(self._clock(), rules=self._sla.names) if self._sla else []
+        )
         if not batch and not overdue:
             return [], pending
         stored = self._stored_records(batch, also=overdue)
@@ -382,12 +398,14 @@ class SyncEngine:
         records = _records_by_lead(stored, batch, linked)
         previous = self._store.leads(lead_ids)
         running = self._store.sla.running(lead_ids) if self._sla else {}
+        watching_since = self._store.first_run_at() if self._sla else None
         merged = [
             self._merge_lead(
                 lead_id,
                 records.get(lead_id, []),
                 previous.get(lead_id),
                 running.get(lead_id, []),
+                watching_since,
             )
             for lead_id in lead_ids
         ]
@@ -424,6 +442,7 @@ class SyncEngine:
         records: Sequence[Snapshot],
         previous: Lead | None,
         running: Sequence[Clock],
+        watching_since: datetime | None = None,
     ) -> _Merged:
         snapshots = one_per_crm(records)
         choices = reconcile(self._map, snapshots, previous=previous)
@@ -435,9 +454,16 @@ class SyncEngine:
         stage = transitions[-1].to_stage if transitions else current
         lead = with_score(Lead(lead_id, values, choices), score, stage=stage)
         clocks = ClockChanges()
+        breaches: tuple[str, ...] = ()
         if self._sla is not None:
-            clocks = self._sla.clock_changes(lead_id, values, transitions, running, snapshots)
-        breaches = SlaRules.breaches_at(clocks.running_after(running), now)
+            judged = transitions
+            if previous is None and not _changed_since(snapshots, watching_since):
+                # A lead leadsync meets for the first time, unchanged since before leadsync
+                # began watching (the first sync of an org, a backfill): when it became an
+                # MQL is not known, so no clock starts; its next moves start them.
+                judged = []
+            clocks = self._sla.clock_changes(lead_id, values, judged, running, snapshots)
+            breaches = self._sla.breaches_at(clocks.running_after(running), now)
         try:
             updates = plan_updates(self._map, lead, snapshots, sla_breaches=breaches)
         except TransformError as unwritable:
@@ -487,9 +513,10 @@ class SyncEngine:
         summary: RunSummary,
         should_stop: StopCheck = _never,
     ) -> dict[str, set[str]]:
-        """Write each CRM's updates in batches; the records held back (changed since they
-        were pulled), by CRM, read again and pending."""
-        reread: dict[str, set[str]] = {}
+        """Write each CRM's updates in batches. Returns the records to leave pending, by CRM:
+        those held back (changed since they were pulled; read again) and those whose write
+        was deferred (a locked row, a CRM away): the next run plans them again."""
+        unsettled: dict[str, set[str]] = {}
         for crm, connector in self._connectors.items():
             pulled_at = {
                 m.snapshots[crm].record_id: m.snapshots[crm].modified_at
@@ -506,7 +533,7 @@ class SyncEngine:
                 counts.held_back += len(planned) - len(batch)
                 if changed:
                     self.ingest(crm, connector, Page(tuple(changed)), summary)
-                    reread.setdefault(crm, set()).update(record.id for record in changed)
+                    unsettled.setdefault(crm, set()).update(record.id for record in changed)
                 if not batch:
                     continue
                 results = connector.write(batch)
@@ -515,7 +542,10 @@ class SyncEngine:
                 counts.written += tally[WriteStatus.WRITTEN]
                 counts.failed += tally[WriteStatus.FAILED]
                 counts.deferred += tally[WriteStatus.DEFERRED]
-        return reread
+                unsettled.setdefault(crm, set()).update(
+                    r.record_id for r in results if r.status is WriteStatus.DEFERRED
+                )
+        return unsettled
 
     def _unchanged_since_pulled(
         self,
@@ -538,6 +568,10 @@ class SyncEngine:
         kept = {u.record_id for u in unchanged}
         changed = [record for record_id, record in now.items() if record_id not in kept]
         return unchanged, changed
+
+
+def _changed_since(snapshots: Mapping[str, Snapshot], moment: datetime | None) -> bool:
+    return moment is None or any(s.modified_at >= moment for s in snapshots.values())
 
 
 def _records_by_lead(

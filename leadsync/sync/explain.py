@@ -36,15 +36,23 @@ class Explanation:
 
 
 def explain(
-    store: Store, field_map: FieldMap, key: str, *, now: datetime | None = None
+    store: Store,
+    field_map: FieldMap,
+    key: str,
+    *,
+    rules: SlaRules | None = None,
+    now: datetime | None = None,
 ) -> list[Explanation]:
-    """The leads `key` names: an email, or any CRM record id linked to a lead."""
+    """The leads `key` names: an email, or any CRM record id linked to a lead. `rules` are
+    the definition's service levels, for the breach flag a sync would write."""
     leads = store.find_leads(email=key) if "@" in key else store.find_leads(crm_id=key)
     moment = now or datetime.now(UTC)
-    return [_explain(store, field_map, lead, moment) for lead in leads]
+    return [_explain(store, field_map, lead, rules, moment) for lead in leads]
 
 
-def _explain(store: Store, field_map: FieldMap, lead: Lead, now: datetime) -> Explanation:
+def _explain(
+    store: Store, field_map: FieldMap, lead: Lead, rules: SlaRules | None, now: datetime
+) -> Explanation:
     records = store.records_of([lead.lead_id]).get(lead.lead_id, [])
     writes: list[LoggedWrite] = []
     for record in records:
@@ -63,7 +71,8 @@ def _explain(store: Store, field_map: FieldMap, lead: Lead, now: datetime) -> Ex
         for record in records
     ]
     clocks = store.sla.clocks(lead_ids=[lead.lead_id])
-    breaches = SlaRules.breaches_at((c for c in clocks if c.status.running), now)
+    running = [clock for clock in clocks if clock.status.running]
+    breaches = rules.breaches_at(running, now) if rules is not None else ()
     try:
         updates = plan_updates(field_map, lead, one_per_crm(believed), sla_breaches=breaches)
         pending = {crm: dict(u.values) for crm, u in updates.items() if u is not None}

@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,7 +33,10 @@ from leadsync.sync import tables as t
 from leadsync.sync.database import retry_transient, writing
 from leadsync.sync.sql import insert_for
 
-__all__ = ["Lease", "LeaseInfo", "Leases", "replica_name"]
+__all__ = ["SYNC_LEASE", "Lease", "LeaseInfo", "Leases", "replica_name"]
+
+# Every writer of the CRMs (a sync run, a backfill's chunk or settle) holds this one.
+SYNC_LEASE = "sync"
 
 log = logging.getLogger("leadsync.service")
 
@@ -146,15 +150,19 @@ class Leases:
         *,
         ttl: timedelta,
         wait: timedelta = timedelta(0),
-        stop: threading.Event | None = None,
+        stop: threading.Event | Callable[[], bool] | None = None,
         poll_seconds: float = 0.5,
     ) -> Iterator[Lease | None]:
         """The lease `name` while the block runs, renewed in the background, or None when it
-        could not be taken within `wait` (or `stop` was set while waiting)."""
+        could not be taken within `wait` (or `stop` said stop while waiting)."""
         deadline = utc(self._clock()) + wait
-        stop = stop or threading.Event()
+        stopped = stop.is_set if isinstance(stop, threading.Event) else stop or (lambda: False)
         while not (taken := self._take(name, ttl))[0]:
-            if utc(self._clock()) >= deadline or stop.wait(poll_seconds):
+            if utc(self._clock()) >= deadline or stopped():
+                yield None
+                return
+            time.sleep(poll_seconds)
+            if stopped():
                 yield None
                 return
         lease = Lease(name, self.holder, took_over_from=taken[1])

@@ -11,13 +11,23 @@ id lists cut to a size every backend takes.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-__all__ = ["IN_CHUNK", "Insert", "chunks", "excluded", "insert_for", "last_by_key", "upsert"]
+__all__ = [
+    "IN_CHUNK",
+    "Insert",
+    "aggregate_time",
+    "chunks",
+    "excluded",
+    "insert_for",
+    "last_by_key",
+    "upsert",
+]
 
 # Ids per IN (...) list: far below SQLite's and PostgreSQL's bound-parameter limits.
 IN_CHUNK = 500
@@ -51,6 +61,13 @@ def upsert(connection: Connection, table: sa.Table, rows: Sequence[Mapping[str, 
         index_elements=keys, set_=excluded(insert, table, others)
     )
     connection.execute(statement, list(rows))
+
+
+def aggregate_time(value: Any) -> datetime:
+    """A min() or max() of a timestamp column as an aware UTC datetime: an aggregate loses the
+    column's type, and SQLite hands back the stored text (UTC wall time)."""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def chunks(items: Sequence[K]) -> Iterator[list[K]]:

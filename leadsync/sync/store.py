@@ -3,7 +3,7 @@
     runs            start_run, finish_run, run, runs, first_run_at
     cursors         cursor, checkpoint, clear_cursor (moved by save_page only)
     ingestion       save_page (snapshots + quarantine + cursor in one transaction),
-                    known_stamps, snapshots, pending_records, mark_reconciled,
+                    known_stamps, snapshots, pending_records, mark_reconciled, mark_pending,
                     mark_all_pending, mark_unlisted_deleted (the sweep)
     identity        link, lead_ids_for, leads_by_email, records_of
     leads           save_leads, leads, find_leads
@@ -51,7 +51,7 @@ from leadsync.sync.identity import normalise_email
 from leadsync.sync.model import FieldChoice, Lead, Snapshot
 from leadsync.sync.sla.clocks import ClockChanges
 from leadsync.sync.sla.ledger import SlaLedger, save_clock_changes
-from leadsync.sync.sql import chunks, excluded, insert_for, last_by_key, upsert
+from leadsync.sync.sql import aggregate_time, chunks, excluded, insert_for, last_by_key, upsert
 
 __all__ = [
     "BACKFILL",
@@ -322,11 +322,7 @@ class Store:
         """When the first run of any kind started: since when leadsync has been watching."""
         with self._engine.connect() as connection:
             first = connection.execute(sa.select(sa.func.min(t.runs.c.started_at))).scalar()
-        if first is None:
-            return None
-        # An aggregate loses the column type: SQLite hands back the stored text.
-        moment = datetime.fromisoformat(first) if isinstance(first, str) else first
-        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        return None if first is None else aggregate_time(first)
 
     # ------------------------------------------------------------------------------- cursors
 
@@ -372,6 +368,7 @@ class Store:
         position: Position | None,
         checkpoint: str | None = None,
         stream: str | None = None,
+        hold_for: str | None = None,
         run_id: str,
     ) -> None:
         """Commit one pulled page: its snapshots, its quarantined records and the cursor past
@@ -381,14 +378,16 @@ class Store:
         one saved again unchanged keeps its pending flag. Saving a record closes its open
         quarantine entry. `position` moves the incremental cursor, `checkpoint` a backfill's
         (`stream` defaults to INCREMENTAL or BACKFILL accordingly); with neither the cursor
-        stays. Snapshot.lead_id is ignored here: links decide it.
+        stays. With `hold_for`, a changed snapshot is held for that backfill instead of made
+        pending (`release_held` makes it pending): a sync does not merge half a backfill's
+        pull. Snapshot.lead_id is ignored here: links decide it.
         """
         _check_page(crm, snapshots, quarantined)
         if position is not None and checkpoint is not None:
             raise ValueError("a page moves a position or a checkpoint, not both")
         now = self._now()
         with writing(self._engine) as connection:
-            _upsert_snapshots(connection, snapshots, run_id=run_id, now=now)
+            _upsert_snapshots(connection, snapshots, run_id=run_id, now=now, hold_for=hold_for)
             _resolve_quarantine(connection, crm, [s.record_id for s in snapshots], now)
             _upsert_quarantine(connection, quarantined)
             if position is not None or checkpoint is not None:
@@ -444,6 +443,17 @@ class Store:
             return [_snapshot(row) for row in connection.execute(query).mappings()]
 
     @retry_transient
+    def mark_pending(self, crm: str, record_ids: Sequence[str]) -> None:
+        """Make `record_ids` pending: the next run merges their leads again."""
+        with writing(self._engine) as connection:
+            for chunk in chunks(record_ids):
+                connection.execute(
+                    t.snapshots.update()
+                    .where(t.snapshots.c.crm == crm, t.snapshots.c.record_id.in_(chunk))
+                    .values(pending=True)
+                )
+
+    @retry_transient
     def mark_reconciled(self, crm: str, record_ids: Sequence[str]) -> None:
         """Clear the pending flag of `record_ids`: their changes are reconciled and committed."""
         with writing(self._engine) as connection:
@@ -453,6 +463,17 @@ class Store:
                     .where(t.snapshots.c.crm == crm, t.snapshots.c.record_id.in_(chunk))
                     .values(pending=False)
                 )
+
+    @retry_transient
+    def release_held(self, hold_for: str) -> int:
+        """Make the snapshots held for a backfill pending; how many there were."""
+        with writing(self._engine) as connection:
+            done = connection.execute(
+                t.snapshots.update()
+                .where(t.snapshots.c.held_for == hold_for)
+                .values(pending=True, held_for=None)
+            )
+        return int(done.rowcount or 0)
 
     @retry_transient
     def mark_all_pending(self) -> int:
@@ -750,10 +771,18 @@ class Store:
 
 
 def _upsert_snapshots(
-    connection: Connection, snapshots: Sequence[Snapshot], *, run_id: str, now: datetime
+    connection: Connection,
+    snapshots: Sequence[Snapshot],
+    *,
+    run_id: str,
+    now: datetime,
+    hold_for: str | None = None,
 ) -> None:
     rows = last_by_key(
-        (_snapshot_row(snapshot, run_id=run_id, now=now) for snapshot in snapshots),
+        (
+            _snapshot_row(snapshot, run_id=run_id, now=now, hold_for=hold_for)
+            for snapshot in snapshots
+        ),
         ("record_id",),
     )
     if not rows:
@@ -766,12 +795,19 @@ def _upsert_snapshots(
         **excluded(insert, table, [c.name for c in table.c if c.name not in keys]),
         # Pending only when the content changed: a page pulled again adds no work.
         "pending": sa.case((changed, sa.true()), else_=table.c.pending),
+        "held_for": table.c.held_for,
     }
+    if hold_for is not None:
+        # Held for a backfill: its change waits there, for the backfill's own settle.
+        update["pending"] = table.c.pending
+        update["held_for"] = sa.case((changed, sa.literal(hold_for)), else_=table.c.held_for)
     statement = insert.on_conflict_do_update(index_elements=list(keys), set_=update)
     connection.execute(statement, rows)
 
 
-def _snapshot_row(snapshot: Snapshot, *, run_id: str, now: datetime) -> dict[str, Any]:
+def _snapshot_row(
+    snapshot: Snapshot, *, run_id: str, now: datetime, hold_for: str | None
+) -> dict[str, Any]:
     return {
         "crm": snapshot.crm,
         "record_id": snapshot.record_id,
@@ -781,7 +817,8 @@ def _snapshot_row(snapshot: Snapshot, *, run_id: str, now: datetime) -> dict[str
         "changed_at": dict(snapshot.changed_at),
         "deleted": snapshot.deleted,
         "content_digest": content_digest(snapshot),
-        "pending": True,
+        "pending": hold_for is None,
+        "held_for": hold_for,
         "run_id": run_id,
         "saved_at": now,
     }

@@ -209,6 +209,8 @@ snapshots = sa.Table(
     sa.Column("deleted", sa.Boolean(), nullable=False),
     sa.Column("content_digest", sa.String(), nullable=False),
     sa.Column("pending", sa.Boolean(), nullable=False),
+    # The backfill (its stream) a changed snapshot waits for, instead of being pending.
+    sa.Column("held_for", sa.String(), index=True),
     sa.Column("run_id", sa.String(), nullable=False),
     sa.Column("saved_at", UtcDateTime(), nullable=False),
     sa.Index(None, "crm", "pending", "modified_at"),
@@ -330,7 +332,7 @@ sla_clocks = sa.Table(
     sa.Column("stopped_at", UtcDateTime()),
     sa.Column("outcome", sa.String()),  # met | rejected, once stopped
     sa.Column("stop_reason", sa.Text(), nullable=False),
-    sa.Column("breached_at", UtcDateTime()),  # when leadsync recorded the breach
+    sa.Column("breached_at", UtcDateTime(), index=True),  # when leadsync recorded the breach
     sa.Column("run_id", sa.String(), nullable=False),
     sa.Index(None, "status", "due_at"),
 )
@@ -352,6 +354,7 @@ sla_events = sa.Table(
     sa.Column("next_attempt_at", UtcDateTime()),
     sa.Column("last_error", sa.Text()),
     sa.Index(None, "delivered_at", "next_attempt_at"),
+    sa.Index(None, "clock_id", "kind"),
 )
 
 # Who runs each job right now: one holder per name until `expires_at`, renewed while it works.

@@ -18,7 +18,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,14 @@ def fault_config(sandbox: Sandbox, folder: Path, *, database: str | None = None)
         "[backfill]\nchunk_records = 200\nyield_seconds = 0\nprogress_log_seconds = 1\n"
     )
     config.path.write_text(text)
-    return load_config(config.path)
+    loaded = load_config(config.path)
+    # leadsync has been watching for weeks: leads that changed since are news, and start
+    # their SLA clocks (the first sync of an org judges nothing that happened before it).
+    with Store(loaded.database_url) as store:
+        started = SEEDED_UNTIL - timedelta(days=60)
+        run = store.start_run("sync", started_at=started)
+        store.finish_run(run, status="succeeded", summary={}, finished_at=started)
+    return loaded
 
 
 def applied_writes(sandbox: Sandbox) -> int:
@@ -127,8 +134,10 @@ def test_a_backfill_under_faults_killed_five_times_ends_in_the_fault_free_state(
     tmp_path: Path,
 ) -> None:
     with Sandbox(settings()) as clean:
+        started = time.monotonic()
         reference = leadsync(fault_config(clean, tmp_path / "clean"), "backfill")
         _, err = reference.communicate(timeout=3600)
+        reference_seconds = time.monotonic() - started
         assert reference.returncode == 0, err
         expected = mapped_state(clean)
         expected_writes = applied_writes(clean)
@@ -140,8 +149,9 @@ def test_a_backfill_under_faults_killed_five_times_ends_in_the_fault_free_state(
         while True:
             worker = leadsync(config, "backfill")
             if kills < KILLS:
-                # A random moment of the run: after it started pulling, before it ends.
-                time.sleep(1.0 + chance.random() * (2.0 + LEADS / 1_500))
+                # A random moment of the run, a little of its work done each time: the five
+                # kills land before it can finish (a resumed worker has less left to do).
+                time.sleep(0.8 + chance.random() * max(0.5, reference_seconds / (KILLS + 2)))
                 if worker.poll() is None:
                     worker.send_signal(signal.SIGKILL)
                     kills += 1
@@ -156,19 +166,21 @@ def test_a_backfill_under_faults_killed_five_times_ends_in_the_fault_free_state(
             events = store.sla.events(kind="breached")
             clocks = {c.clock_id: c for c in store.sla.clocks()}
         assert done.status == Status.SUCCEEDED
-        assert kills >= 3, "the run ended before it could be killed: raise LEADSYNC_FAULT_LEADS"
+        assert kills == KILLS, "the run ended before it was killed five times"
         faulted = sandbox.stats.as_dict()["faulted"]
         assert sum(faulted.values()) > 0  # the faults were on
         # No lost write: the CRMs hold what a fault-free, uninterrupted backfill left.
         assert mapped_state(sandbox) == expected
         # At most one write batch redone per kill.
         assert applied_writes(sandbox) <= expected_writes + kills
-    # Each breach one event; logged at most once (a kill between its commit and its line may
-    # leave it unlogged, never doubled).
+    # Every clock that fell due is a breach, announced as one event, logged at most once (a
+    # kill between its commit and its line may leave it unlogged, never doubled).
     assert events, "no clock fell due: the test proved nothing about breaches"
-    assert len({event.clock_id for event in events}) == len(events)
-    assert all(clocks[event.clock_id].breached_at is not None for event in events)
-    assert all(count == 1 for count in breaches_logged(logs).values())
+    breached = {clock_id for clock_id, clock in clocks.items() if clock.breached_at is not None}
+    assert {event.clock_id for event in events} == breached
+    logged = breaches_logged(logs)
+    assert logged
+    assert all(count == 1 for count in logged.values())
 
 
 # ------------------------------------------------------------------------------ replicas
@@ -305,6 +317,12 @@ def test_partial_failures_and_expired_sessions_land_the_good_records_and_quarant
         )
         summary = runtime.engine().run()
         quarantined = {q.record_id: q.reason for q in runtime.store.quarantined()}
+        deferred = {
+            w.record_id for w in runtime.store.writes(crm="salesforce") if w.status == "deferred"
+        }
+        # A locked row's write waits for the next run: its record stays pending.
+        pending = {s.record_id for s in runtime.store.pending_records("salesforce")}
+        assert deferred <= pending
         in_review = {item.record_id for item in runtime.store.review_queue()}
         with runtime.store.engine.connect() as connection:
             at_lead = connection.execute(

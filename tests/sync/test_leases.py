@@ -332,3 +332,17 @@ def test_a_lease_taken_over_after_expiry_names_the_holder_it_replaced(
         with second.hold("sync", ttl=timedelta(seconds=10)) as again:  # released: free
             assert again is not None
             assert again.took_over_from is None
+
+
+def test_two_roles_of_one_process_never_hold_one_lease_together(database_url: str) -> None:
+    # The service's sync job and a backfill it runs share the process, not the lease.
+    with Store(database_url) as store:
+        sync_job = Leases(store.engine, "host:42:abc/sync")
+        backfill = Leases(store.engine, "host:42:abc/backfill")
+        with sync_job.hold("sync", ttl=timedelta(seconds=30)) as held:
+            assert held is not None
+            with backfill.hold("sync", ttl=timedelta(seconds=30)) as second:
+                assert second is None
+            info = sync_job.info("sync")
+            assert info is not None
+            assert info.holder == "host:42:abc/sync"  # the refused one released nothing

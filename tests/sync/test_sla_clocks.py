@@ -207,15 +207,17 @@ def test_a_clock_of_a_rule_no_longer_defined_is_left_alone(rules: SlaRules) -> N
     assert all(stop.clock_id != "c0" for stop in changes.stopped)
 
 
-def test_the_breach_flag_names_the_rules_past_due_now() -> None:
+def test_the_breach_flag_names_the_rules_past_due_now(rules: SlaRules) -> None:
     due = ny(2, 15)
+    second = timedelta(seconds=1)
     clocks = [
         Clock("a", "mql_acceptance", LEAD, ny(1, 15), due, "America/New_York"),
         Clock("b", "sal_response", LEAD, ny(1, 15), due + timedelta(days=2), "America/New_York"),
+        Clock("c", "a_rule_since_removed", LEAD, ny(1, 15), due, "America/New_York"),
     ]
-    assert SlaRules.breaches_at(clocks, due - timedelta(seconds=1)) == ()
-    assert SlaRules.breaches_at(clocks, due) == ("mql_acceptance",)
-    assert SlaRules.breaches_at(clocks, due + timedelta(days=3)) == (
+    assert rules.breaches_at(clocks, due) == ()  # due at 15:00: met then is in time
+    assert rules.breaches_at(clocks, due + second) == ("mql_acceptance",)
+    assert rules.breaches_at(clocks, due + timedelta(days=3)) == (
         "mql_acceptance",
         "sal_response",
     )
@@ -223,8 +225,8 @@ def test_the_breach_flag_names_the_rules_past_due_now() -> None:
 
 def test_a_running_clock_reads_as_breached_once_due_even_before_a_check() -> None:
     clock = Clock("a", "mql_acceptance", LEAD, ny(1, 15), ny(2, 15), "America/New_York")
-    assert clock.status_at(ny(2, 14)) is ClockStatus.OPEN
-    assert clock.status_at(ny(2, 15)) is ClockStatus.BREACHED
+    assert clock.status_at(ny(2, 15)) is ClockStatus.OPEN
+    assert clock.status_at(ny(2, 15, 1)) is ClockStatus.BREACHED
 
 
 OWN_ZONE = """
@@ -269,3 +271,38 @@ def test_the_edit_that_started_a_response_clock_does_not_stop_it(rules: SlaRules
         {"salesforce": snapshot({"sf_status": at + timedelta(minutes=1)})},
     )
     assert [clock.rule for clock in changes.running_after([])] == ["sal_response"]
+
+
+def test_an_owner_in_another_office_gets_clocks_in_their_zone() -> None:
+    text = EXAMPLE.read_text(encoding="utf-8").replace(
+        'owner_field = "owner_id"',
+        'owner_field = "owner_id"\nowner_time_zones = { "005BERLIN" = "Europe/Berlin" }',
+    )
+    rules = SlaRules.of(definition(text))
+    assert rules is not None
+    at = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)  # 15:00 in Berlin, 09:00 in New York
+    berlin = rules.clock_changes(LEAD, {"owner_id": "005BERLIN"}, [move(Stage.MQL, at)], [], {})
+    other = rules.clock_changes(LEAD, {"owner_id": "005OTHER"}, [move(Stage.MQL, at)], [], {})
+    assert berlin.opened[0].time_zone == "Europe/Berlin"
+    assert berlin.opened[0].due_at == datetime(2026, 12, 2, 14, 0, tzinfo=UTC)
+    assert other.opened[0].time_zone == "America/New_York"
+    assert other.opened[0].due_at == datetime(2026, 12, 1, 22, 0, tzinfo=UTC)
+
+
+def test_owner_zones_must_be_real_zones_and_need_an_owner_field() -> None:
+    from leadsync.problems import ConfigError
+
+    text = EXAMPLE.read_text(encoding="utf-8")
+    bad_zone = text.replace(
+        'owner_field = "owner_id"',
+        'owner_field = "owner_id"\nowner_time_zones = { "005A" = "Mars/Olympus" }',
+    )
+    with pytest.raises(ConfigError) as wrong:
+        definition(bad_zone)
+    assert [p.key for p in wrong.value.problems] == ["sla.owner_time_zones.005A"]
+    no_owner = text.replace(
+        'owner_field = "owner_id"', 'owner_time_zones = { "005A" = "Europe/Berlin" }'
+    )
+    with pytest.raises(ConfigError) as missing:
+        definition(no_owner)
+    assert [p.key for p in missing.value.problems] == ["sla.owner_time_zones"]

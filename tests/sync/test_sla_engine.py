@@ -47,6 +47,14 @@ def config(sandbox: Sandbox, tmp_path: Path) -> Config:
     return loaded
 
 
+def watching_since(config: Config, moment: datetime) -> None:
+    """Leadsync has been watching since `moment`: records changed since then are news, and a
+    lead first seen that way starts its clocks. (What changed before it is history, which
+    starts none: the first sync of an org would otherwise breach every MQL it finds.)"""
+    with open_runtime(config, connect=False) as runtime:
+        runtime.store.start_run("sync", started_at=moment)
+
+
 def cycle(config: Config, at: datetime) -> RunSummary:
     with open_runtime(config) as runtime:
         return runtime.engine(clock=lambda: at.astimezone(UTC)).run()
@@ -103,6 +111,7 @@ def breach_lines(caplog: pytest.LogCaptureFixture, lead_id: str) -> list[str]:
 def test_an_mql_not_accepted_in_time_is_breached_logged_once_flagged_then_resolved_late(
     sandbox: Sandbox, config: Config, caplog: pytest.LogCaptureFixture
 ) -> None:
+    watching_since(config, datetime(2026, 5, 1, tzinfo=UTC))
     first = cycle(config, FIRST_RUN)
     assert first.clocks_started > 0
     clock = an_mql_in_both_crms(config)
@@ -129,8 +138,14 @@ def test_an_mql_not_accepted_in_time_is_breached_logged_once_flagged_then_resolv
         salesforce_id = next(
             r.record_id for r in records if r.crm == "salesforce" and not r.deleted
         )
+        monitor = runtime.sla_monitor()
+        assert monitor is not None
         (explained,) = explain(
-            runtime.store, runtime.field_map, salesforce_id, now=DUE + timedelta(minutes=10)
+            runtime.store,
+            runtime.field_map,
+            salesforce_id,
+            rules=monitor.rules,
+            now=DUE + timedelta(minutes=10),
         )
     text = format_explanation(explained)
     assert "mql_acceptance: started 2026-06-02 19:00, due 2026-06-03 19:00 UTC, breached" in text
@@ -161,6 +176,7 @@ def test_an_mql_not_accepted_in_time_is_breached_logged_once_flagged_then_resolv
 def test_leadsync_sla_shows_the_ledger_as_text_and_json_and_filters_it(
     config: Config, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    watching_since(config, datetime(2026, 5, 1, tzinfo=UTC))
     cycle(config, FIRST_RUN)
     path = str(config.path)
     assert main(["sla", "--config", path, "--json"]) == 0
@@ -205,3 +221,14 @@ def test_leadsync_sla_refuses_a_bad_date_and_a_definition_without_service_levels
     err = capsys.readouterr().err
     assert f"{bare}: sla: no service levels" in err
     assert "Traceback" not in err
+
+
+def test_the_first_sync_of_an_org_starts_no_clock_for_what_happened_before_it(
+    config: Config,
+) -> None:
+    # Nobody was watching when these leads became MQLs: judging them by the first sync's
+    # time would breach every one of them a working day later.
+    first = cycle(config, FIRST_RUN)
+    assert first.stages["mql"] + first.stages["sal"] > 0
+    assert first.clocks_started == 0
+    assert acceptance_clocks(config) == []

@@ -89,13 +89,27 @@ def test_a_stopped_clock_is_not_stopped_again(store: Store) -> None:
 
 def test_open_clocks_past_due_are_marked_breached_once(store: Store) -> None:
     start(store, clock("L1"), clock("L2", due=DUE + timedelta(days=1)))
-    assert store.sla.mark_breached(DUE - timedelta(seconds=1)) == 0
-    assert store.sla.mark_breached(DUE) == 1
+    after = DUE + timedelta(seconds=1)
+    assert store.sla.overdue_leads(after, rules=["mql_acceptance"]) == ["L1"]
+    assert store.sla.overdue_leads(after, rules=["another_rule"]) == []
+    assert store.sla.mark_breached(DUE) == 0  # due at DUE: not yet late
+    assert store.sla.mark_breached(after) == 1
     assert store.sla.mark_breached(DUE + timedelta(hours=1)) == 0
     statuses = {c.lead_id: (c.status, c.breached_at) for c in store.sla.clocks()}
-    assert statuses == {"L1": (ClockStatus.BREACHED, DUE), "L2": (ClockStatus.OPEN, None)}
-    assert store.sla.overdue_leads(DUE) == ["L1"]
-    assert store.sla.overdue_leads(DUE + timedelta(days=1)) == ["L1", "L2"]
+    assert statuses == {"L1": (ClockStatus.BREACHED, after), "L2": (ClockStatus.OPEN, None)}
+    # Recorded as breached, its flag is written: it is not merged again for it.
+    assert store.sla.overdue_leads(DUE + timedelta(days=2), rules=["mql_acceptance"]) == ["L2"]
+
+
+def test_clocks_of_rules_no_longer_defined_are_not_judged(store: Store) -> None:
+    start(store, clock("L1"), clock("L2", rule="removed_rule"))
+    later = DUE + timedelta(hours=1)
+    assert store.sla.mark_breached(later, rules=["mql_acceptance"]) == 1
+    assert store.sla.open_breaches(later, rules=["mql_acceptance"]) == 1
+    assert {c.rule: c.status for c in store.sla.clocks()} == {
+        "mql_acceptance": ClockStatus.BREACHED,
+        "removed_rule": ClockStatus.OPEN,
+    }
 
 
 def test_a_breach_is_announced_once_across_ten_checks(store: Store) -> None:
@@ -117,6 +131,7 @@ def test_a_late_acceptance_resolves_the_breach_and_announces_it_once(
     start(store, clock())
     store.sla.mark_breached(DUE + timedelta(hours=1))
     assert [e.kind for e in store.sla.announce(DUE + timedelta(hours=1))] == [BREACHED]
+    assert store.sla.overdue_leads(DUE + timedelta(hours=2), rules=["mql_acceptance"]) == []
     moment.now = DUE + timedelta(hours=3)
     stop(store, clock(), DUE + timedelta(hours=2, minutes=30))
     (done,) = store.sla.clocks()
@@ -125,7 +140,7 @@ def test_a_late_acceptance_resolves_the_breach_and_announces_it_once(
     resolved = store.sla.announce(moment.now)
     assert [(e.kind, e.payload["reason"]) for e in resolved] == [(RESOLVED, "why")]
     assert store.sla.announce(moment.now + timedelta(hours=1)) == []
-    assert store.sla.overdue_leads(moment.now) == []
+    assert store.sla.open_breaches(moment.now) == 0
 
 
 def test_a_breach_no_check_saw_running_is_announced_as_breach_and_resolution(
@@ -171,7 +186,7 @@ def test_the_outbox_keeps_an_event_until_it_is_delivered_and_gives_up_when_told(
     store: Store,
 ) -> None:
     start(store, clock("L1"), clock("L2"))
-    store.sla.mark_breached(DUE)
+    store.sla.mark_breached(DUE + timedelta(seconds=1))
     first, second = store.sla.announce(DUE)
     assert [e.event_id for e in store.sla.due_deliveries(DUE)] == [first.event_id, second.event_id]
     store.sla.delivered(first.event_id, DUE)
@@ -187,6 +202,18 @@ def test_the_outbox_keeps_an_event_until_it_is_delivered_and_gives_up_when_told(
 
 def test_without_a_webhook_announced_events_are_not_kept_waiting(store: Store) -> None:
     start(store, clock())
-    store.sla.mark_breached(DUE)
+    store.sla.mark_breached(DUE + timedelta(seconds=1))
     store.sla.announce(DUE, delivered=True)
     assert store.sla.due_deliveries(DUE) == []
+
+
+def test_an_event_is_claimed_by_one_check_at_a_time(store: Store) -> None:
+    start(store, clock())
+    store.sla.mark_breached(DUE + timedelta(seconds=1))
+    (event,) = store.sla.announce(DUE)
+    hold = timedelta(minutes=2)
+    assert store.sla.claim_delivery(event.event_id, DUE, hold=hold)
+    assert not store.sla.claim_delivery(event.event_id, DUE + timedelta(minutes=1), hold=hold)
+    assert store.sla.due_deliveries(DUE + timedelta(minutes=1)) == []
+    # A check that died mid-post leaves it to be tried again once the hold has passed.
+    assert store.sla.claim_delivery(event.event_id, DUE + hold, hold=hold)

@@ -121,7 +121,8 @@ def store(database_url: str) -> Iterator[Store]:
 
 def _breach(store: Store, lead: str) -> None:
     started = NOW - timedelta(days=2)
-    clock = Clock(f"c-{lead}", "mql_acceptance", lead, started, NOW, "America/New_York")
+    due = NOW - timedelta(minutes=1)
+    clock = Clock(f"c-{lead}", "mql_acceptance", lead, started, due, "America/New_York")
     store.save_decisions(clocks=[ClockChanges(opened=(clock,))], run_id="r1")
 
 

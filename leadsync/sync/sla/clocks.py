@@ -27,7 +27,7 @@ from typing import Any
 from leadsync.mapping.calendar import BusinessCalendar
 from leadsync.mapping.definition import LeadDefinition
 from leadsync.mapping.lifecycle import Transition
-from leadsync.mapping.sla_rules import ClockRule, SlaModel, VolumeRule
+from leadsync.mapping.sla_rules import ClockRule, SlaModel, VolumeRule, time_zone
 from leadsync.sync.model import Snapshot
 
 __all__ = [
@@ -75,8 +75,9 @@ class Clock:
     breached_at: datetime | None = None
 
     def status_at(self, now: datetime) -> ClockStatus:
-        """The status as of `now`: a running clock past due is breached, recorded or not."""
-        if self.status is ClockStatus.OPEN and self.due_at <= now:
+        """The status as of `now`: a running clock past due is breached, recorded or not. A
+        clock is due *at* `due_at`: met then is met in time."""
+        if self.status is ClockStatus.OPEN and self.due_at < now:
             return ClockStatus.BREACHED
         return self.status
 
@@ -137,9 +138,11 @@ class SlaRules:
     def calendar_for(
         self, rule: ClockRule | VolumeRule, values: Mapping[str, Any]
     ) -> BusinessCalendar:
-        """The rule's calendar, kept in the lead's own zone where the calendar says so."""
+        """The rule's calendar, kept in the lead's own zone (or its owner's) where the
+        definition names one."""
         calendar = self.calendars[rule.calendar]
-        zone = self.model.calendars[rule.calendar].zone_for(values)
+        owner = values.get(self.model.owner_field) if self.model.owner_field else None
+        zone = self.model.calendars[rule.calendar].zone_for(values) or self.model.owner_zone(owner)
         return calendar if zone is None else calendar.with_zone(zone)
 
     def clock_changes(
@@ -194,10 +197,25 @@ class SlaRules:
             owner=None if owner is None or owner == "" else str(owner),
         )
 
-    @staticmethod
-    def breaches_at(running: Iterable[Clock], now: datetime) -> tuple[str, ...]:
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The clock rules' names: clocks of rules since removed are not judged any more."""
+        return tuple(rule.name for rule in self.rules)
+
+    def breaches_at(self, running: Iterable[Clock], now: datetime) -> tuple[str, ...]:
         """The rules whose running clocks are past due at `now`, by name."""
-        return tuple(sorted({clock.rule for clock in running if clock.due_at <= now}))
+        names = set(self.names)
+        return tuple(sorted({c.rule for c in running if c.due_at < now and c.rule in names}))
+
+    def calendar_of(self, clock: Clock) -> BusinessCalendar | None:
+        """The calendar a clock runs on, in the zone it was started in; None for a clock of
+        a rule since removed."""
+        rule = next((rule for rule in self.rules if rule.name == clock.rule), None)
+        if rule is None:
+            return None
+        zone = time_zone(clock.time_zone)
+        calendar = self.calendars[rule.calendar]
+        return calendar if zone is None else calendar.with_zone(zone)
 
 
 def _stop_for(rule: ClockRule, move: Transition) -> tuple[Outcome, str] | None:

@@ -31,13 +31,14 @@ from leadsync.connectors.base import utc
 from leadsync.sync import tables as t
 from leadsync.sync.database import retry_transient, writing
 from leadsync.sync.sla.clocks import Clock, ClockChanges, ClockStatus, Outcome
-from leadsync.sync.sql import chunks, insert_for
+from leadsync.sync.sql import aggregate_time, chunks, insert_for
 
 __all__ = ["BREACHED", "RESOLVED", "SlaEvent", "SlaLedger", "save_clock_changes"]
 
 BREACHED = "breached"
 RESOLVED = "resolved"
 _RUNNING = (ClockStatus.OPEN.value, ClockStatus.BREACHED.value)
+_EVENTS_PER_INSERT = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,7 @@ def save_clock_changes(
             [_clock_row(clock, run_id) for clock in opened],
         )
     for stop in (stop for change in changes for stop in change.stopped):
-        late = stop.at > t.sla_clocks.c.due_at
+        late = stop.at > t.sla_clocks.c.due_at  # due *at* due_at: met then is in time
         connection.execute(
             t.sla_clocks.update()
             .where(t.sla_clocks.c.clock_id == stop.clock_id, t.sla_clocks.c.status.in_(_RUNNING))
@@ -135,36 +136,48 @@ class SlaLedger:
         return found
 
     @retry_transient
-    def overdue_leads(self, now: datetime) -> list[str]:
-        """The leads with a running clock past due at `now`."""
+    def overdue_leads(self, now: datetime, *, rules: Sequence[str]) -> list[str]:
+        """The leads with a clock of `rules` past due at `now` that no check has recorded as
+        breached yet: the leads whose CRMs' breach flag is still to be set."""
+        column = t.sla_clocks.c
         query = (
-            sa.select(t.sla_clocks.c.lead_id)
-            .where(t.sla_clocks.c.status.in_(_RUNNING), t.sla_clocks.c.due_at <= utc(now))
+            sa.select(column.lead_id)
+            .where(
+                column.status == ClockStatus.OPEN.value,
+                column.due_at < utc(now),
+                column.rule.in_(list(rules)),
+            )
             .distinct()
-            .order_by(t.sla_clocks.c.lead_id)
+            .order_by(column.lead_id)
         )
         with self._engine.connect() as connection:
             return list(connection.execute(query).scalars())
 
     @retry_transient
-    def open_breaches(self, now: datetime) -> int:
-        """How many clocks are running past due at `now`."""
+    def open_breaches(self, now: datetime, *, rules: Sequence[str] | None = None) -> int:
+        """How many clocks (of `rules`, or any) are running past due at `now`."""
         query = sa.select(sa.func.count()).where(
-            t.sla_clocks.c.status.in_(_RUNNING), t.sla_clocks.c.due_at <= utc(now)
+            t.sla_clocks.c.status.in_(_RUNNING), t.sla_clocks.c.due_at < utc(now)
         )
+        if rules is not None:
+            query = query.where(t.sla_clocks.c.rule.in_(list(rules)))
         with self._engine.connect() as connection:
             return int(connection.execute(query).scalar() or 0)
 
     @retry_transient
-    def mark_breached(self, now: datetime) -> int:
-        """Record every open clock past due at `now` as breached; how many were."""
+    def mark_breached(self, now: datetime, *, rules: Sequence[str] | None = None) -> int:
+        """Record every open clock (of `rules`, or any) past due at `now` as breached; how
+        many were. A clock of a rule since removed is not judged any more."""
+        condition = [
+            t.sla_clocks.c.status == ClockStatus.OPEN.value,
+            t.sla_clocks.c.due_at < utc(now),
+        ]
+        if rules is not None:
+            condition.append(t.sla_clocks.c.rule.in_(list(rules)))
         with writing(self._engine) as connection:
             done = connection.execute(
                 t.sla_clocks.update()
-                .where(
-                    t.sla_clocks.c.status == ClockStatus.OPEN.value,
-                    t.sla_clocks.c.due_at <= utc(now),
-                )
+                .where(*condition)
                 .values(status=ClockStatus.BREACHED.value, breached_at=utc(now))
             )
         return int(done.rowcount or 0)
@@ -205,8 +218,7 @@ class SlaLedger:
         )
         with self._engine.connect() as connection:
             rows = connection.execute(query).mappings()
-            # An aggregate loses the column type: SQLite hands back the stored text.
-            return {row["lead_id"]: _aware(row["at"]) for row in rows}
+            return {row["lead_id"]: aggregate_time(row["at"]) for row in rows}
 
     @retry_transient
     def clocks(
@@ -260,6 +272,23 @@ class SlaLedger:
         )
         with self._engine.connect() as connection:
             return [_event(row) for row in connection.execute(query).mappings()]
+
+    @retry_transient
+    def claim_delivery(self, event_id: str, now: datetime, *, hold: timedelta) -> bool:
+        """Take an event to post, unless another check took it first: it is not due again
+        for `hold` (a check that dies mid-post leaves it to be tried once that has passed)."""
+        column = t.sla_events.c
+        with writing(self._engine) as connection:
+            done = connection.execute(
+                t.sla_events.update()
+                .where(
+                    column.event_id == event_id,
+                    column.delivered_at.is_(None),
+                    sa.or_(column.next_attempt_at.is_(None), column.next_attempt_at <= utc(now)),
+                )
+                .values(next_attempt_at=utc(now) + hold)
+            )
+        return bool(done.rowcount)
 
     @retry_transient
     def delivered(self, event_id: str, now: datetime) -> None:
@@ -367,18 +396,16 @@ def _insert_new(
         for event in unique
     ]
     insert = insert_for(connection, t.sla_events)
-    statement = (
-        insert.values(rows)
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(t.sla_events.c.event_id)
-    )
-    added = set(connection.execute(statement).scalars())
+    added: set[str] = set()
+    # A few hundred rows a statement: far below the bound-parameter limits of both backends.
+    for start in range(0, len(rows), _EVENTS_PER_INSERT):
+        statement = (
+            insert.values(rows[start : start + _EVENTS_PER_INSERT])
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(t.sla_events.c.event_id)
+        )
+        added.update(connection.execute(statement).scalars())
     return [event for event in unique if event.event_id in added]
-
-
-def _aware(value: Any) -> datetime:
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return utc(moment) if moment.tzinfo is not None else utc(moment.replace(tzinfo=UTC))
 
 
 def _clock(row: RowMapping) -> Clock:

@@ -38,6 +38,8 @@ DEFAULT_MAX_ATTEMPTS = 12
 # The wait before delivery attempt n + 1: 1, 2, 4 ... minutes, at most six hours.
 _FIRST_RETRY = timedelta(minutes=1)
 _LONGEST_RETRY = timedelta(hours=6)
+# How long a claimed event is not posted by another check: longer than one post with retries.
+_CLAIM = timedelta(minutes=2)
 
 
 @dataclass
@@ -86,21 +88,31 @@ class SlaMonitor:
     def rules(self) -> SlaRules:
         return self._rules
 
-    def check(self, now: datetime) -> SlaCheckResult:
+    def check(
+        self,
+        now: datetime,
+        *,
+        volume: bool = True,
+        deliver: bool = True,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> SlaCheckResult:
+        """Record breaches and announce events; with `volume`, judge the volume periods too;
+        with `deliver`, post what waits for the webhook (until `should_stop`)."""
         result = SlaCheckResult()
-        result.breached = self._ledger.mark_breached(now)
+        result.breached = self._ledger.mark_breached(now, rules=self._rules.names)
         delivered_at = now if self._webhook is None else None
         result.announced = self._ledger.announce(now, delivered=self._webhook is None)
-        result.volume = self.volume(now)
-        since = self._watching_since()
-        judged = [p for p in result.volume if since is not None and p.start >= since]
-        result.announced += self._ledger.add_events(
-            _volume_events(judged, now), delivered_at=delivered_at
-        )
+        if volume:
+            result.volume = self.volume(now)
+            since = self._watching_since()
+            judged = [p for p in result.volume if since is not None and p.start >= since]
+            result.announced += self._ledger.add_events(
+                _volume_events(judged, now), delivered_at=delivered_at
+            )
         for event in result.announced:
             _log_event(event)
-        if self._webhook is not None:
-            self._deliver(now, result)
+        if self._webhook is not None and deliver:
+            self._deliver(now, result, should_stop)
         return result
 
     def volume(self, now: datetime, *, since: datetime | None = None) -> list[VolumePeriod]:
@@ -125,9 +137,15 @@ class SlaMonitor:
                 found.extend(volume_periods(rule, calendar, entries, start=start, now=now))
         return found
 
-    def _deliver(self, now: datetime, result: SlaCheckResult) -> None:
+    def _deliver(
+        self, now: datetime, result: SlaCheckResult, should_stop: Callable[[], bool]
+    ) -> None:
         assert self._webhook is not None
         for event in self._ledger.due_deliveries(now):
+            if should_stop():
+                return
+            if not self._ledger.claim_delivery(event.event_id, now, hold=_CLAIM):
+                continue  # another replica's check is posting it
             try:
                 self._webhook.send(event)
             except WebhookError as problem:
@@ -149,6 +167,8 @@ class SlaMonitor:
                     )
                 else:
                     log.warning("SLA webhook: %s not delivered: %s", event.event_id, problem)
+                if problem.retriable:
+                    return  # the receiver is down or busy: the rest waits for the next check
                 continue
             self._ledger.delivered(event.event_id, now)
             result.delivered += 1

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from leadsync.mapping.sla_rules import time_zone
 from leadsync.sync.sla.clocks import Clock, ClockStatus, Outcome, SlaRules
 from leadsync.sync.sla.ledger import SlaLedger
 from leadsync.sync.sla.monitor import SlaMonitor
@@ -117,7 +116,7 @@ def sla_view(
     clocks = ledger.clocks(since=since)
     found = emails(sorted({clock.lead_id for clock in clocks}))
     lines = [_line(clock, rules, found, now) for clock in clocks]
-    figures = tuple(_figures(rule.name, rule.within_hours, lines) for rule in rules.rules)
+    figures = tuple(_figures(rule.name, rule.within_hours, clocks, now) for rule in rules.rules)
     if only == "breached":
         lines = [line for line in lines if line.status in _BREACHES]
     elif only == "open":
@@ -129,14 +128,9 @@ def _line(
     clock: Clock, rules: SlaRules, emails: Mapping[str, str | None], now: datetime
 ) -> ClockLine:
     status = clock.status_at(now)
-    calendar = next(
-        (rules.calendars[rule.calendar] for rule in rules.rules if rule.name == clock.rule), None
-    )
+    calendar = rules.calendar_of(clock)
     late_by = left = None
     if calendar is not None:
-        zone = time_zone(clock.time_zone)
-        if zone is not None:
-            calendar = calendar.with_zone(zone)
         end = clock.stopped_at or now
         if status in _BREACHES:
             late_by = calendar.between(clock.due_at, end)
@@ -145,22 +139,40 @@ def _line(
     return ClockLine(clock, status, emails.get(clock.lead_id), late_by, left)
 
 
-def _figures(rule: str, within: float, lines: Sequence[ClockLine]) -> RuleFigures:
-    mine = [line for line in lines if line.clock.rule == rule]
-    statuses = Counter(line.status for line in mine)
+def compliance(clocks: Sequence[Clock], now: datetime) -> dict[str, Any]:
+    """How `clocks` stand at `now`: started, met in time (rejections among them), resolved
+    late, breached and still open, running in time; decided = met + late + breached, and the
+    compliance, met of decided (None when nothing is decided)."""
+    statuses = Counter(clock.status_at(now) for clock in clocks)
+    met = statuses[ClockStatus.MET]
+    decided = met + statuses[ClockStatus.RESOLVED_LATE] + statuses[ClockStatus.BREACHED]
+    return {
+        "started": len(clocks),
+        "met": met,
+        "rejected": sum(
+            1
+            for clock in clocks
+            if clock.status_at(now) is ClockStatus.MET and clock.outcome is Outcome.REJECTED
+        ),
+        "resolved_late": statuses[ClockStatus.RESOLVED_LATE],
+        "breached_open": statuses[ClockStatus.BREACHED],
+        "running": statuses[ClockStatus.OPEN],
+        "decided": decided,
+        "compliance": None if decided == 0 else round(met / decided, 4),
+    }
+
+
+def _figures(rule: str, within: float, clocks: Sequence[Clock], now: datetime) -> RuleFigures:
+    figures = compliance([clock for clock in clocks if clock.rule == rule], now)
     return RuleFigures(
         rule=rule,
         within_hours=within,
-        started=len(mine),
-        met=statuses[ClockStatus.MET],
-        rejected=sum(
-            1
-            for line in mine
-            if line.status is ClockStatus.MET and line.clock.outcome is Outcome.REJECTED
-        ),
-        resolved_late=statuses[ClockStatus.RESOLVED_LATE],
-        breached_open=statuses[ClockStatus.BREACHED],
-        running=statuses[ClockStatus.OPEN],
+        started=figures["started"],
+        met=figures["met"],
+        rejected=figures["rejected"],
+        resolved_late=figures["resolved_late"],
+        breached_open=figures["breached_open"],
+        running=figures["running"],
     )
 
 
