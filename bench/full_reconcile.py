@@ -247,8 +247,8 @@ KINDS = {
     "hubspot pull": ("hubspot.contacts.search", "hubspot.contacts.list"),
     "hubspot write": ("hubspot.contacts.batch_update",),
     "hubspot check": ("hubspot.contacts.batch_read",),
-    "salesforce pull": ("salesforce.query_all", "salesforce.query_more", "salesforce.bulk2"),
-    "salesforce write": ("salesforce.collection_update", "salesforce.ingest"),
+    "salesforce pull": ("salesforce.query_all", "salesforce.query_more", "salesforce.bulk.query"),
+    "salesforce write": ("salesforce.collection_update", "salesforce.bulk.ingest"),
     "salesforce check": ("salesforce.query",),
 }
 

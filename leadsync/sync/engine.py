@@ -45,7 +45,7 @@ from leadsync.mapping.transforms import TransformError
 from leadsync.sync.identity import InMemoryIdentityIndex, lookups_for, match_batch
 from leadsync.sync.ingest import QuarantineError, fields_to_pull, to_snapshot
 from leadsync.sync.model import Lead, Match, MatchKind, Snapshot
-from leadsync.sync.plan import PlanSummary, plan_summary, plan_updates, with_score
+from leadsync.sync.plan import PlanSummary, moves_back, plan_summary, plan_updates, with_score
 from leadsync.sync.reconcile import reconcile
 from leadsync.sync.sla.clocks import Clock, ClockChanges, SlaRules
 from leadsync.sync.sla.monitor import SlaCheckResult, SlaMonitor, monitor_for
@@ -524,6 +524,10 @@ class SyncEngine:
                 if crm in m.snapshots
             }
             updates = [m.updates[crm] for m in merged if m.updates.get(crm) is not None]
+            if crm == "hubspot":
+                # A lifecycle stage moved back takes a clear first, one call per batch that
+                # holds such a move: grouped, they cost ⌈moves/100⌉ clears, not one a batch.
+                updates.sort(key=lambda u: u is not None and moves_back(u))
             size = WRITE_BATCH.get(crm, 100)
             for start in range(0, len(updates), size):
                 _stop_if(should_stop)

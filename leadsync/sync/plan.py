@@ -45,6 +45,7 @@ __all__ = [
     "WriteLimits",
     "estimate_api_calls",
     "field_changes",
+    "moves_back",
     "plan_summary",
     "plan_updates",
     "with_score",
@@ -243,10 +244,9 @@ class WriteLimits:
     """The batch sizes the connectors write with (see leadsync.connectors.settings)."""
 
     hubspot_batch: int = 100
+    # The engine hands Salesforce 200 records at a time, each batch checked just before and
+    # recorded just after (a kill redoes at most one): collections, never one Bulk job.
     salesforce_collection: int = 200
-    salesforce_bulk_threshold: int = 10_000  # above this many records: one Bulk API 2.0 job
-    # create, upload, close, one status poll, successful and failed results: at least six.
-    salesforce_bulk_calls: int = 6
     hubspot_lifecycle_order: tuple[str, ...] = HUBSPOT_LIFECYCLE_ORDER
 
 
@@ -313,22 +313,21 @@ def estimate_api_calls(
     crm: str, updates: Sequence[RecordUpdate], *, limits: WriteLimits = WriteLimits()
 ) -> ApiCalls:
     """The write calls `updates` cost `crm`, when nothing fails: HubSpot ⌈n/100⌉ batch updates,
-    plus one batch of clears per 100 backward lifecycle moves; Salesforce ⌈n/200⌉ collections,
-    or one Bulk job (several calls) above the Bulk threshold."""
+    plus one batch of clears per 100 backward lifecycle moves (the engine writes those moves
+    in batches of their own); Salesforce ⌈n/200⌉ collections."""
     count = len(updates)
     if crm == "hubspot":
         batches = math.ceil(count / limits.hubspot_batch)
-        backward = sum(1 for update in updates if _moves_back(update, limits))
+        backward = sum(1 for update in updates if moves_back(update, limits))
         clears = math.ceil(backward / limits.hubspot_batch)
         how = f"{batches} batch update(s)" + (f", {clears} lifecycle clear(s)" if clears else "")
         return ApiCalls(crm, count, batches + clears, how)
-    if crm == "salesforce" and count > limits.salesforce_bulk_threshold:
-        return ApiCalls(crm, count, limits.salesforce_bulk_calls, "one Bulk API 2.0 job")
     collections = math.ceil(count / limits.salesforce_collection)
     return ApiCalls(crm, count, collections, f"{collections} collection update(s)")
 
 
-def _moves_back(update: RecordUpdate, limits: WriteLimits) -> bool:
+def moves_back(update: RecordUpdate, limits: WriteLimits = WriteLimits()) -> bool:
+    """Whether the update moves HubSpot's lifecycle stage back, which takes a clear first."""
     order = {stage: rank for rank, stage in enumerate(limits.hubspot_lifecycle_order)}
     new = update.values.get(HUBSPOT_LIFECYCLE_FIELD)
     old = update.current.get(HUBSPOT_LIFECYCLE_FIELD)

@@ -253,7 +253,7 @@ def update(record_id: str, **values: Any) -> RecordUpdate:
         ("salesforce", 200, 0, 1, "1 collection update(s)"),
         ("salesforce", 450, 0, 3, "3 collection update(s)"),
         ("salesforce", 10_000, 0, 50, "50 collection update(s)"),
-        ("salesforce", 10_001, 0, 6, "one Bulk API 2.0 job"),
+        ("salesforce", 10_001, 0, 51, "51 collection update(s)"),
     ],
 )
 def test_api_call_estimates(crm: str, count: int, backward: int, calls: int, how: str) -> None:
