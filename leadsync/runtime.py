@@ -56,7 +56,6 @@ class Runtime:
     ) -> SyncEngine:
         """A sync engine over this runtime's store, connectors, mapping and definition;
         `full_sla_check` for a run with no service around it (see SyncEngine)."""
-        timing = {} if clock is None else {"clock": clock}
         return SyncEngine(
             self.store,
             self.connectors,
@@ -65,7 +64,7 @@ class Runtime:
             sla_monitor=self.sla_monitor(),
             holder=self.holder,
             full_sla_check=full_sla_check,
-            **timing,
+            clock=clock,
         )
 
     def enabled_crms(self) -> list[str]:

@@ -6,9 +6,10 @@
 
 A backfill pulls every record of each CRM (`pull_all`) and keeps those modified within
 [since, until), `chunk_records` at a time; once every CRM is pulled it settles them (merge,
-plan, write, SLA) in one go, as a sync run does. One go, because a lead's two records must be
-merged together: merged from its HubSpot record alone, then again once its Salesforce record
-arrives, it would be written twice, the first time wrongly. Each page is committed with its
+plan, write, SLA) as a sync run does. Only then, because a lead's two records must be merged
+together: merged from its HubSpot record alone, then again once its Salesforce record
+arrives, it would be written twice, the first time wrongly. (The settle goes a slice at a
+time, each person's records in one slice: `leadsync.sync.slices`.) Each page is committed with its
 checkpoint (a cursor stream of the backfill's own), so a backfill killed anywhere goes on
 from its last page when resumed (or rerun with the same arguments); a settle cut off is done
 again from the records still pending, writing only what the CRMs do not hold yet. Each chunk

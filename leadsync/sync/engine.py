@@ -11,6 +11,9 @@
     settle    the pulled records marked reconciled, only once their writes are done
     SLA       breaches recorded and announced once, volume paced, the webhook posted
 
+Match to settle go a slice of the pending records at a time, each person's records in one
+slice (`leadsync.sync.slices`), so a first sync of a big org holds one slice in memory.
+
 A run killed anywhere resumes on the next: pages are committed with their cursor, records stay
 pending until their writes are recorded, and the next pull sees what a cut-off batch wrote, so
 it is not written again.
@@ -21,7 +24,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -42,13 +45,20 @@ from leadsync.mapping.fields import FieldMap
 from leadsync.mapping.lifecycle import Stage, Transition, next_transitions
 from leadsync.mapping.scoring import score_lead
 from leadsync.mapping.transforms import TransformError
-from leadsync.sync.identity import InMemoryIdentityIndex, lookups_for, match_batch
+from leadsync.sync.identity import (
+    InMemoryIdentityIndex,
+    cross_references,
+    lookups_for,
+    match_batch,
+    normalise_email,
+)
 from leadsync.sync.ingest import QuarantineError, fields_to_pull, to_snapshot
 from leadsync.sync.model import Lead, Match, MatchKind, Snapshot
-from leadsync.sync.plan import PlanSummary, moves_back, plan_summary, plan_updates, with_score
+from leadsync.sync.plan import PlanSummary, PlanTally, moves_back, plan_updates, with_score
 from leadsync.sync.reconcile import reconcile
 from leadsync.sync.sla.clocks import Clock, ClockChanges, SlaRules
 from leadsync.sync.sla.monitor import SlaCheckResult, SlaMonitor, monitor_for
+from leadsync.sync.slices import PersonGroups, Slice
 from leadsync.sync.store import Quarantined, Store, WriteRow
 
 log = logging.getLogger("leadsync.sync")
@@ -59,8 +69,19 @@ CONVERTED_OPPORTUNITY = "ConvertedOpportunityId"
 # Records written per batch and recorded before the next: a kill redoes at most one batch.
 WRITE_BATCH = {"hubspot": 100, "salesforce": 200}
 
+# Pending records settled at once: a slice of 20,000 holds about 500 MB while it is merged
+# (a settle of everything a first sync of 100,000 leads per CRM pulled held 5 GB). Each slice
+# may cost a write call or two a whole run would not (its last, part-full batches).
+SETTLE_SLICE = 20_000
+# Pending snapshots read at once to find what groups them (their keys are all that is kept).
+KEYS_READ_AT_ONCE = 2_000
+
 # Asked between batches: should the run stop here (a shutdown, a lease lost)?
 StopCheck = Callable[[], bool]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _never() -> bool:
@@ -155,23 +176,28 @@ class SyncEngine:
         field_map: FieldMap,
         definition: LeadDefinition,
         *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] | None = None,
         sla_monitor: SlaMonitor | None = None,
         holder: str | None = None,
         full_sla_check: bool = False,
+        slice_size: int = SETTLE_SLICE,
     ) -> None:
         """`sla_monitor` checks the SLA ledger after each run (the webhook is its business);
         by default a monitor without webhook, when the definition has service levels. After
         a run it records breaches; with `full_sla_check` (a one-off `sync --once`, with no
         service's SLA job to do it) it also paces volume and posts the webhook.
-        `holder` names the replica in each run's record."""
+        `holder` names the replica in each run's record; `slice_size` is how many pending
+        records a settle merges and writes at once (see SETTLE_SLICE)."""
+        if slice_size < 1:
+            raise ValueError("slice_size must be at least 1")
+        self._slice_size = slice_size
         self._holder = holder
         self._full_sla_check = full_sla_check
         self._store = store
         self._connectors = dict(connectors)
         self._map = field_map
         self._definition = definition
-        self._clock = clock
+        self._clock = clock or _utc_now
         self._monitor = sla_monitor or monitor_for(store, definition)
         self._sla: SlaRules | None = self._monitor.rules if self._monitor else None
 
@@ -227,11 +253,38 @@ class SyncEngine:
 
     def settle(self, summary: RunSummary, *, should_stop: StopCheck = _never) -> None:
         """Everything after the pull: match and merge the pending records, plan, write (when
-        the run writes), mark them reconciled, check the SLA ledger."""
+        the run writes), mark them reconciled, check the SLA ledger. A slice at a time (see
+        `leadsync.sync.slices`), each committed before the next: memory stays bounded by the
+        slice, and a run stopped between slices has settled the slices before."""
         _stop_if(should_stop)
-        merged, pending = self._merge(summary.run_id, summary, persist=summary.wrote)
-        summary.plan = plan_summary(m.updates for m in merged)
+        tally = PlanTally(keep_changes=not summary.wrote)
+        overdue = (
+            self._store.sla.overdue_leads(self._clock(), rules=self._sla.names) if self._sla else []
+        )
+        try:
+            for part in self._slices(overdue):
+                self._settle_slice(part, summary, tally, should_stop)
+        finally:
+            summary.plan = tally.summary()
+        if summary.wrote and self._monitor is not None:
+            # Breaches recorded and announced. Under the service the volume pacing and the
+            # webhook are the SLA job's, which no sync should wait for.
+            full = self._full_sla_check
+            summary.sla = self._monitor.check(
+                self._clock(), volume=full, deliver=full, should_stop=should_stop
+            )
+
+    def _settle_slice(
+        self, part: Slice, summary: RunSummary, tally: PlanTally, should_stop: StopCheck
+    ) -> None:
+        _stop_if(should_stop)
+        pending = {
+            crm: list(self._store.snapshots(crm, record_ids).values())
+            for crm, record_ids in part.records.items()
+        }
+        merged = self._merge(summary, pending, part.leads, persist=summary.wrote)
         for m in merged:
+            tally.add(m.updates)
             for crm, update in m.updates.items():
                 if update is not None and crm in summary.crms:
                     summary.crms[crm].records_to_update += 1
@@ -246,13 +299,52 @@ class SyncEngine:
         for crm, record_ids in unsettled.items():
             # A deferred record need not have been pending (its lead's other record was).
             self._store.mark_pending(crm, sorted(record_ids))
-        if self._monitor is not None:
-            # Breaches recorded and announced. Under the service the volume pacing and the
-            # webhook are the SLA job's, which no sync should wait for.
-            full = self._full_sla_check
-            summary.sla = self._monitor.check(
-                self._clock(), volume=full, deliver=full, should_stop=should_stop
-            )
+
+    def _slices(self, overdue: Sequence[str]) -> Iterator[Slice]:
+        """The pending records (and the `overdue` leads) in slices that keep each person's
+        records together; one slice when they all fit in one."""
+        pending = {crm: self._store.pending_ids(crm) for crm in self._connectors}
+        total = sum(len(ids) for ids in pending.values()) + len(overdue)
+        if total <= self._slice_size:
+            if total:
+                yield Slice({crm: ids for crm, ids in pending.items() if ids}, list(overdue))
+            return
+        groups = PersonGroups()
+        for crm, record_ids in pending.items():
+            for start in range(0, len(record_ids), KEYS_READ_AT_ONCE):
+                chunk = record_ids[start : start + KEYS_READ_AT_ONCE]
+                snapshots = list(self._store.snapshots(crm, chunk).values())
+                for snapshot, keys in self._identity_keys(snapshots):
+                    groups.add_record((crm, snapshot.record_id), keys)
+        for lead_id in overdue:
+            groups.add_lead(lead_id)
+        log.info("settling %d pending records in slices of about %d", total, self._slice_size)
+        yield from groups.slices(self._slice_size)
+
+    def _identity_keys(
+        self, snapshots: Sequence[Snapshot]
+    ) -> Iterator[tuple[Snapshot, set[Hashable]]]:
+        """Each snapshot with what identity matching could join it on: its email, its
+        cross-references, and the stored leads `_stored_records` would fetch for it."""
+        identity_field = self._map.identity_field
+        emails = {s.record_id: normalise_email(s.canonical.get(identity_field)) for s in snapshots}
+        holders = self._store.leads_by_email(sorted({e for e in emails.values() if e}))
+        refs = {s.record_id: cross_references(s) for s in snapshots}
+        named = {ref.record_id for found in refs.values() for ref in found}
+        linked = self._store.lead_ids_for("salesforce", sorted(named))
+        for snapshot in snapshots:
+            email = emails[snapshot.record_id]
+            keys: set[Hashable] = {("ref", ref) for ref in refs[snapshot.record_id]}
+            leads = {
+                linked[ref.record_id] for ref in refs[snapshot.record_id] if ref.record_id in linked
+            }
+            if email is not None:
+                keys.add(("email", email))
+                leads.update(holders.get(email, []))
+            if snapshot.lead_id is not None:
+                leads.add(snapshot.lead_id)
+            keys.update(("lead", lead_id) for lead_id in leads)
+            yield snapshot, keys
 
     # ---------------------------------------------------------------- pull
 
@@ -371,15 +463,18 @@ class SyncEngine:
     # ---------------------------------------------------------------- match and merge
 
     def _merge(
-        self, run_id: str, summary: RunSummary, *, persist: bool
-    ) -> tuple[list[_Merged], dict[str, list[Snapshot]]]:
-        pending = {crm: self._store.pending_records(crm) for crm in self._connectors}
+        self,
+        summary: RunSummary,
+        pending: Mapping[str, Sequence[Snapshot]],
+        overdue: Sequence[str],
+        *,
+        persist: bool,
+    ) -> list[_Merged]:
+        """Match the `pending` records and merge every lead they touch, with the `overdue`
+        leads (an SLA clock past due); the decisions saved when `persist`."""
         batch = [snapshot for snapshots in pending.values() for snapshot in snapshots]
-        overdue = (
-            self._store.sla.overdue_leads(self._clock(), rules=self._sla.names) if self._sla else []
-        )
         if not batch and not overdue:
-            return [], pending
+            return []
         stored = self._stored_records(batch, also=overdue)
         matches = match_batch(
             batch,
@@ -409,14 +504,14 @@ class SyncEngine:
             )
             for lead_id in lead_ids
         ]
-        summary.leads_changed = sum(1 for m in merged if previous.get(m.lead.lead_id) != m.lead)
-        summary.transitions = sum(len(m.transitions) for m in merged)
-        summary.stages = Counter(m.lead.stage or "none" for m in merged)
-        summary.clocks_started = sum(len(m.clocks.opened) for m in merged)
-        summary.clocks_stopped = sum(len(m.clocks.stopped) for m in merged)
+        summary.leads_changed += sum(1 for m in merged if previous.get(m.lead.lead_id) != m.lead)
+        summary.transitions += sum(len(m.transitions) for m in merged)
+        summary.stages.update(m.lead.stage or "none" for m in merged)
+        summary.clocks_started += sum(len(m.clocks.opened) for m in merged)
+        summary.clocks_stopped += sum(len(m.clocks.stopped) for m in merged)
         if persist:
-            self._persist(run_id, matches, merged)
-        return merged, pending
+            self._persist(summary.run_id, matches, merged)
+        return merged
 
     def _stored_records(
         self, batch: Sequence[Snapshot], *, also: Sequence[str] = ()

@@ -42,6 +42,7 @@ __all__ = [
     "ApiCalls",
     "FieldChange",
     "PlanSummary",
+    "PlanTally",
     "WriteLimits",
     "estimate_api_calls",
     "field_changes",
@@ -278,16 +279,18 @@ class ApiCalls:
 class PlanSummary:
     """What `leadsync plan` shows: every change, how many per field, the API calls."""
 
+    # Empty when the tally did not keep them (a sync's summary counts its changes only).
     changes: tuple[FieldChange, ...]
     calls: Mapping[str, ApiCalls] = field(default_factory=dict)
+    field_counts: Mapping[tuple[str, str], int] = field(default_factory=dict)
+
+    @property
+    def change_count(self) -> int:
+        return sum(self.field_counts.values())
 
     def per_field(self) -> dict[tuple[str, str], int]:
         """(crm, field) -> how many records the plan changes it in, most first."""
-        counts: dict[tuple[str, str], int] = {}
-        for change in self.changes:
-            key = (change.crm, change.field)
-            counts[key] = counts.get(key, 0) + 1
-        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+        return dict(sorted(self.field_counts.items(), key=lambda item: (-item[1], item[0])))
 
     def lines(self) -> list[str]:
         """The summary as text: per CRM the records and calls, then per field the counts."""
@@ -315,10 +318,13 @@ def estimate_api_calls(
     """The write calls `updates` cost `crm`, when nothing fails: HubSpot ⌈n/100⌉ batch updates,
     plus one batch of clears per 100 backward lifecycle moves (the engine writes those moves
     in batches of their own); Salesforce ⌈n/200⌉ collections."""
-    count = len(updates)
+    backward = sum(1 for update in updates if moves_back(update, limits))
+    return _api_calls(crm, len(updates), backward, limits)
+
+
+def _api_calls(crm: str, count: int, backward: int, limits: WriteLimits) -> ApiCalls:
     if crm == "hubspot":
         batches = math.ceil(count / limits.hubspot_batch)
-        backward = sum(1 for update in updates if moves_back(update, limits))
         clears = math.ceil(backward / limits.hubspot_batch)
         how = f"{batches} batch update(s)" + (f", {clears} lifecycle clear(s)" if clears else "")
         return ApiCalls(crm, count, batches + clears, how)
@@ -336,22 +342,49 @@ def moves_back(update: RecordUpdate, limits: WriteLimits = WriteLimits()) -> boo
     return order.get(str(new), 0) < order.get(str(old), 0)
 
 
+class PlanTally:
+    """A PlanSummary built a lead's plan at a time, as a settle goes slice by slice: counts
+    always, the changes themselves only with `keep_changes` (`leadsync plan` shows them; a
+    sync of 100,000 leads would only hold them in memory). The API calls are estimated over
+    all the plans added, the fewest a single batching of them could take."""
+
+    def __init__(self, *, keep_changes: bool = True, limits: WriteLimits = WriteLimits()) -> None:
+        self._keep_changes = keep_changes
+        self._limits = limits
+        self._changes: list[FieldChange] = []
+        self._field_counts: dict[tuple[str, str], int] = {}
+        self._records: dict[str, int] = {}
+        self._backward: dict[str, int] = {}
+
+    def add(self, plan: Mapping[str, RecordUpdate | None]) -> None:
+        changes = field_changes(plan)
+        if self._keep_changes:
+            self._changes.extend(changes)
+        for change in changes:
+            key = (change.crm, change.field)
+            self._field_counts[key] = self._field_counts.get(key, 0) + 1
+        for crm, update in plan.items():
+            if update is not None:
+                self._records[crm] = self._records.get(crm, 0) + 1
+                if moves_back(update, self._limits):
+                    self._backward[crm] = self._backward.get(crm, 0) + 1
+
+    def summary(self) -> PlanSummary:
+        calls = {
+            crm: _api_calls(crm, count, self._backward.get(crm, 0), self._limits)
+            for crm, count in sorted(self._records.items())
+        }
+        return PlanSummary(tuple(self._changes), calls, dict(self._field_counts))
+
+
 def plan_summary(
     plans: Iterable[Mapping[str, RecordUpdate | None]], *, limits: WriteLimits = WriteLimits()
 ) -> PlanSummary:
     """Summarise the plans of many leads (each crm -> update) for `leadsync plan`."""
-    changes: list[FieldChange] = []
-    by_crm: dict[str, list[RecordUpdate]] = {}
+    tally = PlanTally(limits=limits)
     for plan in plans:
-        changes.extend(field_changes(plan))
-        for crm, update in plan.items():
-            if update is not None:
-                by_crm.setdefault(crm, []).append(update)
-    calls = {
-        crm: estimate_api_calls(crm, updates, limits=limits)
-        for crm, updates in sorted(by_crm.items())
-    }
-    return PlanSummary(tuple(changes), calls)
+        tally.add(plan)
+    return tally.summary()
 
 
 def _shown(value: Any) -> str:

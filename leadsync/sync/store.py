@@ -3,8 +3,8 @@
     runs            start_run, finish_run, run, runs, first_run_at
     cursors         cursor, checkpoint, clear_cursor (moved by save_page only)
     ingestion       save_page (snapshots + quarantine + cursor in one transaction),
-                    known_stamps, snapshots, pending_records, mark_reconciled, mark_pending,
-                    mark_all_pending, mark_unlisted_deleted (the sweep)
+                    known_stamps, snapshots, pending_records, pending_ids, mark_reconciled,
+                    mark_pending, mark_all_pending, mark_unlisted_deleted (the sweep)
     identity        link, lead_ids_for, leads_by_email, records_of
     leads           save_leads, leads, find_leads
     lifecycle       add_transitions, history
@@ -441,6 +441,17 @@ class Store:
         )
         with self._engine.connect() as connection:
             return [_snapshot(row) for row in connection.execute(query).mappings()]
+
+    def pending_ids(self, crm: str) -> list[str]:
+        """The ids of the records `pending_records` returns, in its order: what a settle
+        groups into slices before it reads them a slice at a time."""
+        query = (
+            sa.select(t.snapshots.c.record_id)
+            .where(t.snapshots.c.crm == crm, t.snapshots.c.pending.is_(True))
+            .order_by(t.snapshots.c.modified_at, t.snapshots.c.record_id)
+        )
+        with self._engine.connect() as connection:
+            return list(connection.execute(query).scalars())
 
     @retry_transient
     def mark_pending(self, crm: str, record_ids: Sequence[str]) -> None:

@@ -1,0 +1,71 @@
+"""Pending records grouped into slices that never split a person."""
+
+from __future__ import annotations
+
+from leadsync.sync.slices import PersonGroups, Slice
+
+
+def members(part: Slice) -> set[tuple[str, str]]:
+    return {(crm, record_id) for crm, ids in part.records.items() for record_id in ids}
+
+
+def test_records_sharing_a_key_directly_or_through_others_land_in_one_slice() -> None:
+    groups = PersonGroups()
+    groups.add_record(("hubspot", "1"), [("email", "a@x.com")])
+    groups.add_record(("salesforce", "00Q1"), [("email", "a@x.com"), ("ref", "00Q1")])
+    # Joined to the first two only through the Salesforce lead it names.
+    groups.add_record(("hubspot", "2"), [("email", "b@x.com"), ("ref", "00Q1")])
+    groups.add_record(("hubspot", "3"), [("email", "c@x.com")])
+    groups.add_record(("salesforce", "00Q9"), [("email", "d@x.com")])
+
+    slices = list(groups.slices(1))
+
+    assert [members(part) for part in slices] == [
+        {("hubspot", "1"), ("salesforce", "00Q1"), ("hubspot", "2")},
+        {("hubspot", "3")},
+        {("salesforce", "00Q9")},
+    ]
+
+
+def test_a_lead_merged_for_its_clock_goes_with_the_records_linked_to_it() -> None:
+    groups = PersonGroups()
+    groups.add_record(("hubspot", "1"), [("lead", "L1")])
+    groups.add_record(("hubspot", "2"), [("lead", "L2")])
+    groups.add_lead("L2")
+    groups.add_lead("L3")  # overdue, with no pending record
+
+    slices = list(groups.slices(1))
+
+    assert [(members(part), part.leads) for part in slices] == [
+        ({("hubspot", "1")}, []),
+        ({("hubspot", "2")}, ["L2"]),
+        (set(), ["L3"]),
+    ]
+
+
+def test_groups_are_packed_into_slices_of_at_least_the_size_and_each_record_is_in_one() -> None:
+    groups = PersonGroups()
+    records = [("hubspot", str(n)) for n in range(25)]
+    for n, record in enumerate(records):
+        # People of two records each (0 and 1, 2 and 3, ...), and one alone at the end.
+        groups.add_record(record, [("email", f"{n // 2}@x.com")])
+
+    slices = list(groups.slices(4))
+
+    assert [len(part) for part in slices] == [4] * 6 + [1]
+    seen = [record for part in slices for record in sorted(members(part))]
+    assert sorted(seen) == sorted(records)
+    for part in slices:  # nobody split: each record's partner is in its slice
+        for _, record_id in members(part):
+            partner = int(record_id) ^ 1
+            if partner < len(records):
+                assert ("hubspot", str(partner)) in members(part)
+
+
+def test_a_group_bigger_than_the_slice_is_a_slice_of_its_own() -> None:
+    groups = PersonGroups()
+    for n in range(5):
+        groups.add_record(("hubspot", str(n)), [("email", "shared@x.com")])
+    groups.add_record(("hubspot", "9"), [("email", "other@x.com")])
+
+    assert [len(part) for part in groups.slices(2)] == [5, 1]
