@@ -29,6 +29,7 @@ from leadsync.sync.ingest import QuarantineError, to_snapshot
 from leadsync.sync.model import Lead, MatchKind, Snapshot
 from leadsync.sync.plan import (
     FieldChange,
+    PlanTally,
     WriteLimits,
     estimate_api_calls,
     field_changes,
@@ -290,6 +291,25 @@ def test_plan_summary_lists_old_and_new_values_per_crm_and_field() -> None:
         "  hubspot phone: 2",
     ]
     assert field_changes({"salesforce": None}) == []
+
+
+def test_a_tally_that_keeps_no_changes_counts_them_and_estimates_calls_over_all_it_was_given() -> (
+    None
+):
+    plans: list[dict[str, RecordUpdate | None]] = [
+        {"hubspot": update(str(n), lifecyclestage="lead" if n < 150 else "customer")}
+        for n in range(250)
+    ]
+    kept, counted = PlanTally(), PlanTally(keep_changes=False)
+    for plan in plans:  # as a settle adds them, slice after slice
+        kept.add(plan)
+        counted.add(plan)
+    summary = counted.summary()
+    assert summary.changes == ()
+    assert summary.change_count == len(kept.summary().changes) == 250
+    assert summary.per_field() == kept.summary().per_field() == {("hubspot", "lifecyclestage"): 250}
+    # One estimate over all 250, not one per slice: ⌈250/100⌉ batches + ⌈150/100⌉ clears.
+    assert summary.calls["hubspot"].calls == 3 + 2
 
 
 # ------------------------------------------------------------------------------- simulated runs
