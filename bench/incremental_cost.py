@@ -970,7 +970,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = report(results, args, command_line(args))
     print(text)
     if output is not None:
-        intro = SECTION_INTRO if args.section == SECTION else ""
+        sizes = " and ".join(f"{stored:,}" for stored in args.stored)
+        intro = (
+            SECTION_INTRO
+            if args.section == SECTION
+            else f"### {args.changed:,} records changed, {sizes} stored leads\n"
+        )
         write_section(args.section, intro + "\n" + text, intro=INTRO, path=output)
         _progress(f"wrote the {args.section} section of {output}")
     return 0

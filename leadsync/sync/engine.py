@@ -69,9 +69,9 @@ CONVERTED_OPPORTUNITY = "ConvertedOpportunityId"
 # Records written per batch and recorded before the next: a kill redoes at most one batch.
 WRITE_BATCH = {"hubspot": 100, "salesforce": 200}
 
-# Pending records settled at once: a slice of 20,000 holds about 500 MB while it is merged
-# (a settle of everything a first sync of 100,000 leads per CRM pulled held 5 GB). Each slice
-# may cost a write call or two a whole run would not (its last, part-full batches).
+# Pending records settled at once. A first sync of 100,000 leads per CRM peaks at 1.1 GB in
+# slices of 20,000, at 5.3 GB settled whole (docs/BENCHMARKS.md). Each slice may cost a write
+# call or two a whole run would not (its last, part-full batches).
 SETTLE_SLICE = 20_000
 # Pending snapshots read at once to find what groups them (their keys are all that is kept).
 KEYS_READ_AT_ONCE = 2_000
