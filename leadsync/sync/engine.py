@@ -132,6 +132,19 @@ class RunSummary:
     sla: SlaCheckResult | None = None
     # What each CRM said of its daily API quota by the end of the run.
     quota: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    # Per lead, so a lead merged twice in one run (a backfill settles again what changed
+    # meanwhile) is counted once, with its last stage.
+    _stage_of: dict[str, str] = field(default_factory=dict, repr=False)
+    _changed: set[str] = field(default_factory=set, repr=False)
+
+    def count_merged(self, lead: Lead, previous: Lead | None) -> None:
+        if previous != lead:
+            self._changed.add(lead.lead_id)
+        self._stage_of[lead.lead_id] = lead.stage or "none"
+        self.leads_changed = len(self._changed)
+
+    def count_stages(self) -> None:
+        self.stages = Counter(self._stage_of.values())
 
     def as_dict(self) -> dict[str, Any]:
         summary: dict[str, Any] = {
@@ -155,7 +168,7 @@ class RunSummary:
             summary["api_calls"] = {
                 crm: asdict(calls) for crm, calls in sorted(self.plan.calls.items())
             }
-            summary["changes"] = len(self.plan.changes)
+            summary["changes"] = self.plan.change_count
         return summary
 
 
@@ -310,22 +323,43 @@ class SyncEngine:
                 yield Slice({crm: ids for crm, ids in pending.items() if ids}, list(overdue))
             return
         groups = PersonGroups()
+        joined: set[str] = set()
         for crm, record_ids in pending.items():
             for start in range(0, len(record_ids), KEYS_READ_AT_ONCE):
                 chunk = record_ids[start : start + KEYS_READ_AT_ONCE]
                 snapshots = list(self._store.snapshots(crm, chunk).values())
-                for snapshot, keys in self._identity_keys(snapshots):
+                related: set[str] = set()
+                for snapshot, leads in self._stored_leads_of(snapshots):
+                    keys = self._keys_of(snapshot) | {("lead", lead_id) for lead_id in leads}
                     groups.add_record((crm, snapshot.record_id), keys)
+                    related.update(leads)
+                # A lead fetched for one record brings all its records into the matching (see
+                # _stored_records): whoever shares an email or a reference with one of them
+                # may join that lead, so belongs with it.
+                fresh = sorted(related - joined)
+                for lead_id, records in self._store.records_of(fresh).items():
+                    groups.join(
+                        [("lead", lead_id), *(k for r in records for k in self._keys_of(r))]
+                    )
+                joined.update(fresh)
         for lead_id in overdue:
             groups.add_lead(lead_id)
         log.info("settling %d pending records in slices of about %d", total, self._slice_size)
         yield from groups.slices(self._slice_size)
 
-    def _identity_keys(
+    def _keys_of(self, snapshot: Snapshot) -> set[Hashable]:
+        """What identity matching joins records on: the email, the cross-references."""
+        keys: set[Hashable] = {("ref", ref) for ref in cross_references(snapshot)}
+        email = normalise_email(snapshot.canonical.get(self._map.identity_field))
+        if email is not None:
+            keys.add(("email", email))
+        return keys
+
+    def _stored_leads_of(
         self, snapshots: Sequence[Snapshot]
-    ) -> Iterator[tuple[Snapshot, set[Hashable]]]:
-        """Each snapshot with what identity matching could join it on: its email, its
-        cross-references, and the stored leads `_stored_records` would fetch for it."""
+    ) -> Iterator[tuple[Snapshot, set[str]]]:
+        """Each snapshot with the stored leads `_stored_records` fetches for it: the one it is
+        linked to, those holding its email, those linked to the Salesforce lead it names."""
         identity_field = self._map.identity_field
         emails = {s.record_id: normalise_email(s.canonical.get(identity_field)) for s in snapshots}
         holders = self._store.leads_by_email(sorted({e for e in emails.values() if e}))
@@ -333,18 +367,15 @@ class SyncEngine:
         named = {ref.record_id for found in refs.values() for ref in found}
         linked = self._store.lead_ids_for("salesforce", sorted(named))
         for snapshot in snapshots:
-            email = emails[snapshot.record_id]
-            keys: set[Hashable] = {("ref", ref) for ref in refs[snapshot.record_id]}
             leads = {
                 linked[ref.record_id] for ref in refs[snapshot.record_id] if ref.record_id in linked
             }
+            email = emails[snapshot.record_id]
             if email is not None:
-                keys.add(("email", email))
                 leads.update(holders.get(email, []))
             if snapshot.lead_id is not None:
                 leads.add(snapshot.lead_id)
-            keys.update(("lead", lead_id) for lead_id in leads)
-            yield snapshot, keys
+            yield snapshot, leads
 
     # ---------------------------------------------------------------- pull
 
@@ -504,9 +535,10 @@ class SyncEngine:
             )
             for lead_id in lead_ids
         ]
-        summary.leads_changed += sum(1 for m in merged if previous.get(m.lead.lead_id) != m.lead)
+        for m in merged:
+            summary.count_merged(m.lead, previous.get(m.lead.lead_id))
+        summary.count_stages()
         summary.transitions += sum(len(m.transitions) for m in merged)
-        summary.stages.update(m.lead.stage or "none" for m in merged)
         summary.clocks_started += sum(len(m.clocks.opened) for m in merged)
         summary.clocks_stopped += sum(len(m.clocks.stopped) for m in merged)
         if persist:

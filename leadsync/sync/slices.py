@@ -11,7 +11,9 @@ grouped first by what identity matching can join them on (see `leadsync.sync.ide
     an email            two records with one normalised email
     a cross-reference   two records naming one Salesforce record
     a stored lead       records linked to one lead, or holding its email, or naming its
-                        Salesforce lead; and a lead merged again because its SLA clock is due
+                        Salesforce lead; records sharing an email or a cross-reference with
+                        one of its stored records (matching sees those once the lead is
+                        fetched); and a lead merged again because its SLA clock is due
 
 and whole groups are packed into slices of about `size` records. Only the keys are kept for
 the grouping; each slice's snapshots are read again when its turn comes.
@@ -52,6 +54,13 @@ class PersonGroups:
         self._records.append(record)
         for key in keys:
             self._union(node, ("key", key))
+
+    def join(self, keys: Iterable[Hashable]) -> None:
+        """Make `keys` one group's: a stored lead's key with its records' emails and references."""
+        first, *others = [("key", key) for key in keys]
+        self._parent.setdefault(first, first)
+        for other in others:
+            self._union(first, other)
 
     def add_lead(self, lead_id: str) -> None:
         """A lead to merge whatever its records do; with the records linked to it, if any."""

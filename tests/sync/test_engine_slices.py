@@ -10,7 +10,7 @@ one slice, the other in slices of a dozen records.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,13 +18,20 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
+from leadsync.cli import format_summary
 from leadsync.config import Config
-from leadsync.runtime import open_runtime
+from leadsync.mapping.definition import load_definition
+from leadsync.mapping.fields import load_mapping
+from leadsync.mapping.types import CRMS
+from leadsync.runtime import Runtime, open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
 from leadsync.sync import tables
-from leadsync.sync.engine import RunSummary, StopCheck, SyncEngine
+from leadsync.sync.engine import CrmCounts, RunSummary, StopCheck, SyncEngine
+from leadsync.sync.model import Lead, Snapshot
+from leadsync.sync.store import Store
 from tests.support import crm_state, set_up_sandbox_config
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "leadsync" / "examples"
 NEW_YORK = ZoneInfo("America/New_York")
 FIRST_RUN = datetime(2026, 6, 2, 15, 0, tzinfo=NEW_YORK)
 PAST_DUE = datetime(2026, 6, 4, 15, 0, tzinfo=NEW_YORK)
@@ -37,20 +44,24 @@ SETTINGS = SandboxSettings(
 )
 
 
+def sliced_engine(runtime: Runtime, at: datetime, slice_size: int) -> SyncEngine:
+    return SyncEngine(
+        runtime.store,
+        runtime.connectors,
+        runtime.field_map,
+        runtime.definition,
+        clock=lambda: at.astimezone(UTC),
+        sla_monitor=runtime.sla_monitor(),
+        slice_size=slice_size,
+    )
+
+
 def sync(
     config: Config, at: datetime, slice_size: int, *, should_stop: StopCheck | None = None
 ) -> RunSummary:
     with open_runtime(config) as runtime:
-        engine = SyncEngine(
-            runtime.store,
-            runtime.connectors,
-            runtime.field_map,
-            runtime.definition,
-            clock=lambda: at.astimezone(UTC),
-            sla_monitor=runtime.sla_monitor(),
-            slice_size=slice_size,
-        )
-        return engine.run(**({} if should_stop is None else {"should_stop": should_stop}))
+        engine = sliced_engine(runtime, at, slice_size)
+        return engine.run(should_stop=should_stop or (lambda: False))
 
 
 def edit(sandbox: Sandbox) -> None:
@@ -186,3 +197,106 @@ def test_a_run_stopped_between_slices_keeps_what_it_settled_and_the_next_run_end
         after = sync(config, FIRST_RUN, slice_size=12)
         assert {crm: c.written for crm, c in after.crms.items()} == {"hubspot": 0, "salesforce": 0}
     assert store_state(sliced_config) == store_state(whole_config)
+
+
+# ------------------------------------------------------------------- over a store with leads
+
+MAPPING = load_mapping(EXAMPLES / "mapping.toml")
+DEFINITION = load_definition(EXAMPLES / "lead_definition.toml", fields=MAPPING.canonical_types())
+AT = datetime(2026, 6, 1, tzinfo=UTC)
+S1, S2 = "00Q000000000001AAA", "00Q000000000002AAA"
+
+
+def stored_lead(store: Store, run_id: str, *records: Snapshot) -> None:
+    """Lead L, holding `records`, settled before: none of them is pending."""
+    for crm in {r.crm for r in records}:
+        mine = [r for r in records if r.crm == crm]
+        store.save_page(crm, mine, position=None, run_id=run_id)
+        store.mark_reconciled(crm, [r.record_id for r in mine])
+    store.save_decisions(
+        leads=[Lead("L", {"email": records[0].canonical["email"]})],
+        links=[(r.crm, r.record_id, "L", "new") for r in records],
+        run_id=run_id,
+    )
+
+
+def contact(record_id: str, email: str, **raw: str) -> Snapshot:
+    return Snapshot("hubspot", record_id, AT, {"email": email, **raw}, {"email": email})
+
+
+def salesforce_lead(record_id: str, email: str, *, edited: bool = False) -> Snapshot:
+    at, title = (AT + timedelta(hours=1), "CFO") if edited else (AT, "")
+    return Snapshot("salesforce", record_id, at, {"Email": email, "Title": title}, {"email": email})
+
+
+# (stored records of lead L, pending records): in each, one pending record can only be matched
+# through a stored record of L that another pending record's lookups fetch.
+THROUGH_STORED_RECORDS = {
+    # S1 is named by L's contact; S2 has L's email: S1 joins L, S2 is a duplicate.
+    "a cross-reference held by a stored record": (
+        [contact("h1", "a@x.com", salesforceleadid=S1)],
+        [salesforce_lead(S1, "b@y.com"), salesforce_lead(S2, "a@x.com")],
+    ),
+    # L's merged email is its Salesforce record's, edited since; h2 has the email of L's
+    # other record: a duplicate of h1.
+    "the email of a stored record": (
+        [salesforce_lead(S1, "c@z.com"), contact("h1", "a@x.com")],
+        [salesforce_lead(S1, "c@z.com", edited=True), contact("h2", "a@x.com")],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(THROUGH_STORED_RECORDS))
+def test_records_joined_through_a_stored_leads_other_records_are_never_split(
+    store: Store, case: str
+) -> None:
+    held, pending = THROUGH_STORED_RECORDS[case]
+    run_id = store.start_run("sync", started_at=AT)
+    stored_lead(store, run_id, *held)
+    for record in pending:
+        store.save_page(record.crm, [record], position=None, run_id=run_id)
+
+    def matches(slice_size: int) -> dict[str, CrmCounts]:
+        engine = SyncEngine(
+            store, dict.fromkeys(CRMS), MAPPING, DEFINITION, clock=lambda: AT, slice_size=slice_size
+        )
+        summary = RunSummary(run_id, wrote=False, started_at=AT)  # a plan: nothing is kept
+        summary.crms = {crm: CrmCounts() for crm in CRMS}
+        engine.settle(summary)
+        return summary.crms
+
+    whole = matches(slice_size=100)
+    assert sum(c.new_leads for c in whole.values()) == 0  # all joined L or are its duplicates
+    assert sum(c.to_review for c in whole.values()) == 1
+    assert matches(slice_size=1) == whole
+
+
+def test_a_syncs_summary_counts_its_changes_by_field_without_keeping_each_one(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    config: Config = set_up_sandbox_config(sandbox, tmp_path)
+    summary = sync(config, FIRST_RUN, slice_size=5)
+    assert summary.plan is not None
+    assert summary.plan.changes == ()  # a sync keeps counts; `leadsync plan` keeps the changes
+    written = sum(c.written for c in summary.crms.values())
+    assert summary.plan.change_count >= written > 0
+    assert summary.as_dict()["changes"] == summary.plan.change_count
+    shown = format_summary(summary)
+    assert "changes by field, and the write calls they take:" in shown
+    assert "hubspot leadsync_score:" in shown
+
+
+def test_a_lead_settled_twice_in_one_run_is_counted_once_with_its_last_stage(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    config: Config = set_up_sandbox_config(sandbox, tmp_path)
+    with open_runtime(config) as runtime:
+        engine = sliced_engine(runtime, FIRST_RUN, slice_size=7)
+        summary = engine.run()
+        once = (summary.leads_changed, dict(summary.stages))
+        # As a backfill settles again, in the same run, what changed meanwhile.
+        runtime.store.mark_all_pending()
+        engine.settle(summary)
+    assert once[0] > 0
+    assert (summary.leads_changed, dict(summary.stages)) == once
+    assert sum(summary.stages.values()) == summary.leads_changed
