@@ -138,13 +138,17 @@ class RunSummary:
     _changed: set[str] = field(default_factory=set, repr=False)
 
     def count_merged(self, lead: Lead, previous: Lead | None) -> None:
+        """Count a merged lead in `leads_changed` and `stages`, once however often merged."""
         if previous != lead:
             self._changed.add(lead.lead_id)
+            self.leads_changed = len(self._changed)
+        before = self._stage_of.get(lead.lead_id)
+        if before is not None:
+            self.stages[before] -= 1
+            if not self.stages[before]:
+                del self.stages[before]
         self._stage_of[lead.lead_id] = lead.stage or "none"
-        self.leads_changed = len(self._changed)
-
-    def count_stages(self) -> None:
-        self.stages = Counter(self._stage_of.values())
+        self.stages[lead.stage or "none"] += 1
 
     def as_dict(self) -> dict[str, Any]:
         summary: dict[str, Any] = {
@@ -323,29 +327,30 @@ class SyncEngine:
                 yield Slice({crm: ids for crm, ids in pending.items() if ids}, list(overdue))
             return
         groups = PersonGroups()
-        joined: set[str] = set()
+        joined: set[str] = set()  # the stored leads whose records' keys are in `groups`
         for crm, record_ids in pending.items():
             for start in range(0, len(record_ids), KEYS_READ_AT_ONCE):
                 chunk = record_ids[start : start + KEYS_READ_AT_ONCE]
-                snapshots = list(self._store.snapshots(crm, chunk).values())
-                related: set[str] = set()
-                for snapshot, leads in self._stored_leads_of(snapshots):
-                    keys = self._keys_of(snapshot) | {("lead", lead_id) for lead_id in leads}
-                    groups.add_record((crm, snapshot.record_id), keys)
-                    related.update(leads)
-                # A lead fetched for one record brings all its records into the matching (see
-                # _stored_records): whoever shares an email or a reference with one of them
-                # may join that lead, so belongs with it.
-                fresh = sorted(related - joined)
-                for lead_id, records in self._store.records_of(fresh).items():
-                    groups.join(
-                        [("lead", lead_id), *(k for r in records for k in self._keys_of(r))]
-                    )
-                joined.update(fresh)
+                self._group(list(self._store.snapshots(crm, chunk).values()), groups, joined)
         for lead_id in overdue:
             groups.add_lead(lead_id)
         log.info("settling %d pending records in slices of about %d", total, self._slice_size)
         yield from groups.slices(self._slice_size)
+
+    def _group(self, snapshots: Sequence[Snapshot], groups: PersonGroups, joined: set[str]) -> None:
+        """Add pending `snapshots` to `groups` with their keys and the stored leads they touch."""
+        related: set[str] = set()
+        for snapshot, leads in self._stored_leads_of(snapshots):
+            keys = self._keys_of(snapshot) | {("lead", lead_id) for lead_id in leads}
+            groups.add_record((snapshot.crm, snapshot.record_id), keys)
+            related.update(leads)
+        # A lead fetched for one record brings all its records into the matching (see
+        # _stored_records): whoever shares an email or a reference with one of them may join
+        # that lead, so belongs with it.
+        fresh = sorted(related - joined)
+        for lead_id, records in self._store.records_of(fresh).items():
+            groups.join([("lead", lead_id), *(k for r in records for k in self._keys_of(r))])
+        joined.update(fresh)
 
     def _keys_of(self, snapshot: Snapshot) -> set[Hashable]:
         """What identity matching joins records on: the email, the cross-references."""
@@ -537,7 +542,6 @@ class SyncEngine:
         ]
         for m in merged:
             summary.count_merged(m.lead, previous.get(m.lead.lead_id))
-        summary.count_stages()
         summary.transitions += sum(len(m.transitions) for m in merged)
         summary.clocks_started += sum(len(m.clocks.opened) for m in merged)
         summary.clocks_stopped += sum(len(m.clocks.stopped) for m in merged)

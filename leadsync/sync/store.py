@@ -453,26 +453,22 @@ class Store:
         with self._engine.connect() as connection:
             return list(connection.execute(query).scalars())
 
-    @retry_transient
     def mark_pending(self, crm: str, record_ids: Sequence[str]) -> None:
         """Make `record_ids` pending: the next run merges their leads again."""
-        with writing(self._engine) as connection:
-            for chunk in chunks(record_ids):
-                connection.execute(
-                    t.snapshots.update()
-                    .where(t.snapshots.c.crm == crm, t.snapshots.c.record_id.in_(chunk))
-                    .values(pending=True)
-                )
+        self._set_pending(crm, record_ids, pending=True)
 
-    @retry_transient
     def mark_reconciled(self, crm: str, record_ids: Sequence[str]) -> None:
         """Clear the pending flag of `record_ids`: their changes are reconciled and committed."""
+        self._set_pending(crm, record_ids, pending=False)
+
+    @retry_transient
+    def _set_pending(self, crm: str, record_ids: Sequence[str], *, pending: bool) -> None:
         with writing(self._engine) as connection:
             for chunk in chunks(record_ids):
                 connection.execute(
                     t.snapshots.update()
                     .where(t.snapshots.c.crm == crm, t.snapshots.c.record_id.in_(chunk))
-                    .values(pending=False)
+                    .values(pending=pending)
                 )
 
     @retry_transient
