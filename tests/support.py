@@ -17,8 +17,13 @@ import pytest
 
 from leadsync.mapping.fields import load_mapping
 
-# The recorded real Salesforce bodies, in ../shared beside the project root.
-SALESFORCE_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "salesforce"
+# Tests that time real processes or threads (leases, SIGTERM, SIGKILL, replicas, the fault
+# suite): under pytest-xdist (`--dist loadgroup`) they share one worker and so run one at a
+# time, never two of them contending for the machine's cores at once.
+REAL_PROCESSES = pytest.mark.xdist_group("real_processes")
+
+# Recorded real Salesforce bodies (their sources and licences in INDEX.md there).
+SALESFORCE_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "salesforce"
 
 
 class FakeClock:
@@ -35,9 +40,7 @@ class FakeClock:
 
 
 def recorded(name: str) -> Any:
-    """A recorded real Salesforce response body; skips the test when ../shared is missing."""
-    if not SALESFORCE_FIXTURES.is_dir():
-        pytest.skip(f"recorded Salesforce bodies not found at {SALESFORCE_FIXTURES}")
+    """A recorded real Salesforce response body, from tests/fixtures/salesforce."""
     return json.loads((SALESFORCE_FIXTURES / f"{name}.json").read_text())
 
 

@@ -20,7 +20,9 @@ from leadsync.config import Config, load_config
 from leadsync.sandbox import FaultSpec, HubSpotSettings, Sandbox, SandboxSettings
 from leadsync.sync.backfill import Backfill, BackfillQueue, Status
 from leadsync.sync.store import Store
-from tests.support import mapped_state, set_up_sandbox_config
+from tests.support import REAL_PROCESSES, mapped_state, set_up_sandbox_config
+
+pytestmark = REAL_PROCESSES
 
 SETTINGS = SandboxSettings(
     port=0,

@@ -34,16 +34,13 @@ from leadsync.sandbox_config import EXAMPLES
 from leadsync.sync import tables
 from leadsync.sync.backfill import BackfillQueue, Status
 from leadsync.sync.store import Store
-from tests.support import mapped_state, set_up_sandbox_config
+from tests.support import REAL_PROCESSES, mapped_state, set_up_sandbox_config
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, REAL_PROCESSES]
 
 LEADS = int(os.environ.get("LEADSYNC_FAULT_LEADS", "1500"))
 KILLS = 5
 FAULTS = "5xx=0.1,429=0.05,drop=0.02"
-# Seeded up to this hour, the same for the sandboxes a test compares: recent, so leads are
-# engaged enough to become MQLs (and start SLA clocks) as the workers, on the real clock, score.
-SEEDED_UNTIL = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 OPEN = HubSpotSettings(ten_second_limit=10**9, searches_per_second=10**6, daily_limit=10**9)
 WRITE_ENDPOINTS = ("hubspot.contacts.batch_update", "salesforce.collection_update")
 # Clocks that fall due within seconds, on a calendar that never sleeps: breaches happen while
@@ -63,12 +60,22 @@ sun = ["00:00-24:00"]
 """
 
 
-def settings(faults: str = "", *, leads: int = LEADS, seed: int = 31) -> SandboxSettings:
+@pytest.fixture
+def seeded_until() -> datetime:
+    """Seeded up to the start of this hour, the same for the sandboxes a test compares: recent
+    when the test runs (not when the module was imported), so leads are engaged enough to become
+    MQLs (and start SLA clocks) as the workers, on the real clock, score."""
+    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def settings(
+    until: datetime, faults: str = "", *, leads: int = LEADS, seed: int = 31
+) -> SandboxSettings:
     return SandboxSettings(
         port=0,
         seed=seed,
         leads=leads,
-        seed_until=SEEDED_UNTIL,
+        seed_until=until,
         hubspot=OPEN,
         faults=FaultSpec.parse(faults),
     )
@@ -100,8 +107,9 @@ def fault_config(sandbox: Sandbox, folder: Path, *, database: str | None = None)
     loaded = load_config(config.path)
     # leadsync has been watching for weeks: leads that changed since are news, and start
     # their SLA clocks (the first sync of an org judges nothing that happened before it).
+    assert sandbox.settings.seed_until is not None
     with Store(loaded.database_url) as store:
-        started = SEEDED_UNTIL - timedelta(days=60)
+        started = sandbox.settings.seed_until - timedelta(days=60)
         run = store.start_run("sync", started_at=started)
         store.finish_run(run, status="succeeded", summary={}, finished_at=started)
     return loaded
@@ -131,9 +139,9 @@ def breaches_logged(logs: str) -> Counter[str]:
 
 @pytest.mark.slow
 def test_a_backfill_under_faults_killed_five_times_ends_in_the_fault_free_state(
-    tmp_path: Path,
+    tmp_path: Path, seeded_until: datetime
 ) -> None:
-    with Sandbox(settings()) as clean:
+    with Sandbox(settings(seeded_until)) as clean:
         started = time.monotonic()
         reference = leadsync(fault_config(clean, tmp_path / "clean"), "backfill")
         _, err = reference.communicate(timeout=3600)
@@ -143,7 +151,7 @@ def test_a_backfill_under_faults_killed_five_times_ends_in_the_fault_free_state(
         expected_writes = applied_writes(clean)
     chance = random.Random(LEADS)
     logs = ""
-    with Sandbox(settings(FAULTS)) as sandbox:
+    with Sandbox(settings(seeded_until, FAULTS)) as sandbox:
         config = fault_config(sandbox, tmp_path / "faulted")
         kills = 0
         while True:
@@ -190,9 +198,9 @@ def test_a_backfill_under_faults_killed_five_times_ends_in_the_fault_free_state(
 @pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_three_replicas_under_faults_write_each_change_once_and_log_each_breach_once(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, database_url: str, seeded_until: datetime
 ) -> None:
-    with Sandbox(settings("5xx=0.05,429=0.03,drop=0.01", leads=400)) as sandbox:
+    with Sandbox(settings(seeded_until, "5xx=0.05,429=0.03,drop=0.01", leads=400)) as sandbox:
         config = fault_config(sandbox, tmp_path, database=database_url)
         Store(config.database_url).close()  # migrated once, before they start
         replicas = [leadsync(config, "run") for _ in range(3)]
@@ -288,11 +296,11 @@ class ExpiresSessions:
 
 
 @pytest.fixture
-def refusing(tmp_path: Path) -> Iterator[tuple[Sandbox, Config]]:
+def refusing(tmp_path: Path, seeded_until: datetime) -> Iterator[tuple[Sandbox, Config]]:
     """A sandbox whose Salesforce locks a fifth of the rows it is asked to update, and a
     mapping that writes a stage the org's restricted picklist does not have for SQLs:
     Salesforce refuses those records whole."""
-    with Sandbox(settings("lock=0.2", leads=300)) as sandbox:
+    with Sandbox(settings(seeded_until, "lock=0.2", leads=300)) as sandbox:
         config = set_up_sandbox_config(sandbox, tmp_path)
         mapping = (EXAMPLES / "mapping.toml").read_text()
         mapping = mapping.replace('sql = "SQL"', 'sql = "Nurture"')

@@ -3,7 +3,7 @@
 Covers SOQL `query`/`queryAll` and their errors, `nextRecordsUrl` paging with `batchSize`,
 sObject CRUD, describe, `composite/sobjects`, limits and `Sforce-Limit-Info`, the daily limit,
 restricted picklists, converted leads, `SystemModstamp`, deleted records, and injected faults;
-and compares the bodies with real recorded Salesforce bodies in ../shared/fixtures/salesforce.
+and compares the bodies with real recorded Salesforce bodies in tests/fixtures/salesforce.
 """
 
 from __future__ import annotations

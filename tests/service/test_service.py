@@ -27,7 +27,9 @@ from leadsync.sandbox import FaultSpec, HubSpotSettings, Sandbox, SandboxSetting
 from leadsync.sandbox_config import EXAMPLES
 from leadsync.sync.backfill import BackfillQueue, Status
 from leadsync.sync.store import RunRow, Store
-from tests.support import mapped_state, set_up_sandbox_config
+from tests.support import REAL_PROCESSES, mapped_state, set_up_sandbox_config
+
+pytestmark = REAL_PROCESSES
 
 OPEN_LIMITS = HubSpotSettings(ten_second_limit=100_000, searches_per_second=1_000)
 

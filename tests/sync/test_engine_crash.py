@@ -24,7 +24,7 @@ from leadsync.config import Config
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
 from leadsync.sync.engine import SyncEngine
-from tests.support import crm_state, mapped_state, set_up_sandbox_config
+from tests.support import REAL_PROCESSES, crm_state, mapped_state, set_up_sandbox_config
 
 SEEDED_UNTIL = datetime(2026, 6, 1, tzinfo=UTC)
 # leadsync's clock is frozen, so scores (their decay) are the same in every run compared.
@@ -154,6 +154,7 @@ def _sync_process(config: Config) -> subprocess.Popen[bytes]:
 
 
 @pytest.mark.slow
+@REAL_PROCESSES
 @pytest.mark.parametrize("delay", [1.0, 1.2, 1.35])
 def test_a_sync_killed_with_sigkill_then_rerun_ends_like_an_uninterrupted_one(
     tmp_path: Path, delay: float

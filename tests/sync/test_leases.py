@@ -13,6 +13,9 @@ import pytest
 
 from leadsync.sync.leases import LeaseInfo, Leases
 from leadsync.sync.store import Store
+from tests.support import REAL_PROCESSES
+
+pytestmark = REAL_PROCESSES
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 TTL = timedelta(seconds=60)

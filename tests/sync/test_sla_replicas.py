@@ -26,7 +26,9 @@ from pathlib import Path
 from leadsync.mapping.definition import load_definition
 from leadsync.sync.sla.monitor import monitor_for
 from leadsync.sync.store import Store
-from tests.support import shipped_canonical_fields
+from tests.support import REAL_PROCESSES, shipped_canonical_fields
+
+pytestmark = REAL_PROCESSES
 
 logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(message)s")
 store = Store(sys.argv[1], migrate=False)

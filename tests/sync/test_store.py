@@ -31,6 +31,7 @@ from leadsync.sync.database import (
 from leadsync.sync.model import FieldChoice, Lead, Snapshot
 from leadsync.sync.sql import IN_CHUNK
 from leadsync.sync.store import Quarantined, Store, WriteRow
+from tests.support import REAL_PROCESSES
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 PLUS_TWO = timezone(timedelta(hours=2))
@@ -118,6 +119,7 @@ Store(sys.argv[1]).close()
 """
 
 
+@REAL_PROCESSES
 def test_replicas_starting_together_migrate_the_database_once(database_url: str) -> None:
     start_at = time.time() + 1.5  # after every replica has imported leadsync (~0.7 s)
     replicas = [
@@ -134,6 +136,7 @@ def test_replicas_starting_together_migrate_the_database_once(database_url: str)
         assert schema_differences(store.engine) == []
 
 
+@REAL_PROCESSES
 def test_a_migration_killed_halfway_leaves_nothing_and_the_next_start_migrates(
     database_url: str,
 ) -> None:
