@@ -436,7 +436,14 @@ class HubSpotConnector:
             return [_result(u.record_id, WriteStatus.DEFERRED, error, attempt) for u in chunk]
         except RequestRejectedError as error:
             if len(chunk) == 1:
-                return [_result(chunk[0].record_id, WriteStatus.FAILED, error, attempt)]
+                # The record at fault, alone: keep HubSpot's own category (VALIDATION_ERROR,
+                # CONFLICT), as a 207's per-record error would carry it.
+                category = (error.code or error.category).lower()
+                return [
+                    WriteResult(
+                        chunk[0].record_id, WriteStatus.FAILED, category, error.message, attempt
+                    )
+                ]
             # HubSpot refused the batch as a whole for something in it: halve until the records
             # at fault stand alone, so one bad record does not block the others.
             middle = len(chunk) // 2

@@ -12,6 +12,7 @@ daily limits, the 5-searches-a-second limit, and their headers and 429 bodies.
 from __future__ import annotations
 
 import bisect
+import json
 import re
 import threading
 import uuid
@@ -26,6 +27,12 @@ from leadsync.sandbox.hubspot_search import (
     compile_filter_groups,
     parse_sorts,
     sort_key,
+)
+from leadsync.sandbox.hubspot_values import (
+    DERIVED,
+    ValueProblem,
+    problems_message,
+    validate_properties,
 )
 from leadsync.sandbox.limits import Clock, DailyAllowance, RollingWindow
 from leadsync.sandbox.schema import (
@@ -43,10 +50,7 @@ SEARCH_RESULT_CAP = 10_000
 SEARCH_BODY_LIMIT = 3_000
 FIRST_CONTACT_ID = 1001
 
-# Properties the platform computes from the record itself rather than storing.
-_DERIVED = ("hs_object_id", "createdate", "lastmodifieddate")
 _STAGE_RANK = {stage: rank for rank, stage in enumerate(LIFECYCLE_STAGES)}
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,15 +87,6 @@ class Contact:
         if name == "lastmodifieddate":
             return self.updated_ms
         return self.value(name)
-
-
-@dataclass
-class PropertyError:
-    """One invalid property value, reported the way HubSpot's VALIDATION_ERROR does."""
-
-    name: str
-    code: str
-    message: str
 
 
 @dataclass
@@ -295,13 +290,13 @@ class HubSpotEmulator:
 
     def _render(self, contact: Contact, wanted: list[str] | None) -> dict[str, Any]:
         if wanted is None:
-            names: Iterable[str] = (*_DERIVED, *contact.properties)
+            names: Iterable[str] = (*DERIVED, *contact.properties)
         else:
-            names = dict.fromkeys((*wanted, *_DERIVED))
+            names = dict.fromkeys((*wanted, *DERIVED))
         properties = {
             name: contact.value(name)
             for name in names
-            if name in self._properties or name in _DERIVED
+            if name in self._properties or name in DERIVED
         }
         rendered: dict[str, Any] = {
             "id": str(contact.id),
@@ -330,7 +325,7 @@ class HubSpotEmulator:
         self._version += 1
 
     def _assign(self, contact: Contact, name: str, value: str | None) -> None:
-        if name in _DERIVED:
+        if name in DERIVED:
             return
         old_email = contact.properties.get("email")
         if value is None or value == "":
@@ -345,39 +340,15 @@ class HubSpotEmulator:
 
     def _validate(
         self, properties: Any, contact: Contact | None
-    ) -> tuple[dict[str, str | None], list[PropertyError]]:
-        """Check an input's properties; returns the values to store (as strings) and errors."""
-        if not isinstance(properties, Mapping):
-            return {}, [
-                PropertyError("properties", "INVALID_INPUT", "properties must be an object")
-            ]
-        values: dict[str, str | None] = {}
-        errors: list[PropertyError] = []
-        for name, raw in properties.items():
-            prop = self._properties.get(name)
-            if prop is None:
-                errors.append(
-                    PropertyError(
-                        name, "PROPERTY_DOESNT_EXIST", f'Property "{name}" does not exist'
-                    )
-                )
-                continue
-            if prop.read_only or name in _DERIVED:
-                errors.append(
-                    PropertyError(name, "READ_ONLY_VALUE", f'Property "{name}" is read-only')
-                )
-                continue
-            value = None if raw is None else _as_string(raw)
-            problem = _value_problem(prop, value)
-            if problem is not None:
-                errors.append(PropertyError(name, *problem))
-                continue
-            values[name] = value
+    ) -> tuple[dict[str, str | None], list[ValueProblem]]:
+        """Check an input's properties (hubspot_values); returns the values to store and the
+        problems. A backward lifecycle stage is kept as the current one, as HubSpot does."""
+        values, problems = validate_properties(properties, self._properties)
         if "lifecyclestage" in values and contact is not None:
             values["lifecyclestage"] = _forward_only_stage(
                 contact.properties.get("lifecyclestage"), values["lifecyclestage"]
             )
-        return values, errors
+        return values, problems
 
     def _apply(self, contact: Contact, values: Mapping[str, str | None]) -> None:
         for name, value in values.items():
@@ -529,10 +500,13 @@ class HubSpotEmulator:
             body["numErrors"] = len(failures)
             body["errors"] = [
                 {
+                    # StandardError of HubSpot's OpenAPI spec: all six keys are required.
                     "status": "error",
                     "category": failure.category,
                     "message": failure.message,
                     "context": failure.context,
+                    "errors": [],
+                    "links": {},
                 }
                 for failure in failures
             ]
@@ -598,71 +572,85 @@ class HubSpotEmulator:
         ids = [str(item.get("id")) for item in inputs]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
-            return _validation_error(f"Duplicate IDs found in batch input: {duplicates}")
+            return _validation_error(
+                f"Duplicate IDs found in batch input: {json.dumps(duplicates)}"
+            )
         id_property = body.get("idProperty")
-        results: list[dict[str, Any]] = []
-        failures: list[_RecordFailure] = []
+        found: list[tuple[Contact, dict[str, str | None]]] = []
+        problems: list[ValueProblem] = []
+        missing: list[str] = []
         for item in inputs:
             # The client puts idProperty on each input (SimplePublicObjectBatchInput).
             contact = self._lookup(item.get("id"), item.get("idProperty") or id_property)
+            values, invalid = self._validate(item.get("properties", {}), contact)
+            problems.extend(invalid)
             if contact is None:
-                failures.append(
-                    _RecordFailure(
-                        404,
-                        "OBJECT_NOT_FOUND",
-                        f"Object not found. objectId: {item.get('id')}",
-                        {"ids": [str(item.get("id"))]},
-                    )
-                )
-                continue
-            values, errors = self._validate(item.get("properties", {}), contact)
-            owner = self._email_owner(values)
-            if not errors and owner is not None and owner != contact.id:
-                errors = [
-                    PropertyError(
-                        "email", "CONFLICT", f"Contact already exists. Existing ID: {owner}"
-                    )
-                ]
-            if errors:
-                failures.append(_failure_from(errors, contact.id))
-                continue
+                missing.append(str(item.get("id")))
+            else:
+                found.append((contact, values))
+        if problems:
+            # One invalid value refuses the whole batch: nothing is written, and the message
+            # lists every bad value but not which input held it, so a client must split the
+            # batch to find it (issue 15, from the vendors' docs and a fidelity audit).
+            return _property_errors(problems)
+        conflict = self._email_conflict(found)
+        if conflict is not None:
+            return conflict
+        results = []
+        for contact, values in found:
             self._apply(contact, values)
             results.append(self._render(contact, None))
+        # Only records that were not found are per-record errors: the rest is written (207).
+        failures = [
+            _RecordFailure(
+                404, "OBJECT_NOT_FOUND", f"Object not found.  objectId: {i}", {"ids": [i]}
+            )
+            for i in missing
+        ]
         return self._batch_result(200, results, failures)
+
+    def _email_conflict(
+        self, found: list[tuple[Contact, dict[str, str | None]]]
+    ) -> Response | None:
+        """409 for a batch that would give a contact another contact's email: whole-batch, as
+        a batch create's is (CRM_FACTS.md); for updates *unconfirmed*, the stricter choice."""
+        for contact, values in found:
+            owner = self._email_owner(values)
+            if owner is not None and owner != contact.id:
+                return _error(409, "CONFLICT", f"Contact already exists. Existing ID: {owner}")
+        return None
 
     def _batch_upsert(self, request: Request, _: re.Match[str]) -> Response:
         parsed = self._batch_inputs(request)
         if isinstance(parsed, Response):
             return parsed
         inputs = parsed[1]
-        results: list[dict[str, Any]] = []
-        failures: list[_RecordFailure] = []
+        if any(item.get("idProperty") != "email" for item in inputs):
+            return _validation_error(
+                "Upsert needs idProperty 'email' (or a unique custom property) on every input."
+            )
+        checked: list[tuple[Any, Contact | None, dict[str, str | None]]] = []
+        problems: list[ValueProblem] = []
         for item in inputs:
-            id_property = item.get("idProperty")
-            if id_property != "email":
-                failures.append(
-                    _RecordFailure(
-                        400,
-                        "VALIDATION_ERROR",
-                        "Upsert needs idProperty 'email' (or a unique custom property).",
-                        {"ids": [str(item.get("id"))]},
-                    )
-                )
-                continue
             contact = self._lookup(item.get("id"), "email")
-            values, errors = self._validate(item.get("properties", {}), contact)
-            if errors:
-                failures.append(_failure_from(errors, contact.id if contact else None))
-                continue
+            values, invalid = self._validate(item.get("properties", {}), contact)
+            problems.extend(invalid)
+            checked.append((item.get("id"), contact, values))
+        if problems:
+            # As a batch update: one bad value refuses the batch (*unconfirmed* for upsert,
+            # the stricter choice).
+            return _property_errors(problems)
+        results: list[dict[str, Any]] = []
+        for email, contact, values in checked:
             if contact is None:
-                values.setdefault("email", str(item.get("id")))
+                values.setdefault("email", str(email))
                 contact = self._new_contact(values)
                 created = True
             else:
                 self._apply(contact, values)
                 created = False
             results.append({**self._render(contact, None), "new": created})
-        return self._batch_result(200, results, failures)
+        return self._batch_result(200, results, [])
 
     def _batch_archive(self, request: Request, _: re.Match[str]) -> Response:
         parsed = self._batch_inputs(request)
@@ -835,39 +823,6 @@ class HubSpotEmulator:
 # -------------------------------------------------------------------- helpers
 
 
-def _as_string(raw: Any) -> str:
-    # HubSpot stores every value as a string; booleans arrive as true/false.
-    if isinstance(raw, bool):
-        return "true" if raw else "false"
-    return str(raw)
-
-
-def _value_problem(prop: HubSpotProperty, value: str | None) -> tuple[str, str] | None:
-    if value is None or value == "":
-        return None
-    # Multi-select (checkbox) values are ";"-joined; every part must be an option.
-    parts = value.split(";") if prop.field_type == "checkbox" else [value]
-    if prop.type == "enumeration" and not all(part in prop.options for part in parts):
-        return "INVALID_OPTION", (
-            f"{value} was not one of the allowed options: [{', '.join(prop.options)}]"
-        )
-    if prop.type == "bool" and value not in ("true", "false"):
-        return "INVALID_BOOLEAN", f"{value} is not a valid boolean"
-    if prop.type == "number":
-        try:
-            float(value)
-        except ValueError:
-            return "INVALID_DECIMAL", f"{value} is not a valid number"
-    if prop.type in ("datetime", "date"):
-        try:
-            parse_ms(value)
-        except ValueError:
-            return "INVALID_DATE", f"{value} is not a valid date or datetime"
-    if prop.name == "email" and not _EMAIL.match(value.strip()):
-        return "INVALID_EMAIL", f"Email address {value} is invalid"
-    return None
-
-
 def _forward_only_stage(current: str | None, wanted: str | None) -> str | None:
     """The lifecycle stage HubSpot keeps: a backward move is ignored unless cleared first."""
     if not wanted or not current:
@@ -940,38 +895,11 @@ def _validation_error(message: str) -> Response:
     return _error(400, "VALIDATION_ERROR", message)
 
 
-def _property_error_list(errors: list[PropertyError]) -> list[dict[str, Any]]:
-    return [
-        {
-            "message": error.message,
-            "code": error.code,
-            "context": {"propertyName": [error.name]},
-        }
-        for error in errors
-    ]
-
-
-def _property_errors(errors: list[PropertyError], index: int | None = None) -> Response:
-    legacy = [
-        {"isValid": False, "message": e.message, "error": e.code, "name": e.name} for e in errors
-    ]
+def _property_errors(problems: list[ValueProblem], index: int | None = None) -> Response:
     prefix = f"Input {index}: " if index is not None else ""
     return _error(
         400,
         "VALIDATION_ERROR",
-        f"{prefix}Property values were not valid: {legacy}",
-        errors=_property_error_list(errors),
+        prefix + problems_message(problems),
+        errors=[problem.detail() for problem in problems],
     )
-
-
-def _failure_from(errors: list[PropertyError], contact_id: int | None) -> _RecordFailure:
-    names = [error.name for error in errors]
-    failure = _RecordFailure(
-        400,
-        "VALIDATION_ERROR",
-        "Property values were not valid: " + "; ".join(error.message for error in errors),
-        {"propertyName": names},
-    )
-    if contact_id is not None:
-        failure.context["ids"] = [str(contact_id)]
-    return failure

@@ -1,0 +1,98 @@
+"""HubSpot values on write, as HubSpot validates and normalises them (hubspot_values.py): every
+rule through the official client, on single and batch writes alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hubspot import HubSpot
+from hubspot.crm.contacts.exceptions import ApiException
+from hubspot.crm.properties import PropertyCreate
+
+from leadsync.sandbox.hubspot_values import STRING_LIMIT
+from tests.sandbox.test_hubspot_api import (
+    _assert_property_error,
+    batch_update,
+    create,
+    stored,
+    update,
+)
+
+# Portal-defined properties of each type the tests write (datetime and number exist already).
+DAY = "renewal_day"
+FLAG = "newsletter_opt_in"
+
+
+@pytest.fixture
+def portal(hubspot: HubSpot) -> HubSpot:
+    """The sandbox portal with a `date` and a `bool` property of its own."""
+    for name, kind, field_type in ((DAY, "date", "date"), (FLAG, "bool", "booleancheckbox")):
+        hubspot.crm.properties.core_api.create(
+            "contacts",
+            PropertyCreate(name=name, label=name, type=kind, field_type=field_type, group_name="x"),
+        )
+    return hubspot
+
+
+def written(hubspot: HubSpot, name: str, value: Any) -> str | None:
+    contact = create(hubspot, email="values@example.com")
+    batch_update(hubspot, contact.id, **{name: value})
+    return stored(hubspot, contact.id, name)[name]
+
+
+ACCEPTED = [
+    # datetime: epoch ms or zoned ISO in, ISO UTC with milliseconds out
+    pytest.param("salesforcelastsynctime", "1714557600123", "2024-05-01T10:00:00.123Z", id="ms"),
+    pytest.param(
+        "salesforcelastsynctime",
+        "2024-05-01T12:00:00+02:00",
+        "2024-05-01T10:00:00.000Z",
+        id="iso with offset",
+    ),
+    # date: a day, or midnight UTC in ms, out as the day
+    pytest.param(DAY, "2024-05-01", "2024-05-01", id="date as day"),
+    pytest.param(DAY, "1714521600000", "2024-05-01", id="date as midnight ms"),
+    # number: kept as sent
+    pytest.param("webinars_attended", "-12.50", "-12.50", id="decimal"),
+    pytest.param(FLAG, "true", "true", id="bool"),
+    pytest.param("jobtitle", "x" * STRING_LIMIT, "x" * STRING_LIMIT, id="longest string"),
+    pytest.param("jobtitle", "  padded  ", "  padded  ", id="strings keep their spaces"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "kept"), ACCEPTED)
+def test_accepted_values_are_stored_as_hubspot_returns_them(
+    portal: HubSpot, name: str, value: str, kept: str
+) -> None:
+    assert written(portal, name, value) == kept
+
+
+REFUSED = [
+    pytest.param("salesforcelastsynctime", "2024-05-01T10:00:00", "INVALID_DATETIME", id="no zone"),
+    pytest.param("salesforcelastsynctime", "yesterday", "INVALID_DATETIME", id="a word"),
+    pytest.param(DAY, "1714557600000", "INVALID_DATE", id="date not at midnight"),
+    pytest.param(DAY, "2024-02-30", "INVALID_DATE", id="no such day"),
+    pytest.param("webinars_attended", "1e3", "INVALID_DECIMAL", id="exponent"),
+    pytest.param("webinars_attended", "nan", "INVALID_DECIMAL", id="nan"),
+    pytest.param("webinars_attended", "1,000", "INVALID_DECIMAL", id="thousands comma"),
+    pytest.param("webinars_attended", "1.2.3", "INVALID_DECIMAL", id="two points"),
+    pytest.param("webinars_attended", " 5", "LEADING_TRAILING_WHITESPACE", id="padded number"),
+    pytest.param("lifecyclestage", "lead\u200b", "LEADING_TRAILING_WHITESPACE", id="invisible"),
+    pytest.param(FLAG, "True", "INVALID_BOOLEAN", id="bool spelling"),
+    pytest.param("jobtitle", "x" * (STRING_LIMIT + 1), "INVALID_STRING_LENGTH", id="too long"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "code"), REFUSED)
+def test_refused_values_fail_single_and_batch_writes_alike(
+    portal: HubSpot, name: str, value: str, code: str
+) -> None:
+    contact = create(portal, email="values@example.com")
+    with pytest.raises(ApiException) as single:
+        update(portal, contact.id, **{name: value})
+    _assert_property_error(single.value, name, code)
+    with pytest.raises(ApiException) as batch:
+        batch_update(portal, contact.id, **{name: value})
+    _assert_property_error(batch.value, name, code)
+    assert stored(portal, contact.id, name)[name] is None
