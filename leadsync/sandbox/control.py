@@ -103,6 +103,12 @@ def _hubspot_activity(sandbox: Sandbox, request: Request, match: re.Match[str]) 
     return Response.json(200, {"id": str(contact.id), "properties": dict(contact.properties)})
 
 
+def _hubspot_settle_search(sandbox: Sandbox, request: Request, _: re.Match[str]) -> Response:
+    backlog = sandbox.hubspot.search_backlog
+    sandbox.hubspot.settle_search()
+    return Response.json(200, {"caught_up": backlog})
+
+
 def _salesforce_records(object_name: str) -> ControlHandler:
     def handler(sandbox: Sandbox, request: Request, _: re.Match[str]) -> Response:
         deleted = request.param("deleted") == "true"
@@ -212,6 +218,7 @@ _CONTROL_ROUTES: list[tuple[str, str, str, ControlHandler]] = [
     ("POST", "/_sandbox/limits", "limits", _limits),
     ("GET", "/_sandbox/hubspot/contacts", "hubspot_contacts", _hubspot_contacts),
     ("PATCH", r"/_sandbox/hubspot/contacts/(?P<id>\d+)", "hubspot_activity", _hubspot_activity),
+    ("POST", "/_sandbox/hubspot/settle-search", "hubspot_settle_search", _hubspot_settle_search),
     ("GET", "/_sandbox/salesforce/leads", "salesforce_leads", _salesforce_records("Lead")),
     (
         "GET",

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from leadsync.sandbox.http import Request, Response, Route, Router, route
+from leadsync.sandbox.hubspot_index import SearchIndex
 from leadsync.sandbox.hubspot_search import (
     SearchError,
     compile_filter_groups,
@@ -59,8 +60,10 @@ class HubSpotSettings:
     ten_second_limit: int = 190
     daily_limit: int = 1_000_000
     searches_per_second: int = 5
-    # How long an edit takes to become visible to search (real HubSpot: "a short delay").
-    search_lag_ms: int = 0
+    # The longest an edit takes to reach search (each takes between half of it and all of
+    # it): "several seconds" in real HubSpot (hubspot_index.py). 0 makes search consistent,
+    # which no real portal is.
+    search_lag_ms: int = 4_000
 
 
 @dataclass(slots=True)
@@ -87,6 +90,12 @@ class Contact:
         if name == "lastmodifieddate":
             return self.updated_ms
         return self.value(name)
+
+    def frozen(self) -> Contact:
+        """A copy that later writes to this contact leave alone (the search index's)."""
+        return Contact(
+            self.id, dict(self.properties), self.created_ms, self.updated_ms, self.archived_ms
+        )
 
 
 @dataclass
@@ -116,8 +125,8 @@ class HubSpotEmulator:
         self._by_email: dict[str, int] = {}
         self._next_id = FIRST_CONTACT_ID
         self._last_write_ms = 0
-        self._version = 0
-        self._search_cache: tuple[str, int, list[int]] | None = None
+        self._index: SearchIndex[Contact] = SearchIndex(settings.search_lag_ms)
+        self._search_cache: tuple[str, int, list[Contact]] | None = None
         self.ten_second_window = RollingWindow(settings.ten_second_limit, 10.0, clock)
         self.search_window = RollingWindow(settings.searches_per_second, 1.0, clock)
         self.daily = DailyAllowance(settings.daily_limit, clock)
@@ -149,7 +158,8 @@ class HubSpotEmulator:
                     self._by_email.setdefault(normalise_email(props["email"]), contact_id)
             self._live_ids = sorted(self._contacts)
             self._next_id = max(self._contacts, default=FIRST_CONTACT_ID - 1) + 1
-            self._version += 1
+            # A seeded portal's history is old enough to be searchable already.
+            self._index.reset(self._contacts.values())
             self._search_cache = None
 
     def snapshot(self, *, include_archived: bool = False) -> list[dict[str, Any]]:
@@ -170,12 +180,23 @@ class HubSpotEmulator:
         the rules for API writers: used by the inspection API to simulate engagement."""
         with self.lock:
             contact = self._contacts[contact_id]
-            for name, value in properties.items():
-                if name not in self._properties:
-                    raise KeyError(name)
-                self._assign(contact, name, value)
-            self._touch(contact)
+            unknown = [name for name in properties if name not in self._properties]
+            if unknown:
+                raise KeyError(unknown[0])
+            self._apply(contact, properties)
             return contact
+
+    def settle_search(self) -> None:
+        """Let search catch up with every write now, as if the lag had passed: for tests and
+        demos whose subject is not the lag itself."""
+        with self.lock:
+            self._index.settle()
+
+    @property
+    def search_backlog(self) -> int:
+        """How many writes search has not caught up with yet."""
+        with self.lock:
+            return self._index.pending
 
     def reset_limits(self) -> None:
         with self.lock:
@@ -322,7 +343,7 @@ class HubSpotEmulator:
         now = max(self._now_ms(), contact.updated_ms + 1)
         contact.updated_ms = now
         self._last_write_ms = now
-        self._version += 1
+        self._index.written(contact, self._now_ms())
 
     def _assign(self, contact: Contact, name: str, value: str | None) -> None:
         if name in DERIVED:
@@ -351,6 +372,7 @@ class HubSpotEmulator:
         return values, problems
 
     def _apply(self, contact: Contact, values: Mapping[str, str | None]) -> None:
+        self._index.before_write(contact)
         for name, value in values.items():
             self._assign(contact, name, value)
         self._touch(contact)
@@ -364,7 +386,7 @@ class HubSpotEmulator:
         for name, value in values.items():
             self._assign(contact, name, value)
         self._last_write_ms = now
-        self._version += 1
+        self._index.written(contact, self._now_ms())
         return contact
 
     def _email_owner(self, values: Mapping[str, str | None]) -> int | None:
@@ -373,25 +395,40 @@ class HubSpotEmulator:
             return None
         return self._by_email.get(normalise_email(email))
 
-    def _lookup(self, raw_id: Any, id_property: str | None) -> Contact | None:
+    def _lookup(
+        self, raw_id: Any, id_property: str | None, *, archived: bool = False
+    ) -> Contact | None:
         if id_property in (None, "", "hs_object_id"):
             try:
                 contact = self._contacts.get(int(str(raw_id)))
             except ValueError:
                 return None
-        elif id_property == "email":
+        elif id_property == "email" and not archived:
             found = self._by_email.get(normalise_email(str(raw_id)))
             contact = self._contacts.get(found) if found is not None else None
+        elif id_property == "email":
+            # An archived contact's email no longer names it in the live index.
+            wanted = normalise_email(str(raw_id))
+            contact = next(
+                (
+                    c
+                    for c in self._contacts.values()
+                    if c.archived_ms is not None
+                    and normalise_email(c.properties.get("email") or "") == wanted
+                ),
+                None,
+            )
         else:
             contact = next(
                 (c for c in self._contacts.values() if c.properties.get(id_property) == raw_id),
                 None,
             )
-        if contact is None or contact.archived_ms is not None:
+        if contact is None or (contact.archived_ms is not None) != archived:
             return None
         return contact
 
     def _archive_contact(self, contact: Contact) -> None:
+        self._index.before_write(contact)
         contact.archived_ms = max(self._now_ms(), contact.updated_ms)
         index = bisect.bisect_left(self._live_ids, contact.id)
         if index < len(self._live_ids) and self._live_ids[index] == contact.id:
@@ -399,7 +436,7 @@ class HubSpotEmulator:
         email = contact.properties.get("email")
         if email and self._by_email.get(normalise_email(email)) == contact.id:
             del self._by_email[normalise_email(email)]
-        self._version += 1
+        self._index.written(contact, self._now_ms())
 
     # ---------------------------------------------------------------- handlers: single records
 
@@ -430,7 +467,11 @@ class HubSpotEmulator:
         return Response.json(200, body)
 
     def _get(self, request: Request, match: re.Match[str]) -> Response:
-        contact = self._lookup(_path_id(match), request.param("idProperty"))
+        # `archived=true` reads an archived contact, and only archived ones ("Whether to return
+        # only results that have been archived", HubSpot's OpenAPI spec); the client sends
+        # Python's spelling, `True`.
+        archived = (request.param("archived") or "false").lower() == "true"
+        contact = self._lookup(_path_id(match), request.param("idProperty"), archived=archived)
         if contact is None:
             return _error(404, "OBJECT_NOT_FOUND", "resource not found")
         return Response.json(200, self._render(contact, self._requested_properties(request)))
@@ -678,51 +719,46 @@ class HubSpotEmulator:
             after = int(body.get("after") or 0)
         except (TypeError, ValueError):
             return _validation_error("after must be an integer offset")
-        if after >= SEARCH_RESULT_CAP:
-            # The trap of CRM_FACTS.md: paging one search past 10,000 results is refused.
+        if after + limit > SEARCH_RESULT_CAP:
+            # The trap of CRM_FACTS.md: one search yields at most 10,000 results, and a page
+            # that would reach past them is refused, not cut short (the stricter reading of
+            # "paging past it returns 400").
             return _validation_error(
-                f"Search results are limited to {SEARCH_RESULT_CAP}; "
-                "narrow the filters to page further."
+                f"Search results are limited to {SEARCH_RESULT_CAP}: after ({after}) + limit "
+                f"({limit}) goes past it; narrow the filters to page further."
             )
         try:
-            ordered = self._search_ids(body)
+            ordered = self._search_matches(body)
         except SearchError as problem:
             return _validation_error(str(problem))
         wanted = body.get("properties") or list(HUBSPOT_DEFAULT_PROPERTIES)
         page = ordered[after : after + limit]
         result: dict[str, Any] = {
             "total": len(ordered),
-            "results": [self._render(self._contacts[i], list(wanted)) for i in page],
+            "results": [self._render(contact, list(wanted)) for contact in page],
         }
         if after + limit < len(ordered):
             result["paging"] = {"next": {"after": str(after + limit)}}
         return Response.json(200, result)
 
-    def _search_ids(self, body: Mapping[str, Any]) -> list[int]:
-        """The ordered ids a search body selects; cached while nothing changes, because a client
-        pages through one query with many requests."""
+    def _search_matches(self, body: Mapping[str, Any]) -> list[Contact]:
+        """The contacts a search body selects, in order, as the search index holds them (old
+        versions of those it has not caught up with: hubspot_index.py); cached while the index
+        stays as it is, because a client pages through one query with many requests."""
         key = repr((body.get("filterGroups"), body.get("sorts"), body.get("query")))
-        now = self._now_ms()
-        lag = self.settings.search_lag_ms
-        if (
-            lag == 0
-            and self._search_cache is not None
-            and self._search_cache[:2] == (key, self._version)
-        ):
-            return self._search_cache[2]
+        self._index.catch_up(self._now_ms())
+        cached = self._search_cache
+        if cached is not None and cached[:2] == (key, self._index.version):
+            return cached[2]
         predicate = compile_filter_groups(body.get("filterGroups") or [], self._properties)
-        sorts = parse_sorts(body.get("sorts"))
+        sorts = parse_sorts(body.get("sorts"), self._properties)
         text = str(body.get("query") or "").strip().lower()
-        matched: list[Contact] = []
-        for contact_id in self._live_ids:
-            contact = self._contacts[contact_id]
-            if lag and contact.updated_ms > now - lag:
-                continue  # not yet indexed
-            if predicate is not None and not predicate(contact.search_value):
-                continue
-            if text and not _matches_text(contact, text):
-                continue
-            matched.append(contact)
+        matched = [
+            contact
+            for contact in self._index.searchable()
+            if (predicate is None or predicate(contact.search_value))
+            and (not text or _matches_text(contact, text))
+        ]
         if sorts:  # HubSpot takes one sort at most; parse_sorts enforced it
             (sort,) = sorts
             value_key = sort_key(sort, self._properties)
@@ -730,9 +766,8 @@ class HubSpotEmulator:
                 key=lambda contact: value_key(contact.search_value(sort.property_name)),
                 reverse=sort.descending,
             )
-        ordered = [contact.id for contact in matched]
-        self._search_cache = (key, self._version, ordered)
-        return ordered
+        self._search_cache = (key, self._index.version, matched)
+        return matched
 
     # ---------------------------------------------------------------- handlers: properties
 

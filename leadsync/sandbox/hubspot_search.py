@@ -105,6 +105,8 @@ def _compile_filter(spec: Any, properties: Mapping[str, HubSpotProperty]) -> Pre
     if operator not in OPERATORS:
         raise SearchError(f"Unknown filter operator {operator!r}")
     prop = properties.get(name)
+    if prop is None:
+        raise SearchError(_unknown_property(name))
     key = _key_function(prop)
 
     if operator == "HAS_PROPERTY":
@@ -179,10 +181,11 @@ def _ordered(compare: Callable[[Any, Any], bool], value: Any, target: Any) -> bo
         return False
 
 
-def parse_sorts(sorts: Any) -> list[SortKey]:
+def parse_sorts(sorts: Any, properties: Mapping[str, HubSpotProperty]) -> list[SortKey]:
     """The `sorts` list: dicts `{propertyName, direction}` or bare property names (ascending).
 
-    HubSpot honours a single sort; more is a validation error.
+    HubSpot honours a single sort; more is a validation error, and so is a sort on a property
+    the portal does not have.
     """
     if sorts is None:
         return []
@@ -201,7 +204,17 @@ def parse_sorts(sorts: Any) -> list[SortKey]:
             keys.append(SortKey(sort["propertyName"], descending=direction == "DESCENDING"))
         else:
             raise SearchError("a sort is a property name or {propertyName, direction}")
+    for key in keys:
+        if key.property_name not in properties:
+            raise SearchError(_unknown_property(key.property_name))
     return keys
+
+
+def _unknown_property(name: str) -> str:
+    # A filter or sort on a property the portal lacks is refused with 400 VALIDATION_ERROR,
+    # not an empty result (issue 15's fidelity audit against HubSpot; exact wording
+    # *unconfirmed*).
+    return f"Invalid property name {name!r}: the portal has no such property."
 
 
 def sort_key(

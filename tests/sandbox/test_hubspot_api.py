@@ -476,6 +476,20 @@ def test_archive_answers_204_and_hides_the_contact(hubspot: HubSpot, sandbox: Sa
     assert contact_id not in {c.id for c in page.results}
 
 
+def test_an_archived_contact_is_read_with_archived_true_only(
+    hubspot: HubSpot, sandbox: Sandbox
+) -> None:
+    contact_id = live_ids(sandbox)[0]
+    live = live_ids(sandbox)[1]
+    hubspot.crm.contacts.basic_api.archive(contact_id)
+    found = hubspot.crm.contacts.basic_api.get_by_id(contact_id, archived=True)
+    assert (found.id, found.archived) == (contact_id, True)
+    assert found.archived_at is not None
+    # archived=true returns only archived records: a live one is not found that way.
+    with pytest.raises(NotFoundException):
+        hubspot.crm.contacts.basic_api.get_by_id(live, archived=True)
+
+
 def test_archive_of_an_unknown_id_still_answers_204(hubspot: HubSpot, sandbox: Sandbox) -> None:
     _, status, _ = hubspot.crm.contacts.basic_api.archive_with_http_info(MISSING_ID)
     assert status == 204
@@ -993,6 +1007,15 @@ def test_search_returns_requested_properties_and_the_default_set(
             id="unknown operator",
         ),
         pytest.param({"query": "x" * 3_000}, id="body over 3000 characters"),
+        pytest.param(
+            {"filter_groups": [FilterGroup(filters=[_filter("favourite_colour", "EQ", "red")])]},
+            id="filter on an unknown property",
+        ),
+        pytest.param(
+            {"sorts": [{"propertyName": "favourite_colour", "direction": "ASCENDING"}]},
+            id="sort on an unknown property",
+        ),
+        pytest.param({"after": "9900", "limit": 101}, id="a page reaching past 10000"),
     ],
 )
 def test_search_rejects_invalid_requests_with_400(
