@@ -140,6 +140,12 @@ def _salesforce_convert(sandbox: Sandbox, request: Request, match: re.Match[str]
     return Response.json(200, lead)
 
 
+def _salesforce_bulk_fail_next(sandbox: Sandbox, request: Request, _: re.Match[str]) -> Response:
+    message = _body(request).get("message") or "InternalServerError : the job failed"
+    sandbox.salesforce.bulk.fail_next(str(message))
+    return Response.json(200, {"fails_next": str(message)})
+
+
 def _expire_sessions(sandbox: Sandbox, request: Request, _: re.Match[str]) -> Response:
     return Response.json(200, {"expired": sandbox.salesforce.sessions.expire_all()})
 
@@ -239,6 +245,12 @@ _CONTROL_ROUTES: list[tuple[str, str, str, ControlHandler]] = [
         _salesforce_convert,
     ),
     ("POST", "/_sandbox/salesforce/expire-sessions", "expire_sessions", _expire_sessions),
+    (
+        "POST",
+        "/_sandbox/salesforce/bulk/fail-next",
+        "salesforce_bulk_fail_next",
+        _salesforce_bulk_fail_next,
+    ),
 ]
 
 ENDPOINTS = tuple(f"{method} {pattern}" for method, pattern, _, _ in _CONTROL_ROUTES)

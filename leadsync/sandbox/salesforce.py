@@ -45,8 +45,16 @@ API_VERSION = "59.0"
 COLLECTION_LIMIT = 200
 DEFAULT_BATCH_SIZE = 2000
 MIN_BATCH_SIZE = 200
-# A user may hold 10 open query cursors; opening another closes the oldest.
+# A user may hold 10 open query cursors; opening another closes the oldest; one unused for
+# 15 minutes expires ("The queryLocator value expires automatically after 15 minutes of
+# inactivity. A user can have up to ten query cursors open at a time", SOAP API guide,
+# QueryLocator). Since API 56.0 Salesforce keeps cursors for two days without a count limit
+# (limits cheat sheet, "API Query Cursor Limits"): the older rules are the stricter, kept.
 OPEN_CURSOR_LIMIT = 10
+CURSOR_IDLE_SECONDS = 15 * 60
+# An org's session timeout: two hours unless an admin sets it between 15 minutes and 24 hours
+# (Salesforce Help, "Set Session Security Settings"; the default is *unconfirmed* here).
+DEFAULT_SESSION_TIMEOUT_SECONDS = 2 * 3600
 _VERSION = r"v(?P<version>\d+\.\d)"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -57,9 +65,9 @@ class SalesforceSettings:
     daily_limit: int = 100_000
     # False: an org where no admin has created leadsync's write-back fields yet.
     custom_fields: bool = True
-    # Sessions expire this long after their login (Salesforce's session timeout); None never,
+    # Sessions expire this long after their login (the org's session timeout); None never,
     # 0 at once, which makes every login useless, as a broken org would.
-    session_timeout_seconds: float | None = None
+    session_timeout_seconds: float | None = DEFAULT_SESSION_TIMEOUT_SECONDS
 
 
 @dataclass(slots=True)
@@ -97,6 +105,7 @@ class _Cursor:
     batch_size: int
     version: str
     endpoint: str
+    used_at: float  # when a page of it was last read (the sandbox clock's seconds)
 
     @property
     def total(self) -> int:
@@ -227,7 +236,8 @@ class SalesforceEmulator:
     # ---------------------------------------------------------------- record operations
 
     def _stamp(self) -> str:
-        # One request's writes share a stamp; a later request never gets an earlier one.
+        # One request's writes share a stamp; a later request never gets an earlier one, but
+        # may get the same: stamps keep whole seconds (salesforce_datetime).
         now = max(self._now_ms(), self._last_stamp)
         self._last_stamp = now
         return salesforce_datetime(now)
@@ -573,6 +583,7 @@ class SalesforceEmulator:
             batch_size,
             version,
             f"/services/data/v{version}/{kind}",
+            self._clock(),
         )
         return self._page(self._open_cursor(cursor), cursor)
 
@@ -581,8 +592,12 @@ class SalesforceEmulator:
         cursor = self._cursors.get(locator)
         # Any batch of a live cursor can be fetched again, e.g. by a client retrying a page
         # whose answer it lost; a locator past the end or closed is invalid.
+        if cursor is not None and self._clock() - cursor.used_at > CURSOR_IDLE_SECONDS:
+            del self._cursors[locator]
+            cursor = None
         if cursor is None or not offset.isdigit() or int(offset) > cursor.total:
             return _errors(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        cursor.used_at = self._clock()
         cursor.position = int(offset)
         self._cursors.move_to_end(locator)
         return self._page(locator, cursor)
@@ -702,8 +717,11 @@ class SalesforceEmulator:
         if isinstance(parsed, Response):
             return parsed
         all_or_none, records = parsed
+        if updating:
+            repeated = _repeated_id(records)
+            if repeated is not None:
+                return _errors(400, "DUPLICATE_VALUE", f"Duplicate id in list: {repeated}")
         stamp = self._stamp()
-        # Validate and apply against a copy when all-or-none, so a failure leaves no trace.
         # All-or-none keeps an undo log of the rows it touches, so a failure leaves no trace.
         self._undo = {} if all_or_none else None
         saved_numbers = dict(self._next_number)
@@ -1067,6 +1085,28 @@ def _object_for_id(record_id: str) -> SalesforceObject | None:
     for obj in SALESFORCE_OBJECTS.values():
         if record_id.startswith(obj.key_prefix):
             return obj
+    return None
+
+
+def _repeated_id(records: list[Any]) -> str | None:
+    """The first record id an update names twice (15- and 18-character forms alike).
+
+    Salesforce saves a list through one DML call, which refuses a list naming a record twice
+    ("System.ListException: Duplicate id in list" in Apex); that sObject Collections refuse the
+    whole request for it, rather than failing the repeated records alone, is *unconfirmed*:
+    the stricter choice.
+    """
+    seen: set[str] = set()
+    for record in records:
+        if not isinstance(record, Mapping):
+            continue
+        raw = record.get("id") or record.get("Id")
+        if not raw:
+            continue
+        record_id = eighteen_character_id(str(raw))
+        if record_id in seen:
+            return record_id
+        seen.add(record_id)
     return None
 
 

@@ -1,8 +1,13 @@
 """Bulk API 2.0: ingest jobs (CSV in, per-record results out) and query jobs (CSV pages).
 
-Jobs run as soon as their data is complete, so a client's first poll already sees the end
-state. Two real quirks are kept on purpose: result CSVs do not keep the uploaded column order
-(clients must read by header), and query results print datetimes as `...Z`, unlike REST.
+Jobs take time, as real ones do: a job whose data is complete (`UploadComplete`) is
+`InProgress` for a few polls of its status (`IN_PROGRESS_POLLS`), then runs and ends
+`JobComplete`, or `Failed` with an `errorMessage` when a failure was injected with
+`fail_next`. The records change, and a query's rows are read, when the job completes, not
+when it is submitted. Job info carries the fields of Salesforce's "Get Information About an
+Ingest Job" and "... a Query Job" (jobType, retries, the processing times). Two more real
+quirks: result CSVs do not keep the uploaded column order (clients must read by header), and
+query results print datetimes as `...Z`, unlike REST.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ if TYPE_CHECKING:
 
 INGEST_OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete")
 QUERY_PAGE_DEFAULT = 50_000
+# Status polls a job answers InProgress before it completes: "a few", so that a client that
+# reads results after one poll, or polls without end, fails here as it would against an org.
+IN_PROGRESS_POLLS = 2
 # `#N/A` in a Bulk CSV sets a field to null; an empty cell leaves it unchanged.
 NULL_MARKER = "#N/A"
 
@@ -45,6 +53,9 @@ class Job:
     columns: list[str] = field(default_factory=list)
     rows: list[list[str]] = field(default_factory=list)
     error_message: str | None = None
+    polls_left: int = IN_PROGRESS_POLLS
+    modified: str = ""
+    processing_ms: int = 0
 
     def info(self, version: str) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -53,18 +64,23 @@ class Job:
             "object": self.object,
             "createdById": USER_ID,
             "createdDate": self.created,
-            "systemModstamp": self.created,
+            "systemModstamp": self.modified or self.created,
             "state": self.state,
             "concurrencyMode": "Parallel",
             "contentType": "CSV",
             "apiVersion": float(version),
+            "jobType": "V2Ingest" if self.kind == "ingest" else "V2Query",
             "lineEnding": "LF",
             "columnDelimiter": "COMMA",
+            "retries": 0,
+            "totalProcessingTime": self.processing_ms,
         }
         if self.kind == "ingest":
             body["contentUrl"] = f"services/data/v{version}/jobs/ingest/{self.id}/batches"
             body["numberRecordsProcessed"] = len(self.successes) + len(self.failures)
             body["numberRecordsFailed"] = len(self.failures)
+            body["apiActiveProcessingTime"] = self.processing_ms
+            body["apexProcessingTime"] = 0  # the sandbox runs no triggers
             if self.external_id_field:
                 body["externalIdFieldName"] = self.external_id_field
         else:
@@ -79,9 +95,15 @@ class BulkJobs:
         self._emulator = emulator
         self._jobs: dict[str, Job] = {}
         self._number = 0
+        self._failures: list[str] = []
 
     def clear(self) -> None:
         self._jobs.clear()
+        self._failures.clear()
+
+    def fail_next(self, message: str) -> None:
+        """Make the next job to complete end `Failed` with `message`, having changed nothing."""
+        self._failures.append(message)
 
     def routes(self, data: str) -> list[Route]:
         ingest = f"{data}/jobs/ingest"
@@ -163,15 +185,32 @@ class BulkJobs:
         if wanted == "Aborted" and job.state in ("Open", "UploadComplete", "InProgress"):
             job.state = "Aborted"
         elif wanted == "UploadComplete" and job.kind == "ingest" and job.state == "Open":
-            job.state = "UploadComplete"
-            answer = job.info(match["version"])
-            self._run_ingest(job)
-            return Response.json(200, answer)
+            job.state = "UploadComplete"  # queued: it runs over the next status polls
         else:
             return _error(
                 400, "INVALIDSTATE", f"InvalidJobState : cannot move from {job.state} to {wanted}"
             )
         return Response.json(200, job.info(match["version"]))
+
+    def _advance(self, job: Job) -> None:
+        """One status poll of a submitted job: InProgress for a few polls, then it runs."""
+        if job.state not in ("UploadComplete", "InProgress"):
+            return
+        if job.polls_left > 0:
+            job.polls_left -= 1
+            job.state = "InProgress"
+            job.modified = self._now()
+            return
+        started = self._emulator._now_ms()
+        if self._failures:
+            job.state, job.error_message = "Failed", self._failures.pop(0)
+        elif job.kind == "ingest":
+            self._run_ingest(job)
+        else:
+            self._run_query(job)
+        # The sandbox works in no time; a job still reports having taken some.
+        job.processing_ms = max(1, self._emulator._now_ms() - started)
+        job.modified = self._now()
 
     def _run_ingest(self, job: Job) -> None:
         emulator = self._emulator
@@ -179,7 +218,7 @@ class BulkJobs:
         if not reader.fieldnames:
             job.state, job.error_message = "Failed", "InvalidBatch : no CSV header found"
             return
-        stamp = salesforce_datetime(emulator._now_ms())
+        stamp = emulator._stamp()
         for row in reader:
             values = {
                 name: (None if cell == NULL_MARKER else cell)
@@ -236,6 +275,10 @@ class BulkJobs:
         job = self._jobs.get(match["job"])
         if job is None or job.kind != "ingest":
             return _error(404, "NOT_FOUND", "The requested resource does not exist")
+        if job.state in ("Open", "UploadComplete", "InProgress"):
+            # Results exist once the job has ended (*unconfirmed* status for an early read:
+            # refusing it is the stricter choice).
+            return _error(400, "INVALIDSTATE", f"InvalidJobState : Job is in state {job.state}")
         which = match["which"]
         if which == "successfulResults":
             rows, lead = job.successes, ["sf__Id", "sf__Created"]
@@ -262,7 +305,8 @@ class BulkJobs:
             return _error(400, "INVALIDJOB", f"InvalidJob : Invalid operation: {operation}")
         text = str(body.get("query") or "")
         try:
-            query, rows = self._emulator.run_query(text, include_deleted=operation == "queryAll")
+            # Checked now, as Salesforce refuses a bad query at once; run when the job does.
+            query = soql.parse(text, objects=self._emulator.objects)
         except soql.SoqlError as problem:
             return _error(400, problem.error_code, problem.message)
         if query.count_only:
@@ -274,18 +318,26 @@ class BulkJobs:
             "query",
             operation,
             query.sobject.name,
-            "JobComplete",
+            "UploadComplete",
             self._now(),
             query=text,
         )
+        self._jobs[job.id] = job
+        return Response.json(200, job.info(match["version"]))
+
+    def _run_query(self, job: Job) -> None:
+        try:
+            query, rows = self._emulator.run_query(
+                job.query, include_deleted=job.operation == "queryAll"
+            )
+        except soql.SoqlError as problem:  # the org changed under the job
+            job.state, job.error_message = "Failed", problem.message
+            return
         job.columns = list(query.fields)
         job.rows = [
             [_bulk_cell(value) for value in soql.project(query, row).values()] for row in rows
         ]
-        self._jobs[job.id] = job
-        answer = job.info(match["version"])
-        answer["state"] = "UploadComplete"
-        return Response.json(200, answer)
+        job.state = "JobComplete"
 
     def _query_results(self, request: Request, match: re.Match[str]) -> Response:
         job = self._jobs.get(match["job"])
@@ -310,6 +362,7 @@ class BulkJobs:
         job = self._jobs.get(match["job"])
         if job is None:
             return _error(404, "NOT_FOUND", "The requested resource does not exist")
+        self._advance(job)
         return Response.json(200, job.info(match["version"]))
 
     def _delete(self, request: Request, match: re.Match[str]) -> Response:

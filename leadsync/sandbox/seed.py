@@ -579,7 +579,6 @@ class _Clock:
         "_dates",
         "_day_prefixes",
         "_hubspot_millis",
-        "_salesforce_millis",
         "_times",
         "now",
     )
@@ -596,7 +595,6 @@ class _Clock:
         seconds = [f"{second:02d}." for second in range(60)]
         self._times = [minute + second for minute in minutes for second in seconds]
         self._hubspot_millis = [f"{milli:03d}Z" for milli in range(1000)]
-        self._salesforce_millis = [f"{milli:03d}+0000" for milli in range(1000)]
 
     def hubspot(self, offset: int) -> str:
         """`2024-05-01T10:00:00.000Z`"""
@@ -605,10 +603,9 @@ class _Clock:
         return f"{self._day_prefixes[day]}{self._times[second]}{self._hubspot_millis[milli]}"
 
     def salesforce(self, offset: int) -> str:
-        """`2024-05-01T10:00:00.000+0000`"""
+        """`2024-05-01T10:00:00.000+0000`: Salesforce keeps whole seconds (timestamps.py)."""
         day, in_day = divmod(offset, _DAY_MS)
-        second, milli = divmod(in_day, 1000)
-        return f"{self._day_prefixes[day]}{self._times[second]}{self._salesforce_millis[milli]}"
+        return f"{self._day_prefixes[day]}{self._times[in_day // 1000]}000+0000"
 
     def date(self, offset: int) -> str:
         """`2024-05-01`, one shared string per day."""

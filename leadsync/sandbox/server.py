@@ -223,6 +223,12 @@ class Sandbox:
         return crm, endpoint, response, None
 
 
+class _BodyError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -242,11 +248,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            self._write(Response.json(413, {"message": "request body too large"}))
+        try:
+            body = self._body()
+        except _BodyError as problem:
+            # The connection cannot be trusted to carry another request after a bad body.
+            self.close_connection = True
+            self._write(Response.json(problem.status, {"message": str(problem)}))
             return
-        body = self.rfile.read(length) if length else b""
         request = Request(
             method=self.command,
             path=parts.path,
@@ -266,6 +274,39 @@ class _Handler(BaseHTTPRequestHandler):
             return
         sandbox.stats.record(crm, endpoint, response.status, fault)
         self._write(response)
+
+    def _body(self) -> bytes:
+        """The request body, sent with a Content-Length or in HTTP/1.1 chunks (RFC 9112 7.1):
+        Node's HTTP clients (jsforce, @hubspot/api-client) stream bodies chunked."""
+        encoding = (self.headers.get("Transfer-Encoding") or "").lower()
+        if "chunked" in encoding:
+            return self._chunked_body()
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY_BYTES:
+            raise _BodyError(413, "request body too large")
+        return self.rfile.read(length) if length else b""
+
+    def _chunked_body(self) -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1024)
+            size_text = line.split(b";", 1)[0].strip()  # chunk extensions are ignored
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise _BodyError(400, "malformed chunked request body") from None
+            if size == 0:
+                break
+            total += size
+            if total > MAX_BODY_BYTES:
+                raise _BodyError(413, "request body too large")
+            chunks.append(self.rfile.read(size))
+            if self.rfile.read(2) != b"\r\n":
+                raise _BodyError(400, "malformed chunked request body")
+        while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+            pass  # trailer fields, unused
+        return b"".join(chunks)
 
     def _drop(self) -> None:
         # A dropped connection: close the socket without an answer, as a failing proxy does.

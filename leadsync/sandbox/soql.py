@@ -499,9 +499,12 @@ def _utc_datetime_text(lexeme: str) -> str | None:
             moment = moment - offset if sign == "+" else moment + offset
     except (ValueError, OverflowError):
         return None
+    # Salesforce keeps datetimes to the second and ignores a literal's milliseconds when it
+    # compares ("The system currently ignores the milliseconds", salesforce.stackexchange.com
+    # question 234824): `>= ...T10:00:00.900Z` matches a stamp of 10:00:00.000.
     return (
         f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
-        f"{moment.minute:02d}:{moment.second:02d}.{moment.microsecond // 1000:03d}+0000"
+        f"{moment.minute:02d}:{moment.second:02d}.000+0000"
     )
 
 

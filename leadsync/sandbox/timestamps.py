@@ -24,9 +24,11 @@ def hubspot_iso(ms: int) -> str:
 
 
 def salesforce_datetime(ms: int) -> str:
-    """Salesforce's form: `2024-05-01T10:00:00.123+0000`."""
+    """Salesforce's form, `2024-05-01T10:00:00.000+0000`: a datetime Salesforce stores keeps
+    whole seconds, so the milliseconds always read .000 (salesforce.stackexchange.com question
+    234824); `SystemModstamp` ties between separate requests are as common as in a real org."""
     moment = _utc(ms)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}+0000"
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + ".000+0000"
 
 
 def salesforce_date(ms: int) -> str:

@@ -289,9 +289,7 @@ def test_an_archived_contact_stays_searchable_until_the_lag_has_passed(
 
 
 @pytest.mark.parametrize("hubspot_settings", [LAG])
-def test_settling_search_brings_every_write_in_at_once(
-    hubspot: HubSpot, sandbox: Sandbox
-) -> None:
+def test_settling_search_brings_every_write_in_at_once(hubspot: HubSpot, sandbox: Sandbox) -> None:
     hubspot.crm.contacts.basic_api.update(
         "1001", SimplePublicObjectInput(properties={"firstname": "Zebedee"})
     )

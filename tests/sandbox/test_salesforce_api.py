@@ -28,6 +28,7 @@ from simple_salesforce.util import Usage
 from leadsync.connectors.salesforce_routing import RoutingSession
 from leadsync.sandbox import SalesforceSettings, Sandbox, SandboxSettings
 from leadsync.sandbox.ids import salesforce_id
+from leadsync.sandbox.salesforce import DEFAULT_SESSION_TIMEOUT_SECONDS
 from leadsync.sandbox.timestamps import salesforce_datetime
 from tests.support import FakeClock, recorded
 
@@ -922,9 +923,35 @@ def test_one_collection_call_stamps_its_records_alike(
     )
     stamps = _stamps(clocked, ids)
     assert set(stamps.values()) == {_now_text(clock)}
-    clock.advance(0.01)
+    clock.advance(1)
     clocked.Lead.update(ids[0], {"Title": "Again"})
     assert _stamps(clocked, [ids[0]])[ids[0]] > stamps[ids[0]]
+
+
+def test_separate_requests_within_one_second_tie_on_system_modstamp(
+    clocked: Salesforce, clock: FakeClock
+) -> None:
+    first, second = lead_ids(clocked, "WHERE IsConverted = false ORDER BY Id LIMIT 2")
+    clock.advance(1 - clock() % 1)  # the start of a second
+    clocked.Lead.update(first, {"Title": "One"})
+    clock.advance(0.4)
+    clocked.Lead.update(second, {"Title": "Two"})
+    stamps = _stamps(clocked, [first, second])
+    # Salesforce keeps datetimes to the second: the milliseconds read .000, and two writes
+    # 400 ms apart share a stamp, which is why cursors resume from (SystemModstamp, Id).
+    assert stamps[first] == stamps[second]
+    assert stamps[first].endswith(".000+0000")
+
+
+def test_every_seeded_and_written_datetime_keeps_whole_seconds(salesforce: Salesforce) -> None:
+    created = salesforce.Lead.create({"LastName": "Stamp", "Company": "Stamp Co"})
+    records = salesforce.query_all(
+        "SELECT Id, CreatedDate, LastModifiedDate, SystemModstamp FROM Lead"
+    )["records"]
+    assert created["id"] in {row["Id"] for row in records}
+    for row in records:
+        for name in ("CreatedDate", "LastModifiedDate", "SystemModstamp"):
+            assert row[name].endswith(".000+0000"), (name, row[name])
 
 
 # ------------------------------------------------------------------------------------ faults
@@ -1027,3 +1054,63 @@ def test_an_org_without_custom_fields_knows_none_of_them(bare_org: Salesforce) -
     assert result["success"] is False
     assert result["errors"][0]["statusCode"] == "INVALID_FIELD"
     assert "Leadsync_Grade__c" not in bare_org.Lead.get(lead)
+
+
+# ------------------------------------------------------------------------------------ strictness
+
+
+def test_a_collection_update_naming_a_record_twice_is_refused_whole(
+    salesforce: Salesforce,
+) -> None:
+    first, other = lead_ids(salesforce, "WHERE IsConverted = false ORDER BY Id LIMIT 2")
+    body = collection(
+        [
+            {"id": other, "Title": "Fine"},
+            {"id": first, "Title": "One"},
+            {"id": first[:15], "Title": "Two"},  # the same record by its 15-character id
+        ],
+        all_or_none=False,
+    )
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        salesforce.restful("composite/sobjects", method="PATCH", json=body)
+    (error,) = refused.value.content
+    assert error["errorCode"] == "DUPLICATE_VALUE"
+    assert first in error["message"]
+    titles = {
+        row["Id"]: row["Title"]
+        for row in salesforce.query_all(
+            format_soql("SELECT Id, Title FROM Lead WHERE Id IN {}", [first, other])
+        )["records"]
+    }
+    assert not {"Fine", "One", "Two"} & set(titles.values())
+
+
+def test_a_query_cursor_idle_for_15_minutes_expires(clocked: Salesforce, clock: FakeClock) -> None:
+    batch = {"Sforce-Query-Options": "batchSize=200"}
+    clocked.restful(
+        "composite/sobjects",
+        method="POST",
+        json=collection(
+            [{"LastName": f"Idle {n}", "Company": "Idle"} for n in range(200)], all_or_none=False
+        ),
+    )
+    kept = clocked.query("SELECT Id FROM Lead", headers=batch)
+    idle = clocked.query("SELECT Id FROM Lead", headers=batch)
+    clock.advance(14 * 60)
+    # Reading a page keeps a cursor alive; the one left alone for over 15 minutes is gone.
+    clocked.query_more(kept["nextRecordsUrl"], identifier_is_url=True, headers=batch)
+    clock.advance(2 * 60)
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        clocked.query_more(idle["nextRecordsUrl"], identifier_is_url=True, headers=batch)
+    assert refused.value.content[0]["errorCode"] == "INVALID_QUERY_LOCATOR"
+
+
+def test_sessions_expire_after_the_orgs_default_timeout(
+    clocked: Salesforce, clocked_sandbox: Sandbox, clock: FakeClock
+) -> None:
+    authorization = f"Bearer {clocked.session_id}"
+    sessions = clocked_sandbox.salesforce.sessions
+    clock.advance(DEFAULT_SESSION_TIMEOUT_SECONDS - 1)
+    assert sessions.valid(authorization)
+    clock.advance(2)
+    assert not sessions.valid(authorization)

@@ -17,7 +17,7 @@ from tests.support import recorded
 
 SEED_LEADS = 60
 API = "/services/data/v59.0"
-WAIT = 0.05  # simple-salesforce sleeps this long before its first poll; jobs finish at once
+WAIT = 0.05  # simple-salesforce sleeps this long before its first poll, and between polls
 BULK_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
 
@@ -158,6 +158,88 @@ def _api(sf: Salesforce, method: str, path: str, **kwargs: Any) -> requests.Resp
     )
 
 
+def poll_until_done(sf: Salesforce, kind: str, job_id: str) -> list[dict[str, Any]]:
+    """Poll a job's status until it ends; every status body seen, in order."""
+    seen: list[dict[str, Any]] = []
+    for _ in range(10):
+        seen.append(_api(sf, "GET", f"/jobs/{kind}/{job_id}").json())
+        if seen[-1]["state"] in ("JobComplete", "Failed", "Aborted"):
+            return seen
+    raise AssertionError(f"job {job_id} never ended: {[s['state'] for s in seen]}")
+
+
+def submit_insert(sf: Salesforce, data: str) -> str:
+    """An insert job with `data` uploaded and closed; its id."""
+    job = _api(sf, "POST", "/jobs/ingest", json={"object": "Lead", "operation": "insert"}).json()
+    put = _api(
+        sf,
+        "PUT",
+        f"/jobs/ingest/{job['id']}/batches",
+        data=data.encode(),
+        headers={"Content-Type": "text/csv"},
+    )
+    assert put.status_code == 201
+    _api(sf, "PATCH", f"/jobs/ingest/{job['id']}", json={"state": "UploadComplete"})
+    return str(job["id"])
+
+
+def test_a_job_is_in_progress_for_some_polls_and_writes_only_when_it_completes(
+    salesforce: Salesforce,
+) -> None:
+    job_id = submit_insert(salesforce, "LastName,Company\nLater,Queued Co\n")
+    early = _api(salesforce, "GET", f"/jobs/ingest/{job_id}/successfulResults")
+    assert early.status_code == 400  # no results before the job has ended
+    states = poll_until_done(salesforce, "ingest", job_id)
+    assert [s["state"] for s in states] == ["InProgress", "InProgress", "JobComplete"]
+    # Nothing was written while the job was queued; all of it when it completed.
+    assert salesforce.query("SELECT COUNT() FROM Lead")["totalSize"] == SEED_LEADS + 1
+    done = states[-1]
+    assert (done["jobType"], done["retries"], done["numberRecordsProcessed"]) == (
+        "V2Ingest",
+        0,
+        1,
+    )
+    assert done["totalProcessingTime"] >= done["apiActiveProcessingTime"] > 0
+    assert done["apexProcessingTime"] == 0
+
+
+def test_a_query_job_reads_its_rows_when_it_completes(salesforce: Salesforce) -> None:
+    created = _api(
+        salesforce,
+        "POST",
+        "/jobs/query",
+        json={"operation": "query", "query": "SELECT Id FROM Lead"},
+    ).json()
+    assert created["state"] == "UploadComplete"
+    early = _api(salesforce, "GET", f"/jobs/query/{created['id']}/results")
+    assert early.status_code == 400
+    salesforce.Lead.create({"LastName": "Late", "Company": "Late Co"})
+    states = poll_until_done(salesforce, "query", created["id"])
+    assert [s["state"] for s in states] == ["InProgress", "InProgress", "JobComplete"]
+    assert states[-1]["jobType"] == "V2Query"
+    page = _api(salesforce, "GET", f"/jobs/query/{created['id']}/results")
+    assert len(rows(page.text)) == SEED_LEADS + 1
+
+
+def test_an_injected_failure_ends_the_next_job_failed_having_written_nothing(
+    salesforce: Salesforce, control: requests.Session
+) -> None:
+    base: str = control.base  # type: ignore[attr-defined]
+    answer = control.post(
+        f"{base}/_sandbox/salesforce/bulk/fail-next",
+        json={"message": "InternalServerError : retry later"},
+        timeout=5,
+    )
+    assert answer.status_code == 200
+    job_id = submit_insert(salesforce, "LastName,Company\nNever,Failed Co\n")
+    done = poll_until_done(salesforce, "ingest", job_id)[-1]
+    assert (done["state"], done["errorMessage"]) == ("Failed", "InternalServerError : retry later")
+    assert salesforce.query("SELECT COUNT() FROM Lead")["totalSize"] == SEED_LEADS
+    # The failure was for one job: the next completes.
+    again = submit_insert(salesforce, "LastName,Company\nAfter,Fine Co\n")
+    assert poll_until_done(salesforce, "ingest", again)[-1]["state"] == "JobComplete"
+
+
 def test_ingest_job_bodies_have_the_recorded_shape(salesforce: Salesforce) -> None:
     created_keys = set(recorded("bulk2_create_job_success_response"))
     closed_keys = set(recorded("bulk2_close_job_success_response"))
@@ -194,7 +276,7 @@ def test_ingest_job_bodies_have_the_recorded_shape(salesforce: Salesforce) -> No
     )
     assert closed_keys <= set(closed.json())
     assert closed.json()["state"] == "UploadComplete"
-    status = _api(salesforce, "GET", f"/jobs/ingest/{job['id']}").json()
+    status = poll_until_done(salesforce, "ingest", job["id"])[-1]
     assert status_keys <= set(status)
     assert (status["state"], status["numberRecordsProcessed"], status["numberRecordsFailed"]) == (
         "JobComplete",
@@ -223,7 +305,7 @@ def test_query_job_info_has_the_recorded_keys(salesforce: Salesforce) -> None:
     ).json()
     assert created_keys <= set(created)
     assert created["operation"] == "query"
-    status = _api(salesforce, "GET", f"/jobs/query/{created['id']}").json()
+    status = poll_until_done(salesforce, "query", created["id"])[-1]
     assert set(recorded("bulk2_check_status_success_response")) <= set(status)
     assert status["state"] == "JobComplete"
 
@@ -261,6 +343,7 @@ def test_bulk_query_results_carry_locator_headers(salesforce: Salesforce) -> Non
         "/jobs/query",
         json={"operation": "query", "query": "SELECT Id FROM Lead"},
     ).json()
+    poll_until_done(salesforce, "query", created["id"])
     results = f"/jobs/query/{created['id']}/results"
     first = _api(salesforce, "GET", results, params={"maxRecords": 40})
     assert (first.headers["Sforce-Locator"], first.headers["Sforce-NumberOfRecords"]) == (

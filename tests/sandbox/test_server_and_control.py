@@ -279,3 +279,54 @@ def test_raising_a_limit_can_keep_the_usage_so_far(
     assert _get(control, "/_sandbox/stats").json()["quota"]["hubspot"]["daily_remaining"] == 8
     _post(control, "/_sandbox/limits", json={"hubspot_daily_limit": 10})
     assert _get(control, "/_sandbox/stats").json()["quota"]["hubspot"]["daily_remaining"] == 10
+
+
+# ------------------------------------------------------------------------------ request bodies
+
+LOGIN_ENVELOPE = (
+    '<?xml version="1.0" encoding="utf-8" ?><env:Envelope '
+    'xmlns:env="http://schemas.xmlsoap.org/soap/envelope/" xmlns:n1="urn:partner.soap.sforce.com">'
+    "<env:Body><n1:login><n1:username>sandbox@leadsync.test</n1:username>"
+    "<n1:password>sandboxsandbox</n1:password></n1:login></env:Body></env:Envelope>"
+)
+
+
+def test_a_chunked_body_is_read_and_the_connection_stays_usable(sandbox: Sandbox) -> None:
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", sandbox.port, timeout=10)
+    envelope = LOGIN_ENVELOPE.encode()
+    # In three chunks, with no Content-Length, as Node's HTTP clients send a streamed body.
+    pieces = [envelope[:50], envelope[50:120], envelope[120:]]
+    connection.request(
+        "POST",
+        "/services/Soap/u/59.0",
+        body=iter(pieces),
+        headers={"Content-Type": "text/xml", "SOAPAction": "login"},
+        encode_chunked=True,
+    )
+    login = connection.getresponse()
+    text = login.read().decode()
+    assert login.status == 200, text
+    assert "<sessionId>" in text
+    # The next request on the same kept-alive connection is answered, not taken for garbage.
+    connection.request("GET", "/crm/v3/objects/contacts?limit=1", headers=HUBSPOT_AUTH)
+    listed = connection.getresponse()
+    assert listed.status == 200
+    assert len(listed.read()) > 0
+    connection.close()
+
+
+def test_a_malformed_chunked_body_is_refused_with_400(sandbox: Sandbox) -> None:
+    with socket.create_connection(("127.0.0.1", sandbox.port), timeout=10) as raw:
+        raw.sendall(
+            b"POST /crm/v3/objects/contacts/search HTTP/1.1\r\nHost: x\r\n"
+            b"Authorization: Bearer sandbox-token\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"zz\r\nnot hex\r\n0\r\n\r\n"
+        )
+        received = b""
+        while chunk := raw.recv(4096):  # the server closes the connection after it
+            received += chunk
+    answer = received.decode()
+    assert answer.startswith("HTTP/1.1 400")
+    assert "malformed chunked request body" in answer

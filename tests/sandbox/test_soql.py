@@ -284,8 +284,10 @@ def test_datetime_literal_forms_denote_the_same_utc_instant(literal: str) -> Non
             "SystemModstamp > 2024-05-01T09:59:59.999Z",
             {"Lovelace", "Hopper", "Hamilton", "dijkstra"},
         ),
-        ("SystemModstamp < 2024-05-01T10:00:00.001Z", EVERYONE - {"dijkstra"}),
-        ("SystemModstamp < 2024-05-01T09:30:00.1Z", {"Turing"}),
+        # Salesforce ignores a literal's milliseconds: `< 10:00:00.001` is `< 10:00:00`.
+        ("SystemModstamp < 2024-05-01T10:00:00.001Z", {"Turing"}),
+        ("SystemModstamp < 2024-05-01T09:30:00.1Z", set()),
+        ("SystemModstamp = 2024-05-01T10:00:00.900Z", {"Lovelace", "Hopper", "Hamilton"}),
         ("SystemModstamp <= 2024-05-01T09:30:00Z", {"Turing"}),
         ("SystemModstamp >= 2024-05-01T12:00:00+02:00", EVERYONE - {"Turing"}),
         ("ConvertedDate = 2024-04-30", {"dijkstra"}),
