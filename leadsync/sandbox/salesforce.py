@@ -34,8 +34,10 @@ from leadsync.sandbox.salesforce_auth import (
 from leadsync.sandbox.salesforce_bulk import BulkJobs
 from leadsync.sandbox.schema import (
     SALESFORCE_OBJECTS,
+    STAGE_PROBABILITY,
     SalesforceField,
     SalesforceObject,
+    forecast_category,
     salesforce_object,
     salesforce_objects,
 )
@@ -267,7 +269,7 @@ class SalesforceEmulator:
             row["OwnerId"] = "0055g0000000001AAA"
         row.update(clean)
         if obj.name == "Opportunity":
-            _settle_opportunity(row)
+            _settle_opportunity(row, clean)
         self._remember(obj, record_id, None)
         self._records[obj.name.lower()][record_id] = row
         return WriteOutcome(record_id, created=True)
@@ -322,7 +324,7 @@ class SalesforceEmulator:
         self._remember(obj, row["Id"], row)
         row.update(clean)
         if obj.name == "Opportunity":
-            _settle_opportunity(row)
+            _settle_opportunity(row, clean)
         stamp = stamp or self._stamp()
         row["LastModifiedDate"] = stamp
         row["SystemModstamp"] = stamp
@@ -824,6 +826,7 @@ _SOAP_TYPES = {
     "int": "xsd:int",
     "double": "xsd:double",
     "currency": "xsd:double",
+    "percent": "xsd:double",
     "date": "xsd:date",
     "datetime": "xsd:dateTime",
 }
@@ -860,7 +863,7 @@ def _describe_field(spec: SalesforceField) -> dict[str, Any]:
         "idLookup": spec.name in ("Id", "Email"),
         "filterable": True,
         "sortable": spec.type != "textarea",
-        "groupable": spec.type not in ("textarea", "double", "currency", "datetime"),
+        "groupable": spec.type not in ("textarea", "double", "currency", "percent", "datetime"),
         "defaultedOnCreate": spec.system
         or spec.type == "boolean"
         or bool(spec.default_picklist_value),
@@ -1012,7 +1015,7 @@ def _coerce(spec: SalesforceField, raw: Any) -> tuple[Any, FieldError | None]:
         if number is None or number != int(number):
             return None, _parse_error(spec, raw, "int")
         return int(number), None
-    if kind in ("double", "currency"):
+    if kind in ("double", "currency", "percent"):
         try:
             if isinstance(raw, bool):
                 raise ValueError
@@ -1075,10 +1078,19 @@ def _parse_error(spec: SalesforceField, raw: Any, kind: str) -> FieldError:
     )
 
 
-def _settle_opportunity(row: dict[str, Any]) -> None:
-    stage = row.get("StageName")
+def _settle_opportunity(row: dict[str, Any], written: Mapping[str, Any]) -> None:
+    """What Salesforce derives from an opportunity's stage: closed and won flags, the stage's
+    default probability (unless the write set one), forecast category, expected revenue."""
+    stage = str(row.get("StageName"))
     row["IsClosed"] = stage in ("Closed Won", "Closed Lost")
     row["IsWon"] = stage == "Closed Won"
+    if "StageName" in written and "Probability" not in written:
+        row["Probability"] = float(STAGE_PROBABILITY.get(stage, 0))
+    row["ForecastCategoryName"] = forecast_category(stage)
+    amount, probability = row.get("Amount"), row.get("Probability")
+    row["ExpectedRevenue"] = (
+        None if amount is None or probability is None else round(amount * probability / 100, 2)
+    )
 
 
 def _object_for_id(record_id: str) -> SalesforceObject | None:

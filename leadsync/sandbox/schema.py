@@ -67,6 +67,11 @@ HUBSPOT_ANALYTICS_SOURCES: tuple[str, ...] = (
     "PAID_SOCIAL",
 )
 
+# A portal's personas: HubSpot names the values persona_1, persona_2, ... and portals label them.
+HUBSPOT_PERSONAS: tuple[str, ...] = ("persona_1", "persona_2", "persona_3")
+
+HUBSPOT_LANGUAGES: tuple[str, ...] = ("en", "de", "es", "fr", "ja", "nl", "pt-br", "sv")
+
 # HubSpot keeps company size as a range, not a number.
 HUBSPOT_EMPLOYEE_RANGES: tuple[str, ...] = (
     "1-5",
@@ -102,11 +107,48 @@ HUBSPOT_CONTACT_PROPERTIES: tuple[HubSpotProperty, ...] = (
     _HS("company", "Company Name", "string", "text"),
     _HS("jobtitle", "Job Title", "string", "text"),
     _HS("phone", "Phone Number", "string", "phonenumber"),
+    _HS("mobilephone", "Mobile Phone Number", "string", "phonenumber"),
+    _HS("fax", "Fax Number", "string", "phonenumber"),
+    _HS("salutation", "Salutation", "string", "text"),
     _HS("website", "Website URL", "string", "text"),
+    _HS("address", "Street Address", "string", "text"),
+    _HS("city", "City", "string", "text"),
+    _HS("state", "State/Region", "string", "text"),
+    _HS("zip", "Postal Code", "string", "text"),
     _HS("country", "Country/Region", "string", "text"),
     _HS("industry", "Industry", "string", "text"),
     _HS("numemployees", "Number of Employees", "enumeration", "select", HUBSPOT_EMPLOYEE_RANGES),
+    # A text property on contacts (a number on companies): HubSpot's default contact schema.
     _HS("annualrevenue", "Annual Revenue", "string", "text"),
+    _HS("message", "Message", "string", "textarea"),
+    _HS("hs_persona", "Persona", "enumeration", "radio", HUBSPOT_PERSONAS),
+    _HS("hs_language", "Preferred language", "enumeration", "select", HUBSPOT_LANGUAGES),
+    _HS("closedate", "Close Date", "datetime", "date", group="contactinformation"),
+    _HS(
+        "hs_email_optout",
+        "Unsubscribed from all email",
+        "bool",
+        "booleancheckbox",
+        ("true", "false"),
+        read_only=True,
+        group="emailinformation",
+    ),
+    _HS(
+        "first_conversion_date",
+        "First Conversion Date",
+        "datetime",
+        "date",
+        read_only=True,
+        group="conversioninformation",
+    ),
+    _HS(
+        "notes_last_updated",
+        "Last Activity Date",
+        "datetime",
+        "date",
+        read_only=True,
+        group="sales_properties",
+    ),
     _HS("lifecyclestage", "Lifecycle Stage", "enumeration", "radio", LIFECYCLE_STAGES),
     _HS("hs_lead_status", "Lead Status", "enumeration", "radio", HUBSPOT_LEAD_STATUSES),
     _HS(
@@ -273,6 +315,8 @@ LEAD_STATUSES: tuple[str, ...] = (
     "Closed - Not Converted",
 )
 
+SALUTATIONS: tuple[str, ...] = ("Mr.", "Ms.", "Mrs.", "Dr.", "Prof.")
+
 LEAD_SOURCES: tuple[str, ...] = (
     "Web",
     "Phone Inquiry",
@@ -327,6 +371,15 @@ LEADSYNC_STAGES: tuple[str, ...] = (
     "Disqualified",
 )
 
+OPPORTUNITY_TYPES: tuple[str, ...] = (
+    "Existing Customer - Upgrade",
+    "Existing Customer - Replacement",
+    "Existing Customer - Downgrade",
+    "New Customer",
+)
+
+FORECAST_CATEGORIES: tuple[str, ...] = ("Omitted", "Pipeline", "Best Case", "Commit", "Closed")
+
 OPPORTUNITY_STAGES: tuple[str, ...] = (
     "Prospecting",
     "Qualification",
@@ -336,6 +389,23 @@ OPPORTUNITY_STAGES: tuple[str, ...] = (
     "Closed Won",
     "Closed Lost",
 )
+
+# A default Salesforce org's stage → probability (%); forecast category follows the stage.
+STAGE_PROBABILITY: dict[str, int] = {
+    "Prospecting": 10,
+    "Qualification": 10,
+    "Needs Analysis": 20,
+    "Proposal/Price Quote": 75,
+    "Negotiation/Review": 90,
+    "Closed Won": 100,
+    "Closed Lost": 0,
+}
+STAGE_FORECAST: dict[str, str] = {"Closed Won": "Closed", "Closed Lost": "Omitted"}
+
+
+def forecast_category(stage: str) -> str:
+    return STAGE_FORECAST.get(stage, "Pipeline")
+
 
 _SF = SalesforceField
 
@@ -363,14 +433,30 @@ LEAD = SalesforceObject(
     key_prefix="00Q",
     fields=(
         *_system_fields(),
+        _SF("Salutation", "Salutation", "picklist", 255, picklist=SALUTATIONS),
         _SF("FirstName", "First Name", "string", 40),
         _SF("LastName", "Last Name", "string", 80, nillable=False),
         _SF("Company", "Company", "string", 255, nillable=False),
         _SF("Title", "Title", "string", 128),
         _SF("Email", "Email", "email", 80),
         _SF("Phone", "Phone", "phone", 40),
+        _SF("MobilePhone", "Mobile Phone", "phone", 40),
+        _SF("Fax", "Fax", "phone", 40),
         _SF("Website", "Website", "url", 255),
+        # The parts of the Address compound field, as an org without state and country
+        # picklists has them (lengths as Salesforce's Lead object reference gives them).
+        _SF("Street", "Street", "textarea", 255),
+        _SF("City", "City", "string", 40),
+        _SF("State", "State/Province", "string", 80),
+        _SF("PostalCode", "Zip/Postal Code", "string", 20),
         _SF("Country", "Country", "string", 80),
+        _SF("Description", "Description", "textarea", 32000),
+        _SF("HasOptedOutOfEmail", "Email Opt Out", "boolean", nillable=False),
+        _SF("DoNotCall", "Do Not Call", "boolean", nillable=False),
+        _SF("HasOptedOutOfFax", "Fax Opt Out", "boolean", nillable=False),
+        _SF("IsUnreadByOwner", "Unread By Owner", "boolean", nillable=False),
+        _SF("EmailBouncedReason", "Email Bounced Reason", "string", 255),
+        _SF("EmailBouncedDate", "Email Bounced Date", "datetime"),
         _SF("Industry", "Industry", "picklist", 255, picklist=SALESFORCE_INDUSTRIES),
         _SF("NumberOfEmployees", "Employees", "int", precision=8),
         _SF("AnnualRevenue", "Annual Revenue", "currency", precision=18, scale=0),
@@ -470,7 +556,29 @@ OPPORTUNITY = SalesforceObject(
             restricted_picklist=True,
         ),
         _SF("Amount", "Amount", "currency", precision=18, scale=2),
+        _SF("Probability", "Probability (%)", "percent", precision=3, scale=0),
+        _SF(
+            "ExpectedRevenue",
+            "Expected Amount",
+            "currency",
+            precision=18,
+            scale=2,
+            createable=False,
+            updateable=False,
+        ),
         _SF("CloseDate", "Close Date", "date", nillable=False),
+        _SF("Type", "Opportunity Type", "picklist", 255, picklist=OPPORTUNITY_TYPES),
+        _SF("NextStep", "Next Step", "string", 255),
+        _SF("LeadSource", "Lead Source", "picklist", 255, picklist=LEAD_SOURCES),
+        _SF(
+            "ForecastCategoryName",
+            "Forecast Category",
+            "picklist",
+            255,
+            picklist=FORECAST_CATEGORIES,
+            restricted_picklist=True,
+        ),
+        _SF("Description", "Description", "textarea", 32000),
         _SF("IsClosed", "Closed", "boolean", nillable=False, createable=False, updateable=False),
         _SF("IsWon", "Won", "boolean", nillable=False, createable=False, updateable=False),
         _SF("OwnerId", "Owner ID", "reference", 18, nillable=False, reference_to=("User",)),

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from leadsync.sandbox.ids import salesforce_id
 from leadsync.sandbox.schema import LEAD, LIFECYCLE_STAGES, OPPORTUNITY, SANDBOX_OWNERS
+from leadsync.sandbox.seed_details import Details, Place
 
 __all__ = ["SeedContact", "SeedData", "generate"]
 
@@ -60,7 +61,7 @@ def generate(*, seed: int, leads: int, overlap: float, now: datetime) -> SeedDat
     if not 0.0 <= overlap <= 1.0:
         raise ValueError(f"overlap must be between 0 and 1, not {overlap}")
     with _collector_paused():
-        return _Generator(random.Random(seed), _Clock(now)).build(leads, overlap)
+        return _Generator(random.Random(seed), _Clock(now), Details(seed)).build(leads, overlap)
 
 
 @contextmanager
@@ -627,6 +628,7 @@ class _Company:
         "hubspot_name",
         "hubspot_revenue",
         "hubspot_website",
+        "place",
         "salesforce_country",
         "salesforce_industry",
         "salesforce_name",
@@ -642,6 +644,7 @@ class _Company:
     hubspot_name: str
     hubspot_revenue: str
     hubspot_website: str
+    place: Place
     salesforce_country: str
     salesforce_industry: str
     salesforce_name: str
@@ -662,6 +665,7 @@ class _Person:
         "last",
         "lead",
         "linked",
+        "mobile",
         "owner",
         "phone",
         "shared",
@@ -679,6 +683,7 @@ class _Person:
     last: str
     lead: dict[str, Any] | None  # the Salesforce lead, once written
     linked: bool  # HubSpot's Salesforce integration links the two records
+    mobile: str | None
     owner: int
     phone: str | None
     shared: bool  # in both CRMs
@@ -690,10 +695,11 @@ class _Person:
 class _Generator:
     """Draws the population and writes it into both CRMs; one instance per `generate` call."""
 
-    def __init__(self, rng: random.Random, clock: _Clock) -> None:
+    def __init__(self, rng: random.Random, clock: _Clock, details: Details) -> None:
         self._random = rng.random
         self._rng = rng
         self._clock = clock
+        self._details = details
         self._used_emails: set[str] = set()
         self._companies: list[_Company] = []
 
@@ -753,6 +759,7 @@ class _Generator:
         revenue = float(f"{company.employees * per_employee:.3g}")
         company.salesforce_revenue = revenue
         company.hubspot_revenue = str(int(revenue))
+        company.place = self._details.place(country.code)
         return company
 
     def _new_person(self, *, shared: bool = False) -> _Person:
@@ -772,6 +779,7 @@ class _Generator:
         # Table lookups by hand rather than through _pick: this runs once per person.
         person.title = _TITLES[int(r() * len(_TITLES))] if r() < _TITLE_RATE else None
         person.phone = self._phone(company.country) if r() < _PHONE_RATE else None
+        person.mobile = self._details.mobile(company.country.phone_prefix)
         person.stage = _STAGES[int(r() * len(_STAGES))]
         person.owner = int(r() * len(SANDBOX_OWNERS))
         person.source = _SOURCES[int(r() * len(_SOURCES))]
@@ -957,7 +965,10 @@ class _Generator:
             "ConvertedOpportunityId": None,
             # A rep who moved the lead on logged a call or an email that day.
             "LastActivityDate": None if status == _OPEN else clock.date(modified),
+            **self._details.lead_fields(company.place, person.mobile, fresh=fresh),
         }
+        if record["EmailBouncedReason"]:
+            record["EmailBouncedDate"] = modified_text
         if not fresh:
             person.lead = record
         return _LeadDraft(record, person, created, stamp, modified if converted else None)
@@ -1045,6 +1056,7 @@ class _Generator:
             "IsClosed": closed,
             "IsWon": stage == "Closed Won",
             "OwnerId": draft.record["OwnerId"],
+            **self._details.opportunity_fields(stage, float(amount), draft.record["LeadSource"]),
         }
 
     # ------------------------------------------------------------------ HubSpot
@@ -1107,8 +1119,17 @@ class _Generator:
         if (_SQL <= stage <= _EVANGELIST) or r() < _OWNER_BEFORE_SQL_RATE:
             props["hubspot_owner_id"] = SANDBOX_OWNERS[person.owner][0]
         props["hs_analytics_source"] = person.source[0]
+        props.update(
+            self._details.contact_properties(company.place, person.mobile, company.country.code)
+        )
         created_text = clock.hubspot(created)
         latest, latest_text = self._engagement(props, stage, created, created_text)
+        if props["num_conversion_events"] != "0":
+            props["first_conversion_date"] = created_text  # the form that created them
+        if stage >= _SQL and stage != _OTHER:
+            props["notes_last_updated"] = latest_text  # sales has logged activity
+        if stage in (_CUSTOMER, _EVANGELIST):
+            props["closedate"] = latest_text
         lead = person.lead
         if person.linked and lead is not None:
             props["salesforceleadid"] = lead["Id"]
