@@ -178,11 +178,19 @@ class Connector(Protocol):
 
 
 def drop_known(records: Sequence[CrmRecord], known: KnownStamps | None) -> list[CrmRecord]:
-    """`records` less those the store already holds at the same modification stamp."""
+    """`records` less those the store already holds at the same modification stamp or a
+    later one. A later one happens because HubSpot's search lags its records: until it has
+    caught up, it serves the version before an edit that a consistent read (a batch read
+    before a write, a backfill's list) already brought into the store. Taking that stale
+    version would put older values over newer ones."""
     if known is None or not records:
         return list(records)
     held = known([record.id for record in records])
-    return [record for record in records if held.get(record.id) != record.modified_at]
+    return [
+        record
+        for record in records
+        if (stored := held.get(record.id)) is None or stored < record.modified_at
+    ]
 
 
 def utc(moment: datetime) -> datetime:

@@ -303,8 +303,10 @@ def test_the_sweep_rescores_every_lead_after_a_definition_change(tmp_path: Path)
     with Sandbox(SETTINGS) as sandbox:
         config = config_for(sandbox, tmp_path)
         with open_runtime(config) as runtime:
-            # The second run takes in the first one's echoes: then nothing is pending.
+            # The second run takes in the first one's echoes: then nothing is pending. (Runs
+            # are minutes apart: HubSpot's search has caught up with the first one's writes.)
             runtime.engine(clock=lambda: NOW).run()
+            sandbox.hubspot.settle_search()
             runtime.engine(clock=lambda: NOW).run()
             before = runtime.definition.model_version
         edited = tmp_path / "lead_definition.toml"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -114,6 +115,9 @@ def test_edits_to_one_field_in_both_crms_are_settled_by_its_rule(
     # title: prefer_salesforce_unless_blank. HubSpot edited after Salesforce: Salesforce wins.
     sandbox.salesforce.update_record("Lead", lead_id, {"Title": "Chief Revenue Officer"})
     sandbox.hubspot.set_activity(int(contact_id), {"jobtitle": "Growth Hacker"})
+    # Runs are minutes apart in production: HubSpot's search has caught up with the last run's
+    # writes and these edits (the lag has tests of its own below).
+    sandbox.hubspot.settle_search()
     cycle(config)
     assert sandbox.hubspot.contact(int(contact_id)).properties["jobtitle"] == (
         "Chief Revenue Officer"
@@ -121,7 +125,11 @@ def test_edits_to_one_field_in_both_crms_are_settled_by_its_rule(
     assert sandbox.salesforce.record("Lead", lead_id)["Title"] == "Chief Revenue Officer"
     # phone: most_recent. The later edit wins, whichever CRM it was made in.
     sandbox.hubspot.set_activity(int(contact_id), {"phone": "+1 555 0100"})
+    # Salesforce stamps keep whole seconds: an edit in the same second as HubSpot's would not
+    # be later on the record. A rep types it into the next second.
+    time.sleep(1.01 - time.time() % 1)
     sandbox.salesforce.update_record("Lead", lead_id, {"Phone": "+1 555 0199"})
+    sandbox.hubspot.settle_search()
     cycle(config)
     assert sandbox.hubspot.contact(int(contact_id)).properties["phone"] == "+1 555 0199"
     assert sandbox.salesforce.record("Lead", lead_id)["Phone"] == "+1 555 0199"
@@ -160,6 +168,7 @@ def test_an_edit_made_while_a_run_is_under_way_is_picked_up_by_the_next(
     sandbox: Sandbox, config: Config
 ) -> None:
     cycle(config)
+    sandbox.hubspot.settle_search()  # runs are minutes apart: search has caught up
     contact_id, lead_id = _linked_pair(sandbox, config)
     # The Salesforce side changes the phone, so this run plans to write it to HubSpot...
     sandbox.salesforce.update_record("Lead", lead_id, {"Phone": "+1 555 0100"})
@@ -269,6 +278,7 @@ def test_a_lead_converted_into_a_won_opportunity_becomes_a_customer(
     sandbox: Sandbox, config: Config, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cycle(config)
+    sandbox.hubspot.settle_search()  # runs are minutes apart: search has caught up
     contact_id, lead_id = _linked_pair(sandbox, config)
     sandbox.salesforce.convert_lead(lead_id, opportunity_stage="Closed Won")
     summary = cycle(config)
@@ -279,3 +289,27 @@ def test_a_lead_converted_into_a_won_opportunity_becomes_a_customer(
     assert "opportunity_stage = 'Closed Won'" in out
     # HubSpot learns it too, through the stage's value map.
     assert sandbox.hubspot.contact(int(contact_id)).properties["lifecyclestage"] == "customer"
+
+
+def test_runs_within_the_search_lag_lose_no_edit_and_settle_once_search_catches_up(
+    sandbox: Sandbox, config: Config
+) -> None:
+    lag = sandbox.settings.hubspot.search_lag_ms / 1000
+    assert lag > 0  # the sandbox's default, as in real HubSpot
+    cycle(config)
+    contact_id, lead_id = _linked_pair(sandbox, config)
+    # A person edits HubSpot just after a run: search serves the old contact for seconds.
+    sandbox.hubspot.set_activity(int(contact_id), {"phone": "+1 555 0142"})
+    assert sandbox.hubspot.search_backlog > 0
+    again = cycle(config)  # back to back, inside the lag
+    # Nothing leadsync cannot verify is written: the person's number stays, and leadsync's
+    # own writes still hidden from search are not planned again over the newer records.
+    assert sandbox.hubspot.contact(int(contact_id)).properties["phone"] == "+1 555 0142"
+    assert again.crms["hubspot"].written == 0
+    time.sleep(lag)  # search catches up, as it does between two scheduled runs
+    cycle(config)
+    assert sandbox.salesforce.record("Lead", lead_id)["Phone"] == "+1 555 0142"
+    sandbox.stats.clear()
+    settled = cycle(config)
+    assert write_calls(sandbox) == 0
+    assert sum(c.written for c in settled.crms.values()) == 0

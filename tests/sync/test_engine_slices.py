@@ -29,7 +29,7 @@ from leadsync.sync import tables
 from leadsync.sync.engine import CrmCounts, RunSummary, StopCheck, SyncEngine
 from leadsync.sync.model import Lead, Snapshot
 from leadsync.sync.store import Store
-from tests.support import crm_state, set_up_sandbox_config
+from tests.support import crm_state, search_caught_up, set_up_sandbox_config
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "leadsync" / "examples"
 NEW_YORK = ZoneInfo("America/New_York")
@@ -59,6 +59,8 @@ def sliced_engine(runtime: Runtime, at: datetime, slice_size: int) -> SyncEngine
 def sync(
     config: Config, at: datetime, slice_size: int, *, should_stop: StopCheck | None = None
 ) -> RunSummary:
+    """A scheduled run at `at`: minutes after the last one, when search has caught up."""
+    search_caught_up(config)
     with open_runtime(config) as runtime:
         engine = sliced_engine(runtime, at, slice_size)
         return engine.run(should_stop=should_stop or (lambda: False))

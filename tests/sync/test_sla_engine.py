@@ -22,7 +22,7 @@ from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
 from leadsync.sync.engine import RunSummary
 from leadsync.sync.explain import explain, format_explanation
 from leadsync.sync.sla.clocks import Clock, ClockStatus
-from tests.support import set_up_sandbox_config
+from tests.support import search_caught_up, set_up_sandbox_config
 
 NEW_YORK = ZoneInfo("America/New_York")
 FIRST_RUN = datetime(2026, 6, 2, 15, 0, tzinfo=NEW_YORK)
@@ -56,6 +56,8 @@ def watching_since(config: Config, moment: datetime) -> None:
 
 
 def cycle(config: Config, at: datetime) -> RunSummary:
+    """A scheduled run at `at`: minutes after the last one, when search has caught up."""
+    search_caught_up(config)
     with open_runtime(config) as runtime:
         return runtime.engine(clock=lambda: at.astimezone(UTC)).run()
 
