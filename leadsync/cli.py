@@ -97,9 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument(
         "--search-lag-ms",
         type=_count,
-        default=0,
+        default=HubSpotSettings().search_lag_ms,
         metavar="MS",
-        help="how long a HubSpot edit takes to become searchable (default %(default)s)",
+        help="the longest a HubSpot edit takes to become searchable, as in real HubSpot; 0 "
+        "makes search see every write at once (default %(default)s)",
     )
 
     sandbox.add_argument(

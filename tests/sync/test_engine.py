@@ -313,3 +313,38 @@ def test_runs_within_the_search_lag_lose_no_edit_and_settle_once_search_catches_
     settled = cycle(config)
     assert write_calls(sandbox) == 0
     assert sum(c.written for c in settled.crms.values()) == 0
+
+
+CITY = """
+
+[fields.city]
+type = "string"
+direction = "both"
+rule = "prefer_salesforce_unless_blank"
+
+[fields.city.hubspot]
+field = "city"
+transforms = ["trim"]
+
+[fields.city.salesforce]
+field = "City"
+transforms = ["trim"]
+"""
+
+
+def test_a_mapping_edit_that_maps_city_can_be_planned_and_synced(
+    sandbox: Sandbox, config: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What a RevOps user tries first: both CRMs' standard City fields, mapped to one another.
+    edited = tmp_path / "mapping.toml"
+    edited.write_text(config.mapping_path.read_text() + CITY)
+    assert config.path is not None
+    config.path.write_text(config.path.read_text().replace(str(config.mapping_path), str(edited)))
+    assert main(["plan", "--json", "--config", str(config.path)]) == 0
+    planned = json.loads(capsys.readouterr().out)["changes"]
+    city_writes = [c for c in planned if c["field"] in ("city", "City")]
+    assert {c["crm"] for c in city_writes} == {"hubspot", "salesforce"}
+    assert main(["sync", "--once", "--config", str(config.path)]) == 0
+    leads = {lead["Id"]: lead for lead in sandbox.salesforce.snapshot("Lead")}
+    written = [c for c in city_writes if c["crm"] == "salesforce"]
+    assert all(leads[c["record_id"]]["City"] == c["new"] for c in written)
