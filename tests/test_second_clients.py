@@ -23,6 +23,9 @@ import pytest
 from leadsync.sandbox import Sandbox, SandboxSettings
 from leadsync.sandbox.schema import LEAD_STATUSES
 
+# One worker installs and drives the clients: two installing into one folder at once would race.
+pytestmark = pytest.mark.xdist_group("second_clients")
+
 HERE = Path(__file__).resolve().parent / "second_clients"
 CACHE = Path(__file__).resolve().parents[1] / ".cache" / "second-clients"
 LEADS = 450  # more than two query pages of 200
