@@ -8,7 +8,7 @@
 The package imports nothing of the rest of leadsync, so it can serve any client.
 """
 
-from leadsync.sandbox.faults import FaultSpec, FaultSpecError
+from leadsync.sandbox.faults import FaultSpec, FaultSpecError, RequestFault
 from leadsync.sandbox.hubspot import HubSpotSettings
 from leadsync.sandbox.salesforce import SalesforceSettings
 from leadsync.sandbox.salesforce_auth import SalesforceCredentials
@@ -18,6 +18,7 @@ __all__ = [
     "FaultSpec",
     "FaultSpecError",
     "HubSpotSettings",
+    "RequestFault",
     "SalesforceCredentials",
     "SalesforceSettings",
     "Sandbox",

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from leadsync.sandbox.faults import FaultSpec, FaultSpecError
+from leadsync.sandbox.faults import FaultSpec, FaultSpecError, RequestFault
 from leadsync.sandbox.http import Request, Response, Router, route
 
 if TYPE_CHECKING:
@@ -176,6 +176,41 @@ def _faults(sandbox: Sandbox, request: Request, _: re.Match[str]) -> Response:
     return Response.json(200, sandbox.faults.spec.as_dict())
 
 
+def _request_faults(sandbox: Sandbox, request: Request, _: re.Match[str]) -> Response:
+    if request.method == "DELETE":
+        sandbox.faults.clear_request_faults()
+    elif request.method == "POST":
+        body = _body(request)
+        try:
+            rule = RequestFault(
+                method=str(body["method"]),
+                path=str(body["path"]),
+                status=int(body.get("status", 503)),
+                body_contains=None
+                if body.get("body_contains") is None
+                else str(body["body_contains"]),
+                times=None if body.get("times") is None else int(body["times"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise _BadRequestError(
+                'body needs "method" and "path"; "status", "body_contains" and "times" optional'
+            ) from None
+        if not 400 <= rule.status <= 599:
+            raise _BadRequestError("status must be an HTTP error status, 400..599")
+        sandbox.faults.fail_requests(rule)
+    rules = [
+        {
+            "method": rule.method,
+            "path": rule.path,
+            "status": rule.status,
+            "body_contains": rule.body_contains,
+            "times": rule.times,
+        }
+        for rule in sandbox.faults.request_faults
+    ]
+    return Response.json(200, {"rules": rules})
+
+
 def _limits(sandbox: Sandbox, request: Request, _: re.Match[str]) -> Response:
     body = _body(request)
     known = {
@@ -221,6 +256,9 @@ _CONTROL_ROUTES: list[tuple[str, str, str, ControlHandler]] = [
     ("POST", "/_sandbox/reset", "reset", _reset),
     ("GET", "/_sandbox/faults", "faults", _faults),
     ("POST", "/_sandbox/faults", "faults", _faults),
+    ("GET", "/_sandbox/faults/requests", "request_faults", _request_faults),
+    ("POST", "/_sandbox/faults/requests", "request_faults", _request_faults),
+    ("DELETE", "/_sandbox/faults/requests", "request_faults", _request_faults),
     ("POST", "/_sandbox/limits", "limits", _limits),
     ("GET", "/_sandbox/hubspot/contacts", "hubspot_contacts", _hubspot_contacts),
     ("PATCH", r"/_sandbox/hubspot/contacts/(?P<id>\d+)", "hubspot_activity", _hubspot_activity),

@@ -5,10 +5,15 @@ are between 0 and 1). `lock=0.02` makes that share of Salesforce record updates 
 UNABLE_TO_LOCK_ROW, the per-record error a connector must retry. The draw is made per request
 from a seeded generator, so a run with the same seed and the same request order meets the same
 faults.
+
+A `RequestFault` fails exactly the requests it matches (method, path, and a piece of the JSON
+body), for tests that need one call of a sequence to fail: the set after a HubSpot lifecycle
+clear, say. Rules stay until used up (`times`) or cleared.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from dataclasses import dataclass, replace
@@ -23,6 +28,7 @@ class Fault(Enum):
     SERVER_ERROR = "5xx"
     RATE_LIMITED = "429"
     DROP = "drop"
+    MATCHED = "matched"  # a RequestFault's
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +107,31 @@ def _parse_duration(value: str) -> float:
     return seconds
 
 
+@dataclass(slots=True)
+class RequestFault:
+    """Answer `status` to requests with this method and path whose body, as compact JSON
+    (`{"a":"b"}`, whatever spacing the client sent), contains `body_contains`; `times` of
+    them, or every one until cleared when None."""
+
+    method: str
+    path: str
+    status: int = 503
+    body_contains: str | None = None
+    times: int | None = None
+
+    def matches(self, method: str, path: str, body: bytes) -> bool:
+        if method.upper() != self.method.upper() or path != self.path:
+            return False
+        return self.body_contains is None or self.body_contains in _compact(body)
+
+
+def _compact(body: bytes) -> str:
+    try:
+        return json.dumps(json.loads(body or b"null"), separators=(",", ":"), ensure_ascii=False)
+    except ValueError:
+        return body.decode("utf-8", errors="replace")
+
+
 class FaultInjector:
     """Decides, request by request, whether to inject a fault."""
 
@@ -108,6 +139,34 @@ class FaultInjector:
         self._spec = spec or FaultSpec()
         self._random = random.Random(seed)
         self._lock = threading.Lock()
+        self._rules: list[RequestFault] = []
+
+    def fail_requests(self, rule: RequestFault) -> None:
+        """Fail the requests `rule` matches, from now on."""
+        with self._lock:
+            self._rules.append(rule)
+
+    def clear_request_faults(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    @property
+    def request_faults(self) -> list[RequestFault]:
+        with self._lock:
+            return list(self._rules)
+
+    def matched(self, method: str, path: str, body: bytes) -> int | None:
+        """The status to answer when a RequestFault matches this request (one of its `times`
+        used up), else None."""
+        with self._lock:
+            for rule in self._rules:
+                if rule.matches(method, path, body):
+                    if rule.times is not None:
+                        rule.times -= 1
+                        if rule.times <= 0:
+                            self._rules.remove(rule)
+                    return rule.status
+        return None
 
     @property
     def spec(self) -> FaultSpec:

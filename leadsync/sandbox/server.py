@@ -212,6 +212,9 @@ class Sandbox:
         spec = self.faults.spec
         if spec.latency_seconds:
             time.sleep(spec.latency_seconds)
+        status = self.faults.matched(request.method, request.path, request.body)
+        if status is not None:
+            return crm, f"{crm}.fault", emulator.fault_response(status), Fault.MATCHED
         fault = self.faults.draw()
         if fault is Fault.DROP:
             return crm, f"{crm}.fault", None, fault

@@ -101,6 +101,66 @@ def test_faults_are_set_and_read_at_run_time(sandbox: Sandbox, control: requests
     assert _get(control, "/_sandbox/faults").json()["5xx"] == 0.0
 
 
+BATCH_UPDATE = "/crm/v3/objects/contacts/batch/update"
+
+
+def _batch_update(sandbox: Sandbox, control: requests.Session, body: str) -> requests.Response:
+    return control.post(
+        f"{sandbox.url}{BATCH_UPDATE}",
+        data=body,
+        headers={**HUBSPOT_AUTH, "Content-Type": "application/json"},
+        timeout=10,
+    )
+
+
+def test_a_request_fault_fails_only_the_requests_it_matches_as_often_as_told(
+    sandbox: Sandbox, control: requests.Session
+) -> None:
+    contact = sandbox.hubspot.snapshot()[0]["id"]
+    rule = {
+        "method": "POST",
+        "path": BATCH_UPDATE,
+        "body_contains": '"lifecyclestage":"lead"',
+        "times": 2,
+    }
+    assert _post(control, "/_sandbox/faults/requests", json=rule).json()["rules"][0]["times"] == 2
+    # Matched whatever the client's JSON spacing: the body is compared as compact JSON.
+    setting = f'{{"inputs": [{{"id": "{contact}", "properties": {{"lifecyclestage": "lead"}}}}]}}'
+    clearing = f'{{"inputs": [{{"id": "{contact}", "properties": {{"lifecyclestage": ""}}}}]}}'
+    assert _batch_update(sandbox, control, clearing).status_code == 200
+    assert _batch_update(sandbox, control, setting).status_code == 503
+    assert _batch_update(sandbox, control, setting).status_code == 503
+    assert _batch_update(sandbox, control, setting).status_code == 200  # used up
+    assert _get(control, "/_sandbox/faults/requests").json() == {"rules": []}
+    assert _get(control, "/_sandbox/stats").json()["faulted"] == {"hubspot matched": 2}
+
+
+def test_a_request_fault_without_times_stays_until_cleared(
+    sandbox: Sandbox, control: requests.Session
+) -> None:
+    _post(control, "/_sandbox/faults/requests", json={"method": "POST", "path": BATCH_UPDATE})
+    for _ in range(3):
+        assert _batch_update(sandbox, control, '{"inputs": []}').status_code == 503
+    cleared = control.delete(f"{sandbox.url}/_sandbox/faults/requests", timeout=10)
+    assert cleared.json() == {"rules": []}
+    assert _batch_update(sandbox, control, '{"inputs": []}').status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"path": BATCH_UPDATE}, '"method" and "path"'),
+        ({"method": "POST", "path": "/x", "status": 200}, "error status"),
+    ],
+)
+def test_a_bad_request_fault_is_refused(
+    control: requests.Session, body: dict[str, Any], message: str
+) -> None:
+    answer = _post(control, "/_sandbox/faults/requests", json=body)
+    assert answer.status_code == 400
+    assert message in answer.json()["message"]
+
+
 def test_a_bad_fault_spec_is_refused(control: requests.Session) -> None:
     answer = _post(control, "/_sandbox/faults", json={"spec": "teapot=1"})
     assert answer.status_code == 400
