@@ -3,7 +3,8 @@
     [scoring]                          max_score, fit, engagement, grades
     [[scoring.fit.rules]]              field + one condition + points (+ group, label)
     [scoring.engagement]               signals (points per unit, cap), cap, decay
-    [lifecycle.stages.<stage>]         all = [...] / any = [...] conditions, requires_previous
+    [lifecycle.stages.<stage>]         all = [...] / any = [...] conditions, requires_previous,
+                                       evidence = [...]: CRM values that say a lead is there
     [[lifecycle.recycle]] ...          all / any conditions + reason (also disqualify, requalify)
     [sla] ...                          service levels and their calendars (see sla_rules)
 
@@ -393,9 +394,12 @@ class Signal(StrictModel):
 
 class Decay(StrictModel):
     """Engagement halves every `half_life_days`, counted from the first of `age_from` (canonical
-    date or datetime fields) that the lead has."""
+    date or datetime fields) that the lead has. What decay takes off moves in whole `step`s of
+    points (unless the exact figure would change the grade or cross a lifecycle threshold), so
+    a score written to the CRMs does not change every day."""
 
     half_life_days: float = Field(gt=0)
+    step: int = Field(1, ge=1)
     # The default is checked too: a mapping without these fields would never decay silently.
     age_from: list[str] = Field(
         default_factory=lambda: list(_DEFAULT_AGE_FIELDS), min_length=1, validate_default=True
@@ -500,9 +504,15 @@ class Criteria(StrictModel):
 
 class StageCriteria(Criteria):
     """A stage's entry criteria. With `requires_previous`, only a lead that is at the stage
-    before (or reaches it in the same evaluation) may enter."""
+    before (or reaches it in the same evaluation) may enter.
+
+    `evidence`: what the CRMs hold when a person has put the lead at this stage or later
+    (HubSpot's lifecycle stage, a converted Salesforce lead): any one of these conditions is
+    enough. A lead leadsync meets for the first time starts at the latest stage with evidence,
+    and a person's later move to a later stage is adopted (`leadsync.mapping.lifecycle`)."""
 
     requires_previous: bool = False
+    evidence: list[Condition] = Field(default_factory=list)
 
 
 class AcceptanceCriteria(StageCriteria):

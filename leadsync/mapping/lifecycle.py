@@ -2,21 +2,29 @@
 
 One evaluation (`next_transitions`) proposes, in order:
 
-1. `enter`: a lead seen for the first time enters at `lead`.
+1. `enter` or `adopt`: a lead seen for the first time starts where the CRMs already put it: at
+   the latest stage whose `evidence` holds (an `adopt`, "adopted from HubSpot: customer"), else
+   at `lead` (`enter`).
 2. Customer is final: nothing more.
 3. `disqualify`: when a disqualify rule holds, any stage but customer goes to `disqualified`,
    directly (a disqualified lead is not counted as having qualified). A disqualified lead leaves
    only by `requalify`, to `lead`, when a requalify rule holds and no disqualify rule does.
-4. `advance`: the lead enters, one after the other, every later stage whose entry criteria hold;
+4. `adopt`: a person's move in a CRM is adopted, not undone: when the evidence now points to a
+   later stage than the lead is at, and it is not the evidence the previous evaluation saw (a
+   move already adopted, or one a rule has since taken back, is not adopted again).
+5. `advance`: the lead enters, one after the other, every later stage whose entry criteria hold;
    stages whose criteria do not hold are skipped, unless the next one `requires_previous`.
    A recycled lead is evaluated as from `lead`, and its first move is a `requalify` (normally to
    `mql`), but not while a recycle rule still holds: that would recycle it again on every run.
-5. `recycle`: when a recycle rule holds and the lead ends at mql, sal, sql or opportunity, it
+6. `recycle`: when a recycle rule holds and the lead ends at mql, sal, sql or opportunity, it
    goes to `recycled`. It is checked after advancing, so the history shows how far the lead got
    (an opportunity Closed Lost: lead -> opportunity -> recycled).
 
-Nothing moves a lead backwards otherwise: a lead whose score drops stays an MQL. `LifecycleState`
-keeps the stage and the history, and refuses any transition the machine does not allow.
+Nothing moves a lead backwards otherwise: a lead whose score drops stays an MQL. The facts an
+evaluation is given are the caller's business: the sync engine leaves out the values leadsync
+itself wrote to the CRMs, so that its own writes are never evidence for its own rules.
+`LifecycleState` keeps the stage and the history, and refuses any transition the machine does
+not allow.
 """
 
 from __future__ import annotations
@@ -28,15 +36,17 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from leadsync.mapping.definition import LeadDefinition, TransitionRule
+from leadsync.mapping.definition import Condition, LeadDefinition, TransitionRule
 from leadsync.mapping.scoring import Score
 
 __all__ = [
+    "Evidence",
     "LifecycleState",
     "Stage",
     "Transition",
     "TransitionKind",
     "TransitionRefusedError",
+    "evidence_for",
     "next_transitions",
     "refusal",
 ]
@@ -53,7 +63,7 @@ class Stage(StrEnum):
     DISQUALIFIED = "disqualified"
 
 
-TransitionKind = Literal["enter", "advance", "recycle", "disqualify", "requalify"]
+TransitionKind = Literal["enter", "adopt", "advance", "recycle", "disqualify", "requalify"]
 
 FORWARD: tuple[Stage, ...] = (
     Stage.LEAD,
@@ -89,6 +99,7 @@ def refusal(from_stage: Stage | None, to_stage: Stage, kind: TransitionKind) -> 
         return "customer is final"
     allowed = {
         "enter": from_stage is None and to_stage is Stage.LEAD,
+        "adopt": to_stage in FORWARD and _later(to_stage, from_stage),
         "advance": from_stage in FORWARD and to_stage in FORWARD and _after(to_stage, from_stage),
         "recycle": from_stage in RECYCLABLE and to_stage is Stage.RECYCLED,
         "disqualify": from_stage in DISQUALIFIABLE and to_stage is Stage.DISQUALIFIED,
@@ -141,20 +152,33 @@ def next_transitions(
     definition: LeadDefinition,
     *,
     now: datetime,
+    before: Mapping[str, Any] | None = None,
+    sources: Mapping[str, str] | None = None,
 ) -> list[Transition]:
-    """The transitions to apply now, in order; empty when the lead stays where it is."""
+    """The transitions to apply now, in order; empty when the lead stays where it is.
+
+    `lead` holds the facts (canonical field -> value); `before` the facts the previous
+    evaluation of this lead saw (None: not known, so any evidence is new); `sources` names
+    where a field's value came from ("HubSpot"), for the reason of an adopted stage."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     # Criteria may test the score as pseudo-fields, over any canonical field of the same name.
     facts = ChainMap(
         {"score": score.total, "fit": score.fit, "engagement": score.engagement}, dict(lead)
     )
+    lifecycle = definition.lifecycle
+    evidence = _evidence(lead, definition)
     moves = _Moves(current, now)
     if current is None:
-        moves.add(Stage.LEAD, NEW_LEAD_REASON, "enter")
+        if evidence is not None:
+            moves.add(evidence.stage, evidence.reason(lead, sources or {}), "adopt")
+        else:
+            moves.add(Stage.LEAD, NEW_LEAD_REASON, "enter")
+        evidence = None  # taken
+    elif before is not None and _stage_of(_evidence(before, definition)) == _stage_of(evidence):
+        evidence = None  # seen by the previous evaluation: adopted then, or taken back since
     if moves.stage is Stage.CUSTOMER:
         return moves.made
-    lifecycle = definition.lifecycle
     disqualify = _first_holding(lifecycle.disqualify, facts)
     if moves.stage is Stage.DISQUALIFIED:
         requalify = _first_holding(lifecycle.requalify, facts)
@@ -164,6 +188,9 @@ def next_transitions(
     elif disqualify is not None:
         moves.add(Stage.DISQUALIFIED, disqualify.reason, "disqualify")
         return moves.made
+    if evidence is not None and _later(evidence.stage, moves.stage):
+        # Adopted as customer, nothing below moves it: customer is not recyclable.
+        moves.add(evidence.stage, evidence.reason(lead, sources or {}), "adopt")
     recycle = _first_holding(lifecycle.recycle, facts)
     if moves.stage is Stage.RECYCLED and recycle is not None:
         return moves.made
@@ -171,6 +198,41 @@ def next_transitions(
     if recycle is not None and moves.stage in RECYCLABLE:
         moves.add(Stage.RECYCLED, recycle.reason, "recycle")
     return moves.made
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The latest stage the CRMs' values put a lead at, and the condition that says so."""
+
+    stage: Stage
+    condition: Condition
+
+    def reason(self, facts: Mapping[str, Any], sources: Mapping[str, str]) -> str:
+        """`adopted from HubSpot: customer`, or with the condition where the value alone
+        says little: `adopted from Salesforce: is_converted is true`."""
+        name = self.condition.field
+        value = facts.get(name)
+        plain = self.condition.kind in ("equals", "in") and isinstance(value, str)
+        shown = value if plain else self.condition.explain(facts)
+        return f"adopted from {sources.get(name, name)}: {shown}"
+
+
+def evidence_for(facts: Mapping[str, Any], definition: LeadDefinition) -> Evidence | None:
+    """The latest stage whose evidence holds in `facts`, or None when none does."""
+    return _evidence(facts, definition)
+
+
+def _evidence(facts: Mapping[str, Any], definition: LeadDefinition) -> Evidence | None:
+    stages = definition.lifecycle.stages
+    for stage in reversed(FORWARD[1:]):
+        found = next((c for c in stages.entry(stage.value).evidence if c.holds(facts)), None)
+        if found is not None:
+            return Evidence(stage, found)
+    return None
+
+
+def _stage_of(evidence: Evidence | None) -> Stage | None:
+    return None if evidence is None else evidence.stage
 
 
 class _Moves:
@@ -211,6 +273,17 @@ def _first_holding(
 
 def _after(later: Stage, earlier: Stage | None) -> bool:
     return earlier in FORWARD and FORWARD.index(later) > FORWARD.index(earlier)
+
+
+def _later(stage: Stage, than: Stage | None) -> bool:
+    """Whether moving to the forward `stage` is a move on from `than`: from nothing, from an
+    earlier stage, or from recycled (which starts over from `lead`). Never from disqualified:
+    only a requalify rule lets a lead out of it."""
+    if than is None:
+        return True
+    if than is Stage.RECYCLED:
+        return stage in FORWARD[1:]
+    return _after(stage, than)
 
 
 def _previous(stage: Stage) -> Stage:

@@ -2,10 +2,17 @@
 
 Every number is whole except the decay factor, so rounding happens exactly once: decayed
 engagement is rounded half up to an integer. Each reason that changes the score starts with
-its signed points ("+20 employees ≥ 200", "-5 capped title at 20", "-6 decay (last activity 45
-days ago)"), and those points add up to the total exactly; a reason without points is a note
-("no decay: ..."). Fit may be negative; the total is clamped to [0, max_score], and the clamp is
-a reason too.
+its signed points ("+20 employees ≥ 200", "-5 capped title at 20", "-6 decay since last
+activity on 2024-05-01"), and those points add up to the total exactly; a reason without points
+is a note ("no decay: ..."). Fit may be negative; the total is clamped to [0, max_score], and
+the clamp is a reason too.
+
+A score is written to both CRMs, so it must not change while nothing a person would care about
+changed: reasons name dates, never "N days ago", and with a decay `step` of N points what decay
+takes off moves in whole steps of N (all of it once the exact figure reaches 0). Where the
+whole step would leave the score on the other side of a threshold than the exact figure (a
+grade, a lifecycle criterion on the score or engagement), decay takes the next whole step
+instead, so the threshold is crossed when it is crossed, and still only in steps.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from leadsync.mapping.definition import (
+    Condition,
+    Criteria,
     Decay,
     EngagementModel,
     FitModel,
@@ -66,11 +75,11 @@ def score_lead(lead: Mapping[str, Any], definition: LeadDefinition, *, now: date
         raise ValueError("now must be timezone-aware")
     scoring = definition.scoring
     fit = _fit(lead, scoring.fit)
-    engagement = _engagement(lead, scoring.engagement, now)
-    total = _Tally(fit.points + engagement.points)
-    total.cap(scoring.max_score, "score")
-    if total.points < 0:
-        total.add(-total.points, "raised score to 0")
+    engagement = _engagement(lead, scoring.engagement)
+    decay = scoring.engagement.decay
+    if decay is not None and engagement.points > 0:
+        _decay(engagement, fit.points, lead, decay, now, definition)
+    total = _total(fit.points, engagement.points, scoring.max_score)
     return Score(
         total=total.points,
         fit=fit.points,
@@ -79,6 +88,14 @@ def score_lead(lead: Mapping[str, Any], definition: LeadDefinition, *, now: date
         reasons=(*fit.reasons, *engagement.reasons, *total.reasons),
         model_version=definition.model_version,
     )
+
+
+def _total(fit: int, engagement: int, max_score: int) -> _Tally:
+    total = _Tally(fit + engagement)
+    total.cap(max_score, "score")
+    if total.points < 0:
+        total.add(-total.points, "raised score to 0")
+    return total
 
 
 def _fit(lead: Mapping[str, Any], fit: FitModel) -> _Tally:
@@ -99,13 +116,11 @@ def _fit(lead: Mapping[str, Any], fit: FitModel) -> _Tally:
     return tally
 
 
-def _engagement(lead: Mapping[str, Any], engagement: EngagementModel, now: datetime) -> _Tally:
+def _engagement(lead: Mapping[str, Any], engagement: EngagementModel) -> _Tally:
     tally = _Tally()
     for signal in engagement.signals:
         _count_signal(tally, signal, _count(lead.get(signal.field)))
     tally.cap(engagement.cap, "engagement")
-    if engagement.decay is not None and tally.points > 0:
-        _decay(tally, lead, engagement.decay, now)
     return tally
 
 
@@ -127,7 +142,14 @@ def _count(value: Any) -> int:
     return max(0, int(value))
 
 
-def _decay(tally: _Tally, lead: Mapping[str, Any], decay: Decay, now: datetime) -> None:
+def _decay(
+    tally: _Tally,
+    fit: int,
+    lead: Mapping[str, Any],
+    decay: Decay,
+    now: datetime,
+    definition: LeadDefinition,
+) -> None:
     found = next(
         ((name, lead[name]) for name in decay.age_from if isinstance(lead.get(name), date)),
         None,
@@ -141,10 +163,56 @@ def _decay(tally: _Tally, lead: Mapping[str, Any], decay: Decay, now: datetime) 
         tally.note(f"no decay: {_words(name)} is in the future ({when.isoformat()})")
         return
     factor = 0.5 ** ((age / timedelta(days=1)) / decay.half_life_days)
-    lost = tally.points - _round_half_up(tally.points * factor)
+    exact = tally.points - _round_half_up(tally.points * factor)
+    lost = _stepped(exact, tally.points, fit, decay.step, definition)
     if lost:
-        days = age.days
-        tally.add(-lost, f"decay ({_words(name)} {days} day{'s' if days != 1 else ''} ago)")
+        steps = f", in steps of {decay.step}" if decay.step > 1 else ""
+        tally.add(-lost, f"decay since {_words(name)} on {_day(when)}{steps}")
+
+
+def _stepped(exact: int, points: int, fit: int, step: int, definition: LeadDefinition) -> int:
+    """What decay takes off `points` of engagement when its exact figure is `exact`: whole
+    steps of `step` (all of it once nothing is left), the step below the exact figure unless
+    that would leave the lead on the other side of a threshold than the exact figure does."""
+    if step <= 1 or exact in (0, points):
+        return exact
+    below = step * (exact // step)
+    if below == exact:
+        return exact
+    if _thresholds_agree(fit, points - exact, points - below, definition):
+        return below
+    return min(points, below + step)
+
+
+def _thresholds_agree(fit: int, one: int, other: int, definition: LeadDefinition) -> bool:
+    """Whether engagement `one` and `other` give the same grade, and the same answer to every
+    lifecycle condition on the score or the engagement."""
+    scoring = definition.scoring
+    totals = [_total(fit, engagement, scoring.max_score).points for engagement in (one, other)]
+    if _grade(totals[0], scoring.grades) != _grade(totals[1], scoring.grades):
+        return False
+    facts = [
+        {"score": total, "fit": fit, "engagement": engagement}
+        for total, engagement in zip(totals, (one, other), strict=True)
+    ]
+    return all(
+        condition.holds(facts[0]) == condition.holds(facts[1])
+        for condition in _score_conditions(definition)
+    )
+
+
+def _score_conditions(definition: LeadDefinition) -> list[Condition]:
+    """The lifecycle conditions that test the score or the engagement (which decay moves)."""
+    lifecycle = definition.lifecycle
+    stages = ("mql", "sal", "sql", "opportunity", "customer")
+    rules: list[Criteria] = [lifecycle.stages.entry(name) for name in stages]
+    rules += [*lifecycle.recycle, *lifecycle.disqualify, *lifecycle.requalify]
+    return [
+        condition
+        for criteria in rules
+        for condition in (*criteria.all, *criteria.any)
+        if condition.field in ("score", "engagement")
+    ]
 
 
 def _round_half_up(value: float) -> int:
@@ -157,6 +225,11 @@ def _as_datetime(value: date) -> datetime:
         # Canonical datetimes are aware UTC; a naive one is read as UTC rather than failing.
         return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
     return datetime(value.year, value.month, value.day, tzinfo=UTC)
+
+
+def _day(value: date) -> str:
+    """The UTC day of a date or datetime, for a reason that stays the same tomorrow."""
+    return _as_datetime(value).astimezone(UTC).date().isoformat()
 
 
 def _words(field_name: str) -> str:

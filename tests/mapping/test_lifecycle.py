@@ -19,6 +19,8 @@ from leadsync.mapping.lifecycle import (
     refusal,
 )
 from leadsync.mapping.scoring import Score, score_lead
+from leadsync.problems import ConfigError
+from tests.support import shipped_canonical_fields
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 EXAMPLE = Path(__file__).resolve().parents[2] / "leadsync" / "examples" / "lead_definition.toml"
@@ -383,6 +385,151 @@ def test_evaluation_needs_an_aware_now() -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# Evidence: what the CRMs already hold
+# --------------------------------------------------------------------------------------------
+
+EVIDENCE = (
+    STAGES.replace(
+        "[lifecycle.stages.sal]",
+        '[lifecycle.stages.sal]\nevidence = [{ field = "sf_status", equals = "Accepted" }]',
+    )
+    .replace(
+        "[lifecycle.stages.sql]",
+        "[lifecycle.stages.sql]\n"
+        'evidence = [{ field = "hubspot_lifecycle", equals = "salesqualifiedlead" }]',
+    )
+    .replace(
+        "[lifecycle.stages.opportunity]",
+        "[lifecycle.stages.opportunity]\nevidence = [\n"
+        '  { field = "hubspot_lifecycle", equals = "opportunity" },\n'
+        '  { field = "converted_opportunity_id", present = true },\n]',
+    )
+    .replace(
+        "[lifecycle.stages.customer]",
+        "[lifecycle.stages.customer]\n"
+        'evidence = [{ field = "hubspot_lifecycle", in = ["customer", "evangelist"] }]',
+    )
+)
+WITH_EVIDENCE = definition(EVIDENCE)
+FROM = {"hubspot_lifecycle": "HubSpot", "converted_opportunity_id": "Salesforce"}
+
+
+def adopted(
+    current: Stage | None,
+    lead: dict[str, Any],
+    before: dict[str, Any] | None = None,
+    total: int = 0,
+) -> list[tuple[Stage | None, Stage, TransitionKind, str]]:
+    transitions = next_transitions(
+        current, lead, score(total), WITH_EVIDENCE, now=NOW, before=before, sources=FROM
+    )
+    return [(t.from_stage, t.to_stage, t.kind, t.reason) for t in transitions]
+
+
+def test_a_lead_first_seen_starts_at_the_latest_stage_the_crms_give_it() -> None:
+    assert adopted(None, {"hubspot_lifecycle": "customer"}) == [
+        (None, CUSTOMER, "adopt", "adopted from HubSpot: customer")
+    ]
+    assert adopted(None, {"hubspot_lifecycle": "salesqualifiedlead", **CONVERTED}) == [
+        (None, SQL, "adopt", "adopted from HubSpot: salesqualifiedlead"),
+        (SQL, OPPORTUNITY, "advance", "is_converted is true"),
+    ]
+    # The latest stage with evidence wins, whichever CRM gives it.
+    both = {"hubspot_lifecycle": "salesqualifiedlead", "converted_opportunity_id": "006A"}
+    assert adopted(None, both) == [
+        (None, OPPORTUNITY, "adopt", "adopted from Salesforce: converted_opportunity_id present")
+    ]
+
+
+def test_a_lead_first_seen_without_evidence_enters_as_before() -> None:
+    assert adopted(None, {"hubspot_lifecycle": "lead"}) == [(None, LEAD, "enter", "new lead")]
+
+
+def test_evidence_skips_requires_previous_the_crm_already_decided() -> None:
+    # SAL requires an MQL before it by criteria; a person who says the lead is accepted is
+    # believed.
+    assert adopted(None, {"sf_status": "Accepted"}) == [
+        (None, SAL, "adopt", "adopted from sf_status: Accepted")
+    ]
+
+
+def test_a_persons_forward_move_is_adopted() -> None:
+    before = {"hubspot_lifecycle": "marketingqualifiedlead"}
+    now = {"hubspot_lifecycle": "salesqualifiedlead"}
+    assert adopted(MQL, now, before) == [
+        (MQL, SQL, "adopt", "adopted from HubSpot: salesqualifiedlead")
+    ]
+
+
+def test_evidence_the_previous_evaluation_saw_is_not_adopted_again() -> None:
+    # The lead went back by a rule after the CRM said opportunity: the old value, unchanged,
+    # does not pull it forward again on every run.
+    same = {"hubspot_lifecycle": "opportunity"}
+    assert adopted(RECYCLED, same, before=same) == []
+    assert adopted(MQL, same, before=same) == []
+
+
+def test_evidence_behind_the_lead_moves_nothing_back() -> None:
+    assert adopted(OPPORTUNITY, {"hubspot_lifecycle": "salesqualifiedlead"}, before={}) == []
+
+
+def test_a_recycled_lead_is_adopted_forward_by_a_persons_move() -> None:
+    assert adopted(RECYCLED, {"hubspot_lifecycle": "salesqualifiedlead"}, before={}) == [
+        (RECYCLED, SQL, "adopt", "adopted from HubSpot: salesqualifiedlead")
+    ]
+
+
+def test_a_recycle_rule_still_holding_takes_an_adopted_lead_back_with_its_reason() -> None:
+    lead = {"hubspot_lifecycle": "salesqualifiedlead", **NOT_CONVERTED}
+    assert adopted(RECYCLED, lead, before={}) == [
+        (RECYCLED, SQL, "adopt", "adopted from HubSpot: salesqualifiedlead"),
+        (SQL, RECYCLED, "recycle", "Closed - Not Converted: back to nurture"),
+    ]
+
+
+def test_a_disqualified_lead_is_not_adopted_out_of_it() -> None:
+    lead = {"hubspot_lifecycle": "customer"}
+    assert adopted(DISQUALIFIED, lead, before={}) == []
+    # ... but once a requalify rule lets it out, a person's move is adopted.
+    reopened = {**lead, "lead_status": "OPEN"}
+    assert adopted(DISQUALIFIED, reopened, before={}) == [
+        (DISQUALIFIED, LEAD, "requalify", "reopened"),
+        (LEAD, CUSTOMER, "adopt", "adopted from HubSpot: customer"),
+    ]
+
+
+def test_a_disqualify_rule_beats_evidence_of_a_lead_first_seen() -> None:
+    assert adopted(None, {"hubspot_lifecycle": "salesqualifiedlead", **UNQUALIFIED}) == [
+        (None, SQL, "adopt", "adopted from HubSpot: salesqualifiedlead"),
+        (SQL, DISQUALIFIED, "disqualify", "unqualified"),
+    ]
+
+
+def test_evidence_cannot_test_the_score() -> None:
+    text = STAGES.replace(
+        "[lifecycle.stages.sql]",
+        '[lifecycle.stages.sql]\nevidence = [{ field = "score", gte = 1 }]',
+    )
+    with pytest.raises(ConfigError) as refused:
+        parse_definition(SCORING + text + RULES, file="test.toml")
+    (problem,) = refused.value.problems
+    assert problem.key == "lifecycle.stages.sql.evidence[0].field"
+    assert "lifecycle criteria only" in problem.message
+
+
+def test_evidence_names_canonical_fields_of_the_mapping() -> None:
+    text = SCORING + EVIDENCE.replace('"hubspot_lifecycle", equals', '"hubspot_stage", equals', 1)
+    with pytest.raises(ConfigError) as refused:
+        parse_definition(text + RULES, file="test.toml", fields=shipped_canonical_fields())
+    (problem,) = refused.value.problems
+    assert problem.key == "lifecycle.stages.sql.evidence[0].field"
+    assert "unknown field 'hubspot_stage'" in problem.message
+    assert problem.line == 1 + next(
+        number for number, line in enumerate(text.splitlines()) if "hubspot_stage" in line
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # What the machine allows at all: any transition, however it was made
 # --------------------------------------------------------------------------------------------
 
@@ -400,6 +547,10 @@ STRUCTURALLY_ALLOWED: list[tuple[Stage | None, Stage, TransitionKind]] = [
     ],
     *[(RECYCLED, stage, "requalify") for stage in (MQL, SAL, SQL, OPPORTUNITY, CUSTOMER)],
     (DISQUALIFIED, LEAD, "requalify"),
+    *[(None, stage, "adopt") for stage in (LEAD, MQL, SAL, SQL, OPPORTUNITY, CUSTOMER)],
+    (MQL, SQL, "adopt"),
+    (LEAD, CUSTOMER, "adopt"),
+    *[(RECYCLED, stage, "adopt") for stage in (MQL, SAL, SQL, OPPORTUNITY, CUSTOMER)],
 ]
 STRUCTURALLY_REFUSED: list[tuple[Stage | None, Stage, TransitionKind, str]] = [
     (MQL, LEAD, "advance", "advance from mql to lead is not allowed"),
@@ -426,6 +577,12 @@ STRUCTURALLY_REFUSED: list[tuple[Stage | None, Stage, TransitionKind, str]] = [
     (LEAD, LEAD, "enter", "enter from lead to lead is not allowed"),
     (None, MQL, "advance", "advance from nothing to mql is not allowed"),
     (MQL, RECYCLED, "disqualify", "disqualify from mql to recycled is not allowed"),
+    (SQL, MQL, "adopt", "adopt from sql to mql is not allowed"),
+    (MQL, MQL, "adopt", "adopt from mql to mql is not allowed"),
+    (DISQUALIFIED, SQL, "adopt", "adopt from disqualified to sql is not allowed"),
+    (RECYCLED, LEAD, "adopt", "adopt from recycled to lead is not allowed"),
+    (MQL, RECYCLED, "adopt", "adopt from mql to recycled is not allowed"),
+    (CUSTOMER, CUSTOMER, "adopt", "customer is final"),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -307,23 +308,27 @@ half_life_days = 30
         (
             {"last_activity_at": NOW - timedelta(days=30)},
             20,
-            "-20 decay (last activity 30 days ago)",
+            "-20 decay since last activity on 2024-05-02",
         ),
         (
             {"last_activity_at": NOW - timedelta(days=60)},
             10,
-            "-30 decay (last activity 60 days ago)",
+            "-30 decay since last activity on 2024-04-02",
         ),
         (
             {"last_activity_at": NOW - timedelta(days=15)},
             28,
-            "-12 decay (last activity 15 days ago)",
+            "-12 decay since last activity on 2024-05-17",
         ),
-        ({"last_activity_at": NOW - timedelta(days=1)}, 39, "-1 decay (last activity 1 day ago)"),
+        (
+            {"last_activity_at": NOW - timedelta(days=1)},
+            39,
+            "-1 decay since last activity on 2024-05-31",
+        ),
         (
             {"last_activity_at": None, "last_conversion_at": NOW - timedelta(days=30)},
             20,
-            "-20 decay (last conversion 30 days ago)",
+            "-20 decay since last conversion on 2024-05-02",
         ),
         ({}, 40, "no decay: no last activity or last conversion date"),
         (
@@ -366,10 +371,10 @@ def test_no_engagement_means_no_decay_reason() -> None:
 @pytest.mark.parametrize(
     ("page_views", "engagement", "decay_reason"),
     [
-        (15, 8, "-7 decay (last activity 30 days ago)"),  # 7.5 rounds up, not to even
-        (25, 13, "-12 decay (last activity 30 days ago)"),  # 12.5
-        (13, 7, "-6 decay (last activity 30 days ago)"),  # 6.5, where round() would give 6
-        (3, 2, "-1 decay (last activity 30 days ago)"),  # 1.5
+        (15, 8, "-7 decay since last activity on 2024-05-02"),  # 7.5 rounds up, not to even
+        (25, 13, "-12 decay since last activity on 2024-05-02"),  # 12.5
+        (13, 7, "-6 decay since last activity on 2024-05-02"),  # 6.5, where round() would give 6
+        (3, 2, "-1 decay since last activity on 2024-05-02"),  # 1.5
         (1, 1, None),  # 0.5 rounds up to 1: no point lost, no reason
     ],
 )
@@ -382,6 +387,78 @@ def test_decayed_engagement_rounds_half_up_once(
     assert (score.reasons[-1] if decay_reason else None) == decay_reason
     assert len(score.reasons) == (2 if decay_reason else 1)
     assert added_up(score) == score.total
+
+
+def test_decay_reasons_name_the_date_so_they_read_the_same_tomorrow() -> None:
+    lead = {"page_views": 40, "last_activity_at": NOW - timedelta(days=20)}
+    today = score_lead(lead, definition(DECAYING), now=NOW)
+    (reason,) = [r for r in today.reasons if "decay" in r]
+    assert reason.endswith("decay since last activity on 2024-05-12")
+    assert "ago" not in reason
+
+
+STEPPED = DECAYING + "step = 5\n"
+
+
+def _engagement_by_day(scoring: LeadDefinition, page_views: int, days: int) -> list[int]:
+    start = NOW - timedelta(days=1)
+    return [
+        score_lead(
+            {"page_views": page_views, "last_activity_at": start},
+            scoring,
+            now=start + timedelta(days=day),
+        ).engagement
+        for day in range(days)
+    ]
+
+
+def test_with_a_step_decay_moves_the_score_only_in_whole_steps() -> None:
+    exact = _engagement_by_day(definition(DECAYING), 30, 200)
+    stepped = _engagement_by_day(definition(STEPPED), 30, 200)
+    # Exact decay changes the score on most days; in steps of 5 it changes 6 times in all.
+    assert sum(a != b for a, b in itertools.pairwise(exact)) > 25
+    changes = [(a, b) for a, b in itertools.pairwise(stepped) if a != b]
+    assert [a - b for a, b in changes] == [5] * 6
+    assert stepped[-1] == 0
+    # Never more than a step above the exact figure, never below it (no threshold here).
+    assert all(0 <= s - e < 5 for s, e in zip(stepped, exact, strict=True))
+
+
+def test_a_stepped_reason_says_so_and_the_points_add_up() -> None:
+    lead = {"page_views": 30, "last_activity_at": NOW - timedelta(days=30)}
+    score = score_lead(lead, definition(STEPPED), now=NOW)
+    assert score.engagement == 15
+    assert score.reasons[-1] == "-15 decay since last activity on 2024-05-02, in steps of 5"
+    assert added_up(score) == score.total
+
+
+def test_a_step_that_would_hide_a_grade_change_is_taken_in_full() -> None:
+    # 40 points sit exactly on grade C's 40: any exact loss makes the lead a D, so the first
+    # point lost already takes a whole step off, and the grade changes on the day it changes.
+    scoring = definition(STEPPED)
+    for days in (1, 2, 4):
+        lead = {"page_views": 40, "last_activity_at": NOW - timedelta(days=days)}
+        exact = score_lead(lead, definition(DECAYING), now=NOW)
+        stepped = score_lead(lead, scoring, now=NOW)
+        assert exact.grade == stepped.grade == "D"
+        assert stepped.total == 35
+
+
+def test_a_step_that_would_hide_a_lifecycle_threshold_is_taken_in_full() -> None:
+    lifecycle = LIFECYCLE.replace(
+        '[lifecycle.stages.mql]\nall = [{ field = "score", gte = 60 }]',
+        '[lifecycle.stages.mql]\nall = [{ field = "engagement", gte = 33 }]',
+    )
+    scoring = parse_definition(STEPPED + GRADES + lifecycle, file="t.toml", fields=FIELDS)
+    by_day = _engagement_by_day(scoring, 36, 12)
+    exact = _engagement_by_day(
+        parse_definition(DECAYING + GRADES + lifecycle, file="t.toml", fields=FIELDS), 36, 12
+    )
+    # Above the threshold the step waits; the day the exact figure falls below 33, so does
+    # the score, by a whole step.
+    crossing = next(day for day, value in enumerate(exact) if value < 33)
+    assert by_day[:crossing] == [36] * crossing
+    assert by_day[crossing] == 31
 
 
 # --------------------------------------------------------------------------------------------
