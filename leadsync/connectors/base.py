@@ -5,7 +5,11 @@
     pull_all(checkpoint, fields=...)            -> pages of every record (backfills), each with
                                                    a checkpoint to resume from
     count_all()                                 -> how many records a full pull will bring
-    describe()                                  -> fields with types, allowed values, writability
+    describe(object_name=None)                  -> fields with types, allowed values, writability
+                                                   (of the lead object, or a related one)
+    moves_back(field, held, wanted)             -> whether writing `wanted` over `held` moves
+                                                   a stage the CRM orders back (HubSpot's
+                                                   lifecycle stage), which it treats apart
     fetch(ids, fields=...)                      -> records as they are right now (batched)
     write(updates)                              -> one result per record
     quota()                                     -> what the CRM says is left today
@@ -144,6 +148,8 @@ class WriteResult:
     category: str = ""
     message: str = ""
     attempts: int = 1
+    # The fields the CRM named as the cause (HubSpot's propertyName, Salesforce's `fields`).
+    fields: tuple[str, ...] = ()
 
 
 class Connector(Protocol):
@@ -164,7 +170,9 @@ class Connector(Protocol):
 
     def count_all(self) -> int | None: ...
 
-    def describe(self) -> ObjectDescription: ...
+    def describe(self, object_name: str | None = None) -> ObjectDescription: ...
+
+    def moves_back(self, field: str, held: Any, wanted: Any) -> bool: ...
 
     def fetch(
         self, record_ids: Sequence[str], *, fields: Sequence[str]

@@ -30,12 +30,15 @@ class ConnectorError(Exception):
         status: int | None = None,
         code: str | None = None,
         category: str | None = None,
+        field_errors: tuple[tuple[str, str], ...] = (),
     ) -> None:
         super().__init__(message)
         self.message = message
         self.crm = crm
         self.status = status
         self.code = code
+        # (field, the CRM's code for what is wrong with it): a request refused for its values.
+        self.field_errors = field_errors
         if category is not None:
             self.category = category
 

@@ -5,6 +5,12 @@ the last stamp seen before it reaches HubSpot's 10,000-result cap, so no record 
 (airbytehq/airbyte#23630); full ones walk the list endpoint. Writes: batch updates of at most
 100 inputs, per-record outcomes from 207 answers, and a lifecycle stage that must move back
 cleared first in a request of its own, because HubSpot ignores a backward write.
+
+No write leaves a contact worse than it found it: when the set after a clear does not land,
+the stage the contact had is written back in the same call to `write`. A batch HubSpot
+refuses whole (a 400 for one input's value) is split until the inputs at fault stand alone, so
+the others land; inputs carrying a property HubSpot refuses outright (it does not exist, it is
+read-only) are refused together without more calls.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
@@ -67,6 +74,19 @@ CRM = "hubspot"
 OBJECT = "contacts"
 SEARCH_RESULT_CAP = 10_000
 LIFECYCLE = "lifecyclestage"
+# HubSpot's default lifecycle stages, earliest first; a portal's own order comes from describe.
+DEFAULT_LIFECYCLE_ORDER: tuple[str, ...] = (
+    "subscriber",
+    "lead",
+    "marketingqualifiedlead",
+    "salesqualifiedlead",
+    "opportunity",
+    "customer",
+    "evangelist",
+    "other",
+)
+# Validation codes that refuse a property whatever its value: every input carrying it fails.
+_REFUSED_PROPERTY_CODES = frozenset({"PROPERTY_DOESNT_EXIST", "READ_ONLY_VALUE"})
 # A search for the contacts changed since a stamp: HubSpot compares datetimes as epoch ms.
 MODIFIED = "lastmodifieddate"
 
@@ -128,11 +148,20 @@ class HubSpotConnector:
 
     # ---------------------------------------------------------------- plumbing
 
-    def _call(self, description: str, request: Callable[[], T], *, search: bool = False) -> T:
-        """One API request: quota reserve, pacing, retry, and errors translated."""
+    def _call(
+        self,
+        description: str,
+        request: Callable[[], T],
+        *,
+        search: bool = False,
+        reserve: bool = True,
+    ) -> T:
+        """One API request: quota reserve (unless `reserve` is off), pacing, retry, and errors
+        translated."""
 
         def attempt() -> T:
-            self._quota.check()
+            if reserve:
+                self._quota.check()
             if search:
                 self._searches.acquire()
             self._window.acquire()
@@ -169,7 +198,9 @@ class HubSpotConnector:
         if status == 0:
             return ConnectionFailedError(message or "connection failed", crm=CRM)
         message = redact(message, [self._connection.access_token])
-        return classify(CRM, status, code=category, message=message, retry_after=retry_after)
+        translated = classify(CRM, status, code=category, message=message, retry_after=retry_after)
+        translated.field_errors = _field_errors(body)
+        return translated
 
     def _timeout(self) -> float:
         return self._connection.timeout_seconds
@@ -306,7 +337,11 @@ class HubSpotConnector:
 
     # ---------------------------------------------------------------- describe
 
-    def describe(self) -> ObjectDescription:
+    def describe(self, object_name: str | None = None) -> ObjectDescription:
+        """The contact properties: types, options, writability. Kept for the run, so the
+        lifecycle stages are ordered as this portal orders them."""
+        if object_name not in (None, OBJECT):
+            raise ValueError(f"the HubSpot connector reads contacts, not {object_name!r}")
         data, _, _ = self._call(
             "list contact properties",
             lambda: self._properties.get_all_with_http_info(
@@ -320,7 +355,16 @@ class HubSpotConnector:
     def _stage_order(self) -> dict[str, int]:
         description = self._description or self.describe()
         stage = description.field(LIFECYCLE)
-        return {value: rank for rank, value in enumerate(stage.options if stage else ())}
+        options = stage.options if stage is not None and stage.options else DEFAULT_LIFECYCLE_ORDER
+        return {value: rank for rank, value in enumerate(options)}
+
+    def moves_back(self, field: str, held: Any, wanted: Any) -> bool:
+        """Whether writing `wanted` over `held` moves the lifecycle stage back, in the order
+        of this portal's stages: HubSpot ignores such a write unless the stage is cleared
+        first (`write` does that), and a stage a person set is not leadsync's to undo."""
+        if field != LIFECYCLE or not held or not wanted:
+            return False
+        return _earlier(self._stage_order(), str(wanted), str(held))
 
     def ensure_properties(
         self, specs: Sequence[FieldSpec] = HUBSPOT_WRITEBACK_PROPERTIES
@@ -365,17 +409,60 @@ class HubSpotConnector:
         """Batch-update contacts; one result per update, in order."""
         merged = _merge_by_id(updates)
         outcomes: dict[str, WriteResult] = {}
+        cleared: list[str] = []
         backward = self._backward_stage_moves(merged.values())
         if backward:
             clears = [RecordUpdate(record_id, {LIFECYCLE: ""}) for record_id in backward]
             for result in self._write_batches(clears):
-                if result.status is not WriteStatus.WRITTEN:
+                if result.status is WriteStatus.WRITTEN:
+                    cleared.append(result.record_id)
+                else:
                     # Without the clear, HubSpot would silently ignore the backward stage.
                     outcomes[result.record_id] = result
         pending = [update for key, update in merged.items() if key not in outcomes]
-        for result in self._write_batches(pending):
-            outcomes[result.record_id] = result
+        try:
+            for result in self._write_batches(pending):
+                outcomes[result.record_id] = result
+        finally:
+            # Also when the sets stopped the run (a quota, the credentials): put back first.
+            unset = [
+                record_id
+                for record_id in cleared
+                if outcomes.get(record_id, _UNSET).status is not WriteStatus.WRITTEN
+            ]
+            if unset:
+                self._put_back(unset, merged, outcomes)
         return [outcomes[update.record_id] for update in updates]
+
+    def _put_back(
+        self,
+        record_ids: Sequence[str],
+        merged: Mapping[str, RecordUpdate],
+        outcomes: dict[str, WriteResult],
+    ) -> None:
+        """The stage was cleared and the set after it did not land: write back the stage each
+        contact had (a forward move from blank: one request), so none is left without one."""
+        held = {record_id: str(merged[record_id].current[LIFECYCLE]) for record_id in record_ids}
+        restores = [RecordUpdate(i, {LIFECYCLE: stage}) for i, stage in held.items()]
+        try:
+            results = self._write_batches(restores, repair=True)
+        except ConnectorError as error:
+            results = [_result(r.record_id, WriteStatus.DEFERRED, error, 1) for r in restores]
+        for result in results:
+            record_id = result.record_id
+            before = outcomes.get(record_id, _UNSET)
+            if result.status is WriteStatus.WRITTEN:
+                note = f"lifecycle stage put back to {held[record_id]}"
+            else:
+                note = "lifecycle stage left blank: putting it back failed too"
+                log.error(
+                    "contact %s: its lifecycle stage was cleared, the new one was not set and "
+                    "the old one could not be put back (%s); the next run writes it",
+                    record_id,
+                    result.category,
+                )
+            message = f"{before.message}; {note}" if before.message else note
+            outcomes[record_id] = replace(before, record_id=record_id, message=message)
 
     def _backward_stage_moves(self, updates: Iterable[RecordUpdate]) -> list[str]:
         wanted = [u for u in updates if u.values.get(LIFECYCLE) and u.current.get(LIFECYCLE)]
@@ -385,25 +472,30 @@ class HubSpotConnector:
         return [
             update.record_id
             for update in wanted
-            if order.get(str(update.values[LIFECYCLE]), 0)
-            < order.get(str(update.current[LIFECYCLE]), 0)
+            if _earlier(order, str(update.values[LIFECYCLE]), str(update.current[LIFECYCLE]))
         ]
 
-    def _write_batches(self, updates: Sequence[RecordUpdate]) -> list[WriteResult]:
+    def _write_batches(
+        self, updates: Sequence[RecordUpdate], *, repair: bool = False
+    ) -> list[WriteResult]:
         size = self._connection.batch_size
         results: list[WriteResult] = []
         for start in range(0, len(updates), size):
-            results.extend(self._write_with_record_retries(updates[start : start + size]))
+            chunk = updates[start : start + size]
+            results.extend(self._write_with_record_retries(chunk, repair=repair))
         return results
 
-    def _write_with_record_retries(self, chunk: Sequence[RecordUpdate]) -> list[WriteResult]:
-        """One batch, then its retriable failures again, within the retry policy's attempts."""
+    def _write_with_record_retries(
+        self, chunk: Sequence[RecordUpdate], *, repair: bool = False
+    ) -> list[WriteResult]:
+        """One batch, then its retriable failures again, within the retry policy's attempts.
+        A `repair` undoes leadsync's own half-done write: the quota reserve does not stop it."""
         policy = self._connection.retry
         final: dict[str, WriteResult] = {}
         pending = list(chunk)
         for attempt in range(1, policy.max_attempts + 1):
             retry_later = []
-            for result in self._write_chunk(pending, attempt):
+            for result in self._write_chunk(pending, attempt, repair=repair):
                 if result.status is WriteStatus.DEFERRED and attempt < policy.max_attempts:
                     retry_later.append(result.record_id)
                 else:
@@ -414,7 +506,11 @@ class HubSpotConnector:
             policy.sleep(min(policy.max_wait, policy.initial_wait * 2 ** (attempt - 1)))
         return [final[u.record_id] for u in chunk]
 
-    def _write_chunk(self, chunk: Sequence[RecordUpdate], attempt: int) -> list[WriteResult]:
+    def _write_chunk(
+        self, chunk: Sequence[RecordUpdate], attempt: int, *, repair: bool = False
+    ) -> list[WriteResult]:
+        if not chunk:
+            return []
         body = BatchInputSimplePublicObjectBatchInput(
             inputs=[
                 SimplePublicObjectBatchInput(
@@ -431,26 +527,37 @@ class HubSpotConnector:
                     batch_input_simple_public_object_batch_input=body,
                     _request_timeout=self._timeout(),
                 ),
+                reserve=not repair,
             )
         except TransientError as error:
             return [_result(u.record_id, WriteStatus.DEFERRED, error, attempt) for u in chunk]
         except RequestRejectedError as error:
-            if len(chunk) == 1:
-                # The record at fault, alone: keep HubSpot's own category (VALIDATION_ERROR,
-                # CONFLICT), as a 207's per-record error would carry it.
-                category = (error.code or error.category).lower()
-                return [
-                    WriteResult(
-                        chunk[0].record_id, WriteStatus.FAILED, category, error.message, attempt
-                    )
-                ]
-            # HubSpot refused the batch as a whole for something in it: halve until the records
-            # at fault stand alone, so one bad record does not block the others.
-            middle = len(chunk) // 2
-            return self._write_chunk(chunk[:middle], attempt) + self._write_chunk(
-                chunk[middle:], attempt
-            )
+            return self._refused(chunk, error, attempt, repair=repair)
         return self._batch_outcomes(chunk, data, attempt)
+
+    def _refused(
+        self,
+        chunk: Sequence[RecordUpdate],
+        error: RequestRejectedError,
+        attempt: int,
+        *,
+        repair: bool,
+    ) -> list[WriteResult]:
+        """HubSpot refused the batch as a whole for something in it. Inputs carrying a
+        property it refuses outright fail together; the rest is halved until the inputs at
+        fault stand alone, so one bad value does not block the others."""
+        if len(chunk) == 1:
+            return [_refusal(chunk[0], error, attempt)]
+        refused = {name for name, code in error.field_errors if code in _REFUSED_PROPERTY_CODES}
+        doomed = [update for update in chunk if refused & set(update.values)]
+        if doomed:
+            rest = [update for update in chunk if not refused & set(update.values)]
+            failed = [_refusal(update, error, attempt) for update in doomed]
+            return failed + self._write_chunk(rest, attempt, repair=repair)
+        middle = len(chunk) // 2
+        return self._write_chunk(chunk[:middle], attempt, repair=repair) + self._write_chunk(
+            chunk[middle:], attempt, repair=repair
+        )
 
     def _batch_outcomes(
         self, chunk: Sequence[RecordUpdate], data: Any, attempt: int
@@ -657,6 +764,40 @@ def _result(
     record_id: str, status: WriteStatus, error: ConnectorError, attempt: int
 ) -> WriteResult:
     return WriteResult(record_id, status, error.category, error.message, attempt)
+
+
+def _refusal(update: RecordUpdate, error: ConnectorError, attempt: int) -> WriteResult:
+    """A record HubSpot refused for good: its reason and the properties it named, under the
+    code of the first of them (`invalid_option`, `property_doesnt_exist`)."""
+    named = [(name, code) for name, code in error.field_errors if name in update.values]
+    fields = tuple(dict.fromkeys(name for name, _ in named))
+    # Else HubSpot's own category (VALIDATION_ERROR, CONFLICT), as a 207's error would carry it.
+    category = (named[0][1] if named else error.code or error.category).lower()
+    return WriteResult(
+        update.record_id, WriteStatus.FAILED, category, error.message, attempt, fields
+    )
+
+
+def _field_errors(body: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """(property, code) of each item of a VALIDATION_ERROR body's `errors`."""
+    found = []
+    for item in body.get("errors") or ():
+        if not isinstance(item, Mapping):
+            continue
+        code = str(item.get("code") or "INVALID")
+        context = item.get("context")
+        names = context.get("propertyName") if isinstance(context, Mapping) else None
+        for name in names if isinstance(names, list) else ():
+            found.append((str(name), code))
+    return tuple(found)
+
+
+def _earlier(order: Mapping[str, int], stage: str, than: str) -> bool:
+    # A stage the portal does not list ranks first, as HubSpot's own order has no place for it.
+    return order.get(stage, 0) < order.get(than, 0)
+
+
+_UNSET = WriteResult("", WriteStatus.DEFERRED, "missing_result", "no result for this record")
 
 
 def _json(body: Any) -> Mapping[str, Any]:

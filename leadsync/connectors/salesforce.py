@@ -200,9 +200,12 @@ class SalesforceConnector:
         answer = self._call("count records", _query_with(scan.everything(None).count_soql))
         return int(answer["totalSize"])
 
-    def describe(self) -> ObjectDescription:
-        """The object's fields: types, picklist values, writability (from `describe`)."""
-        name = self.connection.object_name
+    def describe(self, object_name: str | None = None) -> ObjectDescription:
+        """The object's fields: types, picklist values, writability (from `describe`); of
+        another object when `object_name` says so (the opportunities leads become)."""
+        name = object_name or self.connection.object_name
+        if not _FIELD_NAME.match(name):
+            raise ValueError(f"not a Salesforce object name: {name!r}")
         body = self._call(f"describe {name}", lambda sf: _rest(sf, f"sobjects/{name}/describe"))
         description = ObjectDescription(
             CRM,
@@ -210,8 +213,13 @@ class SalesforceConnector:
             {str(spec["name"]): _field_info(spec) for spec in body["fields"]},
             case_insensitive=True,
         )
-        self._description = description
+        if name.lower() == self.connection.object_name.lower():
+            self._description = description
         return description
+
+    def moves_back(self, field: str, held: Any, wanted: Any) -> bool:
+        """Salesforce enforces no order on a picklist: no write moves a stage "back" there."""
+        return False
 
     def missing_writeback_fields(
         self, fields: Sequence[FieldSpec] = SALESFORCE_WRITEBACK_FIELDS
@@ -754,7 +762,8 @@ class _WriteRounds:
                 self._last[index] = outcome
                 still_pending.append(index)
             else:
-                self._settle(index, WriteStatus.FAILED, outcome.code.lower(), outcome.message)
+                code = outcome.code.lower()
+                self._settle(index, WriteStatus.FAILED, code, outcome.message, outcome.fields)
         self._pending = still_pending
         if still_pending:
             raise _RecordsLockedError(f"{len(still_pending)} records not written yet", crm=CRM)
@@ -772,10 +781,17 @@ class _WriteRounds:
         return [self._settled[index] for index in range(len(self._updates))]
 
     def _settle(
-        self, index: int, status: WriteStatus, category: str = "", message: str = ""
+        self,
+        index: int,
+        status: WriteStatus,
+        category: str = "",
+        message: str = "",
+        fields: tuple[str, ...] = (),
     ) -> None:
         record_id = self._updates[index].record_id
-        self._settled[index] = WriteResult(record_id, status, category, message, self._rounds)
+        self._settled[index] = WriteResult(
+            record_id, status, category, message, self._rounds, fields
+        )
 
 
 def _collection_outcome(answer: Mapping[str, Any]) -> RecordOutcome:
@@ -783,8 +799,11 @@ def _collection_outcome(answer: Mapping[str, Any]) -> RecordOutcome:
         return RecordOutcome()
     errors = answer.get("errors") or [{}]
     first = errors[0]
+    fields = first.get("fields")
     return RecordOutcome(
-        str(first.get("statusCode") or "UNKNOWN_EXCEPTION"), str(first.get("message") or "")
+        str(first.get("statusCode") or "UNKNOWN_EXCEPTION"),
+        str(first.get("message") or ""),
+        fields=tuple(str(name) for name in fields) if isinstance(fields, list) else (),
     )
 
 

@@ -56,6 +56,8 @@ class RecordOutcome:
     message: str = ""
     # Not refused, just not reached (a job that skipped it): worth sending again.
     unprocessed: bool = False
+    # The fields the CRM named as the cause, where it names any.
+    fields: tuple[str, ...] = ()
 
 
 class BulkJobs:

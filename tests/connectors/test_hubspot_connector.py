@@ -19,7 +19,7 @@ from leadsync.connectors.hubspot import HubSpotConnector, _ms
 from leadsync.connectors.retry import RetryPolicy
 from leadsync.connectors.settings import HubSpotConnection
 from leadsync.connectors.writeback import HUBSPOT_WRITEBACK_PROPERTIES
-from leadsync.sandbox import FaultSpec, HubSpotSettings, Sandbox, SandboxSettings
+from leadsync.sandbox import FaultSpec, HubSpotSettings, RequestFault, Sandbox, SandboxSettings
 from leadsync.secrets import Secret
 from tests.support import FakeClock
 
@@ -270,14 +270,54 @@ def test_write_reports_failures_per_record_and_lands_the_rest(
             RecordUpdate(other, {"no_such_property": "x"}),
         ]
     )
-    assert [(r.status, r.category) for r in results] == [
-        (WriteStatus.WRITTEN, ""),
-        (WriteStatus.FAILED, "validation_error"),
-        (WriteStatus.FAILED, "object_not_found"),
-        (WriteStatus.FAILED, "validation_error"),
+    assert [(r.status, r.category, r.fields) for r in results] == [
+        (WriteStatus.WRITTEN, "", ()),
+        (WriteStatus.FAILED, "invalid_option", ("numemployees",)),
+        (WriteStatus.FAILED, "object_not_found", ()),
+        (WriteStatus.FAILED, "property_doesnt_exist", ("no_such_property",)),
     ]
     assert "allowed options" in results[1].message
     assert sandbox.hubspot.contact(int(good)).properties["jobtitle"] == "VP Sales"
+
+
+def test_a_batch_refused_whole_for_one_value_is_split_until_the_bad_input_stands_alone(
+    sandbox: Sandbox, hubspot_connector: HubSpotConnector
+) -> None:
+    ids = sorted(live_ids(sandbox), key=int)[:100]
+    bad = ids[37]
+    updates = [
+        RecordUpdate(i, {"jobtitle": f"T{i}", "numemployees": "a lot" if i == bad else "1-5"})
+        for i in ids
+    ]
+    results = hubspot_connector.write(updates)
+    assert [r.record_id for r in results] == ids
+    refused = [r for r in results if r.status is not WriteStatus.WRITTEN]
+    assert [(r.record_id, r.status, r.category, r.fields) for r in refused] == [
+        (bad, WriteStatus.FAILED, "invalid_option", ("numemployees",))
+    ]
+    assert all(
+        sandbox.hubspot.contact(int(i)).properties["jobtitle"] == f"T{i}" for i in ids if i != bad
+    )
+    assert sandbox.hubspot.contact(int(bad)).properties.get("jobtitle") != f"T{bad}"
+    # Halving: one refused call per level down to the bad input, one good call per level.
+    assert endpoint_calls(sandbox, "hubspot.contacts.batch_update") <= 2 * 7 + 1
+
+
+def test_inputs_carrying_a_property_hubspot_lacks_fail_together_in_one_call(
+    sandbox: Sandbox, hubspot_connector: HubSpotConnector
+) -> None:
+    ids = sorted(live_ids(sandbox), key=int)[:100]
+    missing = set(ids[::3])
+    updates = [
+        RecordUpdate(i, {"jobtitle": "CTO", **({"leadsync_nowhere": "1"} if i in missing else {})})
+        for i in ids
+    ]
+    results = hubspot_connector.write(updates)
+    failed = {r.record_id for r in results if r.status is WriteStatus.FAILED}
+    assert failed == missing
+    assert {r.category for r in results if r.record_id in missing} == {"property_doesnt_exist"}
+    # The refused batch, then the rest in one: no halving for a property that is not there.
+    assert endpoint_calls(sandbox, "hubspot.contacts.batch_update") == 2
 
 
 def test_two_updates_of_one_contact_go_out_as_one_input(
@@ -310,6 +350,93 @@ def test_a_backward_lifecycle_stage_is_cleared_then_set_in_two_requests(
     assert results[0].status is WriteStatus.WRITTEN
     assert sandbox.hubspot.contact(int(contact)).properties["lifecyclestage"] == "lead"
     assert endpoint_calls(sandbox, "hubspot.contacts.batch_update") == 2
+
+
+BATCH_UPDATE = "/crm/v3/objects/contacts/batch/update"
+
+
+def test_a_backward_stage_whose_set_fails_is_put_back_in_the_same_write(
+    sandbox: Sandbox, hubspot_connector: HubSpotConnector
+) -> None:
+    contact = _contact_at_stage(sandbox, "customer")
+    # Every set of "lead" fails; the clear before it and the put-back after it do not.
+    sandbox.faults.fail_requests(
+        RequestFault("POST", BATCH_UPDATE, 503, body_contains='"lifecyclestage":"lead"')
+    )
+    (result,) = hubspot_connector.write(
+        [
+            RecordUpdate(
+                contact,
+                {"lifecyclestage": "lead", "jobtitle": "Head of Nurture"},
+                {"lifecyclestage": "customer"},
+            )
+        ]
+    )
+    assert result.status is WriteStatus.DEFERRED
+    assert "lifecycle stage put back to customer" in result.message
+    properties = sandbox.hubspot.contact(int(contact)).properties
+    assert properties["lifecyclestage"] == "customer"
+    assert properties.get("jobtitle") != "Head of Nurture"
+    sandbox.faults.clear_request_faults()
+    # The next write of the same move goes through: clear, then set.
+    again = hubspot_connector.write(
+        [RecordUpdate(contact, {"lifecyclestage": "lead"}, {"lifecyclestage": "customer"})]
+    )
+    assert again[0].status is WriteStatus.WRITTEN
+    assert sandbox.hubspot.contact(int(contact)).properties["lifecyclestage"] == "lead"
+
+
+def test_a_backward_stage_refused_for_another_value_is_put_back_too(
+    sandbox: Sandbox, hubspot_connector: HubSpotConnector
+) -> None:
+    contact = _contact_at_stage(sandbox, "opportunity")
+    (result,) = hubspot_connector.write(
+        [
+            RecordUpdate(
+                contact,
+                {"lifecyclestage": "lead", "numemployees": "a lot"},
+                {"lifecyclestage": "opportunity"},
+            )
+        ]
+    )
+    assert (result.status, result.category) == (WriteStatus.FAILED, "invalid_option")
+    assert result.message.endswith("lifecycle stage put back to opportunity")
+    assert sandbox.hubspot.contact(int(contact)).properties["lifecyclestage"] == "opportunity"
+
+
+def test_a_put_back_goes_through_even_past_the_quota_reserve(sandbox: Sandbox) -> None:
+    contact = _contact_at_stage(sandbox, "customer")
+    sandbox.hubspot.set_limits(daily_limit=1_000)
+    # After the describe and the clear, 998 calls are left: the set would eat into a reserve
+    # of 998, so it is not sent; the put-back, which repairs leadsync's own clear, is.
+    connector = connector_for(sandbox, daily_reserve=998)
+    try:
+        connector.describe()
+        with pytest.raises(QuotaReserveReachedError):
+            connector.write(
+                [RecordUpdate(contact, {"lifecyclestage": "lead"}, {"lifecyclestage": "customer"})]
+            )
+    finally:
+        connector.close()
+    assert sandbox.hubspot.contact(int(contact)).properties["lifecyclestage"] == "customer"
+    assert endpoint_calls(sandbox, "hubspot.contacts.batch_update") == 2
+
+
+@pytest.mark.parametrize(
+    ("field", "held", "wanted", "back"),
+    [
+        ("lifecyclestage", "customer", "lead", True),
+        ("lifecyclestage", "other", "customer", True),
+        ("lifecyclestage", "lead", "customer", False),
+        ("lifecyclestage", "", "lead", False),
+        ("lifecyclestage", "lead", "lead", False),
+        ("jobtitle", "b", "a", False),
+    ],
+)
+def test_moves_back_follows_the_portals_stage_order(
+    hubspot_connector: HubSpotConnector, field: str, held: str, wanted: str, back: bool
+) -> None:
+    assert hubspot_connector.moves_back(field, held, wanted) is back
 
 
 def test_a_forward_lifecycle_stage_is_one_request(

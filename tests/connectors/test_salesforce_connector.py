@@ -548,6 +548,9 @@ def test_write_reports_each_record_on_its_own() -> None:
             (cleared, WriteStatus.WRITTEN, ""),
         ]
         assert "Qualified-ish" in results[1].message
+        # The fields Salesforce named: what a run's summary shows, never the values.
+        assert results[1].fields == ("Status",)
+        assert results[0].fields == ()
         stored = inspector.leads()
         assert stored[plain]["Leadsync_Score__c"] == 42.0
         assert stored[plain]["Leadsync_Stage__c"] == "MQL"
