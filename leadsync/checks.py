@@ -9,17 +9,18 @@ every write target is writable. Every problem is listed at once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 from leadsync.config import Config, load_config
-from leadsync.connectors.base import ObjectDescription
+from leadsync.connectors.base import Connector, ObjectDescription
 from leadsync.connectors.hubspot import HubSpotConnector
 from leadsync.connectors.salesforce import SalesforceConnector
 from leadsync.mapping.definition import LeadDefinition, load_definition
-from leadsync.mapping.fields import FieldMap, check_against, load_mapping
+from leadsync.mapping.fields import FieldMap, load_mapping
 from leadsync.problems import ConfigError, ConfigProblem, locate_key
+from leadsync.sync.preflight import describe_for, problems
 
 T = TypeVar("T")
 
@@ -88,35 +89,31 @@ def _collect(report: CheckReport, load: Callable[[], T]) -> T | None:
 
 
 def _check_online(report: CheckReport, config: Config, mapping: FieldMap) -> None:
+    """The same check every run makes before it writes (`leadsync.sync.preflight`), and the
+    rest: picklist values, types, options that cannot be read."""
     file = str(config.mapping_path)
-    for crm, describe in _describers(report, config):
-        description = describe()
-        report.problems.extend(check_against(mapping, crm, description, file=file))
-        report.checked.append(
-            f"{crm} {description.object_name} describe ({len(description.fields)} fields)"
-        )
+    for crm, connect in _connections(report, config):
+        connector = connect()
+        try:
+            descriptions = describe_for(connector, mapping)
+        finally:
+            connector.close()
+        report.problems.extend(problems(mapping, crm, descriptions, file=file, preflight=False))
+        report.checked.extend(_described(crm, description) for description in descriptions)
 
 
-def _describers(
-    report: CheckReport, config: Config
-) -> list[tuple[str, Callable[[], ObjectDescription]]]:
-    describers: list[tuple[str, Callable[[], ObjectDescription]]] = []
+def _described(crm: str, description: ObjectDescription) -> str:
+    return f"{crm} {description.object_name} describe ({len(description.fields)} fields)"
+
+
+def _connections(report: CheckReport, config: Config) -> list[tuple[str, Callable[[], Connector]]]:
+    connections: list[tuple[str, Callable[[], Connector]]] = []
     if config.model.hubspot.enabled:
         hubspot = _collect(report, config.hubspot_connection)
         if hubspot is not None:
-            describers.append(("hubspot", lambda: _describe(HubSpotConnector(hubspot))))
+            connections.append(("hubspot", lambda: HubSpotConnector(hubspot)))
     if config.model.salesforce.enabled:
         salesforce = _collect(report, config.salesforce_connection)
         if salesforce is not None:
-            describers.append(("salesforce", lambda: _describe(SalesforceConnector(salesforce))))
-            # Bindings with object = "Opportunity" read the converted opportunity's fields.
-            opportunity = replace(salesforce, object_name="Opportunity")
-            describers.append(("salesforce", lambda: _describe(SalesforceConnector(opportunity))))
-    return describers
-
-
-def _describe(connector: HubSpotConnector | SalesforceConnector) -> ObjectDescription:
-    try:
-        return connector.describe()
-    finally:
-        connector.close()
+            connections.append(("salesforce", lambda: SalesforceConnector(salesforce)))
+    return connections

@@ -390,6 +390,7 @@ def run_cycle(args: argparse.Namespace, *, write: bool) -> int:
     config = _load(args)
     with open_runtime(config) as runtime:
         summary = runtime.engine(full_sla_check=True).run(write=write)
+    failed = summary.every_write_failed()
     if args.json:
         body = summary.as_dict()
         if summary.plan is not None and not write:
@@ -406,19 +407,33 @@ def run_cycle(args: argparse.Namespace, *, write: bool) -> int:
         print(json.dumps(body, indent=2, default=str))
     else:
         print(format_summary(summary))
-    return EXIT_OK
+    for problem in failed.values():
+        print(f"leadsync: {problem}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def format_summary(summary: RunSummary) -> str:
     mode = "sync" if summary.wrote else "plan (nothing written)"
     lines = [f"run {summary.run_id}: {mode}"]
     header = f"  {'':<11}{'pulled':>8}{'quarant.':>10}{'new':>7}{'matched':>9}{'review':>8}"
-    header += f"{'to write':>10}{'written':>9}{'failed':>8}{'deferred':>10}"
+    header += f"{'to write':>10}{'written':>9}{'failed':>8}{'deferred':>10}{'held back':>11}"
     lines.append(header)
     for crm, c in sorted(summary.crms.items()):
         lines.append(
             f"  {crm:<11}{c.pulled:>8}{c.quarantined:>10}{c.new_leads:>7}{c.matched:>9}"
             f"{c.to_review:>8}{c.records_to_update:>10}{c.written:>9}{c.failed:>8}{c.deferred:>10}"
+            f"{c.held_back:>11}"
+        )
+    causes = [
+        (crm, category, cause)
+        for crm, c in sorted(summary.crms.items())
+        for category, cause in c.causes()
+    ]
+    if causes:
+        lines.append("  not written, by cause (count, one of them):")
+        lines.extend(
+            f"    {crm} {category}: {cause.count}, e.g. {cause.example}"
+            for crm, category, cause in causes
         )
     lines.append(
         f"  leads changed: {summary.leads_changed}, stage transitions: {summary.transitions}"
@@ -443,7 +458,13 @@ def run_explain(args: argparse.Namespace) -> int:
     with open_runtime(config, connect=False) as runtime:
         monitor = runtime.sla_monitor()
         rules = monitor.rules if monitor is not None else None
-        found = explain(runtime.store, runtime.field_map, args.key, rules=rules)
+        found = explain(
+            runtime.store,
+            runtime.field_map,
+            args.key,
+            rules=rules,
+            moves_back=runtime.moves_back,
+        )
     if not found:
         print(f"leadsync: no lead with the email or CRM id {args.key!r}", file=sys.stderr)
         return EXIT_FAILED

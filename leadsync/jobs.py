@@ -15,6 +15,11 @@ commit.
 
 Before each job the mapping and lead definition are read again if their files changed; an
 edit with mistakes is logged with every problem and the last good version keeps running.
+Each sync and backfill describes the CRMs first (the preflight): while the mapping does not
+fit a CRM (a leadsync_* property not created yet, a Salesforce field no admin has created),
+the job logs every problem with its fix and writes nothing; the service keeps running and
+checks again at the next turn, so `leadsync setup` or an admin's fix is picked up without a
+restart. A run in which every write to a CRM failed is logged as an error with its causes.
 SIGTERM or SIGINT: no new job starts, running ones finish the batch in hand and commit, and the
 service exits 0, after `shutdown_seconds` at the latest.
 """
@@ -48,7 +53,7 @@ from leadsync.metrics import MetricsServer, ServiceMetrics
 from leadsync.problems import ConfigError
 from leadsync.runtime import Runtime, open_runtime
 from leadsync.sync.backfill import SWEEP, BackfillSpec, Status
-from leadsync.sync.engine import StopCheck
+from leadsync.sync.engine import RunSummary, StopCheck
 from leadsync.sync.leases import SYNC_LEASE, Lease
 
 __all__ = ["DefinitionFiles", "Service", "ServiceStartError"]
@@ -234,7 +239,7 @@ class Service:
     def sync(self) -> None:
         def work(runtime: Runtime, should_stop: StopCheck) -> bool:
             summary = runtime.engine(clock=self._clock).run(should_stop=should_stop)
-            self.metrics.observe_run(summary)
+            self._observe(summary)
             return not summary.interrupted
 
         self._job("sync", SYNC_LEASE, work)
@@ -261,7 +266,7 @@ class Service:
                     claimed.backfill_id,
                     should_stop=should_stop,
                     clock=self._clock,
-                    on_summary=self.metrics.observe_run,
+                    on_summary=self._observe,
                 )
                 log.info("%s %s: %s", done.spec.kind, done.backfill_id, done.status)
                 if done.status != Status.SUCCEEDED:
@@ -280,6 +285,11 @@ class Service:
             return True
 
         self._job("sweep", SWEEP_LEASE, work)
+
+    def _observe(self, summary: RunSummary) -> None:
+        self.metrics.observe_run(summary)
+        for problem in summary.every_write_failed().values():
+            log.error("run %s: %s", summary.run_id, problem)
 
     def _take_over(self, name: str, holder: str) -> None:
         # A lease holder is "<replica>/<role>"; runs are recorded by replica.

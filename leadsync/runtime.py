@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TextIO
+from typing import Any, TextIO
 
 from leadsync.config import Config
 from leadsync.connectors.hubspot import HubSpotConnector
@@ -25,9 +25,16 @@ from leadsync.sync.backfill import (
 )
 from leadsync.sync.engine import RunSummary, StopCheck, SyncEngine
 from leadsync.sync.leases import Leases, replica_name
+from leadsync.sync.preflight import PreflightError
 from leadsync.sync.sla.monitor import SlaMonitor, monitor_for
 from leadsync.sync.sla.webhook import WebhookSender
 from leadsync.sync.store import Store
+
+# Each CRM's connector class, for what it knows without a connection (`Runtime.moves_back`).
+CONNECTOR_TYPES: dict[str, type[HubSpotConnector] | type[SalesforceConnector]] = {
+    "hubspot": HubSpotConnector,
+    "salesforce": SalesforceConnector,
+}
 
 
 @dataclass
@@ -67,6 +74,15 @@ class Runtime:
             clock=clock,
         )
 
+    def moves_back(self, crm: str, name: str, held: Any, wanted: Any) -> bool:
+        """Whether writing `wanted` over `held` in `crm`'s field `name` moves a stage back: as
+        the CRM's connector says, by the vendor's default order when none is connected."""
+        connector = self.connectors.get(crm)
+        if connector is not None:
+            return connector.moves_back(name, held, wanted)
+        kind = CONNECTOR_TYPES.get(crm)
+        return kind is not None and kind.default_moves_back(name, held, wanted)
+
     def enabled_crms(self) -> list[str]:
         """The CRMs the config enables, in a fixed order."""
         model = self.config.model
@@ -103,6 +119,14 @@ class Runtime:
             raise BackfillBusyError(
                 f"backfill {backfill_id} is being run by {holder} (its heartbeat is fresh)"
             )
+        engine = self.engine(clock=clock)
+        try:
+            # Before the first write: a mapping that does not fit stops the backfill (exit 2),
+            # and the service tries the failed backfill again later (the fix may be made).
+            engine.preflight()
+        except PreflightError as misfit:
+            queue.finish(claimed, status=Status.FAILED, message=str(misfit))
+            raise
         every = settings.backfill.progress_log_seconds
         progress = (
             progress_for(progress_stream, every_seconds=every)
@@ -110,7 +134,7 @@ class Runtime:
             else LogProgress(every_seconds=every)
         )
         runner = BackfillRunner(
-            self.engine(clock=clock),
+            engine,
             self.store,
             self.connectors,
             self.field_map,

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 import urllib3
@@ -366,6 +367,14 @@ class HubSpotConnector:
             return False
         return _earlier(self._stage_order(), str(wanted), str(held))
 
+    @staticmethod
+    def default_moves_back(field: str, held: Any, wanted: Any) -> bool:
+        """`moves_back` by HubSpot's default stage order, with no portal at hand."""
+        if field != LIFECYCLE or not held or not wanted:
+            return False
+        order = {value: rank for rank, value in enumerate(DEFAULT_LIFECYCLE_ORDER)}
+        return _earlier(order, str(wanted), str(held))
+
     def ensure_properties(
         self, specs: Sequence[FieldSpec] = HUBSPOT_WRITEBACK_PROPERTIES
     ) -> list[str]:
@@ -543,11 +552,12 @@ class HubSpotConnector:
         *,
         repair: bool,
     ) -> list[WriteResult]:
-        """HubSpot refused the batch as a whole for something in it. Inputs carrying a
-        property it refuses outright fail together; the rest is halved until the inputs at
-        fault stand alone, so one bad value does not block the others."""
-        if len(chunk) == 1:
-            return [_refusal(chunk[0], error, attempt)]
+        """HubSpot refused the batch as a whole. For something in it (a 400): inputs carrying
+        a property it refuses outright fail together, the rest is halved until the inputs at
+        fault stand alone, so one bad value does not block the others. For the request itself
+        (a 403 for a missing scope, say): every input, at once; splitting would not help."""
+        if len(chunk) == 1 or error.status != HTTPStatus.BAD_REQUEST:
+            return [_refusal(update, error, attempt) for update in chunk]
         refused = {name for name, code in error.field_errors if code in _REFUSED_PROPERTY_CODES}
         doomed = [update for update in chunk if refused & set(update.values)]
         if doomed:

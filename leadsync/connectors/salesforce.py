@@ -221,6 +221,11 @@ class SalesforceConnector:
         """Salesforce enforces no order on a picklist: no write moves a stage "back" there."""
         return False
 
+    @staticmethod
+    def default_moves_back(field: str, held: Any, wanted: Any) -> bool:
+        """`moves_back` with no org at hand: the same, Salesforce keeps no stage order."""
+        return False
+
     def missing_writeback_fields(
         self, fields: Sequence[FieldSpec] = SALESFORCE_WRITEBACK_FIELDS
     ) -> list[FieldSpec]:

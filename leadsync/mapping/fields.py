@@ -34,7 +34,7 @@ import difflib
 import itertools
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from dataclasses import fields as dataclass_fields
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -159,6 +159,8 @@ class FieldMap:
     fields: Mapping[str, FieldMapping]
     writeback: Mapping[str, WritebackTargets]
     identity_field: str
+    # The file it was read from, for problems found later (a CRM's describe): where to look.
+    path: str = field(default="", repr=False, compare=False)
 
     def canonical_types(self) -> dict[str, str]:
         """Canonical field name -> its type, for the lead-definition loader."""
@@ -299,7 +301,7 @@ def load_mapping(path: Path) -> FieldMap:
     mapping = _build(data, report)
     if report.problems or mapping is None:
         raise ConfigError(report.problems)
-    return mapping
+    return replace(mapping, path=str(path))
 
 
 def _build(data: Mapping[str, Any], report: _Report) -> FieldMap | None:
@@ -762,14 +764,23 @@ WRITEBACK_TYPES: dict[str, frozenset[FieldType]] = {
     "status_field": _STAGE_TARGET,
 }
 _SHOWN_OPTIONS = 8
-_SETUP_HINT = (
-    "; `leadsync setup` creates HubSpot's leadsync_* properties and lists the Salesforce "
-    "fields an admin must create"
-)
+# How each CRM gets a missing write-back field: HubSpot's through the API, Salesforce's by hand.
+_SETUP_HINTS = {
+    "hubspot": "; run `leadsync setup` to create it",
+    "salesforce": (
+        "; a Salesforce admin must create it (`leadsync setup` lists the fields to create, "
+        "with their types)"
+    ),
+}
 
 
 def check_against(
-    mapping: FieldMap, crm: str, description: ObjectDescription, *, file: str
+    mapping: FieldMap,
+    crm: str,
+    description: ObjectDescription,
+    *,
+    file: str,
+    preflight: bool = False,
 ) -> list[ConfigProblem]:
     """What `crm`'s describe of one object says is wrong with `mapping` (`check --online`).
 
@@ -780,6 +791,11 @@ def check_against(
     would write are among a restricted field's options, every option can be read, and a field
     leadsync pushes is writable. Per write-back target: it exists, is writable, fits what is
     written, and the stage and status values are allowed.
+
+    With `preflight`, only what stops a run before its first write (every run makes this
+    check): a field the mapping names that does not exist, a write target that cannot be
+    written or cannot take what is written to it. The rest fails a record at a time, with
+    the CRM's reason, and `check --online` lists it.
     """
     report = _Report(file, _text_of(file))
     is_lead_object = _describes_lead_object(mapping, crm, description)
@@ -793,11 +809,25 @@ def check_against(
             else (binding.object or "").lower() == description.object_name.lower()
         )
         if same_object:
-            _check_binding(field_mapping, binding, description, report)
+            _check_binding(field_mapping, binding, description, report, preflight=preflight)
     targets = mapping.writeback.get(crm)
     if is_lead_object and targets is not None:
-        _check_writeback(targets, description, report)
+        _check_writeback(targets, description, report, preflight=preflight)
     return report.problems
+
+
+def related_objects(mapping: FieldMap, crm: str) -> tuple[str, ...]:
+    """The objects besides the lead that `mapping` reads from `crm` (Salesforce's Opportunity):
+    each needs a describe of its own for `check_against`."""
+    return tuple(
+        sorted(
+            {
+                binding.object
+                for field_mapping in mapping.fields.values()
+                if (binding := field_mapping.binding(crm)) is not None and binding.object
+            }
+        )
+    )
 
 
 def _text_of(file: str) -> str:
@@ -818,14 +848,19 @@ def _describes_lead_object(mapping: FieldMap, crm: str, description: ObjectDescr
 
 
 def _check_binding(
-    mapping: FieldMapping, binding: Binding, description: ObjectDescription, report: _Report
+    mapping: FieldMapping,
+    binding: Binding,
+    description: ObjectDescription,
+    report: _Report,
+    *,
+    preflight: bool = False,
 ) -> None:
     key = f"fields.{mapping.name}.{binding.crm}"
     info = _existing_field(f"{key}.field", binding.field, description, report)
     if info is None:
         return
     kind = f"{binding.qualified_name} is {_a(info.type)} field"
-    if mapping.direction.pulls and info.type not in READABLE[mapping.type]:
+    if not preflight and mapping.direction.pulls and info.type not in READABLE[mapping.type]:
         report.add(f"{key}.field", f"{kind}: it cannot be read as {mapping.type}")
     if mapping.direction.pushes:
         if not info.writable:
@@ -836,12 +871,16 @@ def _check_binding(
             )
         elif info.type not in WRITABLE[mapping.type]:
             report.add(f"{key}.field", f"{kind}: {mapping.type} values cannot be written to it")
+        elif preflight:
+            return
         elif _needs_table(mapping, binding, info):
             report.add(
                 f"{key}.field",
                 f"{binding.qualified_name} only takes its options: writing {mapping.type} "
                 "values to it needs a value_map or ranges",
             )
+    if preflight:
+        return
     if info.restricted and info.options:
         _check_written_values(key, binding, info, report)
     if mapping.direction.pulls and info.options:
@@ -903,12 +942,17 @@ def _check_options_readable(
 
 
 def _check_writeback(
-    targets: WritebackTargets, description: ObjectDescription, report: _Report
+    targets: WritebackTargets,
+    description: ObjectDescription,
+    report: _Report,
+    *,
+    preflight: bool = False,
 ) -> None:
     key = f"writeback.{targets.crm}"
     infos = {}
+    hint = _SETUP_HINTS.get(targets.crm, "")
     for role, name in targets.targets().items():
-        info = _existing_field(f"{key}.{role}", name, description, report, hint=_SETUP_HINT)
+        info = _existing_field(f"{key}.{role}", name, description, report, hint=hint)
         if info is None:
             continue
         infos[role] = info
@@ -916,6 +960,8 @@ def _check_writeback(
             report.add(f"{key}.{role}", f"{targets.crm} field {name} is read-only")
         elif info.type not in WRITEBACK_TYPES[role]:
             report.add(f"{key}.{role}", f"{name} is {_a(info.type)} field: unfit for the {role}")
+    if preflight:
+        return
     for role, values in (("stage", targets.stage_values), ("status_field", targets.status_values)):
         info = infos.get(role)
         if info is not None and info.restricted and info.options:
@@ -950,4 +996,5 @@ __all__ = [
     "WritebackTargets",
     "check_against",
     "load_mapping",
+    "related_objects",
 ]

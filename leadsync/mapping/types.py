@@ -10,6 +10,8 @@ CANONICAL_TYPES: tuple[CanonicalType, ...] = get_args(CanonicalType)
 
 Crm = Literal["hubspot", "salesforce"]
 CRMS: tuple[Crm, ...] = get_args(Crm)
+# Each CRM as people name it, for reasons and messages.
+CRM_NAMES: dict[str, str] = {"hubspot": "HubSpot", "salesforce": "Salesforce"}
 
 # leadsync's lifecycle stages, in funnel order; the write-back maps each to a CRM value.
 CANONICAL_STAGES: tuple[str, ...] = (

@@ -1,8 +1,12 @@
 """One sync run: pull, map, store, match, reconcile, score and stage, plan, write, record.
 
+    preflight each CRM described once; a field the mapping names that a CRM lacks, or a write
+              target it cannot write, stops the run here (`leadsync.sync.preflight`)
     pull      each CRM's changes since its cursor; each page committed with the cursor
-    match     the records pulled and not yet reconciled, to leads (or the review queue)
-    merge     each touched lead's fields under their rules; score; lifecycle transitions;
+    match     the records pulled and not yet reconciled (and those whose refused write is due
+              to be tried again), to leads (or the review queue)
+    merge     each touched lead's fields under their rules; score; lifecycle transitions
+              (what the CRMs hold is evidence, but never what leadsync itself wrote there);
               the SLA clocks those start and stop (leads with a clock past due are merged
               too, so their CRMs' breach flag is set)
     plan      what each CRM record should hold, minus what it holds
@@ -45,6 +49,7 @@ from leadsync.mapping.fields import FieldMap
 from leadsync.mapping.lifecycle import Stage, Transition, next_transitions
 from leadsync.mapping.scoring import score_lead
 from leadsync.mapping.transforms import TransformError
+from leadsync.mapping.types import CRM_NAMES
 from leadsync.sync.identity import (
     InMemoryIdentityIndex,
     cross_references,
@@ -52,9 +57,16 @@ from leadsync.sync.identity import (
     match_batch,
     normalise_email,
 )
-from leadsync.sync.ingest import QuarantineError, fields_to_pull, to_snapshot
-from leadsync.sync.model import Lead, Match, MatchKind, Snapshot
+from leadsync.sync.ingest import (
+    QuarantineError,
+    fields_to_pull,
+    own_fields,
+    own_values,
+    to_snapshot,
+)
+from leadsync.sync.model import FieldChoice, Lead, Match, MatchKind, Snapshot
 from leadsync.sync.plan import PlanSummary, PlanTally, moves_back, plan_updates, with_score
+from leadsync.sync.preflight import PreflightError, context_of, describe_for, problems
 from leadsync.sync.reconcile import reconcile
 from leadsync.sync.sla.clocks import Clock, ClockChanges, SlaRules
 from leadsync.sync.sla.monitor import SlaCheckResult, SlaMonitor, monitor_for
@@ -98,18 +110,49 @@ def _stop_if(should_stop: StopCheck) -> None:
 
 
 @dataclass
+class Failures:
+    """The writes that did not land for one cause: how many, and one of them by record id
+    with the fields the CRM named (never a value: values may be personal data)."""
+
+    count: int = 0
+    example: str = ""
+
+
+@dataclass
 class CrmCounts:
     pulled: int = 0
     quarantined: int = 0
     matched: int = 0
     new_leads: int = 0
     to_review: int = 0
+    # Records planned: written + failed + deferred + held back, once the run is done.
     records_to_update: int = 0
     written: int = 0
     failed: int = 0
     deferred: int = 0
     # Changed in the CRM after it was pulled: not written this run, pulled again next run.
     held_back: int = 0
+    # Why writes failed or were deferred: the CRM's error category -> count and an example.
+    failures: dict[str, Failures] = field(default_factory=dict)
+
+    def count_results(self, results: Sequence[WriteResult]) -> None:
+        for result in results:
+            if result.status is WriteStatus.WRITTEN:
+                self.written += 1
+                continue
+            if result.status is WriteStatus.FAILED:
+                self.failed += 1
+            else:
+                self.deferred += 1
+            cause = self.failures.setdefault(result.category or "unknown", Failures())
+            cause.count += 1
+            if not cause.example:
+                named = f" ({', '.join(result.fields)})" if result.fields else ""
+                cause.example = f"record {result.record_id}{named}"
+
+    def causes(self) -> list[tuple[str, Failures]]:
+        """The failure categories, most frequent first."""
+        return sorted(self.failures.items(), key=lambda item: (-item[1].count, item[0]))
 
 
 @dataclass
@@ -150,6 +193,21 @@ class RunSummary:
         self._stage_of[lead.lead_id] = lead.stage or "none"
         self.stages[lead.stage or "none"] += 1
 
+    def every_write_failed(self) -> dict[str, str]:
+        """CRM -> what went wrong, for each CRM the run tried to write to and could not write
+        a single record: a run to report as failed, with its causes."""
+        found = {}
+        for crm, counts in sorted(self.crms.items()):
+            missed = counts.failed + counts.deferred
+            if counts.written or not missed:
+                continue
+            causes = "; ".join(
+                f"{category} ×{cause.count}, e.g. {cause.example}"
+                for category, cause in counts.causes()
+            )
+            found[crm] = f"every {crm} write of the run failed ({missed}): {causes}"
+        return found
+
     def as_dict(self) -> dict[str, Any]:
         summary: dict[str, Any] = {
             "run_id": self.run_id,
@@ -164,6 +222,9 @@ class RunSummary:
             "sla_clocks_started": self.clocks_started,
             "sla_clocks_stopped": self.clocks_stopped,
         }
+        failed = self.every_write_failed()
+        if failed:
+            summary["every_write_failed"] = failed
         if self.sla is not None:
             summary["sla"] = self.sla.as_dict()
         if self.quota:
@@ -217,6 +278,25 @@ class SyncEngine:
         self._clock = clock or _utc_now
         self._monitor = sla_monitor or monitor_for(store, definition)
         self._sla: SlaRules | None = self._monitor.rules if self._monitor else None
+        # What each CRM's writes are made under (see `preflight`): a refused write is tried
+        # again once it changes. Empty until a preflight ran: refusals then wait their time.
+        self._contexts: dict[str, str] = {}
+        # The records taken up again this run because their refused write was due.
+        self._retrying: dict[str, set[str]] = {}
+
+    def preflight(self) -> None:
+        """Describe each CRM (once: the connectors keep it for the run) and check the mapping
+        against it. Raises PreflightError, naming every field the mapping needs that a CRM
+        lacks or cannot write, with the fix: nothing is written then."""
+        found = []
+        contexts = {}
+        for crm, connector in self._connectors.items():
+            descriptions = describe_for(connector, self._map)
+            found += problems(self._map, crm, descriptions, file=self._map.path)
+            contexts[crm] = context_of(self._map, self._definition, descriptions)
+        if found:
+            raise PreflightError(found)
+        self._contexts = contexts
 
     def run(self, *, write: bool = True, should_stop: StopCheck = _never) -> RunSummary:
         """One cycle; `write=False` is `leadsync plan`: the same up to the plan, writing
@@ -226,6 +306,7 @@ class SyncEngine:
         run ends there (status "interrupted"), having committed what it did; the next run
         goes on from there."""
         with self.recording("sync" if write else "plan", write=write) as summary:
+            self.preflight()
             for crm, connector in self._connectors.items():
                 self._pull(crm, connector, summary, should_stop)
             self.settle(summary, should_stop=should_stop)
@@ -308,6 +389,7 @@ class SyncEngine:
         if not summary.wrote:
             return
         unsettled = self._write(merged, summary, should_stop)
+        self._forget_settled_refusals(part, merged)
         for crm, snapshots in pending.items():
             again = unsettled.get(crm, set())
             self._store.mark_reconciled(
@@ -317,10 +399,32 @@ class SyncEngine:
             # A deferred record need not have been pending (its lead's other record was).
             self._store.mark_pending(crm, sorted(record_ids))
 
+    def _forget_settled_refusals(self, part: Slice, merged: Sequence[_Merged]) -> None:
+        """Records taken up again for a refused write that now have nothing to write (the CRM
+        holds what it should, or the record is gone) wait no more."""
+        for crm, record_ids in part.records.items():
+            retried = self._retrying.get(crm, set()).intersection(record_ids)
+            if not retried:
+                continue
+            planned = {
+                update.record_id for m in merged if (update := m.updates.get(crm)) is not None
+            }
+            settled = sorted(retried - planned)
+            if settled:
+                self._store.forget_refusals(crm, settled)
+
     def _slices(self, overdue: Sequence[str]) -> Iterator[Slice]:
-        """The pending records (and the `overdue` leads) in slices that keep each person's
-        records together; one slice when they all fit in one."""
+        """The pending records, those whose refused write is due again, and the `overdue`
+        leads, in slices that keep each person's records together; one slice when they all
+        fit in one."""
         pending = {crm: self._store.pending_ids(crm) for crm in self._connectors}
+        now = self._clock()
+        self._retrying = {}
+        for crm, record_ids in pending.items():
+            context = self._contexts.get(crm, "")
+            due = self._store.due_refusals(crm, context=context, now=now)
+            self._retrying[crm] = set(due)
+            record_ids.extend(sorted(set(due) - set(record_ids)))
         total = sum(len(ids) for ids in pending.values()) + len(overdue)
         if total <= self._slice_size:
             if total:
@@ -527,6 +631,7 @@ class SyncEngine:
             | {lead_id for lead_id in overdue if stored.get(lead_id)}
         )
         records = _records_by_lead(stored, batch, linked)
+        written = self._written_to(records, lead_ids)
         previous = self._store.leads(lead_ids)
         running = self._store.sla.running(lead_ids) if self._sla else {}
         watching_since = self._store.first_run_at() if self._sla else None
@@ -537,6 +642,7 @@ class SyncEngine:
                 previous.get(lead_id),
                 running.get(lead_id, []),
                 watching_since,
+                written,
             )
             for lead_id in lead_ids
         ]
@@ -548,6 +654,17 @@ class SyncEngine:
         if persist:
             self._persist(summary.run_id, matches, merged)
         return merged
+
+    def _written_to(
+        self, records: Mapping[str, Sequence[Snapshot]], lead_ids: Sequence[str]
+    ) -> dict[str, dict[str, dict[str, Any]]]:
+        """CRM -> record id -> field -> what leadsync last wrote there, for the records of
+        the leads about to be merged (one query per CRM)."""
+        ids: dict[str, set[str]] = {}
+        for lead_id in lead_ids:
+            for snapshot in records.get(lead_id, ()):
+                ids.setdefault(snapshot.crm, set()).add(snapshot.record_id)
+        return {crm: self._store.expected(crm, sorted(found)) for crm, found in ids.items()}
 
     def _stored_records(
         self, batch: Sequence[Snapshot], *, also: Sequence[str] = ()
@@ -574,6 +691,7 @@ class SyncEngine:
         previous: Lead | None,
         running: Sequence[Clock],
         watching_since: datetime | None = None,
+        written: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
     ) -> _Merged:
         snapshots = one_per_crm(records)
         choices = reconcile(self._map, snapshots, previous=previous)
@@ -581,7 +699,23 @@ class SyncEngine:
         now = self._clock()
         score = score_lead(values, self._definition, now=now)
         current = Stage(previous.stage) if previous is not None and previous.stage else None
-        transitions = next_transitions(current, values, score, self._definition, now=now)
+        # What a CRM holds because leadsync wrote it there is no person's signal: the rules
+        # and the evidence see the other values only (a Status leadsync set when it
+        # disqualified a lead must not recycle it once reopened).
+        own = {
+            crm: own_fields(s.raw, (written or {}).get(crm, {}).get(s.record_id, {}))
+            for crm, s in snapshots.items()
+        }
+        mine = own_values(self._map, choices, own)
+        transitions = next_transitions(
+            current,
+            {name: value for name, value in values.items() if name not in mine},
+            score,
+            self._definition,
+            now=now,
+            before=previous.values if previous is not None else None,
+            sources=_sources(choices),
+        )
         stage = transitions[-1].to_stage if transitions else current
         lead = with_score(Lead(lead_id, values, choices), score, stage=stage)
         clocks = ClockChanges()
@@ -596,11 +730,22 @@ class SyncEngine:
             clocks = self._sla.clock_changes(lead_id, values, judged, running, snapshots)
             breaches = self._sla.breaches_at(clocks.running_after(running), now)
         try:
-            updates = plan_updates(self._map, lead, snapshots, sla_breaches=breaches)
+            updates = plan_updates(
+                self._map,
+                lead,
+                snapshots,
+                sla_breaches=breaches,
+                moves_back=self._moves_back,
+                own=own,
+            )
         except TransformError as unwritable:
             log.warning("lead %s: cannot write %s; nothing planned for it", lead_id, unwritable)
             updates = {}
         return _Merged(lead, snapshots, transitions, updates, clocks)
+
+    def _moves_back(self, crm: str, name: str, held: Any, wanted: Any) -> bool:
+        connector = self._connectors.get(crm)
+        return connector is not None and connector.moves_back(name, held, wanted)
 
     def _persist(
         self, run_id: str, matches: Mapping[tuple[str, str], Match], merged: Sequence[_Merged]
@@ -672,11 +817,14 @@ class SyncEngine:
                 if not batch:
                     continue
                 results = connector.write(batch)
-                self._store.record_writes(summary.run_id, crm, _write_rows(batch, results))
-                tally = Counter(result.status for result in results)
-                counts.written += tally[WriteStatus.WRITTEN]
-                counts.failed += tally[WriteStatus.FAILED]
-                counts.deferred += tally[WriteStatus.DEFERRED]
+                self._store.record_writes(
+                    summary.run_id,
+                    crm,
+                    _write_rows(batch, results),
+                    context=self._contexts.get(crm, ""),
+                    at=self._clock(),
+                )
+                counts.count_results(results)
                 unsettled.setdefault(crm, set()).update(
                     r.record_id for r in results if r.status is WriteStatus.DEFERRED
                 )
@@ -703,6 +851,15 @@ class SyncEngine:
         kept = {u.record_id for u in unchanged}
         changed = [record for record_id, record in now.items() if record_id not in kept]
         return unchanged, changed
+
+
+def _sources(choices: Mapping[str, FieldChoice]) -> dict[str, str]:
+    """Canonical field -> the CRM its merged value came from, as people name it."""
+    return {
+        name: CRM_NAMES.get(choice.crm, choice.crm)
+        for name, choice in choices.items()
+        if choice.crm is not None
+    }
 
 
 def _changed_since(snapshots: Mapping[str, Snapshot], moment: datetime | None) -> bool:

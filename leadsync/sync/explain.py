@@ -17,7 +17,7 @@ from leadsync.mapping.lifecycle import Transition
 from leadsync.mapping.transforms import TransformError
 from leadsync.sync.engine import one_per_crm
 from leadsync.sync.model import Lead, Snapshot
-from leadsync.sync.plan import plan_updates
+from leadsync.sync.plan import MovesBack, plan_updates
 from leadsync.sync.sla.clocks import Clock, SlaRules
 from leadsync.sync.store import LoggedWrite, Store
 
@@ -42,16 +42,23 @@ def explain(
     *,
     rules: SlaRules | None = None,
     now: datetime | None = None,
+    moves_back: MovesBack | None = None,
 ) -> list[Explanation]:
     """The leads `key` names: an email, or any CRM record id linked to a lead. `rules` are
-    the definition's service levels, for the breach flag a sync would write."""
+    the definition's service levels, for the breach flag a sync would write; `moves_back`
+    says which stage writes would move a CRM's stage back (a sync keeps a person's)."""
     leads = store.find_leads(email=key) if "@" in key else store.find_leads(crm_id=key)
     moment = now or datetime.now(UTC)
-    return [_explain(store, field_map, lead, rules, moment) for lead in leads]
+    return [_explain(store, field_map, lead, rules, moment, moves_back) for lead in leads]
 
 
 def _explain(
-    store: Store, field_map: FieldMap, lead: Lead, rules: SlaRules | None, now: datetime
+    store: Store,
+    field_map: FieldMap,
+    lead: Lead,
+    rules: SlaRules | None,
+    now: datetime,
+    moves_back: MovesBack | None,
 ) -> Explanation:
     records = store.records_of([lead.lead_id]).get(lead.lead_id, [])
     writes: list[LoggedWrite] = []
@@ -60,21 +67,30 @@ def _explain(
     writes.sort(key=lambda write: write.at)
     # What leadsync last wrote is what each CRM holds, as far as the store knows, until the
     # next pull brings the echo back.
-    believed = [
-        replace(
-            record,
-            raw={
-                **record.raw,
-                **store.expected(record.crm, [record.record_id]).get(record.record_id, {}),
-            },
+    written = {
+        (record.crm, record.record_id): store.expected(record.crm, [record.record_id]).get(
+            record.record_id, {}
         )
         for record in records
+    }
+    believed = [
+        replace(record, raw={**record.raw, **written[(record.crm, record.record_id)]})
+        for record in records
     ]
+    chosen = one_per_crm(believed)
+    own = {crm: frozenset(written[(crm, record.record_id)]) for crm, record in chosen.items()}
     clocks = store.sla.clocks(lead_ids=[lead.lead_id])
     running = [clock for clock in clocks if clock.status.running]
     breaches = rules.breaches_at(running, now) if rules is not None else ()
     try:
-        updates = plan_updates(field_map, lead, one_per_crm(believed), sla_breaches=breaches)
+        updates = plan_updates(
+            field_map,
+            lead,
+            chosen,
+            sla_breaches=breaches,
+            own=own,
+            **({"moves_back": moves_back} if moves_back is not None else {}),
+        )
         pending = {crm: dict(u.values) for crm, u in updates.items() if u is not None}
     except TransformError as unwritable:
         pending = {"(cannot plan)": {"reason": str(unwritable)}}

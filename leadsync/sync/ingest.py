@@ -25,13 +25,15 @@ from leadsync.connectors.base import CrmRecord
 from leadsync.mapping.fields import FieldMap, FieldMapping
 from leadsync.mapping.transforms import TransformError, is_blank
 from leadsync.sync.identity import CROSS_REFERENCE_FIELDS, normalise_email
-from leadsync.sync.model import Snapshot
+from leadsync.sync.model import FieldChoice, Snapshot
 
 __all__ = [
     "SALESFORCE_CONVERTED",
     "QuarantineError",
     "email_problem",
     "fields_to_pull",
+    "own_fields",
+    "own_values",
     "same_value",
     "to_snapshot",
 ]
@@ -207,3 +209,45 @@ def _is_echo(mapping: FieldMapping, record: CrmRecord, expected: Mapping[str, An
     if binding is None or binding.field not in expected:
         return False
     return same_value(mapping, record.crm, record.fields[binding.field], expected[binding.field])
+
+
+# ------------------------------------------------------------------------------- leadsync's own
+
+
+def own_fields(raw: Mapping[str, Any], written: Mapping[str, Any]) -> frozenset[str]:
+    """The fields of a record (its `raw` values) that hold what leadsync itself last wrote
+    there (`written`, the store's echo fingerprints): leadsync's own values, never a person's
+    signal for leadsync's own rules."""
+    return frozenset(
+        name for name, value in written.items() if name in raw and _same_raw(raw[name], value)
+    )
+
+
+def own_values(
+    field_map: FieldMap, choices: Mapping[str, FieldChoice], own: Mapping[str, frozenset[str]]
+) -> frozenset[str]:
+    """The canonical fields whose merged value came from a CRM field holding leadsync's own
+    write (`own`: CRM -> fields, from `own_fields`)."""
+    found = set()
+    for name, choice in choices.items():
+        mapping = field_map.fields.get(name)
+        binding = mapping.binding(choice.crm) if mapping and choice.crm else None
+        if (
+            binding is not None
+            and binding.object is None
+            and binding.field in own.get(binding.crm, frozenset())
+        ):
+            found.add(name)
+    return frozenset(found)
+
+
+def _same_raw(held: Any, written: Any) -> bool:
+    # The CRM hands back what was sent in its own form: "60" for 60, "" or None for blank.
+    if is_blank(held) and is_blank(written):
+        return True
+    if isinstance(held, bool) or isinstance(written, bool):
+        return str(held).lower() == str(written).lower()
+    try:
+        return float(held) == float(written)
+    except (TypeError, ValueError):
+        return str(held).strip() == str(written).strip()

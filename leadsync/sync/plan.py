@@ -19,16 +19,23 @@ SLA flag: leadsync owns it, and clears it when the last breach is resolved.
 
 Records not written at all: deleted ones, and converted Salesforce leads (Salesforce refuses
 any update to them, CANNOT_UPDATE_CONVERTED_LEAD).
+
+Stages: a CRM that orders its stages (HubSpot's lifecycle stage, as its connector says through
+`moves_back`) keeps a later stage a person gave it. leadsync moves a CRM's stage back only when
+the lead went back by a rule (recycled, disqualified), or when what the CRM holds there is
+leadsync's own earlier write (`own`: its stage only ever went back by a rule since).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from leadsync.connectors.base import RecordUpdate
+from leadsync.connectors.hubspot import DEFAULT_LIFECYCLE_ORDER
 from leadsync.mapping.fields import FieldMap, FieldMapping, WritebackTargets
 from leadsync.mapping.lifecycle import Stage
 from leadsync.mapping.scoring import Score
@@ -41,6 +48,7 @@ __all__ = [
     "HUBSPOT_LIFECYCLE_ORDER",
     "ApiCalls",
     "FieldChange",
+    "MovesBack",
     "PlanSummary",
     "PlanTally",
     "WriteLimits",
@@ -56,6 +64,15 @@ __all__ = [
 BLANK_WINS: frozenset[SyncRule] = frozenset(
     {SyncRule.PREFER_HUBSPOT, SyncRule.PREFER_SALESFORCE, SyncRule.MOST_RECENT}
 )
+# Stages a lead reaches only through a rule: the moves back leadsync makes in the CRMs.
+_BACK_BY_RULE = frozenset({Stage.RECYCLED.value, Stage.DISQUALIFIED.value})
+
+# (crm, field, held, wanted) -> whether writing `wanted` over `held` moves a stage back there.
+MovesBack = Callable[[str, str, Any, Any], bool]
+
+
+def _never_back(crm: str, field: str, held: Any, wanted: Any) -> bool:
+    return False
 
 
 def with_score(lead: Lead, score: Score, *, stage: Stage | None) -> Lead:
@@ -78,29 +95,64 @@ def plan_updates(
     snapshots: Mapping[str, Snapshot],
     *,
     sla_breaches: Sequence[str] = (),
+    moves_back: MovesBack = _never_back,
+    own: Mapping[str, Collection[str]] | None = None,
 ) -> dict[str, RecordUpdate | None]:
     """CRM -> the update that makes its record of `lead` hold what it should, or None when it
     already does (or cannot be written). `snapshots` holds the lead's records, one per CRM;
-    `sla_breaches` the names of the service levels the lead is in breach of now.
+    `sla_breaches` the names of the service levels the lead is in breach of now; `moves_back`
+    says which stage writes move a CRM's stage back; `own` names, per CRM, the fields whose
+    value there is what leadsync itself last wrote.
 
     Raises TransformError when a value cannot be written through the mapping (a canonical
     value a strict value_map has no CRM value for): the engine quarantines the lead with it.
     """
     flags = ", ".join(sorted(sla_breaches))
-    return {crm: _update(field_map, lead, snapshots[crm], flags) for crm in sorted(snapshots)}
+    owned = own or {}
+    return {
+        crm: _update(
+            field_map,
+            lead,
+            snapshots[crm],
+            flags,
+            partial(moves_back, crm),
+            frozenset(owned.get(crm, ())),
+        )
+        for crm in sorted(snapshots)
+    }
 
 
-def _update(field_map: FieldMap, lead: Lead, snapshot: Snapshot, flags: str) -> RecordUpdate | None:
+def _update(
+    field_map: FieldMap,
+    lead: Lead,
+    snapshot: Snapshot,
+    flags: str,
+    moves_back: Callable[[str, Any, Any], bool],
+    own: frozenset[str],
+) -> RecordUpdate | None:
     if snapshot.deleted or _is_converted_lead(snapshot):
         return None
-    values = {
-        **_field_writes(field_map, lead, snapshot),
-        **_writeback_writes(field_map.writeback.get(snapshot.crm), lead, snapshot, flags),
-    }
+    writeback = _writeback_writes(field_map.writeback.get(snapshot.crm), lead, snapshot, flags)
+    if lead.stage not in _BACK_BY_RULE:
+        _keep_later_stages(writeback, snapshot, moves_back, own)
+    values = {**_field_writes(field_map, lead, snapshot), **writeback}
     if not values:
         return None
     current = {name: snapshot.raw.get(name) for name in values}
     return RecordUpdate(snapshot.record_id, values, current)
+
+
+def _keep_later_stages(
+    writes: dict[str, Any],
+    snapshot: Snapshot,
+    moves_back: Callable[[str, Any, Any], bool],
+    own: frozenset[str],
+) -> None:
+    """Leave out the stage writes that would move back a stage a person set in the CRM."""
+    for name in list(writes):
+        held = snapshot.raw.get(name)
+        if name not in own and moves_back(name, held, writes[name]):
+            del writes[name]
 
 
 def _is_converted_lead(snapshot: Snapshot) -> bool:
@@ -227,16 +279,7 @@ def _text(value: Any) -> str:
 # ------------------------------------------------------------------------- summaries
 
 # HubSpot's default lifecycle stages, earliest first: a move to an earlier one costs a clear.
-HUBSPOT_LIFECYCLE_ORDER: tuple[str, ...] = (
-    "subscriber",
-    "lead",
-    "marketingqualifiedlead",
-    "salesqualifiedlead",
-    "opportunity",
-    "customer",
-    "evangelist",
-    "other",
-)
+HUBSPOT_LIFECYCLE_ORDER: tuple[str, ...] = DEFAULT_LIFECYCLE_ORDER
 HUBSPOT_LIFECYCLE_FIELD = "lifecyclestage"
 
 

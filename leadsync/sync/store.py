@@ -12,6 +12,7 @@
                     of one batch, in one transaction)
     SLA ledger      sla (clocks and the events announced about them: sync.sla.ledger)
     writes          record_writes, writes, expected (the echo fingerprints)
+    refusals        due_refusals, forget_refusals (writes a CRM refused, tried again later)
     people decide   quarantined, add_review, review_queue, resolve_review
 
 Every method is one short transaction, retried only after transient errors (a locked SQLite
@@ -28,7 +29,7 @@ import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -71,6 +72,11 @@ RUNNING = "running"  # a run's status until finish_run
 ABANDONED = "abandoned"  # left running by a replica that died; another took its job over
 # How a write the CRM refused is named in the quarantine.
 REFUSED = "write refused by "
+# A refused write is tried again once its cause may have changed (see `due_refusals`), or
+# after this wait when nothing did: an hour, doubling with each refusal, a day at the most (the
+# nightly sweep tries everything again anyway).
+REFUSAL_RETRY_FIRST = timedelta(hours=1)
+REFUSAL_RETRY_MOST = timedelta(days=1)
 INCREMENTAL = "incremental"  # the cursor stream of incremental pulls (a Position)
 BACKFILL = "backfill"  # the cursor stream of full pulls (an opaque checkpoint)
 
@@ -651,10 +657,21 @@ class Store:
     # -------------------------------------------------------------------------------- writes
 
     @retry_transient
-    def record_writes(self, run_id: str, crm: str, rows: Sequence[WriteRow]) -> None:
+    def record_writes(
+        self,
+        run_id: str,
+        crm: str,
+        rows: Sequence[WriteRow],
+        *,
+        context: str = "",
+        at: datetime | None = None,
+    ) -> None:
         """Log every write of a batch; the values actually written become those records'
         expected values, so the next pull can tell leadsync's own echo from a person's edit.
-        Records the CRM refused for good (FAILED) are quarantined with its reason."""
+        Records the CRM refused for good (FAILED) are quarantined with its reason, and wait
+        to be tried again (`due_refusals`): `context` names what they were refused under (the
+        mapping, the definition and the CRM's describe), `at` is the run's time (the store's
+        clock when not given), from which the wait before a retry counts."""
         now = self._now()
         logged = [
             {
@@ -697,6 +714,34 @@ class Store:
             # person to see (the report lists it); a later write that lands takes it out.
             _resolve_quarantine(connection, crm, landed, now, reason_prefix=REFUSED)
             _upsert_quarantine(connection, refused)
+            _delete_refusals(connection, crm, landed)
+            _add_refusals(
+                connection, crm, [q.record_id for q in refused], context, run_id, at or now
+            )
+
+    @retry_transient
+    def due_refusals(self, crm: str, *, context: str, now: datetime) -> list[str]:
+        """The records of `crm` whose refused write is worth trying again: refused under
+        another `context` than the current one (the mapping, the definition or the CRM's
+        describe changed since), or waiting since before `now`."""
+        query = (
+            sa.select(t.refusals.c.record_id)
+            .where(
+                t.refusals.c.crm == crm,
+                sa.or_(t.refusals.c.context != context, t.refusals.c.retry_at <= utc(now)),
+            )
+            .order_by(t.refusals.c.record_id)
+        )
+        with self._engine.connect() as connection:
+            return list(connection.execute(query).scalars())
+
+    @retry_transient
+    def forget_refusals(self, crm: str, record_ids: Sequence[str]) -> None:
+        """Tried again, these records have nothing left to write: they wait no more, and
+        their refusal leaves the quarantine."""
+        with writing(self._engine) as connection:
+            _delete_refusals(connection, crm, record_ids)
+            _resolve_quarantine(connection, crm, record_ids, self._now(), reason_prefix=REFUSED)
 
     @retry_transient
     def writes(
@@ -880,6 +925,46 @@ def _refusals(crm: str, rows: Sequence[WriteRow], run_id: str, now: datetime) ->
         Quarantined(crm, record_id, why[record_id], values, run_id, now)
         for record_id, values in sent.items()
     ]
+
+
+def _delete_refusals(connection: Connection, crm: str, record_ids: Sequence[str]) -> None:
+    for chunk in chunks(record_ids):
+        connection.execute(
+            t.refusals.delete().where(t.refusals.c.crm == crm, t.refusals.c.record_id.in_(chunk))
+        )
+
+
+def _add_refusals(
+    connection: Connection,
+    crm: str,
+    record_ids: Sequence[str],
+    context: str,
+    run_id: str,
+    now: datetime,
+) -> None:
+    """Each record refused once more: it is tried again after a wait that doubles with each
+    refusal, or sooner when `context` changes."""
+    attempts: dict[str, int] = {}
+    for chunk in chunks(record_ids):
+        query = sa.select(t.refusals.c.record_id, t.refusals.c.attempts).where(
+            t.refusals.c.crm == crm, t.refusals.c.record_id.in_(chunk)
+        )
+        attempts.update({row.record_id: row.attempts for row in connection.execute(query)})
+    rows = []
+    for record_id in dict.fromkeys(record_ids):
+        count = attempts.get(record_id, 0) + 1
+        wait = min(REFUSAL_RETRY_MOST, REFUSAL_RETRY_FIRST * 2 ** min(count - 1, 16))
+        rows.append(
+            {
+                "crm": crm,
+                "record_id": record_id,
+                "context": context,
+                "attempts": count,
+                "retry_at": now + wait,
+                "run_id": run_id,
+            }
+        )
+    upsert(connection, t.refusals, rows)
 
 
 def _upsert_leads(

@@ -33,6 +33,7 @@ __all__ = [
     "links",
     "metadata",
     "quarantine",
+    "refusals",
     "review",
     "runs",
     "sla_clocks",
@@ -299,6 +300,20 @@ expected = sa.Table(
     sa.Column("value", TaggedJSON()),
     sa.Column("run_id", sa.String(), nullable=False),
     sa.Column("written_at", UtcDateTime(), nullable=False),
+)
+
+# Writes a CRM refused, each record waiting to be tried again: once the mapping, the lead
+# definition or that CRM's describe is no longer what it was refused under (`context`), or at
+# `retry_at`, whichever comes first. A write that lands takes the record out.
+refusals = sa.Table(
+    "refusals",
+    metadata,
+    sa.Column("crm", sa.String(), primary_key=True),
+    sa.Column("record_id", sa.String(), primary_key=True),
+    sa.Column("context", sa.String(), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("retry_at", UtcDateTime(), nullable=False, index=True),
+    sa.Column("run_id", sa.String(), nullable=False),
 )
 
 # Ambiguous matches a person decides: one item per record, open until resolved.

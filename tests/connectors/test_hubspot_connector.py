@@ -355,6 +355,17 @@ def test_a_backward_lifecycle_stage_is_cleared_then_set_in_two_requests(
 BATCH_UPDATE = "/crm/v3/objects/contacts/batch/update"
 
 
+def test_a_batch_refused_for_the_request_itself_fails_every_input_without_splitting(
+    sandbox: Sandbox, hubspot_connector: HubSpotConnector
+) -> None:
+    # A private app without the write scope: HubSpot answers 403 whatever the values.
+    sandbox.faults.fail_requests(RequestFault("POST", BATCH_UPDATE, 403))
+    ids = sorted(live_ids(sandbox), key=int)[:100]
+    results = hubspot_connector.write([RecordUpdate(i, {"jobtitle": "CTO"}) for i in ids])
+    assert {(r.status, r.category) for r in results} == {(WriteStatus.FAILED, "forbidden")}
+    assert endpoint_calls(sandbox, "hubspot.fault") == 1
+
+
 def test_a_backward_stage_whose_set_fails_is_put_back_in_the_same_write(
     sandbox: Sandbox, hubspot_connector: HubSpotConnector
 ) -> None:

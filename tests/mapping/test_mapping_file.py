@@ -722,9 +722,18 @@ SALESFORCE_OPPORTUNITY = ObjectDescription(
 )
 
 
-def checked(tmp_path: Path, text: str, crm: str, description: ObjectDescription) -> list[str]:
+def checked(
+    tmp_path: Path,
+    text: str,
+    crm: str,
+    description: ObjectDescription,
+    *,
+    preflight: bool = False,
+) -> list[str]:
     path = write(tmp_path, BASE + text)
-    problems = check_against(load_mapping(path), crm, description, file=str(path))
+    problems = check_against(
+        load_mapping(path), crm, description, file=str(path), preflight=preflight
+    )
     assert all(problem.file == str(path) for problem in problems)
     return [f"{problem.key}: {problem.message}" for problem in problems]
 
@@ -859,8 +868,44 @@ def test_write_back_targets_missing_read_only_or_unfit(tmp_path: Path) -> None:
         "writeback.hubspot.grade",
     ]
     assert "no field 'leadsync_fit' in hubspot contacts" in problems[0]
-    assert "`leadsync setup` creates" in problems[0]
+    assert problems[0].endswith("; run `leadsync setup` to create it")
     assert problems[1].endswith("hubspot field createdate is read-only")
+
+
+def test_a_missing_salesforce_target_says_an_admin_must_create_it(tmp_path: Path) -> None:
+    text = '[writeback.salesforce]\nscore = "Leadsync_Nowhere__c"\n'
+    (problem,) = checked(tmp_path, text, "salesforce", SALESFORCE_LEAD)
+    assert problem.startswith("writeback.salesforce.score: no field 'Leadsync_Nowhere__c'")
+    assert "a Salesforce admin must create it" in problem
+
+
+PREFLIGHT_MAPPING = (
+    '[fields.state]\ntype = "string"\ndirection = "pull"\n'
+    '[fields.state.salesforce]\nfield = "Status"\nstrict = false\n'
+    '[fields.state.salesforce.value_map]\nOpen = "open"\n"Closed - Lost" = "closed"\n'
+    '[fields.gone]\ntype = "string"\ndirection = "pull"\n'
+    '[fields.gone.salesforce]\nfield = "Nowhere"\n'
+    '[writeback.salesforce]\nscore = "IsConverted"\nstage = "Status"\n'
+    'stage_values = { lead = "Open", mql = "Open", sal = "Open", sql = "Open", '
+    'opportunity = "Open", customer = "Open", recycled = "Open", disqualified = "Lost" }\n'
+)
+
+
+def test_the_preflight_reports_only_what_stops_a_run(tmp_path: Path) -> None:
+    everything = checked(tmp_path, PREFLIGHT_MAPPING, "salesforce", SALESFORCE_LEAD)
+    assert [problem.split(":")[0] for problem in everything] == [
+        "fields.state.salesforce.value_map",
+        "fields.gone.salesforce.field",
+        "writeback.salesforce.score",
+        "writeback.salesforce.stage_values",
+    ]
+    # A picklist value refused fails the records holding it, one at a time, with the CRM's
+    # reason; a field that is not there, or a target that cannot take a score, fails them all.
+    blocking = checked(tmp_path, PREFLIGHT_MAPPING, "salesforce", SALESFORCE_LEAD, preflight=True)
+    assert [problem.split(":")[0] for problem in blocking] == [
+        "fields.gone.salesforce.field",
+        "writeback.salesforce.score",
+    ]
 
 
 def test_a_write_back_target_of_the_wrong_type(tmp_path: Path) -> None:
