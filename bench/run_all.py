@@ -44,6 +44,8 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
             "--sandbox-leads", "45000", "--section", "incremental-1pct-1m",
         ],
     ),
+    # The day after: what the nightly sweep rewrites when nothing changed (the target: < 1 %).
+    "churn": ("churn.py", ["--leads", "10000", "--days", "3"]),
 }  # fmt: skip
 
 
