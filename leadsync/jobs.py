@@ -55,6 +55,7 @@ from leadsync.runtime import Runtime, open_runtime
 from leadsync.sync.backfill import SWEEP, BackfillSpec, Status
 from leadsync.sync.engine import RunSummary, StopCheck
 from leadsync.sync.leases import SYNC_LEASE, Lease
+from leadsync.sync.preflight import PreflightError
 
 __all__ = ["DefinitionFiles", "Service", "ServiceStartError"]
 
@@ -133,6 +134,8 @@ class Service:
         self._stopping = threading.Event()
         self._files = DefinitionFiles(config)
         self._files.current()  # a service that starts on broken files does not start
+        # The problems the preflight last stopped a job on: said in full once, not every turn.
+        self._misfit: str | None = None
         settings = config.model.service
         self._ttl = timedelta(seconds=settings.lease_seconds)
         self._wait = timedelta(seconds=settings.lease_wait_seconds)
@@ -286,6 +289,28 @@ class Service:
 
         self._job("sweep", SWEEP_LEASE, work)
 
+    def _report_misfit(self, name: str, misfit: PreflightError) -> None:
+        """The mapping does not fit a CRM: every problem with its fix the first time, a line
+        a turn after that; the next turn checks again, so a fix needs no restart."""
+        count = len(misfit.problems)
+        if str(misfit) == self._misfit:
+            log.warning(
+                "%s: still stopped before writing: the mapping does not fit the CRMs (%d "
+                "problem(s), logged before)",
+                name,
+                count,
+            )
+            return
+        self._misfit = str(misfit)
+        for problem in misfit.problems:
+            log.error("%s stopped before writing: %s", name, problem)
+        log.error(
+            "%s: %d problem(s) between the mapping and the CRMs; nothing is written until they "
+            "are fixed, and every turn checks again",
+            name,
+            count,
+        )
+
     def _observe(self, summary: RunSummary) -> None:
         self.metrics.observe_run(summary)
         for problem in summary.every_write_failed().values():
@@ -327,6 +352,12 @@ class Service:
                 runtime = replace(self._runtime, field_map=field_map, definition=definition)
                 if not work(runtime, _stop_check(self._stopping, lease)):
                     outcome = "interrupted"
+                if name == "sync":
+                    self._misfit = None
+        except PreflightError as misfit:
+            outcome = "failed"
+            self.metrics.errors.labels("config").inc()
+            self._report_misfit(name, misfit)
         except (ConnectorError, sa.exc.SQLAlchemyError, ConfigError) as problem:
             outcome = "failed"
             self.metrics.errors.labels(_category(problem)).inc()

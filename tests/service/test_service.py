@@ -23,8 +23,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from leadsync.config import Config, load_config
+from leadsync.connectors.hubspot import HubSpotConnector
 from leadsync.sandbox import FaultSpec, HubSpotSettings, Sandbox, SandboxSettings
-from leadsync.sandbox_config import EXAMPLES
+from leadsync.sandbox_config import EXAMPLES, write_sandbox_config
 from leadsync.sync.backfill import BackfillQueue, Status
 from leadsync.sync.store import RunRow, Store
 from tests.support import REAL_PROCESSES, mapped_state, set_up_sandbox_config
@@ -41,12 +42,22 @@ def free_port() -> int:
 
 
 def service_config(
-    sandbox: Sandbox, folder: Path, *, database: str | None = None, port: int = 0
+    sandbox: Sandbox,
+    folder: Path,
+    *,
+    database: str | None = None,
+    port: int = 0,
+    setup: bool = True,
 ) -> Config:
     """A config pointed at `sandbox`, its mapping and definition copied beside it (so a test
-    can edit them), with schedules a second or so apart."""
+    can edit them), with schedules a second or so apart; with HubSpot's leadsync_* properties
+    created unless not `setup`."""
     folder.mkdir(parents=True, exist_ok=True)
-    config: Config = set_up_sandbox_config(sandbox, folder)
+    if setup:
+        config: Config = set_up_sandbox_config(sandbox, folder)
+    else:
+        write_sandbox_config(folder / "leadsync.toml", sandbox.url, sandbox.credentials())
+        config = load_config(folder / "leadsync.toml")
     assert config.path is not None
     text = config.path.read_text()
     for name in ("mapping.toml", "lead_definition.toml"):
@@ -267,6 +278,37 @@ def test_a_broken_mapping_edit_leaves_the_service_syncing_on_the_last_good_one(
         assert log.count("edit refused:") == 1  # said once, not at every run
         mapping.write_text(good)
         wait_for(lambda: "read again" in replica.log(), timeout=30, message="the fixed file")
+        code, _ = replica.terminate()
+        assert code == 0
+
+
+def test_a_service_on_an_org_without_setup_writes_nothing_and_picks_up_the_fix(
+    tmp_path: Path, replicas: list[Replica]
+) -> None:
+    with Sandbox(SandboxSettings(port=0, seed=3, leads=120, hubspot=OPEN_LIMITS)) as sandbox:
+        config = service_config(sandbox, tmp_path, setup=False)
+        replicas.append(replica := Replica(config, tmp_path))
+
+        def stopped() -> int:
+            return sum(1 for run in runs(config) if run.status == "failed")
+
+        wait_for(lambda: stopped() >= 3, timeout=60, message="syncs stopped by the preflight")
+        endpoints = sandbox.stats.as_dict()["endpoints"]
+        assert not {"hubspot.contacts.batch_update", "salesforce.collection_update"} & set(
+            endpoints
+        )
+        log = replica.log()
+        fix = "writeback.hubspot.score: no field 'leadsync_score' in hubspot contacts; run "
+        assert log.count(fix + "`leadsync setup` to create it") == 1  # said once, not each turn
+        assert "still stopped before writing" in log
+        assert "Traceback" not in log
+        # `leadsync setup` while the service runs: the next turn writes, no restart needed.
+        connector = HubSpotConnector(config.hubspot_connection())
+        connector.ensure_properties()
+        connector.close()
+        wait_for(lambda: succeeded(config, at_least=1), timeout=60, message="a sync after setup")
+        written = sandbox.stats.as_dict()["endpoints"]
+        assert written.get("hubspot.contacts.batch_update", 0) > 0
         code, _ = replica.terminate()
         assert code == 0
 
