@@ -499,10 +499,10 @@ def test_the_day_after_with_nothing_changed_the_sweep_writes_almost_nothing(
     config = set_up(bare_config(sandbox, tmp_path))
     cycle(config)
     day_after = sweep(config, now=NOW + timedelta(days=1))
-    leads = sum(c.matched for c in day_after.crms.values())
+    records = sum(c.matched for c in day_after.crms.values())
     written = sum(c.written for c in day_after.crms.values())
-    assert leads > 300
-    assert written <= 0.01 * leads, day_after.plan.per_field() if day_after.plan else None
+    assert records > 300
+    assert written <= 0.01 * records, day_after.plan.per_field() if day_after.plan else None
     # What little it writes is the score and what comes with it, never the reasons' wording:
     # a reason names a date, so it reads the same tomorrow.
     changed = {name for _, name in (day_after.plan.field_counts if day_after.plan else {})}
@@ -528,8 +528,8 @@ def test_exact_decay_would_rewrite_many_leads_the_day_after(
     )
     cycle(config)
     day_after = sweep(config, now=NOW + timedelta(days=1))
-    leads = sum(c.matched for c in day_after.crms.values())
-    assert sum(c.written for c in day_after.crms.values()) > 0.05 * leads
+    records = sum(c.matched for c in day_after.crms.values())
+    assert sum(c.written for c in day_after.crms.values()) > 0.05 * records
 
 
 # -------------------------------------------------------- 7. leadsync's writes are not evidence
