@@ -781,8 +781,15 @@ def _refusal(update: RecordUpdate, error: ConnectorError, attempt: int) -> Write
     code of the first of them (`invalid_option`, `property_doesnt_exist`)."""
     named = [(name, code) for name, code in error.field_errors if name in update.values]
     fields = tuple(dict.fromkeys(name for name, _ in named))
-    # Else HubSpot's own category (VALIDATION_ERROR, CONFLICT), as a 207's error would carry it.
-    category = (named[0][1] if named else error.code or error.category).lower()
+    if named:
+        category = named[0][1]
+    elif error.status in (HTTPStatus.BAD_REQUEST, HTTPStatus.CONFLICT) and error.code:
+        # HubSpot's own category (VALIDATION_ERROR, CONFLICT), as a 207's error would carry it.
+        category = error.code
+    else:
+        # The request itself refused (a 403 for a missing scope): what leadsync calls it.
+        category = error.category
+    category = category.lower()
     return WriteResult(
         update.record_id, WriteStatus.FAILED, category, error.message, attempt, fields
     )

@@ -46,6 +46,7 @@ from leadsync.sandbox_config import EXAMPLES, write_sandbox_config
 from leadsync.sync.backfill import SWEEP, BackfillSpec
 from leadsync.sync.engine import RunSummary, SyncEngine
 from leadsync.sync.store import Store
+from tests.support import search_caught_up
 
 SEEDED_UNTIL = datetime(2026, 6, 1, tzinfo=UTC)
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -110,7 +111,9 @@ def cycle(
     write: bool = True,
     wrap: Any = None,
 ) -> RunSummary:
-    """One sync run with leadsync's clock held at `now`; HubSpot's retries quick."""
+    """One sync run with leadsync's clock held at `now`; HubSpot's retries quick. Runs are
+    minutes apart: HubSpot's search has caught up with the edits and writes before it."""
+    search_caught_up(config)
     with open_runtime(config) as runtime:
         hubspot = HubSpotConnector(replace(config.hubspot_connection(), retry=QUICK))
         connectors: dict[str, Connector] = {**runtime.connectors, "hubspot": hubspot}
@@ -131,6 +134,7 @@ def cycle(
 
 def sweep(config: Config, *, now: datetime) -> RunSummary:
     """The nightly sweep, with leadsync's clock held at `now`."""
+    search_caught_up(config)
     summaries: list[RunSummary] = []
     with open_runtime(config) as runtime:
         queue = runtime.backfill_queue()
