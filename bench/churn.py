@@ -248,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(folder, ignore_errors=True)
     body = "\n\n".join(
         [
-            SECTION_INTRO,
+            SECTION_INTRO.strip(),
             f"Measured on {machine()}; `--leads {leads:,}` per CRM (half the people in both), "
             f"the sweep once a day for {days} day(s).",
             table(results),
