@@ -588,16 +588,23 @@ def run_backfill(args: argparse.Namespace) -> int:
             if chosen.progress:
                 print(f"going on with backfill {chosen.backfill_id}", file=sys.stderr)
         stopping = _stop_on_signals()
+        summaries: list[RunSummary] = []
         try:
             done = runtime.run_backfill(
-                chosen.backfill_id, should_stop=stopping.is_set, progress_stream=sys.stderr
+                chosen.backfill_id,
+                should_stop=stopping.is_set,
+                progress_stream=sys.stderr,
+                on_summary=summaries.append,
             )
         except BackfillBusyError as busy:
             print(f"leadsync: {busy}", file=sys.stderr)
             return EXIT_FAILED
     print(format_backfills([done]))
+    failed = [problem for s in summaries for problem in s.every_write_failed().values()]
+    for problem in failed:
+        print(f"leadsync: {problem}", file=sys.stderr)
     if done.status == Status.SUCCEEDED:
-        return EXIT_OK
+        return EXIT_FAILED if failed else EXIT_OK
     print(
         f"leadsync: backfill {done.backfill_id} {done.status}: {done.message}; "
         f"go on with `leadsync backfill --resume {done.backfill_id}`",

@@ -629,6 +629,16 @@ def test_a_run_where_every_hubspot_write_failed_exits_1_naming_the_cause(
 
 
 @pytest.mark.parametrize("sandbox_settings", [replace(SETTINGS, seed_until=None)])
+def test_a_backfill_where_every_hubspot_write_failed_exits_1_naming_the_cause(
+    sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = set_up(bare_config(sandbox, tmp_path))
+    sandbox.faults.fail_requests(RequestFault("POST", BATCH_UPDATE, 403))
+    assert main(["backfill", "--config", str(config.path)]) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"leadsync: every hubspot write of the run failed \(\d+\): forbidden", err)
+
+
 def test_the_json_summary_names_each_failure_cause_with_a_count_and_an_example(
     sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
