@@ -40,6 +40,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from leadsync.config import Config
 from leadsync.connectors.errors import ConnectorError
+from leadsync.errors import LeadsyncError, RunError, StoreError
 from leadsync.logs import new_run_id, run_context
 from leadsync.mapping.definition import LeadDefinition, load_definition
 from leadsync.mapping.fields import FieldMap, load_mapping
@@ -48,6 +49,7 @@ from leadsync.metrics import MetricsServer, ServiceMetrics
 from leadsync.problems import ConfigError
 from leadsync.runtime import Runtime, open_runtime
 from leadsync.sync.backfill import SWEEP, BackfillSpec, Status
+from leadsync.sync.database import store_error
 from leadsync.sync.engine import StopCheck
 from leadsync.sync.leases import SYNC_LEASE, Lease
 
@@ -317,9 +319,11 @@ class Service:
                 runtime = replace(self._runtime, field_map=field_map, definition=definition)
                 if not work(runtime, _stop_check(self._stopping, lease)):
                     outcome = "interrupted"
-        except (ConnectorError, sa.exc.SQLAlchemyError, ConfigError) as problem:
+        except (LeadsyncError, sa.exc.SQLAlchemyError) as problem:
             outcome = "failed"
             self.metrics.errors.labels(_category(problem)).inc()
+            if isinstance(problem, sa.exc.SQLAlchemyError):
+                problem = store_error(problem, self._config.database_url)
             log.error("%s failed: %s", name, problem)
         except Exception as problem:  # the service outlives any one job's bug
             outcome = "failed"
@@ -330,7 +334,7 @@ class Service:
             self.metrics.job_seconds.labels(name).observe(time.monotonic() - started)
 
 
-class ServiceStartError(RuntimeError):
+class ServiceStartError(RunError):
     """The service cannot start (its metrics port is taken, say): exit 1, with the reason."""
 
 
@@ -346,4 +350,6 @@ def _category(problem: Exception) -> str:
         return f"{problem.crm}_{problem.category}"
     if isinstance(problem, ConfigError):
         return "config"
-    return "database"
+    if isinstance(problem, StoreError | sa.exc.SQLAlchemyError):
+        return "database"
+    return "run"

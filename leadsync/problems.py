@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from leadsync.errors import ConfigError
+
+__all__ = ["ConfigError", "ConfigProblem", "locate_key", "parse_toml", "read_text", "read_toml"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,14 +30,6 @@ class ConfigProblem:
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
         return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
-
-
-class ConfigError(Exception):
-    """Raised with every problem found; the CLI prints them and exits 2."""
-
-    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
-        super().__init__("\n".join(str(problem) for problem in problems))
-        self.problems = list(problems)
 
 
 def locate_key(text: str, dotted: str) -> int | None:

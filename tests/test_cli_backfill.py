@@ -150,7 +150,7 @@ def test_status_lists_backfills_as_text_and_json_and_queue_hands_one_over(
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["--resume", "nope"], 1, "no backfill 'nope'"),
+        (["--resume", "nope"], 2, "no backfill 'nope'"),
         (["--since", "2026-05-01", "--until", "2026-04-01"], 2, "--until must be after --since"),
         (["--sweep", "--crm", "hubspot"], 2, "--sweep covers every CRM"),
     ],

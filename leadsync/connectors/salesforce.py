@@ -78,6 +78,7 @@ from leadsync.connectors.salesforce_routing import RoutingSession, TimeoutSessio
 from leadsync.connectors.settings import SalesforceConnection
 from leadsync.connectors.throttle import ConcurrencyLimiter
 from leadsync.connectors.writeback import SALESFORCE_WRITEBACK_FIELDS, FieldSpec
+from leadsync.errors import RunError
 from leadsync.secrets import Secret, redact
 
 T = TypeVar("T")
@@ -717,7 +718,7 @@ class _RecordsLockedError(TransientError):
     """Some records of a write are locked: worth another round."""
 
 
-class _RoundFailedError(Exception):
+class _RoundFailedError(RunError):
     """A write round's request failed for good (its own retries are spent): stop the rounds."""
 
     def __init__(self, error: ConnectorError) -> None:

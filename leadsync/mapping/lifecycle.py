@@ -28,6 +28,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
+from leadsync.errors import RecordError
 from leadsync.mapping.definition import LeadDefinition, TransitionRule
 from leadsync.mapping.scoring import Score
 
@@ -79,7 +80,7 @@ class Transition:
     kind: TransitionKind
 
 
-class TransitionRefusedError(ValueError):
+class TransitionRefusedError(RecordError):
     """A transition the state machine does not allow from where the lead is."""
 
 

@@ -43,6 +43,7 @@ from sqlalchemy.engine import Engine, RowMapping
 
 from leadsync.connectors.base import Connector, CrmRecord, Page, utc
 from leadsync.connectors.errors import QuotaReserveReachedError
+from leadsync.errors import RunError
 from leadsync.mapping.fields import FieldMap
 from leadsync.sync import tables as t
 from leadsync.sync.database import retry_transient, writing
@@ -159,7 +160,7 @@ class Backfill:
         }
 
 
-class BackfillBusyError(RuntimeError):
+class BackfillBusyError(RunError):
     """The backfill is running elsewhere, its heartbeat fresh."""
 
 
@@ -581,7 +582,7 @@ class BackfillRunner:
             raise RuntimeError("another runner took this backfill over")
 
 
-class _LeaseUnavailableError(RuntimeError):
+class _LeaseUnavailableError(RunError):
     pass
 
 

@@ -39,6 +39,7 @@ from leadsync.connectors.base import (
     WriteResult,
     WriteStatus,
 )
+from leadsync.errors import LeadsyncError
 from leadsync.logs import run_context
 from leadsync.mapping.definition import LeadDefinition
 from leadsync.mapping.fields import FieldMap
@@ -88,7 +89,7 @@ def _never() -> bool:
     return False
 
 
-class RunInterruptedError(Exception):
+class RunInterruptedError(LeadsyncError):
     """The run was asked to stop; what it did so far is committed."""
 
 

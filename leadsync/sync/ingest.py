@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from leadsync.connectors.base import CrmRecord
+from leadsync.errors import RecordError
 from leadsync.mapping.fields import FieldMap, FieldMapping
 from leadsync.mapping.transforms import TransformError, is_blank
 from leadsync.sync.identity import CROSS_REFERENCE_FIELDS, normalise_email
@@ -42,7 +43,7 @@ SALESFORCE_CONVERTED = "IsConverted"
 _EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
 
 
-class QuarantineError(ValueError):
+class QuarantineError(RecordError):
     """A record leadsync cannot use, with every reason why (each names the field and value)."""
 
     def __init__(self, crm: str, record_id: str, reasons: tuple[str, ...]) -> None:

@@ -242,10 +242,10 @@ def test_revert_puts_back_what_a_run_overwrote_and_keeps_what_people_changed_sin
     assert hubspot.get("leadsync_score") is None
 
 
-def test_revert_of_an_unknown_run_exits_1(
+def test_revert_of_an_unknown_run_is_bad_usage_exit_2(
     config: Config, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["revert", "no-such-run", "--config", str(config.path)]) == 1
+    assert main(["revert", "no-such-run", "--config", str(config.path)]) == 2
     assert "no run no-such-run" in capsys.readouterr().err
 
 

@@ -36,6 +36,7 @@ from tenacity import (
 )
 
 from leadsync import __version__
+from leadsync.errors import RunError
 from leadsync.secrets import Secret
 from leadsync.sync.sla.ledger import SlaEvent
 
@@ -50,7 +51,7 @@ EVENT_HEADER = "X-Leadsync-Event-Id"
 _RETRIABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-class WebhookError(Exception):
+class WebhookError(RunError):
     """A delivery that did not get a 2xx; `retriable` when a later attempt may succeed."""
 
     def __init__(self, message: str, *, retriable: bool) -> None:
