@@ -629,20 +629,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _dispatch(parser, args)
-    except LeadsyncError as problem:
-        # The branch decides the exit code (see leadsync.errors): 2 for the user's input, 1 for
-        # what failed at run time. One line (a ConfigError: one per problem), no traceback.
+    except Exception as failure:  # noqa: BLE001 - the command's last word: one line, always
         if args.debug:
             traceback.print_exc()
-        print(f"leadsync: {problem}", file=sys.stderr)
-        return problem.exit_code
-    except Exception as bug:  # noqa: BLE001 - the command's last word on a bug: one line
-        # Not raised on purpose: a bug. Said in one line; --debug shows where.
-        if args.debug:
-            traceback.print_exc()
+        if isinstance(failure, LeadsyncError):
+            # The branch decides the exit code (see leadsync.errors): 2 for the user's input,
+            # 1 for what failed at run time. One line (a ConfigError: one per problem).
+            print(f"leadsync: {failure}", file=sys.stderr)
+            return failure.exit_code
         print(
-            f"leadsync: internal error: {type(bug).__name__} (a bug in leadsync: please report "
-            "it with the output of --debug)",
+            f"leadsync: internal error: {type(failure).__name__} (a bug in leadsync: please "
+            "report it with the output of --debug)",
             file=sys.stderr,
         )
         return EXIT_FAILED
