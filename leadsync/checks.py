@@ -19,7 +19,7 @@ from leadsync.connectors.hubspot import HubSpotConnector
 from leadsync.connectors.salesforce import SalesforceConnector
 from leadsync.mapping.definition import LeadDefinition, load_definition
 from leadsync.mapping.fields import FieldMap, check_against, load_mapping
-from leadsync.problems import ConfigError, ConfigProblem, locate_key
+from leadsync.problems import ConfigError, ConfigProblem, TomlLines
 
 T = TypeVar("T")
 
@@ -69,8 +69,9 @@ def _missing_files(config: Config) -> list[ConfigProblem]:
     """A mapping or definition file that is not there is the config's mistake: say which key."""
     text = config.path.read_text(encoding="utf-8") if config.path is not None else ""
     name = str(config.path or "config")
+    lines = TomlLines(text)
     return [
-        ConfigProblem(name, key, f"no such file: {path}", locate_key(text, key))
+        ConfigProblem(name, key, f"no such file: {path}", lines.line_of(key))
         for key, path in (
             ("files.mapping", config.mapping_path),
             ("files.definition", config.definition_path),

@@ -19,7 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from leadsync.connectors.settings import HubSpotConnection, SalesforceConnection
 from leadsync.mapping.sla_rules import time_zone
-from leadsync.problems import ConfigError, ConfigProblem, locate_key, read_toml
+from leadsync.problems import (
+    ConfigError,
+    ConfigProblem,
+    TomlLines,
+    read_toml,
+    validation_problems,
+)
 from leadsync.secrets import Secret
 
 DEFAULT_DATABASE_URL = "sqlite:///leadsync.db"
@@ -271,11 +277,13 @@ def load_config(path: Path | None, *, environ: Mapping[str, str] | None = None) 
     text = ""
     if path is not None:
         text, data = read_toml(path)
-    problems = _secret_key_problems(name, data, text)
+    lines = TomlLines(text)
+    problems = _secret_key_problems(name, data, lines)
     try:
         model = ConfigModel.model_validate(data)
     except ValidationError as invalid:
-        problems.extend(_validation_problems(name, invalid, text))
+        reported = [problem.key for problem in problems]  # with the variable to use instead
+        problems.extend(validation_problems(invalid, file=name, lines=lines, skip=reported))
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)
@@ -284,7 +292,9 @@ def load_config(path: Path | None, *, environ: Mapping[str, str] | None = None) 
     return Config(model, path, secrets)
 
 
-def _secret_key_problems(name: str, data: Mapping[str, Any], text: str) -> list[ConfigProblem]:
+def _secret_key_problems(
+    name: str, data: Mapping[str, Any], lines: TomlLines
+) -> list[ConfigProblem]:
     problems = []
     for section in ("hubspot", "salesforce"):
         values = data.get(section)
@@ -299,24 +309,9 @@ def _secret_key_problems(name: str, data: Mapping[str, Any], text: str) -> list[
                         path,
                         f"secrets do not belong in this file: set {_SECRET_KEYS[key]} in the "
                         "environment or the secrets file instead",
-                        locate_key(text, path),
+                        lines.line_of(path),
                     )
                 )
-    return problems
-
-
-def _validation_problems(name: str, invalid: ValidationError, text: str) -> list[ConfigProblem]:
-    problems = []
-    for error in invalid.errors():
-        path = ".".join(str(part) for part in error["loc"])
-        if error["type"] == "extra_forbidden" and error["loc"][-1] in _SECRET_KEYS:
-            continue  # already reported, with the variable to use instead
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif error["type"] == "literal_error":
-            message = f"{message}, not {error['input']!r}"
-        problems.append(ConfigProblem(name, path, message, locate_key(text, path)))
     return problems
 
 

@@ -14,7 +14,7 @@ from leadsync.config import (
     SLA_WEBHOOK_URL_VAR,
     load_config,
 )
-from leadsync.problems import ConfigError, locate_key
+from leadsync.problems import ConfigError, TomlLines
 
 
 def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
@@ -153,15 +153,23 @@ def test_a_missing_secrets_file_is_named(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("dotted", "line"),
-    [("hubspot", 2), ("hubspot.base_url", 4), ("salesforce.base_url", 7), ("nothing.here", None)],
+    [
+        ("hubspot", 2),
+        ("hubspot.base_url", 4),
+        ("salesforce.base_url", 7),
+        # A key the file lacks: the line of its table, where it belongs.
+        ("hubspot.timeout_seconds", 2),
+        ("nothing.here", None),
+    ],
 )
-def test_locate_key_finds_the_defining_line(dotted: str, line: int | None) -> None:
+def test_the_line_of_each_key_of_a_config(dotted: str, line: int | None) -> None:
     text = '# comment\n[hubspot]\n# base\nbase_url = "x"\n\n[salesforce]\nbase_url = "y"\n'
-    assert locate_key(text, dotted) == line
+    assert TomlLines(text).line_of(dotted) == line
 
 
-def test_locate_key_reads_a_table_header_with_a_comment() -> None:
-    assert locate_key("[hubspot]  # the marketing side\nbase_url = 'x'\n", "hubspot.base_url") == 2
+def test_the_line_of_a_key_under_a_table_header_with_a_comment() -> None:
+    text = "[hubspot]  # the marketing side\nbase_url = 'x'\n"
+    assert TomlLines(text).line_of("hubspot.base_url") == 2
 
 
 @pytest.mark.parametrize(
