@@ -1,9 +1,11 @@
 """`leadsync check`: the config, the field mapping and the lead definition, validated together.
 
 Offline it reads the three files and checks each and the references between them (a scoring
-rule naming a field the mapping lacks). `--online` also compares the mapping with each CRM's
-live describe: the field exists, the types fit, every mapped value is allowed by the picklist,
-every write target is writable. Every problem is listed at once.
+rule naming a field the mapping lacks), and that every secret the enabled CRMs and the SLA
+webhook need is set (and a JWT login's key file readable). `--online` also logs in to each CRM
+(proving the secrets) and compares the mapping with its live describe: the field exists, the
+types fit, every mapped value is allowed by the picklist, every write target is writable.
+Every problem is listed at once.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import TypeVar
 
 from leadsync.config import Config, load_config
 from leadsync.connectors.base import ObjectDescription
+from leadsync.connectors.errors import AuthenticationError
 from leadsync.connectors.hubspot import HubSpotConnector
 from leadsync.connectors.salesforce import SalesforceConnector
 from leadsync.mapping.definition import LeadDefinition, load_definition
@@ -45,6 +48,10 @@ def check(config_path: Path | None, *, online: bool = False) -> CheckReport:
         return report
     report.config = config
     report.checked.append(f"config {config_path or '(defaults)'}")
+    secrets = config.secret_problems()
+    report.problems.extend(secrets)
+    if not secrets:
+        report.checked.append("secrets: every one the enabled CRMs and the webhook need is set")
     missing = _missing_files(config)
     if missing:
         report.problems.extend(missing)
@@ -60,7 +67,7 @@ def check(config_path: Path | None, *, online: bool = False) -> CheckReport:
         report.checked.append(
             f"lead definition {config.definition_path} (model {definition.model_version})"
         )
-    if online and mapping is not None:
+    if online and mapping is not None and not secrets:
         _check_online(report, config, mapping)
     return report
 
@@ -91,7 +98,13 @@ def _collect(report: CheckReport, load: Callable[[], T]) -> T | None:
 def _check_online(report: CheckReport, config: Config, mapping: FieldMap) -> None:
     file = str(config.mapping_path)
     for crm, describe in _describers(report, config):
-        description = describe()
+        try:
+            description = describe()
+        except AuthenticationError as refused:
+            name = str(config.path or "config")
+            message = f"the CRM refused the login: {refused}"
+            report.problems.append(ConfigProblem(name, crm, message))
+            continue
         report.problems.extend(check_against(mapping, crm, description, file=file))
         report.checked.append(
             f"{crm} {description.object_name} describe ({len(description.fields)} fields)"

@@ -45,7 +45,12 @@ from leadsync.connectors.base import (
     WriteStatus,
     drop_known,
 )
-from leadsync.connectors.classify import classify, parse_retry_after, record_error_is_retriable
+from leadsync.connectors.classify import (
+    classify,
+    connection_failure,
+    parse_retry_after,
+    record_error_is_retriable,
+)
 from leadsync.connectors.errors import (
     ConnectionFailedError,
     ConnectorError,
@@ -143,8 +148,8 @@ class HubSpotConnector:
             except (ApiException, PropertiesApiException) as error:
                 raise self._translate(error) from None
             except urllib3.exceptions.HTTPError as error:
-                raise ConnectionFailedError(
-                    f"{description}: {type(error).__name__}", crm=CRM
+                raise connection_failure(
+                    CRM, error, self._connection.base_url, description
                 ) from None
             if isinstance(answer, tuple) and len(answer) == 3:
                 self._quota.observe(dict(answer[2] or {}))

@@ -54,10 +54,14 @@ from leadsync.connectors.base import (
     drop_known,
     utc,
 )
-from leadsync.connectors.classify import classify, parse_retry_after, record_error_is_retriable
+from leadsync.connectors.classify import (
+    classify,
+    connection_failure,
+    parse_retry_after,
+    record_error_is_retriable,
+)
 from leadsync.connectors.errors import (
     AuthenticationError,
-    ConnectionFailedError,
     ConnectorError,
     QuotaExhaustedError,
     QuotaReserveReachedError,
@@ -338,9 +342,11 @@ class SalesforceConnector:
             except requests.exceptions.JSONDecodeError:
                 raise ServerError("an unreadable answer (not JSON)", crm=CRM) from None
             except requests.RequestException as error:
-                raise ConnectionFailedError(
-                    self._redacted(f"{type(error).__name__}: {error}"), crm=CRM
-                ) from None
+                raise connection_failure(CRM, error, self._url(), description) from None
+
+    def _url(self) -> str:
+        """Where requests go: the instance, else the login domain."""
+        return self.connection.instance_url or f"https://{self.connection.domain}.salesforce.com"
 
     def _classified(self, error: SalesforceError) -> ConnectorError:
         """An answer simple-salesforce raised for without our hook having classified it
