@@ -51,7 +51,7 @@ from leadsync.runtime import Runtime, open_runtime
 from leadsync.sync.backfill import SWEEP, BackfillSpec, Status
 from leadsync.sync.database import store_error
 from leadsync.sync.engine import StopCheck
-from leadsync.sync.leases import SYNC_LEASE, Lease
+from leadsync.sync.leases import SYNC_LEASE
 
 __all__ = ["DefinitionFiles", "Service", "ServiceStartError"]
 
@@ -133,6 +133,7 @@ class Service:
         settings = config.model.service
         self._ttl = timedelta(seconds=settings.lease_seconds)
         self._wait = timedelta(seconds=settings.lease_wait_seconds)
+        self._stalled_after = timedelta(seconds=settings.stalled_after_seconds)
         self._opened = open_runtime(config)
         self._runtime: Runtime = self._opened.__enter__()
         self.metrics = ServiceMetrics(
@@ -307,7 +308,11 @@ class Service:
         outcome = "done"
         try:
             with self._runtime.leases(name).hold(
-                lease_name, ttl=self._ttl, wait=self._wait, stop=self._stopping
+                lease_name,
+                ttl=self._ttl,
+                wait=self._wait,
+                stop=self._stopping,
+                stalled_after=self._stalled_after,
             ) as lease:
                 if lease is None:
                     outcome = "skipped"
@@ -317,7 +322,7 @@ class Service:
                     self._take_over(name, lease.took_over_from)
                 field_map, definition = self._files.current()
                 runtime = replace(self._runtime, field_map=field_map, definition=definition)
-                if not work(runtime, _stop_check(self._stopping, lease)):
+                if not work(runtime, lease.stop_check(self._stopping.is_set)):
                     outcome = "interrupted"
         except (LeadsyncError, sa.exc.SQLAlchemyError) as problem:
             outcome = "failed"
@@ -336,13 +341,6 @@ class Service:
 
 class ServiceStartError(RunError):
     """The service cannot start (its metrics port is taken, say): exit 1, with the reason."""
-
-
-def _stop_check(stopping: threading.Event, lease: Lease) -> Callable[[], bool]:
-    def should_stop() -> bool:
-        return stopping.is_set() or lease.lost.is_set()
-
-    return should_stop
 
 
 def _category(problem: Exception) -> str:

@@ -119,6 +119,7 @@ class Runtime:
             leases=self.leases("backfill"),
             lease_ttl=ttl,
             lease_wait=timedelta(seconds=max(settings.service.lease_wait_seconds, 1.0) * 20),
+            stalled_after=timedelta(seconds=settings.service.stalled_after_seconds),
             chunk_records=settings.backfill.chunk_records,
             yield_seconds=settings.backfill.yield_seconds,
             progress=progress,

@@ -25,13 +25,13 @@ import functools
 import hashlib
 import json
 import operator
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, ClassVar, TypeGuard
 
+import re2
 from pydantic import (
     Field,
     ValidationError,
@@ -148,8 +148,15 @@ def _show(value: Any) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _pattern(expression: str, case_sensitive: bool) -> re.Pattern[str]:
-    return re.compile(expression, 0 if case_sensitive else re.IGNORECASE)
+def _pattern(expression: str, case_sensitive: bool) -> Any:
+    """`matches` compiled by RE2, which matches in time linear in the text whatever the
+    pattern: one RevOps wrote with nested repeats (`^(\\w+\\s?)*manager$`) cannot pin a sync at
+    100 % CPU as a backtracking engine would. RE2 refuses what only backtracking can do
+    (back-references, look-around): `check` says so. Its `\\w` and `\\d` are ASCII."""
+    options = re2.Options()
+    options.case_sensitive = case_sensitive
+    options.log_errors = False  # a refused pattern is a problem reported, not printed
+    return re2.compile(expression, options)
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,9 +215,14 @@ class Condition(StrictModel):
     def _matches_compiles(cls, expression: str | None) -> str | None:
         if expression is not None:
             try:
-                re.compile(expression)
-            except re.error as problem:
-                raise problems(("", f"not a valid regular expression: {problem}")) from None
+                _pattern(expression, True)
+            except re2.error as problem:
+                reason = problem.args[0] if problem.args else problem
+                if isinstance(reason, bytes):
+                    reason = reason.decode("utf-8", "replace")
+                raise problems(
+                    ("", f"not a regular expression leadsync can match (RE2 syntax): {reason}")
+                ) from None
         return expression
 
     @model_validator(mode="after")

@@ -391,6 +391,7 @@ class BackfillRunner:
         leases: Leases | None = None,
         lease_ttl: timedelta = timedelta(seconds=60),
         lease_wait: timedelta = timedelta(minutes=10),
+        stalled_after: timedelta | None = None,
         chunk_records: int = 2_000,
         yield_seconds: float = 1.0,
         progress: Progress | None = None,
@@ -407,6 +408,7 @@ class BackfillRunner:
         self._leases = leases
         self._lease_ttl = lease_ttl
         self._lease_wait = lease_wait
+        self._stalled_after = stalled_after
         self._chunk_records = chunk_records
         self._yield_seconds = yield_seconds
         self._progress: Progress = progress or _NoProgress()
@@ -567,7 +569,11 @@ class BackfillRunner:
             yield
             return
         with self._leases.hold(
-            SYNC_LEASE, ttl=self._lease_ttl, wait=self._lease_wait, stop=self._should_stop
+            SYNC_LEASE,
+            ttl=self._lease_ttl,
+            wait=self._lease_wait,
+            stop=self._should_stop,
+            stalled_after=self._stalled_after,
         ) as lease:
             if lease is None:
                 if self._should_stop():
@@ -575,7 +581,13 @@ class BackfillRunner:
                 raise _LeaseUnavailableError(
                     f"the sync lease stayed taken for {self._lease_wait}: will go on later"
                 )
-            yield
+            # While it is held, every stop check is progress, and a lost lease says stop.
+            outer = self._should_stop
+            self._should_stop = lease.stop_check(outer)
+            try:
+                yield
+            finally:
+                self._should_stop = outer
 
     def _beat(self, state: _State) -> None:
         if not self._queue.heartbeat(state.backfill):

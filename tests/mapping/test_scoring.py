@@ -133,6 +133,14 @@ def test_each_fit_condition_scores_its_points_only_when_it_holds(
     assert len(score.reasons) == (1 if hit else 0)
 
 
+def test_a_pattern_that_backtracks_forever_elsewhere_matches_in_linear_time() -> None:
+    # A backtracking engine (Python's re) takes 2^n steps on this title: a sync pinned at
+    # 100 % CPU for good. RE2 answers at once (the suite's timeout fails a hang).
+    catastrophic = fit_rule("field = \"title\"\nmatches = '^(\\w+\\s?)*manager$'")
+    assert score_lead({"title": "a " * 40 + "!"}, catastrophic, now=NOW).fit == 0
+    assert score_lead({"title": "Senior sales manager"}, catastrophic, now=NOW).fit == 10
+
+
 @pytest.mark.parametrize(
     ("rule", "lead", "reason"),
     [
