@@ -42,6 +42,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from leadsync.secrets import masked
+
 if TYPE_CHECKING:
     from leadsync.problems import ConfigProblem
 
@@ -101,6 +103,8 @@ class ConnectorError(RunError):
         code: str | None = None,
         category: str | None = None,
     ) -> None:
+        # A CRM's text may echo what it was sent (a page of contacts): cut, values masked.
+        message = masked(message)
         super().__init__(message)
         self.message = message
         self.crm = crm

@@ -493,7 +493,13 @@ class SyncEngine:
                 try:
                     canonical[mapping.name] = mapping.read("salesforce", value)
                 except TransformError as unreadable:
-                    log.warning("opportunity %s: %s", opportunity.id, unreadable)
+                    # The field and why: never the value (logs carry no record contents).
+                    log.warning(
+                        "opportunity %s: %s: %s",
+                        opportunity.id,
+                        unreadable.field,
+                        unreadable.reason,
+                    )
             enriched.append(replace(snapshot, raw=raw, canonical=canonical))
         return enriched
 
@@ -599,7 +605,12 @@ class SyncEngine:
         try:
             updates = plan_updates(self._map, lead, snapshots, sla_breaches=breaches)
         except TransformError as unwritable:
-            log.warning("lead %s: cannot write %s; nothing planned for it", lead_id, unwritable)
+            log.warning(
+                "lead %s: cannot write %s (%s); nothing planned for it",
+                lead_id,
+                unwritable.field,
+                unwritable.reason,
+            )
             updates = {}
         return _Merged(lead, snapshots, transitions, updates, clocks)
 

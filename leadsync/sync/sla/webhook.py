@@ -96,8 +96,16 @@ class WebhookSender:
 
     @property
     def host(self) -> str:
-        """Where the webhook goes, without the path and query that may hold a credential."""
-        return urlsplit(self._url.reveal()).netloc or "the webhook"
+        """Where the webhook goes: host and port only, without the userinfo (`user:pass@`),
+        path and query that may each hold a credential."""
+        try:
+            parts = urlsplit(self._url.reveal())
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            return "the webhook"
+        if not host:
+            return "the webhook"
+        return f"{host}:{port}" if port else host
 
     def send(self, event: SlaEvent) -> None:
         """Deliver `event`; raises WebhookError when every attempt failed."""
