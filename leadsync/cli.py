@@ -506,10 +506,13 @@ def run_report(args: argparse.Namespace) -> int:
 
     if args.since and args.until and args.until <= args.since:
         raise UsageError("--until must be after --since")
+    now = datetime.now(UTC)
+    if args.since and not args.until and args.since >= now:
+        raise UsageError("--since must be before --until (without it, before now)")
     config = _load(args)
     with open_runtime(config, connect=False) as runtime:
         report = report_for(
-            runtime, now=datetime.now(UTC), since=args.since, until=args.until, period=args.period
+            runtime, now=now, since=args.since, until=args.until, period=args.period
         )
     renderers = {
         "table": format_table,

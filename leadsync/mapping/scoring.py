@@ -60,13 +60,23 @@ class _Tally:
             self.add(limit - self.points, f"capped {what} at {limit}")
 
 
-def score_lead(lead: Mapping[str, Any], definition: LeadDefinition, *, now: datetime) -> Score:
-    """Score `lead` (canonical field -> value) under `definition`, as of `now` (aware)."""
+def score_lead(
+    lead: Mapping[str, Any],
+    definition: LeadDefinition,
+    *,
+    now: datetime,
+    recorded_by: datetime | None = None,
+) -> Score:
+    """Score `lead` (canonical field -> value) under `definition`, as of `now` (aware).
+
+    `recorded_by` is when the lead's CRM records were last modified: an activity dated after
+    it (a typo, a bad import: 2099) is taken as of then, so decay runs from there instead of
+    being off until that date."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     scoring = definition.scoring
     fit = _fit(lead, scoring.fit)
-    engagement = _engagement(lead, scoring.engagement, now)
+    engagement = _engagement(lead, scoring.engagement, now, recorded_by)
     total = _Tally(fit.points + engagement.points)
     total.cap(scoring.max_score, "score")
     if total.points < 0:
@@ -99,13 +109,18 @@ def _fit(lead: Mapping[str, Any], fit: FitModel) -> _Tally:
     return tally
 
 
-def _engagement(lead: Mapping[str, Any], engagement: EngagementModel, now: datetime) -> _Tally:
+def _engagement(
+    lead: Mapping[str, Any],
+    engagement: EngagementModel,
+    now: datetime,
+    recorded_by: datetime | None,
+) -> _Tally:
     tally = _Tally()
     for signal in engagement.signals:
         _count_signal(tally, signal, _count(lead.get(signal.field)))
     tally.cap(engagement.cap, "engagement")
     if engagement.decay is not None and tally.points > 0:
-        _decay(tally, lead, engagement.decay, now)
+        _decay(tally, lead, engagement.decay, now, recorded_by)
     return tally
 
 
@@ -127,7 +142,13 @@ def _count(value: Any) -> int:
     return max(0, int(value))
 
 
-def _decay(tally: _Tally, lead: Mapping[str, Any], decay: Decay, now: datetime) -> None:
+def _decay(
+    tally: _Tally,
+    lead: Mapping[str, Any],
+    decay: Decay,
+    now: datetime,
+    recorded_by: datetime | None,
+) -> None:
     found = next(
         ((name, lead[name]) for name in decay.age_from if isinstance(lead.get(name), date)),
         None,
@@ -136,7 +157,11 @@ def _decay(tally: _Tally, lead: Mapping[str, Any], decay: Decay, now: datetime) 
         tally.note(f"no decay: no {' or '.join(_words(name) for name in decay.age_from)} date")
         return
     name, when = found
-    age = now - _as_datetime(when)
+    moment = _as_datetime(when)
+    if recorded_by is not None and moment > recorded_by:
+        tally.note(f"{_words(name)} {when.isoformat()} is after the record's last change: as of it")
+        moment = min(recorded_by, now)
+    age = now - moment
     if age < timedelta(0):
         tally.note(f"no decay: {_words(name)} is in the future ({when.isoformat()})")
         return

@@ -50,7 +50,7 @@ from leadsync.sync.database import retry_transient, writing
 from leadsync.sync.engine import RunInterruptedError, RunSummary, StopCheck, SyncEngine
 from leadsync.sync.ingest import fields_to_pull
 from leadsync.sync.leases import SYNC_LEASE, Leases
-from leadsync.sync.store import Store
+from leadsync.sync.store import Store, abandon_runs_of
 
 __all__ = [
     "BACKFILL",
@@ -243,6 +243,9 @@ class BackfillQueue:
             chosen = connection.execute(query.limit(1)).scalar()
             if chosen is None:
                 return None
+            before = connection.execute(
+                sa.select(column.status, column.holder).where(column.backfill_id == chosen)
+            ).one()
             connection.execute(
                 t.backfills.update()
                 .where(column.backfill_id == chosen, claimable)
@@ -259,6 +262,11 @@ class BackfillQueue:
                 .mappings()
                 .one()
             )
+            dead = before.holder if before.status == Status.RUNNING else None
+            if row["holder"] == holder and dead not in (None, holder):
+                # Its runner died (SIGKILL, a lost host): the run it left "running" never ends
+                # by itself. What it committed stays; this runner goes on from there.
+                abandon_runs_of(connection, dead.split("/", 1)[0], finished_at=now)
         claimed = _backfill(row)
         return claimed if claimed.holder == holder else None
 

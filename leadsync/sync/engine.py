@@ -39,7 +39,7 @@ from leadsync.connectors.base import (
     WriteResult,
     WriteStatus,
 )
-from leadsync.errors import LeadsyncError
+from leadsync.errors import LeadsyncError, QuotaReserveReachedError
 from leadsync.logs import run_context
 from leadsync.mapping.definition import LeadDefinition
 from leadsync.mapping.fields import FieldMap
@@ -235,8 +235,8 @@ class SyncEngine:
     @contextmanager
     def recording(self, kind: str, *, write: bool) -> Iterator[RunSummary]:
         """A run of `kind` recorded in the store: started now, finished when the block ends,
-        as succeeded, failed (the error goes on) or interrupted (RunInterruptedError, swallowed:
-        the summary says so)."""
+        as succeeded, failed (the error goes on), paused at the quota reserve (the error goes
+        on) or interrupted (RunInterruptedError, swallowed: the summary says so)."""
         started = self._clock()
         run_id = self._store.start_run(kind, started_at=started, holder=self._holder)
         summary = RunSummary(run_id, write, started, kind=kind, holder=self._holder)
@@ -249,6 +249,11 @@ class SyncEngine:
             status = "interrupted"
             summary.interrupted = True
             log.info("run %s interrupted; the next run goes on from here", run_id)
+        except QuotaReserveReachedError:
+            # Not a failure: leadsync stopped on purpose at the reserve the operator set, and
+            # the next run (or the backfill, resumed) goes on from its last commit.
+            status = "paused"
+            raise
         except BaseException:
             status = "failed"
             raise
@@ -586,7 +591,8 @@ class SyncEngine:
         choices = reconcile(self._map, snapshots, previous=previous)
         values = {name: choice.value for name, choice in choices.items()}
         now = self._clock()
-        score = score_lead(values, self._definition, now=now)
+        recorded_by = max((snapshot.modified_at for snapshot in snapshots.values()), default=None)
+        score = score_lead(values, self._definition, now=now, recorded_by=recorded_by)
         current = Stage(previous.stage) if previous is not None and previous.stage else None
         transitions = next_transitions(current, values, score, self._definition, now=now)
         stage = transitions[-1].to_stage if transitions else current

@@ -286,17 +286,7 @@ class Store:
         """Mark the runs a dead replica (`holder`) left running as abandoned; how many. What
         they committed stays; the next run goes on from it."""
         with writing(self._engine) as connection:
-            running = connection.execute(
-                sa.select(t.runs.c.run_id, t.runs.c.summary).where(t.runs.c.status == RUNNING)
-            ).all()
-            ids = [run_id for run_id, summary in running if summary.get("holder") == holder]
-            for chunk in chunks(ids):
-                connection.execute(
-                    t.runs.update()
-                    .where(t.runs.c.run_id.in_(chunk), t.runs.c.status == RUNNING)
-                    .values(status=ABANDONED, finished_at=utc(finished_at))
-                )
-        return len(ids)
+            return abandon_runs_of(connection, holder, finished_at=finished_at)
 
     @retry_transient
     def last_finished(self, kind: str, *, status: str = "succeeded") -> RunRow | None:
@@ -1037,6 +1027,21 @@ def _snapshot_query(*, outer: bool = True) -> sa.Select[Any]:
     )
     source = t.snapshots.outerjoin(t.links, joined) if outer else t.snapshots.join(t.links, joined)
     return sa.select(t.snapshots, t.links.c.lead_id).select_from(source)
+
+
+def abandon_runs_of(connection: Connection, holder: str, *, finished_at: datetime) -> int:
+    """Within a transaction: mark the runs `holder` left running as abandoned; how many."""
+    running = connection.execute(
+        sa.select(t.runs.c.run_id, t.runs.c.summary).where(t.runs.c.status == RUNNING)
+    ).all()
+    ids = [run_id for run_id, summary in running if summary.get("holder") == holder]
+    for chunk in chunks(ids):
+        connection.execute(
+            t.runs.update()
+            .where(t.runs.c.run_id.in_(chunk), t.runs.c.status == RUNNING)
+            .values(status=ABANDONED, finished_at=utc(finished_at))
+        )
+    return len(ids)
 
 
 def _check_page(

@@ -360,6 +360,20 @@ def test_engagement_decays_by_half_every_half_life(
     assert added_up(score) == score.total
 
 
+def test_an_activity_dated_after_the_records_last_change_decays_from_that_change() -> None:
+    # A far-future date (a typo, a bad import) used to switch decay off until that date.
+    lead = {"page_views": 40, "last_activity_at": NOW + timedelta(days=3650)}
+    changed = NOW - timedelta(days=30)
+    score = score_lead(lead, definition(DECAYING), now=NOW, recorded_by=changed)
+    assert score.engagement == 20
+    assert score.reasons[-1] == "-20 decay (last activity 30 days ago)"
+    assert "is after the record's last change" in score.reasons[-2]
+    later = score_lead(
+        lead, definition(DECAYING), now=NOW + timedelta(days=30), recorded_by=changed
+    )
+    assert later.engagement == 10
+
+
 def test_decay_counts_from_a_plain_date_at_midnight_utc() -> None:
     lead = {"page_views": 40, "last_activity_at": (NOW - timedelta(days=30, hours=12)).date()}
     score = score_lead(lead, definition(DECAYING), now=NOW)
