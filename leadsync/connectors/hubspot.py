@@ -58,7 +58,7 @@ from leadsync.connectors.errors import (
     TransientError,
 )
 from leadsync.connectors.quota import Quota, QuotaTracker
-from leadsync.connectors.retry import call_with_retry
+from leadsync.connectors.retry import call_with_retry, retry_records
 from leadsync.connectors.settings import HubSpotConnection
 from leadsync.connectors.throttle import WindowLimiter
 from leadsync.connectors.writeback import HUBSPOT_WRITEBACK_PROPERTIES, FieldSpec
@@ -402,22 +402,14 @@ class HubSpotConnector:
         return results
 
     def _write_with_record_retries(self, chunk: Sequence[RecordUpdate]) -> list[WriteResult]:
-        """One batch, then its retriable failures again, within the retry policy's attempts."""
-        policy = self._connection.retry
-        final: dict[str, WriteResult] = {}
-        pending = list(chunk)
-        for attempt in range(1, policy.max_attempts + 1):
-            retry_later = []
-            for result in self._write_chunk(pending, attempt):
-                if result.status is WriteStatus.DEFERRED and attempt < policy.max_attempts:
-                    retry_later.append(result.record_id)
-                else:
-                    final[result.record_id] = result
-            if not retry_later:
-                break
-            pending = [u for u in pending if u.record_id in retry_later]
-            policy.sleep(min(policy.max_wait, policy.initial_wait * 2 ** (attempt - 1)))
-        return [final[u.record_id] for u in chunk]
+        """One batch, then its retriable failures again: the retry policy for records."""
+        return retry_records(
+            self._connection.retry,
+            f"hubspot batch update of {len(chunk)} contacts",
+            chunk,
+            self._write_chunk,
+            again=lambda result: result.status is WriteStatus.DEFERRED,
+        )
 
     def _write_chunk(self, chunk: Sequence[RecordUpdate], attempt: int) -> list[WriteResult]:
         body = BatchInputSimplePublicObjectBatchInput(
