@@ -128,6 +128,10 @@ class Service:
         self._config = config
         self._clock = clock or (lambda: datetime.now(UTC))
         self._stopping = threading.Event()
+        if threading.current_thread() is threading.main_thread():
+            # A stop asked for while starting (connecting takes seconds) is honoured too.
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self._on_signal)
         self._files = DefinitionFiles(config)
         self._files.current()  # a service that starts on broken files does not start
         settings = config.model.service

@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -45,22 +46,59 @@ FILES = {
 
 # Values of other types, out of range, or dangerous: what a hurried edit or an attacker puts in.
 VALUES = [
-    '"x"', '""', "-1", "0", "1e9", "1.5", "true", "[]", "{}", '["a", 1]', "{ a = 1 }", '"1-5"',
-    "2024-05-01", "2024-05-01T10:00:00Z", "nan", "inf", "-inf", "1e30", "99999999999",
-    "-0.0", "1e-300", '"sqlite://"', '"sqlite:///:memory:"', '"postgresql://nohost/x"',
-    '"ftp://x"', '"http://user:pass@example.com/x"', '"https://"', '"v59.0"', '"jwt"',
-    '"session"', '"not a host!"', '"(unclosed"', "'^(\\w+\\s?)*manager$'", "'(a)\\1'",
-    '"Closed - Converted"', '"prefer_nobody"', '"25:99"', '"Mars/Olympus"', '"\\u0000"',
+    '"x"',
+    '""',
+    "-1",
+    "0",
+    "1e9",
+    "1.5",
+    "true",
+    "[]",
+    "{}",
+    '["a", 1]',
+    "{ a = 1 }",
+    '"1-5"',
+    "2024-05-01",
+    "2024-05-01T10:00:00Z",
+    "nan",
+    "inf",
+    "-inf",
+    "1e30",
+    "99999999999",
+    "-0.0",
+    "1e-300",
+    '"sqlite://"',
+    '"sqlite:///:memory:"',
+    '"postgresql://nohost/x"',
+    '"ftp://x"',
+    '"http://user:pass@example.com/x"',
+    '"https://"',
+    '"v59.0"',
+    '"jwt"',
+    '"session"',
+    '"not a host!"',
+    '"(unclosed"',
+    "'^(\\w+\\s?)*manager$'",
+    "'(a)\\1'",
+    '"Closed - Converted"',
+    '"prefer_nobody"',
+    '"25:99"',
+    '"Mars/Olympus"',
+    '"\\u0000"',
 ]
 JUNK = ["[", "]", "=", '"', "\n[fields.", "\x00", "é", "\n[[x]]\n", "#", "\n[sla]\n", "'''"]
 KEY_SUFFIXES = ["_x", "s", "Z", ".extra"]
+# Edits to draw from: values three times as often, the commonest mistake.
+EDITS = ["drop", "double", "swap", "value", "value", "value", "key", "junk", "cut"]
 
 
 def mutate(text: str, chance: random.Random) -> tuple[str, str]:
     """`text` with one edit, and what the edit was."""
     lines = text.splitlines()
     at = chance.randrange(len(lines))
-    kind = chance.choice(["drop", "double", "swap", "value", "value", "value", "key", "junk", "cut"])
+    kind = chance.choice(
+        ["drop", "double", "swap", "value", "value", "value", "key", "junk", "cut"]
+    )
     if kind == "drop":
         return "\n".join(lines[:at] + lines[at + 1 :]), f"drop line {at + 1}"
     if kind == "double":
@@ -69,7 +107,9 @@ def mutate(text: str, chance: random.Random) -> tuple[str, str]:
         other = chance.randrange(len(lines))
         lines[at], lines[other] = lines[other], lines[at]
         return "\n".join(lines), f"swap lines {at + 1} and {other + 1}"
-    assignments = [n for n, line in enumerate(lines) if "=" in line and not line.lstrip().startswith("#")]
+    assignments = [
+        n for n, line in enumerate(lines) if "=" in line and not line.lstrip().startswith("#")
+    ]
     if kind in ("value", "key") and assignments:
         at = chance.choice(assignments)
         key, rest = lines[at].split("=", 1)
@@ -127,9 +167,7 @@ def _main(*argv: str) -> tuple[int, str]:
 
 
 def _bad_lines(text: str) -> list[str]:
-    return [
-        line for line in text.splitlines() if "Traceback" in line or "internal error" in line
-    ]
+    return [line for line in text.splitlines() if "Traceback" in line or "internal error" in line]
 
 
 # A problem line: "leadsync: FILE:LINE: KEY: message" or "FILE: KEY: message".
@@ -176,23 +214,38 @@ class Workspace:
 
 
 def _service(config: Path, seconds: float) -> tuple[int, str]:
-    """`leadsync run` for `seconds`, then SIGTERM: its exit code and what it printed."""
+    """`leadsync run`: once it says it is running (or after a minute), `seconds` more, then
+    SIGTERM. Its exit code and what it printed."""
     process = subprocess.Popen(
         [sys.executable, "-m", "leadsync.cli", "run", "--config", str(config)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    said: list[str] = []
+    running = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            said.append(line)
+            if "running: sync every" in line:
+                running.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
+        running.wait(timeout=60)
         time.sleep(seconds)
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-        out, _ = process.communicate(timeout=120)
+        process.wait(timeout=120)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    return process.returncode, out
+        reader.join(timeout=10)
+    return process.returncode, "".join(said)
 
 
 def fuzz(
@@ -280,8 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-seconds", type=float, default=2.5)
     parser.add_argument("--out", type=Path, default=None, help="write the figures there")
     args = parser.parse_args(argv)
-    from leadsync.crm_setup import set_up_crms
     from leadsync.config import load_config
+    from leadsync.crm_setup import set_up_crms
     from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
 
     for variable in [name for name in os.environ if name.startswith("LEADSYNC_")]:
