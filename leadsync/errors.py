@@ -42,7 +42,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from leadsync.secrets import masked
+from leadsync.secrets import cut, masked
 
 if TYPE_CHECKING:
     from leadsync.problems import ConfigProblem
@@ -103,9 +103,11 @@ class ConnectorError(RunError):
         code: str | None = None,
         category: str | None = None,
     ) -> None:
-        # A CRM's text may echo what it was sent (a page of contacts): cut, values masked.
-        message = masked(message)
-        super().__init__(message)
+        # A CRM's text may echo what it was sent (a page of contacts). `message` is cut, and
+        # kept for the record it concerns (a quarantine reason names the value to fix); what
+        # reaches a log line or the command line, `str()`, also has its values masked.
+        message = cut(message)
+        super().__init__(masked(message))
         self.message = message
         self.crm = crm
         self.status = status
@@ -119,7 +121,7 @@ class ConnectorError(RunError):
             parts.append(str(self.status))
         if self.code:
             parts.append(self.code)
-        return f"{' '.join(parts)}: {self.message}"
+        return f"{' '.join(parts)}: {masked(self.message)}"
 
 
 class TransientError(ConnectorError):

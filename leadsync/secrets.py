@@ -78,7 +78,11 @@ def masked(text: str, *, limit: int = TEXT_LIMIT) -> str:
             return quoted.group(0)
         return f"{quote}{MASK}{quote}"
 
-    text = _QUOTED.sub(mask, text)
+    return cut(_QUOTED.sub(mask, text), limit=limit)
+
+
+def cut(text: str, *, limit: int = TEXT_LIMIT) -> str:
+    """`text`, cut to `limit` characters, saying how much was left out."""
     if len(text) > limit:
-        text = f"{text[:limit]}… ({len(text) - limit} more characters cut)"
+        return f"{text[:limit]}… ({len(text) - limit} more characters cut)"
     return text
