@@ -64,7 +64,7 @@ class TransformError(RecordError):
         self.reason = reason
 
 
-class _UnreadableError(ValueError):
+class _UnreadableError(RecordError):
     """Raised by the converters; the binding adds the field and the value."""
 
 
