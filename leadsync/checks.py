@@ -1,9 +1,11 @@
 """`leadsync check`: the config, the field mapping and the lead definition, validated together.
 
 Offline it reads the three files and checks each and the references between them (a scoring
-rule naming a field the mapping lacks). `--online` also compares the mapping with each CRM's
-live describe: the field exists, the types fit, every mapped value is allowed by the picklist,
-every write target is writable. Every problem is listed at once.
+rule naming a field the mapping lacks), and that every secret the enabled CRMs and the SLA
+webhook need is set (and a JWT login's key file readable). `--online` also logs in to each CRM
+(proving the secrets) and compares the mapping with its live describe: the field exists, the
+types fit, every mapped value is allowed by the picklist, every write target is writable.
+Every problem is listed at once.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from typing import TypeVar
 
 from leadsync.config import Config, load_config
 from leadsync.connectors.base import Connector, ObjectDescription
+from leadsync.connectors.errors import AuthenticationError
 from leadsync.connectors.hubspot import HubSpotConnector
 from leadsync.connectors.salesforce import SalesforceConnector
 from leadsync.mapping.definition import LeadDefinition, load_definition
 from leadsync.mapping.fields import FieldMap, load_mapping
-from leadsync.problems import ConfigError, ConfigProblem, locate_key
+from leadsync.problems import ConfigError, ConfigProblem, TomlLines
 from leadsync.sync.preflight import describe_for, problems
 
 T = TypeVar("T")
@@ -46,6 +49,10 @@ def check(config_path: Path | None, *, online: bool = False) -> CheckReport:
         return report
     report.config = config
     report.checked.append(f"config {config_path or '(defaults)'}")
+    secrets = config.secret_problems()
+    report.problems.extend(secrets)
+    if not secrets:
+        report.checked.append("secrets: every one the enabled CRMs and the webhook need is set")
     missing = _missing_files(config)
     if missing:
         report.problems.extend(missing)
@@ -61,7 +68,7 @@ def check(config_path: Path | None, *, online: bool = False) -> CheckReport:
         report.checked.append(
             f"lead definition {config.definition_path} (model {definition.model_version})"
         )
-    if online and mapping is not None:
+    if online and mapping is not None and not secrets:
         _check_online(report, config, mapping)
     return report
 
@@ -70,8 +77,9 @@ def _missing_files(config: Config) -> list[ConfigProblem]:
     """A mapping or definition file that is not there is the config's mistake: say which key."""
     text = config.path.read_text(encoding="utf-8") if config.path is not None else ""
     name = str(config.path or "config")
+    lines = TomlLines(text)
     return [
-        ConfigProblem(name, key, f"no such file: {path}", locate_key(text, key))
+        ConfigProblem(name, key, f"no such file: {path}", lines.line_of(key))
         for key, path in (
             ("files.mapping", config.mapping_path),
             ("files.definition", config.definition_path),
@@ -96,6 +104,11 @@ def _check_online(report: CheckReport, config: Config, mapping: FieldMap) -> Non
         connector = connect()
         try:
             descriptions = describe_for(connector, mapping)
+        except AuthenticationError as refused:
+            name = str(config.path or "config")
+            message = f"the CRM refused the login: {refused}"
+            report.problems.append(ConfigProblem(name, crm, message))
+            continue
         finally:
             connector.close()
         report.problems.extend(problems(mapping, crm, descriptions, file=file, preflight=False))

@@ -1,7 +1,8 @@
 """The `leadsync` command.
 
 Exit codes, for every subcommand: 0 done; 1 failed at run time; 2 bad usage, config or mapping,
-with a message that names what is wrong and no traceback.
+with a message that names what is wrong and no traceback. `main` maps the branches of the one
+exception tree (`leadsync.errors`) to them, in one place; `--debug` adds the traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime
@@ -22,20 +24,21 @@ from sqlalchemy.engine import make_url
 
 from leadsync import __version__
 from leadsync.config import Config, load_config
-from leadsync.connectors.errors import ConnectorError
+from leadsync.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    ConfigError,
+    LeadsyncError,
+    UsageError,
+)
 from leadsync.logs import configure_logging
-from leadsync.problems import ConfigError
 from leadsync.sandbox import FaultSpec, FaultSpecError, HubSpotSettings, Sandbox, SandboxSettings
 from leadsync.sandbox_config import write_sandbox_config
 from leadsync.sync.engine import RunSummary
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """Bad input from the user: reported in one line, exit code 2."""
+# Set (or `--debug`) to see the traceback behind a failure's one-line message.
+DEBUG_VAR = "LEADSYNC_DEBUG"
 
 
 def _share(text: str) -> float:
@@ -79,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="One lead definition for HubSpot and Salesforce.",
     )
     parser.add_argument("--version", action="version", version=f"leadsync {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=os.environ.get(DEBUG_VAR) == "1",
+        help=f"on a failure, print the traceback too (or set {DEBUG_VAR}=1)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sandbox = commands.add_parser(
@@ -474,15 +483,11 @@ def run_explain(args: argparse.Namespace) -> int:
 
 def run_revert(args: argparse.Namespace) -> int:
     from leadsync.runtime import open_runtime
-    from leadsync.sync.revert import UnknownRunError, revert_run
+    from leadsync.sync.revert import revert_run
 
     config = _load(args)
     with open_runtime(config) as runtime:
-        try:
-            report = revert_run(runtime.store, runtime.connectors, args.run_id)
-        except UnknownRunError as unknown:
-            print(f"leadsync: {unknown}", file=sys.stderr)
-            return EXIT_FAILED
+        report = revert_run(runtime.store, runtime.connectors, args.run_id)
     print(report.text(args.run_id))
     return EXIT_OK if not report.failed else EXIT_FAILED
 
@@ -522,10 +527,13 @@ def run_report(args: argparse.Namespace) -> int:
 
     if args.since and args.until and args.until <= args.since:
         raise UsageError("--until must be after --since")
+    now = datetime.now(UTC)
+    if args.since and not args.until and args.since >= now:
+        raise UsageError("--since must be before --until (without it, before now)")
     config = _load(args)
     with open_runtime(config, connect=False) as runtime:
         report = report_for(
-            runtime, now=datetime.now(UTC), since=args.since, until=args.until, period=args.period
+            runtime, now=now, since=args.since, until=args.until, period=args.period
         )
     renderers = {
         "table": format_table,
@@ -549,7 +557,6 @@ def run_backfill(args: argparse.Namespace) -> int:
     from leadsync.runtime import open_runtime
     from leadsync.sync.backfill import (
         SWEEP,
-        BackfillBusyError,
         BackfillSpec,
         Status,
         crms_of,
@@ -567,8 +574,7 @@ def run_backfill(args: argparse.Namespace) -> int:
         if args.resume is not None:
             chosen = queue.get(args.resume)
             if chosen is None:
-                print(f"leadsync: no backfill {args.resume!r} (see --status)", file=sys.stderr)
-                return EXIT_FAILED
+                raise UsageError(f"no backfill {args.resume!r} (see --status)")
         else:
             enabled = runtime.enabled_crms()
             if args.crm != "all" and args.crm not in enabled:
@@ -589,16 +595,12 @@ def run_backfill(args: argparse.Namespace) -> int:
                 print(f"going on with backfill {chosen.backfill_id}", file=sys.stderr)
         stopping = _stop_on_signals()
         summaries: list[RunSummary] = []
-        try:
-            done = runtime.run_backfill(
-                chosen.backfill_id,
-                should_stop=stopping.is_set,
-                progress_stream=sys.stderr,
-                on_summary=summaries.append,
-            )
-        except BackfillBusyError as busy:
-            print(f"leadsync: {busy}", file=sys.stderr)
-            return EXIT_FAILED
+        done = runtime.run_backfill(
+            chosen.backfill_id,
+            should_stop=stopping.is_set,
+            progress_stream=sys.stderr,
+            on_summary=summaries.append,
+        )
     print(format_backfills([done]))
     failed = [problem for s in summaries for problem in s.every_write_failed().values()]
     for problem in failed:
@@ -657,46 +659,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command == "sandbox":
-            return run_sandbox(args)
-        if args.command == "check":
-            return run_check(args)
-        if args.command == "run":
-            from leadsync.jobs import Service, ServiceStartError
-
-            try:
-                return Service(_load(args)).run()
-            except ServiceStartError as problem:
-                print(f"leadsync: {problem}", file=sys.stderr)
-                return EXIT_FAILED
-        if args.command == "sync":
-            return run_cycle(args, write=True)
-        if args.command == "plan":
-            return run_cycle(args, write=False)
-        if args.command == "explain":
-            return run_explain(args)
-        if args.command == "revert":
-            return run_revert(args)
-        if args.command == "sla":
-            return run_sla(args)
-        if args.command == "report":
-            return run_report(args)
-        if args.command == "backfill":
-            return run_backfill(args)
-        if args.command == "db":
-            return run_db_upgrade(args)
-        if args.command == "setup":
-            return run_setup(args)
-        if args.command == "demo":
-            from leadsync.demo import run_demo
-
-            return run_demo(seed=args.seed, leads=args.leads, report=args.report)
-    except (UsageError, ConfigError) as problem:
-        print(f"leadsync: {problem}", file=sys.stderr)
-        return EXIT_USAGE
-    except ConnectorError as problem:
-        print(f"leadsync: {problem}", file=sys.stderr)
+        return _dispatch(parser, args)
+    except Exception as failure:  # noqa: BLE001 - the command's last word: one line, always
+        if args.debug:
+            traceback.print_exc()
+        if isinstance(failure, LeadsyncError):
+            # The branch decides the exit code (see leadsync.errors): 2 for the user's input,
+            # 1 for what failed at run time. One line (a ConfigError: one per problem).
+            print(f"leadsync: {failure}", file=sys.stderr)
+            return failure.exit_code
+        print(
+            f"leadsync: internal error: {type(failure).__name__} (a bug in leadsync: please "
+            "report it with the output of --debug)",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.command == "sandbox":
+        return run_sandbox(args)
+    if args.command == "check":
+        return run_check(args)
+    if args.command == "run":
+        from leadsync.jobs import Service
+
+        return Service(_load(args)).run()
+    if args.command == "sync":
+        return run_cycle(args, write=True)
+    if args.command == "plan":
+        return run_cycle(args, write=False)
+    if args.command == "explain":
+        return run_explain(args)
+    if args.command == "revert":
+        return run_revert(args)
+    if args.command == "sla":
+        return run_sla(args)
+    if args.command == "report":
+        return run_report(args)
+    if args.command == "backfill":
+        return run_backfill(args)
+    if args.command == "db":
+        return run_db_upgrade(args)
+    if args.command == "setup":
+        return run_setup(args)
+    if args.command == "demo":
+        from leadsync.demo import run_demo
+
+        return run_demo(seed=args.seed, leads=args.leads, report=args.report)
     parser.error(f"unknown command {args.command}")
     return EXIT_USAGE  # pragma: no cover - parser.error exits
 

@@ -8,19 +8,41 @@ or from the secrets file named under `[secrets]`, and travels as `Secret`.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import ipaddress
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import sqlalchemy as sa
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from leadsync.connectors.settings import HubSpotConnection, SalesforceConnection
+from leadsync.mapping import validation
 from leadsync.mapping.sla_rules import time_zone
-from leadsync.problems import ConfigError, ConfigProblem, locate_key, read_toml
+from leadsync.problems import (
+    ConfigError,
+    ConfigProblem,
+    TomlLines,
+    read_toml,
+    validation_problems,
+)
 from leadsync.secrets import Secret
+from leadsync.urls import crm_url_problem
 
 DEFAULT_DATABASE_URL = "sqlite:///leadsync.db"
 
@@ -46,60 +68,133 @@ _SECRET_KEYS = {
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: TOML is typed, so `true` or "30" where a number belongs is a mistake to report,
+    # not coerce; and no number is infinite or NaN.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+# Every number has a sane range: one outside it is a typo or a unit mistake, and would crash
+# later (a timedelta of 1e30 minutes, a lease that never expires) instead of at `check`.
+MINUTE = 60.0
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+WEEK_MINUTES = 7 * 24 * 60
+
+
+def _checked(problem: Callable[[str], str | None]) -> AfterValidator:
+    def check(value: str) -> str:
+        found = problem(value)
+        if found is not None:
+            raise ValueError(found)
+        return value
+
+    return AfterValidator(check)
+
+
+CrmUrl = Annotated[str, _checked(crm_url_problem)]
+
+
+def database_url_problem(url: str) -> str | None:
+    """Why `url` is not a database leadsync can keep its state in, or None."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        return f"not a database URL: {url!r} (sqlite:///leadsync.db, or postgresql+psycopg://...)"
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            return (
+                "an in-memory SQLite database forgets everything when leadsync exits (every run "
+                "a first run): name a file, sqlite:///leadsync.db"
+            )
+        return None
+    if backend == "postgresql":
+        if parsed.get_driver_name() != "psycopg":
+            return "use the psycopg driver: postgresql+psycopg://user@host/database"
+        if importlib.util.find_spec("psycopg") is None:
+            return "PostgreSQL needs the postgres extra: pip install 'leadsync[postgres]'"
+        return None
+    return f"leadsync keeps its state in SQLite or PostgreSQL, not {backend}"
+
+
+def _host_problem(host: str) -> str | None:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOST_NAME.fullmatch(host):
+            return f"not a host name or IP address: {host!r}"
+    return None
+
+
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
 
 
 class DatabaseSettings(_Section):
-    url: str = DEFAULT_DATABASE_URL
+    url: Annotated[str, _checked(database_url_problem)] = DEFAULT_DATABASE_URL
 
 
 class FilesSettings(_Section):
     """Where RevOps' files live; relative paths are read from the config file's folder."""
 
-    mapping: str = "mapping.toml"
-    definition: str = "lead_definition.toml"
+    mapping: str = Field("mapping.toml", min_length=1)
+    definition: str = Field("lead_definition.toml", min_length=1)
 
 
 class SecretsSettings(_Section):
-    file: str | None = None
+    file: str | None = Field(None, min_length=1)
+
+
+_DOMAIN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*$"
 
 
 class HubSpotSettings(_Section):
     enabled: bool = True
-    base_url: str = "https://api.hubapi.com"
-    timeout_seconds: float = Field(30.0, gt=0)
-    requests_per_ten_seconds: int = Field(180, ge=1)
-    searches_per_second: int = Field(4, ge=1)
-    daily_reserve: int = Field(0, ge=0)
-    lookback_minutes: float = Field(5.0, ge=0)
+    base_url: CrmUrl = "https://api.hubapi.com"
+    timeout_seconds: float = Field(30.0, gt=0, le=10 * MINUTE)
+    requests_per_ten_seconds: int = Field(180, ge=1, le=1_000_000)
+    searches_per_second: int = Field(4, ge=1, le=1_000_000)
+    daily_reserve: int = Field(0, ge=0, le=1_000_000_000)
+    lookback_minutes: float = Field(5.0, ge=0, le=24 * 60)
 
 
 class SalesforceSettings(_Section):
     enabled: bool = True
     auth: Literal["password", "jwt", "session"] = "password"
-    instance_url: str | None = None
-    domain: str = "login"
-    username: str | None = None
-    consumer_key: str | None = None
-    private_key_file: str | None = None
+    instance_url: CrmUrl | None = None
+    # login.salesforce.com, test.salesforce.com, or a My Domain: yourorg.my
+    domain: str = Field("login", pattern=_DOMAIN)
+    username: str | None = Field(None, min_length=1)
+    consumer_key: str | None = Field(None, min_length=1)
+    private_key_file: str | None = Field(None, min_length=1)
     api_version: str = "59.0"
-    timeout_seconds: float = Field(30.0, gt=0)
+    timeout_seconds: float = Field(30.0, gt=0, le=10 * MINUTE)
     max_concurrent_requests: int = Field(10, ge=1, le=25)
-    daily_reserve: int = Field(0, ge=0)
-    lookback_minutes: float = Field(5.0, ge=0)
-    bulk_query_threshold: int = Field(50_000, ge=1)
-    bulk_write_threshold: int = Field(10_000, ge=1)
+    daily_reserve: int = Field(0, ge=0, le=1_000_000_000)
+    lookback_minutes: float = Field(5.0, ge=0, le=24 * 60)
+    bulk_query_threshold: int = Field(50_000, ge=1, le=1_000_000_000)
+    bulk_write_threshold: int = Field(10_000, ge=1, le=1_000_000_000)
+
+    @field_validator("api_version")
+    @classmethod
+    def _version_number(cls, version: str) -> str:
+        if not re.fullmatch(r"[1-9][0-9]\.0", version):
+            hint = f" (not {version!r})" if version else ""
+            raise ValueError(f'an API version is a number like "59.0"{hint}')
+        return version
 
 
 class ScheduleSettings(_Section):
     """How often `leadsync run` fires each job."""
 
-    sync_every_minutes: float = Field(5.0, gt=0)
-    sla_every_minutes: float = Field(5.0, gt=0)
+    sync_every_minutes: float = Field(5.0, gt=0, le=WEEK_MINUTES)
+    sla_every_minutes: float = Field(5.0, gt=0, le=WEEK_MINUTES)
     # The nightly reconciliation sweep, as HH:MM in `time_zone` (default: the host's zone).
     reconcile_at: str = Field("02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     time_zone: str | None = None
-    backfill_poll_seconds: float = Field(30.0, gt=0)
+    backfill_poll_seconds: float = Field(30.0, gt=0, le=DAY)
 
     @field_validator("time_zone")
     @classmethod
@@ -113,35 +208,46 @@ class ServiceSettings(_Section):
     """`leadsync run`: its endpoint, its leases, how long it takes to stop."""
 
     # /metrics (Prometheus) and /healthz; port 0 serves none.
-    metrics_host: str = "127.0.0.1"
+    metrics_host: Annotated[str, _checked(_host_problem)] = "127.0.0.1"
     metrics_port: int = Field(9108, ge=0, le=65535)
     # A job's lease lives this long unless renewed (every third of it): a replica that dies
     # mid-job is taken over after at most this.
-    lease_seconds: float = Field(60.0, gt=0)
+    lease_seconds: float = Field(60.0, gt=0, le=HOUR)
     # How long a job waits for a lease another replica holds before it skips its turn.
-    lease_wait_seconds: float = Field(30.0, ge=0)
+    lease_wait_seconds: float = Field(30.0, ge=0, le=HOUR)
+    # A job that reaches no batch boundary for this long is stuck: its lease is no longer
+    # renewed, so another replica takes the job over (and this one stops at its next boundary).
+    stalled_after_seconds: float = Field(15 * MINUTE, gt=0, le=DAY)
     # SIGTERM: the batch in hand is finished and committed; after this, the service exits
     # anyway (what was not committed is redone by the next run).
-    shutdown_seconds: float = Field(30.0, gt=0)
+    shutdown_seconds: float = Field(30.0, gt=0, le=HOUR)
     # /healthz answers 503 when no sync has succeeded for this long.
-    healthy_within_minutes: float = Field(30.0, gt=0)
+    healthy_within_minutes: float = Field(30.0, gt=0, le=WEEK_MINUTES)
+
+    @model_validator(mode="after")
+    def _stall_outlives_the_lease(self) -> ServiceSettings:
+        if self.stalled_after_seconds < self.lease_seconds:
+            raise validation.problems(
+                ("stalled_after_seconds", "must be at least lease_seconds: a renewal period")
+            )
+        return self
 
 
 class BackfillSettings(_Section):
     # Records pulled per chunk; each chunk is settled (merged, written) before the next.
-    chunk_records: int = Field(2_000, ge=1)
+    chunk_records: int = Field(2_000, ge=1, le=1_000_000)
     # The pause after each chunk, so a scheduled sync gets the lease in between.
-    yield_seconds: float = Field(1.0, ge=0)
+    yield_seconds: float = Field(1.0, ge=0, le=HOUR)
     # Off a terminal, a progress line this often.
-    progress_log_seconds: float = Field(30.0, gt=0)
+    progress_log_seconds: float = Field(30.0, gt=0, le=DAY)
 
 
 class SlaSettings(_Section):
     """Where SLA events go besides the log: a webhook, when LEADSYNC_SLA_WEBHOOK_URL is set."""
 
-    webhook_timeout_seconds: float = Field(10.0, gt=0)
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=10 * MINUTE)
     # Deliveries tried per event, across checks, 1, 2, 4 ... minutes apart (at most 6 h).
-    webhook_max_attempts: int = Field(12, ge=1)
+    webhook_max_attempts: int = Field(12, ge=1, le=1_000)
 
 
 class LoggingSettings(_Section):
@@ -211,6 +317,15 @@ class Config:
 
     def salesforce_connection(self) -> SalesforceConnection:
         settings = self.model.salesforce
+        # What each way of logging in needs from this file (the secrets come from elsewhere).
+        needs = {
+            "password": ("username",),
+            "jwt": ("username", "consumer_key", "private_key_file"),
+            "session": ("instance_url",),
+        }[settings.auth]
+        for key in needs:
+            if getattr(settings, key) is None:
+                raise self._problem(f"salesforce.{key}", f"required with auth = {settings.auth!r}")
         common: dict[str, Any] = {
             "instance_url": settings.instance_url,
             "domain": settings.domain,
@@ -230,7 +345,7 @@ class Config:
             return SalesforceConnection(
                 username=settings.username,
                 consumer_key=settings.consumer_key,
-                private_key_file=self.resolve(settings.private_key_file or ""),
+                private_key_file=self._key_file(settings.private_key_file or ""),
                 **common,
             )
         return SalesforceConnection(
@@ -245,22 +360,59 @@ class Config:
         url = self.secrets.get(SLA_WEBHOOK_URL_VAR)
         if url is None:
             return None
+        parts = urlsplit(url.reveal())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            # The URL is a secret itself: say what is wrong with it, never what it is.
+            raise self._problem("sla", f"{SLA_WEBHOOK_URL_VAR} must be an http(s):// URL")
         return url, self._secret(SLA_WEBHOOK_SECRET_VAR, "sla")
+
+    def secret_problems(self) -> list[ConfigProblem]:
+        """What the enabled CRMs and the SLA webhook need from the environment or the secrets
+        file (and a JWT login from its key file) and do not get: every problem at once, for
+        `check`. `check --online` then proves the CRMs accept them."""
+        builders: list[Callable[[], object]] = [self.sla_webhook]
+        if self.model.hubspot.enabled:
+            builders.append(self.hubspot_connection)
+        if self.model.salesforce.enabled:
+            builders.append(self.salesforce_connection)
+        found = []
+        for build in builders:
+            try:
+                build()
+            except ConfigError as missing:
+                found.extend(missing.problems)
+        return found
 
     def _secret(self, variable: str, section: str) -> Secret:
         secret = self.secrets.get(variable)
         if secret is None:
-            raise ConfigError(
-                [
-                    ConfigProblem(
-                        str(self.path or "config"),
-                        section,
-                        f"set the environment variable {variable} (or put it in the secrets "
-                        "file named under [secrets])",
-                    )
-                ]
+            raise self._problem(
+                section,
+                f"set the environment variable {variable} (or put it in the secrets file "
+                "named under [secrets])",
             )
         return secret
+
+    def _key_file(self, name: str) -> Path:
+        path = self.resolve(name)
+        try:
+            head = path.read_bytes()[:100]
+        except OSError as problem:
+            reason = problem.strerror or type(problem).__name__
+            raise self._problem("salesforce.private_key_file", f"{path}: {reason}") from None
+        if b"PRIVATE KEY-----" not in head:
+            raise self._problem(
+                "salesforce.private_key_file", f"{path} is not a PEM private key"
+            ) from None
+        return path
+
+    def _problem(self, key: str, message: str) -> ConfigError:
+        text = ""
+        if self.path is not None:
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                text = self.path.read_text(encoding="utf-8")
+        line = TomlLines(text).line_of(key) if text else None
+        return ConfigError([ConfigProblem(str(self.path or "config"), key, message, line)])
 
 
 def load_config(path: Path | None, *, environ: Mapping[str, str] | None = None) -> Config:
@@ -271,11 +423,13 @@ def load_config(path: Path | None, *, environ: Mapping[str, str] | None = None) 
     text = ""
     if path is not None:
         text, data = read_toml(path)
-    problems = _secret_key_problems(name, data, text)
+    lines = TomlLines(text)
+    problems = _secret_key_problems(name, data, lines)
     try:
         model = ConfigModel.model_validate(data)
     except ValidationError as invalid:
-        problems.extend(_validation_problems(name, invalid, text))
+        reported = [problem.key for problem in problems]  # with the variable to use instead
+        problems.extend(validation_problems(invalid, file=name, lines=lines, skip=reported))
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)
@@ -284,7 +438,9 @@ def load_config(path: Path | None, *, environ: Mapping[str, str] | None = None) 
     return Config(model, path, secrets)
 
 
-def _secret_key_problems(name: str, data: Mapping[str, Any], text: str) -> list[ConfigProblem]:
+def _secret_key_problems(
+    name: str, data: Mapping[str, Any], lines: TomlLines
+) -> list[ConfigProblem]:
     problems = []
     for section in ("hubspot", "salesforce"):
         values = data.get(section)
@@ -299,24 +455,9 @@ def _secret_key_problems(name: str, data: Mapping[str, Any], text: str) -> list[
                         path,
                         f"secrets do not belong in this file: set {_SECRET_KEYS[key]} in the "
                         "environment or the secrets file instead",
-                        locate_key(text, path),
+                        lines.line_of(path),
                     )
                 )
-    return problems
-
-
-def _validation_problems(name: str, invalid: ValidationError, text: str) -> list[ConfigProblem]:
-    problems = []
-    for error in invalid.errors():
-        path = ".".join(str(part) for part in error["loc"])
-        if error["type"] == "extra_forbidden" and error["loc"][-1] in _SECRET_KEYS:
-            continue  # already reported, with the variable to use instead
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif error["type"] == "literal_error":
-            message = f"{message}, not {error['input']!r}"
-        problems.append(ConfigProblem(name, path, message, locate_key(text, path)))
     return problems
 
 

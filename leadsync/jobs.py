@@ -45,6 +45,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from leadsync.config import Config
 from leadsync.connectors.errors import ConnectorError
+from leadsync.errors import LeadsyncError, RunError, StoreError
 from leadsync.logs import new_run_id, run_context
 from leadsync.mapping.definition import LeadDefinition, load_definition
 from leadsync.mapping.fields import FieldMap, load_mapping
@@ -53,8 +54,9 @@ from leadsync.metrics import MetricsServer, ServiceMetrics
 from leadsync.problems import ConfigError
 from leadsync.runtime import Runtime, open_runtime
 from leadsync.sync.backfill import SWEEP, BackfillSpec, Status
+from leadsync.sync.database import store_error
 from leadsync.sync.engine import RunSummary, StopCheck
-from leadsync.sync.leases import SYNC_LEASE, Lease
+from leadsync.sync.leases import SYNC_LEASE
 from leadsync.sync.preflight import PreflightError
 
 __all__ = ["DefinitionFiles", "Service", "ServiceStartError"]
@@ -132,6 +134,10 @@ class Service:
         self._config = config
         self._clock = clock or (lambda: datetime.now(UTC))
         self._stopping = threading.Event()
+        if threading.current_thread() is threading.main_thread():
+            # A stop asked for while starting (connecting takes seconds) is honoured too.
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self._on_signal)
         self._files = DefinitionFiles(config)
         self._files.current()  # a service that starts on broken files does not start
         # The problems the preflight last stopped a job on: said in full once, not every turn.
@@ -139,6 +145,7 @@ class Service:
         settings = config.model.service
         self._ttl = timedelta(seconds=settings.lease_seconds)
         self._wait = timedelta(seconds=settings.lease_wait_seconds)
+        self._stalled_after = timedelta(seconds=settings.stalled_after_seconds)
         self._opened = open_runtime(config)
         self._runtime: Runtime = self._opened.__enter__()
         self.metrics = ServiceMetrics(
@@ -340,7 +347,11 @@ class Service:
         outcome = "done"
         try:
             with self._runtime.leases(name).hold(
-                lease_name, ttl=self._ttl, wait=self._wait, stop=self._stopping
+                lease_name,
+                ttl=self._ttl,
+                wait=self._wait,
+                stop=self._stopping,
+                stalled_after=self._stalled_after,
             ) as lease:
                 if lease is None:
                     outcome = "skipped"
@@ -350,7 +361,7 @@ class Service:
                     self._take_over(name, lease.took_over_from)
                 field_map, definition = self._files.current()
                 runtime = replace(self._runtime, field_map=field_map, definition=definition)
-                if not work(runtime, _stop_check(self._stopping, lease)):
+                if not work(runtime, lease.stop_check(self._stopping.is_set)):
                     outcome = "interrupted"
                 if name == "sync":
                     self._misfit = None
@@ -358,9 +369,11 @@ class Service:
             outcome = "failed"
             self.metrics.errors.labels("config").inc()
             self._report_misfit(name, misfit)
-        except (ConnectorError, sa.exc.SQLAlchemyError, ConfigError) as problem:
+        except (LeadsyncError, sa.exc.SQLAlchemyError) as problem:
             outcome = "failed"
             self.metrics.errors.labels(_category(problem)).inc()
+            if isinstance(problem, sa.exc.SQLAlchemyError):
+                problem = store_error(problem, self._config.database_url)
             log.error("%s failed: %s", name, problem)
         except Exception as problem:  # the service outlives any one job's bug
             outcome = "failed"
@@ -371,15 +384,8 @@ class Service:
             self.metrics.job_seconds.labels(name).observe(time.monotonic() - started)
 
 
-class ServiceStartError(RuntimeError):
+class ServiceStartError(RunError):
     """The service cannot start (its metrics port is taken, say): exit 1, with the reason."""
-
-
-def _stop_check(stopping: threading.Event, lease: Lease) -> Callable[[], bool]:
-    def should_stop() -> bool:
-        return stopping.is_set() or lease.lost.is_set()
-
-    return should_stop
 
 
 def _category(problem: Exception) -> str:
@@ -387,4 +393,6 @@ def _category(problem: Exception) -> str:
         return f"{problem.crm}_{problem.category}"
     if isinstance(problem, ConfigError):
         return "config"
-    return "database"
+    if isinstance(problem, StoreError | sa.exc.SQLAlchemyError):
+        return "database"
+    return "run"

@@ -1,18 +1,45 @@
 """Mistakes in the files people edit, reported the same way everywhere.
 
-A `ConfigProblem` names the file, the key (dotted, as in the TOML) and, where it can be found,
-the line. `ConfigError` carries all the problems of a load at once, so `leadsync check` lists
-every one and every command exits 2 without a traceback.
+A `ConfigProblem` names the file, the key (dotted, as in the TOML, `[i]` for array items) and,
+where it can be found, the line. `ConfigError` carries all the problems of a load at once, so
+`leadsync check` lists every one and every command exits 2 without a traceback.
+
+The one place for both halves of that: `validation_problems` turns a pydantic ValidationError
+into located problems (one wording for every file), and `TomlLines` finds the line of a key.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from leadsync.errors import ConfigError
+
+__all__ = [
+    "PROBLEMS_ERROR",
+    "ConfigError",
+    "ConfigProblem",
+    "TomlLines",
+    "below",
+    "dotted",
+    "parse_toml",
+    "read_text",
+    "read_toml",
+    "validation_problems",
+]
+
+# The pydantic error type whose context carries (key below the error's, message) pairs: how
+# one validator names the exact keys below it, several at once (mapping.validation.problems).
+PROBLEMS_ERROR = "lead_definition"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,38 +54,6 @@ class ConfigProblem:
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
         return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
-
-
-class ConfigError(Exception):
-    """Raised with every problem found; the CLI prints them and exits 2."""
-
-    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
-        super().__init__("\n".join(str(problem) for problem in problems))
-        self.problems = list(problems)
-
-
-def locate_key(text: str, dotted: str) -> int | None:
-    """The line of `text` (a TOML document) that defines the key `dotted`, if it can be found.
-
-    Reads only what config files use: `[table]` headers and `key = value` lines.
-    """
-    if not text or not dotted:
-        return None
-    *tables, key = dotted.split(".")
-    table = ".".join(tables)
-    current = ""
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        header = re.fullmatch(r"\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?", line)
-        if header:
-            current = header.group(1)
-            if current == dotted:
-                return number
-            continue
-        assigned = re.match(r"([A-Za-z0-9_\-\"']+)\s*=", line)
-        if assigned and current == table and assigned.group(1).strip("\"'") == key:
-            return number
-    return None
 
 
 def read_text(path: Path) -> str:
@@ -89,3 +84,261 @@ def read_toml(path: Path) -> tuple[str, dict[str, Any]]:
     """The text and the parsed table of a TOML file the user edits."""
     text = read_text(path)
     return text, parse_toml(text, file=str(path))
+
+
+# --------------------------------------------------------------------------------------------
+# Validation errors as located problems
+# --------------------------------------------------------------------------------------------
+
+
+def validation_problems(
+    invalid: ValidationError,
+    *,
+    file: str,
+    lines: TomlLines,
+    under: str = "",
+    skip: Iterable[str] = (),
+) -> list[ConfigProblem]:
+    """Every error of `invalid` as a problem of `file`, keyed below `under`, located by
+    `lines`. Keys in `skip` (already reported otherwise) are left out."""
+    skipped = set(skip)
+    found = []
+    for error in invalid.errors():
+        key = below(under, dotted(error["loc"]))
+        for sub_key, message in _messages(error):
+            full_key = below(key, sub_key)
+            if full_key not in skipped:
+                found.append(ConfigProblem(file, full_key, message, lines.line_of(full_key)))
+    return found
+
+
+def _messages(error: ErrorDetails) -> list[tuple[str, str]]:
+    kind = error["type"]
+    if kind == PROBLEMS_ERROR:
+        return list((error.get("ctx") or {})["problems"])
+    if kind == "extra_forbidden":
+        return [("", "unknown key")]
+    if kind == "missing":
+        return [("", "missing: this key is required")]
+    # A validator's own ValueError reads as its message, not "Value error, ...".
+    message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    value = error.get("input")
+    if (kind.endswith("_type") or kind in _SHOW_VALUE) and _is_scalar(value):
+        message = f"{message}, not {value!r}"
+    return [("", message)]
+
+
+# Errors whose message does not repeat the value refused: the problem names it.
+_SHOW_VALUE = frozenset(
+    {
+        "literal_error",
+        "finite_number",
+        "greater_than",
+        "greater_than_equal",
+        "less_than",
+        "less_than_equal",
+        "string_pattern_mismatch",
+        "enum",
+    }
+)
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool | date)
+
+
+def dotted(location: Iterable[int | str]) -> str:
+    """A pydantic location as a key: `("fit", "rules", 2, "field")` -> `fit.rules[2].field`."""
+    key = ""
+    for part in location:
+        key = below(key, f"[{part}]" if isinstance(part, int) else str(part))
+    return key
+
+
+def below(key: str, sub_key: str) -> str:
+    """`sub_key` below `key`: `a` + `b` -> `a.b`, `a` + `[2]` -> `a[2]`."""
+    if not sub_key:
+        return key
+    if not key or sub_key.startswith("["):
+        return f"{key}{sub_key}"
+    return f"{key}.{sub_key}"
+
+
+# --------------------------------------------------------------------------------------------
+# Where each key is: a position scanner for TOML that tomllib has already accepted
+# --------------------------------------------------------------------------------------------
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _parent(key: str) -> str:
+    """`a.b[2]` -> `a.b` -> `a` -> ``."""
+    return key[: key.rindex("[")] if key.endswith("]") else key.rpartition(".")[0]
+
+
+class TomlLines:
+    """The line of each table, key and array item of a valid TOML text, by dotted key with
+    `[i]` for items: `scoring.fit.rules[2].field`.
+
+    tomllib keeps no positions. This follows `[table]` headers, arrays of tables, inline tables
+    and arrays, dotted and quoted keys and multi-line strings.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._at = 0
+        self._line = 1
+        self._lines: dict[str, int] = {}
+        self._items: dict[str, int] = {}  # array of tables -> how many items so far
+        with contextlib.suppress(IndexError):  # a text tomllib refused: keep what was found
+            self._document()
+
+    def line_of(self, key: str) -> int | None:
+        """The line of `key`, else of its nearest parent found (a missing key's table).
+        Quoted segments (`value_map."Closed Won"`) are looked up unquoted, as TOML reads them."""
+        key = key.replace('"', "")
+        while key:
+            if key in self._lines:
+                return self._lines[key]
+            key = _parent(key)
+        return None
+
+    # ------------------------------------------------------------------ the grammar
+
+    def _document(self) -> None:
+        table = ""
+        while self._skip_blank(newlines=True):
+            start = self._at
+            if self._text.startswith("[[", self._at):
+                table = self._header(new_item=True)
+            elif self._peek() == "[":
+                table = self._header(new_item=False)
+            else:
+                self._pair(table)
+            if self._at == start:  # never loop on something unexpected
+                self._advance(1)
+
+    def _header(self, *, new_item: bool) -> str:
+        self._advance(2 if new_item else 1)
+        segments = self._key()
+        line = self._line
+        self._advance(self._text.index("]", self._at) - self._at + (2 if new_item else 1))
+        path = ""
+        for index, segment in enumerate(segments):
+            path = below(path, segment)
+            if new_item and index == len(segments) - 1:
+                count = self._items.get(path, 0)
+                self._items[path] = count + 1
+                self._lines.setdefault(path, line)
+                path = f"{path}[{count}]"
+            elif path in self._items:  # a sub-table of the latest item of an array of tables
+                path = f"{path}[{self._items[path] - 1}]"
+            self._lines.setdefault(path, line)
+        return path
+
+    def _pair(self, table: str) -> None:
+        path = table
+        line = self._line
+        for segment in self._key():
+            path = below(path, segment)
+            self._lines.setdefault(path, line)
+        self._skip_blank(newlines=False)
+        if self._peek() == "=":
+            self._advance(1)
+            self._skip_blank(newlines=False)
+            self._value(path)
+
+    def _key(self) -> list[str]:
+        segments = []
+        while self._skip_blank(newlines=False):
+            if self._peek() in "\"'":
+                start = self._at
+                self._string()
+                segments.append(self._text[start + 1 : self._at - 1])
+            else:
+                bare = _BARE_KEY.match(self._text, self._at)
+                if not bare:
+                    break
+                segments.append(bare.group())
+                self._advance(len(bare.group()))
+            self._skip_blank(newlines=False)
+            if self._peek() != ".":
+                break
+            self._advance(1)
+        return segments
+
+    def _value(self, path: str) -> None:
+        char = self._peek()
+        if char == "{":
+            self._inline_table(path)
+        elif char == "[":
+            self._array(path)
+        elif char in "\"'":
+            self._string()
+        else:  # numbers, booleans, dates: up to the next delimiter
+            while self._at < len(self._text) and self._peek() not in ",]}\r\n#":
+                self._advance(1)
+
+    def _inline_table(self, path: str) -> None:
+        self._advance(1)
+        while self._skip_blank(newlines=True) and self._peek() != "}":
+            if self._peek() == ",":
+                self._advance(1)
+            else:
+                start = self._at
+                self._pair(path)
+                if self._at == start:
+                    self._advance(1)
+        self._advance(1)
+
+    def _array(self, path: str) -> None:
+        self._advance(1)
+        index = 0
+        while self._skip_blank(newlines=True) and self._peek() != "]":
+            if self._peek() == ",":
+                self._advance(1)
+                continue
+            item = f"{path}[{index}]"
+            self._lines.setdefault(item, self._line)
+            start = self._at
+            self._value(item)
+            if self._at == start:
+                self._advance(1)
+            index += 1
+        self._advance(1)
+
+    def _string(self) -> None:
+        quote = self._peek()
+        escapes = quote == '"'
+        closing = quote * 3 if self._text.startswith(quote * 3, self._at) else quote
+        self._advance(len(closing))
+        while not self._text.startswith(closing, self._at):
+            self._advance(2 if escapes and self._peek() == "\\" else 1)
+        self._advance(len(closing))
+        while len(closing) == 3 and self._peek() == quote:  # up to two quotes end the content
+            self._advance(1)
+
+    # ------------------------------------------------------------------ characters
+
+    def _peek(self) -> str:
+        return self._text[self._at] if self._at < len(self._text) else ""
+
+    def _advance(self, count: int) -> None:
+        if self._at + count > len(self._text):
+            raise IndexError("past the end")
+        self._line += self._text.count("\n", self._at, self._at + count)
+        self._at += count
+
+    def _skip_blank(self, *, newlines: bool) -> bool:
+        """Skip spaces, comments and (when allowed) line ends; False at the end of the text."""
+        blank = " \t\r\n" if newlines else " \t"
+        while self._at < len(self._text):
+            char = self._text[self._at]
+            if char == "#":
+                end = self._text.find("\n", self._at)
+                self._advance((len(self._text) if end < 0 else end) - self._at)
+            elif char in blank:
+                self._advance(1)
+            else:
+                return True
+        return False

@@ -23,6 +23,7 @@ from leadsync.sync.backfill import (
     BackfillRunner,
     Status,
 )
+from leadsync.sync.database import store_errors
 from leadsync.sync.engine import RunSummary, StopCheck, SyncEngine
 from leadsync.sync.leases import Leases, replica_name
 from leadsync.sync.preflight import PreflightError
@@ -142,6 +143,7 @@ class Runtime:
             leases=self.leases("backfill"),
             lease_ttl=ttl,
             lease_wait=timedelta(seconds=max(settings.service.lease_wait_seconds, 1.0) * 20),
+            stalled_after=timedelta(seconds=settings.service.stalled_after_seconds),
             chunk_records=settings.backfill.chunk_records,
             yield_seconds=settings.backfill.yield_seconds,
             progress=progress,
@@ -164,19 +166,21 @@ def open_runtime(config: Config, *, connect: bool = True) -> Iterator[Runtime]:
     to each enabled CRM unless `connect` is False (for commands that only read the store)."""
     field_map = load_mapping(config.mapping_path)
     definition = load_definition(config.definition_path, fields=field_map.canonical_types())
-    runtime = Runtime(config, Store(config.database_url), field_map, definition)
-    runtime.webhook = _webhook(config)
-    try:
-        if connect:
-            if config.model.hubspot.enabled:
-                runtime.connectors["hubspot"] = HubSpotConnector(config.hubspot_connection())
-            if config.model.salesforce.enabled:
-                runtime.connectors["salesforce"] = SalesforceConnector(
-                    config.salesforce_connection()
-                )
-        yield runtime
-    finally:
-        runtime.close()
+    # A database that fails, at the start or mid-run, ends the command as one StoreError line.
+    with store_errors(config.database_url):
+        runtime = Runtime(config, Store(config.database_url), field_map, definition)
+        runtime.webhook = _webhook(config)
+        try:
+            if connect:
+                if config.model.hubspot.enabled:
+                    runtime.connectors["hubspot"] = HubSpotConnector(config.hubspot_connection())
+                if config.model.salesforce.enabled:
+                    runtime.connectors["salesforce"] = SalesforceConnector(
+                        config.salesforce_connection()
+                    )
+            yield runtime
+        finally:
+            runtime.close()
 
 
 def _webhook(config: Config) -> WebhookSender | None:

@@ -7,6 +7,7 @@ gives the value, at the one place that hands it to a client library.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 MASK: Final = "***"
@@ -50,4 +51,38 @@ def redact(text: str, secrets: list[Secret | str | None]) -> str:
         value = secret.reveal() if isinstance(secret, Secret) else secret
         if value and len(value) >= 3:
             text = text.replace(value, MASK)
+    return text
+
+
+# What a CRM's error text may hold of a record: email addresses, and quoted values (`'Ada
+# Lovelace' is not valid`, `"firstname":"Ada"`). What names things stays: JSON keys, error
+# codes (`INVALID_FIELD`), API names with an underscore (`Leadsync_Score__c`) and the objects
+# leadsync reads (`entity 'Lead'`).
+_EMAIL = re.compile(r"[^\s@'\"<>()\[\]{},;:]+@[^\s@'\"<>()\[\]{},;:]+")
+_QUOTED = re.compile(r"(['\"])(.*?)\1(\s*:)?")
+_API_NAME = re.compile(
+    r"[A-Za-z][A-Za-z0-9]*_[A-Za-z0-9_]*|[A-Z][A-Z0-9_]*|Lead|Contact|Account|Opportunity|contacts"
+)
+# Enough for a CRM's error message; a page of contacts echoed back in a body is not.
+TEXT_LIMIT: Final = 300
+
+
+def masked(text: str, *, limit: int = TEXT_LIMIT) -> str:
+    """A CRM's (or database's) error text fit for a log line or an error: emails and quoted
+    values masked, names kept, cut to `limit` characters."""
+    text = _EMAIL.sub(MASK, text)
+
+    def mask(quoted: re.Match[str]) -> str:
+        quote, content, key = quoted.group(1), quoted.group(2), quoted.group(3)
+        if key or _API_NAME.fullmatch(content):
+            return quoted.group(0)
+        return f"{quote}{MASK}{quote}"
+
+    return cut(_QUOTED.sub(mask, text), limit=limit)
+
+
+def cut(text: str, *, limit: int = TEXT_LIMIT) -> str:
+    """`text`, cut to `limit` characters, saying how much was left out."""
+    if len(text) > limit:
+        return f"{text[:limit]}… ({len(text) - limit} more characters cut)"
     return text

@@ -103,6 +103,10 @@ def test_a_backfill_killed_then_run_again_ends_like_one_that_ran_through(
         assert f"going on with backfill {cut.backfill_id}" in err
         assert "succeeded" in out
         assert mapped_state(sandbox) == expected
+        # The killed runner's run does not stay "running" in the reports for ever.
+        with Store(config.database_url) as store:
+            statuses = sorted(run.status for run in store.runs(limit=10))
+        assert statuses == ["abandoned", "succeeded"]
 
 
 def test_status_lists_backfills_as_text_and_json_and_queue_hands_one_over(
@@ -150,7 +154,7 @@ def test_status_lists_backfills_as_text_and_json_and_queue_hands_one_over(
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["--resume", "nope"], 1, "no backfill 'nope'"),
+        (["--resume", "nope"], 2, "no backfill 'nope'"),
         (["--since", "2026-05-01", "--until", "2026-04-01"], 2, "--until must be after --since"),
         (["--sweep", "--crm", "hubspot"], 2, "--sweep covers every CRM"),
     ],

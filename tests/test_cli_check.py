@@ -63,3 +63,75 @@ def test_online_refuses_a_value_map_the_picklist_does_not_allow(
     header = broken.splitlines().index("[writeback.salesforce.status_values]") + 1
     assert f"mapping.toml:{header}: writeback.salesforce.status_values: " in err
     assert "Closed - Lost Forever" in err
+
+
+SECRET_VARIABLES = (
+    "LEADSYNC_HUBSPOT_ACCESS_TOKEN",
+    "LEADSYNC_SALESFORCE_PASSWORD",
+    "LEADSYNC_SALESFORCE_SECURITY_TOKEN",
+    "LEADSYNC_SALESFORCE_SESSION_ID",
+    "LEADSYNC_SECRETS_FILE",
+    "LEADSYNC_SLA_WEBHOOK_URL",
+    "LEADSYNC_SLA_WEBHOOK_SECRET",
+)
+
+
+@pytest.fixture
+def no_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in SECRET_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+
+
+def _without_secrets_file(path: Path) -> str:
+    text = path.read_text()
+    return text.replace("[secrets]\nfile = ", "# no secrets file: ")
+
+
+def test_offline_check_names_every_missing_secret(
+    sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str], no_secrets: None
+) -> None:
+    path = _sandbox_config(sandbox, tmp_path)
+    path.write_text(_without_secrets_file(path))
+    assert main(["check", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    lines = path.read_text().splitlines()
+    hubspot, salesforce = lines.index("[hubspot]") + 1, lines.index("[salesforce]") + 1
+    assert f"{path}:{hubspot}: hubspot: set the environment variable LEADSYNC_HUBSPOT_ACCESS" in err
+    assert (
+        f"{path}:{salesforce}: salesforce: set the environment variable LEADSYNC_SALESFORCE_PA"
+        in err
+    )
+    assert "2 problems found" in err
+
+
+def test_a_jwt_login_without_its_key_file_is_named_with_its_line(
+    sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str], no_secrets: None
+) -> None:
+    path = _sandbox_config(sandbox, tmp_path)
+    text = path.read_text().replace('auth = "password"', 'auth = "jwt"\nconsumer_key = "app"')
+    path.write_text(text)
+    assert main(["check", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "salesforce.private_key_file: required with auth = 'jwt'" in err
+    path.write_text(text + 'private_key_file = "gone.pem"\n')
+    assert main(["check", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    line = len(path.read_text().splitlines())
+    assert f"{path}:{line}: salesforce.private_key_file: {tmp_path / 'gone.pem'}: " in err
+
+
+def test_online_check_proves_the_secrets(
+    sandbox: Sandbox,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_secrets: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = _sandbox_config(sandbox, tmp_path)
+    main(["setup", "--config", str(path)])
+    monkeypatch.setenv("LEADSYNC_HUBSPOT_ACCESS_TOKEN", "pat-na1-wrong-0123456789")
+    capsys.readouterr()
+    assert main(["check", "--config", str(path), "--online"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: hubspot: the CRM refused the login: hubspot 401" in err
+    assert "pat-na1-wrong-0123456789" not in err

@@ -14,7 +14,7 @@ from leadsync.config import (
     SLA_WEBHOOK_URL_VAR,
     load_config,
 )
-from leadsync.problems import ConfigError, locate_key
+from leadsync.problems import ConfigError, TomlLines
 
 
 def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
@@ -153,15 +153,23 @@ def test_a_missing_secrets_file_is_named(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("dotted", "line"),
-    [("hubspot", 2), ("hubspot.base_url", 4), ("salesforce.base_url", 7), ("nothing.here", None)],
+    [
+        ("hubspot", 2),
+        ("hubspot.base_url", 4),
+        ("salesforce.base_url", 7),
+        # A key the file lacks: the line of its table, where it belongs.
+        ("hubspot.timeout_seconds", 2),
+        ("nothing.here", None),
+    ],
 )
-def test_locate_key_finds_the_defining_line(dotted: str, line: int | None) -> None:
+def test_the_line_of_each_key_of_a_config(dotted: str, line: int | None) -> None:
     text = '# comment\n[hubspot]\n# base\nbase_url = "x"\n\n[salesforce]\nbase_url = "y"\n'
-    assert locate_key(text, dotted) == line
+    assert TomlLines(text).line_of(dotted) == line
 
 
-def test_locate_key_reads_a_table_header_with_a_comment() -> None:
-    assert locate_key("[hubspot]  # the marketing side\nbase_url = 'x'\n", "hubspot.base_url") == 2
+def test_the_line_of_a_key_under_a_table_header_with_a_comment() -> None:
+    text = "[hubspot]  # the marketing side\nbase_url = 'x'\n"
+    assert TomlLines(text).line_of("hubspot.base_url") == 2
 
 
 @pytest.mark.parametrize(
@@ -169,7 +177,6 @@ def test_locate_key_reads_a_table_header_with_a_comment() -> None:
     [
         ("sqlite:///leadsync.db", "sqlite:///{folder}/leadsync.db"),
         ("sqlite:////var/lib/leadsync.db", "sqlite:////var/lib/leadsync.db"),
-        ("sqlite:///:memory:", "sqlite:///:memory:"),
         ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
     ],
 )
@@ -178,6 +185,55 @@ def test_a_relative_sqlite_path_is_read_from_the_config_folder(
 ) -> None:
     config = load_config(write(tmp_path, f'[database]\nurl = "{url}"\n'), environ={})
     assert config.database_url == expected.format(folder=tmp_path)
+
+
+# What `check` used to accept and a later command then crashed on, or silently misused.
+REFUSED = [
+    ("[hubspot]\nlookback_minutes = inf", "hubspot.lookback_minutes", "finite number"),
+    ("[hubspot]\nlookback_minutes = 1e30", "hubspot.lookback_minutes", "less than or equal"),
+    ("[schedules]\nsync_every_minutes = inf", "schedules.sync_every_minutes", "finite"),
+    ("[schedules]\nsync_every_minutes = 0", "schedules.sync_every_minutes", "greater than 0"),
+    ("[service]\nlease_seconds = 99999999999", "service.lease_seconds", "less than or equal"),
+    ("[service]\nlease_seconds = 1000", "service.stalled_after_seconds", "at least lease"),
+    ('[database]\nurl = ""', "database.url", "not a database URL"),
+    ('[database]\nurl = "sqlite://"', "database.url", "in-memory"),
+    ('[database]\nurl = "sqlite:///:memory:"', "database.url", "in-memory"),
+    ('[database]\nurl = "postgresql+psycopg2://h/db"', "database.url", "psycopg driver"),
+    ('[database]\nurl = "mysql://h/db"', "database.url", "SQLite or PostgreSQL"),
+    ('[salesforce]\napi_version = "v59.0"', "salesforce.api_version", "not 'v59.0'"),
+    ("[hubspot]\ntimeout_seconds = true", "hubspot.timeout_seconds", "not True"),
+    ('[hubspot]\ntimeout_seconds = "30"', "hubspot.timeout_seconds", "valid number"),
+    ('[service]\nmetrics_host = "not a host!"', "service.metrics_host", "not a host name"),
+    ('[salesforce]\ninstance_url = ""', "salesforce.instance_url", "it is empty"),
+    ('[salesforce]\ninstance_url = "ftp://x"', "salesforce.instance_url", "https:// URL"),
+    ('[salesforce]\ninstance_url = "https://"', "salesforce.instance_url", "https:// URL"),
+    ('[hubspot]\nbase_url = "http://api.hubapi.com"', "hubspot.base_url", "in clear"),
+    (
+        '[salesforce]\ninstance_url = "https://me:pw@x.my.salesforce.com"',
+        "salesforce.instance_url",
+        "must not hold credentials",
+    ),
+    ('[salesforce]\ndomain = "login.salesforce.com/evil?"', "salesforce.domain", "pattern"),
+    ("[backfill]\nchunk_records = 0", "backfill.chunk_records", "greater than or equal to 1"),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "message"),
+    REFUSED,
+    ids=[f"{key}={text.split(' = ')[1]}" for text, key, _ in REFUSED],
+)
+def test_a_value_out_of_range_is_refused_with_file_key_and_line(
+    tmp_path: Path, text: str, key: str, message: str
+) -> None:
+    path = write(tmp_path, f"# a config\n{text}\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path, environ={})
+    (problem,) = refused.value.problems
+    assert (problem.file, problem.key) == (str(path), key)
+    # The line of the key, or of its table when the key is not in the file.
+    assert problem.line == (3 if key.rsplit(".", 1)[1] in text else 2)
+    assert message in problem.message
 
 
 def test_the_sla_webhook_is_off_without_its_url_and_needs_its_secret_with_it(

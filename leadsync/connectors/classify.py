@@ -8,10 +8,14 @@ matching rule wins, so specific rules come before general ones.
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from leadsync.connectors.errors import (
     AuthenticationError,
+    ConnectionFailedError,
     ConnectorError,
     QuotaExhaustedError,
     RateLimitedError,
@@ -19,7 +23,9 @@ from leadsync.connectors.errors import (
     ServerError,
     SessionExpiredError,
     TransientError,
+    UnreachableError,
 )
+from leadsync.urls import is_loopback, shown
 
 ANY = "*"
 
@@ -129,3 +135,40 @@ def parse_retry_after(value: str | None) -> float | None:
     except ValueError:
         return None
     return max(0.0, seconds)
+
+
+# ------------------------------------------------------------------------------ connections
+
+
+def connection_failure(crm: str, error: BaseException, url: str, doing: str) -> ConnectorError:
+    """A request that got no answer. Refused, or a host that does not resolve, means nothing
+    is there: a wrong URL, or a sandbox not running. Retrying that for a minute only delays
+    saying so; a reset, a drop or a timeout is worth another try."""
+    for cause in _causes(error):
+        if isinstance(cause, ConnectionRefusedError | socket.gaierror):
+            refused = isinstance(cause, ConnectionRefusedError)
+            host = urlsplit(url).hostname if "://" in url else None
+            hint = (
+                "is the sandbox running (`leadsync sandbox`)?"
+                if host is not None and is_loopback(host)
+                else "is the URL in the config right?"
+            )
+            reason = "connection refused" if refused else "no such host"
+            message = f"{doing}: nothing answers at {shown(url)} ({reason}): {hint}"
+            return UnreachableError(message, crm=crm)
+    return ConnectionFailedError(f"{doing}: {type(error).__name__}", crm=crm)
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """`error` and what it wraps: causes, contexts, urllib3's `reason`, requests' args."""
+    seen: set[int] = set()
+    pending = [error]
+    while pending and len(seen) < 20:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        nested = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        nested.extend(arg for arg in current.args if isinstance(arg, BaseException))
+        pending.extend(item for item in nested if isinstance(item, BaseException))

@@ -53,7 +53,12 @@ from leadsync.connectors.base import (
     WriteStatus,
     drop_known,
 )
-from leadsync.connectors.classify import classify, parse_retry_after, record_error_is_retriable
+from leadsync.connectors.classify import (
+    classify,
+    connection_failure,
+    parse_retry_after,
+    record_error_is_retriable,
+)
 from leadsync.connectors.errors import (
     ConnectionFailedError,
     ConnectorError,
@@ -61,7 +66,7 @@ from leadsync.connectors.errors import (
     TransientError,
 )
 from leadsync.connectors.quota import Quota, QuotaTracker
-from leadsync.connectors.retry import call_with_retry
+from leadsync.connectors.retry import call_with_retry, retry_records
 from leadsync.connectors.settings import HubSpotConnection
 from leadsync.connectors.throttle import WindowLimiter
 from leadsync.connectors.writeback import HUBSPOT_WRITEBACK_PROPERTIES, FieldSpec
@@ -173,8 +178,8 @@ class HubSpotConnector:
             except (ApiException, PropertiesApiException) as error:
                 raise self._translate(error) from None
             except urllib3.exceptions.HTTPError as error:
-                raise ConnectionFailedError(
-                    f"{description}: {type(error).__name__}", crm=CRM
+                raise connection_failure(
+                    CRM, error, self._connection.base_url, description
                 ) from None
             if isinstance(answer, tuple) and len(answer) == 3:
                 self._quota.observe(dict(answer[2] or {}))
@@ -497,23 +502,15 @@ class HubSpotConnector:
     def _write_with_record_retries(
         self, chunk: Sequence[RecordUpdate], *, repair: bool = False
     ) -> list[WriteResult]:
-        """One batch, then its retriable failures again, within the retry policy's attempts.
+        """One batch, then its retriable failures again: the retry policy for records.
         A `repair` undoes leadsync's own half-done write: the quota reserve does not stop it."""
-        policy = self._connection.retry
-        final: dict[str, WriteResult] = {}
-        pending = list(chunk)
-        for attempt in range(1, policy.max_attempts + 1):
-            retry_later = []
-            for result in self._write_chunk(pending, attempt, repair=repair):
-                if result.status is WriteStatus.DEFERRED and attempt < policy.max_attempts:
-                    retry_later.append(result.record_id)
-                else:
-                    final[result.record_id] = result
-            if not retry_later:
-                break
-            pending = [u for u in pending if u.record_id in retry_later]
-            policy.sleep(min(policy.max_wait, policy.initial_wait * 2 ** (attempt - 1)))
-        return [final[u.record_id] for u in chunk]
+        return retry_records(
+            self._connection.retry,
+            f"hubspot batch update of {len(chunk)} contacts",
+            chunk,
+            lambda pending, attempt: self._write_chunk(pending, attempt, repair=repair),
+            again=lambda result: result.status is WriteStatus.DEFERRED,
+        )
 
     def _write_chunk(
         self, chunk: Sequence[RecordUpdate], attempt: int, *, repair: bool = False

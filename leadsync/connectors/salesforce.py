@@ -54,20 +54,23 @@ from leadsync.connectors.base import (
     drop_known,
     utc,
 )
-from leadsync.connectors.classify import classify, parse_retry_after, record_error_is_retriable
+from leadsync.connectors.classify import (
+    classify,
+    connection_failure,
+    parse_retry_after,
+    record_error_is_retriable,
+)
 from leadsync.connectors.errors import (
     AuthenticationError,
-    ConnectionFailedError,
     ConnectorError,
     QuotaExhaustedError,
     QuotaReserveReachedError,
     RequestRejectedError,
     ServerError,
     SessionExpiredError,
-    TransientError,
 )
 from leadsync.connectors.quota import Quota, QuotaTracker
-from leadsync.connectors.retry import call_with_retry
+from leadsync.connectors.retry import call_with_retry, retry_records
 from leadsync.connectors.salesforce_bulk import (
     BulkJobs,
     RecordOutcome,
@@ -350,9 +353,11 @@ class SalesforceConnector:
             except requests.exceptions.JSONDecodeError:
                 raise ServerError("an unreadable answer (not JSON)", crm=CRM) from None
             except requests.RequestException as error:
-                raise ConnectionFailedError(
-                    self._redacted(f"{type(error).__name__}: {error}"), crm=CRM
-                ) from None
+                raise connection_failure(CRM, error, self._url(), description) from None
+
+    def _url(self) -> str:
+        """Where requests go: the instance, else the login domain."""
+        return self.connection.instance_url or f"https://{self.connection.domain}.salesforce.com"
 
     def _classified(self, error: SalesforceError) -> ConnectorError:
         """An answer simple-salesforce raised for without our hook having classified it
@@ -431,9 +436,8 @@ class SalesforceConnector:
                 "login", self._jwt_login if method == "jwt" else self._soap_login
             ),
         )
-        log.info(
-            "logged in to Salesforce as %s (%s) at %s", connection.username, method, session[1]
-        )
+        # Not the username: it is a person's email address, and logs carry no personal data.
+        log.info("logged in to Salesforce (%s) at %s", method, session[1])
         return session
 
     def _soap_login(self) -> tuple[str, str]:
@@ -570,19 +574,41 @@ class SalesforceConnector:
         send: Callable[[Sequence[RecordUpdate]], list[RecordOutcome]],
         what: str,
     ) -> list[WriteResult]:
-        """Send `updates`, then again the ones that were locked, with the retry policy's
-        backoff and bounds; whatever stays locked, or meets a request-level failure, is
-        DEFERRED."""
-        rounds = _WriteRounds(updates, send)
-        try:
-            call_with_retry(self.connection.retry, f"Salesforce {what}", rounds.send_pending)
-        except _RecordsLockedError:
-            rounds.defer_pending()
-        except _RoundFailedError as failed:
-            if isinstance(failed.error, RUN_STOPPERS):
-                raise failed.error from None
-            rounds.defer_pending(failed.error)
-        return rounds.results()
+        """Send `updates`, then again the ones that were locked or not reached: the retry
+        policy for records. Whatever stays locked, or meets a request-level failure, is
+        DEFERRED; a failure that stops the run (credentials, quota) is raised."""
+        retry_ids: set[str] = set()
+
+        def attempt(pending: Sequence[RecordUpdate], round_: int) -> list[WriteResult]:
+            try:
+                outcomes = send(pending)
+            except RUN_STOPPERS:
+                raise
+            except ConnectorError as error:  # its own retries are spent: no more rounds
+                retry_ids.clear()
+                return [
+                    WriteResult(
+                        u.record_id, WriteStatus.DEFERRED, error.category, error.message, round_
+                    )
+                    for u in pending
+                ]
+            results = []
+            for update, outcome in zip(pending, outcomes, strict=True):
+                result = _round_result(update.record_id, outcome, round_)
+                if result.status is WriteStatus.DEFERRED:
+                    retry_ids.add(update.record_id)
+                else:
+                    retry_ids.discard(update.record_id)
+                results.append(result)
+            return results
+
+        return retry_records(
+            self.connection.retry,
+            f"Salesforce {what}",
+            updates,
+            attempt,
+            again=lambda result: result.record_id in retry_ids,
+        )
 
 
 # ------------------------------------------------------------------------------------ queries
@@ -726,77 +752,15 @@ def _field_info(spec: Mapping[str, Any]) -> FieldInfo:
 # ------------------------------------------------------------------------------------ writes
 
 
-class _RecordsLockedError(TransientError):
-    """Some records of a write are locked: worth another round."""
-
-
-class _RoundFailedError(Exception):
-    """A write round's request failed for good (its own retries are spent): stop the rounds."""
-
-    def __init__(self, error: ConnectorError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-class _WriteRounds:
-    """The state of one write across its rounds: settled results, and what is still pending."""
-
-    def __init__(
-        self,
-        updates: Sequence[RecordUpdate],
-        send: Callable[[Sequence[RecordUpdate]], list[RecordOutcome]],
-    ) -> None:
-        self._updates = updates
-        self._send = send
-        self._settled: dict[int, WriteResult] = {}
-        self._pending: list[int] = list(range(len(updates)))
-        self._last: dict[int, RecordOutcome] = {}
-        self._rounds = 0
-
-    def send_pending(self) -> None:
-        self._rounds += 1
-        try:
-            outcomes = self._send([self._updates[i] for i in self._pending])
-        except ConnectorError as error:
-            raise _RoundFailedError(error) from error
-        still_pending = []
-        for index, outcome in zip(self._pending, outcomes, strict=True):
-            if outcome.code is None:
-                self._settle(index, WriteStatus.WRITTEN)
-            elif outcome.unprocessed or record_error_is_retriable(CRM, outcome.code):
-                self._last[index] = outcome
-                still_pending.append(index)
-            else:
-                code = outcome.code.lower()
-                self._settle(index, WriteStatus.FAILED, code, outcome.message, outcome.fields)
-        self._pending = still_pending
-        if still_pending:
-            raise _RecordsLockedError(f"{len(still_pending)} records not written yet", crm=CRM)
-
-    def defer_pending(self, error: ConnectorError | None = None) -> None:
-        for index in self._pending:
-            last = self._last.get(index)
-            if error is not None:
-                self._settle(index, WriteStatus.DEFERRED, error.category, error.message)
-            elif last is not None and last.code is not None:
-                self._settle(index, WriteStatus.DEFERRED, last.code.lower(), last.message)
-        self._pending = []
-
-    def results(self) -> list[WriteResult]:
-        return [self._settled[index] for index in range(len(self._updates))]
-
-    def _settle(
-        self,
-        index: int,
-        status: WriteStatus,
-        category: str = "",
-        message: str = "",
-        fields: tuple[str, ...] = (),
-    ) -> None:
-        record_id = self._updates[index].record_id
-        self._settled[index] = WriteResult(
-            record_id, status, category, message, self._rounds, fields
-        )
+def _round_result(record_id: str, outcome: RecordOutcome, round_: int) -> WriteResult:
+    """One record's outcome of a write round: written, to try again (locked, not reached:
+    DEFERRED) or refused for good (FAILED), with Salesforce's code and message."""
+    if outcome.code is None and not outcome.unprocessed:
+        return WriteResult(record_id, WriteStatus.WRITTEN, "", "", round_)
+    code = (outcome.code or "unprocessed").lower()
+    retriable = outcome.unprocessed or record_error_is_retriable(CRM, outcome.code or "")
+    status = WriteStatus.DEFERRED if retriable else WriteStatus.FAILED
+    return WriteResult(record_id, status, code, outcome.message, round_, outcome.fields)
 
 
 def _collection_outcome(answer: Mapping[str, Any]) -> RecordOutcome:

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Literal
 
+from leadsync.errors import InputError
+
 __all__ = [
     "WEEKDAYS",
     "BusinessCalendar",
@@ -34,7 +36,7 @@ Period = Literal["week", "month"]
 SEARCH_DAYS = 3_660
 
 
-class NoWorkingTimeError(ValueError):
+class NoWorkingTimeError(InputError, ValueError):
     """The calendar has no working time within reach (every day off, or all holidays)."""
 
 

@@ -22,18 +22,17 @@ judge the handoff, they do not change a lead's score or stage.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
 import operator
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, ClassVar, TypeGuard
 
+import re2
 from pydantic import (
     Field,
     ValidationError,
@@ -41,17 +40,23 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails
 
 from leadsync.mapping.sla_rules import SlaModel, cross_key_problems
 from leadsync.mapping.validation import (
-    PROBLEMS_ERROR,
     StrictModel,
     known_fields,
     problems,
     unknown_field_message,
 )
-from leadsync.problems import ConfigError, ConfigProblem, parse_toml, read_text
+from leadsync.problems import (
+    ConfigError,
+    ConfigProblem,
+    TomlLines,
+    below,
+    parse_toml,
+    read_text,
+    validation_problems,
+)
 
 __all__ = [
     "SCORE_FIELDS",
@@ -144,8 +149,15 @@ def _show(value: Any) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _pattern(expression: str, case_sensitive: bool) -> re.Pattern[str]:
-    return re.compile(expression, 0 if case_sensitive else re.IGNORECASE)
+def _pattern(expression: str, case_sensitive: bool) -> Any:
+    """`matches` compiled by RE2, which matches in time linear in the text whatever the
+    pattern: one RevOps wrote with nested repeats (`^(\\w+\\s?)*manager$`) cannot pin a sync at
+    100 % CPU as a backtracking engine would. RE2 refuses what only backtracking can do
+    (back-references, look-around): `check` says so. Its `\\w` and `\\d` are ASCII."""
+    options = re2.Options()
+    options.case_sensitive = case_sensitive
+    options.log_errors = False  # a refused pattern is a problem reported, not printed
+    return re2.compile(expression, options)
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,9 +216,14 @@ class Condition(StrictModel):
     def _matches_compiles(cls, expression: str | None) -> str | None:
         if expression is not None:
             try:
-                re.compile(expression)
-            except re.error as problem:
-                raise problems(("", f"not a valid regular expression: {problem}")) from None
+                _pattern(expression, True)
+            except re2.error as problem:
+                reason = problem.args[0] if problem.args else problem
+                if isinstance(reason, bytes):
+                    reason = reason.decode("utf-8", "replace")
+                raise problems(
+                    ("", f"not a regular expression leadsync can match (RE2 syntax): {reason}")
+                ) from None
         return expression
 
     @model_validator(mode="after")
@@ -607,224 +624,12 @@ def _config_problems(
     invalid: ValidationError, file: str, text: str, data: Mapping[str, Any]
 ) -> list[ConfigProblem]:
     lines = TomlLines(text)
-    found = []
-    for error in invalid.errors():
-        key = _dotted(error["loc"])
-        for sub_key, message in _messages(error):
-            full_key = _below(key, sub_key)
-            found.append(ConfigProblem(file, full_key, message, lines.line_of(full_key)))
+    found = validation_problems(invalid, file=file, lines=lines)
     # The checks pydantic skipped for a model with a wrong field (repeats drop out below).
     for sub_key, message in cross_key_problems(data.get("sla")):
-        full_key = _below("sla", sub_key)
+        full_key = below("sla", sub_key)
         found.append(ConfigProblem(file, full_key, message, lines.line_of(full_key)))
     # The file's order reads best; problems without a line keep pydantic's order, at the end.
     return sorted(
         dict.fromkeys(found), key=lambda problem: (problem.line is None, problem.line or 0)
     )
-
-
-def _messages(error: ErrorDetails) -> list[tuple[str, str]]:
-    context = error.get("ctx") or {}
-    if error["type"] == PROBLEMS_ERROR:
-        return list(context["problems"])
-    if error["type"] == "extra_forbidden":
-        return [("", "unknown key")]
-    if error["type"] == "missing":
-        return [("", "missing: this key is required")]
-    message = error["msg"]
-    if error["type"].endswith("_type") and _is_scalar(error["input"]):
-        message = f"{message}, not {error['input']!r}"
-    return [("", message)]
-
-
-def _dotted(location: Iterable[int | str]) -> str:
-    key = ""
-    for part in location:
-        key = _below(key, f"[{part}]" if isinstance(part, int) else str(part))
-    return key
-
-
-def _below(key: str, sub_key: str) -> str:
-    if not sub_key:
-        return key
-    if not key or sub_key.startswith("["):
-        return f"{key}{sub_key}"
-    return f"{key}.{sub_key}"
-
-
-# --------------------------------------------------------------------------------------------
-# Where each key is: a position scanner for TOML that tomllib has already accepted
-# --------------------------------------------------------------------------------------------
-
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def _parent(key: str) -> str:
-    """`a.b[2]` -> `a.b` -> `a` -> ``."""
-    return key[: key.rindex("[")] if key.endswith("]") else key.rpartition(".")[0]
-
-
-class TomlLines:
-    """The line of each table, key and array item of a valid TOML text, by dotted key with
-    `[i]` for items: `scoring.fit.rules[2].field`.
-
-    tomllib keeps no positions, and `locate_key` reads only `[table]` and `key =` lines; this
-    follows arrays of tables, inline tables and arrays, dotted keys and multi-line strings.
-    """
-
-    def __init__(self, text: str) -> None:
-        self._text = text
-        self._at = 0
-        self._line = 1
-        self._lines: dict[str, int] = {}
-        self._items: dict[str, int] = {}  # array of tables -> how many items so far
-        with contextlib.suppress(IndexError):  # a text tomllib refused: keep what was found
-            self._document()
-
-    def line_of(self, key: str) -> int | None:
-        """The line of `key`, else of its nearest parent found (a missing key's table)."""
-        while key:
-            if key in self._lines:
-                return self._lines[key]
-            key = _parent(key)
-        return None
-
-    # ------------------------------------------------------------------ the grammar
-
-    def _document(self) -> None:
-        table = ""
-        while self._skip_blank(newlines=True):
-            start = self._at
-            if self._text.startswith("[[", self._at):
-                table = self._header(new_item=True)
-            elif self._peek() == "[":
-                table = self._header(new_item=False)
-            else:
-                self._pair(table)
-            if self._at == start:  # never loop on something unexpected
-                self._advance(1)
-
-    def _header(self, *, new_item: bool) -> str:
-        self._advance(2 if new_item else 1)
-        segments = self._key()
-        line = self._line
-        self._advance(self._text.index("]", self._at) - self._at + (2 if new_item else 1))
-        path = ""
-        for index, segment in enumerate(segments):
-            path = _below(path, segment)
-            if new_item and index == len(segments) - 1:
-                count = self._items.get(path, 0)
-                self._items[path] = count + 1
-                self._lines.setdefault(path, line)
-                path = f"{path}[{count}]"
-            elif path in self._items:  # a sub-table of the latest item of an array of tables
-                path = f"{path}[{self._items[path] - 1}]"
-            self._lines.setdefault(path, line)
-        return path
-
-    def _pair(self, table: str) -> None:
-        path = table
-        line = self._line
-        for segment in self._key():
-            path = _below(path, segment)
-            self._lines.setdefault(path, line)
-        self._skip_blank(newlines=False)
-        if self._peek() == "=":
-            self._advance(1)
-            self._skip_blank(newlines=False)
-            self._value(path)
-
-    def _key(self) -> list[str]:
-        segments = []
-        while self._skip_blank(newlines=False):
-            if self._peek() in "\"'":
-                start = self._at
-                self._string()
-                segments.append(self._text[start + 1 : self._at - 1])
-            else:
-                bare = _BARE_KEY.match(self._text, self._at)
-                if not bare:
-                    break
-                segments.append(bare.group())
-                self._advance(len(bare.group()))
-            self._skip_blank(newlines=False)
-            if self._peek() != ".":
-                break
-            self._advance(1)
-        return segments
-
-    def _value(self, path: str) -> None:
-        char = self._peek()
-        if char == "{":
-            self._inline_table(path)
-        elif char == "[":
-            self._array(path)
-        elif char in "\"'":
-            self._string()
-        else:  # numbers, booleans, dates: up to the next delimiter
-            while self._at < len(self._text) and self._peek() not in ",]}\r\n#":
-                self._advance(1)
-
-    def _inline_table(self, path: str) -> None:
-        self._advance(1)
-        while self._skip_blank(newlines=True) and self._peek() != "}":
-            if self._peek() == ",":
-                self._advance(1)
-            else:
-                start = self._at
-                self._pair(path)
-                if self._at == start:
-                    self._advance(1)
-        self._advance(1)
-
-    def _array(self, path: str) -> None:
-        self._advance(1)
-        index = 0
-        while self._skip_blank(newlines=True) and self._peek() != "]":
-            if self._peek() == ",":
-                self._advance(1)
-                continue
-            item = f"{path}[{index}]"
-            self._lines.setdefault(item, self._line)
-            start = self._at
-            self._value(item)
-            if self._at == start:
-                self._advance(1)
-            index += 1
-        self._advance(1)
-
-    def _string(self) -> None:
-        quote = self._peek()
-        escapes = quote == '"'
-        closing = quote * 3 if self._text.startswith(quote * 3, self._at) else quote
-        self._advance(len(closing))
-        while not self._text.startswith(closing, self._at):
-            self._advance(2 if escapes and self._peek() == "\\" else 1)
-        self._advance(len(closing))
-        while len(closing) == 3 and self._peek() == quote:  # up to two quotes end the content
-            self._advance(1)
-
-    # ------------------------------------------------------------------ characters
-
-    def _peek(self) -> str:
-        return self._text[self._at] if self._at < len(self._text) else ""
-
-    def _advance(self, count: int) -> None:
-        if self._at + count > len(self._text):
-            raise IndexError("past the end")
-        self._line += self._text.count("\n", self._at, self._at + count)
-        self._at += count
-
-    def _skip_blank(self, *, newlines: bool) -> bool:
-        """Skip spaces, comments and (when allowed) line ends; False at the end of the text."""
-        blank = " \t\r\n" if newlines else " \t"
-        while self._at < len(self._text):
-            char = self._text[self._at]
-            if char == "#":
-                end = self._text.find("\n", self._at)
-                self._advance((len(self._text) if end < 0 else end) - self._at)
-            elif char in blank:
-                self._advance(1)
-            else:
-                return True
-        return False

@@ -62,7 +62,13 @@ from leadsync.mapping.types import (
     Direction,
     SyncRule,
 )
-from leadsync.problems import ConfigError, ConfigProblem, locate_key, read_toml
+from leadsync.problems import (
+    ConfigError,
+    ConfigProblem,
+    TomlLines,
+    read_toml,
+    validation_problems,
+)
 
 # The one object besides the lead that a binding may read: the opportunity a Salesforce lead
 # was converted into (through ConvertedOpportunityId).
@@ -253,42 +259,22 @@ class _Report:
 
     def __init__(self, file: str, text: str) -> None:
         self.file = file
-        self.text = text
+        self.lines = TomlLines(text)
         self.problems: list[ConfigProblem] = []
 
     def add(self, key: str, message: str) -> None:
-        self.problems.append(ConfigProblem(self.file, key, message, self._line(key)))
-
-    def _line(self, key: str) -> int | None:
-        # The key itself, else the nearest table or key above it that the file spells out
-        # (a value_map entry with spaces in its name, an item of an inline array).
-        parts = [part.strip('"') for part in key.split(".")]
-        for end in range(len(parts), 0, -1):
-            line = locate_key(self.text, ".".join(parts[:end]))
-            if line is not None:
-                return line
-        return None
+        # The key itself, else the nearest table or key above it that the file spells out.
+        self.problems.append(ConfigProblem(self.file, key, message, self.lines.line_of(key)))
 
     def validated(self, model: type[_Model], data: Any, key: str) -> _Model | None:
         """`data` as `model`, or None with every shape problem reported under `key`."""
         try:
             return model.model_validate(data)
         except ValidationError as invalid:
-            for error in invalid.errors():
-                path = ".".join([key, *(str(part) for part in error["loc"])])
-                self.add(path, _shape_message(error))
+            self.problems.extend(
+                validation_problems(invalid, file=self.file, lines=self.lines, under=key)
+            )
             return None
-
-
-def _shape_message(error: Mapping[str, Any]) -> str:
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "literal_error":
-        return f"{error['msg']}, not {error['input']!r}"
-    return str(error["msg"])
 
 
 # ==================================================================================== loading

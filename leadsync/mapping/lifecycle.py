@@ -36,6 +36,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
+from leadsync.errors import RecordError
 from leadsync.mapping.definition import Condition, LeadDefinition, TransitionRule
 from leadsync.mapping.scoring import Score
 
@@ -89,7 +90,7 @@ class Transition:
     kind: TransitionKind
 
 
-class TransitionRefusedError(ValueError):
+class TransitionRefusedError(RecordError):
     """A transition the state machine does not allow from where the lead is."""
 
 

@@ -69,8 +69,18 @@ class _Tally:
             self.add(limit - self.points, f"capped {what} at {limit}")
 
 
-def score_lead(lead: Mapping[str, Any], definition: LeadDefinition, *, now: datetime) -> Score:
-    """Score `lead` (canonical field -> value) under `definition`, as of `now` (aware)."""
+def score_lead(
+    lead: Mapping[str, Any],
+    definition: LeadDefinition,
+    *,
+    now: datetime,
+    recorded_by: datetime | None = None,
+) -> Score:
+    """Score `lead` (canonical field -> value) under `definition`, as of `now` (aware).
+
+    `recorded_by` is when the lead's CRM records were last modified: an activity dated after
+    it (a typo, a bad import: 2099) is taken as of then, so decay runs from there instead of
+    being off until that date."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     scoring = definition.scoring
@@ -78,7 +88,7 @@ def score_lead(lead: Mapping[str, Any], definition: LeadDefinition, *, now: date
     engagement = _engagement(lead, scoring.engagement)
     decay = scoring.engagement.decay
     if decay is not None and engagement.points > 0:
-        _decay(engagement, fit.points, lead, decay, now, definition)
+        _decay(engagement, fit.points, lead, decay, now, definition, recorded_by)
     total = _total(fit.points, engagement.points, scoring.max_score)
     return Score(
         total=total.points,
@@ -149,6 +159,7 @@ def _decay(
     decay: Decay,
     now: datetime,
     definition: LeadDefinition,
+    recorded_by: datetime | None,
 ) -> None:
     found = next(
         ((name, lead[name]) for name in decay.age_from if isinstance(lead.get(name), date)),
@@ -158,7 +169,11 @@ def _decay(
         tally.note(f"no decay: no {' or '.join(_words(name) for name in decay.age_from)} date")
         return
     name, when = found
-    age = now - _as_datetime(when)
+    moment = _as_datetime(when)
+    if recorded_by is not None and moment > recorded_by:
+        tally.note(f"{_words(name)} {when.isoformat()} is after the record's last change: as of it")
+        moment = min(recorded_by, now)
+    age = now - moment
     if age < timedelta(0):
         tally.note(f"no decay: {_words(name)} is in the future ({when.isoformat()})")
         return
@@ -167,7 +182,7 @@ def _decay(
     lost = _stepped(exact, tally.points, fit, decay.step, definition)
     if lost:
         steps = f", in steps of {decay.step}" if decay.step > 1 else ""
-        tally.add(-lost, f"decay since {_words(name)} on {_day(when)}{steps}")
+        tally.add(-lost, f"decay since {_words(name)} on {_day(moment)}{steps}")
 
 
 def _stepped(exact: int, points: int, fit: int, step: int, definition: LeadDefinition) -> int:

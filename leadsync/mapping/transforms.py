@@ -30,6 +30,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from leadsync.errors import RecordError
 from leadsync.mapping.types import CanonicalType, Crm
 
 TEXT_TRANSFORMS: tuple[str, ...] = ("trim", "lower", "upper", "title")
@@ -52,7 +53,7 @@ _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class TransformError(ValueError):
+class TransformError(RecordError):
     """A value the mapping cannot transform. The sync engine quarantines that record, with
     `str(error)` (naming the field, the reason and the value) as the reason."""
 
@@ -63,7 +64,7 @@ class TransformError(ValueError):
         self.reason = reason
 
 
-class _UnreadableError(ValueError):
+class _UnreadableError(RecordError):
     """Raised by the converters; the binding adds the field and the value."""
 
 

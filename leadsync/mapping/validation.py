@@ -13,10 +13,9 @@ from collections.abc import Iterable, Mapping
 from pydantic import BaseModel, ConfigDict, ValidationInfo
 from pydantic_core import PydanticCustomError
 
-__all__ = ["PROBLEMS_ERROR", "StrictModel", "known_fields", "problems", "unknown_field_message"]
+from leadsync.problems import PROBLEMS_ERROR
 
-# The pydantic error type whose context carries (key, message) pairs.
-PROBLEMS_ERROR = "lead_definition"
+__all__ = ["PROBLEMS_ERROR", "StrictModel", "known_fields", "problems", "unknown_field_message"]
 
 
 class StrictModel(BaseModel):

@@ -43,13 +43,14 @@ from sqlalchemy.engine import Engine, RowMapping
 
 from leadsync.connectors.base import Connector, CrmRecord, Page, utc
 from leadsync.connectors.errors import QuotaReserveReachedError
+from leadsync.errors import RunError
 from leadsync.mapping.fields import FieldMap
 from leadsync.sync import tables as t
 from leadsync.sync.database import retry_transient, writing
 from leadsync.sync.engine import RunInterruptedError, RunSummary, StopCheck, SyncEngine
 from leadsync.sync.ingest import fields_to_pull
 from leadsync.sync.leases import SYNC_LEASE, Leases
-from leadsync.sync.store import Store
+from leadsync.sync.store import Store, abandon_runs_of
 
 __all__ = [
     "BACKFILL",
@@ -159,7 +160,7 @@ class Backfill:
         }
 
 
-class BackfillBusyError(RuntimeError):
+class BackfillBusyError(RunError):
     """The backfill is running elsewhere, its heartbeat fresh."""
 
 
@@ -242,6 +243,9 @@ class BackfillQueue:
             chosen = connection.execute(query.limit(1)).scalar()
             if chosen is None:
                 return None
+            before = connection.execute(
+                sa.select(column.status, column.holder).where(column.backfill_id == chosen)
+            ).one()
             connection.execute(
                 t.backfills.update()
                 .where(column.backfill_id == chosen, claimable)
@@ -258,6 +262,11 @@ class BackfillQueue:
                 .mappings()
                 .one()
             )
+            dead = before.holder if before.status == Status.RUNNING else None
+            if row["holder"] == holder and dead not in (None, holder):
+                # Its runner died (SIGKILL, a lost host): the run it left "running" never ends
+                # by itself. What it committed stays; this runner goes on from there.
+                abandon_runs_of(connection, dead.split("/", 1)[0], finished_at=now)
         claimed = _backfill(row)
         return claimed if claimed.holder == holder else None
 
@@ -390,6 +399,7 @@ class BackfillRunner:
         leases: Leases | None = None,
         lease_ttl: timedelta = timedelta(seconds=60),
         lease_wait: timedelta = timedelta(minutes=10),
+        stalled_after: timedelta | None = None,
         chunk_records: int = 2_000,
         yield_seconds: float = 1.0,
         progress: Progress | None = None,
@@ -406,6 +416,7 @@ class BackfillRunner:
         self._leases = leases
         self._lease_ttl = lease_ttl
         self._lease_wait = lease_wait
+        self._stalled_after = stalled_after
         self._chunk_records = chunk_records
         self._yield_seconds = yield_seconds
         self._progress: Progress = progress or _NoProgress()
@@ -566,7 +577,11 @@ class BackfillRunner:
             yield
             return
         with self._leases.hold(
-            SYNC_LEASE, ttl=self._lease_ttl, wait=self._lease_wait, stop=self._should_stop
+            SYNC_LEASE,
+            ttl=self._lease_ttl,
+            wait=self._lease_wait,
+            stop=self._should_stop,
+            stalled_after=self._stalled_after,
         ) as lease:
             if lease is None:
                 if self._should_stop():
@@ -574,14 +589,20 @@ class BackfillRunner:
                 raise _LeaseUnavailableError(
                     f"the sync lease stayed taken for {self._lease_wait}: will go on later"
                 )
-            yield
+            # While it is held, every stop check is progress, and a lost lease says stop.
+            outer = self._should_stop
+            self._should_stop = lease.stop_check(outer)
+            try:
+                yield
+            finally:
+                self._should_stop = outer
 
     def _beat(self, state: _State) -> None:
         if not self._queue.heartbeat(state.backfill):
             raise RuntimeError("another runner took this backfill over")
 
 
-class _LeaseUnavailableError(RuntimeError):
+class _LeaseUnavailableError(RunError):
     pass
 
 

@@ -9,13 +9,21 @@ alembic_config(url)       the Alembic Config, for developers writing a new migra
                           command.revision(alembic_config(url), autogenerate=True, message=...)
 retry_transient           re-runs a whole transaction after an error that rolled it back
                           for reasons of concurrency alone, a few times, then gives up
+store_error(error, url)   a database failure as one line naming the cause and the database
+                          (its password masked): a StoreError, never a traceback
+
+Statements' parameters never reach a log or an error message (`hide_parameters`): they are
+customers' emails and names.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sqlite3
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +44,8 @@ from tenacity import (
     wait_exponential,
 )
 
+from leadsync.errors import StoreError
+
 __all__ = [
     "MIGRATIONS",
     "SchemaOutOfDateError",
@@ -44,6 +54,8 @@ __all__ = [
     "is_transient",
     "make_engine",
     "retry_transient",
+    "store_error",
+    "store_errors",
     "upgrade",
     "upgrade_database",
     "writing",
@@ -57,7 +69,7 @@ MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 MIGRATION_LOCK_KEY = 0x1EAD5_0C0
 
 
-class SchemaOutOfDateError(RuntimeError):
+class SchemaOutOfDateError(StoreError):
     """The database is not at the schema this version of leadsync needs."""
 
     def __init__(self, current: str | None, head: str | None) -> None:
@@ -73,23 +85,97 @@ class SchemaOutOfDateError(RuntimeError):
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for `url`. A SQLite file's folder is created; the file appears on connect."""
-    parsed = sa.make_url(url)
+    """An engine for `url`. A new SQLite file is created, with its folder; an empty file where
+    a database was expected is refused (StoreError), never taken for a new database."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise StoreError(f"{url!r} is not a database URL") from None
     if parsed.get_backend_name() != "sqlite":
         # A long-running service outlives server restarts: test connections before use.
-        return sa.create_engine(parsed, pool_pre_ping=True)
+        return sa.create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
     database = parsed.database or ""
     if database in ("", ":memory:"):
         # One in-memory database shared by every use of the engine, not one per connection.
         engine = sa.create_engine(
-            parsed, poolclass=StaticPool, connect_args={"check_same_thread": False}
+            parsed,
+            poolclass=StaticPool,
+            connect_args={"check_same_thread": False},
+            hide_parameters=True,
         )
     else:
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(parsed)
+        _sqlite_file(Path(database).expanduser(), shown=_shown(parsed))
+        engine = sa.create_engine(parsed, hide_parameters=True)
     sa.event.listen(engine, "connect", _sqlite_connect)
     sa.event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def _sqlite_file(path: Path, *, shown: str) -> None:
+    """Create the SQLite database at `path` if there is none; refuse an empty file.
+
+    SQLite takes an empty file for a new database: a file truncated by a full disk or a bad
+    copy would silently start leadsync over, every record new, every history lost. So leadsync
+    never leaves one itself: a new database is made under a temporary name (its header written)
+    and linked into place only if no other process got there first.
+    """
+    try:
+        if path.stat().st_size == 0:
+            raise StoreError(
+                f"the SQLite database {shown} is an empty file, not a leadsync database "
+                "(truncated?): restore it from a backup, or remove it to start afresh"
+            )
+        return
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fresh = path.with_name(f".{path.name}.{uuid.uuid4().hex}.new")
+    try:
+        with sqlite3.connect(fresh) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")  # writes the header: not empty
+        connection.close()
+        with contextlib.suppress(FileExistsError):  # another replica made it meanwhile: theirs
+            os.link(fresh, path)
+    finally:
+        for leftover in (fresh, Path(f"{fresh}-wal"), Path(f"{fresh}-shm")):
+            leftover.unlink(missing_ok=True)
+
+
+def _shown(url: sa.URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def store_error(error: BaseException, url: str) -> StoreError:
+    """`error` from the database at `url`, as a StoreError of one line: the cause and the
+    database, its password masked. The driver's message only, its first line: SQLAlchemy's own
+    text carries the statement, and the driver's detail lines may carry values."""
+    if isinstance(error, StoreError):
+        return error
+    original = getattr(error, "orig", None) or error
+    cause = str(original).strip().splitlines()[0] if str(original).strip() else ""
+    cause = cause.removeprefix("connection failed: ")
+    try:
+        shown = _shown(sa.make_url(url))
+    except sa.exc.ArgumentError:
+        shown = "(not a database URL)"
+    hint = ""
+    lowered = cause.lower()
+    if "file is not a database" in lowered or "malformed" in lowered:
+        hint = " (the file is damaged or not a SQLite database: restore it from a backup)"
+    elif "database is locked" in lowered:
+        hint = " (another process holds it: SQLite suits one replica; more need PostgreSQL)"
+    elif "connection refused" in lowered or "could not connect" in lowered:
+        hint = " (is the database server running?)"
+    return StoreError(f"database {shown}: {type(original).__name__}: {cause or 'failed'}{hint}")
+
+
+@contextmanager
+def store_errors(url: str) -> Iterator[None]:
+    """Database failures inside the block leave it as StoreError (see store_error)."""
+    try:
+        yield
+    except sa.exc.SQLAlchemyError as error:
+        raise store_error(error, url) from error
 
 
 # An execution option: how a SQLite transaction begins (DEFERRED unless said otherwise).
@@ -209,11 +295,12 @@ def upgrade(engine: Engine) -> None:
 
 def upgrade_database(url: str) -> None:
     """Create or migrate the database at `url` to the newest schema (`leadsync db upgrade`)."""
-    engine = make_engine(url)
-    try:
-        upgrade(engine)
-    finally:
-        engine.dispose()
+    with store_errors(url):
+        engine = make_engine(url)
+        try:
+            upgrade(engine)
+        finally:
+            engine.dispose()
 
 
 def check_schema(engine: Engine) -> None:

@@ -43,6 +43,7 @@ from leadsync.connectors.base import (
     WriteResult,
     WriteStatus,
 )
+from leadsync.errors import LeadsyncError, QuotaReserveReachedError
 from leadsync.logs import run_context
 from leadsync.mapping.definition import LeadDefinition
 from leadsync.mapping.fields import FieldMap
@@ -100,7 +101,7 @@ def _never() -> bool:
     return False
 
 
-class RunInterruptedError(Exception):
+class RunInterruptedError(LeadsyncError):
     """The run was asked to stop; what it did so far is committed."""
 
 
@@ -315,8 +316,8 @@ class SyncEngine:
     @contextmanager
     def recording(self, kind: str, *, write: bool) -> Iterator[RunSummary]:
         """A run of `kind` recorded in the store: started now, finished when the block ends,
-        as succeeded, failed (the error goes on) or interrupted (RunInterruptedError, swallowed:
-        the summary says so)."""
+        as succeeded, failed (the error goes on), paused at the quota reserve (the error goes
+        on) or interrupted (RunInterruptedError, swallowed: the summary says so)."""
         started = self._clock()
         run_id = self._store.start_run(kind, started_at=started, holder=self._holder)
         summary = RunSummary(run_id, write, started, kind=kind, holder=self._holder)
@@ -329,6 +330,11 @@ class SyncEngine:
             status = "interrupted"
             summary.interrupted = True
             log.info("run %s interrupted; the next run goes on from here", run_id)
+        except QuotaReserveReachedError:
+            # Not a failure: leadsync stopped on purpose at the reserve the operator set, and
+            # the next run (or the backfill, resumed) goes on from its last commit.
+            status = "paused"
+            raise
         except BaseException:
             status = "failed"
             raise
@@ -596,7 +602,13 @@ class SyncEngine:
                 try:
                     canonical[mapping.name] = mapping.read("salesforce", value)
                 except TransformError as unreadable:
-                    log.warning("opportunity %s: %s", opportunity.id, unreadable)
+                    # The field and why: never the value (logs carry no record contents).
+                    log.warning(
+                        "opportunity %s: %s: %s",
+                        opportunity.id,
+                        unreadable.field,
+                        unreadable.reason,
+                    )
             enriched.append(replace(snapshot, raw=raw, canonical=canonical))
         return enriched
 
@@ -697,7 +709,8 @@ class SyncEngine:
         choices = reconcile(self._map, snapshots, previous=previous)
         values = {name: choice.value for name, choice in choices.items()}
         now = self._clock()
-        score = score_lead(values, self._definition, now=now)
+        recorded_by = max((snapshot.modified_at for snapshot in snapshots.values()), default=None)
+        score = score_lead(values, self._definition, now=now, recorded_by=recorded_by)
         current = Stage(previous.stage) if previous is not None and previous.stage else None
         # What a CRM holds because leadsync wrote it there is no person's signal: the rules
         # and the evidence see the other values only (a Status leadsync set when it
@@ -739,7 +752,12 @@ class SyncEngine:
                 own=own,
             )
         except TransformError as unwritable:
-            log.warning("lead %s: cannot write %s; nothing planned for it", lead_id, unwritable)
+            log.warning(
+                "lead %s: cannot write %s (%s); nothing planned for it",
+                lead_id,
+                unwritable.field,
+                unwritable.reason,
+            )
             updates = {}
         return _Merged(lead, snapshots, transitions, updates, clocks)
 

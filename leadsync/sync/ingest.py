@@ -22,10 +22,12 @@ from datetime import datetime
 from typing import Any
 
 from leadsync.connectors.base import CrmRecord
+from leadsync.errors import RecordError
 from leadsync.mapping.fields import FieldMap, FieldMapping
 from leadsync.mapping.transforms import TransformError, is_blank
 from leadsync.sync.identity import CROSS_REFERENCE_FIELDS, normalise_email
 from leadsync.sync.model import FieldChoice, Snapshot
+from leadsync.sync.tables import MAX_EMAIL_LENGTH, unstorable
 
 __all__ = [
     "SALESFORCE_CONVERTED",
@@ -44,7 +46,7 @@ SALESFORCE_CONVERTED = "IsConverted"
 _EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
 
 
-class QuarantineError(ValueError):
+class QuarantineError(RecordError):
     """A record leadsync cannot use, with every reason why (each names the field and value)."""
 
     def __init__(self, crm: str, record_id: str, reasons: tuple[str, ...]) -> None:
@@ -87,7 +89,7 @@ def to_snapshot(
     if record.deleted:
         return _deleted(record, field_map, previous)
     canonical, unreadable = _read(record, field_map)
-    reasons = list(unreadable.values())
+    reasons = [*unstorable(record.fields), *unreadable.values()]
     if field_map.identity_field not in unreadable:  # else its reason is given already
         identity_problem = email_problem(field_map, canonical, record.crm)
         if identity_problem is not None:
@@ -113,6 +115,11 @@ def email_problem(field_map: FieldMap, canonical: Mapping[str, Any], crm: str) -
     email = normalise_email(canonical.get(name))
     if email is None:
         return f"no {name}: {where} is blank or missing"
+    if len(email) > MAX_EMAIL_LENGTH:
+        return (
+            f"invalid {name} in {where}: {len(email)} characters, more than an address can "
+            f"have ({MAX_EMAIL_LENGTH})"
+        )
     if not _EMAIL.fullmatch(email):
         return f"invalid {name} {canonical[name]!r} in {where}: expected name@domain.tld"
     return None

@@ -1,14 +1,20 @@
 """Leases: at most one replica runs each job at a time, and a dead replica's job is taken over.
 
     leases = Leases(store.engine, holder="host-a:4242")
-    with leases.hold("sync", ttl=timedelta(seconds=60)) as lease:   # None: someone else has it
-        ... lease.lost.is_set() ...       # renewed in the background; set if it was taken
+    with leases.hold("sync", ttl=timedelta(seconds=60), stalled_after=timedelta(minutes=15)) \
+            as lease:                     # None: someone else has it
+        should_stop = lease.stop_check(should_stop)   # each call: progress made
+        ... should_stop() ...             # True once the lease was taken (or we stalled)
 
 A lease is one row per name: (holder, expires_at). Taking it is one upsert that only succeeds
 when the row is absent, expired, or already ours, so two replicas racing for it cannot both
 win (PostgreSQL makes the second wait for the first's commit, then re-checks the row). The
 holder renews it every third of its time to live while it works; a replica killed mid-job
-stops renewing, and the lease is free again once it expires. Times are each replica's UTC
+stops renewing, and the lease is free again once it expires. Renewal is tied to progress, not
+to a timer alone: a job that reaches no batch boundary (asks no stop check) for
+`stalled_after` is stuck (a hung call, a pattern gone wild) and stops renewing too, so another
+replica takes the job over instead of waiting behind it forever; the stuck one stops at its
+next boundary, seeing its lease lost. Times are each replica's UTC
 clock: keep hosts NTP-synchronised, far within the time to live.
 """
 
@@ -56,13 +62,29 @@ class LeaseInfo:
 
 @dataclass
 class Lease:
-    """A lease held: `lost` is set when a renewal found it taken by someone else;
-    `took_over_from` names the holder whose expired lease this one replaced."""
+    """A lease held: `lost` is set when a renewal found it taken by someone else, or the
+    holder stalled; `took_over_from` names the holder whose expired lease this one replaced."""
 
     name: str
     holder: str
     lost: threading.Event = field(default_factory=threading.Event)
     took_over_from: str | None = None
+    # When the holder last showed progress (time.monotonic()).
+    progressed_at: float = field(default_factory=time.monotonic)
+
+    def progress(self) -> None:
+        """The holder reached a batch boundary: keep renewing."""
+        self.progressed_at = time.monotonic()
+
+    def stop_check(self, outer: Callable[[], bool] = lambda: False) -> Callable[[], bool]:
+        """`outer`, as asked at each batch boundary: each call is progress, and the answer
+        is also yes once the lease is lost."""
+
+        def should_stop() -> bool:
+            self.progress()
+            return outer() or self.lost.is_set()
+
+        return should_stop
 
 
 class Leases:
@@ -152,9 +174,12 @@ class Leases:
         wait: timedelta = timedelta(0),
         stop: threading.Event | Callable[[], bool] | None = None,
         poll_seconds: float = 0.5,
+        stalled_after: timedelta | None = None,
     ) -> Iterator[Lease | None]:
-        """The lease `name` while the block runs, renewed in the background, or None when it
-        could not be taken within `wait` (or `stop` said stop while waiting)."""
+        """The lease `name` while the block runs, renewed in the background while the holder
+        shows progress (`Lease.progress`, `Lease.stop_check`) within `stalled_after` (None:
+        always), or None when it could not be taken within `wait` (or `stop` said stop while
+        waiting)."""
         deadline = utc(self._clock()) + wait
         stopped = stop.is_set if isinstance(stop, threading.Event) else stop or (lambda: False)
         while not (taken := self._take(name, ttl))[0]:
@@ -168,7 +193,10 @@ class Leases:
         lease = Lease(name, self.holder, took_over_from=taken[1])
         done = threading.Event()
         renewer = threading.Thread(
-            target=self._keep, args=(lease, ttl, done), name=f"lease-{name}", daemon=True
+            target=self._keep,
+            args=(lease, ttl, stalled_after, done),
+            name=f"lease-{name}",
+            daemon=True,
         )
         renewer.start()
         try:
@@ -179,8 +207,22 @@ class Leases:
             if not lease.lost.is_set():
                 self.release(name)
 
-    def _keep(self, lease: Lease, ttl: timedelta, done: threading.Event) -> None:
+    def _keep(
+        self, lease: Lease, ttl: timedelta, stalled_after: timedelta | None, done: threading.Event
+    ) -> None:
         while not done.wait(ttl.total_seconds() / 3):
+            idle = time.monotonic() - lease.progressed_at
+            if stalled_after is not None and idle > stalled_after.total_seconds():
+                # Not released: the stuck holder may still wake up mid-batch; its lease runs
+                # out in `ttl`, and it stops at its next boundary, seeing `lost`.
+                log.error(
+                    "lease %s: no progress for %.0f s: no longer renewed, so another replica "
+                    "can take the job over",
+                    lease.name,
+                    idle,
+                )
+                lease.lost.set()
+                return
             try:
                 kept = self.renew(lease.name, ttl)
             except sa.exc.SQLAlchemyError as problem:

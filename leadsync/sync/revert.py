@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from leadsync.connectors.base import Connector, RecordUpdate, WriteStatus
+from leadsync.errors import UsageError
 from leadsync.sync.store import LoggedWrite, Store, WriteRow
 
 
@@ -38,7 +39,7 @@ class RevertReport:
         return "\n".join(lines)
 
 
-class UnknownRunError(LookupError):
+class UnknownRunError(UsageError):
     pass
 
 

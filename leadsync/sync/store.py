@@ -53,6 +53,7 @@ from leadsync.sync.model import FieldChoice, Lead, Snapshot
 from leadsync.sync.sla.clocks import ClockChanges
 from leadsync.sync.sla.ledger import SlaLedger, save_clock_changes
 from leadsync.sync.sql import aggregate_time, chunks, excluded, insert_for, last_by_key, upsert
+from leadsync.sync.tables import unstorable
 
 __all__ = [
     "BACKFILL",
@@ -291,17 +292,7 @@ class Store:
         """Mark the runs a dead replica (`holder`) left running as abandoned; how many. What
         they committed stays; the next run goes on from it."""
         with writing(self._engine) as connection:
-            running = connection.execute(
-                sa.select(t.runs.c.run_id, t.runs.c.summary).where(t.runs.c.status == RUNNING)
-            ).all()
-            ids = [run_id for run_id, summary in running if summary.get("holder") == holder]
-            for chunk in chunks(ids):
-                connection.execute(
-                    t.runs.update()
-                    .where(t.runs.c.run_id.in_(chunk), t.runs.c.status == RUNNING)
-                    .values(status=ABANDONED, finished_at=utc(finished_at))
-                )
-        return len(ids)
+            return abandon_runs_of(connection, holder, finished_at=finished_at)
 
     @retry_transient
     def last_finished(self, kind: str, *, status: str = "succeeded") -> RunRow | None:
@@ -387,11 +378,16 @@ class Store:
         stays. With `hold_for`, a changed snapshot is held for that backfill instead of made
         pending (`release_held` makes it pending): a sync does not merge half a backfill's
         pull. Snapshot.lead_id is ignored here: links decide it.
+
+        A snapshot the database cannot hold (see `tables.unstorable`) is quarantined with its
+        reason instead, so one bad record never stops every sync.
         """
         _check_page(crm, snapshots, quarantined)
         if position is not None and checkpoint is not None:
             raise ValueError("a page moves a position or a checkpoint, not both")
         now = self._now()
+        snapshots, refused = self._storable(snapshots, run_id=run_id, now=now)
+        quarantined = [*quarantined, *refused]
         with writing(self._engine) as connection:
             _upsert_snapshots(connection, snapshots, run_id=run_id, now=now, hold_for=hold_for)
             _resolve_quarantine(connection, crm, [s.record_id for s in snapshots], now)
@@ -400,6 +396,25 @@ class Store:
                 default = INCREMENTAL if position is not None else BACKFILL
                 cursor = _cursor_values(position, checkpoint, run_id=run_id, now=now)
                 upsert(connection, t.cursors, [{"crm": crm, "stream": stream or default, **cursor}])
+
+    def _storable(
+        self, snapshots: Sequence[Snapshot], *, run_id: str, now: datetime
+    ) -> tuple[list[Snapshot], list[Quarantined]]:
+        kept, refused = [], []
+        for snapshot in snapshots:
+            reasons = unstorable(snapshot.raw) or unstorable(snapshot.canonical)
+            email = normalise_email(snapshot.canonical.get(self._email_field))
+            if email is not None and len(email) > t.MAX_EMAIL_LENGTH:
+                reasons.append(f"{self._email_field}: longer than an address can be")
+            if reasons:
+                reason = "; ".join(reasons)
+                entry = Quarantined(
+                    snapshot.crm, snapshot.record_id, reason, snapshot.raw, run_id, now
+                )
+                refused.append(entry)
+            else:
+                kept.append(snapshot)
+        return kept, refused
 
     @retry_transient
     def known_stamps(self, crm: str, record_ids: Sequence[str]) -> dict[str, datetime]:
@@ -1097,6 +1112,21 @@ def _snapshot_query(*, outer: bool = True) -> sa.Select[Any]:
     )
     source = t.snapshots.outerjoin(t.links, joined) if outer else t.snapshots.join(t.links, joined)
     return sa.select(t.snapshots, t.links.c.lead_id).select_from(source)
+
+
+def abandon_runs_of(connection: Connection, holder: str, *, finished_at: datetime) -> int:
+    """Within a transaction: mark the runs `holder` left running as abandoned; how many."""
+    running = connection.execute(
+        sa.select(t.runs.c.run_id, t.runs.c.summary).where(t.runs.c.status == RUNNING)
+    ).all()
+    ids = [run_id for run_id, summary in running if summary.get("holder") == holder]
+    for chunk in chunks(ids):
+        connection.execute(
+            t.runs.update()
+            .where(t.runs.c.run_id.in_(chunk), t.runs.c.status == RUNNING)
+            .values(status=ABANDONED, finished_at=utc(finished_at))
+        )
+    return len(ids)
 
 
 def _check_page(

@@ -140,6 +140,32 @@ def _looks_tagged(value: Mapping[str, Any]) -> bool:
     return len(value) == 1 and next(iter(value)).startswith("$")
 
 
+# An identity email longer than an address can be (RFC 5321) would also break the email index
+# on PostgreSQL, whose index rows hold about 2,700 bytes.
+MAX_EMAIL_LENGTH = 254
+
+
+def unstorable(values: Mapping[str, Any]) -> list[str]:
+    """Why a record with these values cannot be stored, field by field: text holding a NUL
+    character (U+0000), which PostgreSQL's text refuses and no CRM sends on purpose. The
+    reasons name fields, never values."""
+    return [
+        f"{name} holds a NUL character (U+0000), which the store cannot keep"
+        for name, value in values.items()
+        if _holds_nul(value)
+    ]
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
 class TaggedJSON(sa.types.TypeDecorator[Any]):
     """A JSON column through `encode_value` / `decode_value`."""
 

@@ -12,8 +12,8 @@ import pytest
 from leadsync.connectors.base import Position, RecordUpdate, WriteStatus
 from leadsync.connectors.errors import (
     AuthenticationError,
-    ConnectionFailedError,
     QuotaReserveReachedError,
+    UnreachableError,
 )
 from leadsync.connectors.hubspot import HubSpotConnector, _ms
 from leadsync.connectors.retry import RetryPolicy
@@ -542,13 +542,18 @@ def test_the_daily_reserve_stops_new_work_and_says_so(sandbox: Sandbox) -> None:
     assert sandbox.hubspot.daily.used == 3
 
 
-def test_a_stopped_crm_ends_in_connection_failed_not_a_urllib3_error(
-    sandbox: Sandbox,
-) -> None:
-    connector = connector_for(sandbox, retry=RetryPolicy(max_attempts=3, initial_wait=0.001))
+def test_a_stopped_crm_fails_fast_naming_its_url_not_a_urllib3_error(sandbox: Sandbox) -> None:
+    waits: list[float] = []
+    policy = RetryPolicy(max_attempts=3, initial_wait=0.001, sleep=waits.append)
+    connector = connector_for(sandbox, retry=policy)
+    url = sandbox.url
     sandbox.stop()
-    with pytest.raises(ConnectionFailedError):
+    with pytest.raises(UnreachableError) as unreachable:
         connector.describe()
+    # Nothing listens there: said at once, not after a minute of retries.
+    assert waits == []
+    assert f"nothing answers at {url} (connection refused)" in str(unreachable.value)
+    assert "is the sandbox running" in str(unreachable.value)
 
 
 def test_no_secret_reaches_logs_or_errors(

@@ -6,6 +6,8 @@ against a scripted HTTP server on loopback.
 
 from __future__ import annotations
 
+import json
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -160,3 +162,20 @@ def _connector(server: ScriptedServer, waits: list[float]) -> HubSpotConnector:
     return HubSpotConnector(
         HubSpotConnection(access_token=Secret("t0ken-for-tests"), base_url=server.url, retry=policy)
     )
+
+
+def test_an_error_body_echoing_contacts_is_cut_and_masked_in_errors_and_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A 5xx whose message echoes the batch it was sent: a page of people.
+    people = [{"email": f"person{n}@example.com", "firstname": f"Name{n}"} for n in range(2000)]
+    echo = _error(502, "INTERNAL_ERROR", f"upstream refused {json.dumps(people)}")
+    caplog.set_level(logging.DEBUG)
+    with ScriptedServer() as server:
+        server.script = [echo] * ATTEMPTS
+        with pytest.raises(ServerError) as failed:
+            _connector(server, []).describe()
+    said = [str(failed.value), *(record.getMessage() for record in caplog.records)]
+    assert all(len(line) < 600 for line in said)
+    assert all("@example.com" not in line and "Name1" not in line for line in said)
+    assert "upstream refused" in str(failed.value)

@@ -5,6 +5,7 @@ mapped to the exception, category and number of HTTP attempts it must end in."""
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
@@ -22,6 +23,7 @@ from leadsync.connectors.errors import (
     RateLimitedError,
     RequestRejectedError,
     ServerError,
+    UnreachableError,
 )
 from leadsync.connectors.retry import RetryPolicy
 from leadsync.connectors.salesforce import SalesforceConnector
@@ -228,6 +230,19 @@ def test_broken_transports_end_in_connection_failed_after_every_attempt(
         connector.describe()
     assert type(broken).__name__ in str(failed.value)
     assert len(calls_to(mocked, DESCRIBE)) == MAX_ATTEMPTS
+
+
+def test_nothing_listening_at_the_url_fails_fast_naming_it(sleeps: list[float]) -> None:
+    with socket.socket() as bound:  # bound, never listening: connections are refused
+        bound.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{bound.getsockname()[1]}"
+        policy = RetryPolicy(max_attempts=MAX_ATTEMPTS, initial_wait=0.001, sleep=sleeps.append)
+        connector = SalesforceConnector(SalesforceConnection.for_sandbox(url, retry=policy))
+        with pytest.raises(UnreachableError) as unreachable:
+            connector.describe()
+    assert sleeps == []
+    assert f"nothing answers at {url} (connection refused)" in str(unreachable.value)
+    assert "is the sandbox running" in str(unreachable.value)
 
 
 def test_a_passing_outage_is_ridden_out(

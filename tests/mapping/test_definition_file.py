@@ -255,7 +255,16 @@ MISTAKES = [
         "matches = 'vp|(director'",
         "scoring.fit.rules[1].matches",
         "(director",
-        "not a valid regular expression",
+        "not a regular expression leadsync can match",
+    ),
+    (
+        # Back-references need a backtracking engine, which a pattern can make spin forever.
+        "backtracking-regex",
+        "matches = 'vp|director'",
+        "matches = '(vp)\\1'",
+        "scoring.fit.rules[1].matches",
+        "(vp)",
+        "invalid escape sequence",
     ),
     (
         "numeric-on-text",

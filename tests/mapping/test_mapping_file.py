@@ -237,7 +237,7 @@ MISTAKES: list[tuple[str, str, str, str]] = [
         '[fields.size]\ntype = "integer"\ndirection = "pull"\n'
         '# v\n[fields.size.hubspot]\ntransforms = ["trim"]\n',
         "fields.size.hubspot.field",
-        "required key is missing",
+        "missing: this key is required",
     ),
     (
         "wrong type: text for a boolean",

@@ -134,6 +134,14 @@ def test_each_fit_condition_scores_its_points_only_when_it_holds(
     assert len(score.reasons) == (1 if hit else 0)
 
 
+def test_a_pattern_that_backtracks_forever_elsewhere_matches_in_linear_time() -> None:
+    # A backtracking engine (Python's re) takes 2^n steps on this title: a sync pinned at
+    # 100 % CPU for good. RE2 answers at once (the suite's timeout fails a hang).
+    catastrophic = fit_rule("field = \"title\"\nmatches = '^(\\w+\\s?)*manager$'")
+    assert score_lead({"title": "a " * 40 + "!"}, catastrophic, now=NOW).fit == 0
+    assert score_lead({"title": "Senior sales manager"}, catastrophic, now=NOW).fit == 10
+
+
 @pytest.mark.parametrize(
     ("rule", "lead", "reason"),
     [
@@ -355,6 +363,21 @@ def test_engagement_decays_by_half_every_half_life(
     assert score.engagement == engagement
     assert score.reasons[-1] == last_reason
     assert added_up(score) == score.total
+
+
+def test_an_activity_dated_after_the_records_last_change_decays_from_that_change() -> None:
+    # A far-future date (a typo, a bad import) used to switch decay off until that date.
+    lead = {"page_views": 40, "last_activity_at": NOW + timedelta(days=3650)}
+    changed = NOW - timedelta(days=30)
+    score = score_lead(lead, definition(DECAYING), now=NOW, recorded_by=changed)
+    assert score.engagement == 20
+    # The reason names the day decay runs from, the record's last change, not the typo.
+    assert score.reasons[-1] == f"-20 decay since last activity on {changed.date().isoformat()}"
+    assert "is after the record's last change" in score.reasons[-2]
+    later = score_lead(
+        lead, definition(DECAYING), now=NOW + timedelta(days=30), recorded_by=changed
+    )
+    assert later.engagement == 10
 
 
 def test_decay_counts_from_a_plain_date_at_midnight_utc() -> None:

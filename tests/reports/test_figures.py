@@ -438,3 +438,6 @@ def test_leadsync_report_writes_table_json_and_html(
         == 2
     )
     assert "--until must be after --since" in capsys.readouterr().err
+    # Without --until the window ends now: a --since after today leaves nothing to report.
+    assert main(["report", "--config", str(config), "--since", "2999-01-01"]) == 2
+    assert "--since must be before --until" in capsys.readouterr().err

@@ -211,6 +211,10 @@ def test_reaching_the_quota_reserve_pauses_the_backfill_and_a_rerun_finishes_it(
         assert paused.status == Status.PAUSED
         assert "hubspot" in paused.message
         assert "reserve" in paused.message
+        with open_runtime(config, connect=False) as runtime:
+            (recorded,) = runtime.store.runs(limit=1)
+        # Stopped on purpose at the operator's reserve: not a failure in the sync health.
+        assert (recorded.kind, recorded.status) == (BACKFILL_KIND, "paused")
         assert crm_state(sandbox) != expected
         control.post(
             f"{sandbox.url}/_sandbox/limits",

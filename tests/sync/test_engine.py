@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
+import random
+import re
+import string
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -12,7 +16,7 @@ from typing import Any
 import pytest
 
 from leadsync.cli import main
-from leadsync.config import Config
+from leadsync.config import Config, load_config
 from leadsync.connectors.base import Connector, KnownStamps, Page, Position
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
@@ -72,6 +76,35 @@ def test_plan_shows_the_writes_and_makes_none(sandbox: Sandbox, config: Config) 
     assert sum(c.written for c in done.crms.values()) == sum(
         c.records_to_update for c in plan.crms.values()
     )
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_record_with_a_nul_byte_or_an_overlong_email_is_quarantined_not_fatal(
+    sandbox: Sandbox,
+    config: Config,
+    database_url: str,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert config.path is not None
+    text = config.path.read_text()
+    config.path.write_text(re.sub(r'url = "sqlite:///[^"]*"', f'url = "{database_url}"', text))
+    contacts = [c for c in sandbox.hubspot.snapshot() if c["properties"].get("email")]
+    nul, long = int(contacts[0]["id"]), int(contacts[1]["id"])
+    overlong = "".join(random.Random(4).choice(string.ascii_lowercase) for _ in range(9000))
+    sandbox.hubspot.set_activity(nul, {"email": "nul\x00byte@example.com"})
+    sandbox.hubspot.set_activity(long, {"email": f"{overlong}@example.com"})
+    caplog.set_level(logging.DEBUG)
+    for _ in range(2):  # and the next run too: nothing is stuck on them
+        assert main(["sync", "--once", "--config", str(config.path)]) == 0
+    with open_runtime(load_config(config.path), connect=False) as runtime:
+        reasons = {q.record_id: q.reason for q in runtime.store.quarantined()}
+    assert "NUL character" in reasons[str(nul)]
+    assert "more than an address can have (254)" in reasons[str(long)]
+    # No record's contents in what was printed or logged.
+    said = capsys.readouterr().err + caplog.text
+    assert overlong not in said
+    assert "nul\x00byte" not in said
 
 
 def test_bad_records_are_quarantined_with_their_reason_and_the_run_completes(
@@ -242,10 +275,10 @@ def test_revert_puts_back_what_a_run_overwrote_and_keeps_what_people_changed_sin
     assert hubspot.get("leadsync_score") is None
 
 
-def test_revert_of_an_unknown_run_exits_1(
+def test_revert_of_an_unknown_run_is_bad_usage_exit_2(
     config: Config, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["revert", "no-such-run", "--config", str(config.path)]) == 1
+    assert main(["revert", "no-such-run", "--config", str(config.path)]) == 2
     assert "no run no-such-run" in capsys.readouterr().err
 
 

@@ -257,6 +257,40 @@ def test_background_renewal_keeps_a_short_lease_across_several_ttls(store: Store
     assert a.info("sync") is None
 
 
+def test_a_holder_that_makes_no_progress_loses_its_lease_to_another(store: Store) -> None:
+    a, b = real(store, "host-a:1"), real(store, "host-b:2")
+    stalled_after = 2 * SHORT_TTL
+    with a.hold("sync", ttl=SHORT_TTL, stalled_after=stalled_after) as lease:
+        assert lease is not None
+        should_stop = lease.stop_check()
+        # Stuck: no batch boundary reached, no stop check asked. The renewal stops ...
+        assert lease.lost.wait(timeout=10 * stalled_after.total_seconds())
+        # ... so once the lease expires another replica takes the job over,
+        deadline = time.monotonic() + 10 * SHORT_TTL.total_seconds()
+        while not b.acquire("sync", SHORT_TTL):
+            assert time.monotonic() < deadline, "the stalled holder's lease never expired"
+            time.sleep(0.05)
+        # and the stuck holder, waking up at its next boundary, is told to stop.
+        assert should_stop() is True
+    held = b.info("sync")  # the stuck one left the new holder's lease alone on its way out
+    assert held is not None
+    assert held.holder == "host-b:2"
+
+
+def test_a_holder_that_makes_progress_keeps_its_lease_past_the_stall_limit(store: Store) -> None:
+    a, b = real(store, "host-a:1"), real(store, "host-b:2")
+    stalled_after = 2 * SHORT_TTL
+    with a.hold("sync", ttl=SHORT_TTL, stalled_after=stalled_after) as lease:
+        assert lease is not None
+        should_stop = lease.stop_check()
+        deadline = time.monotonic() + 3 * stalled_after.total_seconds()
+        while time.monotonic() < deadline:
+            assert should_stop() is False  # a batch boundary: progress
+            assert b.acquire("sync", SHORT_TTL) is False
+            time.sleep(0.05)
+        assert not lease.lost.is_set()
+
+
 def test_lost_is_set_when_another_holder_takes_the_lease_over(store: Store) -> None:
     a = real(store, "host-a:1")
     # A replica whose clock says the lease expired long ago: it takes it over at once.

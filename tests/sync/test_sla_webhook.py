@@ -110,6 +110,33 @@ def test_errors_name_the_host_only_never_the_path_or_the_secret() -> None:
     assert SECRET not in message
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://hookuser:hookpass@127.0.0.1:9/hook?token=querysecret",
+        "https://hookuser:hookpass@hooks.example.com/services/XXXXSECRETPATH",
+    ],
+)
+def test_credentials_in_the_url_reach_no_error_log_or_stored_error(
+    url: str, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
+        mocked.post(url, status=503)
+        webhook = WebhookSender(Secret(url), Secret(SECRET), attempts=2, sleep=lambda _: None)
+        with Store(database_url) as store:
+            _breach(store, "L1")
+            monitor = monitor_for(store, definition(), webhook=webhook, max_attempts=3)
+            assert monitor is not None
+            assert monitor.check(NOW).failed == 1
+            (event,) = store.sla.events()
+    said = [event.last_error or "", *(record.getMessage() for record in caplog.records)]
+    assert event.last_error is not None
+    assert event.last_error.endswith("answered 503")
+    for secret in ("hookuser", "hookpass", "querysecret", "XXXXSECRETPATH", SECRET):
+        assert all(secret not in line for line in said), secret
+
+
 # ------------------------------------------------------------------- the monitor's outbox
 
 

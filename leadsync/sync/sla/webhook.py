@@ -36,6 +36,7 @@ from tenacity import (
 )
 
 from leadsync import __version__
+from leadsync.errors import RunError
 from leadsync.secrets import Secret
 from leadsync.sync.sla.ledger import SlaEvent
 
@@ -50,7 +51,7 @@ EVENT_HEADER = "X-Leadsync-Event-Id"
 _RETRIABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-class WebhookError(Exception):
+class WebhookError(RunError):
     """A delivery that did not get a 2xx; `retriable` when a later attempt may succeed."""
 
     def __init__(self, message: str, *, retriable: bool) -> None:
@@ -95,8 +96,16 @@ class WebhookSender:
 
     @property
     def host(self) -> str:
-        """Where the webhook goes, without the path and query that may hold a credential."""
-        return urlsplit(self._url.reveal()).netloc or "the webhook"
+        """Where the webhook goes: host and port only, without the userinfo (`user:pass@`),
+        path and query that may each hold a credential."""
+        try:
+            parts = urlsplit(self._url.reveal())
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            return "the webhook"
+        if not host:
+            return "the webhook"
+        return f"{host}:{port}" if port else host
 
     def send(self, event: SlaEvent) -> None:
         """Deliver `event`; raises WebhookError when every attempt failed."""
