@@ -349,10 +349,8 @@ class HubSpotEmulator:
         if name in DERIVED:
             return
         old_email = contact.properties.get("email")
-        if value is None or value == "":
-            contact.properties.pop(name, None)
-        else:
-            contact.properties[name] = value
+        # A cleared property reads back as "", unlike one never set (hubspot_values.py).
+        contact.properties[name] = value or ""
         if name == "email":
             if old_email and self._by_email.get(normalise_email(old_email)) == contact.id:
                 del self._by_email[normalise_email(old_email)]

@@ -6,7 +6,10 @@ where no public source confirms a detail, the stricter choice is taken and marke
 *unconfirmed*.
 
 - Values are strings on the wire (CRM_FACTS.md); JSON booleans and numbers are taken as their
-  text. `null` or `""` clears the property.
+  text. `""` clears the property, which then reads back as `""`, while one never set reads
+  back as null ("HubSpot's API returns \"\" for cleared properties", estuary/connectors#4272;
+  singer-io/tap-hubspot#300). `null` clears nothing: the write is accepted and the property
+  keeps its value (HubSpot/hubspot-api-nodejs#324, where HubSpot's answer is to send "").
 - Unknown properties: PROPERTY_DOESNT_EXIST; read-only ones: READ_ONLY_VALUE (CRM_FACTS.md).
 - Non-string properties (number, bool, date, datetime, enumeration) refuse leading or trailing
   whitespace, invisible characters included: LEADING_TRAILING_WHITESPACE (developers.hubspot.com
@@ -108,6 +111,8 @@ def validate_properties(
                 ValueProblem(name, "READ_ONLY_VALUE", f'Property "{name}" is read-only')
             )
             continue
+        if raw is None:
+            continue  # accepted, and changes nothing: only "" clears
         value, refused = normalise(prop, raw)
         if refused is not None:
             problems.append(refused)
@@ -117,12 +122,10 @@ def validate_properties(
 
 
 def normalise(prop: HubSpotProperty, raw: Any) -> tuple[str | None, ValueProblem | None]:
-    """The stored text for `raw` written to `prop`, or why HubSpot refuses it."""
-    if raw is None:
-        return None, None
+    """The stored text for `raw` written to `prop` ("" clears it), or why HubSpot refuses it."""
     text = _as_text(raw)
     if text == "":
-        return None, None
+        return "", None
     if prop.type != "string" and text != _stripped(text):
         message = f'"{text}" includes leading or trailing whitespace.'
         return None, _problem(prop, "LEADING_TRAILING_WHITESPACE", message)

@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import requests
 from hubspot import HubSpot
 from hubspot.crm.contacts.exceptions import ApiException
 from hubspot.crm.properties import PropertyCreate
 
+from leadsync.sandbox import Sandbox
 from leadsync.sandbox.hubspot_values import STRING_LIMIT
 from tests.sandbox.test_hubspot_api import (
     _assert_property_error,
@@ -96,3 +98,37 @@ def test_refused_values_fail_single_and_batch_writes_alike(
         batch_update(portal, contact.id, **{name: value})
     _assert_property_error(batch.value, name, code)
     assert stored(portal, contact.id, name)[name] is None
+
+
+# ------------------------------------------------------------------------------ clearing
+
+
+@pytest.mark.parametrize("write", [update, batch_update], ids=["update", "batch update"])
+def test_a_cleared_property_reads_back_as_an_empty_string_a_never_set_one_as_null(
+    hubspot: HubSpot, write: Any
+) -> None:
+    # HubSpot answers "" for a property that held a value and was cleared, null for one that
+    # never held any (estuary/connectors#4272, singer-io/tap-hubspot#300).
+    contact = create(hubspot, email="cleared@example.com", jobtitle="CTO")
+    write(hubspot, contact.id, jobtitle="")
+    read = stored(hubspot, contact.id, "jobtitle", "city")
+    assert (read["jobtitle"], read["city"]) == ("", None)
+    listed = hubspot.crm.contacts.basic_api.get_page(limit=100, properties=["jobtitle"])
+    assert {c.id: c.properties["jobtitle"] for c in listed.results}[contact.id] == ""
+
+
+def test_a_null_value_is_accepted_and_changes_nothing(hubspot: HubSpot, sandbox: Sandbox) -> None:
+    # "Calling update with { hs_next_step: null } results in a successful response, but the
+    # value is not cleared": only "" clears (HubSpot/hubspot-api-nodejs#324, HubSpot's answer).
+    contact = create(hubspot, email="null@example.com", jobtitle="CTO", city="Lyon")
+    with requests.Session() as session:
+        session.trust_env = False
+        answer = session.patch(
+            f"{sandbox.url}/crm/v3/objects/contacts/{contact.id}",
+            json={"properties": {"jobtitle": None, "city": "Paris"}},
+            headers={"Authorization": "Bearer sandbox-token"},
+            timeout=10,
+        )
+    assert answer.status_code == 200
+    read = stored(hubspot, contact.id, "jobtitle", "city")
+    assert (read["jobtitle"], read["city"]) == ("CTO", "Paris")
