@@ -45,6 +45,7 @@ from leadsync.connectors.base import (
     WriteResult,
     WriteStatus,
     drop_known,
+    merge_by_id,
 )
 from leadsync.connectors.classify import classify, parse_retry_after, record_error_is_retriable
 from leadsync.connectors.errors import (
@@ -358,7 +359,7 @@ class HubSpotConnector:
 
     def write(self, updates: Sequence[RecordUpdate]) -> list[WriteResult]:
         """Batch-update contacts; one result per update, in order."""
-        merged = _merge_by_id(updates)
+        merged = merge_by_id(updates)
         outcomes: dict[str, WriteResult] = {}
         backward = self._backward_stage_moves(merged.values())
         if backward:
@@ -630,23 +631,6 @@ def _as_property(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
-
-
-def _merge_by_id(updates: Sequence[RecordUpdate]) -> dict[str, RecordUpdate]:
-    """One update per contact (HubSpot refuses a batch naming a contact twice); later values
-    win."""
-    merged: dict[str, RecordUpdate] = {}
-    for update in updates:
-        earlier = merged.get(update.record_id)
-        if earlier is None:
-            merged[update.record_id] = update
-        else:
-            merged[update.record_id] = RecordUpdate(
-                update.record_id,
-                {**earlier.values, **update.values},
-                {**earlier.current, **update.current},
-            )
-    return merged
 
 
 def _result(

@@ -1103,10 +1103,13 @@ def _object_for_id(record_id: str) -> SalesforceObject | None:
 def _repeated_id(records: list[Any]) -> str | None:
     """The first record id an update names twice (15- and 18-character forms alike).
 
-    Salesforce saves a list through one DML call, which refuses a list naming a record twice
-    ("System.ListException: Duplicate id in list" in Apex); that sObject Collections refuse the
-    whole request for it, rather than failing the repeated records alone, is *unconfirmed*:
-    the stricter choice.
+    Salesforce saves a list through one DML call, which does not take a record twice as two
+    plain updates: Apex refuses such a list ("System.ListException: Duplicate id in list"), and
+    a save checks each batch for repeated ids, failing the repeats past a few with
+    DUPLICATE_VALUE "Maximum number of duplicate updates in one batch ... Attempt to update Id
+    more than once" (Apex Developer Guide, "Things You Should Know about Data in Apex"). How
+    sObject Collections answer a repeated id is *unconfirmed*: refusing the whole request is the
+    stricter choice, kept.
     """
     seen: set[str] = set()
     for record in records:

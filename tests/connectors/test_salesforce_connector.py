@@ -577,6 +577,35 @@ def test_rows_that_stay_locked_are_deferred_after_the_bounded_attempts() -> None
         assert inspector.served("salesforce.collection_update") == RETRY.max_attempts
 
 
+@pytest.mark.parametrize("bulk_write_threshold", [200, 2], ids=["collection", "bulk"])
+def test_two_updates_of_one_record_in_a_write_land_together_and_alone_harm_nobody(
+    bulk_write_threshold: int,
+) -> None:
+    # Salesforce saves a request through one DML call, which treats a record named twice
+    # apart (the Apex guide's "Attempt to update Id more than once"; the sandbox refuses the
+    # whole collection for it, the stricter reading): send each record once.
+    with (
+        running() as (sandbox, inspector),
+        connected(sandbox, bulk_write_threshold=bulk_write_threshold) as connector,
+    ):
+        twice, once = open_lead_ids(inspector, 2)
+        results = connector.write(
+            [
+                RecordUpdate(twice, {"Title": "Head of Data"}),
+                RecordUpdate(once, {"Title": "Buyer"}),
+                RecordUpdate(twice, {"Phone": "+1 555 0100"}),
+            ]
+        )
+        assert [(r.record_id, r.status) for r in results] == [
+            (twice, WriteStatus.WRITTEN),
+            (once, WriteStatus.WRITTEN),
+            (twice, WriteStatus.WRITTEN),
+        ]
+        stored = inspector.leads()
+        assert (stored[twice]["Title"], stored[twice]["Phone"]) == ("Head of Data", "+1 555 0100")
+        assert stored[once]["Title"] == "Buyer"
+
+
 def test_bulk_writes_report_each_row_and_keep_non_ascii_text() -> None:
     with running() as (sandbox, inspector), connected(sandbox, bulk_write_threshold=2) as c:
         umlauts, picky, cleared, scored = open_lead_ids(inspector, 4)
