@@ -1014,14 +1014,15 @@ def _coerce(spec: SalesforceField, raw: Any) -> tuple[Any, FieldError | None]:
             number = None
         if number is None or number != int(number):
             return None, _parse_error(spec, raw, "int")
-        return int(number), None
+        return _within_digits(spec, int(number), raw)
     if kind in ("double", "currency", "percent"):
         try:
             if isinstance(raw, bool):
                 raise ValueError
-            return float(raw), None
+            number = float(raw)
         except (TypeError, ValueError):
             return None, _parse_error(spec, raw, "double")
+        return _within_digits(spec, number, raw)
     text = str(raw)
     if kind == "datetime":
         try:
@@ -1059,6 +1060,23 @@ def _coerce(spec: SalesforceField, raw: Any) -> tuple[Any, FieldError | None]:
             [spec.name],
         )
     return text, None
+
+
+def _within_digits(
+    spec: SalesforceField, number: float, raw: Any
+) -> tuple[float | None, FieldError | None]:
+    """`number`, unless it has more digits before the point than the field's precision less
+    its scale ("Employees: value outside of valid range on numeric field: 1431655766" for an
+    int(8)). Decimals past the scale are kept as sent: the API does not round them (Salesforce
+    Help 000387302, "Number Field Stores More Decimal Places Than Defined")."""
+    whole_digits = spec.precision - spec.scale
+    if spec.precision and abs(number) >= 10**whole_digits:
+        return None, FieldError(
+            "NUMBER_OUTSIDE_VALID_RANGE",
+            f"{spec.label}: value outside of valid range on numeric field: {raw}",
+            [spec.name],
+        )
+    return number, None
 
 
 def _bad_picklist(spec: SalesforceField, value: Any) -> FieldError:

@@ -523,6 +523,42 @@ def test_restricted_picklists_refuse_unknown_values(
     assert salesforce.Lead.get(lead_id)[field] == before[field]
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("NumberOfEmployees", 123_456_789),  # int(8)
+        ("AnnualRevenue", 1e18),  # currency(18, 0)
+        ("Leadsync_Score__c", -12_345_678_901_234_567_890),  # double(18, 0)
+    ],
+)
+def test_numbers_with_more_whole_digits_than_the_field_holds_are_refused(
+    salesforce: Salesforce, field: str, value: Any
+) -> None:
+    # "Employees: value outside of valid range on numeric field: 1431655766": a field's
+    # precision less its scale bounds the digits before the point (NUMBER_OUTSIDE_VALID_RANGE).
+    lead_id = first_open_lead(salesforce)
+    before = salesforce.Lead.get(lead_id)[field]
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        salesforce.Lead.update(lead_id, {field: value})
+    (error,) = refused.value.content
+    assert (error["errorCode"], error["fields"]) == ("NUMBER_OUTSIDE_VALID_RANGE", [field])
+    assert "value outside of valid range on numeric field" in error["message"]
+    assert salesforce.Lead.get(lead_id)[field] == before
+
+
+def test_numbers_within_the_whole_digits_keep_every_decimal_they_were_sent(
+    salesforce: Salesforce,
+) -> None:
+    # Through the API, decimal places are not rounded to the field's scale: "237.631 is both
+    # stored in the database and returned by the API without rounding" (Salesforce Help
+    # 000387302). Only the UI rounds.
+    lead_id = first_open_lead(salesforce)
+    values = {"NumberOfEmployees": 99_999_999, "AnnualRevenue": 1e17, "Leadsync_Score__c": 87.625}
+    salesforce.Lead.update(lead_id, values)
+    lead = salesforce.Lead.get(lead_id)
+    assert {name: lead[name] for name in values} == values
+
+
 def test_unrestricted_picklist_takes_any_value(salesforce: Salesforce) -> None:
     lead_id = first_open_lead(salesforce)
     salesforce.Lead.update(lead_id, {"Industry": "Space Mining", "Leadsync_Stage__c": "MQL"})
