@@ -56,8 +56,11 @@ _DAY_MS = 86_400_000
 # Properties the platform computes from the record itself: never writable.
 DERIVED = ("hs_object_id", "createdate", "lastmodifieddate")
 
-_NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# ASCII digits only: Python's \d and str.isdigit also take other scripts' digits ("\u0663"),
+# which HubSpot is not known to accept (*unconfirmed*: refusing them is the stricter choice).
+_NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)", re.ASCII)
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+_EPOCH_MS = re.compile(r"\d+", re.ASCII)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # Whitespace as HubSpot means it: str.strip's, plus the invisible characters it names.
 _INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
@@ -214,7 +217,7 @@ def _date(prop: HubSpotProperty, text: str) -> Checked:
 
 def _epoch_ms(text: str) -> int | None:
     """Epoch ms of an epoch-ms text or a zoned ISO 8601 text; None for anything else."""
-    if text.isdigit():
+    if _EPOCH_MS.fullmatch(text):
         return int(text)
     if "T" not in text:
         return None
