@@ -664,10 +664,14 @@ def _select_list(fields: Sequence[str]) -> tuple[str, ...]:
 
 
 def _look_back(position: Position, lookback: timedelta) -> Position:
-    """Where a pull from `position` starts: `lookback` earlier, to catch late commits."""
-    if lookback <= timedelta(0):
-        return position
-    return Position(position.modified_at - lookback, "")
+    """Where a pull from `position` starts: `lookback` earlier, to catch late commits, and at
+    the start of a second even with no look-back. Salesforce stamps keep whole seconds, so an
+    edit made after the last pull, in the second of its last record (or of the run's start,
+    where the position was capped), carries that second's stamp and may sort before the
+    position: resuming from the position itself would step over it for good. Records read
+    again are dropped by the caller's `known`."""
+    start = position.modified_at - max(lookback, timedelta(0))
+    return Position(start.replace(microsecond=0), "")
 
 
 def _soql_second(position: Position) -> str:
