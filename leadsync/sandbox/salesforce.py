@@ -57,6 +57,11 @@ CURSOR_IDLE_SECONDS = 15 * 60
 # An org's session timeout: two hours unless an admin sets it between 15 minutes and 24 hours
 # (Salesforce Help, "Set Session Security Settings"; the default is *unconfirmed* here).
 DEFAULT_SESSION_TIMEOUT_SECONDS = 2 * 3600
+# Deleted records stay in the Recycle Bin this long, then are deleted for good (Apex Developer
+# Guide, "Restoring Deleted Records"), and "after these records are permanently removed from
+# the recycle bin, you can no longer query them" (REST API Developer Guide, QueryAll). A full
+# bin lets them go sooner; the 15 days are the most an org keeps.
+RECYCLE_BIN_MS = 15 * 86_400_000
 _VERSION = r"v(?P<version>\d+\.\d)"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -377,8 +382,17 @@ class SalesforceEmulator:
         """Parse and run a SOQL query over the current records (raises soql.SoqlError)."""
         query = soql.parse(text, objects=self.objects)
         table = self._records[query.sobject.name.lower()].values()
-        rows = table if include_deleted else (r for r in table if not r.get("IsDeleted"))
+        if include_deleted:
+            rows = (r for r in table if not self._purged(r))
+        else:
+            rows = (r for r in table if not r.get("IsDeleted"))
         return query, soql.run(query, rows)
+
+    def _purged(self, row: Mapping[str, Any]) -> bool:
+        """Whether a deleted row has left the Recycle Bin: no query finds it any more."""
+        if not row.get("IsDeleted"):
+            return False
+        return self._now_ms() - parse_ms(row["SystemModstamp"]) > RECYCLE_BIN_MS
 
     # ---------------------------------------------------------------- dispatch
 
@@ -538,7 +552,7 @@ class SalesforceEmulator:
             return _errors(400, "INVALID_DATE_FORMAT", "start and end must be ISO-8601 datetimes")
         deleted = []
         for row in self._records[obj.name.lower()].values():
-            if row.get("IsDeleted"):
+            if row.get("IsDeleted") and not self._purged(row):
                 stamp = parse_ms(row["SystemModstamp"])
                 if start <= stamp <= end:
                     deleted.append({"id": row["Id"], "deletedDate": row["SystemModstamp"]})

@@ -1150,3 +1150,31 @@ def test_sessions_expire_after_the_orgs_default_timeout(
     assert sessions.valid(authorization)
     clock.advance(2)
     assert not sessions.valid(authorization)
+
+
+def test_deleted_leads_leave_query_all_once_the_recycle_bin_lets_them_go(
+    clocked: Salesforce, clocked_sandbox: Sandbox, clock: FakeClock
+) -> None:
+    # Deleted records stay in the Recycle Bin for 15 days, then are deleted for good (Apex
+    # guide, "Restoring Deleted Records"), and "after these records are permanently removed
+    # from the recycle bin, you can no longer query them" (REST API guide, QueryAll).
+    lead_id = first_open_lead(clocked)
+    clocked.Lead.delete(lead_id)
+    soql = format_soql("SELECT Id, IsDeleted FROM Lead WHERE Id = {}", lead_id)
+
+    def still_there(after: timedelta) -> bool:
+        clock.advance(after.total_seconds())
+        sf = Salesforce(  # a new login: the last one expired meanwhile
+            username="sandbox@leadsync.test",
+            password="sandbox",
+            security_token="sandbox",
+            session=RoutingSession(clocked_sandbox.url),
+        )
+        now = datetime.fromtimestamp(clock(), UTC)
+        deleted = sf.Lead.deleted(now - timedelta(days=30), now)["deletedRecords"]
+        found = sf.query_all(soql, include_deleted=True)["records"]
+        assert bool(found) == (lead_id in [row["id"] for row in deleted])
+        return bool(found)
+
+    assert still_there(timedelta(days=15) - timedelta(minutes=1))
+    assert not still_there(timedelta(minutes=2))
