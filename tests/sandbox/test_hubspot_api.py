@@ -532,6 +532,23 @@ def test_batch_read_with_a_missing_id_answers_207_with_errors(
     assert error.context == {"ids": [MISSING_ID]}
 
 
+def test_batch_read_with_archived_true_reads_archived_contacts_only(
+    hubspot: HubSpot, sandbox: Sandbox
+) -> None:
+    # `archived` on batch/read: "Whether to return only results that have been archived"
+    # (HubSpot's OpenAPI spec for contacts), as on a single read.
+    gone, live = live_ids(sandbox)[:2]
+    hubspot.crm.contacts.basic_api.archive(gone)
+    body = BatchReadInputSimplePublicObjectId(
+        inputs=[SimplePublicObjectId(id=gone), SimplePublicObjectId(id=live)], properties=["email"]
+    )
+    archived = hubspot.crm.contacts.batch_api.read(body, archived=True)
+    assert [(r.id, r.archived) for r in archived.results] == [(gone, True)]
+    assert archived.errors[0].context == {"ids": [live]}
+    current = hubspot.crm.contacts.batch_api.read(body)
+    assert [(r.id, r.archived) for r in current.results] == [(live, False)]
+
+
 def test_batch_read_by_email(hubspot: HubSpot) -> None:
     created = create(hubspot, email="reader@example.com")
     response = hubspot.crm.contacts.batch_api.read(
