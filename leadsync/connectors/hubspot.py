@@ -1,9 +1,8 @@
 """The HubSpot connector: contacts through hubspot-api-client, paced, retried and accounted.
 
 Pulls: incremental ones search on `lastmodifieddate` ascending and re-issue the search from
-the last stamp seen after every page, never paging on by offset: an offset runs into HubSpot's
-10,000-result cap (airbytehq/airbyte#23630), and it skips contacts whenever edits reorder the
-results between two pages. Full ones walk the list endpoint. Writes: batch updates of at most
+the last stamp seen after each page: an offset skips contacts edits reorder, and meets the cap
+(airbytehq/airbyte#23630); full ones walk the list endpoint. Writes: batch updates of at most
 100 inputs, per-record outcomes from 207 answers, and a lifecycle stage that must move back
 cleared first in a request of its own, because HubSpot ignores a backward write.
 """
