@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from leadsync.sandbox import Sandbox, SandboxSettings
+from leadsync.sandbox.salesforce_bulk import IN_PROGRESS_POLLS
 from leadsync.sandbox.schema import LEAD_STATUSES
 
 # One worker installs and drives the clients: two installing into one folder at once would race.
@@ -78,12 +79,15 @@ def driven() -> dict[str, Any]:
             check=False,
             env={**os.environ, "NO_PROXY": "127.0.0.1,localhost"},
         )
-        assert ran.returncode == 0, ran.stderr[-3000:]
+        # Node exits 13, saying nothing, when a request never gets an answer (an await that
+        # never settles): a body the sandbox could not read, say.
+        assert ran.returncode == 0, f"node exited {ran.returncode}: {ran.stderr[-3000:]}"
         result: dict[str, Any] = json.loads(ran.stdout)
         result["sandbox"] = {
             "leads": {lead["Id"]: lead for lead in sandbox.salesforce.snapshot("Lead")},
             "contacts": {c["id"]: c["properties"] for c in sandbox.hubspot.snapshot()},
             "hubspot_ids": sorted((c["id"] for c in sandbox.hubspot.snapshot()), key=int),
+            "endpoints": sandbox.stats.as_dict()["endpoints"],
         }
     assert "error" not in result, result["error"]
     return result
@@ -126,6 +130,12 @@ def test_jsforce_bulk_query_and_ingest_wait_for_their_jobs(driven: dict[str, Any
     assert salesforce["bulkIngest"]["failed"] == 0
     assert salesforce["bulkIngest"]["after"] == [[a, "bulk A"], [c, "bulk C"]]
     assert driven["sandbox"]["leads"][a]["Title"] == "bulk A"
+    # Each job answered InProgress to its first polls: jsforce polled on until it completed
+    # (one job of each kind, so every status poll is that job's).
+    endpoints = driven["sandbox"]["endpoints"]
+    assert IN_PROGRESS_POLLS > 0
+    for polled in ("salesforce.bulk.query_info", "salesforce.bulk.ingest_info"):
+        assert endpoints[polled] == IN_PROGRESS_POLLS + 1
 
 
 def test_the_node_hubspot_client_pages_every_contact(driven: dict[str, Any]) -> None:
@@ -162,4 +172,6 @@ def test_the_node_hubspot_client_searches_and_pages(driven: dict[str, Any]) -> N
     with_email = [i for i, c in driven["sandbox"]["contacts"].items() if c.get("email")]
     assert search["total"] == len(with_email)
     assert search["ids"] == sorted(with_email, key=int)[:5]
+    # The properties asked for, and those HubSpot always adds: no others.
+    assert search["properties"] == ["createdate", "email", "hs_object_id", "lastmodifieddate"]
     assert search["next"] == "5"

@@ -201,6 +201,24 @@ def drop_known(records: Sequence[CrmRecord], known: KnownStamps | None) -> list[
     ]
 
 
+def merge_by_id(updates: Sequence[RecordUpdate]) -> dict[str, RecordUpdate]:
+    """One update per record, later values winning: neither CRM takes a record twice in one
+    request as two updates (HubSpot refuses such a batch; Salesforce's save treats the second
+    apart), and the other records of the request must not pay for it."""
+    merged: dict[str, RecordUpdate] = {}
+    for update in updates:
+        earlier = merged.get(update.record_id)
+        if earlier is None:
+            merged[update.record_id] = update
+        else:
+            merged[update.record_id] = RecordUpdate(
+                update.record_id,
+                {**earlier.values, **update.values},
+                {**earlier.current, **update.current},
+            )
+    return merged
+
+
 def utc(moment: datetime) -> datetime:
     """`moment` in UTC; naive datetimes are refused rather than guessed at."""
     if moment.tzinfo is None:

@@ -1,7 +1,7 @@
 """The HubSpot connector: contacts through hubspot-api-client, paced, retried and accounted.
 
 Pulls: incremental ones search on `lastmodifieddate` ascending and re-issue the search from
-the last stamp seen before it reaches HubSpot's 10,000-result cap, so no record is skipped
+the last stamp seen after each page: an offset skips contacts edits reorder, and meets the cap
 (airbytehq/airbyte#23630); full ones walk the list endpoint. Writes: batch updates of at most
 100 inputs, per-record outcomes from 207 answers, and a lifecycle stage that must move back
 cleared first in a request of its own, because HubSpot ignores a backward write.
@@ -52,6 +52,7 @@ from leadsync.connectors.base import (
     WriteResult,
     WriteStatus,
     drop_known,
+    merge_by_id,
 )
 from leadsync.connectors.classify import (
     classify,
@@ -78,7 +79,6 @@ log = logging.getLogger("leadsync.connectors.hubspot")
 
 CRM = "hubspot"
 OBJECT = "contacts"
-SEARCH_RESULT_CAP = 10_000
 LIFECYCLE = "lifecyclestage"
 # HubSpot's default lifecycle stages, earliest first; a portal's own order comes from describe.
 DEFAULT_LIFECYCLE_ORDER: tuple[str, ...] = (
@@ -225,15 +225,15 @@ class HubSpotConnector:
         )
 
     def _search_page(
-        self, filters: list[Filter], sort: dict[str, str], fields: Sequence[str], after: int
-    ) -> tuple[list[CrmRecord], int | None]:
+        self, filters: list[Filter], sort: dict[str, str], fields: Sequence[str]
+    ) -> tuple[list[CrmRecord], bool]:
+        """The first page of one search, and whether the search holds more."""
         body = PublicObjectSearchRequest(
             filter_groups=[FilterGroup(filters=filters)],
             # Typed list[str], but HubSpot wants the dict form (hubspot-api-python#236).
             sorts=[sort],
             properties=list(dict.fromkeys([*fields, MODIFIED])),
             limit=self._connection.search_page_size,
-            after=str(after) if after else None,
         )
         data, _, _ = self._call(
             "search contacts",
@@ -243,10 +243,7 @@ class HubSpotConnector:
             search=True,
         )
         records = [self._record(contact) for contact in data.results or []]
-        next_after = None
-        if data.paging is not None and data.paging.next is not None:
-            next_after = int(data.paging.next.after)
-        return records, next_after
+        return records, data.paging is not None and data.paging.next is not None
 
     def pull(
         self,
@@ -268,20 +265,19 @@ class HubSpotConnector:
             # The record at the position itself, unchanged since, was taken by the last pull.
             walk.taken(_ms(position.modified_at), position.record_id)
         while True:
-            records, next_after = self._search_page(
+            records, more = self._search_page(
                 [Filter(property_name=MODIFIED, operator="GTE", value=str(walk.since_ms))],
                 {"propertyName": MODIFIED, "direction": "ASCENDING"},
                 fields,
-                walk.after,
             )
             fresh = walk.take(records)
             if records:
                 last = records[-1].position
                 yield Page(tuple(drop_known(fresh, known)), position=min(last, cap))
-            if next_after is None:
+            if not more:
                 return
-            if not walk.advance(next_after, self._connection.search_page_size):
-                # More than the cap share one millisecond: page that stamp by id instead.
+            if not walk.advance():
+                # A whole page shares one millisecond: page that stamp by id instead.
                 yield from self._pull_one_stamp(walk, fields, cap, known)
 
     def _pull_one_stamp(
@@ -297,7 +293,6 @@ class HubSpotConnector:
                 ],
                 {"propertyName": "hs_object_id", "direction": "ASCENDING"},
                 fields,
-                0,
             )
             if not records:
                 break
@@ -421,7 +416,7 @@ class HubSpotConnector:
 
     def write(self, updates: Sequence[RecordUpdate]) -> list[WriteResult]:
         """Batch-update contacts; one result per update, in order."""
-        merged = _merge_by_id(updates)
+        merged = merge_by_id(updates)
         outcomes: dict[str, WriteResult] = {}
         cleared: list[str] = []
         backward = self._backward_stage_moves(merged.values())
@@ -646,47 +641,48 @@ class HubSpotConnector:
 class _ChangeWalk:
     """Where a search walk through changes stands, across re-issued searches.
 
-    A re-issued search starts again at the last stamp seen (inclusive), so the records of that
-    stamp already taken come back: `taken_at_stamp` remembers them (only them, so memory stays
-    flat) and `take` drops them.
+    Every page after the first comes from a search re-issued at the last stamp seen, never
+    from an offset: HubSpot's `after` is a position in results it works out again for each
+    request, and a contact edited meanwhile leaves its place for the end, so the next offset
+    would step over a contact that did not change. A re-issued search starts again at the last
+    stamp seen (inclusive), so the records of that stamp already taken come back: `_taken`
+    remembers the ids taken at each stamp the next search can still return (pruned as the walk
+    moves on, so memory stays flat) and `take` drops them.
     """
 
     def __init__(self, since_ms: int) -> None:
         self.since_ms = since_ms
-        self.after = 0
-        self._stamp: int | None = None
-        self._taken_at_stamp: set[str] = set()
+        self._last: int | None = None  # the stamp of the last record of the last page
+        self._taken: dict[int, set[str]] = {}
 
     def taken(self, stamp: int, record_id: str) -> None:
-        if self._stamp != stamp:
-            self._stamp, self._taken_at_stamp = stamp, set()
-        self._taken_at_stamp.add(record_id)
+        self._taken.setdefault(stamp, set()).add(record_id)
 
     def take(self, records: Sequence[CrmRecord]) -> list[CrmRecord]:
         fresh = []
         for record in records:
-            stamp = _ms(record.modified_at)
-            if stamp == self._stamp and record.id in self._taken_at_stamp:
-                continue
-            if self._stamp is None or stamp > self._stamp:
-                self._stamp, self._taken_at_stamp = stamp, set()
-            self._taken_at_stamp.add(record.id)
-            fresh.append(record)
+            taken = self._taken.setdefault(_ms(record.modified_at), set())
+            if record.id not in taken:
+                taken.add(record.id)
+                fresh.append(record)
+        if records:
+            self._last = _ms(records[-1].modified_at)  # results come oldest change first
         return fresh
 
-    def advance(self, next_after: int, page_size: int) -> bool:
-        """Move to the next page; False when the cap leaves no way forward by stamp alone."""
-        if next_after + page_size <= SEARCH_RESULT_CAP:
-            self.after = next_after
-            return True
-        if self._stamp is None or self._stamp == self.since_ms:
-            return False  # a whole window of one stamp: re-issuing would go round in circles
-        self.since_ms, self.after = self._stamp, 0
+    def advance(self) -> bool:
+        """Start the next search at the last stamp seen; False when the page held no later
+        stamp than where it started, where re-issuing would go round in circles."""
+        if self._last is None or self._last <= self.since_ms:
+            return False
+        self._start_at(self._last)
         return True
 
     def step_past(self, stamp: int) -> None:
-        self.since_ms, self.after = stamp + 1, 0
-        self._stamp, self._taken_at_stamp = None, set()
+        self._start_at(stamp + 1)
+
+    def _start_at(self, since_ms: int) -> None:
+        self.since_ms, self._last = since_ms, None
+        self._taken = {stamp: ids for stamp, ids in self._taken.items() if stamp >= since_ms}
 
 
 # -------------------------------------------------------------------- helpers
@@ -748,23 +744,6 @@ def _as_property(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
-
-
-def _merge_by_id(updates: Sequence[RecordUpdate]) -> dict[str, RecordUpdate]:
-    """One update per contact (HubSpot refuses a batch naming a contact twice); later values
-    win."""
-    merged: dict[str, RecordUpdate] = {}
-    for update in updates:
-        earlier = merged.get(update.record_id)
-        if earlier is None:
-            merged[update.record_id] = update
-        else:
-            merged[update.record_id] = RecordUpdate(
-                update.record_id,
-                {**earlier.values, **update.values},
-                {**earlier.current, **update.current},
-            )
-    return merged
 
 
 def _result(

@@ -52,6 +52,7 @@ from leadsync.connectors.base import (
     WriteResult,
     WriteStatus,
     drop_known,
+    merge_by_id,
     utc,
 )
 from leadsync.connectors.classify import (
@@ -238,19 +239,25 @@ class SalesforceConnector:
         return [spec for spec in fields if description.field(spec.name) is None]
 
     def write(self, updates: Sequence[RecordUpdate]) -> list[WriteResult]:
-        """One result per update, in order. Locked rows are retried within the retry policy's
+        """One result per update, in order; updates of one record are sent as one (later
+        values win) and share its result. Locked rows are retried within the retry policy's
         bounds, then DEFERRED; refused ones are FAILED with the CRM's error code."""
         if not updates:
             return []
         self._gate()
-        if len(updates) > self.connection.bulk_write_threshold:
-            return self._write_rounds(updates, self._bulk.update, "Bulk update")
-        size = self.connection.collection_size
-        results: list[WriteResult] = []
-        for start in range(0, len(updates), size):
-            chunk = updates[start : start + size]
-            results.extend(self._write_rounds(chunk, self._send_collection, "collection update"))
-        return results
+        merged = list(merge_by_id(updates).values())
+        if len(merged) > self.connection.bulk_write_threshold:
+            results = self._write_rounds(merged, self._bulk.update, "Bulk update")
+        else:
+            size = self.connection.collection_size
+            results = []
+            for start in range(0, len(merged), size):
+                chunk = merged[start : start + size]
+                results.extend(
+                    self._write_rounds(chunk, self._send_collection, "collection update")
+                )
+        by_id = {result.record_id: result for result in results}
+        return [by_id[update.record_id] for update in updates]
 
     def fetch(
         self, record_ids: Sequence[str], *, fields: Sequence[str], object_name: str | None = None
@@ -696,10 +703,14 @@ def _select_list(fields: Sequence[str]) -> tuple[str, ...]:
 
 
 def _look_back(position: Position, lookback: timedelta) -> Position:
-    """Where a pull from `position` starts: `lookback` earlier, to catch late commits."""
-    if lookback <= timedelta(0):
-        return position
-    return Position(position.modified_at - lookback, "")
+    """Where a pull from `position` starts: `lookback` earlier, to catch late commits, and at
+    the start of a second even with no look-back. Salesforce stamps keep whole seconds, so an
+    edit made after the last pull, in the second of its last record (or of the run's start,
+    where the position was capped), carries that second's stamp and may sort before the
+    position: resuming from the position itself would step over it for good. Records read
+    again are dropped by the caller's `known`."""
+    start = position.modified_at - max(lookback, timedelta(0))
+    return Position(start.replace(microsecond=0), "")
 
 
 def _soql_second(position: Position) -> str:

@@ -349,10 +349,8 @@ class HubSpotEmulator:
         if name in DERIVED:
             return
         old_email = contact.properties.get("email")
-        if value is None or value == "":
-            contact.properties.pop(name, None)
-        else:
-            contact.properties[name] = value
+        # A cleared property reads back as "", unlike one never set (hubspot_values.py).
+        contact.properties[name] = value or ""
         if name == "email":
             if old_email and self._by_email.get(normalise_email(old_email)) == contact.id:
                 del self._by_email[normalise_email(old_email)]
@@ -448,8 +446,7 @@ class HubSpotEmulator:
         if after is None:
             return _validation_error("after must be an integer")
         wanted = self._requested_properties(request)
-        # The official client sends booleans as Python spells them: `archived=True`.
-        if (request.param("archived") or "false").lower() == "true":
+        if _archived_only(request):
             ids = sorted(c.id for c in self._contacts.values() if c.archived_ms is not None)
         else:
             ids = self._live_ids
@@ -467,11 +464,9 @@ class HubSpotEmulator:
         return Response.json(200, body)
 
     def _get(self, request: Request, match: re.Match[str]) -> Response:
-        # `archived=true` reads an archived contact, and only archived ones ("Whether to return
-        # only results that have been archived", HubSpot's OpenAPI spec); the client sends
-        # Python's spelling, `True`.
-        archived = (request.param("archived") or "false").lower() == "true"
-        contact = self._lookup(_path_id(match), request.param("idProperty"), archived=archived)
+        contact = self._lookup(
+            _path_id(match), request.param("idProperty"), archived=_archived_only(request)
+        )
         if contact is None:
             return _error(404, "OBJECT_NOT_FOUND", "resource not found")
         return Response.json(200, self._render(contact, self._requested_properties(request)))
@@ -561,9 +556,10 @@ class HubSpotEmulator:
         body, inputs = parsed
         wanted = body.get("properties") or list(HUBSPOT_DEFAULT_PROPERTIES)
         id_property = body.get("idProperty")
+        archived = _archived_only(request)
         results, missing = [], []
         for item in inputs:
-            contact = self._lookup(item.get("id"), id_property)
+            contact = self._lookup(item.get("id"), id_property, archived=archived)
             if contact is None:
                 missing.append(str(item.get("id")))
             else:
@@ -877,6 +873,13 @@ def _matches_text(contact: Contact, text: str) -> bool:
 def _path_id(match: re.Match[str]) -> str:
     # The client percent-encodes path parameters: an email id arrives as `a%40x.com`.
     return unquote(match["id"])
+
+
+def _archived_only(request: Request) -> bool:
+    """`archived=true` reads archived contacts, and only them ("Whether to return only results
+    that have been archived", HubSpot's OpenAPI spec: list, read and batch read alike). The
+    official client sends booleans as Python spells them: `archived=True`."""
+    return (request.param("archived") or "false").lower() == "true"
 
 
 def _int_param(request: Request, name: str, default: int) -> int | None:

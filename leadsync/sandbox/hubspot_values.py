@@ -6,7 +6,10 @@ where no public source confirms a detail, the stricter choice is taken and marke
 *unconfirmed*.
 
 - Values are strings on the wire (CRM_FACTS.md); JSON booleans and numbers are taken as their
-  text. `null` or `""` clears the property.
+  text. `""` clears the property, which then reads back as `""`, while one never set reads
+  back as null ("HubSpot's API returns \"\" for cleared properties", estuary/connectors#4272;
+  singer-io/tap-hubspot#300). `null` clears nothing: the write is accepted and the property
+  keeps its value (HubSpot/hubspot-api-nodejs#324, where HubSpot's answer is to send "").
 - Unknown properties: PROPERTY_DOESNT_EXIST; read-only ones: READ_ONLY_VALUE (CRM_FACTS.md).
 - Non-string properties (number, bool, date, datetime, enumeration) refuse leading or trailing
   whitespace, invisible characters included: LEADING_TRAILING_WHITESPACE (developers.hubspot.com
@@ -53,8 +56,11 @@ _DAY_MS = 86_400_000
 # Properties the platform computes from the record itself: never writable.
 DERIVED = ("hs_object_id", "createdate", "lastmodifieddate")
 
-_NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# ASCII digits only: Python's \d and str.isdigit also take other scripts' digits ("\u0663"),
+# which HubSpot is not known to accept (*unconfirmed*: refusing them is the stricter choice).
+_NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)", re.ASCII)
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+_EPOCH_MS = re.compile(r"\d+", re.ASCII)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # Whitespace as HubSpot means it: str.strip's, plus the invisible characters it names.
 _INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
@@ -108,6 +114,8 @@ def validate_properties(
                 ValueProblem(name, "READ_ONLY_VALUE", f'Property "{name}" is read-only')
             )
             continue
+        if raw is None:
+            continue  # accepted, and changes nothing: only "" clears
         value, refused = normalise(prop, raw)
         if refused is not None:
             problems.append(refused)
@@ -117,12 +125,10 @@ def validate_properties(
 
 
 def normalise(prop: HubSpotProperty, raw: Any) -> tuple[str | None, ValueProblem | None]:
-    """The stored text for `raw` written to `prop`, or why HubSpot refuses it."""
-    if raw is None:
-        return None, None
+    """The stored text for `raw` written to `prop` ("" clears it), or why HubSpot refuses it."""
     text = _as_text(raw)
     if text == "":
-        return None, None
+        return "", None
     if prop.type != "string" and text != _stripped(text):
         message = f'"{text}" includes leading or trailing whitespace.'
         return None, _problem(prop, "LEADING_TRAILING_WHITESPACE", message)
@@ -211,7 +217,7 @@ def _date(prop: HubSpotProperty, text: str) -> Checked:
 
 def _epoch_ms(text: str) -> int | None:
     """Epoch ms of an epoch-ms text or a zoned ISO 8601 text; None for anything else."""
-    if text.isdigit():
+    if _EPOCH_MS.fullmatch(text):
         return int(text)
     if "T" not in text:
         return None

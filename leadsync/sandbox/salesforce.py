@@ -57,6 +57,11 @@ CURSOR_IDLE_SECONDS = 15 * 60
 # An org's session timeout: two hours unless an admin sets it between 15 minutes and 24 hours
 # (Salesforce Help, "Set Session Security Settings"; the default is *unconfirmed* here).
 DEFAULT_SESSION_TIMEOUT_SECONDS = 2 * 3600
+# Deleted records stay in the Recycle Bin this long, then are deleted for good (Apex Developer
+# Guide, "Restoring Deleted Records"), and "after these records are permanently removed from
+# the recycle bin, you can no longer query them" (REST API Developer Guide, QueryAll). A full
+# bin lets them go sooner; the 15 days are the most an org keeps.
+RECYCLE_BIN_MS = 15 * 86_400_000
 _VERSION = r"v(?P<version>\d+\.\d)"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -377,8 +382,17 @@ class SalesforceEmulator:
         """Parse and run a SOQL query over the current records (raises soql.SoqlError)."""
         query = soql.parse(text, objects=self.objects)
         table = self._records[query.sobject.name.lower()].values()
-        rows = table if include_deleted else (r for r in table if not r.get("IsDeleted"))
+        if include_deleted:
+            rows = (r for r in table if not self._purged(r))
+        else:
+            rows = (r for r in table if not r.get("IsDeleted"))
         return query, soql.run(query, rows)
+
+    def _purged(self, row: Mapping[str, Any]) -> bool:
+        """Whether a deleted row has left the Recycle Bin: no query finds it any more."""
+        if not row.get("IsDeleted"):
+            return False
+        return self._now_ms() - parse_ms(row["SystemModstamp"]) > RECYCLE_BIN_MS
 
     # ---------------------------------------------------------------- dispatch
 
@@ -538,7 +552,7 @@ class SalesforceEmulator:
             return _errors(400, "INVALID_DATE_FORMAT", "start and end must be ISO-8601 datetimes")
         deleted = []
         for row in self._records[obj.name.lower()].values():
-            if row.get("IsDeleted"):
+            if row.get("IsDeleted") and not self._purged(row):
                 stamp = parse_ms(row["SystemModstamp"])
                 if start <= stamp <= end:
                     deleted.append({"id": row["Id"], "deletedDate": row["SystemModstamp"]})
@@ -1014,14 +1028,15 @@ def _coerce(spec: SalesforceField, raw: Any) -> tuple[Any, FieldError | None]:
             number = None
         if number is None or number != int(number):
             return None, _parse_error(spec, raw, "int")
-        return int(number), None
+        return _within_digits(spec, int(number), raw)
     if kind in ("double", "currency", "percent"):
         try:
             if isinstance(raw, bool):
                 raise ValueError
-            return float(raw), None
+            number = float(raw)
         except (TypeError, ValueError):
             return None, _parse_error(spec, raw, "double")
+        return _within_digits(spec, number, raw)
     text = str(raw)
     if kind == "datetime":
         try:
@@ -1059,6 +1074,23 @@ def _coerce(spec: SalesforceField, raw: Any) -> tuple[Any, FieldError | None]:
             [spec.name],
         )
     return text, None
+
+
+def _within_digits(
+    spec: SalesforceField, number: float, raw: Any
+) -> tuple[float | None, FieldError | None]:
+    """`number`, unless it has more digits before the point than the field's precision less
+    its scale ("Employees: value outside of valid range on numeric field: 1431655766" for an
+    int(8)). Decimals past the scale are kept as sent: the API does not round them (Salesforce
+    Help 000387302, "Number Field Stores More Decimal Places Than Defined")."""
+    whole_digits = spec.precision - spec.scale
+    if spec.precision and abs(number) >= 10**whole_digits:
+        return None, FieldError(
+            "NUMBER_OUTSIDE_VALID_RANGE",
+            f"{spec.label}: value outside of valid range on numeric field: {raw}",
+            [spec.name],
+        )
+    return number, None
 
 
 def _bad_picklist(spec: SalesforceField, value: Any) -> FieldError:
@@ -1103,10 +1135,13 @@ def _object_for_id(record_id: str) -> SalesforceObject | None:
 def _repeated_id(records: list[Any]) -> str | None:
     """The first record id an update names twice (15- and 18-character forms alike).
 
-    Salesforce saves a list through one DML call, which refuses a list naming a record twice
-    ("System.ListException: Duplicate id in list" in Apex); that sObject Collections refuse the
-    whole request for it, rather than failing the repeated records alone, is *unconfirmed*:
-    the stricter choice.
+    Salesforce saves a list through one DML call, which does not take a record twice as two
+    plain updates: Apex refuses such a list ("System.ListException: Duplicate id in list"), and
+    a save checks each batch for repeated ids, failing the repeats past a few with
+    DUPLICATE_VALUE "Maximum number of duplicate updates in one batch ... Attempt to update Id
+    more than once" (Apex Developer Guide, "Things You Should Know about Data in Apex"). How
+    sObject Collections answer a repeated id is *unconfirmed*: refusing the whole request is the
+    stricter choice, kept.
     """
     seen: set[str] = set()
     for record in records:

@@ -146,6 +146,22 @@ def test_lookback_pulls_recent_changes_again_and_known_stamps_drop_them(
     assert dropped == []
 
 
+def test_contacts_edited_while_a_pull_pages_through_search_push_no_other_out(
+    sandbox: Sandbox, hubspot_connector: HubSpotConnector
+) -> None:
+    # HubSpot's search `after` is an offset into results worked out afresh for each request.
+    # Contacts edited after the first page move to the end of the (lastmodifieddate) order;
+    # a pull that paged on by offset would step over as many unchanged contacts, whose older
+    # stamps no look-back brings back.
+    pages = hubspot_connector.pull(None, fields=FIELDS, started_at=now())
+    first = next(pages)
+    for record in first.records[:3]:
+        sandbox.hubspot.set_activity(int(record.id), {"jobtitle": "Moved on"})
+    sandbox.hubspot.settle_search()  # search catches up while the pull is between pages
+    pulled = {r.id for r in first.records} | {r.id for page in pages for r in page.records}
+    assert pulled == live_ids(sandbox)
+
+
 def test_position_never_passes_the_moment_the_pull_started(
     hubspot_connector: HubSpotConnector,
 ) -> None:

@@ -262,7 +262,7 @@ def test_get_by_id_returns_requested_properties_even_when_empty(
     found = hubspot.crm.contacts.basic_api.get_by_id(contact_id, properties=["jobtitle", "phone"])
     assert found.id == contact_id
     assert found.properties["jobtitle"] == "Buyer"
-    assert found.properties["phone"] is None
+    assert found.properties["phone"] == ""  # cleared: "", where a never-set one is null
     assert found.properties["hs_object_id"] == contact_id
     assert set(found.properties) == {
         "jobtitle",
@@ -396,7 +396,7 @@ def _stage_by_batch_update(hubspot: HubSpot, contact_id: str, stage: str) -> Non
         pytest.param("salesqualifiedlead", ["lead"], "salesqualifiedlead", id="backward ignored"),
         pytest.param("customer", ["subscriber", "opportunity"], "customer", id="twice backward"),
         pytest.param("customer", ["", "lead"], "lead", id="cleared first, then back"),
-        pytest.param("opportunity", [""], None, id="cleared"),
+        pytest.param("opportunity", [""], "", id="cleared"),
     ],
 )
 def test_lifecyclestage_only_moves_forward_unless_cleared_first(
@@ -404,7 +404,7 @@ def test_lifecyclestage_only_moves_forward_unless_cleared_first(
     write: Callable[[HubSpot, str, str], None],
     start: str,
     writes: list[str],
-    kept: str | None,
+    kept: str,
 ) -> None:
     created = create(hubspot, email="stage@example.com", lifecyclestage=start)
     for stage in writes:  # each a separate request, as HubSpot's docs require
@@ -530,6 +530,23 @@ def test_batch_read_with_a_missing_id_answers_207_with_errors(
     [error] = response.errors
     assert (error.status, error.category) == ("error", "OBJECT_NOT_FOUND")
     assert error.context == {"ids": [MISSING_ID]}
+
+
+def test_batch_read_with_archived_true_reads_archived_contacts_only(
+    hubspot: HubSpot, sandbox: Sandbox
+) -> None:
+    # `archived` on batch/read: "Whether to return only results that have been archived"
+    # (HubSpot's OpenAPI spec for contacts), as on a single read.
+    gone, live = live_ids(sandbox)[:2]
+    hubspot.crm.contacts.basic_api.archive(gone)
+    body = BatchReadInputSimplePublicObjectId(
+        inputs=[SimplePublicObjectId(id=gone), SimplePublicObjectId(id=live)], properties=["email"]
+    )
+    archived = hubspot.crm.contacts.batch_api.read(body, archived=True)
+    assert [(r.id, r.archived) for r in archived.results] == [(gone, True)]
+    assert archived.errors[0].context == {"ids": [live]}
+    current = hubspot.crm.contacts.batch_api.read(body)
+    assert [(r.id, r.archived) for r in current.results] == [(live, False)]
 
 
 def test_batch_read_by_email(hubspot: HubSpot) -> None:

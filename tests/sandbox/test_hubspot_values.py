@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import requests
 from hubspot import HubSpot
 from hubspot.crm.contacts.exceptions import ApiException
 from hubspot.crm.properties import PropertyCreate
 
+from leadsync.sandbox import Sandbox
 from leadsync.sandbox.hubspot_values import STRING_LIMIT
 from tests.sandbox.test_hubspot_api import (
     _assert_property_error,
@@ -77,6 +79,8 @@ REFUSED = [
     pytest.param("webinars_attended", "nan", "INVALID_DECIMAL", id="nan"),
     pytest.param("webinars_attended", "1,000", "INVALID_DECIMAL", id="thousands comma"),
     pytest.param("webinars_attended", "1.2.3", "INVALID_DECIMAL", id="two points"),
+    pytest.param("webinars_attended", "\u0663", "INVALID_DECIMAL", id="non-ascii digit"),
+    pytest.param("salesforcelastsynctime", "\u0661" * 13, "INVALID_DATETIME", id="non-ascii ms"),
     pytest.param("webinars_attended", " 5", "LEADING_TRAILING_WHITESPACE", id="padded number"),
     pytest.param("lifecyclestage", "lead\u200b", "LEADING_TRAILING_WHITESPACE", id="invisible"),
     pytest.param(FLAG, "True", "INVALID_BOOLEAN", id="bool spelling"),
@@ -96,3 +100,37 @@ def test_refused_values_fail_single_and_batch_writes_alike(
         batch_update(portal, contact.id, **{name: value})
     _assert_property_error(batch.value, name, code)
     assert stored(portal, contact.id, name)[name] is None
+
+
+# ------------------------------------------------------------------------------ clearing
+
+
+@pytest.mark.parametrize("write", [update, batch_update], ids=["update", "batch update"])
+def test_a_cleared_property_reads_back_as_an_empty_string_a_never_set_one_as_null(
+    hubspot: HubSpot, write: Any
+) -> None:
+    # HubSpot answers "" for a property that held a value and was cleared, null for one that
+    # never held any (estuary/connectors#4272, singer-io/tap-hubspot#300).
+    contact = create(hubspot, email="cleared@example.com", jobtitle="CTO")
+    write(hubspot, contact.id, jobtitle="")
+    read = stored(hubspot, contact.id, "jobtitle", "city")
+    assert (read["jobtitle"], read["city"]) == ("", None)
+    listed = hubspot.crm.contacts.basic_api.get_page(limit=100, properties=["jobtitle"])
+    assert {c.id: c.properties["jobtitle"] for c in listed.results}[contact.id] == ""
+
+
+def test_a_null_value_is_accepted_and_changes_nothing(hubspot: HubSpot, sandbox: Sandbox) -> None:
+    # "Calling update with { hs_next_step: null } results in a successful response, but the
+    # value is not cleared": only "" clears (HubSpot/hubspot-api-nodejs#324, HubSpot's answer).
+    contact = create(hubspot, email="null@example.com", jobtitle="CTO", city="Lyon")
+    with requests.Session() as session:
+        session.trust_env = False
+        answer = session.patch(
+            f"{sandbox.url}/crm/v3/objects/contacts/{contact.id}",
+            json={"properties": {"jobtitle": None, "city": "Paris"}},
+            headers={"Authorization": "Bearer sandbox-token"},
+            timeout=10,
+        )
+    assert answer.status_code == 200
+    read = stored(hubspot, contact.id, "jobtitle", "city")
+    assert (read["jobtitle"], read["city"]) == ("CTO", "Paris")

@@ -523,6 +523,42 @@ def test_restricted_picklists_refuse_unknown_values(
     assert salesforce.Lead.get(lead_id)[field] == before[field]
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("NumberOfEmployees", 123_456_789),  # int(8)
+        ("AnnualRevenue", 1e18),  # currency(18, 0)
+        ("Leadsync_Score__c", -12_345_678_901_234_567_890),  # double(18, 0)
+    ],
+)
+def test_numbers_with_more_whole_digits_than_the_field_holds_are_refused(
+    salesforce: Salesforce, field: str, value: Any
+) -> None:
+    # "Employees: value outside of valid range on numeric field: 1431655766": a field's
+    # precision less its scale bounds the digits before the point (NUMBER_OUTSIDE_VALID_RANGE).
+    lead_id = first_open_lead(salesforce)
+    before = salesforce.Lead.get(lead_id)[field]
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        salesforce.Lead.update(lead_id, {field: value})
+    (error,) = refused.value.content
+    assert (error["errorCode"], error["fields"]) == ("NUMBER_OUTSIDE_VALID_RANGE", [field])
+    assert "value outside of valid range on numeric field" in error["message"]
+    assert salesforce.Lead.get(lead_id)[field] == before
+
+
+def test_numbers_within_the_whole_digits_keep_every_decimal_they_were_sent(
+    salesforce: Salesforce,
+) -> None:
+    # Through the API, decimal places are not rounded to the field's scale: "237.631 is both
+    # stored in the database and returned by the API without rounding" (Salesforce Help
+    # 000387302). Only the UI rounds.
+    lead_id = first_open_lead(salesforce)
+    values = {"NumberOfEmployees": 99_999_999, "AnnualRevenue": 1e17, "Leadsync_Score__c": 87.625}
+    salesforce.Lead.update(lead_id, values)
+    lead = salesforce.Lead.get(lead_id)
+    assert {name: lead[name] for name in values} == values
+
+
 def test_unrestricted_picklist_takes_any_value(salesforce: Salesforce) -> None:
     lead_id = first_open_lead(salesforce)
     salesforce.Lead.update(lead_id, {"Industry": "Space Mining", "Leadsync_Stage__c": "MQL"})
@@ -1114,3 +1150,31 @@ def test_sessions_expire_after_the_orgs_default_timeout(
     assert sessions.valid(authorization)
     clock.advance(2)
     assert not sessions.valid(authorization)
+
+
+def test_deleted_leads_leave_query_all_once_the_recycle_bin_lets_them_go(
+    clocked: Salesforce, clocked_sandbox: Sandbox, clock: FakeClock
+) -> None:
+    # Deleted records stay in the Recycle Bin for 15 days, then are deleted for good (Apex
+    # guide, "Restoring Deleted Records"), and "after these records are permanently removed
+    # from the recycle bin, you can no longer query them" (REST API guide, QueryAll).
+    lead_id = first_open_lead(clocked)
+    clocked.Lead.delete(lead_id)
+    soql = format_soql("SELECT Id, IsDeleted FROM Lead WHERE Id = {}", lead_id)
+
+    def still_there(after: timedelta) -> bool:
+        clock.advance(after.total_seconds())
+        sf = Salesforce(  # a new login: the last one expired meanwhile
+            username="sandbox@leadsync.test",
+            password="sandbox",
+            security_token="sandbox",
+            session=RoutingSession(clocked_sandbox.url),
+        )
+        now = datetime.fromtimestamp(clock(), UTC)
+        deleted = sf.Lead.deleted(now - timedelta(days=30), now)["deletedRecords"]
+        found = sf.query_all(soql, include_deleted=True)["records"]
+        assert bool(found) == (lead_id in [row["id"] for row in deleted])
+        return bool(found)
+
+    assert still_there(timedelta(days=15) - timedelta(minutes=1))
+    assert not still_there(timedelta(minutes=2))

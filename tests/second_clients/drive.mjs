@@ -126,7 +126,12 @@ async function hubspot() {
     limit: 5,
     after: "0",
   });
-  hs.search = { total: found.total, ids: found.results.map((r) => r.id), next: found.paging?.next?.after };
+  hs.search = {
+    total: found.total,
+    ids: found.results.map((r) => r.id),
+    properties: Object.keys(found.results[0].properties).sort(),
+    next: found.paging?.next?.after,
+  };
   const read = await client.crm.contacts.basicApi.getById(first, ["jobtitle"]);
   hs.readBack = read.properties.jobtitle;
 }
