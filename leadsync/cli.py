@@ -13,7 +13,6 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import FrameType
@@ -222,6 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     what.add_argument(
         "--status", action="store_true", help="list queued, running and finished backfills"
+    )
+    what.add_argument(
+        "--stop",
+        metavar="ID",
+        help="stop backfill ID (a running one after the batch in hand); --resume ID goes on",
     )
     backfill.add_argument("--json", action="store_true", help="with --status: as JSON")
 
@@ -437,13 +441,11 @@ def format_summary(summary: RunSummary) -> str:
 
 def run_explain(args: argparse.Namespace) -> int:
     from leadsync.runtime import open_runtime
-    from leadsync.sync.explain import explain, format_explanation
+    from leadsync.sync.explain import format_explanation
 
     config = _load(args)
     with open_runtime(config, connect=False) as runtime:
-        monitor = runtime.sla_monitor()
-        rules = monitor.rules if monitor is not None else None
-        found = explain(runtime.store, runtime.field_map, args.key, rules=rules)
+        found = runtime.explain(args.key)
     if not found:
         print(f"leadsync: no lead with the email or CRM id {args.key!r}", file=sys.stderr)
         return EXIT_FAILED
@@ -527,21 +529,26 @@ def run_report(args: argparse.Namespace) -> int:
 def run_backfill(args: argparse.Namespace) -> int:
     from leadsync.runtime import open_runtime
     from leadsync.sync.backfill import (
-        SWEEP,
         BackfillBusyError,
-        BackfillSpec,
+        BackfillSpecError,
         Status,
-        crms_of,
         format_backfills,
+        spec_for,
     )
 
     config = _load(args)
-    with open_runtime(config, connect=not (args.status or args.queue)) as runtime:
+    with open_runtime(config, connect=not (args.status or args.queue or args.stop)) as runtime:
         queue = runtime.backfill_queue()
         if args.status:
             found = queue.list()
             body = json.dumps([b.as_dict() for b in found], indent=2)
             print(body if args.json else format_backfills(found))
+            return EXIT_OK
+        if args.stop is not None:
+            stopped = runtime.stop_backfill(args.stop)
+            if stopped is None:
+                raise UsageError(f"no backfill {args.stop!r} (see --status)")
+            print(format_backfills([stopped]))
             return EXIT_OK
         if args.resume is not None:
             chosen = queue.get(args.resume)
@@ -549,16 +556,18 @@ def run_backfill(args: argparse.Namespace) -> int:
                 print(f"leadsync: no backfill {args.resume!r} (see --status)", file=sys.stderr)
                 return EXIT_FAILED
         else:
-            enabled = runtime.enabled_crms()
-            if args.crm != "all" and args.crm not in enabled:
-                raise UsageError(f"{args.crm} is not enabled in {config.path or 'the config'}")
-            spec = BackfillSpec(crms_of(args.crm, enabled), args.since, args.until, args.dry_run)
-            if args.sweep:
-                if args.since or args.until or args.crm != "all":
-                    raise UsageError("--sweep covers every CRM and every record: no window")
-                spec = replace(spec, kind=SWEEP)
-            if spec.since and spec.until and spec.until <= spec.since:
-                raise UsageError("--until must be after --since")
+            try:
+                spec = spec_for(
+                    args.crm,
+                    runtime.enabled_crms(),
+                    since=args.since,
+                    until=args.until,
+                    dry_run=args.dry_run,
+                    sweep=args.sweep,
+                    option=lambda name: f"--{name}",
+                )
+            except BackfillSpecError as problem:
+                raise UsageError(str(problem)) from None
             if args.queue:
                 queued = queue.create(spec)
                 print(f"queued backfill {queued.backfill_id}: `leadsync run` takes it up")

@@ -44,9 +44,10 @@ from leadsync.logs import new_run_id, run_context
 from leadsync.mapping.definition import LeadDefinition, load_definition
 from leadsync.mapping.fields import FieldMap, load_mapping
 from leadsync.mapping.sla_rules import time_zone
-from leadsync.metrics import MetricsServer, ServiceMetrics
+from leadsync.metrics import ServiceMetrics
 from leadsync.problems import ConfigError
 from leadsync.runtime import Runtime, open_runtime
+from leadsync.serving import HttpServer, service_app
 from leadsync.sync.backfill import SWEEP, BackfillSpec, Status
 from leadsync.sync.engine import StopCheck
 from leadsync.sync.leases import SYNC_LEASE, Lease
@@ -139,11 +140,13 @@ class Service:
             healthy_within=timedelta(minutes=settings.healthy_within_minutes),
             clock=self._clock,
         )
-        self._server: MetricsServer | None = None
+        self._server: HttpServer | None = None
         if settings.metrics_port:
             try:
-                self._server = MetricsServer(
-                    self.metrics, host=settings.metrics_host, port=settings.metrics_port
+                self._server = HttpServer(
+                    service_app(self.metrics),
+                    host=settings.metrics_host,
+                    port=settings.metrics_port,
                 )
             except OSError as problem:
                 self._opened.__exit__(None, None, None)
