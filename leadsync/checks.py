@@ -17,6 +17,7 @@ from leadsync.config import Config, load_config
 from leadsync.connectors.base import ObjectDescription
 from leadsync.connectors.hubspot import HubSpotConnector
 from leadsync.connectors.salesforce import SalesforceConnector
+from leadsync.console.settings import console_problems
 from leadsync.mapping.definition import LeadDefinition, load_definition
 from leadsync.mapping.fields import FieldMap, check_against, load_mapping
 from leadsync.problems import ConfigError, ConfigProblem, locate_key
@@ -45,6 +46,10 @@ def check(config_path: Path | None, *, online: bool = False) -> CheckReport:
         return report
     report.config = config
     report.checked.append(f"config {config_path or '(defaults)'}")
+    console = console_problems(config)
+    report.problems.extend(console)
+    if config.model.console is not None and not console:
+        report.checked.append(f"console: {len(config.model.console.users)} user(s) can sign in")
     missing = _missing_files(config)
     if missing:
         report.problems.extend(missing)

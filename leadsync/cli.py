@@ -229,6 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backfill.add_argument("--json", action="store_true", help="with --status: as JSON")
 
+    commands.add_parser(
+        "hash-password",
+        help="a console user's password hash, for LEADSYNC_CONSOLE_PASSWORD_HASH_<USER>",
+        description="Ask for a password (twice on a terminal; one line from standard input "
+        "otherwise) and print its scrypt hash, to set as LEADSYNC_CONSOLE_PASSWORD_HASH_<USER>.",
+    )
+
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     upgrade = db_commands.add_parser("upgrade", help="create or migrate the database")
@@ -609,6 +616,23 @@ def _stop_on_signals() -> threading.Event:
     return stopping
 
 
+def run_hash_password() -> int:
+    from getpass import getpass
+
+    from leadsync.console.passwords import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass("password: ")
+        if getpass("again: ") != password:
+            raise UsageError("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 12:
+        raise UsageError("a console password needs at least 12 characters")
+    print(hash_password(password))
+    return EXIT_OK
+
+
 def run_db_upgrade(args: argparse.Namespace) -> int:
     from leadsync.sync.database import upgrade_database
 
@@ -666,6 +690,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_backfill(args)
         if args.command == "db":
             return run_db_upgrade(args)
+        if args.command == "hash-password":
+            return run_hash_password()
         if args.command == "setup":
             return run_setup(args)
         if args.command == "demo":

@@ -18,6 +18,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from leadsync.connectors.settings import HubSpotConnection, SalesforceConnection
+from leadsync.console.settings import ConsoleSettings
+from leadsync.console.settings import secret_variables as console_secret_variables
 from leadsync.mapping.sla_rules import time_zone
 from leadsync.problems import ConfigError, ConfigProblem, locate_key, read_toml
 from leadsync.secrets import Secret
@@ -160,6 +162,8 @@ class ConfigModel(_Section):
     service: ServiceSettings = ServiceSettings()
     backfill: BackfillSettings = BackfillSettings()
     logging: LoggingSettings = LoggingSettings()
+    # The web console: off unless the section is there (leadsync.console.settings).
+    console: ConsoleSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -344,6 +348,7 @@ def _collect_secrets(
         SALESFORCE_SESSION_VAR,
         SLA_WEBHOOK_URL_VAR,
         SLA_WEBHOOK_SECRET_VAR,
+        *console_secret_variables(model.console),
     ):
         if environ.get(variable):
             values[variable] = environ[variable]

@@ -37,9 +37,12 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from starlette.types import ASGIApp
 
 from leadsync.config import Config
 from leadsync.connectors.errors import ConnectorError
+from leadsync.console.accounts import Accounts
+from leadsync.console.web import ConsoleContext
 from leadsync.logs import new_run_id, run_context
 from leadsync.mapping.definition import LeadDefinition, load_definition
 from leadsync.mapping.fields import FieldMap, load_mapping
@@ -52,7 +55,7 @@ from leadsync.sync.backfill import SWEEP, BackfillSpec, Status
 from leadsync.sync.engine import StopCheck
 from leadsync.sync.leases import SYNC_LEASE, Lease
 
-__all__ = ["DefinitionFiles", "Service", "ServiceStartError"]
+__all__ = ["DefinitionFiles", "FilesState", "Service", "ServiceStartError"]
 
 log = logging.getLogger("leadsync.service")
 
@@ -109,8 +112,29 @@ class DefinitionFiles:
             self._refused = None
             return field_map, definition
 
+    def state(self) -> FilesState:
+        """The version running, and whether the files on disk differ from it."""
+        with self._lock:
+            stamp, good = self._stamp(), self._good
+            refused = self._refused is not None and stamp == self._refused
+        if good is None:
+            return FilesState(None, changed=True, refused=False)
+        return FilesState(
+            good.definition.model_version, changed=stamp != good.stamp, refused=refused
+        )
+
     def _stamp(self) -> tuple[float, float]:
         return (_mtime(self._config.mapping_path), _mtime(self._config.definition_path))
+
+
+@dataclass(frozen=True)
+class FilesState:
+    """The mapping and lead definition: the model version running, whether the files changed
+    since it was read (`changed`), and whether the version on disk was refused for mistakes."""
+
+    model_version: str | None
+    changed: bool
+    refused: bool
 
 
 def _mtime(path: Path) -> float:
@@ -129,6 +153,8 @@ class Service:
         self._stopping = threading.Event()
         self._files = DefinitionFiles(config)
         self._files.current()  # a service that starts on broken files does not start
+        # Nor one with a [console] nobody can sign in to (exit 2, naming the user).
+        accounts = Accounts.from_config(config) if config.model.console is not None else None
         settings = config.model.service
         self._ttl = timedelta(seconds=settings.lease_seconds)
         self._wait = timedelta(seconds=settings.lease_wait_seconds)
@@ -144,7 +170,7 @@ class Service:
         if settings.metrics_port:
             try:
                 self._server = HttpServer(
-                    service_app(self.metrics),
+                    service_app(self.metrics, console=self._console(accounts)),
                     host=settings.metrics_host,
                     port=settings.metrics_port,
                 )
@@ -164,6 +190,30 @@ class Service:
     @property
     def holder(self) -> str:
         return self._runtime.holder
+
+    def _console(self, accounts: Accounts | None) -> ASGIApp | None:
+        """The web console, on this service's runtime, health and files; None without one."""
+        settings = self._config.model.console
+        if settings is None or accounts is None:
+            return None
+        from leadsync.console.app import console_app
+
+        return console_app(
+            ConsoleContext(
+                settings,
+                accounts,
+                runtime=self._current,
+                replica=self.holder,
+                health=self.metrics.health,
+                files=self._files.state,
+                clock=self._clock,
+            )
+        )
+
+    def _current(self) -> Runtime:
+        """This replica's runtime with the mapping and lead definition running now."""
+        field_map, definition = self._files.current()
+        return replace(self._runtime, field_map=field_map, definition=definition)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -316,9 +366,7 @@ class Service:
                     return
                 if lease.took_over_from is not None:
                     self._take_over(name, lease.took_over_from)
-                field_map, definition = self._files.current()
-                runtime = replace(self._runtime, field_map=field_map, definition=definition)
-                if not work(runtime, _stop_check(self._stopping, lease)):
+                if not work(self._current(), _stop_check(self._stopping, lease)):
                     outcome = "interrupted"
         except (ConnectorError, sa.exc.SQLAlchemyError, ConfigError) as problem:
             outcome = "failed"
