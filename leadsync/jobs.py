@@ -242,7 +242,10 @@ class Service:
             schedules.sync_every_minutes,
             schedules.sla_every_minutes,
             schedules.reconcile_at,
-            f", metrics on :{self._server.port}" if self._server else "",
+            f", metrics{' and the console' if self._config.model.console else ''} on "
+            f":{self._server.port}"
+            if self._server
+            else "",
         )
         self._scheduler.start()
         self._stopping.wait()

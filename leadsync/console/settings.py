@@ -175,7 +175,9 @@ def console_problems(config: Config) -> list[ConfigProblem]:
                 "characters (`openssl rand -hex 32`)"
             )
         if message is not None:
-            problems.append(ConfigProblem(name, key, message, locate_key(text, key)))
+            # `users = { ada = "editor" }` has no line of its own for the user: the table's.
+            line = locate_key(text, key) or locate_key(text, "console.users")
+            problems.append(ConfigProblem(name, key, message, line))
     return problems
 
 

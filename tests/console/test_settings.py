@@ -90,6 +90,11 @@ def test_credentials_come_from_the_secrets_file_too(tmp_path: Path) -> None:
             "LEADSYNC_CONSOLE_TOKEN_ADA, in the environment or the secrets file",
         ),
         (
+            '[service]\nmetrics_port = 9200\n\n[console]\nusers = { ada = "editor" }\n',
+            {},
+            "config.toml:5: console.users.ada: no credential",  # the inline table's line
+        ),
+        (
             GOOD,
             {
                 "LEADSYNC_CONSOLE_PASSWORD_HASH_ADA": "hunter2",
