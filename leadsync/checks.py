@@ -20,6 +20,7 @@ from leadsync.connectors.base import Connector, ObjectDescription
 from leadsync.connectors.errors import AuthenticationError
 from leadsync.connectors.hubspot import HubSpotConnector
 from leadsync.connectors.salesforce import SalesforceConnector
+from leadsync.console.settings import console_problems
 from leadsync.mapping.definition import LeadDefinition, load_definition
 from leadsync.mapping.fields import FieldMap, load_mapping
 from leadsync.problems import ConfigError, ConfigProblem, TomlLines
@@ -53,6 +54,10 @@ def check(config_path: Path | None, *, online: bool = False) -> CheckReport:
     report.problems.extend(secrets)
     if not secrets:
         report.checked.append("secrets: every one the enabled CRMs and the webhook need is set")
+    console = console_problems(config)
+    report.problems.extend(console)
+    if config.model.console is not None and not console:
+        report.checked.append(f"console: {len(config.model.console.users)} user(s) can sign in")
     missing = _missing_files(config)
     if missing:
         report.problems.extend(missing)

@@ -15,7 +15,6 @@ import sys
 import threading
 import traceback
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import FrameType
@@ -232,7 +231,19 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument(
         "--status", action="store_true", help="list queued, running and finished backfills"
     )
+    what.add_argument(
+        "--stop",
+        metavar="ID",
+        help="stop backfill ID (a running one after the batch in hand); --resume ID goes on",
+    )
     backfill.add_argument("--json", action="store_true", help="with --status: as JSON")
+
+    commands.add_parser(
+        "hash-password",
+        help="a console user's password hash, for LEADSYNC_CONSOLE_PASSWORD_HASH_<USER>",
+        description="Ask for a password (twice on a terminal; one line from standard input "
+        "otherwise) and print its scrypt hash, to set as LEADSYNC_CONSOLE_PASSWORD_HASH_<USER>.",
+    )
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -461,19 +472,11 @@ def format_summary(summary: RunSummary) -> str:
 
 def run_explain(args: argparse.Namespace) -> int:
     from leadsync.runtime import open_runtime
-    from leadsync.sync.explain import explain, format_explanation
+    from leadsync.sync.explain import format_explanation
 
     config = _load(args)
     with open_runtime(config, connect=False) as runtime:
-        monitor = runtime.sla_monitor()
-        rules = monitor.rules if monitor is not None else None
-        found = explain(
-            runtime.store,
-            runtime.field_map,
-            args.key,
-            rules=rules,
-            moves_back=runtime.moves_back,
-        )
+        found = runtime.explain(args.key)
     if not found:
         print(f"leadsync: no lead with the email or CRM id {args.key!r}", file=sys.stderr)
         return EXIT_FAILED
@@ -556,36 +559,39 @@ def run_report(args: argparse.Namespace) -> int:
 def run_backfill(args: argparse.Namespace) -> int:
     from leadsync.runtime import open_runtime
     from leadsync.sync.backfill import (
-        SWEEP,
-        BackfillSpec,
         Status,
-        crms_of,
         format_backfills,
+        spec_for,
     )
 
     config = _load(args)
-    with open_runtime(config, connect=not (args.status or args.queue)) as runtime:
+    with open_runtime(config, connect=not (args.status or args.queue or args.stop)) as runtime:
         queue = runtime.backfill_queue()
         if args.status:
             found = queue.list()
             body = json.dumps([b.as_dict() for b in found], indent=2)
             print(body if args.json else format_backfills(found))
             return EXIT_OK
+        if args.stop is not None:
+            stopped = runtime.stop_backfill(args.stop)
+            if stopped is None:
+                raise UsageError(f"no backfill {args.stop!r} (see --status)")
+            print(format_backfills([stopped]))
+            return EXIT_OK
         if args.resume is not None:
             chosen = queue.get(args.resume)
             if chosen is None:
                 raise UsageError(f"no backfill {args.resume!r} (see --status)")
         else:
-            enabled = runtime.enabled_crms()
-            if args.crm != "all" and args.crm not in enabled:
-                raise UsageError(f"{args.crm} is not enabled in {config.path or 'the config'}")
-            spec = BackfillSpec(crms_of(args.crm, enabled), args.since, args.until, args.dry_run)
-            if args.sweep:
-                if args.since or args.until or args.crm != "all":
-                    raise UsageError("--sweep covers every CRM and every record: no window")
-                spec = replace(spec, kind=SWEEP)
-            if spec.since and spec.until and spec.until <= spec.since:
-                raise UsageError("--until must be after --since")
+            spec = spec_for(
+                args.crm,
+                runtime.enabled_crms(),
+                since=args.since,
+                until=args.until,
+                dry_run=args.dry_run,
+                sweep=args.sweep,
+                option=lambda name: f"--{name}",
+            )
             if args.queue:
                 queued = queue.create(spec)
                 print(f"queued backfill {queued.backfill_id}: `leadsync run` takes it up")
@@ -628,6 +634,23 @@ def _stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     return stopping
+
+
+def run_hash_password() -> int:
+    from getpass import getpass
+
+    from leadsync.console.passwords import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass("password: ")
+        if getpass("again: ") != password:
+            raise UsageError("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 12:
+        raise UsageError("a console password needs at least 12 characters")
+    print(hash_password(password))
+    return EXIT_OK
 
 
 def run_db_upgrade(args: argparse.Namespace) -> int:
@@ -701,6 +724,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return run_backfill(args)
     if args.command == "db":
         return run_db_upgrade(args)
+    if args.command == "hash-password":
+        return run_hash_password()
     if args.command == "setup":
         return run_setup(args)
     if args.command == "demo":

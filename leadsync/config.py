@@ -32,6 +32,8 @@ from pydantic import (
 )
 
 from leadsync.connectors.settings import HubSpotConnection, SalesforceConnection
+from leadsync.console.settings import ConsoleSettings
+from leadsync.console.settings import secret_variables as console_secret_variables
 from leadsync.mapping import validation
 from leadsync.mapping.sla_rules import time_zone
 from leadsync.problems import (
@@ -266,6 +268,8 @@ class ConfigModel(_Section):
     service: ServiceSettings = ServiceSettings()
     backfill: BackfillSettings = BackfillSettings()
     logging: LoggingSettings = LoggingSettings()
+    # The web console: off unless the section is there (leadsync.console.settings).
+    console: ConsoleSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -485,6 +489,7 @@ def _collect_secrets(
         SALESFORCE_SESSION_VAR,
         SLA_WEBHOOK_URL_VAR,
         SLA_WEBHOOK_SECRET_VAR,
+        *console_secret_variables(model.console),
     ):
         if environ.get(variable):
             values[variable] = environ[variable]

@@ -4,7 +4,8 @@
     LeadsyncError                       anything leadsync raises on purpose
     ├── InputError                      exit 2: what the user gave is wrong; fix it, run again
     │   ├── UsageError                  the command line (dates the wrong way round, an unknown id)
-    │   │   └── UnknownRunError         (sync.revert) no run with that id
+    │   │   ├── UnknownRunError         (sync.revert) no run with that id
+    │   │   └── BackfillSpecError       (sync.backfill) options that ask for no backfill
     │   ├── ConfigError                 the config, mapping or lead definition: every problem,
     │   │                               each located by file, key and line (leadsync.problems)
     │   └── NoWorkingTimeError          (mapping.calendar) a business calendar that never works

@@ -42,24 +42,28 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from starlette.types import ASGIApp
 
 from leadsync.config import Config
 from leadsync.connectors.errors import ConnectorError
+from leadsync.console.accounts import Accounts
+from leadsync.console.web import ConsoleContext
 from leadsync.errors import LeadsyncError, RunError, StoreError
 from leadsync.logs import new_run_id, run_context
 from leadsync.mapping.definition import LeadDefinition, load_definition
 from leadsync.mapping.fields import FieldMap, load_mapping
 from leadsync.mapping.sla_rules import time_zone
-from leadsync.metrics import MetricsServer, ServiceMetrics
+from leadsync.metrics import ServiceMetrics
 from leadsync.problems import ConfigError
 from leadsync.runtime import Runtime, open_runtime
+from leadsync.serving import HttpServer, service_app
 from leadsync.sync.backfill import SWEEP, BackfillSpec, Status
 from leadsync.sync.database import store_error
 from leadsync.sync.engine import RunSummary, StopCheck
 from leadsync.sync.leases import SYNC_LEASE
 from leadsync.sync.preflight import PreflightError
 
-__all__ = ["DefinitionFiles", "Service", "ServiceStartError"]
+__all__ = ["DefinitionFiles", "FilesState", "Service", "ServiceStartError"]
 
 log = logging.getLogger("leadsync.service")
 
@@ -116,8 +120,29 @@ class DefinitionFiles:
             self._refused = None
             return field_map, definition
 
+    def state(self) -> FilesState:
+        """The version running, and whether the files on disk differ from it."""
+        with self._lock:
+            stamp, good = self._stamp(), self._good
+            refused = self._refused is not None and stamp == self._refused
+        if good is None:
+            return FilesState(None, changed=True, refused=False)
+        return FilesState(
+            good.definition.model_version, changed=stamp != good.stamp, refused=refused
+        )
+
     def _stamp(self) -> tuple[float, float]:
         return (_mtime(self._config.mapping_path), _mtime(self._config.definition_path))
+
+
+@dataclass(frozen=True)
+class FilesState:
+    """The mapping and lead definition: the model version running, whether the files changed
+    since it was read (`changed`), and whether the version on disk was refused for mistakes."""
+
+    model_version: str | None
+    changed: bool
+    refused: bool
 
 
 def _mtime(path: Path) -> float:
@@ -142,6 +167,8 @@ class Service:
         self._files.current()  # a service that starts on broken files does not start
         # The problems the preflight last stopped a job on: said in full once, not every turn.
         self._misfit: str | None = None
+        # Nor one with a [console] nobody can sign in to (exit 2, naming the user).
+        accounts = Accounts.from_config(config) if config.model.console is not None else None
         settings = config.model.service
         self._ttl = timedelta(seconds=settings.lease_seconds)
         self._wait = timedelta(seconds=settings.lease_wait_seconds)
@@ -154,11 +181,13 @@ class Service:
             healthy_within=timedelta(minutes=settings.healthy_within_minutes),
             clock=self._clock,
         )
-        self._server: MetricsServer | None = None
+        self._server: HttpServer | None = None
         if settings.metrics_port:
             try:
-                self._server = MetricsServer(
-                    self.metrics, host=settings.metrics_host, port=settings.metrics_port
+                self._server = HttpServer(
+                    service_app(self.metrics, console=self._console(accounts)),
+                    host=settings.metrics_host,
+                    port=settings.metrics_port,
                 )
             except OSError as problem:
                 self._opened.__exit__(None, None, None)
@@ -176,6 +205,30 @@ class Service:
     @property
     def holder(self) -> str:
         return self._runtime.holder
+
+    def _console(self, accounts: Accounts | None) -> ASGIApp | None:
+        """The web console, on this service's runtime, health and files; None without one."""
+        settings = self._config.model.console
+        if settings is None or accounts is None:
+            return None
+        from leadsync.console.app import console_app
+
+        return console_app(
+            ConsoleContext(
+                settings,
+                accounts,
+                runtime=self._current,
+                replica=self.holder,
+                health=self.metrics.health,
+                files=self._files.state,
+                clock=self._clock,
+            )
+        )
+
+    def _current(self) -> Runtime:
+        """This replica's runtime with the mapping and lead definition running now."""
+        field_map, definition = self._files.current()
+        return replace(self._runtime, field_map=field_map, definition=definition)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -204,7 +257,10 @@ class Service:
             schedules.sync_every_minutes,
             schedules.sla_every_minutes,
             schedules.reconcile_at,
-            f", metrics on :{self._server.port}" if self._server else "",
+            f", metrics{' and the console' if self._config.model.console else ''} on "
+            f":{self._server.port}"
+            if self._server
+            else "",
         )
         self._scheduler.start()
         self._stopping.wait()
@@ -359,9 +415,7 @@ class Service:
                     return
                 if lease.took_over_from is not None:
                     self._take_over(name, lease.took_over_from)
-                field_map, definition = self._files.current()
-                runtime = replace(self._runtime, field_map=field_map, definition=definition)
-                if not work(runtime, lease.stop_check(self._stopping.is_set)):
+                if not work(self._current(), lease.stop_check(self._stopping.is_set)):
                     outcome = "interrupted"
                 if name == "sync":
                     self._misfit = None

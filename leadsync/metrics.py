@@ -17,25 +17,25 @@ with the figures in a JSON body.
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from leadsync.connectors.quota import Quota
 from leadsync.sync.engine import RunSummary
 from leadsync.sync.store import Store
 
-__all__ = ["MetricsServer", "ServiceMetrics"]
+__all__ = ["Health", "ServiceMetrics", "metrics_routes"]
 
 log = logging.getLogger("leadsync.service")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -178,54 +178,20 @@ class _StoreFigures(Collector):
         yield quota
 
 
-class MetricsServer:
-    """/metrics and /healthz on host:port, in a thread, until `stop()`."""
+def metrics_routes(metrics: ServiceMetrics) -> list[Route]:
+    """/metrics and /healthz, for the service's HTTP listener (`leadsync.serving`)."""
 
-    def __init__(self, metrics: ServiceMetrics, *, host: str, port: int) -> None:
-        owner = metrics
+    def scrape(request: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
+    def healthz(request: Request) -> Response:
+        try:
+            health = metrics.health()
+        except SQLAlchemyError as problem:  # the store is away: unhealthy
+            log.warning("healthz: the store did not answer: %s", type(problem).__name__)
+            return JSONResponse({"status": "store unavailable"}, status_code=503)
+        return JSONResponse(health.as_dict(), status_code=200 if health.healthy else 503)
 
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path == "/metrics":
-                    self._answer(200, owner.render(), CONTENT_TYPE)
-                elif path == "/healthz":
-                    try:
-                        health = owner.health()
-                    except SQLAlchemyError as problem:  # the store is away: unhealthy
-                        log.warning("healthz: the store did not answer: %s", type(problem).__name__)
-                        body = json.dumps({"status": "store unavailable"}).encode()
-                        self._answer(503, body, "application/json")
-                        return
-                    body = json.dumps(health.as_dict()).encode()
-                    self._answer(200 if health.healthy else 503, body, "application/json")
-                else:
-                    self._answer(404, b"not found: try /metrics or /healthz\n", "text/plain")
-
-            def _answer(self, status: int, body: bytes, kind: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="metrics", daemon=True
-        )
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+    # Plain functions: Starlette runs them in its thread pool, off the event loop, since they
+    # read the store.
+    return [Route("/metrics", scrape), Route("/healthz", healthz)]

@@ -25,6 +25,7 @@ from leadsync.sync.backfill import (
 )
 from leadsync.sync.database import store_errors
 from leadsync.sync.engine import RunSummary, StopCheck, SyncEngine
+from leadsync.sync.explain import Explanation, explain
 from leadsync.sync.leases import Leases, replica_name
 from leadsync.sync.preflight import PreflightError
 from leadsync.sync.sla.monitor import SlaMonitor, monitor_for
@@ -84,6 +85,19 @@ class Runtime:
         kind = CONNECTOR_TYPES.get(crm)
         return kind is not None and kind.default_moves_back(name, held, wanted)
 
+    def explain(self, key: str, *, now: datetime | None = None) -> list[Explanation]:
+        """What `leadsync explain KEY` shows of the leads an email or CRM id names."""
+        monitor = self.sla_monitor()
+        rules = monitor.rules if monitor is not None else None
+        return explain(
+            self.store,
+            self.field_map,
+            key,
+            rules=rules,
+            now=now,
+            moves_back=self.moves_back,
+        )
+
     def enabled_crms(self) -> list[str]:
         """The CRMs the config enables, in a fixed order."""
         model = self.config.model
@@ -91,6 +105,12 @@ class Runtime:
 
     def backfill_queue(self) -> BackfillQueue:
         return BackfillQueue(self.store.engine)
+
+    def stop_backfill(self, backfill_id: str) -> Backfill | None:
+        """Stop a backfill (a running one after the batch in hand: `request_stop`); None when
+        there is no such backfill."""
+        ttl = timedelta(seconds=self.config.model.service.lease_seconds)
+        return self.backfill_queue().request_stop(backfill_id, stale_after=ttl)
 
     def leases(self, role: str) -> Leases:
         """Leases held in this process's name for one of its roles (a job, a backfill): two

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import shutil
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -179,3 +182,43 @@ def search_caught_up(config: Any) -> None:
     with requests.Session() as session:
         session.trust_env = False
         session.post(f"{base}/_sandbox/hubspot/settle-search", timeout=10).raise_for_status()
+
+
+def chromium() -> str:
+    """Headless Chromium's binary (Debian's `chromium`); skips without one, unless CI says
+    it must be there (LEADSYNC_REQUIRE_CHROMIUM=1)."""
+    found = (
+        os.environ.get("LEADSYNC_CHROMIUM")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+    )
+    if not found:
+        _missing("no Chromium: set LEADSYNC_CHROMIUM or install the chromium package")
+    return found
+
+
+def chromedriver() -> str:
+    """The WebDriver for it (Debian's `chromium-driver`), likewise."""
+    found = os.environ.get("LEADSYNC_CHROMEDRIVER") or shutil.which("chromedriver")
+    if not found:
+        _missing(
+            "no chromedriver: set LEADSYNC_CHROMEDRIVER or install the chromium-driver package"
+        )
+    return found
+
+
+def _missing(message: str) -> NoReturn:
+    if os.environ.get("LEADSYNC_REQUIRE_CHROMIUM") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def pixels_near(colours: Sequence[tuple[int, Any]], hex_colour: str) -> int:
+    """Pixels of a screenshot (`Image.getcolors()`) within a few levels of `hex_colour`
+    (leaves room for colour management)."""
+    wanted = tuple(int(hex_colour[at : at + 2], 16) for at in (1, 3, 5))
+    return sum(
+        count
+        for count, rgb in colours
+        if all(abs(got - want) <= 6 for got, want in zip(rgb, wanted, strict=True))
+    )

@@ -151,6 +151,27 @@ def test_status_lists_backfills_as_text_and_json_and_queue_hands_one_over(
         assert "2026-01-01 → …" in table
 
 
+def test_stop_stops_a_queued_backfill_and_resume_runs_it_from_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Sandbox(SandboxSettings(port=0, seed=2, leads=30)) as sandbox:
+        config = backfill_config(sandbox, tmp_path)
+        path = str(config.path)
+        assert main(["backfill", "--config", path, "--queue", "--crm", "hubspot"]) == 0
+        capsys.readouterr()
+        queued = progress(config)
+        assert queued is not None
+        assert main(["backfill", "--config", path, "--stop", queued.backfill_id]) == 0
+        shown = capsys.readouterr().out
+        assert queued.backfill_id in shown
+        assert "stopped" in shown
+        assert "stopped on request: resume to go on" in shown
+        assert main(["backfill", "--config", path, "--resume", queued.backfill_id]) == 0
+        assert "succeeded" in capsys.readouterr().out
+        assert main(["backfill", "--config", path, "--stop", "nope"]) == 2
+        assert "no backfill 'nope' (see --status)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [

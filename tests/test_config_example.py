@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from pydantic import BaseModel
@@ -24,6 +25,10 @@ def _keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     keys = []
     for name, info in model.model_fields.items():
         annotation = info.annotation
+        # An optional section (`ConsoleSettings | None`): its keys, shown commented out.
+        inner = [arg for arg in get_args(annotation) if arg is not type(None)]
+        if len(inner) == 1:
+            annotation = inner[0]
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             keys.extend(_keys(annotation, f"{name}."))
         else:
@@ -35,6 +40,26 @@ def _keys(model: type[BaseModel], prefix: str = "") -> list[str]:
 def test_the_example_config_shows_every_key(dotted: str) -> None:
     text = EXAMPLE.read_text()
     table, key = dotted.rsplit(".", 1)
-    section = re.split(rf"^\[{table}\]$", text, maxsplit=1, flags=re.MULTILINE)[1]
+    section = re.split(rf"^#? ?\[{table}\]$", text, maxsplit=1, flags=re.MULTILINE)[1]
     section = section.split("\n[", 1)[0]
     assert re.search(rf"^#? ?{key} =", section, re.MULTILINE), f"{dotted} missing from the example"
+
+
+def test_the_example_console_section_uncommented_is_a_valid_console(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text()
+    head, console = text.split("\n# [console]\n", 1)
+    lines = [line.removeprefix("# ") for line in console.splitlines()]
+    settings = [line for line in lines if re.match(r"^[a-z_]+ =", line)]
+    path = tmp_path / "config.toml"
+    path.write_text(
+        head.replace('"leadsync/', f'"{EXAMPLE.parent}/leadsync/')
+        + "\n[console]\n"
+        + "\n".join(settings)
+        + "\n"
+    )
+    config = load_config(path, environ={})
+    assert config.model.console is not None
+    assert config.model.console.users == {"ada": "editor", "grace": "viewer"}
+    assert config.model.console.record_url("hubspot", "51") == (
+        "https://app.hubspot.com/contacts/1234567/record/0-1/51"
+    )

@@ -13,7 +13,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from leadsync.connectors.quota import Quota
-from leadsync.metrics import MetricsServer, ServiceMetrics
+from leadsync.metrics import ServiceMetrics
+from leadsync.serving import HttpServer, service_app
 from leadsync.sync import tables as t
 from leadsync.sync.engine import CrmCounts, RunSummary
 from leadsync.sync.sla.clocks import Clock, ClockChanges
@@ -255,22 +256,22 @@ def test_a_scrape_says_up_0_when_the_store_does_not_answer(
 class Served:
     store: Store
     clock: HeldClock
-    server: MetricsServer
+    server: HttpServer
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.server.port}{path}"
 
 
-def serve(store: Store, clock: HeldClock) -> MetricsServer:
+def serve(store: Store, clock: HeldClock) -> HttpServer:
     metrics = ServiceMetrics(store, {}, healthy_within=WITHIN, started_at=T0, clock=clock)
-    running = MetricsServer(metrics, host="127.0.0.1", port=0)
+    running = HttpServer(service_app(metrics), host="127.0.0.1", port=0)
     running.start()
     return running
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """One server for the module: stopping one takes half a second (serve_forever's poll)."""
+    """One server for the module."""
     clock = HeldClock()
     with Store(f"sqlite:///{tmp_path_factory.mktemp('served') / 'leadsync.db'}") as store:
         running = serve(store, clock)
@@ -295,8 +296,14 @@ def test_metrics_are_served_as_prometheus_text(served: Served, http: requests.Se
     assert {"leadsync_up", "leadsync_quarantine_records", "leadsync_sla_open_breaches"} <= names
 
 
-def test_an_unknown_path_is_404(served: Served, http: requests.Session) -> None:
-    assert http.get(served.url("/nope"), timeout=5).status_code == 404
+def test_an_unknown_path_is_404_and_says_what_is_served(
+    served: Served, http: requests.Session
+) -> None:
+    answer = http.get(served.url("/nope"), timeout=5)
+    assert answer.status_code == 404
+    assert answer.text == "not found: try /metrics or /healthz\n"
+    # Without a [console], nothing is served under /console/.
+    assert http.get(served.url("/console/"), timeout=5).status_code == 404
 
 
 def test_healthz_answers_200_starting_then_503_stale_then_200_after_a_good_sync(

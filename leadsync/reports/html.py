@@ -16,9 +16,11 @@ from typing import Any
 __all__ = [
     "FUNNEL_COLOUR",
     "OPPORTUNITY_COLOUR",
+    "REPORT_CSS",
     "SLA_COLOURS",
     "SQL_COLOUR",
     "THRESHOLD_COLOUR",
+    "render_body",
     "render_html",
 ]
 
@@ -39,7 +41,7 @@ BREACHES_SHOWN = 100
 CHART_WIDTH = 760
 MAX_BAR_WIDTH = 56
 
-_CSS = """
+REPORT_CSS = """
 body { margin: 0; background: #ffffff; color: #1f2937;
   font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial,
   sans-serif; }
@@ -576,6 +578,18 @@ def _header(report: Mapping[str, Any]) -> str:
 
 def render_html(report: Mapping[str, Any]) -> str:
     """The report of `build_report` as one HTML5 page that needs nothing else to display."""
+    title = f"leadsync report to {_when(report['until'])}"
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{REPORT_CSS}</style></head>"
+        f"<body><main>{render_body(report)}</main></body></html>\n"
+    )
+
+
+def render_body(report: Mapping[str, Any]) -> str:
+    """The report's content (header, sections and charts), for a page styled by REPORT_CSS:
+    the HTML report's, and the console's Reports page."""
     sections = [
         _section(
             "funnel",
@@ -586,10 +600,4 @@ def render_html(report: Mapping[str, Any]) -> str:
         _section("calibration", "Score calibration", _calibration(report["calibration"])),
         _section("health", "Sync health", _health(report["health"])),
     ]
-    title = f"leadsync report to {_when(report['until'])}"
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head>"
-        f"<body><main>{_header(report)}{''.join(sections)}</main></body></html>\n"
-    )
+    return _header(report) + "".join(sections)

@@ -43,7 +43,7 @@ from sqlalchemy.engine import Engine, RowMapping
 
 from leadsync.connectors.base import Connector, CrmRecord, Page, utc
 from leadsync.connectors.errors import QuotaReserveReachedError
-from leadsync.errors import RunError
+from leadsync.errors import RunError, UsageError
 from leadsync.mapping.fields import FieldMap
 from leadsync.sync import tables as t
 from leadsync.sync.database import retry_transient, writing
@@ -60,9 +60,11 @@ __all__ = [
     "BackfillQueue",
     "BackfillRunner",
     "BackfillSpec",
+    "BackfillSpecError",
     "CrmProgress",
     "Progress",
     "Status",
+    "spec_for",
 ]
 
 log = logging.getLogger("leadsync.backfill")
@@ -74,6 +76,8 @@ RETRY_FAILED_AFTER = timedelta(minutes=10)
 # Settles of a backfill's records before it ends: again while records were held back (changed
 # since their pull, so read again); the next sync takes any still left.
 SETTLE_ROUNDS = 3
+# How often a running backfill looks for a person's request to stop it.
+STOP_POLL_SECONDS = 1.0
 
 
 class Status:
@@ -82,7 +86,11 @@ class Status:
     PAUSED = "paused"  # the quota reserve was reached: resumable
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # resumable too: a rerun goes on from the checkpoints
-    UNFINISHED = ("queued", "running", "paused", "failed")
+    # A person asked a running backfill to stop: its runner stops after the batch in hand.
+    STOPPING = "stopping"
+    # Stopped by a person: the service leaves it alone until it is resumed (or rerun).
+    STOPPED = "stopped"
+    UNFINISHED = ("queued", "running", "paused", "failed", "stopping", "stopped")
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,8 +230,12 @@ class BackfillQueue:
         failed, or running with a heartbeat older than `stale_after`: its runner died)."""
         now = utc(self._clock())
         column = t.backfills.c
+        # A stopped backfill is taken up only when named: the service's polls leave it.
+        waiting = [Status.QUEUED, Status.PAUSED, Status.FAILED]
+        if backfill_id is not None:
+            waiting.append(Status.STOPPED)
         claimable = sa.or_(
-            column.status.in_((Status.QUEUED, Status.PAUSED, Status.FAILED)),
+            column.status.in_(waiting),
             sa.and_(column.status == Status.RUNNING, column.heartbeat_at < now - stale_after),
             sa.and_(column.status == Status.RUNNING, column.holder == holder),
         )
@@ -287,13 +299,21 @@ class BackfillQueue:
     @retry_transient
     def finish(self, backfill: Backfill, *, status: str, message: str = "") -> Backfill:
         now = utc(self._clock())
-        finished = replace(
-            backfill,
-            status=status,
-            message=message,
-            finished_at=now if status == Status.SUCCEEDED else None,
-        )
         with writing(self._engine) as connection:
+            asked = connection.execute(
+                sa.select(t.backfills.c.status).where(
+                    t.backfills.c.backfill_id == backfill.backfill_id
+                )
+            ).scalar()
+            if asked == Status.STOPPING and status != Status.SUCCEEDED:
+                # However it ended (interrupted, paused, failed), a person said stop.
+                status, message = Status.STOPPED, "stopped on request: resume to go on"
+            finished = replace(
+                backfill,
+                status=status,
+                message=message,
+                finished_at=now if status == Status.SUCCEEDED else None,
+            )
             connection.execute(
                 t.backfills.update()
                 .where(
@@ -309,6 +329,58 @@ class BackfillQueue:
                 )
             )
         return finished
+
+    @retry_transient
+    def request_stop(self, backfill_id: str, *, stale_after: timedelta) -> Backfill | None:
+        """Stop a backfill: one that waits (queued, paused, failed) or whose runner died (no
+        heartbeat within `stale_after`) is stopped at once; a running one is asked to, and
+        its runner stops after the batch in hand. A finished one stays as it is. None when
+        there is no such backfill."""
+        now = utc(self._clock())
+        column = t.backfills.c
+        stale = sa.or_(column.heartbeat_at.is_(None), column.heartbeat_at < now - stale_after)
+        this = column.backfill_id == backfill_id
+        with writing(self._engine) as connection:
+            connection.execute(
+                t.backfills.update()
+                .where(
+                    this,
+                    sa.or_(
+                        column.status.in_((Status.QUEUED, Status.PAUSED, Status.FAILED)),
+                        sa.and_(column.status.in_((Status.RUNNING, Status.STOPPING)), stale),
+                    ),
+                )
+                .values(status=Status.STOPPED, message="stopped on request: resume to go on")
+            )
+            connection.execute(
+                t.backfills.update()
+                .where(this, column.status == Status.RUNNING)
+                .values(status=Status.STOPPING, message="asked to stop after the batch in hand")
+            )
+        return self.get(backfill_id)
+
+    @retry_transient
+    def resume(self, backfill_id: str) -> Backfill | None:
+        """Hand a stopped, paused or failed backfill back to the service, queued again: it
+        goes on from its checkpoints. Any other stays as it is. None when there is none."""
+        column = t.backfills.c
+        with writing(self._engine) as connection:
+            connection.execute(
+                t.backfills.update()
+                .where(
+                    column.backfill_id == backfill_id,
+                    column.status.in_((Status.STOPPED, Status.PAUSED, Status.FAILED)),
+                )
+                .values(status=Status.QUEUED, message="resumed: the service takes it up")
+            )
+        return self.get(backfill_id)
+
+    @retry_transient
+    def stop_requested(self, backfill_id: str) -> bool:
+        """Whether a person asked this backfill to stop."""
+        query = sa.select(t.backfills.c.status).where(t.backfills.c.backfill_id == backfill_id)
+        with self._engine.connect() as connection:
+            return connection.execute(query).scalar() == Status.STOPPING
 
 
 def _row(backfill: Backfill) -> dict[str, Any]:
@@ -433,6 +505,8 @@ class BackfillRunner:
                 message=f"not connected to {', '.join(missing)} (enabled in the config?)",
             )
         state = _State(backfill)
+        outer = self._should_stop
+        self._should_stop = _StopAsked(outer, self._queue, backfill.backfill_id)
         try:
             with (
                 self._heartbeat(state),
@@ -461,6 +535,8 @@ class BackfillRunner:
             return self._queue.finish(
                 state.backfill, status=Status.FAILED, message=f"{type(problem).__name__}: {problem}"
             )
+        finally:
+            self._should_stop = outer
         return self._queue.finish(state.backfill, status=Status.SUCCEEDED)
 
     def _pull_crm(self, crm: str, state: _State, summary: RunSummary) -> None:
@@ -606,6 +682,29 @@ class _LeaseUnavailableError(RunError):
     pass
 
 
+class _StopAsked:
+    """The runner's stop check: its caller's, or a person's request (`request_stop`), read
+    from the store at most every STOP_POLL_SECONDS (the check runs at every page)."""
+
+    def __init__(self, outer: StopCheck, queue: BackfillQueue, backfill_id: str) -> None:
+        self._outer = outer
+        self._queue = queue
+        self._backfill_id = backfill_id
+        self._asked = False
+        self._read_at = -STOP_POLL_SECONDS
+
+    def __call__(self) -> bool:
+        if self._outer():
+            return True
+        if not self._asked and time.monotonic() - self._read_at >= STOP_POLL_SECONDS:
+            self._read_at = time.monotonic()
+            try:
+                self._asked = self._queue.stop_requested(self._backfill_id)
+            except sa.exc.SQLAlchemyError:
+                log.warning("backfill %s: could not read a stop request", self._backfill_id)
+        return self._asked
+
+
 class _State:
     """The backfill as it progresses: counts per CRM, kept in step with its row."""
 
@@ -642,6 +741,33 @@ def _written(summary: RunSummary) -> dict[str, int]:
 def crms_of(choice: str, enabled: Sequence[str]) -> tuple[str, ...]:
     """`--crm hubspot|salesforce|all` as the CRMs to pull, in a fixed order."""
     return tuple(enabled) if choice == "all" else (choice,)
+
+
+class BackfillSpecError(UsageError):
+    """Arguments that ask for no backfill leadsync can run (the message says why)."""
+
+
+def spec_for(
+    choice: str,
+    enabled: Sequence[str],
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    dry_run: bool = False,
+    sweep: bool = False,
+    option: Callable[[str], str] = lambda name: name,
+) -> BackfillSpec:
+    """The backfill that `leadsync backfill` (and the console's form) asks for: `choice` is
+    hubspot, salesforce or all. `option` names an argument in the asker's words (`--until`).
+    Raises BackfillSpecError."""
+    if choice != "all" and choice not in enabled:
+        raise BackfillSpecError(f"{choice} is not enabled in the config")
+    if sweep and (since or until or choice != "all"):
+        raise BackfillSpecError(f"{option('sweep')} covers every CRM and every record: no window")
+    if since and until and until <= since:
+        raise BackfillSpecError(f"{option('until')} must be after {option('since')}")
+    spec = BackfillSpec(crms_of(choice, enabled), since, until, dry_run)
+    return replace(spec, kind=SWEEP) if sweep else spec
 
 
 def format_backfills(backfills: Sequence[Backfill]) -> str:

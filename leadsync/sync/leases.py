@@ -39,7 +39,7 @@ from leadsync.sync import tables as t
 from leadsync.sync.database import retry_transient, writing
 from leadsync.sync.sql import insert_for
 
-__all__ = ["SYNC_LEASE", "Lease", "LeaseInfo", "Leases", "replica_name"]
+__all__ = ["SYNC_LEASE", "Lease", "LeaseInfo", "Leases", "all_leases", "replica_name"]
 
 # Every writer of the CRMs (a sync run, a backfill's chunk or settle) holds this one.
 SYNC_LEASE = "sync"
@@ -233,3 +233,14 @@ class Leases:
                 log.error("lease %s: taken over by another replica; stopping", lease.name)
                 lease.lost.set()
                 return
+
+
+@retry_transient
+def all_leases(engine: Engine) -> list[LeaseInfo]:
+    """Every lease by name, held or expired (a lease is a row until released)."""
+    with engine.connect() as connection:
+        rows = connection.execute(sa.select(t.leases).order_by(t.leases.c.name)).mappings()
+        return [
+            LeaseInfo(row["name"], row["holder"], row["acquired_at"], row["expires_at"])
+            for row in rows
+        ]

@@ -24,6 +24,8 @@ __all__ = [
     "TaggedJSON",
     "UtcDateTime",
     "backfills",
+    "console_audit",
+    "console_sessions",
     "cursors",
     "decode_value",
     "encode_value",
@@ -428,4 +430,33 @@ backfills = sa.Table(
     sa.Column("heartbeat_at", UtcDateTime()),
     sa.Column("progress", TaggedJSON(), nullable=False),
     sa.Column("message", sa.Text(), nullable=False),
+)
+
+# What people did through the web console, and who: every change (a backfill queued, stopped
+# or resumed; later an edit applied, a review item resolved), and each sign-in and refused
+# sign-in. Append-only.
+console_audit = sa.Table(
+    "console_audit",
+    metadata,
+    _id(),
+    sa.Column("at", UtcDateTime(), nullable=False, index=True),
+    sa.Column("actor", sa.String(), nullable=False),  # the console user, or "-" for nobody
+    sa.Column("role", sa.String(), nullable=False),
+    sa.Column("action", sa.String(), nullable=False),  # e.g. "backfill.queue", "login.refused"
+    sa.Column("target", sa.String(), nullable=False),  # what it acted on: a backfill id, ...
+    sa.Column("details", TaggedJSON(), nullable=False),
+    sa.Column("replica", sa.String(), nullable=False),  # the replica that served it
+    sa.Index(None, "actor", "action", "at"),
+)
+
+# The console's sign-ins, server-side: the browser holds a random token, the store only its
+# SHA-256 (a copy of the table signs nobody in), with the token that guards the user's forms.
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("token_digest", sa.String(), primary_key=True),
+    sa.Column("user", sa.String(), nullable=False),
+    sa.Column("csrf_token", sa.String(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False, index=True),
 )

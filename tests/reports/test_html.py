@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import copy
 import html
-import os
 import re
-import shutil
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from leadsync.sync.model import Lead
 from leadsync.sync.sla.clocks import Clock, ClockChanges, ClockStop, Outcome
 from leadsync.sync.sla.monitor import monitor_for
 from leadsync.sync.store import Quarantined, Store
+from tests.support import chromium, pixels_near
 
 EXAMPLES = Path(leadsync.__file__).parent / "examples"
 START = datetime(2026, 4, 6, 14, tzinfo=UTC)  # a Monday, in working hours in New York
@@ -268,23 +267,9 @@ def test_without_an_mql_threshold_there_is_no_marker(report: Any) -> None:
 # ------------------------------------------------------------------------------ the screenshot
 
 
-def _chromium() -> str:
-    found = (
-        os.environ.get("LEADSYNC_CHROMIUM")
-        or shutil.which("chromium")
-        or shutil.which("chromium-browser")
-    )
-    if found:
-        return found
-    message = "no Chromium: set LEADSYNC_CHROMIUM or install the chromium package"
-    if os.environ.get("LEADSYNC_REQUIRE_CHROMIUM") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 def _screenshot(page: Path, png: Path, profile: Path) -> Image.Image:
     command = [
-        _chromium(),
+        chromium(),
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
@@ -304,16 +289,6 @@ def _screenshot(page: Path, png: Path, profile: Path) -> Image.Image:
     return Image.open(png).convert("RGB")
 
 
-def _pixels(colours: Sequence[tuple[int, Any]], hex_colour: str) -> int:
-    """Pixels within a few levels of `hex_colour` (leaves room for colour management)."""
-    wanted = tuple(int(hex_colour[at : at + 2], 16) for at in (1, 3, 5))
-    return sum(
-        count
-        for count, rgb in colours
-        if all(abs(got - want) <= 6 for got, want in zip(rgb, wanted, strict=True))
-    )
-
-
 @pytest.mark.slow
 def test_chromium_draws_every_chart_in_its_colours(report: Any, tmp_path: Path) -> None:
     page = tmp_path / "report.html"
@@ -322,7 +297,7 @@ def test_chromium_draws_every_chart_in_its_colours(report: Any, tmp_path: Path) 
     assert image.size == (1280, 3000)
     colours = image.getcolors(maxcolors=1 << 24)
     assert colours is not None
-    white = _pixels(colours, "#ffffff")
+    white = pixels_near(colours, "#ffffff")
     assert white < 0.97 * 1280 * 3000, "the page is blank"
     # A legend swatch alone is 144 pixels: the bars and the marker line are far more.
     least = {
@@ -333,6 +308,6 @@ def test_chromium_draws_every_chart_in_its_colours(report: Any, tmp_path: Path) 
         OPPORTUNITY_COLOUR: 1000,
         THRESHOLD_COLOUR: 400,
     }
-    counted = {colour: _pixels(colours, colour) for colour in least}
+    counted = {colour: pixels_near(colours, colour) for colour in least}
     missing = {colour: n for colour, n in counted.items() if n < least[colour]}
     assert not missing, f"chart colours drawn too little: {missing} of {counted}"

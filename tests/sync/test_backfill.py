@@ -16,6 +16,7 @@ from leadsync.config import Config, load_config
 from leadsync.connectors.base import Page
 from leadsync.runtime import Runtime, open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
+from leadsync.sync import backfill as backfill_module
 from leadsync.sync.backfill import SWEEP, Backfill, BackfillSpec, Status
 from leadsync.sync.leases import Leases
 from tests.support import crm_state, set_up_sandbox_config
@@ -342,3 +343,92 @@ def test_the_sweep_rescores_every_lead_after_a_definition_change(tmp_path: Path)
         ]
         assert scored
         assert set(scored) == {after}
+
+
+# ------------------------------------------------------------------------ stop and resume
+
+
+def test_a_waiting_backfill_stops_at_once_and_the_service_leaves_it_until_resumed(
+    tmp_path: Path,
+) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        with open_runtime(config, connect=False) as runtime:
+            queue = runtime.backfill_queue()
+            job = queue.create(BackfillSpec(("hubspot",)))
+            stopped = runtime.stop_backfill(job.backfill_id)
+            assert stopped is not None
+            assert stopped.status == Status.STOPPED
+            # The service's poll (no id) passes it by; named, it can be run again.
+            assert queue.claim(None, "replica-a", stale_after=timedelta(seconds=30)) is None
+            resumed = queue.resume(job.backfill_id)
+            assert resumed is not None
+            assert resumed.status == Status.QUEUED
+            claimed = queue.claim(None, "replica-a", stale_after=timedelta(seconds=30))
+            assert claimed is not None
+            assert claimed.backfill_id == job.backfill_id
+            assert runtime.stop_backfill("nope") is None
+            assert queue.resume("nope") is None
+
+
+def test_stopping_a_finished_backfill_or_resuming_a_queued_one_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        done = run(config, BackfillSpec(("hubspot",), since=SEEDED_UNTIL))
+        assert done.status == Status.SUCCEEDED
+        with open_runtime(config, connect=False) as runtime:
+            queue = runtime.backfill_queue()
+            after = runtime.stop_backfill(done.backfill_id)
+            assert after is not None
+            assert after.status == Status.SUCCEEDED
+            waiting = queue.create(BackfillSpec(("hubspot",)))
+            again = queue.resume(waiting.backfill_id)
+            assert again is not None
+            assert (again.status, again.message) == (Status.QUEUED, "")
+
+
+def test_a_running_backfill_asked_to_stop_stops_after_its_batch_and_resumes_to_the_end(
+    reference: tuple[dict[str, Any], int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected, _ = reference
+    # The runner reads a stop request at every check, not once a second: the stop lands at
+    # the first check after the request, mid-pull.
+    monkeypatch.setattr(backfill_module, "STOP_POLL_SECONDS", 0.0)
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        asked = threading.Event()
+
+        class StopAfterFirstPage:
+            """Asks for the stop, as a person in the console would, once a page is in."""
+
+            def __init__(self, inner: Any) -> None:
+                self._inner = inner
+                self.crm = inner.crm
+
+            def pull_all(self, checkpoint: str | None = None, *, fields: Any) -> Iterator[Page]:
+                for page in self._inner.pull_all(checkpoint, fields=fields):
+                    yield page
+                    if not asked.is_set():
+                        asked.set()
+                        with open_runtime(config, connect=False) as other:
+                            (running,) = other.backfill_queue().list()
+                            assert other.stop_backfill(running.backfill_id) is not None
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self._inner, name)
+
+        stopped = run(config, BackfillSpec(BOTH), wrap=lambda _, c: StopAfterFirstPage(c))
+        assert asked.is_set()
+        assert stopped.status == Status.STOPPED, stopped.message
+        assert stopped.message == "stopped on request: resume to go on"
+        # Asked while the second page was fetched: it stopped once that page was in.
+        assert stopped.of("hubspot").pulled == 200
+        assert not stopped.of("hubspot").done
+        with open_runtime(config, connect=False) as runtime:
+            assert runtime.backfill_queue().resume(stopped.backfill_id) is not None
+        resumed = run(config, BackfillSpec(BOTH))
+        assert resumed.backfill_id == stopped.backfill_id
+        assert resumed.status == Status.SUCCEEDED, resumed.message
+        assert crm_state(sandbox) == expected

@@ -1,0 +1,136 @@
+"""The Status page's figures: replicas and their leases, the last runs with their outcome and
+counts, each CRM's API quota against its reserve, health, and the files running.
+
+Read from the store (every replica shows the same), and from this replica's connectors for
+the quota when they have talked to the CRMs since it started (else the last run's figures).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from leadsync.runtime import Runtime
+from leadsync.sync.leases import LeaseInfo, all_leases
+from leadsync.sync.store import RunRow
+
+__all__ = ["LeaseView", "QuotaView", "RunView", "StatusView", "service_status"]
+
+RUNS_SHOWN = 15
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseView:
+    job: str
+    replica: str
+    role: str
+    acquired_at: datetime
+    expires_at: datetime
+    live: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaView:
+    crm: str
+    limit: int | None
+    remaining: int | None
+    reserve: int
+    source: str  # "live" (this replica's connector) or "last run"
+
+    @property
+    def used_share(self) -> float | None:
+        if self.limit is None or self.remaining is None or not self.limit:
+            return None
+        return (self.limit - self.remaining) / self.limit
+
+    @property
+    def state(self) -> str:
+        if self.remaining is None:
+            return "not reported yet"
+        if self.remaining <= self.reserve:
+            return "at the reserve: no new work starts"
+        return "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class RunView:
+    run: RunRow
+    pulled: int
+    written: int
+    failed: int
+    quarantined: int
+
+    @property
+    def seconds(self) -> float | None:
+        finished = self.run.finished_at
+        return None if finished is None else (finished - self.run.started_at).total_seconds()
+
+    @property
+    def holder(self) -> str:
+        return str(self.run.summary.get("holder") or "")
+
+
+@dataclass(frozen=True, slots=True)
+class StatusView:
+    now: datetime
+    leases: list[LeaseView]
+    runs: list[RunView]
+    quotas: list[QuotaView]
+    quarantine: int
+
+    @property
+    def replicas(self) -> list[str]:
+        """The replicas holding a lease now."""
+        return sorted({lease.replica for lease in self.leases if lease.live})
+
+
+def service_status(runtime: Runtime, *, now: datetime, runs: int = RUNS_SHOWN) -> StatusView:
+    store = runtime.store
+    recent = store.runs(limit=runs)
+    return StatusView(
+        now,
+        [_lease(info, now) for info in all_leases(store.engine)],
+        [_run(run) for run in recent],
+        _quotas(runtime, recent),
+        store.quarantine_size(),
+    )
+
+
+def _lease(info: LeaseInfo, now: datetime) -> LeaseView:
+    # A holder is "<replica>/<role>": the role is the job (or a backfill) holding it.
+    replica, _, role = info.holder.partition("/")
+    return LeaseView(
+        info.name, replica, role, info.acquired_at, info.expires_at, now < info.expires_at
+    )
+
+
+def _run(run: RunRow) -> RunView:
+    crms: Mapping[str, Mapping[str, Any]] = run.summary.get("crms") or {}
+
+    def total(key: str) -> int:
+        return sum(int(counts.get(key) or 0) for counts in crms.values())
+
+    return RunView(run, total("pulled"), total("written"), total("failed"), total("quarantined"))
+
+
+def _quotas(runtime: Runtime, recent: Sequence[RunRow]) -> list[QuotaView]:
+    reported: Mapping[str, Mapping[str, Any]] = next(
+        (run.summary["api_quota"] for run in recent if run.summary.get("api_quota")), {}
+    )
+    views = []
+    for crm in runtime.enabled_crms():
+        reserve = int(getattr(runtime.config.model, crm).daily_reserve)
+        connector = runtime.connectors.get(crm)
+        live = connector.quota() if connector is not None else None
+        if live is not None and live.daily_remaining is not None:
+            views.append(QuotaView(crm, live.daily_limit, live.daily_remaining, reserve, "live"))
+            continue
+        figures = reported.get(crm, {})
+        views.append(
+            QuotaView(
+                crm, figures.get("daily_limit"), figures.get("daily_remaining"), reserve, "last run"
+            )
+        )
+    return views

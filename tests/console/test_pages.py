@@ -1,0 +1,371 @@
+"""Every page of the console over HTTP: what each shows comes from the function the CLI
+uses (explain, the backfill queue, the report), and every change needs an editor, the
+session's form token and the console's own origin, and lands in the audit log."""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from leadsync.console.audit import AuditLog
+from leadsync.reports.build import report_for
+from leadsync.reports.html import REPORT_CSS, render_body
+from leadsync.sync import tables
+from leadsync.sync.backfill import BackfillSpec, Status
+from leadsync.sync.model import Lead
+from leadsync.sync.sla.clocks import ClockStatus
+from tests.console.conftest import ADA_TOKEN, HUBSPOT_LINK, Served, csrf_of, sign_in
+
+
+def both_crms_lead(served: Served) -> tuple[Lead, dict[str, str]]:
+    """A lead with a record in each CRM, and its record ids by CRM."""
+    store = served.runtime.store
+    leads = store.leads(list(_lead_ids(served)))
+    records = store.records_of(list(leads))
+    for lead_id, found in sorted(records.items()):
+        crms = {record.crm: record.record_id for record in found}
+        if set(crms) == {"hubspot", "salesforce"} and leads[lead_id].values.get("last_name"):
+            return leads[lead_id], crms
+    raise AssertionError("the synced sandbox has no lead in both CRMs")
+
+
+def _lead_ids(served: Served) -> list[str]:
+    with served.runtime.store.engine.connect() as connection:
+        return list(
+            connection.execute(
+                tables.leads.select().with_only_columns(tables.leads.c.lead_id)
+            ).scalars()
+        )
+
+
+def audit(served: Served) -> list[tuple[str, str, str, dict[str, Any]]]:
+    entries = AuditLog(served.runtime.store.engine, replica="test").entries()
+    return [
+        (entry.actor, entry.action, entry.target, dict(entry.details))
+        for entry in reversed(entries)
+        if entry.action != "login"
+    ]
+
+
+def text_of(page: str) -> str:
+    """A page's text, tags out and entities decoded, spaces squeezed."""
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page)))
+
+
+# ------------------------------------------------------------------------------ status
+
+
+def test_status_shows_health_runs_quota_leases_and_quarantine(ada: Served) -> None:
+    store = ada.runtime.store
+    (run,) = store.runs()
+    leases = ada.runtime.leases("sync")
+    assert leases.acquire("sync", timedelta(minutes=5))
+    page = text_of(ada.page("/console/"))
+    summary = run.summary
+    pulled = sum(counts["pulled"] for counts in summary["crms"].values())
+    written = sum(counts["written"] for counts in summary["crms"].values())
+    assert re.search(rf"sync succeeded [\d.]+ {pulled:,} {written:,} ", page), page
+    quota = summary["api_quota"]["hubspot"]
+    assert f"hubspot {quota['daily_remaining']:,} {quota['daily_limit']:,}" in page
+    assert "last run" in page
+    assert run.finished_at is not None
+    assert f"Health ok Last good sync: {run.finished_at:%Y-%m-%d %H:%M} UTC" in page
+    assert f"Quarantine {store.quarantine_size():,}" in page
+    replica = leases.holder.split("/")[0]
+    assert f"Holding a lease now: 1 replica ({replica})" in page
+    assert f"sync {replica} sync" in page
+    assert "This page was served by replica-1." in page
+
+
+# ------------------------------------------------------------------------------ leads
+
+
+def test_leads_are_found_by_email_name_and_each_crm_id(grace: Served) -> None:
+    lead, records = both_crms_lead(grace)
+    email, last_name = lead.values["email"], lead.values["last_name"]
+    for query in (
+        email,
+        email.split("@")[0] + "@",
+        last_name,
+        records["hubspot"],
+        records["salesforce"],
+    ):
+        page = grace.client.get("/console/leads", params={"q": query}).text
+        assert f'href="/console/leads/{lead.lead_id}"' in page, query
+        assert email in text_of(page)
+    nothing = grace.page("/console/leads?q=nobody-at-all")
+    assert "0 leads found" in nothing
+
+
+def test_a_leads_page_is_explain_with_links_into_the_crms(grace: Served) -> None:
+    lead, records = both_crms_lead(grace)
+    (explained,) = grace.runtime.explain(records["hubspot"])
+    page = grace.page(f"/console/leads/{lead.lead_id}")
+    text = text_of(page)
+    link = HUBSPOT_LINK.replace("{id}", records["hubspot"])
+    assert f'href="{link}"' in page
+    assert "set [console] salesforce_record_url to link" in text
+    assert f"stage {lead.stage}" in text
+    for reason in explained.lead.reasons:
+        assert reason in text
+    for name, choice in explained.lead.choices.items():
+        assert f"{name} " in text
+        assert choice.reason in text
+    for move in explained.history:
+        assert f"{move.to_stage} {move.kind}" in text
+    for write in explained.writes:
+        assert f"{write.crm} {write.record_id} {write.field}" in text
+    for crm, values in explained.pending.items():
+        for name in values:
+            assert f"{crm} {name}" in text
+    if not explained.pending:
+        assert "None: both CRMs hold what they should." in text
+    assert grace.client.get("/console/leads/no-such-lead").status_code == 404
+
+
+# ------------------------------------------------------------------------------ backfills
+
+
+def queue(served: Served, **fields: str) -> Any:
+    page = served.page("/console/backfills")
+    return served.client.post(
+        "/console/backfills", data={"csrf": csrf_of(page), **fields}, follow_redirects=False
+    )
+
+
+def test_an_editor_queues_a_backfill_as_the_cli_would_and_it_is_audited(ada: Served) -> None:
+    answer = queue(ada, crm="hubspot", since="2026-01-01", until="2026-03-01", dry_run="on")
+    assert answer.status_code == 303
+    (queued,) = ada.runtime.backfill_queue().list()
+    assert answer.headers["location"] == f"/console/backfills/{queued.backfill_id}"
+    since, until = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)
+    assert queued.spec == BackfillSpec(("hubspot",), since, until, dry_run=True)
+    assert queued.status == Status.QUEUED
+    assert audit(ada) == [
+        (
+            "ada",
+            "backfill.queue",
+            queued.backfill_id,
+            {
+                "kind": "backfill",
+                "crms": ["hubspot"],
+                "since": since.isoformat(),
+                "until": until.isoformat(),
+                "dry_run": True,
+            },
+        )
+    ]
+    page = text_of(ada.page(answer.headers["location"]))
+    assert "status queued" in page
+    progress = ada.client.get(f"/console/backfills/{queued.backfill_id}/progress").json()
+    assert progress == queued.as_dict()
+
+
+def test_a_sweep_is_queued_over_every_crm(ada: Served) -> None:
+    assert queue(ada, kind="sweep", crm="all").status_code == 303
+    (queued,) = ada.runtime.backfill_queue().list()
+    assert queued.spec == BackfillSpec(("hubspot", "salesforce"), kind="sweep")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"since": "2026-05-01", "until": "2026-04-01"}, "until must be after since"),
+        ({"since": "yesterday"}, "since: 'yesterday' is not a date (YYYY-MM-DD)"),
+        ({"kind": "sweep", "crm": "hubspot"}, "sweep covers every CRM and every record"),
+        ({"crm": "pipedrive"}, "pipedrive is not enabled in the config"),
+    ],
+)
+def test_a_backfill_that_makes_no_sense_is_refused_with_the_reason(
+    ada: Served, fields: dict[str, str], message: str
+) -> None:
+    answer = queue(ada, **fields)
+    assert answer.status_code == 400
+    assert message in text_of(answer.text)
+    assert ada.runtime.backfill_queue().list() == []
+    assert audit(ada) == []
+
+
+def test_a_viewer_sees_backfills_but_cannot_queue_stop_or_resume(
+    grace: Served,
+) -> None:
+    waiting = grace.runtime.backfill_queue().create(BackfillSpec(("hubspot",)))
+    page = grace.page("/console/backfills")
+    assert 'id="queue"' not in page
+    assert waiting.backfill_id in page
+    detail = grace.page(f"/console/backfills/{waiting.backfill_id}")
+    assert 'id="stop"' not in detail
+    csrf = csrf_of(page)
+    for path in (
+        "/console/backfills",
+        f"/console/backfills/{waiting.backfill_id}/stop",
+        f"/console/backfills/{waiting.backfill_id}/resume",
+    ):
+        refused = grace.client.post(path, data={"csrf": csrf, "crm": "all"})
+        assert refused.status_code == 403
+        assert "grace is a viewer: only editors change things." in refused.text
+    assert [b.backfill_id for b in grace.runtime.backfill_queue().list()] == [waiting.backfill_id]
+    assert grace.runtime.backfill_queue().get(waiting.backfill_id).status == Status.QUEUED
+    assert audit(grace) == []
+
+
+@pytest.mark.parametrize(
+    ("csrf", "origin"),
+    [
+        (None, None),  # no token
+        ("forged", None),  # a wrong one
+        ("other session", None),  # another session's
+        ("right", "http://evil.example"),  # the right one, posted from another site
+    ],
+)
+def test_a_change_without_this_sessions_token_from_this_console_is_refused(
+    ada: Served, csrf: str | None, origin: str | None
+) -> None:
+    page = ada.page("/console/backfills")
+    if csrf == "right":
+        csrf = csrf_of(page)
+    elif csrf == "other session":
+        other = sign_in(ada.client, "ada", ADA_TOKEN)  # a second sign-in: a new session
+        assert other.status_code == 303
+        csrf = csrf_of(page)  # the first session's token, no longer this browser's
+    data = {"crm": "all"} | ({"csrf": csrf} if csrf is not None else {})
+    headers = {"origin": origin} if origin else {}
+    refused = ada.client.post("/console/backfills", data=data, headers=headers)
+    assert refused.status_code == 403
+    assert "This form has expired or came from another site" in refused.text
+    assert ada.runtime.backfill_queue().list() == []
+
+
+def test_stop_and_resume_from_the_page_change_the_backfill_and_are_audited(
+    ada: Served,
+) -> None:
+    waiting = ada.runtime.backfill_queue().create(BackfillSpec(("hubspot",)))
+    path = f"/console/backfills/{waiting.backfill_id}"
+    page = ada.page(path)
+    assert 'id="stop"' in page
+    assert 'id="resume"' not in page
+    assert 'src="/console/static/backfill.js"' in page  # it keeps itself current
+    stopped = ada.client.post(f"{path}/stop", data={"csrf": csrf_of(page)}, follow_redirects=False)
+    assert (stopped.status_code, stopped.headers["location"]) == (303, path)
+    assert ada.runtime.backfill_queue().get(waiting.backfill_id).status == Status.STOPPED
+    page = ada.page(path)
+    assert 'id="resume"' in page
+    assert 'id="stop"' not in page
+    assert "backfill.js" not in page  # nothing moves: no script
+    ada.client.post(f"{path}/resume", data={"csrf": csrf_of(page)})
+    assert ada.runtime.backfill_queue().get(waiting.backfill_id).status == Status.QUEUED
+    # Stopping twice changes nothing the second time, and is written down once.
+    ada.client.post(f"{path}/stop", data={"csrf": csrf_of(page)})
+    ada.client.post(f"{path}/stop", data={"csrf": csrf_of(page)})
+    assert audit(ada) == [
+        ("ada", "backfill.stop", waiting.backfill_id, {"from": "queued", "to": "stopped"}),
+        ("ada", "backfill.resume", waiting.backfill_id, {"from": "stopped", "to": "queued"}),
+        ("ada", "backfill.stop", waiting.backfill_id, {"from": "queued", "to": "stopped"}),
+    ]
+    assert (
+        ada.client.post("/console/backfills/nope/stop", data={"csrf": csrf_of(page)}).status_code
+        == 404
+    )
+    assert ada.client.get("/console/backfills/nope/progress").status_code == 404
+
+
+def test_the_script_that_keeps_a_backfill_current_is_served(ada: Served) -> None:
+    script = ada.client.get("/console/static/backfill.js")
+    assert script.status_code == 200
+    assert "data-progress-url" in script.text
+
+
+# ------------------------------------------------------------------------------ reports
+
+
+def test_reports_are_the_html_reports_body_with_its_charts(grace: Served) -> None:
+    page = grace.page("/console/reports?period=week")
+    body = render_body(report_for(grace.runtime, now=datetime.now(UTC), period="week"))
+    # The same sections and charts; the times differ by the moments of the two renders.
+    strip = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC")
+    assert strip.sub("", body) in strip.sub("", page)
+    for chart in ("funnel-chart", "calibration-chart"):
+        assert f'<svg id="{chart}"' in page
+    assert 'href="/console/static-report.css"' in page
+    css = grace.client.get("/console/static-report.css")
+    assert (css.status_code, css.text) == (200, REPORT_CSS)
+    assert css.headers["content-type"].startswith("text/css")
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("since=2026-05-01&until=2026-04-01", "until must be after since"),
+        ("since=soon", "since: &#39;soon&#39; is not a date"),
+        ("period=year", "period: week or month, not &#39;year&#39;"),
+    ],
+)
+def test_a_report_window_that_makes_no_sense_says_so(
+    grace: Served, query: str, message: str
+) -> None:
+    answer = grace.client.get(f"/console/reports?{query}")
+    assert answer.status_code == 400
+    assert message in answer.text
+    assert '<svg id="funnel-chart"' in answer.text
+
+
+# ------------------------------------------------------------------------------ every page
+
+
+def test_the_audit_log_page_lists_who_did_what(ada: Served) -> None:
+    queue(ada, crm="all")
+    (queued,) = ada.runtime.backfill_queue().list()
+    page = text_of(ada.page("/console/audit"))
+    assert f"ada editor backfill.queue {queued.backfill_id}" in page
+    assert "ada editor login" in page
+
+
+@pytest.mark.parametrize("path", ["/console/", "/console/login", "/console/backfills"])
+def test_pages_forbid_foreign_scripts_framing_and_caching(ada: Served, path: str) -> None:
+    headers = ada.client.get(path).headers
+    policy = headers["content-security-policy"]
+    assert "script-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert headers["cache-control"] == "no-store"
+    assert headers["x-content-type-options"] == "nosniff"
+
+
+def test_values_from_the_crms_are_escaped(ada: Served) -> None:
+    lead, _ = both_crms_lead(ada)
+    odd = Lead(lead.lead_id, {**lead.values, "last_name": "<script>alert(1)</script>"})
+    ada.runtime.store.save_leads([odd])
+    page = ada.page(f"/console/leads/{lead.lead_id}")
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_the_service_root_leads_to_the_console(served: Served) -> None:
+    answer = served.client.get("/", follow_redirects=False)
+    assert (answer.status_code, answer.headers["location"]) == (307, "/console/")
+    assert served.client.get("/metrics").status_code == 200
+
+
+def test_a_page_that_fails_answers_500_and_logs_no_row(
+    ada: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    lead, _ = both_crms_lead(ada)
+    with ada.runtime.store.engine.begin() as connection:
+        connection.execute(tables.transitions.delete())
+        connection.exec_driver_sql("DROP TABLE transitions")
+    with caplog.at_level(logging.ERROR, logger="leadsync.service"):
+        answer = ada.client.get(f"/console/leads/{lead.lead_id}")
+    assert answer.status_code == 500
+    (record,) = [r for r in caplog.records if r.name == "leadsync.service"]
+    assert record.getMessage() == (
+        f"HTTP GET /console/leads/{lead.lead_id} failed: OperationalError (OperationalError)"
+    )
+    assert lead.values["email"] not in caplog.text
+
+
+def test_clock_states_use_the_ledger_names(ada: Served) -> None:
+    assert {status.value for status in ClockStatus} >= {"open", "breached"}
