@@ -244,18 +244,18 @@ def write_outcome(results: Sequence[WriteResult]) -> Outcome:
 
 
 def count_searches(connector: HubSpotConnector, facts: Counter[str]) -> None:
-    """Count the searches the connector issues afresh (after = 0) and the records they return.
+    """Count the searches the connector issues and the records they return.
 
-    The connector keeps no such count and the sandbox cannot tell a re-issued search from a
-    first one, so its private page method is wrapped; what it does is left unchanged."""
+    Every page after the first is a search issued again from the last stamp seen, so records
+    at that stamp come back; the connector keeps no such count, so its private page method
+    is wrapped; what it does is left unchanged."""
     search_page = connector._search_page
 
-    def counted(filters: Any, sort: Any, fields: Sequence[str], after: int) -> Any:
-        records, next_after = search_page(filters, sort, fields, after)
+    def counted(filters: Any, sort: Any, fields: Sequence[str]) -> Any:
+        records, more = search_page(filters, sort, fields)
         facts["records returned"] += len(records)
-        if not after:
-            facts["searches issued"] += 1
-        return records, next_after
+        facts["searches issued"] += 1
+        return records, more
 
     connector._search_page = counted  # type: ignore[method-assign]
 
@@ -666,8 +666,8 @@ def _facts_text(operation: Operation, sample: Sample) -> str:
         reissues = facts["searches issued"] - 1
         reread = facts["records returned"] - sample.records
         notes.append(
-            f"{reissues} re-issue(s) at the 10,000-result cap; {reread:,} record(s) returned "
-            "again at a re-issue's first stamp and dropped"
+            f"{reissues} search(es) issued again from the last stamp seen; {reread:,} "
+            "record(s) returned again at a re-issue's first stamp and dropped"
         )
     written = facts.get("updates written", 0)
     if operation.writes:
@@ -688,10 +688,10 @@ OVERHEAD_TEXT = (
     "The fixed overhead is per connector, so per sync run, not per page: a Salesforce connector "
     "logs in once and reads `/limits` once (to know the day's quota before it starts), and each "
     "Salesforce read starts with a `COUNT()` to choose REST or Bulk; a Bulk read also asks "
-    "`describe` once for the field types of the CSV. A HubSpot search stops at 10,000 results, "
-    "so the incremental pull re-issues it from the last stamp seen; a re-issue replaces the "
-    "page that would have passed the cap, and costs a call only where the records it returns "
-    "again at that stamp spill into one more page."
+    "`describe` once for the field types of the CSV. A HubSpot search's offset skips contacts "
+    "edited meanwhile and stops at 10,000 results, so the incremental pull issues each next "
+    "page as a new search from the last stamp seen; that costs a call only where the records "
+    "it returns again at that stamp spill into one more page."
 )
 
 

@@ -49,12 +49,15 @@ def recorded(name: str) -> Any:
 
 @dataclass
 class Scripted:
-    """One scripted answer: a status, headers and a JSON body; `drop` closes the connection."""
+    """One scripted answer: a status, headers and a JSON body (or `raw` bytes, as they are);
+    `drop` closes the connection unanswered, `cut` after half the body it announced."""
 
     status: int = 200
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False
+    raw: bytes | None = None
+    cut: bool = False
 
 
 class ScriptedServer:
@@ -84,13 +87,23 @@ class ScriptedServer:
                     with contextlib.suppress(OSError):
                         self.connection.shutdown(socket.SHUT_RDWR)
                     return
-                body = json.dumps(answer.body).encode() if answer.body is not None else b""
+                if answer.raw is not None:
+                    body = answer.raw
+                else:
+                    body = json.dumps(answer.body).encode() if answer.body is not None else b""
                 self.send_response(answer.status)
                 self.send_header("Content-Type", "application/json")
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if answer.cut:
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 self.wfile.write(body)
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _answer  # noqa: N815

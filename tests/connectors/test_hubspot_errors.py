@@ -179,3 +179,53 @@ def test_an_error_body_echoing_contacts_is_cut_and_masked_in_errors_and_logs(
     assert all(len(line) < 600 for line in said)
     assert all("@example.com" not in line and "Name1" not in line for line in said)
     assert "upstream refused" in str(failed.value)
+
+
+LIST_PAGE = Scripted(
+    200,
+    {
+        "results": [
+            {
+                "id": "51",
+                "properties": {"email": None, "lastmodifieddate": "2026-11-30T09:15:02.250Z"},
+                "createdAt": "2026-01-02T03:04:05.000Z",
+                "updatedAt": "2026-11-30T09:15:02.250Z",
+                "archived": False,
+            }
+        ]
+    },
+)
+
+
+def test_a_page_cut_off_mid_body_is_asked_for_again() -> None:
+    # The connector reads pages as raw JSON: the body is read after the headers, so a
+    # connection lost in between must still be a connection failure, retried.
+    waits: list[float] = []
+    with ScriptedServer() as server:
+        server.script = [Scripted(200, LIST_PAGE.body, cut=True), LIST_PAGE]
+        pages = list(_connector(server, waits).pull_all(fields=["email"]))
+    assert len(server.requests) == 2
+    assert [record.id for page in pages for record in page.records] == ["51"]
+    record = pages[0].records[0]
+    assert record.modified_at == datetime(2026, 11, 30, 9, 15, 2, 250000, tzinfo=UTC)
+    assert record.fields["email"] is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"<html><body>502 Bad Gateway</body></html>", id="html"),
+        pytest.param(b"[]", id="json-but-not-an-object"),
+        pytest.param(b"", id="empty"),
+    ],
+)
+def test_a_success_whose_body_is_not_a_json_object_is_a_server_error_retried(
+    body: bytes,
+) -> None:
+    waits: list[float] = []
+    with ScriptedServer() as server:
+        server.script = [Scripted(200, raw=body)] * ATTEMPTS
+        with pytest.raises(ServerError) as failed:
+            list(_connector(server, waits).pull_all(fields=["email"]))
+    assert len(server.requests) == ATTEMPTS
+    assert "not JSON" in str(failed.value)
