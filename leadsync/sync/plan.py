@@ -238,9 +238,22 @@ def _writeback_targets(
         "model_version": _Target(lead.model_version, _same_text),
         # Salesforce clears a field with null; HubSpot with an empty string.
         "sla_breaches": _Target(flags or _BLANK[crm], _same_text, blank_clears=True),
-        "stage": _Target(targets.stage_values.get(stage) if stage else None, _same_text),
-        "status_field": _Target(targets.status_values.get(stage) if stage else None, _same_text),
+        "stage": _stage_target(targets, "stage", stage),
+        "status_field": _stage_target(targets, "status_field", stage),
     }
+
+
+def _stage_target(targets: WritebackTargets, role: str, stage: str | None) -> _Target:
+    """The stage (or status) value to write; a record holding any value the mapping lists
+    for the stage already holds it (a HubSpot subscriber is not made a lead)."""
+    held_by = targets.holding(role, stage) if stage else ()
+    if not held_by:
+        return _Target(None, _same_text)
+    return _Target(held_by[0], partial(_same_as_any, held_by))
+
+
+def _same_as_any(values: Sequence[str], desired: Any, held: Any) -> bool:
+    return any(_same_text(value, held) for value in values)
 
 
 _BLANK: dict[str, Any] = {"hubspot": "", "salesforce": None}

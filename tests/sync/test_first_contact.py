@@ -349,6 +349,35 @@ def test_a_later_stage_a_person_set_is_kept(sandbox: Sandbox, config: Config) ->
     assert "lifecyclestage" not in written
 
 
+def test_a_crm_value_the_mapping_lists_for_the_leads_stage_is_not_written_over(
+    sandbox: Sandbox, config: Config
+) -> None:
+    # The shipped mapping lists HubSpot's subscriber among the values that hold `lead`.
+    before = hubspot_stages(sandbox)
+    subscribers = [contact for contact, stage in before.items() if stage == "subscriber"]
+    assert len(subscribers) >= 5
+    summary = cycle(config)
+    after = hubspot_stages(sandbox)
+    with Store(config.database_url) as store:
+        at_lead = []
+        for contact in subscribers:
+            lead_id = store.lead_ids_for("hubspot", [contact]).get(contact)
+            if lead_id is not None and store.leads([lead_id])[lead_id].stage == "lead":
+                at_lead.append(contact)
+        assert len(at_lead) >= 5
+        for contact in at_lead:
+            assert after[contact] == "subscriber", contact
+            written = [w.field for w in store.writes(run_id=summary.run_id, record_id=contact)]
+            assert "lifecyclestage" not in written, contact
+        # A subscriber leadsync moves on (an MQL by its score) is written the later stage.
+        moved = [
+            contact
+            for contact in subscribers
+            if contact not in at_lead and after[contact] not in ("subscriber", None)
+        ]
+        assert all(RANK[after[contact]] > RANK["subscriber"] for contact in moved)
+
+
 # ------------------------------------------------------------- 3. no half-done stage move
 
 
