@@ -20,7 +20,10 @@ CRM's describe.
     [writeback.hubspot]                 # where leadsync writes its results
     score = "leadsync_score"
     stage = "lifecyclestage"
-    stage_values = { lead = "lead", mql = "marketingqualifiedlead", ... }
+    stage_values = { lead = ["lead", "subscriber"], mql = "marketingqualifiedlead", ... }
+
+A stage's value may be a list: leadsync writes the first; a record holding any of them already
+holds the stage, and is not written (a HubSpot subscriber is left a subscriber).
 
 A binding's keys: field, object ("Opportunity": Salesforce only, read-only), transforms,
 value_map, push_value_map, strict, ranges, default, time_zone. Every mistake is a
@@ -38,10 +41,10 @@ from dataclasses import dataclass, field, replace
 from dataclasses import fields as dataclass_fields
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from leadsync.connectors.base import FieldInfo, FieldType, ObjectDescription
 from leadsync.mapping.transforms import (
@@ -145,6 +148,28 @@ class WritebackTargets:
     # `status_values` are written to it, the others leave it alone.
     status_field: str | None = None
     status_values: Mapping[str, str] = field(default_factory=dict)
+    # canonical stage -> every CRM value that already holds it, the written one first: a
+    # record holding any of them is not written (the mapping lists them: `lead = ["lead",
+    # "subscriber"]`). A stage not listed here holds its written value only.
+    stage_holds: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    status_holds: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def holding(self, role: str, stage: str) -> tuple[str, ...]:
+        """The values of the `stage` or `status_field` role that hold canonical `stage`."""
+        values, holds = (
+            (self.stage_values, self.stage_holds)
+            if role == "stage"
+            else (self.status_values, self.status_holds)
+        )
+        if stage in holds:
+            return holds[stage]
+        return (values[stage],) if stage in values else ()
+
+    def stages_held_by(self, value: str) -> frozenset[str]:
+        """The canonical stages whose stage values list `value` (empty: none does)."""
+        return frozenset(
+            stage for stage in self.stage_values if value in self.holding("stage", stage)
+        )
 
     def targets(self) -> dict[str, str]:
         """role (score, ..., stage, status_field) -> CRM field name, for the roles set."""
@@ -152,7 +177,7 @@ class WritebackTargets:
         return {role: name for role in roles if isinstance(name := getattr(self, role), str)}
 
 
-_NOT_ROLES = frozenset({"crm", "stage_values", "status_values"})
+_NOT_ROLES = frozenset({"crm", "stage_values", "status_values", "stage_holds", "status_holds"})
 WRITEBACK_ROLES: tuple[str, ...] = tuple(
     f.name for f in dataclass_fields(WritebackTargets) if f.name not in _NOT_ROLES
 )
@@ -233,6 +258,16 @@ class _FieldTable(_Table):
     salesforce: _BindingTable | None = None
 
 
+def _one_or_more(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+# `lead = "lead"` or `lead = ["lead", "subscriber"]`: read as a list either way.
+_StageValue = Annotated[
+    list[Annotated[str, Field(min_length=1)]], Field(min_length=1), BeforeValidator(_one_or_more)
+]
+
+
 class _WritebackTable(_Table):
     score: str | None = Field(None, min_length=1)
     fit_score: str | None = Field(None, min_length=1)
@@ -242,9 +277,10 @@ class _WritebackTable(_Table):
     model_version: str | None = Field(None, min_length=1)
     sla_breaches: str | None = Field(None, min_length=1)
     stage: str | None = Field(None, min_length=1)
-    stage_values: dict[str, str] = Field(default_factory=dict)
+    # One value, or several: the first is written, any of them holds the stage.
+    stage_values: dict[str, _StageValue] = Field(default_factory=dict)
     status_field: str | None = Field(None, min_length=1)
-    status_values: dict[str, str] = Field(default_factory=dict)
+    status_values: dict[str, _StageValue] = Field(default_factory=dict)
 
 
 _TOP_KEYS = ("identity_field", "fields", "writeback")
@@ -654,8 +690,25 @@ def _build_writeback(data: Any, report: _Report) -> dict[str, WritebackTargets]:
             continue
         table = report.validated(_WritebackTable, table_data, key)
         if table is not None and _stage_maps_are_sound(key, table, report):
-            built[crm] = WritebackTargets(crm=crm, **table.model_dump())
+            built[crm] = _writeback_targets(crm, table)
     return built
+
+
+def _writeback_targets(crm: str, table: _WritebackTable) -> WritebackTargets:
+    data = table.model_dump()
+    lists = {name: data.pop(name) for name in ("stage_values", "status_values")}
+    held = {
+        name: {stage: tuple(values) for stage, values in table.items()}
+        for name, table in lists.items()
+    }
+    return WritebackTargets(
+        crm=crm,
+        **data,
+        stage_values={stage: values[0] for stage, values in held["stage_values"].items()},
+        status_values={stage: values[0] for stage, values in held["status_values"].items()},
+        stage_holds=held["stage_values"],
+        status_holds=held["status_values"],
+    )
 
 
 def _stage_maps_are_sound(key: str, table: _WritebackTable, report: _Report) -> bool:
@@ -951,7 +1004,8 @@ def _check_writeback(
     for role, values in (("stage", targets.stage_values), ("status_field", targets.status_values)):
         info = infos.get(role)
         if info is not None and info.restricted and info.options:
-            refused = sorted({v for v in values.values() if v not in info.options})
+            listed = {v for stage in values for v in targets.holding(role, stage)}
+            refused = sorted(v for v in listed if v not in info.options)
             if refused:
                 table = "stage_values" if role == "stage" else "status_values"
                 report.add(

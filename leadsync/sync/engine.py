@@ -750,6 +750,10 @@ class SyncEngine:
                 sla_breaches=breaches,
                 moves_back=self._moves_back,
                 own=own,
+                written={
+                    crm: (written or {}).get(crm, {}).get(s.record_id, {})
+                    for crm, s in snapshots.items()
+                },
             )
         except TransformError as unwritable:
             log.warning(

@@ -17,7 +17,7 @@ from leadsync.mapping.lifecycle import Transition
 from leadsync.mapping.transforms import TransformError
 from leadsync.sync.engine import one_per_crm
 from leadsync.sync.model import Lead, Snapshot
-from leadsync.sync.plan import MovesBack, plan_updates
+from leadsync.sync.plan import MovesBack, never_back, plan_updates
 from leadsync.sync.sla.clocks import Clock, SlaRules
 from leadsync.sync.store import LoggedWrite, Store
 
@@ -89,7 +89,8 @@ def _explain(
             chosen,
             sla_breaches=breaches,
             own=own,
-            **({"moves_back": moves_back} if moves_back is not None else {}),
+            written={crm: written[(crm, record.record_id)] for crm, record in chosen.items()},
+            moves_back=moves_back if moves_back is not None else never_back,
         )
         pending = {crm: dict(u.values) for crm, u in updates.items() if u is not None}
     except TransformError as unwritable:

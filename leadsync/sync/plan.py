@@ -23,7 +23,10 @@ any update to them, CANNOT_UPDATE_CONVERTED_LEAD).
 Stages: a CRM that orders its stages (HubSpot's lifecycle stage, as its connector says through
 `moves_back`) keeps a later stage a person gave it. leadsync moves a CRM's stage back only when
 the lead went back by a rule (recycled, disqualified), or when what the CRM holds there is
-leadsync's own earlier write (`own`: its stage only ever went back by a rule since).
+leadsync's own earlier write (`own`: its stage only ever went back by a rule since). And a
+stage or status a person changed after leadsync wrote it (`written`: what leadsync last wrote
+there) is not written again while leadsync's wish is the same: the person's later move stands,
+whatever its direction.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ __all__ = [
     "estimate_api_calls",
     "field_changes",
     "moves_back",
+    "never_back",
     "plan_summary",
     "plan_updates",
     "with_score",
@@ -71,7 +75,8 @@ _BACK_BY_RULE = frozenset({Stage.RECYCLED.value, Stage.DISQUALIFIED.value})
 MovesBack = Callable[[str, str, Any, Any], bool]
 
 
-def _never_back(crm: str, field: str, held: Any, wanted: Any) -> bool:
+def never_back(crm: str, field: str, held: Any, wanted: Any) -> bool:
+    """A MovesBack for CRMs whose stages have no order."""
     return False
 
 
@@ -95,14 +100,16 @@ def plan_updates(
     snapshots: Mapping[str, Snapshot],
     *,
     sla_breaches: Sequence[str] = (),
-    moves_back: MovesBack = _never_back,
+    moves_back: MovesBack = never_back,
     own: Mapping[str, Collection[str]] | None = None,
+    written: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, RecordUpdate | None]:
     """CRM -> the update that makes its record of `lead` hold what it should, or None when it
     already does (or cannot be written). `snapshots` holds the lead's records, one per CRM;
     `sla_breaches` the names of the service levels the lead is in breach of now; `moves_back`
     says which stage writes move a CRM's stage back; `own` names, per CRM, the fields whose
-    value there is what leadsync itself last wrote.
+    value there is what leadsync itself last wrote; `written` holds, per CRM, what leadsync
+    last wrote to the record's fields.
 
     Raises TransformError when a value cannot be written through the mapping (a canonical
     value a strict value_map has no CRM value for): the engine quarantines the lead with it.
@@ -117,6 +124,7 @@ def plan_updates(
             flags,
             partial(moves_back, crm),
             frozenset(owned.get(crm, ())),
+            (written or {}).get(crm, {}),
         )
         for crm in sorted(snapshots)
     }
@@ -129,10 +137,14 @@ def _update(
     flags: str,
     moves_back: Callable[[str, Any, Any], bool],
     own: frozenset[str],
+    written: Mapping[str, Any],
 ) -> RecordUpdate | None:
     if snapshot.deleted or _is_converted_lead(snapshot):
         return None
-    writeback = _writeback_writes(field_map.writeback.get(snapshot.crm), lead, snapshot, flags)
+    targets = field_map.writeback.get(snapshot.crm)
+    writeback = _writeback_writes(targets, lead, snapshot, flags)
+    if targets is not None:
+        _keep_persons_stages(writeback, targets, snapshot, written)
     if lead.stage not in _BACK_BY_RULE:
         _keep_later_stages(writeback, snapshot, moves_back, own)
     values = {**_field_writes(field_map, lead, snapshot), **writeback}
@@ -152,6 +164,23 @@ def _keep_later_stages(
     for name in list(writes):
         held = snapshot.raw.get(name)
         if name not in own and moves_back(name, held, writes[name]):
+            del writes[name]
+
+
+def _keep_persons_stages(
+    writes: dict[str, Any],
+    targets: WritebackTargets,
+    snapshot: Snapshot,
+    written: Mapping[str, Any],
+) -> None:
+    """Leave out the stage and status writes of the value leadsync wrote there last, when
+    the CRM holds another now: a person changed it since, and leadsync's wish did not."""
+    for role in ("stage", "status_field"):
+        name = targets.targets().get(role)
+        if name is None or name not in writes or name not in written:
+            continue
+        changed_since = not _same_text(written[name], snapshot.raw.get(name))
+        if changed_since and _same_text(writes[name], written[name]):
             del writes[name]
 
 
@@ -238,9 +267,22 @@ def _writeback_targets(
         "model_version": _Target(lead.model_version, _same_text),
         # Salesforce clears a field with null; HubSpot with an empty string.
         "sla_breaches": _Target(flags or _BLANK[crm], _same_text, blank_clears=True),
-        "stage": _Target(targets.stage_values.get(stage) if stage else None, _same_text),
-        "status_field": _Target(targets.status_values.get(stage) if stage else None, _same_text),
+        "stage": _stage_target(targets, "stage", stage),
+        "status_field": _stage_target(targets, "status_field", stage),
     }
+
+
+def _stage_target(targets: WritebackTargets, role: str, stage: str | None) -> _Target:
+    """The stage (or status) value to write; a record holding any value the mapping lists
+    for the stage already holds it (a HubSpot subscriber is not made a lead)."""
+    held_by = targets.holding(role, stage) if stage else ()
+    if not held_by:
+        return _Target(None, _same_text)
+    return _Target(held_by[0], partial(_same_as_any, held_by))
+
+
+def _same_as_any(values: Sequence[str], desired: Any, held: Any) -> bool:
+    return any(_same_text(value, held) for value in values)
 
 
 _BLANK: dict[str, Any] = {"hubspot": "", "salesforce": None}

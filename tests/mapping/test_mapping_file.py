@@ -510,6 +510,13 @@ MISTAKES: list[tuple[str, str, str, str]] = [
         "give a value for every stage: mql, sal, sql",
     ),
     (
+        "a stage with an empty list of values",
+        '[writeback.hubspot]\nstage = "lifecyclestage"\n[writeback.hubspot.stage_values]\n'
+        "lead = []  # <-\n",
+        "writeback.hubspot.stage_values.lead",
+        "at least 1 item",
+    ),
+    (
         "an unknown stage",
         '[writeback.salesforce]\nstatus_field = "Status"\n'
         '# v\n[writeback.salesforce.status_values]\nrecyled = "Open - Not Contacted"\n',
@@ -932,6 +939,29 @@ def test_stage_values_a_restricted_stage_field_does_not_allow(tmp_path: Path) ->
     wrong = text.replace('sql = "lead"', 'sql = "salesqualifiedlead"')
     assert checked(tmp_path, wrong, "hubspot", HUBSPOT_CONTACTS) == [
         "writeback.hubspot.stage_values: 'salesqualifiedlead' not allowed by lifecyclestage; "
+        "its options: 'lead', 'mql'"
+    ]
+
+
+def test_a_stage_may_list_the_values_that_hold_it_the_first_written(example: FieldMap) -> None:
+    hubspot = example.writeback["hubspot"]
+    assert hubspot.stage_values["lead"] == "lead"
+    assert hubspot.holding("stage", "lead") == ("lead", "subscriber")
+    assert hubspot.holding("stage", "mql") == ("marketingqualifiedlead",)
+    assert hubspot.stages_held_by("evangelist") == {"customer"}
+    assert hubspot.stages_held_by("marketingqualifiedlead") == {"mql", "sal"}
+    assert hubspot.stages_held_by("unheard_of") == frozenset()
+
+
+def test_every_listed_stage_value_is_checked_against_the_options(tmp_path: Path) -> None:
+    stages = "\n".join(
+        f'{stage} = "{"mql" if stage == "mql" else "lead"}"' for stage in CANONICAL_STAGES
+    )
+    text = '[writeback.hubspot]\nstage = "lifecyclestage"\n'
+    text += f"[writeback.hubspot.stage_values]\n{stages}\n"
+    listed = text.replace('lead = "lead"', 'lead = ["lead", "subscribre"]')
+    assert checked(tmp_path, listed, "hubspot", HUBSPOT_CONTACTS) == [
+        "writeback.hubspot.stage_values: 'subscribre' not allowed by lifecyclestage; "
         "its options: 'lead', 'mql'"
     ]
 

@@ -304,10 +304,13 @@ def test_explain_shows_the_adopted_stage_and_why(
     assert re.search(r"-> opportunity \(adopt\): adopted from HubSpot: opportunity", out), out
 
 
-def _lead_alone_at(store: Store, sandbox: Sandbox, stage: str, hubspot: str) -> str:
-    """A contact whose lead is at `stage`, HubSpot holding `hubspot`, with no other record."""
+def _lead_alone_at(
+    store: Store, sandbox: Sandbox, stage: str, hubspot: str, *, among: Sequence[str] = ()
+) -> str:
+    """A contact whose lead is at `stage`, HubSpot holding `hubspot`, with no other record
+    (and one of `among`, if given)."""
     for contact, held in hubspot_stages(sandbox).items():
-        if held != hubspot:
+        if held != hubspot or (among and contact not in among):
             continue
         lead_id = store.lead_ids_for("hubspot", [contact]).get(contact)
         if lead_id is None or store.leads([lead_id])[lead_id].stage != stage:
@@ -347,6 +350,77 @@ def test_a_later_stage_a_person_set_is_kept(sandbox: Sandbox, config: Config) ->
     with Store(config.database_url) as store:
         written = [w.field for w in store.writes(crm="hubspot", record_id=contact)]
     assert "lifecyclestage" not in written
+
+
+def test_a_crm_value_the_mapping_lists_for_the_leads_stage_is_not_written_over(
+    sandbox: Sandbox, config: Config
+) -> None:
+    # The shipped mapping lists HubSpot's subscriber among the values that hold `lead`.
+    before = hubspot_stages(sandbox)
+    subscribers = [contact for contact, stage in before.items() if stage == "subscriber"]
+    assert len(subscribers) >= 5
+    summary = cycle(config)
+    after = hubspot_stages(sandbox)
+    with Store(config.database_url) as store:
+        at_lead = []
+        for contact in subscribers:
+            lead_id = store.lead_ids_for("hubspot", [contact]).get(contact)
+            if lead_id is not None and store.leads([lead_id])[lead_id].stage == "lead":
+                at_lead.append(contact)
+        assert len(at_lead) >= 5
+        for contact in at_lead:
+            assert after[contact] == "subscriber", contact
+            written = [w.field for w in store.writes(run_id=summary.run_id, record_id=contact)]
+            assert "lifecyclestage" not in written, contact
+        # A subscriber leadsync moves on (an MQL by its score) is written the later stage.
+        moved = [
+            contact
+            for contact in subscribers
+            if contact not in at_lead and after[contact] not in ("subscriber", None)
+        ]
+        assert all(RANK[after[contact]] > RANK["subscriber"] for contact in moved)
+
+
+def test_a_stage_a_person_moved_back_after_leadsync_wrote_it_is_not_written_again(
+    sandbox: Sandbox, config: Config
+) -> None:
+    before = hubspot_stages(sandbox)
+    cycle(config)
+    with Store(config.database_url) as store:
+        # A lead HubSpot held at lead that leadsync made an MQL there, by its score.
+        was_lead = [contact for contact, stage in before.items() if stage == "lead"]
+        contact = _lead_alone_at(store, sandbox, "mql", "marketingqualifiedlead", among=was_lead)
+        wrote = [w.field for w in store.writes(crm="hubspot", record_id=contact)]
+    assert before[contact] == "lead"
+    assert "lifecyclestage" in wrote
+    # A marketer knows better: back to lead, in HubSpot's own screen.
+    sandbox.hubspot.set_activity(int(contact), {"lifecyclestage": "lead"})
+    summary = cycle(config, now=NOW + timedelta(hours=1))
+    assert hubspot_stages(sandbox)[contact] == "lead"
+    with Store(config.database_url) as store:
+        written = [w.field for w in store.writes(run_id=summary.run_id, record_id=contact)]
+        lead_id = lead_of(store, "hubspot", contact)
+        assert store.leads([lead_id])[lead_id].stage == "mql"  # no rule took it back
+    assert "lifecyclestage" not in written
+    # Nor on any run after.
+    cycle(config, now=NOW + timedelta(hours=2))
+    assert hubspot_stages(sandbox)[contact] == "lead"
+
+
+def test_a_status_a_rep_changed_after_leadsync_wrote_it_is_not_written_again(
+    sandbox: Sandbox, config: Config
+) -> None:
+    _, sf_lead = _disqualified_pair(sandbox, config)
+    assert sandbox.salesforce.record("Lead", sf_lead)["Status"] == "Closed - Not Converted"
+    # The rep works the lead again in Salesforce; HubSpot still says unqualified.
+    sandbox.salesforce.update_record("Lead", sf_lead, {"Status": "Working - Contacted"})
+    summary = cycle(config, now=NOW + timedelta(hours=2))
+    assert sandbox.salesforce.record("Lead", sf_lead)["Status"] == "Working - Contacted"
+    with Store(config.database_url) as store:
+        written = [w.field for w in store.writes(run_id=summary.run_id, record_id=sf_lead)]
+        lead_id = lead_of(store, "salesforce", sf_lead)
+        assert store.leads([lead_id])[lead_id].stage == "disqualified"
+    assert "Status" not in written
 
 
 # ------------------------------------------------------------- 3. no half-done stage move
@@ -563,14 +637,21 @@ def _open_pair(store: Store, sandbox: Sandbox) -> tuple[str, str]:
     raise AssertionError("no open pair in the seeded data")
 
 
-def test_a_disqualified_lead_reopened_in_hubspot_requalifies_without_recycling(
-    sandbox: Sandbox, config: Config
-) -> None:
+def _disqualified_pair(sandbox: Sandbox, config: Config) -> tuple[str, str]:
+    """An open pair (`_open_pair`) after a first sync, disqualified in HubSpot an hour later
+    and synced: the contact and the Salesforce lead."""
     cycle(config)
     with Store(config.database_url) as store:
         contact, sf_lead = _open_pair(store, sandbox)
     sandbox.hubspot.set_activity(int(contact), {"hs_lead_status": "UNQUALIFIED"})
     cycle(config, now=NOW + timedelta(hours=1))
+    return contact, sf_lead
+
+
+def test_a_disqualified_lead_reopened_in_hubspot_requalifies_without_recycling(
+    sandbox: Sandbox, config: Config
+) -> None:
+    contact, sf_lead = _disqualified_pair(sandbox, config)
     # Disqualified: leadsync closed the Salesforce lead itself.
     assert sandbox.salesforce.record("Lead", sf_lead)["Status"] == "Closed - Not Converted"
     sandbox.hubspot.set_activity(int(contact), {"hs_lead_status": "OPEN"})
