@@ -1,0 +1,33 @@
+"""`leadsync explain`: one lead, everything leadsync knows of it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from leadsync.cli.common import add_config_option, load
+from leadsync.errors import EXIT_FAILED, EXIT_OK
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    explain = commands.add_parser(
+        "explain",
+        help="one lead: both CRM records, merged values and their rules, score, stages, writes",
+    )
+    explain.add_argument("key", metavar="EMAIL|CRM-ID", help="an email or a CRM record id")
+    add_config_option(explain)
+    explain.set_defaults(handler=run_explain)
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    from leadsync.runtime import open_runtime
+    from leadsync.sync.explain import format_explanation
+
+    config = load(args)
+    with open_runtime(config, connect=False) as runtime:
+        found = runtime.explain(args.key)
+    if not found:
+        print(f"leadsync: no lead with the email or CRM id {args.key!r}", file=sys.stderr)
+        return EXIT_FAILED
+    print("\n\n".join(format_explanation(explanation) for explanation in found))
+    return EXIT_OK
