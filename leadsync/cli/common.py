@@ -43,13 +43,25 @@ def day(text: str) -> datetime:
     return datetime(parsed.year, parsed.month, parsed.day, tzinfo=UTC)
 
 
-def add_config_option(parser: argparse.ArgumentParser) -> None:
+def add_config_option(parser: argparse.ArgumentParser, *, nested: bool = False) -> None:
+    """`--config FILE`; `nested` for a sub-subcommand whose parent has it too, so that the
+    parent's value is not overwritten by the child's default."""
     parser.add_argument(
         "--config",
         type=Path,
         metavar="FILE",
+        default=argparse.SUPPRESS if nested else None,
         help="config file (default: $LEADSYNC_CONFIG, else ./config.toml if present)",
     )
+
+
+def confirm(question: str) -> bool:
+    """Ask on a terminal; True for y or yes."""
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
 
 
 def load(args: argparse.Namespace) -> Config:

@@ -281,11 +281,28 @@ class Store:
         return None if row is None else _run(row)
 
     @retry_transient
-    def runs(self, limit: int = 20) -> list[RunRow]:
-        """The latest runs, newest first."""
+    def runs(self, limit: int = 20, *, kind: str | None = None) -> list[RunRow]:
+        """The latest runs (of `kind`, if given), newest first."""
         query = sa.select(t.runs).order_by(t.runs.c.started_at.desc(), t.runs.c.run_id).limit(limit)
+        if kind is not None:
+            query = query.where(t.runs.c.kind == kind)
         with self._engine.connect() as connection:
             return [_run(row) for row in connection.execute(query).mappings()]
+
+    @retry_transient
+    def run_ids_starting(self, prefix: str, *, limit: int = 5) -> list[str]:
+        """The ids of runs that start with `prefix` (a short id), at most `limit`."""
+        # Run ids are UUIDs: a prefix of other characters names none, and holds no LIKE wildcard.
+        if not prefix or prefix.strip("0123456789abcdef-"):
+            return []
+        query = (
+            sa.select(t.runs.c.run_id)
+            .where(t.runs.c.run_id.startswith(prefix))
+            .order_by(t.runs.c.run_id)
+            .limit(limit)
+        )
+        with self._engine.connect() as connection:
+            return list(connection.execute(query).scalars())
 
     @retry_transient
     def abandon_runs(self, holder: str, *, finished_at: datetime) -> int:
