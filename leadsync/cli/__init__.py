@@ -17,7 +17,19 @@ import traceback
 from collections.abc import Sequence
 
 from leadsync import __version__
-from leadsync.cli import backfill, check, demo, leads, report, runs, sandbox, service, sla, sync
+from leadsync.cli import (
+    backfill,
+    check,
+    demo,
+    exceptions,
+    leads,
+    report,
+    runs,
+    sandbox,
+    service,
+    sla,
+    sync,
+)
 from leadsync.cli.sync import format_summary
 from leadsync.errors import EXIT_FAILED, LeadsyncError
 
@@ -27,7 +39,7 @@ __all__ = ["build_parser", "format_summary", "main"]
 DEBUG_VAR = "LEADSYNC_DEBUG"
 
 # In the order `leadsync --help` lists them.
-GROUPS = (sandbox, check, service, sync, leads, runs, sla, report, backfill, demo)
+GROUPS = (sandbox, check, service, sync, leads, exceptions, runs, sla, report, backfill, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     explain = commands.add_parser(
         "explain",
         help="one lead: both CRM records, merged values and their rules, score, stages, writes",
+        description="Everything leadsync knows of the leads an email or CRM id names; a "
+        "record in quarantine or waiting in review is named as such.",
     )
     explain.add_argument("key", metavar="EMAIL|CRM-ID", help="an email or a CRM record id")
     add_config_option(explain)
@@ -22,12 +24,20 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def run_explain(args: argparse.Namespace) -> int:
     from leadsync.runtime import open_runtime
     from leadsync.sync.explain import format_explanation
+    from leadsync.sync.quarantine import quarantined_for
 
     config = load(args)
     with open_runtime(config, connect=False) as runtime:
         found = runtime.explain(args.key)
-    if not found:
+        held = quarantined_for(runtime.store, runtime.field_map, args.key)
+    notes = [
+        f"{item.crm} record {item.record_id} is in quarantine since "
+        f"{item.entry.at:%Y-%m-%d %H:%M %Z}: {item.cause} "
+        f"(`leadsync quarantine show {item.record_id}`)"
+        for item in held
+    ]
+    if not found and not notes:
         print(f"leadsync: no lead with the email or CRM id {args.key!r}", file=sys.stderr)
         return EXIT_FAILED
-    print("\n\n".join(format_explanation(explanation) for explanation in found))
+    print("\n\n".join([*notes, *(format_explanation(explanation) for explanation in found)]))
     return EXIT_OK

@@ -313,6 +313,23 @@ class SyncEngine:
             self.settle(summary, should_stop=should_stop)
         return summary
 
+    def retry(self, records: Mapping[str, Sequence[str]]) -> RunSummary:
+        """Read these records of each CRM again now (`leadsync quarantine retry`): fetched,
+        through the mapping, then settled and written like a sync's, a refused write tried
+        again at once. A record still unusable stays in quarantine with today's reason."""
+        with self.recording("retry", write=True) as summary:
+            self.preflight()
+            for crm, record_ids in records.items():
+                connector = self._connectors.get(crm)
+                if connector is None or not record_ids:
+                    continue
+                self._store.refusals_due_now(crm, record_ids)
+                fetched = connector.fetch(record_ids, fields=fields_to_pull(self._map, crm))
+                found = tuple(fetched[rid] for rid in record_ids if rid in fetched)
+                self.ingest(crm, connector, Page(found), summary)
+            self.settle(summary)
+        return summary
+
     @contextmanager
     def recording(self, kind: str, *, write: bool) -> Iterator[RunSummary]:
         """A run of `kind` recorded in the store: started now, finished when the block ends,

@@ -68,7 +68,7 @@ __all__ = [
     "content_digest",
 ]
 
-RUN_KINDS = frozenset({"sync", "plan", "backfill", "sweep", "revert"})
+RUN_KINDS = frozenset({"sync", "plan", "backfill", "sweep", "revert", "retry"})
 RUNNING = "running"  # a run's status until finish_run
 ABANDONED = "abandoned"  # left running by a replica that died; another took its job over
 # How a write the CRM refused is named in the quarantine.
@@ -766,6 +766,17 @@ class Store:
         )
         with self._engine.connect() as connection:
             return list(connection.execute(query).scalars())
+
+    @retry_transient
+    def refusals_due_now(self, crm: str, record_ids: Sequence[str]) -> None:
+        """A person asked to try these refused writes again: they are due now."""
+        with writing(self._engine) as connection:
+            for chunk in chunks(record_ids):
+                connection.execute(
+                    t.refusals.update()
+                    .where(t.refusals.c.crm == crm, t.refusals.c.record_id.in_(chunk))
+                    .values(retry_at=self._now())
+                )
 
     @retry_transient
     def forget_refusals(self, crm: str, record_ids: Sequence[str]) -> None:

@@ -10,30 +10,15 @@ import pty
 import subprocess
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from leadsync.cli import main
 from leadsync.config import Config
-from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
+from leadsync.sandbox import Sandbox
 from leadsync.sync import tables
 from leadsync.sync.runs import find_run
 from leadsync.sync.store import Store
-from tests.support import set_up_sandbox_config
-
-OPEN_LIMITS = HubSpotSettings(ten_second_limit=100_000, searches_per_second=1_000)
-
-
-@pytest.fixture
-def sandbox_settings() -> SandboxSettings:
-    return SandboxSettings(port=0, seed=19, leads=40, hubspot=OPEN_LIMITS)
-
-
-@pytest.fixture
-def config(sandbox: Sandbox, tmp_path: Path) -> Config:
-    loaded: Config = set_up_sandbox_config(sandbox, tmp_path)
-    return loaded
 
 
 def _sync(config: Config, capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
