@@ -1,4 +1,5 @@
-"""`leadsync quarantine`: the records leadsync could not use or write, shown and retried.
+"""`leadsync quarantine` and `leadsync review`: the records leadsync could not use or write,
+shown and retried, and the ambiguous matches, shown side by side and resolved.
 
 A record's values are printed here, to the person who asked, and never logged.
 """
@@ -13,9 +14,12 @@ from collections.abc import Sequence
 from leadsync.cli.common import add_config_option, load
 from leadsync.cli.sync import format_summary
 from leadsync.errors import EXIT_FAILED, EXIT_OK, UsageError
+from leadsync.mapping.fields import FieldMap
 from leadsync.sync.quarantine import QuarantineItem
+from leadsync.sync.review import ReviewView
 
 CRM_CHOICES = ("hubspot", "salesforce")
+COLUMN = 26  # the width of one side in `review`
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,6 +58,28 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _add_filters(retry, nested=True)
     retry.add_argument("--json", action="store_true", help="print the run's summary as JSON")
     retry.set_defaults(handler=run_retry)
+
+    review = commands.add_parser(
+        "review",
+        help="the ambiguous matches, side by side with why; resolve one",
+        description="The records waiting for a person: each beside the leads it could "
+        "belong to, with why it is ambiguous. `resolve ID link [--lead L]` links it to a lead, "
+        "`apart` makes it a lead of its own, `ignore` leaves it unlinked; the next sync "
+        "applies it. An item whose cause went away (a duplicate deleted) closes itself.",
+    )
+    add_config_option(review)
+    review.add_argument("--json", action="store_true", help="print them as JSON")
+    review.set_defaults(handler=run_review)
+    review_actions = review.add_subparsers(dest="review_command", metavar="ACTION")
+    resolve = review_actions.add_parser("resolve", help="link, keep apart or ignore one record")
+    resolve.add_argument("record_id", metavar="RECORD-ID", help="the record in review")
+    resolve.add_argument("action", choices=("link", "apart", "ignore"), help="the decision")
+    resolve.add_argument("--lead", metavar="LEAD-ID", help="with link: which lead (a candidate)")
+    resolve.add_argument(
+        "--crm", choices=CRM_CHOICES, default=None, help="when both CRMs have the id"
+    )
+    add_config_option(resolve, nested=True)
+    resolve.set_defaults(handler=run_resolve)
 
 
 def _add_filters(parser: argparse.ArgumentParser, *, nested: bool = False) -> None:
@@ -155,3 +181,65 @@ def _still_quarantined(
 ) -> list[QuarantineItem]:
     keys = {(item.crm, item.record_id) for item in tried}
     return [item for item in now if (item.crm, item.record_id) in keys]
+
+
+def run_review(args: argparse.Namespace) -> int:
+    from leadsync.runtime import open_runtime
+    from leadsync.sync.review import review_items
+
+    config = load(args)
+    with open_runtime(config, connect=False) as runtime:
+        views = review_items(runtime.store)
+        field_map = runtime.field_map
+    if args.json:
+        print(json.dumps([view.as_dict(field_map) for view in views], indent=2, default=str))
+        return EXIT_OK
+    if not views:
+        print("nothing waits in review")
+        return EXIT_OK
+    print("\n\n".join(format_review(view, field_map) for view in views))
+    print(
+        "\nresolve one with `leadsync review resolve RECORD-ID link [--lead LEAD-ID]|apart|ignore`"
+    )
+    return EXIT_OK
+
+
+def format_review(view: ReviewView, field_map: FieldMap) -> str:
+    lines = [
+        f"{view.crm} record {view.record_id}, in review since "
+        f"{view.item.at:%Y-%m-%d %H:%M %Z}: {view.item.reason}"
+    ]
+    heads = ["this record", *(f"lead {c.lead.lead_id[:8]}" for c in view.candidates)]
+    lines.append("  " + f"{'':<20}" + "".join(f"{head:<{COLUMN}}" for head in heads))
+    for name, values in view.rows(field_map):
+        lines.append("  " + f"{name:<20}" + "".join(_cell(value) for value in values))
+    held = [", ".join(f"{r.crm} {r.record_id}" for r in c.records) for c in view.candidates]
+    lines.append(
+        "  "
+        + f"{'records':<20}"
+        + _cell(f"{view.crm} {view.record_id}")
+        + "".join(_cell(text) for text in held)
+    )
+    lines.append("  candidates: " + ", ".join(c.lead.lead_id for c in view.candidates))
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    if len(text) > COLUMN - 2:
+        text = text[: COLUMN - 3] + "…"
+    return f"{text:<{COLUMN}}"
+
+
+def run_resolve(args: argparse.Namespace) -> int:
+    from leadsync.runtime import open_runtime
+    from leadsync.sync.review import resolve_review, review_item
+
+    config = load(args)
+    if args.lead and args.action != "link":
+        raise UsageError("--lead goes with link only")
+    with open_runtime(config, connect=False) as runtime:
+        view = review_item(runtime.store, args.record_id, crm=args.crm)
+        decided = resolve_review(runtime.store, view, args.action, lead_id=args.lead)
+    print(f"{view.crm} record {view.record_id}: {decided}; the next sync applies it")
+    return EXIT_OK

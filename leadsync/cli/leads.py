@@ -25,16 +25,25 @@ def run_explain(args: argparse.Namespace) -> int:
     from leadsync.runtime import open_runtime
     from leadsync.sync.explain import format_explanation
     from leadsync.sync.quarantine import quarantined_for
+    from leadsync.sync.review import in_review_for
 
     config = load(args)
     with open_runtime(config, connect=False) as runtime:
         found = runtime.explain(args.key)
         held = quarantined_for(runtime.store, runtime.field_map, args.key)
+        waiting = in_review_for(runtime.store, runtime.field_map, args.key)
     notes = [
         f"{item.crm} record {item.record_id} is in quarantine since "
         f"{item.entry.at:%Y-%m-%d %H:%M %Z}: {item.cause} "
         f"(`leadsync quarantine show {item.record_id}`)"
         for item in held
+    ]
+    notes += [
+        f"{view.crm} record {view.record_id} waits in review since "
+        f"{view.item.at:%Y-%m-%d %H:%M %Z}: {view.item.reason}; candidates "
+        f"{', '.join(c.lead.lead_id for c in view.candidates)} "
+        f"(`leadsync review`, then `leadsync review resolve {view.record_id} ...`)"
+        for view in waiting
     ]
     if not found and not notes:
         print(f"leadsync: no lead with the email or CRM id {args.key!r}", file=sys.stderr)

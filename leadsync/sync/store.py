@@ -663,6 +663,7 @@ class Store:
         with writing(self._engine) as connection:
             _upsert_leads(connection, leads, self._email_field, now)
             _upsert_links(connection, links, now)
+            _close_reviews(connection, links, now)
             _upsert_reviews(connection, reviews, run_id, now)
             _insert_transitions(connection, transitions, run_id)
             save_clock_changes(connection, clocks, run_id=run_id, now=now)
@@ -1096,6 +1097,31 @@ def _upsert_reviews(
         index_elements=[t.review.c.crm, t.review.c.record_id], set_=update
     )
     connection.execute(statement, rows)
+
+
+def _close_reviews(
+    connection: Connection, links: Sequence[tuple[str, str, str, str]], now: datetime
+) -> None:
+    """A record in review that matching now links without doubt: its cause went away (a
+    duplicate deleted, an email corrected), so its item closes itself, saying how."""
+    if not links:
+        return
+    # The open queue is short, the links of a batch may be thousands: read the one.
+    still_open = t.review.c.resolved_at.is_(None)
+    query = sa.select(t.review.c.crm, t.review.c.record_id).where(still_open)
+    waiting = {(row.crm, row.record_id) for row in connection.execute(query)}
+    for crm, record_id, lead_id, kind in links:
+        if (crm, record_id) not in waiting:
+            continue
+        connection.execute(
+            t.review.update()
+            .where(
+                t.review.c.crm == crm,
+                t.review.c.record_id == record_id,
+                t.review.c.resolved_at.is_(None),
+            )
+            .values(resolved_at=now, resolution=f"closed itself: matched {lead_id} by {kind}")
+        )
 
 
 def _insert_transitions(
