@@ -14,6 +14,7 @@ from typing import Any
 
 from leadsync.runtime import Runtime
 from leadsync.sync.leases import LeaseInfo, all_leases
+from leadsync.sync.runs import RunView, list_runs
 from leadsync.sync.store import RunRow
 
 __all__ = ["LeaseView", "QuotaView", "RunView", "StatusView", "service_status"]
@@ -55,24 +56,6 @@ class QuotaView:
 
 
 @dataclass(frozen=True, slots=True)
-class RunView:
-    run: RunRow
-    pulled: int
-    written: int
-    failed: int
-    quarantined: int
-
-    @property
-    def seconds(self) -> float | None:
-        finished = self.run.finished_at
-        return None if finished is None else (finished - self.run.started_at).total_seconds()
-
-    @property
-    def holder(self) -> str:
-        return str(self.run.summary.get("holder") or "")
-
-
-@dataclass(frozen=True, slots=True)
 class StatusView:
     now: datetime
     leases: list[LeaseView]
@@ -88,12 +71,12 @@ class StatusView:
 
 def service_status(runtime: Runtime, *, now: datetime, runs: int = RUNS_SHOWN) -> StatusView:
     store = runtime.store
-    recent = store.runs(limit=runs)
+    recent = list_runs(store, limit=runs)
     return StatusView(
         now,
         [_lease(info, now) for info in all_leases(store.engine)],
-        [_run(run) for run in recent],
-        _quotas(runtime, recent),
+        recent,
+        _quotas(runtime, [view.run for view in recent]),
         store.quarantine_size(),
     )
 
@@ -104,15 +87,6 @@ def _lease(info: LeaseInfo, now: datetime) -> LeaseView:
     return LeaseView(
         info.name, replica, role, info.acquired_at, info.expires_at, now < info.expires_at
     )
-
-
-def _run(run: RunRow) -> RunView:
-    crms: Mapping[str, Mapping[str, Any]] = run.summary.get("crms") or {}
-
-    def total(key: str) -> int:
-        return sum(int(counts.get(key) or 0) for counts in crms.values())
-
-    return RunView(run, total("pulled"), total("written"), total("failed"), total("quarantined"))
 
 
 def _quotas(runtime: Runtime, recent: Sequence[RunRow]) -> list[QuotaView]:

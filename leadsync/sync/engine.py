@@ -313,6 +313,23 @@ class SyncEngine:
             self.settle(summary, should_stop=should_stop)
         return summary
 
+    def retry(self, records: Mapping[str, Sequence[str]]) -> RunSummary:
+        """Read these records of each CRM again now (`leadsync quarantine retry`): fetched,
+        through the mapping, then settled and written like a sync's, a refused write tried
+        again at once. A record still unusable stays in quarantine with today's reason."""
+        with self.recording("retry", write=True) as summary:
+            self.preflight()
+            for crm, record_ids in records.items():
+                connector = self._connectors.get(crm)
+                if connector is None or not record_ids:
+                    continue
+                self._store.refusals_due_now(crm, record_ids)
+                fetched = connector.fetch(record_ids, fields=fields_to_pull(self._map, crm))
+                found = tuple(fetched[rid] for rid in record_ids if rid in fetched)
+                self.ingest(crm, connector, Page(found), summary)
+            self.settle(summary)
+        return summary
+
     @contextmanager
     def recording(self, kind: str, *, write: bool) -> Iterator[RunSummary]:
         """A run of `kind` recorded in the store: started now, finished when the block ends,
@@ -361,6 +378,8 @@ class SyncEngine:
         `leadsync.sync.slices`), each committed before the next: memory stays bounded by the
         slice, and a run stopped between slices has settled the slices before."""
         _stop_if(should_stop)
+        if summary.wrote:
+            self._recheck_reviews()
         tally = PlanTally(keep_changes=not summary.wrote)
         overdue = (
             self._store.sla.overdue_leads(self._clock(), rules=self._sla.names) if self._sla else []
@@ -377,6 +396,25 @@ class SyncEngine:
             summary.sla = self._monitor.check(
                 self._clock(), volume=full, deliver=full, should_stop=should_stop
             )
+
+    def _recheck_reviews(self) -> None:
+        """The records waiting in review are matched again with the pending ones: one whose
+        cause went away (a duplicate deleted) is linked, and its item closes itself (see
+        Store.save_decisions); a deleted record's item closes now."""
+        waiting: dict[str, list[str]] = {}
+        for item in self._store.review_queue():
+            if item.crm in self._connectors:
+                waiting.setdefault(item.crm, []).append(item.record_id)
+        for crm, record_ids in waiting.items():
+            held = self._store.snapshots(crm, record_ids)
+            for record_id in record_ids:
+                record = held.get(record_id)
+                if record is None or record.deleted:
+                    self._store.resolve_review(
+                        crm, record_id, resolution="closed itself: the record was deleted"
+                    )
+            alive = [rid for rid in record_ids if rid in held and not held[rid].deleted]
+            self._store.mark_pending(crm, alive)
 
     def _settle_slice(
         self, part: Slice, summary: RunSummary, tally: PlanTally, should_stop: StopCheck

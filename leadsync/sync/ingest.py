@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from leadsync.connectors.base import CrmRecord
@@ -31,8 +32,10 @@ from leadsync.sync.tables import MAX_EMAIL_LENGTH, unstorable
 
 __all__ = [
     "SALESFORCE_CONVERTED",
+    "FieldProblem",
     "QuarantineError",
     "email_problem",
+    "field_problems",
     "fields_to_pull",
     "own_fields",
     "own_values",
@@ -151,6 +154,39 @@ def _read(record: CrmRecord, field_map: FieldMap) -> tuple[dict[str, Any], dict[
         except TransformError as error:
             problems[mapping.name] = f"cannot read {error}"
     return canonical, problems
+
+
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    """Why one field of a record keeps it out: the CRM's field, its value, the message."""
+
+    field: str
+    value: Any
+    message: str
+
+
+def field_problems(crm: str, fields: Mapping[str, Any], field_map: FieldMap) -> list[FieldProblem]:
+    """Field by field, why `to_snapshot` would quarantine a record of `crm` holding `fields`
+    under `field_map` (empty when it would not): what `leadsync quarantine show` lists."""
+    found = [
+        FieldProblem(name, value, "holds a NUL character (U+0000), which the store cannot keep")
+        for name, value in fields.items()
+        if unstorable({name: value})
+    ]
+    record = CrmRecord(crm, "", datetime.min.replace(tzinfo=UTC), fields)
+    canonical, unreadable = _read(record, field_map)
+    for name, message in unreadable.items():
+        binding = field_map.fields[name].binding(crm)
+        crm_field = binding.field if binding is not None else name
+        found.append(FieldProblem(crm_field, fields.get(crm_field), message))
+    identity = field_map.identity_field
+    if identity not in unreadable:
+        why = email_problem(field_map, canonical, crm)
+        if why is not None:
+            binding = field_map.fields[identity].binding(crm)
+            crm_field = binding.field if binding is not None else identity
+            found.insert(0, FieldProblem(crm_field, fields.get(crm_field), why))
+    return found
 
 
 def _pulled(field_map: FieldMap, crm: str) -> list[FieldMapping]:

@@ -2,7 +2,8 @@
 the run wrote; list the fields where it does not (someone changed them since), untouched.
 
 A revert is a run of its own (kind "revert"), with its writes in the audit log like any other,
-so a revert can itself be reverted.
+so a revert can itself be reverted. A dry run reads what the CRMs hold now and says what a
+revert would put back and keep, writing nothing and recording no run.
 """
 
 from __future__ import annotations
@@ -13,23 +14,37 @@ from datetime import UTC, datetime
 from typing import Any
 
 from leadsync.connectors.base import Connector, RecordUpdate, WriteStatus
-from leadsync.errors import UsageError
+from leadsync.sync.runs import UnknownRunError, find_run
 from leadsync.sync.store import LoggedWrite, Store, WriteRow
+
+__all__ = ["RevertReport", "UnknownRunError", "revert_run"]
 
 
 @dataclass
 class RevertReport:
-    run_id: str  # the revert's own run
+    run_id: str  # the revert's own run; "" for a dry run
     reverted: list[tuple[str, str, str, Any]] = field(default_factory=list)  # crm, id, field, old
     kept: list[tuple[str, str, str, str]] = field(default_factory=list)  # crm, id, field, why
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # crm, id, message
+    dry_run: bool = False
 
     def text(self, reverted_run: str) -> str:
-        lines = [
-            f"revert of run {reverted_run} (as run {self.run_id}): "
-            f"{len(self.reverted)} field(s) put back, {len(self.kept)} kept, "
-            f"{len(self.failed)} record(s) failed"
-        ]
+        if self.dry_run:
+            lines = [
+                f"revert of run {reverted_run}, dry run (nothing written): "
+                f"{len(self.reverted)} field(s) to put back, {len(self.kept)} kept"
+            ]
+            if self.reverted:
+                lines.append("to put back:")
+                lines.extend(
+                    f"  {crm} {rid} {name}: {old!r}" for crm, rid, name, old in self.reverted
+                )
+        else:
+            lines = [
+                f"revert of run {reverted_run} (as run {self.run_id}): "
+                f"{len(self.reverted)} field(s) put back, {len(self.kept)} kept, "
+                f"{len(self.failed)} record(s) failed"
+            ]
         if self.kept:
             lines.append("kept, because the CRM no longer holds what the run wrote:")
             lines.extend(f"  {crm} {rid} {name}: {why}" for crm, rid, name, why in self.kept)
@@ -39,24 +54,28 @@ class RevertReport:
         return "\n".join(lines)
 
 
-class UnknownRunError(UsageError):
-    pass
-
-
 def revert_run(
     store: Store,
     connectors: Mapping[str, Connector],
     run_id: str,
     *,
+    dry_run: bool = False,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> RevertReport:
-    if store.run(run_id) is None:
-        raise UnknownRunError(f"no run {run_id}")
+    """Revert run `run_id` (a full or short id); with `dry_run`, only say what it would do."""
+    run_id = find_run(store, run_id).run_id
     written: dict[tuple[str, str], dict[str, LoggedWrite]] = {}
     for write in store.writes(run_id=run_id):
         if write.status is WriteStatus.WRITTEN:
             # The first write of a field in the run holds the value from before the run.
             written.setdefault((write.crm, write.record_id), {}).setdefault(write.field, write)
+    if dry_run:
+        preview = RevertReport("", dry_run=True)
+        for crm, connector in connectors.items():
+            records = {rid: fields for (c, rid), fields in written.items() if c == crm}
+            if records:
+                _revertible(crm, connector, records, preview)
+        return preview
     report = RevertReport(store.start_run("revert", started_at=clock()))
     try:
         for crm, connector in connectors.items():
@@ -86,25 +105,9 @@ def _revert_crm(
     records: Mapping[str, Mapping[str, LoggedWrite]],
     report: RevertReport,
 ) -> None:
-    names = sorted({name for fields in records.values() for name in fields})
-    now = connector.fetch(sorted(records), fields=names)
-    updates = []
-    for record_id, fields in sorted(records.items()):
-        current = now.get(record_id)
-        values: dict[str, Any] = {}
-        held: dict[str, Any] = {}
-        for name, write in sorted(fields.items()):
-            if current is None:
-                report.kept.append((crm, record_id, name, "the record is gone"))
-            elif _same(current.fields.get(name), write.new):
-                values[name] = write.old
-                held[name] = current.fields.get(name)
-            else:
-                report.kept.append(
-                    (crm, record_id, name, f"now {current.fields.get(name)!r}, not {write.new!r}")
-                )
-        if values:
-            updates.append(RecordUpdate(record_id, values, held))
+    planned = RevertReport(report.run_id)
+    updates = _revertible(crm, connector, records, planned)
+    report.kept.extend(planned.kept)
     if not updates:
         return
     results = {result.record_id: result for result in connector.write(updates)}
@@ -130,6 +133,37 @@ def _revert_crm(
             for name, value in sorted(update.values.items())
         )
     store.record_writes(report.run_id, crm, rows)
+
+
+def _revertible(
+    crm: str,
+    connector: Connector,
+    records: Mapping[str, Mapping[str, LoggedWrite]],
+    report: RevertReport,
+) -> list[RecordUpdate]:
+    """The updates that put back what the run wrote where `crm` still holds it (listed in
+    `report.reverted`); the fields it no longer holds go to `report.kept`."""
+    names = sorted({name for fields in records.values() for name in fields})
+    now = connector.fetch(sorted(records), fields=names)
+    updates = []
+    for record_id, fields in sorted(records.items()):
+        current = now.get(record_id)
+        values: dict[str, Any] = {}
+        held: dict[str, Any] = {}
+        for name, write in sorted(fields.items()):
+            if current is None:
+                report.kept.append((crm, record_id, name, "the record is gone"))
+            elif _same(current.fields.get(name), write.new):
+                values[name] = write.old
+                held[name] = current.fields.get(name)
+            else:
+                report.kept.append(
+                    (crm, record_id, name, f"now {current.fields.get(name)!r}, not {write.new!r}")
+                )
+        if values:
+            updates.append(RecordUpdate(record_id, values, held))
+            report.reverted.extend((crm, record_id, name, old) for name, old in values.items())
+    return updates
 
 
 def _same(held: Any, wrote: Any) -> bool:

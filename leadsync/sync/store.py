@@ -68,7 +68,7 @@ __all__ = [
     "content_digest",
 ]
 
-RUN_KINDS = frozenset({"sync", "plan", "backfill", "sweep", "revert"})
+RUN_KINDS = frozenset({"sync", "plan", "backfill", "sweep", "revert", "retry"})
 RUNNING = "running"  # a run's status until finish_run
 ABANDONED = "abandoned"  # left running by a replica that died; another took its job over
 # How a write the CRM refused is named in the quarantine.
@@ -281,11 +281,28 @@ class Store:
         return None if row is None else _run(row)
 
     @retry_transient
-    def runs(self, limit: int = 20) -> list[RunRow]:
-        """The latest runs, newest first."""
+    def runs(self, limit: int = 20, *, kind: str | None = None) -> list[RunRow]:
+        """The latest runs (of `kind`, if given), newest first."""
         query = sa.select(t.runs).order_by(t.runs.c.started_at.desc(), t.runs.c.run_id).limit(limit)
+        if kind is not None:
+            query = query.where(t.runs.c.kind == kind)
         with self._engine.connect() as connection:
             return [_run(row) for row in connection.execute(query).mappings()]
+
+    @retry_transient
+    def run_ids_starting(self, prefix: str, *, limit: int = 5) -> list[str]:
+        """The ids of runs that start with `prefix` (a short id), at most `limit`."""
+        # Run ids are UUIDs: a prefix of other characters names none, and holds no LIKE wildcard.
+        if not prefix or prefix.strip("0123456789abcdef-"):
+            return []
+        query = (
+            sa.select(t.runs.c.run_id)
+            .where(t.runs.c.run_id.startswith(prefix))
+            .order_by(t.runs.c.run_id)
+            .limit(limit)
+        )
+        with self._engine.connect() as connection:
+            return list(connection.execute(query).scalars())
 
     @retry_transient
     def abandon_runs(self, holder: str, *, finished_at: datetime) -> int:
@@ -646,6 +663,7 @@ class Store:
         with writing(self._engine) as connection:
             _upsert_leads(connection, leads, self._email_field, now)
             _upsert_links(connection, links, now)
+            _close_reviews(connection, links, now)
             _upsert_reviews(connection, reviews, run_id, now)
             _insert_transitions(connection, transitions, run_id)
             save_clock_changes(connection, clocks, run_id=run_id, now=now)
@@ -749,6 +767,17 @@ class Store:
         )
         with self._engine.connect() as connection:
             return list(connection.execute(query).scalars())
+
+    @retry_transient
+    def refusals_due_now(self, crm: str, record_ids: Sequence[str]) -> None:
+        """A person asked to try these refused writes again: they are due now."""
+        with writing(self._engine) as connection:
+            for chunk in chunks(record_ids):
+                connection.execute(
+                    t.refusals.update()
+                    .where(t.refusals.c.crm == crm, t.refusals.c.record_id.in_(chunk))
+                    .values(retry_at=self._now())
+                )
 
     @retry_transient
     def forget_refusals(self, crm: str, record_ids: Sequence[str]) -> None:
@@ -1068,6 +1097,31 @@ def _upsert_reviews(
         index_elements=[t.review.c.crm, t.review.c.record_id], set_=update
     )
     connection.execute(statement, rows)
+
+
+def _close_reviews(
+    connection: Connection, links: Sequence[tuple[str, str, str, str]], now: datetime
+) -> None:
+    """A record in review that matching now links without doubt: its cause went away (a
+    duplicate deleted, an email corrected), so its item closes itself, saying how."""
+    if not links:
+        return
+    # The open queue is short, the links of a batch may be thousands: read the one.
+    still_open = t.review.c.resolved_at.is_(None)
+    query = sa.select(t.review.c.crm, t.review.c.record_id).where(still_open)
+    waiting = {(row.crm, row.record_id) for row in connection.execute(query)}
+    for crm, record_id, lead_id, kind in links:
+        if (crm, record_id) not in waiting:
+            continue
+        connection.execute(
+            t.review.update()
+            .where(
+                t.review.c.crm == crm,
+                t.review.c.record_id == record_id,
+                t.review.c.resolved_at.is_(None),
+            )
+            .values(resolved_at=now, resolution=f"closed itself: matched {lead_id} by {kind}")
+        )
 
 
 def _insert_transitions(

@@ -1,0 +1,82 @@
+"""The `leadsync` command.
+
+Exit codes, for every subcommand: 0 done; 1 failed at run time; 2 bad usage, config or mapping,
+with a message that names what is wrong and no traceback. `main` maps the branches of the one
+exception tree (`leadsync.errors`) to them, in one place; `--debug` adds the traceback.
+
+One module per command group: each has `register(commands)`, which adds its subcommands and
+sets each one's `handler`, a function of the parsed arguments that returns the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+from leadsync import __version__
+from leadsync.cli import (
+    backfill,
+    check,
+    demo,
+    exceptions,
+    leads,
+    report,
+    runs,
+    sandbox,
+    service,
+    sla,
+    sync,
+)
+from leadsync.cli.sync import format_summary
+from leadsync.errors import EXIT_FAILED, LeadsyncError
+
+__all__ = ["build_parser", "format_summary", "main"]
+
+# Set (or `--debug`) to see the traceback behind a failure's one-line message.
+DEBUG_VAR = "LEADSYNC_DEBUG"
+
+# In the order `leadsync --help` lists them.
+GROUPS = (sandbox, check, service, sync, leads, exceptions, runs, sla, report, backfill, demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="leadsync",
+        description="One lead definition for HubSpot and Salesforce.",
+    )
+    parser.add_argument("--version", action="version", version=f"leadsync {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=os.environ.get(DEBUG_VAR) == "1",
+        help=f"on a failure, print the traceback too (or set {DEBUG_VAR}=1)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in GROUPS:
+        group.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+        return code
+    except Exception as failure:  # noqa: BLE001 - the command's last word: one line, always
+        if args.debug:
+            traceback.print_exc()
+        if isinstance(failure, LeadsyncError):
+            # The branch decides the exit code (see leadsync.errors): 2 for the user's input,
+            # 1 for what failed at run time. One line (a ConfigError: one per problem).
+            print(f"leadsync: {failure}", file=sys.stderr)
+            return failure.exit_code
+        print(
+            f"leadsync: internal error: {type(failure).__name__} (a bug in leadsync: please "
+            "report it with the output of --debug)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED

@@ -1,0 +1,67 @@
+"""`leadsync report`: the funnel, SLA, calibration and sync health, from the store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from leadsync.cli.common import add_config_option, day, load
+from leadsync.errors import EXIT_OK, UsageError
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    report = commands.add_parser(
+        "report",
+        help="the funnel, SLA compliance, score calibration and sync health",
+        description="Marketing's and sales' shared numbers, from the store (no CRM is called).",
+    )
+    add_config_option(report)
+    report.add_argument("--since", type=day, metavar="DATE", help="from DATE (UTC)")
+    report.add_argument("--until", type=day, metavar="DATE", help="to DATE, not included")
+    report.add_argument(
+        "--period", choices=("week", "month"), default="month", help="default month"
+    )
+    report.add_argument(
+        "--format", choices=("table", "json", "html"), default="table", help="default table"
+    )
+    report.add_argument(
+        "--out", type=Path, metavar="FILE", help="write it there (default: standard output)"
+    )
+    report.set_defaults(handler=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from leadsync.reports.build import report_for
+    from leadsync.reports.html import render_html
+    from leadsync.reports.text import format_table
+    from leadsync.runtime import open_runtime
+
+    if args.since and args.until and args.until <= args.since:
+        raise UsageError("--until must be after --since")
+    now = datetime.now(UTC)
+    if args.since and not args.until and args.since >= now:
+        raise UsageError("--since must be before --until (without it, before now)")
+    config = load(args)
+    with open_runtime(config, connect=False) as runtime:
+        report = report_for(
+            runtime, now=now, since=args.since, until=args.until, period=args.period
+        )
+    renderers = {
+        "table": format_table,
+        "json": lambda body: json.dumps(body, indent=2) + "\n",
+        "html": render_html,
+    }
+    text = renderers[args.format](report)
+    if args.out is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+    except OSError as problem:
+        raise UsageError(f"cannot write {args.out}: {problem.strerror}") from None
+    print(f"wrote the {args.format} report to {args.out}")
+    return EXIT_OK

@@ -1,0 +1,103 @@
+"""`leadsync sync --once` and `leadsync plan`: one cycle, written or not."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from leadsync.cli.common import add_config_option, load
+from leadsync.errors import EXIT_FAILED, EXIT_OK
+from leadsync.sync.engine import RunSummary
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sync = commands.add_parser("sync", help="run one full sync cycle and print what it did")
+    add_config_option(sync)
+    sync.add_argument(
+        "--once", action="store_true", required=True, help="one cycle, then exit (required)"
+    )
+    sync.add_argument("--json", action="store_true", help="print the summary as JSON")
+    sync.set_defaults(handler=run_sync)
+
+    plan = commands.add_parser(
+        "plan",
+        help="the same cycle without writing: the changes each CRM would get, and the API calls",
+    )
+    add_config_option(plan)
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.set_defaults(handler=run_plan)
+
+
+def run_sync(args: argparse.Namespace) -> int:
+    return run_cycle(args, write=True)
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    return run_cycle(args, write=False)
+
+
+def run_cycle(args: argparse.Namespace, *, write: bool) -> int:
+    from leadsync.runtime import open_runtime
+
+    config = load(args)
+    with open_runtime(config) as runtime:
+        summary = runtime.engine(full_sla_check=True).run(write=write)
+    failed = summary.every_write_failed()
+    if args.json:
+        body = summary.as_dict()
+        if summary.plan is not None and not write:
+            body["changes"] = [
+                {
+                    "crm": c.crm,
+                    "record_id": c.record_id,
+                    "field": c.field,
+                    "old": c.old,
+                    "new": c.new,
+                }
+                for c in summary.plan.changes
+            ]
+        print(json.dumps(body, indent=2, default=str))
+    else:
+        print(format_summary(summary))
+    for problem in failed.values():
+        print(f"leadsync: {problem}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def format_summary(summary: RunSummary) -> str:
+    mode = "sync" if summary.wrote else "plan (nothing written)"
+    lines = [f"run {summary.run_id}: {mode}"]
+    header = f"  {'':<11}{'pulled':>8}{'quarant.':>10}{'new':>7}{'matched':>9}{'review':>8}"
+    header += f"{'to write':>10}{'written':>9}{'failed':>8}{'deferred':>10}{'held back':>11}"
+    lines.append(header)
+    for crm, c in sorted(summary.crms.items()):
+        lines.append(
+            f"  {crm:<11}{c.pulled:>8}{c.quarantined:>10}{c.new_leads:>7}{c.matched:>9}"
+            f"{c.to_review:>8}{c.records_to_update:>10}{c.written:>9}{c.failed:>8}{c.deferred:>10}"
+            f"{c.held_back:>11}"
+        )
+    causes = [
+        (crm, category, cause)
+        for crm, c in sorted(summary.crms.items())
+        for category, cause in c.causes()
+    ]
+    if causes:
+        lines.append("  not written, by cause (count, one of them):")
+        lines.extend(
+            f"    {crm} {category}: {cause.count}, e.g. {cause.example}"
+            for crm, category, cause in causes
+        )
+    lines.append(
+        f"  leads changed: {summary.leads_changed}, stage transitions: {summary.transitions}"
+    )
+    if summary.clocks_started or summary.clocks_stopped or summary.sla is not None:
+        breaches = 0 if summary.sla is None else summary.sla.breached
+        lines.append(
+            f"  SLA clocks started: {summary.clocks_started}, stopped: "
+            f"{summary.clocks_stopped}, newly breached: {breaches}"
+        )
+    if summary.plan is not None and summary.plan.change_count:
+        lines.append("  changes by field, and the write calls they take:")
+        lines.extend(f"  {line}" for line in summary.plan.lines())
+    return "\n".join(lines)

@@ -1,0 +1,151 @@
+"""`leadsync review`: a duplicate Salesforce lead waits for a person, is shown beside the lead
+it duplicates, is resolved, and closes itself when its cause goes away."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from leadsync.cli import main
+from leadsync.config import Config
+from leadsync.sandbox import Sandbox
+from leadsync.sync.store import Store
+
+
+def _sync(config: Config) -> None:
+    assert main(["sync", "--once", "--config", str(config.path)]) == 0
+
+
+@pytest.fixture
+def duplicate(sandbox: Sandbox, config: Config) -> dict[str, Any]:
+    """After a first sync, a second Salesforce lead with the email of one leadsync linked."""
+    _sync(config)
+    with Store(config.database_url) as store:
+        for original in sandbox.salesforce.snapshot("Lead"):
+            if original["IsConverted"] or not original.get("Email"):
+                continue
+            lead_id = store.lead_ids_for("salesforce", [original["Id"]]).get(original["Id"])
+            if lead_id is not None:
+                break
+        else:  # pragma: no cover - the seed always has some
+            pytest.fail("no linked Salesforce lead")
+    created = sandbox.salesforce.create_record(
+        "Lead",
+        {"LastName": "Twin", "Company": original["Company"], "Email": original["Email"]},
+    )
+    assert created.record_id is not None
+    _sync(config)
+    return {
+        "original": original["Id"],
+        "twin": created.record_id,
+        "lead_id": lead_id,
+        "email": original["Email"],
+    }
+
+
+def _queue(config: Config, capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    capsys.readouterr()
+    assert main(["review", "--json", "--config", str(config.path)]) == 0
+    found: list[dict[str, Any]] = json.loads(capsys.readouterr().out)
+    return found
+
+
+def _lead_of(config: Config, record_id: str) -> str | None:
+    with Store(config.database_url) as store:
+        return store.lead_ids_for("salesforce", [record_id]).get(record_id)
+
+
+def test_review_shows_the_duplicate_beside_its_lead_with_why(
+    config: Config, duplicate: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    (item,) = _queue(config, capsys)
+    assert (item["crm"], item["record_id"]) == ("salesforce", duplicate["twin"])
+    assert [c["lead_id"] for c in item["candidates"]] == [duplicate["lead_id"]]
+    assert ["salesforce", duplicate["original"]] in item["candidates"][0]["records"]
+    assert "a duplicate" in item["reason"]
+    this, theirs = item["fields"]["last_name"]
+    assert this == "Twin"
+    assert theirs != "Twin"
+    assert main(["review", "--config", str(config.path)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"salesforce record {duplicate['twin']}, in review since ")
+    assert f"lead {duplicate['lead_id'][:8]}" in text
+    assert any(line.split()[:2] == ["last_name", "Twin"] for line in text.splitlines())
+
+
+def test_explain_says_a_record_waits_in_review(
+    config: Config, duplicate: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    # By the 15-character form of its id, as Salesforce shows it in some places.
+    assert main(["explain", duplicate["twin"][:15], "--config", str(config.path)]) == 0
+    out = capsys.readouterr().out
+    assert f"salesforce record {duplicate['twin']} waits in review since" in out
+    assert duplicate["lead_id"] in out
+
+
+def test_kept_apart_the_next_sync_makes_it_a_lead_of_its_own(
+    config: Config, duplicate: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    twin = duplicate["twin"]
+    assert main(["review", "resolve", twin, "apart", "--config", str(config.path)]) == 0
+    assert "kept apart as lead" in capsys.readouterr().out
+    assert _queue(config, capsys) == []
+    _sync(config)
+    own = _lead_of(config, twin)
+    assert own is not None
+    assert own != duplicate["lead_id"]
+    with Store(config.database_url) as store:
+        assert store.leads([own])[own].values["last_name"] == "Twin"
+
+
+def test_linked_the_next_sync_merges_it_into_the_lead(
+    config: Config, duplicate: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    twin, lead_id = duplicate["twin"], duplicate["lead_id"]
+    args = ["review", "resolve", twin, "link", "--lead", lead_id, "--config", str(config.path)]
+    assert main(args) == 0
+    assert f"linked to {lead_id}" in capsys.readouterr().out
+    _sync(config)
+    assert _lead_of(config, twin) == lead_id
+    assert _queue(config, capsys) == []
+
+
+def test_ignored_it_stays_unlinked_and_resolving_again_is_bad_usage(
+    config: Config, duplicate: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    twin = duplicate["twin"]
+    assert main(["review", "resolve", twin, "ignore", "--config", str(config.path)]) == 0
+    _sync(config)
+    assert _lead_of(config, twin) is None
+    assert main(["review", "resolve", twin, "apart", "--config", str(config.path)]) == 2
+    assert f"no record {twin} in review" in capsys.readouterr().err
+
+
+def test_the_item_closes_itself_once_the_duplicate_it_stood_against_is_deleted(
+    sandbox: Sandbox, config: Config, duplicate: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert len(_queue(config, capsys)) == 1
+    sandbox.salesforce.delete_record("Lead", duplicate["original"])
+    _sync(config)
+    assert _queue(config, capsys) == []
+    # Linked now: to the lead it duplicated if that lead has another live record, else to
+    # a lead of its own (the deleted record's lead answers to nothing any more).
+    assert _lead_of(config, duplicate["twin"]) is not None
+    with Store(config.database_url) as store:
+        (closed,) = store.review_queue(open_only=False)
+    assert closed.resolution is not None
+    assert closed.resolution.startswith("closed itself: matched")
+
+
+def test_the_item_of_a_record_deleted_in_its_crm_closes_itself(
+    sandbox: Sandbox, config: Config, duplicate: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    sandbox.salesforce.delete_record("Lead", duplicate["twin"])
+    _sync(config)
+    assert _queue(config, capsys) == []
+    with Store(config.database_url) as store:
+        (closed,) = store.review_queue(open_only=False)
+    assert closed.resolution == "closed itself: the record was deleted"

@@ -1,0 +1,152 @@
+"""`leadsync runs`, `runs show` and `revert --dry-run` against the sandbox."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import pty
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import pytest
+
+from leadsync.cli import main
+from leadsync.config import Config
+from leadsync.sandbox import Sandbox
+from leadsync.sync import tables
+from leadsync.sync.runs import find_run
+from leadsync.sync.store import Store
+
+
+def _sync(config: Config, capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+    assert main(["sync", "--once", "--json", "--config", str(config.path)]) == 0
+    body: dict[str, object] = json.loads(capsys.readouterr().out)
+    return body
+
+
+def _write_calls(sandbox: Sandbox) -> int:
+    endpoints = sandbox.stats.as_dict()["endpoints"]
+    return sum(n for name, n in endpoints.items() if "update" in name or "ingest" in name)
+
+
+def test_runs_lists_kind_outcome_counts_and_short_ids_as_table_and_json(
+    config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    synced = _sync(config, capsys)
+    run_id = str(synced["run_id"])
+    assert main(["runs", "--json", "--config", str(config.path)]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [run["run_id"] for run in listed] == [run_id]
+    (run,) = listed
+    assert run["short_id"] == run_id[:8]
+    assert (run["kind"], run["outcome"]) == ("sync", "succeeded")
+    crms = synced["crms"]
+    assert isinstance(crms, dict)
+    assert run["pulled"] == sum(c["pulled"] for c in crms.values()) > 0
+    assert run["written"] == sum(c["written"] for c in crms.values()) > 0
+    # --config after the subcommand's own options, and before them, both work.
+    assert main(["runs", "--config", str(config.path)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:3] == ["run", "kind", "outcome"]
+    assert table[1].split()[:3] == [run_id[:8], "sync", "succeeded"]
+
+
+def test_runs_show_lists_a_runs_writes_by_short_id_as_table_json_and_csv(
+    config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = str(_sync(config, capsys)["run_id"])
+    with Store(config.database_url) as store:
+        writes = store.writes(run_id=run_id)
+    assert writes
+    short = run_id[:8]
+    assert main(["runs", "show", short, "--json", "--config", str(config.path)]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["run_id"] == run_id
+    assert len(body["writes"]) == len(writes)
+    assert {(w["crm"], w["record_id"], w["field"]) for w in body["writes"]} == {
+        (w.crm, w.record_id, w.field) for w in writes
+    }
+    assert main(["runs", "--config", str(config.path), "show", short, "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == len(writes)
+    assert rows[0]["new"] == str(writes[0].new)
+    assert {row["status"] for row in rows} <= {"written", "failed", "deferred"}
+    assert main(["runs", "show", short, "--config", str(config.path)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"run {run_id} ({short}): sync, succeeded")
+    assert f"{len(writes)} write(s):" in text
+
+
+def test_a_short_id_must_name_one_run(config: Config, capsys: pytest.CaptureFixture[str]) -> None:
+    run_id = str(_sync(config, capsys)["run_id"])
+    with Store(config.database_url) as store:
+        assert find_run(store, run_id[:5].upper()).run_id == run_id
+        started = datetime.now(UTC)
+        with store.engine.begin() as connection:
+            for twin in ("abcd0000-0000-4000-8000-000000000001", "abcd0000-1111-4000-8000-0"):
+                connection.execute(
+                    tables.runs.insert(),
+                    {
+                        "run_id": twin,
+                        "kind": "plan",
+                        "status": "succeeded",
+                        "started_at": started,
+                        "finished_at": started,
+                        "summary": {},
+                    },
+                )
+    assert main(["runs", "show", "abcd0000", "--config", str(config.path)]) == 2
+    assert "'abcd0000' names more than one run" in capsys.readouterr().err
+    assert main(["runs", "show", "abcd0000-1", "--json", "--config", str(config.path)]) == 0
+    assert json.loads(capsys.readouterr().out)["run_id"] == "abcd0000-1111-4000-8000-0"
+    assert main(["runs", "show", "zz-not-hex", "--config", str(config.path)]) == 2
+    assert "no run zz-not-hex" in capsys.readouterr().err
+    # Three characters name no run, however many start with them.
+    assert main(["runs", "show", "abc", "--config", str(config.path)]) == 2
+    assert "no run abc" in capsys.readouterr().err
+
+
+def test_revert_dry_run_says_what_it_would_put_back_and_writes_nothing(
+    sandbox: Sandbox, config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = str(_sync(config, capsys)["run_id"])
+    with Store(config.database_url) as store:
+        written = [w for w in store.writes(run_id=run_id) if w.status == "written"]
+    before = len(Store(config.database_url).runs())
+    sandbox.stats.clear()
+    assert main(["revert", run_id[:8], "--dry-run", "--config", str(config.path)]) == 0
+    out = capsys.readouterr().out
+    assert _write_calls(sandbox) == 0
+    assert f"revert of run {run_id[:8]}, dry run (nothing written):" in out
+    first = written[0]
+    assert f"  {first.crm} {first.record_id} {first.field}: {first.old!r}" in out
+    # No run recorded for a preview.
+    with Store(config.database_url) as store:
+        assert len(store.runs()) == before
+
+
+def test_revert_on_a_terminal_asks_first_and_no_writes_nothing(
+    sandbox: Sandbox, config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = str(_sync(config, capsys)["run_id"])
+    sandbox.stats.clear()
+    command = [sys.executable, "-m", "leadsync.cli", "revert", run_id[:8]]
+    command += ["--config", str(config.path)]
+    leader, follower = pty.openpty()
+    os.write(leader, b"n\n")  # the person answers no
+    done = subprocess.run(
+        command, stdin=follower, capture_output=True, text=True, timeout=120, check=False
+    )
+    os.close(follower)
+    os.close(leader)
+    assert done.returncode == 1, done.stderr
+    assert "dry run (nothing written)" in done.stdout
+    assert "[y/N]" in done.stdout
+    assert "revert not confirmed: nothing written" in done.stderr
+    assert _write_calls(sandbox) == 0
+    # --yes goes ahead, terminal or not.
+    assert main(["revert", run_id[:8], "--yes", "--config", str(config.path)]) == 0
+    assert _write_calls(sandbox) > 0
