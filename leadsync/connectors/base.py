@@ -1,7 +1,12 @@
 """The small interface every connector implements, and the values that cross it.
 
-    pull(position, fields=..., started_at=...)  -> pages of changed records, each with the
-                                                   position to resume from once it is committed
+    streams                                     -> the objects a pull can take: the lead
+                                                   object first, then related ones (Salesforce
+                                                   Contacts and Opportunities)
+    pull(position, fields=..., started_at=...,  -> pages of changed records (of the lead
+         stream=None)                              object, or of the related object `stream`),
+                                                   each with the position to resume from once
+                                                   it is committed
     pull_all(checkpoint, fields=...)            -> pages of every record (backfills), each with
                                                    a checkpoint to resume from
     count_all()                                 -> how many records a full pull will bring
@@ -11,7 +16,8 @@
                                                    a stage the CRM orders back (HubSpot's
                                                    lifecycle stage), which it treats apart
     fetch(ids, fields=...)                      -> records as they are right now (batched)
-    write(updates)                              -> one result per record
+    write(updates)                              -> one result per record (an update may
+                                                   name a related object: a Contact)
     quota()                                     -> what the CRM says is left today
 
 Paging, auth, retries and throttling live inside a connector; the engine sees only these.
@@ -133,6 +139,8 @@ class RecordUpdate:
     record_id: str
     values: Mapping[str, Any]
     current: Mapping[str, Any] = field(default_factory=dict)
+    # A related object's record (one of the connector's `streams`); None: the lead object.
+    object_name: str | None = None
 
 
 class WriteStatus(StrEnum):
@@ -154,6 +162,8 @@ class WriteResult:
 
 class Connector(Protocol):
     crm: str
+    # The objects `pull` takes: the lead object first, then the related ones.
+    streams: tuple[str, ...]
 
     def pull(
         self,
@@ -162,6 +172,7 @@ class Connector(Protocol):
         fields: Sequence[str],
         started_at: datetime,
         known: KnownStamps | None = None,
+        stream: str | None = None,
     ) -> Iterator[Page]: ...
 
     def pull_all(
@@ -215,6 +226,7 @@ def merge_by_id(updates: Sequence[RecordUpdate]) -> dict[str, RecordUpdate]:
                 update.record_id,
                 {**earlier.values, **update.values},
                 {**earlier.current, **update.current},
+                update.object_name,
             )
     return merged
 

@@ -112,6 +112,7 @@ class HubSpotConnector:
     """Contacts of one HubSpot portal. Build one per run and `close()` it afterwards."""
 
     crm = CRM
+    streams: tuple[str, ...] = ("contacts",)
 
     def __init__(
         self,
@@ -261,8 +262,12 @@ class HubSpotConnector:
         fields: Sequence[str],
         started_at: datetime,
         known: KnownStamps | None = None,
+        stream: str | None = None,
     ) -> Iterator[Page]:
-        """Contacts changed since `position` (less the look-back), oldest change first."""
+        """Contacts changed since `position` (less the look-back), oldest change first.
+        HubSpot's one stream is its contacts: leadsync follows no related object there."""
+        if stream not in (None, *self.streams):
+            raise ValueError(f"HubSpot has no stream {stream!r}; it has {self.streams}")
         start = (
             position.modified_at - self._connection.lookback
             if position is not None

@@ -127,7 +127,9 @@ COLLECTION_IDS = 200
 
 
 class SalesforceConnector:
-    """The `Connector` for one Salesforce object (`connection.object_name`, Lead by default)."""
+    """The `Connector` for one Salesforce object (`connection.object_name`, Lead by default)
+    and the objects related to it that it follows (`connection.related_objects`: the Contacts
+    and Opportunities converted leads become)."""
 
     crm = CRM
 
@@ -153,6 +155,8 @@ class SalesforceConnector:
         self._client: Salesforce | None = None
         self._logins = 0  # which login the current client comes from
         self._description: ObjectDescription | None = None
+        self._related_descriptions: dict[str, ObjectDescription] = {}
+        self.streams: tuple[str, ...] = (connection.object_name, *connection.related_objects)
         self._bulk = BulkJobs(
             self._bulk_call,
             poll_seconds=connection.bulk_poll_seconds,
@@ -171,16 +175,18 @@ class SalesforceConnector:
         fields: Sequence[str],
         started_at: datetime,
         known: KnownStamps | None = None,
+        stream: str | None = None,
     ) -> Iterator[Page]:
         """Pages of the records changed since `position` (deleted ones flagged), in
         (SystemModstamp, Id) order, less those `known` says the store holds at the same stamp.
+        Of the lead object, or of `stream`, one of the related objects (`streams`).
 
         Records within `connection.lookback` before `position` are read again, for changes
         that Salesforce commits with an earlier stamp than ones already read. Each page's
         position is its last record's, but never past `started_at`.
         """
         cap = Position(utc(started_at), "")
-        scan = _Scan(self.connection.object_name, _select_list(fields), tuple(fields))
+        scan = _Scan(self._stream_object(stream), _select_list(fields), tuple(fields))
         after = None if position is None else _look_back(position, self.connection.lookback)
         self._gate()
         for records in self._read(scan.changes(after), lambda last: scan.changes(last.position)):
@@ -204,6 +210,14 @@ class SalesforceConnector:
         answer = self._call("count records", _query_with(scan.everything(None).count_soql))
         return int(answer["totalSize"])
 
+    def _stream_object(self, stream: str | None) -> str:
+        if stream is None:
+            return self.connection.object_name
+        for name in self.streams:
+            if name.lower() == stream.lower():
+                return name
+        raise ValueError(f"Salesforce follows no object {stream!r}; it follows {self.streams}")
+
     def describe(self, object_name: str | None = None) -> ObjectDescription:
         """The object's fields: types, picklist values, writability (from `describe`); of
         another object when `object_name` says so (the opportunities leads become)."""
@@ -219,7 +233,16 @@ class SalesforceConnector:
         )
         if name.lower() == self.connection.object_name.lower():
             self._description = description
+        else:
+            self._related_descriptions[name.lower()] = description
         return description
+
+    def _description_of(self, object_name: str) -> ObjectDescription:
+        """The object's describe, asked for once per connector."""
+        if object_name.lower() == self.connection.object_name.lower():
+            return self._description or self.describe()
+        known = self._related_descriptions.get(object_name.lower())
+        return known or self.describe(object_name)
 
     def moves_back(self, field: str, held: Any, wanted: Any) -> bool:
         """Salesforce enforces no order on a picklist: no write moves a stage "back" there."""
@@ -241,23 +264,29 @@ class SalesforceConnector:
     def write(self, updates: Sequence[RecordUpdate]) -> list[WriteResult]:
         """One result per update, in order; updates of one record are sent as one (later
         values win) and share its result. Locked rows are retried within the retry policy's
-        bounds, then DEFERRED; refused ones are FAILED with the CRM's error code."""
+        bounds, then DEFERRED; refused ones are FAILED with the CRM's error code.
+
+        Updates of a related object (a Contact) go in the same collections as the leads':
+        `composite/sobjects` takes records of several types in one request. A Bulk job
+        takes one object, so only the lead object's updates go that way."""
         if not updates:
             return []
         self._gate()
         merged = list(merge_by_id(updates).values())
-        if len(merged) > self.connection.bulk_write_threshold:
-            results = self._write_rounds(merged, self._bulk.update, "Bulk update")
-        else:
-            size = self.connection.collection_size
-            results = []
-            for start in range(0, len(merged), size):
-                chunk = merged[start : start + size]
-                results.extend(
-                    self._write_rounds(chunk, self._send_collection, "collection update")
-                )
+        own = [u for u in merged if self._is_lead_object(u.object_name)]
+        results = []
+        if len(own) > self.connection.bulk_write_threshold:
+            results = self._write_rounds(own, self._bulk.update, "Bulk update")
+            merged = [u for u in merged if not self._is_lead_object(u.object_name)]
+        size = self.connection.collection_size
+        for start in range(0, len(merged), size):
+            chunk = merged[start : start + size]
+            results.extend(self._write_rounds(chunk, self._send_collection, "collection update"))
         by_id = {result.record_id: result for result in results}
         return [by_id[update.record_id] for update in updates]
+
+    def _is_lead_object(self, object_name: str | None) -> bool:
+        return object_name is None or object_name.lower() == self.connection.object_name.lower()
 
     def fetch(
         self, record_ids: Sequence[str], *, fields: Sequence[str], object_name: str | None = None
@@ -490,7 +519,7 @@ class SalesforceConnector:
     ) -> Iterator[list[CrmRecord]]:
         """The query's records, chunk by chunk: Bulk above the threshold, REST otherwise."""
         count = self._call(
-            f"count {self.connection.object_name}",
+            f"count {query.object_name}",
             lambda sf: sf.query(query.count_soql, include_deleted=query.include_deleted),
         )
         if int(count["totalSize"]) > self.connection.bulk_query_threshold:
@@ -522,7 +551,7 @@ class SalesforceConnector:
     def _rest_pages(self, query: _Query) -> Iterator[list[Mapping[str, Any]]]:
         headers = {"Sforce-Query-Options": f"batchSize={self.connection.query_batch_size}"}
         answer = self._call(
-            f"query {self.connection.object_name}",
+            f"query {query.object_name}",
             lambda sf: sf.query(query.soql, include_deleted=query.include_deleted, headers=headers),
         )
         seen: set[str] = set()
@@ -544,7 +573,7 @@ class SalesforceConnector:
         )
 
     def _read_bulk(self, query: _Query) -> Iterator[list[CrmRecord]]:
-        description = self._description or self.describe()
+        description = self._description_of(query.object_name)
         for rows in self._bulk.query(query.soql, include_deleted=query.include_deleted):
             typed = [_typed_row(row, description) for row in rows]
             yield [r for r in map(query.record, typed) if query.keep(r)]
@@ -557,7 +586,7 @@ class SalesforceConnector:
             "allOrNone": False,
             "records": [
                 {
-                    "attributes": {"type": name},
+                    "attributes": {"type": update.object_name or name},
                     **_rest_values(update.values),
                     "id": update.record_id,
                 }
@@ -565,7 +594,7 @@ class SalesforceConnector:
             ],
         }
         answers = self._call(
-            f"update {len(updates)} {name} records",
+            f"update {len(updates)} records",
             lambda sf: _rest(sf, "composite/sobjects", method="PATCH", json=body),
         )
         if not isinstance(answers, list) or len(answers) != len(updates):
@@ -625,6 +654,7 @@ class SalesforceConnector:
 class _Query:
     """One SOQL read, and what trims its rows to exactly the records wanted."""
 
+    object_name: str
     soql: str
     count_soql: str
     include_deleted: bool
@@ -660,6 +690,7 @@ class _Scan:
         where = "" if point is None else f" WHERE SystemModstamp >= {_soql_second(point)}"
         source = f"FROM {self.object_name}{where}"
         return _Query(
+            self.object_name,
             f"SELECT {', '.join(self.select)} {source} ORDER BY SystemModstamp, Id",
             f"SELECT COUNT() {source}",
             include_deleted=True,
@@ -671,6 +702,7 @@ class _Scan:
         where = "" if not after_id else format_soql(" WHERE Id > {}", after_id)
         source = f"FROM {self.object_name}{where}"
         return _Query(
+            self.object_name,
             f"SELECT {', '.join(self.select)} {source} ORDER BY Id",
             f"SELECT COUNT() {source}",
             include_deleted=False,
@@ -683,6 +715,7 @@ class _Scan:
     def by_id(self, record_ids: Sequence[str]) -> _Query:
         source = f"FROM {self.object_name}" + format_soql(" WHERE Id IN {}", list(record_ids))
         return _Query(
+            self.object_name,
             f"SELECT {', '.join(self.select)} {source}",
             f"SELECT COUNT() {source}",
             include_deleted=False,

@@ -2,7 +2,8 @@
 
 Tests, benchmarks and people use it to see what the CRMs hold and what was asked of them, and to
 change the world around leadsync: reseed, inject faults, expire sessions, tighten limits, and
-make the edits that only the CRMs themselves make (engagement, lead conversion).
+make the edits that only the CRMs themselves make (engagement, lead conversion), and the ones
+sales make (an opportunity moved through its stages).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def _index(sandbox: Sandbox, request: Request, _: re.Match[str]) -> Response:
     counts = {
         "hubspot_contacts": len(sandbox.hubspot.snapshot()),
         "salesforce_leads": len(sandbox.salesforce.snapshot("Lead")),
+        "salesforce_contacts": len(sandbox.salesforce.snapshot("Contact")),
         "salesforce_opportunities": len(sandbox.salesforce.snapshot("Opportunity")),
     }
     return Response.json(
@@ -130,14 +132,39 @@ def _salesforce_system_update(sandbox: Sandbox, request: Request, match: re.Matc
 
 
 def _salesforce_convert(sandbox: Sandbox, request: Request, match: re.Match[str]) -> Response:
-    stage = _body(request).get("opportunity_stage")
+    body = _body(request)
+    stage = body.get("opportunity_stage")
+    amount = body.get("amount")
+    if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int | float)):
+        raise _BadRequestError('"amount" must be a number')
     try:
         lead = sandbox.salesforce.convert_lead(
-            match["id"], opportunity_stage=str(stage) if stage else None
+            match["id"],
+            opportunity_stage=str(stage) if stage else None,
+            amount=None if amount is None else float(amount),
         )
     except KeyError:
         return Response.json(404, {"message": f"no such lead: {match['id']}"})
+    except ValueError as refused:
+        raise _BadRequestError(str(refused)) from None
     return Response.json(200, lead)
+
+
+def _salesforce_move_opportunity(
+    sandbox: Sandbox, request: Request, match: re.Match[str]
+) -> Response:
+    """A rep's edit of an opportunity (stage, amount, close date): validated as the REST API
+    validates it; Salesforce then derives IsClosed, IsWon, probability and forecast."""
+    fields = _body(request).get("fields")
+    if not isinstance(fields, Mapping):
+        raise _BadRequestError('body needs "fields": {name: value}, e.g. {"StageName": "..."}')
+    emulator = sandbox.salesforce
+    with emulator.lock:
+        outcome = emulator.update_record("Opportunity", match["id"], fields)
+    if outcome.errors:
+        status = 404 if outcome.errors[0].status_code == "NOT_FOUND" else 400
+        return Response.json(status, [error.as_rest() for error in outcome.errors])
+    return Response.json(200, emulator.record("Opportunity", str(outcome.record_id)))
 
 
 def _salesforce_bulk_fail_next(sandbox: Sandbox, request: Request, _: re.Match[str]) -> Response:
@@ -264,11 +291,18 @@ _CONTROL_ROUTES: list[tuple[str, str, str, ControlHandler]] = [
     ("PATCH", r"/_sandbox/hubspot/contacts/(?P<id>\d+)", "hubspot_activity", _hubspot_activity),
     ("POST", "/_sandbox/hubspot/settle-search", "hubspot_settle_search", _hubspot_settle_search),
     ("GET", "/_sandbox/salesforce/leads", "salesforce_leads", _salesforce_records("Lead")),
+    ("GET", "/_sandbox/salesforce/contacts", "salesforce_contacts", _salesforce_records("Contact")),
     (
         "GET",
         "/_sandbox/salesforce/opportunities",
         "salesforce_opportunities",
         _salesforce_records("Opportunity"),
+    ),
+    (
+        "PATCH",
+        r"/_sandbox/salesforce/opportunities/(?P<id>\w+)",
+        "salesforce_move_opportunity",
+        _salesforce_move_opportunity,
     ),
     (
         "PATCH",

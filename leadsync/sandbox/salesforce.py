@@ -1,4 +1,4 @@
-"""The Salesforce REST emulator (API v59.0): Lead and Opportunity records.
+"""The Salesforce REST emulator (API v59.0): Lead, Contact and Opportunity records.
 
 What it reproduces, because connectors must survive it (CRM_FACTS.md): logins (SOAP, OAuth
 password and JWT bearer) and sessions that can be expired on demand; SOQL `query`/`queryAll`
@@ -32,6 +32,7 @@ from leadsync.sandbox.salesforce_auth import (
     unauthorized,
 )
 from leadsync.sandbox.salesforce_bulk import BulkJobs
+from leadsync.sandbox.salesforce_conversion import CONVERTED_STATUS, contact_values
 from leadsync.sandbox.schema import (
     SALESFORCE_OBJECTS,
     STAGE_PROBABILITY,
@@ -195,30 +196,53 @@ class SalesforceEmulator:
             row["LastModifiedDate"] = stamp
             row["SystemModstamp"] = stamp
 
-    def convert_lead(self, lead_id: str, *, opportunity_stage: str | None = None) -> dict[str, Any]:
-        """Convert a lead as Salesforce's conversion does, optionally creating an opportunity."""
+    def convert_lead(
+        self,
+        lead_id: str,
+        *,
+        opportunity_stage: str | None = None,
+        amount: float | None = None,
+    ) -> dict[str, Any]:
+        """Convert a lead as Salesforce's conversion does: a Contact with the lead's values
+        (salesforce_conversion), optionally an Opportunity, and the lead frozen. Raises
+        KeyError for an unknown lead, ValueError for one converted already or whose values
+        the Contact or Opportunity refuse."""
         with self.lock:
-            row = self._records["lead"][lead_id]
+            row = self._find(self.require_object("Lead"), lead_id)
+            if row is None:
+                raise KeyError(lead_id)
+            if row.get("IsConverted"):
+                raise ValueError(f"lead {lead_id} is converted already")
+            stamp = self._stamp()
             today = salesforce_date(self._now_ms())
+            account_id = salesforce_id("001", self._take_number("account"))
+            contact = self.create_record("Contact", contact_values(row, account_id), stamp=stamp)
+            if contact.errors:
+                raise ValueError(f"the Contact refused the lead's values: {contact.errors}")
             values: dict[str, Any] = {
                 "IsConverted": True,
-                "Status": "Closed - Converted",
+                "Status": CONVERTED_STATUS,
                 "ConvertedDate": today,
-                "ConvertedAccountId": salesforce_id("001", self._take_number("account")),
-                "ConvertedContactId": salesforce_id("003", self._take_number("contact")),
+                "ConvertedAccountId": account_id,
+                "ConvertedContactId": contact.record_id,
             }
             if opportunity_stage is not None:
-                outcome = self.create_record(
+                opportunity = self.create_record(
                     "Opportunity",
                     {
                         "Name": f"{row.get('Company') or 'New'} - New Business",
                         "StageName": opportunity_stage,
                         "CloseDate": today,
+                        "Amount": amount,
+                        "LeadSource": row.get("LeadSource"),
                         "OwnerId": row.get("OwnerId"),
                     },
+                    stamp=stamp,
                 )
-                values["ConvertedOpportunityId"] = outcome.record_id
-            self.system_update("Lead", lead_id, values)
+                if opportunity.errors:
+                    raise ValueError(f"the Opportunity refused: {opportunity.errors}")
+                values["ConvertedOpportunityId"] = opportunity.record_id
+            self.system_update("Lead", row["Id"], values)
             return dict(row)
 
     def _take_number(self, object_key: str) -> int:

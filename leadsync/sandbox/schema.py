@@ -585,8 +585,45 @@ OPPORTUNITY = SalesforceObject(
     ),
 )
 
+# leadsync's write-back fields: the Contact a lead becomes gets the same ones, because a
+# converted lead is frozen and its person's score and stage live on in the Contact.
+LEADSYNC_FIELDS: tuple[SalesforceField, ...] = tuple(spec for spec in LEAD.fields if spec.custom)
+
+
+def _lead_fields(*names: str) -> tuple[SalesforceField, ...]:
+    """Fields the Contact defines as the Lead does (same name, label, type and length)."""
+    found = tuple(spec for name in names if (spec := LEAD.field_named(name)) is not None)
+    assert len(found) == len(names), names
+    return found
+
+
+CONTACT = SalesforceObject(
+    name="Contact",
+    label="Contact",
+    label_plural="Contacts",
+    key_prefix="003",
+    fields=(
+        *_system_fields(),
+        _SF("AccountId", "Account ID", "reference", 18, reference_to=("Account",)),
+        *_lead_fields("Salutation", "FirstName", "LastName", "Title", "Email"),
+        _SF("Phone", "Business Phone", "phone", 40),
+        *_lead_fields("MobilePhone"),
+        _SF("Fax", "Business Fax", "phone", 40),
+        # The Mailing Address compound field's parts (Contact object reference).
+        _SF("MailingStreet", "Mailing Street", "textarea", 255),
+        _SF("MailingCity", "Mailing City", "string", 40),
+        _SF("MailingState", "Mailing State/Province", "string", 80),
+        _SF("MailingPostalCode", "Mailing Zip/Postal Code", "string", 20),
+        _SF("MailingCountry", "Mailing Country", "string", 80),
+        _SF("Description", "Contact Description", "textarea", 32000),
+        *_lead_fields("HasOptedOutOfEmail", "DoNotCall", "HasOptedOutOfFax", "LeadSource"),
+        *_lead_fields("OwnerId", "LastActivityDate"),
+        *LEADSYNC_FIELDS,
+    ),
+)
+
 SALESFORCE_OBJECTS: dict[str, SalesforceObject] = {
-    obj.name.lower(): obj for obj in (LEAD, OPPORTUNITY)
+    obj.name.lower(): obj for obj in (LEAD, CONTACT, OPPORTUNITY)
 }
 
 

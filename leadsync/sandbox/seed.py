@@ -19,11 +19,12 @@ import random
 import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from leadsync.sandbox.ids import salesforce_id
+from leadsync.sandbox.salesforce_conversion import seeded_contact
 from leadsync.sandbox.schema import LEAD, LIFECYCLE_STAGES, OPPORTUNITY, SANDBOX_OWNERS
 from leadsync.sandbox.seed_details import Details, Place
 
@@ -48,6 +49,8 @@ class SeedData:
     hubspot_contacts: list[SeedContact]
     salesforce_leads: list[dict[str, Any]]
     salesforce_opportunities: list[dict[str, Any]]
+    # The Contacts converted leads became (ConvertedContactId), one per converted lead.
+    salesforce_contacts: list[dict[str, Any]] = field(default_factory=list)
 
 
 def generate(*, seed: int, leads: int, overlap: float, now: datetime) -> SeedData:
@@ -721,7 +724,9 @@ class _Generator:
         salesforce_people = shared_people + [self._new_person() for _ in range(only)]
         salesforce_leads, opportunities = self._salesforce_records(salesforce_people, duplicates)
         contacts = self._hubspot_records(hubspot_people, duplicates)
-        return SeedData(contacts, salesforce_leads, opportunities)
+        return SeedData(
+            contacts, salesforce_leads, opportunities, _converted_contacts(salesforce_leads)
+        )
 
     # ------------------------------------------------------------------ companies and people
 
@@ -1210,3 +1215,20 @@ class _LeadDraft:
         self.created = created
         self.stamp = stamp
         self.converted_at = converted_at
+
+
+def _converted_contacts(leads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Contact each converted lead became, numbered as its ConvertedContactId says,
+    created and last changed at the conversion. Drawn from the leads alone, with no random
+    draw, so the rest of a seed's data is what it was before Contacts were emulated."""
+    converted = [lead for lead in leads if lead["ConvertedContactId"] is not None]
+    converted.sort(key=lambda lead: str(lead["ConvertedContactId"]))
+    return [
+        seeded_contact(
+            lead,
+            lead["ConvertedContactId"],
+            lead["ConvertedAccountId"],
+            lead["LastModifiedDate"],
+        )
+        for lead in converted
+    ]

@@ -62,8 +62,11 @@ def test_reset_reseeds_both_crms_and_clears_stats(
     assert body["records"] == {
         "hubspot_contacts": 25,
         "salesforce_leads": 25,
+        "salesforce_contacts": body["records"]["salesforce_contacts"],
         "salesforce_opportunities": body["records"]["salesforce_opportunities"],
     }
+    converted = [lead for lead in leads if lead["IsConverted"]]
+    assert body["records"]["salesforce_contacts"] == len(converted)
     assert len(after) == 25
     assert len(leads) == 25
     assert {c["properties"].get("email") for c in after} != {
