@@ -122,6 +122,11 @@ _TYPES: dict[str, FieldType] = {
 _LONG_TEXT = 255
 
 
+# The REST API runs the org's active lead assignment rule on every create and update unless
+# told not to ("If the header is not provided in the request, the default value is TRUE"):
+# leadsync's writes must never hand a lead to another owner.
+KEEP_OWNERS = {"Sforce-Auto-Assign": "FALSE"}
+
 # Ids per SOQL `IN (...)` read: the size of a collection write, so one read per write batch.
 COLLECTION_IDS = 200
 
@@ -566,7 +571,9 @@ class SalesforceConnector:
         }
         answers = self._call(
             f"update {len(updates)} {name} records",
-            lambda sf: _rest(sf, "composite/sobjects", method="PATCH", json=body),
+            lambda sf: _rest(
+                sf, "composite/sobjects", method="PATCH", json=body, headers=KEEP_OWNERS
+            ),
         )
         if not isinstance(answers, list) or len(answers) != len(updates):
             raise ServerError(

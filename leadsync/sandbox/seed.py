@@ -49,6 +49,27 @@ class SeedData:
     salesforce_leads: list[dict[str, Any]]
     salesforce_opportunities: list[dict[str, Any]]
 
+    def salesforce_contacts(self) -> list[dict[str, Any]]:
+        """The contacts the converted leads became (Salesforce makes one per conversion)."""
+        return [
+            {
+                "Id": lead["ConvertedContactId"],
+                "IsDeleted": False,
+                "CreatedDate": lead["SystemModstamp"],
+                "LastModifiedDate": lead["SystemModstamp"],
+                "SystemModstamp": lead["SystemModstamp"],
+                "FirstName": lead.get("FirstName"),
+                "LastName": lead.get("LastName"),
+                "Email": lead.get("Email"),
+                "Title": lead.get("Title"),
+                "Phone": lead.get("Phone"),
+                "AccountId": lead.get("ConvertedAccountId"),
+                "OwnerId": lead.get("OwnerId"),
+            }
+            for lead in self.salesforce_leads
+            if lead.get("ConvertedContactId")
+        ]
+
 
 def generate(*, seed: int, leads: int, overlap: float, now: datetime) -> SeedData:
     """`leads` records per CRM, `overlap` (0..1) of them people present in both CRMs.

@@ -175,7 +175,11 @@ class Sandbox:
         data = generate(seed=seed, leads=leads, overlap=overlap, now=until)
         self.hubspot.load((c.id, c.properties) for c in data.hubspot_contacts)
         self.salesforce.load(
-            {"Lead": data.salesforce_leads, "Opportunity": data.salesforce_opportunities}
+            {
+                "Lead": data.salesforce_leads,
+                "Opportunity": data.salesforce_opportunities,
+                "Contact": data.salesforce_contacts(),
+            }
         )
         self.settings = replace(self.settings, seed=seed, leads=leads, overlap=overlap)
         self.hubspot.reset_limits()
