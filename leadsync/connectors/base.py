@@ -20,6 +20,16 @@
                                                    name a related object: a Contact)
     quota()                                     -> what the CRM says is left today
 
+A connector that leads can be handed off to (`HandoffTarget`, Salesforce) also has:
+
+    upsert(records, key_field=..., assign=...)  -> creates or updates records by an external
+                                                   id (leadsync's lead id): a create cut off
+                                                   before leadsync recorded it is found again,
+                                                   never made twice
+    find_people(emails)                         -> the records that already hold these emails
+                                                   (leads and contacts), so none is duplicated
+    assignees()                                 -> the owner ids records may be routed to
+
 Paging, auth, retries and throttling live inside a connector; the engine sees only these.
 """
 
@@ -158,6 +168,51 @@ class WriteResult:
     attempts: int = 1
     # The fields the CRM named as the cause (HubSpot's propertyName, Salesforce's `fields`).
     fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NewRecord:
+    """A record to create (or update, when the CRM already holds one under `key`)."""
+
+    key: str  # the external id: leadsync's lead id
+    values: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertResult:
+    """What became of one NewRecord: written (created or found and updated), failed for good
+    or deferred, as for writes."""
+
+    key: str
+    status: WriteStatus
+    record_id: str = ""  # the CRM's id of the record, once written
+    created: bool = False
+    category: str = ""
+    message: str = ""
+    attempts: int = 1
+    fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PersonRecord:
+    """A record that already holds a person's email: which object, which id."""
+
+    object_name: str
+    record_id: str
+
+
+class HandoffTarget(Protocol):
+    """What the handoff needs of the CRM sales work in, beside the Connector interface."""
+
+    crm: str
+
+    def upsert(
+        self, records: Sequence[NewRecord], *, key_field: str, assign: bool = False
+    ) -> list[UpsertResult]: ...
+
+    def find_people(self, emails: Sequence[str]) -> dict[str, PersonRecord]: ...
+
+    def assignees(self) -> set[str]: ...
 
 
 class Connector(Protocol):

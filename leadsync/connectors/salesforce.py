@@ -45,10 +45,13 @@ from leadsync.connectors.base import (
     FieldInfo,
     FieldType,
     KnownStamps,
+    NewRecord,
     ObjectDescription,
     Page,
+    PersonRecord,
     Position,
     RecordUpdate,
+    UpsertResult,
     WriteResult,
     WriteStatus,
     drop_known,
@@ -121,6 +124,22 @@ _TYPES: dict[str, FieldType] = {
 # Text areas up to this length are ordinary strings (filterable, sortable); longer ones are not.
 _LONG_TEXT = 255
 
+
+# The REST API runs the org's active lead assignment rule on every create and update unless
+# told not to ("If the header is not provided in the request, the default value is TRUE"):
+# leadsync's writes must never hand a lead to another owner.
+KEEP_OWNERS = {"Sforce-Auto-Assign": "FALSE"}
+
+# Who already holds an email: contacts first, so an open lead holding the same one wins.
+_PEOPLE_QUERIES = (
+    ("Contact", "SELECT Id, Email FROM Contact WHERE Email IN {}"),
+    ("Lead", "SELECT Id, Email FROM Lead WHERE Email IN {} AND IsConverted = false"),
+)
+# Who may own a record: active users and queues.
+_OWNER_QUERIES = (
+    "SELECT Id FROM User WHERE IsActive = true",
+    "SELECT Id FROM Group WHERE Type = 'Queue'",
+)
 
 # Ids per SOQL `IN (...)` read: the size of a collection write, so one read per write batch.
 COLLECTION_IDS = 200
@@ -287,6 +306,57 @@ class SalesforceConnector:
 
     def _is_lead_object(self, object_name: str | None) -> bool:
         return object_name is None or object_name.lower() == self.connection.object_name.lower()
+
+    def upsert(
+        self, records: Sequence[NewRecord], *, key_field: str, assign: bool = False
+    ) -> list[UpsertResult]:
+        """Create each record, or update the one whose external id field `key_field` holds
+        its key: `composite/sobjects/{object}/{key_field}`, one call per 200 records, each
+        record on its own (allOrNone false). With `assign`, the org's active assignment rule
+        picks the owner (`Sforce-Auto-Assign: TRUE`); without it the records keep the OwnerId
+        they carry. One result per record, in order (records sharing a key share one)."""
+        if not records:
+            return []
+        if not _FIELD_NAME.match(key_field):
+            raise ValueError(f"not a Salesforce field name: {key_field!r}")
+        self._gate()
+        merged: dict[str, NewRecord] = {}
+        for record in records:
+            earlier = merged.get(record.key)
+            values = {**earlier.values, **record.values} if earlier else record.values
+            merged[record.key] = NewRecord(record.key, values)
+        unique = list(merged.values())
+        size = self.connection.collection_size
+        results: list[UpsertResult] = []
+        for start in range(0, len(unique), size):
+            chunk = unique[start : start + size]
+            results.extend(self._upsert_rounds(chunk, key_field, assign))
+        by_key = {result.key: result for result in results}
+        return [by_key[record.key] for record in records]
+
+    def find_people(self, emails: Sequence[str]) -> dict[str, PersonRecord]:
+        """Lower-cased email -> the open lead, else the contact, that holds it (SOQL compares
+        emails case-insensitively), 200 emails a query of each object."""
+        wanted = sorted({email.strip().lower() for email in emails if email and email.strip()})
+        found: dict[str, PersonRecord] = {}
+        for object_name, query in _PEOPLE_QUERIES:
+            for start in range(0, len(wanted), COLLECTION_IDS):
+                chunk = wanted[start : start + COLLECTION_IDS]
+                soql = format_soql(query, chunk)
+                answer = self._call(f"find {len(chunk)} {object_name} emails", _query_with(soql))
+                for row in answer.get("records", []):
+                    email = str(row.get("Email") or "").strip().lower()
+                    if email:
+                        found[email] = PersonRecord(object_name, str(row["Id"]))
+        return found
+
+    def assignees(self) -> set[str]:
+        """The ids records may be owned by: active users and queues (18-character ids)."""
+        ids: set[str] = set()
+        for soql in _OWNER_QUERIES:
+            answer = self._call("list owners", _query_all_with(soql))
+            ids.update(str(row["Id"]) for row in answer.get("records", []))
+        return ids
 
     def fetch(
         self, record_ids: Sequence[str], *, fields: Sequence[str], object_name: str | None = None
@@ -595,7 +665,9 @@ class SalesforceConnector:
         }
         answers = self._call(
             f"update {len(updates)} records",
-            lambda sf: _rest(sf, "composite/sobjects", method="PATCH", json=body),
+            lambda sf: _rest(
+                sf, "composite/sobjects", method="PATCH", json=body, headers=KEEP_OWNERS
+            ),
         )
         if not isinstance(answers, list) or len(answers) != len(updates):
             raise ServerError(
@@ -603,6 +675,87 @@ class SalesforceConnector:
                 crm=CRM,
             )
         return [_collection_outcome(answer) for answer in answers]
+
+    def _send_upserts(
+        self, records: Sequence[NewRecord], key_field: str, assign: bool
+    ) -> list[tuple[RecordOutcome, str, bool]]:
+        name = self.connection.object_name
+        body = {
+            "allOrNone": False,
+            "records": [
+                {"attributes": {"type": name}, **_rest_values(r.values), key_field: r.key}
+                for r in records
+            ],
+        }
+        headers = {"Sforce-Auto-Assign": "TRUE"} if assign else KEEP_OWNERS
+        answers = self._call(
+            f"upsert {len(records)} {name} records",
+            lambda sf: _rest(
+                sf,
+                f"composite/sobjects/{name}/{key_field}",
+                method="PATCH",
+                json=body,
+                headers=headers,
+            ),
+        )
+        if not isinstance(answers, list) or len(answers) != len(records):
+            raise ServerError(
+                f"an upsert answered {len(answers or [])} results for {len(records)}", crm=CRM
+            )
+        return [
+            (_collection_outcome(a), str(a.get("id") or ""), bool(a.get("created")))
+            for a in answers
+        ]
+
+    def _upsert_rounds(
+        self, records: Sequence[NewRecord], key_field: str, assign: bool
+    ) -> list[UpsertResult]:
+        """As `_write_rounds`, for upserts: locked rows again, within the retry policy."""
+        stop = False
+
+        def attempt(pending: Sequence[NewRecord], round_: int) -> list[UpsertResult]:
+            nonlocal stop
+            try:
+                answers = self._send_upserts(pending, key_field, assign)
+            except RUN_STOPPERS:
+                raise
+            except ConnectorError as error:  # its own retries are spent: no more rounds
+                stop = True
+                return [
+                    UpsertResult(
+                        r.key,
+                        WriteStatus.DEFERRED,
+                        category=error.category,
+                        message=error.message,
+                        attempts=round_,
+                    )
+                    for r in pending
+                ]
+            results = []
+            for record, (outcome, record_id, created) in zip(pending, answers, strict=True):
+                result = _round_result(record.key, outcome, round_)
+                written = result.status is WriteStatus.WRITTEN
+                results.append(
+                    UpsertResult(
+                        record.key,
+                        result.status,
+                        record_id if written else "",
+                        created and written,
+                        result.category,
+                        result.message,
+                        round_,
+                        result.fields,
+                    )
+                )
+            return results
+
+        return retry_records(
+            self.connection.retry,
+            "Salesforce upsert",
+            records,
+            attempt,
+            again=lambda result: not stop and result.status is WriteStatus.DEFERRED,
+        )
 
     def _write_rounds(
         self,
@@ -874,6 +1027,13 @@ def _rest(sf: Salesforce, path: str, **request: Any) -> Any:
     if answer is None:
         raise ServerError(f"an empty answer from {path}", crm=CRM)
     return answer
+
+
+def _query_all_with(soql: str) -> Callable[[Salesforce], Any]:
+    def query(sf: Salesforce) -> Any:
+        return sf.query_all(soql)
+
+    return query
 
 
 def _query_with(soql: str) -> Callable[[Salesforce], Any]:

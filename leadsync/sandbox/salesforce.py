@@ -19,11 +19,18 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from leadsync.sandbox import soql
 from leadsync.sandbox.http import Request, Response, Route, Router, route
 from leadsync.sandbox.ids import eighteen_character_id, salesforce_id
 from leadsync.sandbox.limits import Clock, DailyAllowance
+from leadsync.sandbox.salesforce_assignment import (
+    DEFAULT_ASSIGNMENT_RULE,
+    AssignmentHeaderError,
+    AssignmentRule,
+    rule_for_header,
+)
 from leadsync.sandbox.salesforce_auth import (
     SalesforceCredentials,
     SessionTable,
@@ -34,11 +41,13 @@ from leadsync.sandbox.salesforce_auth import (
 from leadsync.sandbox.salesforce_bulk import BulkJobs
 from leadsync.sandbox.salesforce_conversion import CONVERTED_STATUS, contact_values
 from leadsync.sandbox.schema import (
+    API_USER_ID,
     SALESFORCE_OBJECTS,
     STAGE_PROBABILITY,
     SalesforceField,
     SalesforceObject,
     forecast_category,
+    org_setup_records,
     salesforce_object,
     salesforce_objects,
 )
@@ -76,6 +85,8 @@ class SalesforceSettings:
     # Sessions expire this long after their login (the org's session timeout); None never,
     # 0 at once, which makes every login useless, as a broken org would.
     session_timeout_seconds: float | None = DEFAULT_SESSION_TIMEOUT_SECONDS
+    # The active lead assignment rule; None: the org has none active.
+    assignment_rule: AssignmentRule | None = DEFAULT_ASSIGNMENT_RULE
 
 
 @dataclass(slots=True)
@@ -95,6 +106,8 @@ class FieldError:
 class WriteOutcome:
     record_id: str | None
     created: bool = False
+    # Set for upserts only: their results say whether the record was created.
+    upserted: bool = False
     errors: list[FieldError] = field(default_factory=list)
 
     @property
@@ -157,7 +170,9 @@ class SalesforceEmulator:
         with self.lock:
             self._records = {name: {} for name in SALESFORCE_OBJECTS}
             self._next_number = dict.fromkeys(SALESFORCE_OBJECTS, 1)
-            for name, rows in records.items():
+            given = {name.lower() for name in records}
+            setup = {k: v for k, v in org_setup_records().items() if k.lower() not in given}
+            for name, rows in {**setup, **records}.items():
                 table = self._records[name.lower()]
                 for row in rows:
                     table[row["Id"]] = dict(row)
@@ -274,10 +289,23 @@ class SalesforceEmulator:
         return salesforce_datetime(now)
 
     def create_record(
-        self, object_name: str, values: Mapping[str, Any], *, stamp: str | None = None
+        self,
+        object_name: str,
+        values: Mapping[str, Any],
+        *,
+        stamp: str | None = None,
+        assign: AssignmentRule | None = None,
     ) -> WriteOutcome:
+        """Create a record; `assign` is the assignment rule the request applies (Leads)."""
         obj = self.require_object(object_name)
         clean, errors = _validated(obj, values, creating=True)
+        if not errors:
+            if obj.field_named("OwnerId") is not None and not clean.get("OwnerId"):
+                # Records created without an owner belong to the user the API runs as.
+                clean["OwnerId"] = API_USER_ID
+            if assign is not None and obj.name == "Lead":
+                clean["OwnerId"] = assign.owner_for(clean)
+            errors = self._reference_problems(obj, clean, None)
         if errors:
             return WriteOutcome(None, errors=errors)
         record_id = salesforce_id(obj.key_prefix, self._take_number(obj.name.lower()))
@@ -294,13 +322,13 @@ class SalesforceEmulator:
                 row[spec.name] = spec.default_picklist_value
             if spec.type == "boolean" and spec.name not in row:
                 row[spec.name] = False
-        if obj.name == "Lead" and "OwnerId" not in clean:
-            row["OwnerId"] = "0055g0000000001AAA"
         row.update(clean)
         if obj.name == "Opportunity":
             _settle_opportunity(row, clean)
         self._remember(obj, record_id, None)
         self._records[obj.name.lower()][record_id] = row
+        if obj.name == "Task":
+            self._log_activity(row, stamp)
         return WriteOutcome(record_id, created=True)
 
     def update_record(
@@ -310,6 +338,7 @@ class SalesforceEmulator:
         values: Mapping[str, Any],
         *,
         stamp: str | None = None,
+        assign: AssignmentRule | None = None,
     ) -> WriteOutcome:
         obj = self.require_object(object_name)
         row = self._find(obj, record_id)
@@ -336,6 +365,10 @@ class SalesforceEmulator:
                 ],
             )
         clean, errors = _validated(obj, values, creating=False)
+        if not errors:
+            if assign is not None and obj.name == "Lead":
+                clean["OwnerId"] = assign.owner_for({**row, **clean})
+            errors = self._reference_problems(obj, clean, row["Id"])
         if errors:
             return WriteOutcome(row["Id"], errors=errors)
         if self._record_lock_share() and self._lock_random.random() < self._record_lock_share():
@@ -401,6 +434,74 @@ class SalesforceEmulator:
     def _is_deleted(self, obj: SalesforceObject, record_id: str) -> bool:
         row = self._records[obj.name.lower()].get(eighteen_character_id(record_id))
         return bool(row and row.get("IsDeleted"))
+
+    def _reference_problems(
+        self, obj: SalesforceObject, clean: Mapping[str, Any], record_id: str | None
+    ) -> list[FieldError]:
+        """What a write refers to that the org refuses: an owner who is no active user (or,
+        for leads, no queue), a unique field's value another record holds."""
+        errors = []
+        owner = clean.get("OwnerId")
+        if owner:
+            problem = self._owner_problem(obj, str(owner))
+            if problem is not None:
+                errors.append(problem)
+        for spec in obj.fields:
+            value = clean.get(spec.name)
+            if not spec.unique or value in (None, ""):
+                continue
+            holder = self._holder_of(obj, spec.name, str(value), but=record_id)
+            if holder is not None:
+                errors.append(
+                    FieldError(
+                        "DUPLICATE_VALUE",
+                        f"duplicate value found: {spec.name} duplicates value on record with "
+                        f"id: {holder}",
+                        [spec.name],
+                    )
+                )
+        return errors
+
+    def _owner_problem(self, obj: SalesforceObject, owner: str) -> FieldError | None:
+        owner = eighteen_character_id(owner)
+        user = self._records["user"].get(owner)
+        if user is not None:
+            if user.get("IsActive"):
+                return None
+            return FieldError(
+                "INACTIVE_OWNER_OR_USER",
+                f"operation performed with inactive user [{owner}] as owner of {obj.name.lower()}",
+                [],
+            )
+        group = self._records["group"].get(owner)
+        # Queues own leads (and the objects an admin adds to them); the sandbox's own leads.
+        if group is not None and group.get("Type") == "Queue" and obj.name == "Lead":
+            return None
+        return FieldError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ["OwnerId"])
+
+    def _holder_of(
+        self, obj: SalesforceObject, field_name: str, value: str, *, but: str | None = None
+    ) -> str | None:
+        """The live record whose `field_name` holds `value` (case-insensitively), if any."""
+        wanted = value.casefold()
+        for row in self._records[obj.name.lower()].values():
+            if row.get("IsDeleted") or row["Id"] == but:
+                continue
+            held = row.get(field_name)
+            if held is not None and str(held).casefold() == wanted:
+                return str(row["Id"])
+        return None
+
+    def _log_activity(self, task: Mapping[str, Any], stamp: str) -> None:
+        """A task on a lead is activity on it: Salesforce sets the lead's LastActivityDate
+        (the task's date, or today)."""
+        who = task.get("WhoId")
+        lead = self._records["lead"].get(str(who)) if who else None
+        if lead is None or lead.get("IsDeleted"):
+            return
+        self._remember(self.require_object("Lead"), lead["Id"], lead)
+        lead["LastActivityDate"] = task.get("ActivityDate") or salesforce_date(self._now_ms())
+        lead["SystemModstamp"] = stamp
 
     def run_query(self, text: str, *, include_deleted: bool) -> tuple[soql.SoqlQuery, list[Any]]:
         """Parse and run a SOQL query over the current records (raises soql.SoqlError)."""
@@ -479,6 +580,12 @@ class SalesforceEmulator:
             route("GET", f"{sobject}/deleted/?", "salesforce.deleted", self._deleted),
             route("GET", f"{sobject}/?", "salesforce.sobject_info", self._sobject_info),
             route("POST", f"{sobject}/?", "salesforce.create", self._create),
+            route(
+                "PATCH",
+                f"{sobject}/(?P<field>\\w+)/(?P<value>[^/]+)",
+                "salesforce.upsert",
+                self._upsert,
+            ),
             route("GET", f"{sobject}/(?P<id>\\w+)", "salesforce.get", self._get),
             route("PATCH", f"{sobject}/(?P<id>\\w+)", "salesforce.update", self._update),
             route("DELETE", f"{sobject}/(?P<id>\\w+)", "salesforce.delete", self._delete),
@@ -493,6 +600,12 @@ class SalesforceEmulator:
                 f"{data}/composite/sobjects/?",
                 "salesforce.collection_update",
                 self._collection_update,
+            ),
+            route(
+                "PATCH",
+                f"{data}/composite/sobjects/(?P<object>\\w+)/(?P<field>\\w+)/?",
+                "salesforce.collection_upsert",
+                self._collection_upsert,
             ),
             route(
                 "DELETE",
@@ -707,7 +820,10 @@ class SalesforceEmulator:
         body = _json_object(request)
         if body is None:
             return _json_parse_error()
-        outcome = self.create_record(obj.name, body)
+        assign = _assignment(request, self.settings.assignment_rule)
+        if isinstance(assign, Response):
+            return assign
+        outcome = self.create_record(obj.name, body, assign=assign)
         if outcome.errors:
             return Response.json(400, [e.as_rest() for e in outcome.errors])
         return Response.json(201, {"id": outcome.record_id, "success": True, "errors": []})
@@ -719,7 +835,10 @@ class SalesforceEmulator:
         body = _json_object(request)
         if body is None:
             return _json_parse_error()
-        outcome = self.update_record(obj.name, match["id"], body)
+        assign = _assignment(request, self.settings.assignment_rule)
+        if isinstance(assign, Response):
+            return assign
+        outcome = self.update_record(obj.name, match["id"], body, assign=assign)
         if outcome.errors:
             status = 404 if outcome.errors[0].status_code == "NOT_FOUND" else 400
             return Response.json(status, [e.as_rest() for e in outcome.errors])
@@ -761,14 +880,28 @@ class SalesforceEmulator:
             repeated = _repeated_id(records)
             if repeated is not None:
                 return _errors(400, "DUPLICATE_VALUE", f"Duplicate id in list: {repeated}")
+        assign = _assignment(request, self.settings.assignment_rule)
+        if isinstance(assign, Response):
+            return assign
+        return self._all_or_none(
+            all_or_none,
+            lambda stamp: [
+                self._collection_one(record, updating=updating, stamp=stamp, assign=assign)
+                for record in records
+            ],
+        )
+
+    def _all_or_none(
+        self, all_or_none: bool, write: Callable[[str], list[WriteOutcome]]
+    ) -> Response:
+        """Run one collection's writes under one stamp; with `all_or_none`, a failure of any
+        record rolls every other back and says so on each."""
         stamp = self._stamp()
         # All-or-none keeps an undo log of the rows it touches, so a failure leaves no trace.
         self._undo = {} if all_or_none else None
         saved_numbers = dict(self._next_number)
         try:
-            outcomes = [
-                self._collection_one(record, updating=updating, stamp=stamp) for record in records
-            ]
+            outcomes = write(stamp)
             undo = self._undo
         finally:
             self._undo = None
@@ -782,11 +915,16 @@ class SalesforceEmulator:
                 [],
             )
             outcomes = [
-                o if not o.success else WriteOutcome(None, errors=[rolled_back]) for o in outcomes
+                o
+                if not o.success
+                else WriteOutcome(None, upserted=o.upserted, errors=[rolled_back])
+                for o in outcomes
             ]
         return Response.json(200, [_collection_result(o) for o in outcomes])
 
-    def _collection_one(self, record: Any, *, updating: bool, stamp: str) -> WriteOutcome:
+    def _collection_one(
+        self, record: Any, *, updating: bool, stamp: str, assign: AssignmentRule | None
+    ) -> WriteOutcome:
         if not isinstance(record, Mapping):
             return WriteOutcome(
                 None, errors=[FieldError("JSON_PARSER_ERROR", "a record must be an object", [])]
@@ -801,14 +939,148 @@ class SalesforceEmulator:
             )
         values = {k: v for k, v in record.items() if k not in ("attributes", "id", "Id")}
         if not updating:
-            return self.create_record(obj.name, values, stamp=stamp)
+            return self.create_record(obj.name, values, stamp=stamp, assign=assign)
         record_id = record.get("id") or record.get("Id")
         if not record_id:
             return WriteOutcome(
                 None,
                 errors=[FieldError("MISSING_ARGUMENT", "Id not specified in an update call", [])],
             )
-        return self.update_record(obj.name, str(record_id), values, stamp=stamp)
+        return self.update_record(obj.name, str(record_id), values, stamp=stamp, assign=assign)
+
+    # ---------------------------------------------------------------- handlers: upserts
+
+    def upsert_record(
+        self,
+        obj: SalesforceObject,
+        key: SalesforceField,
+        value: Any,
+        values: Mapping[str, Any],
+        *,
+        stamp: str | None = None,
+        assign: AssignmentRule | None = None,
+    ) -> WriteOutcome:
+        """Create the record whose external id `key` holds `value`, or update it if one does
+        (the upsert of `sobjects/{obj}/{key}/{value}` and of collections)."""
+        if value is None or str(value).strip() == "":
+            return WriteOutcome(
+                None,
+                upserted=True,
+                errors=[FieldError("MISSING_ARGUMENT", f"{key.name} not specified", [])],
+            )
+        wanted = str(value).casefold()
+        holders = [
+            row["Id"]
+            for row in self._records[obj.name.lower()].values()
+            if not row.get("IsDeleted") and str(row.get(key.name) or "").casefold() == wanted
+        ]
+        fields = {k: v for k, v in values.items() if k.lower() != key.name.lower()}
+        if len(holders) > 1:
+            return WriteOutcome(
+                None,
+                upserted=True,
+                errors=[
+                    FieldError(
+                        "DUPLICATE_EXTERNAL_ID",
+                        f"{key.name}: more than one record found for external id field: {holders}",
+                        [key.name],
+                    )
+                ],
+            )
+        if holders:
+            outcome = self.update_record(obj.name, holders[0], fields, stamp=stamp, assign=assign)
+        else:
+            outcome = self.create_record(
+                obj.name, {**fields, key.name: value}, stamp=stamp, assign=assign
+            )
+        outcome.upserted = True
+        return outcome
+
+    def _external_key(self, obj: SalesforceObject, name: str) -> SalesforceField | Response:
+        spec = obj.field_named(name)
+        if spec is None:
+            # The recorded real answer (tests/fixtures/salesforce/sobject_upsert_error_response).
+            return _errors(
+                404,
+                "NOT_FOUND",
+                f"Provided external ID field does not exist or is not accessible: {name}",
+            )
+        if not spec.external_id:
+            # Salesforce also upserts by a few idLookup standard fields; refusing every field
+            # not marked External ID is the stricter choice, kept (*unconfirmed*).
+            return _errors(
+                400,
+                "INVALID_FIELD",
+                f"Field {spec.name} is not an External ID or indexed field for {obj.name}",
+            )
+        return spec
+
+    def _upsert(self, request: Request, match: re.Match[str]) -> Response:
+        obj = self.object_named(match["object"])
+        if obj is None:
+            return _not_found_object(match["object"])
+        key = self._external_key(obj, match["field"])
+        if isinstance(key, Response):
+            return key
+        body = _json_object(request)
+        if body is None:
+            return _json_parse_error()
+        assign = _assignment(request, self.settings.assignment_rule)
+        if isinstance(assign, Response):
+            return assign
+        values = {k: v for k, v in body.items() if k != "attributes"}
+        # simple-salesforce sends the value as given: it is decoded once, as a path segment.
+        outcome = self.upsert_record(obj, key, unquote(match["value"]), values, assign=assign)
+        if outcome.errors:
+            return Response.json(400, [e.as_rest() for e in outcome.errors])
+        # Since API 46.0 an upsert that updates answers 200 with a body too (201 if created).
+        return Response.json(
+            201 if outcome.created else 200,
+            {"id": outcome.record_id, "success": True, "errors": [], "created": outcome.created},
+        )
+
+    def _collection_upsert(self, request: Request, match: re.Match[str]) -> Response:
+        obj = self.object_named(match["object"])
+        if obj is None:
+            return _not_found_object(match["object"])
+        key = self._external_key(obj, match["field"])
+        if isinstance(key, Response):
+            return key
+        parsed = self._collection_body(request)
+        if isinstance(parsed, Response):
+            return parsed
+        all_or_none, records = parsed
+        repeated = _repeated_value(records, key.name)
+        if repeated is not None:
+            # How Salesforce answers one external id twice in a request is *unconfirmed*;
+            # refusing the whole request, as for a repeated record id, is the stricter choice.
+            return _errors(400, "DUPLICATE_VALUE", f"Duplicate external id in list: {repeated}")
+        assign = _assignment(request, self.settings.assignment_rule)
+        if isinstance(assign, Response):
+            return assign
+
+        def one(record: Any, stamp: str) -> WriteOutcome:
+            if not isinstance(record, Mapping):
+                problem = FieldError("JSON_PARSER_ERROR", "a record must be an object", [])
+                return WriteOutcome(None, upserted=True, errors=[problem])
+            attributes = record.get("attributes")
+            kind = attributes.get("type") if isinstance(attributes, Mapping) else None
+            if not kind or str(kind).lower() != obj.name.lower():
+                problem = FieldError("INVALID_TYPE", "Must send a concrete entity type.", [])
+                return WriteOutcome(None, upserted=True, errors=[problem])
+            if record.get("id") or record.get("Id"):
+                # "Don't set the id field for any object" (REST API guide, upsert collections).
+                problem = FieldError(
+                    "INVALID_FIELD", "Id not allowed in an upsert by an external id", ["Id"]
+                )
+                return WriteOutcome(None, upserted=True, errors=[problem])
+            values = {k: v for k, v in record.items() if k != "attributes"}
+            value = next((v for k, v in values.items() if k.lower() == key.name.lower()), None)
+            return self.upsert_record(obj, key, value, values, stamp=stamp, assign=assign)
+
+        return self._all_or_none(
+            all_or_none, lambda stamp: [one(record, stamp) for record in records]
+        )
 
     def _collection_delete(self, request: Request, _: re.Match[str]) -> Response:
         ids = [i for i in (request.param("ids") or "").split(",") if i]
@@ -896,9 +1168,9 @@ def _describe_field(spec: SalesforceField) -> dict[str, Any]:
         "custom": spec.custom,
         "calculated": False,
         "autoNumber": False,
-        "unique": False,
-        "externalId": False,
-        "idLookup": spec.name in ("Id", "Email"),
+        "unique": spec.unique,
+        "externalId": spec.external_id,
+        "idLookup": spec.name in ("Id", "Email") or spec.external_id,
         "filterable": True,
         "sortable": spec.type != "textarea",
         "groupable": spec.type not in ("textarea", "double", "currency", "percent", "datetime"),
@@ -1181,6 +1453,30 @@ def _repeated_id(records: list[Any]) -> str | None:
     return None
 
 
+def _repeated_value(records: list[Any], field_name: str) -> str | None:
+    """The first external id value an upsert collection names twice (case-insensitively)."""
+    seen: set[str] = set()
+    for record in records:
+        if not isinstance(record, Mapping):
+            continue
+        value = next((v for k, v in record.items() if k.lower() == field_name.lower()), None)
+        if value is None or str(value) == "":
+            continue
+        if str(value).casefold() in seen:
+            return str(value)
+        seen.add(str(value).casefold())
+    return None
+
+
+def _assignment(
+    request: Request, active: AssignmentRule | None
+) -> AssignmentRule | Response | None:
+    try:
+        return rule_for_header(request.header("sforce-auto-assign"), active)
+    except AssignmentHeaderError as bad:
+        return _errors(400, bad.code, bad.message)
+
+
 def _collection_result(outcome: WriteOutcome) -> dict[str, Any]:
     result: dict[str, Any] = {
         "success": outcome.success,
@@ -1188,6 +1484,9 @@ def _collection_result(outcome: WriteOutcome) -> dict[str, Any]:
     }
     if outcome.record_id is not None:
         result = {"id": outcome.record_id, **result}
+    if outcome.upserted:
+        # UpsertResult: whether the record was created (false for an update, or a failure).
+        result["created"] = outcome.created and outcome.success
     return result
 
 

@@ -10,6 +10,7 @@ admin, not through the REST API.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from leadsync.sandbox.ids import salesforce_id
 
@@ -289,6 +290,10 @@ class SalesforceField:
     scale: int = 0
     # Fields the platform sets itself and that a create may not supply either.
     system: bool = False
+    # An External ID field: upserts may name records by it (`composite/sobjects/Lead/F`).
+    external_id: bool = False
+    # No two live records hold the same value (case-insensitively, as Salesforce's default).
+    unique: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -512,6 +517,17 @@ LEAD = SalesforceObject(
             reference_to=("Opportunity",),
         ),
         # leadsync's write-back fields, as an admin creates them from leadsync's instructions.
+        # The lead's id in leadsync: what a handoff upserts by, so a create cut off before
+        # leadsync recorded it is found again instead of made twice.
+        _SF(
+            "Leadsync_Id__c",
+            "Leadsync ID",
+            "string",
+            64,
+            custom=True,
+            external_id=True,
+            unique=True,
+        ),
         _SF("Leadsync_Score__c", "Lead Score", "double", precision=18, scale=0, custom=True),
         _SF("Leadsync_Fit_Score__c", "Fit Score", "double", precision=18, scale=0, custom=True),
         _SF(
@@ -597,6 +613,46 @@ def _lead_fields(*names: str) -> tuple[SalesforceField, ...]:
     return found
 
 
+# The people and queues records are routed to. Users come from the org's setup, not the API.
+USER = SalesforceObject(
+    name="User",
+    label="User",
+    label_plural="Users",
+    key_prefix="005",
+    fields=(
+        *_system_fields(),
+        _SF("FirstName", "First Name", "string", 40, createable=False, updateable=False),
+        _SF("LastName", "Last Name", "string", 80, createable=False, updateable=False),
+        _SF("Name", "Full Name", "string", 121, createable=False, updateable=False),
+        _SF("Email", "Email", "email", 128, createable=False, updateable=False),
+        _SF("IsActive", "Active", "boolean", nillable=False, createable=False, updateable=False),
+    ),
+)
+
+GROUP_TYPES: tuple[str, ...] = ("Regular", "Role", "Queue", "Organization")
+
+GROUP = SalesforceObject(
+    name="Group",
+    label="Group",
+    label_plural="Groups",
+    key_prefix="00G",
+    fields=(
+        *_system_fields(),
+        _SF("Name", "Name", "string", 40, createable=False, updateable=False),
+        _SF("DeveloperName", "Developer Name", "string", 80, createable=False, updateable=False),
+        _SF(
+            "Type",
+            "Type",
+            "picklist",
+            40,
+            picklist=GROUP_TYPES,
+            restricted_picklist=True,
+            createable=False,
+            updateable=False,
+        ),
+    ),
+)
+
 CONTACT = SalesforceObject(
     name="Contact",
     label="Contact",
@@ -622,9 +678,77 @@ CONTACT = SalesforceObject(
     ),
 )
 
+TASK_STATUSES: tuple[str, ...] = ("Not Started", "In Progress", "Completed")
+
+# An activity logged on a lead or contact ("worked"): Salesforce sets the lead's
+# LastActivityDate from it.
+TASK = SalesforceObject(
+    name="Task",
+    label="Task",
+    label_plural="Tasks",
+    key_prefix="00T",
+    fields=(
+        *_system_fields(),
+        _SF("Subject", "Subject", "string", 255),
+        _SF(
+            "Status",
+            "Status",
+            "picklist",
+            40,
+            nillable=False,
+            picklist=TASK_STATUSES,
+            restricted_picklist=True,
+            default_picklist_value="Not Started",
+        ),
+        _SF("ActivityDate", "Due Date Only", "date"),
+        _SF("WhoId", "Name ID", "reference", 18, reference_to=("Lead", "Contact")),
+        _SF("OwnerId", "Assigned To ID", "reference", 18, nillable=False, reference_to=("User",)),
+    ),
+)
+
 SALESFORCE_OBJECTS: dict[str, SalesforceObject] = {
-    obj.name.lower(): obj for obj in (LEAD, CONTACT, OPPORTUNITY)
+    obj.name.lower(): obj for obj in (LEAD, CONTACT, OPPORTUNITY, TASK, USER, GROUP)
 }
+
+# The queue the default assignment rule sends leads to that no entry of it routes.
+INBOUND_QUEUE_ID = salesforce_id("00G", 1)
+# The user the API logs in as: the owner of records created without one.
+API_USER_ID = SANDBOX_OWNERS[0][1]
+# A user who left: routing to them is refused (INACTIVE_OWNER_OR_USER).
+INACTIVE_USER_ID = salesforce_id("005", len(SANDBOX_OWNERS) + 1)
+
+
+def org_setup_records() -> dict[str, list[dict[str, Any]]]:
+    """The users and queues every sandbox org has, whatever its seed: the seeded owners
+    (active), one user who left, and the "Inbound Leads" queue."""
+    stamp = "2024-01-01T00:00:00.000+0000"
+    system = {"IsDeleted": False, "CreatedDate": stamp, "LastModifiedDate": stamp}
+    users = []
+    people = [(owner[1], owner[2], True) for owner in SANDBOX_OWNERS]
+    people.append((INACTIVE_USER_ID, "Lee Former", False))
+    for user_id, name, active in people:
+        first, _, last = name.partition(" ")
+        users.append(
+            {
+                "Id": user_id,
+                **system,
+                "SystemModstamp": stamp,
+                "FirstName": first,
+                "LastName": last,
+                "Name": name,
+                "Email": f"{first.lower()}@sandbox.example",
+                "IsActive": active,
+            }
+        )
+    queue = {
+        "Id": INBOUND_QUEUE_ID,
+        **system,
+        "SystemModstamp": stamp,
+        "Name": "Inbound Leads",
+        "DeveloperName": "Inbound_Leads",
+        "Type": "Queue",
+    }
+    return {"User": users, "Group": [queue]}
 
 
 def salesforce_object(
