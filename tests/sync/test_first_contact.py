@@ -423,6 +423,36 @@ def test_a_status_a_rep_changed_after_leadsync_wrote_it_is_not_written_again(
     assert "Status" not in written
 
 
+def _customers_from_salesforce_only(config: Config) -> Config:
+    """The shipped definition, but RevOps count only a won Salesforce opportunity as proof of
+    a customer: HubSpot's customers are no evidence."""
+    shipped = (EXAMPLES / "lead_definition.toml").read_text()
+    evidence = '  { field = "hubspot_lifecycle", in = ["customer", "evangelist"] },\n'
+    assert evidence in shipped
+    return with_definition(config, shipped.replace(evidence, ""))
+
+
+@pytest.mark.parametrize(
+    ("status", "rule"), [("UNQUALIFIED", "disqualify"), ("BAD_TIMING", "recycle")]
+)
+def test_a_rule_leaves_a_crm_stage_alone_that_the_rule_does_not_leave(
+    sandbox: Sandbox, config: Config, status: str, rule: str
+) -> None:
+    config = _customers_from_salesforce_only(config)
+    cycle(config)
+    with Store(config.database_url) as store:
+        # HubSpot holds customer; leadsync, without evidence, has the lead at an earlier
+        # stage (one a recycle rule takes back).
+        contact = _lead_alone_at(store, sandbox, "mql", "customer")
+    sandbox.hubspot.set_activity(int(contact), {"hs_lead_status": status})
+    cycle(config, now=NOW + timedelta(hours=1))
+    with Store(config.database_url) as store:
+        lead_id = lead_of(store, "hubspot", contact)
+        assert store.history(lead_id)[-1].kind == rule
+    # Neither rule takes a customer anywhere: HubSpot's stays.
+    assert hubspot_stages(sandbox)[contact] == "customer"
+
+
 # ------------------------------------------------------------- 3. no half-done stage move
 
 
