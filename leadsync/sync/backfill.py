@@ -43,7 +43,7 @@ from sqlalchemy.engine import Engine, RowMapping
 
 from leadsync.connectors.base import Connector, CrmRecord, Page, utc
 from leadsync.connectors.errors import QuotaReserveReachedError
-from leadsync.errors import RunError, UsageError
+from leadsync.errors import RunError, RunPausedError, UsageError
 from leadsync.mapping.fields import FieldMap
 from leadsync.sync import tables as t
 from leadsync.sync.database import retry_transient, writing
@@ -678,7 +678,7 @@ class BackfillRunner:
             raise RuntimeError("another runner took this backfill over")
 
 
-class _LeaseUnavailableError(RunError):
+class _LeaseUnavailableError(RunPausedError):
     pass
 
 
