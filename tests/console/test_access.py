@@ -229,3 +229,24 @@ def test_a_body_within_64_kib_is_read(listening: int) -> None:
     # Read and judged: no form token, so refused as any such sign-in is.
     assert not answer.startswith(b"HTTP/1.1 413 "), answer[:200]
     assert answer.startswith(b"HTTP/1.1 4"), answer[:200]
+
+
+# ------------------------------------------------------------------------------ odd input
+
+
+@pytest.mark.parametrize("query", ["q=%ED%A0%80", "q=%F0%28%8C%BC", "q=%00"])
+def test_a_search_of_bytes_no_text_holds_is_answered_not_crashed(ada: Served, query: str) -> None:
+    answer = ada.client.get(f"/console/leads?{query}")
+    assert answer.status_code in (200, 400), (answer.status_code, answer.text[:300])
+
+
+def test_a_form_of_bytes_no_text_holds_is_answered_not_crashed(served: Served) -> None:
+    form = served.client.get("/console/login")
+    answer = served.client.post(
+        "/console/login",
+        content=b"user=%ED%A0%80&secret=\xed\xa0\x80&csrf=" + csrf_of(form.text).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        follow_redirects=False,
+    )
+    # Refused as any sign-in with a wrong secret: no traceback, no 500.
+    assert answer.status_code in (400, 401, 403), (answer.status_code, answer.text[:300])

@@ -107,6 +107,31 @@ def test_a_record_with_a_nul_byte_or_an_overlong_email_is_quarantined_not_fatal(
     assert "nul\x00byte" not in said
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_record_holding_half_a_surrogate_pair_is_quarantined_not_fatal(
+    sandbox: Sandbox, config: Config, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert config.path is not None
+    text = config.path.read_text()
+    config.path.write_text(re.sub(r'url = "sqlite:///[^"]*"', f'url = "{database_url}"', text))
+    contacts = [c for c in sandbox.hubspot.snapshot() if c["properties"].get("email")]
+    title, email = int(contacts[0]["id"]), int(contacts[1]["id"])
+    # JSON carries half a UTF-16 pair as "\\ud800": the CRMs' Java backends can hold one.
+    sandbox.hubspot.set_activity(title, {"jobtitle": "Head \ud800 of sales"})
+    sandbox.hubspot.set_activity(email, {"email": "half\udfffpair@example.com"})
+    sf_lead = next(r["Id"] for r in sandbox.salesforce.snapshot("Lead") if not r["IsConverted"])
+    assert sandbox.salesforce.update_record("Lead", sf_lead, {"Title": "CTO \ud800"}).success
+    for _ in range(2):  # and the next run too: nothing is stuck on them
+        assert main(["sync", "--once", "--config", str(config.path)]) == 0
+    with open_runtime(load_config(config.path), connect=False) as runtime:
+        reasons = {q.record_id: q.reason for q in runtime.store.quarantined()}
+    surrogate = "holds half of a UTF-16 surrogate pair"
+    assert reasons[str(title)] == f"jobtitle {surrogate}, which the store cannot keep"
+    assert surrogate in reasons[str(email)]
+    assert surrogate in reasons[sf_lead]
+    assert "Traceback" not in capsys.readouterr().err
+
+
 def test_bad_records_are_quarantined_with_their_reason_and_the_run_completes(
     sandbox: Sandbox, config: Config
 ) -> None:
