@@ -14,6 +14,7 @@ from typing import Any
 
 from leadsync.connectors.base import Connector, RecordUpdate, WriteStatus
 from leadsync.errors import UsageError
+from leadsync.secrets import masked
 from leadsync.sync.store import LoggedWrite, Store, WriteRow
 
 
@@ -30,12 +31,16 @@ class RevertReport:
             f"{len(self.reverted)} field(s) put back, {len(self.kept)} kept, "
             f"{len(self.failed)} record(s) failed"
         ]
+        # Ids, fields and numbers; text values and CRM messages masked as in every log line:
+        # a rep may have pasted a person's name or address where leadsync wrote.
         if self.kept:
             lines.append("kept, because the CRM no longer holds what the run wrote:")
-            lines.extend(f"  {crm} {rid} {name}: {why}" for crm, rid, name, why in self.kept)
+            lines.extend(
+                f"  {crm} {rid} {name}: {masked(why)}" for crm, rid, name, why in self.kept
+            )
         if self.failed:
             lines.append("failed:")
-            lines.extend(f"  {crm} {rid}: {message}" for crm, rid, message in self.failed)
+            lines.extend(f"  {crm} {rid}: {masked(message)}" for crm, rid, message in self.failed)
         return "\n".join(lines)
 
 

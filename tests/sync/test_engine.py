@@ -300,6 +300,25 @@ def test_revert_puts_back_what_a_run_overwrote_and_keeps_what_people_changed_sin
     assert hubspot.get("leadsync_score") == ""  # cleared again, as HubSpot reads a cleared one
 
 
+def test_the_revert_report_shows_no_persons_data(
+    sandbox: Sandbox, config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = cycle(config)
+    _, lead_id = _linked_pair(sandbox, config)
+    # A rep pastes a name and an address over a value leadsync wrote.
+    pasted = "Ada Lovelace <ada.lovelace@example.com>"
+    edit = {"Leadsync_Score_Reasons__c": pasted}
+    assert sandbox.salesforce.update_record("Lead", lead_id, edit).success
+    assert main(["revert", first.run_id, "--config", str(config.path)]) == 0
+    out = capsys.readouterr().out
+    # Which record and field, and that it changed: not what it holds now.
+    assert re.search(
+        rf"salesforce {lead_id} Leadsync_Score_Reasons__c: now '\*\*\*', not '\*\*\*'", out
+    )
+    assert "ada.lovelace" not in out
+    assert "Lovelace" not in out
+
+
 def test_revert_of_an_unknown_run_is_bad_usage_exit_2(
     config: Config, capsys: pytest.CaptureFixture[str]
 ) -> None:
