@@ -28,6 +28,8 @@ from typing import Any
 
 import pytest
 import requests
+from hubspot import HubSpot
+from hubspot.crm.properties import ApiException, Option, PropertyUpdate
 
 from leadsync.cli import main
 from leadsync.config import Config, load_config
@@ -236,6 +238,34 @@ def test_check_online_reports_what_the_preflight_stops_on_and_more(
     assert main(["check", "--online", "--config", str(config.path)]) == 2
     checked = {line.removeprefix("leadsync: ") for line in capsys.readouterr().err.splitlines()}
     assert {line.removeprefix("leadsync: ") for line in stopped} <= checked
+
+
+def test_a_property_an_admin_archived_after_setup_stops_the_next_sync_before_writing(
+    sandbox: Sandbox, config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sync", "--once", "--config", str(config.path)]) == 0
+    # An admin tidies the portal's properties, with HubSpot's own client.
+    client = HubSpot(access_token="sandbox-token", host=sandbox.url)
+    client.crm.properties.core_api.archive("contacts", "leadsync_grade")
+    statuses = client.crm.properties.core_api.get_by_name("contacts", "hs_lead_status").options
+    more = [Option(label=o.label, value=o.value, hidden=False) for o in statuses]
+    more.append(Option(label="Nurture", value="NURTURE", hidden=False))
+    client.crm.properties.core_api.update(
+        "contacts", "hs_lead_status", PropertyUpdate(options=more)
+    )
+    read = client.crm.properties.core_api.get_by_name("contacts", "hs_lead_status")
+    assert [o.value for o in read.options][-1] == "NURTURE"
+    sandbox.stats.clear()
+    capsys.readouterr()
+    assert main(["sync", "--once", "--config", str(config.path)]) == 2
+    err = capsys.readouterr().err
+    assert "writeback.hubspot.grade: no field 'leadsync_grade' in hubspot contacts" in err
+    assert "run `leadsync setup` to create it" in err
+    assert write_calls(sandbox) == 0
+    # HubSpot's own properties stay, whatever the admin asks.
+    with pytest.raises(ApiException) as refused:
+        client.crm.properties.core_api.archive("contacts", "email")
+    assert refused.value.status == 400
 
 
 # ----------------------------------------------------------- 2. what the CRMs hold is evidence
