@@ -25,6 +25,8 @@
     │   │   └── SchemaOutOfDateError    (sync.database) not migrated: `leadsync db upgrade`
     │   ├── ServiceStartError           (jobs) `leadsync run` cannot start: its port is taken
     │   ├── BackfillBusyError           (sync.backfill) done already, or another process has it
+    │   ├── RunPausedError              the run stops on purpose to go on later (a backfill
+    │   │                               waited its time for the sync lease): recorded "paused"
     │   └── WebhookError                (sync.sla.webhook) an SLA event not delivered
     ├── RunInterruptedError             (sync.engine) a stop was asked for (SIGTERM): the run
     │                                   ends "interrupted" at a batch boundary, exit 0
@@ -175,6 +177,11 @@ class QuotaReserveReachedError(ConnectorError):
 
 class RequestRejectedError(ConnectorError):
     category = "bad_request"
+
+
+class RunPausedError(RunError):
+    """The run stops on purpose and goes on later from its last commit (a backfill that
+    waited its time for the sync lease): its run is recorded "paused", not failed."""
 
 
 class StoreError(RunError):

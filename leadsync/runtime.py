@@ -104,7 +104,10 @@ class Runtime:
         return [crm for crm in ("hubspot", "salesforce") if getattr(model, crm).enabled]
 
     def backfill_queue(self) -> BackfillQueue:
-        return BackfillQueue(self.store.engine)
+        """The backfills, a running one whose heartbeat is older than the lease's time to
+        live shown as abandoned."""
+        ttl = timedelta(seconds=self.config.model.service.lease_seconds)
+        return BackfillQueue(self.store.engine, stale_after=ttl)
 
     def stop_backfill(self, backfill_id: str) -> Backfill | None:
         """Stop a backfill (a running one after the batch in hand: `request_stop`); None when

@@ -18,20 +18,30 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leadsync.metrics import ServiceMetrics, metrics_routes
 
-__all__ = ["CONSOLE_PATH", "HttpServer", "ServerErrorGuard", "service_app"]
+__all__ = [
+    "CONSOLE_PATH",
+    "MAX_BODY_BYTES",
+    "BodyLimit",
+    "HttpServer",
+    "ServerErrorGuard",
+    "service_app",
+]
 
 log = logging.getLogger("leadsync.service")
 
 CONSOLE_PATH = "/console"
 # How long a stopping server waits for requests in flight (a browser's keep-alive does not count).
 GRACEFUL_SECONDS = 3.0
+# The console's forms are a few fields: a bigger body is refused before it is read.
+MAX_BODY_BYTES = 64 * 1024
 
 
 def service_app(metrics: ServiceMetrics, *, console: ASGIApp | None = None) -> Starlette:
@@ -47,12 +57,53 @@ def service_app(metrics: ServiceMetrics, *, console: ASGIApp | None = None) -> S
         return PlainTextResponse(hint + "\n", status_code=404)
 
     app = Starlette(routes=routes, exception_handlers={404: not_found})
+    app.add_middleware(BodyLimit)
     app.add_middleware(ServerErrorGuard)
     return app
 
 
 async def _to_console(request: Request) -> Response:
     return RedirectResponse(f"{CONSOLE_PATH}/", status_code=307)
+
+
+class BodyLimit:
+    """Refuses a request body over MAX_BODY_BYTES with 413: at once when Content-Length says
+    so, unread; else as soon as the bytes read pass it (a chunked body), never holding more."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self._app = app
+        self._max = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or ()).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self._max:
+            await self._refuse(scope, receive, send)
+            return
+        read = 0
+
+        async def counting() -> Message:
+            nonlocal read
+            message = await receive()
+            read += len(message.get("body", b""))
+            if read > self._max:
+                # Raised in the handler reading the body: each app's exception middleware
+                # answers it (the console is an app of its own, mounted).
+                raise HTTPException(413, self._too_large(), headers={"Connection": "close"})
+            return message
+
+        await self._app(scope, counting, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = PlainTextResponse(
+            self._too_large() + "\n", status_code=413, headers={"Connection": "close"}
+        )
+        await answer(scope, receive, send)
+
+    def _too_large(self) -> str:
+        return f"request body too large: at most {self._max // 1024} KiB"
 
 
 class ServerErrorGuard:

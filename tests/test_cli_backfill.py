@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,6 +108,44 @@ def test_a_backfill_killed_then_run_again_ends_like_one_that_ran_through(
         with Store(config.database_url) as store:
             statuses = sorted(run.status for run in store.runs(limit=10))
         assert statuses == ["abandoned", "succeeded"]
+
+
+def test_a_killed_backfill_reads_as_abandoned_until_it_is_taken_up_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config = backfill_config(sandbox, tmp_path)
+        victim = backfill(config)
+        deadline = time.monotonic() + 120
+        while not mid_pull(progress(config)):
+            assert time.monotonic() < deadline, "the backfill never got going"
+            time.sleep(0.05)
+        victim.send_signal(signal.SIGKILL)
+        victim.communicate(timeout=30)
+        killed = progress(config)
+        assert killed is not None
+
+        def listed() -> dict[str, Any]:
+            assert main(["backfill", "--status", "--json", "--config", str(config.path)]) == 0
+            (found,) = json.loads(capsys.readouterr().out)
+            return dict(found)
+
+        # Nobody beats for it any more: once its heartbeat is older than the lease (1 s), the
+        # listing says so, with how to go on, where it said "running" for ever.
+        deadline = time.monotonic() + 30
+        while (shown := listed())["status"] != "abandoned":
+            assert shown["status"] == "running"
+            assert time.monotonic() < deadline, shown
+            time.sleep(0.2)
+        assert f"--resume {killed.backfill_id}" in shown["message"]
+        assert main(["backfill", "--status", "--config", str(config.path)]) == 0
+        assert re.search(rf"{killed.backfill_id}\s+backfill\s+abandoned", capsys.readouterr().out)
+        # The same command goes on with it, and it ends.
+        again = backfill(config)
+        _, err = again.communicate(timeout=300)
+        assert again.returncode == 0, err
+        assert f"going on with backfill {killed.backfill_id}" in err
+        assert listed()["status"] == "succeeded"
 
 
 def test_status_lists_backfills_as_text_and_json_and_queue_hands_one_over(

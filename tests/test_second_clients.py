@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -43,26 +44,47 @@ def _installed_clients() -> Path:
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         _unavailable("node and npm are needed to run the Node clients (apt-get install nodejs npm)")
+    problem = install_clients(CACHE, npm)
+    if problem is not None:
+        _unavailable(f"npm ci of the Node clients failed: {problem}")
+    shutil.copyfile(HERE / "drive.mjs", CACHE / "drive.mjs")
+    return CACHE
+
+
+def install_clients(cache: Path, npm: str) -> str | None:
+    """Make `cache` hold the locked clients, unless it does already (its stamp says so);
+    None when it does, else why not. npm installs into a folder of its own beside `cache`,
+    renamed to `cache` only once complete and stamped: an install killed half-way leaves
+    at most a stray folder, never a `cache` a later run would trust."""
     lock = (HERE / "package-lock.json").read_bytes()
-    stamp = CACHE / ".lock-sha256"
     digest = hashlib.sha256(lock + (HERE / "package.json").read_bytes()).hexdigest()
-    if not (stamp.exists() and stamp.read_text() == digest and (CACHE / "node_modules").is_dir()):
-        CACHE.mkdir(parents=True, exist_ok=True)
+    stamp = cache / ".lock-sha256"
+    if stamp.exists() and stamp.read_text() == digest and (cache / "node_modules").is_dir():
+        return None
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{cache.name}-", dir=cache.parent))
+    try:
         for name in ("package.json", "package-lock.json"):
-            shutil.copyfile(HERE / name, CACHE / name)
+            shutil.copyfile(HERE / name, building / name)
         installed = subprocess.run(
-            [str(npm), "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=CACHE,
+            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=building,
             capture_output=True,
             text=True,
             timeout=600,
             check=False,
         )
         if installed.returncode != 0:
-            _unavailable(f"npm ci of the Node clients failed: {installed.stderr.strip()[-500:]}")
-        stamp.write_text(digest)
-    shutil.copyfile(HERE / "drive.mjs", CACHE / "drive.mjs")
-    return CACHE
+            return installed.stderr.strip()[-500:] or f"npm exited {installed.returncode}"
+        (building / stamp.name).write_text(digest)
+        stale = cache.with_name(f"{building.name}-stale")
+        if cache.exists():
+            cache.rename(stale)
+        building.rename(cache)
+        shutil.rmtree(stale, ignore_errors=True)
+        return None
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +113,36 @@ def driven() -> dict[str, Any]:
         }
     assert "error" not in result, result["error"]
     return result
+
+
+def _fake_npm(folder: Path, name: str, script: str) -> str:
+    npm = folder / name
+    npm.write_text(f"#!/bin/sh\n{script}\n")
+    npm.chmod(0o755)
+    return str(npm)
+
+
+def test_an_install_killed_half_way_leaves_no_cache_a_later_run_trusts(tmp_path: Path) -> None:
+    cache = tmp_path / ".cache" / "second-clients"
+    # npm ci that has written part of node_modules when it is killed.
+    killed = _fake_npm(tmp_path, "killed-npm", "mkdir -p node_modules/jsforce && kill -9 $$")
+    assert install_clients(cache, killed) is not None
+    assert not cache.exists()
+    # The next run installs again, and only a complete install is trusted after it.
+    calls = tmp_path / "calls"
+    good = _fake_npm(tmp_path, "npm", f"echo ci >> {calls} && mkdir -p node_modules/jsforce")
+    assert install_clients(cache, good) is None
+    assert (cache / "node_modules" / "jsforce").is_dir()
+    assert install_clients(cache, killed) is None  # trusted: npm not run again
+    assert calls.read_text() == "ci\n"
+    assert [p.name for p in cache.parent.iterdir()] == ["second-clients"]  # no strays
+    # node_modules went (a clean-up); the reinstall is killed half-way: its part is not
+    # taken for the whole, though the stamp of the lock still matches.
+    shutil.rmtree(cache / "node_modules")
+    assert install_clients(cache, killed) is not None
+    assert not (cache / "node_modules").exists()
+    assert install_clients(cache, good) is None
+    assert calls.read_text() == "ci\nci\n"
 
 
 def test_jsforce_logs_in_and_pages_a_query(driven: dict[str, Any]) -> None:

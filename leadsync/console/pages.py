@@ -29,7 +29,7 @@ from leadsync.sync.search import NAME_FIELDS, search_leads
 __all__ = ["PAGES", "report_css"]
 
 LIVE = (Status.QUEUED, Status.RUNNING, Status.STOPPING)
-STOPPABLE = (Status.QUEUED, Status.RUNNING, Status.PAUSED, Status.FAILED)
+STOPPABLE = (Status.QUEUED, Status.RUNNING, Status.PAUSED, Status.FAILED, Status.ABANDONED)
 RESUMABLE = (Status.STOPPED, Status.PAUSED, Status.FAILED)
 AUDIT_SHOWN = 200
 

@@ -48,6 +48,7 @@ __all__ = [
     "TransitionKind",
     "TransitionRefusedError",
     "evidence_for",
+    "left_by",
     "next_transitions",
     "refusal",
 ]
@@ -77,6 +78,13 @@ FORWARD: tuple[Stage, ...] = (
 RECYCLABLE = frozenset({Stage.MQL, Stage.SAL, Stage.SQL, Stage.OPPORTUNITY})
 DISQUALIFIABLE = frozenset({*FORWARD, Stage.RECYCLED} - {Stage.CUSTOMER})
 NEW_LEAD_REASON = "new lead"
+
+
+def left_by(stage: str) -> frozenset[str]:
+    """The stages a rule that moves a lead to `stage` takes it from: recycle from mql, sal,
+    sql or opportunity, disqualify from any but customer (empty for the other stages)."""
+    rules = {Stage.RECYCLED: RECYCLABLE, Stage.DISQUALIFIED: DISQUALIFIABLE}
+    return frozenset(s.value for s in rules.get(Stage(stage), ()))
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,10 @@ class Response:
 
     @classmethod
     def json(cls, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> Response:
-        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+        # Half a UTF-16 pair a CRM holds goes out as JSON's escape ("\ud800"), as a Java
+        # backend's JSON writer sends it: UTF-8 has no bytes for it.
+        body = text.encode("utf-8", "backslashreplace")
         return cls(status, body, JSON_TYPE, dict(headers or {}))
 
     @classmethod

@@ -17,7 +17,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote
 
@@ -305,6 +305,18 @@ class HubSpotEmulator:
             route("GET", props, "hubspot.properties.list", self._properties_list),
             route("POST", props, "hubspot.properties.create", self._properties_create),
             route("GET", f"{props}/(?P<name>[^/]+)", "hubspot.properties.get", self._property_get),
+            route(
+                "PATCH",
+                f"{props}/(?P<name>[^/]+)",
+                "hubspot.properties.update",
+                self._property_update,
+            ),
+            route(
+                "DELETE",
+                f"{props}/(?P<name>[^/]+)",
+                "hubspot.properties.archive",
+                self._property_archive,
+            ),
         ]
 
     # ---------------------------------------------------------------- rendering
@@ -805,9 +817,7 @@ class HubSpotEmulator:
     def _property_get(self, request: Request, match: re.Match[str]) -> Response:
         prop = self._properties.get(match["name"])
         if prop is None:
-            return _error(
-                404, "OBJECT_NOT_FOUND", f"Unable to find property with name {match['name']}"
-            )
+            return _no_property(match["name"])
         return Response.json(200, self._render_property(prop))
 
     def _properties_create(self, request: Request, _: re.Match[str]) -> Response:
@@ -850,6 +860,45 @@ class HubSpotEmulator:
         self._property_times[name] = self._now_ms()
         return Response.json(201, self._render_property(prop))
 
+    # An admin changing the portal's setup, through the properties API as the settings
+    # screens do: options added or removed, a property archived. HubSpot's own properties
+    # cannot be archived.
+
+    def _property_update(self, request: Request, match: re.Match[str]) -> Response:
+        prop = self._properties.get(match["name"])
+        if prop is None:
+            return _no_property(match["name"])
+        body = _json_body(request)
+        if not isinstance(body, Mapping):
+            return _validation_error("Invalid input JSON")
+        changed = prop
+        if "label" in body:
+            changed = replace(changed, label=str(body["label"]))
+        if "options" in body:
+            if prop.type != "enumeration":
+                return _validation_error(f"Property {prop.name} is not an enumeration")
+            options = tuple(
+                str(option.get("value"))
+                for option in body.get("options") or []
+                if isinstance(option, Mapping)
+            )
+            if not options:
+                return _validation_error("An enumeration property needs options")
+            changed = replace(changed, options=options)
+        self._properties[prop.name] = changed
+        self._property_times[prop.name] = self._now_ms()
+        return Response.json(200, self._render_property(changed))
+
+    def _property_archive(self, request: Request, match: re.Match[str]) -> Response:
+        prop = self._properties.get(match["name"])
+        if prop is None:
+            return _no_property(match["name"])
+        if prop.hubspot_defined:
+            return _validation_error(f"{prop.name} is HubSpot-defined: it cannot be archived")
+        del self._properties[prop.name]
+        self._property_times.pop(prop.name, None)
+        return Response.empty(204)
+
 
 # -------------------------------------------------------------------- helpers
 
@@ -861,6 +910,10 @@ def _forward_only_stage(current: str | None, wanted: str | None) -> str | None:
     if _STAGE_RANK.get(wanted, 0) < _STAGE_RANK.get(current, 0):
         return current
     return wanted
+
+
+def _no_property(name: str) -> Response:
+    return _error(404, "OBJECT_NOT_FOUND", f"Unable to find property with name {name}")
 
 
 def _matches_text(contact: Contact, text: str) -> bool:

@@ -43,7 +43,7 @@ from sqlalchemy.engine import Engine, RowMapping
 
 from leadsync.connectors.base import Connector, CrmRecord, Page, utc
 from leadsync.connectors.errors import QuotaReserveReachedError
-from leadsync.errors import RunError, UsageError
+from leadsync.errors import RunError, RunPausedError, UsageError
 from leadsync.mapping.fields import FieldMap
 from leadsync.sync import tables as t
 from leadsync.sync.database import retry_transient, writing
@@ -90,7 +90,11 @@ class Status:
     STOPPING = "stopping"
     # Stopped by a person: the service leaves it alone until it is resumed (or rerun).
     STOPPED = "stopped"
-    UNFINISHED = ("queued", "running", "paused", "failed", "stopping", "stopped")
+    # Not stored: how a running (or stopping) backfill reads once its heartbeat is older than
+    # the lease's time to live. Its runner died (a SIGKILL, a lost host); the next run or
+    # the service's next poll goes on with it from its checkpoints.
+    ABANDONED = "abandoned"
+    UNFINISHED = ("queued", "running", "paused", "failed", "stopping", "stopped", "abandoned")
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,9 +186,33 @@ def _utc_now() -> datetime:
 class BackfillQueue:
     """The backfills table: what was asked, who runs it, how far it got."""
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = _utc_now) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        stale_after: timedelta | None = None,
+    ) -> None:
+        """With `stale_after` (the lease's time to live), `get` and `list` show a running
+        backfill whose heartbeat is older as abandoned."""
         self._engine = engine
         self._clock = clock
+        self._stale_after = stale_after
+
+    def _as_seen(self, backfill: Backfill) -> Backfill:
+        if self._stale_after is None or backfill.status not in (Status.RUNNING, Status.STOPPING):
+            return backfill
+        beat = backfill.heartbeat_at
+        if beat is not None and beat >= utc(self._clock()) - self._stale_after:
+            return backfill
+        when = "" if beat is None else f" at {beat.isoformat(timespec='seconds')}"
+        return replace(
+            backfill,
+            status=Status.ABANDONED,
+            message=f"its runner ({backfill.holder or '?'}) stopped beating{when}: "
+            f"`leadsync backfill --resume {backfill.backfill_id}`, or the service, goes on "
+            "from its checkpoints",
+        )
 
     @retry_transient
     def create(self, spec: BackfillSpec, *, status: str = Status.QUEUED) -> Backfill:
@@ -198,7 +226,7 @@ class BackfillQueue:
         query = sa.select(t.backfills).where(t.backfills.c.backfill_id == backfill_id)
         with self._engine.connect() as connection:
             row = connection.execute(query).mappings().one_or_none()
-        return None if row is None else _backfill(row)
+        return None if row is None else self._as_seen(_backfill(row))
 
     @retry_transient
     def list(self, *, limit: int = 50) -> list[Backfill]:
@@ -209,7 +237,7 @@ class BackfillQueue:
             .limit(limit)
         )
         with self._engine.connect() as connection:
-            return [_backfill(row) for row in connection.execute(query).mappings()]
+            return [self._as_seen(_backfill(row)) for row in connection.execute(query).mappings()]
 
     def unfinished_like(self, spec: BackfillSpec) -> Backfill | None:
         """The newest unfinished backfill asked with the same arguments: a rerun resumes it."""
@@ -678,7 +706,7 @@ class BackfillRunner:
             raise RuntimeError("another runner took this backfill over")
 
 
-class _LeaseUnavailableError(RunError):
+class _LeaseUnavailableError(RunPausedError):
     pass
 
 

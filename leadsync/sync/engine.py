@@ -43,7 +43,7 @@ from leadsync.connectors.base import (
     WriteResult,
     WriteStatus,
 )
-from leadsync.errors import LeadsyncError, QuotaReserveReachedError
+from leadsync.errors import LeadsyncError, QuotaReserveReachedError, RunPausedError
 from leadsync.logs import run_context
 from leadsync.mapping.definition import LeadDefinition
 from leadsync.mapping.fields import FieldMap
@@ -333,8 +333,9 @@ class SyncEngine:
     @contextmanager
     def recording(self, kind: str, *, write: bool) -> Iterator[RunSummary]:
         """A run of `kind` recorded in the store: started now, finished when the block ends,
-        as succeeded, failed (the error goes on), paused at the quota reserve (the error goes
-        on) or interrupted (RunInterruptedError, swallowed: the summary says so)."""
+        as succeeded, failed (the error goes on), paused at the quota reserve or on purpose
+        (RunPausedError; the error goes on) or interrupted (RunInterruptedError, swallowed:
+        the summary says so)."""
         started = self._clock()
         run_id = self._store.start_run(kind, started_at=started, holder=self._holder)
         summary = RunSummary(run_id, write, started, kind=kind, holder=self._holder)
@@ -347,9 +348,9 @@ class SyncEngine:
             status = "interrupted"
             summary.interrupted = True
             log.info("run %s interrupted; the next run goes on from here", run_id)
-        except QuotaReserveReachedError:
-            # Not a failure: leadsync stopped on purpose at the reserve the operator set, and
-            # the next run (or the backfill, resumed) goes on from its last commit.
+        except (QuotaReserveReachedError, RunPausedError):
+            # Not a failure: leadsync stopped on purpose (at the reserve the operator set, say),
+            # and the next run (or the backfill, resumed) goes on from its last commit.
             status = "paused"
             raise
         except BaseException:

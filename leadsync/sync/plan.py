@@ -23,10 +23,12 @@ any update to them, CANNOT_UPDATE_CONVERTED_LEAD).
 Stages: a CRM that orders its stages (HubSpot's lifecycle stage, as its connector says through
 `moves_back`) keeps a later stage a person gave it. leadsync moves a CRM's stage back only when
 the lead went back by a rule (recycled, disqualified), or when what the CRM holds there is
-leadsync's own earlier write (`own`: its stage only ever went back by a rule since). And a
-stage or status a person changed after leadsync wrote it (`written`: what leadsync last wrote
-there) is not written again while leadsync's wish is the same: the person's later move stands,
-whatever its direction.
+leadsync's own earlier write (`own`: its stage only ever went back by a rule since). A rule's
+stage is written only over a stage the rule leaves (`left_by`: a disqualify rule never makes a
+CRM's customer "other"), or over a value the mapping does not read as any stage, if that is no
+move back. And a stage or status a person changed after leadsync wrote it (`written`: what
+leadsync last wrote there) is not written again while leadsync's wish is the same: the person's
+later move stands, whatever its direction.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from typing import Any
 from leadsync.connectors.base import RecordUpdate
 from leadsync.connectors.hubspot import DEFAULT_LIFECYCLE_ORDER
 from leadsync.mapping.fields import FieldMap, FieldMapping, WritebackTargets
-from leadsync.mapping.lifecycle import Stage
+from leadsync.mapping.lifecycle import Stage, left_by
 from leadsync.mapping.scoring import Score
 from leadsync.mapping.transforms import WRITERS, TransformError, is_blank
 from leadsync.mapping.types import SyncRule
@@ -145,8 +147,10 @@ def _update(
     writeback = _writeback_writes(targets, lead, snapshot, flags)
     if targets is not None:
         _keep_persons_stages(writeback, targets, snapshot, written)
-    if lead.stage not in _BACK_BY_RULE:
-        _keep_later_stages(writeback, snapshot, moves_back, own)
+        judged: frozenset[str] = frozenset()
+        if lead.stage in _BACK_BY_RULE:
+            judged = _keep_stages_the_rule_does_not_leave(writeback, targets, lead.stage, snapshot)
+        _keep_later_stages(writeback, snapshot, moves_back, own | judged)
     values = {**_field_writes(field_map, lead, snapshot), **writeback}
     if not values:
         return None
@@ -158,12 +162,13 @@ def _keep_later_stages(
     writes: dict[str, Any],
     snapshot: Snapshot,
     moves_back: Callable[[str, Any, Any], bool],
-    own: frozenset[str],
+    exempt: frozenset[str],
 ) -> None:
-    """Leave out the stage writes that would move back a stage a person set in the CRM."""
+    """Leave out the stage writes that would move back a stage a person set in the CRM, but
+    for the `exempt` fields (leadsync's own earlier write; a rule's move, judged already)."""
     for name in list(writes):
         held = snapshot.raw.get(name)
-        if name not in own and moves_back(name, held, writes[name]):
+        if name not in exempt and moves_back(name, held, writes[name]):
             del writes[name]
 
 
@@ -182,6 +187,27 @@ def _keep_persons_stages(
         changed_since = not _same_text(written[name], snapshot.raw.get(name))
         if changed_since and _same_text(writes[name], written[name]):
             del writes[name]
+
+
+def _keep_stages_the_rule_does_not_leave(
+    writes: dict[str, Any], targets: WritebackTargets, stage: str, snapshot: Snapshot
+) -> frozenset[str]:
+    """Leave out the write of a rule's stage (recycled, disqualified) over a stage the CRM
+    holds that the rule does not take a lead from (a customer is not disqualified). Returns
+    the stage field when the move was judged so: what the CRM holds reads as a stage (or
+    nothing). A value the mapping reads as no stage is judged as any other: by its order."""
+    name = targets.stage
+    if name is None or name not in writes:
+        return frozenset()
+    held = snapshot.raw.get(name)
+    if is_blank(held):
+        return frozenset({name})
+    stages = targets.stages_held_by(str(held).strip())
+    if not stages:
+        return frozenset()
+    if not stages & left_by(stage):
+        del writes[name]
+    return frozenset({name})
 
 
 def _is_converted_lead(snapshot: Snapshot) -> bool:

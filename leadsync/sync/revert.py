@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from leadsync.connectors.base import Connector, RecordUpdate, WriteStatus
+from leadsync.secrets import masked
 from leadsync.sync.runs import UnknownRunError, find_run
 from leadsync.sync.store import LoggedWrite, Store, WriteRow
 
@@ -29,6 +30,8 @@ class RevertReport:
     dry_run: bool = False
 
     def text(self, reverted_run: str) -> str:
+        # Ids, fields and numbers; text values and CRM messages masked as in every log line:
+        # a rep may have pasted a person's name or address where leadsync wrote.
         if self.dry_run:
             lines = [
                 f"revert of run {reverted_run}, dry run (nothing written): "
@@ -37,7 +40,8 @@ class RevertReport:
             if self.reverted:
                 lines.append("to put back:")
                 lines.extend(
-                    f"  {crm} {rid} {name}: {old!r}" for crm, rid, name, old in self.reverted
+                    f"  {crm} {rid} {name}: {masked(repr(old))}"
+                    for crm, rid, name, old in self.reverted
                 )
         else:
             lines = [
@@ -47,10 +51,12 @@ class RevertReport:
             ]
         if self.kept:
             lines.append("kept, because the CRM no longer holds what the run wrote:")
-            lines.extend(f"  {crm} {rid} {name}: {why}" for crm, rid, name, why in self.kept)
+            lines.extend(
+                f"  {crm} {rid} {name}: {masked(why)}" for crm, rid, name, why in self.kept
+            )
         if self.failed:
             lines.append("failed:")
-            lines.extend(f"  {crm} {rid}: {message}" for crm, rid, message in self.failed)
+            lines.extend(f"  {crm} {rid}: {masked(message)}" for crm, rid, message in self.failed)
         return "\n".join(lines)
 
 

@@ -13,6 +13,7 @@ that a later step may fill in.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
@@ -148,23 +149,33 @@ MAX_EMAIL_LENGTH = 254
 
 
 def unstorable(values: Mapping[str, Any]) -> list[str]:
-    """Why a record with these values cannot be stored, field by field: text holding a NUL
-    character (U+0000), which PostgreSQL's text refuses and no CRM sends on purpose. The
-    reasons name fields, never values."""
-    return [
-        f"{name} holds a NUL character (U+0000), which the store cannot keep"
-        for name, value in values.items()
-        if _holds_nul(value)
-    ]
+    """Why a record with these values cannot be stored or used, field by field: text holding
+    a NUL character (U+0000), which PostgreSQL's text refuses, or half of a UTF-16 surrogate
+    pair (JSON may escape one, "\\ud800"), which no UTF-8 text holds: matching, the logs and
+    every page would fail on it. No CRM sends either on purpose. The reasons name fields,
+    never values."""
+    reasons = []
+    for name, value in values.items():
+        if _holds(value, _NUL):
+            reasons.append(f"{name} holds a NUL character (U+0000), which the store cannot keep")
+        elif _holds(value, _LONE_SURROGATE):
+            reasons.append(
+                f"{name} holds half of a UTF-16 surrogate pair, which the store cannot keep"
+            )
+    return reasons
 
 
-def _holds_nul(value: Any) -> bool:
+_NUL = re.compile("\x00")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _holds(value: Any, pattern: re.Pattern[str]) -> bool:
     if isinstance(value, str):
-        return "\x00" in value
+        return pattern.search(value) is not None
     if isinstance(value, Mapping):
-        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+        return any(_holds(key, pattern) or _holds(item, pattern) for key, item in value.items())
     if isinstance(value, list | tuple):
-        return any(_holds_nul(item) for item in value)
+        return any(_holds(item, pattern) for item in value)
     return False
 
 

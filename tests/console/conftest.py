@@ -22,7 +22,7 @@ from leadsync.console.web import ConsoleContext
 from leadsync.metrics import ServiceMetrics
 from leadsync.runtime import Runtime, open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
-from leadsync.serving import service_app
+from leadsync.serving import HttpServer, service_app
 from tests.support import set_up_sandbox_config
 
 ADA_TOKEN = "ada-token-" + "7" * 40
@@ -87,22 +87,40 @@ def console_config(synced: tuple[Path, str], folder: Path, extra: str = CONSOLE)
     return load_config(folder / "leadsync.toml", environ=ENVIRON)
 
 
+def service_with_console(config: Config, runtime: Runtime) -> Any:
+    """The service's app with the console on `runtime`, as `leadsync run` serves it."""
+    assert config.model.console is not None
+    metrics = ServiceMetrics(runtime.store, {}, healthy_within=timedelta(minutes=30))
+    context = ConsoleContext(
+        config.model.console,
+        Accounts.from_config(config),
+        runtime=lambda: runtime,
+        replica="replica-1",
+        health=metrics.health,
+    )
+    return service_app(metrics, console=console_app(context))
+
+
 @pytest.fixture
 def served(synced: tuple[Path, str], tmp_path: Path) -> Iterator[Served]:
     config = console_config(synced, tmp_path)
-    assert config.model.console is not None
     with open_runtime(config, connect=False) as runtime:
-        metrics = ServiceMetrics(runtime.store, {}, healthy_within=timedelta(minutes=30))
-        context = ConsoleContext(
-            config.model.console,
-            Accounts.from_config(config),
-            runtime=lambda: runtime,
-            replica="replica-1",
-            health=metrics.health,
-        )
-        app = service_app(metrics, console=console_app(context))
+        app = service_with_console(config, runtime)
         with TestClient(app, base_url="http://testserver") as client:
             yield Served(client, runtime, config)
+
+
+@pytest.fixture
+def listening(synced: tuple[Path, str], tmp_path: Path) -> Iterator[int]:
+    """The service with the console on a real socket (uvicorn, as `leadsync run`): its port."""
+    config = console_config(synced, tmp_path)
+    with open_runtime(config, connect=False) as runtime:
+        server = HttpServer(service_with_console(config, runtime), host="127.0.0.1", port=0)
+        server.start()
+        try:
+            yield server.port
+        finally:
+            server.stop()
 
 
 def csrf_of(page: str) -> str:

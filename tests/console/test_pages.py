@@ -274,6 +274,23 @@ def test_stop_and_resume_from_the_page_change_the_backfill_and_are_audited(
     assert ada.client.get("/console/backfills/nope/progress").status_code == 404
 
 
+def test_a_backfill_whose_runner_died_reads_as_abandoned(ada: Served) -> None:
+    queue = ada.runtime.backfill_queue()
+    queued = queue.create(BackfillSpec(("hubspot",)))
+    assert queue.claim(queued.backfill_id, "dead-host:1", stale_after=timedelta(minutes=1))
+    page = ada.page(f"/console/backfills/{queued.backfill_id}")
+    assert "abandoned" not in page  # beating a moment ago: running
+    # Killed: no heartbeat since, for longer than the lease lives (60 s).
+    with ada.runtime.store.engine.begin() as connection:
+        connection.execute(
+            tables.backfills.update().values(heartbeat_at=datetime.now(UTC) - timedelta(hours=1))
+        )
+    assert "abandoned" in ada.page("/console/backfills")
+    page = ada.page(f"/console/backfills/{queued.backfill_id}")
+    assert "abandoned" in page
+    assert f"--resume {queued.backfill_id}" in html.unescape(page)
+
+
 def test_the_script_that_keeps_a_backfill_current_is_served(ada: Served) -> None:
     script = ada.client.get("/console/static/backfill.js")
     assert script.status_code == 200

@@ -262,6 +262,28 @@ def test_between_chunks_a_backfill_lets_another_writer_take_the_sync_lease(
         assert len(during) >= 2  # it got in between chunks, more than once
 
 
+def test_a_backfill_the_sync_lease_stays_closed_to_pauses_and_its_run_says_paused(
+    tmp_path: Path,
+) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        assert config.path is not None
+        text = config.path.read_text()
+        config.path.write_text(
+            text.replace("lease_seconds = 1\n", "lease_seconds = 1\nlease_wait_seconds = 0.1\n")
+        )
+        config = load_config(config.path)
+        with open_runtime(config, connect=False) as watcher:
+            # Another replica's long sync holds the lease past the backfill's wait (20 s).
+            assert Leases(watcher.store.engine, "a-long-sync").acquire("sync", timedelta(hours=1))
+            backfill = run(config, BackfillSpec(BOTH))
+            (recorded,) = watcher.store.runs(limit=1)
+        assert backfill.status == Status.PAUSED
+        assert "the sync lease stayed taken" in backfill.message
+        # Waiting its turn is no failure: the next poll goes on with it.
+        assert (recorded.kind, recorded.status) == (BACKFILL_KIND, "paused")
+
+
 # --------------------------------------------------------------------------- the sweep
 
 

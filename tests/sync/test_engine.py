@@ -107,6 +107,31 @@ def test_a_record_with_a_nul_byte_or_an_overlong_email_is_quarantined_not_fatal(
     assert "nul\x00byte" not in said
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_record_holding_half_a_surrogate_pair_is_quarantined_not_fatal(
+    sandbox: Sandbox, config: Config, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert config.path is not None
+    text = config.path.read_text()
+    config.path.write_text(re.sub(r'url = "sqlite:///[^"]*"', f'url = "{database_url}"', text))
+    contacts = [c for c in sandbox.hubspot.snapshot() if c["properties"].get("email")]
+    title, email = int(contacts[0]["id"]), int(contacts[1]["id"])
+    # JSON carries half a UTF-16 pair as "\\ud800": the CRMs' Java backends can hold one.
+    sandbox.hubspot.set_activity(title, {"jobtitle": "Head \ud800 of sales"})
+    sandbox.hubspot.set_activity(email, {"email": "half\udfffpair@example.com"})
+    sf_lead = next(r["Id"] for r in sandbox.salesforce.snapshot("Lead") if not r["IsConverted"])
+    assert sandbox.salesforce.update_record("Lead", sf_lead, {"Title": "CTO \ud800"}).success
+    for _ in range(2):  # and the next run too: nothing is stuck on them
+        assert main(["sync", "--once", "--config", str(config.path)]) == 0
+    with open_runtime(load_config(config.path), connect=False) as runtime:
+        reasons = {q.record_id: q.reason for q in runtime.store.quarantined()}
+    surrogate = "holds half of a UTF-16 surrogate pair"
+    assert reasons[str(title)] == f"jobtitle {surrogate}, which the store cannot keep"
+    assert surrogate in reasons[str(email)]
+    assert surrogate in reasons[sf_lead]
+    assert "Traceback" not in capsys.readouterr().err
+
+
 def test_bad_records_are_quarantined_with_their_reason_and_the_run_completes(
     sandbox: Sandbox, config: Config
 ) -> None:
@@ -273,6 +298,25 @@ def test_revert_puts_back_what_a_run_overwrote_and_keeps_what_people_changed_sin
     assert all(after[i]["Leadsync_Stage__c"] is None for i in others)
     hubspot = sandbox.hubspot.contact(int(contact_id)).properties
     assert hubspot.get("leadsync_score") == ""  # cleared again, as HubSpot reads a cleared one
+
+
+def test_the_revert_report_shows_no_persons_data(
+    sandbox: Sandbox, config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = cycle(config)
+    _, lead_id = _linked_pair(sandbox, config)
+    # A rep pastes a name and an address over a value leadsync wrote.
+    pasted = "Ada Lovelace <ada.lovelace@example.com>"
+    edit = {"Leadsync_Score_Reasons__c": pasted}
+    assert sandbox.salesforce.update_record("Lead", lead_id, edit).success
+    assert main(["revert", first.run_id, "--config", str(config.path)]) == 0
+    out = capsys.readouterr().out
+    # Which record and field, and that it changed: not what it holds now.
+    assert re.search(
+        rf"salesforce {lead_id} Leadsync_Score_Reasons__c: now '\*\*\*', not '\*\*\*'", out
+    )
+    assert "ada.lovelace" not in out
+    assert "Lovelace" not in out
 
 
 def test_revert_of_an_unknown_run_is_bad_usage_exit_2(

@@ -28,6 +28,8 @@ from typing import Any
 
 import pytest
 import requests
+from hubspot import HubSpot
+from hubspot.crm.properties import ApiException, Option, PropertyUpdate
 
 from leadsync.cli import main
 from leadsync.config import Config, load_config
@@ -238,6 +240,34 @@ def test_check_online_reports_what_the_preflight_stops_on_and_more(
     assert {line.removeprefix("leadsync: ") for line in stopped} <= checked
 
 
+def test_a_property_an_admin_archived_after_setup_stops_the_next_sync_before_writing(
+    sandbox: Sandbox, config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sync", "--once", "--config", str(config.path)]) == 0
+    # An admin tidies the portal's properties, with HubSpot's own client.
+    client = HubSpot(access_token="sandbox-token", host=sandbox.url)
+    client.crm.properties.core_api.archive("contacts", "leadsync_grade")
+    statuses = client.crm.properties.core_api.get_by_name("contacts", "hs_lead_status").options
+    more = [Option(label=o.label, value=o.value, hidden=False) for o in statuses]
+    more.append(Option(label="Nurture", value="NURTURE", hidden=False))
+    client.crm.properties.core_api.update(
+        "contacts", "hs_lead_status", PropertyUpdate(options=more)
+    )
+    read = client.crm.properties.core_api.get_by_name("contacts", "hs_lead_status")
+    assert [o.value for o in read.options][-1] == "NURTURE"
+    sandbox.stats.clear()
+    capsys.readouterr()
+    assert main(["sync", "--once", "--config", str(config.path)]) == 2
+    err = capsys.readouterr().err
+    assert "writeback.hubspot.grade: no field 'leadsync_grade' in hubspot contacts" in err
+    assert "run `leadsync setup` to create it" in err
+    assert write_calls(sandbox) == 0
+    # HubSpot's own properties stay, whatever the admin asks.
+    with pytest.raises(ApiException) as refused:
+        client.crm.properties.core_api.archive("contacts", "email")
+    assert refused.value.status == 400
+
+
 # ----------------------------------------------------------- 2. what the CRMs hold is evidence
 
 
@@ -421,6 +451,36 @@ def test_a_status_a_rep_changed_after_leadsync_wrote_it_is_not_written_again(
         lead_id = lead_of(store, "salesforce", sf_lead)
         assert store.leads([lead_id])[lead_id].stage == "disqualified"
     assert "Status" not in written
+
+
+def _customers_from_salesforce_only(config: Config) -> Config:
+    """The shipped definition, but RevOps count only a won Salesforce opportunity as proof of
+    a customer: HubSpot's customers are no evidence."""
+    shipped = (EXAMPLES / "lead_definition.toml").read_text()
+    evidence = '  { field = "hubspot_lifecycle", in = ["customer", "evangelist"] },\n'
+    assert evidence in shipped
+    return with_definition(config, shipped.replace(evidence, ""))
+
+
+@pytest.mark.parametrize(
+    ("status", "rule"), [("UNQUALIFIED", "disqualify"), ("BAD_TIMING", "recycle")]
+)
+def test_a_rule_leaves_a_crm_stage_alone_that_the_rule_does_not_leave(
+    sandbox: Sandbox, config: Config, status: str, rule: str
+) -> None:
+    config = _customers_from_salesforce_only(config)
+    cycle(config)
+    with Store(config.database_url) as store:
+        # HubSpot holds customer; leadsync, without evidence, has the lead at an earlier
+        # stage (one a recycle rule takes back).
+        contact = _lead_alone_at(store, sandbox, "mql", "customer")
+    sandbox.hubspot.set_activity(int(contact), {"hs_lead_status": status})
+    cycle(config, now=NOW + timedelta(hours=1))
+    with Store(config.database_url) as store:
+        lead_id = lead_of(store, "hubspot", contact)
+        assert store.history(lead_id)[-1].kind == rule
+    # Neither rule takes a customer anywhere: HubSpot's stays.
+    assert hubspot_stages(sandbox)[contact] == "customer"
 
 
 # ------------------------------------------------------------- 3. no half-done stage move

@@ -298,6 +298,20 @@ def test_a_record_the_database_cannot_hold_is_quarantined_with_its_reason(store:
     assert kept.raw == {"email": "a\x00b@example.com"}
 
 
+def test_a_record_with_a_lone_surrogate_is_quarantined_with_its_reason(store: Store) -> None:
+    # JSON may escape half a UTF-16 pair ("\\ud800"); no database text can hold it.
+    lone = snap("2", raw={"jobtitle": "Head \ud800 of sales"}, canonical={"title": "Head"})
+    email = snap("3", raw={"email": "a\udfffb@example.com"}, canonical={"email": "a@x.io"})
+    store.save_page("hubspot", [snap("1"), lone, email], position=Position(T0, "3"), run_id="r")
+    assert set(store.snapshots("hubspot", ["1", "2", "3"])) == {"1"}
+    assert store.cursor("hubspot") == Position(T0, "3")
+    reasons = {q.record_id: q.reason for q in store.quarantined()}
+    assert reasons == {
+        "2": "jobtitle holds half of a UTF-16 surrogate pair, which the store cannot keep",
+        "3": "email holds half of a UTF-16 surrogate pair, which the store cannot keep",
+    }
+
+
 def test_save_page_refuses_records_of_another_crm(store: Store) -> None:
     with pytest.raises(ValueError, match="salesforce"):
         saved(store, snap("1", crm="salesforce"), crm="hubspot")
