@@ -74,6 +74,7 @@ class Runtime:
             holder=self.holder,
             full_sla_check=full_sla_check,
             clock=clock,
+            moves_back=self.moves_back,
         )
 
     def moves_back(self, crm: str, name: str, held: Any, wanted: Any) -> bool:

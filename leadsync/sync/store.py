@@ -616,6 +616,16 @@ class Store:
             _upsert_leads(connection, leads, self._email_field, self._now())
 
     @retry_transient
+    def lead_ids_after(self, after: str | None, *, limit: int) -> list[str]:
+        """Up to `limit` lead ids after `after` (from the first with None), in order: every
+        stored lead, a page at a time."""
+        query = sa.select(t.leads.c.lead_id).order_by(t.leads.c.lead_id).limit(limit)
+        if after is not None:
+            query = query.where(t.leads.c.lead_id > after)
+        with self._engine.connect() as connection:
+            return list(connection.execute(query).scalars())
+
+    @retry_transient
     def leads(self, lead_ids: Sequence[str]) -> dict[str, Lead]:
         """The leads with these ids."""
         found: dict[str, Lead] = {}
