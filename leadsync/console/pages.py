@@ -4,10 +4,11 @@
     Leads       search_leads; a lead's page is Runtime.explain, as `leadsync explain`
     Backfills   BackfillQueue and spec_for, as `leadsync backfill --queue/--status/--stop`
     Reports     report_for and the HTML report's body, as `leadsync report --format html`
+    Exceptions  review_items/resolve_review and quarantine_items/retry_quarantined, as
+                `leadsync review` and `leadsync quarantine` (console/exceptions.py)
     Audit log   AuditLog.entries
 
-Review, quarantine, runs and edits join them once `leadsync review`, `quarantine`, `runs` and
-`apply` exist (issue 19), on those commands' functions.
+Edits join them once `leadsync apply` exists (issue 19), on that command's functions.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from leadsync.console.exceptions import exceptions, resolve_review_item, retry_quarantined_record
 from leadsync.console.status import service_status
 from leadsync.console.web import Visit
 from leadsync.reports.build import Period, report_for
@@ -265,6 +267,19 @@ PAGES: Sequence[tuple[str, str, Callable[[Visit], Response], tuple[str, ...]]] =
     ("/backfills/{backfill_id}/progress", "backfill_progress", backfill_progress, ("GET",)),
     ("/backfills/{backfill_id}/stop", "stop_backfill", stop_backfill, ("POST",)),
     ("/backfills/{backfill_id}/resume", "resume_backfill", resume_backfill, ("POST",)),
+    ("/exceptions", "exceptions", exceptions, ("GET",)),
+    (
+        "/exceptions/review/{crm}/{record_id}",
+        "resolve_review",
+        resolve_review_item,
+        ("POST",),
+    ),
+    (
+        "/exceptions/quarantine/{crm}/{record_id}/retry",
+        "retry_quarantined",
+        retry_quarantined_record,
+        ("POST",),
+    ),
     ("/reports", "reports", reports, ("GET",)),
     ("/audit", "audit", audit, ("GET",)),
 )
