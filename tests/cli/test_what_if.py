@@ -11,16 +11,10 @@ from typing import Any
 import pytest
 
 from leadsync.cli import main
-from leadsync.config import Config, load_config
+from leadsync.config import Config
 from leadsync.sandbox import Sandbox
 from leadsync.sync.store import Store
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "leadsync" / "examples"
-MQL_SCORE = (
-    "[lifecycle.stages.mql]\n"
-    "# Marketing qualified: engaged enough, and a fit worth a salesperson's time.\n"
-    'all = [\n  { field = "score", gte = 60 },'
-)
+from tests.cli.conftest import EXAMPLES, MQL_SCORE, with_definition
 
 
 def _stages(config: Config) -> dict[str, str | None]:
@@ -36,18 +30,6 @@ def _what_if(config: Config, capsys: pytest.CaptureFixture[str]) -> dict[str, An
     return body
 
 
-def _with_definition(config: Config, text: str, folder: Path) -> Config:
-    """The config, its lead definition replaced by `text` (a copy RevOps edit)."""
-    assert config.path is not None
-    definition = folder / "lead_definition.toml"
-    definition.write_text(text)
-    shipped = str(EXAMPLES / "lead_definition.toml")
-    source = config.path.read_text()
-    assert shipped in source
-    config.path.write_text(source.replace(shipped, str(definition)))
-    return load_config(config.path)
-
-
 def _total_requests(sandbox: Sandbox) -> int:
     return sum(sandbox.stats.as_dict()["endpoints"].values())
 
@@ -60,7 +42,7 @@ def test_a_lowered_mql_threshold_shows_the_moves_the_sweep_then_makes(
     assert unchanged["stage_moves"] == []
     shipped = (EXAMPLES / "lead_definition.toml").read_text()
     assert MQL_SCORE in shipped
-    edited = _with_definition(
+    edited = with_definition(
         config, shipped.replace(MQL_SCORE, MQL_SCORE.replace("gte = 60", "gte = 30")), tmp_path
     )
     before = _stages(edited)
@@ -93,7 +75,7 @@ def test_the_text_names_stages_moves_writes_and_examples(
     assert main(["plan", "--what-if", "--config", str(config.path)]) == 0
     assert "no change: every lead stays as it is" in capsys.readouterr().out
     shipped = (EXAMPLES / "lead_definition.toml").read_text()
-    edited = _with_definition(
+    edited = with_definition(
         config, shipped.replace(MQL_SCORE, MQL_SCORE.replace("gte = 60", "gte = 30")), tmp_path
     )
     assert main(["plan", "--what-if", "--config", str(edited.path)]) == 0
