@@ -36,6 +36,7 @@ __all__ = [
     "accept_first",
     "apply_edit",
     "digest_of",
+    "disk_files",
     "edit_status",
     "load_version",
     "running_version",
@@ -124,6 +125,11 @@ def running_number(engine: Engine) -> int | None:
 def load_version(version: Version, config: Config) -> tuple[FieldMap, LeadDefinition]:
     """The mapping and lead definition of an accepted version (named as their files)."""
     return _parse(version.mapping, version.definition, config)
+
+
+def disk_files(config: Config) -> tuple[FieldMap, LeadDefinition]:
+    """The mapping and lead definition on disk (ConfigError with every mistake)."""
+    return _parse(*_disk(config), config)
 
 
 def edit_status(config: Config, engine: Engine) -> EditStatus:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -87,11 +88,12 @@ def console_config(synced: tuple[Path, str], folder: Path, extra: str = CONSOLE)
     return load_config(folder / "leadsync.toml", environ=ENVIRON)
 
 
-@pytest.fixture
-def served(synced: tuple[Path, str], tmp_path: Path) -> Iterator[Served]:
-    config = console_config(synced, tmp_path)
+@contextmanager
+def serve(config: Config, *, connect: bool = False) -> Iterator[Served]:
+    """The console of `config` as the service serves it, on its own runtime (connected to
+    the CRMs with `connect`)."""
     assert config.model.console is not None
-    with open_runtime(config, connect=False) as runtime:
+    with open_runtime(config, connect=connect) as runtime:
         metrics = ServiceMetrics(runtime.store, {}, healthy_within=timedelta(minutes=30))
         context = ConsoleContext(
             config.model.console,
@@ -103,6 +105,12 @@ def served(synced: tuple[Path, str], tmp_path: Path) -> Iterator[Served]:
         app = service_app(metrics, console=console_app(context))
         with TestClient(app, base_url="http://testserver") as client:
             yield Served(client, runtime, config)
+
+
+@pytest.fixture
+def served(synced: tuple[Path, str], tmp_path: Path) -> Iterator[Served]:
+    with serve(console_config(synced, tmp_path)) as done:
+        yield done
 
 
 def csrf_of(page: str) -> str:

@@ -4,21 +4,14 @@ session's form token from the console's own origin, each change in the audit log
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from starlette.testclient import TestClient
 
-from leadsync.console.accounts import Accounts
-from leadsync.console.app import console_app
-from leadsync.console.web import ConsoleContext
-from leadsync.metrics import ServiceMetrics
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
-from leadsync.serving import service_app
 from leadsync.sync.store import Quarantined
-from tests.console.conftest import ADA_TOKEN, Served, console_config, csrf_of, sign_in
+from tests.console.conftest import ADA_TOKEN, Served, console_config, csrf_of, serve, sign_in
 from tests.console.test_pages import audit, both_crms_lead, text_of
 from tests.support import set_up_sandbox_config
 
@@ -172,30 +165,19 @@ def test_an_editor_retries_a_record_fixed_in_the_crm_and_it_is_audited(
         served_config = console_config((config.path, config.database_url), tmp_path)
         assert served_config.model.console is not None
         sandbox.hubspot.set_activity(int(record_id), {"annualrevenue": "12000"})
-        with open_runtime(served_config) as runtime:
-            context = ConsoleContext(
-                served_config.model.console,
-                Accounts.from_config(served_config),
-                runtime=lambda: runtime,
-                replica="replica-1",
+        with serve(served_config, connect=True) as ada:
+            client = ada.client
+            assert sign_in(client, "ada", ADA_TOKEN).status_code == 303
+            page = ada.page(PAGE)
+            answer = client.post(
+                f"{PAGE}/quarantine/hubspot/{record_id}/retry",
+                data={"csrf": csrf_of(page)},
+                follow_redirects=False,
             )
-            app = service_app(
-                ServiceMetrics(runtime.store, {}, healthy_within=timedelta(minutes=30)),
-                console=console_app(context),
-            )
-            with TestClient(app, base_url="http://testserver") as client:
-                ada = Served(client, runtime, served_config)
-                assert sign_in(client, "ada", ADA_TOKEN).status_code == 303
-                page = ada.page(PAGE)
-                answer = client.post(
-                    f"{PAGE}/quarantine/hubspot/{record_id}/retry",
-                    data={"csrf": csrf_of(page)},
-                    follow_redirects=False,
-                )
-                assert answer.status_code == 303
-                shown = text_of(client.get(answer.headers["location"]).text)
-                assert f"hubspot record {record_id} retried: out of quarantine" in shown
-                (entry,) = audit(ada)
+            assert answer.status_code == 303
+            shown = text_of(client.get(answer.headers["location"]).text)
+            assert f"hubspot record {record_id} retried: out of quarantine" in shown
+            (entry,) = audit(ada)
         assert sandbox.hubspot.contact(int(record_id)).properties.get("leadsync_score")
     actor, action, target, details = entry
     assert (actor, action, target) == ("ada", "quarantine.resolve", f"hubspot/{record_id}")
