@@ -1094,6 +1094,9 @@ def _upsert_reviews(
     )
     if not rows:
         return
+    rows = _not_decided_since(connection, rows, run_id)
+    if not rows:
+        return
     insert = insert_for(connection, t.review)
     still_open = t.review.c.resolved_at.is_(None)
     update = {
@@ -1107,6 +1110,25 @@ def _upsert_reviews(
         index_elements=[t.review.c.crm, t.review.c.record_id], set_=update
     )
     connection.execute(statement, rows)
+
+
+def _not_decided_since(
+    connection: Connection, rows: list[dict[str, Any]], run_id: str
+) -> list[dict[str, Any]]:
+    """The review rows of records no person resolved while run `run_id` was matching them: a
+    run that matched before the decision must not undo it (the next run matches again)."""
+    started = connection.execute(
+        sa.select(t.runs.c.started_at).where(t.runs.c.run_id == run_id)
+    ).scalar()
+    if started is None:
+        return rows
+    decided: set[tuple[str, str]] = set()
+    for chunk in chunks([row["record_id"] for row in rows]):
+        query = sa.select(t.review.c.crm, t.review.c.record_id).where(
+            t.review.c.record_id.in_(chunk), t.review.c.resolved_at >= started
+        )
+        decided.update((found.crm, found.record_id) for found in connection.execute(query))
+    return [row for row in rows if (row["crm"], row["record_id"]) not in decided]
 
 
 def _close_reviews(
