@@ -13,8 +13,8 @@ never overlaps itself, and missed turns coalesce into one. A replica that dies m
 renewing; once its lease expires another takes the job over and the run goes on from its last
 commit.
 
-Before each job the mapping and lead definition are read again if their files changed; an
-edit with mistakes is logged with every problem and the last good version keeps running.
+Each job runs the mapping and lead definition `leadsync apply` accepted last (leadsync.edits),
+read again from the store when another version is applied; saving a file changes nothing.
 Each sync and backfill describes the CRMs first (the preflight): while the mapping does not
 fit a CRM (a leadsync_* property not created yet, a Salesforce field no admin has created),
 the job logs every problem with its fix and writes nothing; the service keeps running and
@@ -34,7 +34,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import FrameType
 
 import sqlalchemy as sa
@@ -48,10 +47,11 @@ from leadsync.config import Config
 from leadsync.connectors.errors import ConnectorError
 from leadsync.console.accounts import Accounts
 from leadsync.console.web import ConsoleContext
+from leadsync.edits import Version, accept_first, edit_status, load_version, running_number
 from leadsync.errors import LeadsyncError, RunError, StoreError
 from leadsync.logs import new_run_id, run_context
-from leadsync.mapping.definition import LeadDefinition, load_definition
-from leadsync.mapping.fields import FieldMap, load_mapping
+from leadsync.mapping.definition import LeadDefinition
+from leadsync.mapping.fields import FieldMap
 from leadsync.mapping.sla_rules import time_zone
 from leadsync.metrics import ServiceMetrics
 from leadsync.problems import ConfigError
@@ -62,6 +62,7 @@ from leadsync.sync.database import store_error
 from leadsync.sync.engine import RunSummary, StopCheck
 from leadsync.sync.leases import SYNC_LEASE
 from leadsync.sync.preflight import PreflightError
+from leadsync.sync.store import Store
 
 __all__ = ["DefinitionFiles", "FilesState", "Service", "ServiceStartError"]
 
@@ -76,80 +77,88 @@ SWEEP_LEASE = "sweep"
 class _Loaded:
     field_map: FieldMap
     definition: LeadDefinition
-    stamp: tuple[float, float]
+    version: Version
 
 
 class DefinitionFiles:
-    """The mapping and lead definition, read again when their files change; a version with
-    mistakes is refused (its problems logged once) and the last good one stays."""
+    """The mapping and lead definition the service runs: the version `leadsync apply` last
+    accepted (leadsync.edits), read from the store when another is applied, on any replica.
+    Saving a file changes nothing here. On a store with no version yet, the files on disk are
+    accepted as they are at the first read (ConfigError when they do not load)."""
 
     def __init__(self, config: Config) -> None:
         self._config = config
+        self._engine: sa.Engine | None = None
         self._good: _Loaded | None = None
-        self._refused: tuple[float, float] | None = None
+        self._refused: int | None = None
         self._lock = threading.Lock()
 
+    def bind(self, store: Store) -> tuple[FieldMap, LeadDefinition]:
+        """Read the versions from `store` from now on; the version running."""
+        self._engine = store.engine
+        return self.current()
+
     def current(self) -> tuple[FieldMap, LeadDefinition]:
-        """The files' newest good version; ConfigError when there never was one."""
+        """The last version accepted; ConfigError when none could ever be loaded."""
+        engine = self._bound()
         with self._lock:
-            stamp = self._stamp()
-            if self._good is not None and stamp in (self._good.stamp, self._refused):
-                return self._good.field_map, self._good.definition
+            number = running_number(engine)
+            good = self._good
+            if good is not None and number in (good.version.number, self._refused):
+                return good.field_map, good.definition
+            version = accept_first(self._config, engine)
             try:
-                field_map = load_mapping(self._config.mapping_path)
-                definition = load_definition(
-                    self._config.definition_path, fields=field_map.canonical_types()
-                )
+                field_map, definition = load_version(version, self._config)
             except ConfigError as mistakes:
-                if self._good is None:
+                # An accepted version this leadsync cannot load (a newer one applied it).
+                if good is None:
                     raise
-                self._refused = stamp
+                self._refused = version.number
                 for problem in mistakes.problems:
-                    log.error("edit refused: %s", problem)
-                log.error(
-                    "the edited mapping or definition has %d problem(s): still running on the "
-                    "version read before; fix the file and it is picked up by the next job",
-                    len(mistakes.problems),
-                )
-                return self._good.field_map, self._good.definition
-            if self._good is not None:
+                    log.error("applied version %s refused: %s", version.short, problem)
+                return good.field_map, good.definition
+            if good is not None:
                 log.info(
-                    "mapping and lead definition read again (model %s)", definition.model_version
+                    "running the mapping and lead definition applied at %s by %s "
+                    "(version %s, model %s)",
+                    version.accepted_at.isoformat(),
+                    version.accepted_by,
+                    version.short,
+                    definition.model_version,
                 )
-            self._good = _Loaded(field_map, definition, stamp)
-            self._refused = None
+            self._good = _Loaded(field_map, definition, version)
             return field_map, definition
 
     def state(self) -> FilesState:
-        """The version running, and whether the files on disk differ from it."""
+        """The version running, and how the files on disk compare with it."""
+        status = edit_status(self._config, self._bound())
         with self._lock:
-            stamp, good = self._stamp(), self._good
-            refused = self._refused is not None and stamp == self._refused
+            good = self._good
         if good is None:
-            return FilesState(None, changed=True, refused=False)
+            return FilesState(None, changed=True, refused=bool(status.problems))
         return FilesState(
-            good.definition.model_version, changed=stamp != good.stamp, refused=refused
+            good.definition.model_version,
+            changed=status.disk_digest != good.version.digest,
+            refused=bool(status.problems),
+            version=good.version.short,
         )
 
-    def _stamp(self) -> tuple[float, float]:
-        return (_mtime(self._config.mapping_path), _mtime(self._config.definition_path))
+    def _bound(self) -> sa.Engine:
+        if self._engine is None:
+            raise RuntimeError("DefinitionFiles.bind(store) first")
+        return self._engine
 
 
 @dataclass(frozen=True)
 class FilesState:
-    """The mapping and lead definition: the model version running, whether the files changed
-    since it was read (`changed`), and whether the version on disk was refused for mistakes."""
+    """The mapping and lead definition: the model version running, whether the files on disk
+    differ from it (`changed`: `leadsync apply` would accept them), and whether they have
+    mistakes (`refused`: `leadsync check` lists them)."""
 
     model_version: str | None
     changed: bool
     refused: bool
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return -1.0
+    version: str | None = None  # the short digest of the version running
 
 
 class Service:
@@ -164,7 +173,6 @@ class Service:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, self._on_signal)
         self._files = DefinitionFiles(config)
-        self._files.current()  # a service that starts on broken files does not start
         # The problems the preflight last stopped a job on: said in full once, not every turn.
         self._misfit: str | None = None
         # Nor one with a [console] nobody can sign in to (exit 2, naming the user).
@@ -173,7 +181,8 @@ class Service:
         self._ttl = timedelta(seconds=settings.lease_seconds)
         self._wait = timedelta(seconds=settings.lease_wait_seconds)
         self._stalled_after = timedelta(seconds=settings.stalled_after_seconds)
-        self._opened = open_runtime(config)
+        # It runs the version accepted last; on a new store, the files on disk, which must load.
+        self._opened = open_runtime(config, files=self._files.bind)
         self._runtime: Runtime = self._opened.__enter__()
         self.metrics = ServiceMetrics(
             self._runtime.store,

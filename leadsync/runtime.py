@@ -74,6 +74,7 @@ class Runtime:
             holder=self.holder,
             full_sla_check=full_sla_check,
             clock=clock,
+            moves_back=self.moves_back,
         )
 
     def moves_back(self, crm: str, name: str, held: Any, wanted: Any) -> bool:
@@ -184,14 +185,29 @@ class Runtime:
 
 
 @contextmanager
-def open_runtime(config: Config, *, connect: bool = True) -> Iterator[Runtime]:
+def open_runtime(
+    config: Config,
+    *,
+    connect: bool = True,
+    files: Callable[[Store], tuple[FieldMap, LeadDefinition]] | None = None,
+) -> Iterator[Runtime]:
     """Load the mapping and definition (ConfigError on mistakes), open the store, and connect
-    to each enabled CRM unless `connect` is False (for commands that only read the store)."""
-    field_map = load_mapping(config.mapping_path)
-    definition = load_definition(config.definition_path, fields=field_map.canonical_types())
+    to each enabled CRM unless `connect` is False (for commands that only read the store).
+    The files on disk, unless `files` says which to run from the store (the service runs the
+    version `leadsync apply` accepted: leadsync.edits)."""
+    if files is None:
+        field_map = load_mapping(config.mapping_path)
+        definition = load_definition(config.definition_path, fields=field_map.canonical_types())
     # A database that fails, at the start or mid-run, ends the command as one StoreError line.
     with store_errors(config.database_url):
-        runtime = Runtime(config, Store(config.database_url), field_map, definition)
+        store = Store(config.database_url)
+        if files is not None:
+            try:
+                field_map, definition = files(store)
+            except BaseException:
+                store.close()
+                raise
+        runtime = Runtime(config, store, field_map, definition)
         runtime.webhook = _webhook(config)
         try:
             if connect:

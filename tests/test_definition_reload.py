@@ -1,21 +1,25 @@
-"""DefinitionFiles: the service's mapping and lead definition are read again when their files
-change; an edit with mistakes is refused, its problems logged once, the last good one kept."""
+"""Staged edits: the service runs the version of the mapping and lead definition that
+`apply` accepted (DefinitionFiles over leadsync.edits); saving a file changes nothing until it
+is applied, a file with mistakes cannot be applied, and apply compares and swaps."""
 
 from __future__ import annotations
 
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from leadsync.config import Config, load_config
+from leadsync.edits import StaleEditError, apply_edit, edit_status, running_version
 from leadsync.jobs import DefinitionFiles
 from leadsync.mapping.definition import LeadDefinition, load_definition
 from leadsync.mapping.fields import load_mapping
 from leadsync.problems import ConfigError
 from leadsync.sandbox_config import EXAMPLES, write_sandbox_config
+from leadsync.sync.store import Store
 
 CREDENTIALS = {
     "hubspot": {"access_token": "sandbox-token"},
@@ -81,14 +85,16 @@ def files(tmp_path: Path) -> Files:
     return Files(tmp_path)
 
 
-def refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [
-        record.getMessage()
-        for record in caplog.records
-        if record.name == "leadsync.service"
-        and record.levelno == logging.ERROR
-        and record.getMessage().startswith("edit refused:")
-    ]
+@pytest.fixture
+def store(files: Files) -> Iterator[Store]:
+    with Store(files.config.database_url) as opened:
+        yield opened
+
+
+def reader_of(files: Files, store: Store) -> DefinitionFiles:
+    reader = DefinitionFiles(files.config)
+    reader.bind(store)
+    return reader
 
 
 BROKEN = {
@@ -101,98 +107,109 @@ BROKEN = {
 }
 
 
-def test_the_first_read_gives_the_files_as_they_are(files: Files) -> None:
-    field_map, definition = DefinitionFiles(files.config).current()
+def test_the_first_start_accepts_the_files_as_they_are(files: Files, store: Store) -> None:
+    field_map, definition = reader_of(files, store).current()
     assert definition.model_version == files.expected().model_version
     assert field_map.canonical_types() == load_mapping(files.mapping).canonical_types()
+    first = running_version(store.engine)
+    assert first is not None
+    assert first.accepted_by == "first start"
+    assert first.definition == files.shipped_definition
 
 
-def test_unchanged_files_are_not_read_again(files: Files) -> None:
-    reader = DefinitionFiles(files.config)
+def test_an_unchanged_version_is_not_read_again(files: Files, store: Store) -> None:
+    reader = reader_of(files, store)
     first = reader.current()
     assert reader.current()[1] is first[1]
     assert reader.current()[0] is first[0]
 
 
-def test_a_valid_edit_of_the_definition_is_picked_up(files: Files) -> None:
-    reader = DefinitionFiles(files.config)
-    before = reader.current()[1].model_version
+def test_a_saved_edit_changes_nothing_until_it_is_applied(
+    files: Files, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    reader = reader_of(files, store)
+    running = reader.current()[1]
     files.edit_definition(MQL_SCORE, '{ field = "score", gte = 70 }')
+    assert reader.current()[1] is running
+    state = reader.state()
+    assert (state.model_version, state.changed, state.refused) == (
+        running.model_version,
+        True,
+        False,
+    )
+    caplog.set_level(logging.INFO, logger="leadsync.service")
+    applied = apply_edit(files.config, store.engine, by="cli:ada")
     after = reader.current()[1]
-    assert after.model_version != before
-    assert after.model_version == files.expected().model_version
+    assert after.model_version == applied.model_version == files.expected().model_version
+    assert after.model_version != running.model_version
+    assert reader.state().changed is False
+    assert f"applied at {applied.accepted_at.isoformat()} by cli:ada" in caplog.text
+
+
+def test_another_replicas_apply_is_picked_up_from_the_store(files: Files, store: Store) -> None:
+    one, other = reader_of(files, store), reader_of(files, store)
+    assert one.current()[1].model_version == other.current()[1].model_version
+    files.edit_definition(MQL_SCORE, '{ field = "score", gte = 70 }')
+    apply_edit(files.config, store.engine, by="console:ada")
+    assert one.current()[1].model_version == other.current()[1].model_version
+    assert other.current()[1].model_version == files.expected().model_version
 
 
 @pytest.mark.parametrize(("old", "new"), BROKEN.values(), ids=BROKEN.keys())
-def test_a_broken_edit_keeps_the_last_good_version_and_logs_each_problem_once(
-    files: Files, caplog: pytest.LogCaptureFixture, old: str, new: str
+def test_a_broken_edit_cannot_be_applied_and_the_version_running_stays(
+    files: Files, store: Store, old: str, new: str
 ) -> None:
-    reader = DefinitionFiles(files.config)
+    reader = reader_of(files, store)
     good = reader.current()[1]
     files.edit_definition(old, new)
     problems = files.problems()
-    caplog.set_level(logging.INFO, logger="leadsync.service")
-
-    for _ in range(3):
-        assert reader.current()[1] is good
-    assert refusals(caplog) == [f"edit refused: {problem}" for problem in problems]
+    with pytest.raises(ConfigError) as refused:
+        apply_edit(files.config, store.engine, by="cli:ada")
+    assert [str(problem) for problem in refused.value.problems] == problems
     assert all(str(files.definition) in problem for problem in problems)
+    assert reader.current()[1] is good
+    assert reader.state().refused is True
+    assert edit_status(files.config, store.engine).problems == tuple(problems)
 
 
-def test_each_new_broken_edit_is_logged_in_its_turn(
-    files: Files, caplog: pytest.LogCaptureFixture
+def test_a_mapping_edit_that_drops_a_field_the_definition_uses_cannot_be_applied(
+    files: Files, store: Store
 ) -> None:
-    reader = DefinitionFiles(files.config)
-    good = reader.current()[1]
-    caplog.set_level(logging.INFO, logger="leadsync.service")
-
-    files.edit_definition(*BROKEN["bad TOML"])
-    first = files.problems()
-    assert reader.current()[1] is good
-    files.edit_definition(*BROKEN["unknown key"])
-    second = files.problems()
-    assert reader.current()[1] is good
-    assert reader.current()[1] is good
-    assert refusals(caplog) == [f"edit refused: {problem}" for problem in first + second]
-
-
-def test_fixing_a_refused_edit_is_picked_up(files: Files, caplog: pytest.LogCaptureFixture) -> None:
-    reader = DefinitionFiles(files.config)
-    good = reader.current()[1]
-    files.edit_definition(*BROKEN["unknown fields"])
-    assert reader.current()[1] is good
-
-    caplog.set_level(logging.INFO, logger="leadsync.service")
-    files.edit_definition(MQL_SCORE, '{ field = "score", gte = 70 }')
-    fixed = reader.current()[1]
-    assert fixed.model_version != good.model_version
-    assert fixed.model_version == files.expected().model_version
-    assert reader.current()[1] is fixed
-    assert f"read again (model {fixed.model_version})" in caplog.text
-
-
-def test_a_mapping_edit_that_drops_a_field_the_definition_uses_is_refused(
-    files: Files, caplog: pytest.LogCaptureFixture
-) -> None:
-    reader = DefinitionFiles(files.config)
-    field_map, definition = reader.current()
+    reader = reader_of(files, store)
+    running = reader.current()
     text = files.mapping.read_text(encoding="utf-8")
     # `phone` is scored on in the definition; rename its mapping so no such field is left.
     assert "[fields.phone]" in text
     files.write(files.mapping, text.replace("[fields.phone", "[fields.telephone"))
-    caplog.set_level(logging.INFO, logger="leadsync.service")
+    with pytest.raises(ConfigError) as refused:
+        apply_edit(files.config, store.engine, by="cli:ada")
+    assert "'phone'" in str(refused.value)
+    assert reader.current() == running
 
-    assert reader.current() == (field_map, definition)
-    (refused,) = refusals(caplog)
-    assert "'phone'" in refused
+
+def test_apply_compares_and_swaps_on_both_digests(files: Files, store: Store) -> None:
+    reader_of(files, store).current()
+    before = edit_status(files.config, store.engine)
+    assert before.running is not None
+    files.edit_definition(MQL_SCORE, '{ field = "score", gte = 70 }')
+    shown = edit_status(files.config, store.engine)
+    # Previewed, then edited again before applying: refused.
+    files.edit_definition(MQL_SCORE, '{ field = "score", gte = 75 }')
+    with pytest.raises(StaleEditError, match="the files changed since the plan"):
+        apply_edit(files.config, store.engine, by="a", expect_disk=shown.disk_digest)
+    # Someone else applied meanwhile: refused.
+    apply_edit(files.config, store.engine, by="b")
+    with pytest.raises(StaleEditError, match="another version was applied meanwhile"):
+        apply_edit(files.config, store.engine, by="a", expect_running=before.running.digest)
+    # Applying the version running again adds nothing.
+    again = apply_edit(files.config, store.engine, by="c")
+    assert again.accepted_by == "b"
 
 
-def test_a_broken_file_at_the_first_read_raises_config_error(files: Files) -> None:
+def test_broken_files_at_the_first_start_raise_config_error(files: Files, store: Store) -> None:
     files.edit_definition(*BROKEN["unknown fields"])
     reader = DefinitionFiles(files.config)
     with pytest.raises(ConfigError) as refused:
-        reader.current()
+        reader.bind(store)
     assert [str(problem) for problem in refused.value.problems] == files.problems()
-    # It keeps saying so while there has never been a good version.
-    with pytest.raises(ConfigError):
-        reader.current()
+    assert running_version(store.engine) is None

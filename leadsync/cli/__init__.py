@@ -21,6 +21,7 @@ from leadsync.cli import (
     backfill,
     check,
     demo,
+    edits,
     exceptions,
     leads,
     report,
@@ -39,7 +40,20 @@ __all__ = ["build_parser", "format_summary", "main"]
 DEBUG_VAR = "LEADSYNC_DEBUG"
 
 # In the order `leadsync --help` lists them.
-GROUPS = (sandbox, check, service, sync, leads, exceptions, runs, sla, report, backfill, demo)
+GROUPS = (
+    sandbox,
+    check,
+    service,
+    edits,
+    sync,
+    leads,
+    exceptions,
+    runs,
+    sla,
+    report,
+    backfill,
+    demo,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

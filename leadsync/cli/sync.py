@@ -9,6 +9,7 @@ import sys
 from leadsync.cli.common import add_config_option, load
 from leadsync.errors import EXIT_FAILED, EXIT_OK
 from leadsync.sync.engine import RunSummary
+from leadsync.sync.whatif import WhatIf
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,6 +27,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     add_config_option(plan)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument(
+        "--what-if",
+        action="store_true",
+        help="no pull, no CRM call: every stored lead re-evaluated under the files on disk, "
+        "compared with the lead as stored (stages, grades, score bands, writes, examples)",
+    )
     plan.set_defaults(handler=run_plan)
 
 
@@ -34,7 +41,61 @@ def run_sync(args: argparse.Namespace) -> int:
 
 
 def run_plan(args: argparse.Namespace) -> int:
+    if args.what_if:
+        return run_what_if(args)
     return run_cycle(args, write=False)
+
+
+def run_what_if(args: argparse.Namespace) -> int:
+    from leadsync.runtime import open_runtime
+    from leadsync.sync.whatif import what_if
+
+    config = load(args)
+    with open_runtime(config, connect=False) as runtime:
+        found = what_if(runtime.engine(), runtime.store, runtime.field_map)
+    if args.json:
+        print(json.dumps(found.as_dict(), indent=2, default=str))
+    else:
+        print(format_what_if(found))
+    return EXIT_OK
+
+
+def format_what_if(found: WhatIf) -> str:
+    lines = [f"what-if over {found.leads:,} stored leads (the files on disk; no CRM called)"]
+    if not found.changed:
+        lines.append("  no change: every lead stays as it is, nothing to write")
+        return "\n".join(lines)
+    lines.append(f"  {'stage':<16}{'before':>8}{'after':>8}")
+    for stage in sorted(set(found.stages_before) | set(found.stages_after)):
+        before, after = found.stages_before[stage], found.stages_after[stage]
+        mark = "" if before == after else f"  ({after - before:+d})"
+        lines.append(f"  {stage:<16}{before:>8}{after:>8}{mark}")
+    for title, moves in (
+        ("stage moves", found.stage_moves),
+        ("grade moves", found.grade_moves),
+        ("score-band moves", found.band_moves),
+    ):
+        if moves:
+            lines.append(f"  {title}:")
+            lines.extend(
+                f"    {before} -> {after}: {n}" for (before, after), n in moves.most_common()
+            )
+    if found.plan is not None and found.plan.change_count:
+        lines.append("  writes by field, and the write calls they take:")
+        lines.extend(f"  {line}" for line in found.plan.lines())
+    if found.examples:
+        lines.append("  examples:")
+        for change, examples in sorted(found.examples.items()):
+            lines.append(f"    {change}:")
+            for e in examples:
+                lines.append(f"      {e.email or e.lead_id} ({e.before} -> {e.after})")
+                lines.extend(f"        {reason}" for reason in e.reasons[:4])
+    for (crm, name), n in sorted(found.needs_backfill.items()):
+        lines.append(
+            f"  {crm} {name} is pulled now but no stored record holds it: {n} lead(s) need "
+            f"`leadsync backfill --crm {crm}` to fill it"
+        )
+    return "\n".join(lines)
 
 
 def run_cycle(args: argparse.Namespace, *, write: bool) -> int:

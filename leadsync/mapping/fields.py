@@ -69,7 +69,8 @@ from leadsync.problems import (
     ConfigError,
     ConfigProblem,
     TomlLines,
-    read_toml,
+    parse_toml,
+    read_text,
     validation_problems,
 )
 
@@ -318,12 +319,17 @@ class _Report:
 
 def load_mapping(path: Path) -> FieldMap:
     """Read and validate the mapping file at `path`. Raises ConfigError with every problem."""
-    text, data = read_toml(path)
-    report = _Report(str(path), text)
+    return parse_mapping(read_text(path), file=str(path))
+
+
+def parse_mapping(text: str, *, file: str) -> FieldMap:
+    """Validate a mapping given as TOML text; `file` names it in problems."""
+    data = parse_toml(text, file=file)
+    report = _Report(file, text)
     mapping = _build(data, report)
     if report.problems or mapping is None:
         raise ConfigError(report.problems)
-    return replace(mapping, path=str(path))
+    return replace(mapping, path=file)
 
 
 def _build(data: Mapping[str, Any], report: _Report) -> FieldMap | None:

@@ -66,7 +66,14 @@ from leadsync.sync.ingest import (
     to_snapshot,
 )
 from leadsync.sync.model import FieldChoice, Lead, Match, MatchKind, Snapshot
-from leadsync.sync.plan import PlanSummary, PlanTally, moves_back, plan_updates, with_score
+from leadsync.sync.plan import (
+    MovesBack,
+    PlanSummary,
+    PlanTally,
+    moves_back,
+    plan_updates,
+    with_score,
+)
 from leadsync.sync.preflight import PreflightError, context_of, describe_for, problems
 from leadsync.sync.reconcile import reconcile
 from leadsync.sync.sla.clocks import Clock, ClockChanges, SlaRules
@@ -238,6 +245,17 @@ class RunSummary:
         return summary
 
 
+@dataclass(frozen=True)
+class Reevaluated:
+    """One lead as stored (`before`) and as the files on disk would make it (`after`)."""
+
+    before: Lead | None
+    after: Lead
+    transitions: tuple[Transition, ...]
+    updates: Mapping[str, RecordUpdate | None]
+    records: Sequence[Snapshot]
+
+
 @dataclass
 class _Merged:
     lead: Lead
@@ -260,6 +278,7 @@ class SyncEngine:
         holder: str | None = None,
         full_sla_check: bool = False,
         slice_size: int = SETTLE_SLICE,
+        moves_back: MovesBack | None = None,
     ) -> None:
         """`sla_monitor` checks the SLA ledger after each run (the webhook is its business);
         by default a monitor without webhook, when the definition has service levels. After
@@ -277,6 +296,8 @@ class SyncEngine:
         self._map = field_map
         self._definition = definition
         self._clock = clock or _utc_now
+        # For a CRM with no connector here (a what-if reads the store only).
+        self._moves_back_unconnected = moves_back
         self._monitor = sla_monitor or monitor_for(store, definition)
         self._sla: SlaRules | None = self._monitor.rules if self._monitor else None
         # What each CRM's writes are made under (see `preflight`): a refused write is tried
@@ -804,9 +825,42 @@ class SyncEngine:
             updates = {}
         return _Merged(lead, snapshots, transitions, updates, clocks)
 
+    def reevaluate(self, lead_ids: Sequence[str]) -> list[Reevaluated]:
+        """These leads merged again from what the store holds, under this engine's mapping and
+        definition, deciding, saving and writing nothing: the what-if of an edit. Each record
+        is taken as leadsync believes its CRM holds it (as pulled, under leadsync's own last
+        writes), so what a sync wrote is not planned again. The same merge as a sync's or a
+        sweep's: the stage moves are those the next sweep would make."""
+        stored = self._store.records_of(lead_ids)
+        written = self._written_to(stored, lead_ids)
+        believed = {
+            lead_id: [
+                replace(s, raw={**s.raw, **written.get(s.crm, {}).get(s.record_id, {})})
+                for s in records
+            ]
+            for lead_id, records in stored.items()
+        }
+        previous = self._store.leads(lead_ids)
+        running = self._store.sla.running(lead_ids) if self._sla else {}
+        found = []
+        for lead_id in lead_ids:
+            records = believed.get(lead_id, [])
+            if not any(not record.deleted for record in records):
+                continue  # a lead of deleted records only: nothing to decide or write
+            m = self._merge_lead(
+                lead_id, records, previous.get(lead_id), running.get(lead_id, []), None, written
+            )
+            found.append(
+                Reevaluated(previous.get(lead_id), m.lead, tuple(m.transitions), m.updates, records)
+            )
+        return found
+
     def _moves_back(self, crm: str, name: str, held: Any, wanted: Any) -> bool:
         connector = self._connectors.get(crm)
-        return connector is not None and connector.moves_back(name, held, wanted)
+        if connector is None:
+            unconnected = self._moves_back_unconnected
+            return unconnected is not None and unconnected(crm, name, held, wanted)
+        return connector.moves_back(name, held, wanted)
 
     def _persist(
         self, run_id: str, matches: Mapping[tuple[str, str], Match], merged: Sequence[_Merged]

@@ -616,6 +616,16 @@ class Store:
             _upsert_leads(connection, leads, self._email_field, self._now())
 
     @retry_transient
+    def lead_ids_after(self, after: str | None, *, limit: int) -> list[str]:
+        """Up to `limit` lead ids after `after` (from the first with None), in order: every
+        stored lead, a page at a time."""
+        query = sa.select(t.leads.c.lead_id).order_by(t.leads.c.lead_id).limit(limit)
+        if after is not None:
+            query = query.where(t.leads.c.lead_id > after)
+        with self._engine.connect() as connection:
+            return list(connection.execute(query).scalars())
+
+    @retry_transient
     def leads(self, lead_ids: Sequence[str]) -> dict[str, Lead]:
         """The leads with these ids."""
         found: dict[str, Lead] = {}
@@ -1084,6 +1094,9 @@ def _upsert_reviews(
     )
     if not rows:
         return
+    rows = _not_decided_since(connection, rows, run_id)
+    if not rows:
+        return
     insert = insert_for(connection, t.review)
     still_open = t.review.c.resolved_at.is_(None)
     update = {
@@ -1097,6 +1110,25 @@ def _upsert_reviews(
         index_elements=[t.review.c.crm, t.review.c.record_id], set_=update
     )
     connection.execute(statement, rows)
+
+
+def _not_decided_since(
+    connection: Connection, rows: list[dict[str, Any]], run_id: str
+) -> list[dict[str, Any]]:
+    """The review rows of records no person resolved while run `run_id` was matching them: a
+    run that matched before the decision must not undo it (the next run matches again)."""
+    started = connection.execute(
+        sa.select(t.runs.c.started_at).where(t.runs.c.run_id == run_id)
+    ).scalar()
+    if started is None:
+        return rows
+    decided: set[tuple[str, str]] = set()
+    for chunk in chunks([row["record_id"] for row in rows]):
+        query = sa.select(t.review.c.crm, t.review.c.record_id).where(
+            t.review.c.record_id.in_(chunk), t.review.c.resolved_at >= started
+        )
+        decided.update((found.crm, found.record_id) for found in connection.execute(query))
+    return [row for row in rows if (row["crm"], row["record_id"]) not in decided]
 
 
 def _close_reviews(

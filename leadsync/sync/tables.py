@@ -24,6 +24,7 @@ from sqlalchemy.engine import Dialect
 __all__ = [
     "TaggedJSON",
     "UtcDateTime",
+    "accepted_files",
     "backfills",
     "console_audit",
     "console_sessions",
@@ -470,4 +471,18 @@ console_sessions = sa.Table(
     sa.Column("csrf_token", sa.String(), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("expires_at", UtcDateTime(), nullable=False, index=True),
+)
+
+# The versions of the mapping and lead definition `leadsync apply` accepted; the service runs
+# the last one, so saving a file changes nothing in it until the file is applied.
+accepted_files = sa.Table(
+    "accepted_files",
+    metadata,
+    _id(),
+    sa.Column("digest", sa.String(), nullable=False),
+    sa.Column("mapping", sa.Text(), nullable=False),
+    sa.Column("definition", sa.Text(), nullable=False),
+    sa.Column("model_version", sa.String(), nullable=False),
+    sa.Column("accepted_at", UtcDateTime(), nullable=False),
+    sa.Column("accepted_by", sa.String(), nullable=False),
 )

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import pty
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from leadsync.config import Config
+from leadsync.config import Config, load_config
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
 from tests.support import set_up_sandbox_config
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "leadsync" / "examples"
+MQL_SCORE = (
+    "[lifecycle.stages.mql]\n"
+    "# Marketing qualified: engaged enough, and a fit worth a salesperson's time.\n"
+    'all = [\n  { field = "score", gte = 60 },'
+)
 OPEN_LIMITS = HubSpotSettings(ten_second_limit=100_000, searches_per_second=1_000)
 
 
@@ -22,3 +32,30 @@ def sandbox_settings() -> SandboxSettings:
 def config(sandbox: Sandbox, tmp_path: Path) -> Config:
     loaded: Config = set_up_sandbox_config(sandbox, tmp_path)
     return loaded
+
+
+def with_definition(config: Config, text: str, folder: Path) -> Config:
+    """The config, its lead definition replaced by `text` (a copy RevOps edit)."""
+    assert config.path is not None
+    definition = folder / "lead_definition.toml"
+    definition.write_text(text)
+    shipped = str(EXAMPLES / "lead_definition.toml")
+    source = config.path.read_text()
+    assert shipped in source
+    config.path.write_text(source.replace(shipped, str(definition)))
+    return load_config(config.path)
+
+
+def on_a_terminal(config: Config, *args: str, answer: str) -> subprocess.CompletedProcess[str]:
+    """`leadsync ARGS --config ...` with a terminal on its standard input, where a person
+    types `answer` (and Enter) to its question."""
+    command = [sys.executable, "-m", "leadsync.cli", *args, "--config", str(config.path)]
+    leader, follower = pty.openpty()
+    try:
+        os.write(leader, f"{answer}\n".encode())
+        return subprocess.run(
+            command, stdin=follower, capture_output=True, text=True, timeout=120, check=False
+        )
+    finally:
+        os.close(follower)
+        os.close(leader)

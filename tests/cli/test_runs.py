@@ -5,10 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import pty
-import subprocess
-import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -19,6 +15,7 @@ from leadsync.sandbox import Sandbox
 from leadsync.sync import tables
 from leadsync.sync.runs import find_run
 from leadsync.sync.store import Store
+from tests.cli.conftest import on_a_terminal
 
 
 def _sync(config: Config, capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
@@ -133,15 +130,7 @@ def test_revert_on_a_terminal_asks_first_and_no_writes_nothing(
 ) -> None:
     run_id = str(_sync(config, capsys)["run_id"])
     sandbox.stats.clear()
-    command = [sys.executable, "-m", "leadsync.cli", "revert", run_id[:8]]
-    command += ["--config", str(config.path)]
-    leader, follower = pty.openpty()
-    os.write(leader, b"n\n")  # the person answers no
-    done = subprocess.run(
-        command, stdin=follower, capture_output=True, text=True, timeout=120, check=False
-    )
-    os.close(follower)
-    os.close(leader)
+    done = on_a_terminal(config, "revert", run_id[:8], answer="n")  # the person says no
     assert done.returncode == 1, done.stderr
     assert "dry run (nothing written)" in done.stdout
     assert "[y/N]" in done.stdout

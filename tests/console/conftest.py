@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -101,13 +102,20 @@ def service_with_console(config: Config, runtime: Runtime) -> Any:
     return service_app(metrics, console=console_app(context))
 
 
-@pytest.fixture
-def served(synced: tuple[Path, str], tmp_path: Path) -> Iterator[Served]:
-    config = console_config(synced, tmp_path)
-    with open_runtime(config, connect=False) as runtime:
+@contextmanager
+def serve(config: Config, *, connect: bool = False) -> Iterator[Served]:
+    """The console of `config` as the service serves it, on its own runtime (connected to
+    the CRMs with `connect`)."""
+    with open_runtime(config, connect=connect) as runtime:
         app = service_with_console(config, runtime)
         with TestClient(app, base_url="http://testserver") as client:
             yield Served(client, runtime, config)
+
+
+@pytest.fixture
+def served(synced: tuple[Path, str], tmp_path: Path) -> Iterator[Served]:
+    with serve(console_config(synced, tmp_path)) as done:
+        yield done
 
 
 @pytest.fixture

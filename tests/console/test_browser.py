@@ -1,7 +1,7 @@
 """The console in a real browser, served by a real `leadsync run` against the sandbox: headless
 Chromium (Debian's chromium and chromium-driver, driven by selenium) signs in, searches a
-lead and opens it, queues a backfill and watches it run to its end without reloading, with
-screenshots checked for what they draw."""
+lead and opens it, queues a backfill and watches it run to its end without reloading, and
+resolves a review item on the Exceptions page, with screenshots checked for what they draw."""
 
 from __future__ import annotations
 
@@ -232,3 +232,32 @@ def test_sign_in_search_a_lead_and_queue_a_backfill_in_chromium(
     assert browser.find_elements(By.ID, "stop") == []
     image = screenshot(browser, tmp_path / "backfill.png")
     assert image.size[0] >= WIDTH - 20
+
+
+def test_resolve_a_review_item_from_the_exceptions_page_in_chromium(
+    service: Running, browser: WebDriver, tmp_path: Path
+) -> None:
+    def waiting() -> list[str]:
+        with Store(service.config.database_url) as store:
+            return [f"{item.crm}/{item.record_id}" for item in store.review_queue()]
+
+    queued = wait_for("a duplicate in review", waiting)
+    browser.get(f"{service.url}/console/login")
+    browser.find_element(By.ID, "user").send_keys("ada")
+    browser.find_element(By.ID, "secret").send_keys(ADA_TOKEN)
+    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    wait_for("the status page", lambda: browser.current_url == f"{service.url}/console/")
+    browser.find_element(By.LINK_TEXT, "Exceptions").click()
+    first = browser.find_element(By.CSS_SELECTOR, "article.review-item")
+    record = first.get_attribute("data-record")
+    assert record in queued
+    assert "a duplicate" in first.text
+    screenshot(browser, tmp_path / "exceptions.png")
+    first.find_element(By.CSS_SELECTOR, "button.keep-apart").click()
+    notice = wait_for("the decision", lambda: browser.find_elements(By.ID, "notice"))
+    assert "kept apart as lead" in notice[0].text
+    assert "the next sync applies it" in notice[0].text
+    assert record not in waiting()
+    crm, record_id = str(record).split("/")
+    with Store(service.config.database_url) as store:
+        assert store.lead_ids_for(crm, [record_id])  # linked to a lead of its own

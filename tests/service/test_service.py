@@ -262,7 +262,7 @@ def test_sigterm_mid_sync_finishes_the_batch_in_hand_and_exits_0(
         assert first.finished_at is not None
 
 
-def test_a_broken_mapping_edit_leaves_the_service_syncing_on_the_last_good_one(
+def test_a_saved_edit_changes_nothing_in_the_service_until_it_is_applied(
     tmp_path: Path, replicas: list[Replica]
 ) -> None:
     with Sandbox(SandboxSettings(port=0, seed=3, leads=120, hubspot=OPEN_LIMITS)) as sandbox:
@@ -274,16 +274,41 @@ def test_a_broken_mapping_edit_leaves_the_service_syncing_on_the_last_good_one(
         mapping.write_text(good.replace('rule = "most_recent"', 'rule = "latest_wins"', 1))
         edited = runs(config)[-1].started_at
         wait_for(
-            lambda: succeeded(config, at_least=3, after=edited),
+            lambda: succeeded(config, at_least=2, after=edited),
             timeout=60,
             message="syncs after the broken edit",
         )
-        log = replica.log()
-        assert "edit refused:" in log
-        assert "latest_wins" in log
-        assert log.count("edit refused:") == 1  # said once, not at every run
+        assert "latest_wins" not in replica.log()  # the service never read the saved file
+
+        def apply() -> subprocess.CompletedProcess[str]:
+            command = ["apply", "--yes", "--config", str(config.path)]
+            return subprocess.run(
+                [sys.executable, "-m", "leadsync.cli", *command],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+
+        refused = apply()
+        assert refused.returncode == 2
+        assert f"{mapping}:" in refused.stderr
+        assert "latest_wins" in refused.stderr
         mapping.write_text(good)
-        wait_for(lambda: "read again" in replica.log(), timeout=30, message="the fixed file")
+        definition = config.definition_path
+        text = definition.read_text()
+        assert '{ field = "score", gte = 60 }' in text
+        definition.write_text(
+            text.replace('{ field = "score", gte = 60 }', '{ field = "score", gte = 70 }')
+        )
+        applied = apply()
+        assert applied.returncode == 0, applied.stderr
+        assert "applied version" in applied.stdout
+        wait_for(
+            lambda: "running the mapping and lead definition applied at" in replica.log(),
+            timeout=60,
+            message="the applied version",
+        )
         code, _ = replica.terminate()
         assert code == 0
 

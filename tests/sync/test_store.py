@@ -90,7 +90,7 @@ def test_first_use_creates_the_sqlite_file_and_its_folder_and_migrates_it(tmp_pa
         assert path.is_file()
         with store.engine.connect() as connection:
             current = MigrationContext.configure(connection).get_current_revision()
-        assert current == head_revision() == "0006_console_audit"
+        assert current == head_revision() == "0009_staged_edits"
         assert schema_differences(store.engine) == []
 
 
@@ -655,6 +655,25 @@ def test_a_review_item_is_one_per_record_while_open_and_reopens_after_resolution
         store.add_review("hubspot", "1", ["lead-b", "lead-d"], "ambiguous again", run_id="r3")
         [reopened] = store.review_queue()
         assert (reopened.at, reopened.resolved_at, reopened.resolution) == (now[0], None, None)
+
+
+def test_a_run_that_matched_before_a_persons_decision_does_not_reopen_the_item(
+    database_url: str,
+) -> None:
+    now = [T0]
+    with Store(database_url, clock=lambda: now[0]) as store:
+        store.add_review("hubspot", "1", ["lead-a"], "a duplicate", run_id="r1")
+        matching = store.start_run("sync", started_at=T0 + timedelta(minutes=1))
+        now[0] = T0 + timedelta(minutes=2)
+        assert store.resolve_review("hubspot", "1", resolution="kept apart as lead lead-z")
+        now[0] = T0 + timedelta(minutes=3)
+        # The run matched the record before the decision, and saves what it found after it.
+        store.add_review("hubspot", "1", ["lead-a"], "a duplicate", run_id=matching)
+        assert store.review_queue() == []
+        # A run that starts after the decision and still finds it ambiguous reopens it.
+        later = store.start_run("sync", started_at=T0 + timedelta(minutes=4))
+        store.add_review("hubspot", "1", ["lead-a"], "a duplicate", run_id=later)
+        assert [item.record_id for item in store.review_queue()] == ["1"]
 
 
 # --------------------------------------------------------------------------------- JSON values
