@@ -254,11 +254,15 @@ class SalesforceConnector:
         return False
 
     def missing_writeback_fields(
-        self, fields: Sequence[FieldSpec] = SALESFORCE_WRITEBACK_FIELDS
+        self,
+        fields: Sequence[FieldSpec] = SALESFORCE_WRITEBACK_FIELDS,
+        *,
+        object_name: str | None = None,
     ) -> list[FieldSpec]:
-        """The write-back fields the object lacks. Salesforce custom fields cannot be created
-        through the REST API: an admin creates these (`FieldSpec.admin_instruction()`)."""
-        description = self.describe()
+        """The write-back fields the object (or `object_name`: the Contact converted leads
+        become) lacks. Salesforce custom fields cannot be created through the REST API: an
+        admin creates these (`FieldSpec.admin_instruction()`)."""
+        description = self.describe(object_name)
         return [spec for spec in fields if description.field(spec.name) is None]
 
     def write(self, updates: Sequence[RecordUpdate]) -> list[WriteResult]:
