@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser(
         "report",
-        help="the funnel, SLA compliance, score calibration and sync health",
+        help="the funnel, SLA compliance, score calibration, revenue and sync health",
         description="Marketing's and sales' shared numbers, from the store (no CRM is called).",
     )
     _add_config_option(report)
@@ -200,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument(
         "--out", type=Path, metavar="FILE", help="write it there (default: standard output)"
+    )
+    report.add_argument(
+        "--spend",
+        type=Path,
+        metavar="CSV",
+        help="marketing spend per period (columns period,spend), for CAC",
     )
 
     backfill = commands.add_parser(
@@ -525,6 +531,7 @@ def run_sla(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     from leadsync.reports.build import report_for
     from leadsync.reports.html import render_html
+    from leadsync.reports.revenue import read_spend
     from leadsync.reports.text import format_table
     from leadsync.runtime import open_runtime
 
@@ -534,9 +541,10 @@ def run_report(args: argparse.Namespace) -> int:
     if args.since and not args.until and args.since >= now:
         raise UsageError("--since must be before --until (without it, before now)")
     config = _load(args)
+    spend = read_spend(args.spend) if args.spend is not None else None
     with open_runtime(config, connect=False) as runtime:
         report = report_for(
-            runtime, now=now, since=args.since, until=args.until, period=args.period
+            runtime, now=now, since=args.since, until=args.until, period=args.period, spend=spend
         )
     renderers = {
         "table": format_table,
