@@ -262,6 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_option(setup)
 
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="propose an MQL threshold and fit/engagement caps from won and lost deals",
+        description="Learn from the outcomes in the store (won and lost opportunities; SQL "
+        "reached when too few closed) a new MQL threshold and fit/engagement caps, shown with "
+        "the evidence and as a diff of the lead definition. Writes nothing.",
+    )
+    _add_config_option(calibrate)
+    calibrate.add_argument("--json", action="store_true", help="print the proposal as JSON")
+
     demo = commands.add_parser(
         "demo",
         help="a full sync cycle against the embedded sandbox, then the funnel (no CRM needed)",
@@ -675,6 +685,20 @@ def _shown_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def run_calibrate(args: argparse.Namespace) -> int:
+    from leadsync.calibrate import calibrate, format_calibration
+    from leadsync.runtime import open_runtime
+
+    config = _load(args)
+    with open_runtime(config, connect=False) as runtime:
+        result = calibrate(runtime.store, runtime.definition, config.definition_path)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        sys.stdout.write(format_calibration(result))
+    return EXIT_OK
+
+
 def run_setup(args: argparse.Namespace) -> int:
     from leadsync.crm_setup import set_up_crms
     from leadsync.mapping.fields import load_mapping
@@ -734,6 +758,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return run_db_upgrade(args)
     if args.command == "hash-password":
         return run_hash_password()
+    if args.command == "calibrate":
+        return run_calibrate(args)
     if args.command == "setup":
         return run_setup(args)
     if args.command == "demo":

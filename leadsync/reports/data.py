@@ -19,7 +19,7 @@ from leadsync.sync.related import OPPORTUNITY
 from leadsync.sync.sla.clocks import Clock
 from leadsync.sync.store import RunRow, Store
 
-__all__ = ["LeadFacts", "OpportunityFacts", "ReportData", "load"]
+__all__ = ["LeadFacts", "OpportunityFacts", "ReportData", "load", "opportunities"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,11 +100,11 @@ def load(
                 sa.select(t.quarantine.c.reason).where(t.quarantine.c.resolved_at.is_(None)),
             )
         ],
-        opportunities=_opportunities(store),
+        opportunities=opportunities(store),
     )
 
 
-def _opportunities(store: Store) -> dict[str, OpportunityFacts]:
+def opportunities(store: Store) -> dict[str, OpportunityFacts]:
     """Lead id -> its opportunity: the related records of that object whose lead record
     (`parent_id`) is linked to a lead."""
     column = t.related.c
