@@ -86,8 +86,18 @@ def _revert_crm(
     records: Mapping[str, Mapping[str, LoggedWrite]],
     report: RevertReport,
 ) -> None:
-    names = sorted({name for fields in records.values() for name in fields})
-    now = connector.fetch(sorted(records), fields=names)
+    # Records of related objects (the Contacts converted people are written to) are read and
+    # written as what they are; the store knows which they are.
+    objects = {
+        record_id: row.object_name
+        for record_id, row in store.related.get(crm, sorted(records)).items()
+    }
+    now = {}
+    for object_name in sorted(set(objects.values()) | {""}):
+        ids = sorted(i for i in records if objects.get(i, "") == object_name)
+        names = sorted({name for i in ids for name in records[i]})
+        if ids:
+            now.update(connector.fetch(ids, fields=names, object_name=object_name or None))
     updates = []
     for record_id, fields in sorted(records.items()):
         current = now.get(record_id)
@@ -104,7 +114,7 @@ def _revert_crm(
                     (crm, record_id, name, f"now {current.fields.get(name)!r}, not {write.new!r}")
                 )
         if values:
-            updates.append(RecordUpdate(record_id, values, held))
+            updates.append(RecordUpdate(record_id, values, held, objects.get(record_id)))
     if not updates:
         return
     results = {result.record_id: result for result in connector.write(updates)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from leadsync.cli import main
 from leadsync.config import Config
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import Sandbox
@@ -160,3 +161,18 @@ def test_every_seeded_converted_person_gets_its_contact_written_and_no_frozen_le
         assert contact["Leadsync_Score__c"] == people[linked[lead["Id"]]].score
         assert lead[STAGE] is None  # frozen since before leadsync came
     assert summary.crms["salesforce"].related_pulled > len(converted)
+
+
+def test_revert_puts_back_what_a_run_wrote_to_contacts(sandbox: Sandbox, config: Config) -> None:
+    first = cycle(config)
+    converted = [lead for lead in sandbox.salesforce.snapshot("Lead") if lead["IsConverted"]]
+    written = [
+        lead["Id"]
+        for lead in converted
+        if _contact(sandbox, lead["Id"]).get("Leadsync_Score__c") is not None
+    ]
+    assert written
+    assert config.path is not None
+    assert main(["revert", first.run_id, "--config", str(config.path)]) == 0
+    for lead_record in written:
+        assert _contact(sandbox, lead_record).get("Leadsync_Score__c") is None
