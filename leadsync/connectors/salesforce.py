@@ -282,6 +282,9 @@ class SalesforceConnector:
         if len(own) > self.connection.bulk_write_threshold:
             results = self._write_rounds(own, self._bulk.update, "Bulk update")
             merged = [u for u in merged if not self._is_lead_object(u.object_name)]
+        # One object's records together: Salesforce saves a collection a run of one type at
+        # a time, at most ten runs a request ("Cannot have more than 10 chunks").
+        merged.sort(key=lambda u: "" if self._is_lead_object(u.object_name) else str(u.object_name))
         size = self.connection.collection_size
         for start in range(0, len(merged), size):
             chunk = merged[start : start + size]
