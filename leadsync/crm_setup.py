@@ -19,7 +19,7 @@ from leadsync.connectors.writeback import (
     FieldSpec,
     specs_for_targets,
 )
-from leadsync.mapping.fields import FieldMap
+from leadsync.mapping.fields import CONTACT, FieldMap
 
 
 @dataclass
@@ -28,10 +28,13 @@ class SetupReport:
     hubspot_checked: bool = False
     salesforce_missing: list[FieldSpec] = field(default_factory=list)
     salesforce_checked: bool = False
+    # Where converted leads' people are written ([writeback.salesforce.contact]).
+    salesforce_contact_missing: list[FieldSpec] = field(default_factory=list)
+    salesforce_contact_checked: bool = False
 
     @property
     def complete(self) -> bool:
-        return not self.salesforce_missing
+        return not self.salesforce_missing and not self.salesforce_contact_missing
 
     def text(self) -> str:
         lines = []
@@ -43,15 +46,20 @@ class SetupReport:
             else:
                 lines.append("HubSpot: every contact property leadsync writes exists")
         if self.salesforce_checked:
-            if self.salesforce_missing:
-                lines.append(
-                    "Salesforce: these Lead fields are missing; an admin must create them "
-                    "(Setup > Object Manager > Lead > Fields & Relationships > New):"
-                )
-                lines.extend(f"  - {spec.admin_instruction()}" for spec in self.salesforce_missing)
-            else:
-                lines.append("Salesforce: every Lead field leadsync writes exists")
+            lines.extend(_missing_lines("Lead", self.salesforce_missing))
+        if self.salesforce_contact_checked:
+            lines.extend(_missing_lines("Contact", self.salesforce_contact_missing))
         return "\n".join(lines)
+
+
+def _missing_lines(object_name: str, missing: Sequence[FieldSpec]) -> list[str]:
+    if not missing:
+        return [f"Salesforce: every {object_name} field leadsync writes exists"]
+    return [
+        f"Salesforce: these {object_name} fields are missing; an admin must create them "
+        f"(Setup > Object Manager > {object_name} > Fields & Relationships > New):",
+        *(f"  - {spec.admin_instruction()}" for spec in missing),
+    ]
 
 
 def set_up_crms(config: Config, mapping: FieldMap | None = None) -> SetupReport:
@@ -72,6 +80,12 @@ def set_up_crms(config: Config, mapping: FieldMap | None = None) -> SetupReport:
                 _specs(mapping, "salesforce")
             )
             report.salesforce_checked = True
+            contact = _contact_specs(mapping)
+            if contact:
+                report.salesforce_contact_missing = salesforce.missing_writeback_fields(
+                    contact, object_name=CONTACT
+                )
+                report.salesforce_contact_checked = True
         finally:
             salesforce.close()
     return report
@@ -81,3 +95,13 @@ def _specs(mapping: FieldMap | None, crm: str) -> Sequence[FieldSpec]:
     if mapping is None or crm not in mapping.writeback:
         return HUBSPOT_WRITEBACK_PROPERTIES if crm == "hubspot" else SALESFORCE_WRITEBACK_FIELDS
     return specs_for_targets(crm, mapping.writeback[crm].targets())
+
+
+def _contact_specs(mapping: FieldMap | None) -> Sequence[FieldSpec]:
+    """The Contact fields converted people are written to: the mapping's, else the defaults."""
+    if mapping is None:
+        return SALESFORCE_WRITEBACK_FIELDS
+    targets = mapping.writeback.get("salesforce")
+    if targets is None or not targets.contact:
+        return ()
+    return specs_for_targets("salesforce", targets.contact)

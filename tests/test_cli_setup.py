@@ -64,6 +64,11 @@ def test_setup_lists_missing_salesforce_fields_for_an_admin_and_exits_1(tmp_path
     assert "an admin must create them" in result.stdout
     assert "Leadsync_Stage__c" in result.stdout
     assert "Long Text Area(32768)" in result.stdout
+    # Converted leads' people are written to their Contacts: those fields are listed too.
+    lead_part, contact_part = result.stdout.split("these Contact fields are missing")
+    assert "Object Manager > Lead >" in lead_part
+    assert "Object Manager > Contact >" in contact_part
+    assert "Leadsync_Score__c" in contact_part
 
 
 def test_setup_with_a_broken_config_exits_2_naming_the_key(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""`leadsync report`: the funnel, SLA, calibration and sync health, from the store."""
+"""`leadsync report` (the funnel, SLA, calibration, revenue and sync health) and
+`leadsync calibrate`, from the store."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from leadsync.errors import EXIT_OK, UsageError
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     report = commands.add_parser(
         "report",
-        help="the funnel, SLA compliance, score calibration and sync health",
+        help="the funnel, SLA compliance, score calibration, revenue and sync health",
         description="Marketing's and sales' shared numbers, from the store (no CRM is called).",
     )
     add_config_option(report)
@@ -30,12 +31,30 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     report.add_argument(
         "--out", type=Path, metavar="FILE", help="write it there (default: standard output)"
     )
+    report.add_argument(
+        "--spend",
+        type=Path,
+        metavar="CSV",
+        help="marketing spend per period (columns period,spend), for CAC",
+    )
     report.set_defaults(handler=run_report)
+
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="propose an MQL threshold and fit/engagement caps from won and lost deals",
+        description="Learn from the outcomes in the store (won and lost opportunities; SQL "
+        "reached when too few closed) a new MQL threshold and fit/engagement caps, shown with "
+        "the evidence and as a diff of the lead definition. Writes nothing.",
+    )
+    add_config_option(calibrate)
+    calibrate.add_argument("--json", action="store_true", help="print the proposal as JSON")
+    calibrate.set_defaults(handler=run_calibrate)
 
 
 def run_report(args: argparse.Namespace) -> int:
     from leadsync.reports.build import report_for
     from leadsync.reports.html import render_html
+    from leadsync.reports.revenue import read_spend
     from leadsync.reports.text import format_table
     from leadsync.runtime import open_runtime
 
@@ -45,9 +64,10 @@ def run_report(args: argparse.Namespace) -> int:
     if args.since and not args.until and args.since >= now:
         raise UsageError("--since must be before --until (without it, before now)")
     config = load(args)
+    spend = read_spend(args.spend) if args.spend is not None else None
     with open_runtime(config, connect=False) as runtime:
         report = report_for(
-            runtime, now=now, since=args.since, until=args.until, period=args.period
+            runtime, now=now, since=args.since, until=args.until, period=args.period, spend=spend
         )
     renderers = {
         "table": format_table,
@@ -64,4 +84,18 @@ def run_report(args: argparse.Namespace) -> int:
     except OSError as problem:
         raise UsageError(f"cannot write {args.out}: {problem.strerror}") from None
     print(f"wrote the {args.format} report to {args.out}")
+    return EXIT_OK
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    from leadsync.calibrate import calibrate, format_calibration
+    from leadsync.runtime import open_runtime
+
+    config = load(args)
+    with open_runtime(config, connect=False) as runtime:
+        result = calibrate(runtime.store, runtime.definition, config.definition_path)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        sys.stdout.write(format_calibration(result))
     return EXIT_OK

@@ -606,9 +606,13 @@ class HubSpotConnector:
                 )
         return results
 
-    def fetch(self, record_ids: Sequence[str], *, fields: Sequence[str]) -> dict[str, CrmRecord]:
+    def fetch(
+        self, record_ids: Sequence[str], *, fields: Sequence[str], object_name: str | None = None
+    ) -> dict[str, CrmRecord]:
         """The contacts as they are now (absent: archived or unknown), 100 a batch read: what
         the engine checks just before writing, and what `revert` compares with."""
+        if object_name not in (None, *self.streams):
+            raise ValueError(f"HubSpot has no object {object_name!r} leadsync reads")
         found: dict[str, CrmRecord] = {}
         size = self._connection.batch_size
         properties = list(dict.fromkeys([*fields, MODIFIED]))

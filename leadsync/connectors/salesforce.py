@@ -273,11 +273,15 @@ class SalesforceConnector:
         return False
 
     def missing_writeback_fields(
-        self, fields: Sequence[FieldSpec] = SALESFORCE_WRITEBACK_FIELDS
+        self,
+        fields: Sequence[FieldSpec] = SALESFORCE_WRITEBACK_FIELDS,
+        *,
+        object_name: str | None = None,
     ) -> list[FieldSpec]:
-        """The write-back fields the object lacks. Salesforce custom fields cannot be created
-        through the REST API: an admin creates these (`FieldSpec.admin_instruction()`)."""
-        description = self.describe()
+        """The write-back fields the object (or `object_name`: the Contact converted leads
+        become) lacks. Salesforce custom fields cannot be created through the REST API: an
+        admin creates these (`FieldSpec.admin_instruction()`)."""
+        description = self.describe(object_name)
         return [spec for spec in fields if description.field(spec.name) is None]
 
     def write(self, updates: Sequence[RecordUpdate]) -> list[WriteResult]:
@@ -297,6 +301,9 @@ class SalesforceConnector:
         if len(own) > self.connection.bulk_write_threshold:
             results = self._write_rounds(own, self._bulk.update, "Bulk update")
             merged = [u for u in merged if not self._is_lead_object(u.object_name)]
+        # One object's records together: Salesforce saves a collection a run of one type at
+        # a time, at most ten runs a request ("Cannot have more than 10 chunks").
+        merged.sort(key=lambda u: "" if self._is_lead_object(u.object_name) else str(u.object_name))
         size = self.connection.collection_size
         for start in range(0, len(merged), size):
             chunk = merged[start : start + size]

@@ -77,6 +77,9 @@ from leadsync.problems import (
 # The one object besides the lead that a binding may read: the opportunity a Salesforce lead
 # was converted into (through ConvertedOpportunityId).
 RELATED_OBJECTS: dict[str, tuple[str, ...]] = {"hubspot": (), "salesforce": ("Opportunity",)}
+# The object a converted Salesforce lead becomes. The lead is then frozen: leadsync writes its
+# person's results to this Contact instead, under the names [writeback.salesforce.contact] gives.
+CONTACT = "Contact"
 
 _FIELD_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -172,16 +175,41 @@ class WritebackTargets:
             stage for stage in self.stage_values if value in self.holding("stage", stage)
         )
 
+    # role -> the field of the Contact a converted lead became (Salesforce only): where the
+    # person's results go once the lead is frozen. Stage values are the lead's.
+    contact: Mapping[str, str] = field(default_factory=dict)
+
     def targets(self) -> dict[str, str]:
         """role (score, ..., stage, status_field) -> CRM field name, for the roles set."""
         roles = (f.name for f in dataclass_fields(self) if f.name not in _NOT_ROLES)
         return {role: name for role in roles if isinstance(name := getattr(self, role), str)}
 
+    def contact_targets(self) -> WritebackTargets:
+        """The targets on the Contact, as targets of their own (no status field there)."""
+        get = self.contact.get
+        return WritebackTargets(
+            crm=self.crm,
+            score=get("score"),
+            fit_score=get("fit_score"),
+            engagement_score=get("engagement_score"),
+            grade=get("grade"),
+            reasons=get("reasons"),
+            model_version=get("model_version"),
+            sla_breaches=get("sla_breaches"),
+            stage=get("stage"),
+            stage_values=self.stage_values,
+            stage_holds=self.stage_holds,
+        )
 
-_NOT_ROLES = frozenset({"crm", "stage_values", "status_values", "stage_holds", "status_holds"})
+
+_NOT_ROLES = frozenset(
+    {"crm", "stage_values", "status_values", "stage_holds", "status_holds", "contact"}
+)
 WRITEBACK_ROLES: tuple[str, ...] = tuple(
     f.name for f in dataclass_fields(WritebackTargets) if f.name not in _NOT_ROLES
 )
+# The roles a Contact takes: all but the lead's Status, which a Contact does not have.
+CONTACT_ROLES: tuple[str, ...] = tuple(role for role in WRITEBACK_ROLES if role != "status_field")
 
 
 @dataclass(frozen=True)
@@ -211,6 +239,8 @@ class FieldMap:
         targets = self.writeback.get(crm)
         if object is None and targets is not None:
             names.extend(targets.targets().values())
+        if object == CONTACT and targets is not None:
+            names.extend(targets.contact.values())
         return tuple(dict.fromkeys(names))
 
 
@@ -282,6 +312,7 @@ class _WritebackTable(_Table):
     stage_values: dict[str, _StageValue] = Field(default_factory=dict)
     status_field: str | None = Field(None, min_length=1)
     status_values: dict[str, _StageValue] = Field(default_factory=dict)
+    contact: dict[str, str] = Field(default_factory=dict)
 
 
 _TOP_KEYS = ("identity_field", "fields", "writeback")
@@ -695,7 +726,8 @@ def _build_writeback(data: Any, report: _Report) -> dict[str, WritebackTargets]:
             report.add(key, f"unknown CRM; one of {', '.join(CRMS)}")
             continue
         table = report.validated(_WritebackTable, table_data, key)
-        if table is not None and _stage_maps_are_sound(key, table, report):
+        sound = table is not None and _stage_maps_are_sound(key, table, report)
+        if table is not None and sound and _contact_is_sound(key, crm, table, report):
             built[crm] = _writeback_targets(crm, table)
     return built
 
@@ -715,6 +747,23 @@ def _writeback_targets(crm: str, table: _WritebackTable) -> WritebackTargets:
         stage_holds=held["stage_values"],
         status_holds=held["status_values"],
     )
+
+
+def _contact_is_sound(key: str, crm: str, table: _WritebackTable, report: _Report) -> bool:
+    if not table.contact:
+        return True
+    before = len(report.problems)
+    where = f"{key}.contact"
+    if crm != "salesforce":
+        report.add(where, "only Salesforce converts leads into Contacts")
+    for role, name in table.contact.items():
+        if role not in CONTACT_ROLES:
+            report.add(f"{where}.{role}", f"unknown role; one of {', '.join(CONTACT_ROLES)}")
+        elif not name:
+            report.add(f"{where}.{role}", "name the Contact field")
+    if "stage" in table.contact and table.stage is None:
+        report.add(f"{where}.stage", f"set {key}.stage and stage_values: the Contact's are those")
+    return len(report.problems) == before
 
 
 def _stage_maps_are_sound(key: str, table: _WritebackTable, report: _Report) -> bool:
@@ -768,6 +817,8 @@ def _written_targets(
     for crm, targets in writeback.items():
         for role, name in targets.targets().items():
             yield f"writeback.{crm}.{role}", crm, None, name
+        for role, name in targets.contact.items():
+            yield f"writeback.{crm}.contact.{role}", crm, CONTACT, name
 
 
 # ============================================================================ check_against
@@ -858,21 +909,28 @@ def check_against(
     targets = mapping.writeback.get(crm)
     if is_lead_object and targets is not None:
         _check_writeback(targets, description, report, preflight=preflight)
+    if targets is not None and targets.contact and description.object_name.lower() == "contact":
+        _check_writeback(
+            targets.contact_targets(),
+            description,
+            report,
+            preflight=preflight,
+            key=f"writeback.{crm}.contact",
+        )
     return report.problems
 
 
 def related_objects(mapping: FieldMap, crm: str) -> tuple[str, ...]:
     """The objects besides the lead that `mapping` reads from `crm` (Salesforce's Opportunity):
     each needs a describe of its own for `check_against`."""
-    return tuple(
-        sorted(
-            {
-                binding.object
-                for field_mapping in mapping.fields.values()
-                if (binding := field_mapping.binding(crm)) is not None and binding.object
-            }
-        )
-    )
+    read = {
+        binding.object
+        for field_mapping in mapping.fields.values()
+        if (binding := field_mapping.binding(crm)) is not None and binding.object
+    }
+    targets = mapping.writeback.get(crm)
+    written = {CONTACT} if targets is not None and targets.contact else set()
+    return tuple(sorted(read | written))
 
 
 def _text_of(file: str) -> str:
@@ -884,11 +942,7 @@ def _text_of(file: str) -> str:
 
 
 def _describes_lead_object(mapping: FieldMap, crm: str, description: ObjectDescription) -> bool:
-    related = {
-        binding.object.lower()
-        for field_mapping in mapping.fields.values()
-        if (binding := field_mapping.binding(crm)) is not None and binding.object is not None
-    }
+    related = {name.lower() for name in related_objects(mapping, crm)}
     return description.object_name.lower() not in related
 
 
@@ -992,8 +1046,9 @@ def _check_writeback(
     report: _Report,
     *,
     preflight: bool = False,
+    key: str | None = None,
 ) -> None:
-    key = f"writeback.{targets.crm}"
+    key = key or f"writeback.{targets.crm}"
     infos = {}
     hint = _SETUP_HINTS.get(targets.crm, "")
     for role, name in targets.targets().items():

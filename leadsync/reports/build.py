@@ -5,6 +5,7 @@ Its shape is stable for other tools: `schema` changes when a key is renamed or r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -13,6 +14,7 @@ from leadsync.mapping.definition import LeadDefinition
 from leadsync.mapping.fields import FieldMap
 from leadsync.reports import figures
 from leadsync.reports.data import load
+from leadsync.reports.revenue import revenue
 from leadsync.runtime import Runtime
 from leadsync.sync.sla.clocks import Clock
 from leadsync.sync.sla.monitor import SlaMonitor
@@ -36,8 +38,10 @@ def build_report(
     since: datetime | None = None,
     until: datetime | None = None,
     period: Period = "month",
+    spend: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """The report of the window [since, until) (until defaults to `now`)."""
+    """The report of the window [since, until) (until defaults to `now`); `spend` is the
+    marketing spend per period, for CAC (leadsync has none of its own)."""
     end = until or now
     segment = SEGMENT_FIELD if SEGMENT_FIELD in field_map.fields else None
     data = load(store, segment_field=segment, since=since, until=end)
@@ -76,6 +80,14 @@ def build_report(
             grades=[grade.grade for grade in definition.scoring.grades],
             mql_threshold=mql_threshold(definition),
         ),
+        "revenue": revenue(
+            data,
+            since=since,
+            until=end,
+            period=period,
+            grades=[grade.grade for grade in definition.scoring.grades],
+            spend=spend,
+        ),
         "health": figures.health(data),
     }
 
@@ -87,6 +99,7 @@ def report_for(
     since: datetime | None = None,
     until: datetime | None = None,
     period: Period = "month",
+    spend: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """The report of a runtime's store, mapping, definition and SLA monitor."""
     return build_report(
@@ -98,6 +111,7 @@ def report_for(
         since=since,
         until=until,
         period=period,
+        spend=spend,
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,10 +15,11 @@ import sqlalchemy as sa
 from leadsync.connectors.base import utc
 from leadsync.mapping.lifecycle import Stage, Transition
 from leadsync.sync import tables as t
+from leadsync.sync.related import OPPORTUNITY
 from leadsync.sync.sla.clocks import Clock
 from leadsync.sync.store import RunRow, Store
 
-__all__ = ["LeadFacts", "ReportData", "load"]
+__all__ = ["LeadFacts", "OpportunityFacts", "ReportData", "load", "opportunities"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,17 @@ class LeadFacts:
         return self.history[0].at if self.history else None
 
 
+@dataclass(frozen=True, slots=True)
+class OpportunityFacts:
+    """The opportunity a lead was converted into, as its CRM last said."""
+
+    created_at: datetime | None
+    close_date: date | None
+    amount: float | None
+    closed: bool
+    won: bool
+
+
 @dataclass(frozen=True)
 class ReportData:
     leads: Sequence[LeadFacts]
@@ -44,6 +56,8 @@ class ReportData:
     # (category, count) of writes that failed or were deferred in the window
     write_errors: Mapping[str, int] = field(default_factory=dict)
     quarantine_reasons: Sequence[str] = ()
+    # lead id -> the opportunity its converted lead became (live ones only)
+    opportunities: Mapping[str, OpportunityFacts] = field(default_factory=dict)
 
 
 def load(
@@ -86,7 +100,59 @@ def load(
                 sa.select(t.quarantine.c.reason).where(t.quarantine.c.resolved_at.is_(None)),
             )
         ],
+        opportunities=opportunities(store),
     )
+
+
+def opportunities(store: Store) -> dict[str, OpportunityFacts]:
+    """Lead id -> its opportunity: the related records of that object whose lead record
+    (`parent_id`) is linked to a lead."""
+    column = t.related.c
+    query = sa.select(t.related).where(
+        column.object_name == OPPORTUNITY, column.parent_id.is_not(None), column.deleted.is_(False)
+    )
+    rows = _rows(store, query)
+    found: dict[str, OpportunityFacts] = {}
+    for crm in sorted({row["crm"] for row in rows}):
+        mine = [row for row in rows if row["crm"] == crm]
+        leads = store.lead_ids_for(crm, [row["parent_id"] for row in mine])
+        for row in mine:
+            lead_id = leads.get(row["parent_id"])
+            if lead_id is not None:
+                found[lead_id] = _opportunity(row["raw"])
+    return found
+
+
+def _opportunity(raw: Mapping[str, Any]) -> OpportunityFacts:
+    created, close, amount = raw.get("CreatedDate"), raw.get("CloseDate"), raw.get("Amount")
+    return OpportunityFacts(
+        created_at=_moment(created),
+        close_date=close if isinstance(close, date) else _day(close),
+        amount=None if amount in (None, "") else float(amount),
+        closed=_flag(raw.get("IsClosed")),
+        won=_flag(raw.get("IsWon")),
+    )
+
+
+def _moment(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return utc(value)
+    try:
+        return utc(datetime.fromisoformat(str(value)))
+    except (TypeError, ValueError):
+        return None
+
+
+def _day(value: Any) -> date | None:
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except (TypeError, ValueError):
+        return None
+
+
+def _flag(value: Any) -> bool:
+    # JSON gives a boolean; a Bulk query's CSV gives "true".
+    return value is True or str(value).strip().lower() == "true"
 
 
 def _histories(store: Store) -> dict[str, list[Transition]]:

@@ -519,6 +519,94 @@ def _calibration(calibration: Mapping[str, Any]) -> list[str]:
     return parts
 
 
+# ------------------------------------------------------------------------------ revenue
+
+
+def _money(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f}"
+
+
+def _days(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f} d"
+
+
+def _revenue(revenue: Mapping[str, Any]) -> list[str]:
+    conversion, outcomes = revenue["conversion"], revenue["outcomes"]
+
+    def converted(key: str) -> list[list[Any]]:
+        return [
+            [row["key"], _count(row["leads"]), _count(row["opportunities"]), _pct(row["rate"])]
+            for row in conversion[key]
+        ]
+
+    def won(key: str, label: str) -> list[list[Any]]:
+        return [
+            [
+                row[label],
+                _count(row["closed"]),
+                _count(row["won"]),
+                _pct(row["win_rate"]),
+                _money(row["average_won_amount"]),
+            ]
+            for row in outcomes[key]
+        ]
+
+    velocity = [
+        [
+            row["period"],
+            _count(row["opportunities"]),
+            _pct(row["win_rate"]),
+            _money(row["average_won_amount"]),
+            _days(row["cycle_days"]),
+            _money(row["velocity_per_day"]),
+        ]
+        for row in revenue["velocity"]
+    ]
+    times = revenue["time_to"]
+    delays = [
+        [
+            stage,
+            _count(times[stage]["leads"]),
+            _days(times[stage]["median_days"]),
+            _days(times[stage]["p90_days"]),
+        ]
+        for stage in ("opportunity", "won")
+    ]
+    outcome_headers = ["closed", "won", "win rate", "average won"]
+    parts = [
+        f'<p class="lede">{_count(revenue["opportunities"])} of the leads that entered in the'
+        " window became opportunities.</p>",
+        _h3("Lead to opportunity, by period of entry"),
+        _table(["period", "leads", "opportunities", "rate"], converted("by_period")),
+        _h3("Lead to opportunity, by source"),
+        _table(["source", "leads", "opportunities", "rate"], converted("by_source")),
+        _h3("Won and lost, by score band"),
+        _table(["band", *outcome_headers], won("by_band", "band")),
+        _h3("Won and lost, by grade"),
+        _table(["grade", *outcome_headers], won("by_grade", "grade")),
+        _h3("Pipeline velocity (opportunities × win rate × average won ÷ cycle), a day"),
+        _table(
+            ["created", "opportunities", "win rate", "average won", "cycle", "velocity"],
+            velocity,
+            none="No opportunities yet.",
+        ),
+        _h3("From MQL to"),
+        _table(["", "leads", "median", "90th percentile"], delays),
+    ]
+    cac = revenue["cac"]
+    if not cac["spend_known"]:
+        return [*parts, _h3("Customer acquisition cost"), _none(cac["note"])]
+    rows = [
+        [row["period"], _money(row["spend"]), _count(row["new_customers"]), _money(row["cac"])]
+        for row in cac["periods"]
+    ]
+    return [
+        *parts,
+        _h3("Customer acquisition cost"),
+        _table(["period", "spend", "new customers", "CAC"], rows),
+    ]
+
+
 # ------------------------------------------------------------------------------ sync health
 
 
@@ -598,6 +686,7 @@ def render_body(report: Mapping[str, Any]) -> str:
         ),
         _section("sla", "SLA", _sla(report["sla"], report["period"])),
         _section("calibration", "Score calibration", _calibration(report["calibration"])),
+        _section("revenue", "Revenue", _revenue(report["revenue"])),
         _section("health", "Sync health", _health(report["health"])),
     ]
     return _header(report) + "".join(sections)

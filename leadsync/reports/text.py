@@ -48,6 +48,7 @@ def format_table(report: Mapping[str, Any]) -> str:
     out += _funnel(report["funnel"], report.get("segment_field"))
     out += _sla(report["sla"])
     out += _calibration(report["calibration"])
+    out += _revenue(report["revenue"])
     out += _health(report["health"])
     return "\n".join(out).rstrip() + "\n"
 
@@ -231,4 +232,71 @@ def _health(health: Mapping[str, Any]) -> list[str]:
         used, limit = quota.get("daily_used"), quota.get("daily_limit")
         if limit:
             out.append(f"  {crm} API quota: {used:,} of {limit:,} used today")
+    return out
+
+
+def _money(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _days(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} d"
+
+
+def _revenue(revenue: Mapping[str, Any]) -> list[str]:
+    out = [f"REVENUE: {revenue['opportunities']} of the leads entered became opportunities", ""]
+    for title, key in (("By period of entry", "by_period"), ("By source", "by_source")):
+        rows = [
+            [row["key"], row["leads"], row["opportunities"], _share(row["rate"])]
+            for row in revenue["conversion"][key]
+        ]
+        out += [f"  Lead to opportunity, {title.lower()}"]
+        out += [*_table(["", "leads", "opportunities", "rate"], rows, indent="    "), ""]
+    outcomes = revenue["outcomes"]
+    for title, key, label in (("score band", "by_band", "band"), ("grade", "by_grade", "grade")):
+        rows = [
+            [
+                row[label],
+                row["closed"],
+                row["won"],
+                _share(row["win_rate"]),
+                _money(row["average_won_amount"]),
+            ]
+            for row in outcomes[key]
+        ]
+        out += [f"  Won and lost by {title}"]
+        out += _table(["", "closed", "won", "win rate", "avg won"], rows, indent="    ")
+        out += [""]
+    rows = [
+        [
+            row["period"],
+            row["opportunities"],
+            _share(row["win_rate"]),
+            _money(row["average_won_amount"]),
+            _days(row["cycle_days"]),
+            _money(row["velocity_per_day"]),
+        ]
+        for row in revenue["velocity"]
+    ]
+    out += ["  Pipeline velocity (opportunities x win rate x avg won / cycle), a day"]
+    out += _table(
+        ["created", "opps", "win rate", "avg won", "cycle", "velocity"], rows, indent="    "
+    )
+    times = revenue["time_to"]
+    out += [
+        "",
+        "  MQL to opportunity: median "
+        f"{_days(times['opportunity']['median_days'])} ({times['opportunity']['leads']} leads);"
+        f" MQL to won: median {_days(times['won']['median_days'])} ({times['won']['leads']} leads)",
+    ]
+    cac = revenue["cac"]
+    if not cac["spend_known"]:
+        out += [f"  CAC: {cac['note']}", ""]
+        return out
+    rows = [
+        [row["period"], _money(row["spend"]), row["new_customers"], _money(row["cac"])]
+        for row in cac["periods"]
+    ]
+    out += ["  Customer acquisition cost"]
+    out += [*_table(["period", "spend", "new customers", "CAC"], rows, indent="    "), ""]
     return out

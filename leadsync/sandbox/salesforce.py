@@ -55,6 +55,8 @@ from leadsync.sandbox.timestamps import parse_ms, salesforce_date, salesforce_da
 
 API_VERSION = "59.0"
 COLLECTION_LIMIT = 200
+# Runs of one object type a collection may hold (see `_chunks`).
+MAX_TYPE_CHUNKS = 10
 DEFAULT_BATCH_SIZE = 2000
 MIN_BATCH_SIZE = 200
 # A user may hold 10 open query cursors; opening another closes the oldest; one unused for
@@ -876,6 +878,13 @@ class SalesforceEmulator:
         if isinstance(parsed, Response):
             return parsed
         all_or_none, records = parsed
+        if _chunks(records) > MAX_TYPE_CHUNKS:
+            return _errors(
+                400,
+                "INVALID_BATCH_REQUEST",
+                f"Cannot have more than {MAX_TYPE_CHUNKS} chunks in a single operation. Please "
+                "rearrange the data to reduce chunking.",
+            )
         if updating:
             repeated = _repeated_id(records)
             if repeated is not None:
@@ -1419,6 +1428,21 @@ def _settle_opportunity(row: dict[str, Any], written: Mapping[str, Any]) -> None
     row["ExpectedRevenue"] = (
         None if amount is None or probability is None else round(amount * probability / 100, 2)
     )
+
+
+def _chunks(records: list[Any]) -> int:
+    """How many runs of one object type the records make ({lead, lead, contact, lead}: 3).
+
+    A collection of several types is saved a run at a time, at most MAX_TYPE_CHUNKS runs a
+    request (REST API Developer Guide, "Update Records Using sObject Collections"); Apex says
+    "Cannot have more than 10 chunks in a single operation". The error code the REST API
+    answers it with is *unconfirmed*: the whole request is refused, the stricter choice."""
+    types = [
+        str(record.get("attributes", {}).get("type", "")).lower()
+        for record in records
+        if isinstance(record, Mapping) and isinstance(record.get("attributes"), Mapping)
+    ]
+    return sum(1 for index, name in enumerate(types) if index == 0 or name != types[index - 1])
 
 
 def _object_for_id(record_id: str) -> SalesforceObject | None:

@@ -46,7 +46,7 @@ from leadsync.connectors.base import (
 from leadsync.errors import LeadsyncError, QuotaReserveReachedError, RunPausedError
 from leadsync.logs import run_context
 from leadsync.mapping.definition import LeadDefinition
-from leadsync.mapping.fields import FieldMap
+from leadsync.mapping.fields import CONTACT, FieldMap
 from leadsync.mapping.lifecycle import Stage, Transition, next_transitions
 from leadsync.mapping.scoring import score_lead
 from leadsync.mapping.transforms import TransformError
@@ -76,15 +76,20 @@ from leadsync.sync.plan import (
 )
 from leadsync.sync.preflight import PreflightError, context_of, describe_for, problems
 from leadsync.sync.reconcile import reconcile
+from leadsync.sync.related import (
+    Related,
+    contact_of,
+    fields_of,
+    references,
+    stream_key,
+    with_related,
+)
 from leadsync.sync.sla.clocks import Clock, ClockChanges, SlaRules
 from leadsync.sync.sla.monitor import SlaCheckResult, SlaMonitor, monitor_for
 from leadsync.sync.slices import PersonGroups, Slice
 from leadsync.sync.store import Quarantined, Store, WriteRow
 
 log = logging.getLogger("leadsync.sync")
-
-OPPORTUNITY = "Opportunity"
-CONVERTED_OPPORTUNITY = "ConvertedOpportunityId"
 
 # Records written per batch and recorded before the next: a kill redoes at most one batch.
 WRITE_BATCH = {"hubspot": 100, "salesforce": 200}
@@ -140,6 +145,8 @@ class CrmCounts:
     deferred: int = 0
     # Changed in the CRM after it was pulled: not written this run, pulled again next run.
     held_back: int = 0
+    # Records of related objects pulled (Salesforce Contacts and Opportunities).
+    related_pulled: int = 0
     # Why writes failed or were deferred: the CRM's error category -> count and an example.
     failures: dict[str, Failures] = field(default_factory=dict)
 
@@ -557,6 +564,10 @@ class SyncEngine:
     def _pull(
         self, crm: str, connector: Connector, summary: RunSummary, should_stop: StopCheck
     ) -> None:
+        # Related objects first: a lead converted since the last run then finds its new
+        # Contact and Opportunity in the store, with no read of its own.
+        for object_name in connector.streams[1:]:
+            self._pull_related(crm, connector, object_name, summary, should_stop)
         pages = connector.pull(
             self._store.cursor(crm),
             fields=fields_to_pull(self._map, crm),
@@ -566,6 +577,63 @@ class SyncEngine:
         for page in pages:
             self.ingest(crm, connector, page, summary, position=page.position)
             _stop_if(should_stop)
+
+    def _pull_related(
+        self,
+        crm: str,
+        connector: Connector,
+        object_name: str,
+        summary: RunSummary,
+        should_stop: StopCheck,
+    ) -> None:
+        stream = stream_key(object_name)
+        pages = connector.pull(
+            self._store.cursor(crm, stream),
+            fields=fields_of(self._map, crm, object_name),
+            started_at=summary.started_at,
+            known=lambda ids: self._store.related.known_stamps(crm, ids),
+            stream=object_name,
+        )
+        for page in pages:
+            self._ingest_related(crm, object_name, page, summary, position=page.position)
+            _stop_if(should_stop)
+
+    def _ingest_related(
+        self,
+        crm: str,
+        object_name: str,
+        page: Page,
+        summary: RunSummary,
+        *,
+        position: Position | None = None,
+    ) -> list[str]:
+        """A page of a related object's records into the store, laid over the lead records
+        that name them (which become pending when that changes what they hold), with the
+        stream's cursor past the page. Returns the ids of those lead records."""
+        ids = [record.id for record in page.records]
+        held = self._store.related.get(crm, ids)
+        rows = [
+            Related.of(r, object_name, held[r.id].parent_id if r.id in held else None)
+            for r in page.records
+        ]
+        by_parent = {row.parent_id: row for row in rows if row.parent_id is not None}
+        refreshed = []
+        for parent_id, snapshot in self._store.snapshots(crm, sorted(by_parent)).items():
+            row = by_parent[parent_id]
+            # A lead whose reference moved on (a merge of contacts, say) is no longer its.
+            if references(snapshot).get(object_name) == row.record_id:
+                refreshed.append(with_related(snapshot, {object_name: row}, self._map))
+        self._store.save_page(
+            crm,
+            refreshed,
+            position=position,
+            stream=stream_key(object_name),
+            related=rows,
+            run_id=summary.run_id,
+        )
+        counts = summary.crms.setdefault(crm, CrmCounts())
+        counts.related_pulled += len(page.records)
+        return [snapshot.record_id for snapshot in refreshed]
 
     def ingest(
         self,
@@ -608,8 +676,7 @@ class SyncEngine:
                         self._clock(),
                     )
                 )
-        if crm == "salesforce":
-            snapshots = self._with_opportunities(connector, snapshots)
+        snapshots, related = self._with_related(crm, connector, snapshots)
         self._store.save_page(
             crm,
             snapshots,
@@ -619,58 +686,47 @@ class SyncEngine:
             stream=stream,
             hold_for=hold_for,
             run_id=summary.run_id,
+            related=related,
         )
         counts = summary.crms.setdefault(crm, CrmCounts())
         counts.pulled += len(page.records)
         counts.quarantined += len(quarantined)
         return snapshots
 
-    def _with_opportunities(
-        self, connector: Connector, snapshots: list[Snapshot]
-    ) -> list[Snapshot]:
-        """Converted leads carry the fields of the opportunity they became (bindings with
-        object = "Opportunity", e.g. its stage: what the customer stage is decided on), read
-        with one query per 200 leads of the page."""
-        bound = [
-            mapping
-            for mapping in self._map.fields.values()
-            if (binding := mapping.binding("salesforce")) is not None
-            and binding.object == OPPORTUNITY
-        ]
-        owners = {
-            s.record_id: str(s.raw[CONVERTED_OPPORTUNITY])
-            for s in snapshots
-            if s.raw.get(CONVERTED_OPPORTUNITY) and not s.deleted
-        }
-        fetch = getattr(connector, "fetch", None)
-        if not bound or not owners or fetch is None:
-            return snapshots
-        fields = sorted({m.binding("salesforce").field for m in bound})  # type: ignore[union-attr]
-        opportunities = fetch(sorted(set(owners.values())), fields=fields, object_name=OPPORTUNITY)
+    def _with_related(
+        self, crm: str, connector: Connector, snapshots: list[Snapshot]
+    ) -> tuple[list[Snapshot], list[Related]]:
+        """The lead records with the related records they name laid over them (see
+        `sync.related`), and those related records, now owned by these leads. What the store
+        lacks (a record the related pulls have not brought yet) is read, 200 ids a query."""
+        named = {s.record_id: refs for s in snapshots if (refs := references(s))}
+        followed = set(connector.streams[1:])
+        wanted: dict[str, set[str]] = {}
+        for refs in named.values():
+            for object_name, record_id in refs.items():
+                if object_name in followed:
+                    wanted.setdefault(object_name, set()).add(record_id)
+        if not wanted:
+            return snapshots, []
+        found = self._store.related.get(crm, sorted(set().union(*wanted.values())))
+        for object_name, record_ids in wanted.items():
+            missing = sorted(record_ids - set(found))
+            if missing:
+                read = connector.fetch(
+                    missing, fields=fields_of(self._map, crm, object_name), object_name=object_name
+                )
+                found.update({i: Related.of(r, object_name) for i, r in read.items()})
+        owned: list[Related] = []
         enriched = []
         for snapshot in snapshots:
-            opportunity = opportunities.get(owners.get(snapshot.record_id, ""))
-            if opportunity is None:
-                enriched.append(snapshot)
-                continue
-            canonical = dict(snapshot.canonical)
-            raw = dict(snapshot.raw)
-            for mapping in bound:
-                field_name = mapping.binding("salesforce").field  # type: ignore[union-attr]
-                value = opportunity.fields.get(field_name)
-                raw[f"{OPPORTUNITY}.{field_name}"] = value
-                try:
-                    canonical[mapping.name] = mapping.read("salesforce", value)
-                except TransformError as unreadable:
-                    # The field and why: never the value (logs carry no record contents).
-                    log.warning(
-                        "opportunity %s: %s: %s",
-                        opportunity.id,
-                        unreadable.field,
-                        unreadable.reason,
-                    )
-            enriched.append(replace(snapshot, raw=raw, canonical=canonical))
-        return enriched
+            rows = {
+                object_name: replace(found[record_id], parent_id=snapshot.record_id)
+                for object_name, record_id in named.get(snapshot.record_id, {}).items()
+                if object_name in followed and record_id in found
+            }
+            owned.extend(rows.values())
+            enriched.append(with_related(snapshot, rows, self._map) if rows else snapshot)
+        return enriched, owned
 
     # ---------------------------------------------------------------- match and merge
 
@@ -736,6 +792,10 @@ class SyncEngine:
         for lead_id in lead_ids:
             for snapshot in records.get(lead_id, ()):
                 ids.setdefault(snapshot.crm, set()).add(snapshot.record_id)
+                # A converted lead's results are written to its Contact.
+                contact = contact_of(snapshot)
+                if contact is not None:
+                    ids[snapshot.crm].add(contact[0])
         return {crm: self._store.expected(crm, sorted(found)) for crm, found in ids.items()}
 
     def _stored_records(
@@ -834,10 +894,7 @@ class SyncEngine:
         stored = self._store.records_of(lead_ids)
         written = self._written_to(stored, lead_ids)
         believed = {
-            lead_id: [
-                replace(s, raw={**s.raw, **written.get(s.crm, {}).get(s.record_id, {})})
-                for s in records
-            ]
+            lead_id: [_as_written(s, written.get(s.crm, {})) for s in records]
             for lead_id, records in stored.items()
         }
         previous = self._store.leads(lead_ids)
@@ -923,9 +980,15 @@ class SyncEngine:
             for start in range(0, len(updates), size):
                 _stop_if(should_stop)
                 planned = [u for u in updates[start : start + size] if u is not None]
-                batch, changed = self._unchanged_since_pulled(crm, connector, planned, pulled_at)
+                own = [u for u in planned if u.object_name is None]
+                batch, changed = self._unchanged_since_pulled(crm, connector, own, pulled_at)
+                related, moved = self._related_unchanged(
+                    crm, connector, [u for u in planned if u.object_name is not None], summary
+                )
+                batch += related
                 counts = summary.crms[crm]
                 counts.held_back += len(planned) - len(batch)
+                unsettled.setdefault(crm, set()).update(moved)
                 if changed:
                     self.ingest(crm, connector, Page(tuple(changed)), summary)
                     unsettled.setdefault(crm, set()).update(record.id for record in changed)
@@ -966,6 +1029,45 @@ class SyncEngine:
         kept = {u.record_id for u in unchanged}
         changed = [record for record_id, record in now.items() if record_id not in kept]
         return unchanged, changed
+
+    def _related_unchanged(
+        self,
+        crm: str,
+        connector: Connector,
+        planned: Sequence[RecordUpdate],
+        summary: RunSummary,
+    ) -> tuple[list[RecordUpdate], list[str]]:
+        """`_unchanged_since_pulled` for updates of related records (Contacts): those whose
+        record is as the store holds it, and the lead records to leave pending because
+        theirs changed (its current version goes into the store, laid over them)."""
+        unchanged: list[RecordUpdate] = []
+        parents: list[str] = []
+        for object_name, updates in _by_object(planned).items():
+            ids = [u.record_id for u in updates]
+            now = connector.fetch(
+                ids, fields=fields_of(self._map, crm, object_name), object_name=object_name
+            )
+            held = self._store.related.get(crm, ids)
+            same = [
+                u
+                for u in updates
+                if u.record_id in now
+                and u.record_id in held
+                and now[u.record_id].modified_at == held[u.record_id].modified_at
+            ]
+            unchanged += same
+            kept = {u.record_id for u in same}
+            moved = [record for record_id, record in now.items() if record_id not in kept]
+            if moved:
+                parents += self._ingest_related(crm, object_name, Page(tuple(moved)), summary)
+        return unchanged, parents
+
+
+def _by_object(updates: Sequence[RecordUpdate]) -> dict[str, list[RecordUpdate]]:
+    grouped: dict[str, list[RecordUpdate]] = {}
+    for update in updates:
+        grouped.setdefault(update.object_name or "", []).append(update)
+    return grouped
 
 
 def _sources(choices: Mapping[str, FieldChoice]) -> dict[str, str]:
@@ -1032,3 +1134,16 @@ def _write_rows(updates: Sequence[RecordUpdate], results: Sequence[WriteResult])
                 )
             )
     return rows
+
+
+def _as_written(snapshot: Snapshot, written: Mapping[str, Mapping[str, Any]]) -> Snapshot:
+    """`snapshot` as leadsync believes its CRM holds it: as pulled, under leadsync's own last
+    writes to the record and to the Contact a converted lead became."""
+    raw = {**snapshot.raw, **written.get(snapshot.record_id, {})}
+    contact = contact_of(snapshot)
+    if contact is not None:
+        contact_id = contact[0]
+        raw.update(
+            {f"{CONTACT}.{name}": value for name, value in written.get(contact_id, {}).items()}
+        )
+    return replace(snapshot, raw=raw)

@@ -18,7 +18,9 @@ any other). Write-back targets are written only when leadsync has a value for th
 SLA flag: leadsync owns it, and clears it when the last breach is resolved.
 
 Records not written at all: deleted ones, and converted Salesforce leads (Salesforce refuses
-any update to them, CANNOT_UPDATE_CONVERTED_LEAD).
+any update to them, CANNOT_UPDATE_CONVERTED_LEAD). A converted lead's person lives on in its
+Contact: the write-back targets `[writeback.salesforce.contact]` names are written there
+instead (`sync.related`), compared with what the Contact holds as any record is.
 
 Stages: a CRM that orders its stages (HubSpot's lifecycle stage, as its connector says through
 `moves_back`) keeps a later stage a person gave it. leadsync moves a CRM's stage back only when
@@ -41,13 +43,14 @@ from typing import Any
 
 from leadsync.connectors.base import RecordUpdate
 from leadsync.connectors.hubspot import DEFAULT_LIFECYCLE_ORDER
-from leadsync.mapping.fields import FieldMap, FieldMapping, WritebackTargets
+from leadsync.mapping.fields import CONTACT, FieldMap, FieldMapping, WritebackTargets
 from leadsync.mapping.lifecycle import Stage, left_by
 from leadsync.mapping.scoring import Score
 from leadsync.mapping.transforms import WRITERS, TransformError, is_blank
 from leadsync.mapping.types import SyncRule
 from leadsync.sync.ingest import SALESFORCE_CONVERTED, same_value
 from leadsync.sync.model import Lead, Snapshot
+from leadsync.sync.related import contact_of
 
 __all__ = [
     "HUBSPOT_LIFECYCLE_ORDER",
@@ -141,8 +144,10 @@ def _update(
     own: frozenset[str],
     written: Mapping[str, Any],
 ) -> RecordUpdate | None:
-    if snapshot.deleted or _is_converted_lead(snapshot):
+    if snapshot.deleted:
         return None
+    if _is_converted_lead(snapshot):
+        return _contact_update(field_map, lead, snapshot, flags)
     targets = field_map.writeback.get(snapshot.crm)
     writeback = _writeback_writes(targets, lead, snapshot, flags)
     if targets is not None:
@@ -208,6 +213,25 @@ def _keep_stages_the_rule_does_not_leave(
     if not stages & left_by(stage):
         del writes[name]
     return frozenset({name})
+
+
+def _contact_update(
+    field_map: FieldMap, lead: Lead, snapshot: Snapshot, flags: str
+) -> RecordUpdate | None:
+    """The update of the Contact a converted lead became: the lead's results in the
+    Contact's write-back targets. None when the mapping names none, or leadsync has not seen
+    a live Contact (yet)."""
+    targets = field_map.writeback.get(snapshot.crm)
+    found = contact_of(snapshot)
+    if targets is None or not targets.contact or found is None:
+        return None
+    contact_id, held = found
+    view = replace(snapshot, record_id=contact_id, raw=held)
+    values = _writeback_writes(targets.contact_targets(), lead, view, flags)
+    if not values:
+        return None
+    current = {name: held.get(name) for name in values}
+    return RecordUpdate(contact_id, values, current, object_name=CONTACT)
 
 
 def _is_converted_lead(snapshot: Snapshot) -> bool:

@@ -80,7 +80,7 @@ def revert_run(
         for crm, connector in connectors.items():
             records = {rid: fields for (c, rid), fields in written.items() if c == crm}
             if records:
-                _revertible(crm, connector, records, preview)
+                _revertible(store, crm, connector, records, preview)
         return preview
     report = RevertReport(store.start_run("revert", started_at=clock()))
     try:
@@ -112,7 +112,7 @@ def _revert_crm(
     report: RevertReport,
 ) -> None:
     planned = RevertReport(report.run_id)
-    updates = _revertible(crm, connector, records, planned)
+    updates = _revertible(store, crm, connector, records, planned)
     report.kept.extend(planned.kept)
     if not updates:
         return
@@ -142,6 +142,7 @@ def _revert_crm(
 
 
 def _revertible(
+    store: Store,
     crm: str,
     connector: Connector,
     records: Mapping[str, Mapping[str, LoggedWrite]],
@@ -149,8 +150,18 @@ def _revertible(
 ) -> list[RecordUpdate]:
     """The updates that put back what the run wrote where `crm` still holds it (listed in
     `report.reverted`); the fields it no longer holds go to `report.kept`."""
-    names = sorted({name for fields in records.values() for name in fields})
-    now = connector.fetch(sorted(records), fields=names)
+    # Records of related objects (the Contacts converted people are written to) are read and
+    # written as what they are; the store knows which they are.
+    objects = {
+        record_id: row.object_name
+        for record_id, row in store.related.get(crm, sorted(records)).items()
+    }
+    now = {}
+    for object_name in sorted(set(objects.values()) | {""}):
+        ids = sorted(i for i in records if objects.get(i, "") == object_name)
+        names = sorted({name for i in ids for name in records[i]})
+        if ids:
+            now.update(connector.fetch(ids, fields=names, object_name=object_name or None))
     updates = []
     for record_id, fields in sorted(records.items()):
         current = now.get(record_id)
@@ -167,7 +178,7 @@ def _revertible(
                     (crm, record_id, name, f"now {current.fields.get(name)!r}, not {write.new!r}")
                 )
         if values:
-            updates.append(RecordUpdate(record_id, values, held))
+            updates.append(RecordUpdate(record_id, values, held, objects.get(record_id)))
             report.reverted.extend((crm, record_id, name, old) for name, old in values.items())
     return updates
 

@@ -50,6 +50,7 @@ from leadsync.sync.database import (
 # One normalisation for matching and for the email index, or the two drift apart.
 from leadsync.sync.identity import normalise_email
 from leadsync.sync.model import FieldChoice, Lead, Snapshot
+from leadsync.sync.related import Related, RelatedRecords, save_related
 from leadsync.sync.sla.clocks import ClockChanges
 from leadsync.sync.sla.ledger import SlaLedger, save_clock_changes
 from leadsync.sync.sql import aggregate_time, chunks, excluded, insert_for, last_by_key, upsert
@@ -209,6 +210,11 @@ class Store:
     def sla(self) -> SlaLedger:
         """The SLA ledger's clocks and events."""
         return SlaLedger(self._engine)
+
+    @property
+    def related(self) -> RelatedRecords:
+        """The records of related objects (Salesforce Contacts and Opportunities)."""
+        return RelatedRecords(self._engine)
 
     @property
     def engine(self) -> Engine:
@@ -384,9 +390,11 @@ class Store:
         stream: str | None = None,
         hold_for: str | None = None,
         run_id: str,
+        related: Sequence[Related] = (),
     ) -> None:
         """Commit one pulled page: its snapshots, its quarantined records and the cursor past
         it, all or nothing, so a run killed anywhere resumes without skipping or doubling.
+        `related` are records of related objects pulled or read with it (`sync.related`).
 
         A snapshot whose content (stamp, raw, canonical, deleted) changed becomes pending;
         one saved again unchanged keeps its pending flag. Saving a record closes its open
@@ -409,6 +417,7 @@ class Store:
             _upsert_snapshots(connection, snapshots, run_id=run_id, now=now, hold_for=hold_for)
             _resolve_quarantine(connection, crm, [s.record_id for s in snapshots], now)
             _upsert_quarantine(connection, quarantined)
+            save_related(connection, related, run_id=run_id, now=now)
             if position is not None or checkpoint is not None:
                 default = INCREMENTAL if position is not None else BACKFILL
                 cursor = _cursor_values(position, checkpoint, run_id=run_id, now=now)

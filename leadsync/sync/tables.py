@@ -38,6 +38,7 @@ __all__ = [
     "metadata",
     "quarantine",
     "refusals",
+    "related",
     "review",
     "runs",
     "sla_clocks",
@@ -485,4 +486,22 @@ accepted_files = sa.Table(
     sa.Column("model_version", sa.String(), nullable=False),
     sa.Column("accepted_at", UtcDateTime(), nullable=False),
     sa.Column("accepted_by", sa.String(), nullable=False),
+)
+
+# The records of a CRM's related objects (Salesforce Contacts and Opportunities), as last
+# pulled, each with the lead record that names it (`parent_id`, e.g. the converted lead whose
+# ConvertedContactId it is): a change to one is laid over its lead's snapshot.
+related = sa.Table(
+    "related",
+    metadata,
+    sa.Column("crm", sa.String(), primary_key=True),
+    sa.Column("record_id", sa.String(), primary_key=True),
+    sa.Column("object_name", sa.String(), nullable=False),
+    sa.Column("modified_at", UtcDateTime(), nullable=False),
+    sa.Column("raw", TaggedJSON(), nullable=False),
+    sa.Column("deleted", sa.Boolean(), nullable=False),
+    sa.Column("parent_id", sa.String(), index=True),
+    sa.Column("run_id", sa.String(), nullable=False),
+    sa.Column("saved_at", UtcDateTime(), nullable=False),
+    sa.Index(None, "crm", "object_name", "modified_at"),
 )

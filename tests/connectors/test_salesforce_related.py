@@ -127,3 +127,18 @@ def test_contacts_go_by_collection_when_leads_go_by_bulk() -> None:
         assert inspector.served("salesforce.collection_update") == 1
         assert sandbox.salesforce.record("Contact", contact_id)["Title"] == "Collection"  # type: ignore[index]
         assert sandbox.salesforce.record("Lead", open_ids[0])["Title"] == "Bulk"  # type: ignore[index]
+
+
+def test_lead_and_contact_updates_go_grouped_by_object_whatever_their_order() -> None:
+    with running(leads=200) as (sandbox, inspector), connected(sandbox) as connector:
+        converted = [i for i, row in inspector.leads().items() if row["IsConverted"]][:6]
+        contact_ids = [inspector.leads()[i]["ConvertedContactId"] for i in converted]
+        open_ids = open_lead_ids(inspector, 6)
+        updates = []
+        for lead_id, contact_id in zip(open_ids, contact_ids, strict=True):
+            updates.append(RecordUpdate(lead_id, {"Title": "Lead"}))
+            updates.append(RecordUpdate(contact_id, {"Title": "Contact"}, object_name="Contact"))
+        results = connector.write(updates)  # 12 runs of one type, as given
+        assert [r.record_id for r in results] == [u.record_id for u in updates]
+        assert {r.status for r in results} == {WriteStatus.WRITTEN}
+        assert inspector.served("salesforce.collection_update") == 1

@@ -151,6 +151,16 @@ def test_the_example_pulls_every_field_it_maps_and_writes(example: FieldMap) -> 
     assert {"Leadsync_Stage__c", "Status", "OwnerId"} <= set(example.crm_fields("salesforce"))
 
 
+def test_the_example_writes_converted_people_to_their_contacts(example: FieldMap) -> None:
+    salesforce = example.writeback["salesforce"]
+    assert salesforce.contact["stage"] == "Leadsync_Stage__c"
+    contact = salesforce.contact_targets()
+    assert contact.status_field is None
+    assert contact.stage_values == salesforce.stage_values
+    assert set(contact.targets()) == set(salesforce.contact)
+    assert "Leadsync_Score__c" in example.crm_fields("salesforce", object="Contact")
+
+
 def test_the_example_writes_every_stage_to_both_crms(example: FieldMap) -> None:
     hubspot, salesforce = example.writeback["hubspot"], example.writeback["salesforce"]
     assert hubspot.stage == "lifecyclestage"
@@ -540,6 +550,24 @@ MISTAKES: list[tuple[str, str, str, str]] = [
         '[writeback.salesforce]\nstatus_field = "Status"  # <-\n',
         "writeback.salesforce.status_field",
         "add status_values: the stages that set this field",
+    ),
+    (
+        "a Contact role leadsync does not fill",
+        '[writeback.salesforce.contact]\nstatus_field = "Status"  # <-\n',
+        "writeback.salesforce.contact.status_field",
+        "unknown role; one of score, fit_score",
+    ),
+    (
+        "a Contact stage without the stage values",
+        '[writeback.salesforce.contact]\nstage = "Leadsync_Stage__c"  # <-\n',
+        "writeback.salesforce.contact.stage",
+        "set writeback.salesforce.stage and stage_values",
+    ),
+    (
+        "Contacts in HubSpot",
+        '# v\n[writeback.hubspot.contact]\nscore = "leadsync_score"\n',
+        "writeback.hubspot.contact",
+        "only Salesforce converts leads into Contacts",
     ),
 ]
 

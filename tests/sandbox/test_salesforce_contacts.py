@@ -209,3 +209,21 @@ def test_an_opportunity_move_is_validated(
     assert answer.json()[0]["errorCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"
     missing = _control(control, "PATCH", "salesforce/opportunities/0065g00000009999AAA", bad_stage)
     assert missing.status_code == 404
+
+
+def test_a_collection_of_more_than_ten_type_runs_is_refused(salesforce: Salesforce) -> None:
+    leads = salesforce.query("SELECT Id FROM Lead WHERE IsConverted = false LIMIT 6")["records"]
+    contacts = salesforce.query("SELECT Id FROM Contact LIMIT 5")["records"]
+    assert (len(leads), len(contacts)) == (6, 5)
+    mixed: list[dict[str, Any]] = []  # lead, contact, lead, ..., lead: 11 runs of one type
+    for number, lead in enumerate(leads):
+        mixed.append({"attributes": {"type": "Lead"}, "id": lead["Id"], "Title": "x"})
+        if number < len(contacts):
+            contact = contacts[number]
+            mixed.append({"attributes": {"type": "Contact"}, "id": contact["Id"], "Title": "y"})
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        salesforce.restful("composite/sobjects", method="PATCH", json={"records": mixed})
+    assert "more than 10 chunks" in refused.value.content[0]["message"]
+    grouped = sorted(mixed, key=lambda record: record["attributes"]["type"])
+    results = salesforce.restful("composite/sobjects", method="PATCH", json={"records": grouped})
+    assert all(result["success"] for result in results)

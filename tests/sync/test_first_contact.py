@@ -226,6 +226,11 @@ def test_salesforce_fields_no_admin_created_stop_the_run_with_what_to_create(
     err = capsys.readouterr().err
     assert "no field 'Leadsync_Score__c' in salesforce Lead" in err
     assert "a Salesforce admin must create it" in err
+    # The Contacts converted leads become are written too: their fields are named as well.
+    assert (
+        "writeback.salesforce.contact.score: no field 'Leadsync_Score__c' in salesforce Contact"
+        in err
+    )
     assert write_calls(sandbox) == 0
 
 

@@ -1,7 +1,7 @@
 """Staged edits: the versions of the mapping and lead definition `leadsync apply` accepted.
 
 Revision ID: 0009_staged_edits
-Revises: 0006_console_audit
+Revises: 0008_related_objects
 Create Date: 2026-12-03
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009_staged_edits"
-down_revision: str | None = "0006_console_audit"
+down_revision: str | None = "0008_related_objects"
 branch_labels: str | None = None
 depends_on: str | None = None
 
