@@ -709,8 +709,14 @@ def _parse_body(body: bytes, description: str) -> dict[str, Any]:
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
-        # A 2xx whose body is not JSON (a proxy's page, a cut answer): worth another try.
-        parsed = None
+        try:
+            # orjson refuses an escaped lone surrogate ("\ud800"), which HubSpot's Java
+            # backend can hold and send; the json module reads it, and the record holding
+            # it is quarantined downstream, not the whole page refused.
+            parsed = json.loads(body)
+        except ValueError:
+            # A 2xx whose body is not JSON (a proxy's page, a cut answer): worth another try.
+            parsed = None
     if not isinstance(parsed, dict):
         raise ServerError(f"HubSpot answered {description} with a body that is not JSON", crm=CRM)
     return parsed

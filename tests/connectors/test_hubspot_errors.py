@@ -229,3 +229,17 @@ def test_a_success_whose_body_is_not_a_json_object_is_a_server_error_retried(
             list(_connector(server, waits).pull_all(fields=["email"]))
     assert len(server.requests) == ATTEMPTS
     assert "not JSON" in str(failed.value)
+
+
+def test_a_page_holding_half_a_surrogate_pair_is_read_not_refused() -> None:
+    # orjson refuses an escaped lone surrogate; HubSpot can send one. The page is read (the
+    # record is quarantined downstream), not retried as if it were not JSON.
+    body = (
+        b'{"results": [{"id": "7", "properties": {"jobtitle": "Head \\ud800 of sales", '
+        b'"lastmodifieddate": "2026-11-30T09:15:02.250Z"}, "archived": false}]}'
+    )
+    with ScriptedServer() as server:
+        server.script = [Scripted(200, raw=body)]
+        pages = list(_connector(server, []).pull_all(fields=["jobtitle"]))
+    assert len(server.requests) == 1
+    assert pages[0].records[0].fields["jobtitle"] == "Head \ud800 of sales"
