@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from leadsync.connectors.quota import Quota
 
@@ -168,6 +168,8 @@ class NewRecord:
 
     key: str  # the external id: leadsync's lead id
     values: Mapping[str, Any]
+    # Who the record goes to (a user or a queue); None leaves it to the CRM.
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +195,7 @@ class PersonRecord:
     record_id: str
 
 
+@runtime_checkable
 class HandoffTarget(Protocol):
     """What the handoff needs of the CRM sales work in, beside the Connector interface."""
 

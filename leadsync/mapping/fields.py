@@ -145,6 +145,11 @@ class WritebackTargets:
     # `status_values` are written to it, the others leave it alone.
     status_field: str | None = None
     status_values: Mapping[str, str] = field(default_factory=dict)
+    # The handoff (lead_definition.toml [handoff]): in the CRM leads are handed off to, the
+    # External ID field that holds leadsync's lead id, what a created record is found by
+    # again; in the other, where the id of the record created there is written.
+    handoff_key: str | None = None
+    handoff_link: str | None = None
 
     def targets(self) -> dict[str, str]:
         """role (score, ..., stage, status_field) -> CRM field name, for the roles set."""
@@ -245,6 +250,8 @@ class _WritebackTable(_Table):
     stage_values: dict[str, str] = Field(default_factory=dict)
     status_field: str | None = Field(None, min_length=1)
     status_values: dict[str, str] = Field(default_factory=dict)
+    handoff_key: str | None = Field(None, min_length=1)
+    handoff_link: str | None = Field(None, min_length=1)
 
 
 _TOP_KEYS = ("identity_field", "fields", "writeback")
@@ -748,6 +755,8 @@ WRITEBACK_TYPES: dict[str, frozenset[FieldType]] = {
     "sla_breaches": _TEXTUAL,
     "stage": _STAGE_TARGET,
     "status_field": _STAGE_TARGET,
+    "handoff_key": _TEXTUAL,
+    "handoff_link": _TEXTUAL,
 }
 _SHOWN_OPTIONS = 8
 # How each CRM gets a missing write-back field: HubSpot's through the API, Salesforce's by hand.

@@ -240,6 +240,9 @@ def _writeback_targets(
         "sla_breaches": _Target(flags or _BLANK[crm], _same_text, blank_clears=True),
         "stage": _Target(targets.stage_values.get(stage) if stage else None, _same_text),
         "status_field": _Target(targets.status_values.get(stage) if stage else None, _same_text),
+        # Written by the handoff only, once (leadsync.sync.handoff), never by a plan.
+        "handoff_key": _Target(None, _same_text),
+        "handoff_link": _Target(None, _same_text),
     }
 
 

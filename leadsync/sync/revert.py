@@ -14,6 +14,7 @@ from typing import Any
 
 from leadsync.connectors.base import Connector, RecordUpdate, WriteStatus
 from leadsync.errors import UsageError
+from leadsync.sync.handoff_ledger import CREATED
 from leadsync.sync.store import LoggedWrite, Store, WriteRow
 
 
@@ -57,7 +58,19 @@ def revert_run(
         if write.status is WriteStatus.WRITTEN:
             # The first write of a field in the run holds the value from before the run.
             written.setdefault((write.crm, write.record_id), {}).setdefault(write.field, write)
+    # Records the run's handoff created: nothing was there before to put back. Deleting a
+    # lead sales may be working is a person's decision; the revert names them instead.
+    created = {
+        (h.crm, h.record_id): h.lead_id
+        for h in store.handoffs.all()
+        if h.run_id == run_id and h.status == CREATED and h.record_id
+    }
     report = RevertReport(store.start_run("revert", started_at=clock()))
+    for (crm, record_id), lead_id in sorted(created.items()):
+        if written.pop((crm, record_id), None) is not None:
+            report.kept.append(
+                (crm, record_id, "*", f"created by the run's handoff of lead {lead_id}")
+            )
     try:
         for crm, connector in connectors.items():
             records = {rid: fields for (c, rid), fields in written.items() if c == crm}
