@@ -6,19 +6,21 @@ a run cut at any call of the handoff, then run again, ends as if it had not been
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from leadsync.config import Config
+from leadsync.reports.build import report_for
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
 from leadsync.sandbox.schema import INBOUND_QUEUE_ID
 from leadsync.sandbox_config import EXAMPLES
 from leadsync.sync.engine import RunSummary, SyncEngine
 from leadsync.sync.handoff_ledger import CREATED, MATCHED, Handoff
+from leadsync.sync.sla.report import format_sla, sla_view
 from tests.support import Cut, Tripwire, crm_state, set_up_sandbox_config
 
 SEEDED_UNTIL = datetime(2026, 6, 1, tzinfo=UTC)
@@ -70,7 +72,7 @@ def config_for(sandbox: Sandbox, folder: Path, definition: str | None = None) ->
     return config
 
 
-def sync(config: Config, wire: Tripwire | None = None) -> RunSummary:
+def sync(config: Config, wire: Tripwire | None = None, *, at: datetime = NOW) -> RunSummary:
     with open_runtime(config) as runtime:
         store: Any = runtime.store
         connectors: dict[str, Any] = dict(runtime.connectors)
@@ -78,7 +80,7 @@ def sync(config: Config, wire: Tripwire | None = None) -> RunSummary:
             store = Wrapped(store, wire, frozenset({"record_writes"}))
             connectors = {crm: Wrapped(c, wire, HANDOFF_CALLS) for crm, c in connectors.items()}
         engine = SyncEngine(
-            store, connectors, runtime.field_map, runtime.definition, clock=lambda: NOW
+            store, connectors, runtime.field_map, runtime.definition, clock=lambda: at
         )
         return engine.run(write=True)
 
@@ -232,3 +234,52 @@ def test_with_assignment_salesforce_the_orgs_rule_picks_the_owner(tmp_path: Path
         leads = handed_off_leads(sandbox)
         assert leads
         assert all(lead["OwnerId"] == rule.owner_for(lead) for lead in leads)
+
+
+def test_sla_and_the_report_show_system_and_human_delay_apart_and_name_the_problems(
+    reference: tuple[dict[str, Any], int], tmp_path: Path
+) -> None:
+    expected, _ = reference
+    handed = [v for k, v in expected["salesforce"].items() if k.startswith("handoff:")]
+    blocked_email = str(handed[0]["Email"]).lower()
+    with Sandbox(SETTINGS) as sandbox:
+        contact_id = next(
+            int(c["id"])
+            for c in sandbox.hubspot.snapshot()
+            if str(c["properties"].get("email") or "").strip().lower() == blocked_email
+        )
+        sandbox.hubspot.set_activity(contact_id, {"company": ""})
+        sandbox.hubspot.settle_search()
+        config = config_for(sandbox, tmp_path)
+        sync(config)  # a Tuesday, 00:00 UTC: before New York's working day
+        accepted = handed_off_leads(sandbox)[0]
+        sandbox.salesforce.system_update("Lead", accepted["Id"], {"Status": "Working - Contacted"})
+        later = NOW + timedelta(hours=16)  # 12:00 in New York: three working hours in
+        sync(config, at=later)
+        with open_runtime(config, connect=False) as runtime:
+            report = report_for(runtime, now=later)
+            monitor = runtime.sla_monitor()
+            assert monitor is not None
+            handoff = runtime.definition.handoff
+            assert handoff is not None
+            view = sla_view(
+                runtime.store.sla,
+                monitor,
+                lambda ids: dict.fromkeys(ids),
+                now=later,
+                handoffs=runtime.store.handoffs.all(),
+                handoff_stage=handoff.stage,
+            )
+    speed = report["speed_to_lead"]
+    assert speed == view.speed
+    assert speed["handed_off"] == len(handed) - 1
+    assert speed["waiting_for_sales"] == speed["handed_off"] - 1
+    # Handed off in the run that made them MQLs: the system took no time.
+    assert speed["system_delay_hours"] == {"median": 0.0, "p90": 0.0}
+    assert speed["human_delay_working_hours"] == {"median": 3.0, "p90": 3.0}
+    owner = next(row for row in speed["by_owner"] if row["owner"] == accepted["OwnerId"])
+    assert owner["accepted"] == 1
+    assert speed["cannot_hand_off"] == [{"problem": "requires company present", "leads": 1}]
+    text = format_sla(view)
+    assert "human delay (handed off -> accepted): median 3 working h" in text
+    assert "cannot hand off: requires company present: 1" in text

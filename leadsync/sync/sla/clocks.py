@@ -229,6 +229,13 @@ class SlaRules:
             owner=None if owner is None or owner == "" else str(owner),
         )
 
+    def working_hours(self, clock: Clock, start: datetime, end: datetime) -> float | None:
+        """Working hours between two moments, by the calendar of `clock`."""
+        calendar = self.calendar_of(clock)
+        if calendar is None:
+            return None
+        return round(calendar.between(start, end).total_seconds() / 3600, 2)
+
     @property
     def names(self) -> tuple[str, ...]:
         """The clock rules' names: clocks of rules since removed are not judged any more."""
