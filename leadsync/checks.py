@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from leadsync.config import Config, load_config
-from leadsync.connectors.base import Connector, ObjectDescription
+from leadsync.connectors.base import Connector, HandoffTarget, ObjectDescription
 from leadsync.connectors.errors import AuthenticationError
 from leadsync.connectors.hubspot import HubSpotConnector
 from leadsync.connectors.salesforce import SalesforceConnector
@@ -109,6 +109,8 @@ def _check_online(report: CheckReport, config: Config, mapping: FieldMap) -> Non
         connector = connect()
         try:
             descriptions = describe_for(connector, mapping)
+            if isinstance(connector, HandoffTarget) and report.definition is not None:
+                _check_owners(report, config, report.definition, connector)
         except AuthenticationError as refused:
             name = str(config.path or "config")
             message = f"the CRM refused the login: {refused}"
@@ -118,6 +120,38 @@ def _check_online(report: CheckReport, config: Config, mapping: FieldMap) -> Non
             connector.close()
         report.problems.extend(problems(mapping, crm, descriptions, file=file, preflight=False))
         report.checked.extend(_described(crm, description) for description in descriptions)
+
+
+def _check_owners(
+    report: CheckReport, config: Config, definition: LeadDefinition, target: HandoffTarget
+) -> None:
+    """Every owner the handoff routes to is an active user or a queue of the target CRM."""
+    handoff = definition.handoff
+    if handoff is None or handoff.assignment != "rules":
+        return
+    named = [
+        (f"handoff.routes[{r}].team[{m}]", owner)
+        for r, route in enumerate(handoff.routes)
+        for m, owner in enumerate(route.team)
+    ]
+    if handoff.fallback_owner:
+        named.append(("handoff.fallback_owner", handoff.fallback_owner))
+    # Salesforce ids compare on their first 15 characters (the 18-character form adds a
+    # checksum of the letter case).
+    known = {owner[:15] for owner in target.assignees()}
+    file = str(config.definition_path)
+    lines = TomlLines(config.definition_path.read_text(encoding="utf-8"))
+    for key, owner in named:
+        if owner[:15] not in known:
+            report.problems.append(
+                ConfigProblem(
+                    file,
+                    key,
+                    f"{owner} is no active user or queue in {target.crm}",
+                    lines.line_of(key),
+                )
+            )
+    report.checked.append(f"{target.crm}: the {len(named)} owner(s) the handoff routes to exist")
 
 
 def _described(crm: str, description: ObjectDescription) -> str:

@@ -48,12 +48,17 @@ def run_demo(*, seed: int, leads: int, report: Path = DEFAULT_REPORT) -> int:
         print(
             "  write calls: "
             f"{calls.get('hubspot.contacts.batch_update', 0)} HubSpot batch updates, "
-            f"{calls.get('salesforce.collection_update', 0)} Salesforce collection updates"
+            f"{calls.get('salesforce.collection_update', 0)} Salesforce collection updates, "
+            f"{calls.get('salesforce.collection_upsert', 0)} Salesforce upserts (the handoff)"
         )
         sandbox.stats.clear()
         second = _cycle(config)
         written = sum(c.written for c in second.crms.values())
-        print(f"\nSecond sync, nothing changed in either CRM: {written} records written.")
+        handed = second.handoff.handed_off if second.handoff else 0
+        print(
+            f"\nSecond sync, nothing changed in either CRM: {written} records written, "
+            f"{handed} handed off."
+        )
         print("\nFunnel (leads by lifecycle stage):")
         total = sum(first.stages.values()) or 1
         for stage in FUNNEL:

@@ -10,7 +10,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -151,6 +151,36 @@ def set_up_sandbox_config(sandbox: Any, folder: Path) -> Any:
     return config
 
 
+class Cut(BaseException):
+    """Stands for the process dying: not an Exception, so nothing may catch it."""
+
+
+class Tripwire:
+    """Counts calls; raises Cut at call number `at`, before or after the call's work. Not
+    `armed`, it counts from the first call wrapped with `arms=True` on."""
+
+    def __init__(self, at: int | None, after: bool, *, armed: bool = True) -> None:
+        self.at = at
+        self.after = after
+        self.calls = 0
+        self.armed = armed
+
+    def wrap(self, call: Callable[..., Any], *, arms: bool = False) -> Callable[..., Any]:
+        def tripped(*args: Any, **kwargs: Any) -> Any:
+            self.armed = self.armed or arms
+            if not self.armed:
+                return call(*args, **kwargs)
+            self.calls += 1
+            if self.calls == self.at and not self.after:
+                raise Cut
+            result = call(*args, **kwargs)
+            if self.calls == self.at and self.after:
+                raise Cut
+            return result
+
+        return tripped
+
+
 # Fields the CRMs move on every write: equal states may differ there.
 VOLATILE = frozenset({"lastmodifieddate", "LastModifiedDate", "SystemModstamp"})
 # What depends on the clock, which a subprocess cannot freeze: engagement decays, and the score,
@@ -162,16 +192,45 @@ CLOCK_BOUND = re.compile(
 
 
 def crm_state(sandbox: Any) -> dict[str, Any]:
-    """Every HubSpot contact's properties and Salesforce lead's fields, less VOLATILE ones."""
+    """Every HubSpot contact's properties and Salesforce lead's fields, less VOLATILE ones.
+
+    Leads a handoff created are keyed by their email, not their id, and without their
+    creation time or leadsync's lead id (a random uuid): two runs create them in another
+    order. The HubSpot link to one names that key too."""
+    handed = {
+        lead["Id"]: f"handoff:{str(lead['Email']).lower()}"
+        for lead in sandbox.salesforce.snapshot("Lead")
+        if lead.get("Leadsync_Id__c")
+    }
     contacts = {
-        c["id"]: {k: v for k, v in c["properties"].items() if k not in VOLATILE}
+        c["id"]: {
+            k: handed.get(v, v) if k == "salesforceleadid" else v
+            for k, v in c["properties"].items()
+            if k not in VOLATILE
+        }
         for c in sandbox.hubspot.snapshot()
     }
     leads = {
-        lead["Id"]: {k: v for k, v in lead.items() if k not in VOLATILE}
+        handed.get(lead["Id"], lead["Id"]): {
+            k: v
+            for k, v in lead.items()
+            if k not in VOLATILE
+            and not (lead["Id"] in handed and k in ("Id", "CreatedDate", "Leadsync_Id__c"))
+            and k != "attributes"
+        }
         for lead in sandbox.salesforce.snapshot("Lead")
     }
     return {"hubspot": contacts, "salesforce": leads}
+
+
+def routed_state(sandbox: Any) -> dict[str, Any]:
+    """`crm_state` with the owners of handed-off leads set aside: round-robin follows the order
+    the leads come in, which a settle in slices changes. Every one still has an owner."""
+    state = crm_state(sandbox)
+    for key, lead in state["salesforce"].items():
+        if key.startswith("handoff:"):
+            assert lead.pop("OwnerId")
+    return state
 
 
 def mapped_state(sandbox: Any) -> dict[str, Any]:

@@ -135,3 +135,35 @@ def test_online_check_proves_the_secrets(
     err = capsys.readouterr().err
     assert f"{path}: hubspot: the CRM refused the login: hubspot 401" in err
     assert "pat-na1-wrong-0123456789" not in err
+
+
+def test_online_names_each_owner_the_handoff_routes_to_that_is_no_user_or_queue(
+    sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shipped = (EXAMPLES / "lead_definition.toml").read_text()
+    gone, inactive = "0055g0000000999AAA", "0055g0000000007AAA"  # unknown; a user who left
+    broken = shipped.replace(
+        'team = ["0055g0000000002AAA", "0055g0000000006AAA"]',
+        f'team = ["0055g0000000002AAA", "{gone}"]',
+    ).replace('fallback_owner = "00G5g0000000001EAA"', f'fallback_owner = "{inactive}"')
+    assert broken != shipped
+    config_path = _sandbox_config(sandbox, tmp_path)
+    (tmp_path / "lead_definition.toml").write_text(broken)
+    text = config_path.read_text().replace(
+        str(EXAMPLES / "lead_definition.toml"), "lead_definition.toml"
+    )
+    config_path.write_text(text)
+    config = str(config_path)
+    main(["setup", "--config", config])
+    capsys.readouterr()
+    assert main(["check", "--config", config, "--online"]) == 2
+    err = capsys.readouterr().err
+    lines = broken.splitlines()
+    team_line = next(n for n, line in enumerate(lines, 1) if gone in line)
+    fallback_line = next(n for n, line in enumerate(lines, 1) if inactive in line)
+    assert (
+        f"lead_definition.toml:{team_line}: handoff.routes[1].team[1]: {gone} is no active "
+        "user or queue in salesforce" in err
+    )
+    assert f"lead_definition.toml:{fallback_line}: handoff.fallback_owner: {inactive}" in err
+    assert "2 problems found" in err

@@ -23,7 +23,10 @@ def test_demo_syncs_both_crms_then_writes_nothing_the_second_time(tmp_path: Path
     written = re.search(r"hubspot\s+120\s+\d+\s+\d+\s+\d+\s+\d+\s+\d+\s+(\d+)", out)
     assert written is not None, out
     assert int(written.group(1)) > 0
-    assert "Second sync, nothing changed in either CRM: 0 records written." in out
+    assert "Second sync, nothing changed in either CRM: 0 records written, 0 handed off." in out
+    handed = re.search(r"handoff: (\d+) handed off", out)
+    assert handed is not None, out
+    assert int(handed.group(1)) > 0
     funnel = dict(re.findall(r"^  (lead|mql|sal|sql|opportunity)\s+(\d+)", out, re.MULTILINE))
     assert set(funnel) == {"lead", "mql", "sal", "sql", "opportunity"}
     assert sum(int(count) for count in funnel.values()) > 0

@@ -51,8 +51,16 @@ def run_sla(args: argparse.Namespace) -> int:
             leads = runtime.store.leads(lead_ids)
             return {lead_id: lead.values.get(identity) for lead_id, lead in leads.items()}
 
+        handoff = runtime.definition.handoff
         view = sla_view(
-            runtime.store.sla, monitor, emails, now=datetime.now(UTC), since=args.since, only=only
+            runtime.store.sla,
+            monitor,
+            emails,
+            now=datetime.now(UTC),
+            since=args.since,
+            only=only,
+            handoffs=runtime.store.handoffs.all() if handoff is not None else None,
+            handoff_stage=handoff.stage if handoff is not None else None,
         )
     print(json.dumps(view.as_dict(), indent=2) if args.json else format_sla(view))
     return EXIT_OK

@@ -158,6 +158,8 @@ def format_summary(summary: RunSummary) -> str:
             f"  SLA clocks started: {summary.clocks_started}, stopped: "
             f"{summary.clocks_stopped}, newly breached: {breaches}"
         )
+    if summary.handoff is not None:
+        lines.extend(f"  {line}" for line in summary.handoff.lines())
     if summary.plan is not None and summary.plan.change_count:
         lines.append("  changes by field, and the write calls they take:")
         lines.extend(f"  {line}" for line in summary.plan.lines())

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from leadsync.connectors.quota import Quota
 
@@ -176,6 +176,8 @@ class NewRecord:
 
     key: str  # the external id: leadsync's lead id
     values: Mapping[str, Any]
+    # Who the record goes to (a user or a queue); None leaves it to the CRM.
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +203,7 @@ class PersonRecord:
     record_id: str
 
 
+@runtime_checkable
 class HandoffTarget(Protocol):
     """What the handoff needs of the CRM sales work in, beside the Connector interface."""
 

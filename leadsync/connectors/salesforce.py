@@ -331,7 +331,8 @@ class SalesforceConnector:
         for record in records:
             earlier = merged.get(record.key)
             values = {**earlier.values, **record.values} if earlier else record.values
-            merged[record.key] = NewRecord(record.key, values)
+            owner = record.owner or (earlier.owner if earlier else None)
+            merged[record.key] = NewRecord(record.key, values, owner)
         unique = list(merged.values())
         size = self.connection.collection_size
         results: list[UpsertResult] = []
@@ -690,7 +691,12 @@ class SalesforceConnector:
         body = {
             "allOrNone": False,
             "records": [
-                {"attributes": {"type": name}, **_rest_values(r.values), key_field: r.key}
+                {
+                    "attributes": {"type": name},
+                    **_rest_values(r.values),
+                    **({"OwnerId": r.owner} if r.owner else {}),
+                    key_field: r.key,
+                }
                 for r in records
             ],
         }

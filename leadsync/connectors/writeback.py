@@ -35,6 +35,8 @@ class FieldSpec:
     description: str
     length: int | None = None
     options: tuple[str, ...] = ()
+    # Salesforce: an External ID field, unique (what upserts find records by).
+    external_id: bool = False
 
     def admin_instruction(self) -> str:
         """How a Salesforce admin creates it (Setup > Object Manager > Lead > Fields)."""
@@ -44,6 +46,8 @@ class FieldSpec:
             kind = f"Long Text Area({self.length})"
         elif self.type is FieldType.ENUMERATION:
             kind = f"Picklist (restricted) with values {', '.join(self.options)}"
+        elif self.external_id:
+            kind = f"Text({self.length}), Unique, External ID"
         else:
             kind = f"Text({self.length})"
         return f'{self.name}: label "{self.label}", type {kind}. {self.description}'
@@ -112,6 +116,15 @@ SALESFORCE_WRITEBACK_FIELDS: tuple[FieldSpec, ...] = (
         "leadsync's lifecycle stage of the lead.",
         options=LEADSYNC_STAGES,
     ),
+    FieldSpec(
+        "Leadsync_Id__c",
+        "Leadsync ID",
+        FieldType.STRING,
+        "leadsync's id of the lead: what a handoff finds the lead it created by, so a "
+        "create is never made twice. Tick Unique and External ID.",
+        64,
+        external_id=True,
+    ),
 )
 
 
@@ -141,7 +154,21 @@ def specs_for_targets(crm: str, targets: Mapping[str, str]) -> list[FieldSpec]:
         for role, stem in _ROLE_STEMS.items()
         if role in targets
     ]
-    stage = next((spec for spec in defaults if spec.name == "Leadsync_Stage__c"), None)
-    if stage is not None and "stage" in targets:
-        specs.append(replace(stage, name=targets["stage"]))
+    for role, default_name in (("stage", "Leadsync_Stage__c"), ("handoff_key", "Leadsync_Id__c")):
+        spec = next((spec for spec in defaults if spec.name == default_name), None)
+        if spec is not None and role in targets:
+            specs.append(replace(spec, name=targets[role]))
+    if "handoff_link" in targets:
+        specs.append(replace(HANDOFF_LINK, name=targets["handoff_link"]))
     return specs
+
+
+# Where the other CRM keeps the id of the record a handoff created (HubSpot's own Salesforce
+# integration names it `salesforceleadid`; a portal without that integration lacks it).
+HANDOFF_LINK = FieldSpec(
+    "salesforceleadid",
+    "Salesforce Lead ID",
+    FieldType.STRING,
+    "The id of the Salesforce lead leadsync handed this contact off to.",
+    18,
+)

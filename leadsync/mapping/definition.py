@@ -7,6 +7,9 @@
                                        evidence = [...]: CRM values that say a lead is there
     [[lifecycle.recycle]] ...          all / any conditions + reason (also disqualify, requalify)
     [sla] ...                          service levels and their calendars (see sla_rules)
+    [handoff]                          when a lead goes to sales (stage, require = [...]) and
+    [[handoff.routes]]                 who owns it: name, when = [...], team, capacity;
+                                       fallback_owner; or assignment = "salesforce"
 
 A *condition* tests one canonical field with exactly one of: `equals`, `in`, `matches` (a regular
 expression, searched), `gte`, `gt`, `lte`, `lt`, `between = [low, high]` (inclusive) or
@@ -30,11 +33,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, ClassVar, TypeGuard
+from typing import Annotated, Any, ClassVar, Literal, TypeGuard
 
 import re2
 from pydantic import (
     Field,
+    StringConstraints,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -563,12 +567,61 @@ class LifecycleModel(StrictModel):
     requalify: list[TransitionRule] = Field(default_factory=list)
 
 
+# --------------------------------------------------------------------------------------------
+# Handoff
+# --------------------------------------------------------------------------------------------
+
+# A Salesforce record id (15 or 18 characters): a user or a queue.
+OwnerId = Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z]{15}([0-9A-Za-z]{3})?$")]
+HANDOFF_STAGES: tuple[str, ...] = ("mql", "sal", "sql")
+
+
+class RouteModel(StrictModel):
+    """One routing rule: the leads every `when` condition holds for go to `team`, to the
+    member with the fewest handoffs so far (round-robin), none past `capacity` open ones."""
+
+    name: str = Field(min_length=1)
+    when: list[Condition] = Field(default_factory=list)
+    team: list[OwnerId] = Field(min_length=1)
+    # Handed-off leads an owner may hold still unaccepted (at the handoff stage) at once.
+    capacity: int | None = Field(None, ge=1, le=1_000_000)
+
+    def holds(self, facts: Mapping[str, Any]) -> bool:
+        return all(condition.holds(facts) for condition in self.when)
+
+
+class HandoffModel(StrictModel):
+    """When a lead goes to sales, and to whom (see README, "The handoff")."""
+
+    stage: Literal["mql", "sal", "sql"] = "mql"
+    # Every one must hold for a lead to be handed off (e.g. a company name present).
+    require: list[Condition] = Field(default_factory=list)
+    # "rules": the routes below pick the owner; "salesforce": the org's assignment rules do.
+    assignment: Literal["rules", "salesforce"] = "rules"
+    routes: list[RouteModel] = Field(default_factory=list)
+    # A user or queue for the leads no route takes (or whose team is full).
+    fallback_owner: OwnerId | None = None
+
+    @model_validator(mode="after")
+    def _someone_owns_them(self) -> HandoffModel:
+        if self.assignment == "rules" and not self.routes and self.fallback_owner is None:
+            raise problems(
+                ("routes", 'give routes, a fallback_owner, or assignment = "salesforce"')
+            )
+        names = [route.name for route in self.routes]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise problems(("routes", f"route names must differ: {', '.join(repeated)}"))
+        return self
+
+
 class DefinitionFile(StrictModel):
     """The whole file; unknown top-level tables are refused like any unknown key."""
 
     scoring: ScoringModel
     lifecycle: LifecycleModel
     sla: SlaModel | None = None
+    handoff: HandoffModel | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -585,6 +638,7 @@ class LeadDefinition:
     lifecycle: LifecycleModel
     model_version: str
     sla: SlaModel | None = None
+    handoff: HandoffModel | None = None
 
 
 def load_definition(path: Path, *, fields: Mapping[str, str] | None = None) -> LeadDefinition:
@@ -606,13 +660,15 @@ def parse_definition(
         model = DefinitionFile.model_validate(data, context={"fields": fields})
     except ValidationError as invalid:
         raise ConfigError(_config_problems(invalid, file, text, data)) from None
-    return LeadDefinition(model.scoring, model.lifecycle, _model_version(model), model.sla)
+    return LeadDefinition(
+        model.scoring, model.lifecycle, _model_version(model), model.sla, model.handoff
+    )
 
 
 def _model_version(model: DefinitionFile) -> str:
     # Sorted keys and no whitespace: the hash follows the values, not how the file is written.
     canonical = json.dumps(
-        model.model_dump(mode="json", by_alias=True, exclude={"sla"}),
+        model.model_dump(mode="json", by_alias=True, exclude={"sla", "handoff"}),
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,

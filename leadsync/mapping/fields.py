@@ -152,6 +152,11 @@ class WritebackTargets:
     # `status_values` are written to it, the others leave it alone.
     status_field: str | None = None
     status_values: Mapping[str, str] = field(default_factory=dict)
+    # The handoff (lead_definition.toml [handoff]): in the CRM leads are handed off to, the
+    # External ID field that holds leadsync's lead id, what a created record is found by
+    # again; in the other, where the id of the record created there is written.
+    handoff_key: str | None = None
+    handoff_link: str | None = None
     # canonical stage -> every CRM value that already holds it, the written one first: a
     # record holding any of them is not written (the mapping lists them: `lead = ["lead",
     # "subscriber"]`). A stage not listed here holds its written value only.
@@ -209,7 +214,9 @@ WRITEBACK_ROLES: tuple[str, ...] = tuple(
     f.name for f in dataclass_fields(WritebackTargets) if f.name not in _NOT_ROLES
 )
 # The roles a Contact takes: all but the lead's Status, which a Contact does not have.
-CONTACT_ROLES: tuple[str, ...] = tuple(role for role in WRITEBACK_ROLES if role != "status_field")
+CONTACT_ROLES: tuple[str, ...] = tuple(
+    role for role in WRITEBACK_ROLES if role not in ("status_field", "handoff_key", "handoff_link")
+)
 
 
 @dataclass(frozen=True)
@@ -313,6 +320,8 @@ class _WritebackTable(_Table):
     status_field: str | None = Field(None, min_length=1)
     status_values: dict[str, _StageValue] = Field(default_factory=dict)
     contact: dict[str, str] = Field(default_factory=dict)
+    handoff_key: str | None = Field(None, min_length=1)
+    handoff_link: str | None = Field(None, min_length=1)
 
 
 _TOP_KEYS = ("identity_field", "fields", "writeback")
@@ -858,6 +867,8 @@ WRITEBACK_TYPES: dict[str, frozenset[FieldType]] = {
     "sla_breaches": _TEXTUAL,
     "stage": _STAGE_TARGET,
     "status_field": _STAGE_TARGET,
+    "handoff_key": _TEXTUAL,
+    "handoff_link": _TEXTUAL,
 }
 _SHOWN_OPTIONS = 8
 # How each CRM gets a missing write-back field: HubSpot's through the API, Salesforce's by hand.

@@ -5,7 +5,7 @@ Its shape is stable for other tools: `schema` changes when a key is renamed or r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -16,8 +16,9 @@ from leadsync.reports import figures
 from leadsync.reports.data import load
 from leadsync.reports.revenue import revenue
 from leadsync.runtime import Runtime
-from leadsync.sync.sla.clocks import Clock
+from leadsync.sync.sla.clocks import Clock, SlaRules
 from leadsync.sync.sla.monitor import SlaMonitor
+from leadsync.sync.sla.speed import speed_to_lead
 from leadsync.sync.store import Store
 
 __all__ = ["SCHEMA", "SEGMENT_FIELD", "build_report", "mql_threshold", "report_for"]
@@ -89,7 +90,32 @@ def build_report(
             spend=spend,
         ),
         "health": figures.health(data),
+        "speed_to_lead": _speed(store, definition, data.clocks, rules, since, end),
     }
+
+
+def _speed(
+    store: Store,
+    definition: LeadDefinition,
+    clocks: Sequence[Clock],
+    rules: SlaRules | None,
+    since: datetime | None,
+    until: datetime,
+) -> dict[str, Any] | None:
+    """Speed to lead, split, of the leads that reached the handoff stage in the window."""
+    handoff = definition.handoff
+    if handoff is None or rules is None:
+        return None
+    return speed_to_lead(
+        [
+            h
+            for h in store.handoffs.all()
+            if (since is None or h.eligible_at >= since) and h.eligible_at < until
+        ],
+        clocks,
+        acceptance_rules=[rule.name for rule in rules.rules if rule.start == handoff.stage],
+        working_hours=rules.working_hours,
+    )
 
 
 def report_for(

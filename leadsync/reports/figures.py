@@ -12,7 +12,6 @@ health       runs by kind and outcome, records pulled and written, errors by cat
 from __future__ import annotations
 
 import itertools
-import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -23,6 +22,7 @@ from leadsync.mapping.lifecycle import FORWARD, Stage
 from leadsync.reports.data import LeadFacts, ReportData
 from leadsync.sync.sla.clocks import Clock, ClockStatus
 from leadsync.sync.sla.report import compliance
+from leadsync.sync.sla.speed import percentile
 from leadsync.sync.sla.volume import VolumePeriod
 
 __all__ = ["BANDS", "calibration", "funnel", "health", "period_of", "sla"]
@@ -48,17 +48,6 @@ def _in_window(moment: datetime | None, since: datetime | None, until: datetime)
 
 def _rate(part: int, whole: int) -> float | None:
     return None if whole == 0 else round(part / whole, 4)
-
-
-def _percentile(values: Sequence[float], share: float) -> float | None:
-    """The `share` percentile by linear interpolation between closest ranks (numpy's default)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * share
-    low, high = math.floor(position), math.ceil(position)
-    value = ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-    return round(value, 2)
 
 
 # ------------------------------------------------------------------------------ the funnel
@@ -110,8 +99,8 @@ def _time_in_stage(leads: Iterable[LeadFacts]) -> dict[str, dict[str, Any]]:
         stage: {
             "stays": len(stays[stage]),
             "passed_through": passed[stage],
-            "median_hours": _percentile(stays[stage], 0.5),
-            "p90_hours": _percentile(stays[stage], 0.9),
+            "median_hours": percentile(stays[stage], 0.5),
+            "p90_hours": percentile(stays[stage], 0.9),
         }
         for stage in (*FUNNEL[:-1], *EXITS)
     }

@@ -24,7 +24,8 @@ from leadsync.errors import ConfigError
 from leadsync.mapping.lifecycle import Stage
 from leadsync.problems import ConfigProblem
 from leadsync.reports.data import LeadFacts, OpportunityFacts, ReportData
-from leadsync.reports.figures import BANDS, Period, _percentile, _rate, period_of
+from leadsync.reports.figures import BANDS, Period, _rate, period_of
+from leadsync.sync.sla.speed import percentile
 
 __all__ = ["NO_SPEND", "read_spend", "revenue"]
 
@@ -164,8 +165,8 @@ def _days_between(people: Sequence[_Person], start: Stage, end: Stage) -> dict[s
             days.append((reached - began).total_seconds() / 86_400)
     return {
         "leads": len(days),
-        "median_days": _percentile(days, 0.5),
-        "p90_days": _percentile(days, 0.9),
+        "median_days": percentile(days, 0.5),
+        "p90_days": percentile(days, 0.9),
     }
 
 

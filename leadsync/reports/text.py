@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from leadsync.sync.sla.speed import format_speed
+
 __all__ = ["format_table"]
 
 
@@ -47,6 +49,8 @@ def format_table(report: Mapping[str, Any]) -> str:
     ]
     out += _funnel(report["funnel"], report.get("segment_field"))
     out += _sla(report["sla"])
+    if report.get("speed_to_lead"):
+        out += ["SPEED TO LEAD (the handoff)", "", *format_speed(report["speed_to_lead"]), ""]
     out += _calibration(report["calibration"])
     out += _revenue(report["revenue"])
     out += _health(report["health"])

@@ -12,6 +12,9 @@
     plan      what each CRM record should hold, minus what it holds
     write     in batches; each batch's results recorded with the values written (the echo
               fingerprints that stop the next pull mistaking our writes for a person's)
+    handoff   leads at the handoff stage with no record in the CRM sales work in get one,
+              exactly once, with an owner; its id goes back to the other CRM
+              (`leadsync.sync.handoff`)
     settle    the pulled records marked reconciled, only once their writes are done
     SLA       breaches recorded and announced once, volume paced, the webhook posted
 
@@ -37,6 +40,7 @@ from typing import Any
 from leadsync.connectors.base import (
     Connector,
     CrmRecord,
+    HandoffTarget,
     Page,
     Position,
     RecordUpdate,
@@ -51,6 +55,8 @@ from leadsync.mapping.lifecycle import Stage, Transition, next_transitions
 from leadsync.mapping.scoring import score_lead
 from leadsync.mapping.transforms import TransformError
 from leadsync.mapping.types import CRM_NAMES
+from leadsync.sync.handoff import HandoffCounts, HandoffStep, MergedLead, handoff_target
+from leadsync.sync.handoff_ledger import Handoff
 from leadsync.sync.identity import (
     InMemoryIdentityIndex,
     cross_references,
@@ -190,6 +196,8 @@ class RunSummary:
     sla: SlaCheckResult | None = None
     # What each CRM said of its daily API quota by the end of the run.
     quota: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    # The handoffs of the run, when the lead definition has a [handoff].
+    handoff: HandoffCounts | None = None
     # Per lead, so a lead merged twice in one run (a backfill settles again what changed
     # meanwhile) is counted once, with its last stage.
     _stage_of: dict[str, str] = field(default_factory=dict, repr=False)
@@ -244,6 +252,8 @@ class RunSummary:
             summary["sla"] = self.sla.as_dict()
         if self.quota:
             summary["api_quota"] = self.quota
+        if self.handoff is not None:
+            summary["handoff"] = {**asdict(self.handoff), "blocked": self.handoff.blocked}
         if self.plan is not None:
             summary["api_calls"] = {
                 crm: asdict(calls) for crm, calls in sorted(self.plan.calls.items())
@@ -312,6 +322,9 @@ class SyncEngine:
         self._contexts: dict[str, str] = {}
         # The records taken up again this run because their refused write was due.
         self._retrying: dict[str, set[str]] = {}
+        self._handoff_crm = (
+            handoff_target(self._connectors, field_map) if definition.handoff else None
+        )
 
     def preflight(self) -> None:
         """Describe each CRM (once: the connectors keep it for the run) and check the mapping
@@ -413,6 +426,9 @@ class SyncEngine:
         overdue = (
             self._store.sla.overdue_leads(self._clock(), rules=self._sla.names) if self._sla else []
         )
+        if self._handoff_crm is not None and summary.wrote:
+            # Handoffs a kill cut off are taken up again, whether their records changed or not.
+            overdue = sorted(set(overdue) | set(self._store.handoffs.unfinished()))
         try:
             for part in self._slices(overdue):
                 self._settle_slice(part, summary, tally, should_stop)
@@ -462,6 +478,7 @@ class SyncEngine:
         if not summary.wrote:
             return
         unsettled = self._write(merged, summary, should_stop)
+        self._hand_off(merged, summary)
         self._forget_settled_refusals(part, merged)
         for crm, snapshots in pending.items():
             again = unsettled.get(crm, set())
@@ -860,7 +877,9 @@ class SyncEngine:
                 # began watching (the first sync of an org, a backfill): when it became an
                 # MQL is not known, so no clock starts; its next moves start them.
                 judged = []
-            clocks = self._sla.clock_changes(lead_id, values, judged, running, snapshots)
+            clocks = self._sla.clock_changes(
+                lead_id, values, judged, running, snapshots, held=self._held_clocks(snapshots)
+            )
             breaches = self._sla.breaches_at(clocks.running_after(running), now)
         try:
             updates = plan_updates(
@@ -911,6 +930,24 @@ class SyncEngine:
                 Reevaluated(previous.get(lead_id), m.lead, tuple(m.transitions), m.updates, records)
             )
         return found
+
+    def _held_clocks(self, snapshots: Mapping[str, Snapshot]) -> frozenset[str]:
+        """The start stages whose clocks wait for the handoff: sales cannot see a lead that
+        has no record in their CRM yet, so its acceptance clock starts when it gets one."""
+        handoff = self._definition.handoff
+        crm = self._handoff_crm
+        if handoff is None or crm is None:
+            return frozenset()
+        live = snapshots.get(crm)
+        return frozenset() if live is not None and not live.deleted else frozenset({handoff.stage})
+
+    def _handoff_clocks(self, lead: Lead, handoff: Handoff) -> ClockChanges:
+        if self._sla is None or handoff.handed_off_at is None:
+            return ClockChanges()
+        stage = self._definition.handoff.stage if self._definition.handoff else ""
+        return self._sla.at_handoff(
+            lead.lead_id, lead.values, stage, handoff.handed_off_at, handoff.owner
+        )
 
     def _moves_back(self, crm: str, name: str, held: Any, wanted: Any) -> bool:
         connector = self._connectors.get(crm)
@@ -1007,6 +1044,58 @@ class SyncEngine:
                     r.record_id for r in results if r.status is WriteStatus.DEFERRED
                 )
         return unsettled
+
+    def _hand_off(self, merged: Sequence[_Merged], summary: RunSummary) -> None:
+        """The slice's handoffs (`leadsync.sync.handoff`): create, then record what was created
+        as leadsync's own writes, then write the new ids back to the other CRM."""
+        crm = self._handoff_crm
+        handoff = self._definition.handoff
+        if crm is None or handoff is None:
+            return
+        target = self._connectors[crm]
+        assert isinstance(target, HandoffTarget)
+        counts = summary.handoff = summary.handoff or HandoffCounts()
+        step = HandoffStep(
+            handoff,
+            self._store.handoffs,
+            target,
+            self._map,
+            clock=self._clock,
+            run_id=summary.run_id,
+            clocks=self._handoff_clocks,
+        )
+        outcome = step.run([MergedLead(m.lead, m.snapshots, m.transitions) for m in merged], counts)
+        created = [
+            WriteRow(record.record_id, name, None, value, WriteStatus.WRITTEN, "", "")
+            for record in outcome.created
+            for name, value in sorted(record.values.items())
+        ]
+        if created:
+            self._store.record_writes(
+                summary.run_id,
+                crm,
+                created,
+                context=self._contexts.get(crm, ""),
+                at=self._clock(),
+                aside=True,
+            )
+        by_crm: dict[str, list[tuple[str, RecordUpdate]]] = {}
+        for link in outcome.links:
+            by_crm.setdefault(link.crm, []).append((link.lead_id, link.update))
+        for link_crm, links in by_crm.items():
+            updates = [update for _, update in links]
+            results = self._connectors[link_crm].write(updates)
+            self._store.record_writes(
+                summary.run_id,
+                link_crm,
+                _write_rows(updates, results),
+                context=self._contexts.get(link_crm, ""),
+                at=self._clock(),
+                aside=True,
+            )
+            landed = {r.record_id for r in results if r.status is WriteStatus.WRITTEN}
+            counts.linked += len(landed)
+            step.mark_linked(lead for lead, update in links if update.record_id in landed)
 
     def _unchanged_since_pulled(
         self,

@@ -16,6 +16,7 @@ from leadsync.mapping.fields import FieldMap
 from leadsync.mapping.lifecycle import Transition
 from leadsync.mapping.transforms import TransformError
 from leadsync.sync.engine import one_per_crm
+from leadsync.sync.handoff_ledger import BLOCKED, FAILED, MATCHED, PENDING, Handoff
 from leadsync.sync.model import Lead, Snapshot
 from leadsync.sync.plan import MovesBack, never_back, plan_updates
 from leadsync.sync.sla.clocks import Clock, SlaRules
@@ -33,6 +34,7 @@ class Explanation:
     pending: dict[str, dict[str, Any]]
     clocks: list[Clock]
     now: datetime
+    handoff: Handoff | None = None
 
 
 def explain(
@@ -103,6 +105,7 @@ def _explain(
         pending,
         clocks,
         now,
+        store.handoffs.of([lead.lead_id]).get(lead.lead_id),
     )
 
 
@@ -132,6 +135,8 @@ def format_explanation(explanation: Explanation) -> str:
             f"  {transition.at:%Y-%m-%d %H:%M} {transition.from_stage or '-'} -> "
             f"{transition.to_stage} ({transition.kind}): {transition.reason}"
         )
+    lines.append("handoff:")
+    lines.append(f"  {_handoff_line(explanation.handoff)}")
     lines.append("SLA clocks:")
     if not explanation.clocks:
         lines.append("  none")
@@ -155,3 +160,23 @@ def format_explanation(explanation: Explanation) -> str:
         for name, value in sorted(values.items()):
             lines.append(f"  {crm} {name} <- {value!r}")
     return "\n".join(lines)
+
+
+def _handoff_line(handoff: Handoff | None) -> str:
+    if handoff is None:
+        return "none"
+    if handoff.status in (BLOCKED, FAILED):
+        return f"{handoff.status}: {handoff.problem}"
+    if handoff.status == PENDING:
+        return f"pending to {handoff.crm} (owner {handoff.owner or 'by the CRM'}: {handoff.rule})"
+    at = f"{handoff.handed_off_at:%Y-%m-%d %H:%M} UTC" if handoff.handed_off_at else "-"
+    if handoff.status == MATCHED:
+        return (
+            f"matched {handoff.crm} {handoff.record_object} {handoff.record_id} at {at}: it "
+            "held the person already"
+        )
+    owner = handoff.owner or "assigned by the CRM"
+    return (
+        f"created {handoff.crm} {handoff.record_id} at {at}, owner {owner}, "
+        f"picked by {handoff.rule}"
+    )

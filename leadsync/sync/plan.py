@@ -319,6 +319,9 @@ def _writeback_targets(
         "sla_breaches": _Target(flags or _BLANK[crm], _same_text, blank_clears=True),
         "stage": _stage_target(targets, "stage", stage),
         "status_field": _stage_target(targets, "status_field", stage),
+        # Written by the handoff only, once (leadsync.sync.handoff), never by a plan.
+        "handoff_key": _Target(None, _same_text),
+        "handoff_link": _Target(None, _same_text),
     }
 
 

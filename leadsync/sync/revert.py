@@ -15,6 +15,7 @@ from typing import Any
 
 from leadsync.connectors.base import Connector, RecordUpdate, WriteStatus
 from leadsync.secrets import masked
+from leadsync.sync.handoff_ledger import CREATED
 from leadsync.sync.runs import UnknownRunError, find_run
 from leadsync.sync.store import LoggedWrite, Store, WriteRow
 
@@ -75,14 +76,26 @@ def revert_run(
         if write.status is WriteStatus.WRITTEN:
             # The first write of a field in the run holds the value from before the run.
             written.setdefault((write.crm, write.record_id), {}).setdefault(write.field, write)
+    # Records the run's handoff created: nothing was there before to put back. Deleting a
+    # lead sales may be working is a person's decision; the revert names them instead.
+    created = {
+        (h.crm, h.record_id): h.lead_id
+        for h in store.handoffs.all()
+        if h.run_id == run_id and h.status == CREATED and h.record_id
+    }
+    set_aside = [
+        (crm, record_id, "*", f"created by the run's handoff of lead {lead_id}")
+        for (crm, record_id), lead_id in sorted(created.items())
+        if written.pop((crm, record_id), None) is not None
+    ]
     if dry_run:
-        preview = RevertReport("", dry_run=True)
+        preview = RevertReport("", dry_run=True, kept=list(set_aside))
         for crm, connector in connectors.items():
             records = {rid: fields for (c, rid), fields in written.items() if c == crm}
             if records:
                 _revertible(store, crm, connector, records, preview)
         return preview
-    report = RevertReport(store.start_run("revert", started_at=clock()))
+    report = RevertReport(store.start_run("revert", started_at=clock()), kept=set_aside)
     try:
         for crm, connector in connectors.items():
             records = {rid: fields for (c, rid), fields in written.items() if c == crm}

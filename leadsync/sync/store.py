@@ -46,6 +46,7 @@ from leadsync.sync.database import (
     upgrade,
     writing,
 )
+from leadsync.sync.handoff_ledger import HandoffLedger
 
 # One normalisation for matching and for the email index, or the two drift apart.
 from leadsync.sync.identity import normalise_email
@@ -215,6 +216,11 @@ class Store:
     def related(self) -> RelatedRecords:
         """The records of related objects (Salesforce Contacts and Opportunities)."""
         return RelatedRecords(self._engine)
+
+    @property
+    def handoffs(self) -> HandoffLedger:
+        """Each lead's handoff to the CRM sales work in."""
+        return HandoffLedger(self._engine)
 
     @property
     def engine(self) -> Engine:
@@ -717,13 +723,15 @@ class Store:
         *,
         context: str = "",
         at: datetime | None = None,
+        aside: bool = False,
     ) -> None:
         """Log every write of a batch; the values actually written become those records'
         expected values, so the next pull can tell leadsync's own echo from a person's edit.
         Records the CRM refused for good (FAILED) are quarantined with its reason, and wait
         to be tried again (`due_refusals`): `context` names what they were refused under (the
         mapping, the definition and the CRM's describe), `at` is the run's time (the store's
-        clock when not given), from which the wait before a retry counts."""
+        clock when not given), from which the wait before a retry counts. `aside`: writes
+        beside the plan's (the handoff's), which take no record out of quarantine."""
         now = self._now()
         logged = [
             {
@@ -759,6 +767,10 @@ class Store:
         )
         refused = _refusals(crm, rows, run_id, now)
         landed = sorted({row.record_id for row in rows if row.status == WriteStatus.WRITTEN})
+        if aside:
+            # Writes beside the plan (the handoff's): they say nothing of whether the plan's
+            # refused write to the record would land now.
+            landed = []
         with writing(self._engine) as connection:
             connection.execute(t.writes.insert(), logged)
             upsert(connection, t.expected, written)

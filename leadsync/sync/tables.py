@@ -32,6 +32,7 @@ __all__ = [
     "decode_value",
     "encode_value",
     "expected",
+    "handoffs",
     "leads",
     "leases",
     "links",
@@ -411,6 +412,28 @@ sla_events = sa.Table(
     sa.Column("last_error", sa.Text()),
     sa.Index(None, "delivered_at", "next_attempt_at"),
     sa.Index(None, "clock_id", "kind"),
+)
+
+# The handoff: each lead leadsync hands off to the CRM sales work in, once. `status` moves
+# pending (about to be created: the upsert by the lead's id finds it again after a kill) ->
+# created | matched (an existing person there) | failed (the CRM refused it) | blocked (cannot
+# be handed off: no company, no owner; `problem` says why). A blocked or failed lead is tried
+# again when its records change.
+handoffs = sa.Table(
+    "handoffs",
+    metadata,
+    sa.Column("lead_id", sa.String(), primary_key=True),
+    sa.Column("crm", sa.String(), nullable=False),
+    sa.Column("status", sa.String(), nullable=False, index=True),
+    sa.Column("record_id", sa.String()),
+    sa.Column("record_object", sa.String()),
+    sa.Column("owner", sa.String(), index=True),
+    sa.Column("rule", sa.Text(), nullable=False),  # what picked the owner, for `explain`
+    sa.Column("problem", sa.Text(), nullable=False),
+    sa.Column("eligible_at", UtcDateTime(), nullable=False),  # reached the handoff stage
+    sa.Column("handed_off_at", UtcDateTime(), index=True),  # sales can see it, with an owner
+    sa.Column("linked_at", UtcDateTime()),  # its id written back to the other CRM
+    sa.Column("run_id", sa.String(), nullable=False),
 )
 
 # Who runs each job right now: one holder per name until `expires_at`, renewed while it works.

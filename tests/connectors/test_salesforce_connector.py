@@ -531,14 +531,17 @@ def test_missing_writeback_fields_is_empty_when_an_admin_created_them() -> None:
         assert connector.missing_writeback_fields() == []
 
 
-def test_missing_writeback_fields_lists_all_eight_with_admin_instructions() -> None:
+def test_missing_writeback_fields_lists_all_nine_with_admin_instructions() -> None:
     with running(custom_fields=False) as (sandbox, _inspector), connected(sandbox) as connector:
         missing = connector.missing_writeback_fields()
     assert missing == list(SALESFORCE_WRITEBACK_FIELDS)
-    assert len(missing) == 8
+    assert len(missing) == 9
     instructions = [spec.admin_instruction() for spec in missing]
     assert instructions[0].startswith('Leadsync_Score__c: label "Lead score", type Number(18, 0)')
-    assert "Picklist (restricted) with values Lead, MQL" in instructions[-1]
+    assert "Picklist (restricted) with values Lead, MQL" in instructions[-2]
+    assert instructions[-1].startswith(
+        'Leadsync_Id__c: label "Leadsync ID", type Text(64), Unique, External ID.'
+    )
 
 
 # ------------------------------------------------------------------------------------ write

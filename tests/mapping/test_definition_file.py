@@ -672,6 +672,7 @@ def test_the_model_version_ignores_how_the_file_is_written(reformat: object) -> 
 
 # The service levels come last; they are not part of the scoring model.
 SLA_START = EXAMPLE_LINES.index("[sla]")
+HANDOFF_START = next(n for n, line in enumerate(EXAMPLE_LINES) if line == "[handoff]")
 
 
 def _numbers(lines: list[str], offset: int = 0) -> list[tuple[int, int, int]]:
@@ -687,7 +688,7 @@ def _numbers(lines: list[str], offset: int = 0) -> list[tuple[int, int, int]]:
 NUMBERS = _numbers(EXAMPLE_LINES[:SLA_START])
 SLA_NUMBERS = [
     (index, start, end)
-    for index, start, end in _numbers(EXAMPLE_LINES[SLA_START:], SLA_START)
+    for index, start, end in _numbers(EXAMPLE_LINES[SLA_START:HANDOFF_START], SLA_START)
     # Dates and times of day: a +1 may not make a valid one.
     if not re.search(r"\d[-:]\d|\d[-:]|[-:]\d", EXAMPLE_LINES[index][max(0, start - 1) : end + 1])
 ]
@@ -722,6 +723,15 @@ def test_service_levels_are_not_part_of_the_model_version(index: int, start: int
     lines[index] = f"{line[:start]}{int(line[start:end]) + 1}{line[end:]}"
     changed = parse_definition("\n".join(lines), file="changed.toml", fields=FIELDS)
     assert changed.sla != original.sla
+    assert changed.model_version == original.model_version
+
+
+def test_the_handoff_is_not_part_of_the_model_version() -> None:
+    # Routing a lead elsewhere changes no score or stage: no rewrite of every lead's version.
+    original = load_definition(EXAMPLE, fields=FIELDS)
+    text = EXAMPLE.read_text(encoding="utf-8").replace("capacity = 40", "capacity = 41")
+    changed = parse_definition(text, file="changed.toml", fields=FIELDS)
+    assert changed.handoff != original.handoff
     assert changed.model_version == original.model_version
 
 

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,14 @@ from leadsync.config import Config
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
 from leadsync.sync.engine import SyncEngine
-from tests.support import REAL_PROCESSES, crm_state, mapped_state, set_up_sandbox_config
+from tests.support import (
+    REAL_PROCESSES,
+    Cut,
+    Tripwire,
+    crm_state,
+    mapped_state,
+    set_up_sandbox_config,
+)
 
 SEEDED_UNTIL = datetime(2026, 6, 1, tzinfo=UTC)
 # leadsync's clock is frozen, so scores (their decay) are the same in every run compared.
@@ -37,31 +43,6 @@ SETTINGS = SandboxSettings(
     hubspot=HubSpotSettings(ten_second_limit=100_000, searches_per_second=1_000),
 )
 WRITE_ENDPOINTS = ("hubspot.contacts.batch_update", "salesforce.collection_update")
-
-
-class Cut(BaseException):
-    """Stands for the process dying: not an Exception, so nothing may catch it."""
-
-
-class Tripwire:
-    """Counts calls; raises Cut at call number `at`, before or after the call's work."""
-
-    def __init__(self, at: int | None, after: bool) -> None:
-        self.at = at
-        self.after = after
-        self.calls = 0
-
-    def wrap(self, call: Callable[..., Any]) -> Callable[..., Any]:
-        def tripped(*args: Any, **kwargs: Any) -> Any:
-            self.calls += 1
-            if self.calls == self.at and not self.after:
-                raise Cut
-            result = call(*args, **kwargs)
-            if self.calls == self.at and self.after:
-                raise Cut
-            return result
-
-        return tripped
 
 
 class _Wrapped:

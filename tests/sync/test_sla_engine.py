@@ -233,4 +233,12 @@ def test_the_first_sync_of_an_org_starts_no_clock_for_what_happened_before_it(
     first = cycle(config, FIRST_RUN)
     assert first.stages["mql"] + first.stages["sal"] > 0
     assert first.clocks_started == 0
-    assert acceptance_clocks(config) == []
+    # Only the leads the run handed off to sales are timed, from the handoff: sales could not
+    # see them before it, and the run itself made them visible.
+    with open_runtime(config, connect=False) as runtime:
+        handed = {h.lead_id: h for h in runtime.store.handoffs.all() if h.handed_off}
+    clocks = acceptance_clocks(config)
+    assert handed
+    assert sorted(c.lead_id for c in clocks) == sorted(handed)
+    assert all(c.started_at == handed[c.lead_id].handed_off_at for c in clocks)
+    assert all(c.owner == handed[c.lead_id].owner for c in clocks)

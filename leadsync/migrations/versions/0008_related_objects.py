@@ -1,7 +1,7 @@
 """Related records: the Salesforce Contacts and Opportunities converted leads became.
 
 Revision ID: 0008_related_objects
-Revises: 0006_console_audit
+Revises: 0007_handoff
 Create Date: 2026-12-03
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_related_objects"
-down_revision: str | None = "0006_console_audit"
+down_revision: str | None = "0007_handoff"
 branch_labels: str | None = None
 depends_on: str | None = None
 

@@ -152,10 +152,13 @@ class SlaRules:
         transitions: Sequence[Transition],
         running: Sequence[Clock],
         snapshots: Mapping[str, Snapshot],
+        *,
+        held: frozenset[str] = frozenset(),
     ) -> ClockChanges:
         """The clocks `transitions` start and the running ones they stop, in order; then the
         `stop_on_change` clocks, running before this merge, whose fields a person changed
-        after their start."""
+        after their start. Clocks that start at a stage in `held` are not started: they start
+        at the handoff (`at_handoff`), when sales can see the lead."""
         by_rule = {rule.name: rule for rule in self.rules}
         live = {clock.rule: clock for clock in running if clock.rule in by_rule}
         opened: list[Clock] = []
@@ -167,7 +170,11 @@ class SlaRules:
                     stopped.append(ClockStop(clock.clock_id, move.at, *stop))
                     del live[name]
             for rule in self.rules:
-                if move.to_stage.value == rule.start and rule.name not in live:
+                if (
+                    move.to_stage.value == rule.start
+                    and rule.name not in live
+                    and rule.start not in held
+                ):
                     clock = self._start(rule, lead_id, values, move.at)
                     opened.append(clock)
                     live[rule.name] = clock
@@ -182,11 +189,36 @@ class SlaRules:
                 stopped.append(ClockStop(clock.clock_id, change[0], Outcome.MET, change[1]))
         return ClockChanges(tuple(opened), tuple(stopped))
 
+    def at_handoff(
+        self,
+        lead_id: str,
+        values: Mapping[str, Any],
+        stage: str,
+        at: datetime,
+        owner: str | None,
+    ) -> ClockChanges:
+        """The clocks that start at `stage`, started when the lead was handed off to sales,
+        owned by who it went to."""
+        return ClockChanges(
+            tuple(
+                self._start(rule, lead_id, values, at, owner=owner)
+                for rule in self.rules
+                if rule.start == stage
+            )
+        )
+
     def _start(
-        self, rule: ClockRule, lead_id: str, values: Mapping[str, Any], at: datetime
+        self,
+        rule: ClockRule,
+        lead_id: str,
+        values: Mapping[str, Any],
+        at: datetime,
+        *,
+        owner: str | None = None,
     ) -> Clock:
         calendar = self.calendar_for(rule, values)
-        owner = values.get(self.model.owner_field) if self.model.owner_field else None
+        if owner is None and self.model.owner_field:
+            owner = values.get(self.model.owner_field)
         return Clock(
             clock_id=clock_id(rule.name, lead_id, at),
             rule=rule.name,
@@ -196,6 +228,13 @@ class SlaRules:
             time_zone=str(calendar.zone),
             owner=None if owner is None or owner == "" else str(owner),
         )
+
+    def working_hours(self, clock: Clock, start: datetime, end: datetime) -> float | None:
+        """Working hours between two moments, by the calendar of `clock`."""
+        calendar = self.calendar_of(clock)
+        if calendar is None:
+            return None
+        return round(calendar.between(start, end).total_seconds() / 3600, 2)
 
     @property
     def names(self) -> tuple[str, ...]:

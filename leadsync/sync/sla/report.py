@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from leadsync.sync.handoff_ledger import Handoff
 from leadsync.sync.sla.clocks import Clock, ClockStatus, Outcome, SlaRules
 from leadsync.sync.sla.ledger import SlaLedger
 from leadsync.sync.sla.monitor import SlaMonitor
+from leadsync.sync.sla.speed import format_speed, speed_to_lead
 from leadsync.sync.sla.volume import VolumePeriod
 
 __all__ = ["ClockLine", "Only", "RuleFigures", "SlaView", "format_sla", "sla_view"]
@@ -90,12 +92,15 @@ class SlaView:
     clocks: tuple[ClockLine, ...]
     rules: tuple[RuleFigures, ...]
     volume: tuple[VolumePeriod, ...]
+    # The handoff's speed to lead, split (leadsync.sync.sla.speed); None without a handoff.
+    speed: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "as_of": self.now.isoformat(),
             "rules": [figures.as_dict() for figures in self.rules],
             "volume": [period.as_dict() for period in self.volume],
+            "speed_to_lead": self.speed,
             "clocks": [line.as_dict() for line in self.clocks],
         }
 
@@ -108,6 +113,8 @@ def sla_view(
     now: datetime,
     since: datetime | None = None,
     only: Only | None = None,
+    handoffs: Sequence[Handoff] | None = None,
+    handoff_stage: str | None = None,
 ) -> SlaView:
     """The ledger as of `now`: clocks started since `since` (all when None), narrowed to the
     running ones (`open`) or the breaches (`breached`); figures over all clocks since.
@@ -121,7 +128,16 @@ def sla_view(
         lines = [line for line in lines if line.status in _BREACHES]
     elif only == "open":
         lines = [line for line in lines if line.status.running]
-    return SlaView(now, tuple(lines), figures, tuple(monitor.volume(now, since=since)))
+    speed = None
+    if handoffs is not None and handoff_stage is not None:
+        speed = speed_to_lead(
+            [h for h in handoffs if since is None or h.eligible_at >= since],
+            clocks,
+            acceptance_rules=[r.name for r in rules.rules if r.start == handoff_stage],
+            working_hours=rules.working_hours,
+        )
+    volume = tuple(monitor.volume(now, since=since))
+    return SlaView(now, tuple(lines), figures, volume, speed)
 
 
 def _line(
@@ -198,6 +214,9 @@ def format_sla(view: SlaView, *, limit: int = 50) -> str:
                 f"  {period.delivered:>4} of {period.target:<4} "
                 f"(pace {period.expected:.1f})  {period.status.value}"
             )
+    if view.speed is not None:
+        out += ["", "Speed to lead (the handoff)"]
+        out += format_speed(view.speed)
     out += ["", f"Clocks ({len(view.clocks)})"]
     if view.clocks:
         out.append(

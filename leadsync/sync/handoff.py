@@ -1,0 +1,377 @@
+"""The handoff: a lead that reached the handoff stage and has no record in the CRM sales work
+in gets one there, exactly once, with an owner, and the other CRM learns its id.
+
+    find     the merged leads at the handoff stage (or later, up to SQL) with no live record
+             in the target CRM, and those whose handoff a kill cut off (`unfinished`)
+    check    the definition's `require` conditions and the routing: a lead that fails either
+             is `blocked`, with its problem named in the run summary and the report
+    pending  recorded before any call: the create that follows is keyed by the lead's id
+    match    people the CRM already holds under the email (a lead, a contact): never doubled
+    upsert   by the External ID (`handoff_key` of the mapping), 200 a call; a kill after it
+             and before the record of it is harmless: the next run's upsert finds the record
+    link     the id written back to the other CRM (`handoff_link`), by the engine
+
+Which CRM is the target is the connectors' business: the one that is a `HandoffTarget` and
+has a `handoff_key` in the mapping.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from leadsync.connectors.base import (
+    Connector,
+    HandoffTarget,
+    NewRecord,
+    RecordUpdate,
+    UpsertResult,
+    WriteStatus,
+)
+from leadsync.mapping.definition import HandoffModel
+from leadsync.mapping.fields import FieldMap
+from leadsync.mapping.lifecycle import FORWARD, Stage, Transition
+from leadsync.mapping.transforms import TransformError
+from leadsync.sync.handoff_ledger import (
+    BLOCKED,
+    CREATED,
+    FAILED,
+    MATCHED,
+    PENDING,
+    Handoff,
+    HandoffLedger,
+)
+from leadsync.sync.model import Lead, Snapshot
+from leadsync.sync.plan import plan_updates
+from leadsync.sync.routing import OwnerRouter
+from leadsync.sync.sla.clocks import ClockChanges
+
+log = logging.getLogger("leadsync.sync.handoff")
+
+
+@dataclass
+class HandoffProblem:
+    """Leads that could not be handed off for one reason: how many, and one lead by id."""
+
+    count: int = 0
+    example: str = ""
+
+
+@dataclass
+class HandoffCounts:
+    """What a run's handoffs came to (the run summary's `handoff`)."""
+
+    handed_off: int = 0  # created in the target CRM with an owner
+    matched: int = 0  # the CRM already held the person
+    failed: int = 0  # the CRM refused the record
+    deferred: int = 0  # the CRM was away: the next run tries again
+    linked: int = 0  # ids written back to the other CRM
+    problems: dict[str, HandoffProblem] = field(default_factory=dict)
+
+    def problem(self, reason: str, lead_id: str) -> None:
+        found = self.problems.setdefault(reason, HandoffProblem())
+        found.count += 1
+        found.example = found.example or f"lead {lead_id}"
+
+    @property
+    def blocked(self) -> int:
+        return sum(problem.count for problem in self.problems.values())
+
+    def lines(self) -> list[str]:
+        """The summary in words; the problems one a line, most frequent first."""
+        lines = [
+            f"handoff: {self.handed_off} handed off, {self.matched} matched, "
+            f"{self.failed} refused, {self.deferred} deferred, {self.blocked} cannot be handed "
+            f"off; {self.linked} linked back"
+        ]
+        for reason, problem in sorted(self.problems.items(), key=lambda i: (-i[1].count, i[0])):
+            lines.append(f"  cannot hand off: {reason}: {problem.count}, e.g. {problem.example}")
+        return lines
+
+
+@dataclass(frozen=True, slots=True)
+class MergedLead:
+    """What the handoff needs of a merged lead."""
+
+    lead: Lead
+    snapshots: Mapping[str, Snapshot]
+    transitions: Sequence[Transition]
+
+
+@dataclass(frozen=True, slots=True)
+class LinkWrite:
+    """The target record's id, to write to the lead's record in another CRM."""
+
+    crm: str
+    lead_id: str
+    update: RecordUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """A record the handoff created, with the values it was created with (the engine records
+    them as leadsync's own writes, so the next pull knows them for an echo)."""
+
+    crm: str
+    record_id: str
+    values: Mapping[str, Any]
+
+
+@dataclass
+class HandoffOutcome:
+    links: list[LinkWrite] = field(default_factory=list)
+    created: list[Created] = field(default_factory=list)
+
+
+def handoff_target(connectors: Mapping[str, Connector], field_map: FieldMap) -> str | None:
+    """The CRM leads are handed off to: a HandoffTarget with a `handoff_key` in the mapping."""
+    for crm, connector in connectors.items():
+        targets = field_map.writeback.get(crm)
+        if isinstance(connector, HandoffTarget) and targets and targets.handoff_key:
+            return crm
+    return None
+
+
+class HandoffStep:
+    """One run's handoffs (see the module's docstring)."""
+
+    def __init__(
+        self,
+        handoff: HandoffModel,
+        ledger: HandoffLedger,
+        target: HandoffTarget,
+        field_map: FieldMap,
+        *,
+        clock: Callable[[], datetime],
+        run_id: str,
+        clocks: Callable[[Lead, Handoff], ClockChanges] | None = None,
+    ) -> None:
+        """`clocks` gives the SLA clocks a lead's handoff starts (see SlaRules.at_handoff)."""
+        self._clocks = clocks
+        self._handoff = handoff
+        self._ledger = ledger
+        self._target = target
+        self._crm = target.crm
+        self._map = field_map
+        self._clock = clock
+        self._run_id = run_id
+        targets = field_map.writeback[self._crm]
+        assert targets.handoff_key is not None
+        self._key_field = targets.handoff_key
+        self._router = OwnerRouter(
+            handoff, lambda owners: ledger.loads(owners, open_stage=handoff.stage)
+        )
+        start = FORWARD.index(Stage(handoff.stage))
+        # Up to SQL: a lead at opportunity or customer is sales' already, or a deal of its own.
+        self._stages = {stage.value for stage in FORWARD[start : FORWARD.index(Stage.SQL) + 1]}
+
+    def run(self, merged: Sequence[MergedLead], counts: HandoffCounts) -> HandoffOutcome:
+        outcome = HandoffOutcome()
+        known = self._ledger.of([m.lead.lead_id for m in merged])
+        now = self._clock()
+        settled: list[Handoff] = []
+        # (lead, its pending handoff, whether an earlier run's create may have landed)
+        to_send: list[tuple[MergedLead, Handoff, bool]] = []
+        # Round-robin follows this order: by email, so that any two runs over the same leads
+        # (a sync, a backfill, a rerun after a kill) route them alike.
+        identity = self._map.identity_field
+        for m in sorted(
+            merged, key=lambda m: (str(m.lead.values.get(identity) or ""), m.lead.lead_id)
+        ):
+            lead_id = m.lead.lead_id
+            earlier = known.get(lead_id)
+            live = m.snapshots.get(self._crm)
+            if live is not None and not live.deleted:
+                if earlier is not None and earlier.status == PENDING:
+                    # The cut-off create landed: the pull brought its record.
+                    earlier = replace(
+                        earlier, status=CREATED, record_id=live.record_id, handed_off_at=now
+                    )
+                    settled.append(earlier)
+                if earlier is not None and earlier.status == CREATED:
+                    settled += self._link(m, earlier, outcome)
+                continue
+            if earlier is not None and earlier.status in (CREATED, MATCHED):
+                # Handed off; the pull has not brought the record (yet, or it is a contact).
+                settled += self._link(m, earlier, outcome)
+                continue
+            resumed = earlier is not None and earlier.status == PENDING
+            if not resumed and m.lead.stage not in self._stages:
+                continue
+            eligible_at = earlier.eligible_at if earlier else _entered(m, self._handoff, now)
+            problem = self._problem(m.lead)
+            if problem:
+                counts.problem(problem, lead_id)
+                settled.append(self._blocked(lead_id, eligible_at, problem))
+                continue
+            routed = self._router.route(m.lead.values)
+            if routed.problem:
+                counts.problem(routed.problem, lead_id)
+                settled.append(self._blocked(lead_id, eligible_at, routed.problem))
+                continue
+            pending = Handoff(
+                lead_id,
+                self._crm,
+                PENDING,
+                eligible_at,
+                self._run_id,
+                owner=routed.owner,
+                rule=routed.rule,
+            )
+            to_send.append((m, pending, resumed))
+        leads = {m.lead.lead_id: m.lead for m in merged}
+        self._save(settled + [pending for _, pending, _ in to_send], leads)
+        if to_send:
+            self._send(to_send, counts, outcome)
+        return outcome
+
+    def mark_linked(self, lead_ids: Iterable[str]) -> None:
+        handoffs = self._ledger.of(sorted(set(lead_ids)))
+        now = self._clock()
+        self._ledger.save([replace(h, linked_at=now) for h in handoffs.values()])
+
+    # ---------------------------------------------------------------- steps
+
+    def _problem(self, lead: Lead) -> str:
+        email = lead.values.get(self._map.identity_field)
+        if not email:
+            return f"no {self._map.identity_field}"
+        unmet = [c.describe() for c in self._handoff.require if not c.holds(lead.values)]
+        return f"requires {', '.join(unmet)}" if unmet else ""
+
+    def _blocked(self, lead_id: str, eligible_at: datetime, problem: str) -> Handoff:
+        return Handoff(lead_id, self._crm, BLOCKED, eligible_at, self._run_id, problem=problem)
+
+    def _send(
+        self,
+        to_send: Sequence[tuple[MergedLead, Handoff, bool]],
+        counts: HandoffCounts,
+        outcome: HandoffOutcome,
+    ) -> None:
+        # A resumed one is not looked for: the record found would be its own cut-off create,
+        # which the upsert by its key finds again.
+        fresh = [
+            str(m.lead.values[self._map.identity_field]) for m, _, resumed in to_send if not resumed
+        ]
+        people = self._target.find_people(fresh) if fresh else {}
+        now = self._clock()
+        done: list[Handoff] = []
+        records: list[NewRecord] = []
+        sent: dict[str, tuple[MergedLead, Handoff, dict[str, Any]]] = {}
+        for m, pending, resumed in to_send:
+            email = str(m.lead.values[self._map.identity_field]).strip().lower()
+            held = None if resumed else people.get(email)
+            if held is not None:
+                counts.matched += 1
+                done.append(
+                    replace(
+                        pending,
+                        status=MATCHED,
+                        record_id=held.record_id,
+                        record_object=held.object_name,
+                        handed_off_at=now,
+                    )
+                )
+                continue
+            try:
+                values = self._values(m.lead)
+            except TransformError as unwritable:
+                problem = f"cannot write {unwritable.field}: {unwritable.reason}"
+                counts.problem(problem, m.lead.lead_id)
+                done.append(replace(pending, status=BLOCKED, problem=problem))
+                continue
+            records.append(NewRecord(m.lead.lead_id, values, pending.owner))
+            sent[m.lead.lead_id] = (m, pending, values)
+        results = self._target.upsert(
+            records, key_field=self._key_field, assign=self._handoff.assignment == "salesforce"
+        )
+        for result in results:
+            m, pending, values = sent[result.key]
+            finished = self._finished(pending, result, counts)
+            if finished is None:
+                continue
+            done.append(finished)
+            if finished.status == CREATED and finished.record_id:
+                outcome.created.append(Created(self._crm, finished.record_id, values))
+                outcome.links += self._links(m, finished)
+        self._save(done, {m.lead.lead_id: m.lead for m, _, _ in to_send})
+
+    def _save(self, handoffs: Sequence[Handoff], leads: Mapping[str, Lead]) -> None:
+        """Record `handoffs`, with the clocks of those that reached sales just now."""
+        clocks = []
+        if self._clocks is not None:
+            clocks = [
+                self._clocks(leads[h.lead_id], h)
+                for h in handoffs
+                if h.handed_off and h.handed_off_at is not None and h.linked_at is None
+            ]
+        self._ledger.save(handoffs, clocks=[c for c in clocks if c], now=self._clock())
+
+    def _finished(
+        self, pending: Handoff, result: UpsertResult, counts: HandoffCounts
+    ) -> Handoff | None:
+        if result.status is WriteStatus.WRITTEN:
+            counts.handed_off += 1
+            return replace(
+                pending, status=CREATED, record_id=result.record_id, handed_off_at=self._clock()
+            )
+        if result.status is WriteStatus.DEFERRED:
+            counts.deferred += 1
+            return None  # still pending: the next run sends it again
+        counts.failed += 1
+        # The category and the fields the CRM named, never its message: it may quote values.
+        named = f" ({', '.join(result.fields)})" if result.fields else ""
+        problem = f"{self._crm} refused it: {result.category}{named}"
+        counts.problem(problem, pending.lead_id)
+        return replace(pending, status=FAILED, problem=problem)
+
+    def _values(self, lead: Lead) -> dict[str, Any]:
+        """What the new record holds: what a plan would write to an empty record."""
+        empty = Snapshot(self._crm, "", self._clock(), {}, {})
+        update = plan_updates(self._map, lead, {self._crm: empty}).get(self._crm)
+        if update is None:
+            return {}
+        return {name: value for name, value in update.values.items() if value is not None}
+
+    def _link(self, m: MergedLead, handoff: Handoff, outcome: HandoffOutcome) -> list[Handoff]:
+        """Queue the link writes of a handed-off lead; with none left to make (the other CRM
+        holds the id: a link whose record was cut off), the handoff is done: returned so."""
+        if handoff.linked_at is not None:
+            return []  # written once; a person may change it since, as any of their fields
+        links = self._links(m, handoff)
+        outcome.links += links
+        if links:
+            return []
+        return [replace(handoff, linked_at=self._clock())]
+
+    def _links(self, m: MergedLead, handoff: Handoff) -> list[LinkWrite]:
+        """The writes that give the lead's other records the target record's id."""
+        if handoff.record_object not in (None, "Lead") or not handoff.record_id:
+            return []
+        links = []
+        for crm, snapshot in m.snapshots.items():
+            targets = self._map.writeback.get(crm)
+            link_field = targets.handoff_link if targets else None
+            if crm == self._crm or link_field is None or snapshot.deleted:
+                continue
+            held = snapshot.raw.get(link_field)
+            if held == handoff.record_id:
+                continue
+            update = RecordUpdate(
+                snapshot.record_id, {link_field: handoff.record_id}, {link_field: held}
+            )
+            links.append(LinkWrite(crm, m.lead.lead_id, update))
+        return links
+
+
+def _entered(m: MergedLead, handoff: HandoffModel, now: datetime) -> datetime:
+    """When the lead reached the handoff stage: its transition of this run, else now (it was
+    there before; the first run that sees it eligible starts the system's clock)."""
+    eligible = {stage.value for stage in FORWARD[FORWARD.index(Stage(handoff.stage)) :]}
+    for transition in m.transitions:
+        if transition.to_stage.value in eligible:
+            return transition.at
+    return now

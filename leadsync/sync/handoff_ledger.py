@@ -1,0 +1,171 @@
+"""The handoff's table (`Store.handoffs`): each lead's handoff, from pending to its outcome.
+
+pending  about to be created; a run killed now creates it again by the same key (the lead
+         id), which finds the record the cut-off call made: never two
+created  the CRM holds it, with an owner, since `handed_off_at`
+matched  the CRM already held the person (a lead or contact with the email): nothing made
+failed   the CRM refused it (`problem`: its reason); tried again when the lead changes
+blocked  it cannot be handed off (`problem`: no company, no owner); the same
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, RowMapping
+
+from leadsync.sync import tables as t
+from leadsync.sync.database import retry_transient, writing
+from leadsync.sync.sla.clocks import ClockChanges
+from leadsync.sync.sla.ledger import save_clock_changes
+from leadsync.sync.sql import chunks, upsert
+
+PENDING = "pending"
+CREATED = "created"
+MATCHED = "matched"
+FAILED = "failed"
+BLOCKED = "blocked"
+# Sales can see the lead: what the acceptance clock and the speed-to-lead figures start from.
+HANDED_OFF = (CREATED, MATCHED)
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    lead_id: str
+    crm: str
+    status: str
+    eligible_at: datetime
+    run_id: str
+    record_id: str | None = None
+    record_object: str | None = None
+    owner: str | None = None
+    rule: str = ""
+    problem: str = ""
+    handed_off_at: datetime | None = None
+    linked_at: datetime | None = None
+
+    @property
+    def handed_off(self) -> bool:
+        return self.status in HANDED_OFF
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerLoad:
+    """An owner's handoffs so far (round-robin picks the fewest) and those still open (not yet
+    accepted: at the handoff stage), which `capacity` bounds."""
+
+    total: int = 0
+    open: int = 0
+
+
+class HandoffLedger:
+    """The handoffs table of one store."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @retry_transient
+    def of(self, lead_ids: Sequence[str]) -> dict[str, Handoff]:
+        found: dict[str, Handoff] = {}
+        with self._engine.connect() as connection:
+            for chunk in chunks(lead_ids):
+                rows = connection.execute(
+                    sa.select(t.handoffs).where(t.handoffs.c.lead_id.in_(chunk))
+                ).mappings()
+                found.update((row["lead_id"], _handoff(row)) for row in rows)
+        return found
+
+    @retry_transient
+    def unfinished(self) -> list[str]:
+        """The leads whose handoff was cut off (pending) or whose link back is not written:
+        the next run takes them up again, changed or not."""
+        query = sa.select(t.handoffs.c.lead_id).where(
+            (t.handoffs.c.status == PENDING)
+            | ((t.handoffs.c.status == CREATED) & t.handoffs.c.linked_at.is_(None))
+        )
+        with self._engine.connect() as connection:
+            return sorted(connection.execute(query).scalars())
+
+    @retry_transient
+    def save(
+        self,
+        handoffs: Sequence[Handoff],
+        *,
+        clocks: Sequence[ClockChanges] = (),
+        now: datetime | None = None,
+    ) -> None:
+        """Record these handoffs (replacing each lead's earlier one) and the SLA clocks they
+        start, in one transaction: a handoff is never recorded without its clocks."""
+        with writing(self._engine) as connection:
+            upsert(connection, t.handoffs, [_row(h) for h in handoffs])
+            if clocks:
+                run_id = handoffs[0].run_id if handoffs else ""
+                save_clock_changes(connection, clocks, run_id=run_id, now=now or datetime.now(UTC))
+
+    @retry_transient
+    def loads(self, owners: Sequence[str], *, open_stage: str) -> dict[str, OwnerLoad]:
+        """Owner -> handoffs to them so far, and those whose lead is still at `open_stage`."""
+        if not owners:
+            return {}
+        handoffs, leads = t.handoffs, t.leads
+        still_open = sa.func.sum(sa.case((leads.c.stage == open_stage, 1), else_=0))
+        query = (
+            sa.select(handoffs.c.owner, sa.func.count(), still_open)
+            .select_from(handoffs.outerjoin(leads, leads.c.lead_id == handoffs.c.lead_id))
+            .where(
+                handoffs.c.owner.in_(list(owners)),
+                handoffs.c.status.in_([PENDING, CREATED]),
+            )
+            .group_by(handoffs.c.owner)
+        )
+        with self._engine.connect() as connection:
+            return {
+                str(owner): OwnerLoad(int(total), int(opened or 0))
+                for owner, total, opened in connection.execute(query)
+            }
+
+    @retry_transient
+    def all(self) -> list[Handoff]:
+        """Every handoff (the reports' speed to lead), oldest eligible first."""
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(t.handoffs).order_by(t.handoffs.c.eligible_at, t.handoffs.c.lead_id)
+            ).mappings()
+            return [_handoff(row) for row in rows]
+
+
+def _handoff(row: RowMapping) -> Handoff:
+    return Handoff(
+        lead_id=row["lead_id"],
+        crm=row["crm"],
+        status=row["status"],
+        eligible_at=row["eligible_at"],
+        run_id=row["run_id"],
+        record_id=row["record_id"],
+        record_object=row["record_object"],
+        owner=row["owner"],
+        rule=row["rule"],
+        problem=row["problem"],
+        handed_off_at=row["handed_off_at"],
+        linked_at=row["linked_at"],
+    )
+
+
+def _row(handoff: Handoff) -> dict[str, object]:
+    return {
+        "lead_id": handoff.lead_id,
+        "crm": handoff.crm,
+        "status": handoff.status,
+        "record_id": handoff.record_id,
+        "record_object": handoff.record_object,
+        "owner": handoff.owner,
+        "rule": handoff.rule,
+        "problem": handoff.problem,
+        "eligible_at": handoff.eligible_at,
+        "handed_off_at": handoff.handed_off_at,
+        "linked_at": handoff.linked_at,
+        "run_id": handoff.run_id,
+    }
