@@ -478,6 +478,8 @@ class SyncEngine:
         if not summary.wrote:
             return
         unsettled = self._write(merged, summary, should_stop)
+        # A batch boundary: the handoff's calls are a batch of their own (the lease renews).
+        _stop_if(should_stop)
         self._hand_off(merged, summary)
         self._forget_settled_refusals(part, merged)
         for crm, snapshots in pending.items():
