@@ -123,7 +123,7 @@ def test_a_run_cut_at_any_point_then_rerun_ends_like_an_uninterrupted_run(
 def test_the_reference_run_has_cut_points_to_test(reference: tuple[Any, int, int]) -> None:
     _, writes, calls = reference
     assert writes >= 4  # several batches: "at most one batch twice" means something
-    assert 10 < calls < 50  # every call is covered by _points()
+    assert 10 < calls < 60  # every call is covered by _points()
 
 
 def _sync_process(config: Config) -> subprocess.Popen[bytes]:
