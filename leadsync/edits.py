@@ -206,7 +206,14 @@ def accept_first(config: Config, engine: Engine) -> Version:
     running = running_version(engine)
     if running is not None:
         return running
-    return apply_edit(config, engine, by="first start", expect_running="")
+    try:
+        return apply_edit(config, engine, by="first start", expect_running="")
+    except StaleEditError:
+        # Replicas started together: another accepted the first version in between. Run that.
+        accepted = running_version(engine)
+        if accepted is None:
+            raise
+        return accepted
 
 
 def _disk(config: Config) -> tuple[str, str]:

@@ -95,3 +95,21 @@ def test_apply_on_a_terminal_asks_and_a_no_applies_nothing(
     assert "not applied" in done.stderr
     with Store(config.database_url) as store:
         assert running_version(store.engine) == running
+
+
+def test_a_replica_that_loses_the_race_to_accept_the_first_version_runs_the_winners(
+    config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Replicas started together each see no version and try to accept their files; the one
+    # whose compare-and-swap loses must run the version the other accepted, not exit.
+    import leadsync.edits as edits
+
+    edited = _lowered(config, tmp_path)
+    with Store(config.database_url) as store:
+        winner = edits.apply_edit(edited, store.engine, by="replica a", expect_running="")
+        seen = iter([None])
+        real = edits.running_version
+        monkeypatch.setattr(edits, "running_version", lambda engine: next(seen, real(engine)))
+        loser = edits.accept_first(config, store.engine)
+    assert loser.digest == winner.digest
+    assert loser.accepted_by == "replica a"

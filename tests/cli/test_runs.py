@@ -12,6 +12,7 @@ import pytest
 from leadsync.cli import main
 from leadsync.config import Config
 from leadsync.sandbox import Sandbox
+from leadsync.secrets import masked
 from leadsync.sync import tables
 from leadsync.sync.runs import find_run
 from leadsync.sync.store import Store
@@ -118,8 +119,12 @@ def test_revert_dry_run_says_what_it_would_put_back_and_writes_nothing(
     out = capsys.readouterr().out
     assert _write_calls(sandbox) == 0
     assert f"revert of run {run_id[:8]}, dry run (nothing written):" in out
+    # Each field to put back, its value masked as every value revert prints (a rep may have
+    # pasted a person's name where leadsync wrote): numbers shown, text not.
     first = written[0]
-    assert f"  {first.crm} {first.record_id} {first.field}: {first.old!r}" in out
+    assert f"  {first.crm} {first.record_id} {first.field}: {masked(repr(first.old))}" in out
+    named = next(w for w in written if isinstance(w.old, str) and len(w.old) > 3)
+    assert f"{named.field}: {named.old!r}" not in out
     # No run recorded for a preview.
     with Store(config.database_url) as store:
         assert len(store.runs()) == before
