@@ -46,6 +46,7 @@ from _common import (
     BENCHMARKS_MD,
     LEADSYNC,
     MB,
+    UNPACED,
     SandboxServer,
     Spread,
     expect,
@@ -228,9 +229,6 @@ def _open_limits() -> dict[str, Any]:
         "hubspot_daily_limit": 10**9,
         "salesforce_daily_limit": 10**9,
     }
-
-
-UNPACED = f"requests_per_ten_seconds = {10**9}\nsearches_per_second = {10**9}\n"
 
 
 def lower_bound(sample: Sample) -> dict[str, int]:

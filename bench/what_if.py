@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from _common import (
     BENCHMARKS_MD,
     MB,
+    UNPACED,
     SandboxServer,
     http_session,
     machine,
@@ -46,8 +47,6 @@ from leadsync.sync.whatif import what_if
 SECTION = "what-if"
 TARGET_SECONDS = 60.0
 TARGET_LEADS = 100_000
-# The highest pacing the config accepts: the benchmark measures the what-if, not the pull.
-UNPACED = f"requests_per_ten_seconds = {10**6}\nsearches_per_second = {10**6}\n"
 MQL = '{ field = "score", gte = 60 }'
 INSERT_AT_ONCE = 5_000
 
