@@ -254,15 +254,28 @@ class Connector(Protocol):
     def close(self) -> None: ...
 
 
-def drop_known(records: Sequence[CrmRecord], known: KnownStamps | None) -> list[CrmRecord]:
+def drop_known(
+    records: Sequence[CrmRecord], known: KnownStamps | None, *, ties_are_versions: bool = False
+) -> list[CrmRecord]:
     """`records` less those the store already holds at the same modification stamp or a
     later one. A later one happens because HubSpot's search lags its records: until it has
     caught up, it serves the version before an edit that a consistent read (a batch read
     before a write, a backfill's list) already brought into the store. Taking that stale
-    version would put older values over newer ones."""
+    version would put older values over newer ones.
+
+    With `ties_are_versions` (stamps of whole seconds: Salesforce), a record at the very
+    stamp the store holds is kept: a second save within that second, after the pull that
+    read the first, carries the same stamp. The store tells a re-read of the same content
+    from a new version by its digest."""
     if known is None or not records:
         return list(records)
     held = known([record.id for record in records])
+    if ties_are_versions:
+        return [
+            record
+            for record in records
+            if (stored := held.get(record.id)) is None or stored <= record.modified_at
+        ]
     return [
         record
         for record in records

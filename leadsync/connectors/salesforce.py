@@ -197,7 +197,8 @@ class SalesforceConnector:
         stream: str | None = None,
     ) -> Iterator[Page]:
         """Pages of the records changed since `position` (deleted ones flagged), in
-        (SystemModstamp, Id) order, less those `known` says the store holds at the same stamp.
+        (SystemModstamp, Id) order, less those `known` says the store holds at a later stamp
+        (a stamp of whole seconds does not tell two saves within one second apart).
         Of the lead object, or of `stream`, one of the related objects (`streams`).
 
         Records within `connection.lookback` before `position` are read again, for changes
@@ -210,9 +211,8 @@ class SalesforceConnector:
         self._gate()
         for records in self._read(scan.changes(after), lambda last: scan.changes(last.position)):
             if records:
-                yield Page(
-                    tuple(drop_known(records, known)), position=min(records[-1].position, cap)
-                )
+                fresh = drop_known(records, known, ties_are_versions=True)
+                yield Page(tuple(fresh), position=min(records[-1].position, cap))
 
     def pull_all(self, checkpoint: str | None = None, *, fields: Sequence[str]) -> Iterator[Page]:
         """Pages of every live record in Id order, after the record `checkpoint` names."""
@@ -907,7 +907,7 @@ def _look_back(position: Position, lookback: timedelta) -> Position:
     edit made after the last pull, in the second of its last record (or of the run's start,
     where the position was capped), carries that second's stamp and may sort before the
     position: resuming from the position itself would step over it for good. Records read
-    again are dropped by the caller's `known`."""
+    again come again (the store tells the unchanged ones by their content)."""
     start = position.modified_at - max(lookback, timedelta(0))
     return Position(start.replace(microsecond=0), "")
 

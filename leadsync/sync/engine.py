@@ -93,7 +93,7 @@ from leadsync.sync.related import (
 from leadsync.sync.sla.clocks import Clock, ClockChanges, SlaRules
 from leadsync.sync.sla.monitor import SlaCheckResult, SlaMonitor, monitor_for
 from leadsync.sync.slices import PersonGroups, Slice
-from leadsync.sync.store import Quarantined, Store, WriteRow
+from leadsync.sync.store import Quarantined, Store, WriteRow, content_digest
 
 log = logging.getLogger("leadsync.sync")
 
@@ -651,7 +651,7 @@ class SyncEngine:
             run_id=summary.run_id,
         )
         counts = summary.crms.setdefault(crm, CrmCounts())
-        counts.related_pulled += len(page.records)
+        counts.related_pulled += sum(row != held.get(row.record_id) for row in rows)
         return [snapshot.record_id for snapshot in refreshed]
 
     def ingest(
@@ -708,7 +708,7 @@ class SyncEngine:
             related=related,
         )
         counts = summary.crms.setdefault(crm, CrmCounts())
-        counts.pulled += len(page.records)
+        counts.pulled += len(page.records) - len(_read_again(snapshots, previous))
         counts.quarantined += len(quarantined)
         return snapshots
 
@@ -1238,3 +1238,16 @@ def _as_written(snapshot: Snapshot, written: Mapping[str, Mapping[str, Any]]) ->
             {f"{CONTACT}.{name}": value for name, value in written.get(contact_id, {}).items()}
         )
     return replace(snapshot, raw=raw)
+
+
+def _read_again(snapshots: Sequence[Snapshot], previous: Mapping[str, Snapshot]) -> list[str]:
+    """The ids of `snapshots` the store already holds as they are: a pull gives again what
+    sits at a stamp the store holds (Salesforce's whole seconds cannot tell two saves in one
+    second apart), and such a record is not a change pulled. Only ties are digested."""
+    return [
+        snapshot.record_id
+        for snapshot in snapshots
+        if (held := previous.get(snapshot.record_id)) is not None
+        and held.modified_at == snapshot.modified_at
+        and content_digest(held) == content_digest(snapshot)
+    ]

@@ -124,12 +124,6 @@ def test_ignored_it_stays_unlinked_and_resolving_again_is_bad_usage(
     assert f"no record {twin} in review" in capsys.readouterr().err
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug (stop 23): after another sync in the same process, a deleted duplicate's "
-    "review item sometimes stays open; passes alone. Suspect the deletion landing in the second "
-    "of the last pull position; not yet found.",
-)
 def test_the_item_closes_itself_once_the_duplicate_it_stood_against_is_deleted(
     sandbox: Sandbox, config: Config, duplicate: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -146,12 +140,6 @@ def test_the_item_closes_itself_once_the_duplicate_it_stood_against_is_deleted(
     assert closed.resolution.startswith("closed itself: matched")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug (stop 23): after another sync in the same process, a deleted duplicate's "
-    "review item sometimes stays open; passes alone. Suspect the deletion landing in the second "
-    "of the last pull position; not yet found.",
-)
 def test_the_item_of_a_record_deleted_in_its_crm_closes_itself(
     sandbox: Sandbox, config: Config, duplicate: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -159,6 +159,18 @@ def known_from(held: Iterable[CrmRecord]) -> Callable[[Sequence[str]], Mapping[s
     return lambda wanted: {i: stamps[i] for i in wanted if i in stamps}
 
 
+def unseen(pulled: Iterable[CrmRecord], held: Iterable[CrmRecord]) -> list[CrmRecord]:
+    """Of `pulled`, what a store holding `held` finds new: a Salesforce pull gives again the
+    records at a stamp the store holds (two saves may share a second), and the store drops
+    those whose content it already has."""
+    have = {(r.id, r.modified_at, r.deleted, tuple(sorted(r.fields.items()))) for r in held}
+    return [
+        r
+        for r in pulled
+        if (r.id, r.modified_at, r.deleted, tuple(sorted(r.fields.items()))) not in have
+    ]
+
+
 def open_lead_ids(inspector: Inspector, count: int) -> list[str]:
     leads = inspector.leads()
     return sorted(i for i, row in leads.items() if not row["IsConverted"])[:count]
@@ -335,12 +347,16 @@ def test_pull_resumes_from_a_position_with_only_later_changes() -> None:
         assert {r.status for r in result} == {WriteStatus.WRITTEN}
 
         position, held = before[-1].position, known_from(records(before))
-        after = records(connector.pull(position, fields=["Title"], started_at=LATER, known=held))
+        pulled = records(connector.pull(position, fields=["Title"], started_at=LATER, known=held))
+        after = unseen(pulled, records(before))
         assert sorted(ids(after)) == sorted(changed)
         assert {record.fields["Title"] for record in after} == {"Moved on"}
+        # Nothing older than the position's second comes again.
+        second = position.modified_at.replace(microsecond=0)
+        assert all(r.modified_at >= second for r in pulled)
 
 
-def test_pull_neither_skips_nor_repeats_records_sharing_a_stamp_across_pages() -> None:
+def test_pull_skips_no_record_sharing_a_stamp_across_pages_and_repeats_only_the_tie() -> None:
     clock = FakeClock()  # frozen: every write below gets the same SystemModstamp
     with running(leads=10, clock=clock) as (sandbox, _inspector):
         create_leads(sandbox, 450)
@@ -354,17 +370,19 @@ def test_pull_neither_skips_nor_repeats_records_sharing_a_stamp_across_pages() -
             assert len(shared) == 1
 
             # Resuming from either page boundary, inside the tie, with the records read so far
-            # held (the whole second is read again: a tie may grow after a pull), yields
-            # exactly the rest.
+            # held, reads the whole second again (a tie may grow after a pull, and a record
+            # in it may have changed within the second): the store finds exactly the rest new.
             for done, page in ((200, pages[0]), (400, pages[1])):
                 held = known_from(everything[:done])
-                rest = records(
+                again = records(
                     connector.pull(page.position, fields=["LastName"], started_at=LATER, known=held)
                 )
-                assert ids(rest) == ids(everything)[done:]
+                (stamp,) = shared
+                assert ids(again) == ids([r for r in everything if r.modified_at == stamp])
+                assert ids(unseen(again, everything[:done])) == ids(everything)[done:]
 
 
-def test_lookback_pulls_recent_records_again_and_known_drops_the_held_ones() -> None:
+def test_lookback_pulls_recent_records_again_and_known_drops_those_held_at_a_later_stamp() -> None:
     clock = FakeClock(SEED_UNTIL.timestamp())
     with running(clock=clock) as (sandbox, inspector):
         sf = client(sandbox)
@@ -391,8 +409,22 @@ def test_lookback_pulls_recent_records_again_and_known_drops_the_held_ones() -> 
             fresh = records(
                 connector.pull(position, fields=["Title"], started_at=LATER, known=known)
             )
-            assert ids(fresh) == [second]
-            assert fresh[0].fields["Title"] == "Later change"
+            # The held ones at their held stamp come again (a stamp of whole seconds is no
+            # proof of the same version); the store finds only the later change new.
+            assert set(ids(fresh)) == expected
+            assert ids(unseen(fresh, held)) == [second]
+            assert unseen(fresh, held)[0].fields["Title"] == "Later change"
+            # A record the store holds at a later stamp (a read before a write) is dropped.
+            ahead = {first: stamps[first] + timedelta(seconds=1)}
+            newer = records(
+                connector.pull(
+                    position,
+                    fields=["Title"],
+                    started_at=LATER,
+                    known=lambda wanted: {i: ahead[i] for i in wanted if i in ahead},
+                )
+            )
+            assert first not in ids(newer)
 
 
 def test_an_edit_later_in_the_second_of_the_position_is_pulled_whatever_the_lookback() -> None:
@@ -413,8 +445,31 @@ def test_an_edit_later_in_the_second_of_the_position_is_pulled_whatever_the_look
             again = records(
                 connector.pull(position, fields=["Title"], started_at=LATER, known=known_from(held))
             )
-            assert ids(again) == [low]
-            assert again[0].fields["Title"] == "Same second, lower Id"
+            assert ids(unseen(again, held)) == [low]
+            assert unseen(again, held)[0].fields["Title"] == "Same second, lower Id"
+
+
+def test_a_record_edited_again_in_the_second_it_was_pulled_is_pulled_again() -> None:
+    # Two versions of one record can share a whole-second SystemModstamp: a stamp the store
+    # already holds is no proof that it holds this version (leadsync's own write landing in
+    # the second of the pull before it, a person's second save), so the record comes again.
+    clock = FakeClock(SEED_UNTIL.timestamp())  # frozen: the edits below share one second
+    with running(clock=clock) as (sandbox, inspector):
+        sf = client(sandbox)
+        (lead,) = open_lead_ids(inspector, 1)
+        clock.advance(60)
+        sf.Lead.update(lead, {"Title": "First save"})
+        with connected(sandbox, lookback=timedelta(0)) as connector:
+            held = records(connector.pull(None, fields=["Title"], started_at=LATER))
+            position = held[-1].position
+            assert position.record_id == lead
+            sf.Lead.update(lead, {"Title": "Second save, same second"})
+            again = records(
+                connector.pull(position, fields=["Title"], started_at=LATER, known=known_from(held))
+            )
+            assert ids(again) == [lead]
+            assert again[0].modified_at == position.modified_at
+            assert again[0].fields["Title"] == "Second save, same second"
 
 
 def test_page_positions_never_pass_the_start_of_the_run() -> None:

@@ -20,6 +20,7 @@ from tests.connectors.test_salesforce_connector import (
     open_lead_ids,
     records,
     running,
+    unseen,
 )
 
 CONTACT_FIELDS = ("Email", "LastName", "Leadsync_Score__c", "Leadsync_Stage__c")
@@ -66,7 +67,7 @@ def test_a_contact_pull_resumes_with_look_back_and_notices_deletes() -> None:
                     position, fields=CONTACT_FIELDS, started_at=LATER, known=held, stream="Contact"
                 )
             )
-        by_id = {r.id: r for r in later}
+        by_id = {r.id: r for r in unseen(later, records(first))}
         assert set(by_id) == {contact_ids[0], contact_ids[1], new_contact}
         assert by_id[contact_ids[0]].fields["Leadsync_Score__c"] == 42.0
         assert by_id[contact_ids[1]].deleted is True
