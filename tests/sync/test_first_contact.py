@@ -81,6 +81,18 @@ def bare_config(sandbox: Sandbox, folder: Path, database_url: str | None = None)
     run `leadsync setup`, so HubSpot has none of leadsync's properties yet."""
     path = folder / "leadsync.toml"
     write_sandbox_config(path, sandbox.url, sandbox.credentials())
+    # The client paced at the sandbox's open limits (OPEN_LIMITS), not HubSpot's: a run with
+    # hundreds of calls (a batch of refusals) would otherwise wait out 10-second windows that
+    # no test here is about.
+    text = path.read_text().replace(
+        f'base_url = "{sandbox.url}"\n',
+        f'base_url = "{sandbox.url}"\n'
+        f"requests_per_ten_seconds = {OPEN_LIMITS.ten_second_limit}\n"
+        f"searches_per_second = {OPEN_LIMITS.searches_per_second}\n",
+        1,
+    )
+    assert "requests_per_ten_seconds" in text
+    path.write_text(text)
     if database_url is not None:
         text = re.sub(r'url = "sqlite:///[^"]*"', f'url = "{database_url}"', path.read_text())
         path.write_text(text)
