@@ -190,12 +190,17 @@ class TomlLines:
         self._line = 1
         self._lines: dict[str, int] = {}
         self._items: dict[str, int] = {}  # array of tables -> how many items so far
-        with contextlib.suppress(IndexError):  # a text tomllib refused: keep what was found
-            self._document()
+        # Read on the first question: most files loaded have no problem to locate, and reading
+        # one costs more than loading it (every run loads the mapping and the definition).
+        self._read = False
 
     def line_of(self, key: str) -> int | None:
         """The line of `key`, else of its nearest parent found (a missing key's table).
         Quoted segments (`value_map."Closed Won"`) are looked up unquoted, as TOML reads them."""
+        if not self._read:
+            self._read = True
+            with contextlib.suppress(IndexError):  # a text tomllib refused: keep what was found
+                self._document()
         key = key.replace('"', "")
         while key:
             if key in self._lines:

@@ -87,7 +87,10 @@ def install_clients(cache: Path, npm: str) -> str | None:
         shutil.rmtree(building, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
+# Session-scoped, not module-scoped: under xdist other modules' tests run between this one's
+# on its worker, and a module fixture was torn down and the clients driven again after them.
+# The tests only read what it returns.
+@pytest.fixture(scope="session")
 def driven() -> dict[str, Any]:
     """What each client call returned, driving a fresh sandbox once for the module."""
     folder = _installed_clients()

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import requests
 
+from leadsync import runtime as runtime_module
 from leadsync.config import Config, load_config
 from leadsync.connectors.base import Page
 from leadsync.runtime import Runtime, open_runtime
@@ -265,8 +266,16 @@ def test_between_chunks_a_backfill_lets_another_writer_take_the_sync_lease(
 
 
 def test_a_backfill_the_sync_lease_stays_closed_to_pauses_and_its_run_says_paused(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The runtime waits at least 20 s for the lease; two are as long past this one's 0.1 s
+    # tries, and what is tested is what the backfill does once the wait is out.
+    runner = runtime_module.BackfillRunner
+
+    def waiting_two_seconds(*args: Any, **kwargs: Any) -> Any:
+        return runner(*args, **{**kwargs, "lease_wait": timedelta(seconds=2)})
+
+    monkeypatch.setattr(runtime_module, "BackfillRunner", waiting_two_seconds)
     with Sandbox(SETTINGS) as sandbox:
         config = config_for(sandbox, tmp_path)
         assert config.path is not None
@@ -276,7 +285,7 @@ def test_a_backfill_the_sync_lease_stays_closed_to_pauses_and_its_run_says_pause
         )
         config = load_config(config.path)
         with open_runtime(config, connect=False) as watcher:
-            # Another replica's long sync holds the lease past the backfill's wait (20 s).
+            # Another replica's long sync holds the lease past the backfill's wait.
             assert Leases(watcher.store.engine, "a-long-sync").acquire("sync", timedelta(hours=1))
             backfill = run(config, BackfillSpec(BOTH))
             (recorded,) = watcher.store.runs(limit=1)

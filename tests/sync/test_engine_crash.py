@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,10 @@ from typing import Any
 import pytest
 
 from leadsync.config import Config
+from leadsync.connectors.hubspot import HubSpotConnector
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
+from leadsync.sync import engine as engine_module
 from leadsync.sync.engine import SyncEngine
 from tests.support import (
     REAL_PROCESSES,
@@ -42,22 +45,46 @@ SETTINGS = SandboxSettings(
     seed_until=SEEDED_UNTIL,
     hubspot=HubSpotSettings(ten_second_limit=100_000, searches_per_second=1_000),
 )
+# The in-process cuts run an org a quarter the size, its pages and write batches a quarter the
+# size too: the run makes the same calls, in the same order, as one over SETTINGS at the real
+# sizes (two HubSpot search pages, three HubSpot and two Salesforce write batches, 55 calls),
+# at a fraction of the cost of each of the hundred-odd cases.
+SCALED = replace(SETTINGS, leads=60)
+SEARCH_PAGE = 40
+SCALED_WRITE_BATCH = {"hubspot": 20, "salesforce": 40}
 WRITE_ENDPOINTS = ("hubspot.contacts.batch_update", "salesforce.collection_update")
 
 
 class _Wrapped:
-    """A store or a connector whose methods `names` pass the tripwire."""
+    """A store or a connector whose methods `names` pass the tripwire (their names logged in
+    `log`, if given)."""
 
-    def __init__(self, inner: Any, wire: Tripwire, names: frozenset[str] | None) -> None:
+    def __init__(
+        self,
+        inner: Any,
+        wire: Tripwire,
+        names: frozenset[str] | None,
+        log: list[str] | None = None,
+    ) -> None:
         self._inner = inner
         self._wire = wire
         self._names = names
+        self._log = log
         self.crm = getattr(inner, "crm", None)
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._inner, name)
         if callable(value) and (self._names is None or name in self._names):
-            return self._wire.wrap(value)
+            wrapped = self._wire.wrap(value)
+            if self._log is None:
+                return wrapped
+            log = self._log
+
+            def logged(*args: Any, **kwargs: Any) -> Any:
+                log.append(name)
+                return wrapped(*args, **kwargs)
+
+            return logged
         return value
 
 
@@ -66,18 +93,34 @@ def _config(sandbox: Sandbox, folder: Path) -> Config:
     return config
 
 
-def _run(config: Config, wire: Tripwire | None = None) -> None:
-    with open_runtime(config) as runtime:
+def _run(
+    config: Config,
+    wire: Tripwire | None = None,
+    *,
+    scaled: bool = True,
+    log: list[str] | None = None,
+) -> None:
+    """One run; `scaled`, at the page and batch sizes of a SCALED sandbox."""
+    with open_runtime(config) as runtime, pytest.MonkeyPatch.context() as patch:
+        connection = config.hubspot_connection()
+        if scaled:
+            for crm, size in SCALED_WRITE_BATCH.items():
+                patch.setitem(engine_module.WRITE_BATCH, crm, size)
+            connection = replace(connection, search_page_size=SEARCH_PAGE)
+        hubspot = HubSpotConnector(connection)
         store: Any = runtime.store
-        connectors: dict[str, Any] = dict(runtime.connectors)
+        connectors: dict[str, Any] = {**runtime.connectors, "hubspot": hubspot}
         if wire is not None:
-            store = _Wrapped(store, wire, None)
+            store = _Wrapped(store, wire, None, log)
             connectors = {
-                crm: _Wrapped(c, wire, frozenset({"write"})) for crm, c in connectors.items()
+                crm: _Wrapped(c, wire, frozenset({"write"}), log) for crm, c in connectors.items()
             }
-        SyncEngine(store, connectors, runtime.field_map, runtime.definition, clock=lambda: NOW).run(
-            write=True
-        )
+        try:
+            SyncEngine(
+                store, connectors, runtime.field_map, runtime.definition, clock=lambda: NOW
+            ).run(write=True)
+        finally:
+            hubspot.close()
 
 
 def _write_calls(sandbox: Sandbox) -> int:
@@ -88,7 +131,7 @@ def _write_calls(sandbox: Sandbox) -> int:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], int, int]:
     """The CRM state after one uninterrupted run, its write calls, and its store/write calls."""
-    with Sandbox(SETTINGS) as sandbox:
+    with Sandbox(SCALED) as sandbox:
         config = _config(sandbox, tmp_path_factory.mktemp("reference"))
         counter = Tripwire(None, after=False)
         sandbox.stats.clear()
@@ -96,9 +139,29 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any],
         return crm_state(sandbox), _write_calls(sandbox), counter.calls
 
 
+def _calls_made(settings: SandboxSettings, folder: Path, *, scaled: bool) -> list[str]:
+    with Sandbox(settings) as sandbox:
+        log: list[str] = []
+        _run(_config(sandbox, folder), Tripwire(None, after=False), scaled=scaled, log=log)
+        return log
+
+
+def test_the_scaled_run_makes_the_calls_of_a_full_sized_one(tmp_path: Path) -> None:
+    # What lets the cuts run over SCALED: each is a cut of the full-sized run too.
+    full = _calls_made(SETTINGS, tmp_path / "full", scaled=False)
+    assert _calls_made(SCALED, tmp_path / "scaled", scaled=True) == full
+    # Pages of more than one search (HubSpot's), and several write batches.
+    assert full.count("save_page") >= 5
+    assert full.count("write") >= 4
+
+
+MOST_CALLS = 60
+
+
 def _points() -> list[tuple[int, bool]]:
-    # Every call of a run, cut before and after; the run makes a few dozen (asserted below).
-    return [(n, after) for n in range(1, 50) for after in (False, True)]
+    # Every call of a run, cut before and after; the run makes fewer than MOST_CALLS (asserted
+    # below), and the points past its last call skip.
+    return [(n, after) for n in range(1, MOST_CALLS) for after in (False, True)]
 
 
 @pytest.mark.slow
@@ -109,7 +172,7 @@ def test_a_run_cut_at_any_point_then_rerun_ends_like_an_uninterrupted_run(
     expected_state, expected_writes, calls = reference
     if at > calls:
         pytest.skip(f"the run makes {calls} calls")
-    with Sandbox(SETTINGS) as sandbox:
+    with Sandbox(SCALED) as sandbox:
         config = _config(sandbox, tmp_path)
         sandbox.stats.clear()
         with pytest.raises(Cut):
@@ -123,7 +186,7 @@ def test_a_run_cut_at_any_point_then_rerun_ends_like_an_uninterrupted_run(
 def test_the_reference_run_has_cut_points_to_test(reference: tuple[Any, int, int]) -> None:
     _, writes, calls = reference
     assert writes >= 4  # several batches: "at most one batch twice" means something
-    assert 10 < calls < 60  # every call is covered by _points()
+    assert 10 < calls < MOST_CALLS  # every call is covered by _points()
 
 
 def _sync_process(config: Config) -> subprocess.Popen[bytes]:
@@ -134,16 +197,22 @@ def _sync_process(config: Config) -> subprocess.Popen[bytes]:
     )
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The mapped state after one `sync --once` process that ran through, over SETTINGS: the
+    same for every kill below (the seed fixes the org, `mapped_state` leaves out the clock)."""
+    with Sandbox(SETTINGS) as clean:
+        run = _sync_process(_config(clean, tmp_path_factory.mktemp("clean")))
+        assert run.wait(timeout=120) == 0
+        return mapped_state(clean)
+
+
 @pytest.mark.slow
 @REAL_PROCESSES
 @pytest.mark.parametrize("delay", [1.0, 1.2, 1.35])
 def test_a_sync_killed_with_sigkill_then_rerun_ends_like_an_uninterrupted_one(
-    tmp_path: Path, delay: float
+    uninterrupted: dict[str, Any], tmp_path: Path, delay: float
 ) -> None:
-    with Sandbox(SETTINGS) as clean:
-        run = _sync_process(_config(clean, tmp_path / "clean"))
-        assert run.wait(timeout=120) == 0
-        expected = mapped_state(clean)
     with Sandbox(SETTINGS) as sandbox:
         config = _config(sandbox, tmp_path / "killed")
         victim = _sync_process(config)
@@ -152,4 +221,4 @@ def test_a_sync_killed_with_sigkill_then_rerun_ends_like_an_uninterrupted_one(
         victim.wait(timeout=30)
         rerun = _sync_process(config)
         assert rerun.wait(timeout=120) == 0
-        assert mapped_state(sandbox) == expected
+        assert mapped_state(sandbox) == uninterrupted

@@ -1,7 +1,7 @@
 """First contact with a real org (issue 14): nothing destroyed, nothing silent, no daily churn.
 
 Each guarantee a test over the sandbox, with a real store (SQLite, and PostgreSQL where the
-store decides the outcome):
+store decides the outcome: see ENGINE_DECIDES):
 
 1. a mapping that does not fit a CRM stops every command before its first write, naming each
    problem with its fix;
@@ -61,6 +61,13 @@ BATCH_UPDATE = "/crm/v3/objects/contacts/batch/update"
 RULES = {"recycle", "disqualify", "requalify"}
 
 
+# For a test of what the engine decides from the CRMs (preflight, adoption, rules, a stage put
+# back), which reads the store only to see the outcome: on SQLite alone. The store's own say
+# (leadsync's writes as evidence, refusals and their backoff, the first sync's history) keeps
+# both backends, and the store contract suite covers PostgreSQL's every query.
+ENGINE_DECIDES = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
 @pytest.fixture
 def sandbox_settings() -> SandboxSettings:
     return SETTINGS
@@ -74,6 +81,18 @@ def bare_config(sandbox: Sandbox, folder: Path, database_url: str | None = None)
     run `leadsync setup`, so HubSpot has none of leadsync's properties yet."""
     path = folder / "leadsync.toml"
     write_sandbox_config(path, sandbox.url, sandbox.credentials())
+    # The client paced at the sandbox's open limits (OPEN_LIMITS), not HubSpot's: a run with
+    # hundreds of calls (a batch of refusals) would otherwise wait out 10-second windows that
+    # no test here is about.
+    text = path.read_text().replace(
+        f'base_url = "{sandbox.url}"\n',
+        f'base_url = "{sandbox.url}"\n'
+        f"requests_per_ten_seconds = {OPEN_LIMITS.ten_second_limit}\n"
+        f"searches_per_second = {OPEN_LIMITS.searches_per_second}\n",
+        1,
+    )
+    assert "requests_per_ten_seconds" in text
+    path.write_text(text)
     if database_url is not None:
         text = re.sub(r'url = "sqlite:///[^"]*"', f'url = "{database_url}"', path.read_text())
         path.write_text(text)
@@ -245,6 +264,7 @@ def test_check_online_reports_what_the_preflight_stops_on_and_more(
     assert {line.removeprefix("leadsync: ") for line in stopped} <= checked
 
 
+@ENGINE_DECIDES
 def test_a_property_an_admin_archived_after_setup_stops_the_next_sync_before_writing(
     sandbox: Sandbox, config: Config, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -328,6 +348,7 @@ def test_a_first_sync_keeps_every_stage_the_org_holds_and_moves_none_back_withou
     added_up(summary)
 
 
+@ENGINE_DECIDES
 def test_explain_shows_the_adopted_stage_and_why(
     sandbox: Sandbox, config: Config, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -355,6 +376,7 @@ def _lead_alone_at(
     raise AssertionError(f"no lead alone at {stage} with HubSpot {hubspot}")
 
 
+@ENGINE_DECIDES
 def test_a_persons_forward_move_is_adopted_not_undone(sandbox: Sandbox, config: Config) -> None:
     cycle(config)
     with Store(config.database_url) as store:
@@ -374,6 +396,7 @@ def test_a_persons_forward_move_is_adopted_not_undone(sandbox: Sandbox, config: 
     assert write_calls(sandbox) == 0
 
 
+@ENGINE_DECIDES
 def test_a_later_stage_a_person_set_is_kept(sandbox: Sandbox, config: Config) -> None:
     cycle(config)
     with Store(config.database_url) as store:
@@ -387,6 +410,7 @@ def test_a_later_stage_a_person_set_is_kept(sandbox: Sandbox, config: Config) ->
     assert "lifecyclestage" not in written
 
 
+@ENGINE_DECIDES
 def test_a_crm_value_the_mapping_lists_for_the_leads_stage_is_not_written_over(
     sandbox: Sandbox, config: Config
 ) -> None:
@@ -467,6 +491,7 @@ def _customers_from_salesforce_only(config: Config) -> Config:
     return with_definition(config, shipped.replace(evidence, ""))
 
 
+@ENGINE_DECIDES
 @pytest.mark.parametrize(
     ("status", "rule"), [("UNQUALIFIED", "disqualify"), ("BAD_TIMING", "recycle")]
 )
@@ -495,6 +520,7 @@ def _adopted_sql(store: Store, sandbox: Sandbox) -> str:
     return _lead_alone_at(store, sandbox, "sql", "salesqualifiedlead")
 
 
+@ENGINE_DECIDES
 def test_a_backward_move_whose_set_fails_is_put_back_in_the_same_run(
     sandbox: Sandbox, config: Config
 ) -> None:
