@@ -631,8 +631,14 @@ class SyncEngine:
         stream's cursor past the page. Returns the ids of those lead records."""
         ids = [record.id for record in page.records]
         held = self._store.related.get(crm, ids)
+        email_field = self._person_email_field(crm, object_name)
         rows = [
-            Related.of(r, object_name, held[r.id].parent_id if r.id in held else None)
+            Related.of(
+                r,
+                object_name,
+                held[r.id].parent_id if r.id in held else None,
+                email_field=email_field,
+            )
             for r in page.records
         ]
         by_parent = {row.parent_id: row for row in rows if row.parent_id is not None}
@@ -653,6 +659,12 @@ class SyncEngine:
         counts = summary.crms.setdefault(crm, CrmCounts())
         counts.related_pulled += len(page.records)
         return [snapshot.record_id for snapshot in refreshed]
+
+    def _person_email_field(self, crm: str, object_name: str) -> str | None:
+        """Where `object_name`'s records hold their person's email, when they are people of
+        their own (the connector's `people`)."""
+        connector = self._connectors.get(crm)
+        return connector.people.get(object_name) if connector is not None else None
 
     def ingest(
         self,
@@ -734,7 +746,13 @@ class SyncEngine:
                 read = connector.fetch(
                     missing, fields=fields_of(self._map, crm, object_name), object_name=object_name
                 )
-                found.update({i: Related.of(r, object_name) for i, r in read.items()})
+                email_field = self._person_email_field(crm, object_name)
+                found.update(
+                    {
+                        i: Related.of(r, object_name, email_field=email_field)
+                        for i, r in read.items()
+                    }
+                )
         owned: list[Related] = []
         enriched = []
         for snapshot in snapshots:
