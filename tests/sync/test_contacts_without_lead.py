@@ -1,0 +1,218 @@
+"""Salesforce Contacts that were never a Lead (created by sales, imported), against the sandbox:
+matched to their person by the HubSpot contact's salesforcecontactid or by email, written the
+person's leadsync values, never doubled by a handoff; ambiguity goes to review (issue 18,
+item 1)."""
+
+# The fixture imported from test_handoff is named as the tests' parameter.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from leadsync.config import Config
+from leadsync.runtime import open_runtime
+from leadsync.sandbox import Sandbox
+from leadsync.sync.handoff_ledger import MATCHED
+from leadsync.sync.model import Lead
+from tests.support import search_caught_up
+
+# The handoff tests' reference run (which HubSpot-only people a run hands off), sandbox
+# settings and run; their fixture is named as the tests' parameter.
+from tests.sync.test_handoff import (  # noqa: F401
+    SETTINGS,
+    config_for,
+    handoffs,
+    reference,
+    sync,
+)
+
+WRITTEN = ("Leadsync_Score__c", "Leadsync_Grade__c", "Leadsync_Stage__c")
+
+
+def _handed_off_email(expected: dict[str, Any], index: int = 0) -> str:
+    """The email of a HubSpot-only person the reference run handed off."""
+    handed = sorted(k for k in expected["salesforce"] if k.startswith("handoff:"))
+    return handed[index].removeprefix("handoff:")
+
+
+def _contact(sandbox: Sandbox, email: str, last_name: str = "Direct") -> str:
+    """A Contact sales created directly: no lead was ever converted into it."""
+    with sandbox.salesforce.lock:
+        made = sandbox.salesforce.create_record("Contact", {"LastName": last_name, "Email": email})
+    assert made.success
+    return str(made.record_id)
+
+
+def _person(config: Config, email: str) -> Lead:
+    with open_runtime(config, connect=False) as runtime:
+        (lead,) = runtime.store.find_leads(email=email)
+        return lead
+
+
+def _leads_holding(sandbox: Sandbox, email: str) -> list[str]:
+    return [
+        lead["Id"]
+        for lead in sandbox.salesforce.snapshot("Lead")
+        if str(lead.get("Email") or "").strip().lower() == email
+    ]
+
+
+def _review(config: Config) -> dict[str, Any]:
+    """The open review items of Contacts (the seeded org has duplicate leads in review too)."""
+    with open_runtime(config, connect=False) as runtime:
+        return {
+            item.record_id: item
+            for item in runtime.store.review_queue()
+            if item.record_id.startswith("003")
+        }
+
+
+def write_calls(sandbox: Sandbox) -> int:
+    endpoints = sandbox.stats.as_dict()["endpoints"]
+    return sum(
+        count
+        for name, count in endpoints.items()
+        if "update" in name or "ingest" in name or "upsert" in name or "create" in name
+    )
+
+
+def test_a_person_only_salesforce_holds_as_a_contact_gets_its_values_there_and_no_lead(
+    reference: tuple[dict[str, Any], int], tmp_path: Path
+) -> None:
+    expected, _ = reference
+    email = _handed_off_email(expected)
+    with Sandbox(SETTINGS) as sandbox:
+        # Another case than the person's HubSpot email: matched as identity matches, trimmed
+        # and lower-cased.
+        contact_id = _contact(sandbox, email.upper())
+        config = config_for(sandbox, tmp_path)
+        summary = sync(config)
+
+        assert _leads_holding(sandbox, email) == []
+        person = _person(config, email)
+        contact = sandbox.salesforce.record("Contact", contact_id)
+        assert contact is not None
+        assert contact["Leadsync_Score__c"] == person.score is not None
+        assert contact["Leadsync_Grade__c"] == person.grade
+        assert contact["Leadsync_Stage__c"] == "MQL"
+        matched = [h for h in handoffs(config) if h.lead_id == person.lead_id]
+        assert [(h.status, h.record_object, h.record_id) for h in matched] == [
+            (MATCHED, "Contact", contact_id)
+        ]
+        assert summary.handoff is not None
+        assert summary.handoff.matched >= 1
+        assert contact_id not in _review(config)
+
+
+def test_after_the_contact_is_written_a_run_on_an_unchanged_org_writes_nothing(
+    reference: tuple[dict[str, Any], int], tmp_path: Path
+) -> None:
+    expected, _ = reference
+    email = _handed_off_email(expected)
+    with Sandbox(SETTINGS) as sandbox:
+        contact_id = _contact(sandbox, email)
+        config = config_for(sandbox, tmp_path)
+        sync(config)
+        written = sandbox.salesforce.record("Contact", contact_id)
+        assert written is not None
+        assert written["Leadsync_Score__c"] is not None
+        search_caught_up(config)
+        sync(config)  # takes in the echoes of the first run's writes
+        search_caught_up(config)
+        before = sandbox.salesforce.record("Contact", contact_id)
+        sandbox.stats.clear()
+        quiet = sync(config)
+        assert write_calls(sandbox) == 0
+        assert sum(counts.written for counts in quiet.crms.values()) == 0
+        assert sandbox.salesforce.record("Contact", contact_id) == before
+        assert _leads_holding(sandbox, email) == []
+
+
+def test_the_hubspot_contacts_salesforcecontactid_matches_a_contact_of_another_email(
+    reference: tuple[dict[str, Any], int], tmp_path: Path
+) -> None:
+    expected, _ = reference
+    email = _handed_off_email(expected)
+    with Sandbox(SETTINGS) as sandbox:
+        contact_id = _contact(sandbox, "the.same.person@elsewhere.example")
+        (hubspot,) = [
+            c
+            for c in sandbox.hubspot.snapshot()
+            if str(c["properties"].get("email") or "").strip().lower() == email
+        ]
+        sandbox.hubspot.set_activity(int(hubspot["id"]), {"salesforcecontactid": contact_id})
+        sandbox.hubspot.settle_search()  # the run's search sees the edit
+        config = config_for(sandbox, tmp_path)
+        sync(config)
+
+        person = _person(config, email)
+        contact = sandbox.salesforce.record("Contact", contact_id)
+        assert contact is not None
+        assert contact["Leadsync_Score__c"] == person.score is not None
+        assert _leads_holding(sandbox, email) == []
+
+
+def test_two_contacts_holding_the_persons_email_go_to_review_and_neither_is_written(
+    reference: tuple[dict[str, Any], int], tmp_path: Path
+) -> None:
+    expected, _ = reference
+    email = _handed_off_email(expected)
+    with Sandbox(SETTINGS) as sandbox:
+        first = _contact(sandbox, email, "One")
+        second = _contact(sandbox, email, "Two")
+        config = config_for(sandbox, tmp_path)
+        summary = sync(config)
+
+        person = _person(config, email)
+        review = _review(config)
+        assert set(review) == {first, second}
+        assert all(item.candidates == (person.lead_id,) for item in review.values())
+        for contact_id in (first, second):
+            contact = sandbox.salesforce.record("Contact", contact_id)
+            assert contact is not None
+            assert all(contact.get(name) is None for name in WRITTEN)
+        # Nor is the person guessed at by a handoff: no lead made, no contact matched.
+        assert _leads_holding(sandbox, email) == []
+        assert [h.status for h in handoffs(config) if h.lead_id == person.lead_id] == ["blocked"]
+        assert summary.handoff is not None
+        assert any("in review" in reason for reason in summary.handoff.problems)
+
+        # A second run leaves them in review, still unwritten.
+        search_caught_up(config)
+        sync(config)
+        assert set(_review(config)) == {first, second}
+        contact = sandbox.salesforce.record("Contact", first)
+        assert contact is not None
+        assert contact.get("Leadsync_Score__c") is None
+
+
+@pytest.mark.parametrize("converted", [False, True], ids=["open lead", "converted lead"])
+def test_a_contact_of_a_person_with_a_salesforce_lead_goes_to_review_unwritten(
+    converted: bool, tmp_path: Path
+) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        sync(config)
+        with open_runtime(config, connect=False) as runtime:
+            linked = [
+                lead
+                for lead in sandbox.salesforce.snapshot("Lead")
+                if bool(lead["IsConverted"]) == converted
+                and lead["Email"]
+                and runtime.store.lead_ids_for("salesforce", [lead["Id"]])
+            ]
+        email = str(linked[0]["Email"]).strip().lower()
+        contact_id = _contact(sandbox, email)
+        search_caught_up(config)
+        sync(config)
+
+        review = _review(config)
+        assert contact_id in review
+        assert review[contact_id].candidates == (_person(config, email).lead_id,)
+        contact = sandbox.salesforce.record("Contact", contact_id)
+        assert contact is not None
+        assert all(contact.get(name) is None for name in WRITTEN)
