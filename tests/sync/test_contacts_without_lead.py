@@ -8,6 +8,7 @@ item 1)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from leadsync.runtime import open_runtime
 from leadsync.sandbox import Sandbox
 from leadsync.sync.handoff_ledger import MATCHED
 from leadsync.sync.model import Lead
+from leadsync.sync.review import resolve_review, review_item
 from tests.support import search_caught_up
 
 # The handoff tests' reference run (which HubSpot-only people a run hands off), sandbox
@@ -216,3 +218,38 @@ def test_a_contact_of_a_person_with_a_salesforce_lead_goes_to_review_unwritten(
         contact = sandbox.salesforce.record("Contact", contact_id)
         assert contact is not None
         assert all(contact.get(name) is None for name in WRITTEN)
+
+
+def test_a_contact_a_person_links_in_review_gets_the_values_and_its_twin_does_not(
+    reference: tuple[dict[str, Any], int], tmp_path: Path
+) -> None:
+    expected, _ = reference
+    email = _handed_off_email(expected)
+    with Sandbox(SETTINGS) as sandbox:
+        first = _contact(sandbox, email, "One")
+        second = _contact(sandbox, email, "Two")
+        config = config_for(sandbox, tmp_path)
+        sync(config)
+        search_caught_up(config)
+        sync(config)  # takes in the echoes: nothing of the person is pending any more
+        person = _person(config, email)
+        with open_runtime(config, connect=False) as runtime:
+            view = review_item(runtime.store, first)
+            assert view.record is None  # a Contact has no record of its own to show
+            resolve_review(runtime.store, view, "link", lead_id=person.lead_id)
+            resolve_review(runtime.store, review_item(runtime.store, second), "ignore")
+        search_caught_up(config)
+        # A run that starts after the decisions (the runs above keep the handoff tests' clock).
+        sync(config, at=datetime.now(UTC))
+
+        linked = sandbox.salesforce.record("Contact", first)
+        twin = sandbox.salesforce.record("Contact", second)
+        assert linked is not None
+        assert twin is not None
+        assert linked["Leadsync_Score__c"] == _person(config, email).score is not None
+        assert twin.get("Leadsync_Score__c") is None
+        # The twin is still a second Contact of the person: it comes back to review.
+        assert set(_review(config)) == {second}
+        matched = [h for h in handoffs(config) if h.lead_id == person.lead_id]
+        assert [(h.status, h.record_id) for h in matched] == [(MATCHED, first)]
+        assert _leads_holding(sandbox, email) == []
