@@ -2,11 +2,12 @@
 record names it (a Salesforce Contact that sales created or imported, never a Lead).
 
 Such a record is matched to a lead as identity matches any record, in the same order (see
-`sync.identity`): leadsync's own link, a cross-reference (the person's HubSpot contact names it
-in salesforcecontactid), then the normalised email. Once matched it is linked, and the lead's
-results go to it (the mapping's `[writeback.<crm>.contact]` targets) in place of a lead record,
-as they go to the Contact of a converted lead. It never votes in the merge, and never starts a
-lead: a record that matches nobody waits until a lead holds its email.
+`sync.identity`): leadsync's own link, a cross-reference (the person's record in the other CRM
+names it: identity's PERSON_OBJECTS), then the normalised email. Once matched it is linked,
+and the lead's results go to it (the mapping's `[writeback.<crm>.contact]` targets) in place
+of a lead record, as they go to the Contact of a converted lead. It never votes in the
+merge, and never starts a lead: a record that matches nobody waits until a lead holds its
+email.
 
 Ambiguity goes to review, never a guess:
 
