@@ -253,3 +253,62 @@ def test_a_contact_a_person_links_in_review_gets_the_values_and_its_twin_does_no
         matched = [h for h in handoffs(config) if h.lead_id == person.lead_id]
         assert [(h.status, h.record_id) for h in matched] == [(MATCHED, first)]
         assert _leads_holding(sandbox, email) == []
+
+
+def _hubspot_only_person(config: Config) -> Lead:
+    """A person leadsync knows from HubSpot only and did not hand off (below the handoff
+    stage): nothing of theirs is pending once the echoes are in."""
+    with open_runtime(config, connect=False) as runtime:
+        handed = {h.lead_id for h in runtime.store.handoffs.all()}
+        for lead_id in runtime.store.lead_ids_after(None, limit=10_000):
+            records = runtime.store.records_of([lead_id]).get(lead_id, [])
+            lead = runtime.store.leads([lead_id])[lead_id]
+            if (
+                lead_id not in handed
+                and [r.crm for r in records] == ["hubspot"]
+                and lead.values.get("email")
+            ):
+                return lead
+    raise AssertionError("no HubSpot-only person below the handoff stage in the seeded data")
+
+
+def test_a_contact_sales_create_later_for_a_synced_person_gets_the_values_next_run(
+    tmp_path: Path,
+) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        sync(config)
+        search_caught_up(config)
+        sync(config)  # takes in the echoes: nothing of the person is pending any more
+        person = _hubspot_only_person(config)
+        email = str(person.values["email"]).strip().lower()
+        contact_id = _contact(sandbox, email)
+        sync(config)
+
+        contact = sandbox.salesforce.record("Contact", contact_id)
+        assert contact is not None
+        assert contact["Leadsync_Score__c"] == _person(config, email).score is not None
+        assert _leads_holding(sandbox, email) == []
+
+
+def test_a_leadsync_value_a_person_clears_on_the_contact_is_written_again(
+    reference: tuple[dict[str, Any], int], tmp_path: Path
+) -> None:
+    expected, _ = reference
+    email = _handed_off_email(expected)
+    with Sandbox(SETTINGS) as sandbox:
+        contact_id = _contact(sandbox, email)
+        config = config_for(sandbox, tmp_path)
+        sync(config)
+        search_caught_up(config)
+        sync(config)  # takes in the echoes
+        with sandbox.salesforce.lock:
+            cleared = sandbox.salesforce.update_record(
+                "Contact", contact_id, {"Leadsync_Score__c": None}
+            )
+        assert cleared.success
+        sync(config)
+
+        contact = sandbox.salesforce.record("Contact", contact_id)
+        assert contact is not None
+        assert contact["Leadsync_Score__c"] == _person(config, email).score is not None
