@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from leadsync.cli import main
 from leadsync.config import Config
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import Sandbox
@@ -312,3 +313,22 @@ def test_a_leadsync_value_a_person_clears_on_the_contact_is_written_again(
         contact = sandbox.salesforce.record("Contact", contact_id)
         assert contact is not None
         assert contact["Leadsync_Score__c"] == _person(config, email).score is not None
+
+
+def test_revert_puts_back_what_a_run_wrote_to_a_contact_no_lead_names(
+    reference: tuple[dict[str, Any], int], tmp_path: Path
+) -> None:
+    expected, _ = reference
+    email = _handed_off_email(expected)
+    with Sandbox(SETTINGS) as sandbox:
+        contact_id = _contact(sandbox, email)
+        config = config_for(sandbox, tmp_path)
+        first = sync(config)
+        written = sandbox.salesforce.record("Contact", contact_id)
+        assert written is not None
+        assert written["Leadsync_Score__c"] is not None
+        assert config.path is not None
+        assert main(["revert", first.run_id, "--config", str(config.path)]) == 0
+        reverted = sandbox.salesforce.record("Contact", contact_id)
+        assert reverted is not None
+        assert all(reverted.get(name) is None for name in WRITTEN)
