@@ -55,7 +55,7 @@ from leadsync.mapping.fields import CONTACT, FieldMap
 from leadsync.mapping.lifecycle import Stage, Transition, next_transitions
 from leadsync.mapping.scoring import score_lead
 from leadsync.mapping.transforms import TransformError
-from leadsync.mapping.types import CRM_NAMES
+from leadsync.mapping.types import CRM_NAMES, CRMS
 from leadsync.sync.handoff import HandoffCounts, HandoffStep, MergedLead, handoff_target
 from leadsync.sync.handoff_ledger import Handoff
 from leadsync.sync.identity import (
@@ -886,10 +886,13 @@ class SyncEngine:
                     emails.add(email)
         found: list[Related] = []
         links: dict[tuple[str, str], tuple[str, str]] = {}
-        for crm, connector in self._connectors.items():
-            # A connector may be absent where only the store is settled (tests of slicing).
-            people = connector.people if connector is not None else {}
-            if not people or not (emails or named.get(crm)):
+        for crm in CRMS:
+            # Without its connector (a what-if reads the store alone) the store tells: it
+            # keeps emails for the records of people objects only.
+            connector = self._connectors.get(crm)
+            if connector is not None and not connector.people:
+                continue
+            if not (emails or named.get(crm)):
                 continue
             held = self._store.related.people(
                 crm, record_ids=sorted(named.get(crm, ())), emails=sorted(emails)
@@ -907,11 +910,16 @@ class SyncEngine:
         return match_people(found, known, links, leads=set(lead_ids), identity_field=identity_field)
 
     def _written_to(
-        self, records: Mapping[str, Sequence[Snapshot]], lead_ids: Sequence[str]
+        self,
+        records: Mapping[str, Sequence[Snapshot]],
+        lead_ids: Sequence[str],
+        people: Iterable[Related] = (),
     ) -> dict[str, dict[str, dict[str, Any]]]:
         """CRM -> record id -> field -> what leadsync last wrote there, for the records of
-        the leads about to be merged (one query per CRM)."""
+        the leads about to be merged and their `people` records (one query per CRM)."""
         ids: dict[str, set[str]] = {}
+        for person in people:
+            ids.setdefault(person.crm, set()).add(person.record_id)
         for lead_id in lead_ids:
             for snapshot in records.get(lead_id, ()):
                 ids.setdefault(snapshot.crm, set()).add(snapshot.record_id)
@@ -1021,7 +1029,8 @@ class SyncEngine:
         writes), so what a sync wrote is not planned again. The same merge as a sync's or a
         sweep's: the stage moves are those the next sweep would make."""
         stored = self._store.records_of(lead_ids)
-        written = self._written_to(stored, lead_ids)
+        people = self._match_people(stored, lead_ids)
+        written = self._written_to(stored, lead_ids, people.attached.values())
         believed = {
             lead_id: [_as_written(s, written.get(s.crm, {})) for s in records]
             for lead_id, records in stored.items()
@@ -1033,8 +1042,16 @@ class SyncEngine:
             records = believed.get(lead_id, [])
             if not any(not record.deleted for record in records):
                 continue  # a lead of deleted records only: nothing to decide or write
+            person = people.attached.get(lead_id)
             m = self._merge_lead(
-                lead_id, records, previous.get(lead_id), running.get(lead_id, []), None, written
+                lead_id,
+                records,
+                previous.get(lead_id),
+                running.get(lead_id, []),
+                None,
+                written,
+                person=_related_as_written(person, written) if person is not None else None,
+                person_review=people.in_review.get(lead_id, ""),
             )
             found.append(
                 Reevaluated(previous.get(lead_id), m.lead, tuple(m.transitions), m.updates, records)
@@ -1380,6 +1397,15 @@ def _person_values(person: Related | None) -> dict[str, tuple[str, dict[str, Any
     if person is None:
         return {}
     return {person.crm: (person.record_id, dict(person.fields))}
+
+
+def _related_as_written(
+    record: Related, written: Mapping[str, Mapping[str, Mapping[str, Any]]]
+) -> Related:
+    """`record` as leadsync believes its CRM holds it: as pulled, under leadsync's own last
+    writes to it (the what-if's view, as `_as_written` is of lead records)."""
+    own = written.get(record.crm, {}).get(record.record_id, {})
+    return replace(record, fields={**record.fields, **own})
 
 
 def _as_written(snapshot: Snapshot, written: Mapping[str, Mapping[str, Any]]) -> Snapshot:

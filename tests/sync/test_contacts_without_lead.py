@@ -18,14 +18,18 @@ from leadsync.cli import main
 from leadsync.config import Config
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import Sandbox
+from leadsync.sandbox_config import EXAMPLES
+from leadsync.sync.engine import SyncEngine
 from leadsync.sync.handoff_ledger import MATCHED
 from leadsync.sync.model import Lead
 from leadsync.sync.review import resolve_review, review_item
+from tests.cli.conftest import with_definition
 from tests.support import search_caught_up
 
 # The handoff tests' reference run (which HubSpot-only people a run hands off), sandbox
 # settings and run; their fixture is named as the tests' parameter.
 from tests.sync.test_handoff import (  # noqa: F401
+    NOW,
     SETTINGS,
     config_for,
     handoffs,
@@ -332,3 +336,36 @@ def test_revert_puts_back_what_a_run_wrote_to_a_contact_no_lead_names(
         reverted = sandbox.salesforce.record("Contact", contact_id)
         assert reverted is not None
         assert all(reverted.get(name) is None for name in WRITTEN)
+
+
+def test_a_what_if_of_an_edit_shows_the_write_to_a_contact_no_lead_names(
+    reference: tuple[dict[str, Any], int], tmp_path: Path
+) -> None:
+    expected, _ = reference
+    email = _handed_off_email(expected)
+    with Sandbox(SETTINGS) as sandbox:
+        contact_id = _contact(sandbox, email)
+        config = config_for(sandbox, tmp_path)
+        sync(config)
+        lead_id = _person(config, email).lead_id
+
+        def contact_update(with_config: Config) -> Any:
+            with open_runtime(with_config, connect=False) as runtime:
+                engine = SyncEngine(
+                    runtime.store, {}, runtime.field_map, runtime.definition, clock=lambda: NOW
+                )
+                (found,) = engine.reevaluate([lead_id])
+                return found.updates.get("salesforce")
+
+        assert contact_update(config) is None  # what the run wrote is not planned again
+        shipped = (EXAMPLES / "lead_definition.toml").read_text()
+        assert "max_score = 100" in shipped
+        folder = tmp_path / "edited"
+        folder.mkdir()
+        edited = with_definition(
+            config, shipped.replace("max_score = 100", "max_score = 99"), folder
+        )
+        update = contact_update(edited)
+        assert update is not None
+        assert (update.object_name, update.record_id) == ("Contact", contact_id)
+        assert "Leadsync_Model_Version__c" in update.values
