@@ -4,7 +4,9 @@
               target it cannot write, stops the run here (`leadsync.sync.preflight`)
     pull      each CRM's changes since its cursor; each page committed with the cursor
     match     the records pulled and not yet reconciled (and those whose refused write is due
-              to be tried again), to leads (or the review queue)
+              to be tried again), to leads (or the review queue); then the related records
+              that are people no lead record names (a Contact sales created) to those leads
+              (`leadsync.sync.people`)
     merge     each touched lead's fields under their rules; score; lifecycle transitions
               (what the CRMs hold is evidence, but never what leadsync itself wrote there);
               the SLA clocks those start and stop (leads with a clock past due are merged
