@@ -3,6 +3,10 @@
     streams                                     -> the objects a pull can take: the lead
                                                    object first, then related ones (Salesforce
                                                    Contacts and Opportunities)
+    people                                      -> those related objects whose records are
+                                                   people of their own (a Salesforce Contact
+                                                   that was never a lead), each with the field
+                                                   holding the person's email
     pull(position, fields=..., started_at=...,  -> pages of changed records (of the lead
          stream=None)                              object, or of the related object `stream`),
                                                    each with the position to resume from once
@@ -222,6 +226,9 @@ class Connector(Protocol):
     crm: str
     # The objects `pull` takes: the lead object first, then the related ones.
     streams: tuple[str, ...]
+    # Related object -> the field holding the email of the person each of its records is:
+    # such a record may be a person's record in this CRM without any lead record naming it.
+    people: Mapping[str, str]
 
     def pull(
         self,

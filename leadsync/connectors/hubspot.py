@@ -113,6 +113,8 @@ class HubSpotConnector:
 
     crm = CRM
     streams: tuple[str, ...] = ("contacts",)
+    # HubSpot keeps one object per person: no related object is a person of its own.
+    people: Mapping[str, str] = {}
 
     def __init__(
         self,

@@ -130,6 +130,9 @@ _LONG_TEXT = 255
 # leadsync's writes must never hand a lead to another owner.
 KEEP_OWNERS = {"Sforce-Auto-Assign": "FALSE"}
 
+# The related objects whose records are people, with the field holding their email.
+_PERSON_EMAIL = {"contact": "Email"}
+
 # Who already holds an email: contacts first, so an open lead holding the same one wins.
 _PEOPLE_QUERIES = (
     ("Contact", "SELECT Id, Email FROM Contact WHERE Email IN {}"),
@@ -176,6 +179,12 @@ class SalesforceConnector:
         self._description: ObjectDescription | None = None
         self._related_descriptions: dict[str, ObjectDescription] = {}
         self.streams: tuple[str, ...] = (connection.object_name, *connection.related_objects)
+        # Contacts created directly (by sales, an import) are people no lead ever named.
+        self.people: Mapping[str, str] = {
+            name: _PERSON_EMAIL[name.lower()]
+            for name in connection.related_objects
+            if name.lower() in _PERSON_EMAIL
+        }
         self._bulk = BulkJobs(
             self._bulk_call,
             poll_seconds=connection.bulk_poll_seconds,

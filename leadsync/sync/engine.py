@@ -4,7 +4,9 @@
               target it cannot write, stops the run here (`leadsync.sync.preflight`)
     pull      each CRM's changes since its cursor; each page committed with the cursor
     match     the records pulled and not yet reconciled (and those whose refused write is due
-              to be tried again), to leads (or the review queue)
+              to be tried again), to leads (or the review queue); then the related records
+              that are people no lead record names (a Contact sales created) to those leads
+              (`leadsync.sync.people`)
     merge     each touched lead's fields under their rules; score; lifecycle transitions
               (what the CRMs hold is evidence, but never what leadsync itself wrote there);
               the SLA clocks those start and stop (leads with a clock past due are merged
@@ -42,6 +44,7 @@ from leadsync.connectors.base import (
     CrmRecord,
     HandoffTarget,
     Page,
+    PersonRecord,
     Position,
     RecordUpdate,
     WriteResult,
@@ -54,7 +57,7 @@ from leadsync.mapping.fields import CONTACT, FieldMap
 from leadsync.mapping.lifecycle import Stage, Transition, next_transitions
 from leadsync.mapping.scoring import score_lead
 from leadsync.mapping.transforms import TransformError
-from leadsync.mapping.types import CRM_NAMES
+from leadsync.mapping.types import CRM_NAMES, CRMS
 from leadsync.sync.handoff import HandoffCounts, HandoffStep, MergedLead, handoff_target
 from leadsync.sync.handoff_ledger import Handoff
 from leadsync.sync.identity import (
@@ -63,6 +66,7 @@ from leadsync.sync.identity import (
     lookups_for,
     match_batch,
     normalise_email,
+    people_named,
 )
 from leadsync.sync.ingest import (
     QuarantineError,
@@ -72,6 +76,7 @@ from leadsync.sync.ingest import (
     to_snapshot,
 )
 from leadsync.sync.model import FieldChoice, Lead, Match, MatchKind, Snapshot
+from leadsync.sync.people import PeopleDecisions, match_people
 from leadsync.sync.plan import (
     MovesBack,
     PlanSummary,
@@ -280,6 +285,10 @@ class _Merged:
     transitions: list[Transition]
     updates: dict[str, RecordUpdate | None]
     clocks: ClockChanges = field(default_factory=ClockChanges)
+    # The record of a related object that is this person in a CRM where the lead has no
+    # record (a Contact no lead names), and why such a record waits in review (`sync.people`).
+    person: Related | None = None
+    person_review: str = ""
 
 
 class SyncEngine:
@@ -447,19 +456,30 @@ class SyncEngine:
         cause went away (a duplicate deleted) is linked, and its item closes itself (see
         Store.save_decisions); a deleted record's item closes now."""
         waiting: dict[str, list[str]] = {}
+        candidates: dict[tuple[str, str], tuple[str, ...]] = {}
         for item in self._store.review_queue():
             if item.crm in self._connectors:
                 waiting.setdefault(item.crm, []).append(item.record_id)
+                candidates[(item.crm, item.record_id)] = item.candidates
         for crm, record_ids in waiting.items():
             held = self._store.snapshots(crm, record_ids)
+            # A person record no lead names (`sync.people`) has no snapshot: it is matched
+            # again with the leads it could be the person of.
+            people = self._store.related.get(crm, [rid for rid in record_ids if rid not in held])
+            leads: set[str] = set()
             for record_id in record_ids:
                 record = held.get(record_id)
-                if record is None or record.deleted:
+                person = people.get(record_id)
+                if person is not None and not person.deleted:
+                    leads.update(candidates[(crm, record_id)])
+                elif record is None or record.deleted:
                     self._store.resolve_review(
                         crm, record_id, resolution="closed itself: the record was deleted"
                     )
             alive = [rid for rid in record_ids if rid in held and not held[rid].deleted]
             self._store.mark_pending(crm, alive)
+            for record_crm, ids in _record_ids_by_crm(self._store.records_of(sorted(leads))):
+                self._store.mark_pending(record_crm, ids)
 
     def _settle_slice(
         self, part: Slice, summary: RunSummary, tally: PlanTally, should_stop: StopCheck
@@ -625,14 +645,22 @@ class SyncEngine:
         summary: RunSummary,
         *,
         position: Position | None = None,
-    ) -> list[str]:
+    ) -> dict[str, list[str]]:
         """A page of a related object's records into the store, laid over the lead records
         that name them (which become pending when that changes what they hold), with the
-        stream's cursor past the page. Returns the ids of those lead records."""
+        stream's cursor past the page. The records of the leads a changed person record no
+        lead names may belong to become pending too (`sync.people`): they are matched again.
+        Returns the records made pending, by CRM."""
         ids = [record.id for record in page.records]
         held = self._store.related.get(crm, ids)
+        email_field = self._person_email_field(crm, object_name)
         rows = [
-            Related.of(r, object_name, held[r.id].parent_id if r.id in held else None)
+            Related.of(
+                r,
+                object_name,
+                held[r.id].parent_id if r.id in held else None,
+                email_field=email_field,
+            )
             for r in page.records
         ]
         by_parent = {row.parent_id: row for row in rows if row.parent_id is not None}
@@ -651,8 +679,37 @@ class SyncEngine:
             run_id=summary.run_id,
         )
         counts = summary.crms.setdefault(crm, CrmCounts())
-        counts.related_pulled += sum(row != held.get(row.record_id) for row in rows)
-        return [snapshot.record_id for snapshot in refreshed]
+        counts.related_pulled += sum(_changed_related(held.get(r.record_id), r) for r in rows)
+        changed = [
+            row
+            for row in rows
+            if row.parent_id is None
+            and (row.email is not None or row.record_id in held)
+            and _changed_related(held.get(row.record_id), row)
+        ]
+        pending = self._records_of_people(crm, changed)
+        for record_crm, record_ids in pending.items():
+            self._store.mark_pending(record_crm, record_ids)
+        pending.setdefault(crm, []).extend(snapshot.record_id for snapshot in refreshed)
+        return pending
+
+    def _records_of_people(self, crm: str, rows: Sequence[Related]) -> dict[str, list[str]]:
+        """The records, by CRM, of the leads `rows` (person records no lead names) are linked
+        to or whose email they hold."""
+        if not rows:
+            return {}
+        leads = {
+            lead for lead, _ in self._store.links_for(crm, [r.record_id for r in rows]).values()
+        }
+        by_email = self._store.leads_by_email(sorted({r.email for r in rows if r.email}))
+        leads.update(lead for found in by_email.values() for lead in found)
+        return dict(_record_ids_by_crm(self._store.records_of(sorted(leads))))
+
+    def _person_email_field(self, crm: str, object_name: str) -> str | None:
+        """Where `object_name`'s records hold their person's email, when they are people of
+        their own (the connector's `people`)."""
+        connector = self._connectors.get(crm)
+        return connector.people.get(object_name) if connector is not None else None
 
     def ingest(
         self,
@@ -734,7 +791,13 @@ class SyncEngine:
                 read = connector.fetch(
                     missing, fields=fields_of(self._map, crm, object_name), object_name=object_name
                 )
-                found.update({i: Related.of(r, object_name) for i, r in read.items()})
+                email_field = self._person_email_field(crm, object_name)
+                found.update(
+                    {
+                        i: Related.of(r, object_name, email_field=email_field)
+                        for i, r in read.items()
+                    }
+                )
         owned: list[Related] = []
         enriched = []
         for snapshot in snapshots:
@@ -778,6 +841,7 @@ class SyncEngine:
             | {lead_id for lead_id in overdue if stored.get(lead_id)}
         )
         records = _records_by_lead(stored, batch, linked)
+        people = self._match_people(records, lead_ids)
         written = self._written_to(records, lead_ids)
         previous = self._store.leads(lead_ids)
         running = self._store.sla.running(lead_ids) if self._sla else {}
@@ -790,6 +854,8 @@ class SyncEngine:
                 running.get(lead_id, []),
                 watching_since,
                 written,
+                person=people.attached.get(lead_id),
+                person_review=people.in_review.get(lead_id, ""),
             )
             for lead_id in lead_ids
         ]
@@ -799,15 +865,63 @@ class SyncEngine:
         summary.clocks_started += sum(len(m.clocks.opened) for m in merged)
         summary.clocks_stopped += sum(len(m.clocks.stopped) for m in merged)
         if persist:
-            self._persist(summary.run_id, matches, merged)
+            self._persist(summary.run_id, matches, merged, people)
         return merged
 
-    def _written_to(
+    def _match_people(
         self, records: Mapping[str, Sequence[Snapshot]], lead_ids: Sequence[str]
+    ) -> PeopleDecisions:
+        """The records of related objects that are these leads' people, though no lead record
+        names them (`sync.people`): found in the store by the ids the leads' records name and
+        by their emails, and matched with the leads that could be theirs."""
+        identity_field = self._map.identity_field
+        named: dict[str, set[str]] = {}
+        emails: set[str] = set()
+        for lead_id in lead_ids:
+            for snapshot in records.get(lead_id, ()):
+                if snapshot.deleted:
+                    continue
+                for crm, record_id in people_named(snapshot):
+                    named.setdefault(crm, set()).add(record_id)
+                email = normalise_email(snapshot.canonical.get(identity_field))
+                if email is not None:
+                    emails.add(email)
+        found: list[Related] = []
+        links: dict[tuple[str, str], tuple[str, str]] = {}
+        for crm in CRMS:
+            # Without its connector (a what-if reads the store alone) the store tells: it
+            # keeps emails for the records of people objects only.
+            connector = self._connectors.get(crm)
+            if connector is not None and not connector.people:
+                continue
+            if not (emails or named.get(crm)):
+                continue
+            held = self._store.related.people(
+                crm, record_ids=sorted(named.get(crm, ())), emails=sorted(emails)
+            )
+            found += held.values()
+            for record_id, link in self._store.links_for(crm, sorted(held)).items():
+                links[(crm, record_id)] = link
+        if not found:
+            return PeopleDecisions()
+        # Whoever else could be these records' person is matched against too.
+        others = {lead_id for lead_id, _ in links.values()}
+        by_email = self._store.leads_by_email(sorted({r.email for r in found if r.email}))
+        others.update(lead_id for leads in by_email.values() for lead_id in leads)
+        known = {**self._store.records_of(sorted(others - set(records))), **records}
+        return match_people(found, known, links, leads=set(lead_ids), identity_field=identity_field)
+
+    def _written_to(
+        self,
+        records: Mapping[str, Sequence[Snapshot]],
+        lead_ids: Sequence[str],
+        people: Iterable[Related] = (),
     ) -> dict[str, dict[str, dict[str, Any]]]:
         """CRM -> record id -> field -> what leadsync last wrote there, for the records of
-        the leads about to be merged (one query per CRM)."""
+        the leads about to be merged and their `people` records (one query per CRM)."""
         ids: dict[str, set[str]] = {}
+        for person in people:
+            ids.setdefault(person.crm, set()).add(person.record_id)
         for lead_id in lead_ids:
             for snapshot in records.get(lead_id, ()):
                 ids.setdefault(snapshot.crm, set()).add(snapshot.record_id)
@@ -843,6 +957,9 @@ class SyncEngine:
         running: Sequence[Clock],
         watching_since: datetime | None = None,
         written: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+        *,
+        person: Related | None = None,
+        person_review: str = "",
     ) -> _Merged:
         snapshots = one_per_crm(records)
         choices = reconcile(self._map, snapshots, previous=previous)
@@ -895,6 +1012,7 @@ class SyncEngine:
                     crm: (written or {}).get(crm, {}).get(s.record_id, {})
                     for crm, s in snapshots.items()
                 },
+                people=_person_values(person),
             )
         except TransformError as unwritable:
             log.warning(
@@ -904,7 +1022,7 @@ class SyncEngine:
                 unwritable.reason,
             )
             updates = {}
-        return _Merged(lead, snapshots, transitions, updates, clocks)
+        return _Merged(lead, snapshots, transitions, updates, clocks, person, person_review)
 
     def reevaluate(self, lead_ids: Sequence[str]) -> list[Reevaluated]:
         """These leads merged again from what the store holds, under this engine's mapping and
@@ -913,7 +1031,8 @@ class SyncEngine:
         writes), so what a sync wrote is not planned again. The same merge as a sync's or a
         sweep's: the stage moves are those the next sweep would make."""
         stored = self._store.records_of(lead_ids)
-        written = self._written_to(stored, lead_ids)
+        people = self._match_people(stored, lead_ids)
+        written = self._written_to(stored, lead_ids, people.attached.values())
         believed = {
             lead_id: [_as_written(s, written.get(s.crm, {})) for s in records]
             for lead_id, records in stored.items()
@@ -925,8 +1044,16 @@ class SyncEngine:
             records = believed.get(lead_id, [])
             if not any(not record.deleted for record in records):
                 continue  # a lead of deleted records only: nothing to decide or write
+            person = people.attached.get(lead_id)
             m = self._merge_lead(
-                lead_id, records, previous.get(lead_id), running.get(lead_id, []), None, written
+                lead_id,
+                records,
+                previous.get(lead_id),
+                running.get(lead_id, []),
+                None,
+                written,
+                person=_related_as_written(person, written) if person is not None else None,
+                person_review=people.in_review.get(lead_id, ""),
             )
             found.append(
                 Reevaluated(previous.get(lead_id), m.lead, tuple(m.transitions), m.updates, records)
@@ -959,7 +1086,11 @@ class SyncEngine:
         return connector.moves_back(name, held, wanted)
 
     def _persist(
-        self, run_id: str, matches: Mapping[tuple[str, str], Match], merged: Sequence[_Merged]
+        self,
+        run_id: str,
+        matches: Mapping[tuple[str, str], Match],
+        merged: Sequence[_Merged],
+        people: PeopleDecisions,
     ) -> None:
         """What this batch decided, in one transaction: a kill between leads and transitions
         would otherwise lose the transitions (the next run starts from the saved stage)."""
@@ -970,12 +1101,14 @@ class SyncEngine:
                 (crm, record_id, m.lead_id, m.kind.value)
                 for (crm, record_id), m in decided
                 if m.kind is not MatchKind.REVIEW and m.lead_id is not None
-            ],
+            ]
+            + people.links,
             reviews=[
                 (crm, record_id, m.candidates, m.reason)
                 for (crm, record_id), m in decided
                 if m.kind is MatchKind.REVIEW
-            ],
+            ]
+            + people.reviews,
             transitions=[(m.lead.lead_id, t) for m in merged for t in m.transitions],
             clocks=[m.clocks for m in merged if m.clocks],
             run_id=run_id,
@@ -1027,7 +1160,8 @@ class SyncEngine:
                 batch += related
                 counts = summary.crms[crm]
                 counts.held_back += len(planned) - len(batch)
-                unsettled.setdefault(crm, set()).update(moved)
+                for record_crm, record_ids in moved.items():
+                    unsettled.setdefault(record_crm, set()).update(record_ids)
                 if changed:
                     self.ingest(crm, connector, Page(tuple(changed)), summary)
                     unsettled.setdefault(crm, set()).update(record.id for record in changed)
@@ -1066,7 +1200,21 @@ class SyncEngine:
             run_id=summary.run_id,
             clocks=self._handoff_clocks,
         )
-        outcome = step.run([MergedLead(m.lead, m.snapshots, m.transitions) for m in merged], counts)
+        outcome = step.run(
+            [
+                MergedLead(
+                    m.lead,
+                    m.snapshots,
+                    m.transitions,
+                    person=PersonRecord(m.person.object_name, m.person.record_id)
+                    if m.person is not None
+                    else None,
+                    person_review=m.person_review,
+                )
+                for m in merged
+            ],
+            counts,
+        )
         created = [
             WriteRow(record.record_id, name, None, value, WriteStatus.WRITTEN, "", "")
             for record in outcome.created
@@ -1127,12 +1275,12 @@ class SyncEngine:
         connector: Connector,
         planned: Sequence[RecordUpdate],
         summary: RunSummary,
-    ) -> tuple[list[RecordUpdate], list[str]]:
+    ) -> tuple[list[RecordUpdate], dict[str, list[str]]]:
         """`_unchanged_since_pulled` for updates of related records (Contacts): those whose
-        record is as the store holds it, and the lead records to leave pending because
+        record is as the store holds it, and the records (by CRM) to leave pending because
         theirs changed (its current version goes into the store, laid over them)."""
         unchanged: list[RecordUpdate] = []
-        parents: list[str] = []
+        parents: dict[str, list[str]] = {}
         for object_name, updates in _by_object(planned).items():
             ids = [u.record_id for u in updates]
             now = connector.fetch(
@@ -1150,8 +1298,26 @@ class SyncEngine:
             kept = {u.record_id for u in same}
             moved = [record for record_id, record in now.items() if record_id not in kept]
             if moved:
-                parents += self._ingest_related(crm, object_name, Page(tuple(moved)), summary)
+                pending = self._ingest_related(crm, object_name, Page(tuple(moved)), summary)
+                for record_crm, record_ids in pending.items():
+                    parents.setdefault(record_crm, []).extend(record_ids)
         return unchanged, parents
+
+
+def _record_ids_by_crm(
+    records: Mapping[str, Sequence[Snapshot]],
+) -> list[tuple[str, list[str]]]:
+    """The ids of the records of leads (lead id -> its records), by CRM."""
+    by_crm: dict[str, list[str]] = {}
+    for snapshots in records.values():
+        for snapshot in snapshots:
+            by_crm.setdefault(snapshot.crm, []).append(snapshot.record_id)
+    return sorted(by_crm.items())
+
+
+def _changed_related(held: Related | None, row: Related) -> bool:
+    """Whether `row` says anything the store's `held` version of it did not."""
+    return held is None or held.deleted != row.deleted or dict(held.fields) != dict(row.fields)
 
 
 def _by_object(updates: Sequence[RecordUpdate]) -> dict[str, list[RecordUpdate]]:
@@ -1225,6 +1391,23 @@ def _write_rows(updates: Sequence[RecordUpdate], results: Sequence[WriteResult])
                 )
             )
     return rows
+
+
+def _person_values(person: Related | None) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The plan's `people`: the person record as last pulled (a pull comes before every
+    plan, so leadsync's own last writes to it are in)."""
+    if person is None:
+        return {}
+    return {person.crm: (person.record_id, dict(person.fields))}
+
+
+def _related_as_written(
+    record: Related, written: Mapping[str, Mapping[str, Mapping[str, Any]]]
+) -> Related:
+    """`record` as leadsync believes its CRM holds it: as pulled, under leadsync's own last
+    writes to it (the what-if's view, as `_as_written` is of lead records)."""
+    own = written.get(record.crm, {}).get(record.record_id, {})
+    return replace(record, fields={**record.fields, **own})
 
 
 def _as_written(snapshot: Snapshot, written: Mapping[str, Mapping[str, Any]]) -> Snapshot:

@@ -6,7 +6,8 @@ in gets one there, exactly once, with an owner, and the other CRM learns its id.
     check    the definition's `require` conditions and the routing: a lead that fails either
              is `blocked`, with its problem named in the run summary and the report
     pending  recorded before any call: the create that follows is keyed by the lead's id
-    match    people the CRM already holds under the email (a lead, a contact): never doubled
+    match    people the CRM already holds under the email (a lead, a contact): never doubled;
+             a contact the store matched to the lead (`sync.people`) is matched without asking
     upsert   by the External ID (`handoff_key` of the mapping), 200 a call; a kill after it
              and before the record of it is harmless: the next run's upsert finds the record
     link     the id written back to the other CRM (`handoff_link`), by the engine
@@ -27,6 +28,7 @@ from leadsync.connectors.base import (
     Connector,
     HandoffTarget,
     NewRecord,
+    PersonRecord,
     RecordUpdate,
     UpsertResult,
     WriteStatus,
@@ -99,6 +101,11 @@ class MergedLead:
     lead: Lead
     snapshots: Mapping[str, Snapshot]
     transitions: Sequence[Transition]
+    # The record the target CRM holds of this person though no lead record names it (a
+    # Contact sales created), matched in the store (`sync.people`): the handoff matches it,
+    # and asks the CRM for no other. Or why such a record waits in review: no handoff then.
+    person: PersonRecord | None = None
+    person_review: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +209,7 @@ class HandoffStep:
             if not resumed and m.lead.stage not in self._stages:
                 continue
             eligible_at = earlier.eligible_at if earlier else _entered(m, self._handoff, now)
-            problem = self._problem(m.lead)
+            problem = self._problem(m)
             if problem:
                 counts.problem(problem, lead_id)
                 settled.append(self._blocked(lead_id, eligible_at, problem))
@@ -235,7 +242,11 @@ class HandoffStep:
 
     # ---------------------------------------------------------------- steps
 
-    def _problem(self, lead: Lead) -> str:
+    def _problem(self, m: MergedLead) -> str:
+        if m.person_review and m.person is None:
+            # Creating a lead for someone the CRM may hold already would be a guess.
+            return f"a {self._crm} record of the person is in review"
+        lead = m.lead
         email = lead.values.get(self._map.identity_field)
         if not email:
             return f"no {self._map.identity_field}"
@@ -254,7 +265,9 @@ class HandoffStep:
         # A resumed one is not looked for: the record found would be its own cut-off create,
         # which the upsert by its key finds again.
         fresh = [
-            str(m.lead.values[self._map.identity_field]) for m, _, resumed in to_send if not resumed
+            str(m.lead.values[self._map.identity_field])
+            for m, _, resumed in to_send
+            if not resumed and m.person is None
         ]
         people = self._target.find_people(fresh) if fresh else {}
         now = self._clock()
@@ -263,7 +276,7 @@ class HandoffStep:
         sent: dict[str, tuple[MergedLead, Handoff, dict[str, Any]]] = {}
         for m, pending, resumed in to_send:
             email = str(m.lead.values[self._map.identity_field]).strip().lower()
-            held = None if resumed else people.get(email)
+            held = None if resumed else (m.person or people.get(email))
             if held is not None:
                 counts.matched += 1
                 done.append(

@@ -30,6 +30,7 @@ from leadsync.sync.model import Match, MatchKind, Snapshot
 
 __all__ = [
     "CROSS_REFERENCE_FIELDS",
+    "PERSON_OBJECTS",
     "CrossRef",
     "IdentityIndex",
     "InMemoryIdentityIndex",
@@ -40,6 +41,7 @@ __all__ = [
     "match",
     "match_batch",
     "normalise_email",
+    "people_named",
 ]
 
 # What a cross-reference names: a Salesforce lead, or the Salesforce contact a lead became.
@@ -64,6 +66,11 @@ CROSS_REFERENCE_FIELDS: Mapping[str, Mapping[str, str]] = {
     "hubspot": {"salesforceleadid": SALESFORCE_LEAD, "salesforcecontactid": SALESFORCE_CONTACT},
     "salesforce": {"ConvertedContactId": SALESFORCE_CONTACT},
 }
+
+# CRM -> related object whose records are people of their own -> the kind of record a
+# cross-reference to one of them names: HubSpot's salesforcecontactid names a Contact whether
+# or not a converted lead names it too.
+PERSON_OBJECTS: Mapping[str, Mapping[str, str]] = {"salesforce": {"Contact": SALESFORCE_CONTACT}}
 
 _SUFFIX_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 
@@ -99,6 +106,12 @@ def normalise_email(value: Any) -> str | None:
 def cross_references(snapshot: Snapshot) -> frozenset[CrossRef]:
     """The Salesforce records `snapshot` names: its own Id for a Salesforce lead, plus the
     ids held in CROSS_REFERENCE_FIELDS. A store indexes these to answer `leads_for_crossref`."""
+    if snapshot.object_name is not None:
+        # A person record of a related object is named by its own id, under its kind.
+        kind = PERSON_OBJECTS.get(snapshot.crm, {}).get(snapshot.object_name)
+        if kind is None:
+            return frozenset()
+        return frozenset({CrossRef(kind, eighteen_character_id(snapshot.record_id))})
     refs = set()
     if snapshot.crm == "salesforce":
         refs.add(CrossRef(SALESFORCE_LEAD, eighteen_character_id(snapshot.record_id)))
@@ -107,6 +120,17 @@ def cross_references(snapshot: Snapshot) -> frozenset[CrossRef]:
         if not is_blank(value):
             refs.add(CrossRef(kind, eighteen_character_id(str(value).strip())))
     return frozenset(refs)
+
+
+def people_named(snapshot: Snapshot) -> frozenset[tuple[str, str]]:
+    """(crm, record id) of the records of PERSON_OBJECTS that `snapshot` names (HubSpot's
+    salesforcecontactid, a converted lead's ConvertedContactId)."""
+    crm_of = {kind: crm for crm, kinds in PERSON_OBJECTS.items() for kind in kinds.values()}
+    return frozenset(
+        (crm_of[ref.kind], ref.record_id)
+        for ref in cross_references(snapshot)
+        if ref.kind in crm_of and snapshot.object_name is None
+    )
 
 
 def eighteen_character_id(record_id: str) -> str:

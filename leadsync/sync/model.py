@@ -28,6 +28,9 @@ class Snapshot:
     changed_at: Mapping[str, datetime] = field(default_factory=dict)
     deleted: bool = False
     lead_id: str | None = None
+    # None: a record of the CRM's lead object. Else the related object of a record that is a
+    # person of its own (a Contact no lead names), as identity matches it (`sync.people`).
+    object_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -108,9 +109,13 @@ def plan_updates(
     moves_back: MovesBack = never_back,
     own: Mapping[str, Collection[str]] | None = None,
     written: Mapping[str, Mapping[str, Any]] | None = None,
+    people: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None,
 ) -> dict[str, RecordUpdate | None]:
     """CRM -> the update that makes its record of `lead` hold what it should, or None when it
     already does (or cannot be written). `snapshots` holds the lead's records, one per CRM;
+    `people` the record of a related object that is the lead's person in a CRM where the lead
+    has no live record (crm -> (its id, the values it holds): a Contact no lead names, see
+    `sync.people`), which gets the write-back targets a converted lead's Contact gets;
     `sla_breaches` the names of the service levels the lead is in breach of now; `moves_back`
     says which stage writes move a CRM's stage back; `own` names, per CRM, the fields whose
     value there is what leadsync itself last wrote; `written` holds, per CRM, what leadsync
@@ -121,7 +126,7 @@ def plan_updates(
     """
     flags = ", ".join(sorted(sla_breaches))
     owned = own or {}
-    return {
+    updates = {
         crm: _update(
             field_map,
             lead,
@@ -133,6 +138,11 @@ def plan_updates(
         )
         for crm in sorted(snapshots)
     }
+    for crm, (record_id, held) in sorted((people or {}).items()):
+        if crm in snapshots and not snapshots[crm].deleted:
+            continue  # the lead's own record is written; a person record there is in review
+        updates[crm] = _person_update(field_map, lead, crm, record_id, held, flags)
+    return updates
 
 
 def _update(
@@ -221,17 +231,33 @@ def _contact_update(
     """The update of the Contact a converted lead became: the lead's results in the
     Contact's write-back targets. None when the mapping names none, or leadsync has not seen
     a live Contact (yet)."""
-    targets = field_map.writeback.get(snapshot.crm)
     found = contact_of(snapshot)
-    if targets is None or not targets.contact or found is None:
+    if found is None:
         return None
     contact_id, held = found
-    view = replace(snapshot, record_id=contact_id, raw=held)
+    return _person_update(field_map, lead, snapshot.crm, contact_id, held, flags)
+
+
+def _person_update(
+    field_map: FieldMap,
+    lead: Lead,
+    crm: str,
+    record_id: str,
+    held: Mapping[str, Any],
+    flags: str,
+) -> RecordUpdate | None:
+    """The update of a Contact that is the lead's person in `crm` (`held`: what it holds):
+    the lead's results in the Contact's write-back targets; None when the mapping names
+    none or the Contact holds them already."""
+    targets = field_map.writeback.get(crm)
+    if targets is None or not targets.contact:
+        return None
+    view = Snapshot(crm, record_id, datetime.min.replace(tzinfo=UTC), held, {})
     values = _writeback_writes(targets.contact_targets(), lead, view, flags)
     if not values:
         return None
     current = {name: held.get(name) for name in values}
-    return RecordUpdate(contact_id, values, current, object_name=CONTACT)
+    return RecordUpdate(record_id, values, current, object_name=CONTACT)
 
 
 def _is_converted_lead(snapshot: Snapshot) -> bool:

@@ -31,7 +31,7 @@ from leadsync.mapping.fields import CONTACT, FieldMap
 from leadsync.mapping.transforms import TransformError, is_blank
 from leadsync.sync import tables as t
 from leadsync.sync.database import retry_transient
-from leadsync.sync.identity import eighteen_character_id
+from leadsync.sync.identity import eighteen_character_id, normalise_email
 from leadsync.sync.model import Snapshot
 from leadsync.sync.sql import chunks, upsert
 
@@ -76,9 +76,21 @@ class Related:
     fields: Mapping[str, Any]
     deleted: bool = False
     parent_id: str | None = None
+    # Normalised; only for a record that is a person of its own (a Contact): see `people`.
+    email: str | None = None
 
     @classmethod
-    def of(cls, record: CrmRecord, object_name: str, parent_id: str | None = None) -> Related:
+    def of(
+        cls,
+        record: CrmRecord,
+        object_name: str,
+        parent_id: str | None = None,
+        *,
+        email_field: str | None = None,
+    ) -> Related:
+        """`record` of `object_name`; `email_field` names where a person's email is, for an
+        object whose records are people (the connector's `people`)."""
+        email = normalise_email(record.fields.get(email_field)) if email_field else None
         return cls(
             record.crm,
             object_name,
@@ -87,6 +99,7 @@ class Related:
             dict(record.fields),
             record.deleted,
             parent_id,
+            email,
         )
 
 
@@ -187,6 +200,7 @@ def save_related(
                 "parent_id": row.parent_id or held.get(row.record_id),
                 "run_id": run_id,
                 "saved_at": now,
+                "email": row.email,
             }
             for row in {row.record_id: row for row in rows}.values()
         ],
@@ -230,6 +244,31 @@ class RelatedRecords:
         return {record_id: row.modified_at for record_id, row in self.get(crm, record_ids).items()}
 
     @retry_transient
+    def people(
+        self, crm: str, *, record_ids: Sequence[str] = (), emails: Sequence[str] = ()
+    ) -> dict[str, Related]:
+        """The live records of `crm` that are people of their own and no lead record names
+        (no `parent_id`): those among `record_ids` and those holding one of `emails`
+        (normalised), by record id."""
+        found: dict[str, Related] = {}
+        live = sa.and_(
+            t.related.c.crm == crm,
+            t.related.c.parent_id.is_(None),
+            t.related.c.deleted.is_(False),
+            t.related.c.email.is_not(None),
+        )
+        with self._engine.connect() as connection:
+            for column, values in (
+                (t.related.c.record_id, record_ids),
+                (t.related.c.email, emails),
+            ):
+                for chunk in chunks(sorted(set(values))):
+                    query = sa.select(t.related).where(live, column.in_(chunk))
+                    for row in connection.execute(query).mappings():
+                        found[row["record_id"]] = _related(row)
+        return found
+
+    @retry_transient
     def of_object(self, crm: str, object_name: str) -> list[Related]:
         """Every record of `object_name` the store holds (for the reports)."""
         query = sa.select(t.related).where(
@@ -248,4 +287,5 @@ def _related(row: RowMapping) -> Related:
         row["raw"],
         row["deleted"],
         row["parent_id"],
+        row["email"],
     )

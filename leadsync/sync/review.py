@@ -1,7 +1,9 @@
 """The review queue as RevOps work it: `leadsync review` and the console's Exceptions page.
 
 A record goes to review when matching it is ambiguous (several leads could be its person, or
-the lead it matches already has a record of that CRM: a duplicate). A person resolves it:
+the lead it matches already has a record of that CRM: a duplicate). So does a Contact no lead
+names that could be a person's (`sync.people`): it has no record of its own to show, only its
+candidates. A person resolves it:
 
     link   the record is that lead's: linked now, merged and written by the next sync
     apart  the record is a person of its own: a new lead, made by the next sync
@@ -21,6 +23,7 @@ from typing import Any
 from leadsync.errors import UsageError
 from leadsync.mapping.fields import FieldMap
 from leadsync.sync.model import Lead, Snapshot
+from leadsync.sync.people import MANUAL
 from leadsync.sync.quarantine import same_record_id
 from leadsync.sync.store import ReviewItem, Store
 
@@ -36,7 +39,6 @@ __all__ = [
 ]
 
 ACTIONS = ("link", "apart", "ignore")
-MANUAL = "manual"  # the link kind of a person's decision
 
 
 class UnknownReviewError(UsageError):
@@ -149,6 +151,11 @@ def resolve_review(
             decided = f"kept apart as lead {lead_id}"
         store.link([(crm, record_id, lead_id, MANUAL)])
         store.mark_pending(crm, [record_id])
+        if view.record is None:
+            # A person record no lead names (a Contact, `sync.people`) has no snapshot of its
+            # own to merge: its lead is merged again, and writes to it.
+            for lead_record in store.records_of([lead_id]).get(lead_id, []):
+                store.mark_pending(lead_record.crm, [lead_record.record_id])
     store.resolve_review(crm, record_id, resolution=decided)
     return decided
 

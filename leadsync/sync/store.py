@@ -592,6 +592,20 @@ class Store:
         return found
 
     @retry_transient
+    def links_for(self, crm: str, record_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """The (lead id, link kind) each of `record_ids` is linked with: how a link was made
+        matters where a person's own decision ("manual") must stand."""
+        found: dict[str, tuple[str, str]] = {}
+        with self._engine.connect() as connection:
+            for chunk in chunks(record_ids):
+                query = sa.select(t.links.c.record_id, t.links.c.lead_id, t.links.c.kind).where(
+                    t.links.c.crm == crm, t.links.c.record_id.in_(chunk)
+                )
+                for row in connection.execute(query):
+                    found[row.record_id] = (row.lead_id, row.kind)
+        return found
+
+    @retry_transient
     def leads_by_email(self, emails: Sequence[str]) -> dict[str, list[str]]:
         """Normalised email -> the ids of the leads holding it (sorted); blanks are ignored."""
         wanted = [email for email in map(normalise_email, emails) if email is not None]

@@ -511,9 +511,9 @@ accepted_files = sa.Table(
     sa.Column("accepted_by", sa.String(), nullable=False),
 )
 
-# The records of a CRM's related objects (Salesforce Contacts and Opportunities), as last
-# pulled, each with the lead record that names it (`parent_id`, e.g. the converted lead whose
-# ConvertedContactId it is): a change to one is laid over its lead's snapshot.
+# The records of a CRM's related objects, as last pulled, each with the lead record that names
+# it (`parent_id`, the converted lead that became it), if any: a change to one is laid over
+# its lead's snapshot.
 related = sa.Table(
     "related",
     metadata,
@@ -526,5 +526,8 @@ related = sa.Table(
     sa.Column("parent_id", sa.String(), index=True),
     sa.Column("run_id", sa.String(), nullable=False),
     sa.Column("saved_at", UtcDateTime(), nullable=False),
+    # The normalised email of a record that is a person of its own (a Contact no lead names
+    # may still be a person's record): what matching it to its person looks up.
+    sa.Column("email", sa.String(), index=True),
     sa.Index(None, "crm", "object_name", "modified_at"),
 )

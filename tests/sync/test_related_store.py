@@ -4,6 +4,7 @@ saved with the page that brought them, each keeping the lead record that names i
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from leadsync.connectors.base import Position
 from leadsync.sync.related import Related, stream_key
@@ -55,3 +56,83 @@ def test_a_related_record_pulled_again_keeps_the_lead_that_names_it(store: Store
     contacts = store.related.of_object("salesforce", "Contact")
     assert sorted(r.record_id for r in contacts) == ["0031", "0032"]
     assert store.related.of_object("salesforce", "Opportunity") == []
+
+
+def _person(
+    record_id: str, email: str | None, *, parent: str | None = None, deleted: bool = False
+) -> Related:
+    return Related(
+        "salesforce",
+        "Contact",
+        record_id,
+        T0,
+        {"Email": email},
+        deleted,
+        parent_id=parent,
+        email=email,
+    )
+
+
+def test_people_are_found_by_email_or_id_only_when_no_lead_names_them_and_they_live(
+    store: Store,
+) -> None:
+    store.save_page(
+        "salesforce",
+        [],
+        position=None,
+        related=[
+            _person("0031", "ann@x.com"),
+            _person("0032", "ann@x.com", parent="00Q9"),  # a converted lead's: not its own
+            _person("0033", "ann@x.com", deleted=True),
+            _person("0034", "bob@x.com"),
+            _person("0035", None),
+        ],
+        run_id="r1",
+    )
+    assert sorted(store.related.people("salesforce", emails=["ann@x.com"])) == ["0031"]
+    assert sorted(store.related.people("salesforce", record_ids=["0034", "0032"])) == ["0034"]
+    both = store.related.people("salesforce", record_ids=["0034"], emails=["ann@x.com"])
+    assert sorted(both) == ["0031", "0034"]
+    assert both["0031"].email == "ann@x.com"
+    assert store.related.people("hubspot", emails=["ann@x.com"]) == {}
+
+
+def test_the_migration_gives_contacts_stored_before_it_their_email(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+    from alembic import command
+
+    from leadsync.sync.database import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    command.upgrade(alembic_config(url), "0009_staged_edits")
+    engine = sa.create_engine(url)
+    row = {"crm": "salesforce", "run_id": "r", "saved_at": "2024-05-01 10:00:00"}
+    row |= {"modified_at": "2024-05-01 10:00:00", "deleted": False, "parent_id": None}
+    with engine.begin() as connection:
+        insert = sa.text(
+            "INSERT INTO related (crm, record_id, object_name, modified_at, raw, deleted,"
+            " parent_id, run_id, saved_at) VALUES (:crm, :record_id, :object_name,"
+            " :modified_at, :raw, :deleted, :parent_id, :run_id, :saved_at)"
+        )
+        connection.execute(
+            insert,
+            {
+                **row,
+                "record_id": "0031",
+                "object_name": "Contact",
+                "raw": '{"Email": " Ann@X.com "}',
+            },
+        )
+        connection.execute(
+            insert,
+            {
+                **row,
+                "record_id": "0061",
+                "object_name": "Opportunity",
+                "raw": '{"Email": "no@x.com"}',
+            },
+        )
+    engine.dispose()
+    with Store(url) as store:
+        found = store.related.people("salesforce", emails=["ann@x.com", "no@x.com"])
+        assert sorted(found) == ["0031"]
