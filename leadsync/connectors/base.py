@@ -29,6 +29,7 @@ A connector that leads can be handed off to (`HandoffTarget`, Salesforce) also h
     find_people(emails)                         -> the records that already hold these emails
                                                    (leads and contacts), so none is duplicated
     assignees()                                 -> the owner ids records may be routed to
+    owner_names(owner_ids)                      -> their names, for the reports
 
 Paging, auth, retries and throttling live inside a connector; the engine sees only these.
 """
@@ -216,6 +217,8 @@ class HandoffTarget(Protocol):
     def find_people(self, emails: Sequence[str]) -> dict[str, PersonRecord]: ...
 
     def assignees(self) -> set[str]: ...
+
+    def owner_names(self, owner_ids: Sequence[str]) -> dict[str, str]: ...
 
 
 class Connector(Protocol):

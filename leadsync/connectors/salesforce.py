@@ -141,6 +141,12 @@ _OWNER_QUERIES = (
     "SELECT Id FROM Group WHERE Type = 'Queue'",
 )
 
+# The names of owners: users, then queues (a queue is a Group).
+_OWNER_NAME_QUERIES = (
+    ("User", "SELECT Id, Name FROM User WHERE Id IN {}"),
+    ("Group", "SELECT Id, Name FROM Group WHERE Id IN {}"),
+)
+
 # Ids per SOQL `IN (...)` read: the size of a collection write, so one read per write batch.
 COLLECTION_IDS = 200
 
@@ -365,6 +371,22 @@ class SalesforceConnector:
             answer = self._call("list owners", _query_all_with(soql))
             ids.update(str(row["Id"]) for row in answer.get("records", []))
         return ids
+
+    def owner_names(self, owner_ids: Sequence[str]) -> dict[str, str]:
+        """Owner id -> name, of the users and queues among `owner_ids` (200 a query of each;
+        a queue's id never answers the users' query, so both are asked only what is left)."""
+        left = sorted(set(owner_ids))
+        names: dict[str, str] = {}
+        for object_name, query in _OWNER_NAME_QUERIES:
+            for start in range(0, len(left), COLLECTION_IDS):
+                chunk = left[start : start + COLLECTION_IDS]
+                soql = format_soql(query, chunk)
+                answer = self._call(f"name {len(chunk)} {object_name} owners", _query_with(soql))
+                for row in answer.get("records", []):
+                    if row.get("Name"):
+                        names[str(row["Id"])] = str(row["Name"])
+            left = [owner for owner in left if owner not in names]
+        return names
 
     def fetch(
         self, record_ids: Sequence[str], *, fields: Sequence[str], object_name: str | None = None

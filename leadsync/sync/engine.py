@@ -92,6 +92,7 @@ from leadsync.sync.related import (
 )
 from leadsync.sync.sla.clocks import Clock, ClockChanges, SlaRules
 from leadsync.sync.sla.monitor import SlaCheckResult, SlaMonitor, monitor_for
+from leadsync.sync.sla.response import NoResponseRule
 from leadsync.sync.slices import PersonGroups, Slice
 from leadsync.sync.store import Quarantined, Store, WriteRow
 
@@ -951,6 +952,11 @@ class SyncEngine:
             lead.lead_id, lead.values, stage, handoff.handed_off_at, handoff.owner
         )
 
+    def _response_fields(self, stage: str) -> tuple[str, ...]:
+        """The fields whose change after the handoff is the lead's first response."""
+        rule = NoResponseRule.of(self._sla, stage) if self._sla is not None else None
+        return rule.fields if rule is not None else ()
+
     def _moves_back(self, crm: str, name: str, held: Any, wanted: Any) -> bool:
         connector = self._connectors.get(crm)
         if connector is None:
@@ -1065,6 +1071,7 @@ class SyncEngine:
             clock=self._clock,
             run_id=summary.run_id,
             clocks=self._handoff_clocks,
+            responded_by=self._response_fields(handoff.stage),
         )
         outcome = step.run([MergedLead(m.lead, m.snapshots, m.transitions) for m in merged], counts)
         created = [

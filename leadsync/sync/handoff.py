@@ -10,6 +10,10 @@ in gets one there, exactly once, with an owner, and the other CRM learns its id.
     upsert   by the External ID (`handoff_key` of the mapping), 200 a call; a kill after it
              and before the record of it is harmless: the next run's upsert finds the record
     link     the id written back to the other CRM (`handoff_link`), by the engine
+    respond  a handed-off lead whose record a person then changed in one of the `responded_by`
+             fields (a status, the last activity) was worked: the first such change is
+             recorded (`responded_at`), for "no response after handoff"
+    name     the owners leads went to whose names the store does not know yet are asked once
 
 Which CRM is the target is the connectors' business: the one that is a `HandoffTarget` and
 has a `handoff_key` in the mapping.
@@ -31,6 +35,7 @@ from leadsync.connectors.base import (
     UpsertResult,
     WriteStatus,
 )
+from leadsync.errors import ConnectorError
 from leadsync.mapping.definition import HandoffModel
 from leadsync.mapping.fields import FieldMap
 from leadsync.mapping.lifecycle import FORWARD, Stage, Transition
@@ -148,9 +153,12 @@ class HandoffStep:
         clock: Callable[[], datetime],
         run_id: str,
         clocks: Callable[[Lead, Handoff], ClockChanges] | None = None,
+        responded_by: Sequence[str] = (),
     ) -> None:
-        """`clocks` gives the SLA clocks a lead's handoff starts (see SlaRules.at_handoff)."""
+        """`clocks` gives the SLA clocks a lead's handoff starts (see SlaRules.at_handoff);
+        a change of one of `responded_by` after the handoff is the lead's first response."""
         self._clocks = clocks
+        self._responded_by = tuple(responded_by)
         self._handoff = handoff
         self._ledger = ledger
         self._target = target
@@ -173,6 +181,7 @@ class HandoffStep:
         known = self._ledger.of([m.lead.lead_id for m in merged])
         now = self._clock()
         settled: list[Handoff] = []
+        responses: dict[str, datetime] = {}
         # (lead, its pending handoff, whether an earlier run's create may have landed)
         to_send: list[tuple[MergedLead, Handoff, bool]] = []
         # Round-robin follows this order: by email, so that any two runs over the same leads
@@ -193,6 +202,9 @@ class HandoffStep:
                     settled.append(earlier)
                 if earlier is not None and earlier.status == CREATED:
                     settled += self._link(m, earlier, outcome)
+                responded = self._first_response(earlier, live)
+                if responded is not None:
+                    responses[lead_id] = responded
                 continue
             if earlier is not None and earlier.status in (CREATED, MATCHED):
                 # Handed off; the pull has not brought the record (yet, or it is a contact).
@@ -224,8 +236,10 @@ class HandoffStep:
             to_send.append((m, pending, resumed))
         leads = {m.lead.lead_id: m.lead for m in merged}
         self._save(settled + [pending for _, pending, _ in to_send], leads)
+        self._ledger.mark_responded(responses)
         if to_send:
             self._send(to_send, counts, outcome)
+            self._learn_names({pending.owner for _, pending, _ in to_send if pending.owner})
         return outcome
 
     def mark_linked(self, lead_ids: Iterable[str]) -> None:
@@ -234,6 +248,40 @@ class HandoffStep:
         self._ledger.save([replace(h, linked_at=now) for h in handoffs.values()])
 
     # ---------------------------------------------------------------- steps
+
+    def _first_response(self, handoff: Handoff | None, live: Snapshot) -> datetime | None:
+        """When a person first changed one of the `responded_by` fields of the handed-off
+        record after its handoff, as far as this snapshot tells (None: not yet, or known
+        already). The snapshot keeps each field's last change: a field changed twice
+        between two syncs counts from the second change."""
+        if (
+            handoff is None
+            or not handoff.handed_off
+            or handoff.handed_off_at is None
+            or handoff.responded_at is not None
+            or not handoff.own_record
+            or handoff.record_id != live.record_id
+        ):
+            return None
+        changes = [
+            when
+            for name in self._responded_by
+            if (when := live.changed_at.get(name)) is not None and when > handoff.handed_off_at
+        ]
+        return min(changes, default=None)
+
+    def _learn_names(self, owners: set[str]) -> None:
+        """Ask the CRM the names of the owners the store cannot name yet, for the reports.
+        A name is a nicety: a CRM that does not answer now is asked at a later handoff."""
+        unknown = sorted(owners - set(self._ledger.names(self._crm)))
+        if not unknown:
+            return
+        try:
+            names = self._target.owner_names(unknown)
+        except ConnectorError as problem:
+            log.warning("handoff: owner names not read (%s)", type(problem).__name__)
+            return
+        self._ledger.save_names(self._crm, names, at=self._clock())
 
     def _problem(self, lead: Lead) -> str:
         email = lead.values.get(self._map.identity_field)
@@ -349,7 +397,7 @@ class HandoffStep:
 
     def _links(self, m: MergedLead, handoff: Handoff) -> list[LinkWrite]:
         """The writes that give the lead's other records the target record's id."""
-        if handoff.record_object not in (None, "Lead") or not handoff.record_id:
+        if not handoff.own_record or not handoff.record_id:
             return []
         links = []
         for crm, snapshot in m.snapshots.items():
