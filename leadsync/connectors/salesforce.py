@@ -20,6 +20,7 @@ threshold, and retry locked rows.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -371,6 +372,18 @@ class SalesforceConnector:
             answer = self._call("list owners", _query_all_with(soql))
             ids.update(str(row["Id"]) for row in answer.get("records", []))
         return ids
+
+    def handoff_calls(self, *, records: int, lookups: int, owners: int) -> dict[str, int]:
+        """The calls handing off `records` leads costs, when nothing fails: the emails of
+        `lookups` of them looked for among contacts and open leads, the upserts, and the
+        names of `owners` owners (users, then queues: at most both)."""
+        per_query = math.ceil(lookups / COLLECTION_IDS)
+        named = math.ceil(owners / COLLECTION_IDS)
+        return {
+            "find people": len(_PEOPLE_QUERIES) * per_query,
+            "upsert": math.ceil(records / self.connection.collection_size),
+            "owner names": len(_OWNER_NAME_QUERIES) * named,
+        }
 
     def owner_names(self, owner_ids: Sequence[str]) -> dict[str, str]:
         """Owner id -> name, of the users and queues among `owner_ids` (200 a query of each;
