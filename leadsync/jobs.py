@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from types import FrameType
+from typing import Any
 
 import sqlalchemy as sa
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -62,6 +63,8 @@ from leadsync.sync.database import store_error
 from leadsync.sync.engine import RunSummary, StopCheck
 from leadsync.sync.leases import SYNC_LEASE
 from leadsync.sync.preflight import PreflightError
+from leadsync.sync.sla.clocks import SlaRules
+from leadsync.sync.sla.response import METRIC_WINDOW, handed_off_within
 from leadsync.sync.store import Store
 
 __all__ = ["DefinitionFiles", "FilesState", "Service", "ServiceStartError"]
@@ -189,6 +192,7 @@ class Service:
             self._runtime.connectors,
             healthy_within=timedelta(minutes=settings.healthy_within_minutes),
             clock=self._clock,
+            no_response=self._no_response,
         )
         self._server: HttpServer | None = None
         if settings.metrics_port:
@@ -232,6 +236,18 @@ class Service:
                 files=self._files.state,
                 clock=self._clock,
             )
+        )
+
+    def _no_response(self, now: datetime) -> dict[str, Any] | None:
+        """The metrics' no-response figures, under the lead definition running now."""
+        _, definition = self._files.current()
+        handoff = definition.handoff
+        return handed_off_within(
+            self._runtime.store.handoffs,
+            SlaRules.of(definition),
+            handoff.stage if handoff is not None else None,
+            now=now,
+            since=now - METRIC_WINDOW,
         )
 
     def _current(self) -> Runtime:

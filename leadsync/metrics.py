@@ -9,6 +9,12 @@ reports the same quarantine, open breaches and age of the last good run:
     leadsync_job_seconds{job} (histogram)       leadsync_quarantine_records
     leadsync_sla_open_breaches                  leadsync_api_quota_remaining{crm}
     leadsync_last_good_sync_age_seconds         leadsync_up
+    leadsync_handoff_no_response_leads{owner}   leadsync_handoff_response_due_leads{owner}
+    leadsync_handoff_no_response_ratio
+
+The handoff figures count the leads handed off in the last week (response.METRIC_WINDOW):
+those whose N working hours to a first response have passed (due), and those of them nobody
+worked in time; owners by id (a name is personal data, and a label outlives the person).
 
 /healthz answers 200 while a sync has succeeded within `healthy_within` (or the replica, started
 less than that ago, is still on its first), else 503 (also when the store does not answer),
@@ -73,8 +79,12 @@ class ServiceMetrics:
         healthy_within: timedelta,
         started_at: datetime | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        no_response: Callable[[datetime], Mapping[str, Any] | None] | None = None,
     ) -> None:
+        """`no_response(now)` gives the handoff's no-response figures (see
+        `leadsync.sync.sla.response`) of the leads handed off in the last week."""
         self.registry = CollectorRegistry()
+        self._no_response = no_response
         self._store = store
         self._connectors = connectors
         self._healthy_within = healthy_within
@@ -147,6 +157,7 @@ class _StoreFigures(Collector):
             quarantine = store.quarantine_size()
             breaches = store.sla.open_breaches(now)
             health = metrics.health()
+            silent = metrics._no_response(now) if metrics._no_response else None
         except Exception:  # a scrape must answer even when the database does not
             log.warning("metrics: the store did not answer", exc_info=True)
             up.add_metric([], 0)
@@ -176,6 +187,33 @@ class _StoreFigures(Collector):
             if remaining is not None:
                 quota.add_metric([crm], remaining)
         yield quota
+        if silent is not None:
+            yield from _no_response_families(silent)
+
+
+def _no_response_families(figures: Mapping[str, Any]) -> Iterator[GaugeMetricFamily]:
+    """The handoff's no-response figures as gauges: counts per owner, and the overall share."""
+    silent = GaugeMetricFamily(
+        "leadsync_handoff_no_response_leads",
+        "Leads handed off in the last week that nobody worked within their working hours",
+        labels=["owner"],
+    )
+    due = GaugeMetricFamily(
+        "leadsync_handoff_response_due_leads",
+        "Leads handed off in the last week whose working hours to a first response are over",
+        labels=["owner"],
+    )
+    for row in figures["by_owner"]:
+        silent.add_metric([row["owner"]], row["no_response"])
+        due.add_metric([row["owner"]], row["no_response"] + row["responded"])
+    yield silent
+    yield due
+    if figures["share"] is not None:
+        yield GaugeMetricFamily(
+            "leadsync_handoff_no_response_ratio",
+            "Share of the due handed-off leads of the last week nobody worked in time",
+            value=figures["share"],
+        )
 
 
 def metrics_routes(metrics: ServiceMetrics) -> list[Route]:

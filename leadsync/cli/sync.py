@@ -160,6 +160,8 @@ def format_summary(summary: RunSummary) -> str:
         )
     if summary.handoff is not None:
         lines.extend(f"  {line}" for line in summary.handoff.lines())
+    if summary.handoff_plan is not None:
+        lines.extend(f"  {line}" for line in summary.handoff_plan.lines())
     if summary.plan is not None and summary.plan.change_count:
         lines.append("  changes by field, and the write calls they take:")
         lines.extend(f"  {line}" for line in summary.plan.lines())

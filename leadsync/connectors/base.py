@@ -33,6 +33,8 @@ A connector that leads can be handed off to (`HandoffTarget`, Salesforce) also h
     find_people(emails)                         -> the records that already hold these emails
                                                    (leads and contacts), so none is duplicated
     assignees()                                 -> the owner ids records may be routed to
+    owner_names(owner_ids)                      -> their names, for the reports
+    handoff_calls(records=, lookups=, owners=)  -> the calls a handoff would cost, by kind
 
 Paging, auth, retries and throttling live inside a connector; the engine sees only these.
 """
@@ -220,6 +222,10 @@ class HandoffTarget(Protocol):
     def find_people(self, emails: Sequence[str]) -> dict[str, PersonRecord]: ...
 
     def assignees(self) -> set[str]: ...
+
+    def owner_names(self, owner_ids: Sequence[str]) -> dict[str, str]: ...
+
+    def handoff_calls(self, *, records: int, lookups: int, owners: int) -> dict[str, int]: ...
 
 
 class Connector(Protocol):

@@ -20,6 +20,7 @@ threshold, and retry locked rows.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -142,6 +143,12 @@ _PEOPLE_QUERIES = (
 _OWNER_QUERIES = (
     "SELECT Id FROM User WHERE IsActive = true",
     "SELECT Id FROM Group WHERE Type = 'Queue'",
+)
+
+# The names of owners: users, then queues (a queue is a Group).
+_OWNER_NAME_QUERIES = (
+    ("User", "SELECT Id, Name FROM User WHERE Id IN {}"),
+    ("Group", "SELECT Id, Name FROM Group WHERE Id IN {}"),
 )
 
 # Ids per SOQL `IN (...)` read: the size of a collection write, so one read per write batch.
@@ -374,6 +381,34 @@ class SalesforceConnector:
             answer = self._call("list owners", _query_all_with(soql))
             ids.update(str(row["Id"]) for row in answer.get("records", []))
         return ids
+
+    def handoff_calls(self, *, records: int, lookups: int, owners: int) -> dict[str, int]:
+        """The calls handing off `records` leads costs, when nothing fails: the emails of
+        `lookups` of them looked for among contacts and open leads, the upserts, and the
+        names of `owners` owners (users, then queues: at most both)."""
+        per_query = math.ceil(lookups / COLLECTION_IDS)
+        named = math.ceil(owners / COLLECTION_IDS)
+        return {
+            "find people": len(_PEOPLE_QUERIES) * per_query,
+            "upsert": math.ceil(records / self.connection.collection_size),
+            "owner names": len(_OWNER_NAME_QUERIES) * named,
+        }
+
+    def owner_names(self, owner_ids: Sequence[str]) -> dict[str, str]:
+        """Owner id -> name, of the users and queues among `owner_ids` (200 a query of each;
+        a queue's id never answers the users' query, so both are asked only what is left)."""
+        left = sorted(set(owner_ids))
+        names: dict[str, str] = {}
+        for object_name, query in _OWNER_NAME_QUERIES:
+            for start in range(0, len(left), COLLECTION_IDS):
+                chunk = left[start : start + COLLECTION_IDS]
+                soql = format_soql(query, chunk)
+                answer = self._call(f"name {len(chunk)} {object_name} owners", _query_with(soql))
+                for row in answer.get("records", []):
+                    if row.get("Name"):
+                        names[str(row["Id"])] = str(row["Name"])
+            left = [owner for owner in left if owner not in names]
+        return names
 
     def fetch(
         self, record_ids: Sequence[str], *, fields: Sequence[str], object_name: str | None = None

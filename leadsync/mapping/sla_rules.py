@@ -30,6 +30,11 @@
     # targets = { organic_search = 10, paid_search = 8 }
     calendar = "marketing"
 
+    [sla.no_response]                        # a warning sign, not a clock: handed-off leads
+    within_hours = 8                         # not worked within this many working hours
+    fields = ["sf_status", "last_sales_activity"]   # a change of one of these is work
+    calendar = "sales"                       # default: the acceptance clock's calendar
+
 Every mistake is reported with its key by the lead definition's loader.
 """
 
@@ -53,6 +58,7 @@ __all__ = [
     "CLOCK_STAGES",
     "CalendarModel",
     "ClockRule",
+    "NoResponseModel",
     "SlaModel",
     "VolumeRule",
     "cross_key_problems",
@@ -293,6 +299,40 @@ class VolumeRule(StrictModel):
         return {None: self.at_least}
 
 
+# One working day: sales who have not touched a lead by then have most likely not seen it.
+DEFAULT_NO_RESPONSE_HOURS = 8.0
+
+
+class NoResponseModel(StrictModel):
+    """ "No response after handoff": the share of handed-off leads that nobody worked (changed
+    one of `fields` in the CRM) within `within_hours` working hours of `calendar`. Without
+    `fields`, the fields of the rules' `stop_on_change` (what the response clock calls
+    work); without `calendar`, that of the clock that starts at the handoff stage."""
+
+    within_hours: float = Field(DEFAULT_NO_RESPONSE_HOURS, gt=0, le=24 * 366, allow_inf_nan=False)
+    fields: list[str] | None = Field(None, min_length=1)
+    calendar: str | None = None
+
+    @field_validator("fields")
+    @classmethod
+    def _fields_are_known(cls, names: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        fields = known_fields(info)
+        if names is None or fields is None:
+            return names
+        found = [
+            (f"[{index}]", unknown_field_message(name, fields))
+            for index, name in enumerate(names)
+            if name not in fields
+        ]
+        if found:
+            raise problems(*found)
+        return names
+
+    @property
+    def within(self) -> timedelta:
+        return timedelta(hours=self.within_hours)
+
+
 class SlaModel(StrictModel):
     owner_field: str | None = None
     # Owner (the value of owner_field) -> the IANA zone their clocks run in: an owner in
@@ -301,6 +341,7 @@ class SlaModel(StrictModel):
     calendars: dict[str, CalendarModel] = Field(default_factory=dict)
     rules: list[ClockRule] = Field(default_factory=list)
     volume: list[VolumeRule] = Field(default_factory=list)
+    no_response: NoResponseModel = Field(default_factory=NoResponseModel)
 
     @field_validator("owner_field")
     @classmethod
@@ -375,6 +416,16 @@ def cross_key_problems(sla: Any) -> list[tuple[str, str]]:
                         f"no calendar {calendar!r} under [sla.calendars] (defined: {known})",
                     )
                 )
+    no_response = sla.get("no_response")
+    calendar = no_response.get("calendar") if isinstance(no_response, Mapping) else None
+    if isinstance(calendar, str) and calendar not in calendars:
+        known = ", ".join(sorted(map(str, calendars))) or "none yet"
+        found.append(
+            (
+                "no_response.calendar",
+                f"no calendar {calendar!r} under [sla.calendars] (defined: {known})",
+            )
+        )
     return found
 
 

@@ -18,6 +18,7 @@ from leadsync.reports.revenue import revenue
 from leadsync.runtime import Runtime
 from leadsync.sync.sla.clocks import Clock, SlaRules
 from leadsync.sync.sla.monitor import SlaMonitor
+from leadsync.sync.sla.response import handed_off_within
 from leadsync.sync.sla.speed import speed_to_lead
 from leadsync.sync.store import Store
 
@@ -91,6 +92,15 @@ def build_report(
         ),
         "health": figures.health(data),
         "speed_to_lead": _speed(store, definition, data.clocks, rules, since, end),
+        "no_response": handed_off_within(
+            store.handoffs,
+            rules,
+            definition.handoff.stage if definition.handoff else None,
+            now=now,
+            since=since,
+            until=end,
+            period=period,
+        ),
     }
 
 

@@ -22,6 +22,7 @@ from leadsync.mapping.lifecycle import FORWARD, Stage
 from leadsync.reports.data import LeadFacts, ReportData
 from leadsync.sync.sla.clocks import Clock, ClockStatus
 from leadsync.sync.sla.report import compliance
+from leadsync.sync.sla.response import period_of
 from leadsync.sync.sla.speed import percentile
 from leadsync.sync.sla.volume import VolumePeriod
 
@@ -32,14 +33,6 @@ FUNNEL: tuple[str, ...] = tuple(stage.value for stage in FORWARD)
 EXITS: tuple[str, ...] = (Stage.RECYCLED.value, Stage.DISQUALIFIED.value)
 BANDS: tuple[tuple[int, int], ...] = ((0, 19), (20, 39), (40, 59), (60, 79), (80, 100))
 _NO_SEGMENT = "(none)"
-
-
-def period_of(moment: datetime, period: Period) -> str:
-    """`2026-06` for a month, `2026-W23` for an ISO week (UTC)."""
-    if period == "month":
-        return f"{moment.year:04}-{moment.month:02}"
-    year, week, _ = moment.isocalendar()
-    return f"{year:04}-W{week:02}"
 
 
 def _in_window(moment: datetime | None, since: datetime | None, until: datetime) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 
 __all__ = [
     "FUNNEL_COLOUR",
+    "NO_RESPONSE_COLOUR",
     "OPPORTUNITY_COLOUR",
     "REPORT_CSS",
     "SLA_COLOURS",
@@ -31,6 +32,7 @@ SLA_COLOURS: tuple[str, ...] = ("#0d9488", "#ea580c", "#db2777", "#ca8a04", "#65
 SQL_COLOUR = "#16a34a"
 OPPORTUNITY_COLOUR = "#9333ea"
 THRESHOLD_COLOUR = "#dc2626"
+NO_RESPONSE_COLOUR = "#b45309"
 GRID_COLOUR = "#e5e7eb"
 AXIS_COLOUR = "#6b7280"
 
@@ -439,6 +441,113 @@ def _volume(periods: Sequence[Mapping[str, Any]]) -> str:
     return _table(headers, rows, labels=5, none="No volume rules.")
 
 
+# ------------------------------------------------------------------------------ the handoff
+
+
+def _spread_row(label: str, spread: Mapping[str, Any], unit: str) -> list[Any]:
+    return [label, _hours(spread["median"]) + unit, _hours(spread["p90"]) + unit]
+
+
+def _speed(speed: Mapping[str, Any]) -> list[str]:
+    """Speed to lead, split: the system's part (stage reached -> handed off) and sales' part
+    (handed off -> accepted, in working hours), overall and per owner, and the leads that
+    cannot be handed off."""
+    split = [
+        _spread_row("system delay (stage reached → handed off)", speed["system_delay_hours"], ""),
+        _spread_row(
+            "human delay (handed off → accepted)", speed["human_delay_working_hours"], " working"
+        ),
+    ]
+    owners = [
+        [
+            row["owner"],
+            _count(row["handed_off"]),
+            _count(row["accepted"]),
+            _hours(row["human_delay_working_hours"]["median"]),
+            _hours(row["human_delay_working_hours"]["p90"]),
+        ]
+        for row in speed["by_owner"]
+    ]
+    blocked = [[row["problem"], _count(row["leads"])] for row in speed["cannot_hand_off"]]
+    return [
+        f'<p class="lede">{_count(speed["handed_off"])} leads handed off to sales'
+        f" ({_count(speed['matched'])} matched to a person sales held already),"
+        f" {_count(speed['waiting_for_sales'])} still waiting for sales to accept them.</p>",
+        _table(["delay", "median", "90th percentile"], split),
+        _h3("Human delay per owner (working hours)"),
+        _table(
+            ["owner", "handed off", "accepted", "median", "90th percentile"],
+            owners,
+            none="No leads handed off in this window.",
+        ),
+        _h3("Cannot be handed off"),
+        _table(["problem", "leads"], blocked, none="Every lead that qualified was handed off."),
+    ]
+
+
+def _no_response_chart(by_period: Sequence[Mapping[str, Any]], period: str) -> str:
+    decided = [row for row in by_period if row["share"] is not None]
+    if not decided:
+        return _none("No handed-off lead is past its working hours yet.")
+    groups = [
+        [
+            _Bar(
+                row["share"],
+                NO_RESPONSE_COLOUR,
+                f"{row['period']}: {_pct(row['share'])} of "
+                f"{row['no_response'] + row['responded']} due",
+            )
+        ]
+        for row in decided
+    ]
+    legend, below = _legend(56, [("no response in time", NO_RESPONSE_COLOUR)])
+    plot = _Plot(left=56, top=below + 26, width=CHART_WIDTH - 72, height=160)
+    body = [
+        *legend,
+        *_percent_axis(plot, "share of due leads"),
+        *_columns(plot, groups),
+        *_category_labels(plot, [row["period"] for row in decided]),
+        *_category_labels(plot, [f"handed off per {period}"], row=1),
+    ]
+    title = f"No response after handoff per {period}: share of the leads due a first response"
+    return _svg("no-response-chart", title, plot.bottom + 44, body)
+
+
+def _silence_row(label: str, row: Mapping[str, Any]) -> list[Any]:
+    counts = (_count(row[key]) for key in ("handed_off", "responded", "no_response", "waiting"))
+    return [label, *counts, _pct(row["share"])]
+
+
+def _no_response(figures: Mapping[str, Any], period: str) -> list[str]:
+    headers = ["handed off", "worked in time", "no response", "waiting", "share"]
+    owners = [_silence_row(row["name"] or row["owner"], row) for row in figures["by_owner"]]
+    periods = [_silence_row(row["period"], row) for row in figures["by_period"]]
+    return [
+        f'<p class="lede">Leads nobody worked ({_e(", ".join(figures["fields"]))} changed)'
+        f" within {figures['within_working_hours']:g} working hours of the handoff"
+        f" ({_e(figures['calendar'])} calendar): {_pct(figures['share'])} of"
+        f" {_count(figures['no_response'] + figures['responded'])} due;"
+        f" {_count(figures['waiting'])} still within their hours.</p>",
+        _no_response_chart(figures["by_period"], period),
+        _h3("Per owner"),
+        _table(["owner", *headers], owners, none="No leads handed off in this window."),
+        _h3(f"Per {period} of the handoff"),
+        _table([period, *headers], periods, none="No leads handed off in this window."),
+    ]
+
+
+def _handoff(report: Mapping[str, Any]) -> list[str]:
+    parts = []
+    if report.get("speed_to_lead"):
+        parts += [_h3("Speed to lead, split"), *_speed(report["speed_to_lead"])]
+    if report.get("no_response"):
+        parts += [
+            _h3("No response after handoff"),
+            *_no_response(report["no_response"], report["period"]),
+        ]
+    return parts
+
+
 # ------------------------------------------------------------------------------ calibration
 
 
@@ -685,6 +794,11 @@ def render_body(report: Mapping[str, Any]) -> str:
             _funnel(report["funnel"], report.get("segment_field"), report["period"]),
         ),
         _section("sla", "SLA", _sla(report["sla"], report["period"])),
+        *(
+            [_section("handoff", "The handoff to sales", handoff)]
+            if (handoff := _handoff(report))
+            else []
+        ),
         _section("calibration", "Score calibration", _calibration(report["calibration"])),
         _section("revenue", "Revenue", _revenue(report["revenue"])),
         _section("health", "Sync health", _health(report["health"])),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from leadsync.sync.sla.response import format_no_response
 from leadsync.sync.sla.speed import format_speed
 
 __all__ = ["format_table"]
@@ -51,6 +52,13 @@ def format_table(report: Mapping[str, Any]) -> str:
     out += _sla(report["sla"])
     if report.get("speed_to_lead"):
         out += ["SPEED TO LEAD (the handoff)", "", *format_speed(report["speed_to_lead"]), ""]
+    if report.get("no_response"):
+        out += [
+            f"NO RESPONSE AFTER HANDOFF (per owner, per {report['period']} of the handoff)",
+            "",
+            *format_no_response(report["no_response"]),
+            "",
+        ]
     out += _calibration(report["calibration"])
     out += _revenue(report["revenue"])
     out += _health(report["health"])

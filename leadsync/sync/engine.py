@@ -58,7 +58,13 @@ from leadsync.mapping.lifecycle import Stage, Transition, next_transitions
 from leadsync.mapping.scoring import score_lead
 from leadsync.mapping.transforms import TransformError
 from leadsync.mapping.types import CRM_NAMES, CRMS
-from leadsync.sync.handoff import HandoffCounts, HandoffStep, MergedLead, handoff_target
+from leadsync.sync.handoff import (
+    HandoffCounts,
+    HandoffPreview,
+    HandoffStep,
+    MergedLead,
+    handoff_target,
+)
 from leadsync.sync.handoff_ledger import Handoff
 from leadsync.sync.identity import (
     InMemoryIdentityIndex,
@@ -97,6 +103,7 @@ from leadsync.sync.related import (
 )
 from leadsync.sync.sla.clocks import Clock, ClockChanges, SlaRules
 from leadsync.sync.sla.monitor import SlaCheckResult, SlaMonitor, monitor_for
+from leadsync.sync.sla.response import NoResponseRule
 from leadsync.sync.slices import PersonGroups, Slice
 from leadsync.sync.store import Quarantined, Store, WriteRow, content_digest
 
@@ -203,6 +210,8 @@ class RunSummary:
     quota: dict[str, dict[str, int | None]] = field(default_factory=dict)
     # The handoffs of the run, when the lead definition has a [handoff].
     handoff: HandoffCounts | None = None
+    # A plan's: the handoffs the run would make, and their calls (nothing is created).
+    handoff_plan: HandoffPreview | None = None
     # Per lead, so a lead merged twice in one run (a backfill settles again what changed
     # meanwhile) is counted once, with its last stage.
     _stage_of: dict[str, str] = field(default_factory=dict, repr=False)
@@ -259,6 +268,8 @@ class RunSummary:
             summary["api_quota"] = self.quota
         if self.handoff is not None:
             summary["handoff"] = {**asdict(self.handoff), "blocked": self.handoff.blocked}
+        if self.handoff_plan is not None:
+            summary["handoff_plan"] = self.handoff_plan.as_dict()
         if self.plan is not None:
             summary["api_calls"] = {
                 crm: asdict(calls) for crm, calls in sorted(self.plan.calls.items())
@@ -334,6 +345,8 @@ class SyncEngine:
         self._handoff_crm = (
             handoff_target(self._connectors, field_map) if definition.handoff else None
         )
+        # A plan's handoff step: previews, never hands off.
+        self._previewing: HandoffStep | None = None
 
     def preflight(self) -> None:
         """Describe each CRM (once: the connectors keep it for the run) and check the mapping
@@ -438,11 +451,20 @@ class SyncEngine:
         if self._handoff_crm is not None and summary.wrote:
             # Handoffs a kill cut off are taken up again, whether their records changed or not.
             overdue = sorted(set(overdue) | set(self._store.handoffs.unfinished()))
+        self._previewing = None
+        if self._handoff_crm is not None and not summary.wrote:
+            # One preview for the run: its round-robin goes on from slice to slice.
+            self._previewing = self._handoff_step(summary.run_id)
+            summary.handoff_plan = HandoffPreview()
         try:
             for part in self._slices(overdue):
                 self._settle_slice(part, summary, tally, should_stop)
         finally:
             summary.plan = tally.summary()
+            if summary.handoff_plan is not None and self._handoff_crm is not None:
+                target = self._connectors[self._handoff_crm]
+                assert isinstance(target, HandoffTarget)
+                summary.handoff_plan.estimate(target)
         if summary.wrote and self._monitor is not None:
             # Breaches recorded and announced. Under the service the volume pacing and the
             # webhook are the SLA job's, which no sync should wait for.
@@ -496,6 +518,10 @@ class SyncEngine:
                 if update is not None and crm in summary.crms:
                     summary.crms[crm].records_to_update += 1
         if not summary.wrote:
+            if self._previewing is not None and summary.handoff_plan is not None:
+                self._previewing.preview(
+                    [self._merged_lead(m) for m in merged], summary.handoff_plan
+                )
             return
         unsettled = self._write(merged, summary, should_stop)
         # A batch boundary: the handoff's calls are a batch of their own (the lease renews).
@@ -1078,6 +1104,39 @@ class SyncEngine:
             lead.lead_id, lead.values, stage, handoff.handed_off_at, handoff.owner
         )
 
+    @staticmethod
+    def _merged_lead(m: _Merged) -> MergedLead:
+        """What the handoff needs of a merged lead, with the person record matched to it."""
+        person = None
+        if m.person is not None:
+            person = PersonRecord(m.person.object_name, m.person.record_id)
+        return MergedLead(
+            m.lead, m.snapshots, m.transitions, person=person, person_review=m.person_review
+        )
+
+    def _handoff_step(self, run_id: str) -> HandoffStep:
+        crm, handoff = self._handoff_crm, self._definition.handoff
+        # A handoff target is only found with a [handoff].
+        assert crm is not None
+        assert handoff is not None
+        target = self._connectors[crm]
+        assert isinstance(target, HandoffTarget)
+        return HandoffStep(
+            handoff,
+            self._store.handoffs,
+            target,
+            self._map,
+            clock=self._clock,
+            run_id=run_id,
+            clocks=self._handoff_clocks,
+            responded_by=self._response_fields(handoff.stage),
+        )
+
+    def _response_fields(self, stage: str) -> tuple[str, ...]:
+        """The fields whose change after the handoff is the lead's first response."""
+        rule = NoResponseRule.of(self._sla, stage) if self._sla is not None else None
+        return rule.fields if rule is not None else ()
+
     def _moves_back(self, crm: str, name: str, held: Any, wanted: Any) -> bool:
         connector = self._connectors.get(crm)
         if connector is None:
@@ -1185,36 +1244,11 @@ class SyncEngine:
         """The slice's handoffs (`leadsync.sync.handoff`): create, then record what was created
         as leadsync's own writes, then write the new ids back to the other CRM."""
         crm = self._handoff_crm
-        handoff = self._definition.handoff
-        if crm is None or handoff is None:
+        if crm is None:
             return
-        target = self._connectors[crm]
-        assert isinstance(target, HandoffTarget)
         counts = summary.handoff = summary.handoff or HandoffCounts()
-        step = HandoffStep(
-            handoff,
-            self._store.handoffs,
-            target,
-            self._map,
-            clock=self._clock,
-            run_id=summary.run_id,
-            clocks=self._handoff_clocks,
-        )
-        outcome = step.run(
-            [
-                MergedLead(
-                    m.lead,
-                    m.snapshots,
-                    m.transitions,
-                    person=PersonRecord(m.person.object_name, m.person.record_id)
-                    if m.person is not None
-                    else None,
-                    person_review=m.person_review,
-                )
-                for m in merged
-            ],
-            counts,
-        )
+        step = self._handoff_step(summary.run_id)
+        outcome = step.run([self._merged_lead(m) for m in merged], counts)
         created = [
             WriteRow(record.record_id, name, None, value, WriteStatus.WRITTEN, "", "")
             for record in outcome.created

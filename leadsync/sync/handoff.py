@@ -11,6 +11,13 @@ in gets one there, exactly once, with an owner, and the other CRM learns its id.
     upsert   by the External ID (`handoff_key` of the mapping), 200 a call; a kill after it
              and before the record of it is harmless: the next run's upsert finds the record
     link     the id written back to the other CRM (`handoff_link`), by the engine
+    respond  a handed-off lead whose record a person then changed in one of the `responded_by`
+             fields (a status, the last activity) was worked: the first such change is
+             recorded (`responded_at`), for "no response after handoff"
+    name     the owners leads went to whose names the store does not know yet are asked once
+
+A plan (`preview`) makes the same choices, leads and owners alike, and records and asks
+nothing: it counts what a sync would hand off, and the calls that would cost.
 
 Which CRM is the target is the connectors' business: the one that is a `HandoffTarget` and
 has a `handoff_key` in the mapping.
@@ -19,6 +26,7 @@ has a `handoff_key` in the mapping.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -33,6 +41,7 @@ from leadsync.connectors.base import (
     UpsertResult,
     WriteStatus,
 )
+from leadsync.errors import ConnectorError
 from leadsync.mapping.definition import HandoffModel
 from leadsync.mapping.fields import FieldMap
 from leadsync.mapping.lifecycle import FORWARD, Stage, Transition
@@ -47,7 +56,7 @@ from leadsync.sync.handoff_ledger import (
     HandoffLedger,
 )
 from leadsync.sync.model import Lead, Snapshot
-from leadsync.sync.plan import plan_updates
+from leadsync.sync.plan import estimate_api_calls, plan_updates
 from leadsync.sync.routing import OwnerRouter
 from leadsync.sync.sla.clocks import ClockChanges
 
@@ -92,6 +101,90 @@ class HandoffCounts:
         for reason, problem in sorted(self.problems.items(), key=lambda i: (-i[1].count, i[0])):
             lines.append(f"  cannot hand off: {reason}: {problem.count}, e.g. {problem.example}")
         return lines
+
+
+@dataclass
+class HandoffPreview:
+    """What a plan's handoffs would come to (`leadsync plan`): nothing created or recorded."""
+
+    # (route, owner) -> leads it would hand off there
+    owners: Counter[tuple[str, str]] = field(default_factory=Counter)
+    problems: dict[str, HandoffProblem] = field(default_factory=dict)
+    lookups: int = 0  # emails to look up first: a person the CRM holds is matched
+    unnamed: set[str] = field(default_factory=set)  # owners whose names it would ask
+    # CRM -> the writes giving the lead's other records the new record's id
+    links: dict[str, list[RecordUpdate]] = field(default_factory=dict)
+    # The target CRM's calls, by kind (find people, upsert, owner names): see `estimate`.
+    target_calls: dict[str, int] = field(default_factory=dict)
+    link_calls: dict[str, int] = field(default_factory=dict)
+
+    def problem(self, reason: str, lead_id: str) -> None:
+        found = self.problems.setdefault(reason, HandoffProblem())
+        found.count += 1
+        found.example = found.example or f"lead {lead_id}"
+
+    @property
+    def handed_off(self) -> int:
+        return sum(self.owners.values())
+
+    @property
+    def blocked(self) -> int:
+        return sum(problem.count for problem in self.problems.values())
+
+    @property
+    def calls(self) -> int:
+        return sum(self.target_calls.values()) + sum(self.link_calls.values())
+
+    def estimate(self, target: HandoffTarget) -> None:
+        """The calls, by the target's own reckoning and the plan's for the link writes."""
+        self.target_calls = target.handoff_calls(
+            records=self.handed_off, lookups=self.lookups, owners=len(self.unnamed)
+        )
+        self.link_calls = {
+            crm: estimate_api_calls(crm, updates).calls for crm, updates in self.links.items()
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "would_hand_off": self.handed_off,
+            "by_owner": [
+                {"route": route, "owner": owner, "leads": n}
+                for (route, owner), n in sorted(self.owners.items())
+            ],
+            "cannot_hand_off": {
+                reason: {"count": p.count, "example": p.example}
+                for reason, p in sorted(self.problems.items())
+            },
+            "calls": self.calls,
+            "target_calls": dict(self.target_calls),
+            "link_calls": dict(self.link_calls),
+        }
+
+    def lines(self) -> list[str]:
+        """The preview in words, as the run summary's `handoff` line."""
+        kinds = [f"{kind} {n}" for kind, n in self.target_calls.items() if n]
+        kinds += [f"link back to {crm} {n}" for crm, n in sorted(self.link_calls.items()) if n]
+        lines = [
+            f"handoff (plan): {self.handed_off} would be handed off (or matched to a person "
+            f"the CRM holds), {self.blocked} cannot be handed off; about {self.calls} "
+            f"call(s)" + (f" ({', '.join(kinds)})" if kinds else "")
+        ]
+        for (route, owner), n in sorted(self.owners.items()):
+            lines.append(f"  {route or '-'} -> {owner}: {n}")
+        for reason, problem in sorted(self.problems.items(), key=lambda i: (-i[1].count, i[0])):
+            lines.append(f"  cannot hand off: {reason}: {problem.count}, e.g. {problem.example}")
+        return lines
+
+
+@dataclass(frozen=True, slots=True)
+class _Chosen:
+    handoff: Handoff  # pending (with its owner) or blocked
+    resumed: bool  # an earlier run's create may have landed: not looked up again
+    route: str = ""
+
+
+# The id a preview's link writes carry: the record is not created.
+_NEW_RECORD = "(new)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,9 +248,12 @@ class HandoffStep:
         clock: Callable[[], datetime],
         run_id: str,
         clocks: Callable[[Lead, Handoff], ClockChanges] | None = None,
+        responded_by: Sequence[str] = (),
     ) -> None:
-        """`clocks` gives the SLA clocks a lead's handoff starts (see SlaRules.at_handoff)."""
+        """`clocks` gives the SLA clocks a lead's handoff starts (see SlaRules.at_handoff);
+        a change of one of `responded_by` after the handoff is the lead's first response."""
         self._clocks = clocks
+        self._responded_by = tuple(responded_by)
         self._handoff = handoff
         self._ledger = ledger
         self._target = target
@@ -180,14 +276,10 @@ class HandoffStep:
         known = self._ledger.of([m.lead.lead_id for m in merged])
         now = self._clock()
         settled: list[Handoff] = []
+        responses: dict[str, datetime] = {}
         # (lead, its pending handoff, whether an earlier run's create may have landed)
         to_send: list[tuple[MergedLead, Handoff, bool]] = []
-        # Round-robin follows this order: by email, so that any two runs over the same leads
-        # (a sync, a backfill, a rerun after a kill) route them alike.
-        identity = self._map.identity_field
-        for m in sorted(
-            merged, key=lambda m: (str(m.lead.values.get(identity) or ""), m.lead.lead_id)
-        ):
+        for m in self._in_routing_order(merged):
             lead_id = m.lead.lead_id
             earlier = known.get(lead_id)
             live = m.snapshots.get(self._crm)
@@ -200,40 +292,60 @@ class HandoffStep:
                     settled.append(earlier)
                 if earlier is not None and earlier.status == CREATED:
                     settled += self._link(m, earlier, outcome)
+                responded = self._first_response(earlier, live)
+                if responded is not None:
+                    responses[lead_id] = responded
                 continue
             if earlier is not None and earlier.status in (CREATED, MATCHED):
                 # Handed off; the pull has not brought the record (yet, or it is a contact).
                 settled += self._link(m, earlier, outcome)
                 continue
-            resumed = earlier is not None and earlier.status == PENDING
-            if not resumed and m.lead.stage not in self._stages:
+            chosen = self._choose(m, earlier, now)
+            if chosen is None:
                 continue
-            eligible_at = earlier.eligible_at if earlier else _entered(m, self._handoff, now)
-            problem = self._problem(m)
-            if problem:
-                counts.problem(problem, lead_id)
-                settled.append(self._blocked(lead_id, eligible_at, problem))
+            if chosen.handoff.status == BLOCKED:
+                counts.problem(chosen.handoff.problem, lead_id)
+                settled.append(chosen.handoff)
                 continue
-            routed = self._router.route(m.lead.values)
-            if routed.problem:
-                counts.problem(routed.problem, lead_id)
-                settled.append(self._blocked(lead_id, eligible_at, routed.problem))
-                continue
-            pending = Handoff(
-                lead_id,
-                self._crm,
-                PENDING,
-                eligible_at,
-                self._run_id,
-                owner=routed.owner,
-                rule=routed.rule,
-            )
-            to_send.append((m, pending, resumed))
+            to_send.append((m, chosen.handoff, chosen.resumed))
         leads = {m.lead.lead_id: m.lead for m in merged}
         self._save(settled + [pending for _, pending, _ in to_send], leads)
+        self._ledger.mark_responded(responses)
         if to_send:
             self._send(to_send, counts, outcome)
+            self._learn_names({pending.owner for _, pending, _ in to_send if pending.owner})
         return outcome
+
+    def preview(self, merged: Sequence[MergedLead], preview: HandoffPreview) -> None:
+        """What `run` would do with these leads, added to `preview`: the leads it would hand
+        off, by route and owner, those it could not, and the calls it would cost. Nothing is
+        recorded and the CRM is not asked (whether it holds a person already is a call: a
+        lead it holds is counted as handed off, then matched by the run)."""
+        known = self._ledger.of([m.lead.lead_id for m in merged])
+        now = self._clock()
+        named = set(self._ledger.names(self._crm))
+        for m in self._in_routing_order(merged):
+            earlier = known.get(m.lead.lead_id)
+            live = m.snapshots.get(self._crm)
+            if (live is not None and not live.deleted) or (
+                earlier is not None and earlier.status in (CREATED, MATCHED)
+            ):
+                continue
+            chosen = self._choose(m, earlier, now)
+            if chosen is None:
+                continue
+            handoff = chosen.handoff
+            if handoff.status == BLOCKED:
+                preview.problem(handoff.problem, m.lead.lead_id)
+                continue
+            # Without an owner, the CRM's own rules assign it (the route says so).
+            preview.owners[(chosen.route, handoff.owner or "-")] += 1
+            if not chosen.resumed and m.person is None:
+                preview.lookups += 1
+            if handoff.owner and handoff.owner not in named:
+                preview.unnamed.add(handoff.owner)
+            for link in self._links(m, replace(handoff, record_id=_NEW_RECORD)):
+                preview.links.setdefault(link.crm, []).append(link.update)
 
     def mark_linked(self, lead_ids: Iterable[str]) -> None:
         handoffs = self._ledger.of(sorted(set(lead_ids)))
@@ -241,6 +353,73 @@ class HandoffStep:
         self._ledger.save([replace(h, linked_at=now) for h in handoffs.values()])
 
     # ---------------------------------------------------------------- steps
+
+    def _in_routing_order(self, merged: Sequence[MergedLead]) -> list[MergedLead]:
+        # Round-robin follows this order: by email, so that any two runs over the same leads
+        # (a sync, a backfill, a rerun after a kill, a plan) route them alike.
+        identity = self._map.identity_field
+        return sorted(
+            merged, key=lambda m: (str(m.lead.values.get(identity) or ""), m.lead.lead_id)
+        )
+
+    def _choose(self, m: MergedLead, earlier: Handoff | None, now: datetime) -> _Chosen | None:
+        """A lead not handed off yet: None when it is not due (not at the handoff stage, nor
+        cut off mid-handoff), else its handoff, pending with an owner or blocked."""
+        lead_id = m.lead.lead_id
+        resumed = earlier is not None and earlier.status == PENDING
+        if not resumed and m.lead.stage not in self._stages:
+            return None
+        eligible_at = earlier.eligible_at if earlier else _entered(m, self._handoff, now)
+        problem = self._problem(m)
+        if problem:
+            return _Chosen(self._blocked(lead_id, eligible_at, problem), resumed)
+        routed = self._router.route(m.lead.values)
+        if routed.problem:
+            return _Chosen(self._blocked(lead_id, eligible_at, routed.problem), resumed)
+        pending = Handoff(
+            lead_id,
+            self._crm,
+            PENDING,
+            eligible_at,
+            self._run_id,
+            owner=routed.owner,
+            rule=routed.rule,
+        )
+        return _Chosen(pending, resumed, routed.route)
+
+    def _first_response(self, handoff: Handoff | None, live: Snapshot) -> datetime | None:
+        """When a person first changed one of the `responded_by` fields of the handed-off
+        record after its handoff, as far as this snapshot tells (None: not yet, or known
+        already). The snapshot keeps each field's last change: a field changed twice
+        between two syncs counts from the second change."""
+        if (
+            handoff is None
+            or not handoff.handed_off
+            or handoff.handed_off_at is None
+            or handoff.responded_at is not None
+            or not handoff.own_record
+            or handoff.record_id != live.record_id
+        ):
+            return None
+        changes = [
+            when
+            for name in self._responded_by
+            if (when := live.changed_at.get(name)) is not None and when > handoff.handed_off_at
+        ]
+        return min(changes, default=None)
+
+    def _learn_names(self, owners: set[str]) -> None:
+        """Ask the CRM the names of the owners the store cannot name yet, for the reports.
+        A name is a nicety: a CRM that does not answer now is asked at a later handoff."""
+        unknown = sorted(owners - set(self._ledger.names(self._crm)))
+        if not unknown:
+            return
+        try:
+            names = self._target.owner_names(unknown)
+        except ConnectorError as problem:
+            log.warning("handoff: owner names not read (%s)", type(problem).__name__)
+            return
+        self._ledger.save_names(self._crm, names, at=self._clock())
 
     def _problem(self, m: MergedLead) -> str:
         if m.person_review and m.person is None:
@@ -362,7 +541,7 @@ class HandoffStep:
 
     def _links(self, m: MergedLead, handoff: Handoff) -> list[LinkWrite]:
         """The writes that give the lead's other records the target record's id."""
-        if handoff.record_object not in (None, "Lead") or not handoff.record_id:
+        if not handoff.own_record or not handoff.record_id:
             return []
         links = []
         for crm, snapshot in m.snapshots.items():

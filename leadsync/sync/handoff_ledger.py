@@ -6,22 +6,25 @@ created  the CRM holds it, with an owner, since `handed_off_at`
 matched  the CRM already held the person (a lead or contact with the email): nothing made
 failed   the CRM refused it (`problem`: its reason); tried again when the lead changes
 blocked  it cannot be handed off (`problem`: no company, no owner); the same
+
+A handed-off lead's `responded_at` is when it was first worked there (see `mark_responded`);
+the owners' names, where the CRM gave them, are kept beside (`names`, `save_names`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, RowMapping
+from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from leadsync.sync import tables as t
 from leadsync.sync.database import retry_transient, writing
 from leadsync.sync.sla.clocks import ClockChanges
 from leadsync.sync.sla.ledger import save_clock_changes
-from leadsync.sync.sql import chunks, upsert
+from leadsync.sync.sql import chunks, excluded, insert_for, upsert
 
 PENDING = "pending"
 CREATED = "created"
@@ -46,10 +49,17 @@ class Handoff:
     problem: str = ""
     handed_off_at: datetime | None = None
     linked_at: datetime | None = None
+    responded_at: datetime | None = None
 
     @property
     def handed_off(self) -> bool:
         return self.status in HANDED_OFF
+
+    @property
+    def own_record(self) -> bool:
+        """Whether the record sales got is a lead of its own (created, or an open lead
+        matched), not a person of another kind (a contact): its changes are the lead's."""
+        return self.record_object in (None, "Lead")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +110,7 @@ class HandoffLedger:
         """Record these handoffs (replacing each lead's earlier one) and the SLA clocks they
         start, in one transaction: a handoff is never recorded without its clocks."""
         with writing(self._engine) as connection:
-            upsert(connection, t.handoffs, [_row(h) for h in handoffs])
+            _save_rows(connection, [_row(h) for h in handoffs])
             if clocks:
                 run_id = handoffs[0].run_id if handoffs else ""
                 save_clock_changes(connection, clocks, run_id=run_id, now=now or datetime.now(UTC))
@@ -128,6 +138,39 @@ class HandoffLedger:
             }
 
     @retry_transient
+    def mark_responded(self, responses: Mapping[str, datetime]) -> None:
+        """Lead id -> when it was first worked after its handoff. A time once recorded stays:
+        a later sync sees later work, not the first."""
+        if not responses:
+            return
+        with writing(self._engine) as connection:
+            for lead_id, at in sorted(responses.items()):
+                connection.execute(
+                    sa.update(t.handoffs)
+                    .where(t.handoffs.c.lead_id == lead_id, t.handoffs.c.responded_at.is_(None))
+                    .values(responded_at=at)
+                )
+
+    @retry_transient
+    def names(self, crm: str | None = None) -> dict[str, str]:
+        """Owner id -> name, of the owners (of `crm`, else of any) whose name it knows."""
+        query = sa.select(t.owner_names.c.owner_id, t.owner_names.c.name)
+        if crm is not None:
+            query = query.where(t.owner_names.c.crm == crm)
+        with self._engine.connect() as connection:
+            return {str(owner): str(name) for owner, name in connection.execute(query)}
+
+    @retry_transient
+    def save_names(self, crm: str, names: Mapping[str, str], *, at: datetime) -> None:
+        rows = [
+            {"crm": crm, "owner_id": owner, "name": name, "seen_at": at}
+            for owner, name in sorted(names.items())
+        ]
+        if rows:
+            with writing(self._engine) as connection:
+                upsert(connection, t.owner_names, rows)
+
+    @retry_transient
     def all(self) -> list[Handoff]:
         """Every handoff (the reports' speed to lead), oldest eligible first."""
         with self._engine.connect() as connection:
@@ -135,6 +178,23 @@ class HandoffLedger:
                 sa.select(t.handoffs).order_by(t.handoffs.c.eligible_at, t.handoffs.c.lead_id)
             ).mappings()
             return [_handoff(row) for row in rows]
+
+
+def _save_rows(connection: Connection, rows: Sequence[dict[str, object]]) -> None:
+    """Upsert handoff rows. A response time once recorded stays: a handoff read before
+    `mark_responded` and saved after it (its link written, say) does not clear it."""
+    if not rows:
+        return
+    insert = insert_for(connection, t.handoffs)
+    others = [c.name for c in t.handoffs.c if c.name not in ("lead_id", "responded_at")]
+    kept = sa.func.coalesce(t.handoffs.c.responded_at, insert.excluded["responded_at"])
+    connection.execute(
+        insert.on_conflict_do_update(
+            index_elements=["lead_id"],
+            set_={**excluded(insert, t.handoffs, others), "responded_at": kept},
+        ),
+        list(rows),
+    )
 
 
 def _handoff(row: RowMapping) -> Handoff:
@@ -151,6 +211,7 @@ def _handoff(row: RowMapping) -> Handoff:
         problem=row["problem"],
         handed_off_at=row["handed_off_at"],
         linked_at=row["linked_at"],
+        responded_at=row["responded_at"],
     )
 
 
@@ -167,5 +228,6 @@ def _row(handoff: Handoff) -> dict[str, object]:
         "eligible_at": handoff.eligible_at,
         "handed_off_at": handoff.handed_off_at,
         "linked_at": handoff.linked_at,
+        "responded_at": handoff.responded_at,
         "run_id": handoff.run_id,
     }

@@ -18,6 +18,7 @@ from leadsync.mapping.definition import HandoffModel, RouteModel
 from leadsync.sync.handoff_ledger import OwnerLoad
 
 CRM_ASSIGNS = "the CRM's own assignment rules"
+FALLBACK = "fallback owner"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,7 @@ class Routed:
     owner: str | None
     rule: str
     problem: str = ""
+    route: str = ""  # the route's name, "fallback owner", or the CRM's rules
 
 
 class OwnerRouter:
@@ -47,19 +49,19 @@ class OwnerRouter:
     def route(self, values: Mapping[str, Any]) -> Routed:
         handoff = self._handoff
         if handoff.assignment == "salesforce":
-            return Routed(None, CRM_ASSIGNS)
+            return Routed(None, CRM_ASSIGNS, route=CRM_ASSIGNS)
         full: list[str] = []
         for route in handoff.routes:
             if not route.holds(values):
                 continue
             owner = self._next_in(route)
             if owner is not None:
-                return Routed(owner, self._why(route, values))
+                return Routed(owner, self._why(route, values), route=route.name)
             full.append(f"route {route.name!r}: every owner holds {route.capacity} open leads")
         if handoff.fallback_owner:
             self._take(handoff.fallback_owner)
             passed = f" ({'; '.join(full)})" if full else ""
-            return Routed(handoff.fallback_owner, f"fallback owner{passed}")
+            return Routed(handoff.fallback_owner, f"fallback owner{passed}", route=FALLBACK)
         problem = "; ".join(full) if full else "no route matches the lead"
         return Routed(None, "", f"routing found no owner: {problem}")
 

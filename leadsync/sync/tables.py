@@ -37,6 +37,7 @@ __all__ = [
     "leases",
     "links",
     "metadata",
+    "owner_names",
     "quarantine",
     "refusals",
     "related",
@@ -434,6 +435,20 @@ handoffs = sa.Table(
     sa.Column("handed_off_at", UtcDateTime(), index=True),  # sales can see it, with an owner
     sa.Column("linked_at", UtcDateTime()),  # its id written back to the other CRM
     sa.Column("run_id", sa.String(), nullable=False),
+    # The first change after the handoff of a field that counts as work (a status change, an
+    # activity logged), as the sync saw it: "no response after handoff" is read from it.
+    sa.Column("responded_at", UtcDateTime()),
+)
+
+# The names of the owners leads were handed off to, as the CRM sales work in gave them: the
+# reports show names where the store knows them, ids otherwise. Never logged.
+owner_names = sa.Table(
+    "owner_names",
+    metadata,
+    sa.Column("crm", sa.String(), primary_key=True),
+    sa.Column("owner_id", sa.String(), primary_key=True),
+    sa.Column("name", sa.Text(), nullable=False),
+    sa.Column("seen_at", UtcDateTime(), nullable=False),
 )
 
 # Who runs each job right now: one holder per name until `expires_at`, renewed while it works.

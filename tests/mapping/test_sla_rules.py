@@ -1038,3 +1038,38 @@ def test_the_leads_zone_moves_the_calendar() -> None:
     start = datetime(2026, 1, 6, 12, tzinfo=UTC)
     assert owners.add(start, timedelta(hours=2)) == datetime(2026, 1, 6, 14, tzinfo=UTC)
     assert sales.calendar().add(start, timedelta(hours=2)) == datetime(2026, 1, 6, 16, tzinfo=UTC)
+
+
+# ---------------------------------------------------------------------- no response after handoff
+
+
+def test_no_response_defaults_to_eight_working_hours_with_nothing_else_said() -> None:
+    settings = sla_of(VALID).no_response
+    assert (settings.within_hours, settings.fields, settings.calendar) == (8, None, None)
+
+
+def test_no_response_takes_its_hours_fields_and_calendar() -> None:
+    text = (
+        VALID
+        + '\n[sla.no_response]\nwithin_hours = 4\nfields = ["sf_status"]\ncalendar = "sales"\n'
+    )
+    settings = sla_of(text).no_response
+    assert (settings.within_hours, settings.fields, settings.calendar) == (
+        4,
+        ["sf_status"],
+        "sales",
+    )
+
+
+def test_no_response_mistakes_name_their_keys_all_at_once() -> None:
+    text = VALID + (
+        '\n[sla.no_response]\nwithin_hours = 0\nfields = ["sf_stats"]\ncalendar = "support"\n'
+    )
+    problems = {problem.key: problem.message for problem in problems_of(text)}
+    assert set(problems) == {
+        "sla.no_response.within_hours",
+        "sla.no_response.fields[0]",
+        "sla.no_response.calendar",
+    }, problems
+    assert "did you mean 'sf_status'?" in problems["sla.no_response.fields[0]"]
+    assert "no calendar 'support' under [sla.calendars]" in problems["sla.no_response.calendar"]

@@ -1,7 +1,8 @@
-"""The HTML report: one self-contained page, every CRM value escaped, its three charts drawn.
+"""The HTML report: one self-contained page, every CRM value escaped, its four charts drawn.
 
 The reports come from the real `build_report` over a small SQLite store filled here: fifteen
-leads over two months, three per score band, SLA clocks met, late and breached, two runs.
+leads over two months, three per score band, SLA clocks met, late and breached, two runs, and
+the handoffs of the ten that became MQLs (half of them worked in time) and one blocked.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from leadsync.mapping.lifecycle import FORWARD, Stage, Transition, TransitionKin
 from leadsync.reports.build import build_report
 from leadsync.reports.html import (
     FUNNEL_COLOUR,
+    NO_RESPONSE_COLOUR,
     OPPORTUNITY_COLOUR,
     SLA_COLOURS,
     SQL_COLOUR,
     THRESHOLD_COLOUR,
     render_html,
 )
+from leadsync.sync.handoff_ledger import BLOCKED, CREATED, Handoff
 from leadsync.sync.model import Lead
 from leadsync.sync.sla.clocks import Clock, ClockChanges, ClockStop, Outcome
 from leadsync.sync.sla.monitor import monitor_for
@@ -45,6 +48,7 @@ SCRIPT_SEGMENT = "<script>alert(1)</script>"
 BOLD_EMAIL = "<b>bold</b>@example.com"
 ODD_OWNER = "<i>owner</i> & co"
 ODD_REASON = "<u>odd</u>"
+ODD_NAME = "Bea <em>Example</em>"
 BANDS = 5
 STAGES = len(FORWARD)
 
@@ -122,6 +126,31 @@ def _clocks(leads: list[tuple[Lead, list[Transition]]]) -> tuple[list[Clock], li
     return clocks, stops
 
 
+def _handoffs(leads: list[tuple[Lead, list[Transition]]]) -> list[Handoff]:
+    """Each MQL handed off an hour after it became one, to 005A or 005B in turn; every third
+    worked an hour after its handoff, the others never. One lead blocked."""
+    handoffs = []
+    for number, (lead, moves) in enumerate(leads):
+        mql = next((move.at for move in moves if move.to_stage is Stage.MQL), None)
+        if mql is None:
+            continue
+        handoffs.append(
+            Handoff(
+                lead.lead_id,
+                "salesforce",
+                CREATED,
+                mql,
+                "r",
+                record_id=f"00Q{number:03}",
+                owner="005B" if number % 2 else "005A",
+                handed_off_at=mql + HOUR,
+                responded_at=mql + 2 * HOUR if number % 3 == 0 else None,
+            )
+        )
+    handoffs.append(Handoff("L02", "salesforce", BLOCKED, START, "r", problem="requires company"))
+    return handoffs
+
+
 def _runs(store: Store) -> None:
     good = store.start_run("sync", started_at=NOW - 48 * HOUR)
     summary = {
@@ -153,6 +182,8 @@ def report(
         store.save_decisions(clocks=[ClockChanges(opened=tuple(clocks))], run_id="r")
         store.save_decisions(clocks=[ClockChanges(stopped=tuple(stops))], run_id="r")
         _runs(store)
+        store.handoffs.save(_handoffs(leads))
+        store.handoffs.save_names("salesforce", {"005B": ODD_NAME}, at=NOW)
         return _report(store, shipped, sla=True)
 
 
@@ -181,13 +212,13 @@ def test_the_page_is_self_contained(report: Any) -> None:
     for outside in ("http://", "https://", "src=", "href=", "<script", "<link", "url(", "@import"):
         assert outside not in page, outside
     assert "<style>" in page
-    assert page.count("<svg") == 3
+    assert page.count("<svg") == 4
 
 
 def test_values_from_the_crms_are_escaped(report: Any) -> None:
     page = render_html(report)
     assert report["sla"]["open_breaches"][0]["email"] == BOLD_EMAIL
-    for value in (SCRIPT_SEGMENT, BOLD_EMAIL, ODD_OWNER, ODD_REASON):
+    for value in (SCRIPT_SEGMENT, BOLD_EMAIL, ODD_OWNER, ODD_REASON, ODD_NAME):
         assert value not in page
         assert html.escape(value) in page
     assert "<b>" not in page
@@ -217,6 +248,38 @@ def test_the_three_charts_have_a_bar_per_stage_band_and_rule(report: Any) -> Non
     assert _bars(sla, SLA_COLOURS[0]) == _bars(sla, SLA_COLOURS[1]) == len(periods)
     for period in periods:
         assert f">{period}</text>" in sla
+
+
+def test_the_handoff_shows_the_split_delays_and_no_response_per_owner_and_period(
+    report: Any,
+) -> None:
+    page = render_html(report)
+    section = re.search(r'<section id="handoff">.*?</section>', page, re.DOTALL)
+    assert section, "no handoff section"
+    handoff = section.group(0)
+    speed, silent = report["speed_to_lead"], report["no_response"]
+    assert speed["handed_off"] == silent["handed_off"] == 10
+    assert speed["system_delay_hours"] == {"median": 1.0, "p90": 1.0}
+    assert "<td>system delay (stage reached → handed off)</td>" in handoff
+    assert '<td class="num">1.0 h</td>' in handoff
+    human = speed["human_delay_working_hours"]["median"]
+    assert human is not None
+    assert f'<td class="num">{human:.1f} h working</td>' in handoff
+    assert "<td>requires company</td>" in handoff
+
+    # Leads 0, 3, 6, 9 and 12 were worked an hour after their handoff, in time; as of NOW
+    # the other five are long past due.
+    assert (silent["responded"], silent["no_response"], silent["waiting"]) == (5, 5, 0)
+    assert f"{silent['share']:.1%} of 10 due" in handoff
+    names = [row["name"] or row["owner"] for row in silent["by_owner"]]
+    assert names == ["005A", ODD_NAME]
+    assert f"<td>{html.escape(ODD_NAME)}</td>" in handoff
+    chart = _chart(page, "no-response-chart")
+    periods = [row for row in silent["by_period"] if row["share"] is not None]
+    assert [row["period"] for row in periods] == ["2026-04", "2026-05"]
+    assert chart.count('class="group"') == _bars(chart, NO_RESPONSE_COLOUR) == len(periods)
+    for row in periods:
+        assert f"{row['period']}: {row['share']:.1%} of" in chart
 
 
 def test_the_tables_show_shares_and_blanks_like_the_text_report(report: Any) -> None:
@@ -253,6 +316,11 @@ def test_an_empty_report_renders(
     for none in ("No leads entered in the window.", "No runs in this window.", "No errors."):
         assert none in page
     assert "Last good sync: –." in page
+    assert 'id="no-response-chart"' not in page
+    if sla:
+        assert "No leads handed off in this window." in page
+    else:
+        assert 'id="handoff"' not in page
 
 
 def test_without_an_mql_threshold_there_is_no_marker(report: Any) -> None:
@@ -281,7 +349,7 @@ def _screenshot(page: Path, png: Path, profile: Path) -> Image.Image:
         "--hide-scrollbars",
         f"--user-data-dir={profile}",
         f"--screenshot={png}",
-        "--window-size=1280,3000",
+        "--window-size=1280,4000",
         page.as_uri(),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
@@ -294,11 +362,11 @@ def test_chromium_draws_every_chart_in_its_colours(report: Any, tmp_path: Path) 
     page = tmp_path / "report.html"
     page.write_text(render_html(report), encoding="utf-8")
     image = _screenshot(page, tmp_path / "report.png", tmp_path / "profile")
-    assert image.size == (1280, 3000)
+    assert image.size == (1280, 4000)
     colours = image.getcolors(maxcolors=1 << 24)
     assert colours is not None
     white = pixels_near(colours, "#ffffff")
-    assert white < 0.97 * 1280 * 3000, "the page is blank"
+    assert white < 0.97 * 1280 * 4000, "the page is blank"
     # A legend swatch alone is 144 pixels: the bars and the marker line are far more.
     least = {
         FUNNEL_COLOUR: 5000,
@@ -307,6 +375,7 @@ def test_chromium_draws_every_chart_in_its_colours(report: Any, tmp_path: Path) 
         SQL_COLOUR: 2000,
         OPPORTUNITY_COLOUR: 1000,
         THRESHOLD_COLOUR: 400,
+        NO_RESPONSE_COLOUR: 1000,
     }
     counted = {colour: pixels_near(colours, colour) for colour in least}
     missing = {colour: n for colour, n in counted.items() if n < least[colour]}

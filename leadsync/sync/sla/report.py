@@ -17,6 +17,7 @@ from leadsync.sync.handoff_ledger import Handoff
 from leadsync.sync.sla.clocks import Clock, ClockStatus, Outcome, SlaRules
 from leadsync.sync.sla.ledger import SlaLedger
 from leadsync.sync.sla.monitor import SlaMonitor
+from leadsync.sync.sla.response import NoResponseRule, format_no_response, no_response
 from leadsync.sync.sla.speed import format_speed, speed_to_lead
 from leadsync.sync.sla.volume import VolumePeriod
 
@@ -94,6 +95,8 @@ class SlaView:
     volume: tuple[VolumePeriod, ...]
     # The handoff's speed to lead, split (leadsync.sync.sla.speed); None without a handoff.
     speed: dict[str, Any] | None = None
+    # No response after handoff (leadsync.sync.sla.response); None without a handoff.
+    no_response: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -101,6 +104,7 @@ class SlaView:
             "rules": [figures.as_dict() for figures in self.rules],
             "volume": [period.as_dict() for period in self.volume],
             "speed_to_lead": self.speed,
+            "no_response": self.no_response,
             "clocks": [line.as_dict() for line in self.clocks],
         }
 
@@ -115,10 +119,13 @@ def sla_view(
     only: Only | None = None,
     handoffs: Sequence[Handoff] | None = None,
     handoff_stage: str | None = None,
+    owner_names: Mapping[str, str] | None = None,
 ) -> SlaView:
     """The ledger as of `now`: clocks started since `since` (all when None), narrowed to the
     running ones (`open`) or the breaches (`breached`); figures over all clocks since.
-    `emails(lead_ids)` gives the leads' emails, to show who each clock is about."""
+    `emails(lead_ids)` gives the leads' emails, to show who each clock is about; with the
+    `handoffs`, the speed to lead and no response after handoff (per ISO week), owners
+    named by `owner_names` where it knows them."""
     rules = monitor.rules
     clocks = ledger.clocks(since=since)
     found = emails(sorted({clock.lead_id for clock in clocks}))
@@ -128,8 +135,17 @@ def sla_view(
         lines = [line for line in lines if line.status in _BREACHES]
     elif only == "open":
         lines = [line for line in lines if line.status.running]
-    speed = None
+    speed = silent = None
     if handoffs is not None and handoff_stage is not None:
+        response = NoResponseRule.of(rules, handoff_stage)
+        if response is not None:
+            silent = no_response(
+                [h for h in handoffs if since is None or _handed_off_since(h, since)],
+                response,
+                now=now,
+                period="week",
+                names=owner_names,
+            )
         speed = speed_to_lead(
             [h for h in handoffs if since is None or h.eligible_at >= since],
             clocks,
@@ -137,7 +153,11 @@ def sla_view(
             working_hours=rules.working_hours,
         )
     volume = tuple(monitor.volume(now, since=since))
-    return SlaView(now, tuple(lines), figures, volume, speed)
+    return SlaView(now, tuple(lines), figures, volume, speed, silent)
+
+
+def _handed_off_since(handoff: Handoff, since: datetime) -> bool:
+    return handoff.handed_off_at is not None and handoff.handed_off_at >= since
 
 
 def _line(
@@ -217,6 +237,9 @@ def format_sla(view: SlaView, *, limit: int = 50) -> str:
     if view.speed is not None:
         out += ["", "Speed to lead (the handoff)"]
         out += format_speed(view.speed)
+    if view.no_response is not None:
+        out += ["", "No response after handoff (per owner, per week of the handoff)"]
+        out += format_no_response(view.no_response)
     out += ["", f"Clocks ({len(view.clocks)})"]
     if view.clocks:
         out.append(

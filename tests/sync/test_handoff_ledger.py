@@ -1,0 +1,40 @@
+"""The handoff ledger's response times and owner names, on every backend."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from leadsync.sync.handoff_ledger import CREATED, Handoff
+from leadsync.sync.store import Store
+
+T0 = datetime(2026, 6, 2, 13, tzinfo=UTC)
+
+
+def _handoff(lead_id: str) -> Handoff:
+    return Handoff(
+        lead_id, "salesforce", CREATED, T0, "r1", record_id=f"00Q{lead_id}", handed_off_at=T0
+    )
+
+
+def test_the_first_response_stays_through_later_marks_and_stale_saves(store: Store) -> None:
+    ledger = store.handoffs
+    stale = _handoff("a")
+    ledger.save([stale, _handoff("b")])
+    ledger.mark_responded({"a": T0 + timedelta(hours=1)})
+    ledger.mark_responded({"a": T0 + timedelta(hours=3), "b": T0 + timedelta(hours=2)})
+    # Read before the marks and saved after them (its link written): the times stay.
+    ledger.save([replace(stale, linked_at=T0 + timedelta(hours=4))])
+    found = ledger.of(["a", "b"])
+    assert found["a"].responded_at == T0 + timedelta(hours=1)
+    assert found["a"].linked_at == T0 + timedelta(hours=4)
+    assert found["b"].responded_at == T0 + timedelta(hours=2)
+
+
+def test_owner_names_are_kept_per_crm_and_replaced_by_newer_ones(store: Store) -> None:
+    ledger = store.handoffs
+    ledger.save_names("salesforce", {"005A": "Ann Old", "005B": "Bo"}, at=T0)
+    ledger.save_names("salesforce", {"005A": "Ann New"}, at=T0 + timedelta(days=1))
+    ledger.save_names("other", {"9": "Nine"}, at=T0)
+    assert ledger.names("salesforce") == {"005A": "Ann New", "005B": "Bo"}
+    assert ledger.names() == {"005A": "Ann New", "005B": "Bo", "9": "Nine"}
