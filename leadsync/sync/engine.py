@@ -371,6 +371,9 @@ class SyncEngine:
         goes on from there."""
         with self.recording("sync" if write else "plan", write=write) as summary:
             self.preflight()
+            for crm, count in self._store.pending_from_plans().items():
+                if crm in summary.crms:
+                    summary.crms[crm].pulled += count
             for crm, connector in self._connectors.items():
                 self._pull(crm, connector, summary, should_stop)
             self.settle(summary, should_stop=should_stop)

@@ -506,6 +506,19 @@ class Store:
         with self._engine.connect() as connection:
             return list(connection.execute(query).scalars())
 
+    @retry_transient
+    def pending_from_plans(self) -> dict[str, int]:
+        """CRM -> how many pending records a plan pulled: stored for the sync after it, which
+        settles them as if it had pulled them itself (and counts them so)."""
+        plans = sa.select(t.runs.c.run_id).where(t.runs.c.kind == "plan")
+        query = (
+            sa.select(t.snapshots.c.crm, sa.func.count())
+            .where(t.snapshots.c.pending.is_(True), t.snapshots.c.run_id.in_(plans))
+            .group_by(t.snapshots.c.crm)
+        )
+        with self._engine.connect() as connection:
+            return {crm: int(count) for crm, count in connection.execute(query)}
+
     def mark_pending(self, crm: str, record_ids: Sequence[str]) -> None:
         """Make `record_ids` pending: the next run merges their leads again."""
         self._set_pending(crm, record_ids, pending=True)

@@ -78,6 +78,21 @@ def test_plan_shows_the_writes_and_makes_none(sandbox: Sandbox, config: Config) 
     )
 
 
+def test_a_sync_after_a_plan_counts_the_records_the_plan_pulled_for_it(
+    sandbox: Sandbox, config: Config
+) -> None:
+    # A plan stores what it pulls (the sync then needs no second read), but leaves it
+    # pending: the sync settles those records, so it reports them pulled, as it would have
+    # without the plan, not "pulled 0". (What the plan quarantined stays the plan's.)
+    plan = cycle(config, write=False)
+    pulled = {crm: c.pulled - c.quarantined for crm, c in plan.crms.items()}
+    assert all(pulled.values())
+    done = cycle(config)
+    assert {crm: c.pulled for crm, c in done.crms.items()} == pulled
+    again = cycle(config)
+    assert sum(c.pulled for c in again.crms.values()) < sum(pulled.values())
+
+
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_a_record_with_a_nul_byte_or_an_overlong_email_is_quarantined_not_fatal(
     sandbox: Sandbox,
