@@ -15,6 +15,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from leadsync import __version__
 from leadsync.cli import (
@@ -68,7 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get(DEBUG_VAR) == "1",
         help=f"on a failure, print the traceback too (or set {DEBUG_VAR}=1)",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument(
+        "--config",
+        dest="config_before_command",
+        type=Path,
+        metavar="FILE",
+        help="config file, for any command that reads one (also accepted after the command)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for group in GROUPS:
         group.register(commands)
     return parser
@@ -77,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if getattr(args, "config", None) is None and args.config_before_command is not None:
+        args.config = args.config_before_command
     try:
         code: int = args.handler(args)
         return code

@@ -1,0 +1,39 @@
+"""The command line itself, whatever the command: help, and where `--config` may stand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from leadsync.cli import main
+
+
+def test_bare_leadsync_prints_the_help_with_every_command(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: leadsync")
+    for command in ("sync", "plan", "review", "quarantine", "runs", "report", "apply"):
+        assert command in out
+
+
+@pytest.mark.parametrize("before", [True, False], ids=["before", "after"])
+def test_config_may_stand_before_or_after_the_command(
+    before: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nowhere.toml"
+    argv = ["--config", str(missing), "check"] if before else ["check", "--config", str(missing)]
+    assert main(argv) == 2
+    assert f"{missing}: no such file" in capsys.readouterr().err
+
+
+def test_a_config_after_the_command_wins_over_one_before(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second = tmp_path / "first.toml", tmp_path / "second.toml"
+    assert main(["--config", str(first), "check", "--config", str(second)]) == 2
+    err = capsys.readouterr().err
+    assert str(second) in err
+    assert str(first) not in err
