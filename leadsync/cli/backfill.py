@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from leadsync.cli.common import add_config_option, day, load, stop_on_signals
 from leadsync.errors import EXIT_FAILED, EXIT_OK, UsageError
-from leadsync.sync.engine import RunSummary
+
+if TYPE_CHECKING:
+    from leadsync.sync.engine import RunSummary
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -10,9 +10,10 @@ import threading
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
-from leadsync.config import Config, load_config
-from leadsync.logs import configure_logging
+if TYPE_CHECKING:
+    from leadsync.config import Config
 
 
 def share(text: str) -> float:
@@ -66,6 +67,10 @@ def confirm(question: str) -> bool:
 
 def load(args: argparse.Namespace) -> Config:
     """The config the command names, with logging set up as it says."""
+    # Imported here: `leadsync --help` must not pay for the config's validation stack.
+    from leadsync.config import load_config
+    from leadsync.logs import configure_logging
+
     config = load_config(config_path(args))
     settings = config.model.logging
     configure_logging(level=settings.level, format=settings.format)

@@ -11,10 +11,13 @@ import argparse
 import getpass
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from leadsync.cli.common import add_config_option, confirm, load
-from leadsync.edits import EditStatus
 from leadsync.errors import EXIT_FAILED, EXIT_OK
+
+if TYPE_CHECKING:
+    from leadsync.edits import EditStatus
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

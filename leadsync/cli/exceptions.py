@@ -10,13 +10,17 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from leadsync.cli.common import add_config_option, load
 from leadsync.cli.sync import format_summary
 from leadsync.errors import EXIT_FAILED, EXIT_OK, UsageError
-from leadsync.mapping.fields import FieldMap
-from leadsync.sync.quarantine import QuarantineItem
-from leadsync.sync.review import ReviewView
+
+if TYPE_CHECKING:
+    from leadsync.mapping.fields import FieldMap
+    from leadsync.sync.quarantine import QuarantineItem
+    from leadsync.sync.review import ReviewView
+
 
 CRM_CHOICES = ("hubspot", "salesforce")
 COLUMN = 26  # the width of one side in `review`

@@ -8,12 +8,16 @@ import io
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leadsync.cli.common import add_config_option, confirm, count, load
 from leadsync.errors import EXIT_FAILED, EXIT_OK
-from leadsync.sync.runs import RunDetail, RunView
-from leadsync.sync.store import RUN_KINDS, LoggedWrite
+from leadsync.sync.run_kinds import RUN_KINDS
+
+if TYPE_CHECKING:
+    from leadsync.sync.runs import RunDetail, RunView
+    from leadsync.sync.store import LoggedWrite
+
 
 WRITE_COLUMNS = ("at", "crm", "record_id", "field", "old", "new", "status", "category", "message")
 

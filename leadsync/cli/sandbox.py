@@ -12,7 +12,6 @@ from types import FrameType
 from leadsync.cli.common import count, share
 from leadsync.errors import EXIT_FAILED, EXIT_OK
 from leadsync.sandbox import FaultSpec, FaultSpecError, HubSpotSettings, Sandbox, SandboxSettings
-from leadsync.sandbox_config import write_sandbox_config
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -102,6 +101,8 @@ def run_sandbox(args: argparse.Namespace) -> int:
         )
         return EXIT_FAILED
     if args.config_out is not None:
+        from leadsync.sandbox_config import write_sandbox_config  # the config stack: lazily
+
         written = write_sandbox_config(args.config_out, sandbox.url, sandbox.credentials())
         print(f"wrote {', '.join(str(path) for path in written)}", flush=True)
     stopping = threading.Event()

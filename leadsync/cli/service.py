@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sqlalchemy.engine import make_url
-
 from leadsync.cli.common import add_config_option, load
 from leadsync.errors import EXIT_OK, UsageError
 
@@ -70,4 +68,6 @@ def run_db_upgrade(args: argparse.Namespace) -> int:
 
 def _shown_url(url: str) -> str:
     # A database URL may carry a password: show the rest.
+    from sqlalchemy.engine import make_url
+
     return make_url(url).render_as_string(hide_password=True)

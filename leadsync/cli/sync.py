@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from leadsync.cli.common import add_config_option, load
 from leadsync.errors import EXIT_FAILED, EXIT_OK
-from leadsync.sync.engine import RunSummary
-from leadsync.sync.whatif import WhatIf
+
+if TYPE_CHECKING:
+    from leadsync.sync.engine import RunSummary
+    from leadsync.sync.whatif import WhatIf
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

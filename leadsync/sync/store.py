@@ -52,6 +52,7 @@ from leadsync.sync.handoff_ledger import HandoffLedger
 from leadsync.sync.identity import normalise_email
 from leadsync.sync.model import FieldChoice, Lead, Snapshot
 from leadsync.sync.related import Related, RelatedRecords, save_related
+from leadsync.sync.run_kinds import RUN_KINDS
 from leadsync.sync.sla.clocks import ClockChanges
 from leadsync.sync.sla.ledger import SlaLedger, save_clock_changes
 from leadsync.sync.sql import aggregate_time, chunks, excluded, insert_for, last_by_key, upsert
@@ -70,7 +71,6 @@ __all__ = [
     "content_digest",
 ]
 
-RUN_KINDS = frozenset({"sync", "plan", "backfill", "sweep", "revert", "retry"})
 RUNNING = "running"  # a run's status until finish_run
 ABANDONED = "abandoned"  # left running by a replica that died; another took its job over
 # How a write the CRM refused is named in the quarantine.

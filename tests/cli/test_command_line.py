@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,3 +39,15 @@ def test_a_config_after_the_command_wins_over_one_before(
     err = capsys.readouterr().err
     assert str(second) in err
     assert str(first) not in err
+
+
+def test_the_help_imports_neither_the_store_nor_the_config_stack() -> None:
+    # `leadsync --help` starts fast because the commands import their machinery lazily;
+    # checked by what is imported, not by a time (which would depend on the machine).
+    probe = (
+        "import sys, leadsync.cli; "
+        "print(sorted(m for m in ('sqlalchemy', 'pydantic', 'leadsync.config', "
+        "'leadsync.sync.store', 'leadsync.sync.engine') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
