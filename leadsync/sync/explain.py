@@ -8,8 +8,9 @@ called.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from leadsync.mapping.fields import FieldMap
@@ -109,6 +110,28 @@ def _explain(
     )
 
 
+# Every time `explain` shows is UTC, and says so.
+_AT = "%Y-%m-%d %H:%M UTC"
+
+
+def shown_value(value: Any) -> str:
+    """A value as a person writes it: text in quotes, a time with its zone, a number plain,
+    nothing as "blank" (never a Python repr such as datetime.datetime(...))."""
+    if value is None:
+        return "blank"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if value.tzinfo else str(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def format_explanation(explanation: Explanation) -> str:
     lead = explanation.lead
     lines = [
@@ -120,19 +143,19 @@ def format_explanation(explanation: Explanation) -> str:
     for record in sorted(explanation.records, key=lambda r: (r.crm, r.record_id)):
         state = " (deleted)" if record.deleted else ""
         lines.append(
-            f"  {record.crm} {record.record_id}{state}, changed {record.modified_at:%Y-%m-%d %H:%M}"
+            f"  {record.crm} {record.record_id}{state}, changed {record.modified_at:{_AT}}"
         )
     lines.append("merged values (rule: why):")
     for name in sorted(lead.values):
         choice = lead.choices.get(name)
         why = f"  [{choice.reason}]" if choice is not None else ""
-        lines.append(f"  {name} = {lead.values[name]!r}{why}")
+        lines.append(f"  {name} = {shown_value(lead.values[name])}{why}")
     lines.append("score reasons:")
     lines.extend(f"  {reason}" for reason in lead.reasons)
     lines.append("stage history:")
     for transition in explanation.history:
         lines.append(
-            f"  {transition.at:%Y-%m-%d %H:%M} {transition.from_stage or '-'} -> "
+            f"  {transition.at:{_AT}} {transition.from_stage or '-'} -> "
             f"{transition.to_stage} ({transition.kind}): {transition.reason}"
         )
     lines.append("handoff:")
@@ -141,24 +164,24 @@ def format_explanation(explanation: Explanation) -> str:
     if not explanation.clocks:
         lines.append("  none")
     for clock in explanation.clocks:
-        stopped = f", stopped {clock.stopped_at:%Y-%m-%d %H:%M}" if clock.stopped_at else ""
+        stopped = f", stopped {clock.stopped_at:{_AT}}" if clock.stopped_at else ""
         why = f": {clock.stop_reason}" if clock.stop_reason else ""
         lines.append(
-            f"  {clock.rule}: started {clock.started_at:%Y-%m-%d %H:%M}, due "
-            f"{clock.due_at:%Y-%m-%d %H:%M} UTC, {clock.status_at(explanation.now)}{stopped}{why}"
+            f"  {clock.rule}: started {clock.started_at:{_AT}}, due "
+            f"{clock.due_at:{_AT}}, {clock.status_at(explanation.now)}{stopped}{why}"
         )
     lines.append(f"writes (last {RECENT_WRITES}):")
     for write in explanation.writes:
         lines.append(
-            f"  {write.at:%Y-%m-%d %H:%M} {write.crm} {write.record_id} {write.field}: "
-            f"{write.old!r} -> {write.new!r} [{write.status}]"
+            f"  {write.at:{_AT}} {write.crm} {write.record_id} {write.field}: "
+            f"{shown_value(write.old)} -> {shown_value(write.new)} [{write.status}]"
         )
     lines.append("pending writes:")
     if not explanation.pending:
         lines.append("  none: both CRMs hold what they should")
     for crm, values in sorted(explanation.pending.items()):
         for name, value in sorted(values.items()):
-            lines.append(f"  {crm} {name} <- {value!r}")
+            lines.append(f"  {crm} {name} <- {shown_value(value)}")
     return "\n".join(lines)
 
 
@@ -169,7 +192,7 @@ def _handoff_line(handoff: Handoff | None) -> str:
         return f"{handoff.status}: {handoff.problem}"
     if handoff.status == PENDING:
         return f"pending to {handoff.crm} (owner {handoff.owner or 'by the CRM'}: {handoff.rule})"
-    at = f"{handoff.handed_off_at:%Y-%m-%d %H:%M} UTC" if handoff.handed_off_at else "-"
+    at = f"{handoff.handed_off_at:{_AT}}" if handoff.handed_off_at else "-"
     if handoff.status == MATCHED:
         return (
             f"matched {handoff.crm} {handoff.record_object} {handoff.record_id} at {at}: it "

@@ -378,7 +378,7 @@ def test_a_lead_converted_into_a_won_opportunity_becomes_a_customer(
     assert main(["explain", lead_id, "--config", str(config.path)]) == 0
     out = capsys.readouterr().out
     assert ": stage customer," in out
-    assert "opportunity_stage = 'Closed Won'" in out
+    assert 'opportunity_stage = "Closed Won"' in out
     # HubSpot learns it too, through the stage's value map.
     assert sandbox.hubspot.contact(int(contact_id)).properties["lifecyclestage"] == "customer"
 
