@@ -923,6 +923,9 @@ class SyncEngine:
             connector = self._connectors.get(crm)
             if connector is not None and not connector.people:
                 continue
+            # A person record linked already stays the person's whatever it holds now (a
+            # Contact whose email a rep cleared): leadsync's own link comes first.
+            named.setdefault(crm, set()).update(self._store.linked_to(crm, sorted(lead_ids)))
             if not (emails or named.get(crm)):
                 continue
             held = self._store.related.people(
@@ -1133,6 +1136,7 @@ class SyncEngine:
             run_id=run_id,
             clocks=self._handoff_clocks,
             responded_by=self._response_fields(handoff.stage),
+            links=self._store.links_for,
         )
 
     def _response_fields(self, stage: str) -> tuple[str, ...]:

@@ -249,9 +249,12 @@ class HandoffStep:
         run_id: str,
         clocks: Callable[[Lead, Handoff], ClockChanges] | None = None,
         responded_by: Sequence[str] = (),
+        links: Callable[[str, Sequence[str]], Mapping[str, tuple[str, str]]] | None = None,
     ) -> None:
         """`clocks` gives the SLA clocks a lead's handoff starts (see SlaRules.at_handoff);
-        a change of one of `responded_by` after the handoff is the lead's first response."""
+        a change of one of `responded_by` after the handoff is the lead's first response;
+        `links` tells which lead a CRM record is linked to (the store's links_for)."""
+        self._links_of = links
         self._clocks = clocks
         self._responded_by = tuple(responded_by)
         self._handoff = handoff
@@ -435,6 +438,13 @@ class HandoffStep:
     def _blocked(self, lead_id: str, eligible_at: datetime, problem: str) -> Handoff:
         return Handoff(lead_id, self._crm, BLOCKED, eligible_at, self._run_id, problem=problem)
 
+    def _taken(self, people: Mapping[str, PersonRecord]) -> dict[str, str]:
+        """Record id -> the lead it is linked to, for the records `find_people` found."""
+        if self._links_of is None or not people:
+            return {}
+        ids = sorted({record.record_id for record in people.values()})
+        return {record_id: lead for record_id, (lead, _) in self._links_of(self._crm, ids).items()}
+
     def _send(
         self,
         to_send: Sequence[tuple[MergedLead, Handoff, bool]],
@@ -449,6 +459,7 @@ class HandoffStep:
             if not resumed and m.person is None
         ]
         people = self._target.find_people(fresh) if fresh else {}
+        taken = self._taken(people)
         now = self._clock()
         done: list[Handoff] = []
         records: list[NewRecord] = []
@@ -456,6 +467,14 @@ class HandoffStep:
         for m, pending, resumed in to_send:
             email = str(m.lead.values[self._map.identity_field]).strip().lower()
             held = None if resumed else (m.person or people.get(email))
+            if held is not None and taken.get(held.record_id, m.lead.lead_id) != m.lead.lead_id:
+                # The CRM's record with this email is another lead's person (its email changed
+                # since): matching it would hand this lead to nobody, creating one would
+                # duplicate a person. A person decides.
+                problem = f"the {self._crm} {held.object_name} with this email is another lead's"
+                counts.problem(problem, m.lead.lead_id)
+                done.append(replace(pending, status=BLOCKED, problem=problem))
+                continue
             if held is not None:
                 counts.matched += 1
                 done.append(

@@ -248,14 +248,13 @@ class RelatedRecords:
         self, crm: str, *, record_ids: Sequence[str] = (), emails: Sequence[str] = ()
     ) -> dict[str, Related]:
         """The live records of `crm` that are people of their own and no lead record names
-        (no `parent_id`): those among `record_ids` and those holding one of `emails`
-        (normalised), by record id."""
+        (no `parent_id`): those among `record_ids` (a Contact with no email too: another
+        record may name it) and those holding one of `emails` (normalised), by record id."""
         found: dict[str, Related] = {}
         live = sa.and_(
             t.related.c.crm == crm,
             t.related.c.parent_id.is_(None),
             t.related.c.deleted.is_(False),
-            t.related.c.email.is_not(None),
         )
         with self._engine.connect() as connection:
             for column, values in (

@@ -619,6 +619,18 @@ class Store:
         return found
 
     @retry_transient
+    def linked_to(self, crm: str, lead_ids: Sequence[str]) -> list[str]:
+        """The ids of `crm`'s records linked to any of `lead_ids` (sorted)."""
+        found: set[str] = set()
+        with self._engine.connect() as connection:
+            for chunk in chunks(lead_ids):
+                query = sa.select(t.links.c.record_id).where(
+                    t.links.c.crm == crm, t.links.c.lead_id.in_(chunk)
+                )
+                found.update(connection.execute(query).scalars())
+        return sorted(found)
+
+    @retry_transient
     def leads_by_email(self, emails: Sequence[str]) -> dict[str, list[str]]:
         """Normalised email -> the ids of the leads holding it (sorted); blanks are ignored."""
         wanted = [email for email in map(normalise_email, emails) if email is not None]
