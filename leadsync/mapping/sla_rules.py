@@ -214,17 +214,7 @@ class ClockRule(StrictModel):
     @field_validator("stop_on_change")
     @classmethod
     def _fields_are_known(cls, names: list[str] | None, info: ValidationInfo) -> list[str] | None:
-        fields = known_fields(info)
-        if names is None or fields is None:
-            return names
-        found = [
-            (f"[{index}]", unknown_field_message(name, fields))
-            for index, name in enumerate(names)
-            if name not in fields
-        ]
-        if found:
-            raise problems(*found)
-        return names
+        return _known_field_names(names, info)
 
     @model_validator(mode="after")
     def _one_way_to_stop(self) -> ClockRule:
@@ -299,6 +289,22 @@ class VolumeRule(StrictModel):
         return {None: self.at_least}
 
 
+def _known_field_names(names: list[str] | None, info: ValidationInfo) -> list[str] | None:
+    """`names`, each a canonical field of the mapping (when the mapping is known), or the
+    problems naming each unknown one by its index."""
+    fields = known_fields(info)
+    if names is None or fields is None:
+        return names
+    found = [
+        (f"[{index}]", unknown_field_message(name, fields))
+        for index, name in enumerate(names)
+        if name not in fields
+    ]
+    if found:
+        raise problems(*found)
+    return names
+
+
 # One working day: sales who have not touched a lead by then have most likely not seen it.
 DEFAULT_NO_RESPONSE_HOURS = 8.0
 
@@ -316,17 +322,7 @@ class NoResponseModel(StrictModel):
     @field_validator("fields")
     @classmethod
     def _fields_are_known(cls, names: list[str] | None, info: ValidationInfo) -> list[str] | None:
-        fields = known_fields(info)
-        if names is None or fields is None:
-            return names
-        found = [
-            (f"[{index}]", unknown_field_message(name, fields))
-            for index, name in enumerate(names)
-            if name not in fields
-        ]
-        if found:
-            raise problems(*found)
-        return names
+        return _known_field_names(names, info)
 
     @property
     def within(self) -> timedelta:
