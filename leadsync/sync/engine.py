@@ -218,8 +218,11 @@ class RunSummary:
     _changed: set[str] = field(default_factory=set, repr=False)
 
     def count_merged(self, lead: Lead, previous: Lead | None) -> None:
-        """Count a merged lead in `leads_changed` and `stages`, once however often merged."""
-        if previous != lead:
+        """Count a merged lead in `leads_changed` and `stages`, once however often merged.
+        A lead changed when what it says of the person did: its values, score or stage. Why
+        a value won (`choices`) is explanation, and moves when leadsync's own write comes back
+        from the other CRM ("both hold the same value"): that is no change."""
+        if previous is None or replace(previous, choices={}) != replace(lead, choices={}):
             self._changed.add(lead.lead_id)
             self.leads_changed = len(self._changed)
         before = self._stage_of.get(lead.lead_id)
@@ -872,6 +875,7 @@ class SyncEngine:
         records = _records_by_lead(stored, batch, linked)
         people = self._match_people(records, lead_ids)
         written = self._written_to(records, lead_ids)
+        unseen = self._unseen_writes(records, lead_ids)
         previous = self._store.leads(lead_ids)
         running = self._store.sla.running(lead_ids) if self._sla else {}
         watching_since = self._store.first_run_at() if self._sla else None
@@ -885,6 +889,7 @@ class SyncEngine:
                 written,
                 person=people.attached.get(lead_id),
                 person_review=people.in_review.get(lead_id, ""),
+                unseen=unseen,
             )
             for lead_id in lead_ids
         ]
@@ -943,6 +948,17 @@ class SyncEngine:
         known = {**self._store.records_of(sorted(others - set(records))), **records}
         return match_people(found, known, links, leads=set(lead_ids), identity_field=identity_field)
 
+    def _unseen_writes(
+        self, records: Mapping[str, Sequence[Snapshot]], lead_ids: Sequence[str]
+    ) -> dict[str, dict[str, dict[str, Any]]]:
+        """CRM -> record id -> field -> what leadsync wrote to the records of these leads
+        since their snapshots were read (`Store.unseen_writes`; one query per CRM)."""
+        ids: dict[str, set[str]] = {}
+        for lead_id in lead_ids:
+            for snapshot in records.get(lead_id, ()):
+                ids.setdefault(snapshot.crm, set()).add(snapshot.record_id)
+        return {crm: self._store.unseen_writes(crm, sorted(found)) for crm, found in ids.items()}
+
     def _written_to(
         self,
         records: Mapping[str, Sequence[Snapshot]],
@@ -992,6 +1008,7 @@ class SyncEngine:
         *,
         person: Related | None = None,
         person_review: str = "",
+        unseen: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
     ) -> _Merged:
         snapshots = one_per_crm(records)
         choices = reconcile(self._map, snapshots, previous=previous)
@@ -1036,7 +1053,9 @@ class SyncEngine:
             updates = plan_updates(
                 self._map,
                 lead,
-                snapshots,
+                # The plan starts from what each CRM holds now: a write of leadsync's that no
+                # pull has brought back yet is there, and is not planned again.
+                {crm: _as_written(s, (unseen or {}).get(crm, {})) for crm, s in snapshots.items()},
                 sla_breaches=breaches,
                 moves_back=self._moves_back,
                 own=own,
