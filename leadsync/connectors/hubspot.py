@@ -34,6 +34,7 @@ from urllib3.util.retry import Retry
 
 from leadsync.connectors.base import (
     CrmRecord,
+    CrmTraits,
     FieldInfo,
     FieldType,
     KnownStamps,
@@ -63,6 +64,7 @@ from leadsync.connectors.quota import Quota, QuotaTracker
 from leadsync.connectors.retry import call_with_retry, retry_records
 from leadsync.connectors.settings import HubSpotConnection
 from leadsync.connectors.throttle import WindowLimiter
+from leadsync.connectors.traits import HUBSPOT, HUBSPOT_LIFECYCLE, HUBSPOT_LIFECYCLE_ORDER
 from leadsync.connectors.writeback import HUBSPOT_WRITEBACK_PROPERTIES, FieldSpec
 from leadsync.secrets import redact
 
@@ -72,18 +74,9 @@ log = logging.getLogger("leadsync.connectors.hubspot")
 
 CRM = "hubspot"
 OBJECT = "contacts"
-LIFECYCLE = "lifecyclestage"
+LIFECYCLE = HUBSPOT_LIFECYCLE
 # HubSpot's default lifecycle stages, earliest first; a portal's own order comes from describe.
-DEFAULT_LIFECYCLE_ORDER: tuple[str, ...] = (
-    "subscriber",
-    "lead",
-    "marketingqualifiedlead",
-    "salesqualifiedlead",
-    "opportunity",
-    "customer",
-    "evangelist",
-    "other",
-)
+DEFAULT_LIFECYCLE_ORDER: tuple[str, ...] = HUBSPOT_LIFECYCLE_ORDER
 # Validation codes that refuse a property whatever its value: every input carrying it fails.
 _REFUSED_PROPERTY_CODES = frozenset({"PROPERTY_DOESNT_EXIST", "READ_ONLY_VALUE"})
 # A search for the contacts changed since a stamp: HubSpot compares datetimes as epoch ms.
@@ -375,6 +368,11 @@ class HubSpotConnector:
         if field != LIFECYCLE or not held or not wanted:
             return False
         return _earlier(self._stage_order(), str(wanted), str(held))
+
+    @property
+    def traits(self) -> CrmTraits:
+        """HubSpot's traits, written in batches of this connection's size."""
+        return replace(HUBSPOT, write_batch=self._connection.batch_size)
 
     @staticmethod
     def default_moves_back(field: str, held: Any, wanted: Any) -> bool:

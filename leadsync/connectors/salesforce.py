@@ -24,7 +24,7 @@ import math
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -43,6 +43,7 @@ from simple_salesforce.login import SalesforceLogin
 
 from leadsync.connectors.base import (
     CrmRecord,
+    CrmTraits,
     FieldInfo,
     FieldType,
     KnownStamps,
@@ -85,6 +86,7 @@ from leadsync.connectors.salesforce_bulk import (
 from leadsync.connectors.salesforce_routing import RoutingSession, TimeoutSession, needs_routing
 from leadsync.connectors.settings import SalesforceConnection
 from leadsync.connectors.throttle import ConcurrencyLimiter
+from leadsync.connectors.traits import SALESFORCE
 from leadsync.connectors.writeback import SALESFORCE_WRITEBACK_FIELDS, FieldSpec
 from leadsync.secrets import Secret, redact
 
@@ -287,6 +289,11 @@ class SalesforceConnector:
     def default_moves_back(field: str, held: Any, wanted: Any) -> bool:
         """`moves_back` with no org at hand: the same, Salesforce keeps no stage order."""
         return False
+
+    @property
+    def traits(self) -> CrmTraits:
+        """Salesforce's traits, written in collections of this connection's size."""
+        return replace(SALESFORCE, write_batch=self.connection.collection_size)
 
     def missing_writeback_fields(
         self,
