@@ -117,6 +117,8 @@ class HubSpotConnector:
         sleep: Callable[[float], None] | None = None,
     ) -> None:
         self._connection = connection
+        # HubSpot's traits, written in batches of this connection's size.
+        self.traits: CrmTraits = replace(HUBSPOT, write_batch=connection.batch_size)
         # The client's own retries are off (Retry(total=False)): ours are the only ones, and
         # connection failures surface at once instead of as a stacked MaxRetryError.
         client = HubSpot(
@@ -368,11 +370,6 @@ class HubSpotConnector:
         if field != LIFECYCLE or not held or not wanted:
             return False
         return _earlier(self._stage_order(), str(wanted), str(held))
-
-    @property
-    def traits(self) -> CrmTraits:
-        """HubSpot's traits, written in batches of this connection's size."""
-        return replace(HUBSPOT, write_batch=self._connection.batch_size)
 
     @staticmethod
     def default_moves_back(field: str, held: Any, wanted: Any) -> bool:

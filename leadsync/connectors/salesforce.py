@@ -173,6 +173,8 @@ class SalesforceConnector:
         if not _FIELD_NAME.match(connection.object_name):
             raise ValueError(f"not a Salesforce object name: {connection.object_name!r}")
         self.connection = connection
+        # Salesforce's traits, written in collections of this connection's size.
+        self.traits: CrmTraits = replace(SALESFORCE, write_batch=connection.collection_size)
         self._quota = QuotaTracker(CRM, reserve=connection.daily_reserve)
         self._limiter = ConcurrencyLimiter(connection.max_concurrent_requests)
         self._secrets: list[Secret | str | None] = [
@@ -289,11 +291,6 @@ class SalesforceConnector:
     def default_moves_back(field: str, held: Any, wanted: Any) -> bool:
         """`moves_back` with no org at hand: the same, Salesforce keeps no stage order."""
         return False
-
-    @property
-    def traits(self) -> CrmTraits:
-        """Salesforce's traits, written in collections of this connection's size."""
-        return replace(SALESFORCE, write_batch=self.connection.collection_size)
 
     def missing_writeback_fields(
         self,
