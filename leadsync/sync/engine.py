@@ -42,6 +42,7 @@ from typing import Any
 from leadsync.connectors.base import (
     Connector,
     CrmRecord,
+    CrmTraits,
     HandoffTarget,
     Page,
     PersonRecord,
@@ -50,6 +51,7 @@ from leadsync.connectors.base import (
     WriteResult,
     WriteStatus,
 )
+from leadsync.connectors.traits import traits_of
 from leadsync.errors import LeadsyncError, QuotaReserveReachedError, RunPausedError
 from leadsync.logs import run_context
 from leadsync.mapping.definition import LeadDefinition
@@ -67,6 +69,7 @@ from leadsync.sync.handoff import (
 )
 from leadsync.sync.handoff_ledger import Handoff
 from leadsync.sync.identity import (
+    CROSS_REFERENCED_CRM,
     InMemoryIdentityIndex,
     cross_references,
     lookups_for,
@@ -87,7 +90,6 @@ from leadsync.sync.plan import (
     MovesBack,
     PlanSummary,
     PlanTally,
-    moves_back,
     plan_updates,
     with_score,
 )
@@ -108,9 +110,6 @@ from leadsync.sync.slices import PersonGroups, Slice
 from leadsync.sync.store import Quarantined, Store, WriteRow, content_digest
 
 log = logging.getLogger("leadsync.sync")
-
-# Records written per batch and recorded before the next: a kill redoes at most one batch.
-WRITE_BATCH = {"hubspot": 100, "salesforce": 200}
 
 # Pending records settled at once. A first sync of 100,000 leads per CRM peaks at 1.1 GB in
 # slices of 20,000, at 5.3 GB settled whole (docs/BENCHMARKS.md). Each slice may cost a write
@@ -450,7 +449,7 @@ class SyncEngine:
         _stop_if(should_stop)
         if summary.wrote:
             self._recheck_reviews()
-        tally = PlanTally(keep_changes=not summary.wrote)
+        tally = PlanTally(keep_changes=not summary.wrote, traits=self._traits_of)
         overdue = (
             self._store.sla.overdue_leads(self._clock(), rules=self._sla.names) if self._sla else []
         )
@@ -618,7 +617,7 @@ class SyncEngine:
         holders = self._store.leads_by_email(sorted({e for e in emails.values() if e}))
         refs = {s.record_id: cross_references(s) for s in snapshots}
         named = {ref.record_id for found in refs.values() for ref in found}
-        linked = self._store.lead_ids_for("salesforce", sorted(named))
+        linked = self._store.lead_ids_for(CROSS_REFERENCED_CRM, sorted(named))
         for snapshot in snapshots:
             leads = {
                 linked[ref.record_id] for ref in refs[snapshot.record_id] if ref.record_id in linked
@@ -1163,6 +1162,11 @@ class SyncEngine:
         rule = NoResponseRule.of(self._sla, stage) if self._sla is not None else None
         return rule.fields if rule is not None else ()
 
+    def _traits_of(self, crm: str) -> CrmTraits:
+        """`crm`'s traits as its connector has them, by the CRM's defaults when none is here."""
+        connector = self._connectors.get(crm)
+        return connector.traits if connector is not None else traits_of(crm)
+
     def _moves_back(self, crm: str, name: str, held: Any, wanted: Any) -> bool:
         connector = self._connectors.get(crm)
         if connector is None:
@@ -1228,15 +1232,17 @@ class SyncEngine:
                 for m in merged
                 if crm in m.snapshots
             }
-            updates = [m.updates[crm] for m in merged if m.updates.get(crm) is not None]
-            if crm == "hubspot":
-                # A lifecycle stage moved back takes a clear first, one call per batch that
-                # holds such a move: grouped, they cost ⌈moves/100⌉ clears, not one a batch.
-                updates.sort(key=lambda u: u is not None and moves_back(u))
-            size = WRITE_BATCH.get(crm, 100)
+            updates = [u for m in merged if (u := m.updates.get(crm)) is not None]
+            # Records written per batch and recorded before the next: a kill redoes at most
+            # one batch. A stage moved back (HubSpot's lifecycle stage) takes a clear first,
+            # one call per batch that holds such a move: grouped, they cost ⌈moves/batch⌉
+            # clears, not one a batch.
+            traits = connector.traits
+            updates.sort(key=traits.takes_a_clear)
+            size = traits.write_batch
             for start in range(0, len(updates), size):
                 _stop_if(should_stop)
-                planned = [u for u in updates[start : start + size] if u is not None]
+                planned = updates[start : start + size]
                 own = [u for u in planned if u.object_name is None]
                 batch, changed = self._unchanged_since_pulled(crm, connector, own, pulled_at)
                 related, moved = self._related_unchanged(
