@@ -919,6 +919,20 @@ class Store:
             return [_quarantined(row) for row in connection.execute(query).mappings()]
 
     @retry_transient
+    def open_quarantine(self, crm: str, record_ids: Sequence[str]) -> dict[str, Quarantined]:
+        """Record id -> its open quarantine entry, for those of `record_ids` that have one."""
+        q = t.quarantine
+        found: dict[str, Quarantined] = {}
+        with self._engine.connect() as connection:
+            for chunk in chunks(record_ids):
+                query = sa.select(q).where(
+                    q.c.crm == crm, q.c.record_id.in_(chunk), q.c.resolved_at.is_(None)
+                )
+                for row in connection.execute(query).mappings():
+                    found[row["record_id"]] = _quarantined(row)
+        return found
+
+    @retry_transient
     def add_review(
         self, crm: str, record_id: str, candidates: Sequence[str], reason: str, *, run_id: str
     ) -> None:
