@@ -197,11 +197,16 @@ _MESSAGES = {
 }
 
 
+# What a breach's event carries for its webhook and the ledger but never for a log line:
+# personal data. Logs name the lead by its id.
+_NOT_LOGGED = frozenset({"email"})
+
+
 def _log_event(event: SlaEvent) -> None:
-    data = event.payload
+    data = {name: value for name, value in event.payload.items() if name not in _NOT_LOGGED}
     if event.kind in (BREACHED, RESOLVED):
         detail = (
-            f"rule {event.rule}, lead {event.lead_id} ({data.get('email') or 'no email'}), "
+            f"rule {event.rule}, lead {event.lead_id}, "
             f"owner {data.get('owner') or 'none'}, started {data.get('started_at')}, "
             f"due {data.get('due_at')}"
         )
