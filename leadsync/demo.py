@@ -70,9 +70,10 @@ def run_demo(*, seed: int, leads: int, report: Path = DEFAULT_REPORT) -> int:
             "open it in a browser, it needs no network)"
         )
         print(
-            "\nNext: `leadsync sandbox --config-out leadsync.toml` keeps a sandbox running; then "
-            "`leadsync plan --config leadsync.toml` and `leadsync sync --once --config "
-            "leadsync.toml`."
+            "\nNext: `leadsync init revops` writes the three files to edit; `leadsync sandbox "
+            "--config-out revops/config.toml` keeps a sandbox running for them; then `leadsync "
+            "check`, `leadsync plan` and `leadsync sync --once`, each with `--config "
+            "revops/config.toml`."
         )
     return 0
 
