@@ -55,7 +55,9 @@ def build_report(
             return None
         return round(calendar.between(clock.due_at, at).total_seconds() / 3600, 2)
 
-    volume = monitor.volume(now, since=since) if monitor is not None else []
+    # A report "from the start" shows every volume period since leadsync's first run.
+    volume_since = since or store.first_run_at()
+    volume = monitor.volume(now, since=volume_since) if monitor is not None else []
     return {
         "schema": SCHEMA,
         "generator": f"leadsync {__version__}",

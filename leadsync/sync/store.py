@@ -138,6 +138,20 @@ class LoggedWrite:
     message: str
     at: datetime
 
+    def as_dict(self) -> dict[str, Any]:
+        """For `--json` (`runs show`, `explain`): the values as JSON holds them."""
+        return {
+            "at": self.at.isoformat(),
+            "crm": self.crm,
+            "record_id": self.record_id,
+            "field": self.field,
+            "old": self.old,
+            "new": self.new,
+            "status": str(self.status),
+            "category": self.category,
+            "message": self.message,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class ReviewItem:

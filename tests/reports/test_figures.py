@@ -323,8 +323,10 @@ def test_volume_against_plan_counts_each_weeks_mqls(
     store: Store, files: tuple[FieldMap, LeadDefinition]
 ) -> None:
     volume = {p["start"][:10]: p for p in report_of(store, files)["sla"]["volume"]}
-    # Weeks start Monday 00:00 New York (04:00 UTC).
-    assert (volume["2026-05-04"]["delivered"], volume["2026-05-04"]["status"]) == (2, "missed")
+    # Weeks start Monday 00:00 New York (04:00 UTC). The first run (D0) came 6 hours into the
+    # week of 2026-05-04: counted, never judged; a week before it is not listed at all.
+    assert (volume["2026-05-04"]["delivered"], volume["2026-05-04"]["status"]) == (2, "partial")
+    assert min(volume) == "2026-05-04"
     assert (volume["2026-06-01"]["delivered"], volume["2026-06-01"]["status"]) == (1, "missed")
     assert (volume["2026-06-15"]["delivered"], volume["2026-06-15"]["status"]) == (0, "on_plan")
     assert all(p["target"] == 25 for p in volume.values())
