@@ -11,11 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import Sandbox
-from leadsync.sync.handoff_ledger import MATCHED
+from leadsync.sync.handoff_ledger import CREATED, MATCHED
 from tests.support import crm_state, search_caught_up
 from tests.sync.test_contacts_without_lead import (
     _contact,
@@ -50,16 +48,11 @@ def _email_of(config: Any, lead_id: str) -> str:
         return str(runtime.store.leads([lead_id])[lead_id].values.get("email"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known bug (stop 24, not fixed yet): a handoff matched (or created) stays settled "
-        "when sales delete its record; the person is never handed off again"
-    ),
-)
-def test_a_person_whose_matched_contact_sales_delete_is_not_left_without_a_salesforce_record(
+def test_a_person_whose_matched_contact_sales_delete_is_handed_off_again_once(
     reference: Any, tmp_path: Path
 ) -> None:
+    """The Contact the handoff matched is deleted: sales see the person nowhere, so the next
+    run hands them off again, to one new lead, and the run after it creates nothing."""
     expected, _ = reference
     email = _handed_off_email(expected)
     with Sandbox(SETTINGS) as sandbox:
@@ -68,21 +61,24 @@ def test_a_person_whose_matched_contact_sales_delete_is_not_left_without_a_sales
         sync(config)
         search_caught_up(config)
         sync(config)
+        person = _person(config, email)
+        (matched,) = [h for h in handoffs(config) if h.lead_id == person.lead_id]
+        assert (matched.status, matched.record_id) == (MATCHED, contact_id)
         with sandbox.salesforce.lock:
             assert sandbox.salesforce.delete_record("Contact", contact_id).success
         search_caught_up(config)
-        summary = sync(config)
+        again = sync(config)
         search_caught_up(config)
         sync(config)
-        person = _person(config, email)
-        print("HANDOFFS", [h for h in handoffs(config) if h.lead_id == person.lead_id])
-        print("LEADS", _leads_holding(sandbox, email))
-        print("REVIEW", _review(config))
-        print("SUMMARY", summary.handoff)
-        # The person has no live record in Salesforce any more: sales cannot see them.
-        assert _leads_holding(sandbox, email) != [] or any(
-            h.status != MATCHED for h in handoffs(config) if h.lead_id == person.lead_id
-        ), "the person's only Salesforce record is deleted, yet the handoff stays MATCHED to it"
+        (lead_id,) = _leads_holding(sandbox, email)
+        (handoff,) = [h for h in handoffs(config) if h.lead_id == person.lead_id]
+        assert again.handoff is not None
+        assert again.handoff.handed_off == 1
+        assert (handoff.status, handoff.record_object, handoff.record_id) == (
+            CREATED,
+            None,
+            lead_id,
+        )
 
 
 def test_a_plan_before_the_first_sync_changes_nothing_the_sync_does_for_a_contact(

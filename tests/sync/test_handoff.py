@@ -234,6 +234,36 @@ def test_with_assignment_salesforce_the_orgs_rule_picks_the_owner(tmp_path: Path
         leads = handed_off_leads(sandbox)
         assert leads
         assert all(lead["OwnerId"] == rule.owner_for(lead) for lead in leads)
+        recorded = {h.record_id: h.owner for h in handoffs(config) if h.status == CREATED}
+        assert recorded == {lead["Id"]: lead["OwnerId"] for lead in leads}
+
+
+def test_with_assignment_salesforce_a_run_cut_after_the_create_still_records_the_owner(
+    tmp_path: Path,
+) -> None:
+    """Killed between the upsert and the read of the owners the org's rule picked: the next
+    run finds the leads by their pull and reads their owners then."""
+    shipped = (EXAMPLES / "lead_definition.toml").read_text()
+    definition = shipped.replace('assignment = "rules"', 'assignment = "salesforce"')
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path, definition)
+        with open_runtime(config) as runtime:
+            wire = Tripwire(1, after=True)
+            connectors = {
+                crm: Wrapped(c, wire, frozenset({"upsert"}))
+                for crm, c in runtime.connectors.items()
+            }
+            engine = SyncEngine(
+                runtime.store, connectors, runtime.field_map, runtime.definition, clock=lambda: NOW
+            )
+            with pytest.raises(Cut):
+                engine.run(write=True)
+        assert {h.status for h in handoffs(config)} >= {"pending"}
+        sync(config)
+        leads = handed_off_leads(sandbox)
+        recorded = {h.record_id: h.owner for h in handoffs(config) if h.status == CREATED}
+    assert leads
+    assert recorded == {lead["Id"]: lead["OwnerId"] for lead in leads}
 
 
 def test_sla_and_the_report_show_system_and_human_delay_apart_and_name_the_problems(

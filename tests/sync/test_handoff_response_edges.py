@@ -9,8 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
+from leadsync.config import Config
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import Sandbox
 from leadsync.sync.handoff_ledger import CREATED
@@ -22,7 +21,15 @@ from leadsync.sync.sla.response import (
     no_response,
 )
 from tests.sync.test_handoff import SETTINGS, config_for, handed_off_leads
-from tests.sync.test_handoff_response import T0, WITHIN_FOUR, Moment, _definition, _handoff, sync
+from tests.sync.test_handoff_response import (
+    NAMES,
+    T0,
+    WITHIN_FOUR,
+    Moment,
+    _definition,
+    _handoff,
+    sync,
+)
 
 HOUR = timedelta(hours=1)
 
@@ -35,6 +42,16 @@ def _rule(
     rule = NoResponseRule.of(rules, "mql")
     assert rule is not None
     return rule
+
+
+def _figures(config: Config, now: datetime) -> dict[str, Any]:
+    """No response after handoff as of `now`, from the store of `config`."""
+    with open_runtime(config, connect=False) as runtime:
+        monitor = runtime.sla_monitor()
+        assert monitor is not None
+        figures = handed_off_within(runtime.store.handoffs, monitor.rules, "mql", now=now)
+    assert figures is not None
+    return figures
 
 
 def test_a_weekend_handoff_is_due_after_mondays_working_hours() -> None:
@@ -72,13 +89,12 @@ def test_an_owner_without_a_name_or_an_id_shows_its_id_or_a_dash() -> None:
     assert all(row["owner"] for row in figures["by_owner"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known bug (stop 24, not fixed yet): a handed-off lead sales delete counts as no response"
-    ),
-)
-def test_a_handed_off_lead_sales_delete_is_not_counted_as_no_response(tmp_path: Path) -> None:
+def test_a_handed_off_lead_sales_delete_is_not_counted_as_no_response_and_goes_again(
+    tmp_path: Path,
+) -> None:
+    """Sales delete one handed-off lead before its hours are over. Once they are, the others
+    count as no response, and it does not: it is handed off again, to one new lead, whose
+    own hours are still running."""
     moment = Moment(T0)
     with Sandbox(SETTINGS, clock=moment.seconds) as sandbox:
         config = config_for(sandbox, tmp_path, WITHIN_FOUR)
@@ -88,42 +104,26 @@ def test_a_handed_off_lead_sales_delete_is_not_counted_as_no_response(tmp_path: 
         moment.at = T0 + HOUR
         with sandbox.salesforce.lock:
             assert sandbox.salesforce.delete_record("Lead", gone["Id"]).success
-        moment.at = T0 + 2 * HOUR
+        moment.at = T0 + 5 * HOUR  # 14:00 in New York: the first handoffs are an hour overdue
         sync(config, moment)
-        moment.at = T0 + 8 * HOUR
+        moment.at = T0 + 6 * HOUR
         sync(config, moment)
-        with open_runtime(config, connect=False) as runtime:
-            handoffs = runtime.store.handoffs.all()
-            monitor = runtime.sla_monitor()
-            assert monitor is not None
-            figures = handed_off_within(runtime.store.handoffs, monitor.rules, "mql", now=moment.at)
-        mine = [h for h in handoffs if h.record_id == gone["Id"]]
-        print("HANDOFF", mine)
-        print("FIGURES", {k: figures[k] for k in ("handed_off", "responded", "no_response")})
+        figures = _figures(config, moment.at)
         email = str(gone["Email"]).lower()
-        again = [
-            lead["Id"]
-            for lead in sandbox.salesforce.snapshot("Lead")
-            if str(lead.get("Email") or "").lower() == email
+        (again,) = [
+            lead for lead in handed_off_leads(sandbox) if str(lead["Email"]).lower() == email
         ]
-        print("LEADS AGAIN", again)
-        created = [h for h in handoffs if h.status == CREATED]
-        # A lead sales deleted is not a lead nobody worked.
-        assert figures["handed_off"] == len(created) - 1, "the deleted lead still counts"
+    assert again["Id"] != gone["Id"]
+    assert again["Leadsync_Id__c"] == gone["Leadsync_Id__c"]
+    assert (figures["handed_off"], figures["responded"]) == (len(leads), 0)
+    assert (figures["no_response"], figures["waiting"]) == (len(leads) - 1, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known bug (stop 24, not fixed yet): with assignment = salesforce the owner "
-        "Salesforce assigns is not recorded on the handoff: no-response rows show owner -"
-    ),
-)
 def test_with_the_orgs_assignment_rules_no_response_is_counted_per_real_owner(
     tmp_path: Path,
 ) -> None:
     """`assignment = "salesforce"`: the org's rules pick the owner; the lead Salesforce holds
-    names them. No response per owner should name that owner, not '-'."""
+    names them. No response per owner names that owner, by name, not '-'."""
     definition = WITHIN_FOUR.replace('assignment = "rules"', 'assignment = "salesforce"')
     moment = Moment(T0)
     with Sandbox(SETTINGS, clock=moment.seconds) as sandbox:
@@ -132,13 +132,9 @@ def test_with_the_orgs_assignment_rules_no_response_is_counted_per_real_owner(
         moment.at = T0 + 8 * HOUR
         sync(config, moment)
         owners = {str(lead["OwnerId"]) for lead in handed_off_leads(sandbox)}
-        with open_runtime(config, connect=False) as runtime:
-            monitor = runtime.sla_monitor()
-            assert monitor is not None
-            figures = handed_off_within(runtime.store.handoffs, monitor.rules, "mql", now=moment.at)
-    assert figures is not None
-    print("OWNERS", owners, [(r["owner"], r["handed_off"]) for r in figures["by_owner"]])
+        figures = _figures(config, moment.at)
     assert {row["owner"] for row in figures["by_owner"]} == owners
+    assert {row["name"] for row in figures["by_owner"]} == {NAMES[owner] for owner in owners}
 
 
 def test_a_lead_nobody_touched_has_no_response_on_a_real_clock(tmp_path: Path) -> None:
