@@ -16,7 +16,7 @@ from leadsync.config import Config
 from leadsync.reports.build import report_for
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
-from leadsync.sandbox.schema import INBOUND_QUEUE_ID
+from leadsync.sandbox.schema import INBOUND_QUEUE_ID, SANDBOX_OWNERS
 from leadsync.sandbox_config import EXAMPLES
 from leadsync.sync.engine import RunSummary, SyncEngine
 from leadsync.sync.handoff_ledger import CREATED, MATCHED, Handoff
@@ -299,6 +299,7 @@ def test_sla_and_the_report_show_system_and_human_delay_apart_and_name_the_probl
                 now=later,
                 handoffs=runtime.store.handoffs.all(),
                 handoff_stage=handoff.stage,
+                owner_names=runtime.store.handoffs.names(),
             )
     speed = report["speed_to_lead"]
     assert speed == view.speed
@@ -309,7 +310,13 @@ def test_sla_and_the_report_show_system_and_human_delay_apart_and_name_the_probl
     assert speed["human_delay_working_hours"] == {"median": 3.0, "p90": 3.0}
     owner = next(row for row in speed["by_owner"] if row["owner"] == accepted["OwnerId"])
     assert owner["accepted"] == 1
+    # Owners by the names Salesforce gave them, wherever a report shows one.
+    named = {user_id: name for _, user_id, name in SANDBOX_OWNERS}
+    assert owner["name"] == named[accepted["OwnerId"]]
+    assert all(row["name"] for row in speed["by_owner"])
     assert speed["cannot_hand_off"] == [{"problem": "requires company present", "leads": 1}]
     text = format_sla(view)
+    assert f"    {owner['name']:<31}handed off" in text
+    assert not any(row["owner"] in text for row in speed["by_owner"])
     assert "human delay (handed off -> accepted): median 3 working h" in text
     assert "cannot hand off: requires company present: 1" in text

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from leadsync.mapping.calendar import BusinessCalendar
 from leadsync.sync.handoff_ledger import Handoff, HandoffLedger
 from leadsync.sync.sla.clocks import SlaRules
+from leadsync.sync.sla.speed import owner_shown
 
 __all__ = [
     "METRIC_WINDOW",
@@ -186,7 +187,7 @@ def format_no_response(figures: Mapping[str, Any]) -> list[str]:
         f"({', '.join(figures['fields'])}): {_line(figures)}"
     ]
     for row in figures["by_owner"]:
-        out.append(f"    {(row['name'] or row['owner'])[:30]:<31}{_line(row)}")
+        out.append(f"    {owner_shown(row)[:30]:<31}{_line(row)}")
     for row in figures["by_period"]:
         out.append(f"    {row['period']:<31}{_line(row)}")
     return out
