@@ -532,13 +532,19 @@ def _no_response(figures: Mapping[str, Any], period: str) -> list[str]:
         f" within {figures['within_working_hours']:g} working hours of the handoff"
         f" ({_e(figures['calendar'])} calendar): {_pct(figures['share'])} of"
         f" {_count(figures['no_response'] + figures['responded'])} due;"
-        f" {_count(figures['waiting'])} still within their hours.</p>",
+        f" {_count(figures['waiting'])} still within their hours"
+        f"{_deleted_by_sales(figures)}.</p>",
         _no_response_chart(figures["by_period"], period),
         _h3("Per owner"),
         _table(["owner", *headers], owners, none="No leads handed off in this window."),
         _h3(f"Per {period} of the handoff"),
         _table([period, *headers], periods, none="No leads handed off in this window."),
     ]
+
+
+def _deleted_by_sales(figures: Mapping[str, Any]) -> str:
+    deleted = figures.get("deleted_by_sales") or 0
+    return f"; {_count(deleted)} deleted by sales after the handoff, not counted" if deleted else ""
 
 
 def _handoff(report: Mapping[str, Any]) -> list[str]:

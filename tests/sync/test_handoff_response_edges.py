@@ -5,6 +5,7 @@ Failing (bugs found): the deleted handed-off lead counted as no response, the ow
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 from leadsync.config import Config
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import Sandbox
-from leadsync.sync.handoff_ledger import CREATED
+from leadsync.sync.handoff_ledger import CREATED, DELETED
 from leadsync.sync.sla.clocks import SlaRules
 from leadsync.sync.sla.response import (
     NoResponseRule,
@@ -87,6 +88,18 @@ def test_an_owner_without_a_name_or_an_id_shows_its_id_or_a_dash() -> None:
     lines = format_no_response(figures)
     print("\n".join(lines))
     assert all(row["owner"] for row in figures["by_owner"])
+
+
+def test_a_lead_whose_record_sales_deleted_is_counted_apart_in_no_share() -> None:
+    rule = _rule()
+    monday = datetime(2026, 6, 1, 13, tzinfo=UTC)
+    deleted = replace(_handoff("d", "ann", monday), status=DELETED)
+    figures = no_response([_handoff("a", "ann", monday), deleted], rule, now=monday + 72 * HOUR)
+    assert (figures["handed_off"], figures["no_response"], figures["deleted_by_sales"]) == (1, 1, 1)
+    assert [(row["owner"], row["handed_off"]) for row in figures["by_owner"]] == [("ann", 1)]
+    assert "deleted by sales after the handoff (not counted): 1" in "\n".join(
+        format_no_response(figures)
+    )
 
 
 def test_a_handed_off_lead_sales_delete_is_not_counted_as_no_response_and_goes_again(
