@@ -4,12 +4,15 @@ Each of these once failed (bugs found, since fixed): the deleted matched Contact
 without email named by salesforcecontactid, the linked Contact whose email is cleared, the
 linked Contact whose email changes to another (not yet handed off) person. The rest held."""
 
+# The fixture imported from test_handoff is named as the tests' parameter.
 # ruff: noqa: F811
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import Sandbox
@@ -34,6 +37,13 @@ from tests.sync.test_handoff import (  # noqa: F401
     sync,
 )
 from tests.sync.test_handoff_plan import plan
+
+
+@pytest.fixture
+def email(reference: tuple[dict[str, Any], int]) -> str:
+    """The email of a HubSpot-only person the reference run hands off."""
+    expected, _ = reference
+    return _handed_off_email(expected)
 
 
 def _hubspot_of(sandbox: Sandbox, email: str) -> dict[str, Any]:
@@ -82,12 +92,10 @@ def _email_of(config: Any, lead_id: str) -> str:
 
 
 def test_a_person_whose_matched_contact_sales_delete_is_handed_off_again_once(
-    reference: Any, tmp_path: Path
+    email: str, tmp_path: Path
 ) -> None:
     """The Contact the handoff matched is deleted: sales see the person nowhere, so the next
     run hands them off again, to one new lead, and the run after it creates nothing."""
-    expected, _ = reference
-    email = _handed_off_email(expected)
     with Sandbox(SETTINGS) as sandbox:
         config, contact_id = _synced_with_contact(sandbox, tmp_path, email)
         person = _person(config, email)
@@ -111,10 +119,8 @@ def test_a_person_whose_matched_contact_sales_delete_is_handed_off_again_once(
 
 
 def test_a_plan_before_the_first_sync_changes_nothing_the_sync_does_for_a_contact(
-    reference: Any, tmp_path: Path
+    email: str, tmp_path: Path
 ) -> None:
-    expected, _ = reference
-    email = _handed_off_email(expected)
     states = []
     for with_plan in (False, True):
         folder = tmp_path / str(with_plan)
@@ -187,10 +193,8 @@ def test_a_contact_whose_email_changes_to_a_handed_off_person_is_not_matched_twi
 
 
 def test_a_contact_without_email_named_by_salesforcecontactid_is_matched_not_duplicated(
-    reference: Any, tmp_path: Path
+    email: str, tmp_path: Path
 ) -> None:
-    expected, _ = reference
-    email = _handed_off_email(expected)
     with Sandbox(SETTINGS) as sandbox:
         with sandbox.salesforce.lock:
             made = sandbox.salesforce.create_record("Contact", {"LastName": "NoMail"})
@@ -204,10 +208,8 @@ def test_a_contact_without_email_named_by_salesforcecontactid_is_matched_not_dup
 
 
 def test_a_twin_contact_deleted_in_review_leaves_the_other_written(
-    reference: Any, tmp_path: Path
+    email: str, tmp_path: Path
 ) -> None:
-    expected, _ = reference
-    email = _handed_off_email(expected)
     with Sandbox(SETTINGS) as sandbox:
         first = _contact(sandbox, email, "One")
         second = _contact(sandbox, email, "Two")
@@ -223,10 +225,8 @@ def test_a_twin_contact_deleted_in_review_leaves_the_other_written(
 
 
 def test_a_contact_named_by_a_15_character_salesforcecontactid_gets_a_quiet_third_run(
-    reference: Any, tmp_path: Path
+    email: str, tmp_path: Path
 ) -> None:
-    expected, _ = reference
-    email = _handed_off_email(expected)
     with Sandbox(SETTINGS) as sandbox:
         contact_id = _contact(sandbox, "Other.Person@Elsewhere.example")
         hubspot = _hubspot_of(sandbox, email)
@@ -255,10 +255,8 @@ def test_plans_between_syncs_do_not_swallow_a_new_contact(tmp_path: Path) -> Non
 
 
 def test_a_plan_between_syncs_does_not_swallow_an_edit_of_the_contact(
-    reference: Any, tmp_path: Path
+    email: str, tmp_path: Path
 ) -> None:
-    expected, _ = reference
-    email = _handed_off_email(expected)
     with Sandbox(SETTINGS) as sandbox:
         config, contact_id = _synced_with_contact(sandbox, tmp_path, email)
         with sandbox.salesforce.lock:
@@ -271,10 +269,8 @@ def test_a_plan_between_syncs_does_not_swallow_an_edit_of_the_contact(
 
 
 def test_two_hubspot_contacts_of_one_email_and_a_contact_create_nothing_and_go_quiet(
-    reference: Any, tmp_path: Path
+    email: str, tmp_path: Path
 ) -> None:
-    expected, _ = reference
-    email = _handed_off_email(expected)
     with Sandbox(SETTINGS) as sandbox:
         _contact(sandbox, email)
         target = _hubspot_of(sandbox, email)
@@ -293,12 +289,10 @@ def test_two_hubspot_contacts_of_one_email_and_a_contact_create_nothing_and_go_q
 
 
 def test_a_linked_contact_whose_email_sales_clear_is_still_written(
-    reference: Any, tmp_path: Path
+    email: str, tmp_path: Path
 ) -> None:
     """The link is leadsync's own and comes first: a Contact whose email a rep blanks stays
     the person's record, as README says of matching (own link, then reference, then email)."""
-    expected, _ = reference
-    email = _handed_off_email(expected)
     with Sandbox(SETTINGS) as sandbox:
         config, contact_id = _synced_with_contact(sandbox, tmp_path, email)
         with sandbox.salesforce.lock:
@@ -347,12 +341,10 @@ def test_a_contact_linked_to_one_person_is_not_the_match_of_another_handoff(
 
 
 def test_a_handed_off_lead_sales_convert_gets_its_values_on_the_contact_and_goes_quiet(
-    reference: Any, tmp_path: Path
+    email: str, tmp_path: Path
 ) -> None:
     """A Contact and a converted Lead both naming the person (the handoff's own lead,
     converted): the Contact is written, not reviewed as a second person record; no new lead."""
-    expected, _ = reference
-    email = _handed_off_email(expected)
     with Sandbox(SETTINGS) as sandbox:
         config = config_for(sandbox, tmp_path)
         caught_up_runs(config, sync)
