@@ -63,7 +63,7 @@ from leadsync.sync.handoff_ledger import (
 from leadsync.sync.model import Lead, Snapshot
 from leadsync.sync.plan import estimate_api_calls, plan_updates
 from leadsync.sync.routing import OwnerRouter
-from leadsync.sync.sla.clocks import ClockChanges
+from leadsync.sync.sla.clocks import ClockChanges, ClockStop, Outcome
 
 log = logging.getLogger("leadsync.sync.handoff")
 
@@ -292,6 +292,7 @@ class HandoffStep:
         gone = self._gone(merged, known)
         now = self._clock()
         settled: list[Handoff] = []
+        stopped: list[ClockChanges] = []  # the clocks of handoffs whose record is gone
         responses: dict[str, datetime] = {}
         # (lead, its pending handoff, whether an earlier run's create may have landed)
         to_send: list[tuple[MergedLead, Handoff, bool]] = []
@@ -320,6 +321,7 @@ class HandoffStep:
                 settled += self._link(m, earlier, outcome)
                 continue
             if earlier is not None and lost:
+                stopped.append(self._deleted_clocks(m.lead, earlier, now))
                 earlier = replace(earlier, status=DELETED)
             chosen = self._choose(m, earlier, now)
             if chosen is None:
@@ -333,7 +335,7 @@ class HandoffStep:
             to_send.append((m, chosen.handoff, chosen.resumed))
         leads = {m.lead.lead_id: m.lead for m in merged}
         settled = self._owned(settled)
-        self._save(settled + [pending for _, pending, _ in to_send], leads)
+        self._save(settled + [pending for _, pending, _ in to_send], leads, stopped)
         self._ledger.mark_responded(responses)
         owners = {h.owner for h in settled if h.owner}
         if to_send:
@@ -436,6 +438,17 @@ class HandoffStep:
             if live is None or live.deleted:
                 held.append(handoff.record_id)
         return self._deleted_of(self._crm, sorted(set(held))) if held else set()
+
+    def _deleted_clocks(self, lead: Lead, handoff: Handoff, now: datetime) -> ClockChanges:
+        """The clocks `handoff` started, stopped now: sales decided about the lead by deleting
+        its record (rejected; late if past due), and a new handoff starts clocks of its own."""
+        if self._clocks is None:
+            return ClockChanges()
+        started = self._clocks(lead, handoff).opened
+        reason = f"sales deleted the {self._crm} record"
+        return ClockChanges(
+            stopped=tuple(ClockStop(c.clock_id, now, Outcome.REJECTED, reason) for c in started)
+        )
 
     def _first_response(self, handoff: Handoff | None, live: Snapshot) -> datetime | None:
         """When a person first changed one of the `responded_by` fields of the handed-off
@@ -584,7 +597,12 @@ class HandoffStep:
         self._save(done, {m.lead.lead_id: m.lead for m, _, _ in to_send})
         return {h.owner for h in done if h.handed_off and h.owner}
 
-    def _save(self, handoffs: Sequence[Handoff], leads: Mapping[str, Lead]) -> None:
+    def _save(
+        self,
+        handoffs: Sequence[Handoff],
+        leads: Mapping[str, Lead],
+        stopped: Sequence[ClockChanges] = (),
+    ) -> None:
         """Record `handoffs`, with the clocks of those that reached sales just now. A lead
         named twice is recorded as last named (a row is written once a statement)."""
         handoffs = list({h.lead_id: h for h in handoffs}.values())
@@ -595,7 +613,8 @@ class HandoffStep:
                 for h in handoffs
                 if h.handed_off and h.handed_off_at is not None and h.linked_at is None
             ]
-        self._ledger.save(handoffs, clocks=[c for c in clocks if c], now=self._clock())
+        changes = [*stopped, *clocks]
+        self._ledger.save(handoffs, clocks=[c for c in changes if c], now=self._clock())
 
     def _finished(
         self, pending: Handoff, result: UpsertResult, counts: HandoffCounts

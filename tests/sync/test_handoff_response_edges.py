@@ -16,7 +16,7 @@ from leadsync.runtime import open_runtime
 from leadsync.sandbox import Sandbox
 from leadsync.sync.engine import SyncEngine
 from leadsync.sync.handoff_ledger import CREATED, DELETED
-from leadsync.sync.sla.clocks import SlaRules
+from leadsync.sync.sla.clocks import Outcome, SlaRules
 from leadsync.sync.sla.response import (
     NoResponseRule,
     format_no_response,
@@ -109,7 +109,8 @@ def test_a_handed_off_lead_sales_delete_is_not_counted_as_no_response_and_goes_a
 ) -> None:
     """Sales delete one handed-off lead before its hours are over. Once they are, the others
     count as no response, and it does not: it is handed off again, to one new lead, whose
-    own hours are still running."""
+    own hours are still running. The acceptance clock of the first handoff stops (sales
+    decided: rejected), the new handoff's runs."""
     with handed_off_at_t0(tmp_path, WITHIN_FOUR) as (sandbox, config, moment):
         leads = sorted(handed_off_leads(sandbox), key=lambda lead: str(lead["Id"]))
         gone = leads[0]
@@ -121,6 +122,8 @@ def test_a_handed_off_lead_sales_delete_is_not_counted_as_no_response_and_goes_a
         moment.at = T0 + 6 * HOUR
         sync(config, moment)
         figures = _figures(config, moment.at)
+        with open_runtime(config, connect=False) as runtime:
+            clocks = runtime.store.sla.clocks(lead_ids=[str(gone["Leadsync_Id__c"])])
         email = str(gone["Email"]).lower()
         (again,) = [
             lead for lead in handed_off_leads(sandbox) if str(lead["Email"]).lower() == email
@@ -129,6 +132,14 @@ def test_a_handed_off_lead_sales_delete_is_not_counted_as_no_response_and_goes_a
     assert again["Leadsync_Id__c"] == gone["Leadsync_Id__c"]
     assert (figures["handed_off"], figures["responded"]) == (len(leads), 0)
     assert (figures["no_response"], figures["waiting"]) == (len(leads) - 1, 1)
+    first, second = sorted(clocks, key=lambda clock: clock.started_at)
+    assert (first.started_at, first.stopped_at, first.outcome) == (
+        T0,
+        T0 + 5 * HOUR,
+        Outcome.REJECTED,
+    )
+    assert first.stop_reason == "sales deleted the salesforce record"
+    assert (second.started_at, second.stopped_at) == (T0 + 5 * HOUR, None)
 
 
 def test_with_the_orgs_assignment_rules_no_response_is_counted_per_real_owner(
