@@ -118,6 +118,7 @@ class HandoffPreview:
     lookups: int = 0  # emails to look up first: a person the CRM holds is matched
     assigned: int = 0  # leads the CRM's own rules would give an owner, read back after
     unnamed: set[str] = field(default_factory=set)  # owners whose names it would ask
+    names: dict[str, str] = field(default_factory=dict)  # owner id -> name, those known
     # CRM -> the writes giving the lead's other records the new record's id
     links: dict[str, list[RecordUpdate]] = field(default_factory=dict)
     # The target CRM's calls, by kind (find people, upsert, owner names): see `estimate`.
@@ -142,11 +143,13 @@ class HandoffPreview:
         return sum(self.target_calls.values()) + sum(self.link_calls.values())
 
     def estimate(self, target: HandoffTarget) -> None:
-        """The calls, by the target's own reckoning and the plan's for the link writes."""
+        """The calls, by the target's own reckoning and the plan's for the link writes. Who
+        the CRM's rules will pick is not known yet: each such lead counts as an owner to name
+        (an upper bound)."""
         self.target_calls = target.handoff_calls(
             records=self.handed_off,
             lookups=self.lookups,
-            owners=len(self.unnamed),
+            owners=len(self.unnamed) + self.assigned,
             assigned=self.assigned,
         )
         self.link_calls = {
@@ -157,7 +160,7 @@ class HandoffPreview:
         return {
             "would_hand_off": self.handed_off,
             "by_owner": [
-                {"route": route, "owner": owner, "leads": n}
+                {"route": route, "owner": owner, "name": self.names.get(owner), "leads": n}
                 for (route, owner), n in sorted(self.owners.items())
             ],
             "cannot_hand_off": {
@@ -179,7 +182,7 @@ class HandoffPreview:
             f"call(s)" + (f" ({', '.join(kinds)})" if kinds else "")
         ]
         for (route, owner), n in sorted(self.owners.items()):
-            lines.append(f"  {route or '-'} -> {owner}: {n}")
+            lines.append(f"  {route or '-'} -> {self.names.get(owner) or owner}: {n}")
         for reason, problem in sorted(self.problems.items(), key=lambda i: (-i[1].count, i[0])):
             lines.append(f"  cannot hand off: {reason}: {problem.count}, e.g. {problem.example}")
         return lines
@@ -351,7 +354,8 @@ class HandoffStep:
         known = self._ledger.of([m.lead.lead_id for m in merged])
         gone = self._gone(merged, known)
         now = self._clock()
-        named = set(self._ledger.names(self._crm))
+        preview.names.update(self._ledger.names(self._crm))
+        named = set(preview.names)
         for m in self._in_routing_order(merged):
             earlier = known.get(m.lead.lead_id)
             live = m.snapshots.get(self._crm)
