@@ -607,9 +607,9 @@ class HandoffStep:
         leads: Mapping[str, Lead],
         stopped: Sequence[ClockChanges] = (),
     ) -> None:
-        """Record `handoffs`, with the clocks of those that reached sales just now. A lead
-        named twice is recorded as last named (a row is written once a statement)."""
-        handoffs = list({h.lead_id: h for h in handoffs}.values())
+        """Record `handoffs`, with the clocks of those that reached sales just now (starting
+        one twice is harmless). A lead named twice is recorded as last named: one statement
+        writes a row once."""
         clocks = []
         if self._clocks is not None:
             clocks = [
@@ -617,8 +617,9 @@ class HandoffStep:
                 for h in handoffs
                 if h.handed_off and h.handed_off_at is not None and h.linked_at is None
             ]
+        rows = list({h.lead_id: h for h in handoffs}.values())
         changes = [*stopped, *clocks]
-        self._ledger.save(handoffs, clocks=[c for c in changes if c], now=self._clock())
+        self._ledger.save(rows, clocks=[c for c in changes if c], now=self._clock())
 
     def _finished(
         self, pending: Handoff, result: UpsertResult, counts: HandoffCounts
