@@ -1164,6 +1164,7 @@ class SyncEngine:
             clocks=self._handoff_clocks,
             responded_by=self._response_fields(handoff.stage),
             links=self._store.links_for,
+            deleted=self._store.deleted_records,
         )
 
     def _response_fields(self, stage: str) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ from leadsync.mapping.fields import FieldMap
 from leadsync.mapping.lifecycle import Transition
 from leadsync.mapping.transforms import TransformError
 from leadsync.sync.engine import one_per_crm
-from leadsync.sync.handoff_ledger import BLOCKED, FAILED, MATCHED, PENDING, Handoff
+from leadsync.sync.handoff_ledger import BLOCKED, DELETED, FAILED, MATCHED, PENDING, Handoff
 from leadsync.sync.model import Lead, Snapshot
 from leadsync.sync.plan import MovesBack, never_back, plan_updates
 from leadsync.sync.sla.clocks import Clock, SlaRules
@@ -269,6 +269,11 @@ def _handoff_line(handoff: Handoff | None) -> str:
     if handoff.status == PENDING:
         return f"pending to {handoff.crm} (owner {handoff.owner or 'by the CRM'}: {handoff.rule})"
     at = f"{handoff.handed_off_at:{_AT}}" if handoff.handed_off_at else "-"
+    if handoff.status == DELETED:
+        return (
+            f"handed off to {handoff.crm} {handoff.record_id} at {at}, which sales deleted: "
+            "handed off again once it is due"
+        )
     if handoff.status == MATCHED:
         return (
             f"matched {handoff.crm} {handoff.record_object} {handoff.record_id} at {at}: it "

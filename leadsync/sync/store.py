@@ -497,6 +497,15 @@ class Store:
                 )
         return found
 
+    def deleted_records(self, crm: str, record_ids: Sequence[str]) -> set[str]:
+        """The ones of `record_ids` the store last saw deleted: lead records and records of
+        related objects (a Contact) alike."""
+        held = self.snapshots(crm, record_ids)
+        related = self.related.get(crm, [i for i in record_ids if i not in held])
+        return {i for i, row in held.items() if row.deleted} | {
+            i for i, row in related.items() if row.deleted
+        }
+
     @retry_transient
     def pending_records(self, crm: str, *, limit: int | None = None) -> list[Snapshot]:
         """Snapshots saved but not yet reconciled, oldest change first."""
