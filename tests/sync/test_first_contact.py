@@ -84,12 +84,14 @@ def bare_config(sandbox: Sandbox, folder: Path, database_url: str | None = None)
     # The client paced at the sandbox's open limits (OPEN_LIMITS), not HubSpot's: a run with
     # hundreds of calls (a batch of refusals) would otherwise wait out 10-second windows that
     # no test here is about.
-    text = path.read_text().replace(
-        f'base_url = "{sandbox.url}"\n',
-        f'base_url = "{sandbox.url}"\n'
-        f"requests_per_ten_seconds = {OPEN_LIMITS.ten_second_limit}\n"
-        f"searches_per_second = {OPEN_LIMITS.searches_per_second}\n",
-        1,
+    text = re.sub(
+        r"^base_url = .*\n",
+        lambda line: line.group(0)
+        + f"requests_per_ten_seconds = {OPEN_LIMITS.ten_second_limit}\n"
+        + f"searches_per_second = {OPEN_LIMITS.searches_per_second}\n",
+        path.read_text(),
+        count=1,
+        flags=re.M,
     )
     assert "requests_per_ten_seconds" in text
     path.write_text(text)
