@@ -86,9 +86,11 @@ def bare_config(sandbox: Sandbox, folder: Path, database_url: str | None = None)
     # no test here is about.
     text = re.sub(
         r"^base_url = .*\n",
-        lambda line: line.group(0)
-        + f"requests_per_ten_seconds = {OPEN_LIMITS.ten_second_limit}\n"
-        + f"searches_per_second = {OPEN_LIMITS.searches_per_second}\n",
+        lambda line: (
+            line.group(0)
+            + f"requests_per_ten_seconds = {OPEN_LIMITS.ten_second_limit}\n"
+            + f"searches_per_second = {OPEN_LIMITS.searches_per_second}\n"
+        ),
         path.read_text(),
         count=1,
         flags=re.M,
