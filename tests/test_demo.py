@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+# One worker runs the module, so the demo (the fixture, ~14 s) runs once, not once per worker.
+pytestmark = pytest.mark.xdist_group("demo")
+
 
 @dataclass(frozen=True)
 class Demo:
