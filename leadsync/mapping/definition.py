@@ -277,7 +277,9 @@ class Condition(StrictModel):
     def _value_of(self, key: str) -> Any:
         return self.in_ if key == "in" else getattr(self, key)
 
-    @property
+    # Cached: every lead's score and stage ask it of every condition (a what-if, of the whole
+    # store), and a condition never changes (frozen).
+    @functools.cached_property
     def kind(self) -> str:
         """Which condition key this condition uses."""
         return next(key for key in CONDITION_KEYS if self._value_of(key) is not None)
