@@ -19,10 +19,8 @@ customers' emails and names.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import re
 import sqlite3
 import threading
 import uuid
@@ -31,7 +29,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-import orjson
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -87,26 +84,6 @@ class SchemaOutOfDateError(StoreError):
 # ------------------------------------------------------------------------------------ engines
 
 
-def read_json(text: str | bytes) -> Any:
-    """A JSON column's text parsed: by orjson, several times faster than the json module
-    (a what-if reads every record and lead in the store), and by the json module where orjson
-    would read it otherwise or not at all (an integer beyond 64 bits, which orjson makes a
-    float; NaN; a lone UTF-16 surrogate), so a value reads back the same either way."""
-    long_number = _LONG_NUMBER_BYTES if isinstance(text, bytes) else _LONG_NUMBER
-    if long_number.search(text) is None:  # type: ignore[arg-type]
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(text)
-
-
-# 19 digits in a row may be an integer past 64 bits (-2**63 - 1 has 19), or just text: the
-# json module reads either as it was written.
-_LONG_NUMBER = re.compile(r"\d{19}")
-_LONG_NUMBER_BYTES = re.compile(rb"\d{19}")
-
-
 def make_engine(url: str) -> Engine:
     """An engine for `url`. A new SQLite file is created, with its folder; an empty file where
     a database was expected is refused (StoreError), never taken for a new database."""
@@ -116,9 +93,7 @@ def make_engine(url: str) -> Engine:
         raise StoreError(f"{url!r} is not a database URL") from None
     if parsed.get_backend_name() != "sqlite":
         # A long-running service outlives server restarts: test connections before use.
-        return sa.create_engine(
-            parsed, pool_pre_ping=True, hide_parameters=True, json_deserializer=read_json
-        )
+        return sa.create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
     database = parsed.database or ""
     if database in ("", ":memory:"):
         # One in-memory database shared by every use of the engine, not one per connection.
@@ -127,11 +102,10 @@ def make_engine(url: str) -> Engine:
             poolclass=StaticPool,
             connect_args={"check_same_thread": False},
             hide_parameters=True,
-            json_deserializer=read_json,
         )
     else:
         _sqlite_file(Path(database).expanduser(), shown=_shown(parsed))
-        engine = sa.create_engine(parsed, hide_parameters=True, json_deserializer=read_json)
+        engine = sa.create_engine(parsed, hide_parameters=True)
     sa.event.listen(engine, "connect", _sqlite_connect)
     sa.event.listen(engine, "begin", _sqlite_begin)
     return engine
