@@ -58,9 +58,15 @@ def reconcile(
     for crm, snapshot in snapshots.items():
         if snapshot.crm != crm:
             raise ValueError(f"the snapshot under {crm!r} is a {snapshot.crm} record")
+    # The voters, once per lead rather than once per field: live records, in TIE_ORDER.
+    live = [
+        found
+        for crm in TIE_ORDER
+        if (found := snapshots.get(crm)) is not None and not found.deleted
+    ]
     choices = {}
     for name, mapping in field_map.fields.items():
-        choice = _choose(mapping, snapshots, _previous_choice(previous, mapping))
+        choice = _choose(mapping, live, _previous_choice(previous, mapping))
         if choice is not None:
             choices[name] = choice
     return choices
@@ -87,13 +93,13 @@ def _previous_choice(previous: Lead | None, mapping: FieldMapping) -> FieldChoic
 
 
 def _choose(
-    mapping: FieldMapping, snapshots: Mapping[str, Snapshot], previous: FieldChoice | None
+    mapping: FieldMapping, live: Sequence[Snapshot], previous: FieldChoice | None
 ) -> FieldChoice | None:
     if mapping.direction is Direction.NONE:
         return None
     if not mapping.direction.pulls:
         return previous  # push only: leadsync's value, kept
-    votes = _votes(mapping, snapshots)
+    votes = _votes(mapping, live)
     rule = mapping.rule
     if not votes:
         return previous
@@ -111,16 +117,14 @@ def _choose(
     return _prefer_unless_blank(rule, votes, preferred)
 
 
-def _votes(mapping: FieldMapping, snapshots: Mapping[str, Snapshot]) -> list[_Vote]:
-    votes = []
-    for crm in TIE_ORDER:
-        snapshot = snapshots.get(crm)
-        if snapshot is None or snapshot.deleted or mapping.binding(crm) is None:
-            continue
-        if mapping.name in snapshot.canonical:
-            value = snapshot.canonical[mapping.name]
-            votes.append(_Vote(crm, value, snapshot.changed_at.get(mapping.name)))
-    return votes
+def _votes(mapping: FieldMapping, live: Sequence[Snapshot]) -> list[_Vote]:
+    """The votes of the `live` records (in TIE_ORDER) on the field."""
+    name = mapping.name
+    return [
+        _Vote(snapshot.crm, snapshot.canonical[name], snapshot.changed_at.get(name))
+        for snapshot in live
+        if name in snapshot.canonical and mapping.binding(snapshot.crm) is not None
+    ]
 
 
 # ------------------------------------------------------------------------------- the rules

@@ -120,8 +120,8 @@ def what_if(
     result = WhatIf()
     tally = PlanTally(keep_changes=False)
     identity = field_map.identity_field
-    pulled = {crm: set(fields_to_pull(field_map, crm)) for crm in CRMS}
-    held: dict[str, set[str]] = {crm: set() for crm in pulled}
+    # The pulled fields no stored record holds yet: most are found in the first records.
+    unheld: dict[str, set[str]] = {crm: set(fields_to_pull(field_map, crm)) for crm in CRMS}
     with_records: Counter[str] = Counter()
     after: str | None = None
     while True:
@@ -135,15 +135,15 @@ def what_if(
             for crm in {record.crm for record in found.records if not record.deleted}:
                 with_records[crm] += 1
             for record in found.records:
-                if record.crm in held:
-                    held[record.crm].update(record.raw)
+                if unheld.get(record.crm):
+                    unheld[record.crm].difference_update(record.raw)
         if progress is not None:
             progress(result.leads)
     result.plan = tally.summary()
     result.needs_backfill = {
         (crm, name): with_records[crm]
-        for crm, names in pulled.items()
-        for name in sorted(names - held[crm])
+        for crm, names in unheld.items()
+        for name in sorted(names)
         if with_records[crm]
     }
     return result
