@@ -67,7 +67,7 @@ def reconcile(
     ]
     choices = {}
     for name, mapping in field_map.fields.items():
-        choice = _choose(mapping, live, _previous_choice(previous, mapping))
+        choice = _choose(mapping, live, previous)
         if choice is not None:
             choices[name] = choice
     return choices
@@ -94,22 +94,23 @@ def _previous_choice(previous: Lead | None, mapping: FieldMapping) -> FieldChoic
 
 
 def _choose(
-    mapping: FieldMapping, live: Sequence[Snapshot], previous: FieldChoice | None
+    mapping: FieldMapping, live: Sequence[Snapshot], lead: Lead | None
 ) -> FieldChoice | None:
     if mapping.direction is Direction.NONE:
         return None
     if not mapping.direction.pulls:
-        return previous  # push only: leadsync's value, kept
+        return _previous_choice(lead, mapping)  # push only: leadsync's value, kept
     votes = _votes(mapping, live)
     rule = mapping.rule
     if not votes:
-        return previous
+        return _previous_choice(lead, mapping)
     if len(votes) == 1 and not (rule is SyncRule.NEVER_BLANK and votes[0].blank):
         return _only(mapping, votes[0])
+    # The previous choice only where a rule may keep it (not for a lone vote, the most).
     if rule is SyncRule.MOST_RECENT:
-        return _most_recent(rule, votes, previous)
+        return _most_recent(rule, votes, _previous_choice(lead, mapping))
     if rule is SyncRule.NEVER_BLANK:
-        return _never_blank(rule, votes, previous)
+        return _never_blank(rule, votes, _previous_choice(lead, mapping))
     preferred = rule.preferred_crm
     if preferred is None:  # every rule but the two above names a CRM
         raise AssertionError(f"rule {rule} names no CRM")
