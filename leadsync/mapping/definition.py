@@ -152,6 +152,11 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+# How many values each condition remembers whether it holds for (`Condition.holds`): a few
+# MB at most, and enough for the values of a field such as country across a store.
+HELD_VALUES = 10_000
+
+
 @functools.lru_cache(maxsize=256)
 def _pattern(expression: str, case_sensitive: bool) -> Any:
     """`matches` compiled by RE2, which matches in time linear in the text whatever the
@@ -277,7 +282,9 @@ class Condition(StrictModel):
     def _value_of(self, key: str) -> Any:
         return self.in_ if key == "in" else getattr(self, key)
 
-    @property
+    # Cached: every lead's score and stage ask it of every condition (a what-if, of the whole
+    # store), and a condition never changes (frozen).
+    @functools.cached_property
     def kind(self) -> str:
         """Which condition key this condition uses."""
         return next(key for key in CONDITION_KEYS if self._value_of(key) is not None)
@@ -286,6 +293,25 @@ class Condition(StrictModel):
         """Whether the lead's value of the field meets the condition; a missing value meets
         only `present = false`."""
         value = facts.get(self.field)
+        # Remembered per value: leads share few values of the fields rules look at (a
+        # country, an industry, a count), and a what-if asks every rule of every stored lead.
+        # Keyed by type too: True == 1 for a dict, not for a condition.
+        key = (type(value), value)
+        try:
+            held = self._held.get(key)
+        except TypeError:  # a list: not remembered
+            return self._value_holds(value)
+        if held is None:
+            held = self._value_holds(value)
+            if len(self._held) < HELD_VALUES:
+                self._held[key] = held
+        return held
+
+    @functools.cached_property
+    def _held(self) -> dict[tuple[type, Any], bool]:
+        return {}
+
+    def _value_holds(self, value: Any) -> bool:
         kind = self.kind
         if kind == "present":
             return _is_present(value) is self.present

@@ -34,6 +34,7 @@ value_map, push_value_map, strict, ranges, default, time_zone. Every mistake is 
 from __future__ import annotations
 
 import difflib
+import functools
 import itertools
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -186,6 +187,11 @@ class WritebackTargets:
 
     def targets(self) -> dict[str, str]:
         """role (score, ..., stage, status_field) -> CRM field name, for the roles set."""
+        return dict(self._targets)
+
+    @functools.cached_property
+    def _targets(self) -> Mapping[str, str]:
+        # Once per mapping, not per record planned (a what-if plans every stored lead).
         roles = (f.name for f in dataclass_fields(self) if f.name not in _NOT_ROLES)
         return {role: name for role in roles if isinstance(name := getattr(self, role), str)}
 

@@ -29,7 +29,6 @@ not allow.
 
 from __future__ import annotations
 
-from collections import ChainMap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -172,9 +171,7 @@ def next_transitions(
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     # Criteria may test the score as pseudo-fields, over any canonical field of the same name.
-    facts = ChainMap(
-        {"score": score.total, "fit": score.fit, "engagement": score.engagement}, dict(lead)
-    )
+    facts = {**lead, "score": score.total, "fit": score.fit, "engagement": score.engagement}
     lifecycle = definition.lifecycle
     evidence = _evidence(lead, definition)
     moves = _Moves(current, now)

@@ -125,10 +125,21 @@ def email_problem(field_map: FieldMap, canonical: Mapping[str, Any], crm: str) -
     return None
 
 
+_READ_ALIKE = frozenset({str, int, bool, type(None)})
+
+
 def same_value(mapping: FieldMapping, crm: str, one: Any, other: Any) -> bool:
     """Whether two raw values of `crm` mean the same canonical value ("100" and 100.0, " a"
     and "a" after trim, "50-100" and the number it reads as). Values the mapping cannot read
     are compared as they are."""
+    if type(one) is type(other) and type(one) in _READ_ALIKE and one == other:
+        # One read for both (most values a plan compares are unchanged): equal text, whole
+        # numbers or flags read alike. Not floats: 0.0 == -0.0, yet they may read apart.
+        try:
+            read = mapping.read(crm, one)
+        except TransformError:
+            return True
+        return bool(read == read)  # False for a NaN, as two reads compare
     try:
         return bool(mapping.read(crm, one) == mapping.read(crm, other))
     except TransformError:

@@ -41,7 +41,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from leadsync.connectors.base import CrmTraits, RecordUpdate
 from leadsync.connectors.traits import traits_of
@@ -294,8 +294,7 @@ def _reads_blank(mapping: FieldMapping, crm: str, raw: Any) -> bool:
 # ------------------------------------------------------------------------- write-back
 
 
-@dataclass(frozen=True, slots=True)
-class _Target:
+class _Target(NamedTuple):  # a tuple: eleven made for every record planned
     value: Any  # None: leadsync has nothing to write there
     same: Callable[[Any, Any], bool]
     # A flag leadsync owns: blank is a value it writes (the breach is over), not "nothing".

@@ -24,8 +24,8 @@ Same inputs, same choices: the CRMs are visited in a fixed order, never in the o
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from leadsync.connectors.traits import traits_of
 from leadsync.mapping.fields import FieldMap, FieldMapping
@@ -41,8 +41,9 @@ __all__ = ["TIE_ORDER", "missing_required", "reconcile"]
 TIE_ORDER: tuple[str, ...] = tuple(sorted(CRMS, key=lambda crm: traits_of(crm).tie_rank))
 
 
-@dataclass(frozen=True, slots=True)
-class _Vote:
+class _Vote(NamedTuple):
+    # A tuple, not a frozen dataclass: made for every field of every lead, and a frozen
+    # dataclass's __init__ is the slower by far.
     crm: str
     value: object
     changed_at: datetime | None
@@ -60,9 +61,15 @@ def reconcile(
     for crm, snapshot in snapshots.items():
         if snapshot.crm != crm:
             raise ValueError(f"the snapshot under {crm!r} is a {snapshot.crm} record")
+    # The voters, once per lead rather than once per field: live records, in TIE_ORDER.
+    live = [
+        found
+        for crm in TIE_ORDER
+        if (found := snapshots.get(crm)) is not None and not found.deleted
+    ]
     choices = {}
     for name, mapping in field_map.fields.items():
-        choice = _choose(mapping, snapshots, _previous_choice(previous, mapping))
+        choice = _choose(mapping, live, previous)
         if choice is not None:
             choices[name] = choice
     return choices
@@ -89,22 +96,23 @@ def _previous_choice(previous: Lead | None, mapping: FieldMapping) -> FieldChoic
 
 
 def _choose(
-    mapping: FieldMapping, snapshots: Mapping[str, Snapshot], previous: FieldChoice | None
+    mapping: FieldMapping, live: Sequence[Snapshot], lead: Lead | None
 ) -> FieldChoice | None:
     if mapping.direction is Direction.NONE:
         return None
     if not mapping.direction.pulls:
-        return previous  # push only: leadsync's value, kept
-    votes = _votes(mapping, snapshots)
+        return _previous_choice(lead, mapping)  # push only: leadsync's value, kept
+    votes = _votes(mapping, live)
     rule = mapping.rule
     if not votes:
-        return previous
+        return _previous_choice(lead, mapping)
     if len(votes) == 1 and not (rule is SyncRule.NEVER_BLANK and votes[0].blank):
         return _only(mapping, votes[0])
+    # The previous choice only where a rule may keep it (not for a lone vote, the most).
     if rule is SyncRule.MOST_RECENT:
-        return _most_recent(rule, votes, previous)
+        return _most_recent(rule, votes, _previous_choice(lead, mapping))
     if rule is SyncRule.NEVER_BLANK:
-        return _never_blank(rule, votes, previous)
+        return _never_blank(rule, votes, _previous_choice(lead, mapping))
     preferred = rule.preferred_crm
     if preferred is None:  # every rule but the two above names a CRM
         raise AssertionError(f"rule {rule} names no CRM")
@@ -113,16 +121,14 @@ def _choose(
     return _prefer(rule, votes, preferred)
 
 
-def _votes(mapping: FieldMapping, snapshots: Mapping[str, Snapshot]) -> list[_Vote]:
-    votes = []
-    for crm in TIE_ORDER:
-        snapshot = snapshots.get(crm)
-        if snapshot is None or snapshot.deleted or mapping.binding(crm) is None:
-            continue
-        if mapping.name in snapshot.canonical:
-            value = snapshot.canonical[mapping.name]
-            votes.append(_Vote(crm, value, snapshot.changed_at.get(mapping.name)))
-    return votes
+def _votes(mapping: FieldMapping, live: Sequence[Snapshot]) -> list[_Vote]:
+    """The votes of the `live` records (in TIE_ORDER) on the field."""
+    name = mapping.name
+    return [
+        _Vote(snapshot.crm, snapshot.canonical[name], snapshot.changed_at.get(name))
+        for snapshot in live
+        if name in snapshot.canonical and mapping.binding(snapshot.crm) is not None
+    ]
 
 
 # ------------------------------------------------------------------------------- the rules

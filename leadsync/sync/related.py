@@ -253,13 +253,21 @@ class RelatedRecords:
             t.related.c.deleted.is_(False),
         )
         with self._engine.connect() as connection:
-            for column, values in (
-                (t.related.c.record_id, record_ids),
-                (t.related.c.email, emails),
-            ):
-                for chunk in chunks(sorted(set(values))):
-                    query = sa.select(t.related).where(live, column.in_(chunk))
-                    for row in connection.execute(query).mappings():
+            for chunk in chunks(sorted(set(record_ids))):
+                query = sa.select(t.related).where(live, t.related.c.record_id.in_(chunk))
+                for row in connection.execute(query).mappings():
+                    found[row["record_id"]] = _related(row)
+            for chunk in chunks(sorted(set(emails))):
+                # By email alone, the rest sorted out here: with the other conditions in the
+                # query, SQLite searched by CRM or by parent_id, reading every record of the
+                # CRM for each chunk; an email is on a record or two.
+                query = (
+                    sa.select(t.related)
+                    .where(t.related.c.email.in_(chunk))
+                    .order_by(t.related.c.crm, t.related.c.record_id)
+                )
+                for row in connection.execute(query).mappings():
+                    if row["crm"] == crm and row["parent_id"] is None and not row["deleted"]:
                         found[row["record_id"]] = _related(row)
         return found
 

@@ -12,6 +12,7 @@ that a later step may fill in.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -120,8 +121,15 @@ def _encode_mapping(value: Mapping[Any, Any]) -> dict[str, Any]:
     return encoded
 
 
+@functools.lru_cache(maxsize=4_096)
+def _decode_datetime(text: str) -> datetime:
+    # Cached: a record's fields mostly share one change time (its pull's), and a what-if
+    # reads every record in the store. A datetime is immutable, so sharing one is safe.
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
 _DECODERS: dict[str, Callable[[Any], Any]] = {
-    _DATETIME: lambda text: datetime.fromisoformat(text).astimezone(UTC),
+    _DATETIME: _decode_datetime,
     _DATE: date.fromisoformat,
     _FLOAT: float,
     _OBJECT: lambda inner: {key: decode_value(item) for key, item in inner.items()},
@@ -130,17 +138,27 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
 
 def decode_value(value: Any) -> Any:
     """The inverse of `encode_value` (lists stay lists)."""
-    if isinstance(value, list):
-        return [decode_value(item) for item in value]
-    if not isinstance(value, dict):
-        return value
-    if _looks_tagged(value):
-        (tag, inner), *_ = value.items()
-        decoder = _DECODERS.get(tag)
-        if decoder is None:
-            raise ValueError(f"unknown tag {tag!r} in stored JSON")
-        return decoder(inner)
-    return {key: decode_value(item) for key, item in value.items()}
+    # Every stored record and lead goes through here on a read (a what-if decodes the whole
+    # store): exact type checks, and scalars (most values) returned without a call.
+    kind = type(value)
+    if kind is dict:
+        if len(value) == 1:
+            (tag, inner), *_ = value.items()
+            if tag.startswith("$"):
+                decoder = _DECODERS.get(tag)
+                if decoder is None:
+                    raise ValueError(f"unknown tag {tag!r} in stored JSON")
+                return decoder(inner)
+        return {
+            key: decode_value(item) if type(item) in _CONTAINERS else item
+            for key, item in value.items()
+        }
+    if kind is list:
+        return [decode_value(item) if type(item) in _CONTAINERS else item for item in value]
+    return value
+
+
+_CONTAINERS = (dict, list)
 
 
 def _looks_tagged(value: Mapping[str, Any]) -> bool:

@@ -10,8 +10,10 @@ number of leads a backfill would fill it for.
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,33 +122,51 @@ def what_if(
     result = WhatIf()
     tally = PlanTally(keep_changes=False)
     identity = field_map.identity_field
-    pulled = {crm: set(fields_to_pull(field_map, crm)) for crm in CRMS}
-    held: dict[str, set[str]] = {crm: set() for crm in pulled}
+    # The pulled fields no stored record holds yet: most are found in the first records.
+    unheld: dict[str, set[str]] = {crm: set(fields_to_pull(field_map, crm)) for crm in CRMS}
     with_records: Counter[str] = Counter()
     after: str | None = None
-    while True:
-        lead_ids = store.lead_ids_after(after, limit=page)
-        if not lead_ids:
-            break
-        after = lead_ids[-1]
-        for found in engine.reevaluate(lead_ids):
-            _count(result, found, identity)
-            tally.add(found.updates)
-            for crm in {record.crm for record in found.records if not record.deleted}:
-                with_records[crm] += 1
-            for record in found.records:
-                if record.crm in held:
-                    held[record.crm].update(record.raw)
-        if progress is not None:
-            progress(result.leads)
+    with _old_objects_left_alone():
+        while True:
+            lead_ids = store.lead_ids_after(after, limit=page)
+            if not lead_ids:
+                break
+            after = lead_ids[-1]
+            for found in engine.reevaluate(lead_ids):
+                _count(result, found, identity)
+                tally.add(found.updates)
+                for crm in {record.crm for record in found.records if not record.deleted}:
+                    with_records[crm] += 1
+                for record in found.records:
+                    if unheld.get(record.crm):
+                        unheld[record.crm].difference_update(record.raw)
+            if progress is not None:
+                progress(result.leads)
     result.plan = tally.summary()
     result.needs_backfill = {
         (crm, name): with_records[crm]
-        for crm, names in pulled.items()
-        for name in sorted(names - held[crm])
+        for crm, names in unheld.items()
+        for name in sorted(names)
         if with_records[crm]
     }
     return result
+
+
+@contextmanager
+def _old_objects_left_alone() -> Iterator[None]:
+    """The objects made before the what-if (modules, the mapping, the definition, the
+    store's engine) kept out of the garbage collector's full collections until it ends. A
+    what-if makes millions of short-lived objects, and each full collection they set off
+    would walk every object in the process again: an eighth of its CPU time otherwise.
+    A process that froze objects itself keeps them frozen: nothing is done then."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _count(result: WhatIf, found: Reevaluated, identity: str) -> None:

@@ -3,6 +3,7 @@ checked against the sweep that then applies it."""
 
 from __future__ import annotations
 
+import gc
 import json
 from collections import Counter
 from pathlib import Path
@@ -85,3 +86,14 @@ def test_the_text_names_stages_moves_writes_and_examples(
     assert "-> mql: " in text
     assert "writes by field, and the write calls they take:" in text
     assert "    stage " in text  # an example's heading
+
+
+def test_the_objects_held_out_of_collection_during_a_what_if_are_given_back(
+    config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The what-if freezes the objects older than it (gc.freeze) so that its collections do
+    # not walk them again and again; a process that runs one (the console) must get them back.
+    assert main(["sync", "--once", "--config", str(config.path)]) == 0
+    frozen = gc.get_freeze_count()
+    assert _what_if(config, capsys)["leads"] > 0
+    assert gc.get_freeze_count() == frozen

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leadsync.mapping import definition as definition_file
 from leadsync.mapping.definition import LeadDefinition, load_definition, parse_definition
 from leadsync.mapping.scoring import Score, score_lead
 from tests.support import shipped_canonical_fields
@@ -132,6 +133,27 @@ def test_each_fit_condition_scores_its_points_only_when_it_holds(
     score = score_lead(lead, fit_rule(rule), now=NOW)
     assert score.fit == (10 if hit else 0)
     assert len(score.reasons) == (1 if hit else 0)
+
+
+def test_a_rule_asked_again_answers_as_a_new_one_would_for_each_value_and_its_kind() -> None:
+    # A condition remembers its answer per value (a what-if asks it of every stored lead):
+    # True == 1 for a dict, not for a condition, and a list is never remembered.
+    rule = 'field = "employees"\nequals = 1'
+    asked = fit_rule(rule)
+    for value in [True, 1, 1.0, "1", False, 0, [1], None, 1, True, 1.0, [1]]:
+        fresh = score_lead({"employees": value}, fit_rule(rule), now=NOW).fit
+        assert score_lead({"employees": value}, asked, now=NOW).fit == fresh
+
+
+def test_a_rule_past_the_values_it_remembers_still_answers_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(definition_file, "HELD_VALUES", 2)
+    asked = fit_rule('field = "employees"\ngte = 200')
+    for employees in [10, 300, 20, 400, 10, 300, 500]:
+        assert score_lead({"employees": employees}, asked, now=NOW).fit == (
+            10 if employees >= 200 else 0
+        )
 
 
 def test_a_pattern_that_backtracks_forever_elsewhere_matches_in_linear_time() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from leadsync.connectors.base import CrmRecord
 from leadsync.mapping.fields import FieldMap, load_mapping
-from leadsync.sync.ingest import QuarantineError, fields_to_pull, to_snapshot
+from leadsync.sync.ingest import QuarantineError, fields_to_pull, same_value, to_snapshot
 from leadsync.sync.model import Snapshot
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "leadsync" / "examples" / "mapping.toml"
@@ -230,3 +230,29 @@ def test_a_first_snapshot_dates_every_field_to_the_record_unless_it_is_an_echo()
         "email": NOW,
         "phone": NOW,
     }  # no person is known to have set company
+
+
+@pytest.mark.parametrize(
+    ("field", "crm", "one", "other", "same"),
+    [
+        # Equal raw values (read once): readable, unreadable, blank, numbers, flags.
+        ("employees", "hubspot", "1-5", "1-5", True),
+        ("employees", "hubspot", "junk", "junk", True),
+        ("email", "hubspot", None, None, True),
+        ("employees", "salesforce", 5, 5, True),
+        ("email", "hubspot", "ada@example.com", "ada@example.com", True),
+        # Different raw values: compared as read.
+        ("email", "hubspot", " Ada@Example.com", "ada@example.com", True),
+        ("email", "hubspot", None, "", True),
+        ("employees", "hubspot", "1-5", "5-25", False),
+        ("employees", "hubspot", "1-5", "junk", False),
+        ("employees", "salesforce", 5, 5.0, True),
+        ("employees", "salesforce", 5, "5", True),
+        ("employees", "salesforce", 5, 6, False),
+    ],
+)
+def test_raw_values_are_the_same_when_they_read_as_the_same_canonical_value(
+    field: str, crm: str, one: Any, other: Any, same: bool
+) -> None:
+    assert same_value(MAPPING.fields[field], crm, one, other) is same
+    assert same_value(MAPPING.fields[field], crm, other, one) is same

@@ -706,6 +706,9 @@ CANONICAL_VALUES = {
     "string": "Zoë Ødegård, 東京, Straße",
     "empty": "",
     "integer": 9_007_199_254_740_993,  # past the doubles: must stay exact
+    # Past 64 bits, which orjson (the store's fast JSON reader) would read as a float.
+    "big integer": 2**64 + 1,
+    "big negative integer": -(2**63) - 1,
     "negative": -3,
     "number": 0.1,
     "huge": 1e308,
