@@ -60,6 +60,7 @@ from leadsync.sync.tables import unstorable
 
 __all__ = [
     "BACKFILL",
+    "IGNORED",
     "INCREMENTAL",
     "RUN_KINDS",
     "LoggedWrite",
@@ -82,6 +83,8 @@ REFUSAL_RETRY_FIRST = timedelta(hours=1)
 REFUSAL_RETRY_MOST = timedelta(days=1)
 INCREMENTAL = "incremental"  # the cursor stream of incremental pulls (a Position)
 BACKFILL = "backfill"  # the cursor stream of full pulls (an opaque checkpoint)
+# The resolution of a review item a person chose to leave as it is (`leadsync review ... ignore`).
+IGNORED = "ignored"
 
 
 # ------------------------------------------------------------------------------------- values
@@ -1154,7 +1157,7 @@ def _upsert_reviews(
     )
     if not rows:
         return
-    rows = _not_decided_since(connection, rows, run_id)
+    rows = _not_ignored(connection, _not_decided_since(connection, rows, run_id))
     if not rows:
         return
     insert = insert_for(connection, t.review)
@@ -1189,6 +1192,24 @@ def _not_decided_since(
         )
         decided.update((found.crm, found.record_id) for found in connection.execute(query))
     return [row for row in rows if (row["crm"], row["record_id"]) not in decided]
+
+
+def _not_ignored(connection: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The review rows that are not the very conflict a person ignored: an ignored item
+    stays closed while matching finds the same candidates for the same reason (a Contact
+    is matched again at every merge of its person), and reopens once either changes."""
+    ignored: dict[tuple[str, str], tuple[list[str], str]] = {}
+    for chunk in chunks([row["record_id"] for row in rows]):
+        query = sa.select(
+            t.review.c.crm, t.review.c.record_id, t.review.c.candidates, t.review.c.reason
+        ).where(t.review.c.record_id.in_(chunk), t.review.c.resolution == IGNORED)
+        for found in connection.execute(query):
+            ignored[(found.crm, found.record_id)] = (list(found.candidates), found.reason)
+    return [
+        row
+        for row in rows
+        if ignored.get((row["crm"], row["record_id"])) != (row["candidates"], row["reason"])
+    ]
 
 
 def _close_reviews(

@@ -260,6 +260,35 @@ def test_a_contact_a_person_links_in_review_gets_the_values_and_its_twin_does_no
         assert _leads_holding(sandbox, email) == []
 
 
+def test_an_ignored_contact_stays_ignored_until_its_conflict_changes(
+    reference: tuple[dict[str, Any], int], tmp_path: Path
+) -> None:
+    expected, _ = reference
+    email = _handed_off_email(expected)
+    with Sandbox(SETTINGS) as sandbox:
+        first = _contact(sandbox, email, "One")
+        second = _contact(sandbox, email, "Two")
+        config = config_for(sandbox, tmp_path)
+        sync(config)
+        with open_runtime(config, connect=False) as runtime:
+            resolve_review(runtime.store, review_item(runtime.store, first), "ignore")
+        # The person changes (engagement in HubSpot): merged again, the same two Contacts.
+        (hubspot,) = [
+            c
+            for c in sandbox.hubspot.snapshot()
+            if str(c["properties"].get("email") or "").strip().lower() == email
+        ]
+        sandbox.hubspot.set_activity(int(hubspot["id"]), {"hs_analytics_num_page_views": "40"})
+        search_caught_up(config)
+        sync(config, at=datetime.now(UTC))
+        assert set(_review(config)) == {second}
+
+        # A third Contact of the person: the conflict is another one, shown again.
+        third = _contact(sandbox, email, "Three")
+        sync(config, at=datetime.now(UTC))
+        assert set(_review(config)) == {first, second, third}
+
+
 def _hubspot_only_person(config: Config) -> Lead:
     """A person leadsync knows from HubSpot only and did not hand off (below the handoff
     stage): nothing of theirs is pending once the echoes are in."""

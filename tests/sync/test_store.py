@@ -32,7 +32,7 @@ from leadsync.sync.database import (
 )
 from leadsync.sync.model import FieldChoice, Lead, Snapshot
 from leadsync.sync.sql import IN_CHUNK
-from leadsync.sync.store import Quarantined, Store, WriteRow
+from leadsync.sync.store import IGNORED, Quarantined, Store, WriteRow
 from tests.support import REAL_PROCESSES
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -674,6 +674,23 @@ def test_a_run_that_matched_before_a_persons_decision_does_not_reopen_the_item(
         later = store.start_run("sync", started_at=T0 + timedelta(minutes=4))
         store.add_review("hubspot", "1", ["lead-a"], "a duplicate", run_id=later)
         assert [item.record_id for item in store.review_queue()] == ["1"]
+
+
+def test_an_ignored_review_item_reopens_only_for_another_conflict(database_url: str) -> None:
+    with Store(database_url, clock=lambda: T0) as store:
+        store.add_review("salesforce", "003A", ["lead-a"], "2 records are lead-a's", run_id="r1")
+        assert store.resolve_review("salesforce", "003A", resolution=IGNORED)
+        # Found again as it was: stays ignored.
+        store.add_review("salesforce", "003A", ["lead-a"], "2 records are lead-a's", run_id="r2")
+        assert store.review_queue() == []
+        # Another reason (a third record), or other candidates: reopened.
+        store.add_review("salesforce", "003A", ["lead-a"], "3 records are lead-a's", run_id="r3")
+        assert [item.reason for item in store.review_queue()] == ["3 records are lead-a's"]
+        assert store.resolve_review("salesforce", "003A", resolution=IGNORED)
+        store.add_review(
+            "salesforce", "003A", ["lead-a", "lead-b"], "3 records are lead-a's", run_id="r4"
+        )
+        assert [item.candidates for item in store.review_queue()] == [("lead-a", "lead-b")]
 
 
 # --------------------------------------------------------------------------------- JSON values
