@@ -724,12 +724,13 @@ class SyncEngine:
 
     def _records_of_people(self, crm: str, rows: Sequence[Related]) -> dict[str, list[str]]:
         """The records, by CRM, of the leads `rows` (person records no lead names) are linked
-        to or whose email they hold."""
+        to, whose records name them (a HubSpot contact's salesforcecontactid: the store may
+        meet the Contact after its person was merged), or whose email they hold."""
         if not rows:
             return {}
-        leads = {
-            lead for lead, _ in self._store.links_for(crm, [r.record_id for r in rows]).values()
-        }
+        ids = [r.record_id for r in rows]
+        leads = {lead for lead, _ in self._store.links_for(crm, ids).values()}
+        leads.update(self._store.leads_naming(ids))
         by_email = self._store.leads_by_email(sorted({r.email for r in rows if r.email}))
         leads.update(lead for found in by_email.values() for lead in found)
         return dict(_record_ids_by_crm(self._store.records_of(sorted(leads))))

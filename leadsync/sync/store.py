@@ -49,7 +49,7 @@ from leadsync.sync.database import (
 from leadsync.sync.handoff_ledger import HandoffLedger
 
 # One normalisation for matching and for the email index, or the two drift apart.
-from leadsync.sync.identity import normalise_email
+from leadsync.sync.identity import normalise_email, people_named
 from leadsync.sync.model import FieldChoice, Lead, Snapshot
 from leadsync.sync.related import Related, RelatedRecords, save_related
 from leadsync.sync.run_kinds import RUN_KINDS
@@ -634,6 +634,31 @@ class Store:
         return sorted(found)
 
     @retry_transient
+    def leads_naming(self, record_ids: Sequence[str]) -> list[str]:
+        """The ids of the leads with a live record that names one of `record_ids` as its
+        person record (see `identity.people_named`), sorted."""
+        found: set[str] = set()
+        joined = t.snapshots.join(
+            t.links,
+            sa.and_(
+                t.links.c.crm == t.snapshots.c.crm,
+                t.links.c.record_id == t.snapshots.c.record_id,
+            ),
+        )
+        with self._engine.connect() as connection:
+            for chunk in chunks(record_ids):
+                query = (
+                    sa.select(t.links.c.lead_id)
+                    .select_from(joined)
+                    .where(
+                        t.snapshots.c.person_named.in_(chunk),
+                        t.snapshots.c.deleted.is_(False),
+                    )
+                )
+                found.update(connection.execute(query).scalars())
+        return sorted(found)
+
+    @retry_transient
     def leads_by_email(self, emails: Sequence[str]) -> dict[str, list[str]]:
         """Normalised email -> the ids of the leads holding it (sorted); blanks are ignored."""
         wanted = [email for email in map(normalise_email, emails) if email is not None]
@@ -990,7 +1015,15 @@ def _snapshot_row(
         "held_for": hold_for,
         "run_id": run_id,
         "saved_at": now,
+        "person_named": _person_named(snapshot),
     }
+
+
+def _person_named(snapshot: Snapshot) -> str | None:
+    """The id of the person record `snapshot` names: a record names at most one (HubSpot's
+    salesforcecontactid, a converted lead's ConvertedContactId)."""
+    named = sorted(record_id for _, record_id in people_named(snapshot))
+    return named[0] if named else None
 
 
 def _upsert_quarantine(connection: Connection, entries: Sequence[Quarantined]) -> None:

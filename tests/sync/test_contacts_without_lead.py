@@ -8,6 +8,7 @@ item 1)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,14 @@ import pytest
 
 from leadsync.cli import main
 from leadsync.config import Config
+from leadsync.connectors.salesforce import SalesforceConnector
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import Sandbox
 from leadsync.sandbox_config import EXAMPLES
 from leadsync.sync.engine import SyncEngine
 from leadsync.sync.handoff_ledger import MATCHED
 from leadsync.sync.model import Lead
+from leadsync.sync.related import OPPORTUNITY
 from leadsync.sync.review import resolve_review, review_item
 from tests.cli.conftest import with_definition
 from tests.support import search_caught_up
@@ -161,6 +164,46 @@ def test_the_hubspot_contacts_salesforcecontactid_matches_a_contact_of_another_e
         assert contact is not None
         assert contact["Leadsync_Score__c"] == person.score is not None
         assert _leads_holding(sandbox, email) == []
+
+
+def _sync_without_contacts(config: Config) -> None:
+    """A run of a leadsync that did not follow Contacts yet (before an upgrade): the person
+    is merged while the store holds none of the org's Contacts."""
+    with open_runtime(config) as runtime:
+        salesforce = SalesforceConnector(
+            replace(config.salesforce_connection(), related_objects=(OPPORTUNITY,))
+        )
+        connectors: dict[str, Any] = {**runtime.connectors, "salesforce": salesforce}
+        SyncEngine(
+            runtime.store, connectors, runtime.field_map, runtime.definition, clock=lambda: NOW
+        ).run(write=True)
+
+
+def test_a_contact_the_store_meets_after_the_person_naming_it_is_matched_by_that_name(
+    tmp_path: Path,
+) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        _sync_without_contacts(config)
+        person = _hubspot_only_person(config)
+        email = str(person.values["email"]).strip().lower()
+        contact_id = _contact(sandbox, "the.same.person@elsewhere.example")
+        (hubspot,) = [
+            c
+            for c in sandbox.hubspot.snapshot()
+            if str(c["properties"].get("email") or "").strip().lower() == email
+        ]
+        sandbox.hubspot.set_activity(int(hubspot["id"]), {"salesforcecontactid": contact_id})
+        search_caught_up(config)
+        _sync_without_contacts(config)  # the person, naming the Contact, merged
+        search_caught_up(config)
+        # Neither the person nor the Contact changes now: the Contact's first pull alone
+        # must bring the person that names it to the merge (its email is another's).
+        sync(config)
+
+        contact = sandbox.salesforce.record("Contact", contact_id)
+        assert contact is not None
+        assert contact.get("Leadsync_Score__c") == _person(config, email).score is not None
 
 
 def test_two_contacts_holding_the_persons_email_go_to_review_and_neither_is_written(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import sqlite3
@@ -90,7 +91,7 @@ def test_first_use_creates_the_sqlite_file_and_its_folder_and_migrates_it(tmp_pa
         assert path.is_file()
         with store.engine.connect() as connection:
             current = MigrationContext.configure(connection).get_current_revision()
-        assert current == head_revision() == "0011_handoff_responses"
+        assert current == head_revision() == "0012_person_named"
         assert schema_differences(store.engine) == []
 
 
@@ -110,6 +111,42 @@ def test_migrated_schema_equals_the_table_metadata(store: Store) -> None:
     with store.engine.begin() as connection:
         connection.execute(sa.text("DROP INDEX ix_leads_email"))
     assert [difference[0] for difference in schema_differences(store.engine)] == ["add_index"]
+
+
+def test_the_person_named_migration_fills_in_what_stored_records_name(tmp_path: Any) -> None:
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection=connection), "0011_handoff_responses")
+        row = {
+            "modified_at": T0.replace(tzinfo=None),
+            "canonical": "{}",
+            "changed_at": "{}",
+            "deleted": False,
+            "content_digest": "d",
+            "pending": False,
+            "run_id": "r",
+            "saved_at": T0.replace(tzinfo=None),
+        }
+        named = {"salesforcecontactid": "0035g000000000G"}  # 15 characters, as HubSpot may
+        for record_id, raw in (("1", named), ("2", {"email": "a@x.example"})):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO snapshots (crm, record_id, modified_at, raw, canonical, "
+                    "changed_at, deleted, content_digest, pending, run_id, saved_at) VALUES "
+                    "('hubspot', :record_id, :modified_at, :raw, :canonical, :changed_at, "
+                    ":deleted, :content_digest, :pending, :run_id, :saved_at)"
+                ),
+                {**row, "record_id": record_id, "raw": json.dumps(raw)},
+            )
+    engine.dispose()
+    with Store(url) as store, store.engine.connect() as connection:
+        found = dict(
+            connection.execute(sa.text("SELECT record_id, person_named FROM snapshots")).all()
+        )
+    assert found == {"1": "0035g000000000GAAQ", "2": None}
 
 
 # A replica: wait for the common start moment (imports done), then open the store.
