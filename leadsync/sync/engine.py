@@ -41,6 +41,7 @@ from typing import Any
 
 from leadsync.connectors.base import (
     Connector,
+    ContactRoles,
     CrmRecord,
     HandoffTarget,
     Page,
@@ -58,6 +59,7 @@ from leadsync.mapping.lifecycle import Stage, Transition, next_transitions
 from leadsync.mapping.scoring import score_lead
 from leadsync.mapping.transforms import TransformError
 from leadsync.mapping.types import CRM_NAMES, CRMS
+from leadsync.sync.deals import chosen_opportunities, deal_choices, person_of_role
 from leadsync.sync.handoff import (
     HandoffCounts,
     HandoffPreview,
@@ -94,6 +96,7 @@ from leadsync.sync.plan import (
 from leadsync.sync.preflight import PreflightError, context_of, describe_for, problems
 from leadsync.sync.reconcile import reconcile
 from leadsync.sync.related import (
+    OPPORTUNITY,
     Related,
     contact_of,
     fields_of,
@@ -655,9 +658,11 @@ class SyncEngine:
         should_stop: StopCheck,
     ) -> None:
         stream = stream_key(object_name)
+        roles = connector.contact_roles
+        extra = roles.fields if roles is not None and object_name == roles.object_name else ()
         pages = connector.pull(
             self._store.cursor(crm, stream),
-            fields=fields_of(self._map, crm, object_name),
+            fields=(*fields_of(self._map, crm, object_name), *extra),
             started_at=summary.started_at,
             known=lambda ids: self._store.related.known_stamps(crm, ids),
             stream=object_name,
@@ -683,11 +688,17 @@ class SyncEngine:
         ids = [record.id for record in page.records]
         held = self._store.related.get(crm, ids)
         email_field = self._person_email_field(crm, object_name)
+        roles = self._contact_roles(crm)
         rows = [
             Related.of(
                 r,
                 object_name,
-                held[r.id].parent_id if r.id in held else None,
+                # A contact role belongs to the person record it names (`sync.deals`).
+                person_of_role(r.fields, roles)
+                if roles is not None and object_name == roles.object_name
+                else held[r.id].parent_id
+                if r.id in held
+                else None,
                 email_field=email_field,
             )
             for r in page.records
@@ -717,6 +728,8 @@ class SyncEngine:
             and _changed_related(held.get(row.record_id), row)
         ]
         pending = self._records_of_people(crm, changed)
+        for record_crm, record_ids in self._records_of_deals(crm, object_name, rows, held).items():
+            pending.setdefault(record_crm, []).extend(record_ids)
         for record_crm, record_ids in pending.items():
             self._store.mark_pending(record_crm, record_ids)
         pending.setdefault(crm, []).extend(snapshot.record_id for snapshot in refreshed)
@@ -734,6 +747,66 @@ class SyncEngine:
         by_email = self._store.leads_by_email(sorted({r.email for r in rows if r.email}))
         leads.update(lead for found in by_email.values() for lead in found)
         return dict(_record_ids_by_crm(self._store.records_of(sorted(leads))))
+
+    def _records_of_deals(
+        self, crm: str, object_name: str, rows: Sequence[Related], held: Mapping[str, Related]
+    ) -> dict[str, list[str]]:
+        """The records, by CRM, of the leads whose person records (`sync.deals`) changed
+        contact roles in `rows` name (now or before), or whose roles name an opportunity in
+        `rows` that changed and that no converted lead names (its roles read, 200 a query)."""
+        roles = self._contact_roles(crm)
+        connector = self._connectors.get(crm)
+        if roles is None or connector is None:
+            return {}
+        changed = [row for row in rows if _changed_related(held.get(row.record_id), row)]
+        people: set[str] = set()
+        if object_name == roles.object_name:
+            for row in changed:
+                before = held.get(row.record_id)
+                people.update(p for p in (row.parent_id, before.parent_id if before else None) if p)
+        elif object_name == OPPORTUNITY:
+            orphans = [row.record_id for row in changed if row.parent_id is None]
+            if orphans:
+                found = connector.related_where(
+                    roles.object_name, roles.opportunity_field, orphans, fields=roles.fields
+                )
+                people.update(p for r in found if (p := person_of_role(r.fields, roles)))
+        if not people:
+            return {}
+        leads = {lead for lead, _ in self._store.links_for(crm, sorted(people)).values()}
+        return dict(_record_ids_by_crm(self._store.records_of(sorted(leads))))
+
+    def _contact_roles(self, crm: str) -> ContactRoles | None:
+        connector = self._connectors.get(crm)
+        return connector.contact_roles if connector is not None else None
+
+    def _deals(self, attached: Mapping[str, Related]) -> dict[str, dict[str, FieldChoice]]:
+        """Lead id -> the values its person record's opportunity gives it (`sync.deals`), for
+        the leads `attached` gives a person record, read from the store (an opportunity it
+        lacks is read from the CRM, 200 a query)."""
+        by_crm: dict[str, dict[str, str]] = {}
+        for lead_id, person in attached.items():
+            by_crm.setdefault(person.crm, {})[person.record_id] = lead_id
+        found: dict[str, dict[str, FieldChoice]] = {}
+        for crm, leads in by_crm.items():
+            roles = self._contact_roles(crm)
+            connector = self._connectors.get(crm)
+            if roles is None or connector is None:
+                continue
+            stored = self._store.related.children(crm, roles.object_name, sorted(leads))
+            chosen = chosen_opportunities(stored, roles)
+            wanted = sorted(set(chosen.values()))
+            deals = self._store.related.get(crm, wanted)
+            missing = [i for i in wanted if i not in deals]
+            if missing:
+                fields = fields_of(self._map, crm, OPPORTUNITY)
+                read = connector.fetch(missing, fields=fields, object_name=OPPORTUNITY)
+                deals.update({i: Related.of(r, OPPORTUNITY) for i, r in read.items()})
+            for person_id, opportunity_id in chosen.items():
+                deal = deals.get(opportunity_id)
+                if deal is not None and not deal.deleted:
+                    found[leads[person_id]] = deal_choices(self._map, roles, deal)
+        return found
 
     def _person_email_field(self, crm: str, object_name: str) -> str | None:
         """Where `object_name`'s records hold their person's email, when they are people of
@@ -872,6 +945,7 @@ class SyncEngine:
         )
         records = _records_by_lead(stored, batch, linked)
         people = self._match_people(records, lead_ids)
+        deals = self._deals(people.attached)
         written = self._written_to(records, lead_ids)
         previous = self._store.leads(lead_ids)
         running = self._store.sla.running(lead_ids) if self._sla else {}
@@ -886,6 +960,7 @@ class SyncEngine:
                 written,
                 person=people.attached.get(lead_id),
                 person_review=people.in_review.get(lead_id, ""),
+                deal=deals.get(lead_id, {}),
             )
             for lead_id in lead_ids
         ]
@@ -993,9 +1068,11 @@ class SyncEngine:
         *,
         person: Related | None = None,
         person_review: str = "",
+        deal: Mapping[str, FieldChoice] | None = None,
     ) -> _Merged:
         snapshots = one_per_crm(records)
-        choices = reconcile(self._map, snapshots, previous=previous)
+        # A person record's opportunity speaks where no lead record of its CRM does.
+        choices = {**reconcile(self._map, snapshots, previous=previous), **(deal or {})}
         values = {name: choice.value for name, choice in choices.items()}
         now = self._clock()
         recorded_by = max((snapshot.modified_at for snapshot in snapshots.values()), default=None)

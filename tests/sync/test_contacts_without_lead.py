@@ -8,6 +8,7 @@ item 1)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -332,9 +333,9 @@ def test_an_ignored_contact_stays_ignored_until_its_conflict_changes(
         assert set(_review(config)) == {first, second, third}
 
 
-def _hubspot_only_person(config: Config) -> Lead:
+def _hubspot_only_person(config: Config, accept: Callable[[Lead], bool] = bool) -> Lead:
     """A person leadsync knows from HubSpot only and did not hand off (below the handoff
-    stage): nothing of theirs is pending once the echoes are in."""
+    stage): nothing of theirs is pending once the echoes are in. `accept` narrows the choice."""
     with open_runtime(config, connect=False) as runtime:
         handed = {h.lead_id for h in runtime.store.handoffs.all()}
         for lead_id in runtime.store.lead_ids_after(None, limit=10_000):
@@ -344,6 +345,7 @@ def _hubspot_only_person(config: Config) -> Lead:
                 lead_id not in handed
                 and [r.crm for r in records] == ["hubspot"]
                 and lead.values.get("email")
+                and accept(lead)
             ):
                 return lead
     raise AssertionError("no HubSpot-only person below the handoff stage in the seeded data")
