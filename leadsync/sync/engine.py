@@ -753,7 +753,8 @@ class SyncEngine:
     ) -> dict[str, list[str]]:
         """The records, by CRM, of the leads whose person records (`sync.deals`) changed
         contact roles in `rows` name (now or before), or whose roles name an opportunity in
-        `rows` that changed and that no converted lead names (its roles read, 200 a query)."""
+        `rows` that changed since the store held it and that no converted lead names (its
+        roles read, 200 a query)."""
         roles = self._contact_roles(crm)
         connector = self._connectors.get(crm)
         if roles is None or connector is None:
@@ -765,7 +766,11 @@ class SyncEngine:
                 before = held.get(row.record_id)
                 people.update(p for p in (row.parent_id, before.parent_id if before else None) if p)
         elif object_name == OPPORTUNITY:
-            orphans = [row.record_id for row in changed if row.parent_id is None]
+            # A new opportunity is tied to nobody yet but by new roles, which their own pull
+            # brings: only one the store held may have roles that did not change with it.
+            orphans = [
+                row.record_id for row in changed if row.parent_id is None and row.record_id in held
+            ]
             if orphans:
                 found = connector.related_where(
                     roles.object_name, roles.opportunity_field, orphans, fields=roles.fields

@@ -155,7 +155,7 @@ def test_the_scaled_run_makes_the_calls_of_a_full_sized_one(tmp_path: Path) -> N
     assert full.count("write") >= 4
 
 
-MOST_CALLS = 66
+MOST_CALLS = 69
 
 
 def _points() -> list[tuple[int, bool]]:
