@@ -23,6 +23,7 @@ from tests.sync.test_contacts_without_lead import (
     _leads_holding,
     _person,
     _review,
+    _twin_contacts,
     write_calls,
 )
 from tests.sync.test_handoff import (  # noqa: F401
@@ -209,8 +210,7 @@ def test_a_twin_contact_deleted_in_review_leaves_the_other_written(
     expected, _ = reference
     email = _handed_off_email(expected)
     with Sandbox(SETTINGS) as sandbox:
-        first = _contact(sandbox, email, "One")
-        second = _contact(sandbox, email, "Two")
+        first, second = _twin_contacts(sandbox, email)
         config = config_for(sandbox, tmp_path)
         sync(config)
         search_caught_up(config)

@@ -58,6 +58,11 @@ def _contact(sandbox: Sandbox, email: str, last_name: str = "Direct") -> str:
     return str(made.record_id)
 
 
+def _twin_contacts(sandbox: Sandbox, email: str) -> tuple[str, str]:
+    """Two Contacts sales created holding one person's email: a conflict for review."""
+    return _contact(sandbox, email, "One"), _contact(sandbox, email, "Two")
+
+
 def _person(config: Config, email: str) -> Lead:
     with open_runtime(config, connect=False) as runtime:
         (lead,) = runtime.store.find_leads(email=email)
@@ -213,8 +218,7 @@ def test_two_contacts_holding_the_persons_email_go_to_review_and_neither_is_writ
     expected, _ = reference
     email = _handed_off_email(expected)
     with Sandbox(SETTINGS) as sandbox:
-        first = _contact(sandbox, email, "One")
-        second = _contact(sandbox, email, "Two")
+        first, second = _twin_contacts(sandbox, email)
         config = config_for(sandbox, tmp_path)
         summary = sync(config)
 
@@ -275,8 +279,7 @@ def test_a_contact_a_person_links_in_review_gets_the_values_and_its_twin_does_no
     expected, _ = reference
     email = _handed_off_email(expected)
     with Sandbox(SETTINGS) as sandbox:
-        first = _contact(sandbox, email, "One")
-        second = _contact(sandbox, email, "Two")
+        first, second = _twin_contacts(sandbox, email)
         config = config_for(sandbox, tmp_path)
         sync(config)
         search_caught_up(config)
@@ -310,8 +313,7 @@ def test_an_ignored_contact_stays_ignored_until_its_conflict_changes(
     expected, _ = reference
     email = _handed_off_email(expected)
     with Sandbox(SETTINGS) as sandbox:
-        first = _contact(sandbox, email, "One")
-        second = _contact(sandbox, email, "Two")
+        first, second = _twin_contacts(sandbox, email)
         config = config_for(sandbox, tmp_path)
         sync(config)
         with open_runtime(config, connect=False) as runtime:
