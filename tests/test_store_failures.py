@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+import leadsync.sync.database as database_module
+from leadsync.cli import main
 from leadsync.sandbox import FaultSpec, HubSpotSettings, Sandbox, SandboxSettings
 from tests.support import REAL_PROCESSES, set_up_sandbox_config
 
@@ -69,19 +71,26 @@ def test_a_bad_sqlite_file_is_one_line_and_exit_1_and_debug_shows_the_traceback(
 
 
 def test_a_sqlite_file_locked_by_another_process_is_one_line(
-    sandbox: Sandbox, tmp_path: Path
+    sandbox: Sandbox,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     database = tmp_path / "leadsync.db"
     config = _config(sandbox, tmp_path, f"sqlite:///{database}")
-    assert _leadsync("db", "upgrade", "--config", str(config)).returncode == 0
+    assert main(["db", "upgrade", "--config", str(config)]) == 0
+    # In-process, with a short lock wait: every retry of every transaction waits it out in
+    # full, ~25 s at the shipped wait, and what is under test is the message, not the wait.
+    monkeypatch.setattr(database_module, "SQLITE_LOCK_WAIT_SECONDS", 0.05)
+    capsys.readouterr()
     holder = sqlite3.connect(database, timeout=0)
     try:
         holder.execute("BEGIN EXCLUSIVE")
-        done = _leadsync("sync", "--once", "--config", str(config))
+        code = main(["sync", "--once", "--config", str(config)])
     finally:
         holder.close()
-    assert done.returncode == 1
-    line = _one_line(done.stderr)
+    assert code == 1
+    line = _one_line(capsys.readouterr().err)
     assert "database is locked" in line
     assert "another process holds it" in line
 

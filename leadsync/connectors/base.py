@@ -28,6 +28,13 @@
     write(updates)                              -> one result per record (an update may
                                                    name a related object: a Contact)
     quota()                                     -> what the CRM says is left today
+    traits                                      -> what differs between CRMs and needs no
+                                                   call (CrmTraits): write batch size and
+                                                   write-call estimates, the blank value,
+                                                   which records are writable, how stages
+                                                   order, what a lead record names. The
+                                                   same figures, with no connection at
+                                                   hand: `leadsync.connectors.traits`
 
 A connector that leads can be handed off to (`HandoffTarget`, Salesforce) also has:
 
@@ -46,6 +53,7 @@ Paging, auth, retries and throttling live inside a connector; the engine sees on
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -235,6 +243,84 @@ class PersonRecord:
     record_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class WriteCalls:
+    """An estimate of the calls some writes cost a CRM, with how they add up."""
+
+    calls: int
+    how: str
+
+
+@dataclass(frozen=True, slots=True)
+class CrmTraits:
+    """What sets one CRM apart and is known without calling it: a connector's `traits`, and
+    for plans and what-ifs that run from the store alone, `leadsync.connectors.traits`."""
+
+    crm: str
+    # Records per write call. The engine writes (and records) this many at a time, so a run
+    # killed mid-write redoes at most one batch.
+    write_batch: int
+    # What one write call is called, for estimates ("collection update").
+    write_call: str
+    # The value that clears a field (HubSpot takes "", Salesforce null).
+    blank: Any
+    # Whose value wins when two people changed a field at the same moment: the lowest rank.
+    tie_rank: int
+    # A stage field the CRM orders, and its default order, earliest first: writing an earlier
+    # stage over a later one takes a clear first, one `stage_clear` call per batch of them.
+    stage_field: str | None = None
+    stage_order: tuple[str, ...] = ()
+    stage_clear: str = ""
+    # A field of the lead object that, true, freezes the record: the CRM refuses any update
+    # to it (a converted lead).
+    frozen_flag: str | None = None
+    # Related object -> the field of a lead record that names its record (the Contact and
+    # Opportunity a converted lead became).
+    related_references: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def pull_fields(self) -> tuple[str, ...]:
+        """Lead-object fields every pull asks for, whatever the mapping says: the frozen flag
+        and the references to related records."""
+        flag = (self.frozen_flag,) if self.frozen_flag else ()
+        return (*flag, *self.related_references.values())
+
+    def is_writable(self, fields: Mapping[str, Any]) -> bool:
+        """Whether the CRM takes updates to a lead record holding `fields`."""
+        if self.frozen_flag is None:
+            return True
+        flag = fields.get(self.frozen_flag)
+        # JSON gives a boolean; a Bulk query's CSV gives "true".
+        frozen = flag is True or (isinstance(flag, str) and flag.strip().lower() == "true")
+        return not frozen
+
+    def takes_a_clear(self, update: RecordUpdate) -> bool:
+        """Whether `update` moves the ordered stage back (by the default order), so that its
+        write takes a clear first. A value the order does not list ranks first."""
+        if self.stage_field is None:
+            return False
+        new = update.values.get(self.stage_field)
+        old = update.current.get(self.stage_field)
+        if _blank(new) or _blank(old):
+            return False
+        order = {stage: rank for rank, stage in enumerate(self.stage_order)}
+        return order.get(str(new), 0) < order.get(str(old), 0)
+
+    def write_calls(self, records: int, clears: int = 0) -> WriteCalls:
+        """The calls writing `records` updates costs when nothing fails, `clears` of them
+        moving the stage back (written in batches of their own: see `takes_a_clear`)."""
+        batches = math.ceil(records / self.write_batch)
+        how = f"{batches} {self.write_call}(s)"
+        cleared = math.ceil(clears / self.write_batch) if self.stage_clear else 0
+        if cleared:
+            how += f", {cleared} {self.stage_clear}(s)"
+        return WriteCalls(batches + cleared, how)
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
 @runtime_checkable
 class HandoffTarget(Protocol):
     """What the handoff needs of the CRM sales work in, beside the Connector interface."""
@@ -295,6 +381,9 @@ class Connector(Protocol):
     def write(self, updates: Sequence[RecordUpdate]) -> list[WriteResult]: ...
 
     def quota(self) -> Quota: ...
+
+    @property
+    def traits(self) -> CrmTraits: ...
 
     def close(self) -> None: ...
 

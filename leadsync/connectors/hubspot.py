@@ -35,6 +35,7 @@ from urllib3.util.retry import Retry
 from leadsync.connectors.base import (
     ContactRoles,
     CrmRecord,
+    CrmTraits,
     FieldInfo,
     FieldType,
     KnownStamps,
@@ -64,6 +65,7 @@ from leadsync.connectors.quota import Quota, QuotaTracker
 from leadsync.connectors.retry import call_with_retry, retry_records
 from leadsync.connectors.settings import HubSpotConnection
 from leadsync.connectors.throttle import WindowLimiter
+from leadsync.connectors.traits import HUBSPOT, HUBSPOT_LIFECYCLE, HUBSPOT_LIFECYCLE_ORDER
 from leadsync.connectors.writeback import HUBSPOT_WRITEBACK_PROPERTIES, FieldSpec
 from leadsync.secrets import redact
 
@@ -73,18 +75,9 @@ log = logging.getLogger("leadsync.connectors.hubspot")
 
 CRM = "hubspot"
 OBJECT = "contacts"
-LIFECYCLE = "lifecyclestage"
+LIFECYCLE = HUBSPOT_LIFECYCLE
 # HubSpot's default lifecycle stages, earliest first; a portal's own order comes from describe.
-DEFAULT_LIFECYCLE_ORDER: tuple[str, ...] = (
-    "subscriber",
-    "lead",
-    "marketingqualifiedlead",
-    "salesqualifiedlead",
-    "opportunity",
-    "customer",
-    "evangelist",
-    "other",
-)
+DEFAULT_LIFECYCLE_ORDER: tuple[str, ...] = HUBSPOT_LIFECYCLE_ORDER
 # Validation codes that refuse a property whatever its value: every input carrying it fails.
 _REFUSED_PROPERTY_CODES = frozenset({"PROPERTY_DOESNT_EXIST", "READ_ONLY_VALUE"})
 # A search for the contacts changed since a stamp: HubSpot compares datetimes as epoch ms.
@@ -127,6 +120,8 @@ class HubSpotConnector:
         sleep: Callable[[float], None] | None = None,
     ) -> None:
         self._connection = connection
+        # HubSpot's traits, written in batches of this connection's size.
+        self.traits: CrmTraits = replace(HUBSPOT, write_batch=connection.batch_size)
         # The client's own retries are off (Retry(total=False)): ours are the only ones, and
         # connection failures surface at once instead of as a stacked MaxRetryError.
         client = HubSpot(

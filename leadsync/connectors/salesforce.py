@@ -24,7 +24,7 @@ import math
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -44,6 +44,7 @@ from simple_salesforce.login import SalesforceLogin
 from leadsync.connectors.base import (
     ContactRoles,
     CrmRecord,
+    CrmTraits,
     FieldInfo,
     FieldType,
     KnownStamps,
@@ -86,6 +87,7 @@ from leadsync.connectors.salesforce_bulk import (
 from leadsync.connectors.salesforce_routing import RoutingSession, TimeoutSession, needs_routing
 from leadsync.connectors.settings import SalesforceConnection
 from leadsync.connectors.throttle import ConcurrencyLimiter
+from leadsync.connectors.traits import SALESFORCE
 from leadsync.connectors.writeback import SALESFORCE_WRITEBACK_FIELDS, FieldSpec
 from leadsync.secrets import Secret, redact
 
@@ -183,6 +185,8 @@ class SalesforceConnector:
         if not _FIELD_NAME.match(connection.object_name):
             raise ValueError(f"not a Salesforce object name: {connection.object_name!r}")
         self.connection = connection
+        # Salesforce's traits, written in collections of this connection's size.
+        self.traits: CrmTraits = replace(SALESFORCE, write_batch=connection.collection_size)
         self._quota = QuotaTracker(CRM, reserve=connection.daily_reserve)
         self._limiter = ConcurrencyLimiter(connection.max_concurrent_requests)
         self._secrets: list[Secret | str | None] = [

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from leadsync.connectors.retry import RetryPolicy
+from leadsync.connectors.traits import HUBSPOT, SALESFORCE
 from leadsync.secrets import Secret
 
 
@@ -27,7 +28,7 @@ class HubSpotConnection:
     lookback: timedelta = timedelta(minutes=5)
     search_page_size: int = 200
     list_page_size: int = 100
-    batch_size: int = 100
+    batch_size: int = HUBSPOT.write_batch
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     @classmethod
@@ -65,7 +66,7 @@ class SalesforceConnection:
     # Above these sizes, pulls and writes go through Bulk API 2.0 instead of REST.
     bulk_query_threshold: int = 50_000
     bulk_write_threshold: int = 10_000
-    collection_size: int = 200
+    collection_size: int = SALESFORCE.write_batch
     bulk_poll_seconds: float = 1.0
     bulk_page_size: int = 50_000  # rows per page of a Bulk query's results
     bulk_job_timeout: timedelta = timedelta(hours=1)

@@ -602,6 +602,11 @@ class HandoffModel(StrictModel):
     # A user or queue for the leads no route takes (or whose team is full).
     fallback_owner: OwnerId | None = None
 
+    @property
+    def crm_assigns(self) -> bool:
+        """Whether the CRM's own assignment rules pick the owner, not leadsync's routes."""
+        return self.assignment == "salesforce"
+
     @model_validator(mode="after")
     def _someone_owns_them(self) -> HandoffModel:
         if self.assignment == "rules" and not self.routes and self.fallback_owner is None:

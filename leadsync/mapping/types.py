@@ -62,6 +62,22 @@ class SyncRule(StrEnum):
             return "salesforce"
         return None
 
+    @property
+    def unless_blank(self) -> bool:
+        """Whether the rule's CRM gives way to the other where it holds a blank."""
+        return self in (
+            SyncRule.PREFER_HUBSPOT_UNLESS_BLANK,
+            SyncRule.PREFER_SALESFORCE_UNLESS_BLANK,
+        )
+
+    @property
+    def blank_wins(self) -> bool:
+        """Whether a blank may win, and so be written over the other CRM's value: a person
+        clearing the field is an edit like any other (prefer_X, most_recent)."""
+        return self is SyncRule.MOST_RECENT or (
+            self.preferred_crm is not None and not self.unless_blank
+        )
+
     @classmethod
     def preferring(cls, crm: Crm) -> SyncRule:
         """The rule that takes `crm`'s value: the implied rule of a field bound to one CRM."""

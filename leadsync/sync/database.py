@@ -84,6 +84,12 @@ class SchemaOutOfDateError(StoreError):
 # ------------------------------------------------------------------------------------ engines
 
 
+# How long one statement waits for another process's write lock on a SQLite file (the
+# driver's own default, said here): a transaction retried RETRY_ATTEMPTS times waits ~25 s
+# in all before the run gives up with "database is locked".
+SQLITE_LOCK_WAIT_SECONDS = 5.0
+
+
 def make_engine(url: str) -> Engine:
     """An engine for `url`. A new SQLite file is created, with its folder; an empty file where
     a database was expected is refused (StoreError), never taken for a new database."""
@@ -105,7 +111,9 @@ def make_engine(url: str) -> Engine:
         )
     else:
         _sqlite_file(Path(database).expanduser(), shown=_shown(parsed))
-        engine = sa.create_engine(parsed, hide_parameters=True)
+        engine = sa.create_engine(
+            parsed, connect_args={"timeout": SQLITE_LOCK_WAIT_SECONDS}, hide_parameters=True
+        )
     sa.event.listen(engine, "connect", _sqlite_connect)
     sa.event.listen(engine, "begin", _sqlite_begin)
     return engine

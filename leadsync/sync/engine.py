@@ -43,6 +43,7 @@ from leadsync.connectors.base import (
     Connector,
     ContactRoles,
     CrmRecord,
+    CrmTraits,
     HandoffTarget,
     Page,
     PersonRecord,
@@ -51,6 +52,7 @@ from leadsync.connectors.base import (
     WriteResult,
     WriteStatus,
 )
+from leadsync.connectors.traits import traits_of
 from leadsync.errors import LeadsyncError, QuotaReserveReachedError, RunPausedError
 from leadsync.logs import run_context
 from leadsync.mapping.definition import LeadDefinition
@@ -69,6 +71,7 @@ from leadsync.sync.handoff import (
 )
 from leadsync.sync.handoff_ledger import Handoff
 from leadsync.sync.identity import (
+    CROSS_REFERENCED_CRM,
     InMemoryIdentityIndex,
     cross_references,
     lookups_for,
@@ -89,7 +92,6 @@ from leadsync.sync.plan import (
     MovesBack,
     PlanSummary,
     PlanTally,
-    moves_back,
     plan_updates,
     with_score,
 )
@@ -111,9 +113,6 @@ from leadsync.sync.slices import PersonGroups, Slice
 from leadsync.sync.store import Quarantined, Store, WriteRow, content_digest
 
 log = logging.getLogger("leadsync.sync")
-
-# Records written per batch and recorded before the next: a kill redoes at most one batch.
-WRITE_BATCH = {"hubspot": 100, "salesforce": 200}
 
 # Pending records settled at once. A first sync of 100,000 leads per CRM peaks at 1.1 GB in
 # slices of 20,000, at 5.3 GB settled whole (docs/BENCHMARKS.md). Each slice may cost a write
@@ -221,8 +220,11 @@ class RunSummary:
     _changed: set[str] = field(default_factory=set, repr=False)
 
     def count_merged(self, lead: Lead, previous: Lead | None) -> None:
-        """Count a merged lead in `leads_changed` and `stages`, once however often merged."""
-        if previous != lead:
+        """Count a merged lead in `leads_changed` and `stages`, once however often merged.
+        A lead changed when what it says of the person did: its values, score or stage. Why
+        a value won (`choices`) is explanation, and moves when leadsync's own write comes back
+        from the other CRM ("both hold the same value"): that is no change."""
+        if previous is None or replace(previous, choices={}) != replace(lead, choices={}):
             self._changed.add(lead.lead_id)
             self.leads_changed = len(self._changed)
         before = self._stage_of.get(lead.lead_id)
@@ -450,7 +452,7 @@ class SyncEngine:
         _stop_if(should_stop)
         if summary.wrote:
             self._recheck_reviews()
-        tally = PlanTally(keep_changes=not summary.wrote)
+        tally = PlanTally(keep_changes=not summary.wrote, traits=self._traits_of)
         overdue = (
             self._store.sla.overdue_leads(self._clock(), rules=self._sla.names) if self._sla else []
         )
@@ -618,7 +620,7 @@ class SyncEngine:
         holders = self._store.leads_by_email(sorted({e for e in emails.values() if e}))
         refs = {s.record_id: cross_references(s) for s in snapshots}
         named = {ref.record_id for found in refs.values() for ref in found}
-        linked = self._store.lead_ids_for("salesforce", sorted(named))
+        linked = self._store.lead_ids_for(CROSS_REFERENCED_CRM, sorted(named))
         for snapshot in snapshots:
             leads = {
                 linked[ref.record_id] for ref in refs[snapshot.record_id] if ref.record_id in linked
@@ -952,6 +954,7 @@ class SyncEngine:
         people = self._match_people(records, lead_ids)
         deals = self._deals(people.attached)
         written = self._written_to(records, lead_ids)
+        unseen = self._unseen_writes(records, lead_ids)
         previous = self._store.leads(lead_ids)
         running = self._store.sla.running(lead_ids) if self._sla else {}
         watching_since = self._store.first_run_at() if self._sla else None
@@ -966,6 +969,7 @@ class SyncEngine:
                 person=people.attached.get(lead_id),
                 person_review=people.in_review.get(lead_id, ""),
                 deal=deals.get(lead_id, {}),
+                unseen=unseen,
             )
             for lead_id in lead_ids
         ]
@@ -1024,6 +1028,17 @@ class SyncEngine:
         known = {**self._store.records_of(sorted(others - set(records))), **records}
         return match_people(found, known, links, leads=set(lead_ids), identity_field=identity_field)
 
+    def _unseen_writes(
+        self, records: Mapping[str, Sequence[Snapshot]], lead_ids: Sequence[str]
+    ) -> dict[str, dict[str, dict[str, Any]]]:
+        """CRM -> record id -> field -> what leadsync wrote to the records of these leads
+        since their snapshots were read (`Store.unseen_writes`; one query per CRM)."""
+        ids: dict[str, set[str]] = {}
+        for lead_id in lead_ids:
+            for snapshot in records.get(lead_id, ()):
+                ids.setdefault(snapshot.crm, set()).add(snapshot.record_id)
+        return {crm: self._store.unseen_writes(crm, sorted(found)) for crm, found in ids.items()}
+
     def _written_to(
         self,
         records: Mapping[str, Sequence[Snapshot]],
@@ -1074,6 +1089,7 @@ class SyncEngine:
         person: Related | None = None,
         person_review: str = "",
         deal: Mapping[str, FieldChoice] | None = None,
+        unseen: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
     ) -> _Merged:
         snapshots = one_per_crm(records)
         # A person record's opportunity speaks where no lead record of its CRM does.
@@ -1119,7 +1135,9 @@ class SyncEngine:
             updates = plan_updates(
                 self._map,
                 lead,
-                snapshots,
+                # The plan starts from what each CRM holds now: a write of leadsync's that no
+                # pull has brought back yet is there, and is not planned again.
+                {crm: _as_written(s, (unseen or {}).get(crm, {})) for crm, s in snapshots.items()},
                 sla_breaches=breaches,
                 moves_back=self._moves_back,
                 own=own,
@@ -1227,6 +1245,11 @@ class SyncEngine:
         rule = NoResponseRule.of(self._sla, stage) if self._sla is not None else None
         return rule.fields if rule is not None else ()
 
+    def _traits_of(self, crm: str) -> CrmTraits:
+        """`crm`'s traits as its connector has them, by the CRM's defaults when none is here."""
+        connector = self._connectors.get(crm)
+        return connector.traits if connector is not None else traits_of(crm)
+
     def _moves_back(self, crm: str, name: str, held: Any, wanted: Any) -> bool:
         connector = self._connectors.get(crm)
         if connector is None:
@@ -1292,15 +1315,17 @@ class SyncEngine:
                 for m in merged
                 if crm in m.snapshots
             }
-            updates = [m.updates[crm] for m in merged if m.updates.get(crm) is not None]
-            if crm == "hubspot":
-                # A lifecycle stage moved back takes a clear first, one call per batch that
-                # holds such a move: grouped, they cost ⌈moves/100⌉ clears, not one a batch.
-                updates.sort(key=lambda u: u is not None and moves_back(u))
-            size = WRITE_BATCH.get(crm, 100)
+            updates = [u for m in merged if (u := m.updates.get(crm)) is not None]
+            # Records written per batch and recorded before the next: a kill redoes at most
+            # one batch. A stage moved back (HubSpot's lifecycle stage) takes a clear first,
+            # one call per batch that holds such a move: grouped, they cost ⌈moves/batch⌉
+            # clears, not one a batch.
+            traits = connector.traits
+            updates.sort(key=traits.takes_a_clear)
+            size = traits.write_batch
             for start in range(0, len(updates), size):
                 _stop_if(should_stop)
-                planned = [u for u in updates[start : start + size] if u is not None]
+                planned = updates[start : start + size]
                 own = [u for u in planned if u.object_name is None]
                 batch, changed = self._unchanged_since_pulled(crm, connector, own, pulled_at)
                 related, moved = self._related_unchanged(

@@ -497,7 +497,7 @@ class HandoffStep:
             records.append(NewRecord(m.lead.lead_id, values, pending.owner))
             sent[m.lead.lead_id] = (m, pending, values)
         results = self._target.upsert(
-            records, key_field=self._key_field, assign=self._handoff.assignment == "salesforce"
+            records, key_field=self._key_field, assign=self._handoff.crm_assigns
         )
         for result in results:
             m, pending, values = sent[result.key]

@@ -29,6 +29,7 @@ from leadsync.mapping.types import CRMS
 from leadsync.sync.model import Match, MatchKind, Snapshot
 
 __all__ = [
+    "CROSS_REFERENCED_CRM",
     "CROSS_REFERENCE_FIELDS",
     "PERSON_OBJECTS",
     "CrossRef",
@@ -44,6 +45,8 @@ __all__ = [
     "people_named",
 ]
 
+# The CRM whose records cross-references name (and so the one records of both CRMs agree on).
+CROSS_REFERENCED_CRM = "salesforce"
 # What a cross-reference names: a Salesforce lead, or the Salesforce contact a lead became.
 SALESFORCE_LEAD = "salesforce_lead"
 SALESFORCE_CONTACT = "salesforce_contact"
@@ -113,7 +116,7 @@ def cross_references(snapshot: Snapshot) -> frozenset[CrossRef]:
             return frozenset()
         return frozenset({CrossRef(kind, eighteen_character_id(snapshot.record_id))})
     refs = set()
-    if snapshot.crm == "salesforce":
+    if snapshot.crm == CROSS_REFERENCED_CRM:
         refs.add(CrossRef(SALESFORCE_LEAD, eighteen_character_id(snapshot.record_id)))
     for field, kind in CROSS_REFERENCE_FIELDS.get(snapshot.crm, {}).items():
         value = snapshot.raw.get(field)
@@ -169,7 +172,7 @@ def lookups_for(snapshots: Iterable[Snapshot], *, identity_field: str) -> Lookup
         for ref in cross_references(snapshot):
             refs.add(ref)
             if ref.kind == SALESFORCE_LEAD:
-                records.add(("salesforce", ref.record_id))
+                records.add((CROSS_REFERENCED_CRM, ref.record_id))
         email = normalise_email(snapshot.canonical.get(identity_field))
         if email is not None:
             emails.add(email)

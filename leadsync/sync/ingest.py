@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from leadsync.connectors.base import CrmRecord
+from leadsync.connectors.traits import traits_of
 from leadsync.errors import RecordError
 from leadsync.mapping.fields import FieldMap, FieldMapping
 from leadsync.mapping.transforms import TransformError, is_blank
@@ -31,7 +32,6 @@ from leadsync.sync.model import FieldChoice, Snapshot
 from leadsync.sync.tables import MAX_EMAIL_LENGTH, unstorable
 
 __all__ = [
-    "SALESFORCE_CONVERTED",
     "FieldProblem",
     "QuarantineError",
     "email_problem",
@@ -42,9 +42,6 @@ __all__ = [
     "same_value",
     "to_snapshot",
 ]
-
-# Salesforce refuses updates to converted leads: the plan needs to know which ones are.
-SALESFORCE_CONVERTED = "IsConverted"
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
 
@@ -66,11 +63,11 @@ class QuarantineError(RecordError):
 
 def fields_to_pull(field_map: FieldMap, crm: str) -> tuple[str, ...]:
     """The lead-object fields a pull of `crm` must ask for: what the mapping reads and writes,
-    the cross-references identity matches on, and Salesforce's conversion flag and converted
-    opportunity (whose fields the engine reads for bindings with object = "Opportunity")."""
-    extra = list(CROSS_REFERENCE_FIELDS.get(crm, {}))
-    if crm == "salesforce":
-        extra.extend([SALESFORCE_CONVERTED, "ConvertedOpportunityId"])
+    the cross-references identity matches on, and what the CRM's traits always need: the flag
+    of the records it refuses to update (a converted Salesforce lead) and the references to
+    related records (its converted opportunity, whose fields the engine reads for bindings
+    with object = "Opportunity")."""
+    extra = [*CROSS_REFERENCE_FIELDS.get(crm, {}), *traits_of(crm).pull_fields]
     return tuple(dict.fromkeys([*field_map.crm_fields(crm), *extra]))
 
 

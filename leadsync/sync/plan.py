@@ -17,10 +17,11 @@ win (prefer_hubspot, prefer_salesforce, most_recent: a person clearing the field
 any other). Write-back targets are written only when leadsync has a value for them, except the
 SLA flag: leadsync owns it, and clears it when the last breach is resolved.
 
-Records not written at all: deleted ones, and converted Salesforce leads (Salesforce refuses
-any update to them, CANNOT_UPDATE_CONVERTED_LEAD). A converted lead's person lives on in its
-Contact: the write-back targets `[writeback.salesforce.contact]` names are written there
-instead (`sync.related`), compared with what the Contact holds as any record is.
+Records not written at all: deleted ones, and those the CRM refuses to update (its traits'
+`is_writable`: a converted Salesforce lead, CANNOT_UPDATE_CONVERTED_LEAD). A converted lead's
+person lives on in its Contact: the write-back targets `[writeback.salesforce.contact]` names
+are written there instead (`sync.related`), compared with what the Contact holds as any record
+is.
 
 Stages: a CRM that orders its stages (HubSpot's lifecycle stage, as its connector says through
 `moves_back`) keeps a later stage a person gave it. leadsync moves a CRM's stage back only when
@@ -42,28 +43,26 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from leadsync.connectors.base import RecordUpdate
-from leadsync.connectors.hubspot import DEFAULT_LIFECYCLE_ORDER
+from leadsync.connectors.base import CrmTraits, RecordUpdate
+from leadsync.connectors.traits import traits_of
 from leadsync.mapping.fields import CONTACT, FieldMap, FieldMapping, WritebackTargets
 from leadsync.mapping.lifecycle import Stage, left_by
 from leadsync.mapping.scoring import Score
 from leadsync.mapping.transforms import WRITERS, TransformError, is_blank
 from leadsync.mapping.types import SyncRule
-from leadsync.sync.ingest import SALESFORCE_CONVERTED, same_value
+from leadsync.sync.ingest import same_value
 from leadsync.sync.model import Lead, Snapshot
 from leadsync.sync.related import contact_of
 
 __all__ = [
-    "HUBSPOT_LIFECYCLE_ORDER",
     "ApiCalls",
     "FieldChange",
     "MovesBack",
     "PlanSummary",
     "PlanTally",
-    "WriteLimits",
+    "TraitsOf",
     "estimate_api_calls",
     "field_changes",
-    "moves_back",
     "never_back",
     "plan_summary",
     "plan_updates",
@@ -71,9 +70,7 @@ __all__ = [
 ]
 
 # Rules under which a blank may win, so it may also be written over the other CRM's value.
-BLANK_WINS: frozenset[SyncRule] = frozenset(
-    {SyncRule.PREFER_HUBSPOT, SyncRule.PREFER_SALESFORCE, SyncRule.MOST_RECENT}
-)
+BLANK_WINS: frozenset[SyncRule] = frozenset(rule for rule in SyncRule if rule.blank_wins)
 # Stages a lead reaches only through a rule: the moves back leadsync makes in the CRMs.
 _BACK_BY_RULE = frozenset({Stage.RECYCLED.value, Stage.DISQUALIFIED.value})
 
@@ -156,7 +153,7 @@ def _update(
 ) -> RecordUpdate | None:
     if snapshot.deleted:
         return None
-    if _is_converted_lead(snapshot):
+    if not traits_of(snapshot.crm).is_writable(snapshot.raw):
         return _contact_update(field_map, lead, snapshot, flags)
     targets = field_map.writeback.get(snapshot.crm)
     writeback = _writeback_writes(targets, lead, snapshot, flags)
@@ -228,9 +225,9 @@ def _keep_stages_the_rule_does_not_leave(
 def _contact_update(
     field_map: FieldMap, lead: Lead, snapshot: Snapshot, flags: str
 ) -> RecordUpdate | None:
-    """The update of the Contact a converted lead became: the lead's results in the
-    Contact's write-back targets. None when the mapping names none, or leadsync has not seen
-    a live Contact (yet)."""
+    """The update of the Contact a converted lead (a record its CRM does not update) became:
+    the lead's results in the Contact's write-back targets. None when the mapping names
+    none, or leadsync has not seen a live Contact (yet)."""
     found = contact_of(snapshot)
     if found is None:
         return None
@@ -258,14 +255,6 @@ def _person_update(
         return None
     current = {name: held.get(name) for name in values}
     return RecordUpdate(record_id, values, current, object_name=CONTACT)
-
-
-def _is_converted_lead(snapshot: Snapshot) -> bool:
-    if snapshot.crm != "salesforce":
-        return False
-    flag = snapshot.raw.get(SALESFORCE_CONVERTED)
-    # JSON gives a boolean; a Bulk query's CSV gives "true".
-    return flag is True or (isinstance(flag, str) and flag.strip().lower() == "true")
 
 
 # ------------------------------------------------------------------------- canonical fields
@@ -341,8 +330,8 @@ def _writeback_targets(
         "grade": _Target(lead.grade, _same_text),
         "reasons": _Target("\n".join(lead.reasons), _same_text),
         "model_version": _Target(lead.model_version, _same_text),
-        # Salesforce clears a field with null; HubSpot with an empty string.
-        "sla_breaches": _Target(flags or _BLANK[crm], _same_text, blank_clears=True),
+        # Each CRM clears a field its own way (Salesforce with null, HubSpot with "").
+        "sla_breaches": _Target(flags or traits_of(crm).blank, _same_text, blank_clears=True),
         "stage": _stage_target(targets, "stage", stage),
         "status_field": _stage_target(targets, "status_field", stage),
         # Written by the handoff only, once (leadsync.sync.handoff), never by a plan.
@@ -362,9 +351,6 @@ def _stage_target(targets: WritebackTargets, role: str, stage: str | None) -> _T
 
 def _same_as_any(values: Sequence[str], desired: Any, held: Any) -> bool:
     return any(_same_text(value, held) for value in values)
-
-
-_BLANK: dict[str, Any] = {"hubspot": "", "salesforce": None}
 
 
 def _maybe(write: Callable[[Any], Any], value: int | None) -> Any:
@@ -399,20 +385,9 @@ def _text(value: Any) -> str:
 
 # ------------------------------------------------------------------------- summaries
 
-# HubSpot's default lifecycle stages, earliest first: a move to an earlier one costs a clear.
-HUBSPOT_LIFECYCLE_ORDER: tuple[str, ...] = DEFAULT_LIFECYCLE_ORDER
-HUBSPOT_LIFECYCLE_FIELD = "lifecyclestage"
-
-
-@dataclass(frozen=True, slots=True)
-class WriteLimits:
-    """The batch sizes the connectors write with (see leadsync.connectors.settings)."""
-
-    hubspot_batch: int = 100
-    # The engine hands Salesforce 200 records at a time, each batch checked just before and
-    # recorded just after (a kill redoes at most one): collections, never one Bulk job.
-    salesforce_collection: int = 200
-    hubspot_lifecycle_order: tuple[str, ...] = HUBSPOT_LIFECYCLE_ORDER
+# CRM -> its traits: the batch sizes and the stage order estimates go by. By default each
+# CRM's defaults (no connection needed); a sync passes its connectors' own.
+TraitsOf = Callable[[str], CrmTraits]
 
 
 @dataclass(frozen=True, slots=True)
@@ -477,33 +452,19 @@ def field_changes(updates: Mapping[str, RecordUpdate | None]) -> list[FieldChang
 
 
 def estimate_api_calls(
-    crm: str, updates: Sequence[RecordUpdate], *, limits: WriteLimits = WriteLimits()
+    crm: str, updates: Sequence[RecordUpdate], *, traits: TraitsOf = traits_of
 ) -> ApiCalls:
-    """The write calls `updates` cost `crm`, when nothing fails: HubSpot ⌈n/100⌉ batch updates,
-    plus one batch of clears per 100 backward lifecycle moves (the engine writes those moves
-    in batches of their own); Salesforce ⌈n/200⌉ collections."""
-    backward = sum(1 for update in updates if moves_back(update, limits))
-    return _api_calls(crm, len(updates), backward, limits)
+    """The write calls `updates` cost `crm`, when nothing fails, as its traits count them:
+    HubSpot ⌈n/100⌉ batch updates, plus one batch of clears per 100 backward lifecycle moves
+    (the engine writes those moves in batches of their own); Salesforce ⌈n/200⌉ collections."""
+    of_crm = traits(crm)
+    backward = sum(1 for update in updates if of_crm.takes_a_clear(update))
+    return _api_calls(of_crm, len(updates), backward)
 
 
-def _api_calls(crm: str, count: int, backward: int, limits: WriteLimits) -> ApiCalls:
-    if crm == "hubspot":
-        batches = math.ceil(count / limits.hubspot_batch)
-        clears = math.ceil(backward / limits.hubspot_batch)
-        how = f"{batches} batch update(s)" + (f", {clears} lifecycle clear(s)" if clears else "")
-        return ApiCalls(crm, count, batches + clears, how)
-    collections = math.ceil(count / limits.salesforce_collection)
-    return ApiCalls(crm, count, collections, f"{collections} collection update(s)")
-
-
-def moves_back(update: RecordUpdate, limits: WriteLimits = WriteLimits()) -> bool:
-    """Whether the update moves HubSpot's lifecycle stage back, which takes a clear first."""
-    order = {stage: rank for rank, stage in enumerate(limits.hubspot_lifecycle_order)}
-    new = update.values.get(HUBSPOT_LIFECYCLE_FIELD)
-    old = update.current.get(HUBSPOT_LIFECYCLE_FIELD)
-    if is_blank(new) or is_blank(old):
-        return False
-    return order.get(str(new), 0) < order.get(str(old), 0)
+def _api_calls(traits: CrmTraits, count: int, backward: int) -> ApiCalls:
+    calls = traits.write_calls(count, backward)
+    return ApiCalls(traits.crm, count, calls.calls, calls.how)
 
 
 class PlanTally:
@@ -512,9 +473,9 @@ class PlanTally:
     sync of 100,000 leads would only hold them in memory). The API calls are estimated over
     all the plans added, the fewest a single batching of them could take."""
 
-    def __init__(self, *, keep_changes: bool = True, limits: WriteLimits = WriteLimits()) -> None:
+    def __init__(self, *, keep_changes: bool = True, traits: TraitsOf = traits_of) -> None:
         self._keep_changes = keep_changes
-        self._limits = limits
+        self._traits = traits
         self._changes: list[FieldChange] = []
         self._field_counts: dict[tuple[str, str], int] = {}
         self._records: dict[str, int] = {}
@@ -530,22 +491,22 @@ class PlanTally:
         for crm, update in plan.items():
             if update is not None:
                 self._records[crm] = self._records.get(crm, 0) + 1
-                if moves_back(update, self._limits):
+                if self._traits(crm).takes_a_clear(update):
                     self._backward[crm] = self._backward.get(crm, 0) + 1
 
     def summary(self) -> PlanSummary:
         calls = {
-            crm: _api_calls(crm, count, self._backward.get(crm, 0), self._limits)
+            crm: _api_calls(self._traits(crm), count, self._backward.get(crm, 0))
             for crm, count in sorted(self._records.items())
         }
         return PlanSummary(tuple(self._changes), calls, dict(self._field_counts))
 
 
 def plan_summary(
-    plans: Iterable[Mapping[str, RecordUpdate | None]], *, limits: WriteLimits = WriteLimits()
+    plans: Iterable[Mapping[str, RecordUpdate | None]], *, traits: TraitsOf = traits_of
 ) -> PlanSummary:
     """Summarise the plans of many leads (each crm -> update) for `leadsync plan`."""
-    tally = PlanTally(limits=limits)
+    tally = PlanTally(traits=traits)
     for plan in plans:
         tally.add(plan)
     return tally.summary()

@@ -27,16 +27,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from leadsync.connectors.traits import traits_of
 from leadsync.mapping.fields import FieldMap, FieldMapping
 from leadsync.mapping.transforms import is_blank
-from leadsync.mapping.types import Direction, SyncRule
+from leadsync.mapping.types import CRMS, Direction, SyncRule
 from leadsync.sync.model import FieldChoice, Lead, Snapshot
 
 __all__ = ["TIE_ORDER", "missing_required", "reconcile"]
 
-# Who wins when two people changed a field at the very same moment: Salesforce, because its
-# values are entered by people who have spoken with the lead.
-TIE_ORDER: tuple[str, ...] = ("salesforce", "hubspot")
+# Who wins when two people changed a field at the very same moment: each CRM's connector says
+# (its tie rank). Salesforce first, because its values are entered by people who have spoken
+# with the lead.
+TIE_ORDER: tuple[str, ...] = tuple(sorted(CRMS, key=lambda crm: traits_of(crm).tie_rank))
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +108,9 @@ def _choose(
     preferred = rule.preferred_crm
     if preferred is None:  # every rule but the two above names a CRM
         raise AssertionError(f"rule {rule} names no CRM")
-    if rule in (SyncRule.PREFER_HUBSPOT, SyncRule.PREFER_SALESFORCE):
-        return _prefer(rule, votes, preferred)
-    return _prefer_unless_blank(rule, votes, preferred)
+    if rule.unless_blank:
+        return _prefer_unless_blank(rule, votes, preferred)
+    return _prefer(rule, votes, preferred)
 
 
 def _votes(mapping: FieldMapping, snapshots: Mapping[str, Snapshot]) -> list[_Vote]:

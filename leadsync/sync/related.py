@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from leadsync.connectors.base import CrmRecord
+from leadsync.connectors.traits import traits_of
 from leadsync.mapping.fields import CONTACT, FieldMap
 from leadsync.mapping.transforms import TransformError, is_blank
 from leadsync.sync import tables as t
@@ -37,7 +38,6 @@ from leadsync.sync.sql import chunks, upsert
 
 __all__ = [
     "OPPORTUNITY",
-    "REFERENCES",
     "Related",
     "RelatedRecords",
     "contact_of",
@@ -52,10 +52,6 @@ __all__ = [
 log = logging.getLogger("leadsync.sync")
 
 OPPORTUNITY = "Opportunity"
-# CRM -> related object -> the field of the lead record that names its record.
-REFERENCES: Mapping[str, Mapping[str, str]] = {
-    "salesforce": {CONTACT: "ConvertedContactId", OPPORTUNITY: "ConvertedOpportunityId"},
-}
 # Pulled whatever the mapping says: what the plan and the reports need of each object.
 _ALWAYS: Mapping[str, tuple[str, ...]] = {
     CONTACT: ("Email",),
@@ -120,7 +116,7 @@ def references(snapshot: Snapshot) -> dict[str, str]:
     if snapshot.deleted:
         return {}
     found = {}
-    for object_name, name in REFERENCES.get(snapshot.crm, {}).items():
+    for object_name, name in traits_of(snapshot.crm).related_references.items():
         value = snapshot.raw.get(name)
         if not is_blank(value):
             found[object_name] = eighteen_character_id(str(value).strip())

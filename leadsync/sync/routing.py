@@ -48,7 +48,7 @@ class OwnerRouter:
 
     def route(self, values: Mapping[str, Any]) -> Routed:
         handoff = self._handoff
-        if handoff.assignment == "salesforce":
+        if handoff.crm_assigns:
             return Routed(None, CRM_ASSIGNS, route=CRM_ASSIGNS)
         full: list[str] = []
         for route in handoff.routes:

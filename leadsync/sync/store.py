@@ -914,6 +914,25 @@ class Store:
                     found.setdefault(row["record_id"], {})[row["field"]] = row["value"]
         return found
 
+    @retry_transient
+    def unseen_writes(self, crm: str, record_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Record id -> field -> the raw value leadsync wrote there after the record's stored
+        snapshot was read: what the CRM holds, though no pull has brought it back yet (HubSpot's
+        search lags its writes by seconds, so a run right after a write cannot see it)."""
+        found: dict[str, dict[str, Any]] = {}
+        e, s = t.expected, t.snapshots
+        with self._engine.connect() as connection:
+            for chunk in chunks(record_ids):
+                query = (
+                    sa.select(e.c.record_id, e.c.field, e.c.value)
+                    .join(s, sa.and_(s.c.crm == e.c.crm, s.c.record_id == e.c.record_id))
+                    .where(e.c.crm == crm, e.c.record_id.in_(chunk))
+                    .where(e.c.written_at > s.c.saved_at)
+                )
+                for row in connection.execute(query).mappings():
+                    found.setdefault(row["record_id"], {})[row["field"]] = row["value"]
+        return found
+
     # ---------------------------------------------------------------- quarantine and review
 
     @retry_transient

@@ -22,9 +22,9 @@ import pytest
 
 from leadsync.config import Config
 from leadsync.connectors.hubspot import HubSpotConnector
+from leadsync.connectors.salesforce import SalesforceConnector
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
-from leadsync.sync import engine as engine_module
 from leadsync.sync.engine import SyncEngine
 from tests.support import (
     REAL_PROCESSES,
@@ -51,7 +51,7 @@ SETTINGS = SandboxSettings(
 # at a fraction of the cost of each of the hundred-odd cases.
 SCALED = replace(SETTINGS, leads=60)
 SEARCH_PAGE = 40
-SCALED_WRITE_BATCH = {"hubspot": 20, "salesforce": 40}
+SCALED_HUBSPOT_BATCH, SCALED_SALESFORCE_COLLECTION = 20, 40
 WRITE_ENDPOINTS = ("hubspot.contacts.batch_update", "salesforce.collection_update")
 
 
@@ -101,15 +101,21 @@ def _run(
     log: list[str] | None = None,
 ) -> None:
     """One run; `scaled`, at the page and batch sizes of a SCALED sandbox."""
-    with open_runtime(config) as runtime, pytest.MonkeyPatch.context() as patch:
-        connection = config.hubspot_connection()
+    with open_runtime(config, connect=False) as runtime:
+        # The engine writes in batches of its connectors' sizes (their traits).
+        hubspot_connection = config.hubspot_connection()
+        salesforce_connection = config.salesforce_connection()
         if scaled:
-            for crm, size in SCALED_WRITE_BATCH.items():
-                patch.setitem(engine_module.WRITE_BATCH, crm, size)
-            connection = replace(connection, search_page_size=SEARCH_PAGE)
-        hubspot = HubSpotConnector(connection)
+            hubspot_connection = replace(
+                hubspot_connection, search_page_size=SEARCH_PAGE, batch_size=SCALED_HUBSPOT_BATCH
+            )
+            salesforce_connection = replace(
+                salesforce_connection, collection_size=SCALED_SALESFORCE_COLLECTION
+            )
+        hubspot = HubSpotConnector(hubspot_connection)
+        salesforce = SalesforceConnector(salesforce_connection)
         store: Any = runtime.store
-        connectors: dict[str, Any] = {**runtime.connectors, "hubspot": hubspot}
+        connectors: dict[str, Any] = {"hubspot": hubspot, "salesforce": salesforce}
         if wire is not None:
             store = _Wrapped(store, wire, None, log)
             connectors = {
@@ -121,6 +127,7 @@ def _run(
             ).run(write=True)
         finally:
             hubspot.close()
+            salesforce.close()
 
 
 def _write_calls(sandbox: Sandbox) -> int:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from leadsync.connectors.base import CrmRecord, RecordUpdate
+from leadsync.connectors.traits import HUBSPOT
 from leadsync.mapping.definition import LeadDefinition, load_definition
 from leadsync.mapping.fields import FieldMap, FieldMapping, load_mapping
 from leadsync.mapping.lifecycle import Stage, next_transitions
@@ -30,7 +31,6 @@ from leadsync.sync.model import Lead, MatchKind, Snapshot
 from leadsync.sync.plan import (
     FieldChange,
     PlanTally,
-    WriteLimits,
     estimate_api_calls,
     field_changes,
     plan_summary,
@@ -262,8 +262,16 @@ def test_api_call_estimates(crm: str, count: int, backward: int, calls: int, how
         update(str(n), lifecyclestage="lead") if n < backward else update(str(n), x="1")
         for n in range(count)
     ]
-    estimate = estimate_api_calls(crm, updates, limits=WriteLimits())
+    estimate = estimate_api_calls(crm, updates)
     assert (estimate.records, estimate.calls, estimate.how) == (count, calls, how)
+
+
+def test_api_call_estimates_follow_the_batch_size_they_are_given() -> None:
+    # A sync estimates with its connectors' traits, which carry their connections' sizes.
+    updates = [update(str(n), lifecyclestage="lead") for n in range(50)]
+    traits = {"hubspot": replace(HUBSPOT, write_batch=20)}
+    estimate = estimate_api_calls("hubspot", updates, traits=traits.__getitem__)
+    assert (estimate.calls, estimate.how) == (6, "3 batch update(s), 3 lifecycle clear(s)")
 
 
 def test_a_forward_lifecycle_move_costs_no_clear() -> None:

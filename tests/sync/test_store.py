@@ -648,6 +648,30 @@ def test_written_values_become_the_records_expected_values(store: Store) -> None
     assert store.expected("salesforce", ["1"]) == {}
 
 
+def test_unseen_writes_are_those_made_after_the_records_snapshot_was_read(
+    database_url: str,
+) -> None:
+    now = [T0]
+    with Store(database_url, clock=lambda: now[0]) as store:
+        saved(store, snap("1"), snap("2"))
+        now[0] = T0 + timedelta(seconds=1)
+        store.record_writes(
+            "run-1",
+            "hubspot",
+            [
+                WriteRow("1", "leadsync_score", None, "72", WriteStatus.WRITTEN),
+                WriteRow("2", "leadsync_score", None, "50", WriteStatus.FAILED),
+                WriteRow("9", "leadsync_score", None, "10", WriteStatus.WRITTEN),  # not stored
+            ],
+        )
+        assert store.unseen_writes("hubspot", ["1", "2", "9"]) == {"1": {"leadsync_score": "72"}}
+        # The write comes back with a pull: the snapshot holds it, nothing is unseen.
+        now[0] = T0 + timedelta(seconds=2)
+        saved(store, snap("1", at=T0 + timedelta(seconds=1), raw={"leadsync_score": "72"}))
+        assert store.unseen_writes("hubspot", ["1", "2"]) == {}
+        assert store.unseen_writes("salesforce", ["1"]) == {}
+
+
 # --------------------------------------------------------------------------- quarantine, review
 
 

@@ -1,0 +1,36 @@
+"""What a run's counts say: each means what its name says."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from leadsync.sync.engine import RunSummary
+from leadsync.sync.model import FieldChoice, Lead
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def lead(title: str, *, won_by: str, score: int = 40) -> Lead:
+    choice = FieldChoice(title, won_by, "most_recent", f"{won_by}: most recent")
+    return Lead("lead-1", {"title": title}, {"title": choice}, score=score, stage="mql")
+
+
+def test_a_lead_whose_values_only_won_for_another_reason_is_not_changed() -> None:
+    # leadsync's own write comes back from the other CRM: the value is the same, only why it
+    # won moved ("both hold it"). No lead changed.
+    summary = RunSummary("run-1", wrote=True, started_at=NOW)
+    summary.count_merged(lead("CTO", won_by="salesforce"), lead("CTO", won_by="hubspot"))
+    assert summary.leads_changed == 0
+    assert summary.stages == {"mql": 1}
+
+
+def test_a_lead_whose_value_score_or_first_sight_changed_is_counted_once() -> None:
+    summary = RunSummary("run-1", wrote=True, started_at=NOW)
+    summary.count_merged(lead("CTO", won_by="hubspot"), lead("CEO", won_by="hubspot"))
+    summary.count_merged(lead("CTO", won_by="hubspot", score=50), lead("CTO", won_by="hubspot"))
+    assert summary.leads_changed == 1  # one lead, merged twice
+    other = RunSummary("run-2", wrote=True, started_at=NOW)
+    other.count_merged(lead("CTO", won_by="hubspot", score=50), lead("CTO", won_by="hubspot"))
+    other.count_merged(replace(lead("CTO", won_by="hubspot"), lead_id="lead-2"), None)
+    assert other.leads_changed == 2
