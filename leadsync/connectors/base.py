@@ -277,6 +277,8 @@ class CrmTraits:
     # Related object -> the field of a lead record that names its record (the Contact and
     # Opportunity a converted lead became).
     related_references: Mapping[str, str] = field(default_factory=dict)
+    # How the CRM ties opportunities to people records beyond a conversion, if it does.
+    contact_roles: ContactRoles | None = None
 
     @property
     def pull_fields(self) -> tuple[str, ...]:

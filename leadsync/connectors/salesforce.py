@@ -137,16 +137,6 @@ KEEP_OWNERS = {"Sforce-Auto-Assign": "FALSE"}
 # The related objects whose records are people, with the field holding their email.
 _PERSON_EMAIL = {"contact": "Email"}
 
-# Who an Opportunity is with beyond a conversion: its contact roles (primary first). A Contact
-# with an opportunity stands for a lead converted with it.
-CONTACT_ROLES = ContactRoles(
-    object_name="OpportunityContactRole",
-    opportunity_field="OpportunityId",
-    person_field="ContactId",
-    primary_field="IsPrimary",
-    converted_flag="IsConverted",
-    converted_reference="ConvertedOpportunityId",
-)
 
 # Who already holds an email: contacts first, so an open lead holding the same one wins.
 _PEOPLE_QUERIES = (
@@ -210,9 +200,10 @@ class SalesforceConnector:
         }
         # Followed only with the people they tie opportunities to.
         self.contact_roles: ContactRoles | None = None
+        roles = SALESFORCE.contact_roles
         followed = {name.lower() for name in connection.related_objects}
-        if self.people and CONTACT_ROLES.object_name.lower() in followed:
-            self.contact_roles = CONTACT_ROLES
+        if self.people and roles is not None and roles.object_name.lower() in followed:
+            self.contact_roles = roles
         self._bulk = BulkJobs(
             self._bulk_call,
             poll_seconds=connection.bulk_poll_seconds,

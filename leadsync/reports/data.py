@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from leadsync.connectors.base import utc
-from leadsync.connectors.salesforce import CONTACT_ROLES
+from leadsync.connectors.traits import traits_of
 from leadsync.mapping.lifecycle import Stage, Transition
 from leadsync.sync import tables as t
 from leadsync.sync.deals import chosen_opportunities
@@ -129,13 +129,14 @@ def opportunities(store: Store) -> dict[str, OpportunityFacts]:
 
 
 def _opportunities_of_roles(store: Store) -> dict[str, OpportunityFacts]:
-    roles_object = CONTACT_ROLES.object_name
-    query = sa.select(t.related.c.crm).where(t.related.c.object_name == roles_object).distinct()
+    query = sa.select(t.related.c.crm).distinct()
     related = RelatedRecords(store.engine)
     found: dict[str, OpportunityFacts] = {}
     for crm in (row["crm"] for row in _rows(store, query)):
-        roles = related.of_object(crm, roles_object)
-        chosen = chosen_opportunities(roles, CONTACT_ROLES)
+        spec = traits_of(crm).contact_roles
+        if spec is None:
+            continue
+        chosen = chosen_opportunities(related.of_object(crm, spec.object_name), spec)
         leads = store.lead_ids_for(crm, sorted(chosen))
         deals = related.get(crm, sorted(set(chosen.values())))
         for person_id, opportunity_id in chosen.items():

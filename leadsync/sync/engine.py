@@ -784,13 +784,15 @@ class SyncEngine:
         return dict(_record_ids_by_crm(self._store.records_of(sorted(leads))))
 
     def _contact_roles(self, crm: str) -> ContactRoles | None:
+        """How `crm` ties opportunities to people: as its connector follows them, by the
+        CRM's traits when none is here (a what-if reads the roles the store holds)."""
         connector = self._connectors.get(crm)
-        return connector.contact_roles if connector is not None else None
+        return connector.contact_roles if connector is not None else traits_of(crm).contact_roles
 
     def _deals(self, attached: Mapping[str, Related]) -> dict[str, dict[str, FieldChoice]]:
         """Lead id -> the values its person record's opportunity gives it (`sync.deals`), for
         the leads `attached` gives a person record, read from the store (an opportunity it
-        lacks is read from the CRM, 200 a query)."""
+        lacks is read from the CRM when connected, 200 a query)."""
         by_crm: dict[str, dict[str, str]] = {}
         for lead_id, person in attached.items():
             by_crm.setdefault(person.crm, {})[person.record_id] = lead_id
@@ -798,14 +800,14 @@ class SyncEngine:
         for crm, leads in by_crm.items():
             roles = self._contact_roles(crm)
             connector = self._connectors.get(crm)
-            if roles is None or connector is None:
+            if roles is None:
                 continue
             stored = self._store.related.children(crm, roles.object_name, sorted(leads))
             chosen = chosen_opportunities(stored, roles)
             wanted = sorted(set(chosen.values()))
             deals = self._store.related.get(crm, wanted)
             missing = [i for i in wanted if i not in deals]
-            if missing:
+            if missing and connector is not None:
                 fields = fields_of(self._map, crm, OPPORTUNITY)
                 read = connector.fetch(missing, fields=fields, object_name=OPPORTUNITY)
                 deals.update({i: Related.of(r, OPPORTUNITY) for i, r in read.items()})
@@ -1165,6 +1167,7 @@ class SyncEngine:
         sweep's: the stage moves are those the next sweep would make."""
         stored = self._store.records_of(lead_ids)
         people = self._match_people(stored, lead_ids)
+        deals = self._deals(people.attached)
         written = self._written_to(stored, lead_ids, people.attached.values())
         believed = {
             lead_id: [_as_written(s, written.get(s.crm, {})) for s in records]
@@ -1187,6 +1190,7 @@ class SyncEngine:
                 written,
                 person=_related_as_written(person, written) if person is not None else None,
                 person_review=people.in_review.get(lead_id, ""),
+                deal=deals.get(lead_id, {}),
             )
             found.append(
                 Reevaluated(previous.get(lead_id), m.lead, tuple(m.transitions), m.updates, records)

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from leadsync.connectors.base import Position, RecordUpdate, WriteStatus
-from leadsync.connectors.salesforce import CONTACT_ROLES
+from leadsync.connectors.traits import SALESFORCE
 from tests.connectors.test_salesforce_connector import (
     LATER,
     SEED_UNTIL,
@@ -31,7 +31,7 @@ OPPORTUNITY_FIELDS = ("StageName", "Amount", "CloseDate", "IsWon", "IsClosed")
 def test_the_connector_declares_the_objects_it_follows() -> None:
     with running(leads=5) as (sandbox, _), connected(sandbox) as connector:
         assert connector.streams == ("Lead", "Contact", "Opportunity", "OpportunityContactRole")
-        assert connector.contact_roles == CONTACT_ROLES
+        assert connector.contact_roles == SALESFORCE.contact_roles
         with pytest.raises(ValueError, match="follows no object 'Account'"):
             next(connector.pull(None, fields=[], started_at=LATER, stream="Account"))
 
@@ -148,6 +148,8 @@ def test_lead_and_contact_updates_go_grouped_by_object_whatever_their_order() ->
 
 
 def test_the_roles_of_many_opportunities_are_read_200_a_query() -> None:
+    roles = SALESFORCE.contact_roles
+    assert roles is not None
     with running(leads=300) as (sandbox, inspector), connected(sandbox) as connector:
         seeded = sandbox.salesforce.snapshot("OpportunityContactRole")
         assert seeded, "the seed converts some leads with an opportunity"
@@ -157,10 +159,7 @@ def test_the_roles_of_many_opportunities_are_read_200_a_query() -> None:
         assert len(set(asked)) == 201, (len(seeded), len(asked))
         before = inspector.served("salesforce.query")
         found = connector.related_where(
-            CONTACT_ROLES.object_name,
-            CONTACT_ROLES.opportunity_field,
-            asked,
-            fields=CONTACT_ROLES.fields,
+            roles.object_name, roles.opportunity_field, asked, fields=roles.fields
         )
         assert inspector.served("salesforce.query") - before == 2
         assert sorted(

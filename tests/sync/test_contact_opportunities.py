@@ -16,6 +16,7 @@ from leadsync.sync.model import Lead
 from tests.support import search_caught_up
 from tests.sync.test_contacts_without_lead import _contact, _hubspot_only_person, _person
 from tests.sync.test_handoff import SETTINGS, config_for, sync
+from tests.sync.test_handoff_plan import plan
 
 # HubSpot lifecycle stages before any deal.
 LEADS = ("subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", None)
@@ -121,3 +122,20 @@ def test_the_primary_role_counts_before_another_role_of_the_contact(tmp_path: Pa
             ).success
         sync(config)
         assert _stage(sandbox, config, person, contact_id)[0] == "customer"
+
+
+def test_a_what_if_from_the_store_alone_reads_the_contacts_opportunity(tmp_path: Path) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config, person, contact_id = _synced_person_with_contact(sandbox, tmp_path)
+        deal = _deal(sandbox, contact_id, "Prospecting")
+        sync(config)
+        _move(sandbox, deal, "Closed Won")
+        plan(config)  # pulls the move into the store, decides nothing
+        with open_runtime(config, connect=False) as runtime:
+            (found,) = runtime.engine().reevaluate([person.lead_id])
+        assert found.before is not None
+        assert found.before.stage == "opportunity"
+        assert (found.after.stage, found.after.values["opportunity_stage"]) == (
+            "customer",
+            "Closed Won",
+        )
