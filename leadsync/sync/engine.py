@@ -61,6 +61,7 @@ from leadsync.mapping.lifecycle import Stage, Transition, next_transitions
 from leadsync.mapping.scoring import score_lead
 from leadsync.mapping.transforms import TransformError
 from leadsync.mapping.types import CRM_NAMES, CRMS
+from leadsync.sync.deals import RULE as DEAL_RULE
 from leadsync.sync.deals import chosen_opportunities, deal_choices, person_of_role
 from leadsync.sync.handoff import (
     HandoffCounts,
@@ -1094,8 +1095,14 @@ class SyncEngine:
         unseen: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
     ) -> _Merged:
         snapshots = one_per_crm(records)
-        # A person record's opportunity speaks where no lead record of its CRM does.
-        choices = {**reconcile(self._map, snapshots, previous=previous), **(deal or {})}
+        # A person record's opportunity speaks where no lead record of its CRM does; what one
+        # gave before and gives no more (its role deleted) is no longer the person's.
+        choices = {
+            name: choice
+            for name, choice in reconcile(self._map, snapshots, previous=previous).items()
+            if choice.rule != DEAL_RULE
+        }
+        choices.update(deal or {})
         values = {name: choice.value for name, choice in choices.items()}
         now = self._clock()
         recorded_by = max((snapshot.modified_at for snapshot in snapshots.values()), default=None)

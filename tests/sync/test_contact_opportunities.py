@@ -139,3 +139,24 @@ def test_a_what_if_from_the_store_alone_reads_the_contacts_opportunity(tmp_path:
             "customer",
             "Closed Won",
         )
+
+
+def test_a_deleted_role_takes_its_opportunity_away_from_the_person(tmp_path: Path) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config, person, contact_id = _synced_person_with_contact(sandbox, tmp_path)
+        deal = _deal(sandbox, contact_id, "Prospecting")
+        sync(config)
+        with sandbox.salesforce.lock:
+            (role,) = [
+                r
+                for r in sandbox.salesforce.snapshot("OpportunityContactRole")
+                if r["OpportunityId"] == deal
+            ]
+            assert sandbox.salesforce.delete_record("OpportunityContactRole", role["Id"]).success
+        sync(config)
+        with open_runtime(config, connect=False) as runtime:
+            lead = runtime.store.leads([person.lead_id])[person.lead_id]
+            assert person.lead_id not in opportunities(runtime.store)
+        assert lead.values.get("opportunity_stage") is None
+        # A stage moves back only by a recycle or disqualify rule: it stays.
+        assert lead.stage == "opportunity"
