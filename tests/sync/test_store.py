@@ -571,6 +571,22 @@ def save_decided(store: Store) -> None:
     )
 
 
+def test_leads_naming_finds_the_leads_whose_live_records_name_a_person_record(
+    store: Store,
+) -> None:
+    contact = "0035g000000000GAAQ"
+    saved(
+        store,
+        snap("1", raw={"salesforcecontactid": contact[:15]}),  # 15 characters, as HubSpot may
+        snap("2", raw={"salesforcecontactid": contact}, deleted=True),
+        snap("3", raw={"salesforcecontactid": "0035g000000000HAAQ"}),
+    )
+    store.link([("hubspot", "1", "lead-a", "email"), ("hubspot", "2", "lead-b", "email")])
+    store.link([("hubspot", "3", "lead-c", "email")])
+    assert store.leads_naming([contact]) == ["lead-a"]
+    assert store.leads_naming(["0035g000000000ZAAQ"]) == []
+
+
 def test_save_decisions_commits_leads_links_reviews_and_transitions(store: Store) -> None:
     save_decided(store)
     assert store.leads(["lead-a"]) == {"lead-a": DECIDED_LEAD}
