@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from leadsync.config import Config
 from leadsync.connectors.hubspot import HubSpotConnector
@@ -35,6 +36,26 @@ class SetupReport:
     @property
     def complete(self) -> bool:
         return not self.salesforce_missing and not self.salesforce_contact_missing
+
+    def as_dict(self) -> dict[str, Any]:
+        """`setup --json`: a CRM not checked (disabled) is null."""
+
+        def missing(checked: bool, specs: Sequence[FieldSpec]) -> list[dict[str, Any]] | None:
+            if not checked:
+                return None
+            return [
+                {"name": spec.name, "label": spec.label, "how": spec.admin_instruction()}
+                for spec in specs
+            ]
+
+        return {
+            "complete": self.complete,
+            "hubspot_created": self.hubspot_created if self.hubspot_checked else None,
+            "salesforce_lead_missing": missing(self.salesforce_checked, self.salesforce_missing),
+            "salesforce_contact_missing": missing(
+                self.salesforce_contact_checked, self.salesforce_contact_missing
+            ),
+        }
 
     def text(self) -> str:
         lines = []

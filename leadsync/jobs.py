@@ -31,6 +31,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -70,6 +71,11 @@ from leadsync.sync.store import Store
 __all__ = ["DefinitionFiles", "FilesState", "Service", "ServiceStartError"]
 
 log = logging.getLogger("leadsync.service")
+
+# What a job's work counts for the one summary line each job run logs (records pulled and
+# written, clocks breached, ...), filled in as the work goes.
+JobCounts = Counter[str]
+Work = Callable[[Runtime, StopCheck, JobCounts], bool]
 
 SLA_LEASE = "sla"
 BACKFILL_LEASE = "backfills"
@@ -322,31 +328,41 @@ class Service:
             # What they did not commit, the next run does again.
             os._exit(0)
         log.info("stopped cleanly")
-        self._opened.__exit__(None, None, None)
+        self.close()
         return 0
+
+    def close(self) -> None:
+        """Let go of the store and the CRM connections (the end of `run()`)."""
+        self._opened.__exit__(None, None, None)
 
     # ------------------------------------------------------------------ the jobs
 
     def sync(self) -> None:
-        def work(runtime: Runtime, should_stop: StopCheck) -> bool:
+        def work(runtime: Runtime, should_stop: StopCheck, counts: JobCounts) -> bool:
             summary = runtime.engine(clock=self._clock).run(should_stop=should_stop)
-            self._observe(summary)
+            self._observe(summary, counts)
             return not summary.interrupted
 
         self._job("sync", SYNC_LEASE, work)
 
     def check_slas(self) -> None:
-        def work(runtime: Runtime, should_stop: StopCheck) -> bool:
+        def work(runtime: Runtime, should_stop: StopCheck, counts: JobCounts) -> bool:
             monitor = runtime.sla_monitor()
             if monitor is not None:
                 with run_context(new_run_id(), job="sla"):
-                    monitor.check(self._clock(), should_stop=should_stop)
+                    result = monitor.check(self._clock(), should_stop=should_stop)
+                counts.update(
+                    clocks_breached=result.breached,
+                    events=len(result.announced),
+                    webhook_delivered=result.delivered,
+                    webhook_failed=result.failed,
+                )
             return True
 
         self._job("sla", SLA_LEASE, work)
 
     def run_backfills(self) -> None:
-        def work(runtime: Runtime, should_stop: StopCheck) -> bool:
+        def work(runtime: Runtime, should_stop: StopCheck, counts: JobCounts) -> bool:
             queue = runtime.backfill_queue()
             while not should_stop():
                 claimed = queue.claim(None, runtime.holder, stale_after=self._ttl)
@@ -357,8 +373,9 @@ class Service:
                     claimed.backfill_id,
                     should_stop=should_stop,
                     clock=self._clock,
-                    on_summary=self._observe,
+                    on_summary=lambda summary: self._observe(summary, counts),
                 )
+                counts["backfills"] += 1
                 log.info("%s %s: %s", done.spec.kind, done.backfill_id, done.status)
                 if done.status != Status.SUCCEEDED:
                     return not should_stop()  # paused or failed: the next poll tries again
@@ -367,11 +384,13 @@ class Service:
         self._job("backfills", BACKFILL_LEASE, work)
 
     def queue_sweep(self) -> None:
-        def work(runtime: Runtime, should_stop: StopCheck) -> bool:
+        def work(runtime: Runtime, should_stop: StopCheck, counts: JobCounts) -> bool:
             queue = runtime.backfill_queue()
             spec = BackfillSpec(tuple(runtime.enabled_crms()), kind=SWEEP)
+            counts["queued"] = 0
             if queue.unfinished_like(spec) is None:
                 queued = queue.create(spec)
+                counts["queued"] = 1
                 log.info("queued the reconciliation sweep %s", queued.backfill_id)
             return True
 
@@ -399,8 +418,15 @@ class Service:
             count,
         )
 
-    def _observe(self, summary: RunSummary) -> None:
+    def _observe(self, summary: RunSummary, counts: JobCounts) -> None:
         self.metrics.observe_run(summary)
+        counts.update(
+            runs=1,
+            pulled=sum(crm.pulled for crm in summary.crms.values()),
+            written=sum(crm.written for crm in summary.crms.values()),
+            failed=sum(crm.failed for crm in summary.crms.values()),
+            leads_changed=summary.leads_changed,
+        )
         for problem in summary.every_write_failed().values():
             log.error("run %s: %s", summary.run_id, problem)
 
@@ -418,14 +444,15 @@ class Service:
             abandoned,
         )
 
-    def _job(self, name: str, lease_name: str, work: Callable[[Runtime, StopCheck], bool]) -> None:
+    def _job(self, name: str, lease_name: str, work: Work) -> None:
         """Run `work` under the job's lease with the current files, timed and its outcome
-        counted (`work` says False when it stopped early); errors are logged, never raised
-        into the scheduler."""
+        counted (`work` says False when it stopped early), then log one summary line; errors
+        are logged, never raised into the scheduler."""
         if self._stopping.is_set():
             return
         started = time.monotonic()
         outcome = "done"
+        counts: JobCounts = Counter()
         try:
             with self._runtime.leases(name).hold(
                 lease_name,
@@ -440,7 +467,7 @@ class Service:
                     return
                 if lease.took_over_from is not None:
                     self._take_over(name, lease.took_over_from)
-                if not work(self._current(), lease.stop_check(self._stopping.is_set)):
+                if not work(self._current(), lease.stop_check(self._stopping.is_set), counts):
                     outcome = "interrupted"
                 if name == "sync":
                     self._misfit = None
@@ -459,8 +486,26 @@ class Service:
             self.metrics.errors.labels("internal").inc()
             log.exception("%s failed: %s", name, problem)
         finally:
+            seconds = time.monotonic() - started
             self.metrics.jobs.labels(name, outcome).inc()
-            self.metrics.job_seconds.labels(name).observe(time.monotonic() - started)
+            self.metrics.job_seconds.labels(name).observe(seconds)
+            if outcome != "skipped":  # another replica ran it: its log has the line
+                _log_job(name, outcome, seconds, counts)
+
+
+def _log_job(name: str, outcome: str, seconds: float, counts: JobCounts) -> None:
+    """The one line each job run logs: what it did, how long it took, how it ended. Counts
+    only, never a record's contents; in JSON logs each figure is a field of its own."""
+    figures = ", ".join(f"{key.replace('_', ' ')} {n}" for key, n in counts.items())
+    log.log(
+        logging.WARNING if outcome == "failed" else logging.INFO,
+        "job %s %s in %.1fs%s",
+        name,
+        outcome,
+        seconds,
+        f": {figures}" if figures else "",
+        extra={"job": name, "outcome": outcome, "duration_seconds": round(seconds, 3), **counts},
+    )
 
 
 class ServiceStartError(RunError):

@@ -256,6 +256,16 @@ def search_caught_up(config: Any) -> None:
         session.post(f"{base}/_sandbox/hubspot/settle-search", timeout=10).raise_for_status()
 
 
+def caught_up_runs(config: Any, run: Callable[[Any], Any], times: int = 2) -> Any:
+    """`times` runs of `run(config)`, each once the sandbox's HubSpot search has caught up with
+    every write (`search_caught_up`): scheduled runs minutes apart. The last run's result."""
+    result = None
+    for _ in range(times):
+        search_caught_up(config)
+        result = run(config)
+    return result
+
+
 def chromium() -> str:
     """Headless Chromium's binary (Debian's `chromium`); skips without one, unless CI says
     it must be there (LEADSYNC_REQUIRE_CHROMIUM=1)."""

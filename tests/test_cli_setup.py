@@ -1,15 +1,23 @@
-"""`leadsync sandbox --config-out` and `leadsync setup`, as an operator runs them."""
+"""`leadsync init`, `leadsync sandbox --config-out` and `leadsync setup`, as an operator runs
+them."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import requests
 
 from leadsync.cli import main
-from leadsync.config import load_config
+from leadsync.config import (
+    HUBSPOT_TOKEN_VAR,
+    SALESFORCE_PASSWORD_VAR,
+    SALESFORCE_TOKEN_VAR,
+    load_config,
+)
 from leadsync.connectors.writeback import HUBSPOT_WRITEBACK_PROPERTIES
 from leadsync.sandbox import SalesforceSettings, Sandbox, SandboxSettings
 from leadsync.sandbox_config import EXAMPLES, write_sandbox_config
@@ -101,3 +109,68 @@ def test_setup_creates_the_properties_under_the_names_the_mapping_gives(
     names = {prop["name"] for prop in _properties(sandbox)}
     assert "lead_quality_score" in names
     assert "leadsync_score" not in names
+
+
+def test_init_writes_the_three_files_ready_to_edit_and_check_accepts_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "revops"
+    assert main(["init", str(folder)]) == 0
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "config.toml",
+        "lead_definition.toml",
+        "mapping.toml",
+    ]
+    for name in ("mapping.toml", "lead_definition.toml"):
+        assert (folder / name).read_text() == (EXAMPLES / name).read_text()
+    text = (folder / "config.toml").read_text()
+    # Relative paths: the folder can move, and nothing names the installed package.
+    assert 'mapping = "mapping.toml"' in text
+    assert 'definition = "lead_definition.toml"' in text
+    assert str(EXAMPLES) not in text
+    capsys.readouterr()
+    for variable in (HUBSPOT_TOKEN_VAR, SALESFORCE_PASSWORD_VAR, SALESFORCE_TOKEN_VAR):
+        monkeypatch.setenv(variable, "sandbox")
+    assert main(["check", "--config", str(folder / "config.toml")]) == 0
+    config = load_config(folder / "config.toml")
+    assert config.mapping_path == folder / "mapping.toml"
+    assert config.definition_path == folder / "lead_definition.toml"
+
+
+def test_init_replaces_no_file_without_force_and_names_the_one_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "mapping.toml").write_text("# ours\n")
+    assert main(["init", str(tmp_path)]) == 2
+    assert f"{tmp_path / 'mapping.toml'} exists" in capsys.readouterr().err
+    assert (tmp_path / "mapping.toml").read_text() == "# ours\n"
+    assert not (tmp_path / "config.toml").exists()  # all or nothing
+    assert main(["init", str(tmp_path), "--force"]) == 0
+    assert (tmp_path / "mapping.toml").read_text() == (EXAMPLES / "mapping.toml").read_text()
+
+
+def test_sandbox_config_out_names_copies_beside_it_and_keeps_an_edited_one(
+    tmp_path: Path,
+) -> None:
+    assert main(["init", str(tmp_path)]) == 0
+    edited = (tmp_path / "mapping.toml").read_text() + "# edited by RevOps\n"
+    (tmp_path / "mapping.toml").write_text(edited)
+    (tmp_path / "lead_definition.toml").unlink()
+    path = tmp_path / "config.toml"
+    command = [sys.executable, "-m", "leadsync.cli", "sandbox", "--port", "0", "--leads", "3"]
+    with subprocess.Popen(
+        [*command, "--config-out", str(path)], stdout=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None
+        wrote = process.stdout.readline()
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+    assert wrote.startswith("wrote ")
+    assert str(tmp_path / "lead_definition.toml") in wrote
+    assert str(tmp_path / "mapping.toml") not in wrote
+    assert (tmp_path / "mapping.toml").read_text() == edited
+    assert str(EXAMPLES) not in path.read_text()
+    config = load_config(path, environ={})
+    assert config.mapping_path == tmp_path / "mapping.toml"
+    assert config.definition_path == tmp_path / "lead_definition.toml"
+    assert config.hubspot_connection().access_token.reveal() == "sandbox-token"

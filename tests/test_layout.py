@@ -115,3 +115,27 @@ def test_the_crm_name_check_sees_code_and_skips_comments_and_docstrings() -> Non
     )
     assert _crm_names(source) == [(5, '"salesforce"'), (5, "HUBSPOT_BATCH")]
     assert len(list((PACKAGE / "sync").rglob("*.py"))) > 20
+
+
+ROOT = PACKAGE.parent
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda path: path.name)
+def test_the_docs_link_only_to_files_of_the_repository(doc: Path) -> None:
+    # A contributor reads them from a clone: no link leaves it, none is broken, and what a
+    # contributor needs (the design, docs/DESIGN.md) is in it.
+    text = doc.read_text(encoding="utf-8")
+    for target in LINK.findall(text):
+        if target.startswith("#"):
+            continue
+        assert "://" not in target, f"{doc.name} links outside the repository: {target}"
+        path = (doc.parent / target.split("#")[0]).resolve()
+        assert path.is_relative_to(ROOT), f"{doc.name} links outside the repository: {target}"
+        assert path.exists(), f"{doc.name}: broken link {target}"
+    assert "../shared" not in text
+
+
+def test_the_readme_points_contributors_at_the_design_in_docs() -> None:
+    assert "[docs/DESIGN.md](docs/DESIGN.md)" in (ROOT / "README.md").read_text(encoding="utf-8")

@@ -24,6 +24,7 @@ from leadsync.cli import (
     demo,
     edits,
     exceptions,
+    init,
     leads,
     report,
     runs,
@@ -42,6 +43,7 @@ DEBUG_VAR = "LEADSYNC_DEBUG"
 
 # In the order `leadsync --help` lists them.
 GROUPS = (
+    init,
     sandbox,
     check,
     service,

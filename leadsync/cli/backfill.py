@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from leadsync.cli.common import add_config_option, day, load, stop_on_signals
 from leadsync.errors import EXIT_FAILED, EXIT_OK, UsageError
 
 if TYPE_CHECKING:
+    from leadsync.sync.backfill import Backfill
     from leadsync.sync.engine import RunSummary
 
 
@@ -49,31 +51,27 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="ID",
         help="stop backfill ID (a running one after the batch in hand); --resume ID goes on",
     )
-    backfill.add_argument("--json", action="store_true", help="with --status: as JSON")
+    backfill.add_argument(
+        "--json", action="store_true", help="print the backfill(s) (--status: every one) as JSON"
+    )
     backfill.set_defaults(handler=run_backfill)
 
 
 def run_backfill(args: argparse.Namespace) -> int:
     from leadsync.runtime import open_runtime
-    from leadsync.sync.backfill import (
-        Status,
-        format_backfills,
-        spec_for,
-    )
+    from leadsync.sync.backfill import Status, spec_for
 
     config = load(args)
     with open_runtime(config, connect=not (args.status or args.queue or args.stop)) as runtime:
         queue = runtime.backfill_queue()
         if args.status:
-            found = queue.list()
-            body = json.dumps([b.as_dict() for b in found], indent=2)
-            print(body if args.json else format_backfills(found))
+            _print_backfills(queue.list(), args)
             return EXIT_OK
         if args.stop is not None:
             stopped = runtime.stop_backfill(args.stop)
             if stopped is None:
                 raise UsageError(f"no backfill {args.stop!r} (see --status)")
-            print(format_backfills([stopped]))
+            _print_backfills([stopped], args)
             return EXIT_OK
         if args.resume is not None:
             chosen = queue.get(args.resume)
@@ -91,7 +89,10 @@ def run_backfill(args: argparse.Namespace) -> int:
             )
             if args.queue:
                 queued = queue.create(spec)
-                print(f"queued backfill {queued.backfill_id}: `leadsync run` takes it up")
+                if args.json:
+                    _print_backfills([queued], args)
+                else:
+                    print(f"queued backfill {queued.backfill_id}: `leadsync run` takes it up")
                 return EXIT_OK
             chosen = queue.unfinished_like(spec) or queue.create(spec)
             if chosen.progress:
@@ -104,7 +105,7 @@ def run_backfill(args: argparse.Namespace) -> int:
             progress_stream=sys.stderr,
             on_summary=summaries.append,
         )
-    print(format_backfills([done]))
+    _print_backfills([done], args)
     failed = [problem for s in summaries for problem in s.every_write_failed().values()]
     for problem in failed:
         print(f"leadsync: {problem}", file=sys.stderr)
@@ -116,3 +117,12 @@ def run_backfill(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return EXIT_FAILED
+
+
+def _print_backfills(found: Sequence[Backfill], args: argparse.Namespace) -> None:
+    from leadsync.sync.backfill import format_backfills
+
+    if args.json:
+        print(json.dumps([b.as_dict() for b in found], indent=2))
+    else:
+        print(format_backfills(found))

@@ -12,6 +12,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     demo = commands.add_parser(
         "demo",
         help="a full sync cycle against the embedded sandbox, then the funnel (no CRM needed)",
+        description="Start the sandbox in-process with seeded leads and weeks of history, "
+        "sync twice (the second writes nothing), print the funnel and write the HTML report.",
     )
     demo.add_argument("--seed", type=int, default=42, help="seed of the data (default %(default)s)")
     demo.add_argument(

@@ -40,7 +40,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     quarantine.set_defaults(handler=run_quarantine)
     actions = quarantine.add_subparsers(dest="quarantine_command", metavar="ACTION")
 
-    show = actions.add_parser("show", help="one record: fields, values, messages")
+    show = actions.add_parser(
+        "show",
+        help="one record: fields, values, messages",
+        description="One record in quarantine: its id, each field at fault with its value, "
+        "and the CRM's or leadsync's message.",
+    )
     show.add_argument("record_id", metavar="RECORD-ID", help="its CRM id (15 or 18 for Salesforce)")
     add_config_option(show, nested=True)
     show.add_argument(
@@ -75,7 +80,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     review.add_argument("--json", action="store_true", help="print them as JSON")
     review.set_defaults(handler=run_review)
     review_actions = review.add_subparsers(dest="review_command", metavar="ACTION")
-    resolve = review_actions.add_parser("resolve", help="link, keep apart or ignore one record")
+    resolve = review_actions.add_parser(
+        "resolve",
+        help="link, keep apart or ignore one record",
+        description="Decide one record in review: `link` it to a lead (one of its "
+        "candidates, --lead when several), keep it `apart` as a lead of its own, or `ignore` "
+        "it. The next sync applies the decision.",
+    )
     resolve.add_argument("record_id", metavar="RECORD-ID", help="the record in review")
     resolve.add_argument("action", choices=("link", "apart", "ignore"), help="the decision")
     resolve.add_argument("--lead", metavar="LEAD-ID", help="with link: which lead (a candidate)")
@@ -83,6 +94,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--crm", choices=CRM_CHOICES, default=None, help="when both CRMs have the id"
     )
     add_config_option(resolve, nested=True)
+    resolve.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print the decision as JSON"
+    )
     resolve.set_defaults(handler=run_resolve)
 
 
@@ -245,5 +259,9 @@ def run_resolve(args: argparse.Namespace) -> int:
     with open_runtime(config, connect=False) as runtime:
         view = review_item(runtime.store, args.record_id, crm=args.crm)
         decided = resolve_review(runtime.store, view, args.action, lead_id=args.lead)
-    print(f"{view.crm} record {view.record_id}: {decided}; the next sync applies it")
+    if args.json:
+        body = {"crm": view.crm, "record_id": view.record_id, "decision": decided}
+        print(json.dumps(body, indent=2))
+    else:
+        print(f"{view.crm} record {view.record_id}: {decided}; the next sync applies it")
     return EXIT_OK

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from leadsync.cli.common import add_config_option, load
@@ -18,6 +19,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     explain.add_argument("key", metavar="EMAIL|CRM-ID", help="an email or a CRM record id")
     add_config_option(explain)
+    explain.add_argument(
+        "--json",
+        action="store_true",
+        help="print the leads, and the records in quarantine or review, as JSON",
+    )
     explain.set_defaults(handler=run_explain)
 
 
@@ -32,6 +38,17 @@ def run_explain(args: argparse.Namespace) -> int:
         found = runtime.explain(args.key)
         held = quarantined_for(runtime.store, runtime.field_map, args.key)
         waiting = in_review_for(runtime.store, runtime.field_map, args.key)
+    if not (found or held or waiting):
+        print(f"leadsync: no lead with the email or CRM id {args.key!r}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        body = {
+            "leads": [explanation.as_dict() for explanation in found],
+            "quarantined": [item.as_dict() for item in held],
+            "in_review": [view.as_dict(runtime.field_map) for view in waiting],
+        }
+        print(json.dumps(body, indent=2, default=str))
+        return EXIT_OK
     notes = [
         f"{item.crm} record {item.record_id} is in quarantine since "
         f"{item.entry.at:%Y-%m-%d %H:%M %Z}: {item.cause} "
@@ -45,8 +62,5 @@ def run_explain(args: argparse.Namespace) -> int:
         f"(`leadsync review`, then `leadsync review resolve {view.record_id} ...`)"
         for view in waiting
     ]
-    if not found and not notes:
-        print(f"leadsync: no lead with the email or CRM id {args.key!r}", file=sys.stderr)
-        return EXIT_FAILED
     print("\n\n".join([*notes, *(format_explanation(explanation) for explanation in found)]))
     return EXIT_OK

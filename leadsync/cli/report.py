@@ -28,6 +28,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     report.add_argument(
         "--format", choices=("table", "json", "html"), default="table", help="default table"
     )
+    report.add_argument("--json", action="store_true", help="the same as --format json")
     report.add_argument(
         "--out", type=Path, metavar="FILE", help="write it there (default: standard output)"
     )
@@ -74,7 +75,8 @@ def run_report(args: argparse.Namespace) -> int:
         "json": lambda body: json.dumps(body, indent=2) + "\n",
         "html": render_html,
     }
-    text = renderers[args.format](report)
+    shape = "json" if args.json else args.format
+    text = renderers[shape](report)
     if args.out is None:
         sys.stdout.write(text)
         return EXIT_OK
@@ -83,7 +85,7 @@ def run_report(args: argparse.Namespace) -> int:
         args.out.write_text(text, encoding="utf-8")
     except OSError as problem:
         raise UsageError(f"cannot write {args.out}: {problem.strerror}") from None
-    print(f"wrote the {args.format} report to {args.out}")
+    print(f"wrote the {shape} report to {args.out}")
     return EXIT_OK
 
 

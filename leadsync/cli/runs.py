@@ -8,13 +8,14 @@ import io
 import json
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from leadsync.cli.common import add_config_option, confirm, count, load
-from leadsync.errors import EXIT_FAILED, EXIT_OK
+from leadsync.errors import EXIT_FAILED, EXIT_OK, UsageError
 from leadsync.sync.run_kinds import RUN_KINDS
 
 if TYPE_CHECKING:
+    from leadsync.sync.revert import RevertReport
     from leadsync.sync.runs import RunDetail, RunView
     from leadsync.sync.store import LoggedWrite
 
@@ -61,6 +62,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--dry-run", action="store_true", help="say what it would put back, write nothing"
     )
     revert.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    revert.add_argument(
+        "--json", action="store_true", help="print what it did (or would do) as JSON"
+    )
     revert.set_defaults(handler=run_revert)
 
 
@@ -106,7 +110,7 @@ def run_show(args: argparse.Namespace) -> int:
         detail = run_detail(runtime.store, args.run_id)
     shape = "json" if args.json else args.format
     if shape == "json":
-        body = {**detail.view.as_dict(), "writes": [_write_row(w) for w in detail.writes]}
+        body = {**detail.view.as_dict(), "writes": [w.as_dict() for w in detail.writes]}
         print(json.dumps(body, indent=2, default=str))
     elif shape == "csv":
         sys.stdout.write(writes_csv(detail.writes))
@@ -115,26 +119,12 @@ def run_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _write_row(write: LoggedWrite) -> dict[str, Any]:
-    return {
-        "at": write.at.isoformat(),
-        "crm": write.crm,
-        "record_id": write.record_id,
-        "field": write.field,
-        "old": write.old,
-        "new": write.new,
-        "status": str(write.status),
-        "category": write.category,
-        "message": write.message,
-    }
-
-
 def writes_csv(writes: Sequence[LoggedWrite]) -> str:
     out = io.StringIO()
     table = csv.DictWriter(out, fieldnames=WRITE_COLUMNS, lineterminator="\n")
     table.writeheader()
     for write in writes:
-        row = _write_row(write)
+        row = write.as_dict()
         table.writerow({key: "" if row[key] is None else row[key] for key in WRITE_COLUMNS})
     return out.getvalue()
 
@@ -168,18 +158,27 @@ def run_revert(args: argparse.Namespace) -> int:
     from leadsync.runtime import open_runtime
     from leadsync.sync.revert import revert_run
 
+    asks = sys.stdin.isatty() and not args.yes and not args.dry_run
+    if args.json and asks:
+        # The question would land in the JSON: a script says --yes, a person --dry-run first.
+        raise UsageError("revert --json on a terminal needs --yes or --dry-run")
     config = load(args)
     with open_runtime(config) as runtime:
-        if args.dry_run or (sys.stdin.isatty() and not args.yes):
+        if args.dry_run or asks:
             preview = revert_run(runtime.store, runtime.connectors, args.run_id, dry_run=True)
-            print(preview.text(args.run_id))
             if args.dry_run:
+                _print_revert(preview, args)
                 return EXIT_OK
+            print(preview.text(args.run_id))
             if not preview.reverted:
                 return EXIT_OK
             if not confirm(f"put back {len(preview.reverted)} field(s) in the CRMs?"):
                 print("leadsync: revert not confirmed: nothing written", file=sys.stderr)
                 return EXIT_FAILED
         report = revert_run(runtime.store, runtime.connectors, args.run_id)
-    print(report.text(args.run_id))
+    _print_revert(report, args)
     return EXIT_OK if not report.failed else EXIT_FAILED
+
+
+def _print_revert(report: RevertReport, args: argparse.Namespace) -> None:
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.text(args.run_id))

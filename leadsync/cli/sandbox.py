@@ -40,7 +40,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--config-out",
         type=Path,
         metavar="FILE",
-        help="write a leadsync config pointed at this sandbox (and its secrets file beside it)",
+        help="write a leadsync config pointed at this sandbox, its secrets file, and copies of "
+        "the example mapping and lead definition beside it (files there already are kept)",
     )
     sandbox.set_defaults(handler=run_sandbox)
 
@@ -103,7 +104,9 @@ def run_sandbox(args: argparse.Namespace) -> int:
     if args.config_out is not None:
         from leadsync.sandbox_config import write_sandbox_config  # the config stack: lazily
 
-        written = write_sandbox_config(args.config_out, sandbox.url, sandbox.credentials())
+        written = write_sandbox_config(
+            args.config_out, sandbox.url, sandbox.credentials(), copies=True
+        )
         print(f"wrote {', '.join(str(path) for path in written)}", flush=True)
     stopping = threading.Event()
 

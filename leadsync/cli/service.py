@@ -27,9 +27,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     hash_password.set_defaults(handler=run_hash_password)
 
-    db = commands.add_parser("db", help="database maintenance")
+    db = commands.add_parser(
+        "db",
+        help="database maintenance",
+        description="Database maintenance. `db upgrade` creates or migrates the database.",
+    )
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    upgrade = db_commands.add_parser("upgrade", help="create or migrate the database")
+    upgrade = db_commands.add_parser(
+        "upgrade",
+        help="create or migrate the database",
+        description="Create the database the config names, or migrate it to this version's "
+        "schema. Safe to run again: an up-to-date database is left as it is.",
+    )
     add_config_option(upgrade)
     upgrade.set_defaults(handler=run_db_upgrade)
 

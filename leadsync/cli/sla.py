@@ -61,7 +61,7 @@ def run_sla(args: argparse.Namespace) -> int:
             only=only,
             handoffs=runtime.store.handoffs.all() if handoff is not None else None,
             handoff_stage=handoff.stage if handoff is not None else None,
-            owner_names=runtime.store.handoffs.names() if handoff is not None else None,
+            owner_names=runtime.store.handoffs.names(),
         )
     print(json.dumps(view.as_dict(), indent=2) if args.json else format_sla(view))
     return EXIT_OK

@@ -16,7 +16,13 @@ if TYPE_CHECKING:
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    sync = commands.add_parser("sync", help="run one full sync cycle and print what it did")
+    sync = commands.add_parser(
+        "sync",
+        help="run one full sync cycle and print what it did",
+        description="One cycle, as the service runs it: pull what changed in each CRM, match, "
+        "reconcile, score and stage the leads, write back, hand off, check the SLA clocks; "
+        "then print what it did. Exit 1 if every write to a CRM failed.",
+    )
     add_config_option(sync)
     sync.add_argument(
         "--once", action="store_true", required=True, help="one cycle, then exit (required)"
@@ -27,6 +33,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     plan = commands.add_parser(
         "plan",
         help="the same cycle without writing: the changes each CRM would get, and the API calls",
+        description="Pull what changed and show what a sync would write to each CRM, field by "
+        "field, with the API calls it would take; nothing is written. With --what-if, no CRM "
+        "is called: every stored lead is re-evaluated under the files on disk.",
     )
     add_config_option(plan)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")

@@ -45,8 +45,11 @@ A connector that leads can be handed off to (`HandoffTarget`, Salesforce) also h
     find_people(emails)                         -> the records that already hold these emails
                                                    (leads and contacts), so none is duplicated
     assignees()                                 -> the owner ids records may be routed to
+    owners_of(record_ids)                       -> who owns these records now: the owner the
+                                                   CRM's own assignment rules picked
     owner_names(owner_ids)                      -> their names, for the reports
-    handoff_calls(records=, lookups=, owners=)  -> the calls a handoff would cost, by kind
+    handoff_calls(records=, lookups=, owners=, assigned=)
+                                                -> the calls a handoff would cost, by kind
 
 Paging, auth, retries and throttling live inside a connector; the engine sees only these.
 """
@@ -337,9 +340,13 @@ class HandoffTarget(Protocol):
 
     def assignees(self) -> set[str]: ...
 
+    def owners_of(self, record_ids: Sequence[str]) -> dict[str, str]: ...
+
     def owner_names(self, owner_ids: Sequence[str]) -> dict[str, str]: ...
 
-    def handoff_calls(self, *, records: int, lookups: int, owners: int) -> dict[str, int]: ...
+    def handoff_calls(
+        self, *, records: int, lookups: int, owners: int, assigned: int = 0
+    ) -> dict[str, int]: ...
 
 
 class Connector(Protocol):

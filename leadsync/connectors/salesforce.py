@@ -394,16 +394,31 @@ class SalesforceConnector:
             ids.update(str(row["Id"]) for row in answer.get("records", []))
         return ids
 
-    def handoff_calls(self, *, records: int, lookups: int, owners: int) -> dict[str, int]:
+    def handoff_calls(
+        self, *, records: int, lookups: int, owners: int, assigned: int = 0
+    ) -> dict[str, int]:
         """The calls handing off `records` leads costs, when nothing fails: the emails of
-        `lookups` of them looked for among contacts and open leads, the upserts, and the
-        names of `owners` owners (users, then queues: at most both)."""
+        `lookups` of them looked for among contacts and open leads, the upserts, the owners
+        of the `assigned` ones the org's assignment rule picks read back, and the names of
+        `owners` owners (users, then queues: at most both)."""
         per_query = math.ceil(lookups / COLLECTION_IDS)
         named = math.ceil(owners / COLLECTION_IDS)
         return {
             "find people": len(_PEOPLE_QUERIES) * per_query,
             "upsert": math.ceil(records / self.connection.collection_size),
+            "owners read": math.ceil(assigned / COLLECTION_IDS),
             "owner names": len(_OWNER_NAME_QUERIES) * named,
+        }
+
+    def owners_of(self, record_ids: Sequence[str]) -> dict[str, str]:
+        """Record id -> its OwnerId now, of the lead records among `record_ids`, 200 ids a
+        query: an upsert's answer names no owner, and with `Sforce-Auto-Assign` the org's
+        assignment rule picked one leadsync did not send."""
+        records = self.fetch(sorted(set(record_ids)), fields=["OwnerId"])
+        return {
+            record_id: str(record.fields["OwnerId"])
+            for record_id, record in records.items()
+            if record.fields.get("OwnerId")
         }
 
     def owner_names(self, owner_ids: Sequence[str]) -> dict[str, str]:

@@ -55,7 +55,10 @@ def build_report(
             return None
         return round(calendar.between(clock.due_at, at).total_seconds() / 3600, 2)
 
-    volume = monitor.volume(now, since=since) if monitor is not None else []
+    # A report "from the start" shows every volume period since leadsync's first run.
+    volume_since = since or store.first_run_at()
+    volume = monitor.volume(now, since=volume_since) if monitor is not None else []
+    names = store.handoffs.names()
     return {
         "schema": SCHEMA,
         "generator": f"leadsync {__version__}",
@@ -74,6 +77,7 @@ def build_report(
             emails={lead.lead_id: lead.email for lead in data.leads},
             now=now,
             period=period,
+            names=names,
         ),
         "calibration": figures.calibration(
             data,
@@ -91,7 +95,7 @@ def build_report(
             spend=spend,
         ),
         "health": figures.health(data),
-        "speed_to_lead": _speed(store, definition, data.clocks, rules, since, end),
+        "speed_to_lead": _speed(store, definition, data.clocks, rules, since, end, names),
         "no_response": handed_off_within(
             store.handoffs,
             rules,
@@ -111,6 +115,7 @@ def _speed(
     rules: SlaRules | None,
     since: datetime | None,
     until: datetime,
+    names: Mapping[str, str],
 ) -> dict[str, Any] | None:
     """Speed to lead, split, of the leads that reached the handoff stage in the window."""
     handoff = definition.handoff
@@ -125,6 +130,7 @@ def _speed(
         clocks,
         acceptance_rules=[rule.name for rule in rules.rules if rule.start == handoff.stage],
         working_hours=rules.working_hours,
+        names=names,
     )
 
 

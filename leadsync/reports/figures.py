@@ -150,8 +150,11 @@ def sla(
     emails: Mapping[str, Any],
     now: datetime,
     period: Period,
+    names: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """`rules` are (name, within_hours) of the definition's clock rules."""
+    """`rules` are (name, within_hours) of the definition's clock rules; `names` the owners'
+    names by id, where the store knows them (rows carry both)."""
+    names = names or {}
     by_rule: dict[str, list[Clock]] = defaultdict(list)
     for clock in data.clocks:
         by_rule[clock.rule].append(clock)
@@ -170,7 +173,7 @@ def sla(
             for name, within in rules
         ],
         "by_owner": [
-            {"rule": rule, "owner": owner, **compliance(clocks, now)}
+            {"rule": rule, "owner": owner, "name": names.get(owner), **compliance(clocks, now)}
             for (rule, owner), clocks in sorted(owners.items())
         ],
         "over_time": [
@@ -183,6 +186,7 @@ def sla(
                 "lead_id": clock.lead_id,
                 "email": emails.get(clock.lead_id),
                 "owner": clock.owner,
+                "owner_name": names.get(clock.owner) if clock.owner else None,
                 "started_at": clock.started_at.isoformat(),
                 "due_at": clock.due_at.isoformat(),
                 "working_hours_late": working_hours_late(clock, now),

@@ -389,7 +389,7 @@ def _sla(sla: Mapping[str, Any], period: str) -> list[str]:
         )
         for rule in sla["rules"]
     ]
-    owners = [_compliance_row([row["rule"], row["owner"]], row) for row in sla["by_owner"]]
+    owners = [_compliance_row([row["rule"], _owner(row)], row) for row in sla["by_owner"]]
     return [
         _sla_chart(sla["over_time"], [rule["rule"] for rule in sla["rules"]], period),
         _h3("Per rule"),
@@ -405,12 +405,17 @@ def _sla(sla: Mapping[str, Any], period: str) -> list[str]:
     ]
 
 
+def _owner(row: Mapping[str, Any]) -> str:
+    """An owner by name where the report knows it, else by id."""
+    return str(row.get("name") or row.get("owner") or NONE)
+
+
 def _breaches(breaches: Sequence[Mapping[str, Any]]) -> str:
     rows = [
         [
             breach["rule"],
             breach["email"] or breach["lead_id"],
-            breach["owner"] or NONE,
+            breach["owner_name"] or breach["owner"] or NONE,
             _when(breach["started_at"]),
             _when(breach["due_at"]),
             _count(breach["working_hours_late"]),
@@ -460,7 +465,7 @@ def _speed(speed: Mapping[str, Any]) -> list[str]:
     ]
     owners = [
         [
-            row["owner"],
+            _owner(row),
             _count(row["handed_off"]),
             _count(row["accepted"]),
             _hours(row["human_delay_working_hours"]["median"]),
@@ -520,20 +525,26 @@ def _silence_row(label: str, row: Mapping[str, Any]) -> list[Any]:
 
 def _no_response(figures: Mapping[str, Any], period: str) -> list[str]:
     headers = ["handed off", "worked in time", "no response", "waiting", "share"]
-    owners = [_silence_row(row["name"] or row["owner"], row) for row in figures["by_owner"]]
+    owners = [_silence_row(_owner(row), row) for row in figures["by_owner"]]
     periods = [_silence_row(row["period"], row) for row in figures["by_period"]]
     return [
         f'<p class="lede">Leads nobody worked ({_e(", ".join(figures["fields"]))} changed)'
         f" within {figures['within_working_hours']:g} working hours of the handoff"
         f" ({_e(figures['calendar'])} calendar): {_pct(figures['share'])} of"
         f" {_count(figures['no_response'] + figures['responded'])} due;"
-        f" {_count(figures['waiting'])} still within their hours.</p>",
+        f" {_count(figures['waiting'])} still within their hours"
+        f"{_deleted_by_sales(figures)}.</p>",
         _no_response_chart(figures["by_period"], period),
         _h3("Per owner"),
         _table(["owner", *headers], owners, none="No leads handed off in this window."),
         _h3(f"Per {period} of the handoff"),
         _table([period, *headers], periods, none="No leads handed off in this window."),
     ]
+
+
+def _deleted_by_sales(figures: Mapping[str, Any]) -> str:
+    deleted = figures.get("deleted_by_sales") or 0
+    return f"; {_count(deleted)} deleted by sales after the handoff, not counted" if deleted else ""
 
 
 def _handoff(report: Mapping[str, Any]) -> list[str]:

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from leadsync.sync.sla.response import format_no_response
-from leadsync.sync.sla.speed import format_speed
+from leadsync.sync.sla.speed import format_speed, owner_shown
 
 __all__ = ["format_table"]
 
@@ -140,7 +140,7 @@ def _sla(sla: Mapping[str, Any]) -> list[str]:
             ["rule / owner", "decided", "met", "compliance"],
             [
                 [
-                    f"{row['rule']} / {row['owner']}",
+                    f"{row['rule']} / {owner_shown(row)}",
                     row["decided"],
                     row["met"],
                     _share(row["compliance"]),
@@ -169,7 +169,7 @@ def _sla(sla: Mapping[str, Any]) -> list[str]:
         late = breach["working_hours_late"]
         out.append(
             f"    {breach['rule']}: {breach['email'] or breach['lead_id']}, owner "
-            f"{breach['owner'] or '-'}, due {breach['due_at'][:16]}"
+            f"{breach['owner_name'] or breach['owner'] or '-'}, due {breach['due_at'][:16]}"
             + (f", {late:g} working h late" if late is not None else "")
         )
     if len(breaches) > 20:

@@ -1032,6 +1032,9 @@ class SalesforceEmulator:
                 errors=[FieldError("MISSING_ARGUMENT", f"{key.name} not specified", [])],
             )
         wanted = str(value).casefold()
+        # A record in the Recycle Bin is no holder: the upsert creates a new one (DML does
+        # not see deleted rows; for an upsert by external id *unconfirmed*). The handoff of
+        # a lead whose record sales deleted relies on it.
         holders = [
             row["Id"]
             for row in self._records[obj.name.lower()].values()

@@ -118,6 +118,11 @@ class Sandbox:
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock both CRMs stamp their records with (seconds since the epoch)."""
+        return self._clock
+
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> Sandbox:

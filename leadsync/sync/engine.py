@@ -865,6 +865,15 @@ class SyncEngine:
                         self._clock(),
                     )
                 )
+        # A pull gives again a record at the stamp it stopped at (Salesforce's whole seconds):
+        # one quarantined as it is now stays so, from when it first was, and is no news.
+        held = (
+            self._store.open_quarantine(crm, [q.record_id for q in quarantined])
+            if quarantined
+            else {}
+        )
+        news = [q for q in quarantined if not _quarantined_as_is(q, held)]
+        read_again, quarantined = len(quarantined) - len(news), news
         snapshots, related = self._with_related(crm, connector, snapshots)
         self._store.save_page(
             crm,
@@ -878,7 +887,7 @@ class SyncEngine:
             related=related,
         )
         counts = summary.crms.setdefault(crm, CrmCounts())
-        counts.pulled += len(page.records) - len(_read_again(snapshots, previous))
+        counts.pulled += len(page.records) - len(_read_again(snapshots, previous)) - read_again
         counts.quarantined += len(quarantined)
         return snapshots
 
@@ -1249,6 +1258,7 @@ class SyncEngine:
             clocks=self._handoff_clocks,
             responded_by=self._response_fields(handoff.stage),
             links=self._store.links_for,
+            deleted=self._store.deleted_records,
         )
 
     def _response_fields(self, stage: str) -> tuple[str, ...]:
@@ -1581,6 +1591,16 @@ def _as_written(snapshot: Snapshot, written: Mapping[str, Mapping[str, Any]]) ->
             {f"{CONTACT}.{name}": value for name, value in written.get(contact_id, {}).items()}
         )
     return replace(snapshot, raw=raw)
+
+
+def _quarantined_as_is(entry: Quarantined, held: Mapping[str, Quarantined]) -> bool:
+    """Whether `entry` is what the store holds in quarantine already: same reason, same record."""
+    open_entry = held.get(entry.record_id)
+    return (
+        open_entry is not None
+        and open_entry.reason == entry.reason
+        and dict(open_entry.raw) == dict(entry.raw)
+    )
 
 
 def _read_again(snapshots: Sequence[Snapshot], previous: Mapping[str, Snapshot]) -> list[str]:

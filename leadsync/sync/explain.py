@@ -17,13 +17,15 @@ from leadsync.mapping.fields import FieldMap
 from leadsync.mapping.lifecycle import Transition
 from leadsync.mapping.transforms import TransformError
 from leadsync.sync.engine import one_per_crm
-from leadsync.sync.handoff_ledger import BLOCKED, FAILED, MATCHED, PENDING, Handoff
+from leadsync.sync.handoff_ledger import BLOCKED, DELETED, FAILED, MATCHED, PENDING, Handoff
 from leadsync.sync.model import Lead, Snapshot
 from leadsync.sync.plan import MovesBack, never_back, plan_updates
 from leadsync.sync.sla.clocks import Clock, SlaRules
 from leadsync.sync.store import LoggedWrite, Store
 
 RECENT_WRITES = 20
+# The lead's own figures, as `--json` names them.
+_LEAD_FIGURES = ("lead_id", "stage", "score", "fit", "engagement", "grade", "model_version")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,57 @@ class Explanation:
     clocks: list[Clock]
     now: datetime
     handoff: Handoff | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """`explain --json`: what the text shows, each time in ISO 8601 with its offset."""
+        lead = self.lead
+        return {
+            **{name: getattr(lead, name) for name in _LEAD_FIGURES},
+            "records": [
+                {
+                    "crm": record.crm,
+                    "record_id": record.record_id,
+                    "deleted": record.deleted,
+                    "modified_at": record.modified_at.isoformat(),
+                }
+                for record in sorted(self.records, key=lambda r: (r.crm, r.record_id))
+            ],
+            "values": {
+                name: {
+                    "value": json_value(lead.values[name]),
+                    "rule": choice.reason if (choice := lead.choices.get(name)) else None,
+                }
+                for name in sorted(lead.values)
+            },
+            "score_reasons": list(lead.reasons),
+            "stage_history": [
+                {
+                    "at": t.at.isoformat(),
+                    "from": t.from_stage,
+                    "to": t.to_stage,
+                    "kind": t.kind,
+                    "reason": t.reason,
+                }
+                for t in self.history
+            ],
+            "handoff": _handoff_dict(self.handoff),
+            "sla_clocks": [
+                {
+                    "rule": clock.rule,
+                    "started_at": clock.started_at.isoformat(),
+                    "due_at": clock.due_at.isoformat(),
+                    "status": str(clock.status_at(self.now)),
+                    "stopped_at": clock.stopped_at.isoformat() if clock.stopped_at else None,
+                    "stop_reason": clock.stop_reason or None,
+                }
+                for clock in self.clocks
+            ],
+            "writes": [write.as_dict() for write in self.writes],
+            "pending_writes": {
+                crm: {name: json_value(value) for name, value in sorted(values.items())}
+                for crm, values in sorted(self.pending.items())
+            },
+        }
 
 
 def explain(
@@ -114,6 +167,13 @@ def _explain(
 _AT = "%Y-%m-%d %H:%M UTC"
 
 
+def json_value(value: Any) -> Any:
+    """A value as JSON holds it: a time or a date in ISO 8601 (a time with its offset)."""
+    if isinstance(value, date):  # datetime too
+        return value.isoformat()
+    return value
+
+
 def shown_value(value: Any) -> str:
     """A value as a person writes it: text in quotes, a time with its zone, a number plain,
     nothing as "blank" (never a Python repr such as datetime.datetime(...))."""
@@ -185,6 +245,22 @@ def format_explanation(explanation: Explanation) -> str:
     return "\n".join(lines)
 
 
+def _handoff_dict(handoff: Handoff | None) -> dict[str, Any] | None:
+    if handoff is None:
+        return None
+    return {
+        "status": handoff.status,
+        "crm": handoff.crm,
+        "record_object": handoff.record_object,
+        "record_id": handoff.record_id,
+        "owner": handoff.owner,
+        "rule": handoff.rule or None,
+        "problem": handoff.problem or None,
+        "handed_off_at": json_value(handoff.handed_off_at),
+        "summary": _handoff_line(handoff),
+    }
+
+
 def _handoff_line(handoff: Handoff | None) -> str:
     if handoff is None:
         return "none"
@@ -193,6 +269,11 @@ def _handoff_line(handoff: Handoff | None) -> str:
     if handoff.status == PENDING:
         return f"pending to {handoff.crm} (owner {handoff.owner or 'by the CRM'}: {handoff.rule})"
     at = f"{handoff.handed_off_at:{_AT}}" if handoff.handed_off_at else "-"
+    if handoff.status == DELETED:
+        return (
+            f"handed off to {handoff.crm} {handoff.record_id} at {at}, which sales deleted: "
+            "handed off again once it is due"
+        )
     if handoff.status == MATCHED:
         return (
             f"matched {handoff.crm} {handoff.record_object} {handoff.record_id} at {at}: it "

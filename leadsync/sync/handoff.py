@@ -11,6 +11,10 @@ in gets one there, exactly once, with an owner, and the other CRM learns its id.
     upsert   by the External ID (`handoff_key` of the mapping), 200 a call; a kill after it
              and before the record of it is harmless: the next run's upsert finds the record
     link     the id written back to the other CRM (`handoff_link`), by the engine
+    deleted  a record it created or matched that sales then delete leaves the lead with none
+             sales see: the handoff is `deleted`, and the lead is handed off again, as one
+             never handed off, by the first run that finds it due (the upsert by its key
+             passes over the deleted record: one live record, never two)
     respond  a handed-off lead whose record a person then changed in one of the `responded_by`
              fields (a status, the last activity) was worked: the first such change is
              recorded (`responded_at`), for "no response after handoff"
@@ -49,6 +53,7 @@ from leadsync.mapping.transforms import TransformError
 from leadsync.sync.handoff_ledger import (
     BLOCKED,
     CREATED,
+    DELETED,
     FAILED,
     MATCHED,
     PENDING,
@@ -58,7 +63,7 @@ from leadsync.sync.handoff_ledger import (
 from leadsync.sync.model import Lead, Snapshot
 from leadsync.sync.plan import estimate_api_calls, plan_updates
 from leadsync.sync.routing import OwnerRouter
-from leadsync.sync.sla.clocks import ClockChanges
+from leadsync.sync.sla.clocks import ClockChanges, ClockStop, Outcome
 
 log = logging.getLogger("leadsync.sync.handoff")
 
@@ -111,7 +116,9 @@ class HandoffPreview:
     owners: Counter[tuple[str, str]] = field(default_factory=Counter)
     problems: dict[str, HandoffProblem] = field(default_factory=dict)
     lookups: int = 0  # emails to look up first: a person the CRM holds is matched
+    assigned: int = 0  # leads the CRM's own rules would give an owner, read back after
     unnamed: set[str] = field(default_factory=set)  # owners whose names it would ask
+    names: dict[str, str] = field(default_factory=dict)  # owner id -> name, those known
     # CRM -> the writes giving the lead's other records the new record's id
     links: dict[str, list[RecordUpdate]] = field(default_factory=dict)
     # The target CRM's calls, by kind (find people, upsert, owner names): see `estimate`.
@@ -136,9 +143,14 @@ class HandoffPreview:
         return sum(self.target_calls.values()) + sum(self.link_calls.values())
 
     def estimate(self, target: HandoffTarget) -> None:
-        """The calls, by the target's own reckoning and the plan's for the link writes."""
+        """The calls, by the target's own reckoning and the plan's for the link writes. Who
+        the CRM's rules will pick is not known yet: each such lead counts as an owner to name
+        (an upper bound)."""
         self.target_calls = target.handoff_calls(
-            records=self.handed_off, lookups=self.lookups, owners=len(self.unnamed)
+            records=self.handed_off,
+            lookups=self.lookups,
+            owners=len(self.unnamed) + self.assigned,
+            assigned=self.assigned,
         )
         self.link_calls = {
             crm: estimate_api_calls(crm, updates).calls for crm, updates in self.links.items()
@@ -148,7 +160,7 @@ class HandoffPreview:
         return {
             "would_hand_off": self.handed_off,
             "by_owner": [
-                {"route": route, "owner": owner, "leads": n}
+                {"route": route, "owner": owner, "name": self.names.get(owner), "leads": n}
                 for (route, owner), n in sorted(self.owners.items())
             ],
             "cannot_hand_off": {
@@ -170,7 +182,7 @@ class HandoffPreview:
             f"call(s)" + (f" ({', '.join(kinds)})" if kinds else "")
         ]
         for (route, owner), n in sorted(self.owners.items()):
-            lines.append(f"  {route or '-'} -> {owner}: {n}")
+            lines.append(f"  {route or '-'} -> {self.names.get(owner) or owner}: {n}")
         for reason, problem in sorted(self.problems.items(), key=lambda i: (-i[1].count, i[0])):
             lines.append(f"  cannot hand off: {reason}: {problem.count}, e.g. {problem.example}")
         return lines
@@ -250,11 +262,14 @@ class HandoffStep:
         clocks: Callable[[Lead, Handoff], ClockChanges] | None = None,
         responded_by: Sequence[str] = (),
         links: Callable[[str, Sequence[str]], Mapping[str, tuple[str, str]]] | None = None,
+        deleted: Callable[[str, Sequence[str]], set[str]] | None = None,
     ) -> None:
         """`clocks` gives the SLA clocks a lead's handoff starts (see SlaRules.at_handoff);
         a change of one of `responded_by` after the handoff is the lead's first response;
-        `links` tells which lead a CRM record is linked to (the store's links_for)."""
+        `links` tells which lead a CRM record is linked to (the store's links_for);
+        `deleted` which records of a CRM the store saw deleted (its deleted_records)."""
         self._links_of = links
+        self._deleted_of = deleted
         self._clocks = clocks
         self._responded_by = tuple(responded_by)
         self._handoff = handoff
@@ -277,8 +292,10 @@ class HandoffStep:
     def run(self, merged: Sequence[MergedLead], counts: HandoffCounts) -> HandoffOutcome:
         outcome = HandoffOutcome()
         known = self._ledger.of([m.lead.lead_id for m in merged])
+        gone = self._gone(merged, known)
         now = self._clock()
         settled: list[Handoff] = []
+        stopped: list[ClockChanges] = []  # the clocks of handoffs whose record is gone
         responses: dict[str, datetime] = {}
         # (lead, its pending handoff, whether an earlier run's create may have landed)
         to_send: list[tuple[MergedLead, Handoff, bool]] = []
@@ -294,17 +311,25 @@ class HandoffStep:
                     )
                     settled.append(earlier)
                 if earlier is not None and earlier.status == CREATED:
+                    if earlier.owner is None:
+                        settled.append(earlier)  # the CRM's rules picked one: read below
                     settled += self._link(m, earlier, outcome)
                 responded = self._first_response(earlier, live)
                 if responded is not None:
                     responses[lead_id] = responded
                 continue
-            if earlier is not None and earlier.status in (CREATED, MATCHED):
+            lost = earlier is not None and earlier.handed_off and earlier.record_id in gone
+            if earlier is not None and earlier.handed_off and not lost:
                 # Handed off; the pull has not brought the record (yet, or it is a contact).
                 settled += self._link(m, earlier, outcome)
                 continue
+            if earlier is not None and lost:
+                stopped.append(self._deleted_clocks(m.lead, earlier, now))
+                earlier = replace(earlier, status=DELETED)
             chosen = self._choose(m, earlier, now)
             if chosen is None:
+                if earlier is not None and lost:
+                    settled.append(earlier)  # not due now: recorded as deleted meanwhile
                 continue
             if chosen.handoff.status == BLOCKED:
                 counts.problem(chosen.handoff.problem, lead_id)
@@ -312,11 +337,13 @@ class HandoffStep:
                 continue
             to_send.append((m, chosen.handoff, chosen.resumed))
         leads = {m.lead.lead_id: m.lead for m in merged}
-        self._save(settled + [pending for _, pending, _ in to_send], leads)
+        settled = self._owned(settled)
+        self._save(settled + [pending for _, pending, _ in to_send], leads, stopped)
         self._ledger.mark_responded(responses)
+        owners = {h.owner for h in settled if h.owner}
         if to_send:
-            self._send(to_send, counts, outcome)
-            self._learn_names({pending.owner for _, pending, _ in to_send if pending.owner})
+            owners |= self._send(to_send, counts, outcome)
+        self._learn_names(owners)
         return outcome
 
     def preview(self, merged: Sequence[MergedLead], preview: HandoffPreview) -> None:
@@ -325,15 +352,19 @@ class HandoffStep:
         recorded and the CRM is not asked (whether it holds a person already is a call: a
         lead it holds is counted as handed off, then matched by the run)."""
         known = self._ledger.of([m.lead.lead_id for m in merged])
+        gone = self._gone(merged, known)
         now = self._clock()
-        named = set(self._ledger.names(self._crm))
+        preview.names.update(self._ledger.names(self._crm))
+        named = set(preview.names)
         for m in self._in_routing_order(merged):
             earlier = known.get(m.lead.lead_id)
             live = m.snapshots.get(self._crm)
-            if (live is not None and not live.deleted) or (
-                earlier is not None and earlier.status in (CREATED, MATCHED)
-            ):
+            if live is not None and not live.deleted:
                 continue
+            if earlier is not None and earlier.handed_off:
+                if earlier.record_id not in gone:
+                    continue
+                earlier = replace(earlier, status=DELETED)
             chosen = self._choose(m, earlier, now)
             if chosen is None:
                 continue
@@ -341,8 +372,11 @@ class HandoffStep:
             if handoff.status == BLOCKED:
                 preview.problem(handoff.problem, m.lead.lead_id)
                 continue
-            # Without an owner, the CRM's own rules assign it (the route says so).
+            # Without an owner, the CRM's own rules assign it (the route says so): who they
+            # picked is read after the create.
             preview.owners[(chosen.route, handoff.owner or "-")] += 1
+            if handoff.owner is None:
+                preview.assigned += 1
             if not chosen.resumed and m.person is None:
                 preview.lookups += 1
             if handoff.owner and handoff.owner not in named:
@@ -372,7 +406,11 @@ class HandoffStep:
         resumed = earlier is not None and earlier.status == PENDING
         if not resumed and m.lead.stage not in self._stages:
             return None
-        eligible_at = earlier.eligible_at if earlier else _entered(m, self._handoff, now)
+        if earlier is None or earlier.status == DELETED:
+            # Due again after a deletion: the system's part is timed from now on.
+            eligible_at = _entered(m, self._handoff, now)
+        else:
+            eligible_at = earlier.eligible_at
         problem = self._problem(m)
         if problem:
             return _Chosen(self._blocked(lead_id, eligible_at, problem), resumed)
@@ -389,6 +427,32 @@ class HandoffStep:
             rule=routed.rule,
         )
         return _Chosen(pending, resumed, routed.route)
+
+    def _gone(self, merged: Sequence[MergedLead], known: Mapping[str, Handoff]) -> set[str]:
+        """The records handed-off leads got that the store saw deleted, of the leads whose
+        target record the pull does not bring live."""
+        if self._deleted_of is None:
+            return set()
+        held = []
+        for m in merged:
+            handoff = known.get(m.lead.lead_id)
+            live = m.snapshots.get(self._crm)
+            if handoff is None or not handoff.handed_off or not handoff.record_id:
+                continue
+            if live is None or live.deleted:
+                held.append(handoff.record_id)
+        return self._deleted_of(self._crm, sorted(set(held))) if held else set()
+
+    def _deleted_clocks(self, lead: Lead, handoff: Handoff, now: datetime) -> ClockChanges:
+        """The clocks `handoff` started, stopped now: sales decided about the lead by deleting
+        its record (rejected; late if past due), and a new handoff starts clocks of its own."""
+        if self._clocks is None:
+            return ClockChanges()
+        started = self._clocks(lead, handoff).opened
+        reason = f"sales deleted the {self._crm} record"
+        return ClockChanges(
+            stopped=tuple(ClockStop(c.clock_id, now, Outcome.REJECTED, reason) for c in started)
+        )
 
     def _first_response(self, handoff: Handoff | None, live: Snapshot) -> datetime | None:
         """When a person first changed one of the `responded_by` fields of the handed-off
@@ -411,9 +475,32 @@ class HandoffStep:
         ]
         return min(changes, default=None)
 
+    def _owned(self, handoffs: Sequence[Handoff]) -> list[Handoff]:
+        """`handoffs`, each record created without an owner given the one the CRM's own
+        assignment rules picked: the upsert's answer does not say, so the records are read
+        (one call for them all). A CRM that does not answer now is asked at a later run."""
+        unowned = sorted(
+            {h.record_id for h in handoffs if h.status == CREATED and not h.owner and h.record_id}
+        )
+        if not unowned:
+            return list(handoffs)
+        try:
+            owners = self._target.owners_of(unowned)
+        except ConnectorError as problem:
+            log.warning("handoff: owners not read (%s)", type(problem).__name__)
+            return list(handoffs)
+        return [
+            replace(h, owner=owners[h.record_id])
+            if h.status == CREATED and not h.owner and h.record_id in owners
+            else h
+            for h in handoffs
+        ]
+
     def _learn_names(self, owners: set[str]) -> None:
         """Ask the CRM the names of the owners the store cannot name yet, for the reports.
         A name is a nicety: a CRM that does not answer now is asked at a later handoff."""
+        if not owners:
+            return
         unknown = sorted(owners - set(self._ledger.names(self._crm)))
         if not unknown:
             return
@@ -450,7 +537,8 @@ class HandoffStep:
         to_send: Sequence[tuple[MergedLead, Handoff, bool]],
         counts: HandoffCounts,
         outcome: HandoffOutcome,
-    ) -> None:
+    ) -> set[str]:
+        """Match or create the records of `to_send`; returns the owners they went to."""
         # A resumed one is not looked for: the record found would be its own cut-off create,
         # which the upsert by its key finds again.
         fresh = [
@@ -499,19 +587,29 @@ class HandoffStep:
         results = self._target.upsert(
             records, key_field=self._key_field, assign=self._handoff.crm_assigns
         )
-        for result in results:
-            m, pending, values = sent[result.key]
-            finished = self._finished(pending, result, counts)
-            if finished is None:
-                continue
-            done.append(finished)
-            if finished.status == CREATED and finished.record_id:
-                outcome.created.append(Created(self._crm, finished.record_id, values))
-                outcome.links += self._links(m, finished)
+        finished = [
+            handoff
+            for result in results
+            if (handoff := self._finished(sent[result.key][1], result, counts)) is not None
+        ]
+        for handoff in self._owned(finished):
+            done.append(handoff)
+            if handoff.status == CREATED and handoff.record_id:
+                m, _, values = sent[handoff.lead_id]
+                outcome.created.append(Created(self._crm, handoff.record_id, values))
+                outcome.links += self._links(m, handoff)
         self._save(done, {m.lead.lead_id: m.lead for m, _, _ in to_send})
+        return {h.owner for h in done if h.handed_off and h.owner}
 
-    def _save(self, handoffs: Sequence[Handoff], leads: Mapping[str, Lead]) -> None:
-        """Record `handoffs`, with the clocks of those that reached sales just now."""
+    def _save(
+        self,
+        handoffs: Sequence[Handoff],
+        leads: Mapping[str, Lead],
+        stopped: Sequence[ClockChanges] = (),
+    ) -> None:
+        """Record `handoffs`, with the clocks of those that reached sales just now (starting
+        one twice is harmless). A lead named twice is recorded as last named: one statement
+        writes a row once."""
         clocks = []
         if self._clocks is not None:
             clocks = [
@@ -519,7 +617,9 @@ class HandoffStep:
                 for h in handoffs
                 if h.handed_off and h.handed_off_at is not None and h.linked_at is None
             ]
-        self._ledger.save(handoffs, clocks=[c for c in clocks if c], now=self._clock())
+        rows = list({h.lead_id: h for h in handoffs}.values())
+        changes = [*stopped, *clocks]
+        self._ledger.save(rows, clocks=[c for c in changes if c], now=self._clock())
 
     def _finished(
         self, pending: Handoff, result: UpsertResult, counts: HandoffCounts

@@ -6,6 +6,9 @@ created  the CRM holds it, with an owner, since `handed_off_at`
 matched  the CRM already held the person (a lead or contact with the email): nothing made
 failed   the CRM refused it (`problem`: its reason); tried again when the lead changes
 blocked  it cannot be handed off (`problem`: no company, no owner); the same
+deleted  sales deleted the record it got (created or matched): sales see the lead no more, so
+         it counts in no figure of handed-off leads; handed off again, to a new record, by
+         the first run that finds it due (see `HandoffStep`)
 
 A handed-off lead's `responded_at` is when it was first worked there (see `mark_responded`);
 the owners' names, where the CRM gave them, are kept beside (`names`, `save_names`).
@@ -31,6 +34,7 @@ CREATED = "created"
 MATCHED = "matched"
 FAILED = "failed"
 BLOCKED = "blocked"
+DELETED = "deleted"
 # Sales can see the lead: what the acceptance clock and the speed-to-lead figures start from.
 HANDED_OFF = (CREATED, MATCHED)
 

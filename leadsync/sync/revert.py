@@ -30,6 +30,25 @@ class RevertReport:
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # crm, id, message
     dry_run: bool = False
 
+    def as_dict(self) -> dict[str, Any]:
+        """`revert --json`: what `text` says, its values masked the same way."""
+        return {
+            "run_id": self.run_id or None,
+            "dry_run": self.dry_run,
+            "reverted": [
+                {"crm": crm, "record_id": rid, "field": name, "old": masked(repr(old))}
+                for crm, rid, name, old in self.reverted
+            ],
+            "kept": [
+                {"crm": crm, "record_id": rid, "field": name, "why": masked(why)}
+                for crm, rid, name, why in self.kept
+            ],
+            "failed": [
+                {"crm": crm, "record_id": rid, "message": masked(message)}
+                for crm, rid, message in self.failed
+            ],
+        }
+
     def text(self, reverted_run: str) -> str:
         # Ids, fields and numbers; text values and CRM messages masked as in every log line:
         # a rep may have pasted a person's name or address where leadsync wrote.

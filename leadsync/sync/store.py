@@ -141,6 +141,20 @@ class LoggedWrite:
     message: str
     at: datetime
 
+    def as_dict(self) -> dict[str, Any]:
+        """For `--json` (`runs show`, `explain`): the values as JSON holds them."""
+        return {
+            "at": self.at.isoformat(),
+            "crm": self.crm,
+            "record_id": self.record_id,
+            "field": self.field,
+            "old": self.old,
+            "new": self.new,
+            "status": str(self.status),
+            "category": self.category,
+            "message": self.message,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class ReviewItem:
@@ -485,6 +499,15 @@ class Store:
                     }
                 )
         return found
+
+    def deleted_records(self, crm: str, record_ids: Sequence[str]) -> set[str]:
+        """The ones of `record_ids` the store last saw deleted: lead records and records of
+        related objects (a Contact) alike."""
+        held = self.snapshots(crm, record_ids)
+        related = self.related.get(crm, [i for i in record_ids if i not in held])
+        return {i for i, row in held.items() if row.deleted} | {
+            i for i, row in related.items() if row.deleted
+        }
 
     @retry_transient
     def pending_records(self, crm: str, *, limit: int | None = None) -> list[Snapshot]:
@@ -945,6 +968,20 @@ class Store:
             query = query.where(t.quarantine.c.resolved_at.is_(None))
         with self._engine.connect() as connection:
             return [_quarantined(row) for row in connection.execute(query).mappings()]
+
+    @retry_transient
+    def open_quarantine(self, crm: str, record_ids: Sequence[str]) -> dict[str, Quarantined]:
+        """Record id -> its open quarantine entry, for those of `record_ids` that have one."""
+        q = t.quarantine
+        found: dict[str, Quarantined] = {}
+        with self._engine.connect() as connection:
+            for chunk in chunks(record_ids):
+                query = sa.select(q).where(
+                    q.c.crm == crm, q.c.record_id.in_(chunk), q.c.resolved_at.is_(None)
+                )
+                for row in connection.execute(query).mappings():
+                    found[row["record_id"]] = _quarantined(row)
+        return found
 
     @retry_transient
     def add_review(

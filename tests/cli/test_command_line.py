@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from leadsync.cli import main
+from leadsync.cli import build_parser, main
 
 
 def test_bare_leadsync_prints_the_help_with_every_command(
@@ -51,3 +52,47 @@ def test_the_help_imports_neither_the_store_nor_the_config_stack() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def _commands(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """Every command and sub-command, with its path (`("runs", "show")`)."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.append(((*path, name), sub))
+                found.extend(_commands(sub, (*path, name)))
+    return found
+
+
+COMMANDS = _commands(build_parser())
+# The commands whose output is no data a script would read: they write files, serve, run the
+# service, print one secret hash, or show the demo.
+PRINT_NO_DATA = {
+    ("init",),
+    ("sandbox",),
+    ("run",),
+    ("hash-password",),
+    ("db",),
+    ("db", "upgrade"),
+    ("demo",),
+}
+
+
+@pytest.mark.parametrize(("path", "parser"), COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
+def test_every_command_has_a_description(path: tuple[str, ...], parser: object) -> None:
+    assert isinstance(parser, argparse.ArgumentParser)
+    assert parser.description, f"`leadsync {' '.join(path)} --help` has no description"
+
+
+@pytest.mark.parametrize(
+    ("path", "parser"),
+    [(p, parser) for p, parser in COMMANDS if p not in PRINT_NO_DATA],
+    ids=[" ".join(p) for p, _ in COMMANDS if p not in PRINT_NO_DATA],
+)
+def test_every_command_that_prints_data_takes_json(path: tuple[str, ...], parser: object) -> None:
+    assert isinstance(parser, argparse.ArgumentParser)
+    options = {option for action in parser._actions for option in action.option_strings}
+    assert "--json" in options, f"`leadsync {' '.join(path)}` has no --json"

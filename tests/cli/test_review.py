@@ -149,3 +149,15 @@ def test_the_item_of_a_record_deleted_in_its_crm_closes_itself(
     with Store(config.database_url) as store:
         (closed,) = store.review_queue(open_only=False)
     assert closed.resolution == "closed itself: the record was deleted"
+
+
+def test_resolve_json_gives_the_record_and_the_decision(
+    config: Config, duplicate: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    twin = duplicate["twin"]
+    capsys.readouterr()
+    argv = ["review", "resolve", twin, "apart", "--json", "--config", str(config.path)]
+    assert main(argv) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert (body["crm"], body["record_id"]) == ("salesforce", twin)
+    assert body["decision"].startswith("kept apart as lead")

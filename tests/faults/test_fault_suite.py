@@ -133,7 +133,7 @@ def leadsync(config: Config, *args: str) -> subprocess.Popen[str]:
 
 
 def breaches_logged(logs: str) -> Counter[str]:
-    return Counter(re.findall(r"SLA breach: rule (\w+), lead (\S+)", logs))  # type: ignore[arg-type]
+    return Counter(re.findall(r"SLA breach: rule (\w+), lead ([^,\s]+)", logs))  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------ the backfill

@@ -16,6 +16,8 @@ from leadsync.mapping.definition import LeadDefinition, load_definition
 from leadsync.mapping.fields import FieldMap, load_mapping
 from leadsync.mapping.lifecycle import Stage, Transition
 from leadsync.reports.build import build_report
+from leadsync.reports.html import render_html
+from leadsync.reports.text import format_table
 from leadsync.sync.model import Lead
 from leadsync.sync.sla.clocks import Clock, ClockChanges, ClockStop, Outcome
 from leadsync.sync.sla.monitor import monitor_for
@@ -323,8 +325,10 @@ def test_volume_against_plan_counts_each_weeks_mqls(
     store: Store, files: tuple[FieldMap, LeadDefinition]
 ) -> None:
     volume = {p["start"][:10]: p for p in report_of(store, files)["sla"]["volume"]}
-    # Weeks start Monday 00:00 New York (04:00 UTC).
-    assert (volume["2026-05-04"]["delivered"], volume["2026-05-04"]["status"]) == (2, "missed")
+    # Weeks start Monday 00:00 New York (04:00 UTC). The first run (D0) came 6 hours into the
+    # week of 2026-05-04: counted, never judged; a week before it is not listed at all.
+    assert (volume["2026-05-04"]["delivered"], volume["2026-05-04"]["status"]) == (2, "partial")
+    assert min(volume) == "2026-05-04"
     assert (volume["2026-06-01"]["delivered"], volume["2026-06-01"]["status"]) == (1, "missed")
     assert (volume["2026-06-15"]["delivered"], volume["2026-06-15"]["status"]) == (0, "on_plan")
     assert all(p["target"] == 25 for p in volume.values())
@@ -441,3 +445,25 @@ def test_leadsync_report_writes_table_json_and_html(
     # Without --until the window ends now: a --since after today leaves nothing to report.
     assert main(["report", "--config", str(config), "--since", "2999-01-01"]) == 2
     assert "--since must be before --until" in capsys.readouterr().err
+
+
+def test_owner_rows_and_open_breaches_name_the_owners_the_store_knows(
+    store: Store, files: tuple[FieldMap, LeadDefinition]
+) -> None:
+    store.handoffs.save_names("salesforce", {"owner-b": "Bea Owner"}, at=NOW)
+    report = report_of(store, files)
+    sla = report["sla"]
+    assert [(row["owner"], row["name"]) for row in sla["by_owner"]] == [
+        ("owner-a", None),
+        ("owner-b", "Bea Owner"),
+    ]
+    (breach,) = sla["open_breaches"]
+    assert (breach["owner"], breach["owner_name"]) == ("owner-b", "Bea Owner")
+    text = format_table(report)
+    assert "mql_acceptance / Bea Owner" in text
+    assert "owner Bea Owner" in text
+    assert "mql_acceptance / owner-a" in text  # no name known: the id
+    assert "owner-b" not in text
+    page = render_html(report)
+    assert "<td>Bea Owner</td>" in page
+    assert "owner-b" not in page

@@ -33,6 +33,7 @@ from leadsync.reports.html import (
     THRESHOLD_COLOUR,
     render_html,
 )
+from leadsync.reports.text import format_table
 from leadsync.sync.handoff_ledger import BLOCKED, CREATED, Handoff
 from leadsync.sync.model import Lead
 from leadsync.sync.sla.clocks import Clock, ClockChanges, ClockStop, Outcome
@@ -380,3 +381,17 @@ def test_chromium_draws_every_chart_in_its_colours(report: Any, tmp_path: Path) 
     counted = {colour: pixels_near(colours, colour) for colour in least}
     missing = {colour: n for colour, n in counted.items() if n < least[colour]}
     assert not missing, f"chart colours drawn too little: {missing} of {counted}"
+
+
+def test_speed_to_lead_per_owner_rows_name_the_owner_the_store_knows(report: Any) -> None:
+    rows = {row["owner"]: row for row in report["speed_to_lead"]["by_owner"]}
+    assert (rows["005B"]["name"], rows["005A"]["name"]) == (ODD_NAME, None)
+    page = render_html(report)
+    table = re.search(r"Human delay per owner.*?</table>", page, re.DOTALL)
+    assert table, "no per-owner table"
+    assert f"<td>{html.escape(ODD_NAME)}</td>" in table.group(0)
+    assert "005B" not in table.group(0)
+    text = format_table(report)
+    speed = text[text.index("SPEED TO LEAD") : text.index("NO RESPONSE AFTER HANDOFF")]
+    assert ODD_NAME in speed
+    assert "005B" not in speed

@@ -172,6 +172,27 @@ def test_bad_records_are_quarantined_with_their_reason_and_the_run_completes(
     assert sum(c.written for c in summary.crms.values()) > 0
 
 
+def test_a_quarantined_record_read_again_at_the_same_stamp_is_no_news(
+    sandbox: Sandbox, config: Config
+) -> None:
+    # Salesforce stamps whole seconds, so each pull reads again the records of the second it
+    # stopped at. The last record changed is one leadsync cannot use: it stays quarantined
+    # from its first run, and a quiet org's runs say "pulled 0, quarantined 0".
+    lead = next(r for r in sandbox.salesforce.snapshot("Lead") if not r.get("IsConverted"))
+    sandbox.salesforce.update_record("Lead", lead["Id"], {"Email": None})
+    first = cycle(config)
+    assert first.crms["salesforce"].quarantined >= 1
+    with open_runtime(config, connect=False) as runtime:
+        (entry,) = [q for q in runtime.store.quarantined() if q.record_id == lead["Id"]]
+    sandbox.hubspot.settle_search()
+    cycle(config)  # leadsync's own writes come back
+    again = cycle(config)
+    assert (again.crms["salesforce"].pulled, again.crms["salesforce"].quarantined) == (0, 0)
+    with open_runtime(config, connect=False) as runtime:
+        (still,) = [q for q in runtime.store.quarantined() if q.record_id == lead["Id"]]
+    assert (still.reason, still.run_id, still.at) == (entry.reason, entry.run_id, entry.at)
+
+
 def _linked_pair(sandbox: Sandbox, config: Config) -> tuple[str, str]:
     """A HubSpot contact and a Salesforce lead leadsync has made one lead."""
     with open_runtime(config, connect=False) as runtime:

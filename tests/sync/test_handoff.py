@@ -16,7 +16,7 @@ from leadsync.config import Config
 from leadsync.reports.build import report_for
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
-from leadsync.sandbox.schema import INBOUND_QUEUE_ID
+from leadsync.sandbox.schema import INBOUND_QUEUE_ID, SANDBOX_OWNERS
 from leadsync.sandbox_config import EXAMPLES
 from leadsync.sync.engine import RunSummary, SyncEngine
 from leadsync.sync.handoff_ledger import CREATED, MATCHED, Handoff
@@ -234,6 +234,36 @@ def test_with_assignment_salesforce_the_orgs_rule_picks_the_owner(tmp_path: Path
         leads = handed_off_leads(sandbox)
         assert leads
         assert all(lead["OwnerId"] == rule.owner_for(lead) for lead in leads)
+        recorded = {h.record_id: h.owner for h in handoffs(config) if h.status == CREATED}
+        assert recorded == {lead["Id"]: lead["OwnerId"] for lead in leads}
+
+
+def test_with_assignment_salesforce_a_run_cut_after_the_create_still_records_the_owner(
+    tmp_path: Path,
+) -> None:
+    """Killed between the upsert and the read of the owners the org's rule picked: the next
+    run finds the leads by their pull and reads their owners then."""
+    shipped = (EXAMPLES / "lead_definition.toml").read_text()
+    definition = shipped.replace('assignment = "rules"', 'assignment = "salesforce"')
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path, definition)
+        with open_runtime(config) as runtime:
+            wire = Tripwire(1, after=True)
+            connectors = {
+                crm: Wrapped(c, wire, frozenset({"upsert"}))
+                for crm, c in runtime.connectors.items()
+            }
+            engine = SyncEngine(
+                runtime.store, connectors, runtime.field_map, runtime.definition, clock=lambda: NOW
+            )
+            with pytest.raises(Cut):
+                engine.run(write=True)
+        assert {h.status for h in handoffs(config)} >= {"pending"}
+        sync(config)
+        leads = handed_off_leads(sandbox)
+        recorded = {h.record_id: h.owner for h in handoffs(config) if h.status == CREATED}
+    assert leads
+    assert recorded == {lead["Id"]: lead["OwnerId"] for lead in leads}
 
 
 def test_sla_and_the_report_show_system_and_human_delay_apart_and_name_the_problems(
@@ -269,6 +299,7 @@ def test_sla_and_the_report_show_system_and_human_delay_apart_and_name_the_probl
                 now=later,
                 handoffs=runtime.store.handoffs.all(),
                 handoff_stage=handoff.stage,
+                owner_names=runtime.store.handoffs.names(),
             )
     speed = report["speed_to_lead"]
     assert speed == view.speed
@@ -279,7 +310,13 @@ def test_sla_and_the_report_show_system_and_human_delay_apart_and_name_the_probl
     assert speed["human_delay_working_hours"] == {"median": 3.0, "p90": 3.0}
     owner = next(row for row in speed["by_owner"] if row["owner"] == accepted["OwnerId"])
     assert owner["accepted"] == 1
+    # Owners by the names Salesforce gave them, wherever a report shows one.
+    named = {user_id: name for _, user_id, name in SANDBOX_OWNERS}
+    assert owner["name"] == named[accepted["OwnerId"]]
+    assert all(row["name"] for row in speed["by_owner"])
     assert speed["cannot_hand_off"] == [{"problem": "requires company present", "leads": 1}]
     text = format_sla(view)
+    assert f"    {owner['name']:<31}handed off" in text
+    assert not any(row["owner"] in text for row in speed["by_owner"])
     assert "human delay (handed off -> accepted): median 3 working h" in text
     assert "cannot hand off: requires company present: 1" in text

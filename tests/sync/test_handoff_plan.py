@@ -12,6 +12,7 @@ from leadsync.runtime import open_runtime
 from leadsync.sandbox import Sandbox
 from leadsync.sandbox_config import EXAMPLES
 from leadsync.sync.engine import RunSummary
+from leadsync.sync.handoff import HandoffPreview
 from leadsync.sync.handoff_ledger import CREATED
 from leadsync.sync.routing import CRM_ASSIGNS
 from tests.sync.test_handoff import NOW, SETTINGS, config_for, handed_off_leads, handoffs, sync
@@ -95,4 +96,20 @@ def test_with_the_orgs_assignment_rules_a_plan_counts_them_as_the_owner(tmp_path
         done = sync(config)
     assert done.handoff is not None
     assert preview.owners == Counter({(CRM_ASSIGNS, "-"): done.handoff.handed_off})
-    assert preview.target_calls["owner names"] == 0  # no owner leadsync picked to name
+    # Who the org's rule picks is read back after the upsert, then named (users, queues).
+    assert preview.target_calls["owners read"] == 1
+    assert preview.target_calls["owner names"] == 2
+
+
+def test_a_plan_names_the_owners_it_routes_to_where_the_store_knows_them() -> None:
+    preview = HandoffPreview(
+        owners=Counter({("europe", "005A"): 2, ("europe", "005B"): 1}),
+        names={"005A": "Ann Example"},
+    )
+    assert "  europe -> Ann Example: 2" in preview.lines()
+    assert "  europe -> 005B: 1" in preview.lines()
+    rows = preview.as_dict()["by_owner"]
+    assert [(row["owner"], row["name"]) for row in rows] == [
+        ("005A", "Ann Example"),
+        ("005B", None),
+    ]

@@ -1,4 +1,5 @@
-"""Attack probe: `leadsync plan` after a run cut mid-handoff previews what the next sync does."""
+"""Attack probes: `leadsync plan` after a run cut mid-handoff previews what the next sync does;
+after the handoff it previews nothing, and the next sync stays quiet."""
 
 # ruff: noqa: F811
 
@@ -10,7 +11,8 @@ from typing import Any
 import pytest
 
 from leadsync.sandbox import Sandbox
-from tests.support import Cut, Tripwire
+from tests.support import Cut, Tripwire, caught_up_runs, search_caught_up
+from tests.sync.test_contacts_without_lead import _contact, _handed_off_email, write_calls
 from tests.sync.test_handoff import (  # noqa: F401
     SETTINGS,
     config_for,
@@ -29,36 +31,21 @@ def test_a_plan_after_a_cut_handoff_counts_the_handoffs_the_next_sync_finishes(
         config = config_for(sandbox, tmp_path)
         with pytest.raises(Cut):
             sync(config, Tripwire(at, False, armed=False))
-        pending = [h for h in handoffs(config) if h.status == "pending"]
         preview = plan(config).handoff_plan
         done = sync(config)
     assert preview is not None
     assert done.handoff is not None
-    print(
-        "PENDING",
-        len(pending),
-        "PREVIEW",
-        preview.handed_off,
-        "DONE",
-        done.handoff.handed_off,
-        done.handoff.matched,
-    )
     assert preview.handed_off == done.handoff.handed_off + done.handoff.matched
 
 
 def test_a_plan_after_the_handoff_previews_nothing_and_the_next_sync_stays_quiet(
     reference: tuple[dict[str, Any], int], tmp_path: Path
 ) -> None:
-    from tests.support import search_caught_up
-    from tests.sync.test_contacts_without_lead import _contact, _handed_off_email, write_calls
-
     expected, _ = reference
     with Sandbox(SETTINGS) as sandbox:
         _contact(sandbox, _handed_off_email(expected))
         config = config_for(sandbox, tmp_path)
-        sync(config)
-        search_caught_up(config)
-        sync(config)
+        caught_up_runs(config, sync)
         search_caught_up(config)
         before = handoffs(config)
         preview = plan(config).handoff_plan
@@ -66,7 +53,6 @@ def test_a_plan_after_the_handoff_previews_nothing_and_the_next_sync_stays_quiet
         assert handoffs(config) == before
         sandbox.stats.clear()
         quiet = sync(config)
-        print("PREVIEW", preview.as_dict(), "ENDPOINTS", sandbox.stats.as_dict()["endpoints"])
         assert preview.handed_off == 0
         assert write_calls(sandbox) == 0
         assert quiet.handoff is None or quiet.handoff.handed_off == 0

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,16 @@ def sync(config: Config, moment: Moment) -> None:
         engine.run(write=True)
 
 
+@contextmanager
+def handed_off_at_t0(folder: Path, definition: str) -> Iterator[tuple[Sandbox, Config, Moment]]:
+    """A sandbox and leadsync on one clock, after the run at T0 that handed the MQLs off."""
+    moment = Moment(T0)
+    with Sandbox(SETTINGS, clock=moment.seconds) as sandbox:
+        config = config_for(sandbox, folder, definition)
+        sync(config, moment)
+        yield sandbox, config, moment
+
+
 def log_task(sandbox: Sandbox, lead: dict[str, Any]) -> None:
     outcome = sandbox.salesforce.create_record(
         "Task", {"Subject": "Call", "WhoId": lead["Id"], "OwnerId": lead["OwnerId"]}
@@ -70,10 +82,7 @@ def log_task(sandbox: Sandbox, lead: dict[str, Any]) -> None:
 def test_the_share_of_handed_off_leads_nobody_worked_in_time_per_owner_and_period(
     tmp_path: Path,
 ) -> None:
-    moment = Moment(T0)
-    with Sandbox(SETTINGS, clock=moment.seconds) as sandbox:
-        config = config_for(sandbox, tmp_path, WITHIN_FOUR)
-        sync(config, moment)
+    with handed_off_at_t0(tmp_path, WITHIN_FOUR) as (sandbox, config, moment):
         leads = sorted(handed_off_leads(sandbox), key=lambda lead: str(lead["Id"]))
         assert len(leads) > 5
         tasked, status_changed, late = leads[0], leads[1], leads[2]

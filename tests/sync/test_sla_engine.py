@@ -128,6 +128,13 @@ def test_an_mql_not_accepted_in_time_is_breached_logged_once_flagged_then_resolv
     for minutes in range(10):  # ten runs after it fell due: one breach, logged once
         cycle(config, DUE + timedelta(minutes=minutes))
     assert len(breach_lines(caplog, clock.lead_id)) == 1
+    # The line names the lead by its id; its email stays out of the log, extras included.
+    with open_runtime(config, connect=False) as runtime:
+        email = runtime.store.leads([clock.lead_id])[clock.lead_id].values["email"]
+    assert email
+    breach_records = [r for r in caplog.records if r.getMessage().startswith("SLA breach")]
+    assert breach_records
+    assert all(email not in f"{r.getMessage()} {r.__dict__}" for r in breach_records)
     (breached,) = [c for c in acceptance_clocks(config) if c.clock_id == clock.clock_id]
     assert breached.status is ClockStatus.BREACHED
     assert flags(sandbox, config, clock.lead_id) == {

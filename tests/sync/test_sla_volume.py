@@ -114,6 +114,36 @@ def test_period_starts_run_from_the_period_of_since_to_the_current_one(
     assert starts == [ny(11, 16), ny(11, 23), ny(11, 30)]
 
 
+def test_period_starts_leave_out_the_periods_that_ended_before_the_first_run(
+    calendar: BusinessCalendar,
+) -> None:
+    # leadsync's first run on Wednesday 11/25: the week of 11/16 ended before anybody counted.
+    starts = period_starts(
+        WEEKLY, calendar, since=ny(11, 18, 12), now=ny(12, 2, 12), watching_since=ny(11, 25, 10)
+    )
+    assert starts == [ny(11, 23), ny(11, 30)]
+
+
+@pytest.mark.parametrize("delivered", [0, 12])
+def test_the_period_leadsync_began_in_is_partial_neither_met_nor_missed(
+    calendar: BusinessCalendar, delivered: int
+) -> None:
+    began = ny(11, 25, 10)
+    (period,) = volume_periods(
+        WEEKLY,
+        calendar,
+        entries(delivered, ny(11, 25, 11)),
+        start=ny(11, 23),
+        now=ny(12, 2, 12),
+        watching_since=began,
+    )
+    assert (period.delivered, period.status) == (delivered, PeriodStatus.PARTIAL)
+    (after,) = volume_periods(
+        WEEKLY, calendar, {}, start=ny(11, 30), now=ny(12, 7, 1), watching_since=began
+    )
+    assert after.status == PeriodStatus.MISSED  # the weeks after it are judged as ever
+
+
 # ------------------------------------------------------------------- the monitor's events
 
 
@@ -163,3 +193,18 @@ def test_a_pace_short_of_one_whole_lead_asks_for_none_yet(calendar: BusinessCale
     (tuesday,) = volume_periods(WEEKLY, calendar, {}, start=ny(12, 1, 10), now=ny(12, 1, 10))
     assert tuesday.expected == pytest.approx(2.25)
     assert tuesday.status is PeriodStatus.BEHIND
+
+
+def test_no_volume_event_for_the_week_leadsync_began_in_nor_one_before(store: Store) -> None:
+    from leadsync.sync.sla.monitor import monitor_for
+
+    monitor = monitor_for(store, definition())  # weekly_mqls: 25 a week
+    assert isinstance(monitor, SlaMonitor)
+    store.start_run("sync", started_at=ny(12, 2, 10))  # leadsync began on a Wednesday
+    _mqls(store, 3, ny(12, 2, 10))
+    result = monitor.check(ny(12, 7, 10))  # the next Monday: that week ended 22 short
+    assert result.announced == []
+    assert [(p.start, p.status) for p in result.volume] == [
+        (ny(11, 30), PeriodStatus.PARTIAL),
+        (ny(12, 7), PeriodStatus.ON_PLAN),
+    ]

@@ -104,8 +104,11 @@ class SlaMonitor:
         result.announced = self._ledger.announce(now, delivered=self._webhook is None)
         if volume:
             result.volume = self.volume(now)
+            # Not judged without a run to count from, nor a period leadsync began in.
             since = self._watching_since()
-            judged = [p for p in result.volume if since is not None and p.start >= since]
+            judged = [
+                p for p in result.volume if since is not None and p.status != PeriodStatus.PARTIAL
+            ]
             result.announced += self._ledger.add_events(
                 _volume_events(judged, now), delivered_at=delivered_at
             )
@@ -117,13 +120,19 @@ class SlaMonitor:
 
     def volume(self, now: datetime, *, since: datetime | None = None) -> list[VolumePeriod]:
         """Each volume rule's periods from the one holding `since` (default: the previous
-        period) to the current one, per segment."""
+        period) to the current one, per segment; none that ended before leadsync's first run,
+        and the one it began in as `partial` (see `volume_periods`)."""
         found: list[VolumePeriod] = []
+        watching = self._watching_since()
         for rule in self._rules.volume:
             calendar = self._rules.calendars[rule.calendar]
             current = calendar.period(now, rule.period)[0]
             first = since if since is not None else current - timedelta(seconds=1)
-            starts = period_starts(rule, calendar, since=min(first, current), now=now)
+            starts = period_starts(
+                rule, calendar, since=min(first, current), now=now, watching_since=watching
+            )
+            if not starts:
+                continue  # no run yet, or only before it
             window_start = starts[0]
             window_end = calendar.period(starts[-1], rule.period)[1]
             entered = self._ledger.entries(rule.stage, window_start, window_end)
@@ -134,7 +143,11 @@ class SlaMonitor:
             )
             entries = {lead: (at, values.get(lead)) for lead, at in entered.items()}
             for start in starts:
-                found.extend(volume_periods(rule, calendar, entries, start=start, now=now))
+                found.extend(
+                    volume_periods(
+                        rule, calendar, entries, start=start, now=now, watching_since=watching
+                    )
+                )
         return found
 
     def _deliver(
@@ -197,11 +210,16 @@ _MESSAGES = {
 }
 
 
+# What a breach's event carries for its webhook and the ledger but never for a log line:
+# personal data. Logs name the lead by its id.
+_NOT_LOGGED = frozenset({"email"})
+
+
 def _log_event(event: SlaEvent) -> None:
-    data = event.payload
+    data = {name: value for name, value in event.payload.items() if name not in _NOT_LOGGED}
     if event.kind in (BREACHED, RESOLVED):
         detail = (
-            f"rule {event.rule}, lead {event.lead_id} ({data.get('email') or 'no email'}), "
+            f"rule {event.rule}, lead {event.lead_id}, "
             f"owner {data.get('owner') or 'none'}, started {data.get('started_at')}, "
             f"due {data.get('due_at')}"
         )

@@ -32,6 +32,8 @@ class ClockLine:
     clock: Clock
     status: ClockStatus  # as of the view's `now`
     email: str | None
+    # The owner's name, where the store knows it (the CRM named them at a handoff).
+    owner_name: str | None
     # Working time past due (breaches), or left before due (running, in time).
     late_by: timedelta | None
     left: timedelta | None
@@ -44,6 +46,7 @@ class ClockLine:
             "lead_id": clock.lead_id,
             "email": self.email,
             "owner": clock.owner,
+            "owner_name": self.owner_name,
             "time_zone": clock.time_zone,
             "started_at": clock.started_at.isoformat(),
             "due_at": clock.due_at.isoformat(),
@@ -129,7 +132,8 @@ def sla_view(
     rules = monitor.rules
     clocks = ledger.clocks(since=since)
     found = emails(sorted({clock.lead_id for clock in clocks}))
-    lines = [_line(clock, rules, found, now) for clock in clocks]
+    names = owner_names or {}
+    lines = [_line(clock, rules, found, names, now) for clock in clocks]
     figures = tuple(_figures(rule.name, rule.within_hours, clocks, now) for rule in rules.rules)
     if only == "breached":
         lines = [line for line in lines if line.status in _BREACHES]
@@ -151,6 +155,7 @@ def sla_view(
             clocks,
             acceptance_rules=[r.name for r in rules.rules if r.start == handoff_stage],
             working_hours=rules.working_hours,
+            names=names,
         )
     volume = tuple(monitor.volume(now, since=since))
     return SlaView(now, tuple(lines), figures, volume, speed, silent)
@@ -161,7 +166,11 @@ def _handed_off_since(handoff: Handoff, since: datetime) -> bool:
 
 
 def _line(
-    clock: Clock, rules: SlaRules, emails: Mapping[str, str | None], now: datetime
+    clock: Clock,
+    rules: SlaRules,
+    emails: Mapping[str, str | None],
+    names: Mapping[str, str],
+    now: datetime,
 ) -> ClockLine:
     status = clock.status_at(now)
     calendar = rules.calendar_of(clock)
@@ -172,7 +181,8 @@ def _line(
             late_by = calendar.between(clock.due_at, end)
         elif status is ClockStatus.OPEN:
             left = calendar.between(now, clock.due_at)
-    return ClockLine(clock, status, emails.get(clock.lead_id), late_by, left)
+    owner_name = names.get(clock.owner) if clock.owner else None
+    return ClockLine(clock, status, emails.get(clock.lead_id), owner_name, late_by, left)
 
 
 def compliance(clocks: Sequence[Clock], now: datetime) -> dict[str, Any]:
@@ -256,7 +266,7 @@ def format_sla(view: SlaView, *, limit: int = 50) -> str:
             note = f"{note}; {clock.stop_reason}" if note else clock.stop_reason
         out.append(
             f"  {clock.rule:<18}{(line.email or clock.lead_id)[:31]:<32}"
-            f"{(clock.owner or '-')[:19]:<20}{_time(clock.started_at):<18}"
+            f"{(line.owner_name or clock.owner or '-')[:19]:<20}{_time(clock.started_at):<18}"
             f"{_time(clock.due_at):<18}{line.status.value:<14}{note}"
         )
     if len(view.clocks) > limit:

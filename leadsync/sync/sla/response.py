@@ -10,7 +10,8 @@ within N working hours of reaching sales.
 
 Counted per owner (by name where the store knows it) and per period of the handoff. Only
 leads whose own record sales got are followed: a person matched to a record of another kind
-(a contact) is worked there, out of sight.
+(a contact) is worked there, out of sight. A lead whose record sales deleted is neither
+worked nor waiting: it is counted apart (`deleted_by_sales`), in no share.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal
 
 from leadsync.mapping.calendar import BusinessCalendar
-from leadsync.sync.handoff_ledger import Handoff, HandoffLedger
+from leadsync.sync.handoff_ledger import DELETED, Handoff, HandoffLedger
 from leadsync.sync.sla.clocks import SlaRules
+from leadsync.sync.sla.speed import owner_shown
 
 __all__ = [
     "METRIC_WINDOW",
@@ -146,6 +148,7 @@ def no_response(
         "calendar": rule.calendar_name,
         "fields": list(rule.fields),
         **_shares([outcome for _, outcome in rows]),
+        "deleted_by_sales": sum(1 for h in handoffs if h.status == DELETED),
         "by_owner": [
             {"owner": owner, "name": names.get(owner), **_shares(outcomes)}
             for owner, outcomes in sorted(owners.items(), key=lambda i: names.get(i[0], i[0]))
@@ -185,8 +188,12 @@ def format_no_response(figures: Mapping[str, Any]) -> list[str]:
         f"  no response within {figures['within_working_hours']:g} working h "
         f"({', '.join(figures['fields'])}): {_line(figures)}"
     ]
+    if figures.get("deleted_by_sales"):
+        out.append(
+            f"    deleted by sales after the handoff (not counted): {figures['deleted_by_sales']}"
+        )
     for row in figures["by_owner"]:
-        out.append(f"    {(row['name'] or row['owner'])[:30]:<31}{_line(row)}")
+        out.append(f"    {owner_shown(row)[:30]:<31}{_line(row)}")
     for row in figures["by_period"]:
         out.append(f"    {row['period']:<31}{_line(row)}")
     return out

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -30,8 +30,11 @@ def speed_to_lead(
     *,
     acceptance_rules: Sequence[str],
     working_hours: WorkingHours,
+    names: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The split figures over `handoffs`, with `clocks` of the `acceptance_rules`."""
+    """The split figures over `handoffs`, with `clocks` of the `acceptance_rules`; per owner
+    by id and by name, where `names` (owner id -> name) knows it."""
+    names = names or {}
     handed = [h for h in handoffs if h.handed_off and h.handed_off_at is not None]
     system = [
         (h.handed_off_at - h.eligible_at).total_seconds() / 3600
@@ -63,11 +66,12 @@ def speed_to_lead(
         "by_owner": [
             {
                 "owner": owner,
+                "name": names.get(owner),
                 "handed_off": len(hours),
                 "accepted": sum(1 for h in hours if h is not None),
                 "human_delay_working_hours": _spread([h for h in hours if h is not None]),
             }
-            for owner, hours in sorted(owners.items())
+            for owner, hours in sorted(owners.items(), key=lambda i: (names.get(i[0], i[0]), i[0]))
         ],
     }
 
@@ -101,12 +105,17 @@ def format_speed(speed: dict[str, Any]) -> list[str]:
     for row in speed["by_owner"]:
         spread = row["human_delay_working_hours"]
         out.append(
-            f"    {row['owner']:<20} handed off {row['handed_off']:>4}, accepted "
+            f"    {owner_shown(row)[:30]:<31}handed off {row['handed_off']:>4}, accepted "
             f"{row['accepted']:>4}, median {_h(spread['median'], 'working h')}"
         )
     for row in speed["cannot_hand_off"]:
         out.append(f"  cannot hand off: {row['problem']}: {row['leads']}")
     return out
+
+
+def owner_shown(row: Mapping[str, Any]) -> str:
+    """An owner as the reports show one: by name where the store knows it, else by id."""
+    return str(row.get("name") or row.get("owner") or "-")
 
 
 def _h(value: float | None, unit: str = "h") -> str:

@@ -4,7 +4,9 @@ A period (a calendar week from Monday, or a month, in the rule's calendar zone) 
 distinct leads that entered the rule's stage within it. While it runs, its pace is the target
 times the share of the period's working time gone by: fewer delivered than the whole leads of
 that is `behind` (a warning). A period that has ended with fewer than its target is `missed`;
-reaching the target at any time is `met`.
+reaching the target at any time is `met`. A period leadsync began watching in the middle of
+is `partial`: its leads are counted from the first run on, and it is never judged (its
+earlier leads nobody counted); a period that ended before the first run is not listed at all.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class PeriodStatus(StrEnum):
     BEHIND = "behind"
     MET = "met"
     MISSED = "missed"
+    PARTIAL = "partial"  # leadsync began watching during it: counted, not judged
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +70,12 @@ def volume_periods(
     *,
     start: datetime,
     now: datetime,
+    watching_since: datetime | None = None,
 ) -> list[VolumePeriod]:
     """The figures of the period starting at `start`, as of `now`, per segment of the rule.
 
-    `entries` maps each lead that entered the stage in the period to (when, its segment value).
-    """
+    `entries` maps each lead that entered the stage in the period to (when, its segment value);
+    `watching_since` is when leadsync's first run started (None: judge every period)."""
     period_start, period_end = calendar.period(start, rule.period)
     as_of = min(now, period_end)
     working = calendar.between(period_start, period_end)
@@ -94,7 +98,9 @@ def volume_periods(
                 target=target,
                 delivered=delivered,
                 expected=expected,
-                status=_status(delivered, target, expected, ended=now >= period_end),
+                status=PeriodStatus.PARTIAL
+                if watching_since is not None and period_start < watching_since
+                else _status(delivered, target, expected, ended=now >= period_end),
                 as_of=as_of,
             )
         )
@@ -102,14 +108,22 @@ def volume_periods(
 
 
 def period_starts(
-    rule: VolumeRule, calendar: BusinessCalendar, *, since: datetime, now: datetime
+    rule: VolumeRule,
+    calendar: BusinessCalendar,
+    *,
+    since: datetime,
+    now: datetime,
+    watching_since: datetime | None = None,
 ) -> list[datetime]:
-    """The starts of the periods from the one holding `since` to the one holding `now`."""
+    """The starts of the periods from the one holding `since` to the one holding `now`, less
+    those that ended before `watching_since` (leadsync's first run): nobody counted them."""
     starts = []
     moment = calendar.period(since, rule.period)[0]
     while moment <= now:
-        starts.append(moment)
-        moment = calendar.period(moment, rule.period)[1]
+        end = calendar.period(moment, rule.period)[1]
+        if watching_since is None or end > watching_since:
+            starts.append(moment)
+        moment = end
     return starts
 
 

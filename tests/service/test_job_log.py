@@ -1,0 +1,75 @@
+"""The one summary line the service logs per job run: counts, duration, outcome."""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from leadsync.config import Config, load_config
+from leadsync.jobs import Service
+from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
+from tests.support import set_up_sandbox_config
+
+
+@pytest.fixture
+def sandbox_settings() -> SandboxSettings:
+    open_limits = HubSpotSettings(ten_second_limit=100_000, searches_per_second=1_000)
+    return SandboxSettings(port=0, seed=5, leads=20, hubspot=open_limits)
+
+
+@pytest.fixture
+def service(sandbox: Sandbox, tmp_path: Path) -> Iterator[Service]:
+    """A replica in this process, its jobs called by the test (no scheduler, no port)."""
+    config: Config = set_up_sandbox_config(sandbox, tmp_path)
+    assert config.path is not None
+    config.path.write_text(config.path.read_text() + "\n[service]\nmetrics_port = 0\n")
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    replica = Service(load_config(config.path))
+    try:
+        yield replica
+    finally:
+        replica.close()
+        for signum, handler in handlers.items():  # the Service took them for its own stop
+            signal.signal(signum, handler)
+
+
+def _job_lines(caplog: pytest.LogCaptureFixture, job: str) -> list[logging.LogRecord]:
+    return [
+        record
+        for record in caplog.records
+        if record.name == "leadsync.service" and getattr(record, "job", None) == job
+    ]
+
+
+def test_each_sync_job_logs_one_line_with_its_counts_duration_and_outcome(
+    service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="leadsync")
+    service.sync()
+    (first,) = _job_lines(caplog, "sync")
+    assert first.levelno == logging.INFO
+    assert re.fullmatch(
+        r"job sync done in \d+\.\ds: runs 1, pulled \d+, written \d+, failed 0, "
+        r"leads changed \d+",
+        first.getMessage(),
+    ), first.getMessage()
+    assert first.__dict__["outcome"] == "done"
+    assert first.__dict__["duration_seconds"] > 0
+    assert first.__dict__["pulled"] >= 40  # 20 leads in each CRM
+    assert first.__dict__["written"] > 0
+    service.sync()  # nothing changed: a second line, with nothing written
+    second = _job_lines(caplog, "sync")[1]
+    assert second.__dict__["written"] == 0
+
+
+def test_the_sla_job_logs_its_line_too(service: Service, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="leadsync")
+    service.check_slas()
+    (line,) = _job_lines(caplog, "sla")
+    assert line.getMessage().startswith("job sla done in ")
+    assert "clocks breached 0" in line.getMessage()
