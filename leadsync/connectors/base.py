@@ -7,6 +7,11 @@
                                                    people of their own (a Salesforce Contact
                                                    that was never a lead), each with the field
                                                    holding the person's email
+    contact_roles                               -> how opportunities are tied to such people
+                                                   (Salesforce's OpportunityContactRole), or
+                                                   None where the CRM has no such tie
+    related_where(object_name, field, values,   -> the records of a related object whose
+                  fields=...)                      `field` holds one of `values` (batched)
     pull(position, fields=..., started_at=...,  -> pages of changed records (of the lead
          stream=None)                              object, or of the related object `stream`),
                                                    each with the position to resume from once
@@ -213,6 +218,27 @@ class UpsertResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ContactRoles:
+    """How a CRM ties opportunities to people records beyond a conversion: a related object
+    (one of the `streams`) each of whose records names an opportunity and a person record,
+    one of an opportunity's roles being its primary one. A person with an opportunity stands
+    for what a lead converted with it holds: `converted_flag` true, `converted_reference`
+    naming the opportunity (the fields of the lead object that say so)."""
+
+    object_name: str
+    opportunity_field: str
+    person_field: str
+    primary_field: str
+    converted_flag: str
+    converted_reference: str
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """What a pull of the roles asks for."""
+        return (self.opportunity_field, self.person_field, self.primary_field)
+
+
+@dataclass(frozen=True, slots=True)
 class PersonRecord:
     """A record that already holds a person's email: which object, which id."""
 
@@ -254,6 +280,8 @@ class CrmTraits:
     # Related object -> the field of a lead record that names its record (the Contact and
     # Opportunity a converted lead became).
     related_references: Mapping[str, str] = field(default_factory=dict)
+    # How the CRM ties opportunities to people records beyond a conversion, if it does.
+    contact_roles: ContactRoles | None = None
 
     @property
     def pull_fields(self) -> tuple[str, ...]:
@@ -328,6 +356,8 @@ class Connector(Protocol):
     # Related object -> the field holding the email of the person each of its records is:
     # such a record may be a person's record in this CRM without any lead record naming it.
     people: Mapping[str, str]
+    # How opportunities are tied to those people, if the CRM ties them.
+    contact_roles: ContactRoles | None
 
     def pull(
         self,
@@ -352,6 +382,10 @@ class Connector(Protocol):
     def fetch(
         self, record_ids: Sequence[str], *, fields: Sequence[str], object_name: str | None = None
     ) -> dict[str, CrmRecord]: ...
+
+    def related_where(
+        self, object_name: str, field: str, values: Sequence[str], *, fields: Sequence[str]
+    ) -> list[CrmRecord]: ...
 
     def write(self, updates: Sequence[RecordUpdate]) -> list[WriteResult]: ...
 

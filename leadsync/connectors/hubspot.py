@@ -33,6 +33,7 @@ from hubspot.crm.properties.exceptions import ApiException as PropertiesApiExcep
 from urllib3.util.retry import Retry
 
 from leadsync.connectors.base import (
+    ContactRoles,
     CrmRecord,
     CrmTraits,
     FieldInfo,
@@ -108,6 +109,8 @@ class HubSpotConnector:
     streams: tuple[str, ...] = ("contacts",)
     # HubSpot keeps one object per person: no related object is a person of its own.
     people: Mapping[str, str] = {}
+    # HubSpot's deals are not followed: no opportunity is tied to a person here.
+    contact_roles: ContactRoles | None = None
 
     def __init__(
         self,
@@ -627,6 +630,12 @@ class HubSpotConnector:
                 record = _record(contact)
                 found[record.id] = record
         return found
+
+    def related_where(
+        self, object_name: str, field: str, values: Sequence[str], *, fields: Sequence[str]
+    ) -> list[CrmRecord]:
+        """HubSpot follows no related object: asking for one is a mistake of the caller."""
+        raise ValueError(f"HubSpot has no object {object_name!r} leadsync reads")
 
     # ---------------------------------------------------------------- quota
 

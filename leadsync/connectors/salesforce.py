@@ -42,6 +42,7 @@ from simple_salesforce.format import format_soql
 from simple_salesforce.login import SalesforceLogin
 
 from leadsync.connectors.base import (
+    ContactRoles,
     CrmRecord,
     CrmTraits,
     FieldInfo,
@@ -136,6 +137,7 @@ KEEP_OWNERS = {"Sforce-Auto-Assign": "FALSE"}
 # The related objects whose records are people, with the field holding their email.
 _PERSON_EMAIL = {"contact": "Email"}
 
+
 # Who already holds an email: contacts first, so an open lead holding the same one wins.
 _PEOPLE_QUERIES = (
     ("Contact", "SELECT Id, Email FROM Contact WHERE Email IN {}"),
@@ -196,6 +198,12 @@ class SalesforceConnector:
             for name in connection.related_objects
             if name.lower() in _PERSON_EMAIL
         }
+        # Followed only with the people they tie opportunities to.
+        self.contact_roles: ContactRoles | None = None
+        roles = SALESFORCE.contact_roles
+        followed = {name.lower() for name in connection.related_objects}
+        if self.people and roles is not None and roles.object_name.lower() in followed:
+            self.contact_roles = roles
         self._bulk = BulkJobs(
             self._bulk_call,
             poll_seconds=connection.bulk_poll_seconds,
@@ -446,6 +454,24 @@ class SalesforceConnector:
             for row in answer.get("records", []):
                 record = query.record(row)
                 found[record.id] = record
+        return found
+
+    def related_where(
+        self, object_name: str, field: str, values: Sequence[str], *, fields: Sequence[str]
+    ) -> list[CrmRecord]:
+        """The live records of `object_name` whose `field` holds one of `values` (the contact
+        roles of some opportunities, say), 200 values a query."""
+        for name in (object_name, field):
+            if not _FIELD_NAME.match(name):
+                raise ValueError(f"not a Salesforce name: {name!r}")
+        scan = _Scan(object_name, _select_list(fields), tuple(fields))
+        wanted = sorted(set(values))
+        found: list[CrmRecord] = []
+        for start in range(0, len(wanted), COLLECTION_IDS):
+            chunk = wanted[start : start + COLLECTION_IDS]
+            query = scan.where_in(field, chunk)
+            answer = self._call(f"read {object_name} of {len(chunk)}", _query_with(query.soql))
+            found += [query.record(row) for row in answer.get("records", [])]
         return found
 
     def quota(self) -> Quota:
@@ -942,7 +968,10 @@ class _Scan:
         return self.everything(last.id)
 
     def by_id(self, record_ids: Sequence[str]) -> _Query:
-        source = f"FROM {self.object_name}" + format_soql(" WHERE Id IN {}", list(record_ids))
+        return self.where_in("Id", record_ids)
+
+    def where_in(self, field: str, values: Sequence[str]) -> _Query:
+        source = f"FROM {self.object_name}" + format_soql(f" WHERE {field} IN {{}}", list(values))
         return _Query(
             self.object_name,
             f"SELECT {', '.join(self.select)} {source}",

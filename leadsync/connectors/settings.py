@@ -55,8 +55,9 @@ class SalesforceConnection:
     api_version: str = "59.0"
     object_name: str = "Lead"
     # Followed with the leads, each by its own cursor: the Contact a converted lead becomes
-    # (written to instead of the frozen lead) and its Opportunity (its stage, amount, outcome).
-    related_objects: tuple[str, ...] = ("Contact", "Opportunity")
+    # (written to instead of the frozen lead) and its Opportunity (its stage, amount, outcome),
+    # and the contact roles that tie opportunities to Contacts no lead names.
+    related_objects: tuple[str, ...] = ("Contact", "Opportunity", "OpportunityContactRole")
     timeout_seconds: float = 30.0
     max_concurrent_requests: int = 10
     daily_reserve: int = 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from leadsync.connectors.base import CrmTraits
+from leadsync.connectors.base import ContactRoles, CrmTraits
 
 __all__ = ["HUBSPOT", "HUBSPOT_LIFECYCLE", "HUBSPOT_LIFECYCLE_ORDER", "SALESFORCE", "traits_of"]
 
@@ -38,6 +38,9 @@ HUBSPOT = CrmTraits(
     stage_clear="lifecycle clear",
 )
 
+_CONVERTED = "IsConverted"
+_CONVERTED_REFERENCES = {"Contact": "ConvertedContactId", "Opportunity": "ConvertedOpportunityId"}
+
 SALESFORCE = CrmTraits(
     crm="salesforce",
     # Records a composite/sobjects collection takes. The engine hands over no more at a time,
@@ -49,9 +52,17 @@ SALESFORCE = CrmTraits(
     tie_rank=0,
     # Salesforce refuses any update to a converted lead (CANNOT_UPDATE_CONVERTED_LEAD); the
     # person lives on in the Contact and Opportunity the lead names.
-    frozen_flag="IsConverted",
-    related_references=MappingProxyType(
-        {"Contact": "ConvertedContactId", "Opportunity": "ConvertedOpportunityId"}
+    frozen_flag=_CONVERTED,
+    related_references=MappingProxyType(_CONVERTED_REFERENCES),
+    # An Opportunity is tied to a Contact by its contact roles (primary first): a Contact
+    # with an opportunity stands for a lead converted with it.
+    contact_roles=ContactRoles(
+        object_name="OpportunityContactRole",
+        opportunity_field="OpportunityId",
+        person_field="ContactId",
+        primary_field="IsPrimary",
+        converted_flag=_CONVERTED,
+        converted_reference=_CONVERTED_REFERENCES["Opportunity"],
     ),
 )
 

@@ -13,9 +13,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from leadsync.connectors.base import utc
+from leadsync.connectors.traits import traits_of
 from leadsync.mapping.lifecycle import Stage, Transition
 from leadsync.sync import tables as t
-from leadsync.sync.related import OPPORTUNITY
+from leadsync.sync.deals import chosen_opportunities
+from leadsync.sync.related import OPPORTUNITY, RelatedRecords
 from leadsync.sync.sla.clocks import Clock
 from leadsync.sync.store import RunRow, Store
 
@@ -106,7 +108,8 @@ def load(
 
 def opportunities(store: Store) -> dict[str, OpportunityFacts]:
     """Lead id -> its opportunity: the related records of that object whose lead record
-    (`parent_id`) is linked to a lead."""
+    (`parent_id`) is linked to a lead, and for a lead with none, the opportunity the contact
+    roles of its person record (a Contact no lead names) choose (`sync.deals`)."""
     column = t.related.c
     query = sa.select(t.related).where(
         column.object_name == OPPORTUNITY, column.parent_id.is_not(None), column.deleted.is_(False)
@@ -120,6 +123,26 @@ def opportunities(store: Store) -> dict[str, OpportunityFacts]:
             lead_id = leads.get(row["parent_id"])
             if lead_id is not None:
                 found[lead_id] = _opportunity(row["raw"])
+    for lead_id, facts in _opportunities_of_roles(store).items():
+        found.setdefault(lead_id, facts)
+    return found
+
+
+def _opportunities_of_roles(store: Store) -> dict[str, OpportunityFacts]:
+    query = sa.select(t.related.c.crm).distinct()
+    related = RelatedRecords(store.engine)
+    found: dict[str, OpportunityFacts] = {}
+    for crm in (row["crm"] for row in _rows(store, query)):
+        spec = traits_of(crm).contact_roles
+        if spec is None:
+            continue
+        chosen = chosen_opportunities(related.of_object(crm, spec.object_name), spec)
+        leads = store.lead_ids_for(crm, sorted(chosen))
+        deals = related.get(crm, sorted(set(chosen.values())))
+        for person_id, opportunity_id in chosen.items():
+            deal = deals.get(opportunity_id)
+            if person_id in leads and deal is not None and not deal.deleted:
+                found[leads[person_id]] = _opportunity(deal.fields)
     return found
 
 

@@ -39,7 +39,11 @@ from leadsync.sandbox.salesforce_auth import (
     unauthorized,
 )
 from leadsync.sandbox.salesforce_bulk import BulkJobs
-from leadsync.sandbox.salesforce_conversion import CONVERTED_STATUS, contact_values
+from leadsync.sandbox.salesforce_conversion import (
+    CONVERTED_STATUS,
+    contact_role_values,
+    contact_values,
+)
 from leadsync.sandbox.schema import (
     API_USER_ID,
     SALESFORCE_OBJECTS,
@@ -259,6 +263,15 @@ class SalesforceEmulator:
                 if opportunity.errors:
                     raise ValueError(f"the Opportunity refused: {opportunity.errors}")
                 values["ConvertedOpportunityId"] = opportunity.record_id
+                assert opportunity.record_id is not None
+                assert contact.record_id is not None
+                role = self.create_record(
+                    "OpportunityContactRole",
+                    contact_role_values(opportunity.record_id, contact.record_id),
+                    stamp=stamp,
+                )
+                if role.errors:
+                    raise ValueError(f"the contact role refused: {role.errors}")
             self.system_update("Lead", row["Id"], values)
             return dict(row)
 
@@ -329,6 +342,8 @@ class SalesforceEmulator:
             _settle_opportunity(row, clean)
         self._remember(obj, record_id, None)
         self._records[obj.name.lower()][record_id] = row
+        if obj.name == "OpportunityContactRole" and row.get("IsPrimary"):
+            self._only_primary(row, stamp)
         if obj.name == "Task":
             self._log_activity(row, stamp)
         return WriteOutcome(record_id, created=True)
@@ -392,7 +407,25 @@ class SalesforceEmulator:
         stamp = stamp or self._stamp()
         row["LastModifiedDate"] = stamp
         row["SystemModstamp"] = stamp
+        if obj.name == "OpportunityContactRole" and clean.get("IsPrimary"):
+            self._only_primary(row, stamp)
         return WriteOutcome(row["Id"])
+
+    def _only_primary(self, role: Mapping[str, Any], stamp: str) -> None:
+        """An opportunity has one primary contact role: making `role` primary clears the
+        flag of the others (which changes them: their stamps move)."""
+        table = self._records["opportunitycontactrole"]
+        for other in table.values():
+            if (
+                other["Id"] != role["Id"]
+                and other.get("OpportunityId") == role.get("OpportunityId")
+                and other.get("IsPrimary")
+                and not other.get("IsDeleted")
+            ):
+                self._remember(self.require_object("OpportunityContactRole"), other["Id"], other)
+                other["IsPrimary"] = False
+                other["LastModifiedDate"] = stamp
+                other["SystemModstamp"] = stamp
 
     def delete_record(
         self, object_name: str, record_id: str, *, stamp: str | None = None
@@ -442,7 +475,7 @@ class SalesforceEmulator:
     ) -> list[FieldError]:
         """What a write refers to that the org refuses: an owner who is no active user (or,
         for leads, no queue), a unique field's value another record holds."""
-        errors = []
+        errors = self._missing_parents(obj, clean)
         owner = clean.get("OwnerId")
         if owner:
             problem = self._owner_problem(obj, str(owner))
@@ -460,6 +493,27 @@ class SalesforceEmulator:
                         f"duplicate value found: {spec.name} duplicates value on record with "
                         f"id: {holder}",
                         [spec.name],
+                    )
+                )
+        return errors
+
+    def _missing_parents(self, obj: SalesforceObject, clean: Mapping[str, Any]) -> list[FieldError]:
+        """A contact role names a live Opportunity and Contact, or the save fails whole
+        (INVALID_CROSS_REFERENCE_KEY). Only there: the emulator keeps no Accounts, which a
+        Contact's AccountId would name."""
+        if obj.name != "OpportunityContactRole":
+            return []
+        errors = []
+        for name, parent in (("OpportunityId", "Opportunity"), ("ContactId", "Contact")):
+            value = clean.get(name)
+            if value in (None, ""):
+                continue
+            if self._find(self.require_object(parent), str(value)) is None:
+                errors.append(
+                    FieldError(
+                        "INVALID_CROSS_REFERENCE_KEY",
+                        f"invalid cross reference id: {value}",
+                        [name],
                     )
                 )
         return errors

@@ -4,8 +4,10 @@ Conversion copies the standard lead fields onto the new Contact (Salesforce Help
 Lead Fields for Lead Conversion": name, email, phone, title, address, lead source, owner and
 the opt-outs map by default; Company goes to the Account, Status and Rating stay behind).
 Custom fields travel only where an admin maps them, so leadsync's `Leadsync_*__c` fields start
-blank on the Contact. The emulator's conversion and the seed generator both take their
-Contacts from here.
+blank on the Contact. A conversion that creates an Opportunity also ties the Contact to it by
+an OpportunityContactRole, primary, with no role ("Opportunity Contact Roles are added by
+default ... during lead conversion: Role blank, Primary yes"). The emulator's conversion and
+the seed generator both take their Contacts and contact roles from here.
 """
 
 from __future__ import annotations
@@ -67,4 +69,28 @@ def seeded_contact(
         **dict.fromkeys(CONTACT_FROM_LEAD.values()),
         **contact_values(lead, account_id),
         "LastActivityDate": lead.get("LastActivityDate"),
+    }
+
+
+def contact_role_values(opportunity_id: str, contact_id: str) -> dict[str, Any]:
+    """The OpportunityContactRole a conversion with an opportunity creates."""
+    return {
+        "OpportunityId": opportunity_id,
+        "ContactId": contact_id,
+        "Role": None,
+        "IsPrimary": True,
+    }
+
+
+def seeded_contact_role(
+    role_id: str, opportunity_id: str, contact_id: str, stamp: str
+) -> dict[str, Any]:
+    """The full OpportunityContactRole record a seeded conversion made, at `stamp`."""
+    return {
+        "Id": role_id,
+        "IsDeleted": False,
+        "CreatedDate": stamp,
+        "LastModifiedDate": stamp,
+        "SystemModstamp": stamp,
+        **contact_role_values(opportunity_id, contact_id),
     }

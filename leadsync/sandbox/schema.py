@@ -706,8 +706,54 @@ TASK = SalesforceObject(
     ),
 )
 
+# A default org's contact roles (Setup, "Contact Roles on Opportunities").
+CONTACT_ROLES: tuple[str, ...] = (
+    "Business User",
+    "Decision Maker",
+    "Economic Buyer",
+    "Economic Decision Maker",
+    "Evaluator",
+    "Executive Sponsor",
+    "Influencer",
+    "Technical Buyer",
+    "Other",
+)
+
+# Who an Opportunity is with: a Contact and the role they play in the deal, at most one of an
+# opportunity's roles primary (setting another primary clears it). A role's opportunity is
+# fixed once created (OpportunityId is not updateable); its contact may change.
+OPPORTUNITY_CONTACT_ROLE = SalesforceObject(
+    name="OpportunityContactRole",
+    label="Opportunity Contact Role",
+    label_plural="Opportunity Contact Role",
+    key_prefix="00K",
+    fields=(
+        *_system_fields(),
+        _SF(
+            "OpportunityId",
+            "Opportunity ID",
+            "reference",
+            18,
+            nillable=False,
+            updateable=False,
+            reference_to=("Opportunity",),
+        ),
+        _SF(
+            "ContactId",
+            "Contact ID",
+            "reference",
+            18,
+            nillable=False,
+            reference_to=("Contact",),
+        ),
+        _SF("Role", "Role", "picklist", 40, picklist=CONTACT_ROLES),
+        _SF("IsPrimary", "Primary", "boolean", nillable=False),
+    ),
+)
+
 SALESFORCE_OBJECTS: dict[str, SalesforceObject] = {
-    obj.name.lower(): obj for obj in (LEAD, CONTACT, OPPORTUNITY, TASK, USER, GROUP)
+    obj.name.lower(): obj
+    for obj in (LEAD, CONTACT, OPPORTUNITY, OPPORTUNITY_CONTACT_ROLE, TASK, USER, GROUP)
 }
 
 # The queue the default assignment rule sends leads to that no entry of it routes.

@@ -24,8 +24,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from leadsync.sandbox.ids import salesforce_id
-from leadsync.sandbox.salesforce_conversion import seeded_contact
-from leadsync.sandbox.schema import LEAD, LIFECYCLE_STAGES, OPPORTUNITY, SANDBOX_OWNERS
+from leadsync.sandbox.salesforce_conversion import seeded_contact, seeded_contact_role
+from leadsync.sandbox.schema import (
+    LEAD,
+    LIFECYCLE_STAGES,
+    OPPORTUNITY,
+    OPPORTUNITY_CONTACT_ROLE,
+    SANDBOX_OWNERS,
+)
 from leadsync.sandbox.seed_details import Details, Place
 
 __all__ = ["SeedContact", "SeedData", "generate"]
@@ -51,6 +57,8 @@ class SeedData:
     salesforce_opportunities: list[dict[str, Any]]
     # The Contacts converted leads became (ConvertedContactId), one per converted lead.
     salesforce_contacts: list[dict[str, Any]] = field(default_factory=list)
+    # The contact role tying each such Contact to the Opportunity its conversion created.
+    salesforce_contact_roles: list[dict[str, Any]] = field(default_factory=list)
 
 
 def generate(*, seed: int, leads: int, overlap: float, now: datetime) -> SeedData:
@@ -725,7 +733,11 @@ class _Generator:
         salesforce_leads, opportunities = self._salesforce_records(salesforce_people, duplicates)
         contacts = self._hubspot_records(hubspot_people, duplicates)
         return SeedData(
-            contacts, salesforce_leads, opportunities, _converted_contacts(salesforce_leads)
+            contacts,
+            salesforce_leads,
+            opportunities,
+            _converted_contacts(salesforce_leads),
+            _conversion_contact_roles(salesforce_leads),
         )
 
     # ------------------------------------------------------------------ companies and people
@@ -1215,6 +1227,22 @@ class _LeadDraft:
         self.created = created
         self.stamp = stamp
         self.converted_at = converted_at
+
+
+def _conversion_contact_roles(leads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The primary contact role each conversion with an opportunity created, numbered in the
+    order of those opportunities, at the conversion. No random draw, as for the Contacts."""
+    converted = [lead for lead in leads if lead.get("ConvertedOpportunityId") is not None]
+    converted.sort(key=lambda lead: str(lead["ConvertedOpportunityId"]))
+    return [
+        seeded_contact_role(
+            salesforce_id(OPPORTUNITY_CONTACT_ROLE.key_prefix, number),
+            lead["ConvertedOpportunityId"],
+            lead["ConvertedContactId"],
+            lead["LastModifiedDate"],
+        )
+        for number, lead in enumerate(converted, start=1)
+    ]
 
 
 def _converted_contacts(leads: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -184,6 +184,7 @@ class Sandbox:
                 "Lead": data.salesforce_leads,
                 "Contact": data.salesforce_contacts,
                 "Opportunity": data.salesforce_opportunities,
+                "OpportunityContactRole": data.salesforce_contact_roles,
             }
         )
         self.settings = replace(self.settings, seed=seed, leads=leads, overlap=overlap)

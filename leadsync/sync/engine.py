@@ -41,6 +41,7 @@ from typing import Any
 
 from leadsync.connectors.base import (
     Connector,
+    ContactRoles,
     CrmRecord,
     CrmTraits,
     HandoffTarget,
@@ -60,6 +61,8 @@ from leadsync.mapping.lifecycle import Stage, Transition, next_transitions
 from leadsync.mapping.scoring import score_lead
 from leadsync.mapping.transforms import TransformError
 from leadsync.mapping.types import CRM_NAMES, CRMS
+from leadsync.sync.deals import RULE as DEAL_RULE
+from leadsync.sync.deals import chosen_opportunities, deal_choices, person_of_role
 from leadsync.sync.handoff import (
     HandoffCounts,
     HandoffPreview,
@@ -96,6 +99,7 @@ from leadsync.sync.plan import (
 from leadsync.sync.preflight import PreflightError, context_of, describe_for, problems
 from leadsync.sync.reconcile import reconcile
 from leadsync.sync.related import (
+    OPPORTUNITY,
     Related,
     contact_of,
     fields_of,
@@ -657,9 +661,11 @@ class SyncEngine:
         should_stop: StopCheck,
     ) -> None:
         stream = stream_key(object_name)
+        roles = connector.contact_roles
+        extra = roles.fields if roles is not None and object_name == roles.object_name else ()
         pages = connector.pull(
             self._store.cursor(crm, stream),
-            fields=fields_of(self._map, crm, object_name),
+            fields=(*fields_of(self._map, crm, object_name), *extra),
             started_at=summary.started_at,
             known=lambda ids: self._store.related.known_stamps(crm, ids),
             stream=object_name,
@@ -685,11 +691,17 @@ class SyncEngine:
         ids = [record.id for record in page.records]
         held = self._store.related.get(crm, ids)
         email_field = self._person_email_field(crm, object_name)
+        roles = self._contact_roles(crm)
         rows = [
             Related.of(
                 r,
                 object_name,
-                held[r.id].parent_id if r.id in held else None,
+                # A contact role belongs to the person record it names (`sync.deals`).
+                person_of_role(r.fields, roles)
+                if roles is not None and object_name == roles.object_name
+                else held[r.id].parent_id
+                if r.id in held
+                else None,
                 email_field=email_field,
             )
             for r in page.records
@@ -719,6 +731,8 @@ class SyncEngine:
             and _changed_related(held.get(row.record_id), row)
         ]
         pending = self._records_of_people(crm, changed)
+        for record_crm, record_ids in self._records_of_deals(crm, object_name, rows, held).items():
+            pending.setdefault(record_crm, []).extend(record_ids)
         for record_crm, record_ids in pending.items():
             self._store.mark_pending(record_crm, record_ids)
         pending.setdefault(crm, []).extend(snapshot.record_id for snapshot in refreshed)
@@ -726,15 +740,83 @@ class SyncEngine:
 
     def _records_of_people(self, crm: str, rows: Sequence[Related]) -> dict[str, list[str]]:
         """The records, by CRM, of the leads `rows` (person records no lead names) are linked
-        to or whose email they hold."""
+        to, whose records name them (a HubSpot contact's salesforcecontactid: the store may
+        meet the Contact after its person was merged), or whose email they hold."""
         if not rows:
             return {}
-        leads = {
-            lead for lead, _ in self._store.links_for(crm, [r.record_id for r in rows]).values()
-        }
+        ids = [r.record_id for r in rows]
+        leads = {lead for lead, _ in self._store.links_for(crm, ids).values()}
+        leads.update(self._store.leads_naming(ids))
         by_email = self._store.leads_by_email(sorted({r.email for r in rows if r.email}))
         leads.update(lead for found in by_email.values() for lead in found)
         return dict(_record_ids_by_crm(self._store.records_of(sorted(leads))))
+
+    def _records_of_deals(
+        self, crm: str, object_name: str, rows: Sequence[Related], held: Mapping[str, Related]
+    ) -> dict[str, list[str]]:
+        """The records, by CRM, of the leads whose person records (`sync.deals`) changed
+        contact roles in `rows` name (now or before), or whose roles name an opportunity in
+        `rows` that changed since the store held it and that no converted lead names (its
+        roles read, 200 a query)."""
+        roles = self._contact_roles(crm)
+        connector = self._connectors.get(crm)
+        if roles is None or connector is None:
+            return {}
+        changed = [row for row in rows if _changed_related(held.get(row.record_id), row)]
+        people: set[str] = set()
+        if object_name == roles.object_name:
+            for row in changed:
+                before = held.get(row.record_id)
+                people.update(p for p in (row.parent_id, before.parent_id if before else None) if p)
+        elif object_name == OPPORTUNITY:
+            # A new opportunity is tied to nobody yet but by new roles, which their own pull
+            # brings: only one the store held may have roles that did not change with it.
+            orphans = [
+                row.record_id for row in changed if row.parent_id is None and row.record_id in held
+            ]
+            if orphans:
+                found = connector.related_where(
+                    roles.object_name, roles.opportunity_field, orphans, fields=roles.fields
+                )
+                people.update(p for r in found if (p := person_of_role(r.fields, roles)))
+        if not people:
+            return {}
+        leads = {lead for lead, _ in self._store.links_for(crm, sorted(people)).values()}
+        return dict(_record_ids_by_crm(self._store.records_of(sorted(leads))))
+
+    def _contact_roles(self, crm: str) -> ContactRoles | None:
+        """How `crm` ties opportunities to people: as its connector follows them, by the
+        CRM's traits when none is here (a what-if reads the roles the store holds)."""
+        connector = self._connectors.get(crm)
+        return connector.contact_roles if connector is not None else traits_of(crm).contact_roles
+
+    def _deals(self, attached: Mapping[str, Related]) -> dict[str, dict[str, FieldChoice]]:
+        """Lead id -> the values its person record's opportunity gives it (`sync.deals`), for
+        the leads `attached` gives a person record, read from the store (an opportunity it
+        lacks is read from the CRM when connected, 200 a query)."""
+        by_crm: dict[str, dict[str, str]] = {}
+        for lead_id, person in attached.items():
+            by_crm.setdefault(person.crm, {})[person.record_id] = lead_id
+        found: dict[str, dict[str, FieldChoice]] = {}
+        for crm, leads in by_crm.items():
+            roles = self._contact_roles(crm)
+            connector = self._connectors.get(crm)
+            if roles is None:
+                continue
+            stored = self._store.related.children(crm, roles.object_name, sorted(leads))
+            chosen = chosen_opportunities(stored, roles)
+            wanted = sorted(set(chosen.values()))
+            deals = self._store.related.get(crm, wanted)
+            missing = [i for i in wanted if i not in deals]
+            if missing and connector is not None:
+                fields = fields_of(self._map, crm, OPPORTUNITY)
+                read = connector.fetch(missing, fields=fields, object_name=OPPORTUNITY)
+                deals.update({i: Related.of(r, OPPORTUNITY) for i, r in read.items()})
+            for person_id, opportunity_id in chosen.items():
+                deal = deals.get(opportunity_id)
+                if deal is not None and not deal.deleted:
+                    found[leads[person_id]] = deal_choices(self._map, roles, deal)
+        return found
 
     def _person_email_field(self, crm: str, object_name: str) -> str | None:
         """Where `object_name`'s records hold their person's email, when they are people of
@@ -882,6 +964,7 @@ class SyncEngine:
         )
         records = _records_by_lead(stored, batch, linked)
         people = self._match_people(records, lead_ids)
+        deals = self._deals(people.attached)
         written = self._written_to(records, lead_ids)
         unseen = self._unseen_writes(records, lead_ids)
         previous = self._store.leads(lead_ids)
@@ -897,6 +980,7 @@ class SyncEngine:
                 written,
                 person=people.attached.get(lead_id),
                 person_review=people.in_review.get(lead_id, ""),
+                deal=deals.get(lead_id, {}),
                 unseen=unseen,
             )
             for lead_id in lead_ids
@@ -1016,10 +1100,18 @@ class SyncEngine:
         *,
         person: Related | None = None,
         person_review: str = "",
+        deal: Mapping[str, FieldChoice] | None = None,
         unseen: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
     ) -> _Merged:
         snapshots = one_per_crm(records)
-        choices = reconcile(self._map, snapshots, previous=previous)
+        # A person record's opportunity speaks where no lead record of its CRM does; what one
+        # gave before and gives no more (its role deleted) is no longer the person's.
+        choices = {
+            name: choice
+            for name, choice in reconcile(self._map, snapshots, previous=previous).items()
+            if choice.rule != DEAL_RULE
+        }
+        choices.update(deal or {})
         values = {name: choice.value for name, choice in choices.items()}
         now = self._clock()
         recorded_by = max((snapshot.modified_at for snapshot in snapshots.values()), default=None)
@@ -1091,6 +1183,7 @@ class SyncEngine:
         sweep's: the stage moves are those the next sweep would make."""
         stored = self._store.records_of(lead_ids)
         people = self._match_people(stored, lead_ids)
+        deals = self._deals(people.attached)
         written = self._written_to(stored, lead_ids, people.attached.values())
         believed = {
             lead_id: [_as_written(s, written.get(s.crm, {})) for s in records]
@@ -1113,6 +1206,7 @@ class SyncEngine:
                 written,
                 person=_related_as_written(person, written) if person is not None else None,
                 person_review=people.in_review.get(lead_id, ""),
+                deal=deals.get(lead_id, {}),
             )
             found.append(
                 Reevaluated(previous.get(lead_id), m.lead, tuple(m.transitions), m.updates, records)

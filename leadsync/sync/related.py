@@ -272,6 +272,21 @@ class RelatedRecords:
         return found
 
     @retry_transient
+    def children(self, crm: str, object_name: str, parent_ids: Sequence[str]) -> list[Related]:
+        """The records of `object_name` whose `parent_id` is one of `parent_ids` (the contact
+        roles of some Contacts: `sync.deals`), deleted ones too."""
+        found: list[Related] = []
+        with self._engine.connect() as connection:
+            for chunk in chunks(sorted(set(parent_ids))):
+                query = sa.select(t.related).where(
+                    t.related.c.crm == crm,
+                    t.related.c.object_name == object_name,
+                    t.related.c.parent_id.in_(chunk),
+                )
+                found += [_related(row) for row in connection.execute(query).mappings()]
+        return found
+
+    @retry_transient
     def of_object(self, crm: str, object_name: str) -> list[Related]:
         """Every record of `object_name` the store holds (for the reports)."""
         query = sa.select(t.related).where(

@@ -7,7 +7,8 @@ candidates. A person resolves it:
 
     link   the record is that lead's: linked now, merged and written by the next sync
     apart  the record is a person of its own: a new lead, made by the next sync
-    ignore leave it unlinked; it comes back if the record changes and is still ambiguous
+    ignore leave it unlinked; it comes back once the conflict is another (other candidates,
+           another reason), not while matching finds the same one again
 
 Every sync matches the open items' records again, so an item whose cause went away (a
 duplicate deleted or merged, an email corrected) closes itself, and a deleted record's item
@@ -25,7 +26,7 @@ from leadsync.mapping.fields import FieldMap
 from leadsync.sync.model import Lead, Snapshot
 from leadsync.sync.people import MANUAL
 from leadsync.sync.quarantine import same_record_id
-from leadsync.sync.store import ReviewItem, Store
+from leadsync.sync.store import IGNORED, ReviewItem, Store
 
 __all__ = [
     "ACTIONS",
@@ -139,7 +140,7 @@ def resolve_review(
         raise UnknownReviewError(f"resolve with one of {', '.join(ACTIONS)}, not {action!r}")
     crm, record_id = view.crm, view.record_id
     if action == "ignore":
-        decided = "ignored"
+        decided = IGNORED
     else:
         if action == "link":
             lead_id = lead_id or _only_candidate(view)

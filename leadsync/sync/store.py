@@ -49,7 +49,7 @@ from leadsync.sync.database import (
 from leadsync.sync.handoff_ledger import HandoffLedger
 
 # One normalisation for matching and for the email index, or the two drift apart.
-from leadsync.sync.identity import normalise_email
+from leadsync.sync.identity import normalise_email, people_named
 from leadsync.sync.model import FieldChoice, Lead, Snapshot
 from leadsync.sync.related import Related, RelatedRecords, save_related
 from leadsync.sync.run_kinds import RUN_KINDS
@@ -60,6 +60,7 @@ from leadsync.sync.tables import unstorable
 
 __all__ = [
     "BACKFILL",
+    "IGNORED",
     "INCREMENTAL",
     "RUN_KINDS",
     "LoggedWrite",
@@ -82,6 +83,8 @@ REFUSAL_RETRY_FIRST = timedelta(hours=1)
 REFUSAL_RETRY_MOST = timedelta(days=1)
 INCREMENTAL = "incremental"  # the cursor stream of incremental pulls (a Position)
 BACKFILL = "backfill"  # the cursor stream of full pulls (an opaque checkpoint)
+# The resolution of a review item a person chose to leave as it is (`leadsync review ... ignore`).
+IGNORED = "ignored"
 
 
 # ------------------------------------------------------------------------------------- values
@@ -658,6 +661,31 @@ class Store:
         return sorted(found)
 
     @retry_transient
+    def leads_naming(self, record_ids: Sequence[str]) -> list[str]:
+        """The ids of the leads with a live record that names one of `record_ids` as its
+        person record (see `identity.people_named`), sorted."""
+        found: set[str] = set()
+        joined = t.snapshots.join(
+            t.links,
+            sa.and_(
+                t.links.c.crm == t.snapshots.c.crm,
+                t.links.c.record_id == t.snapshots.c.record_id,
+            ),
+        )
+        with self._engine.connect() as connection:
+            for chunk in chunks(record_ids):
+                query = (
+                    sa.select(t.links.c.lead_id)
+                    .select_from(joined)
+                    .where(
+                        t.snapshots.c.person_named.in_(chunk),
+                        t.snapshots.c.deleted.is_(False),
+                    )
+                )
+                found.update(connection.execute(query).scalars())
+        return sorted(found)
+
+    @retry_transient
     def leads_by_email(self, emails: Sequence[str]) -> dict[str, list[str]]:
         """Normalised email -> the ids of the leads holding it (sorted); blanks are ignored."""
         wanted = [email for email in map(normalise_email, emails) if email is not None]
@@ -1047,7 +1075,15 @@ def _snapshot_row(
         "held_for": hold_for,
         "run_id": run_id,
         "saved_at": now,
+        "person_named": _person_named(snapshot),
     }
+
+
+def _person_named(snapshot: Snapshot) -> str | None:
+    """The id of the person record `snapshot` names: a record names at most one (HubSpot's
+    salesforcecontactid, a converted lead's ConvertedContactId)."""
+    named = sorted(record_id for _, record_id in people_named(snapshot))
+    return named[0] if named else None
 
 
 def _upsert_quarantine(connection: Connection, entries: Sequence[Quarantined]) -> None:
@@ -1214,7 +1250,7 @@ def _upsert_reviews(
     )
     if not rows:
         return
-    rows = _not_decided_since(connection, rows, run_id)
+    rows = _not_ignored(connection, _not_decided_since(connection, rows, run_id))
     if not rows:
         return
     insert = insert_for(connection, t.review)
@@ -1249,6 +1285,24 @@ def _not_decided_since(
         )
         decided.update((found.crm, found.record_id) for found in connection.execute(query))
     return [row for row in rows if (row["crm"], row["record_id"]) not in decided]
+
+
+def _not_ignored(connection: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The review rows that are not the very conflict a person ignored: an ignored item
+    stays closed while matching finds the same candidates for the same reason (a Contact
+    is matched again at every merge of its person), and reopens once either changes."""
+    ignored: dict[tuple[str, str], tuple[list[str], str]] = {}
+    for chunk in chunks([row["record_id"] for row in rows]):
+        query = sa.select(
+            t.review.c.crm, t.review.c.record_id, t.review.c.candidates, t.review.c.reason
+        ).where(t.review.c.record_id.in_(chunk), t.review.c.resolution == IGNORED)
+        for found in connection.execute(query):
+            ignored[(found.crm, found.record_id)] = (list(found.candidates), found.reason)
+    return [
+        row
+        for row in rows
+        if ignored.get((row["crm"], row["record_id"])) != (row["candidates"], row["reason"])
+    ]
 
 
 def _close_reviews(

@@ -275,6 +275,9 @@ snapshots = sa.Table(
     sa.Column("held_for", sa.String(), index=True),
     sa.Column("run_id", sa.String(), nullable=False),
     sa.Column("saved_at", UtcDateTime(), nullable=False),
+    # The person record of a related object this record names (a HubSpot contact's
+    # salesforcecontactid): a Contact pulled after its person was merged finds it here.
+    sa.Column("person_named", sa.String(), index=True),
     sa.Index(None, "crm", "pending", "modified_at"),
 )
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 from leadsync.connectors.base import Position, RecordUpdate, WriteStatus
+from leadsync.connectors.traits import SALESFORCE
 from tests.connectors.test_salesforce_connector import (
     LATER,
     SEED_UNTIL,
@@ -29,7 +30,8 @@ OPPORTUNITY_FIELDS = ("StageName", "Amount", "CloseDate", "IsWon", "IsClosed")
 
 def test_the_connector_declares_the_objects_it_follows() -> None:
     with running(leads=5) as (sandbox, _), connected(sandbox) as connector:
-        assert connector.streams == ("Lead", "Contact", "Opportunity")
+        assert connector.streams == ("Lead", "Contact", "Opportunity", "OpportunityContactRole")
+        assert connector.contact_roles == SALESFORCE.contact_roles
         with pytest.raises(ValueError, match="follows no object 'Account'"):
             next(connector.pull(None, fields=[], started_at=LATER, stream="Account"))
 
@@ -143,3 +145,23 @@ def test_lead_and_contact_updates_go_grouped_by_object_whatever_their_order() ->
         assert [r.record_id for r in results] == [u.record_id for u in updates]
         assert {r.status for r in results} == {WriteStatus.WRITTEN}
         assert inspector.served("salesforce.collection_update") == 1
+
+
+def test_the_roles_of_many_opportunities_are_read_200_a_query() -> None:
+    roles = SALESFORCE.contact_roles
+    assert roles is not None
+    with running(leads=300) as (sandbox, inspector), connected(sandbox) as connector:
+        seeded = sandbox.salesforce.snapshot("OpportunityContactRole")
+        assert seeded, "the seed converts some leads with an opportunity"
+        # Ids no role names fill the list past one query's 200.
+        asked = [row["OpportunityId"] for row in seeded]
+        asked += [f"0065g9{n:09d}AAA" for n in range(201 - len(asked))]
+        assert len(set(asked)) == 201, (len(seeded), len(asked))
+        before = inspector.served("salesforce.query")
+        found = connector.related_where(
+            roles.object_name, roles.opportunity_field, asked, fields=roles.fields
+        )
+        assert inspector.served("salesforce.query") - before == 2
+        assert sorted(
+            (r.id, r.fields["ContactId"], r.fields["IsPrimary"]) for r in found
+        ) == sorted((row["Id"], row["ContactId"], True) for row in seeded)

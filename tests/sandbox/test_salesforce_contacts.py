@@ -227,3 +227,101 @@ def test_a_collection_of_more_than_ten_type_runs_is_refused(salesforce: Salesfor
     grouped = sorted(mixed, key=lambda record: record["attributes"]["type"])
     results = salesforce.restful("composite/sobjects", method="PATCH", json={"records": grouped})
     assert all(result["success"] for result in results)
+
+
+# ------------------------------------------------------------------ opportunity contact roles
+
+ROLES = "SELECT Id, OpportunityId, ContactId, Role, IsPrimary, SystemModstamp "
+
+
+def test_opportunity_contact_role_is_described(salesforce: Salesforce) -> None:
+    names = [o["name"] for o in salesforce.describe()["sobjects"]]
+    assert "OpportunityContactRole" in names
+    described = salesforce.OpportunityContactRole.describe()
+    assert described["keyPrefix"] == "00K"
+    fields = {f["name"]: f for f in described["fields"]}
+    assert fields["OpportunityId"]["referenceTo"] == ["Opportunity"]
+    assert fields["OpportunityId"]["updateable"] is False
+    assert fields["ContactId"]["referenceTo"] == ["Contact"]
+    assert fields["IsPrimary"]["type"] == "boolean"
+    assert "Decision Maker" in [value["value"] for value in fields["Role"]["picklistValues"]]
+
+
+def test_seeded_conversions_with_an_opportunity_have_its_primary_contact_role(
+    salesforce: Salesforce,
+) -> None:
+    leads = salesforce.query_all(
+        "SELECT ConvertedContactId, ConvertedOpportunityId FROM Lead "
+        "WHERE IsConverted = true AND ConvertedOpportunityId != null"
+    )["records"]
+    assert leads, "the seed converts some leads with an opportunity"
+    roles = salesforce.query_all(ROLES + "FROM OpportunityContactRole")["records"]
+    assert sorted(
+        (r["OpportunityId"], r["ContactId"], r["IsPrimary"], r["Role"]) for r in roles
+    ) == (
+        sorted(
+            (lead["ConvertedOpportunityId"], lead["ConvertedContactId"], True, None)
+            for lead in leads
+        )
+    )
+
+
+def test_conversion_with_an_opportunity_ties_the_contact_to_it_as_primary(
+    salesforce: Salesforce, control: requests.Session
+) -> None:
+    lead = _open_lead_with_email(salesforce)
+    converted = _converted(control, lead["Id"], opportunity_stage="Prospecting")
+    soql = format_soql(
+        ROLES + "FROM OpportunityContactRole WHERE ContactId IN {}",
+        [converted["ConvertedContactId"]],
+    )
+    (role,) = salesforce.query(soql)["records"]
+    assert (role["OpportunityId"], role["IsPrimary"], role["Role"]) == (
+        converted["ConvertedOpportunityId"],
+        True,
+        None,
+    )
+    # Without an opportunity, no role.
+    other = salesforce.query(
+        "SELECT Id FROM Lead WHERE IsConverted = false AND Email != null ORDER BY Id DESC LIMIT 1"
+    )["records"][0]
+    contact_id = _converted(control, other["Id"])["ConvertedContactId"]
+    soql = format_soql("SELECT Id FROM OpportunityContactRole WHERE ContactId = {}", contact_id)
+    assert salesforce.query(soql)["totalSize"] == 0
+
+
+def test_a_new_primary_role_clears_the_old_one_and_both_changes_are_pulled(
+    salesforce: Salesforce, control: requests.Session
+) -> None:
+    lead = _open_lead_with_email(salesforce)
+    converted = _converted(control, lead["Id"], opportunity_stage="Prospecting")
+    opportunity_id = converted["ConvertedOpportunityId"]
+    soql = format_soql(
+        ROLES + "FROM OpportunityContactRole WHERE OpportunityId = {}", opportunity_id
+    )
+    (first,) = salesforce.query(soql)["records"]
+    other = salesforce.Contact.create({"LastName": "Buyer", "Email": "buyer@elsewhere.example"})
+    made = salesforce.OpportunityContactRole.create(
+        {
+            "OpportunityId": opportunity_id,
+            "ContactId": other["id"],
+            "Role": "Economic Buyer",
+            "IsPrimary": True,
+        }
+    )
+    roles = {r["Id"]: r for r in salesforce.query(soql)["records"]}
+    assert (roles[made["id"]]["IsPrimary"], roles[first["Id"]]["IsPrimary"]) == (True, False)
+    assert roles[first["Id"]]["SystemModstamp"] >= first["SystemModstamp"]
+
+
+def test_a_contact_role_must_name_a_live_opportunity_and_contact(salesforce: Salesforce) -> None:
+    opportunity_id = salesforce.query("SELECT Id FROM Opportunity LIMIT 1")["records"][0]["Id"]
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        salesforce.OpportunityContactRole.create(
+            {"OpportunityId": opportunity_id, "ContactId": "0035g0000000999AAA"}
+        )
+    assert refused.value.content[0]["errorCode"] == "INVALID_CROSS_REFERENCE_KEY"
+    role = salesforce.query("SELECT Id FROM OpportunityContactRole LIMIT 1")["records"][0]
+    with pytest.raises(SalesforceMalformedRequest) as fixed:
+        salesforce.OpportunityContactRole.update(role["Id"], {"OpportunityId": opportunity_id})
+    assert fixed.value.content[0]["errorCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"

@@ -25,6 +25,7 @@ from tests.sync.test_contacts_without_lead import (
     _leads_holding,
     _person,
     _review,
+    _twin_contacts,
     write_calls,
 )
 from tests.sync.test_handoff import (  # noqa: F401
@@ -211,8 +212,7 @@ def test_a_twin_contact_deleted_in_review_leaves_the_other_written(
     email: str, tmp_path: Path
 ) -> None:
     with Sandbox(SETTINGS) as sandbox:
-        first = _contact(sandbox, email, "One")
-        second = _contact(sandbox, email, "Two")
+        first, second = _twin_contacts(sandbox, email)
         config = config_for(sandbox, tmp_path)
         caught_up_runs(config, sync)
         assert set(_review(config)) == {first, second}

@@ -8,6 +8,8 @@ item 1)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,12 +18,14 @@ import pytest
 
 from leadsync.cli import main
 from leadsync.config import Config
+from leadsync.connectors.salesforce import SalesforceConnector
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import Sandbox
 from leadsync.sandbox_config import EXAMPLES
 from leadsync.sync.engine import SyncEngine
 from leadsync.sync.handoff_ledger import MATCHED
 from leadsync.sync.model import Lead
+from leadsync.sync.related import OPPORTUNITY
 from leadsync.sync.review import resolve_review, review_item
 from tests.cli.conftest import with_definition
 from tests.support import search_caught_up
@@ -52,6 +56,11 @@ def _contact(sandbox: Sandbox, email: str, last_name: str = "Direct") -> str:
         made = sandbox.salesforce.create_record("Contact", {"LastName": last_name, "Email": email})
     assert made.success
     return str(made.record_id)
+
+
+def _twin_contacts(sandbox: Sandbox, email: str) -> tuple[str, str]:
+    """Two Contacts sales created holding one person's email: a conflict for review."""
+    return _contact(sandbox, email, "One"), _contact(sandbox, email, "Two")
 
 
 def _person(config: Config, email: str) -> Lead:
@@ -163,14 +172,53 @@ def test_the_hubspot_contacts_salesforcecontactid_matches_a_contact_of_another_e
         assert _leads_holding(sandbox, email) == []
 
 
+def _sync_without_contacts(config: Config) -> None:
+    """A run of a leadsync that did not follow Contacts yet (before an upgrade): the person
+    is merged while the store holds none of the org's Contacts."""
+    with open_runtime(config) as runtime:
+        salesforce = SalesforceConnector(
+            replace(config.salesforce_connection(), related_objects=(OPPORTUNITY,))
+        )
+        connectors: dict[str, Any] = {**runtime.connectors, "salesforce": salesforce}
+        SyncEngine(
+            runtime.store, connectors, runtime.field_map, runtime.definition, clock=lambda: NOW
+        ).run(write=True)
+
+
+def test_a_contact_the_store_meets_after_the_person_naming_it_is_matched_by_that_name(
+    tmp_path: Path,
+) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        _sync_without_contacts(config)
+        person = _hubspot_only_person(config)
+        email = str(person.values["email"]).strip().lower()
+        contact_id = _contact(sandbox, "the.same.person@elsewhere.example")
+        (hubspot,) = [
+            c
+            for c in sandbox.hubspot.snapshot()
+            if str(c["properties"].get("email") or "").strip().lower() == email
+        ]
+        sandbox.hubspot.set_activity(int(hubspot["id"]), {"salesforcecontactid": contact_id})
+        search_caught_up(config)
+        _sync_without_contacts(config)  # the person, naming the Contact, merged
+        search_caught_up(config)
+        # Neither the person nor the Contact changes now: the Contact's first pull alone
+        # must bring the person that names it to the merge (its email is another's).
+        sync(config)
+
+        contact = sandbox.salesforce.record("Contact", contact_id)
+        assert contact is not None
+        assert contact.get("Leadsync_Score__c") == _person(config, email).score is not None
+
+
 def test_two_contacts_holding_the_persons_email_go_to_review_and_neither_is_written(
     reference: tuple[dict[str, Any], int], tmp_path: Path
 ) -> None:
     expected, _ = reference
     email = _handed_off_email(expected)
     with Sandbox(SETTINGS) as sandbox:
-        first = _contact(sandbox, email, "One")
-        second = _contact(sandbox, email, "Two")
+        first, second = _twin_contacts(sandbox, email)
         config = config_for(sandbox, tmp_path)
         summary = sync(config)
 
@@ -231,8 +279,7 @@ def test_a_contact_a_person_links_in_review_gets_the_values_and_its_twin_does_no
     expected, _ = reference
     email = _handed_off_email(expected)
     with Sandbox(SETTINGS) as sandbox:
-        first = _contact(sandbox, email, "One")
-        second = _contact(sandbox, email, "Two")
+        first, second = _twin_contacts(sandbox, email)
         config = config_for(sandbox, tmp_path)
         sync(config)
         search_caught_up(config)
@@ -260,9 +307,37 @@ def test_a_contact_a_person_links_in_review_gets_the_values_and_its_twin_does_no
         assert _leads_holding(sandbox, email) == []
 
 
-def _hubspot_only_person(config: Config) -> Lead:
+def test_an_ignored_contact_stays_ignored_until_its_conflict_changes(
+    reference: tuple[dict[str, Any], int], tmp_path: Path
+) -> None:
+    expected, _ = reference
+    email = _handed_off_email(expected)
+    with Sandbox(SETTINGS) as sandbox:
+        first, second = _twin_contacts(sandbox, email)
+        config = config_for(sandbox, tmp_path)
+        sync(config)
+        with open_runtime(config, connect=False) as runtime:
+            resolve_review(runtime.store, review_item(runtime.store, first), "ignore")
+        # The person changes (engagement in HubSpot): merged again, the same two Contacts.
+        (hubspot,) = [
+            c
+            for c in sandbox.hubspot.snapshot()
+            if str(c["properties"].get("email") or "").strip().lower() == email
+        ]
+        sandbox.hubspot.set_activity(int(hubspot["id"]), {"hs_analytics_num_page_views": "40"})
+        search_caught_up(config)
+        sync(config, at=datetime.now(UTC))
+        assert set(_review(config)) == {second}
+
+        # A third Contact of the person: the conflict is another one, shown again.
+        third = _contact(sandbox, email, "Three")
+        sync(config, at=datetime.now(UTC))
+        assert set(_review(config)) == {first, second, third}
+
+
+def _hubspot_only_person(config: Config, accept: Callable[[Lead], bool] = bool) -> Lead:
     """A person leadsync knows from HubSpot only and did not hand off (below the handoff
-    stage): nothing of theirs is pending once the echoes are in."""
+    stage): nothing of theirs is pending once the echoes are in. `accept` narrows the choice."""
     with open_runtime(config, connect=False) as runtime:
         handed = {h.lead_id for h in runtime.store.handoffs.all()}
         for lead_id in runtime.store.lead_ids_after(None, limit=10_000):
@@ -272,6 +347,7 @@ def _hubspot_only_person(config: Config) -> Lead:
                 lead_id not in handed
                 and [r.crm for r in records] == ["hubspot"]
                 and lead.values.get("email")
+                and accept(lead)
             ):
                 return lead
     raise AssertionError("no HubSpot-only person below the handoff stage in the seeded data")

@@ -162,7 +162,7 @@ def test_the_scaled_run_makes_the_calls_of_a_full_sized_one(tmp_path: Path) -> N
     assert full.count("write") >= 4
 
 
-MOST_CALLS = 72
+MOST_CALLS = 74
 
 
 def _points() -> list[tuple[int, bool]]:

@@ -136,3 +136,16 @@ def test_the_migration_gives_contacts_stored_before_it_their_email(tmp_path: Pat
     with Store(url) as store:
         found = store.related.people("salesforce", emails=["ann@x.com", "no@x.com"])
         assert sorted(found) == ["0031"]
+
+
+def test_children_are_the_records_of_one_object_a_parent_holds(store: Store) -> None:
+    role = "OpportunityContactRole"
+    rows = [
+        Related("salesforce", role, "00K1", T0, {"IsPrimary": True}, parent_id="0031"),
+        Related("salesforce", role, "00K2", T0, {}, deleted=True, parent_id="0031"),
+        Related("salesforce", role, "00K3", T0, {}, parent_id="0032"),
+        _contact("0033", parent="0031"),  # another object under the same parent id
+    ]
+    store.save_page("salesforce", [], position=None, related=rows, run_id="r1")
+    found = store.related.children("salesforce", role, ["0031", "0039"])
+    assert sorted((r.record_id, r.deleted) for r in found) == [("00K1", False), ("00K2", True)]

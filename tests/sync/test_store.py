@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import sqlite3
@@ -32,7 +33,7 @@ from leadsync.sync.database import (
 )
 from leadsync.sync.model import FieldChoice, Lead, Snapshot
 from leadsync.sync.sql import IN_CHUNK
-from leadsync.sync.store import Quarantined, Store, WriteRow
+from leadsync.sync.store import IGNORED, Quarantined, Store, WriteRow
 from tests.support import REAL_PROCESSES
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -90,7 +91,7 @@ def test_first_use_creates_the_sqlite_file_and_its_folder_and_migrates_it(tmp_pa
         assert path.is_file()
         with store.engine.connect() as connection:
             current = MigrationContext.configure(connection).get_current_revision()
-        assert current == head_revision() == "0011_handoff_responses"
+        assert current == head_revision() == "0012_person_named"
         assert schema_differences(store.engine) == []
 
 
@@ -110,6 +111,42 @@ def test_migrated_schema_equals_the_table_metadata(store: Store) -> None:
     with store.engine.begin() as connection:
         connection.execute(sa.text("DROP INDEX ix_leads_email"))
     assert [difference[0] for difference in schema_differences(store.engine)] == ["add_index"]
+
+
+def test_the_person_named_migration_fills_in_what_stored_records_name(tmp_path: Any) -> None:
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection=connection), "0011_handoff_responses")
+        row = {
+            "modified_at": T0.replace(tzinfo=None),
+            "canonical": "{}",
+            "changed_at": "{}",
+            "deleted": False,
+            "content_digest": "d",
+            "pending": False,
+            "run_id": "r",
+            "saved_at": T0.replace(tzinfo=None),
+        }
+        named = {"salesforcecontactid": "0035g000000000G"}  # 15 characters, as HubSpot may
+        for record_id, raw in (("1", named), ("2", {"email": "a@x.example"})):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO snapshots (crm, record_id, modified_at, raw, canonical, "
+                    "changed_at, deleted, content_digest, pending, run_id, saved_at) VALUES "
+                    "('hubspot', :record_id, :modified_at, :raw, :canonical, :changed_at, "
+                    ":deleted, :content_digest, :pending, :run_id, :saved_at)"
+                ),
+                {**row, "record_id": record_id, "raw": json.dumps(raw)},
+            )
+    engine.dispose()
+    with Store(url) as store, store.engine.connect() as connection:
+        found = dict(
+            connection.execute(sa.text("SELECT record_id, person_named FROM snapshots")).all()
+        )
+    assert found == {"1": "0035g000000000GAAQ", "2": None}
 
 
 # A replica: wait for the common start moment (imports done), then open the store.
@@ -534,6 +571,22 @@ def save_decided(store: Store) -> None:
     )
 
 
+def test_leads_naming_finds_the_leads_whose_live_records_name_a_person_record(
+    store: Store,
+) -> None:
+    contact = "0035g000000000GAAQ"
+    saved(
+        store,
+        snap("1", raw={"salesforcecontactid": contact[:15]}),  # 15 characters, as HubSpot may
+        snap("2", raw={"salesforcecontactid": contact}, deleted=True),
+        snap("3", raw={"salesforcecontactid": "0035g000000000HAAQ"}),
+    )
+    store.link([("hubspot", "1", "lead-a", "email"), ("hubspot", "2", "lead-b", "email")])
+    store.link([("hubspot", "3", "lead-c", "email")])
+    assert store.leads_naming([contact]) == ["lead-a"]
+    assert store.leads_naming(["0035g000000000ZAAQ"]) == []
+
+
 def test_save_decisions_commits_leads_links_reviews_and_transitions(store: Store) -> None:
     save_decided(store)
     assert store.leads(["lead-a"]) == {"lead-a": DECIDED_LEAD}
@@ -698,6 +751,23 @@ def test_a_run_that_matched_before_a_persons_decision_does_not_reopen_the_item(
         later = store.start_run("sync", started_at=T0 + timedelta(minutes=4))
         store.add_review("hubspot", "1", ["lead-a"], "a duplicate", run_id=later)
         assert [item.record_id for item in store.review_queue()] == ["1"]
+
+
+def test_an_ignored_review_item_reopens_only_for_another_conflict(database_url: str) -> None:
+    with Store(database_url, clock=lambda: T0) as store:
+        store.add_review("salesforce", "003A", ["lead-a"], "2 records are lead-a's", run_id="r1")
+        assert store.resolve_review("salesforce", "003A", resolution=IGNORED)
+        # Found again as it was: stays ignored.
+        store.add_review("salesforce", "003A", ["lead-a"], "2 records are lead-a's", run_id="r2")
+        assert store.review_queue() == []
+        # Another reason (a third record), or other candidates: reopened.
+        store.add_review("salesforce", "003A", ["lead-a"], "3 records are lead-a's", run_id="r3")
+        assert [item.reason for item in store.review_queue()] == ["3 records are lead-a's"]
+        assert store.resolve_review("salesforce", "003A", resolution=IGNORED)
+        store.add_review(
+            "salesforce", "003A", ["lead-a", "lead-b"], "3 records are lead-a's", run_id="r4"
+        )
+        assert [item.candidates for item in store.review_queue()] == [("lead-a", "lead-b")]
 
 
 # --------------------------------------------------------------------------------- JSON values
