@@ -54,8 +54,14 @@ def _synced_person_with_contact(sandbox: Sandbox, tmp_path: Path) -> tuple[Confi
     sync(config)
     # Not one HubSpot already calls an opportunity or a customer: that would be evidence of
     # its own, whatever the Contact's deals say.
+    # Nor one a recycle or disqualify rule holds (HubSpot's Bad Timing, say): it stays there
+    # whatever its deals do, and which person that is varies with the seed's clock.
     person = _hubspot_only_person(
-        config, lambda lead: lead.values.get("hubspot_lifecycle") in LEADS
+        config,
+        lambda lead: (
+            lead.values.get("hubspot_lifecycle") in LEADS
+            and lead.stage not in ("recycled", "disqualified")
+        ),
     )
     contact_id = _contact(sandbox, str(person.values["email"]).strip().lower())
     sync(config)
