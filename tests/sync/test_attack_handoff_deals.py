@@ -1,0 +1,406 @@
+"""Attack probes on the handoff of a deleted record, owners read back from the org's rules, and
+a Contact's opportunities through its contact roles (issues 17 and 18), with orgs unlike the
+seeds: records deleted twice, a matched Contact deleted, an owner read that fails, deals
+deleted or re-opened. After each, two more runs write nothing."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from leadsync.config import Config
+from leadsync.errors import ConnectorError
+from leadsync.reports.data import opportunities
+from leadsync.runtime import open_runtime
+from leadsync.sandbox import Sandbox
+from leadsync.sync.engine import RunSummary, SyncEngine
+from leadsync.sync.handoff_ledger import CREATED, MATCHED
+from tests.support import Cut, Tripwire, crm_state, search_caught_up
+from tests.sync.test_contact_opportunities import _deal, _move, _stage, _synced_person_with_contact
+from tests.sync.test_contacts_without_lead import _contact, _person
+from tests.sync.test_handoff import (
+    SETTINGS,
+    Wrapped,
+    config_for,
+    handed_off_leads,
+    handoffs,
+    reference,
+)
+from tests.sync.test_handoff import sync as sync_at_now
+from tests.sync.test_handoff_response import HOUR, T0, WITHIN_FOUR, Moment, handed_off_at_t0
+
+__all__ = ["reference"]  # the module fixture the matched-Contact probe reads its email from
+
+
+def _run(config: Config, moment: Moment, *, broken_owner_reads: bool = False) -> RunSummary:
+    """One sync on `moment`'s clock; `broken_owner_reads`: the target's owner read-back fails
+    as a Salesforce that does not answer would."""
+    with open_runtime(config) as runtime:
+        connectors: dict[str, Any] = dict(runtime.connectors)
+        if broken_owner_reads:
+
+            def fails(_ids: Any) -> dict[str, str]:
+                raise ConnectorError("salesforce is away", crm="salesforce", status=503)
+
+            connectors["salesforce"].owners_of = fails
+        engine = SyncEngine(
+            runtime.store,
+            connectors,
+            runtime.field_map,
+            runtime.definition,
+            clock=lambda: moment.at,
+        )
+        return engine.run(write=True)
+
+
+def _writes(summary: RunSummary) -> int:
+    handed = summary.handoff.handed_off + summary.handoff.matched if summary.handoff else 0
+    return sum(counts.written for counts in summary.crms.values()) + handed
+
+
+def _settled_twice(sandbox: Sandbox, config: Config, moment: Moment) -> None:
+    """Two more runs, an hour apart, once HubSpot's search caught up: neither writes, and the
+    CRMs end as they were."""
+    search_caught_up(config)
+    before = crm_state(sandbox)
+    for _ in range(2):
+        moment.at += HOUR
+        search_caught_up(config)
+        assert _writes(_run(config, moment)) == 0
+    assert crm_state(sandbox) == before
+
+
+def _live_leads_keyed(sandbox: Sandbox, key: str) -> list[dict[str, Any]]:
+    return [lead for lead in handed_off_leads(sandbox) if lead["Leadsync_Id__c"] == key]
+
+
+def _archive_hubspot_contact(sandbox: Sandbox, contact_id: str) -> None:
+    with requests.Session() as session:
+        session.trust_env = False
+        answer = session.delete(
+            f"{sandbox.url}/crm/v3/objects/contacts/{contact_id}",
+            headers={"Authorization": "Bearer sandbox-token"},
+        )
+    assert answer.status_code == 204
+
+
+def _delete(sandbox: Sandbox, object_name: str, record_id: str) -> None:
+    with sandbox.salesforce.lock:
+        assert sandbox.salesforce.delete_record(object_name, record_id).success
+
+
+def test_a_record_sales_delete_twice_is_handed_off_a_third_time_as_one_live_lead(
+    tmp_path: Path,
+) -> None:
+    with handed_off_at_t0(tmp_path, WITHIN_FOUR) as (sandbox, config, moment):
+        first = sorted(handed_off_leads(sandbox), key=lambda lead: str(lead["Id"]))[0]
+        key = str(first["Leadsync_Id__c"])
+        seen = {str(first["Id"])}
+        for _ in range(2):
+            (live,) = _live_leads_keyed(sandbox, key)
+            _delete(sandbox, "Lead", str(live["Id"]))
+            moment.at += HOUR
+            _run(config, moment)
+            moment.at += HOUR
+            search_caught_up(config)
+            _run(config, moment)
+            (again,) = _live_leads_keyed(sandbox, key)
+            assert str(again["Id"]) not in seen
+            seen.add(str(again["Id"]))
+        (handoff,) = [h for h in handoffs(config) if h.lead_id == key]
+        assert (handoff.status, handoff.record_id) == (CREATED, again["Id"])
+        hubspot = {c["properties"].get("salesforceleadid") for c in sandbox.hubspot.snapshot()}
+        assert again["Id"] in hubspot
+        _settled_twice(sandbox, config, moment)
+
+
+def test_a_record_deleted_while_the_run_that_would_see_it_is_cut_is_handed_off_once(
+    tmp_path: Path,
+) -> None:
+    """Deleted, then a run handing it off again fails at the owners' read (the org's rules
+    assign): the re-created lead is recorded once its owner is read, never created twice."""
+    definition = WITHIN_FOUR.replace('assignment = "rules"', 'assignment = "salesforce"')
+    with handed_off_at_t0(tmp_path, definition) as (sandbox, config, moment):
+        first = sorted(handed_off_leads(sandbox), key=lambda lead: str(lead["Id"]))[0]
+        key = str(first["Leadsync_Id__c"])
+        _delete(sandbox, "Lead", str(first["Id"]))
+        moment.at += HOUR
+        _run(config, moment, broken_owner_reads=True)
+        moment.at += HOUR
+        search_caught_up(config)
+        _run(config, moment)
+        (again,) = _live_leads_keyed(sandbox, key)
+        (handoff,) = [h for h in handoffs(config) if h.lead_id == key]
+        assert (handoff.status, handoff.record_id, handoff.owner) == (
+            CREATED,
+            again["Id"],
+            again["OwnerId"],
+        )
+        _settled_twice(sandbox, config, moment)
+
+
+def test_owners_not_read_back_are_read_at_the_next_run_and_nothing_is_handed_off_twice(
+    tmp_path: Path,
+) -> None:
+    definition = WITHIN_FOUR.replace('assignment = "rules"', 'assignment = "salesforce"')
+    moment = Moment(T0)
+    with Sandbox(SETTINGS, clock=moment.seconds) as sandbox:
+        config = config_for(sandbox, tmp_path, definition)
+        first = _run(config, moment, broken_owner_reads=True)
+        assert first.handoff is not None
+        assert first.handoff.handed_off > 0
+        unowned = [h for h in handoffs(config) if h.status == CREATED]
+        assert unowned
+        assert all(h.owner is None for h in unowned)
+        moment.at += HOUR
+        search_caught_up(config)
+        again = _run(config, moment)
+        assert again.handoff is not None
+        assert again.handoff.handed_off == 0
+        leads = handed_off_leads(sandbox)
+        assert set(Counter(lead["Leadsync_Id__c"] for lead in leads).values()) == {1}
+        recorded = {h.record_id: h.owner for h in handoffs(config) if h.status == CREATED}
+        assert recorded == {lead["Id"]: lead["OwnerId"] for lead in leads}
+        _settled_twice(sandbox, config, moment)
+
+
+def test_an_owner_sales_change_before_the_read_back_is_the_one_recorded(tmp_path: Path) -> None:
+    """The owners' read fails; sales reassign one lead (to the inbound queue) before the next
+    run reads them: the owner recorded is the one Salesforce holds, a queue is an owner."""
+    from leadsync.sandbox.schema import INBOUND_QUEUE_ID
+
+    definition = WITHIN_FOUR.replace('assignment = "rules"', 'assignment = "salesforce"')
+    moment = Moment(T0)
+    with Sandbox(SETTINGS, clock=moment.seconds) as sandbox:
+        config = config_for(sandbox, tmp_path, definition)
+        _run(config, moment, broken_owner_reads=True)
+        lead = sorted(handed_off_leads(sandbox), key=lambda lead: str(lead["Id"]))[0]
+        moment.at += HOUR
+        sandbox.salesforce.system_update("Lead", lead["Id"], {"OwnerId": INBOUND_QUEUE_ID})
+        moment.at += HOUR
+        search_caught_up(config)
+        _run(config, moment)
+        (handoff,) = [h for h in handoffs(config) if h.record_id == lead["Id"]]
+        assert handoff.owner == INBOUND_QUEUE_ID
+        _settled_twice(sandbox, config, moment)
+
+
+def test_a_matched_contact_sales_delete_hands_the_lead_off_as_one_new_lead(
+    reference: tuple[dict[str, Any], int], tmp_path: Path
+) -> None:
+    expected, _ = reference
+    handed = [v for k, v in expected["salesforce"].items() if k.startswith("handoff:")]
+    email = str(handed[0]["Email"]).lower()
+    moment = Moment(T0)
+    with Sandbox(SETTINGS, clock=moment.seconds) as sandbox:
+        contact_id = _contact(sandbox, email)
+        config = config_for(sandbox, tmp_path)
+        _run(config, moment)
+        person = _person(config, email)
+        (matched,) = [h for h in handoffs(config) if h.lead_id == person.lead_id]
+        assert (matched.status, matched.record_id) == (MATCHED, contact_id)
+        moment.at += HOUR
+        _delete(sandbox, "Contact", contact_id)
+        moment.at += HOUR
+        search_caught_up(config)
+        _run(config, moment)
+        moment.at += HOUR
+        search_caught_up(config)
+        _run(config, moment)
+        (again,) = _live_leads_keyed(sandbox, person.lead_id)
+        (handoff,) = [h for h in handoffs(config) if h.lead_id == person.lead_id]
+        assert (handoff.status, handoff.record_id) == (CREATED, again["Id"])
+        _settled_twice(sandbox, config, moment)
+
+
+def test_a_deleted_opportunity_takes_its_values_away_from_the_contacts_person(
+    tmp_path: Path,
+) -> None:
+    """Salesforce deletes an opportunity's contact roles with it; the person's deal is gone."""
+    with Sandbox(SETTINGS) as sandbox:
+        config, person, contact_id = _synced_person_with_contact(sandbox, tmp_path)
+        deal = _deal(sandbox, contact_id, "Prospecting")
+        sync_at_now(config)
+        assert _stage(sandbox, config, person, contact_id)[0] == "opportunity"
+        _delete(sandbox, "Opportunity", deal)
+        sync_at_now(config)
+        with open_runtime(config, connect=False) as runtime:
+            lead = runtime.store.leads([person.lead_id])[person.lead_id]
+            assert person.lead_id not in opportunities(runtime.store)
+        assert lead.values.get("opportunity_stage") is None
+
+
+def test_a_won_deal_reopened_keeps_its_person_a_customer_and_then_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config, person, contact_id = _synced_person_with_contact(sandbox, tmp_path)
+        deal = _deal(sandbox, contact_id, "Prospecting")
+        sync_at_now(config)
+        _move(sandbox, deal, "Closed Won")
+        sync_at_now(config)
+        _move(sandbox, deal, "Negotiation/Review")
+        sync_at_now(config)
+        # A stage moves back only by a recycle or disqualify rule: the customer stays one.
+        assert _stage(sandbox, config, person, contact_id) == ("customer", "Customer")
+        with open_runtime(config, connect=False) as runtime:
+            facts = opportunities(runtime.store)[person.lead_id]
+        assert (facts.won, facts.closed) == (False, False)
+        for _ in range(2):
+            search_caught_up(config)
+            assert _writes(sync_at_now(config)) == 0
+
+
+def test_the_primary_role_moved_to_another_contact_moves_the_deal_with_it(
+    tmp_path: Path,
+) -> None:
+    """Two Contacts on one won deal; the primary role moves from the first to the second. The
+    first keeps its (non-primary) role: the deal still counts for it, as its only role."""
+    with Sandbox(SETTINGS) as sandbox:
+        config, person, contact_id = _synced_person_with_contact(sandbox, tmp_path)
+        deal = _deal(sandbox, contact_id, "Closed Won")
+        other = _contact(sandbox, "other.buyer@example.org", "Other")
+        with sandbox.salesforce.lock:
+            assert sandbox.salesforce.create_record(
+                "OpportunityContactRole",
+                {"OpportunityId": deal, "ContactId": other, "IsPrimary": True},
+            ).success
+        sync_at_now(config)
+        assert _stage(sandbox, config, person, contact_id)[0] == "customer"
+        with open_runtime(config, connect=False) as runtime:
+            assert opportunities(runtime.store)[person.lead_id].won is True
+        for _ in range(2):
+            search_caught_up(config)
+            assert _writes(sync_at_now(config)) == 0
+
+
+def test_a_contact_with_many_deals_counts_the_primary_and_settles(tmp_path: Path) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config, person, contact_id = _synced_person_with_contact(sandbox, tmp_path)
+        for stage in ("Closed Lost", "Prospecting", "Closed Lost", "Qualification"):
+            _deal(sandbox, contact_id, stage, primary=False)
+        _deal(sandbox, contact_id, "Closed Won", primary=True)
+        sync_at_now(config)
+        assert _stage(sandbox, config, person, contact_id) == ("customer", "Customer")
+        for _ in range(2):
+            search_caught_up(config)
+            assert _writes(sync_at_now(config)) == 0
+
+
+@pytest.mark.parametrize("twice", [False, True])
+def test_a_handed_off_lead_whose_hubspot_contact_is_deleted_too_is_not_handed_off_again(
+    tmp_path: Path, twice: bool
+) -> None:
+    """Sales delete the Salesforce lead and marketing the HubSpot contact: nobody holds the
+    person any more; leadsync creates no Salesforce lead for them again."""
+    with handed_off_at_t0(tmp_path, WITHIN_FOUR) as (sandbox, config, moment):
+        first = sorted(handed_off_leads(sandbox), key=lambda lead: str(lead["Id"]))[0]
+        key = str(first["Leadsync_Id__c"])
+        contact = next(
+            c
+            for c in sandbox.hubspot.snapshot()
+            if c["properties"].get("salesforceleadid") == first["Id"]
+        )
+        _delete(sandbox, "Lead", str(first["Id"]))
+        _archive_hubspot_contact(sandbox, str(contact["id"]))
+        for _ in range(3 if twice else 2):
+            moment.at += HOUR
+            search_caught_up(config)
+            _run(config, moment)
+        assert _live_leads_keyed(sandbox, key) == []
+
+
+def test_a_lead_sales_merge_into_their_own_duplicate_is_matched_not_created_again(
+    tmp_path: Path,
+) -> None:
+    """Sales merge the handed-off lead into a lead they made by hand for the same person (a
+    merge deletes the loser): the person has a live lead; leadsync creates none."""
+    with handed_off_at_t0(tmp_path, WITHIN_FOUR) as (sandbox, config, moment):
+        first = sorted(handed_off_leads(sandbox), key=lambda lead: str(lead["Id"]))[0]
+        email = str(first["Email"]).lower()
+        moment.at += HOUR
+        with sandbox.salesforce.lock:
+            kept = sandbox.salesforce.create_record(
+                "Lead", {"LastName": "Kept", "Company": "Kept Inc", "Email": email}
+            )
+            assert kept.success
+        _delete(sandbox, "Lead", str(first["Id"]))
+        for _ in range(2):
+            moment.at += HOUR
+            search_caught_up(config)
+            _run(config, moment)
+        live = [
+            lead["Id"]
+            for lead in sandbox.salesforce.snapshot("Lead")
+            if str(lead.get("Email") or "").lower() == email
+        ]
+        assert live == [kept.record_id]
+        _settled_twice(sandbox, config, moment)
+
+
+def test_a_rehandoff_cut_after_its_upsert_ends_with_one_live_lead(tmp_path: Path) -> None:
+
+    with handed_off_at_t0(tmp_path, WITHIN_FOUR) as (sandbox, config, moment):
+        first = sorted(handed_off_leads(sandbox), key=lambda lead: str(lead["Id"]))[0]
+        key = str(first["Leadsync_Id__c"])
+        _delete(sandbox, "Lead", str(first["Id"]))
+        moment.at += HOUR
+        with open_runtime(config) as runtime:
+            wire = Tripwire(1, after=True)
+            connectors = {
+                crm: Wrapped(c, wire, frozenset({"upsert"}))
+                for crm, c in runtime.connectors.items()
+            }
+            engine = SyncEngine(
+                runtime.store,
+                connectors,
+                runtime.field_map,
+                runtime.definition,
+                clock=lambda: moment.at,
+            )
+            with pytest.raises(Cut):
+                engine.run(write=True)
+        for _ in range(2):
+            moment.at += HOUR
+            search_caught_up(config)
+            _run(config, moment)
+        (again,) = _live_leads_keyed(sandbox, key)
+        (handoff,) = [h for h in handoffs(config) if h.lead_id == key]
+        assert (handoff.status, handoff.record_id) == (CREATED, again["Id"])
+        _settled_twice(sandbox, config, moment)
+
+
+def test_a_record_deleted_while_its_lead_is_blocked_goes_once_the_lead_qualifies(
+    tmp_path: Path,
+) -> None:
+    with handed_off_at_t0(tmp_path, WITHIN_FOUR) as (sandbox, config, moment):
+        first = sorted(handed_off_leads(sandbox), key=lambda lead: str(lead["Id"]))[0]
+        key = str(first["Leadsync_Id__c"])
+        contact = next(
+            c
+            for c in sandbox.hubspot.snapshot()
+            if c["properties"].get("salesforceleadid") == first["Id"]
+        )
+        moment.at += HOUR
+        sandbox.hubspot.set_activity(int(contact["id"]), {"company": ""})
+        _delete(sandbox, "Lead", str(first["Id"]))
+        for _ in range(2):
+            moment.at += HOUR
+            search_caught_up(config)
+            _run(config, moment)
+        assert _live_leads_keyed(sandbox, key) == []
+        (blocked,) = [h for h in handoffs(config) if h.lead_id == key]
+        assert blocked.problem == "requires company present"
+        moment.at += HOUR
+        sandbox.hubspot.set_activity(int(contact["id"]), {"company": "Back Again Ltd"})
+        for _ in range(2):
+            moment.at += HOUR
+            search_caught_up(config)
+            _run(config, moment)
+        (again,) = _live_leads_keyed(sandbox, key)
+        assert again["Company"] == "Back Again Ltd"
+        _settled_twice(sandbox, config, moment)
