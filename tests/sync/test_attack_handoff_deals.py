@@ -404,3 +404,41 @@ def test_a_record_deleted_while_its_lead_is_blocked_goes_once_the_lead_qualifies
         (again,) = _live_leads_keyed(sandbox, key)
         assert again["Company"] == "Back Again Ltd"
         _settled_twice(sandbox, config, moment)
+
+
+@pytest.mark.parametrize(
+    "late",
+    [
+        False,
+        pytest.param(
+            True,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="attack: owners read back a run late never reach the SLA clocks the "
+                "handoff started (owner stays None)",
+            ),
+        ),
+    ],
+)
+def test_owners_read_back_late_own_the_clocks_their_handoff_started(
+    tmp_path: Path, late: bool
+) -> None:
+    """The owners' read fails at the handoff (`late`) and succeeds a run later: the acceptance
+    clocks the handoff started belong to those owners, as when the read succeeds at once."""
+    definition = WITHIN_FOUR.replace('assignment = "rules"', 'assignment = "salesforce"')
+    moment = Moment(T0)
+    with Sandbox(SETTINGS, clock=moment.seconds) as sandbox:
+        config = config_for(sandbox, tmp_path, definition)
+        _run(config, moment, broken_owner_reads=late)
+        moment.at += HOUR
+        search_caught_up(config)
+        _run(config, moment)
+        owners = {
+            str(lead["Leadsync_Id__c"]): lead["OwnerId"] for lead in handed_off_leads(sandbox)
+        }
+        with open_runtime(config, connect=False) as runtime:
+            clocks = runtime.store.sla.clocks(lead_ids=sorted(owners))
+            names = runtime.store.handoffs.names()
+    assert clocks
+    assert {clock.lead_id: clock.owner for clock in clocks} == owners
+    assert set(owners.values()) <= set(names)
