@@ -94,6 +94,24 @@ def _delete(sandbox: Sandbox, object_name: str, record_id: str) -> None:
         assert sandbox.salesforce.delete_record(object_name, record_id).success
 
 
+def _cut_after_upsert(config: Config, moment: Moment) -> None:
+    """A sync killed right after the handoff's upsert, before the record of it."""
+    with open_runtime(config) as runtime:
+        wire = Tripwire(1, after=True)
+        connectors = {
+            crm: Wrapped(c, wire, frozenset({"upsert"})) for crm, c in runtime.connectors.items()
+        }
+        engine = SyncEngine(
+            runtime.store,
+            connectors,
+            runtime.field_map,
+            runtime.definition,
+            clock=lambda: moment.at,
+        )
+        with pytest.raises(Cut):
+            engine.run(write=True)
+
+
 def test_a_record_sales_delete_twice_is_handed_off_a_third_time_as_one_live_lead(
     tmp_path: Path,
 ) -> None:
@@ -361,21 +379,7 @@ def test_a_rehandoff_cut_after_its_upsert_ends_with_one_live_lead(tmp_path: Path
         key = str(first["Leadsync_Id__c"])
         _delete(sandbox, "Lead", str(first["Id"]))
         moment.at += HOUR
-        with open_runtime(config) as runtime:
-            wire = Tripwire(1, after=True)
-            connectors = {
-                crm: Wrapped(c, wire, frozenset({"upsert"}))
-                for crm, c in runtime.connectors.items()
-            }
-            engine = SyncEngine(
-                runtime.store,
-                connectors,
-                runtime.field_map,
-                runtime.definition,
-                clock=lambda: moment.at,
-            )
-            with pytest.raises(Cut):
-                engine.run(write=True)
+        _cut_after_upsert(config, moment)
         for _ in range(2):
             moment.at += HOUR
             search_caught_up(config)
@@ -570,3 +574,34 @@ def test_a_deal_converted_from_another_lead_moves_a_contact_with_a_role_on_it(
         _move(sandbox, deal, "Closed Won")
         sync_at_now(config)
         assert _stage(sandbox, config, person, contact_id) == ("customer", "Customer")
+
+
+def test_a_lead_sales_delete_before_the_rerun_of_its_cut_handoff_is_created_again_once(
+    tmp_path: Path,
+) -> None:
+    """The first handoff is cut right after its upsert (the ledger says pending); before the
+    rerun, sales delete one of the leads it created. The rerun creates it again: one live
+    lead per key, each recorded, linked back to HubSpot."""
+    moment = Moment(T0)
+    with Sandbox(SETTINGS, clock=moment.seconds) as sandbox:
+        config = config_for(sandbox, tmp_path, WITHIN_FOUR)
+        _cut_after_upsert(config, moment)
+        created = sorted(handed_off_leads(sandbox), key=lambda lead: str(lead["Id"]))
+        assert created
+        gone = created[0]
+        moment.at += HOUR
+        _delete(sandbox, "Lead", str(gone["Id"]))
+        for _ in range(2):
+            moment.at += HOUR
+            search_caught_up(config)
+            _run(config, moment)
+        leads = handed_off_leads(sandbox)
+        assert set(Counter(lead["Leadsync_Id__c"] for lead in leads).values()) == {1}
+        assert {lead["Leadsync_Id__c"] for lead in leads} == {
+            lead["Leadsync_Id__c"] for lead in created
+        }
+        recorded = {h.lead_id: h.record_id for h in handoffs(config) if h.status == CREATED}
+        assert recorded == {lead["Leadsync_Id__c"]: lead["Id"] for lead in leads}
+        hubspot = {c["properties"].get("salesforceleadid") for c in sandbox.hubspot.snapshot()}
+        assert {lead["Id"] for lead in leads} <= hubspot
+        _settled_twice(sandbox, config, moment)
