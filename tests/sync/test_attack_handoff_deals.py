@@ -605,3 +605,29 @@ def test_a_lead_sales_delete_before_the_rerun_of_its_cut_handoff_is_created_agai
         hubspot = {c["properties"].get("salesforceleadid") for c in sandbox.hubspot.snapshot()}
         assert {lead["Id"] for lead in leads} <= hubspot
         _settled_twice(sandbox, config, moment)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="attack: the primary role's deal deleted, the Contact's other live deal never "
+    "counts (the role of a deleted deal still wins; the sandbox keeps roles of a deleted deal)",
+)
+def test_the_primary_deal_deleted_leaves_the_contacts_other_deal_counting(
+    tmp_path: Path,
+) -> None:
+    """A Contact's primary role is on a deal sales then delete; its other role's deal (open)
+    counts from then on."""
+    with Sandbox(SETTINGS) as sandbox:
+        config, person, contact_id = _synced_person_with_contact(sandbox, tmp_path)
+        primary = _deal(sandbox, contact_id, "Negotiation/Review", primary=True)
+        other = _deal(sandbox, contact_id, "Qualification", primary=False)
+        sync_at_now(config)
+        _delete(sandbox, "Opportunity", primary)
+        sync_at_now(config)
+        with open_runtime(config, connect=False) as runtime:
+            lead = runtime.store.leads([person.lead_id])[person.lead_id]
+        assert lead.values.get("opportunity_stage") == "Qualification"
+        assert lead.values.get("opportunity_id") in (None, other)
+        for _ in range(2):
+            search_caught_up(config)
+            assert _writes(sync_at_now(config)) == 0
