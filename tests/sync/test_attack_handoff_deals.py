@@ -134,6 +134,11 @@ def test_a_record_sales_delete_twice_is_handed_off_a_third_time_as_one_live_lead
         assert (handoff.status, handoff.record_id) == (CREATED, again["Id"])
         hubspot = {c["properties"].get("salesforceleadid") for c in sandbox.hubspot.snapshot()}
         assert again["Id"] in hubspot
+        with open_runtime(config, connect=False) as runtime:
+            assert [i for i in runtime.store.review_queue() if key in i.candidates] == []
+            linked = runtime.store.records_of([key])[key]
+        live = [r.record_id for r in linked if r.crm == "salesforce" and not r.deleted]
+        assert live == [again["Id"]]
         _settled_twice(sandbox, config, moment)
 
 
@@ -628,6 +633,23 @@ def test_the_primary_deal_deleted_leaves_the_contacts_other_deal_counting(
             lead = runtime.store.leads([person.lead_id])[person.lead_id]
         assert lead.values.get("opportunity_stage") == "Qualification"
         assert lead.values.get("opportunity_id") in (None, other)
+        for _ in range(2):
+            search_caught_up(config)
+            assert _writes(sync_at_now(config)) == 0
+
+
+def test_a_customers_contact_sales_delete_leaves_it_a_customer_and_settles(
+    tmp_path: Path,
+) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config, person, contact_id = _synced_person_with_contact(sandbox, tmp_path)
+        _deal(sandbox, contact_id, "Closed Won")
+        sync_at_now(config)
+        assert _stage(sandbox, config, person, contact_id)[0] == "customer"
+        _delete(sandbox, "Contact", contact_id)
+        sync_at_now(config)
+        email = str(person.values["email"]).strip().lower()
+        assert _person(config, email).stage == "customer"
         for _ in range(2):
             search_caught_up(config)
             assert _writes(sync_at_now(config)) == 0
