@@ -653,3 +653,27 @@ def test_a_customers_contact_sales_delete_leaves_it_a_customer_and_settles(
         for _ in range(2):
             search_caught_up(config)
             assert _writes(sync_at_now(config)) == 0
+
+
+def test_a_plan_between_the_delete_and_the_sync_counts_it_and_the_sync_hands_it_off(
+    tmp_path: Path,
+) -> None:
+    """A plan pulls the deletion into the store and hands nothing off; the sync after it still
+    hands the lead off again."""
+    with handed_off_at_t0(tmp_path, WITHIN_FOUR) as (sandbox, config, moment):
+        first = sorted(handed_off_leads(sandbox), key=lambda lead: str(lead["Id"]))[0]
+        key = str(first["Leadsync_Id__c"])
+        _delete(sandbox, "Lead", str(first["Id"]))
+        moment.at += HOUR
+        with open_runtime(config) as runtime:
+            planned = runtime.engine(clock=lambda: moment.at).run(write=False)
+        assert planned.handoff_plan is not None
+        assert planned.handoff_plan.handed_off == 1
+        assert _live_leads_keyed(sandbox, key) == []
+        for _ in range(2):
+            moment.at += HOUR
+            search_caught_up(config)
+            _run(config, moment)
+        (again,) = _live_leads_keyed(sandbox, key)
+        assert again["Id"] != first["Id"]
+        _settled_twice(sandbox, config, moment)
