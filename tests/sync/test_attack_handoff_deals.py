@@ -677,3 +677,38 @@ def test_a_plan_between_the_delete_and_the_sync_counts_it_and_the_sync_hands_it_
         (again,) = _live_leads_keyed(sandbox, key)
         assert again["Id"] != first["Id"]
         _settled_twice(sandbox, config, moment)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="attack: a sweep run after sales deleted the handed-off lead loses the deletion: the "
+    "lead is never handed off again, its handoff stays created on the deleted record",
+)
+def test_a_sweep_between_the_delete_and_the_sync_leaves_the_lead_handed_off_again(
+    tmp_path: Path,
+) -> None:
+    """The nightly sweep (a full pull of both CRMs) runs after sales deleted the handed-off
+    lead and before the next sync: the sync still hands the lead off again."""
+    from leadsync.sync.backfill import SWEEP, BackfillSpec, Status
+
+    with handed_off_at_t0(tmp_path, WITHIN_FOUR) as (sandbox, config, moment):
+        first = sorted(handed_off_leads(sandbox), key=lambda lead: str(lead["Id"]))[0]
+        key = str(first["Leadsync_Id__c"])
+        _delete(sandbox, "Lead", str(first["Id"]))
+        moment.at += HOUR
+        with open_runtime(config) as runtime:
+            queue = runtime.backfill_queue()
+            chosen = queue.create(BackfillSpec(("hubspot", "salesforce"), kind=SWEEP))
+            done = runtime.run_backfill(
+                chosen.backfill_id, should_stop=lambda: False, clock=lambda: moment.at
+            )
+        assert done.status == Status.SUCCEEDED, done.message
+        for _ in range(2):
+            moment.at += HOUR
+            search_caught_up(config)
+            _run(config, moment)
+        (handoff,) = [h for h in handoffs(config) if h.lead_id == key]
+        assert (handoff.status, handoff.record_id) != (CREATED, first["Id"])
+        (again,) = _live_leads_keyed(sandbox, key)
+        assert again["Id"] != first["Id"]
+        _settled_twice(sandbox, config, moment)
