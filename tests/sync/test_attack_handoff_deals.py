@@ -712,3 +712,28 @@ def test_a_sweep_between_the_delete_and_the_sync_leaves_the_lead_handed_off_agai
         (again,) = _live_leads_keyed(sandbox, key)
         assert again["Id"] != first["Id"]
         _settled_twice(sandbox, config, moment)
+
+
+def test_a_lead_sales_replace_with_a_contact_is_matched_to_it_not_created_again(
+    tmp_path: Path,
+) -> None:
+    """Sales make a Contact for the handed-off person, then delete the lead: the person is
+    matched to the Contact; no lead is created again."""
+    with handed_off_at_t0(tmp_path, WITHIN_FOUR) as (sandbox, config, moment):
+        first = sorted(handed_off_leads(sandbox), key=lambda lead: str(lead["Id"]))[0]
+        key = str(first["Leadsync_Id__c"])
+        moment.at += HOUR
+        contact_id = _contact(sandbox, str(first["Email"]).lower())
+        _delete(sandbox, "Lead", str(first["Id"]))
+        for _ in range(2):
+            moment.at += HOUR
+            search_caught_up(config)
+            _run(config, moment)
+        assert _live_leads_keyed(sandbox, key) == []
+        (handoff,) = [h for h in handoffs(config) if h.lead_id == key]
+        assert (handoff.status, handoff.record_object, handoff.record_id) == (
+            MATCHED,
+            "Contact",
+            contact_id,
+        )
+        _settled_twice(sandbox, config, moment)
