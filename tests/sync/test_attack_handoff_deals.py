@@ -210,6 +210,8 @@ def test_an_owner_sales_change_before_the_read_back_is_the_one_recorded(tmp_path
         _run(config, moment)
         (handoff,) = [h for h in handoffs(config) if h.record_id == lead["Id"]]
         assert handoff.owner == INBOUND_QUEUE_ID
+        with open_runtime(config, connect=False) as runtime:
+            assert runtime.store.handoffs.names()[INBOUND_QUEUE_ID] == "Inbound Leads"
         _settled_twice(sandbox, config, moment)
 
 
