@@ -444,7 +444,21 @@ class SalesforceEmulator:
         self._remember(obj, row["Id"], row)
         row["IsDeleted"] = True
         row["SystemModstamp"] = stamp
+        self._delete_contact_roles(obj.name, row["Id"], stamp)
         return WriteOutcome(row["Id"])
+
+    def _delete_contact_roles(self, object_name: str, record_id: str, stamp: str) -> None:
+        """Salesforce deletes the contact roles of an opportunity or a contact it deletes:
+        a role names both, and lives no longer than either."""
+        named_by = {"Opportunity": "OpportunityId", "Contact": "ContactId"}.get(object_name)
+        if named_by is None:
+            return
+        roles = self.require_object("OpportunityContactRole")
+        for role in self._records["opportunitycontactrole"].values():
+            if role.get(named_by) == record_id and not role.get("IsDeleted"):
+                self._remember(roles, role["Id"], role)
+                role["IsDeleted"] = True
+                role["SystemModstamp"] = stamp
 
     def _remember(
         self, obj: SalesforceObject, record_id: str, row: Mapping[str, Any] | None

@@ -325,3 +325,23 @@ def test_a_contact_role_must_name_a_live_opportunity_and_contact(salesforce: Sal
     with pytest.raises(SalesforceMalformedRequest) as fixed:
         salesforce.OpportunityContactRole.update(role["Id"], {"OpportunityId": opportunity_id})
     assert fixed.value.content[0]["errorCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"
+
+
+@pytest.mark.parametrize("deleted", ["Opportunity", "Contact"])
+def test_a_deleted_opportunity_or_contact_takes_its_contact_roles_with_it(
+    salesforce: Salesforce, control: requests.Session, deleted: str
+) -> None:
+    lead = _open_lead_with_email(salesforce)
+    converted = _converted(control, lead["Id"], opportunity_stage="Prospecting")
+    soql = format_soql(
+        ROLES + "FROM OpportunityContactRole WHERE OpportunityId = {}",
+        converted["ConvertedOpportunityId"],
+    )
+    (role,) = salesforce.query(soql)["records"]
+    with_flag = soql.replace("SELECT Id,", "SELECT Id, IsDeleted,", 1)
+    gone = converted[f"Converted{deleted}Id"]
+    getattr(salesforce, deleted).delete(gone)
+    assert salesforce.query(soql)["records"] == []
+    # Deleted, not vanished: queryAll shows the role deleted, for an incremental pull to see.
+    (seen,) = salesforce.query_all(with_flag, include_deleted=True)["records"]
+    assert (seen["Id"], seen["IsDeleted"]) == (role["Id"], True)

@@ -614,11 +614,6 @@ def test_a_lead_sales_delete_before_the_rerun_of_its_cut_handoff_is_created_agai
         _settled_twice(sandbox, config, moment)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: the primary role's deal deleted, the Contact's other live deal never "
-    "counts (the role of a deleted deal still wins; the sandbox keeps roles of a deleted deal)",
-)
 def test_the_primary_deal_deleted_leaves_the_contacts_other_deal_counting(
     tmp_path: Path,
 ) -> None:
