@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -337,8 +337,12 @@ class HandoffStep:
                 continue
             to_send.append((m, chosen.handoff, chosen.resumed))
         leads = {m.lead.lead_id: m.lead for m in merged}
+        unowned = {h.lead_id for h in settled if not h.owner}
         settled = self._owned(settled)
-        self._save(settled + [pending for _, pending, _ in to_send], leads, stopped)
+        owned_now = {h.lead_id for h in settled if h.owner and h.lead_id in unowned}
+        self._save(
+            settled + [pending for _, pending, _ in to_send], leads, stopped, owned_now=owned_now
+        )
         self._ledger.mark_responded(responses)
         owners = {h.owner for h in settled if h.owner}
         if to_send:
@@ -606,16 +610,21 @@ class HandoffStep:
         handoffs: Sequence[Handoff],
         leads: Mapping[str, Lead],
         stopped: Sequence[ClockChanges] = (),
+        *,
+        owned_now: Collection[str] = (),
     ) -> None:
         """Record `handoffs`, with the clocks of those that reached sales just now (starting
-        one twice is harmless). A lead named twice is recorded as last named: one statement
-        writes a row once."""
+        one twice is harmless), and again of those whose owner became known just now
+        (`owned_now`: read back a run late), which gives the clocks their owner. A lead named
+        twice is recorded as last named: one statement writes a row once."""
         clocks = []
         if self._clocks is not None:
             clocks = [
                 self._clocks(leads[h.lead_id], h)
                 for h in handoffs
-                if h.handed_off and h.handed_off_at is not None and h.linked_at is None
+                if h.handed_off
+                and h.handed_off_at is not None
+                and (h.linked_at is None or h.lead_id in owned_now)
             ]
         rows = list({h.lead_id: h for h in handoffs}.values())
         changes = [*stopped, *clocks]

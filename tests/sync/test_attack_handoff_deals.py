@@ -429,20 +429,7 @@ def test_a_record_deleted_while_its_lead_is_blocked_goes_once_the_lead_qualifies
         _settled_twice(sandbox, config, moment)
 
 
-@pytest.mark.parametrize(
-    "late",
-    [
-        False,
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="attack: owners read back a run late never reach the SLA clocks the "
-                "handoff started (owner stays None)",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("late", [False, True])
 def test_owners_read_back_late_own_the_clocks_their_handoff_started(
     tmp_path: Path, late: bool
 ) -> None:

@@ -63,9 +63,9 @@ class SlaEvent:
 def save_clock_changes(
     connection: Connection, changes: Sequence[ClockChanges], *, run_id: str, now: datetime
 ) -> None:
-    """Start and stop clocks, in the caller's transaction. Starting one twice is a no-op; a
-    stop moves only a running clock: met when in time, else resolved late (a breach, recorded
-    now if no check has recorded it yet)."""
+    """Start and stop clocks, in the caller's transaction. Starting one twice is a no-op but
+    for an owner it did not have; a stop moves only a running clock: met when in time, else
+    resolved late (a breach, recorded now if no check has recorded it yet)."""
     opened = [clock for change in changes for clock in change.opened]
     if opened:
         insert = insert_for(connection, t.sla_clocks)
@@ -73,6 +73,17 @@ def save_clock_changes(
             insert.on_conflict_do_nothing(index_elements=["clock_id"]),
             [_clock_row(clock, run_id) for clock in opened],
         )
+        # A clock started before its owner was known (the CRM's own assignment rules picked
+        # one, read back a run later) gets the owner when started again with it.
+        owned = [{"id": c.clock_id, "new_owner": c.owner} for c in opened if c.owner]
+        if owned:
+            clocks = t.sla_clocks
+            connection.execute(
+                clocks.update()
+                .where(clocks.c.clock_id == sa.bindparam("id"), clocks.c.owner.is_(None))
+                .values(owner=sa.bindparam("new_owner")),
+                owned,
+            )
     for stop in (stop for change in changes for stop in change.stopped):
         late = stop.at > t.sla_clocks.c.due_at  # due *at* due_at: met then is in time
         connection.execute(
