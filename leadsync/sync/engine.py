@@ -782,6 +782,8 @@ class SyncEngine:
         if not people:
             return {}
         leads = {lead for lead, _ in self._store.links_for(crm, sorted(people)).values()}
+        # A converted lead names its Contact: that Contact's deals are its person's too.
+        leads.update(self._store.leads_naming(sorted(people)))
         return dict(_record_ids_by_crm(self._store.records_of(sorted(leads))))
 
     def _contact_roles(self, crm: str) -> ContactRoles | None:
@@ -790,13 +792,14 @@ class SyncEngine:
         connector = self._connectors.get(crm)
         return connector.contact_roles if connector is not None else traits_of(crm).contact_roles
 
-    def _deals(self, attached: Mapping[str, Related]) -> dict[str, dict[str, FieldChoice]]:
+    def _deals(self, persons: Mapping[str, tuple[str, str]]) -> dict[str, dict[str, FieldChoice]]:
         """Lead id -> the values its person record's opportunity gives it (`sync.deals`), for
-        the leads `attached` gives a person record, read from the store (an opportunity it
-        lacks is read from the CRM when connected, 200 a query)."""
+        the leads `persons` gives a person record ((crm, record id): `_deal_persons`), read
+        from the store (an opportunity it lacks is read from the CRM when connected, 200 a
+        query)."""
         by_crm: dict[str, dict[str, str]] = {}
-        for lead_id, person in attached.items():
-            by_crm.setdefault(person.crm, {})[person.record_id] = lead_id
+        for lead_id, (person_crm, person_id) in persons.items():
+            by_crm.setdefault(person_crm, {})[person_id] = lead_id
         found: dict[str, dict[str, FieldChoice]] = {}
         for crm, leads in by_crm.items():
             roles = self._contact_roles(crm)
@@ -964,7 +967,7 @@ class SyncEngine:
         )
         records = _records_by_lead(stored, batch, linked)
         people = self._match_people(records, lead_ids)
-        deals = self._deals(people.attached)
+        deals = self._deals(_deal_persons(records, lead_ids, people.attached))
         written = self._written_to(records, lead_ids)
         unseen = self._unseen_writes(records, lead_ids)
         previous = self._store.leads(lead_ids)
@@ -1183,7 +1186,7 @@ class SyncEngine:
         sweep's: the stage moves are those the next sweep would make."""
         stored = self._store.records_of(lead_ids)
         people = self._match_people(stored, lead_ids)
-        deals = self._deals(people.attached)
+        deals = self._deals(_deal_persons(stored, lead_ids, people.attached))
         written = self._written_to(stored, lead_ids, people.attached.values())
         believed = {
             lead_id: [_as_written(s, written.get(s.crm, {})) for s in records]
@@ -1578,6 +1581,29 @@ def _related_as_written(
     writes to it (the what-if's view, as `_as_written` is of lead records)."""
     own = written.get(record.crm, {}).get(record.record_id, {})
     return replace(record, fields={**record.fields, **own})
+
+
+def _deal_persons(
+    records: Mapping[str, Sequence[Snapshot]],
+    lead_ids: Sequence[str],
+    attached: Mapping[str, Related],
+) -> dict[str, tuple[str, str]]:
+    """Lead id -> (crm, id) of the person record whose deals count for it (`sync.deals`): the
+    one identity attached to it, else the one its live records name (a converted lead's
+    Contact): a deal sales open for that Contact after the conversion is the person's too."""
+    persons = {lead_id: (p.crm, p.record_id) for lead_id, p in attached.items()}
+    for lead_id in lead_ids:
+        if lead_id in persons:
+            continue
+        named = sorted(
+            person
+            for snapshot in records.get(lead_id, ())
+            if not snapshot.deleted
+            for person in people_named(snapshot)
+        )
+        if named:
+            persons[lead_id] = named[0]
+    return persons
 
 
 def _as_written(snapshot: Snapshot, written: Mapping[str, Mapping[str, Any]]) -> Snapshot:
