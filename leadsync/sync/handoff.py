@@ -410,6 +410,8 @@ class HandoffStep:
         resumed = earlier is not None and earlier.status == PENDING
         if not resumed and m.lead.stage not in self._stages:
             return None
+        if not resumed and not any(not s.deleted for s in m.snapshots.values()):
+            return None  # deleted in every CRM: nobody is left to hand off
         if earlier is None or earlier.status == DELETED:
             # Due again after a deletion: the system's part is timed from now on.
             eligible_at = _entered(m, self._handoff, now)

@@ -94,11 +94,27 @@ class HandoffLedger:
 
     @retry_transient
     def unfinished(self) -> list[str]:
-        """The leads whose handoff was cut off (pending) or whose link back is not written:
-        the next run takes them up again, changed or not."""
-        query = sa.select(t.handoffs.c.lead_id).where(
-            (t.handoffs.c.status == PENDING)
-            | ((t.handoffs.c.status == CREATED) & t.handoffs.c.linked_at.is_(None))
+        """The leads whose handoff was cut off (pending), whose link back is not written, or
+        whose record the store holds deleted: the next run takes them up again, changed or
+        not. (A record created and deleted before any pull brought it live is linked to no
+        lead: its deletion alone would bring nobody to the merge.)"""
+        h, snapshots, related = t.handoffs, t.snapshots, t.related
+        deleted = sa.or_(
+            sa.exists().where(
+                snapshots.c.crm == h.c.crm,
+                snapshots.c.record_id == h.c.record_id,
+                snapshots.c.deleted.is_(True),
+            ),
+            sa.exists().where(
+                related.c.crm == h.c.crm,
+                related.c.record_id == h.c.record_id,
+                related.c.deleted.is_(True),
+            ),
+        )
+        query = sa.select(h.c.lead_id).where(
+            (h.c.status == PENDING)
+            | ((h.c.status == CREATED) & h.c.linked_at.is_(None))
+            | (h.c.status.in_([CREATED, MATCHED]) & deleted)
         )
         with self._engine.connect() as connection:
             return sorted(connection.execute(query).scalars())

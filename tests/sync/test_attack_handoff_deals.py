@@ -319,8 +319,9 @@ def test_a_contact_with_many_deals_counts_the_primary_and_settles(tmp_path: Path
 
 @pytest.mark.xfail(
     strict=True,
-    reason="attack: sales delete the handed-off lead and marketing archive its HubSpot contact: "
-    "the deletion is never seen, the handoff stays created, its acceptance clock runs on",
+    reason="known limit: HubSpot's search never shows an archived contact, so until the sweep "
+    "lists HubSpot the archived contact looks live, and the lead is handed off again from it "
+    "(with the sweep between, it is not: see the test below)",
 )
 def test_a_handed_off_lead_deleted_in_both_crms_stops_its_clock_and_is_not_handed_off_again(
     tmp_path: Path,
@@ -349,6 +350,40 @@ def test_a_handed_off_lead_deleted_in_both_crms_stops_its_clock_and_is_not_hande
         assert clock.stopped_at is not None
         assert clock.stop_reason == "sales deleted the salesforce record"
         assert not (handoff.status == CREATED and handoff.record_id == first["Id"])
+
+
+def test_a_lead_deleted_in_both_crms_and_swept_is_not_handed_off_again(tmp_path: Path) -> None:
+    """As above, with the nightly sweep between: it sees the HubSpot contact gone (HubSpot's
+    search never shows an archived contact, so only a full listing does). Nobody holds the
+    person: no Salesforce lead is created for them again, and their clock stops."""
+    from leadsync.sync.backfill import SWEEP, BackfillSpec, Status
+
+    with handed_off_at_t0(tmp_path, WITHIN_FOUR) as (sandbox, config, moment):
+        first = sorted(handed_off_leads(sandbox), key=lambda lead: str(lead["Id"]))[0]
+        key = str(first["Leadsync_Id__c"])
+        contact = next(
+            c
+            for c in sandbox.hubspot.snapshot()
+            if c["properties"].get("salesforceleadid") == first["Id"]
+        )
+        _delete(sandbox, "Lead", str(first["Id"]))
+        _archive_hubspot_contact(sandbox, str(contact["id"]))
+        moment.at += HOUR
+        with open_runtime(config) as runtime:
+            queue = runtime.backfill_queue()
+            chosen = queue.create(BackfillSpec(("hubspot", "salesforce"), kind=SWEEP))
+            done = runtime.run_backfill(
+                chosen.backfill_id, should_stop=lambda: False, clock=lambda: moment.at
+            )
+        assert done.status == Status.SUCCEEDED, done.message
+        for _ in range(2):
+            moment.at += HOUR
+            search_caught_up(config)
+            _run(config, moment)
+        assert _live_leads_keyed(sandbox, key) == []
+        with open_runtime(config, connect=False) as runtime:
+            (clock,) = runtime.store.sla.clocks(lead_ids=[key])
+        assert clock.stop_reason == "sales deleted the salesforce record"
 
 
 def test_a_lead_sales_merge_into_their_own_duplicate_is_matched_not_created_again(
@@ -662,11 +697,6 @@ def test_a_plan_between_the_delete_and_the_sync_counts_it_and_the_sync_hands_it_
         _settled_twice(sandbox, config, moment)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: a sweep run after sales deleted the handed-off lead loses the deletion: the "
-    "lead is never handed off again, its handoff stays created on the deleted record",
-)
 def test_a_sweep_between_the_delete_and_the_sync_leaves_the_lead_handed_off_again(
     tmp_path: Path,
 ) -> None:
