@@ -10,12 +10,15 @@ there it fails instead, so it never silently stops running.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +54,26 @@ def _installed_clients() -> Path:
     return CACHE
 
 
+@contextmanager
+def clients_lock(cache: Path, *, exclusive: bool) -> Iterator[None]:
+    """Held exclusively to install into `cache`, shared to run from it: one process's install
+    never renames a `cache` away under another's running node (their files went with it)."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with open(cache.parent / f".{cache.name}.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+
+
 def install_clients(cache: Path, npm: str) -> str | None:
     """Make `cache` hold the locked clients, unless it does already (its stamp says so);
     None when it does, else why not. npm installs into a folder of its own beside `cache`,
     renamed to `cache` only once complete and stamped: an install killed half-way leaves
-    at most a stray folder, never a `cache` a later run would trust."""
+    at most a stray folder, never a `cache` a later run would trust. Installs take turns."""
+    with clients_lock(cache, exclusive=True):
+        return _install(cache, npm)
+
+
+def _install(cache: Path, npm: str) -> str | None:
     lock = (HERE / "package-lock.json").read_bytes()
     digest = hashlib.sha256(lock + (HERE / "package.json").read_bytes()).hexdigest()
     stamp = cache / ".lock-sha256"
@@ -94,7 +112,10 @@ def install_clients(cache: Path, npm: str) -> str | None:
 def driven() -> dict[str, Any]:
     """What each client call returned, driving a fresh sandbox once for the module."""
     folder = _installed_clients()
-    with Sandbox(SandboxSettings(port=0, seed=7, leads=LEADS)) as sandbox:
+    with (
+        clients_lock(folder, exclusive=False),
+        Sandbox(SandboxSettings(port=0, seed=7, leads=LEADS)) as sandbox,
+    ):
         ran = subprocess.run(
             ["node", "drive.mjs", sandbox.url],
             cwd=folder,
@@ -138,7 +159,8 @@ def test_an_install_killed_half_way_leaves_no_cache_a_later_run_trusts(tmp_path:
     assert (cache / "node_modules" / "jsforce").is_dir()
     assert install_clients(cache, killed) is None  # trusted: npm not run again
     assert calls.read_text() == "ci\n"
-    assert [p.name for p in cache.parent.iterdir()] == ["second-clients"]  # no strays
+    strays = [p.name for p in cache.parent.iterdir() if not p.name.endswith(".lock")]
+    assert strays == ["second-clients"]  # no strays
     # node_modules went (a clean-up); the reinstall is killed half-way: its part is not
     # taken for the whole, though the stamp of the lock still matches.
     shutil.rmtree(cache / "node_modules")
