@@ -17,6 +17,7 @@ from leadsync.errors import ConnectorError
 from leadsync.reports.data import opportunities
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import Sandbox
+from leadsync.sync.backfill import SWEEP, BackfillSpec, Status
 from leadsync.sync.engine import RunSummary, SyncEngine
 from leadsync.sync.handoff_ledger import CREATED, MATCHED
 from tests.support import Cut, Tripwire, crm_state, search_caught_up
@@ -61,6 +62,26 @@ def _run(config: Config, moment: Moment, *, broken_owner_reads: bool = False) ->
 def _writes(summary: RunSummary) -> int:
     handed = summary.handoff.handed_off + summary.handoff.matched if summary.handoff else 0
     return sum(counts.written for counts in summary.crms.values()) + handed
+
+
+def _two_runs(config: Config, moment: Moment) -> None:
+    """Two syncs, an hour apart, each once HubSpot's search caught up."""
+    for _ in range(2):
+        moment.at += HOUR
+        search_caught_up(config)
+        _run(config, moment)
+
+
+def _sweep(config: Config, moment: Moment) -> None:
+    """The nightly sweep (a full pull of both CRMs), now, run to its end."""
+    with open_runtime(config) as runtime:
+        chosen = runtime.backfill_queue().create(
+            BackfillSpec(("hubspot", "salesforce"), kind=SWEEP)
+        )
+        done = runtime.run_backfill(
+            chosen.backfill_id, should_stop=lambda: False, clock=lambda: moment.at
+        )
+    assert done.status == Status.SUCCEEDED, done.message
 
 
 def _settled_twice(sandbox: Sandbox, config: Config, moment: Moment) -> None:
@@ -339,10 +360,7 @@ def test_a_handed_off_lead_deleted_in_both_crms_stops_its_clock_and_is_not_hande
         )
         _delete(sandbox, "Lead", str(first["Id"]))
         _archive_hubspot_contact(sandbox, str(contact["id"]))
-        for _ in range(2):
-            moment.at += HOUR
-            search_caught_up(config)
-            _run(config, moment)
+        _two_runs(config, moment)
         assert _live_leads_keyed(sandbox, key) == []
         with open_runtime(config, connect=False) as runtime:
             (clock,) = runtime.store.sla.clocks(lead_ids=[key])
@@ -356,8 +374,6 @@ def test_a_lead_deleted_in_both_crms_and_swept_is_not_handed_off_again(tmp_path:
     """As above, with the nightly sweep between: it sees the HubSpot contact gone (HubSpot's
     search never shows an archived contact, so only a full listing does). Nobody holds the
     person: no Salesforce lead is created for them again, and their clock stops."""
-    from leadsync.sync.backfill import SWEEP, BackfillSpec, Status
-
     with handed_off_at_t0(tmp_path, WITHIN_FOUR) as (sandbox, config, moment):
         first = sorted(handed_off_leads(sandbox), key=lambda lead: str(lead["Id"]))[0]
         key = str(first["Leadsync_Id__c"])
@@ -369,17 +385,8 @@ def test_a_lead_deleted_in_both_crms_and_swept_is_not_handed_off_again(tmp_path:
         _delete(sandbox, "Lead", str(first["Id"]))
         _archive_hubspot_contact(sandbox, str(contact["id"]))
         moment.at += HOUR
-        with open_runtime(config) as runtime:
-            queue = runtime.backfill_queue()
-            chosen = queue.create(BackfillSpec(("hubspot", "salesforce"), kind=SWEEP))
-            done = runtime.run_backfill(
-                chosen.backfill_id, should_stop=lambda: False, clock=lambda: moment.at
-            )
-        assert done.status == Status.SUCCEEDED, done.message
-        for _ in range(2):
-            moment.at += HOUR
-            search_caught_up(config)
-            _run(config, moment)
+        _sweep(config, moment)
+        _two_runs(config, moment)
         assert _live_leads_keyed(sandbox, key) == []
         with open_runtime(config, connect=False) as runtime:
             (clock,) = runtime.store.sla.clocks(lead_ids=[key])
@@ -401,10 +408,7 @@ def test_a_lead_sales_merge_into_their_own_duplicate_is_matched_not_created_agai
             )
             assert kept.success
         _delete(sandbox, "Lead", str(first["Id"]))
-        for _ in range(2):
-            moment.at += HOUR
-            search_caught_up(config)
-            _run(config, moment)
+        _two_runs(config, moment)
         live = [
             lead["Id"]
             for lead in sandbox.salesforce.snapshot("Lead")
@@ -422,10 +426,7 @@ def test_a_rehandoff_cut_after_its_upsert_ends_with_one_live_lead(tmp_path: Path
         _delete(sandbox, "Lead", str(first["Id"]))
         moment.at += HOUR
         _cut_after_upsert(config, moment)
-        for _ in range(2):
-            moment.at += HOUR
-            search_caught_up(config)
-            _run(config, moment)
+        _two_runs(config, moment)
         (again,) = _live_leads_keyed(sandbox, key)
         (handoff,) = [h for h in handoffs(config) if h.lead_id == key]
         assert (handoff.status, handoff.record_id) == (CREATED, again["Id"])
@@ -446,19 +447,13 @@ def test_a_record_deleted_while_its_lead_is_blocked_goes_once_the_lead_qualifies
         moment.at += HOUR
         sandbox.hubspot.set_activity(int(contact["id"]), {"company": ""})
         _delete(sandbox, "Lead", str(first["Id"]))
-        for _ in range(2):
-            moment.at += HOUR
-            search_caught_up(config)
-            _run(config, moment)
+        _two_runs(config, moment)
         assert _live_leads_keyed(sandbox, key) == []
         (blocked,) = [h for h in handoffs(config) if h.lead_id == key]
         assert blocked.problem == "requires company present"
         moment.at += HOUR
         sandbox.hubspot.set_activity(int(contact["id"]), {"company": "Back Again Ltd"})
-        for _ in range(2):
-            moment.at += HOUR
-            search_caught_up(config)
-            _run(config, moment)
+        _two_runs(config, moment)
         (again,) = _live_leads_keyed(sandbox, key)
         assert again["Company"] == "Back Again Ltd"
         _settled_twice(sandbox, config, moment)
@@ -523,10 +518,7 @@ def test_the_run_that_sees_the_delete_cut_at_any_handoff_call_then_rerun_ends_wi
         moment.at += HOUR
         with pytest.raises(Cut):
             _cut_run(config, moment, Tripwire(at, after, armed=False))
-        for _ in range(2):
-            moment.at += HOUR
-            search_caught_up(config)
-            _run(config, moment)
+        _two_runs(config, moment)
         (again,) = _live_leads_keyed(sandbox, key)
         (handoff,) = [h for h in handoffs(config) if h.lead_id == key]
         assert (handoff.status, handoff.record_id) == (CREATED, again["Id"])
@@ -554,18 +546,12 @@ def test_a_converted_leads_contact_winning_a_later_deal_makes_its_person_a_custo
             str(first["Id"]), opportunity_stage=converted_with, amount=1000.0
         )
         contact_id = str(converted["ConvertedContactId"])
-        for _ in range(2):
-            moment.at += HOUR
-            search_caught_up(config)
-            _run(config, moment)
+        _two_runs(config, moment)
         moment.at += HOUR
         deal = _deal(sandbox, contact_id, "Prospecting")
         moment.at += HOUR
         _move(sandbox, deal, "Closed Won")
-        for _ in range(2):
-            moment.at += HOUR
-            search_caught_up(config)
-            _run(config, moment)
+        _two_runs(config, moment)
         contact = sandbox.salesforce.record("Contact", contact_id)
         assert contact is not None
         assert (_person_stage(config, key), contact["Leadsync_Stage__c"]) == (
@@ -619,10 +605,7 @@ def test_a_lead_sales_delete_before_the_rerun_of_its_cut_handoff_is_created_agai
         gone = created[0]
         moment.at += HOUR
         _delete(sandbox, "Lead", str(gone["Id"]))
-        for _ in range(2):
-            moment.at += HOUR
-            search_caught_up(config)
-            _run(config, moment)
+        _two_runs(config, moment)
         leads = handed_off_leads(sandbox)
         assert set(Counter(lead["Leadsync_Id__c"] for lead in leads).values()) == {1}
         assert {lead["Leadsync_Id__c"] for lead in leads} == {
@@ -688,10 +671,7 @@ def test_a_plan_between_the_delete_and_the_sync_counts_it_and_the_sync_hands_it_
         assert planned.handoff_plan is not None
         assert planned.handoff_plan.handed_off == 1
         assert _live_leads_keyed(sandbox, key) == []
-        for _ in range(2):
-            moment.at += HOUR
-            search_caught_up(config)
-            _run(config, moment)
+        _two_runs(config, moment)
         (again,) = _live_leads_keyed(sandbox, key)
         assert again["Id"] != first["Id"]
         _settled_twice(sandbox, config, moment)
@@ -702,24 +682,13 @@ def test_a_sweep_between_the_delete_and_the_sync_leaves_the_lead_handed_off_agai
 ) -> None:
     """The nightly sweep (a full pull of both CRMs) runs after sales deleted the handed-off
     lead and before the next sync: the sync still hands the lead off again."""
-    from leadsync.sync.backfill import SWEEP, BackfillSpec, Status
-
     with handed_off_at_t0(tmp_path, WITHIN_FOUR) as (sandbox, config, moment):
         first = sorted(handed_off_leads(sandbox), key=lambda lead: str(lead["Id"]))[0]
         key = str(first["Leadsync_Id__c"])
         _delete(sandbox, "Lead", str(first["Id"]))
         moment.at += HOUR
-        with open_runtime(config) as runtime:
-            queue = runtime.backfill_queue()
-            chosen = queue.create(BackfillSpec(("hubspot", "salesforce"), kind=SWEEP))
-            done = runtime.run_backfill(
-                chosen.backfill_id, should_stop=lambda: False, clock=lambda: moment.at
-            )
-        assert done.status == Status.SUCCEEDED, done.message
-        for _ in range(2):
-            moment.at += HOUR
-            search_caught_up(config)
-            _run(config, moment)
+        _sweep(config, moment)
+        _two_runs(config, moment)
         (handoff,) = [h for h in handoffs(config) if h.lead_id == key]
         assert (handoff.status, handoff.record_id) != (CREATED, first["Id"])
         (again,) = _live_leads_keyed(sandbox, key)
@@ -738,10 +707,7 @@ def test_a_lead_sales_replace_with_a_contact_is_matched_to_it_not_created_again(
         moment.at += HOUR
         contact_id = _contact(sandbox, str(first["Email"]).lower())
         _delete(sandbox, "Lead", str(first["Id"]))
-        for _ in range(2):
-            moment.at += HOUR
-            search_caught_up(config)
-            _run(config, moment)
+        _two_runs(config, moment)
         assert _live_leads_keyed(sandbox, key) == []
         (handoff,) = [h for h in handoffs(config) if h.lead_id == key]
         assert (handoff.status, handoff.record_object, handoff.record_id) == (
