@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -96,7 +97,10 @@ def run_apply(args: argparse.Namespace) -> int:
             assert status.running is not None  # differs is True without one
             print(f"the files on disk are the version running ({status.running.short})")
             return EXIT_OK
-        found = what_if(runtime.engine(), runtime.store, runtime.field_map)
+        # The command line is single-threaded: the what-if may fork, a copy per core.
+        found = what_if(
+            runtime.engine(), runtime.store, runtime.field_map, processes=os.cpu_count() or 1
+        )
         if not args.json:
             print(format_what_if(found))
         if sys.stdin.isatty() and not args.yes and not confirm("apply these files?"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -64,7 +65,10 @@ def run_what_if(args: argparse.Namespace) -> int:
 
     config = load(args)
     with open_runtime(config, connect=False) as runtime:
-        found = what_if(runtime.engine(), runtime.store, runtime.field_map)
+        # The command line is single-threaded: the what-if may fork, a copy per core.
+        found = what_if(
+            runtime.engine(), runtime.store, runtime.field_map, processes=os.cpu_count() or 1
+        )
     if args.json:
         print(json.dumps(found.as_dict(), indent=2, default=str))
     else:

@@ -41,7 +41,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from leadsync.connectors.base import CrmTraits, RecordUpdate
 from leadsync.connectors.traits import traits_of
@@ -493,12 +493,27 @@ class PlanTally:
                 if self._traits(crm).takes_a_clear(update):
                     self._backward[crm] = self._backward.get(crm, 0) + 1
 
+    def merge(self, later: PlanTally) -> None:
+        """Add the plans `later` tallied, as if added here after these."""
+        self._changes.extend(later._changes)
+        _add_counts(self._field_counts, later._field_counts)
+        _add_counts(self._records, later._records)
+        _add_counts(self._backward, later._backward)
+
     def summary(self) -> PlanSummary:
         calls = {
             crm: _api_calls(self._traits(crm), count, self._backward.get(crm, 0))
             for crm, count in sorted(self._records.items())
         }
         return PlanSummary(tuple(self._changes), calls, dict(self._field_counts))
+
+
+Key = TypeVar("Key")
+
+
+def _add_counts(counts: dict[Key, int], more: Mapping[Key, int]) -> None:
+    for key, count in more.items():
+        counts[key] = counts.get(key, 0) + count
 
 
 def plan_summary(

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,11 @@ import pytest
 
 from leadsync.cli import main
 from leadsync.config import Config
+from leadsync.runtime import open_runtime
 from leadsync.sandbox import Sandbox
+from leadsync.sync.engine import Reevaluated, SyncEngine
 from leadsync.sync.store import Store
+from leadsync.sync.whatif import what_if
 from tests.cli.conftest import EXAMPLES, MQL_SCORE, with_definition
 
 
@@ -97,3 +102,80 @@ def test_the_objects_held_out_of_collection_during_a_what_if_are_given_back(
     frozen = gc.get_freeze_count()
     assert _what_if(config, capsys)["leads"] > 0
     assert gc.get_freeze_count() == frozen
+
+
+def _lowered_mql(config: Config, tmp_path: Path) -> Config:
+    assert main(["sync", "--once", "--config", str(config.path)]) == 0
+    shipped = (EXAMPLES / "lead_definition.toml").read_text()
+    return with_definition(
+        config, shipped.replace(MQL_SCORE, MQL_SCORE.replace("gte = 60", "gte = 30")), tmp_path
+    )
+
+
+# Forking a process that runs other threads (the sandbox's, pytest-xdist's) warns on Python 3.12
+# and later; the command line that forks runs none.
+_FORK_WARNING = "ignore:This process .* is multi-threaded:DeprecationWarning"
+
+
+@pytest.mark.filterwarnings(_FORK_WARNING)
+def test_a_what_if_split_over_processes_finds_what_one_process_finds(
+    config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    edited = _lowered_mql(config, tmp_path)
+    seen_by = tmp_path / "pids"
+    reevaluate = SyncEngine.reevaluate
+
+    def noted(engine: SyncEngine, lead_ids: Sequence[str]) -> list[Reevaluated]:
+        with seen_by.open("a") as pids:
+            pids.write(f"{os.getpid()}\n")
+        return reevaluate(engine, lead_ids)
+
+    monkeypatch.setattr(SyncEngine, "reevaluate", noted)
+    with open_runtime(edited, connect=False) as runtime:
+        alone = what_if(runtime.engine(), runtime.store, runtime.field_map, page=5)
+        seen_by.unlink()
+        split = what_if(runtime.engine(), runtime.store, runtime.field_map, page=5, processes=3)
+    assert alone.stage_moves  # the edit moves leads: there is something to compare
+    assert split.as_dict() == alone.as_dict()  # the examples too: the first found, in id order
+    assert len(set(seen_by.read_text().split())) == 3
+
+
+def _what_if_with_a_copy_that(
+    config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails: Callable[[], None]
+) -> None:
+    """A what-if of the lowered threshold in two processes, the forked copy calling `fails`
+    where it would re-evaluate its leads."""
+    edited = _lowered_mql(config, tmp_path)
+    parent = os.getpid()
+    reevaluate = SyncEngine.reevaluate
+
+    def failing_in_a_copy(engine: SyncEngine, lead_ids: Sequence[str]) -> list[Reevaluated]:
+        if os.getpid() != parent:
+            fails()
+        return reevaluate(engine, lead_ids)
+
+    monkeypatch.setattr(SyncEngine, "reevaluate", failing_in_a_copy)
+    with open_runtime(edited, connect=False) as runtime:
+        what_if(runtime.engine(), runtime.store, runtime.field_map, page=5, processes=2)
+
+
+@pytest.mark.filterwarnings(_FORK_WARNING)
+def test_an_error_in_a_what_if_process_is_raised_by_the_command(
+    config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def store_gone() -> None:
+        raise ValueError("the store went away")
+
+    with pytest.raises(ValueError, match="the store went away"):
+        _what_if_with_a_copy_that(config, tmp_path, monkeypatch, store_gone)
+
+
+@pytest.mark.filterwarnings(_FORK_WARNING)
+def test_a_what_if_process_that_dies_fails_the_command_with_its_exit_code(
+    config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def killed() -> None:
+        os._exit(9)  # as a process the kernel's OOM killer ended
+
+    with pytest.raises(RuntimeError, match="without a result \\(exit code 9\\)"):
+        _what_if_with_a_copy_that(config, tmp_path, monkeypatch, killed)
