@@ -17,6 +17,7 @@ from leadsync.reports.build import report_for
 from leadsync.reports.html import REPORT_CSS, render_body
 from leadsync.sync import tables
 from leadsync.sync.backfill import BackfillSpec, Status
+from leadsync.sync.leases import Leases, replica_lease
 from leadsync.sync.model import Lead
 from leadsync.sync.sla.clocks import ClockStatus
 from tests.console.conftest import ADA_TOKEN, HUBSPOT_LINK, Served, csrf_of, sign_in
@@ -77,9 +78,36 @@ def test_status_shows_health_runs_quota_leases_and_quarantine(ada: Served) -> No
     assert f"Health ok Last good sync: {run.finished_at:%Y-%m-%d %H:%M} UTC" in page
     assert f"Quarantine {store.quarantine_size():,}" in page
     replica = leases.holder.split("/")[0]
-    assert f"Holding a lease now: 1 replica ({replica})" in page
+    # A process holding a job's lease with no service heartbeat (a command run by hand).
+    assert f"Running now: 1 replica ({replica})" in page
+    assert f"{replica} – a command, not a service sync" in page
     assert f"sync {replica} sync" in page
     assert "This page was served by replica-1." in page
+
+
+def test_status_names_each_running_replica_even_between_its_jobs(ada: Served) -> None:
+    engine = ada.runtime.store.engine
+    now = datetime.now(UTC)
+    idle, busy, killed = "host-b:41:aaaaaa", "host-c:42:bbbbbb", "host-d:43:cccccc"
+    minute = timedelta(minutes=1)
+    assert Leases(engine, idle, clock=lambda: now).acquire(replica_lease(idle), minute)
+    assert Leases(engine, busy, clock=lambda: now).acquire(replica_lease(busy), minute)
+    assert Leases(engine, f"{busy}/sla", clock=lambda: now).acquire("sla", minute)
+    # Killed an hour ago: its heartbeat ran out and nobody withdrew it.
+    started = now - timedelta(hours=1)
+    hour_ago = Leases(engine, killed, clock=lambda: started)
+    assert hour_ago.acquire(replica_lease(killed), minute)
+    page = text_of(ada.page("/console/"))
+    assert f"Running now: 2 replicas ({idle}, {busy})" in page
+    assert f"{busy} {now:%Y-%m-%d %H:%M} UTC running sla" in page
+    assert f"{idle} {now:%Y-%m-%d %H:%M} UTC running –" in page
+    assert (
+        f"{killed} {started:%Y-%m-%d %H:%M} UTC "
+        f"gone: no heartbeat since {started + minute:%Y-%m-%d %H:%M} UTC –"
+    ) in page
+    # The heartbeats are not jobs: the leases table has the job alone.
+    assert f"sla {busy} sla" in page
+    assert "replica:" not in page
 
 
 # ------------------------------------------------------------------------------ leads
