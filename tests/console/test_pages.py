@@ -8,6 +8,7 @@ import html
 import logging
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,17 @@ from leadsync.sync.backfill import BackfillSpec, Status
 from leadsync.sync.leases import Leases, replica_lease
 from leadsync.sync.model import Lead
 from leadsync.sync.sla.clocks import ClockStatus
-from tests.console.conftest import ADA_TOKEN, HUBSPOT_LINK, Served, csrf_of, sign_in
+from tests.console.conftest import (
+    ADA_TOKEN,
+    CONSOLE,
+    GRACE_PASSWORD,
+    HUBSPOT_LINK,
+    Served,
+    console_config,
+    csrf_of,
+    serve,
+    sign_in,
+)
 
 
 def both_crms_lead(served: Served) -> tuple[Lead, dict[str, str]]:
@@ -154,6 +165,27 @@ def test_a_leads_page_is_explain_with_links_into_the_crms(grace: Served) -> None
     if not explained.pending:
         assert "None: both CRMs hold what they should." in text
     assert grace.client.get("/console/leads/no-such-lead").status_code == 404
+
+
+SALESFORCE_LINK = "https://acme.my.salesforce.com/lightning/r/{id}/view"
+
+
+def test_a_leads_page_links_each_record_into_its_own_crm(
+    synced: tuple[Path, str], tmp_path: Path
+) -> None:
+    both = CONSOLE.replace(
+        "[console]\n", f'[console]\nsalesforce_record_url = "{SALESFORCE_LINK}"\n', 1
+    )
+    with serve(console_config(synced, tmp_path, both)) as served:
+        assert sign_in(served.client, "grace", GRACE_PASSWORD).status_code == 303
+        lead, records = both_crms_lead(served)
+        page = served.page(f"/console/leads/{lead.lead_id}")
+    links = re.findall(r'<a class="crm-link" href="([^"]+)"[^>]*>([^<]+)</a>', page)
+    assert links == [
+        (HUBSPOT_LINK.replace("{id}", records["hubspot"]), "open in HubSpot"),
+        (SALESFORCE_LINK.replace("{id}", records["salesforce"]), "open in Salesforce"),
+    ]
+    assert "to link" not in page
 
 
 # ------------------------------------------------------------------------------ backfills
