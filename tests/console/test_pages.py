@@ -402,6 +402,21 @@ def test_the_audit_log_page_lists_who_did_what(ada: Served) -> None:
     assert "ada editor login" in page
 
 
+def test_the_audit_logs_details_read_as_words_not_python(ada: Served) -> None:
+    queue(ada, crm="hubspot", kind="backfill")
+    log = AuditLog(ada.runtime.store.engine, replica="test")
+    log.record("ada", "editor", "edit.apply", "310364037b3d", {"digest": "f" * 64})
+    raw = ada.page("/console/audit")
+    page = text_of(raw)
+    assert "crms: hubspot; dry run: no; kind: backfill" in page
+    for python in ("None", "False", "True", "['", "dry_run"):
+        assert python not in page, python
+    # A digest is shortened (the audit log keeps it whole) and the table fits the screen.
+    assert f"digest: {'f' * 12}…" in page
+    assert "f" * 13 not in page
+    assert '<td class="when">' in raw
+
+
 @pytest.mark.parametrize("path", ["/console/", "/console/login", "/console/backfills"])
 def test_pages_forbid_foreign_scripts_framing_and_caching(ada: Served, path: str) -> None:
     headers = ada.client.get(path).headers
