@@ -316,7 +316,10 @@ class Service:
 
     def _keep_beating(self) -> None:
         while not self._stopping.wait(self._ttl.total_seconds() / 3):
-            self._beat()
+            try:
+                self._beat()
+            except Exception:  # the heartbeat outlives any one beat's bug, as the jobs do
+                log.exception("heartbeat failed")
 
     def _add(
         self,
