@@ -62,7 +62,7 @@ from leadsync.serving import HttpServer, service_app
 from leadsync.sync.backfill import SWEEP, BackfillSpec, Status
 from leadsync.sync.database import store_error
 from leadsync.sync.engine import RunSummary, StopCheck
-from leadsync.sync.leases import SYNC_LEASE
+from leadsync.sync.leases import SYNC_LEASE, Leases, forget_gone_replicas, replica_lease
 from leadsync.sync.preflight import PreflightError
 from leadsync.sync.sla.clocks import SlaRules
 from leadsync.sync.sla.response import METRIC_WINDOW, handed_off_within
@@ -80,6 +80,8 @@ Work = Callable[[Runtime, StopCheck, JobCounts], bool]
 SLA_LEASE = "sla"
 BACKFILL_LEASE = "backfills"
 SWEEP_LEASE = "sweep"
+# How long the Status page still shows a replica that died without withdrawing its heartbeat.
+GONE_KEPT = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -293,9 +295,31 @@ class Service:
             if self._server
             else "",
         )
+        self._beat()
+        beating = threading.Thread(target=self._keep_beating, name="heartbeat", daemon=True)
+        beating.start()
         self._scheduler.start()
         self._stopping.wait()
+        beating.join()  # no beat after the withdrawal
         return self._shut_down()
+
+    def _beat(self) -> None:
+        """Say this replica runs, for `ttl` more (the console's Status lists it between its
+        jobs too); forget the replicas gone for a day."""
+        try:
+            heartbeat = Leases(self._runtime.store.engine, self.holder, clock=self._clock)
+            heartbeat.acquire(replica_lease(self.holder), self._ttl)
+            forget_gone_replicas(self._runtime.store.engine, before=self._clock() - GONE_KEPT)
+        except sa.exc.SQLAlchemyError as problem:
+            # The database is away: the jobs say so; the next beat tries again.
+            log.warning("heartbeat failed: %s", problem.__class__.__name__)
+
+    def _keep_beating(self) -> None:
+        while not self._stopping.wait(self._ttl.total_seconds() / 3):
+            try:
+                self._beat()
+            except Exception:  # the heartbeat outlives any one beat's bug, as the jobs do
+                log.exception("heartbeat failed")
 
     def _add(
         self,
@@ -321,6 +345,7 @@ class Service:
         waiting.join(bound)
         if self._server is not None:
             self._server.stop()
+        self._withdraw()
         if waiting.is_alive():
             log.warning("jobs still running after %gs: exiting; the next run redoes them", bound)
             logging.shutdown()
@@ -330,6 +355,13 @@ class Service:
         log.info("stopped cleanly")
         self.close()
         return 0
+
+    def _withdraw(self) -> None:
+        """This replica no longer runs: its heartbeat goes."""
+        try:
+            Leases(self._runtime.store.engine, self.holder).release(replica_lease(self.holder))
+        except sa.exc.SQLAlchemyError as problem:
+            log.warning("heartbeat not withdrawn: %s", problem.__class__.__name__)
 
     def close(self) -> None:
         """Let go of the store and the CRM connections (the end of `run()`)."""

@@ -7,7 +7,7 @@
     salesforce_record_url = "https://yourorg.my.salesforce.com/{id}"
 
     [console.users]
-    ada = "editor"                        # may queue, stop and resume backfills
+    ada = "editor"                        # may also change: backfills, exceptions, edits
     grace = "viewer"                      # may look
 
 Credentials never sit in this file: each user signs in with a password whose hash is in
@@ -51,8 +51,8 @@ _CREDENTIAL_KEYS = ("password", "password_hash", "token", "secret", "session_sec
 
 class Role(StrEnum):
     VIEWER = "viewer"  # reads every page
-    EDITOR = "editor"  # and changes: queues, stops and resumes backfills (later: applies
-    # edits, resolves the review queue)
+    EDITOR = "editor"  # and changes: queues, stops and resumes backfills, resolves the
+    # review queue and the quarantine, applies edits
 
 
 def _matching(pattern: str, message: str) -> AfterValidator:

@@ -1,6 +1,9 @@
 """The Status page's figures: replicas and their leases, the last runs with their outcome and
 counts, each CRM's API quota against its reserve, health, and the files running.
 
+A replica is known by its heartbeat (`replica_lease`), renewed between jobs too, and by the
+job leases it holds; a process holding a lease without a heartbeat is a command run by hand.
+
 Read from the store (every replica shows the same), and from this replica's connectors for
 the quota when they have talked to the CRMs since it started (else the last run's figures).
 """
@@ -13,11 +16,11 @@ from datetime import datetime
 from typing import Any
 
 from leadsync.runtime import Runtime
-from leadsync.sync.leases import LeaseInfo, all_leases
+from leadsync.sync.leases import REPLICA_PREFIX, LeaseInfo, all_leases
 from leadsync.sync.runs import RunView, list_runs
 from leadsync.sync.store import RunRow
 
-__all__ = ["LeaseView", "QuotaView", "RunView", "StatusView", "service_status"]
+__all__ = ["LeaseView", "QuotaView", "ReplicaView", "RunView", "StatusView", "service_status"]
 
 RUNS_SHOWN = 15
 
@@ -30,6 +33,23 @@ class LeaseView:
     acquired_at: datetime
     expires_at: datetime
     live: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaView:
+    name: str
+    # From its heartbeat: when it started, and until when it said it runs (None: a command
+    # holding a job's lease, with no heartbeat).
+    since: datetime | None
+    seen_until: datetime | None
+    running: bool
+    jobs: list[str]
+
+    @property
+    def state(self) -> str:
+        if self.seen_until is None:
+            return "a command, not a service"
+        return "running" if self.running else "gone: no heartbeat since"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,26 +78,60 @@ class QuotaView:
 @dataclass(frozen=True, slots=True)
 class StatusView:
     now: datetime
+    replicas: list[ReplicaView]
     leases: list[LeaseView]
     runs: list[RunView]
     quotas: list[QuotaView]
     quarantine: int
 
     @property
-    def replicas(self) -> list[str]:
-        """The replicas holding a lease now."""
-        return sorted({lease.replica for lease in self.leases if lease.live})
+    def running(self) -> list[str]:
+        """The replicas running now."""
+        return [replica.name for replica in self.replicas if replica.running]
 
 
 def service_status(runtime: Runtime, *, now: datetime, runs: int = RUNS_SHOWN) -> StatusView:
     store = runtime.store
     recent = list_runs(store, limit=runs)
+    found = all_leases(store.engine)
+    heartbeats = [info for info in found if info.name.startswith(REPLICA_PREFIX)]
+    leases = [_lease(info, now) for info in found if info not in heartbeats]
     return StatusView(
         now,
-        [_lease(info, now) for info in all_leases(store.engine)],
+        _replicas(heartbeats, leases, now),
+        leases,
         recent,
         _quotas(runtime, [view.run for view in recent]),
         store.quarantine_size(),
+    )
+
+
+def _replicas(
+    heartbeats: list[LeaseInfo], leases: list[LeaseView], now: datetime
+) -> list[ReplicaView]:
+    jobs: dict[str, list[str]] = {}
+    for lease in leases:
+        if lease.live:
+            jobs.setdefault(lease.replica, []).append(lease.job)
+    views = [
+        ReplicaView(
+            info.holder,
+            info.acquired_at,
+            info.expires_at,
+            now < info.expires_at,
+            jobs.pop(info.holder, []),
+        )
+        for info in heartbeats
+    ]
+    views += [ReplicaView(name, None, None, True, held) for name, held in jobs.items()]
+    # Running first, by name; then the gone, the latest gone first.
+    return sorted(
+        views,
+        key=lambda view: (
+            not view.running,
+            view.name if view.running else "",
+            -(view.seen_until.timestamp() if view.seen_until and not view.running else 0),
+        ),
     )
 
 

@@ -7,6 +7,7 @@ token and the user's role.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -110,7 +111,7 @@ class Console:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        environment.filters.update(when=_when, count=_count, share=_share)
+        environment.filters.update(when=_when, count=_count, share=_share, details=_details)
         environment.globals.update(path=_path, version=__version__, NONE=NONE)
         self.templates = Jinja2Templates(env=environment)
 
@@ -145,3 +146,26 @@ def _count(value: int | float | None) -> str:
 
 def _share(value: float | None) -> str:
     return NONE if value is None else f"{value:.1%}"
+
+
+_DIGEST = re.compile(r"[0-9a-f]{32,}")
+
+
+def _details(details: Mapping[str, Any]) -> str:
+    """An audit entry's details as words: `crms: hubspot; dry run: no` (the empty left out,
+    a digest shortened: the audit log keeps it whole)."""
+
+    def word(value: Any) -> str:
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if isinstance(value, list | tuple):
+            return ", ".join(word(item) for item in value)
+        if isinstance(value, str) and _DIGEST.fullmatch(value):
+            return value[:12] + "…"
+        return str(value)
+
+    return "; ".join(
+        f"{key.replace('_', ' ')}: {word(value)}"
+        for key, value in sorted(details.items())
+        if value is not None and value not in ("", [])
+    )

@@ -39,10 +39,23 @@ from leadsync.sync import tables as t
 from leadsync.sync.database import retry_transient, writing
 from leadsync.sync.sql import insert_for
 
-__all__ = ["SYNC_LEASE", "Lease", "LeaseInfo", "Leases", "all_leases", "replica_name"]
+__all__ = [
+    "REPLICA_PREFIX",
+    "SYNC_LEASE",
+    "Lease",
+    "LeaseInfo",
+    "Leases",
+    "all_leases",
+    "forget_gone_replicas",
+    "replica_lease",
+    "replica_name",
+]
 
 # Every writer of the CRMs (a sync run, a backfill's chunk or settle) holds this one.
 SYNC_LEASE = "sync"
+# A service replica's heartbeat: a lease of its own, "replica:<holder>", renewed while it
+# runs (between jobs too) and released when it stops; a killed one's runs out.
+REPLICA_PREFIX = "replica:"
 
 log = logging.getLogger("leadsync.service")
 
@@ -50,6 +63,11 @@ log = logging.getLogger("leadsync.service")
 def replica_name() -> str:
     """This process as a lease holder: host, pid and a random tail (pids are reused)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def replica_lease(holder: str) -> str:
+    """The name of the heartbeat lease of the replica `holder`."""
+    return REPLICA_PREFIX + holder
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,3 +262,16 @@ def all_leases(engine: Engine) -> list[LeaseInfo]:
             LeaseInfo(row["name"], row["holder"], row["acquired_at"], row["expires_at"])
             for row in rows
         ]
+
+
+@retry_transient
+def forget_gone_replicas(engine: Engine, *, before: datetime) -> int:
+    """Drop the heartbeats that ran out before `before` (replicas killed long ago)."""
+    with writing(engine) as connection:
+        done = connection.execute(
+            t.leases.delete().where(
+                t.leases.c.name.startswith(REPLICA_PREFIX, autoescape=True),
+                t.leases.c.expires_at < utc(before),
+            )
+        )
+    return int(done.rowcount or 0)

@@ -88,8 +88,9 @@ def console_config(synced: tuple[Path, str], folder: Path, extra: str = CONSOLE)
     return load_config(folder / "leadsync.toml", environ=ENVIRON)
 
 
-def service_with_console(config: Config, runtime: Runtime) -> Any:
-    """The service's app with the console on `runtime`, as `leadsync run` serves it."""
+def service_with_console(config: Config, runtime: Runtime, *, files: Any = None) -> Any:
+    """The service's app with the console on `runtime`, as `leadsync run` serves it (with
+    `files`, the service's DefinitionFiles.state)."""
     assert config.model.console is not None
     metrics = ServiceMetrics(runtime.store, {}, healthy_within=timedelta(minutes=30))
     context = ConsoleContext(
@@ -98,6 +99,7 @@ def service_with_console(config: Config, runtime: Runtime) -> Any:
         runtime=lambda: runtime,
         replica="replica-1",
         health=metrics.health,
+        files=files,
     )
     return service_app(metrics, console=console_app(context))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import select
 import socket
 from collections.abc import Iterable
@@ -11,20 +12,31 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from leadsync.console import pages
 from leadsync.console.app import MAX_REFUSED, SESSION_COOKIE
 from leadsync.console.audit import NOBODY, AuditLog
 from leadsync.console.sessions import Sessions
 from leadsync.sync import tables
 from tests.console.conftest import ADA_TOKEN, GRACE_PASSWORD, Served, csrf_of, sign_in
 
-PAGES = [
-    "/console/",
-    "/console/leads?q=a",
-    "/console/backfills",
-    "/console/reports",
-    "/console/audit",
-]
-CHANGES = ["/console/backfills", "/console/backfills/x/stop", "/console/backfills/x/resume"]
+
+def _routes(method: str) -> list[str]:
+    """Every route of the console for `method`, from its own table (none can be left out),
+    each {parameter} given a value."""
+    return [
+        "/console" + re.sub(r"\{crm\}", "hubspot", re.sub(r"\{(?!crm)[a-z_]+\}", "x", path))
+        for path, _, _, methods in pages.PAGES
+        if method in methods
+    ]
+
+
+PAGES = [*_routes("GET"), "/console/leads?q=a"]
+CHANGES = _routes("POST")
+
+
+def test_the_route_table_has_every_page_and_change() -> None:
+    assert {"/console/leads/x", "/console/exceptions", "/console/edits"} <= set(PAGES)
+    assert {"/console/edits/apply", "/console/exceptions/review/hubspot/x"} <= set(CHANGES)
 
 
 def actions(served: Served) -> list[tuple[str, str, str]]:
@@ -57,6 +69,32 @@ def test_every_change_is_refused_to_a_stranger(served: Served, path: str) -> Non
     assert answer.status_code == 403
     assert "signed out" in answer.text
     assert served.runtime.backfill_queue().list() == []
+    assert actions(served) == []
+
+
+@pytest.mark.parametrize("path", CHANGES)
+def test_every_change_is_refused_to_a_viewer(served: Served, path: str) -> None:
+    assert sign_in(served.client, "grace", GRACE_PASSWORD).status_code == 303
+    csrf = csrf_of(served.page("/console/"))
+    answer = served.client.post(
+        path, data={"csrf": csrf, "crm": "all", "action": "ignore"}, follow_redirects=False
+    )
+    assert answer.status_code == 403
+    assert "grace is a viewer" in answer.text
+    assert served.runtime.backfill_queue().list() == []
+    assert actions(served) == [("grace", "viewer", "login")]
+
+
+@pytest.mark.parametrize("path", CHANGES)
+def test_every_change_without_the_sessions_form_token_is_refused(ada: Served, path: str) -> None:
+    for token in ({}, {"csrf": "forged"}):
+        answer = ada.client.post(
+            path, data={**token, "crm": "all", "action": "ignore"}, follow_redirects=False
+        )
+        assert answer.status_code == 403
+        assert "This form has expired or came from another site" in answer.text
+    assert ada.runtime.backfill_queue().list() == []
+    assert actions(ada) == [("ada", "editor", "login")]
 
 
 def test_a_token_signs_in_an_editor_with_a_session_cookie_kept_from_scripts(

@@ -160,16 +160,18 @@ def screenshot(driver: WebDriver, path: Path) -> Image.Image:
 
 
 def a_lead(config: Config) -> tuple[str, str, str]:
-    """A synced lead's id, last name and email."""
+    """A synced lead's id, last name and email, with a record in each CRM."""
     with Store(config.database_url) as store:
         with store.engine.connect() as connection:
             rows = connection.exec_driver_sql("SELECT lead_id FROM leads ORDER BY lead_id").all()
         leads = store.leads([row[0] for row in rows])
+        records = store.records_of(list(leads))
     for lead_id, lead in leads.items():
         last, email = lead.values.get("last_name"), lead.values.get("email")
-        if last and email and len(last) > 3:
+        crms = {record.crm for record in records.get(lead_id, [])}
+        if last and email and len(last) > 3 and crms == {"hubspot", "salesforce"}:
             return lead_id, str(last), str(email)
-    raise AssertionError("no lead with a name and an email")
+    raise AssertionError("no lead in both CRMs with a name and an email")
 
 
 def test_sign_in_search_a_lead_and_queue_a_backfill_in_chromium(
@@ -197,8 +199,10 @@ def test_sign_in_search_a_lead_and_queue_a_backfill_in_chromium(
     wait_for("the lead's page", lambda: browser.current_url.endswith(f"/leads/{lead_id}"))
     assert browser.find_element(By.TAG_NAME, "h1").text == email
     records = browser.find_element(By.ID, "records")
-    assert "hubspot" in records.text or "salesforce" in records.text
+    assert "hubspot" in records.text
+    assert "salesforce" in records.text
     links = records.find_elements(By.CSS_SELECTOR, "a.crm-link")
+    assert len(links) == 1  # only HubSpot's record_url is configured
     assert all(
         link.get_attribute("href").startswith("https://app.hubspot.com/contacts/1234567/")
         for link in links

@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from starlette.testclient import TestClient
 
 from leadsync.config import load_config
 from leadsync.edits import apply_edit, running_version
+from leadsync.jobs import DefinitionFiles
 from leadsync.sandbox_config import EXAMPLES
 from tests.console.conftest import (
     ADA_TOKEN,
@@ -20,6 +22,7 @@ from tests.console.conftest import (
     console_config,
     csrf_of,
     serve,
+    service_with_console,
     sign_in,
 )
 from tests.console.test_pages import audit, text_of
@@ -170,3 +173,34 @@ def _field(page: str, name: str) -> str:
     marker = f'name="{name}" value="'
     start = page.index(marker) + len(marker)
     return page[start : page.index('"', start)]
+
+
+def test_the_status_page_says_which_version_runs_and_whether_the_files_differ(
+    editable: Served,
+) -> None:
+    files = DefinitionFiles(editable.config)
+    _, definition = files.bind(editable.runtime.store)  # the service's first start
+    running = running_version(editable.runtime.store.engine)
+    assert running is not None
+    app = service_with_console(editable.config, editable.runtime, files=files.state)
+    with TestClient(app, base_url="http://testserver") as client:
+        assert sign_in(client, "grace", GRACE_PASSWORD).status_code == 303
+
+        def card() -> str:
+            page = client.get("/console/")
+            assert page.status_code == 200
+            return page.text.split("<h2>Mapping and lead definition</h2>")[1].split("</div>")[0]
+
+        same = card()
+        assert f"model {definition.model_version}" in text_of(same)
+        assert f"version {running.short} , as applied" in text_of(same)
+        assert "The files on disk are the ones running." in text_of(same)
+        _edit(editable, MQL, MQL.replace("60", "30"))
+        differ = card()
+        assert f"model {definition.model_version}" in text_of(differ)
+        assert "The files on disk differ from the version running" in text_of(differ)
+        assert f'<a href="{PAGE}">' in differ  # where to see the difference and apply it
+        _edit(editable, MQL.replace("60", "30"), MQL.replace("60", "'sixty'"))
+        wrong = card()
+        assert "The files on disk have mistakes" in text_of(wrong)
+        assert f'<a href="{PAGE}">' in wrong

@@ -8,6 +8,7 @@ import html
 import logging
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,9 +18,20 @@ from leadsync.reports.build import report_for
 from leadsync.reports.html import REPORT_CSS, render_body
 from leadsync.sync import tables
 from leadsync.sync.backfill import BackfillSpec, Status
+from leadsync.sync.leases import Leases, replica_lease
 from leadsync.sync.model import Lead
 from leadsync.sync.sla.clocks import ClockStatus
-from tests.console.conftest import ADA_TOKEN, HUBSPOT_LINK, Served, csrf_of, sign_in
+from tests.console.conftest import (
+    ADA_TOKEN,
+    CONSOLE,
+    GRACE_PASSWORD,
+    HUBSPOT_LINK,
+    Served,
+    console_config,
+    csrf_of,
+    serve,
+    sign_in,
+)
 
 
 def both_crms_lead(served: Served) -> tuple[Lead, dict[str, str]]:
@@ -77,9 +89,36 @@ def test_status_shows_health_runs_quota_leases_and_quarantine(ada: Served) -> No
     assert f"Health ok Last good sync: {run.finished_at:%Y-%m-%d %H:%M} UTC" in page
     assert f"Quarantine {store.quarantine_size():,}" in page
     replica = leases.holder.split("/")[0]
-    assert f"Holding a lease now: 1 replica ({replica})" in page
+    # A process holding a job's lease with no service heartbeat (a command run by hand).
+    assert f"Running now: 1 replica ({replica})" in page
+    assert f"{replica} – a command, not a service sync" in page
     assert f"sync {replica} sync" in page
     assert "This page was served by replica-1." in page
+
+
+def test_status_names_each_running_replica_even_between_its_jobs(ada: Served) -> None:
+    engine = ada.runtime.store.engine
+    now = datetime.now(UTC)
+    idle, busy, killed = "host-b:41:aaaaaa", "host-c:42:bbbbbb", "host-d:43:cccccc"
+    minute = timedelta(minutes=1)
+    assert Leases(engine, idle, clock=lambda: now).acquire(replica_lease(idle), minute)
+    assert Leases(engine, busy, clock=lambda: now).acquire(replica_lease(busy), minute)
+    assert Leases(engine, f"{busy}/sla", clock=lambda: now).acquire("sla", minute)
+    # Killed an hour ago: its heartbeat ran out and nobody withdrew it.
+    started = now - timedelta(hours=1)
+    hour_ago = Leases(engine, killed, clock=lambda: started)
+    assert hour_ago.acquire(replica_lease(killed), minute)
+    page = text_of(ada.page("/console/"))
+    assert f"Running now: 2 replicas ({idle}, {busy})" in page
+    assert f"{busy} {now:%Y-%m-%d %H:%M} UTC running sla" in page
+    assert f"{idle} {now:%Y-%m-%d %H:%M} UTC running –" in page
+    assert (
+        f"{killed} {started:%Y-%m-%d %H:%M} UTC "
+        f"gone: no heartbeat since {started + minute:%Y-%m-%d %H:%M} UTC –"
+    ) in page
+    # The heartbeats are not jobs: the leases table has the job alone.
+    assert f"sla {busy} sla" in page
+    assert "replica:" not in page
 
 
 # ------------------------------------------------------------------------------ leads
@@ -126,6 +165,27 @@ def test_a_leads_page_is_explain_with_links_into_the_crms(grace: Served) -> None
     if not explained.pending:
         assert "None: both CRMs hold what they should." in text
     assert grace.client.get("/console/leads/no-such-lead").status_code == 404
+
+
+SALESFORCE_LINK = "https://acme.my.salesforce.com/lightning/r/{id}/view"
+
+
+def test_a_leads_page_links_each_record_into_its_own_crm(
+    synced: tuple[Path, str], tmp_path: Path
+) -> None:
+    both = CONSOLE.replace(
+        "[console]\n", f'[console]\nsalesforce_record_url = "{SALESFORCE_LINK}"\n', 1
+    )
+    with serve(console_config(synced, tmp_path, both)) as served:
+        assert sign_in(served.client, "grace", GRACE_PASSWORD).status_code == 303
+        lead, records = both_crms_lead(served)
+        page = served.page(f"/console/leads/{lead.lead_id}")
+    links = re.findall(r'<a class="crm-link" href="([^"]+)"[^>]*>([^<]+)</a>', page)
+    assert links == [
+        (HUBSPOT_LINK.replace("{id}", records["hubspot"]), "open in HubSpot"),
+        (SALESFORCE_LINK.replace("{id}", records["salesforce"]), "open in Salesforce"),
+    ]
+    assert "to link" not in page
 
 
 # ------------------------------------------------------------------------------ backfills
@@ -340,6 +400,21 @@ def test_the_audit_log_page_lists_who_did_what(ada: Served) -> None:
     page = text_of(ada.page("/console/audit"))
     assert f"ada editor backfill.queue {queued.backfill_id}" in page
     assert "ada editor login" in page
+
+
+def test_the_audit_logs_details_read_as_words_not_python(ada: Served) -> None:
+    queue(ada, crm="hubspot", kind="backfill")
+    log = AuditLog(ada.runtime.store.engine, replica="test")
+    log.record("ada", "editor", "edit.apply", "310364037b3d", {"digest": "f" * 64})
+    raw = ada.page("/console/audit")
+    page = text_of(raw)
+    assert "crms: hubspot; dry run: no; kind: backfill" in page
+    for python in ("None", "False", "True", "['", "dry_run"):
+        assert python not in page, python
+    # A digest is shortened (the audit log keeps it whole) and the table fits the screen.
+    assert f"digest: {'f' * 12}…" in page
+    assert "f" * 13 not in page
+    assert '<td class="when">' in raw
 
 
 @pytest.mark.parametrize("path", ["/console/", "/console/login", "/console/backfills"])

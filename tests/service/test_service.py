@@ -27,6 +27,7 @@ from leadsync.connectors.hubspot import HubSpotConnector
 from leadsync.sandbox import FaultSpec, HubSpotSettings, Sandbox, SandboxSettings
 from leadsync.sandbox_config import EXAMPLES, write_sandbox_config
 from leadsync.sync.backfill import BackfillQueue, Status
+from leadsync.sync.leases import LeaseInfo, all_leases, replica_lease
 from leadsync.sync.store import RunRow, Store
 from tests.support import REAL_PROCESSES, mapped_state, set_up_sandbox_config
 
@@ -138,6 +139,16 @@ def runs(config: Config, kind: str = "sync") -> list[RunRow]:
         )
 
 
+def heartbeats(config: Config, replica: Replica) -> list[LeaseInfo]:
+    """The service heartbeats of `replica`'s process in the store."""
+    with Store(config.database_url) as store:
+        return [
+            lease
+            for lease in all_leases(store.engine)
+            if lease.name == replica_lease(lease.holder) and f":{replica.pid}:" in lease.holder
+        ]
+
+
 def wait_for(what: Callable[[], Any], *, timeout: float, message: str) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -187,7 +198,11 @@ def test_jobs_fire_on_schedule_metrics_report_them_and_sigterm_exits_cleanly(
         status, body = get(f"http://127.0.0.1:{port}/healthz")
         assert status == 200
         assert json.loads(body)["status"] == "ok"
+        # Between its jobs too, the replica says it runs (the console's Status lists it).
+        (present,) = heartbeats(config, replica)
+        assert present.expires_at > datetime.now(UTC)
         code, seconds = replica.terminate()
+        assert heartbeats(config, replica) == []  # stopped cleanly: withdrawn
         assert code == 0
         assert seconds < 15
         assert "stopped cleanly" in replica.log()

@@ -11,7 +11,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from leadsync.sync.leases import LeaseInfo, Leases
+from leadsync.sync.leases import (
+    LeaseInfo,
+    Leases,
+    all_leases,
+    forget_gone_replicas,
+    replica_lease,
+)
 from leadsync.sync.store import Store
 from tests.support import REAL_PROCESSES
 
@@ -383,3 +389,19 @@ def test_two_roles_of_one_process_never_hold_one_lease_together(database_url: st
             info = sync_job.info("sync")
             assert info is not None
             assert info.holder == "host:42:abc/sync"  # the refused one released nothing
+
+
+# ------------------------------------------------------------------ replicas' heartbeats
+
+
+def test_only_heartbeats_gone_before_the_cutoff_are_forgotten(
+    store: Store, a: Leases, b: Leases, clock_a: HeldClock
+) -> None:
+    assert a.acquire(replica_lease(a.holder), TTL)  # gone at T0 + 60 s
+    assert a.acquire("sync", TTL)  # a job's lease, expired alike: not a heartbeat
+    assert b.acquire(replica_lease(b.holder), TTL * 10)  # gone at T0 + 600 s
+    assert forget_gone_replicas(store.engine, before=T0 + TTL * 2) == 1
+    assert [lease.name for lease in all_leases(store.engine)] == [
+        replica_lease(b.holder),
+        "sync",
+    ]
