@@ -720,6 +720,29 @@ def test_a_refused_write_is_tried_again_when_its_cause_may_have_changed(
         assert not [q for q in store.quarantined() if q.reason.startswith("write refused")]
 
 
+def test_writes_refused_for_the_request_itself_are_tried_again_by_every_sync(
+    sandbox: Sandbox, config: Config
+) -> None:
+    # A private app without the contacts write scope: HubSpot refuses every batch update,
+    # whatever its records hold. Nothing leadsync can see tells when an admin grants it.
+    sandbox.faults.fail_requests(RequestFault("POST", BATCH_UPDATE, 403))
+    first = cycle(config).crms["hubspot"]
+    assert first.failed == first.records_to_update > 0
+    # Still refused: every sync tries again and says so, rather than a quiet run with the
+    # refused records waiting out a backoff.
+    again = cycle(config, now=NOW + timedelta(minutes=5))
+    assert again.crms["hubspot"].records_to_update == first.failed
+    assert "forbidden" in again.every_write_failed()["hubspot"]
+    # The admin grants the scope: the next sync writes every one of them.
+    sandbox.faults.clear_request_faults()
+    granted = cycle(config, now=NOW + timedelta(minutes=10)).crms["hubspot"]
+    assert (granted.written, granted.failed) == (first.failed, 0)
+    scored = [c for c in sandbox.hubspot.snapshot() if c["properties"].get("leadsync_score")]
+    assert len(scored) == first.failed
+    with Store(config.database_url) as store:
+        assert not [q for q in store.quarantined() if q.reason.startswith("write refused")]
+
+
 # ------------------------------------------------------------------------------ 6. no churn
 
 
