@@ -65,12 +65,18 @@ SECTION_INTRO = """\
 
 A first sync of `leadsync sandbox --leads N` with leadsync's clock held; then, with no change in
 either CRM, the nightly sweep (every record pulled, every lead settled again) once a day,
-leadsync's clock one day later each time. Every write is churn: nothing a person would care
-about changed, only time passed. Time alone moves only the engagement's decay: the shipped
+leadsync's clock one day later each time. Every write is churn but one: nothing a person would
+care about changed, only time passed. Time alone moves only the engagement's decay: the shipped
 definition takes it off in whole steps of 10 points (and at once where a grade or the MQL
 threshold would otherwise be crossed late), and its reasons name dates, never "N days ago".
 "Exact decay" is the same definition with `step = 1`: what a score that follows decay to the
 point costs. The target is fewer than 1 % of the leads written on a day.
+
+The one exception is counted apart: the first sync hands the MQLs off to sales, and in the
+sandbox nobody accepts them, so the day after, each is in breach of the acceptance clock and
+flagged in both CRMs (the `sla_breaches` write-back), once. That is news a person cares about,
+not churn: "SLA breaches flagged" counts those leads, and a lead whose only write is its
+breach flag is not counted as written.
 """
 
 
@@ -83,6 +89,7 @@ class Day:
     day: int
     leads: int
     leads_written: int
+    breaches_flagged: int
     records: dict[str, int]
     fields: Counter[tuple[str, str]] = field(default_factory=Counter)
 
@@ -118,19 +125,37 @@ def _config(folder: Path, server: SandboxServer, *, step: int | None) -> Config:
     return config
 
 
-def _leads_written(runtime: Runtime, summary: RunSummary) -> int:
-    """The leads with a write of the run landed in either CRM."""
+def _breach_fields(runtime: Runtime) -> set[tuple[str, str]]:
+    """(crm, field) of each `sla_breaches` write-back target: the Lead's and the Contact's."""
+    found = set()
+    for crm, targets in runtime.field_map.writeback.items():
+        for each in (targets, targets.contact_targets() if targets.contact else None):
+            name = each.targets().get("sla_breaches") if each is not None else None
+            if name is not None:
+                found.add((crm, name))
+    return found
+
+
+def _writes(runtime: Runtime, summary: RunSummary) -> tuple[int, int, Counter[tuple[str, str]]]:
+    """The leads with a write of the run landed in either CRM, not counting those whose only
+    writes are SLA breach flags; the leads with a breach flag written; the fields written."""
     query = (
-        sa.select(t.links.c.lead_id)
-        .distinct()
+        sa.select(t.links.c.lead_id, t.writes.c.crm, t.writes.c.field)
         .join(
             t.writes,
             sa.and_(t.writes.c.crm == t.links.c.crm, t.writes.c.record_id == t.links.c.record_id),
         )
         .where(t.writes.c.run_id == summary.run_id, t.writes.c.status == "written")
     )
+    breach = _breach_fields(runtime)
+    written: set[str] = set()
+    flagged: set[str] = set()
+    fields: Counter[tuple[str, str]] = Counter()
     with runtime.store.engine.connect() as connection:
-        return len(connection.execute(query).all())
+        for lead_id, crm, name in connection.execute(query):
+            fields[(crm, name)] += 1
+            (flagged if (crm, name) in breach else written).add(lead_id)
+    return len(written), len(flagged), fields
 
 
 def _lead_count(runtime: Runtime) -> int:
@@ -160,19 +185,20 @@ def measure(
                 on_summary=summaries.append,
             )
             (summary,) = summaries
-            fields = Counter(summary.plan.field_counts) if summary.plan else Counter()
+            written, flagged, fields = _writes(runtime, summary)
             measured.days.append(
                 Day(
                     day,
                     _lead_count(runtime),
-                    _leads_written(runtime, summary),
+                    written,
+                    flagged,
                     {crm: c.written for crm, c in summary.crms.items()},
                     fields,
                 )
             )
             _progress(
-                f"{label}: day {day}: {measured.days[-1].leads_written} of "
-                f"{measured.days[-1].leads} leads written"
+                f"{label}: day {day}: {written} of {measured.days[-1].leads} leads written, "
+                f"{flagged} flagged as SLA breaches"
             )
     return measured
 
@@ -191,6 +217,7 @@ def table(results: Sequence[Measured]) -> str:
                     f"{day.leads:,}",
                     f"{day.leads_written:,}",
                     f"{day.share:.2%}",
+                    f"{day.breaches_flagged:,}",
                     ", ".join(f"{crm} {count:,}" for crm, count in sorted(day.records.items())),
                     fields or "none",
                 ]
@@ -202,6 +229,7 @@ def table(results: Sequence[Measured]) -> str:
             "leads",
             "leads written",
             "share",
+            "SLA breaches flagged",
             "records written",
             "most written fields",
         ],
@@ -234,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     leads, days = (2_000, 1) if args.quick else (args.leads, args.days)
     folder = Path(tempfile.mkdtemp(prefix="leadsync-churn-"))
-    results = []
+    results: list[Measured] = []
     try:
         for label, step in (
             ("shipped (decay in steps of 10)", None),

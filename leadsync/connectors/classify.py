@@ -87,6 +87,12 @@ REQUEST_RULES: tuple[Rule, ...] = (
     Rule(ANY, _5XX, ServerError, "server_error"),
 )
 
+# The categories of a write refused for the request itself (a 403: the app lacks a scope or a
+# permission), not for anything its records hold: every record of the request gets it, and
+# nothing leadsync can see tells when a person fixes the cause, so such a refusal is tried
+# again by the next run rather than after a wait.
+REQUEST_REFUSALS = frozenset({"forbidden"})
+
 # Per-record error codes of batch writes that are worth another try; every other code fails
 # that record for good (its category is the lower-cased code).
 RETRIABLE_RECORD_CODES: dict[str, frozenset[str]] = {

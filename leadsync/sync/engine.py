@@ -466,7 +466,7 @@ class SyncEngine:
             self._previewing = self._handoff_step(summary.run_id)
             summary.handoff_plan = HandoffPreview()
         try:
-            for part in self._slices(overdue):
+            for part in self._slices(overdue, summary.run_id):
                 self._settle_slice(part, summary, tally, should_stop)
         finally:
             summary.plan = tally.summary()
@@ -560,16 +560,16 @@ class SyncEngine:
             if settled:
                 self._store.forget_refusals(crm, settled)
 
-    def _slices(self, overdue: Sequence[str]) -> Iterator[Slice]:
-        """The pending records, those whose refused write is due again, and the `overdue`
-        leads, in slices that keep each person's records together; one slice when they all
-        fit in one."""
+    def _slices(self, overdue: Sequence[str], run_id: str) -> Iterator[Slice]:
+        """The pending records, those whose refused write is due again (refused by another
+        run than `run_id`), and the `overdue` leads, in slices that keep each person's records
+        together; one slice when they all fit in one."""
         pending = {crm: self._store.pending_ids(crm) for crm in self._connectors}
         now = self._clock()
         self._retrying = {}
         for crm, record_ids in pending.items():
             context = self._contexts.get(crm, "")
-            due = self._store.due_refusals(crm, context=context, now=now)
+            due = self._store.due_refusals(crm, context=context, now=now, run_id=run_id)
             self._retrying[crm] = set(due)
             record_ids.extend(sorted(set(due) - set(record_ids)))
         total = sum(len(ids) for ids in pending.values()) + len(overdue)

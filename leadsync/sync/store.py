@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -37,6 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from leadsync.connectors.base import Position, WriteStatus, utc
+from leadsync.connectors.classify import REQUEST_REFUSALS
 from leadsync.mapping.lifecycle import Stage, Transition
 from leadsync.sync import tables as t
 from leadsync.sync.database import (
@@ -78,7 +79,8 @@ ABANDONED = "abandoned"  # left running by a replica that died; another took its
 REFUSED = "write refused by "
 # A refused write is tried again once its cause may have changed (see `due_refusals`), or
 # after this wait when nothing did: an hour, doubling with each refusal, a day at the most (the
-# nightly sweep tries everything again anyway).
+# nightly sweep tries everything again anyway). A write refused for the request itself
+# (REQUEST_REFUSALS: a missing scope) waits for no time: the next run tries it again.
 REFUSAL_RETRY_FIRST = timedelta(hours=1)
 REFUSAL_RETRY_MOST = timedelta(days=1)
 INCREMENTAL = "incremental"  # the cursor stream of incremental pulls (a Position)
@@ -860,6 +862,11 @@ class Store:
             ("record_id", "field"),
         )
         refused = _refusals(crm, rows, run_id, now)
+        at_once = {
+            row.record_id
+            for row in rows
+            if row.status == WriteStatus.FAILED and row.category in REQUEST_REFUSALS
+        }
         landed = sorted({row.record_id for row in rows if row.status == WriteStatus.WRITTEN})
         if aside:
             # Writes beside the plan (the handoff's): they say nothing of whether the plan's
@@ -874,14 +881,23 @@ class Store:
             _upsert_quarantine(connection, refused)
             _delete_refusals(connection, crm, landed)
             _add_refusals(
-                connection, crm, [q.record_id for q in refused], context, run_id, at or now
+                connection,
+                crm,
+                [q.record_id for q in refused],
+                context,
+                run_id,
+                at or now,
+                at_once=at_once,
             )
 
     @retry_transient
-    def due_refusals(self, crm: str, *, context: str, now: datetime) -> list[str]:
+    def due_refusals(
+        self, crm: str, *, context: str, now: datetime, run_id: str | None = None
+    ) -> list[str]:
         """The records of `crm` whose refused write is worth trying again: refused under
         another `context` than the current one (the mapping, the definition or the CRM's
-        describe changed since), or waiting since before `now`."""
+        describe changed since), or waiting since before `now`; with `run_id`, none that
+        run refused (a backfill settles chunk after chunk in one run)."""
         query = (
             sa.select(t.refusals.c.record_id)
             .where(
@@ -890,6 +906,8 @@ class Store:
             )
             .order_by(t.refusals.c.record_id)
         )
+        if run_id is not None:
+            query = query.where(t.refusals.c.run_id != run_id)
         with self._engine.connect() as connection:
             return list(connection.execute(query).scalars())
 
@@ -1151,9 +1169,12 @@ def _add_refusals(
     context: str,
     run_id: str,
     now: datetime,
+    *,
+    at_once: Set[str] = frozenset(),
 ) -> None:
     """Each record refused once more: it is tried again after a wait that doubles with each
-    refusal, or sooner when `context` changes."""
+    refusal, or sooner when `context` changes; those `at_once` (refused for the request
+    itself) by the next run."""
     attempts: dict[str, int] = {}
     for chunk in chunks(record_ids):
         query = sa.select(t.refusals.c.record_id, t.refusals.c.attempts).where(
@@ -1164,6 +1185,8 @@ def _add_refusals(
     for record_id in dict.fromkeys(record_ids):
         count = attempts.get(record_id, 0) + 1
         wait = min(REFUSAL_RETRY_MOST, REFUSAL_RETRY_FIRST * 2 ** min(count - 1, 16))
+        if record_id in at_once:
+            wait = timedelta(0)
         rows.append(
             {
                 "crm": crm,

@@ -36,6 +36,7 @@ from leadsync.config import Config, load_config
 from leadsync.connectors.base import Connector, KnownStamps, Page, Position
 from leadsync.connectors.hubspot import DEFAULT_LIFECYCLE_ORDER, HubSpotConnector
 from leadsync.connectors.retry import RetryPolicy
+from leadsync.mapping.fields import related_objects
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import (
     HubSpotSettings,
@@ -268,6 +269,25 @@ def test_check_online_reports_what_the_preflight_stops_on_and_more(
     assert {line.removeprefix("leadsync: ") for line in stopped} <= checked
 
 
+@pytest.mark.parametrize("command", [["sync", "--once"], ["plan"], ["backfill"]])
+def test_a_run_describes_each_crm_object_once(
+    sandbox: Sandbox, tmp_path: Path, command: list[str]
+) -> None:
+    config = set_up(bare_config(sandbox, tmp_path))
+    with open_runtime(config, connect=False) as runtime:
+        objects = 1 + len(related_objects(runtime.field_map, "salesforce"))
+        assert related_objects(runtime.field_map, "hubspot") == ()
+    assert objects >= 3  # the Lead, and the Contact and Opportunity converted leads become
+    sandbox.stats.clear()
+    assert main([*command, "--config", str(config.path)]) == 0
+    stats = sandbox.stats.as_dict()
+    endpoints = stats["endpoints"]
+    # The preflight's describes serve the whole run: none asked again by the pull or writes.
+    assert stats["requests"]["hubspot"] > 2
+    assert endpoints["hubspot.properties.list"] == 1
+    assert endpoints["salesforce.describe"] == objects
+
+
 @ENGINE_DECIDES
 def test_a_property_an_admin_archived_after_setup_stops_the_next_sync_before_writing(
     sandbox: Sandbox, config: Config, capsys: pytest.CaptureFixture[str]
@@ -350,6 +370,42 @@ def test_a_first_sync_keeps_every_stage_the_org_holds_and_moves_none_back_withou
                 assert {t.kind for t in store.history(lead_id)} & RULES, (contact, lead.stage)
     assert sum(1 for _ in backward) < len(customers)  # a few, each by a rule
     added_up(summary)
+
+
+@ENGINE_DECIDES
+def test_a_first_sync_adopts_the_conversions_and_won_deals_salesforce_holds(
+    sandbox: Sandbox, config: Config
+) -> None:
+    deals = sandbox.salesforce.snapshot("Opportunity")
+    won_deals = {deal["Id"] for deal in deals if deal["StageName"] == "Closed Won"}
+    converted = [lead for lead in sandbox.salesforce.snapshot("Lead") if lead.get("IsConverted")]
+    won = {lead["Id"] for lead in converted if lead.get("ConvertedOpportunityId") in won_deals}
+    # The org already has converted leads and won deals, as a real one would.
+    assert len(converted) >= 10
+    assert len(won) >= 5
+    cycle(config)
+    with Store(config.database_url) as store:
+        linked = store.lead_ids_for("salesforce", [lead["Id"] for lead in converted])
+        assert len(linked) >= len(converted) - 3  # a few wait in quarantine (an invalid email)
+        customers_alone = 0
+        for record_id, lead_id in linked.items():
+            lead = store.leads([lead_id])[lead_id]
+            history = store.history(lead_id)
+            if record_id in won:
+                # A won deal is a customer, in leadsync, whatever HubSpot says.
+                assert lead.stage == "customer", (record_id, lead.stage)
+                records = store.records_of([lead_id])[lead_id]
+                if all(record.crm == "salesforce" for record in records):
+                    customers_alone += 1
+                    first = history[0]
+                    assert (first.kind, first.reason) == (
+                        "adopt",
+                        "adopted from Salesforce: Closed Won",
+                    )
+            elif lead.stage not in ("sql", "opportunity", "customer"):
+                # A rep converted the lead: it is at least an SQL, unless a rule took it back.
+                assert {t.kind for t in history} & RULES, (record_id, lead.stage)
+        assert customers_alone >= 1
 
 
 @ENGINE_DECIDES
@@ -661,6 +717,29 @@ def test_a_refused_write_is_tried_again_when_its_cause_may_have_changed(
     assert retried.crms["hubspot"].written >= refused
     with Store(fixed.database_url) as store:
         assert store.due_refusals("hubspot", context="", now=NOW + timedelta(days=365)) == []
+        assert not [q for q in store.quarantined() if q.reason.startswith("write refused")]
+
+
+def test_writes_refused_for_the_request_itself_are_tried_again_by_every_sync(
+    sandbox: Sandbox, config: Config
+) -> None:
+    # A private app without the contacts write scope: HubSpot refuses every batch update,
+    # whatever its records hold. Nothing leadsync can see tells when an admin grants it.
+    sandbox.faults.fail_requests(RequestFault("POST", BATCH_UPDATE, 403))
+    first = cycle(config).crms["hubspot"]
+    assert first.failed == first.records_to_update > 0
+    # Still refused: every sync tries again and says so, rather than a quiet run with the
+    # refused records waiting out a backoff.
+    again = cycle(config, now=NOW + timedelta(minutes=5))
+    assert again.crms["hubspot"].records_to_update == first.failed
+    assert "forbidden" in again.every_write_failed()["hubspot"]
+    # The admin grants the scope: the next sync writes every one of them.
+    sandbox.faults.clear_request_faults()
+    granted = cycle(config, now=NOW + timedelta(minutes=10)).crms["hubspot"]
+    assert (granted.written, granted.failed) == (first.failed, 0)
+    scored = [c for c in sandbox.hubspot.snapshot() if c["properties"].get("leadsync_score")]
+    assert len(scored) == first.failed
+    with Store(config.database_url) as store:
         assert not [q for q in store.quarantined() if q.reason.startswith("write refused")]
 
 

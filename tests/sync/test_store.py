@@ -639,6 +639,31 @@ def test_record_writes_logs_every_write_with_old_and_new_values(database_url: st
         assert len(store.writes()) == 3
 
 
+def test_a_write_refused_for_the_request_itself_is_due_at_the_next_run_not_after_a_wait(
+    database_url: str,
+) -> None:
+    with Store(database_url, clock=lambda: T0) as store:
+        rows = [
+            WriteRow("1", "leadsync_score", None, "72", WriteStatus.FAILED, "forbidden", "scope"),
+            WriteRow("2", "leadsync_grade", None, "A", WriteStatus.FAILED, "invalid_option", "A"),
+        ]
+        store.record_writes("run-1", "hubspot", rows, context="c", at=T0)
+        # The missing scope may be granted any moment: due for any other run at once...
+        assert store.due_refusals("hubspot", context="c", now=T0, run_id="run-2") == ["1"]
+        # ...but not again for the run that was refused (a backfill settles more than once).
+        assert store.due_refusals("hubspot", context="c", now=T0, run_id="run-1") == []
+        # A value refused waits its hour, unless what it was refused under changes.
+        later = T0 + timedelta(hours=1)
+        assert store.due_refusals("hubspot", context="c", now=later, run_id="run-2") == ["1", "2"]
+        assert store.due_refusals("hubspot", context="d", now=T0, run_id="run-2") == ["1", "2"]
+        # Both wait in quarantine with the CRM's reason meanwhile.
+        reasons = {q.record_id: q.reason for q in store.quarantined()}
+        assert reasons == {
+            "1": "write refused by hubspot: forbidden: scope",
+            "2": "write refused by hubspot: invalid_option: A",
+        }
+
+
 def test_written_values_become_the_records_expected_values(store: Store) -> None:
     store.record_writes(
         "run-1",
