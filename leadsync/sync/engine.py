@@ -405,9 +405,9 @@ class SyncEngine:
     @contextmanager
     def recording(self, kind: str, *, write: bool) -> Iterator[RunSummary]:
         """A run of `kind` recorded in the store: started now, finished when the block ends,
-        as succeeded, failed (the error goes on), paused at the quota reserve or on purpose
-        (RunPausedError; the error goes on) or interrupted (RunInterruptedError, swallowed:
-        the summary says so)."""
+        as succeeded, failed (the error goes on; or every write to a CRM failed), paused at
+        the quota reserve or on purpose (RunPausedError; the error goes on) or interrupted
+        (RunInterruptedError, swallowed: the summary says so)."""
         started = self._clock()
         run_id = self._store.start_run(kind, started_at=started, holder=self._holder)
         summary = RunSummary(run_id, write, started, kind=kind, holder=self._holder)
@@ -429,6 +429,9 @@ class SyncEngine:
             status = "failed"
             raise
         finally:
+            if status == "succeeded" and summary.every_write_failed():
+                # The command exits 1 for it: `leadsync runs` and the health check agree.
+                status = "failed"
             summary.quota = self._quota()
             self._store.finish_run(
                 run_id, status=status, summary=summary.as_dict(), finished_at=self._clock()

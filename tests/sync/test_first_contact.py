@@ -887,6 +887,9 @@ def test_a_run_where_every_hubspot_write_failed_exits_1_naming_the_cause(
     assert "@" not in table  # record ids and field names, never an email or a value
     # Salesforce's writes landed: the run is a failure for HubSpot only.
     assert not re.search(r"every salesforce write", captured.err)
+    # ... and `leadsync runs` says it failed, as the exit code does.
+    assert main(["runs", "--json", "--config", str(config.path)]) == 0
+    assert [run["outcome"] for run in json.loads(capsys.readouterr().out)] == ["failed"]
 
 
 @pytest.mark.parametrize("sandbox_settings", [replace(SETTINGS, seed_until=None)])
