@@ -109,6 +109,10 @@ def database_url_problem(url: str) -> str | None:
                 "an in-memory SQLite database forgets everything when leadsync exits (every run "
                 "a first run): name a file, sqlite:///leadsync.db"
             )
+        if parsed.query:
+            # URI options can make it in-memory again (mode=memory, file::memory:), and
+            # without uri=true the driver drops them with a warning.
+            return "a SQLite URL takes a file path alone, without ?options: sqlite:///leadsync.db"
         return None
     if backend == "postgresql":
         if parsed.get_driver_name() != "psycopg":

@@ -198,6 +198,14 @@ REFUSED = [
     ('[database]\nurl = ""', "database.url", "not a database URL"),
     ('[database]\nurl = "sqlite://"', "database.url", "in-memory"),
     ('[database]\nurl = "sqlite:///:memory:"', "database.url", "in-memory"),
+    # SQLite URI options: mode=memory (or file::memory:) is in-memory again; without
+    # uri=true the driver ignores them with a warning. A file path is all leadsync needs.
+    (
+        '[database]\nurl = "sqlite:///file::memory:?cache=shared&uri=true"',
+        "database.url",
+        "a file path alone",
+    ),
+    ('[database]\nurl = "sqlite:///x.db?mode=memory"', "database.url", "a file path alone"),
     ('[database]\nurl = "postgresql+psycopg2://h/db"', "database.url", "psycopg driver"),
     ('[database]\nurl = "mysql://h/db"', "database.url", "SQLite or PostgreSQL"),
     ('[salesforce]\napi_version = "v59.0"', "salesforce.api_version", "not 'v59.0'"),
