@@ -127,6 +127,9 @@ def _host_problem(host: str) -> str | None:
     try:
         ipaddress.ip_address(host)
     except ValueError:
+        if re.fullmatch(r"[0-9.]+", host):
+            # A name's last label is never all digits: this was meant as an address.
+            return f"not an IP address: {host!r} (four numbers 0-255, like 127.0.0.1)"
         if not _HOST_NAME.fullmatch(host):
             return f"not a host name or IP address: {host!r}"
     return None

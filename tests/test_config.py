@@ -212,6 +212,9 @@ REFUSED = [
     ("[hubspot]\ntimeout_seconds = true", "hubspot.timeout_seconds", "not True"),
     ('[hubspot]\ntimeout_seconds = "30"', "hubspot.timeout_seconds", "valid number"),
     ('[service]\nmetrics_host = "not a host!"', "service.metrics_host", "not a host name"),
+    # All digits and dots: an IP address or nothing (no top-level domain is numeric).
+    ('[service]\nmetrics_host = "256.1.1.1"', "service.metrics_host", "not an IP address"),
+    ('[service]\nmetrics_host = "10.0.0"', "service.metrics_host", "not an IP address"),
     ('[salesforce]\ninstance_url = ""', "salesforce.instance_url", "it is empty"),
     ('[salesforce]\ninstance_url = "ftp://x"', "salesforce.instance_url", "https:// URL"),
     ('[salesforce]\ninstance_url = "https://"', "salesforce.instance_url", "https:// URL"),
