@@ -109,6 +109,33 @@ def test_postgresql_down_at_start_is_one_line_with_the_password_masked(
     assert "is the database server running?" in line
 
 
+def test_a_password_in_the_database_urls_query_is_masked_too(
+    sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # libpq takes the password as a query parameter as well as in the userinfo.
+    with socket_nobody_listens_on() as port:
+        url = f"postgresql+psycopg://leadsync@127.0.0.1:{port}/leadsync?password=hunter2secret"
+        config = _config(sandbox, tmp_path, url)
+        assert main(["sync", "--once", "--config", str(config)]) == 1
+    captured = capsys.readouterr()
+    line = _one_line(captured.err)
+    assert f"database postgresql+psycopg://leadsync@127.0.0.1:{port}/leadsync?password=***" in line
+    assert "hunter2secret" not in captured.err + captured.out
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_db_upgrade_names_the_database_without_the_password_in_its_query(
+    sandbox: Sandbox, tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = sa.make_url(database_url)
+    with_password = url.update_query_dict({"password": "hunter2secret"})
+    config = _config(sandbox, tmp_path, with_password.render_as_string(hide_password=False))
+    assert main(["db", "upgrade", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "password=***" in out
+    assert "hunter2secret" not in out
+
+
 @REAL_PROCESSES
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_postgresql_gone_mid_run_is_one_line_without_parameters(
