@@ -44,7 +44,7 @@ from leadsync.problems import (
     validation_problems,
 )
 from leadsync.secrets import Secret
-from leadsync.urls import crm_url_problem
+from leadsync.urls import crm_url_problem, shown
 
 DEFAULT_DATABASE_URL = "sqlite:///leadsync.db"
 
@@ -101,7 +101,9 @@ def database_url_problem(url: str) -> str | None:
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
-        return f"not a database URL: {url!r} (sqlite:///leadsync.db, or postgresql+psycopg://...)"
+        # Shown only if it cannot hold a password (user:password@, ?password=).
+        example = "sqlite:///leadsync.db, or postgresql+psycopg://..."
+        return f"not a database URL: {shown(url)!r} ({example})"
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if parsed.database in (None, "", ":memory:"):

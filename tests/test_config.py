@@ -264,3 +264,14 @@ def test_the_sla_webhook_is_off_without_its_url_and_needs_its_secret_with_it(
     assert [secret.reveal() for secret in webhook] == [url, "s3"]
     assert "secretpath" not in repr(webhook)
     assert both.model.sla.webhook_max_attempts == 3
+
+
+def test_a_database_url_that_cannot_be_parsed_is_not_echoed(tmp_path: Path) -> None:
+    # Not a URL at all, but it may still hold a password: the problem does not repeat it.
+    path = write(tmp_path, '[database]\nurl = "leadsync:hunter2secret@db.example.com/leadsync"\n')
+    with pytest.raises(ConfigError) as refused:
+        load_config(path, environ={})
+    (problem,) = refused.value.problems
+    assert (problem.key, problem.line) == ("database.url", 2)
+    assert "not a database URL" in problem.message
+    assert "hunter2secret" not in str(problem)
