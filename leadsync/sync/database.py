@@ -165,7 +165,7 @@ def shown_url(url: str | sa.URL) -> str:
     return shown
 
 
-def store_error(error: BaseException, url: str) -> StoreError:
+def store_error(error: BaseException, url: str | sa.URL) -> StoreError:
     """`error` from the database at `url`, as a StoreError of one line: the cause and the
     database, its password masked. The driver's message only, its first line: SQLAlchemy's own
     text carries the statement, and the driver's detail lines may carry values."""
