@@ -70,6 +70,20 @@ def test_a_bad_sqlite_file_is_one_line_and_exit_1_and_debug_shows_the_traceback(
     assert "Traceback" in debug.stderr
 
 
+def test_a_sqlite_file_that_cannot_be_created_is_one_line_not_an_internal_error(
+    sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Its folder cannot be made (a file stands in the way; a read-only or missing mount
+    # fails the same way): a run-time failure naming the database, not "a bug in leadsync".
+    (tmp_path / "not-a-folder").write_text("")
+    database = tmp_path / "not-a-folder" / "leadsync.db"
+    config = _config(sandbox, tmp_path, f"sqlite:///{database}")
+    assert main(["sync", "--once", "--config", str(config)]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert "internal error" not in line
+    assert f"cannot create the SQLite database {database}" in line
+
+
 def test_a_sqlite_file_locked_by_another_process_is_one_line(
     sandbox: Sandbox,
     tmp_path: Path,

@@ -137,19 +137,27 @@ def _sqlite_file(path: Path, *, shown: str) -> None:
                 "(truncated?): restore it from a backup, or remove it to start afresh"
             )
         return
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # none there: made below, or said why it cannot be
+    except OSError as problem:
+        raise StoreError(f"cannot open the SQLite database {path}: {problem.strerror}") from None
     fresh = path.with_name(f".{path.name}.{uuid.uuid4().hex}.new")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with sqlite3.connect(fresh) as connection:
             connection.execute("PRAGMA journal_mode=WAL")  # writes the header: not empty
         connection.close()
         with contextlib.suppress(FileExistsError):  # another replica made it meanwhile: theirs
             os.link(fresh, path)
+    except (OSError, sqlite3.Error) as problem:
+        # A folder that cannot be made or written (read-only, missing mount, a file in the
+        # way): the environment's doing, said in one line like every store failure.
+        cause = problem.strerror if isinstance(problem, OSError) else str(problem)
+        raise StoreError(f"cannot create the SQLite database {path}: {cause}") from problem
     finally:
         for leftover in (fresh, Path(f"{fresh}-wal"), Path(f"{fresh}-shm")):
-            leftover.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # none made, or no folder to make them in
+                leftover.unlink()
 
 
 def shown_url(url: str | sa.URL) -> str:
