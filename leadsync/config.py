@@ -447,7 +447,7 @@ def load_config(path: Path | None, *, environ: Mapping[str, str] | None = None) 
     if problems:
         raise ConfigError(problems)
     config_folder = path.parent if path is not None else Path.cwd()
-    secrets = _collect_secrets(model, environ, config_folder, name)
+    secrets = _collect_secrets(model, environ, config_folder, name, lines)
     return Config(model, path, secrets)
 
 
@@ -475,7 +475,7 @@ def _secret_key_problems(
 
 
 def _collect_secrets(
-    model: ConfigModel, environ: Mapping[str, str], folder: Path, name: str
+    model: ConfigModel, environ: Mapping[str, str], folder: Path, name: str, lines: TomlLines
 ) -> dict[str, Secret]:
     values: dict[str, str] = {}
     file_name = model.secrets.file or environ.get(SECRETS_FILE_VAR)
@@ -486,8 +486,10 @@ def _collect_secrets(
         try:
             _, loaded = read_toml(secrets_path)
         except ConfigError as problem:
+            # The key's line when the config names the file (not $LEADSYNC_SECRETS_FILE).
+            line = lines.line_of("secrets.file") if model.secrets.file else None
             raise ConfigError(
-                [ConfigProblem(name, "secrets.file", str(p)) for p in problem.problems]
+                [ConfigProblem(name, "secrets.file", str(p), line) for p in problem.problems]
             ) from None
         values.update({str(k): str(v) for k, v in loaded.items() if isinstance(v, str)})
     # The environment wins over the file: an operator can override one secret for one run.

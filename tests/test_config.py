@@ -275,3 +275,14 @@ def test_a_database_url_that_cannot_be_parsed_is_not_echoed(tmp_path: Path) -> N
     assert (problem.key, problem.line) == ("database.url", 2)
     assert "not a database URL" in problem.message
     assert "hunter2secret" not in str(problem)
+
+
+def test_a_secrets_file_that_cannot_be_read_is_named_with_its_key_and_line(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, '# a config\n[secrets]\nfile = "gone.secrets.toml"\n')
+    with pytest.raises(ConfigError) as refused:
+        load_config(path, environ={})
+    (problem,) = refused.value.problems
+    assert (problem.file, problem.key, problem.line) == (str(path), "secrets.file", 3)
+    assert "gone.secrets.toml: no such file" in problem.message
