@@ -44,7 +44,7 @@ from leadsync.problems import (
     validation_problems,
 )
 from leadsync.secrets import Secret
-from leadsync.urls import crm_url_problem
+from leadsync.urls import crm_url_problem, shown
 
 DEFAULT_DATABASE_URL = "sqlite:///leadsync.db"
 
@@ -101,7 +101,9 @@ def database_url_problem(url: str) -> str | None:
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
-        return f"not a database URL: {url!r} (sqlite:///leadsync.db, or postgresql+psycopg://...)"
+        # Shown only if it cannot hold a password (user:password@, ?password=).
+        example = "sqlite:///leadsync.db, or postgresql+psycopg://..."
+        return f"not a database URL: {shown(url)!r} ({example})"
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if parsed.database in (None, "", ":memory:"):
@@ -109,6 +111,10 @@ def database_url_problem(url: str) -> str | None:
                 "an in-memory SQLite database forgets everything when leadsync exits (every run "
                 "a first run): name a file, sqlite:///leadsync.db"
             )
+        if parsed.query:
+            # URI options can make it in-memory again (mode=memory, file::memory:), and
+            # without uri=true the driver drops them with a warning.
+            return "a SQLite URL takes a file path alone, without ?options: sqlite:///leadsync.db"
         return None
     if backend == "postgresql":
         if parsed.get_driver_name() != "psycopg":
@@ -123,6 +129,9 @@ def _host_problem(host: str) -> str | None:
     try:
         ipaddress.ip_address(host)
     except ValueError:
+        if re.fullmatch(r"[0-9.]+", host):
+            # A name's last label is never all digits: this was meant as an address.
+            return f"not an IP address: {host!r} (four numbers 0-255, like 127.0.0.1)"
         if not _HOST_NAME.fullmatch(host):
             return f"not a host name or IP address: {host!r}"
     return None
@@ -438,7 +447,7 @@ def load_config(path: Path | None, *, environ: Mapping[str, str] | None = None) 
     if problems:
         raise ConfigError(problems)
     config_folder = path.parent if path is not None else Path.cwd()
-    secrets = _collect_secrets(model, environ, config_folder, name)
+    secrets = _collect_secrets(model, environ, config_folder, name, lines)
     return Config(model, path, secrets)
 
 
@@ -466,7 +475,7 @@ def _secret_key_problems(
 
 
 def _collect_secrets(
-    model: ConfigModel, environ: Mapping[str, str], folder: Path, name: str
+    model: ConfigModel, environ: Mapping[str, str], folder: Path, name: str, lines: TomlLines
 ) -> dict[str, Secret]:
     values: dict[str, str] = {}
     file_name = model.secrets.file or environ.get(SECRETS_FILE_VAR)
@@ -477,8 +486,10 @@ def _collect_secrets(
         try:
             _, loaded = read_toml(secrets_path)
         except ConfigError as problem:
+            # The key's line when the config names the file (not $LEADSYNC_SECRETS_FILE).
+            line = lines.line_of("secrets.file") if model.secrets.file else None
             raise ConfigError(
-                [ConfigProblem(name, "secrets.file", str(p)) for p in problem.problems]
+                [ConfigProblem(name, "secrets.file", str(p), line) for p in problem.problems]
             ) from None
         values.update({str(k): str(v) for k, v in loaded.items() if isinstance(v, str)})
     # The environment wins over the file: an operator can override one secret for one run.

@@ -38,6 +38,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from leadsync.connectors.quota import Quota
+from leadsync.errors import StoreError
+from leadsync.sync.database import store_error
 from leadsync.sync.engine import RunSummary
 from leadsync.sync.store import Store
 
@@ -158,6 +160,13 @@ class _StoreFigures(Collector):
             breaches = store.sla.open_breaches(now)
             health = metrics.health()
             silent = metrics._no_response(now) if metrics._no_response else None
+        except (SQLAlchemyError, StoreError) as problem:
+            # One line, as every store failure: each scrape would repeat a traceback.
+            failure = store_error(problem, store.engine.url)
+            log.warning("metrics: the store did not answer: %s", failure)
+            up.add_metric([], 0)
+            yield up
+            return
         except Exception:  # a scrape must answer even when the database does not
             log.warning("metrics: the store did not answer", exc_info=True)
             up.add_metric([], 0)

@@ -198,12 +198,23 @@ REFUSED = [
     ('[database]\nurl = ""', "database.url", "not a database URL"),
     ('[database]\nurl = "sqlite://"', "database.url", "in-memory"),
     ('[database]\nurl = "sqlite:///:memory:"', "database.url", "in-memory"),
+    # SQLite URI options: mode=memory (or file::memory:) is in-memory again; without
+    # uri=true the driver ignores them with a warning. A file path is all leadsync needs.
+    (
+        '[database]\nurl = "sqlite:///file::memory:?cache=shared&uri=true"',
+        "database.url",
+        "a file path alone",
+    ),
+    ('[database]\nurl = "sqlite:///x.db?mode=memory"', "database.url", "a file path alone"),
     ('[database]\nurl = "postgresql+psycopg2://h/db"', "database.url", "psycopg driver"),
     ('[database]\nurl = "mysql://h/db"', "database.url", "SQLite or PostgreSQL"),
     ('[salesforce]\napi_version = "v59.0"', "salesforce.api_version", "not 'v59.0'"),
     ("[hubspot]\ntimeout_seconds = true", "hubspot.timeout_seconds", "not True"),
     ('[hubspot]\ntimeout_seconds = "30"', "hubspot.timeout_seconds", "valid number"),
     ('[service]\nmetrics_host = "not a host!"', "service.metrics_host", "not a host name"),
+    # All digits and dots: an IP address or nothing (no top-level domain is numeric).
+    ('[service]\nmetrics_host = "256.1.1.1"', "service.metrics_host", "not an IP address"),
+    ('[service]\nmetrics_host = "10.0.0"', "service.metrics_host", "not an IP address"),
     ('[salesforce]\ninstance_url = ""', "salesforce.instance_url", "it is empty"),
     ('[salesforce]\ninstance_url = "ftp://x"', "salesforce.instance_url", "https:// URL"),
     ('[salesforce]\ninstance_url = "https://"', "salesforce.instance_url", "https:// URL"),
@@ -253,3 +264,25 @@ def test_the_sla_webhook_is_off_without_its_url_and_needs_its_secret_with_it(
     assert [secret.reveal() for secret in webhook] == [url, "s3"]
     assert "secretpath" not in repr(webhook)
     assert both.model.sla.webhook_max_attempts == 3
+
+
+def test_a_database_url_that_cannot_be_parsed_is_not_echoed(tmp_path: Path) -> None:
+    # Not a URL at all, but it may still hold a password: the problem does not repeat it.
+    path = write(tmp_path, '[database]\nurl = "leadsync:hunter2secret@db.example.com/leadsync"\n')
+    with pytest.raises(ConfigError) as refused:
+        load_config(path, environ={})
+    (problem,) = refused.value.problems
+    assert (problem.key, problem.line) == ("database.url", 2)
+    assert "not a database URL" in problem.message
+    assert "hunter2secret" not in str(problem)
+
+
+def test_a_secrets_file_that_cannot_be_read_is_named_with_its_key_and_line(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, '# a config\n[secrets]\nfile = "gone.secrets.toml"\n')
+    with pytest.raises(ConfigError) as refused:
+        load_config(path, environ={})
+    (problem,) = refused.value.problems
+    assert (problem.file, problem.key, problem.line) == (str(path), "secrets.file", 3)
+    assert "gone.secrets.toml: no such file" in problem.message

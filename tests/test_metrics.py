@@ -236,7 +236,7 @@ def test_gauges_read_from_the_store_and_connectors_at_scrape(
 
 
 def test_a_scrape_says_up_0_when_the_store_does_not_answer(
-    metrics: ServiceMetrics, store: Store
+    metrics: ServiceMetrics, store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     metrics.observe_run(
         RunSummary("r1", True, T0, kind="sync", crms={"hubspot": CrmCounts(pulled=3)})
@@ -244,6 +244,12 @@ def test_a_scrape_says_up_0_when_the_store_does_not_answer(
     t.metadata.drop_all(store.engine)
     found = figures(metrics)
     assert value(found, "leadsync_up") == 0
+    # Said in one line naming the cause, as every store failure is: no traceback, which
+    # every scrape (each 15 s, say) would repeat in the service's log.
+    (said,) = [r for r in caplog.records if "the store did not answer" in r.getMessage()]
+    assert said.exc_info is None
+    assert "database sqlite:///" in said.getMessage()
+    assert "no such table" in said.getMessage()
     assert not [key for key in found if key[0] == "leadsync_quarantine_records"]
     # What this replica counted is still reported.
     assert value(found, "leadsync_records_pulled_total", crm="hubspot") == 3

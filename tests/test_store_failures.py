@@ -70,6 +70,20 @@ def test_a_bad_sqlite_file_is_one_line_and_exit_1_and_debug_shows_the_traceback(
     assert "Traceback" in debug.stderr
 
 
+def test_a_sqlite_file_that_cannot_be_created_is_one_line_not_an_internal_error(
+    sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Its folder cannot be made (a file stands in the way; a read-only or missing mount
+    # fails the same way): a run-time failure naming the database, not "a bug in leadsync".
+    (tmp_path / "not-a-folder").write_text("")
+    database = tmp_path / "not-a-folder" / "leadsync.db"
+    config = _config(sandbox, tmp_path, f"sqlite:///{database}")
+    assert main(["sync", "--once", "--config", str(config)]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert "internal error" not in line
+    assert f"cannot create the SQLite database {database}" in line
+
+
 def test_a_sqlite_file_locked_by_another_process_is_one_line(
     sandbox: Sandbox,
     tmp_path: Path,
@@ -107,6 +121,33 @@ def test_postgresql_down_at_start_is_one_line_with_the_password_masked(
     assert f"postgresql+psycopg://leadsync:***@127.0.0.1:{port}/leadsync" in line
     assert "hunter2secret" not in done.stderr + done.stdout
     assert "is the database server running?" in line
+
+
+def test_a_password_in_the_database_urls_query_is_masked_too(
+    sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # libpq takes the password as a query parameter as well as in the userinfo.
+    with socket_nobody_listens_on() as port:
+        url = f"postgresql+psycopg://leadsync@127.0.0.1:{port}/leadsync?password=hunter2secret"
+        config = _config(sandbox, tmp_path, url)
+        assert main(["sync", "--once", "--config", str(config)]) == 1
+    captured = capsys.readouterr()
+    line = _one_line(captured.err)
+    assert f"database postgresql+psycopg://leadsync@127.0.0.1:{port}/leadsync?password=***" in line
+    assert "hunter2secret" not in captured.err + captured.out
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_db_upgrade_names_the_database_without_the_password_in_its_query(
+    sandbox: Sandbox, tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = sa.make_url(database_url)
+    with_password = url.update_query_dict({"password": "hunter2secret"})
+    config = _config(sandbox, tmp_path, with_password.render_as_string(hide_password=False))
+    assert main(["db", "upgrade", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "password=***" in out
+    assert "hunter2secret" not in out
 
 
 @REAL_PROCESSES

@@ -67,16 +67,9 @@ def run_hash_password(args: argparse.Namespace) -> int:
 
 
 def run_db_upgrade(args: argparse.Namespace) -> int:
-    from leadsync.sync.database import upgrade_database
+    from leadsync.sync.database import shown_url, upgrade_database
 
     config = load(args)
     upgrade_database(config.database_url)
-    print(f"database at {_shown_url(config.database_url)} is up to date")
+    print(f"database at {shown_url(config.database_url)} is up to date")
     return EXIT_OK
-
-
-def _shown_url(url: str) -> str:
-    # A database URL may carry a password: show the rest.
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)

@@ -271,8 +271,9 @@ RuleName = Literal[
 
 
 class _Table(BaseModel):
-    # strict: TOML has real types, and "yes" should not pass for a boolean.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # strict: TOML has real types, and "yes" should not pass for a boolean; finite: no range
+    # ends at nan, which no number is below.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class _RangeTable(_Table):

@@ -19,8 +19,9 @@ __all__ = ["PROBLEMS_ERROR", "StrictModel", "known_fields", "problems", "unknown
 
 
 class StrictModel(BaseModel):
-    # Strict: TOML is typed, so "20" where a number belongs is a mistake to report, not coerce.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # Strict: TOML is typed, so "20" where a number belongs is a mistake to report, not coerce;
+    # and finite: a rule comparing with nan never fires, a half-life of inf never decays.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 def problems(*found: tuple[str, str]) -> PydanticCustomError:

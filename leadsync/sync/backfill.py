@@ -46,7 +46,7 @@ from leadsync.connectors.errors import QuotaReserveReachedError
 from leadsync.errors import RunError, RunPausedError, UsageError
 from leadsync.mapping.fields import FieldMap
 from leadsync.sync import tables as t
-from leadsync.sync.database import retry_transient, writing
+from leadsync.sync.database import retry_transient, store_error, writing
 from leadsync.sync.engine import RunInterruptedError, RunSummary, StopCheck, SyncEngine
 from leadsync.sync.ingest import fields_to_pull
 from leadsync.sync.leases import SYNC_LEASE, Leases
@@ -558,7 +558,13 @@ class BackfillRunner:
             )
         except _LeaseUnavailableError as busy:
             return self._queue.finish(state.backfill, status=Status.PAUSED, message=str(busy))
-        except Exception as problem:
+        except (RunError, sa.exc.SQLAlchemyError) as problem:
+            # Failed at run time (a CRM, the database): one line, as on the command line.
+            if isinstance(problem, sa.exc.SQLAlchemyError):
+                problem = store_error(problem, self._store.engine.url)
+            log.error("backfill %s failed: %s", backfill.backfill_id, problem)
+            return self._queue.finish(state.backfill, status=Status.FAILED, message=str(problem))
+        except Exception as problem:  # a bug: its traceback helps whoever fixes it
             log.exception("backfill %s failed", backfill.backfill_id)
             return self._queue.finish(
                 state.backfill, status=Status.FAILED, message=f"{type(problem).__name__}: {problem}"

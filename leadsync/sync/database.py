@@ -11,6 +11,7 @@ retry_transient           re-runs a whole transaction after an error that rolled
                           for reasons of concurrency alone, a few times, then gives up
 store_error(error, url)   a database failure as one line naming the cause and the database
                           (its password masked): a StoreError, never a traceback
+shown_url(url)            the database URL fit to print: password and query values masked
 
 Statements' parameters never reach a log or an error message (`hide_parameters`): they are
 customers' emails and names.
@@ -45,6 +46,7 @@ from tenacity import (
 )
 
 from leadsync.errors import StoreError
+from leadsync.secrets import MASK
 
 __all__ = [
     "MIGRATIONS",
@@ -54,6 +56,7 @@ __all__ = [
     "is_transient",
     "make_engine",
     "retry_transient",
+    "shown_url",
     "store_error",
     "store_errors",
     "upgrade",
@@ -110,7 +113,7 @@ def make_engine(url: str) -> Engine:
             hide_parameters=True,
         )
     else:
-        _sqlite_file(Path(database).expanduser(), shown=_shown(parsed))
+        _sqlite_file(Path(database).expanduser(), shown=shown_url(parsed))
         engine = sa.create_engine(
             parsed, connect_args={"timeout": SQLITE_LOCK_WAIT_SECONDS}, hide_parameters=True
         )
@@ -134,26 +137,43 @@ def _sqlite_file(path: Path, *, shown: str) -> None:
                 "(truncated?): restore it from a backup, or remove it to start afresh"
             )
         return
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # none there: made below, or said why it cannot be
+    except OSError as problem:
+        raise StoreError(f"cannot open the SQLite database {path}: {problem.strerror}") from None
     fresh = path.with_name(f".{path.name}.{uuid.uuid4().hex}.new")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with sqlite3.connect(fresh) as connection:
             connection.execute("PRAGMA journal_mode=WAL")  # writes the header: not empty
         connection.close()
         with contextlib.suppress(FileExistsError):  # another replica made it meanwhile: theirs
             os.link(fresh, path)
+    except (OSError, sqlite3.Error) as problem:
+        # A folder that cannot be made or written (read-only, missing mount, a file in the
+        # way): the environment's doing, said in one line like every store failure.
+        cause = problem.strerror if isinstance(problem, OSError) else str(problem)
+        raise StoreError(f"cannot create the SQLite database {path}: {cause}") from problem
     finally:
         for leftover in (fresh, Path(f"{fresh}-wal"), Path(f"{fresh}-shm")):
-            leftover.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # none made, or no folder to make them in
+                leftover.unlink()
 
 
-def _shown(url: sa.URL) -> str:
-    return url.render_as_string(hide_password=True)
+def shown_url(url: str | sa.URL) -> str:
+    """The database URL fit to print: its password masked, in the userinfo and in the query
+    (libpq takes `?password=` too, and `sslpassword`, `passfile`...: every value is masked)."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        return "(not a database URL)"
+    shown = parsed.set(query={}).render_as_string(hide_password=True)
+    if parsed.query:
+        shown += "?" + "&".join(f"{name}={MASK}" for name in parsed.query)
+    return shown
 
 
-def store_error(error: BaseException, url: str) -> StoreError:
+def store_error(error: BaseException, url: str | sa.URL) -> StoreError:
     """`error` from the database at `url`, as a StoreError of one line: the cause and the
     database, its password masked. The driver's message only, its first line: SQLAlchemy's own
     text carries the statement, and the driver's detail lines may carry values."""
@@ -162,10 +182,7 @@ def store_error(error: BaseException, url: str) -> StoreError:
     original = getattr(error, "orig", None) or error
     cause = str(original).strip().splitlines()[0] if str(original).strip() else ""
     cause = cause.removeprefix("connection failed: ")
-    try:
-        shown = _shown(sa.make_url(url))
-    except sa.exc.ArgumentError:
-        shown = "(not a database URL)"
+    shown = shown_url(url)
     hint = ""
     lowered = cause.lower()
     if "file is not a database" in lowered or "malformed" in lowered:

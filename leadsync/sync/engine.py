@@ -53,7 +53,7 @@ from leadsync.connectors.base import (
     WriteStatus,
 )
 from leadsync.connectors.traits import traits_of
-from leadsync.errors import LeadsyncError, QuotaReserveReachedError, RunPausedError
+from leadsync.errors import EXIT_OK, LeadsyncError, QuotaReserveReachedError, RunPausedError
 from leadsync.logs import run_context
 from leadsync.mapping.definition import LeadDefinition
 from leadsync.mapping.fields import CONTACT, FieldMap
@@ -135,7 +135,12 @@ def _never() -> bool:
 
 
 class RunInterruptedError(LeadsyncError):
-    """The run was asked to stop; what it did so far is committed."""
+    """The run was asked to stop; what it did so far is committed. Not a failure: exit 0."""
+
+    exit_code = EXIT_OK
+
+    def __init__(self, message: str = "stopped on request; the next run goes on from here"):
+        super().__init__(message)
 
 
 def _stop_if(should_stop: StopCheck) -> None:

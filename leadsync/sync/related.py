@@ -87,7 +87,7 @@ class Related:
         """`record` of `object_name`; `email_field` names where a person's email is, for an
         object whose records are people (the connector's `people`)."""
         email = normalise_email(record.fields.get(email_field)) if email_field else None
-        return cls(
+        row = cls(
             record.crm,
             object_name,
             record.id,
@@ -97,6 +97,7 @@ class Related:
             parent_id,
             email,
         )
+        return replace(row, email=_usable_email(row))
 
 
 def stream_key(object_name: str) -> str:
@@ -196,11 +197,28 @@ def save_related(
                 "parent_id": row.parent_id or held.get(row.record_id),
                 "run_id": run_id,
                 "saved_at": now,
-                "email": row.email,
+                "email": _usable_email(row),
             }
             for row in {row.record_id: row for row in rows}.values()
         ],
     )
+
+
+def _usable_email(row: Related) -> str | None:
+    """The row's email, or None for one that is no address and that PostgreSQL would refuse
+    (in the column, its index or a lookup), failing the page with it: longer than an address
+    can be (RFC 5321; the index's row limit), or holding a NUL. The record is kept, nobody's
+    person. Read as pulled (`Related.of`), and again as saved, the store's last guard."""
+    if row.email is None:
+        return None
+    reasons = [f"its {reason}" for reason in t.unstorable({"email": row.email})]
+    if len(row.email) > t.MAX_EMAIL_LENGTH:
+        reasons.append(f"its email is longer than an address can be ({t.MAX_EMAIL_LENGTH})")
+    if reasons:
+        where = f"{row.crm} {row.object_name} {row.record_id}"
+        log.warning("%s: %s; kept without it", where, "; ".join(reasons))
+        return None
+    return row.email
 
 
 def _parents(connection: Connection, crm: str, record_ids: Sequence[str]) -> dict[str, str]:

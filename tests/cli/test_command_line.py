@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from leadsync.cli import build_parser, main
+from leadsync.errors import ServerError, StoreError, UsageError
+from leadsync.sync.engine import RunInterruptedError
 
 
 def test_bare_leadsync_prints_the_help_with_every_command(
@@ -96,3 +98,37 @@ def test_every_command_that_prints_data_takes_json(path: tuple[str, ...], parser
     assert isinstance(parser, argparse.ArgumentParser)
     options = {option for action in parser._actions for option in action.option_strings}
     assert "--json" in options, f"`leadsync {' '.join(path)}` has no --json"
+
+
+def _failing_with(error: BaseException) -> object:
+    def handler(_args: argparse.Namespace) -> int:
+        raise error
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "said"),
+    [
+        (UsageError("--until must be after --since"), 2, "leadsync: --until must be after --since"),
+        (StoreError("database sqlite:///x.db: locked"), 1, "leadsync: database sqlite:///x.db"),
+        (ServerError("down", crm="hubspot", status=503), 1, "leadsync: hubspot 503: down"),
+        (RunInterruptedError(), 0, "leadsync: stopped on request; the next run goes on"),
+        (KeyError("oops"), 1, "leadsync: internal error: KeyError (a bug in leadsync"),
+    ],
+    ids=["input", "store", "connector", "interrupted", "bug"],
+)
+def test_main_maps_each_branch_of_the_error_tree_to_its_exit_code(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    error: BaseException,
+    code: int,
+    said: str,
+) -> None:
+    monkeypatch.setattr("leadsync.cli.check.run_check", _failing_with(error))
+    assert main(["check"]) == code
+    err = capsys.readouterr().err
+    assert said in err
+    assert "Traceback" not in err
+    assert main(["--debug", "check"]) == code  # and --debug adds the traceback
+    assert "Traceback" in capsys.readouterr().err

@@ -267,6 +267,23 @@ MISTAKES = [
         "invalid escape sequence",
     ),
     (
+        # A comparison with nan is never true: a rule that silently never fires.
+        "nan-comparison",
+        "gte = 200",
+        "gte = nan",
+        "scoring.fit.rules[0].gte",
+        "gte = nan",
+        "finite number",
+    ),
+    (
+        "infinite-half-life",
+        "half_life_days = 30",
+        "half_life_days = inf",
+        "scoring.engagement.decay.half_life_days",
+        "half_life_days = inf",
+        "finite number",
+    ),
+    (
         "numeric-on-text",
         "matches = 'vp|director'",
         "gte = 3",

@@ -399,6 +399,16 @@ MISTAKES: list[tuple[str, str, str, str]] = [
         "smallest first",
     ),
     (
+        # nan compares false with every number: no value would ever land in its range.
+        "a range up to nan",
+        '[fields.size]\ntype = "integer"\ndirection = "pull"\n'
+        '[fields.size.hubspot]\nfield = "numemployees"\nranges = [\n'
+        '  { value = "1-5", up_to = nan, canonical = 3 },  # <-\n'
+        '  { value = "5-25", canonical = 15 },\n]\n',
+        "fields.size.hubspot.ranges[0].up_to",
+        "finite number",
+    ),
+    (
         "a range without up_to before the last",
         '[fields.size]\ntype = "integer"\ndirection = "pull"\n'
         '[fields.size.hubspot]\nfield = "numemployees"\nranges = [  # <-\n'

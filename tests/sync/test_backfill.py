@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 import requests
+import sqlalchemy as sa
 
 from leadsync import runtime as runtime_module
 from leadsync.config import Config, load_config
 from leadsync.connectors.base import Page
+from leadsync.errors import ServerError
 from leadsync.runtime import Runtime, open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
 from leadsync.sync import backfill as backfill_module
@@ -453,3 +455,52 @@ def test_a_running_backfill_asked_to_stop_stops_after_its_batch_and_resumes_to_t
         assert resumed.backfill_id == stopped.backfill_id
         assert resumed.status == Status.SUCCEEDED, resumed.message
         assert crm_state(sandbox) == expected
+
+
+class FailsAtFirstPage:
+    """A connector whose full pull fails for good: a CRM down after every retry, or the
+    database gone under the runner."""
+
+    def __init__(self, inner: Any, error: Exception) -> None:
+        self._inner = inner
+        self._error = error
+        self.crm = inner.crm
+
+    def pull_all(self, checkpoint: str | None = None, *, fields: Any) -> Iterator[Page]:
+        raise self._error
+        yield  # a generator, like the connector's
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (ServerError("try later", crm="hubspot", status=503), "hubspot 503: try later"),
+        (
+            sa.exc.OperationalError("SELECT 1", {"email": "x@example.com"}, Exception("gone")),
+            "database sqlite:///",
+        ),
+    ],
+    ids=["crm", "store"],
+)
+def test_a_failed_backfill_says_why_in_one_line_without_a_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, error: Exception, message: str
+) -> None:
+    # Issue 16, hole 6: a backfill that failed at run time logged a traceback, and kept the
+    # exception's whole text (for the store: SQLAlchemy's, with the statement) as its message.
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+
+        def failing(name: str, connector: Any) -> Any:
+            return FailsAtFirstPage(connector, error) if name == "hubspot" else connector
+
+        done = run(config, BackfillSpec(BOTH), wrap=failing)
+    assert done.status == Status.FAILED
+    assert message in done.message
+    assert "\n" not in done.message
+    assert "SELECT" not in done.message
+    (said,) = [r for r in caplog.records if f"backfill {done.backfill_id} failed" in r.getMessage()]
+    assert said.exc_info is None
+    assert message in said.getMessage()

@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from leadsync.connectors.base import Position
 from leadsync.sync.related import Related, stream_key
 from leadsync.sync.store import Store
-from tests.sync.test_store import snap
+from tests.sync.test_store import OVERLONG_EMAIL, snap
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 
@@ -149,3 +151,41 @@ def test_children_are_the_records_of_one_object_a_parent_holds(store: Store) -> 
     store.save_page("salesforce", [], position=None, related=rows, run_id="r1")
     found = store.related.children("salesforce", role, ["0031", "0039"])
     assert sorted((r.record_id, r.deleted) for r in found) == [("00K1", False), ("00K2", True)]
+
+
+def test_a_related_record_with_an_email_the_database_cannot_hold_does_not_stop_the_page(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 16, hole 1, for Contacts: on PostgreSQL an email far past an address's length
+    # broke the email index ("index row requires 9024 bytes"), and a NUL in it the text
+    # column ("cannot contain NUL"), and with them every page.
+    nul = Related(
+        "salesforce", "Contact", "0032", T0, {"Email": "a\x00b@x.com"}, email="a\x00b@x.com"
+    )
+    long = Related(
+        "salesforce",
+        "Contact",
+        "0033",
+        T0,
+        {"Email": OVERLONG_EMAIL},
+        email=OVERLONG_EMAIL.lower(),
+    )
+    store.save_page(
+        "salesforce",
+        [snap("00Q1", crm="salesforce")],
+        position=Position(T0, "0033"),
+        stream=stream_key("Contact"),
+        related=[_contact("0031", parent="00Q1"), nul, long],
+        run_id="run-1",
+    )
+    # The page and its cursor are saved: the next run does not stop at this record.
+    assert store.cursor("salesforce", stream_key("Contact")) == Position(T0, "0033")
+    held = store.related.get("salesforce", ["0031", "0032", "0033"])
+    # Neither is an address: each Contact is kept without it, nobody's person record.
+    assert (held["0032"].email, held["0033"].email) == (None, None)
+    assert held["0032"].fields == {"Email": "a\x00b@x.com"}
+    assert held["0033"].fields == {"Email": OVERLONG_EMAIL}
+    assert "Contact 0032: its email holds a NUL character" in caplog.text
+    # Said by object, id and field, never by value.
+    assert "Contact 0033: its email is longer than an address can be" in caplog.text
+    assert OVERLONG_EMAIL not in caplog.text
