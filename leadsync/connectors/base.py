@@ -47,9 +47,13 @@ A connector that leads can be handed off to (`HandoffTarget`, Salesforce) also h
     assignees()                                 -> the owner ids records may be routed to
     owners_of(record_ids)                       -> who owns these records now: the owner the
                                                    CRM's own assignment rules picked
-    owner_names(owner_ids)                      -> their names, for the reports
+    owner_names(owner_ids)                      -> their names, for the reports (those it
+                                                   cannot name, a user deleted, left out)
     handoff_calls(records=, lookups=, owners=, assigned=)
                                                 -> the calls a handoff would cost, by kind
+
+`owner_names` alone is an `OwnerDirectory`: the engine names the owners of SLA clocks by the
+CRM whose owner field the clocks read.
 
 Paging, auth, retries and throttling live inside a connector; the engine sees only these.
 """
@@ -324,6 +328,15 @@ class CrmTraits:
 
 def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
+
+
+@runtime_checkable
+class OwnerDirectory(Protocol):
+    """A CRM that names its owners (users, queues) by their ids, for the reports."""
+
+    crm: str
+
+    def owner_names(self, owner_ids: Sequence[str]) -> dict[str, str]: ...
 
 
 @runtime_checkable

@@ -19,6 +19,8 @@
               (`leadsync.sync.handoff`)
     settle    the pulled records marked reconciled, only once their writes are done
     SLA       breaches recorded and announced once, volume paced, the webhook posted
+    names     the owners of SLA clocks the store cannot name yet asked of their CRM, for the
+              reports (`leadsync.sync.owner_names`)
 
 Match to settle go a slice of the pending records at a time, each person's records in one
 slice (`leadsync.sync.slices`), so a first sync of a big org holds one slice in memory.
@@ -88,6 +90,7 @@ from leadsync.sync.ingest import (
     to_snapshot,
 )
 from leadsync.sync.model import FieldChoice, Lead, Match, MatchKind, Snapshot
+from leadsync.sync.owner_names import learn_names, owner_directory
 from leadsync.sync.people import PeopleDecisions, match_people
 from leadsync.sync.plan import (
     MovesBack,
@@ -358,6 +361,13 @@ class SyncEngine:
         )
         # A plan's handoff step: previews, never hands off.
         self._previewing: HandoffStep | None = None
+        # The CRM that names the clocks' owners, for the reports.
+        self._owner_directory = owner_directory(
+            self._connectors,
+            field_map,
+            self._sla.model.owner_field if self._sla is not None else None,
+            first=self._handoff_crm,
+        )
 
     def preflight(self) -> None:
         """Describe each CRM (once: the connectors keep it for the run) and check the mapping
@@ -455,9 +465,10 @@ class SyncEngine:
 
     def settle(self, summary: RunSummary, *, should_stop: StopCheck = _never) -> None:
         """Everything after the pull: match and merge the pending records, plan, write (when
-        the run writes), mark them reconciled, check the SLA ledger. A slice at a time (see
-        `leadsync.sync.slices`), each committed before the next: memory stays bounded by the
-        slice, and a run stopped between slices has settled the slices before."""
+        the run writes), mark them reconciled, check the SLA ledger and name its clocks'
+        owners (when the run writes). A slice at a time (see `leadsync.sync.slices`), each
+        committed before the next: memory stays bounded by the slice, and a run stopped
+        between slices has settled the slices before."""
         _stop_if(should_stop)
         if summary.wrote:
             self._recheck_reviews()
@@ -488,6 +499,15 @@ class SyncEngine:
             full = self._full_sla_check
             summary.sla = self._monitor.check(
                 self._clock(), volume=full, deliver=full, should_stop=should_stop
+            )
+        if summary.wrote and self._owner_directory is not None:
+            # Owners a handoff named are named already; those leadsync never handed a lead
+            # to (an existing record's owner) are asked now, once.
+            learn_names(
+                self._store.handoffs,
+                self._owner_directory,
+                self._store.sla.owners(),
+                now=self._clock(),
             )
 
     def _recheck_reviews(self) -> None:

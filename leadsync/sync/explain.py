@@ -9,7 +9,8 @@ called.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -38,6 +39,16 @@ class Explanation:
     clocks: list[Clock]
     now: datetime
     handoff: Handoff | None = None
+    # Owner id -> name, of the owners shown (the handoff's, the clocks') the store can name.
+    owner_names: Mapping[str, str] = field(default_factory=dict)
+
+    def owner_name(self, owner: str | None) -> str | None:
+        return self.owner_names.get(owner) if owner else None
+
+    def owner_shown(self, owner: str | None) -> str:
+        """The owner as the text shows them: their name beside the id where it is known."""
+        name = self.owner_name(owner)
+        return f"{name} ({owner})" if name else owner or "-"
 
     def as_dict(self) -> dict[str, Any]:
         """`explain --json`: what the text shows, each time in ISO 8601 with its offset."""
@@ -71,10 +82,12 @@ class Explanation:
                 }
                 for t in self.history
             ],
-            "handoff": _handoff_dict(self.handoff),
+            "handoff": self._handoff_dict(),
             "sla_clocks": [
                 {
                     "rule": clock.rule,
+                    "owner": clock.owner,
+                    "owner_name": self.owner_name(clock.owner),
                     "started_at": clock.started_at.isoformat(),
                     "due_at": clock.due_at.isoformat(),
                     "status": str(clock.status_at(self.now)),
@@ -89,6 +102,49 @@ class Explanation:
                 for crm, values in sorted(self.pending.items())
             },
         }
+
+    def _handoff_dict(self) -> dict[str, Any] | None:
+        handoff = self.handoff
+        if handoff is None:
+            return None
+        return {
+            "status": handoff.status,
+            "crm": handoff.crm,
+            "record_object": handoff.record_object,
+            "record_id": handoff.record_id,
+            "owner": handoff.owner,
+            "owner_name": self.owner_name(handoff.owner),
+            "rule": handoff.rule or None,
+            "problem": handoff.problem or None,
+            "handed_off_at": json_value(handoff.handed_off_at),
+            "summary": self.handoff_line(),
+        }
+
+    def handoff_line(self) -> str:
+        handoff = self.handoff
+        if handoff is None:
+            return "none"
+        if handoff.status in (BLOCKED, FAILED):
+            return f"{handoff.status}: {handoff.problem}"
+        if handoff.status == PENDING:
+            owner = self.owner_shown(handoff.owner) if handoff.owner else "by the CRM"
+            return f"pending to {handoff.crm} (owner {owner}: {handoff.rule})"
+        at = f"{handoff.handed_off_at:{_AT}}" if handoff.handed_off_at else "-"
+        if handoff.status == DELETED:
+            return (
+                f"handed off to {handoff.crm} {handoff.record_id} at {at}, which sales "
+                "deleted: handed off again once it is due"
+            )
+        if handoff.status == MATCHED:
+            return (
+                f"matched {handoff.crm} {handoff.record_object} {handoff.record_id} at {at}: "
+                "it held the person already"
+            )
+        owner = self.owner_shown(handoff.owner) if handoff.owner else "assigned by the CRM"
+        return (
+            f"created {handoff.crm} {handoff.record_id} at {at}, owner {owner}, "
+            f"picked by {handoff.rule}"
+        )
 
 
 def explain(
@@ -151,6 +207,9 @@ def _explain(
         pending = {crm: dict(u.values) for crm, u in updates.items() if u is not None}
     except TransformError as unwritable:
         pending = {"(cannot plan)": {"reason": str(unwritable)}}
+    handoff = store.handoffs.of([lead.lead_id]).get(lead.lead_id)
+    owners = {clock.owner for clock in clocks} | {handoff.owner if handoff else None}
+    names = store.handoffs.names()
     return Explanation(
         lead,
         records,
@@ -159,7 +218,8 @@ def _explain(
         pending,
         clocks,
         now,
-        store.handoffs.of([lead.lead_id]).get(lead.lead_id),
+        handoff,
+        {owner: names[owner] for owner in owners if owner and owner in names},
     )
 
 
@@ -219,16 +279,17 @@ def format_explanation(explanation: Explanation) -> str:
             f"{transition.to_stage} ({transition.kind}): {transition.reason}"
         )
     lines.append("handoff:")
-    lines.append(f"  {_handoff_line(explanation.handoff)}")
+    lines.append(f"  {explanation.handoff_line()}")
     lines.append("SLA clocks:")
     if not explanation.clocks:
         lines.append("  none")
     for clock in explanation.clocks:
         stopped = f", stopped {clock.stopped_at:{_AT}}" if clock.stopped_at else ""
         why = f": {clock.stop_reason}" if clock.stop_reason else ""
+        owner = f", owner {explanation.owner_shown(clock.owner)}" if clock.owner else ""
         lines.append(
             f"  {clock.rule}: started {clock.started_at:{_AT}}, due "
-            f"{clock.due_at:{_AT}}, {clock.status_at(explanation.now)}{stopped}{why}"
+            f"{clock.due_at:{_AT}}, {clock.status_at(explanation.now)}{owner}{stopped}{why}"
         )
     lines.append(f"writes (last {RECENT_WRITES}):")
     for write in explanation.writes:
@@ -243,44 +304,3 @@ def format_explanation(explanation: Explanation) -> str:
         for name, value in sorted(values.items()):
             lines.append(f"  {crm} {name} <- {shown_value(value)}")
     return "\n".join(lines)
-
-
-def _handoff_dict(handoff: Handoff | None) -> dict[str, Any] | None:
-    if handoff is None:
-        return None
-    return {
-        "status": handoff.status,
-        "crm": handoff.crm,
-        "record_object": handoff.record_object,
-        "record_id": handoff.record_id,
-        "owner": handoff.owner,
-        "rule": handoff.rule or None,
-        "problem": handoff.problem or None,
-        "handed_off_at": json_value(handoff.handed_off_at),
-        "summary": _handoff_line(handoff),
-    }
-
-
-def _handoff_line(handoff: Handoff | None) -> str:
-    if handoff is None:
-        return "none"
-    if handoff.status in (BLOCKED, FAILED):
-        return f"{handoff.status}: {handoff.problem}"
-    if handoff.status == PENDING:
-        return f"pending to {handoff.crm} (owner {handoff.owner or 'by the CRM'}: {handoff.rule})"
-    at = f"{handoff.handed_off_at:{_AT}}" if handoff.handed_off_at else "-"
-    if handoff.status == DELETED:
-        return (
-            f"handed off to {handoff.crm} {handoff.record_id} at {at}, which sales deleted: "
-            "handed off again once it is due"
-        )
-    if handoff.status == MATCHED:
-        return (
-            f"matched {handoff.crm} {handoff.record_object} {handoff.record_id} at {at}: it "
-            "held the person already"
-        )
-    owner = handoff.owner or "assigned by the CRM"
-    return (
-        f"created {handoff.crm} {handoff.record_id} at {at}, owner {owner}, "
-        f"picked by {handoff.rule}"
-    )

@@ -18,7 +18,8 @@ in gets one there, exactly once, with an owner, and the other CRM learns its id.
     respond  a handed-off lead whose record a person then changed in one of the `responded_by`
              fields (a status, the last activity) was worked: the first such change is
              recorded (`responded_at`), for "no response after handoff"
-    name     the owners leads went to whose names the store does not know yet are asked once
+    name     the owners leads went to whose names the store does not know yet are asked
+             (`leadsync.sync.owner_names`: one that cannot be named, again a week later)
 
 A plan (`preview`) makes the same choices, leads and owners alike, and records and asks
 nothing: it counts what a sync would hand off, and the calls that would cost.
@@ -61,6 +62,7 @@ from leadsync.sync.handoff_ledger import (
     HandoffLedger,
 )
 from leadsync.sync.model import Lead, Snapshot
+from leadsync.sync.owner_names import known_owners, learn_names
 from leadsync.sync.plan import estimate_api_calls, plan_updates
 from leadsync.sync.routing import OwnerRouter
 from leadsync.sync.sla.clocks import ClockChanges, ClockStop, Outcome
@@ -359,7 +361,7 @@ class HandoffStep:
         gone = self._gone(merged, known)
         now = self._clock()
         preview.names.update(self._ledger.names(self._crm))
-        named = set(preview.names)
+        named = known_owners(self._ledger, self._crm, now=now)
         for m in self._in_routing_order(merged):
             earlier = known.get(m.lead.lead_id)
             live = m.snapshots.get(self._crm)
@@ -503,19 +505,10 @@ class HandoffStep:
         ]
 
     def _learn_names(self, owners: set[str]) -> None:
-        """Ask the CRM the names of the owners the store cannot name yet, for the reports.
-        A name is a nicety: a CRM that does not answer now is asked at a later handoff."""
-        if not owners:
-            return
-        unknown = sorted(owners - set(self._ledger.names(self._crm)))
-        if not unknown:
-            return
-        try:
-            names = self._target.owner_names(unknown)
-        except ConnectorError as problem:
-            log.warning("handoff: owner names not read (%s)", type(problem).__name__)
-            return
-        self._ledger.save_names(self._crm, names, at=self._clock())
+        """Ask the CRM the names of the owners the store cannot name yet, for the reports
+        (`leadsync.sync.owner_names`). A name is a nicety: a CRM that does not answer now is
+        asked at a later run."""
+        learn_names(self._ledger, self._target, owners, now=self._clock())
 
     def _problem(self, m: MergedLead) -> str:
         if m.person_review and m.person is None:

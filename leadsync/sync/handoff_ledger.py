@@ -11,7 +11,8 @@ deleted  sales deleted the record it got (created or matched): sales see the lea
          the first run that finds it due (see `HandoffStep`)
 
 A handed-off lead's `responded_at` is when it was first worked there (see `mark_responded`);
-the owners' names, where the CRM gave them, are kept beside (`names`, `save_names`).
+the owners' names, where the CRM gave them, are kept beside (`names`, `save_names`), with the
+owners it was asked about and could not name (`known`; see `leadsync.sync.owner_names`).
 """
 
 from __future__ import annotations
@@ -173,18 +174,37 @@ class HandoffLedger:
 
     @retry_transient
     def names(self, crm: str | None = None) -> dict[str, str]:
-        """Owner id -> name, of the owners (of `crm`, else of any) whose name it knows."""
-        query = sa.select(t.owner_names.c.owner_id, t.owner_names.c.name)
+        """Owner id -> name, of the owners (of `crm`, else of any) whose name it knows (not
+        those the CRM was asked and could not name)."""
+        query = sa.select(t.owner_names.c.owner_id, t.owner_names.c.name).where(
+            t.owner_names.c.name != ""
+        )
         if crm is not None:
             query = query.where(t.owner_names.c.crm == crm)
         with self._engine.connect() as connection:
             return {str(owner): str(name) for owner, name in connection.execute(query)}
 
     @retry_transient
-    def save_names(self, crm: str, names: Mapping[str, str], *, at: datetime) -> None:
+    def known(self, crm: str, *, asked_since: datetime) -> set[str]:
+        """The owners of `crm` not to ask now: those it named, and those it was asked since
+        `asked_since` and could not name."""
+        names = t.owner_names
+        query = sa.select(names.c.owner_id).where(
+            names.c.crm == crm, (names.c.name != "") | (names.c.seen_at >= asked_since)
+        )
+        with self._engine.connect() as connection:
+            return {str(owner) for owner in connection.execute(query).scalars()}
+
+    @retry_transient
+    def save_names(
+        self, crm: str, names: Mapping[str, str], *, at: datetime, asked: Sequence[str] = ()
+    ) -> None:
+        """Keep the names `crm` gave; the owners among `asked` it did not name (a user
+        deleted) are kept without one, as asked `at` (see `known`)."""
+        unnamed = {owner: "" for owner in asked if owner not in names}
         rows = [
             {"crm": crm, "owner_id": owner, "name": name, "seen_at": at}
-            for owner, name in sorted(names.items())
+            for owner, name in sorted({**unnamed, **names}.items())
         ]
         if rows:
             with writing(self._engine) as connection:

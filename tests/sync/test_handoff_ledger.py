@@ -1,4 +1,5 @@
-"""The handoff ledger's response times and owner names, on every backend."""
+"""The handoff ledger's response times and owner names (those asked in vain too), on every
+backend."""
 
 from __future__ import annotations
 
@@ -38,3 +39,20 @@ def test_owner_names_are_kept_per_crm_and_replaced_by_newer_ones(store: Store) -
     ledger.save_names("other", {"9": "Nine"}, at=T0)
     assert ledger.names("salesforce") == {"005A": "Ann New", "005B": "Bo"}
     assert ledger.names() == {"005A": "Ann New", "005B": "Bo", "9": "Nine"}
+
+
+def test_owners_asked_and_not_named_are_known_for_a_while_and_never_shown(store: Store) -> None:
+    ledger = store.handoffs
+    ledger.save_names("salesforce", {"005A": "Ann"}, at=T0, asked=["005A", "005GONE"])
+    ledger.save_names("salesforce", {}, at=T0 + timedelta(days=3), asked=["005LATER"])
+    assert ledger.names() == {"005A": "Ann"}
+    assert ledger.known("salesforce", asked_since=T0) == {"005A", "005GONE", "005LATER"}
+    # A week on, the owner asked at T0 in vain is not known any more; a named one stays.
+    later = T0 + timedelta(days=1)
+    assert ledger.known("salesforce", asked_since=later) == {"005A", "005LATER"}
+    assert ledger.known("other", asked_since=T0) == set()
+    # Named at last: shown, and known for good.
+    ledger.save_names("salesforce", {"005GONE": "Gone Back"}, at=later, asked=["005GONE"])
+    assert ledger.names("salesforce") == {"005A": "Ann", "005GONE": "Gone Back"}
+    far = T0 + timedelta(days=30)
+    assert ledger.known("salesforce", asked_since=far) == {"005A", "005GONE"}

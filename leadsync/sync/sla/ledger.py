@@ -256,6 +256,14 @@ class SlaLedger:
             return [_clock(row) for row in connection.execute(query).mappings()]
 
     @retry_transient
+    def owners(self) -> set[str]:
+        """Every owner a clock has (the reports show them), whoever's name the store knows."""
+        owner = t.sla_clocks.c.owner
+        query = sa.select(owner).where(owner.is_not(None), owner != "").distinct()
+        with self._engine.connect() as connection:
+            return {str(found) for found in connection.execute(query).scalars()}
+
+    @retry_transient
     def events(self, *, kind: str | None = None, since: datetime | None = None) -> list[SlaEvent]:
         """Announced events, oldest first."""
         query = sa.select(t.sla_events).order_by(t.sla_events.c.at, t.sla_events.c.event_id)
