@@ -103,6 +103,8 @@ SYSTEM_FIELDS = ("Id", "SystemModstamp", "IsDeleted")
 MAX_CURSOR_LOSSES = 3
 # Errors that must stop the run rather than defer a write: no later call can succeed.
 RUN_STOPPERS = (AuthenticationError, QuotaExhaustedError, QuotaReserveReachedError)
+# A request Salesforce could not parse: a value whose JSON does not fit its field's type.
+UNPARSEABLE = "JSON_PARSER_ERROR"
 
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LOGIN_PATHS = ("/services/Soap/u/", "/services/oauth2/token")
@@ -748,6 +750,11 @@ class SalesforceConnector:
     # ---------------------------------------------------------------- writing
 
     def _send_collection(self, updates: Sequence[RecordUpdate]) -> list[RecordOutcome]:
+        return _isolating_unparseable(
+            updates, self._post_collection, lambda error: RecordOutcome(error.code, error.message)
+        )
+
+    def _post_collection(self, updates: Sequence[RecordUpdate]) -> list[RecordOutcome]:
         name = self.connection.object_name
         body = {
             "allOrNone": False,
@@ -774,6 +781,15 @@ class SalesforceConnector:
         return [_collection_outcome(answer) for answer in answers]
 
     def _send_upserts(
+        self, records: Sequence[NewRecord], key_field: str, assign: bool
+    ) -> list[tuple[RecordOutcome, str, bool]]:
+        return _isolating_unparseable(
+            records,
+            lambda chunk: self._post_upserts(chunk, key_field, assign),
+            lambda error: (RecordOutcome(error.code, error.message), "", False),
+        )
+
+    def _post_upserts(
         self, records: Sequence[NewRecord], key_field: str, assign: bool
     ) -> list[tuple[RecordOutcome, str, bool]]:
         name = self.connection.object_name
@@ -1052,6 +1068,33 @@ def _field_info(spec: Mapping[str, Any]) -> FieldInfo:
 
 
 # ------------------------------------------------------------------------------------ writes
+
+
+Item = TypeVar("Item")
+Answer = TypeVar("Answer")
+
+
+def _isolating_unparseable(
+    items: Sequence[Item],
+    send: Callable[[Sequence[Item]], list[Answer]],
+    refused: Callable[[RequestRejectedError], Answer],
+) -> list[Answer]:
+    """`send(items)`, one answer per item. Salesforce parses a request before it saves any of
+    it, so one value whose JSON does not fit its field (a word for a number) fails the whole
+    collection: 400 JSON_PARSER_ERROR, no record named. Then the items are halved, and halved
+    again, until the one at fault stands alone and fails alone (`refused`); the others are
+    sent. A request refused for anything else is raised as it came."""
+    try:
+        return send(items)
+    except RequestRejectedError as error:
+        if error.code != UNPARSEABLE or not items:
+            raise
+        if len(items) == 1:
+            return [refused(error)]
+        middle = len(items) // 2
+        return _isolating_unparseable(items[:middle], send, refused) + _isolating_unparseable(
+            items[middle:], send, refused
+        )
 
 
 def _round_result(record_id: str, outcome: RecordOutcome, round_: int) -> WriteResult:

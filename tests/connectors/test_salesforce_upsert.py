@@ -76,6 +76,21 @@ def test_upsert_reports_each_record_on_its_own() -> None:
         assert set(by_key(inspector)) == {"lead-0001"}
 
 
+def test_an_upsert_refused_for_a_value_it_cannot_parse_creates_every_other_record() -> None:
+    # One value Salesforce cannot parse fails the whole request (400 JSON_PARSER_ERROR): the
+    # collection is split until that record stands alone, and only it fails.
+    with running() as (sandbox, inspector), connected(sandbox) as connector:
+        people = [person(n) for n in range(6)]
+        people[4] = person(4, NumberOfEmployees="a dozen")
+        results = connector.upsert(people, key_field=KEY)
+        assert [(r.key, r.status) for r in results] == [
+            (p.key, WriteStatus.FAILED if n == 4 else WriteStatus.WRITTEN)
+            for n, p in enumerate(people)
+        ]
+        assert results[4].category == "json_parser_error"
+        assert sorted(by_key(inspector)) == sorted(p.key for n, p in enumerate(people) if n != 4)
+
+
 def test_upserts_of_locked_rows_are_retried_until_written() -> None:
     with running() as (sandbox, inspector), connected(sandbox, retry=PATIENT) as connector:
         people = [person(n) for n in range(40)]
