@@ -34,6 +34,7 @@ from leadsync.sandbox.hubspot_values import (
     DERIVED,
     ValueProblem,
     json_token,
+    normalise,
     problems_message,
     unreadable_properties,
     validate_properties,
@@ -186,7 +187,15 @@ class HubSpotEmulator:
             unknown = [name for name in properties if name not in self._properties]
             if unknown:
                 raise KeyError(unknown[0])
-            self._apply(contact, properties)
+            # Stored in the form HubSpot keeps (a datetime as ISO UTC with milliseconds);
+            # a value no API writer could set is kept as given, to feed leadsync dirty data.
+            stored: dict[str, str | None] = {}
+            for name, raw in properties.items():
+                value, problem = (
+                    (raw, None) if raw is None else normalise(self._properties[name], raw)
+                )
+                stored[name] = raw if problem is not None else value
+            self._apply(contact, stored)
             return contact
 
     def settle_search(self) -> None:

@@ -1215,6 +1215,30 @@ def test_inspection_patch_sets_read_only_engagement_properties(
     _assert_property_error(refused.value, "hs_analytics_num_page_views", "READ_ONLY_VALUE")
 
 
+def test_inspection_patch_stores_values_in_the_form_hubspot_returns(
+    hubspot: HubSpot, control: requests.Session
+) -> None:
+    # HubSpot's own writes (a visit, a form) are stored as any write is: a datetime comes back
+    # as ISO UTC with milliseconds, however the simulation spelled it.
+    created = create(hubspot, email="visited@example.com")
+    answer = control.patch(
+        _url(control, f"/_sandbox/hubspot/contacts/{created.id}"),
+        json={
+            "properties": {
+                "hs_analytics_last_visit_timestamp": "2024-05-01T12:00:00+02:00",
+                "recent_conversion_date": "1714557600000",
+            }
+        },
+        timeout=10,
+    )
+    assert answer.status_code == 200
+    seen = stored(
+        hubspot, created.id, "hs_analytics_last_visit_timestamp", "recent_conversion_date"
+    )
+    assert seen["hs_analytics_last_visit_timestamp"] == "2024-05-01T10:00:00.000Z"
+    assert seen["recent_conversion_date"] == "2024-05-01T10:00:00.000Z"
+
+
 @pytest.mark.parametrize(
     ("contact_id", "properties"),
     [
