@@ -1275,3 +1275,34 @@ def test_a_value_its_field_cannot_parse_refuses_the_whole_upsert_collection(
     _assert_parse_error(refused, "a dozen")
     keys = {lead.get("Leadsync_Id__c") for lead in sandbox.salesforce.snapshot("Lead")}
     assert not {"parse-1", "parse-2"} & keys
+
+
+def _long_emails(count: int) -> list[str]:
+    return [f"{'a' * 60}.{n:03d}@example.com" for n in range(count)]
+
+
+def test_a_request_whose_uri_passes_16384_bytes_is_refused_with_414(
+    salesforce: Salesforce, sandbox: Sandbox
+) -> None:
+    # "In each REST call, the maximum length for the combined URI and headers is 16,384
+    # bytes ... If the URI itself exceeds this limit, the request returns a 414 URI Too Long
+    # error" (Salesforce Developer Limits, "API Request Limits"). A query travels in the URI.
+    soql = format_soql("SELECT Id FROM Lead WHERE Email IN {}", _long_emails(200))
+    with pytest.raises(SalesforceError) as refused:
+        salesforce.query(soql)
+    assert refused.value.status == 414
+    fits = format_soql("SELECT Id FROM Lead WHERE Email IN {}", _long_emails(100))
+    assert salesforce.query(fits)["totalSize"] == 0
+    assert sandbox.stats.as_dict()["endpoints"]["salesforce.uri_too_long"] == 1
+
+
+def test_a_request_whose_uri_and_headers_pass_16384_bytes_is_refused_with_431(
+    salesforce: Salesforce, sandbox: Sandbox
+) -> None:
+    headers = {"Authorization": f"Bearer {salesforce.session_id}"}
+    with _plain_session() as http:
+        url = f"{sandbox.url}{API}/limits"
+        assert http.get(url, headers=headers, timeout=10).status_code == 200
+        padded = http.get(url, headers={**headers, "X-Padding": "x" * 16_400}, timeout=10)
+    assert padded.status_code == 431
+    assert "Request Header Fields Too Large" in padded.text
