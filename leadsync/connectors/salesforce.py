@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote_plus, urlsplit
 
 import jwt
 import requests
@@ -159,6 +159,11 @@ _OWNER_NAME_QUERIES = (
 
 # Ids per SOQL `IN (...)` read: the size of a collection write, so one read per write batch.
 COLLECTION_IDS = 200
+# A query travels in the URI, and Salesforce refuses a request whose URI and headers pass
+# 16,384 bytes (414 or 431, Salesforce Developer Limits, "API Request Limits"). The values of
+# one `IN (...)` list take at most this many of them, URL-encoded, leaving room for the rest of
+# the query, the path and the headers: 200 emails of 80 characters would not fit.
+IN_LIST_URI_BYTES = 12_000
 
 
 class SalesforceConnector:
@@ -378,8 +383,7 @@ class SalesforceConnector:
         wanted = sorted({email.strip().lower() for email in emails if email and email.strip()})
         found: dict[str, PersonRecord] = {}
         for object_name, query in _PEOPLE_QUERIES:
-            for start in range(0, len(wanted), COLLECTION_IDS):
-                chunk = wanted[start : start + COLLECTION_IDS]
+            for chunk in in_lists(wanted):
                 soql = format_soql(query, chunk)
                 answer = self._call(f"find {len(chunk)} {object_name} emails", _query_with(soql))
                 for row in answer.get("records", []):
@@ -1068,6 +1072,23 @@ def _field_info(spec: Mapping[str, Any]) -> FieldInfo:
 
 
 # ------------------------------------------------------------------------------------ writes
+
+
+def in_lists(values: Sequence[str]) -> Iterator[list[str]]:
+    """`values` cut into the lists of SOQL `IN (...)` reads: at most COLLECTION_IDS values a
+    list, and no more than IN_LIST_URI_BYTES of them once quoted and URL-encoded (as requests
+    sends a query's `q`), so that no query passes Salesforce's URI limit."""
+    chunk: list[str] = []
+    size = 0
+    for value in values:
+        cost = len(quote_plus(format_soql("{}, ", value)))
+        if chunk and (len(chunk) == COLLECTION_IDS or size + cost > IN_LIST_URI_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(value)
+        size += cost
+    if chunk:
+        yield chunk
 
 
 Item = TypeVar("Item")

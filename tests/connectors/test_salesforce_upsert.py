@@ -143,6 +143,20 @@ def test_find_people_finds_open_leads_and_contacts_by_email_in_any_case() -> Non
         }
 
 
+def test_find_people_with_long_emails_keeps_each_query_within_salesforces_uri_limit() -> None:
+    # A query travels in the URI, and Salesforce refuses one past 16,384 bytes (414). Two
+    # hundred emails of 80 characters, the field's length, take more than that.
+    with running() as (sandbox, inspector), connected(sandbox) as connector:
+        (open_id,) = open_lead_ids(inspector, 1)
+        emails = [f"{'p' * 60}.{n:03d}@long-domain.example"[-80:] for n in range(400)]
+        client(sandbox).Lead.update(
+            open_id, {"Email": emails[250]}, headers={"Sforce-Auto-Assign": "FALSE"}
+        )
+        found = connector.find_people(emails)
+        assert found == {emails[250]: PersonRecord("Lead", open_id)}
+        assert "salesforce.uri_too_long" not in inspector.stats()["endpoints"]
+
+
 def test_assignees_are_the_active_users_and_the_queues() -> None:
     with running() as (sandbox, _), connected(sandbox) as connector:
         assert connector.assignees() == {o[1] for o in SANDBOX_OWNERS} | {INBOUND_QUEUE_ID}
