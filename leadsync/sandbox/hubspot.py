@@ -499,10 +499,12 @@ class HubSpotEmulator:
         body = _json_body(request)
         if not isinstance(body, Mapping):
             return _invalid_json(_not_an_object(body))
+        if body.get("properties") is None:
+            return _invalid_json(_unset("SimplePublicObjectInputForCreate", ["properties"]))
         unreadable = unreadable_properties(body.get("properties"))
         if unreadable is not None:
             return _invalid_json(unreadable)
-        values, errors = self._validate(body.get("properties", {}), None)
+        values, errors = self._validate(body["properties"], None)
         if errors:
             return _property_errors(errors)
         existing = self._email_owner(values)
@@ -515,6 +517,8 @@ class HubSpotEmulator:
         body = _json_body(request)
         if not isinstance(body, Mapping):
             return _invalid_json(_not_an_object(body))
+        if body.get("properties") is None:
+            return _invalid_json(_unset("SimplePublicObjectInput", ["properties"]))
         unreadable = unreadable_properties(body.get("properties"))
         if unreadable is not None:
             return _invalid_json(unreadable)

@@ -226,6 +226,23 @@ def test_a_batch_input_without_a_required_attribute_refuses_the_batch(
     assert sandbox.hubspot.snapshot() == before
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "model"),
+    [
+        pytest.param("PATCH", "/CONTACT", "SimplePublicObjectInput", id="update"),
+        pytest.param("POST", "", "SimplePublicObjectInputForCreate", id="create"),
+    ],
+)
+def test_a_single_write_without_properties_is_refused_as_invalid_json(
+    hubspot: HubSpot, sandbox: Sandbox, method: str, path: str, model: str
+) -> None:
+    contact = create(hubspot, email="shape@example.com", city="Lyon")
+    before = sandbox.hubspot.snapshot()
+    answer = _raw(sandbox, method, path.replace("CONTACT", contact.id), {})
+    _assert_invalid_json(answer, f"Cannot build {model}", "[properties]")
+    assert sandbox.hubspot.snapshot() == before
+
+
 def test_a_batch_update_lists_every_bad_value_of_every_input(hubspot: HubSpot) -> None:
     first = create(hubspot, email="first@example.com")
     second = create(hubspot, email="second@example.com")
