@@ -11,7 +11,15 @@ from types import FrameType
 
 from leadsync.cli.common import count, share
 from leadsync.errors import EXIT_FAILED, EXIT_OK
-from leadsync.sandbox import FaultSpec, FaultSpecError, HubSpotSettings, Sandbox, SandboxSettings
+from leadsync.sandbox import (
+    FaultSpec,
+    FaultSpecError,
+    HubSpotSettings,
+    SalesforceSettings,
+    Sandbox,
+    SandboxSettings,
+)
+from leadsync.sandbox.salesforce import DEFAULT_SESSION_TIMEOUT_SECONDS
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,6 +43,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="MS",
         help="the longest a HubSpot edit takes to become searchable, as in real HubSpot; 0 "
         "makes search see every write at once (default %(default)s)",
+    )
+    sandbox.add_argument(
+        "--session-timeout",
+        type=count,
+        default=DEFAULT_SESSION_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help="how long a Salesforce session lasts, as an org's Session Settings say; 0 makes "
+        "every session expire at once (default %(default)s)",
     )
     sandbox.add_argument(
         "--config-out",
@@ -91,6 +107,7 @@ def run_sandbox(args: argparse.Namespace) -> int:
         hubspot=HubSpotSettings(
             ten_second_limit=args.hubspot_rate_limit, search_lag_ms=args.search_lag_ms
         ),
+        salesforce=SalesforceSettings(session_timeout_seconds=args.session_timeout),
     )
     sandbox = Sandbox(settings)
     try:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote_plus, urlsplit
 
 import jwt
 import requests
@@ -103,6 +103,8 @@ SYSTEM_FIELDS = ("Id", "SystemModstamp", "IsDeleted")
 MAX_CURSOR_LOSSES = 3
 # Errors that must stop the run rather than defer a write: no later call can succeed.
 RUN_STOPPERS = (AuthenticationError, QuotaExhaustedError, QuotaReserveReachedError)
+# A request Salesforce could not parse: a value whose JSON does not fit its field's type.
+UNPARSEABLE = "JSON_PARSER_ERROR"
 
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LOGIN_PATHS = ("/services/Soap/u/", "/services/oauth2/token")
@@ -157,6 +159,11 @@ _OWNER_NAME_QUERIES = (
 
 # Ids per SOQL `IN (...)` read: the size of a collection write, so one read per write batch.
 COLLECTION_IDS = 200
+# A query travels in the URI, and Salesforce refuses a request whose URI and headers pass
+# 16,384 bytes (414 or 431, Salesforce Developer Limits, "API Request Limits"). The values of
+# one `IN (...)` list take at most this many of them, URL-encoded, leaving room for the rest of
+# the query, the path and the headers: 200 emails of 80 characters would not fit.
+IN_LIST_URI_BYTES = 12_000
 
 
 class SalesforceConnector:
@@ -376,8 +383,7 @@ class SalesforceConnector:
         wanted = sorted({email.strip().lower() for email in emails if email and email.strip()})
         found: dict[str, PersonRecord] = {}
         for object_name, query in _PEOPLE_QUERIES:
-            for start in range(0, len(wanted), COLLECTION_IDS):
-                chunk = wanted[start : start + COLLECTION_IDS]
+            for chunk in in_lists(wanted):
                 soql = format_soql(query, chunk)
                 answer = self._call(f"find {len(chunk)} {object_name} emails", _query_with(soql))
                 for row in answer.get("records", []):
@@ -748,6 +754,11 @@ class SalesforceConnector:
     # ---------------------------------------------------------------- writing
 
     def _send_collection(self, updates: Sequence[RecordUpdate]) -> list[RecordOutcome]:
+        return _isolating_unparseable(
+            updates, self._post_collection, lambda error: RecordOutcome(error.code, error.message)
+        )
+
+    def _post_collection(self, updates: Sequence[RecordUpdate]) -> list[RecordOutcome]:
         name = self.connection.object_name
         body = {
             "allOrNone": False,
@@ -774,6 +785,15 @@ class SalesforceConnector:
         return [_collection_outcome(answer) for answer in answers]
 
     def _send_upserts(
+        self, records: Sequence[NewRecord], key_field: str, assign: bool
+    ) -> list[tuple[RecordOutcome, str, bool]]:
+        return _isolating_unparseable(
+            records,
+            lambda chunk: self._post_upserts(chunk, key_field, assign),
+            lambda error: (RecordOutcome(error.code, error.message), "", False),
+        )
+
+    def _post_upserts(
         self, records: Sequence[NewRecord], key_field: str, assign: bool
     ) -> list[tuple[RecordOutcome, str, bool]]:
         name = self.connection.object_name
@@ -1052,6 +1072,50 @@ def _field_info(spec: Mapping[str, Any]) -> FieldInfo:
 
 
 # ------------------------------------------------------------------------------------ writes
+
+
+def in_lists(values: Sequence[str]) -> Iterator[list[str]]:
+    """`values` cut into the lists of SOQL `IN (...)` reads: at most COLLECTION_IDS values a
+    list, and no more than IN_LIST_URI_BYTES of them once quoted and URL-encoded (as requests
+    sends a query's `q`), so that no query passes Salesforce's URI limit."""
+    chunk: list[str] = []
+    size = 0
+    for value in values:
+        cost = len(quote_plus(format_soql("{}, ", value)))
+        if chunk and (len(chunk) == COLLECTION_IDS or size + cost > IN_LIST_URI_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(value)
+        size += cost
+    if chunk:
+        yield chunk
+
+
+Item = TypeVar("Item")
+Answer = TypeVar("Answer")
+
+
+def _isolating_unparseable(
+    items: Sequence[Item],
+    send: Callable[[Sequence[Item]], list[Answer]],
+    refused: Callable[[RequestRejectedError], Answer],
+) -> list[Answer]:
+    """`send(items)`, one answer per item. Salesforce parses a request before it saves any of
+    it, so one value whose JSON does not fit its field (a word for a number) fails the whole
+    collection: 400 JSON_PARSER_ERROR, no record named. Then the items are halved, and halved
+    again, until the one at fault stands alone and fails alone (`refused`); the others are
+    sent. A request refused for anything else is raised as it came."""
+    try:
+        return send(items)
+    except RequestRejectedError as error:
+        if error.code != UNPARSEABLE or not items:
+            raise
+        if len(items) == 1:
+            return [refused(error)]
+        middle = len(items) // 2
+        return _isolating_unparseable(items[:middle], send, refused) + _isolating_unparseable(
+            items[middle:], send, refused
+        )
 
 
 def _round_result(record_id: str, outcome: RecordOutcome, round_: int) -> WriteResult:

@@ -16,6 +16,22 @@ from urllib.parse import parse_qs
 JSON_TYPE = "application/json;charset=UTF-8"
 
 
+class NonStandardNumberError(ValueError):
+    """A body holding `NaN` or `Infinity`: Python's json reads them, but neither CRM's JSON
+    parser (Jackson, whose ALLOW_NON_NUMERIC_NUMBERS is off by default) takes them, and
+    `requests` writes them for a float nan or inf."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__(
+            f"Non-standard token '{token}': enable JsonParser.Feature.ALLOW_NON_NUMERIC_NUMBERS "
+            "to allow"
+        )
+
+
+def _non_standard(token: str) -> Any:
+    raise NonStandardNumberError(token)
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     method: str
@@ -35,8 +51,9 @@ class Request:
         return self.headers.get(name.lower(), default)
 
     def json(self) -> Any:
-        """The body decoded as JSON; `ValueError` when it is not JSON."""
-        return json.loads(self.body.decode("utf-8") or "null")
+        """The body decoded as JSON; `ValueError` when it is not JSON (NaN and Infinity
+        included: `NonStandardNumberError`)."""
+        return json.loads(self.body.decode("utf-8") or "null", parse_constant=_non_standard)
 
     def form(self) -> dict[str, str]:
         """The body as `application/x-www-form-urlencoded` fields, last value wins."""

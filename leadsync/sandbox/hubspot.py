@@ -28,11 +28,15 @@ from leadsync.sandbox.hubspot_search import (
     compile_filter_groups,
     parse_sorts,
     sort_key,
+    unreadable_search,
 )
 from leadsync.sandbox.hubspot_values import (
     DERIVED,
     ValueProblem,
+    json_token,
+    normalise,
     problems_message,
+    unreadable_properties,
     validate_properties,
 )
 from leadsync.sandbox.limits import Clock, DailyAllowance, RollingWindow
@@ -183,7 +187,15 @@ class HubSpotEmulator:
             unknown = [name for name in properties if name not in self._properties]
             if unknown:
                 raise KeyError(unknown[0])
-            self._apply(contact, properties)
+            # Stored in the form HubSpot keeps (a datetime as ISO UTC with milliseconds);
+            # a value no API writer could set is kept as given, to feed leadsync dirty data.
+            stored: dict[str, str | None] = {}
+            for name, raw in properties.items():
+                value, problem = (
+                    (raw, None) if raw is None else normalise(self._properties[name], raw)
+                )
+                stored[name] = raw if problem is not None else value
+            self._apply(contact, stored)
             return contact
 
     def settle_search(self) -> None:
@@ -486,8 +498,13 @@ class HubSpotEmulator:
     def _create(self, request: Request, _: re.Match[str]) -> Response:
         body = _json_body(request)
         if not isinstance(body, Mapping):
-            return _validation_error("Invalid input JSON")
-        values, errors = self._validate(body.get("properties", {}), None)
+            return _invalid_json(_not_an_object(body))
+        if body.get("properties") is None:
+            return _invalid_json(_unset("SimplePublicObjectInputForCreate", ["properties"]))
+        unreadable = unreadable_properties(body.get("properties"))
+        if unreadable is not None:
+            return _invalid_json(unreadable)
+        values, errors = self._validate(body["properties"], None)
         if errors:
             return _property_errors(errors)
         existing = self._email_owner(values)
@@ -499,7 +516,12 @@ class HubSpotEmulator:
     def _update(self, request: Request, match: re.Match[str]) -> Response:
         body = _json_body(request)
         if not isinstance(body, Mapping):
-            return _validation_error("Invalid input JSON")
+            return _invalid_json(_not_an_object(body))
+        if body.get("properties") is None:
+            return _invalid_json(_unset("SimplePublicObjectInput", ["properties"]))
+        unreadable = unreadable_properties(body.get("properties"))
+        if unreadable is not None:
+            return _invalid_json(unreadable)
         contact = self._lookup(_path_id(match), request.param("idProperty"))
         if contact is None:
             return _error(404, "OBJECT_NOT_FOUND", "resource not found")
@@ -521,17 +543,40 @@ class HubSpotEmulator:
 
     # ---------------------------------------------------------------- handlers: batches
 
-    def _batch_inputs(self, request: Request) -> tuple[Mapping[str, Any], list[Any]] | Response:
+    def _batch_inputs(
+        self, request: Request, model: str, required: tuple[str, ...]
+    ) -> tuple[Mapping[str, Any], list[Any]] | Response:
+        """The body and inputs of a batch request, or HubSpot's refusal of its shape: each
+        input is read into `model`, which needs its `required` attributes (HubSpot's OpenAPI
+        spec), before anything is looked up or validated, so one unreadable input fails the
+        batch (`Cannot build Filter, some of required attributes are not set [propertyName,
+        operator]`, HubSpot/hubspot-api-nodejs#226, is the form)."""
         body = _json_body(request)
-        if not isinstance(body, Mapping) or not isinstance(body.get("inputs"), list):
-            return _validation_error("Invalid input JSON: inputs must be a list")
-        inputs = body["inputs"]
+        if not isinstance(body, Mapping):
+            return _invalid_json(_not_an_object(body))
+        inputs = body.get("inputs")
+        if inputs is None:
+            return _invalid_json(_unset(f"BatchInput{model}", ["inputs"]))
+        if not isinstance(inputs, list):
+            return _invalid_json(
+                f"Cannot deserialize value of type `java.util.ArrayList<{model}>` from "
+                + json_token(inputs)
+            )
         if len(inputs) > BATCH_LIMIT:
             return _validation_error(
                 f"Batch input size {len(inputs)} exceeds the limit of {BATCH_LIMIT}"
             )
-        if not all(isinstance(item, Mapping) for item in inputs):
-            return _validation_error("Invalid input JSON: each input must be an object")
+        for item in inputs:
+            if not isinstance(item, Mapping):
+                return _invalid_json(
+                    f"Cannot construct instance of `{model}` from {json_token(item)}"
+                )
+            missing = [name for name in required if item.get(name) is None]
+            if missing:
+                return _invalid_json(_unset(model, missing))
+            unreadable = unreadable_properties(item.get("properties"))
+            if unreadable is not None:
+                return _invalid_json(unreadable)
         return body, inputs
 
     def _batch_result(
@@ -562,7 +607,7 @@ class HubSpotEmulator:
         return Response.json(status, body)
 
     def _batch_read(self, request: Request, _: re.Match[str]) -> Response:
-        parsed = self._batch_inputs(request)
+        parsed = self._batch_inputs(request, "SimplePublicObjectId", ("id",))
         if isinstance(parsed, Response):
             return parsed
         body, inputs = parsed
@@ -590,7 +635,7 @@ class HubSpotEmulator:
         return self._batch_result(200, results, failures)
 
     def _batch_create(self, request: Request, _: re.Match[str]) -> Response:
-        parsed = self._batch_inputs(request)
+        parsed = self._batch_inputs(request, "SimplePublicObjectInputForCreate", ("properties",))
         if isinstance(parsed, Response):
             return parsed
         inputs = parsed[1]
@@ -614,7 +659,7 @@ class HubSpotEmulator:
         return self._batch_result(201, results, [])
 
     def _batch_update(self, request: Request, _: re.Match[str]) -> Response:
-        parsed = self._batch_inputs(request)
+        parsed = self._batch_inputs(request, "SimplePublicObjectBatchInput", ("id", "properties"))
         if isinstance(parsed, Response):
             return parsed
         body, inputs = parsed
@@ -670,7 +715,9 @@ class HubSpotEmulator:
         return None
 
     def _batch_upsert(self, request: Request, _: re.Match[str]) -> Response:
-        parsed = self._batch_inputs(request)
+        parsed = self._batch_inputs(
+            request, "SimplePublicObjectBatchInputUpsert", ("id", "properties")
+        )
         if isinstance(parsed, Response):
             return parsed
         inputs = parsed[1]
@@ -702,7 +749,7 @@ class HubSpotEmulator:
         return self._batch_result(200, results, [])
 
     def _batch_archive(self, request: Request, _: re.Match[str]) -> Response:
-        parsed = self._batch_inputs(request)
+        parsed = self._batch_inputs(request, "SimplePublicObjectId", ("id",))
         if isinstance(parsed, Response):
             return parsed
         inputs = parsed[1]
@@ -719,7 +766,10 @@ class HubSpotEmulator:
             return _validation_error(f"Search request body exceeds {SEARCH_BODY_LIMIT} characters")
         body = _json_body(request)
         if not isinstance(body, Mapping):
-            return _validation_error("Invalid input JSON")
+            return _invalid_json(_not_an_object(body))
+        unreadable = unreadable_search(body)
+        if unreadable is not None:
+            return _invalid_json(unreadable)
         limit = body.get("limit", 10)
         if not isinstance(limit, int) or not 1 <= limit <= SEARCH_PAGE_LIMIT:
             return _validation_error(f"limit must be between 1 and {SEARCH_PAGE_LIMIT}")
@@ -727,6 +777,8 @@ class HubSpotEmulator:
             after = int(body.get("after") or 0)
         except (TypeError, ValueError):
             return _validation_error("after must be an integer offset")
+        if after < 0:
+            return _validation_error(f"after must not be negative: {after}")
         if after + limit > SEARCH_RESULT_CAP:
             # The trap of CRM_FACTS.md: one search yields at most 10,000 results, and a page
             # that would reach past them is refused, not cut short (the stricter reading of
@@ -823,7 +875,7 @@ class HubSpotEmulator:
     def _properties_create(self, request: Request, _: re.Match[str]) -> Response:
         body = _json_body(request)
         if not isinstance(body, Mapping):
-            return _validation_error("Invalid input JSON")
+            return _invalid_json(_not_an_object(body))
         missing = [
             k for k in ("name", "label", "type", "fieldType", "groupName") if not body.get(k)
         ]
@@ -832,14 +884,14 @@ class HubSpotEmulator:
         name = str(body["name"])
         if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
             return _validation_error(
-                f"Property name {name!r} must start with a letter and hold only lower-case "
-                "letters, digits and underscores"
+                f"Property name {json.dumps(name)} must start with a letter and hold only "
+                "lower-case letters, digits and underscores"
             )
         if name in self._properties:
             return _error(409, "CONFLICT", f"Property named {name} already exists")
         kind = str(body["type"])
         if kind not in ("string", "number", "enumeration", "datetime", "date", "bool"):
-            return _validation_error(f"Unknown property type {kind!r}")
+            return _validation_error(f"Unknown property type {json.dumps(kind)}")
         options = tuple(
             str(option.get("value"))
             for option in body.get("options") or []
@@ -870,7 +922,7 @@ class HubSpotEmulator:
             return _no_property(match["name"])
         body = _json_body(request)
         if not isinstance(body, Mapping):
-            return _validation_error("Invalid input JSON")
+            return _invalid_json(_not_an_object(body))
         changed = prop
         if "label" in body:
             changed = replace(changed, label=str(body["label"]))
@@ -980,6 +1032,31 @@ def _rate_limited(message: str, policy: str) -> Response:
             "policyName": policy,
         },
     )
+
+
+def _invalid_json(detail: str) -> Response:
+    """HubSpot's answer to a body its models cannot read: 400 with the parser's message and
+    no category (hubspot-api-python#71 and #307: `{"status":"error","message":"Invalid input
+    JSON on line 1, column 18: Cannot deserialize ...","correlationId":...}`). The sandbox
+    names no line and column."""
+    return Response.json(
+        400,
+        {
+            "status": "error",
+            "message": f"Invalid input JSON: {detail}",
+            "correlationId": _correlation_id(),
+        },
+    )
+
+
+def _not_an_object(body: Any) -> str:
+    if body is None:
+        return "the body is empty or not JSON"
+    return f"Cannot deserialize the request body from {json_token(body)}"
+
+
+def _unset(model: str, missing: list[str]) -> str:
+    return f"Cannot build {model}, some of required attributes are not set [{', '.join(missing)}]"
 
 
 def _validation_error(message: str) -> Response:

@@ -8,10 +8,12 @@ case-insensitive text.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from leadsync.sandbox.hubspot_values import json_token
 from leadsync.sandbox.schema import HubSpotProperty
 from leadsync.sandbox.timestamps import parse_ms
 
@@ -95,6 +97,28 @@ def compile_filter_groups(
     return matches
 
 
+def unreadable_search(body: Mapping[str, Any]) -> str | None:
+    """Why HubSpot cannot read a search body's filters, if it cannot: a filter's `value` and
+    `highValue` are strings and its `values` a list of them, so an object or array in their
+    place fails the body's parse (an "Invalid input JSON" refusal, not a validation error)."""
+    groups = body.get("filterGroups")
+    for group in groups if isinstance(groups, list) else ():
+        filters = group.get("filters") if isinstance(group, Mapping) else None
+        for spec in filters if isinstance(filters, list) else ():
+            if not isinstance(spec, Mapping):
+                continue
+            values = spec.get("values")
+            scalars = [spec.get("value"), spec.get("highValue")]
+            scalars += values if isinstance(values, list) else [values]
+            for raw in scalars:
+                if isinstance(raw, Mapping | list):
+                    return (
+                        f"Cannot deserialize value of type `java.lang.String` from "
+                        f"{json_token(raw)}"
+                    )
+    return None
+
+
 def _compile_filter(spec: Any, properties: Mapping[str, HubSpotProperty]) -> Predicate:
     if not isinstance(spec, Mapping):
         raise SearchError("a filter must be an object")
@@ -103,7 +127,7 @@ def _compile_filter(spec: Any, properties: Mapping[str, HubSpotProperty]) -> Pre
     if not isinstance(name, str) or not name:
         raise SearchError("a filter needs a propertyName")
     if operator not in OPERATORS:
-        raise SearchError(f"Unknown filter operator {operator!r}")
+        raise SearchError(f"Unknown filter operator {json.dumps(operator)}")
     prop = properties.get(name)
     if prop is None:
         raise SearchError(_unknown_property(name))
@@ -148,7 +172,7 @@ def _convert(key: Callable[[str], Any], name: str, raw: Any) -> Any:
     try:
         return key(str(raw))
     except ValueError:
-        raise SearchError(f"Invalid value {raw!r} for property {name}") from None
+        raise SearchError(f"Invalid value {json.dumps(raw)} for property {name}") from None
 
 
 def _converted(key: Callable[[Any], Any], value: str | int | None) -> Any:
@@ -200,7 +224,7 @@ def parse_sorts(sorts: Any, properties: Mapping[str, HubSpotProperty]) -> list[S
         elif isinstance(sort, Mapping) and isinstance(sort.get("propertyName"), str):
             direction = str(sort.get("direction", "ASCENDING")).upper()
             if direction not in ("ASCENDING", "DESCENDING"):
-                raise SearchError(f"Unknown sort direction {direction!r}")
+                raise SearchError(f"Unknown sort direction {json.dumps(direction)}")
             keys.append(SortKey(sort["propertyName"], descending=direction == "DESCENDING"))
         else:
             raise SearchError("a sort is a property name or {propertyName, direction}")
@@ -214,7 +238,7 @@ def _unknown_property(name: str) -> str:
     # A filter or sort on a property the portal lacks is refused with 400 VALIDATION_ERROR,
     # not an empty result (issue 15's fidelity audit against HubSpot; exact wording
     # *unconfirmed*).
-    return f"Invalid property name {name!r}: the portal has no such property."
+    return f"Invalid property name {json.dumps(name)}: the portal has no such property."
 
 
 def sort_key(

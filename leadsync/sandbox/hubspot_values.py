@@ -88,6 +88,39 @@ class ValueProblem:
         }
 
 
+def json_token(raw: Any) -> str:
+    """The JSON token `raw` was sent as, as HubSpot's parser (Jackson) names it in a refusal."""
+    if isinstance(raw, Mapping):
+        return "Object value (token `JsonToken.START_OBJECT`)"
+    if isinstance(raw, list):
+        return "Array value (token `JsonToken.START_ARRAY`)"
+    if isinstance(raw, bool):
+        return f"Boolean value (token `JsonToken.VALUE_{str(raw).upper()}`)"
+    if isinstance(raw, int):
+        return "Integer value (token `JsonToken.VALUE_NUMBER_INT`)"
+    if isinstance(raw, float):
+        return "Floating-point value (token `JsonToken.VALUE_NUMBER_FLOAT`)"
+    return "String value (token `JsonToken.VALUE_STRING`)"
+
+
+def unreadable_properties(properties: Any) -> str | None:
+    """Why HubSpot cannot read an input's `properties` at all, if it cannot: its models take a
+    map of strings, so an object or array where a value belongs (or a properties that is no
+    object) fails the body's parse, before any value is validated, and the whole request with
+    it (hubspot-api-python#307). JSON numbers and booleans are read as their text."""
+    if properties is None:
+        return None
+    if not isinstance(properties, Mapping):
+        return (
+            "Cannot deserialize value of type `java.util.HashMap<java.lang.String,"
+            f"java.lang.String>` from {json_token(properties)}"
+        )
+    for raw in properties.values():
+        if isinstance(raw, Mapping | list):
+            return f"Cannot deserialize value of type `java.lang.String` from {json_token(raw)}"
+    return None
+
+
 def problems_message(problems: list[ValueProblem]) -> str:
     """HubSpot's message for refused values: the problems as a JSON list, never a repr."""
     listed = json.dumps([p.legacy() for p in problems], separators=(",", ":"), ensure_ascii=False)
@@ -241,7 +274,9 @@ __all__ = [
     "DERIVED",
     "STRING_LIMIT",
     "ValueProblem",
+    "json_token",
     "normalise",
     "problems_message",
+    "unreadable_properties",
     "validate_properties",
 ]

@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -236,6 +236,35 @@ class Sandbox:
         return crm, endpoint, response, None
 
 
+# "In each REST call, the maximum length for the combined URI and headers is 16,384 bytes. A
+# request exceeding this limit returns a 431 Request Header Fields Too Large error. If the URI
+# itself exceeds this limit, the request returns a 414 URI Too Long error" (Salesforce
+# Developer Limits, "API Request Limits"). The answer is the web server's HTML page, not the
+# API's JSON (simple-salesforce#271: "<h1>Bad Message 414</h1><pre>reason: URI Too Long</pre>").
+SALESFORCE_URI_AND_HEADERS_LIMIT = 16_384
+
+
+def _salesforce_too_long(
+    path: str, target: str, headers: Iterable[tuple[str, str]]
+) -> tuple[str, Response] | None:
+    """The endpoint label and Salesforce's refusal of a request whose URI, or URI and headers
+    together, pass the limit; None for any other request (HubSpot's included)."""
+    if not path.startswith("/services/"):
+        return None
+    uri = len(target.encode("utf-8"))
+    if uri > SALESFORCE_URI_AND_HEADERS_LIMIT:
+        return "salesforce.uri_too_long", _bad_message(414, "URI Too Long")
+    header_bytes = sum(len(f"{name}: {value}\r\n".encode()) for name, value in headers)
+    if uri + header_bytes > SALESFORCE_URI_AND_HEADERS_LIMIT:
+        return "salesforce.headers_too_large", _bad_message(431, "Request Header Fields Too Large")
+    return None
+
+
+def _bad_message(status: int, reason: str) -> Response:
+    page = f"<h1>Bad Message {status}</h1><pre>reason: {reason}</pre>"
+    return Response(status, page.encode(), "text/html;charset=iso-8859-1", {})
+
+
 class _BodyError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -261,6 +290,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         parts = urlsplit(self.path)
+        too_long = _salesforce_too_long(parts.path, self.path, self.headers.items())
         try:
             body = self._body()
         except _BodyError as problem:
@@ -276,6 +306,10 @@ class _Handler(BaseHTTPRequestHandler):
             body=body,
         )
         sandbox = self.server.sandbox
+        if too_long is not None:
+            sandbox.stats.record("salesforce", too_long[0], too_long[1].status, None)
+            self._write(too_long[1])
+            return
         try:
             crm, endpoint, response, fault = sandbox.dispatch(request)
         except Exception as error:  # noqa: BLE001 - a bug must answer 500, not kill the server

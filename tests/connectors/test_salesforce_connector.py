@@ -650,6 +650,28 @@ def test_write_reports_each_record_on_its_own() -> None:
         assert stored[cleared]["Title"] is None
 
 
+def test_a_collection_refused_for_a_value_it_cannot_parse_is_split_until_it_stands_alone() -> None:
+    # Salesforce parses a request before it saves any record of it: one value whose JSON does
+    # not fit its field's type fails the whole collection (400 JSON_PARSER_ERROR). Deferring
+    # every record for it would block the other 199 at every run.
+    with running() as (sandbox, inspector), connected(sandbox) as connector:
+        targets = open_lead_ids(inspector, 5)
+        updates = [RecordUpdate(i, {"Title": f"Parsed {n}"}) for n, i in enumerate(targets)]
+        bad = targets[3]
+        updates[3] = RecordUpdate(bad, {"NumberOfEmployees": "a dozen"})
+        results = connector.write(updates)
+        assert [(r.record_id, r.status) for r in results] == [
+            (i, WriteStatus.FAILED if i == bad else WriteStatus.WRITTEN) for i in targets
+        ]
+        assert results[3].category == "json_parser_error"
+        assert "a dozen" in results[3].message
+        stored = inspector.leads()
+        assert [stored[i]["Title"] for i in targets if i != bad] == [
+            f"Parsed {n}" for n, i in enumerate(targets) if i != bad
+        ]
+        assert stored[bad]["NumberOfEmployees"] != "a dozen"
+
+
 def test_locked_rows_are_retried_until_written() -> None:
     with running() as (sandbox, inspector), connected(sandbox, retry=PATIENT) as connector:
         targets = open_lead_ids(inspector, 40)

@@ -76,6 +76,21 @@ def test_upsert_reports_each_record_on_its_own() -> None:
         assert set(by_key(inspector)) == {"lead-0001"}
 
 
+def test_an_upsert_refused_for_a_value_it_cannot_parse_creates_every_other_record() -> None:
+    # One value Salesforce cannot parse fails the whole request (400 JSON_PARSER_ERROR): the
+    # collection is split until that record stands alone, and only it fails.
+    with running() as (sandbox, inspector), connected(sandbox) as connector:
+        people = [person(n) for n in range(6)]
+        people[4] = person(4, NumberOfEmployees="a dozen")
+        results = connector.upsert(people, key_field=KEY)
+        assert [(r.key, r.status) for r in results] == [
+            (p.key, WriteStatus.FAILED if n == 4 else WriteStatus.WRITTEN)
+            for n, p in enumerate(people)
+        ]
+        assert results[4].category == "json_parser_error"
+        assert sorted(by_key(inspector)) == sorted(p.key for n, p in enumerate(people) if n != 4)
+
+
 def test_upserts_of_locked_rows_are_retried_until_written() -> None:
     with running() as (sandbox, inspector), connected(sandbox, retry=PATIENT) as connector:
         people = [person(n) for n in range(40)]
@@ -126,6 +141,20 @@ def test_find_people_finds_open_leads_and_contacts_by_email_in_any_case() -> Non
             open_email.lower(): PersonRecord("Lead", open_id),
             converted["Email"].lower(): PersonRecord("Contact", converted["ConvertedContactId"]),
         }
+
+
+def test_find_people_with_long_emails_keeps_each_query_within_salesforces_uri_limit() -> None:
+    # A query travels in the URI, and Salesforce refuses one past 16,384 bytes (414). Two
+    # hundred emails of 80 characters, the field's length, take more than that.
+    with running() as (sandbox, inspector), connected(sandbox) as connector:
+        (open_id,) = open_lead_ids(inspector, 1)
+        emails = [f"{'p' * 60}.{n:03d}@long-domain.example"[-80:] for n in range(400)]
+        client(sandbox).Lead.update(
+            open_id, {"Email": emails[250]}, headers={"Sforce-Auto-Assign": "FALSE"}
+        )
+        found = connector.find_people(emails)
+        assert found == {emails[250]: PersonRecord("Lead", open_id)}
+        assert "salesforce.uri_too_long" not in inspector.stats()["endpoints"]
 
 
 def test_assignees_are_the_active_users_and_the_queues() -> None:

@@ -1033,6 +1033,7 @@ def test_search_returns_requested_properties_and_the_default_set(
             id="sort on an unknown property",
         ),
         pytest.param({"after": "9900", "limit": 101}, id="a page reaching past 10000"),
+        pytest.param({"after": "-1"}, id="a negative after"),
     ],
 )
 def test_search_rejects_invalid_requests_with_400(
@@ -1042,6 +1043,58 @@ def test_search_rejects_invalid_requests_with_400(
         search(hubspot, **request_fields)
     assert refused.value.status == 400
     assert body_of(refused.value)["category"] == "VALIDATION_ERROR"
+
+
+def _raw_search(sandbox: Sandbox, body: Any) -> requests.Response:
+    with requests.Session() as session:
+        session.trust_env = False
+        return session.post(
+            f"{sandbox.url}/crm/v3/objects/contacts/search",
+            json=body,
+            headers={"Authorization": "Bearer sandbox-token"},
+            timeout=10,
+        )
+
+
+@pytest.mark.parametrize(
+    ("search_filter", "named"),
+    [
+        pytest.param(
+            {"propertyName": "favourite_colour", "operator": "EQ", "value": "red"},
+            '"favourite_colour"',
+            id="unknown property",
+        ),
+        pytest.param(
+            {"propertyName": "email", "operator": "LIKE", "value": "a"}, '"LIKE"', id="operator"
+        ),
+        pytest.param(
+            {"propertyName": "webinars_attended", "operator": "EQ", "value": "many"},
+            '"many"',
+            id="a word for a number",
+        ),
+    ],
+)
+def test_refused_searches_name_what_they_refuse_as_json_never_a_python_repr(
+    searchable: Sandbox, search_filter: dict[str, Any], named: str
+) -> None:
+    answer = _raw_search(searchable, {"filterGroups": [{"filters": [search_filter]}]})
+    assert answer.status_code == 400
+    message = answer.json()["message"]
+    assert named in message
+    assert "'" not in message
+
+
+@pytest.mark.parametrize("value", [{"gte": 5}, [5]], ids=["an object", "an array"])
+def test_a_search_filter_value_that_is_no_string_is_invalid_json(
+    searchable: Sandbox, value: Any
+) -> None:
+    search_filter = {"propertyName": "webinars_attended", "operator": "EQ", "value": value}
+    answer = _raw_search(searchable, {"filterGroups": [{"filters": [search_filter]}]})
+    assert answer.status_code == 400
+    body = answer.json()
+    assert set(body) == {"status", "message", "correlationId"}
+    assert body["message"].startswith("Invalid input JSON")
+    assert "'" not in body["message"]
 
 
 def test_search_accepts_a_limit_of_200(hubspot: HubSpot, sandbox: Sandbox) -> None:
@@ -1160,6 +1213,30 @@ def test_inspection_patch_sets_read_only_engagement_properties(
     with pytest.raises(ApiException) as refused:  # what HubSpot may write, an API user may not
         update(hubspot, created.id, hs_analytics_num_page_views="43")
     _assert_property_error(refused.value, "hs_analytics_num_page_views", "READ_ONLY_VALUE")
+
+
+def test_inspection_patch_stores_values_in_the_form_hubspot_returns(
+    hubspot: HubSpot, control: requests.Session
+) -> None:
+    # HubSpot's own writes (a visit, a form) are stored as any write is: a datetime comes back
+    # as ISO UTC with milliseconds, however the simulation spelled it.
+    created = create(hubspot, email="visited@example.com")
+    answer = control.patch(
+        _url(control, f"/_sandbox/hubspot/contacts/{created.id}"),
+        json={
+            "properties": {
+                "hs_analytics_last_visit_timestamp": "2024-05-01T12:00:00+02:00",
+                "recent_conversion_date": "1714557600000",
+            }
+        },
+        timeout=10,
+    )
+    assert answer.status_code == 200
+    seen = stored(
+        hubspot, created.id, "hs_analytics_last_visit_timestamp", "recent_conversion_date"
+    )
+    assert seen["hs_analytics_last_visit_timestamp"] == "2024-05-01T10:00:00.000Z"
+    assert seen["recent_conversion_date"] == "2024-05-01T10:00:00.000Z"
 
 
 @pytest.mark.parametrize(

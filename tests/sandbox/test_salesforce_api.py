@@ -8,6 +8,7 @@ and compares the bodies with real recorded Salesforce bodies in tests/fixtures/s
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -1178,3 +1179,130 @@ def test_deleted_leads_leave_query_all_once_the_recycle_bin_lets_them_go(
 
     assert still_there(timedelta(days=15) - timedelta(minutes=1))
     assert not still_there(timedelta(minutes=2))
+
+
+# A value whose JSON does not fit its field's type: Salesforce cannot parse the request, so it
+# answers 400 JSON_PARSER_ERROR for the request ("Cannot deserialize instance of datetime from
+# VALUE_STRING value 2017-10-17 00:00:00 or request may be missing a required field at
+# [line:1, column:129]", regican/Salesforce#2), not a failure of that one record.
+UNPARSEABLE = [
+    pytest.param("NumberOfEmployees", "many", id="a word for an int"),
+    pytest.param("NumberOfEmployees", 12.5, id="a fraction for an int"),
+    pytest.param("AnnualRevenue", "NaN", id="NaN text for a currency"),
+    pytest.param("Leadsync_Score__c", "1_000", id="digits with underscores"),
+    pytest.param("DoNotCall", "yes", id="a word for a boolean"),
+    pytest.param("EmailBouncedDate", "2017-10-17 00:00:00", id="a datetime without T or zone"),
+    pytest.param("ConvertedDate", "17/10/2017", id="a date not in ISO form"),
+    pytest.param("Title", {"text": "CTO"}, id="an object for a string"),
+    pytest.param("Title", ["CTO"], id="an array for a string"),
+]
+# simple-salesforce's single-record calls send `json.dumps(values)`: a float nan or inf goes
+# out as a bare NaN or Infinity, which is no JSON (requests' own `json=` refuses to send it).
+NON_NUMBERS = [
+    pytest.param("AnnualRevenue", float("nan"), id="a NaN literal"),
+    pytest.param("Leadsync_Score__c", float("-inf"), id="an Infinity literal"),
+]
+
+
+def _titles(sf: Salesforce, ids: list[str]) -> dict[str, Any]:
+    rows = sf.query_all(format_soql("SELECT Id, Title FROM Lead WHERE Id IN {}", ids))
+    return {row["Id"]: row["Title"] for row in rows["records"]}
+
+
+def _assert_parse_error(refused: Any, value: Any) -> None:
+    (error,) = refused.value.content
+    assert error["errorCode"] == "JSON_PARSER_ERROR"
+    message = error["message"]
+    if isinstance(value, float) and not math.isfinite(value):
+        # requests writes a float nan or inf as a bare NaN or Infinity, which is no JSON.
+        assert message.startswith("Non-standard token ")
+        return
+    assert message.startswith("Cannot deserialize instance of ")
+    # The value as the parser met it, never as a Python repr.
+    assert "'" not in message
+    if isinstance(value, dict | list):
+        assert ("START_OBJECT value {" if isinstance(value, dict) else "START_ARRAY value [") in (
+            message
+        )
+
+
+@pytest.mark.parametrize(("field", "value"), UNPARSEABLE)
+def test_a_value_its_field_cannot_parse_refuses_the_whole_collection(
+    salesforce: Salesforce, field: str, value: Any
+) -> None:
+    first, bad, last = lead_ids(salesforce, "WHERE IsConverted = false ORDER BY Id LIMIT 3")
+    before = _titles(salesforce, [first, bad, last])
+    body = collection(
+        [
+            {"id": first, "Title": "Parsed"},
+            {"id": bad, field: value},
+            {"id": last, "Title": "Parsed"},
+        ],
+        all_or_none=False,
+    )
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        salesforce.restful("composite/sobjects", method="PATCH", json=body)
+    _assert_parse_error(refused, value)
+    assert _titles(salesforce, [first, bad, last]) == before
+
+
+@pytest.mark.parametrize(("field", "value"), UNPARSEABLE + NON_NUMBERS)
+def test_a_value_its_field_cannot_parse_refuses_a_single_write(
+    salesforce: Salesforce, field: str, value: Any
+) -> None:
+    lead_id = first_open_lead(salesforce)
+    before = salesforce.Lead.get(lead_id)
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        salesforce.Lead.update(lead_id, {field: value})
+    _assert_parse_error(refused, value)
+    assert salesforce.Lead.get(lead_id) == before
+
+
+def test_a_value_its_field_cannot_parse_refuses_the_whole_upsert_collection(
+    salesforce: Salesforce, sandbox: Sandbox
+) -> None:
+    lead = {"attributes": {"type": "Lead"}, "LastName": "Parsed", "Company": "Acme"}
+    records = [
+        {**lead, "Leadsync_Id__c": "parse-1"},
+        {**lead, "Leadsync_Id__c": "parse-2", "NumberOfEmployees": "a dozen"},
+    ]
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        salesforce.restful(
+            "composite/sobjects/Lead/Leadsync_Id__c",
+            method="PATCH",
+            json={"allOrNone": False, "records": records},
+        )
+    _assert_parse_error(refused, "a dozen")
+    keys = {lead.get("Leadsync_Id__c") for lead in sandbox.salesforce.snapshot("Lead")}
+    assert not {"parse-1", "parse-2"} & keys
+
+
+def _long_emails(count: int) -> list[str]:
+    return [f"{'a' * 60}.{n:03d}@example.com" for n in range(count)]
+
+
+def test_a_request_whose_uri_passes_16384_bytes_is_refused_with_414(
+    salesforce: Salesforce, sandbox: Sandbox
+) -> None:
+    # "In each REST call, the maximum length for the combined URI and headers is 16,384
+    # bytes ... If the URI itself exceeds this limit, the request returns a 414 URI Too Long
+    # error" (Salesforce Developer Limits, "API Request Limits"). A query travels in the URI.
+    soql = format_soql("SELECT Id FROM Lead WHERE Email IN {}", _long_emails(200))
+    with pytest.raises(SalesforceError) as refused:
+        salesforce.query(soql)
+    assert refused.value.status == 414
+    fits = format_soql("SELECT Id FROM Lead WHERE Email IN {}", _long_emails(100))
+    assert salesforce.query(fits)["totalSize"] == 0
+    assert sandbox.stats.as_dict()["endpoints"]["salesforce.uri_too_long"] == 1
+
+
+def test_a_request_whose_uri_and_headers_pass_16384_bytes_is_refused_with_431(
+    salesforce: Salesforce, sandbox: Sandbox
+) -> None:
+    headers = {"Authorization": f"Bearer {salesforce.session_id}"}
+    with _plain_session() as http:
+        url = f"{sandbox.url}{API}/limits"
+        assert http.get(url, headers=headers, timeout=10).status_code == 200
+        padded = http.get(url, headers={**headers, "X-Padding": "x" * 16_400}, timeout=10)
+    assert padded.status_code == 431
+    assert "Request Header Fields Too Large" in padded.text

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import requests
 import responses
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceExpiredSession
 
 from leadsync.connectors.salesforce_routing import RoutingSession, needs_routing
 from leadsync.sandbox import Sandbox, SandboxSettings
@@ -296,12 +298,49 @@ def test_sandbox_command_serves_prints_credentials_and_stops_on_signal(
                 process.kill()
 
 
+@pytest.mark.parametrize(("timeout", "expired"), [("0", True), ("7200", False)])
+def test_sandbox_command_takes_the_orgs_session_timeout(timeout: str, expired: bool) -> None:
+    # Orgs set their own session timeout (Setup, Session Settings): a sandbox run from the
+    # command line can meet leadsync with a short one, where sessions die mid-run.
+    port = _free_port()
+    with subprocess.Popen(
+        _leadsync("sandbox", "--port", str(port), "--leads", "5", "--session-timeout", timeout),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                if line.startswith("Stop with"):
+                    break
+            client = Salesforce(
+                username="sandbox@leadsync.test",
+                password="sandbox",
+                security_token="sandbox",
+                session=RoutingSession(f"http://127.0.0.1:{port}"),
+            )
+            # A session that expired at once is refused; simple-salesforce logs in again on
+            # every refusal through `sf.Lead`, so ask through `query`, which does not.
+            if expired:
+                with pytest.raises(SalesforceExpiredSession):
+                    client.query("SELECT Id FROM Lead LIMIT 1")
+            else:
+                assert client.query("SELECT Id FROM Lead LIMIT 1")["totalSize"] == 1
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=10) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--faults", "5xx=2"], "between 0 and 1"),
         (["--overlap", "1.5"], "not between 0 and 1"),
         (["--leads", "many"], "not a whole number"),
+        (["--session-timeout", "-5"], "is negative"),
     ],
 )
 def test_sandbox_command_bad_options_exit_2_without_traceback(
