@@ -71,6 +71,8 @@ A first sync of `leadsync sandbox --leads SEED` fills a store, whose leads (with
 records and what leadsync wrote to them) are copied under new ids until it holds `--leads`
 leads; the lead definition's MQL threshold is lowered from 60 to 30 and `plan --what-if`'s
 function run over every lead, in-process. The target: 100,000 leads in under a minute.
+In one process (before commit 9bc9506 forked a copy per core) it took 66 s wall and 64 CPU s
+on this machine (2026-12-04 00:40 UTC).
 """
 
 
