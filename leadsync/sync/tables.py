@@ -92,7 +92,7 @@ def encode_value(value: Any) -> Any:
     Tuples become lists. Raises TypeError for anything JSON cannot hold, ValueError for a naive
     datetime.
     """
-    if value is None or isinstance(value, str | bool | int):
+    if type(value) in _PLAIN or isinstance(value, str | bool | int):
         return value
     if isinstance(value, float):
         # PostgreSQL's json refuses NaN and Infinity; repr() reads back exactly.
@@ -115,10 +115,15 @@ def _encode_mapping(value: Mapping[Any, Any]) -> dict[str, Any]:
     for key, item in value.items():
         if not isinstance(key, str):
             raise TypeError(f"JSON object keys must be strings, not {type(key).__name__}")
-        encoded[key] = encode_value(item)
+        # Most values are plain: kept without a call (a first sync encodes every field).
+        encoded[key] = item if type(item) in _PLAIN else encode_value(item)
     if _looks_tagged(encoded):
         return {_OBJECT: encoded}
     return encoded
+
+
+# The exact types JSON holds as they are (subclasses, a StrEnum say, go the long way).
+_PLAIN = frozenset({str, int, bool, type(None)})
 
 
 @functools.lru_cache(maxsize=4_096)
@@ -178,6 +183,8 @@ def unstorable(values: Mapping[str, Any]) -> list[str]:
     never values."""
     reasons = []
     for name, value in values.items():
+        if not _holds(value, _UNSTORABLE):
+            continue  # nearly every field: one search, not one per cause
         if _holds(value, _NUL):
             reasons.append(f"{name} holds a NUL character (U+0000), which the store cannot keep")
         elif _holds(value, _LONE_SURROGATE):
@@ -189,9 +196,15 @@ def unstorable(values: Mapping[str, Any]) -> list[str]:
 
 _NUL = re.compile("\x00")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def _holds(value: Any, pattern: re.Pattern[str]) -> bool:
+    kind = type(value)
+    if kind is str:
+        return pattern.search(value) is not None
+    if kind in _PLAIN:
+        return False
     if isinstance(value, str):
         return pattern.search(value) is not None
     if isinstance(value, Mapping):
