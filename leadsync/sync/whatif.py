@@ -14,6 +14,7 @@ import gc
 import multiprocessing
 import multiprocessing.process
 import pickle
+import signal
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -280,6 +281,9 @@ def _child_main(
     page: int,
     send: Connection,
 ) -> None:
+    # Ctrl-C interrupts the whole group: the parent stops its copies, each quietly, rather
+    # than every copy printing a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The parent's pooled connections are the parent's: this copy opens its own.
     store.engine.dispose(close=False)
     try:

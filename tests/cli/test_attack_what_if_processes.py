@@ -1,0 +1,176 @@
+"""Attacks on the what-if split over forked processes: the same result as one process over
+odd lead counts, leads of deleted records only, page boundaries, on SQLite and PostgreSQL;
+no copy left behind by an interrupt; nothing printed twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from leadsync.cli import main
+from leadsync.config import Config, load_config
+from leadsync.runtime import open_runtime
+from leadsync.sync import tables
+from leadsync.sync.whatif import what_if
+from tests.cli.conftest import EXAMPLES, MQL_SCORE, with_definition
+
+_FORK_WARNING = "ignore:This process .* is multi-threaded:DeprecationWarning"
+
+
+def _on_database(config: Config, url: str) -> Config:
+    assert config.path is not None
+    text = config.path.read_text()
+    text, replaced = re.subn(r'(?m)^url = "sqlite:///[^"]*"$', f"url = {url!r}", text)
+    assert replaced == 1
+    config.path.write_text(text)
+    return load_config(config.path)
+
+
+def _some_leads_of_deleted_records_only(config: Config, every: int) -> int:
+    """Every `every`-th stored lead's records marked deleted: a lead of deleted records only."""
+    engine = sa.create_engine(config.database_url)
+    try:
+        with engine.begin() as connection:
+            lead_ids = sorted(connection.execute(sa.select(tables.leads.c.lead_id)).scalars())
+            chosen = lead_ids[::every]
+            for lead_id in chosen:
+                record_ids = connection.execute(
+                    sa.select(tables.links.c.crm, tables.links.c.record_id).where(
+                        tables.links.c.lead_id == lead_id
+                    )
+                ).all()
+                for crm, record_id in record_ids:
+                    connection.execute(
+                        sa.update(tables.snapshots)
+                        .where(
+                            tables.snapshots.c.crm == crm,
+                            tables.snapshots.c.record_id == record_id,
+                        )
+                        .values(deleted=True)
+                    )
+    finally:
+        engine.dispose()
+    return len(chosen)
+
+
+def _edited(config: Config, tmp_path: Path) -> Config:
+    assert main(["sync", "--once", "--config", str(config.path)]) == 0
+    shipped = (EXAMPLES / "lead_definition.toml").read_text()
+    return with_definition(
+        config, shipped.replace(MQL_SCORE, MQL_SCORE.replace("gte = 60", "gte = 30")), tmp_path
+    )
+
+
+@pytest.mark.filterwarnings(_FORK_WARNING)
+def test_the_split_what_if_equals_one_process_over_odd_counts_deleted_leads_and_pages(
+    config: Config, tmp_path: Path, database_url: str
+) -> None:
+    edited = _edited(_on_database(config, database_url), tmp_path)
+    assert _some_leads_of_deleted_records_only(edited, every=3) > 0
+    with open_runtime(edited, connect=False) as runtime:
+        alone = what_if(runtime.engine(), runtime.store, runtime.field_map, page=1_000)
+        assert alone.stage_moves
+        for page in (1, 2, 3, 7):
+            for processes in (2, 3, 4):
+                split = what_if(
+                    runtime.engine(),
+                    runtime.store,
+                    runtime.field_map,
+                    page=page,
+                    processes=processes,
+                )
+                assert split.as_dict() == alone.as_dict(), (page, processes)
+
+
+def _children_of(pid: int) -> list[int]:
+    found = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False
+    )
+    return [int(p) for p in found.stdout.split()]
+
+
+_SLOW_WHAT_IF = """
+import sys, time
+import leadsync.sync.whatif as whatif
+from leadsync.sync.engine import SyncEngine
+reevaluate = SyncEngine.reevaluate
+def slow(engine, lead_ids):
+    time.sleep(0.5)
+    return reevaluate(engine, lead_ids)
+SyncEngine.reevaluate = slow
+whatif.what_if.__kwdefaults__["page"] = 2
+from leadsync.cli import main
+print("started", flush=True)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_an_interrupted_what_if_leaves_no_process_behind(config: Config, tmp_path: Path) -> None:
+    edited = _edited(config, tmp_path)
+    command = [sys.executable, "-c", _SLOW_WHAT_IF, "plan", "--what-if"]
+    command += ["--config", str(edited.path)]
+    # Ctrl-C on a terminal interrupts the whole foreground group: a group of its own here.
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "started"
+        deadline = time.monotonic() + 30
+        while len(_children_of(process.pid)) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        copies = _children_of(process.pid)
+        assert copies  # the what-if forked
+        time.sleep(0.2)  # each copy at work on its leads
+        os.killpg(process.pid, signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    time.sleep(0.5)
+    alive = [pid for pid in copies if Path(f"/proc/{pid}").exists()]
+    assert alive == []
+    assert process.returncode != 0
+    # No traceback from each forked copy on top of the command's own word.
+    assert "Process leadsync-what-if" not in err, err
+
+
+@pytest.mark.filterwarnings(_FORK_WARNING)
+def test_apply_and_plan_print_the_same_what_if_split_or_not(
+    config: Config,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["sync", "--once", "--config", str(config.path)]) == 0
+    assert main(["apply", "--yes", "--config", str(config.path)]) == 0  # a version runs
+    shipped = (EXAMPLES / "lead_definition.toml").read_text()
+    edited = with_definition(
+        config, shipped.replace(MQL_SCORE, MQL_SCORE.replace("gte = 60", "gte = 30")), tmp_path
+    )
+    capsys.readouterr()
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert main(["plan", "--what-if", "--json", "--config", str(edited.path)]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    monkeypatch.setattr("os.cpu_count", lambda: 3)
+    monkeypatch.setitem(what_if.__kwdefaults__, "page", 3)
+    assert main(["plan", "--what-if", "--json", "--config", str(edited.path)]) == 0
+    assert json.loads(capsys.readouterr().out) == alone
+    assert main(["apply", "--yes", "--json", "--config", str(edited.path)]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out)["what_if"] == alone  # printed once: no copy flushed it again
+    assert alone["stage_moves"]
