@@ -167,6 +167,7 @@ def test_apply_and_plan_print_the_same_what_if_split_or_not(
     assert main(["plan", "--what-if", "--json", "--config", str(edited.path)]) == 0
     alone = json.loads(capsys.readouterr().out)
     monkeypatch.setattr("os.cpu_count", lambda: 3)
+    assert what_if.__kwdefaults__ is not None
     monkeypatch.setitem(what_if.__kwdefaults__, "page", 3)
     assert main(["plan", "--what-if", "--json", "--config", str(edited.path)]) == 0
     assert json.loads(capsys.readouterr().out) == alone
