@@ -175,3 +175,58 @@ def test_apply_and_plan_print_the_same_what_if_split_or_not(
     out = capsys.readouterr().out
     assert json.loads(out)["what_if"] == alone  # printed once: no copy flushed it again
     assert alone["stage_moves"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_what_if_ended_by_a_signal_to_the_command_alone_leaves_no_copy_working(
+    config: Config, tmp_path: Path, signum: int
+) -> None:
+    # `timeout`, `kill PID` or a closed terminal end the command, not its copies: each copy
+    # would otherwise go on re-evaluating its leads (minutes of every core, at 100,000 leads)
+    # for a parent that is gone.
+    edited = _edited(config, tmp_path)
+    command = [sys.executable, "-c", _SLOW_WHAT_IF, "plan", "--what-if"]
+    command += ["--config", str(edited.path)]
+    out = tmp_path / "out"
+    with out.open("w") as output:
+        process = subprocess.Popen(
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not _children_of(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        copies = _children_of(process.pid)
+        assert copies
+        process.send_signal(signum)
+        process.wait(timeout=30)
+        # Each copy has 10 pages of 2 leads at half a second each: 5 s of work left.
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and any(_alive(pid) for pid in copies):
+            time.sleep(0.05)
+        assert not [pid for pid in copies if _alive(pid)]
+    finally:
+        if process.poll() is None:
+            process.kill()
+        if _group_alive(process.pid):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
