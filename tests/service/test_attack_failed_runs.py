@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from leadsync.config import Config, load_config
+from leadsync.connectors.base import WriteResult, WriteStatus
 from leadsync.jobs import Service
 from leadsync.sandbox import HubSpotSettings, RequestFault, Sandbox, SandboxSettings
 from tests.support import set_up_sandbox_config
@@ -77,3 +78,24 @@ def test_a_sync_whose_writes_all_land_after_a_failed_one_is_done_again(
     runs = service._runtime.store.runs(5)
     assert [run.status for run in runs] == ["succeeded", "failed"]
     assert _job_outcomes(caplog)[-1] == "done"
+
+
+def _recorded(service: Service, results: list[WriteResult]) -> str:
+    """The status the store records for a sync run whose HubSpot writes ended as `results`."""
+    engine = service._runtime.engine()
+    with engine.recording("sync", write=True) as summary:
+        summary.crms["hubspot"].count_results(results)
+    (run,) = [run for run in service._runtime.store.runs(50) if run.run_id == summary.run_id]
+    return run.status
+
+
+def test_a_run_where_some_writes_were_deferred_and_others_landed_succeeded(
+    service: Service,
+) -> None:
+    landed = WriteResult("1", WriteStatus.WRITTEN)
+    locked = WriteResult("2", WriteStatus.DEFERRED, "rate_limited", "too many requests")
+    refused = WriteResult("3", WriteStatus.FAILED, "validation", "bad value")
+    assert _recorded(service, [landed, locked, locked]) == "succeeded"
+    assert _recorded(service, [landed, refused, locked]) == "succeeded"
+    assert _recorded(service, []) == "succeeded"  # nothing to write is no failure
+    assert _recorded(service, [refused, locked]) == "failed"
