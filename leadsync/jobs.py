@@ -459,8 +459,11 @@ class Service:
             failed=sum(crm.failed for crm in summary.crms.values()),
             leads_changed=summary.leads_changed,
         )
-        for problem in summary.every_write_failed().values():
+        failed = summary.every_write_failed()
+        for problem in failed.values():
             log.error("run %s: %s", summary.run_id, problem)
+        if failed:  # the store records the run as failed: the job is one too
+            counts["runs_failed"] += 1
 
     def _take_over(self, name: str, holder: str) -> None:
         # A lease holder is "<replica>/<role>"; runs are recorded by replica.
@@ -501,6 +504,8 @@ class Service:
                     self._take_over(name, lease.took_over_from)
                 if not work(self._current(), lease.stop_check(self._stopping.is_set), counts):
                     outcome = "interrupted"
+                elif counts.get("runs_failed"):
+                    outcome = "failed"  # every write to a CRM failed: logged by `_observe`
                 if name == "sync":
                     self._misfit = None
         except PreflightError as misfit:

@@ -107,6 +107,9 @@ RUN_STOPPERS = (AuthenticationError, QuotaExhaustedError, QuotaReserveReachedErr
 UNPARSEABLE = "JSON_PARSER_ERROR"
 
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# A record id: 15 characters, or 18 with the case-safe suffix. Salesforce refuses a query whose
+# Id filter holds anything else (INVALID_QUERY_FILTER_OPERATOR, "invalid ID field").
+_RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 _LOGIN_PATHS = ("/services/Soap/u/", "/services/oauth2/token")
 _SOAP_FAULT = re.compile(r"<(?:\w+:)?exceptionCode>(.*?)</", re.DOTALL)
 _SOAP_MESSAGE = re.compile(r"<(?:\w+:)?exceptionMessage>(.*?)</", re.DOTALL)
@@ -429,8 +432,10 @@ class SalesforceConnector:
 
     def owner_names(self, owner_ids: Sequence[str]) -> dict[str, str]:
         """Owner id -> name, of the users and queues among `owner_ids` (200 a query of each;
-        a queue's id never answers the users' query, so both are asked only what is left)."""
-        left = sorted(set(owner_ids))
+        a queue's id never answers the users' query, so both are asked only what is left).
+        A value that is no Salesforce id (an owner field a mapping reads from text) names
+        nobody and is not sent: one would fail the whole query, and a long one its URI."""
+        left = sorted({owner for owner in owner_ids if _RECORD_ID.match(owner)})
         names: dict[str, str] = {}
         for object_name, query in _OWNER_NAME_QUERIES:
             for start in range(0, len(left), COLLECTION_IDS):

@@ -13,9 +13,11 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import multiprocessing.process
+import os
 import pickle
+import signal
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -173,8 +175,17 @@ class _Tally:
         }
         self.with_records: Counter[str] = Counter()
 
-    def add_leads(self, engine: SyncEngine, lead_ids: list[str], page: int) -> None:
+    def add_leads(
+        self,
+        engine: SyncEngine,
+        lead_ids: list[str],
+        page: int,
+        *,
+        before_page: Callable[[], None] | None = None,
+    ) -> None:
         for start in range(0, len(lead_ids), page):
+            if before_page is not None:
+                before_page()
             for found in engine.reevaluate(lead_ids[start : start + page]):
                 _count(self.found, found, self.identity)
                 self.plan.add(found.updates)
@@ -234,7 +245,7 @@ class _Child:
         receive, send = context.Pipe(duplex=False)
         process = context.Process(
             target=_child_main,
-            args=(engine, store, field_map, lead_ids, page, send),
+            args=(engine, store, field_map, lead_ids, page, send, os.getpid()),
             name="leadsync-what-if",
             daemon=True,
         )
@@ -279,17 +290,34 @@ def _child_main(
     lead_ids: list[str],
     page: int,
     send: Connection,
+    parent: int,
 ) -> None:
+    # Ctrl-C interrupts the whole group: the parent stops its copies, each quietly, rather
+    # than every copy printing a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The parent's pooled connections are the parent's: this copy opens its own.
     store.engine.dispose(close=False)
+
+    def parent_alive() -> None:
+        # A parent ended at once (SIGTERM, SIGHUP, SIGKILL) cannot stop its copies: each
+        # stops itself, at its next page, rather than work on for nobody.
+        if os.getppid() != parent:
+            raise _OrphanedError
+
     try:
         tally = _Tally(field_map)
-        tally.add_leads(engine, lead_ids, page)
+        tally.add_leads(engine, lead_ids, page, before_page=parent_alive)
         send.send(("ok", tally, ""))
+    except _OrphanedError:
+        return
     except Exception as error:  # noqa: BLE001 - the parent raises it, this copy only reports
         send.send(("error", _pickled(error), f"{type(error).__name__}: {error}"))
     finally:
         send.close()
+
+
+class _OrphanedError(Exception):
+    """The what-if's parent process is gone: its copy stops."""
 
 
 def _pickled(error: Exception) -> bytes | None:
