@@ -43,7 +43,7 @@ never hold a secret or a record's contents: ids, codes and reasons.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from leadsync.secrets import cut, masked
 
@@ -59,6 +59,21 @@ class LeadsyncError(Exception):
     """The root: anything leadsync raises on purpose. `exit_code` is its branch's."""
 
     exit_code = EXIT_FAILED
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled whole, whatever its __init__ takes (a what-if's forked copy sends its error
+        # to the command): rebuilt from its message and its attributes, not by calling
+        # __init__ again, which most branches give more than a message.
+        return (_rebuilt, (type(self), self.args, self.__dict__))
+
+
+def _rebuilt(
+    kind: type[LeadsyncError], args: tuple[Any, ...], state: dict[str, Any]
+) -> LeadsyncError:
+    error = kind.__new__(kind)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 # ---------------------------------------------------------------------------------- exit 2

@@ -285,12 +285,6 @@ def test_a_store_failure_in_a_copy_is_told_as_in_one_process(
     assert "internal error" not in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an error whose __init__ takes more than its message (TransformError, ConnectorError, "
-    "ConfigError) does not unpickle: the parent raises RuntimeError, told as an internal error. "
-    "Low: reevaluate catches TransformError itself and calls no connector",
-)
 @pytest.mark.filterwarnings(_FORK_WARNING)
 def test_a_leadsync_error_in_a_copy_is_told_as_in_one_process(
     config: Config,
