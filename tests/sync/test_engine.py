@@ -390,6 +390,60 @@ def test_a_write_of_results_alone_is_not_checked_and_loses_no_edit_made_before_i
     assert sandbox.hubspot.contact(int(contact_id)).properties["phone"] == "+1 555 0177"
 
 
+class _EditsBeforeStamps:
+    """Wraps a connector that reads stamps; just before its first stamp read (after the pull,
+    before any write), a person edits a record. It counts the stamp reads and whole reads."""
+
+    def __init__(self, inner: Connector, edit: Any) -> None:
+        self._inner = inner
+        self._edit = edit
+        self.crm = inner.crm
+        self.stamp_reads = 0
+        self.read: list[str] = []
+
+    def stamps(self, record_ids: Sequence[str], **kwargs: Any) -> Any:
+        if not self.stamp_reads:
+            self._edit()
+        self.stamp_reads += 1
+        return self._inner.stamps(record_ids, **kwargs)  # type: ignore[attr-defined]
+
+    def fetch(self, record_ids: Sequence[str], **kwargs: Any) -> Any:
+        self.read.extend(record_ids)
+        return self._inner.fetch(record_ids, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_a_salesforce_edit_since_the_pull_is_held_back_through_a_stamp_read(
+    sandbox: Sandbox, config: Config
+) -> None:
+    lead_id = next(r["Id"] for r in sandbox.salesforce.snapshot("Lead") if not r.get("IsConverted"))
+
+    def edit() -> None:
+        sandbox.salesforce.update_record("Lead", lead_id, {"Phone": "+1 555 0155"})
+
+    wrappers: list[_EditsBeforeStamps] = []
+
+    def wrap(crm: str, connector: Connector) -> Any:
+        if crm != "salesforce":
+            return connector
+        wrappers.append(_EditsBeforeStamps(connector, edit))
+        return wrappers[-1]
+
+    during = cycle(config, wrap=wrap)
+    # Every Salesforce update of a first sync writes the stage: each is checked, by stamps;
+    # the one record whose stamp moved, and only it, is read whole and held back.
+    assert wrappers[0].stamp_reads >= 1
+    assert wrappers[0].read == [lead_id]
+    assert during.crms["salesforce"].held_back == 1
+    assert sandbox.salesforce.record("Lead", lead_id)["Phone"] == "+1 555 0155"
+    assert sandbox.salesforce.record("Lead", lead_id).get("Leadsync_Score__c") is None
+    cycle(config)
+    assert sandbox.salesforce.record("Lead", lead_id)["Phone"] == "+1 555 0155"
+    assert sandbox.salesforce.record("Lead", lead_id).get("Leadsync_Score__c") is not None
+
+
 def test_explain_shows_records_rules_score_history_and_no_pending_writes(
     sandbox: Sandbox, config: Config, capsys: pytest.CaptureFixture[str]
 ) -> None:
