@@ -325,6 +325,9 @@ def calls_table(results: Sequence[Measured]) -> str:
                     "-" if not floor else f"×{count / floor:.2f}",
                 ]
             )
+        made, floor = sum(kinds.values()), sum(bound.values())
+        ratio = f"×{made / floor:.2f}"
+        rows.append([f"{result.leads:,}", "**all calls**", f"{made:,}", f"{floor:,}", ratio])
     return markdown_table(["leads per CRM", "calls", "made", "lower bound", "ratio"], rows)
 
 
@@ -403,9 +406,16 @@ def report(
         "",
         full_table(full),
         "",
-        "API calls by kind, in the median run. *check* is the read of each write batch's records "
-        "just before it is written (one call per batch: a person's edit since the pull is held "
-        "back, not overwritten); it has no lower bound of its own.",
+        "API calls by kind, in the median run. *check* is the read, just before a write batch, "
+        "of the records it could overwrite a person's edit in (one edited since the pull is "
+        "held back, not overwritten); it has no lower bound of its own. An update that writes "
+        "leadsync's results alone (scores, grade, reasons, model version, SLA breach flags) "
+        "takes no check; HubSpot reads the others back, 100 a batch read; Salesforce asks their "
+        "`SystemModstamp` alone, about 430 ids a SOQL query read ahead over several batches, "
+        "and reads whole only the records whose stamp moved. The Salesforce *check* row also "
+        "holds the handoff's SOQL lookups (emails looked for among leads and contacts, owner "
+        "names), which share its endpoint. *All calls* against the sum of the lower bounds is "
+        "the ratio issue 20 sets a target for (≤ 1.15).",
         "",
         calls_table(full),
         "",

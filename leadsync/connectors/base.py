@@ -52,6 +52,13 @@ A connector that leads can be handed off to (`HandoffTarget`, Salesforce) also h
     handoff_calls(records=, lookups=, owners=, assigned=)
                                                 -> the calls a handoff would cost, by kind
 
+A connector that reads modification stamps alone, many ids a call (`StampReader`, Salesforce),
+also has:
+
+    stamps(ids)                                 -> the stamps of as many of `ids` as one call
+                                                   takes: the check before a write reads
+                                                   whole only the records whose stamp moved
+
 `owner_names` alone is an `OwnerDirectory`: the engine names the owners of SLA clocks by the
 CRM whose owner field the clocks read.
 
@@ -328,6 +335,27 @@ class CrmTraits:
 
 def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class Stamps:
+    """One read of modification stamps: it read the first `read` of the ids it was given, and
+    `modified_at` holds those of them that exist now (one read and absent: deleted, unknown)."""
+
+    read: int
+    modified_at: Mapping[str, datetime]
+
+
+@runtime_checkable
+class StampReader(Protocol):
+    """A CRM that reads records' modification stamps alone, for many more ids a call than a
+    read of whole records takes (Salesforce: one SOQL of Id and SystemModstamp with as many
+    ids as its URI holds). The check before a write asks it which records changed since they
+    were pulled, and reads only those whole."""
+
+    def stamps(self, record_ids: Sequence[str], *, object_name: str | None = None) -> Stamps:
+        """One call: the stamps of as many of `record_ids`, from the first, as it takes."""
+        ...
 
 
 @runtime_checkable

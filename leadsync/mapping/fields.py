@@ -37,7 +37,7 @@ import difflib
 import functools
 import itertools
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from dataclasses import fields as dataclass_fields
 from datetime import UTC, date, datetime
@@ -195,6 +195,22 @@ class WritebackTargets:
         roles = (f.name for f in dataclass_fields(self) if f.name not in _NOT_ROLES)
         return {role: name for role in roles if isinstance(name := getattr(self, role), str)}
 
+    def results_only(self, written: Iterable[str], object_name: str | None = None) -> bool:
+        """Whether the fields of one update (of the lead object; `object_name` CONTACT: of the
+        Contact a converted lead became) are all leadsync's results (RESULT_ROLES). No person's
+        edit of another field is lost by writing them, and one of them is overwritten on every
+        run anyway: leadsync computes them, it never merges them."""
+        results = self._result_fields.get(object_name, frozenset())
+        return all(name in results for name in written) and bool(results)
+
+    @functools.cached_property
+    def _result_fields(self) -> Mapping[str | None, frozenset[str]]:
+        contact = self.contact
+        return {
+            None: frozenset(name for role in RESULT_ROLES if (name := getattr(self, role))),
+            CONTACT: frozenset(name for role in RESULT_ROLES if (name := contact.get(role))),
+        }
+
     def contact_targets(self) -> WritebackTargets:
         """The targets on the Contact, as targets of their own (no status field there)."""
         get = self.contact.get
@@ -218,6 +234,17 @@ _NOT_ROLES = frozenset(
 )
 WRITEBACK_ROLES: tuple[str, ...] = tuple(
     f.name for f in dataclass_fields(WritebackTargets) if f.name not in _NOT_ROLES
+)
+# The roles whose fields hold what leadsync computes and nobody else writes: not the stage
+# or status (a rep moves those, and leadsync keeps a person's move), nor the handoff's ids.
+RESULT_ROLES: tuple[str, ...] = (
+    "score",
+    "fit_score",
+    "engagement_score",
+    "grade",
+    "reasons",
+    "model_version",
+    "sla_breaches",
 )
 # The roles a Contact takes: all but the lead's Status, which a Contact does not have.
 CONTACT_ROLES: tuple[str, ...] = tuple(
@@ -1108,6 +1135,7 @@ def _listed(values: Sequence[str]) -> str:
 __all__ = [
     "READABLE",
     "RELATED_OBJECTS",
+    "RESULT_ROLES",
     "WRITABLE",
     "WRITEBACK_ROLES",
     "FieldMap",

@@ -39,6 +39,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Seq
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from leadsync.connectors.base import (
@@ -100,6 +101,7 @@ from leadsync.sync.plan import (
     with_score,
 )
 from leadsync.sync.preflight import PreflightError, context_of, describe_for, problems
+from leadsync.sync.prewrite import PreWriteCheck, needs_check
 from leadsync.sync.reconcile import reconcile
 from leadsync.sync.related import (
     OPPORTUNITY,
@@ -1371,19 +1373,28 @@ class SyncEngine:
             # Records written per batch and recorded before the next: a kill redoes at most
             # one batch. A stage moved back (HubSpot's lifecycle stage) takes a clear first,
             # one call per batch that holds such a move: grouped, they cost ⌈moves/batch⌉
-            # clears, not one a batch.
+            # clears, not one a batch. Within them, the updates that take a check before
+            # they are written (`sync.prewrite`) come together: a check reads whole batches.
             traits = connector.traits
-            updates.sort(key=traits.takes_a_clear)
+            targets = self._map.writeback.get(crm)
+            checked = {id(u) for u in updates if needs_check(targets, u)}
+            updates.sort(key=lambda u: (traits.takes_a_clear(u), id(u) in checked))
+            check = PreWriteCheck(
+                connector,
+                [u for u in updates if id(u) in checked],
+                partial(self._fields_read, crm),
+            )
             size = traits.write_batch
             for start in range(0, len(updates), size):
                 _stop_if(should_stop)
                 planned = updates[start : start + size]
-                own = [u for u in planned if u.object_name is None]
-                batch, changed = self._unchanged_since_pulled(crm, connector, own, pulled_at)
+                to_check = [u for u in planned if id(u) in checked]
+                own = [u for u in to_check if u.object_name is None]
+                batch, changed = self._unchanged_since_pulled(check, own, pulled_at)
                 related, moved = self._related_unchanged(
-                    crm, connector, [u for u in planned if u.object_name is not None], summary
+                    crm, check, [u for u in to_check if u.object_name is not None], summary
                 )
-                batch += related
+                batch = [u for u in planned if id(u) not in checked] + batch + related
                 counts = summary.crms[crm]
                 counts.held_back += len(planned) - len(batch)
                 for record_crm, record_ids in moved.items():
@@ -1406,6 +1417,13 @@ class SyncEngine:
                     r.record_id for r in results if r.status is WriteStatus.DEFERRED
                 )
         return unsettled
+
+    def _fields_read(self, crm: str, object_name: str | None) -> Sequence[str]:
+        """The fields of `crm`'s records read again before a write: those a pull reads (of
+        the lead object, or of the related `object_name`)."""
+        if object_name is None:
+            return fields_to_pull(self._map, crm)
+        return fields_of(self._map, crm, object_name)
 
     def _hand_off(self, merged: Sequence[_Merged], summary: RunSummary) -> None:
         """The slice's handoffs (`leadsync.sync.handoff`): create, then record what was created
@@ -1450,8 +1468,7 @@ class SyncEngine:
 
     def _unchanged_since_pulled(
         self,
-        crm: str,
-        connector: Connector,
+        check: PreWriteCheck,
         planned: Sequence[RecordUpdate],
         pulled_at: Mapping[str, datetime],
     ) -> tuple[list[RecordUpdate], list[CrmRecord]]:
@@ -1460,20 +1477,14 @@ class SyncEngine:
         person's newer edit: such a record is held back; its current version goes into the
         store, pending, so the next merge plans from it (leadsync's own earlier write, a
         cut-off two-step lifecycle move, is then seen for what it is: an echo)."""
-        now = connector.fetch([u.record_id for u in planned], fields=fields_to_pull(self._map, crm))
-        unchanged = [
-            u
-            for u in planned
-            if u.record_id in now and now[u.record_id].modified_at == pulled_at.get(u.record_id)
-        ]
-        kept = {u.record_id for u in unchanged}
-        changed = [record for record_id, record in now.items() if record_id not in kept]
-        return unchanged, changed
+        found = check.check(None, [u.record_id for u in planned], pulled_at)
+        unchanged = [u for u in planned if u.record_id in found.unchanged]
+        return unchanged, list(found.changed.values())
 
     def _related_unchanged(
         self,
         crm: str,
-        connector: Connector,
+        check: PreWriteCheck,
         planned: Sequence[RecordUpdate],
         summary: RunSummary,
     ) -> tuple[list[RecordUpdate], dict[str, list[str]]]:
@@ -1484,22 +1495,15 @@ class SyncEngine:
         parents: dict[str, list[str]] = {}
         for object_name, updates in _by_object(planned).items():
             ids = [u.record_id for u in updates]
-            now = connector.fetch(
-                ids, fields=fields_of(self._map, crm, object_name), object_name=object_name
-            )
             held = self._store.related.get(crm, ids)
-            same = [
-                u
-                for u in updates
-                if u.record_id in now
-                and u.record_id in held
-                and now[u.record_id].modified_at == held[u.record_id].modified_at
-            ]
-            unchanged += same
-            kept = {u.record_id for u in same}
-            moved = [record for record_id, record in now.items() if record_id not in kept]
-            if moved:
-                pending = self._ingest_related(crm, object_name, Page(tuple(moved)), summary)
+            found = check.check(
+                object_name, ids, {i: record.modified_at for i, record in held.items()}
+            )
+            unchanged += [u for u in updates if u.record_id in found.unchanged]
+            if found.changed:
+                pending = self._ingest_related(
+                    crm, object_name, Page(tuple(found.changed.values())), summary
+                )
                 for record_crm, record_ids in pending.items():
                     parents.setdefault(record_crm, []).extend(record_ids)
         return unchanged, parents

@@ -160,3 +160,29 @@ def test_find_people_with_long_emails_keeps_each_query_within_salesforces_uri_li
 def test_assignees_are_the_active_users_and_the_queues() -> None:
     with running() as (sandbox, _), connected(sandbox) as connector:
         assert connector.assignees() == {o[1] for o in SANDBOX_OWNERS} | {INBOUND_QUEUE_ID}
+
+
+def test_stamps_read_more_ids_a_query_than_a_fetch_and_stay_within_the_uri_limit() -> None:
+    # The check before a write asks for stamps alone: one query takes as many ids as its URI
+    # holds (about 430 of 18 characters), where a read of whole records takes 200.
+    with running() as (sandbox, inspector), connected(sandbox) as connector:
+        real = sorted(inspector.leads())
+        client(sandbox).Lead.delete(real[0])
+        made_up = [f"00Q5g{n:010d}AAA" for n in range(1_000)]
+        wanted = [*real, *made_up]
+        before = inspector.served("salesforce.query")
+        first = connector.stamps(wanted)
+        assert 400 <= first.read < len(wanted)
+        assert inspector.served("salesforce.query") == before + 1
+        stamps = dict(first.modified_at)
+        left = wanted[first.read :]
+        while left:
+            answer = connector.stamps(left)
+            assert answer.read >= 1
+            stamps.update(answer.modified_at)
+            left = left[answer.read :]
+        whole = connector.fetch(real, fields=["Email"])
+        assert stamps == {i: record.modified_at for i, record in whole.items()}
+        assert real[0] not in stamps  # deleted: absent, as from a fetch
+        assert "salesforce.uri_too_long" not in inspector.stats()["endpoints"]
+        assert "salesforce.headers_too_large" not in inspector.stats()["endpoints"]

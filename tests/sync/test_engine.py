@@ -17,7 +17,7 @@ import pytest
 
 from leadsync.cli import main
 from leadsync.config import Config, load_config
-from leadsync.connectors.base import Connector, KnownStamps, Page, Position
+from leadsync.connectors.base import Connector, KnownStamps, Page, Position, RecordUpdate
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
 from leadsync.sync.engine import RunSummary, SyncEngine
@@ -118,6 +118,9 @@ def test_a_record_with_a_nul_byte_or_an_overlong_email_is_quarantined_not_fatal(
     overlong = "".join(letters.choice(string.ascii_lowercase) for _ in range(9000))
     sandbox.hubspot.set_activity(nul, {"email": "nul\x00byte@example.com"})
     sandbox.hubspot.set_activity(long, {"email": f"{overlong}@example.com"})
+    # Runs are minutes apart: search has caught up. (Within its lag only the check before a
+    # write would read the edits, and a write of leadsync's results alone is not checked.)
+    sandbox.hubspot.settle_search()
     # A Contact too (a related record, kept apart from the leads' snapshots): its email
     # column stopped every page on PostgreSQL.
     with sandbox.salesforce.lock:
@@ -152,6 +155,7 @@ def test_a_record_holding_half_a_surrogate_pair_is_quarantined_not_fatal(
     # JSON carries half a UTF-16 pair as "\\ud800": the CRMs' Java backends can hold one.
     sandbox.hubspot.set_activity(title, {"jobtitle": "Head \ud800 of sales"})
     sandbox.hubspot.set_activity(email, {"email": "half\udfffpair@example.com"})
+    sandbox.hubspot.settle_search()  # runs are minutes apart: search has caught up
     sf_lead = next(r["Id"] for r in sandbox.salesforce.snapshot("Lead") if not r["IsConverted"])
     assert sandbox.salesforce.update_record("Lead", sf_lead, {"Title": "CTO \ud800"}).success
     for _ in range(2):  # and the next run too: nothing is stuck on them
@@ -170,6 +174,7 @@ def test_bad_records_are_quarantined_with_their_reason_and_the_run_completes(
 ) -> None:
     contact = next(c for c in sandbox.hubspot.snapshot() if c["properties"].get("email"))
     sandbox.hubspot.set_activity(int(contact["id"]), {"annualrevenue": "about 12k"})
+    sandbox.hubspot.settle_search()  # runs are minutes apart: search has caught up
     summary = cycle(config)
     with open_runtime(config, connect=False) as runtime:
         quarantined = runtime.store.quarantined()
@@ -307,6 +312,138 @@ def test_an_edit_made_while_a_run_is_under_way_is_picked_up_by_the_next(
     assert sandbox.salesforce.record("Lead", lead_id)["Phone"] == "+1 555 0142"
 
 
+class _EditsAtWrite:
+    """Wraps a connector; just before the first write of an update that `pick` chooses (after
+    any check before it), a person edits that record in the CRM. It keeps the ids of the
+    records read whole (`fetch`) and the updates written."""
+
+    def __init__(self, inner: Connector, pick: Any, edit: Any) -> None:
+        self._inner = inner
+        self._pick = pick
+        self._edit = edit
+        self.crm = inner.crm
+        self.edited: RecordUpdate | None = None
+        self.read: list[str] = []
+
+    def fetch(self, record_ids: Sequence[str], **kwargs: Any) -> Any:
+        self.read.extend(record_ids)
+        return self._inner.fetch(record_ids, **kwargs)
+
+    def write(self, updates: Sequence[RecordUpdate]) -> Any:
+        if self.edited is None:
+            chosen = next((u for u in updates if self._pick(u)), None)
+            if chosen is not None:
+                self._edit(chosen.record_id)
+                self.edited = chosen
+        return self._inner.write(updates)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_a_write_of_results_alone_is_not_checked_and_loses_no_edit_made_before_it(
+    sandbox: Sandbox, config: Config
+) -> None:
+    with open_runtime(config, connect=False) as runtime:
+        targets = runtime.field_map.writeback["hubspot"]
+    in_salesforce = {
+        str(lead["Email"]).lower()
+        for lead in sandbox.salesforce.snapshot("Lead")
+        if lead.get("Email") and not lead.get("IsConverted")
+    }
+
+    def pick(u: RecordUpdate) -> bool:
+        # Scores alone, for a contact whose person is a Salesforce lead too.
+        email = sandbox.hubspot.contact(int(u.record_id)).properties.get("email") or ""
+        return targets.results_only(u.values) and email.lower() in in_salesforce
+
+    def edit(record_id: str) -> None:
+        sandbox.hubspot.set_activity(int(record_id), {"phone": "+1 555 0177"})
+
+    wrappers: list[_EditsAtWrite] = []
+
+    def wrap(crm: str, connector: Connector) -> Any:
+        if crm != "hubspot":
+            return connector
+        wrappers.append(_EditsAtWrite(connector, pick, edit))
+        return wrappers[-1]
+
+    first = cycle(config, wrap=wrap)
+    edited = wrappers[0].edited
+    assert edited is not None
+    contact_id = edited.record_id
+    # No check read it, and none was needed: the write sent leadsync's results alone.
+    assert contact_id not in wrappers[0].read
+    assert first.crms["hubspot"].held_back == 0
+    held = sandbox.hubspot.contact(int(contact_id)).properties
+    assert held["phone"] == "+1 555 0177"
+    assert held["leadsync_score"] == str(edited.values["leadsync_score"])
+    # The next run pulls the edit (leadsync's own write beside it is an echo) and merges it:
+    # phone is most_recent, so the person's HubSpot number reaches Salesforce too.
+    sandbox.hubspot.settle_search()
+    cycle(config)
+    with open_runtime(config, connect=False) as runtime:
+        lead_id = runtime.store.lead_ids_for("hubspot", [contact_id])[contact_id]
+        records = runtime.store.records_of([lead_id])[lead_id]
+    (salesforce_id,) = [r.record_id for r in records if r.crm == "salesforce" and not r.deleted]
+    assert sandbox.salesforce.record("Lead", salesforce_id)["Phone"] == "+1 555 0177"
+    assert sandbox.hubspot.contact(int(contact_id)).properties["phone"] == "+1 555 0177"
+
+
+class _EditsBeforeStamps:
+    """Wraps a connector that reads stamps; just before its first stamp read (after the pull,
+    before any write), a person edits a record. It counts the stamp reads and whole reads."""
+
+    def __init__(self, inner: Connector, edit: Any) -> None:
+        self._inner = inner
+        self._edit = edit
+        self.crm = inner.crm
+        self.stamp_reads = 0
+        self.read: list[str] = []
+
+    def stamps(self, record_ids: Sequence[str], **kwargs: Any) -> Any:
+        if not self.stamp_reads:
+            self._edit()
+        self.stamp_reads += 1
+        return self._inner.stamps(record_ids, **kwargs)  # type: ignore[attr-defined]
+
+    def fetch(self, record_ids: Sequence[str], **kwargs: Any) -> Any:
+        self.read.extend(record_ids)
+        return self._inner.fetch(record_ids, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_a_salesforce_edit_since_the_pull_is_held_back_through_a_stamp_read(
+    sandbox: Sandbox, config: Config
+) -> None:
+    lead_id = next(r["Id"] for r in sandbox.salesforce.snapshot("Lead") if not r.get("IsConverted"))
+
+    def edit() -> None:
+        sandbox.salesforce.update_record("Lead", lead_id, {"Phone": "+1 555 0155"})
+
+    wrappers: list[_EditsBeforeStamps] = []
+
+    def wrap(crm: str, connector: Connector) -> Any:
+        if crm != "salesforce":
+            return connector
+        wrappers.append(_EditsBeforeStamps(connector, edit))
+        return wrappers[-1]
+
+    during = cycle(config, wrap=wrap)
+    # Every Salesforce update of a first sync writes the stage: each is checked, by stamps;
+    # the one record whose stamp moved, and only it, is read whole and held back.
+    assert wrappers[0].stamp_reads >= 1
+    assert wrappers[0].read == [lead_id]
+    assert during.crms["salesforce"].held_back == 1
+    assert sandbox.salesforce.record("Lead", lead_id)["Phone"] == "+1 555 0155"
+    assert sandbox.salesforce.record("Lead", lead_id).get("Leadsync_Score__c") is None
+    cycle(config)
+    assert sandbox.salesforce.record("Lead", lead_id)["Phone"] == "+1 555 0155"
+    assert sandbox.salesforce.record("Lead", lead_id).get("Leadsync_Score__c") is not None
+
+
 def test_explain_shows_records_rules_score_history_and_no_pending_writes(
     sandbox: Sandbox, config: Config, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -337,7 +474,7 @@ def test_revert_puts_back_what_a_run_overwrote_and_keeps_what_people_changed_sin
     before_leads = {lead["Id"]: lead for lead in sandbox.salesforce.snapshot("Lead")}
     first = cycle(config)
     contact_id, lead_id = _linked_pair(sandbox, config)
-    assert sandbox.salesforce.record("Lead", lead_id)["Leadsync_Score__c"] is not None
+    assert sandbox.salesforce.record("Lead", lead_id).get("Leadsync_Score__c") is not None
     # After the run, a rep overwrites the score leadsync wrote on one lead.
     sandbox.salesforce.update_record("Lead", lead_id, {"Leadsync_Score__c": 99})
     assert main(["revert", first.run_id, "--config", str(config.path)]) == 0
