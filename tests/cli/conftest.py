@@ -46,6 +46,20 @@ def with_definition(config: Config, text: str, folder: Path) -> Config:
     return load_config(config.path)
 
 
+def with_mql_at_30(config: Config, folder: Path) -> Config:
+    """The config, its MQL threshold lowered from 60 to 30: the edit the what-if tests try."""
+    shipped = (EXAMPLES / "lead_definition.toml").read_text()
+    assert MQL_SCORE in shipped
+    return with_definition(
+        config, shipped.replace(MQL_SCORE, MQL_SCORE.replace("gte = 60", "gte = 30")), folder
+    )
+
+
+# Forking a process that runs other threads (the sandbox's, pytest-xdist's) warns on Python
+# 3.12 and later; the command line that forks a what-if's copies runs none.
+FORK_WARNING = "ignore:This process .* is multi-threaded:DeprecationWarning"
+
+
 def on_a_terminal(config: Config, *args: str, answer: str) -> subprocess.CompletedProcess[str]:
     """`leadsync ARGS --config ...` with a terminal on its standard input, where a person
     types `answer` (and Enter) to its question."""

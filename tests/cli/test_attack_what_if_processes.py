@@ -25,9 +25,7 @@ from leadsync.runtime import open_runtime
 from leadsync.sync import tables
 from leadsync.sync.engine import Reevaluated, SyncEngine
 from leadsync.sync.whatif import what_if
-from tests.cli.conftest import EXAMPLES, MQL_SCORE, with_definition
-
-_FORK_WARNING = "ignore:This process .* is multi-threaded:DeprecationWarning"
+from tests.cli.conftest import FORK_WARNING, with_mql_at_30
 
 
 def _on_database(config: Config, url: str) -> Config:
@@ -68,13 +66,10 @@ def _some_leads_of_deleted_records_only(config: Config, every: int) -> int:
 
 def _edited(config: Config, tmp_path: Path) -> Config:
     assert main(["sync", "--once", "--config", str(config.path)]) == 0
-    shipped = (EXAMPLES / "lead_definition.toml").read_text()
-    return with_definition(
-        config, shipped.replace(MQL_SCORE, MQL_SCORE.replace("gte = 60", "gte = 30")), tmp_path
-    )
+    return with_mql_at_30(config, tmp_path)
 
 
-@pytest.mark.filterwarnings(_FORK_WARNING)
+@pytest.mark.filterwarnings(FORK_WARNING)
 def test_the_split_what_if_equals_one_process_over_odd_counts_deleted_leads_and_pages(
     config: Config, tmp_path: Path, database_url: str
 ) -> None:
@@ -153,7 +148,7 @@ def test_an_interrupted_what_if_leaves_no_process_behind(config: Config, tmp_pat
     assert "Process leadsync-what-if" not in err, err
 
 
-@pytest.mark.filterwarnings(_FORK_WARNING)
+@pytest.mark.filterwarnings(FORK_WARNING)
 def test_apply_and_plan_print_the_same_what_if_split_or_not(
     config: Config,
     tmp_path: Path,
@@ -162,10 +157,7 @@ def test_apply_and_plan_print_the_same_what_if_split_or_not(
 ) -> None:
     assert main(["sync", "--once", "--config", str(config.path)]) == 0
     assert main(["apply", "--yes", "--config", str(config.path)]) == 0  # a version runs
-    shipped = (EXAMPLES / "lead_definition.toml").read_text()
-    edited = with_definition(
-        config, shipped.replace(MQL_SCORE, MQL_SCORE.replace("gte = 60", "gte = 30")), tmp_path
-    )
+    edited = with_mql_at_30(config, tmp_path)
     capsys.readouterr()
     monkeypatch.setattr("os.cpu_count", lambda: 1)
     assert main(["plan", "--what-if", "--json", "--config", str(edited.path)]) == 0
@@ -272,7 +264,7 @@ def _split_what_if_failing_in_a_copy(
     return code_split, err_split
 
 
-@pytest.mark.filterwarnings(_FORK_WARNING)
+@pytest.mark.filterwarnings(FORK_WARNING)
 def test_a_store_failure_in_a_copy_is_told_as_in_one_process(
     config: Config,
     tmp_path: Path,
@@ -285,7 +277,7 @@ def test_a_store_failure_in_a_copy_is_told_as_in_one_process(
     assert "internal error" not in err
 
 
-@pytest.mark.filterwarnings(_FORK_WARNING)
+@pytest.mark.filterwarnings(FORK_WARNING)
 def test_a_leadsync_error_in_a_copy_is_told_as_in_one_process(
     config: Config,
     tmp_path: Path,

@@ -20,7 +20,13 @@ from leadsync.sandbox import Sandbox
 from leadsync.sync.engine import Reevaluated, SyncEngine
 from leadsync.sync.store import Store
 from leadsync.sync.whatif import what_if
-from tests.cli.conftest import EXAMPLES, MQL_SCORE, with_definition
+from tests.cli.conftest import (
+    EXAMPLES,
+    FORK_WARNING,
+    MQL_SCORE,
+    with_definition,
+    with_mql_at_30,
+)
 
 
 def _stages(config: Config) -> dict[str, str | None]:
@@ -80,10 +86,7 @@ def test_the_text_names_stages_moves_writes_and_examples(
     capsys.readouterr()
     assert main(["plan", "--what-if", "--config", str(config.path)]) == 0
     assert "no change: every lead stays as it is" in capsys.readouterr().out
-    shipped = (EXAMPLES / "lead_definition.toml").read_text()
-    edited = with_definition(
-        config, shipped.replace(MQL_SCORE, MQL_SCORE.replace("gte = 60", "gte = 30")), tmp_path
-    )
+    edited = with_mql_at_30(config, tmp_path)
     assert main(["plan", "--what-if", "--config", str(edited.path)]) == 0
     text = capsys.readouterr().out
     assert text.startswith("what-if over ")
@@ -106,18 +109,10 @@ def test_the_objects_held_out_of_collection_during_a_what_if_are_given_back(
 
 def _lowered_mql(config: Config, tmp_path: Path) -> Config:
     assert main(["sync", "--once", "--config", str(config.path)]) == 0
-    shipped = (EXAMPLES / "lead_definition.toml").read_text()
-    return with_definition(
-        config, shipped.replace(MQL_SCORE, MQL_SCORE.replace("gte = 60", "gte = 30")), tmp_path
-    )
+    return with_mql_at_30(config, tmp_path)
 
 
-# Forking a process that runs other threads (the sandbox's, pytest-xdist's) warns on Python 3.12
-# and later; the command line that forks runs none.
-_FORK_WARNING = "ignore:This process .* is multi-threaded:DeprecationWarning"
-
-
-@pytest.mark.filterwarnings(_FORK_WARNING)
+@pytest.mark.filterwarnings(FORK_WARNING)
 def test_a_what_if_split_over_processes_finds_what_one_process_finds(
     config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -159,7 +154,7 @@ def _what_if_with_a_copy_that(
         what_if(runtime.engine(), runtime.store, runtime.field_map, page=5, processes=2)
 
 
-@pytest.mark.filterwarnings(_FORK_WARNING)
+@pytest.mark.filterwarnings(FORK_WARNING)
 def test_an_error_in_a_what_if_process_is_raised_by_the_command(
     config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -170,7 +165,7 @@ def test_an_error_in_a_what_if_process_is_raised_by_the_command(
         _what_if_with_a_copy_that(config, tmp_path, monkeypatch, store_gone)
 
 
-@pytest.mark.filterwarnings(_FORK_WARNING)
+@pytest.mark.filterwarnings(FORK_WARNING)
 def test_a_what_if_process_that_dies_fails_the_command_with_its_exit_code(
     config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,43 +1,22 @@
 """Attacks on a run recorded failed because every write to a CRM failed: the service's job
 outcome, its metrics, `leadsync runs`, the report and the health check say the same."""
 
+# ruff: noqa: F811 - `service` is a fixture imported from test_job_log, taken by name
+
 from __future__ import annotations
 
 import logging
-import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from leadsync.config import Config, load_config
 from leadsync.connectors.base import WriteResult, WriteStatus
 from leadsync.jobs import Service
-from leadsync.sandbox import HubSpotSettings, RequestFault, Sandbox, SandboxSettings
-from tests.support import set_up_sandbox_config
+from leadsync.sandbox import RequestFault, Sandbox
+
+# The in-process replica of the job log tests; pytest hands the imported fixtures in by name.
+from tests.service.test_job_log import sandbox_settings, service  # noqa: F401
 
 BATCH_UPDATE = "/crm/v3/objects/contacts/batch/update"
-
-
-@pytest.fixture
-def sandbox_settings() -> SandboxSettings:
-    open_limits = HubSpotSettings(ten_second_limit=100_000, searches_per_second=1_000)
-    return SandboxSettings(port=0, seed=5, leads=20, hubspot=open_limits)
-
-
-@pytest.fixture
-def service(sandbox: Sandbox, tmp_path: Path) -> Iterator[Service]:
-    config: Config = set_up_sandbox_config(sandbox, tmp_path)
-    assert config.path is not None
-    config.path.write_text(config.path.read_text() + "\n[service]\nmetrics_port = 0\n")
-    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
-    replica = Service(load_config(config.path))
-    try:
-        yield replica
-    finally:
-        replica.close()
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
 
 
 def _job_outcomes(caplog: pytest.LogCaptureFixture) -> list[str]:

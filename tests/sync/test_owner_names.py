@@ -91,6 +91,24 @@ def _accepted_by(sandbox: Sandbox, config: Config, owner: str) -> tuple[str, str
     raise AssertionError("no Salesforce lead at MQL leadsync did not hand off: the seed changed")
 
 
+def _synced_then_accepted(
+    sandbox: Sandbox,
+    config: Config,
+    moment: Moment,
+    asked: list[list[str]],
+    owner: str | None = None,
+) -> tuple[str, str, str]:
+    """A first sync, then (an hour on) an existing MQL given to `owner` (else to a user the
+    store cannot name yet) and worked, an hour before the next sync. Returns the owner, the
+    lead's id and its Salesforce record's."""
+    _run(config, moment, asked)
+    owner = owner or _unnamed_user(config)
+    moment.at += HOUR
+    lead_id, record_id = _accepted_by(sandbox, config, owner)
+    moment.at += HOUR
+    return owner, lead_id, record_id
+
+
 def _json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> Any:
     capsys.readouterr()
     assert main(argv) == 0
@@ -112,11 +130,7 @@ def test_the_owner_of_a_clock_leadsync_never_handed_a_lead_to_is_named_after_a_s
     asked: list[list[str]] = []
     with Sandbox(SETTINGS, clock=moment.seconds) as sandbox:
         config = config_for(sandbox, tmp_path)
-        _run(config, moment, asked)
-        owner = _unnamed_user(config)
-        moment.at += HOUR
-        lead_id, _ = _accepted_by(sandbox, config, owner)
-        moment.at += HOUR
+        owner, lead_id, _ = _synced_then_accepted(sandbox, config, moment, asked)
         _run(config, moment, asked)
     assert _clock_of(config, lead_id).owner == owner
     assert _known_names(config)[owner] == NAMES[owner]
@@ -142,10 +156,7 @@ def test_an_owner_salesforce_cannot_name_is_asked_once_and_again_a_week_later(
     asked: list[list[str]] = []
     with Sandbox(SETTINGS, clock=moment.seconds) as sandbox:
         config = config_for(sandbox, tmp_path)
-        _run(config, moment, asked)
-        moment.at += HOUR
-        lead_id, _ = _accepted_by(sandbox, config, GONE_USER)
-        moment.at += HOUR
+        _, lead_id, _ = _synced_then_accepted(sandbox, config, moment, asked, GONE_USER)
         asked.clear()
         _run(config, moment, asked)
         assert _clock_of(config, lead_id).owner == GONE_USER
@@ -174,11 +185,7 @@ def test_a_salesforce_that_does_not_answer_for_names_fails_no_run_and_is_asked_a
     asked: list[list[str]] = []
     with Sandbox(SETTINGS, clock=moment.seconds) as sandbox:
         config = config_for(sandbox, tmp_path)
-        _run(config, moment, asked)
-        owner = _unnamed_user(config)
-        moment.at += HOUR
-        _accepted_by(sandbox, config, owner)
-        moment.at += HOUR
+        owner, _, _ = _synced_then_accepted(sandbox, config, moment, asked)
         asked.clear()
         with caplog.at_level(logging.WARNING):
             summary = _run(config, moment, asked, away=True)
@@ -202,11 +209,7 @@ def test_explain_shows_the_owners_name_beside_the_id(
     asked: list[list[str]] = []
     with Sandbox(SETTINGS, clock=moment.seconds) as sandbox:
         config = config_for(sandbox, tmp_path)
-        _run(config, moment, asked)
-        owner = _unnamed_user(config)
-        moment.at += HOUR
-        _, accepted = _accepted_by(sandbox, config, owner)
-        moment.at += HOUR
+        owner, _, accepted = _synced_then_accepted(sandbox, config, moment, asked)
         _run(config, moment, asked)
         with open_runtime(config, connect=False) as runtime:
             handoff = next(
