@@ -293,6 +293,12 @@ class CrmTraits:
     related_references: Mapping[str, str] = field(default_factory=dict)
     # How the CRM ties opportunities to people records beyond a conversion, if it does.
     contact_roles: ContactRoles | None = None
+    # Write error categories that say the record itself is gone (deleted, archived, merged
+    # away), and those that say it is frozen since it was read (a lead converted): either way
+    # the write was planned from a record that is no more, and the next pull tells what became
+    # of it. Not a refusal of leadsync's values: nothing to try again.
+    gone_errors: frozenset[str] = frozenset()
+    frozen_errors: frozenset[str] = frozenset()
 
     @property
     def pull_fields(self) -> tuple[str, ...]:

@@ -36,6 +36,8 @@ HUBSPOT = CrmTraits(
     stage_field=HUBSPOT_LIFECYCLE,
     stage_order=HUBSPOT_LIFECYCLE_ORDER,
     stage_clear="lifecycle clear",
+    # A 207's error for an id no live contact has (archived, merged away).
+    gone_errors=frozenset({"object_not_found"}),
 )
 
 _CONVERTED = "IsConverted"
@@ -53,6 +55,8 @@ SALESFORCE = CrmTraits(
     # Salesforce refuses any update to a converted lead (CANNOT_UPDATE_CONVERTED_LEAD); the
     # person lives on in the Contact and Opportunity the lead names.
     frozen_flag=_CONVERTED,
+    gone_errors=frozenset({"entity_is_deleted", "not_found"}),
+    frozen_errors=frozenset({"cannot_update_converted_lead"}),
     related_references=MappingProxyType(_CONVERTED_REFERENCES),
     # An Opportunity is tied to a Contact by its contact roles (primary first): a Contact
     # with an opportunity stands for a lead converted with it.

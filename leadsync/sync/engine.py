@@ -1292,7 +1292,21 @@ class SyncEngine:
             responded_by=self._response_fields(handoff.stage),
             links=self._store.links_for,
             deleted=self._store.deleted_records,
+            still_live=partial(self._still_live, run_id),
         )
+
+    def _still_live(self, run_id: str, crm: str, record_ids: Sequence[str]) -> set[str]:
+        """Which of `record_ids` `crm` still holds live, read now; those it does not are
+        marked deleted in the store (a HubSpot search never tells of an archived contact)."""
+        connector = self._connectors.get(crm)
+        if connector is None:
+            return set(record_ids)
+        found = connector.fetch(record_ids, fields=fields_to_pull(self._map, crm))
+        live = {record_id for record_id, record in found.items() if not record.deleted}
+        gone = [record_id for record_id in record_ids if record_id not in live]
+        if gone:
+            self._store.mark_gone(crm, gone, run_id=run_id)
+        return live
 
     def _response_fields(self, stage: str) -> tuple[str, ...]:
         """The fields whose change after the handoff is the lead's first response."""
@@ -1405,10 +1419,15 @@ class SyncEngine:
                 if not batch:
                     continue
                 results = connector.write(batch)
+                landed, gone = self._set_aside_gone(crm, batch, results, summary.run_id)
+                counts.held_back += len(results) - len(landed)
+                results = landed
+                unsettled.setdefault(crm, set()).update(gone)
+                answered = {r.record_id for r in results}
                 self._store.record_writes(
                     summary.run_id,
                     crm,
-                    _write_rows(batch, results),
+                    _write_rows([u for u in batch if u.record_id in answered], results),
                     context=self._contexts.get(crm, ""),
                     at=self._clock(),
                 )
@@ -1417,6 +1436,41 @@ class SyncEngine:
                     r.record_id for r in results if r.status is WriteStatus.DEFERRED
                 )
         return unsettled
+
+    def _set_aside_gone(
+        self, crm: str, batch: Sequence[RecordUpdate], results: Sequence[WriteResult], run_id: str
+    ) -> tuple[list[WriteResult], list[str]]:
+        """The results of a write batch without those of records gone since the pull (deleted,
+        or converted: `CrmTraits.gone_errors`, `frozen_errors`), and the gone lead records'
+        ids. Such a write was planned from a record that is no more: it is held back, as the
+        check before it would have held it, neither a failure nor a refusal to try again. A
+        deleted lead record is marked so in the store now (HubSpot's search never shows an
+        archived contact); a converted one's next pull brings its conversion."""
+        traits = self._connectors[crm].traits
+        vanished = traits.gone_errors | traits.frozen_errors
+        if not vanished:
+            return list(results), []
+        objects = {u.record_id: u.object_name for u in batch}
+        kept: list[WriteResult] = []
+        gone: list[str] = []
+        deleted: list[str] = []
+        for result in results:
+            if result.status is not WriteStatus.FAILED or result.category not in vanished:
+                kept.append(result)
+                continue
+            log.info(
+                "%s record %s is gone since the pull (%s): its write is held back",
+                crm,
+                result.record_id,
+                result.category,
+            )
+            if objects.get(result.record_id) is None:
+                gone.append(result.record_id)
+                if result.category in traits.gone_errors:
+                    deleted.append(result.record_id)
+        if deleted:
+            self._store.mark_gone(crm, deleted, run_id=run_id)
+        return kept, gone
 
     def _fields_read(self, crm: str, object_name: str | None) -> Sequence[str]:
         """The fields of `crm`'s records read again before a write: those a pull reads (of

@@ -265,13 +265,17 @@ class HandoffStep:
         responded_by: Sequence[str] = (),
         links: Callable[[str, Sequence[str]], Mapping[str, tuple[str, str]]] | None = None,
         deleted: Callable[[str, Sequence[str]], set[str]] | None = None,
+        still_live: Callable[[str, Sequence[str]], set[str]] | None = None,
     ) -> None:
         """`clocks` gives the SLA clocks a lead's handoff starts (see SlaRules.at_handoff);
         a change of one of `responded_by` after the handoff is the lead's first response;
         `links` tells which lead a CRM record is linked to (the store's links_for);
-        `deleted` which records of a CRM the store saw deleted (its deleted_records)."""
+        `deleted` which records of a CRM the store saw deleted (its deleted_records);
+        `still_live` which of some records of a CRM the CRM itself still holds live (asked
+        before a lead whose handed-off record sales deleted is handed off again)."""
         self._links_of = links
         self._deleted_of = deleted
+        self._still_live = still_live
         self._clocks = clocks
         self._responded_by = tuple(responded_by)
         self._handoff = handoff
@@ -338,6 +342,8 @@ class HandoffStep:
                 settled.append(chosen.handoff)
                 continue
             to_send.append((m, chosen.handoff, chosen.resumed))
+        to_send, unheld = self._held_elsewhere(to_send, gone, known)
+        settled += unheld
         leads = {m.lead.lead_id: m.lead for m in merged}
         unowned = {h.lead_id for h in settled if not h.owner}
         settled = self._owned(settled)
@@ -450,6 +456,50 @@ class HandoffStep:
             if live is None or live.deleted:
                 held.append(handoff.record_id)
         return self._deleted_of(self._crm, sorted(set(held))) if held else set()
+
+    def _held_elsewhere(
+        self,
+        to_send: list[tuple[MergedLead, Handoff, bool]],
+        gone: set[str],
+        known: Mapping[str, Handoff],
+    ) -> tuple[list[tuple[MergedLead, Handoff, bool]], list[Handoff]]:
+        """The handoffs to send, less those of leads whose handed-off record sales deleted
+        and whose other records the CRMs no longer hold either (HubSpot's search never shows
+        an archived contact, so the store may still think it live): nobody holds the person,
+        and handing them off again would bring a deleted lead back. Those are returned apart,
+        recorded as deleted. One read per CRM, of these few leads' records alone."""
+        if self._still_live is None:
+            return to_send, []
+        again = [
+            entry
+            for entry in to_send
+            if (earlier := known.get(entry[0].lead.lead_id)) is not None
+            and earlier.record_id in gone
+        ]
+        if not again:
+            return to_send, []
+        held: dict[str, list[str]] = {}
+        for m, _, _ in again:
+            for crm, snapshot in m.snapshots.items():
+                if crm != self._crm and not snapshot.deleted:
+                    held.setdefault(crm, []).append(snapshot.record_id)
+        live = {
+            (crm, record_id)
+            for crm, record_ids in held.items()
+            for record_id in self._still_live(crm, sorted(set(record_ids)))
+        }
+        nobody: set[str] = set()
+        for m, _, _ in again:
+            others = [(c, s.record_id) for c, s in m.snapshots.items() if c != self._crm]
+            if not any(other in live for other in others):
+                nobody.add(m.lead.lead_id)
+        kept = [entry for entry in to_send if entry[0].lead.lead_id not in nobody]
+        dropped = [
+            replace(known[m.lead.lead_id], status=DELETED)
+            for m, _, _ in again
+            if m.lead.lead_id in nobody
+        ]
+        return kept, dropped
 
     def _deleted_clocks(self, lead: Lead, handoff: Handoff, now: datetime) -> ClockChanges:
         """The clocks `handoff` started, stopped now: sales decided about the lead by deleting

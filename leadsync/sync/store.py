@@ -585,6 +585,19 @@ class Store:
         return int(done.rowcount or 0)
 
     @retry_transient
+    def mark_gone(self, crm: str, record_ids: Sequence[str], *, run_id: str) -> None:
+        """A write found these records of `crm` gone (deleted, archived): mark them deleted
+        and pending, for the next merge to take them off their leads. A later pull that lists
+        one again (restored) saves it live."""
+        with writing(self._engine) as connection:
+            for chunk in chunks(record_ids):
+                connection.execute(
+                    t.snapshots.update()
+                    .where(t.snapshots.c.crm == crm, t.snapshots.c.record_id.in_(chunk))
+                    .values(deleted=True, pending=True, run_id=run_id, saved_at=self._now())
+                )
+
+    @retry_transient
     def mark_unlisted_deleted(self, crm: str, *, listed_since: datetime, run_id: str) -> int:
         """After a complete full pull of `crm` that began at `listed_since`: the live records
         it did not list (saved before it began) are gone from the CRM (deleted, archived,

@@ -338,12 +338,6 @@ def test_a_contact_with_many_deals_counts_the_primary_and_settles(tmp_path: Path
             assert _writes(sync_at_now(config)) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limit: HubSpot's search never shows an archived contact, so until the sweep "
-    "lists HubSpot the archived contact looks live, and the lead is handed off again from it "
-    "(with the sweep between, it is not: see the test below)",
-)
 def test_a_handed_off_lead_deleted_in_both_crms_stops_its_clock_and_is_not_handed_off_again(
     tmp_path: Path,
 ) -> None:

@@ -9,11 +9,13 @@ import re
 import string
 import time
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from leadsync.cli import main
 from leadsync.config import Config, load_config
@@ -616,3 +618,77 @@ def test_a_mapping_edit_that_maps_city_can_be_planned_and_synced(
     leads = {lead["Id"]: lead for lead in sandbox.salesforce.snapshot("Lead")}
     written = [c for c in city_writes if c["crm"] == "salesforce"]
     assert all(leads[c["record_id"]]["City"] == c["new"] for c in written)
+
+
+def _gone(sandbox: Sandbox, crm: str, how: str, record_id: str) -> None:
+    """A person removes the record leadsync is about to write: deleted, or converted."""
+    if crm == "hubspot":
+        with requests.Session() as session:
+            session.trust_env = False
+            answer = session.delete(
+                f"{sandbox.url}/crm/v3/objects/contacts/{record_id}",
+                headers={"Authorization": "Bearer sandbox-token"},
+            )
+        assert answer.status_code == 204
+    elif how == "deleted":
+        with sandbox.salesforce.lock:
+            assert sandbox.salesforce.delete_record("Lead", record_id).success
+    else:
+        sandbox.salesforce.convert_lead(record_id)
+
+
+@pytest.mark.parametrize(
+    ("crm", "how"), [("hubspot", "deleted"), ("salesforce", "deleted"), ("salesforce", "converted")]
+)
+def test_a_results_only_write_to_a_record_gone_since_the_pull_is_held_back_not_failed(
+    sandbox: Sandbox, config: Config, crm: str, how: str
+) -> None:
+    """The write of scores alone takes no check before it (`sync.prewrite`); a record a person
+    deleted or converted between the pull and that write is not a failure, nor a refusal to
+    try again with back-off: it is held back, as the check would have held it, and the next
+    pull tells the store what became of it."""
+    cycle(config)
+    sandbox.hubspot.settle_search()
+    with open_runtime(config, connect=False) as runtime:
+        targets = runtime.field_map.writeback[crm]
+        linked = runtime.store.lead_ids_for(
+            "hubspot", [str(c["id"]) for c in sandbox.hubspot.snapshot()]
+        )
+    # More engagement for every contact: the scores move, on both sides, and nothing else.
+    for contact_id in linked:
+        held = sandbox.hubspot.contact(int(contact_id)).properties
+        views = int(held.get("hs_analytics_num_page_views") or 0)
+        sandbox.hubspot.set_activity(
+            int(contact_id), {"hs_analytics_num_page_views": str(views + 1)}
+        )
+    sandbox.hubspot.settle_search()
+
+    def pick(u: RecordUpdate) -> bool:
+        return u.object_name is None and targets.results_only(u.values)
+
+    wrappers: list[_EditsAtWrite] = []
+
+    def wrap(name: str, connector: Connector) -> Any:
+        if name != crm:
+            return connector
+        wrappers.append(_EditsAtWrite(connector, pick, partial(_gone, sandbox, crm, how)))
+        return wrappers[-1]
+
+    during = cycle(config, wrap=wrap)
+    gone = wrappers[0].edited
+    assert gone is not None
+    counts = during.crms[crm]
+    assert (counts.failed, counts.held_back) == (0, 1)
+    assert counts.written > 0
+    with open_runtime(config, connect=False) as runtime:
+        assert not [q for q in runtime.store.quarantined() if q.record_id == gone.record_id]
+        assert gone.record_id not in runtime.store.due_refusals(
+            crm, context="", now=datetime.now(UTC) + timedelta(days=30)
+        )
+        # A deleted record is known deleted now: HubSpot's search would never say so.
+        deleted = runtime.store.deleted_records(crm, [gone.record_id])
+        assert deleted == ({gone.record_id} if how == "deleted" else set())
+    # The next run reads what became of it and writes nothing more to it.
+    sandbox.hubspot.settle_search()
+    after = cycle(config)
+    assert after.crms[crm].failed == 0
