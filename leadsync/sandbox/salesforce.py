@@ -1056,9 +1056,11 @@ class SalesforceEmulator:
         *,
         stamp: str | None = None,
         assign: AssignmentRule | None = None,
+        holders_of: Mapping[str, list[str]] | None = None,
     ) -> WriteOutcome:
         """Create the record whose external id `key` holds `value`, or update it if one does
-        (the upsert of `sobjects/{obj}/{key}/{value}` and of collections)."""
+        (the upsert of `sobjects/{obj}/{key}/{value}` and of collections). `holders_of`: the
+        live records by their case-folded `key` value, when the caller has them already."""
         if value is None or str(value).strip() == "":
             return WriteOutcome(
                 None,
@@ -1069,11 +1071,9 @@ class SalesforceEmulator:
         # A record in the Recycle Bin is no holder: the upsert creates a new one (DML does
         # not see deleted rows; for an upsert by external id *unconfirmed*). The handoff of
         # a lead whose record sales deleted relies on it.
-        holders = [
-            row["Id"]
-            for row in self._records[obj.name.lower()].values()
-            if not row.get("IsDeleted") and str(row.get(key.name) or "").casefold() == wanted
-        ]
+        if holders_of is None:
+            holders_of = self._holders_by_key(obj, key, {wanted})
+        holders = holders_of.get(wanted, [])
         fields = {k: v for k, v in values.items() if k.lower() != key.name.lower()}
         if len(holders) > 1:
             return WriteOutcome(
@@ -1095,6 +1095,20 @@ class SalesforceEmulator:
             )
         outcome.upserted = True
         return outcome
+
+    def _holders_by_key(
+        self, obj: SalesforceObject, key: SalesforceField, wanted: set[str]
+    ) -> dict[str, list[str]]:
+        """The ids of the live records of `obj` whose `key` value, case-folded, is one of
+        `wanted`: one pass over the records, however many values a collection names."""
+        found: dict[str, list[str]] = {}
+        for row in self._records[obj.name.lower()].values():
+            if row.get("IsDeleted"):
+                continue
+            held = str(row.get(key.name) or "").casefold()
+            if held in wanted:
+                found.setdefault(held, []).append(row["Id"])
+        return found
 
     def _external_key(self, obj: SalesforceObject, name: str) -> SalesforceField | Response:
         spec = obj.field_named(name)
@@ -1179,8 +1193,20 @@ class SalesforceEmulator:
                 return WriteOutcome(None, upserted=True, errors=[problem])
             values = {k: v for k, v in record.items() if k != "attributes"}
             value = next((v for k, v in values.items() if k.lower() == key.name.lower()), None)
-            return self.upsert_record(obj, key, value, values, stamp=stamp, assign=assign)
+            return self.upsert_record(
+                obj, key, value, values, stamp=stamp, assign=assign, holders_of=holders_of
+            )
 
+        # The request's values are distinct (refused above otherwise): one record's upsert
+        # never makes another's holder, so the holders are looked up once, before any.
+        named = {
+            str(value).casefold()
+            for record in records
+            if isinstance(record, Mapping)
+            for k, value in record.items()
+            if k.lower() == key.name.lower() and value is not None
+        }
+        holders_of = self._holders_by_key(obj, key, named)
         return self._all_or_none(
             all_or_none, lambda stamp: [one(record, stamp) for record in records]
         )
