@@ -158,7 +158,7 @@ def judge(target: Target, results: Results | None) -> Row:
             f"{value} at {scale_text(largest['scale'])}",
             when,
             f"not judged: measured at {scale_text(largest['scale'])}, not "
-            f"{scale_text(target.scale)} (not measured at that scale since results files began)",
+            f"{scale_text(target.scale)} (the last run measured nothing at that scale)",
             None,
         )
     value = float(chosen["value"])
