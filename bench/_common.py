@@ -8,6 +8,7 @@ then be read from /proc and told apart from the benchmark's own.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import re
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -309,3 +310,44 @@ def write_section(name: str, body: str, *, intro: str, path: Path = BENCHMARKS_M
         text = text.rstrip() + "\n\n" + section + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+# ------------------------------------------------------------------------------------ results
+
+RESULTS_FOLDER = "bench-results"
+
+
+def results_path(section: str, markdown: Path = BENCHMARKS_MD) -> Path:
+    """Where a section's figures are kept machine-readable: beside the Markdown file, in
+    `bench-results/<section>.json` (docs/bench-results/ for docs/BENCHMARKS.md)."""
+    return markdown.parent / RESULTS_FOLDER / f"{section}.json"
+
+
+def figure(name: str, value: float, *, unit: str, note: str = "", **scale: int) -> dict[str, Any]:
+    """One figure of a results file: its name, value and unit, and the scale it was measured
+    at (`leads=100_000`, say), which a target set at one scale checks before it judges."""
+    return {"name": name, "value": value, "unit": unit, "scale": scale, "note": note}
+
+
+def save_results(
+    section: str,
+    figures: Sequence[Mapping[str, Any]],
+    *,
+    command: str,
+    markdown: Path = BENCHMARKS_MD,
+    measured_at: datetime | None = None,
+) -> Path:
+    """Write a section's figures (see `figure`) to its results file, replacing the last ones:
+    what `bench/run_all.py` assembles the targets section from."""
+    path = results_path(section, markdown)
+    when = measured_at or datetime.now(UTC)
+    document = {
+        "section": section,
+        "command": command,
+        "machine": machine(),
+        "measured_at": when.isoformat(timespec="seconds"),
+        "figures": list(figures),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    return path

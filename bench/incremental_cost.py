@@ -57,10 +57,12 @@ from _common import (
     SandboxServer,
     Spread,
     expect,
+    figure,
     figure_text,
     http_session,
     machine,
     markdown_table,
+    save_results,
     write_section,
 )
 
@@ -899,6 +901,30 @@ def report(results: Sequence[SizeResult], args: argparse.Namespace, command: str
     )
 
 
+def figures(results: Sequence[SizeResult]) -> list[dict[str, Any]]:
+    """The figures issue 20's targets judge (`bench/targets.py`), for the results file: per
+    store size the medians of a run's wall and CPU time and of its traced peak; from the
+    smallest size to the largest, the most any median grew (`ratios`)."""
+    found = []
+    for result in results:
+        found += [
+            figure("wall_s", Spread.of(s.wall for s in result.timed).median, unit="s",
+                   stored=result.stored),
+            figure("cpu_s", Spread.of(s.cpu for s in result.timed).median, unit="s",
+                   stored=result.stored),
+            figure("peak_traced_mb", Spread.of((s.peak or 0) / MB for s in result.traced).median,
+                   unit="MB", stored=result.stored),
+        ]  # fmt: skip
+    if len(results) > 1:
+        small, large = results[0], results[-1]
+        steepest = max(ratios(small, large), key=lambda ratio: ratio.value)
+        found.append(
+            figure("incremental_growth", steepest.value, unit="×", note=steepest.label,
+                   from_stored=small.stored, to_stored=large.stored)
+        )  # fmt: skip
+    return found
+
+
 # ------------------------------------------------------------------------------------ main
 
 
@@ -975,6 +1001,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             else f"### {args.changed:,} records changed, {sizes} stored leads\n"
         )
         write_section(args.section, intro + "\n" + text, intro=INTRO, path=output)
+        save_results(args.section, figures(results), command=command_line(args), markdown=output)
         _progress(f"wrote the {args.section} section of {output}")
     return 0
 
