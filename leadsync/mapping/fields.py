@@ -37,7 +37,7 @@ import difflib
 import functools
 import itertools
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from dataclasses import fields as dataclass_fields
 from datetime import UTC, date, datetime
@@ -56,6 +56,7 @@ from leadsync.mapping.transforms import (
     TYPE_TRANSFORMS,
     Binding,
     Range,
+    Reader,
     TransformError,
 )
 from leadsync.mapping.types import (
@@ -83,6 +84,11 @@ RELATED_OBJECTS: dict[str, tuple[str, ...]] = {"hubspot": (), "salesforce": ("Op
 CONTACT = "Contact"
 
 _FIELD_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+# What a mapping compiles (see `FieldMap.compiled`), left out of its pickled state.
+_COMPILED = frozenset({"_readers", "_writers", "_compiled"})
+_MISSING = object()
+Compiled = TypeVar("Compiled")
 
 # ================================================================================= the mapping
 
@@ -112,19 +118,42 @@ class FieldMapping:
 
     def read(self, crm: str, raw: Any) -> Any:
         """The canonical value of `raw` from `crm`; TransformError names this field too."""
-        binding = self._bound(crm)
-        try:
-            return binding.to_canonical(raw, canonical_type=self.type)
-        except TransformError as error:
-            raise TransformError(f"{self.name} ({error.field})", raw, error.reason) from None
+        return self.reader(crm)(raw)
 
     def write(self, crm: str, value: Any) -> Any:
         """What to write to `crm` for the canonical `value`."""
-        binding = self._bound(crm)
-        try:
-            return binding.to_crm(value, canonical_type=self.type)
-        except TransformError as error:
-            raise TransformError(f"{self.name} ({error.field})", value, error.reason) from None
+        return self.writer(crm)(value)
+
+    def reader(self, crm: str) -> Reader:
+        """`read` for `crm` as a plain function, made once per mapping (ValueError when the
+        field is not mapped there)."""
+        found = self._readers.get(crm)
+        if found is None:
+            binding = self._bound(crm)
+            found = binding.reader(self.type, f"{self.name} ({binding.qualified_name})")
+            self._readers[crm] = found
+        return found
+
+    def writer(self, crm: str) -> Reader:
+        """`write` for `crm` as a plain function, made once per mapping."""
+        found = self._writers.get(crm)
+        if found is None:
+            binding = self._bound(crm)
+            found = binding.writer(self.type, f"{self.name} ({binding.qualified_name})")
+            self._writers[crm] = found
+        return found
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The compiled functions are closures, which do not pickle; a copy makes its own.
+        return {key: value for key, value in self.__dict__.items() if key not in _COMPILED}
+
+    @functools.cached_property
+    def _readers(self) -> dict[str, Reader]:
+        return {}
+
+    @functools.cached_property
+    def _writers(self) -> dict[str, Reader]:
+        return {}
 
     def _bound(self, crm: str) -> Binding:
         binding = self.binding(crm)
@@ -261,6 +290,23 @@ class FieldMap:
     identity_field: str
     # The file it was read from, for problems found later (a CRM's describe): where to look.
     path: str = field(default="", repr=False, compare=False)
+
+    def compiled(self, build: Callable[[FieldMap], Compiled]) -> Compiled:
+        """`build(self)`, made once per mapping object: the field lists and functions a sync
+        module compiles from the mapping, so that its per-record paths look nothing up
+        again. `build` is the key: a module-level function, one per use."""
+        found = self._compiled.get(build, _MISSING)
+        if found is _MISSING:
+            found = self._compiled[build] = build(self)
+        return found  # type: ignore[no-any-return]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # What was compiled holds closures, which do not pickle; a copy compiles its own.
+        return {key: value for key, value in self.__dict__.items() if key not in _COMPILED}
+
+    @functools.cached_property
+    def _compiled(self) -> dict[Callable[[FieldMap], Any], Any]:
+        return {}
 
     def canonical_types(self) -> dict[str, str]:
         """Canonical field name -> its type, for the lead-definition loader."""

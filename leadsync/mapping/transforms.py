@@ -68,6 +68,12 @@ class _UnreadableError(RecordError):
     """Raised by the converters; the binding adds the field and the value."""
 
 
+# A binding's reading or writing of one canonical type, compiled once (`Binding.reader`).
+Reader = Callable[[Any], Any]
+# What a binding compiles, left out of its pickled state.
+_COMPILED = frozenset({"_readers", "_writers", "_text_steps"})
+
+
 @dataclass(frozen=True)
 class Range:
     """One bucket of a CRM field that keeps a number as a range (HubSpot's `numemployees`).
@@ -114,51 +120,72 @@ class Binding:
     def to_canonical(self, raw: Any, *, canonical_type: CanonicalType) -> Any:
         """The canonical value of `raw`, a CRM value (HubSpot: a string or None; Salesforce:
         JSON types). Raises TransformError when it cannot be read."""
-        if is_blank(raw):
-            return self.default
-        value = self.text_steps(raw) if isinstance(raw, str) else raw
-        if self.value_map or self.ranges:
-            found, canonical = self._read_table(value)
-            if found:
-                return canonical
-            if self.strict:
-                table = "ranges" if self.ranges else "value_map"
-                raise TransformError(self.qualified_name, raw, f"not listed in its {table}")
-        try:
-            return READERS[canonical_type](value, self._zone)
-        except _UnreadableError as unreadable:
-            raise TransformError(self.qualified_name, raw, str(unreadable)) from None
+        return self.reader(canonical_type)(raw)
 
     def to_crm(self, value: Any, *, canonical_type: CanonicalType) -> Any:
         """What to write to the CRM for the canonical `value`: a string for HubSpot ("" clears
         the property), JSON types for Salesforce (None clears the field)."""
-        if value is None:
-            return "" if self.crm == "hubspot" else None
-        try:
-            typed = READERS[canonical_type](value, self._zone)
-        except _UnreadableError as unreadable:
-            raise TransformError(self.qualified_name, value, str(unreadable)) from None
-        if self.ranges:
-            return self._range_value(typed, value)
-        if self.value_map or self.push_value_map:
-            crm_value = self._written_values.get(typed)
-            if crm_value is not None:
-                return crm_value
-            if self.strict:
-                raise TransformError(self.qualified_name, value, "no CRM value maps to it")
-        written = WRITERS[self.crm][canonical_type](typed)
-        return self.text_steps(written) if isinstance(written, str) else written
+        return self.writer(canonical_type)(value)
 
     def text_steps(self, text: str) -> str:
         """`text` after this binding's trim and case transforms."""
-        if "trim" in self.transforms:
-            text = text.strip()
-        for name in self.transforms:
-            if name in CASE_TRANSFORMS:
-                text = CASE_CHANGES[name](text)
-        return text
+        steps = self._text_steps
+        return text if steps is None else steps(text)
+
+    def reader(self, canonical_type: CanonicalType, label: str | None = None) -> Reader:
+        """`to_canonical` for one canonical type as a plain function, made once per binding:
+        a sync reads every field of every record through it. Its TransformErrors name
+        `label` (by default the binding's `qualified_name`)."""
+        key = (canonical_type, label)
+        found = self._readers.get(key)
+        if found is None:
+            found = _reader(self, canonical_type, label or self.qualified_name)
+            self._readers[key] = found
+        return found
+
+    def writer(self, canonical_type: CanonicalType, label: str | None = None) -> Reader:
+        """`to_crm` for one canonical type as a plain function, made once per binding (see
+        `reader`)."""
+        key = (canonical_type, label)
+        found = self._writers.get(key)
+        if found is None:
+            found = _writer(self, canonical_type, label or self.qualified_name)
+            self._writers[key] = found
+        return found
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The compiled functions are closures, which do not pickle; a copy makes its own.
+        return {key: value for key, value in self.__dict__.items() if key not in _COMPILED}
 
     # ---------------------------------------------------------------- internals
+
+    @functools.cached_property
+    def _readers(self) -> dict[tuple[str, str | None], Reader]:
+        return {}
+
+    @functools.cached_property
+    def _writers(self) -> dict[tuple[str, str | None], Reader]:
+        return {}
+
+    @functools.cached_property
+    def _text_steps(self) -> Callable[[str], str] | None:
+        """The trim and case transforms as one function; None when the binding has none."""
+        trim = "trim" in self.transforms
+        cases = tuple(CASE_CHANGES[name] for name in self.transforms if name in CASE_TRANSFORMS)
+        if not cases:
+            return str.strip if trim else None
+        if len(cases) == 1:
+            case = cases[0]
+            return (lambda text: case(text.strip())) if trim else case
+
+        def steps(text: str) -> str:
+            if trim:
+                text = text.strip()
+            for change in cases:
+                text = change(text)
+            return text
+
+        return steps
 
     @functools.cached_property
     def _zone(self) -> ZoneInfo:
@@ -176,23 +203,87 @@ class Binding:
             inverse.setdefault(canonical, crm_value)
         return {**inverse, **self.push_value_map}
 
-    def _read_table(self, value: Any) -> tuple[bool, Any]:
-        key = table_key(value)
-        if self.ranges:
-            table: Mapping[str, Any] = self._ranges_by_value
-        else:
-            table = self.value_map
-        return (True, table[key]) if key in table else (False, None)
-
-    def _range_value(self, number: Any, value: Any) -> Any:
+    def _range_value(self, number: Any, value: Any, label: str) -> Any:
         if isinstance(number, bool) or not isinstance(number, int | float):
-            raise TransformError(self.qualified_name, value, "ranges need a number")
+            raise TransformError(label, value, "ranges need a number")
         for bucket in self.ranges:
             if bucket.up_to is None or number <= bucket.up_to:
                 return bucket.crm_value
         if self.strict:
-            raise TransformError(self.qualified_name, value, "above the last of its ranges")
+            raise TransformError(label, value, "above the last of its ranges")
         return WRITERS[self.crm]["number"](number)
+
+
+def _reader(binding: Binding, canonical_type: CanonicalType, label: str) -> Reader:
+    """`Binding.to_canonical` with everything that does not depend on the value looked up
+    once: the steps run in the order the module's docstring gives."""
+    default = binding.default
+    steps = binding._text_steps
+    table: Mapping[str, Any] | None = (
+        binding._ranges_by_value if binding.ranges else binding.value_map or None
+    )
+    strict = binding.strict
+    missing = f"not listed in its {'ranges' if binding.ranges else 'value_map'}"
+    convert = READERS[canonical_type]
+    zone = binding._zone
+    # Text read as text, with no table in between: the converter would hand it back as is.
+    text_as_is = table is None and convert is read_string
+
+    def read(raw: Any) -> Any:
+        if raw is None:
+            return default
+        if isinstance(raw, str):
+            if not raw.strip():  # blank
+                return default
+            value = raw if steps is None else steps(raw)
+            if text_as_is:
+                return value
+        else:
+            value = raw
+        if table is not None:
+            key = table_key(value)
+            if key in table:
+                return table[key]
+            if strict:
+                raise TransformError(label, raw, missing)
+        try:
+            return convert(value, zone)
+        except _UnreadableError as unreadable:
+            raise TransformError(label, raw, str(unreadable)) from None
+
+    return read
+
+
+def _writer(binding: Binding, canonical_type: CanonicalType, label: str) -> Reader:
+    """`Binding.to_crm` with everything that does not depend on the value looked up once."""
+    cleared = "" if binding.crm == "hubspot" else None
+    convert = READERS[canonical_type]
+    zone = binding._zone
+    ranges = bool(binding.ranges)
+    mapped = binding._written_values if binding.value_map or binding.push_value_map else None
+    strict = binding.strict
+    steps = binding._text_steps
+    formats = WRITERS.get(binding.crm, {}).get(canonical_type)
+
+    def write(value: Any) -> Any:
+        if value is None:
+            return cleared
+        try:
+            typed = convert(value, zone)
+        except _UnreadableError as unreadable:
+            raise TransformError(label, value, str(unreadable)) from None
+        if ranges:
+            return binding._range_value(typed, value, label)
+        if mapped is not None:
+            crm_value = mapped.get(typed)
+            if crm_value is not None:
+                return crm_value
+            if strict:
+                raise TransformError(label, value, "no CRM value maps to it")
+        written = (formats or WRITERS[binding.crm][canonical_type])(typed)
+        return steps(written) if steps is not None and isinstance(written, str) else written
+
+    return write
 
 
 def is_blank(raw: Any) -> bool:

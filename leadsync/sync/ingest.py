@@ -17,16 +17,18 @@ fresh change and write it back the other way, on and on.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import Any, NamedTuple
 
 from leadsync.connectors.base import CrmRecord
 from leadsync.connectors.traits import traits_of
 from leadsync.errors import RecordError
 from leadsync.mapping.fields import FieldMap, FieldMapping
-from leadsync.mapping.transforms import TransformError, is_blank
+from leadsync.mapping.transforms import Reader, TransformError, is_blank
+from leadsync.mapping.types import CRMS
 from leadsync.sync.identity import CROSS_REFERENCE_FIELDS, normalise_email
 from leadsync.sync.model import FieldChoice, Snapshot
 from leadsync.sync.tables import MAX_EMAIL_LENGTH, unstorable
@@ -88,7 +90,8 @@ def to_snapshot(
     """
     if record.deleted:
         return _deleted(record, field_map, previous)
-    canonical, unreadable = _read(record, field_map)
+    pulls = field_map.compiled(_compile_pulls).get(record.crm, ())
+    canonical, unreadable = _read(record, pulls)
     reasons = [*unstorable(record.fields), *unreadable.values()]
     if field_map.identity_field not in unreadable:  # else its reason is given already
         identity_problem = email_problem(field_map, canonical, record.crm)
@@ -102,7 +105,7 @@ def to_snapshot(
         modified_at=record.modified_at,
         raw=dict(record.fields),
         canonical=canonical,
-        changed_at=_changed_at(record, field_map, canonical, previous, expected or {}),
+        changed_at=_changed_at(record, pulls, canonical, previous, expected),
         lead_id=previous.lead_id if previous is not None else None,
     )
 
@@ -110,9 +113,11 @@ def to_snapshot(
 def email_problem(field_map: FieldMap, canonical: Mapping[str, Any], crm: str) -> str | None:
     """Why the identity field of `canonical` cannot be matched on, or None when it can."""
     name = field_map.identity_field
+    email = normalise_email(canonical.get(name))
+    if email is not None and len(email) <= MAX_EMAIL_LENGTH and _EMAIL.fullmatch(email):
+        return None  # the usual case, told without looking up where the field lives
     binding = field_map.fields[name].binding(crm)
     where = binding.qualified_name if binding is not None else name
-    email = normalise_email(canonical.get(name))
     if email is None:
         return f"no {name}: {where} is blank or missing"
     if len(email) > MAX_EMAIL_LENGTH:
@@ -132,16 +137,23 @@ def same_value(mapping: FieldMapping, crm: str, one: Any, other: Any) -> bool:
     """Whether two raw values of `crm` mean the same canonical value ("100" and 100.0, " a"
     and "a" after trim, "50-100" and the number it reads as). Values the mapping cannot read
     are compared as they are."""
-    if type(one) is type(other) and type(one) in _READ_ALIKE and one == other:
+    return same_read(mapping.reader(crm), one, other)
+
+
+def same_read(read: Reader, one: Any, other: Any) -> bool:
+    """`same_value` through a field's compiled `read` (FieldMapping.reader): what a compiled
+    field list binds it to with `partial`."""
+    kind = type(one)
+    if kind is type(other) and kind in _READ_ALIKE and one == other:
         # One read for both (most values a plan compares are unchanged): equal text, whole
         # numbers or flags read alike. Not floats: 0.0 == -0.0, yet they may read apart.
         try:
-            read = mapping.read(crm, one)
+            value = read(one)
         except TransformError:
             return True
-        return bool(read == read)  # False for a NaN, as two reads compare
+        return bool(value == value)  # False for a NaN, as two reads compare
     try:
-        return bool(mapping.read(crm, one) == mapping.read(crm, other))
+        return bool(read(one) == read(other))
     except TransformError:
         return bool(one == other)
 
@@ -149,18 +161,43 @@ def same_value(mapping: FieldMapping, crm: str, one: Any, other: Any) -> bool:
 # ------------------------------------------------------------------------------- reading
 
 
-def _read(record: CrmRecord, field_map: FieldMap) -> tuple[dict[str, Any], dict[str, str]]:
+class _Pull(NamedTuple):
+    """One field read from a CRM's lead object, compiled once per mapping."""
+
+    name: str  # canonical
+    field: str  # the CRM's
+    read: Reader
+    # Whether two raw values of the field mean the same (`same_value`).
+    same: Callable[[Any, Any], bool]
+
+
+def _compile_pulls(field_map: FieldMap) -> dict[str, tuple[_Pull, ...]]:
+    """CRM -> the fields read from its lead object: pulled, bound there, not on a related
+    object; in the mapping's order."""
+    pulls: dict[str, tuple[_Pull, ...]] = {}
+    for crm in CRMS:
+        found = []
+        for mapping in field_map.fields.values():
+            binding = mapping.binding(crm)
+            if mapping.direction.pulls and binding is not None and binding.object is None:
+                read = mapping.reader(crm)
+                found.append(_Pull(mapping.name, binding.field, read, partial(same_read, read)))
+        pulls[crm] = tuple(found)
+    return pulls
+
+
+def _read(record: CrmRecord, pulls: tuple[_Pull, ...]) -> tuple[dict[str, Any], dict[str, str]]:
     """The canonical values of the record's pulled fields, and field -> why it is unreadable."""
     canonical: dict[str, Any] = {}
     problems: dict[str, str] = {}
-    for mapping in _pulled(field_map, record.crm):
-        binding = mapping.binding(record.crm)
-        if binding is None or binding.field not in record.fields:
+    fields = record.fields
+    for name, field, read, _same in pulls:
+        if field not in fields:
             continue
         try:
-            canonical[mapping.name] = mapping.read(record.crm, record.fields[binding.field])
+            canonical[name] = read(fields[field])
         except TransformError as error:
-            problems[mapping.name] = f"cannot read {error}"
+            problems[name] = f"cannot read {error}"
     return canonical, problems
 
 
@@ -182,7 +219,7 @@ def field_problems(crm: str, fields: Mapping[str, Any], field_map: FieldMap) -> 
         if unstorable({name: value})
     ]
     record = CrmRecord(crm, "", datetime.min.replace(tzinfo=UTC), fields)
-    canonical, unreadable = _read(record, field_map)
+    canonical, unreadable = _read(record, field_map.compiled(_compile_pulls).get(crm, ()))
     for name, message in unreadable.items():
         binding = field_map.fields[name].binding(crm)
         crm_field = binding.field if binding is not None else name
@@ -197,20 +234,9 @@ def field_problems(crm: str, fields: Mapping[str, Any], field_map: FieldMap) -> 
     return found
 
 
-def _pulled(field_map: FieldMap, crm: str) -> list[FieldMapping]:
-    """The fields read from `crm`'s lead object: pulled, bound there, not on a related object."""
-    return [
-        mapping
-        for mapping in field_map.fields.values()
-        if mapping.direction.pulls
-        and (binding := mapping.binding(crm)) is not None
-        and binding.object is None
-    ]
-
-
 def _deleted(record: CrmRecord, field_map: FieldMap, previous: Snapshot | None) -> Snapshot:
     # What can be read is kept for the audit trail; a deleted record never votes.
-    canonical, _unreadable = _read(record, field_map)
+    canonical, _unreadable = _read(record, field_map.compiled(_compile_pulls).get(record.crm, ()))
     return Snapshot(
         crm=record.crm,
         record_id=record.id,
@@ -228,18 +254,26 @@ def _deleted(record: CrmRecord, field_map: FieldMap, previous: Snapshot | None) 
 
 def _changed_at(
     record: CrmRecord,
-    field_map: FieldMap,
+    pulls: tuple[_Pull, ...],
     canonical: Mapping[str, Any],
     previous: Snapshot | None,
-    expected: Mapping[str, Any],
+    expected: Mapping[str, Any] | None,
 ) -> dict[str, datetime]:
     """Per field: the previous time when unchanged or when the change is leadsync's own echo
     (absent when there is none: no person is known to have set it); else the record's time."""
+    if previous is None and not expected:
+        # A record met for the first time, never written: every value is a person's.
+        return dict.fromkeys(canonical, record.modified_at)
     times: dict[str, datetime] = {}
-    for name, value in canonical.items():
+    fields = record.fields
+    for name, field, _read, same in pulls:
+        if name not in canonical:
+            continue
+        value = canonical[name]
         before = previous.changed_at.get(name) if previous is not None else None
         unchanged = previous is not None and _same(previous.canonical, name, value)
-        if unchanged or _is_echo(field_map.fields[name], record, expected):
+        # leadsync's own echo: the field holds what leadsync last wrote there.
+        if unchanged or (expected and field in expected and same(fields[field], expected[field])):
             if before is not None:
                 times[name] = before
         else:
@@ -253,13 +287,6 @@ def _same(values: Mapping[str, Any], name: str, value: Any) -> bool:
     held = values[name]
     # Blank is blank, whichever form it came in.
     return (is_blank(held) and is_blank(value)) or bool(held == value)
-
-
-def _is_echo(mapping: FieldMapping, record: CrmRecord, expected: Mapping[str, Any]) -> bool:
-    binding = mapping.binding(record.crm)
-    if binding is None or binding.field not in expected:
-        return False
-    return same_value(mapping, record.crm, record.fields[binding.field], expected[binding.field])
 
 
 # ------------------------------------------------------------------------------- leadsync's own

@@ -39,18 +39,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from functools import partial
+from operator import attrgetter
 from typing import Any, NamedTuple, TypeVar
 
 from leadsync.connectors.base import CrmTraits, RecordUpdate
 from leadsync.connectors.traits import traits_of
-from leadsync.mapping.fields import CONTACT, FieldMap, FieldMapping, WritebackTargets
+from leadsync.mapping.fields import CONTACT, FieldMap, WritebackTargets
 from leadsync.mapping.lifecycle import Stage, left_by
 from leadsync.mapping.scoring import Score
-from leadsync.mapping.transforms import WRITERS, TransformError, is_blank
-from leadsync.mapping.types import SyncRule
-from leadsync.sync.ingest import same_value
+from leadsync.mapping.transforms import WRITERS, Reader, TransformError, is_blank
+from leadsync.mapping.types import CRMS, SyncRule
+from leadsync.sync.ingest import same_read
 from leadsync.sync.model import Lead, Snapshot
 from leadsync.sync.related import contact_of
 
@@ -155,15 +155,17 @@ def _update(
         return None
     if not traits_of(snapshot.crm).is_writable(snapshot.raw):
         return _contact_update(field_map, lead, snapshot, flags)
+    compiled = field_map.compiled(_compile).get(snapshot.crm, _NOTHING)
     targets = field_map.writeback.get(snapshot.crm)
-    writeback = _writeback_writes(targets, lead, snapshot, flags)
+    writeback = _writeback_writes(compiled.writeback, lead, snapshot.raw, flags)
     if targets is not None:
-        _keep_persons_stages(writeback, targets, snapshot, written)
+        if written:
+            _keep_persons_stages(writeback, targets, snapshot, written)
         judged: frozenset[str] = frozenset()
         if lead.stage in _BACK_BY_RULE:
             judged = _keep_stages_the_rule_does_not_leave(writeback, targets, lead.stage, snapshot)
         _keep_later_stages(writeback, snapshot, moves_back, own | judged)
-    values = {**_field_writes(field_map, lead, snapshot), **writeback}
+    values = {**_field_writes(compiled.pushes, lead, snapshot.raw), **writeback}
     if not values:
         return None
     current = {name: snapshot.raw.get(name) for name in values}
@@ -192,8 +194,7 @@ def _keep_persons_stages(
 ) -> None:
     """Leave out the stage and status writes of the value leadsync wrote there last, when
     the CRM holds another now: a person changed it since, and leadsync's wish did not."""
-    for role in ("stage", "status_field"):
-        name = targets.targets().get(role)
+    for name in (targets.stage, targets.status_field):
         if name is None or name not in writes or name not in written:
             continue
         changed_since = not _same_text(written[name], snapshot.raw.get(name))
@@ -246,47 +247,161 @@ def _person_update(
     """The update of a Contact that is the lead's person in `crm` (`held`: what it holds):
     the lead's results in the Contact's write-back targets; None when the mapping names
     none or the Contact holds them already."""
-    targets = field_map.writeback.get(crm)
-    if targets is None or not targets.contact:
+    contact = field_map.compiled(_compile).get(crm, _NOTHING).contact
+    if contact is None:
         return None
-    view = Snapshot(crm, record_id, datetime.min.replace(tzinfo=UTC), held, {})
-    values = _writeback_writes(targets.contact_targets(), lead, view, flags)
+    values = _writeback_writes(contact, lead, held, flags)
     if not values:
         return None
     current = {name: held.get(name) for name in values}
     return RecordUpdate(record_id, values, current, object_name=CONTACT)
 
 
+# ------------------------------------------------------------------------- compiled once
+
+
+class _Push(NamedTuple):
+    """One canonical field pushed to a CRM's lead object, compiled once per mapping."""
+
+    name: str  # canonical
+    field: str  # the CRM's
+    blank_wins: bool  # its rule lets a blank win (BLANK_WINS): it may clear the field
+    read: Reader
+    write: Reader
+    # Whether two raw values of the field mean the same (`same_value`).
+    same: Callable[[Any, Any], bool]
+
+
+class _Role(NamedTuple):
+    """One write-back target of a CRM, compiled once per mapping."""
+
+    field: str  # the CRM's
+    wanted: Callable[[Lead], Any]  # what leadsync wants there (blank: nothing)
+    same: Callable[[Any, Any], bool]
+
+
+class _FlagRole(NamedTuple):
+    """The SLA flag: the names of the breaches, comma-separated. leadsync owns it: a blank is
+    a value it writes (the breach is over), not "nothing"."""
+
+    field: str
+    blank: Any  # how the CRM clears a field: Salesforce with null, HubSpot with ""
+
+
+class _StageRole(NamedTuple):
+    """The stage or status target: canonical stage -> the values that hold it (the first is
+    written), and the same as text (`_text`), which what the CRM holds is compared with."""
+
+    field: str
+    holding: Mapping[str, tuple[str, ...]]
+    texts: Mapping[str, frozenset[str]]
+
+
+_Writeback = tuple[_Role | _FlagRole | _StageRole, ...]
+
+
+class _Compiled(NamedTuple):
+    """What a plan for one CRM needs of the mapping, looked up once."""
+
+    pushes: tuple[_Push, ...] = ()
+    writeback: _Writeback = ()
+    contact: _Writeback | None = None  # a converted lead's Contact; None: not written
+
+
+_NOTHING = _Compiled()
+
+
+def _compile(field_map: FieldMap) -> dict[str, _Compiled]:
+    """CRM -> the fields pushed to its lead object (in the mapping's order) and its
+    write-back targets, and those of the Contact a converted lead became."""
+    compiled: dict[str, _Compiled] = {}
+    for crm in CRMS:
+        pushes = []
+        for mapping in field_map.fields.values():
+            binding = mapping.binding(crm)
+            if mapping.direction.pushes and binding is not None and binding.object is None:
+                read, write = mapping.reader(crm), mapping.writer(crm)
+                blank_wins = mapping.rule in BLANK_WINS
+                same = partial(same_read, read)
+                pushes.append(_Push(mapping.name, binding.field, blank_wins, read, write, same))
+        targets = field_map.writeback.get(crm)
+        writeback: _Writeback = () if targets is None else _roles(targets, crm)
+        contact = (
+            _roles(targets.contact_targets(), crm)
+            if targets is not None and targets.contact
+            else None
+        )
+        compiled[crm] = _Compiled(tuple(pushes), writeback, contact)
+    return compiled
+
+
+# Write-back role -> the lead's number written there, or its text.
+_NUMBERS: dict[str, Callable[[Lead], int | None]] = {
+    "score": attrgetter("score"),
+    "fit_score": attrgetter("fit"),
+    "engagement_score": attrgetter("engagement"),
+}
+_TEXTS: dict[str, Callable[[Lead], Any]] = {
+    "grade": attrgetter("grade"),
+    "reasons": lambda lead: "\n".join(lead.reasons),  # one per line
+    "model_version": attrgetter("model_version"),
+}
+
+
+def _roles(targets: WritebackTargets, crm: str) -> _Writeback:
+    """The write-back targets set, in WRITEBACK_ROLES order; the handoff's are left out: the
+    handoff writes them, once (leadsync.sync.handoff), never a plan."""
+    roles: list[_Role | _FlagRole | _StageRole] = []
+    for role, name in targets.targets().items():
+        if role in _NUMBERS:
+            roles.append(
+                _Role(name, _number(_NUMBERS[role], WRITERS[crm]["integer"]), _same_number)
+            )
+        elif role in _TEXTS:
+            roles.append(_Role(name, _TEXTS[role], _same_text))
+        elif role == "sla_breaches":
+            roles.append(_FlagRole(name, traits_of(crm).blank))
+        elif role in ("stage", "status_field"):
+            values = targets.stage_values if role == "stage" else targets.status_values
+            holds = targets.stage_holds if role == "stage" else targets.status_holds
+            held = {stage: targets.holding(role, stage) for stage in {*values, *holds}}
+            holding = {stage: found for stage, found in held.items() if found}
+            texts = {stage: frozenset(map(_text, found)) for stage, found in holding.items()}
+            roles.append(_StageRole(name, holding, texts))
+    return tuple(roles)
+
+
+def _number(of: Callable[[Lead], int | None], write: Callable[[Any], Any]) -> Callable[[Lead], Any]:
+    def wanted(lead: Lead) -> Any:
+        value = of(lead)
+        return None if value is None else write(value)
+
+    return wanted
+
+
 # ------------------------------------------------------------------------- canonical fields
 
 
-def _field_writes(field_map: FieldMap, lead: Lead, snapshot: Snapshot) -> dict[str, Any]:
+def _field_writes(pushes: tuple[_Push, ...], lead: Lead, raw: Mapping[str, Any]) -> dict[str, Any]:
     writes: dict[str, Any] = {}
-    for mapping in field_map.fields.values():
-        binding = mapping.binding(snapshot.crm)
-        if not mapping.direction.pushes or binding is None or binding.object is not None:
-            continue
-        if mapping.name not in lead.values:
+    values = lead.values
+    for name, crm_field, blank_wins, read, write, same in pushes:
+        if name not in values:
             continue  # leadsync knows nothing of it: nothing to say
-        value = lead.values[mapping.name]
-        held = snapshot.raw.get(binding.field)
-        if is_blank(value) and not _may_clear(mapping, snapshot.crm, held):
+        value = values[name]
+        held = raw.get(crm_field)
+        # A blank is written only when the rule lets a blank win, or there is nothing to lose.
+        if is_blank(value) and not (blank_wins or _reads_blank(read, held)):
             continue
-        desired = mapping.write(snapshot.crm, value)
-        if not same_value(mapping, snapshot.crm, desired, held):
-            writes[binding.field] = desired
+        desired = write(value)
+        if not same(desired, held):
+            writes[crm_field] = desired
     return writes
 
 
-def _may_clear(mapping: FieldMapping, crm: str, held: Any) -> bool:
-    """Whether a blank may be written over `held`: when the rule lets a blank win, or when
-    there is nothing to lose."""
-    return mapping.rule in BLANK_WINS or _reads_blank(mapping, crm, held)
-
-
-def _reads_blank(mapping: FieldMapping, crm: str, raw: Any) -> bool:
+def _reads_blank(read: Reader, raw: Any) -> bool:
     try:
-        return is_blank(mapping.read(crm, raw))
+        return is_blank(read(raw))
     except TransformError:
         return False
 
@@ -294,66 +409,27 @@ def _reads_blank(mapping: FieldMapping, crm: str, raw: Any) -> bool:
 # ------------------------------------------------------------------------- write-back
 
 
-class _Target(NamedTuple):  # a tuple: eleven made for every record planned
-    value: Any  # None: leadsync has nothing to write there
-    same: Callable[[Any, Any], bool]
-    # A flag leadsync owns: blank is a value it writes (the breach is over), not "nothing".
-    blank_clears: bool = False
-
-
 def _writeback_writes(
-    targets: WritebackTargets | None, lead: Lead, snapshot: Snapshot, flags: str
+    roles: _Writeback, lead: Lead, raw: Mapping[str, Any], flags: str
 ) -> dict[str, Any]:
-    if targets is None:
-        return {}
     writes: dict[str, Any] = {}
-    wanted = _writeback_targets(targets, lead, snapshot.crm, flags)
-    for role, name in targets.targets().items():
-        target = wanted[role]
-        if is_blank(target.value) and not target.blank_clears:
-            continue
-        if not target.same(target.value, snapshot.raw.get(name)):
-            writes[name] = target.value
-    return writes
-
-
-def _writeback_targets(
-    targets: WritebackTargets, lead: Lead, crm: str, flags: str
-) -> dict[str, _Target]:
-    number = WRITERS[crm]["integer"]
     stage = lead.stage
-    return {
-        "score": _Target(_maybe(number, lead.score), _same_number),
-        "fit_score": _Target(_maybe(number, lead.fit), _same_number),
-        "engagement_score": _Target(_maybe(number, lead.engagement), _same_number),
-        "grade": _Target(lead.grade, _same_text),
-        "reasons": _Target("\n".join(lead.reasons), _same_text),
-        "model_version": _Target(lead.model_version, _same_text),
-        # Each CRM clears a field its own way (Salesforce with null, HubSpot with "").
-        "sla_breaches": _Target(flags or traits_of(crm).blank, _same_text, blank_clears=True),
-        "stage": _stage_target(targets, "stage", stage),
-        "status_field": _stage_target(targets, "status_field", stage),
-        # Written by the handoff only, once (leadsync.sync.handoff), never by a plan.
-        "handoff_key": _Target(None, _same_text),
-        "handoff_link": _Target(None, _same_text),
-    }
-
-
-def _stage_target(targets: WritebackTargets, role: str, stage: str | None) -> _Target:
-    """The stage (or status) value to write; a record holding any value the mapping lists
-    for the stage already holds it (a HubSpot subscriber is not made a lead)."""
-    held_by = targets.holding(role, stage) if stage else ()
-    if not held_by:
-        return _Target(None, _same_text)
-    return _Target(held_by[0], partial(_same_as_any, held_by))
-
-
-def _same_as_any(values: Sequence[str], desired: Any, held: Any) -> bool:
-    return any(_same_text(value, held) for value in values)
-
-
-def _maybe(write: Callable[[Any], Any], value: int | None) -> Any:
-    return None if value is None else write(value)
+    for role in roles:
+        if isinstance(role, _Role):
+            value = role.wanted(lead)
+            if not is_blank(value) and not role.same(value, raw.get(role.field)):
+                writes[role.field] = value
+        elif isinstance(role, _FlagRole):
+            value = flags or role.blank
+            if not _same_text(value, raw.get(role.field)):
+                writes[role.field] = value
+        elif stage and stage in role.holding:
+            # A record holding any value the mapping lists for the stage already holds it
+            # (a HubSpot subscriber is not made a lead).
+            value = role.holding[stage][0]
+            if not is_blank(value) and _text(raw.get(role.field)) not in role.texts[stage]:
+                writes[role.field] = value
+    return writes
 
 
 def _same_number(desired: Any, held: Any) -> bool:

@@ -23,7 +23,7 @@ Same inputs, same choices: the CRMs are visited in a fixed order, never in the o
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -68,8 +68,8 @@ def reconcile(
         if (found := snapshots.get(crm)) is not None and not found.deleted
     ]
     choices = {}
-    for name, mapping in field_map.fields.items():
-        choice = _choose(mapping, live, previous)
+    for name, choose in field_map.compiled(_compile):
+        choice = choose(live, previous)
         if choice is not None:
             choices[name] = choice
     return choices
@@ -84,62 +84,78 @@ def missing_required(field_map: FieldMap, choices: Mapping[str, FieldChoice]) ->
     ]
 
 
-def _previous_choice(previous: Lead | None, mapping: FieldMapping) -> FieldChoice | None:
-    if previous is None:
-        return None
-    choice = previous.choices.get(mapping.name)
-    if choice is None and mapping.name in previous.values:
-        # A lead stored without its choices still has its values.
-        value = previous.values[mapping.name]
-        return FieldChoice(value, None, mapping.rule.value, "previous value")
-    return choice
+# A field's choice from the live records (in TIE_ORDER) and the lead's previous merge.
+_Chooser = Callable[[Sequence[Snapshot], Lead | None], FieldChoice | None]
 
 
-def _choose(
-    mapping: FieldMapping, live: Sequence[Snapshot], lead: Lead | None
-) -> FieldChoice | None:
-    if mapping.direction is Direction.NONE:
-        return None
-    if not mapping.direction.pulls:
-        return _previous_choice(lead, mapping)  # push only: leadsync's value, kept
-    votes = _votes(mapping, live)
+def _compile(field_map: FieldMap) -> tuple[tuple[str, _Chooser], ...]:
+    """Each field's chooser, made once per mapping; fields of direction `none` left out."""
+    return tuple(
+        (name, _chooser(mapping))
+        for name, mapping in field_map.fields.items()
+        if mapping.direction is not Direction.NONE
+    )
+
+
+def _chooser(mapping: FieldMapping) -> _Chooser:
+    """`mapping`'s rule as one function, with what it tells looked up once: the CRMs that
+    vote on the field and the reasons a lone vote or the preferred CRM wins by."""
+    name = mapping.name
     rule = mapping.rule
-    if not votes:
-        return _previous_choice(lead, mapping)
-    if len(votes) == 1 and not (rule is SyncRule.NEVER_BLANK and votes[0].blank):
-        return _only(mapping, votes[0])
-    # The previous choice only where a rule may keep it (not for a lone vote, the most).
-    if rule is SyncRule.MOST_RECENT:
-        return _most_recent(rule, votes, _previous_choice(lead, mapping))
-    if rule is SyncRule.NEVER_BLANK:
-        return _never_blank(rule, votes, _previous_choice(lead, mapping))
+    rule_value = rule.value
+    if not mapping.direction.pulls:
+        # Push only: leadsync's value, kept.
+        return lambda live, lead: _previous_choice(lead, name=name, rule=rule_value)
+    bound = frozenset(crm for crm in CRMS if mapping.binding(crm) is not None)
+    alone = "only CRM it is mapped to" if len(mapping.bindings) == 1 else "only CRM that holds it"
+    only: dict[str, str] = {crm: f"{crm}: the {alone}" for crm in bound}
+    never_blank = rule is SyncRule.NEVER_BLANK
+    decide = _decider(rule)
+
+    def choose(live: Sequence[Snapshot], lead: Lead | None) -> FieldChoice | None:
+        voters = []
+        for snapshot in live:  # a loop, not a comprehension: one or two records
+            if name in snapshot.canonical and snapshot.crm in bound:
+                voters.append(snapshot)
+        if not voters:
+            return _previous_choice(lead, name=name, rule=rule_value)
+        if len(voters) == 1:
+            voter = voters[0]
+            value = voter.canonical[name]
+            if not (never_blank and is_blank(value)):
+                return FieldChoice(value, voter.crm, rule_value, only[voter.crm])
+        votes = [_Vote(s.crm, s.canonical[name], s.changed_at.get(name)) for s in voters]
+        return decide(votes, lambda: _previous_choice(lead, name=name, rule=rule_value))
+
+    return choose
+
+
+def _decider(
+    rule: SyncRule,
+) -> Callable[[Sequence[_Vote], Callable[[], FieldChoice | None]], FieldChoice]:
+    """The rule between two votes or more (a lone vote is taken before), given the votes and
+    how to find the previous choice: only the rules that may keep it ask."""
+    if rule is SyncRule.MOST_RECENT or rule is SyncRule.NEVER_BLANK:
+        decides = _most_recent if rule is SyncRule.MOST_RECENT else _never_blank
+        return lambda votes, previous: decides(rule, votes, previous())
     preferred = rule.preferred_crm
     if preferred is None:  # every rule but the two above names a CRM
         raise AssertionError(f"rule {rule} names no CRM")
-    if rule.unless_blank:
-        return _prefer_unless_blank(rule, votes, preferred)
-    return _prefer(rule, votes, preferred)
+    prefer = _prefer_unless_blank if rule.unless_blank else _prefer
+    return lambda votes, previous: prefer(rule, votes, preferred)
 
 
-def _votes(mapping: FieldMapping, live: Sequence[Snapshot]) -> list[_Vote]:
-    """The votes of the `live` records (in TIE_ORDER) on the field."""
-    name = mapping.name
-    return [
-        _Vote(snapshot.crm, snapshot.canonical[name], snapshot.changed_at.get(name))
-        for snapshot in live
-        if name in snapshot.canonical and mapping.binding(snapshot.crm) is not None
-    ]
+def _previous_choice(previous: Lead | None, *, name: str, rule: str) -> FieldChoice | None:
+    if previous is None:
+        return None
+    choice = previous.choices.get(name)
+    if choice is None and name in previous.values:
+        # A lead stored without its choices still has its values.
+        return FieldChoice(previous.values[name], None, rule, "previous value")
+    return choice
 
 
 # ------------------------------------------------------------------------------- the rules
-
-
-def _only(mapping: FieldMapping, vote: _Vote) -> FieldChoice:
-    if len(mapping.bindings) == 1:
-        reason = f"{vote.crm}: the only CRM it is mapped to"
-    else:
-        reason = f"{vote.crm}: the only CRM that holds it"
-    return FieldChoice(vote.value, vote.crm, mapping.rule.value, reason)
 
 
 def _prefer(rule: SyncRule, votes: Sequence[_Vote], preferred: str) -> FieldChoice:

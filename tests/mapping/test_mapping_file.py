@@ -3,7 +3,9 @@ never a traceback), and `check_against` a CRM's describe."""
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -209,6 +211,34 @@ def test_a_field_transform_error_names_the_canonical_field(example: FieldMap) ->
 
 def test_counts_never_set_read_as_zero(example: FieldMap) -> None:
     assert example.fields["webinars_attended"].read("hubspot", None) == 0
+
+
+def test_what_a_mapping_compiles_is_built_once_per_mapping_object() -> None:
+    mapping = load_mapping(EXAMPLE)
+    built: list[FieldMap] = []
+
+    def build(field_map: FieldMap) -> int:
+        built.append(field_map)
+        return len(built)
+
+    assert (mapping.compiled(build), mapping.compiled(build)) == (1, 1)
+    copy = replace(mapping, path="elsewhere")
+    assert copy.compiled(build) == 2
+    assert built == [mapping, copy]
+
+
+def test_a_mapping_still_pickles_once_read_written_and_compiled() -> None:
+    mapping = load_mapping(EXAMPLE)
+    employees = mapping.fields["employees"]
+    assert employees.read("hubspot", "50-100") == employees.read("hubspot", " 50-100 ")
+    assert employees.write("hubspot", 60) == "50-100"
+    assert mapping.compiled(lambda field_map: len(field_map.fields)) == len(mapping.fields)
+
+    copy = pickle.loads(pickle.dumps(mapping))  # noqa: S301 - our own bytes
+
+    assert copy == mapping
+    assert copy.fields["employees"].read("hubspot", "50-100") == employees.read("hubspot", "50-100")
+    assert copy.fields["employees"].write("hubspot", 60) == "50-100"
 
 
 # ================================================================================ mistakes
