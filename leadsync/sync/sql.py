@@ -6,23 +6,32 @@ id lists cut to a size every backend takes.
     excluded(insert, table, names)  the `excluded.<name>` values of an upsert, by column
     chunks(ids)                     ids without repeats, IN_CHUNK at a time
     last_by_key(rows, key)          one row per key: one statement may not upsert a row twice
+    driver_many(connection, statement, rows)
+                                    one statement per row, through the database driver itself
+    bind_value(connection, column, value)
+                                    a value as the column's type hands it to the driver
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+import operator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.compiler import SQLCompiler
 
 __all__ = [
+    "DRIVER_CHUNK",
     "IN_CHUNK",
     "Insert",
     "aggregate_time",
+    "bind_value",
     "chunks",
+    "driver_many",
     "excluded",
     "insert_for",
     "last_by_key",
@@ -31,6 +40,9 @@ __all__ = [
 
 # Ids per IN (...) list: far below SQLite's and PostgreSQL's bound-parameter limits.
 IN_CHUNK = 500
+
+# Rows per executemany through the driver: one call's parameters stay small in memory.
+DRIVER_CHUNK = 1_000
 
 Insert = sqlite.Insert | postgresql.Insert
 K = TypeVar("K")
@@ -61,6 +73,34 @@ def upsert(connection: Connection, table: sa.Table, rows: Sequence[Mapping[str, 
         index_elements=keys, set_=excluded(insert, table, others)
     )
     connection.execute(statement, list(rows))
+
+
+def driver_many(
+    connection: Connection, statement: sa.ClauseElement, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Execute `statement` once per row, DRIVER_CHUNK rows per executemany of the database
+    driver: no SQLAlchemy processing per row. Every row has the same keys, the statement's
+    parameters, and values as the driver takes them (JSON as text, a timestamp as
+    `bind_value` gives it)."""
+    if not rows:
+        return
+    compiled = statement.compile(dialect=connection.dialect, column_keys=list(rows[0]))
+    assert isinstance(compiled, SQLCompiler)
+    sql = str(compiled)
+    names = compiled.positiontup
+    # In the statement's order (qmark) or by name (the pyformat of PostgreSQL's driver).
+    values: Callable[[Mapping[str, Any]], Any] = dict
+    if compiled.positional and names is not None:
+        pick = operator.itemgetter(*names)
+        values = (lambda row: (pick(row),)) if len(names) == 1 else pick
+    for start in range(0, len(rows), DRIVER_CHUNK):
+        connection.exec_driver_sql(sql, [values(row) for row in rows[start : start + DRIVER_CHUNK]])
+
+
+def bind_value(connection: Connection, column: sa.Column[Any], value: Any) -> Any:
+    """`value` as `column`'s type hands it to this connection's driver (for `driver_many`)."""
+    process = column.type.dialect_impl(connection.dialect).bind_processor(connection.dialect)
+    return value if process is None else process(value)
 
 
 def aggregate_time(value: Any) -> datetime:

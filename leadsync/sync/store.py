@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence, Set
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -40,6 +40,7 @@ from leadsync.connectors.base import Position, WriteStatus, utc
 from leadsync.connectors.classify import REQUEST_REFUSALS
 from leadsync.mapping.lifecycle import Stage, Transition
 from leadsync.sync import tables as t
+from leadsync.sync import write_log
 from leadsync.sync.database import (
     check_schema,
     make_engine,
@@ -841,39 +842,9 @@ class Store:
         mapping, the definition and the CRM's describe), `at` is the run's time (the store's
         clock when not given), from which the wait before a retry counts. `aside`: writes
         beside the plan's (the handoff's), which take no record out of quarantine."""
-        now = self._now()
-        logged = [
-            {
-                "run_id": run_id,
-                "crm": crm,
-                "record_id": row.record_id,
-                "field": row.field,
-                "old": row.old,
-                "new": row.new,
-                "status": WriteStatus(row.status).value,
-                "category": row.category,
-                "message": row.message,
-                "at": now,
-            }
-            for row in rows
-        ]
-        if not logged:
+        if not rows:
             return
-        written = last_by_key(
-            (
-                {
-                    "crm": crm,
-                    "record_id": row.record_id,
-                    "field": row.field,
-                    "value": row.new,
-                    "run_id": run_id,
-                    "written_at": now,
-                }
-                for row in rows
-                if row.status == WriteStatus.WRITTEN
-            ),
-            ("record_id", "field"),
-        )
+        now = self._now()
         refused = _refusals(crm, rows, run_id, now)
         at_once = {
             row.record_id
@@ -886,8 +857,10 @@ class Store:
             # refused write to the record would land now.
             landed = []
         with writing(self._engine) as connection:
-            connection.execute(t.writes.insert(), logged)
-            upsert(connection, t.expected, written)
+            write_log.insert_log(connection, write_log.log_rows(connection, run_id, crm, rows, now))
+            write_log.merge_expected(
+                connection, write_log.expected_rows(connection, run_id, crm, rows, now)
+            )
             # A record whose write the CRM refused waits in quarantine with its reason, for a
             # person to see (the report lists it); a later write that lands takes it out.
             _resolve_quarantine(connection, crm, landed, now, reason_prefix=REFUSED)
@@ -956,20 +929,27 @@ class Store:
         if record_id is not None:
             query = query.where(t.writes.c.record_id == record_id)
         with self._engine.connect() as connection:
-            return [_logged_write(row) for row in connection.execute(query).mappings()]
+            return [
+                write
+                for row in connection.execute(query).mappings()
+                for write in _logged_writes(row)
+            ]
 
     @retry_transient
     def expected(self, crm: str, record_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Record id -> field -> the raw value leadsync last wrote there."""
         found: dict[str, dict[str, Any]] = {}
-        columns = (t.expected.c.record_id, t.expected.c.field, t.expected.c.value)
+        columns = (t.expected.c.record_id, t.expected.c.fields)
         with self._engine.connect() as connection:
             for chunk in chunks(record_ids):
                 query = sa.select(*columns).where(
                     t.expected.c.crm == crm, t.expected.c.record_id.in_(chunk)
                 )
-                for record_id, name, value in connection.execute(query):
-                    found.setdefault(record_id, {})[name] = value
+                for record_id, fields in connection.execute(query):
+                    found[record_id] = {
+                        name: value
+                        for name, (value, _) in write_log.expected_values(fields).items()
+                    }
         return found
 
     @retry_transient
@@ -981,14 +961,22 @@ class Store:
         e, s = t.expected, t.snapshots
         with self._engine.connect() as connection:
             for chunk in chunks(record_ids):
+                # The record's latest write came after the read; which of its fields did.
                 query = (
-                    sa.select(e.c.record_id, e.c.field, e.c.value)
+                    sa.select(e.c.record_id, e.c.fields, s.c.saved_at)
                     .join(s, sa.and_(s.c.crm == e.c.crm, s.c.record_id == e.c.record_id))
                     .where(e.c.crm == crm, e.c.record_id.in_(chunk))
                     .where(e.c.written_at > s.c.saved_at)
                 )
-                for row in connection.execute(query).mappings():
-                    found.setdefault(row["record_id"], {})[row["field"]] = row["value"]
+                for record_id, fields, saved_at in connection.execute(query):
+                    read = write_log.microseconds(saved_at)
+                    unseen = {
+                        name: value
+                        for name, (value, stamp) in write_log.expected_values(fields).items()
+                        if stamp > read
+                    }
+                    if unseen:
+                        found[record_id] = unseen
         return found
 
     # ---------------------------------------------------------------- quarantine and review
@@ -1490,19 +1478,22 @@ def _transition(row: RowMapping) -> Transition:
     )
 
 
-def _logged_write(row: RowMapping) -> LoggedWrite:
-    return LoggedWrite(
-        run_id=row["run_id"],
-        crm=row["crm"],
-        record_id=row["record_id"],
-        field=row["field"],
-        old=row["old"],
-        new=row["new"],
-        status=WriteStatus(row["status"]),
-        category=row["category"],
-        message=row["message"],
-        at=row["at"],
-    )
+def _logged_writes(row: RowMapping) -> Iterator[LoggedWrite]:
+    """A `writes` row's fields, one LoggedWrite each, in the order written."""
+    status = WriteStatus(row["status"])
+    for name, old, new in write_log.logged_fields(row["fields"]):
+        yield LoggedWrite(
+            run_id=row["run_id"],
+            crm=row["crm"],
+            record_id=row["record_id"],
+            field=name,
+            old=old,
+            new=new,
+            status=status,
+            category=row["category"],
+            message=row["message"],
+            at=row["at"],
+        )
 
 
 def _quarantined(row: RowMapping) -> Quarantined:

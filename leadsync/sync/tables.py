@@ -349,7 +349,10 @@ transitions = sa.Table(
     sa.Column("run_id", sa.String(), nullable=False),
 )
 
-# The audit log: every field write, with what the CRM held before and what was sent.
+# The audit log: every write, with what the CRM held before and what was sent. One row per
+# record written per batch (its rows that share an outcome, in the order given): `fields` is
+# {field: [old, new]}, each pair as `encode_value` gives it, in the order written. The store
+# reads it back one field at a time (`Store.writes`).
 writes = sa.Table(
     "writes",
     metadata,
@@ -357,9 +360,7 @@ writes = sa.Table(
     sa.Column("run_id", sa.String(), nullable=False, index=True),
     sa.Column("crm", sa.String(), nullable=False),
     sa.Column("record_id", sa.String(), nullable=False),
-    sa.Column("field", sa.String(), nullable=False),
-    sa.Column("old", TaggedJSON()),
-    sa.Column("new", TaggedJSON()),
+    sa.Column("fields", sa.JSON(), nullable=False),
     sa.Column("status", sa.String(), nullable=False),
     sa.Column("category", sa.String(), nullable=False),
     sa.Column("message", sa.Text(), nullable=False),
@@ -367,14 +368,16 @@ writes = sa.Table(
     sa.Index(None, "crm", "record_id"),
 )
 
-# Echo fingerprints: the raw value leadsync last wrote to each field of each record.
+# Echo fingerprints: the raw value leadsync last wrote to each field of each record, one row per
+# record. `fields` is {field: [value, written at]}: the value as `encode_value` gives it, the
+# time in microseconds since the epoch (UTC); each write is laid over the record's earlier
+# fields in the database itself (`sync.write_log`). `written_at` is the latest of those times.
 expected = sa.Table(
     "expected",
     metadata,
     sa.Column("crm", sa.String(), primary_key=True),
     sa.Column("record_id", sa.String(), primary_key=True),
-    sa.Column("field", sa.String(), primary_key=True),
-    sa.Column("value", TaggedJSON()),
+    sa.Column("fields", sa.JSON(), nullable=False),
     sa.Column("run_id", sa.String(), nullable=False),
     sa.Column("written_at", UtcDateTime(), nullable=False),
 )

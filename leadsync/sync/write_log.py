@@ -1,0 +1,208 @@
+"""The audit log and the echo fingerprints as the store keeps them: one row per record.
+
+    log_rows(...)          a batch's field writes as `writes` rows: one per record (a run of
+                           its rows that share status, category and message), its fields one
+                           JSON object {field: [old, new]} in the order written
+    expected_rows(...)     the values a batch wrote, as one `expected` row per record
+    insert_log(...)        insert `writes` rows, through the driver
+    merge_expected(...)    upsert `expected` rows, each laid over the record's earlier fields
+    logged_fields(fields)  a `writes` row's fields, decoded, in the order written
+    expected_values(...)   an `expected` row's fields, decoded, with when each was written
+
+A first sync writes some 10 fields to each of tens of thousands of records: a row per field
+(and SQLAlchemy's processing of each, and a JSON encoding of each value) cost about as much
+as everything else the store does. Each row's JSON is encoded once, here, and the rows go to
+the database driver as they are.
+
+Both tables keep values as `encode_value` gives them, pair by pair, under field names of
+their own: a mapping's top level is never tagged (a field named "$x" stays a field), so the
+database can merge one record's fields with another's (SQLite's json_patch, PostgreSQL's
+jsonb ||), which keeps the values of fields a later write leaves alone, even when two
+transactions write one record at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection
+
+from leadsync.connectors.base import WriteStatus
+from leadsync.sync import tables as t
+from leadsync.sync.sql import bind_value, driver_many, insert_for
+
+__all__ = [
+    "Written",
+    "expected_rows",
+    "expected_values",
+    "insert_log",
+    "log_rows",
+    "logged_fields",
+    "merge_expected",
+    "microseconds",
+]
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+# The exact types JSON holds as they are: most values, kept without a call.
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+class Written(Protocol):
+    """One field written (or not) to one record, as the store is given it (a WriteRow)."""
+
+    @property
+    def record_id(self) -> str: ...
+    @property
+    def field(self) -> str: ...
+    @property
+    def old(self) -> Any: ...
+    @property
+    def new(self) -> Any: ...
+    @property
+    def status(self) -> WriteStatus: ...
+    @property
+    def category(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+
+
+def microseconds(moment: datetime) -> int:
+    """An aware datetime as whole microseconds since the epoch: exact, and compact in JSON."""
+    return (moment - EPOCH) // _MICROSECOND
+
+
+def _pair(first: Any, second: Any) -> list[Any]:
+    if type(first) in _PLAIN and type(second) in _PLAIN:
+        return [first, second]
+    encoded: list[Any] = t.encode_value([first, second])
+    return encoded
+
+
+# A status as the log keeps it, looked up: a member and its value hash alike.
+_STATUSES = {status.value: status.value for status in WriteStatus}
+
+
+def _status(status: WriteStatus) -> str:
+    try:
+        return _STATUSES[status]
+    except KeyError:
+        return WriteStatus(status).value  # raises ValueError, naming it
+
+
+def _decoded(value: Any) -> Any:
+    return t.decode_value(value) if type(value) in _CONTAINERS else value
+
+
+_CONTAINERS = (dict, list)
+
+
+def _text(fields: Mapping[str, list[Any]]) -> str:
+    return json.dumps(fields, separators=(",", ":"))
+
+
+def log_rows(
+    connection: Connection, run_id: str, crm: str, rows: Sequence[Written], now: datetime
+) -> list[dict[str, Any]]:
+    """`writes` rows for a batch, ready for `insert_log`. Rows of one record that follow one
+    another with one outcome make one row; another outcome, another record in between, or a
+    field written twice starts a new one, so reading back gives every write in its order."""
+    at = bind_value(connection, t.writes.c.at, now)
+    found: list[dict[str, Any]] = []
+    key: tuple[str, str, str, str] | None = None
+    fields: dict[str, list[Any]] = {}
+    for row in rows:
+        outcome = (row.record_id, _status(row.status), row.category, row.message)
+        if outcome != key or row.field in fields:
+            if key is not None:
+                found.append(_log_row(run_id, crm, key, fields, at))
+            key, fields = outcome, {}
+        fields[row.field] = _pair(row.old, row.new)
+    if key is not None:
+        found.append(_log_row(run_id, crm, key, fields, at))
+    return found
+
+
+def _log_row(
+    run_id: str, crm: str, key: tuple[str, str, str, str], fields: dict[str, list[Any]], at: Any
+) -> dict[str, Any]:
+    record_id, status, category, message = key
+    return {
+        "run_id": run_id,
+        "crm": crm,
+        "record_id": record_id,
+        "fields": _text(fields),
+        "status": status,
+        "category": category,
+        "message": message,
+        "at": at,
+    }
+
+
+def insert_log(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Append `log_rows` to the audit log."""
+    driver_many(connection, t.writes.insert(), rows)
+
+
+def expected_rows(
+    connection: Connection, run_id: str, crm: str, rows: Sequence[Written], now: datetime
+) -> list[dict[str, Any]]:
+    """One `expected` row per record with a write that landed: the values written, the last
+    of a field written twice winning."""
+    stamp = microseconds(now)
+    values: dict[str, dict[str, list[Any]]] = {}
+    for row in rows:
+        if row.status == WriteStatus.WRITTEN:
+            values.setdefault(row.record_id, {})[row.field] = _pair(row.new, stamp)
+    written_at = bind_value(connection, t.expected.c.written_at, now)
+    return [
+        {
+            "crm": crm,
+            "record_id": record_id,
+            "fields": _text(fields),
+            "run_id": run_id,
+            "written_at": written_at,
+        }
+        for record_id, fields in values.items()
+    ]
+
+
+def merge_expected(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Upsert `expected_rows`: a record's row takes the fields written now over those it held,
+    keeping the others, as one statement in the database (no read first)."""
+    if not rows:
+        return
+    insert = insert_for(connection, t.expected)
+    held, new = t.expected.c, insert.excluded
+    if connection.dialect.name == "sqlite":
+        fields: Any = sa.func.json_patch(held.fields, new.fields)
+        latest: Any = sa.func.max(held.written_at, new.written_at)
+    else:
+        # json has no merge; jsonb's || has (its key order is its own: fields are looked up
+        # by name). Values with NUL characters, which jsonb refuses, never get this far: the
+        # ingest quarantines such records (`tables.unstorable`).
+        fields = sa.cast(
+            sa.cast(held.fields, JSONB).op("||")(sa.cast(new.fields, JSONB)), sa.JSON()
+        )
+        latest = sa.func.greatest(held.written_at, new.written_at)
+    statement = insert.on_conflict_do_update(
+        index_elements=[held.crm, held.record_id],
+        set_={"fields": fields, "run_id": new.run_id, "written_at": latest},
+    )
+    driver_many(connection, statement, rows)
+
+
+def logged_fields(fields: Mapping[str, Any]) -> Iterator[tuple[str, Any, Any]]:
+    """A `writes` row's fields, decoded: (field, old, new), in the order written."""
+    for name, (old, new) in fields.items():
+        yield name, _decoded(old), _decoded(new)
+
+
+def expected_values(fields: Mapping[str, Any]) -> dict[str, tuple[Any, int]]:
+    """An `expected` row's fields, decoded: field -> (value, when written, in microseconds)."""
+    return {name: (_decoded(value), stamp) for name, (value, stamp) in fields.items()}
