@@ -3,6 +3,7 @@ id lists cut to a size every backend takes.
 
     insert_for(connection, table)   INSERT that takes ON CONFLICT, in the connection's dialect
     upsert(connection, table, rows) insert, or replace the other columns of rows already there
+    upsert_statement(connection, table)  that upsert's statement
     excluded(insert, table, names)  the `excluded.<name>` values of an upsert, by column
     chunks(ids)                     ids without repeats, IN_CHUNK at a time
     last_by_key(rows, key)          one row per key: one statement may not upsert a row twice
@@ -10,10 +11,14 @@ id lists cut to a size every backend takes.
                                     one statement per row, through the database driver itself
     bind_value(connection, column, value)
                                     a value as the column's type hands it to the driver
+    execute_encoded(connection, statement, columns, rows)
+                                    a statement once per row, its parameters already in the
+                                    driver's form: no per-row processing by SQLAlchemy
 """
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -24,8 +29,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from leadsync.sync import tables
+
 __all__ = [
     "DRIVER_CHUNK",
+    "ENCODED_CHUNK",
     "IN_CHUNK",
     "Insert",
     "aggregate_time",
@@ -33,9 +41,12 @@ __all__ = [
     "chunks",
     "driver_many",
     "excluded",
+    "execute_encoded",
     "insert_for",
     "last_by_key",
+    "time_param",
     "upsert",
+    "upsert_statement",
 ]
 
 # Ids per IN (...) list: far below SQLite's and PostgreSQL's bound-parameter limits.
@@ -43,6 +54,9 @@ IN_CHUNK = 500
 
 # Rows per executemany through the driver: one call's parameters stay small in memory.
 DRIVER_CHUNK = 1_000
+# Rows per executemany of pre-encoded parameters: the driver's batch stays small in memory
+# whatever the page or batch size.
+ENCODED_CHUNK = 1_000
 
 Insert = sqlite.Insert | postgresql.Insert
 K = TypeVar("K")
@@ -66,13 +80,15 @@ def upsert(connection: Connection, table: sa.Table, rows: Sequence[Mapping[str, 
     """Insert `rows`, replacing the other columns of rows whose primary key is already there."""
     if not rows:
         return
+    connection.execute(upsert_statement(connection, table), list(rows))
+
+
+def upsert_statement(connection: Connection, table: sa.Table) -> Insert:
+    """`upsert`'s statement: for `execute_encoded`, with every column's value in each row."""
     keys = [column.name for column in table.primary_key]
     insert = insert_for(connection, table)
     others = [column.name for column in table.c if column.name not in keys]
-    statement = insert.on_conflict_do_update(
-        index_elements=keys, set_=excluded(insert, table, others)
-    )
-    connection.execute(statement, list(rows))
+    return insert.on_conflict_do_update(index_elements=keys, set_=excluded(insert, table, others))
 
 
 def driver_many(
@@ -123,3 +139,61 @@ def last_by_key(rows: Iterable[dict[str, Any]], key: Sequence[str]) -> list[dict
     for row in rows:
         by_key[tuple(row[name] for name in key)] = row
     return list(by_key.values())
+
+
+def execute_encoded(
+    connection: Connection,
+    statement: Insert,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+) -> None:
+    """Execute `statement` once for each of `rows`, tuples of values for `columns` (its bind
+    parameters, in that order) already in the form the driver takes: JSON as text
+    (`tables.json_text`), timestamps through `time_param`. SQLAlchemy processes every
+    parameter of every row of an ordinary executemany, and a first sync saves millions of
+    them; here they go to the driver as they are, ENCODED_CHUNK rows at a time."""
+    if not rows:
+        return
+    sql, order = _compiled(connection.dialect, statement, tuple(columns))
+    for start in range(0, len(rows), ENCODED_CHUNK):
+        chunk = rows[start : start + ENCODED_CHUNK]
+        if order is None:  # named parameters (PostgreSQL's psycopg)
+            parameters: list[Any] = [dict(zip(columns, row, strict=True)) for row in chunk]
+        elif order == tuple(range(len(columns))):
+            parameters = list(chunk)
+        else:
+            parameters = list(map(_picker(order), chunk))
+        connection.exec_driver_sql(sql, parameters)
+
+
+def _compiled(
+    dialect: sa.Dialect, statement: Insert, columns: tuple[str, ...]
+) -> tuple[str, tuple[int, ...] | None]:
+    """The statement's SQL in `dialect`, and for positional parameters (SQLite's qmark) where
+    each placeholder takes its value from among `columns`."""
+    compiled = statement.compile(dialect=dialect, column_keys=list(columns))
+    if not compiled.positional:
+        return compiled.string, None
+    names = compiled.positiontup or []
+    unknown = sorted(set(names) - set(columns))
+    if unknown:
+        raise ValueError(f"no value given for the parameters {', '.join(unknown)}")
+    return compiled.string, tuple(columns.index(name) for name in names)
+
+
+@functools.lru_cache(maxsize=64)
+def _picker(order: tuple[int, ...]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    if len(order) == 1:
+        (only,) = order
+        return lambda row: (row[only],)
+    return operator.itemgetter(*order)
+
+
+def time_param(dialect: sa.Dialect) -> Callable[[datetime | None], Any]:
+    """What a timestamp column (`tables.UtcDateTime`) binds in `dialect`, for
+    `execute_encoded`: the very value SQLAlchemy would pass (SQLite's UTC wall-time text)."""
+    column_type = tables.UtcDateTime().dialect_impl(dialect)
+    process = column_type.bind_processor(dialect)
+    if process is None:  # pragma: no cover - UtcDateTime always converts
+        raise AssertionError("UtcDateTime binds through its processor")
+    return process

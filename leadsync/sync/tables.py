@@ -4,6 +4,9 @@
     TaggedJSON   JSON that gives back what it was given: datetimes, dates and non-finite floats
                  travel in a tagged form ({"$datetime": "2024-05-01T10:00:00+00:00"})
 
+`json_text` and `json_read` are a TaggedJSON column's encoding and decoding without SQLAlchemy,
+for the bulk paths that hand the driver pre-encoded rows (`sql.execute_encoded`).
+
 The Alembic migrations under leadsync/migrations create exactly these tables; a test compares
 the migrated schema with this metadata. There are no foreign keys on purpose: the sync steps
 commit separately (a record is linked before its lead is saved), and every reference is an id
@@ -12,13 +15,16 @@ that a later step may fill in.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
@@ -32,8 +38,11 @@ __all__ = [
     "cursors",
     "decode_value",
     "encode_value",
+    "encoded_json_text",
     "expected",
     "handoffs",
+    "json_read",
+    "json_text",
     "leads",
     "leases",
     "links",
@@ -92,7 +101,15 @@ def encode_value(value: Any) -> Any:
     Tuples become lists. Raises TypeError for anything JSON cannot hold, ValueError for a naive
     datetime.
     """
-    if type(value) in _PLAIN or isinstance(value, str | bool | int):
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    # The exact types stored most, before the checks for subclasses (an ABC's is slow).
+    if kind is dict:
+        return _encode_mapping(value)
+    if kind is list and _PLAIN.issuperset(map(type, value)):
+        return list(value)
+    if isinstance(value, str | bool | int):
         return value
     if isinstance(value, float):
         # PostgreSQL's json refuses NaN and Infinity; repr() reads back exactly.
@@ -106,11 +123,20 @@ def encode_value(value: Any) -> Any:
     if isinstance(value, Mapping):
         return _encode_mapping(value)
     if isinstance(value, list | tuple):
-        return [encode_value(item) for item in value]
+        return [item if type(item) in _PLAIN else encode_value(item) for item in value]
     raise TypeError(f"cannot store {type(value).__name__} values as JSON: {value!r}")
 
 
 def _encode_mapping(value: Mapping[Any, Any]) -> dict[str, Any]:
+    if (
+        type(value) is dict
+        and len(value) != 1  # a lone key may look like a tag
+        and _PLAIN.issuperset(map(type, value.values()))
+        and _STR.issuperset(map(type, value))
+    ):
+        # Flat and plain, as most stored objects are (a record's raw values): nothing to tag,
+        # so no copy and no Python loop (callers only serialise what they get).
+        return value
     encoded: dict[str, Any] = {}
     for key, item in value.items():
         if not isinstance(key, str):
@@ -124,6 +150,7 @@ def _encode_mapping(value: Mapping[Any, Any]) -> dict[str, Any]:
 
 # The exact types JSON holds as they are (subclasses, a StrEnum say, go the long way).
 _PLAIN = frozenset({str, int, bool, type(None)})
+_STR = frozenset({str})
 
 
 @functools.lru_cache(maxsize=4_096)
@@ -154,6 +181,8 @@ def decode_value(value: Any) -> Any:
                 if decoder is None:
                     raise ValueError(f"unknown tag {tag!r} in stored JSON")
                 return decoder(inner)
+        if _SCALARS.issuperset(map(type, value.values())):
+            return value  # flat, as most are: nothing to decode (the JSON parser's own dict)
         return {
             key: decode_value(item) if type(item) in _CONTAINERS else item
             for key, item in value.items()
@@ -164,6 +193,45 @@ def decode_value(value: Any) -> Any:
 
 
 _CONTAINERS = (dict, list)
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def json_text(value: Any) -> str:
+    """`value` as the JSON text a TaggedJSON column holds (`encode_value`, compact), for a
+    parameter the driver takes as it is. Raises as `encode_value` does."""
+    return encoded_json_text(encode_value(value))
+
+
+def encoded_json_text(encoded: Any) -> str:
+    """`json_text` of a value `encode_value` already gave."""
+    try:
+        return orjson.dumps(encoded).decode()
+    except TypeError:
+        # orjson refuses what JSON escapes can still hold: half of a surrogate pair, an int
+        # past 64 bits. The json module writes those (TypeError for what JSON cannot hold).
+        return json.dumps(encoded, separators=(",", ":"))
+
+
+def json_read(stored: Any) -> Any:
+    """A TaggedJSON column's value as the driver gives it (text on SQLite, parsed JSON on
+    PostgreSQL), decoded: the inverse of `json_text`."""
+    if isinstance(stored, str):
+        stored = _parse(stored)
+    return decode_value(stored)
+
+
+def _parse(text: str) -> Any:
+    # orjson reads an integer past 64 bits as a float, and refuses an escaped lone surrogate:
+    # the json module reads both as they were written.
+    if _LONG_DIGITS.search(text) is None:
+        with contextlib.suppress(orjson.JSONDecodeError):
+            return orjson.loads(text)
+    return json.loads(text)
+
+
+# Nineteen digits in a row: an integer orjson may not hold (past the 64-bit range, below
+# -9,223,372,036,854,775,808 say), or only a long number in a text (a rarer, slower read).
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
 
 
 def _looks_tagged(value: Mapping[str, Any]) -> bool:
@@ -181,6 +249,14 @@ def unstorable(values: Mapping[str, Any]) -> list[str]:
     pair (JSON may escape one, "\\ud800"), which no UTF-8 text holds: matching, the logs and
     every page would fail on it. No CRM sends either on purpose. The reasons name fields,
     never values."""
+    try:
+        # One pass in C over the whole record, as nearly every record holds neither: orjson
+        # refuses a lone surrogate and escapes a NUL (a text holding "\\u0000" itself also
+        # takes the long way, which tells them apart).
+        if b"\\u0000" not in orjson.dumps(values):
+            return []
+    except TypeError:
+        pass  # a lone surrogate, or what orjson does not write (a set, a big integer)
     reasons = []
     for name, value in values.items():
         if not _holds(value, _UNSTORABLE):

@@ -24,7 +24,7 @@ from alembic.script import ScriptDirectory
 
 from leadsync.connectors.base import Position, WriteStatus
 from leadsync.mapping.lifecycle import Stage, Transition
-from leadsync.sync import tables
+from leadsync.sync import sql, tables
 from leadsync.sync.database import (
     SchemaOutOfDateError,
     alembic_config,
@@ -33,7 +33,7 @@ from leadsync.sync.database import (
 )
 from leadsync.sync.model import FieldChoice, Lead, Snapshot
 from leadsync.sync.sql import IN_CHUNK
-from leadsync.sync.store import IGNORED, Quarantined, Store, WriteRow
+from leadsync.sync.store import IGNORED, Quarantined, Store, WriteRow, content_digest
 from tests.support import REAL_PROCESSES
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -431,6 +431,79 @@ def test_a_snapshot_whose_content_changed_becomes_pending_again(
     assert store.pending_records("hubspot") == [changed]
 
 
+def test_a_page_longer_than_a_chunk_is_saved_whole_the_last_of_a_record_winning(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sql, "ENCODED_CHUNK", 2)
+    first, last = snap("3"), snap("3", raw={"email": "last@example.com"})
+    saved(store, snap("1"), first, snap("2"), snap("4"), last)
+    assert [s.record_id for s in store.pending_records("hubspot")] == ["1", "2", "3", "4"]
+    assert store.snapshots("hubspot", ["3"])["3"].raw == last.raw
+
+
+def test_a_snapshots_digest_is_the_one_earlier_versions_stored(store: Store) -> None:
+    # A digest computed anew would make every stored record look changed (pending) at its
+    # next pull: the text hashed must stay the one leadsync always hashed (this value).
+    odd = snap(
+        "1",
+        raw={"email": "zoë@example.com", "n": 2**70, "x": 1.5, "b": None},
+        canonical={
+            "email": "zoë@example.com",
+            "born": date(1990, 1, 2),
+            "seen": T0,
+            "score": math.inf,
+            "tags": ["a", ("b",)],
+            "$odd": {"$date": "no"},
+        },
+    )
+    digest = "309953ea9b881d87a8c91aaecbb480330cc51b2814e7f52eb0d96ad626766e76"
+    assert content_digest(odd) == digest
+    saved(store, odd)
+    with store.engine.connect() as connection:
+        stored = connection.execute(sa.select(tables.snapshots.c.content_digest)).scalar()
+    assert stored == digest
+
+
+def _stored(store: Store, column: sa.Column[Any]) -> Any:
+    """A JSON column of the one row of its table, as the database holds it (tags and all)."""
+    with store.engine.connect() as connection:
+        text = connection.execute(sa.select(sa.cast(column, sa.Text()))).scalar()
+    return json.loads(text)
+
+
+def test_change_times_are_stored_only_where_they_are_not_the_records_and_read_back_whole(
+    store: Store,
+) -> None:
+    earlier = T0 - timedelta(days=3)
+    times = {
+        "email": T0,  # as nearly every field: changed with the record
+        "phone": earlier,
+        "city": T0.astimezone(PLUS_TWO),  # the same moment, told in another zone
+        "gone": earlier - timedelta(days=1),  # a field the record no longer has
+    }
+    canonical = {"email": "a@example.com", "phone": "1", "city": "Oslo", "title": None}
+    given = replace(snap("1"), canonical=canonical, changed_at=times)  # title: no time known
+    saved(store, given)
+    assert store.snapshots("hubspot", ["1"])["1"] == given
+    assert store.pending_records("hubspot")[0].changed_at == times
+    assert _stored(store, tables.snapshots.c.changed_at) == {
+        "": "modified_at",
+        "title": None,
+        "phone": {"$datetime": earlier.isoformat()},
+        "gone": {"$datetime": (earlier - timedelta(days=1)).isoformat()},
+    }
+
+
+def test_change_times_stored_whole_by_earlier_versions_read_as_they_were(store: Store) -> None:
+    given = replace(snap("1"), canonical={"email": "a@example.com", "phone": "1"})
+    saved(store, given)
+    with store.engine.begin() as connection:
+        # As every version before stored them: each field's time, none for a field without.
+        connection.execute(tables.snapshots.update().values(changed_at={"email": T0}))
+    found = store.snapshots("hubspot", ["1"])["1"]
+    assert found.changed_at == {"email": T0}
+
+
 # ----------------------------------------------------------------------------------- identity
 
 
@@ -502,6 +575,64 @@ def test_leads_round_trip_with_choices_score_and_stage(store: Store) -> None:
     bare = lead("lead-b", None)
     store.save_leads([full, bare])
     assert store.leads(["lead-a", "lead-b", "lead-z"]) == {"lead-a": full, "lead-b": bare}
+
+
+def test_choices_are_stored_compactly_and_read_back_as_given(store: Store) -> None:
+    values = {"email": "ana@example.com", "employees": 250, "revenue": 1, "seen": T0, "tags": ["a"]}
+    choices = {
+        "email": FieldChoice(
+            "ana@example.com",
+            "salesforce",
+            "prefer_salesforce_unless_blank",
+            "salesforce: the only CRM that holds it",
+        ),
+        "employees": FieldChoice(
+            250, "hubspot", "most_recent", "hubspot: the only CRM it is mapped to"
+        ),
+        "revenue": FieldChoice(1.0, "hubspot", "prefer_hubspot", "hubspot: prefer_hubspot"),
+        "seen": FieldChoice(
+            T0, "salesforce", "most_recent", "salesforce: changed 2024-05-01 10:00"
+        ),
+        "tags": FieldChoice(
+            ["a"], "hubspot", "most_recent", "hubspot: salesforce holds the same value"
+        ),
+        "phone": FieldChoice(None, None, "never_blank", "neither holds one"),
+        "city": FieldChoice(
+            "Oslo", "salesforce", "most_recent", "salesforce: the only CRM that holds it"
+        ),
+    }
+    given = Lead("lead-a", values, choices)
+    store.save_leads([given])
+    found = store.leads(["lead-a"])["lead-a"]
+    assert found == given
+    # A value the lead's own stands in for keeps its type: 1.0 is no 1.
+    assert type(found.choices["revenue"].value) is float
+    stored = _stored(store, tables.leads.c.choices)
+    assert "the only CRM" not in json.dumps(stored)
+    old_form = {
+        name: {"value": c.value, "crm": c.crm, "rule": c.rule, "reason": c.reason}
+        for name, c in choices.items()
+    }
+    assert len(json.dumps(stored)) < len(json.dumps(tables.encode_value(old_form))) / 2
+
+
+def test_choices_stored_whole_by_earlier_versions_read_as_they_were(store: Store) -> None:
+    store.save_leads([lead("lead-a", "ana@example.com")])
+    old_form = {
+        "email": {
+            "value": "ana@x.example",
+            "crm": "hubspot",
+            "rule": "most_recent",
+            "reason": "hubspot: the only CRM that holds it",
+        }
+    }
+    with store.engine.begin() as connection:
+        connection.execute(tables.leads.update().values(choices=old_form))
+    assert store.leads(["lead-a"])["lead-a"].choices == {
+        "email": FieldChoice(
+            "ana@x.example", "hubspot", "most_recent", "hubspot: the only CRM that holds it"
+        )
+    }
 
 
 def test_the_email_index_follows_lead_updates(store: Store) -> None:
