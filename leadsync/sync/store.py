@@ -56,7 +56,16 @@ from leadsync.sync.related import Related, RelatedRecords, save_related
 from leadsync.sync.run_kinds import RUN_KINDS
 from leadsync.sync.sla.clocks import ClockChanges
 from leadsync.sync.sla.ledger import SlaLedger, save_clock_changes
-from leadsync.sync.sql import aggregate_time, chunks, excluded, insert_for, last_by_key, upsert
+from leadsync.sync.sql import (
+    WRITE_CHUNK,
+    aggregate_time,
+    batches,
+    chunks,
+    excluded,
+    insert_for,
+    last_by_key,
+    upsert,
+)
 from leadsync.sync.tables import unstorable
 
 __all__ = [
@@ -1203,8 +1212,9 @@ def _add_refusals(
 def _upsert_leads(
     connection: Connection, leads: Sequence[Lead], email_field: str, now: datetime
 ) -> None:
-    rows = last_by_key((_lead_row(lead, email_field, now) for lead in leads), ("lead_id",))
-    upsert(connection, t.leads, rows)
+    # One row per lead, the last given winning; each row built only as its chunk is written.
+    latest = {lead.lead_id: lead for lead in leads}
+    upsert(connection, t.leads, (_lead_row(lead, email_field, now) for lead in latest.values()))
 
 
 def _lead_row(lead: Lead, email_field: str, now: datetime) -> dict[str, Any]:
@@ -1246,7 +1256,8 @@ def _upsert_links(
     statement = insert.on_conflict_do_update(
         index_elements=[t.links.c.crm, t.links.c.record_id], set_=update
     )
-    connection.execute(statement, rows)
+    for chunk in batches(rows, WRITE_CHUNK):
+        connection.execute(statement, chunk)
 
 
 def _upsert_reviews(
@@ -1356,7 +1367,7 @@ def _close_reviews(
 def _insert_transitions(
     connection: Connection, rows: Sequence[tuple[str, Transition]], run_id: str
 ) -> None:
-    values = [
+    values = (
         {
             "lead_id": lead_id,
             "from_stage": None if move.from_stage is None else move.from_stage.value,
@@ -1367,9 +1378,9 @@ def _insert_transitions(
             "run_id": run_id,
         }
         for lead_id, move in rows
-    ]
-    if values:
-        connection.execute(t.transitions.insert(), values)
+    )
+    for chunk in batches(values, WRITE_CHUNK):
+        connection.execute(t.transitions.insert(), chunk)
 
 
 def _cursor_key(crm: str, stream: str) -> tuple[sa.ColumnElement[bool], ...]:
