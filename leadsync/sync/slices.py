@@ -122,9 +122,10 @@ class PersonGroups:
 
 
 def _by_slice(items: list[K], groups: array[int], slice_of: array[int]) -> Iterator[list[K]]:
-    """`items` (each in the group `groups` gives) by slice, slice 0 first, each in the order
-    given; a slice none of them is in gives an empty list."""
-    order = sorted(range(len(items)), key=lambda i: slice_of[groups[i]])
+    """`items` (each in the group `groups` gives) by slice, slice 0 first; within a slice group
+    by group (groups in the order first met), each group's in the order given: the order the
+    settle has always merged and written in. A slice none of them is in gives an empty list."""
+    order = sorted(range(len(items)), key=lambda i: (slice_of[groups[i]], groups[i]))
     current = 0
     found: list[K] = []
     for index in order:
