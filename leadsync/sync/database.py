@@ -20,13 +20,16 @@ customers' emails and names.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sqlite3
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -93,6 +96,17 @@ class SchemaOutOfDateError(StoreError):
 SQLITE_LOCK_WAIT_SECONDS = 5.0
 
 
+def _interned(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    return {sys.intern(key): value for key, value in pairs}
+
+
+# The store's JSON columns come back with their object keys interned. They are field names:
+# a slice of 20,000 snapshots holds the same few dozen names ~60 times a record (raw,
+# canonical and changed_at), and json.loads makes every one anew for each record: the slice's
+# snapshots were the biggest holder at a first sync's peak (docs/BENCHMARKS.md, "Peak memory").
+json_loads = partial(json.loads, object_pairs_hook=_interned)
+
+
 def make_engine(url: str) -> Engine:
     """An engine for `url`. A new SQLite file is created, with its folder; an empty file where
     a database was expected is refused (StoreError), never taken for a new database."""
@@ -102,7 +116,9 @@ def make_engine(url: str) -> Engine:
         raise StoreError(f"{url!r} is not a database URL") from None
     if parsed.get_backend_name() != "sqlite":
         # A long-running service outlives server restarts: test connections before use.
-        return sa.create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
+        return sa.create_engine(
+            parsed, pool_pre_ping=True, hide_parameters=True, json_deserializer=json_loads
+        )
     database = parsed.database or ""
     if database in ("", ":memory:"):
         # One in-memory database shared by every use of the engine, not one per connection.
@@ -111,11 +127,15 @@ def make_engine(url: str) -> Engine:
             poolclass=StaticPool,
             connect_args={"check_same_thread": False},
             hide_parameters=True,
+            json_deserializer=json_loads,
         )
     else:
         _sqlite_file(Path(database).expanduser(), shown=shown_url(parsed))
         engine = sa.create_engine(
-            parsed, connect_args={"timeout": SQLITE_LOCK_WAIT_SECONDS}, hide_parameters=True
+            parsed,
+            connect_args={"timeout": SQLITE_LOCK_WAIT_SECONDS},
+            hide_parameters=True,
+            json_deserializer=json_loads,
         )
     sa.event.listen(engine, "connect", _sqlite_connect)
     sa.event.listen(engine, "begin", _sqlite_begin)

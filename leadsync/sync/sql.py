@@ -3,14 +3,12 @@ id lists cut to a size every backend takes.
 
     insert_for(connection, table)   INSERT that takes ON CONFLICT, in the connection's dialect
     upsert(connection, table, rows) insert, or replace the other columns of rows already there
+                                    (WRITE_CHUNK rows an execute)
     upsert_statement(connection, table)  that upsert's statement
+    batches(items, size)            lists of `size`, taken from an iterable as they come
     excluded(insert, table, names)  the `excluded.<name>` values of an upsert, by column
     chunks(ids)                     ids without repeats, IN_CHUNK at a time
     last_by_key(rows, key)          one row per key: one statement may not upsert a row twice
-    driver_many(connection, statement, rows)
-                                    one statement per row, through the database driver itself
-    bind_value(connection, column, value)
-                                    a value as the column's type hands it to the driver
     execute_encoded(connection, statement, columns, rows)
                                     a statement once per row, its parameters already in the
                                     driver's form: no per-row processing by SQLAlchemy
@@ -32,14 +30,12 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from leadsync.sync import tables
 
 __all__ = [
-    "DRIVER_CHUNK",
-    "ENCODED_CHUNK",
     "IN_CHUNK",
+    "WRITE_CHUNK",
     "Insert",
     "aggregate_time",
-    "bind_value",
+    "batches",
     "chunks",
-    "driver_many",
     "excluded",
     "execute_encoded",
     "insert_for",
@@ -51,12 +47,10 @@ __all__ = [
 
 # Ids per IN (...) list: far below SQLite's and PostgreSQL's bound-parameter limits.
 IN_CHUNK = 500
-
-# Rows per executemany through the driver: one call's parameters stay small in memory.
-DRIVER_CHUNK = 1_000
-# Rows per executemany of pre-encoded parameters: the driver's batch stays small in memory
-# whatever the page or batch size.
-ENCODED_CHUNK = 1_000
+# Rows per executemany of an upsert. The driver's parameters, and SQLAlchemy's processed copy
+# of them (every JSON column encoded), exist for one chunk at a time: a slice's 20,000 leads
+# in one execute held ~150 MB at once (docs/BENCHMARKS.md, "Peak memory").
+WRITE_CHUNK = 1_000
 
 Insert = sqlite.Insert | postgresql.Insert
 K = TypeVar("K")
@@ -76,11 +70,13 @@ def excluded(insert: Insert, table: sa.Table, names: Sequence[str]) -> dict[str,
     return {name: insert.excluded[name] for name in names if name in table.c}
 
 
-def upsert(connection: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert `rows`, replacing the other columns of rows whose primary key is already there."""
-    if not rows:
-        return
-    connection.execute(upsert_statement(connection, table), list(rows))
+def upsert(connection: Connection, table: sa.Table, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Insert `rows`, replacing the other columns of rows whose primary key is already there;
+    WRITE_CHUNK rows an execute, `rows` taken as they come (a generator is never held whole).
+    No primary key may come twice (see `last_by_key`)."""
+    statement = upsert_statement(connection, table)
+    for chunk in batches(rows, WRITE_CHUNK):
+        connection.execute(statement, chunk)
 
 
 def upsert_statement(connection: Connection, table: sa.Table) -> Insert:
@@ -91,32 +87,16 @@ def upsert_statement(connection: Connection, table: sa.Table) -> Insert:
     return insert.on_conflict_do_update(index_elements=keys, set_=excluded(insert, table, others))
 
 
-def driver_many(
-    connection: Connection, statement: sa.ClauseElement, rows: Sequence[Mapping[str, Any]]
-) -> None:
-    """Execute `statement` once per row, DRIVER_CHUNK rows per executemany of the database
-    driver: no SQLAlchemy processing per row. Every row has the same keys, the statement's
-    parameters, and values as the driver takes them (JSON as text, a timestamp as
-    `bind_value` gives it)."""
-    if not rows:
-        return
-    compiled = statement.compile(dialect=connection.dialect, column_keys=list(rows[0]))
-    assert isinstance(compiled, SQLCompiler)
-    sql = str(compiled)
-    names = compiled.positiontup
-    # In the statement's order (qmark) or by name (the pyformat of PostgreSQL's driver).
-    values: Callable[[Mapping[str, Any]], Any] = dict
-    if compiled.positional and names is not None:
-        pick = operator.itemgetter(*names)
-        values = (lambda row: (pick(row),)) if len(names) == 1 else pick
-    for start in range(0, len(rows), DRIVER_CHUNK):
-        connection.exec_driver_sql(sql, [values(row) for row in rows[start : start + DRIVER_CHUNK]])
-
-
-def bind_value(connection: Connection, column: sa.Column[Any], value: Any) -> Any:
-    """`value` as `column`'s type hands it to this connection's driver (for `driver_many`)."""
-    process = column.type.dialect_impl(connection.dialect).bind_processor(connection.dialect)
-    return value if process is None else process(value)
+def batches(items: Iterable[K], size: int) -> Iterator[list[K]]:
+    """`items` in lists of `size` (the last may be shorter), taken from `items` as they come."""
+    batch: list[K] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def aggregate_time(value: Any) -> datetime:
@@ -143,20 +123,18 @@ def last_by_key(rows: Iterable[dict[str, Any]], key: Sequence[str]) -> list[dict
 
 def execute_encoded(
     connection: Connection,
-    statement: Insert,
+    statement: sa.ClauseElement,
     columns: Sequence[str],
-    rows: Sequence[Sequence[Any]],
+    rows: Iterable[Sequence[Any]],
 ) -> None:
     """Execute `statement` once for each of `rows`, tuples of values for `columns` (its bind
     parameters, in that order) already in the form the driver takes: JSON as text
     (`tables.json_text`), timestamps through `time_param`. SQLAlchemy processes every
     parameter of every row of an ordinary executemany, and a first sync saves millions of
-    them; here they go to the driver as they are, ENCODED_CHUNK rows at a time."""
-    if not rows:
-        return
+    them; here they go to the driver as they are, WRITE_CHUNK rows at a time, taken from
+    `rows` as they come (a generator is never held whole)."""
     sql, order = _compiled(connection.dialect, statement, tuple(columns))
-    for start in range(0, len(rows), ENCODED_CHUNK):
-        chunk = rows[start : start + ENCODED_CHUNK]
+    for chunk in batches(rows, WRITE_CHUNK):
         if order is None:  # named parameters (PostgreSQL's psycopg)
             parameters: list[Any] = [dict(zip(columns, row, strict=True)) for row in chunk]
         elif order == tuple(range(len(columns))):
@@ -167,11 +145,12 @@ def execute_encoded(
 
 
 def _compiled(
-    dialect: sa.Dialect, statement: Insert, columns: tuple[str, ...]
+    dialect: sa.Dialect, statement: sa.ClauseElement, columns: tuple[str, ...]
 ) -> tuple[str, tuple[int, ...] | None]:
     """The statement's SQL in `dialect`, and for positional parameters (SQLite's qmark) where
     each placeholder takes its value from among `columns`."""
     compiled = statement.compile(dialect=dialect, column_keys=list(columns))
+    assert isinstance(compiled, SQLCompiler)
     if not compiled.positional:
         return compiled.string, None
     names = compiled.positiontup or []

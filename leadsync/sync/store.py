@@ -59,8 +59,10 @@ from leadsync.sync.run_kinds import RUN_KINDS
 from leadsync.sync.sla.clocks import ClockChanges
 from leadsync.sync.sla.ledger import SlaLedger, save_clock_changes
 from leadsync.sync.sql import (
+    WRITE_CHUNK,
     Insert,
     aggregate_time,
+    batches,
     chunks,
     excluded,
     execute_encoded,
@@ -1298,11 +1300,10 @@ def _add_refusals(
 def _upsert_leads(
     connection: Connection, leads: Sequence[Lead], email_field: str, now: datetime
 ) -> None:
-    latest = {lead.lead_id: lead for lead in leads}  # the last given wins
-    if not latest:
-        return
+    # One row per lead, the last given winning; each row built only as its chunk is written.
+    latest = {lead.lead_id: lead for lead in leads}
     updated_at = time_param(connection.dialect)(now)
-    rows = [_lead_row(lead, email_field, updated_at) for lead in latest.values()]
+    rows = (_lead_row(lead, email_field, updated_at) for lead in latest.values())
     execute_encoded(connection, upsert_statement(connection, t.leads), _LEAD_COLUMNS, rows)
 
 
@@ -1363,7 +1364,8 @@ def _upsert_links(
     statement = insert.on_conflict_do_update(
         index_elements=[t.links.c.crm, t.links.c.record_id], set_=update
     )
-    connection.execute(statement, rows)
+    for chunk in batches(rows, WRITE_CHUNK):
+        connection.execute(statement, chunk)
 
 
 def _upsert_reviews(
@@ -1473,7 +1475,7 @@ def _close_reviews(
 def _insert_transitions(
     connection: Connection, rows: Sequence[tuple[str, Transition]], run_id: str
 ) -> None:
-    values = [
+    values = (
         {
             "lead_id": lead_id,
             "from_stage": None if move.from_stage is None else move.from_stage.value,
@@ -1484,9 +1486,9 @@ def _insert_transitions(
             "run_id": run_id,
         }
         for lead_id, move in rows
-    ]
-    if values:
-        connection.execute(t.transitions.insert(), values)
+    )
+    for chunk in batches(values, WRITE_CHUNK):
+        connection.execute(t.transitions.insert(), chunk)
 
 
 def _cursor_key(crm: str, stream: str) -> tuple[sa.ColumnElement[bool], ...]:

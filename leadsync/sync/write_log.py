@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection
 
 from leadsync.connectors.base import WriteStatus
 from leadsync.sync import tables as t
-from leadsync.sync.sql import bind_value, driver_many, insert_for
+from leadsync.sync.sql import execute_encoded, insert_for, time_param
 
 __all__ = [
     "Written",
@@ -112,7 +112,7 @@ def log_rows(
     """`writes` rows for a batch, ready for `insert_log`. Rows of one record that follow one
     another with one outcome make one row; another outcome, another record in between, or a
     field written twice starts a new one, so reading back gives every write in its order."""
-    at = bind_value(connection, t.writes.c.at, now)
+    at = time_param(connection.dialect)(now)
     found: list[dict[str, Any]] = []
     key: tuple[str, str, str, str] | None = None
     fields: dict[str, list[Any]] = {}
@@ -146,7 +146,7 @@ def _log_row(
 
 def insert_log(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     """Append `log_rows` to the audit log."""
-    driver_many(connection, t.writes.insert(), rows)
+    _execute(connection, t.writes.insert(), rows)
 
 
 def expected_rows(
@@ -159,7 +159,7 @@ def expected_rows(
     for row in rows:
         if row.status == WriteStatus.WRITTEN:
             values.setdefault(row.record_id, {})[row.field] = _pair(row.new, stamp)
-    written_at = bind_value(connection, t.expected.c.written_at, now)
+    written_at = time_param(connection.dialect)(now)
     return [
         {
             "crm": crm,
@@ -194,7 +194,16 @@ def merge_expected(connection: Connection, rows: Sequence[Mapping[str, Any]]) ->
         index_elements=[held.crm, held.record_id],
         set_={"fields": fields, "run_id": new.run_id, "written_at": latest},
     )
-    driver_many(connection, statement, rows)
+    _execute(connection, statement, rows)
+
+
+def _execute(
+    connection: Connection, statement: sa.ClauseElement, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """`statement` once per row, the rows' values already as the driver takes them."""
+    if rows:
+        columns = tuple(rows[0])
+        execute_encoded(connection, statement, columns, [tuple(row.values()) for row in rows])
 
 
 def logged_fields(fields: Mapping[str, Any]) -> Iterator[tuple[str, Any, Any]]:

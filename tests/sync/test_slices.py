@@ -69,3 +69,16 @@ def test_a_group_bigger_than_the_slice_is_a_slice_of_its_own() -> None:
     groups.add_record(("hubspot", "9"), [("email", "other@x.com")])
 
     assert [len(part) for part in groups.slices(2)] == [5, 1]
+
+
+def test_a_slice_lists_each_crms_records_group_by_group_in_the_order_groups_were_met() -> None:
+    groups = PersonGroups()
+    groups.add_record(("hubspot", "1"), [("email", "a@x.com")])
+    groups.add_record(("hubspot", "2"), [("email", "b@x.com")])
+    groups.add_record(("salesforce", "00Q2"), [("email", "b@x.com")])
+    groups.add_record(("salesforce", "00Q1"), [("email", "a@x.com")])
+
+    (part,) = groups.slices(10)
+
+    # The Salesforce records follow their people's groups, not the order they were added.
+    assert part.records == {"hubspot": ["1", "2"], "salesforce": ["00Q1", "00Q2"]}

@@ -434,7 +434,7 @@ def test_a_snapshot_whose_content_changed_becomes_pending_again(
 def test_a_page_longer_than_a_chunk_is_saved_whole_the_last_of_a_record_winning(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sql, "ENCODED_CHUNK", 2)
+    monkeypatch.setattr(sql, "WRITE_CHUNK", 2)
     first, last = snap("3"), snap("3", raw={"email": "last@example.com"})
     saved(store, snap("1"), first, snap("2"), snap("4"), last)
     assert [s.record_id for s in store.pending_records("hubspot")] == ["1", "2", "3", "4"]

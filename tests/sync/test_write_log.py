@@ -14,7 +14,7 @@ from alembic import command
 from leadsync.connectors.base import WriteStatus
 from leadsync.sync import tables
 from leadsync.sync.database import alembic_config
-from leadsync.sync.sql import DRIVER_CHUNK
+from leadsync.sync.sql import WRITE_CHUNK
 from leadsync.sync.store import LoggedWrite, Store, WriteRow
 from tests.sync.test_store import T0, saved, snap
 
@@ -115,7 +115,7 @@ def test_values_round_trip_with_their_types_and_field_names_that_look_like_tags(
 
 
 def test_a_batch_larger_than_a_driver_chunk_is_logged_whole(store: Store) -> None:
-    count = DRIVER_CHUNK * 2 + 7
+    count = WRITE_CHUNK * 2 + 7
     store.record_writes(
         "run-1", "hubspot", [WriteRow(str(i), "score", None, i, WRITTEN) for i in range(count)]
     )
