@@ -306,17 +306,25 @@ def own_values(
 ) -> frozenset[str]:
     """The canonical fields whose merged value came from a CRM field holding leadsync's own
     write (`own`: CRM -> fields, from `own_fields`)."""
+    if not any(own.values()):
+        return frozenset()  # leadsync has written nothing these records still hold
+    places = field_map.compiled(_compile_places)
     found = set()
     for name, choice in choices.items():
-        mapping = field_map.fields.get(name)
-        binding = mapping.binding(choice.crm) if mapping and choice.crm else None
-        if (
-            binding is not None
-            and binding.object is None
-            and binding.field in own.get(binding.crm, frozenset())
-        ):
+        place = places.get((name, choice.crm))
+        if place is not None and place[1] in own.get(place[0], ()):
             found.add(name)
     return frozenset(found)
+
+
+def _compile_places(field_map: FieldMap) -> dict[tuple[str, str | None], tuple[str, str]]:
+    """(canonical field, CRM) -> (CRM, field) where it lives on that CRM's lead object."""
+    return {
+        (name, crm): (binding.crm, binding.field)
+        for name, mapping in field_map.fields.items()
+        for crm in CRMS
+        if (binding := mapping.binding(crm)) is not None and binding.object is None
+    }
 
 
 def _same_raw(held: Any, written: Any) -> bool:

@@ -11,8 +11,14 @@ import pytest
 
 from leadsync.connectors.base import CrmRecord
 from leadsync.mapping.fields import FieldMap, load_mapping
-from leadsync.sync.ingest import QuarantineError, fields_to_pull, same_value, to_snapshot
-from leadsync.sync.model import Snapshot
+from leadsync.sync.ingest import (
+    QuarantineError,
+    fields_to_pull,
+    own_values,
+    same_value,
+    to_snapshot,
+)
+from leadsync.sync.model import FieldChoice, Snapshot
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "leadsync" / "examples" / "mapping.toml"
 MAPPING: FieldMap = load_mapping(EXAMPLE)
@@ -256,3 +262,23 @@ def test_raw_values_are_the_same_when_they_read_as_the_same_canonical_value(
 ) -> None:
     assert same_value(MAPPING.fields[field], crm, one, other) is same
     assert same_value(MAPPING.fields[field], crm, other, one) is same
+
+
+def test_own_values_are_the_choices_taken_from_a_field_holding_leadsyncs_write() -> None:
+    choices = {
+        "company": FieldChoice("Acme", "salesforce", "prefer_salesforce", "salesforce: ..."),
+        "email": FieldChoice("a@b.co", "salesforce", "prefer_salesforce", "salesforce: ..."),
+        "first_name": FieldChoice("Ada", None, "prefer_salesforce", "previous value"),
+        "title": FieldChoice("CTO", "hubspot", "prefer_salesforce", "hubspot: ..."),
+        # Read from the Opportunity, whose StageName leadsync never writes.
+        "opportunity_stage": FieldChoice("Won", "salesforce", "prefer_salesforce", "..."),
+    }
+    own = {
+        "salesforce": frozenset({"Company", "FirstName", "StageName"}),
+        "hubspot": frozenset({"email"}),
+    }
+
+    assert own_values(MAPPING, choices, own) == {"company"}
+    assert own_values(MAPPING, choices, {"hubspot": frozenset({"jobtitle"})}) == {"title"}
+    nothing_written = {"salesforce": frozenset[str](), "hubspot": frozenset[str]()}
+    assert own_values(MAPPING, choices, nothing_written) == set()
