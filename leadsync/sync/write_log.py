@@ -29,7 +29,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
 from leadsync.connectors.base import WriteStatus
@@ -183,11 +182,15 @@ def merge_expected(connection: Connection, rows: Sequence[Mapping[str, Any]]) ->
         fields: Any = sa.func.json_patch(held.fields, new.fields)
         latest: Any = sa.func.max(held.written_at, new.written_at)
     else:
-        # json has no merge; jsonb's || has (its key order is its own: fields are looked up
-        # by name). Values with NUL characters, which jsonb refuses, never get this far: the
-        # ingest quarantines such records (`tables.unstorable`).
-        fields = sa.cast(
-            sa.cast(held.fields, JSONB).op("||")(sa.cast(new.fields, JSONB)), sa.JSON()
+        # json has no merge, and jsonb's || rewrites every value it merges (1e+16 comes back
+        # the integer 10000000000000000, an object's keys in jsonb's order): the record's
+        # fields are merged as json, each value's text kept as it was written.
+        fields = sa.literal_column(
+            "(SELECT json_object_agg(merged.key, merged.value) FROM ("
+            " SELECT key, value FROM json_each(expected.fields)"
+            " WHERE key NOT IN (SELECT json_object_keys(excluded.fields))"
+            " UNION ALL SELECT key, value FROM json_each(excluded.fields)) AS merged)",
+            sa.JSON(),
         )
         latest = sa.func.greatest(held.written_at, new.written_at)
     statement = insert.on_conflict_do_update(

@@ -1,0 +1,82 @@
+"""What the store saves reads back as it was given, on every backend: odd values in a
+snapshot and its compact change times, a lead's compact choices, and the echo fingerprints
+a later write merges with."""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from leadsync.connectors.base import WriteStatus
+from leadsync.sync.model import FieldChoice, Lead, Snapshot
+from leadsync.sync.store import Store, WriteRow, content_digest
+from tests.sync.test_store import T0, saved
+
+WRITTEN = WriteStatus.WRITTEN
+ODD: dict[str, Any] = {
+    "big": 2**70,
+    "neg_big": -(2**70),
+    "f1": 1.0,
+    "one": 1,
+    "inf": -math.inf,
+    "when": datetime(2024, 1, 1, 12, tzinfo=timezone(timedelta(hours=2))),
+    "day": date(2024, 1, 2),
+    "nested": {"$datetime": "x"},
+    "lst": [1, 1.5, None, {"a": None}],
+    "zero": -0.0,
+    "e16": 1e16,
+    "digits": "1234567890123456789012",
+    "": "empty key",
+}
+
+
+def test_odd_snapshot_values_and_change_times_read_back_as_saved(database_url: str) -> None:
+    times = {"a": T0, "b": T0 + timedelta(seconds=1), "not_canonical": T0}
+    snapshot = Snapshot("hubspot", "1", T0, dict(ODD), {"a": 1, "b": 2.0, "c": None}, times)
+    with Store(database_url, clock=lambda: T0) as store:
+        saved(store, snapshot)
+        back = store.snapshots("hubspot", ["1"])["1"]
+    assert back.changed_at == times
+    assert {name: (value, type(value)) for name, value in back.raw.items()} == {
+        name: (value, type(value)) for name, value in ODD.items()
+    }
+    assert content_digest(back) == content_digest(snapshot)
+
+
+def test_odd_lead_choices_read_back_as_saved(database_url: str) -> None:
+    values = {"email": "a@example.com", "f": 1.0, "i": 1, "b": True, "d": date(2024, 1, 1)}
+    choices = {
+        "email": FieldChoice("a@example.com", "hubspot", "newest", "hubspot: newest"),
+        "f": FieldChoice(1, "hubspot", "newest", "hubspot: the only CRM that holds it"),
+        "i": FieldChoice(True, None, "newest", "None: newest"),
+        "b": FieldChoice(True, "salesforce", "r", "x"),
+        "d": FieldChoice(date(2024, 1, 1), "salesforce", "r", "salesforce: r"),
+        "gone": FieldChoice("v", "salesforce", "r", "salesforce: r"),
+    }
+    with Store(database_url, clock=lambda: T0) as store:
+        store.save_leads([Lead(lead_id="L1", values=values, choices=choices)])
+        back = store.leads(["L1"])["L1"].choices
+    assert {name: (c, type(c.value)) for name, c in back.items()} == {
+        name: (c, type(c.value)) for name, c in choices.items()
+    }
+
+
+def test_expected_values_keep_their_json_form_when_a_later_write_merges(
+    database_url: str,
+) -> None:
+    with Store(database_url, clock=lambda: T0) as store:
+        store.record_writes(
+            "run-1",
+            "hubspot",
+            [
+                WriteRow("1", "score", None, 1e16, WRITTEN),
+                WriteRow("1", "address", None, {"street": "1 Main", "city": "X"}, WRITTEN),
+            ],
+        )
+        store.record_writes("run-2", "hubspot", [WriteRow("1", "grade", None, "A", WRITTEN)])
+        store.record_writes("run-3", "hubspot", [WriteRow("1", "grade", "A", "B", WRITTEN)])
+        expected = store.expected("hubspot", ["1"])["1"]
+    assert type(expected["score"]) is float
+    assert list(expected["address"].items()) == [("street", "1 Main"), ("city", "X")]
+    assert expected["grade"] == "B"
