@@ -140,7 +140,7 @@ def _writes(runtime: Runtime, summary: RunSummary) -> tuple[int, int, Counter[tu
     """The leads with a write of the run landed in either CRM, not counting those whose only
     writes are SLA breach flags; the leads with a breach flag written; the fields written."""
     query = (
-        sa.select(t.links.c.lead_id, t.writes.c.crm, t.writes.c.field)
+        sa.select(t.links.c.lead_id, t.writes.c.crm, t.writes.c.fields)
         .join(
             t.writes,
             sa.and_(t.writes.c.crm == t.links.c.crm, t.writes.c.record_id == t.links.c.record_id),
@@ -152,9 +152,11 @@ def _writes(runtime: Runtime, summary: RunSummary) -> tuple[int, int, Counter[tu
     flagged: set[str] = set()
     fields: Counter[tuple[str, str]] = Counter()
     with runtime.store.engine.connect() as connection:
-        for lead_id, crm, name in connection.execute(query):
-            fields[(crm, name)] += 1
-            (flagged if (crm, name) in breach else written).add(lead_id)
+        # One log row per record and batch: its fields are the keys of `fields`.
+        for lead_id, crm, logged in connection.execute(query):
+            for name in logged:
+                fields[(crm, name)] += 1
+                (flagged if (crm, name) in breach else written).add(lead_id)
     return len(written), len(flagged), fields
 
 

@@ -4,15 +4,21 @@ a later write merges with."""
 
 from __future__ import annotations
 
+import importlib
 import math
+import sys
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from leadsync.connectors.base import WriteStatus
+from leadsync.sync import tables
 from leadsync.sync.model import FieldChoice, Lead, Snapshot
 from leadsync.sync.store import Store, WriteRow, content_digest
 from tests.sync.test_store import T0, saved
 
+BENCH = Path(__file__).parents[2] / "bench"
 WRITTEN = WriteStatus.WRITTEN
 ODD: dict[str, Any] = {
     "big": 2**70,
@@ -80,3 +86,37 @@ def test_expected_values_keep_their_json_form_when_a_later_write_merges(
     assert type(expected["score"]) is float
     assert list(expected["address"].items()) == [("street", "1 Main"), ("city", "X")]
     assert expected["grade"] == "B"
+
+
+def test_the_churn_bench_counts_the_fields_of_one_row_per_record(tmp_path: Path) -> None:
+    # bench/churn.py read writes.field, gone since the log keeps one row per record.
+    sys.path.insert(0, str(BENCH))
+    try:
+        churn = importlib.import_module("churn")
+    finally:
+        sys.path.remove(str(BENCH))
+    with Store(f"sqlite:///{tmp_path / 'leadsync.db'}", clock=lambda: T0) as store:
+        saved(store, Snapshot("hubspot", "1", T0, {"email": "a@x.io"}, {}, {}, False))
+        with store.engine.begin() as connection:
+            connection.execute(
+                tables.links.insert(),
+                {
+                    "crm": "hubspot",
+                    "record_id": "1",
+                    "lead_id": "L1",
+                    "kind": "lead",
+                    "linked_at": T0,
+                },
+            )
+        store.record_writes(
+            "run-1",
+            "hubspot",
+            [
+                WriteRow("1", "hs_lead_score", None, "72", WRITTEN),
+                WriteRow("1", "leadsync_sla_breaches", None, "1", WRITTEN),
+            ],
+        )
+        runtime = SimpleNamespace(store=store, field_map=SimpleNamespace(writeback={}))
+        written, flagged, fields = churn._writes(runtime, SimpleNamespace(run_id="run-1"))
+    assert (written, flagged) == (1, 0)
+    assert fields == {("hubspot", "hs_lead_score"): 1, ("hubspot", "leadsync_sla_breaches"): 1}
