@@ -256,9 +256,17 @@ class Cloner:
 
 def _with_email(lead: dict[str, Any], email: str) -> dict[str, Any]:
     values = {**lead["values"], "email": email}
-    choices = dict(lead["choices"])
-    if "email" in choices:
-        choices["email"] = {**choices["email"], "value": email}
+    choices: Any = lead["choices"]
+    if isinstance(choices, dict):  # {field: {"value", "crm", "rule", "reason"}}, as first stored
+        choices = dict(choices)
+        if "email" in choices:
+            choices["email"] = {**choices["email"], "value": email}
+    else:  # compact: [crms, rules, {field: [crm, rule, reason, value if not the lead's]}]
+        crms, rules, fields = choices
+        fields = dict(fields)
+        if "email" in fields:
+            fields["email"] = [*fields["email"][:3], email]
+        choices = [crms, rules, fields]
     return {**lead, "values": values, "choices": choices}
 
 

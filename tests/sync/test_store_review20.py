@@ -12,6 +12,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import sqlalchemy as sa
+
 from leadsync.connectors.base import WriteStatus
 from leadsync.sync import tables
 from leadsync.sync.model import FieldChoice, Lead, Snapshot
@@ -20,6 +22,16 @@ from tests.sync.test_store import T0, saved
 
 BENCH = Path(__file__).parents[2] / "bench"
 WRITTEN = WriteStatus.WRITTEN
+
+
+def _bench_module(name: str) -> Any:
+    sys.path.insert(0, str(BENCH))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCH))
+
+
 ODD: dict[str, Any] = {
     "big": 2**70,
     "neg_big": -(2**70),
@@ -90,11 +102,7 @@ def test_expected_values_keep_their_json_form_when_a_later_write_merges(
 
 def test_the_churn_bench_counts_the_fields_of_one_row_per_record(tmp_path: Path) -> None:
     # bench/churn.py read writes.field, gone since the log keeps one row per record.
-    sys.path.insert(0, str(BENCH))
-    try:
-        churn = importlib.import_module("churn")
-    finally:
-        sys.path.remove(str(BENCH))
+    churn = _bench_module("churn")
     with Store(f"sqlite:///{tmp_path / 'leadsync.db'}", clock=lambda: T0) as store:
         saved(store, Snapshot("hubspot", "1", T0, {"email": "a@x.io"}, {}, {}, False))
         with store.engine.begin() as connection:
@@ -120,3 +128,24 @@ def test_the_churn_bench_counts_the_fields_of_one_row_per_record(tmp_path: Path)
         written, flagged, fields = churn._writes(runtime, SimpleNamespace(run_id="run-1"))
     assert (written, flagged) == (1, 0)
     assert fields == {("hubspot", "hs_lead_score"): 1, ("hubspot", "leadsync_sla_breaches"): 1}
+
+
+def test_the_incremental_bench_gives_a_cloned_lead_its_own_email_choice(tmp_path: Path) -> None:
+    # bench/incremental_cost.py took leads.choices for the mapping every version before
+    # stored; the compact form is a list.
+    incremental = _bench_module("incremental_cost")
+    values = {"email": "a@example.com", "name": "A"}
+    choices = {
+        "email": FieldChoice("a@example.com", "hubspot", "newest", "hubspot: newest"),
+        "name": FieldChoice("A", "hubspot", "newest", "hubspot: newest"),
+    }
+    with Store(f"sqlite:///{tmp_path / 'leadsync.db'}", clock=lambda: T0) as store:
+        store.save_leads([Lead(lead_id="L1", values=values, choices=choices)])
+        with store.engine.begin() as connection:
+            (row,) = connection.execute(sa.select(tables.leads)).mappings()
+            clone = incremental._with_email(dict(row), "b@example.com")
+            connection.execute(tables.leads.insert(), {**clone, "lead_id": "L2"})
+        back = store.leads(["L2"])["L2"]
+    assert back.values["email"] == "b@example.com"
+    assert back.choices["email"].value == "b@example.com"
+    assert back.choices["name"] == choices["name"]
