@@ -13,9 +13,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
+from alembic import command
 
 from leadsync.connectors.base import WriteStatus
 from leadsync.sync import tables
+from leadsync.sync.database import alembic_config
 from leadsync.sync.model import FieldChoice, Lead, Snapshot
 from leadsync.sync.store import Store, WriteRow, content_digest
 from tests.sync.test_store import T0, saved
@@ -149,3 +151,57 @@ def test_the_incremental_bench_gives_a_cloned_lead_its_own_email_choice(tmp_path
     assert back.values["email"] == "b@example.com"
     assert back.choices["email"].value == "b@example.com"
     assert back.choices["name"] == choices["name"]
+
+
+def test_revision_0013_carries_many_rows_and_sql_nulls_over(database_url: str) -> None:
+    from tests.sync.test_write_log import OLD_EXPECTED, OLD_WRITES
+
+    engine = sa.create_engine(database_url)
+    count = 2_500  # more than the migration's chunk of 1,000
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection=connection), "0012_person_named")
+        stamp = T0 if connection.dialect.name != "sqlite" else T0.replace(tzinfo=None)
+        connection.execute(
+            OLD_WRITES.insert(),
+            [
+                {
+                    "id": number,
+                    "run_id": "run-1",
+                    "crm": "hubspot",
+                    "record_id": str(number % 7),
+                    "field": f"f{number}",
+                    "old": sa.null(),
+                    "new": number,
+                    "status": "written",
+                    "category": "",
+                    "message": "",
+                    "at": stamp,
+                }
+                for number in range(1, count + 1)
+            ],
+        )
+        connection.execute(
+            OLD_EXPECTED.insert(),
+            [
+                {
+                    "crm": "hubspot",
+                    "record_id": str(number % 1_100),
+                    "field": f"f{number}",
+                    "value": sa.null() if number % 2 else number,
+                    "run_id": "run-1",
+                    "written_at": stamp,
+                }
+                for number in range(1, count + 1)
+            ],
+        )
+        command.upgrade(alembic_config(connection=connection), "head")
+    engine.dispose()
+    with Store(database_url) as store:
+        writes = store.writes()
+        assert [(w.record_id, w.field, w.old, w.new) for w in writes] == [
+            (str(number % 7), f"f{number}", None, number) for number in range(1, count + 1)
+        ]
+        expected = store.expected("hubspot", [str(n) for n in range(1_100)])
+    assert sum(len(fields) for fields in expected.values()) == count
+    assert expected["1"]["f1"] is None
+    assert expected["2"]["f2"] == 2
