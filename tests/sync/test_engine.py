@@ -663,8 +663,14 @@ def test_a_results_only_write_to_a_record_gone_since_the_pull_is_held_back_not_f
         )
     sandbox.hubspot.settle_search()
 
+    def convertible(record_id: str) -> bool:
+        # A Contact is owned by a user, never a queue: a queue's lead cannot be converted.
+        held = sandbox.salesforce.record("Lead", record_id) or {}
+        return str(held.get("OwnerId") or "").startswith("005")
+
     def pick(u: RecordUpdate) -> bool:
-        return u.object_name is None and targets.results_only(u.values)
+        chosen = u.object_name is None and targets.results_only(u.values)
+        return chosen and (how != "converted" or convertible(u.record_id))
 
     wrappers: list[_EditsAtWrite] = []
 
