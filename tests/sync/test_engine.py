@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from leadsync.cli import main
 from leadsync.config import Config, load_config
@@ -24,6 +23,7 @@ from leadsync.runtime import open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
 from leadsync.sync.engine import RunSummary, SyncEngine
 from tests.support import set_up_sandbox_config
+from tests.sync.test_attack_handoff_deals import _archive_hubspot_contact, _delete
 
 OPEN_LIMITS = HubSpotSettings(ten_second_limit=100_000, searches_per_second=1_000)
 
@@ -623,16 +623,9 @@ def test_a_mapping_edit_that_maps_city_can_be_planned_and_synced(
 def _gone(sandbox: Sandbox, crm: str, how: str, record_id: str) -> None:
     """A person removes the record leadsync is about to write: deleted, or converted."""
     if crm == "hubspot":
-        with requests.Session() as session:
-            session.trust_env = False
-            answer = session.delete(
-                f"{sandbox.url}/crm/v3/objects/contacts/{record_id}",
-                headers={"Authorization": "Bearer sandbox-token"},
-            )
-        assert answer.status_code == 204
+        _archive_hubspot_contact(sandbox, record_id)
     elif how == "deleted":
-        with sandbox.salesforce.lock:
-            assert sandbox.salesforce.delete_record("Lead", record_id).success
+        _delete(sandbox, "Lead", record_id)
     else:
         sandbox.salesforce.convert_lead(record_id)
 
