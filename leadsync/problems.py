@@ -72,12 +72,42 @@ def parse_toml(text: str, *, file: str) -> dict[str, Any]:
     tomllib says "at end of document" for a text cut short, which is its last line.
     """
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as problem:
         message = str(problem)
         found = re.search(r"line (\d+)", message)
         line = int(found.group(1)) if found else max(1, len(text.splitlines()))
         raise ConfigError([ConfigProblem(file, "", f"not valid TOML: {message}", line)]) from None
+    nul_keys = list(_keys_holding_nul(data))
+    if nul_keys:
+        lines = TomlLines(text)
+        raise ConfigError(
+            [ConfigProblem(file, key, _NUL_MESSAGE, lines.line_of(key)) for key in nul_keys]
+        )
+    return data
+
+
+# TOML can spell U+0000 ("\u0000"), but no CRM field, no PostgreSQL text and no terminal
+# keeps it: refused where it is written, not by the first record it would reach.
+_NUL_MESSAGE = "holds a NUL character (U+0000), which no CRM and no store can keep"
+
+
+def _keys_holding_nul(value: object, key: str = "") -> Iterable[str]:
+    """The dotted keys of `value` (a parsed TOML table) whose name or text holds a NUL, the
+    NUL shown escaped as TOML writes it."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            yield key
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            if "\x00" in name:
+                escaped = name.replace("\x00", "\\u0000")
+                yield below(key, f'"{escaped}"')
+            else:
+                yield from _keys_holding_nul(item, below(key, name))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _keys_holding_nul(item, f"{key}[{index}]")
 
 
 def read_toml(path: Path) -> tuple[str, dict[str, Any]]:

@@ -92,6 +92,10 @@ username = "sandbox@leadsync.test"
         ),
         ("[logging]\nformat = 'xml'\n", "config.toml:2: logging.format:"),
         ("[hubspot\nx = 1\n", "config.toml:1: not valid TOML"),
+        (
+            '[salesforce]\nusername = "ops\\u0000@example.com"\n',
+            "config.toml:2: salesforce.username: holds a NUL character (U+0000)",
+        ),
     ],
 )
 def test_each_mistake_names_file_key_and_line(tmp_path: Path, text: str, expected: str) -> None:

@@ -154,6 +154,15 @@ MISTAKES = [
         "unknown key",
     ),
     (
+        # A reason is written to both CRMs and kept in the store: no NUL (TOML's \\u0000).
+        "nul-in-label",
+        "gte = 200",
+        'gte = 200\nlabel = "big\\u0000company"',
+        "scoring.fit.rules[0].label",
+        "big",
+        "NUL character (U+0000)",
+    ),
+    (
         "unknown-key-inline",
         '{ field = "page_views", points = 1, cap = 15 }',
         '{ field = "page_views", points = 1, limit = 15 }',

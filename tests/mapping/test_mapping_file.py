@@ -266,6 +266,22 @@ MISTAKES: list[tuple[str, str, str, str]] = [
         "unknown key",
     ),
     (
+        # TOML may spell U+0000 (\\u0000); no CRM field and no PostgreSQL text can hold it.
+        "NUL character in a value",
+        '[fields.size]\ntype = "integer"\ndirection = "pull"\n'
+        '[fields.size.hubspot]\nfield = "numemployees\\u0000"  # <-\n',
+        "fields.size.hubspot.field",
+        "NUL character (U+0000)",
+    ),
+    (
+        "NUL character in a key",
+        '[fields.size]\ntype = "integer"\ndirection = "pull"\n'
+        '[fields.size.hubspot]\nfield = "numemployees"\n'
+        '[fields.size.value_map]\n"a\\u0000b" = 1  # <-\n',
+        'fields.size.value_map."a\\u0000b"',
+        "NUL character (U+0000)",
+    ),
+    (
         "unknown key in a binding",
         '[fields.size]\ntype = "integer"\ndirection = "pull"\n'
         '[fields.size.hubspot]\nfield = "numemployees"\ntransfroms = ["trim"]  # <-\n',
