@@ -4,7 +4,8 @@ made by orjson wherever the two write the same bytes.
 A snapshot's fingerprint hashes this text (`store.content_digest`): a text that changed by a
 byte would make every stored record look changed at its next pull. The json module takes
 ~30 µs for a lead's record, orjson a tenth of it, but they differ on what the json module
-escapes (everything past ASCII, and DEL), on floats below 1e-4 in magnitude (json `1e-05`,
+escapes (everything past ASCII, and DEL: escaped here after orjson, as the json module
+does), on floats below 1e-4 in magnitude (json `1e-05`,
 orjson `0.00001`), on NaN and infinities (orjson writes null), on integers past 64 bits
 (orjson refuses them) and on subclasses of str or int (an enum): values holding any of
 those are written by the json module.
@@ -12,8 +13,10 @@ those are written by the json module.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import re
 from typing import Any
 
 import orjson
@@ -39,7 +42,27 @@ def sorted_json_text(value: Any) -> str:
         else:
             if data.isascii() and b"\x7f" not in data:
                 return data.decode("ascii")
+            # Only text values and keys hold such characters: escaped, the text is the json
+            # module's (a name with an accent is common).
+            return _PAST_ASCII.sub(_escaped, data.decode())
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+_PAST_ASCII = re.compile("[\x7f-\U0010ffff]")
+
+
+@functools.lru_cache(maxsize=1_024)
+def _escape(char: str) -> str:
+    """`char` as the json module's ensure_ascii writes it: a UTF-16 code unit or two."""
+    code = ord(char)
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 | (code >> 10):04x}\\u{0xDC00 | (code & 0x3FF):04x}"
+
+
+def _escaped(found: re.Match[str]) -> str:
+    return _escape(found.group())
 
 
 def _alike(value: Any) -> bool:

@@ -75,6 +75,19 @@ def test_floats_of_every_magnitude_are_written_as_the_json_module_writes_them() 
             assert sorted_json_text({"x": value}) == by_json_module({"x": value}), value
 
 
+def test_text_of_every_plane_is_escaped_and_sorted_as_the_json_module_does() -> None:
+    rng = random.Random(21)
+    planes = [(0x20, 0x7F), (0x7F, 0x800), (0x800, 0xD800), (0xE000, 0x10000), (0x10000, 0x110000)]
+
+    def text() -> str:
+        return "".join(chr(rng.randrange(*rng.choice(planes))) for _ in range(rng.randrange(6)))
+
+    for _ in range(2_000):
+        value = {text(): text() for _ in range(4)}
+        value["nested"] = {text(): [text(), 1, None]}  # type: ignore[assignment]
+        assert sorted_json_text(value) == by_json_module(value), value
+
+
 def test_a_record_of_plain_values_is_written_by_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
     # The point of the module: the usual record never reaches the json module.
     def refused(*args: Any, **kwargs: Any) -> str:
@@ -86,3 +99,5 @@ def test_a_record_of_plain_values_is_written_by_orjson(monkeypatch: pytest.Monke
         sorted_json_text(record)
         == '{"deleted":false,"raw":{"email":"a@example.com","n":3,"x":1.5}}'
     )
+    # A name past ASCII too: orjson's text, escaped as the json module escapes it.
+    assert sorted_json_text({"name": "Zoë 雪 😀"}) == '{"name":"Zo\\u00eb \\u96ea \\ud83d\\ude00"}'
