@@ -64,6 +64,7 @@ from leadsync.mapping.lifecycle import Stage, Transition, next_transitions
 from leadsync.mapping.scoring import score_lead
 from leadsync.mapping.transforms import TransformError
 from leadsync.mapping.types import CRM_NAMES, CRMS
+from leadsync.sync.collector import old_objects_left_alone
 from leadsync.sync.deals import RULE as DEAL_RULE
 from leadsync.sync.deals import chosen_opportunities, deal_choices, person_of_role
 from leadsync.sync.handoff import (
@@ -392,7 +393,10 @@ class SyncEngine:
         `should_stop` is asked between pages and between write batches: when it says yes, the
         run ends there (status "interrupted"), having committed what it did; the next run
         goes on from there."""
-        with self.recording("sync" if write else "plan", write=write) as summary:
+        with (
+            old_objects_left_alone(),
+            self.recording("sync" if write else "plan", write=write) as summary,
+        ):
             self.preflight()
             for crm, count in self._store.pending_from_plans().items():
                 if crm in summary.crms:

@@ -453,9 +453,15 @@ def _same_text(desired: Any, held: Any) -> bool:
 
 def _text(value: Any) -> str:
     # Line ends and the whitespace around lines are not worth a write (reasons are multi-line).
-    if is_blank(value):
+    if value is None:
         return ""
-    return "\n".join(line.strip() for line in str(value).strip().splitlines())
+    text = str(value).strip()
+    lines = text.splitlines()
+    if len(lines) < 2:
+        # Blank, or one line: stripped already (every line end is whitespace to strip), as
+        # most values a plan compares are; no line-by-line join.
+        return text
+    return "\n".join(line.strip() for line in lines)
 
 
 # ------------------------------------------------------------------------- summaries

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
@@ -58,6 +57,7 @@ from leadsync.sync.related import Related, RelatedRecords, save_related
 from leadsync.sync.run_kinds import RUN_KINDS
 from leadsync.sync.sla.clocks import ClockChanges
 from leadsync.sync.sla.ledger import SlaLedger, save_clock_changes
+from leadsync.sync.sorted_json import sorted_json_text
 from leadsync.sync.sql import (
     WRITE_CHUNK,
     Insert,
@@ -210,8 +210,7 @@ def _digest(modified_at: datetime, raw: Any, canonical: Any, deleted: bool) -> s
         "canonical": canonical,
         "deleted": deleted,
     }
-    text = json.dumps(content, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(sorted_json_text(content).encode()).hexdigest()
 
 
 def _utc_now() -> datetime:

@@ -15,7 +15,6 @@ that a later step may fill in.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import math
@@ -222,11 +221,30 @@ def json_read(stored: Any) -> Any:
 
 def _parse(text: str) -> Any:
     # orjson reads an integer past 64 bits as a float, and refuses an escaped lone surrogate:
-    # the json module reads both as they were written.
-    if _LONG_DIGITS.search(text) is None:
-        with contextlib.suppress(orjson.JSONDecodeError):
-            return orjson.loads(text)
+    # the json module reads both as they were written. What orjson read without a float lost
+    # no integer: most stored JSON (text fields) is told so without searching its text again
+    # (the search took three times orjson's read).
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+    if not _holds_float(parsed) or _LONG_DIGITS.search(text) is None:
+        return parsed
     return json.loads(text)
+
+
+def _holds_float(parsed: Any) -> bool:
+    kind = type(parsed)
+    if kind is dict:
+        items = parsed.values()
+    elif kind is list:
+        items = parsed
+    else:
+        return kind is float
+    return not _NO_FLOATS.issuperset(map(type, items)) and any(map(_holds_float, items))
+
+
+_NO_FLOATS = frozenset({str, int, bool, type(None)})
 
 
 # Nineteen digits in a row: an integer orjson may not hold (past the 64-bit range, below

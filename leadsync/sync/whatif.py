@@ -10,21 +10,20 @@ number of leads a backfill would fill it for.
 
 from __future__ import annotations
 
-import gc
 import multiprocessing
 import multiprocessing.process
 import os
 import pickle
 import signal
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
 from leadsync.mapping.fields import FieldMap
 from leadsync.mapping.types import CRMS
+from leadsync.sync.collector import old_objects_left_alone
 from leadsync.sync.engine import Reevaluated, SyncEngine
 from leadsync.sync.ingest import fields_to_pull
 from leadsync.sync.plan import PlanSummary, PlanTally
@@ -133,7 +132,9 @@ def what_if(
     the time. Forking copies only the calling thread, so only a single-threaded caller (the
     command line) may ask for more than one; the console's what-if runs in one. At most
     `MOST_PROCESSES`, and none for less than a page of leads each."""
-    with _old_objects_left_alone():
+    # A what-if makes millions of short-lived objects: an eighth of its CPU time went to
+    # collections that walked the process's older objects again.
+    with old_objects_left_alone():
         lead_ids = _all_lead_ids(store, page)
         # A copy of the process for less than a page of leads costs more than it saves.
         parts = _split(lead_ids, max(1, min(processes, MOST_PROCESSES, len(lead_ids) // page)))
@@ -325,23 +326,6 @@ def _pickled(error: Exception) -> bytes | None:
         return pickle.dumps(error)
     except Exception:  # noqa: BLE001 - an error that does not pickle is told by its message
         return None
-
-
-@contextmanager
-def _old_objects_left_alone() -> Iterator[None]:
-    """The objects made before the what-if (modules, the mapping, the definition, the
-    store's engine) kept out of the garbage collector's full collections until it ends. A
-    what-if makes millions of short-lived objects, and each full collection they set off
-    would walk every object in the process again: an eighth of its CPU time otherwise.
-    A process that froze objects itself keeps them frozen: nothing is done then."""
-    if gc.get_freeze_count():
-        yield
-        return
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 def _count(result: WhatIf, found: Reevaluated, identity: str) -> None:

@@ -23,7 +23,6 @@ transactions write one record at once.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -102,7 +101,9 @@ _CONTAINERS = (dict, list)
 
 
 def _text(fields: Mapping[str, list[Any]]) -> str:
-    return json.dumps(fields, separators=(",", ":"))
+    # The pairs are encoded already: orjson writes them (the json module, ~5x slower, only
+    # for what orjson refuses). Both are read back as JSON, never compared as text.
+    return t.encoded_json_text(fields)
 
 
 def log_rows(

@@ -25,6 +25,7 @@ from leadsync.mapping.scoring import Score, score_lead
 from leadsync.mapping.transforms import Binding, TransformError
 from leadsync.mapping.types import Direction, SyncRule
 from leadsync.sandbox.seed import generate
+from leadsync.sync import plan as plan_module
 from leadsync.sync.identity import InMemoryIdentityIndex, match_batch
 from leadsync.sync.ingest import QuarantineError, to_snapshot
 from leadsync.sync.model import Lead, MatchKind, Snapshot
@@ -647,3 +648,21 @@ def test_leadsyncs_own_write_is_not_mistaken_for_a_later_edit(echo_aware: bool, 
     # Taken for a person's edit at RUNS[2], it would overwrite the rep's newer number.
     assert world.crms["salesforce"].records[ADA].fields["Phone"] == phone
     assert world.crms["hubspot"].records["999"].fields["phone"] == phone
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, ""),
+        ("  \t\n ", ""),
+        ("  one line \u00a0", "one line"),
+        (" +20 employees\r\n  +10 title \n", "+20 employees\n+10 title"),
+        # Every line end str.splitlines knows, inside a value and around it.
+        ("a\x0bb\x0cc\x1cd\x1de\x1ef\x85g\u2028h\u2029i", "a\nb\nc\nd\ne\nf\ng\nh\ni"),
+        ("\u2028 a \u2029", "a"),
+        (72, "72"),
+        (False, "False"),
+    ],
+)
+def test_values_are_compared_as_their_lines_stripped(value: Any, text: str) -> None:
+    assert plan_module._text(value) == text

@@ -936,6 +936,9 @@ CANONICAL_VALUES = {
     # Past 64 bits, which orjson (the store's fast JSON reader) would read as a float.
     "big integer": 2**64 + 1,
     "big negative integer": -(2**63) - 1,
+    # Beside floats, which orjson reads too: told apart from them, however deep.
+    "big integer beside a float": [0.5, 2**64 + 1],
+    "big integer deep down": {"a": {"b": [1.5, {"c": -(2**70) - 1}]}},
     "negative": -3,
     "number": 0.1,
     "huge": 1e308,

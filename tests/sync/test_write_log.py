@@ -114,6 +114,24 @@ def test_values_round_trip_with_their_types_and_field_names_that_look_like_tags(
     assert store.expected("hubspot", ["2"]) == {"2": {"$x": "new", "other": 1}}
 
 
+def test_text_past_ascii_long_integers_and_tiny_floats_round_trip(store: Store) -> None:
+    # Values the log's JSON writer (orjson) writes otherwise than the json module did, or
+    # refuses (an int past 64 bits): read back as they were given, after merges too.
+    values: list[tuple[str, Any, Any]] = [
+        ("name", "Zoë", "雪 😀"),
+        ("count", 2**70, -(2**64)),
+        ("ratio", 1e-05, -2.5e-9),
+        ("note", "a\x7fb", 'line\nbreak "quoted"'),
+    ]
+    store.record_writes("r", "hubspot", [WriteRow("1", f, o, n, WRITTEN) for f, o, n in values])
+    store.record_writes("r", "hubspot", [WriteRow("1", "other", None, "é", WRITTEN)])
+    assert [(w.field, w.old, w.new) for w in store.writes(record_id="1")] == [
+        *values,
+        ("other", None, "é"),
+    ]
+    assert store.expected("hubspot", ["1"]) == {"1": {**{f: n for f, _, n in values}, "other": "é"}}
+
+
 def test_a_batch_larger_than_a_driver_chunk_is_logged_whole(store: Store) -> None:
     count = WRITE_CHUNK * 2 + 7
     store.record_writes(
