@@ -729,7 +729,8 @@ def limited_parts_table(results: Sequence[Measured]) -> str:
         for result in results
     ]
     heads = ["leadsync paced at", *(f"{name}, s" for name in names)]
-    # Not a part of the sync's time: a read ahead waits on the limiter while a page is stored.
+    # Not a part of the sync's time: a wait may overlap work of another thread's (a client's
+    # pool, a later read ahead), so the column stands beside the parts, not among them.
     waited = "waited on the limiters, s"
     return markdown_table([*heads, "the sync, s", waited], rows)
 
