@@ -40,8 +40,8 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 from leadsync.connectors.base import Position, WriteStatus, utc
 from leadsync.connectors.classify import REQUEST_REFUSALS
 from leadsync.mapping.lifecycle import Stage, Transition
+from leadsync.sync import packed, write_log
 from leadsync.sync import tables as t
-from leadsync.sync import write_log
 from leadsync.sync.database import (
     check_schema,
     make_engine,
@@ -1107,8 +1107,7 @@ _SNAPSHOT_COLUMNS = (
     "crm",
     "record_id",
     "modified_at",
-    "raw",
-    "canonical",
+    "packed",
     "changed_at",
     "deleted",
     "content_digest",
@@ -1136,8 +1135,7 @@ def _snapshot_row(
         snapshot.crm,
         snapshot.record_id,
         when(snapshot.modified_at),
-        t.encoded_json_text(raw),
-        t.encoded_json_text(canonical),
+        packed.pack(raw, canonical),
         t.json_text(_stored_changed_at(snapshot)),
         snapshot.deleted,
         _digest(snapshot.modified_at, raw, canonical, snapshot.deleted),
@@ -1518,10 +1516,9 @@ def _snapshot_query(*, outer: bool = True) -> sa.Select[Any]:
         column.crm,
         column.record_id,
         column.modified_at,
-        # The JSON as the driver gives it, decoded by `_snapshot` (json_read): no per-value
+        # The values as the driver gives them, decoded by `_snapshot`: no per-value
         # processing by SQLAlchemy for the store's largest reads.
-        sa.type_coerce(column.raw, sa.Text()).label("raw"),
-        sa.type_coerce(column.canonical, sa.Text()).label("canonical"),
+        column.packed,
         sa.type_coerce(column.changed_at, sa.Text()).label("changed_at"),
         column.deleted,
         t.links.c.lead_id,
@@ -1568,13 +1565,13 @@ def _run(row: RowMapping) -> RunRow:
 
 def _snapshot(row: Sequence[Any]) -> Snapshot:
     """A row of `_snapshot_query`."""
-    crm, record_id, modified_at, raw, canonical, changed_at, deleted, lead_id = row
-    canonical = t.json_read(canonical)
+    crm, record_id, modified_at, values, changed_at, deleted, lead_id = row
+    raw, canonical = packed.unpack(values)
     return Snapshot(
         crm=crm,
         record_id=record_id,
         modified_at=modified_at,
-        raw=t.json_read(raw),
+        raw=raw,
         canonical=canonical,
         changed_at=_read_changed_at(t.json_read(changed_at), canonical, modified_at),
         deleted=deleted,

@@ -347,15 +347,15 @@ cursors = sa.Table(
 )
 
 # The last seen state of every CRM record. `pending` marks content not yet reconciled;
-# `content_digest` is what tells a changed record from the same one pulled again.
+# `content_digest` is what tells a changed record from the same one pulled again. `packed`
+# holds the raw and canonical values, compressed together (`sync.packed`).
 snapshots = sa.Table(
     "snapshots",
     metadata,
     sa.Column("crm", sa.String(), primary_key=True),
     sa.Column("record_id", sa.String(), primary_key=True),
     sa.Column("modified_at", UtcDateTime(), nullable=False),
-    sa.Column("raw", TaggedJSON(), nullable=False),
-    sa.Column("canonical", TaggedJSON(), nullable=False),
+    sa.Column("packed", sa.LargeBinary(), nullable=False),
     sa.Column("changed_at", TaggedJSON(), nullable=False),
     sa.Column("deleted", sa.Boolean(), nullable=False),
     sa.Column("content_digest", sa.String(), nullable=False),
