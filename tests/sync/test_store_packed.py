@@ -4,7 +4,7 @@ JSON it holds, and databases written before revision 0014 read the same after it
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,7 +13,7 @@ from alembic import command
 
 from leadsync.sync import packed, tables
 from leadsync.sync.database import alembic_config
-from leadsync.sync.model import Snapshot
+from leadsync.sync.model import FieldChoice, Lead, Snapshot
 from leadsync.sync.store import Store
 from tests.sync.test_store import T0, saved
 from tests.sync.test_store_review20 import ODD
@@ -176,3 +176,123 @@ def test_revision_0014_carries_snapshots_over_and_back(database_url: str) -> Non
         )
         for row in before[0]
     ]
+
+
+# ----------------------------------------------------------------------------- leads.choices
+
+
+def _choices(lead: Lead, database_url: str) -> tuple[Any, dict[str, FieldChoice]]:
+    with Store(database_url, clock=lambda: T0) as store:
+        store.save_leads([lead])
+        with store.engine.connect() as connection:
+            stored = connection.execute(sa.select(tables.leads.c.choices)).scalar_one()
+        return stored, dict(store.leads([lead.lead_id])[lead.lead_id].choices)
+
+
+def test_a_leads_choices_list_each_kind_once_and_read_back_as_given(database_url: str) -> None:
+    values = {f"f{number}": number for number in range(30)}
+    choices = {
+        name: FieldChoice(value, "hubspot", "newest", "hubspot: the only CRM that holds it")
+        for name, value in values.items()
+    }
+    choices["f3"] = FieldChoice(3, "salesforce", "newest", "salesforce: newest")
+    choices["f4"] = FieldChoice("other", "salesforce", "newest", "the person's opportunity")
+    stored, back = _choices(Lead("L1", values, choices), database_url)
+    assert back == choices
+    # Three kinds among thirty fields, a character each; one value not the lead's.
+    _, _, kinds, picks, odd = stored
+    assert (len(kinds), len(picks), odd) == (3, 30, {"f4": "other"})
+
+
+def test_choices_of_other_fields_or_order_than_the_values_read_back(database_url: str) -> None:
+    values = {"b": 2, "a": 1}
+    choices = {
+        "a": FieldChoice(1, "hubspot", "r", "hubspot: r"),
+        "gone": FieldChoice("$", None, "r", "None: r"),
+        "$tag": FieldChoice(5, "salesforce", "r", "x"),
+    }
+    stored, back = _choices(Lead("L1", values, choices), database_url)
+    assert list(back.items()) == list(choices.items())
+    assert stored[5] == ["a", "gone", "$tag"]
+
+
+def test_more_kinds_than_characters_keep_an_entry_a_field(database_url: str) -> None:
+    values = {f"f{number}": number for number in range(70)}
+    choices = {
+        name: FieldChoice(value, "hubspot", "r", f"reason {value}")
+        for name, value in values.items()
+    }
+    stored, back = _choices(Lead("L1", values, choices), database_url)
+    assert back == choices
+    assert len(stored) == 3
+    assert len(stored[2]) == 70
+
+
+OLD_LEADS = sa.table(
+    "leads",
+    sa.column("lead_id"),
+    sa.column("values", sa.JSON()),
+    sa.column("choices", sa.JSON()),
+    sa.column("reasons", sa.JSON()),
+    sa.column("updated_at", sa.DateTime(timezone=True)),
+)
+# Leads as revision 0013 stored them: its compact form (an entry a field, the value only
+# where it is not the lead's), a field named like a tag, and the first form (a mapping).
+OLD_LEADS_ROWS: list[dict[str, Any]] = [
+    {
+        "lead_id": "L1",
+        "values": {"email": "a@x.io", "size": 3, "when": {"$date": "2024-01-02"}},
+        "choices": [
+            ["hubspot", "salesforce"],
+            ["prefer_hubspot", "most_recent"],
+            {
+                "email": [0, 0, 2],
+                "size": [1, 1, "salesforce: newer", 4],
+                "when": [0, 0, 2],
+                "$odd": [1, 0, 1, {"$date": "2024-01-03"}],
+            },
+        ],
+    },
+    {
+        "lead_id": "L2",
+        "values": {"email": "b@x.io"},
+        "choices": {"email": {"value": "b@x.io", "crm": "hubspot", "rule": "r", "reason": "x"}},
+    },
+]
+
+
+def test_revision_0014_carries_lead_choices_over_and_back(database_url: str) -> None:
+    engine = sa.create_engine(database_url)
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection=connection), "0013_write_rows")
+        for row in OLD_LEADS_ROWS:
+            at = _stored(connection, T0)
+            connection.execute(OLD_LEADS.insert(), {**row, "reasons": [], "updated_at": at})
+
+    with Store(database_url) as store:
+        leads = store.leads(["L1", "L2"])
+        with store.engine.connect() as connection:
+            query = sa.select(OLD_LEADS.c.choices).order_by(OLD_LEADS.c.lead_id)
+            stored = connection.execute(query).scalars().all()
+    day = date(2024, 1, 2)
+    assert dict(leads["L1"].choices) == {
+        "email": FieldChoice("a@x.io", "hubspot", "prefer_hubspot", "hubspot: prefer_hubspot"),
+        "size": FieldChoice(4, "salesforce", "most_recent", "salesforce: newer"),
+        "when": FieldChoice(day, "hubspot", "prefer_hubspot", "hubspot: prefer_hubspot"),
+        "$odd": FieldChoice(
+            date(2024, 1, 3),
+            "salesforce",
+            "prefer_hubspot",
+            "salesforce: the only CRM that holds it",
+        ),
+    }
+    assert dict(leads["L2"].choices) == {"email": FieldChoice("b@x.io", "hubspot", "r", "x")}
+    assert len(stored[0]) == 6
+    assert stored[1] == OLD_LEADS_ROWS[1]["choices"]
+
+    with engine.begin() as connection:
+        command.downgrade(alembic_config(connection=connection), "0013_write_rows")
+        query = sa.select(OLD_LEADS.c.choices).order_by(OLD_LEADS.c.lead_id)
+        back = connection.execute(query).scalars().all()
+    engine.dispose()
+    assert back == [row["choices"] for row in OLD_LEADS_ROWS]

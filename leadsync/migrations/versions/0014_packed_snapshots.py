@@ -1,11 +1,16 @@
-"""Snapshots: the raw and canonical values as one compressed blob (`sync.packed`).
+"""A smaller store: snapshots' values packed, leads' choices listed once per kind.
 
-The two JSON columns were the largest part of the store (~2 KB a record after a first sync,
-two fifths of the file), and nothing queries inside them. `packed` holds the compact JSON
-text [raw, canonical], DEFLATE-compressed, behind a byte that names the format (1).
+Snapshots: the raw and canonical values as one compressed blob (`sync.packed`). The two JSON
+columns were the largest part of the store (~2 KB a record after a first sync, a third of
+the file), and nothing queries inside them. `packed` holds the compact JSON text
+[raw, canonical], DEFLATE-compressed, behind a byte that names the format (1). Rows saved
+before this revision are carried over, their values as they were stored; the downgrade
+unpacks them into the two columns again.
 
-Rows saved before this revision are carried over, their values as they were stored; the
-downgrade unpacks them into the two columns again.
+Leads: `choices` lists each distinct choice (CRM, rule, reason) once, and one character per
+field picks among them (`store._stored_choices`). The form revision 0013 stored (an entry
+per field) is rewritten into it, and back by the downgrade; the first form (a mapping of
+field -> choice), which both read, stays as it is.
 
 Revision ID: 0014_packed_snapshots
 Revises: 0013_write_rows
@@ -127,6 +132,7 @@ def upgrade() -> None:
     new = _table("snapshots", *_BEFORE, "packed", *_AFTER)
     _carry_over(connection, old, new, _packed)
     op.drop_table(old.name)
+    _rewrite_choices(connection, _picked)
 
 
 def _packed(row: dict[str, Any]) -> dict[str, Any]:
@@ -143,6 +149,7 @@ def _packed(row: dict[str, Any]) -> dict[str, Any]:
 
 def downgrade() -> None:
     connection = op.get_bind()
+    _rewrite_choices(connection, _listed)
     old = _table(_set_aside(connection), *_BEFORE, "packed", *_AFTER)
     _create_snapshots(
         sa.Column("raw", sa.JSON(), nullable=False),
@@ -159,3 +166,81 @@ def _unpacked(row: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"unknown snapshot format {blob[:1]!r}")
     row["raw"], row["canonical"] = json.loads(zlib.decompress(blob[1:], _RAW_DEFLATE))
     return row
+
+
+# ------------------------------------------------------------------------------ leads.choices
+
+_OBJECT = "$object"  # `tables.encode_value`'s tag for a mapping that looks like a tag
+_PICKS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_LEADS = sa.table(
+    "leads",
+    sa.column("lead_id", sa.String()),
+    sa.column("values", sa.JSON()),
+    sa.column("choices", sa.JSON()),
+)
+
+
+def _rewrite_choices(connection: Connection, rewrite: Any) -> None:
+    """Each lead's choices through `rewrite(choices, values)` (stored JSON, parsed, tags kept),
+    where it gives a new form."""
+    leads = _LEADS.c
+    update = (
+        _LEADS.update()
+        .where(leads.lead_id == sa.bindparam("key"))
+        .values(choices=sa.bindparam("rewritten", type_=sa.JSON()))
+    )
+    batch: list[dict[str, Any]] = []
+    query = sa.select(leads.lead_id, leads["values"], leads.choices).order_by(leads.lead_id)
+    for lead_id, values, choices in connection.execute(query.execution_options(yield_per=CHUNK)):
+        rewritten = rewrite(_json(choices), _json(values))
+        if rewritten is not None:
+            batch.append({"key": lead_id, "rewritten": rewritten})
+        if len(batch) >= CHUNK:
+            connection.execute(update, batch)
+            batch.clear()
+    if batch:
+        connection.execute(update, batch)
+
+
+def _picked(choices: Any, values: dict[str, Any]) -> Any:
+    """[crms, rules, {field: [crm, rule, reason, value?]}] as
+    [crms, rules, [[crm, rule, reason], ...], picks, {field: value}, fields?]; None for any
+    other form."""
+    if not (isinstance(choices, list) and len(choices) == 3):
+        return None
+    crms, rules, fields = choices
+    kinds: dict[str, str] = {}
+    listed: list[Any] = []
+    picks, odd = [], {}
+    for name, entry in fields.items():
+        kind = json.dumps(entry[:3])
+        if kind not in kinds:
+            if len(kinds) == len(_PICKS):
+                return None  # more kinds than characters: kept an entry a field
+            kinds[kind] = _PICKS[len(kinds)]
+            listed.append(entry[:3])
+        picks.append(kinds[kind])
+        if len(entry) > 3:
+            odd[name] = entry[3]
+    if len(odd) == 1 and next(iter(odd)).startswith("$"):
+        odd = {_OBJECT: odd}  # a lone key that looks like a tag, as `encode_value` keeps it
+    picked = [crms, rules, listed, "".join(picks), odd]
+    if list(fields) != list(values):
+        picked.append(list(fields))
+    return picked
+
+
+def _listed(choices: Any, values: dict[str, Any]) -> Any:
+    """The inverse of `_picked`."""
+    if not (isinstance(choices, list) and len(choices) > 3):
+        return None
+    crms, rules, listed, picks, odd, *names = choices
+    if list(odd) == [_OBJECT]:
+        odd = odd[_OBJECT]
+    fields = {}
+    for name, pick in zip(names[0] if names else list(values), picks, strict=True):
+        entry = list(listed[_PICKS.index(pick)])
+        if name in odd:
+            entry.append(odd[name])
+        fields[name] = entry
+    return [crms, rules, fields]
