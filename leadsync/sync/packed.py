@@ -1,14 +1,17 @@
-"""A snapshot's raw and canonical values as the store keeps them: one compressed blob.
+"""JSON the store keeps compressed: a snapshot's raw and canonical values, an audit-log row's
+fields.
 
-    pack(raw, canonical)  the blob for values `encode_value` already gave
+    pack(raw, canonical)  a snapshot's blob, for values `encode_value` already gave
     unpack(blob)          (raw, canonical) as `json_read` gives them
+    pack_text(text)       a blob of JSON text (a `writes` row's fields)
+    unpack_text(blob)     the JSON text again
 
-The two were the store's largest columns (~2 KB of JSON a record, two fifths of a first
-sync's store), and nothing queries inside them: the database only keeps them. Compressed
-together they take ~40 % of that, the canonical values mostly repeating the raw ones. The
-first byte names the format, so a later one can come without rewriting what is stored:
+They were the store's largest columns (~2 KB of JSON a record, ~430 bytes a log row), and
+nothing queries inside them: the database only keeps them. Compressed they take ~40 % (a
+snapshot's canonical values mostly repeat its raw ones) to ~55 % (a log row). The first byte
+names the format, so a later one can come without rewriting what is stored:
 
-    1   raw DEFLATE (RFC 1951) of the compact JSON text [raw, canonical]
+    1   raw DEFLATE (RFC 1951) of compact JSON text; a snapshot's is [raw, canonical]
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import orjson
 
 from leadsync.sync import tables as t
 
-__all__ = ["pack", "unpack"]
+__all__ = ["pack", "pack_text", "unpack", "unpack_text"]
 
 _DEFLATE = 1
 # zlib's default level: a first sync's record packs in ~25 µs, as small as level 9 within 1 %.
@@ -34,15 +37,24 @@ def pack(raw: Any, canonical: Any) -> bytes:
         text = orjson.dumps([raw, canonical])
     except TypeError:  # what orjson does not write: `encoded_json_text` takes the long way
         text = t.encoded_json_text([raw, canonical]).encode()
-    compressor = zlib.compressobj(_LEVEL, zlib.DEFLATED, _RAW_DEFLATE)
-    return bytes((_DEFLATE,)) + compressor.compress(text) + compressor.flush()
+    return pack_text(text)
 
 
 def unpack(blob: bytes | memoryview) -> tuple[Any, Any]:
     """The inverse of `pack`: (raw, canonical), decoded."""
+    raw, canonical = t.json_read(unpack_text(blob))
+    return raw, canonical
+
+
+def pack_text(text: bytes) -> bytes:
+    """The blob for JSON `text` (UTF-8)."""
+    compressor = zlib.compressobj(_LEVEL, zlib.DEFLATED, _RAW_DEFLATE)
+    return bytes((_DEFLATE,)) + compressor.compress(text) + compressor.flush()
+
+
+def unpack_text(blob: bytes | memoryview) -> str:
+    """The inverse of `pack_text`."""
     blob = bytes(blob)
     if not blob or blob[0] != _DEFLATE:
-        raise ValueError(f"unknown snapshot format {blob[:1]!r}")
-    text = zlib.decompress(blob[1:], _RAW_DEFLATE).decode()
-    raw, canonical = t.json_read(text)
-    return raw, canonical
+        raise ValueError(f"unknown packed format {blob[:1]!r}")
+    return zlib.decompress(blob[1:], _RAW_DEFLATE).decode()

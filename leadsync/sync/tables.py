@@ -427,8 +427,8 @@ transitions = sa.Table(
 
 # The audit log: every write, with what the CRM held before and what was sent. One row per
 # record written per batch (its rows that share an outcome, in the order given): `fields` is
-# {field: [old, new]}, each pair as `encode_value` gives it, in the order written. The store
-# reads it back one field at a time (`Store.writes`).
+# {field: [old, new]}, each pair as `encode_value` gives it, in the order written, as JSON
+# compressed (`sync.packed`). The store reads it back one field at a time (`Store.writes`).
 writes = sa.Table(
     "writes",
     metadata,
@@ -436,7 +436,7 @@ writes = sa.Table(
     sa.Column("run_id", sa.String(), nullable=False, index=True),
     sa.Column("crm", sa.String(), nullable=False),
     sa.Column("record_id", sa.String(), nullable=False),
-    sa.Column("fields", sa.JSON(), nullable=False),
+    sa.Column("fields", sa.LargeBinary(), nullable=False),
     sa.Column("status", sa.String(), nullable=False),
     sa.Column("category", sa.String(), nullable=False),
     sa.Column("message", sa.Text(), nullable=False),

@@ -51,7 +51,7 @@ def test_a_packed_record_is_smaller_than_its_json_and_unpacks_as_it_was() -> Non
 
 def test_an_unknown_format_is_refused_not_guessed() -> None:
     blob = packed.pack({}, {})
-    with pytest.raises(ValueError, match="unknown snapshot format"):
+    with pytest.raises(ValueError, match="unknown packed format"):
         packed.unpack(b"\x02" + blob[1:])
 
 
@@ -76,6 +76,7 @@ OLD_SNAPSHOTS = sa.table(
     *(sa.column(name, sa.Boolean()) for name in ("deleted", "pending")),
     *(sa.column(name, sa.DateTime(timezone=True)) for name in ("modified_at", "saved_at")),
 )
+AT_T0 = {"$datetime": "2024-05-01T10:00:00+00:00"}
 # Two records as revision 0013 stored them: JSON as TaggedJSON kept it.
 OLD_ROWS: list[dict[str, Any]] = [
     {
@@ -93,7 +94,7 @@ OLD_ROWS: list[dict[str, Any]] = [
         "record_id": "00Q1",
         "raw": tables.encode_value(ODD),
         "canonical": {},
-        "changed_at": {"a": {"$datetime": "2024-05-01T10:00:00+00:00"}},
+        "changed_at": {"a": AT_T0},
         "held_for": "backfill:b1",
         "person_named": "0035g000000000GAAQ",
         "pending": False,
@@ -296,3 +297,48 @@ def test_revision_0014_carries_lead_choices_over_and_back(database_url: str) -> 
         back = connection.execute(query).scalars().all()
     engine.dispose()
     assert back == [row["choices"] for row in OLD_LEADS_ROWS]
+
+
+# ------------------------------------------------------------------------------- the log
+
+OLD_LOG = sa.table(
+    "writes",
+    *(sa.column(name) for name in ("run_id", "crm", "record_id")),
+    sa.column("fields", sa.JSON()),
+    *(sa.column(name) for name in ("status", "category", "message")),
+    sa.column("at", sa.DateTime(timezone=True)),
+)
+# Rows as revision 0013 logged them: {field: [old, new]}, values as `encode_value` gave them.
+OLD_LOG_ROWS: list[tuple[Any, ...]] = [
+    ("run-1", "hubspot", "1", {"a": [None, "x"], "b": [1e16, AT_T0]}, "written", "", ""),
+    ("run-1", "hubspot", "2", {"$a": [2**70, None]}, "failed", "invalid", "no"),
+    ("run-2", "salesforce", "00Q1", {"Rating": [None, "Hot"]}, "deferred", "", ""),
+]
+
+
+def test_revision_0014_carries_the_log_over_and_back(database_url: str) -> None:
+    engine = sa.create_engine(database_url)
+    columns = [column.name for column in OLD_LOG.c]
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection=connection), "0013_write_rows")
+        at = _stored(connection, T0)
+        for row in OLD_LOG_ROWS:
+            values = dict(zip(columns[:-1], row, strict=True))
+            connection.execute(OLD_LOG.insert(), {**values, "at": at})
+
+    with Store(database_url) as store:
+        logged = [(w.record_id, w.field, w.old, w.new, str(w.status)) for w in store.writes()]
+        assert [w.at for w in store.writes()] == [T0] * 4
+    assert logged == [
+        ("1", "a", None, "x", "written"),
+        ("1", "b", 1e16, datetime(2024, 5, 1, 10, tzinfo=UTC), "written"),
+        ("2", "$a", 2**70, None, "failed"),
+        ("00Q1", "Rating", None, "Hot", "deferred"),
+    ]
+
+    with engine.begin() as connection:
+        command.downgrade(alembic_config(connection=connection), "0013_write_rows")
+        query = sa.select(OLD_LOG).order_by(sa.text("id"))
+        back = [tuple(row)[:-1] for row in connection.execute(query)]
+    engine.dispose()
+    assert back == OLD_LOG_ROWS

@@ -1,4 +1,5 @@
-"""A smaller store: snapshots' values packed, leads' choices listed once per kind.
+"""A smaller store: snapshots' values and the log's fields packed, leads' choices listed once
+per kind.
 
 Snapshots: the raw and canonical values as one compressed blob (`sync.packed`). The two JSON
 columns were the largest part of the store (~2 KB a record after a first sync, a third of
@@ -6,6 +7,9 @@ the file), and nothing queries inside them. `packed` holds the compact JSON text
 [raw, canonical], DEFLATE-compressed, behind a byte that names the format (1). Rows saved
 before this revision are carried over, their values as they were stored; the downgrade
 unpacks them into the two columns again.
+
+The audit log: a `writes` row's fields ({field: [old, new]}) compressed the same way (~55 %
+of the JSON). Rows are carried over in the order written, and back.
 
 Leads: `choices` lists each distinct choice (CRM, rule, reason) once, and one character per
 field picks among them (`store._stored_choices`). The form revision 0013 stored (an entry
@@ -133,15 +137,26 @@ def upgrade() -> None:
     _carry_over(connection, old, new, _packed)
     op.drop_table(old.name)
     _rewrite_choices(connection, _picked)
+    _rebuild_writes(connection, sa.LargeBinary(), _packed_fields)
 
 
 def _packed(row: dict[str, Any]) -> dict[str, Any]:
     # The stored JSON values as they are (tagged values stay tagged): only their text moves.
-    values = [_json(row.pop("raw")), _json(row.pop("canonical"))]
-    text = json.dumps(values, separators=(",", ":")).encode()
-    compressor = zlib.compressobj(6, zlib.DEFLATED, _RAW_DEFLATE)
-    row["packed"] = bytes((_DEFLATE,)) + compressor.compress(text) + compressor.flush()
+    row["packed"] = _pack([_json(row.pop("raw")), _json(row.pop("canonical"))])
     return row
+
+
+def _pack(value: Any) -> bytes:
+    text = json.dumps(value, separators=(",", ":")).encode()
+    compressor = zlib.compressobj(6, zlib.DEFLATED, _RAW_DEFLATE)
+    return bytes((_DEFLATE,)) + compressor.compress(text) + compressor.flush()
+
+
+def _unpack(blob: Any) -> Any:
+    blob = bytes(blob)
+    if blob[:1] != bytes((_DEFLATE,)):
+        raise ValueError(f"unknown packed format {blob[:1]!r}")
+    return json.loads(zlib.decompress(blob[1:], _RAW_DEFLATE))
 
 
 # ---------------------------------------------------------------------------------- downgrade
@@ -150,6 +165,7 @@ def _packed(row: dict[str, Any]) -> dict[str, Any]:
 def downgrade() -> None:
     connection = op.get_bind()
     _rewrite_choices(connection, _listed)
+    _rebuild_writes(connection, sa.JSON(), _unpacked_fields)
     old = _table(_set_aside(connection), *_BEFORE, "packed", *_AFTER)
     _create_snapshots(
         sa.Column("raw", sa.JSON(), nullable=False),
@@ -161,11 +177,73 @@ def downgrade() -> None:
 
 
 def _unpacked(row: dict[str, Any]) -> dict[str, Any]:
-    blob = bytes(row.pop("packed"))
-    if blob[:1] != bytes((_DEFLATE,)):
-        raise ValueError(f"unknown snapshot format {blob[:1]!r}")
-    row["raw"], row["canonical"] = json.loads(zlib.decompress(blob[1:], _RAW_DEFLATE))
+    row["raw"], row["canonical"] = _unpack(row.pop("packed"))
     return row
+
+
+# ------------------------------------------------------------------------------------- writes
+
+LOG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+_WRITES = ("run_id", "crm", "record_id", "fields", "status", "category", "message", "at")
+_WRITES_INDEXES = (("run_id",), ("crm", "record_id"))
+
+
+def _rebuild_writes(connection: Connection, fields_type: Any, convert: Any) -> None:
+    """The log again with `fields` of `fields_type`, its rows carried over in the order
+    written (new ids: a table made anew numbers its rows from 1, as revision 0013 did)."""
+    for columns in _WRITES_INDEXES:
+        op.drop_index(op.f(f"ix_writes_{'_'.join(columns)}"), table_name="writes")
+    aside = "writes_before_0014"
+    op.rename_table("writes", aside)
+    if connection.dialect.name == "postgresql":
+        op.execute(f"ALTER TABLE {aside} RENAME CONSTRAINT pk_writes TO pk_{aside}")
+    op.create_table(
+        "writes",
+        sa.Column("id", LOG_ID, autoincrement=True, nullable=False),
+        _text("run_id"),
+        _text("crm"),
+        _text("record_id"),
+        sa.Column("fields", fields_type, nullable=False),
+        _text("status"),
+        _text("category"),
+        sa.Column("message", sa.Text(), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_writes")),
+    )
+    for columns in _WRITES_INDEXES:
+        op.create_index(op.f(f"ix_writes_{'_'.join(columns)}"), "writes", list(columns))
+    # Read as stored (JSON, or bytes), written in the new column's type.
+    old = _writes_table(aside, sa.LargeBinary() if isinstance(fields_type, sa.JSON) else sa.JSON())
+    new = _writes_table("writes", fields_type)
+    batch: list[dict[str, Any]] = []
+    query = sa.select(*(old.c[name] for name in _WRITES)).order_by(old.c.id)
+    for row in connection.execute(query.execution_options(yield_per=CHUNK)).mappings():
+        batch.append({**row, "fields": convert(row["fields"])})
+        if len(batch) >= CHUNK:
+            connection.execute(new.insert(), batch)
+            batch.clear()
+    if batch:
+        connection.execute(new.insert(), batch)
+    op.drop_table(aside)
+
+
+def _writes_table(name: str, fields_type: Any) -> sa.TableClause:
+    return sa.table(
+        name,
+        sa.column("id", sa.Integer()),
+        *(sa.column(column, sa.String()) for column in _WRITES[:3]),
+        sa.column("fields", fields_type),
+        *(sa.column(column, sa.String()) for column in _WRITES[4:7]),
+        sa.column("at", sa.DateTime(timezone=True)),
+    )
+
+
+def _packed_fields(stored: Any) -> bytes:
+    return _pack(_json(stored))
+
+
+def _unpacked_fields(stored: Any) -> Any:
+    return _unpack(stored)
 
 
 # ------------------------------------------------------------------------------ leads.choices
