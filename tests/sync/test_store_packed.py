@@ -4,6 +4,7 @@ JSON it holds, and databases written before revision 0014 read the same after it
 
 from __future__ import annotations
 
+import zlib
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -52,7 +53,15 @@ def test_a_packed_record_is_smaller_than_its_json_and_unpacks_as_it_was() -> Non
 def test_an_unknown_format_is_refused_not_guessed() -> None:
     blob = packed.pack({}, {})
     with pytest.raises(ValueError, match="unknown packed format"):
-        packed.unpack(b"\x02" + blob[1:])
+        packed.unpack(b"\x09" + blob[1:])
+
+
+def test_a_blob_in_the_deflate_form_revision_0014_carried_over_in_reads_too() -> None:
+    text = tables.json_text([RAW, CANONICAL]).encode()
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+    blob = b"\x01" + compressor.compress(text) + compressor.flush()
+    assert packed.unpack(blob) == (RAW, CANONICAL)
+    assert packed.pack(tables.encode_value(RAW), tables.encode_value(CANONICAL))[0] == 2
 
 
 def test_odd_values_read_back_with_their_types(database_url: str) -> None:
@@ -342,3 +351,15 @@ def test_revision_0014_carries_the_log_over_and_back(database_url: str) -> None:
         back = [tuple(row)[:-1] for row in connection.execute(query)]
     engine.dispose()
     assert back == OLD_LOG_ROWS
+
+
+def test_revision_0014_downgrade_unpacks_what_the_store_wrote_since(database_url: str) -> None:
+    with Store(database_url, clock=lambda: T0) as store:
+        saved(store, Snapshot("hubspot", "7", T0, dict(RAW), dict(CANONICAL)))
+    engine = sa.create_engine(database_url)
+    with engine.begin() as connection:
+        command.downgrade(alembic_config(connection=connection), "0013_write_rows")
+        query = sa.select(OLD_SNAPSHOTS.c.raw, OLD_SNAPSHOTS.c.canonical)
+        (row,) = connection.execute(query).all()
+    engine.dispose()
+    assert tuple(row) == (tables.encode_value(RAW), tables.encode_value(CANONICAL))

@@ -4,9 +4,9 @@ per kind.
 Snapshots: the raw and canonical values as one compressed blob (`sync.packed`). The two JSON
 columns were the largest part of the store (~2 KB a record after a first sync, a third of
 the file), and nothing queries inside them. `packed` holds the compact JSON text
-[raw, canonical], DEFLATE-compressed, behind a byte that names the format (1). Rows saved
-before this revision are carried over, their values as they were stored; the downgrade
-unpacks them into the two columns again.
+[raw, canonical], compressed, behind a byte that names the format: rows saved before this
+revision are carried over DEFLATE-compressed (1), their values as they were stored; the store
+writes Zstandard (2). The downgrade unpacks either into the two columns again.
 
 The audit log: a `writes` row's fields ({field: [old, new]}) compressed the same way (~55 %
 of the JSON). Rows are carried over in the order written, and back.
@@ -28,6 +28,7 @@ import zlib
 from typing import Any
 
 import sqlalchemy as sa
+import zstandard
 from alembic import op
 from sqlalchemy.engine import Connection
 
@@ -37,7 +38,8 @@ branch_labels: str | None = None
 depends_on: str | None = None
 
 CHUNK = 1_000  # rows carried over per statement; rows read at a time
-_DEFLATE = 1  # the format byte (`sync.packed`, as of this revision)
+_DEFLATE = 1  # the format bytes (`sync.packed`): this revision writes DEFLATE (stdlib only)
+_ZSTD = 2
 _RAW_DEFLATE = -15
 
 # The columns both shapes share, in the order the table has them.
@@ -153,10 +155,13 @@ def _pack(value: Any) -> bytes:
 
 
 def _unpack(blob: Any) -> Any:
+    # Either format the store reads: this revision's DEFLATE, or the Zstandard it writes.
     blob = bytes(blob)
-    if blob[:1] != bytes((_DEFLATE,)):
-        raise ValueError(f"unknown packed format {blob[:1]!r}")
-    return json.loads(zlib.decompress(blob[1:], _RAW_DEFLATE))
+    if blob[:1] == bytes((_DEFLATE,)):
+        return json.loads(zlib.decompress(blob[1:], _RAW_DEFLATE))
+    if blob[:1] == bytes((_ZSTD,)):
+        return json.loads(zstandard.ZstdDecompressor().decompress(blob[1:]))
+    raise ValueError(f"unknown packed format {blob[:1]!r}")
 
 
 # ---------------------------------------------------------------------------------- downgrade
