@@ -42,6 +42,7 @@ from leadsync.connectors.hubspot import HubSpotConnector
 from leadsync.runtime import Runtime, open_runtime
 from leadsync.sandbox_config import EXAMPLES, write_sandbox_config
 from leadsync.sync import tables as t
+from leadsync.sync import write_log
 from leadsync.sync.backfill import SWEEP, BackfillSpec
 from leadsync.sync.engine import RunSummary
 
@@ -154,7 +155,7 @@ def _writes(runtime: Runtime, summary: RunSummary) -> tuple[int, int, Counter[tu
     with runtime.store.engine.connect() as connection:
         # One log row per record and batch: its fields are the keys of `fields`.
         for lead_id, crm, logged in connection.execute(query):
-            for name in logged:
+            for name, _, _ in write_log.logged_fields(logged):
                 fields[(crm, name)] += 1
                 (flagged if (crm, name) in breach else written).add(lead_id)
     return len(written), len(flagged), fields

@@ -70,6 +70,7 @@ from leadsync.config import load_config
 from leadsync.connectors.hubspot import HubSpotConnector
 from leadsync.runtime import Runtime, open_runtime
 from leadsync.sandbox_config import write_sandbox_config
+from leadsync.sync import packed
 from leadsync.sync import tables as t
 from leadsync.sync.database import make_engine
 from leadsync.sync.engine import RunSummary, SyncEngine
@@ -261,17 +262,21 @@ def _with_email(lead: dict[str, Any], email: str) -> dict[str, Any]:
         choices = dict(choices)
         if "email" in choices:
             choices["email"] = {**choices["email"], "value": email}
-    else:  # compact: [crms, rules, {field: [crm, rule, reason, value if not the lead's]}]
+    elif len(choices) == 3:  # [crms, rules, {field: [crm, rule, reason, value if not the lead's]}]
         crms, rules, fields = choices
         fields = dict(fields)
         if "email" in fields:
             fields["email"] = [*fields["email"][:3], email]
         choices = [crms, rules, fields]
+    else:  # [crms, rules, kinds, picks, {field: value if not the lead's}, fields?]
+        choices = list(choices)
+        choices[4] = {name: value for name, value in choices[4].items() if name != "email"}
     return {**lead, "values": values, "choices": choices}
 
 
 def _snapshot_clone(snapshot: dict[str, Any], record_id: str, email: str) -> dict[str, Any]:
-    raw = dict(snapshot["raw"])
+    held_raw, canonical = packed.unpack(snapshot["packed"])
+    raw = dict(held_raw)
     raw[EMAIL_FIELDS[snapshot["crm"]]] = email
     for name in CROSS_REFERENCES:
         if name in raw:
@@ -283,8 +288,7 @@ def _snapshot_clone(snapshot: dict[str, Any], record_id: str, email: str) -> dic
     return {
         **snapshot,
         "record_id": record_id,
-        "raw": raw,
-        "canonical": {**snapshot["canonical"], "email": email},
+        "packed": packed.pack(t.encode_value(raw), t.encode_value({**canonical, "email": email})),
         # Any value will do: a digest is only compared with the next pull of the same record.
         "content_digest": f"synthetic-{record_id}",
         "pending": False,

@@ -39,8 +39,8 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 from leadsync.connectors.base import Position, WriteStatus, utc
 from leadsync.connectors.classify import REQUEST_REFUSALS
 from leadsync.mapping.lifecycle import Stage, Transition
+from leadsync.sync import packed, write_log
 from leadsync.sync import tables as t
-from leadsync.sync import write_log
 from leadsync.sync.database import (
     check_schema,
     make_engine,
@@ -1106,8 +1106,7 @@ _SNAPSHOT_COLUMNS = (
     "crm",
     "record_id",
     "modified_at",
-    "raw",
-    "canonical",
+    "packed",
     "changed_at",
     "deleted",
     "content_digest",
@@ -1135,8 +1134,7 @@ def _snapshot_row(
         snapshot.crm,
         snapshot.record_id,
         when(snapshot.modified_at),
-        t.encoded_json_text(raw),
-        t.encoded_json_text(canonical),
+        packed.pack(raw, canonical),
         t.json_text(_stored_changed_at(snapshot)),
         snapshot.deleted,
         _digest(snapshot.modified_at, raw, canonical, snapshot.deleted),
@@ -1517,10 +1515,9 @@ def _snapshot_query(*, outer: bool = True) -> sa.Select[Any]:
         column.crm,
         column.record_id,
         column.modified_at,
-        # The JSON as the driver gives it, decoded by `_snapshot` (json_read): no per-value
+        # The values as the driver gives them, decoded by `_snapshot`: no per-value
         # processing by SQLAlchemy for the store's largest reads.
-        sa.type_coerce(column.raw, sa.Text()).label("raw"),
-        sa.type_coerce(column.canonical, sa.Text()).label("canonical"),
+        column.packed,
         sa.type_coerce(column.changed_at, sa.Text()).label("changed_at"),
         column.deleted,
         t.links.c.lead_id,
@@ -1567,13 +1564,13 @@ def _run(row: RowMapping) -> RunRow:
 
 def _snapshot(row: Sequence[Any]) -> Snapshot:
     """A row of `_snapshot_query`."""
-    crm, record_id, modified_at, raw, canonical, changed_at, deleted, lead_id = row
-    canonical = t.json_read(canonical)
+    crm, record_id, modified_at, values, changed_at, deleted, lead_id = row
+    raw, canonical = packed.unpack(values)
     return Snapshot(
         crm=crm,
         record_id=record_id,
         modified_at=modified_at,
-        raw=t.json_read(raw),
+        raw=raw,
         canonical=canonical,
         changed_at=_read_changed_at(t.json_read(changed_at), canonical, modified_at),
         deleted=deleted,
@@ -1582,16 +1579,24 @@ def _snapshot(row: Sequence[Any]) -> Snapshot:
 
 
 # leads.choices, stored compactly (a choice per field of every lead was a fifth of the store):
+#     [[crm, ...], [rule, ...], [[crm index, rule index, reason], ...], "picks", {field: value}]
+# A lead's fields mostly share a few choices (which CRM, under which rule, why): each distinct
+# one is listed once, and "picks" holds one character per field, in the order of the lead's
+# `values` (`_PICKS`: the character's place there is the choice's in the list). The reason is
+# an index into _REASONS where it is one of them (nearly all are); the last item holds a
+# choice's value only where it is not the lead's value of the field. Where the choices' fields
+# are not the values' fields in their order, a sixth item lists them.
+# Read as they are, the forms of every version before:
 #     [[crm, ...], [rule, ...], {field: [crm index, rule index, reason, value?], ...}]
-# the reason as an index into _REASONS where it is one of them (nearly all are), the value
-# only where it is not the lead's value of the field (in `values`). Choices stored as a
-# mapping, {field: {"value", "crm", "rule", "reason"}} (every version before), read as they are.
+#     {field: {"value", "crm", "rule", "reason"}}
 _REASONS = (
     # Append only: an index stored means this text for good.
     "{crm}: the only CRM it is mapped to",
     "{crm}: the only CRM that holds it",
     "{crm}: {rule}",
 )
+_PICKS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_PICK_INDEX = {character: index for index, character in enumerate(_PICKS)}
 # The values a lead's own value stands in for, compared by type and equality (a container
 # stays a choice's own object, as it was before it was stored).
 _SCALAR_VALUES = frozenset({str, int, float, bool, type(None), datetime, date})
@@ -1602,27 +1607,63 @@ def _stored_choices(lead: Lead) -> Any:
         return {}
     crms: dict[str | None, int] = {}
     rules: dict[str, int] = {}
-    fields: dict[str, list[Any]] = {}
+    kinds: dict[tuple[int, int, int | str], str] = {}
+    picks: list[str] = []
+    odd: dict[str, Any] = {}
     values = lead.values
     for name, choice in lead.choices.items():
         crm, rule, reason, value = choice.crm, choice.rule, choice.reason, choice.value
         if not (type(rule) is type(reason) is str and (crm is None or type(crm) is str)):
             # Not what reconcile makes: stored as given.
             return {name: _choice_json(choice) for name, choice in lead.choices.items()}
-        entry = [
+        kind = (
             crms.setdefault(crm, len(crms)),
             rules.setdefault(rule, len(rules)),
             _reason_codes(crm, rule).get(reason, reason),
-        ]
+        )
+        pick = kinds.get(kind)
+        if pick is None:
+            if len(kinds) == len(_PICKS):
+                return _listed_choices(lead)  # more kinds than characters: one entry a field
+            pick = kinds[kind] = _PICKS[len(kinds)]
+        picks.append(pick)
         if not (
             name in values
             and type(held := values[name]) is type(value)
             and type(value) in _SCALAR_VALUES
             and (held is value or held == value)
         ):
+            odd[name] = value
+    stored = [list(crms), list(rules), [list(kind) for kind in kinds], "".join(picks), odd]
+    if list(lead.choices) != list(values):
+        stored.append(list(lead.choices))
+    return stored
+
+
+def _listed_choices(lead: Lead) -> Any:
+    """The choices in the form revision 0013 stored: an entry for each field."""
+    crms: dict[str | None, int] = {}
+    rules: dict[str, int] = {}
+    fields: dict[str, list[Any]] = {}
+    for name, choice in lead.choices.items():
+        crm, rule, reason, value = choice.crm, choice.rule, choice.reason, choice.value
+        entry = [
+            crms.setdefault(crm, len(crms)),
+            rules.setdefault(rule, len(rules)),
+            _reason_codes(crm, rule).get(reason, reason),
+        ]
+        held = lead.values.get(name, _MISSING)
+        if not (
+            type(held) is type(value)
+            and type(value) in _SCALAR_VALUES
+            and (held is value or held == value)
+        ):
             entry.append(value)
         fields[name] = entry
     return [list(crms), list(rules), fields]
+
+
+_MISSING = object()
 
 
 @functools.lru_cache(maxsize=256)
@@ -1639,6 +1680,24 @@ def _read_choices(stored: Any, values: Mapping[str, Any]) -> dict[str, FieldChoi
     """The inverse of `_stored_choices`."""
     if type(stored) is dict:
         return {name: FieldChoice(**choice) for name, choice in stored.items()}
+    if len(stored) == 3:
+        return _read_listed(stored, values)
+    crms, rules, listed, picks, odd, *names = stored
+    kinds = []
+    for crm_index, rule_index, reason in listed:
+        crm, rule = crms[crm_index], rules[rule_index]
+        text = _reason_text(reason, crm, rule) if type(reason) is int else reason
+        kinds.append((crm, rule, text))
+    fields = names[0] if names else values
+    choices = {}
+    for name, pick in zip(fields, picks, strict=True):
+        crm, rule, reason = kinds[_PICK_INDEX[pick]]
+        value = odd[name] if name in odd else values[name]
+        choices[name] = FieldChoice(value, crm, rule, reason)
+    return choices
+
+
+def _read_listed(stored: Any, values: Mapping[str, Any]) -> dict[str, FieldChoice]:
     crms, rules, fields = stored
     choices = {}
     for name, entry in fields.items():

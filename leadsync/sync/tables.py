@@ -365,15 +365,15 @@ cursors = sa.Table(
 )
 
 # The last seen state of every CRM record. `pending` marks content not yet reconciled;
-# `content_digest` is what tells a changed record from the same one pulled again.
+# `content_digest` is what tells a changed record from the same one pulled again. `packed`
+# holds the raw and canonical values, compressed together (`sync.packed`).
 snapshots = sa.Table(
     "snapshots",
     metadata,
     sa.Column("crm", sa.String(), primary_key=True),
     sa.Column("record_id", sa.String(), primary_key=True),
     sa.Column("modified_at", UtcDateTime(), nullable=False),
-    sa.Column("raw", TaggedJSON(), nullable=False),
-    sa.Column("canonical", TaggedJSON(), nullable=False),
+    sa.Column("packed", sa.LargeBinary(), nullable=False),
     sa.Column("changed_at", TaggedJSON(), nullable=False),
     sa.Column("deleted", sa.Boolean(), nullable=False),
     sa.Column("content_digest", sa.String(), nullable=False),
@@ -445,8 +445,8 @@ transitions = sa.Table(
 
 # The audit log: every write, with what the CRM held before and what was sent. One row per
 # record written per batch (its rows that share an outcome, in the order given): `fields` is
-# {field: [old, new]}, each pair as `encode_value` gives it, in the order written. The store
-# reads it back one field at a time (`Store.writes`).
+# {field: [old, new]}, each pair as `encode_value` gives it, in the order written, as JSON
+# compressed (`sync.packed`). The store reads it back one field at a time (`Store.writes`).
 writes = sa.Table(
     "writes",
     metadata,
@@ -454,7 +454,7 @@ writes = sa.Table(
     sa.Column("run_id", sa.String(), nullable=False, index=True),
     sa.Column("crm", sa.String(), nullable=False),
     sa.Column("record_id", sa.String(), nullable=False),
-    sa.Column("fields", sa.JSON(), nullable=False),
+    sa.Column("fields", sa.LargeBinary(), nullable=False),
     sa.Column("status", sa.String(), nullable=False),
     sa.Column("category", sa.String(), nullable=False),
     sa.Column("message", sa.Text(), nullable=False),

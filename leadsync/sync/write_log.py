@@ -2,7 +2,8 @@
 
     log_rows(...)          a batch's field writes as `writes` rows: one per record (a run of
                            its rows that share status, category and message), its fields one
-                           JSON object {field: [old, new]} in the order written
+                           JSON object {field: [old, new]} in the order written, compressed
+                           (`sync.packed`: nothing queries inside it)
     expected_rows(...)     the values a batch wrote, as one `expected` row per record
     insert_log(...)        insert `writes` rows, through the driver
     merge_expected(...)    upsert `expected` rows, each laid over the record's earlier fields
@@ -31,6 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from leadsync.connectors.base import WriteStatus
+from leadsync.sync import packed
 from leadsync.sync import tables as t
 from leadsync.sync.sql import execute_encoded, insert_for, time_param
 
@@ -106,6 +108,10 @@ def _text(fields: Mapping[str, list[Any]]) -> str:
     return t.encoded_json_text(fields)
 
 
+def _packed(fields: Mapping[str, list[Any]]) -> bytes:
+    return packed.pack_text(_text(fields).encode())
+
+
 def log_rows(
     connection: Connection, run_id: str, crm: str, rows: Sequence[Written], now: datetime
 ) -> list[dict[str, Any]]:
@@ -136,7 +142,7 @@ def _log_row(
         "run_id": run_id,
         "crm": crm,
         "record_id": record_id,
-        "fields": _text(fields),
+        "fields": _packed(fields),
         "status": status,
         "category": category,
         "message": message,
@@ -210,8 +216,9 @@ def _execute(
         execute_encoded(connection, statement, columns, [tuple(row.values()) for row in rows])
 
 
-def logged_fields(fields: Mapping[str, Any]) -> Iterator[tuple[str, Any, Any]]:
+def logged_fields(stored: bytes) -> Iterator[tuple[str, Any, Any]]:
     """A `writes` row's fields, decoded: (field, old, new), in the order written."""
+    fields: Mapping[str, Any] = json.loads(packed.unpack_text(stored))
     for name, (old, new) in fields.items():
         yield name, _decoded(old), _decoded(new)
 
