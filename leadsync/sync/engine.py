@@ -124,10 +124,13 @@ from leadsync.sync.store import Quarantined, Store, WriteRow, content_digest
 log = logging.getLogger("leadsync.sync")
 K = TypeVar("K")
 
-# Pending records settled at once. A first sync of 100,000 leads per CRM peaks at 1.1 GB in
-# slices of 20,000, at 5.3 GB settled whole (docs/BENCHMARKS.md). A slice costs no write call
-# a whole run would not: its part-full batches wait for the next (`leadsync.sync.carry`).
-SETTLE_SLICE = 20_000
+# Pending records settled at once: the peak RSS follows the slice. A first sync of 10,000 /
+# 30,000 leads per CRM peaked at 346 / 394 MB in slices of 20,000, at 200 / 229 MB in slices
+# of 5,000 (5.3 GB at 100,000 settled whole: docs/BENCHMARKS.md). A slice costs no write call
+# a whole run would not: its part-full batches wait for the next (`leadsync.sync.carry`);
+# what a slice still costs is a part-full stamp read of Salesforce's checks and a part-full
+# handoff (its lookups and upserts): at 30,000 per CRM, 11 and 15 calls of 900.
+SETTLE_SLICE = 5_000
 # Pending snapshots read at once to find what groups them (their keys are all that is kept).
 KEYS_READ_AT_ONCE = 2_000
 
