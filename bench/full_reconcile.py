@@ -786,8 +786,10 @@ def report(
         calls_table(full),
         "",
         f"The settle merges and writes {SETTLE_SLICE:,} pending records at a time, each "
-        "person's records in one slice: the peak RSS follows the slice, not the org, and each "
-        "slice's last, part-full batches are the write calls above the floor.",
+        "person's records in one slice: the peak RSS follows the slice, not the org. A slice "
+        "writes whole batches only, its part-full ones waiting for the next slice's updates, "
+        "and the handoff's link writes go in the same calls as the plan's updates of their "
+        "records.",
     ]
     if naive is not None:
         parts += [

@@ -383,13 +383,17 @@ class SalesforceConnector:
 
     def find_people(self, emails: Sequence[str]) -> dict[str, PersonRecord]:
         """Lower-cased email -> the open lead, else the contact, that holds it (SOQL compares
-        emails case-insensitively), 200 emails a query of each object."""
+        emails case-insensitively), as many emails a query of each object as its URI holds
+        (about 290 of 40 characters; capped at 200, a handoff of 1,501 leads took 16 queries
+        where 12 do), every page of the answer read."""
         wanted = sorted({email.strip().lower() for email in emails if email and email.strip()})
         found: dict[str, PersonRecord] = {}
         for object_name, query in _PEOPLE_QUERIES:
-            for chunk in in_lists(wanted):
+            for chunk in in_lists(wanted, most=None):
                 soql = format_soql(query, chunk)
-                answer = self._call(f"find {len(chunk)} {object_name} emails", _query_with(soql))
+                answer = self._call(
+                    f"find {len(chunk)} {object_name} emails", _query_all_with(soql)
+                )
                 for row in answer.get("records", []):
                     email = str(row.get("Email") or "").strip().lower()
                     if email:

@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from leadsync.connectors.base import (
     Connector,
@@ -54,6 +54,7 @@ from leadsync.connectors.base import (
     RecordUpdate,
     WriteResult,
     WriteStatus,
+    merge_by_id,
 )
 from leadsync.connectors.traits import traits_of
 from leadsync.errors import EXIT_OK, LeadsyncError, QuotaReserveReachedError, RunPausedError
@@ -64,6 +65,7 @@ from leadsync.mapping.lifecycle import Stage, Transition, next_transitions
 from leadsync.mapping.scoring import score_lead
 from leadsync.mapping.transforms import TransformError
 from leadsync.mapping.types import CRM_NAMES, CRMS
+from leadsync.sync.carry import Queued, WriteCarry
 from leadsync.sync.collector import old_objects_left_alone
 from leadsync.sync.deals import RULE as DEAL_RULE
 from leadsync.sync.deals import chosen_opportunities, deal_choices, person_of_role
@@ -71,6 +73,7 @@ from leadsync.sync.handoff import (
     HandoffCounts,
     HandoffPreview,
     HandoffStep,
+    LinkWrite,
     MergedLead,
     handoff_target,
 )
@@ -120,11 +123,15 @@ from leadsync.sync.slices import PersonGroups, Slice
 from leadsync.sync.store import Quarantined, Store, WriteRow, content_digest
 
 log = logging.getLogger("leadsync.sync")
+K = TypeVar("K")
 
-# Pending records settled at once. A first sync of 100,000 leads per CRM peaks at 1.1 GB in
-# slices of 20,000, at 5.3 GB settled whole (docs/BENCHMARKS.md). Each slice may cost a write
-# call or two a whole run would not (its last, part-full batches).
-SETTLE_SLICE = 20_000
+# Pending records settled at once: the peak RSS follows the slice. A first sync of 10,000 /
+# 30,000 leads per CRM peaked at 346 / 394 MB in slices of 20,000, at 200 / 229 MB in slices
+# of 5,000 (5.3 GB at 100,000 settled whole: docs/BENCHMARKS.md). A slice costs no write call
+# a whole run would not: its part-full batches wait for the next (`leadsync.sync.carry`);
+# what a slice still costs is a part-full stamp read of Salesforce's checks and a part-full
+# handoff (its lookups and upserts): at 30,000 per CRM, 11 and 15 calls of 900.
+SETTLE_SLICE = 5_000
 # Pending snapshots read at once to find what groups them (their keys are all that is kept).
 KEYS_READ_AT_ONCE = 2_000
 
@@ -343,6 +350,10 @@ class SyncEngine:
         if slice_size < 1:
             raise ValueError("slice_size must be at least 1")
         self._slice_size = slice_size
+        # The updates waiting for a whole write batch, from slice to slice of a settle.
+        self._carry = WriteCarry()
+        # The leads whose handoff's link write landed in the writes under way (`_linked`).
+        self._linked_leads: list[str] = []
         self._holder = holder
         self._full_sla_check = full_sla_check
         self._store = store
@@ -490,10 +501,14 @@ class SyncEngine:
             # One preview for the run: its round-robin goes on from slice to slice.
             self._previewing = self._handoff_step(summary.run_id)
             summary.handoff_plan = HandoffPreview()
+        self._carry.clear()
         try:
-            for part in self._slices(overdue, summary.run_id):
-                self._settle_slice(part, summary, tally, should_stop)
+            for part, last in _with_last(self._slices(overdue, summary.run_id)):
+                self._settle_slice(part, summary, tally, should_stop, last=last)
         finally:
+            # A run stopped with updates waiting for a whole batch leaves their records
+            # pending (`leadsync.sync.carry`): the next run plans them again.
+            self._carry.clear()
             summary.plan = tally.summary()
             if summary.handoff_plan is not None and self._handoff_crm is not None:
                 target = self._connectors[self._handoff_crm]
@@ -547,7 +562,13 @@ class SyncEngine:
                 self._store.mark_pending(record_crm, ids)
 
     def _settle_slice(
-        self, part: Slice, summary: RunSummary, tally: PlanTally, should_stop: StopCheck
+        self,
+        part: Slice,
+        summary: RunSummary,
+        tally: PlanTally,
+        should_stop: StopCheck,
+        *,
+        last: bool = True,
     ) -> None:
         _stop_if(should_stop)
         pending = {
@@ -566,19 +587,33 @@ class SyncEngine:
                     [self._merged_lead(m) for m in merged], summary.handoff_plan
                 )
             return
-        unsettled = self._write(merged, summary, should_stop)
+        # The handoff before the writes: the ids it created go to the lead's other records
+        # with the plan's values for them, in the same calls (written after, as calls of
+        # their own, they cost a call per 100 handoffs, and moved the records' stamps).
+        links = self._hand_off(merged, summary)
         # A batch boundary: the handoff's calls are a batch of their own (the lease renews).
         _stop_if(should_stop)
-        self._hand_off(merged, summary)
+        unsettled = self._write(merged, summary, should_stop, links=links, last=last)
         self._forget_settled_refusals(part, merged)
-        for crm, snapshots in pending.items():
+        pending_ids = {crm: [s.record_id for s in snapshots] for crm, snapshots in pending.items()}
+        in_slice = {crm: set(record_ids) for crm, record_ids in pending_ids.items()}
+        held: dict[str, set[str]] = {}
+        for m in merged:
+            if not self._carry.waits(m.lead.lead_id):
+                continue
+            for crm, snapshot in m.snapshots.items():
+                if snapshot.record_id in in_slice.get(crm, ()):
+                    self._carry.hold(m.lead.lead_id, crm, [snapshot.record_id])
+                    held.setdefault(crm, set()).add(snapshot.record_id)
+        for crm, record_ids in pending_ids.items():
+            kept = unsettled.get(crm, set()) | held.get(crm, set())
+            self._store.mark_reconciled(crm, [i for i in record_ids if i not in kept])
+        for crm, free in self._carry.released().items():
             again = unsettled.get(crm, set())
-            self._store.mark_reconciled(
-                crm, [s.record_id for s in snapshots if s.record_id not in again]
-            )
-        for crm, record_ids in unsettled.items():
+            self._store.mark_reconciled(crm, [i for i in free if i not in again])
+        for crm, again in unsettled.items():
             # A deferred record need not have been pending (its lead's other record was).
-            self._store.mark_pending(crm, sorted(record_ids))
+            self._store.mark_pending(crm, sorted(again))
 
     def _forget_settled_refusals(self, part: Slice, merged: Sequence[_Merged]) -> None:
         """Records taken up again for a refused write that now have nothing to write (the CRM
@@ -1376,18 +1411,18 @@ class SyncEngine:
         merged: Sequence[_Merged],
         summary: RunSummary,
         should_stop: StopCheck = _never,
+        *,
+        links: Sequence[LinkWrite] = (),
+        last: bool = True,
     ) -> dict[str, set[str]]:
-        """Write each CRM's updates in batches. Returns the records to leave pending, by CRM:
-        those held back (changed since they were pulled; read again) and those whose write
-        was deferred (a locked row, a CRM away): the next run plans them again."""
+        """Write each CRM's updates in batches: the whole batches of them and of those waiting
+        from earlier slices, or with `last` all (`leadsync.sync.carry`); the handoff's `links`
+        with the plan's update of their record, or alone. Returns the records to leave
+        pending, by CRM: those held back (changed since they were pulled; read again) and
+        those whose write was deferred (a locked row, a CRM away): the next run plans them
+        again."""
         unsettled: dict[str, set[str]] = {}
         for crm, connector in self._connectors.items():
-            pulled_at = {
-                m.snapshots[crm].record_id: m.snapshots[crm].modified_at
-                for m in merged
-                if crm in m.snapshots
-            }
-            updates = [u for m in merged if (u := m.updates.get(crm)) is not None]
             # Records written per batch and recorded before the next: a kill redoes at most
             # one batch. A stage moved back (HubSpot's lifecycle stage) takes a clear first,
             # one call per batch that holds such a move: grouped, they cost ⌈moves/batch⌉
@@ -1395,51 +1430,148 @@ class SyncEngine:
             # they are written (`sync.prewrite`) come together: a check reads whole batches.
             traits = connector.traits
             targets = self._map.writeback.get(crm)
-            checked = {id(u) for u in updates if needs_check(targets, u)}
-            updates.sort(key=lambda u: (traits.takes_a_clear(u), id(u) in checked))
+            linking = {link.update.record_id: link.update for link in links if link.crm == crm}
+            new = []
+            for m in merged:
+                update = m.updates.get(crm)
+                if update is None:
+                    continue
+                snapshot = m.snapshots.get(crm)
+                # Of the plan's update alone: a link is written unchecked, as leadsync's own.
+                kind = (traits.takes_a_clear(update), needs_check(targets, update))
+                pulled_at = snapshot.modified_at if snapshot is not None else None
+                link = linking.pop(update.record_id, None) if update.object_name is None else None
+                if link is not None:
+                    update = merge_by_id([update, link])[update.record_id]
+                new.append(Queued(update, m.lead.lead_id, kind, pulled_at, link))
+            for link_write in links:
+                if link_write.crm == crm and link_write.update.record_id in linking:
+                    alone = link_write.update
+                    new.append(
+                        Queued(alone, link_write.lead_id, (False, False), None, alone, False)
+                    )
+            batches = list(self._carry.batches(crm, new, traits.write_batch, last=last))
             check = PreWriteCheck(
                 connector,
-                [u for u in updates if id(u) in checked],
+                [queued.update for batch in batches for queued in batch if queued.kind[1]],
                 partial(self._fields_read, crm),
             )
-            size = traits.write_batch
-            for start in range(0, len(updates), size):
-                _stop_if(should_stop)
-                planned = updates[start : start + size]
-                to_check = [u for u in planned if id(u) in checked]
-                own = [u for u in to_check if u.object_name is None]
-                batch, changed = self._unchanged_since_pulled(check, own, pulled_at)
-                related, moved = self._related_unchanged(
-                    crm, check, [u for u in to_check if u.object_name is not None], summary
-                )
-                batch = [u for u in planned if id(u) not in checked] + batch + related
-                counts = summary.crms[crm]
-                counts.held_back += len(planned) - len(batch)
-                for record_crm, record_ids in moved.items():
-                    unsettled.setdefault(record_crm, set()).update(record_ids)
-                if changed:
-                    self.ingest(crm, connector, Page(tuple(changed)), summary)
-                    unsettled.setdefault(crm, set()).update(record.id for record in changed)
-                if not batch:
-                    continue
-                results = connector.write(batch)
-                landed, gone = self._set_aside_gone(crm, batch, results, summary.run_id)
-                counts.held_back += len(results) - len(landed)
-                results = landed
-                unsettled.setdefault(crm, set()).update(gone)
-                answered = {r.record_id for r in results}
-                self._store.record_writes(
-                    summary.run_id,
-                    crm,
-                    _write_rows([u for u in batch if u.record_id in answered], results),
-                    context=self._contexts.get(crm, ""),
-                    at=self._clock(),
-                )
-                counts.count_results(results)
-                unsettled.setdefault(crm, set()).update(
-                    r.record_id for r in results if r.status is WriteStatus.DEFERRED
-                )
+            self._linked_leads = []
+            try:
+                for batch in batches:
+                    _stop_if(should_stop)
+                    self._write_batch(crm, connector, check, batch, summary, unsettled)
+                    self._carry.written(batch)
+            finally:
+                # Also when stopped: a link that landed need not be written again.
+                self._mark_linked(summary)
         return unsettled
+
+    def _mark_linked(self, summary: RunSummary) -> None:
+        if not self._linked_leads:
+            return
+        counts = summary.handoff = summary.handoff or HandoffCounts()
+        counts.linked += len(self._linked_leads)
+        self._handoff_step(summary.run_id).mark_linked(self._linked_leads)
+        self._linked_leads = []
+
+    def _write_batch(
+        self,
+        crm: str,
+        connector: Connector,
+        check: PreWriteCheck,
+        queued: Sequence[Queued],
+        summary: RunSummary,
+        unsettled: dict[str, set[str]],
+    ) -> None:
+        """One batch: checked, written and recorded; the records to leave pending added to
+        `unsettled`. A handoff's link write alone is leadsync's own, beside the plan: no
+        record's count, recorded aside (`Store.record_writes`)."""
+        pulled_at = {
+            q.update.record_id: q.pulled_at
+            for q in queued
+            if q.pulled_at is not None and q.update.object_name is None
+        }
+        to_check = [q.update for q in queued if q.kind[1]]
+        own = [u for u in to_check if u.object_name is None]
+        batch, changed = self._unchanged_since_pulled(check, own, pulled_at)
+        related, moved = self._related_unchanged(
+            crm, check, [u for u in to_check if u.object_name is not None], summary
+        )
+        batch = [q.update for q in queued if not q.kind[1]] + batch + related
+        counts = summary.crms[crm]
+        counts.held_back += len(queued) - len(batch)
+        for record_crm, record_ids in moved.items():
+            unsettled.setdefault(record_crm, set()).update(record_ids)
+        if changed:
+            self.ingest(crm, connector, Page(tuple(changed)), summary)
+            unsettled.setdefault(crm, set()).update(record.id for record in changed)
+        if not batch:
+            return
+        results = connector.write(batch)
+        landed, gone = self._set_aside_gone(crm, batch, results, summary.run_id)
+        by_id = {q.update.record_id: q for q in queued}
+        planned = {u.record_id for u in batch if by_id[u.record_id].planned}
+        counts.held_back += sum(1 for r in results if r.record_id in planned) - sum(
+            1 for r in landed if r.record_id in planned
+        )
+        unsettled.setdefault(crm, set()).update(gone)
+        answered = {r.record_id for r in landed}
+        for aside in (False, True):
+            mine = [
+                u for u in batch if u.record_id in answered and (u.record_id in planned) != aside
+            ]
+            if aside and not mine:
+                continue
+            self._store.record_writes(
+                summary.run_id,
+                crm,
+                _write_rows(mine, [r for r in landed if (r.record_id in planned) != aside]),
+                context=self._contexts.get(crm, ""),
+                at=self._clock(),
+                aside=aside,
+            )
+        counts.count_results([r for r in landed if r.record_id in planned])
+        unsettled.setdefault(crm, set()).update(
+            r.record_id
+            for r in landed
+            if r.status is WriteStatus.DEFERRED and r.record_id in planned
+        )
+        linked = [by_id[r.record_id] for r in landed if by_id[r.record_id].link is not None]
+        self._linked(crm, connector, linked, landed, summary)
+
+    def _linked(
+        self,
+        crm: str,
+        connector: Connector,
+        queued: Sequence[Queued],
+        results: Sequence[WriteResult],
+        summary: RunSummary,
+    ) -> None:
+        """The leads whose link write landed (with the plan's values, or alone) noted, to be
+        marked linked after the slice's writes. A link whose record refused the plan's values
+        is written again alone: the refusal is the plan's, not the link's."""
+        status = {r.record_id: r.status for r in results}
+        landed = [q for q in queued if status[q.update.record_id] is WriteStatus.WRITTEN]
+        refused = [
+            q
+            for q in queued
+            if status[q.update.record_id] is WriteStatus.FAILED and q.planned and q.link
+        ]
+        if refused:
+            alone = [q.link for q in refused if q.link is not None]
+            again = connector.write(alone)
+            self._store.record_writes(
+                summary.run_id,
+                crm,
+                _write_rows(alone, again),
+                context=self._contexts.get(crm, ""),
+                at=self._clock(),
+                aside=True,
+            )
+            written = {r.record_id for r in again if r.status is WriteStatus.WRITTEN}
+            landed += [q for q in refused if q.update.record_id in written]
+        self._linked_leads += [q.lead_id for q in landed]
 
     def _set_aside_gone(
         self, crm: str, batch: Sequence[RecordUpdate], results: Sequence[WriteResult], run_id: str
@@ -1483,12 +1615,13 @@ class SyncEngine:
             return fields_to_pull(self._map, crm)
         return fields_of(self._map, crm, object_name)
 
-    def _hand_off(self, merged: Sequence[_Merged], summary: RunSummary) -> None:
+    def _hand_off(self, merged: Sequence[_Merged], summary: RunSummary) -> list[LinkWrite]:
         """The slice's handoffs (`leadsync.sync.handoff`): create, then record what was created
-        as leadsync's own writes, then write the new ids back to the other CRM."""
+        as leadsync's own writes. Returns the writes of the new ids to the other CRM (the
+        engine's write makes them, with the plan's)."""
         crm = self._handoff_crm
         if crm is None:
-            return
+            return []
         counts = summary.handoff = summary.handoff or HandoffCounts()
         step = self._handoff_step(summary.run_id)
         outcome = step.run([self._merged_lead(m) for m in merged], counts)
@@ -1506,23 +1639,7 @@ class SyncEngine:
                 at=self._clock(),
                 aside=True,
             )
-        by_crm: dict[str, list[tuple[str, RecordUpdate]]] = {}
-        for link in outcome.links:
-            by_crm.setdefault(link.crm, []).append((link.lead_id, link.update))
-        for link_crm, links in by_crm.items():
-            updates = [update for _, update in links]
-            results = self._connectors[link_crm].write(updates)
-            self._store.record_writes(
-                summary.run_id,
-                link_crm,
-                _write_rows(updates, results),
-                context=self._contexts.get(link_crm, ""),
-                at=self._clock(),
-                aside=True,
-            )
-            landed = {r.record_id for r in results if r.status is WriteStatus.WRITTEN}
-            counts.linked += len(landed)
-            step.mark_linked(lead for lead, update in links if update.record_id in landed)
+        return outcome.links
 
     def _unchanged_since_pulled(
         self,
@@ -1565,6 +1682,19 @@ class SyncEngine:
                 for record_crm, record_ids in pending.items():
                     parents.setdefault(record_crm, []).extend(record_ids)
         return unchanged, parents
+
+
+def _with_last(items: Iterable[K]) -> Iterator[tuple[K, bool]]:
+    """Each item, and whether it is the last."""
+    iterator = iter(items)
+    try:
+        held = next(iterator)
+    except StopIteration:
+        return
+    for item in iterator:
+        yield held, False
+        held = item
+    yield held, True
 
 
 def _record_ids_by_crm(

@@ -157,6 +157,23 @@ def test_find_people_with_long_emails_keeps_each_query_within_salesforces_uri_li
         assert "salesforce.uri_too_long" not in inspector.stats()["endpoints"]
 
 
+def test_find_people_asks_each_object_once_for_as_many_emails_as_one_query_holds() -> None:
+    # 300 emails of 20-odd characters fit one URI: one query of contacts, one of leads (the
+    # lists were capped at 200 emails, a collection's size: four queries).
+    with running() as (sandbox, inspector), connected(sandbox) as connector:
+        (open_id,) = open_lead_ids(inspector, 1)
+        emails = [f"person.{n:03d}@acme.example" for n in range(300)]
+        client(sandbox).Lead.update(
+            open_id, {"Email": emails[250]}, headers={"Sforce-Auto-Assign": "FALSE"}
+        )
+        before = inspector.stats()["endpoints"]
+        found = connector.find_people(emails)
+        after = inspector.stats()["endpoints"]
+        assert found == {emails[250]: PersonRecord("Lead", open_id)}
+        asked = {name: after[name] - before.get(name, 0) for name in after}
+        assert sum(n for name, n in asked.items() if name.startswith("salesforce.query")) == 2
+
+
 def test_assignees_are_the_active_users_and_the_queues() -> None:
     with running() as (sandbox, _), connected(sandbox) as connector:
         assert connector.assignees() == {o[1] for o in SANDBOX_OWNERS} | {INBOUND_QUEUE_ID}
