@@ -780,7 +780,8 @@ class Store:
 
     @retry_transient
     def find_leads(self, *, email: str | None = None, crm_id: str | None = None) -> list[Lead]:
-        """The leads with this email and/or linked to a record with this id (in any CRM)."""
+        """The leads with this email and/or linked to a record with this id (in any CRM), or
+        handed off as it: a record the handoff created is linked only once a pull reads it."""
         if email is None and crm_id is None:
             raise ValueError("find_leads needs an email or a CRM record id")
         query = _lead_query().order_by(t.leads.c.lead_id)
@@ -788,7 +789,9 @@ class Store:
             query = query.where(t.leads.c.email == normalise_email(email))
         if crm_id is not None:
             linked = sa.select(t.links.c.lead_id).where(t.links.c.record_id == crm_id)
-            query = query.where(t.leads.c.lead_id.in_(linked))
+            # Not indexed: read by `explain` and the console's search alone, one id at a time.
+            handed_off = sa.select(t.handoffs.c.lead_id).where(t.handoffs.c.record_id == crm_id)
+            query = query.where(t.leads.c.lead_id.in_(linked.union(handed_off)))
         with self._engine.connect() as connection:
             return [_lead(row) for row in connection.execute(query)]
 

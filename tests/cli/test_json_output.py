@@ -36,7 +36,13 @@ def test_explain_json_has_the_records_values_with_rules_history_and_writes(
 ) -> None:
     run_id = _synced(config, capsys)
     with Store(config.database_url) as store:
-        write = next(w for w in store.writes(run_id=run_id) if w.crm == "salesforce")
+        created = {h.record_id for h in store.handoffs.all()}
+        # A record the run pulled and wrote (not one its handoff created: see the next test).
+        write = next(
+            w
+            for w in store.writes(run_id=run_id)
+            if w.crm == "salesforce" and w.record_id not in created
+        )
     body = _json(["explain", write.record_id, "--json", "--config", str(config.path)], capsys)
     assert (body["quarantined"], body["in_review"]) == ([], [])
     (lead,) = body["leads"]
@@ -55,6 +61,19 @@ def test_explain_json_has_the_records_values_with_rules_history_and_writes(
     assert write.field in {w["field"] for w in lead["writes"]}
     assert all(w["status"] for w in lead["writes"])
     assert lead["pending_writes"] == {}
+
+
+def test_explain_finds_the_lead_of_a_record_the_handoff_just_created(
+    config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Sales asks about the new Salesforce lead before the next pull has linked it.
+    _synced(config, capsys)
+    with Store(config.database_url) as store:
+        handoff = next(h for h in store.handoffs.all() if h.record_id)
+        assert store.lead_ids_for("salesforce", [handoff.record_id]) == {}
+    assert handoff.record_id is not None
+    body = _json(["explain", handoff.record_id, "--json", "--config", str(config.path)], capsys)
+    assert [lead["lead_id"] for lead in body["leads"]] == [handoff.lead_id]
 
 
 def test_check_json_lists_what_it_checked_and_each_problem_located(
