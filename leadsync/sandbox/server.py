@@ -288,6 +288,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the inspection API's stats say what happened."""
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The Date header, on the clock the CRMs stamp records with: a real server dates its
+        answers by its own clock, and leadsync reads Salesforce's clock from it."""
+        moment = self.server.sandbox.clock() if timestamp is None else timestamp
+        return super().date_time_string(moment)
+
     def _serve(self) -> None:
         parts = urlsplit(self.path)
         too_long = _salesforce_too_long(parts.path, self.path, self.headers.items())

@@ -432,3 +432,13 @@ def test_a_malformed_chunked_body_is_refused_with_400(sandbox: Sandbox) -> None:
     answer = received.decode()
     assert answer.startswith("HTTP/1.1 400")
     assert "malformed chunked request body" in answer
+
+
+def test_every_answer_is_dated_on_the_clock_the_crms_stamp_records_with() -> None:
+    # A real server's Date header is on its own clock; leadsync reads Salesforce's clock from
+    # it (the check before a write asks what changed since a moment on that clock).
+    moment = datetime(2026, 3, 1, 12, 30, 45, 600_000, tzinfo=UTC)
+    settings = SandboxSettings(port=0, seed=3, leads=5)
+    with Sandbox(settings, clock=moment.timestamp) as sandbox:
+        answer = requests.get(sandbox.url + "/_sandbox/", timeout=10)
+    assert answer.headers["Date"] == "Sun, 01 Mar 2026 12:30:45 GMT"
