@@ -113,6 +113,7 @@ def test_revert_dry_run_says_what_it_would_put_back_and_writes_nothing(
     run_id = str(_sync(config, capsys)["run_id"])
     with Store(config.database_url) as store:
         written = [w for w in store.writes(run_id=run_id) if w.status == "written"]
+        created = {h.record_id: h.lead_id for h in store.handoffs.all() if h.record_id}
     before = len(Store(config.database_url).runs())
     sandbox.stats.clear()
     assert main(["revert", run_id[:8], "--dry-run", "--config", str(config.path)]) == 0
@@ -121,8 +122,11 @@ def test_revert_dry_run_says_what_it_would_put_back_and_writes_nothing(
     assert f"revert of run {run_id[:8]}, dry run (nothing written):" in out
     # Each field to put back, its value masked as every value revert prints (a rep may have
     # pasted a person's name where leadsync wrote): numbers shown, text not.
-    first = written[0]
+    first = next(w for w in written if w.record_id not in created)
     assert f"  {first.crm} {first.record_id} {first.field}: {masked(repr(first.old))}" in out
+    # A record the run's handoff created is put back whole: one line, not one per field.
+    record_id, lead_id = next(iter(created.items()))
+    assert f"  salesforce {record_id} *: created by the run's handoff of lead {lead_id}" in out
     named = next(w for w in written if isinstance(w.old, str) and len(w.old) > 3)
     assert f"{named.field}: {named.old!r}" not in out
     # No run recorded for a preview.
