@@ -813,8 +813,8 @@ def report(
             "",
             "Such a run is not bound by the 10 s window: its pull is a search a page, and "
             f"searches are held to {HUBSPOT_SEARCH_LIMIT} a second (leadsync paces them at 4), "
-            "so the pull takes 10–12 s whatever leadsync does, the read of each next page "
-            "already on its way while the page before is stored. Then the settle merges and "
+            "so the pull takes 10–12 s whatever leadsync does, each page stored while the "
+            "pacing waits for the next search. Then the settle merges and "
             "plans with no call to make, and the writes and their checks follow. *What the "
             "limits allow* is the shortest span HubSpot's limits permit for the same calls "
             "against the span taken: 100 % would be a run held by HubSpot alone. A rate against "
