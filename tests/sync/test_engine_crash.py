@@ -183,6 +183,19 @@ def _points() -> list[tuple[int, bool]]:
 def test_a_run_cut_at_any_point_then_rerun_ends_like_an_uninterrupted_run(
     reference: tuple[dict[str, Any], int, int], tmp_path: Path, at: int, after: bool
 ) -> None:
+    _cut_then_rerun(reference, tmp_path, at, after, slice_size=SETTLE_SLICE)
+
+
+def _cut_then_rerun(
+    reference: tuple[dict[str, Any], int, int],
+    tmp_path: Path,
+    at: int,
+    after: bool,
+    *,
+    slice_size: int,
+) -> None:
+    """A run cut at call `at` (before it, or `after`), then run again, ends in the state of
+    the uninterrupted `reference` run, with at most one batch written twice."""
     expected_state, expected_writes, calls = reference
     if at > calls:
         pytest.skip(f"the run makes {calls} calls")
@@ -190,8 +203,8 @@ def test_a_run_cut_at_any_point_then_rerun_ends_like_an_uninterrupted_run(
         config = _config(sandbox, tmp_path)
         sandbox.stats.clear()
         with pytest.raises(Cut):
-            _run(config, Tripwire(at, after))
-        _run(config)
+            _run(config, Tripwire(at, after), slice_size=slice_size)
+        _run(config, slice_size=slice_size)
         assert crm_state(sandbox) == expected_state
         batch_redone = 1
         assert _write_calls(sandbox) <= expected_writes + batch_redone
@@ -247,18 +260,7 @@ def _sliced_points() -> list[tuple[int, bool]]:
 def test_a_run_in_slices_cut_at_each_call_then_rerun_ends_like_an_uninterrupted_run(
     sliced_reference: tuple[dict[str, Any], int, int], tmp_path: Path, at: int, after: bool
 ) -> None:
-    expected_state, expected_writes, calls = sliced_reference
-    if at > calls:
-        pytest.skip(f"the run makes {calls} calls")
-    with Sandbox(SCALED) as sandbox:
-        config = _config(sandbox, tmp_path)
-        sandbox.stats.clear()
-        with pytest.raises(Cut):
-            _run(config, Tripwire(at, after), slice_size=SLICED)
-        _run(config, slice_size=SLICED)
-        assert crm_state(sandbox) == expected_state
-        batch_redone = 1
-        assert _write_calls(sandbox) <= expected_writes + batch_redone
+    _cut_then_rerun(sliced_reference, tmp_path, at, after, slice_size=SLICED)
 
 
 def _sync_process(config: Config) -> subprocess.Popen[bytes]:
