@@ -789,7 +789,8 @@ class Store:
             query = query.where(t.leads.c.email == normalise_email(email))
         if crm_id is not None:
             linked = sa.select(t.links.c.lead_id).where(t.links.c.record_id == crm_id)
-            # Not indexed: read by `explain` and the console's search alone, one id at a time.
+            # Not indexed: read by `explain` alone (the command, the console's lead page),
+            # one id at a time.
             handed_off = sa.select(t.handoffs.c.lead_id).where(t.handoffs.c.record_id == crm_id)
             query = query.where(t.leads.c.lead_id.in_(linked.union(handed_off)))
         with self._engine.connect() as connection:
