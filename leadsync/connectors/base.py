@@ -201,6 +201,9 @@ class WriteResult:
     attempts: int = 1
     # The fields the CRM named as the cause (HubSpot's propertyName, Salesforce's `fields`).
     fields: tuple[str, ...] = ()
+    # The record's modification stamp after this write, on the CRM's clock, where its answer
+    # gives one (HubSpot's does): a version pulled later but stamped earlier predates it.
+    modified_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -569,7 +569,10 @@ class HubSpotConnector:
     def _batch_outcomes(
         self, chunk: Sequence[RecordUpdate], data: Mapping[str, Any], attempt: int
     ) -> list[WriteResult]:
-        written = {str(contact.get("id")) for contact in data.get("results") or ()}
+        # HubSpot's stamp of each contact as written, as a pull would read it.
+        written = {
+            str(contact.get("id")): _written_stamp(contact) for contact in data.get("results") or ()
+        }
         failures: dict[str, WriteResult] = {}
         unattributed: WriteResult | None = None
         for error in data.get("errors") or ():
@@ -594,7 +597,14 @@ class HubSpotConnector:
             if record_id in failures:
                 results.append(failures[record_id])
             elif record_id in written:
-                results.append(WriteResult(record_id, WriteStatus.WRITTEN, attempts=attempt))
+                results.append(
+                    WriteResult(
+                        record_id,
+                        WriteStatus.WRITTEN,
+                        attempts=attempt,
+                        modified_at=written[record_id],
+                    )
+                )
             else:
                 fallback = unattributed or WriteResult(
                     "", WriteStatus.DEFERRED, "missing_result", "no result for this record"
@@ -730,14 +740,27 @@ def _parse_body(body: bytes, description: str) -> dict[str, Any]:
 
 def _record(contact: Mapping[str, Any]) -> CrmRecord:
     properties = dict(contact.get("properties") or {})
-    stamp = properties.get(MODIFIED) or contact.get("updatedAt")
     return CrmRecord(
         crm=CRM,
         id=str(contact["id"]),
-        modified_at=_parse_time(stamp),
+        modified_at=_parse_time(_stamp(contact)),
         fields=properties,
         deleted=bool(contact.get("archived")),
     )
+
+
+def _stamp(contact: Mapping[str, Any]) -> Any:
+    return (contact.get("properties") or {}).get(MODIFIED) or contact.get("updatedAt")
+
+
+def _written_stamp(contact: Mapping[str, Any]) -> datetime | None:
+    """A batch update's stamp of a contact it wrote, as `_record` reads one; None when the
+    answer carries none that parses (the write landed all the same)."""
+    stamp = _stamp(contact)
+    try:
+        return _parse_time(stamp) if stamp else None
+    except ValueError:
+        return None
 
 
 def _next_after(data: Mapping[str, Any]) -> str | None:

@@ -1781,6 +1781,7 @@ def _write_rows(updates: Sequence[RecordUpdate], results: Sequence[WriteResult])
                     result.status,
                     result.category,
                     result.message,
+                    result.modified_at,
                 )
             )
     return rows

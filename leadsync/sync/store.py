@@ -141,6 +141,8 @@ class WriteRow:
     status: WriteStatus
     category: str = ""
     message: str = ""
+    # The record's stamp after the write, on the CRM's clock, where the CRM said (WriteResult).
+    modified_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,20 +495,22 @@ class Store:
 
     @retry_transient
     def known_stamps(self, crm: str, record_ids: Sequence[str]) -> dict[str, datetime]:
-        """The modification stamp held for each of `record_ids` (a connector's KnownStamps)."""
-        columns = (t.snapshots.c.record_id, t.snapshots.c.modified_at)
+        """How far the store knows each of `record_ids` (a connector's KnownStamps): the
+        stamp of the snapshot it holds, or, where later, every version before leadsync's own
+        last write to the record. That write's version itself is not known: a person's edit
+        made between the pre-write check and the write is in it, and must still be pulled."""
+        s, e = t.snapshots, t.expected
+        query = sa.select(s.c.record_id, s.c.modified_at, e.c.modified_at.label("written")).join(
+            e, sa.and_(e.c.crm == s.c.crm, e.c.record_id == s.c.record_id), isouter=True
+        )
         found: dict[str, datetime] = {}
         with self._engine.connect() as connection:
             for chunk in chunks(record_ids):
-                query = sa.select(*columns).where(
-                    t.snapshots.c.crm == crm, t.snapshots.c.record_id.in_(chunk)
-                )
-                found.update(
-                    {
-                        row["record_id"]: row["modified_at"]
-                        for row in connection.execute(query).mappings()
-                    }
-                )
+                rows = connection.execute(query.where(s.c.crm == crm, s.c.record_id.in_(chunk)))
+                for record_id, modified_at, written in rows:
+                    found[record_id] = (
+                        modified_at if written is None else max(modified_at, written - _JUST_BEFORE)
+                    )
         return found
 
     @retry_transient
@@ -1105,6 +1109,8 @@ def _snapshot_upsert(connection: Connection, *, held: bool) -> Insert:
 
 
 _KEYS = ("crm", "record_id")
+# A timestamp's resolution: every version stamped before a moment is known up to this before it.
+_JUST_BEFORE = timedelta(microseconds=1)
 # The parameters of a snapshot row, in the order `_snapshot_row` gives them.
 _SNAPSHOT_COLUMNS = (
     "crm",

@@ -466,6 +466,9 @@ writes = sa.Table(
 # record. `fields` is {field: [value, written at]}: the value as `encode_value` gives it, the
 # time in microseconds since the epoch (UTC); each write is laid over the record's earlier
 # fields in the database itself (`sync.write_log`). `written_at` is the latest of those times.
+# `modified_at` is the record's stamp after leadsync's last write to it, on the CRM's own clock,
+# where the CRM's answer gave one (HubSpot's does): a version pulled later but stamped earlier
+# is older than what the record holds (`Store.known_stamps`). NULL where none was given.
 expected = sa.Table(
     "expected",
     metadata,
@@ -474,6 +477,7 @@ expected = sa.Table(
     sa.Column("fields", sa.JSON(), nullable=False),
     sa.Column("run_id", sa.String(), nullable=False),
     sa.Column("written_at", UtcDateTime(), nullable=False),
+    sa.Column("modified_at", UtcDateTime(), nullable=True),
 )
 
 # Writes a CRM refused, each record waiting to be tried again: once the mapping, the lead

@@ -71,6 +71,8 @@ class Written(Protocol):
     def category(self) -> str: ...
     @property
     def message(self) -> str: ...
+    @property
+    def modified_at(self) -> datetime | None: ...
 
 
 def microseconds(moment: datetime) -> int:
@@ -163,10 +165,14 @@ def expected_rows(
     of a field written twice winning."""
     stamp = microseconds(now)
     values: dict[str, dict[str, list[Any]]] = {}
+    modified: dict[str, datetime] = {}
     for row in rows:
         if row.status == WriteStatus.WRITTEN:
             values.setdefault(row.record_id, {})[row.field] = _pair(row.new, stamp)
-    written_at = time_param(connection.dialect)(now)
+            if row.modified_at is not None:
+                modified[row.record_id] = max(row.modified_at, modified.get(row.record_id, EPOCH))
+    as_time = time_param(connection.dialect)
+    written_at = as_time(now)
     return [
         {
             "crm": crm,
@@ -174,6 +180,7 @@ def expected_rows(
             "fields": _text(fields),
             "run_id": run_id,
             "written_at": written_at,
+            "modified_at": as_time(modified.get(record_id)),
         }
         for record_id, fields in values.items()
     ]
@@ -203,7 +210,13 @@ def merge_expected(connection: Connection, rows: Sequence[Mapping[str, Any]]) ->
         latest = sa.func.greatest(held.written_at, new.written_at)
     statement = insert.on_conflict_do_update(
         index_elements=[held.crm, held.record_id],
-        set_={"fields": fields, "run_id": new.run_id, "written_at": latest},
+        set_={
+            "fields": fields,
+            "run_id": new.run_id,
+            "written_at": latest,
+            # The last write's stamp, or the one before it where the CRM gave none now.
+            "modified_at": sa.func.coalesce(new.modified_at, held.modified_at),
+        },
     )
     _execute(connection, statement, rows)
 

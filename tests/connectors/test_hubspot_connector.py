@@ -15,7 +15,7 @@ from leadsync.connectors.errors import (
     QuotaReserveReachedError,
     UnreachableError,
 )
-from leadsync.connectors.hubspot import HubSpotConnector, _ms
+from leadsync.connectors.hubspot import HubSpotConnector, _ms, _written_stamp
 from leadsync.connectors.retry import RetryPolicy
 from leadsync.connectors.settings import HubSpotConnection
 from leadsync.connectors.writeback import HUBSPOT_WRITEBACK_PROPERTIES
@@ -272,6 +272,45 @@ def test_write_batches_100_and_reports_each_record_in_order(
     assert {r.status for r in results} == {WriteStatus.WRITTEN}
     assert endpoint_calls(sandbox, "hubspot.contacts.batch_update") == 3
     assert sandbox.hubspot.contact(int(ids[-1])).properties["jobtitle"] == f"Title {ids[-1]}"
+
+
+def test_a_written_result_carries_the_stamp_a_read_of_the_contact_then_gives(
+    sandbox: Sandbox, hubspot_connector: HubSpotConnector
+) -> None:
+    # The answer's stamp is the contact's own after the write (for a stage moved back, after
+    # the set, not the clear before it): versions stamped earlier are older than the write.
+    moved_back = _contact_at_stage(sandbox, "customer")
+    other = next(i for i in sorted(live_ids(sandbox)) if i != moved_back)
+    results = hubspot_connector.write(
+        [
+            RecordUpdate(moved_back, {"lifecyclestage": "lead"}, {"lifecyclestage": "customer"}),
+            RecordUpdate(other, {"jobtitle": "Head of Stamps"}),
+        ]
+    )
+    read = hubspot_connector.fetch([moved_back, other], fields=["lifecyclestage"])
+    assert [r.modified_at for r in results] == [
+        read[moved_back].modified_at,
+        read[other].modified_at,
+    ]
+    assert all(r.modified_at is not None and r.modified_at.tzinfo is not None for r in results)
+    assert read[moved_back].fields["lifecyclestage"] == "lead"
+
+
+@pytest.mark.parametrize(
+    ("contact", "stamp"),
+    [
+        ({"properties": {"lastmodifieddate": "2026-12-04T10:00:00.123Z"}}, "10:00:00.123"),
+        ({"properties": {}, "updatedAt": "2026-12-04T10:00:01Z"}, "10:00:01"),
+        ({"properties": {"lastmodifieddate": None}}, None),
+        ({"updatedAt": "yesterday"}, None),
+    ],
+)
+def test_a_written_contacts_stamp_is_read_as_a_pull_reads_it_or_left_out(
+    contact: dict[str, Any], stamp: str | None
+) -> None:
+    # A stamp the answer lacks or garbles costs only the shortcut it feeds, never the write.
+    expected = None if stamp is None else datetime.fromisoformat(f"2026-12-04T{stamp}+00:00")
+    assert _written_stamp(contact) == expected
 
 
 def test_write_reports_failures_per_record_and_lands_the_rest(

@@ -91,7 +91,7 @@ def test_first_use_creates_the_sqlite_file_and_its_folder_and_migrates_it(tmp_pa
         assert path.is_file()
         with store.engine.connect() as connection:
             current = MigrationContext.configure(connection).get_current_revision()
-        assert current == head_revision() == "0014_packed_snapshots"
+        assert current == head_revision() == "0015_own_write_stamps"
         assert schema_differences(store.engine) == []
 
 
@@ -374,6 +374,36 @@ def test_known_stamps_gives_the_stamp_held_for_each_known_record(store: Store) -
     assert store.known_stamps("hubspot", ["1", "2", "9", "1"]) == {
         "1": T0,
         "2": T0 + timedelta(seconds=1),
+    }
+
+
+def test_known_stamps_know_every_version_before_leadsyncs_own_last_write_not_its_own(
+    store: Store,
+) -> None:
+    # HubSpot's search can serve a version older than leadsync's last write (it lags its
+    # writes): the store knows all of those. The write's own version may hold a person's edit
+    # made just before it (after the pre-write check), so that one is still news.
+    saved(store, snap("1", at=T0), snap("2", at=T0), snap("3", at=T0 + timedelta(hours=1)))
+    written = T0 + timedelta(minutes=5)
+
+    def wrote(record_id: str, at: datetime | None) -> None:
+        row = WriteRow(record_id, "lifecyclestage", "", "lead", WriteStatus.WRITTEN, modified_at=at)
+        store.record_writes("run-1", "hubspot", [row])
+
+    wrote("1", written)
+    wrote("2", None)  # no stamp in the CRM's answer: judged on the snapshot alone
+    wrote("3", written)  # a snapshot newer than the write already knows more
+    assert store.known_stamps("hubspot", ["1", "2", "3"]) == {
+        "1": written - timedelta(microseconds=1),
+        "2": T0,
+        "3": T0 + timedelta(hours=1),
+    }
+    # A later write without a stamp keeps the one the record had; a later one replaces it.
+    wrote("1", None)
+    assert store.known_stamps("hubspot", ["1"]) == {"1": written - timedelta(microseconds=1)}
+    wrote("1", written + timedelta(minutes=1))
+    assert store.known_stamps("hubspot", ["1"]) == {
+        "1": written + timedelta(seconds=59, microseconds=999_999)
     }
 
 
