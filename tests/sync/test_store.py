@@ -524,6 +524,25 @@ def test_change_times_are_stored_only_where_they_are_not_the_records_and_read_ba
     }
 
 
+def test_change_times_most_fields_share_are_stored_once_when_they_are_not_the_records(
+    store: Store,
+) -> None:
+    # leadsync's own write moves the record's stamp but no field's change time: after the
+    # echo is pulled, every field keeps the person's older time. Stored once, not per field.
+    person, edited = T0 - timedelta(days=30), T0 - timedelta(days=2)
+    canonical = {f"field_{n}": str(n) for n in range(20)} | {"title": None}
+    times = dict.fromkeys(canonical, person) | {"field_3": edited}
+    del times["title"]  # no time known
+    given = replace(snap("1"), canonical=canonical, changed_at=times)
+    saved(store, given)
+    assert store.snapshots("hubspot", ["1"])["1"] == given
+    assert _stored(store, tables.snapshots.c.changed_at) == {
+        "": {"$datetime": person.isoformat()},
+        "title": None,
+        "field_3": {"$datetime": edited.isoformat()},
+    }
+
+
 def test_change_times_stored_whole_by_earlier_versions_read_as_they_were(store: Store) -> None:
     given = replace(snap("1"), canonical={"email": "a@example.com", "phone": "1"})
     saved(store, given)
