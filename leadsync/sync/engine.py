@@ -256,7 +256,10 @@ class RunSummary:
 
     def every_write_failed(self) -> dict[str, str]:
         """CRM -> what went wrong, for each CRM the run tried to write to and could not write
-        a single record: a run to report as failed, with its causes."""
+        a single record: a run to report as failed, with its causes. A deferred write counts:
+        the CRM was away (5xx, locked rows, outlasting the retries), a CRM down. A write held
+        back by design (the record changed or went since the pull) or waiting for a later
+        batch of the run is no try: it is never counted as deferred."""
         found = {}
         for crm, counts in sorted(self.crms.items()):
             missed = counts.failed + counts.deferred
@@ -266,7 +269,9 @@ class RunSummary:
                 f"{category} ×{cause.count}, e.g. {cause.example}"
                 for category, cause in counts.causes()
             )
-            found[crm] = f"every {crm} write of the run failed ({missed}): {causes}"
+            # Said as it was: a deferred write is tried again by the next run, not refused.
+            outcome = "failed or was deferred" if counts.deferred else "failed"
+            found[crm] = f"every {crm} write of the run {outcome} ({missed}): {causes}"
         return found
 
     def as_dict(self) -> dict[str, Any]:
