@@ -95,7 +95,7 @@ from leadsync.sync.ingest import (
     to_snapshot,
 )
 from leadsync.sync.model import FieldChoice, Lead, Match, MatchKind, Snapshot
-from leadsync.sync.owner_names import learn_names, owner_directory
+from leadsync.sync.owner_names import learn_names, owner_directory, unknown_owners
 from leadsync.sync.people import PeopleDecisions, match_people
 from leadsync.sync.plan import (
     MovesBack,
@@ -304,6 +304,8 @@ class RunSummary:
                 crm: asdict(calls) for crm, calls in sorted(self.plan.calls.items())
             }
             summary["changes"] = self.plan.change_count
+            if self.plan.owner_name_calls:
+                summary["owner_name_calls"] = dict(sorted(self.plan.owner_name_calls.items()))
         return summary
 
 
@@ -380,6 +382,8 @@ class SyncEngine:
         )
         # A plan's handoff step: previews, never hands off.
         self._previewing: HandoffStep | None = None
+        # A plan's: the owners of the clocks its merges would start (a sync names them).
+        self._planned_clock_owners: set[str] = set()
         # The CRM that names the clocks' owners, for the reports.
         self._owner_directory = owner_directory(
             self._connectors,
@@ -502,6 +506,7 @@ class SyncEngine:
             # Handoffs a kill cut off are taken up again, whether their records changed or not.
             overdue = sorted(set(overdue) | set(self._store.handoffs.unfinished()))
         self._previewing = None
+        self._planned_clock_owners = set()
         if self._handoff_crm is not None and not summary.wrote:
             # One preview for the run: its round-robin goes on from slice to slice.
             self._previewing = self._handoff_step(summary.run_id)
@@ -519,6 +524,10 @@ class SyncEngine:
                 target = self._connectors[self._handoff_crm]
                 assert isinstance(target, HandoffTarget)
                 summary.handoff_plan.estimate(target)
+            if not summary.wrote and self._owner_directory is not None:
+                summary.plan = replace(
+                    summary.plan, owner_name_calls=self._owner_name_calls(summary)
+                )
         if summary.wrote and self._monitor is not None:
             # Breaches recorded and announced. Under the service the volume pacing and the
             # webhook are the SLA job's, which no sync should wait for.
@@ -535,6 +544,18 @@ class SyncEngine:
                 self._store.sla.owners(),
                 now=self._clock(),
             )
+
+    def _owner_name_calls(self, summary: RunSummary) -> dict[str, int]:
+        """A plan's count of the calls the sync's naming of the clocks' owners makes (see
+        `settle`): the owners of the clocks stored and of those the plan's merges start, but
+        those the store can name and those the handoff names first (its preview counts them)."""
+        directory = self._owner_directory
+        assert directory is not None
+        owners = self._store.sla.owners() | self._planned_clock_owners
+        if summary.handoff_plan is not None and self._handoff_crm == directory.crm:
+            owners -= summary.handoff_plan.unnamed
+        unknown = unknown_owners(self._store.handoffs, directory.crm, owners, now=self._clock())
+        return {directory.crm: directory.owner_name_calls(unknown)}
 
     def _recheck_reviews(self) -> None:
         """The records waiting in review are matched again with the pending ones: one whose
@@ -1067,6 +1088,10 @@ class SyncEngine:
         summary.transitions += sum(len(m.transitions) for m in merged)
         summary.clocks_started += sum(len(m.clocks.opened) for m in merged)
         summary.clocks_stopped += sum(len(m.clocks.stopped) for m in merged)
+        if not summary.wrote:
+            self._planned_clock_owners.update(
+                clock.owner for m in merged for clock in m.clocks.opened if clock.owner
+            )
         if persist:
             self._persist(summary.run_id, matches, merged, people)
         return merged
