@@ -22,7 +22,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="run one full sync cycle and print what it did",
         description="One cycle, as the service runs it: pull what changed in each CRM, match, "
         "reconcile, score and stage the leads, write back, hand off, check the SLA clocks; "
-        "then print what it did. Exit 1 if every write to a CRM failed.",
+        "then print what it did. Exit 1 if every write to a CRM failed or was deferred "
+        "(a write held back, the record having changed since the pull, is neither).",
     )
     add_config_option(sync)
     sync.add_argument(

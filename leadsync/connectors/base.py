@@ -49,6 +49,7 @@ A connector that leads can be handed off to (`HandoffTarget`, Salesforce) also h
                                                    CRM's own assignment rules picked
     owner_names(owner_ids)                      -> their names, for the reports (those it
                                                    cannot name, a user deleted, left out)
+    owner_name_calls(owner_ids)                 -> the calls owner_names(owner_ids) makes
     handoff_calls(records=, lookups=, owners=, assigned=)
                                                 -> the calls a handoff would cost, by kind
 
@@ -59,8 +60,8 @@ also has:
                                                    takes: the check before a write reads
                                                    whole only the records whose stamp moved
 
-`owner_names` alone is an `OwnerDirectory`: the engine names the owners of SLA clocks by the
-CRM whose owner field the clocks read.
+`owner_names` and `owner_name_calls` alone are an `OwnerDirectory`: the engine names the
+owners of SLA clocks by the CRM whose owner field the clocks read (and a plan counts its calls).
 
 Paging, auth, retries and throttling live inside a connector; the engine sees only these.
 """
@@ -369,11 +370,14 @@ class StampReader(Protocol):
 
 @runtime_checkable
 class OwnerDirectory(Protocol):
-    """A CRM that names its owners (users, queues) by their ids, for the reports."""
+    """A CRM that names its owners (users, queues) by their ids, for the reports, and says
+    what naming them costs (a plan counts it)."""
 
     crm: str
 
     def owner_names(self, owner_ids: Sequence[str]) -> dict[str, str]: ...
+
+    def owner_name_calls(self, owner_ids: Sequence[str]) -> int: ...
 
 
 @runtime_checkable
@@ -393,6 +397,8 @@ class HandoffTarget(Protocol):
     def owners_of(self, record_ids: Sequence[str]) -> dict[str, str]: ...
 
     def owner_names(self, owner_ids: Sequence[str]) -> dict[str, str]: ...
+
+    def owner_name_calls(self, owner_ids: Sequence[str]) -> int: ...
 
     def handoff_calls(
         self, *, records: int, lookups: int, owners: int, assigned: int = 0

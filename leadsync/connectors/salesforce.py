@@ -155,10 +155,12 @@ _OWNER_QUERIES = (
     "SELECT Id FROM Group WHERE Type = 'Queue'",
 )
 
-# The names of owners: users, then queues (a queue is a Group).
+# The names of owners: users and queues (a queue is a Group), each asked only the ids of its
+# key prefix (every Salesforce id opens with its object's): a record's owner is one or the
+# other, and the calls are then known before the answers (`owner_name_calls`).
 _OWNER_NAME_QUERIES = (
-    ("User", "SELECT Id, Name FROM User WHERE Id IN {}"),
-    ("Group", "SELECT Id, Name FROM Group WHERE Id IN {}"),
+    ("User", "005", "SELECT Id, Name FROM User WHERE Id IN {}"),
+    ("Group", "00G", "SELECT Id, Name FROM Group WHERE Id IN {}"),
 )
 
 # Ids per SOQL `IN (...)` read: the size of a collection write, so one read per write batch.
@@ -436,22 +438,26 @@ class SalesforceConnector:
         }
 
     def owner_names(self, owner_ids: Sequence[str]) -> dict[str, str]:
-        """Owner id -> name, of the users and queues among `owner_ids` (200 a query of each;
-        a queue's id never answers the users' query, so both are asked only what is left).
-        A value that is no Salesforce id (an owner field a mapping reads from text) names
-        nobody and is not sent: one would fail the whole query, and a long one its URI."""
-        left = sorted({owner for owner in owner_ids if _RECORD_ID.match(owner)})
+        """Owner id -> name, of the users and queues among `owner_ids` (200 a query of each,
+        each asked the ids of its key prefix). A value that is no user's or queue's id (an
+        owner field a mapping reads from text) names nobody and is not sent: one would fail
+        the whole query, and a long one its URI."""
         names: dict[str, str] = {}
-        for object_name, query in _OWNER_NAME_QUERIES:
-            for start in range(0, len(left), COLLECTION_IDS):
-                chunk = left[start : start + COLLECTION_IDS]
+        for (object_name, query), owners in _owners_by_object(owner_ids):
+            for start in range(0, len(owners), COLLECTION_IDS):
+                chunk = owners[start : start + COLLECTION_IDS]
                 soql = format_soql(query, chunk)
                 answer = self._call(f"name {len(chunk)} {object_name} owners", _query_with(soql))
                 for row in answer.get("records", []):
                     if row.get("Name"):
                         names[str(row["Id"])] = str(row["Name"])
-            left = [owner for owner in left if owner not in names]
         return names
+
+    def owner_name_calls(self, owner_ids: Sequence[str]) -> int:
+        """The calls `owner_names(owner_ids)` makes: what a plan counts for it."""
+        return sum(
+            math.ceil(len(owners) / COLLECTION_IDS) for _, owners in _owners_by_object(owner_ids)
+        )
 
     def fetch(
         self, record_ids: Sequence[str], *, fields: Sequence[str], object_name: str | None = None
@@ -1145,6 +1151,15 @@ def _isolating_unparseable(
         return _isolating_unparseable(items[:middle], send, refused) + _isolating_unparseable(
             items[middle:], send, refused
         )
+
+
+def _owners_by_object(owner_ids: Sequence[str]) -> list[tuple[tuple[str, str], list[str]]]:
+    """(object name, names query) -> the ids among `owner_ids` of that object, by prefix."""
+    ids = sorted({owner for owner in owner_ids if _RECORD_ID.match(owner)})
+    return [
+        ((object_name, query), [owner for owner in ids if owner.startswith(prefix)])
+        for object_name, prefix, query in _OWNER_NAME_QUERIES
+    ]
 
 
 def _round_result(record_id: str, outcome: RecordOutcome, round_: int) -> WriteResult:

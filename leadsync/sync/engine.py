@@ -63,7 +63,7 @@ from leadsync.mapping.definition import LeadDefinition
 from leadsync.mapping.fields import CONTACT, FieldMap
 from leadsync.mapping.lifecycle import Stage, Transition, next_transitions
 from leadsync.mapping.scoring import score_lead
-from leadsync.mapping.transforms import TransformError
+from leadsync.mapping.transforms import TransformError, is_blank
 from leadsync.mapping.types import CRM_NAMES, CRMS
 from leadsync.sync.carry import Queued, WriteCarry
 from leadsync.sync.collector import old_objects_left_alone
@@ -77,7 +77,7 @@ from leadsync.sync.handoff import (
     MergedLead,
     handoff_target,
 )
-from leadsync.sync.handoff_ledger import Handoff
+from leadsync.sync.handoff_ledger import CREATED, Handoff
 from leadsync.sync.identity import (
     CROSS_REFERENCED_CRM,
     InMemoryIdentityIndex,
@@ -95,7 +95,7 @@ from leadsync.sync.ingest import (
     to_snapshot,
 )
 from leadsync.sync.model import FieldChoice, Lead, Match, MatchKind, Snapshot
-from leadsync.sync.owner_names import learn_names, owner_directory
+from leadsync.sync.owner_names import learn_names, owner_directory, unknown_owners
 from leadsync.sync.people import PeopleDecisions, match_people
 from leadsync.sync.plan import (
     MovesBack,
@@ -209,6 +209,34 @@ class CrmCounts:
         return sorted(self.failures.items(), key=lambda item: (-item[1].count, item[0]))
 
 
+def _first_sight_of_created(
+    snapshots: Mapping[str, Snapshot],
+    choices: Mapping[str, FieldChoice],
+    previous: Lead | None,
+    created: tuple[str, str] | None,
+) -> frozenset[str]:
+    """The fields a record leadsync's handoff created brings at its first pull (linked to no
+    lead yet) where the lead held no value: what the CRM gave the record leadsync made (a
+    default Status, the owner leadsync sent), come back. A value the lead held is not one."""
+    if created is None or previous is None:
+        return frozenset()
+    crm, record_id = created
+    snapshot = snapshots.get(crm)
+    if snapshot is None or snapshot.record_id != record_id or snapshot.lead_id is not None:
+        return frozenset()
+    return frozenset(
+        name
+        for name, choice in choices.items()
+        if choice.crm == crm and is_blank(previous.values.get(name))
+    )
+
+
+def _without(lead: Lead, echoed: frozenset[str]) -> Lead:
+    """`lead` as a run's count compares it: without why its values won, nor the `echoed`."""
+    values = {name: value for name, value in lead.values.items() if name not in echoed}
+    return replace(lead, values=values, choices={})
+
+
 @dataclass
 class RunSummary:
     run_id: str
@@ -238,12 +266,16 @@ class RunSummary:
     _stage_of: dict[str, str] = field(default_factory=dict, repr=False)
     _changed: set[str] = field(default_factory=set, repr=False)
 
-    def count_merged(self, lead: Lead, previous: Lead | None) -> None:
+    def count_merged(
+        self, lead: Lead, previous: Lead | None, *, echoed: frozenset[str] = frozenset()
+    ) -> None:
         """Count a merged lead in `leads_changed` and `stages`, once however often merged.
         A lead changed when what it says of the person did: its values, score or stage. Why
         a value won (`choices`) is explanation, and moves when leadsync's own write comes back
-        from the other CRM ("both hold the same value"): that is no change."""
-        if previous is None or replace(previous, choices={}) != replace(lead, choices={}):
+        from the other CRM ("both hold the same value"): that is no change. Nor is the value
+        of a field in `echoed`, leadsync's own write come back (a stage it wrote, read back
+        into a field it only pulls): the run that wrote it counted the change."""
+        if previous is None or _without(previous, echoed) != _without(lead, echoed):
             self._changed.add(lead.lead_id)
             self.leads_changed = len(self._changed)
         before = self._stage_of.get(lead.lead_id)
@@ -256,7 +288,10 @@ class RunSummary:
 
     def every_write_failed(self) -> dict[str, str]:
         """CRM -> what went wrong, for each CRM the run tried to write to and could not write
-        a single record: a run to report as failed, with its causes."""
+        a single record: a run to report as failed, with its causes. A deferred write counts:
+        the CRM was away (5xx, locked rows, outlasting the retries), a CRM down. A write held
+        back by design (the record changed or went since the pull) or waiting for a later
+        batch of the run is no try: it is never counted as deferred."""
         found = {}
         for crm, counts in sorted(self.crms.items()):
             missed = counts.failed + counts.deferred
@@ -266,7 +301,9 @@ class RunSummary:
                 f"{category} ×{cause.count}, e.g. {cause.example}"
                 for category, cause in counts.causes()
             )
-            found[crm] = f"every {crm} write of the run failed ({missed}): {causes}"
+            # Said as it was: a deferred write is tried again by the next run, not refused.
+            outcome = "failed or was deferred" if counts.deferred else "failed"
+            found[crm] = f"every {crm} write of the run {outcome} ({missed}): {causes}"
         return found
 
     def as_dict(self) -> dict[str, Any]:
@@ -299,6 +336,8 @@ class RunSummary:
                 crm: asdict(calls) for crm, calls in sorted(self.plan.calls.items())
             }
             summary["changes"] = self.plan.change_count
+            if self.plan.owner_name_calls:
+                summary["owner_name_calls"] = dict(sorted(self.plan.owner_name_calls.items()))
         return summary
 
 
@@ -324,6 +363,8 @@ class _Merged:
     # record (a Contact no lead names), and why such a record waits in review (`sync.people`).
     person: Related | None = None
     person_review: str = ""
+    # The canonical fields whose value is leadsync's own write come back (`own_values`).
+    echoed: frozenset[str] = frozenset()
 
 
 class SyncEngine:
@@ -375,6 +416,8 @@ class SyncEngine:
         )
         # A plan's handoff step: previews, never hands off.
         self._previewing: HandoffStep | None = None
+        # A plan's: the owners of the clocks its merges would start (a sync names them).
+        self._planned_clock_owners: set[str] = set()
         # The CRM that names the clocks' owners, for the reports.
         self._owner_directory = owner_directory(
             self._connectors,
@@ -497,6 +540,7 @@ class SyncEngine:
             # Handoffs a kill cut off are taken up again, whether their records changed or not.
             overdue = sorted(set(overdue) | set(self._store.handoffs.unfinished()))
         self._previewing = None
+        self._planned_clock_owners = set()
         if self._handoff_crm is not None and not summary.wrote:
             # One preview for the run: its round-robin goes on from slice to slice.
             self._previewing = self._handoff_step(summary.run_id)
@@ -514,6 +558,10 @@ class SyncEngine:
                 target = self._connectors[self._handoff_crm]
                 assert isinstance(target, HandoffTarget)
                 summary.handoff_plan.estimate(target)
+            if not summary.wrote and self._owner_directory is not None:
+                summary.plan = replace(
+                    summary.plan, owner_name_calls=self._owner_name_calls(summary)
+                )
         if summary.wrote and self._monitor is not None:
             # Breaches recorded and announced. Under the service the volume pacing and the
             # webhook are the SLA job's, which no sync should wait for.
@@ -530,6 +578,18 @@ class SyncEngine:
                 self._store.sla.owners(),
                 now=self._clock(),
             )
+
+    def _owner_name_calls(self, summary: RunSummary) -> dict[str, int]:
+        """A plan's count of the calls the sync's naming of the clocks' owners makes (see
+        `settle`): the owners of the clocks stored and of those the plan's merges start, but
+        those the store can name and those the handoff names first (its preview counts them)."""
+        directory = self._owner_directory
+        assert directory is not None
+        owners = self._store.sla.owners() | self._planned_clock_owners
+        if summary.handoff_plan is not None and self._handoff_crm == directory.crm:
+            owners -= summary.handoff_plan.unnamed
+        unknown = unknown_owners(self._store.handoffs, directory.crm, owners, now=self._clock())
+        return {directory.crm: directory.owner_name_calls(unknown)}
 
     def _recheck_reviews(self) -> None:
         """The records waiting in review are matched again with the pending ones: one whose
@@ -1040,6 +1100,7 @@ class SyncEngine:
         written = self._written_to(records, lead_ids)
         unseen = self._unseen_writes(records, lead_ids)
         previous = self._store.leads(lead_ids)
+        created = self._created_records(lead_ids)
         running = self._store.sla.running(lead_ids) if self._sla else {}
         watching_since = self._store.first_run_at() if self._sla else None
         merged = [
@@ -1054,17 +1115,32 @@ class SyncEngine:
                 person_review=people.in_review.get(lead_id, ""),
                 deal=deals.get(lead_id, {}),
                 unseen=unseen,
+                created=created.get(lead_id),
             )
             for lead_id in lead_ids
         ]
         for m in merged:
-            summary.count_merged(m.lead, previous.get(m.lead.lead_id))
+            summary.count_merged(m.lead, previous.get(m.lead.lead_id), echoed=m.echoed)
         summary.transitions += sum(len(m.transitions) for m in merged)
         summary.clocks_started += sum(len(m.clocks.opened) for m in merged)
         summary.clocks_stopped += sum(len(m.clocks.stopped) for m in merged)
+        if not summary.wrote:
+            self._planned_clock_owners.update(
+                clock.owner for m in merged for clock in m.clocks.opened if clock.owner
+            )
         if persist:
             self._persist(summary.run_id, matches, merged, people)
         return merged
+
+    def _created_records(self, lead_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """Lead id -> (CRM, record id) of the record its handoff created, where it did."""
+        if self._handoff_crm is None:
+            return {}
+        return {
+            lead_id: (handoff.crm, handoff.record_id)
+            for lead_id, handoff in self._store.handoffs.of(lead_ids).items()
+            if handoff.status == CREATED and handoff.record_id
+        }
 
     def _match_people(
         self, records: Mapping[str, Sequence[Snapshot]], lead_ids: Sequence[str]
@@ -1174,7 +1250,10 @@ class SyncEngine:
         person_review: str = "",
         deal: Mapping[str, FieldChoice] | None = None,
         unseen: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+        created: tuple[str, str] | None = None,
     ) -> _Merged:
+        """One lead merged from its records; `created`: the (CRM, record id) of the record
+        its handoff created, if any."""
         snapshots = one_per_crm(records)
         # A person record's opportunity speaks where no lead record of its CRM does; what one
         # gave before and gives no more (its role deleted) is no longer the person's.
@@ -1245,7 +1324,10 @@ class SyncEngine:
                 unwritable.reason,
             )
             updates = {}
-        return _Merged(lead, snapshots, transitions, updates, clocks, person, person_review)
+        echoed = mine | _first_sight_of_created(snapshots, choices, previous, created)
+        return _Merged(
+            lead, snapshots, transitions, updates, clocks, person, person_review, echoed=echoed
+        )
 
     def reevaluate(self, lead_ids: Sequence[str]) -> list[Reevaluated]:
         """These leads merged again from what the store holds, under this engine's mapping and

@@ -34,13 +34,20 @@ def known_owners(ledger: HandoffLedger, crm: str, *, now: datetime) -> set[str]:
     return ledger.known(crm, asked_since=now - ASK_AGAIN_AFTER)
 
 
+def unknown_owners(
+    ledger: HandoffLedger, crm: str, owners: Iterable[str], *, now: datetime
+) -> list[str]:
+    """Those of `owners` to ask `crm` the names of at `now`: neither named nor asked lately."""
+    return sorted({owner for owner in owners if owner} - known_owners(ledger, crm, now=now))
+
+
 def learn_names(
     ledger: HandoffLedger, directory: OwnerDirectory, owners: Iterable[str], *, now: datetime
 ) -> None:
     """Ask `directory` the names of those of `owners` the store cannot name (see the
     module's docstring), and keep them; a CRM that does not answer is logged, not raised."""
     crm = directory.crm
-    unknown = sorted({owner for owner in owners if owner} - known_owners(ledger, crm, now=now))
+    unknown = unknown_owners(ledger, crm, owners, now=now)
     if not unknown:
         return
     try:

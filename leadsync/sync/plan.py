@@ -503,6 +503,10 @@ class PlanSummary:
     changes: tuple[FieldChange, ...]
     calls: Mapping[str, ApiCalls] = field(default_factory=dict)
     field_counts: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    # CRM -> the calls naming the owners of SLA clocks the store cannot name yet, which a
+    # writing sync makes after its SLA check (`leadsync.sync.owner_names`); the handoff's own
+    # are its preview's.
+    owner_name_calls: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def change_count(self) -> int:
@@ -517,6 +521,11 @@ class PlanSummary:
         lines = [
             f"{calls.crm}: {calls.records} record(s), about {calls.calls} call(s) ({calls.how})"
             for calls in self.calls.values()
+        ]
+        lines += [
+            f"{crm}: about {calls} call(s) naming the owners of SLA clocks"
+            for crm, calls in sorted(self.owner_name_calls.items())
+            if calls
         ]
         lines += [f"  {crm} {name}: {count}" for (crm, name), count in self.per_field().items()]
         return lines

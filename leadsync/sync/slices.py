@@ -45,14 +45,16 @@ class Slice:
 
 class PersonGroups:
     """A union-find over records and the keys they share: records that share a key, directly
-    or through others, are one group."""
+    or through others, are one group. Of single use: filled, then sliced once (`slices`)."""
 
     def __init__(self) -> None:
         self._parent: dict[Hashable, Hashable] = {}
         self._records: list[RecordKey] = []
         self._leads: list[str] = []
+        self._sliced = False
 
     def add_record(self, record: RecordKey, keys: Iterable[Hashable]) -> None:
+        self._still_open()
         node = ("record", *record)
         self._parent.setdefault(node, node)
         self._records.append(record)
@@ -61,6 +63,7 @@ class PersonGroups:
 
     def join(self, keys: Iterable[Hashable]) -> None:
         """Make `keys` one group's: a stored lead's key with its records' emails and references."""
+        self._still_open()
         first, *others = [("key", key) for key in keys]
         self._parent.setdefault(first, first)
         for other in others:
@@ -68,6 +71,7 @@ class PersonGroups:
 
     def add_lead(self, lead_id: str) -> None:
         """A lead to merge whatever its records do; with the records linked to it, if any."""
+        self._still_open()
         node = ("key", ("lead", lead_id))
         self._parent.setdefault(node, node)
         self._leads.append(lead_id)
@@ -76,7 +80,21 @@ class PersonGroups:
         """Whole groups in slices of at least `size` members (the last may be smaller), in the
         order the records were added. Called once: the union-find is let go before the first
         slice is handed out, and only each slice's own ids are built, as its turn comes (a
-        Slice per group held for the whole settle cost ~0.5 KB a record)."""
+        Slice per group held for the whole settle cost ~0.5 KB a record). A second call
+        raises RuntimeError at once: nothing is left to group by (a settle that needs the
+        slices again builds its groups again)."""
+        if self._sliced:
+            raise RuntimeError(
+                "PersonGroups hands out its slices() once: its groups are let go as they go"
+            )
+        self._sliced = True
+        return self._slices(size)
+
+    def _still_open(self) -> None:
+        if self._sliced:
+            raise RuntimeError("PersonGroups takes no record, key or lead after its slices")
+
+    def _slices(self, size: int) -> Iterator[Slice]:
         # Each record's and lead's group, numbered in the order groups are first met.
         numbers: dict[Hashable, int] = {}
         record_groups = array("l", (self._number(numbers, ("record", *r)) for r in self._records))

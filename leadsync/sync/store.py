@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import uuid
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence, Set
@@ -1661,7 +1662,7 @@ def _stored_choices(lead: Lead) -> Any:
             name in values
             and type(held := values[name]) is type(value)
             and type(value) in _SCALAR_VALUES
-            and (held is value or held == value)
+            and (held is value or _stands_in(held, value))
         ):
             odd[name] = value
     stored = [list(crms), list(rules), [list(kind) for kind in kinds], "".join(picks), odd]
@@ -1686,7 +1687,7 @@ def _listed_choices(lead: Lead) -> Any:
         if not (
             type(held) is type(value)
             and type(value) in _SCALAR_VALUES
-            and (held is value or held == value)
+            and (held is value or _stands_in(held, value))
         ):
             entry.append(value)
         fields[name] = entry
@@ -1694,6 +1695,17 @@ def _listed_choices(lead: Lead) -> Any:
 
 
 _MISSING = object()
+
+
+def _stands_in(held: Any, value: Any) -> bool:
+    """Whether the lead's value `held`, equal in type to a choice's `value` and not the same
+    object, reads back as `value` would: equal, and a float of the same sign (0.0 == -0.0,
+    and JSON keeps the sign). Two datetimes of one instant do: the store keeps each as UTC.
+    (A merge's choices hold the lead's very values: `held is value` decides, this is never
+    asked.)"""
+    if held != value:
+        return False
+    return type(value) is not float or math.copysign(1.0, held) == math.copysign(1.0, value)
 
 
 @functools.lru_cache(maxsize=256)

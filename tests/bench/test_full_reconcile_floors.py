@@ -135,6 +135,9 @@ class _SalesforceLike(_HubSpotLike):
     def owner_names(self, owner_ids: Any) -> dict[str, str]:
         return {}
 
+    def owner_name_calls(self, owner_ids: Any) -> int:
+        return 0
+
     def handoff_calls(self, **counts: int) -> dict[str, int]:
         return {}
 

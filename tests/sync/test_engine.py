@@ -75,6 +75,45 @@ def test_second_and_third_runs_with_no_crm_changes_make_no_write_calls(
         assert sum(c.held_back for c in again.crms.values()) == 0
 
 
+def test_the_sync_after_the_first_counts_no_lead_changed_for_echoes(
+    sandbox: Sandbox, config: Config
+) -> None:
+    # The first sync wrote stages to HubSpot's lifecycle stage and handed leads off to
+    # Salesforce; the next pull brings them back into fields leadsync only pulls (HubSpot's
+    # lifecycle stage, the new Salesforce leads' Status, owner, conversion): leadsync's own
+    # writes and creations come back, no person's change.
+    first = cycle(config)
+    assert first.handoff is not None
+    assert first.handoff.handed_off > 0
+    sandbox.hubspot.settle_search()
+    again = cycle(config)
+    assert sum(c.pulled for c in again.crms.values()) > 0  # the echoes were pulled
+    assert again.leads_changed == 0
+
+
+def test_a_persons_edit_after_the_first_sync_is_still_a_changed_lead(
+    sandbox: Sandbox, config: Config
+) -> None:
+    cycle(config)
+    sandbox.hubspot.settle_search()
+    cycle(config)
+    contacts = sandbox.hubspot.snapshot()
+    # A pull-only field leadsync writes too, set by a person to another value than leadsync's;
+    # and a field both CRMs hold.
+    staged = next(
+        c
+        for c in contacts
+        if c["properties"].get("leadsync_score")
+        and c["properties"].get("lifecyclestage") == "marketingqualifiedlead"
+    )
+    titled = next(c for c in contacts if c["id"] != staged["id"])
+    sandbox.hubspot.set_activity(int(staged["id"]), {"lifecyclestage": "salesqualifiedlead"})
+    sandbox.hubspot.set_activity(int(titled["id"]), {"jobtitle": "Chief Edited Officer"})
+    sandbox.hubspot.settle_search()
+    edited = cycle(config)
+    assert edited.leads_changed == 2
+
+
 def test_a_run_that_search_shows_a_backward_stage_move_half_done_writes_nothing(
     sandbox_settings: SandboxSettings, tmp_path: Path
 ) -> None:

@@ -945,6 +945,54 @@ class _EditsBeforeWrite:
         return getattr(self._inner, name)
 
 
+def test_a_run_whose_every_hubspot_write_was_held_back_is_no_failure(
+    sandbox: Sandbox, config: Config
+) -> None:
+    # Every contact archived once the pull is over: each planned write meets a record gone
+    # since the pull and is held back by design (the next pull brings the archive), so no
+    # HubSpot write lands, and none failed or was deferred.
+    def archive_every_contact() -> None:
+        ids = [{"id": c["id"]} for c in sandbox.hubspot.snapshot()]
+        for start in range(0, len(ids), 100):
+            answer = requests.post(
+                f"{sandbox.url}/crm/v3/objects/contacts/batch/archive",
+                headers={"Authorization": "Bearer sandbox-token"},
+                json={"inputs": ids[start : start + 100]},
+                timeout=10,
+            )
+            assert answer.status_code == 204
+
+    summary = cycle(
+        config,
+        wrap=lambda crm, c: _EditsBeforeWrite(c, archive_every_contact) if crm == "hubspot" else c,
+    )
+    hubspot = summary.crms["hubspot"]
+    assert hubspot.held_back == hubspot.records_to_update > 0
+    assert (hubspot.written, hubspot.failed, hubspot.deferred) == (0, 0, 0)
+    assert summary.every_write_failed() == {}  # what `sync --once` exits 1 for
+    with Store(config.database_url) as store:
+        assert [run.status for run in store.runs(1)] == ["succeeded"]
+
+
+def test_a_run_whose_every_hubspot_write_was_deferred_fails_saying_so(
+    sandbox: Sandbox, config: Config
+) -> None:
+    # HubSpot away for every write (503s outlasting the retries): the writes are deferred to
+    # the next run, and the run, in which HubSpot took none, is one failed at run time (a CRM
+    # down: exit 1), its message saying they were deferred, not refused.
+    sandbox.faults.fail_requests(RequestFault("POST", BATCH_UPDATE, 503))
+    summary = cycle(config)
+    hubspot = summary.crms["hubspot"]
+    assert hubspot.deferred == hubspot.records_to_update > 0
+    assert re.fullmatch(
+        r"every hubspot write of the run failed or was deferred \((\d+)\): "
+        r"\w+ ×\1, e\.g\. record \d+",
+        summary.every_write_failed()["hubspot"],
+    )
+    with Store(config.database_url) as store:
+        assert [run.status for run in store.runs(1)] == ["failed"]
+
+
 def test_the_held_back_column_adds_the_rows_up(sandbox: Sandbox, tmp_path: Path) -> None:
     config = set_up(bare_config(sandbox, tmp_path))
     contacts = [c["id"] for c in sandbox.hubspot.snapshot()][:5]

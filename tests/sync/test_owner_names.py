@@ -31,10 +31,18 @@ GONE_USER = salesforce_id("005", 90)
 
 
 def _run(
-    config: Config, moment: Moment, asked: list[list[str]], *, away: bool = False
+    config: Config,
+    moment: Moment,
+    asked: list[list[str]],
+    *,
+    away: bool = False,
+    write: bool = True,
+    calls: list[int] | None = None,
+    sandbox: Sandbox | None = None,
 ) -> RunSummary:
-    """One writing sync on `moment`'s clock; each owner names query it makes is added to
-    `asked`; `away`: Salesforce answers none of them."""
+    """One sync (a plan unless `write`) on `moment`'s clock; each owner names query it makes
+    is added to `asked`, and with `sandbox`, the requests it took to `calls`; `away`:
+    Salesforce answers none of them."""
     with open_runtime(config) as runtime:
         connectors: dict[str, Any] = dict(runtime.connectors)
         target = connectors["salesforce"]
@@ -44,7 +52,12 @@ def _run(
             asked.append(sorted(owner_ids))
             if away:
                 raise ConnectorError("salesforce is away", crm="salesforce", status=503)
-            return dict(names(owner_ids))
+            before = _queries(sandbox)
+            try:
+                return dict(names(owner_ids))
+            finally:
+                if calls is not None:
+                    calls.append(_queries(sandbox) - before)
 
         target.owner_names = spy
         engine = SyncEngine(
@@ -54,7 +67,14 @@ def _run(
             runtime.definition,
             clock=lambda: moment.at,
         )
-        return engine.run(write=True)
+        return engine.run(write=write)
+
+
+def _queries(sandbox: Sandbox | None) -> int:
+    """The Salesforce queries the sandbox has answered so far."""
+    if sandbox is None:
+        return 0
+    return int(sandbox.stats.as_dict()["endpoints"].get("salesforce.query", 0))
 
 
 def _known_names(config: Config) -> dict[str, str]:
@@ -240,3 +260,33 @@ def test_explain_shows_the_owners_name_beside_the_id(
     capsys.readouterr()
     assert main(["explain", accepted, "--config", path]) == 0
     assert f"owner {NAMES[owner]} ({owner})" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "owner",
+    [None, GONE_USER],
+    ids=["a user the store cannot name", "a user deleted"],
+)
+def test_a_plan_counts_the_calls_naming_the_clocks_owners_that_the_sync_makes(
+    tmp_path: Path, owner: str | None
+) -> None:
+    moment = Moment(T0)
+    asked: list[list[str]] = []
+    with Sandbox(SETTINGS, clock=moment.seconds) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        owner, _, _ = _synced_then_accepted(sandbox, config, moment, asked, owner)
+        asked.clear()
+        planned = _run(config, moment, asked, write=False)
+        assert asked == []  # a plan asks no name
+        assert planned.plan is not None
+        assert planned.handoff_plan is not None
+        # The sync hands nothing new off: each name it asks is a clock owner's.
+        assert planned.handoff_plan.target_calls.get("owner names", 0) == 0
+        calls: list[int] = []
+        _run(config, moment, asked, calls=calls, sandbox=sandbox)
+    assert [ids for ids in asked if owner in ids] == [[owner]]
+    assert planned.plan.owner_name_calls == {"salesforce": sum(calls)}
+    # The users' query alone: an id of a user, deleted or not, is no queue's.
+    assert sum(calls) == 1
+    assert "salesforce: about 1 call(s) naming the owners of SLA clocks" in planned.plan.lines()
+    assert planned.as_dict()["owner_name_calls"] == {"salesforce": 1}

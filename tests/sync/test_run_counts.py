@@ -34,3 +34,16 @@ def test_a_lead_whose_value_score_or_first_sight_changed_is_counted_once() -> No
     other.count_merged(lead("CTO", won_by="hubspot", score=50), lead("CTO", won_by="hubspot"))
     other.count_merged(replace(lead("CTO", won_by="hubspot"), lead_id="lead-2"), None)
     assert other.leads_changed == 2
+
+
+def test_a_value_that_is_leadsyncs_own_echo_is_no_change_and_another_value_is() -> None:
+    # The stage leadsync wrote to HubSpot's lifecycle stage, read back into a field it only
+    # pulls: the run that wrote it counted the change.
+    before = replace(lead("CTO", won_by="hubspot"), values={"title": "CTO", "lifecycle": "lead"})
+    echoed = replace(before, values={"title": "CTO", "lifecycle": "marketingqualifiedlead"})
+    summary = RunSummary("run-1", wrote=True, started_at=NOW)
+    summary.count_merged(echoed, before, echoed=frozenset({"lifecycle"}))
+    assert summary.leads_changed == 0
+    edited = replace(echoed, values={**echoed.values, "title": "CEO"})
+    summary.count_merged(edited, before, echoed=frozenset({"lifecycle"}))
+    assert summary.leads_changed == 1

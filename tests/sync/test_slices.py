@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from leadsync.sync.slices import PersonGroups, Slice
 
 
@@ -82,3 +84,20 @@ def test_a_slice_lists_each_crms_records_group_by_group_in_the_order_groups_were
 
     # The Salesforce records follow their people's groups, not the order they were added.
     assert part.records == {"hubspot": ["1", "2"], "salesforce": ["00Q1", "00Q2"]}
+
+
+def test_slices_are_handed_out_once_and_a_second_call_says_so() -> None:
+    # The union-find is let go as the first slice is handed out: a second call (a retry that
+    # kept the groups) would find nothing to group by. It is refused, plainly, at once, as
+    # is a record added after.
+    groups = PersonGroups()
+    groups.add_record(("hubspot", "1"), [("email", "a@x.com")])
+    groups.add_lead("lead-1")
+    first = groups.slices(1)
+    with pytest.raises(RuntimeError, match=r"slices\(\) once"):
+        groups.slices(1)
+    assert [members(part) for part in first] == [{("hubspot", "1")}, set()]
+    with pytest.raises(RuntimeError, match=r"slices\(\) once"):
+        list(groups.slices(1))
+    with pytest.raises(RuntimeError, match="after its slices"):
+        groups.add_record(("hubspot", "2"), [("email", "b@x.com")])

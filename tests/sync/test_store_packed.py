@@ -4,8 +4,9 @@ JSON it holds, and databases written before revision 0014 read the same after it
 
 from __future__ import annotations
 
+import math
 import zlib
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -363,3 +364,35 @@ def test_revision_0014_downgrade_unpacks_what_the_store_wrote_since(database_url
         (row,) = connection.execute(query).all()
     engine.dispose()
     assert tuple(row) == (tables.encode_value(RAW), tables.encode_value(CANONICAL))
+
+
+def test_a_choice_equal_to_the_leads_value_in_another_form_reads_back_as_its_own(
+    database_url: str,
+) -> None:
+    # 0.0 == -0.0, and two datetimes of one instant in two offsets are equal: a choice whose
+    # value is such a twin of the lead's must not read back as the lead's copy. (JSON keeps the
+    # sign of zero; every datetime is kept as UTC, the choice's alone as much as the lead's.)
+    instant = datetime(2026, 3, 6, 10, 28, tzinfo=UTC)
+    values = {"zero": 0.0, "when": instant}
+    choices = {
+        "zero": FieldChoice(-0.0, "hubspot", "r", "hubspot: r"),
+        "when": FieldChoice(instant.astimezone(timezone(timedelta(hours=2))), "hubspot", "r", "x"),
+    }
+    _, back = _choices(Lead("L1", values, choices), database_url)
+    assert math.copysign(1.0, back["zero"].value) == -1.0
+    assert back["when"].value == instant
+    assert back["when"].value.utcoffset() == timedelta(0)
+
+
+def test_a_merged_leads_choices_read_back_as_the_crms_values(database_url: str) -> None:
+    # As the engine makes a lead: its values are its choices' own. Those read back as given,
+    # the sign of zero and the instant kept (as UTC, as every stored datetime).
+    instant = datetime(2026, 3, 6, 10, 28, tzinfo=timezone(timedelta(hours=-5)))
+    choices = {
+        "zero": FieldChoice(-0.0, "hubspot", "r", "hubspot: r"),
+        "when": FieldChoice(instant, "salesforce", "r", "salesforce: r"),
+    }
+    values = {name: choice.value for name, choice in choices.items()}
+    _, back = _choices(Lead("L1", values, choices), database_url)
+    assert math.copysign(1.0, back["zero"].value) == -1.0
+    assert back["when"].value == instant
