@@ -6,6 +6,8 @@ a run cut at any call of the handoff, then run again, ends as if it had not been
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 
 from leadsync.config import Config
+from leadsync.connectors.base import RecordUpdate, WriteResult, WriteStatus
 from leadsync.reports.build import report_for
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
@@ -320,3 +323,65 @@ def test_sla_and_the_report_show_system_and_human_delay_apart_and_name_the_probl
     assert not any(row["owner"] in text for row in speed["by_owner"])
     assert "human delay (handed off -> accepted): median 3 working h" in text
     assert "cannot hand off: requires company present: 1" in text
+
+
+class _RefusesPlanWithLink:
+    """A HubSpot connector that refuses, once per record, an update carrying both the
+    handoff's new Salesforce id and the plan's other values (as a CRM refuses one bad value),
+    without sending it; everything else goes through. It keeps the ids it refused."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.crm = inner.crm
+        self.refused: set[str] = set()
+
+    def write(self, updates: Sequence[RecordUpdate]) -> list[WriteResult]:
+        refuse = {
+            u.record_id
+            for u in updates
+            if LINK in u.values and len(u.values) > 1 and u.record_id not in self.refused
+        }
+        self.refused |= refuse
+        sent = self._inner.write([u for u in updates if u.record_id not in refuse])
+        results = {r.record_id: r for r in sent}
+        refusal = WriteResult("", WriteStatus.FAILED, "invalid_option", "refused for the test")
+        return [
+            results.get(u.record_id) or replace(refusal, record_id=u.record_id) for u in updates
+        ]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+LINK = "salesforceleadid"
+
+
+def test_a_link_whose_record_refused_the_plans_values_is_written_alone_and_lands(
+    tmp_path: Path,
+) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        with open_runtime(config) as runtime:
+            hubspot = _RefusesPlanWithLink(runtime.connectors["hubspot"])
+            connectors = {**runtime.connectors, "hubspot": hubspot}
+            engine = SyncEngine(
+                runtime.store, connectors, runtime.field_map, runtime.definition, clock=lambda: NOW
+            )
+            first = engine.run(write=True)
+        assert hubspot.refused  # the path under test was taken
+        created = {h.lead_id: h for h in handoffs(config) if h.status == CREATED}
+        contacts = contacts_by_id(sandbox)
+        with open_runtime(config, connect=False) as runtime:
+            lead_of = runtime.store.lead_ids_for("hubspot", sorted(hubspot.refused))
+        for contact_id in hubspot.refused:
+            handoff = created[lead_of[contact_id]]
+            # The plan's values were refused; the link, written alone, landed all the same.
+            assert contacts[contact_id][LINK] == handoff.record_id
+            assert handoff.linked_at is not None
+        assert first.handoff is not None
+        assert first.handoff.linked == len(created)
+        # Nothing is handed off twice: the next run creates no Salesforce lead.
+        again = sync(config)
+        assert again.handoff is not None
+        assert again.handoff.handed_off == 0
+        assert len(handed_off_leads(sandbox)) == len(created)
