@@ -66,7 +66,8 @@ TARGETS: tuple[Target, ...] = (
         scale={"stored": 1_000_000},
     ),
     Target(
-        "store size per lead, after a first sync of 100,000 leads per CRM (SQLite file ÷ leads)",
+        "store size per lead, after a first sync of 100,000 leads per CRM and the next sync "
+        "(SQLite file ÷ leads)",
         FULL, "store_kb_per_lead", 3, "KB", "11–15 KB", scale={"leads": 100_000},
     ),
     Target(
