@@ -167,6 +167,9 @@ def _revert_crm(
                 result.status,
                 result.category,
                 result.message,
+                # A stage put back is a clear then a set, as a sync's backward move: the
+                # version between them, older than this stamp, is leadsync's own too.
+                result.modified_at,
             )
             for name, value in sorted(update.values.items())
         )
