@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
+from itertools import islice
 from typing import Any, TypeVar
 from urllib.parse import quote_plus, urlsplit
 
@@ -780,10 +781,15 @@ class SalesforceConnector:
         )
 
     def _read_bulk(self, query: _Query) -> Iterator[list[CrmRecord]]:
+        """A Bulk result page (50,000 rows by default) handed on in chunks of a REST page's
+        size, each record built as its row is parsed: the caller stores a chunk, with the
+        cursor past it, before the next is built, so one page is never held as records whole.
+        The chunks only cut what Salesforce sends: no call more."""
         description = self._description_of(query.object_name)
-        for rows in self._bulk.query(query.soql, include_deleted=query.include_deleted):
-            typed = [_typed_row(row, description) for row in rows]
-            yield [r for r in map(query.record, typed) if query.keep(r)]
+        for page in self._bulk.query(query.soql, include_deleted=query.include_deleted):
+            record = _BulkColumns.of(page.header, query.requested, description).record
+            for records in _chunks(map(record, page.rows), self.connection.query_batch_size):
+                yield [r for r in records if query.keep(r)]
 
     # ---------------------------------------------------------------- writing
 
@@ -1069,12 +1075,69 @@ def _stamp(text: str) -> datetime:
     return moment.astimezone(UTC)
 
 
-def _typed_row(row: Mapping[str, str], description: ObjectDescription) -> dict[str, Any]:
-    typed = {}
-    for name, cell in row.items():
-        info = description.field(name)
-        typed[name] = typed_value(cell, info.type if info is not None else None)
-    return typed
+# A column of a Bulk result page: its index in each row, and the type of its field.
+_Column = tuple[int, FieldType | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _BulkColumns:
+    """Where a Bulk result page holds each value a record needs, and its type, worked out
+    once from the page's header (its column order is not stable). Builds what `_Query.record`
+    builds from the same row as REST returns it, with values typed as REST types them."""
+
+    id: _Column
+    stamp: _Column
+    deleted: _Column | None
+    fields: tuple[tuple[str, _Column | None], ...]
+
+    @classmethod
+    def of(
+        cls, header: Sequence[str], requested: Sequence[str], description: ObjectDescription
+    ) -> _BulkColumns:
+        # Read case-blind, as `_Query.record` reads REST's keys.
+        where = {name.lower(): index for index, name in enumerate(header)}
+
+        def column(name: str) -> _Column | None:
+            index = where.get(name.lower())
+            if index is None:
+                return None
+            info = description.field(header[index])
+            return index, info.type if info is not None else None
+
+        def required(name: str) -> _Column:
+            found = column(name)
+            if found is None:
+                raise KeyError(name.lower())
+            return found
+
+        return cls(
+            required("Id"),
+            required("SystemModstamp"),
+            column("IsDeleted"),
+            tuple((name, column(name)) for name in requested),
+        )
+
+    def record(self, row: Sequence[str]) -> CrmRecord:
+        return CrmRecord(
+            CRM,
+            str(_cell(row, self.id)),
+            _stamp(str(_cell(row, self.stamp))),
+            {name: _cell(row, column) for name, column in self.fields},
+            deleted=bool(_cell(row, self.deleted)),
+        )
+
+
+def _cell(row: Sequence[str], column: _Column | None) -> Any:
+    if column is None:
+        return None
+    index, kind = column
+    # A short row lacks its last cells, which `csv.DictReader` read as null.
+    return typed_value(row[index], kind) if index < len(row) else None
+
+
+def _chunks(items: Iterator[T], size: int) -> Iterator[list[T]]:
+    while chunk := list(islice(items, max(size, 1))):
+        yield chunk
 
 
 # ------------------------------------------------------------------------------------ describe

@@ -80,8 +80,8 @@ class BulkJobs:
         self._job_timeout = job_timeout
         self._page_size = page_size
 
-    def query(self, soql: str, *, include_deleted: bool) -> Iterator[list[dict[str, str]]]:
-        """The rows of a query job, one result page (CSV chunk) at a time, read by header."""
+    def query(self, soql: str, *, include_deleted: bool) -> Iterator[ResultPage]:
+        """The rows of a query job, one result page (CSV chunk) at a time, each read lazily."""
         operation = Operation.query_all if include_deleted else Operation.query
         job = self._call("create Bulk query job", lambda c: c.create_job(operation, query=soql))
         job_id = str(job["id"])
@@ -89,8 +89,9 @@ class BulkJobs:
         locator = ""
         while True:
             page = self._query_page(job_id, locator)
-            yield read_csv(page["records"])
             following = page["locator"]
+            # Popped, so that the page's rows hold its text and nothing here outlives them.
+            yield read_result_page(page.pop("records"))
             if not following:
                 return
             if following == locator:
@@ -149,6 +150,37 @@ class BulkJobs:
 
 
 # ------------------------------------------------------------------------------------ reading
+
+
+@dataclass(frozen=True, slots=True)
+class ResultPage:
+    """One page of a query job's results: its header, then its rows as lists of cells in the
+    header's order. The rows are parsed as they are read, so a page of 50,000 rows is held
+    once, as its text, rather than again as cells and dicts."""
+
+    header: list[str]
+    rows: Iterator[list[str]]
+
+
+def read_result_page(text: str) -> ResultPage:
+    """A page of Bulk CSV whose rows are read on demand (column order is not stable: the
+    header says it)."""
+    rows = csv.reader(_lines(text))
+    header = next(rows, [])
+    # Blank lines are no rows (as `csv.DictReader` has it).
+    return ResultPage(header, (row for row in rows if row))
+
+
+def _lines(text: str) -> Iterator[str]:
+    # One line at a time, as `csv.reader` takes them (it joins a quoted cell's lines again):
+    # `io.StringIO(text)` would copy the whole text again at four bytes a character, and
+    # `splitlines` breaks at more than "\n".
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end + 1
+        yield text[start:end]
+        start = end
 
 
 def read_csv(text: str) -> list[dict[str, str]]:

@@ -261,10 +261,12 @@ class RunSummary:
     handoff: HandoffCounts | None = None
     # A plan's: the handoffs the run would make, and their calls (nothing is created).
     handoff_plan: HandoffPreview | None = None
-    # Per lead, so a lead merged twice in one run (a backfill settles again what changed
-    # meanwhile) is counted once, with its last stage.
-    _stage_of: dict[str, str] = field(default_factory=dict, repr=False)
-    _changed: set[str] = field(default_factory=set, repr=False)
+    # Per lead merged, its last stage and whether it changed, so a lead merged twice in one
+    # run (a backfill settles again what changed meanwhile) is counted once, with its last
+    # stage. Each value is one of a few shared pairs (`_marks`): a first sync of 100,000
+    # leads holds one dict entry a lead, not a dict's, a set's and a stage string's.
+    _merged: dict[str, tuple[str, bool]] = field(default_factory=dict, repr=False)
+    _marks: dict[tuple[str, bool], tuple[str, bool]] = field(default_factory=dict, repr=False)
 
     def count_merged(
         self, lead: Lead, previous: Lead | None, *, echoed: frozenset[str] = frozenset()
@@ -275,16 +277,18 @@ class RunSummary:
         from the other CRM ("both hold the same value"): that is no change. Nor is the value
         of a field in `echoed`, leadsync's own write come back (a stage it wrote, read back
         into a field it only pulls): the run that wrote it counted the change."""
-        if previous is None or _without(previous, echoed) != _without(lead, echoed):
-            self._changed.add(lead.lead_id)
-            self.leads_changed = len(self._changed)
-        before = self._stage_of.get(lead.lead_id)
+        changed = previous is None or _without(previous, echoed) != _without(lead, echoed)
+        before, changed_before = self._merged.get(lead.lead_id, (None, False))
+        if changed and not changed_before:
+            self.leads_changed += 1
         if before is not None:
             self.stages[before] -= 1
             if not self.stages[before]:
                 del self.stages[before]
-        self._stage_of[lead.lead_id] = lead.stage or "none"
-        self.stages[lead.stage or "none"] += 1
+        stage = lead.stage or "none"
+        mark = (stage, changed or changed_before)
+        self._merged[lead.lead_id] = self._marks.setdefault(mark, mark)
+        self.stages[mark[0]] += 1
 
     def every_write_failed(self) -> dict[str, str]:
         """CRM -> what went wrong, for each CRM the run tried to write to and could not write

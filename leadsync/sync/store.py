@@ -1084,10 +1084,12 @@ def _upsert_snapshots(
         return
     when = time_param(connection.dialect)
     saved_at = when(now)
-    rows = [
+    # Encoded as `execute_encoded` takes them, WRITE_CHUNK rows at a time: never a whole
+    # page's encoded rows beside its snapshots.
+    rows = (
         _snapshot_row(snapshot, when, saved_at=saved_at, run_id=run_id, hold_for=hold_for)
         for snapshot in latest.values()
-    ]
+    )
     statement = _snapshot_upsert(connection, held=hold_for is not None)
     execute_encoded(connection, statement, _SNAPSHOT_COLUMNS, rows)
 

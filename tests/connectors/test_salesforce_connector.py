@@ -525,6 +525,36 @@ def test_the_bulk_path_yields_exactly_the_records_of_the_rest_path() -> None:
         assert 0 < len(records(by_bulk[1])) < 450
 
 
+def test_a_bulk_result_page_is_handed_on_in_chunks_of_the_rest_page_size() -> None:
+    with running(leads=450) as (sandbox, inspector):
+        sf = client(sandbox)
+        odd = open_lead_ids(inspector, 1)[0]
+        # Text beyond Latin-1 and beyond ASCII, a quoted line break, a cell emptied to null.
+        sf.Lead.update(odd, {"FirstName": "Zoë 渡辺", "Title": 'Head of "Ops"\r\nEMEA'})
+        sf.Lead.update(odd, {"Phone": None})
+        with connected(sandbox, query_batch_size=200) as rest:
+            by_rest = records(rest.pull(None, fields=FIELDS, started_at=LATER))
+        with connected(
+            sandbox, bulk_query_threshold=0, bulk_page_size=1000, query_batch_size=120
+        ) as bulk:
+            pages = list(bulk.pull(None, fields=FIELDS, started_at=LATER))
+        assert inspector.served("salesforce.bulk.query_results") == 1
+        assert [len(page.records) for page in pages] == [120, 120, 120, 90]
+        assert [page.position for page in pages] == [page.records[-1].position for page in pages]
+        by_bulk = records(pages)
+        assert by_bulk == by_rest
+        fields = next(r.fields for r in by_bulk if r.id == odd)
+        assert (fields["FirstName"], fields["Title"], fields["Phone"]) == (
+            "Zoë 渡辺",
+            'Head of "Ops"\r\nEMEA',
+            None,
+        )
+        assert {type(r.fields["IsConverted"]) for r in by_bulk} == {bool}
+        assert {type(r.fields["NumberOfEmployees"]) for r in by_bulk} <= {int, type(None)}
+        assert int in {type(r.fields["NumberOfEmployees"]) for r in by_bulk}
+        assert float in {type(r.fields["AnnualRevenue"]) for r in by_bulk}
+
+
 def test_pull_all_pages_by_id_and_resumes_after_a_checkpoint() -> None:
     with running(leads=450) as (sandbox, inspector):
         sf = client(sandbox)

@@ -100,9 +100,13 @@ def _run(
     scaled: bool = True,
     log: list[str] | None = None,
     slice_size: int = SETTLE_SLICE,
+    bulk: bool = False,
+    cut_store_calls: frozenset[str] | None = None,
 ) -> None:
     """One run; `scaled`, at the page and batch sizes of a SCALED sandbox; its pending
-    records settled `slice_size` at a time."""
+    records settled `slice_size` at a time; with `bulk`, Salesforce read by Bulk query jobs,
+    each result page handed on in BULK_CHUNKs. The wire cuts the store's `cut_store_calls`
+    (all, if None) and the connectors' writes."""
     with open_runtime(config, connect=False) as runtime:
         # The engine writes in batches of its connectors' sizes (their traits).
         hubspot_connection = config.hubspot_connection()
@@ -114,12 +118,16 @@ def _run(
             salesforce_connection = replace(
                 salesforce_connection, collection_size=SCALED_SALESFORCE_COLLECTION
             )
+        if bulk:
+            salesforce_connection = replace(
+                salesforce_connection, bulk_query_threshold=0, query_batch_size=BULK_CHUNK
+            )
         hubspot = HubSpotConnector(hubspot_connection)
         salesforce = SalesforceConnector(salesforce_connection)
         store: Any = runtime.store
         connectors: dict[str, Any] = {"hubspot": hubspot, "salesforce": salesforce}
         if wire is not None:
-            store = _Wrapped(store, wire, None, log)
+            store = _Wrapped(store, wire, cut_store_calls, log)
             connectors = {
                 crm: _Wrapped(c, wire, frozenset({"write"}), log) for crm, c in connectors.items()
             }
@@ -193,6 +201,8 @@ def _cut_then_rerun(
     after: bool,
     *,
     slice_size: int,
+    bulk: bool = False,
+    cut_store_calls: frozenset[str] | None = None,
 ) -> None:
     """A run cut at call `at` (before it, or `after`), then run again, ends in the state of
     the uninterrupted `reference` run, with at most one batch written twice."""
@@ -202,9 +212,10 @@ def _cut_then_rerun(
     with Sandbox(SCALED) as sandbox:
         config = _config(sandbox, tmp_path)
         sandbox.stats.clear()
+        wire = Tripwire(at, after)
         with pytest.raises(Cut):
-            _run(config, Tripwire(at, after), slice_size=slice_size)
-        _run(config, slice_size=slice_size)
+            _run(config, wire, slice_size=slice_size, bulk=bulk, cut_store_calls=cut_store_calls)
+        _run(config, slice_size=slice_size, bulk=bulk)
         assert crm_state(sandbox) == expected_state
         batch_redone = 1
         assert _write_calls(sandbox) <= expected_writes + batch_redone
@@ -214,6 +225,72 @@ def test_the_reference_run_has_cut_points_to_test(reference: tuple[Any, int, int
     _, writes, calls = reference
     assert writes >= 4  # several batches: "at most one batch twice" means something
     assert 10 < calls < MOST_CALLS  # every call is covered by _points()
+
+
+# ------------------------------------------------------------------- Bulk result pages
+
+# The scaled org's Salesforce leads come in one Bulk result page, handed on in chunks of this
+# many (the REST page size in production): each saved, with the cursor past it, on its own.
+BULK_CHUNK = 20
+PAGE_SAVES = frozenset({"save_page"})
+MOST_PAGE_SAVES = 16
+
+
+def _page_saves(tmp_path: Path, *, bulk: bool) -> tuple[dict[str, Any], int, int, dict[str, int]]:
+    """`reference`, its calls counted being the page saves, and the sandbox's counts by
+    endpoint last."""
+    with Sandbox(SCALED) as sandbox:
+        config = _config(sandbox, tmp_path)
+        counter = Tripwire(None, after=False)
+        sandbox.stats.clear()
+        _run(config, counter, bulk=bulk, cut_store_calls=PAGE_SAVES)
+        endpoints = dict(sandbox.stats.as_dict()["endpoints"])
+        return crm_state(sandbox), _write_calls(sandbox), counter.calls, endpoints
+
+
+@pytest.fixture(scope="module")
+def bulk_reference(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[dict[str, Any], int, int, dict[str, int]]:
+    """`reference` with Salesforce read through Bulk query jobs (see `_page_saves`)."""
+    return _page_saves(tmp_path_factory.mktemp("bulk-reference"), bulk=True)
+
+
+def test_the_bulk_reference_run_saves_a_result_page_in_several_chunks(
+    reference: tuple[dict[str, Any], int, int],
+    bulk_reference: tuple[dict[str, Any], int, int, dict[str, int]],
+    tmp_path: Path,
+) -> None:
+    state, writes, saves, endpoints = bulk_reference
+    assert (state, writes) == reference[:2]
+    # Every Salesforce read was a Bulk job of one result page...
+    jobs = endpoints["salesforce.bulk.query_create"]
+    assert endpoints["salesforce.bulk.query_results"] == jobs
+    assert "salesforce.query_more" not in endpoints
+    # ...and the leads' page took more saves than its one REST page (each stream's records
+    # come in one), so the cuts below fall inside it.
+    _, _, rest_saves, _ = _page_saves(tmp_path, bulk=False)
+    assert saves >= rest_saves + 2
+    assert saves < MOST_PAGE_SAVES  # every save is covered by the cuts
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("at", range(1, MOST_PAGE_SAVES))
+def test_a_run_cut_amid_a_bulk_result_page_then_rerun_ends_like_an_uninterrupted_run(
+    bulk_reference: tuple[dict[str, Any], int, int, dict[str, int]], tmp_path: Path, at: int
+) -> None:
+    # Cut once each save is committed: a cut before a save leaves the store as the cut after
+    # the save before it does (the tests above cut both sides of every call of a REST run).
+    state, writes, saves, _ = bulk_reference
+    _cut_then_rerun(
+        (state, writes, saves),
+        tmp_path,
+        at,
+        True,
+        slice_size=SETTLE_SLICE,
+        bulk=True,
+        cut_store_calls=PAGE_SAVES,
+    )
 
 
 # ------------------------------------------------------------------- a run in slices

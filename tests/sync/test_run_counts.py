@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+import tracemalloc
+import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -47,3 +51,26 @@ def test_a_value_that_is_leadsyncs_own_echo_is_no_change_and_another_value_is() 
     edited = replace(echoed, values={**echoed.values, "title": "CEO"})
     summary.count_merged(edited, before, echoed=frozenset({"lifecycle"}))
     assert summary.leads_changed == 1
+
+
+def test_a_run_holds_little_more_than_its_lead_ids_to_count_each_lead_once() -> None:
+    # A first sync merges every lead: what the counts keep per lead lasts the whole run.
+    count = 20_000
+    summary = RunSummary("run-1", wrote=True, started_at=NOW)
+
+    def merged() -> Iterator[Lead]:
+        for n in range(count):
+            # Each its own id and stage strings, as leads read from the store have.
+            yield Lead(str(uuid.UUID(int=n)), {}, stage="".join(("m", "q", "l")))
+
+    tracemalloc.start()
+    try:
+        for one in merged():
+            summary.count_merged(one, None)
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    id_bytes = sys.getsizeof(str(uuid.UUID(int=0)))
+    # The ids, and a dict entry each (~40 bytes): no set beside it, no stage string a lead.
+    assert held < count * (id_bytes + 60)
+    assert (summary.leads_changed, dict(summary.stages)) == (count, {"mql": count})

@@ -7,9 +7,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from leadsync.mapping.lifecycle import Stage, Transition
+from leadsync.sync import store as store_module
 from leadsync.sync.model import Lead, Snapshot
 from leadsync.sync.sql import WRITE_CHUNK, batches
 from leadsync.sync.store import Store
@@ -72,3 +74,36 @@ def test_stored_records_read_back_share_their_field_names(store: Store) -> None:
     first, second = (list(read[i].raw) + list(read[i].canonical) for i in ("1", "2"))
     assert first == second
     assert all(one is other for one, other in zip(first, second, strict=True))
+
+
+def test_a_pages_snapshot_rows_are_encoded_as_each_chunk_is_written(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    count = WRITE_CHUNK * 2 + 3
+    encoded: list[int] = []
+    encode = store_module._snapshot_row
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        encoded.append(1)
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(store_module, "_snapshot_row", counted)
+    encoded_before: list[int] = []
+
+    def executed(_conn: Any, _cursor: Any, sql: str, _params: Any, _ctx: Any, many: bool) -> None:
+        if many and "snapshots" in sql:
+            encoded_before.append(len(encoded))
+
+    page = [
+        Snapshot("hubspot", str(n), T0, {"email": f"{n}@example.com"}, {}, {}) for n in range(count)
+    ]
+    engine: sa.Engine = store._engine
+    sa.event.listen(engine, "before_cursor_execute", executed)
+    try:
+        store.save_page("hubspot", page, position=None, run_id="run-1")
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", executed)
+
+    # Each chunk's rows encoded when it is written, not the whole page's before the first.
+    assert encoded_before == [WRITE_CHUNK, WRITE_CHUNK * 2, count]
+    assert len(store.snapshots("hubspot", [str(n) for n in range(count)])) == count
