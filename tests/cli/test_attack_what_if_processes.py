@@ -98,12 +98,12 @@ def _children_of(pid: int) -> list[int]:
 
 
 _SLOW_WHAT_IF = """
-import sys, time
+import os, sys, time
 import leadsync.sync.whatif as whatif
 from leadsync.sync.engine import SyncEngine
 reevaluate = SyncEngine.reevaluate
 def slow(engine, lead_ids):
-    time.sleep(0.5)
+    time.sleep(float(os.environ.get("WHAT_IF_PAUSE", "0.5")))
     return reevaluate(engine, lead_ids)
 SyncEngine.reevaluate = slow
 whatif.what_if.__kwdefaults__["page"] = 2
@@ -118,13 +118,15 @@ def test_an_interrupted_what_if_leaves_no_process_behind(config: Config, tmp_pat
     command = [sys.executable, "-c", _SLOW_WHAT_IF, "plan", "--what-if"]
     command += ["--config", str(edited.path)]
     # Ctrl-C on a terminal interrupts the whole foreground group: a group of its own here.
+    # Each page takes a minute, so the interrupt always finds the what-if at work, however
+    # long this test waits on a loaded machine (a page of half a second once finished first).
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        env={**os.environ, "PYTHONWARNINGS": "ignore", "WHAT_IF_PAUSE": "60"},
     )
     try:
         assert process.stdout is not None
