@@ -97,8 +97,13 @@ def _children_of(pid: int) -> list[int]:
     return [int(p) for p in found.stdout.split()]
 
 
+# Ctrl-C works in the command as it does from a terminal: whatever mask or disposition of
+# SIGINT the test's own process passes on (a test before it in the same worker may leave SIGINT
+# blocked, and a child inherits the mask: the interrupt then never arrives) is undone first.
 _SLOW_WHAT_IF = """
-import os, sys, time
+import os, signal, sys, time
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import leadsync.sync.whatif as whatif
 from leadsync.sync.engine import SyncEngine
 reevaluate = SyncEngine.reevaluate
@@ -142,6 +147,7 @@ def test_an_interrupted_what_if_leaves_no_process_behind(config: Config, tmp_pat
     finally:
         if process.poll() is None:
             process.kill()
+            process.communicate()  # its pipes closed here, not by a later test's collector
     time.sleep(0.5)
     alive = [pid for pid in copies if Path(f"/proc/{pid}").exists()]
     assert alive == []
