@@ -119,8 +119,12 @@ def _run(
                 salesforce_connection, collection_size=SCALED_SALESFORCE_COLLECTION
             )
         if bulk:
+            # Polls of the sandbox's jobs need no second's pause (the connector's default).
             salesforce_connection = replace(
-                salesforce_connection, bulk_query_threshold=0, query_batch_size=BULK_CHUNK
+                salesforce_connection,
+                bulk_query_threshold=0,
+                query_batch_size=BULK_CHUNK,
+                bulk_poll_seconds=0.01,
             )
         hubspot = HubSpotConnector(hubspot_connection)
         salesforce = SalesforceConnector(salesforce_connection)
