@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +23,20 @@ from leadsync.sandbox import Sandbox, SandboxSettings
 from tests.support import FakeClock
 
 __all__ = ["FakeClock"]
+
+# The tests' temporary folders (their SQLite stores among them) in memory where the machine
+# has room for them: on disk each SQLite commit waits ~2 ms for its fsync, and the suite commits
+# tens of thousands of times (a crash test's case ~90 times). Set here, at the first conftest's
+# import, before pytest makes its first temporary folder; a root the caller chose is kept.
+IN_MEMORY = Path("/dev/shm")
+ROOM_NEEDED = 4 * 2**30  # three kept runs of the suite's folders (~0.3 GB each), with a margin
+if (
+    "PYTEST_DEBUG_TEMPROOT" not in os.environ
+    and IN_MEMORY.is_dir()
+    and os.access(IN_MEMORY, os.W_OK)
+    and shutil.disk_usage(IN_MEMORY).free >= ROOM_NEEDED
+):
+    os.environ["PYTEST_DEBUG_TEMPROOT"] = str(IN_MEMORY)
 
 # Hypothesis fails an example that takes over 200 ms by default: on a loaded two-core machine
 # (two xdist workers, real processes beside them) that judges the machine, not the code.
@@ -120,3 +138,23 @@ def database_url(
             connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
     finally:
         admin.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _sigint_left_as_found() -> Iterator[None]:
+    """A test that leaves SIGINT blocked or ignored in its worker passes that on to every
+    process a later test starts there (a child inherits its parent's signal mask and ignored
+    signals), and a later Ctrl-C test then sees its command run to the end. Fail the test that
+    does it, by name. SIGINT is put back as it was either way (a command run in-process, such
+    as `main(["sync", ...])`, installs its own handler, which no child inherits)."""
+    handler = signal.getsignal(signal.SIGINT)
+    was_blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    yield
+    blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []) and not was_blocked
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN and handler != signal.SIG_IGN
+    if blocked:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if handler is not None:  # None: set from outside Python, nothing to put back
+        signal.signal(signal.SIGINT, handler)
+    assert not blocked, "this test left SIGINT blocked in its thread"
+    assert not ignored, "this test left SIGINT ignored"
