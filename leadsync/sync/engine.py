@@ -710,16 +710,25 @@ class SyncEngine:
             if total:
                 yield Slice({crm: ids for crm, ids in pending.items() if ids}, list(overdue))
             return
+        groups = self._grouped(pending, overdue)
+        # The ids are the groups' now: this frame stays suspended for the whole settle.
+        del pending
+        log.info("settling %d pending records in slices of about %d", total, self._slice_size)
+        yield from groups.slices(self._slice_size)
+
+    def _grouped(self, pending: dict[str, list[str]], overdue: Sequence[str]) -> PersonGroups:
+        """The `pending` records (emptied: each CRM's ids go to the groups as they are read)
+        and the `overdue` leads in groups that keep each person's records together."""
         groups = PersonGroups()
         joined: set[str] = set()  # the stored leads whose records' keys are in `groups`
-        for crm, record_ids in pending.items():
+        for crm in list(pending):
+            record_ids = pending.pop(crm)
             for start in range(0, len(record_ids), KEYS_READ_AT_ONCE):
                 chunk = record_ids[start : start + KEYS_READ_AT_ONCE]
                 self._group(list(self._store.snapshots(crm, chunk).values()), groups, joined)
         for lead_id in overdue:
             groups.add_lead(lead_id)
-        log.info("settling %d pending records in slices of about %d", total, self._slice_size)
-        yield from groups.slices(self._slice_size)
+        return groups
 
     def _group(self, snapshots: Sequence[Snapshot], groups: PersonGroups, joined: set[str]) -> None:
         """Add pending `snapshots` to `groups` with their keys and the stored leads they touch."""
