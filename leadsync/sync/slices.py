@@ -25,10 +25,8 @@ import itertools
 from array import array
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 RecordKey = tuple[str, str]  # (crm, record_id)
-K = TypeVar("K")
 
 
 @dataclass
@@ -44,45 +42,56 @@ class Slice:
 
 
 class PersonGroups:
-    """A union-find over records and the keys they share: records that share a key, directly
-    or through others, are one group. Of single use: filled, then sliced once (`slices`)."""
+    """Records and the keys they share, grouped: records that share a key, directly or through
+    others, are one group. Of single use: filled, then sliced once (`slices`).
+
+    Held compactly, for a first sync brings hundreds of thousands of records: each record,
+    joined key set and lead is a node number, each (node, key) pair a key's hash and the node
+    in two arrays (16 bytes a pair); the union-find runs over arrays of node numbers when the
+    slices are asked for. A dict of tuples per record and key cost ~650 bytes a pending record
+    (130 MB at 100,000 leads per CRM), and the arenas it freed stayed the process's. Two keys
+    whose hashes collide (about once in 10^9 runs of a million keys) join their groups: a
+    slice then holds two people where it would hold one, which merges them no differently."""
 
     def __init__(self) -> None:
-        self._parent: dict[Hashable, Hashable] = {}
-        self._records: list[RecordKey] = []
-        self._leads: list[str] = []
+        self._crms: list[str] = []  # each CRM named once; records hold its index
+        self._record_crms = array("B")
+        self._record_ids: list[str | None] = []
+        self._record_nodes = array("q")
+        self._leads: list[str | None] = []
+        self._lead_nodes = array("q")
+        self._key_hashes = array("q")
+        self._key_nodes = array("q")
+        self._nodes = 0
         self._sliced = False
 
     def add_record(self, record: RecordKey, keys: Iterable[Hashable]) -> None:
         self._still_open()
-        node = ("record", *record)
-        self._parent.setdefault(node, node)
-        self._records.append(record)
-        for key in keys:
-            self._union(node, ("key", key))
+        crm, record_id = record
+        if crm not in self._crms:
+            self._crms.append(crm)
+        self._record_crms.append(self._crms.index(crm))
+        self._record_ids.append(record_id)
+        self._record_nodes.append(self._node(keys))
 
     def join(self, keys: Iterable[Hashable]) -> None:
         """Make `keys` one group's: a stored lead's key with its records' emails and references."""
         self._still_open()
-        first, *others = [("key", key) for key in keys]
-        self._parent.setdefault(first, first)
-        for other in others:
-            self._union(first, other)
+        self._node(keys)
 
     def add_lead(self, lead_id: str) -> None:
         """A lead to merge whatever its records do; with the records linked to it, if any."""
         self._still_open()
-        node = ("key", ("lead", lead_id))
-        self._parent.setdefault(node, node)
         self._leads.append(lead_id)
+        self._lead_nodes.append(self._node([("lead", lead_id)]))
 
     def slices(self, size: int) -> Iterator[Slice]:
         """Whole groups in slices of at least `size` members (the last may be smaller), in the
-        order the records were added. Called once: the union-find is let go before the first
-        slice is handed out, and only each slice's own ids are built, as its turn comes (a
-        Slice per group held for the whole settle cost ~0.5 KB a record). A second call
-        raises RuntimeError at once: nothing is left to group by (a settle that needs the
-        slices again builds its groups again)."""
+        order the records were added. Called once: the groups are let go before the first
+        slice is handed out, each id once its slice is, and only each slice's own lists are
+        built, as its turn comes (a Slice per group held for the whole settle cost ~0.5 KB a
+        record). A second call raises RuntimeError at once: nothing is left to group by (a
+        settle that needs the slices again builds its groups again)."""
         if self._sliced:
             raise RuntimeError(
                 "PersonGroups hands out its slices() once: its groups are let go as they go"
@@ -94,62 +103,107 @@ class PersonGroups:
         if self._sliced:
             raise RuntimeError("PersonGroups takes no record, key or lead after its slices")
 
+    def _node(self, keys: Iterable[Hashable]) -> int:
+        node, self._nodes = self._nodes, self._nodes + 1
+        for key in keys:
+            self._key_hashes.append(hash(key))
+            self._key_nodes.append(node)
+        return node
+
+    def _roots(self) -> array[int]:
+        """Each node's root: nodes whose keys hash alike are joined, the first node of a key
+        being the root of the others' unions."""
+        parent = array("q", range(self._nodes))
+        # The pairs in key order (each packed into one int, hash above node: sorted, the pairs
+        # of one key are neighbours); only their nodes are needed after.
+        offset, shift = 1 << 63, self._nodes.bit_length()
+        packed = sorted(
+            ((h + offset) << shift) | n
+            for h, n in zip(self._key_hashes, self._key_nodes, strict=True)
+        )
+        self._key_hashes, self._key_nodes = array("q"), array("q")
+        previous, first = -1, 0
+        for value in packed:
+            key, node = value >> shift, value & ((1 << shift) - 1)
+            if key == previous:
+                left, right = _find(parent, first), _find(parent, node)
+                if left != right:
+                    parent[right] = left
+            else:
+                previous, first = key, node
+        del packed
+        for node in range(self._nodes):
+            parent[node] = _find(parent, node)
+        return parent
+
     def _slices(self, size: int) -> Iterator[Slice]:
+        roots = self._roots()
         # Each record's and lead's group, numbered in the order groups are first met.
-        numbers: dict[Hashable, int] = {}
-        record_groups = array("l", (self._number(numbers, ("record", *r)) for r in self._records))
-        lead_groups = array("l", (self._number(numbers, ("key", ("lead", i))) for i in self._leads))
-        self._parent.clear()
-        members = array("l", bytes(len(numbers) * array("l").itemsize))
-        for group in itertools.chain(record_groups, lead_groups):
+        numbers = array("q", bytes(8 * self._nodes))  # root -> its group's number + 1
+        count = 0
+        groups = array("q")
+        for node in itertools.chain(self._record_nodes, self._lead_nodes):
+            root = roots[node]
+            if not numbers[root]:
+                count += 1
+                numbers[root] = count
+            groups.append(numbers[root] - 1)
+        del roots, numbers
+        self._record_nodes, self._lead_nodes = array("q"), array("q")
+        members = array("q", bytes(8 * count))
+        for group in groups:
             members[group] += 1
-        # Whole groups, in order, packed into slices of at least `size`.
-        slice_of = array("l", members)
-        filled, number = 0, 0
-        for group, count in enumerate(members):
-            slice_of[group] = number
-            filled += count
+        # Whole groups, in order, packed into slices of at least `size`: a slice is a run of
+        # groups, so a slice's members are the members of its groups in order.
+        bounds, filled = array("q"), 0  # the first group after each slice
+        for group, found in enumerate(members):
+            filled += found
             if filled >= size:
-                filled, number = 0, number + 1
-        del members, numbers
-        records = _by_slice(self._records, record_groups, slice_of)
-        leads = _by_slice(self._leads, lead_groups, slice_of)
-        for _ in range(number + (1 if filled else 0)):
+                bounds.append(group + 1)
+                filled = 0
+        if filled:
+            bounds.append(count)
+        order = _by_group(groups, members)
+        del members
+        records = len(self._record_ids)
+        at = 0
+        for bound in bounds:
             part = Slice()
-            for crm, record_id in next(records, ()):
-                part.records.setdefault(crm, []).append(record_id)
-            part.leads = list(next(leads, ()))
+            while at < len(order) and groups[order[at]] < bound:
+                index = order[at]
+                if index < records:
+                    crm, record_id = self._crms[self._record_crms[index]], self._record_ids[index]
+                    assert record_id is not None
+                    part.records.setdefault(crm, []).append(record_id)
+                    self._record_ids[index] = None  # let go: the slice holds it now
+                else:
+                    lead_id = self._leads[index - records]
+                    assert lead_id is not None
+                    part.leads.append(lead_id)
+                    self._leads[index - records] = None
+                at += 1
             yield part
 
-    def _number(self, numbers: dict[Hashable, int], node: Hashable) -> int:
-        return numbers.setdefault(self._find(node), len(numbers))
 
-    def _find(self, node: Hashable) -> Hashable:
-        root = node
-        while (parent := self._parent[root]) != root:
-            root = parent
-        while node != root:  # path compression: the next find is one step
-            self._parent[node], node = root, self._parent[node]
-        return root
-
-    def _union(self, node: Hashable, key: Hashable) -> None:
-        self._parent.setdefault(key, key)
-        left, right = self._find(node), self._find(key)
-        if left != right:
-            self._parent[right] = left
+def _find(parent: array[int], node: int) -> int:
+    root = node
+    while (up := parent[root]) != root:
+        root = up
+    while node != root:  # path compression: the next find is one step
+        parent[node], node = root, parent[node]
+    return root
 
 
-def _by_slice(items: list[K], groups: array[int], slice_of: array[int]) -> Iterator[list[K]]:
-    """`items` (each in the group `groups` gives) by slice, slice 0 first; within a slice group
-    by group (groups in the order first met), each group's in the order given: the order the
-    settle has always merged and written in. A slice none of them is in gives an empty list."""
-    order = sorted(range(len(items)), key=lambda i: (slice_of[groups[i]], groups[i]))
-    current = 0
-    found: list[K] = []
-    for index in order:
-        number = slice_of[groups[index]]
-        while number > current:
-            yield found
-            current, found = current + 1, []
-        found.append(items[index])
-    yield found
+def _by_group(groups: array[int], members: array[int]) -> array[int]:
+    """The positions 0..len(groups)-1 ordered by their group, each group's in the order given
+    (a counting sort: stable, no object a position)."""
+    starts = array("q", bytes(8 * len(members)))
+    total = 0
+    for group, found in enumerate(members):
+        starts[group] = total
+        total += found
+    order = array("q", bytes(8 * len(groups)))
+    for position, group in enumerate(groups):
+        order[starts[group]] = position
+        starts[group] += 1
+    return order

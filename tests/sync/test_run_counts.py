@@ -70,7 +70,9 @@ def test_a_run_holds_little_more_than_its_lead_ids_to_count_each_lead_once() -> 
         held = tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()
-    id_bytes = sys.getsizeof(str(uuid.UUID(int=0)))
-    # The ids, and a dict entry each (~40 bytes): no set beside it, no stage string a lead.
+    id_bytes = sys.getsizeof(uuid.UUID(int=2**127).int)
+    # The ids as numbers, and a dict entry each (~40 bytes): no set beside it, no stage
+    # string a lead, no id string (88 bytes: the bound held it too, at 20 % more).
+    assert id_bytes < sys.getsizeof(str(uuid.UUID(int=0)))
     assert held < count * (id_bytes + 60)
     assert (summary.leads_changed, dict(summary.stages)) == (count, {"mql": count})

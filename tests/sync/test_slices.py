@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from leadsync.sync.slices import PersonGroups, Slice
@@ -101,3 +103,61 @@ def test_slices_are_handed_out_once_and_a_second_call_says_so() -> None:
         list(groups.slices(1))
     with pytest.raises(RuntimeError, match="after its slices"):
         groups.add_record(("hubspot", "2"), [("email", "b@x.com")])
+
+
+def test_the_groups_are_those_of_a_plain_union_find_over_every_key() -> None:
+    # Records, stored leads' joined keys and overdue leads at random: each slice holds whole
+    # groups of a reference union-find over the keys themselves, groups in the order first met.
+    rng = random.Random(20)
+    groups = PersonGroups()
+    parent: dict[object, object] = {}
+
+    def find(node: object) -> object:
+        while parent.setdefault(node, node) != node:
+            node = parent[node]
+        return node
+
+    def union(nodes: list[object]) -> None:
+        for other in nodes[1:]:
+            parent[find(other)] = find(nodes[0])
+
+    added: list[tuple[str, object]] = []
+    for n in range(400):
+        roll = rng.random()
+        if roll < 0.8:
+            record = (rng.choice(["hubspot", "salesforce"]), str(n))
+            keys = [("email", rng.randrange(300)) for _ in range(rng.randrange(3))]
+            keys += [("lead", f"L{rng.randrange(60)}")] if rng.random() < 0.2 else []
+            groups.add_record(record, keys)
+            union([("record", record), *keys])
+            added.append(("record", record))
+        elif roll < 0.9:
+            keys = [("lead", f"L{rng.randrange(60)}"), ("email", rng.randrange(300))]
+            groups.join(keys)
+            union(list(keys))
+        else:
+            lead = f"L{rng.randrange(60)}"
+            groups.add_lead(lead)
+            union([("lead", lead)])
+            added.append(("lead", lead))
+    # Groups are numbered as met among the records, then among the leads.
+    added.sort(key=lambda member: member[0] == "lead")
+    numbers: dict[object, int] = {}
+    group_of = [numbers.setdefault(find(node), len(numbers)) for node in added]
+
+    slices = list(groups.slices(7))
+
+    seen = [
+        [("record", (crm, rid)) for crm, ids in part.records.items() for rid in ids]
+        + [("lead", lead) for lead in part.leads]
+        for part in slices
+    ]
+    assert sorted(m for part in seen for m in part) == sorted(added)
+    slice_of = {member: number for number, part in enumerate(seen) for member in part}
+    for member, group in zip(added, group_of, strict=True):
+        together = [m for m, g in zip(added, group_of, strict=True) if g == group]
+        assert {slice_of[m] for m in together} == {slice_of[member]}
+    # Groups in the order first met: a later slice never holds an earlier-met group.
+    firsts = [min(group_of[added.index(m)] for m in part) for part in seen if part]
+    assert firsts == sorted(firsts)
+    assert all(len(part) >= 7 for part in slices[:-1])
