@@ -965,16 +965,18 @@ class Store:
     def expected(self, crm: str, record_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Record id -> field -> the raw value leadsync last wrote there."""
         found: dict[str, dict[str, Any]] = {}
-        columns = (t.expected.c.record_id, t.expected.c.fields)
+        columns = (t.expected.c.record_id, t.expected.c.fields, t.expected.c.written_at)
         with self._engine.connect() as connection:
             for chunk in chunks(record_ids):
                 query = sa.select(*columns).where(
                     t.expected.c.crm == crm, t.expected.c.record_id.in_(chunk)
                 )
-                for record_id, fields in connection.execute(query):
+                for record_id, fields, written_at in connection.execute(query):
                     found[record_id] = {
                         name: value
-                        for name, (value, _) in write_log.expected_values(fields).items()
+                        for name, (value, _) in write_log.expected_values(
+                            fields, written_at
+                        ).items()
                     }
         return found
 
@@ -989,16 +991,18 @@ class Store:
             for chunk in chunks(record_ids):
                 # The record's latest write came after the read; which of its fields did.
                 query = (
-                    sa.select(e.c.record_id, e.c.fields, s.c.saved_at)
+                    sa.select(e.c.record_id, e.c.fields, e.c.written_at, s.c.saved_at)
                     .join(s, sa.and_(s.c.crm == e.c.crm, s.c.record_id == e.c.record_id))
                     .where(e.c.crm == crm, e.c.record_id.in_(chunk))
                     .where(e.c.written_at > s.c.saved_at)
                 )
-                for record_id, fields, saved_at in connection.execute(query):
+                for record_id, fields, written_at, saved_at in connection.execute(query):
                     read = write_log.microseconds(saved_at)
                     unseen = {
                         name: value
-                        for name, (value, stamp) in write_log.expected_values(fields).items()
+                        for name, (value, stamp) in write_log.expected_values(
+                            fields, written_at
+                        ).items()
                         if stamp > read
                     }
                     if unseen:

@@ -463,9 +463,11 @@ writes = sa.Table(
 )
 
 # Echo fingerprints: the raw value leadsync last wrote to each field of each record, one row per
-# record. `fields` is {field: [value, written at]}: the value as `encode_value` gives it, the
-# time in microseconds since the epoch (UTC); each write is laid over the record's earlier
-# fields in the database itself (`sync.write_log`). `written_at` is the latest of those times.
+# record. `fields` is {field: [value]} for a field written at `written_at` (the latest write),
+# {field: [value, written at]} for one written before it: the value as `encode_value` gives
+# it, the time in microseconds since the epoch (UTC). A first sync's row holds no time but
+# `written_at` (17 fields of 16 digits were a third of the row). Each write is laid over the
+# record's earlier fields in the database itself (`sync.write_log`).
 # `modified_at` is the record's stamp after leadsync's last write to it, on the CRM's own clock,
 # where the CRM's answer gave one (HubSpot's does): a version pulled later but stamped earlier
 # is older than what the record holds (`Store.known_stamps`). NULL where none was given.
