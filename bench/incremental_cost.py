@@ -195,8 +195,14 @@ class Template:
 
 
 def read_templates(engine: sa.Engine) -> list[Template]:
-    """Every stored lead with at least one linked record, in lead id order."""
+    """Every stored lead with at least one linked record, in lead id order. Their snapshots'
+    blobs are packed again without a dictionary (`sync.packed`): the clones go to stores that
+    hold none of this one's."""
     with engine.connect() as connection:
+        dictionaries = dict(
+            connection.execute(sa.select(t.dictionaries.c.id, t.dictionaries.c.data)).tuples()
+        )
+        codebook = packed.Codebook(dictionaries.get)
         leads = {
             row["lead_id"]: dict(row) for row in connection.execute(sa.select(t.leads)).mappings()
         }
@@ -210,6 +216,9 @@ def read_templates(engine: sa.Engine) -> list[Template]:
         records: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = defaultdict(list)
         for row in connection.execute(query.select_from(joined)).mappings():
             snapshot = {c.name: row[c.name] for c in t.snapshots.c}
+            snapshot["packed"] = packed.pack_text(
+                packed.unpack_text(snapshot["packed"], codebook).encode()
+            )
             link = {c.name: row[f"link_{c.name}"] for c in t.links.c}
             records[link["lead_id"]].append((snapshot, link))
     return [

@@ -92,6 +92,10 @@ __all__ = [
 
 RUNNING = "running"  # a run's status until finish_run
 ABANDONED = "abandoned"  # left running by a replica that died; another took its job over
+# Snapshots are packed with a dictionary of their CRM's (`sync.packed`) once it has this many
+# stored to train one on, its kind this prefix and the CRM's name.
+TRAIN_SAMPLES = 1_000
+SNAPSHOT_DICTIONARY = "snapshots:"
 # How a write the CRM refused is named in the quarantine.
 REFUSED = "write refused by "
 # A refused write is tried again once its cause may have changed (see `due_refusals`), or
@@ -245,6 +249,10 @@ class Store:
         self._engine = make_engine(url)
         self._email_field = email_field
         self._clock = clock
+        # The dictionaries packed snapshots name (`sync.packed`), and each CRM's to pack with.
+        self._codebook = packed.Codebook(self._load_dictionary)
+        self._packing: dict[str, packed.Dictionary] = {}
+        self._untrainable: set[str] = set()
         try:
             if migrate:
                 upgrade(self._engine)
@@ -467,7 +475,15 @@ class Store:
         snapshots, refused = self._storable(snapshots, run_id=run_id, now=now)
         quarantined = [*quarantined, *refused]
         with writing(self._engine) as connection:
-            _upsert_snapshots(connection, snapshots, run_id=run_id, now=now, hold_for=hold_for)
+            dictionary = self._snapshot_dictionary(connection, crm, now) if snapshots else None
+            _upsert_snapshots(
+                connection,
+                snapshots,
+                run_id=run_id,
+                now=now,
+                hold_for=hold_for,
+                dictionary=dictionary,
+            )
             _resolve_quarantine(connection, crm, [s.record_id for s in snapshots], now)
             _upsert_quarantine(connection, quarantined)
             save_related(connection, related, run_id=run_id, now=now)
@@ -475,6 +491,52 @@ class Store:
                 default = INCREMENTAL if position is not None else BACKFILL
                 cursor = _cursor_values(position, checkpoint, run_id=run_id, now=now)
                 upsert(connection, t.cursors, [{"crm": crm, "stream": stream or default, **cursor}])
+        if dictionary is not None:
+            # Kept once committed: a dictionary trained in a transaction rolled back is not
+            # stored, and its id may be another's later.
+            self._codebook.add(dictionary)
+            self._packing[crm] = dictionary
+
+    def _snapshot_dictionary(
+        self, connection: Connection, crm: str, now: datetime
+    ) -> packed.Dictionary | None:
+        """The dictionary to pack `crm`'s snapshots with: the newest stored for it, or one
+        trained now on the first TRAIN_SAMPLES of its stored records once there are as many
+        (none before: the first pages are packed without one)."""
+        found = self._packing.get(crm)
+        if found is not None or crm in self._untrainable:
+            return found
+        d, kind = t.dictionaries, f"{SNAPSHOT_DICTIONARY}{crm}"
+        newest = connection.execute(
+            sa.select(d.c.id, d.c.data).where(d.c.kind == kind).order_by(d.c.id.desc()).limit(1)
+        ).first()
+        if newest is not None:
+            return packed.Dictionary(newest.id, bytes(newest.data))
+        query = (
+            sa.select(t.snapshots.c.packed)
+            .where(t.snapshots.c.crm == crm)
+            .order_by(t.snapshots.c.record_id)
+            .limit(TRAIN_SAMPLES)
+        )
+        blobs = list(connection.execute(query).scalars())
+        if len(blobs) < TRAIN_SAMPLES:
+            return None
+        data = packed.train([packed.unpack_text(blob, self._codebook).encode() for blob in blobs])
+        if data is None:
+            self._untrainable.add(crm)
+            return None
+        inserted = connection.execute(
+            d.insert().values(kind=kind, data=data, created_at=now).returning(d.c.id)
+        ).scalar_one()
+        return packed.Dictionary(inserted, data)
+
+    def _load_dictionary(self, dictionary_id: int) -> bytes | None:
+        d = t.dictionaries
+        with self._engine.connect() as connection:
+            data = connection.execute(
+                sa.select(d.c.data).where(d.c.id == dictionary_id)
+            ).scalar_one_or_none()
+        return None if data is None else bytes(data)
 
     def _storable(
         self, snapshots: Sequence[Snapshot], *, run_id: str, now: datetime
@@ -524,7 +586,12 @@ class Store:
                 query = _snapshot_query().where(
                     t.snapshots.c.crm == crm, t.snapshots.c.record_id.in_(chunk)
                 )
-                found.update({row.record_id: _snapshot(row) for row in connection.execute(query)})
+                found.update(
+                    {
+                        row.record_id: _snapshot(row, self._codebook)
+                        for row in connection.execute(query)
+                    }
+                )
         return found
 
     def deleted_records(self, crm: str, record_ids: Sequence[str]) -> set[str]:
@@ -546,7 +613,7 @@ class Store:
             .limit(limit)
         )
         with self._engine.connect() as connection:
-            return [_snapshot(row) for row in connection.execute(query)]
+            return [_snapshot(row, self._codebook) for row in connection.execute(query)]
 
     def pending_ids(self, crm: str) -> list[str]:
         """The ids of the records `pending_records` returns, in its order: what a settle
@@ -753,7 +820,7 @@ class Store:
                     .order_by(t.snapshots.c.crm, t.snapshots.c.record_id)
                 )
                 for row in connection.execute(query):
-                    found.setdefault(row.lead_id, []).append(_snapshot(row))
+                    found.setdefault(row.lead_id, []).append(_snapshot(row, self._codebook))
         return found
 
     # --------------------------------------------------------------------------------- leads
@@ -1080,6 +1147,7 @@ def _upsert_snapshots(
     run_id: str,
     now: datetime,
     hold_for: str | None = None,
+    dictionary: packed.Dictionary | None = None,
 ) -> None:
     # One row per record (a page is of one CRM), the last given winning: one statement may
     # not upsert a row twice.
@@ -1091,7 +1159,14 @@ def _upsert_snapshots(
     # Encoded as `execute_encoded` takes them, WRITE_CHUNK rows at a time: never a whole
     # page's encoded rows beside its snapshots.
     rows = (
-        _snapshot_row(snapshot, when, saved_at=saved_at, run_id=run_id, hold_for=hold_for)
+        _snapshot_row(
+            snapshot,
+            when,
+            saved_at=saved_at,
+            run_id=run_id,
+            hold_for=hold_for,
+            dictionary=dictionary,
+        )
         for snapshot in latest.values()
     )
     statement = _snapshot_upsert(connection, held=hold_for is not None)
@@ -1143,6 +1218,7 @@ def _snapshot_row(
     saved_at: Any,
     run_id: str,
     hold_for: str | None,
+    dictionary: packed.Dictionary | None,
 ) -> tuple[Any, ...]:
     """A snapshot's row for `execute_encoded`: each value encoded once, for its column and
     its digest alike."""
@@ -1152,7 +1228,7 @@ def _snapshot_row(
         snapshot.crm,
         snapshot.record_id,
         when(snapshot.modified_at),
-        packed.pack(raw, canonical),
+        packed.pack(raw, canonical, dictionary),
         t.json_text(_stored_changed_at(snapshot)),
         snapshot.deleted,
         _digest(snapshot.modified_at, raw, canonical, snapshot.deleted),
@@ -1599,10 +1675,10 @@ def _run(row: RowMapping) -> RunRow:
     )
 
 
-def _snapshot(row: Sequence[Any]) -> Snapshot:
+def _snapshot(row: Sequence[Any], codebook: packed.Codebook) -> Snapshot:
     """A row of `_snapshot_query`."""
     crm, record_id, modified_at, values, changed_at, deleted, lead_id = row
-    raw, canonical = packed.unpack(values)
+    raw, canonical = packed.unpack(values, codebook)
     return Snapshot(
         crm=crm,
         record_id=record_id,

@@ -36,6 +36,7 @@ __all__ = [
     "console_sessions",
     "cursors",
     "decode_value",
+    "dictionaries",
     "encode_value",
     "encoded_json_text",
     "expected",
@@ -417,6 +418,18 @@ leads = sa.Table(
     # The normalised identity email, kept in step with `values` by every save.
     sa.Column("email", sa.String(), index=True),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# The Zstandard dictionaries packed values are compressed with (`sync.packed`, format 3), each
+# trained on the first records of one `kind` ("snapshots:<crm>"). A blob names its
+# dictionary's id; a dictionary is never changed nor deleted while a blob names it.
+dictionaries = sa.Table(
+    "dictionaries",
+    metadata,
+    _id(),
+    sa.Column("kind", sa.String(), nullable=False, index=True),
+    sa.Column("data", sa.LargeBinary(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
 )
 
 # Identity: which lead each CRM record belongs to.

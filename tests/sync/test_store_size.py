@@ -1,13 +1,20 @@
-"""What keeps the store small beyond its columns: a new SQLite file's page size."""
+"""What keeps the store small beyond its columns: a new SQLite file's page size, and the
+dictionaries snapshots are packed with (revision 0017), on every backend."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
+from alembic import command
 
-from leadsync.sync.database import SQLITE_PAGE_SIZE
-from leadsync.sync.store import Store
+from leadsync.sync import packed, tables
+from leadsync.sync.database import SQLITE_PAGE_SIZE, alembic_config
+from leadsync.sync.model import Snapshot
+from leadsync.sync.store import TRAIN_SAMPLES, Store
+from tests.sync.test_store import T0
 
 
 def test_a_new_sqlite_store_has_large_pages(tmp_path: Path) -> None:
@@ -19,3 +26,113 @@ def test_a_new_sqlite_store_has_large_pages(tmp_path: Path) -> None:
     assert size == SQLITE_PAGE_SIZE
     assert SQLITE_PAGE_SIZE == 16_384
     assert mode == "wal"
+
+
+# ------------------------------------------------------------------ packing dictionaries
+
+FIRST = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia")
+LAST = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson")
+TITLES = ("VP Sales", "Product Manager", "Owner", "Analyst", "CTO", "Head of Operations")
+
+
+def record(number: int, crm: str = "hubspot") -> Snapshot:
+    first, last = FIRST[number % len(FIRST)], LAST[number * 7 % len(LAST)]
+    company = f"{last} {('Analytics', 'Logistics', 'Cloud', 'Labs')[number % 4]} {number % 97}"
+    raw = {
+        "email": f"{first.lower()}.{last.lower()}{number}@example.com",
+        "firstname": first,
+        "lastname": last,
+        "company": company,
+        "jobtitle": TITLES[number % len(TITLES)],
+        "phone": f"+1 {number * 7919 % 1000:03d} {number * 104729 % 10000:04d}",
+        "numemployees": str(number * 37 % 5000),
+        "createdate": f"2026-0{number % 9 + 1}-1{number % 10}T10:{number % 60:02d}:00.000Z",
+        "hs_analytics_num_page_views": str(number % 113),
+        "leadsync_score": None,
+    }
+    canonical = {
+        "email": raw["email"],
+        "first_name": first,
+        "last_name": last,
+        "company": company,
+        "title": raw["jobtitle"],
+        "employees": number * 37 % 5000,
+        "page_views": number % 113,
+        "created_at": T0 - timedelta(days=number % 400),
+    }
+    return Snapshot(
+        crm=crm,
+        record_id=str(100_000 + number),
+        modified_at=T0,
+        raw=raw,
+        canonical=canonical,
+        changed_at=dict.fromkeys(canonical, T0),
+        deleted=False,
+    )
+
+
+def blobs(store: Store) -> dict[str, bytes]:
+    query = sa.select(tables.snapshots.c.record_id, tables.snapshots.c.packed)
+    with store.engine.connect() as connection:
+        return {record_id: bytes(blob) for record_id, blob in connection.execute(query)}
+
+
+def dictionary_kinds(store: Store) -> list[str]:
+    query = sa.select(tables.dictionaries.c.kind).order_by(tables.dictionaries.c.id)
+    with store.engine.connect() as connection:
+        return list(connection.execute(query).scalars())
+
+
+def save(store: Store, numbers: range, crm: str = "hubspot") -> list[Snapshot]:
+    snapshots = [record(number, crm) for number in numbers]
+    for start in range(0, len(snapshots), 500):
+        store.save_page(crm, snapshots[start : start + 500], position=None, run_id="run-1")
+    return snapshots
+
+
+def test_a_crms_records_are_packed_with_a_dictionary_once_enough_are_stored(
+    database_url: str,
+) -> None:
+    with Store(database_url, clock=lambda: T0) as store:
+        first = save(store, range(TRAIN_SAMPLES))
+        assert dictionary_kinds(store) == []
+        later = save(store, range(TRAIN_SAMPLES, TRAIN_SAMPLES + 300))
+        assert dictionary_kinds(store) == ["snapshots:hubspot"]
+        stored = blobs(store)
+        assert {stored[s.record_id][0] for s in first} == {2}
+        assert {stored[s.record_id][0] for s in later} == {3}
+        # A third or less of the bytes without one, for records alike.
+        alone = sum(len(packed.pack(s.raw, tables.encode_value(s.canonical))) for s in later)
+        assert sum(len(stored[s.record_id]) for s in later) < alone / 2
+        # Another CRM's records wait for their own.
+        save(store, range(10), crm="salesforce")
+        assert dictionary_kinds(store) == ["snapshots:hubspot"]
+    every = {s.record_id: s for s in [*first, *later]}
+    # Another process reads them, and packs with the stored dictionary (no second one).
+    with Store(database_url, clock=lambda: T0) as store:
+        found = store.snapshots("hubspot", list(every))
+        assert found == {record_id: replace(s, lead_id=None) for record_id, s in every.items()}
+        more = save(store, range(TRAIN_SAMPLES + 300, TRAIN_SAMPLES + 310))
+        assert dictionary_kinds(store) == ["snapshots:hubspot"]
+        assert {blobs(store)[s.record_id][0] for s in more} == {3}
+
+
+def test_revision_0017_downgrade_packs_every_record_without_a_dictionary(
+    database_url: str,
+) -> None:
+    with Store(database_url, clock=lambda: T0) as store:
+        saved_records = save(store, range(TRAIN_SAMPLES + 50))
+        before = {s.record_id: (s.raw, s.canonical) for s in saved_records}
+    engine = sa.create_engine(database_url)
+    with engine.begin() as connection:
+        command.downgrade(alembic_config(connection=connection), "0016_expected_row_stamps")
+        assert not sa.inspect(connection).has_table("dictionaries")
+        query = sa.select(tables.snapshots.c.record_id, tables.snapshots.c.packed)
+        after = {record_id: bytes(blob) for record_id, blob in connection.execute(query)}
+    assert {blob[0] for blob in after.values()} == {2}
+    assert {record_id: packed.unpack(blob) for record_id, blob in after.items()} == before
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection=connection), "0017_packing_dictionaries")
+    engine.dispose()
+    with Store(database_url, clock=lambda: T0) as store:
+        assert store.snapshots("hubspot", ["100000"])["100000"].raw == saved_records[0].raw
