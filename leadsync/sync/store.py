@@ -96,6 +96,7 @@ ABANDONED = "abandoned"  # left running by a replica that died; another took its
 # stored to train one on, its kind this prefix and the CRM's name.
 TRAIN_SAMPLES = 1_000
 SNAPSHOT_DICTIONARY = "snapshots:"
+LEAD_DICTIONARY = "leads"
 # How a write the CRM refused is named in the quarantine.
 REFUSED = "write refused by "
 # A refused write is tried again once its cause may have changed (see `due_refusals`), or
@@ -475,7 +476,12 @@ class Store:
         snapshots, refused = self._storable(snapshots, run_id=run_id, now=now)
         quarantined = [*quarantined, *refused]
         with writing(self._engine) as connection:
-            dictionary = self._snapshot_dictionary(connection, crm, now) if snapshots else None
+            dictionary = None
+            if snapshots:
+                samples = sa.select(t.snapshots.c.packed).where(t.snapshots.c.crm == crm)
+                dictionary = self._dictionary(
+                    connection, f"{SNAPSHOT_DICTIONARY}{crm}", samples, now
+                )
             _upsert_snapshots(
                 connection,
                 snapshots,
@@ -491,39 +497,37 @@ class Store:
                 default = INCREMENTAL if position is not None else BACKFILL
                 cursor = _cursor_values(position, checkpoint, run_id=run_id, now=now)
                 upsert(connection, t.cursors, [{"crm": crm, "stream": stream or default, **cursor}])
-        if dictionary is not None:
-            # Kept once committed: a dictionary trained in a transaction rolled back is not
-            # stored, and its id may be another's later.
-            self._codebook.add(dictionary)
-            self._packing[crm] = dictionary
+        self._keep(f"{SNAPSHOT_DICTIONARY}{crm}", dictionary)
 
-    def _snapshot_dictionary(
-        self, connection: Connection, crm: str, now: datetime
+    def _keep(self, kind: str, dictionary: packed.Dictionary | None) -> None:
+        """Keep the dictionary a committed transaction packed `kind` with: one trained in a
+        transaction rolled back is not stored, and its id may be another's later."""
+        if dictionary is not None:
+            self._codebook.add(dictionary)
+            self._packing[kind] = dictionary
+
+    def _dictionary(
+        self, connection: Connection, kind: str, samples: sa.Select[Any], now: datetime
     ) -> packed.Dictionary | None:
-        """The dictionary to pack `crm`'s snapshots with: the newest stored for it, or one
-        trained now on the first TRAIN_SAMPLES of its stored records once there are as many
-        (none before: the first pages are packed without one)."""
-        found = self._packing.get(crm)
-        if found is not None or crm in self._untrainable:
+        """The dictionary to pack `kind` with: the newest stored, or one trained now on
+        TRAIN_SAMPLES of the blobs `samples` selects once there are as many (none before: the
+        first are packed without one)."""
+        found = self._packing.get(kind)
+        if found is not None or kind in self._untrainable:
             return found
-        d, kind = t.dictionaries, f"{SNAPSHOT_DICTIONARY}{crm}"
+        d = t.dictionaries
         newest = connection.execute(
             sa.select(d.c.id, d.c.data).where(d.c.kind == kind).order_by(d.c.id.desc()).limit(1)
         ).first()
         if newest is not None:
             return packed.Dictionary(newest.id, bytes(newest.data))
-        query = (
-            sa.select(t.snapshots.c.packed)
-            .where(t.snapshots.c.crm == crm)
-            .order_by(t.snapshots.c.record_id)
-            .limit(TRAIN_SAMPLES)
-        )
+        query = samples.limit(TRAIN_SAMPLES)  # any of them: they are alike
         blobs = list(connection.execute(query).scalars())
         if len(blobs) < TRAIN_SAMPLES:
             return None
         data = packed.train([packed.unpack_text(blob, self._codebook).encode() for blob in blobs])
         if data is None:
-            self._untrainable.add(crm)
+            self._untrainable.add(kind)
             return None
         inserted = connection.execute(
             d.insert().values(kind=kind, data=data, created_at=now).returning(d.c.id)
@@ -828,8 +832,11 @@ class Store:
     @retry_transient
     def save_leads(self, leads: Sequence[Lead]) -> None:
         """Insert or replace `leads`, keeping the email index in step with their values."""
+        now = self._now()
         with writing(self._engine) as connection:
-            _upsert_leads(connection, leads, self._email_field, self._now())
+            dictionary = self._lead_dictionary(connection, leads, now)
+            _upsert_leads(connection, leads, self._email_field, now, dictionary)
+        self._keep(LEAD_DICTIONARY, dictionary)
 
     @retry_transient
     def lead_ids_after(self, after: str | None, *, limit: int) -> list[str]:
@@ -848,7 +855,9 @@ class Store:
         with self._engine.connect() as connection:
             for chunk in chunks(lead_ids):
                 query = _lead_query().where(t.leads.c.lead_id.in_(chunk))
-                found.update({row.lead_id: _lead(row) for row in connection.execute(query)})
+                found.update(
+                    {row.lead_id: _lead(row, self._codebook) for row in connection.execute(query)}
+                )
         return found
 
     @retry_transient
@@ -867,7 +876,7 @@ class Store:
             handed_off = sa.select(t.handoffs.c.lead_id).where(t.handoffs.c.record_id == crm_id)
             query = query.where(t.leads.c.lead_id.in_(linked.union(handed_off)))
         with self._engine.connect() as connection:
-            return [_lead(row) for row in connection.execute(query)]
+            return [_lead(row, self._codebook) for row in connection.execute(query)]
 
     # ------------------------------------------------------------------- one batch's decisions
 
@@ -889,12 +898,22 @@ class Store:
         transitions, and their clocks, for good: the next run starts from the saved stage."""
         now = self._now()
         with writing(self._engine) as connection:
-            _upsert_leads(connection, leads, self._email_field, now)
+            dictionary = self._lead_dictionary(connection, leads, now)
+            _upsert_leads(connection, leads, self._email_field, now, dictionary)
             _upsert_links(connection, links, now)
             _close_reviews(connection, links, now)
             _upsert_reviews(connection, reviews, run_id, now)
             _insert_transitions(connection, transitions, run_id)
             save_clock_changes(connection, clocks, run_id=run_id, now=now)
+        self._keep(LEAD_DICTIONARY, dictionary)
+
+    def _lead_dictionary(
+        self, connection: Connection, leads: Sequence[Lead], now: datetime
+    ) -> packed.Dictionary | None:
+        if not leads:
+            return None
+        samples = sa.select(t.leads.c.packed)
+        return self._dictionary(connection, LEAD_DICTIONARY, samples, now)
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -1408,25 +1427,28 @@ def _add_refusals(
 
 
 def _upsert_leads(
-    connection: Connection, leads: Sequence[Lead], email_field: str, now: datetime
+    connection: Connection,
+    leads: Sequence[Lead],
+    email_field: str,
+    now: datetime,
+    dictionary: packed.Dictionary | None = None,
 ) -> None:
     # One row per lead, the last given winning; each row built only as its chunk is written.
     latest = {lead.lead_id: lead for lead in leads}
     updated_at = time_param(connection.dialect)(now)
-    rows = (_lead_row(lead, email_field, updated_at) for lead in latest.values())
+    rows = (_lead_row(lead, email_field, updated_at, dictionary) for lead in latest.values())
     execute_encoded(connection, upsert_statement(connection, t.leads), _LEAD_COLUMNS, rows)
 
 
 # The parameters of a lead row, in the order `_lead_row` gives them.
 _LEAD_COLUMNS = (
     "lead_id",
-    "values",
-    "choices",
+    "packed",
+    "names",
     "score",
     "fit",
     "engagement",
     "grade",
-    "reasons",
     "model_version",
     "stage",
     "email",
@@ -1434,17 +1456,24 @@ _LEAD_COLUMNS = (
 )
 
 
-def _lead_row(lead: Lead, email_field: str, updated_at: Any) -> tuple[Any, ...]:
+def _lead_row(
+    lead: Lead, email_field: str, updated_at: Any, dictionary: packed.Dictionary | None
+) -> tuple[Any, ...]:
     """A lead's row for `execute_encoded`."""
+    values = lead.values
+    text = (
+        f"[{t.json_text(dict(values))},{t.json_text(_stored_choices(lead))},"
+        f"{t.json_text(list(lead.reasons))}]"
+    )
+    names = {name: values[name] for name in t.NAME_FIELDS if name in values}
     return (
         lead.lead_id,
-        t.json_text(dict(lead.values)),
-        t.json_text(_stored_choices(lead)),
+        packed.pack_text(text.encode(), dictionary),
+        t.json_text(names),
         lead.score,
         lead.fit,
         lead.engagement,
         lead.grade,
-        t.json_text(list(lead.reasons)),
         lead.model_version,
         lead.stage,
         normalise_email(lead.values.get(email_field)),
@@ -1842,31 +1871,29 @@ def _lead_query() -> sa.Select[Any]:
     column = t.leads.c
     return sa.select(
         column.lead_id,
-        sa.type_coerce(column["values"], sa.Text()).label("values"),
-        sa.type_coerce(column.choices, sa.Text()).label("choices"),
+        column.packed,
         column.score,
         column.fit,
         column.engagement,
         column.grade,
-        sa.type_coerce(column.reasons, sa.Text()).label("reasons"),
         column.model_version,
         column.stage,
     )
 
 
-def _lead(row: Sequence[Any]) -> Lead:
+def _lead(row: Sequence[Any], codebook: packed.Codebook) -> Lead:
     """A row of `_lead_query`."""
-    lead_id, values, choices, score, fit, engagement, grade, reasons, version, stage = row
-    values = t.json_read(values)
+    lead_id, blob, score, fit, engagement, grade, version, stage = row
+    values, choices, reasons = t.json_read(packed.unpack_text(blob, codebook))
     return Lead(
         lead_id=lead_id,
         values=values,
-        choices=_read_choices(t.json_read(choices), values),
+        choices=_read_choices(choices, values),
         score=score,
         fit=fit,
         engagement=engagement,
         grade=grade,
-        reasons=tuple(t.json_read(reasons)),
+        reasons=tuple(reasons),
         model_version=version,
         stage=stage,
     )

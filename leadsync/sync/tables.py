@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 __all__ = [
+    "NAME_FIELDS",
     "TaggedJSON",
     "UtcDateTime",
     "accepted_files",
@@ -402,17 +403,21 @@ quarantine = sa.Table(
     sa.Column("resolved_at", UtcDateTime()),
 )
 
+# A lead's values, choices and reasons are one blob, `packed`: the JSON text
+# [values, choices, reasons] (each as `encode_value` gives it; choices as `Store` lists them),
+# compressed (`sync.packed`). Nothing queries inside them but the search by name: `names`
+# keeps the lead's name fields (`NAME_FIELDS`, those it has) as JSON for it.
+NAME_FIELDS = ("first_name", "last_name")
 leads = sa.Table(
     "leads",
     metadata,
     sa.Column("lead_id", sa.String(), primary_key=True),
-    sa.Column("values", TaggedJSON(), nullable=False),
-    sa.Column("choices", TaggedJSON(), nullable=False),
+    sa.Column("packed", sa.LargeBinary(), nullable=False),
+    sa.Column("names", sa.JSON(), nullable=False),
     sa.Column("score", sa.Integer()),
     sa.Column("fit", sa.Integer()),
     sa.Column("engagement", sa.Integer()),
     sa.Column("grade", sa.String()),
-    sa.Column("reasons", TaggedJSON(), nullable=False),
     sa.Column("model_version", sa.String()),
     sa.Column("stage", sa.String()),
     # The normalised identity email, kept in step with `values` by every save.

@@ -1,18 +1,22 @@
 """What keeps the store small beyond its columns: a new SQLite file's page size, and the
-dictionaries snapshots are packed with (revision 0017), on every backend."""
+dictionaries snapshots and leads are packed with (revisions 0017 and 0018), on every
+backend."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
 
 from leadsync.sync import packed, tables
 from leadsync.sync.database import SQLITE_PAGE_SIZE, alembic_config
-from leadsync.sync.model import Snapshot
+from leadsync.sync.model import FieldChoice, Lead, Snapshot
+from leadsync.sync.search import search_leads
 from leadsync.sync.store import TRAIN_SAMPLES, Store
 from tests.sync.test_store import T0
 
@@ -136,3 +140,137 @@ def test_revision_0017_downgrade_packs_every_record_without_a_dictionary(
     engine.dispose()
     with Store(database_url, clock=lambda: T0) as store:
         assert store.snapshots("hubspot", ["100000"])["100000"].raw == saved_records[0].raw
+
+
+# --------------------------------------------------------------------------- packed leads
+
+OLD_LEADS = sa.table(
+    "leads",
+    sa.column("lead_id", sa.String()),
+    sa.column("values", sa.JSON()),
+    sa.column("choices", sa.JSON()),
+    sa.column("score", sa.Integer()),
+    sa.column("fit", sa.Integer()),
+    sa.column("engagement", sa.Integer()),
+    sa.column("grade", sa.String()),
+    sa.column("reasons", sa.JSON()),
+    sa.column("model_version", sa.String()),
+    sa.column("stage", sa.String()),
+    sa.column("email", sa.String()),
+    sa.column("updated_at", sa.DateTime(timezone=True)),
+)
+
+
+def a_lead(number: int) -> Lead:
+    snapshot = record(number)
+    values = {**snapshot.canonical, "score": number % 100, "city": "Zürich"}
+    choices = {
+        name: FieldChoice(value, "hubspot", "prefer_hubspot", "hubspot: prefer_hubspot")
+        for name, value in values.items()
+    }
+    return Lead(
+        lead_id=f"L{number:05d}",
+        values=values,
+        choices=choices,
+        score=number % 100,
+        reasons=(f"+{number % 20} page views", "+10 title is manager"),
+        stage="MQL",
+    )
+
+
+def test_leads_are_packed_with_a_dictionary_once_enough_are_stored_and_found_by_name(
+    database_url: str,
+) -> None:
+    given = [a_lead(number) for number in range(TRAIN_SAMPLES + 20)]
+    with Store(database_url, clock=lambda: T0) as store:
+        store.save_leads(given[:TRAIN_SAMPLES])
+        store.save_decisions(leads=given[TRAIN_SAMPLES:], run_id="run-1")
+        assert dictionary_kinds(store) == ["leads"]
+        with store.engine.connect() as connection:
+            query = sa.select(tables.leads.c.lead_id, tables.leads.c.packed)
+            kinds = {lead_id: bytes(blob)[0] for lead_id, blob in connection.execute(query)}
+        assert {kinds[lead.lead_id] for lead in given[:TRAIN_SAMPLES]} == {2}
+        assert {kinds[lead.lead_id] for lead in given[TRAIN_SAMPLES:]} == {3}
+    with Store(database_url, clock=lambda: T0) as store:
+        found = store.leads([lead.lead_id for lead in given])
+        assert found == {lead.lead_id: lead for lead in given}
+        last = given[-1]
+        words = f"{last.values['first_name']} {last.values['last_name'][1:4]}"
+        hits = search_leads(store, words, limit=5_000)
+        assert last.lead_id in [lead.lead_id for lead in hits]
+        assert all(lead.values["first_name"] == last.values["first_name"] for lead in hits)
+
+
+def test_revision_0018_carries_leads_over_and_back(database_url: str) -> None:
+    old_rows = [
+        {
+            "lead_id": "L1",
+            "values": {
+                "email": "ada@example.com",
+                "first_name": "Ada",
+                "last_name": "Lovelace",
+                "city": "Zürich",
+                "big": 1e16,
+                "seen": {"$datetime": "2024-05-01T10:00:00+00:00"},
+            },
+            "choices": {
+                "email": {"value": "ada@example.com", "crm": "hubspot", "rule": "r", "reason": "x"}
+            },
+            "score": 70,
+            "fit": 40,
+            "engagement": 30,
+            "grade": "B",
+            "reasons": ["+20 employees ≥ 200"],
+            "model_version": "v1",
+            "stage": "MQL",
+            "email": "ada@example.com",
+        },
+        {
+            "lead_id": "L2",
+            "values": {"email": None, "company": "Acme"},
+            "choices": {},
+            "score": None,
+            "fit": None,
+            "engagement": None,
+            "grade": None,
+            "reasons": [],
+            "model_version": None,
+            "stage": None,
+            "email": None,
+        },
+    ]
+    engine = sa.create_engine(database_url)
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection=connection), "0017_packing_dictionaries")
+        stamp = T0.replace(tzinfo=None) if connection.dialect.name == "sqlite" else T0
+        connection.execute(OLD_LEADS.insert(), [{**row, "updated_at": stamp} for row in old_rows])
+        before = _old_leads(connection)
+
+    with Store(database_url) as store:
+        leads = store.leads(["L1", "L2"])
+        assert leads["L1"].values["seen"] == datetime(2024, 5, 1, 10, tzinfo=UTC)
+        assert leads["L1"].values["city"] == "Zürich"
+        assert leads["L1"].choices["email"] == FieldChoice("ada@example.com", "hubspot", "r", "x")
+        assert leads["L1"].reasons == ("+20 employees ≥ 200",)
+        assert (leads["L2"].values, leads["L2"].choices) == ({"email": None, "company": "Acme"}, {})
+        assert [lead.lead_id for lead in search_leads(store, "ada LOVE")] == ["L1"]
+        assert store.find_leads(email="ada@example.com")[0].lead_id == "L1"
+
+    with engine.begin() as connection:
+        command.downgrade(alembic_config(connection=connection), "0017_packing_dictionaries")
+        after = _old_leads(connection)
+    engine.dispose()
+    assert after == before
+    assert type(after[0]["values"]["big"]) is float
+
+
+def _old_leads(connection: sa.Connection) -> list[dict[str, Any]]:
+    rows = connection.execute(sa.select(OLD_LEADS).order_by(OLD_LEADS.c.lead_id)).mappings()
+    parsed = []
+    for row in rows:
+        found = dict(row)
+        for name in ("values", "choices", "reasons"):
+            if isinstance(found[name], str):
+                found[name] = json.loads(found[name])
+        parsed.append(found)
+    return parsed
