@@ -97,6 +97,7 @@ ABANDONED = "abandoned"  # left running by a replica that died; another took its
 TRAIN_SAMPLES = 1_000
 SNAPSHOT_DICTIONARY = "snapshots:"
 LEAD_DICTIONARY = "leads"
+WRITE_DICTIONARY = "writes:"
 # How a write the CRM refused is named in the quarantine.
 REFUSED = "write refused by "
 # A refused write is tried again once its cause may have changed (see `due_refusals`), or
@@ -277,6 +278,12 @@ class Store:
     def handoffs(self) -> HandoffLedger:
         """Each lead's handoff to the CRM sales work in."""
         return HandoffLedger(self._engine)
+
+    @property
+    def codebook(self) -> packed.Codebook:
+        """The dictionaries blobs of this store name, for reading its packed columns directly
+        (`sync.packed`)."""
+        return self._codebook
 
     @property
     def engine(self) -> Engine:
@@ -968,8 +975,12 @@ class Store:
             # Writes beside the plan (the handoff's): they say nothing of whether the plan's
             # refused write to the record would land now.
             landed = []
+        kind = f"{WRITE_DICTIONARY}{crm}"
         with writing(self._engine) as connection:
-            write_log.insert_log(connection, write_log.log_rows(connection, run_id, crm, rows, now))
+            samples = sa.select(t.writes.c.fields).where(t.writes.c.crm == crm)
+            dictionary = self._dictionary(connection, kind, samples, now)
+            log = write_log.log_rows(connection, run_id, crm, rows, now, dictionary)
+            write_log.insert_log(connection, log)
             write_log.merge_expected(
                 connection, write_log.expected_rows(connection, run_id, crm, rows, now)
             )
@@ -987,6 +998,7 @@ class Store:
                 at or now,
                 at_once=at_once,
             )
+        self._keep(kind, dictionary)
 
     @retry_transient
     def due_refusals(
@@ -1044,7 +1056,7 @@ class Store:
             return [
                 write
                 for row in connection.execute(query).mappings()
-                for write in _logged_writes(row)
+                for write in _logged_writes(row, self._codebook)
             ]
 
     @retry_transient
@@ -1909,10 +1921,10 @@ def _transition(row: RowMapping) -> Transition:
     )
 
 
-def _logged_writes(row: RowMapping) -> Iterator[LoggedWrite]:
+def _logged_writes(row: RowMapping, codebook: packed.Codebook) -> Iterator[LoggedWrite]:
     """A `writes` row's fields, one LoggedWrite each, in the order written."""
     status = WriteStatus(row["status"])
-    for name, old, new in write_log.logged_fields(row["fields"]):
+    for name, old, new in write_log.logged_fields(row["fields"], codebook):
         yield LoggedWrite(
             run_id=row["run_id"],
             crm=row["crm"],

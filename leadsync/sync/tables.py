@@ -426,8 +426,9 @@ leads = sa.Table(
 )
 
 # The Zstandard dictionaries packed values are compressed with (`sync.packed`, format 3), each
-# trained on the first records of one `kind` ("snapshots:<crm>"). A blob names its
-# dictionary's id; a dictionary is never changed nor deleted while a blob names it.
+# trained on the first blobs of one `kind`: "snapshots:<crm>", "writes:<crm>" (the log's
+# fields) or "leads". A blob names its dictionary's id; a dictionary is never changed nor
+# deleted while a blob names it.
 dictionaries = sa.Table(
     "dictionaries",
     metadata,

@@ -118,16 +118,18 @@ def _text(fields: Mapping[str, list[Any]]) -> str:
     return t.encoded_json_text(fields)
 
 
-def _packed(fields: Mapping[str, list[Any]]) -> bytes:
-    return packed.pack_text(_text(fields).encode())
-
-
 def log_rows(
-    connection: Connection, run_id: str, crm: str, rows: Sequence[Written], now: datetime
+    connection: Connection,
+    run_id: str,
+    crm: str,
+    rows: Sequence[Written],
+    now: datetime,
+    dictionary: packed.Dictionary | None = None,
 ) -> list[dict[str, Any]]:
-    """`writes` rows for a batch, ready for `insert_log`. Rows of one record that follow one
-    another with one outcome make one row; another outcome, another record in between, or a
-    field written twice starts a new one, so reading back gives every write in its order."""
+    """`writes` rows for a batch, ready for `insert_log`, their fields packed with
+    `dictionary` where given. Rows of one record that follow one another with one outcome make
+    one row; another outcome, another record in between, or a field written twice starts a new
+    one, so reading back gives every write in its order."""
     at = time_param(connection.dialect)(now)
     found: list[dict[str, Any]] = []
     key: tuple[str, str, str, str] | None = None
@@ -136,23 +138,28 @@ def log_rows(
         outcome = (row.record_id, _status(row.status), row.category, row.message)
         if outcome != key or row.field in fields:
             if key is not None:
-                found.append(_log_row(run_id, crm, key, fields, at))
+                found.append(_log_row(run_id, crm, key, fields, at, dictionary))
             key, fields = outcome, {}
         fields[row.field] = _pair(row.old, row.new)
     if key is not None:
-        found.append(_log_row(run_id, crm, key, fields, at))
+        found.append(_log_row(run_id, crm, key, fields, at, dictionary))
     return found
 
 
 def _log_row(
-    run_id: str, crm: str, key: tuple[str, str, str, str], fields: dict[str, list[Any]], at: Any
+    run_id: str,
+    crm: str,
+    key: tuple[str, str, str, str],
+    fields: dict[str, list[Any]],
+    at: Any,
+    dictionary: packed.Dictionary | None,
 ) -> dict[str, Any]:
     record_id, status, category, message = key
     return {
         "run_id": run_id,
         "crm": crm,
         "record_id": record_id,
-        "fields": _packed(fields),
+        "fields": packed.pack_text(_text(fields).encode(), dictionary),
         "status": status,
         "category": category,
         "message": message,
@@ -271,9 +278,12 @@ def _execute(
         execute_encoded(connection, statement, columns, [tuple(row.values()) for row in rows])
 
 
-def logged_fields(stored: bytes) -> Iterator[tuple[str, Any, Any]]:
-    """A `writes` row's fields, decoded: (field, old, new), in the order written."""
-    fields: Mapping[str, Any] = json.loads(packed.unpack_text(stored))
+def logged_fields(
+    stored: bytes, codebook: packed.Codebook | None = None
+) -> Iterator[tuple[str, Any, Any]]:
+    """A `writes` row's fields, decoded: (field, old, new), in the order written (a
+    dictionary's blob unpacked through `codebook`, the store's)."""
+    fields: Mapping[str, Any] = json.loads(packed.unpack_text(stored, codebook))
     for name, (old, new) in fields.items():
         yield name, _decoded(old), _decoded(new)
 

@@ -13,11 +13,12 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 
-from leadsync.sync import packed, tables
+from leadsync.connectors.base import WriteStatus
+from leadsync.sync import packed, tables, write_log
 from leadsync.sync.database import SQLITE_PAGE_SIZE, alembic_config
 from leadsync.sync.model import FieldChoice, Lead, Snapshot
 from leadsync.sync.search import search_leads
-from leadsync.sync.store import TRAIN_SAMPLES, Store
+from leadsync.sync.store import TRAIN_SAMPLES, Store, WriteRow
 from tests.sync.test_store import T0
 
 
@@ -274,3 +275,69 @@ def _old_leads(connection: sa.Connection) -> list[dict[str, Any]]:
                 found[name] = json.loads(found[name])
         parsed.append(found)
     return parsed
+
+
+# ---------------------------------------------------------------------------- the log's fields
+
+WRITTEN = WriteStatus.WRITTEN
+
+
+def a_write(number: int) -> list[WriteRow]:
+    snapshot = record(number)
+    return [
+        WriteRow(snapshot.record_id, "firstname", None, snapshot.raw["firstname"], WRITTEN),
+        WriteRow(snapshot.record_id, "leadsync_score", None, number % 100, WRITTEN),
+        WriteRow(snapshot.record_id, "company", "Old Co", snapshot.raw["company"], WRITTEN),
+    ]
+
+
+def log_kinds(store: Store) -> dict[int, int]:
+    query = sa.select(tables.writes.c.id, tables.writes.c.fields)
+    with store.engine.connect() as connection:
+        return {row_id: bytes(blob)[0] for row_id, blob in connection.execute(query)}
+
+
+def test_the_logs_fields_are_packed_with_a_dictionary_once_enough_are_logged(
+    database_url: str,
+) -> None:
+    given = [a_write(number) for number in range(TRAIN_SAMPLES + 20)]
+    with Store(database_url, clock=lambda: T0) as store:
+        for start in range(0, TRAIN_SAMPLES, 250):
+            store.record_writes(
+                "run-1", "hubspot", [w for ws in given[start : start + 250] for w in ws]
+            )
+        assert dictionary_kinds(store) == []
+        store.record_writes("run-2", "hubspot", [w for ws in given[TRAIN_SAMPLES:] for w in ws])
+        assert dictionary_kinds(store) == ["writes:hubspot"]
+        kinds = log_kinds(store)
+        assert sorted(kinds.values()) == [2] * TRAIN_SAMPLES + [3] * 20
+    with Store(database_url, clock=lambda: T0) as store:
+        logged = [(w.record_id, w.field, w.old, w.new) for w in store.writes()]
+        assert logged == [(w.record_id, w.field, w.old, w.new) for ws in given for w in ws]
+        assert [w.new for w in store.writes(run_id="run-2", record_id=given[-1][0].record_id)] == [
+            w.new for w in given[-1]
+        ]
+
+
+def test_revision_0017_downgrade_packs_the_logs_fields_without_a_dictionary(
+    database_url: str,
+) -> None:
+    given = [a_write(number) for number in range(TRAIN_SAMPLES + 5)]
+    with Store(database_url, clock=lambda: T0) as store:
+        store.record_writes("run-1", "hubspot", [w for ws in given[:TRAIN_SAMPLES] for w in ws])
+        store.record_writes("run-2", "hubspot", [w for ws in given[TRAIN_SAMPLES:] for w in ws])
+        assert 3 in log_kinds(store).values()
+        before = [(w.record_id, w.field, w.old, w.new) for w in store.writes()]
+    engine = sa.create_engine(database_url)
+    with engine.begin() as connection:
+        command.downgrade(alembic_config(connection=connection), "0016_expected_row_stamps")
+        query = sa.select(tables.writes.c.fields).order_by(tables.writes.c.id)
+        blobs = [bytes(blob) for blob in connection.execute(query).scalars()]
+        command.upgrade(alembic_config(connection=connection), "head")
+    engine.dispose()
+    assert {blob[0] for blob in blobs} == {2}
+    assert [
+        (record_id, name, old, new)
+        for (record_id, *_), blob in zip(before[::3], blobs, strict=True)
+        for name, old, new in write_log.logged_fields(blob)
+    ] == before

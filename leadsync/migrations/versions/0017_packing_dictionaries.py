@@ -4,9 +4,10 @@ A snapshot's blob (`sync.packed`) was a Zstandard frame of its record alone, ~78
 a first sync: a record repeats little within itself, though its field names and most of its
 values' shapes are every record's. The store now trains a dictionary on a CRM's first 1,000
 stored records and packs the rest with it (format 3: the dictionary's id, then the frame),
-~250 bytes a record. Stored blobs stay as they are (the store reads every format); the
-downgrade packs each blob of format 3 again without a dictionary (format 2), then drops the
-table.
+~250 bytes a record. The audit log's fields (`writes.fields`) are packed the same way, with
+a dictionary per CRM trained on its first 1,000 rows. Stored blobs stay as they are (the
+store reads every format); the downgrade packs each blob of format 3 of both tables again
+without a dictionary (format 2), then drops the table.
 
 Revision ID: 0017_packing_dictionaries
 Revises: 0016_expected_row_stamps
@@ -20,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 import zstandard
 from alembic import op
+from sqlalchemy.engine import Connection
 
 revision: str = "0017_packing_dictionaries"
 down_revision: str | None = "0016_expected_row_stamps"
@@ -54,23 +56,32 @@ def downgrade() -> None:
         dictionary_id: zstandard.ZstdCompressionDict(bytes(data))
         for dictionary_id, data in connection.execute(sa.select(dictionaries))
     }
-    snapshots = sa.table(
-        "snapshots",
-        sa.column("crm", sa.String()),
-        sa.column("record_id", sa.String()),
-        sa.column("packed", sa.LargeBinary()),
+    _repack(connection, found, "snapshots", ("crm", "record_id"), "packed")
+    _repack(connection, found, "writes", ("id",), "fields")
+    op.drop_index(op.f("ix_dictionaries_kind"), table_name="dictionaries")
+    op.drop_table("dictionaries")
+
+
+def _repack(
+    connection: Connection,
+    found: dict[int, zstandard.ZstdCompressionDict],
+    name: str,
+    keys: tuple[str, ...],
+    column: str,
+) -> None:
+    """Every blob of `name`.`column` packed with a dictionary, packed again without one."""
+    table = sa.table(
+        name,
+        *(sa.column(key, sa.Integer() if key == "id" else sa.String()) for key in keys),
+        sa.column(column, sa.LargeBinary()),
     )
-    update = (
-        snapshots.update()
-        .where(snapshots.c.crm == sa.bindparam("key_crm"))
-        .where(snapshots.c.record_id == sa.bindparam("key_record"))
-        .values(packed=sa.bindparam("repacked", type_=sa.LargeBinary()))
-    )
-    mark = bytes((_DICTIONARY,))
+    update = table.update().values({column: sa.bindparam("repacked", type_=sa.LargeBinary())})
+    for key in keys:
+        update = update.where(table.c[key] == sa.bindparam(f"key_{key}"))
     query = (
-        sa.select(snapshots.c.crm, snapshots.c.record_id, snapshots.c.packed)
-        .where(sa.func.substr(snapshots.c.packed, 1, 1) == mark)
-        .order_by(snapshots.c.crm, snapshots.c.record_id)
+        sa.select(*(table.c[key] for key in keys), table.c[column])
+        .where(sa.func.substr(table.c[column], 1, 1) == bytes((_DICTIONARY,)))
+        .order_by(*(table.c[key] for key in keys))
         .limit(CHUNK)
     )
     compressor = zstandard.ZstdCompressor(
@@ -81,16 +92,19 @@ def downgrade() -> None:
         # with a dictionary.
         rows = list(connection.execute(query))
         if not rows:
-            break
+            return
         batch: list[dict[str, Any]] = []
-        for crm, record_id, blob in rows:
+        for *key_values, blob in rows:
             blob = bytes(blob)
             dictionary_id = int.from_bytes(blob[1 : 1 + _ID_BYTES], "big")
             text = zstandard.ZstdDecompressor(dict_data=found[dictionary_id]).decompress(
                 blob[1 + _ID_BYTES :]
             )
             repacked = bytes((_ZSTD,)) + compressor.compress(text)
-            batch.append({"key_crm": crm, "key_record": record_id, "repacked": repacked})
+            batch.append(
+                {
+                    **{f"key_{key}": value for key, value in zip(keys, key_values, strict=True)},
+                    "repacked": repacked,
+                }
+            )
         connection.execute(update, batch)
-    op.drop_index(op.f("ix_dictionaries_kind"), table_name="dictionaries")
-    op.drop_table("dictionaries")
