@@ -155,7 +155,7 @@ def _writes(runtime: Runtime, summary: RunSummary) -> tuple[int, int, Counter[tu
     with runtime.store.engine.connect() as connection:
         # One log row per record and batch: its fields are the keys of `fields`.
         for lead_id, crm, logged in connection.execute(query):
-            for name, _, _ in write_log.logged_fields(logged):
+            for name, _, _ in write_log.logged_fields(logged, runtime.store.codebook):
                 fields[(crm, name)] += 1
                 (flagged if (crm, name) in breach else written).add(lead_id)
     return len(written), len(flagged), fields

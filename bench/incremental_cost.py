@@ -31,6 +31,7 @@ import functools
 import gc
 import inspect
 import io
+import json
 import os
 import pstats
 import random
@@ -195,10 +196,17 @@ class Template:
 
 
 def read_templates(engine: sa.Engine) -> list[Template]:
-    """Every stored lead with at least one linked record, in lead id order."""
+    """Every stored lead with at least one linked record, in lead id order. Their snapshots'
+    blobs are packed again without a dictionary (`sync.packed`): the clones go to stores that
+    hold none of this one's."""
     with engine.connect() as connection:
+        dictionaries = dict(
+            connection.execute(sa.select(t.dictionaries.c.id, t.dictionaries.c.data)).tuples()
+        )
+        codebook = packed.Codebook(dictionaries.get)
         leads = {
-            row["lead_id"]: dict(row) for row in connection.execute(sa.select(t.leads)).mappings()
+            row["lead_id"]: {**row, "packed": _plain(row["packed"], codebook)}
+            for row in connection.execute(sa.select(t.leads)).mappings()
         }
         joined = t.snapshots.join(
             t.links,
@@ -210,6 +218,7 @@ def read_templates(engine: sa.Engine) -> list[Template]:
         records: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = defaultdict(list)
         for row in connection.execute(query.select_from(joined)).mappings():
             snapshot = {c.name: row[c.name] for c in t.snapshots.c}
+            snapshot["packed"] = _plain(snapshot["packed"], codebook)
             link = {c.name: row[f"link_{c.name}"] for c in t.links.c}
             records[link["lead_id"]].append((snapshot, link))
     return [
@@ -217,6 +226,11 @@ def read_templates(engine: sa.Engine) -> list[Template]:
         for lead_id in sorted(leads)
         if records.get(lead_id)
     ]
+
+
+def _plain(blob: bytes, codebook: packed.Codebook) -> bytes:
+    """`blob` packed again without a dictionary."""
+    return packed.pack_text(packed.unpack_text(blob, codebook).encode())
 
 
 class Cloner:
@@ -256,8 +270,9 @@ class Cloner:
 
 
 def _with_email(lead: dict[str, Any], email: str) -> dict[str, Any]:
-    values = {**lead["values"], "email": email}
-    choices: Any = lead["choices"]
+    """A lead row (its values packed without a dictionary) with `email` for its email."""
+    held_values, choices, reasons = json.loads(packed.unpack_text(lead["packed"]))
+    values = {**held_values, "email": email}
     if isinstance(choices, dict):  # {field: {"value", "crm", "rule", "reason"}}, as first stored
         choices = dict(choices)
         if "email" in choices:
@@ -271,7 +286,8 @@ def _with_email(lead: dict[str, Any], email: str) -> dict[str, Any]:
     else:  # [crms, rules, kinds, picks, {field: value if not the lead's}, fields?]
         choices = list(choices)
         choices[4] = {name: value for name, value in choices[4].items() if name != "email"}
-    return {**lead, "values": values, "choices": choices}
+    text = json.dumps([values, choices, reasons], separators=(",", ":"))
+    return {**lead, "packed": packed.pack_text(text.encode())}
 
 
 def _snapshot_clone(snapshot: dict[str, Any], record_id: str, email: str) -> dict[str, Any]:

@@ -72,17 +72,19 @@ def load(
     """The leads (with their whole history), clocks started and runs begun within
     [since, until), and the errors of the window."""
     histories = _histories(store)
+    segments = _segments(store, segment_field) if segment_field else {}
+    columns = (t.leads.c.lead_id, t.leads.c.stage, t.leads.c.score, t.leads.c.grade)
     leads = [
         LeadFacts(
             lead_id=row["lead_id"],
             stage=row["stage"],
             score=row["score"],
             grade=row["grade"],
-            segment=(row["values"] or {}).get(segment_field) if segment_field else None,
+            segment=segments.get(row["lead_id"]),
             email=row["email"],
             history=tuple(histories.get(row["lead_id"], ())),
         )
-        for row in _rows(store, sa.select(t.leads))
+        for row in _rows(store, sa.select(*columns, t.leads.c.email))
     ]
     clocks = store.sla.clocks(since=since, until=until)
     runs = [
@@ -211,6 +213,23 @@ def _write_errors(store: Store, since: datetime | None, until: datetime) -> dict
         key = f"{row['crm']}: {category}" + (" (deferred)" if row["status"] == "deferred" else "")
         counts[key] = counts.get(key, 0) + 1
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+# Leads read at a time for their segments: their values are packed (`leads.packed`).
+SEGMENT_PAGE = 2_000
+
+
+def _segments(store: Store, segment_field: str) -> dict[str, Any]:
+    """Lead id -> its value of `segment_field`, for the leads that hold one."""
+    found: dict[str, Any] = {}
+    after: str | None = None
+    while ids := store.lead_ids_after(after, limit=SEGMENT_PAGE):
+        for lead_id, lead in store.leads(ids).items():
+            value = lead.values.get(segment_field)
+            if value is not None:
+                found[lead_id] = value
+        after = ids[-1]
+    return found
 
 
 def _rows(store: Store, query: sa.Select[Any]) -> list[sa.RowMapping]:

@@ -15,12 +15,18 @@ names the format, so a later one comes without rewriting what is stored:
     2   a Zstandard frame, content size included: what the store writes. zstd level 3 packs
         a first sync's record in ~9 µs where DEFLATE took ~27 µs (~8 % larger), so keeping
         the store small costs a sync no CPU it can feel.
+    3   a Zstandard frame packed with a dictionary the store keeps (table `dictionaries`),
+        its id in the 4 bytes before the frame (big-endian). A record alone repeats little
+        that zstd can find; its field names and most of its value shapes are every record's:
+        trained on a CRM's first records, a dictionary packs the next ones in ~30 % of
+        format 2's bytes (`train`, `Dictionary`, `Codebook`).
 """
 
 from __future__ import annotations
 
 import threading
 import zlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -28,11 +34,16 @@ import zstandard
 
 from leadsync.sync import tables as t
 
-__all__ = ["pack", "pack_text", "unpack", "unpack_text"]
+__all__ = ["Codebook", "Dictionary", "pack", "pack_text", "train", "unpack", "unpack_text"]
 
 _DEFLATE = 1
 _ZSTD = 2
 _ZSTD_MARK = bytes((_ZSTD,))
+_DICTIONARY = 3
+_ID_BYTES = 4
+# A dictionary's size: within ~3 % of a 64 KB one's packing for a CRM's records (a 16 KB one
+# packs ~5 % larger), and half the bytes to keep, load and prime.
+DICTIONARY_SIZE = 32_768
 _RAW_DEFLATE = -15  # window bits: no zlib header or checksum (the database keeps the bytes)
 _LEVEL = 3  # zstd's default: as small as level 9 within 1 % for records this size
 
@@ -51,32 +62,107 @@ class _Codecs(threading.local):
 _CODECS = _Codecs()
 
 
-def pack(raw: Any, canonical: Any) -> bytes:
+class Dictionary:
+    """A Zstandard dictionary the store keeps under `dictionary_id`, ready to pack and unpack
+    with. Safe to share between threads (a codec per thread)."""
+
+    def __init__(self, dictionary_id: int, data: bytes) -> None:
+        if not 0 < dictionary_id < 2 ** (8 * _ID_BYTES):
+            raise ValueError(f"a dictionary id is 1 to 2**32 - 1, not {dictionary_id}")
+        self.dictionary_id = dictionary_id
+        self.data = data
+        self._mark = bytes((_DICTIONARY,)) + dictionary_id.to_bytes(_ID_BYTES, "big")
+        self._zstd = zstandard.ZstdCompressionDict(data)
+        self._local = threading.local()
+
+    def compress(self, text: bytes) -> bytes:
+        compressor = getattr(self._local, "compressor", None)
+        if compressor is None:
+            compressor = self._local.compressor = zstandard.ZstdCompressor(
+                level=_LEVEL,
+                dict_data=self._zstd,
+                write_checksum=False,
+                write_content_size=True,
+                write_dict_id=False,
+            )
+        return self._mark + compressor.compress(text)
+
+    def decompress(self, frame: bytes) -> bytes:
+        decompressor = getattr(self._local, "decompressor", None)
+        if decompressor is None:
+            decompressor = self._local.decompressor = zstandard.ZstdDecompressor(
+                dict_data=self._zstd
+            )
+        return decompressor.decompress(frame)
+
+
+class Codebook:
+    """The dictionaries of one store, by id: each loaded (`load(id)` gives its bytes, None for
+    no such dictionary) the first time a blob names it, then kept (a stored dictionary never
+    changes)."""
+
+    def __init__(self, load: Callable[[int], bytes | None]) -> None:
+        self._load = load
+        self._found: dict[int, Dictionary] = {}
+        self._lock = threading.Lock()
+
+    def add(self, dictionary: Dictionary) -> None:
+        """Keep `dictionary`, once it is stored (committed)."""
+        with self._lock:
+            self._found[dictionary.dictionary_id] = dictionary
+
+    def get(self, dictionary_id: int) -> Dictionary:
+        found = self._found.get(dictionary_id)
+        if found is not None:
+            return found
+        data = self._load(dictionary_id)
+        if data is None:
+            raise ValueError(f"packed with dictionary {dictionary_id}, which the store lacks")
+        dictionary = Dictionary(dictionary_id, data)
+        self.add(dictionary)
+        return dictionary
+
+
+def train(samples: Sequence[bytes], *, size: int = DICTIONARY_SIZE) -> bytes | None:
+    """A dictionary's bytes for texts like `samples`, or None where zstd finds too little in
+    them to train on (too few, too small, all alike)."""
+    try:
+        return bytes(zstandard.train_dictionary(size, list(samples)).as_bytes())
+    except zstandard.ZstdError:
+        return None
+
+
+def pack(raw: Any, canonical: Any, dictionary: Dictionary | None = None) -> bytes:
     """The blob for `raw` and `canonical`, each as `encode_value` gave it."""
     try:
         text = orjson.dumps([raw, canonical])
     except TypeError:  # what orjson does not write: `encoded_json_text` takes the long way
         text = t.encoded_json_text([raw, canonical]).encode()
-    return pack_text(text)
+    return pack_text(text, dictionary)
 
 
-def unpack(blob: bytes | memoryview) -> tuple[Any, Any]:
+def unpack(blob: bytes | memoryview, codebook: Codebook | None = None) -> tuple[Any, Any]:
     """The inverse of `pack`: (raw, canonical), decoded."""
-    raw, canonical = t.json_read(unpack_text(blob))
+    raw, canonical = t.json_read(unpack_text(blob, codebook))
     return raw, canonical
 
 
-def pack_text(text: bytes) -> bytes:
-    """The blob for JSON `text` (UTF-8)."""
+def pack_text(text: bytes, dictionary: Dictionary | None = None) -> bytes:
+    """The blob for JSON `text` (UTF-8), with `dictionary` where given."""
+    if dictionary is not None:
+        return dictionary.compress(text)
     return _ZSTD_MARK + _CODECS.compressor.compress(text)
 
 
-def unpack_text(blob: bytes | memoryview) -> str:
-    """The inverse of `pack_text`, for either format."""
+def unpack_text(blob: bytes | memoryview, codebook: Codebook | None = None) -> str:
+    """The inverse of `pack_text`, for any format (a dictionary's through `codebook`)."""
     blob = bytes(blob)
     kind = blob[0] if blob else None
     if kind == _ZSTD:
         return _CODECS.decompressor.decompress(blob[1:]).decode()
+    if kind == _DICTIONARY and codebook is not None:
+        dictionary = codebook.get(int.from_bytes(blob[1 : 1 + _ID_BYTES], "big"))
+        return dictionary.decompress(blob[1 + _ID_BYTES :]).decode()
     if kind == _DEFLATE:
         return zlib.decompress(blob[1:], _RAW_DEFLATE).decode()
     raise ValueError(f"unknown packed format {blob[:1]!r}")

@@ -19,8 +19,9 @@ from leadsync.sync.store import Store
 
 __all__ = ["NAME_FIELDS", "search_leads"]
 
-# The canonical fields that hold a person's name, where the mapping has them.
-NAME_FIELDS = ("first_name", "last_name")
+# The canonical fields that hold a person's name, where the mapping has them: the store
+# keeps them apart for this search (`leads.names`).
+NAME_FIELDS = t.NAME_FIELDS
 LIMIT = 50
 
 
@@ -43,7 +44,7 @@ def search_leads(
                 sa.or_(
                     email.startswith(word, autoescape=True),
                     *(
-                        sa.func.lower(t.leads.c["values"][name].as_string()).contains(
+                        sa.func.lower(t.leads.c.names[name].as_string()).contains(
                             word, autoescape=True
                         )
                         for name in name_fields

@@ -92,6 +92,12 @@ __all__ = [
 
 RUNNING = "running"  # a run's status until finish_run
 ABANDONED = "abandoned"  # left running by a replica that died; another took its job over
+# Snapshots are packed with a dictionary of their CRM's (`sync.packed`) once it has this many
+# stored to train one on, its kind this prefix and the CRM's name.
+TRAIN_SAMPLES = 1_000
+SNAPSHOT_DICTIONARY = "snapshots:"
+LEAD_DICTIONARY = "leads"
+WRITE_DICTIONARY = "writes:"
 # How a write the CRM refused is named in the quarantine.
 REFUSED = "write refused by "
 # A refused write is tried again once its cause may have changed (see `due_refusals`), or
@@ -245,6 +251,10 @@ class Store:
         self._engine = make_engine(url)
         self._email_field = email_field
         self._clock = clock
+        # The dictionaries packed snapshots name (`sync.packed`), and each CRM's to pack with.
+        self._codebook = packed.Codebook(self._load_dictionary)
+        self._packing: dict[str, packed.Dictionary] = {}
+        self._untrainable: set[str] = set()
         try:
             if migrate:
                 upgrade(self._engine)
@@ -268,6 +278,12 @@ class Store:
     def handoffs(self) -> HandoffLedger:
         """Each lead's handoff to the CRM sales work in."""
         return HandoffLedger(self._engine)
+
+    @property
+    def codebook(self) -> packed.Codebook:
+        """The dictionaries blobs of this store name, for reading its packed columns directly
+        (`sync.packed`)."""
+        return self._codebook
 
     @property
     def engine(self) -> Engine:
@@ -467,7 +483,20 @@ class Store:
         snapshots, refused = self._storable(snapshots, run_id=run_id, now=now)
         quarantined = [*quarantined, *refused]
         with writing(self._engine) as connection:
-            _upsert_snapshots(connection, snapshots, run_id=run_id, now=now, hold_for=hold_for)
+            dictionary = None
+            if snapshots:
+                samples = sa.select(t.snapshots.c.packed).where(t.snapshots.c.crm == crm)
+                dictionary = self._dictionary(
+                    connection, f"{SNAPSHOT_DICTIONARY}{crm}", samples, now
+                )
+            _upsert_snapshots(
+                connection,
+                snapshots,
+                run_id=run_id,
+                now=now,
+                hold_for=hold_for,
+                dictionary=dictionary,
+            )
             _resolve_quarantine(connection, crm, [s.record_id for s in snapshots], now)
             _upsert_quarantine(connection, quarantined)
             save_related(connection, related, run_id=run_id, now=now)
@@ -475,6 +504,50 @@ class Store:
                 default = INCREMENTAL if position is not None else BACKFILL
                 cursor = _cursor_values(position, checkpoint, run_id=run_id, now=now)
                 upsert(connection, t.cursors, [{"crm": crm, "stream": stream or default, **cursor}])
+        self._keep(f"{SNAPSHOT_DICTIONARY}{crm}", dictionary)
+
+    def _keep(self, kind: str, dictionary: packed.Dictionary | None) -> None:
+        """Keep the dictionary a committed transaction packed `kind` with: one trained in a
+        transaction rolled back is not stored, and its id may be another's later."""
+        if dictionary is not None:
+            self._codebook.add(dictionary)
+            self._packing[kind] = dictionary
+
+    def _dictionary(
+        self, connection: Connection, kind: str, samples: sa.Select[Any], now: datetime
+    ) -> packed.Dictionary | None:
+        """The dictionary to pack `kind` with: the newest stored, or one trained now on
+        TRAIN_SAMPLES of the blobs `samples` selects once there are as many (none before: the
+        first are packed without one)."""
+        found = self._packing.get(kind)
+        if found is not None or kind in self._untrainable:
+            return found
+        d = t.dictionaries
+        newest = connection.execute(
+            sa.select(d.c.id, d.c.data).where(d.c.kind == kind).order_by(d.c.id.desc()).limit(1)
+        ).first()
+        if newest is not None:
+            return packed.Dictionary(newest.id, bytes(newest.data))
+        query = samples.limit(TRAIN_SAMPLES)  # any of them: they are alike
+        blobs = list(connection.execute(query).scalars())
+        if len(blobs) < TRAIN_SAMPLES:
+            return None
+        data = packed.train([packed.unpack_text(blob, self._codebook).encode() for blob in blobs])
+        if data is None:
+            self._untrainable.add(kind)
+            return None
+        inserted = connection.execute(
+            d.insert().values(kind=kind, data=data, created_at=now).returning(d.c.id)
+        ).scalar_one()
+        return packed.Dictionary(inserted, data)
+
+    def _load_dictionary(self, dictionary_id: int) -> bytes | None:
+        d = t.dictionaries
+        with self._engine.connect() as connection:
+            data = connection.execute(
+                sa.select(d.c.data).where(d.c.id == dictionary_id)
+            ).scalar_one_or_none()
+        return None if data is None else bytes(data)
 
     def _storable(
         self, snapshots: Sequence[Snapshot], *, run_id: str, now: datetime
@@ -524,7 +597,12 @@ class Store:
                 query = _snapshot_query().where(
                     t.snapshots.c.crm == crm, t.snapshots.c.record_id.in_(chunk)
                 )
-                found.update({row.record_id: _snapshot(row) for row in connection.execute(query)})
+                found.update(
+                    {
+                        row.record_id: _snapshot(row, self._codebook)
+                        for row in connection.execute(query)
+                    }
+                )
         return found
 
     def deleted_records(self, crm: str, record_ids: Sequence[str]) -> set[str]:
@@ -546,7 +624,7 @@ class Store:
             .limit(limit)
         )
         with self._engine.connect() as connection:
-            return [_snapshot(row) for row in connection.execute(query)]
+            return [_snapshot(row, self._codebook) for row in connection.execute(query)]
 
     def pending_ids(self, crm: str) -> list[str]:
         """The ids of the records `pending_records` returns, in its order: what a settle
@@ -753,7 +831,7 @@ class Store:
                     .order_by(t.snapshots.c.crm, t.snapshots.c.record_id)
                 )
                 for row in connection.execute(query):
-                    found.setdefault(row.lead_id, []).append(_snapshot(row))
+                    found.setdefault(row.lead_id, []).append(_snapshot(row, self._codebook))
         return found
 
     # --------------------------------------------------------------------------------- leads
@@ -761,8 +839,11 @@ class Store:
     @retry_transient
     def save_leads(self, leads: Sequence[Lead]) -> None:
         """Insert or replace `leads`, keeping the email index in step with their values."""
+        now = self._now()
         with writing(self._engine) as connection:
-            _upsert_leads(connection, leads, self._email_field, self._now())
+            dictionary = self._lead_dictionary(connection, leads, now)
+            _upsert_leads(connection, leads, self._email_field, now, dictionary)
+        self._keep(LEAD_DICTIONARY, dictionary)
 
     @retry_transient
     def lead_ids_after(self, after: str | None, *, limit: int) -> list[str]:
@@ -781,7 +862,9 @@ class Store:
         with self._engine.connect() as connection:
             for chunk in chunks(lead_ids):
                 query = _lead_query().where(t.leads.c.lead_id.in_(chunk))
-                found.update({row.lead_id: _lead(row) for row in connection.execute(query)})
+                found.update(
+                    {row.lead_id: _lead(row, self._codebook) for row in connection.execute(query)}
+                )
         return found
 
     @retry_transient
@@ -800,7 +883,7 @@ class Store:
             handed_off = sa.select(t.handoffs.c.lead_id).where(t.handoffs.c.record_id == crm_id)
             query = query.where(t.leads.c.lead_id.in_(linked.union(handed_off)))
         with self._engine.connect() as connection:
-            return [_lead(row) for row in connection.execute(query)]
+            return [_lead(row, self._codebook) for row in connection.execute(query)]
 
     # ------------------------------------------------------------------- one batch's decisions
 
@@ -822,12 +905,22 @@ class Store:
         transitions, and their clocks, for good: the next run starts from the saved stage."""
         now = self._now()
         with writing(self._engine) as connection:
-            _upsert_leads(connection, leads, self._email_field, now)
+            dictionary = self._lead_dictionary(connection, leads, now)
+            _upsert_leads(connection, leads, self._email_field, now, dictionary)
             _upsert_links(connection, links, now)
             _close_reviews(connection, links, now)
             _upsert_reviews(connection, reviews, run_id, now)
             _insert_transitions(connection, transitions, run_id)
             save_clock_changes(connection, clocks, run_id=run_id, now=now)
+        self._keep(LEAD_DICTIONARY, dictionary)
+
+    def _lead_dictionary(
+        self, connection: Connection, leads: Sequence[Lead], now: datetime
+    ) -> packed.Dictionary | None:
+        if not leads:
+            return None
+        samples = sa.select(t.leads.c.packed)
+        return self._dictionary(connection, LEAD_DICTIONARY, samples, now)
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -882,8 +975,12 @@ class Store:
             # Writes beside the plan (the handoff's): they say nothing of whether the plan's
             # refused write to the record would land now.
             landed = []
+        kind = f"{WRITE_DICTIONARY}{crm}"
         with writing(self._engine) as connection:
-            write_log.insert_log(connection, write_log.log_rows(connection, run_id, crm, rows, now))
+            samples = sa.select(t.writes.c.fields).where(t.writes.c.crm == crm)
+            dictionary = self._dictionary(connection, kind, samples, now)
+            log = write_log.log_rows(connection, run_id, crm, rows, now, dictionary)
+            write_log.insert_log(connection, log)
             write_log.merge_expected(
                 connection, write_log.expected_rows(connection, run_id, crm, rows, now)
             )
@@ -901,6 +998,7 @@ class Store:
                 at or now,
                 at_once=at_once,
             )
+        self._keep(kind, dictionary)
 
     @retry_transient
     def due_refusals(
@@ -958,23 +1056,25 @@ class Store:
             return [
                 write
                 for row in connection.execute(query).mappings()
-                for write in _logged_writes(row)
+                for write in _logged_writes(row, self._codebook)
             ]
 
     @retry_transient
     def expected(self, crm: str, record_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Record id -> field -> the raw value leadsync last wrote there."""
         found: dict[str, dict[str, Any]] = {}
-        columns = (t.expected.c.record_id, t.expected.c.fields)
+        columns = (t.expected.c.record_id, t.expected.c.fields, t.expected.c.written_at)
         with self._engine.connect() as connection:
             for chunk in chunks(record_ids):
                 query = sa.select(*columns).where(
                     t.expected.c.crm == crm, t.expected.c.record_id.in_(chunk)
                 )
-                for record_id, fields in connection.execute(query):
+                for record_id, fields, written_at in connection.execute(query):
                     found[record_id] = {
                         name: value
-                        for name, (value, _) in write_log.expected_values(fields).items()
+                        for name, (value, _) in write_log.expected_values(
+                            fields, written_at
+                        ).items()
                     }
         return found
 
@@ -989,16 +1089,18 @@ class Store:
             for chunk in chunks(record_ids):
                 # The record's latest write came after the read; which of its fields did.
                 query = (
-                    sa.select(e.c.record_id, e.c.fields, s.c.saved_at)
+                    sa.select(e.c.record_id, e.c.fields, e.c.written_at, s.c.saved_at)
                     .join(s, sa.and_(s.c.crm == e.c.crm, s.c.record_id == e.c.record_id))
                     .where(e.c.crm == crm, e.c.record_id.in_(chunk))
                     .where(e.c.written_at > s.c.saved_at)
                 )
-                for record_id, fields, saved_at in connection.execute(query):
+                for record_id, fields, written_at, saved_at in connection.execute(query):
                     read = write_log.microseconds(saved_at)
                     unseen = {
                         name: value
-                        for name, (value, stamp) in write_log.expected_values(fields).items()
+                        for name, (value, stamp) in write_log.expected_values(
+                            fields, written_at
+                        ).items()
                         if stamp > read
                     }
                     if unseen:
@@ -1076,6 +1178,7 @@ def _upsert_snapshots(
     run_id: str,
     now: datetime,
     hold_for: str | None = None,
+    dictionary: packed.Dictionary | None = None,
 ) -> None:
     # One row per record (a page is of one CRM), the last given winning: one statement may
     # not upsert a row twice.
@@ -1087,7 +1190,14 @@ def _upsert_snapshots(
     # Encoded as `execute_encoded` takes them, WRITE_CHUNK rows at a time: never a whole
     # page's encoded rows beside its snapshots.
     rows = (
-        _snapshot_row(snapshot, when, saved_at=saved_at, run_id=run_id, hold_for=hold_for)
+        _snapshot_row(
+            snapshot,
+            when,
+            saved_at=saved_at,
+            run_id=run_id,
+            hold_for=hold_for,
+            dictionary=dictionary,
+        )
         for snapshot in latest.values()
     )
     statement = _snapshot_upsert(connection, held=hold_for is not None)
@@ -1139,6 +1249,7 @@ def _snapshot_row(
     saved_at: Any,
     run_id: str,
     hold_for: str | None,
+    dictionary: packed.Dictionary | None,
 ) -> tuple[Any, ...]:
     """A snapshot's row for `execute_encoded`: each value encoded once, for its column and
     its digest alike."""
@@ -1148,7 +1259,7 @@ def _snapshot_row(
         snapshot.crm,
         snapshot.record_id,
         when(snapshot.modified_at),
-        packed.pack(raw, canonical),
+        packed.pack(raw, canonical, dictionary),
         t.json_text(_stored_changed_at(snapshot)),
         snapshot.deleted,
         _digest(snapshot.modified_at, raw, canonical, snapshot.deleted),
@@ -1328,25 +1439,28 @@ def _add_refusals(
 
 
 def _upsert_leads(
-    connection: Connection, leads: Sequence[Lead], email_field: str, now: datetime
+    connection: Connection,
+    leads: Sequence[Lead],
+    email_field: str,
+    now: datetime,
+    dictionary: packed.Dictionary | None = None,
 ) -> None:
     # One row per lead, the last given winning; each row built only as its chunk is written.
     latest = {lead.lead_id: lead for lead in leads}
     updated_at = time_param(connection.dialect)(now)
-    rows = (_lead_row(lead, email_field, updated_at) for lead in latest.values())
+    rows = (_lead_row(lead, email_field, updated_at, dictionary) for lead in latest.values())
     execute_encoded(connection, upsert_statement(connection, t.leads), _LEAD_COLUMNS, rows)
 
 
 # The parameters of a lead row, in the order `_lead_row` gives them.
 _LEAD_COLUMNS = (
     "lead_id",
-    "values",
-    "choices",
+    "packed",
+    "names",
     "score",
     "fit",
     "engagement",
     "grade",
-    "reasons",
     "model_version",
     "stage",
     "email",
@@ -1354,17 +1468,24 @@ _LEAD_COLUMNS = (
 )
 
 
-def _lead_row(lead: Lead, email_field: str, updated_at: Any) -> tuple[Any, ...]:
+def _lead_row(
+    lead: Lead, email_field: str, updated_at: Any, dictionary: packed.Dictionary | None
+) -> tuple[Any, ...]:
     """A lead's row for `execute_encoded`."""
+    values = lead.values
+    text = (
+        f"[{t.json_text(dict(values))},{t.json_text(_stored_choices(lead))},"
+        f"{t.json_text(list(lead.reasons))}]"
+    )
+    names = {name: values[name] for name in t.NAME_FIELDS if name in values}
     return (
         lead.lead_id,
-        t.json_text(dict(lead.values)),
-        t.json_text(_stored_choices(lead)),
+        packed.pack_text(text.encode(), dictionary),
+        t.json_text(names),
         lead.score,
         lead.fit,
         lead.engagement,
         lead.grade,
-        t.json_text(list(lead.reasons)),
         lead.model_version,
         lead.stage,
         normalise_email(lead.values.get(email_field)),
@@ -1595,10 +1716,10 @@ def _run(row: RowMapping) -> RunRow:
     )
 
 
-def _snapshot(row: Sequence[Any]) -> Snapshot:
+def _snapshot(row: Sequence[Any], codebook: packed.Codebook) -> Snapshot:
     """A row of `_snapshot_query`."""
     crm, record_id, modified_at, values, changed_at, deleted, lead_id = row
-    raw, canonical = packed.unpack(values)
+    raw, canonical = packed.unpack(values, codebook)
     return Snapshot(
         crm=crm,
         record_id=record_id,
@@ -1762,31 +1883,29 @@ def _lead_query() -> sa.Select[Any]:
     column = t.leads.c
     return sa.select(
         column.lead_id,
-        sa.type_coerce(column["values"], sa.Text()).label("values"),
-        sa.type_coerce(column.choices, sa.Text()).label("choices"),
+        column.packed,
         column.score,
         column.fit,
         column.engagement,
         column.grade,
-        sa.type_coerce(column.reasons, sa.Text()).label("reasons"),
         column.model_version,
         column.stage,
     )
 
 
-def _lead(row: Sequence[Any]) -> Lead:
+def _lead(row: Sequence[Any], codebook: packed.Codebook) -> Lead:
     """A row of `_lead_query`."""
-    lead_id, values, choices, score, fit, engagement, grade, reasons, version, stage = row
-    values = t.json_read(values)
+    lead_id, blob, score, fit, engagement, grade, version, stage = row
+    values, choices, reasons = t.json_read(packed.unpack_text(blob, codebook))
     return Lead(
         lead_id=lead_id,
         values=values,
-        choices=_read_choices(t.json_read(choices), values),
+        choices=_read_choices(choices, values),
         score=score,
         fit=fit,
         engagement=engagement,
         grade=grade,
-        reasons=tuple(t.json_read(reasons)),
+        reasons=tuple(reasons),
         model_version=version,
         stage=stage,
     )
@@ -1802,10 +1921,10 @@ def _transition(row: RowMapping) -> Transition:
     )
 
 
-def _logged_writes(row: RowMapping) -> Iterator[LoggedWrite]:
+def _logged_writes(row: RowMapping, codebook: packed.Codebook) -> Iterator[LoggedWrite]:
     """A `writes` row's fields, one LoggedWrite each, in the order written."""
     status = WriteStatus(row["status"])
-    for name, old, new in write_log.logged_fields(row["fields"]):
+    for name, old, new in write_log.logged_fields(row["fields"], codebook):
         yield LoggedWrite(
             run_id=row["run_id"],
             crm=row["crm"],

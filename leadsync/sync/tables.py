@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 __all__ = [
+    "NAME_FIELDS",
     "TaggedJSON",
     "UtcDateTime",
     "accepted_files",
@@ -36,6 +37,7 @@ __all__ = [
     "console_sessions",
     "cursors",
     "decode_value",
+    "dictionaries",
     "encode_value",
     "encoded_json_text",
     "expected",
@@ -401,22 +403,39 @@ quarantine = sa.Table(
     sa.Column("resolved_at", UtcDateTime()),
 )
 
+# A lead's values, choices and reasons are one blob, `packed`: the JSON text
+# [values, choices, reasons] (each as `encode_value` gives it; choices as `Store` lists them),
+# compressed (`sync.packed`). Nothing queries inside them but the search by name: `names`
+# keeps the lead's name fields (`NAME_FIELDS`, those it has) as JSON for it.
+NAME_FIELDS = ("first_name", "last_name")
 leads = sa.Table(
     "leads",
     metadata,
     sa.Column("lead_id", sa.String(), primary_key=True),
-    sa.Column("values", TaggedJSON(), nullable=False),
-    sa.Column("choices", TaggedJSON(), nullable=False),
+    sa.Column("packed", sa.LargeBinary(), nullable=False),
+    sa.Column("names", sa.JSON(), nullable=False),
     sa.Column("score", sa.Integer()),
     sa.Column("fit", sa.Integer()),
     sa.Column("engagement", sa.Integer()),
     sa.Column("grade", sa.String()),
-    sa.Column("reasons", TaggedJSON(), nullable=False),
     sa.Column("model_version", sa.String()),
     sa.Column("stage", sa.String()),
     # The normalised identity email, kept in step with `values` by every save.
     sa.Column("email", sa.String(), index=True),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# The Zstandard dictionaries packed values are compressed with (`sync.packed`, format 3), each
+# trained on the first blobs of one `kind`: "snapshots:<crm>", "writes:<crm>" (the log's
+# fields) or "leads". A blob names its dictionary's id; a dictionary is never changed nor
+# deleted while a blob names it.
+dictionaries = sa.Table(
+    "dictionaries",
+    metadata,
+    _id(),
+    sa.Column("kind", sa.String(), nullable=False, index=True),
+    sa.Column("data", sa.LargeBinary(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
 )
 
 # Identity: which lead each CRM record belongs to.
@@ -463,9 +482,11 @@ writes = sa.Table(
 )
 
 # Echo fingerprints: the raw value leadsync last wrote to each field of each record, one row per
-# record. `fields` is {field: [value, written at]}: the value as `encode_value` gives it, the
-# time in microseconds since the epoch (UTC); each write is laid over the record's earlier
-# fields in the database itself (`sync.write_log`). `written_at` is the latest of those times.
+# record. `fields` is {field: [value]} for a field written at `written_at` (the latest write),
+# {field: [value, written at]} for one written before it: the value as `encode_value` gives
+# it, the time in microseconds since the epoch (UTC). A first sync's row holds no time but
+# `written_at` (17 fields of 16 digits were a third of the row). Each write is laid over the
+# record's earlier fields in the database itself (`sync.write_log`).
 # `modified_at` is the record's stamp after leadsync's last write to it, on the CRM's own clock,
 # where the CRM's answer gave one (HubSpot's does): a version pulled later but stamped earlier
 # is older than what the record holds (`Store.known_stamps`). NULL where none was given.

@@ -80,6 +80,13 @@ def microseconds(moment: datetime) -> int:
     return (moment - EPOCH) // _MICROSECOND
 
 
+def _alone(value: Any) -> list[Any]:
+    if type(value) in _PLAIN:
+        return [value]
+    encoded: list[Any] = t.encode_value([value])
+    return encoded
+
+
 def _pair(first: Any, second: Any) -> list[Any]:
     if type(first) in _PLAIN and type(second) in _PLAIN:
         return [first, second]
@@ -111,16 +118,18 @@ def _text(fields: Mapping[str, list[Any]]) -> str:
     return t.encoded_json_text(fields)
 
 
-def _packed(fields: Mapping[str, list[Any]]) -> bytes:
-    return packed.pack_text(_text(fields).encode())
-
-
 def log_rows(
-    connection: Connection, run_id: str, crm: str, rows: Sequence[Written], now: datetime
+    connection: Connection,
+    run_id: str,
+    crm: str,
+    rows: Sequence[Written],
+    now: datetime,
+    dictionary: packed.Dictionary | None = None,
 ) -> list[dict[str, Any]]:
-    """`writes` rows for a batch, ready for `insert_log`. Rows of one record that follow one
-    another with one outcome make one row; another outcome, another record in between, or a
-    field written twice starts a new one, so reading back gives every write in its order."""
+    """`writes` rows for a batch, ready for `insert_log`, their fields packed with
+    `dictionary` where given. Rows of one record that follow one another with one outcome make
+    one row; another outcome, another record in between, or a field written twice starts a new
+    one, so reading back gives every write in its order."""
     at = time_param(connection.dialect)(now)
     found: list[dict[str, Any]] = []
     key: tuple[str, str, str, str] | None = None
@@ -129,23 +138,28 @@ def log_rows(
         outcome = (row.record_id, _status(row.status), row.category, row.message)
         if outcome != key or row.field in fields:
             if key is not None:
-                found.append(_log_row(run_id, crm, key, fields, at))
+                found.append(_log_row(run_id, crm, key, fields, at, dictionary))
             key, fields = outcome, {}
         fields[row.field] = _pair(row.old, row.new)
     if key is not None:
-        found.append(_log_row(run_id, crm, key, fields, at))
+        found.append(_log_row(run_id, crm, key, fields, at, dictionary))
     return found
 
 
 def _log_row(
-    run_id: str, crm: str, key: tuple[str, str, str, str], fields: dict[str, list[Any]], at: Any
+    run_id: str,
+    crm: str,
+    key: tuple[str, str, str, str],
+    fields: dict[str, list[Any]],
+    at: Any,
+    dictionary: packed.Dictionary | None,
 ) -> dict[str, Any]:
     record_id, status, category, message = key
     return {
         "run_id": run_id,
         "crm": crm,
         "record_id": record_id,
-        "fields": _packed(fields),
+        "fields": packed.pack_text(_text(fields).encode(), dictionary),
         "status": status,
         "category": category,
         "message": message,
@@ -163,12 +177,12 @@ def expected_rows(
 ) -> list[dict[str, Any]]:
     """One `expected` row per record with a write that landed: the values written, the last
     of a field written twice winning."""
-    stamp = microseconds(now)
     values: dict[str, dict[str, list[Any]]] = {}
     modified: dict[str, datetime] = {}
     for row in rows:
         if row.status == WriteStatus.WRITTEN:
-            values.setdefault(row.record_id, {})[row.field] = _pair(row.new, stamp)
+            # Written now, at the row's `written_at`: the value alone (`expected_values`).
+            values.setdefault(row.record_id, {})[row.field] = _alone(row.new)
             if row.modified_at is not None:
                 modified[row.record_id] = max(row.modified_at, modified.get(row.record_id, EPOCH))
     as_time = time_param(connection.dialect)
@@ -188,25 +202,24 @@ def expected_rows(
 
 def merge_expected(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     """Upsert `expected_rows`: a record's row takes the fields written now over those it held,
-    keeping the others, as one statement in the database (no read first)."""
+    keeping the others, as one statement in the database (no read first).
+
+    A field written at the row's `written_at` holds its value alone ([value]); the row's
+    other fields hold when they were written beside it ([value, microseconds]). So a kept
+    field that held its value alone gets its time written out once the row's `written_at`
+    moves on (and a field written now, when another transaction wrote the row later)."""
     if not rows:
         return
     insert = insert_for(connection, t.expected)
     held, new = t.expected.c, insert.excluded
     if connection.dialect.name == "sqlite":
-        fields: Any = sa.func.json_patch(held.fields, new.fields)
+        fields: Any = sa.literal_column(_SQLITE_MERGE, sa.JSON())
         latest: Any = sa.func.max(held.written_at, new.written_at)
     else:
         # json has no merge, and jsonb's || rewrites every value it merges (1e+16 comes back
         # the integer 10000000000000000, an object's keys in jsonb's order): the record's
         # fields are merged as json, each value's text kept as it was written.
-        fields = sa.literal_column(
-            "(SELECT json_object_agg(merged.key, merged.value) FROM ("
-            " SELECT key, value FROM json_each(expected.fields)"
-            " WHERE key NOT IN (SELECT json_object_keys(excluded.fields))"
-            " UNION ALL SELECT key, value FROM json_each(excluded.fields)) AS merged)",
-            sa.JSON(),
-        )
+        fields = sa.literal_column(_POSTGRESQL_MERGE, sa.JSON())
         latest = sa.func.greatest(held.written_at, new.written_at)
     statement = insert.on_conflict_do_update(
         index_elements=[held.crm, held.record_id],
@@ -221,6 +234,41 @@ def merge_expected(connection: Connection, rows: Sequence[Mapping[str, Any]]) ->
     _execute(connection, statement, rows)
 
 
+# Each side's fields, a value alone given its row's time where the merged row's is another
+# (json_insert appends to the array, and every value's text is kept as it was written). SQLite
+# keeps a timestamp as its UTC wall time, "YYYY-MM-DD HH:MM:SS.ffffff": its microseconds since
+# the epoch are the whole seconds strftime reads, and the fraction's digits.
+_SQLITE_MERGE = """(SELECT json_group_object(merged.key, json(merged.value)) FROM (
+ SELECT key, CASE WHEN json_array_length(value) = 1 AND expected.written_at < excluded.written_at
+  THEN json_insert(value, '$[#]',
+   CAST(strftime('%s', substr(expected.written_at, 1, 19)) AS INTEGER) * 1000000
+   + CAST(substr(expected.written_at, 21, 6) AS INTEGER))
+  ELSE value END AS value
+ FROM json_each(expected.fields)
+ WHERE key NOT IN (SELECT key FROM json_each(excluded.fields))
+ UNION ALL
+ SELECT key, CASE WHEN json_array_length(value) = 1 AND excluded.written_at < expected.written_at
+  THEN json_insert(value, '$[#]',
+   CAST(strftime('%s', substr(excluded.written_at, 1, 19)) AS INTEGER) * 1000000
+   + CAST(substr(excluded.written_at, 21, 6) AS INTEGER))
+  ELSE value END
+ FROM json_each(excluded.fields)) AS merged)"""
+
+_POSTGRESQL_MERGE = """(SELECT json_object_agg(merged.key, merged.value) FROM (
+ SELECT key, CASE WHEN json_array_length(value) = 1 AND expected.written_at < excluded.written_at
+  THEN json_build_array(value -> 0,
+   round(extract(epoch FROM expected.written_at) * 1000000)::bigint)
+  ELSE value END AS value
+ FROM json_each(expected.fields)
+ WHERE key NOT IN (SELECT json_object_keys(excluded.fields))
+ UNION ALL
+ SELECT key, CASE WHEN json_array_length(value) = 1 AND excluded.written_at < expected.written_at
+  THEN json_build_array(value -> 0,
+   round(extract(epoch FROM excluded.written_at) * 1000000)::bigint)
+  ELSE value END
+ FROM json_each(excluded.fields)) AS merged)"""
+
+
 def _execute(
     connection: Connection, statement: sa.ClauseElement, rows: Sequence[Mapping[str, Any]]
 ) -> None:
@@ -230,13 +278,21 @@ def _execute(
         execute_encoded(connection, statement, columns, [tuple(row.values()) for row in rows])
 
 
-def logged_fields(stored: bytes) -> Iterator[tuple[str, Any, Any]]:
-    """A `writes` row's fields, decoded: (field, old, new), in the order written."""
-    fields: Mapping[str, Any] = json.loads(packed.unpack_text(stored))
+def logged_fields(
+    stored: bytes, codebook: packed.Codebook | None = None
+) -> Iterator[tuple[str, Any, Any]]:
+    """A `writes` row's fields, decoded: (field, old, new), in the order written (a
+    dictionary's blob unpacked through `codebook`, the store's)."""
+    fields: Mapping[str, Any] = json.loads(packed.unpack_text(stored, codebook))
     for name, (old, new) in fields.items():
         yield name, _decoded(old), _decoded(new)
 
 
-def expected_values(fields: Mapping[str, Any]) -> dict[str, tuple[Any, int]]:
-    """An `expected` row's fields, decoded: field -> (value, when written, in microseconds)."""
-    return {name: (_decoded(value), stamp) for name, (value, stamp) in fields.items()}
+def expected_values(fields: Mapping[str, Any], written_at: datetime) -> dict[str, tuple[Any, int]]:
+    """An `expected` row's fields, decoded: field -> (value, when written, in microseconds).
+    A value alone was written at the row's `written_at`."""
+    row_stamp = microseconds(written_at)
+    return {
+        name: (_decoded(entry[0]), entry[1] if len(entry) > 1 else row_stamp)
+        for name, entry in fields.items()
+    }

@@ -24,7 +24,7 @@ from alembic.script import ScriptDirectory
 
 from leadsync.connectors.base import Position, WriteStatus
 from leadsync.mapping.lifecycle import Stage, Transition
-from leadsync.sync import sql, tables
+from leadsync.sync import packed, sql, tables
 from leadsync.sync.database import (
     SchemaOutOfDateError,
     alembic_config,
@@ -91,7 +91,7 @@ def test_first_use_creates_the_sqlite_file_and_its_folder_and_migrates_it(tmp_pa
         assert path.is_file()
         with store.engine.connect() as connection:
             current = MigrationContext.configure(connection).get_current_revision()
-        assert current == head_revision() == "0015_own_write_stamps"
+        assert current == head_revision() == "0018_packed_leads"
         assert schema_differences(store.engine) == []
 
 
@@ -494,6 +494,14 @@ def test_a_snapshots_digest_is_the_one_earlier_versions_stored(store: Store) -> 
     assert stored == digest
 
 
+def stored_lead(store: Store) -> list[Any]:
+    """The one lead's [values, choices, reasons] as the store packed them (tags and all)."""
+    with store.engine.connect() as connection:
+        blob = connection.execute(sa.select(tables.leads.c.packed)).scalar_one()
+    loaded: list[Any] = json.loads(packed.unpack_text(blob))
+    return loaded
+
+
 def _stored(store: Store, column: sa.Column[Any]) -> Any:
     """A JSON column of the one row of its table, as the database holds it (tags and all)."""
     with store.engine.connect() as connection:
@@ -656,7 +664,7 @@ def test_choices_are_stored_compactly_and_read_back_as_given(store: Store) -> No
     assert found == given
     # A value the lead's own stands in for keeps its type: 1.0 is no 1.
     assert type(found.choices["revenue"].value) is float
-    stored = _stored(store, tables.leads.c.choices)
+    stored = stored_lead(store)[1]
     assert "the only CRM" not in json.dumps(stored)
     old_form = {
         name: {"value": c.value, "crm": c.crm, "rule": c.rule, "reason": c.reason}
@@ -675,8 +683,10 @@ def test_choices_stored_whole_by_earlier_versions_read_as_they_were(store: Store
             "reason": "hubspot: the only CRM that holds it",
         }
     }
+    values, _, reasons = stored_lead(store)
+    blob = packed.pack_text(json.dumps([values, old_form, reasons]).encode())
     with store.engine.begin() as connection:
-        connection.execute(tables.leads.update().values(choices=old_form))
+        connection.execute(tables.leads.update().values(packed=blob))
     assert store.leads(["lead-a"])["lead-a"].choices == {
         "email": FieldChoice(
             "ana@x.example", "hubspot", "most_recent", "hubspot: the only CRM that holds it"

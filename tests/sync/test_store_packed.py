@@ -4,6 +4,7 @@ JSON it holds, and databases written before revision 0014 read the same after it
 
 from __future__ import annotations
 
+import json
 import math
 import zlib
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -17,7 +18,7 @@ from leadsync.sync import packed, tables
 from leadsync.sync.database import alembic_config
 from leadsync.sync.model import FieldChoice, Lead, Snapshot
 from leadsync.sync.store import Store
-from tests.sync.test_store import T0, saved
+from tests.sync.test_store import T0, saved, stored_lead
 from tests.sync.test_store_review20 import ODD
 
 # A record as a first sync stores one: the CRM's values, and the same through the mapping.
@@ -195,8 +196,7 @@ def test_revision_0014_carries_snapshots_over_and_back(database_url: str) -> Non
 def _choices(lead: Lead, database_url: str) -> tuple[Any, dict[str, FieldChoice]]:
     with Store(database_url, clock=lambda: T0) as store:
         store.save_leads([lead])
-        with store.engine.connect() as connection:
-            stored = connection.execute(sa.select(tables.leads.c.choices)).scalar_one()
+        stored = stored_lead(store)[1]
         return stored, dict(store.leads([lead.lead_id])[lead.lead_id].choices)
 
 
@@ -283,8 +283,10 @@ def test_revision_0014_carries_lead_choices_over_and_back(database_url: str) -> 
     with Store(database_url) as store:
         leads = store.leads(["L1", "L2"])
         with store.engine.connect() as connection:
-            query = sa.select(OLD_LEADS.c.choices).order_by(OLD_LEADS.c.lead_id)
-            stored = connection.execute(query).scalars().all()
+            query = sa.select(tables.leads.c.packed).order_by(tables.leads.c.lead_id)
+            stored = [
+                json.loads(packed.unpack_text(b))[1] for b in connection.execute(query).scalars()
+            ]
     day = date(2024, 1, 2)
     assert dict(leads["L1"].choices) == {
         "email": FieldChoice("a@x.io", "hubspot", "prefer_hubspot", "hubspot: prefer_hubspot"),
