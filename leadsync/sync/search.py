@@ -28,7 +28,14 @@ LIMIT = 50
 def search_leads(
     store: Store, text: str, *, name_fields: Sequence[str] = NAME_FIELDS, limit: int = LIMIT
 ) -> list[Lead]:
-    """Up to `limit` leads that `text` names, by lead id."""
+    """Up to `limit` leads that `text` names, by lead id. `name_fields` are among
+    NAME_FIELDS, the fields the store keeps apart for this search (`leads.names`); another
+    field raises ValueError rather than find nothing."""
+    unsearchable = [name for name in name_fields if name not in NAME_FIELDS]
+    if unsearchable:
+        raise ValueError(
+            f"leads are searched by {', '.join(NAME_FIELDS)} only, not {', '.join(unsearchable)}"
+        )
     text = text.strip()
     if not text:
         return []
