@@ -25,6 +25,8 @@
     │   │   └── SchemaOutOfDateError    (sync.database) not migrated: `leadsync db upgrade`
     │   ├── ServiceStartError           (jobs) `leadsync run` cannot start: its port is taken
     │   ├── BackfillBusyError           (sync.backfill) done already, or another process has it
+    │   ├── LeaseHeldError              (sync.leases) a command that writes found another
+    │   │                               process syncing: it waited its time and did nothing
     │   ├── RunPausedError              the run stops on purpose to go on later (a backfill
     │   │                               waited its time for the sync lease): recorded "paused"
     │   └── WebhookError                (sync.sla.webhook) an SLA event not delivered

@@ -465,20 +465,6 @@ class Service:
         if failed:  # the store records the run as failed: the job is one too
             counts["runs_failed"] += 1
 
-    def _take_over(self, name: str, holder: str) -> None:
-        # A lease holder is "<replica>/<role>"; runs are recorded by replica.
-        replica = holder.split("/", 1)[0]
-        if replica == self._runtime.holder:
-            return  # our own other role, alive: nothing of ours is abandoned
-        abandoned = self._runtime.store.abandon_runs(replica, finished_at=self._clock())
-        log.warning(
-            "%s: took the job over from %s, whose lease expired (%d run(s) it left running "
-            "marked abandoned); going on from its last commit",
-            name,
-            holder,
-            abandoned,
-        )
-
     def _job(self, name: str, lease_name: str, work: Work) -> None:
         """Run `work` under the job's lease with the current files, timed and its outcome
         counted (`work` says False when it stopped early), then log one summary line; errors
@@ -501,7 +487,7 @@ class Service:
                     log.debug("%s: the lease is held by another replica; skipping", name)
                     return
                 if lease.took_over_from is not None:
-                    self._take_over(name, lease.took_over_from)
+                    self._runtime.take_over(name, lease.took_over_from, now=self._clock())
                 if not work(self._current(), lease.stop_check(self._stopping.is_set), counts):
                     outcome = "interrupted"
                 elif counts.get("runs_failed"):

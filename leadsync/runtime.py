@@ -4,10 +4,11 @@ the lead definition. Commands and the service open one, use it, and close it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from leadsync.config import Config
@@ -26,11 +27,13 @@ from leadsync.sync.backfill import (
 from leadsync.sync.database import store_errors
 from leadsync.sync.engine import RunSummary, StopCheck, SyncEngine
 from leadsync.sync.explain import Explanation, explain
-from leadsync.sync.leases import Leases, replica_name
+from leadsync.sync.leases import SYNC_LEASE, LeaseHeldError, Leases, replica_name
 from leadsync.sync.preflight import PreflightError
 from leadsync.sync.sla.monitor import SlaMonitor, monitor_for
 from leadsync.sync.sla.webhook import WebhookSender
 from leadsync.sync.store import Store
+
+log = logging.getLogger("leadsync.service")
 
 # Each CRM's connector class, for what it knows without a connection (`Runtime.moves_back`).
 CONNECTOR_TYPES: dict[str, type[HubSpotConnector] | type[SalesforceConnector]] = {
@@ -120,6 +123,50 @@ class Runtime:
         """Leases held in this process's name for one of its roles (a job, a backfill): two
         roles of one process never hold one lease together."""
         return Leases(self.store.engine, f"{self.holder}/{role}")
+
+    @contextmanager
+    def sync_lease(self, role: str) -> Iterator[StopCheck]:
+        """Hold the `sync` lease while the block runs: a command that writes to the CRMs or
+        pulls into the store (`sync --once`, `plan`, `quarantine retry`, `revert`) never runs
+        beside a sync or backfill of another process, which would match the same people
+        twice. Waits `service.lease_wait_seconds` for it, then LeaseHeldError naming the
+        holder. Yields the stop check to pass on: it says stop once the lease is lost."""
+        service = self.config.model.service
+        leases = self.leases(role)
+        with leases.hold(
+            SYNC_LEASE,
+            ttl=timedelta(seconds=service.lease_seconds),
+            wait=timedelta(seconds=service.lease_wait_seconds),
+            stalled_after=timedelta(seconds=service.stalled_after_seconds),
+        ) as lease:
+            if lease is None:
+                held = leases.info(SYNC_LEASE)
+                holder = held.holder if held is not None else "another process"
+                until = f" until {held.expires_at:%Y-%m-%d %H:%M:%S} UTC" if held else ""
+                raise LeaseHeldError(
+                    f"another leadsync process is syncing ({holder} holds the sync lease"
+                    f"{until}; waited {service.lease_wait_seconds:g} s): nothing was done; "
+                    "run this again once it is done"
+                )
+            if lease.took_over_from is not None:
+                self.take_over(role, lease.took_over_from)
+            yield lease.stop_check()
+
+    def take_over(self, name: str, holder: str, *, now: datetime | None = None) -> None:
+        """The job `name` took the lease of `holder`, whose lease expired: the runs it left
+        running are marked abandoned (what they committed stays; this run goes on from it)."""
+        # A lease holder is "<replica>/<role>"; runs are recorded by replica.
+        replica = holder.split("/", 1)[0]
+        if replica == self.holder:
+            return  # our own other role, alive: nothing of ours is abandoned
+        abandoned = self.store.abandon_runs(replica, finished_at=now or datetime.now(UTC))
+        log.warning(
+            "%s: took the job over from %s, whose lease expired (%d run(s) it left running "
+            "marked abandoned); going on from its last commit",
+            name,
+            holder,
+            abandoned,
+        )
 
     def run_backfill(
         self,

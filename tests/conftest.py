@@ -7,6 +7,7 @@ import shutil
 import signal
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,20 @@ def database_url(
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('store') / 'leadsync.db'}"
         return
-    server_url: str = request.getfixturevalue("postgres_url")
+    with _fresh_schema(request.getfixturevalue("postgres_url")) as url:
+        yield url
+
+
+@pytest.fixture
+def postgresql_database_url(postgres_url: str) -> Iterator[str]:
+    """A store on PostgreSQL only, in a fresh schema: for what only PostgreSQL can show (two
+    processes writing at once; SQLite's writers queue on its file lock)."""
+    with _fresh_schema(postgres_url) as url:
+        yield url
+
+
+@contextmanager
+def _fresh_schema(server_url: str) -> Iterator[str]:
     schema = f"t_{uuid.uuid4().hex}"
     admin = sa.create_engine(server_url)
     try:

@@ -191,6 +191,16 @@ CLOCK_BOUND = re.compile(
 )
 
 
+def write_calls(sandbox: Any) -> int:
+    """How many calls `sandbox` answered that write (update, upsert, create, ingest)."""
+    endpoints = sandbox.stats.as_dict()["endpoints"]
+    return sum(
+        count
+        for name, count in endpoints.items()
+        if "update" in name or "ingest" in name or "upsert" in name or "create" in name
+    )
+
+
 def crm_state(sandbox: Any) -> dict[str, Any]:
     """Every HubSpot contact's properties and Salesforce lead's fields, less VOLATILE ones.
 

@@ -177,7 +177,8 @@ def run_retry(args: argparse.Namespace) -> int:
             items = [quarantine_item(store, field_map, args.record_id, crm=crm)]
         if not items:
             raise UsageError("no record in quarantine matches (see `leadsync quarantine`)")
-        summary = retry_quarantined(runtime.engine(), items)
+        with runtime.sync_lease("retry"):
+            summary = retry_quarantined(runtime.engine(), items)
         still = _still_quarantined(items, quarantine_items(store, field_map))
     if args.json:
         body = summary.as_dict()

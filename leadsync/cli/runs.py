@@ -175,7 +175,8 @@ def run_revert(args: argparse.Namespace) -> int:
             if not confirm(f"put back {len(preview.reverted)} field(s) in the CRMs?"):
                 print("leadsync: revert not confirmed: nothing written", file=sys.stderr)
                 return EXIT_FAILED
-        report = revert_run(runtime.store, runtime.connectors, args.run_id)
+        with runtime.sync_lease("revert"):
+            report = revert_run(runtime.store, runtime.connectors, args.run_id)
     _print_revert(report, args)
     return EXIT_OK if not report.failed else EXIT_FAILED
 

@@ -119,8 +119,8 @@ def run_cycle(args: argparse.Namespace, *, write: bool) -> int:
     from leadsync.runtime import open_runtime
 
     config = load(args)
-    with open_runtime(config) as runtime:
-        summary = runtime.engine(full_sla_check=True).run(write=write)
+    with open_runtime(config) as runtime, runtime.sync_lease("sync" if write else "plan") as stop:
+        summary = runtime.engine(full_sla_check=True).run(write=write, should_stop=stop)
     failed = summary.every_write_failed()
     if args.json:
         body = summary.as_dict()

@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from leadsync.connectors.base import utc
+from leadsync.errors import RunError
 from leadsync.sync import tables as t
 from leadsync.sync.database import retry_transient, writing
 from leadsync.sync.sql import insert_for
@@ -43,6 +44,7 @@ __all__ = [
     "REPLICA_PREFIX",
     "SYNC_LEASE",
     "Lease",
+    "LeaseHeldError",
     "LeaseInfo",
     "Leases",
     "all_leases",
@@ -68,6 +70,11 @@ def replica_name() -> str:
 def replica_lease(holder: str) -> str:
     """The name of the heartbeat lease of the replica `holder`."""
     return REPLICA_PREFIX + holder
+
+
+class LeaseHeldError(RunError):
+    """A command that writes (`sync --once`, `plan`, `quarantine retry`, `revert`) found the
+    `sync` lease held by another process past its wait: it did nothing."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,17 +17,13 @@ from leadsync.sync import tables
 from leadsync.sync.runs import find_run
 from leadsync.sync.store import Store
 from tests.cli.conftest import on_a_terminal
+from tests.support import write_calls
 
 
 def _sync(config: Config, capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
     assert main(["sync", "--once", "--json", "--config", str(config.path)]) == 0
     body: dict[str, object] = json.loads(capsys.readouterr().out)
     return body
-
-
-def _write_calls(sandbox: Sandbox) -> int:
-    endpoints = sandbox.stats.as_dict()["endpoints"]
-    return sum(n for name, n in endpoints.items() if "update" in name or "ingest" in name)
 
 
 def test_runs_lists_kind_outcome_counts_and_short_ids_as_table_and_json(
@@ -118,7 +114,7 @@ def test_revert_dry_run_says_what_it_would_put_back_and_writes_nothing(
     sandbox.stats.clear()
     assert main(["revert", run_id[:8], "--dry-run", "--config", str(config.path)]) == 0
     out = capsys.readouterr().out
-    assert _write_calls(sandbox) == 0
+    assert write_calls(sandbox) == 0
     assert f"revert of run {run_id[:8]}, dry run (nothing written):" in out
     # Each field to put back, its value masked as every value revert prints (a rep may have
     # pasted a person's name where leadsync wrote): numbers shown, text not.
@@ -144,7 +140,7 @@ def test_revert_on_a_terminal_asks_first_and_no_writes_nothing(
     assert "dry run (nothing written)" in done.stdout
     assert "[y/N]" in done.stdout
     assert "revert not confirmed: nothing written" in done.stderr
-    assert _write_calls(sandbox) == 0
+    assert write_calls(sandbox) == 0
     # --yes goes ahead, terminal or not.
     assert main(["revert", run_id[:8], "--yes", "--config", str(config.path)]) == 0
-    assert _write_calls(sandbox) > 0
+    assert write_calls(sandbox) > 0

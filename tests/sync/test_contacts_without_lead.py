@@ -28,7 +28,7 @@ from leadsync.sync.model import Lead
 from leadsync.sync.related import OPPORTUNITY
 from leadsync.sync.review import resolve_review, review_item
 from tests.cli.conftest import with_definition
-from tests.support import search_caught_up
+from tests.support import search_caught_up, write_calls
 
 # The handoff tests' reference run (which HubSpot-only people a run hands off), sandbox
 # settings and run; their fixture is named as the tests' parameter.
@@ -85,15 +85,6 @@ def _review(config: Config) -> dict[str, Any]:
             for item in runtime.store.review_queue()
             if item.record_id.startswith("003")
         }
-
-
-def write_calls(sandbox: Sandbox) -> int:
-    endpoints = sandbox.stats.as_dict()["endpoints"]
-    return sum(
-        count
-        for name, count in endpoints.items()
-        if "update" in name or "ingest" in name or "upsert" in name or "create" in name
-    )
 
 
 def test_a_person_only_salesforce_holds_as_a_contact_gets_its_values_there_and_no_lead(

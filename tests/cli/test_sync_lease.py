@@ -1,0 +1,140 @@
+"""Commands that write to the CRMs or pull into the store (`sync --once`, `plan`, `quarantine
+retry`, `revert`) hold the `sync` lease the service's jobs hold: two of them started at once
+(a cron overlap, a manual sync beside `leadsync run`) never match the same people twice."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from leadsync.cli import main
+from leadsync.config import Config, load_config
+from leadsync.sandbox import Sandbox
+from leadsync.sync import tables
+from leadsync.sync.leases import SYNC_LEASE, Leases
+from leadsync.sync.store import Store
+from tests.support import write_calls
+
+ELSEWHERE = "elsewhere:4242:abcdef/sync"
+
+
+def _with(config: Config, *, service: str = "", database_url: str = "") -> Config:
+    """The config with a `[service]` table of its own, or another database."""
+    assert config.path is not None
+    text = config.path.read_text()
+    if database_url:
+        text, replaced = re.subn(
+            r'(?m)^url = "sqlite:///[^"]*"$', f"url = {json.dumps(database_url)}", text
+        )
+        assert replaced == 1
+    if service:
+        assert "[service]" not in text
+        text += f"\n[service]\n{service}\n"
+    config.path.write_text(text)
+    return load_config(config.path)
+
+
+def _hold_the_lease(config: Config, holder: str, *, since: datetime, ttl: timedelta) -> None:
+    with Store(config.database_url) as store:
+        taken = Leases(store.engine, holder, clock=lambda: since).acquire(SYNC_LEASE, ttl)
+        assert taken
+
+
+def _leads_and_runs(config: Config) -> tuple[int, list[tuple[str, str]]]:
+    with Store(config.database_url) as store:
+        runs = [(run.kind, run.status) for run in store.runs(limit=100)]
+        with store.engine.connect() as connection:
+            leads = connection.execute(sa.select(sa.func.count()).select_from(tables.leads))
+            return int(leads.scalar_one()), runs
+
+
+@pytest.mark.parametrize("command", [["sync", "--once"], ["plan"]])
+def test_a_command_that_pulls_waits_for_a_held_sync_lease_then_exits_1_having_done_nothing(
+    config: Config,
+    sandbox: Sandbox,
+    command: list[str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = _with(config, service="lease_wait_seconds = 0.3")
+    _hold_the_lease(config, ELSEWHERE, since=datetime.now(UTC), ttl=timedelta(minutes=10))
+    written = write_calls(sandbox)  # the set-up's: HubSpot's write-back properties
+    assert main([*command, "--config", str(config.path)]) == 1
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert printed.err.startswith("leadsync: another leadsync process is syncing")
+    assert f"({ELSEWHERE} holds the sync lease until " in printed.err
+    assert "nothing was done" in printed.err
+    assert "Traceback" not in printed.err
+    assert _leads_and_runs(config) == (0, [])
+    assert write_calls(sandbox) == written
+
+
+def test_revert_and_quarantine_retry_wait_for_a_held_sync_lease_and_write_nothing(
+    config: Config, sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _with(config, service="lease_wait_seconds = 0.3")
+    contact = next(c for c in sandbox.hubspot.snapshot() if c["properties"].get("email"))
+    sandbox.hubspot.set_activity(int(contact["id"]), {"annualrevenue": "about 12k"})
+    assert main(["sync", "--once", "--json", "--config", str(config.path)]) == 0
+    synced = json.loads(capsys.readouterr().out)
+    assert synced["crms"]["hubspot"]["written"] > 0  # a run with writes to put back
+    leads, runs = _leads_and_runs(config)
+    written = write_calls(sandbox)
+    _hold_the_lease(config, ELSEWHERE, since=datetime.now(UTC), ttl=timedelta(minutes=10))
+
+    for command in (["quarantine", "retry", "--all"], ["revert", synced["run_id"], "--yes"]):
+        assert main([*command, "--config", str(config.path)]) == 1, command
+        printed = capsys.readouterr()
+        assert f"({ELSEWHERE} holds the sync lease until " in printed.err, command
+        assert "Traceback" not in printed.err
+
+    assert write_calls(sandbox) == written
+    assert _leads_and_runs(config) == (leads, runs)
+
+
+def test_a_sync_takes_the_expired_lease_of_a_dead_process_and_marks_its_run_abandoned(
+    config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A `sync --once` killed an hour ago: its run still says running, its lease ran out.
+    dead = "deadhost:99:fedcba"
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    with Store(config.database_url) as store:
+        left_running = store.start_run("sync", started_at=an_hour_ago, holder=dead)
+    _hold_the_lease(config, f"{dead}/sync", since=an_hour_ago, ttl=timedelta(minutes=1))
+
+    assert main(["sync", "--once", "--json", "--config", str(config.path)]) == 0
+    this_run = json.loads(capsys.readouterr().out)["run_id"]
+
+    with Store(config.database_url) as store:
+        statuses = {run.run_id: run.status for run in store.runs()}
+        assert Leases(store.engine, "anyone").info(SYNC_LEASE) is None  # released when done
+    assert statuses == {left_running: "abandoned", this_run: "succeeded"}
+
+
+@pytest.mark.postgres
+def test_two_syncs_started_at_once_on_a_fresh_postgresql_store_make_each_lead_once(
+    config: Config, postgresql_database_url: str
+) -> None:
+    config = _with(config, database_url=postgresql_database_url)
+    command = [sys.executable, "-m", "leadsync.cli", "sync", "--once", "--json"]
+    command += ["--config", str(config.path)]
+    both = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=240) for process in both]
+    assert [process.returncode for process in both] == [0, 0], [err for _, err in outputs]
+
+    new_leads = sorted(
+        sum(crm["new_leads"] for crm in json.loads(out)["crms"].values()) for out, _ in outputs
+    )
+    leads, _ = _leads_and_runs(config)
+    # One made every lead; the other ran after it, on what it had stored, and made none.
+    assert new_leads == [0, leads]
+    assert leads > 0
