@@ -118,10 +118,12 @@ class PreWriteCheck:
             wanted = missing + [
                 i for i in later if i not in first and not self._fresh(object_name, i, now)
             ]
+            # Aged from the request, not the answer: the CRM read them somewhere in between.
+            asked = self._clock()
             answer = reader.stamps(wanted, object_name=object_name)
             if answer.read < 1:
                 raise RuntimeError("the connector read no stamp of the ids it was given")
-            now = self._clock()
             for record_id in wanted[: answer.read]:
-                self._stamps[(object_name, record_id)] = (answer.modified_at.get(record_id), now)
+                self._stamps[(object_name, record_id)] = (answer.modified_at.get(record_id), asked)
             missing = missing[answer.read :]
+            now = self._clock()

@@ -194,3 +194,22 @@ def test_a_stamp_read_ahead_longer_ago_than_its_max_age_is_read_again() -> None:
     assert crm.stamp_calls == [ids[0:30], ids[20:40]]
     assert check.check(None, ids[30:40], held).unchanged == frozenset(ids[30:40])
     assert len(crm.stamp_calls) == 2
+
+
+def test_stamps_that_age_past_the_max_while_read_are_used_once_and_read_again_later() -> None:
+    # A CRM slower than the max age: each batch reads its own stamps (no read ahead worth
+    # keeping), and no check loops reading the same ids again.
+    ids = _ids(30)
+    crm = FakeCrm(dict.fromkeys(ids, PULLED), read_at_once=30)
+    ticks = iter(range(0, 10_000, 20))
+    check = PreWriteCheck(
+        crm,  # type: ignore[arg-type]
+        [update(record_id=i) for i in ids],
+        lambda _: ["Phone"],
+        max_age=15.0,
+        clock=lambda: float(next(ticks)),
+    )
+    held = dict.fromkeys(ids, PULLED)
+    found = [check.check(None, ids[s : s + 10], held) for s in range(0, 30, 10)]
+    assert [f.unchanged for f in found] == [frozenset(ids[s : s + 10]) for s in range(0, 30, 10)]
+    assert crm.stamp_calls == [ids[0:30], ids[10:30], ids[20:30]]
