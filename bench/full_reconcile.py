@@ -498,7 +498,7 @@ KINDS = {
     "hubspot check": ("hubspot.contacts.batch_read",),
     "salesforce pull": ("salesforce.query_all", "salesforce.query_more", "salesforce.bulk.query"),
     "salesforce write": ("salesforce.collection_update", "salesforce.bulk.ingest"),
-    "salesforce check": ("salesforce.query",),
+    "salesforce check": ("salesforce.collection_retrieve", "salesforce.query"),
 }
 OTHER = "other (login, limits, describe, properties)"
 
@@ -800,8 +800,9 @@ def report(
         "edited since the pull is held back, not overwritten); it has no floor of its own. An "
         "update that writes leadsync's results alone (scores, grade, reasons, model version, "
         "SLA breach flags) takes no check; HubSpot reads the others back, 100 a batch read; "
-        "Salesforce asks their `SystemModstamp` alone, about 430 ids a SOQL query read ahead "
-        "over several batches, and reads whole only the records whose stamp moved. *handoff* "
+        "Salesforce asks their `SystemModstamp` alone, 2,000 ids a read of sObject Collections "
+        "(a POST: a SOQL query's URI holds ~430) read ahead over several batches, and reads "
+        "whole only the records whose stamp moved. *handoff* "
         "is the MQLs handed off to sales in Salesforce: the upserts of the leads created, the "
         "emails looked for among contacts and leads, the owners read back and named (counted "
         "around the handoff's own calls, out of the endpoints it shares with the checks); its "

@@ -359,9 +359,11 @@ class Stamps:
 @runtime_checkable
 class StampReader(Protocol):
     """A CRM that reads records' modification stamps alone, for many more ids a call than a
-    read of whole records takes (Salesforce: one SOQL of Id and SystemModstamp with as many
-    ids as its URI holds). The check before a write asks it which records changed since they
-    were pulled, and reads only those whole."""
+    read of whole records takes (Salesforce: Id and SystemModstamp of 2,000 ids a POST of
+    sObject Collections). The read must be of the records themselves, never of a search
+    index that lags behind edits (HubSpot's search: a contact edited seconds ago can still
+    show its old stamp there, so HubSpot is no StampReader). The check before a write asks it
+    which records changed since they were pulled, and reads only those whole."""
 
     def stamps(self, record_ids: Sequence[str], *, object_name: str | None = None) -> Stamps:
         """One call: the stamps of as many of `record_ids`, from the first, as it takes."""

@@ -171,6 +171,10 @@ COLLECTION_IDS = 200
 # one `IN (...)` list take at most this many of them, URL-encoded, leaving room for the rest of
 # the query, the path and the headers: 200 emails of 80 characters would not fit.
 IN_LIST_URI_BYTES = 12_000
+# Ids one read of sObject Collections takes in a POST body: "up to 2,000 records of the same
+# object type" (REST API Developer Guide, "Get Records With a Request Body Using sObject
+# Collections"), one API call, where a SOQL `IN (...)` list in a GET query's URI holds ~430.
+RETRIEVE_IDS = 2000
 
 
 class SalesforceConnector:
@@ -480,21 +484,30 @@ class SalesforceConnector:
         return found
 
     def stamps(self, record_ids: Sequence[str], *, object_name: str | None = None) -> Stamps:
-        """The SystemModstamp of as many of `record_ids`, from the first, as one query's URI
-        holds (about 430 ids, against 200 for a read of whole records): the check before a
-        write reads whole only the records whose stamp moved since they were pulled."""
+        """The SystemModstamp of the first 2,000 of `record_ids` (RETRIEVE_IDS), one POST of
+        sObject Collections: the check before a write reads whole only the records whose
+        stamp moved since they were pulled. It reads the records themselves, as a SOQL by Id
+        does (no search index that lags behind edits); an id that is no live record (deleted,
+        unknown) answers null and is left out, as from a fetch."""
         name = object_name or self.connection.object_name
         if not _FIELD_NAME.match(name):
             raise ValueError(f"not a Salesforce object name: {name!r}")
-        chunk = next(in_lists(record_ids, most=None), [])
+        chunk = list(record_ids[:RETRIEVE_IDS])
         if not chunk:
             return Stamps(0, {})
-        query = _Scan(name, SYSTEM_FIELDS, ()).by_id(chunk)
+        body = {"ids": chunk, "fields": ["Id", "SystemModstamp"]}
+        answers = self._call(
+            f"read the stamps of {len(chunk)} {name} records",
+            lambda sf: _rest(sf, f"composite/sobjects/{name}", method="POST", json=body),
+        )
+        if not isinstance(answers, list) or len(answers) != len(chunk):
+            raise ServerError(
+                f"a read of {len(chunk)} records answered {len(answers or [])} entries", crm=CRM
+            )
         found: dict[str, datetime] = {}
-        for page in self._rest_pages(query):
-            for row in page:
-                record = query.record(row)
-                found[record.id] = record.modified_at
+        for record_id, answer in zip(chunk, answers, strict=True):
+            if isinstance(answer, Mapping) and answer.get("SystemModstamp"):
+                found[record_id] = _stamp(str(answer["SystemModstamp"]))
         return Stamps(len(chunk), found)
 
     def related_where(

@@ -2,12 +2,13 @@
 
 What it reproduces, because connectors must survive it (CRM_FACTS.md): logins (SOAP, OAuth
 password and JWT bearer) and sessions that can be expired on demand; SOQL `query`/`queryAll`
-with snapshot cursors paged by `nextRecordsUrl` and `Sforce-Query-Options: batchSize`;
-sObject get/create/update/delete; describe with picklists; `composite/sobjects` with at most
-200 records and per-record results; `/limits` and `Sforce-Limit-Info` on every answer; the
-daily request limit; restricted picklists; CANNOT_UPDATE_CONVERTED_LEAD; `SystemModstamp` moved
-on every write, shared by every record of one request (ties are common in real orgs); deleted
-records kept for `queryAll`. Error bodies are JSON arrays of `{message, errorCode, fields?}`.
+with snapshot cursors paged by `nextRecordsUrl` and `Sforce-Query-Options: batchSize`; sObject
+get/create/update/delete; describe with picklists; `composite/sobjects` with at most 200
+records and per-record results, and its read by ids (2,000 a POST, null for no live record);
+`/limits` and `Sforce-Limit-Info` on every answer; the daily request limit; restricted
+picklists; CANNOT_UPDATE_CONVERTED_LEAD; `SystemModstamp` moved on every write, shared by every
+record of one request (ties are common in real orgs); deleted records kept for `queryAll`.
+Error bodies are JSON arrays of `{message, errorCode, fields?}`.
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ from leadsync.sandbox.timestamps import parse_ms, salesforce_date, salesforce_da
 
 API_VERSION = "59.0"
 COLLECTION_LIMIT = 200
+# Ids one sObject Collections read may name in a POST body ("The request retrieves up to
+# 2,000 records of the same object type", REST API Developer Guide, "Get Records With a
+# Request Body Using sObject Collections"). The error past it is *unconfirmed*: the
+# collection writes' EXCEEDED_ID_LIMIT, for the whole request.
+RETRIEVE_LIMIT = 2000
 # Runs of one object type a collection may hold (see `_chunks`).
 MAX_TYPE_CHUNKS = 10
 DEFAULT_BATCH_SIZE = 2000
@@ -81,6 +87,7 @@ DEFAULT_SESSION_TIMEOUT_SECONDS = 2 * 3600
 # bin lets them go sooner; the 15 days are the most an org keeps.
 RECYCLE_BIN_MS = 15 * 86_400_000
 _VERSION = r"v(?P<version>\d+\.\d)"
+_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -668,6 +675,12 @@ class SalesforceEmulator:
                 self._collection_create,
             ),
             route(
+                "POST",
+                f"{data}/composite/sobjects/(?P<object>\\w+)/?",
+                "salesforce.collection_retrieve",
+                self._collection_retrieve,
+            ),
+            route(
                 "PATCH",
                 f"{data}/composite/sobjects/?",
                 "salesforce.collection_update",
@@ -1211,6 +1224,47 @@ class SalesforceEmulator:
             all_or_none, lambda stamp: [one(record, stamp) for record in records]
         )
 
+    def _collection_retrieve(self, request: Request, match: re.Match[str]) -> Response:
+        """`{"ids", "fields"}` -> one entry per id, in order: the record with those fields, or
+        null where the id is no live record of this object (deleted, unknown, malformed, of
+        another object), as the REST API answers."""
+        obj = self.object_named(match["object"])
+        if obj is None:
+            return _not_found_object(match["object"])
+        body = _json_object(request)
+        if body is None:
+            return _json_parse_error(request)
+        ids, names = _strings(body.get("ids")), _strings(body.get("fields"))
+        if not ids or not names:
+            # The error of a missing or empty list is *unconfirmed*.
+            return _errors(400, "JSON_PARSER_ERROR", "ids and fields: lists of strings required")
+        if len(ids) > RETRIEVE_LIMIT:
+            return _errors(
+                400,
+                "EXCEEDED_ID_LIMIT",
+                f"record limit reached. cannot submit more than {RETRIEVE_LIMIT} records "
+                "into this call",
+            )
+        specs = [obj.field_named(name) for name in names]
+        for name, spec in zip(names, specs, strict=True):
+            if spec is None:
+                return _errors(400, "INVALID_FIELD", _no_such_column(name, obj.name))
+        version = match["version"]
+        answer: list[dict[str, Any] | None] = []
+        for record_id in ids:
+            row = self._find(obj, record_id) if _ID.match(record_id) else None
+            if row is None:
+                answer.append(None)
+                continue
+            url = f"/services/data/v{version}/sobjects/{obj.name}/{row['Id']}"
+            answer.append(
+                {
+                    "attributes": {"type": obj.name, "url": url},
+                    **{spec.name: row.get(spec.name) for spec in specs if spec is not None},
+                }
+            )
+        return Response.json(200, answer)
+
     def _collection_delete(self, request: Request, _: re.Match[str]) -> Response:
         ids = [i for i in (request.param("ids") or "").split(",") if i]
         if not ids:
@@ -1725,6 +1779,13 @@ def _json_parse_error(request: Request) -> Response:
 
 def _errors(status: int, code: str, message: str) -> Response:
     return Response.json(status, [{"message": message, "errorCode": code}])
+
+
+def _strings(value: Any) -> list[str]:
+    """`value` if it is a list of strings, else an empty list."""
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    return []
 
 
 def _too_many_records() -> Response:

@@ -27,6 +27,11 @@ _ValueTest = Callable[[Any], bool]
 
 # Salesforce refuses deeper paging by OFFSET; connectors must page with a cursor instead.
 MAX_OFFSET = 2000
+# "By default, 100,000 characters" (Salesforce Developer Limits, "SOQL and SOSL Limits for
+# Search Queries"). A GET query meets the URI limit (16,384 bytes) long before; a Bulk query
+# job's SOQL travels in a body and meets this one. The message is *unconfirmed* (older orgs
+# said "SOQL statements cannot be longer than 20,000 characters").
+MAX_STATEMENT_CHARACTERS = 100_000
 # Guards the recursive descent against stack exhaustion; real queries nest a few levels at most.
 _MAX_NESTING = 100
 
@@ -73,6 +78,11 @@ def parse(
     are taken as UTC, the sandbox's only time zone. `objects` is the org's catalogue (default:
     every object with every field, see `schema.salesforce_objects`).
     """
+    if len(text) > MAX_STATEMENT_CHARACTERS:
+        raise SoqlError(
+            "MALFORMED_QUERY",
+            f"SOQL statements cannot be longer than {MAX_STATEMENT_CHARACTERS} characters",
+        )
     cursor = _Cursor(text)
     cursor.expect_word("SELECT")
     selected = _select_list(cursor)

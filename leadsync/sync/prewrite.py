@@ -14,16 +14,27 @@ keeps them few:
   several write batches' records in one call, read ahead in write order; only the records
   whose stamp moved are read whole. Any other connector reads each batch's records whole
   (`fetch`), as many a call as it takes.
+
+A check cannot close the gap between its read and the write (neither CRM writes on a
+condition): an edit made in it is overwritten, and pulled afterwards (`Store.known_stamps`).
+A stamp read ahead widens the gap by the batches written before its own, so a stamp is used
+only while younger than `STAMP_MAX_AGE`: older, it is read again with the ones after it.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from leadsync.connectors.base import Connector, CrmRecord, RecordUpdate, StampReader
 from leadsync.mapping.fields import WritebackTargets
+
+# How long a stamp read ahead stands for the record before its write: about the span of the
+# write calls one read covers when the CRM answers promptly (ten collection updates of 200 for
+# Salesforce's 2,000 ids a read), so a slow CRM costs reads, never a wider gap.
+STAMP_MAX_AGE = 15.0
 
 
 def needs_check(targets: WritebackTargets | None, update: RecordUpdate) -> bool:
@@ -42,23 +53,32 @@ class Checked:
 
 class PreWriteCheck:
     """The checks of one CRM's writes in one slice. `planned` are the updates that take a
-    check, in the order they will be written: a stamp read takes the next ones after the
-    batch asked about, as many as one call holds."""
+    check, in the order they will be written: a stamp read takes the ids of the batch asked
+    about, then the next ones not yet read (or read longer than `max_age` seconds ago on
+    `clock`), as many as one call holds."""
 
     def __init__(
         self,
         connector: Connector,
         planned: Sequence[RecordUpdate],
         fields: Callable[[str | None], Sequence[str]],
+        *,
+        max_age: float = STAMP_MAX_AGE,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._connector = connector
         self._fields = fields
         self._reader = connector if isinstance(connector, StampReader) else None
-        self._ahead: dict[str | None, list[str]] = {}
+        self._max_age = max_age
+        self._clock = clock
+        # The ids planned and not checked yet, by object, in write order (a dict: an ordered
+        # set whose members leave in O(1)).
+        self._ahead: dict[str | None, dict[str, None]] = {}
         for update in planned:
-            self._ahead.setdefault(update.object_name, []).append(update.record_id)
-        # (object, id) -> its stamp as read; None: read, and the CRM has no such record now.
-        self._stamps: dict[tuple[str | None, str], datetime | None] = {}
+            self._ahead.setdefault(update.object_name, {})[update.record_id] = None
+        # (object, id) -> its stamp as read (None: read, and the CRM has no such record now)
+        # and when, on the clock.
+        self._stamps: dict[tuple[str | None, str], tuple[datetime | None, float]] = {}
 
     def check(
         self, object_name: str | None, ids: Sequence[str], held: Mapping[str, datetime]
@@ -72,28 +92,38 @@ class PreWriteCheck:
             same = frozenset(i for i in ids if i in now and now[i].modified_at == held.get(i))
             return Checked(same, {i: r for i, r in now.items() if i not in same})
         self._read_stamps(self._reader, object_name, ids)
-        stamps = {i: self._stamps[(object_name, i)] for i in ids}
+        stamps = {i: self._stamps[(object_name, i)][0] for i in ids}
+        ahead = self._ahead.get(object_name, {})
+        for record_id in ids:
+            ahead.pop(record_id, None)
         live = {i: stamp for i, stamp in stamps.items() if stamp is not None}
         same = frozenset(i for i, stamp in live.items() if stamp == held.get(i))
         moved = [i for i in live if i not in same]
         now = self._connector.fetch(moved, fields=fields, object_name=object_name) if moved else {}
         return Checked(same, dict(now))
 
+    def _fresh(self, object_name: str | None, record_id: str, now: float) -> bool:
+        read = self._stamps.get((object_name, record_id))
+        return read is not None and now - read[1] <= self._max_age
+
     def _read_stamps(
         self, reader: StampReader, object_name: str | None, ids: Sequence[str]
     ) -> None:
-        missing = [i for i in ids if (object_name, i) not in self._stamps]
-        if not missing:
-            return
-        ahead = self._ahead.setdefault(object_name, [])
-        if ahead[: len(missing)] != missing:
-            # Asked out of the planned order: these first, the rest after them.
+        now = self._clock()
+        missing = [i for i in dict.fromkeys(ids) if not self._fresh(object_name, i, now)]
+        while missing:
+            # The batch asked about first, then the planned ids after it not read yet.
             first = set(missing)
-            ahead[:] = missing + [i for i in ahead if i not in first]
-        while any((object_name, i) not in self._stamps for i in missing):
-            answer = reader.stamps(ahead, object_name=object_name)
+            later = self._ahead.get(object_name, {})
+            wanted = missing + [
+                i for i in later if i not in first and not self._fresh(object_name, i, now)
+            ]
+            # Aged from the request, not the answer: the CRM read them somewhere in between.
+            asked = self._clock()
+            answer = reader.stamps(wanted, object_name=object_name)
             if answer.read < 1:
                 raise RuntimeError("the connector read no stamp of the ids it was given")
-            for record_id in ahead[: answer.read]:
-                self._stamps[(object_name, record_id)] = answer.modified_at.get(record_id)
-            del ahead[: answer.read]
+            for record_id in wanted[: answer.read]:
+                self._stamps[(object_name, record_id)] = (answer.modified_at.get(record_id), asked)
+            missing = missing[answer.read :]
+            now = self._clock()

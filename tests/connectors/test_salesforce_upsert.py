@@ -179,27 +179,38 @@ def test_assignees_are_the_active_users_and_the_queues() -> None:
         assert connector.assignees() == {o[1] for o in SANDBOX_OWNERS} | {INBOUND_QUEUE_ID}
 
 
-def test_stamps_read_more_ids_a_query_than_a_fetch_and_stay_within_the_uri_limit() -> None:
-    # The check before a write asks for stamps alone: one query takes as many ids as its URI
-    # holds (about 430 of 18 characters), where a read of whole records takes 200.
+def test_stamps_read_2000_ids_a_call_in_a_body_and_agree_with_a_fetch() -> None:
+    # The check before a write asks for stamps alone, in the body of a POST of sObject
+    # Collections: 2,000 ids a call (a SOQL `IN (...)` in a GET query's URI held ~430), and
+    # none refused, however many ids: 5,000 take three calls, no more.
     with running() as (sandbox, inspector), connected(sandbox) as connector:
         real = sorted(inspector.leads())
         client(sandbox).Lead.delete(real[0])
-        made_up = [f"00Q5g{n:010d}AAA" for n in range(1_000)]
+        made_up = [f"00Q5g{n:010d}AAA" for n in range(5_000 - len(real))]
         wanted = [*real, *made_up]
-        before = inspector.served("salesforce.query")
-        first = connector.stamps(wanted)
-        assert 400 <= first.read < len(wanted)
-        assert inspector.served("salesforce.query") == before + 1
-        stamps = dict(first.modified_at)
-        left = wanted[first.read :]
+        before = inspector.stats()["endpoints"]
+        stamps: dict[str, Any] = {}
+        reads = []
+        left = wanted
         while left:
             answer = connector.stamps(left)
-            assert answer.read >= 1
+            reads.append(answer.read)
             stamps.update(answer.modified_at)
             left = left[answer.read :]
-        whole = connector.fetch(real, fields=["Email"])
+        after = inspector.stats()["endpoints"]
+        asked = {
+            name: count - before.get(name, 0)
+            for name, count in after.items()
+            if count > before.get(name, 0) and not name.startswith("salesforce.auth")
+        }
+        assert reads == [2000, 2000, 1000]
+        assert asked == {"salesforce.collection_retrieve": 3}
+        # The records whose stamp moved are read whole by SOQL, 200 ids a GET query: however
+        # many moved, each query stays within the URI limit.
+        fields = ["Email", "FirstName", "LastName", "Company", "Title", "Phone", "Status"]
+        whole = connector.fetch(wanted, fields=fields)
         assert stamps == {i: record.modified_at for i, record in whole.items()}
         assert real[0] not in stamps  # deleted: absent, as from a fetch
+        assert len(stamps) == len(real) - 1
         assert "salesforce.uri_too_long" not in inspector.stats()["endpoints"]
         assert "salesforce.headers_too_large" not in inspector.stats()["endpoints"]

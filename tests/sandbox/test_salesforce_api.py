@@ -757,6 +757,63 @@ def test_collection_holds_at_most_200_records(
     assert len(sandbox_leads(control)) == SEED_LEADS
 
 
+def test_collection_retrieve_answers_each_id_in_order_and_null_for_no_live_lead(
+    salesforce: Salesforce,
+) -> None:
+    # POST composite/sobjects/Lead {"ids", "fields"}: one entry per id, in order; an id that
+    # is no live lead (deleted, unknown, malformed, another object's) reads as null.
+    first, second, gone = lead_ids(salesforce, "ORDER BY Id LIMIT 3")
+    assert salesforce.Lead.delete(gone) == 204
+    contact = salesforce.query("SELECT Id FROM Contact LIMIT 1")["records"]
+    other = [contact[0]["Id"]] if contact else []
+    ids = [second, gone, "00Q5g0000000zzzEAA", "not an id", first[:15], *other]
+    answer = salesforce.restful(
+        "composite/sobjects/Lead",
+        method="POST",
+        json={"ids": ids, "fields": ["id", "systemmodstamp"]},
+    )
+    rows = salesforce.query(
+        format_soql("SELECT Id, SystemModstamp FROM Lead WHERE Id IN {}", [first, second])
+    )["records"]
+    stamps = {row["Id"]: row["SystemModstamp"] for row in rows}
+    assert len(answer) == len(ids)
+    assert answer[1:4] == [None, None, None]
+    assert answer[5:] == [None] * len(other)
+    for entry, record_id in ((answer[0], second), (answer[4], first)):
+        assert entry == {
+            "attributes": {"type": "Lead", "url": f"{API}/sobjects/Lead/{record_id}"},
+            "Id": record_id,
+            "SystemModstamp": stamps[record_id],
+        }
+
+
+def test_collection_retrieve_refuses_a_field_the_object_lacks(salesforce: Salesforce) -> None:
+    (lead_id,) = lead_ids(salesforce, "LIMIT 1")
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        salesforce.restful(
+            "composite/sobjects/Lead", method="POST", json={"ids": [lead_id], "fields": ["Nope"]}
+        )
+    (error,) = refused.value.content
+    assert error["errorCode"] == "INVALID_FIELD"
+
+
+@pytest.mark.parametrize(("count", "accepted"), [(2000, True), (2001, False)])
+def test_collection_retrieve_names_at_most_2000_ids(
+    salesforce: Salesforce, count: int, accepted: bool
+) -> None:
+    ids = [_id(n) for n in range(1, count + 1)]
+    body = {"ids": ids, "fields": ["Id"]}
+    if accepted:
+        answer = salesforce.restful("composite/sobjects/Lead", method="POST", json=body)
+        assert len(answer) == count
+        return
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        salesforce.restful("composite/sobjects/Lead", method="POST", json=body)
+    (error,) = refused.value.content
+    assert error["errorCode"] == "EXCEEDED_ID_LIMIT"
+    assert "2000" in error["message"]
+
+
 def test_collection_delete(salesforce: Salesforce) -> None:
     ids = lead_ids(salesforce, "ORDER BY Id LIMIT 2")
     results = salesforce.restful(

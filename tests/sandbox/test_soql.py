@@ -694,3 +694,17 @@ def test_one_compiled_query_filters_100k_generated_leads() -> None:
         and number >= 24 * 60  # the first day of minutes falls in 2023
     )
     assert len(run(query, records)) == expected
+
+
+def test_a_statement_past_100000_characters_is_refused() -> None:
+    # A Bulk query job's SOQL travels in a body, past the URI limit a GET query meets first.
+    head = "SELECT Id FROM Lead WHERE Id IN ("
+    ids = [f"'{lead_id(n)}'" for n in range(1, 6000)]
+    fits = head + ", ".join(ids) + ")"
+    while len(fits) > 100_000:
+        ids.pop()
+        fits = head + ", ".join(ids) + ")"
+    parse(fits)
+    longer = head + ", ".join([*ids, f"'{lead_id(9999)}'"]) + ")"
+    assert len(longer) > 100_000
+    assert soql_error(longer).error_code == "MALFORMED_QUERY"

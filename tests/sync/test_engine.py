@@ -534,6 +534,65 @@ def test_a_salesforce_edit_since_the_pull_is_held_back_through_a_stamp_read(
     assert sandbox.salesforce.record("Lead", lead_id).get("Leadsync_Score__c") is not None
 
 
+class _EditsTheLastAskedAbout:
+    """Wraps a connector that reads stamps; on its first stamp read, before answering, a
+    person edits the last record asked about: the one written last, after the pull."""
+
+    def __init__(self, inner: Connector, sandbox: Sandbox) -> None:
+        self._inner = inner
+        self._sandbox = sandbox
+        self.crm = inner.crm
+        self.stamp_reads = 0
+        self.edited: str | None = None
+        self.read: list[str] = []
+
+    def stamps(self, record_ids: Sequence[str], **kwargs: Any) -> Any:
+        if self.edited is None and kwargs.get("object_name") is None:
+            self.edited = record_ids[-1]
+            outcome = self._sandbox.salesforce.update_record(
+                "Lead", self.edited, {"Phone": "+1 555 0166"}
+            )
+            assert not outcome.errors
+        self.stamp_reads += 1
+        return self._inner.stamps(record_ids, **kwargs)  # type: ignore[attr-defined]
+
+    def fetch(self, record_ids: Sequence[str], **kwargs: Any) -> Any:
+        self.read.extend(record_ids)
+        return self._inner.fetch(record_ids, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_a_salesforce_edit_between_the_pull_and_the_write_is_held_back_by_a_collection_read(
+    sandbox: Sandbox, config: Config
+) -> None:
+    # The stamps come from one POST of sObject Collections for up to 2,000 records (not a
+    # SOQL per ~430): the record written last, edited after the pull, is still held back,
+    # and it alone is read whole.
+    wrappers: list[_EditsTheLastAskedAbout] = []
+
+    def wrap(crm: str, connector: Connector) -> Any:
+        if crm != "salesforce":
+            return connector
+        wrappers.append(_EditsTheLastAskedAbout(connector, sandbox))
+        return wrappers[-1]
+
+    before = sandbox.stats.as_dict()["endpoints"]
+    during = cycle(config, wrap=wrap)
+    after = sandbox.stats.as_dict()["endpoints"]
+    (wrapper,) = wrappers
+    assert wrapper.edited is not None
+    retrieves = after.get("salesforce.collection_retrieve", 0) - before.get(
+        "salesforce.collection_retrieve", 0
+    )
+    assert retrieves == wrapper.stamp_reads >= 1
+    assert wrapper.read == [wrapper.edited]
+    assert during.crms["salesforce"].held_back == 1
+    assert sandbox.salesforce.record("Lead", wrapper.edited)["Phone"] == "+1 555 0166"
+    assert sandbox.salesforce.record("Lead", wrapper.edited).get("Leadsync_Score__c") is None
+
+
 def test_explain_shows_records_rules_score_history_and_no_pending_writes(
     sandbox: Sandbox, config: Config, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,9 +3,12 @@ calls it asks the CRM what changed in."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from leadsync.connectors.base import CrmRecord, RecordUpdate, Stamps
 from leadsync.mapping.fields import CONTACT, WritebackTargets
@@ -136,3 +139,77 @@ def test_a_batch_asked_out_of_order_is_read_first() -> None:
     assert crm.stamp_calls[0][:10] == ids[30:40]
     assert check.check(None, ids[0:10], held).unchanged == frozenset(ids[0:10])
     assert len(crm.stamp_calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("batches", "batch", "limit"),
+    [(1, 200, 2000), (10, 200, 2000), (11, 200, 2000), (25, 200, 2000), (7, 100, 250)],
+)
+def test_the_checks_of_n_batches_cost_n_times_batch_over_the_limit_stamp_reads(
+    batches: int, batch: int, limit: int
+) -> None:
+    ids = [f"r{n:05d}" for n in range(batches * batch)]
+    crm = FakeCrm(dict.fromkeys(ids, PULLED), read_at_once=limit)
+    found = _check_in_batches(crm, ids, batch)
+    assert len(crm.stamp_calls) == math.ceil(batches * batch / limit)
+    assert crm.fetch_calls == []
+    assert all(
+        f.unchanged == frozenset(ids[n * batch : (n + 1) * batch]) for n, f in enumerate(found)
+    )
+
+
+class Ticks:
+    """A clock that stands still until moved."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_stamp_read_ahead_longer_ago_than_its_max_age_is_read_again() -> None:
+    # A stamp read ahead stands for its record only so long: an edit after the read and
+    # before the write would otherwise go unseen for as long as the batches before it take.
+    ids = _ids(40)
+    crm = FakeCrm(dict.fromkeys(ids, PULLED), read_at_once=30)
+    clock = Ticks()
+    check = PreWriteCheck(
+        crm,  # type: ignore[arg-type]
+        [update(record_id=i) for i in ids],
+        lambda _: ["Phone"],
+        max_age=15.0,
+        clock=clock,
+    )
+    held = dict.fromkeys(ids, PULLED)
+    assert check.check(None, ids[0:10], held).unchanged == frozenset(ids[0:10])
+    clock.now = 15.0  # still young enough
+    assert check.check(None, ids[10:20], held).unchanged == frozenset(ids[10:20])
+    assert crm.stamp_calls == [ids[0:30]]
+    clock.now = 15.5
+    crm.now["r025"] = LATER  # edited after its stamp was read ahead
+    found = check.check(None, ids[20:30], held)
+    assert set(found.changed) == {"r025"}
+    # Read again from this batch on, not the batches already checked.
+    assert crm.stamp_calls == [ids[0:30], ids[20:40]]
+    assert check.check(None, ids[30:40], held).unchanged == frozenset(ids[30:40])
+    assert len(crm.stamp_calls) == 2
+
+
+def test_stamps_that_age_past_the_max_while_read_are_used_once_and_read_again_later() -> None:
+    # A CRM slower than the max age: each batch reads its own stamps (no read ahead worth
+    # keeping), and no check loops reading the same ids again.
+    ids = _ids(30)
+    crm = FakeCrm(dict.fromkeys(ids, PULLED), read_at_once=30)
+    ticks = iter(range(0, 10_000, 20))
+    check = PreWriteCheck(
+        crm,  # type: ignore[arg-type]
+        [update(record_id=i) for i in ids],
+        lambda _: ["Phone"],
+        max_age=15.0,
+        clock=lambda: float(next(ticks)),
+    )
+    held = dict.fromkeys(ids, PULLED)
+    found = [check.check(None, ids[s : s + 10], held) for s in range(0, 30, 10)]
+    assert [f.unchanged for f in found] == [frozenset(ids[s : s + 10]) for s in range(0, 30, 10)]
+    assert crm.stamp_calls == [ids[0:30], ids[10:30], ids[20:30]]
