@@ -10,6 +10,9 @@ import argparse
 import re
 import subprocess
 import sys
+import threading
+import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,12 @@ from alembic.script import ScriptDirectory
 from leadsync.cli import build_parser, main
 from leadsync.errors import StoreError
 from leadsync.sandbox import Sandbox
-from leadsync.sync.database import alembic_config, shown_url, upgrade_database
+from leadsync.sync.database import (
+    MIGRATION_LOCK_KEY,
+    alembic_config,
+    shown_url,
+    upgrade_database,
+)
 from leadsync.sync.store import Store
 from tests.support import REAL_PROCESSES, set_up_sandbox_config
 
@@ -195,3 +203,69 @@ def _paths(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> set[t
 def test_every_command_is_tried_above_or_opens_no_store_of_the_configs() -> None:
     # A command added later is tried above or named here, not forgotten.
     assert _paths(build_parser()) == set(COMMANDS) | NOT_HERE
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_replica_waiting_on_the_migration_lock_sees_the_newer_release_that_held_it(
+    database_url: str,
+) -> None:
+    # Rolling deploy: a newer replica migrates while an older one starts. The older one waits
+    # for the migration lock, then must judge the revision the newer one committed.
+    upgrade_database(database_url)
+    # The older replica's connections, by a name of their own: others may wait on the lock too.
+    name = f"older-{uuid.uuid4().hex[:12]}"
+    older_url = sa.make_url(database_url).update_query_dict({"application_name": name})
+    newer = sa.create_engine(database_url)
+    outcome: list[BaseException | None] = []
+    try:
+        with newer.connect() as connection:
+            transaction = connection.begin()
+            connection.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+            )
+            connection.execute(
+                sa.text("UPDATE alembic_version SET version_num = :v"), {"v": FUTURE}
+            )
+
+            def older() -> None:
+                try:
+                    upgrade_database(older_url.render_as_string(hide_password=False))
+                    outcome.append(None)
+                except BaseException as error:  # noqa: BLE001 - judged below
+                    outcome.append(error)
+
+            thread = threading.Thread(target=older)
+            thread.start()
+            # Failing, the block rolls back: the lock is free again for every other test.
+            assert _waits_for_the_lock(newer, name, thread), outcome
+            transaction.commit()
+            thread.join(60)
+    finally:
+        newer.dispose()
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], StoreError), repr(outcome[0])
+    assert f"(revision {FUTURE}, this one knows up to {_head()})" in str(outcome[0])
+
+
+# The lock is the server's, taken by every test schema's migration: held no longer than this
+# while the older replica is on its way to it.
+LOCK_HELD_AT_MOST_SECONDS = 30.0
+
+
+def _waits_for_the_lock(engine: sa.Engine, name: str, thread: threading.Thread) -> bool:
+    """True once the connection named `name` waits for an advisory lock; False if `thread`
+    ends first, or takes too long to get there."""
+    query = sa.text(
+        "SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid) "
+        "WHERE locktype = 'advisory' AND NOT granted AND application_name = :name"
+    )
+    deadline = time.monotonic() + LOCK_HELD_AT_MOST_SECONDS
+    # A connection of its own, each query its own transaction: within one, pg_stat_activity
+    # stays as the transaction first read it.
+    with engine.connect() as watcher:
+        watcher = watcher.execution_options(isolation_level="AUTOCOMMIT")
+        while thread.is_alive() and time.monotonic() < deadline:
+            if watcher.execute(query, {"name": name}).scalar_one():
+                return True
+            thread.join(0.01)
+    return False
