@@ -162,3 +162,15 @@ def test_it_refuses_without_to_or_with_a_revision_it_cannot_go_to_changing_nothi
         f"the store at {shown_url(database_url)} is at {OLDER} already: nothing done\n"
     )
     assert _revision(database_url) == OLDER
+
+
+def test_a_sqlite_store_that_is_not_there_is_not_made_by_a_downgrade(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "gone" / "leadsync.db"
+    config = _config(tmp_path, f"sqlite:///{missing}")
+    assert main(["db", "downgrade", "--to", "0015", "--config", config]) == 1
+    assert capsys.readouterr().err == (
+        f"leadsync: no SQLite database at sqlite:///{missing}: nothing to downgrade\n"
+    )
+    assert not missing.parent.exists()

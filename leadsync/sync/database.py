@@ -421,6 +421,10 @@ def downgrade_database(
     (`leadsync db downgrade`). `before(current revision, revisions to undo, newest first)` is
     called once they are known, before anything is changed. Returns the revisions undone (none
     if the store is at `to` already); UsageError if it is older than `to`."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        # make_engine would create one: a command that undoes must not leave a new store.
+        raise StoreError(f"no SQLite database at {shown_url(parsed)}: nothing to downgrade")
     with store_errors(url):
         engine = make_engine(url)
         try:
