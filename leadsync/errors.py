@@ -22,7 +22,8 @@
     │   │   ├── QuotaReserveReachedError  our reserve is reached: start no new work
     │   │   └── RequestRejectedError    a 4xx for the request as a whole (bad query, bad field)
     │   ├── StoreError                  the database cannot be reached, opened, read or written
-    │   │   └── SchemaOutOfDateError    (sync.database) not migrated: `leadsync db upgrade`
+    │   │   ├── SchemaOutOfDateError    (sync.database) not migrated: `leadsync db upgrade`
+    │   │   └── SchemaTooNewError       (sync.database) migrated by a newer leadsync: refused
     │   ├── ServiceStartError           (jobs) `leadsync run` cannot start: its port is taken
     │   ├── BackfillBusyError           (sync.backfill) done already, or another process has it
     │   ├── LeaseHeldError              (sync.leases) a command that writes found another

@@ -1,4 +1,5 @@
-"""`leadsync run`, `leadsync db upgrade` and `leadsync hash-password`: running the service."""
+"""`leadsync run`, `leadsync db upgrade|downgrade` and `leadsync hash-password`: running the
+service."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     db = commands.add_parser(
         "db",
         help="database maintenance",
-        description="Database maintenance. `db upgrade` creates or migrates the database.",
+        description="Database maintenance. `db upgrade` creates or migrates the database; "
+        "`db downgrade --to REVISION` migrates it back for an older release.",
     )
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     upgrade = db_commands.add_parser(
@@ -41,6 +43,22 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     add_config_option(upgrade)
     upgrade.set_defaults(handler=run_db_upgrade)
+    downgrade = db_commands.add_parser(
+        "downgrade",
+        help="migrate the database back to an older release's revision",
+        description="Migrate the database down to REVISION, the newest revision of the older "
+        "release that is to run on it (the one it names when it refuses the store), in one "
+        "transaction. Stop every replica of the service first. It prints the revisions it "
+        "undoes before it starts.",
+    )
+    downgrade.add_argument(
+        "--to",
+        metavar="REVISION",
+        help="the revision to go back to: its id (0016_expected_row_stamps) or a start of it "
+        "(0016); required",
+    )
+    add_config_option(downgrade)
+    downgrade.set_defaults(handler=run_db_downgrade)
 
 
 def run_service(args: argparse.Namespace) -> int:
@@ -72,4 +90,33 @@ def run_db_upgrade(args: argparse.Namespace) -> int:
     config = load(args)
     upgrade_database(config.database_url)
     print(f"database at {shown_url(config.database_url)} is up to date")
+    return EXIT_OK
+
+
+def run_db_downgrade(args: argparse.Namespace) -> int:
+    from leadsync.sync.database import (
+        downgrade_database,
+        known_revisions,
+        revision_named,
+        shown_url,
+    )
+
+    if not args.to:
+        # Undoing revisions may drop what a newer release stored: never a default.
+        raise UsageError(
+            "say which revision to go back to, --to REVISION (the newest of the release to "
+            f"run): one of {', '.join(known_revisions())}"
+        )
+    to = revision_named(args.to)
+    config = load(args)
+    shown = shown_url(config.database_url)
+
+    def announce(current: str, undo: list[str]) -> None:
+        if undo:
+            print(f"the store at {shown} is at {current}: undoing {', '.join(undo)}")
+
+    if downgrade_database(config.database_url, to, before=announce):
+        print(f"the store at {shown} is at {to}: the release whose newest revision it is can run")
+    else:
+        print(f"the store at {shown} is at {to} already: nothing done")
     return EXIT_OK

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from leadsync.sync.database import MIGRATION_LOCK_KEY, make_engine
+from leadsync.sync.database import MIGRATION_LOCK_KEY, make_engine, refuse_unknown_revision
 from leadsync.sync.tables import metadata
 
 
@@ -21,6 +21,8 @@ def _migrate(connection: Connection) -> None:
             connection.execute(
                 sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
             )
+        # Under the lock: a newer replica that migrated meanwhile has committed its revision.
+        refuse_unknown_revision(connection, context.script)
         context.run_migrations()
 
 

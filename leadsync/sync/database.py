@@ -5,6 +5,9 @@ make_engine(url)          SQLite (the file and its folder created on first use) 
 writing(engine)           a write transaction; on SQLite BEGIN IMMEDIATE, and real
                           transactions for DDL and reads too
 upgrade_database(url)     Alembic `upgrade head`, from code: no alembic.ini at run time
+downgrade_database(url, to)  Alembic `downgrade` to an older revision (`leadsync db downgrade`)
+refuse_unknown_revision   a store migrated by a newer leadsync, refused before anything is
+                          read or written (SchemaTooNewError)
 alembic_config(url)       the Alembic Config, for developers writing a new migration:
                           command.revision(alembic_config(url), autogenerate=True, message=...)
 retry_transient           re-runs a whole transaction after an error that rolled it back
@@ -48,16 +51,20 @@ from tenacity import (
     wait_exponential,
 )
 
-from leadsync.errors import StoreError
+from leadsync.errors import StoreError, UsageError
 from leadsync.secrets import MASK
 
 __all__ = [
     "MIGRATIONS",
     "SchemaOutOfDateError",
+    "SchemaTooNewError",
     "alembic_config",
     "check_schema",
+    "downgrade_database",
     "is_transient",
+    "known_revisions",
     "make_engine",
+    "refuse_unknown_revision",
     "retry_transient",
     "shown_url",
     "store_error",
@@ -82,6 +89,21 @@ class SchemaOutOfDateError(StoreError):
         super().__init__(
             f"the database schema is at {current or 'nothing'}, this leadsync needs {head}: "
             "run `leadsync db upgrade`"
+        )
+        self.current = current
+        self.head = head
+
+
+class SchemaTooNewError(StoreError):
+    """The store was migrated by a newer leadsync, to a revision this one does not know: it
+    cannot tell what that revision changed, so it neither reads nor migrates the store."""
+
+    def __init__(self, url: str | sa.URL, current: str, head: str | None) -> None:
+        super().__init__(
+            f"the store at {shown_url(url)} was migrated by a newer leadsync (revision "
+            f"{current}, this one knows up to {head}): run the newer release, or downgrade the "
+            f"store with it first, `leadsync db downgrade --to {head}` (see README: "
+            "Downgrading)"
         )
         self.current = current
         self.head = head
@@ -336,9 +358,32 @@ def alembic_config(url: str | None = None, *, connection: Connection | None = No
 _MIGRATING = threading.Lock()
 
 
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def known_revisions(scripts: ScriptDirectory | None = None) -> list[str]:
+    """The revisions this leadsync knows, oldest first."""
+    walked = (scripts or _scripts()).walk_revisions()
+    return [script.revision for script in reversed(list(walked))]
+
+
+def refuse_unknown_revision(connection: Connection, scripts: ScriptDirectory | None = None) -> None:
+    """Raise SchemaTooNewError if the store on `connection` is at a revision this leadsync does
+    not know: one a newer release migrated it to. Alembic would only say it "can't locate" it,
+    after a traceback; and no code of this release may read or write a schema it cannot know."""
+    scripts = scripts or _scripts()
+    known = set(known_revisions(scripts))
+    for current in MigrationContext.configure(connection).get_current_heads():
+        if current not in known:
+            raise SchemaTooNewError(connection.engine.url, current, scripts.get_current_head())
+
+
 @retry_transient
 def upgrade(engine: Engine) -> None:
-    """Migrate the database of `engine` to the newest schema, in one transaction."""
+    """Migrate the database of `engine` to the newest schema, in one transaction. A store a
+    newer leadsync migrated is refused (SchemaTooNewError; migrations/env.py checks it once it
+    holds the migration lock), nothing written."""
     with _MIGRATING, writing(engine) as connection:
         command.upgrade(alembic_config(connection=connection), "head")
 
@@ -353,10 +398,70 @@ def upgrade_database(url: str) -> None:
             engine.dispose()
 
 
-def check_schema(engine: Engine) -> None:
-    """Raise SchemaOutOfDateError unless the database of `engine` is at the newest schema."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    with engine.connect() as connection:
+def revision_named(name: str) -> str:
+    """The revision of this leadsync that `name` names: its id, or a start of it that only one
+    id has ("0015"). UsageError, listing them, for any other."""
+    revisions = known_revisions()
+    matching = [revision for revision in revisions if revision.startswith(name)] if name else []
+    if name in revisions:
+        return name
+    if len(matching) == 1:
+        return matching[0]
+    raise UsageError(
+        f"no revision {name!r} in this leadsync: one of {', '.join(revisions)} "
+        "(`leadsync db downgrade --help`)"
+    )
+
+
+def downgrade_database(
+    url: str, to: str, *, before: Callable[[str, list[str]], None] | None = None
+) -> list[str]:
+    """Migrate the store at `url` down to the older revision `to`, in one transaction: what a
+    store needs before an older release, whose newest revision is `to`, can open it
+    (`leadsync db downgrade`). `before(current revision, revisions to undo, newest first)` is
+    called once they are known, before anything is changed. Returns the revisions undone (none
+    if the store is at `to` already); UsageError if it is older than `to`."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        # make_engine would create one: a command that undoes must not leave a new store.
+        raise StoreError(f"no SQLite database at {shown_url(parsed)}: nothing to downgrade")
+    with store_errors(url):
+        engine = make_engine(url)
+        try:
+            return _downgrade(engine, revision_named(to), before or (lambda _current, _undo: None))
+        finally:
+            engine.dispose()
+
+
+@retry_transient
+def _downgrade(engine: Engine, to: str, before: Callable[[str, list[str]], None]) -> list[str]:
+    with _MIGRATING, writing(engine) as connection:
+        scripts = _scripts()
+        refuse_unknown_revision(connection, scripts)
+        revisions = known_revisions(scripts)
         current = MigrationContext.configure(connection).get_current_revision()
+        shown = shown_url(engine.url)
+        if current is None:
+            raise StoreError(f"the database {shown} holds no leadsync store: nothing to downgrade")
+        if revisions.index(current) < revisions.index(to):
+            raise UsageError(
+                f"the store at {shown} is at {current}, older than {to}: nothing to downgrade "
+                "(the release that needs it migrates the store up itself)"
+            )
+        undo = revisions[revisions.index(to) + 1 : revisions.index(current) + 1][::-1]
+        before(current, undo)
+        if undo:
+            command.downgrade(alembic_config(connection=connection), to)
+        return undo
+
+
+def check_schema(engine: Engine) -> None:
+    """Raise SchemaOutOfDateError unless the database of `engine` is at the newest schema
+    (SchemaTooNewError if a newer leadsync migrated it)."""
+    scripts = _scripts()
+    with engine.connect() as connection:
+        refuse_unknown_revision(connection, scripts)
+        current = MigrationContext.configure(connection).get_current_revision()
+    head = scripts.get_current_head()
     if current != head:
         raise SchemaOutOfDateError(current, head)

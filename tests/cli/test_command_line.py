@@ -79,6 +79,7 @@ PRINT_NO_DATA = {
     ("hash-password",),
     ("db",),
     ("db", "upgrade"),
+    ("db", "downgrade"),
     ("demo",),
 }
 

@@ -1,0 +1,176 @@
+"""`leadsync db downgrade --to REVISION`: a store taken back to the newest revision of an older
+release, for that release to run on. On each backend, a store a real sync filled is taken down
+to 0015 (undoing the packing of 0016-0018): it then has the schema 0015 made, each lead's
+values in the JSON columns that release reads, and this leadsync, opening it again, finds the
+same store. Without --to, or with a revision it cannot go to, it refuses and changes nothing."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+
+from leadsync.cli import main
+from leadsync.sandbox import Sandbox
+from leadsync.sync.database import alembic_config, make_engine, shown_url, writing
+from leadsync.sync.store import Store
+from leadsync.sync.tables import decode_value
+from tests.support import set_up_sandbox_config
+
+OLDER = "0015_own_write_stamps"
+UNDONE = "0018_packed_leads, 0017_packing_dictionaries, 0016_expected_row_stamps"
+
+
+def _config(folder: Path, url: str, sandbox: Sandbox | None = None) -> str:
+    """A config on the store at `url`: pointed at `sandbox`, or naming the database alone
+    (all the `db` commands read)."""
+    if sandbox is None:
+        path = folder / "config.toml"
+        path.write_text(f'[database]\nurl = "{url}"\n')
+        return str(path)
+    config = set_up_sandbox_config(sandbox, folder)
+    assert config.path is not None
+    text = re.sub(r'url = "sqlite:///[^"]*"', f'url = "{url}"', config.path.read_text())
+    config.path.write_text(text)
+    return str(config.path)
+
+
+def _revision(url: str) -> str:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return str(
+                connection.execute(sa.text("SELECT version_num FROM alembic_version")).one()[0]
+            )
+    finally:
+        engine.dispose()
+
+
+def _columns(url: str) -> dict[str, set[str]]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            inspector = sa.inspect(connection)
+            return {
+                name: {column["name"] for column in inspector.get_columns(name)}
+                for name in inspector.get_table_names()
+            }
+    finally:
+        engine.dispose()
+
+
+def _state(url: str) -> dict[str, Any]:
+    """What this leadsync reads of the store (migrating it first): leads, records, echo
+    fingerprints, the audit log and the runs."""
+    with Store(url) as store, store.engine.connect() as connection:
+        records: dict[str, list[str]] = {}
+        for crm, record_id in connection.execute(sa.text("SELECT crm, record_id FROM snapshots")):
+            records.setdefault(crm, []).append(record_id)
+        return {
+            "leads": store.leads(store.lead_ids_after(None, limit=1_000_000)),
+            "snapshots": {crm: store.snapshots(crm, ids) for crm, ids in records.items()},
+            "expected": {crm: store.expected(crm, ids) for crm, ids in records.items()},
+            "writes": store.writes(),
+            "runs": store.runs(limit=1_000),
+        }
+
+
+def _parsed(stored: Any) -> Any:
+    return json.loads(stored) if isinstance(stored, str) else stored
+
+
+def test_a_synced_store_taken_down_to_0015_is_what_0015_reads_and_comes_back_whole(
+    sandbox: Sandbox,
+    tmp_path: Path,
+    database_url: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = _config(tmp_path, database_url, sandbox)
+    assert main(["sync", "--once", "--config", config]) == 0
+    before = _state(database_url)
+    assert before["leads"]
+    assert before["writes"]
+    capsys.readouterr()
+
+    assert main(["db", "downgrade", "--to", "0015", "--config", config]) == 0
+    out = capsys.readouterr().out
+    shown = shown_url(database_url)
+    assert f"the store at {shown} is at 0018_packed_leads: undoing {UNDONE}\n" in out
+    assert f"the store at {shown} is at {OLDER}: " in out
+    assert _revision(database_url) == OLDER
+
+    # The schema the release at 0015 made, on a new store of its own.
+    made_by_0015 = f"sqlite:///{tmp_path / 'made_by_0015.db'}"
+    engine = make_engine(made_by_0015)
+    try:
+        with writing(engine) as connection:
+            command.upgrade(alembic_config(connection=connection), OLDER)
+    finally:
+        engine.dispose()
+    assert _columns(database_url) == _columns(made_by_0015)
+
+    # Each lead as that release reads it: values and reasons as JSON.
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(sa.text('SELECT lead_id, "values", reasons FROM leads'))
+            as_0015 = {
+                lead_id: (decode_value(_parsed(values)), _parsed(reasons))
+                for lead_id, values, reasons in rows
+            }
+    finally:
+        engine.dispose()
+    assert as_0015 == {
+        lead_id: (dict(lead.values), list(lead.reasons))
+        for lead_id, lead in before["leads"].items()
+    }
+
+    # Opened by this leadsync again (migrated up): the same store.
+    assert _state(database_url) == before
+
+
+def test_it_refuses_without_to_or_with_a_revision_it_cannot_go_to_changing_nothing(
+    tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(tmp_path, database_url)
+    assert main(["db", "upgrade", "--config", config]) == 0
+    assert main(["db", "downgrade", "--to", "0015", "--config", config]) == 0
+    capsys.readouterr()
+    for arguments, said in [
+        ([], "say which revision to go back to, --to REVISION"),
+        (["--to", "0099"], "no revision '0099' in this leadsync: one of 0001_initial, "),
+        (["--to", "00"], "no revision '00' in this leadsync"),  # a start many ids have
+        (
+            ["--to", "0017"],
+            f"the store at {shown_url(database_url)} is at {OLDER}, older than "
+            "0017_packing_dictionaries: nothing to downgrade",
+        ),
+    ]:
+        assert main(["db", "downgrade", *arguments, "--config", config]) == 2, arguments
+        out, err = capsys.readouterr()
+        assert err.startswith(f"leadsync: {said}"), (arguments, err)
+        assert out == ""
+        assert _revision(database_url) == OLDER
+
+    assert main(["db", "downgrade", "--to", OLDER, "--config", config]) == 0
+    assert capsys.readouterr().out == (
+        f"the store at {shown_url(database_url)} is at {OLDER} already: nothing done\n"
+    )
+    assert _revision(database_url) == OLDER
+
+
+def test_a_sqlite_store_that_is_not_there_is_not_made_by_a_downgrade(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "gone" / "leadsync.db"
+    config = _config(tmp_path, f"sqlite:///{missing}")
+    assert main(["db", "downgrade", "--to", "0015", "--config", config]) == 1
+    assert capsys.readouterr().err == (
+        f"leadsync: no SQLite database at sqlite:///{missing}: nothing to downgrade\n"
+    )
+    assert not missing.parent.exists()
