@@ -9,7 +9,10 @@ land (on this machine) after the pull and amid the writes.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,12 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from leadsync.config import Config
 from leadsync.connectors.hubspot import HubSpotConnector
 from leadsync.connectors.salesforce import SalesforceConnector
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
+from leadsync.sync.database import upgrade_database
 from leadsync.sync.engine import SETTLE_SLICE, SyncEngine
 from tests.support import (
     REAL_PROCESSES,
@@ -88,9 +93,66 @@ class _Wrapped:
         return value
 
 
-def _config(sandbox: Sandbox, folder: Path) -> Config:
+def _config(sandbox: Sandbox, folder: Path, store: Path | None = None) -> Config:
+    """A config for `sandbox` in `folder`; with `store`, its database starts as a copy of that
+    migrated store (see `migrated_store`) instead of being migrated by the run."""
     config: Config = set_up_sandbox_config(sandbox, folder)
+    if store is not None:
+        database = _database_file(config)
+        assert not database.exists()
+        # copyfile, not copy: the copy is writable, where the template is not.
+        shutil.copyfile(store, database)
     return config
+
+
+def _database_file(config: Config) -> Path:
+    return Path(sa.make_url(config.database_url).database or "")
+
+
+@pytest.fixture(scope="module")
+def migrated_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty SQLite store at the newest schema, which each cut case's store starts as a copy
+    of: the first call of a run opens a store at head, as it would after the migrations (which
+    are no cut point: `Store()` runs them before any call), and the migrations run once per
+    worker instead of once in each of the ~250 cases (~0.08 s each, ~15 % of a case). No case
+    opens it: each opens its own copy (`test_each_case_runs_on_its_own_copy_of_the_migrated_store`).
+    """
+    path = tmp_path_factory.mktemp("migrated") / "leadsync.db"
+    upgrade_database(f"sqlite:///{path}")
+    return path
+
+
+def _schema_and_rows(database: Path) -> tuple[list[tuple[str, str]], dict[str, int]]:
+    """The tables and indexes of an SQLite file, and each table's row count (read-only)."""
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        schema = sorted(db.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL"))
+        tables = [
+            name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        ]
+        counts = {
+            name: db.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]  # noqa: S608
+            for name in tables  # (the names are sqlite_master's)
+        }
+        return schema, counts
+
+
+def test_each_case_runs_on_its_own_copy_of_the_migrated_store(
+    migrated_store: Path, tmp_path: Path
+) -> None:
+    template = migrated_store.read_bytes()
+    # The template is what the migrations make of a new store: the same schema, no rows but
+    # the schema's version.
+    fresh = tmp_path / "fresh.db"
+    upgrade_database(f"sqlite:///{fresh}")
+    assert _schema_and_rows(migrated_store) == _schema_and_rows(fresh)
+    # A run writes to its own copy, and never to the template.
+    with Sandbox(SCALED) as sandbox:
+        (tmp_path / "case").mkdir()
+        config = _config(sandbox, tmp_path / "case", migrated_store)
+        _run(config)
+    _, rows = _schema_and_rows(_database_file(config))
+    assert rows["snapshots"] > 0
+    assert migrated_store.read_bytes() == template
 
 
 def _run(
@@ -193,9 +255,13 @@ def _points_up_to(most: int) -> list[tuple[int, bool]]:
 @pytest.mark.slow
 @pytest.mark.parametrize(("at", "after"), _points_up_to(MOST_CALLS))
 def test_a_run_cut_at_any_point_then_rerun_ends_like_an_uninterrupted_run(
-    reference: tuple[dict[str, Any], int, int], tmp_path: Path, at: int, after: bool
+    reference: tuple[dict[str, Any], int, int],
+    migrated_store: Path,
+    tmp_path: Path,
+    at: int,
+    after: bool,
 ) -> None:
-    _cut_then_rerun(reference, tmp_path, at, after, slice_size=SETTLE_SLICE)
+    _cut_then_rerun(reference, tmp_path, at, after, store=migrated_store, slice_size=SETTLE_SLICE)
 
 
 def _cut_then_rerun(
@@ -204,17 +270,19 @@ def _cut_then_rerun(
     at: int,
     after: bool,
     *,
+    store: Path,
     slice_size: int,
     bulk: bool = False,
     cut_store_calls: frozenset[str] | None = None,
 ) -> None:
     """A run cut at call `at` (before it, or `after`), then run again, ends in the state of
-    the uninterrupted `reference` run, with at most one batch written twice."""
+    the uninterrupted `reference` run, with at most one batch written twice. The store starts
+    as a copy of the migrated `store`."""
     expected_state, expected_writes, calls = reference
     if at > calls:
         pytest.skip(f"the run makes {calls} calls")
     with Sandbox(SCALED) as sandbox:
-        config = _config(sandbox, tmp_path)
+        config = _config(sandbox, tmp_path, store)
         sandbox.stats.clear()
         wire = Tripwire(at, after)
         with pytest.raises(Cut):
@@ -281,7 +349,10 @@ def test_the_bulk_reference_run_saves_a_result_page_in_several_chunks(
 @pytest.mark.slow
 @pytest.mark.parametrize("at", range(1, MOST_PAGE_SAVES))
 def test_a_run_cut_amid_a_bulk_result_page_then_rerun_ends_like_an_uninterrupted_run(
-    bulk_reference: tuple[dict[str, Any], int, int, dict[str, int]], tmp_path: Path, at: int
+    bulk_reference: tuple[dict[str, Any], int, int, dict[str, int]],
+    migrated_store: Path,
+    tmp_path: Path,
+    at: int,
 ) -> None:
     # Cut once each save is committed: a cut before a save leaves the store as the cut after
     # the save before it does (the tests above cut both sides of every call of a REST run).
@@ -291,6 +362,7 @@ def test_a_run_cut_amid_a_bulk_result_page_then_rerun_ends_like_an_uninterrupted
         tmp_path,
         at,
         True,
+        store=migrated_store,
         slice_size=SETTLE_SLICE,
         bulk=True,
         cut_store_calls=PAGE_SAVES,
@@ -375,13 +447,14 @@ def sliced_calls(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 def test_a_run_in_slices_cut_at_each_call_then_rerun_ends_like_an_uninterrupted_run(
     sliced_reference: tuple[dict[str, Any], int, int],
     sliced_calls: list[str],
+    migrated_store: Path,
     tmp_path: Path,
     at: int,
     after: bool,
 ) -> None:
     if at <= len(sliced_calls) and sliced_calls[at - 1] in READS:
         pytest.skip("a read: cut at it, the run leaves what a cut at a call beside it leaves")
-    _cut_then_rerun(sliced_reference, tmp_path, at, after, slice_size=SLICED)
+    _cut_then_rerun(sliced_reference, tmp_path, at, after, store=migrated_store, slice_size=SLICED)
 
 
 def test_the_sliced_run_reads_and_writes_as_its_cuts_assume(
