@@ -46,19 +46,27 @@ def test_an_error_in_the_step_leaves_the_collector_as_it_was() -> None:
     assert gc.get_threshold() == (700, 10, 10)
 
 
+def _as_frozen_as(frozen: int) -> bool:
+    """The objects frozen at `frozen` are still frozen, none added: another thread of the
+    process (pytest-xdist's) may free a few frozen objects meanwhile, never freeze more,
+    and an unfreeze would leave none."""
+    return frozen - 1_000 < gc.get_freeze_count() <= frozen
+
+
 def test_a_step_inside_another_or_a_process_that_froze_itself_changes_nothing() -> None:
     with old_objects_left_alone():
         frozen = gc.get_freeze_count()
+        assert frozen > 10_000  # a test process holds far more objects than the margin
         with old_objects_left_alone():
-            assert gc.get_freeze_count() == frozen
+            assert _as_frozen_as(frozen)
         # The inner step's end neither unfroze the outer step's objects nor reset its pace.
-        assert gc.get_freeze_count() == frozen
+        assert _as_frozen_as(frozen)
         assert gc.get_threshold()[0] == collector._YOUNGEST
     gc.freeze()
     frozen = gc.get_freeze_count()
     with old_objects_left_alone():
         assert gc.get_threshold() == (700, 10, 10)
-    assert gc.get_freeze_count() == frozen
+    assert _as_frozen_as(frozen)
 
 
 def test_a_higher_threshold_a_process_set_is_kept() -> None:
