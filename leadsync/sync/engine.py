@@ -1305,7 +1305,7 @@ class SyncEngine:
         mine = own_values(self._map, choices, own)
         transitions = next_transitions(
             current,
-            {name: value for name, value in values.items() if name not in mine},
+            {name: value for name, value in values.items() if name not in mine} if mine else values,
             score,
             self._definition,
             now=now,
