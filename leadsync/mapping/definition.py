@@ -29,11 +29,11 @@ import functools
 import hashlib
 import json
 import operator
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeGuard
+from typing import Annotated, Any, ClassVar, Literal, TypeGuard, TypeVar
 
 import re2
 from pydantic import (
@@ -151,6 +151,9 @@ def _show(value: Any) -> str:
         return value.isoformat()
     return str(value)
 
+
+# Whether a lead's facts (canonical field -> value) meet a condition or criteria, compiled.
+Test = Callable[[Mapping[str, Any]], bool]
 
 # How many values each condition remembers whether it holds for (`Condition.holds`): a few
 # MB at most, and enough for the values of a field such as country across a store.
@@ -310,6 +313,37 @@ class Condition(StrictModel):
     @functools.cached_property
     def _held(self) -> dict[tuple[type, Any], bool]:
         return {}
+
+    def compile(self) -> Test:
+        """`holds` as a plain function, with everything that does not depend on the lead
+        looked up once: what a compiled definition (`LeadDefinition.compiled`) tests each
+        lead with. A comparison or `present` is worked out at once; the rest are remembered
+        per value, as `holds` does."""
+        name = self.field
+        kind = self.kind
+        if kind == "present":
+            wanted = self.present
+
+            def present(facts: Mapping[str, Any]) -> bool:
+                return _is_present(facts.get(name)) is wanted
+
+            return present
+        if kind in _COMPARISONS or kind == "between":
+            # Only a number compares (`_value_holds`): a missing value or text never holds.
+            low, high = self.between or (0.0, 0.0)
+            compare = _COMPARISONS.get(kind)
+            bound = self._value_of(kind)
+
+            def compares(facts: Mapping[str, Any]) -> bool:
+                value = facts.get(name)
+                if not _is_number(value):
+                    return False
+                if compare is None:
+                    return low <= value <= high
+                return bool(compare(value, bound))
+
+            return compares
+        return self.holds
 
     def _value_holds(self, value: Any) -> bool:
         kind = self.kind
@@ -540,6 +574,24 @@ class Criteria(StrictModel):
         every = all(condition.holds(facts) for condition in self.all)
         return every and (not self.any or any(condition.holds(facts) for condition in self.any))
 
+    def compile(self) -> Test:
+        """`holds` as a plain function over its conditions' (`Condition.compile`)."""
+        every = tuple(condition.compile() for condition in self.all)
+        some = tuple(condition.compile() for condition in self.any)
+
+        def holds(facts: Mapping[str, Any]) -> bool:
+            for test in every:
+                if not test(facts):
+                    return False
+            if not some:
+                return True
+            for test in some:  # noqa: SIM110 - a loop, not any(): no generator per lead
+                if test(facts):
+                    return True
+            return False
+
+        return holds
+
     def explain(self, facts: Mapping[str, Any]) -> str:
         """Why the criteria hold: each of `all`, and the first of `any` that holds."""
         parts = [condition.explain(facts) for condition in self.all]
@@ -660,6 +712,10 @@ class DefinitionFile(StrictModel):
 # --------------------------------------------------------------------------------------------
 
 
+Compiled = TypeVar("Compiled")
+_MISSING = object()
+
+
 @dataclass(frozen=True)
 class LeadDefinition:
     """A validated lead definition. `model_version` is a short hash of it, stable under
@@ -670,6 +726,24 @@ class LeadDefinition:
     model_version: str
     sla: SlaModel | None = None
     handoff: HandoffModel | None = None
+
+    def compiled(self, build: Callable[[LeadDefinition], Compiled]) -> Compiled:
+        """`build(self)`, made once per definition object: the rules, tests and texts a
+        module compiles from the definition, so that scoring and staging a lead look nothing
+        up again. `build` is the key: a module-level function, one per use. A file read
+        again is a new definition, compiled anew (the service reads its files per job)."""
+        found = self._compiled.get(build, _MISSING)
+        if found is _MISSING:
+            found = self._compiled[build] = build(self)
+        return found  # type: ignore[no-any-return]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # What was compiled holds closures, which do not pickle; a copy compiles its own.
+        return {key: value for key, value in self.__dict__.items() if key != "_compiled"}
+
+    @functools.cached_property
+    def _compiled(self) -> dict[Callable[[LeadDefinition], Any], Any]:
+        return {}
 
 
 def load_definition(path: Path, *, fields: Mapping[str, str] | None = None) -> LeadDefinition:

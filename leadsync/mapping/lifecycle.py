@@ -33,10 +33,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from leadsync.errors import RecordError
-from leadsync.mapping.definition import Condition, LeadDefinition, TransitionRule
+from leadsync.mapping.definition import (
+    Condition,
+    LeadDefinition,
+    StageCriteria,
+    Test,
+    TransitionRule,
+)
 from leadsync.mapping.scoring import Score
 
 __all__ = [
@@ -172,7 +178,7 @@ def next_transitions(
         raise ValueError("now must be timezone-aware")
     # Criteria may test the score as pseudo-fields, over any canonical field of the same name.
     facts = {**lead, "score": score.total, "fit": score.fit, "engagement": score.engagement}
-    lifecycle = definition.lifecycle
+    lifecycle = definition.compiled(_compile)
     evidence = _evidence(lead, definition)
     moves = _Moves(current, now)
     if current is None:
@@ -200,7 +206,7 @@ def next_transitions(
     recycle = _first_holding(lifecycle.recycle, facts)
     if moves.stage is Stage.RECYCLED and recycle is not None:
         return moves.made
-    _advance(moves, facts, definition)
+    _advance(moves, facts, lifecycle)
     if recycle is not None and moves.stage in RECYCLABLE:
         moves.add(Stage.RECYCLED, recycle.reason, "recycle")
     return moves.made
@@ -229,12 +235,38 @@ def evidence_for(facts: Mapping[str, Any], definition: LeadDefinition) -> Eviden
 
 
 def _evidence(facts: Mapping[str, Any], definition: LeadDefinition) -> Evidence | None:
-    stages = definition.lifecycle.stages
-    for stage in reversed(FORWARD[1:]):
-        found = next((c for c in stages.entry(stage.value).evidence if c.holds(facts)), None)
-        if found is not None:
-            return Evidence(stage, found)
+    for stage, conditions in definition.compiled(_compile).evidence:
+        for condition, holds in conditions:
+            if holds(facts):
+                return Evidence(stage, condition)
     return None
+
+
+class _Lifecycle(NamedTuple):
+    """What staging a lead needs of the definition, compiled once (`LeadDefinition.compiled`):
+    each rule and criteria with its test."""
+
+    # The latest stage first, each with its evidence conditions in the file's order.
+    evidence: tuple[tuple[Stage, tuple[tuple[Condition, Test], ...]], ...]
+    entry: Mapping[Stage, tuple[StageCriteria, Test]]  # the forward stages after `lead`
+    disqualify: tuple[tuple[TransitionRule, Test], ...]
+    requalify: tuple[tuple[TransitionRule, Test], ...]
+    recycle: tuple[tuple[TransitionRule, Test], ...]
+
+
+def _compile(definition: LeadDefinition) -> _Lifecycle:
+    lifecycle = definition.lifecycle
+    entries = {stage: lifecycle.stages.entry(stage.value) for stage in FORWARD[1:]}
+    return _Lifecycle(
+        evidence=tuple(
+            (stage, tuple((c, c.compile()) for c in entries[stage].evidence))
+            for stage in reversed(FORWARD[1:])
+        ),
+        entry={stage: (criteria, criteria.compile()) for stage, criteria in entries.items()},
+        disqualify=tuple((rule, rule.compile()) for rule in lifecycle.disqualify),
+        requalify=tuple((rule, rule.compile()) for rule in lifecycle.requalify),
+        recycle=tuple((rule, rule.compile()) for rule in lifecycle.recycle),
+    )
 
 
 def _stage_of(evidence: Evidence | None) -> Stage | None:
@@ -254,15 +286,14 @@ class _Moves:
         self.stage = to_stage
 
 
-def _advance(moves: _Moves, facts: Mapping[str, Any], definition: LeadDefinition) -> None:
+def _advance(moves: _Moves, facts: Mapping[str, Any], lifecycle: _Lifecycle) -> None:
     # A recycled lead starts over from `lead`; its way back in is a requalification.
     reached: Stage = Stage.LEAD
     if moves.stage is not None and moves.stage in FORWARD:
         reached = moves.stage
-    stages = definition.lifecycle.stages
     for stage in FORWARD[FORWARD.index(reached) + 1 :]:
-        criteria = stages.entry(stage.value)
-        if not criteria.holds(facts):
+        criteria, holds = lifecycle.entry[stage]
+        if not holds(facts):
             continue
         if criteria.requires_previous and reached is not _previous(stage):
             continue
@@ -272,9 +303,12 @@ def _advance(moves: _Moves, facts: Mapping[str, Any], definition: LeadDefinition
 
 
 def _first_holding(
-    rules: Sequence[TransitionRule], facts: Mapping[str, Any]
+    rules: Sequence[tuple[TransitionRule, Test]], facts: Mapping[str, Any]
 ) -> TransitionRule | None:
-    return next((rule for rule in rules if rule.holds(facts)), None)
+    for rule, holds in rules:
+        if holds(facts):
+            return rule
+    return None
 
 
 def _after(later: Stage, earlier: Stage | None) -> bool:

@@ -18,20 +18,18 @@ instead, so the threshold is crossed when it is crossed, and still only in steps
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from leadsync.mapping.definition import (
     Condition,
     Criteria,
     Decay,
-    EngagementModel,
-    FitModel,
     Grade,
     LeadDefinition,
-    Signal,
+    Test,
 )
 
 __all__ = ["Score", "score_lead"]
@@ -83,20 +81,69 @@ def score_lead(
     being off until that date."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    scoring = definition.scoring
-    fit = _fit(lead, scoring.fit)
-    engagement = _engagement(lead, scoring.engagement)
-    decay = scoring.engagement.decay
+    model = definition.compiled(_compile)
+    fit = _fit(lead, model)
+    engagement = _engagement(lead, model)
+    decay = model.decay
     if decay is not None and engagement.points > 0:
-        _decay(engagement, fit.points, lead, decay, now, definition, recorded_by)
-    total = _total(fit.points, engagement.points, scoring.max_score)
+        _decay(engagement, fit.points, lead, decay, now, model, recorded_by)
+    total = _total(fit.points, engagement.points, model.max_score)
     return Score(
         total=total.points,
         fit=fit.points,
         engagement=engagement.points,
-        grade=_grade(total.points, scoring.grades),
+        grade=_grade(total.points, model.grades),
         reasons=(*fit.reasons, *engagement.reasons, *total.reasons),
         model_version=definition.model_version,
+    )
+
+
+class _Rule(NamedTuple):
+    """A fit rule that gives points, compiled once per definition."""
+
+    holds: Test
+    points: int
+    group: str | None
+    reason: str  # its reason, points included: "+20 employees ≥ 200"
+
+
+class _Model(NamedTuple):
+    """What scoring a lead needs of the definition, looked up once."""
+
+    rules: tuple[_Rule, ...]
+    group_caps: Mapping[str, int]
+    fit_cap: int | None
+    signals: tuple[tuple[str, int, int | None, str], ...]  # field, points, cap, label
+    engagement_cap: int | None
+    decay: Decay | None
+    max_score: int
+    grades: tuple[Grade, ...]
+    # The lifecycle conditions on the score or the engagement, which decay moves.
+    thresholds: tuple[Test, ...]
+
+
+def _compile(definition: LeadDefinition) -> _Model:
+    scoring = definition.scoring
+    fit = scoring.fit
+    engagement = scoring.engagement
+    return _Model(
+        # A rule of no points changes nothing: not even tested.
+        rules=tuple(
+            _Rule(rule.compile(), rule.points, rule.group, f"{rule.points:+d} {rule.reason_label}")
+            for rule in fit.rules
+            if rule.points != 0
+        ),
+        group_caps={name: group.cap for name, group in fit.groups.items()},
+        fit_cap=fit.cap,
+        signals=tuple(
+            (signal.field, signal.points, signal.cap, signal.reason_label)
+            for signal in engagement.signals
+        ),
+        engagement_cap=engagement.cap,
+        decay=engagement.decay,
+        max_score=scoring.max_score,
+        grades=tuple(scoring.grades),
+        thresholds=tuple(condition.compile() for condition in _score_conditions(definition)),
     )
 
 
@@ -108,41 +155,40 @@ def _total(fit: int, engagement: int, max_score: int) -> _Tally:
     return total
 
 
-def _fit(lead: Mapping[str, Any], fit: FitModel) -> _Tally:
+def _fit(lead: Mapping[str, Any], model: _Model) -> _Tally:
     tally = _Tally()
+    reasons = tally.reasons
     # Group caps limit only the positive points of a group; in order of each group's first hit.
     positive_by_group: dict[str, int] = {}
-    for rule in fit.rules:
-        if rule.points == 0 or not rule.holds(lead):
+    for holds, points, group, reason in model.rules:
+        if not holds(lead):
             continue
-        tally.add(rule.points, rule.reason_label)
-        if rule.group is not None and rule.points > 0:
-            positive_by_group[rule.group] = positive_by_group.get(rule.group, 0) + rule.points
+        tally.points += points
+        reasons.append(reason)
+        if group is not None and points > 0:
+            positive_by_group[group] = positive_by_group.get(group, 0) + points
     for group, positive in positive_by_group.items():
-        cap = fit.groups[group].cap
+        cap = model.group_caps[group]
         if positive > cap:
             tally.add(cap - positive, f"capped {group} at {cap}")
-    tally.cap(fit.cap, "fit")
+    tally.cap(model.fit_cap, "fit")
     return tally
 
 
-def _engagement(lead: Mapping[str, Any], engagement: EngagementModel) -> _Tally:
+def _engagement(lead: Mapping[str, Any], model: _Model) -> _Tally:
     tally = _Tally()
-    for signal in engagement.signals:
-        _count_signal(tally, signal, _count(lead.get(signal.field)))
-    tally.cap(engagement.cap, "engagement")
+    for name, points, cap, label in model.signals:
+        count = _count(lead.get(name))
+        if count <= 0:
+            continue
+        earned = count * points
+        text = f"{label}: {count} × {points}"
+        if cap is not None and earned > cap:
+            tally.add(cap, f"{text}, capped at {cap}")
+        else:
+            tally.add(earned, text)
+    tally.cap(model.engagement_cap, "engagement")
     return tally
-
-
-def _count_signal(tally: _Tally, signal: Signal, count: int) -> None:
-    if count <= 0:
-        return
-    earned = count * signal.points
-    text = f"{signal.reason_label}: {count} × {signal.points}"
-    if signal.cap is not None and earned > signal.cap:
-        tally.add(signal.cap, f"{text}, capped at {signal.cap}")
-    else:
-        tally.add(earned, text)
 
 
 def _count(value: Any) -> int:
@@ -158,7 +204,7 @@ def _decay(
     lead: Mapping[str, Any],
     decay: Decay,
     now: datetime,
-    definition: LeadDefinition,
+    model: _Model,
     recorded_by: datetime | None,
 ) -> None:
     found = next(
@@ -179,13 +225,13 @@ def _decay(
         return
     factor = 0.5 ** ((age / timedelta(days=1)) / decay.half_life_days)
     exact = tally.points - _round_half_up(tally.points * factor)
-    lost = _stepped(exact, tally.points, fit, decay.step, definition)
+    lost = _stepped(exact, tally.points, fit, decay.step, model)
     if lost:
         steps = f", in steps of {decay.step}" if decay.step > 1 else ""
         tally.add(-lost, f"decay since {_words(name)} on {_day(moment)}{steps}")
 
 
-def _stepped(exact: int, points: int, fit: int, step: int, definition: LeadDefinition) -> int:
+def _stepped(exact: int, points: int, fit: int, step: int, model: _Model) -> int:
     """What decay takes off `points` of engagement when its exact figure is `exact`: whole
     steps of `step` (all of it once nothing is left), the step below the exact figure unless
     that would leave the lead on the other side of a threshold than the exact figure does."""
@@ -194,26 +240,22 @@ def _stepped(exact: int, points: int, fit: int, step: int, definition: LeadDefin
     below = step * (exact // step)
     if below == exact:
         return exact
-    if _thresholds_agree(fit, points - exact, points - below, definition):
+    if _thresholds_agree(fit, points - exact, points - below, model):
         return below
     return min(points, below + step)
 
 
-def _thresholds_agree(fit: int, one: int, other: int, definition: LeadDefinition) -> bool:
+def _thresholds_agree(fit: int, one: int, other: int, model: _Model) -> bool:
     """Whether engagement `one` and `other` give the same grade, and the same answer to every
     lifecycle condition on the score or the engagement."""
-    scoring = definition.scoring
-    totals = [_total(fit, engagement, scoring.max_score).points for engagement in (one, other)]
-    if _grade(totals[0], scoring.grades) != _grade(totals[1], scoring.grades):
+    totals = [_total(fit, engagement, model.max_score).points for engagement in (one, other)]
+    if _grade(totals[0], model.grades) != _grade(totals[1], model.grades):
         return False
     facts = [
         {"score": total, "fit": fit, "engagement": engagement}
         for total, engagement in zip(totals, (one, other), strict=True)
     ]
-    return all(
-        condition.holds(facts[0]) == condition.holds(facts[1])
-        for condition in _score_conditions(definition)
-    )
+    return all(holds(facts[0]) == holds(facts[1]) for holds in model.thresholds)
 
 
 def _score_conditions(definition: LeadDefinition) -> list[Condition]:
@@ -252,6 +294,6 @@ def _words(field_name: str) -> str:
     return field_name.removesuffix("_at").replace("_", " ")
 
 
-def _grade(total: int, grades: list[Grade]) -> str:
+def _grade(total: int, grades: Sequence[Grade]) -> str:
     # Grades run from the highest min_score down and the last starts at 0 (checked on load).
     return next(grade.grade for grade in grades if total >= grade.min_score)

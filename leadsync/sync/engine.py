@@ -1284,12 +1284,12 @@ class SyncEngine:
         snapshots = one_per_crm(records)
         # A person record's opportunity speaks where no lead record of its CRM does; what one
         # gave before and gives no more (its role deleted) is no longer the person's.
-        choices = {
-            name: choice
-            for name, choice in reconcile(self._map, snapshots, previous=previous).items()
-            if choice.rule != DEAL_RULE
-        }
-        choices.update(deal or {})
+        choices = reconcile(self._map, snapshots, previous=previous)
+        if previous is not None:
+            # Only a previous merge's choices can be a deal's (reconcile keeps them).
+            choices = {name: c for name, c in choices.items() if c.rule != DEAL_RULE}
+        if deal:
+            choices.update(deal)
         values = {name: choice.value for name, choice in choices.items()}
         now = self._clock()
         recorded_by = max((snapshot.modified_at for snapshot in snapshots.values()), default=None)
@@ -1305,12 +1305,12 @@ class SyncEngine:
         mine = own_values(self._map, choices, own)
         transitions = next_transitions(
             current,
-            {name: value for name, value in values.items() if name not in mine},
+            {name: value for name, value in values.items() if name not in mine} if mine else values,
             score,
             self._definition,
             now=now,
             before=previous.values if previous is not None else None,
-            sources=_sources(choices),
+            sources=_Sources(choices),
         )
         stage = transitions[-1].to_stage if transitions else current
         lead = with_score(Lead(lead_id, values, choices), score, stage=stage)
@@ -1829,13 +1829,26 @@ def _by_object(updates: Sequence[RecordUpdate]) -> dict[str, list[RecordUpdate]]
     return grouped
 
 
-def _sources(choices: Mapping[str, FieldChoice]) -> dict[str, str]:
-    """Canonical field -> the CRM its merged value came from, as people name it."""
-    return {
-        name: CRM_NAMES.get(choice.crm, choice.crm)
-        for name, choice in choices.items()
-        if choice.crm is not None
-    }
+class _Sources(Mapping[str, str]):
+    """Canonical field -> the CRM its merged value came from, as people name it: looked up
+    when asked (only a stage adopted from the CRMs names its source), not made per lead."""
+
+    __slots__ = ("_choices",)
+
+    def __init__(self, choices: Mapping[str, FieldChoice]) -> None:
+        self._choices = choices
+
+    def __getitem__(self, name: str) -> str:
+        crm = self._choices[name].crm
+        if crm is None:
+            raise KeyError(name)
+        return CRM_NAMES.get(crm, crm)
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, choice in self._choices.items() if choice.crm is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def _changed_since(snapshots: Mapping[str, Snapshot], moment: datetime | None) -> bool:
@@ -1938,14 +1951,18 @@ def _deal_persons(
 
 def _as_written(snapshot: Snapshot, written: Mapping[str, Mapping[str, Any]]) -> Snapshot:
     """`snapshot` as leadsync believes its CRM holds it: as pulled, under leadsync's own last
-    writes to the record and to the Contact a converted lead became."""
-    raw = {**snapshot.raw, **written.get(snapshot.record_id, {})}
+    writes to the record and to the Contact a converted lead became (`snapshot` itself when
+    leadsync wrote to neither: a first sync's every record)."""
+    if not written:
+        return snapshot
+    own = written.get(snapshot.record_id)
     contact = contact_of(snapshot)
-    if contact is not None:
-        contact_id = contact[0]
-        raw.update(
-            {f"{CONTACT}.{name}": value for name, value in written.get(contact_id, {}).items()}
-        )
+    laid = written.get(contact[0]) if contact is not None else None
+    if not own and not laid:
+        return snapshot
+    raw = {**snapshot.raw, **(own or {})}
+    if laid:
+        raw.update({f"{CONTACT}.{name}": value for name, value in laid.items()})
     return replace(snapshot, raw=raw)
 
 

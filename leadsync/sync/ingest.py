@@ -296,9 +296,14 @@ def own_fields(raw: Mapping[str, Any], written: Mapping[str, Any]) -> frozenset[
     """The fields of a record (its `raw` values) that hold what leadsync itself last wrote
     there (`written`, the store's echo fingerprints): leadsync's own values, never a person's
     signal for leadsync's own rules."""
+    if not written:
+        return _NONE  # a record leadsync never wrote to: every first sync's
     return frozenset(
         name for name, value in written.items() if name in raw and _same_raw(raw[name], value)
     )
+
+
+_NONE: frozenset[str] = frozenset()
 
 
 def own_values(

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from operator import attrgetter
 from typing import Any, NamedTuple, TypeVar
@@ -85,8 +85,12 @@ def never_back(crm: str, field: str, held: Any, wanted: Any) -> bool:
 
 def with_score(lead: Lead, score: Score, *, stage: Stage | None) -> Lead:
     """`lead` carrying `score` and lifecycle `stage`: what the write-back targets are fed from."""
-    return replace(
-        lead,
+    # The constructor, not dataclasses.replace: made for every lead merged, and replace
+    # looks the fields up again each time.
+    return Lead(
+        lead.lead_id,
+        lead.values,
+        lead.choices,
         score=score.total,
         fit=score.fit,
         engagement=score.engagement,
@@ -448,6 +452,11 @@ def _as_number(value: Any) -> float | None:
 
 
 def _same_text(desired: Any, held: Any) -> bool:
+    if held is None:
+        # What a first sync meets in most write-back targets: only a blank is "" as text.
+        return is_blank(desired)
+    if desired == held and type(desired) is str and type(held) is str:
+        return True  # what a run after a run meets: the same text, read alike
     return _text(desired) == _text(held)
 
 

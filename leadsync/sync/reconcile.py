@@ -68,7 +68,25 @@ def reconcile(
         if (found := snapshots.get(crm)) is not None and not found.deleted
     ]
     choices = {}
-    for name, choose in field_map.compiled(_compile):
+    if len(live) == 1:
+        # Most leads have a record in one CRM: its vote on each field it holds is the choice
+        # (`_chooser`'s lone vote), taken here without a chooser's call or a list of voters.
+        (voter,) = live
+        crm = voter.crm
+        canonical = voter.canonical
+        for name, choose, lone in field_map.compiled(_compile):
+            taken = lone.get(crm)
+            if taken is not None and name in canonical:
+                value = canonical[name]
+                rule_value, reason, never_blank = taken
+                if not (never_blank and is_blank(value)):
+                    choices[name] = FieldChoice(value, crm, rule_value, reason)
+                    continue
+            choice = choose(live, previous)
+            if choice is not None:
+                choices[name] = choice
+        return choices
+    for name, choose, _lone in field_map.compiled(_compile):
         choice = choose(live, previous)
         if choice is not None:
             choices[name] = choice
@@ -88,13 +106,36 @@ def missing_required(field_map: FieldMap, choices: Mapping[str, FieldChoice]) ->
 _Chooser = Callable[[Sequence[Snapshot], Lead | None], FieldChoice | None]
 
 
-def _compile(field_map: FieldMap) -> tuple[tuple[str, _Chooser], ...]:
-    """Each field's chooser, made once per mapping; fields of direction `none` left out."""
+# CRM -> (rule, reason, whether the rule is never_blank): how a field's lone vote wins.
+_Lone = Mapping[str, tuple[str, str, bool]]
+
+
+def _compile(field_map: FieldMap) -> tuple[tuple[str, _Chooser, _Lone], ...]:
+    """Each field's chooser, and how a lone vote wins it per CRM, made once per mapping;
+    fields of direction `none` left out."""
     return tuple(
-        (name, _chooser(mapping))
+        (name, _chooser(mapping), _lone(mapping))
         for name, mapping in field_map.fields.items()
         if mapping.direction is not Direction.NONE
     )
+
+
+def _lone(mapping: FieldMapping) -> _Lone:
+    """The CRMs whose lone vote `_chooser` takes for the field (those it is pulled from),
+    with the reason it wins by; never_blank still keeps a previous value over a blank."""
+    if not mapping.direction.pulls:
+        return {}
+    rule = mapping.rule
+    never_blank = rule is SyncRule.NEVER_BLANK
+    return {
+        crm: (rule.value, reason, never_blank) for crm, reason in _lone_reasons(mapping).items()
+    }
+
+
+def _lone_reasons(mapping: FieldMapping) -> dict[str, str]:
+    bound = frozenset(crm for crm in CRMS if mapping.binding(crm) is not None)
+    alone = "only CRM it is mapped to" if len(mapping.bindings) == 1 else "only CRM that holds it"
+    return {crm: f"{crm}: the {alone}" for crm in bound}
 
 
 def _chooser(mapping: FieldMapping) -> _Chooser:
@@ -106,9 +147,8 @@ def _chooser(mapping: FieldMapping) -> _Chooser:
     if not mapping.direction.pulls:
         # Push only: leadsync's value, kept.
         return lambda live, lead: _previous_choice(lead, name=name, rule=rule_value)
-    bound = frozenset(crm for crm in CRMS if mapping.binding(crm) is not None)
-    alone = "only CRM it is mapped to" if len(mapping.bindings) == 1 else "only CRM that holds it"
-    only: dict[str, str] = {crm: f"{crm}: the {alone}" for crm in bound}
+    only = _lone_reasons(mapping)
+    bound = frozenset(only)
     never_blank = rule is SyncRule.NEVER_BLANK
     decide = _decider(rule)
 
@@ -160,13 +200,17 @@ def _previous_choice(previous: Lead | None, *, name: str, rule: str) -> FieldCho
 
 def _prefer(rule: SyncRule, votes: Sequence[_Vote], preferred: str) -> FieldChoice:
     # Two votes, one of them the preferred CRM's (a lone vote is taken before the rules).
-    vote = next(vote for vote in votes if vote.crm == preferred)
+    vote = votes[0] if votes[0].crm == preferred else _of(votes, preferred)
     return FieldChoice(vote.value, vote.crm, rule.value, f"{vote.crm}: {rule.value}")
 
 
 def _prefer_unless_blank(rule: SyncRule, votes: Sequence[_Vote], preferred: str) -> FieldChoice:
-    first = next(vote for vote in votes if vote.crm == preferred)
-    other = next(vote for vote in votes if vote.crm != preferred)
+    # Two votes, one per CRM (`one_per_crm`): the preferred CRM's and the other's.
+    if len(votes) == 2 and (votes[0].crm == preferred) != (votes[1].crm == preferred):
+        first, other = (votes[0], votes[1]) if votes[0].crm == preferred else (votes[1], votes[0])
+    else:
+        first = _of(votes, preferred)
+        other = next(vote for vote in votes if vote.crm != preferred)
     if not first.blank:
         return FieldChoice(first.value, first.crm, rule.value, f"{first.crm}: {rule.value}")
     if not other.blank:
@@ -174,6 +218,10 @@ def _prefer_unless_blank(rule: SyncRule, votes: Sequence[_Vote], preferred: str)
         return FieldChoice(other.value, other.crm, rule.value, reason)
     reason = f"{first.crm}: {rule.value}, both blank"
     return FieldChoice(first.value, first.crm, rule.value, reason)
+
+
+def _of(votes: Sequence[_Vote], crm: str) -> _Vote:
+    return next(vote for vote in votes if vote.crm == crm)
 
 
 def _never_blank(

@@ -59,6 +59,7 @@ _ALWAYS: Mapping[str, tuple[str, ...]] = {
 }
 _ID = "Id"
 _DELETED = "IsDeleted"
+_CONTACT_ID = f"{CONTACT}.{_ID}"  # the Contact's id, as laid over a lead's raw (`embedded`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +133,13 @@ def embedded(raw: Mapping[str, Any], object_name: str) -> dict[str, Any]:
 
 def contact_of(snapshot: Snapshot) -> tuple[str, dict[str, Any]] | None:
     """(Contact id, its values) for a lead record whose live Contact leadsync has seen."""
+    # Its id first: most lead records name no Contact (asked per record a sync merges),
+    # and gathering the Contact's values walks every field of the record.
+    contact_id = snapshot.raw.get(_CONTACT_ID)
+    if not contact_id:
+        return None
     values = embedded(snapshot.raw, CONTACT)
-    contact_id = values.get(_ID)
-    if not contact_id or values.get(_DELETED):
+    if values.get(_DELETED):
         return None
     return str(contact_id), values
 

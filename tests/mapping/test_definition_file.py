@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import math
+import pickle
 import re
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from leadsync.mapping.definition import TomlLines, load_definition, parse_definition
+from leadsync.mapping.definition import (
+    Criterion,
+    LeadDefinition,
+    TomlLines,
+    load_definition,
+    parse_definition,
+)
 from leadsync.problems import ConfigError, ConfigProblem
 from tests.support import shipped_canonical_fields
 
@@ -823,3 +835,86 @@ v = 3
 )
 def test_toml_lines_finds_each_key(key: str, line: int | None) -> None:
     assert TomlLines(NESTED).line_of(key) == line
+
+
+# ================================================================================ compiled
+
+
+def test_what_a_definition_compiles_is_built_once_per_definition_object() -> None:
+    definition = load_definition(EXAMPLE, fields=FIELDS)
+    built: list[LeadDefinition] = []
+
+    def build(compiled_from: LeadDefinition) -> int:
+        built.append(compiled_from)
+        return len(built)
+
+    assert (definition.compiled(build), definition.compiled(build)) == (1, 1)
+    copy = replace(definition, model_version="other")
+    assert copy.compiled(build) == 2
+    assert load_definition(EXAMPLE, fields=FIELDS).compiled(build) == 3
+    assert built[:2] == [definition, copy]
+
+
+def test_a_definition_still_pickles_once_compiled() -> None:
+    definition = load_definition(EXAMPLE, fields=FIELDS)
+    assert definition.compiled(lambda compiled_from: len(compiled_from.scoring.fit.rules)) > 0
+
+    copy = pickle.loads(pickle.dumps(definition))  # noqa: S301 - our own bytes
+
+    assert copy == definition
+    assert copy.compiled(lambda compiled_from: compiled_from.model_version) == (
+        definition.model_version
+    )
+
+
+# Every kind of condition, on a number, a text, a date and a flag field.
+CONDITIONS = [
+    {"field": "employees", "gte": 200},
+    {"field": "employees", "gt": 200},
+    {"field": "employees", "lte": 10},
+    {"field": "employees", "lt": 10.5},
+    {"field": "employees", "between": [50, 199]},
+    {"field": "employees", "equals": 200},
+    {"field": "annual_revenue", "in": [1, 2.5]},
+    {"field": "employees", "present": True},
+    {"field": "employees", "present": False},
+    {"field": "score", "gte": 60},
+    {"field": "industry", "equals": "Software"},
+    {"field": "industry", "in": ["Software", "Banking"], "case_sensitive": True},
+    {"field": "industry", "matches": "^soft"},
+    {"field": "industry", "present": True},
+    {"field": "is_converted", "equals": True},
+    {"field": "last_activity_at", "present": False},
+]
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-1_000, 1_000),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["", "  ", "Software", "software ", "SOFT", "200", "Banking"]),
+    st.text(max_size=5),
+    st.dates(),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@pytest.mark.parametrize("condition", CONDITIONS, ids=str)
+@given(value=VALUES)
+def test_a_compiled_condition_answers_as_the_condition_does(
+    condition: dict[str, Any], value: Any
+) -> None:
+    criterion = Criterion.model_validate(condition, context={"fields": FIELDS})
+    compiled = criterion.compile()
+    for facts in ({criterion.field: value}, {}):
+        assert compiled(facts) is criterion.holds(facts)
+
+
+def test_a_compiled_comparison_reads_no_number_from_text_or_a_flag() -> None:
+    compiled = Criterion.model_validate({"field": "employees", "gte": 1}).compile()
+    assert [compiled({"employees": value}) for value in ("5", True, None, math.nan, 5)] == [
+        False,
+        False,
+        False,
+        False,
+        True,
+    ]

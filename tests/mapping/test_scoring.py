@@ -149,11 +149,23 @@ def test_a_rule_past_the_values_it_remembers_still_answers_each(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(definition_file, "HELD_VALUES", 2)
-    asked = fit_rule('field = "employees"\ngte = 200')
-    for employees in [10, 300, 20, 400, 10, 300, 500]:
-        assert score_lead({"employees": employees}, asked, now=NOW).fit == (
-            10 if employees >= 200 else 0
+    # An equals condition: a comparison is worked out at once, never remembered.
+    asked = fit_rule('field = "industry"\nequals = "Software"')
+    for industry in ["Retail", "Software", "Banking", "software", "Retail", "Mining", "SOFTWARE"]:
+        assert score_lead({"industry": industry}, asked, now=NOW).fit == (
+            10 if industry.lower() == "software" else 0
         )
+
+
+def test_a_definition_read_again_scores_under_its_own_rules() -> None:
+    # The service reads its files again for each job: what scoring compiled from the first
+    # reading must not score a lead under the second.
+    lead = {"employees": 300}
+    before = fit_rule('field = "employees"\ngte = 200', points=20)
+    assert score_lead(lead, before, now=NOW).fit == 20
+    after = fit_rule('field = "employees"\ngte = 200', points=5)
+    assert score_lead(lead, after, now=NOW).fit == 5
+    assert score_lead(lead, before, now=NOW).fit == 20
 
 
 def test_a_pattern_that_backtracks_forever_elsewhere_matches_in_linear_time() -> None:
