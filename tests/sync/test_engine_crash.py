@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from leadsync.config import Config
+from leadsync.config import Config, load_config
 from leadsync.connectors.hubspot import HubSpotConnector
 from leadsync.connectors.salesforce import SalesforceConnector
 from leadsync.runtime import open_runtime
@@ -468,6 +468,17 @@ def test_the_sliced_run_reads_and_writes_as_its_cuts_assume(
     assert "mark_pending" in cut
 
 
+def _with_short_leases(config: Config) -> Config:
+    """The config, its sync lease living 2 s (a killed holder's runs out soon) and a command
+    waiting up to 20 s for it."""
+    assert config.path is not None
+    with config.path.open("a") as toml:
+        toml.write(
+            "\n[service]\nlease_seconds = 2\nstalled_after_seconds = 60\nlease_wait_seconds = 20\n"
+        )
+    return load_config(config.path)
+
+
 def _sync_process(config: Config) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "leadsync.cli", "sync", "--once", "--config", str(config.path)],
@@ -493,11 +504,13 @@ def test_a_sync_killed_with_sigkill_then_rerun_ends_like_an_uninterrupted_one(
     uninterrupted: dict[str, Any], tmp_path: Path, delay: float
 ) -> None:
     with Sandbox(SETTINGS) as sandbox:
-        config = _config(sandbox, tmp_path / "killed")
+        config = _with_short_leases(_config(sandbox, tmp_path / "killed"))
         victim = _sync_process(config)
         time.sleep(delay)
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=30)
+        # The killed run's sync lease is still held: the rerun waits for it to expire, then
+        # takes it over.
         rerun = _sync_process(config)
         assert rerun.wait(timeout=120) == 0
         assert mapped_state(sandbox) == uninterrupted
