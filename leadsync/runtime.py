@@ -238,6 +238,7 @@ class Runtime:
             progress=progress,
             should_stop=should_stop,
             on_summary=on_summary,
+            on_take_over=lambda holder: self.take_over("backfill", holder),
         )
         return runner.run(claimed)
 

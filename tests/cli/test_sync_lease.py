@@ -223,3 +223,24 @@ def test_a_sync_stopped_while_it_waits_for_the_lease_says_so_at_once_having_done
         held = Leases(store.engine, "anyone").info(SYNC_LEASE)
     assert held is not None
     assert held.holder == ELSEWHERE  # untouched
+
+
+@REAL_PROCESSES
+def test_a_backfill_takes_the_expired_lease_of_a_killed_sync_and_marks_its_run_abandoned(
+    config: Config,
+) -> None:
+    # A `sync --once` killed an hour ago; the next to take the lease is a backfill's chunk.
+    dead = "deadhost:99:fedcba"
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    with Store(config.database_url) as store:
+        left_running = store.start_run("sync", started_at=an_hour_ago, holder=dead)
+    _hold_the_lease(config, f"{dead}/sync", since=an_hour_ago, ttl=timedelta(minutes=1))
+
+    backfilled = _leadsync(config, "backfill")
+    _, err = backfilled.communicate(timeout=120)
+    assert backfilled.returncode == 0, err
+
+    with Store(config.database_url) as store:
+        statuses = {run.run_id: run.status for run in store.runs()}
+    assert statuses.pop(left_running) == "abandoned"  # not "running" for ever
+    assert set(statuses.values()) == {"succeeded"}
