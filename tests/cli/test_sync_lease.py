@@ -244,3 +244,30 @@ def test_a_backfill_takes_the_expired_lease_of_a_killed_sync_and_marks_its_run_a
         statuses = {run.run_id: run.status for run in store.runs()}
     assert statuses.pop(left_running) == "abandoned"  # not "running" for ever
     assert set(statuses.values()) == {"succeeded"}
+
+
+@REAL_PROCESSES
+@pytest.mark.parametrize("command", ["retry", "revert"])
+def test_revert_and_retry_stopped_while_they_wait_for_the_lease_say_so_having_done_nothing(
+    config: Config, sandbox: Sandbox, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    contact = next(c for c in sandbox.hubspot.snapshot() if c["properties"].get("email"))
+    sandbox.hubspot.set_activity(int(contact["id"]), {"annualrevenue": "about 12k"})
+    assert main(["sync", "--once", "--json", "--config", str(config.path)]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    config = _with(config, service="lease_wait_seconds = 600")
+    _hold_the_lease(config, ELSEWHERE, since=datetime.now(UTC), ttl=timedelta(minutes=10))
+    leads, runs = _leads_and_runs(config)
+    written = write_calls(sandbox)
+    args = ["quarantine", "retry", "--all"] if command == "retry" else ["revert", run_id, "--yes"]
+
+    waiting = _leadsync(config, *args)
+    assert "waiting up to 600 s for the sync lease" in _first_line(waiting)
+    waiting.send_signal(signal.SIGINT)
+    _, err = waiting.communicate(timeout=60)
+
+    assert waiting.returncode == 0, err
+    assert "stopped while waiting for the sync lease: nothing was done" in err
+    assert "Traceback" not in err
+    assert write_calls(sandbox) == written
+    assert _leads_and_runs(config) == (leads, runs)
