@@ -46,6 +46,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from starlette.types import ASGIApp
 
 from leadsync.config import Config
+from leadsync.connectors.base import utc
 from leadsync.connectors.errors import ConnectorError
 from leadsync.console.accounts import Accounts
 from leadsync.console.web import ConsoleContext
@@ -465,6 +466,25 @@ class Service:
         if failed:  # the store records the run as failed: the job is one too
             counts["runs_failed"] += 1
 
+    def _log_skip(self, name: str, lease_name: str) -> None:
+        """Another replica ran the job: its log has the line. A command (`sync --once`, a
+        backfill from the command line) logs on a terminal: this log says the turn went."""
+        leases = self._runtime.leases(name)
+        held = leases.info(lease_name)
+        if held is not None:
+            beat = leases.info(replica_lease(held.holder.split("/", 1)[0]))
+            if beat is None or utc(beat.expires_at) <= utc(self._clock()):
+                log.info(
+                    "job %s skipped: %s, not a running replica of the service, holds the %s lease "
+                    "until %s UTC; the next turn tries again",
+                    name,
+                    held.holder,
+                    lease_name,
+                    f"{utc(held.expires_at):%Y-%m-%d %H:%M:%S}",
+                )
+                return
+        log.debug("%s: the lease is held by another replica; skipping", name)
+
     def _job(self, name: str, lease_name: str, work: Work) -> None:
         """Run `work` under the job's lease with the current files, timed and its outcome
         counted (`work` says False when it stopped early), then log one summary line; errors
@@ -484,7 +504,7 @@ class Service:
             ) as lease:
                 if lease is None:
                     outcome = "skipped"
-                    log.debug("%s: the lease is held by another replica; skipping", name)
+                    self._log_skip(name, lease_name)
                     return
                 if lease.took_over_from is not None:
                     self._runtime.take_over(name, lease.took_over_from, now=self._clock())

@@ -25,7 +25,7 @@ from leadsync.sync.backfill import (
     Status,
 )
 from leadsync.sync.database import store_errors
-from leadsync.sync.engine import RunSummary, StopCheck, SyncEngine
+from leadsync.sync.engine import RunInterruptedError, RunSummary, StopCheck, SyncEngine
 from leadsync.sync.explain import Explanation, explain
 from leadsync.sync.leases import SYNC_LEASE, LeaseHeldError, Leases, replica_name
 from leadsync.sync.preflight import PreflightError
@@ -125,21 +125,39 @@ class Runtime:
         return Leases(self.store.engine, f"{self.holder}/{role}")
 
     @contextmanager
-    def sync_lease(self, role: str) -> Iterator[StopCheck]:
+    def sync_lease(self, role: str, *, stop: StopCheck | None = None) -> Iterator[StopCheck]:
         """Hold the `sync` lease while the block runs: a command that writes to the CRMs or
         pulls into the store (`sync --once`, `plan`, `quarantine retry`, `revert`) never runs
         beside a sync or backfill of another process, which would match the same people
-        twice. Waits `service.lease_wait_seconds` for it, then LeaseHeldError naming the
-        holder. Yields the stop check to pass on: it says stop once the lease is lost."""
+        twice. Waits `service.lease_wait_seconds` for it (saying so, and whom for), then
+        LeaseHeldError naming the holder; RunInterruptedError when `stop` says stop while it
+        waits. Yields the stop check to pass on: it says stop once `stop` does or the lease
+        is lost."""
         service = self.config.model.service
         leases = self.leases(role)
+
+        def say_whom_it_waits_for() -> None:
+            held = leases.info(SYNC_LEASE)
+            log.warning(
+                "waiting up to %g s for the sync lease, which %s holds: another leadsync "
+                "process is syncing",
+                service.lease_wait_seconds,
+                held.holder if held is not None else "another process",
+            )
+
         with leases.hold(
             SYNC_LEASE,
             ttl=timedelta(seconds=service.lease_seconds),
             wait=timedelta(seconds=service.lease_wait_seconds),
+            stop=stop,
             stalled_after=timedelta(seconds=service.stalled_after_seconds),
+            on_wait=say_whom_it_waits_for,
         ) as lease:
             if lease is None:
+                if stop is not None and stop():
+                    raise RunInterruptedError(
+                        "stopped while waiting for the sync lease: nothing was done"
+                    )
                 held = leases.info(SYNC_LEASE)
                 holder = held.holder if held is not None else "another process"
                 until = f" until {held.expires_at:%Y-%m-%d %H:%M:%S} UTC" if held else ""
@@ -150,7 +168,7 @@ class Runtime:
                 )
             if lease.took_over_from is not None:
                 self.take_over(role, lease.took_over_from)
-            yield lease.stop_check()
+            yield lease.stop_check(stop or (lambda: False))
 
     def take_over(self, name: str, holder: str, *, now: datetime | None = None) -> None:
         """The job `name` took the lease of `holder`, whose lease expired: the runs it left
@@ -220,6 +238,7 @@ class Runtime:
             progress=progress,
             should_stop=should_stop,
             on_summary=on_summary,
+            on_take_over=lambda holder: self.take_over("backfill", holder),
         )
         return runner.run(claimed)
 

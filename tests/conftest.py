@@ -194,6 +194,9 @@ def _sigint_left_as_found() -> Iterator[None]:
     does it, by name. SIGINT is put back as it was either way (a command run in-process, such
     as `main(["sync", ...])`, installs its own handler, which no child inherits)."""
     handler = signal.getsignal(signal.SIGINT)
+    # `main(["sync", ...])` in-process takes SIGTERM too (to stop at a batch boundary): the
+    # worker's own is put back, so a SIGTERM sent to the worker still ends it.
+    on_term = signal.getsignal(signal.SIGTERM)
     was_blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
     yield
     blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []) and not was_blocked
@@ -202,5 +205,7 @@ def _sigint_left_as_found() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if handler is not None:  # None: set from outside Python, nothing to put back
         signal.signal(signal.SIGINT, handler)
+    if on_term is not None:
+        signal.signal(signal.SIGTERM, on_term)
     assert not blocked, "this test left SIGINT blocked in its thread"
     assert not ignored, "this test left SIGINT ignored"

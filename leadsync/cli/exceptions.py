@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from leadsync.cli.common import add_config_option, load
+from leadsync.cli.common import add_config_option, load, stop_on_signals
 from leadsync.cli.sync import format_summary
 from leadsync.errors import EXIT_FAILED, EXIT_OK, UsageError
 
@@ -177,7 +177,9 @@ def run_retry(args: argparse.Namespace) -> int:
             items = [quarantine_item(store, field_map, args.record_id, crm=crm)]
         if not items:
             raise UsageError("no record in quarantine matches (see `leadsync quarantine`)")
-        with runtime.sync_lease("retry"):
+        # A signal stops the wait for the lease; once the retry runs, it ends it (a second
+        # one at once).
+        with runtime.sync_lease("retry", stop=stop_on_signals().is_set):
             summary = retry_quarantined(runtime.engine(), items)
         still = _still_quarantined(items, quarantine_items(store, field_map))
     if args.json:

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from leadsync.cli.common import add_config_option, confirm, count, load
+from leadsync.cli.common import add_config_option, confirm, count, load, stop_on_signals
 from leadsync.errors import EXIT_FAILED, EXIT_OK, UsageError
 from leadsync.sync.run_kinds import RUN_KINDS
 
@@ -175,7 +175,9 @@ def run_revert(args: argparse.Namespace) -> int:
             if not confirm(f"put back {len(preview.reverted)} field(s) in the CRMs?"):
                 print("leadsync: revert not confirmed: nothing written", file=sys.stderr)
                 return EXIT_FAILED
-        with runtime.sync_lease("revert"):
+        # Signals taken after the question (Ctrl-C there still ends the command): one stops
+        # the wait for the lease; once the revert runs, it ends it (a second one at once).
+        with runtime.sync_lease("revert", stop=stop_on_signals().is_set):
             report = revert_run(runtime.store, runtime.connectors, args.run_id)
     _print_revert(report, args)
     return EXIT_OK if not report.failed else EXIT_FAILED

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from leadsync.cli.common import add_config_option, load
+from leadsync.cli.common import add_config_option, load, stop_on_signals
 from leadsync.errors import EXIT_FAILED, EXIT_OK
 
 if TYPE_CHECKING:
@@ -119,8 +119,18 @@ def run_cycle(args: argparse.Namespace, *, write: bool) -> int:
     from leadsync.runtime import open_runtime
 
     config = load(args)
-    with open_runtime(config) as runtime, runtime.sync_lease("sync" if write else "plan") as stop:
+    # SIGTERM (a cron's timeout, a supervisor) or Ctrl-C: stop at the next batch boundary,
+    # the run recorded "interrupted" and the lease given back, not held till it runs out.
+    stopping = stop_on_signals()
+    role = "sync" if write else "plan"
+    with open_runtime(config) as runtime, runtime.sync_lease(role, stop=stopping.is_set) as stop:
         summary = runtime.engine(full_sla_check=True).run(write=write, should_stop=stop)
+    if summary.interrupted:
+        print(
+            f"leadsync: run {summary.run_id} interrupted: what it did is committed; the next "
+            "run goes on from there",
+            file=sys.stderr,
+        )
     failed = summary.every_write_failed()
     if args.json:
         body = summary.as_dict()

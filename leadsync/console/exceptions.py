@@ -81,6 +81,8 @@ def retry_quarantined_record(visit: Visit) -> Response:
                 problem="a sync or backfill is running: try again in a minute",
                 status_code=409,
             )
+        if lease.took_over_from is not None:  # a killed sync's: its run is abandoned
+            runtime.take_over("console retry", lease.took_over_from)
         summary = retry_quarantined(runtime.engine(), [item])
     still = any(
         other.record_id == item.record_id

@@ -505,9 +505,13 @@ class BackfillRunner:
         progress: Progress | None = None,
         should_stop: StopCheck = lambda: False,
         on_summary: Callable[[RunSummary], None] | None = None,
+        on_take_over: Callable[[str], None] | None = None,
     ) -> None:
-        """`on_summary` receives the run's summary when it ends (the service's metrics)."""
+        """`on_summary` receives the run's summary when it ends (the service's metrics);
+        `on_take_over` the holder whose expired sync lease a chunk took (a killed sync,
+        whose run is then marked abandoned: `Runtime.take_over`)."""
         self._on_summary = on_summary
+        self._on_take_over = on_take_over
         self._engine = engine
         self._store = store
         self._connectors = dict(connectors)
@@ -699,6 +703,8 @@ class BackfillRunner:
                 raise _LeaseUnavailableError(
                     f"the sync lease stayed taken for {self._lease_wait}: will go on later"
                 )
+            if lease.took_over_from is not None and self._on_take_over is not None:
+                self._on_take_over(lease.took_over_from)
             # While it is held, every stop check is progress, and a lost lease says stop.
             outer = self._should_stop
             self._should_stop = lease.stop_check(outer)

@@ -200,17 +200,21 @@ class Leases:
         stop: threading.Event | Callable[[], bool] | None = None,
         poll_seconds: float = 0.5,
         stalled_after: timedelta | None = None,
+        on_wait: Callable[[], None] | None = None,
     ) -> Iterator[Lease | None]:
         """The lease `name` while the block runs, renewed in the background while the holder
         shows progress (`Lease.progress`, `Lease.stop_check`) within `stalled_after` (None:
         always), or None when it could not be taken within `wait` (or `stop` said stop while
-        waiting)."""
+        waiting). `on_wait` is called once, when the lease is found taken and waited for."""
         deadline = utc(self._clock()) + wait
         stopped = stop.is_set if isinstance(stop, threading.Event) else stop or (lambda: False)
         while not (taken := self._take(name, ttl))[0]:
             if utc(self._clock()) >= deadline or stopped():
                 yield None
                 return
+            if on_wait is not None:
+                on_wait()
+                on_wait = None
             time.sleep(poll_seconds)
             if stopped():
                 yield None

@@ -5,9 +5,13 @@ retry`, `revert`) hold the `sync` lease the service's jobs hold: two of them sta
 from __future__ import annotations
 
 import json
+import queue
 import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,11 +19,11 @@ import sqlalchemy as sa
 
 from leadsync.cli import main
 from leadsync.config import Config, load_config
-from leadsync.sandbox import Sandbox
+from leadsync.sandbox import FaultSpec, Sandbox
 from leadsync.sync import tables
 from leadsync.sync.leases import SYNC_LEASE, Leases
 from leadsync.sync.store import Store
-from tests.support import write_calls
+from tests.support import REAL_PROCESSES, write_calls
 
 ELSEWHERE = "elsewhere:4242:abcdef/sync"
 
@@ -67,7 +71,10 @@ def test_a_command_that_pulls_waits_for_a_held_sync_lease_then_exits_1_having_do
     assert main([*command, "--config", str(config.path)]) == 1
     printed = capsys.readouterr()
     assert printed.out == ""
-    assert printed.err.startswith("leadsync: another leadsync process is syncing")
+    # The line it said before waiting, then its last word.
+    waited, last = printed.err.splitlines()
+    assert f"waiting up to 0.3 s for the sync lease, which {ELSEWHERE} holds" in waited
+    assert last.startswith("leadsync: another leadsync process is syncing")
     assert f"({ELSEWHERE} holds the sync lease until " in printed.err
     assert "nothing was done" in printed.err
     assert "Traceback" not in printed.err
@@ -138,3 +145,129 @@ def test_two_syncs_started_at_once_on_a_fresh_postgresql_store_make_each_lead_on
     # One made every lead; the other ran after it, on what it had stored, and made none.
     assert new_leads == [0, leads]
     assert leads > 0
+
+
+def _leadsync(config: Config, *args: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "leadsync.cli", *args, "--config", str(config.path)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _running_run(config: Config, process: subprocess.Popen[str]) -> str:
+    """The id of the run `process` started, once the store has it (polled)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        with Store(config.database_url) as store:
+            running = [run.run_id for run in store.runs() if run.status == "running"]
+        if running:
+            return running[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no run started (exit code {process.poll()})")
+
+
+def _first_line(process: subprocess.Popen[str]) -> str:
+    """The first line `process` writes to its stderr, or "" when it writes none in a minute
+    (the process is then killed)."""
+    stream = process.stderr
+    assert stream is not None
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(stream.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=60)
+    except queue.Empty:
+        process.kill()
+        return ""
+
+
+@REAL_PROCESSES
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_sync_stopped_mid_run_ends_its_run_interrupted_and_gives_the_lease_back(
+    config: Config, sandbox: Sandbox, stop: signal.Signals
+) -> None:
+    # Slow CRMs: the stop comes while the run pulls, well before its writes.
+    sandbox.faults.configure(FaultSpec.parse("latency=150ms"))
+    written = write_calls(sandbox)
+    syncing = _leadsync(config, "sync", "--once")
+    run_id = _running_run(config, syncing)
+    syncing.send_signal(stop)
+    _, err = syncing.communicate(timeout=60)
+
+    assert syncing.returncode == 0, err
+    assert "Traceback" not in err
+    assert f"run {run_id} interrupted" in err
+    with Store(config.database_url) as store:
+        assert {run.run_id: run.status for run in store.runs()} == {run_id: "interrupted"}
+        assert Leases(store.engine, "anyone").info(SYNC_LEASE) is None  # the next need not wait
+    assert write_calls(sandbox) == written
+
+
+@REAL_PROCESSES
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_sync_stopped_while_it_waits_for_the_lease_says_so_at_once_having_done_nothing(
+    config: Config, sandbox: Sandbox, stop: signal.Signals
+) -> None:
+    config = _with(config, service="lease_wait_seconds = 600")
+    _hold_the_lease(config, ELSEWHERE, since=datetime.now(UTC), ttl=timedelta(minutes=10))
+    written = write_calls(sandbox)
+    waiting = _leadsync(config, "sync", "--once")
+    said = _first_line(waiting)  # it says whom it waits for before it waits
+    assert f"waiting up to 600 s for the sync lease, which {ELSEWHERE} holds" in said
+    waiting.send_signal(stop)
+    _, err = waiting.communicate(timeout=60)  # not the 600 s it would wait
+
+    assert waiting.returncode == 0, err
+    assert "stopped while waiting for the sync lease: nothing was done" in err
+    assert "Traceback" not in err
+    assert _leads_and_runs(config) == (0, [])
+    assert write_calls(sandbox) == written
+    with Store(config.database_url) as store:
+        held = Leases(store.engine, "anyone").info(SYNC_LEASE)
+    assert held is not None
+    assert held.holder == ELSEWHERE  # untouched
+
+
+@REAL_PROCESSES
+def test_a_backfill_takes_the_expired_lease_of_a_killed_sync_and_marks_its_run_abandoned(
+    config: Config,
+) -> None:
+    # A `sync --once` killed an hour ago; the next to take the lease is a backfill's chunk.
+    dead = "deadhost:99:fedcba"
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    with Store(config.database_url) as store:
+        left_running = store.start_run("sync", started_at=an_hour_ago, holder=dead)
+    _hold_the_lease(config, f"{dead}/sync", since=an_hour_ago, ttl=timedelta(minutes=1))
+
+    backfilled = _leadsync(config, "backfill")
+    _, err = backfilled.communicate(timeout=120)
+    assert backfilled.returncode == 0, err
+
+    with Store(config.database_url) as store:
+        statuses = {run.run_id: run.status for run in store.runs()}
+    assert statuses.pop(left_running) == "abandoned"  # not "running" for ever
+    assert set(statuses.values()) == {"succeeded"}
+
+
+@REAL_PROCESSES
+@pytest.mark.parametrize("command", ["retry", "revert"])
+def test_revert_and_retry_stopped_while_they_wait_for_the_lease_say_so_having_done_nothing(
+    config: Config, sandbox: Sandbox, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    contact = next(c for c in sandbox.hubspot.snapshot() if c["properties"].get("email"))
+    sandbox.hubspot.set_activity(int(contact["id"]), {"annualrevenue": "about 12k"})
+    assert main(["sync", "--once", "--json", "--config", str(config.path)]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    config = _with(config, service="lease_wait_seconds = 600")
+    _hold_the_lease(config, ELSEWHERE, since=datetime.now(UTC), ttl=timedelta(minutes=10))
+    leads, runs = _leads_and_runs(config)
+    written = write_calls(sandbox)
+    args = ["quarantine", "retry", "--all"] if command == "retry" else ["revert", run_id, "--yes"]
+
+    waiting = _leadsync(config, *args)
+    assert "waiting up to 600 s for the sync lease" in _first_line(waiting)
+    waiting.send_signal(signal.SIGINT)
+    _, err = waiting.communicate(timeout=60)
+
+    assert waiting.returncode == 0, err
+    assert "stopped while waiting for the sync lease: nothing was done" in err
+    assert "Traceback" not in err
+    assert write_calls(sandbox) == written
+    assert _leads_and_runs(config) == (leads, runs)

@@ -4,12 +4,14 @@ session's form token from the console's own origin, each change in the audit log
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
+from leadsync.sync.leases import SYNC_LEASE, Leases
 from leadsync.sync.store import Quarantined
 from tests.console.conftest import ADA_TOKEN, Served, console_config, csrf_of, serve, sign_in
 from tests.console.test_pages import audit, both_crms_lead, text_of
@@ -182,3 +184,36 @@ def test_an_editor_retries_a_record_fixed_in_the_crm_and_it_is_audited(
     actor, action, target, details = entry
     assert (actor, action, target) == ("ada", "quarantine.resolve", f"hubspot/{record_id}")
     assert details["still_quarantined"] is False
+
+
+def test_a_retry_that_takes_the_expired_lease_of_a_killed_sync_marks_its_run_abandoned(
+    tmp_path: Path,
+) -> None:
+    settings = SandboxSettings(
+        port=0, seed=5, leads=40, hubspot=HubSpotSettings(ten_second_limit=100_000)
+    )
+    with Sandbox(settings) as sandbox:
+        config = set_up_sandbox_config(sandbox, tmp_path / "first")
+        contact = next(c for c in sandbox.hubspot.snapshot() if c["properties"].get("email"))
+        record_id = str(contact["id"])
+        sandbox.hubspot.set_activity(int(record_id), {"annualrevenue": "about 12k"})
+        with open_runtime(config) as runtime:
+            runtime.engine().run()
+            # A `sync --once` killed an hour ago: its run says running, its lease ran out.
+            dead, an_hour_ago = "deadhost:99:fedcba", datetime.now(UTC) - timedelta(hours=1)
+            left_running = runtime.store.start_run("sync", started_at=an_hour_ago, holder=dead)
+            leases = Leases(runtime.store.engine, f"{dead}/sync", clock=lambda: an_hour_ago)
+            assert leases.acquire(SYNC_LEASE, timedelta(minutes=1))
+        assert config.path is not None
+        served_config = console_config((config.path, config.database_url), tmp_path)
+        with serve(served_config, connect=True) as ada:
+            assert sign_in(ada.client, "ada", ADA_TOKEN).status_code == 303
+            answer = ada.client.post(
+                f"{PAGE}/quarantine/hubspot/{record_id}/retry",
+                data={"csrf": csrf_of(ada.page(PAGE))},
+                follow_redirects=False,
+            )
+            assert answer.status_code == 303
+            statuses = {run.run_id: run.status for run in ada.runtime.store.runs()}
+    assert statuses.pop(left_running) == "abandoned"  # not "running" for ever
+    assert set(statuses.values()) == {"succeeded"}

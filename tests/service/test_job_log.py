@@ -6,13 +6,17 @@ import logging
 import re
 import signal
 from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from leadsync.config import Config, load_config
-from leadsync.jobs import Service
+from leadsync.jobs import SLA_LEASE, Service
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
+from leadsync.sync.leases import SYNC_LEASE, Leases, replica_lease
+from leadsync.sync.store import Store
 from tests.support import set_up_sandbox_config
 
 
@@ -73,3 +77,54 @@ def test_the_sla_job_logs_its_line_too(service: Service, caplog: pytest.LogCaptu
     (line,) = _job_lines(caplog, "sla")
     assert line.getMessage().startswith("job sla done in ")
     assert "clocks breached 0" in line.getMessage()
+
+
+@contextmanager
+def _impatient_replica(sandbox: Sandbox, folder: Path) -> Iterator[tuple[Service, Store]]:
+    """A replica whose jobs wait for no lease (lease_wait_seconds = 0), and its store."""
+    config: Config = set_up_sandbox_config(sandbox, folder)
+    assert config.path is not None
+    config.path.write_text(
+        config.path.read_text() + "\n[service]\nmetrics_port = 0\nlease_wait_seconds = 0\n"
+    )
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    replica = Service(load_config(config.path))
+    try:
+        with Store(config.database_url) as store:
+            yield replica, store
+    finally:
+        replica.close()
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
+def test_a_sync_turn_skipped_for_a_command_holding_the_lease_says_so_and_abandons_nothing(
+    sandbox: Sandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A `sync --once` on a terminal holds the lease: no replica's log says the turn went.
+    command = "ops-laptop:4242:abcdef"
+    with _impatient_replica(sandbox, tmp_path) as (replica, store):
+        its_run = store.start_run("sync", started_at=datetime.now(UTC), holder=command)
+        assert Leases(store.engine, f"{command}/sync").acquire(SYNC_LEASE, timedelta(minutes=5))
+        caplog.set_level(logging.INFO, logger="leadsync")
+        replica.sync()
+        runs = [(run.run_id, run.status) for run in store.runs()]
+
+    said = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.INFO)
+    assert (
+        f"job sync skipped: {command}/sync, not a running replica of the service, holds the sync "
+        in said
+    )
+    assert runs == [(its_run, "running")]
+
+
+def test_a_turn_skipped_for_another_replica_adds_no_line_its_log_has_the_run(
+    sandbox: Sandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    other = "replica-b:7:fedcba"
+    with _impatient_replica(sandbox, tmp_path) as (replica, store):
+        assert Leases(store.engine, other).acquire(replica_lease(other), timedelta(minutes=5))
+        assert Leases(store.engine, f"{other}/sla").acquire(SLA_LEASE, timedelta(minutes=5))
+        caplog.set_level(logging.INFO, logger="leadsync")
+        replica.check_slas()
+    assert [r.getMessage() for r in caplog.records if r.name == "leadsync.service"] == []
