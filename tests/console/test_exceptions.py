@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from leadsync.config import Config
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
 from leadsync.sync.leases import SYNC_LEASE, Leases
@@ -150,19 +151,28 @@ def test_a_retry_needs_a_connection_to_the_crm_and_says_so(ada: Served, quaranti
     assert audit(ada) == []
 
 
+QUARANTINING = SandboxSettings(
+    port=0, seed=5, leads=40, hubspot=HubSpotSettings(ten_second_limit=100_000)
+)
+
+
+def _synced_with_one_quarantined(sandbox: Sandbox, tmp_path: Path) -> tuple[Config, str]:
+    """A config for `sandbox` after a sync that quarantined one contact (an annual revenue
+    no transform reads), and that contact's id."""
+    config: Config = set_up_sandbox_config(sandbox, tmp_path / "first")
+    contact = next(c for c in sandbox.hubspot.snapshot() if c["properties"].get("email"))
+    record_id = str(contact["id"])
+    sandbox.hubspot.set_activity(int(record_id), {"annualrevenue": "about 12k"})
+    with open_runtime(config) as runtime:
+        runtime.engine().run()
+    return config, record_id
+
+
 def test_an_editor_retries_a_record_fixed_in_the_crm_and_it_is_audited(
     tmp_path: Path,
 ) -> None:
-    settings = SandboxSettings(
-        port=0, seed=5, leads=40, hubspot=HubSpotSettings(ten_second_limit=100_000)
-    )
-    with Sandbox(settings) as sandbox:
-        config = set_up_sandbox_config(sandbox, tmp_path / "first")
-        contact = next(c for c in sandbox.hubspot.snapshot() if c["properties"].get("email"))
-        record_id = str(contact["id"])
-        sandbox.hubspot.set_activity(int(record_id), {"annualrevenue": "about 12k"})
-        with open_runtime(config) as runtime:
-            runtime.engine().run()
+    with Sandbox(QUARANTINING) as sandbox:
+        config, record_id = _synced_with_one_quarantined(sandbox, tmp_path)
         assert config.path is not None
         served_config = console_config((config.path, config.database_url), tmp_path)
         assert served_config.model.console is not None
@@ -189,16 +199,9 @@ def test_an_editor_retries_a_record_fixed_in_the_crm_and_it_is_audited(
 def test_a_retry_that_takes_the_expired_lease_of_a_killed_sync_marks_its_run_abandoned(
     tmp_path: Path,
 ) -> None:
-    settings = SandboxSettings(
-        port=0, seed=5, leads=40, hubspot=HubSpotSettings(ten_second_limit=100_000)
-    )
-    with Sandbox(settings) as sandbox:
-        config = set_up_sandbox_config(sandbox, tmp_path / "first")
-        contact = next(c for c in sandbox.hubspot.snapshot() if c["properties"].get("email"))
-        record_id = str(contact["id"])
-        sandbox.hubspot.set_activity(int(record_id), {"annualrevenue": "about 12k"})
+    with Sandbox(QUARANTINING) as sandbox:
+        config, record_id = _synced_with_one_quarantined(sandbox, tmp_path)
         with open_runtime(config) as runtime:
-            runtime.engine().run()
             # A `sync --once` killed an hour ago: its run says running, its lease ran out.
             dead, an_hour_ago = "deadhost:99:fedcba", datetime.now(UTC) - timedelta(hours=1)
             left_running = runtime.store.start_run("sync", started_at=an_hour_ago, holder=dead)
