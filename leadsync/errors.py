@@ -28,6 +28,8 @@
     │   ├── BackfillBusyError           (sync.backfill) done already, or another process has it
     │   ├── LeaseHeldError              (sync.leases) a command that writes found another
     │   │                               process syncing: it waited its time and did nothing
+    │   ├── LeaseLostError              (sync.leases) a command's sync lease was taken over
+    │   │                               while it ran: it stopped at a batch boundary
     │   ├── RunPausedError              the run stops on purpose to go on later (a backfill
     │   │                               waited its time for the sync lease): recorded "paused"
     │   └── WebhookError                (sync.sla.webhook) an SLA event not delivered

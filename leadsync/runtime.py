@@ -27,7 +27,13 @@ from leadsync.sync.backfill import (
 from leadsync.sync.database import store_errors
 from leadsync.sync.engine import RunInterruptedError, RunSummary, StopCheck, SyncEngine
 from leadsync.sync.explain import Explanation, explain
-from leadsync.sync.leases import SYNC_LEASE, LeaseHeldError, Leases, replica_name
+from leadsync.sync.leases import (
+    SYNC_LEASE,
+    LeaseHeldError,
+    LeaseLostError,
+    Leases,
+    replica_name,
+)
 from leadsync.sync.preflight import PreflightError
 from leadsync.sync.sla.monitor import SlaMonitor, monitor_for
 from leadsync.sync.sla.webhook import WebhookSender
@@ -132,7 +138,7 @@ class Runtime:
         twice. Waits `service.lease_wait_seconds` for it (saying so, and whom for), then
         LeaseHeldError naming the holder; RunInterruptedError when `stop` says stop while it
         waits. Yields the stop check to pass on: it says stop once `stop` does or the lease
-        is lost."""
+        is lost; a lost lease is then LeaseLostError, naming who took it."""
         service = self.config.model.service
         leases = self.leases(role)
 
@@ -169,6 +175,16 @@ class Runtime:
             if lease.took_over_from is not None:
                 self.take_over(role, lease.took_over_from)
             yield lease.stop_check(stop or (lambda: False))
+            if lease.lost.is_set():
+                # Another process took the lease (this one stalled, or could not renew it
+                # in time): the work stopped early and may have run beside it. Not a success.
+                held = leases.info(SYNC_LEASE)
+                taker = held.holder if held is not None else "another process"
+                raise LeaseLostError(
+                    f"the sync lease was taken over by {taker} while this {role} ran: it "
+                    "stopped at a batch boundary, what it did is committed; the next run goes "
+                    "on from there"
+                )
 
     def take_over(self, name: str, holder: str, *, now: datetime | None = None) -> None:
         """The job `name` took the lease of `holder`, whose lease expired: the runs it left

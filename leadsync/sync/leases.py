@@ -46,6 +46,7 @@ __all__ = [
     "Lease",
     "LeaseHeldError",
     "LeaseInfo",
+    "LeaseLostError",
     "Leases",
     "all_leases",
     "forget_gone_replicas",
@@ -75,6 +76,11 @@ def replica_lease(holder: str) -> str:
 class LeaseHeldError(RunError):
     """A command that writes (`sync --once`, `plan`, `quarantine retry`, `revert`) found the
     `sync` lease held by another process past its wait: it did nothing."""
+
+
+class LeaseLostError(RunError):
+    """Another process took the `sync` lease while a command held it (the command stalled,
+    or could not renew it in time): the command stopped at a batch boundary."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -201,6 +201,38 @@ def test_a_sync_stopped_mid_run_ends_its_run_interrupted_and_gives_the_lease_bac
 
 
 @REAL_PROCESSES
+def test_a_sync_whose_lease_another_process_took_stops_and_exits_1_naming_it(
+    config: Config, sandbox: Sandbox
+) -> None:
+    # Renewed every 0.5 s: the run hears of the loss within a page or two of the slow CRMs.
+    config = _with(config, service="lease_seconds = 1.5\nstalled_after_seconds = 60")
+    sandbox.faults.configure(FaultSpec.parse("latency=150ms"))
+    syncing = _leadsync(config, "sync", "--once")
+    run_id = _running_run(config, syncing)
+    thief = "thief:7:abcdef/sync"
+    with Store(config.database_url) as store, store.engine.begin() as connection:
+        taken = connection.execute(
+            tables.leases.update()
+            .where(tables.leases.c.name == SYNC_LEASE)
+            .values(holder=thief, expires_at=datetime.now(UTC) + timedelta(minutes=10))
+        )
+        assert taken.rowcount == 1
+    _, err = syncing.communicate(timeout=60)
+
+    assert syncing.returncode == 1, err
+    assert "Traceback" not in err
+    assert err.rstrip().splitlines()[-1] == (
+        f"leadsync: the sync lease was taken over by {thief} while this sync ran: it stopped "
+        "at a batch boundary, what it did is committed; the next run goes on from there"
+    )
+    with Store(config.database_url) as store:
+        assert {run.run_id: run.status for run in store.runs()} == {run_id: "interrupted"}
+        held = Leases(store.engine, "anyone").info(SYNC_LEASE)
+        assert held is not None
+        assert held.holder == thief  # the taker's, left alone
+
+
+@REAL_PROCESSES
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 def test_a_sync_stopped_while_it_waits_for_the_lease_says_so_at_once_having_done_nothing(
     config: Config, sandbox: Sandbox, stop: signal.Signals
