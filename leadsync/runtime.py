@@ -131,14 +131,18 @@ class Runtime:
         return Leases(self.store.engine, f"{self.holder}/{role}")
 
     @contextmanager
-    def sync_lease(self, role: str, *, stop: StopCheck | None = None) -> Iterator[StopCheck]:
+    def sync_lease(
+        self, role: str, *, stop: StopCheck | None = None, asks_stop_check: bool = True
+    ) -> Iterator[StopCheck]:
         """Hold the `sync` lease while the block runs: a command that writes to the CRMs or
         pulls into the store (`sync --once`, `plan`, `quarantine retry`, `revert`) never runs
         beside a sync or backfill of another process, which would match the same people
         twice. Waits `service.lease_wait_seconds` for it (saying so, and whom for), then
         LeaseHeldError naming the holder; RunInterruptedError when `stop` says stop while it
         waits. Yields the stop check to pass on: it says stop once `stop` does or the lease
-        is lost; a lost lease is then LeaseLostError, naming who took it."""
+        is lost; a lost lease is then LeaseLostError, naming who took it. A command whose
+        work never asks that check (`asks_stop_check=False`: revert, retry) shows no
+        progress, so its lease is renewed for as long as it runs, never given up as stalled."""
         service = self.config.model.service
         leases = self.leases(role)
 
@@ -156,7 +160,9 @@ class Runtime:
             ttl=timedelta(seconds=service.lease_seconds),
             wait=timedelta(seconds=service.lease_wait_seconds),
             stop=stop,
-            stalled_after=timedelta(seconds=service.stalled_after_seconds),
+            stalled_after=(
+                timedelta(seconds=service.stalled_after_seconds) if asks_stop_check else None
+            ),
             on_wait=say_whom_it_waits_for,
         ) as lease:
             if lease is None:

@@ -95,6 +95,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
         return code
+    except KeyboardInterrupt:
+        # Ctrl-C where nothing asks for it at a batch boundary, or a second SIGINT/SIGTERM
+        # after a first asked to stop there (`stop_on_signals`): stopped where it was.
+        if args.debug:
+            traceback.print_exc()
+        print(
+            "leadsync: stopped at once: what was committed stays, the rest is undone; the "
+            "next run goes on from there",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     except Exception as failure:  # noqa: BLE001 - the command's last word: one line, always
         if args.debug:
             traceback.print_exc()

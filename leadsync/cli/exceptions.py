@@ -179,7 +179,7 @@ def run_retry(args: argparse.Namespace) -> int:
             raise UsageError("no record in quarantine matches (see `leadsync quarantine`)")
         # A signal stops the wait for the lease; once the retry runs, it ends it (a second
         # one at once).
-        with runtime.sync_lease("retry", stop=stop_on_signals().is_set):
+        with runtime.sync_lease("retry", stop=stop_on_signals().is_set, asks_stop_check=False):
             summary = retry_quarantined(runtime.engine(), items)
         still = _still_quarantined(items, quarantine_items(store, field_map))
     if args.json:

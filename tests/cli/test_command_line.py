@@ -116,8 +116,10 @@ def _failing_with(error: BaseException) -> object:
         (ServerError("down", crm="hubspot", status=503), 1, "leadsync: hubspot 503: down"),
         (RunInterruptedError(), 0, "leadsync: stopped on request; the next run goes on"),
         (KeyError("oops"), 1, "leadsync: internal error: KeyError (a bug in leadsync"),
+        # Ctrl-C where nothing waits for a batch boundary, or a second signal after one did.
+        (KeyboardInterrupt(), 1, "leadsync: stopped at once: what was committed stays"),
     ],
-    ids=["input", "store", "connector", "interrupted", "bug"],
+    ids=["input", "store", "connector", "interrupted", "bug", "stopped-at-once"],
 )
 def test_main_maps_each_branch_of_the_error_tree_to_its_exit_code(
     monkeypatch: pytest.MonkeyPatch,

@@ -4,6 +4,7 @@ retry`, `revert`) hold the `sync` lease the service's jobs hold: two of them sta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import re
@@ -19,9 +20,10 @@ import sqlalchemy as sa
 
 from leadsync.cli import main
 from leadsync.config import Config, load_config
+from leadsync.runtime import open_runtime
 from leadsync.sandbox import FaultSpec, Sandbox
 from leadsync.sync import tables
-from leadsync.sync.leases import SYNC_LEASE, Leases
+from leadsync.sync.leases import SYNC_LEASE, LeaseLostError, Leases
 from leadsync.sync.store import Store
 from tests.support import REAL_PROCESSES, write_calls
 
@@ -198,6 +200,22 @@ def test_a_sync_stopped_mid_run_ends_its_run_interrupted_and_gives_the_lease_bac
         assert {run.run_id: run.status for run in store.runs()} == {run_id: "interrupted"}
         assert Leases(store.engine, "anyone").info(SYNC_LEASE) is None  # the next need not wait
     assert write_calls(sandbox) == written
+
+
+@pytest.mark.parametrize("asks_stop_check", [True, False], ids=["sync", "revert-or-retry"])
+def test_only_a_command_that_asks_the_stop_check_gives_its_lease_up_as_stalled(
+    config: Config, asks_stop_check: bool
+) -> None:
+    # A revert's or retry's writes never ask the stop check, which is what shows progress:
+    # however long they take, their lease must hold, or a sync could run beside them.
+    config = _with(config, service="lease_seconds = 0.6\nstalled_after_seconds = 0.6")
+    with open_runtime(config, connect=False) as runtime:
+        lost = pytest.raises(LeaseLostError) if asks_stop_check else contextlib.nullcontext()
+        with lost, runtime.sync_lease("revert", asks_stop_check=asks_stop_check):
+            # A thief tries for it after several renewal periods with no progress shown.
+            time.sleep(2.0)
+            thief = Leases(runtime.store.engine, "thief:7:abcdef/sync")
+            assert thief.acquire(SYNC_LEASE, timedelta(minutes=1)) == asks_stop_check
 
 
 @REAL_PROCESSES
