@@ -14,8 +14,9 @@ stops renewing, and the lease is free again once it expires. Renewal is tied to 
 to a timer alone: a job that reaches no batch boundary (asks no stop check) for
 `stalled_after` is stuck (a hung call, a pattern gone wild) and stops renewing too, so another
 replica takes the job over instead of waiting behind it forever; the stuck one stops at its
-next boundary, seeing its lease lost. Times are each replica's UTC
-clock: keep hosts NTP-synchronised, far within the time to live.
+next boundary, seeing its lease lost. On PostgreSQL, where replicas on several hosts share
+the store, a lease's times are the server's clock (`clock_timestamp()`), so a host whose clock
+runs ahead never takes a live lease; on SQLite (one host) they are the host's.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from leadsync.connectors.base import utc
 from leadsync.errors import RunError
@@ -124,11 +125,25 @@ class Leases:
         engine: Engine,
         holder: str,
         *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
+        """`clock` judges and sets lease times instead of the database's (tests)."""
         self._engine = engine
         self.holder = holder
         self._clock = clock
+
+    def _now(self, connection: Connection) -> datetime:
+        """The moment a lease's expiry is judged and set by, within the transaction: the clock
+        given, else PostgreSQL's own (one clock for every host), else this host's."""
+        if self._clock is not None:
+            return utc(self._clock())
+        if connection.dialect.name == "postgresql":
+            return utc(connection.execute(sa.select(sa.func.clock_timestamp())).scalar_one())
+        return datetime.now(UTC)
+
+    def _local_now(self) -> datetime:
+        """This process's time, for how long it waits (not for the leases' times)."""
+        return utc(self._clock()) if self._clock is not None else datetime.now(UTC)
 
     def acquire(self, name: str, ttl: timedelta) -> bool:
         """Take the lease `name` for `ttl` if it is free, expired or ours; True if taken."""
@@ -137,9 +152,9 @@ class Leases:
     @retry_transient
     def _take(self, name: str, ttl: timedelta) -> tuple[bool, str | None]:
         """Whether the lease was taken, and from which other holder (its lease expired)."""
-        now = utc(self._clock())
-        row = {"name": name, "holder": self.holder, "acquired_at": now, "expires_at": now + ttl}
         with writing(self._engine) as connection:
+            now = self._now(connection)
+            row = {"name": name, "holder": self.holder, "acquired_at": now, "expires_at": now + ttl}
             before = connection.execute(
                 sa.select(t.leases.c.holder).where(t.leases.c.name == name)
             ).scalar()
@@ -166,8 +181,8 @@ class Leases:
     @retry_transient
     def renew(self, name: str, ttl: timedelta) -> bool:
         """Push our lease's expiry out by `ttl` from now; False if it is not ours any more."""
-        now = utc(self._clock())
         with writing(self._engine) as connection:
+            now = self._now(connection)
             done = connection.execute(
                 t.leases.update()
                 .where(t.leases.c.name == name, t.leases.c.holder == self.holder)
@@ -212,10 +227,10 @@ class Leases:
         shows progress (`Lease.progress`, `Lease.stop_check`) within `stalled_after` (None:
         always), or None when it could not be taken within `wait` (or `stop` said stop while
         waiting). `on_wait` is called once, when the lease is found taken and waited for."""
-        deadline = utc(self._clock()) + wait
+        deadline = self._local_now() + wait
         stopped = stop.is_set if isinstance(stop, threading.Event) else stop or (lambda: False)
         while not (taken := self._take(name, ttl))[0]:
-            if utc(self._clock()) >= deadline or stopped():
+            if self._local_now() >= deadline or stopped():
                 yield None
                 return
             if on_wait is not None:

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 import pytest
 
@@ -358,6 +358,33 @@ def test_replicas_racing_for_a_free_lease_exactly_one_wins(
         held = observer.info(f"race-{round_}")
         assert held is not None
         assert held.holder == winners[0]
+
+
+class _NinetySecondsAhead(datetime):
+    """The wall clock of a host running 90 s ahead (its NTP broken)."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> _NinetySecondsAhead:
+        moment = datetime.now(tz) + timedelta(seconds=90)
+        return cls.fromtimestamp(moment.timestamp(), tz)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_on_postgresql_a_host_whose_clock_runs_ahead_never_takes_a_live_lease(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Replicas on several hosts share one PostgreSQL: its clock, not theirs, judges expiry.
+    on_time = Leases(store.engine, "host-a:1")
+    assert on_time.acquire("sync", TTL)
+    monkeypatch.setattr("leadsync.sync.leases.datetime", _NinetySecondsAhead)
+    ahead = Leases(store.engine, "host-b:2")
+    assert ahead.acquire("sync", TTL) is False
+    with ahead.hold("sync", ttl=TTL) as lease:
+        assert lease is None
+    held = ahead.info("sync")
+    assert held is not None
+    assert held.holder == "host-a:1"
+    assert on_time.renew("sync", TTL)  # and the holder's renewals are judged the same way
 
 
 def test_a_lease_taken_over_after_expiry_names_the_holder_it_replaced(
