@@ -469,6 +469,8 @@ class Service:
     def _log_skip(self, name: str, lease_name: str) -> None:
         """Another replica ran the job: its log has the line. A command (`sync --once`, a
         backfill from the command line) logs on a terminal: this log says the turn went."""
+        if self._stopping.is_set():
+            return  # the service is stopping: it stopped waiting, nobody skipped its turn
         leases = self._runtime.leases(name)
         held = leases.info(lease_name)
         if held is not None:

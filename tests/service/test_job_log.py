@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -80,12 +81,14 @@ def test_the_sla_job_logs_its_line_too(service: Service, caplog: pytest.LogCaptu
 
 
 @contextmanager
-def _impatient_replica(sandbox: Sandbox, folder: Path) -> Iterator[tuple[Service, Store]]:
-    """A replica whose jobs wait for no lease (lease_wait_seconds = 0), and its store."""
+def _impatient_replica(
+    sandbox: Sandbox, folder: Path, *, wait: float = 0
+) -> Iterator[tuple[Service, Store]]:
+    """A replica whose jobs wait `wait` seconds for a lease (none by default), and its store."""
     config: Config = set_up_sandbox_config(sandbox, folder)
     assert config.path is not None
     config.path.write_text(
-        config.path.read_text() + "\n[service]\nmetrics_port = 0\nlease_wait_seconds = 0\n"
+        config.path.read_text() + f"\n[service]\nmetrics_port = 0\nlease_wait_seconds = {wait}\n"
     )
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
     replica = Service(load_config(config.path))
@@ -116,6 +119,24 @@ def test_a_sync_turn_skipped_for_a_command_holding_the_lease_says_so_and_abandon
         in said
     )
     assert runs == [(its_run, "running")]
+
+
+def test_a_turn_that_stops_waiting_because_the_service_stops_is_not_logged_as_skipped(
+    sandbox: Sandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    command = "ops-laptop:4242:abcdef"
+    with _impatient_replica(sandbox, tmp_path, wait=30) as (replica, store):
+        assert Leases(store.engine, f"{command}/sync").acquire(SYNC_LEASE, timedelta(minutes=5))
+        caplog.set_level(logging.INFO, logger="leadsync")
+        turn = threading.Thread(target=replica.sync)
+        turn.start()
+        turn.join(timeout=1.0)
+        assert turn.is_alive()  # waiting for the command's lease
+        replica.stop()
+        turn.join(timeout=10)
+        assert not turn.is_alive()
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert not [line for line in said if "skipped" in line], said
 
 
 def test_a_turn_skipped_for_another_replica_adds_no_line_its_log_has_the_run(
