@@ -35,18 +35,18 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, RowMapping
+from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from leadsync.connectors.base import Connector, CrmRecord, Page, utc
 from leadsync.connectors.errors import QuotaReserveReachedError
 from leadsync.errors import RunError, RunPausedError, UsageError
 from leadsync.mapping.fields import FieldMap
 from leadsync.sync import tables as t
-from leadsync.sync.database import retry_transient, store_error, writing
+from leadsync.sync.database import retry_transient, shared_now, store_error, writing
 from leadsync.sync.engine import RunInterruptedError, RunSummary, StopCheck, SyncEngine
 from leadsync.sync.ingest import fields_to_pull
 from leadsync.sync.leases import SYNC_LEASE, Leases
@@ -176,10 +176,6 @@ class BackfillBusyError(RunError):
     """The backfill is running elsewhere, its heartbeat fresh."""
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 # ------------------------------------------------------------------------------ the queue
 
 
@@ -190,20 +186,25 @@ class BackfillQueue:
         self,
         engine: Engine,
         *,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] | None = None,
         stale_after: timedelta | None = None,
     ) -> None:
         """With `stale_after` (the lease's time to live), `get` and `list` show a running
-        backfill whose heartbeat is older as abandoned."""
+        backfill whose heartbeat is older as abandoned. Times are the store's one clock
+        (`shared_now`: a host whose clock runs ahead never takes a live backfill for a dead
+        one), unless `clock` is given (tests)."""
         self._engine = engine
         self._clock = clock
         self._stale_after = stale_after
 
-    def _as_seen(self, backfill: Backfill) -> Backfill:
+    def _now(self, connection: Connection) -> datetime:
+        return utc(self._clock()) if self._clock is not None else shared_now(connection)
+
+    def _as_seen(self, backfill: Backfill, now: datetime) -> Backfill:
         if self._stale_after is None or backfill.status not in (Status.RUNNING, Status.STOPPING):
             return backfill
         beat = backfill.heartbeat_at
-        if beat is not None and beat >= utc(self._clock()) - self._stale_after:
+        if beat is not None and beat >= now - self._stale_after:
             return backfill
         when = "" if beat is None else f" at {beat.isoformat(timespec='seconds')}"
         return replace(
@@ -216,8 +217,8 @@ class BackfillQueue:
 
     @retry_transient
     def create(self, spec: BackfillSpec, *, status: str = Status.QUEUED) -> Backfill:
-        backfill = Backfill(uuid.uuid4().hex[:12], spec, status, utc(self._clock()))
         with writing(self._engine) as connection:
+            backfill = Backfill(uuid.uuid4().hex[:12], spec, status, self._now(connection))
             connection.execute(t.backfills.insert(), _row(backfill))
         return backfill
 
@@ -226,7 +227,7 @@ class BackfillQueue:
         query = sa.select(t.backfills).where(t.backfills.c.backfill_id == backfill_id)
         with self._engine.connect() as connection:
             row = connection.execute(query).mappings().one_or_none()
-        return None if row is None else self._as_seen(_backfill(row))
+            return None if row is None else self._as_seen(_backfill(row), self._now(connection))
 
     @retry_transient
     def list(self, *, limit: int = 50) -> list[Backfill]:
@@ -237,7 +238,9 @@ class BackfillQueue:
             .limit(limit)
         )
         with self._engine.connect() as connection:
-            return [self._as_seen(_backfill(row)) for row in connection.execute(query).mappings()]
+            now = self._now(connection)
+            rows = connection.execute(query).mappings()
+            return [self._as_seen(_backfill(row), now) for row in rows]
 
     def unfinished_like(self, spec: BackfillSpec) -> Backfill | None:
         """The newest unfinished backfill asked with the same arguments: a rerun resumes it."""
@@ -256,18 +259,18 @@ class BackfillQueue:
     ) -> Backfill | None:
         """Take a backfill to run: the one named, or else the oldest waiting (queued, paused,
         failed, or running with a heartbeat older than `stale_after`: its runner died)."""
-        now = utc(self._clock())
         column = t.backfills.c
         # A stopped backfill is taken up only when named: the service's polls leave it.
         waiting = [Status.QUEUED, Status.PAUSED, Status.FAILED]
         if backfill_id is not None:
             waiting.append(Status.STOPPED)
-        claimable = sa.or_(
-            column.status.in_(waiting),
-            sa.and_(column.status == Status.RUNNING, column.heartbeat_at < now - stale_after),
-            sa.and_(column.status == Status.RUNNING, column.holder == holder),
-        )
         with writing(self._engine) as connection:
+            now = self._now(connection)
+            claimable = sa.or_(
+                column.status.in_(waiting),
+                sa.and_(column.status == Status.RUNNING, column.heartbeat_at < now - stale_after),
+                sa.and_(column.status == Status.RUNNING, column.holder == holder),
+            )
             query = sa.select(column.backfill_id).where(claimable)
             if backfill_id is not None:
                 query = query.where(column.backfill_id == backfill_id)
@@ -320,14 +323,14 @@ class BackfillQueue:
                     t.backfills.c.backfill_id == backfill.backfill_id,
                     t.backfills.c.holder == backfill.holder,
                 )
-                .values(heartbeat_at=utc(self._clock()), progress=_progress_json(backfill))
+                .values(heartbeat_at=self._now(connection), progress=_progress_json(backfill))
             )
         return bool(done.rowcount)
 
     @retry_transient
     def finish(self, backfill: Backfill, *, status: str, message: str = "") -> Backfill:
-        now = utc(self._clock())
         with writing(self._engine) as connection:
+            now = self._now(connection)
             asked = connection.execute(
                 sa.select(t.backfills.c.status).where(
                     t.backfills.c.backfill_id == backfill.backfill_id
@@ -364,11 +367,11 @@ class BackfillQueue:
         heartbeat within `stale_after`) is stopped at once; a running one is asked to, and
         its runner stops after the batch in hand. A finished one stays as it is. None when
         there is no such backfill."""
-        now = utc(self._clock())
         column = t.backfills.c
-        stale = sa.or_(column.heartbeat_at.is_(None), column.heartbeat_at < now - stale_after)
         this = column.backfill_id == backfill_id
         with writing(self._engine) as connection:
+            now = self._now(connection)
+            stale = sa.or_(column.heartbeat_at.is_(None), column.heartbeat_at < now - stale_after)
             connection.execute(
                 t.backfills.update()
                 .where(

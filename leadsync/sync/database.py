@@ -11,6 +11,7 @@ refuse_unknown_revision   a store migrated by a newer leadsync, refused before a
 alembic_config(url)       the Alembic Config, for developers writing a new migration:
                           command.revision(alembic_config(url), autogenerate=True, message=...)
 retry_transient           re-runs a whole transaction after an error that rolled it back
+shared_now(connection)    now by the store's one clock (PostgreSQL's; SQLite: the host's)
                           for reasons of concurrency alone, a few times, then gives up
 store_error(error, url)   a database failure as one line naming the cause and the database
                           (its password masked): a StoreError, never a traceback
@@ -32,6 +33,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -66,6 +68,7 @@ __all__ = [
     "make_engine",
     "refuse_unknown_revision",
     "retry_transient",
+    "shared_now",
     "shown_url",
     "store_error",
     "store_errors",
@@ -292,6 +295,16 @@ TRANSIENT_SQLSTATES = frozenset(
 )
 SQLITE_LOCKED_MESSAGES = ("database is locked", "database table is locked")
 RETRY_ATTEMPTS = 5
+
+
+def shared_now(connection: Connection) -> datetime:
+    """Now, by the clock every process sharing the store judges leases and heartbeats by:
+    PostgreSQL's own (replicas on several hosts, whose clocks may disagree), else this
+    host's (SQLite: one host)."""
+    if connection.dialect.name == "postgresql":
+        moment: datetime = connection.execute(sa.select(sa.func.clock_timestamp())).scalar_one()
+        return moment.astimezone(UTC)
+    return datetime.now(UTC)
 
 
 def is_transient(error: BaseException) -> bool:

@@ -38,7 +38,7 @@ from sqlalchemy.engine import Connection, Engine
 from leadsync.connectors.base import utc
 from leadsync.errors import RunError
 from leadsync.sync import tables as t
-from leadsync.sync.database import retry_transient, writing
+from leadsync.sync.database import retry_transient, shared_now, writing
 from leadsync.sync.sql import insert_for
 
 __all__ = [
@@ -135,11 +135,7 @@ class Leases:
     def _now(self, connection: Connection) -> datetime:
         """The moment a lease's expiry is judged and set by, within the transaction: the clock
         given, else PostgreSQL's own (one clock for every host), else this host's."""
-        if self._clock is not None:
-            return utc(self._clock())
-        if connection.dialect.name == "postgresql":
-            return utc(connection.execute(sa.select(sa.func.clock_timestamp())).scalar_one())
-        return datetime.now(UTC)
+        return utc(self._clock()) if self._clock is not None else shared_now(connection)
 
     def _local_now(self) -> datetime:
         """This process's time, for how long it waits (not for the leases' times)."""

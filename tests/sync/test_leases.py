@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 
 import pytest
 
+from leadsync.sync.backfill import BackfillQueue, BackfillSpec, Status
 from leadsync.sync.leases import (
     LeaseInfo,
     Leases,
@@ -385,6 +386,26 @@ def test_on_postgresql_a_host_whose_clock_runs_ahead_never_takes_a_live_lease(
     assert held is not None
     assert held.holder == "host-a:1"
     assert on_time.renew("sync", TTL)  # and the holder's renewals are judged the same way
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_on_postgresql_a_host_whose_clock_runs_ahead_never_claims_a_running_backfill(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A backfill's heartbeat is judged by the same one clock as the leases.
+    queue = BackfillQueue(store.engine, stale_after=TTL)
+    asked = queue.create(BackfillSpec(("hubspot",)))
+    assert queue.claim(asked.backfill_id, "host-a:1/backfill", stale_after=TTL) is not None
+    monkeypatch.setattr("leadsync.sync.backfill.datetime", _NinetySecondsAhead)
+    ahead = BackfillQueue(store.engine, stale_after=TTL)
+    assert ahead.claim(asked.backfill_id, "host-b:2/backfill", stale_after=TTL) is None
+    assert ahead.claim(None, "host-b:2/backfill", stale_after=TTL) is None
+    seen = ahead.get(asked.backfill_id)
+    assert seen is not None
+    assert (seen.status, seen.holder) == (Status.RUNNING, "host-a:1/backfill")
+    stopped = ahead.request_stop(asked.backfill_id, stale_after=TTL)
+    assert stopped is not None
+    assert stopped.status == Status.STOPPING  # asked to stop, not stopped as if it had died
 
 
 def test_a_lease_taken_over_after_expiry_names_the_holder_it_replaced(
