@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from alembic import command
 from leadsync.cli import main
 from leadsync.sandbox import Sandbox
 from leadsync.sync.database import alembic_config, make_engine, shown_url, writing
+from leadsync.sync.leases import Leases
 from leadsync.sync.store import Store
 from leadsync.sync.tables import decode_value
 from tests.support import set_up_sandbox_config
@@ -174,3 +176,47 @@ def test_a_sqlite_store_that_is_not_there_is_not_made_by_a_downgrade(
         f"leadsync: no SQLite database at sqlite:///{missing}: nothing to downgrade\n"
     )
     assert not missing.parent.exists()
+
+
+@pytest.mark.parametrize(
+    "lease", ["sync", "replica:host-b:4242:abcdef"], ids=["a-sync", "a-service-replica"]
+)
+def test_it_refuses_while_a_sync_or_a_replica_of_the_service_holds_a_live_lease(
+    tmp_path: Path, database_url: str, lease: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A sync that went on past the downgrade would fail on the tables it took away (seen:
+    # `sync --once` on PostgreSQL, "relation dictionaries does not exist"), its run left
+    # running; a replica would start its next job on a schema it cannot know.
+    config = _config(tmp_path, database_url)
+    assert main(["db", "upgrade", "--config", config]) == 0
+    with Store(database_url) as store:
+        holder = "host-b:4242:abcdef/sync"
+        assert Leases(store.engine, holder).acquire(lease, timedelta(minutes=10))
+    capsys.readouterr()
+
+    assert main(["db", "downgrade", "--to", "0015", "--config", config]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"leadsync: the {lease} lease is held by {holder} until "), err
+    assert "stop every replica of the service and every command that syncs first" in err
+    assert _revision(database_url) == "0018_packed_leads"
+
+    # Once it is given back (or ran out), the downgrade goes ahead.
+    with Store(database_url) as store:
+        Leases(store.engine, holder).release(lease)
+    assert main(["db", "downgrade", "--to", "0015", "--config", config]) == 0
+    assert _revision(database_url) == OLDER
+
+
+def test_a_sync_lease_that_ran_out_does_not_stop_a_downgrade(
+    tmp_path: Path, database_url: str
+) -> None:
+    # A killed sync's lease is a row until taken: once expired it is nobody's.
+    config = _config(tmp_path, database_url)
+    assert main(["db", "upgrade", "--config", config]) == 0
+    with Store(database_url) as store:
+        an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+        killed = Leases(store.engine, "host-b:4242:abcdef/sync", clock=lambda: an_hour_ago)
+        assert killed.acquire("sync", timedelta(minutes=10))
+    assert main(["db", "downgrade", "--to", "0015", "--config", config]) == 0
+    assert _revision(database_url) == OLDER
