@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,13 @@ from alembic import command
 
 from leadsync.cli import main
 from leadsync.sandbox import Sandbox
-from leadsync.sync.database import alembic_config, make_engine, shown_url, writing
+from leadsync.sync.database import (
+    MIGRATION_LOCK_KEY,
+    alembic_config,
+    make_engine,
+    shown_url,
+    writing,
+)
 from leadsync.sync.leases import Leases
 from leadsync.sync.store import Store
 from leadsync.sync.tables import decode_value
@@ -220,3 +229,50 @@ def test_a_sync_lease_that_ran_out_does_not_stop_a_downgrade(
         assert killed.acquire("sync", timedelta(minutes=10))
     assert main(["db", "downgrade", "--to", "0015", "--config", config]) == 0
     assert _revision(database_url) == OLDER
+
+
+@pytest.mark.postgres
+def test_a_second_downgrade_waits_for_the_first_then_judges_the_store_it_left(
+    tmp_path: Path, postgresql_database_url: str
+) -> None:
+    # Seen: two run at once, the second announced "undoing 0018, 0017" of a store the first
+    # had taken to 0015, then failed with an internal error, or said it was at 0016 when it
+    # was at 0015. It must read the store's revision under the migration lock.
+    url = postgresql_database_url
+    config = _config(tmp_path, url)
+    at = ["--config", config]
+    assert main(["db", "upgrade", "--config", config]) == 0
+    engine = make_engine(url)
+    try:
+        with writing(engine) as first:  # the first downgrade, not yet committed
+            first.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+            )
+            command.downgrade(alembic_config(connection=first), OLDER)
+            second = subprocess.Popen(
+                [sys.executable, "-m", "leadsync.cli", "db", "downgrade", "--to", "0016", *at],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            deadline = time.monotonic() + 60
+            with engine.connect() as watching:
+                while second.poll() is None and time.monotonic() < deadline:
+                    waiting = watching.execute(
+                        sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                    ).scalar_one()
+                    if waiting:
+                        break
+                    time.sleep(0.05)
+    finally:
+        engine.dispose()
+    out, err = second.communicate(timeout=60)
+
+    assert second.returncode == 2, (out, err)
+    assert out == ""
+    assert err == (
+        f"leadsync: the store at {shown_url(url)} is at {OLDER}, older than "
+        "0016_expected_row_stamps: nothing to downgrade (the release that needs it migrates "
+        "the store up itself)\n"
+    )
+    assert _revision(url) == OLDER

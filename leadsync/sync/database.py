@@ -437,6 +437,12 @@ def downgrade_database(
 @retry_transient
 def _downgrade(engine: Engine, to: str, before: Callable[[str, list[str]], None]) -> list[str]:
     with _MIGRATING, writing(engine) as connection:
+        if connection.dialect.name == "postgresql":
+            # Before the revision is read: a downgrade or upgrade under way changes it.
+            # (env.py takes it again for the migrations: it is held twice, to the commit.)
+            connection.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+            )
         scripts = _scripts()
         refuse_unknown_revision(connection, scripts)
         revisions = known_revisions(scripts)
