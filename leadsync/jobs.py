@@ -179,6 +179,9 @@ class Service:
     def __init__(self, config: Config, *, clock: Callable[[], datetime] | None = None) -> None:
         self._config = config
         self._clock = clock or (lambda: datetime.now(UTC))
+        # The leases' own clock (PostgreSQL's there) unless one was given: a heartbeat is set
+        # and judged by the clock that judges the jobs' leases, whatever this host's says.
+        self._lease_clock = clock
         self._stopping = threading.Event()
         if threading.current_thread() is threading.main_thread():
             # A stop asked for while starting (connecting takes seconds) is honoured too.
@@ -308,7 +311,7 @@ class Service:
         """Say this replica runs, for `ttl` more (the console's Status lists it between its
         jobs too); forget the replicas gone for a day."""
         try:
-            heartbeat = Leases(self._runtime.store.engine, self.holder, clock=self._clock)
+            heartbeat = Leases(self._runtime.store.engine, self.holder, clock=self._lease_clock)
             heartbeat.acquire(replica_lease(self.holder), self._ttl)
             forget_gone_replicas(self._runtime.store.engine, before=self._clock() - GONE_KEPT)
         except sa.exc.SQLAlchemyError as problem:
@@ -475,7 +478,8 @@ class Service:
         held = leases.info(lease_name)
         if held is not None:
             beat = leases.info(replica_lease(held.holder.split("/", 1)[0]))
-            if beat is None or utc(beat.expires_at) <= utc(self._clock()):
+            judge = Leases(self._runtime.store.engine, self.holder, clock=self._lease_clock)
+            if beat is None or utc(beat.expires_at) <= judge.now():
                 log.info(
                     "job %s skipped: %s, not a running replica of the service, holds the %s lease "
                     "until %s UTC; the next turn tries again",

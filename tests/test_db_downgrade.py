@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,14 @@ from alembic import command
 
 from leadsync.cli import main
 from leadsync.sandbox import Sandbox
-from leadsync.sync.database import alembic_config, make_engine, shown_url, writing
+from leadsync.sync.database import (
+    MIGRATION_LOCK_KEY,
+    alembic_config,
+    make_engine,
+    shown_url,
+    writing,
+)
+from leadsync.sync.leases import Leases
 from leadsync.sync.store import Store
 from leadsync.sync.tables import decode_value
 from tests.support import set_up_sandbox_config
@@ -174,3 +185,94 @@ def test_a_sqlite_store_that_is_not_there_is_not_made_by_a_downgrade(
         f"leadsync: no SQLite database at sqlite:///{missing}: nothing to downgrade\n"
     )
     assert not missing.parent.exists()
+
+
+@pytest.mark.parametrize(
+    "lease", ["sync", "replica:host-b:4242:abcdef"], ids=["a-sync", "a-service-replica"]
+)
+def test_it_refuses_while_a_sync_or_a_replica_of_the_service_holds_a_live_lease(
+    tmp_path: Path, database_url: str, lease: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A sync that went on past the downgrade would fail on the tables it took away (seen:
+    # `sync --once` on PostgreSQL, "relation dictionaries does not exist"), its run left
+    # running; a replica would start its next job on a schema it cannot know.
+    config = _config(tmp_path, database_url)
+    assert main(["db", "upgrade", "--config", config]) == 0
+    with Store(database_url) as store:
+        holder = "host-b:4242:abcdef/sync"
+        assert Leases(store.engine, holder).acquire(lease, timedelta(minutes=10))
+    capsys.readouterr()
+
+    assert main(["db", "downgrade", "--to", "0015", "--config", config]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"leadsync: the {lease} lease is held by {holder} until "), err
+    assert "stop every replica of the service and every command that syncs first" in err
+    assert _revision(database_url) == "0018_packed_leads"
+
+    # Once it is given back (or ran out), the downgrade goes ahead.
+    with Store(database_url) as store:
+        Leases(store.engine, holder).release(lease)
+    assert main(["db", "downgrade", "--to", "0015", "--config", config]) == 0
+    assert _revision(database_url) == OLDER
+
+
+def test_a_sync_lease_that_ran_out_does_not_stop_a_downgrade(
+    tmp_path: Path, database_url: str
+) -> None:
+    # A killed sync's lease is a row until taken: once expired it is nobody's.
+    config = _config(tmp_path, database_url)
+    assert main(["db", "upgrade", "--config", config]) == 0
+    with Store(database_url) as store:
+        an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+        killed = Leases(store.engine, "host-b:4242:abcdef/sync", clock=lambda: an_hour_ago)
+        assert killed.acquire("sync", timedelta(minutes=10))
+    assert main(["db", "downgrade", "--to", "0015", "--config", config]) == 0
+    assert _revision(database_url) == OLDER
+
+
+@pytest.mark.postgres
+def test_a_second_downgrade_waits_for_the_first_then_judges_the_store_it_left(
+    tmp_path: Path, postgresql_database_url: str
+) -> None:
+    # Seen: two run at once, the second announced "undoing 0018, 0017" of a store the first
+    # had taken to 0015, then failed with an internal error, or said it was at 0016 when it
+    # was at 0015. It must read the store's revision under the migration lock.
+    url = postgresql_database_url
+    config = _config(tmp_path, url)
+    at = ["--config", config]
+    assert main(["db", "upgrade", "--config", config]) == 0
+    engine = make_engine(url)
+    try:
+        with writing(engine) as first:  # the first downgrade, not yet committed
+            first.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+            )
+            command.downgrade(alembic_config(connection=first), OLDER)
+            second = subprocess.Popen(
+                [sys.executable, "-m", "leadsync.cli", "db", "downgrade", "--to", "0016", *at],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            deadline = time.monotonic() + 60
+            with engine.connect() as watching:
+                while second.poll() is None and time.monotonic() < deadline:
+                    waiting = watching.execute(
+                        sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                    ).scalar_one()
+                    if waiting:
+                        break
+                    time.sleep(0.05)
+    finally:
+        engine.dispose()
+    out, err = second.communicate(timeout=60)
+
+    assert second.returncode == 2, (out, err)
+    assert out == ""
+    assert err == (
+        f"leadsync: the store at {shown_url(url)} is at {OLDER}, older than "
+        "0016_expected_row_stamps: nothing to downgrade (the release that needs it migrates "
+        "the store up itself)\n"
+    )
+    assert _revision(url) == OLDER

@@ -449,6 +449,12 @@ def downgrade_database(
 @retry_transient
 def _downgrade(engine: Engine, to: str, before: Callable[[str, list[str]], None]) -> list[str]:
     with _MIGRATING, writing(engine) as connection:
+        if connection.dialect.name == "postgresql":
+            # Before the revision is read: a downgrade or upgrade under way changes it.
+            # (env.py takes it again for the migrations: it is held twice, to the commit.)
+            connection.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+            )
         scripts = _scripts()
         refuse_unknown_revision(connection, scripts)
         revisions = known_revisions(scripts)
@@ -462,10 +468,45 @@ def _downgrade(engine: Engine, to: str, before: Callable[[str, list[str]], None]
                 "(the release that needs it migrates the store up itself)"
             )
         undo = revisions[revisions.index(to) + 1 : revisions.index(current) + 1][::-1]
+        if undo:
+            _refuse_live_writers(connection, shown)
         before(current, undo)
         if undo:
             command.downgrade(alembic_config(connection=connection), to)
         return undo
+
+
+def _refuse_live_writers(connection: Connection, shown: str) -> None:
+    """StoreError if a sync (the `sync` lease) or a replica of the service (its heartbeat) is
+    live: a sync going on past the downgrade fails on the tables it took away, its run left
+    running, and a replica would start its next job on a schema it cannot know. Judged, like
+    the leases, by PostgreSQL's clock there. Plain SQL: leases.py needs this module, and the
+    store may be at a revision the live tables do not describe."""
+    if not sa.inspect(connection).has_table("leases"):
+        return  # older than 0003_service: no service, no leases
+    now = (
+        connection.execute(sa.select(sa.func.clock_timestamp())).scalar_one()
+        if connection.dialect.name == "postgresql"
+        # SQLite keeps UTC wall times as text, as SQLAlchemy writes them.
+        else f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S.%f}"
+    )
+    live = connection.execute(
+        sa.text(
+            "SELECT name, holder, expires_at FROM leases WHERE expires_at > :now "
+            "AND (name = 'sync' OR name LIKE 'replica:%') ORDER BY name"
+        ),
+        {"now": now},
+    ).first()
+    if live is not None:
+        name, holder, expires_at = live
+        # A datetime on PostgreSQL (in the session's zone), UTC wall time text on SQLite.
+        until = datetime.fromisoformat(str(expires_at))
+        until = until.astimezone(UTC) if until.tzinfo else until.replace(tzinfo=UTC)
+        raise StoreError(
+            f"the {name} lease is held by {holder} until {until:%Y-%m-%d %H:%M:%S} UTC: stop "
+            "every replica of the service and every command that syncs first (a killed one's "
+            f"lease runs out by then); nothing downgraded at {shown}"
+        )
 
 
 def check_schema(engine: Engine) -> None:

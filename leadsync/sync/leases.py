@@ -137,6 +137,12 @@ class Leases:
         given, else PostgreSQL's own (one clock for every host), else this host's."""
         return utc(self._clock()) if self._clock is not None else shared_now(connection)
 
+    def now(self) -> datetime:
+        """The moment the leases are judged by now: what a lease's `expires_at` is compared
+        with (on PostgreSQL the server's clock, not this host's)."""
+        with self._engine.connect() as connection:
+            return self._now(connection)
+
     def _local_now(self) -> datetime:
         """This process's time, for how long it waits (not for the leases' times)."""
         return utc(self._clock()) if self._clock is not None else datetime.now(UTC)
