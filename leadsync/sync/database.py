@@ -420,6 +420,11 @@ def revision_named(name: str) -> str:
         return name
     if len(matching) == 1:
         return matching[0]
+    if matching:
+        raise UsageError(
+            f"{name!r} starts {len(matching)} revisions ({', '.join(matching)}): give more of "
+            "the one to go back to"
+        )
     raise UsageError(
         f"no revision {name!r} in this leadsync: one of {', '.join(revisions)} "
         "(`leadsync db downgrade --help`)"
