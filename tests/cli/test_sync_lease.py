@@ -60,6 +60,16 @@ def _leads_and_runs(config: Config) -> tuple[int, list[tuple[str, str]]]:
             return int(leads.scalar_one()), runs
 
 
+def _a_sync_killed_an_hour_ago(config: Config) -> str:
+    """The run a `sync --once` killed an hour ago left running, its lease run out since."""
+    dead = "deadhost:99:fedcba"
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    with Store(config.database_url) as store:
+        left_running = store.start_run("sync", started_at=an_hour_ago, holder=dead)
+    _hold_the_lease(config, f"{dead}/sync", since=an_hour_ago, ttl=timedelta(minutes=1))
+    return left_running
+
+
 @pytest.mark.parametrize("command", [["sync", "--once"], ["plan"]])
 def test_a_command_that_pulls_waits_for_a_held_sync_lease_then_exits_1_having_done_nothing(
     config: Config,
@@ -111,11 +121,7 @@ def test_a_sync_takes_the_expired_lease_of_a_dead_process_and_marks_its_run_aban
     config: Config, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # A `sync --once` killed an hour ago: its run still says running, its lease ran out.
-    dead = "deadhost:99:fedcba"
-    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
-    with Store(config.database_url) as store:
-        left_running = store.start_run("sync", started_at=an_hour_ago, holder=dead)
-    _hold_the_lease(config, f"{dead}/sync", since=an_hour_ago, ttl=timedelta(minutes=1))
+    left_running = _a_sync_killed_an_hour_ago(config)
 
     assert main(["sync", "--once", "--json", "--config", str(config.path)]) == 0
     this_run = json.loads(capsys.readouterr().out)["run_id"]
@@ -280,11 +286,7 @@ def test_a_backfill_takes_the_expired_lease_of_a_killed_sync_and_marks_its_run_a
     config: Config,
 ) -> None:
     # A `sync --once` killed an hour ago; the next to take the lease is a backfill's chunk.
-    dead = "deadhost:99:fedcba"
-    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
-    with Store(config.database_url) as store:
-        left_running = store.start_run("sync", started_at=an_hour_ago, holder=dead)
-    _hold_the_lease(config, f"{dead}/sync", since=an_hour_ago, ttl=timedelta(minutes=1))
+    left_running = _a_sync_killed_an_hour_ago(config)
 
     backfilled = _leadsync(config, "backfill")
     _, err = backfilled.communicate(timeout=120)

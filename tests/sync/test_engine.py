@@ -8,7 +8,7 @@ import random
 import re
 import string
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -481,19 +481,21 @@ def test_a_write_of_results_alone_is_not_checked_and_loses_no_edit_made_before_i
 
 
 class _EditsBeforeStamps:
-    """Wraps a connector that reads stamps; just before its first stamp read (after the pull,
-    before any write), a person edits a record. It counts the stamp reads and whole reads."""
+    """Wraps a connector that reads stamps; just before its first stamp read of leads (after
+    the pull, before any write), a person edits a record: `edit(ids asked about)` says which
+    (its id). It counts the stamp reads and whole reads."""
 
-    def __init__(self, inner: Connector, edit: Any) -> None:
+    def __init__(self, inner: Connector, edit: Callable[[Sequence[str]], str]) -> None:
         self._inner = inner
         self._edit = edit
         self.crm = inner.crm
         self.stamp_reads = 0
+        self.edited: str | None = None
         self.read: list[str] = []
 
     def stamps(self, record_ids: Sequence[str], **kwargs: Any) -> Any:
-        if not self.stamp_reads:
-            self._edit()
+        if self.edited is None and kwargs.get("object_name") is None:
+            self.edited = self._edit(record_ids)
         self.stamp_reads += 1
         return self._inner.stamps(record_ids, **kwargs)  # type: ignore[attr-defined]
 
@@ -510,8 +512,9 @@ def test_a_salesforce_edit_since_the_pull_is_held_back_through_a_stamp_read(
 ) -> None:
     lead_id = next(r["Id"] for r in sandbox.salesforce.snapshot("Lead") if not r.get("IsConverted"))
 
-    def edit() -> None:
+    def edit(_asked: Sequence[str]) -> str:
         sandbox.salesforce.update_record("Lead", lead_id, {"Phone": "+1 555 0155"})
+        return lead_id
 
     wrappers: list[_EditsBeforeStamps] = []
 
@@ -534,48 +537,24 @@ def test_a_salesforce_edit_since_the_pull_is_held_back_through_a_stamp_read(
     assert sandbox.salesforce.record("Lead", lead_id).get("Leadsync_Score__c") is not None
 
 
-class _EditsTheLastAskedAbout:
-    """Wraps a connector that reads stamps; on its first stamp read, before answering, a
-    person edits the last record asked about: the one written last, after the pull."""
-
-    def __init__(self, inner: Connector, sandbox: Sandbox) -> None:
-        self._inner = inner
-        self._sandbox = sandbox
-        self.crm = inner.crm
-        self.stamp_reads = 0
-        self.edited: str | None = None
-        self.read: list[str] = []
-
-    def stamps(self, record_ids: Sequence[str], **kwargs: Any) -> Any:
-        if self.edited is None and kwargs.get("object_name") is None:
-            self.edited = record_ids[-1]
-            outcome = self._sandbox.salesforce.update_record(
-                "Lead", self.edited, {"Phone": "+1 555 0166"}
-            )
-            assert not outcome.errors
-        self.stamp_reads += 1
-        return self._inner.stamps(record_ids, **kwargs)  # type: ignore[attr-defined]
-
-    def fetch(self, record_ids: Sequence[str], **kwargs: Any) -> Any:
-        self.read.extend(record_ids)
-        return self._inner.fetch(record_ids, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
 def test_a_salesforce_edit_between_the_pull_and_the_write_is_held_back_by_a_collection_read(
     sandbox: Sandbox, config: Config
 ) -> None:
     # The stamps come from one POST of sObject Collections for up to 2,000 records (not a
     # SOQL per ~430): the record written last, edited after the pull, is still held back,
     # and it alone is read whole.
-    wrappers: list[_EditsTheLastAskedAbout] = []
+    def edit_the_last(asked: Sequence[str]) -> str:
+        # The last record asked about: the one written last, after the pull.
+        outcome = sandbox.salesforce.update_record("Lead", asked[-1], {"Phone": "+1 555 0166"})
+        assert not outcome.errors
+        return asked[-1]
+
+    wrappers: list[_EditsBeforeStamps] = []
 
     def wrap(crm: str, connector: Connector) -> Any:
         if crm != "salesforce":
             return connector
-        wrappers.append(_EditsTheLastAskedAbout(connector, sandbox))
+        wrappers.append(_EditsBeforeStamps(connector, edit_the_last))
         return wrappers[-1]
 
     before = sandbox.stats.as_dict()["endpoints"]
