@@ -247,6 +247,7 @@ class Service:
                 health=self.metrics.health,
                 files=self._files.state,
                 clock=self._clock,
+                lease_clock=self._lease_clock,
             )
         )
 

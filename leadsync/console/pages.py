@@ -50,7 +50,11 @@ def status(visit: Visit) -> Response:
     return visit.render(
         "status.html",
         page="status",
-        status=service_status(visit.runtime(), now=visit.now()),
+        status=service_status(
+            visit.runtime(),
+            now=visit.now(),
+            leases_now=context.leases_now(visit.runtime().store.engine),
+        ),
         health=context.health() if context.health is not None else None,
         files=context.files() if context.files is not None else None,
         replica=context.replica,

@@ -90,15 +90,20 @@ class StatusView:
         return [replica.name for replica in self.replicas if replica.running]
 
 
-def service_status(runtime: Runtime, *, now: datetime, runs: int = RUNS_SHOWN) -> StatusView:
+def service_status(
+    runtime: Runtime, *, now: datetime, leases_now: datetime | None = None, runs: int = RUNS_SHOWN
+) -> StatusView:
+    """The Status page as of `now`; leases and heartbeats live as of `leases_now` (the clock
+    they are judged by, `ConsoleContext.leases_now`), `now` when not given."""
     store = runtime.store
     recent = list_runs(store, limit=runs)
     found = all_leases(store.engine)
+    judged = leases_now or now
     heartbeats = [info for info in found if info.name.startswith(REPLICA_PREFIX)]
-    leases = [_lease(info, now) for info in found if info not in heartbeats]
+    leases = [_lease(info, judged) for info in found if info not in heartbeats]
     return StatusView(
         now,
-        _replicas(heartbeats, leases, now),
+        _replicas(heartbeats, leases, judged),
         leases,
         recent,
         _quotas(runtime, [view.run for view in recent]),

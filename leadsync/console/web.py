@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jinja2
+from sqlalchemy.engine import Engine
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,6 +27,7 @@ from leadsync.console.sessions import Session, Sessions
 from leadsync.console.settings import ConsoleSettings
 from leadsync.metrics import Health
 from leadsync.runtime import Runtime
+from leadsync.sync.leases import Leases
 
 __all__ = ["Console", "ConsoleContext", "Visit"]
 
@@ -49,6 +51,13 @@ class ConsoleContext:
     # The model version running, and whether the files on disk differ (leadsync.jobs).
     files: Callable[[], Any] | None = None
     clock: Callable[[], datetime] = field(default=_now)
+    # What leases and heartbeats are judged by (Leases' own clock: PostgreSQL's there) unless
+    # given (tests): the console's host may run ahead of or behind the replicas'.
+    lease_clock: Callable[[], datetime] | None = None
+
+    def leases_now(self, engine: Engine) -> datetime:
+        """Now, as a lease's or heartbeat's expiry is judged."""
+        return Leases(engine, self.replica, clock=self.lease_clock).now()
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 import logging
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +119,28 @@ def test_status_names_each_running_replica_even_between_its_jobs(ada: Served) ->
     # The heartbeats are not jobs: the leases table has the job alone.
     assert f"sla {busy} sla" in page
     assert "replica:" not in page
+
+
+class _NinetySecondsAhead(datetime):
+    """The wall clock of a console's host running 90 s ahead (its NTP broken)."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> _NinetySecondsAhead:
+        moment = datetime.now(tz) + timedelta(seconds=90)
+        return cls.fromtimestamp(moment.timestamp(), tz)
+
+
+def test_status_judges_heartbeats_by_the_stores_clock_not_the_consoles_host(
+    ada: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A replica beating now, for a minute: running, whatever the console's host clock says.
+    replica = "host-b:41:aaaaaa"
+    assert Leases(ada.runtime.store.engine, replica).acquire(
+        replica_lease(replica), timedelta(minutes=1)
+    )
+    monkeypatch.setattr("leadsync.console.web.datetime", _NinetySecondsAhead)
+    page = text_of(ada.page("/console/"))
+    assert f"Running now: 1 replica ({replica})" in page
 
 
 # ------------------------------------------------------------------------------ leads
