@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 import logging
 import re
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from tests.console.conftest import (
     serve,
     sign_in,
 )
+from tests.support import NinetySecondsAhead
 
 
 def both_crms_lead(served: Served) -> tuple[Lead, dict[str, str]]:
@@ -121,15 +122,6 @@ def test_status_names_each_running_replica_even_between_its_jobs(ada: Served) ->
     assert "replica:" not in page
 
 
-class _NinetySecondsAhead(datetime):
-    """The wall clock of a console's host running 90 s ahead (its NTP broken)."""
-
-    @classmethod
-    def now(cls, tz: tzinfo | None = None) -> _NinetySecondsAhead:
-        moment = datetime.now(tz) + timedelta(seconds=90)
-        return cls.fromtimestamp(moment.timestamp(), tz)
-
-
 def test_status_judges_heartbeats_by_the_stores_clock_not_the_consoles_host(
     ada: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -138,7 +130,7 @@ def test_status_judges_heartbeats_by_the_stores_clock_not_the_consoles_host(
     assert Leases(ada.runtime.store.engine, replica).acquire(
         replica_lease(replica), timedelta(minutes=1)
     )
-    monkeypatch.setattr("leadsync.console.web.datetime", _NinetySecondsAhead)
+    monkeypatch.setattr("leadsync.console.web.datetime", NinetySecondsAhead)
     page = text_of(ada.page("/console/"))
     assert f"Running now: 1 replica ({replica})" in page
 

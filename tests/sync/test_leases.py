@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -20,7 +20,7 @@ from leadsync.sync.leases import (
     replica_lease,
 )
 from leadsync.sync.store import Store
-from tests.support import REAL_PROCESSES
+from tests.support import REAL_PROCESSES, NinetySecondsAhead
 
 pytestmark = REAL_PROCESSES
 
@@ -361,15 +361,6 @@ def test_replicas_racing_for_a_free_lease_exactly_one_wins(
         assert held.holder == winners[0]
 
 
-class _NinetySecondsAhead(datetime):
-    """The wall clock of a host running 90 s ahead (its NTP broken)."""
-
-    @classmethod
-    def now(cls, tz: tzinfo | None = None) -> _NinetySecondsAhead:
-        moment = datetime.now(tz) + timedelta(seconds=90)
-        return cls.fromtimestamp(moment.timestamp(), tz)
-
-
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_on_postgresql_a_host_whose_clock_runs_ahead_never_takes_a_live_lease(
     store: Store, monkeypatch: pytest.MonkeyPatch
@@ -377,7 +368,7 @@ def test_on_postgresql_a_host_whose_clock_runs_ahead_never_takes_a_live_lease(
     # Replicas on several hosts share one PostgreSQL: its clock, not theirs, judges expiry.
     on_time = Leases(store.engine, "host-a:1")
     assert on_time.acquire("sync", TTL)
-    monkeypatch.setattr("leadsync.sync.leases.datetime", _NinetySecondsAhead)
+    monkeypatch.setattr("leadsync.sync.leases.datetime", NinetySecondsAhead)
     ahead = Leases(store.engine, "host-b:2")
     assert ahead.acquire("sync", TTL) is False
     with ahead.hold("sync", ttl=TTL) as lease:
@@ -396,7 +387,7 @@ def test_on_postgresql_a_host_whose_clock_runs_ahead_never_claims_a_running_back
     queue = BackfillQueue(store.engine, stale_after=TTL)
     asked = queue.create(BackfillSpec(("hubspot",)))
     assert queue.claim(asked.backfill_id, "host-a:1/backfill", stale_after=TTL) is not None
-    monkeypatch.setattr("leadsync.sync.backfill.datetime", _NinetySecondsAhead)
+    monkeypatch.setattr("leadsync.sync.backfill.datetime", NinetySecondsAhead)
     ahead = BackfillQueue(store.engine, stale_after=TTL)
     assert ahead.claim(asked.backfill_id, "host-b:2/backfill", stale_after=TTL) is None
     assert ahead.claim(None, "host-b:2/backfill", stale_after=TTL) is None
