@@ -489,12 +489,9 @@ def _refuse_live_writers(connection: Connection, shown: str) -> None:
     store may be at a revision the live tables do not describe."""
     if not sa.inspect(connection).has_table("leases"):
         return  # older than 0003_service: no service, no leases
-    now = (
-        connection.execute(sa.select(sa.func.clock_timestamp())).scalar_one()
-        if connection.dialect.name == "postgresql"
-        # SQLite keeps UTC wall times as text, as SQLAlchemy writes them.
-        else f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S.%f}"
-    )
+    moment = shared_now(connection)
+    # SQLite keeps UTC wall times as text, as SQLAlchemy writes them.
+    now = moment if connection.dialect.name == "postgresql" else f"{moment:%Y-%m-%d %H:%M:%S.%f}"
     live = connection.execute(
         sa.text(
             "SELECT name, holder, expires_at FROM leases WHERE expires_at > :now "
