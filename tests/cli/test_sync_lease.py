@@ -214,12 +214,13 @@ def test_only_a_command_that_asks_the_stop_check_gives_its_lease_up_as_stalled(
 ) -> None:
     # A revert's or retry's writes never ask the stop check, which is what shows progress:
     # however long they take, their lease must hold, or a sync could run beside them.
-    config = _with(config, service="lease_seconds = 0.6\nstalled_after_seconds = 0.6")
+    config = _with(config, service="lease_seconds = 1.5\nstalled_after_seconds = 1.5")
     with open_runtime(config, connect=False) as runtime:
         lost = pytest.raises(LeaseLostError) if asks_stop_check else contextlib.nullcontext()
         with lost, runtime.sync_lease("revert", asks_stop_check=asks_stop_check):
-            # A thief tries for it after several renewal periods with no progress shown.
-            time.sleep(2.0)
+            # A thief tries for it after ten renewal periods with no progress shown: the
+            # silent sync's lease ran out 2 s before, the revert's was renewed 0.5 s before.
+            time.sleep(5.0)
             thief = Leases(runtime.store.engine, "thief:7:abcdef/sync")
             assert thief.acquire(SYNC_LEASE, timedelta(minutes=1)) == asks_stop_check
 
