@@ -81,6 +81,7 @@ from leadsync.sync.handoff_ledger import CREATED, Handoff
 from leadsync.sync.identity import (
     CROSS_REFERENCED_CRM,
     InMemoryIdentityIndex,
+    cross_reference_fields,
     cross_references,
     lookups_for,
     match_batch,
@@ -739,7 +740,13 @@ class SyncEngine:
             record_ids = pending.pop(crm)
             for start in range(0, len(record_ids), KEYS_READ_AT_ONCE):
                 chunk = record_ids[start : start + KEYS_READ_AT_ONCE]
-                self._group(list(self._store.snapshots(crm, chunk).values()), groups, joined)
+                keyed = self._store.identity_snapshots(
+                    crm,
+                    chunk,
+                    raw=cross_reference_fields(crm),
+                    canonical=[self._map.identity_field],
+                )
+                self._group(keyed, groups, joined)
         for lead_id in overdue:
             groups.add_lead(lead_id)
         return groups

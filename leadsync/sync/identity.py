@@ -36,6 +36,7 @@ __all__ = [
     "IdentityIndex",
     "InMemoryIdentityIndex",
     "Lookups",
+    "cross_reference_fields",
     "cross_references",
     "eighteen_character_id",
     "lookups_for",
@@ -123,6 +124,11 @@ def cross_references(snapshot: Snapshot) -> frozenset[CrossRef]:
         if not is_blank(value):
             refs.add(CrossRef(kind, eighteen_character_id(str(value).strip())))
     return frozenset(refs)
+
+
+def cross_reference_fields(crm: str) -> list[str]:
+    """The raw fields `cross_references` reads of a record of `crm`'s lead object."""
+    return list(CROSS_REFERENCE_FIELDS.get(crm, {}))
 
 
 def people_named(snapshot: Snapshot) -> frozenset[tuple[str, str]]:

@@ -610,6 +610,26 @@ class Store:
                 )
         return found
 
+    @retry_transient
+    def identity_snapshots(
+        self, crm: str, record_ids: Sequence[str], *, raw: Sequence[str], canonical: Sequence[str]
+    ) -> list[Snapshot]:
+        """The snapshots of `record_ids` holding only the `raw` and `canonical` fields of their
+        values, and no change times: what grouping records by identity reads. A first sync
+        groups every pending record before it settles them; its values alone, unpacked but
+        not decoded, cost a quarter of a whole snapshot's read."""
+        found: list[Snapshot] = []
+        with self._engine.connect() as connection:
+            for chunk in chunks(record_ids):
+                query = _snapshot_query().where(
+                    t.snapshots.c.crm == crm, t.snapshots.c.record_id.in_(chunk)
+                )
+                found.extend(
+                    _identity_snapshot(row, self._codebook, raw, canonical)
+                    for row in connection.execute(query)
+                )
+        return found
+
     def deleted_records(self, crm: str, record_ids: Sequence[str]) -> set[str]:
         """The ones of `record_ids` the store last saw deleted: lead records and records of
         related objects (a Contact) alike."""
@@ -1732,6 +1752,24 @@ def _snapshot(row: Sequence[Any], codebook: packed.Codebook) -> Snapshot:
         raw=raw,
         canonical=canonical,
         changed_at=_read_changed_at(t.json_read(changed_at), canonical, modified_at),
+        deleted=deleted,
+        lead_id=lead_id,
+    )
+
+
+def _identity_snapshot(
+    row: Sequence[Any], codebook: packed.Codebook, raw: Sequence[str], canonical: Sequence[str]
+) -> Snapshot:
+    """A row of `_snapshot_query` as `_snapshot` reads it, but for the `raw` and `canonical`
+    fields alone, and without change times."""
+    crm, record_id, modified_at, values, _, deleted, lead_id = row
+    raw_values, canonical_values = packed.unpack_fields(values, codebook, raw, canonical)
+    return Snapshot(
+        crm=crm,
+        record_id=record_id,
+        modified_at=modified_at,
+        raw=raw_values,
+        canonical=canonical_values,
         deleted=deleted,
         lead_id=lead_id,
     )

@@ -16,6 +16,7 @@ from leadsync.sync.identity import (
     SALESFORCE_LEAD,
     CrossRef,
     InMemoryIdentityIndex,
+    cross_reference_fields,
     cross_references,
     eighteen_character_id,
     lookups_for,
@@ -336,3 +337,21 @@ def test_an_index_of_stored_records_answers_like_one_built_link_by_link() -> Non
     index = InMemoryIdentityIndex.of(records, identity_field="email")
     assert index.lead_for("salesforce", LEAD_X) == "L1"
     assert index.leads_with_email("bea@x.com") == ["L2"]
+
+
+@pytest.mark.parametrize("crm", ["hubspot", "salesforce"])
+def test_a_record_holding_only_its_cross_reference_fields_names_what_the_whole_one_does(
+    crm: str,
+) -> None:
+    # Grouping a first sync's records reads only these fields of each (Store.identity_snapshots).
+    named = salesforce_id("003", 7)
+    whole = {
+        "hubspot": {"salesforceleadid": salesforce_id("00Q", 1)[:15], "salesforcecontactid": named},
+        "salesforce": {"ConvertedContactId": named, "ConvertedOpportunityId": "006x"},
+    }[crm]
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    record = Snapshot(crm, salesforce_id("00Q", 2), at, {**whole, "Email": "a@x.com"}, {})
+    fields = cross_reference_fields(crm)
+    alone = replace(record, raw={name: record.raw[name] for name in fields if name in record.raw})
+    assert cross_references(alone) == cross_references(record)
+    assert len(cross_references(record)) == 2  # HubSpot's two fields; a lead's Id and its Contact

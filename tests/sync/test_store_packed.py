@@ -398,3 +398,52 @@ def test_a_merged_leads_choices_read_back_as_the_crms_values(database_url: str) 
     _, back = _choices(Lead("L1", values, choices), database_url)
     assert math.copysign(1.0, back["zero"].value) == -1.0
     assert back["when"].value == instant
+
+
+# ------------------------------------------------------------------- some fields, read for less
+
+
+@pytest.mark.parametrize("name", sorted(ODD))
+def test_one_field_unpacked_alone_reads_as_the_whole_record_gives_it(name: str) -> None:
+    # Every odd kind of value: an integer past 64 bits (orjson rounds it to a float), tagged
+    # times and dates, a mapping that looks tagged, floats and lists.
+    raw, canonical = dict(ODD), {"as_canonical": ODD[name], "other": 1}
+    blob = packed.pack(tables.encode_value(raw), tables.encode_value(canonical))
+    got_raw, got_canonical = packed.unpack_fields(blob, None, [name, "absent"], ["as_canonical"])
+    assert [(v, type(v)) for v in got_raw.values()] == [(ODD[name], type(ODD[name]))]
+    assert list(got_raw) == [name]
+    assert got_canonical == {"as_canonical": ODD[name]}
+    assert type(got_canonical["as_canonical"]) is type(ODD[name])
+
+
+def test_fields_unpacked_alone_from_text_orjson_refuses_read_as_the_whole_record() -> None:
+    # A lone surrogate: orjson refuses the text, the json module reads it.
+    raw = {"email": "a\ud800@x.com", "other": "b"}
+    blob = packed.pack(tables.encode_value(raw), {})
+    assert packed.unpack_fields(blob, None, ["email"], ["email"]) == ({"email": raw["email"]}, {})
+
+
+def test_identity_snapshots_hold_the_named_fields_of_the_stored_snapshots(
+    database_url: str,
+) -> None:
+    snapshot = Snapshot(
+        "hubspot", "1", T0, {**RAW, "salesforceleadid": "00Q5g000001ABCD"}, CANONICAL
+    )
+    with Store(database_url, clock=lambda: T0) as store:
+        saved(store, snapshot, Snapshot("hubspot", "2", T0, {"big": 2**70}, {}))
+        whole = store.snapshots("hubspot", ["1", "2"])
+        light = store.identity_snapshots(
+            "hubspot", ["1", "2", "absent"], raw=["salesforceleadid", "big"], canonical=["email"]
+        )
+    by_id = {s.record_id: s for s in light}
+    assert sorted(by_id) == ["1", "2"]
+    assert by_id["1"].raw == {"salesforceleadid": "00Q5g000001ABCD"}
+    assert by_id["1"].canonical == {"email": CANONICAL["email"]}
+    assert by_id["2"].raw == {"big": 2**70}
+    for record_id, read in by_id.items():
+        assert (read.crm, read.modified_at, read.deleted, read.lead_id) == (
+            whole[record_id].crm,
+            whole[record_id].modified_at,
+            whole[record_id].deleted,
+            whole[record_id].lead_id,
+        )
