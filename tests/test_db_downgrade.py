@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -276,5 +277,34 @@ def test_a_second_downgrade_waits_for_the_first_then_judges_the_store_it_left(
         f"leadsync: the store at {shown_url(url)} is at {OLDER}, older than "
         "0016_expected_row_stamps: nothing to downgrade (the release that needs it migrates "
         "the store up itself)\n"
+    )
+    assert _revision(url) == OLDER
+
+
+def test_a_downgrade_retried_after_a_transient_error_says_what_it_undoes_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'leadsync.db'}"
+    config = _config(tmp_path, url)
+    assert main(["db", "upgrade", "--config", config]) == 0
+    capsys.readouterr()
+    real = command.downgrade
+    failures = [
+        sa.exc.OperationalError("DELETE", {}, sqlite3.OperationalError("database is locked"))
+    ]
+
+    def locked_once(*arguments: Any, **keywords: Any) -> None:
+        # The whole transaction rolls back, and is run again (retry_transient).
+        if failures:
+            raise failures.pop()
+        real(*arguments, **keywords)
+
+    monkeypatch.setattr(command, "downgrade", locked_once)
+    assert main(["db", "downgrade", "--to", OLDER, "--config", config]) == 0
+    assert not failures
+    shown = shown_url(url)
+    assert capsys.readouterr().out == (
+        f"the store at {shown} is at {known_revisions()[-1]}: undoing {UNDONE}\n"
+        f"the store at {shown} is at {OLDER}: the release whose newest revision it is can run\n"
     )
     assert _revision(url) == OLDER

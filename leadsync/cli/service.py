@@ -111,9 +111,14 @@ def run_db_downgrade(args: argparse.Namespace) -> int:
     config = load(args)
     shown = shown_url(config.database_url)
 
+    said: set[str] = set()
+
     def announce(current: str, undo: list[str]) -> None:
-        if undo:
-            print(f"the store at {shown} is at {current}: undoing {', '.join(undo)}")
+        # Once: a transaction retried after a transient error comes here again.
+        line = f"the store at {shown} is at {current}: undoing {', '.join(undo)}"
+        if undo and line not in said:
+            print(line)
+            said.add(line)
 
     if downgrade_database(config.database_url, to, before=announce):
         print(f"the store at {shown} is at {to}: the release whose newest revision it is can run")
