@@ -1,6 +1,6 @@
 """`leadsync db downgrade --to REVISION`: a store taken back to the newest revision of an older
 release, for that release to run on. On each backend, a store a real sync filled is taken down
-to 0015 (undoing the packing of 0016-0018): it then has the schema 0015 made, each lead's
+to 0015 (undoing the packing of 0016-0019): it then has the schema 0015 made, each lead's
 values in the JSON columns that release reads, and this leadsync, opening it again, finds the
 same store. Without --to, or with a revision it cannot go to, it refuses and changes nothing."""
 
@@ -36,7 +36,8 @@ from leadsync.sync.tables import decode_value
 from tests.support import set_up_sandbox_config
 
 OLDER = "0015_own_write_stamps"
-UNDONE = "0018_packed_leads, 0017_packing_dictionaries, 0016_expected_row_stamps"
+HEAD = "0019_packed_expected"
+UNDONE = f"{HEAD}, 0018_packed_leads, 0017_packing_dictionaries, 0016_expected_row_stamps"
 
 
 def _config(folder: Path, url: str, sandbox: Sandbox | None = None) -> str:
@@ -113,7 +114,7 @@ def test_a_synced_store_taken_down_to_0015_is_what_0015_reads_and_comes_back_who
     assert main(["db", "downgrade", "--to", "0015", "--config", config]) == 0
     out = capsys.readouterr().out
     shown = shown_url(database_url)
-    assert f"the store at {shown} is at 0018_packed_leads: undoing {UNDONE}\n" in out
+    assert f"the store at {shown} is at {HEAD}: undoing {UNDONE}\n" in out
     assert f"the store at {shown} is at {OLDER}: " in out
     assert _revision(database_url) == OLDER
 
@@ -211,7 +212,7 @@ def test_it_refuses_while_a_sync_or_a_replica_of_the_service_holds_a_live_lease(
     assert out == ""
     assert err.startswith(f"leadsync: the {lease} lease is held by {holder} until "), err
     assert "stop every replica of the service and every command that syncs first" in err
-    assert _revision(database_url) == "0018_packed_leads"
+    assert _revision(database_url) == HEAD
 
     # Once it is given back (or ran out), the downgrade goes ahead.
     with Store(database_url) as store:

@@ -98,6 +98,7 @@ TRAIN_SAMPLES = 1_000
 SNAPSHOT_DICTIONARY = "snapshots:"
 LEAD_DICTIONARY = "leads"
 WRITE_DICTIONARY = "writes:"
+EXPECTED_DICTIONARY = "expected:"
 # How a write the CRM refused is named in the quarantine.
 REFUSED = "write refused by "
 # A refused write is tried again once its cause may have changed (see `due_refusals`), or
@@ -1006,8 +1007,17 @@ class Store:
             dictionary = self._dictionary(connection, kind, samples, now)
             log = write_log.log_rows(connection, run_id, crm, rows, now, dictionary)
             write_log.insert_log(connection, log)
+            expected_kind = f"{EXPECTED_DICTIONARY}{crm}"
+            expected = sa.select(t.expected.c.packed).where(t.expected.c.crm == crm)
+            expected_dictionary = self._dictionary(connection, expected_kind, expected, now)
             write_log.merge_expected(
-                connection, write_log.expected_rows(connection, run_id, crm, rows, now)
+                connection,
+                crm,
+                run_id,
+                now,
+                write_log.expected_writes(rows),
+                dictionary=expected_dictionary,
+                codebook=self._codebook,
             )
             # A record whose write the CRM refused waits in quarantine with its reason, for a
             # person to see (the report lists it); a later write that lands takes it out.
@@ -1024,6 +1034,7 @@ class Store:
                 at_once=at_once,
             )
         self._keep(kind, dictionary)
+        self._keep(expected_kind, expected_dictionary)
 
     @retry_transient
     def due_refusals(
@@ -1088,13 +1099,14 @@ class Store:
     def expected(self, crm: str, record_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Record id -> field -> the raw value leadsync last wrote there."""
         found: dict[str, dict[str, Any]] = {}
-        columns = (t.expected.c.record_id, t.expected.c.fields, t.expected.c.written_at)
+        columns = (t.expected.c.record_id, t.expected.c.packed, t.expected.c.written_at)
         with self._engine.connect() as connection:
             for chunk in chunks(record_ids):
                 query = sa.select(*columns).where(
                     t.expected.c.crm == crm, t.expected.c.record_id.in_(chunk)
                 )
-                for record_id, fields, written_at in connection.execute(query):
+                for record_id, blob, written_at in connection.execute(query):
+                    fields = write_log.expected_fields(blob, self._codebook)
                     found[record_id] = {
                         name: value
                         for name, (value, _) in write_log.expected_values(
@@ -1114,12 +1126,13 @@ class Store:
             for chunk in chunks(record_ids):
                 # The record's latest write came after the read; which of its fields did.
                 query = (
-                    sa.select(e.c.record_id, e.c.fields, e.c.written_at, s.c.saved_at)
+                    sa.select(e.c.record_id, e.c.packed, e.c.written_at, s.c.saved_at)
                     .join(s, sa.and_(s.c.crm == e.c.crm, s.c.record_id == e.c.record_id))
                     .where(e.c.crm == crm, e.c.record_id.in_(chunk))
                     .where(e.c.written_at > s.c.saved_at)
                 )
-                for record_id, fields, written_at, saved_at in connection.execute(query):
+                for record_id, blob, written_at, saved_at in connection.execute(query):
+                    fields = write_log.expected_fields(blob, self._codebook)
                     read = write_log.microseconds(saved_at)
                     unseen = {
                         name: value

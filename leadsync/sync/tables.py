@@ -482,11 +482,12 @@ writes = sa.Table(
 )
 
 # Echo fingerprints: the raw value leadsync last wrote to each field of each record, one row per
-# record. `fields` is {field: [value]} for a field written at `written_at` (the latest write),
-# {field: [value, written at]} for one written before it: the value as `encode_value` gives
-# it, the time in microseconds since the epoch (UTC). A first sync's row holds no time but
+# record. `packed` holds the JSON {field: [value]} for a field written at `written_at` (the
+# latest write), {field: [value, written at]} for one written before it: the value as
+# `encode_value` gives it, the time in microseconds since the epoch (UTC), compressed
+# (`sync.packed`: nothing queries inside it). A first sync's row holds no time but
 # `written_at` (17 fields of 16 digits were a third of the row). Each write is laid over the
-# record's earlier fields in the database itself (`sync.write_log`).
+# record's earlier fields (`sync.write_log.merge_expected`).
 # `modified_at` is the record's stamp after leadsync's last write to it, on the CRM's own clock,
 # where the CRM's answer gave one (HubSpot's does): a version pulled later but stamped earlier
 # is older than what the record holds (`Store.known_stamps`). NULL where none was given.
@@ -495,7 +496,7 @@ expected = sa.Table(
     metadata,
     sa.Column("crm", sa.String(), primary_key=True),
     sa.Column("record_id", sa.String(), primary_key=True),
-    sa.Column("fields", sa.JSON(), nullable=False),
+    sa.Column("packed", sa.LargeBinary(), nullable=False),
     sa.Column("run_id", sa.String(), nullable=False),
     sa.Column("written_at", UtcDateTime(), nullable=False),
     sa.Column("modified_at", UtcDateTime(), nullable=True),

@@ -4,11 +4,13 @@
                            its rows that share status, category and message), its fields one
                            JSON object {field: [old, new]} in the order written, compressed
                            (`sync.packed`: nothing queries inside it)
-    expected_rows(...)     the values a batch wrote, as one `expected` row per record
+    expected_writes(rows)  the values a batch wrote, by record
     insert_log(...)        insert `writes` rows, through the driver
     merge_expected(...)    upsert `expected` rows, each laid over the record's earlier fields
+                           (JSON {field: [value]} or [value, microseconds], compressed)
     logged_fields(fields)  a `writes` row's fields, decoded, in the order written
-    expected_values(...)   an `expected` row's fields, decoded, with when each was written
+    expected_fields(blob)  an `expected` row's fields as stored
+    expected_values(...)   those fields, decoded, with when each was written
 
 A first sync writes some 10 fields to each of tens of thousands of records: a row per field
 (and SQLAlchemy's processing of each, and a JSON encoding of each value) cost about as much
@@ -16,10 +18,9 @@ as everything else the store does. Each row's JSON is encoded once, here, and th
 the database driver as they are.
 
 Both tables keep values as `encode_value` gives them, pair by pair, under field names of
-their own: a mapping's top level is never tagged (a field named "$x" stays a field), so the
-database can merge one record's fields with another's (SQLite's json_patch, PostgreSQL's
-jsonb ||), which keeps the values of fields a later write leaves alone, even when two
-transactions write one record at once.
+their own: a mapping's top level is never tagged (a field named "$x" stays a field), so one
+record's fields merge with another's write by name, keeping the values of fields a later
+write leaves alone.
 """
 
 from __future__ import annotations
@@ -35,12 +36,14 @@ from sqlalchemy.engine import Connection
 from leadsync.connectors.base import WriteStatus
 from leadsync.sync import packed
 from leadsync.sync import tables as t
-from leadsync.sync.sql import execute_encoded, insert_for, time_param
+from leadsync.sync.sql import chunks, execute_encoded, time_param, upsert_statement
 
 __all__ = [
+    "EXPECTED_LOCK_KEY",
     "Written",
-    "expected_rows",
+    "expected_fields",
     "expected_values",
+    "expected_writes",
     "insert_log",
     "log_rows",
     "logged_fields",
@@ -172,11 +175,11 @@ def insert_log(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> Non
     _execute(connection, t.writes.insert(), rows)
 
 
-def expected_rows(
-    connection: Connection, run_id: str, crm: str, rows: Sequence[Written], now: datetime
-) -> list[dict[str, Any]]:
-    """One `expected` row per record with a write that landed: the values written, the last
-    of a field written twice winning."""
+def expected_writes(
+    rows: Sequence[Written],
+) -> dict[str, tuple[dict[str, list[Any]], datetime | None]]:
+    """Record id -> (its fields a batch wrote, each value alone, the last of a field written
+    twice winning; the record's stamp after the write, or None): for `merge_expected`."""
     values: dict[str, dict[str, list[Any]]] = {}
     modified: dict[str, datetime] = {}
     for row in rows:
@@ -185,88 +188,99 @@ def expected_rows(
             values.setdefault(row.record_id, {})[row.field] = _alone(row.new)
             if row.modified_at is not None:
                 modified[row.record_id] = max(row.modified_at, modified.get(row.record_id, EPOCH))
-    as_time = time_param(connection.dialect)
-    written_at = as_time(now)
-    return [
-        {
-            "crm": crm,
-            "record_id": record_id,
-            "fields": _text(fields),
-            "run_id": run_id,
-            "written_at": written_at,
-            "modified_at": as_time(modified.get(record_id)),
-        }
-        for record_id, fields in values.items()
-    ]
+    return {record_id: (fields, modified.get(record_id)) for record_id, fields in values.items()}
 
 
-def merge_expected(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Upsert `expected_rows`: a record's row takes the fields written now over those it held,
-    keeping the others, as one statement in the database (no read first).
+def merge_expected(
+    connection: Connection,
+    crm: str,
+    run_id: str,
+    written_at: datetime,
+    written: Mapping[str, tuple[dict[str, list[Any]], datetime | None]],
+    *,
+    dictionary: packed.Dictionary | None = None,
+    codebook: packed.Codebook | None = None,
+) -> None:
+    """Lay `expected_writes`, written at `written_at`, over the records' rows: a record's row
+    takes the fields written now over those it held, keeping the others, packed with
+    `dictionary` where given (held rows unpacked through `codebook`, the store's).
 
     A field written at the row's `written_at` holds its value alone ([value]); the row's
     other fields hold when they were written beside it ([value, microseconds]). So a kept
     field that held its value alone gets its time written out once the row's `written_at`
-    moves on (and a field written now, when another transaction wrote the row later)."""
-    if not rows:
+    moves on (and a field written now, when another transaction wrote the row later).
+
+    The rows are read, merged here and written back within the caller's transaction: on
+    PostgreSQL under a lock every transaction merging echo fingerprints takes, so that two
+    writing one record's fields at once both keep theirs (SQLite's write transactions are
+    one at a time already)."""
+    if not written:
         return
-    insert = insert_for(connection, t.expected)
-    held, new = t.expected.c, insert.excluded
-    if connection.dialect.name == "sqlite":
-        fields: Any = sa.literal_column(_SQLITE_MERGE, sa.JSON())
-        latest: Any = sa.func.max(held.written_at, new.written_at)
-    else:
-        # json has no merge, and jsonb's || rewrites every value it merges (1e+16 comes back
-        # the integer 10000000000000000, an object's keys in jsonb's order): the record's
-        # fields are merged as json, each value's text kept as it was written.
-        fields = sa.literal_column(_POSTGRESQL_MERGE, sa.JSON())
-        latest = sa.func.greatest(held.written_at, new.written_at)
-    statement = insert.on_conflict_do_update(
-        index_elements=[held.crm, held.record_id],
-        set_={
-            "fields": fields,
-            "run_id": new.run_id,
-            "written_at": latest,
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": EXPECTED_LOCK_KEY}
+        )
+    e = t.expected.c
+    held: dict[str, tuple[dict[str, list[Any]], datetime, datetime | None]] = {}
+    for chunk in chunks(list(written)):
+        query = sa.select(e.record_id, e.packed, e.written_at, e.modified_at).where(
+            e.crm == crm, e.record_id.in_(chunk)
+        )
+        for record_id, blob, held_at, held_modified in connection.execute(query):
+            held[record_id] = (expected_fields(blob, codebook), held_at, held_modified)
+    as_time = time_param(connection.dialect)
+    rows = []
+    for record_id, (fields, modified_at) in written.items():
+        latest = written_at
+        before = held.get(record_id)
+        if before is not None:
+            held_fields, held_at, held_modified = before
+            fields = _laid_over(held_fields, held_at, fields, written_at)
+            latest = max(held_at, written_at)
             # The last write's stamp, or the one before it where the CRM gave none now.
-            "modified_at": sa.func.coalesce(new.modified_at, held.modified_at),
-        },
-    )
-    _execute(connection, statement, rows)
+            modified_at = held_modified if modified_at is None else modified_at
+        rows.append(
+            {
+                "crm": crm,
+                "record_id": record_id,
+                "packed": packed.pack_text(_text(fields).encode(), dictionary),
+                "run_id": run_id,
+                "written_at": as_time(latest),
+                "modified_at": as_time(modified_at),
+            }
+        )
+    _execute(connection, upsert_statement(connection, t.expected), rows)
 
 
-# Each side's fields, a value alone given its row's time where the merged row's is another
-# (json_insert appends to the array, and every value's text is kept as it was written). SQLite
-# keeps a timestamp as its UTC wall time, "YYYY-MM-DD HH:MM:SS.ffffff": its microseconds since
-# the epoch are the whole seconds strftime reads, and the fraction's digits.
-_SQLITE_MERGE = """(SELECT json_group_object(merged.key, json(merged.value)) FROM (
- SELECT key, CASE WHEN json_array_length(value) = 1 AND expected.written_at < excluded.written_at
-  THEN json_insert(value, '$[#]',
-   CAST(strftime('%s', substr(expected.written_at, 1, 19)) AS INTEGER) * 1000000
-   + CAST(substr(expected.written_at, 21, 6) AS INTEGER))
-  ELSE value END AS value
- FROM json_each(expected.fields)
- WHERE key NOT IN (SELECT key FROM json_each(excluded.fields))
- UNION ALL
- SELECT key, CASE WHEN json_array_length(value) = 1 AND excluded.written_at < expected.written_at
-  THEN json_insert(value, '$[#]',
-   CAST(strftime('%s', substr(excluded.written_at, 1, 19)) AS INTEGER) * 1000000
-   + CAST(substr(excluded.written_at, 21, 6) AS INTEGER))
-  ELSE value END
- FROM json_each(excluded.fields)) AS merged)"""
+# Taken by every transaction that merges echo fingerprints on PostgreSQL (`merge_expected`).
+EXPECTED_LOCK_KEY = 0x1EAD50E0
 
-_POSTGRESQL_MERGE = """(SELECT json_object_agg(merged.key, merged.value) FROM (
- SELECT key, CASE WHEN json_array_length(value) = 1 AND expected.written_at < excluded.written_at
-  THEN json_build_array(value -> 0,
-   round(extract(epoch FROM expected.written_at) * 1000000)::bigint)
-  ELSE value END AS value
- FROM json_each(expected.fields)
- WHERE key NOT IN (SELECT json_object_keys(excluded.fields))
- UNION ALL
- SELECT key, CASE WHEN json_array_length(value) = 1 AND excluded.written_at < expected.written_at
-  THEN json_build_array(value -> 0,
-   round(extract(epoch FROM excluded.written_at) * 1000000)::bigint)
-  ELSE value END
- FROM json_each(excluded.fields)) AS merged)"""
+
+def _laid_over(
+    held: Mapping[str, list[Any]],
+    held_at: datetime,
+    fields: Mapping[str, list[Any]],
+    written_at: datetime,
+) -> dict[str, list[Any]]:
+    """`fields` written at `written_at` over the `held` ones of a row written at `held_at`:
+    the held fields first, in their order, then those written now. A value alone stands for
+    its row's time, so it gets that time written out where the merged row's is another."""
+    merged = {
+        name: [*entry, microseconds(held_at)] if len(entry) == 1 and held_at < written_at else entry
+        for name, entry in held.items()
+        if name not in fields
+    }
+    for name, entry in fields.items():
+        late = len(entry) == 1 and written_at < held_at
+        merged[name] = [*entry, microseconds(written_at)] if late else entry
+    return merged
+
+
+def expected_fields(stored: bytes, codebook: packed.Codebook | None = None) -> dict[str, Any]:
+    """An `expected` row's packed fields as stored: {field: [value] or [value, microseconds]},
+    each value still as `encode_value` gave it (see `expected_values`)."""
+    fields: dict[str, Any] = json.loads(packed.unpack_text(stored, codebook))
+    return fields
 
 
 def _execute(

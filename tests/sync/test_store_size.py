@@ -297,7 +297,13 @@ def log_kinds(store: Store) -> dict[int, int]:
         return {row_id: bytes(blob)[0] for row_id, blob in connection.execute(query)}
 
 
-def test_the_logs_fields_are_packed_with_a_dictionary_once_enough_are_logged(
+def expected_kinds(store: Store) -> dict[str, int]:
+    query = sa.select(tables.expected.c.record_id, tables.expected.c.packed)
+    with store.engine.connect() as connection:
+        return {record_id: bytes(blob)[0] for record_id, blob in connection.execute(query)}
+
+
+def test_the_logs_and_echo_fingerprints_are_packed_with_a_dictionary_once_enough_are_stored(
     database_url: str,
 ) -> None:
     given = [a_write(number) for number in range(TRAIN_SAMPLES + 20)]
@@ -308,10 +314,15 @@ def test_the_logs_fields_are_packed_with_a_dictionary_once_enough_are_logged(
             )
         assert dictionary_kinds(store) == []
         store.record_writes("run-2", "hubspot", [w for ws in given[TRAIN_SAMPLES:] for w in ws])
-        assert dictionary_kinds(store) == ["writes:hubspot"]
+        assert sorted(dictionary_kinds(store)) == ["expected:hubspot", "writes:hubspot"]
         kinds = log_kinds(store)
         assert sorted(kinds.values()) == [2] * TRAIN_SAMPLES + [3] * 20
+        assert sorted(expected_kinds(store).values()) == [2] * TRAIN_SAMPLES + [3] * 20
     with Store(database_url, clock=lambda: T0) as store:
+        ids = [ws[0].record_id for ws in given]
+        assert store.expected("hubspot", ids) == {
+            ws[0].record_id: {w.field: w.new for w in ws} for ws in given
+        }
         logged = [(w.record_id, w.field, w.old, w.new) for w in store.writes()]
         assert logged == [(w.record_id, w.field, w.old, w.new) for ws in given for w in ws]
         assert [w.new for w in store.writes(run_id="run-2", record_id=given[-1][0].record_id)] == [
