@@ -376,7 +376,7 @@ class Service:
 
     def sync(self) -> None:
         def work(runtime: Runtime, should_stop: StopCheck, counts: JobCounts) -> bool:
-            summary = runtime.engine(clock=self._clock).run(should_stop=should_stop)
+            summary = runtime.engine(role="sync", clock=self._clock).run(should_stop=should_stop)
             self._observe(summary, counts)
             return not summary.interrupted
 

@@ -18,6 +18,7 @@ from leadsync.mapping.definition import LeadDefinition, load_definition
 from leadsync.mapping.fields import FieldMap, load_mapping
 from leadsync.progress import LogProgress, progress_for
 from leadsync.sync.backfill import (
+    RUNNER_ROLE,
     Backfill,
     BackfillBusyError,
     BackfillQueue,
@@ -70,17 +71,24 @@ class Runtime:
         )
 
     def engine(
-        self, *, clock: Callable[[], datetime] | None = None, full_sla_check: bool = False
+        self,
+        *,
+        role: str | None = None,
+        clock: Callable[[], datetime] | None = None,
+        full_sla_check: bool = False,
     ) -> SyncEngine:
         """A sync engine over this runtime's store, connectors, mapping and definition;
-        `full_sla_check` for a run with no service around it (see SyncEngine)."""
+        `full_sla_check` for a run with no service around it (see SyncEngine). Its runs are
+        recorded as `role`'s, the role whose lease they run under (`leases`): a take-over of
+        that lease abandons them, not this process's other runs. Without one (a what-if, the
+        demo: no lease) a run names this process alone, as an older release's did."""
         return SyncEngine(
             self.store,
             self.connectors,
             self.field_map,
             self.definition,
             sla_monitor=self.sla_monitor(),
-            holder=self.holder,
+            holder=self.holder if role is None else self.holder_as(role),
             full_sla_check=full_sla_check,
             clock=clock,
             moves_back=self.moves_back,
@@ -125,10 +133,15 @@ class Runtime:
         ttl = timedelta(seconds=self.config.model.service.lease_seconds)
         return self.backfill_queue().request_stop(backfill_id, stale_after=ttl)
 
+    def holder_as(self, role: str) -> str:
+        """This process in one of its roles (a job, a backfill, a command): "<replica>/<role>",
+        the holder of the role's leases and of the runs it records."""
+        return f"{self.holder}/{role}"
+
     def leases(self, role: str) -> Leases:
         """Leases held in this process's name for one of its roles (a job, a backfill): two
         roles of one process never hold one lease together."""
-        return Leases(self.store.engine, f"{self.holder}/{role}")
+        return Leases(self.store.engine, self.holder_as(role))
 
     @contextmanager
     def sync_lease(
@@ -194,12 +207,12 @@ class Runtime:
 
     def take_over(self, name: str, holder: str, *, now: datetime | None = None) -> None:
         """The job `name` took the lease of `holder`, whose lease expired: the runs it left
-        running are marked abandoned (what they committed stays; this run goes on from it)."""
-        # A lease holder is "<replica>/<role>"; runs are recorded by replica.
-        replica = holder.split("/", 1)[0]
-        if replica == self.holder:
+        running are marked abandoned (what they committed stays; this run goes on from it).
+        A lease holder is "<replica>/<role>", and so is a run's: the replica's runs under its
+        other roles (a backfill while its sync job stalled) go on."""
+        if holder.split("/", 1)[0] == self.holder:
             return  # our own other role, alive: nothing of ours is abandoned
-        abandoned = self.store.abandon_runs(replica, finished_at=now or datetime.now(UTC))
+        abandoned = self.store.abandon_runs(holder, finished_at=now or datetime.now(UTC))
         log.warning(
             "%s: took the job over from %s, whose lease expired (%d run(s) it left running "
             "marked abandoned); going on from its last commit",
@@ -231,7 +244,7 @@ class Runtime:
             raise BackfillBusyError(
                 f"backfill {backfill_id} is being run by {holder} (its heartbeat is fresh)"
             )
-        engine = self.engine(clock=clock)
+        engine = self.engine(role=RUNNER_ROLE, clock=clock)
         try:
             # Before the first write: a mapping that does not fit stops the backfill (exit 2),
             # and the service tries the failed backfill again later (the fix may be made).
@@ -251,7 +264,7 @@ class Runtime:
             self.connectors,
             self.field_map,
             queue=queue,
-            leases=self.leases("backfill"),
+            leases=self.leases(RUNNER_ROLE),
             lease_ttl=ttl,
             lease_wait=timedelta(seconds=max(settings.service.lease_wait_seconds, 1.0) * 20),
             stalled_after=timedelta(seconds=settings.service.stalled_after_seconds),
@@ -260,7 +273,7 @@ class Runtime:
             progress=progress,
             should_stop=should_stop,
             on_summary=on_summary,
-            on_take_over=lambda holder: self.take_over("backfill", holder),
+            on_take_over=lambda holder: self.take_over(RUNNER_ROLE, holder),
         )
         return runner.run(claimed)
 

@@ -180,7 +180,7 @@ def run_retry(args: argparse.Namespace) -> int:
         # A signal stops the wait for the lease; once the retry runs, it ends it (a second
         # one at once).
         with runtime.sync_lease("retry", stop=stop_on_signals().is_set, asks_stop_check=False):
-            summary = retry_quarantined(runtime.engine(), items)
+            summary = retry_quarantined(runtime.engine(role="retry"), items)
         still = _still_quarantined(items, quarantine_items(store, field_map))
     if args.json:
         body = summary.as_dict()

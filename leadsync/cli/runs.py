@@ -178,7 +178,9 @@ def run_revert(args: argparse.Namespace) -> int:
         # Signals taken after the question (Ctrl-C there still ends the command): one stops
         # the wait for the lease; once the revert runs, it ends it (a second one at once).
         with runtime.sync_lease("revert", stop=stop_on_signals().is_set, asks_stop_check=False):
-            report = revert_run(runtime.store, runtime.connectors, args.run_id)
+            report = revert_run(
+                runtime.store, runtime.connectors, args.run_id, holder=runtime.holder_as("revert")
+            )
     _print_revert(report, args)
     return EXIT_OK if not report.failed else EXIT_FAILED
 

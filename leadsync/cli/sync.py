@@ -124,7 +124,7 @@ def run_cycle(args: argparse.Namespace, *, write: bool) -> int:
     stopping = stop_on_signals()
     role = "sync" if write else "plan"
     with open_runtime(config) as runtime, runtime.sync_lease(role, stop=stopping.is_set) as stop:
-        summary = runtime.engine(full_sla_check=True).run(write=write, should_stop=stop)
+        summary = runtime.engine(role=role, full_sla_check=True).run(write=write, should_stop=stop)
     if summary.interrupted:
         print(
             f"leadsync: run {summary.run_id} interrupted: what it did is committed; the next "

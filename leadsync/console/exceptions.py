@@ -83,7 +83,7 @@ def retry_quarantined_record(visit: Visit) -> Response:
             )
         if lease.took_over_from is not None:  # a killed sync's: its run is abandoned
             runtime.take_over("console retry", lease.took_over_from)
-        summary = retry_quarantined(runtime.engine(), [item])
+        summary = retry_quarantined(runtime.engine(role="console"), [item])
     still = any(
         other.record_id == item.record_id
         for other in quarantine_items(runtime.store, runtime.field_map, crm=crm)

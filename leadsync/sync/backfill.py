@@ -54,6 +54,7 @@ from leadsync.sync.store import Store, abandon_runs_of
 
 __all__ = [
     "BACKFILL",
+    "RUNNER_ROLE",
     "SWEEP",
     "Backfill",
     "BackfillBusyError",
@@ -71,6 +72,8 @@ log = logging.getLogger("leadsync.backfill")
 
 BACKFILL = "backfill"
 SWEEP = "sweep"
+# The role a runner holds the sync lease in and records its run as (`Runtime.leases`).
+RUNNER_ROLE = "backfill"
 # A failed backfill the service tries again, this long after it failed.
 RETRY_FAILED_AFTER = timedelta(minutes=10)
 # Settles of a backfill's records before it ends: again while records were held back (changed
@@ -309,7 +312,8 @@ class BackfillQueue:
             if row["holder"] == holder and dead not in (None, holder):
                 # Its runner died (SIGKILL, a lost host): the run it left "running" never ends
                 # by itself. What it committed stays; this runner goes on from there.
-                abandon_runs_of(connection, dead.split("/", 1)[0], finished_at=now)
+                replica = dead.split("/", 1)[0]
+                abandon_runs_of(connection, f"{replica}/{RUNNER_ROLE}", finished_at=now)
         claimed = _backfill(row)
         return claimed if claimed.holder == holder else None
 

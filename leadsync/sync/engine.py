@@ -258,7 +258,7 @@ class RunSummary:
     kind: str = ""
     # The run was told to stop, and did, between two batches.
     interrupted: bool = False
-    holder: str | None = None  # the replica that ran it
+    holder: str | None = None  # who ran it: the lease holder, "<replica>/<role>"
     crms: dict[str, CrmCounts] = field(default_factory=dict)
     leads_changed: int = 0
     transitions: int = 0
@@ -405,8 +405,9 @@ class SyncEngine:
         by default a monitor without webhook, when the definition has service levels. After
         a run it records breaches; with `full_sla_check` (a one-off `sync --once`, with no
         service's SLA job to do it) it also paces volume and posts the webhook.
-        `holder` names the replica in each run's record; `slice_size` is how many pending
-        records a settle merges and writes at once (see SETTLE_SLICE)."""
+        `holder` names who runs it in each run's record: the holder of the lease it runs
+        under ("<replica>/<role>"; a take-over of that lease abandons it). `slice_size` is how
+        many pending records a settle merges and writes at once (see SETTLE_SLICE)."""
         if slice_size < 1:
             raise ValueError("slice_size must be at least 1")
         self._slice_size = slice_size

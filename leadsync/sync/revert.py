@@ -87,8 +87,10 @@ def revert_run(
     *,
     dry_run: bool = False,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    holder: str | None = None,
 ) -> RevertReport:
-    """Revert run `run_id` (a full or short id); with `dry_run`, only say what it would do."""
+    """Revert run `run_id` (a full or short id); with `dry_run`, only say what it would do.
+    The revert's own run is recorded as `holder`'s (the lease holder: `Store.start_run`)."""
     run_id = find_run(store, run_id).run_id
     written: dict[tuple[str, str], dict[str, LoggedWrite]] = {}
     for write in store.writes(run_id=run_id):
@@ -114,19 +116,24 @@ def revert_run(
             if records:
                 _revertible(store, crm, connector, records, preview)
         return preview
-    report = RevertReport(store.start_run("revert", started_at=clock()), kept=set_aside)
+    report = RevertReport(
+        store.start_run("revert", started_at=clock(), holder=holder), kept=set_aside
+    )
     try:
         for crm, connector in connectors.items():
             records = {rid: fields for (c, rid), fields in written.items() if c == crm}
             if records:
                 _revert_crm(store, crm, connector, records, report)
     except BaseException:
-        store.finish_run(report.run_id, status="failed", summary={}, finished_at=clock())
+        store.finish_run(
+            report.run_id, status="failed", summary={"holder": holder}, finished_at=clock()
+        )
         raise
     store.finish_run(
         report.run_id,
         status="succeeded",
         summary={
+            "holder": holder,
             "reverted_run": run_id,
             "reverted": len(report.reverted),
             "kept": len(report.kept),

@@ -312,7 +312,8 @@ class Store:
     # ---------------------------------------------------------------------------------- runs
 
     def start_run(self, kind: str, *, started_at: datetime, holder: str | None = None) -> str:
-        """Record a run as started (by `holder`, the replica running it); returns its id."""
+        """Record a run as started (by `holder`, the lease holder running it: "<replica>/<role>");
+        returns its id."""
         if kind not in RUN_KINDS:
             raise ValueError(f"unknown run kind {kind!r}: one of {', '.join(sorted(RUN_KINDS))}")
         # The id is chosen once, outside the retried transaction.
@@ -382,8 +383,8 @@ class Store:
 
     @retry_transient
     def abandon_runs(self, holder: str, *, finished_at: datetime) -> int:
-        """Mark the runs a dead replica (`holder`) left running as abandoned; how many. What
-        they committed stays; the next run goes on from it."""
+        """Mark the runs `holder` ("<replica>/<role>", whose lease was taken over) left running
+        as abandoned; how many. What they committed stays; the next run goes on from it."""
         with writing(self._engine) as connection:
             return abandon_runs_of(connection, holder, finished_at=finished_at)
 
@@ -1717,11 +1718,14 @@ def _snapshot_query(*, outer: bool = True) -> sa.Select[Any]:
 
 
 def abandon_runs_of(connection: Connection, holder: str, *, finished_at: datetime) -> int:
-    """Within a transaction: mark the runs `holder` left running as abandoned; how many."""
+    """Within a transaction: mark the runs `holder` ("<replica>/<role>") left running as
+    abandoned; how many. The replica's runs under its other roles go on; those an older
+    release recorded name the replica alone, whichever role ran them: they are abandoned."""
+    replica = holder.split("/", 1)[0]
     running = connection.execute(
         sa.select(t.runs.c.run_id, t.runs.c.summary).where(t.runs.c.status == RUNNING)
     ).all()
-    ids = [run_id for run_id, summary in running if summary.get("holder") == holder]
+    ids = [run_id for run_id, summary in running if summary.get("holder") in (holder, replica)]
     for chunk in chunks(ids):
         connection.execute(
             t.runs.update()

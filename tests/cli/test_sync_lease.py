@@ -117,6 +117,31 @@ def test_revert_and_quarantine_retry_wait_for_a_held_sync_lease_and_write_nothin
     assert _leads_and_runs(config) == (leads, runs)
 
 
+def test_each_command_records_its_run_as_the_role_whose_lease_it_holds(
+    config: Config, sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A take-over of a role's lease abandons that role's runs: each run names its role.
+    contact = next(c for c in sandbox.hubspot.snapshot() if c["properties"].get("email"))
+    sandbox.hubspot.set_activity(int(contact["id"]), {"annualrevenue": "about 12k"})
+    assert main(["sync", "--once", "--json", "--config", str(config.path)]) == 0
+    synced = json.loads(capsys.readouterr().out)
+    for command in (
+        ["plan"],
+        ["quarantine", "retry", "--all"],
+        ["revert", synced["run_id"], "--yes"],
+    ):
+        main([*command, "--config", str(config.path)])
+    with Store(config.database_url) as store:
+        holders = {run.kind: run.summary.get("holder", "") for run in store.runs()}
+    assert {kind: holder.rpartition("/")[2] for kind, holder in holders.items()} == {
+        "sync": "sync",
+        "plan": "plan",
+        "retry": "retry",
+        "revert": "revert",
+    }
+    assert all(re.fullmatch(r"[^/:]+:\d+:\w+/\w+", holder) for holder in holders.values())
+
+
 def test_a_sync_takes_the_expired_lease_of_a_dead_process_and_marks_its_run_abandoned(
     config: Config, capsys: pytest.CaptureFixture[str]
 ) -> None:

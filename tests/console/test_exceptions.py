@@ -217,6 +217,10 @@ def test_a_retry_that_takes_the_expired_lease_of_a_killed_sync_marks_its_run_aba
                 follow_redirects=False,
             )
             assert answer.status_code == 303
-            statuses = {run.run_id: run.status for run in ada.runtime.store.runs()}
+            runs = ada.runtime.store.runs()
+    statuses = {run.run_id: run.status for run in runs}
     assert statuses.pop(left_running) == "abandoned"  # not "running" for ever
     assert set(statuses.values()) == {"succeeded"}
+    # Its own run is the console's role's, whose lease it held: not the replica's every role.
+    (retried,) = [run for run in runs if run.kind == "retry"]
+    assert retried.summary["holder"] == f"{ada.runtime.holder}/console"

@@ -1191,6 +1191,24 @@ def test_runs_a_dead_replica_left_running_are_marked_abandoned(store: Store) -> 
     assert statuses == {dead: "abandoned", done: "succeeded", alive: "running"}
 
 
+def test_runs_are_abandoned_by_the_role_whose_lease_was_taken_and_an_older_releases_by_replica(
+    store: Store,
+) -> None:
+    started = datetime(2026, 6, 1, tzinfo=UTC)
+    synced = store.start_run("sync", started_at=started, holder="host-a:1/sync")
+    backfilled = store.start_run("backfill", started_at=started, holder="host-a:1/backfill")
+    older = store.start_run("sync", started_at=started, holder="host-a:1")  # no role
+    elsewhere = store.start_run("sync", started_at=started, holder="host-b:2/sync")
+    assert store.abandon_runs("host-a:1/sync", finished_at=started) == 2
+    statuses = {run.run_id: run.status for run in store.runs()}
+    assert statuses == {
+        synced: "abandoned",
+        backfilled: "running",
+        older: "abandoned",
+        elsewhere: "running",
+    }
+
+
 def test_a_backfills_pulled_changes_wait_for_its_own_settle(store: Store) -> None:
     store.save_page("hubspot", [snap("1")], position=None, run_id="r1")
     store.mark_reconciled("hubspot", ["1"])
