@@ -45,7 +45,7 @@ def _replica_on_a_host(
     config = set_up_sandbox_config(sandbox, folder)
     assert config.path is not None
     text = re.sub(r'url = "sqlite:///[^"]*"', f'url = "{url}"', config.path.read_text())
-    config.path.write_text(text + "\n[service]\nmetrics_port = 0\n")
+    config.path.write_text(text + "\n[service]\nmetrics_port = 0\nlease_wait_seconds = 0\n")
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
     monkeypatch.setattr(leadsync.jobs, "datetime", HostClock)
     replica = Service(load_config(config.path))
