@@ -17,12 +17,12 @@ closes too.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from leadsync.errors import UsageError
 from leadsync.mapping.fields import FieldMap
+from leadsync.sync import ids
 from leadsync.sync.model import Lead, Snapshot
 from leadsync.sync.people import MANUAL
 from leadsync.sync.quarantine import same_record_id
@@ -148,7 +148,7 @@ def resolve_review(
                 raise UnknownReviewError(f"no lead {lead_id}")
             decided = f"linked to {lead_id}"
         else:
-            lead_id = str(uuid.uuid4())
+            lead_id = ids.new_id()
             decided = f"kept apart as lead {lead_id}"
         store.link([(crm, record_id, lead_id, MANUAL)])
         store.mark_pending(crm, [record_id])

@@ -27,7 +27,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-import uuid
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 from leadsync.connectors.base import Position, WriteStatus, utc
 from leadsync.connectors.classify import REQUEST_REFUSALS
 from leadsync.mapping.lifecycle import Stage, Transition
-from leadsync.sync import packed, write_log
+from leadsync.sync import ids, packed, write_log
 from leadsync.sync import tables as t
 from leadsync.sync.database import (
     check_schema,
@@ -317,7 +316,7 @@ class Store:
         if kind not in RUN_KINDS:
             raise ValueError(f"unknown run kind {kind!r}: one of {', '.join(sorted(RUN_KINDS))}")
         # The id is chosen once, outside the retried transaction.
-        run_id = str(uuid.uuid4())
+        run_id = ids.new_id()
         self._insert_run(run_id, kind, utc(started_at), holder)
         return run_id
 
