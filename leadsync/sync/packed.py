@@ -5,6 +5,7 @@ fields.
     unpack(blob)          (raw, canonical) as `json_read` gives them
     unpack_fields(blob, codebook, raw, canonical)
                           the same, holding only the fields named (read for less)
+    text_of(raw, canonical)  the JSON text `pack` packs
     pack_text(text)       a blob of JSON text (a `writes` row's fields)
     unpack_text(blob)     the JSON text again
 
@@ -42,6 +43,7 @@ __all__ = [
     "Dictionary",
     "pack",
     "pack_text",
+    "text_of",
     "train",
     "unpack",
     "unpack_fields",
@@ -146,11 +148,15 @@ def train(samples: Sequence[bytes], *, size: int = DICTIONARY_SIZE) -> bytes | N
 
 def pack(raw: Any, canonical: Any, dictionary: Dictionary | None = None) -> bytes:
     """The blob for `raw` and `canonical`, each as `encode_value` gave it."""
+    return pack_text(text_of(raw, canonical), dictionary)
+
+
+def text_of(raw: Any, canonical: Any) -> bytes:
+    """The JSON text `pack` packs for `raw` and `canonical` (a dictionary trains on these)."""
     try:
-        text = orjson.dumps([raw, canonical])
+        return orjson.dumps([raw, canonical])
     except TypeError:  # what orjson does not write: `encoded_json_text` takes the long way
-        text = t.encoded_json_text([raw, canonical]).encode()
-    return pack_text(text, dictionary)
+        return t.encoded_json_text([raw, canonical]).encode()
 
 
 def unpack(blob: bytes | memoryview, codebook: Codebook | None = None) -> tuple[Any, Any]:

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import math
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence, Set
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
@@ -488,7 +489,12 @@ class Store:
             if snapshots:
                 samples = sa.select(t.snapshots.c.packed).where(t.snapshots.c.crm == crm)
                 dictionary = self._dictionary(
-                    connection, f"{SNAPSHOT_DICTIONARY}{crm}", samples, now
+                    connection,
+                    f"{SNAPSHOT_DICTIONARY}{crm}",
+                    samples,
+                    now,
+                    batch=lambda: map(_snapshot_text, snapshots),
+                    batch_size=len(snapshots),
                 )
             _upsert_snapshots(
                 connection,
@@ -515,11 +521,20 @@ class Store:
             self._packing[kind] = dictionary
 
     def _dictionary(
-        self, connection: Connection, kind: str, samples: sa.Select[Any], now: datetime
+        self,
+        connection: Connection,
+        kind: str,
+        samples: sa.Select[Any],
+        now: datetime,
+        batch: Callable[[], Iterable[bytes]] | None = None,
+        batch_size: int = 0,
     ) -> packed.Dictionary | None:
         """The dictionary to pack `kind` with: the newest stored, or one trained now on
         TRAIN_SAMPLES of the blobs `samples` selects once there are as many (none before: the
-        first are packed without one)."""
+        first are packed without one). A save of `batch_size` rows, at least TRAIN_SAMPLES,
+        trains one on its own texts (`batch()` gives them) when none is stored: a first
+        sync's first slice or page is then packed with it too, not left ~3 times larger (and
+        rewritten smaller, leaving its pages part empty, when the next sync saves it again)."""
         found = self._packing.get(kind)
         if found is not None or kind in self._untrainable:
             return found
@@ -529,6 +544,28 @@ class Store:
         ).first()
         if newest is not None:
             return packed.Dictionary(newest.id, bytes(newest.data))
+        if batch is not None and batch_size >= TRAIN_SAMPLES:
+            data = packed.train(list(itertools.islice(batch(), TRAIN_SAMPLES)))
+            if data is None:  # this batch: the stored rows may train one later
+                return None
+        else:
+            texts = self._stored_samples(connection, samples)
+            if texts is None:
+                return None
+            data = packed.train(texts)
+            if data is None:
+                self._untrainable.add(kind)
+                return None
+        inserted = connection.execute(
+            d.insert().values(kind=kind, data=data, created_at=now).returning(d.c.id)
+        ).scalar_one()
+        return packed.Dictionary(inserted, data)
+
+    def _stored_samples(
+        self, connection: Connection, samples: sa.Select[Any]
+    ) -> list[bytes] | None:
+        """The texts of TRAIN_SAMPLES of the blobs `samples` selects, or None while fewer are
+        stored."""
         # Until a kind has TRAIN_SAMPLES stored (a small org's may never), each save asks
         # only whether the last sample needed is there: no blob is read for nothing.
         last_sample = samples.with_only_columns(sa.literal(1), maintain_column_froms=True)
@@ -538,14 +575,7 @@ class Store:
         blobs = list(connection.execute(query).scalars())
         if len(blobs) < TRAIN_SAMPLES:  # deleted meanwhile (PostgreSQL, another replica)
             return None
-        data = packed.train([packed.unpack_text(blob, self._codebook).encode() for blob in blobs])
-        if data is None:
-            self._untrainable.add(kind)
-            return None
-        inserted = connection.execute(
-            d.insert().values(kind=kind, data=data, created_at=now).returning(d.c.id)
-        ).scalar_one()
-        return packed.Dictionary(inserted, data)
+        return [packed.unpack_text(blob, self._codebook).encode() for blob in blobs]
 
     def _load_dictionary(self, dictionary_id: int) -> bytes | None:
         d = t.dictionaries
@@ -946,7 +976,14 @@ class Store:
         if not leads:
             return None
         samples = sa.select(t.leads.c.packed)
-        return self._dictionary(connection, LEAD_DICTIONARY, samples, now)
+        return self._dictionary(
+            connection,
+            LEAD_DICTIONARY,
+            samples,
+            now,
+            batch=lambda: map(_lead_text, leads),
+            batch_size=len(leads),
+        )
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -1309,6 +1346,13 @@ def _snapshot_row(
     )
 
 
+def _snapshot_text(snapshot: Snapshot) -> bytes:
+    """The JSON text a snapshot's row packs (`_snapshot_row`)."""
+    return packed.text_of(
+        t.encode_value(dict(snapshot.raw)), t.encode_value(dict(snapshot.canonical))
+    )
+
+
 # A stored `changed_at` holds under "" (the mark) the time most of the record's fields changed
 # at: "modified_at" for the record's own stamp (a first sync of 10,000 leads: all but 435 of
 # 395,414 fields), or a time (after leadsync's own write moved the stamp, every field keeps the
@@ -1511,14 +1555,10 @@ def _lead_row(
 ) -> tuple[Any, ...]:
     """A lead's row for `execute_encoded`."""
     values = lead.values
-    text = (
-        f"[{t.json_text(dict(values))},{t.json_text(_stored_choices(lead))},"
-        f"{t.json_text(list(lead.reasons))}]"
-    )
     names = {name: values[name] for name in t.NAME_FIELDS if name in values}
     return (
         lead.lead_id,
-        packed.pack_text(text.encode(), dictionary),
+        packed.pack_text(_lead_text(lead), dictionary),
         t.json_text(names),
         lead.score,
         lead.fit,
@@ -1529,6 +1569,14 @@ def _lead_row(
         normalise_email(lead.values.get(email_field)),
         updated_at,
     )
+
+
+def _lead_text(lead: Lead) -> bytes:
+    """The JSON text a lead's row packs: its values, why they won, its score's reasons."""
+    return (
+        f"[{t.json_text(dict(lead.values))},{t.json_text(_stored_choices(lead))},"
+        f"{t.json_text(list(lead.reasons))}]"
+    ).encode()
 
 
 def _upsert_links(

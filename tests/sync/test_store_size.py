@@ -122,6 +122,49 @@ def test_a_crms_records_are_packed_with_a_dictionary_once_enough_are_stored(
         assert {blobs(store)[s.record_id][0] for s in more} == {3}
 
 
+def test_a_first_save_large_enough_to_train_on_is_packed_with_a_dictionary_of_its_own(
+    database_url: str,
+) -> None:
+    # A first sync's first page or slice: thousands of rows before any is stored.
+    leads = [a_lead(number) for number in range(TRAIN_SAMPLES + 40)]
+    snapshots = [record(number) for number in range(TRAIN_SAMPLES)]
+    with Store(database_url, clock=lambda: T0) as store:
+        store.save_page("hubspot", snapshots[:-1], position=None, run_id="run-1")
+        store.save_page(
+            "salesforce",
+            [record(n, "salesforce") for n in range(TRAIN_SAMPLES)],
+            position=None,
+            run_id="run-1",
+        )
+        store.save_decisions(leads=leads, run_id="run-1")
+        assert dictionary_kinds(store) == ["snapshots:salesforce", "leads"]
+        with store.engine.connect() as connection:
+            lead_blobs = connection.execute(sa.select(tables.leads.c.packed)).scalars()
+            assert {bytes(blob)[0] for blob in lead_blobs} == {3}
+        with store.engine.connect() as connection:
+            query = sa.select(tables.snapshots.c.crm, tables.snapshots.c.packed)
+            formats: dict[str, set[int]] = {}
+            for crm, blob in connection.execute(query):
+                formats.setdefault(crm, set()).add(bytes(blob)[0])
+        # One row short of enough: HubSpot's waits for what is stored, as before.
+        assert formats == {"salesforce": {3}, "hubspot": {2}}
+        store.save_page("hubspot", snapshots[-1:], position=None, run_id="run-1")
+        store.save_page("hubspot", [record(TRAIN_SAMPLES)], position=None, run_id="run-1")
+        assert dictionary_kinds(store) == ["snapshots:salesforce", "leads", "snapshots:hubspot"]
+    # Read back by another process as they were given, and its saves pack with the same ones.
+    with Store(database_url, clock=lambda: T0) as store:
+        assert store.leads([lead.lead_id for lead in leads]) == {
+            lead.lead_id: lead for lead in leads
+        }
+        found = store.snapshots("salesforce", [str(100_000 + n) for n in range(TRAIN_SAMPLES)])
+        assert found == {
+            str(100_000 + n): replace(record(n, "salesforce"), lead_id=None)
+            for n in range(TRAIN_SAMPLES)
+        }
+        store.save_decisions(leads=[a_lead(TRAIN_SAMPLES + 50)], run_id="run-2")
+        assert len(dictionary_kinds(store)) == 3
+
+
 def test_revision_0017_downgrade_packs_every_record_without_a_dictionary(
     database_url: str,
 ) -> None:
@@ -184,7 +227,10 @@ def test_leads_are_packed_with_a_dictionary_once_enough_are_stored_and_found_by_
 ) -> None:
     given = [a_lead(number) for number in range(TRAIN_SAMPLES + 20)]
     with Store(database_url, clock=lambda: T0) as store:
-        store.save_leads(given[:TRAIN_SAMPLES])
+        half = TRAIN_SAMPLES // 2  # saves too small to train on by themselves
+        store.save_leads(given[:half])
+        store.save_leads(given[half:TRAIN_SAMPLES])
+        assert dictionary_kinds(store) == []
         store.save_decisions(leads=given[TRAIN_SAMPLES:], run_id="run-1")
         assert dictionary_kinds(store) == ["leads"]
         with store.engine.connect() as connection:
