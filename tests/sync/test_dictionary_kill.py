@@ -4,6 +4,7 @@ store holds, and the sync after it writes nothing to the CRMs."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from leadsync.config import Config
+from leadsync.config import Config, load_config
 from leadsync.sandbox import Sandbox
 from leadsync.sync import tables as t
 from leadsync.sync.store import TRAIN_SAMPLES, Store
@@ -47,13 +48,14 @@ VICTIM = textwrap.dedent(
     @event.listens_for(Engine, "after_cursor_execute")
     def _seen(conn, cursor, statement, *args):
         if statement.lstrip().upper().startswith("INSERT INTO DICTIONARIES"):
-            trained.append(statement)
+            trained.append(conn.connection.dbapi_connection)
             if when == "amid":
                 os.kill(os.getpid(), signal.SIGKILL)
 
+    # That transaction's own connection back (another thread's, a lease's, may come first).
     @event.listens_for(Pool, "checkin")
-    def _back(*args):
-        if trained and when == "after":
+    def _back(dbapi_connection, record):
+        if when == "after" and dbapi_connection in trained:
             os.kill(os.getpid(), signal.SIGKILL)
 
     from leadsync.cli import main
@@ -86,14 +88,32 @@ def _every_blob_read(config: Config) -> tuple[int, int]:
         return len(lead_ids), read
 
 
+def _on(config: Config, url: str) -> Config:
+    """The config, its store at `url` instead of its SQLite file."""
+    assert config.path is not None
+    text = re.sub(r'url = "sqlite:///[^"]*"', f'url = "{url}"', config.path.read_text())
+    assert url in text
+    config.path.write_text(text)
+    return load_config(config.path)
+
+
 @pytest.mark.slow
 @REAL_PROCESSES
 @pytest.mark.parametrize("when", ["after", "amid"])
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
 def test_a_first_sync_killed_at_its_dictionary_training_then_rerun_loses_nothing(
-    uninterrupted_big: dict[str, Any], tmp_path: Path, when: str
+    uninterrupted_big: dict[str, Any],
+    tmp_path: Path,
+    when: str,
+    backend: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     with Sandbox(BIG) as sandbox:
         config = _with_short_leases(_config(sandbox, tmp_path / "killed"))
+        if backend == "postgresql":
+            config = _on(config, request.getfixturevalue("postgresql_database_url"))
         assert config.path is not None
         victim = subprocess.Popen(
             [sys.executable, "-c", VICTIM, when, str(config.path)],
