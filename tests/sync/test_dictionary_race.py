@@ -29,11 +29,11 @@ def _save(url: str, which: int, barrier: Any, overlap: bool) -> None:
 
     @event.listens_for(store.engine, "after_cursor_execute")
     def _looked(_c: Any, _cur: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if "FROM dictionaries" in statement and statement.lstrip().startswith("SELECT"):
-            kind = str(parameters.get("kind_1")) if isinstance(parameters, dict) else statement
-            if kind not in looked:
-                looked.add(kind)
-                barrier.wait(timeout=60)
+        # The look for a kind's newest dictionary (not a load of one by id, nor a retry's look).
+        kind = parameters.get("kind_1") if isinstance(parameters, dict) else None
+        if "FROM dictionaries" in statement and kind is not None and kind not in looked:
+            looked.add(kind)
+            barrier.wait(timeout=60)
 
     # Overlapping: both save the same records and leads (another's content); else apart.
     start = 0 if overlap else which * ROWS
