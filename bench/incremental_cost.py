@@ -41,7 +41,6 @@ import sys
 import tempfile
 import time
 import tracemalloc
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -75,6 +74,7 @@ from leadsync.sync import packed
 from leadsync.sync import tables as t
 from leadsync.sync.database import make_engine
 from leadsync.sync.engine import RunSummary, SyncEngine
+from leadsync.sync.ids import ID_DIGITS
 from leadsync.sync.store import Store
 
 SECTION = "incremental-cost"
@@ -254,8 +254,9 @@ class Cloner:
     ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
         """The lead row, snapshot rows and link rows of synthetic lead `number`."""
         template = self.templates[number % len(self.templates)]
-        # Random like the uuid4 ids the engine gives leads, so the index pages fill alike.
-        lead_id = str(uuid.UUID(int=self.random.getrandbits(128), version=4))
+        # Random and spelt like the ids the engine gives leads (`ids.new_id`), so the index
+        # pages fill alike and each id takes its bytes.
+        lead_id = f"{self.random.getrandbits(ID_DIGITS * 4):0{ID_DIGITS}x}"
         email = f"lead{number:08d}@{SYNTHETIC_DOMAIN}"
         lead = _with_email(template.lead, email)
         lead.update(lead_id=lead_id, email=email, updated_at=SEEDED_AT)

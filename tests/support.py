@@ -216,7 +216,7 @@ def crm_state(sandbox: Any) -> dict[str, Any]:
     """Every HubSpot contact's properties and Salesforce lead's fields, less VOLATILE ones.
 
     Leads a handoff created are keyed by their email, not their id, and without their
-    creation time or leadsync's lead id (a random uuid): two runs create them in another
+    creation time or leadsync's lead id (random): two runs create them in another
     order. The HubSpot link to one names that key too."""
     handed = {
         lead["Id"]: f"handoff:{str(lead['Email']).lower()}"

@@ -15,7 +15,7 @@ from leadsync.sync.store import LoggedWrite, RunRow, Store
 
 __all__ = ["SHORT_ID", "RunDetail", "RunView", "UnknownRunError", "find_run", "list_runs"]
 
-SHORT_ID = 8  # a UUID's first group: unique in any store a person reads
+SHORT_ID = 8  # 32 of an id's bits (a UUID's first group): unique in any store a person reads
 SHORTEST_PREFIX = 4
 
 

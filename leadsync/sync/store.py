@@ -369,7 +369,8 @@ class Store:
     @retry_transient
     def run_ids_starting(self, prefix: str, *, limit: int = 5) -> list[str]:
         """The ids of runs that start with `prefix` (a short id), at most `limit`."""
-        # Run ids are UUIDs: a prefix of other characters names none, and holds no LIKE wildcard.
+        # Run ids are hex digits (`ids.new_id`; an earlier release's UUIDs, with hyphens too): a
+        # prefix of other characters names none, and holds no LIKE wildcard.
         if not prefix or prefix.strip("0123456789abcdef-"):
             return []
         query = (

@@ -6,7 +6,9 @@ release made still work beside them."""
 
 from __future__ import annotations
 
+import json
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +22,8 @@ from leadsync.sync.engine import _lead_key
 from leadsync.sync.ids import ID_DIGITS, is_new_id, new_id
 from leadsync.sync.runs import find_run
 from leadsync.sync.store import Store
+from tests.console.conftest import GRACE_PASSWORD, console_config, serve, sign_in
+from tests.support import search_caught_up
 
 # The engine tests' sandbox (seed 21, 150 leads a CRM) and config, as fixtures.
 from tests.sync.test_engine import config, cycle, sandbox_settings  # noqa: F401
@@ -43,7 +47,7 @@ def test_a_new_id_is_twenty_lowercase_hex_digits_and_each_is_another() -> None:
         "a" * 19,
         "a" * 21,
         "g" * 20,
-        str(uuid.uuid4()),
+        "0f6e1c2a-5b7d-4e9a-8c3b-1d2e3f405162",  # a UUID 4, fixed: xdist workers collect one id
         "",
     ],
 )
@@ -116,3 +120,73 @@ def test_a_store_an_earlier_release_filled_with_uuids_syncs_on_and_finds_its_run
         assert find_run(store, first.run_id[:8]).run_id == first.run_id
     assert main(["runs", "show", first.run_id[:8], "--config", str(config.path)]) == 0
     assert capsys.readouterr().out.startswith(f"run {first.run_id} ")
+
+
+def test_a_store_an_earlier_release_filled_is_read_and_changed_by_id_in_every_command(
+    sandbox: Sandbox,
+    config: Config,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """The earlier release's first sync and a duplicate it put in review; then today's
+    commands name its UUID leads and runs: review keeps the duplicate apart, explain and the
+    console's lead page show the lead, `runs show` and `revert` find the run by short id."""
+
+    def uuid_id() -> str:
+        return str(uuid.uuid4())
+
+    with monkeypatch.context() as earlier_release:
+        earlier_release.setattr(ids, "new_id", uuid_id)
+        earlier_release.setattr(engine_module, "new_id", uuid_id)
+        first = cycle(config)
+        with Store(config.database_url) as store:
+            for original in sandbox.salesforce.snapshot("Lead"):
+                found = store.lead_ids_for("salesforce", [original["Id"]])
+                if original.get("Email") and not original["IsConverted"] and found:
+                    old_lead = found[original["Id"]]
+                    break
+            else:  # pragma: no cover - the seed always has some
+                pytest.fail("no linked Salesforce lead")
+        twin = sandbox.salesforce.create_record(
+            "Lead",
+            {"LastName": "Twin", "Company": original["Company"], "Email": original["Email"]},
+        ).record_id
+        assert twin is not None
+        search_caught_up(config)
+        cycle(config)
+    assert uuid.UUID(old_lead)
+    assert uuid.UUID(first.run_id)
+    argv = ["--config", str(config.path)]
+
+    capsys.readouterr()
+    assert main(["review", "--json", *argv]) == 0
+    (item,) = [i for i in json.loads(capsys.readouterr().out) if i["record_id"] == twin]
+    assert [c["lead_id"] for c in item["candidates"]] == [old_lead]
+    assert main(["review", "resolve", twin, "apart", *argv]) == 0
+    assert "kept apart as lead" in capsys.readouterr().out
+    search_caught_up(config)
+    cycle(config)
+    with Store(config.database_url) as store:
+        apart = store.lead_ids_for("salesforce", [twin])[twin]
+        assert store.lead_ids_for("salesforce", [original["Id"]]) == {original["Id"]: old_lead}
+    assert is_new_id(apart)
+
+    assert main(["explain", original["Id"], *argv]) == 0
+    assert capsys.readouterr().out.startswith(f"lead {old_lead}: ")
+    console = tmp_path / "console"
+    console.mkdir()
+    with serve(console_config((config.path, config.database_url), console)) as served:
+        assert sign_in(served.client, "grace", GRACE_PASSWORD).status_code == 303
+        page = served.page(f"/console/leads/{old_lead}")
+        assert f"Lead {old_lead[:8]}" in page
+        assert original["Id"] in page
+
+    assert main(["runs", "show", first.run_id[:8], *argv]) == 0
+    assert capsys.readouterr().out.startswith(f"run {first.run_id} ")
+    assert main(["revert", first.run_id[:8], *argv]) == 0
+    assert capsys.readouterr().out.startswith(f"revert of run {first.run_id[:8]} ")
+    with Store(config.database_url) as store:
+        (revert,) = store.runs(kind="revert")
+    assert is_new_id(revert.run_id)
+    assert revert.status == "succeeded"

@@ -5,11 +5,14 @@ from __future__ import annotations
 import sys
 import tracemalloc
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import pytest
+
 from leadsync.sync.engine import RunSummary
+from leadsync.sync.ids import is_new_id
 from leadsync.sync.model import FieldChoice, Lead
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -53,15 +56,35 @@ def test_a_value_that_is_leadsyncs_own_echo_is_no_change_and_another_value_is() 
     assert summary.leads_changed == 1
 
 
-def test_a_run_holds_little_more_than_its_lead_ids_to_count_each_lead_once() -> None:
+def _today_id(n: int) -> str:
+    return f"{(n * 0x9E3779B97F4A7C15) % 2**80:020x}"  # spelt as `ids.new_id` spells one
+
+
+def _earlier_id(n: int) -> str:
+    return str(uuid.UUID(int=n))  # an earlier release's UUID
+
+
+@pytest.mark.parametrize(
+    ("id_of", "id_bytes"),
+    [
+        (_today_id, sys.getsizeof(-(2**80))),
+        (_earlier_id, sys.getsizeof(uuid.UUID(int=2**127).int)),
+    ],
+    ids=["today's ids", "an earlier release's uuids"],
+)
+def test_a_run_holds_little_more_than_its_lead_ids_to_count_each_lead_once(
+    id_of: Callable[[int], str], id_bytes: int
+) -> None:
     # A first sync merges every lead: what the counts keep per lead lasts the whole run.
     count = 20_000
     summary = RunSummary("run-1", wrote=True, started_at=NOW)
+    assert is_new_id(_today_id(count - 1))
+    assert len({id_of(n) for n in range(count)}) == count
 
     def merged() -> Iterator[Lead]:
         for n in range(count):
             # Each its own id and stage strings, as leads read from the store have.
-            yield Lead(str(uuid.UUID(int=n)), {}, stage="".join(("m", "q", "l")))
+            yield Lead(id_of(n), {}, stage="".join(("m", "q", "l")))
 
     tracemalloc.start()
     try:
@@ -70,9 +93,8 @@ def test_a_run_holds_little_more_than_its_lead_ids_to_count_each_lead_once() -> 
         held = tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()
-    id_bytes = sys.getsizeof(uuid.UUID(int=2**127).int)
-    # The ids as numbers, and a dict entry each (~40 bytes): no set beside it, no stage
-    # string a lead, no id string (88 bytes: the bound held it too, at 20 % more).
-    assert id_bytes < sys.getsizeof(str(uuid.UUID(int=0)))
-    assert held < count * (id_bytes + 60)
+    # The ids as numbers, and a dict entry each (~35 bytes): no set beside it, no stage
+    # string a lead, no id string (69 bytes today's, 88 a UUID's: either breaks the bound).
+    assert id_bytes < sys.getsizeof(id_of(0))
+    assert held < count * (id_bytes + 45)
     assert (summary.leads_changed, dict(summary.stages)) == (count, {"mql": count})
