@@ -89,7 +89,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     resolve.add_argument("record_id", metavar="RECORD-ID", help="the record in review")
     resolve.add_argument("action", choices=("link", "apart", "ignore"), help="the decision")
-    resolve.add_argument("--lead", metavar="LEAD-ID", help="with link: which lead (a candidate)")
+    resolve.add_argument(
+        "--lead", metavar="LEAD-ID", help="with link: which lead (a candidate's id, or its start)"
+    )
     resolve.add_argument(
         "--crm", choices=CRM_CHOICES, default=None, help="when both CRMs have the id"
     )

@@ -26,6 +26,7 @@ from leadsync.sync import ids
 from leadsync.sync.model import Lead, Snapshot
 from leadsync.sync.people import MANUAL
 from leadsync.sync.quarantine import same_record_id
+from leadsync.sync.runs import SHORTEST_PREFIX
 from leadsync.sync.store import IGNORED, ReviewItem, Store
 
 __all__ = [
@@ -143,7 +144,7 @@ def resolve_review(
         decided = IGNORED
     else:
         if action == "link":
-            lead_id = lead_id or _only_candidate(view)
+            lead_id = _candidate_named(view, lead_id) if lead_id else _only_candidate(view)
             if not store.leads([lead_id]):
                 raise UnknownReviewError(f"no lead {lead_id}")
             decided = f"linked to {lead_id}"
@@ -166,6 +167,24 @@ def _only_candidate(view: ReviewView) -> str:
         ids = ", ".join(c.lead.lead_id for c in view.candidates)
         raise UnknownReviewError(f"say which lead to link to (--lead): one of {ids}")
     return view.candidates[0].lead.lead_id
+
+
+def _candidate_named(view: ReviewView, lead_id: str) -> str:
+    """The lead `lead_id` names: a candidate's id whole or any unambiguous start of it (the
+    review shows each candidate by its first 8 characters), else `lead_id` as given (any
+    stored lead may be linked to)."""
+    wanted = lead_id.strip().lower()
+    ids = [c.lead.lead_id for c in view.candidates]
+    if wanted in ids:
+        return wanted
+    if len(wanted) < SHORTEST_PREFIX:
+        return lead_id
+    starting = [candidate for candidate in ids if candidate.startswith(wanted)]
+    if len(starting) > 1:
+        raise UnknownReviewError(
+            f"{lead_id!r} names more than one candidate ({', '.join(starting)}): give more of it"
+        )
+    return starting[0] if starting else lead_id
 
 
 def _view(store: Store, item: ReviewItem) -> ReviewView:

@@ -4,6 +4,7 @@ it duplicates, is resolved, and closes itself when its cause goes away."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -11,7 +12,14 @@ import pytest
 from leadsync.cli import main
 from leadsync.config import Config
 from leadsync.sandbox import Sandbox
-from leadsync.sync.store import Store
+from leadsync.sync.model import Lead
+from leadsync.sync.review import (
+    Candidate,
+    ReviewView,
+    UnknownReviewError,
+    _candidate_named,
+)
+from leadsync.sync.store import ReviewItem, Store
 
 
 def _sync(config: Config) -> None:
@@ -111,6 +119,34 @@ def test_linked_the_next_sync_merges_it_into_the_lead(
     _sync(config)
     assert _lead_of(config, twin) == lead_id
     assert _queue(config, capsys) == []
+
+
+def test_a_candidate_is_named_by_the_start_of_its_id_the_review_shows(
+    config: Config, duplicate: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    twin, lead_id = duplicate["twin"], duplicate["lead_id"]
+    capsys.readouterr()
+    assert main(["review", "--config", str(config.path)]) == 0
+    assert f"lead {lead_id[:8]}" in capsys.readouterr().out
+    resolve = ["review", "resolve", twin, "link", "--config", str(config.path)]
+    # Too short to name anything, or naming no candidate nor lead: bad usage, nothing linked.
+    for given in (lead_id[:3], "zzzzzzzz"):
+        assert main([*resolve, "--lead", given]) == 2
+        assert f"no lead {given}" in capsys.readouterr().err
+    assert main([*resolve, "--lead", lead_id[:8].upper()]) == 0
+    assert f"linked to {lead_id}" in capsys.readouterr().out
+    _sync(config)
+    assert _lead_of(config, twin) == lead_id
+
+
+def test_a_start_two_candidates_share_names_neither() -> None:
+    ids = ("abcd1111aaaaaaaaaaaa", "abcd2222aaaaaaaaaaaa")
+    item = ReviewItem("salesforce", "00Q1", ids, "same email", "run", datetime.now(UTC))
+    view = ReviewView(item, None, tuple(Candidate(Lead(i, {}), ()) for i in ids))
+    with pytest.raises(UnknownReviewError, match="names more than one candidate"):
+        _candidate_named(view, "abcd")
+    assert _candidate_named(view, "ABCD2") == ids[1]
+    assert _candidate_named(view, ids[0]) == ids[0]
 
 
 def test_ignored_it_stays_unlinked_and_resolving_again_is_bad_usage(
