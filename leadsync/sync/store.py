@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+import logging
 import math
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence, Set
@@ -76,6 +77,8 @@ from leadsync.sync.sql import (
 )
 from leadsync.sync.tables import unstorable
 
+log = logging.getLogger("leadsync.sync")
+
 __all__ = [
     "BACKFILL",
     "IGNORED",
@@ -95,6 +98,11 @@ ABANDONED = "abandoned"  # left running by a replica that died; another took its
 # Snapshots are packed with a dictionary of their CRM's (`sync.packed`) once it has this many
 # stored to train one on, its kind this prefix and the CRM's name.
 TRAIN_SAMPLES = 1_000
+# A dictionary trained to replace a poor one is judged on one sample in this many, held out of
+# its training. A process looks for one at most RETRAINS times a kind: data no dictionary packs
+# well costs that many trainings, no more.
+_HELD_OUT_EVERY = 8
+RETRAINS = 2
 SNAPSHOT_DICTIONARY = "snapshots:"
 LEAD_DICTIONARY = "leads"
 WRITE_DICTIONARY = "writes:"
@@ -256,6 +264,10 @@ class Store:
         self._codebook = packed.Codebook(self._load_dictionary)
         self._packing: dict[str, packed.Dictionary] = {}
         self._untrainable: set[str] = set()
+        # Per kind: the rows saved since its dictionary was last chosen, and how many times
+        # this process looked for a better one than a poor dictionary (`_instead_of_poor`).
+        self._saved_since: Counter[str] = Counter()
+        self._retrained: Counter[str] = Counter()
         try:
             if migrate:
                 upgrade(self._engine)
@@ -488,7 +500,11 @@ class Store:
         with writing(self._engine) as connection:
             dictionary = None
             if snapshots:
-                samples = sa.select(t.snapshots.c.packed).where(t.snapshots.c.crm == crm)
+                samples = (
+                    sa.select(t.snapshots.c.packed)
+                    .where(t.snapshots.c.crm == crm)
+                    .order_by(t.snapshots.c.saved_at.desc())
+                )
                 dictionary = self._dictionary(
                     connection,
                     f"{SNAPSHOT_DICTIONARY}{crm}",
@@ -519,6 +535,8 @@ class Store:
         transaction rolled back is not stored, and its id may be another's later."""
         if dictionary is not None:
             self._codebook.add(dictionary)
+            if self._packing.get(kind) is not dictionary:
+                self._saved_since[kind] = 0
             self._packing[kind] = dictionary
 
     def _dictionary(
@@ -531,12 +549,25 @@ class Store:
         batch_size: int = 0,
     ) -> packed.Dictionary | None:
         """The dictionary to pack `kind` with: the newest stored, or one trained now on
-        TRAIN_SAMPLES of the blobs `samples` selects once there are as many (none before: the
-        first are packed without one). A save of `batch_size` rows, at least TRAIN_SAMPLES,
+        TRAIN_SAMPLES of the blobs `samples` selects (newest first) once there are as many
+        (none before: the first are packed without one); another once it proves poor
+        (`_instead_of_poor`). A save of `batch_size` rows, at least TRAIN_SAMPLES,
         trains one on its own texts (`batch()` gives them) when none is stored: a first
         sync's first slice or page is then packed with it too, not left ~3 times larger (and
         rewritten smaller, leaving its pages part empty, when the next sync saves it again)."""
         found = self._packing.get(kind)
+        self._saved_since[kind] += batch_size
+        if (
+            found is not None
+            and found.poor
+            # Once as many rows as it trains on were saved since: the newest stored are then
+            # the rows it packed poorly, not those it was trained on.
+            and self._saved_since[kind] >= TRAIN_SAMPLES
+            and self._retrained[kind] < RETRAINS
+        ):
+            self._retrained[kind] += 1
+            self._saved_since[kind] = 0
+            return self._instead_of_poor(connection, kind, samples, now, found, batch, batch_size)
         if found is not None or kind in self._untrainable:
             return found
         d = t.dictionaries
@@ -549,18 +580,58 @@ class Store:
             data = packed.train(list(itertools.islice(batch(), TRAIN_SAMPLES)))
             if data is None:  # this batch: the stored rows may train one later
                 return None
+            return _stored_dictionary(connection, kind, data, now, trained_on=batch_size)
+        texts = self._stored_samples(connection, samples)
+        if texts is None:
+            return None
+        data = packed.train(texts)
+        if data is None:
+            self._untrainable.add(kind)
+            return None
+        return _stored_dictionary(connection, kind, data, now)
+
+    def _instead_of_poor(
+        self,
+        connection: Connection,
+        kind: str,
+        samples: sa.Select[Any],
+        now: datetime,
+        poor: packed.Dictionary,
+        batch: Callable[[], Iterable[bytes]] | None,
+        batch_size: int,
+    ) -> packed.Dictionary | None:
+        """What to pack `kind` with now that its dictionary `poor` packs its rows little or no
+        smaller than none: a dictionary trained on the batch (of TRAIN_SAMPLES or more) or the
+        newest rows stored, if it packs an eighth of them held out of its training smaller by
+        a tenth than both; else no dictionary, if none packs them smaller than `poor`; else
+        `poor`. (The newest stored dictionary of a kind is the one every process packs with.)"""
+        from_batch = batch is not None and batch_size >= TRAIN_SAMPLES
+        if batch is not None and from_batch:
+            texts: list[bytes] | None = list(itertools.islice(batch(), TRAIN_SAMPLES))
         else:
             texts = self._stored_samples(connection, samples)
-            if texts is None:
-                return None
-            data = packed.train(texts)
-            if data is None:
-                self._untrainable.add(kind)
-                return None
-        inserted = connection.execute(
-            d.insert().values(kind=kind, data=data, created_at=now).returning(d.c.id)
-        ).scalar_one()
-        return packed.Dictionary(inserted, data)
+        if texts is None:
+            return poor
+        held_out = texts[::_HELD_OUT_EVERY]
+        trained = packed.train([text for n, text in enumerate(texts) if n % _HELD_OUT_EVERY])
+
+        def packs(pack: Callable[[bytes], bytes]) -> int:
+            return sum(len(pack(text)) for text in held_out)
+
+        without, with_poor = packs(packed.pack_text), packs(poor.compress_unjudged)
+        if trained is not None:
+            # Judged under a stand-in id: an id's bytes are the same length whatever it is.
+            candidate = packed.Dictionary(poor.dictionary_id, trained)
+            if packs(candidate.compress_unjudged) < 0.9 * min(without, with_poor):
+                log.info("the %s packing dictionary packed little: trained another", kind)
+                trained_on = batch_size if from_batch else 0
+                return _stored_dictionary(connection, kind, trained, now, trained_on=trained_on)
+        if without < with_poor:
+            log.info("the %s packing dictionary packed rows larger: packing without", kind)
+            self._packing.pop(kind, None)
+            self._untrainable.add(kind)
+            return None
+        return poor
 
     def _stored_samples(
         self, connection: Connection, samples: sa.Select[Any]
@@ -572,7 +643,7 @@ class Store:
         last_sample = samples.with_only_columns(sa.literal(1), maintain_column_froms=True)
         if connection.execute(last_sample.offset(TRAIN_SAMPLES - 1).limit(1)).first() is None:
             return None
-        query = samples.limit(TRAIN_SAMPLES)  # any of them: they are alike
+        query = samples.limit(TRAIN_SAMPLES)  # the newest, as `samples` orders them
         blobs = list(connection.execute(query).scalars())
         if len(blobs) < TRAIN_SAMPLES:  # deleted meanwhile (PostgreSQL, another replica)
             return None
@@ -976,7 +1047,7 @@ class Store:
     ) -> packed.Dictionary | None:
         if not leads:
             return None
-        samples = sa.select(t.leads.c.packed)
+        samples = sa.select(t.leads.c.packed).order_by(t.leads.c.updated_at.desc())
         return self._dictionary(
             connection,
             LEAD_DICTIONARY,
@@ -1041,19 +1112,30 @@ class Store:
             landed = []
         kind = f"{WRITE_DICTIONARY}{crm}"
         with writing(self._engine) as connection:
-            samples = sa.select(t.writes.c.fields).where(t.writes.c.crm == crm)
-            dictionary = self._dictionary(connection, kind, samples, now)
+            samples = (
+                sa.select(t.writes.c.fields)
+                .where(t.writes.c.crm == crm)
+                .order_by(t.writes.c.id.desc())
+            )
+            dictionary = self._dictionary(connection, kind, samples, now, batch_size=len(rows))
             log = write_log.log_rows(connection, run_id, crm, rows, now, dictionary)
             write_log.insert_log(connection, log)
             expected_kind = f"{EXPECTED_DICTIONARY}{crm}"
-            expected = sa.select(t.expected.c.packed).where(t.expected.c.crm == crm)
-            expected_dictionary = self._dictionary(connection, expected_kind, expected, now)
+            expected = (
+                sa.select(t.expected.c.packed)
+                .where(t.expected.c.crm == crm)
+                .order_by(t.expected.c.written_at.desc())
+            )
+            expected_writes = write_log.expected_writes(rows)
+            expected_dictionary = self._dictionary(
+                connection, expected_kind, expected, now, batch_size=len(expected_writes)
+            )
             write_log.merge_expected(
                 connection,
                 crm,
                 run_id,
                 now,
-                write_log.expected_writes(rows),
+                expected_writes,
                 dictionary=expected_dictionary,
                 codebook=self._codebook,
             )
@@ -1345,6 +1427,18 @@ def _snapshot_row(
         saved_at,
         _person_named(snapshot),
     )
+
+
+def _stored_dictionary(
+    connection: Connection, kind: str, data: bytes, now: datetime, *, trained_on: int = 0
+) -> packed.Dictionary:
+    """Store a dictionary `kind` packs with from now on (the newest of a kind is used);
+    `trained_on`: the rows of the batch it was trained on, which it packs first."""
+    d = t.dictionaries
+    inserted = connection.execute(
+        d.insert().values(kind=kind, data=data, created_at=now).returning(d.c.id)
+    ).scalar_one()
+    return packed.Dictionary(inserted, data, unjudged=trained_on)
 
 
 def _snapshot_text(snapshot: Snapshot) -> bytes:
