@@ -83,6 +83,8 @@ BACKFILL_LEASE = "backfills"
 SWEEP_LEASE = "sweep"
 # How long the Status page still shows a replica that died without withdrawing its heartbeat.
 GONE_KEPT = timedelta(days=1)
+# How often the main thread wakes to run a signal handler another thread received.
+SIGNAL_CHECK_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -304,7 +306,10 @@ class Service:
         beating = threading.Thread(target=self._keep_beating, name="heartbeat", daemon=True)
         beating.start()
         self._scheduler.start()
-        self._stopping.wait()
+        # Timed, not one untimed wait: the kernel may hand SIGTERM to any thread, and Python
+        # runs the handler in the main thread only once that thread runs again.
+        while not self._stopping.wait(SIGNAL_CHECK_SECONDS):
+            pass
         beating.join()  # no beat after the withdrawal
         return self._shut_down()
 
