@@ -86,7 +86,15 @@ def settings(
 def fault_config(sandbox: Sandbox, folder: Path, *, database: str | None = None) -> Config:
     """A sandbox config whose lead definition's acceptance clock falls due in a second."""
     folder.mkdir(parents=True, exist_ok=True)
-    config: Config = set_up_sandbox_config(sandbox, folder)
+    # `leadsync setup` (HubSpot's leadsync_* properties) before the faults are on: what runs
+    # under them is the backfill or the replicas, from their first login on. Setup's own retries
+    # under the faults (a second or so each, Retry-After honoured) took six seconds a test.
+    faults = sandbox.faults.spec
+    sandbox.faults.configure(FaultSpec())
+    try:
+        config: Config = set_up_sandbox_config(sandbox, folder)
+    finally:
+        sandbox.faults.configure(faults)
     assert config.path is not None
     definition = (EXAMPLES / "lead_definition.toml").read_text()
     start = definition.index("[sla.calendars.sales]")
