@@ -34,7 +34,12 @@ from leadsync.sandbox_config import EXAMPLES
 from leadsync.sync import tables
 from leadsync.sync.backfill import BackfillQueue, Status
 from leadsync.sync.store import Store
-from tests.support import REAL_PROCESSES, mapped_state, set_up_sandbox_config
+from tests.support import (
+    REAL_PROCESSES,
+    mapped_state,
+    set_up_sandbox_config,
+    wait_until_backfills_claimable,
+)
 
 pytestmark = [pytest.mark.faults, REAL_PROCESSES]
 
@@ -178,7 +183,8 @@ def test_a_backfill_under_faults_killed_five_times_ends_in_the_fault_free_state(
             if worker.returncode == 0:
                 break
             assert worker.returncode == -signal.SIGKILL, err
-            time.sleep(1.1)  # the dead worker's heartbeat goes stale (lease_seconds = 1)
+            # The dead worker's heartbeat goes stale (lease_seconds = 1), if it had one.
+            wait_until_backfills_claimable(config.database_url, lease_seconds=1)
         with Store(config.database_url) as store:
             (done,) = BackfillQueue(store.engine).list()
             events = store.sla.events(kind="breached")
