@@ -152,6 +152,30 @@ def set_up_sandbox_config(sandbox: Any, folder: Path) -> Any:
     return config
 
 
+def wait_until_backfills_claimable(database_url: str, *, lease_seconds: float) -> None:
+    """Wait until no backfill runs with a heartbeat fresher than `lease_seconds`: then the
+    next `leadsync backfill` may claim it (`BackfillQueue.claim`'s `stale_after`), as it would
+    after a fixed sleep of the lease. A runner killed before it claimed leaves nothing fresh."""
+    from leadsync.sync.backfill import BackfillQueue, Status
+    from leadsync.sync.store import Store
+
+    deadline = time.monotonic() + 30 + lease_seconds
+    with Store(database_url) as store:
+        queue = BackfillQueue(store.engine)
+        while True:
+            # Judged at this moment; the claim comes later still, so never too early.
+            fresh_after = datetime.now().astimezone() - timedelta(seconds=lease_seconds)
+            if not any(
+                found.status == Status.RUNNING
+                and found.heartbeat_at is not None
+                and found.heartbeat_at >= fresh_after
+                for found in queue.list()
+            ):
+                return
+            assert time.monotonic() < deadline, "a backfill's heartbeat never went stale"
+            time.sleep(0.05)
+
+
 class Cut(BaseException):
     """Stands for the process dying: not an Exception, so nothing may catch it."""
 

@@ -21,7 +21,12 @@ from leadsync.config import Config, load_config
 from leadsync.sandbox import FaultSpec, HubSpotSettings, Sandbox, SandboxSettings
 from leadsync.sync.backfill import Backfill, BackfillQueue, Status
 from leadsync.sync.store import Store
-from tests.support import REAL_PROCESSES, mapped_state, set_up_sandbox_config
+from tests.support import (
+    REAL_PROCESSES,
+    mapped_state,
+    set_up_sandbox_config,
+    wait_until_backfills_claimable,
+)
 
 pytestmark = REAL_PROCESSES
 
@@ -106,7 +111,9 @@ def test_a_backfill_killed_then_run_again_ends_like_one_that_ran_through(
         cut = progress(config)
         assert cut is not None
         assert cut.status == Status.RUNNING  # killed before it could finish
-        time.sleep(1.1)  # its heartbeat goes stale
+        wait_until_backfills_claimable(
+            config.database_url, lease_seconds=1
+        )  # its heartbeat goes stale
         again = backfill(config)
         out, err = again.communicate(timeout=300)
         assert again.returncode == 0, err

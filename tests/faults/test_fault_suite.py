@@ -34,7 +34,12 @@ from leadsync.sandbox_config import EXAMPLES
 from leadsync.sync import tables
 from leadsync.sync.backfill import BackfillQueue, Status
 from leadsync.sync.store import Store
-from tests.support import REAL_PROCESSES, mapped_state, set_up_sandbox_config
+from tests.support import (
+    REAL_PROCESSES,
+    mapped_state,
+    set_up_sandbox_config,
+    wait_until_backfills_claimable,
+)
 
 pytestmark = [pytest.mark.faults, REAL_PROCESSES]
 
@@ -86,7 +91,15 @@ def settings(
 def fault_config(sandbox: Sandbox, folder: Path, *, database: str | None = None) -> Config:
     """A sandbox config whose lead definition's acceptance clock falls due in a second."""
     folder.mkdir(parents=True, exist_ok=True)
-    config: Config = set_up_sandbox_config(sandbox, folder)
+    # `leadsync setup` (HubSpot's leadsync_* properties) before the faults are on: what runs
+    # under them is the backfill or the replicas, from their first login on. Setup's own retries
+    # under the faults (a second or so each, Retry-After honoured) took six seconds a test.
+    faults = sandbox.faults.spec
+    sandbox.faults.configure(FaultSpec())
+    try:
+        config: Config = set_up_sandbox_config(sandbox, folder)
+    finally:
+        sandbox.faults.configure(faults)
     assert config.path is not None
     definition = (EXAMPLES / "lead_definition.toml").read_text()
     start = definition.index("[sla.calendars.sales]")
@@ -170,7 +183,8 @@ def test_a_backfill_under_faults_killed_five_times_ends_in_the_fault_free_state(
             if worker.returncode == 0:
                 break
             assert worker.returncode == -signal.SIGKILL, err
-            time.sleep(1.1)  # the dead worker's heartbeat goes stale (lease_seconds = 1)
+            # The dead worker's heartbeat goes stale (lease_seconds = 1), if it had one.
+            wait_until_backfills_claimable(config.database_url, lease_seconds=1)
         with Store(config.database_url) as store:
             (done,) = BackfillQueue(store.engine).list()
             events = store.sla.events(kind="breached")
