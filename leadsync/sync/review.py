@@ -174,12 +174,12 @@ def _candidate_named(view: ReviewView, lead_id: str) -> str:
     review shows each candidate by its first 8 characters), else `lead_id` as given (any
     stored lead may be linked to)."""
     wanted = lead_id.strip().lower()
-    ids = [c.lead.lead_id for c in view.candidates]
-    if wanted in ids:
+    candidates = [c.lead.lead_id for c in view.candidates]
+    if wanted in candidates:
         return wanted
     if len(wanted) < SHORTEST_PREFIX:
         return lead_id
-    starting = [candidate for candidate in ids if candidate.startswith(wanted)]
+    starting = [candidate for candidate in candidates if candidate.startswith(wanted)]
     if len(starting) > 1:
         raise UnknownReviewError(
             f"{lead_id!r} names more than one candidate ({', '.join(starting)}): give more of it"
