@@ -29,6 +29,7 @@ import hashlib
 import itertools
 import logging
 import math
+import threading
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
@@ -265,9 +266,12 @@ class Store:
         self._packing: dict[str, packed.Dictionary] = {}
         self._untrainable: set[str] = set()
         # Per kind: the rows saved since its dictionary was last chosen, and how many times
-        # this process looked for a better one than a poor dictionary (`_instead_of_poor`).
+        # this process looked for a better one than a poor dictionary (`_instead_of_poor`),
+        # each look taken under the lock (threads share a Store). A look in a transaction
+        # rolled back (a transient error) is spent all the same: the next comes 1,000 rows on.
         self._saved_since: Counter[str] = Counter()
         self._retrained: Counter[str] = Counter()
+        self._looking = threading.Lock()
         try:
             if migrate:
                 upgrade(self._engine)
@@ -556,17 +560,20 @@ class Store:
         sync's first slice or page is then packed with it too, not left ~3 times larger (and
         rewritten smaller, leaving its pages part empty, when the next sync saves it again)."""
         found = self._packing.get(kind)
-        self._saved_since[kind] += batch_size
-        if (
-            found is not None
-            and found.poor
-            # Once as many rows as it trains on were saved since: the newest stored are then
-            # the rows it packed poorly, not those it was trained on.
-            and self._saved_since[kind] >= TRAIN_SAMPLES
-            and self._retrained[kind] < RETRAINS
-        ):
-            self._retrained[kind] += 1
-            self._saved_since[kind] = 0
+        with self._looking:
+            self._saved_since[kind] += batch_size
+            look = (
+                found is not None
+                and found.poor
+                # Once as many rows as it trains on were saved since: the newest stored are
+                # then the rows it packed poorly, not those it was trained on.
+                and self._saved_since[kind] >= TRAIN_SAMPLES
+                and self._retrained[kind] < RETRAINS
+            )
+            if look:
+                self._retrained[kind] += 1
+                self._saved_since[kind] = 0
+        if look and found is not None:
             return self._instead_of_poor(connection, kind, samples, now, found, batch, batch_size)
         if found is not None or kind in self._untrainable:
             return found
@@ -1117,7 +1124,8 @@ class Store:
                 .where(t.writes.c.crm == crm)
                 .order_by(t.writes.c.id.desc())
             )
-            dictionary = self._dictionary(connection, kind, samples, now, batch_size=len(rows))
+            logged = len({row.record_id for row in rows})  # ~ the log rows: one a record
+            dictionary = self._dictionary(connection, kind, samples, now, batch_size=logged)
             log = write_log.log_rows(connection, run_id, crm, rows, now, dictionary)
             write_log.insert_log(connection, log)
             expected_kind = f"{EXPECTED_DICTIONARY}{crm}"

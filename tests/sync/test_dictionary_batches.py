@@ -5,14 +5,18 @@ dictionary later rows are packed with should not make them larger than no dictio
 from __future__ import annotations
 
 import itertools
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 
 from leadsync.sync import packed, tables
+from leadsync.sync.database import alembic_config
 from leadsync.sync.model import Lead, Snapshot
 from leadsync.sync.store import RETRAINS, TRAIN_SAMPLES, Store, _lead_text
 from tests.sync.test_store import T0
@@ -163,7 +167,7 @@ def test_rows_a_poor_dictionary_packs_larger_are_packed_without_one_when_none_is
         with store.engine.connect() as connection:
             query = sa.select(tables.leads.c.lead_id, tables.leads.c.packed)
             formats = {row.lead_id: bytes(row.packed)[0] for row in connection.execute(query)}
-    assert dictionary_kinds(store) == ["leads"]
+        assert dictionary_kinds(store) == ["leads"]  # on the open store: a closed one leaks
     assert {formats[lead.lead_id] for lead in varied[: TRAIN_SAMPLES // 2]} == {3}
     assert {formats[lead.lead_id] for lead in varied[-TRAIN_SAMPLES // 2 :]} == {2}
     later = varied[-TRAIN_SAMPLES // 2 :]
@@ -174,3 +178,54 @@ def test_rows_a_poor_dictionary_packs_larger_are_packed_without_one_when_none_is
         assert reader.leads([lead.lead_id for lead in varied]) == {
             one.lead_id: one for one in varied
         }
+
+
+def test_a_store_downgraded_after_a_retrain_and_upgraded_again_reads_every_lead(
+    database_url: str,
+) -> None:
+    # Leads packed with the poor dictionary and with the one trained to replace it: the
+    # downgrade unpacks both, the upgrade and the next process pack and read them again.
+    ticks = itertools.count()
+    first = [ALIKE["sparse"](n) for n in range(TRAIN_SAMPLES + 10)]
+    varied = [a_lead(n) for n in range(2 * TRAIN_SAMPLES)]
+    with Store(database_url, clock=lambda: T0 + timedelta(seconds=next(ticks))) as store:
+        store.save_leads(first)
+        for start in range(0, len(varied), 50):
+            store.save_leads(varied[start : start + 50])
+        assert dictionary_kinds(store).count("leads") >= 2
+    engine = sa.create_engine(database_url)
+    with engine.begin() as connection:
+        command.downgrade(alembic_config(connection=connection), "0016_expected_row_stamps")
+        assert not sa.inspect(connection).has_table("dictionaries")
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection=connection), "head")
+    engine.dispose()
+    given = {lead.lead_id: lead for lead in [*first, *varied]}
+    with Store(database_url, clock=lambda: T0 + timedelta(seconds=next(ticks))) as store:
+        assert store.leads(list(given)) == given
+        store.save_leads(varied[:TRAIN_SAMPLES])  # a dictionary again, from the stored rows
+        assert store.leads(list(given)) == given
+        assert dictionary_kinds(store) == ["leads"]
+
+
+def test_threads_sharing_a_store_look_for_a_better_dictionary_a_few_times_at_most(
+    database_url: str,
+) -> None:
+    # The service runs jobs in threads on one Store: saves that find the poor dictionary at
+    # once must not each look (a training each), only RETRAINS of them in all.
+    ticks = itertools.count()
+    lock = threading.Lock()
+
+    def clock() -> datetime:
+        with lock:
+            return T0 + timedelta(seconds=next(ticks))
+
+    varied = [a_lead(n) for n in range(4 * TRAIN_SAMPLES)]
+    with Store(database_url, clock=clock) as store:
+        store.save_leads([ALIKE["sparse"](n) for n in range(TRAIN_SAMPLES + 10)])
+        with ThreadPoolExecutor(8) as pool:
+            saves = range(0, len(varied), 50)
+            list(pool.map(lambda start: store.save_leads(varied[start : start + 50]), saves))
+        assert 1 < dictionary_kinds(store).count("leads") <= 1 + RETRAINS
+        given = {lead.lead_id: lead for lead in varied}
+        assert store.leads(list(given)) == given
