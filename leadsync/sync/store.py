@@ -612,11 +612,11 @@ class Store:
         newest rows stored, if it packs an eighth of them held out of its training smaller by
         a tenth than both; else no dictionary, if none packs them smaller than `poor`; else
         `poor`. (The newest stored dictionary of a kind is the one every process packs with.)"""
-        from_batch = batch is not None and batch_size >= TRAIN_SAMPLES
-        if batch is not None and from_batch:
-            texts: list[bytes] | None = list(itertools.islice(batch(), TRAIN_SAMPLES))
+        texts: list[bytes] | None
+        if batch is not None and batch_size >= TRAIN_SAMPLES:
+            texts, trained_on = list(itertools.islice(batch(), TRAIN_SAMPLES)), batch_size
         else:
-            texts = self._stored_samples(connection, samples)
+            texts, trained_on = self._stored_samples(connection, samples), 0
         if texts is None:
             return poor
         held_out = texts[::_HELD_OUT_EVERY]
@@ -631,7 +631,6 @@ class Store:
             candidate = packed.Dictionary(poor.dictionary_id, trained)
             if packs(candidate.compress_unjudged) < 0.9 * min(without, with_poor):
                 log.info("the %s packing dictionary packed little: trained another", kind)
-                trained_on = batch_size if from_batch else 0
                 return _stored_dictionary(connection, kind, trained, now, trained_on=trained_on)
         if without < with_poor:
             log.info("the %s packing dictionary packed rows larger: packing without", kind)
