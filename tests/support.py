@@ -176,6 +176,28 @@ def wait_until_backfills_claimable(database_url: str, *, lease_seconds: float) -
             time.sleep(0.05)
 
 
+def twin_of_a_linked_salesforce_lead(sandbox: Any, config: Any) -> tuple[dict[str, Any], str, str]:
+    """A second Salesforce lead with the email of an open one leadsync linked (a duplicate
+    review waits for once it is pulled): (the original's fields, its lead id, the twin's id)."""
+    from leadsync.sync.store import Store
+
+    with Store(config.database_url) as store:
+        for original in sandbox.salesforce.snapshot("Lead"):
+            if original["IsConverted"] or not original.get("Email"):
+                continue
+            lead_id = store.lead_ids_for("salesforce", [original["Id"]]).get(original["Id"])
+            if lead_id is not None:
+                break
+        else:  # pragma: no cover - the seed always has some
+            pytest.fail("no linked Salesforce lead")
+    created = sandbox.salesforce.create_record(
+        "Lead",
+        {"LastName": "Twin", "Company": original["Company"], "Email": original["Email"]},
+    )
+    assert created.record_id is not None
+    return original, lead_id, created.record_id
+
+
 class Cut(BaseException):
     """Stands for the process dying: not an Exception, so nothing may catch it."""
 

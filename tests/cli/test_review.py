@@ -20,6 +20,7 @@ from leadsync.sync.review import (
     _candidate_named,
 )
 from leadsync.sync.store import ReviewItem, Store
+from tests.support import twin_of_a_linked_salesforce_lead
 
 
 def _sync(config: Config) -> None:
@@ -30,24 +31,11 @@ def _sync(config: Config) -> None:
 def duplicate(sandbox: Sandbox, config: Config) -> dict[str, Any]:
     """After a first sync, a second Salesforce lead with the email of one leadsync linked."""
     _sync(config)
-    with Store(config.database_url) as store:
-        for original in sandbox.salesforce.snapshot("Lead"):
-            if original["IsConverted"] or not original.get("Email"):
-                continue
-            lead_id = store.lead_ids_for("salesforce", [original["Id"]]).get(original["Id"])
-            if lead_id is not None:
-                break
-        else:  # pragma: no cover - the seed always has some
-            pytest.fail("no linked Salesforce lead")
-    created = sandbox.salesforce.create_record(
-        "Lead",
-        {"LastName": "Twin", "Company": original["Company"], "Email": original["Email"]},
-    )
-    assert created.record_id is not None
+    original, lead_id, twin = twin_of_a_linked_salesforce_lead(sandbox, config)
     _sync(config)
     return {
         "original": original["Id"],
-        "twin": created.record_id,
+        "twin": twin,
         "lead_id": lead_id,
         "email": original["Email"],
     }

@@ -23,7 +23,7 @@ from leadsync.sync.ids import ID_DIGITS, is_new_id, new_id
 from leadsync.sync.runs import find_run
 from leadsync.sync.store import Store
 from tests.console.conftest import GRACE_PASSWORD, console_config, serve, sign_in
-from tests.support import search_caught_up
+from tests.support import search_caught_up, twin_of_a_linked_salesforce_lead
 
 # The engine tests' sandbox (seed 21, 150 leads a CRM) and config, as fixtures.
 from tests.sync.test_engine import config, cycle, sandbox_settings  # noqa: F401
@@ -140,19 +140,7 @@ def test_a_store_an_earlier_release_filled_is_read_and_changed_by_id_in_every_co
         earlier_release.setattr(ids, "new_id", uuid_id)
         earlier_release.setattr(engine_module, "new_id", uuid_id)
         first = cycle(config)
-        with Store(config.database_url) as store:
-            for original in sandbox.salesforce.snapshot("Lead"):
-                found = store.lead_ids_for("salesforce", [original["Id"]])
-                if original.get("Email") and not original["IsConverted"] and found:
-                    old_lead = found[original["Id"]]
-                    break
-            else:  # pragma: no cover - the seed always has some
-                pytest.fail("no linked Salesforce lead")
-        twin = sandbox.salesforce.create_record(
-            "Lead",
-            {"LastName": "Twin", "Company": original["Company"], "Email": original["Email"]},
-        ).record_id
-        assert twin is not None
+        original, old_lead, twin = twin_of_a_linked_salesforce_lead(sandbox, config)
         search_caught_up(config)
         cycle(config)
     assert uuid.UUID(old_lead)
