@@ -5,22 +5,18 @@ Online only: leadsync has no use for offline SQL scripts.
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from leadsync.sync.database import MIGRATION_LOCK_KEY, make_engine, refuse_unknown_revision
+from leadsync.sync.database import hold_migration_lock, make_engine, refuse_unknown_revision
 from leadsync.sync.tables import metadata
 
 
 def _migrate(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=metadata, compare_type=True)
     with context.begin_transaction():
-        if connection.dialect.name == "postgresql":
-            # Held until commit: a second replica waits, then finds the schema already at head.
-            connection.execute(
-                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
-            )
+        # Held until commit: a second replica waits, then finds the schema already at head.
+        hold_migration_lock(connection)
         # Under the lock: a newer replica that migrated meanwhile has committed its revision.
         refuse_unknown_revision(connection, context.script)
         context.run_migrations()

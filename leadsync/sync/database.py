@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -375,21 +375,43 @@ def _scripts() -> ScriptDirectory:
     return ScriptDirectory.from_config(alembic_config())
 
 
+@cache
+def _release_revisions() -> tuple[tuple[str, ...], str | None]:
+    """This release's revisions, oldest first, and its head. Read once a process: Alembic
+    compiles every migration script each time it loads them (~15 ms, paid by every store
+    opened), and a running process's scripts are those it was installed with."""
+    scripts = _scripts()
+    return tuple(_walked(scripts)), scripts.get_current_head()
+
+
+def _walked(scripts: ScriptDirectory) -> list[str]:
+    return [script.revision for script in reversed(list(scripts.walk_revisions()))]
+
+
 def known_revisions(scripts: ScriptDirectory | None = None) -> list[str]:
     """The revisions this leadsync knows, oldest first."""
-    walked = (scripts or _scripts()).walk_revisions()
-    return [script.revision for script in reversed(list(walked))]
+    return _walked(scripts) if scripts is not None else list(_release_revisions()[0])
 
 
 def refuse_unknown_revision(connection: Connection, scripts: ScriptDirectory | None = None) -> None:
     """Raise SchemaTooNewError if the store on `connection` is at a revision this leadsync does
     not know: one a newer release migrated it to. Alembic would only say it "can't locate" it,
     after a traceback; and no code of this release may read or write a schema it cannot know."""
-    scripts = scripts or _scripts()
     known = set(known_revisions(scripts))
+    head = scripts.get_current_head() if scripts is not None else _release_revisions()[1]
     for current in MigrationContext.configure(connection).get_current_heads():
         if current not in known:
-            raise SchemaTooNewError(connection.engine.url, current, scripts.get_current_head())
+            raise SchemaTooNewError(connection.engine.url, current, head)
+
+
+def hold_migration_lock(connection: Connection) -> None:
+    """On PostgreSQL, take the migration lock, held to the transaction's end: processes (and
+    test schemas) migrate one at a time. Taken again in the same transaction, it is held twice,
+    to the commit (env.py takes it for the migrations). SQLite's write transaction is the lock."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+        )
 
 
 @retry_transient
@@ -398,6 +420,12 @@ def upgrade(engine: Engine) -> None:
     newer leadsync migrated is refused (SchemaTooNewError; migrations/env.py checks it once it
     holds the migration lock), nothing written."""
     with _MIGRATING, writing(engine) as connection:
+        # A store at head (every one but the first open after an install) needs no Alembic;
+        # read under the lock, as a newer release migrating meanwhile may commit its revision.
+        hold_migration_lock(connection)
+        head = _release_revisions()[1]
+        if MigrationContext.configure(connection).get_current_heads() == (head,):
+            return
         command.upgrade(alembic_config(connection=connection), "head")
 
 
@@ -454,12 +482,8 @@ def downgrade_database(
 @retry_transient
 def _downgrade(engine: Engine, to: str, before: Callable[[str, list[str]], None]) -> list[str]:
     with _MIGRATING, writing(engine) as connection:
-        if connection.dialect.name == "postgresql":
-            # Before the revision is read: a downgrade or upgrade under way changes it.
-            # (env.py takes it again for the migrations: it is held twice, to the commit.)
-            connection.execute(
-                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
-            )
+        # Before the revision is read: a downgrade or upgrade under way changes it.
+        hold_migration_lock(connection)
         scripts = _scripts()
         refuse_unknown_revision(connection, scripts)
         revisions = known_revisions(scripts)
@@ -514,10 +538,9 @@ def _refuse_live_writers(connection: Connection, shown: str) -> None:
 def check_schema(engine: Engine) -> None:
     """Raise SchemaOutOfDateError unless the database of `engine` is at the newest schema
     (SchemaTooNewError if a newer leadsync migrated it)."""
-    scripts = _scripts()
     with engine.connect() as connection:
-        refuse_unknown_revision(connection, scripts)
+        refuse_unknown_revision(connection)
         current = MigrationContext.configure(connection).get_current_revision()
-    head = scripts.get_current_head()
+    head = _release_revisions()[1]
     if current != head:
         raise SchemaOutOfDateError(current, head)
