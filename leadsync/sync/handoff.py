@@ -197,6 +197,9 @@ class _Chosen:
     route: str = ""
 
 
+# The route a preview names for a lead a run cut off mid-handoff had given its owner.
+RESUMED_PICK = "given before a cut-off run"
+
 # The id a preview's link writes carry: the record is not created.
 _NEW_RECORD = "(new)"
 
@@ -428,6 +431,11 @@ class HandoffStep:
         problem = self._problem(m)
         if problem:
             return _Chosen(self._blocked(lead_id, eligible_at, problem), resumed)
+        if resumed and earlier is not None and earlier.owner is not None:
+            # Its owner was given, and counted in the owners' loads, before the cut: routed
+            # again, it would go to the next in the round-robin, counted twice, and a create
+            # that landed would change hands.
+            return _Chosen(replace(earlier, run_id=self._run_id), resumed, RESUMED_PICK)
         routed = self._router.route(m.lead.values)
         if routed.problem:
             return _Chosen(self._blocked(lead_id, eligible_at, routed.problem), resumed)

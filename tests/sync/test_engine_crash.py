@@ -10,16 +10,18 @@ land (on this machine) after the pull and amid the writes.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import pytest
 import sqlalchemy as sa
@@ -31,6 +33,7 @@ from leadsync.runtime import open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
 from leadsync.sync.database import upgrade_database
 from leadsync.sync.engine import SETTLE_SLICE, SyncEngine
+from leadsync.sync.handoff_ledger import CREATED, PENDING
 from tests.support import (
     REAL_PROCESSES,
     Cut,
@@ -60,33 +63,49 @@ SCALED_HUBSPOT_BATCH, SCALED_SALESFORCE_COLLECTION = 20, 40
 WRITE_ENDPOINTS = ("hubspot.contacts.batch_update", "salesforce.collection_update")
 
 
+class _Wire(Protocol):
+    """What a call passes through on its way: a Tripwire, or a `_Watch`."""
+
+    def wrap(self, call: Callable[..., Any]) -> Callable[..., Any]: ...
+
+
+# The store's ledgers: objects of their own, their calls cut as the store's are.
+LEDGERS = frozenset({"handoffs", "related", "sla"})
+# The connectors' calls that write: the engine's updates and the handoff's creates.
+CONNECTOR_WRITES = frozenset({"write", "upsert"})
+
+
 class _Wrapped:
-    """A store or a connector whose methods `names` pass the tripwire (their names logged in
-    `log`, if given)."""
+    """A store or a connector whose methods `names` (all, if None: the store's, its ledgers'
+    too) pass the wire, their names logged in `log`, if given, after `prefix`."""
 
     def __init__(
         self,
         inner: Any,
-        wire: Tripwire,
+        wire: _Wire,
         names: frozenset[str] | None,
         log: list[str] | None = None,
+        prefix: str = "",
     ) -> None:
         self._inner = inner
         self._wire = wire
         self._names = names
         self._log = log
+        self._prefix = prefix
         self.crm = getattr(inner, "crm", None)
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._inner, name)
+        if self._names is None and name in LEDGERS:
+            return _Wrapped(value, self._wire, None, self._log, prefix=f"{name}.")
         if callable(value) and (self._names is None or name in self._names):
             wrapped = self._wire.wrap(value)
             if self._log is None:
                 return wrapped
-            log = self._log
+            log, logged_as = self._log, self._prefix + name
 
             def logged(*args: Any, **kwargs: Any) -> Any:
-                log.append(name)
+                log.append(logged_as)
                 return wrapped(*args, **kwargs)
 
             return logged
@@ -157,7 +176,7 @@ def test_each_case_runs_on_its_own_copy_of_the_migrated_store(
 
 def _run(
     config: Config,
-    wire: Tripwire | None = None,
+    wire: _Wire | None = None,
     *,
     scaled: bool = True,
     log: list[str] | None = None,
@@ -195,7 +214,7 @@ def _run(
         if wire is not None:
             store = _Wrapped(store, wire, cut_store_calls, log)
             connectors = {
-                crm: _Wrapped(c, wire, frozenset({"write"}), log) for crm, c in connectors.items()
+                crm: _Wrapped(c, wire, CONNECTOR_WRITES, log) for crm, c in connectors.items()
             }
         try:
             SyncEngine(
@@ -216,46 +235,163 @@ def _write_calls(sandbox: Sandbox) -> int:
     return sum(endpoints.get(name, 0) for name in WRITE_ENDPOINTS)
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], int, int]:
-    """The CRM state after one uninterrupted run, its write calls, and its store/write calls."""
+class Reference(NamedTuple):
+    """An uninterrupted run: the CRM state it ends in, its write calls, and the names of the
+    calls it makes that the cuts fall at (the store's and its ledgers', the connectors' writes),
+    in order."""
+
+    state: dict[str, Any]
+    writes: int
+    calls: list[str]
+
+
+def _reference(folder: Path, *, slice_size: int = SETTLE_SLICE) -> Reference:
     with Sandbox(SCALED) as sandbox:
-        config = _config(sandbox, tmp_path_factory.mktemp("reference"))
-        counter = Tripwire(None, after=False)
+        config = _config(sandbox, folder)
+        calls: list[str] = []
         sandbox.stats.clear()
-        _run(config, counter)
-        return crm_state(sandbox), _write_calls(sandbox), counter.calls
+        _run(config, Tripwire(None, after=False), slice_size=slice_size, log=calls)
+        return Reference(crm_state(sandbox), _write_calls(sandbox), calls)
 
 
-def _calls_made(settings: SandboxSettings, folder: Path, *, scaled: bool) -> list[str]:
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
+    return _reference(tmp_path_factory.mktemp("reference"))
+
+
+def _cut_calls_made(settings: SandboxSettings, folder: Path, *, scaled: bool) -> list[str]:
+    """The calls a run makes that the cuts fall after (not the reads: see READS)."""
     with Sandbox(settings) as sandbox:
         log: list[str] = []
         _run(_config(sandbox, folder), Tripwire(None, after=False), scaled=scaled, log=log)
-        return log
+        return [name for name in log if name not in READS]
 
 
 def test_the_scaled_run_makes_the_calls_of_a_full_sized_one(tmp_path: Path) -> None:
-    # What lets the cuts run over SCALED: each is a cut of the full-sized run too.
-    full = _calls_made(SETTINGS, tmp_path / "full", scaled=False)
-    assert _calls_made(SCALED, tmp_path / "scaled", scaled=True) == full
+    # What lets the cuts run over SCALED: each is a cut of the full-sized run too. (Where a
+    # read of Contacts' stored stamps falls among the writes varies from process to process.)
+    full = _cut_calls_made(SETTINGS, tmp_path / "full", scaled=False)
+    assert _cut_calls_made(SCALED, tmp_path / "scaled", scaled=True) == full
     # Pages of more than one search (HubSpot's), and several write batches.
     assert full.count("save_page") >= 5
     assert full.count("write") >= 4
 
 
-MOST_CALLS = 74
+# The calls that only read (`test_nothing_is_written_between_one_call_and_the_next` holds
+# them to it): a run cut just after one leaves what the cut just before it leaves, so no cut
+# falls after one. A call not named here is cut: a new read costs a case, never a gap.
+READS = frozenset(
+    {
+        "cursor",
+        "due_refusals",
+        "expected",
+        "first_run_at",
+        "handoffs.known",
+        "handoffs.loads",
+        "handoffs.of",
+        "handoffs.unfinished",
+        "identity_snapshots",
+        "known_stamps",
+        "lead_ids_for",
+        "leads",
+        "leads_by_email",
+        "leads_naming",
+        "linked_to",
+        "links_for",
+        "open_quarantine",
+        "pending_from_plans",
+        "pending_ids",
+        "records_of",
+        "related.children",
+        "related.get",
+        "related.known_stamps",
+        "related.people",
+        "review_queue",
+        "sla.overdue_leads",
+        "sla.owners",
+        "sla.running",
+        "snapshots",
+        "unseen_writes",
+    }
+)
+
+MOST_CALLS = 110
 
 
 def _points_up_to(most: int) -> list[tuple[int, bool]]:
-    # Every call of a run, cut before and after; the run makes fewer than `most` calls
-    # (asserted below), and the points past its last call skip.
-    return [(n, after) for n in range(1, most) for after in (False, True)]
+    # Every call of a run cut after it (a read's skips: see READS), and the first before it:
+    # a cut just before a later call leaves the store and the CRMs as the cut just after the
+    # call before it does, since nothing between two calls writes to either (as
+    # `test_nothing_is_written_between_one_call_and_the_next` checks) and a Cut, as a kill,
+    # is caught by nothing. The run makes fewer than `most` calls (asserted below); the
+    # points past its last call skip.
+    return [(1, False)] + [(n, True) for n in range(1, most)]
+
+
+class _Watch:
+    """A wire (see `_Wrapped`) that takes what the CRMs and the store hold just before and
+    just after each call's work: `marks` gets (before, after) per call."""
+
+    def __init__(self, sandbox: Sandbox, database: Path) -> None:
+        self.sandbox = sandbox
+        self.marks: list[tuple[Any, Any]] = []
+        # The store's data_version moves each time another connection commits to it.
+        self._store = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+
+    def close(self) -> None:
+        self._store.close()
+
+    def held(self) -> tuple[Any, int]:
+        salesforce = self.sandbox.salesforce
+        crms = (
+            self.sandbox.hubspot.snapshot(include_archived=True),
+            [
+                salesforce.snapshot(name, include_deleted=True)
+                for name in sorted(salesforce.objects)
+            ],
+        )
+        return crms, self._store.execute("PRAGMA data_version").fetchone()[0]
+
+    def wrap(self, call: Callable[..., Any]) -> Callable[..., Any]:
+        def watched(*args: Any, **kwargs: Any) -> Any:
+            before = self.held()
+            result = call(*args, **kwargs)
+            self.marks.append((before, self.held()))
+            return result
+
+        return watched
+
+
+def _watched_run(tmp_path: Path, slice_size: int) -> list[tuple[str, Any, Any]]:
+    """The (name, held before, held after) of each call a run over SCALED makes."""
+    with Sandbox(SCALED) as sandbox:
+        config = _config(sandbox, tmp_path)
+        upgrade_database(config.database_url)  # the store's file exists for the watch
+        watch, names = _Watch(sandbox, _database_file(config)), list[str]()
+        try:
+            _run(config, watch, slice_size=slice_size, log=names)
+        finally:
+            watch.close()
+        return [(name, *held) for name, held in zip(names, watch.marks, strict=True)]
+
+
+@pytest.mark.parametrize("slice_size", [SETTLE_SLICE, 15])
+def test_nothing_is_written_between_one_call_and_the_next(tmp_path: Path, slice_size: int) -> None:
+    # What lets the cuts skip the point just before each call but the first, and the sliced
+    # run's cuts skip its reads.
+    marks = _watched_run(tmp_path, slice_size)
+    assert len(marks) > 10
+    for (name, _, after), (following, before, _) in itertools.pairwise(marks):
+        assert after == before, f"something was written between {name} and {following}"
+    changed = {name for name, before, after in marks if before != after}
+    assert {"write", "save_page", "mark_reconciled"} <= changed  # the watch sees writes
+    assert not changed & READS, "a call named a read wrote"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("at", "after"), _points_up_to(MOST_CALLS))
 def test_a_run_cut_at_any_point_then_rerun_ends_like_an_uninterrupted_run(
-    reference: tuple[dict[str, Any], int, int],
+    reference: Reference,
     migrated_store: Path,
     tmp_path: Path,
     at: int,
@@ -265,7 +401,7 @@ def test_a_run_cut_at_any_point_then_rerun_ends_like_an_uninterrupted_run(
 
 
 def _cut_then_rerun(
-    reference: tuple[dict[str, Any], int, int],
+    reference: Reference,
     tmp_path: Path,
     at: int,
     after: bool,
@@ -277,10 +413,13 @@ def _cut_then_rerun(
 ) -> None:
     """A run cut at call `at` (before it, or `after`), then run again, ends in the state of
     the uninterrupted `reference` run, with at most one batch written twice. The store starts
-    as a copy of the migrated `store`."""
+    as a copy of the migrated `store`. A cut after a read is skipped: it leaves what the cut
+    before it leaves."""
     expected_state, expected_writes, calls = reference
-    if at > calls:
-        pytest.skip(f"the run makes {calls} calls")
+    if at > len(calls):
+        pytest.skip(f"the run makes {len(calls)} calls")
+    if after and calls[at - 1] in READS:
+        pytest.skip("a read: cut after it, the run leaves what a cut before it leaves")
     with Sandbox(SCALED) as sandbox:
         config = _config(sandbox, tmp_path, store)
         sandbox.stats.clear()
@@ -293,10 +432,12 @@ def _cut_then_rerun(
         assert _write_calls(sandbox) <= expected_writes + batch_redone
 
 
-def test_the_reference_run_has_cut_points_to_test(reference: tuple[Any, int, int]) -> None:
+def test_the_reference_run_has_cut_points_to_test(reference: Reference) -> None:
     _, writes, calls = reference
     assert writes >= 4  # several batches: "at most one batch twice" means something
-    assert 10 < calls < MOST_CALLS  # every call is covered by _points_up_to
+    assert 10 < len(calls) < MOST_CALLS  # every call is covered by _points_up_to
+    # The handoff's calls are cut too.
+    assert {"upsert", "handoffs.save"} <= set(calls)
 
 
 # ------------------------------------------------------------------- Bulk result pages
@@ -308,32 +449,25 @@ PAGE_SAVES = frozenset({"save_page"})
 MOST_PAGE_SAVES = 16
 
 
-def _page_saves(tmp_path: Path, *, bulk: bool) -> tuple[dict[str, Any], int, int, dict[str, int]]:
-    """`reference`, its calls counted being the page saves, and the sandbox's counts by
-    endpoint last."""
-    with Sandbox(SCALED) as sandbox:
-        config = _config(sandbox, tmp_path)
-        counter = Tripwire(None, after=False)
-        sandbox.stats.clear()
-        _run(config, counter, bulk=bulk, cut_store_calls=PAGE_SAVES)
-        endpoints = dict(sandbox.stats.as_dict()["endpoints"])
-        return crm_state(sandbox), _write_calls(sandbox), counter.calls, endpoints
-
-
 @pytest.fixture(scope="module")
 def bulk_reference(
     tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[dict[str, Any], int, int, dict[str, int]]:
-    """`reference` with Salesforce read through Bulk query jobs (see `_page_saves`)."""
-    return _page_saves(tmp_path_factory.mktemp("bulk-reference"), bulk=True)
+) -> tuple[Reference, dict[str, int]]:
+    """`reference` with Salesforce read through Bulk query jobs, its calls the page saves,
+    and the sandbox's counts by endpoint."""
+    with Sandbox(SCALED) as sandbox:
+        config = _config(sandbox, tmp_path_factory.mktemp("bulk-reference"))
+        saves: list[str] = []
+        sandbox.stats.clear()
+        _run(config, Tripwire(None, after=False), bulk=True, cut_store_calls=PAGE_SAVES, log=saves)
+        endpoints = dict(sandbox.stats.as_dict()["endpoints"])
+        return Reference(crm_state(sandbox), _write_calls(sandbox), saves), endpoints
 
 
 def test_the_bulk_reference_run_saves_a_result_page_in_several_chunks(
-    reference: tuple[dict[str, Any], int, int],
-    bulk_reference: tuple[dict[str, Any], int, int, dict[str, int]],
-    tmp_path: Path,
+    reference: Reference, bulk_reference: tuple[Reference, dict[str, int]]
 ) -> None:
-    state, writes, saves, endpoints = bulk_reference
+    (state, writes, saves), endpoints = bulk_reference
     assert (state, writes) == reference[:2]
     # Every Salesforce read was a Bulk job of one result page...
     jobs = endpoints["salesforce.bulk.query_create"]
@@ -341,24 +475,22 @@ def test_the_bulk_reference_run_saves_a_result_page_in_several_chunks(
     assert "salesforce.query_more" not in endpoints
     # ...and the leads' page took more saves than its one REST page (each stream's records
     # come in one), so the cuts below fall inside it.
-    _, _, rest_saves, _ = _page_saves(tmp_path, bulk=False)
-    assert saves >= rest_saves + 2
-    assert saves < MOST_PAGE_SAVES  # every save is covered by the cuts
+    assert len(saves) >= reference.calls.count("save_page") + 2
+    assert len(saves) < MOST_PAGE_SAVES  # every save is covered by the cuts
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("at", range(1, MOST_PAGE_SAVES))
 def test_a_run_cut_amid_a_bulk_result_page_then_rerun_ends_like_an_uninterrupted_run(
-    bulk_reference: tuple[dict[str, Any], int, int, dict[str, int]],
+    bulk_reference: tuple[Reference, dict[str, int]],
     migrated_store: Path,
     tmp_path: Path,
     at: int,
 ) -> None:
     # Cut once each save is committed: a cut before a save leaves the store as the cut after
-    # the save before it does (the tests above cut both sides of every call of a REST run).
-    state, writes, saves, _ = bulk_reference
+    # the save before it does (see `_points_up_to`).
     _cut_then_rerun(
-        (state, writes, saves),
+        bulk_reference[0],
         tmp_path,
         at,
         True,
@@ -375,97 +507,68 @@ def test_a_run_cut_amid_a_bulk_result_page_then_rerun_ends_like_an_uninterrupted
 # fill no whole batch, so they wait for later slices' (`leadsync.sync.carry`), their records
 # pending meanwhile; the cuts fall while they wait too.
 SLICED = 15
-MOST_SLICED_CALLS = 215
+MOST_SLICED_CALLS = 330
 
 
 @pytest.fixture(scope="module")
-def sliced_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], int, int]:
+def sliced_reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
     """`reference`, settled in slices of SLICED records."""
-    with Sandbox(SCALED) as sandbox:
-        config = _config(sandbox, tmp_path_factory.mktemp("sliced-reference"))
-        counter = Tripwire(None, after=False)
-        sandbox.stats.clear()
-        _run(config, counter, slice_size=SLICED)
-        return crm_state(sandbox), _write_calls(sandbox), counter.calls
+    return _reference(tmp_path_factory.mktemp("sliced-reference"), slice_size=SLICED)
 
 
 def test_a_run_in_slices_makes_the_write_calls_of_a_run_in_one(
-    reference: tuple[dict[str, Any], int, int],
-    sliced_reference: tuple[dict[str, Any], int, int],
+    reference: Reference, sliced_reference: Reference
 ) -> None:
     # (The states differ in the owners the handoff's round-robin gave: its order follows the
     # slices; tests/sync/test_engine_slices.py compares the rest.)
-    _, writes, _ = reference
-    _, sliced_writes, calls = sliced_reference
-    assert sliced_writes == writes
-    assert 10 < calls < MOST_SLICED_CALLS  # every call is covered by _points_up_to
-
-
-# The store's calls that only read. A run cut just before or just after one leaves what a cut
-# next to the call before it or after it leaves (the store and the CRMs are as they were), so
-# the sliced run's cuts fall on both sides of every other call: what is new here is the
-# carry's waiting batches, and only those calls change what waits. (Both sides of every call,
-# reads too, are the unsliced run's test's, above.) A call not named here is cut on both
-# sides: a new read costs cases, never a gap. 214 cases, each call cut once on one side, were
-# ~20 % of the suite's CPU; this is ~110.
-READS = frozenset(
-    {
-        "cursor",
-        "due_refusals",
-        "expected",
-        "first_run_at",
-        "known_stamps",
-        "lead_ids_for",
-        "leads",
-        "leads_by_email",
-        "leads_naming",
-        "linked_to",
-        "links_for",
-        "open_quarantine",
-        "pending_from_plans",
-        "pending_ids",
-        "records_of",
-        "review_queue",
-        "snapshots",
-        "unseen_writes",
-    }
-)
-
-
-@pytest.fixture(scope="module")
-def sliced_calls(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """The names of the sliced run's calls, in order."""
-    with Sandbox(SCALED) as sandbox:
-        log: list[str] = []
-        config = _config(sandbox, tmp_path_factory.mktemp("sliced-calls"))
-        _run(config, Tripwire(None, after=False), slice_size=SLICED, log=log)
-        return log
+    assert sliced_reference.writes == reference.writes
+    assert 10 < len(sliced_reference.calls) < MOST_SLICED_CALLS  # all covered by the cuts
+    # The calls that change what waits are all cut: the writes, the saves, the marks.
+    cut = {name for name in sliced_reference.calls if name not in READS}
+    assert {"write", "save_page", "save_decisions", "mark_reconciled", "record_writes"} <= cut
+    assert "mark_pending" in cut
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("at", "after"), _points_up_to(MOST_SLICED_CALLS))
 def test_a_run_in_slices_cut_at_each_call_then_rerun_ends_like_an_uninterrupted_run(
-    sliced_reference: tuple[dict[str, Any], int, int],
-    sliced_calls: list[str],
-    migrated_store: Path,
-    tmp_path: Path,
-    at: int,
-    after: bool,
+    sliced_reference: Reference, migrated_store: Path, tmp_path: Path, at: int, after: bool
 ) -> None:
-    if at <= len(sliced_calls) and sliced_calls[at - 1] in READS:
-        pytest.skip("a read: cut at it, the run leaves what a cut at a call beside it leaves")
     _cut_then_rerun(sliced_reference, tmp_path, at, after, store=migrated_store, slice_size=SLICED)
 
 
-def test_the_sliced_run_reads_and_writes_as_its_cuts_assume(
-    sliced_reference: tuple[dict[str, Any], int, int], sliced_calls: list[str]
+def _owners_by_status(config: Config) -> dict[str, dict[str, str | None]]:
+    """Status -> lead id -> owner, of the store's handoffs."""
+    found: dict[str, dict[str, str | None]] = {}
+    with open_runtime(config, connect=False) as runtime:
+        for handoff in runtime.store.handoffs.all():
+            found.setdefault(handoff.status, {})[handoff.lead_id] = handoff.owner
+    return found
+
+
+def test_a_handoff_cut_off_before_its_create_keeps_the_owner_it_was_given(
+    sliced_reference: Reference, migrated_store: Path, tmp_path: Path
 ) -> None:
-    _, _, calls = sliced_reference
-    assert len(sliced_calls) == calls  # the cuts' numbers name these calls
-    cut = [name for name in sliced_calls if name not in READS]
-    # The calls that change what waits are all cut: the writes, the saves, the marks.
-    assert {"write", "save_page", "save_decisions", "mark_reconciled", "record_writes"} <= set(cut)
-    assert "mark_pending" in cut
+    # Cut once the last slice's handoffs are saved pending with their owners, before their
+    # create: earlier slices' handoffs are made, so the owners' loads are uneven.
+    calls = sliced_reference.calls
+    last_create = max(n for n, name in enumerate(calls, 1) if name == "upsert")
+    at = max(n for n, name in enumerate(calls[:last_create], 1) if name == "handoffs.save")
+    with Sandbox(SCALED) as sandbox:
+        config = _config(sandbox, tmp_path, migrated_store)
+        with pytest.raises(Cut):
+            _run(config, Tripwire(at, after=True), slice_size=SLICED)
+        given = _owners_by_status(config)
+        assert given[PENDING]
+        assert given[CREATED]
+        _run(config, slice_size=SLICED)
+        made = _owners_by_status(config)
+        assert PENDING not in made
+        assert {lead: made[CREATED][lead] for lead in given[PENDING]} == given[PENDING]
+        owners = {
+            lead["Leadsync_Id__c"]: lead["OwnerId"] for lead in sandbox.salesforce.snapshot("Lead")
+        }
+        assert {lead: owners[lead] for lead in given[PENDING]} == given[PENDING]
 
 
 def _with_short_leases(config: Config) -> Config:

@@ -5,12 +5,15 @@ after the handoff it previews nothing, and the next sync stays quiet."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from leadsync.sandbox import Sandbox
+from leadsync.sync.handoff import RESUMED_PICK
+from leadsync.sync.handoff_ledger import PENDING
 from tests.support import Cut, Tripwire, caught_up_runs, search_caught_up
 from tests.sync.test_contacts_without_lead import _contact, _handed_off_email, write_calls
 from tests.sync.test_handoff import (  # noqa: F401
@@ -23,7 +26,7 @@ from tests.sync.test_handoff import (  # noqa: F401
 from tests.sync.test_handoff_plan import plan
 
 
-@pytest.mark.parametrize("at", [3, 4])
+@pytest.mark.parametrize("at", [3, 4, 5, 7])
 def test_a_plan_after_a_cut_handoff_counts_the_handoffs_the_next_sync_finishes(
     reference: tuple[dict[str, Any], int], tmp_path: Path, at: int
 ) -> None:
@@ -31,11 +34,23 @@ def test_a_plan_after_a_cut_handoff_counts_the_handoffs_the_next_sync_finishes(
         config = config_for(sandbox, tmp_path)
         with pytest.raises(Cut):
             sync(config, Tripwire(at, False, armed=False))
+        pending = {h.lead_id: h.owner for h in handoffs(config) if h.status == PENDING}
         preview = plan(config).handoff_plan
         done = sync(config)
+        after = handoffs(config)
+        made = {h.lead_id: h.owner for h in after if h.run_id == done.run_id}
+        owners = {h.lead_id: h.owner for h in after}
     assert preview is not None
     assert done.handoff is not None
     assert preview.handed_off == done.handoff.handed_off + done.handoff.matched
+    # The owners previewed are those the sync gives; those cut off keep the owner they had.
+    previewed: Counter[str | None] = Counter()
+    for (_, owner), n in preview.owners.items():
+        previewed[owner] += n
+    assert previewed == Counter(made.values())
+    assert {lead: owners[lead] for lead in pending} == pending
+    resumed = sum(n for (route, _), n in preview.owners.items() if route == RESUMED_PICK)
+    assert resumed == len(pending.keys() & made.keys())
 
 
 def test_a_plan_after_the_handoff_previews_nothing_and_the_next_sync_stays_quiet(
