@@ -431,10 +431,18 @@ class HandoffStep:
         problem = self._problem(m)
         if problem:
             return _Chosen(self._blocked(lead_id, eligible_at, problem), resumed)
-        if resumed and earlier is not None and earlier.owner is not None:
+        if (
+            resumed
+            and earlier is not None
+            and earlier.owner is not None
+            and self._router.could_give(earlier.owner)
+        ):
             # Its owner was given, and counted in the owners' loads, before the cut: routed
             # again, it would go to the next in the round-robin, counted twice, and a create
-            # that landed would change hands.
+            # that landed would change hands. Unless the rules changed meanwhile so that they
+            # no longer give that owner (out of every team, or the CRM assigns): then kept,
+            # the owner would be one who left (the create refused, the lead stuck failed) or
+            # one the CRM's rule overrides (the store naming another owner than the CRM's).
             return _Chosen(replace(earlier, run_id=self._run_id), resumed, RESUMED_PICK)
         routed = self._router.route(m.lead.values)
         if routed.problem:

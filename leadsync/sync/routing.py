@@ -44,6 +44,7 @@ class OwnerRouter:
         owners = {owner for route in handoff.routes for owner in route.team}
         if handoff.fallback_owner:
             owners.add(handoff.fallback_owner)
+        self._owners = frozenset(owners)
         self._loads: dict[str, OwnerLoad] = dict(loads(sorted(owners))) if owners else {}
 
     def route(self, values: Mapping[str, Any]) -> Routed:
@@ -64,6 +65,11 @@ class OwnerRouter:
             return Routed(handoff.fallback_owner, f"fallback owner{passed}", route=FALLBACK)
         problem = "; ".join(full) if full else "no route matches the lead"
         return Routed(None, "", f"routing found no owner: {problem}")
+
+    def could_give(self, owner: str) -> bool:
+        """Whether these rules could give a lead to `owner`: a member of a route's team, or the
+        fallback owner (never, when the CRM assigns)."""
+        return not self._handoff.crm_assigns and owner in self._owners
 
     def _next_in(self, route: RouteModel) -> str | None:
         free = [
