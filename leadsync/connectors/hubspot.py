@@ -808,10 +808,15 @@ def _field_info(prop: Mapping[str, Any]) -> FieldInfo:
         mapped = FieldType.PHONE
     else:
         mapped = FieldType.STRING
-    metadata = prop.get("modificationMetadata") or {}
-    read_only = bool(metadata.get("readOnlyValue")) or bool(prop.get("calculated"))
+    # Read as far as the JSON goes: what is not of the API's shape counts as absent.
+    metadata = prop.get("modificationMetadata")
+    locked = isinstance(metadata, dict) and bool(metadata.get("readOnlyValue"))
+    read_only = locked or bool(prop.get("calculated"))
+    choices = prop.get("options")
     options = tuple(
-        str(option.get("value")) for option in prop.get("options") or [] if isinstance(option, dict)
+        str(option["value"])
+        for option in (choices if isinstance(choices, list) else [])
+        if isinstance(option, dict) and option.get("value") is not None
     )
     return FieldInfo(
         name=name,

@@ -243,3 +243,36 @@ def test_a_page_holding_half_a_surrogate_pair_is_read_not_refused() -> None:
         pages = list(_connector(server, []).pull_all(fields=["jobtitle"]))
     assert len(server.requests) == 1
     assert pages[0].records[0].fields["jobtitle"] == "Head \ud800 of sales"
+
+
+def test_properties_of_odd_shapes_are_read_as_far_as_they_go_never_a_traceback() -> None:
+    # describe reads the JSON itself (not the client's models): an entry that is not an
+    # object is skipped, a key missing or of another shape read as absent; an option without
+    # a value is no value a write could send.
+    odd = [
+        "not a property",
+        {"label": "No name"},
+        {"name": "bare"},
+        {"name": "meta_text", "type": "string", "modificationMetadata": "readOnly"},
+        {"name": "meta_list", "type": "string", "modificationMetadata": [True]},
+        {
+            "name": "tier",
+            "type": "enumeration",
+            "fieldType": "select",
+            "options": [{"label": "No value"}, {"value": None}, {"value": "gold"}, "silver"],
+        },
+        {"name": "locked", "modificationMetadata": {"readOnlyValue": True}},
+    ]
+    with ScriptedServer() as server:
+        server.script = [Scripted(200, {"results": odd})]
+        fields = _connector(server, []).describe().fields
+    assert sorted(fields) == ["bare", "locked", "meta_list", "meta_text", "tier"]
+    assert (fields["bare"].label, fields["bare"].writable, fields["bare"].options) == (
+        "bare",
+        True,
+        (),
+    )
+    assert fields["meta_text"].writable
+    assert fields["meta_list"].writable
+    assert fields["tier"].options == ("gold",)
+    assert not fields["locked"].writable
