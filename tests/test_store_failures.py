@@ -208,3 +208,23 @@ class socket_nobody_listens_on:  # noqa: N801 - reads as the context it is
 
     def __exit__(self, *_: object) -> None:
         self._socket.close()
+
+
+@pytest.mark.parametrize("command", [["sync", "--once"], ["status"], ["db", "upgrade"]])
+def test_a_store_naming_two_revisions_is_one_line_and_exit_1_and_left_as_it_was(
+    sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    # A leadsync store's alembic_version holds one row: two (a restore or a tool gone wrong)
+    # make no schema this leadsync may read, newer or older.
+    database = tmp_path / "leadsync.db"
+    config = _config(sandbox, tmp_path, f"sqlite:///{database}")
+    assert main(["db", "upgrade", "--config", str(config)]) == 0
+    with sqlite3.connect(database) as db:
+        db.execute("INSERT INTO alembic_version VALUES ('0015_own_write_stamps')")
+    before = database.read_bytes()
+    capsys.readouterr()
+    assert main([*command, "--config", str(config)]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert "names 2 revisions (0015_own_write_stamps, 0019_packed_expected)" in line
+    assert str(database) in line
+    assert database.read_bytes() == before

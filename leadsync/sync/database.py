@@ -399,9 +399,18 @@ def refuse_unknown_revision(connection: Connection, scripts: ScriptDirectory | N
     after a traceback; and no code of this release may read or write a schema it cannot know."""
     known = set(known_revisions(scripts))
     head = scripts.get_current_head() if scripts is not None else _release_revisions()[1]
-    for current in MigrationContext.configure(connection).get_current_heads():
+    currents = MigrationContext.configure(connection).get_current_heads()
+    for current in currents:
         if current not in known:
             raise SchemaTooNewError(connection.engine.url, current, head)
+    if len(currents) > 1:
+        # A leadsync store is at one revision: two rows (a restore or a tool gone wrong) name
+        # no schema this release may read or migrate.
+        raise StoreError(
+            f"database {shown_url(connection.engine.url)}: its alembic_version names "
+            f"{len(currents)} revisions ({', '.join(sorted(currents))}), where a leadsync store "
+            "names one: restore it from a backup, or keep the row of the schema it holds"
+        )
 
 
 def hold_migration_lock(connection: Connection) -> None:
