@@ -396,7 +396,8 @@ def known_revisions(scripts: ScriptDirectory | None = None) -> list[str]:
 def refuse_unknown_revision(connection: Connection, scripts: ScriptDirectory | None = None) -> None:
     """Raise SchemaTooNewError if the store on `connection` is at a revision this leadsync does
     not know: one a newer release migrated it to. Alembic would only say it "can't locate" it,
-    after a traceback; and no code of this release may read or write a schema it cannot know."""
+    after a traceback; and no code of this release may read or write a schema it cannot know.
+    StoreError if it names more than one revision."""
     known = set(known_revisions(scripts))
     head = scripts.get_current_head() if scripts is not None else _release_revisions()[1]
     currents = MigrationContext.configure(connection).get_current_heads()
