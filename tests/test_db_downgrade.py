@@ -36,8 +36,11 @@ from leadsync.sync.tables import decode_value
 from tests.support import set_up_sandbox_config
 
 OLDER = "0015_own_write_stamps"
-HEAD = "0019_packed_expected"
-UNDONE = f"{HEAD}, 0018_packed_leads, 0017_packing_dictionaries, 0016_expected_row_stamps"
+HEAD = "0020_backfill_checkpoints"
+UNDONE = (
+    f"{HEAD}, 0019_packed_expected, 0018_packed_leads, 0017_packing_dictionaries, "
+    "0016_expected_row_stamps"
+)
 
 
 def _config(folder: Path, url: str, sandbox: Sandbox | None = None) -> str:

@@ -225,6 +225,6 @@ def test_a_store_naming_two_revisions_is_one_line_and_exit_1_and_left_as_it_was(
     capsys.readouterr()
     assert main([*command, "--config", str(config)]) == 1
     line = _one_line(capsys.readouterr().err)
-    assert "names 2 revisions (0015_own_write_stamps, 0019_packed_expected)" in line
+    assert "names 2 revisions (0015_own_write_stamps, 0020_backfill_checkpoints)" in line
     assert str(database) in line
     assert database.read_bytes() == before

@@ -9,10 +9,12 @@ A backfill pulls every record of each CRM (`pull_all`) and keeps those modified 
 plan, write, SLA) as a sync run does. Only then, because a lead's two records must be merged
 together: merged from its HubSpot record alone, then again once its Salesforce record
 arrives, it would be written twice, the first time wrongly. (The settle goes a slice at a
-time, each person's records in one slice: `leadsync.sync.slices`.) Each page is committed with its
-checkpoint (a cursor stream of the backfill's own), so a backfill killed anywhere goes on
-from its last page when resumed (or rerun with the same arguments); a settle cut off is done
-again from the records still pending, writing only what the CRMs do not hold yet. Each chunk
+time, each person's records in one slice: `leadsync.sync.slices`.) Each chunk's counts are
+committed with the checkpoint they reach, so a backfill killed anywhere goes on from there
+when resumed (or rerun with the same arguments), counting each record once: the pages saved
+since (at most a chunk's; each is committed with its checkpoint too, in a cursor stream of the
+backfill's own) are pulled, and saved unchanged, again. A settle cut off is done again from
+the records still pending, writing only what the CRMs do not hold yet. Each chunk
 holds the `sync` lease, and waits `yield_seconds` after giving it back, so a scheduled
 incremental sync gets in between. Reaching a CRM's API quota reserve pauses the backfill; it
 resumes when asked again (the service retries paused backfills).
@@ -124,6 +126,10 @@ class CrmProgress:
     failed: int = 0
     total: int | None = None  # what the CRM said it holds, when asked
     done: bool = False
+    # Where the pull stands once the records counted in `pulled` are saved: a resumed pull
+    # goes on from here. None before the first chunk, and in rows revisions before 0020 wrote.
+    # Not shown: stored in a column of its own (`_checkpoints_json`).
+    checkpoint: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -327,7 +333,11 @@ class BackfillQueue:
                     t.backfills.c.backfill_id == backfill.backfill_id,
                     t.backfills.c.holder == backfill.holder,
                 )
-                .values(heartbeat_at=self._now(connection), progress=_progress_json(backfill))
+                .values(
+                    heartbeat_at=self._now(connection),
+                    progress=_progress_json(backfill),
+                    checkpoints=_checkpoints_json(backfill),
+                )
             )
         return bool(done.rowcount)
 
@@ -361,6 +371,7 @@ class BackfillQueue:
                     finished_at=finished.finished_at,
                     heartbeat_at=now,
                     progress=_progress_json(backfill),
+                    checkpoints=_checkpoints_json(backfill),
                 )
             )
         return finished
@@ -435,6 +446,7 @@ def _row(backfill: Backfill) -> dict[str, Any]:
         "heartbeat_at": backfill.heartbeat_at,
         "progress": _progress_json(backfill),
         "message": backfill.message,
+        "checkpoints": _checkpoints_json(backfill),
     }
 
 
@@ -442,7 +454,18 @@ def _progress_json(backfill: Backfill) -> dict[str, Any]:
     return {crm: progress.as_dict() for crm, progress in backfill.progress.items()}
 
 
+def _checkpoints_json(backfill: Backfill) -> dict[str, str]:
+    """Where each CRM's counts reach: in a column of its own, not in `progress`, whose figures
+    the release before 0020 reads as arguments (an unknown one fails it)."""
+    return {
+        crm: progress.checkpoint
+        for crm, progress in backfill.progress.items()
+        if progress.checkpoint is not None
+    }
+
+
 def _backfill(row: RowMapping) -> Backfill:
+    checkpoints = row["checkpoints"] or {}
     spec = BackfillSpec(tuple(row["crms"]), row["since"], row["until"], row["dry_run"], row["kind"])
     return Backfill(
         backfill_id=row["backfill_id"],
@@ -453,7 +476,10 @@ def _backfill(row: RowMapping) -> Backfill:
         finished_at=row["finished_at"],
         holder=row["holder"],
         heartbeat_at=row["heartbeat_at"],
-        progress={crm: CrmProgress(**figures) for crm, figures in row["progress"].items()},
+        progress={
+            crm: CrmProgress(**figures, checkpoint=checkpoints.get(crm))
+            for crm, figures in row["progress"].items()
+        },
         message=row["message"],
     )
 
@@ -490,6 +516,7 @@ class _Chunk:
     pulled: int = 0
     kept: int = 0
     exhausted: bool = False
+    checkpoint: str | None = None  # its last page's
 
 
 class BackfillRunner:
@@ -592,14 +619,21 @@ class BackfillRunner:
             progress = replace(progress, total=counting())
             state.update(crm, progress)
         self._progress.start(crm, total=progress.total, done=progress.pulled)
-        pages = connector.pull_all(
-            self._store.checkpoint(crm, state.backfill.stream),
-            fields=fields_to_pull(self._map, crm),
-        )
+        resume_from = progress.checkpoint
+        if resume_from is None and progress.pulled:
+            # Counted before revision 0020, which kept no checkpoint with the counts.
+            resume_from = self._store.checkpoint(crm, state.backfill.stream)
+        pages = connector.pull_all(resume_from, fields=fields_to_pull(self._map, crm))
         while True:
             with self._writer_lease():
                 chunk = self._ingest_chunk(crm, connector, pages, state, summary)
-                state.add(crm, pulled=chunk.pulled, kept=chunk.kept, done=chunk.exhausted)
+                state.add(
+                    crm,
+                    pulled=chunk.pulled,
+                    kept=chunk.kept,
+                    done=chunk.exhausted,
+                    checkpoint=chunk.checkpoint,
+                )
                 self._beat(state)
             if chunk.exhausted:
                 self._progress.finish(crm)
@@ -636,6 +670,7 @@ class BackfillRunner:
             )
             chunk.pulled += len(page.records)
             chunk.kept += len(kept)
+            chunk.checkpoint = page.checkpoint
             self._progress.advance(crm, len(page.records))
             if page.checkpoint is None:  # HubSpot's last page has no next one
                 chunk.exhausted = True
@@ -762,8 +797,16 @@ class _State:
         self.backfill = replace(self.backfill, progress={**self.backfill.progress, crm: progress})
 
     def add(
-        self, crm: str, *, pulled: int = 0, kept: int = 0, written: int = 0, done: bool = False
+        self,
+        crm: str,
+        *,
+        pulled: int = 0,
+        kept: int = 0,
+        written: int = 0,
+        done: bool = False,
+        checkpoint: str | None = None,
     ) -> None:
+        """Count more records; `checkpoint`: where the pull stands once they are saved."""
         now = self.backfill.of(crm)
         self.update(
             crm,
@@ -773,6 +816,7 @@ class _State:
                 kept=now.kept + kept,
                 written=now.written + written,
                 done=now.done or done,
+                checkpoint=now.checkpoint if checkpoint is None else checkpoint,
             ),
         )
 

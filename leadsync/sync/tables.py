@@ -638,6 +638,8 @@ backfills = sa.Table(
     sa.Column("heartbeat_at", UtcDateTime()),
     sa.Column("progress", TaggedJSON(), nullable=False),
     sa.Column("message", sa.Text(), nullable=False),
+    # CRM -> where its pull stands once the records `progress` counts are saved (0020).
+    sa.Column("checkpoints", TaggedJSON()),
 )
 
 # What people did through the web console, and who: every change (a backfill queued, stopped

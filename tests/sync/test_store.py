@@ -91,7 +91,7 @@ def test_first_use_creates_the_sqlite_file_and_its_folder_and_migrates_it(tmp_pa
         assert path.is_file()
         with store.engine.connect() as connection:
             current = MigrationContext.configure(connection).get_current_revision()
-        assert current == head_revision() == "0019_packed_expected"
+        assert current == head_revision() == "0020_backfill_checkpoints"
         assert schema_differences(store.engine) == []
 
 
