@@ -384,31 +384,38 @@ def test_a_backfill_under_faults_killed_five_times_ends_in_the_fault_free_state(
         expected: dict[str, Any] | None = None
         landings: list[Landing] = []
         logs = ""
-        for number in itertools.count(1):
-            kill = KILL_PLAN[len(landings)] if len(landings) < KILLS else None
-            if kill is not None and kill.applied and expected is None:
-                assert reference.wait(timeout=600) == 0, (tmp_path / "clean.log").read_text()
-                expected = mapped_state(clean)
-            if kill is not None and kill.phase == "after the last write":
-                kill = replace(kill, when=_completes(sandbox, clean))
-            switch.arm(kill)
-            log = tmp_path / f"worker{number}.log"
-            worker = backfill_worker(config, log)
-            deadline = time.monotonic() + 600
-            while not switch.held.wait(0.02) and worker.poll() is None:
-                assert time.monotonic() < deadline, f"worker {number} hung"
-            if switch.held.is_set():
-                worker.send_signal(signal.SIGKILL)
+        worker: subprocess.Popen[str] | None = None
+        try:
+            for number in itertools.count(1):
+                kill = KILL_PLAN[len(landings)] if len(landings) < KILLS else None
+                if kill is not None and kill.applied and expected is None:
+                    assert reference.wait(timeout=600) == 0, (tmp_path / "clean.log").read_text()
+                    expected = mapped_state(clean)
+                if kill is not None and kill.phase == "after the last write":
+                    kill = replace(kill, when=_completes(sandbox, clean))
+                switch.arm(kill)
+                log = tmp_path / f"worker{number}.log"
+                worker = backfill_worker(config, log)
+                deadline = time.monotonic() + 600
+                while not switch.held.wait(0.02) and worker.poll() is None:
+                    assert time.monotonic() < deadline, f"worker {number} hung"
+                if switch.held.is_set():
+                    worker.send_signal(signal.SIGKILL)
+                    worker.wait(timeout=60)
+                    landings.append(landed_in(sandbox, switch, config.database_url, expected))
+                switch.release()
                 worker.wait(timeout=60)
-                landings.append(landed_in(sandbox, switch, config.database_url, expected))
+                logs += log.read_text()
+                if worker.returncode == 0:
+                    break
+                assert worker.returncode == -signal.SIGKILL, log.read_text()
+                # The dead worker's heartbeat goes stale (LEASE_SECONDS), if it had one.
+                wait_until_backfills_claimable(config.database_url, lease_seconds=LEASE_SECONDS)
+        finally:
+            # When an assertion failed: no worker left running, no request left held.
+            if worker is not None and worker.poll() is None:
+                worker.kill()
             switch.release()
-            worker.wait(timeout=60)
-            logs += log.read_text()
-            if worker.returncode == 0:
-                break
-            assert worker.returncode == -signal.SIGKILL, log.read_text()
-            # The dead worker's heartbeat goes stale (LEASE_SECONDS), if it had one.
-            wait_until_backfills_claimable(config.database_url, lease_seconds=LEASE_SECONDS)
         assert reference.wait(timeout=600) == 0, (tmp_path / "clean.log").read_text()
         expected = mapped_state(clean)
         expected_writes = applied_writes(clean)
@@ -418,6 +425,8 @@ def test_a_backfill_under_faults_killed_five_times_ends_in_the_fault_free_state(
             clocks = {c.clock_id: c for c in store.sla.clocks()}
         assert done.status == Status.SUCCEEDED
         report = "\n".join(f"kill {n}: {landing}" for n, landing in enumerate(landings, 1))
+        if len(landings) < KILLS:
+            report += f"\nthe backfill ended before kill {len(landings) + 1} landed"
         print(report)
         # Each kill landed in its phase: read off what it left, not off the plan.
         assert [landing.phase for landing in landings] == [k.phase for k in KILL_PLAN], report
