@@ -324,20 +324,21 @@ class BackfillQueue:
         return claimed if claimed.holder == holder else None
 
     @retry_transient
-    def heartbeat(self, backfill: Backfill) -> bool:
-        """Save its progress and say it is alive; False when another runner took it over."""
+    def heartbeat(self, backfill: Backfill, *, progress: bool = True) -> bool:
+        """Say it is alive and, with `progress`, save its progress; False when another runner
+        took it over."""
         with writing(self._engine) as connection:
+            values: dict[str, Any] = {"heartbeat_at": self._now(connection)}
+            if progress:
+                values["progress"] = _progress_json(backfill)
+                values["checkpoints"] = _checkpoints_json(backfill)
             done = connection.execute(
                 t.backfills.update()
                 .where(
                     t.backfills.c.backfill_id == backfill.backfill_id,
                     t.backfills.c.holder == backfill.holder,
                 )
-                .values(
-                    heartbeat_at=self._now(connection),
-                    progress=_progress_json(backfill),
-                    checkpoints=_checkpoints_json(backfill),
-                )
+                .values(**values)
             )
         return bool(done.rowcount)
 
@@ -618,6 +619,7 @@ class BackfillRunner:
         if progress.total is None and counting is not None:
             progress = replace(progress, total=counting())
             state.update(crm, progress)
+            self._beat(state)
         self._progress.start(crm, total=progress.total, done=progress.pulled)
         resume_from = progress.checkpoint
         if resume_from is None and progress.pulled:
@@ -715,7 +717,12 @@ class BackfillRunner:
         def beat() -> None:
             while not done.wait(self._lease_ttl.total_seconds() / 3):
                 try:
-                    self._queue.heartbeat(state.backfill)
+                    # Alive, no more: the progress is the runner's to save (`_beat`). A beat
+                    # of this thread holds the backfill as it was when the beat began; written
+                    # after the runner's next save (its retries while the database is locked),
+                    # it put the older counts and checkpoints back: a CRM's finished pull read
+                    # as unfinished, and a runner killed then left its successor to pull again.
+                    self._queue.heartbeat(state.backfill, progress=False)
                 except sa.exc.SQLAlchemyError:
                     log.warning("backfill %s: heartbeat failed", state.backfill.backfill_id)
 

@@ -156,6 +156,59 @@ def test_a_backfill_killed_mid_pull_then_resumed_ends_like_one_that_ran_through(
         assert write_calls(sandbox) <= expected_writes + 2
 
 
+def test_a_heartbeat_written_late_does_not_put_older_progress_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The heartbeat thread's beat holds the backfill as it was when the beat began; written
+    after the runner saved newer progress (its retries while the database is locked, as the
+    fault suite met), it must not put the older counts back: killed then, the runner would
+    leave HubSpot's finished pull to be pulled again."""
+    queue_class = backfill_module.BackfillQueue
+    beat = queue_class.heartbeat
+    first: list[Backfill] = []
+    hubspot_done, late_beat_written = threading.Event(), threading.Event()
+
+    def heartbeat(self: Any, backfill: Backfill, **options: Any) -> bool:
+        first.append(backfill)
+        if threading.current_thread().name != "backfill-heartbeat":
+            alive = beat(self, backfill, **options)
+            if backfill.of("hubspot").done:
+                hubspot_done.set()
+            return alive
+        if late_beat_written.is_set() or not hubspot_done.wait(timeout=10):
+            return beat(self, backfill, **options)
+        try:
+            return beat(self, first[0], **options)  # begun before the pull, written after
+        finally:
+            late_beat_written.set()
+
+    class DiesAtSalesforce:
+        def __init__(self, inner: Any) -> None:
+            self._inner = inner
+            self.crm = inner.crm
+
+        def count_all(self) -> int | None:
+            assert late_beat_written.wait(timeout=10), "the heartbeat thread never beat"
+            raise Cut
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._inner, name)
+
+    monkeypatch.setattr(queue_class, "heartbeat", heartbeat)
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        with pytest.raises(Cut):
+            run(
+                config,
+                BackfillSpec(BOTH),
+                wrap=lambda crm, c: c if crm == "hubspot" else DiesAtSalesforce(c),
+            )
+        with open_runtime(config, connect=False) as runtime:
+            (left,) = runtime.backfill_queue().list()
+    assert left.of("hubspot").done
+    assert left.of("hubspot").pulled == len(sandbox.hubspot.snapshot())
+
+
 def test_a_running_backfill_is_not_taken_over_while_its_runner_is_alive(
     tmp_path: Path,
 ) -> None:
