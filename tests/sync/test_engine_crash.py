@@ -57,8 +57,8 @@ SETTINGS = SandboxSettings(
 )
 # The in-process cuts run an org a quarter the size, its pages and write batches a quarter the
 # size too: the run makes the same calls, in the same order, as one over SETTINGS at the real
-# sizes (two HubSpot search pages, three HubSpot and two Salesforce write batches, 55 calls),
-# at a fraction of the cost of each of the hundred-odd cases. Its HubSpot search serves every
+# sizes (two HubSpot search pages, three HubSpot and two Salesforce write batches), at a
+# fraction of the cost of each of the hundred-odd cases. Its HubSpot search serves every
 # write at once: a rerun comes within search's lag (4 s) of the cut run's writes, and on the
 # sandbox's real clock what search served it then hung on the machine's speed (under load,
 # cut 18 of the run in one slice wrote two batches again, not one, in about 1 run of 6: the
@@ -144,7 +144,7 @@ def migrated_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty SQLite store at the newest schema, which each cut case's store starts as a copy
     of: the first call of a run opens a store at head, as it would after the migrations (which
     are no cut point: `Store()` runs them before any call), and the migrations run once per
-    worker instead of once in each of the ~250 cases (~0.08 s each, ~15 % of a case). No case
+    worker instead of once in each of the ~140 cases (~0.08 s each, ~15 % of a case). No case
     opens it: each opens its own copy (`test_each_case_runs_on_its_own_copy_of_the_migrated_store`).
     """
     path = tmp_path_factory.mktemp("migrated") / "leadsync.db"
