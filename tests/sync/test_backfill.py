@@ -256,16 +256,25 @@ def test_a_dry_run_writes_nothing(tmp_path: Path) -> None:
 BACKFILL_KIND = "backfill"
 
 
+def set_hubspot_daily_limit(sandbox: Sandbox, limit: int) -> None:
+    """HubSpot's daily request limit in the sandbox, its usage today started again: with
+    `daily_reserve = 1000` configured, a limit of 1,000 and a few leaves room for that few
+    calls before a backfill pauses at the reserve."""
+    control = requests.Session()
+    control.trust_env = False
+    control.post(
+        f"{sandbox.url}/_sandbox/limits", json={"hubspot_daily_limit": limit}, timeout=30
+    ).raise_for_status()
+
+
 def test_reaching_the_quota_reserve_pauses_the_backfill_and_a_rerun_finishes_it(
     reference: tuple[dict[str, Any], int], tmp_path: Path
 ) -> None:
     expected, _ = reference
     with Sandbox(SETTINGS) as sandbox:
         config = config_for(sandbox, tmp_path, "daily_reserve = 1000\n")
-        control = requests.Session()
-        control.trust_env = False
         # Room for the first chunks only, then the reserve is reached.
-        control.post(f"{sandbox.url}/_sandbox/limits", json={"hubspot_daily_limit": 1010})
+        set_hubspot_daily_limit(sandbox, 1010)
         paused = run(config, BackfillSpec(BOTH))
         assert paused.status == Status.PAUSED
         assert "hubspot" in paused.message
@@ -275,10 +284,7 @@ def test_reaching_the_quota_reserve_pauses_the_backfill_and_a_rerun_finishes_it(
         # Stopped on purpose at the operator's reserve: not a failure in the sync health.
         assert (recorded.kind, recorded.status) == (BACKFILL_KIND, "paused")
         assert crm_state(sandbox) != expected
-        control.post(
-            f"{sandbox.url}/_sandbox/limits",
-            json={"hubspot_daily_limit": 1_000_000, "reset_usage": True},
-        )
+        set_hubspot_daily_limit(sandbox, 1_000_000)
         done = run(config, BackfillSpec(BOTH))
         assert (done.backfill_id, done.status) == (paused.backfill_id, Status.SUCCEEDED)
         assert crm_state(sandbox) == expected
@@ -296,13 +302,20 @@ def test_between_chunks_a_backfill_lets_another_writer_take_the_sync_lease(
         taken: list[datetime] = []
         done = threading.Event()
 
+        def held_by_the_backfill(leases: Leases) -> bool:
+            held = leases.info("sync")
+            return held is not None and held.holder != leases.holder
+
         def another_writer(runtime: Runtime) -> None:
+            # Takes the lease whenever it is free, then waits for the backfill to hold it
+            # again: each take is in another of its gaps, however fast its chunks go.
             leases = Leases(runtime.store.engine, "the-sync-job")
             while not done.is_set():
                 if leases.acquire("sync", timedelta(seconds=5)):
                     taken.append(datetime.now(UTC))
                     leases.release("sync")
-                    time.sleep(0.5)
+                    while not done.is_set() and not held_by_the_backfill(leases):
+                        time.sleep(0.01)
                 time.sleep(0.02)
 
         with open_runtime(config, connect=False) as watcher:
@@ -314,9 +327,10 @@ def test_between_chunks_a_backfill_lets_another_writer_take_the_sync_lease(
                 done.set()
                 thread.join()
         assert backfill.status == Status.SUCCEEDED
-        started = backfill.started_at
+        started, finished = backfill.started_at, backfill.finished_at
         assert started is not None
-        during = [moment for moment in taken if moment > started]
+        assert finished is not None
+        during = [moment for moment in taken if started < moment < finished]
         assert len(during) >= 2  # it got in between chunks, more than once
 
 
