@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import requests
 import sqlalchemy as sa
 
 from leadsync.sandbox import Sandbox
@@ -23,6 +22,7 @@ from tests.sync.test_backfill import (  # noqa: F401 (reference: a fixture)
     config_for,
     reference,
     run,
+    set_hubspot_daily_limit,
 )
 
 # Each CRM's figures in `backfills.progress` as the release before 0020 reads them (as the
@@ -55,10 +55,8 @@ def test_a_paused_backfill_keeps_its_checkpoints_beside_progress_the_release_bef
     expected, _ = reference
     with Sandbox(SETTINGS) as sandbox:
         config = config_for(sandbox, tmp_path, "daily_reserve = 1000\n")
-        control = requests.Session()
-        control.trust_env = False
         # Room for HubSpot's first chunk only, then the reserve is reached: paused amid the pull.
-        control.post(f"{sandbox.url}/_sandbox/limits", json={"hubspot_daily_limit": 1003})
+        set_hubspot_daily_limit(sandbox, 1003)
         paused = run(config, BackfillSpec(BOTH))
         assert paused.status == Status.PAUSED
         (row,) = _rows(config.database_url)
@@ -74,10 +72,7 @@ def test_a_paused_backfill_keeps_its_checkpoints_beside_progress_the_release_bef
         (carried,) = _rows(config.database_url)
         assert carried["checkpoints"] is None
         assert carried["progress"] == row["progress"]
-        control.post(
-            f"{sandbox.url}/_sandbox/limits",
-            json={"hubspot_daily_limit": 1_000_000, "reset_usage": True},
-        )
+        set_hubspot_daily_limit(sandbox, 1_000_000)
         done = run(config, BackfillSpec(BOTH))
         assert (done.backfill_id, done.status) == (paused.backfill_id, Status.SUCCEEDED)
         assert crm_state(sandbox) == expected

@@ -11,7 +11,6 @@ the same arguments resumes it, once the dead runner's heartbeat and sync lease a
 from __future__ import annotations
 
 import itertools
-import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -38,6 +37,7 @@ from tests.sync.test_engine_crash import (
     READS,
     _config,
     _database_file,
+    _Held,
     migrated_store,  # noqa: F401 (a fixture)
 )
 
@@ -104,29 +104,6 @@ def _wired_leases(leases: Leases, wire: _Wire) -> Leases:
     for name in (*LEASE_WRITES, "info"):
         setattr(leases, name, wire.wrap(getattr(leases, name), f"leases.{name.lstrip('_')}"))
     return leases
-
-
-class _Held:
-    """What the CRMs and the store hold, as `held()` takes it."""
-
-    def __init__(self, sandbox: Sandbox, database: Path) -> None:
-        self.sandbox = sandbox
-        # The store's data_version moves each time another connection commits to it.
-        self._store = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
-
-    def close(self) -> None:
-        self._store.close()
-
-    def __call__(self) -> tuple[Any, int]:
-        salesforce = self.sandbox.salesforce
-        crms = (
-            self.sandbox.hubspot.snapshot(include_archived=True),
-            [
-                salesforce.snapshot(name, include_deleted=True)
-                for name in sorted(salesforce.objects)
-            ],
-        )
-        return crms, self._store.execute("PRAGMA data_version").fetchone()[0]
 
 
 class _Log:

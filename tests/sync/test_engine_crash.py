@@ -371,20 +371,18 @@ def _points_up_to(most: int) -> list[tuple[int, bool]]:
     return [(1, False)] + [(n, True) for n in range(1, most)]
 
 
-class _Watch:
-    """A wire (see `_Wrapped`) that takes what the CRMs and the store hold just before and
-    just after each call's work: `marks` gets (before, after) per call."""
+class _Held:
+    """What the CRMs and the store hold, as `held()` takes it: every record of both CRMs, and
+    the store's data_version (it moves each time another connection commits to it)."""
 
     def __init__(self, sandbox: Sandbox, database: Path) -> None:
         self.sandbox = sandbox
-        self.marks: list[tuple[Any, Any]] = []
-        # The store's data_version moves each time another connection commits to it.
         self._store = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
 
     def close(self) -> None:
         self._store.close()
 
-    def held(self) -> tuple[Any, int]:
+    def __call__(self) -> tuple[Any, int]:
         salesforce = self.sandbox.salesforce
         crms = (
             self.sandbox.hubspot.snapshot(include_archived=True),
@@ -394,6 +392,15 @@ class _Watch:
             ],
         )
         return crms, self._store.execute("PRAGMA data_version").fetchone()[0]
+
+
+class _Watch:
+    """A wire (see `_Wrapped`) that takes what is held just before and just after each call's
+    work: `marks` gets (before, after) per call."""
+
+    def __init__(self, held: _Held) -> None:
+        self.held = held
+        self.marks: list[tuple[Any, Any]] = []
 
     def wrap(self, call: Callable[..., Any]) -> Callable[..., Any]:
         def watched(*args: Any, **kwargs: Any) -> Any:
@@ -412,11 +419,12 @@ def _watched_run(
     with Sandbox(SCALED) as sandbox:
         config = _config(sandbox, tmp_path)
         upgrade_database(config.database_url)  # the store's file exists for the watch
-        watch, names = _Watch(sandbox, _database_file(config)), list[str]()
+        held, names = _Held(sandbox, _database_file(config)), list[str]()
+        watch = _Watch(held)
         try:
             _run(config, watch, slice_size=slice_size, bulk=bulk, log=names)
         finally:
-            watch.close()
+            held.close()
         return [(name, *held) for name, held in zip(names, watch.marks, strict=True)]
 
 
