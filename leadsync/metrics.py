@@ -131,7 +131,7 @@ class ServiceMetrics:
 
     def health(self) -> Health:
         now = self._clock()
-        last = self._store.last_finished("sync")
+        last = self._store.run_log.last_finished("sync")
         finished = last.finished_at if last is not None else None
         age = None if finished is None else (now - finished).total_seconds()
         if age is not None and age <= self._healthy_within.total_seconds():

@@ -212,7 +212,7 @@ class Runtime:
         other roles (a backfill while its sync job stalled) go on."""
         if holder.split("/", 1)[0] == self.holder:
             return  # our own other role, alive: nothing of ours is abandoned
-        abandoned = self.store.abandon_runs(holder, finished_at=now or datetime.now(UTC))
+        abandoned = self.store.run_log.abandon(holder, finished_at=now or datetime.now(UTC))
         log.warning(
             "%s: took the job over from %s, whose lease expired (%d run(s) it left running "
             "marked abandoned); going on from its last commit",

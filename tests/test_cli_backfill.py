@@ -122,7 +122,7 @@ def test_a_backfill_killed_then_run_again_ends_like_one_that_ran_through(
         assert mapped_state(sandbox) == expected
         # The killed runner's run does not stay "running" in the reports for ever.
         with Store(config.database_url) as store:
-            statuses = sorted(run.status for run in store.runs(limit=10))
+            statuses = sorted(run.status for run in store.run_log.latest(limit=10))
         assert statuses == ["abandoned", "succeeded"]
 
 

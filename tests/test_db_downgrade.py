@@ -93,7 +93,7 @@ def _state(url: str) -> dict[str, Any]:
             "snapshots": {crm: store.snapshots(crm, ids) for crm, ids in records.items()},
             "expected": {crm: store.expected(crm, ids) for crm, ids in records.items()},
             "writes": store.writes(),
-            "runs": store.runs(limit=1_000),
+            "runs": store.run_log.latest(limit=1_000),
         }
 
 

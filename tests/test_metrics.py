@@ -64,8 +64,8 @@ def metrics(store: Store, clock: HeldClock) -> ServiceMetrics:
 def finished_run(
     store: Store, finished_at: datetime, *, status: str = "succeeded", kind: str = "sync"
 ) -> None:
-    run_id = store.start_run(kind, started_at=finished_at - timedelta(minutes=1))
-    store.finish_run(run_id, status=status, summary={}, finished_at=finished_at)
+    run_id = store.run_log.start(kind, started_at=finished_at - timedelta(minutes=1))
+    store.run_log.finish(run_id, status=status, summary={}, finished_at=finished_at)
 
 
 def figures(metrics: ServiceMetrics) -> Figures:

@@ -90,7 +90,7 @@ def newer_store(database_url: str) -> str:
         url = sa.make_url(url).set(password=PASSWORD).render_as_string(hide_password=False)
     upgrade_database(url)
     with Store(url) as store:
-        store.start_run("sync", started_at=datetime(2026, 12, 1, tzinfo=UTC))
+        store.run_log.start("sync", started_at=datetime(2026, 12, 1, tzinfo=UTC))
     engine = sa.create_engine(url)
     try:
         with engine.begin() as connection:

@@ -17,8 +17,8 @@ from typing import Any
 
 from leadsync.runtime import Runtime
 from leadsync.sync.leases import REPLICA_PREFIX, LeaseInfo, all_leases
+from leadsync.sync.run_log import RunRow
 from leadsync.sync.runs import RunView, list_runs
-from leadsync.sync.store import RunRow
 
 __all__ = ["LeaseView", "QuotaView", "ReplicaView", "RunView", "StatusView", "service_status"]
 

@@ -56,7 +56,7 @@ def build_report(
         return round(calendar.between(clock.due_at, at).total_seconds() / 3600, 2)
 
     # A report "from the start" shows every volume period since leadsync's first run.
-    volume_since = since or store.first_run_at()
+    volume_since = since or store.run_log.first_started_at()
     volume = monitor.volume(now, since=volume_since) if monitor is not None else []
     names = store.handoffs.names()
     return {

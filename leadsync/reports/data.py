@@ -18,8 +18,9 @@ from leadsync.mapping.lifecycle import Stage, Transition
 from leadsync.sync import tables as t
 from leadsync.sync.deals import chosen_opportunities
 from leadsync.sync.related import OPPORTUNITY, RelatedRecords
+from leadsync.sync.run_log import RunRow
 from leadsync.sync.sla.clocks import Clock
-from leadsync.sync.store import RunRow, Store
+from leadsync.sync.store import Store
 
 __all__ = ["LeadFacts", "OpportunityFacts", "ReportData", "load", "opportunities"]
 
@@ -89,7 +90,7 @@ def load(
     clocks = store.sla.clocks(since=since, until=until)
     runs = [
         run
-        for run in store.runs(limit=1_000_000)
+        for run in store.run_log.latest(limit=1_000_000)
         if (since is None or run.started_at >= utc(since)) and run.started_at < utc(until)
     ]
     return ReportData(

@@ -52,7 +52,8 @@ from leadsync.sync.database import retry_transient, shared_now, store_error, wri
 from leadsync.sync.engine import RunInterruptedError, RunSummary, StopCheck, SyncEngine
 from leadsync.sync.ingest import fields_to_pull
 from leadsync.sync.leases import SYNC_LEASE, Leases
-from leadsync.sync.store import Store, abandon_runs_of
+from leadsync.sync.run_log import abandon_runs_of
+from leadsync.sync.store import Store
 
 __all__ = [
     "BACKFILL",

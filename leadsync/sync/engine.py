@@ -508,7 +508,7 @@ class SyncEngine:
         the quota reserve or on purpose (RunPausedError; the error goes on) or interrupted
         (RunInterruptedError, swallowed: the summary says so)."""
         started = self._clock()
-        run_id = self._store.start_run(kind, started_at=started, holder=self._holder)
+        run_id = self._store.run_log.start(kind, started_at=started, holder=self._holder)
         summary = RunSummary(run_id, write, started, kind=kind, holder=self._holder)
         summary.crms = {crm: CrmCounts() for crm in self._connectors}
         status = "succeeded"
@@ -532,7 +532,7 @@ class SyncEngine:
                 # The command exits 1 for it: `leadsync runs` and the health check agree.
                 status = "failed"
             summary.quota = self._quota()
-            self._store.finish_run(
+            self._store.run_log.finish(
                 run_id, status=status, summary=summary.as_dict(), finished_at=self._clock()
             )
 
@@ -1141,7 +1141,7 @@ class SyncEngine:
         previous = self._store.leads(lead_ids)
         created = self._created_records(lead_ids)
         running = self._store.sla.running(lead_ids) if self._sla else {}
-        watching_since = self._store.first_run_at() if self._sla else None
+        watching_since = self._store.run_log.first_started_at() if self._sla else None
         merged = [
             self._merge_lead(
                 lead_id,

@@ -90,7 +90,7 @@ def revert_run(
     holder: str | None = None,
 ) -> RevertReport:
     """Revert run `run_id` (a full or short id); with `dry_run`, only say what it would do.
-    The revert's own run is recorded as `holder`'s (the lease holder: `Store.start_run`)."""
+    The revert's own run is recorded as `holder`'s (the lease holder: `RunLog.start`)."""
     run_id = find_run(store, run_id).run_id
     written: dict[tuple[str, str], dict[str, LoggedWrite]] = {}
     for write in store.writes(run_id=run_id):
@@ -117,7 +117,7 @@ def revert_run(
                 _revertible(store, crm, connector, records, preview)
         return preview
     report = RevertReport(
-        store.start_run("revert", started_at=clock(), holder=holder), kept=set_aside
+        store.run_log.start("revert", started_at=clock(), holder=holder), kept=set_aside
     )
     try:
         for crm, connector in connectors.items():
@@ -125,11 +125,11 @@ def revert_run(
             if records:
                 _revert_crm(store, crm, connector, records, report)
     except BaseException:
-        store.finish_run(
+        store.run_log.finish(
             report.run_id, status="failed", summary={"holder": holder}, finished_at=clock()
         )
         raise
-    store.finish_run(
+    store.run_log.finish(
         report.run_id,
         status="succeeded",
         summary={

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from leadsync.errors import UsageError
-from leadsync.sync.store import LoggedWrite, RunRow, Store
+from leadsync.sync.run_log import RunRow
+from leadsync.sync.store import LoggedWrite, Store
 
 __all__ = ["SHORT_ID", "RunDetail", "RunView", "UnknownRunError", "find_run", "list_runs"]
 
@@ -93,25 +94,25 @@ def run_view(run: RunRow) -> RunView:
 
 def list_runs(store: Store, *, limit: int = 20, kind: str | None = None) -> list[RunView]:
     """The latest runs, newest first."""
-    return [run_view(run) for run in store.runs(limit, kind=kind)]
+    return [run_view(run) for run in store.run_log.latest(limit, kind=kind)]
 
 
 def find_run(store: Store, run_id: str) -> RunRow:
     """The run `run_id` names: its full id or an unambiguous start of it."""
     wanted = run_id.strip().lower()
-    exact = store.run(wanted)
+    exact = store.run_log.get(wanted)
     if exact is not None:
         return exact
     if len(wanted) < SHORTEST_PREFIX:
         raise UnknownRunError(f"no run {run_id} (see `leadsync runs`)")
-    found = store.run_ids_starting(wanted)
+    found = store.run_log.ids_starting(wanted)
     if not found:
         raise UnknownRunError(f"no run {run_id} (see `leadsync runs`)")
     if len(found) > 1:
         raise UnknownRunError(
             f"{run_id!r} names more than one run ({', '.join(found)}): give more of the id"
         )
-    run = store.run(found[0])
+    run = store.run_log.get(found[0])
     assert run is not None  # just listed; runs are never deleted
     return run
 

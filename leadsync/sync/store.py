@@ -1,6 +1,6 @@
 """The store: the only place leadsync keeps state, on SQLite by default or PostgreSQL by URL.
 
-    runs            start_run, finish_run, run, runs, first_run_at
+    run log         run_log: every run, started to ended (`sync.run_log`)
     cursors         cursor, checkpoint, clear_cursor (moved by save_page only)
     ingestion       save_page (snapshots + quarantine + cursor in one transaction),
                     known_stamps, snapshots, pending_records, pending_ids, mark_reconciled,
@@ -43,7 +43,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 from leadsync.connectors.base import Position, WriteStatus, utc
 from leadsync.connectors.classify import REQUEST_REFUSALS
 from leadsync.mapping.lifecycle import Stage, Transition
-from leadsync.sync import ids, packed, write_log
+from leadsync.sync import packed, write_log
 from leadsync.sync import tables as t
 from leadsync.sync.database import (
     check_schema,
@@ -58,14 +58,13 @@ from leadsync.sync.handoff_ledger import HandoffLedger
 from leadsync.sync.identity import normalise_email, people_named
 from leadsync.sync.model import FieldChoice, Lead, Snapshot
 from leadsync.sync.related import Related, RelatedRecords, save_related
-from leadsync.sync.run_kinds import RUN_KINDS
+from leadsync.sync.run_log import RunLog
 from leadsync.sync.sla.clocks import ClockChanges
 from leadsync.sync.sla.ledger import SlaLedger, save_clock_changes
 from leadsync.sync.sorted_json import sorted_json_text
 from leadsync.sync.sql import (
     WRITE_CHUNK,
     Insert,
-    aggregate_time,
     batches,
     chunks,
     excluded,
@@ -84,18 +83,14 @@ __all__ = [
     "BACKFILL",
     "IGNORED",
     "INCREMENTAL",
-    "RUN_KINDS",
     "LoggedWrite",
     "Quarantined",
     "ReviewItem",
-    "RunRow",
     "Store",
     "WriteRow",
     "content_digest",
 ]
 
-RUNNING = "running"  # a run's status until finish_run
-ABANDONED = "abandoned"  # left running by a replica that died; another took its job over
 # Snapshots are packed with a dictionary of their CRM's (`sync.packed`) once it has this many
 # stored to train one on, its kind this prefix and the CRM's name.
 TRAIN_SAMPLES = 1_000
@@ -123,16 +118,6 @@ IGNORED = "ignored"
 
 
 # ------------------------------------------------------------------------------------- values
-
-
-@dataclass(frozen=True, slots=True)
-class RunRow:
-    run_id: str
-    kind: str
-    status: str  # "running" until finished
-    started_at: datetime
-    finished_at: datetime | None
-    summary: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +267,11 @@ class Store:
             raise
 
     @property
+    def run_log(self) -> RunLog:
+        """The runs leadsync made, started to ended."""
+        return RunLog(self._engine)
+
+    @property
     def sla(self) -> SlaLedger:
         """The SLA ledger's clocks and events."""
         return SlaLedger(self._engine)
@@ -325,112 +315,12 @@ class Store:
     def _now(self) -> datetime:
         return utc(self._clock())
 
-    # ---------------------------------------------------------------------------------- runs
-
-    def start_run(self, kind: str, *, started_at: datetime, holder: str | None = None) -> str:
-        """Record a run as started (by `holder`, the lease holder running it: "<replica>/<role>");
-        returns its id."""
-        if kind not in RUN_KINDS:
-            raise ValueError(f"unknown run kind {kind!r}: one of {', '.join(sorted(RUN_KINDS))}")
-        # The id is chosen once, outside the retried transaction.
-        run_id = ids.new_id()
-        self._insert_run(run_id, kind, utc(started_at), holder)
-        return run_id
-
-    @retry_transient
-    def _insert_run(self, run_id: str, kind: str, started_at: datetime, holder: str | None) -> None:
-        row = {
-            "run_id": run_id,
-            "kind": kind,
-            "status": RUNNING,
-            "started_at": started_at,
-            "finished_at": None,
-            "summary": {} if holder is None else {"holder": holder},
-        }
-        with writing(self._engine) as connection:
-            connection.execute(t.runs.insert(), row)
-
-    @retry_transient
-    def finish_run(
-        self, run_id: str, *, status: str, summary: Mapping[str, Any], finished_at: datetime
-    ) -> None:
-        """Record how a run ended; raises LookupError for an unknown run."""
-        if not status or status == RUNNING:
-            raise ValueError(f"a finished run's status cannot be {status!r}")
-        values = {"status": status, "summary": dict(summary), "finished_at": utc(finished_at)}
-        with writing(self._engine) as connection:
-            done = connection.execute(
-                t.runs.update().where(t.runs.c.run_id == run_id).values(values)
-            )
-            if done.rowcount == 0:
-                raise LookupError(f"no run {run_id!r}")
-
-    @retry_transient
-    def run(self, run_id: str) -> RunRow | None:
-        """One run, or None."""
-        with self._engine.connect() as connection:
-            query = sa.select(t.runs).where(t.runs.c.run_id == run_id)
-            row = connection.execute(query).mappings().one_or_none()
-        return None if row is None else _run(row)
-
-    @retry_transient
-    def runs(self, limit: int = 20, *, kind: str | None = None) -> list[RunRow]:
-        """The latest runs (of `kind`, if given), newest first."""
-        query = sa.select(t.runs).order_by(t.runs.c.started_at.desc(), t.runs.c.run_id).limit(limit)
-        if kind is not None:
-            query = query.where(t.runs.c.kind == kind)
-        with self._engine.connect() as connection:
-            return [_run(row) for row in connection.execute(query).mappings()]
-
-    @retry_transient
-    def run_ids_starting(self, prefix: str, *, limit: int = 5) -> list[str]:
-        """The ids of runs that start with `prefix` (a short id), at most `limit`."""
-        # Run ids are hex digits (`ids.new_id`; an earlier release's UUIDs, with hyphens too): a
-        # prefix of other characters names none, and holds no LIKE wildcard.
-        if not prefix or prefix.strip("0123456789abcdef-"):
-            return []
-        query = (
-            sa.select(t.runs.c.run_id)
-            .where(t.runs.c.run_id.startswith(prefix))
-            .order_by(t.runs.c.run_id)
-            .limit(limit)
-        )
-        with self._engine.connect() as connection:
-            return list(connection.execute(query).scalars())
-
-    @retry_transient
-    def abandon_runs(self, holder: str, *, finished_at: datetime) -> int:
-        """Mark the runs `holder` ("<replica>/<role>", whose lease was taken over) left running
-        as abandoned; how many. What they committed stays; the next run goes on from it."""
-        with writing(self._engine) as connection:
-            return abandon_runs_of(connection, holder, finished_at=finished_at)
-
-    @retry_transient
-    def last_finished(self, kind: str, *, status: str = "succeeded") -> RunRow | None:
-        """The run of `kind` that finished last with `status`, or None."""
-        query = (
-            sa.select(t.runs)
-            .where(t.runs.c.kind == kind, t.runs.c.status == status)
-            .order_by(t.runs.c.finished_at.desc())
-            .limit(1)
-        )
-        with self._engine.connect() as connection:
-            row = connection.execute(query).mappings().one_or_none()
-        return None if row is None else _run(row)
-
     @retry_transient
     def quarantine_size(self) -> int:
         """How many records are in quarantine, not yet read again."""
         query = sa.select(sa.func.count()).where(t.quarantine.c.resolved_at.is_(None))
         with self._engine.connect() as connection:
             return int(connection.execute(query).scalar() or 0)
-
-    @retry_transient
-    def first_run_at(self) -> datetime | None:
-        """When the first run of any kind started: since when leadsync has been watching."""
-        with self._engine.connect() as connection:
-            first = connection.execute(sa.select(sa.func.min(t.runs.c.started_at))).scalar()
-        return None if first is None else aggregate_time(first)
 
     # ------------------------------------------------------------------------------- cursors
 
@@ -1866,24 +1756,6 @@ def _snapshot_query(*, outer: bool = True) -> sa.Select[Any]:
     ).select_from(source)
 
 
-def abandon_runs_of(connection: Connection, holder: str, *, finished_at: datetime) -> int:
-    """Within a transaction: mark the runs `holder` ("<replica>/<role>") left running as
-    abandoned; how many. The replica's runs under its other roles go on; those an older
-    release recorded name the replica alone, whichever role ran them: they are abandoned."""
-    replica = holder.split("/", 1)[0]
-    running = connection.execute(
-        sa.select(t.runs.c.run_id, t.runs.c.summary).where(t.runs.c.status == RUNNING)
-    ).all()
-    ids = [run_id for run_id, summary in running if summary.get("holder") in (holder, replica)]
-    for chunk in chunks(ids):
-        connection.execute(
-            t.runs.update()
-            .where(t.runs.c.run_id.in_(chunk), t.runs.c.status == RUNNING)
-            .values(status=ABANDONED, finished_at=utc(finished_at))
-        )
-    return len(ids)
-
-
 def _check_page(
     crm: str, snapshots: Sequence[Snapshot], quarantined: Sequence[Quarantined]
 ) -> None:
@@ -1894,17 +1766,6 @@ def _check_page(
 
 
 # ------------------------------------------------------------------------------ rows to values
-
-
-def _run(row: RowMapping) -> RunRow:
-    return RunRow(
-        run_id=row["run_id"],
-        kind=row["kind"],
-        status=row["status"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        summary=row["summary"],
-    )
 
 
 def _snapshot(row: Sequence[Any], codebook: packed.Codebook) -> Snapshot:

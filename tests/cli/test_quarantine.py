@@ -99,14 +99,14 @@ def test_retry_reads_a_fixed_record_again_now_and_logs_no_value(
     assert sandbox.hubspot.contact(int(unreadable)).properties.get("leadsync_score")
     with Store(config.database_url) as store:
         assert not [q for q in store.quarantined() if q.record_id == unreadable]
-        assert store.runs(1)[0].kind == "retry"
+        assert store.run_log.latest(1)[0].kind == "retry"
     assert ODD_REVENUE not in caplog.text
 
 
 def test_a_refused_write_is_listed_with_the_crms_message(tmp_path: Path) -> None:
     field_map = load_mapping(EXAMPLES / "mapping.toml")
     with Store(f"sqlite:///{tmp_path / 'store.db'}") as store:
-        run_id = store.start_run("sync", started_at=datetime.now(UTC))
+        run_id = store.run_log.start("sync", started_at=datetime.now(UTC))
         refused = WriteRow(
             "9",
             "leadsync_grade",

@@ -110,7 +110,7 @@ def test_revert_dry_run_says_what_it_would_put_back_and_writes_nothing(
     with Store(config.database_url) as store:
         written = [w for w in store.writes(run_id=run_id) if w.status == "written"]
         created = {h.record_id: h.lead_id for h in store.handoffs.all() if h.record_id}
-    before = len(Store(config.database_url).runs())
+    before = len(Store(config.database_url).run_log.latest())
     sandbox.stats.clear()
     assert main(["revert", run_id[:8], "--dry-run", "--config", str(config.path)]) == 0
     out = capsys.readouterr().out
@@ -127,7 +127,7 @@ def test_revert_dry_run_says_what_it_would_put_back_and_writes_nothing(
     assert f"{named.field}: {named.old!r}" not in out
     # No run recorded for a preview.
     with Store(config.database_url) as store:
-        assert len(store.runs()) == before
+        assert len(store.run_log.latest()) == before
 
 
 def test_revert_on_a_terminal_asks_first_and_no_writes_nothing(

@@ -54,7 +54,7 @@ def _hold_the_lease(config: Config, holder: str, *, since: datetime, ttl: timede
 
 def _leads_and_runs(config: Config) -> tuple[int, list[tuple[str, str]]]:
     with Store(config.database_url) as store:
-        runs = [(run.kind, run.status) for run in store.runs(limit=100)]
+        runs = [(run.kind, run.status) for run in store.run_log.latest(limit=100)]
         with store.engine.connect() as connection:
             leads = connection.execute(sa.select(sa.func.count()).select_from(tables.leads))
             return int(leads.scalar_one()), runs
@@ -65,7 +65,7 @@ def _a_sync_killed_an_hour_ago(config: Config) -> str:
     dead = "deadhost:99:fedcba"
     an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
     with Store(config.database_url) as store:
-        left_running = store.start_run("sync", started_at=an_hour_ago, holder=dead)
+        left_running = store.run_log.start("sync", started_at=an_hour_ago, holder=dead)
     _hold_the_lease(config, f"{dead}/sync", since=an_hour_ago, ttl=timedelta(minutes=1))
     return left_running
 
@@ -132,7 +132,7 @@ def test_each_command_records_its_run_as_the_role_whose_lease_it_holds(
     ):
         main([*command, "--config", str(config.path)])
     with Store(config.database_url) as store:
-        holders = {run.kind: run.summary.get("holder", "") for run in store.runs()}
+        holders = {run.kind: run.summary.get("holder", "") for run in store.run_log.latest()}
     assert {kind: holder.rpartition("/")[2] for kind, holder in holders.items()} == {
         "sync": "sync",
         "plan": "plan",
@@ -152,7 +152,7 @@ def test_a_sync_takes_the_expired_lease_of_a_dead_process_and_marks_its_run_aban
     this_run = json.loads(capsys.readouterr().out)["run_id"]
 
     with Store(config.database_url) as store:
-        statuses = {run.run_id: run.status for run in store.runs()}
+        statuses = {run.run_id: run.status for run in store.run_log.latest()}
         assert Leases(store.engine, "anyone").info(SYNC_LEASE) is None  # released when done
     assert statuses == {left_running: "abandoned", this_run: "succeeded"}
 
@@ -190,7 +190,7 @@ def _running_run(config: Config, process: subprocess.Popen[str]) -> str:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
         with Store(config.database_url) as store:
-            running = [run.run_id for run in store.runs() if run.status == "running"]
+            running = [run.run_id for run in store.run_log.latest() if run.status == "running"]
         if running:
             return running[0]
         time.sleep(0.05)
@@ -228,7 +228,7 @@ def test_a_sync_stopped_mid_run_ends_its_run_interrupted_and_gives_the_lease_bac
     assert "Traceback" not in err
     assert f"run {run_id} interrupted" in err
     with Store(config.database_url) as store:
-        assert {run.run_id: run.status for run in store.runs()} == {run_id: "interrupted"}
+        assert {run.run_id: run.status for run in store.run_log.latest()} == {run_id: "interrupted"}
         assert Leases(store.engine, "anyone").info(SYNC_LEASE) is None  # the next need not wait
     assert write_calls(sandbox) == written
 
@@ -276,7 +276,7 @@ def test_a_sync_whose_lease_another_process_took_stops_and_exits_1_naming_it(
         "at a batch boundary, what it did is committed; the next run goes on from there"
     )
     with Store(config.database_url) as store:
-        assert {run.run_id: run.status for run in store.runs()} == {run_id: "interrupted"}
+        assert {run.run_id: run.status for run in store.run_log.latest()} == {run_id: "interrupted"}
         held = Leases(store.engine, "anyone").info(SYNC_LEASE)
         assert held is not None
         assert held.holder == thief  # the taker's, left alone
@@ -319,7 +319,7 @@ def test_a_backfill_takes_the_expired_lease_of_a_killed_sync_and_marks_its_run_a
     assert backfilled.returncode == 0, err
 
     with Store(config.database_url) as store:
-        statuses = {run.run_id: run.status for run in store.runs()}
+        statuses = {run.run_id: run.status for run in store.run_log.latest()}
     assert statuses.pop(left_running) == "abandoned"  # not "running" for ever
     assert set(statuses.values()) == {"succeeded"}
 

@@ -27,7 +27,7 @@ def waiting(served: Served) -> tuple[str, str]:
     and that lead's id."""
     store = served.runtime.store
     lead, records = both_crms_lead(served)
-    run_id = store.runs(1)[0].run_id
+    run_id = store.run_log.latest(1)[0].run_id
     store.add_review(
         "salesforce", records["salesforce"], [lead.lead_id], "a duplicate (test)", run_id=run_id
     )
@@ -43,8 +43,8 @@ def quarantined(served: Served) -> str:
         "990001",
         "annual_revenue (annualrevenue): cannot read (value 'about 12k')",
         {"email": "odd@example.com", "annualrevenue": "about 12k"},
-        store.runs(1)[0].run_id,
-        store.runs(1)[0].started_at,
+        store.run_log.latest(1)[0].run_id,
+        store.run_log.latest(1)[0].started_at,
     )
     store.save_page("hubspot", [], quarantined=[entry], position=None, run_id=entry.run_id)
     return entry.record_id
@@ -204,7 +204,7 @@ def test_a_retry_that_takes_the_expired_lease_of_a_killed_sync_marks_its_run_aba
         with open_runtime(config) as runtime:
             # A `sync --once` killed an hour ago: its run says running, its lease ran out.
             dead, an_hour_ago = "deadhost:99:fedcba", datetime.now(UTC) - timedelta(hours=1)
-            left_running = runtime.store.start_run("sync", started_at=an_hour_ago, holder=dead)
+            left_running = runtime.store.run_log.start("sync", started_at=an_hour_ago, holder=dead)
             leases = Leases(runtime.store.engine, f"{dead}/sync", clock=lambda: an_hour_ago)
             assert leases.acquire(SYNC_LEASE, timedelta(minutes=1))
         assert config.path is not None
@@ -217,7 +217,7 @@ def test_a_retry_that_takes_the_expired_lease_of_a_killed_sync_marks_its_run_aba
                 follow_redirects=False,
             )
             assert answer.status_code == 303
-            runs = ada.runtime.store.runs()
+            runs = ada.runtime.store.run_log.latest()
     statuses = {run.run_id: run.status for run in runs}
     assert statuses.pop(left_running) == "abandoned"  # not "running" for ever
     assert set(statuses.values()) == {"succeeded"}

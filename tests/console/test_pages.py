@@ -75,7 +75,7 @@ def text_of(page: str) -> str:
 
 def test_status_shows_health_runs_quota_leases_and_quarantine(ada: Served) -> None:
     store = ada.runtime.store
-    (run,) = store.runs()
+    (run,) = store.run_log.latest()
     leases = ada.runtime.leases("sync")
     assert leases.acquire("sync", timedelta(minutes=5))
     page = text_of(ada.page("/console/"))

@@ -134,8 +134,8 @@ def fault_config(
     assert sandbox.settings.seed_until is not None
     with Store(loaded.database_url) as store:
         started = sandbox.settings.seed_until - timedelta(days=60)
-        run = store.start_run("sync", started_at=started)
-        store.finish_run(run, status="succeeded", summary={}, finished_at=started)
+        run = store.run_log.start("sync", started_at=started)
+        store.run_log.finish(run, status="succeeded", summary={}, finished_at=started)
     return loaded
 
 
@@ -496,7 +496,9 @@ def _wait_for_syncs(config: Config, count: int) -> None:
     while True:
         with Store(config.database_url) as store:
             done = [
-                r for r in store.runs(limit=100) if r.kind == "sync" and r.status == "succeeded"
+                r
+                for r in store.run_log.latest(limit=100)
+                if r.kind == "sync" and r.status == "succeeded"
             ]
         if len(done) >= count:
             return

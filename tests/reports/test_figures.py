@@ -147,7 +147,7 @@ def _fill(store: Store) -> None:
         ("failed", D0 + DAY, 5),
         ("succeeded", D0 + 2 * DAY, 7),
     ):
-        run = store.start_run("sync", started_at=at)
+        run = store.run_log.start("sync", started_at=at)
         summary = {
             "crms": {
                 "hubspot": {"pulled": pulled, "written": pulled // 2},
@@ -156,7 +156,7 @@ def _fill(store: Store) -> None:
         }
         if at == D0 + 2 * DAY:
             summary["api_quota"] = quota
-        store.finish_run(run, status=status, summary=summary, finished_at=at + H)
+        store.run_log.finish(run, status=status, summary=summary, finished_at=at + H)
     refused = "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
     store.record_writes(
         "r1",

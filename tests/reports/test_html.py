@@ -153,7 +153,7 @@ def _handoffs(leads: list[tuple[Lead, list[Transition]]]) -> list[Handoff]:
 
 
 def _runs(store: Store) -> None:
-    good = store.start_run("sync", started_at=NOW - 48 * HOUR)
+    good = store.run_log.start("sync", started_at=NOW - 48 * HOUR)
     summary = {
         "crms": {
             "hubspot": {"pulled": 40, "written": 30},
@@ -161,9 +161,9 @@ def _runs(store: Store) -> None:
         },
         "api_quota": {"hubspot": {"daily_limit": 1000, "daily_used": 250, "daily_remaining": 750}},
     }
-    store.finish_run(good, status="succeeded", summary=summary, finished_at=NOW - 47 * HOUR)
-    failed = store.start_run("sync", started_at=NOW - 24 * HOUR)
-    store.finish_run(failed, status="failed", summary={}, finished_at=NOW - 23 * HOUR)
+    store.run_log.finish(good, status="succeeded", summary=summary, finished_at=NOW - 47 * HOUR)
+    failed = store.run_log.start("sync", started_at=NOW - 24 * HOUR)
+    store.run_log.finish(failed, status="failed", summary={}, finished_at=NOW - 23 * HOUR)
     odd = Quarantined("hubspot", "q1", f"{ODD_REASON}: unreadable", {}, good, NOW - 48 * HOUR)
     store.save_page("hubspot", [], quarantined=[odd], position=None, run_id=good)
 

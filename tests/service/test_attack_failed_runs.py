@@ -34,7 +34,7 @@ def test_a_sync_job_whose_run_is_recorded_failed_is_a_failed_job(
     sandbox.faults.fail_requests(RequestFault("POST", BATCH_UPDATE, 403))
     caplog.set_level(logging.INFO, logger="leadsync")
     service.sync()
-    runs = service._runtime.store.runs(5)
+    runs = service._runtime.store.run_log.latest(5)
     assert [run.status for run in runs] == ["failed"]
     assert "every_write_failed" in runs[0].summary
     # The job the service ran says so too: its log line, and leadsync_jobs{outcome}.
@@ -43,7 +43,7 @@ def test_a_sync_job_whose_run_is_recorded_failed_is_a_failed_job(
     assert jobs.labels("sync", "failed")._value.get() == 1
     assert jobs.labels("sync", "done")._value.get() == 0
     # And the health check does not count it as the sync that keeps it green.
-    assert service._runtime.store.last_finished("sync") is None
+    assert service._runtime.store.run_log.last_finished("sync") is None
 
 
 def test_a_sync_whose_writes_all_land_after_a_failed_one_is_done_again(
@@ -54,7 +54,7 @@ def test_a_sync_whose_writes_all_land_after_a_failed_one_is_done_again(
     service.sync()
     sandbox.faults.clear_request_faults()
     service.sync()  # the refused writes are tried again, and land
-    runs = service._runtime.store.runs(5)
+    runs = service._runtime.store.run_log.latest(5)
     assert [run.status for run in runs] == ["succeeded", "failed"]
     assert _job_outcomes(caplog)[-1] == "done"
 
@@ -64,7 +64,9 @@ def _recorded(service: Service, results: list[WriteResult]) -> str:
     engine = service._runtime.engine()
     with engine.recording("sync", write=True) as summary:
         summary.crms["hubspot"].count_results(results)
-    (run,) = [run for run in service._runtime.store.runs(50) if run.run_id == summary.run_id]
+    (run,) = [
+        run for run in service._runtime.store.run_log.latest(50) if run.run_id == summary.run_id
+    ]
     return run.status
 
 

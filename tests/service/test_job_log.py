@@ -107,11 +107,11 @@ def test_a_sync_turn_skipped_for_a_command_holding_the_lease_says_so_and_abandon
     # A `sync --once` on a terminal holds the lease: no replica's log says the turn went.
     command = "ops-laptop:4242:abcdef"
     with _impatient_replica(sandbox, tmp_path) as (replica, store):
-        its_run = store.start_run("sync", started_at=datetime.now(UTC), holder=command)
+        its_run = store.run_log.start("sync", started_at=datetime.now(UTC), holder=command)
         assert Leases(store.engine, f"{command}/sync").acquire(SYNC_LEASE, timedelta(minutes=5))
         caplog.set_level(logging.INFO, logger="leadsync")
         replica.sync()
-        runs = [(run.run_id, run.status) for run in store.runs()]
+        runs = [(run.run_id, run.status) for run in store.run_log.latest()]
 
     said = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.INFO)
     assert (

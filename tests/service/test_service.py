@@ -28,7 +28,8 @@ from leadsync.sandbox import FaultSpec, HubSpotSettings, Sandbox, SandboxSetting
 from leadsync.sandbox_config import EXAMPLES, write_sandbox_config
 from leadsync.sync.backfill import BackfillQueue, Status
 from leadsync.sync.leases import LeaseInfo, all_leases, replica_lease
-from leadsync.sync.store import RunRow, Store
+from leadsync.sync.run_log import RunRow
+from leadsync.sync.store import Store
 from tests.support import REAL_PROCESSES, mapped_state, set_up_sandbox_config
 
 pytestmark = REAL_PROCESSES
@@ -134,7 +135,7 @@ def replicas() -> Iterator[list[Replica]]:
 def runs(config: Config, kind: str = "sync") -> list[RunRow]:
     with Store(config.database_url) as store:
         return sorted(
-            (run for run in store.runs(limit=1_000) if run.kind == kind),
+            (run for run in store.run_log.latest(limit=1_000) if run.kind == kind),
             key=lambda run: run.started_at,
         )
 

@@ -70,7 +70,7 @@ def test_a_take_over_of_one_roles_lease_abandons_that_roles_run_not_the_backfill
         queue = BackfillQueue(replica.store.engine)
         asked = queue.create(BackfillSpec(("hubspot",)))
         # The replica's sync job stalled mid-run: its run says running.
-        stalled = replica.store.start_run(
+        stalled = replica.store.run_log.start(
             "sync", started_at=datetime.now(UTC), holder=f"{replica.holder}/sync"
         )
         seen: dict[str, dict[str, str]] = {}
@@ -89,12 +89,12 @@ def test_a_take_over_of_one_roles_lease_abandons_that_roles_run_not_the_backfill
                     assert lease is not None
                     assert lease.took_over_from == f"{replica.holder}/sla"
                     other.take_over("sla", lease.took_over_from)
-            seen["statuses"] = {run.kind: run.status for run in replica.store.runs()}
+            seen["statuses"] = {run.kind: run.status for run in replica.store.run_log.latest()}
 
         done = replica.run_backfill(
             asked.backfill_id, should_stop=_once_the_sync_lease_is_free(replica, take_over)
         )
-        finished = {run.run_id: run.status for run in replica.store.runs()}
+        finished = {run.run_id: run.status for run in replica.store.run_log.latest()}
 
     # The backfill went on, its run running all along, and ended as it would have anyway.
     assert seen["statuses"] == {
@@ -111,13 +111,15 @@ def test_a_take_over_abandons_the_run_an_older_release_recorded_by_its_replica_a
 ) -> None:
     older = "oldhost:99:fedcba"  # an older release's runs name no role
     with open_runtime(config, connect=False) as runtime:
-        left_running = runtime.store.start_run("sync", started_at=datetime.now(UTC), holder=older)
+        left_running = runtime.store.run_log.start(
+            "sync", started_at=datetime.now(UTC), holder=older
+        )
         _expired(runtime, f"{older}/sla", SLA_LEASE)
         with runtime.leases("sla").hold(SLA_LEASE, ttl=TTL, wait=TTL) as lease:
             assert lease is not None
             assert lease.took_over_from == f"{older}/sla"
             runtime.take_over("sla", lease.took_over_from)
-        run = runtime.store.run(left_running)
+        run = runtime.store.run_log.get(left_running)
     assert run is not None
     assert run.status == "abandoned"
 
@@ -142,5 +144,5 @@ def test_the_service_records_each_run_as_the_role_whose_lease_it_runs_under(
     service.queue_sweep()
     service.run_backfills()
     with open_runtime(config, connect=False) as runtime:
-        holders = {run.kind: run.summary["holder"] for run in runtime.store.runs()}
+        holders = {run.kind: run.summary["holder"] for run in runtime.store.run_log.latest()}
     assert holders == {"sync": f"{service.holder}/sync", "sweep": f"{service.holder}/backfill"}

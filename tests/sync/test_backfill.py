@@ -248,7 +248,7 @@ def test_a_dry_run_writes_nothing(tmp_path: Path) -> None:
         assert done.status == Status.SUCCEEDED
         assert write_calls(sandbox) == 0
         with open_runtime(config, connect=False) as runtime:
-            (recorded,) = runtime.store.runs(limit=1)
+            (recorded,) = runtime.store.run_log.latest(limit=1)
         assert recorded.kind == BACKFILL_KIND
         assert sum(crm["records_to_update"] for crm in recorded.summary["crms"].values()) > 0
 
@@ -280,7 +280,7 @@ def test_reaching_the_quota_reserve_pauses_the_backfill_and_a_rerun_finishes_it(
         assert "hubspot" in paused.message
         assert "reserve" in paused.message
         with open_runtime(config, connect=False) as runtime:
-            (recorded,) = runtime.store.runs(limit=1)
+            (recorded,) = runtime.store.run_log.latest(limit=1)
         # Stopped on purpose at the operator's reserve: not a failure in the sync health.
         assert (recorded.kind, recorded.status) == (BACKFILL_KIND, "paused")
         assert crm_state(sandbox) != expected
@@ -357,7 +357,7 @@ def test_a_backfill_the_sync_lease_stays_closed_to_pauses_and_its_run_says_pause
             # Another replica's long sync holds the lease past the backfill's wait.
             assert Leases(watcher.store.engine, "a-long-sync").acquire("sync", timedelta(hours=1))
             backfill = run(config, BackfillSpec(BOTH))
-            (recorded,) = watcher.store.runs(limit=1)
+            (recorded,) = watcher.store.run_log.latest(limit=1)
         assert backfill.status == Status.PAUSED
         assert "the sync lease stayed taken" in backfill.message
         # Waiting its turn is no failure: the next poll goes on with it.

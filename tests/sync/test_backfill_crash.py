@@ -297,13 +297,13 @@ def test_the_cuts_cover_every_call_that_writes(reference: Reference) -> None:
         "queue.finish",
         "leases.take",
         "leases.release",
-        "start_run",
+        "run_log.start",
         "save_page",
         "release_held",
         "write",
         "upsert",
         "handoffs.save",
-        "finish_run",
+        "run_log.finish",
     } <= set(reference.cuts)
     assert reference.cuts[-1] == "queue.finish"
 

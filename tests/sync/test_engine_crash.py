@@ -77,7 +77,7 @@ class _Wire(Protocol):
 
 
 # The store's ledgers: objects of their own, their calls cut as the store's are.
-LEDGERS = frozenset({"handoffs", "related", "sla"})
+LEDGERS = frozenset({"handoffs", "related", "run_log", "sla"})
 # The connectors' calls that write: the engine's updates and the handoff's creates.
 CONNECTOR_WRITES = frozenset({"write", "upsert"})
 
@@ -321,7 +321,7 @@ READS = frozenset(
         "cursor",
         "due_refusals",
         "expected",
-        "first_run_at",
+        "run_log.first_started_at",
         "handoffs.known",
         "handoffs.loads",
         "handoffs.of",

@@ -175,7 +175,7 @@ def test_a_settle_in_slices_ends_in_the_state_of_a_settle_in_one(
     slices = count_slices(monkeypatch)
     for config in (whole_config, sliced_config):
         with open_runtime(config, connect=False) as runtime:
-            runtime.store.start_run("sync", started_at=datetime(2026, 5, 1, tzinfo=UTC))
+            runtime.store.run_log.start("sync", started_at=datetime(2026, 5, 1, tzinfo=UTC))
     summaries: dict[str, list[RunSummary]] = {"whole": [], "sliced": []}
     for at in (FIRST_RUN, PAST_DUE):
         if at is PAST_DUE:
@@ -345,7 +345,7 @@ def test_records_joined_through_a_stored_leads_other_records_are_never_split(
     store: Store, case: str
 ) -> None:
     held, pending = THROUGH_STORED_RECORDS[case]
-    run_id = store.start_run("sync", started_at=AT)
+    run_id = store.run_log.start("sync", started_at=AT)
     stored_lead(store, run_id, *held)
     for record in pending:
         store.save_page(record.crm, [record], position=None, run_id=run_id)

@@ -971,7 +971,7 @@ def test_a_run_whose_every_hubspot_write_was_held_back_is_no_failure(
     assert (hubspot.written, hubspot.failed, hubspot.deferred) == (0, 0, 0)
     assert summary.every_write_failed() == {}  # what `sync --once` exits 1 for
     with Store(config.database_url) as store:
-        assert [run.status for run in store.runs(1)] == ["succeeded"]
+        assert [run.status for run in store.run_log.latest(1)] == ["succeeded"]
 
 
 def test_a_run_whose_every_hubspot_write_was_deferred_fails_saying_so(
@@ -990,7 +990,7 @@ def test_a_run_whose_every_hubspot_write_was_deferred_fails_saying_so(
         summary.every_write_failed()["hubspot"],
     )
     with Store(config.database_url) as store:
-        assert [run.status for run in store.runs(1)] == ["failed"]
+        assert [run.status for run in store.run_log.latest(1)] == ["failed"]
 
 
 def test_the_held_back_column_adds_the_rows_up(sandbox: Sandbox, tmp_path: Path) -> None:

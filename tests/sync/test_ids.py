@@ -175,6 +175,6 @@ def test_a_store_an_earlier_release_filled_is_read_and_changed_by_id_in_every_co
     assert main(["revert", first.run_id[:8], *argv]) == 0
     assert capsys.readouterr().out.startswith(f"revert of run {first.run_id[:8]} ")
     with Store(config.database_url) as store:
-        (revert,) = store.runs(kind="revert")
+        (revert,) = store.run_log.latest(kind="revert")
     assert is_new_id(revert.run_id)
     assert revert.status == "succeeded"

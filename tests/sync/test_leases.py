@@ -453,11 +453,11 @@ def test_a_backfill_claimed_from_a_dead_runner_abandons_its_run_not_its_replicas
     asked = queue.create(BackfillSpec(("hubspot",)))
     an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
     assert queue.claim(asked.backfill_id, "host-a:1", stale_after=TTL) is not None
-    backfilled = store.start_run("backfill", started_at=an_hour_ago, holder="host-a:1/backfill")
-    synced = store.start_run("sync", started_at=an_hour_ago, holder="host-a:1/sync")
-    older = store.start_run("sync", started_at=an_hour_ago, holder="host-a:1")  # no role
+    backfilled = store.run_log.start("backfill", started_at=an_hour_ago, holder="host-a:1/backfill")
+    synced = store.run_log.start("sync", started_at=an_hour_ago, holder="host-a:1/sync")
+    older = store.run_log.start("sync", started_at=an_hour_ago, holder="host-a:1")  # no role
     # Its heartbeat went stale: another runner takes it up.
     assert queue.claim(asked.backfill_id, "host-b:2", stale_after=timedelta(0)) is not None
-    statuses = {run.run_id: run.status for run in store.runs()}
+    statuses = {run.run_id: run.status for run in store.run_log.latest()}
     # The sync run goes on, or is abandoned when its own lease is taken over.
     assert statuses == {backfilled: "abandoned", synced: "running", older: "abandoned"}

@@ -52,7 +52,7 @@ def watching_since(config: Config, moment: datetime) -> None:
     lead first seen that way starts its clocks. (What changed before it is history, which
     starts none: the first sync of an org would otherwise breach every MQL it finds.)"""
     with open_runtime(config, connect=False) as runtime:
-        runtime.store.start_run("sync", started_at=moment)
+        runtime.store.run_log.start("sync", started_at=moment)
 
 
 def cycle(config: Config, at: datetime) -> RunSummary:

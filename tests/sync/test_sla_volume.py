@@ -171,7 +171,7 @@ def test_a_week_behind_pace_is_warned_once_and_a_missed_week_announced_once(
     monitor = monitor_for(store, definition())  # weekly_mqls: 25 a week, marketing calendar
     assert isinstance(monitor, SlaMonitor)
     # leadsync began watching this week: the week before was nobody's to count.
-    store.start_run("sync", started_at=ny(11, 30, 0))
+    store.run_log.start("sync", started_at=ny(11, 30, 0))
     _mqls(store, 3, ny(11, 30, 10))
     caplog.set_level(logging.WARNING, logger="leadsync.sla")
     kinds = []
@@ -200,7 +200,7 @@ def test_no_volume_event_for_the_week_leadsync_began_in_nor_one_before(store: St
 
     monitor = monitor_for(store, definition())  # weekly_mqls: 25 a week
     assert isinstance(monitor, SlaMonitor)
-    store.start_run("sync", started_at=ny(12, 2, 10))  # leadsync began on a Wednesday
+    store.run_log.start("sync", started_at=ny(12, 2, 10))  # leadsync began on a Wednesday
     _mqls(store, 3, ny(12, 2, 10))
     result = monitor.check(ny(12, 7, 10))  # the next Monday: that week ended 22 short
     assert result.announced == []

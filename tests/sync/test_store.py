@@ -98,10 +98,10 @@ def test_first_use_creates_the_sqlite_file_and_its_folder_and_migrates_it(tmp_pa
 def test_upgrade_is_idempotent_and_keeps_the_data(database_url: str) -> None:
     upgrade_database(database_url)
     with Store(database_url) as store:
-        run_id = store.start_run("sync", started_at=T0)
+        run_id = store.run_log.start("sync", started_at=T0)
     upgrade_database(database_url)
     with Store(database_url) as store:
-        assert store.run(run_id) is not None
+        assert store.run_log.get(run_id) is not None
         assert schema_differences(store.engine) == []
 
 
@@ -206,22 +206,22 @@ def test_without_migrate_an_unmigrated_database_is_refused(database_url: str) ->
         Store(database_url, migrate=False)
     upgrade_database(database_url)
     with Store(database_url, migrate=False) as store:
-        assert store.runs() == []
+        assert store.run_log.latest() == []
 
 
 # ------------------------------------------------------------------------------------------- runs
 
 
 def test_a_run_starts_running_and_finishes_with_its_status_and_summary(store: Store) -> None:
-    run_id = store.start_run("sync", started_at=T0)
-    started = store.run(run_id)
+    run_id = store.run_log.start("sync", started_at=T0)
+    started = store.run_log.get(run_id)
     assert started is not None
     assert (started.kind, started.status, started.started_at) == ("sync", "running", T0)
     assert started.finished_at is None
 
     summary = {"pulled": 12, "last_seen": T0, "errors": ["hubspot: 429"]}
-    store.finish_run(run_id, status="succeeded", summary=summary, finished_at=T0 + timedelta(1))
-    finished = store.run(run_id)
+    store.run_log.finish(run_id, status="succeeded", summary=summary, finished_at=T0 + timedelta(1))
+    finished = store.run_log.get(run_id)
     assert finished is not None
     assert finished.status == "succeeded"
     assert finished.summary == summary
@@ -229,18 +229,18 @@ def test_a_run_starts_running_and_finishes_with_its_status_and_summary(store: St
 
 
 def test_runs_lists_the_newest_first_up_to_the_limit(store: Store) -> None:
-    ids = [store.start_run("sync", started_at=T0 + timedelta(minutes=n)) for n in range(3)]
-    assert [run.run_id for run in store.runs(limit=2)] == [ids[2], ids[1]]
-    assert store.run("no-such-run") is None
+    ids = [store.run_log.start("sync", started_at=T0 + timedelta(minutes=n)) for n in range(3)]
+    assert [run.run_id for run in store.run_log.latest(limit=2)] == [ids[2], ids[1]]
+    assert store.run_log.get("no-such-run") is None
 
 
 def test_runs_refuse_unknown_kinds_unknown_ids_and_naive_times(store: Store) -> None:
     with pytest.raises(ValueError, match="unknown run kind"):
-        store.start_run("nap", started_at=T0)
+        store.run_log.start("nap", started_at=T0)
     with pytest.raises(LookupError):
-        store.finish_run("no-such-run", status="failed", summary={}, finished_at=T0)
+        store.run_log.finish("no-such-run", status="failed", summary={}, finished_at=T0)
     with pytest.raises(ValueError, match="naive"):
-        store.start_run("sync", started_at=datetime(2024, 5, 1, 10))
+        store.run_log.start("sync", started_at=datetime(2024, 5, 1, 10))
 
 
 # ---------------------------------------------------------------------------------------- cursors
@@ -956,7 +956,7 @@ def test_a_run_that_matched_before_a_persons_decision_does_not_reopen_the_item(
     now = [T0]
     with Store(database_url, clock=lambda: now[0]) as store:
         store.add_review("hubspot", "1", ["lead-a"], "a duplicate", run_id="r1")
-        matching = store.start_run("sync", started_at=T0 + timedelta(minutes=1))
+        matching = store.run_log.start("sync", started_at=T0 + timedelta(minutes=1))
         now[0] = T0 + timedelta(minutes=2)
         assert store.resolve_review("hubspot", "1", resolution="kept apart as lead lead-z")
         now[0] = T0 + timedelta(minutes=3)
@@ -964,7 +964,7 @@ def test_a_run_that_matched_before_a_persons_decision_does_not_reopen_the_item(
         store.add_review("hubspot", "1", ["lead-a"], "a duplicate", run_id=matching)
         assert store.review_queue() == []
         # A run that starts after the decision and still finds it ambiguous reopens it.
-        later = store.start_run("sync", started_at=T0 + timedelta(minutes=4))
+        later = store.run_log.start("sync", started_at=T0 + timedelta(minutes=4))
         store.add_review("hubspot", "1", ["lead-a"], "a duplicate", run_id=later)
         assert [item.record_id for item in store.review_queue()] == ["1"]
 
@@ -1046,8 +1046,8 @@ def test_naive_datetimes_and_unknown_types_are_refused_not_guessed(store: Store)
 def test_every_timestamp_comes_back_aware_utc(database_url: str) -> None:
     given = datetime(2024, 5, 1, 12, 30, tzinfo=PLUS_TWO)
     with Store(database_url, clock=lambda: given) as store:
-        run_id = store.start_run("sync", started_at=given)
-        store.finish_run(run_id, status="succeeded", summary={}, finished_at=given)
+        run_id = store.run_log.start("sync", started_at=given)
+        store.run_log.finish(run_id, status="succeeded", summary={}, finished_at=given)
         store.save_page(
             "hubspot",
             [snap("1", at=given)],
@@ -1061,7 +1061,7 @@ def test_every_timestamp_comes_back_aware_utc(database_url: str) -> None:
         store.record_writes(run_id, "hubspot", [WriteRow("1", "f", 1, 2, WriteStatus.WRITTEN)])
         store.add_review("hubspot", "3", ["lead-a"], "ambiguous", run_id=run_id)
 
-        run = store.run(run_id)
+        run = store.run_log.get(run_id)
         cursor = store.cursor("hubspot")
         snapshot = store.snapshots("hubspot", ["1"])["1"]
         assert run is not None
@@ -1114,9 +1114,9 @@ def test_a_transient_error_is_retried_and_the_work_done_once(
 ) -> None:
     backend = store.engine.dialect.name
     failing_run_inserts.extend([_driver_error(backend, "transient")] * 2)
-    run_id = store.start_run("sync", started_at=T0)
+    run_id = store.run_log.start("sync", started_at=T0)
     assert failing_run_inserts == []  # both failures were met, then it went through
-    assert [run.run_id for run in store.runs()] == [run_id]
+    assert [run.run_id for run in store.run_log.latest()] == [run_id]
 
 
 def test_any_other_database_error_is_raised_at_once(
@@ -1125,9 +1125,9 @@ def test_any_other_database_error_is_raised_at_once(
     backend = store.engine.dialect.name
     failing_run_inserts.extend([_driver_error(backend, "fatal"), _driver_error(backend, "fatal")])
     with pytest.raises(sa.exc.DBAPIError):
-        store.start_run("sync", started_at=T0)
+        store.run_log.start("sync", started_at=T0)
     assert len(failing_run_inserts) == 1  # one attempt only
-    assert store.runs() == []
+    assert store.run_log.latest() == []
 
 
 @pytest.mark.parametrize(
@@ -1182,12 +1182,12 @@ def test_a_write_the_crm_refuses_quarantines_the_record_until_a_write_lands(stor
 
 def test_runs_a_dead_replica_left_running_are_marked_abandoned(store: Store) -> None:
     started = datetime(2026, 6, 1, tzinfo=UTC)
-    dead = store.start_run("sync", started_at=started, holder="host-a:1")
-    done = store.start_run("sync", started_at=started, holder="host-a:1")
-    store.finish_run(done, status="succeeded", summary={}, finished_at=started)
-    alive = store.start_run("sync", started_at=started, holder="host-b:2")
-    assert store.abandon_runs("host-a:1", finished_at=started) == 1
-    statuses = {run.run_id: run.status for run in store.runs()}
+    dead = store.run_log.start("sync", started_at=started, holder="host-a:1")
+    done = store.run_log.start("sync", started_at=started, holder="host-a:1")
+    store.run_log.finish(done, status="succeeded", summary={}, finished_at=started)
+    alive = store.run_log.start("sync", started_at=started, holder="host-b:2")
+    assert store.run_log.abandon("host-a:1", finished_at=started) == 1
+    statuses = {run.run_id: run.status for run in store.run_log.latest()}
     assert statuses == {dead: "abandoned", done: "succeeded", alive: "running"}
 
 
@@ -1195,12 +1195,12 @@ def test_runs_are_abandoned_by_the_role_whose_lease_was_taken_and_an_older_relea
     store: Store,
 ) -> None:
     started = datetime(2026, 6, 1, tzinfo=UTC)
-    synced = store.start_run("sync", started_at=started, holder="host-a:1/sync")
-    backfilled = store.start_run("backfill", started_at=started, holder="host-a:1/backfill")
-    older = store.start_run("sync", started_at=started, holder="host-a:1")  # no role
-    elsewhere = store.start_run("sync", started_at=started, holder="host-b:2/sync")
-    assert store.abandon_runs("host-a:1/sync", finished_at=started) == 2
-    statuses = {run.run_id: run.status for run in store.runs()}
+    synced = store.run_log.start("sync", started_at=started, holder="host-a:1/sync")
+    backfilled = store.run_log.start("backfill", started_at=started, holder="host-a:1/backfill")
+    older = store.run_log.start("sync", started_at=started, holder="host-a:1")  # no role
+    elsewhere = store.run_log.start("sync", started_at=started, holder="host-b:2/sync")
+    assert store.run_log.abandon("host-a:1/sync", finished_at=started) == 2
+    statuses = {run.run_id: run.status for run in store.run_log.latest()}
     assert statuses == {
         synced: "abandoned",
         backfilled: "running",

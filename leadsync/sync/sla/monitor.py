@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from leadsync.mapping.definition import LeadDefinition
+from leadsync.sync.run_log import RunLog
 from leadsync.sync.sla.clocks import SlaRules
 from leadsync.sync.sla.ledger import BREACHED, RESOLVED, SlaEvent, SlaLedger
 from leadsync.sync.sla.volume import PeriodStatus, VolumePeriod, period_starts, volume_periods
@@ -242,7 +243,8 @@ class _Store(Protocol):
 
     def leads(self, lead_ids: Sequence[str]) -> Mapping[str, Any]: ...
 
-    def first_run_at(self) -> datetime | None: ...
+    @property
+    def run_log(self) -> RunLog: ...
 
 
 def monitor_for(
@@ -264,7 +266,7 @@ def monitor_for(
         store.sla,
         rules,
         segments=segments,
-        watching_since=store.first_run_at,
+        watching_since=store.run_log.first_started_at,
         webhook=webhook,
         max_attempts=max_attempts,
     )
