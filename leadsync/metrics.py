@@ -156,7 +156,7 @@ class _StoreFigures(Collector):
         now = metrics._clock()
         up = GaugeMetricFamily("leadsync_up", "1 while the store answers")
         try:
-            quarantine = store.quarantine_size()
+            quarantine = store.quarantine.size()
             breaches = store.sla.open_breaches(now)
             health = metrics.health()
             silent = metrics._no_response(now) if metrics._no_response else None

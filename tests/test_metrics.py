@@ -17,8 +17,9 @@ from leadsync.metrics import ServiceMetrics
 from leadsync.serving import HttpServer, service_app
 from leadsync.sync import tables as t
 from leadsync.sync.engine import CrmCounts, RunSummary
+from leadsync.sync.quarantine_ledger import Quarantined
 from leadsync.sync.sla.clocks import Clock, ClockChanges
-from leadsync.sync.store import Quarantined, Store
+from leadsync.sync.store import Store
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 WITHIN = timedelta(minutes=15)

@@ -107,7 +107,7 @@ def service_status(
         leases,
         recent,
         _quotas(runtime, [view.run for view in recent]),
-        store.quarantine_size(),
+        store.quarantine.size(),
     )
 
 

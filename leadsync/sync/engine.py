@@ -108,6 +108,7 @@ from leadsync.sync.plan import (
 )
 from leadsync.sync.preflight import PreflightError, context_of, describe_for, problems
 from leadsync.sync.prewrite import PreWriteCheck, needs_check
+from leadsync.sync.quarantine_ledger import Quarantined
 from leadsync.sync.reconcile import reconcile
 from leadsync.sync.related import (
     OPPORTUNITY,
@@ -122,7 +123,7 @@ from leadsync.sync.sla.clocks import Clock, ClockChanges, SlaRules
 from leadsync.sync.sla.monitor import SlaCheckResult, SlaMonitor, monitor_for
 from leadsync.sync.sla.response import NoResponseRule
 from leadsync.sync.slices import PersonGroups, Slice
-from leadsync.sync.store import Quarantined, Store, WriteRow, content_digest
+from leadsync.sync.store import Store, WriteRow, content_digest
 
 log = logging.getLogger("leadsync.sync")
 K = TypeVar("K")
@@ -494,7 +495,7 @@ class SyncEngine:
                 connector = self._connectors.get(crm)
                 if connector is None or not record_ids:
                     continue
-                self._store.refusals_due_now(crm, record_ids)
+                self._store.quarantine.refusals_due_now(crm, record_ids)
                 fetched = connector.fetch(record_ids, fields=fields_to_pull(self._map, crm))
                 found = tuple(fetched[rid] for rid in record_ids if rid in fetched)
                 self.ingest(crm, connector, Page(found), summary)
@@ -621,7 +622,7 @@ class SyncEngine:
         Store.save_decisions); a deleted record's item closes now."""
         waiting: dict[str, list[str]] = {}
         candidates: dict[tuple[str, str], tuple[str, ...]] = {}
-        for item in self._store.review_queue():
+        for item in self._store.reviews.items():
             if item.crm in self._connectors:
                 waiting.setdefault(item.crm, []).append(item.record_id)
                 candidates[(item.crm, item.record_id)] = item.candidates
@@ -637,7 +638,7 @@ class SyncEngine:
                 if person is not None and not person.deleted:
                     leads.update(candidates[(crm, record_id)])
                 elif record is None or record.deleted:
-                    self._store.resolve_review(
+                    self._store.reviews.resolve(
                         crm, record_id, resolution="closed itself: the record was deleted"
                     )
             alive = [rid for rid in record_ids if rid in held and not held[rid].deleted]
@@ -711,7 +712,7 @@ class SyncEngine:
             }
             settled = sorted(retried - planned)
             if settled:
-                self._store.forget_refusals(crm, settled)
+                self._store.quarantine.forget_refusals(crm, settled)
 
     def _slices(self, overdue: Sequence[str], run_id: str) -> Iterator[Slice]:
         """The pending records, those whose refused write is due again (refused by another
@@ -722,7 +723,7 @@ class SyncEngine:
         self._retrying = {}
         for crm, record_ids in pending.items():
             context = self._contexts.get(crm, "")
-            due = self._store.due_refusals(crm, context=context, now=now, run_id=run_id)
+            due = self._store.quarantine.due_refusals(crm, context=context, now=now, run_id=run_id)
             self._retrying[crm] = set(due)
             record_ids.extend(sorted(set(due) - set(record_ids)))
         total = sum(len(ids) for ids in pending.values()) + len(overdue)
@@ -1039,7 +1040,7 @@ class SyncEngine:
         # A pull gives again a record at the stamp it stopped at (Salesforce's whole seconds):
         # one quarantined as it is now stays so, from when it first was, and is no news.
         held = (
-            self._store.open_quarantine(crm, [q.record_id for q in quarantined])
+            self._store.quarantine.open_for(crm, [q.record_id for q in quarantined])
             if quarantined
             else {}
         )

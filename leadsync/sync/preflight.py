@@ -9,7 +9,7 @@ write with a `PreflightError` (exit 2) naming each problem and its fix. `leadsyn
 
 The descriptions also say when a write a CRM refused may land if tried again: a refused record
 is tried again once the mapping, the lead definition or that CRM's describe is no longer what
-it was refused under (`context`), or after a wait (`Store.due_refusals`).
+it was refused under (`context`), or after a wait (`QuarantineLedger.due_refusals`).
 """
 
 from __future__ import annotations

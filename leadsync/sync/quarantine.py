@@ -18,7 +18,8 @@ from leadsync.mapping.fields import FieldMap
 from leadsync.sync.engine import RunSummary, SyncEngine
 from leadsync.sync.identity import normalise_email
 from leadsync.sync.ingest import FieldProblem, field_problems
-from leadsync.sync.store import REFUSED, Quarantined, Store
+from leadsync.sync.quarantine_ledger import REFUSED, Quarantined
+from leadsync.sync.store import Store
 
 __all__ = [
     "QuarantineItem",
@@ -74,7 +75,7 @@ def quarantine_items(
     store: Store, field_map: FieldMap, *, crm: str | None = None, cause: str | None = None
 ) -> list[QuarantineItem]:
     """The records in quarantine now, oldest first, of `crm` and `cause` if given."""
-    items = [_item(entry, field_map) for entry in store.quarantined()]
+    items = [_item(entry, field_map) for entry in store.quarantine.entries()]
     return [
         item
         for item in items

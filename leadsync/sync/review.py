@@ -26,8 +26,9 @@ from leadsync.sync import ids
 from leadsync.sync.model import Lead, Snapshot
 from leadsync.sync.people import MANUAL
 from leadsync.sync.quarantine import same_record_id
+from leadsync.sync.review_ledger import IGNORED, ReviewItem
 from leadsync.sync.runs import SHORTEST_PREFIX
-from leadsync.sync.store import IGNORED, ReviewItem, Store
+from leadsync.sync.store import Store
 
 __all__ = [
     "ACTIONS",
@@ -100,14 +101,14 @@ class ReviewView:
 
 def review_items(store: Store) -> list[ReviewView]:
     """The open review items, oldest first, each with its record and candidate leads."""
-    return [_view(store, item) for item in store.review_queue()]
+    return [_view(store, item) for item in store.reviews.items()]
 
 
 def review_item(store: Store, record_id: str, *, crm: str | None = None) -> ReviewView:
     """The open review item of record `record_id` (a Salesforce id of 15 or 18 characters)."""
     found = [
         item
-        for item in store.review_queue()
+        for item in store.reviews.items()
         if same_record_id(item.record_id, record_id) and crm in (None, item.crm)
     ]
     if not found:
@@ -158,7 +159,7 @@ def resolve_review(
             # own to merge: its lead is merged again, and writes to it.
             for lead_record in store.records_of([lead_id]).get(lead_id, []):
                 store.mark_pending(lead_record.crm, [lead_record.record_id])
-    store.resolve_review(crm, record_id, resolution=decided)
+    store.reviews.resolve(crm, record_id, resolution=decided)
     return decided
 
 

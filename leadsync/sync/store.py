@@ -12,8 +12,9 @@
                     of one batch, in one transaction)
     SLA ledger      sla (clocks and the events announced about them: sync.sla.ledger)
     writes          record_writes, writes, expected (the echo fingerprints)
-    refusals        due_refusals, forget_refusals (writes a CRM refused, tried again later)
-    people decide   quarantined, add_review, review_queue, resolve_review
+    quarantine      quarantine: records not usable, writes refused and tried again later
+                    (`sync.quarantine_ledger`)
+    review          reviews: ambiguous matches a person decides (`sync.review_ledger`)
 
 Every method is one short transaction, retried only after transient errors (a locked SQLite
 file, a PostgreSQL serialization failure or deadlock), and every upsert is idempotent, so a run
@@ -31,7 +32,7 @@ import logging
 import math
 import threading
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence, Set
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
@@ -57,7 +58,17 @@ from leadsync.sync.handoff_ledger import HandoffLedger
 # One normalisation for matching and for the email index, or the two drift apart.
 from leadsync.sync.identity import normalise_email, people_named
 from leadsync.sync.model import FieldChoice, Lead, Snapshot
+from leadsync.sync.quarantine_ledger import (
+    REFUSED,
+    Quarantined,
+    QuarantineLedger,
+    add_refusals,
+    delete_refusals,
+    resolve_quarantined,
+    upsert_quarantined,
+)
 from leadsync.sync.related import Related, RelatedRecords, save_related
+from leadsync.sync.review_ledger import ReviewLedger, close_reviews, upsert_reviews
 from leadsync.sync.run_log import RunLog
 from leadsync.sync.sla.clocks import ClockChanges
 from leadsync.sync.sla.ledger import SlaLedger, save_clock_changes
@@ -81,11 +92,8 @@ log = logging.getLogger("leadsync.sync")
 
 __all__ = [
     "BACKFILL",
-    "IGNORED",
     "INCREMENTAL",
     "LoggedWrite",
-    "Quarantined",
-    "ReviewItem",
     "Store",
     "WriteRow",
     "content_digest",
@@ -103,34 +111,11 @@ SNAPSHOT_DICTIONARY = "snapshots:"
 LEAD_DICTIONARY = "leads"
 WRITE_DICTIONARY = "writes:"
 EXPECTED_DICTIONARY = "expected:"
-# How a write the CRM refused is named in the quarantine.
-REFUSED = "write refused by "
-# A refused write is tried again once its cause may have changed (see `due_refusals`), or
-# after this wait when nothing did: an hour, doubling with each refusal, a day at the most (the
-# nightly sweep tries everything again anyway). A write refused for the request itself
-# (REQUEST_REFUSALS: a missing scope) waits for no time: the next run tries it again.
-REFUSAL_RETRY_FIRST = timedelta(hours=1)
-REFUSAL_RETRY_MOST = timedelta(days=1)
 INCREMENTAL = "incremental"  # the cursor stream of incremental pulls (a Position)
 BACKFILL = "backfill"  # the cursor stream of full pulls (an opaque checkpoint)
-# The resolution of a review item a person chose to leave as it is (`leadsync review ... ignore`).
-IGNORED = "ignored"
 
 
 # ------------------------------------------------------------------------------------- values
-
-
-@dataclass(frozen=True, slots=True)
-class Quarantined:
-    """A record the mapping refused, kept with its raw values until a later pull reads it."""
-
-    crm: str
-    record_id: str
-    reason: str
-    raw: Mapping[str, Any]
-    run_id: str
-    at: datetime
-    resolved_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,20 +161,6 @@ class LoggedWrite:
             "category": self.category,
             "message": self.message,
         }
-
-
-@dataclass(frozen=True, slots=True)
-class ReviewItem:
-    """An ambiguous match waiting for a person: the leads the record could belong to."""
-
-    crm: str
-    record_id: str
-    candidates: tuple[str, ...]
-    reason: str
-    run_id: str
-    at: datetime
-    resolved_at: datetime | None = None
-    resolution: str | None = None
 
 
 def content_digest(snapshot: Snapshot) -> str:
@@ -272,6 +243,16 @@ class Store:
         return RunLog(self._engine)
 
     @property
+    def quarantine(self) -> QuarantineLedger:
+        """Records leadsync could not use, and writes a CRM refused, with their reasons."""
+        return QuarantineLedger(self._engine, self._clock)
+
+    @property
+    def reviews(self) -> ReviewLedger:
+        """Matches too ambiguous to make, waiting for a person."""
+        return ReviewLedger(self._engine, self._clock)
+
+    @property
     def sla(self) -> SlaLedger:
         """The SLA ledger's clocks and events."""
         return SlaLedger(self._engine)
@@ -314,13 +295,6 @@ class Store:
 
     def _now(self) -> datetime:
         return utc(self._clock())
-
-    @retry_transient
-    def quarantine_size(self) -> int:
-        """How many records are in quarantine, not yet read again."""
-        query = sa.select(sa.func.count()).where(t.quarantine.c.resolved_at.is_(None))
-        with self._engine.connect() as connection:
-            return int(connection.execute(query).scalar() or 0)
 
     # ------------------------------------------------------------------------------- cursors
 
@@ -415,8 +389,8 @@ class Store:
                 hold_for=hold_for,
                 dictionary=dictionary,
             )
-            _resolve_quarantine(connection, crm, [s.record_id for s in snapshots], now)
-            _upsert_quarantine(connection, quarantined)
+            resolve_quarantined(connection, crm, [s.record_id for s in snapshots], now)
+            upsert_quarantined(connection, quarantined)
             save_related(connection, related, run_id=run_id, now=now)
             if position is not None or checkpoint is not None:
                 default = INCREMENTAL if position is not None else BACKFILL
@@ -932,8 +906,8 @@ class Store:
             dictionary = self._lead_dictionary(connection, leads, now)
             _upsert_leads(connection, leads, self._email_field, now, dictionary)
             _upsert_links(connection, links, now)
-            _close_reviews(connection, links, now)
-            _upsert_reviews(connection, reviews, run_id, now)
+            close_reviews(connection, links, now)
+            upsert_reviews(connection, reviews, run_id, now)
             _insert_transitions(connection, transitions, run_id)
             save_clock_changes(connection, clocks, run_id=run_id, now=now)
         self._keep(LEAD_DICTIONARY, dictionary)
@@ -988,10 +962,11 @@ class Store:
         """Log every write of a batch; the values actually written become those records'
         expected values, so the next pull can tell leadsync's own echo from a person's edit.
         Records the CRM refused for good (FAILED) are quarantined with its reason, and wait
-        to be tried again (`due_refusals`): `context` names what they were refused under (the
-        mapping, the definition and the CRM's describe), `at` is the run's time (the store's
-        clock when not given), from which the wait before a retry counts. `aside`: writes
-        beside the plan's (the handoff's), which take no record out of quarantine."""
+        to be tried again (`QuarantineLedger.due_refusals`): `context` names what they were
+        refused under (the mapping, the definition and the CRM's describe), `at` is the run's
+        time (the store's clock when not given), from which the wait before a retry counts.
+        `aside`: writes beside the plan's (the handoff's), which take no record out of
+        quarantine."""
         if not rows:
             return
         now = self._now()
@@ -1038,10 +1013,10 @@ class Store:
             )
             # A record whose write the CRM refused waits in quarantine with its reason, for a
             # person to see (the report lists it); a later write that lands takes it out.
-            _resolve_quarantine(connection, crm, landed, now, reason_prefix=REFUSED)
-            _upsert_quarantine(connection, refused)
-            _delete_refusals(connection, crm, landed)
-            _add_refusals(
+            resolve_quarantined(connection, crm, landed, now, reason_prefix=REFUSED)
+            upsert_quarantined(connection, refused)
+            delete_refusals(connection, crm, landed)
+            add_refusals(
                 connection,
                 crm,
                 [q.record_id for q in refused],
@@ -1052,46 +1027,6 @@ class Store:
             )
         self._keep(kind, dictionary)
         self._keep(expected_kind, expected_dictionary)
-
-    @retry_transient
-    def due_refusals(
-        self, crm: str, *, context: str, now: datetime, run_id: str | None = None
-    ) -> list[str]:
-        """The records of `crm` whose refused write is worth trying again: refused under
-        another `context` than the current one (the mapping, the definition or the CRM's
-        describe changed since), or waiting since before `now`; with `run_id`, none that
-        run refused (a backfill settles chunk after chunk in one run)."""
-        query = (
-            sa.select(t.refusals.c.record_id)
-            .where(
-                t.refusals.c.crm == crm,
-                sa.or_(t.refusals.c.context != context, t.refusals.c.retry_at <= utc(now)),
-            )
-            .order_by(t.refusals.c.record_id)
-        )
-        if run_id is not None:
-            query = query.where(t.refusals.c.run_id != run_id)
-        with self._engine.connect() as connection:
-            return list(connection.execute(query).scalars())
-
-    @retry_transient
-    def refusals_due_now(self, crm: str, record_ids: Sequence[str]) -> None:
-        """A person asked to try these refused writes again: they are due now."""
-        with writing(self._engine) as connection:
-            for chunk in chunks(record_ids):
-                connection.execute(
-                    t.refusals.update()
-                    .where(t.refusals.c.crm == crm, t.refusals.c.record_id.in_(chunk))
-                    .values(retry_at=self._now())
-                )
-
-    @retry_transient
-    def forget_refusals(self, crm: str, record_ids: Sequence[str]) -> None:
-        """Tried again, these records have nothing left to write: they wait no more, and
-        their refusal leaves the quarantine."""
-        with writing(self._engine) as connection:
-            _delete_refusals(connection, crm, record_ids)
-            _resolve_quarantine(connection, crm, record_ids, self._now(), reason_prefix=REFUSED)
 
     @retry_transient
     def writes(
@@ -1161,66 +1096,6 @@ class Store:
                     if unseen:
                         found[record_id] = unseen
         return found
-
-    # ---------------------------------------------------------------- quarantine and review
-
-    @retry_transient
-    def quarantined(self, *, open_only: bool = True) -> list[Quarantined]:
-        """Quarantined records, oldest first; with `open_only`, those not read since."""
-        query = sa.select(t.quarantine).order_by(
-            t.quarantine.c.at, t.quarantine.c.crm, t.quarantine.c.record_id
-        )
-        if open_only:
-            query = query.where(t.quarantine.c.resolved_at.is_(None))
-        with self._engine.connect() as connection:
-            return [_quarantined(row) for row in connection.execute(query).mappings()]
-
-    @retry_transient
-    def open_quarantine(self, crm: str, record_ids: Sequence[str]) -> dict[str, Quarantined]:
-        """Record id -> its open quarantine entry, for those of `record_ids` that have one."""
-        q = t.quarantine
-        found: dict[str, Quarantined] = {}
-        with self._engine.connect() as connection:
-            for chunk in chunks(record_ids):
-                query = sa.select(q).where(
-                    q.c.crm == crm, q.c.record_id.in_(chunk), q.c.resolved_at.is_(None)
-                )
-                for row in connection.execute(query).mappings():
-                    found[row["record_id"]] = _quarantined(row)
-        return found
-
-    @retry_transient
-    def add_review(
-        self, crm: str, record_id: str, candidates: Sequence[str], reason: str, *, run_id: str
-    ) -> None:
-        """Queue an ambiguous match for a person. One item per record: adding it again while
-        open updates its candidates and reason; adding it after resolution reopens it."""
-        with writing(self._engine) as connection:
-            _upsert_reviews(connection, [(crm, record_id, candidates, reason)], run_id, self._now())
-
-    @retry_transient
-    def resolve_review(self, crm: str, record_id: str, *, resolution: str) -> bool:
-        """Close an open review item, saying what was decided; False when none was open."""
-        with writing(self._engine) as connection:
-            done = connection.execute(
-                t.review.update()
-                .where(
-                    t.review.c.crm == crm,
-                    t.review.c.record_id == record_id,
-                    t.review.c.resolved_at.is_(None),
-                )
-                .values(resolved_at=self._now(), resolution=resolution)
-            )
-        return bool(done.rowcount)
-
-    @retry_transient
-    def review_queue(self, *, open_only: bool = True) -> list[ReviewItem]:
-        """Review items, oldest first; with `open_only`, those still waiting."""
-        query = sa.select(t.review).order_by(t.review.c.at, t.review.c.crm, t.review.c.record_id)
-        if open_only:
-            query = query.where(t.review.c.resolved_at.is_(None))
-        with self._engine.connect() as connection:
-            return [_review(row) for row in connection.execute(query).mappings()]
 
 
 # --------------------------------------------------------------------------- rows of each table
@@ -1416,44 +1291,6 @@ def _person_named(snapshot: Snapshot) -> str | None:
     return named[0] if named else None
 
 
-def _upsert_quarantine(connection: Connection, entries: Sequence[Quarantined]) -> None:
-    rows = last_by_key(
-        (
-            {
-                "crm": entry.crm,
-                "record_id": entry.record_id,
-                "reason": entry.reason,
-                "raw": dict(entry.raw),
-                "run_id": entry.run_id,
-                "at": entry.at,
-                "resolved_at": None,
-            }
-            for entry in entries
-        ),
-        ("record_id",),
-    )
-    upsert(connection, t.quarantine, rows)
-
-
-def _resolve_quarantine(
-    connection: Connection,
-    crm: str,
-    record_ids: Sequence[str],
-    now: datetime,
-    *,
-    reason_prefix: str | None = None,
-) -> None:
-    for chunk in chunks(record_ids):
-        statement = t.quarantine.update().where(
-            t.quarantine.c.crm == crm,
-            t.quarantine.c.record_id.in_(chunk),
-            t.quarantine.c.resolved_at.is_(None),
-        )
-        if reason_prefix is not None:
-            statement = statement.where(t.quarantine.c.reason.startswith(reason_prefix))
-        connection.execute(statement.values(resolved_at=now))
-
-
 def _refusals(crm: str, rows: Sequence[WriteRow], run_id: str, now: datetime) -> list[Quarantined]:
     sent: dict[str, dict[str, Any]] = {}
     why: dict[str, str] = {}
@@ -1465,51 +1302,6 @@ def _refusals(crm: str, rows: Sequence[WriteRow], run_id: str, now: datetime) ->
         Quarantined(crm, record_id, why[record_id], values, run_id, now)
         for record_id, values in sent.items()
     ]
-
-
-def _delete_refusals(connection: Connection, crm: str, record_ids: Sequence[str]) -> None:
-    for chunk in chunks(record_ids):
-        connection.execute(
-            t.refusals.delete().where(t.refusals.c.crm == crm, t.refusals.c.record_id.in_(chunk))
-        )
-
-
-def _add_refusals(
-    connection: Connection,
-    crm: str,
-    record_ids: Sequence[str],
-    context: str,
-    run_id: str,
-    now: datetime,
-    *,
-    at_once: Set[str] = frozenset(),
-) -> None:
-    """Each record refused once more: it is tried again after a wait that doubles with each
-    refusal, or sooner when `context` changes; those `at_once` (refused for the request
-    itself) by the next run."""
-    attempts: dict[str, int] = {}
-    for chunk in chunks(record_ids):
-        query = sa.select(t.refusals.c.record_id, t.refusals.c.attempts).where(
-            t.refusals.c.crm == crm, t.refusals.c.record_id.in_(chunk)
-        )
-        attempts.update({row.record_id: row.attempts for row in connection.execute(query)})
-    rows = []
-    for record_id in dict.fromkeys(record_ids):
-        count = attempts.get(record_id, 0) + 1
-        wait = min(REFUSAL_RETRY_MOST, REFUSAL_RETRY_FIRST * 2 ** min(count - 1, 16))
-        if record_id in at_once:
-            wait = timedelta(0)
-        rows.append(
-            {
-                "crm": crm,
-                "record_id": record_id,
-                "context": context,
-                "attempts": count,
-                "retry_at": now + wait,
-                "run_id": run_id,
-            }
-        )
-    upsert(connection, t.refusals, rows)
 
 
 def _upsert_leads(
@@ -1595,110 +1387,6 @@ def _upsert_links(
     )
     for chunk in batches(rows, WRITE_CHUNK):
         connection.execute(statement, chunk)
-
-
-def _upsert_reviews(
-    connection: Connection,
-    reviews: Sequence[tuple[str, str, Sequence[str], str]],
-    run_id: str,
-    now: datetime,
-) -> None:
-    rows = last_by_key(
-        (
-            {
-                "crm": crm,
-                "record_id": record_id,
-                "candidates": list(candidates),
-                "reason": reason,
-                "run_id": run_id,
-                "at": now,
-                "resolved_at": None,
-                "resolution": None,
-            }
-            for crm, record_id, candidates, reason in reviews
-        ),
-        ("crm", "record_id"),
-    )
-    if not rows:
-        return
-    rows = _not_ignored(connection, _not_decided_since(connection, rows, run_id))
-    if not rows:
-        return
-    insert = insert_for(connection, t.review)
-    still_open = t.review.c.resolved_at.is_(None)
-    update = {
-        **excluded(insert, t.review, ("candidates", "reason", "run_id")),
-        # An open item keeps the time it was first queued; a resolved one reopens now.
-        "at": sa.case((still_open, t.review.c.at), else_=insert.excluded.at),
-        "resolved_at": None,
-        "resolution": None,
-    }
-    statement = insert.on_conflict_do_update(
-        index_elements=[t.review.c.crm, t.review.c.record_id], set_=update
-    )
-    connection.execute(statement, rows)
-
-
-def _not_decided_since(
-    connection: Connection, rows: list[dict[str, Any]], run_id: str
-) -> list[dict[str, Any]]:
-    """The review rows of records no person resolved while run `run_id` was matching them: a
-    run that matched before the decision must not undo it (the next run matches again)."""
-    started = connection.execute(
-        sa.select(t.runs.c.started_at).where(t.runs.c.run_id == run_id)
-    ).scalar()
-    if started is None:
-        return rows
-    decided: set[tuple[str, str]] = set()
-    for chunk in chunks([row["record_id"] for row in rows]):
-        query = sa.select(t.review.c.crm, t.review.c.record_id).where(
-            t.review.c.record_id.in_(chunk), t.review.c.resolved_at >= started
-        )
-        decided.update((found.crm, found.record_id) for found in connection.execute(query))
-    return [row for row in rows if (row["crm"], row["record_id"]) not in decided]
-
-
-def _not_ignored(connection: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The review rows that are not the very conflict a person ignored: an ignored item
-    stays closed while matching finds the same candidates for the same reason (a Contact
-    is matched again at every merge of its person), and reopens once either changes."""
-    ignored: dict[tuple[str, str], tuple[list[str], str]] = {}
-    for chunk in chunks([row["record_id"] for row in rows]):
-        query = sa.select(
-            t.review.c.crm, t.review.c.record_id, t.review.c.candidates, t.review.c.reason
-        ).where(t.review.c.record_id.in_(chunk), t.review.c.resolution == IGNORED)
-        for found in connection.execute(query):
-            ignored[(found.crm, found.record_id)] = (list(found.candidates), found.reason)
-    return [
-        row
-        for row in rows
-        if ignored.get((row["crm"], row["record_id"])) != (row["candidates"], row["reason"])
-    ]
-
-
-def _close_reviews(
-    connection: Connection, links: Sequence[tuple[str, str, str, str]], now: datetime
-) -> None:
-    """A record in review that matching now links without doubt: its cause went away (a
-    duplicate deleted, an email corrected), so its item closes itself, saying how."""
-    if not links:
-        return
-    # The open queue is short, the links of a batch may be thousands: read the one.
-    still_open = t.review.c.resolved_at.is_(None)
-    query = sa.select(t.review.c.crm, t.review.c.record_id).where(still_open)
-    waiting = {(row.crm, row.record_id) for row in connection.execute(query)}
-    for crm, record_id, lead_id, kind in links:
-        if (crm, record_id) not in waiting:
-            continue
-        connection.execute(
-            t.review.update()
-            .where(
-                t.review.c.crm == crm,
-                t.review.c.record_id == record_id,
-                t.review.c.resolved_at.is_(None),
-            )
-            .values(resolved_at=now, resolution=f"closed itself: matched {lead_id} by {kind}")
-        )
 
 
 def _insert_transitions(
@@ -2007,28 +1695,3 @@ def _logged_writes(row: RowMapping, codebook: packed.Codebook) -> Iterator[Logge
             message=row["message"],
             at=row["at"],
         )
-
-
-def _quarantined(row: RowMapping) -> Quarantined:
-    return Quarantined(
-        crm=row["crm"],
-        record_id=row["record_id"],
-        reason=row["reason"],
-        raw=row["raw"],
-        run_id=row["run_id"],
-        at=row["at"],
-        resolved_at=row["resolved_at"],
-    )
-
-
-def _review(row: RowMapping) -> ReviewItem:
-    return ReviewItem(
-        crm=row["crm"],
-        record_id=row["record_id"],
-        candidates=tuple(row["candidates"]),
-        reason=row["reason"],
-        run_id=row["run_id"],
-        at=row["at"],
-        resolved_at=row["resolved_at"],
-        resolution=row["resolution"],
-    )

@@ -98,7 +98,7 @@ def test_retry_reads_a_fixed_record_again_now_and_logs_no_value(
     assert "retried 1 record(s): 1 out of quarantine" in out
     assert sandbox.hubspot.contact(int(unreadable)).properties.get("leadsync_score")
     with Store(config.database_url) as store:
-        assert not [q for q in store.quarantined() if q.record_id == unreadable]
+        assert not [q for q in store.quarantine.entries() if q.record_id == unreadable]
         assert store.run_log.latest(1)[0].kind == "retry"
     assert ODD_REVENUE not in caplog.text
 

@@ -19,7 +19,8 @@ from leadsync.sync.review import (
     UnknownReviewError,
     _candidate_named,
 )
-from leadsync.sync.store import ReviewItem, Store
+from leadsync.sync.review_ledger import ReviewItem
+from leadsync.sync.store import Store
 from tests.support import twin_of_a_linked_salesforce_lead
 
 
@@ -159,7 +160,7 @@ def test_the_item_closes_itself_once_the_duplicate_it_stood_against_is_deleted(
     # a lead of its own (the deleted record's lead answers to nothing any more).
     assert _lead_of(config, duplicate["twin"]) is not None
     with Store(config.database_url) as store:
-        (closed,) = store.review_queue(open_only=False)
+        (closed,) = store.reviews.items(open_only=False)
     assert closed.resolution is not None
     assert closed.resolution.startswith("closed itself: matched")
 
@@ -171,7 +172,7 @@ def test_the_item_of_a_record_deleted_in_its_crm_closes_itself(
     _sync(config)
     assert _queue(config, capsys) == []
     with Store(config.database_url) as store:
-        (closed,) = store.review_queue(open_only=False)
+        (closed,) = store.reviews.items(open_only=False)
     assert closed.resolution == "closed itself: the record was deleted"
 
 

@@ -250,7 +250,7 @@ def test_resolve_a_review_item_from_the_exceptions_page_in_chromium(
 ) -> None:
     def waiting() -> list[str]:
         with Store(service.config.database_url) as store:
-            return [f"{item.crm}/{item.record_id}" for item in store.review_queue()]
+            return [f"{item.crm}/{item.record_id}" for item in store.reviews.items()]
 
     queued = wait_for("a duplicate in review", waiting)
     browser.get(f"{service.url}/console/login")

@@ -13,7 +13,7 @@ from leadsync.config import Config
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
 from leadsync.sync.leases import SYNC_LEASE, Leases
-from leadsync.sync.store import Quarantined
+from leadsync.sync.quarantine_ledger import Quarantined
 from tests.console.conftest import ADA_TOKEN, Served, console_config, csrf_of, serve, sign_in
 from tests.console.test_pages import audit, both_crms_lead, text_of
 from tests.support import set_up_sandbox_config
@@ -28,7 +28,7 @@ def waiting(served: Served) -> tuple[str, str]:
     store = served.runtime.store
     lead, records = both_crms_lead(served)
     run_id = store.run_log.latest(1)[0].run_id
-    store.add_review(
+    store.reviews.add(
         "salesforce", records["salesforce"], [lead.lead_id], "a duplicate (test)", run_id=run_id
     )
     return records["salesforce"], lead.lead_id
@@ -81,7 +81,7 @@ def test_an_editor_resolves_a_review_item_and_it_is_audited(
     assert answer.status_code == 303
     shown = ada.client.get(answer.headers["location"]).text
     assert f"linked to {lead_id}; the next sync applies it" in text_of(shown)
-    assert ada.runtime.store.review_queue() == []
+    assert ada.runtime.store.reviews.items() == []
     assert ada.runtime.store.lead_ids_for("salesforce", [record_id]) == {record_id: lead_id}
     assert audit(ada) == [
         ("ada", "review.resolve", f"salesforce/{record_id}", {"action": "link", "lead": lead_id})
@@ -102,7 +102,7 @@ def test_a_resolution_that_makes_no_sense_is_refused_with_the_reason(
         )
         assert refused.status_code == 400
         assert said in text_of(refused.text)
-    assert len(ada.runtime.store.review_queue()) == 1
+    assert len(ada.runtime.store.reviews.items()) == 1
     assert audit(ada) == []
 
 
@@ -118,7 +118,7 @@ def test_a_viewer_cannot_resolve_or_retry(
         refused = grace.client.post(path, data={"csrf": csrf, **data})
         assert refused.status_code == 403
         assert "grace is a viewer: only editors change things." in refused.text
-    assert len(grace.runtime.store.review_queue()) == 1
+    assert len(grace.runtime.store.reviews.items()) == 1
     assert audit(grace) == []
 
 
@@ -132,7 +132,7 @@ def test_a_resolution_without_this_sessions_token_from_this_console_is_refused(
     headers = {"origin": origin} if origin else {}
     refused = ada.client.post(f"{PAGE}/review/salesforce/{record_id}", data=data, headers=headers)
     assert refused.status_code == 403
-    assert len(ada.runtime.store.review_queue()) == 1
+    assert len(ada.runtime.store.reviews.items()) == 1
 
 
 def test_a_retry_needs_a_connection_to_the_crm_and_says_so(ada: Served, quarantined: str) -> None:

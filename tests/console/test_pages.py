@@ -88,7 +88,7 @@ def test_status_shows_health_runs_quota_leases_and_quarantine(ada: Served) -> No
     assert "last run" in page
     assert run.finished_at is not None
     assert f"Health ok Last good sync: {run.finished_at:%Y-%m-%d %H:%M} UTC" in page
-    assert f"Quarantine {store.quarantine_size():,}" in page
+    assert f"Quarantine {store.quarantine.size():,}" in page
     replica = leases.holder.split("/")[0]
     # A process holding a job's lease with no service heartbeat (a command run by hand).
     assert f"Running now: 1 replica ({replica})" in page

@@ -583,14 +583,14 @@ def test_partial_failures_and_expired_sessions_land_the_good_records_and_quarant
             runtime.connectors["salesforce"], sandbox.url
         )
         summary = runtime.engine().run()
-        quarantined = {q.record_id: q.reason for q in runtime.store.quarantined()}
+        quarantined = {q.record_id: q.reason for q in runtime.store.quarantine.entries()}
         deferred = {
             w.record_id for w in runtime.store.writes(crm="salesforce") if w.status == "deferred"
         }
         # A locked row's write waits for the next run: its record stays pending.
         pending = {s.record_id for s in runtime.store.pending_records("salesforce")}
         assert deferred <= pending
-        in_review = {item.record_id for item in runtime.store.review_queue()}
+        in_review = {item.record_id for item in runtime.store.reviews.items()}
         with runtime.store.engine.connect() as connection:
             at_lead = connection.execute(
                 sa.select(tables.leads.c.lead_id).where(tables.leads.c.stage == "sql")

@@ -19,9 +19,10 @@ from leadsync.reports.build import build_report
 from leadsync.reports.html import render_html
 from leadsync.reports.text import format_table
 from leadsync.sync.model import Lead
+from leadsync.sync.quarantine_ledger import Quarantined
 from leadsync.sync.sla.clocks import Clock, ClockChanges, ClockStop, Outcome
 from leadsync.sync.sla.monitor import monitor_for
-from leadsync.sync.store import Quarantined, Store, WriteRow
+from leadsync.sync.store import Store, WriteRow
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "leadsync" / "examples"
 SINCE = datetime(2026, 5, 1, tzinfo=UTC)

@@ -36,9 +36,10 @@ from leadsync.reports.html import (
 from leadsync.reports.text import format_table
 from leadsync.sync.handoff_ledger import BLOCKED, CREATED, Handoff
 from leadsync.sync.model import Lead
+from leadsync.sync.quarantine_ledger import Quarantined
 from leadsync.sync.sla.clocks import Clock, ClockChanges, ClockStop, Outcome
 from leadsync.sync.sla.monitor import monitor_for
-from leadsync.sync.store import Quarantined, Store
+from leadsync.sync.store import Store
 from tests.support import chromium, pixels_near
 
 EXAMPLES = Path(leadsync.__file__).parent / "examples"

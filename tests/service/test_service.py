@@ -253,7 +253,7 @@ def test_metrics_count_what_the_runs_did(tmp_path: Path, replicas: list[Replica]
         jobs = figures[("leadsync_jobs_total", (("job", "sync"), ("outcome", "done")))]
         assert jobs == len([run for run in finished if run.status == "succeeded"])
         with Store(config.database_url) as store:
-            assert figures[("leadsync_quarantine_records", ())] == store.quarantine_size() > 0
+            assert figures[("leadsync_quarantine_records", ())] == store.quarantine.size() > 0
         assert figures[("leadsync_up", ())] == 1
         assert 0 <= figures[("leadsync_last_good_sync_age_seconds", ())] < 10
         replica.terminate()

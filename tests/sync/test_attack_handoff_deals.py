@@ -156,7 +156,7 @@ def test_a_record_sales_delete_twice_is_handed_off_a_third_time_as_one_live_lead
         hubspot = {c["properties"].get("salesforceleadid") for c in sandbox.hubspot.snapshot()}
         assert again["Id"] in hubspot
         with open_runtime(config, connect=False) as runtime:
-            assert [i for i in runtime.store.review_queue() if key in i.candidates] == []
+            assert [i for i in runtime.store.reviews.items() if key in i.candidates] == []
             linked = runtime.store.records_of([key])[key]
         live = [r.record_id for r in linked if r.crm == "salesforce" and not r.deleted]
         assert live == [again["Id"]]

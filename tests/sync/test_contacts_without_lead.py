@@ -82,7 +82,7 @@ def _review(config: Config) -> dict[str, Any]:
     with open_runtime(config, connect=False) as runtime:
         return {
             item.record_id: item
-            for item in runtime.store.review_queue()
+            for item in runtime.store.reviews.items()
             if item.record_id.startswith("003")
         }
 

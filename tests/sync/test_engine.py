@@ -222,7 +222,7 @@ def test_a_record_with_a_nul_byte_or_an_overlong_email_is_quarantined_not_fatal(
     for _ in range(2):  # and the next run too: nothing is stuck on them
         assert main(["sync", "--once", "--config", str(config.path)]) == 0
     with open_runtime(load_config(config.path), connect=False) as runtime:
-        reasons = {q.record_id: q.reason for q in runtime.store.quarantined()}
+        reasons = {q.record_id: q.reason for q in runtime.store.quarantine.entries()}
     assert "NUL character" in reasons[str(nul)]
     assert "more than an address can have (254)" in reasons[str(long)]
     # No record's contents in what was printed or logged.
@@ -251,7 +251,7 @@ def test_a_record_holding_half_a_surrogate_pair_is_quarantined_not_fatal(
     for _ in range(2):  # and the next run too: nothing is stuck on them
         assert main(["sync", "--once", "--config", str(config.path)]) == 0
     with open_runtime(load_config(config.path), connect=False) as runtime:
-        reasons = {q.record_id: q.reason for q in runtime.store.quarantined()}
+        reasons = {q.record_id: q.reason for q in runtime.store.quarantine.entries()}
     surrogate = "holds half of a UTF-16 surrogate pair"
     assert reasons[str(title)] == f"jobtitle {surrogate}, which the store cannot keep"
     assert surrogate in reasons[str(email)]
@@ -267,7 +267,7 @@ def test_bad_records_are_quarantined_with_their_reason_and_the_run_completes(
     sandbox.hubspot.settle_search()  # runs are minutes apart: search has caught up
     summary = cycle(config)
     with open_runtime(config, connect=False) as runtime:
-        quarantined = runtime.store.quarantined()
+        quarantined = runtime.store.quarantine.entries()
     reasons = {(q.crm, q.record_id): q.reason for q in quarantined}
     assert "annual_revenue" in reasons[("hubspot", contact["id"])]
     assert "about 12k" in reasons[("hubspot", contact["id"])]
@@ -288,13 +288,13 @@ def test_a_quarantined_record_read_again_at_the_same_stamp_is_no_news(
     first = cycle(config)
     assert first.crms["salesforce"].quarantined >= 1
     with open_runtime(config, connect=False) as runtime:
-        (entry,) = [q for q in runtime.store.quarantined() if q.record_id == lead["Id"]]
+        (entry,) = [q for q in runtime.store.quarantine.entries() if q.record_id == lead["Id"]]
     sandbox.hubspot.settle_search()
     cycle(config)  # leadsync's own writes come back
     again = cycle(config)
     assert (again.crms["salesforce"].pulled, again.crms["salesforce"].quarantined) == (0, 0)
     with open_runtime(config, connect=False) as runtime:
-        (still,) = [q for q in runtime.store.quarantined() if q.record_id == lead["Id"]]
+        (still,) = [q for q in runtime.store.quarantine.entries() if q.record_id == lead["Id"]]
     assert (still.reason, still.run_id, still.at) == (entry.reason, entry.run_id, entry.at)
 
 
@@ -812,8 +812,8 @@ def test_a_results_only_write_to_a_record_gone_since_the_pull_is_held_back_not_f
     assert (counts.failed, counts.held_back) == (0, 1)
     assert counts.written > 0
     with open_runtime(config, connect=False) as runtime:
-        assert not [q for q in runtime.store.quarantined() if q.record_id == gone.record_id]
-        assert gone.record_id not in runtime.store.due_refusals(
+        assert not [q for q in runtime.store.quarantine.entries() if q.record_id == gone.record_id]
+        assert gone.record_id not in runtime.store.quarantine.due_refusals(
             crm, context="", now=datetime.now(UTC) + timedelta(days=30)
         )
         # A deleted record is known deleted now: HubSpot's search would never say so.

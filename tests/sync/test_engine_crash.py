@@ -77,7 +77,7 @@ class _Wire(Protocol):
 
 
 # The store's ledgers: objects of their own, their calls cut as the store's are.
-LEDGERS = frozenset({"handoffs", "related", "run_log", "sla"})
+LEDGERS = frozenset({"handoffs", "quarantine", "related", "reviews", "run_log", "sla"})
 # The connectors' calls that write: the engine's updates and the handoff's creates.
 CONNECTOR_WRITES = frozenset({"write", "upsert"})
 
@@ -319,9 +319,7 @@ def test_the_scaled_run_makes_the_calls_of_a_full_sized_one(tmp_path: Path) -> N
 READS = frozenset(
     {
         "cursor",
-        "due_refusals",
         "expected",
-        "run_log.first_started_at",
         "handoffs.known",
         "handoffs.loads",
         "handoffs.of",
@@ -334,15 +332,17 @@ READS = frozenset(
         "leads_naming",
         "linked_to",
         "links_for",
-        "open_quarantine",
         "pending_from_plans",
         "pending_ids",
+        "quarantine.due_refusals",
+        "quarantine.open_for",
         "records_of",
         "related.children",
         "related.get",
         "related.known_stamps",
         "related.people",
-        "review_queue",
+        "reviews.items",
+        "run_log.first_started_at",
         "sla.overdue_leads",
         "sla.owners",
         "sla.running",

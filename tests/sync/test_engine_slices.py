@@ -136,7 +136,7 @@ def store_state(config: Config) -> dict[str, Any]:
             for c in store.sla.clocks()
         )
         breached = sorted(name[e.lead_id or ""] for e in store.sla.events(kind="breached"))
-        reviews = len(store.review_queue())
+        reviews = len(store.reviews.items())
     return {"leads": leads, "clocks": clocks, "breached": breached, "reviews": reviews}
 
 

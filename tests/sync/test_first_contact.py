@@ -664,7 +664,7 @@ def test_one_refused_value_fails_only_its_record_and_waits_with_hubspots_reason(
     example = hubspot.failures["invalid_option"].example
     assert re.fullmatch(r"record \d+ \(leadsync_grade\)", example)
     with Store(refusing.database_url) as store:
-        waiting = [q for q in store.quarantined() if q.crm == "hubspot"]
+        waiting = [q for q in store.quarantine.entries() if q.crm == "hubspot"]
         refusals = [q for q in waiting if q.reason.startswith("write refused by hubspot")]
     assert len(refusals) == refused
     assert all("invalid_option" in q.reason for q in refusals)
@@ -716,8 +716,11 @@ def test_a_refused_write_is_tried_again_when_its_cause_may_have_changed(
     assert retried.crms["hubspot"].failed == 0
     assert retried.crms["hubspot"].written >= refused
     with Store(fixed.database_url) as store:
-        assert store.due_refusals("hubspot", context="", now=NOW + timedelta(days=365)) == []
-        assert not [q for q in store.quarantined() if q.reason.startswith("write refused")]
+        assert (
+            store.quarantine.due_refusals("hubspot", context="", now=NOW + timedelta(days=365))
+            == []
+        )
+        assert not [q for q in store.quarantine.entries() if q.reason.startswith("write refused")]
 
 
 def test_writes_refused_for_the_request_itself_are_tried_again_by_every_sync(
@@ -740,7 +743,7 @@ def test_writes_refused_for_the_request_itself_are_tried_again_by_every_sync(
     scored = [c for c in sandbox.hubspot.snapshot() if c["properties"].get("leadsync_score")]
     assert len(scored) == first.failed
     with Store(config.database_url) as store:
-        assert not [q for q in store.quarantined() if q.reason.startswith("write refused")]
+        assert not [q for q in store.quarantine.entries() if q.reason.startswith("write refused")]
 
 
 # ------------------------------------------------------------------------------ 6. no churn

@@ -32,8 +32,10 @@ from leadsync.sync.database import (
     upgrade_database,
 )
 from leadsync.sync.model import FieldChoice, Lead, Snapshot
+from leadsync.sync.quarantine_ledger import Quarantined
+from leadsync.sync.review_ledger import IGNORED
 from leadsync.sync.sql import IN_CHUNK
-from leadsync.sync.store import IGNORED, Quarantined, Store, WriteRow, content_digest
+from leadsync.sync.store import Store, WriteRow, content_digest
 from tests.support import REAL_PROCESSES
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -293,7 +295,7 @@ def test_save_page_commits_nothing_when_the_cursor_cannot_move(store: Store) -> 
 
     assert store.cursor("hubspot") == first
     assert store.known_stamps("hubspot", ["1", "2"]) == {"1": T0}
-    assert store.quarantined() == []
+    assert store.quarantine.entries() == []
 
 
 def test_save_page_commits_nothing_when_a_quarantined_record_cannot_be_stored(
@@ -326,13 +328,13 @@ def test_a_record_the_database_cannot_hold_is_quarantined_with_its_reason(store:
     # The good record is saved, the cursor moves past the page: the next run does not stop here.
     assert set(store.snapshots("hubspot", ["1", "2", "3"])) == {"1"}
     assert store.cursor("hubspot") == Position(T0, "3")
-    reasons = {q.record_id: q.reason for q in store.quarantined()}
+    reasons = {q.record_id: q.reason for q in store.quarantine.entries()}
     assert reasons == {
         "2": "email holds a NUL character (U+0000), which the store cannot keep",
         "3": "email: longer than an address can be",
     }
     # Kept as pulled, for whoever fixes the record in the CRM; and leads of them can be saved.
-    (kept,) = [q for q in store.quarantined() if q.record_id == "2"]
+    (kept,) = [q for q in store.quarantine.entries() if q.record_id == "2"]
     assert kept.raw == {"email": "a\x00b@example.com"}
 
 
@@ -343,7 +345,7 @@ def test_a_record_with_a_lone_surrogate_is_quarantined_with_its_reason(store: St
     store.save_page("hubspot", [snap("1"), lone, email], position=Position(T0, "3"), run_id="r")
     assert set(store.snapshots("hubspot", ["1", "2", "3"])) == {"1"}
     assert store.cursor("hubspot") == Position(T0, "3")
-    reasons = {q.record_id: q.reason for q in store.quarantined()}
+    reasons = {q.record_id: q.reason for q in store.quarantine.entries()}
     assert reasons == {
         "2": "jobtitle holds half of a UTF-16 surrogate pair, which the store cannot keep",
         "3": "email holds half of a UTF-16 surrogate pair, which the store cannot keep",
@@ -782,7 +784,7 @@ def test_save_decisions_commits_leads_links_reviews_and_transitions(store: Store
     save_decided(store)
     assert store.leads(["lead-a"]) == {"lead-a": DECIDED_LEAD}
     assert store.lead_ids_for("hubspot", ["1"]) == {"1": "lead-a"}
-    assert [(item.record_id, item.candidates) for item in store.review_queue()] == [
+    assert [(item.record_id, item.candidates) for item in store.reviews.items()] == [
         ("2", ("lead-a", "lead-b"))
     ]
     assert store.history("lead-a") == DECIDED_MOVES
@@ -803,7 +805,7 @@ def test_save_decisions_commits_nothing_when_killed_before_the_transitions(
     # Nothing half-done: the next run decides the batch again from where it was.
     assert store.leads(["lead-a"]) == {}
     assert store.lead_ids_for("hubspot", ["1"]) == {}
-    assert store.review_queue() == []
+    assert store.reviews.items() == []
 
 
 # ------------------------------------------------------------------------------------- writes
@@ -840,15 +842,23 @@ def test_a_write_refused_for_the_request_itself_is_due_at_the_next_run_not_after
         ]
         store.record_writes("run-1", "hubspot", rows, context="c", at=T0)
         # The missing scope may be granted any moment: due for any other run at once...
-        assert store.due_refusals("hubspot", context="c", now=T0, run_id="run-2") == ["1"]
+        assert store.quarantine.due_refusals("hubspot", context="c", now=T0, run_id="run-2") == [
+            "1"
+        ]
         # ...but not again for the run that was refused (a backfill settles more than once).
-        assert store.due_refusals("hubspot", context="c", now=T0, run_id="run-1") == []
+        assert store.quarantine.due_refusals("hubspot", context="c", now=T0, run_id="run-1") == []
         # A value refused waits its hour, unless what it was refused under changes.
         later = T0 + timedelta(hours=1)
-        assert store.due_refusals("hubspot", context="c", now=later, run_id="run-2") == ["1", "2"]
-        assert store.due_refusals("hubspot", context="d", now=T0, run_id="run-2") == ["1", "2"]
+        assert store.quarantine.due_refusals("hubspot", context="c", now=later, run_id="run-2") == [
+            "1",
+            "2",
+        ]
+        assert store.quarantine.due_refusals("hubspot", context="d", now=T0, run_id="run-2") == [
+            "1",
+            "2",
+        ]
         # Both wait in quarantine with the CRM's reason meanwhile.
-        reasons = {q.record_id: q.reason for q in store.quarantined()}
+        reasons = {q.record_id: q.reason for q in store.quarantine.entries()}
         assert reasons == {
             "1": "write refused by hubspot: forbidden: scope",
             "2": "write refused by hubspot: invalid_option: A",
@@ -911,11 +921,11 @@ def test_a_record_quarantined_again_keeps_one_entry_until_a_pull_reads_it(store:
     store.save_page("hubspot", [], quarantined=[quarantined("7")], position=None, run_id="run-1")
     again = quarantined("7", "email: still not an address")
     store.save_page("hubspot", [], quarantined=[again], position=None, run_id="run-1")
-    assert store.quarantined() == [again]
+    assert store.quarantine.entries() == [again]
 
     saved(store, snap("7"))
-    assert store.quarantined() == []
-    [closed] = store.quarantined(open_only=False)
+    assert store.quarantine.entries() == []
+    [closed] = store.quarantine.entries(open_only=False)
     assert closed.record_id == "7"
     assert closed.resolved_at is not None
 
@@ -925,12 +935,12 @@ def test_a_review_item_is_one_per_record_while_open_and_reopens_after_resolution
 ) -> None:
     now = [T0]
     with Store(database_url, clock=lambda: now[0]) as store:
-        store.add_review(
+        store.reviews.add(
             "hubspot", "1", ["lead-a", "lead-b"], "two leads share the email", run_id="r1"
         )
         now[0] = T0 + timedelta(hours=1)
-        store.add_review("hubspot", "1", ["lead-a", "lead-b", "lead-c"], "three now", run_id="r2")
-        [item] = store.review_queue()
+        store.reviews.add("hubspot", "1", ["lead-a", "lead-b", "lead-c"], "three now", run_id="r2")
+        [item] = store.reviews.items()
         assert (item.candidates, item.reason, item.run_id, item.at) == (
             ("lead-a", "lead-b", "lead-c"),
             "three now",
@@ -938,15 +948,15 @@ def test_a_review_item_is_one_per_record_while_open_and_reopens_after_resolution
             T0,
         )
 
-        assert store.resolve_review("hubspot", "1", resolution="linked to lead-b")
-        assert not store.resolve_review("hubspot", "1", resolution="again")
-        assert store.review_queue() == []
-        [closed] = store.review_queue(open_only=False)
+        assert store.reviews.resolve("hubspot", "1", resolution="linked to lead-b")
+        assert not store.reviews.resolve("hubspot", "1", resolution="again")
+        assert store.reviews.items() == []
+        [closed] = store.reviews.items(open_only=False)
         assert (closed.resolution, closed.resolved_at) == ("linked to lead-b", now[0])
 
         now[0] = T0 + timedelta(hours=2)
-        store.add_review("hubspot", "1", ["lead-b", "lead-d"], "ambiguous again", run_id="r3")
-        [reopened] = store.review_queue()
+        store.reviews.add("hubspot", "1", ["lead-b", "lead-d"], "ambiguous again", run_id="r3")
+        [reopened] = store.reviews.items()
         assert (reopened.at, reopened.resolved_at, reopened.resolution) == (now[0], None, None)
 
 
@@ -955,35 +965,35 @@ def test_a_run_that_matched_before_a_persons_decision_does_not_reopen_the_item(
 ) -> None:
     now = [T0]
     with Store(database_url, clock=lambda: now[0]) as store:
-        store.add_review("hubspot", "1", ["lead-a"], "a duplicate", run_id="r1")
+        store.reviews.add("hubspot", "1", ["lead-a"], "a duplicate", run_id="r1")
         matching = store.run_log.start("sync", started_at=T0 + timedelta(minutes=1))
         now[0] = T0 + timedelta(minutes=2)
-        assert store.resolve_review("hubspot", "1", resolution="kept apart as lead lead-z")
+        assert store.reviews.resolve("hubspot", "1", resolution="kept apart as lead lead-z")
         now[0] = T0 + timedelta(minutes=3)
         # The run matched the record before the decision, and saves what it found after it.
-        store.add_review("hubspot", "1", ["lead-a"], "a duplicate", run_id=matching)
-        assert store.review_queue() == []
+        store.reviews.add("hubspot", "1", ["lead-a"], "a duplicate", run_id=matching)
+        assert store.reviews.items() == []
         # A run that starts after the decision and still finds it ambiguous reopens it.
         later = store.run_log.start("sync", started_at=T0 + timedelta(minutes=4))
-        store.add_review("hubspot", "1", ["lead-a"], "a duplicate", run_id=later)
-        assert [item.record_id for item in store.review_queue()] == ["1"]
+        store.reviews.add("hubspot", "1", ["lead-a"], "a duplicate", run_id=later)
+        assert [item.record_id for item in store.reviews.items()] == ["1"]
 
 
 def test_an_ignored_review_item_reopens_only_for_another_conflict(database_url: str) -> None:
     with Store(database_url, clock=lambda: T0) as store:
-        store.add_review("salesforce", "003A", ["lead-a"], "2 records are lead-a's", run_id="r1")
-        assert store.resolve_review("salesforce", "003A", resolution=IGNORED)
+        store.reviews.add("salesforce", "003A", ["lead-a"], "2 records are lead-a's", run_id="r1")
+        assert store.reviews.resolve("salesforce", "003A", resolution=IGNORED)
         # Found again as it was: stays ignored.
-        store.add_review("salesforce", "003A", ["lead-a"], "2 records are lead-a's", run_id="r2")
-        assert store.review_queue() == []
+        store.reviews.add("salesforce", "003A", ["lead-a"], "2 records are lead-a's", run_id="r2")
+        assert store.reviews.items() == []
         # Another reason (a third record), or other candidates: reopened.
-        store.add_review("salesforce", "003A", ["lead-a"], "3 records are lead-a's", run_id="r3")
-        assert [item.reason for item in store.review_queue()] == ["3 records are lead-a's"]
-        assert store.resolve_review("salesforce", "003A", resolution=IGNORED)
-        store.add_review(
+        store.reviews.add("salesforce", "003A", ["lead-a"], "3 records are lead-a's", run_id="r3")
+        assert [item.reason for item in store.reviews.items()] == ["3 records are lead-a's"]
+        assert store.reviews.resolve("salesforce", "003A", resolution=IGNORED)
+        store.reviews.add(
             "salesforce", "003A", ["lead-a", "lead-b"], "3 records are lead-a's", run_id="r4"
         )
-        assert [item.candidates for item in store.review_queue()] == [("lead-a", "lead-b")]
+        assert [item.candidates for item in store.reviews.items()] == [("lead-a", "lead-b")]
 
 
 # --------------------------------------------------------------------------------- JSON values
@@ -1059,7 +1069,7 @@ def test_every_timestamp_comes_back_aware_utc(database_url: str) -> None:
             [("lead-a", Transition(None, Stage.LEAD, given, "new", "enter"))], run_id=run_id
         )
         store.record_writes(run_id, "hubspot", [WriteRow("1", "f", 1, 2, WriteStatus.WRITTEN)])
-        store.add_review("hubspot", "3", ["lead-a"], "ambiguous", run_id=run_id)
+        store.reviews.add("hubspot", "3", ["lead-a"], "ambiguous", run_id=run_id)
 
         run = store.run_log.get(run_id)
         cursor = store.cursor("hubspot")
@@ -1073,10 +1083,10 @@ def test_every_timestamp_comes_back_aware_utc(database_url: str) -> None:
             snapshot.modified_at,
             snapshot.changed_at["email"],
             *(stamp for stamp in store.known_stamps("hubspot", ["1"]).values()),
-            store.quarantined()[0].at,
+            store.quarantine.entries()[0].at,
             store.history("lead-a")[0].at,
             store.writes()[0].at,
-            store.review_queue()[0].at,
+            store.reviews.items()[0].at,
         ]
     assert moments == [given] * len(moments)
     assert all(moment is not None and moment.tzinfo is UTC for moment in moments)
@@ -1167,7 +1177,7 @@ def test_a_write_the_crm_refuses_quarantines_the_record_until_a_write_lands(stor
         "00Q2", "Status", "Open", "Working", WriteStatus.DEFERRED, "UNABLE_TO_LOCK_ROW"
     )
     store.record_writes("r1", "salesforce", [refused, deferred])
-    (entry,) = store.quarantined()
+    (entry,) = store.quarantine.entries()
     assert (entry.crm, entry.record_id) == ("salesforce", "00Q1")
     assert entry.reason == (
         "write refused by salesforce: INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST: "
@@ -1176,8 +1186,8 @@ def test_a_write_the_crm_refuses_quarantines_the_record_until_a_write_lands(stor
     assert entry.raw == {"Status": "Nope"}
     landed = WriteRow("00Q1", "Status", "Open", "Working", WriteStatus.WRITTEN)
     store.record_writes("r2", "salesforce", [landed])
-    assert store.quarantined() == []
-    assert store.quarantined(open_only=False)[0].resolved_at is not None
+    assert store.quarantine.entries() == []
+    assert store.quarantine.entries(open_only=False)[0].resolved_at is not None
 
 
 def test_runs_a_dead_replica_left_running_are_marked_abandoned(store: Store) -> None:
