@@ -625,7 +625,7 @@ class BackfillRunner:
         resume_from = progress.checkpoint
         if resume_from is None and progress.pulled:
             # Counted before revision 0020, which kept no checkpoint with the counts.
-            resume_from = self._store.checkpoint(crm, state.backfill.stream)
+            resume_from = self._store.cursors.checkpoint(crm, state.backfill.stream)
         pages = connector.pull_all(resume_from, fields=fields_to_pull(self._map, crm))
         while True:
             with self._writer_lease():

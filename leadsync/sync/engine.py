@@ -812,7 +812,7 @@ class SyncEngine:
         for object_name in connector.streams[1:]:
             self._pull_related(crm, connector, object_name, summary, should_stop)
         pages = connector.pull(
-            self._store.cursor(crm),
+            self._store.cursors.position(crm),
             fields=fields_to_pull(self._map, crm),
             started_at=summary.started_at,
             known=lambda ids: self._store.known_stamps(crm, ids),
@@ -833,7 +833,7 @@ class SyncEngine:
         roles = connector.contact_roles
         extra = roles.fields if roles is not None and object_name == roles.object_name else ()
         pages = connector.pull(
-            self._store.cursor(crm, stream),
+            self._store.cursors.position(crm, stream),
             fields=(*fields_of(self._map, crm, object_name), *extra),
             started_at=summary.started_at,
             known=lambda ids: self._store.related.known_stamps(crm, ids),

@@ -213,7 +213,7 @@ def _explain(
     return Explanation(
         lead,
         records,
-        store.history(lead.lead_id),
+        store.transitions.history(lead.lead_id),
         writes[-RECENT_WRITES:],
         pending,
         clocks,

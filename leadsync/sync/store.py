@@ -1,13 +1,13 @@
 """The store: the only place leadsync keeps state, on SQLite by default or PostgreSQL by URL.
 
     run log         run_log: every run, started to ended (`sync.run_log`)
-    cursors         cursor, checkpoint, clear_cursor (moved by save_page only)
+    cursors         cursors: where each pull resumes (`sync.cursors`; moved by save_page only)
     ingestion       save_page (snapshots + quarantine + cursor in one transaction),
                     known_stamps, snapshots, pending_records, pending_ids, mark_reconciled,
                     mark_pending, mark_all_pending, mark_unlisted_deleted (the sweep)
     identity        link, lead_ids_for, leads_by_email, records_of
     leads           save_leads, leads, find_leads
-    lifecycle       add_transitions, history
+    lifecycle       transitions: each lead's stage history (`sync.transition_log`)
     decisions       save_decisions (leads + links + review items + transitions + SLA clocks
                     of one batch, in one transaction)
     SLA ledger      sla (clocks and the events announced about them: sync.sla.ledger)
@@ -43,9 +43,10 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from leadsync.connectors.base import Position, WriteStatus, utc
 from leadsync.connectors.classify import REQUEST_REFUSALS
-from leadsync.mapping.lifecycle import Stage, Transition
+from leadsync.mapping.lifecycle import Transition
 from leadsync.sync import packed, write_log
 from leadsync.sync import tables as t
+from leadsync.sync.cursors import BACKFILL, INCREMENTAL, Cursors, cursor_row
 from leadsync.sync.database import (
     check_schema,
     make_engine,
@@ -87,12 +88,11 @@ from leadsync.sync.sql import (
     upsert_statement,
 )
 from leadsync.sync.tables import unstorable
+from leadsync.sync.transition_log import TransitionLog, insert_transitions
 
 log = logging.getLogger("leadsync.sync")
 
 __all__ = [
-    "BACKFILL",
-    "INCREMENTAL",
     "LoggedWrite",
     "Store",
     "WriteRow",
@@ -111,8 +111,6 @@ SNAPSHOT_DICTIONARY = "snapshots:"
 LEAD_DICTIONARY = "leads"
 WRITE_DICTIONARY = "writes:"
 EXPECTED_DICTIONARY = "expected:"
-INCREMENTAL = "incremental"  # the cursor stream of incremental pulls (a Position)
-BACKFILL = "backfill"  # the cursor stream of full pulls (an opaque checkpoint)
 
 
 # ------------------------------------------------------------------------------------- values
@@ -243,6 +241,11 @@ class Store:
         return RunLog(self._engine)
 
     @property
+    def cursors(self) -> Cursors:
+        """Where each pull resumes, by CRM and stream."""
+        return Cursors(self._engine)
+
+    @property
     def quarantine(self) -> QuarantineLedger:
         """Records leadsync could not use, and writes a CRM refused, with their reasons."""
         return QuarantineLedger(self._engine, self._clock)
@@ -251,6 +254,11 @@ class Store:
     def reviews(self) -> ReviewLedger:
         """Matches too ambiguous to make, waiting for a person."""
         return ReviewLedger(self._engine, self._clock)
+
+    @property
+    def transitions(self) -> TransitionLog:
+        """Each lead's lifecycle history."""
+        return TransitionLog(self._engine)
 
     @property
     def sla(self) -> SlaLedger:
@@ -295,38 +303,6 @@ class Store:
 
     def _now(self) -> datetime:
         return utc(self._clock())
-
-    # ------------------------------------------------------------------------------- cursors
-
-    def cursor(self, crm: str, stream: str = INCREMENTAL) -> Position | None:
-        """Where the incremental pull of `crm` resumes; None before the first committed page."""
-        row = self._cursor_row(crm, stream)
-        if row is None:
-            return None
-        if row["modified_at"] is None:
-            raise ValueError(f"the {crm} {stream} cursor holds a checkpoint, not a position")
-        return Position(row["modified_at"], row["record_id"] or "")
-
-    def checkpoint(self, crm: str, stream: str = BACKFILL) -> str | None:
-        """Where the full pull of `crm` resumes; None when none is under way."""
-        row = self._cursor_row(crm, stream)
-        if row is None:
-            return None
-        if row["checkpoint"] is None:
-            raise ValueError(f"the {crm} {stream} cursor holds a position, not a checkpoint")
-        return str(row["checkpoint"])
-
-    @retry_transient
-    def clear_cursor(self, crm: str, stream: str) -> None:
-        """Forget a cursor: the next pull of that stream starts from the beginning."""
-        with writing(self._engine) as connection:
-            connection.execute(t.cursors.delete().where(*_cursor_key(crm, stream)))
-
-    @retry_transient
-    def _cursor_row(self, crm: str, stream: str) -> RowMapping | None:
-        query = sa.select(t.cursors).where(*_cursor_key(crm, stream))
-        with self._engine.connect() as connection:
-            return connection.execute(query).mappings().one_or_none()
 
     # ----------------------------------------------------------------------------- ingestion
 
@@ -394,8 +370,10 @@ class Store:
             save_related(connection, related, run_id=run_id, now=now)
             if position is not None or checkpoint is not None:
                 default = INCREMENTAL if position is not None else BACKFILL
-                cursor = _cursor_values(position, checkpoint, run_id=run_id, now=now)
-                upsert(connection, t.cursors, [{"crm": crm, "stream": stream or default, **cursor}])
+                cursor = cursor_row(
+                    crm, stream or default, position, checkpoint, run_id=run_id, now=now
+                )
+                upsert(connection, t.cursors, [cursor])
         self._keep(f"{SNAPSHOT_DICTIONARY}{crm}", dictionary)
 
     def _keep(self, kind: str, dictionary: packed.Dictionary | None) -> None:
@@ -908,7 +886,7 @@ class Store:
             _upsert_links(connection, links, now)
             close_reviews(connection, links, now)
             upsert_reviews(connection, reviews, run_id, now)
-            _insert_transitions(connection, transitions, run_id)
+            insert_transitions(connection, transitions, run_id)
             save_clock_changes(connection, clocks, run_id=run_id, now=now)
         self._keep(LEAD_DICTIONARY, dictionary)
 
@@ -926,25 +904,6 @@ class Store:
             batch=lambda: map(_lead_text, leads),
             batch_size=len(leads),
         )
-
-    # ----------------------------------------------------------------------------- lifecycle
-
-    @retry_transient
-    def add_transitions(self, rows: Sequence[tuple[str, Transition]], *, run_id: str) -> None:
-        """Append lifecycle transitions, (lead_id, transition) each, in the order given."""
-        with writing(self._engine) as connection:
-            _insert_transitions(connection, rows, run_id)
-
-    @retry_transient
-    def history(self, lead_id: str) -> list[Transition]:
-        """Every transition of a lead, oldest first (in the order added, among equal times)."""
-        query = (
-            sa.select(t.transitions)
-            .where(t.transitions.c.lead_id == lead_id)
-            .order_by(t.transitions.c.at, t.transitions.c.id)
-        )
-        with self._engine.connect() as connection:
-            return [_transition(row) for row in connection.execute(query).mappings()]
 
     # -------------------------------------------------------------------------------- writes
 
@@ -1389,41 +1348,6 @@ def _upsert_links(
         connection.execute(statement, chunk)
 
 
-def _insert_transitions(
-    connection: Connection, rows: Sequence[tuple[str, Transition]], run_id: str
-) -> None:
-    values = (
-        {
-            "lead_id": lead_id,
-            "from_stage": None if move.from_stage is None else move.from_stage.value,
-            "to_stage": move.to_stage.value,
-            "at": move.at,
-            "reason": move.reason,
-            "kind": move.kind,
-            "run_id": run_id,
-        }
-        for lead_id, move in rows
-    )
-    for chunk in batches(values, WRITE_CHUNK):
-        connection.execute(t.transitions.insert(), chunk)
-
-
-def _cursor_key(crm: str, stream: str) -> tuple[sa.ColumnElement[bool], ...]:
-    return (t.cursors.c.crm == crm, t.cursors.c.stream == stream)
-
-
-def _cursor_values(
-    position: Position | None, checkpoint: str | None, *, run_id: str, now: datetime
-) -> dict[str, Any]:
-    return {
-        "modified_at": None if position is None else position.modified_at,
-        "record_id": None if position is None else position.record_id,
-        "checkpoint": checkpoint,
-        "run_id": run_id,
-        "updated_at": now,
-    }
-
-
 def _snapshot_query(*, outer: bool = True) -> sa.Select[Any]:
     """Snapshots with the lead each is linked to (inner join: linked records only)."""
     joined = sa.and_(
@@ -1666,16 +1590,6 @@ def _lead(row: Sequence[Any], codebook: packed.Codebook) -> Lead:
         reasons=tuple(reasons),
         model_version=version,
         stage=stage,
-    )
-
-
-def _transition(row: RowMapping) -> Transition:
-    return Transition(
-        from_stage=None if row["from_stage"] is None else Stage(row["from_stage"]),
-        to_stage=Stage(row["to_stage"]),
-        at=row["at"],
-        reason=row["reason"],
-        kind=row["kind"],
     )
 
 

@@ -313,7 +313,9 @@ def landed_in(
     not off the kill's plan. `expected` is the fault-free end state, once known."""
     with Store(database_url) as store:
         (backfill,) = BackfillQueue(store.engine).list()
-        saved = [crm for crm in backfill.spec.crms if store.checkpoint(crm, backfill.stream)]
+        saved = [
+            crm for crm in backfill.spec.crms if store.cursors.checkpoint(crm, backfill.stream)
+        ]
     endpoints = Counter(sandbox.stats.as_dict()["endpoints"])
     if switch.held_endpoint in (*WRITE_ENDPOINTS, HANDOFF_ENDPOINT):
         endpoints[switch.held_endpoint] += 1  # served, unanswered: counted once it returns

@@ -119,7 +119,7 @@ def _fill(store: Store) -> None:
         for stage, at in history:
             moves.append((lead_id, Transition(before, stage, at, "because", "advance")))
             before = stage
-    store.add_transitions(moves, run_id="r0")
+    store.transitions.add(moves, run_id="r0")
     fri = datetime(2026, 6, 12, 17, 0, tzinfo=UTC)  # 13:00 in New York
     store.save_decisions(
         clocks=[

@@ -178,7 +178,7 @@ def report(
         leads = _leads()
         clocks, stops = _clocks(leads)
         store.save_leads([lead for lead, _ in leads])
-        store.add_transitions(
+        store.transitions.add(
             [(lead.lead_id, move) for lead, moves in leads for move in moves], run_id="r"
         )
         store.save_decisions(clocks=[ClockChanges(opened=tuple(clocks))], run_id="r")

@@ -60,7 +60,7 @@ LEASE_SECONDS = 300
 # The backfill's calls that only read, besides a sync's (READS): held to it as READS are
 # (`test_nothing_is_written_between_one_backfill_call_and_the_next`).
 BACKFILL_READS = READS | {
-    "checkpoint",
+    "cursors.checkpoint",
     "leases.info",
     "queue.get",
     "queue.list",

@@ -77,7 +77,18 @@ class _Wire(Protocol):
 
 
 # The store's ledgers: objects of their own, their calls cut as the store's are.
-LEDGERS = frozenset({"handoffs", "quarantine", "related", "reviews", "run_log", "sla"})
+LEDGERS = frozenset(
+    {
+        "cursors",
+        "handoffs",
+        "quarantine",
+        "related",
+        "reviews",
+        "run_log",
+        "sla",
+        "transitions",
+    }
+)
 # The connectors' calls that write: the engine's updates and the handoff's creates.
 CONNECTOR_WRITES = frozenset({"write", "upsert"})
 
@@ -318,7 +329,7 @@ def test_the_scaled_run_makes_the_calls_of_a_full_sized_one(tmp_path: Path) -> N
 # falls after one. A call not named here is cut: a new read costs a case, never a gap.
 READS = frozenset(
     {
-        "cursor",
+        "cursors.position",
         "expected",
         "handoffs.known",
         "handoffs.loads",

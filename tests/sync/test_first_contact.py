@@ -339,7 +339,7 @@ def test_a_first_sync_keeps_every_stage_the_org_holds_and_moves_none_back_withou
             i for i, stage in before.items() if stage and RANK[after[i] or ""] < RANK[stage]
         ]
         for contact in backward:
-            kinds = {t.kind for t in store.history(lead_of(store, "hubspot", contact))}
+            kinds = {t.kind for t in store.transitions.history(lead_of(store, "hubspot", contact))}
             assert kinds & RULES, f"contact {contact} moved back without a rule"
         # HubSpot's customers stay customers, in HubSpot and in leadsync, those with no
         # Salesforce record too: adopted, with the reason.
@@ -352,7 +352,7 @@ def test_a_first_sync_keeps_every_stage_the_org_holds_and_moves_none_back_withou
             records = store.records_of([lead_id])[lead_id]
             if all(record.crm == "hubspot" for record in records):
                 alone += 1
-                first = store.history(lead_id)[0]
+                first = store.transitions.history(lead_id)[0]
                 assert (first.kind, first.reason) == ("adopt", "adopted from HubSpot: customer")
         assert alone >= 1
         # Every lead HubSpot holds at SQL or later is at least there in leadsync, unless a
@@ -367,7 +367,10 @@ def test_a_first_sync_keeps_every_stage_the_org_holds_and_moves_none_back_withou
             ladder = ["sql", "opportunity", "customer"]
             wanted = {"salesqualifiedlead": "sql"}.get(stage, stage)
             if lead.stage not in ladder or ladder.index(lead.stage) < ladder.index(wanted):
-                assert {t.kind for t in store.history(lead_id)} & RULES, (contact, lead.stage)
+                assert {t.kind for t in store.transitions.history(lead_id)} & RULES, (
+                    contact,
+                    lead.stage,
+                )
     assert sum(1 for _ in backward) < len(customers)  # a few, each by a rule
     added_up(summary)
 
@@ -390,7 +393,7 @@ def test_a_first_sync_adopts_the_conversions_and_won_deals_salesforce_holds(
         customers_alone = 0
         for record_id, lead_id in linked.items():
             lead = store.leads([lead_id])[lead_id]
-            history = store.history(lead_id)
+            history = store.transitions.history(lead_id)
             if record_id in won:
                 # A won deal is a customer, in leadsync, whatever HubSpot says.
                 assert lead.stage == "customer", (record_id, lead.stage)
@@ -447,7 +450,7 @@ def test_a_persons_forward_move_is_adopted_not_undone(sandbox: Sandbox, config: 
     with Store(config.database_url) as store:
         lead_id = lead_of(store, "hubspot", contact)
         assert store.leads([lead_id])[lead_id].stage == "sql"
-        last = store.history(lead_id)[-1]
+        last = store.transitions.history(lead_id)[-1]
         assert (last.kind, last.reason) == ("adopt", "adopted from HubSpot: salesqualifiedlead")
     # Adopted once: the next run moves nothing and writes nothing.
     sandbox.stats.clear()
@@ -568,7 +571,7 @@ def test_a_rule_leaves_a_crm_stage_alone_that_the_rule_does_not_leave(
     cycle(config, now=NOW + timedelta(hours=1))
     with Store(config.database_url) as store:
         lead_id = lead_of(store, "hubspot", contact)
-        assert store.history(lead_id)[-1].kind == rule
+        assert store.transitions.history(lead_id)[-1].kind == rule
     # Neither rule takes a customer anywhere: HubSpot's stays.
     assert hubspot_stages(sandbox)[contact] == "customer"
 
@@ -615,7 +618,9 @@ def test_a_backward_move_whose_set_fails_is_put_back_in_the_same_run(
     assert hubspot_stages(sandbox)[contact] == "lead"
     with Store(config.database_url) as store:
         recycle = [
-            t for t in store.history(lead_of(store, "hubspot", contact)) if t.kind == "recycle"
+            t
+            for t in store.transitions.history(lead_of(store, "hubspot", contact))
+            if t.kind == "recycle"
         ]
         assert [t.reason for t in recycle] == ["HubSpot lead status Bad Timing: back to nurture"]
 
@@ -842,7 +847,7 @@ def test_a_disqualified_lead_reopened_in_hubspot_requalifies_without_recycling(
         lead_id = lead_of(store, "hubspot", contact)
         moves = [
             (t.kind, t.to_stage.value)
-            for t in store.history(lead_id)
+            for t in store.transitions.history(lead_id)
             if t.at == NOW + timedelta(hours=2)
         ]
         stage = store.leads([lead_id])[lead_id].stage
@@ -860,7 +865,7 @@ def test_the_same_status_set_by_a_person_does_recycle(sandbox: Sandbox, config: 
     sandbox.salesforce.update_record("Lead", sf_lead, {"Status": "Closed - Not Converted"})
     cycle(config, now=NOW + timedelta(hours=1))
     with Store(config.database_url) as store:
-        last = store.history(lead_id)[-1]
+        last = store.transitions.history(lead_id)[-1]
         assert store.leads([lead_id])[lead_id].stage == "recycled"
     assert (last.kind, last.reason) == (
         "recycle",

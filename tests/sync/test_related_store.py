@@ -34,8 +34,8 @@ def test_related_records_are_saved_with_their_page_and_cursor(store: Store) -> N
     )
     (held,) = store.related.get("salesforce", ["0031"]).values()
     assert held == _contact("0031", parent="00Q1", Leadsync_Score__c=71.5)
-    assert store.cursor("salesforce", stream_key("Contact")) == Position(T0, "0031")
-    assert store.cursor("salesforce") is None  # the leads' own cursor stays
+    assert store.cursors.position("salesforce", stream_key("Contact")) == Position(T0, "0031")
+    assert store.cursors.position("salesforce") is None  # the leads' own cursor stays
     assert store.related.known_stamps("salesforce", ["0031", "0039"]) == {"0031": T0}
 
 
@@ -179,7 +179,7 @@ def test_a_related_record_with_an_email_the_database_cannot_hold_does_not_stop_t
         run_id="run-1",
     )
     # The page and its cursor are saved: the next run does not stop at this record.
-    assert store.cursor("salesforce", stream_key("Contact")) == Position(T0, "0033")
+    assert store.cursors.position("salesforce", stream_key("Contact")) == Position(T0, "0033")
     held = store.related.get("salesforce", ["0031", "0032", "0033"])
     # Neither is an address: each Contact is kept without it, nobody's person record.
     assert (held["0032"].email, held["0033"].email) == (None, None)

@@ -166,7 +166,7 @@ def test_entries_are_each_leads_first_entry_into_a_stage_within_the_period(
     def entered(lead: str, at: datetime, to: Stage = Stage.MQL) -> tuple[str, Transition]:
         return lead, Transition(Stage.LEAD, to, at, "because", "advance")
 
-    store.add_transitions(
+    store.transitions.add(
         [
             entered("L1", T0),
             entered("L1", T0 + timedelta(hours=2)),  # again, after a recycle

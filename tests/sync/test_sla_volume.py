@@ -154,7 +154,7 @@ def store(database_url: str) -> Iterator[Store]:
 
 
 def _mqls(store: Store, count: int, at: datetime) -> None:
-    store.add_transitions(
+    store.transitions.add(
         [
             (f"L{n}", Transition(Stage.LEAD, Stage.MQL, at, "score 70 ≥ 60", "advance"))
             for n in range(count)

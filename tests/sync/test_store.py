@@ -249,28 +249,28 @@ def test_runs_refuse_unknown_kinds_unknown_ids_and_naive_times(store: Store) -> 
 
 
 def test_the_cursor_is_none_until_a_page_moves_it_then_round_trips(store: Store) -> None:
-    assert store.cursor("hubspot") is None
+    assert store.cursors.position("hubspot") is None
     position = Position(datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=PLUS_TWO), "1001")
     store.save_page("hubspot", [snap("1001")], position=position, run_id="run-1")
-    assert store.cursor("hubspot") == position
-    assert store.cursor("salesforce") is None
+    assert store.cursors.position("hubspot") == position
+    assert store.cursors.position("salesforce") is None
 
     store.save_page("hubspot", [snap("1002")], position=None, run_id="run-1")
-    assert store.cursor("hubspot") == position  # a page without a position leaves it
+    assert store.cursors.position("hubspot") == position  # a page without a position leaves it
 
 
 def test_a_backfill_checkpoint_is_its_own_stream_and_can_be_cleared(store: Store) -> None:
     position = Position(T0, "1")
     store.save_page("hubspot", [snap("1")], position=position, run_id="run-1")
     store.save_page("hubspot", [snap("2")], position=None, checkpoint="after:2", run_id="run-2")
-    assert store.checkpoint("hubspot") == "after:2"
-    assert store.cursor("hubspot") == position
+    assert store.cursors.checkpoint("hubspot") == "after:2"
+    assert store.cursors.position("hubspot") == position
     with pytest.raises(ValueError, match="checkpoint, not a position"):
-        store.cursor("hubspot", "backfill")
+        store.cursors.position("hubspot", "backfill")
 
-    store.clear_cursor("hubspot", "backfill")
-    assert store.checkpoint("hubspot") is None
-    assert store.cursor("hubspot") == position
+    store.cursors.clear("hubspot", "backfill")
+    assert store.cursors.checkpoint("hubspot") is None
+    assert store.cursors.position("hubspot") == position
 
 
 def test_save_page_commits_nothing_when_the_cursor_cannot_move(store: Store) -> None:
@@ -293,7 +293,7 @@ def test_save_page_commits_nothing_when_the_cursor_cannot_move(store: Store) -> 
         )
     sa.event.remove(store.engine, "before_cursor_execute", refuse_cursor_writes)
 
-    assert store.cursor("hubspot") == first
+    assert store.cursors.position("hubspot") == first
     assert store.known_stamps("hubspot", ["1", "2"]) == {"1": T0}
     assert store.quarantine.entries() == []
 
@@ -310,7 +310,7 @@ def test_save_page_commits_nothing_when_a_quarantined_record_cannot_be_stored(
             position=Position(T0, "1"),
             run_id="run-1",
         )
-    assert store.cursor("hubspot") is None
+    assert store.cursors.position("hubspot") is None
     assert store.snapshots("hubspot", ["1"]) == {}
 
 
@@ -327,7 +327,7 @@ def test_a_record_the_database_cannot_hold_is_quarantined_with_its_reason(store:
     store.save_page("hubspot", [snap("1"), nul, long], position=Position(T0, "3"), run_id="run-1")
     # The good record is saved, the cursor moves past the page: the next run does not stop here.
     assert set(store.snapshots("hubspot", ["1", "2", "3"])) == {"1"}
-    assert store.cursor("hubspot") == Position(T0, "3")
+    assert store.cursors.position("hubspot") == Position(T0, "3")
     reasons = {q.record_id: q.reason for q in store.quarantine.entries()}
     assert reasons == {
         "2": "email holds a NUL character (U+0000), which the store cannot keep",
@@ -344,7 +344,7 @@ def test_a_record_with_a_lone_surrogate_is_quarantined_with_its_reason(store: St
     email = snap("3", raw={"email": "a\udfffb@example.com"}, canonical={"email": "a@x.io"})
     store.save_page("hubspot", [snap("1"), lone, email], position=Position(T0, "3"), run_id="r")
     assert set(store.snapshots("hubspot", ["1", "2", "3"])) == {"1"}
-    assert store.cursor("hubspot") == Position(T0, "3")
+    assert store.cursors.position("hubspot") == Position(T0, "3")
     reasons = {q.record_id: q.reason for q in store.quarantine.entries()}
     assert reasons == {
         "2": "jobtitle holds half of a UTF-16 surrogate pair, which the store cannot keep",
@@ -736,13 +736,13 @@ def test_history_gives_a_leads_transitions_oldest_first_in_the_order_added(store
         Transition(Stage.MQL, Stage.SQL, later, "meeting booked", "advance"),
         Transition(Stage.SQL, Stage.RECYCLED, later, "closed lost", "recycle"),
     ]
-    store.add_transitions([("lead-a", move) for move in first_run], run_id="run-1")
-    store.add_transitions(
+    store.transitions.add([("lead-a", move) for move in first_run], run_id="run-1")
+    store.transitions.add(
         [("lead-b", first_run[0]), *(("lead-a", move) for move in second_run)], run_id="run-2"
     )
-    assert store.history("lead-a") == [*first_run, *second_run]
-    assert store.history("lead-b") == [first_run[0]]
-    assert store.history("lead-z") == []
+    assert store.transitions.history("lead-a") == [*first_run, *second_run]
+    assert store.transitions.history("lead-b") == [first_run[0]]
+    assert store.transitions.history("lead-z") == []
 
 
 # ---------------------------------------------------------------------------------- decisions
@@ -787,7 +787,7 @@ def test_save_decisions_commits_leads_links_reviews_and_transitions(store: Store
     assert [(item.record_id, item.candidates) for item in store.reviews.items()] == [
         ("2", ("lead-a", "lead-b"))
     ]
-    assert store.history("lead-a") == DECIDED_MOVES
+    assert store.transitions.history("lead-a") == DECIDED_MOVES
 
 
 def test_save_decisions_commits_nothing_when_killed_before_the_transitions(
@@ -1065,14 +1065,14 @@ def test_every_timestamp_comes_back_aware_utc(database_url: str) -> None:
             position=Position(given, "1"),
             run_id=run_id,
         )
-        store.add_transitions(
+        store.transitions.add(
             [("lead-a", Transition(None, Stage.LEAD, given, "new", "enter"))], run_id=run_id
         )
         store.record_writes(run_id, "hubspot", [WriteRow("1", "f", 1, 2, WriteStatus.WRITTEN)])
         store.reviews.add("hubspot", "3", ["lead-a"], "ambiguous", run_id=run_id)
 
         run = store.run_log.get(run_id)
-        cursor = store.cursor("hubspot")
+        cursor = store.cursors.position("hubspot")
         snapshot = store.snapshots("hubspot", ["1"])["1"]
         assert run is not None
         assert cursor is not None
@@ -1084,7 +1084,7 @@ def test_every_timestamp_comes_back_aware_utc(database_url: str) -> None:
             snapshot.changed_at["email"],
             *(stamp for stamp in store.known_stamps("hubspot", ["1"]).values()),
             store.quarantine.entries()[0].at,
-            store.history("lead-a")[0].at,
+            store.transitions.history("lead-a")[0].at,
             store.writes()[0].at,
             store.reviews.items()[0].at,
         ]

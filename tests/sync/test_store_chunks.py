@@ -60,7 +60,7 @@ def test_a_slice_of_decisions_is_written_in_chunks_and_all_of_it_lands(store: St
     assert len(stored) == count
     assert stored["L0"].values["email"] == "again@example.com"
     assert len(store.lead_ids_for("hubspot", [str(n) for n in range(count)])) == count
-    assert [move.to_stage for move in store.history(f"L{count - 1}")] == [Stage.LEAD]
+    assert [move.to_stage for move in store.transitions.history(f"L{count - 1}")] == [Stage.LEAD]
 
 
 def test_stored_records_read_back_share_their_field_names(store: Store) -> None:
