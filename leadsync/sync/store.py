@@ -27,12 +27,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import itertools
 import logging
 import math
-import threading
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
@@ -54,6 +52,7 @@ from leadsync.sync.database import (
     upgrade,
     writing,
 )
+from leadsync.sync.dictionaries import PackingDictionaries
 from leadsync.sync.handoff_ledger import HandoffLedger
 
 # One normalisation for matching and for the email index, or the two drift apart.
@@ -99,14 +98,6 @@ __all__ = [
     "content_digest",
 ]
 
-# Snapshots are packed with a dictionary of their CRM's (`sync.packed`) once it has this many
-# stored to train one on, its kind this prefix and the CRM's name.
-TRAIN_SAMPLES = 1_000
-# A dictionary trained to replace a poor one is judged on one sample in this many, held out of
-# its training. A process looks for one at most RETRAINS times a kind: data no dictionary packs
-# well costs that many trainings, no more.
-_HELD_OUT_EVERY = 8
-RETRAINS = 2
 SNAPSHOT_DICTIONARY = "snapshots:"
 LEAD_DICTIONARY = "leads"
 WRITE_DICTIONARY = "writes:"
@@ -215,17 +206,9 @@ class Store:
         self._engine = make_engine(url)
         self._email_field = email_field
         self._clock = clock
-        # The dictionaries packed snapshots name (`sync.packed`), and each CRM's to pack with.
-        self._codebook = packed.Codebook(self._load_dictionary)
-        self._packing: dict[str, packed.Dictionary] = {}
-        self._untrainable: set[str] = set()
-        # Per kind: the rows saved since its dictionary was last chosen, and how many times
-        # this process looked for a better one than a poor dictionary (`_instead_of_poor`),
-        # each look taken under the lock (threads share a Store). A look in a transaction
-        # rolled back (a transient error) is spent all the same: the next comes 1,000 rows on.
-        self._saved_since: Counter[str] = Counter()
-        self._retrained: Counter[str] = Counter()
-        self._looking = threading.Lock()
+        # What each kind of blob is packed with, and the dictionaries packed blobs name.
+        self._dictionaries = PackingDictionaries(self._engine)
+        self._codebook = self._dictionaries.codebook
         try:
             if migrate:
                 upgrade(self._engine)
@@ -349,7 +332,7 @@ class Store:
                     .where(t.snapshots.c.crm == crm)
                     .order_by(t.snapshots.c.saved_at.desc())
                 )
-                dictionary = self._dictionary(
+                dictionary = self._dictionaries.choose(
                     connection,
                     f"{SNAPSHOT_DICTIONARY}{crm}",
                     samples,
@@ -374,136 +357,7 @@ class Store:
                     crm, stream or default, position, checkpoint, run_id=run_id, now=now
                 )
                 upsert(connection, t.cursors, [cursor])
-        self._keep(f"{SNAPSHOT_DICTIONARY}{crm}", dictionary)
-
-    def _keep(self, kind: str, dictionary: packed.Dictionary | None) -> None:
-        """Keep the dictionary a committed transaction packed `kind` with: one trained in a
-        transaction rolled back is not stored, and its id may be another's later."""
-        if dictionary is not None:
-            self._codebook.add(dictionary)
-            if self._packing.get(kind) is not dictionary:
-                self._saved_since[kind] = 0
-            self._packing[kind] = dictionary
-
-    def _dictionary(
-        self,
-        connection: Connection,
-        kind: str,
-        samples: sa.Select[Any],
-        now: datetime,
-        batch: Callable[[], Iterable[bytes]] | None = None,
-        batch_size: int = 0,
-    ) -> packed.Dictionary | None:
-        """The dictionary to pack `kind` with: the newest stored, or one trained now on
-        TRAIN_SAMPLES of the blobs `samples` selects (newest first) once there are as many
-        (none before: the first are packed without one); another once it proves poor
-        (`_instead_of_poor`). A save of `batch_size` rows, at least TRAIN_SAMPLES,
-        trains one on its own texts (`batch()` gives them) when none is stored: a first
-        sync's first slice or page is then packed with it too, not left ~3 times larger (and
-        rewritten smaller, leaving its pages part empty, when the next sync saves it again)."""
-        found = self._packing.get(kind)
-        with self._looking:
-            self._saved_since[kind] += batch_size
-            look = (
-                found is not None
-                and found.poor
-                # Once as many rows as it trains on were saved since: the newest stored are
-                # then the rows it packed poorly, not those it was trained on.
-                and self._saved_since[kind] >= TRAIN_SAMPLES
-                and self._retrained[kind] < RETRAINS
-            )
-            if look:
-                self._retrained[kind] += 1
-                self._saved_since[kind] = 0
-        if look and found is not None:
-            return self._instead_of_poor(connection, kind, samples, now, found, batch, batch_size)
-        if found is not None or kind in self._untrainable:
-            return found
-        d = t.dictionaries
-        newest = connection.execute(
-            sa.select(d.c.id, d.c.data).where(d.c.kind == kind).order_by(d.c.id.desc()).limit(1)
-        ).first()
-        if newest is not None:
-            return packed.Dictionary(newest.id, bytes(newest.data))
-        if batch is not None and batch_size >= TRAIN_SAMPLES:
-            data = packed.train(list(itertools.islice(batch(), TRAIN_SAMPLES)))
-            if data is None:  # this batch: the stored rows may train one later
-                return None
-            return _stored_dictionary(connection, kind, data, now, trained_on=batch_size)
-        texts = self._stored_samples(connection, samples)
-        if texts is None:
-            return None
-        data = packed.train(texts)
-        if data is None:
-            self._untrainable.add(kind)
-            return None
-        return _stored_dictionary(connection, kind, data, now)
-
-    def _instead_of_poor(
-        self,
-        connection: Connection,
-        kind: str,
-        samples: sa.Select[Any],
-        now: datetime,
-        poor: packed.Dictionary,
-        batch: Callable[[], Iterable[bytes]] | None,
-        batch_size: int,
-    ) -> packed.Dictionary | None:
-        """What to pack `kind` with now that its dictionary `poor` packs its rows little or no
-        smaller than none: a dictionary trained on the batch (of TRAIN_SAMPLES or more) or the
-        newest rows stored, if it packs an eighth of them held out of its training smaller by
-        a tenth than both; else no dictionary, if none packs them smaller than `poor`; else
-        `poor`. (The newest stored dictionary of a kind is the one every process packs with.)"""
-        texts: list[bytes] | None
-        if batch is not None and batch_size >= TRAIN_SAMPLES:
-            texts, trained_on = list(itertools.islice(batch(), TRAIN_SAMPLES)), batch_size
-        else:
-            texts, trained_on = self._stored_samples(connection, samples), 0
-        if texts is None:
-            return poor
-        held_out = texts[::_HELD_OUT_EVERY]
-        trained = packed.train([text for n, text in enumerate(texts) if n % _HELD_OUT_EVERY])
-
-        def packs(pack: Callable[[bytes], bytes]) -> int:
-            return sum(len(pack(text)) for text in held_out)
-
-        without, with_poor = packs(packed.pack_text), packs(poor.compress_unjudged)
-        if trained is not None:
-            # Judged under a stand-in id: an id's bytes are the same length whatever it is.
-            candidate = packed.Dictionary(poor.dictionary_id, trained)
-            if packs(candidate.compress_unjudged) < 0.9 * min(without, with_poor):
-                log.info("the %s packing dictionary packed little: trained another", kind)
-                return _stored_dictionary(connection, kind, trained, now, trained_on=trained_on)
-        if without < with_poor:
-            log.info("the %s packing dictionary packed rows larger: packing without", kind)
-            self._packing.pop(kind, None)
-            self._untrainable.add(kind)
-            return None
-        return poor
-
-    def _stored_samples(
-        self, connection: Connection, samples: sa.Select[Any]
-    ) -> list[bytes] | None:
-        """The texts of TRAIN_SAMPLES of the blobs `samples` selects, or None while fewer are
-        stored."""
-        # Until a kind has TRAIN_SAMPLES stored (a small org's may never), each save asks
-        # only whether the last sample needed is there: no blob is read for nothing.
-        last_sample = samples.with_only_columns(sa.literal(1), maintain_column_froms=True)
-        if connection.execute(last_sample.offset(TRAIN_SAMPLES - 1).limit(1)).first() is None:
-            return None
-        query = samples.limit(TRAIN_SAMPLES)  # the newest, as `samples` orders them
-        blobs = list(connection.execute(query).scalars())
-        if len(blobs) < TRAIN_SAMPLES:  # deleted meanwhile (PostgreSQL, another replica)
-            return None
-        return [packed.unpack_text(blob, self._codebook).encode() for blob in blobs]
-
-    def _load_dictionary(self, dictionary_id: int) -> bytes | None:
-        d = t.dictionaries
-        with self._engine.connect() as connection:
-            data = connection.execute(
-                sa.select(d.c.data).where(d.c.id == dictionary_id)
-            ).scalar_one_or_none()
-        return None if data is None else bytes(data)
+        self._dictionaries.keep(f"{SNAPSHOT_DICTIONARY}{crm}", dictionary)
 
     def _storable(
         self, snapshots: Sequence[Snapshot], *, run_id: str, now: datetime
@@ -819,7 +673,7 @@ class Store:
         with writing(self._engine) as connection:
             dictionary = self._lead_dictionary(connection, leads, now)
             _upsert_leads(connection, leads, self._email_field, now, dictionary)
-        self._keep(LEAD_DICTIONARY, dictionary)
+        self._dictionaries.keep(LEAD_DICTIONARY, dictionary)
 
     @retry_transient
     def lead_ids_after(self, after: str | None, *, limit: int) -> list[str]:
@@ -888,7 +742,7 @@ class Store:
             upsert_reviews(connection, reviews, run_id, now)
             insert_transitions(connection, transitions, run_id)
             save_clock_changes(connection, clocks, run_id=run_id, now=now)
-        self._keep(LEAD_DICTIONARY, dictionary)
+        self._dictionaries.keep(LEAD_DICTIONARY, dictionary)
 
     def _lead_dictionary(
         self, connection: Connection, leads: Sequence[Lead], now: datetime
@@ -896,7 +750,7 @@ class Store:
         if not leads:
             return None
         samples = sa.select(t.leads.c.packed).order_by(t.leads.c.updated_at.desc())
-        return self._dictionary(
+        return self._dictionaries.choose(
             connection,
             LEAD_DICTIONARY,
             samples,
@@ -948,7 +802,9 @@ class Store:
                 .order_by(t.writes.c.id.desc())
             )
             logged = len({row.record_id for row in rows})  # ~ the log rows: one a record
-            dictionary = self._dictionary(connection, kind, samples, now, batch_size=logged)
+            dictionary = self._dictionaries.choose(
+                connection, kind, samples, now, batch_size=logged
+            )
             log = write_log.log_rows(connection, run_id, crm, rows, now, dictionary)
             write_log.insert_log(connection, log)
             expected_kind = f"{EXPECTED_DICTIONARY}{crm}"
@@ -958,7 +814,7 @@ class Store:
                 .order_by(t.expected.c.written_at.desc())
             )
             expected_writes = write_log.expected_writes(rows)
-            expected_dictionary = self._dictionary(
+            expected_dictionary = self._dictionaries.choose(
                 connection, expected_kind, expected, now, batch_size=len(expected_writes)
             )
             write_log.merge_expected(
@@ -984,8 +840,8 @@ class Store:
                 at or now,
                 at_once=at_once,
             )
-        self._keep(kind, dictionary)
-        self._keep(expected_kind, expected_dictionary)
+        self._dictionaries.keep(kind, dictionary)
+        self._dictionaries.keep(expected_kind, expected_dictionary)
 
     @retry_transient
     def writes(
@@ -1158,18 +1014,6 @@ def _snapshot_row(
         saved_at,
         _person_named(snapshot),
     )
-
-
-def _stored_dictionary(
-    connection: Connection, kind: str, data: bytes, now: datetime, *, trained_on: int = 0
-) -> packed.Dictionary:
-    """Store a dictionary `kind` packs with from now on (the newest of a kind is used);
-    `trained_on`: the rows of the batch it was trained on, which it packs first."""
-    d = t.dictionaries
-    inserted = connection.execute(
-        d.insert().values(kind=kind, data=data, created_at=now).returning(d.c.id)
-    ).scalar_one()
-    return packed.Dictionary(inserted, data, unjudged=trained_on)
 
 
 def _snapshot_text(snapshot: Snapshot) -> bytes:

@@ -17,8 +17,9 @@ from alembic import command
 
 from leadsync.sync import packed, tables
 from leadsync.sync.database import alembic_config
+from leadsync.sync.dictionaries import RETRAINS, TRAIN_SAMPLES
 from leadsync.sync.model import Lead, Snapshot
-from leadsync.sync.store import RETRAINS, TRAIN_SAMPLES, Store, _lead_text
+from leadsync.sync.store import Store, _lead_text
 from tests.sync.test_store import T0
 from tests.sync.test_store_size import a_lead, dictionary_kinds, record
 
@@ -140,7 +141,7 @@ def test_a_process_looks_for_a_better_dictionary_than_a_poor_one_a_few_times_at_
     varied = [a_lead(n) for n in range(5 * TRAIN_SAMPLES)]
     with Store(database_url, clock=lambda: T0 + timedelta(seconds=next(ticks))) as store:
         store.save_leads([ALIKE["sparse"](n) for n in range(TRAIN_SAMPLES + 10)])
-        monkeypatch.setattr(store, "_instead_of_poor", keep_the_poor_one)
+        monkeypatch.setattr(store._dictionaries, "_instead_of_poor", keep_the_poor_one)
         saved = []
         for start in range(0, len(varied), 100):
             store.save_leads(varied[start : start + 100])

@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from leadsync.config import Config, load_config
 from leadsync.sandbox import Sandbox
 from leadsync.sync import tables as t
-from leadsync.sync.store import TRAIN_SAMPLES, Store
+from leadsync.sync.dictionaries import TRAIN_SAMPLES
+from leadsync.sync.store import Store
 from tests.support import REAL_PROCESSES, mapped_state, search_caught_up, write_calls
 from tests.sync.test_engine_crash import (
     SETTINGS,

@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from leadsync.sync import tables as t
-from leadsync.sync.store import TRAIN_SAMPLES, Store
+from leadsync.sync.dictionaries import TRAIN_SAMPLES
+from leadsync.sync.store import Store
 from tests.support import REAL_PROCESSES
 from tests.sync.test_store import T0
 from tests.sync.test_store_size import a_lead, record

@@ -17,7 +17,8 @@ from alembic import command
 from leadsync.connectors.base import WriteStatus
 from leadsync.sync import tables, write_log
 from leadsync.sync.database import alembic_config
-from leadsync.sync.store import TRAIN_SAMPLES, Store, WriteRow
+from leadsync.sync.dictionaries import TRAIN_SAMPLES
+from leadsync.sync.store import Store, WriteRow
 from leadsync.sync.write_log import microseconds
 from tests.sync.test_store import T0
 

@@ -16,9 +16,10 @@ from alembic import command
 from leadsync.connectors.base import WriteStatus
 from leadsync.sync import packed, tables, write_log
 from leadsync.sync.database import SQLITE_PAGE_SIZE, alembic_config
+from leadsync.sync.dictionaries import TRAIN_SAMPLES
 from leadsync.sync.model import FieldChoice, Lead, Snapshot
 from leadsync.sync.search import search_leads
-from leadsync.sync.store import TRAIN_SAMPLES, Store, WriteRow
+from leadsync.sync.store import Store, WriteRow
 from tests.sync.test_store import T0
 
 
