@@ -91,8 +91,8 @@ def _state(url: str) -> dict[str, Any]:
         return {
             "leads": store.leads(store.lead_ids_after(None, limit=1_000_000)),
             "snapshots": {crm: store.snapshots(crm, ids) for crm, ids in records.items()},
-            "expected": {crm: store.expected(crm, ids) for crm, ids in records.items()},
-            "writes": store.writes(),
+            "expected": {crm: store.audit_log.expected(crm, ids) for crm, ids in records.items()},
+            "writes": store.audit_log.entries(),
             "runs": store.run_log.latest(limit=1_000),
         }
 

@@ -15,9 +15,9 @@ from leadsync.errors import EXIT_FAILED, EXIT_OK, UsageError
 from leadsync.sync.run_kinds import RUN_KINDS
 
 if TYPE_CHECKING:
+    from leadsync.sync.audit_log import LoggedWrite
     from leadsync.sync.revert import RevertReport
     from leadsync.sync.runs import RunDetail, RunView
-    from leadsync.sync.store import LoggedWrite
 
 
 WRITE_COLUMNS = ("at", "crm", "record_id", "field", "old", "new", "status", "category", "message")

@@ -65,6 +65,7 @@ from leadsync.mapping.lifecycle import Stage, Transition, next_transitions
 from leadsync.mapping.scoring import score_lead
 from leadsync.mapping.transforms import TransformError, is_blank
 from leadsync.mapping.types import CRM_NAMES, CRMS
+from leadsync.sync.audit_log import WriteRow
 from leadsync.sync.carry import Queued, WriteCarry
 from leadsync.sync.collector import old_objects_left_alone
 from leadsync.sync.deals import RULE as DEAL_RULE
@@ -123,7 +124,7 @@ from leadsync.sync.sla.clocks import Clock, ClockChanges, SlaRules
 from leadsync.sync.sla.monitor import SlaCheckResult, SlaMonitor, monitor_for
 from leadsync.sync.sla.response import NoResponseRule
 from leadsync.sync.slices import PersonGroups, Slice
-from leadsync.sync.store import Store, WriteRow, content_digest
+from leadsync.sync.store import Store, content_digest
 
 log = logging.getLogger("leadsync.sync")
 K = TypeVar("K")
@@ -1013,7 +1014,7 @@ class SyncEngine:
         transaction; records leadsync cannot use are quarantined with their reason."""
         ids = [record.id for record in page.records]
         previous = self._store.snapshots(crm, ids)
-        expected = self._store.expected(crm, ids)
+        expected = self._store.audit_log.expected(crm, ids)
         snapshots: list[Snapshot] = []
         quarantined: list[Quarantined] = []
         for record in page.records:
@@ -1232,12 +1233,12 @@ class SyncEngine:
         self, records: Mapping[str, Sequence[Snapshot]], lead_ids: Sequence[str]
     ) -> dict[str, dict[str, dict[str, Any]]]:
         """CRM -> record id -> field -> what leadsync wrote to the records of these leads
-        since their snapshots were read (`Store.unseen_writes`; one query per CRM)."""
+        since their snapshots were read (`AuditLog.unseen`; one query per CRM)."""
         ids: dict[str, set[str]] = {}
         for lead_id in lead_ids:
             for snapshot in records.get(lead_id, ()):
                 ids.setdefault(snapshot.crm, set()).add(snapshot.record_id)
-        return {crm: self._store.unseen_writes(crm, sorted(found)) for crm, found in ids.items()}
+        return {crm: self._store.audit_log.unseen(crm, sorted(found)) for crm, found in ids.items()}
 
     def _written_to(
         self,
@@ -1257,7 +1258,9 @@ class SyncEngine:
                 contact = contact_of(snapshot)
                 if contact is not None:
                     ids[snapshot.crm].add(contact[0])
-        return {crm: self._store.expected(crm, sorted(found)) for crm, found in ids.items()}
+        return {
+            crm: self._store.audit_log.expected(crm, sorted(found)) for crm, found in ids.items()
+        }
 
     def _stored_records(
         self, batch: Sequence[Snapshot], *, also: Sequence[str] = ()
@@ -1608,7 +1611,7 @@ class SyncEngine:
     ) -> None:
         """One batch: checked, written and recorded; the records to leave pending added to
         `unsettled`. A handoff's link write alone is leadsync's own, beside the plan: no
-        record's count, recorded aside (`Store.record_writes`)."""
+        record's count, recorded aside (`AuditLog.record`)."""
         pulled_at = {
             q.update.record_id: q.pulled_at
             for q in queued
@@ -1645,7 +1648,7 @@ class SyncEngine:
             ]
             if aside and not mine:
                 continue
-            self._store.record_writes(
+            self._store.audit_log.record(
                 summary.run_id,
                 crm,
                 _write_rows(mine, [r for r in landed if (r.record_id in planned) != aside]),
@@ -1683,7 +1686,7 @@ class SyncEngine:
         if refused:
             alone = [q.link for q in refused if q.link is not None]
             again = connector.write(alone)
-            self._store.record_writes(
+            self._store.audit_log.record(
                 summary.run_id,
                 crm,
                 _write_rows(alone, again),
@@ -1753,7 +1756,7 @@ class SyncEngine:
             for name, value in sorted(record.values.items())
         ]
         if created:
-            self._store.record_writes(
+            self._store.audit_log.record(
                 summary.run_id,
                 crm,
                 created,

@@ -17,12 +17,13 @@ from typing import Any
 from leadsync.mapping.fields import FieldMap
 from leadsync.mapping.lifecycle import Transition
 from leadsync.mapping.transforms import TransformError
+from leadsync.sync.audit_log import LoggedWrite
 from leadsync.sync.engine import one_per_crm
 from leadsync.sync.handoff_ledger import BLOCKED, DELETED, FAILED, MATCHED, PENDING, Handoff
 from leadsync.sync.model import Lead, Snapshot
 from leadsync.sync.plan import MovesBack, never_back, plan_updates
 from leadsync.sync.sla.clocks import Clock, SlaRules
-from leadsync.sync.store import LoggedWrite, Store
+from leadsync.sync.store import Store
 
 RECENT_WRITES = 20
 # The lead's own figures, as `--json` names them.
@@ -175,14 +176,14 @@ def _explain(
     records = store.records_of([lead.lead_id]).get(lead.lead_id, [])
     writes: list[LoggedWrite] = []
     for record in records:
-        writes.extend(store.writes(crm=record.crm, record_id=record.record_id))
+        writes.extend(store.audit_log.entries(crm=record.crm, record_id=record.record_id))
     writes.sort(key=lambda write: write.at)
     # What leadsync last wrote is what each CRM holds, as far as the store knows, until the
     # next pull brings the echo back.
     written = {
-        (record.crm, record.record_id): store.expected(record.crm, [record.record_id]).get(
-            record.record_id, {}
-        )
+        (record.crm, record.record_id): store.audit_log.expected(
+            record.crm, [record.record_id]
+        ).get(record.record_id, {})
         for record in records
     }
     believed = [

@@ -15,9 +15,10 @@ from typing import Any
 
 from leadsync.connectors.base import Connector, RecordUpdate, WriteStatus
 from leadsync.secrets import masked
+from leadsync.sync.audit_log import LoggedWrite, WriteRow
 from leadsync.sync.handoff_ledger import CREATED
 from leadsync.sync.runs import UnknownRunError, find_run
-from leadsync.sync.store import LoggedWrite, Store, WriteRow
+from leadsync.sync.store import Store
 
 __all__ = ["RevertReport", "UnknownRunError", "revert_run"]
 
@@ -93,7 +94,7 @@ def revert_run(
     The revert's own run is recorded as `holder`'s (the lease holder: `RunLog.start`)."""
     run_id = find_run(store, run_id).run_id
     written: dict[tuple[str, str], dict[str, LoggedWrite]] = {}
-    for write in store.writes(run_id=run_id):
+    for write in store.audit_log.entries(run_id=run_id):
         if write.status is WriteStatus.WRITTEN:
             # The first write of a field in the run holds the value from before the run.
             written.setdefault((write.crm, write.record_id), {}).setdefault(write.field, write)
@@ -180,7 +181,7 @@ def _revert_crm(
             )
             for name, value in sorted(update.values.items())
         )
-    store.record_writes(report.run_id, crm, rows)
+    store.audit_log.record(report.run_id, crm, rows)
 
 
 def _revertible(

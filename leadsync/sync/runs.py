@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from leadsync.errors import UsageError
+from leadsync.sync.audit_log import LoggedWrite
 from leadsync.sync.run_log import RunRow
-from leadsync.sync.store import LoggedWrite, Store
+from leadsync.sync.store import Store
 
 __all__ = ["SHORT_ID", "RunDetail", "RunView", "UnknownRunError", "find_run", "list_runs"]
 
@@ -120,4 +121,4 @@ def find_run(store: Store, run_id: str) -> RunRow:
 def run_detail(store: Store, run_id: str) -> RunDetail:
     """A run (by full or short id) and its writes, in the order made."""
     run = find_run(store, run_id)
-    return RunDetail(run_view(run), store.writes(run_id=run.run_id))
+    return RunDetail(run_view(run), store.audit_log.entries(run_id=run.run_id))

@@ -11,7 +11,7 @@
     decisions       save_decisions (leads + links + review items + transitions + SLA clocks
                     of one batch, in one transaction)
     SLA ledger      sla (clocks and the events announced about them: sync.sla.ledger)
-    writes          record_writes, writes, expected (the echo fingerprints)
+    writes          audit_log: every write, and the echo fingerprints (`sync.audit_log`)
     quarantine      quarantine: records not usable, writes refused and tried again later
                     (`sync.quarantine_ledger`)
     review          reviews: ambiguous matches a person decides (`sync.review_ledger`)
@@ -30,20 +30,19 @@ import hashlib
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine, RowMapping
+from sqlalchemy.engine import Connection, Engine
 
-from leadsync.connectors.base import Position, WriteStatus, utc
-from leadsync.connectors.classify import REQUEST_REFUSALS
+from leadsync.connectors.base import Position, utc
 from leadsync.mapping.lifecycle import Transition
-from leadsync.sync import packed, write_log
+from leadsync.sync import packed
 from leadsync.sync import tables as t
+from leadsync.sync.audit_log import AuditLog
 from leadsync.sync.cursors import BACKFILL, INCREMENTAL, Cursors, cursor_row
 from leadsync.sync.database import (
     check_schema,
@@ -59,11 +58,8 @@ from leadsync.sync.handoff_ledger import HandoffLedger
 from leadsync.sync.identity import normalise_email, people_named
 from leadsync.sync.model import FieldChoice, Lead, Snapshot
 from leadsync.sync.quarantine_ledger import (
-    REFUSED,
     Quarantined,
     QuarantineLedger,
-    add_refusals,
-    delete_refusals,
     resolve_quarantined,
     upsert_quarantined,
 )
@@ -92,64 +88,15 @@ from leadsync.sync.transition_log import TransitionLog, insert_transitions
 log = logging.getLogger("leadsync.sync")
 
 __all__ = [
-    "LoggedWrite",
     "Store",
-    "WriteRow",
     "content_digest",
 ]
 
 SNAPSHOT_DICTIONARY = "snapshots:"
 LEAD_DICTIONARY = "leads"
-WRITE_DICTIONARY = "writes:"
-EXPECTED_DICTIONARY = "expected:"
 
 
 # ------------------------------------------------------------------------------------- values
-
-
-@dataclass(frozen=True, slots=True)
-class WriteRow:
-    """One field written (or not) to one record: what it held, what was sent, how it went."""
-
-    record_id: str
-    field: str
-    old: Any
-    new: Any
-    status: WriteStatus
-    category: str = ""
-    message: str = ""
-    # The record's stamp after the write, on the CRM's clock, where the CRM said (WriteResult).
-    modified_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class LoggedWrite:
-    """A WriteRow as the audit log keeps it."""
-
-    run_id: str
-    crm: str
-    record_id: str
-    field: str
-    old: Any
-    new: Any
-    status: WriteStatus
-    category: str
-    message: str
-    at: datetime
-
-    def as_dict(self) -> dict[str, Any]:
-        """For `--json` (`runs show`, `explain`): the values as JSON holds them."""
-        return {
-            "at": self.at.isoformat(),
-            "crm": self.crm,
-            "record_id": self.record_id,
-            "field": self.field,
-            "old": self.old,
-            "new": self.new,
-            "status": str(self.status),
-            "category": self.category,
-            "message": self.message,
-        }
 
 
 def content_digest(snapshot: Snapshot) -> str:
@@ -227,6 +174,11 @@ class Store:
     def cursors(self) -> Cursors:
         """Where each pull resumes, by CRM and stream."""
         return Cursors(self._engine)
+
+    @property
+    def audit_log(self) -> AuditLog:
+        """Every write leadsync made, and what it last wrote to each field (its echo)."""
+        return AuditLog(self._engine, self._clock, self._dictionaries)
 
     @property
     def quarantine(self) -> QuarantineLedger:
@@ -759,159 +711,6 @@ class Store:
             batch_size=len(leads),
         )
 
-    # -------------------------------------------------------------------------------- writes
-
-    @retry_transient
-    def record_writes(
-        self,
-        run_id: str,
-        crm: str,
-        rows: Sequence[WriteRow],
-        *,
-        context: str = "",
-        at: datetime | None = None,
-        aside: bool = False,
-    ) -> None:
-        """Log every write of a batch; the values actually written become those records'
-        expected values, so the next pull can tell leadsync's own echo from a person's edit.
-        Records the CRM refused for good (FAILED) are quarantined with its reason, and wait
-        to be tried again (`QuarantineLedger.due_refusals`): `context` names what they were
-        refused under (the mapping, the definition and the CRM's describe), `at` is the run's
-        time (the store's clock when not given), from which the wait before a retry counts.
-        `aside`: writes beside the plan's (the handoff's), which take no record out of
-        quarantine."""
-        if not rows:
-            return
-        now = self._now()
-        refused = _refusals(crm, rows, run_id, now)
-        at_once = {
-            row.record_id
-            for row in rows
-            if row.status == WriteStatus.FAILED and row.category in REQUEST_REFUSALS
-        }
-        landed = sorted({row.record_id for row in rows if row.status == WriteStatus.WRITTEN})
-        if aside:
-            # Writes beside the plan (the handoff's): they say nothing of whether the plan's
-            # refused write to the record would land now.
-            landed = []
-        kind = f"{WRITE_DICTIONARY}{crm}"
-        with writing(self._engine) as connection:
-            samples = (
-                sa.select(t.writes.c.fields)
-                .where(t.writes.c.crm == crm)
-                .order_by(t.writes.c.id.desc())
-            )
-            logged = len({row.record_id for row in rows})  # ~ the log rows: one a record
-            dictionary = self._dictionaries.choose(
-                connection, kind, samples, now, batch_size=logged
-            )
-            log = write_log.log_rows(connection, run_id, crm, rows, now, dictionary)
-            write_log.insert_log(connection, log)
-            expected_kind = f"{EXPECTED_DICTIONARY}{crm}"
-            expected = (
-                sa.select(t.expected.c.packed)
-                .where(t.expected.c.crm == crm)
-                .order_by(t.expected.c.written_at.desc())
-            )
-            expected_writes = write_log.expected_writes(rows)
-            expected_dictionary = self._dictionaries.choose(
-                connection, expected_kind, expected, now, batch_size=len(expected_writes)
-            )
-            write_log.merge_expected(
-                connection,
-                crm,
-                run_id,
-                now,
-                expected_writes,
-                dictionary=expected_dictionary,
-                codebook=self._codebook,
-            )
-            # A record whose write the CRM refused waits in quarantine with its reason, for a
-            # person to see (the report lists it); a later write that lands takes it out.
-            resolve_quarantined(connection, crm, landed, now, reason_prefix=REFUSED)
-            upsert_quarantined(connection, refused)
-            delete_refusals(connection, crm, landed)
-            add_refusals(
-                connection,
-                crm,
-                [q.record_id for q in refused],
-                context,
-                run_id,
-                at or now,
-                at_once=at_once,
-            )
-        self._dictionaries.keep(kind, dictionary)
-        self._dictionaries.keep(expected_kind, expected_dictionary)
-
-    @retry_transient
-    def writes(
-        self, *, run_id: str | None = None, crm: str | None = None, record_id: str | None = None
-    ) -> list[LoggedWrite]:
-        """The audit log, in the order written, narrowed by any of run, CRM and record."""
-        query = sa.select(t.writes).order_by(t.writes.c.id)
-        if run_id is not None:
-            query = query.where(t.writes.c.run_id == run_id)
-        if crm is not None:
-            query = query.where(t.writes.c.crm == crm)
-        if record_id is not None:
-            query = query.where(t.writes.c.record_id == record_id)
-        with self._engine.connect() as connection:
-            return [
-                write
-                for row in connection.execute(query).mappings()
-                for write in _logged_writes(row, self._codebook)
-            ]
-
-    @retry_transient
-    def expected(self, crm: str, record_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Record id -> field -> the raw value leadsync last wrote there."""
-        found: dict[str, dict[str, Any]] = {}
-        columns = (t.expected.c.record_id, t.expected.c.packed, t.expected.c.written_at)
-        with self._engine.connect() as connection:
-            for chunk in chunks(record_ids):
-                query = sa.select(*columns).where(
-                    t.expected.c.crm == crm, t.expected.c.record_id.in_(chunk)
-                )
-                for record_id, blob, written_at in connection.execute(query):
-                    fields = write_log.expected_fields(blob, self._codebook)
-                    found[record_id] = {
-                        name: value
-                        for name, (value, _) in write_log.expected_values(
-                            fields, written_at
-                        ).items()
-                    }
-        return found
-
-    @retry_transient
-    def unseen_writes(self, crm: str, record_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Record id -> field -> the raw value leadsync wrote there after the record's stored
-        snapshot was read: what the CRM holds, though no pull has brought it back yet (HubSpot's
-        search lags its writes by seconds, so a run right after a write cannot see it)."""
-        found: dict[str, dict[str, Any]] = {}
-        e, s = t.expected, t.snapshots
-        with self._engine.connect() as connection:
-            for chunk in chunks(record_ids):
-                # The record's latest write came after the read; which of its fields did.
-                query = (
-                    sa.select(e.c.record_id, e.c.packed, e.c.written_at, s.c.saved_at)
-                    .join(s, sa.and_(s.c.crm == e.c.crm, s.c.record_id == e.c.record_id))
-                    .where(e.c.crm == crm, e.c.record_id.in_(chunk))
-                    .where(e.c.written_at > s.c.saved_at)
-                )
-                for record_id, blob, written_at, saved_at in connection.execute(query):
-                    fields = write_log.expected_fields(blob, self._codebook)
-                    read = write_log.microseconds(saved_at)
-                    unseen = {
-                        name: value
-                        for name, (value, stamp) in write_log.expected_values(
-                            fields, written_at
-                        ).items()
-                        if stamp > read
-                    }
-                    if unseen:
-                        found[record_id] = unseen
-        return found
-
 
 # --------------------------------------------------------------------------- rows of each table
 
@@ -1092,19 +891,6 @@ def _person_named(snapshot: Snapshot) -> str | None:
     salesforcecontactid, a converted lead's ConvertedContactId)."""
     named = sorted(record_id for _, record_id in people_named(snapshot))
     return named[0] if named else None
-
-
-def _refusals(crm: str, rows: Sequence[WriteRow], run_id: str, now: datetime) -> list[Quarantined]:
-    sent: dict[str, dict[str, Any]] = {}
-    why: dict[str, str] = {}
-    for row in rows:
-        if row.status == WriteStatus.FAILED:
-            sent.setdefault(row.record_id, {})[row.field] = row.new
-            why[row.record_id] = f"{REFUSED}{crm}: {row.category}: {row.message}".rstrip(": ")
-    return [
-        Quarantined(crm, record_id, why[record_id], values, run_id, now)
-        for record_id, values in sent.items()
-    ]
 
 
 def _upsert_leads(
@@ -1435,21 +1221,3 @@ def _lead(row: Sequence[Any], codebook: packed.Codebook) -> Lead:
         model_version=version,
         stage=stage,
     )
-
-
-def _logged_writes(row: RowMapping, codebook: packed.Codebook) -> Iterator[LoggedWrite]:
-    """A `writes` row's fields, one LoggedWrite each, in the order written."""
-    status = WriteStatus(row["status"])
-    for name, old, new in write_log.logged_fields(row["fields"], codebook):
-        yield LoggedWrite(
-            run_id=row["run_id"],
-            crm=row["crm"],
-            record_id=row["record_id"],
-            field=name,
-            old=old,
-            new=new,
-            status=status,
-            category=row["category"],
-            message=row["message"],
-            at=row["at"],
-        )

@@ -40,7 +40,7 @@ def test_explain_json_has_the_records_values_with_rules_history_and_writes(
         # A record the run pulled and wrote (not one its handoff created: see the next test).
         write = next(
             w
-            for w in store.writes(run_id=run_id)
+            for w in store.audit_log.entries(run_id=run_id)
             if w.crm == "salesforce" and w.record_id not in created
         )
     body = _json(["explain", write.record_id, "--json", "--config", str(config.path)], capsys)
@@ -113,7 +113,7 @@ def test_revert_dry_run_json_lists_each_field_to_put_back(
     with Store(config.database_url) as store:
         written = {
             (w.crm, w.record_id, w.field)
-            for w in store.writes(run_id=run_id)
+            for w in store.audit_log.entries(run_id=run_id)
             if w.status == "written"
         }
     argv = ["revert", run_id, "--dry-run", "--json", "--config", str(config.path)]

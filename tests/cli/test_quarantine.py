@@ -14,8 +14,9 @@ from leadsync.config import Config
 from leadsync.connectors.base import WriteStatus
 from leadsync.mapping.fields import load_mapping
 from leadsync.sandbox import Sandbox
+from leadsync.sync.audit_log import WriteRow
 from leadsync.sync.quarantine import quarantine_causes, quarantine_items
-from leadsync.sync.store import Store, WriteRow
+from leadsync.sync.store import Store
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "leadsync" / "examples"
 ODD_REVENUE = "about 12k"
@@ -116,7 +117,7 @@ def test_a_refused_write_is_listed_with_the_crms_message(tmp_path: Path) -> None
             "invalid_option",
             "A was not one of the allowed options",
         )
-        store.record_writes(run_id, "hubspot", [refused])
+        store.audit_log.record(run_id, "hubspot", [refused])
         (item,) = quarantine_items(store, field_map)
     assert (item.crm, item.record_id, item.kind) == ("hubspot", "9", "refused")
     assert item.cause == "write refused: invalid_option"

@@ -53,7 +53,7 @@ def test_runs_show_lists_a_runs_writes_by_short_id_as_table_json_and_csv(
 ) -> None:
     run_id = str(_sync(config, capsys)["run_id"])
     with Store(config.database_url) as store:
-        writes = store.writes(run_id=run_id)
+        writes = store.audit_log.entries(run_id=run_id)
     assert writes
     short = run_id[:8]
     assert main(["runs", "show", short, "--json", "--config", str(config.path)]) == 0
@@ -108,7 +108,7 @@ def test_revert_dry_run_says_what_it_would_put_back_and_writes_nothing(
 ) -> None:
     run_id = str(_sync(config, capsys)["run_id"])
     with Store(config.database_url) as store:
-        written = [w for w in store.writes(run_id=run_id) if w.status == "written"]
+        written = [w for w in store.audit_log.entries(run_id=run_id) if w.status == "written"]
         created = {h.record_id: h.lead_id for h in store.handoffs.all() if h.record_id}
     before = len(Store(config.database_url).run_log.latest())
     sandbox.stats.clear()

@@ -479,7 +479,7 @@ def test_three_replicas_under_faults_write_each_change_once_and_log_each_breach_
             written = Counter(
                 (write.record_id, write.new)
                 for contact in edited
-                for write in store.writes(crm="hubspot", record_id=contact)
+                for write in store.audit_log.entries(crm="hubspot", record_id=contact)
                 if write.field == "jobtitle"
                 and write.status == "written"
                 and write.new == edited[contact]
@@ -587,7 +587,9 @@ def test_partial_failures_and_expired_sessions_land_the_good_records_and_quarant
         summary = runtime.engine().run()
         quarantined = {q.record_id: q.reason for q in runtime.store.quarantine.entries()}
         deferred = {
-            w.record_id for w in runtime.store.writes(crm="salesforce") if w.status == "deferred"
+            w.record_id
+            for w in runtime.store.audit_log.entries(crm="salesforce")
+            if w.status == "deferred"
         }
         # A locked row's write waits for the next run: its record stays pending.
         pending = {s.record_id for s in runtime.store.pending_records("salesforce")}

@@ -18,11 +18,12 @@ from leadsync.mapping.lifecycle import Stage, Transition
 from leadsync.reports.build import build_report
 from leadsync.reports.html import render_html
 from leadsync.reports.text import format_table
+from leadsync.sync.audit_log import WriteRow
 from leadsync.sync.model import Lead
 from leadsync.sync.quarantine_ledger import Quarantined
 from leadsync.sync.sla.clocks import Clock, ClockChanges, ClockStop, Outcome
 from leadsync.sync.sla.monitor import monitor_for
-from leadsync.sync.store import Store, WriteRow
+from leadsync.sync.store import Store
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "leadsync" / "examples"
 SINCE = datetime(2026, 5, 1, tzinfo=UTC)
@@ -159,7 +160,7 @@ def _fill(store: Store) -> None:
             summary["api_quota"] = quota
         store.run_log.finish(run, status=status, summary=summary, finished_at=at + H)
     refused = "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
-    store.record_writes(
+    store.audit_log.record(
         "r1",
         "salesforce",
         [
@@ -168,7 +169,7 @@ def _fill(store: Store) -> None:
             for field in ("Status", "Rating")
         ],
     )
-    store.record_writes(
+    store.audit_log.record(
         "r1", "hubspot", [WriteRow("7", "phone", None, "1", WriteStatus.DEFERRED, "RATE_LIMITED")]
     )
     store.save_page(

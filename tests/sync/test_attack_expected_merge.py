@@ -25,8 +25,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from leadsync.connectors.base import WriteStatus
 from leadsync.sync import tables, write_log
+from leadsync.sync.audit_log import WriteRow
 from leadsync.sync.sql import execute_encoded, time_param
-from leadsync.sync.store import WriteRow
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 OLD = sa.Table(

@@ -481,7 +481,7 @@ def test_owners_read_back_late_own_the_clocks_their_handoff_started(
 def _cut_run(config: Config, moment: Moment, wire: Tripwire) -> None:
     """A sync whose handoff calls (the target's, the ledger's, the echo record) pass `wire`."""
     with open_runtime(config) as runtime:
-        store: Any = Wrapped(runtime.store, wire, frozenset({"record_writes"}))
+        store: Any = Wrapped(runtime.store, wire, frozenset({"audit_log.record"}))
         connectors = {crm: Wrapped(c, wire, HANDOFF_CALLS) for crm, c in runtime.connectors.items()}
         engine = SyncEngine(
             store, connectors, runtime.field_map, runtime.definition, clock=lambda: moment.at

@@ -79,6 +79,7 @@ class _Wire(Protocol):
 # The store's ledgers: objects of their own, their calls cut as the store's are.
 LEDGERS = frozenset(
     {
+        "audit_log",
         "cursors",
         "handoffs",
         "quarantine",
@@ -329,8 +330,9 @@ def test_the_scaled_run_makes_the_calls_of_a_full_sized_one(tmp_path: Path) -> N
 # falls after one. A call not named here is cut: a new read costs a case, never a gap.
 READS = frozenset(
     {
+        "audit_log.expected",
+        "audit_log.unseen",
         "cursors.position",
-        "expected",
         "handoffs.known",
         "handoffs.loads",
         "handoffs.of",
@@ -358,7 +360,6 @@ READS = frozenset(
         "sla.owners",
         "sla.running",
         "snapshots",
-        "unseen_writes",
     }
 )
 
@@ -599,7 +600,7 @@ def test_a_run_in_slices_makes_the_write_calls_of_a_run_in_one(
     assert 10 < len(_cut_calls(sliced_reference.calls)) < MOST_SLICED_CALLS  # all cut
     # The calls that change what waits are all cut: the writes, the saves, the marks.
     cut = {name for name in sliced_reference.calls if name not in READS}
-    assert {"write", "save_page", "save_decisions", "mark_reconciled", "record_writes"} <= cut
+    assert {"write", "save_page", "save_decisions", "mark_reconciled", "audit_log.record"} <= cut
     assert "mark_pending" in cut
 
 

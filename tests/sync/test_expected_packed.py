@@ -16,9 +16,10 @@ from alembic import command
 
 from leadsync.connectors.base import WriteStatus
 from leadsync.sync import tables, write_log
+from leadsync.sync.audit_log import WriteRow
 from leadsync.sync.database import alembic_config
 from leadsync.sync.dictionaries import TRAIN_SAMPLES
-from leadsync.sync.store import Store, WriteRow
+from leadsync.sync.store import Store
 from leadsync.sync.write_log import microseconds
 from tests.sync.test_store import T0
 
@@ -81,11 +82,11 @@ def test_revision_0019_carries_the_echo_fingerprints_over_and_back(database_url:
         assert sorted(bytes(blob)[0] for blob in blobs) == [2, 2, 2]
 
     with Store(database_url, clock=lambda: T1) as store:
-        assert store.expected("hubspot", ["1", "2"]) == {
+        assert store.audit_log.expected("hubspot", ["1", "2"]) == {
             "1": {"a": 2**70, "b": 1e16, "$x": datetime(2024, 5, 1).date()},
             "2": {"name": "Zoë", "none": None},
         }
-        assert store.expected("salesforce", ["00Q1"]) == {"00Q1": {}}
+        assert store.audit_log.expected("salesforce", ["00Q1"]) == {"00Q1": {}}
 
     with engine.begin() as connection:
         command.downgrade(alembic_config(connection=connection), BEFORE)
@@ -112,11 +113,11 @@ def test_a_row_carried_over_takes_a_later_write_over_its_fields(database_url: st
         )
     engine.dispose()
     with Store(database_url, clock=lambda: T1) as store:
-        store.record_writes("run-2", "hubspot", [WriteRow("1", "b", "old", "new", WRITTEN)])
+        store.audit_log.record("run-2", "hubspot", [WriteRow("1", "b", "old", "new", WRITTEN)])
         with store.engine.connect() as connection:
             blob = connection.execute(sa.select(tables.expected.c.packed)).scalar_one()
         assert write_log.expected_fields(blob) == {"a": ["kept", microseconds(T0)], "b": ["new"]}
-        assert store.expected("hubspot", ["1"]) == {"1": {"a": "kept", "b": "new"}}
+        assert store.audit_log.expected("hubspot", ["1"]) == {"1": {"a": "kept", "b": "new"}}
 
 
 def test_rows_packed_with_a_dictionary_go_back_to_json(database_url: str) -> None:
@@ -126,8 +127,8 @@ def test_rows_packed_with_a_dictionary_go_back_to_json(database_url: str) -> Non
         for field in ("firstname", "company")
     ]
     with Store(database_url, clock=lambda: T0) as store:
-        store.record_writes("run-1", "hubspot", writes[: 2 * TRAIN_SAMPLES])
-        store.record_writes("run-2", "hubspot", writes[2 * TRAIN_SAMPLES :])
+        store.audit_log.record("run-1", "hubspot", writes[: 2 * TRAIN_SAMPLES])
+        store.audit_log.record("run-2", "hubspot", writes[2 * TRAIN_SAMPLES :])
         with store.engine.connect() as connection:
             query = sa.select(tables.expected.c.packed)
             kinds = [bytes(blob)[0] for blob in connection.execute(query).scalars()]
@@ -166,7 +167,7 @@ def test_two_transactions_writing_one_new_records_fields_at_once_both_keep_their
     def write(field: str) -> None:
         try:
             with Store(database_url, clock=lambda: T0) as store:
-                store.record_writes("run-1", "hubspot", [WriteRow("1", field, None, 1, WRITTEN)])
+                store.audit_log.record("run-1", "hubspot", [WriteRow("1", field, None, 1, WRITTEN)])
         except BaseException as error:  # noqa: BLE001 - reported by the test
             errors.append(error)
 
@@ -181,7 +182,7 @@ def test_two_transactions_writing_one_new_records_fields_at_once_both_keep_their
     two.join(20)
     assert not errors
     with Store(database_url) as store:
-        assert store.expected("hubspot", ["1"]) == {"1": {"a": 1, "b": 1}}
+        assert store.audit_log.expected("hubspot", ["1"]) == {"1": {"a": 1, "b": 1}}
 
 
 def test_revision_0019_packs_a_crms_rows_with_a_dictionary_once_it_has_enough(
@@ -218,10 +219,16 @@ def test_revision_0019_packs_a_crms_rows_with_a_dictionary_once_it_has_enough(
         assert formats == {("hubspot", 3), ("salesforce", 2)}
 
     with Store(database_url, clock=lambda: T1) as store:
-        assert store.expected("hubspot", ["7"]) == {"7": {"firstname": "Ann 7", "company": "Co 7"}}
+        assert store.audit_log.expected("hubspot", ["7"]) == {
+            "7": {"firstname": "Ann 7", "company": "Co 7"}
+        }
         # Written after: packed with the dictionary the migration trained.
-        store.record_writes("run-2", "hubspot", [WriteRow("7", "company", "Co 7", "New", WRITTEN)])
-        assert store.expected("hubspot", ["7"]) == {"7": {"firstname": "Ann 7", "company": "New"}}
+        store.audit_log.record(
+            "run-2", "hubspot", [WriteRow("7", "company", "Co 7", "New", WRITTEN)]
+        )
+        assert store.audit_log.expected("hubspot", ["7"]) == {
+            "7": {"firstname": "Ann 7", "company": "New"}
+        }
 
     with engine.begin() as connection:
         command.downgrade(alembic_config(connection=connection), BEFORE)

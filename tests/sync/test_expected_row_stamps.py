@@ -14,8 +14,9 @@ from alembic import command
 
 from leadsync.connectors.base import WriteStatus
 from leadsync.sync import tables
+from leadsync.sync.audit_log import WriteRow
 from leadsync.sync.database import alembic_config
-from leadsync.sync.store import Store, WriteRow
+from leadsync.sync.store import Store
 from leadsync.sync.write_log import expected_fields, microseconds
 from tests.sync.test_store import T0, saved, snap
 
@@ -34,13 +35,13 @@ def stored_fields(store: Store, record_id: str = "1") -> dict[str, Any]:
 
 def test_a_first_write_stores_no_time_per_field(database_url: str) -> None:
     with Store(database_url, clock=lambda: T0) as store:
-        store.record_writes(
+        store.audit_log.record(
             "run-1",
             "hubspot",
             [WriteRow("1", "a", None, 1, WRITTEN), WriteRow("1", "b", None, [2, 3], WRITTEN)],
         )
         assert stored_fields(store) == {"a": [1], "b": [[2, 3]]}
-        assert store.expected("hubspot", ["1"]) == {"1": {"a": 1, "b": [2, 3]}}
+        assert store.audit_log.expected("hubspot", ["1"]) == {"1": {"a": 1, "b": [2, 3]}}
 
 
 def test_a_later_write_writes_out_the_time_of_the_fields_it_leaves_alone(
@@ -48,7 +49,7 @@ def test_a_later_write_writes_out_the_time_of_the_fields_it_leaves_alone(
 ) -> None:
     now = [T0]
     with Store(database_url, clock=lambda: now[0]) as store:
-        store.record_writes(
+        store.audit_log.record(
             "run-1",
             "hubspot",
             [WriteRow("1", "a", None, 1, WRITTEN), WriteRow("1", "b", None, "x", WRITTEN)],
@@ -56,19 +57,19 @@ def test_a_later_write_writes_out_the_time_of_the_fields_it_leaves_alone(
         now[0] = T0 + timedelta(seconds=1)
         saved(store, snap("1"))
         now[0] = T1
-        store.record_writes("run-2", "hubspot", [WriteRow("1", "b", "x", "y", WRITTEN)])
+        store.audit_log.record("run-2", "hubspot", [WriteRow("1", "b", "x", "y", WRITTEN)])
         assert stored_fields(store) == {"a": [1, microseconds(T0)], "b": ["y"]}
-        assert store.unseen_writes("hubspot", ["1"]) == {"1": {"b": "y"}}
+        assert store.audit_log.unseen("hubspot", ["1"]) == {"1": {"b": "y"}}
         # A third write keeps "a"'s own time, and writes out "b"'s.
         now[0] = T1 + timedelta(seconds=1)
-        store.record_writes("run-3", "hubspot", [WriteRow("1", "c", None, True, WRITTEN)])
+        store.audit_log.record("run-3", "hubspot", [WriteRow("1", "c", None, True, WRITTEN)])
         assert stored_fields(store) == {
             "a": [1, microseconds(T0)],
             "b": ["y", microseconds(T1)],
             "c": [True],
         }
-        assert store.unseen_writes("hubspot", ["1"]) == {"1": {"b": "y", "c": True}}
-        assert store.expected("hubspot", ["1"]) == {"1": {"a": 1, "b": "y", "c": True}}
+        assert store.audit_log.unseen("hubspot", ["1"]) == {"1": {"b": "y", "c": True}}
+        assert store.audit_log.expected("hubspot", ["1"]) == {"1": {"a": 1, "b": "y", "c": True}}
 
 
 def test_a_write_stamped_before_the_row_keeps_its_own_time(database_url: str) -> None:
@@ -76,13 +77,13 @@ def test_a_write_stamped_before_the_row_keeps_its_own_time(database_url: str) ->
     # the earlier write's fields hold theirs.
     now = [T1]
     with Store(database_url, clock=lambda: now[0]) as store:
-        store.record_writes("run-2", "hubspot", [WriteRow("1", "b", None, "late", WRITTEN)])
+        store.audit_log.record("run-2", "hubspot", [WriteRow("1", "b", None, "late", WRITTEN)])
         now[0] = T0
-        store.record_writes("run-1", "hubspot", [WriteRow("1", "a", None, "early", WRITTEN)])
+        store.audit_log.record("run-1", "hubspot", [WriteRow("1", "a", None, "early", WRITTEN)])
         assert stored_fields(store) == {"b": ["late"], "a": ["early", microseconds(T0)]}
         now[0] = T0 + timedelta(seconds=1)
         saved(store, snap("1"))
-        assert store.unseen_writes("hubspot", ["1"]) == {"1": {"b": "late"}}
+        assert store.audit_log.unseen("hubspot", ["1"]) == {"1": {"b": "late"}}
 
 
 # --------------------------------------------------------------------------- revision 0016
@@ -144,8 +145,8 @@ def test_revision_0016_carries_expected_rows_over_and_back(database_url: str) ->
     read_at = T0 + timedelta(seconds=1)
     with Store(database_url, clock=lambda: read_at) as store:
         saved(store, snap("2"))
-        assert store.unseen_writes("hubspot", ["2"]) == {"2": {"b": None}}
-        assert store.expected("hubspot", ["1", "2"]) == {
+        assert store.audit_log.unseen("hubspot", ["2"]) == {"2": {"b": None}}
+        assert store.audit_log.expected("hubspot", ["1", "2"]) == {
             "1": {"a": 1e16, "b": datetime(2024, 5, 1, 10, tzinfo=UTC)},
             "2": {"a": "kept", "b": None},
         }

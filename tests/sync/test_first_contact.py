@@ -469,7 +469,7 @@ def test_a_later_stage_a_person_set_is_kept(sandbox: Sandbox, config: Config) ->
     # leadsync has no evangelist stage; HubSpot's later stage is a person's, and stays.
     assert hubspot_stages(sandbox)[contact] == "evangelist"
     with Store(config.database_url) as store:
-        written = [w.field for w in store.writes(crm="hubspot", record_id=contact)]
+        written = [w.field for w in store.audit_log.entries(crm="hubspot", record_id=contact)]
     assert "lifecyclestage" not in written
 
 
@@ -492,7 +492,9 @@ def test_a_crm_value_the_mapping_lists_for_the_leads_stage_is_not_written_over(
         assert len(at_lead) >= 5
         for contact in at_lead:
             assert after[contact] == "subscriber", contact
-            written = [w.field for w in store.writes(run_id=summary.run_id, record_id=contact)]
+            written = [
+                w.field for w in store.audit_log.entries(run_id=summary.run_id, record_id=contact)
+            ]
             assert "lifecyclestage" not in written, contact
         # A subscriber leadsync moves on (an MQL by its score) is written the later stage.
         moved = [
@@ -512,7 +514,7 @@ def test_a_stage_a_person_moved_back_after_leadsync_wrote_it_is_not_written_agai
         # A lead HubSpot held at lead that leadsync made an MQL there, by its score.
         was_lead = [contact for contact, stage in before.items() if stage == "lead"]
         contact = _lead_alone_at(store, sandbox, "mql", "marketingqualifiedlead", among=was_lead)
-        wrote = [w.field for w in store.writes(crm="hubspot", record_id=contact)]
+        wrote = [w.field for w in store.audit_log.entries(crm="hubspot", record_id=contact)]
     assert before[contact] == "lead"
     assert "lifecyclestage" in wrote
     # A marketer knows better: back to lead, in HubSpot's own screen.
@@ -520,7 +522,9 @@ def test_a_stage_a_person_moved_back_after_leadsync_wrote_it_is_not_written_agai
     summary = cycle(config, now=NOW + timedelta(hours=1))
     assert hubspot_stages(sandbox)[contact] == "lead"
     with Store(config.database_url) as store:
-        written = [w.field for w in store.writes(run_id=summary.run_id, record_id=contact)]
+        written = [
+            w.field for w in store.audit_log.entries(run_id=summary.run_id, record_id=contact)
+        ]
         lead_id = lead_of(store, "hubspot", contact)
         assert store.leads([lead_id])[lead_id].stage == "mql"  # no rule took it back
     assert "lifecyclestage" not in written
@@ -539,7 +543,9 @@ def test_a_status_a_rep_changed_after_leadsync_wrote_it_is_not_written_again(
     summary = cycle(config, now=NOW + timedelta(hours=2))
     assert sandbox.salesforce.record("Lead", sf_lead)["Status"] == "Working - Contacted"
     with Store(config.database_url) as store:
-        written = [w.field for w in store.writes(run_id=summary.run_id, record_id=sf_lead)]
+        written = [
+            w.field for w in store.audit_log.entries(run_id=summary.run_id, record_id=sf_lead)
+        ]
         lead_id = lead_of(store, "salesforce", sf_lead)
         assert store.leads([lead_id])[lead_id].stage == "disqualified"
     assert "Status" not in written
@@ -607,7 +613,7 @@ def test_a_backward_move_whose_set_fails_is_put_back_in_the_same_run(
         assert store.leads([lead_id])[lead_id].stage == "recycled"
         (write,) = [
             w
-            for w in store.writes(run_id=summary.run_id, record_id=contact)
+            for w in store.audit_log.entries(run_id=summary.run_id, record_id=contact)
             if w.field == "lifecyclestage"
         ]
         assert write.status == "deferred"

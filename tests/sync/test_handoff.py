@@ -45,7 +45,7 @@ LEDGER_CALLS = frozenset({"of", "save", "unfinished", "loads"})
 
 class Wrapped:
     """An object whose methods `names` pass the tripwire; `handoffs` (the store's ledger)
-    is wrapped the same way."""
+    is wrapped the same way, and the store's audit log's methods named "audit_log.<name>"."""
 
     def __init__(self, inner: Any, wire: Tripwire, names: frozenset[str]) -> None:
         self._inner, self._wire, self._names = inner, wire, names
@@ -54,6 +54,12 @@ class Wrapped:
     @property
     def handoffs(self) -> Any:
         return Wrapped(self._inner.handoffs, self._wire, LEDGER_CALLS)
+
+    @property
+    def audit_log(self) -> Any:
+        prefix = "audit_log."
+        names = frozenset(n.removeprefix(prefix) for n in self._names if n.startswith(prefix))
+        return Wrapped(self._inner.audit_log, self._wire, names)
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._inner, name)
@@ -80,7 +86,7 @@ def sync(config: Config, wire: Tripwire | None = None, *, at: datetime = NOW) ->
         store: Any = runtime.store
         connectors: dict[str, Any] = dict(runtime.connectors)
         if wire is not None:
-            store = Wrapped(store, wire, frozenset({"record_writes"}))
+            store = Wrapped(store, wire, frozenset({"audit_log.record"}))
             connectors = {crm: Wrapped(c, wire, HANDOFF_CALLS) for crm, c in connectors.items()}
         engine = SyncEngine(
             store, connectors, runtime.field_map, runtime.definition, clock=lambda: at

@@ -25,6 +25,7 @@ from alembic.script import ScriptDirectory
 from leadsync.connectors.base import Position, WriteStatus
 from leadsync.mapping.lifecycle import Stage, Transition
 from leadsync.sync import packed, sql, tables
+from leadsync.sync.audit_log import WriteRow
 from leadsync.sync.database import (
     SchemaOutOfDateError,
     alembic_config,
@@ -35,7 +36,7 @@ from leadsync.sync.model import FieldChoice, Lead, Snapshot
 from leadsync.sync.quarantine_ledger import Quarantined
 from leadsync.sync.review_ledger import IGNORED
 from leadsync.sync.sql import IN_CHUNK
-from leadsync.sync.store import Store, WriteRow, content_digest
+from leadsync.sync.store import Store, content_digest
 from tests.support import REAL_PROCESSES
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -390,7 +391,7 @@ def test_known_stamps_know_every_version_before_leadsyncs_own_last_write_not_its
 
     def wrote(record_id: str, at: datetime | None) -> None:
         row = WriteRow(record_id, "lifecyclestage", "", "lead", WriteStatus.WRITTEN, modified_at=at)
-        store.record_writes("run-1", "hubspot", [row])
+        store.audit_log.record("run-1", "hubspot", [row])
 
     wrote("1", written)
     wrote("2", None)  # no stamp in the CRM's answer: judged on the snapshot alone
@@ -817,19 +818,21 @@ def test_record_writes_logs_every_write_with_old_and_new_values(database_url: st
             WriteRow("1", "hs_lead_score", "10", "72", WriteStatus.WRITTEN),
             WriteRow("2", "lifecyclestage", "lead", "mql", WriteStatus.FAILED, "invalid", "no"),
         ]
-        store.record_writes("run-1", "hubspot", rows)
-        store.record_writes(
+        store.audit_log.record("run-1", "hubspot", rows)
+        store.audit_log.record(
             "run-2", "salesforce", [WriteRow("00Q1", "Rating", None, "Hot", WriteStatus.DEFERRED)]
         )
-        logged = store.writes(run_id="run-1")
+        logged = store.audit_log.entries(run_id="run-1")
         assert [(w.record_id, w.field, w.old, w.new, w.status) for w in logged] == [
             ("1", "hs_lead_score", "10", "72", WriteStatus.WRITTEN),
             ("2", "lifecyclestage", "lead", "mql", WriteStatus.FAILED),
         ]
         assert (logged[1].category, logged[1].message, logged[1].at) == ("invalid", "no", T0)
-        assert [w.run_id for w in store.writes(crm="salesforce")] == ["run-2"]
-        assert [w.field for w in store.writes(crm="hubspot", record_id="2")] == ["lifecyclestage"]
-        assert len(store.writes()) == 3
+        assert [w.run_id for w in store.audit_log.entries(crm="salesforce")] == ["run-2"]
+        assert [w.field for w in store.audit_log.entries(crm="hubspot", record_id="2")] == [
+            "lifecyclestage"
+        ]
+        assert len(store.audit_log.entries()) == 3
 
 
 def test_a_write_refused_for_the_request_itself_is_due_at_the_next_run_not_after_a_wait(
@@ -840,7 +843,7 @@ def test_a_write_refused_for_the_request_itself_is_due_at_the_next_run_not_after
             WriteRow("1", "leadsync_score", None, "72", WriteStatus.FAILED, "forbidden", "scope"),
             WriteRow("2", "leadsync_grade", None, "A", WriteStatus.FAILED, "invalid_option", "A"),
         ]
-        store.record_writes("run-1", "hubspot", rows, context="c", at=T0)
+        store.audit_log.record("run-1", "hubspot", rows, context="c", at=T0)
         # The missing scope may be granted any moment: due for any other run at once...
         assert store.quarantine.due_refusals("hubspot", context="c", now=T0, run_id="run-2") == [
             "1"
@@ -866,7 +869,7 @@ def test_a_write_refused_for_the_request_itself_is_due_at_the_next_run_not_after
 
 
 def test_written_values_become_the_records_expected_values(store: Store) -> None:
-    store.record_writes(
+    store.audit_log.record(
         "run-1",
         "hubspot",
         [
@@ -876,7 +879,7 @@ def test_written_values_become_the_records_expected_values(store: Store) -> None
             WriteRow("3", "hs_lead_score", "5", "50", WriteStatus.DEFERRED),
         ],
     )
-    store.record_writes(
+    store.audit_log.record(
         "run-2",
         "hubspot",
         [
@@ -884,10 +887,10 @@ def test_written_values_become_the_records_expected_values(store: Store) -> None
             WriteRow("1", "lifecyclestage", "mql", "sql", WriteStatus.FAILED),
         ],
     )
-    assert store.expected("hubspot", ["1", "2", "3"]) == {
+    assert store.audit_log.expected("hubspot", ["1", "2", "3"]) == {
         "1": {"hs_lead_score": "80", "lifecyclestage": "mql"}
     }
-    assert store.expected("salesforce", ["1"]) == {}
+    assert store.audit_log.expected("salesforce", ["1"]) == {}
 
 
 def test_unseen_writes_are_those_made_after_the_records_snapshot_was_read(
@@ -897,7 +900,7 @@ def test_unseen_writes_are_those_made_after_the_records_snapshot_was_read(
     with Store(database_url, clock=lambda: now[0]) as store:
         saved(store, snap("1"), snap("2"))
         now[0] = T0 + timedelta(seconds=1)
-        store.record_writes(
+        store.audit_log.record(
             "run-1",
             "hubspot",
             [
@@ -906,12 +909,12 @@ def test_unseen_writes_are_those_made_after_the_records_snapshot_was_read(
                 WriteRow("9", "leadsync_score", None, "10", WriteStatus.WRITTEN),  # not stored
             ],
         )
-        assert store.unseen_writes("hubspot", ["1", "2", "9"]) == {"1": {"leadsync_score": "72"}}
+        assert store.audit_log.unseen("hubspot", ["1", "2", "9"]) == {"1": {"leadsync_score": "72"}}
         # The write comes back with a pull: the snapshot holds it, nothing is unseen.
         now[0] = T0 + timedelta(seconds=2)
         saved(store, snap("1", at=T0 + timedelta(seconds=1), raw={"leadsync_score": "72"}))
-        assert store.unseen_writes("hubspot", ["1", "2"]) == {}
-        assert store.unseen_writes("salesforce", ["1"]) == {}
+        assert store.audit_log.unseen("hubspot", ["1", "2"]) == {}
+        assert store.audit_log.unseen("salesforce", ["1"]) == {}
 
 
 # --------------------------------------------------------------------------- quarantine, review
@@ -1068,7 +1071,7 @@ def test_every_timestamp_comes_back_aware_utc(database_url: str) -> None:
         store.transitions.add(
             [("lead-a", Transition(None, Stage.LEAD, given, "new", "enter"))], run_id=run_id
         )
-        store.record_writes(run_id, "hubspot", [WriteRow("1", "f", 1, 2, WriteStatus.WRITTEN)])
+        store.audit_log.record(run_id, "hubspot", [WriteRow("1", "f", 1, 2, WriteStatus.WRITTEN)])
         store.reviews.add("hubspot", "3", ["lead-a"], "ambiguous", run_id=run_id)
 
         run = store.run_log.get(run_id)
@@ -1085,7 +1088,7 @@ def test_every_timestamp_comes_back_aware_utc(database_url: str) -> None:
             *(stamp for stamp in store.known_stamps("hubspot", ["1"]).values()),
             store.quarantine.entries()[0].at,
             store.transitions.history("lead-a")[0].at,
-            store.writes()[0].at,
+            store.audit_log.entries()[0].at,
             store.reviews.items()[0].at,
         ]
     assert moments == [given] * len(moments)
@@ -1176,7 +1179,7 @@ def test_a_write_the_crm_refuses_quarantines_the_record_until_a_write_lands(stor
     deferred = WriteRow(
         "00Q2", "Status", "Open", "Working", WriteStatus.DEFERRED, "UNABLE_TO_LOCK_ROW"
     )
-    store.record_writes("r1", "salesforce", [refused, deferred])
+    store.audit_log.record("r1", "salesforce", [refused, deferred])
     (entry,) = store.quarantine.entries()
     assert (entry.crm, entry.record_id) == ("salesforce", "00Q1")
     assert entry.reason == (
@@ -1185,7 +1188,7 @@ def test_a_write_the_crm_refuses_quarantines_the_record_until_a_write_lands(stor
     )
     assert entry.raw == {"Status": "Nope"}
     landed = WriteRow("00Q1", "Status", "Open", "Working", WriteStatus.WRITTEN)
-    store.record_writes("r2", "salesforce", [landed])
+    store.audit_log.record("r2", "salesforce", [landed])
     assert store.quarantine.entries() == []
     assert store.quarantine.entries(open_only=False)[0].resolved_at is not None
 

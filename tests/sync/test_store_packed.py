@@ -339,8 +339,10 @@ def test_revision_0014_carries_the_log_over_and_back(database_url: str) -> None:
             connection.execute(OLD_LOG.insert(), {**values, "at": at})
 
     with Store(database_url) as store:
-        logged = [(w.record_id, w.field, w.old, w.new, str(w.status)) for w in store.writes()]
-        assert [w.at for w in store.writes()] == [T0] * 4
+        logged = [
+            (w.record_id, w.field, w.old, w.new, str(w.status)) for w in store.audit_log.entries()
+        ]
+        assert [w.at for w in store.audit_log.entries()] == [T0] * 4
     assert logged == [
         ("1", "a", None, "x", "written"),
         ("1", "b", 1e16, datetime(2024, 5, 1, 10, tzinfo=UTC), "written"),

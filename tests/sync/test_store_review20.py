@@ -17,9 +17,10 @@ from alembic import command
 
 from leadsync.connectors.base import WriteStatus
 from leadsync.sync import tables
+from leadsync.sync.audit_log import WriteRow
 from leadsync.sync.database import alembic_config
 from leadsync.sync.model import FieldChoice, Lead, Snapshot
-from leadsync.sync.store import Store, WriteRow, content_digest
+from leadsync.sync.store import Store, content_digest
 from tests.sync.test_store import T0, saved
 
 BENCH = Path(__file__).parents[2] / "bench"
@@ -86,7 +87,7 @@ def test_expected_values_keep_their_json_form_when_a_later_write_merges(
     database_url: str,
 ) -> None:
     with Store(database_url, clock=lambda: T0) as store:
-        store.record_writes(
+        store.audit_log.record(
             "run-1",
             "hubspot",
             [
@@ -94,9 +95,9 @@ def test_expected_values_keep_their_json_form_when_a_later_write_merges(
                 WriteRow("1", "address", None, {"street": "1 Main", "city": "X"}, WRITTEN),
             ],
         )
-        store.record_writes("run-2", "hubspot", [WriteRow("1", "grade", None, "A", WRITTEN)])
-        store.record_writes("run-3", "hubspot", [WriteRow("1", "grade", "A", "B", WRITTEN)])
-        expected = store.expected("hubspot", ["1"])["1"]
+        store.audit_log.record("run-2", "hubspot", [WriteRow("1", "grade", None, "A", WRITTEN)])
+        store.audit_log.record("run-3", "hubspot", [WriteRow("1", "grade", "A", "B", WRITTEN)])
+        expected = store.audit_log.expected("hubspot", ["1"])["1"]
     assert type(expected["score"]) is float
     assert list(expected["address"].items()) == [("street", "1 Main"), ("city", "X")]
     assert expected["grade"] == "B"
@@ -118,7 +119,7 @@ def test_the_churn_bench_counts_the_fields_of_one_row_per_record(tmp_path: Path)
                     "linked_at": T0,
                 },
             )
-        store.record_writes(
+        store.audit_log.record(
             "run-1",
             "hubspot",
             [
@@ -197,11 +198,11 @@ def test_revision_0013_carries_many_rows_and_sql_nulls_over(database_url: str) -
         command.upgrade(alembic_config(connection=connection), "head")
     engine.dispose()
     with Store(database_url) as store:
-        writes = store.writes()
+        writes = store.audit_log.entries()
         assert [(w.record_id, w.field, w.old, w.new) for w in writes] == [
             (str(number % 7), f"f{number}", None, number) for number in range(1, count + 1)
         ]
-        expected = store.expected("hubspot", [str(n) for n in range(1_100)])
+        expected = store.audit_log.expected("hubspot", [str(n) for n in range(1_100)])
     assert sum(len(fields) for fields in expected.values()) == count
     assert expected["1"]["f1"] is None
     assert expected["2"]["f2"] == 2

@@ -15,11 +15,12 @@ from alembic import command
 
 from leadsync.connectors.base import WriteStatus
 from leadsync.sync import packed, tables, write_log
+from leadsync.sync.audit_log import WriteRow
 from leadsync.sync.database import SQLITE_PAGE_SIZE, alembic_config
 from leadsync.sync.dictionaries import TRAIN_SAMPLES
 from leadsync.sync.model import FieldChoice, Lead, Snapshot
 from leadsync.sync.search import search_leads
-from leadsync.sync.store import Store, WriteRow
+from leadsync.sync.store import Store
 from tests.sync.test_store import T0
 
 
@@ -356,25 +357,25 @@ def test_the_logs_and_echo_fingerprints_are_packed_with_a_dictionary_once_enough
     given = [a_write(number) for number in range(TRAIN_SAMPLES + 20)]
     with Store(database_url, clock=lambda: T0) as store:
         for start in range(0, TRAIN_SAMPLES, 250):
-            store.record_writes(
+            store.audit_log.record(
                 "run-1", "hubspot", [w for ws in given[start : start + 250] for w in ws]
             )
         assert dictionary_kinds(store) == []
-        store.record_writes("run-2", "hubspot", [w for ws in given[TRAIN_SAMPLES:] for w in ws])
+        store.audit_log.record("run-2", "hubspot", [w for ws in given[TRAIN_SAMPLES:] for w in ws])
         assert sorted(dictionary_kinds(store)) == ["expected:hubspot", "writes:hubspot"]
         kinds = log_kinds(store)
         assert sorted(kinds.values()) == [2] * TRAIN_SAMPLES + [3] * 20
         assert sorted(expected_kinds(store).values()) == [2] * TRAIN_SAMPLES + [3] * 20
     with Store(database_url, clock=lambda: T0) as store:
         ids = [ws[0].record_id for ws in given]
-        assert store.expected("hubspot", ids) == {
+        assert store.audit_log.expected("hubspot", ids) == {
             ws[0].record_id: {w.field: w.new for w in ws} for ws in given
         }
-        logged = [(w.record_id, w.field, w.old, w.new) for w in store.writes()]
+        logged = [(w.record_id, w.field, w.old, w.new) for w in store.audit_log.entries()]
         assert logged == [(w.record_id, w.field, w.old, w.new) for ws in given for w in ws]
-        assert [w.new for w in store.writes(run_id="run-2", record_id=given[-1][0].record_id)] == [
-            w.new for w in given[-1]
-        ]
+        assert [
+            w.new for w in store.audit_log.entries(run_id="run-2", record_id=given[-1][0].record_id)
+        ] == [w.new for w in given[-1]]
 
 
 def test_revision_0017_downgrade_packs_the_logs_fields_without_a_dictionary(
@@ -382,10 +383,10 @@ def test_revision_0017_downgrade_packs_the_logs_fields_without_a_dictionary(
 ) -> None:
     given = [a_write(number) for number in range(TRAIN_SAMPLES + 5)]
     with Store(database_url, clock=lambda: T0) as store:
-        store.record_writes("run-1", "hubspot", [w for ws in given[:TRAIN_SAMPLES] for w in ws])
-        store.record_writes("run-2", "hubspot", [w for ws in given[TRAIN_SAMPLES:] for w in ws])
+        store.audit_log.record("run-1", "hubspot", [w for ws in given[:TRAIN_SAMPLES] for w in ws])
+        store.audit_log.record("run-2", "hubspot", [w for ws in given[TRAIN_SAMPLES:] for w in ws])
         assert 3 in log_kinds(store).values()
-        before = [(w.record_id, w.field, w.old, w.new) for w in store.writes()]
+        before = [(w.record_id, w.field, w.old, w.new) for w in store.audit_log.entries()]
     engine = sa.create_engine(database_url)
     with engine.begin() as connection:
         command.downgrade(alembic_config(connection=connection), "0016_expected_row_stamps")

@@ -13,9 +13,10 @@ from alembic import command
 
 from leadsync.connectors.base import WriteStatus
 from leadsync.sync import tables
+from leadsync.sync.audit_log import LoggedWrite, WriteRow
 from leadsync.sync.database import alembic_config
 from leadsync.sync.sql import WRITE_CHUNK
-from leadsync.sync.store import LoggedWrite, Store, WriteRow
+from leadsync.sync.store import Store
 from tests.sync.test_store import T0, saved, snap
 
 T1 = T0 + timedelta(minutes=5)
@@ -25,7 +26,7 @@ WRITTEN, FAILED, DEFERRED = WriteStatus.WRITTEN, WriteStatus.FAILED, WriteStatus
 def logged(store: Store, **narrowed: Any) -> list[tuple[Any, ...]]:
     return [
         (w.crm, w.record_id, w.field, w.old, w.new, str(w.status), w.category, w.message)
-        for w in store.writes(**narrowed)
+        for w in store.audit_log.entries(**narrowed)
     ]
 
 
@@ -41,7 +42,7 @@ def test_a_batch_logs_one_row_per_record_and_reads_back_every_field_in_order(
     database_url: str,
 ) -> None:
     with Store(database_url, clock=lambda: T0) as store:
-        store.record_writes(
+        store.audit_log.record(
             "run-1",
             "hubspot",
             [
@@ -59,7 +60,7 @@ def test_a_batch_logs_one_row_per_record_and_reads_back_every_field_in_order(
             ("hubspot", "2", "hs_lead_score", None, "50", "written", "", ""),
             ("hubspot", "2", "leadsync_grade", None, "B", "written", "", ""),
         ]
-        assert {w.at for w in store.writes()} == {T0}
+        assert {w.at for w in store.audit_log.entries()} == {T0}
 
 
 def test_rows_of_one_record_with_other_outcomes_or_in_between_keep_their_own(
@@ -74,24 +75,24 @@ def test_rows_of_one_record_with_other_outcomes_or_in_between_keep_their_own(
         WriteRow("1", "d", "y", "z", WRITTEN),  # a field written twice in one batch
     ]
     with Store(database_url, clock=lambda: T0) as store:
-        store.record_writes("run-1", "hubspot", given)
+        store.audit_log.record("run-1", "hubspot", given)
         assert logged(store) == [
             ("hubspot", r.record_id, r.field, r.old, r.new, str(r.status), r.category, r.message)
             for r in given
         ]
         assert rows_in(store, tables.writes) == 6
         # The last value written to a field is the one the CRM holds.
-        assert store.expected("hubspot", ["1", "2"]) == {"1": {"a": "y", "d": "z"}}
+        assert store.audit_log.expected("hubspot", ["1", "2"]) == {"1": {"a": "y", "d": "z"}}
 
 
 def test_the_log_narrows_by_run_crm_and_record(store: Store) -> None:
-    store.record_writes("run-1", "hubspot", [WriteRow("1", "a", None, 1, WRITTEN)])
-    store.record_writes("run-2", "hubspot", [WriteRow("2", "a", None, 2, WRITTEN)])
-    store.record_writes("run-2", "salesforce", [WriteRow("1", "A", None, 3, WRITTEN)])
-    assert [w.new for w in store.writes(run_id="run-2")] == [2, 3]
-    assert [w.new for w in store.writes(crm="hubspot")] == [1, 2]
-    assert [w.new for w in store.writes(crm="hubspot", record_id="1")] == [1]
-    assert [w.new for w in store.writes(record_id="1")] == [1, 3]
+    store.audit_log.record("run-1", "hubspot", [WriteRow("1", "a", None, 1, WRITTEN)])
+    store.audit_log.record("run-2", "hubspot", [WriteRow("2", "a", None, 2, WRITTEN)])
+    store.audit_log.record("run-2", "salesforce", [WriteRow("1", "A", None, 3, WRITTEN)])
+    assert [w.new for w in store.audit_log.entries(run_id="run-2")] == [2, 3]
+    assert [w.new for w in store.audit_log.entries(crm="hubspot")] == [1, 2]
+    assert [w.new for w in store.audit_log.entries(crm="hubspot", record_id="1")] == [1]
+    assert [w.new for w in store.audit_log.entries(record_id="1")] == [1, 3]
 
 
 def test_values_round_trip_with_their_types_and_field_names_that_look_like_tags(
@@ -104,14 +105,16 @@ def test_values_round_trip_with_their_types_and_field_names_that_look_like_tags(
         ("tags", ["a", "b"], {"$datetime": "not a date"}),
         ("none", None, None),
     ]
-    store.record_writes("r", "hubspot", [WriteRow("1", f, o, n, WRITTEN) for f, o, n in values])
-    store.record_writes("r", "hubspot", [WriteRow("2", "$x", "old", "new", WRITTEN)])
-    assert [(w.field, w.old, w.new) for w in store.writes(record_id="1")] == values
-    assert [(w.field, w.old, w.new) for w in store.writes(record_id="2")] == [("$x", "old", "new")]
-    assert store.expected("hubspot", ["1"]) == {"1": {f: n for f, _, n in values}}
+    store.audit_log.record("r", "hubspot", [WriteRow("1", f, o, n, WRITTEN) for f, o, n in values])
+    store.audit_log.record("r", "hubspot", [WriteRow("2", "$x", "old", "new", WRITTEN)])
+    assert [(w.field, w.old, w.new) for w in store.audit_log.entries(record_id="1")] == values
+    assert [(w.field, w.old, w.new) for w in store.audit_log.entries(record_id="2")] == [
+        ("$x", "old", "new")
+    ]
+    assert store.audit_log.expected("hubspot", ["1"]) == {"1": {f: n for f, _, n in values}}
     # A record whose only field looks like a tag merges with its later writes all the same.
-    store.record_writes("r", "hubspot", [WriteRow("2", "other", None, 1, WRITTEN)])
-    assert store.expected("hubspot", ["2"]) == {"2": {"$x": "new", "other": 1}}
+    store.audit_log.record("r", "hubspot", [WriteRow("2", "other", None, 1, WRITTEN)])
+    assert store.audit_log.expected("hubspot", ["2"]) == {"2": {"$x": "new", "other": 1}}
 
 
 def test_text_past_ascii_long_integers_and_tiny_floats_round_trip(store: Store) -> None:
@@ -123,40 +126,42 @@ def test_text_past_ascii_long_integers_and_tiny_floats_round_trip(store: Store) 
         ("ratio", 1e-05, -2.5e-9),
         ("note", "a\x7fb", 'line\nbreak "quoted"'),
     ]
-    store.record_writes("r", "hubspot", [WriteRow("1", f, o, n, WRITTEN) for f, o, n in values])
-    store.record_writes("r", "hubspot", [WriteRow("1", "other", None, "é", WRITTEN)])
-    assert [(w.field, w.old, w.new) for w in store.writes(record_id="1")] == [
+    store.audit_log.record("r", "hubspot", [WriteRow("1", f, o, n, WRITTEN) for f, o, n in values])
+    store.audit_log.record("r", "hubspot", [WriteRow("1", "other", None, "é", WRITTEN)])
+    assert [(w.field, w.old, w.new) for w in store.audit_log.entries(record_id="1")] == [
         *values,
         ("other", None, "é"),
     ]
-    assert store.expected("hubspot", ["1"]) == {"1": {**{f: n for f, _, n in values}, "other": "é"}}
+    assert store.audit_log.expected("hubspot", ["1"]) == {
+        "1": {**{f: n for f, _, n in values}, "other": "é"}
+    }
 
 
 def test_a_batch_larger_than_a_driver_chunk_is_logged_whole(store: Store) -> None:
     count = WRITE_CHUNK * 2 + 7
-    store.record_writes(
+    store.audit_log.record(
         "run-1", "hubspot", [WriteRow(str(i), "score", None, i, WRITTEN) for i in range(count)]
     )
-    assert [w.new for w in store.writes()] == list(range(count))
-    assert len(store.expected("hubspot", [str(i) for i in range(count)])) == count
+    assert [w.new for w in store.audit_log.entries()] == list(range(count))
+    assert len(store.audit_log.expected("hubspot", [str(i) for i in range(count)])) == count
 
 
 # ------------------------------------------------------------------------- expected values
 
 
 def test_a_write_of_some_fields_keeps_the_expected_values_of_the_others(store: Store) -> None:
-    store.record_writes(
+    store.audit_log.record(
         "run-1",
         "hubspot",
         [WriteRow("1", "a", None, 1, WRITTEN), WriteRow("1", "b", None, 2, WRITTEN)],
     )
-    store.record_writes(
+    store.audit_log.record(
         "run-2",
         "hubspot",
         [WriteRow("1", "b", 2, 3, WRITTEN), WriteRow("1", "c", None, 4, WRITTEN)],
     )
-    store.record_writes("run-3", "hubspot", [WriteRow("1", "a", 1, 9, FAILED, "invalid", "")])
-    assert store.expected("hubspot", ["1"]) == {"1": {"a": 1, "b": 3, "c": 4}}
+    store.audit_log.record("run-3", "hubspot", [WriteRow("1", "a", 1, 9, FAILED, "invalid", "")])
+    assert store.audit_log.expected("hubspot", ["1"]) == {"1": {"a": 1, "b": 3, "c": 4}}
     assert rows_in(store, tables.expected) == 1
 
 
@@ -165,14 +170,14 @@ def test_only_the_fields_written_after_the_snapshot_was_read_are_unseen(
 ) -> None:
     now = [T0]
     with Store(database_url, clock=lambda: now[0]) as store:
-        store.record_writes("run-1", "hubspot", [WriteRow("1", "a", None, "before", WRITTEN)])
+        store.audit_log.record("run-1", "hubspot", [WriteRow("1", "a", None, "before", WRITTEN)])
         now[0] = T0 + timedelta(seconds=1)
         saved(store, snap("1"))
         now[0] = T0 + timedelta(seconds=2)
-        store.record_writes("run-2", "hubspot", [WriteRow("1", "b", None, "after", WRITTEN)])
+        store.audit_log.record("run-2", "hubspot", [WriteRow("1", "b", None, "after", WRITTEN)])
         # "a" was written before the read: the snapshot holds whatever the CRM had then.
-        assert store.unseen_writes("hubspot", ["1"]) == {"1": {"b": "after"}}
-        assert store.expected("hubspot", ["1"]) == {"1": {"a": "before", "b": "after"}}
+        assert store.audit_log.unseen("hubspot", ["1"]) == {"1": {"b": "after"}}
+        assert store.audit_log.expected("hubspot", ["1"]) == {"1": {"a": "before", "b": "after"}}
 
 
 # -------------------------------------------------------------------------- revision 0013
@@ -286,7 +291,7 @@ def test_revision_0013_carries_field_rows_over_and_back(database_url: str) -> No
         before = _old_rows(connection), _shape(connection)
 
     with Store(database_url) as store:
-        assert store.writes() == [
+        assert store.audit_log.entries() == [
             LoggedWrite(
                 run_id,
                 crm,
@@ -305,16 +310,16 @@ def test_revision_0013_carries_field_rows_over_and_back(database_url: str) -> No
         ]
         # Seven field rows, six record rows: only record 1's first two fields were one write.
         assert rows_in(store, tables.writes) == 6
-        assert store.expected("hubspot", ["1"]) == {
+        assert store.audit_log.expected("hubspot", ["1"]) == {
             "1": {"a": "y", "b": datetime(2024, 5, 1, 10, tzinfo=UTC), "c": "s"}
         }
-        assert store.expected("salesforce", ["00Q1"]) == {"00Q1": {"Rating": None}}
-        assert store.unseen_writes("hubspot", ["1"]) == {"1": {"c": "s"}}
+        assert store.audit_log.expected("salesforce", ["00Q1"]) == {"00Q1": {"Rating": None}}
+        assert store.audit_log.unseen("hubspot", ["1"]) == {"1": {"c": "s"}}
         # Carried over, a record's expected values merge with its next write.
-        store.record_writes(
+        store.audit_log.record(
             "run-3", "salesforce", [WriteRow("00Q1", "Status", None, "Open", WRITTEN)]
         )
-        assert store.expected("salesforce", ["00Q1"]) == {
+        assert store.audit_log.expected("salesforce", ["00Q1"]) == {
             "00Q1": {"Rating": None, "Status": "Open"}
         }
 
