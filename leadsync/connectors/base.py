@@ -47,6 +47,9 @@ A connector that leads can be handed off to (`HandoffTarget`, Salesforce) also h
     assignees()                                 -> the owner ids records may be routed to
     owners_of(record_ids)                       -> who owns these records now: the owner the
                                                    CRM's own assignment rules picked
+    records_by_key(keys, key_field=...)         -> the live records the external id field
+                                                   holds these keys in: whether a create cut
+                                                   off before its answer landed
     owner_names(owner_ids)                      -> their names, for the reports (those it
                                                    cannot name, a user deleted, left out)
     owner_name_calls(owner_ids)                 -> the calls owner_names(owner_ids) makes
@@ -397,6 +400,8 @@ class HandoffTarget(Protocol):
     def assignees(self) -> set[str]: ...
 
     def owners_of(self, record_ids: Sequence[str]) -> dict[str, str]: ...
+
+    def records_by_key(self, keys: Sequence[str], *, key_field: str) -> dict[str, str]: ...
 
     def owner_names(self, owner_ids: Sequence[str]) -> dict[str, str]: ...
 

@@ -442,6 +442,17 @@ class SalesforceConnector:
             if record.fields.get("OwnerId")
         }
 
+    def records_by_key(self, keys: Sequence[str], *, key_field: str) -> dict[str, str]:
+        """Key -> the id of the live record whose external id field `key_field` holds it, of
+        `keys`, 200 keys a query: which creates a kill cut off before their answer landed
+        (`upsert` keys each record so). A deleted record is not one."""
+        found = self.related_where(self.connection.object_name, key_field, keys, fields=[key_field])
+        return {
+            str(record.fields[key_field]): record.id
+            for record in found
+            if record.fields.get(key_field)
+        }
+
     def owner_names(self, owner_ids: Sequence[str]) -> dict[str, str]:
         """Owner id -> name, of the users and queues among `owner_ids` (200 a query of each,
         each asked the ids of its key prefix). A value that is no user's or queue's id (an

@@ -3,6 +3,11 @@ in gets one there, exactly once, with an owner, and the other CRM learns its id.
 
     find     the merged leads at the handoff stage (or later, up to SQL) with no live record
              in the target CRM, and those whose handoff a kill cut off (`unfinished`)
+    resume   a cut-off handoff goes on only while its lead is still due: one whose stage moved
+             back, or that nobody holds any more (its other records read live), is not sent;
+             its create is looked up by the key (one query for them all): one that landed is
+             recorded created, as if the pull had brought it; else the pending handoff is
+             withdrawn (no row: due again later, the lead is handed off then, timed from then)
     check    the definition's `require` conditions and the routing: a lead that fails either
              is `blocked`, with its problem named in the run summary and the report
     pending  recorded before any call: the create that follows is keyed by the lead's id
@@ -308,6 +313,7 @@ class HandoffStep:
         responses: dict[str, datetime] = {}
         # (lead, its pending handoff, whether an earlier run's create may have landed)
         to_send: list[tuple[MergedLead, Handoff, bool]] = []
+        undue: list[tuple[MergedLead, Handoff]] = []  # cut off, and no longer due
         for m in self._in_routing_order(merged):
             lead_id = m.lead.lead_id
             earlier = known.get(lead_id)
@@ -339,20 +345,28 @@ class HandoffStep:
             if chosen is None:
                 if earlier is not None and lost:
                     settled.append(earlier)  # not due now: recorded as deleted meanwhile
+                elif earlier is not None and earlier.status == PENDING:
+                    undue.append((m, earlier))
                 continue
             if chosen.handoff.status == BLOCKED:
                 counts.problem(chosen.handoff.problem, lead_id)
                 settled.append(chosen.handoff)
                 continue
             to_send.append((m, chosen.handoff, chosen.resumed))
-        to_send, unheld = self._held_elsewhere(to_send, gone, known)
+        to_send, unheld, unheld_resumed = self._held_elsewhere(to_send, gone, known)
         settled += unheld
+        landed, withdrawn = self._no_longer_due(undue + unheld_resumed, outcome)
+        settled += landed
         leads = {m.lead.lead_id: m.lead for m in merged}
         unowned = {h.lead_id for h in settled if not h.owner}
         settled = self._owned(settled)
         owned_now = {h.lead_id for h in settled if h.owner and h.lead_id in unowned}
         self._save(
-            settled + [pending for _, pending, _ in to_send], leads, stopped, owned_now=owned_now
+            settled + [pending for _, pending, _ in to_send],
+            leads,
+            stopped,
+            owned_now=owned_now,
+            withdrawn=withdrawn,
         )
         self._ledger.mark_responded(responses)
         owners = {h.owner for h in settled if h.owner}
@@ -415,13 +429,14 @@ class HandoffStep:
         )
 
     def _choose(self, m: MergedLead, earlier: Handoff | None, now: datetime) -> _Chosen | None:
-        """A lead not handed off yet: None when it is not due (not at the handoff stage, nor
-        cut off mid-handoff), else its handoff, pending with an owner or blocked."""
+        """A lead not handed off yet: None when it is not due (not at the handoff stage), else
+        its handoff, pending with an owner or blocked. A handoff a kill cut off is due as any
+        other: a lead whose stage moved back meanwhile is not sent (`_no_longer_due`)."""
         lead_id = m.lead.lead_id
         resumed = earlier is not None and earlier.status == PENDING
-        if not resumed and m.lead.stage not in self._stages:
+        if m.lead.stage not in self._stages:
             return None
-        if not resumed and not any(not s.deleted for s in m.snapshots.values()):
+        if not any(not s.deleted for s in m.snapshots.values()):
             return None  # deleted in every CRM: nobody is left to hand off
         if earlier is None or earlier.status == DELETED:
             # Due again after a deletion: the system's part is timed from now on.
@@ -478,24 +493,49 @@ class HandoffStep:
         to_send: list[tuple[MergedLead, Handoff, bool]],
         gone: set[str],
         known: Mapping[str, Handoff],
-    ) -> tuple[list[tuple[MergedLead, Handoff, bool]], list[Handoff]]:
-        """The handoffs to send, less those of leads whose handed-off record sales deleted
-        and whose other records the CRMs no longer hold either (HubSpot's search never shows
-        an archived contact, so the store may still think it live): nobody holds the person,
-        and handing them off again would bring a deleted lead back. Those are returned apart,
-        recorded as deleted. One read per CRM, of these few leads' records alone."""
+    ) -> tuple[
+        list[tuple[MergedLead, Handoff, bool]], list[Handoff], list[tuple[MergedLead, Handoff]]
+    ]:
+        """The handoffs to send, less those of leads whose other records the CRMs no longer
+        hold (HubSpot's search never shows an archived contact, so the store may still think
+        one live): nobody holds the person, and handing them off would bring a deleted lead
+        back. Asked of the leads whose handed-off record sales deleted (returned apart,
+        recorded as deleted) and of those whose handoff a kill cut off (returned apart with
+        their pending handoff: no longer due). One read per CRM, of these few leads' records
+        alone."""
         if self._still_live is None:
-            return to_send, []
+            return to_send, [], []
         again = [
             entry
             for entry in to_send
-            if (earlier := known.get(entry[0].lead.lead_id)) is not None
-            and earlier.record_id in gone
+            if entry[2]
+            or (
+                (earlier := known.get(entry[0].lead.lead_id)) is not None
+                and earlier.record_id in gone
+            )
         ]
         if not again:
-            return to_send, []
+            return to_send, [], []
+        nobody = self._held_by_nobody([m for m, _, _ in again])
+        kept = [entry for entry in to_send if entry[0].lead.lead_id not in nobody]
+        dropped = [entry for entry in again if entry[0].lead.lead_id in nobody]
+        deleted = [
+            replace(known[m.lead.lead_id], status=DELETED)
+            for m, _, resumed in dropped
+            if not resumed
+        ]
+        undue = [
+            (_held_nowhere_else(m, self._crm), known[m.lead.lead_id])
+            for m, _, resumed in dropped
+            if resumed
+        ]
+        return kept, deleted, undue
+
+    def _held_by_nobody(self, leads: Sequence[MergedLead]) -> set[str]:
+        """The ones of `leads` none of whose records in the other CRMs is live now, read."""
+        assert self._still_live is not None
         held: dict[str, list[str]] = {}
-        for m, _, _ in again:
+        for m in leads:
             for crm, snapshot in m.snapshots.items():
                 if crm != self._crm and not snapshot.deleted:
                     held.setdefault(crm, []).append(snapshot.record_id)
@@ -505,17 +545,43 @@ class HandoffStep:
             for record_id in self._still_live(crm, sorted(set(record_ids)))
         }
         nobody: set[str] = set()
-        for m, _, _ in again:
+        for m in leads:
             others = [(c, s.record_id) for c, s in m.snapshots.items() if c != self._crm]
             if not any(other in live for other in others):
                 nobody.add(m.lead.lead_id)
-        kept = [entry for entry in to_send if entry[0].lead.lead_id not in nobody]
-        dropped = [
-            replace(known[m.lead.lead_id], status=DELETED)
-            for m, _, _ in again
-            if m.lead.lead_id in nobody
-        ]
-        return kept, dropped
+        return nobody
+
+    def _no_longer_due(
+        self, undue: Sequence[tuple[MergedLead, Handoff]], outcome: HandoffOutcome
+    ) -> tuple[list[Handoff], list[str]]:
+        """The handoffs a kill cut off whose leads are no longer due (their stage moved back,
+        nobody holds the person): not sent. Whether the cut-off create landed is asked, by
+        the handoff key, one lookup for them all: one that did is recorded created, as if a
+        pull had brought its record (returned, with its links queued); one that did not is
+        withdrawn (its lead id returned). A CRM that does not answer now leaves them pending,
+        asked again at the next run."""
+        if not undue:
+            return [], []
+        try:
+            landed = self._target.records_by_key(
+                sorted({m.lead.lead_id for m, _ in undue}), key_field=self._key_field
+            )
+        except ConnectorError as problem:
+            log.warning("handoff: cut-off creates not looked up (%s)", type(problem).__name__)
+            return [], []
+        now = self._clock()
+        created: list[Handoff] = []
+        withdrawn: list[str] = []
+        for m, pending in undue:
+            record_id = landed.get(m.lead.lead_id)
+            if record_id is None:
+                withdrawn.append(m.lead.lead_id)
+                continue
+            handoff = replace(pending, status=CREATED, record_id=record_id, handed_off_at=now)
+            created += [handoff, *self._link(m, handoff, outcome)]
+        if withdrawn:
+            log.info("handoff: %d cut-off handoff(s) no longer due, withdrawn", len(withdrawn))
+        return created, withdrawn
 
     def _deleted_clocks(self, lead: Lead, handoff: Handoff, now: datetime) -> ClockChanges:
         """The clocks `handoff` started, stopped now: sales decided about the lead by deleting
@@ -673,11 +739,13 @@ class HandoffStep:
         stopped: Sequence[ClockChanges] = (),
         *,
         owned_now: Collection[str] = (),
+        withdrawn: Sequence[str] = (),
     ) -> None:
         """Record `handoffs`, with the clocks of those that reached sales just now (starting
         one twice is harmless), and again of those whose owner became known just now
         (`owned_now`: read back a run late), which gives the clocks their owner. A lead named
-        twice is recorded as last named: one statement writes a row once."""
+        twice is recorded as last named: one statement writes a row once. The pending
+        handoffs of the `withdrawn` leads go, in the same transaction."""
         clocks = []
         if self._clocks is not None:
             clocks = [
@@ -689,7 +757,9 @@ class HandoffStep:
             ]
         rows = list({h.lead_id: h for h in handoffs}.values())
         changes = [*stopped, *clocks]
-        self._ledger.save(rows, clocks=[c for c in changes if c], now=self._clock())
+        self._ledger.save(
+            rows, clocks=[c for c in changes if c], now=self._clock(), withdrawn=withdrawn
+        )
 
     def _finished(
         self, pending: Handoff, result: UpsertResult, counts: HandoffCounts
@@ -746,6 +816,13 @@ class HandoffStep:
             )
             links.append(LinkWrite(crm, m.lead.lead_id, update))
         return links
+
+
+def _held_nowhere_else(m: MergedLead, crm: str) -> MergedLead:
+    """`m` with its records outside `crm` deleted, as a read found them just now: no link is
+    written to a record that is gone."""
+    snapshots = {c: s if c == crm else replace(s, deleted=True) for c, s in m.snapshots.items()}
+    return replace(m, snapshots=snapshots)
 
 
 def _entered(m: MergedLead, handoff: HandoffModel, now: datetime) -> datetime:

@@ -1,7 +1,10 @@
 """The handoff's table (`Store.handoffs`): each lead's handoff, from pending to its outcome.
 
 pending  about to be created; a run killed now creates it again by the same key (the lead
-         id), which finds the record the cut-off call made: never two
+         id), which finds the record the cut-off call made: never two. A lead no longer
+         due by then (its stage moved back, nobody holds the person) is not sent: its row
+         goes (`save`'s `withdrawn`), as if its handoff had never begun, unless the cut-off
+         create landed: then it is created
 created  the CRM holds it, with an owner, since `handed_off_at`
 matched  the CRM already held the person (a lead or contact with the email): nothing made
 failed   the CRM refused it (`problem`: its reason); tried again when the lead changes
@@ -127,11 +130,15 @@ class HandoffLedger:
         *,
         clocks: Sequence[ClockChanges] = (),
         now: datetime | None = None,
+        withdrawn: Sequence[str] = (),
     ) -> None:
         """Record these handoffs (replacing each lead's earlier one) and the SLA clocks they
-        start, in one transaction: a handoff is never recorded without its clocks."""
+        start, in one transaction: a handoff is never recorded without its clocks. The
+        pending handoffs of the `withdrawn` leads go: a lead not due when its cut-off handoff
+        was taken up again is one never handed off (no row), and its owner's load is freed."""
         with writing(self._engine) as connection:
             _save_rows(connection, [_row(h) for h in handoffs])
+            _withdraw(connection, withdrawn)
             if clocks:
                 run_id = handoffs[0].run_id if handoffs else ""
                 save_clock_changes(connection, clocks, run_id=run_id, now=now or datetime.now(UTC))
@@ -235,6 +242,16 @@ def _save_rows(connection: Connection, rows: Sequence[dict[str, object]]) -> Non
         ),
         list(rows),
     )
+
+
+def _withdraw(connection: Connection, lead_ids: Sequence[str]) -> None:
+    """Delete the handoffs of `lead_ids` that are still pending (any other came after)."""
+    for chunk in chunks(lead_ids):
+        connection.execute(
+            sa.delete(t.handoffs).where(
+                t.handoffs.c.lead_id.in_(chunk), t.handoffs.c.status == PENDING
+            )
+        )
 
 
 def _handoff(row: RowMapping) -> Handoff:

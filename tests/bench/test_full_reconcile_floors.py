@@ -132,6 +132,9 @@ class _SalesforceLike(_HubSpotLike):
     def owners_of(self, record_ids: Any) -> dict[str, str]:
         return {}
 
+    def records_by_key(self, keys: Any, **options: Any) -> dict[str, str]:
+        return {}
+
     def owner_names(self, owner_ids: Any) -> dict[str, str]:
         return {}
 

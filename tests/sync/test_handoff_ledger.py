@@ -1,12 +1,12 @@
-"""The handoff ledger's response times and owner names (those asked in vain too), on every
-backend."""
+"""The handoff ledger's response times, owner names (those asked in vain too) and withdrawn
+handoffs, on every backend."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from leadsync.sync.handoff_ledger import CREATED, Handoff
+from leadsync.sync.handoff_ledger import CREATED, PENDING, Handoff, OwnerLoad
 from leadsync.sync.store import Store
 
 T0 = datetime(2026, 6, 2, 13, tzinfo=UTC)
@@ -56,3 +56,18 @@ def test_owners_asked_and_not_named_are_known_for_a_while_and_never_shown(store:
     assert ledger.names("salesforce") == {"005A": "Ann", "005GONE": "Gone Back"}
     far = T0 + timedelta(days=30)
     assert ledger.known("salesforce", asked_since=far) == {"005A", "005GONE"}
+
+
+def test_a_withdrawn_pending_handoff_goes_with_its_owners_load_a_created_one_stays(
+    store: Store,
+) -> None:
+    ledger = store.handoffs
+    pending = Handoff("a", "salesforce", PENDING, T0, "r1", owner="005A")
+    created = replace(_handoff("b"), owner="005A")
+    ledger.save([pending, created])
+    assert ledger.loads(["005A"], open_stage="mql") == {"005A": OwnerLoad(2, 0)}
+    # "b" is named too: a handoff past pending is not withdrawn (a later one came after).
+    ledger.save([], withdrawn=["a", "b"])
+    assert set(ledger.of(["a", "b"])) == {"b"}
+    assert ledger.unfinished() == ["b"]  # its link back is not written; "a" is not there
+    assert ledger.loads(["005A"], open_stage="mql") == {"005A": OwnerLoad(1, 0)}
