@@ -1094,6 +1094,7 @@ class Store:
         context: str = "",
         at: datetime | None = None,
         aside: bool = False,
+        also: Callable[[Connection], None] | None = None,
     ) -> None:
         """Log every write of a batch; the values actually written become those records'
         expected values, so the next pull can tell leadsync's own echo from a person's edit.
@@ -1101,7 +1102,9 @@ class Store:
         to be tried again (`due_refusals`): `context` names what they were refused under (the
         mapping, the definition and the CRM's describe), `at` is the run's time (the store's
         clock when not given), from which the wait before a retry counts. `aside`: writes
-        beside the plan's (the handoff's), which take no record out of quarantine."""
+        beside the plan's (the handoff's), which take no record out of quarantine. `also`
+        runs in the same transaction (again, should it be retried): what must be committed
+        with the batch's record or not at all."""
         if not rows:
             return
         now = self._now()
@@ -1160,6 +1163,8 @@ class Store:
                 at or now,
                 at_once=at_once,
             )
+            if also is not None:
+                also(connection)
         self._keep(kind, dictionary)
         self._keep(expected_kind, expected_dictionary)
 
