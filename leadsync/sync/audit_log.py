@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, RowMapping
+from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from leadsync.connectors.base import WriteStatus, utc
 from leadsync.connectors.classify import REQUEST_REFUSALS
@@ -114,6 +114,7 @@ class AuditLog:
         context: str = "",
         at: datetime | None = None,
         aside: bool = False,
+        also: Callable[[Connection], None] | None = None,
     ) -> None:
         """Log every write of a batch; the values actually written become those records'
         expected values, so the next pull can tell leadsync's own echo from a person's edit.
@@ -122,7 +123,8 @@ class AuditLog:
         refused under (the mapping, the definition and the CRM's describe), `at` is the run's
         time (the store's clock when not given), from which the wait before a retry counts.
         `aside`: writes beside the plan's (the handoff's), which take no record out of
-        quarantine."""
+        quarantine. `also` runs in the same transaction (again, should it be retried): what
+        must be committed with the batch's record or not at all."""
         if not rows:
             return
         now = self._now()
@@ -183,6 +185,8 @@ class AuditLog:
                 at or now,
                 at_once=at_once,
             )
+            if also is not None:
+                also(connection)
         self._dictionaries.keep(kind, dictionary)
         self._dictionaries.keep(expected_kind, expected_dictionary)
 

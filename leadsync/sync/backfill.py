@@ -14,7 +14,9 @@ committed with the checkpoint they reach, so a backfill killed anywhere goes on 
 when resumed (or rerun with the same arguments), counting each record once: the pages saved
 since (at most a chunk's; each is committed with its checkpoint too, in a cursor stream of the
 backfill's own) are pulled, and saved unchanged, again. A settle cut off is done again from
-the records still pending, writing only what the CRMs do not hold yet. Each chunk
+the records still pending, writing only what the CRMs do not hold yet; its written counts are
+committed with each write batch's record in the audit log, so they hold every write recorded
+once, whichever runner made it. Each chunk
 holds the `sync` lease, and waits `yield_seconds` after giving it back, so a scheduled
 incremental sync gets in between. Reaching a CRM's API quota reserve pauses the backfill; it
 resumes when asked again (the service retries paused backfills).
@@ -34,6 +36,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -49,7 +52,13 @@ from leadsync.errors import RunError, RunPausedError, UsageError
 from leadsync.mapping.fields import FieldMap
 from leadsync.sync import tables as t
 from leadsync.sync.database import retry_transient, shared_now, store_error, writing
-from leadsync.sync.engine import RunInterruptedError, RunSummary, StopCheck, SyncEngine
+from leadsync.sync.engine import (
+    RunInterruptedError,
+    RunSummary,
+    StopCheck,
+    SyncEngine,
+    WrittenHook,
+)
 from leadsync.sync.ingest import fields_to_pull
 from leadsync.sync.leases import SYNC_LEASE, Leases
 from leadsync.sync.run_log import abandon_runs_of
@@ -123,6 +132,8 @@ class BackfillSpec:
 class CrmProgress:
     pulled: int = 0  # records listed
     kept: int = 0  # within the window
+    # The plan's writes that landed, as a run counts them (`CrmCounts.written`; a handoff's
+    # writes beside the plan are not), saved with each batch's record in the audit log.
     written: int = 0
     failed: int = 0
     total: int | None = None  # what the CRM said it holds, when asked
@@ -331,17 +342,8 @@ class BackfillQueue:
         with writing(self._engine) as connection:
             values: dict[str, Any] = {"heartbeat_at": self._now(connection)}
             if progress:
-                values["progress"] = _progress_json(backfill)
-                values["checkpoints"] = _checkpoints_json(backfill)
-            done = connection.execute(
-                t.backfills.update()
-                .where(
-                    t.backfills.c.backfill_id == backfill.backfill_id,
-                    t.backfills.c.holder == backfill.holder,
-                )
-                .values(**values)
-            )
-        return bool(done.rowcount)
+                values.update(_progress_values(backfill))
+            return _update_held(connection, backfill, values)
 
     @retry_transient
     def finish(self, backfill: Backfill, *, status: str, message: str = "") -> Backfill:
@@ -450,6 +452,24 @@ def _row(backfill: Backfill) -> dict[str, Any]:
         "message": backfill.message,
         "checkpoints": _checkpoints_json(backfill),
     }
+
+
+def _update_held(connection: Connection, backfill: Backfill, values: Mapping[str, Any]) -> bool:
+    """Set `values` on the backfill's row while its runner holds it; False once another
+    runner took it over."""
+    done = connection.execute(
+        t.backfills.update()
+        .where(
+            t.backfills.c.backfill_id == backfill.backfill_id,
+            t.backfills.c.holder == backfill.holder,
+        )
+        .values(**values)
+    )
+    return bool(done.rowcount)
+
+
+def _progress_values(backfill: Backfill) -> dict[str, Any]:
+    return {"progress": _progress_json(backfill), "checkpoints": _checkpoints_json(backfill)}
 
 
 def _progress_json(backfill: Backfill) -> dict[str, Any]:
@@ -697,16 +717,18 @@ class BackfillRunner:
                         log.info("sweep: %d %s records no longer listed: deleted", gone, crm)
                 self._store.mark_all_pending()
             before = _written(summary)
+            on_written = _counted_with_each_batch(state, summary, before)
             try:
                 for _ in range(SETTLE_ROUNDS):
                     held = _held_back(summary)
-                    self._engine.settle(summary, should_stop=self._should_stop)
+                    self._engine.settle(
+                        summary, should_stop=self._should_stop, on_written=on_written
+                    )
                     # Records changed since they were pulled were read again: settle those.
                     if spec.dry_run or _held_back(summary) == held:
                         break
             finally:
-                for crm, count in _written(summary).items():
-                    state.add(crm, written=count - before.get(crm, 0))
+                state.backfill = state.with_written(_written_since(summary, before))
                 self._beat(state)
 
     @contextmanager
@@ -810,7 +832,6 @@ class _State:
         *,
         pulled: int = 0,
         kept: int = 0,
-        written: int = 0,
         done: bool = False,
         checkpoint: str | None = None,
     ) -> None:
@@ -822,11 +843,44 @@ class _State:
                 now,
                 pulled=now.pulled + pulled,
                 kept=now.kept + kept,
-                written=now.written + written,
                 done=now.done or done,
                 checkpoint=now.checkpoint if checkpoint is None else checkpoint,
             ),
         )
+
+    def with_written(self, written: Mapping[str, int]) -> Backfill:
+        """The backfill with `written` more records written, by CRM; the state left as is."""
+        progress = dict(self.backfill.progress)
+        for crm, records in written.items():
+            now = progress.get(crm, CrmProgress())
+            progress[crm] = replace(now, written=now.written + records)
+        return replace(self.backfill, progress=progress)
+
+
+def _counted_with_each_batch(
+    state: _State, summary: RunSummary, before: Mapping[str, int]
+) -> WrittenHook:
+    """The settle's written counts saved with each write batch's record (`WrittenHook`), not
+    only once the settle ends: a runner killed amid it leaves the batches it recorded counted,
+    and its successor, which writes only what the CRMs do not hold yet, counts the rest. The
+    runner's own counts stay as they are until the settle ends (`_complete`), so a batch whose
+    transaction is tried again is counted once: the saved counts are the settle's so far,
+    `summary`'s since `before`, and the batch's. A runner that lost the backfill to another
+    saves none, as its beats do not."""
+
+    def save(connection: Connection, crm: str, records: int) -> None:
+        written = _written_since(summary, before)
+        written[crm] += records
+        _update_held(connection, state.backfill, _progress_values(state.with_written(written)))
+
+    return save
+
+
+def _written_since(summary: RunSummary, before: Mapping[str, int]) -> Counter[str]:
+    """The records written per CRM since `summary` counted `before`."""
+    written = Counter(_written(summary))
+    written.subtract(before)
+    return written
 
 
 def _held_back(summary: RunSummary) -> int:

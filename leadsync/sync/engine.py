@@ -42,6 +42,8 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
 
+from sqlalchemy.engine import Connection
+
 from leadsync.connectors.base import (
     Connector,
     ContactRoles,
@@ -141,6 +143,10 @@ KEYS_READ_AT_ONCE = 2_000
 
 # Asked between batches: should the run stop here (a shutdown, a lease lost)?
 StopCheck = Callable[[], bool]
+# Run in the transaction that records a write batch (`AuditLog.record`), told the CRM and
+# the records the batch wrote (as `CrmCounts.written` counts them): what must be committed
+# with the batch or not at all (a backfill's written counts).
+WrittenHook = Callable[[Connection, str, int], None]
 
 
 def _utc_now() -> datetime:
@@ -421,6 +427,8 @@ class SyncEngine:
         self._carry = WriteCarry()
         # The leads whose handoff's link write landed in the writes under way (`_linked`).
         self._linked_leads: list[str] = []
+        # The settle's caller's, committed with each write batch (`settle`).
+        self._on_written: WrittenHook | None = None
         self._holder = holder
         self._full_sla_check = full_sla_check
         self._store = store
@@ -549,12 +557,26 @@ class SyncEngine:
             }
         return figures
 
-    def settle(self, summary: RunSummary, *, should_stop: StopCheck = _never) -> None:
+    def settle(
+        self,
+        summary: RunSummary,
+        *,
+        should_stop: StopCheck = _never,
+        on_written: WrittenHook | None = None,
+    ) -> None:
         """Everything after the pull: match and merge the pending records, plan, write (when
         the run writes), mark them reconciled, check the SLA ledger and name its clocks'
         owners (when the run writes). A slice at a time (see `leadsync.sync.slices`), each
         committed before the next: memory stays bounded by the slice, and a run stopped
-        between slices has settled the slices before."""
+        between slices has settled the slices before. `on_written` is run in each write
+        batch's transaction (`WrittenHook`)."""
+        self._on_written = on_written
+        try:
+            self._settle(summary, should_stop)
+        finally:
+            self._on_written = None
+
+    def _settle(self, summary: RunSummary, should_stop: StopCheck) -> None:
         _stop_if(should_stop)
         if summary.wrote:
             self._recheck_reviews()
@@ -1642,6 +1664,7 @@ class SyncEngine:
         )
         unsettled.setdefault(crm, set()).update(gone)
         answered = {r.record_id for r in landed}
+        results = [r for r in landed if r.record_id in planned]
         for aside in (False, True):
             mine = [
                 u for u in batch if u.record_id in answered and (u.record_id in planned) != aside
@@ -1655,8 +1678,9 @@ class SyncEngine:
                 context=self._contexts.get(crm, ""),
                 at=self._clock(),
                 aside=aside,
+                also=None if aside else self._counted_with_batch(crm, results),
             )
-        counts.count_results([r for r in landed if r.record_id in planned])
+        counts.count_results(results)
         unsettled.setdefault(crm, set()).update(
             r.record_id
             for r in landed
@@ -1664,6 +1688,17 @@ class SyncEngine:
         )
         linked = [by_id[r.record_id] for r in landed if by_id[r.record_id].link is not None]
         self._linked(crm, connector, linked, landed, summary)
+
+    def _counted_with_batch(
+        self, crm: str, results: Sequence[WriteResult]
+    ) -> Callable[[Connection], None] | None:
+        """The settle's `on_written` for a batch with these `results` of the plan's records,
+        when it wrote any of them."""
+        written = sum(1 for r in results if r.status is WriteStatus.WRITTEN)
+        hook = self._on_written
+        if hook is None or not written:
+            return None
+        return lambda connection: hook(connection, crm, written)
 
     def _linked(
         self,
