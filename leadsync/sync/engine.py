@@ -396,6 +396,9 @@ class _Merged:
     person_review: str = ""
     # The canonical fields whose value is leadsync's own write come back (`own_values`).
     echoed: frozenset[str] = frozenset()
+    # The records as their CRMs hold them now, as far as leadsync knows: `snapshots` under
+    # its own writes no pull has brought back yet (`_as_written`); what the plan started from.
+    held: dict[str, Snapshot] | None = None
 
 
 class SyncEngine:
@@ -1365,13 +1368,14 @@ class SyncEngine:
                 lead_id, values, judged, running, snapshots, held=self._held_clocks(snapshots)
             )
             breaches = self._sla.breaches_at(clocks.running_after(running), now)
+        # What each CRM holds now: a write of leadsync's that no pull has brought back yet
+        # is there, and is not planned (nor linked by the handoff) again.
+        held = {crm: _as_written(s, (unseen or {}).get(crm, {})) for crm, s in snapshots.items()}
         try:
             updates = plan_updates(
                 self._map,
                 lead,
-                # The plan starts from what each CRM holds now: a write of leadsync's that no
-                # pull has brought back yet is there, and is not planned again.
-                {crm: _as_written(s, (unseen or {}).get(crm, {})) for crm, s in snapshots.items()},
+                held,
                 sla_breaches=breaches,
                 moves_back=self._moves_back,
                 own=own,
@@ -1391,7 +1395,15 @@ class SyncEngine:
             updates = {}
         echoed = mine | _first_sight_of_created(snapshots, choices, previous, created)
         return _Merged(
-            lead, snapshots, transitions, updates, clocks, person, person_review, echoed=echoed
+            lead,
+            snapshots,
+            transitions,
+            updates,
+            clocks,
+            person,
+            person_review,
+            echoed=echoed,
+            held=held,
         )
 
     def reevaluate(self, lead_ids: Sequence[str]) -> list[Reevaluated]:
@@ -1457,7 +1469,12 @@ class SyncEngine:
         if m.person is not None:
             person = PersonRecord(m.person.object_name, m.person.record_id)
         return MergedLead(
-            m.lead, m.snapshots, m.transitions, person=person, person_review=m.person_review
+            m.lead,
+            m.snapshots,
+            m.transitions,
+            person=person,
+            person_review=m.person_review,
+            held=m.held,
         )
 
     def _handoff_step(self, run_id: str) -> HandoffStep:

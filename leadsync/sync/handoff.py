@@ -221,6 +221,11 @@ class MergedLead:
     # and asks the CRM for no other. Or why such a record waits in review: no handoff then.
     person: PersonRecord | None = None
     person_review: str = ""
+    # The lead's records as their CRMs hold them now, as far as leadsync knows: `snapshots`
+    # under its own writes no pull has brought back yet (none given: `snapshots`). A link
+    # written by a run cut off before the handoff was marked linked is there, though HubSpot's
+    # search, seconds behind its writes, shows the next run the record without it.
+    held: Mapping[str, Snapshot] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -789,7 +794,8 @@ class HandoffStep:
 
     def _link(self, m: MergedLead, handoff: Handoff, outcome: HandoffOutcome) -> list[Handoff]:
         """Queue the link writes of a handed-off lead; with none left to make (the other CRM
-        holds the id: a link whose record was cut off), the handoff is done: returned so."""
+        holds the id: a link whose record was cut off, or whose write landed before a cut that
+        kept the handoff from being marked linked), the handoff is done: returned so."""
         if handoff.linked_at is not None:
             return []  # written once; a person may change it since, as any of their fields
         links = self._links(m, handoff)
@@ -803,7 +809,7 @@ class HandoffStep:
         if not handoff.own_record or not handoff.record_id:
             return []
         links = []
-        for crm, snapshot in m.snapshots.items():
+        for crm, snapshot in (m.snapshots if m.held is None else m.held).items():
             targets = self._map.writeback.get(crm)
             link_field = targets.handoff_link if targets else None
             if crm == self._crm or link_field is None or snapshot.deleted:
