@@ -825,10 +825,14 @@ class HandoffStep:
 
 
 def _held_nowhere_else(m: MergedLead, crm: str) -> MergedLead:
-    """`m` with its records outside `crm` deleted, as a read found them just now: no link is
-    written to a record that is gone."""
-    snapshots = {c: s if c == crm else replace(s, deleted=True) for c, s in m.snapshots.items()}
-    return replace(m, snapshots=snapshots)
+    """`m` with its records outside `crm` deleted, as a read found them just now (in what
+    was pulled and in what leadsync knows it wrote since): no link is written to a record
+    that is gone."""
+
+    def gone(snapshots: Mapping[str, Snapshot]) -> dict[str, Snapshot]:
+        return {c: s if c == crm else replace(s, deleted=True) for c, s in snapshots.items()}
+
+    return replace(m, snapshots=gone(m.snapshots), held=None if m.held is None else gone(m.held))
 
 
 def _entered(m: MergedLead, handoff: HandoffModel, now: datetime) -> datetime:

@@ -242,3 +242,47 @@ def test_a_resumed_handoff_still_due_creates_one_lead_with_the_kept_owner(
         assert keyed[lead_id] == 1
         assert recorded[lead_id].status == CREATED
         assert owners[lead_id] == recorded[lead_id].owner == given.owner
+
+
+class _Sending:
+    """A connector whose writes are kept in `sent`: (record id, the fields written)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.sent: list[tuple[str, set[str]]] = []
+
+    def write(self, updates: Any, *args: Any, **kwargs: Any) -> Any:
+        self.sent += [(update.record_id, set(update.values)) for update in updates]
+        return self._inner.write(updates, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_a_landed_create_whose_contact_was_archived_unseen_gets_no_link_to_that_contact(
+    tmp_path: Path,
+) -> None:
+    """A retry of another record takes up the cut-off handoffs too: the store still holds the
+    archived contact live (no pull read it again), the read of the leads' other records finds
+    it gone, and the landed create is recorded, with no link sent to the gone contact."""
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        pending = _cut_at_the_create(config, after=True)
+        gone, other = sorted(pending)[:2]
+        landed = {str(lead["Leadsync_Id__c"]): lead for lead in handed_off_leads(sandbox)}
+        contact = str(_contact_of(config, gone))
+        _archive_hubspot_contact(sandbox, contact)
+        with open_runtime(config) as runtime:
+            link = runtime.field_map.writeback["hubspot"].handoff_link
+            hubspot = _Sending(runtime.connectors["hubspot"])
+            connectors: dict[str, Any] = {**runtime.connectors, "hubspot": hubspot}
+            engine = SyncEngine(
+                runtime.store, connectors, runtime.field_map, runtime.definition, clock=lambda: NOW
+            )
+            engine.retry({"hubspot": [str(_contact_of(config, other))]})
+        recorded = _handoff_of(config, gone)
+    assert recorded is not None
+    assert (recorded.status, recorded.record_id) == (CREATED, landed[gone]["Id"])
+    linked = {record_id for record_id, fields in hubspot.sent if link in fields}
+    assert linked  # the other leads' links
+    assert contact not in linked
