@@ -1,20 +1,29 @@
 """The store: the only place leadsync keeps state, on SQLite by default or PostgreSQL by URL.
 
-    run log         run_log: every run, started to ended (`sync.run_log`)
-    cursors         cursors: where each pull resumes (`sync.cursors`; moved by save_page only)
+`Store` keeps the lead aggregate, the tables a run saves together:
+
     ingestion       save_page (snapshots + quarantine + cursor in one transaction),
                     known_stamps, snapshots, pending_records, pending_ids, mark_reconciled,
                     mark_pending, mark_all_pending, mark_unlisted_deleted (the sweep)
     identity        link, lead_ids_for, leads_by_email, records_of
     leads           save_leads, leads, find_leads
-    lifecycle       transitions: each lead's stage history (`sync.transition_log`)
     decisions       save_decisions (leads + links + review items + transitions + SLA clocks
                     of one batch, in one transaction)
-    SLA ledger      sla (clocks and the events announced about them: sync.sla.ledger)
-    writes          audit_log: every write, and the echo fingerprints (`sync.audit_log`)
-    quarantine      quarantine: records not usable, writes refused and tried again later
-                    (`sync.quarantine_ledger`)
-    review          reviews: ambiguous matches a person decides (`sync.review_ledger`)
+
+and reaches a repository of its own for each other table (each module says what it holds):
+
+    run_log         every run, started to ended (`sync.run_log`)
+    cursors         where each pull resumes (`sync.cursors`; moved by save_page only)
+    audit_log       every write, and the echo fingerprints (`sync.audit_log`)
+    quarantine      records not usable, writes refused and tried again (`sync.quarantine_ledger`)
+    reviews         ambiguous matches a person decides (`sync.review_ledger`)
+    transitions     each lead's stage history (`sync.transition_log`)
+    handoffs        each lead's handoff to sales (`sync.handoff_ledger`)
+    related         Salesforce Contacts and Opportunities (`sync.related`)
+    sla             the SLA clocks and their events (`sync.sla.ledger`)
+
+The blobs of snapshots, leads and the audit log are packed with dictionaries the store
+chooses per kind (`sync.dictionaries`).
 
 Every method is one short transaction, retried only after transient errors (a locked SQLite
 file, a PostgreSQL serialization failure or deadlock), and every upsert is idempotent, so a run
