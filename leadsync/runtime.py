@@ -260,9 +260,6 @@ class Runtime:
         )
         runner = BackfillRunner(
             engine,
-            self.store,
-            self.connectors,
-            self.field_map,
             queue=queue,
             leases=self.leases(RUNNER_ROLE),
             lease_ttl=ttl,

@@ -2,9 +2,11 @@
 
     queue = BackfillQueue(store.engine)
     job = queue.create(BackfillSpec(("hubspot", "salesforce"), since=..., dry_run=False))
-    BackfillRunner(engine, store, connectors, field_map, ...).run(job.backfill_id)
+    claimed = queue.claim(job.backfill_id, holder, stale_after=...)
+    BackfillRunner(engine, queue=queue, ...).run(claimed)
 
-A backfill pulls every record of each CRM (`pull_all`) and keeps those modified within
+A backfill pulls every record of each CRM (`pull_all`, through `SyncEngine.pull_full`: one
+path with the sync's, from the page to the store) and keeps those modified within
 [since, until), `chunk_records` at a time; once every CRM is pulled it settles them (merge,
 plan, write, SLA) as a sync run does. Only then, because a lead's two records must be merged
 together: merged from its HubSpot record alone, then again once its Salesforce record
@@ -46,23 +48,22 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
-from leadsync.connectors.base import Connector, CrmRecord, Page, utc
+from leadsync.connectors.base import CrmRecord, utc
 from leadsync.connectors.errors import QuotaReserveReachedError
 from leadsync.errors import RunError, RunPausedError, UsageError
-from leadsync.mapping.fields import FieldMap
 from leadsync.sync import tables as t
 from leadsync.sync.database import retry_transient, shared_now, store_error, writing
 from leadsync.sync.engine import (
+    FullPull,
+    PulledPage,
     RunInterruptedError,
     RunSummary,
     StopCheck,
     SyncEngine,
     WrittenHook,
 )
-from leadsync.sync.ingest import fields_to_pull
 from leadsync.sync.leases import SYNC_LEASE, Leases
 from leadsync.sync.run_log import abandon_runs_of
-from leadsync.sync.store import Store
 
 __all__ = [
     "BACKFILL",
@@ -88,9 +89,6 @@ SWEEP = "sweep"
 RUNNER_ROLE = "backfill"
 # A failed backfill the service tries again, this long after it failed.
 RETRY_FAILED_AFTER = timedelta(minutes=10)
-# Settles of a backfill's records before it ends: again while records were held back (changed
-# since their pull, so read again); the next sync takes any still left.
-SETTLE_ROUNDS = 3
 # How often a running backfill looks for a person's request to stop it.
 STOP_POLL_SECONDS = 1.0
 
@@ -217,6 +215,11 @@ class BackfillQueue:
         self._engine = engine
         self._clock = clock
         self._stale_after = stale_after
+
+    @property
+    def database_url(self) -> sa.URL:
+        """The store's URL, to name it in a failure's message (its password masked there)."""
+        return self._engine.url
 
     def _now(self, connection: Connection) -> datetime:
         return utc(self._clock()) if self._clock is not None else shared_now(connection)
@@ -542,14 +545,13 @@ class _Chunk:
 
 
 class BackfillRunner:
-    """Runs one backfill at a time over one store, engine and set of connectors."""
+    """Runs one backfill at a time: claims it, keeps its heartbeat and its progress, and
+    holds the sync lease a chunk at a time; the pulling, saving and settling are the engine's
+    (`SyncEngine.pull_full`, `settle_full_pull`), as a sync's are."""
 
     def __init__(
         self,
         engine: SyncEngine,
-        store: Store,
-        connectors: Mapping[str, Connector],
-        field_map: FieldMap,
         *,
         queue: BackfillQueue,
         leases: Leases | None = None,
@@ -569,9 +571,6 @@ class BackfillRunner:
         self._on_summary = on_summary
         self._on_take_over = on_take_over
         self._engine = engine
-        self._store = store
-        self._connectors = dict(connectors)
-        self._map = field_map
         self._queue = queue
         self._leases = leases
         self._lease_ttl = lease_ttl
@@ -585,7 +584,7 @@ class BackfillRunner:
     def run(self, backfill: Backfill) -> Backfill:
         """Run (or go on with) a claimed backfill until it is done, paused or stopped."""
         spec = backfill.spec
-        missing = [crm for crm in spec.crms if crm not in self._connectors]
+        missing = [crm for crm in spec.crms if crm not in self._engine.crms]
         if missing:
             return self._queue.finish(
                 backfill,
@@ -621,7 +620,7 @@ class BackfillRunner:
         except (RunError, sa.exc.SQLAlchemyError) as problem:
             # Failed at run time (a CRM, the database): one line, as on the command line.
             if isinstance(problem, sa.exc.SQLAlchemyError):
-                problem = store_error(problem, self._store.engine.url)
+                problem = store_error(problem, self._queue.database_url)
             log.error("backfill %s failed: %s", backfill.backfill_id, problem)
             return self._queue.finish(state.backfill, status=Status.FAILED, message=str(problem))
         except Exception as problem:  # a bug: its traceback helps whoever fixes it
@@ -634,22 +633,24 @@ class BackfillRunner:
         return self._queue.finish(state.backfill, status=Status.SUCCEEDED)
 
     def _pull_crm(self, crm: str, state: _State, summary: RunSummary) -> None:
-        connector = self._connectors[crm]
-        counting = getattr(connector, "count_all", None)
         progress = state.backfill.of(crm)
-        if progress.total is None and counting is not None:
-            progress = replace(progress, total=counting())
-            state.update(crm, progress)
-            self._beat(state)
+        if progress.total is None:
+            total = self._engine.count_all(crm)
+            if total is not None:
+                progress = replace(progress, total=total)
+                state.update(crm, progress)
+                self._beat(state)
         self._progress.start(crm, total=progress.total, done=progress.pulled)
+        stream = state.backfill.stream
         resume_from = progress.checkpoint
         if resume_from is None and progress.pulled:
             # Counted before revision 0020, which kept no checkpoint with the counts.
-            resume_from = self._store.cursors.checkpoint(crm, state.backfill.stream)
-        pages = connector.pull_all(resume_from, fields=fields_to_pull(self._map, crm))
+            resume_from = self._engine.full_pull_checkpoint(crm, stream)
+        full = FullPull(crm, stream, resume_from, state.backfill.spec.keeps)
+        pages = self._engine.pull_full(full, summary)
         while True:
             with self._writer_lease():
-                chunk = self._ingest_chunk(crm, connector, pages, state, summary)
+                chunk = self._chunk(crm, pages)
                 state.add(
                     crm,
                     pulled=chunk.pulled,
@@ -666,35 +667,18 @@ class BackfillRunner:
             # Room for a scheduled sync to take the lease before the next chunk.
             time.sleep(self._yield_seconds)
 
-    def _ingest_chunk(
-        self,
-        crm: str,
-        connector: Connector,
-        pages: Iterator[Page],
-        state: _State,
-        summary: RunSummary,
-    ) -> _Chunk:
+    def _chunk(self, crm: str, pages: Iterator[PulledPage]) -> _Chunk:
+        """The next `chunk_records` (or so) of a full pull's pages, each saved as taken."""
         chunk = _Chunk()
-        spec = state.backfill.spec
         while chunk.pulled < self._chunk_records:
             page = next(pages, None)
             if page is None:
                 chunk.exhausted = True
                 break
-            kept = tuple(record for record in page.records if spec.keeps(record))
-            self._engine.ingest(
-                crm,
-                connector,
-                Page(kept, checkpoint=page.checkpoint),
-                summary,
-                checkpoint=page.checkpoint,
-                stream=state.backfill.stream,
-                hold_for=state.backfill.stream,
-            )
-            chunk.pulled += len(page.records)
-            chunk.kept += len(kept)
+            chunk.pulled += page.listed
+            chunk.kept += page.kept
             chunk.checkpoint = page.checkpoint
-            self._progress.advance(crm, len(page.records))
+            self._progress.advance(crm, page.listed)
             if page.checkpoint is None:  # HubSpot's last page has no next one
                 chunk.exhausted = True
                 break
@@ -704,29 +688,21 @@ class BackfillRunner:
 
     def _complete(self, state: _State, summary: RunSummary) -> None:
         """After every CRM's pull: the sweep's repairs, then one settle of all it pulled."""
-        spec = state.backfill.spec
+        backfill = state.backfill
+        unlisted_since = None
+        if backfill.spec.kind == SWEEP:
+            listed_since = backfill.started_at or backfill.created_at
+            unlisted_since = dict.fromkeys(backfill.spec.crms, listed_since)
         with self._writer_lease():
-            self._store.release_held(state.backfill.stream)
-            if spec.kind == SWEEP and not spec.dry_run:
-                listed_since = state.backfill.started_at or state.backfill.created_at
-                for crm in spec.crms:
-                    gone = self._store.mark_unlisted_deleted(
-                        crm, listed_since=listed_since, run_id=summary.run_id
-                    )
-                    if gone:
-                        log.info("sweep: %d %s records no longer listed: deleted", gone, crm)
-                self._store.mark_all_pending()
             before = _written(summary)
-            on_written = _counted_with_each_batch(state, summary, before)
             try:
-                for _ in range(SETTLE_ROUNDS):
-                    held = _held_back(summary)
-                    self._engine.settle(
-                        summary, should_stop=self._should_stop, on_written=on_written
-                    )
-                    # Records changed since they were pulled were read again: settle those.
-                    if spec.dry_run or _held_back(summary) == held:
-                        break
+                self._engine.settle_full_pull(
+                    summary,
+                    stream=backfill.stream,
+                    unlisted_since=unlisted_since,
+                    should_stop=self._should_stop,
+                    on_written=_counted_with_each_batch(state, summary, before),
+                )
             finally:
                 state.backfill = state.with_written(_written_since(summary, before))
                 self._beat(state)
@@ -881,10 +857,6 @@ def _written_since(summary: RunSummary, before: Mapping[str, int]) -> Counter[st
     written = Counter(_written(summary))
     written.subtract(before)
     return written
-
-
-def _held_back(summary: RunSummary) -> int:
-    return sum(counts.held_back for counts in summary.crms.values())
 
 
 def _written(summary: RunSummary) -> dict[str, int]:

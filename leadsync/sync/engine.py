@@ -147,6 +147,32 @@ StopCheck = Callable[[], bool]
 # the records the batch wrote (as `CrmCounts.written` counts them): what must be committed
 # with the batch or not at all (a backfill's written counts).
 WrittenHook = Callable[[Connection, str, int], None]
+# Settles of a full pull's records before it ends: again while records were held back (changed
+# since their pull, so read again); the next sync takes any still left.
+SETTLE_ROUNDS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class FullPull:
+    """A backfill's pull of every record of `crm` (the list and Bulk APIs), from `checkpoint`
+    (None: from the start): the records `keeps` takes are saved held for `stream`, each page
+    with the checkpoint after it in `stream`, and settled only once every CRM of the backfill
+    is pulled (`settle_full_pull`): a person's two records are merged together."""
+
+    crm: str
+    stream: str
+    checkpoint: str | None
+    keeps: Callable[[CrmRecord], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class PulledPage:
+    """One page of a full pull, saved: the records the CRM listed, those kept, and where the
+    pull resumes after it (None: it was the last)."""
+
+    listed: int
+    kept: int
+    checkpoint: str | None
 
 
 def _utc_now() -> datetime:
@@ -164,6 +190,10 @@ class RunInterruptedError(LeadsyncError):
 
     def __init__(self, message: str = "stopped on request; the next run goes on from here"):
         super().__init__(message)
+
+
+def _held_back(summary: RunSummary) -> int:
+    return sum(counts.held_back for counts in summary.crms.values())
 
 
 def _stop_if(should_stop: StopCheck) -> None:
@@ -513,6 +543,69 @@ class SyncEngine:
                 self.ingest(crm, connector, Page(found), summary)
             self.settle(summary)
         return summary
+
+    # ------------------------------------------------------------------------- full pulls
+
+    @property
+    def crms(self) -> tuple[str, ...]:
+        """The CRMs this engine is connected to."""
+        return tuple(self._connectors)
+
+    def count_all(self, crm: str) -> int | None:
+        """How many records a full pull of `crm` lists, where its API says (None elsewhere)."""
+        counting = getattr(self._connectors[crm], "count_all", None)
+        return None if counting is None else int(counting())
+
+    def full_pull_checkpoint(self, crm: str, stream: str) -> str | None:
+        """Where `crm`'s full pull in `stream` stands, as its last saved page left it."""
+        return self._store.cursors.checkpoint(crm, stream)
+
+    def pull_full(self, full: FullPull, summary: RunSummary) -> Iterator[PulledPage]:
+        """`full`'s pages, each saved (`ingest`) before it is yielded: the caller decides how
+        many to take at once, and the pull goes on from the last one taken."""
+        connector = self._connectors[full.crm]
+        pages = connector.pull_all(full.checkpoint, fields=fields_to_pull(self._map, full.crm))
+        for page in pages:
+            kept = tuple(record for record in page.records if full.keeps(record))
+            self.ingest(
+                full.crm,
+                connector,
+                Page(kept, checkpoint=page.checkpoint),
+                summary,
+                checkpoint=page.checkpoint,
+                stream=full.stream,
+                hold_for=full.stream,
+            )
+            yield PulledPage(len(page.records), len(kept), page.checkpoint)
+
+    def settle_full_pull(
+        self,
+        summary: RunSummary,
+        *,
+        stream: str,
+        unlisted_since: Mapping[str, datetime] | None = None,
+        should_stop: StopCheck = _never,
+        on_written: WrittenHook | None = None,
+    ) -> None:
+        """After every CRM's full pull in `stream`: its records released to settle. For the
+        sweep (`unlisted_since`, by CRM: when its listing began), the records a CRM no longer
+        listed are marked deleted, and every lead is settled again, repairing what the
+        incremental pulls missed. Then settled (`settle`), again while records found changed
+        since their pull were read again, SETTLE_ROUNDS times at most."""
+        self._store.release_held(stream)
+        if unlisted_since is not None and summary.wrote:
+            for crm, listed_since in unlisted_since.items():
+                gone = self._store.mark_unlisted_deleted(
+                    crm, listed_since=listed_since, run_id=summary.run_id
+                )
+                if gone:
+                    log.info("sweep: %d %s records no longer listed: deleted", gone, crm)
+            self._store.mark_all_pending()
+        for _ in range(SETTLE_ROUNDS):
+            held = _held_back(summary)
+            self.settle(summary, should_stop=should_stop, on_written=on_written)
+            if not summary.wrote or _held_back(summary) == held:
+                break
 
     @contextmanager
     def recording(self, kind: str, *, write: bool) -> Iterator[RunSummary]:
