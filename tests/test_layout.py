@@ -62,6 +62,18 @@ def test_package_imports_only_what_the_design_allows(package: str) -> None:
     assert offences == []
 
 
+# A backfill takes the sync's one path through the engine (DESIGN.md, "One sync run"): its
+# runner claims, beats, counts and holds the lease, and reaches neither the store's records
+# nor a connector around the engine.
+BACKFILL_MUST_NOT_IMPORT = ("leadsync.sync.store", "leadsync.sync.ingest", "leadsync.mapping")
+
+
+def test_the_backfill_goes_through_the_engine_not_around_it() -> None:
+    imported = _imports(PACKAGE / "sync" / "backfill.py")
+    assert "leadsync.sync.engine" in imported
+    assert sorted(name for name in imported if name.startswith(BACKFILL_MUST_NOT_IMPORT)) == []
+
+
 def test_the_layout_check_sees_the_files_it_guards() -> None:
     # Guards the guard: an empty glob would make the test above pass vacuously.
     assert len(list((PACKAGE / "sandbox").rglob("*.py"))) > 5
