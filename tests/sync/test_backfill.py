@@ -295,8 +295,11 @@ def test_between_chunks_a_backfill_lets_another_writer_take_the_sync_lease(
 ) -> None:
     with Sandbox(SETTINGS) as sandbox:
         config = config_for(sandbox, tmp_path)
+        # The backfill leaves three gaps between its chunks, of which the writer must get into
+        # two: a second each, so that a loaded machine's scheduling still lets it in (at
+        # 0.3 s it once missed one under a full suite's load).
         config.path.write_text(  # type: ignore[union-attr]
-            config.path.read_text().replace("yield_seconds = 0", "yield_seconds = 0.3")  # type: ignore[union-attr]
+            config.path.read_text().replace("yield_seconds = 0", "yield_seconds = 1")  # type: ignore[union-attr]
         )
         config = load_config(config.path)
         taken: list[datetime] = []
