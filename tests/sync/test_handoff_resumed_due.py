@@ -132,13 +132,7 @@ def test_a_plan_after_the_cut_counts_what_the_sync_then_hands_off(tmp_path: Path
         sandbox.hubspot.set_activity(_contact_of(config, back), {"hs_lead_status": "UNQUALIFIED"})
         search_caught_up(config)
         with open_runtime(config) as runtime:
-            engine = SyncEngine(
-                runtime.store,
-                runtime.connectors,
-                runtime.field_map,
-                runtime.definition,
-                clock=lambda: NOW,
-            )
+            engine = runtime.engine(clock=lambda: NOW)
             planned = engine.run(write=False).handoff_plan
         synced = sync(config).handoff
     assert planned is not None
@@ -206,13 +200,7 @@ def test_a_landed_create_the_pull_has_not_brought_is_looked_up_by_its_key_not_se
         contact = _contact_of(config, gone)
         _archive_hubspot_contact(sandbox, str(contact))
         with open_runtime(config) as runtime:
-            engine = SyncEngine(
-                runtime.store,
-                runtime.connectors,
-                runtime.field_map,
-                runtime.definition,
-                clock=lambda: NOW,
-            )
+            engine = runtime.engine(clock=lambda: NOW)
             summary = engine.retry({"hubspot": [str(contact)]})
         recorded = _handoff_of(config, gone)
         keyed = _keyed(sandbox)
@@ -275,10 +263,8 @@ def test_a_landed_create_whose_contact_was_archived_unseen_gets_no_link_to_that_
         with open_runtime(config) as runtime:
             link = runtime.field_map.writeback["hubspot"].handoff_link
             hubspot = _Sending(runtime.connectors["hubspot"])
-            connectors: dict[str, Any] = {**runtime.connectors, "hubspot": hubspot}
-            engine = SyncEngine(
-                runtime.store, connectors, runtime.field_map, runtime.definition, clock=lambda: NOW
-            )
+            runtime.connectors = {**runtime.connectors, "hubspot": hubspot}
+            engine = runtime.engine(clock=lambda: NOW)
             engine.retry({"hubspot": [str(_contact_of(config, other))]})
         recorded = _handoff_of(config, gone)
     assert recorded is not None

@@ -6,26 +6,19 @@ lead again, as a handoff not yet begun would be."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from leadsync.config import Config
-from leadsync.runtime import open_runtime
 from leadsync.sandbox import Sandbox
 from leadsync.sandbox_config import EXAMPLES
-from leadsync.sync.engine import SyncEngine
-from leadsync.sync.handoff_ledger import CREATED, PENDING
-from tests.support import Cut, Tripwire
+from leadsync.sync.handoff_ledger import CREATED
 from tests.sync.test_handoff import (
-    NOW,
     SETTINGS,
-    Wrapped,
     config_for,
     handed_off_leads,
     handoffs,
     sync,
 )
+from tests.sync.test_handoff_resumed_due import _cut_at_the_create
 
 SHIPPED = (EXAMPLES / "lead_definition.toml").read_text()
 # A member of the shipped north_america team, who leaves between the cut and the rerun.
@@ -34,17 +27,7 @@ LEAVER = "0055g0000000006AAA"
 
 def _cut_before_the_create(config: Config) -> dict[str, str | None]:
     """A run cut at its create, its handoffs saved pending: their owners, by lead."""
-    with open_runtime(config) as runtime:
-        wire = Tripwire(1, after=False)
-        connectors: dict[str, Any] = {
-            crm: Wrapped(c, wire, frozenset({"upsert"})) for crm, c in runtime.connectors.items()
-        }
-        engine = SyncEngine(
-            runtime.store, connectors, runtime.field_map, runtime.definition, clock=lambda: NOW
-        )
-        with pytest.raises(Cut):
-            engine.run(write=True)
-    return {h.lead_id: h.owner for h in handoffs(config) if h.status == PENDING}
+    return {lead: h.owner for lead, h in _cut_at_the_create(config, after=False).items()}
 
 
 def test_switched_to_the_crms_assignment_the_resumed_handoff_records_the_owner_it_picked(
