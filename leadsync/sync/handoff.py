@@ -759,6 +759,10 @@ class HandoffStep:
                 if h.handed_off
                 and h.handed_off_at is not None
                 and (h.linked_at is None or h.lead_id in owned_now)
+                # A cut-off create found landed once its lead moved back (disqualified,
+                # recycled): the move stopped the lead's clocks before the create was
+                # recorded; started now, one would run on to a breach nobody owes.
+                and leads[h.lead_id].stage in self._stages
             ]
         rows = list({h.lead_id: h for h in handoffs}.values())
         changes = [*stopped, *clocks]

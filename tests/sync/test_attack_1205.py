@@ -1,0 +1,130 @@
+"""Attacks on the day's changes (issue 20's store split, the withdrawn cut-off handoff, the
+backfill's counts saved with each batch, the link writes held under the search lag), each as a
+user would meet it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from leadsync.errors import ConnectorError
+from leadsync.runtime import open_runtime
+from leadsync.sandbox import Sandbox
+from leadsync.sync.engine import SyncEngine
+from leadsync.sync.handoff_ledger import CREATED, PENDING
+from tests.support import search_caught_up
+from tests.sync.test_handoff import NOW, SETTINGS, config_for, handoffs, sync
+from tests.sync.test_handoff_resumed_due import (
+    _contact_of,
+    _cut_at_the_create,
+    _handoff_of,
+    _keyed,
+)
+
+
+class _LookupRefused:
+    """Salesforce, whose lookup of cut-off creates by their key fails (an outage, a timeout)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.asked = 0
+
+    def records_by_key(self, keys: Any, *, key_field: str) -> dict[str, str]:
+        self.asked += 1
+        raise ConnectorError("read failed", crm="salesforce")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _sync_with(config: Any, wrap: Any) -> Any:
+    with open_runtime(config) as runtime:
+        connectors: dict[str, Any] = dict(runtime.connectors)
+        connectors["salesforce"] = wrap(connectors["salesforce"])
+        engine = SyncEngine(
+            runtime.store, connectors, runtime.field_map, runtime.definition, clock=lambda: NOW
+        )
+        return engine.run(write=True), connectors["salesforce"]
+
+
+def test_a_lookup_salesforce_fails_leaves_the_moved_back_lead_pending_then_withdraws_it(
+    tmp_path: Path,
+) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        pending = _cut_at_the_create(config, after=False)
+        back = sorted(pending)[0]
+        sandbox.hubspot.set_activity(_contact_of(config, back), {"hs_lead_status": "UNQUALIFIED"})
+        search_caught_up(config)
+        summary, salesforce = _sync_with(config, _LookupRefused)
+        held = _handoff_of(config, back)
+        assert salesforce.asked == 1
+        assert held is not None
+        assert held.status == PENDING
+        assert back not in _keyed(sandbox)
+        assert summary.handoff is not None
+        assert summary.handoff.handed_off == len(pending) - 1
+        sync(config)
+        withdrawn = _handoff_of(config, back)
+    assert withdrawn is None
+    assert back not in _keyed(sandbox)
+
+
+def test_cut_off_creates_are_looked_up_past_one_query_of_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More cut-off handoffs than one query's keys (200; 2 here): each landed create found."""
+    import leadsync.connectors.salesforce as salesforce
+
+    monkeypatch.setattr(salesforce, "COLLECTION_IDS", 2)
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        pending = _cut_at_the_create(config, after=True)
+        back = sorted(pending)[: min(5, len(pending))]
+        assert len(back) > 2
+        for lead_id in back:
+            sandbox.hubspot.set_activity(
+                _contact_of(config, lead_id), {"hs_lead_status": "UNQUALIFIED"}
+            )
+        search_caught_up(config)
+        with open_runtime(config) as runtime:
+            keys: Any = runtime.connectors["salesforce"]
+            found = keys.records_by_key(back, key_field="Leadsync_Id__c")
+        assert set(found) == set(back)
+        sync(config)
+        recorded = {h.lead_id: h for h in handoffs(config)}
+        keyed = _keyed(sandbox)
+    for lead_id in back:
+        assert recorded[lead_id].status == CREATED
+        assert keyed[lead_id] == 1
+
+
+def test_a_landed_create_of_a_lead_disqualified_meanwhile_starts_no_clock_that_breaches(
+    tmp_path: Path,
+) -> None:
+    """The lead was disqualified before the rerun found its cut-off create landed: recorded
+    created, but no SLA clock runs for it (as a handed-off lead disqualified has its clock
+    stopped, rejected), so no breach is charged to its owner a week on."""
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        pending = _cut_at_the_create(config, after=True)
+        back = sorted(pending)[0]
+        sandbox.hubspot.set_activity(_contact_of(config, back), {"hs_lead_status": "UNQUALIFIED"})
+        search_caught_up(config)
+        sync(config)
+        later = NOW + timedelta(days=7)
+        search_caught_up(config)
+        sync(config, at=later)
+        recorded = _handoff_of(config, back)
+        with open_runtime(config, connect=False) as runtime:
+            (lead,) = runtime.store.leads([back]).values()
+            open_clocks = [
+                c for c in runtime.store.sla.clocks() if c.lead_id == back and c.stopped_at is None
+            ]
+    assert recorded is not None
+    assert recorded.status == CREATED
+    assert lead.stage == "disqualified"
+    assert open_clocks == []
