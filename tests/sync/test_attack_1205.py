@@ -16,6 +16,7 @@ from leadsync.sandbox import Sandbox
 from leadsync.sync.engine import SyncEngine
 from leadsync.sync.handoff_ledger import CREATED, PENDING
 from tests.support import search_caught_up
+from tests.sync.test_backfill_crash import _on
 from tests.sync.test_handoff import NOW, SETTINGS, config_for, handoffs, sync
 from tests.sync.test_handoff_resumed_due import (
     _contact_of,
@@ -118,6 +119,58 @@ def test_a_landed_create_of_a_lead_disqualified_meanwhile_starts_no_clock_that_b
         later = NOW + timedelta(days=7)
         search_caught_up(config)
         sync(config, at=later)
+        recorded = _handoff_of(config, back)
+        with open_runtime(config, connect=False) as runtime:
+            (lead,) = runtime.store.leads([back]).values()
+            open_clocks = [
+                c for c in runtime.store.sla.clocks() if c.lead_id == back and c.stopped_at is None
+            ]
+    assert recorded is not None
+    assert recorded.status == CREATED
+    assert lead.stage == "disqualified"
+    assert open_clocks == []
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_lead_moved_back_after_the_cut_is_withdrawn_and_freed(
+    tmp_path: Path, postgresql_database_url: str
+) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config = _on(postgresql_database_url, config_for(sandbox, tmp_path))
+        pending = _cut_at_the_create(config, after=False)
+        back = sorted(pending)[0]
+        sandbox.hubspot.set_activity(_contact_of(config, back), {"hs_lead_status": "UNQUALIFIED"})
+        search_caught_up(config)
+        summary = sync(config)
+        withdrawn = _handoff_of(config, back)
+        keyed = _keyed(sandbox)
+    assert withdrawn is None
+    assert back not in keyed
+    assert summary.handoff is not None
+    assert summary.handoff.handed_off == len(pending) - 1
+
+
+def test_a_landed_create_looked_up_by_its_key_for_a_disqualified_lead_starts_no_clock(
+    tmp_path: Path,
+) -> None:
+    """As above, the create found by its key (a quarantine retry of the contact pulls no
+    Salesforce record): recorded created, with no clock left running."""
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        pending = _cut_at_the_create(config, after=True)
+        back = sorted(pending)[0]
+        contact = _contact_of(config, back)
+        sandbox.hubspot.set_activity(contact, {"hs_lead_status": "UNQUALIFIED"})
+        search_caught_up(config)
+        with open_runtime(config) as runtime:
+            engine = SyncEngine(
+                runtime.store,
+                runtime.connectors,
+                runtime.field_map,
+                runtime.definition,
+                clock=lambda: NOW,
+            )
+            engine.retry({"hubspot": [str(contact)]})
         recorded = _handoff_of(config, back)
         with open_runtime(config, connect=False) as runtime:
             (lead,) = runtime.store.leads([back]).values()
