@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from leadsync.connectors.base import UpsertResult, WriteStatus
 from leadsync.errors import ConnectorError
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import Sandbox
@@ -181,3 +182,43 @@ def test_a_landed_create_looked_up_by_its_key_for_a_disqualified_lead_starts_no_
     assert recorded.status == CREATED
     assert lead.stage == "disqualified"
     assert open_clocks == []
+
+
+class _Deferring:
+    """Salesforce, throttling every create (as its REQUEST_LIMIT_EXCEEDED would): each
+    handoff is deferred, left pending for the next run."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def upsert(self, records: Any, **kwargs: Any) -> list[UpsertResult]:
+        return [UpsertResult(r.key, WriteStatus.DEFERRED, category="rate_limited") for r in records]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_a_plan_after_deferred_handoffs_counts_what_the_sync_then_hands_off(
+    tmp_path: Path,
+) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        first, _ = _sync_with(config, _Deferring)
+        assert first.handoff is not None
+        assert first.handoff.deferred > 0
+        waiting = [h for h in handoffs(config) if h.status == PENDING]
+        assert waiting
+        with open_runtime(config) as runtime:
+            engine = SyncEngine(
+                runtime.store,
+                runtime.connectors,
+                runtime.field_map,
+                runtime.definition,
+                clock=lambda: NOW,
+            )
+            planned = engine.run(write=False).handoff_plan
+        synced = sync(config).handoff
+    assert synced is not None
+    assert synced.handed_off == len(waiting)
+    assert planned is not None
+    assert planned.handed_off == synced.handed_off
