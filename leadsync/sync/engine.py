@@ -680,8 +680,9 @@ class SyncEngine:
         overdue = (
             self._store.sla.overdue_leads(self._clock(), rules=self._sla.names) if self._sla else []
         )
-        if self._handoff_crm is not None and summary.wrote:
-            # Handoffs a kill cut off are taken up again, whether their records changed or not.
+        if self._handoff_crm is not None:
+            # Handoffs a kill cut off (or the CRM deferred) are taken up again, whether their
+            # records changed or not; a plan counts them as the sync then hands them off.
             overdue = sorted(set(overdue) | set(self._store.handoffs.unfinished()))
         self._previewing = None
         self._planned_clock_owners = set()

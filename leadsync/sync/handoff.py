@@ -319,6 +319,7 @@ class HandoffStep:
         # (lead, its pending handoff, whether an earlier run's create may have landed)
         to_send: list[tuple[MergedLead, Handoff, bool]] = []
         undue: list[tuple[MergedLead, Handoff]] = []  # cut off, and no longer due
+        landed_now: list[Handoff] = []  # cut-off creates found landed by this run
         for m in self._in_routing_order(merged):
             lead_id = m.lead.lead_id
             earlier = known.get(lead_id)
@@ -330,6 +331,7 @@ class HandoffStep:
                         earlier, status=CREATED, record_id=live.record_id, handed_off_at=now
                     )
                     settled.append(earlier)
+                    landed_now.append(earlier)
                 if earlier is not None and earlier.status == CREATED:
                     if earlier.owner is None:
                         settled.append(earlier)  # the CRM's rules picked one: read below
@@ -362,6 +364,7 @@ class HandoffStep:
         settled += unheld
         landed, withdrawn = self._no_longer_due(undue + unheld_resumed, outcome)
         settled += landed
+        landed_now += landed
         leads = {m.lead.lead_id: m.lead for m in merged}
         unowned = {h.lead_id for h in settled if not h.owner}
         settled = self._owned(settled)
@@ -372,6 +375,7 @@ class HandoffStep:
             stopped,
             owned_now=owned_now,
             withdrawn=withdrawn,
+            unclocked=self._moved_on(landed_now, leads),
         )
         self._ledger.mark_responded(responses)
         owners = {h.owner for h in settled if h.owner}
@@ -588,6 +592,13 @@ class HandoffStep:
             log.info("handoff: %d cut-off handoff(s) no longer due, withdrawn", len(withdrawn))
         return created, withdrawn
 
+    def _moved_on(self, landed: Sequence[Handoff], leads: Mapping[str, Lead]) -> set[str]:
+        """The leads of cut-off creates found landed whose stage left the handoff's stages
+        meanwhile (disqualified, recycled, or on to a deal): recorded created, with no SLA
+        clock. The move was judged before the create was known, stopping the lead's clocks
+        (rejected, accepted); started now, one would run on to a breach nobody owes."""
+        return {h.lead_id for h in landed if leads[h.lead_id].stage not in self._stages}
+
     def _deleted_clocks(self, lead: Lead, handoff: Handoff, now: datetime) -> ClockChanges:
         """The clocks `handoff` started, stopped now: sales decided about the lead by deleting
         its record (rejected; late if past due), and a new handoff starts clocks of its own."""
@@ -745,12 +756,14 @@ class HandoffStep:
         *,
         owned_now: Collection[str] = (),
         withdrawn: Sequence[str] = (),
+        unclocked: Collection[str] = (),
     ) -> None:
         """Record `handoffs`, with the clocks of those that reached sales just now (starting
         one twice is harmless), and again of those whose owner became known just now
         (`owned_now`: read back a run late), which gives the clocks their owner. A lead named
         twice is recorded as last named: one statement writes a row once. The pending
-        handoffs of the `withdrawn` leads go, in the same transaction."""
+        handoffs of the `withdrawn` leads go, in the same transaction. The `unclocked` leads'
+        handoffs start no clock (`_moved_on`)."""
         clocks = []
         if self._clocks is not None:
             clocks = [
@@ -759,6 +772,7 @@ class HandoffStep:
                 if h.handed_off
                 and h.handed_off_at is not None
                 and (h.linked_at is None or h.lead_id in owned_now)
+                and h.lead_id not in unclocked
             ]
         rows = list({h.lead_id: h for h in handoffs}.values())
         changes = [*stopped, *clocks]

@@ -1,0 +1,273 @@
+"""Attacks on the day's changes (issue 20's store split, the withdrawn cut-off handoff, the
+backfill's counts saved with each batch, the link writes held under the search lag), each as a
+user would meet it."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+import leadsync.sync.backfill as backfill_module
+from leadsync.connectors.base import UpsertResult, WriteStatus
+from leadsync.errors import ConnectorError
+from leadsync.runtime import open_runtime
+from leadsync.sandbox import Sandbox
+from leadsync.sync.backfill import Status, _counted_with_each_batch
+from leadsync.sync.engine import SyncEngine
+from leadsync.sync.handoff_ledger import CREATED, PENDING
+from tests.support import search_caught_up
+from tests.sync.test_backfill_crash import (
+    SCALED,
+    SCALED_SIZES,
+    _backfill,
+    _backfill_config,
+    _on,
+    _written,
+)
+from tests.sync.test_handoff import NOW, SETTINGS, config_for, handoffs, sync
+from tests.sync.test_handoff_resumed_due import (
+    _contact_of,
+    _cut_at_the_create,
+    _handoff_of,
+    _keyed,
+)
+
+
+class _LookupRefused:
+    """Salesforce, whose lookup of cut-off creates by their key fails (an outage, a timeout)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.asked = 0
+
+    def records_by_key(self, keys: Any, *, key_field: str) -> dict[str, str]:
+        self.asked += 1
+        raise ConnectorError("read failed", crm="salesforce")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _sync_with(config: Any, wrap: Any) -> Any:
+    with open_runtime(config) as runtime:
+        connectors: dict[str, Any] = dict(runtime.connectors)
+        connectors["salesforce"] = wrap(connectors["salesforce"])
+        engine = SyncEngine(
+            runtime.store, connectors, runtime.field_map, runtime.definition, clock=lambda: NOW
+        )
+        return engine.run(write=True), connectors["salesforce"]
+
+
+def test_a_lookup_salesforce_fails_leaves_the_moved_back_lead_pending_then_withdraws_it(
+    tmp_path: Path,
+) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        pending = _cut_at_the_create(config, after=False)
+        back = sorted(pending)[0]
+        sandbox.hubspot.set_activity(_contact_of(config, back), {"hs_lead_status": "UNQUALIFIED"})
+        search_caught_up(config)
+        summary, salesforce = _sync_with(config, _LookupRefused)
+        held = _handoff_of(config, back)
+        assert salesforce.asked == 1
+        assert held is not None
+        assert held.status == PENDING
+        assert back not in _keyed(sandbox)
+        assert summary.handoff is not None
+        assert summary.handoff.handed_off == len(pending) - 1
+        sync(config)
+        withdrawn = _handoff_of(config, back)
+    assert withdrawn is None
+    assert back not in _keyed(sandbox)
+
+
+def test_cut_off_creates_are_looked_up_past_one_query_of_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More cut-off handoffs than one query's keys (200; 2 here): each landed create found."""
+    import leadsync.connectors.salesforce as salesforce
+
+    monkeypatch.setattr(salesforce, "COLLECTION_IDS", 2)
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        pending = _cut_at_the_create(config, after=True)
+        back = sorted(pending)[: min(5, len(pending))]
+        assert len(back) > 2
+        for lead_id in back:
+            sandbox.hubspot.set_activity(
+                _contact_of(config, lead_id), {"hs_lead_status": "UNQUALIFIED"}
+            )
+        search_caught_up(config)
+        with open_runtime(config) as runtime:
+            keys: Any = runtime.connectors["salesforce"]
+            found = keys.records_by_key(back, key_field="Leadsync_Id__c")
+        assert set(found) == set(back)
+        sync(config)
+        recorded = {h.lead_id: h for h in handoffs(config)}
+        keyed = _keyed(sandbox)
+    for lead_id in back:
+        assert recorded[lead_id].status == CREATED
+        assert keyed[lead_id] == 1
+
+
+def test_a_landed_create_of_a_lead_disqualified_meanwhile_starts_no_clock_that_breaches(
+    tmp_path: Path,
+) -> None:
+    """The lead was disqualified before the rerun found its cut-off create landed: recorded
+    created, but no SLA clock runs for it (as a handed-off lead disqualified has its clock
+    stopped, rejected), so no breach is charged to its owner a week on."""
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        pending = _cut_at_the_create(config, after=True)
+        back = sorted(pending)[0]
+        sandbox.hubspot.set_activity(_contact_of(config, back), {"hs_lead_status": "UNQUALIFIED"})
+        search_caught_up(config)
+        sync(config)
+        later = NOW + timedelta(days=7)
+        search_caught_up(config)
+        sync(config, at=later)
+        recorded = _handoff_of(config, back)
+        with open_runtime(config, connect=False) as runtime:
+            (lead,) = runtime.store.leads([back]).values()
+            open_clocks = [
+                c for c in runtime.store.sla.clocks() if c.lead_id == back and c.stopped_at is None
+            ]
+    assert recorded is not None
+    assert recorded.status == CREATED
+    assert lead.stage == "disqualified"
+    assert open_clocks == []
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_lead_moved_back_after_the_cut_is_withdrawn_and_freed(
+    tmp_path: Path, postgresql_database_url: str
+) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config = _on(postgresql_database_url, config_for(sandbox, tmp_path))
+        pending = _cut_at_the_create(config, after=False)
+        back = sorted(pending)[0]
+        sandbox.hubspot.set_activity(_contact_of(config, back), {"hs_lead_status": "UNQUALIFIED"})
+        search_caught_up(config)
+        summary = sync(config)
+        withdrawn = _handoff_of(config, back)
+        keyed = _keyed(sandbox)
+    assert withdrawn is None
+    assert back not in keyed
+    assert summary.handoff is not None
+    assert summary.handoff.handed_off == len(pending) - 1
+
+
+def test_a_landed_create_looked_up_by_its_key_for_a_disqualified_lead_starts_no_clock(
+    tmp_path: Path,
+) -> None:
+    """As above, the create found by its key (a quarantine retry of the contact pulls no
+    Salesforce record): recorded created, with no clock left running."""
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        pending = _cut_at_the_create(config, after=True)
+        back = sorted(pending)[0]
+        contact = _contact_of(config, back)
+        sandbox.hubspot.set_activity(contact, {"hs_lead_status": "UNQUALIFIED"})
+        search_caught_up(config)
+        with open_runtime(config) as runtime:
+            engine = SyncEngine(
+                runtime.store,
+                runtime.connectors,
+                runtime.field_map,
+                runtime.definition,
+                clock=lambda: NOW,
+            )
+            engine.retry({"hubspot": [str(contact)]})
+        recorded = _handoff_of(config, back)
+        with open_runtime(config, connect=False) as runtime:
+            (lead,) = runtime.store.leads([back]).values()
+            open_clocks = [
+                c for c in runtime.store.sla.clocks() if c.lead_id == back and c.stopped_at is None
+            ]
+    assert recorded is not None
+    assert recorded.status == CREATED
+    assert lead.stage == "disqualified"
+    assert open_clocks == []
+
+
+class _Deferring:
+    """Salesforce, throttling every create (as its REQUEST_LIMIT_EXCEEDED would): each
+    handoff is deferred, left pending for the next run."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def upsert(self, records: Any, **kwargs: Any) -> list[UpsertResult]:
+        return [UpsertResult(r.key, WriteStatus.DEFERRED, category="rate_limited") for r in records]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_a_plan_after_deferred_handoffs_counts_what_the_sync_then_hands_off(
+    tmp_path: Path,
+) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        first, _ = _sync_with(config, _Deferring)
+        assert first.handoff is not None
+        assert first.handoff.deferred > 0
+        waiting = [h for h in handoffs(config) if h.status == PENDING]
+        assert waiting
+        with open_runtime(config) as runtime:
+            engine = SyncEngine(
+                runtime.store,
+                runtime.connectors,
+                runtime.field_map,
+                runtime.definition,
+                clock=lambda: NOW,
+            )
+            planned = engine.run(write=False).handoff_plan
+        synced = sync(config).handoff
+    assert synced is not None
+    assert synced.handed_off == len(waiting)
+    assert planned is not None
+    assert planned.handed_off == synced.handed_off
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_write_batch_whose_record_is_retried_after_a_lock_counts_its_writes_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    """The transaction recording a backfill's write batch (and its counts) fails on a
+    transient database error after the counts were saved in it, and is run again: the
+    backfill counts each write once, as one that met no error."""
+    with Sandbox(SCALED) as sandbox:
+        folder = tmp_path / "plain"
+        folder.mkdir()
+        plain = _backfill(_backfill_config(sandbox, folder, SCALED_SIZES["chunk"], None))
+    counted = _counted_with_each_batch
+    failed: list[str] = []
+
+    def once_locked(*args: Any) -> Any:
+        save = counted(*args)
+
+        def locked_after_saving(connection: Any, crm: str, records: int) -> None:
+            save(connection, crm, records)
+            if not failed:
+                failed.append(crm)
+                locked = sqlite3.OperationalError("database is locked")
+                raise sa.exc.OperationalError("UPDATE backfills", {}, locked)
+
+        return locked_after_saving
+
+    monkeypatch.setattr(backfill_module, "_counted_with_each_batch", once_locked)
+    with Sandbox(SCALED) as sandbox:
+        folder = tmp_path / "retried"
+        folder.mkdir()
+        config = _on(database_url, _backfill_config(sandbox, folder, SCALED_SIZES["chunk"], None))
+        retried = _backfill(config)
+    assert failed
+    assert retried.status == plain.status == Status.SUCCEEDED
+    assert _written(retried) == _written(plain)
+    assert all(n > 0 for n in _written(plain).values())
