@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -21,13 +22,20 @@ from typing import Any, NamedTuple, Protocol
 import pytest
 import sqlalchemy as sa
 
+import leadsync.sync.backfill as backfill_module
 from leadsync.config import Config, load_config
 from leadsync.connectors.hubspot import HubSpotConnector
 from leadsync.connectors.salesforce import SalesforceConnector
 from leadsync.runtime import Runtime, open_runtime
 from leadsync.sandbox import Sandbox, SandboxSettings
 from leadsync.sync import tables as t
-from leadsync.sync.backfill import Backfill, BackfillSpec, CrmProgress, Status
+from leadsync.sync.backfill import (
+    Backfill,
+    BackfillSpec,
+    CrmProgress,
+    Status,
+    _counted_with_each_batch,
+)
 from leadsync.sync.database import upgrade_database
 from leadsync.sync.leases import Leases
 from tests.support import Cut, crm_state
@@ -480,3 +488,41 @@ def _queued(config: Config) -> Backfill:
     with open_runtime(config, connect=False) as runtime:
         (backfill,) = runtime.backfill_queue().list()
         return backfill
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_write_batch_whose_record_is_retried_after_a_lock_counts_its_writes_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    """The transaction recording a backfill's write batch (and its counts) fails on a
+    transient database error after the counts were saved in it, and is run again: the
+    backfill counts each write once, as one that met no error."""
+    with Sandbox(SCALED) as sandbox:
+        folder = tmp_path / "plain"
+        folder.mkdir()
+        plain = _backfill(_backfill_config(sandbox, folder, SCALED_SIZES["chunk"], None))
+    counted = _counted_with_each_batch
+    failed: list[str] = []
+
+    def once_locked(*args: Any) -> Any:
+        save = counted(*args)
+
+        def locked_after_saving(connection: Any, crm: str, records: int) -> None:
+            save(connection, crm, records)
+            if not failed:
+                failed.append(crm)
+                locked = sqlite3.OperationalError("database is locked")
+                raise sa.exc.OperationalError("UPDATE backfills", {}, locked)
+
+        return locked_after_saving
+
+    monkeypatch.setattr(backfill_module, "_counted_with_each_batch", once_locked)
+    with Sandbox(SCALED) as sandbox:
+        folder = tmp_path / "retried"
+        folder.mkdir()
+        config = _on(database_url, _backfill_config(sandbox, folder, SCALED_SIZES["chunk"], None))
+        retried = _backfill(config)
+    assert failed
+    assert retried.status == plain.status == Status.SUCCEEDED
+    assert _written(retried) == _written(plain)
+    assert all(n > 0 for n in _written(plain).values())
