@@ -535,7 +535,12 @@ def test_a_run_cut_at_any_point_then_rerun_once_search_caught_up_ends_like_an_un
     after: bool,
 ) -> None:
     # The rerun's search shows every write of the cut run (a restart long after the kill):
-    # leadsync's own writes come back with the pull, and are known for echoes.
+    # leadsync's own writes come back with the pull, and are known for echoes. Before the
+    # run's first write to a CRM, nothing of it is for search to show: those cuts are the
+    # test above's.
+    first_write = _cut_calls(reference.calls).index("write") + 1
+    if at < first_write:
+        pytest.skip("a cut before the run's first CRM write: search has nothing to catch up")
     _cut_then_rerun(
         reference,
         tmp_path,
