@@ -54,6 +54,20 @@ def _sync_with(config: Any, wrap: Any) -> Any:
         return engine.run(write=True), connectors["salesforce"]
 
 
+def _disqualify(sandbox: Sandbox, config: Any, contact: int) -> None:
+    """Sales disqualify the person in HubSpot, and search shows it."""
+    sandbox.hubspot.set_activity(contact, {"hs_lead_status": "UNQUALIFIED"})
+    search_caught_up(config)
+
+
+def _stage_and_open_clocks(config: Any, lead_id: str) -> tuple[str, list[Any]]:
+    """The lead's stage, and its SLA clocks still running."""
+    with open_runtime(config, connect=False) as runtime:
+        (lead,) = runtime.store.leads([lead_id]).values()
+        clocks = runtime.store.sla.clocks()
+    return str(lead.stage), [c for c in clocks if c.lead_id == lead_id and c.stopped_at is None]
+
+
 def test_a_lookup_salesforce_fails_leaves_the_moved_back_lead_pending_then_withdraws_it(
     tmp_path: Path,
 ) -> None:
@@ -61,8 +75,7 @@ def test_a_lookup_salesforce_fails_leaves_the_moved_back_lead_pending_then_withd
         config = config_for(sandbox, tmp_path)
         pending = _cut_at_the_create(config, after=False)
         back = sorted(pending)[0]
-        sandbox.hubspot.set_activity(_contact_of(config, back), {"hs_lead_status": "UNQUALIFIED"})
-        search_caught_up(config)
+        _disqualify(sandbox, config, _contact_of(config, back))
         summary, salesforce = _sync_with(config, _LookupRefused)
         held = _handoff_of(config, back)
         assert salesforce.asked == 1
@@ -116,21 +129,16 @@ def test_a_landed_create_of_a_lead_disqualified_meanwhile_starts_no_clock_that_b
         config = config_for(sandbox, tmp_path)
         pending = _cut_at_the_create(config, after=True)
         back = sorted(pending)[0]
-        sandbox.hubspot.set_activity(_contact_of(config, back), {"hs_lead_status": "UNQUALIFIED"})
-        search_caught_up(config)
+        _disqualify(sandbox, config, _contact_of(config, back))
         sync(config)
         later = NOW + timedelta(days=7)
         search_caught_up(config)
         sync(config, at=later)
         recorded = _handoff_of(config, back)
-        with open_runtime(config, connect=False) as runtime:
-            (lead,) = runtime.store.leads([back]).values()
-            open_clocks = [
-                c for c in runtime.store.sla.clocks() if c.lead_id == back and c.stopped_at is None
-            ]
+        stage, open_clocks = _stage_and_open_clocks(config, back)
     assert recorded is not None
     assert recorded.status == CREATED
-    assert lead.stage == "disqualified"
+    assert stage == "disqualified"
     assert open_clocks == []
 
 
@@ -142,8 +150,7 @@ def test_on_postgresql_a_lead_moved_back_after_the_cut_is_withdrawn_and_freed(
         config = _on(postgresql_database_url, config_for(sandbox, tmp_path))
         pending = _cut_at_the_create(config, after=False)
         back = sorted(pending)[0]
-        sandbox.hubspot.set_activity(_contact_of(config, back), {"hs_lead_status": "UNQUALIFIED"})
-        search_caught_up(config)
+        _disqualify(sandbox, config, _contact_of(config, back))
         summary = sync(config)
         withdrawn = _handoff_of(config, back)
         keyed = _keyed(sandbox)
@@ -163,26 +170,14 @@ def test_a_landed_create_looked_up_by_its_key_for_a_disqualified_lead_starts_no_
         pending = _cut_at_the_create(config, after=True)
         back = sorted(pending)[0]
         contact = _contact_of(config, back)
-        sandbox.hubspot.set_activity(contact, {"hs_lead_status": "UNQUALIFIED"})
-        search_caught_up(config)
+        _disqualify(sandbox, config, contact)
         with open_runtime(config) as runtime:
-            engine = SyncEngine(
-                runtime.store,
-                runtime.connectors,
-                runtime.field_map,
-                runtime.definition,
-                clock=lambda: NOW,
-            )
-            engine.retry({"hubspot": [str(contact)]})
+            runtime.engine(clock=lambda: NOW).retry({"hubspot": [str(contact)]})
         recorded = _handoff_of(config, back)
-        with open_runtime(config, connect=False) as runtime:
-            (lead,) = runtime.store.leads([back]).values()
-            open_clocks = [
-                c for c in runtime.store.sla.clocks() if c.lead_id == back and c.stopped_at is None
-            ]
+        stage, open_clocks = _stage_and_open_clocks(config, back)
     assert recorded is not None
     assert recorded.status == CREATED
-    assert lead.stage == "disqualified"
+    assert stage == "disqualified"
     assert open_clocks == []
 
 
