@@ -554,7 +554,8 @@ class SyncEngine:
     def count_all(self, crm: str) -> int | None:
         """How many records a full pull of `crm` lists, where its API says (None elsewhere)."""
         counting = getattr(self._connectors[crm], "count_all", None)
-        return None if counting is None else int(counting())
+        total: int | None = None if counting is None else counting()
+        return total
 
     def full_pull_checkpoint(self, crm: str, stream: str) -> str | None:
         """Where `crm`'s full pull in `stream` stands, as its last saved page left it."""

@@ -574,3 +574,28 @@ def test_a_failed_backfill_says_why_in_one_line_without_a_traceback(
     (said,) = [r for r in caplog.records if f"backfill {done.backfill_id} failed" in r.getMessage()]
     assert said.exc_info is None
     assert message in said.getMessage()
+
+
+class CountsNothing:
+    """A connector that cannot say how many records a full pull lists (`count_all` None)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.crm = inner.crm
+
+    def count_all(self) -> int | None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_a_crm_that_cannot_count_its_records_is_backfilled_with_no_total(
+    tmp_path: Path,
+) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        done = run(config, BackfillSpec(BOTH), wrap=lambda _, c: CountsNothing(c))
+    assert done.status == Status.SUCCEEDED, done.message
+    assert {crm: progress.total for crm, progress in done.progress.items()} == dict.fromkeys(BOTH)
+    assert all(progress.pulled > 0 for progress in done.progress.values())
