@@ -319,6 +319,8 @@ class HandoffStep:
         # (lead, its pending handoff, whether an earlier run's create may have landed)
         to_send: list[tuple[MergedLead, Handoff, bool]] = []
         undue: list[tuple[MergedLead, Handoff]] = []  # cut off, and no longer due
+        # Cut off, and blocked now (a `require` no longer met): by lead, their blocked handoff.
+        blocked_now: dict[str, Handoff] = {}
         landed_now: list[Handoff] = []  # cut-off creates found landed by this run
         for m in self._in_routing_order(merged):
             lead_id = m.lead.lead_id
@@ -356,14 +358,24 @@ class HandoffStep:
                     undue.append((m, earlier))
                 continue
             if chosen.handoff.status == BLOCKED:
+                if chosen.resumed and earlier is not None:
+                    # Its cut-off create may have landed: asked with those no longer due,
+                    # recorded blocked only if it did not.
+                    undue.append((m, earlier))
+                    blocked_now[lead_id] = chosen.handoff
+                    continue
                 counts.problem(chosen.handoff.problem, lead_id)
                 settled.append(chosen.handoff)
                 continue
             to_send.append((m, chosen.handoff, chosen.resumed))
         to_send, unheld, unheld_resumed = self._held_elsewhere(to_send, gone, known)
         settled += unheld
-        landed, withdrawn = self._no_longer_due(undue + unheld_resumed, outcome)
+        landed, not_landed = self._no_longer_due(undue + unheld_resumed, outcome)
         settled += landed
+        withdrawn = [lead_id for lead_id in not_landed if lead_id not in blocked_now]
+        for lead_id in set(not_landed) & set(blocked_now):
+            counts.problem(blocked_now[lead_id].problem, lead_id)
+            settled.append(blocked_now[lead_id])
         landed_now += landed
         leads = {m.lead.lead_id: m.lead for m in merged}
         unowned = {h.lead_id for h in settled if not h.owner}
@@ -564,11 +576,11 @@ class HandoffStep:
         self, undue: Sequence[tuple[MergedLead, Handoff]], outcome: HandoffOutcome
     ) -> tuple[list[Handoff], list[str]]:
         """The handoffs a kill cut off whose leads are no longer due (their stage moved back,
-        nobody holds the person): not sent. Whether the cut-off create landed is asked, by
-        the handoff key, one lookup for them all: one that did is recorded created, as if a
-        pull had brought its record (returned, with its links queued); one that did not is
-        withdrawn (its lead id returned). A CRM that does not answer now leaves them pending,
-        asked again at the next run."""
+        nobody holds the person) or are blocked now: not sent. Whether the cut-off create
+        landed is asked, by the handoff key, one lookup for them all: one that did is recorded
+        created, as if a pull had brought its record (returned, with its links queued); one
+        that did not is returned by its lead id (withdrawn, or recorded blocked: `run`). A CRM
+        that does not answer now leaves them pending, asked again at the next run."""
         if not undue:
             return [], []
         try:
@@ -589,7 +601,7 @@ class HandoffStep:
             handoff = replace(pending, status=CREATED, record_id=record_id, handed_off_at=now)
             created += [handoff, *self._link(m, handoff, outcome)]
         if withdrawn:
-            log.info("handoff: %d cut-off handoff(s) no longer due, withdrawn", len(withdrawn))
+            log.info("handoff: %d cut-off create(s) not landed, not sent", len(withdrawn))
         return created, withdrawn
 
     def _moved_on(self, landed: Sequence[Handoff], leads: Mapping[str, Lead]) -> set[str]:

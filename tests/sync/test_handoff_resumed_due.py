@@ -272,3 +272,24 @@ def test_a_landed_create_whose_contact_was_archived_unseen_gets_no_link_to_that_
     linked = {record_id for record_id, fields in hubspot.sent if link in fields}
     assert linked  # the other leads' links
     assert contact not in linked
+
+
+def test_a_landed_create_of_a_lead_blocked_meanwhile_is_recorded_created_not_blocked(
+    tmp_path: Path,
+) -> None:
+    """The lead's company was cleared in HubSpot after the create landed (the handoff now
+    `requires company present`): the retry of its contact reads it blank, pulls no Salesforce
+    record, and the create is found by its key: sales hold the lead, so it is created, not
+    blocked."""
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        pending = _cut_at_the_create(config, after=True)
+        blocked = sorted(pending)[0]
+        landed = {str(lead["Leadsync_Id__c"]): lead for lead in handed_off_leads(sandbox)}
+        contact = _contact_of(config, blocked)
+        sandbox.hubspot.set_activity(contact, {"company": None})
+        with open_runtime(config) as runtime:
+            runtime.engine(clock=lambda: NOW).retry({"hubspot": [str(contact)]})
+        recorded = _handoff_of(config, blocked)
+    assert recorded is not None
+    assert (recorded.status, recorded.record_id) == (CREATED, landed[blocked]["Id"])
