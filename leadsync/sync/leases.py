@@ -38,7 +38,7 @@ from sqlalchemy.engine import Connection, Engine
 from leadsync.connectors.base import utc
 from leadsync.errors import RunError
 from leadsync.sync import tables as t
-from leadsync.sync.database import retry_transient, shared_now, writing
+from leadsync.sync.database import is_transient, retry_transient, shared_now, writing
 from leadsync.sync.sql import insert_for
 
 __all__ = [
@@ -154,6 +154,10 @@ class Leases:
     @retry_transient
     def _take(self, name: str, ttl: timedelta) -> tuple[bool, str | None]:
         """Whether the lease was taken, and from which other holder (its lease expired)."""
+        return self._take_once(name, ttl)
+
+    def _take_once(self, name: str, ttl: timedelta) -> tuple[bool, str | None]:
+        """`_take`'s one transaction, not retried."""
         with writing(self._engine) as connection:
             now = self._now(connection)
             row = {"name": name, "holder": self.holder, "acquired_at": now, "expires_at": now + ttl}
@@ -179,6 +183,18 @@ class Leases:
         if taken != self.holder:
             return False, None
         return True, before if before not in (None, self.holder) else None
+
+    def _take_unless_locked(self, name: str, ttl: timedelta) -> tuple[bool, str | None]:
+        """`_take` once, for a caller that waits for the lease anyway: a database another
+        writer holds locked is the lease not free yet. Retried, each attempt would block a
+        lock wait, running a wait past its end by all of them, and end in the error rather
+        than in "held by another"."""
+        try:
+            return self._take_once(name, ttl)
+        except sa.exc.DBAPIError as error:
+            if not is_transient(error):
+                raise
+            return False, None
 
     @retry_transient
     def renew(self, name: str, ttl: timedelta) -> bool:
@@ -231,7 +247,8 @@ class Leases:
         waiting). `on_wait` is called once, when the lease is found taken and waited for."""
         deadline = self._local_now() + wait
         stopped = stop.is_set if isinstance(stop, threading.Event) else stop or (lambda: False)
-        while not (taken := self._take(name, ttl))[0]:
+        take = self._take_unless_locked if wait > timedelta(0) else self._take
+        while not (taken := take(name, ttl))[0]:
             if self._local_now() >= deadline or stopped():
                 yield None
                 return

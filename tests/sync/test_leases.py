@@ -3,14 +3,17 @@ the background while held, and `lost` set when another replica took it meanwhile
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from leadsync.sync import database as database_module
 from leadsync.sync.backfill import BackfillQueue, BackfillSpec, Status
 from leadsync.sync.leases import (
     LeaseInfo,
@@ -461,3 +464,54 @@ def test_a_backfill_claimed_from_a_dead_runner_abandons_its_run_not_its_replicas
     statuses = {run.run_id: run.status for run in store.run_log.latest()}
     # The sync run goes on, or is abandoned when its own lease is taken over.
     assert statuses == {backfilled: "abandoned", synced: "running", older: "abandoned"}
+
+
+@contextmanager
+def sqlite_locked(path: Path) -> Iterator[sqlite3.Connection]:
+    """Another process's write transaction on the SQLite file at `path`, open for the block
+    (closed early by closing the connection yielded)."""
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        yield other
+    finally:
+        other.close()
+
+
+LOCK_WAIT = 0.3  # SQLite's busy wait in these tests: each attempt blocks this long
+
+
+def test_a_lease_wait_on_a_sqlite_file_another_writer_keeps_locked_ends_at_its_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before: each take blocked a busy wait, was retried as a transient error five times and
+    # then raised it, however long the caller meant to wait: the wait ran past
+    # `lease_wait_seconds` by the retries, and ended in an error, not "held by another".
+    monkeypatch.setattr(database_module, "SQLITE_LOCK_WAIT_SECONDS", LOCK_WAIT)
+    path = tmp_path / "leadsync.db"
+    with Store(f"sqlite:///{path}") as store, sqlite_locked(path):
+        wait = timedelta(seconds=1)
+        started = time.monotonic()
+        with real(store, "host-b:2").hold("sync", ttl=TTL, wait=wait, poll_seconds=0.05) as lease:
+            waited = time.monotonic() - started
+            assert lease is None
+    # Past the wait by one busy wait at most (and the machine's slack), not by five.
+    assert wait.total_seconds() <= waited < wait.total_seconds() + 2 * LOCK_WAIT + 0.5
+
+
+def test_a_lease_waited_for_on_a_locked_sqlite_file_is_taken_once_the_lock_is_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(database_module, "SQLITE_LOCK_WAIT_SECONDS", LOCK_WAIT)
+    path = tmp_path / "leadsync.db"
+    with Store(f"sqlite:///{path}") as store, sqlite_locked(path) as other:
+        b = real(store, "host-b:2")
+        # The lock outlasts the retries a single take would make (about 2.3 s of them).
+        with (
+            later(3.0, other.close),
+            b.hold("sync", ttl=TTL, wait=timedelta(seconds=30), poll_seconds=0.05) as lease,
+        ):
+            assert lease is not None
+            held = b.info("sync")
+            assert held is not None
+            assert held.holder == "host-b:2"
