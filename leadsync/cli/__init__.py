@@ -106,6 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
+    except BrokenPipeError:
+        # The reader of the output went away (`leadsync runs | head -1`): nothing is wrong
+        # with leadsync, and nobody is left to tell. Python would report the pipe again as it
+        # flushes stdout on exit: stdout goes nowhere from here.
+        _silence_stdout()
+        return EXIT_FAILED
     except Exception as failure:  # noqa: BLE001 - the command's last word: one line, always
         if args.debug:
             traceback.print_exc()
@@ -120,3 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
+
+
+def _silence_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

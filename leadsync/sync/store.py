@@ -64,7 +64,7 @@ from leadsync.sync.dictionaries import PackingDictionaries
 from leadsync.sync.handoff_ledger import HandoffLedger
 
 # One normalisation for matching and for the email index, or the two drift apart.
-from leadsync.sync.identity import normalise_email, people_named
+from leadsync.sync.identity import eighteen_character_id, normalise_email, people_named
 from leadsync.sync.model import FieldChoice, Lead, Snapshot
 from leadsync.sync.quarantine_ledger import (
     Quarantined,
@@ -668,10 +668,13 @@ class Store:
         if email is not None:
             query = query.where(t.leads.c.email == normalise_email(email))
         if crm_id is not None:
-            linked = sa.select(t.links.c.lead_id).where(t.links.c.record_id == crm_id)
+            # A Salesforce id as people copy it from its pages (15 characters) or as the API
+            # gives it (18): the store holds the API's.
+            ids = sorted({crm_id, eighteen_character_id(crm_id)})
+            linked = sa.select(t.links.c.lead_id).where(t.links.c.record_id.in_(ids))
             # Not indexed: read by `explain` alone (the command, the console's lead page),
             # one id at a time.
-            handed_off = sa.select(t.handoffs.c.lead_id).where(t.handoffs.c.record_id == crm_id)
+            handed_off = sa.select(t.handoffs.c.lead_id).where(t.handoffs.c.record_id.in_(ids))
             query = query.where(t.leads.c.lead_id.in_(linked.union(handed_off)))
         with self._engine.connect() as connection:
             return [_lead(row, self._codebook) for row in connection.execute(query)]
