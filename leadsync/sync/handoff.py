@@ -447,7 +447,8 @@ class HandoffStep:
 
     def _in_routing_order(self, merged: Sequence[MergedLead]) -> list[MergedLead]:
         # Round-robin follows this order: by email, so that any two runs over the same leads
-        # (a sync, a backfill, a rerun after a kill, a plan) route them alike.
+        # (a sync, a backfill, a rerun after a kill, a plan) route them alike. A settle's
+        # slices come in email order too (`leadsync.sync.slices`): however sliced, alike.
         identity = self._map.identity_field
         return sorted(
             merged, key=lambda m: (str(m.lead.values.get(identity) or ""), m.lead.lead_id)
