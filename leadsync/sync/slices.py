@@ -130,7 +130,8 @@ class PersonGroups:
             if email is not None and (smallest is None or email < smallest):
                 smallest = email
         if smallest is not None:
-            self._email_bytes += smallest.encode()
+            # A CRM's JSON may carry a lone surrogate ("\ud800"): kept, in code point order.
+            self._email_bytes += smallest.encode("utf-8", "surrogatepass")
         self._email_ends.append(len(self._email_bytes))
         return node
 

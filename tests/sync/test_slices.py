@@ -120,6 +120,14 @@ def test_groups_come_in_the_order_of_their_smallest_email_whatever_order_they_we
     ]
 
 
+def test_emails_order_groups_by_their_characters_a_lone_surrogate_too() -> None:
+    groups = PersonGroups()
+    for record_id, email in [("1", "\ue000@x"), ("2", "\ud800@x"), ("3", "\u00e9@x"), ("4", "z@x")]:
+        groups.add_record(("hubspot", record_id), [("email", email)])
+
+    assert [part.records["hubspot"] for part in groups.slices(1)] == [["4"], ["3"], ["2"], ["1"]]
+
+
 def test_a_rerun_settles_the_groups_left_in_the_order_of_the_run_it_follows() -> None:
     def sliced(people: list[str], overdue: list[str], size: int) -> list[list[str]]:
         groups = PersonGroups()
