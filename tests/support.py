@@ -290,16 +290,6 @@ def crm_state(sandbox: Any) -> dict[str, Any]:
     return {"hubspot": contacts, "salesforce": leads}
 
 
-def routed_state(sandbox: Any) -> dict[str, Any]:
-    """`crm_state` with the owners of handed-off leads set aside: round-robin follows the order
-    the leads come in, which a settle in slices changes. Every one still has an owner."""
-    state = crm_state(sandbox)
-    for key, lead in state["salesforce"].items():
-        if key.startswith("handoff:"):
-            assert lead.pop("OwnerId")
-    return state
-
-
 def mapped_state(sandbox: Any) -> dict[str, Any]:
     """`crm_state` less what depends on leadsync's clock (scores decay, stages follow them)."""
     return {

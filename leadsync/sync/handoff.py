@@ -91,6 +91,9 @@ class HandoffCounts:
     matched: int = 0  # the CRM already held the person
     failed: int = 0  # the CRM refused the record
     deferred: int = 0  # the CRM was away: the next run tries again
+    # Cut off by a kill, no longer due at the rerun, and its create had not landed: the
+    # pending handoff went (due again later, handed off then).
+    withdrawn: int = 0
     linked: int = 0  # ids written back to the other CRM
     problems: dict[str, HandoffProblem] = field(default_factory=dict)
 
@@ -107,8 +110,8 @@ class HandoffCounts:
         """The summary in words; the problems one a line, most frequent first."""
         lines = [
             f"handoff: {self.handed_off} handed off, {self.matched} matched, "
-            f"{self.failed} refused, {self.deferred} deferred, {self.blocked} cannot be handed "
-            f"off; {self.linked} linked back"
+            f"{self.failed} refused, {self.deferred} deferred, {self.withdrawn} withdrawn, "
+            f"{self.blocked} cannot be handed off; {self.linked} linked back"
         ]
         for reason, problem in sorted(self.problems.items(), key=lambda i: (-i[1].count, i[0])):
             lines.append(f"  cannot hand off: {reason}: {problem.count}, e.g. {problem.example}")
@@ -373,6 +376,7 @@ class HandoffStep:
         landed, not_landed = self._no_longer_due(undue + unheld_resumed, outcome)
         settled += landed
         withdrawn = [lead_id for lead_id in not_landed if lead_id not in blocked_now]
+        counts.withdrawn += len(withdrawn)
         for lead_id in set(not_landed) & set(blocked_now):
             counts.problem(blocked_now[lead_id].problem, lead_id)
             settled.append(blocked_now[lead_id])
@@ -443,7 +447,8 @@ class HandoffStep:
 
     def _in_routing_order(self, merged: Sequence[MergedLead]) -> list[MergedLead]:
         # Round-robin follows this order: by email, so that any two runs over the same leads
-        # (a sync, a backfill, a rerun after a kill, a plan) route them alike.
+        # (a sync, a backfill, a rerun after a kill, a plan) route them alike. A settle's
+        # slices come in email order too (`leadsync.sync.slices`): however sliced, alike.
         identity = self._map.identity_field
         return sorted(
             merged, key=lambda m: (str(m.lead.values.get(identity) or ""), m.lead.lead_id)

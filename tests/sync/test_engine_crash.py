@@ -697,10 +697,13 @@ def test_a_run_cut_amid_a_bulk_result_page_then_rerun_ends_like_an_uninterrupted
 
 # ------------------------------------------------------------------- a run in slices
 
-# The scaled org (about 120 records) settled in slices of this many records: a slice's updates
-# fill no whole batch, so they wait for later slices' (`leadsync.sync.carry`), their records
-# pending meanwhile; the cuts fall while they wait too.
-SLICED = 15
+# The scaled org (about 120 records) settled in slices of this many records: the first slices'
+# updates fill no whole batch, so they wait for later slices' (`leadsync.sync.carry`), their
+# records pending meanwhile; the cuts fall while they wait too. A rerun packs its slices again
+# (the earlier slices' records settled, the cut-off leads merged again with theirs): at this
+# size its bounds fall elsewhere than the cut run's, which gave two leads each other's owners
+# when the slices came in the order records were met (no cut at 15 happened to show it).
+SLICED = 30
 MOST_SLICED_CALLS = 100
 
 
@@ -713,8 +716,6 @@ def sliced_reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
 def test_a_run_in_slices_makes_the_write_calls_of_a_run_in_one(
     reference: Reference, sliced_reference: Reference
 ) -> None:
-    # (The states differ in the owners the handoff's round-robin gave: its order follows the
-    # slices; tests/sync/test_engine_slices.py compares the rest.)
     assert sliced_reference.writes == reference.writes
     assert 10 < len(_cut_calls(sliced_reference.calls)) < MOST_SLICED_CALLS  # all cut
     # The calls that change what waits are all cut: the writes, the saves, the marks.
@@ -729,6 +730,29 @@ def test_a_run_in_slices_cut_at_each_call_then_rerun_ends_like_an_uninterrupted_
     sliced_reference: Reference, migrated_store: Path, tmp_path: Path, at: int, after: bool
 ) -> None:
     _cut_then_rerun(sliced_reference, tmp_path, at, after, store=migrated_store, slice_size=SLICED)
+
+
+def test_a_run_in_slices_hands_each_lead_to_the_owner_a_run_in_one_gives(
+    reference: Reference, sliced_reference: Reference
+) -> None:
+    # Round-robin goes by email, and the slices come in email order: the leads are routed in
+    # one order however the records are sliced.
+    assert sliced_reference.state == reference.state
+
+
+def test_a_run_in_slices_cut_once_a_slices_handoffs_are_recorded_then_rerun_keeps_the_owners(
+    sliced_reference: Reference, migrated_store: Path, tmp_path: Path
+) -> None:
+    # Cut once the first slice's pending handoffs are saved with their owners: the rerun
+    # merges those leads again with their records, its first slice fills sooner, and every
+    # later slice starts elsewhere than in the run cut. Each lead left is still routed in the
+    # uninterrupted run's order, to the owner it gave.
+    cuts = _cut_calls(sliced_reference.calls)
+    first = cuts.index("handoffs.save") + 1
+    assert "upsert" in cuts[first:]
+    _cut_then_rerun(
+        sliced_reference, tmp_path, first, True, store=migrated_store, slice_size=SLICED
+    )
 
 
 def _owners_by_status(config: Config) -> dict[str, dict[str, str | None]]:

@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
+from leadsync.cli.sync import format_summary
 from leadsync.config import Config
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import Sandbox
 from leadsync.sync.engine import SyncEngine
-from leadsync.sync.handoff_ledger import CREATED, PENDING, Handoff
+from leadsync.sync.handoff_ledger import BLOCKED, CREATED, PENDING, Handoff
 from tests.support import Cut, Tripwire, search_caught_up
 from tests.sync.test_attack_handoff_deals import _archive_hubspot_contact
 from tests.sync.test_handoff import (
@@ -100,6 +101,41 @@ def test_a_contact_archived_after_the_cut_gets_no_salesforce_lead_and_is_withdra
         assert (handoff.status, handoff.owner) == (CREATED, pending[lead_id].owner)
 
 
+def test_a_withdrawn_handoff_is_counted_in_the_run_summary(tmp_path: Path) -> None:
+    """The run summary counts the handoffs it withdrew beside those it handed off: in the
+    summary, its dict (what the run log keeps), and the lines `sync --once` prints."""
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        pending = _cut_at_the_create(config, after=False)
+        gone = sorted(pending)[0]
+        _archive_hubspot_contact(sandbox, str(_contact_of(config, gone)))
+        summary = sync(config)
+        with open_runtime(config, connect=False) as runtime:
+            logged = runtime.store.run_log.get(summary.run_id)
+    assert summary.handoff is not None
+    assert (summary.handoff.handed_off, summary.handoff.withdrawn) == (len(pending) - 1, 1)
+    assert summary.handoff.blocked == 0
+    assert summary.as_dict()["handoff"]["withdrawn"] == 1
+    assert logged is not None
+    assert logged.summary["handoff"]["withdrawn"] == 1
+    assert "1 withdrawn" in format_summary(summary)
+
+
+def test_a_cut_off_handoff_blocked_now_is_counted_blocked_not_withdrawn(tmp_path: Path) -> None:
+    with Sandbox(SETTINGS) as sandbox:
+        config = config_for(sandbox, tmp_path)
+        pending = _cut_at_the_create(config, after=False)
+        blocked = sorted(pending)[0]
+        sandbox.hubspot.set_activity(_contact_of(config, blocked), {"company": None})
+        search_caught_up(config)
+        summary = sync(config)
+        recorded = _handoff_of(config, blocked)
+    assert recorded is not None
+    assert recorded.status == BLOCKED
+    assert summary.handoff is not None
+    assert (summary.handoff.blocked, summary.handoff.withdrawn) == (1, 0)
+
+
 @pytest.mark.parametrize(
     ("status", "stage"), [("UNQUALIFIED", "disqualified"), ("BAD_TIMING", "recycled")]
 )
@@ -122,6 +158,7 @@ def test_a_lead_moved_back_after_the_cut_gets_no_salesforce_lead_and_is_withdraw
     assert withdrawn is None
     assert summary.handoff is not None
     assert summary.handoff.handed_off == len(pending) - 1
+    assert summary.handoff.withdrawn == 1
 
 
 def test_a_plan_after_the_cut_counts_what_the_sync_then_hands_off(tmp_path: Path) -> None:
@@ -178,13 +215,15 @@ def test_a_create_that_landed_before_the_cut_is_recorded_created_not_withdrawn(
         landed = {str(lead["Leadsync_Id__c"]): lead for lead in handed_off_leads(sandbox)}
         assert set(pending) <= set(landed)
         _archive_hubspot_contact(sandbox, str(_contact_of(config, gone)))
-        sync(config)
+        summary = sync(config)
         recorded = _handoff_of(config, gone)
         keyed = _keyed(sandbox)
     assert recorded is not None
     assert (recorded.status, recorded.record_id) == (CREATED, landed[gone]["Id"])
     assert recorded.owner == pending[gone].owner
     assert keyed[gone] == 1
+    assert summary.handoff is not None
+    assert summary.handoff.withdrawn == 0
 
 
 def test_a_landed_create_the_pull_has_not_brought_is_looked_up_by_its_key_not_sent_again(
