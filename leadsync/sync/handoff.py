@@ -816,8 +816,10 @@ class HandoffStep:
         return replace(pending, status=FAILED, problem=problem)
 
     def _values(self, lead: Lead) -> dict[str, Any]:
-        """What the new record holds: what a plan would write to an empty record."""
-        empty = Snapshot(self._crm, "", self._clock(), {}, {})
+        """What the new record holds: what a plan would write to an empty record, one that
+        holds every field blank (a field the plan finds no value of is one it never read)."""
+        blank = dict.fromkeys(self._map.crm_fields(self._crm))
+        empty = Snapshot(self._crm, "", self._clock(), blank, {})
         update = plan_updates(self._map, lead, {self._crm: empty}).get(self._crm)
         if update is None:
             return {}

@@ -392,8 +392,13 @@ def _field_writes(pushes: tuple[_Push, ...], lead: Lead, raw: Mapping[str, Any])
     for name, crm_field, blank_wins, read, write, same in pushes:
         if name not in values:
             continue  # leadsync knows nothing of it: nothing to say
+        if crm_field not in raw:
+            # The record was read without the field (mapped since): what the CRM holds there
+            # is unknown, not blank, and a write could bury a person's value. The record's
+            # next pull (or a backfill) reads it.
+            continue
         value = values[name]
-        held = raw.get(crm_field)
+        held = raw[crm_field]
         # A blank is written only when the rule lets a blank win, or there is nothing to lose.
         if is_blank(value) and not (blank_wins or _reads_blank(read, held)):
             continue
@@ -427,9 +432,10 @@ def _writeback_writes(
             value = flags or role.blank
             if not _same_text(value, raw.get(role.field)):
                 writes[role.field] = value
-        elif stage and stage in role.holding:
+        elif stage and stage in role.holding and role.field in raw:
             # A record holding any value the mapping lists for the stage already holds it
-            # (a HubSpot subscriber is not made a lead).
+            # (a HubSpot subscriber is not made a lead). One read without the field (mapped
+            # since) may hold a later stage a person set: not written until it is read.
             value = role.holding[stage][0]
             if not is_blank(value) and _text(raw.get(role.field)) not in role.texts[stage]:
                 writes[role.field] = value

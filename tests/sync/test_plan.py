@@ -77,7 +77,10 @@ def writes(lead: Lead, snapshot: Snapshot, field_map: FieldMap = MAPPING) -> dic
          {"industry": "Computer Software"}, {}),
         ("a different value is written", {"phone": "555-2"}, {"phone": "555-1"},
          {"phone": "555-2"}),
-        ("a missing value is written", {"title": "CEO"}, {}, {"jobtitle": "CEO"}),
+        ("a value over a blank is written", {"title": "CEO"}, {"jobtitle": None},
+         {"jobtitle": "CEO"}),
+        # Read without the field (mapped since): what the CRM holds is unknown.
+        ("nothing over a field the record was not read with", {"title": "CEO"}, {}, {}),
         ("pull-only fields are never written", {"lead_source": "offline"},
          {"hs_analytics_source": "PAID_SEARCH"}, {}),
         ("no blank over a value (prefer_salesforce_unless_blank)", {"company": None},
@@ -135,7 +138,8 @@ def test_fields_on_a_related_object_and_push_only_fields() -> None:
         "pushed",
     )  # fmt: skip
     lead = Lead("L1", {"stage": "Closed Won", "pushed": "yes"})
-    assert writes(lead, sf({"StageName": "Prospecting"}), field_map) == {"Pushed__c": "yes"}
+    held = {"StageName": "Prospecting", "Pushed__c": None}
+    assert writes(lead, sf(held), field_map) == {"Pushed__c": "yes"}
 
 
 def test_a_value_the_mapping_cannot_write_is_a_transform_error() -> None:
@@ -165,7 +169,7 @@ def test_with_score_carries_the_score_and_the_stage() -> None:
 
 
 def test_write_back_to_both_crms_in_their_own_formats() -> None:
-    assert writes(scored(Stage.SAL), hs({})) == {
+    assert writes(scored(Stage.SAL), hs({"lifecyclestage": None})) == {
         "leadsync_score": "60",
         "leadsync_fit_score": "30",
         "leadsync_engagement_score": "30",
@@ -174,7 +178,8 @@ def test_write_back_to_both_crms_in_their_own_formats() -> None:
         "leadsync_model_version": "v1",
         "lifecyclestage": "marketingqualifiedlead",  # HubSpot has no SAL: the nearest stage
     }
-    assert writes(scored(Stage.DISQUALIFIED), sf({})) == {
+    read_blank = {"Leadsync_Stage__c": None, "Status": None}
+    assert writes(scored(Stage.DISQUALIFIED), sf(read_blank)) == {
         "Leadsync_Score__c": 60,
         "Leadsync_Fit_Score__c": 30,
         "Leadsync_Engagement_Score__c": 30,
@@ -184,6 +189,14 @@ def test_write_back_to_both_crms_in_their_own_formats() -> None:
         "Leadsync_Stage__c": "Disqualified",
         "Status": "Closed - Not Converted",  # disqualified is one of the status_values
     }
+
+
+def test_no_stage_is_written_to_a_record_read_without_its_stage_field() -> None:
+    # Mapped since the record was read: it may hold a later stage a person set.
+    assert "lifecyclestage" not in writes(scored(Stage.SAL), hs({}))
+    assert writes(scored(Stage.SAL), hs({"lifecyclestage": "lead"}))["lifecyclestage"] == (
+        "marketingqualifiedlead"
+    )
 
 
 HELD_HUBSPOT = {
