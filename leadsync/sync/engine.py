@@ -23,7 +23,8 @@
               reports (`leadsync.sync.owner_names`)
 
 Match to settle go a slice of the pending records at a time, each person's records in one
-slice (`leadsync.sync.slices`), so a first sync of a big org holds one slice in memory.
+slice (grouped by `leadsync.sync.grouping`, sliced by `leadsync.sync.slices`), so a first sync
+of a big org holds one slice in memory.
 
 A run killed anywhere resumes on the next: pages are committed with their cursor, records stay
 pending until their writes are recorded, and the next pull sees what a cut-off batch wrote, so
@@ -33,7 +34,7 @@ it is not written again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -70,6 +71,7 @@ from leadsync.sync.carry import Queued, WriteCarry
 from leadsync.sync.collector import old_objects_left_alone
 from leadsync.sync.deals import RULE as DEAL_RULE
 from leadsync.sync.deals import chosen_opportunities, deal_choices, person_of_role
+from leadsync.sync.grouping import PendingGrouping
 from leadsync.sync.handoff import (
     HandoffCounts,
     HandoffPreview,
@@ -80,10 +82,7 @@ from leadsync.sync.handoff import (
 )
 from leadsync.sync.handoff_ledger import CREATED, Handoff
 from leadsync.sync.identity import (
-    CROSS_REFERENCED_CRM,
     InMemoryIdentityIndex,
-    cross_reference_fields,
-    cross_references,
     lookups_for,
     match_batch,
     normalise_email,
@@ -123,7 +122,7 @@ from leadsync.sync.run_summary import CrmCounts, RunSummary, held_back
 from leadsync.sync.sla.clocks import Clock, ClockChanges, SlaRules
 from leadsync.sync.sla.monitor import SlaMonitor, monitor_for
 from leadsync.sync.sla.response import NoResponseRule
-from leadsync.sync.slices import PersonGroups, Slice
+from leadsync.sync.slices import Slice
 from leadsync.sync.store import Store, content_digest
 
 log = logging.getLogger("leadsync.sync")
@@ -136,8 +135,6 @@ K = TypeVar("K")
 # what a slice still costs is a part-full stamp read of Salesforce's checks and a part-full
 # handoff (its lookups and upserts): at 30,000 per CRM, 11 and 15 calls of 900.
 SETTLE_SLICE = 5_000
-# Pending snapshots read at once to find what groups them (their keys are all that is kept).
-KEYS_READ_AT_ONCE = 2_000
 
 # Asked between batches: should the run stop here (a shutdown, a lease lost)?
 StopCheck = Callable[[], bool]
@@ -282,6 +279,8 @@ class SyncEngine:
         self._store = store
         self._connectors = dict(connectors)
         self._map = field_map
+        # What keeps each person's pending records in one slice (`_slices`).
+        self._grouping = PendingGrouping(store, identity_field=field_map.identity_field)
         self._definition = definition
         self._clock = clock or _utc_now
         # For a CRM with no connector here (a what-if reads the store only).
@@ -667,76 +666,11 @@ class SyncEngine:
             if total:
                 yield Slice({crm: ids for crm, ids in pending.items() if ids}, list(overdue))
             return
-        groups = self._grouped(pending, overdue)
+        groups = self._grouping.grouped(pending, overdue)
         # The ids are the groups' now: this frame stays suspended for the whole settle.
         del pending
         log.info("settling %d pending records in slices of about %d", total, self._slice_size)
         yield from groups.slices(self._slice_size)
-
-    def _grouped(self, pending: dict[str, list[str]], overdue: Sequence[str]) -> PersonGroups:
-        """The `pending` records (emptied: each CRM's ids go to the groups as they are read)
-        and the `overdue` leads in groups that keep each person's records together."""
-        groups = PersonGroups()
-        joined: set[str] = set()  # the stored leads whose records' keys are in `groups`
-        for crm in list(pending):
-            record_ids = pending.pop(crm)
-            for start in range(0, len(record_ids), KEYS_READ_AT_ONCE):
-                chunk = record_ids[start : start + KEYS_READ_AT_ONCE]
-                keyed = self._store.identity_snapshots(
-                    crm,
-                    chunk,
-                    raw=cross_reference_fields(crm),
-                    canonical=[self._map.identity_field],
-                )
-                self._group(keyed, groups, joined)
-        for lead_id in overdue:
-            groups.add_lead(lead_id)
-        return groups
-
-    def _group(self, snapshots: Sequence[Snapshot], groups: PersonGroups, joined: set[str]) -> None:
-        """Add pending `snapshots` to `groups` with their keys and the stored leads they touch."""
-        related: set[str] = set()
-        for snapshot, leads in self._stored_leads_of(snapshots):
-            keys = self._keys_of(snapshot) | {("lead", lead_id) for lead_id in leads}
-            groups.add_record((snapshot.crm, snapshot.record_id), keys)
-            related.update(leads)
-        # A lead fetched for one record brings all its records into the matching (see
-        # _stored_records): whoever shares an email or a reference with one of them may join
-        # that lead, so belongs with it.
-        fresh = sorted(related - joined)
-        for lead_id, records in self._store.records_of(fresh).items():
-            groups.join([("lead", lead_id), *(k for r in records for k in self._keys_of(r))])
-        joined.update(fresh)
-
-    def _keys_of(self, snapshot: Snapshot) -> set[Hashable]:
-        """What identity matching joins records on: the email, the cross-references."""
-        keys: set[Hashable] = {("ref", ref) for ref in cross_references(snapshot)}
-        email = normalise_email(snapshot.canonical.get(self._map.identity_field))
-        if email is not None:
-            keys.add(("email", email))
-        return keys
-
-    def _stored_leads_of(
-        self, snapshots: Sequence[Snapshot]
-    ) -> Iterator[tuple[Snapshot, set[str]]]:
-        """Each snapshot with the stored leads `_stored_records` fetches for it: the one it is
-        linked to, those holding its email, those linked to the Salesforce lead it names."""
-        identity_field = self._map.identity_field
-        emails = {s.record_id: normalise_email(s.canonical.get(identity_field)) for s in snapshots}
-        holders = self._store.leads_by_email(sorted({e for e in emails.values() if e}))
-        refs = {s.record_id: cross_references(s) for s in snapshots}
-        named = {ref.record_id for found in refs.values() for ref in found}
-        linked = self._store.lead_ids_for(CROSS_REFERENCED_CRM, sorted(named))
-        for snapshot in snapshots:
-            leads = {
-                linked[ref.record_id] for ref in refs[snapshot.record_id] if ref.record_id in linked
-            }
-            email = emails[snapshot.record_id]
-            if email is not None:
-                leads.update(holders.get(email, []))
-            if snapshot.lead_id is not None:
-                leads.add(snapshot.lead_id)
-            yield snapshot, leads
 
     # ---------------------------------------------------------------- pull
 
