@@ -2,7 +2,9 @@
 
     preflight each CRM described once; a field the mapping names that a CRM lacks, or a write
               target it cannot write, stops the run here (`leadsync.sync.preflight`)
-    pull      each CRM's changes since its cursor; each page committed with the cursor
+    pull      each CRM's changes since its cursor; each page committed with the cursor; its
+              related objects' pages first, laid over the lead records that name them
+              (`leadsync.sync.related_objects`)
     match     the records pulled and not yet reconciled (and those whose refused write is due
               to be tried again), to leads (or the review queue); then the related records
               that are people no lead record names (a Contact sales created) to those leads
@@ -25,6 +27,8 @@
 Match to settle go a slice of the pending records at a time, each person's records in one
 slice (grouped by `leadsync.sync.grouping`, sliced by `leadsync.sync.slices`), so a first sync
 of a big org holds one slice in memory.
+
+The run's counts are a `RunSummary` (`leadsync.sync.run_summary`), kept in the run log.
 
 A run killed anywhere resumes on the next: pages are committed with their cursor, records stay
 pending until their writes are recorded, and the next pull sees what a cut-off batch wrote, so
