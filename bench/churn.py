@@ -44,7 +44,7 @@ from leadsync.sandbox_config import EXAMPLES, write_sandbox_config
 from leadsync.sync import tables as t
 from leadsync.sync import write_log
 from leadsync.sync.backfill import SWEEP, BackfillSpec
-from leadsync.sync.engine import RunSummary
+from leadsync.sync.run_summary import RunSummary
 
 SECTION = "churn"
 TARGET = 0.01

@@ -75,11 +75,12 @@ from leadsync.sync import tables as t
 from leadsync.sync.audit_log import AuditLog
 from leadsync.sync.cursors import Cursors
 from leadsync.sync.database import make_engine
-from leadsync.sync.engine import RunSummary, SyncEngine
+from leadsync.sync.engine import SyncEngine
 from leadsync.sync.ids import ID_DIGITS
 from leadsync.sync.quarantine_ledger import QuarantineLedger
 from leadsync.sync.review_ledger import ReviewLedger
 from leadsync.sync.run_log import RunLog
+from leadsync.sync.run_summary import RunSummary
 from leadsync.sync.store import Store
 from leadsync.sync.transition_log import TransitionLog
 

@@ -23,7 +23,7 @@ from leadsync.runtime import open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
 from leadsync.sandbox.history import History, ReplayClock, week_starts
 from leadsync.sandbox_config import write_sandbox_config
-from leadsync.sync.engine import RunSummary
+from leadsync.sync.run_summary import RunSummary
 
 DEFAULT_REPORT = Path("leadsync-demo-report.html")
 FUNNEL = ("lead", "mql", "sal", "sql", "opportunity", "customer", "recycled", "disqualified")

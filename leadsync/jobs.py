@@ -62,9 +62,10 @@ from leadsync.runtime import Runtime, open_runtime
 from leadsync.serving import HttpServer, service_app
 from leadsync.sync.backfill import SWEEP, BackfillSpec, Status
 from leadsync.sync.database import store_error
-from leadsync.sync.engine import RunSummary, StopCheck
+from leadsync.sync.engine import StopCheck
 from leadsync.sync.leases import SYNC_LEASE, Leases, forget_gone_replicas, replica_lease
 from leadsync.sync.preflight import PreflightError
+from leadsync.sync.run_summary import RunSummary
 from leadsync.sync.sla.clocks import SlaRules
 from leadsync.sync.sla.response import METRIC_WINDOW, handed_off_within
 from leadsync.sync.store import Store

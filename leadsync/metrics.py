@@ -40,7 +40,7 @@ from starlette.routing import Route
 from leadsync.connectors.quota import Quota
 from leadsync.errors import StoreError
 from leadsync.sync.database import store_error
-from leadsync.sync.engine import RunSummary
+from leadsync.sync.run_summary import RunSummary
 from leadsync.sync.store import Store
 
 __all__ = ["Health", "ServiceMetrics", "metrics_routes"]

@@ -26,7 +26,7 @@ from leadsync.sync.backfill import (
     Status,
 )
 from leadsync.sync.database import store_errors
-from leadsync.sync.engine import RunInterruptedError, RunSummary, StopCheck, SyncEngine
+from leadsync.sync.engine import RunInterruptedError, StopCheck, SyncEngine
 from leadsync.sync.explain import Explanation, explain
 from leadsync.sync.leases import (
     SYNC_LEASE,
@@ -36,6 +36,7 @@ from leadsync.sync.leases import (
     replica_name,
 )
 from leadsync.sync.preflight import PreflightError
+from leadsync.sync.run_summary import RunSummary
 from leadsync.sync.sla.monitor import SlaMonitor, monitor_for
 from leadsync.sync.sla.webhook import WebhookSender
 from leadsync.sync.store import Store

@@ -16,8 +16,8 @@ from leadsync.connectors.quota import Quota
 from leadsync.metrics import ServiceMetrics
 from leadsync.serving import HttpServer, service_app
 from leadsync.sync import tables as t
-from leadsync.sync.engine import CrmCounts, RunSummary
 from leadsync.sync.quarantine_ledger import Quarantined
+from leadsync.sync.run_summary import CrmCounts, RunSummary
 from leadsync.sync.sla.clocks import Clock, ClockChanges
 from leadsync.sync.store import Store
 

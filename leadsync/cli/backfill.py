@@ -13,7 +13,7 @@ from leadsync.errors import EXIT_FAILED, EXIT_OK, UsageError
 
 if TYPE_CHECKING:
     from leadsync.sync.backfill import Backfill
-    from leadsync.sync.engine import RunSummary
+    from leadsync.sync.run_summary import RunSummary
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -12,7 +12,7 @@ from leadsync.cli.common import add_config_option, load, stop_on_signals
 from leadsync.errors import EXIT_FAILED, EXIT_OK
 
 if TYPE_CHECKING:
-    from leadsync.sync.engine import RunSummary
+    from leadsync.sync.run_summary import RunSummary
     from leadsync.sync.whatif import WhatIf
 
 

@@ -57,13 +57,13 @@ from leadsync.sync.engine import (
     FullPull,
     PulledPage,
     RunInterruptedError,
-    RunSummary,
     StopCheck,
     SyncEngine,
     WrittenHook,
 )
 from leadsync.sync.leases import SYNC_LEASE, Leases
 from leadsync.sync.run_log import abandon_runs_of
+from leadsync.sync.run_summary import RunSummary
 
 __all__ = [
     "BACKFILL",

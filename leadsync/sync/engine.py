@@ -2,7 +2,9 @@
 
     preflight each CRM described once; a field the mapping names that a CRM lacks, or a write
               target it cannot write, stops the run here (`leadsync.sync.preflight`)
-    pull      each CRM's changes since its cursor; each page committed with the cursor
+    pull      each CRM's changes since its cursor; each page committed with the cursor; its
+              related objects' pages first, laid over the lead records that name them
+              (`leadsync.sync.related_objects`)
     match     the records pulled and not yet reconciled (and those whose refused write is due
               to be tried again), to leads (or the review queue); then the related records
               that are people no lead record names (a Contact sales created) to those leads
@@ -23,7 +25,10 @@
               reports (`leadsync.sync.owner_names`)
 
 Match to settle go a slice of the pending records at a time, each person's records in one
-slice (`leadsync.sync.slices`), so a first sync of a big org holds one slice in memory.
+slice (grouped by `leadsync.sync.grouping`, sliced by `leadsync.sync.slices`), so a first sync
+of a big org holds one slice in memory.
+
+The run's counts are a `RunSummary` (`leadsync.sync.run_summary`), kept in the run log.
 
 A run killed anywhere resumes on the next: pages are committed with their cursor, records stay
 pending until their writes are recorded, and the next pull sees what a cut-off batch wrote, so
@@ -33,11 +38,9 @@ it is not written again.
 from __future__ import annotations
 
 import logging
-import uuid
-from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -46,7 +49,6 @@ from sqlalchemy.engine import Connection
 
 from leadsync.connectors.base import (
     Connector,
-    ContactRoles,
     CrmRecord,
     CrmTraits,
     HandoffTarget,
@@ -71,7 +73,7 @@ from leadsync.sync.audit_log import WriteRow
 from leadsync.sync.carry import Queued, WriteCarry
 from leadsync.sync.collector import old_objects_left_alone
 from leadsync.sync.deals import RULE as DEAL_RULE
-from leadsync.sync.deals import chosen_opportunities, deal_choices, person_of_role
+from leadsync.sync.grouping import PendingGrouping
 from leadsync.sync.handoff import (
     HandoffCounts,
     HandoffPreview,
@@ -82,16 +84,13 @@ from leadsync.sync.handoff import (
 )
 from leadsync.sync.handoff_ledger import CREATED, Handoff
 from leadsync.sync.identity import (
-    CROSS_REFERENCED_CRM,
     InMemoryIdentityIndex,
-    cross_reference_fields,
-    cross_references,
     lookups_for,
     match_batch,
     normalise_email,
     people_named,
 )
-from leadsync.sync.ids import is_new_id, new_id
+from leadsync.sync.ids import new_id
 from leadsync.sync.ingest import (
     QuarantineError,
     fields_to_pull,
@@ -104,7 +103,6 @@ from leadsync.sync.owner_names import learn_names, owner_directory, unknown_owne
 from leadsync.sync.people import PeopleDecisions, match_people
 from leadsync.sync.plan import (
     MovesBack,
-    PlanSummary,
     PlanTally,
     plan_updates,
     with_score,
@@ -114,18 +112,17 @@ from leadsync.sync.prewrite import PreWriteCheck, needs_check
 from leadsync.sync.quarantine_ledger import Quarantined
 from leadsync.sync.reconcile import reconcile
 from leadsync.sync.related import (
-    OPPORTUNITY,
     Related,
     contact_of,
     fields_of,
-    references,
     stream_key,
-    with_related,
 )
+from leadsync.sync.related_objects import RelatedObjects, deal_persons, record_ids_by_crm
+from leadsync.sync.run_summary import CrmCounts, RunSummary, held_back
 from leadsync.sync.sla.clocks import Clock, ClockChanges, SlaRules
-from leadsync.sync.sla.monitor import SlaCheckResult, SlaMonitor, monitor_for
+from leadsync.sync.sla.monitor import SlaMonitor, monitor_for
 from leadsync.sync.sla.response import NoResponseRule
-from leadsync.sync.slices import PersonGroups, Slice
+from leadsync.sync.slices import Slice
 from leadsync.sync.store import Store, content_digest
 
 log = logging.getLogger("leadsync.sync")
@@ -138,8 +135,6 @@ K = TypeVar("K")
 # what a slice still costs is a part-full stamp read of Salesforce's checks and a part-full
 # handoff (its lookups and upserts): at 30,000 per CRM, 11 and 15 calls of 900.
 SETTLE_SLICE = 5_000
-# Pending snapshots read at once to find what groups them (their keys are all that is kept).
-KEYS_READ_AT_ONCE = 2_000
 
 # Asked between batches: should the run stop here (a shutdown, a lease lost)?
 StopCheck = Callable[[], bool]
@@ -192,61 +187,9 @@ class RunInterruptedError(LeadsyncError):
         super().__init__(message)
 
 
-def _held_back(summary: RunSummary) -> int:
-    return sum(counts.held_back for counts in summary.crms.values())
-
-
 def _stop_if(should_stop: StopCheck) -> None:
     if should_stop():
         raise RunInterruptedError
-
-
-@dataclass
-class Failures:
-    """The writes that did not land for one cause: how many, and one of them by record id
-    with the fields the CRM named (never a value: values may be personal data)."""
-
-    count: int = 0
-    example: str = ""
-
-
-@dataclass
-class CrmCounts:
-    pulled: int = 0
-    quarantined: int = 0
-    matched: int = 0
-    new_leads: int = 0
-    to_review: int = 0
-    # Records planned: written + failed + deferred + held back, once the run is done.
-    records_to_update: int = 0
-    written: int = 0
-    failed: int = 0
-    deferred: int = 0
-    # Changed in the CRM after it was pulled: not written this run, pulled again next run.
-    held_back: int = 0
-    # Records of related objects pulled (Salesforce Contacts and Opportunities).
-    related_pulled: int = 0
-    # Why writes failed or were deferred: the CRM's error category -> count and an example.
-    failures: dict[str, Failures] = field(default_factory=dict)
-
-    def count_results(self, results: Sequence[WriteResult]) -> None:
-        for result in results:
-            if result.status is WriteStatus.WRITTEN:
-                self.written += 1
-                continue
-            if result.status is WriteStatus.FAILED:
-                self.failed += 1
-            else:
-                self.deferred += 1
-            cause = self.failures.setdefault(result.category or "unknown", Failures())
-            cause.count += 1
-            if not cause.example:
-                named = f" ({', '.join(result.fields)})" if result.fields else ""
-                cause.example = f"record {result.record_id}{named}"
-
-    def causes(self) -> list[tuple[str, Failures]]:
-        """The failure categories, most frequent first."""
-        return sorted(self.failures.items(), key=lambda item: (-item[1].count, item[0]))
 
 
 def _first_sight_of_created(
@@ -269,137 +212,6 @@ def _first_sight_of_created(
         for name, choice in choices.items()
         if choice.crm == crm and is_blank(previous.values.get(name))
     )
-
-
-def _without(lead: Lead, echoed: frozenset[str]) -> Lead:
-    """`lead` as a run's count compares it: without why its values won, nor the `echoed`."""
-    values = {name: value for name, value in lead.values.items() if name not in echoed}
-    return replace(lead, values=values, choices={})
-
-
-def _lead_key(lead_id: str) -> str | int:
-    """A lead id as a run's counts keep it for the whole run: leadsync's own ids as numbers
-    (~36-48 bytes, not a string's ~70-90: ~6 MB of a first sync of 100,000 leads per CRM);
-    any other id as it is. Two ids make one key only when they are one id: a number comes only
-    from an id's one canonical spelling, today's ids (`new_id`) as negative numbers and an
-    earlier release's UUIDs as non-negative ones."""
-    if is_new_id(lead_id):
-        return -1 - int(lead_id, 16)
-    try:
-        number = uuid.UUID(lead_id)
-    except ValueError:
-        return lead_id
-    return number.int if str(number) == lead_id else lead_id
-
-
-@dataclass
-class RunSummary:
-    run_id: str
-    wrote: bool
-    started_at: datetime
-    kind: str = ""
-    # The run was told to stop, and did, between two batches.
-    interrupted: bool = False
-    holder: str | None = None  # who ran it: the lease holder, "<replica>/<role>"
-    crms: dict[str, CrmCounts] = field(default_factory=dict)
-    leads_changed: int = 0
-    transitions: int = 0
-    # The stage of every lead this run touched: on a first run, the whole funnel.
-    stages: Counter[str] = field(default_factory=Counter)
-    plan: PlanSummary | None = None
-    clocks_started: int = 0
-    clocks_stopped: int = 0
-    sla: SlaCheckResult | None = None
-    # What each CRM said of its daily API quota by the end of the run.
-    quota: dict[str, dict[str, int | None]] = field(default_factory=dict)
-    # The handoffs of the run, when the lead definition has a [handoff].
-    handoff: HandoffCounts | None = None
-    # A plan's: the handoffs the run would make, and their calls (nothing is created).
-    handoff_plan: HandoffPreview | None = None
-    # Per lead merged, its last stage and whether it changed, so a lead merged twice in one
-    # run (a backfill settles again what changed meanwhile) is counted once, with its last
-    # stage. Each value is one of a few shared pairs (`_marks`): a first sync of 100,000
-    # leads holds one dict entry a lead, not a dict's, a set's and a stage string's; and each
-    # key is the lead id as a number where it is leadsync's own (`_lead_key`).
-    _merged: dict[str | int, tuple[str, bool]] = field(default_factory=dict, repr=False)
-    _marks: dict[tuple[str, bool], tuple[str, bool]] = field(default_factory=dict, repr=False)
-
-    def count_merged(
-        self, lead: Lead, previous: Lead | None, *, echoed: frozenset[str] = frozenset()
-    ) -> None:
-        """Count a merged lead in `leads_changed` and `stages`, once however often merged.
-        A lead changed when what it says of the person did: its values, score or stage. Why
-        a value won (`choices`) is explanation, and moves when leadsync's own write comes back
-        from the other CRM ("both hold the same value"): that is no change. Nor is the value
-        of a field in `echoed`, leadsync's own write come back (a stage it wrote, read back
-        into a field it only pulls): the run that wrote it counted the change."""
-        changed = previous is None or _without(previous, echoed) != _without(lead, echoed)
-        key = _lead_key(lead.lead_id)
-        before, changed_before = self._merged.get(key, (None, False))
-        if changed and not changed_before:
-            self.leads_changed += 1
-        if before is not None:
-            self.stages[before] -= 1
-            if not self.stages[before]:
-                del self.stages[before]
-        stage = lead.stage or "none"
-        mark = (stage, changed or changed_before)
-        self._merged[key] = self._marks.setdefault(mark, mark)
-        self.stages[mark[0]] += 1
-
-    def every_write_failed(self) -> dict[str, str]:
-        """CRM -> what went wrong, for each CRM the run tried to write to and could not write
-        a single record: a run to report as failed, with its causes. A deferred write counts:
-        the CRM was away (5xx, locked rows, outlasting the retries), a CRM down. A write held
-        back by design (the record changed or went since the pull) or waiting for a later
-        batch of the run is no try: it is never counted as deferred."""
-        found = {}
-        for crm, counts in sorted(self.crms.items()):
-            missed = counts.failed + counts.deferred
-            if counts.written or not missed:
-                continue
-            causes = "; ".join(
-                f"{category} ×{cause.count}, e.g. {cause.example}"
-                for category, cause in counts.causes()
-            )
-            # Said as it was: a deferred write is tried again by the next run, not refused.
-            outcome = "failed or was deferred" if counts.deferred else "failed"
-            found[crm] = f"every {crm} write of the run {outcome} ({missed}): {causes}"
-        return found
-
-    def as_dict(self) -> dict[str, Any]:
-        summary: dict[str, Any] = {
-            "run_id": self.run_id,
-            "mode": self.kind or ("sync" if self.wrote else "plan"),
-            "interrupted": self.interrupted,
-            "holder": self.holder,
-            "started_at": self.started_at.isoformat(),
-            "leads_changed": self.leads_changed,
-            "stage_transitions": self.transitions,
-            "stages_of_leads_touched": dict(self.stages),
-            "crms": {crm: asdict(counts) for crm, counts in sorted(self.crms.items())},
-            "sla_clocks_started": self.clocks_started,
-            "sla_clocks_stopped": self.clocks_stopped,
-        }
-        failed = self.every_write_failed()
-        if failed:
-            summary["every_write_failed"] = failed
-        if self.sla is not None:
-            summary["sla"] = self.sla.as_dict()
-        if self.quota:
-            summary["api_quota"] = self.quota
-        if self.handoff is not None:
-            summary["handoff"] = {**asdict(self.handoff), "blocked": self.handoff.blocked}
-        if self.handoff_plan is not None:
-            summary["handoff_plan"] = self.handoff_plan.as_dict()
-        if self.plan is not None:
-            summary["api_calls"] = {
-                crm: asdict(calls) for crm, calls in sorted(self.plan.calls.items())
-            }
-            summary["changes"] = self.plan.change_count
-            if self.plan.owner_name_calls:
-                summary["owner_name_calls"] = dict(sorted(self.plan.owner_name_calls.items()))
-        return summary
 
 
 @dataclass(frozen=True)
@@ -467,6 +279,10 @@ class SyncEngine:
         self._store = store
         self._connectors = dict(connectors)
         self._map = field_map
+        # What keeps each person's pending records in one slice (`_slices`).
+        self._grouping = PendingGrouping(store, identity_field=field_map.identity_field)
+        # The records of related objects, as they reach the leads (`_pull_related`, `_merge`).
+        self._related = RelatedObjects(store, connectors=self._connectors, field_map=field_map)
         self._definition = definition
         self._clock = clock or _utc_now
         # For a CRM with no connector here (a what-if reads the store only).
@@ -603,9 +419,9 @@ class SyncEngine:
                     log.info("sweep: %d %s records no longer listed: deleted", gone, crm)
             self._store.mark_all_pending()
         for _ in range(SETTLE_ROUNDS):
-            held = _held_back(summary)
+            held = held_back(summary)
             self.settle(summary, should_stop=should_stop, on_written=on_written)
-            if not summary.wrote or _held_back(summary) == held:
+            if not summary.wrote or held_back(summary) == held:
                 break
 
     @contextmanager
@@ -764,7 +580,7 @@ class SyncEngine:
                     )
             alive = [rid for rid in record_ids if rid in held and not held[rid].deleted]
             self._store.mark_pending(crm, alive)
-            for record_crm, ids in _record_ids_by_crm(self._store.records_of(sorted(leads))):
+            for record_crm, ids in record_ids_by_crm(self._store.records_of(sorted(leads))):
                 self._store.mark_pending(record_crm, ids)
 
     def _settle_slice(
@@ -852,76 +668,11 @@ class SyncEngine:
             if total:
                 yield Slice({crm: ids for crm, ids in pending.items() if ids}, list(overdue))
             return
-        groups = self._grouped(pending, overdue)
+        groups = self._grouping.grouped(pending, overdue)
         # The ids are the groups' now: this frame stays suspended for the whole settle.
         del pending
         log.info("settling %d pending records in slices of about %d", total, self._slice_size)
         yield from groups.slices(self._slice_size)
-
-    def _grouped(self, pending: dict[str, list[str]], overdue: Sequence[str]) -> PersonGroups:
-        """The `pending` records (emptied: each CRM's ids go to the groups as they are read)
-        and the `overdue` leads in groups that keep each person's records together."""
-        groups = PersonGroups()
-        joined: set[str] = set()  # the stored leads whose records' keys are in `groups`
-        for crm in list(pending):
-            record_ids = pending.pop(crm)
-            for start in range(0, len(record_ids), KEYS_READ_AT_ONCE):
-                chunk = record_ids[start : start + KEYS_READ_AT_ONCE]
-                keyed = self._store.identity_snapshots(
-                    crm,
-                    chunk,
-                    raw=cross_reference_fields(crm),
-                    canonical=[self._map.identity_field],
-                )
-                self._group(keyed, groups, joined)
-        for lead_id in overdue:
-            groups.add_lead(lead_id)
-        return groups
-
-    def _group(self, snapshots: Sequence[Snapshot], groups: PersonGroups, joined: set[str]) -> None:
-        """Add pending `snapshots` to `groups` with their keys and the stored leads they touch."""
-        related: set[str] = set()
-        for snapshot, leads in self._stored_leads_of(snapshots):
-            keys = self._keys_of(snapshot) | {("lead", lead_id) for lead_id in leads}
-            groups.add_record((snapshot.crm, snapshot.record_id), keys)
-            related.update(leads)
-        # A lead fetched for one record brings all its records into the matching (see
-        # _stored_records): whoever shares an email or a reference with one of them may join
-        # that lead, so belongs with it.
-        fresh = sorted(related - joined)
-        for lead_id, records in self._store.records_of(fresh).items():
-            groups.join([("lead", lead_id), *(k for r in records for k in self._keys_of(r))])
-        joined.update(fresh)
-
-    def _keys_of(self, snapshot: Snapshot) -> set[Hashable]:
-        """What identity matching joins records on: the email, the cross-references."""
-        keys: set[Hashable] = {("ref", ref) for ref in cross_references(snapshot)}
-        email = normalise_email(snapshot.canonical.get(self._map.identity_field))
-        if email is not None:
-            keys.add(("email", email))
-        return keys
-
-    def _stored_leads_of(
-        self, snapshots: Sequence[Snapshot]
-    ) -> Iterator[tuple[Snapshot, set[str]]]:
-        """Each snapshot with the stored leads `_stored_records` fetches for it: the one it is
-        linked to, those holding its email, those linked to the Salesforce lead it names."""
-        identity_field = self._map.identity_field
-        emails = {s.record_id: normalise_email(s.canonical.get(identity_field)) for s in snapshots}
-        holders = self._store.leads_by_email(sorted({e for e in emails.values() if e}))
-        refs = {s.record_id: cross_references(s) for s in snapshots}
-        named = {ref.record_id for found in refs.values() for ref in found}
-        linked = self._store.lead_ids_for(CROSS_REFERENCED_CRM, sorted(named))
-        for snapshot in snapshots:
-            leads = {
-                linked[ref.record_id] for ref in refs[snapshot.record_id] if ref.record_id in linked
-            }
-            email = emails[snapshot.record_id]
-            if email is not None:
-                leads.update(holders.get(email, []))
-            if snapshot.lead_id is not None:
-                leads.add(snapshot.lead_id)
-            yield snapshot, leads
 
     # ---------------------------------------------------------------- pull
 
@@ -961,161 +712,8 @@ class SyncEngine:
             stream=object_name,
         )
         for page in pages:
-            self._ingest_related(crm, object_name, page, summary, position=page.position)
+            self._related.ingest(crm, object_name, page, summary, position=page.position)
             _stop_if(should_stop)
-
-    def _ingest_related(
-        self,
-        crm: str,
-        object_name: str,
-        page: Page,
-        summary: RunSummary,
-        *,
-        position: Position | None = None,
-    ) -> dict[str, list[str]]:
-        """A page of a related object's records into the store, laid over the lead records
-        that name them (which become pending when that changes what they hold), with the
-        stream's cursor past the page. The records of the leads a changed person record no
-        lead names may belong to become pending too (`sync.people`): they are matched again.
-        Returns the records made pending, by CRM."""
-        ids = [record.id for record in page.records]
-        held = self._store.related.get(crm, ids)
-        email_field = self._person_email_field(crm, object_name)
-        roles = self._contact_roles(crm)
-        rows = [
-            Related.of(
-                r,
-                object_name,
-                # A contact role belongs to the person record it names (`sync.deals`).
-                person_of_role(r.fields, roles)
-                if roles is not None and object_name == roles.object_name
-                else held[r.id].parent_id
-                if r.id in held
-                else None,
-                email_field=email_field,
-            )
-            for r in page.records
-        ]
-        by_parent = {row.parent_id: row for row in rows if row.parent_id is not None}
-        refreshed = []
-        for parent_id, snapshot in self._store.snapshots(crm, sorted(by_parent)).items():
-            row = by_parent[parent_id]
-            # A lead whose reference moved on (a merge of contacts, say) is no longer its.
-            if references(snapshot).get(object_name) == row.record_id:
-                refreshed.append(with_related(snapshot, {object_name: row}, self._map))
-        self._store.save_page(
-            crm,
-            refreshed,
-            position=position,
-            stream=stream_key(object_name),
-            related=rows,
-            run_id=summary.run_id,
-        )
-        counts = summary.crms.setdefault(crm, CrmCounts())
-        counts.related_pulled += sum(_changed_related(held.get(r.record_id), r) for r in rows)
-        changed = [
-            row
-            for row in rows
-            if row.parent_id is None
-            and (row.email is not None or row.record_id in held)
-            and _changed_related(held.get(row.record_id), row)
-        ]
-        pending = self._records_of_people(crm, changed)
-        for record_crm, record_ids in self._records_of_deals(crm, object_name, rows, held).items():
-            pending.setdefault(record_crm, []).extend(record_ids)
-        for record_crm, record_ids in pending.items():
-            self._store.mark_pending(record_crm, record_ids)
-        pending.setdefault(crm, []).extend(snapshot.record_id for snapshot in refreshed)
-        return pending
-
-    def _records_of_people(self, crm: str, rows: Sequence[Related]) -> dict[str, list[str]]:
-        """The records, by CRM, of the leads `rows` (person records no lead names) are linked
-        to, whose records name them (a HubSpot contact's salesforcecontactid: the store may
-        meet the Contact after its person was merged), or whose email they hold."""
-        if not rows:
-            return {}
-        ids = [r.record_id for r in rows]
-        leads = {lead for lead, _ in self._store.links_for(crm, ids).values()}
-        leads.update(self._store.leads_naming(ids))
-        by_email = self._store.leads_by_email(sorted({r.email for r in rows if r.email}))
-        leads.update(lead for found in by_email.values() for lead in found)
-        return dict(_record_ids_by_crm(self._store.records_of(sorted(leads))))
-
-    def _records_of_deals(
-        self, crm: str, object_name: str, rows: Sequence[Related], held: Mapping[str, Related]
-    ) -> dict[str, list[str]]:
-        """The records, by CRM, of the leads whose person records (`sync.deals`) changed
-        contact roles in `rows` name (now or before), or whose roles name an opportunity in
-        `rows` that changed since the store held it and that no converted lead names (its
-        roles read, 200 a query)."""
-        roles = self._contact_roles(crm)
-        connector = self._connectors.get(crm)
-        if roles is None or connector is None:
-            return {}
-        changed = [row for row in rows if _changed_related(held.get(row.record_id), row)]
-        people: set[str] = set()
-        if object_name == roles.object_name:
-            for row in changed:
-                before = held.get(row.record_id)
-                people.update(p for p in (row.parent_id, before.parent_id if before else None) if p)
-        elif object_name == OPPORTUNITY:
-            # A new opportunity is tied to nobody yet but by new roles, which their own pull
-            # brings: only one the store held may have roles that did not change with it.
-            orphans = [
-                row.record_id for row in changed if row.parent_id is None and row.record_id in held
-            ]
-            if orphans:
-                found = connector.related_where(
-                    roles.object_name, roles.opportunity_field, orphans, fields=roles.fields
-                )
-                people.update(p for r in found if (p := person_of_role(r.fields, roles)))
-        if not people:
-            return {}
-        leads = {lead for lead, _ in self._store.links_for(crm, sorted(people)).values()}
-        # A converted lead names its Contact: that Contact's deals are its person's too.
-        leads.update(self._store.leads_naming(sorted(people)))
-        return dict(_record_ids_by_crm(self._store.records_of(sorted(leads))))
-
-    def _contact_roles(self, crm: str) -> ContactRoles | None:
-        """How `crm` ties opportunities to people: as its connector follows them, by the
-        CRM's traits when none is here (a what-if reads the roles the store holds)."""
-        connector = self._connectors.get(crm)
-        return connector.contact_roles if connector is not None else traits_of(crm).contact_roles
-
-    def _deals(self, persons: Mapping[str, tuple[str, str]]) -> dict[str, dict[str, FieldChoice]]:
-        """Lead id -> the values its person record's opportunity gives it (`sync.deals`), for
-        the leads `persons` gives a person record ((crm, record id): `_deal_persons`), read
-        from the store (an opportunity it lacks is read from the CRM when connected, 200 a
-        query)."""
-        by_crm: dict[str, dict[str, str]] = {}
-        for lead_id, (person_crm, person_id) in persons.items():
-            by_crm.setdefault(person_crm, {})[person_id] = lead_id
-        found: dict[str, dict[str, FieldChoice]] = {}
-        for crm, leads in by_crm.items():
-            roles = self._contact_roles(crm)
-            connector = self._connectors.get(crm)
-            if roles is None:
-                continue
-            stored = self._store.related.children(crm, roles.object_name, sorted(leads))
-            chosen = chosen_opportunities(stored, roles)
-            wanted = sorted(set(chosen.values()))
-            deals = self._store.related.get(crm, wanted)
-            missing = [i for i in wanted if i not in deals]
-            if missing and connector is not None:
-                fields = fields_of(self._map, crm, OPPORTUNITY)
-                read = connector.fetch(missing, fields=fields, object_name=OPPORTUNITY)
-                deals.update({i: Related.of(r, OPPORTUNITY) for i, r in read.items()})
-            for person_id, opportunity_id in chosen.items():
-                deal = deals.get(opportunity_id)
-                if deal is not None and not deal.deleted:
-                    found[leads[person_id]] = deal_choices(self._map, roles, deal)
-        return found
-
-    def _person_email_field(self, crm: str, object_name: str) -> str | None:
-        """Where `object_name`'s records hold their person's email, when they are people of
-        their own (the connector's `people`)."""
-        connector = self._connectors.get(crm)
-        return connector.people.get(object_name) if connector is not None else None
 
     def ingest(
         self,
@@ -1167,7 +765,7 @@ class SyncEngine:
         )
         news = [q for q in quarantined if not _quarantined_as_is(q, held)]
         read_again, quarantined = len(quarantined) - len(news), news
-        snapshots, related = self._with_related(crm, connector, snapshots)
+        snapshots, related = self._related.with_related(crm, connector, snapshots)
         self._store.save_page(
             crm,
             snapshots,
@@ -1183,47 +781,6 @@ class SyncEngine:
         counts.pulled += len(page.records) - len(_read_again(snapshots, previous)) - read_again
         counts.quarantined += len(quarantined)
         return snapshots
-
-    def _with_related(
-        self, crm: str, connector: Connector, snapshots: list[Snapshot]
-    ) -> tuple[list[Snapshot], list[Related]]:
-        """The lead records with the related records they name laid over them (see
-        `sync.related`), and those related records, now owned by these leads. What the store
-        lacks (a record the related pulls have not brought yet) is read, 200 ids a query."""
-        named = {s.record_id: refs for s in snapshots if (refs := references(s))}
-        followed = set(connector.streams[1:])
-        wanted: dict[str, set[str]] = {}
-        for refs in named.values():
-            for object_name, record_id in refs.items():
-                if object_name in followed:
-                    wanted.setdefault(object_name, set()).add(record_id)
-        if not wanted:
-            return snapshots, []
-        found = self._store.related.get(crm, sorted(set().union(*wanted.values())))
-        for object_name, record_ids in wanted.items():
-            missing = sorted(record_ids - set(found))
-            if missing:
-                read = connector.fetch(
-                    missing, fields=fields_of(self._map, crm, object_name), object_name=object_name
-                )
-                email_field = self._person_email_field(crm, object_name)
-                found.update(
-                    {
-                        i: Related.of(r, object_name, email_field=email_field)
-                        for i, r in read.items()
-                    }
-                )
-        owned: list[Related] = []
-        enriched = []
-        for snapshot in snapshots:
-            rows = {
-                object_name: replace(found[record_id], parent_id=snapshot.record_id)
-                for object_name, record_id in named.get(snapshot.record_id, {}).items()
-                if object_name in followed and record_id in found
-            }
-            owned.extend(rows.values())
-            enriched.append(with_related(snapshot, rows, self._map) if rows else snapshot)
-        return enriched, owned
 
     # ---------------------------------------------------------------- match and merge
 
@@ -1257,7 +814,7 @@ class SyncEngine:
         )
         records = _records_by_lead(stored, batch, linked)
         people = self._match_people(records, lead_ids)
-        deals = self._deals(_deal_persons(records, lead_ids, people.attached))
+        deals = self._related.deals(deal_persons(records, lead_ids, people.attached))
         written = self._written_to(records, lead_ids)
         unseen = self._unseen_writes(records, lead_ids)
         previous = self._store.leads(lead_ids)
@@ -1509,7 +1066,7 @@ class SyncEngine:
         sweep's: the stage moves are those the next sweep would make."""
         stored = self._store.records_of(lead_ids)
         people = self._match_people(stored, lead_ids)
-        deals = self._deals(_deal_persons(stored, lead_ids, people.attached))
+        deals = self._related.deals(deal_persons(stored, lead_ids, people.attached))
         written = self._written_to(stored, lead_ids, people.attached.values())
         believed = {
             lead_id: [_as_written(s, written.get(s.crm, {})) for s in records]
@@ -1948,7 +1505,7 @@ class SyncEngine:
             )
             unchanged += [u for u in updates if u.record_id in found.unchanged]
             if found.changed:
-                pending = self._ingest_related(
+                pending = self._related.ingest(
                     crm, object_name, Page(tuple(found.changed.values())), summary
                 )
                 for record_crm, record_ids in pending.items():
@@ -1967,22 +1524,6 @@ def _with_last(items: Iterable[K]) -> Iterator[tuple[K, bool]]:
         yield held, False
         held = item
     yield held, True
-
-
-def _record_ids_by_crm(
-    records: Mapping[str, Sequence[Snapshot]],
-) -> list[tuple[str, list[str]]]:
-    """The ids of the records of leads (lead id -> its records), by CRM."""
-    by_crm: dict[str, list[str]] = {}
-    for snapshots in records.values():
-        for snapshot in snapshots:
-            by_crm.setdefault(snapshot.crm, []).append(snapshot.record_id)
-    return sorted(by_crm.items())
-
-
-def _changed_related(held: Related | None, row: Related) -> bool:
-    """Whether `row` says anything the store's `held` version of it did not."""
-    return held is None or held.deleted != row.deleted or dict(held.fields) != dict(row.fields)
 
 
 def _by_object(updates: Sequence[RecordUpdate]) -> dict[str, list[RecordUpdate]]:
@@ -2087,29 +1628,6 @@ def _related_as_written(
     writes to it (the what-if's view, as `_as_written` is of lead records)."""
     own = written.get(record.crm, {}).get(record.record_id, {})
     return replace(record, fields={**record.fields, **own})
-
-
-def _deal_persons(
-    records: Mapping[str, Sequence[Snapshot]],
-    lead_ids: Sequence[str],
-    attached: Mapping[str, Related],
-) -> dict[str, tuple[str, str]]:
-    """Lead id -> (crm, id) of the person record whose deals count for it (`sync.deals`): the
-    one identity attached to it, else the one its live records name (a converted lead's
-    Contact): a deal sales open for that Contact after the conversion is the person's too."""
-    persons = {lead_id: (p.crm, p.record_id) for lead_id, p in attached.items()}
-    for lead_id in lead_ids:
-        if lead_id in persons:
-            continue
-        named = sorted(
-            person
-            for snapshot in records.get(lead_id, ())
-            if not snapshot.deleted
-            for person in people_named(snapshot)
-        )
-        if named:
-            persons[lead_id] = named[0]
-    return persons
 
 
 def _as_written(snapshot: Snapshot, written: Mapping[str, Mapping[str, Any]]) -> Snapshot:

@@ -15,10 +15,11 @@ from typing import Any
 
 from leadsync.errors import UsageError
 from leadsync.mapping.fields import FieldMap
-from leadsync.sync.engine import RunSummary, SyncEngine
+from leadsync.sync.engine import SyncEngine
 from leadsync.sync.identity import normalise_email
 from leadsync.sync.ingest import FieldProblem, field_problems
 from leadsync.sync.quarantine_ledger import REFUSED, Quarantined
+from leadsync.sync.run_summary import RunSummary
 from leadsync.sync.store import Store
 
 __all__ = [

@@ -21,7 +21,7 @@ from leadsync.config import Config
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import Sandbox
 from leadsync.sync import tables
-from leadsync.sync.engine import SyncEngine
+from leadsync.sync.grouping import PendingGrouping
 from leadsync.sync.model import Snapshot
 from leadsync.sync.slices import PersonGroups
 from tests.support import set_up_sandbox_config
@@ -130,10 +130,10 @@ def test_grouping_by_identity_fields_alone_groups_as_whole_snapshots_do(
             pending: dict[str, list[str]] = {}
             for crm, record_id in rows:
                 pending.setdefault(crm, []).append(record_id)
-        engine = SyncEngine(store, {}, runtime.field_map, runtime.definition, slice_size=2)
+        grouping = PendingGrouping(store, identity_field=runtime.field_map.identity_field)
 
         def grouped() -> list[tuple[dict[str, list[str]], list[str]]]:
-            groups: PersonGroups = engine._grouped({k: list(v) for k, v in pending.items()}, [])
+            groups: PersonGroups = grouping.grouped({k: list(v) for k, v in pending.items()}, [])
             return [(part.records, part.leads) for part in groups.slices(1)]
 
         light = grouped()

@@ -18,8 +18,9 @@ from leadsync.reports.data import opportunities
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import Sandbox
 from leadsync.sync.backfill import SWEEP, BackfillSpec, Status
-from leadsync.sync.engine import RunSummary, SyncEngine
+from leadsync.sync.engine import SyncEngine
 from leadsync.sync.handoff_ledger import CREATED, MATCHED
+from leadsync.sync.run_summary import RunSummary
 from tests.support import Cut, Tripwire, crm_state, search_caught_up
 from tests.sync.test_contact_opportunities import _deal, _move, _stage, _synced_person_with_contact
 from tests.sync.test_contacts_without_lead import _contact, _person

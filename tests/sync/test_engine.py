@@ -22,7 +22,8 @@ from leadsync.config import Config, load_config
 from leadsync.connectors.base import Connector, KnownStamps, Page, Position, RecordUpdate
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
-from leadsync.sync.engine import RunSummary, SyncEngine
+from leadsync.sync.engine import SyncEngine
+from leadsync.sync.run_summary import RunSummary
 from tests.support import FakeClock, set_up_sandbox_config
 from tests.sync.test_attack_handoff_deals import _archive_hubspot_contact, _delete
 

@@ -30,8 +30,9 @@ from leadsync.runtime import Runtime, open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
 from leadsync.sync import tables
 from leadsync.sync.carry import WriteCarry
-from leadsync.sync.engine import CrmCounts, RunSummary, StopCheck, SyncEngine
+from leadsync.sync.engine import StopCheck, SyncEngine
 from leadsync.sync.model import Lead, Snapshot
+from leadsync.sync.run_summary import CrmCounts, RunSummary
 from leadsync.sync.slices import Slice
 from leadsync.sync.store import Store
 from tests.support import crm_state, search_caught_up, set_up_sandbox_config

@@ -47,7 +47,8 @@ from leadsync.sandbox import (
 )
 from leadsync.sandbox_config import EXAMPLES, write_sandbox_config
 from leadsync.sync.backfill import SWEEP, BackfillSpec
-from leadsync.sync.engine import RunSummary, SyncEngine
+from leadsync.sync.engine import SyncEngine
+from leadsync.sync.run_summary import RunSummary
 from leadsync.sync.store import Store
 from tests.support import search_caught_up
 

@@ -21,8 +21,9 @@ from leadsync.runtime import open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
 from leadsync.sandbox.schema import INBOUND_QUEUE_ID, SANDBOX_OWNERS
 from leadsync.sandbox_config import EXAMPLES
-from leadsync.sync.engine import RunSummary, SyncEngine
+from leadsync.sync.engine import SyncEngine
 from leadsync.sync.handoff_ledger import CREATED, MATCHED, Handoff
+from leadsync.sync.run_summary import RunSummary
 from leadsync.sync.sla.report import format_sla, sla_view
 from tests.support import Cut, Tripwire, crm_state, set_up_sandbox_config
 

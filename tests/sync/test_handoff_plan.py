@@ -11,10 +11,10 @@ from leadsync.cli.sync import format_summary
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import Sandbox
 from leadsync.sandbox_config import EXAMPLES
-from leadsync.sync.engine import RunSummary
 from leadsync.sync.handoff import HandoffPreview
 from leadsync.sync.handoff_ledger import CREATED
 from leadsync.sync.routing import CRM_ASSIGNS
+from leadsync.sync.run_summary import RunSummary
 from tests.sync.test_handoff import NOW, SETTINGS, config_for, handed_off_leads, handoffs, sync
 
 

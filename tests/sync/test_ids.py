@@ -18,8 +18,8 @@ from leadsync.sandbox import Sandbox
 from leadsync.sync import engine as engine_module
 from leadsync.sync import ids
 from leadsync.sync import tables as t
-from leadsync.sync.engine import _lead_key
 from leadsync.sync.ids import ID_DIGITS, is_new_id, new_id
+from leadsync.sync.run_summary import _lead_key
 from leadsync.sync.runs import find_run
 from leadsync.sync.store import Store
 from tests.console.conftest import GRACE_PASSWORD, console_config, serve, sign_in

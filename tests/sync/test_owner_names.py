@@ -21,8 +21,9 @@ from leadsync.runtime import open_runtime
 from leadsync.sandbox import Sandbox
 from leadsync.sandbox.ids import salesforce_id
 from leadsync.sandbox.schema import SANDBOX_OWNERS
-from leadsync.sync.engine import RunSummary, SyncEngine
+from leadsync.sync.engine import SyncEngine
 from leadsync.sync.handoff_ledger import CREATED
+from leadsync.sync.run_summary import RunSummary
 from tests.sync.test_handoff import SETTINGS, config_for
 from tests.sync.test_handoff_response import HOUR, NAMES, T0, Moment
 

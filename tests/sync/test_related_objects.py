@@ -14,7 +14,7 @@ from leadsync.cli import main
 from leadsync.config import Config
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import Sandbox
-from leadsync.sync.engine import RunSummary
+from leadsync.sync.run_summary import RunSummary
 from tests.support import search_caught_up
 
 # The engine tests' sandbox (seed 21, 150 leads a CRM) and config, as fixtures.

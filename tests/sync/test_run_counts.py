@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from leadsync.sync.engine import RunSummary
 from leadsync.sync.ids import is_new_id
 from leadsync.sync.model import FieldChoice, Lead
+from leadsync.sync.run_summary import RunSummary
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

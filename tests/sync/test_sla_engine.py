@@ -19,8 +19,8 @@ from leadsync.cli import main
 from leadsync.config import Config
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import HubSpotSettings, Sandbox, SandboxSettings
-from leadsync.sync.engine import RunSummary
 from leadsync.sync.explain import explain, format_explanation
+from leadsync.sync.run_summary import RunSummary
 from leadsync.sync.sla.clocks import Clock, ClockStatus
 from tests.support import search_caught_up, set_up_sandbox_config
 
