@@ -188,3 +188,36 @@ def test_a_person_hubspot_holds_past_sql_at_a_stage_leadsync_has_no_name_for_is_
     assert "parked@example.com" not in emails
     assert not contact.value("salesforceleadid")
     quiet_after(sandbox, config)
+
+
+# -------------------------------------------- one email conflict fails no other contact
+
+
+@ENGINE_DECIDES
+def test_an_email_another_contact_holds_fails_only_the_contact_it_is_written_to(
+    sandbox: Sandbox, config: Config
+) -> None:
+    # HubSpot's own Salesforce integration linked a contact to the lead of the person's old
+    # address; a form made a second contact with that address. Salesforce's email wins
+    # (prefer_salesforce_unless_blank), so leadsync writes it to the linked contact, and
+    # HubSpot refuses: another contact has it (409, for the whole batch).
+    lead = salesforce_lead(
+        sandbox, {"Email": "ada@example.com", "LastName": "Lovelace", "Company": "Acme"}
+    )
+    hubspot_contact(sandbox, {"email": "ada@example.com", "lastname": "Lovelace"})
+    linked = hubspot_contact(
+        sandbox,
+        {"email": "ada.lovelace@example.com", "lastname": "Lovelace", "salesforceleadid": lead},
+    )
+    others = [
+        hubspot_contact(sandbox, {"email": f"p{n}@example.com", "lastname": f"P{n}"})
+        for n in range(20)
+    ]
+    summary = cycle(config)
+    hubspot = summary.crms["hubspot"]
+    # The refusal is that one contact's: its neighbours in the batch land.
+    assert (hubspot.failed, hubspot.failures["conflict"].example) == (1, f"record {linked}")
+    assert hubspot.written == hubspot.records_to_update - 1
+    scored = [c for c in others if sandbox.hubspot.contact(int(c)).value("leadsync_score")]
+    assert scored == others
+    assert summary.every_write_failed() == {}
