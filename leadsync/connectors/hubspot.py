@@ -552,12 +552,13 @@ class HubSpotConnector:
         *,
         repair: bool,
     ) -> list[WriteResult]:
-        """HubSpot refused the batch as a whole. For something in it (a 400): inputs carrying
-        a property it refuses outright, or a value a refused dropdown's options do not list,
-        fail together; the rest is halved until the inputs at fault stand alone, so one bad
-        value does not block the others. For the request itself
-        (a 403 for a missing scope, say): every input, at once; splitting would not help."""
-        if len(chunk) == 1 or error.status != HTTPStatus.BAD_REQUEST:
+        """HubSpot refused the batch as a whole. For something in it (a 400, or a 409 for an
+        email another contact holds): inputs carrying a property it refuses outright, or a
+        value a refused dropdown's options do not list, fail together; the rest is halved
+        until the inputs at fault stand alone, so one bad value does not block the others.
+        For the request itself (a 403 for a missing scope, say): every input, at once;
+        splitting would not help."""
+        if len(chunk) == 1 or error.status not in (HTTPStatus.BAD_REQUEST, HTTPStatus.CONFLICT):
             return [_refusal(update, error, attempt) for update in chunk]
         refused = {name for name, code in error.field_errors if code in _REFUSED_PROPERTY_CODES}
         doomed = [
