@@ -227,13 +227,6 @@ def test_an_email_another_contact_holds_fails_only_the_contact_it_is_written_to(
 
 
 @ENGINE_DECIDES
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: every_write_failed counts a record the CRM refused before, tried again and "
-    "refused again for the same value, as a run where every write failed: the run after a "
-    "first sync (the echo of its other record brings it back) and each backoff retry alone "
-    "exit 1, are recorded failed and logged as errors, for one record already in quarantine",
-)
 def test_runs_that_only_retry_one_record_salesforce_refused_are_not_failed_runs(
     sandbox: Sandbox, config: Config
 ) -> None:
