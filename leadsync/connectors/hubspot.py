@@ -10,7 +10,8 @@ No write leaves a contact worse than it found it: when the set after a clear doe
 the stage the contact had is written back in the same call to `write`. A batch HubSpot
 refuses whole (a 400 for one input's value) is split until the inputs at fault stand alone, so
 the others land; inputs carrying a property HubSpot refuses outright (it does not exist, it is
-read-only) are refused together without more calls.
+read-only), or a value a dropdown refused that its options (as described) do not list, are
+refused together without more calls.
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ LIFECYCLE = HUBSPOT_LIFECYCLE
 DEFAULT_LIFECYCLE_ORDER: tuple[str, ...] = HUBSPOT_LIFECYCLE_ORDER
 # Validation codes that refuse a property whatever its value: every input carrying it fails.
 _REFUSED_PROPERTY_CODES = frozenset({"PROPERTY_DOESNT_EXIST", "READ_ONLY_VALUE"})
+# A value a dropdown's options do not list: the inputs holding one are told by the describe.
+_INVALID_OPTION = "INVALID_OPTION"
 # A search for the contacts changed since a stamp: HubSpot compares datetimes as epoch ms.
 MODIFIED = "lastmodifieddate"
 
@@ -549,22 +552,44 @@ class HubSpotConnector:
         *,
         repair: bool,
     ) -> list[WriteResult]:
-        """HubSpot refused the batch as a whole. For something in it (a 400): inputs carrying
-        a property it refuses outright fail together, the rest is halved until the inputs at
-        fault stand alone, so one bad value does not block the others. For the request itself
-        (a 403 for a missing scope, say): every input, at once; splitting would not help."""
-        if len(chunk) == 1 or error.status != HTTPStatus.BAD_REQUEST:
+        """HubSpot refused the batch as a whole. For something in it (a 400, or a 409 for an
+        email another contact holds): inputs carrying a property it refuses outright, or a
+        value a refused dropdown's options do not list, fail together; the rest is halved
+        until the inputs at fault stand alone, so one bad value does not block the others.
+        For the request itself (a 403 for a missing scope, say): every input, at once;
+        splitting would not help."""
+        if len(chunk) == 1 or error.status not in (HTTPStatus.BAD_REQUEST, HTTPStatus.CONFLICT):
             return [_refusal(update, error, attempt) for update in chunk]
         refused = {name for name, code in error.field_errors if code in _REFUSED_PROPERTY_CODES}
-        doomed = [update for update in chunk if refused & set(update.values)]
+        doomed = [
+            update
+            for update in chunk
+            if refused & set(update.values) or self._lacks_option(update, error.field_errors)
+        ]
         if doomed:
-            rest = [update for update in chunk if not refused & set(update.values)]
+            gone = {update.record_id for update in doomed}
+            rest = [update for update in chunk if update.record_id not in gone]
             failed = [_refusal(update, error, attempt) for update in doomed]
             return failed + self._write_chunk(rest, attempt, repair=repair)
         middle = len(chunk) // 2
         return self._write_chunk(chunk[:middle], attempt, repair=repair) + self._write_chunk(
             chunk[middle:], attempt, repair=repair
         )
+
+    def _lacks_option(self, update: RecordUpdate, field_errors: Sequence[tuple[str, str]]) -> bool:
+        """Whether `update` holds a value the options of a dropdown HubSpot refused a value of
+        do not list, as the run's describe gives them. HubSpot does not say which input held
+        the value: halving down to each would cost two calls for every bad input."""
+        if self._description is None:
+            return False
+        for name, code in field_errors:
+            if code != _INVALID_OPTION or name not in update.values:
+                continue
+            info = self._description.field(name)
+            value = _as_property(update.values[name])
+            if info is not None and info.options and value and value not in info.options:
+                return True
+        return False
 
     def _batch_outcomes(
         self, chunk: Sequence[RecordUpdate], data: Mapping[str, Any], attempt: int

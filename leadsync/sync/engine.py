@@ -60,6 +60,7 @@ from leadsync.connectors.base import (
     WriteStatus,
     merge_by_id,
 )
+from leadsync.connectors.classify import REQUEST_REFUSALS
 from leadsync.connectors.traits import traits_of
 from leadsync.errors import EXIT_OK, LeadsyncError, QuotaReserveReachedError, RunPausedError
 from leadsync.logs import run_context
@@ -1326,6 +1327,7 @@ class SyncEngine:
             return
         results = connector.write(batch)
         landed, gone = self._set_aside_gone(crm, batch, results, summary.run_id)
+        again = self._refused_again(crm, landed)
         by_id = {q.update.record_id: q for q in queued}
         planned = {u.record_id for u in batch if by_id[u.record_id].planned}
         counts.held_back += sum(1 for r in results if r.record_id in planned) - sum(
@@ -1350,6 +1352,7 @@ class SyncEngine:
                 also=None if aside else self._counted_with_batch(crm, results),
             )
         counts.count_results(results)
+        counts.refused_again += sum(1 for r in results if r.record_id in again)
         unsettled.setdefault(crm, set()).update(
             r.record_id
             for r in landed
@@ -1401,6 +1404,18 @@ class SyncEngine:
             written = {r.record_id for r in again if r.status is WriteStatus.WRITTEN}
             landed += [q for q in refused if q.update.record_id in written]
         self._linked_leads += [q.lead_id for q in landed]
+
+    def _refused_again(self, crm: str, results: Sequence[WriteResult]) -> set[str]:
+        """The records of `results` refused for what they hold that were refused before and
+        wait to be tried again: asked before the batch's refusals are recorded."""
+        failed = [
+            r.record_id
+            for r in results
+            if r.status is WriteStatus.FAILED and r.category not in REQUEST_REFUSALS
+        ]
+        if not failed:
+            return set()
+        return self._store.quarantine.refused_before(crm, failed)
 
     def _set_aside_gone(
         self, crm: str, batch: Sequence[RecordUpdate], results: Sequence[WriteResult], run_id: str

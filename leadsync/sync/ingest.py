@@ -11,7 +11,9 @@ Each canonical field gets a `changed_at`: when a person last changed it in this 
 leadsync can tell. A value equal to the previous snapshot's keeps its time; a new value takes
 the record's modification time, unless it is what leadsync itself wrote there last (`expected`):
 that is leadsync's own echo, and counting it as an edit would make the next reconcile see a
-fresh change and write it back the other way, on and on.
+fresh change and write it back the other way, on and on. A blank read for the first time (a
+record first met, a field newly mapped) has no time: nobody is known to have cleared it, and a
+most_recent field must not blank the other CRM's value for it.
 """
 
 from __future__ import annotations
@@ -260,10 +262,16 @@ def _changed_at(
     expected: Mapping[str, Any] | None,
 ) -> dict[str, datetime]:
     """Per field: the previous time when unchanged or when the change is leadsync's own echo
-    (absent when there is none: no person is known to have set it); else the record's time."""
+    (absent when there is none: no person is known to have set it); absent for a blank read
+    for the first time (no person is known to have cleared it); else the record's time."""
     if previous is None and not expected:
-        # A record met for the first time, never written: every value is a person's.
-        return dict.fromkeys(canonical, record.modified_at)
+        # A record met for the first time, never written: every value is a person's. A blank
+        # is not: nobody is known to have cleared it (most contacts never had a phone), and
+        # timed at the record's stamp it would win a most_recent field and blank the other
+        # CRM's value on a first sync.
+        return {
+            name: record.modified_at for name, value in canonical.items() if not is_blank(value)
+        }
     times: dict[str, datetime] = {}
     fields = record.fields
     for name, field, _read, same in pulls:
@@ -276,6 +284,8 @@ def _changed_at(
         if unchanged or (expected and field in expected and same(fields[field], expected[field])):
             if before is not None:
                 times[name] = before
+        elif is_blank(value) and (previous is None or name not in previous.canonical):
+            pass  # read blank for the first time: nobody is known to have cleared it
         else:
             times[name] = record.modified_at
     return times

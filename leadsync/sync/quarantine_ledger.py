@@ -5,6 +5,7 @@ retried write lands.
     entries, open_for, size     the quarantine, all or a batch's open entries, how many open
     due_refusals                refused writes worth trying again (their cause may have
                                 changed, or their wait is over)
+    refused_before              which records were refused and wait to be tried again
     refusals_due_now            a person asked to try these again
     forget_refusals             tried again, nothing left to write: out of the quarantine
 
@@ -125,6 +126,20 @@ class QuarantineLedger:
             query = query.where(t.refusals.c.run_id != run_id)
         with self._engine.connect() as connection:
             return list(connection.execute(query).scalars())
+
+    @retry_transient
+    def refused_before(self, crm: str, record_ids: Sequence[str]) -> set[str]:
+        """Those of `record_ids` whose write `crm` refused and that no write has landed on
+        since: a record waiting to be tried again (its quarantine entry may be closed, a pull
+        having read the record again meanwhile)."""
+        found: set[str] = set()
+        with self._engine.connect() as connection:
+            for chunk in chunks(record_ids):
+                query = sa.select(t.refusals.c.record_id).where(
+                    t.refusals.c.crm == crm, t.refusals.c.record_id.in_(chunk)
+                )
+                found.update(connection.execute(query).scalars())
+        return found
 
     @retry_transient
     def refusals_due_now(self, crm: str, record_ids: Sequence[str]) -> None:

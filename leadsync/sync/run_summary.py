@@ -52,6 +52,9 @@ class CrmCounts:
     related_pulled: int = 0
     # Why writes failed or were deferred: the CRM's error category -> count and an example.
     failures: dict[str, Failures] = field(default_factory=dict)
+    # Of `failed`: records that already waited in quarantine, refused for what they hold,
+    # tried again and refused again. No news: they do not make a run one that failed.
+    refused_again: int = 0
 
     def count_results(self, results: Sequence[WriteResult]) -> None:
         for result in results:
@@ -158,7 +161,7 @@ class RunSummary:
         found = {}
         for crm, counts in sorted(self.crms.items()):
             missed = counts.failed + counts.deferred
-            if counts.written or not missed:
+            if counts.written or not missed - counts.refused_again:
                 continue
             causes = "; ".join(
                 f"{category} ×{cause.count}, e.g. {cause.example}"

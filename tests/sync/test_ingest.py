@@ -238,6 +238,22 @@ def test_a_first_snapshot_dates_every_field_to_the_record_unless_it_is_an_echo()
     }  # no person is known to have set company
 
 
+def test_a_first_snapshot_dates_no_blank_field_nobody_is_known_to_have_cleared() -> None:
+    # A blank timed at the record's stamp would win a most_recent field over the other CRM's
+    # value, and blank it there on a first sync.
+    snapshot = snapshot_of(hubspot({"phone": "  ", "company": None, "jobtitle": "CTO"}))
+    assert snapshot.changed_at == {"email": NOW, "title": NOW}
+    assert snapshot.canonical["phone"] is None
+
+
+def test_a_field_read_for_the_first_time_blank_has_no_change_time() -> None:
+    # The mapping newly pulls phone (an edit, then a backfill): the records stored before hold
+    # no phone at all, and a blank read now is nobody's clearing of it either.
+    previous = previous_hubspot({}, {"email": BEFORE})
+    snapshot = snapshot_of(hubspot({"phone": "", "jobtitle": "CTO"}), previous=previous)
+    assert snapshot.changed_at == {"email": BEFORE, "title": NOW}
+
+
 @pytest.mark.parametrize(
     ("field", "crm", "one", "other", "same"),
     [

@@ -868,6 +868,17 @@ def test_a_write_refused_for_the_request_itself_is_due_at_the_next_run_not_after
         }
 
 
+def test_a_refused_record_is_refused_before_until_a_write_to_it_lands(database_url: str) -> None:
+    with Store(database_url, clock=lambda: T0) as store:
+        refused = WriteRow("2", "leadsync_grade", None, "A", WriteStatus.FAILED, "invalid", "A")
+        store.audit_log.record("run-1", "hubspot", [refused], context="c", at=T0)
+        assert store.quarantine.refused_before("hubspot", ["1", "2"]) == {"2"}
+        assert store.quarantine.refused_before("salesforce", ["2"]) == set()
+        landed = WriteRow("2", "leadsync_grade", None, "B", WriteStatus.WRITTEN)
+        store.audit_log.record("run-2", "hubspot", [landed], context="c", at=T0)
+        assert store.quarantine.refused_before("hubspot", ["2"]) == set()
+
+
 def test_written_values_become_the_records_expected_values(store: Store) -> None:
     store.audit_log.record(
         "run-1",
