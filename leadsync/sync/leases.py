@@ -151,9 +151,23 @@ class Leases:
         """Take the lease `name` for `ttl` if it is free, expired or ours; True if taken."""
         return self._take(name, ttl)[0]
 
+    def _take(self, name: str, ttl: timedelta, *, waiting: bool = False) -> tuple[bool, str | None]:
+        """Whether the lease was taken, and from which other holder (its lease expired).
+        `waiting`: for a caller that waits for the lease anyway, tried once, a database
+        another writer holds locked being the lease not free yet. Retried, each attempt would
+        block a lock wait, running a wait past its end by all of them, and end in the error
+        rather than in "held by another"."""
+        if not waiting:
+            return self._take_retried(name, ttl)
+        try:
+            return self._take_once(name, ttl)
+        except sa.exc.DBAPIError as error:
+            if not is_transient(error):
+                raise
+            return False, None
+
     @retry_transient
-    def _take(self, name: str, ttl: timedelta) -> tuple[bool, str | None]:
-        """Whether the lease was taken, and from which other holder (its lease expired)."""
+    def _take_retried(self, name: str, ttl: timedelta) -> tuple[bool, str | None]:
         return self._take_once(name, ttl)
 
     def _take_once(self, name: str, ttl: timedelta) -> tuple[bool, str | None]:
@@ -183,18 +197,6 @@ class Leases:
         if taken != self.holder:
             return False, None
         return True, before if before not in (None, self.holder) else None
-
-    def _take_unless_locked(self, name: str, ttl: timedelta) -> tuple[bool, str | None]:
-        """`_take` once, for a caller that waits for the lease anyway: a database another
-        writer holds locked is the lease not free yet. Retried, each attempt would block a
-        lock wait, running a wait past its end by all of them, and end in the error rather
-        than in "held by another"."""
-        try:
-            return self._take_once(name, ttl)
-        except sa.exc.DBAPIError as error:
-            if not is_transient(error):
-                raise
-            return False, None
 
     @retry_transient
     def renew(self, name: str, ttl: timedelta) -> bool:
@@ -247,8 +249,8 @@ class Leases:
         waiting). `on_wait` is called once, when the lease is found taken and waited for."""
         deadline = self._local_now() + wait
         stopped = stop.is_set if isinstance(stop, threading.Event) else stop or (lambda: False)
-        take = self._take_unless_locked if wait > timedelta(0) else self._take
-        while not (taken := take(name, ttl))[0]:
+        waiting = wait > timedelta(0)
+        while not (taken := self._take(name, ttl, waiting=waiting))[0]:
             if self._local_now() >= deadline or stopped():
                 yield None
                 return
