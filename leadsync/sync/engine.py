@@ -38,7 +38,7 @@ it is not written again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -242,6 +242,8 @@ class _Merged:
     # The records as their CRMs hold them now, as far as leadsync knows: `snapshots` under
     # its own writes no pull has brought back yet (`_as_written`); what the plan started from.
     held: dict[str, Snapshot] | None = None
+    # Why a CRM holds the person past the lead's stage (`SyncEngine._held_past`): empty if none.
+    held_past: str = ""
 
 
 class SyncEngine:
@@ -1057,6 +1059,7 @@ class SyncEngine:
             person_review,
             echoed=echoed,
             held=held,
+            held_past=self._held_past(lead.stage, held, own),
         )
 
     def reevaluate(self, lead_ids: Sequence[str]) -> list[Reevaluated]:
@@ -1128,6 +1131,7 @@ class SyncEngine:
             person=person,
             person_review=m.person_review,
             held=m.held,
+            held_past=m.held_past,
         )
 
     def _handoff_step(self, run_id: str) -> HandoffStep:
@@ -1173,6 +1177,28 @@ class SyncEngine:
         """`crm`'s traits as its connector has them, by the CRM's defaults when none is here."""
         connector = self._connectors.get(crm)
         return connector.traits if connector is not None else traits_of(crm)
+
+    def _held_past(
+        self, stage: str | None, held: Mapping[str, Snapshot], own: Mapping[str, Collection[str]]
+    ) -> str:
+        """Why a CRM holds the person past `stage`: a stage a person set there (not leadsync's
+        own write) that writing `stage`'s value over would move back, as the plan keeps it
+        (HubSpot's `other`, or a portal's own stage after customer). Empty when none does."""
+        if stage is None:
+            return ""
+        for crm, snapshot in sorted(held.items()):
+            targets = self._map.writeback.get(crm)
+            if snapshot.deleted or targets is None or targets.stage is None:
+                continue
+            name, wanted = targets.stage, targets.stage_values.get(stage)
+            value = snapshot.raw.get(name)
+            if wanted is None or is_blank(value) or name in own.get(crm, ()):
+                continue
+            if value not in targets.holding("stage", stage) and self._moves_back(
+                crm, name, value, wanted
+            ):
+                return f"{crm} holds the person past {stage} ({name} {value})"
+        return ""
 
     def _moves_back(self, crm: str, name: str, held: Any, wanted: Any) -> bool:
         connector = self._connectors.get(crm)

@@ -229,6 +229,9 @@ class MergedLead:
     # written by a run cut off before the handoff was marked linked is there, though HubSpot's
     # search, seconds behind its writes, shows the next run the record without it.
     held: Mapping[str, Snapshot] | None = None
+    # Why a CRM holds the person past the lead's stage (a person parked them at a later stage
+    # there: HubSpot's `other`, a portal's own): the lead is not handed off then.
+    held_past: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -683,6 +686,10 @@ class HandoffStep:
         email = lead.values.get(self._map.identity_field)
         if not email:
             return f"no {self._map.identity_field}"
+        if m.held_past:
+            # The score says MQL; a person in that CRM says they are further on (or parked):
+            # sales get no lead to accept for them. Lifted once that stage moves.
+            return m.held_past
         unmet = [c.describe() for c in self._handoff.require if not c.holds(lead.values)]
         return f"requires {', '.join(unmet)}" if unmet else ""
 
