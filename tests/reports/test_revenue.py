@@ -250,3 +250,28 @@ def test_the_funnels_opportunity_stage_and_the_revenue_opportunities_say_what_ea
     html = render_html(report)
     assert "counts the lifecycle stage" in html
     assert "have an opportunity record" in html
+
+
+def test_report_refuses_spend_periods_of_another_length_than_period_naming_file_and_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "leadsync.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "r.db"}"\n\n[files]\n'
+        f'mapping = "{EXAMPLES / "mapping.toml"}"\n'
+        f'definition = "{EXAMPLES / "lead_definition.toml"}"\n'
+    )
+    spend = tmp_path / "spend.csv"
+    spend.write_text("period,spend\n2026-01,5000\n2026-02,6000\n")
+    argv = ["report", "--config", str(config), "--spend", str(spend)]
+    # Monthly spend under weekly periods would match no week: 0 new customers in each.
+    assert main([*argv, "--period", "week"]) == 2
+    err = capsys.readouterr().err
+    assert f"{spend}:2: period: '2026-01' is a month" in err
+    assert "--period week" in err
+    assert "Traceback" not in err
+    spend.write_text("period,spend\n2026-W05,900\n")
+    assert main([*argv, "--period", "month"]) == 2
+    assert f"{spend}:2: period: '2026-W05' is a week" in capsys.readouterr().err
+    assert main([*argv, "--period", "week", "--format", "json"]) == 0
+    assert '"period": "2026-W05"' in capsys.readouterr().out
