@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 
 from leadsync.console.audit import AuditLog
+from leadsync.console.web import NONE
 from leadsync.reports.build import report_for
 from leadsync.reports.html import REPORT_CSS, render_body
 from leadsync.sync import tables
 from leadsync.sync.backfill import BackfillSpec, Status
+from leadsync.sync.explain import shown_value
 from leadsync.sync.leases import Leases, replica_lease
 from leadsync.sync.model import Lead
 from leadsync.sync.sla.clocks import ClockStatus
@@ -179,6 +181,22 @@ def test_a_leads_page_is_explain_with_links_into_the_crms(grace: Served) -> None
     if not explained.pending:
         assert "None: both CRMs hold what they should." in text
     assert grace.client.get("/console/leads/no-such-lead").status_code == 404
+
+
+def test_a_leads_page_shows_values_as_explain_does(grace: Served) -> None:
+    lead, records = both_crms_lead(grace)
+    (explained,) = grace.runtime.explain(records["hubspot"])
+    text = text_of(grace.page(f"/console/leads/{lead.lead_id}"))
+    values = explained.lead.values
+    shown = [name for name in values if isinstance(values[name], datetime | float)]
+    assert shown  # a time (created_at) at least
+    for name in shown:
+        # The CLI's formatter, text unquoted: a page's cell marks where it begins and ends.
+        assert f"{name} {shown_value(values[name])}" in text
+        assert str(values[name]) not in text  # no 2026-03-07 02:50:48.778000+00:00, 537000000.0
+    for write in explained.writes:
+        old = NONE if write.old is None else shown_value(write.old, quoted=False)
+        assert f"{write.field} {old} " in text
 
 
 SALESFORCE_LINK = "https://acme.my.salesforce.com/lightning/r/{id}/view"
