@@ -306,17 +306,26 @@ def test_a_viewer_sees_backfills_but_cannot_queue_stop_or_resume(
     assert audit(grace) == []
 
 
+TOKEN_REFUSED = "a change without this session's form token was refused"
+ORIGIN_REFUSED = "a change posted from another origin (http://evil.example) was refused"
+
+
 @pytest.mark.parametrize(
-    ("csrf", "origin"),
+    ("csrf", "origin", "logged"),
     [
-        (None, None),  # no token
-        ("forged", None),  # a wrong one
-        ("other session", None),  # another session's
-        ("right", "http://evil.example"),  # the right one, posted from another site
+        (None, None, TOKEN_REFUSED),  # no token
+        ("forged", None, TOKEN_REFUSED),  # a wrong one
+        ("other session", None, TOKEN_REFUSED),  # another session's
+        # the right one, posted from another site: the log says so, not "no token"
+        ("right", "http://evil.example", ORIGIN_REFUSED),
     ],
 )
 def test_a_change_without_this_sessions_token_from_this_console_is_refused(
-    ada: Served, csrf: str | None, origin: str | None
+    ada: Served,
+    csrf: str | None,
+    origin: str | None,
+    logged: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     page = ada.page("/console/backfills")
     if csrf == "right":
@@ -327,10 +336,13 @@ def test_a_change_without_this_sessions_token_from_this_console_is_refused(
         csrf = csrf_of(page)  # the first session's token, no longer this browser's
     data = {"crm": "all"} | ({"csrf": csrf} if csrf is not None else {})
     headers = {"origin": origin} if origin else {}
-    refused = ada.client.post("/console/backfills", data=data, headers=headers)
+    with caplog.at_level(logging.WARNING, logger="leadsync.console"):
+        refused = ada.client.post("/console/backfills", data=data, headers=headers)
     assert refused.status_code == 403
     assert "This form has expired or came from another site" in refused.text
     assert ada.runtime.backfill_queue().list() == []
+    warnings = [r.getMessage() for r in caplog.records if r.name.startswith("leadsync.console")]
+    assert warnings == [f"console: {logged}"]
 
 
 def test_stop_and_resume_from_the_page_change_the_backfill_and_are_audited(
