@@ -18,6 +18,11 @@ on the rest and shown on both, so a proposal that only fits its own data shows i
 The evidence: AUC, the share of won and of lost at or above the threshold, and the lift of each
 score band (its won share over the overall won share), today's against the proposal's, on the
 learning part and on the held-back part; then the proposal as a diff of the lead definition.
+
+A proposal that does worse on the held-back part than today's definition (a lower AUC, or the
+same AUC and a worse threshold split) is not proposed: the learning part alone said it, the
+outcomes it did not see say otherwise, so the current definition is kept and the figures say
+why.
 """
 
 from __future__ import annotations
@@ -76,6 +81,8 @@ class Calibration:
     evidence: dict[str, Any]
     diff: str
     message: str = ""
+    # What the learning part proposed when the held-back part said it was worse than today.
+    rejected: Setting | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +93,7 @@ class Calibration:
             "evidence": self.evidence,
             "diff": self.diff,
             "message": self.message,
+            "rejected": None if self.rejected is None else _setting(self.rejected),
         }
 
 
@@ -124,8 +132,32 @@ def calibrate(store: Store, definition: LeadDefinition, definition_path: Path) -
         }
         for name, part in (("learning", learn), ("held_back", held))
     }
+    worse = _worse_held_back(evidence["held_back"])
+    if worse:
+        message = f"the current definition is kept: {worse}"
+        return Calibration(outcome, counts, current, None, evidence, "", message, proposed)
     diff = _diff(definition_path, current, proposed)
     return Calibration(outcome, counts, current, proposed, evidence, diff)
+
+
+def _worse_held_back(held: dict[str, dict[str, Any]]) -> str:
+    """Why the proposal does worse than today on the held-back part, or "" if it does not."""
+    now, new = held["current"], held["proposed"]
+    if now["auc"] is None or new["auc"] is None:
+        return ""  # the held-back part lacks one outcome: it can tell nothing either way
+    if new["auc"] < now["auc"]:
+        return (
+            f"the proposal ranks the held-back outcomes worse (AUC {new['auc']:g} against "
+            f"today's {now['auc']:g})"
+        )
+    split_now = now["good_above_threshold"] - now["bad_above_threshold"]
+    split_new = new["good_above_threshold"] - new["bad_above_threshold"]
+    if new["auc"] == now["auc"] and round(split_new, 3) < round(split_now, 3):
+        return (
+            f"the proposed threshold separates the held-back outcomes worse (share of good "
+            f"less share of others above it {split_new:.0%} against today's {split_now:.0%})"
+        )
+    return ""
 
 
 # ---------------------------------------------------------------------------------- outcomes
@@ -311,15 +343,20 @@ def format_calibration(result: Calibration) -> str:
         f"({result.counts['good']} {result.outcome}, {result.counts['bad']} not); learning on "
         f"{result.counts['learning']}, {result.counts['held_back']} held back",
     ]
-    if result.proposed is None or result.current is None:
+    if result.current is None or (result.proposed is None and result.rejected is None):
         return (
             "\n".join([*lines, result.message, "nothing is proposed; nothing was written"]) + "\n"
         )
-    now, new = result.current, result.proposed
+    now = result.current
+    new = result.proposed if result.proposed is not None else result.rejected
+    assert new is not None
+    if result.proposed is None:
+        lines += ["", f"!! {result.message}", ""]
     lines += [
         f"  today:    fit cap {now.fit_cap}, engagement cap {now.engagement_cap}, "
         f"MQL at score {now.threshold:g}",
-        f"  proposed: fit cap {new.fit_cap}, engagement cap {new.engagement_cap}, "
+        f"  {'proposed' if result.proposed is not None else 'rejected'}: "
+        f"fit cap {new.fit_cap}, engagement cap {new.engagement_cap}, "
         f"MQL at score {new.threshold:g}",
         "",
         f"  {'':<22}{'AUC':>8}{f'{result.outcome} above':>16}{'others above':>14}",
@@ -327,7 +364,8 @@ def format_calibration(result: Calibration) -> str:
     for part, figures in result.evidence.items():
         for which in ("current", "proposed"):
             row = figures[which]
-            label = f"{part.replace('_', ' ')}, {'today' if which == 'current' else 'proposed'}"
+            name = "today" if which == "current" else "proposed"
+            label = f"{part.replace('_', ' ')}, {name}"
             lines.append(
                 f"  {label:<22}{_num(row['auc']):>8}{_pct(row['good_above_threshold']):>16}"
                 f"{_pct(row['bad_above_threshold']):>14}"
@@ -336,6 +374,9 @@ def format_calibration(result: Calibration) -> str:
     held = result.evidence["held_back"]
     for before, after in zip(held["current"]["bands"], held["proposed"]["bands"], strict=True):
         lines.append(f"    {before['band']:>7}  {_num(before['lift'])} -> {_num(after['lift'])}")
+    if result.proposed is None:
+        lines += ["", f"{result.message}; nothing is proposed; nothing was written"]
+        return "\n".join(lines) + "\n"
     lines += ["", result.diff or "(the lead definition would not change)", ""]
     lines.append("nothing was written: apply the diff to the lead definition to accept it")
     return "\n".join(lines) + "\n"

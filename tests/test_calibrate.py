@@ -116,3 +116,38 @@ def test_the_command_prints_json_and_exits_0(
     body = json.loads(capsys.readouterr().out)
     assert body["proposed"]["mql_threshold"] == 70
     assert set(body["evidence"]) == {"learning", "held_back"}
+
+
+def test_a_proposal_worse_on_the_held_back_part_keeps_the_current_definition(
+    store: Store, definition: LeadDefinition
+) -> None:
+    # The learning part says fit alone predicts (so it lowers the engagement cap); the
+    # held-back part says engagement alone does: the proposal ranks those worse than today.
+    from leadsync.calibrate import _held_back
+
+    draw = random.Random(7)
+    leads, links, related = [], [], []
+    for n in range(400):
+        fit, engagement = draw.randint(0, 50), draw.randint(0, 50)
+        lead_id, record = f"L{n:04d}", f"00Q{n:04d}"
+        won = engagement >= 10 if _held_back(lead_id) else fit >= 35
+        leads.append(Lead(lead_id, {}, score=fit + engagement, fit=fit, engagement=engagement))
+        links.append(("salesforce", record, lead_id, "new"))
+        outcome = {"IsClosed": True, "IsWon": won}
+        related.append(
+            Related("salesforce", "Opportunity", f"006{n:04d}", NOW, outcome, False, record)
+        )
+    store.save_decisions(leads=leads, links=links, run_id="r0")
+    store.save_page("salesforce", [], position=None, related=related, run_id="r0")
+
+    result = calibrate(store, definition, DEFINITION)
+    held = result.evidence["held_back"]
+    assert result.rejected is not None  # what the learning part alone would have proposed
+    assert held["proposed"]["auc"] < held["current"]["auc"]
+    assert result.proposed is None
+    assert result.diff == ""
+    text = format_calibration(result)
+    assert "the current definition is kept" in text
+    assert f"AUC {held['proposed']['auc']:g}" in text
+    assert f"{held['current']['auc']:g}" in text
+    assert "+cap" not in text

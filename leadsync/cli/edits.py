@@ -61,21 +61,36 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def format_status(status: EditStatus) -> str:
+    from leadsync.edits import SHORT
+
+    # Two hashes, each labelled: the files version is a digest of the mapping and the lead
+    # definition together; the scoring model version is the definition's model_version.
     running = status.running
+    disk = (status.disk_digest or "")[:SHORT]
     if running is None:
-        lines = ["running: no version applied yet (the service's first start accepts the files)"]
+        lines = [
+            "running: nothing applied yet; the service's first start (or `leadsync apply`) "
+            "accepts the files on disk"
+        ]
     else:
         lines = [
-            f"running: version {running.short} (model {running.model_version}), applied "
-            f"{running.accepted_at:%Y-%m-%d %H:%M %Z} by {running.accepted_by}"
+            f"running: files version {running.short}, scoring model version "
+            f"{running.model_version}, applied {running.accepted_at:%Y-%m-%d %H:%M %Z} by "
+            f"{running.accepted_by}"
         ]
     if status.problems:
-        lines.append(f"files on disk: {len(status.problems)} problem(s); the version above runs")
+        after = "nothing runs until they are fixed" if running is None else "the version above runs"
+        lines.append(f"files on disk: {len(status.problems)} problem(s); {after}")
         lines.extend(f"  {problem}" for problem in status.problems)
+    elif running is None:
+        lines.append(
+            f"files on disk: files version {disk} (a digest of the two files), not applied yet: "
+            "`leadsync apply` shows what they change and runs them"
+        )
     elif status.differs:
         lines.append(
-            f"files on disk: differ (version {(status.disk_digest or '')[:12]}): "
-            "`leadsync plan --what-if` shows what they change, `leadsync apply` runs them"
+            f"files on disk: changed since (files version {disk}): `leadsync plan --what-if` "
+            "shows what they change, `leadsync apply` runs them"
         )
     else:
         lines.append("files on disk: the version running")

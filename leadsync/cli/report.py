@@ -65,7 +65,7 @@ def run_report(args: argparse.Namespace) -> int:
     if args.since and not args.until and args.since >= now:
         raise UsageError("--since must be before --until (without it, before now)")
     config = load(args)
-    spend = read_spend(args.spend) if args.spend is not None else None
+    spend = read_spend(args.spend, period=args.period) if args.spend is not None else None
     with open_runtime(config, connect=False) as runtime:
         report = report_for(
             runtime, now=now, since=args.since, until=args.until, period=args.period, spend=spend

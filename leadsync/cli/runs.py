@@ -169,7 +169,7 @@ def run_revert(args: argparse.Namespace) -> int:
             if args.dry_run:
                 _print_revert(preview, args)
                 return EXIT_OK
-            print(preview.text(args.run_id))
+            print(preview.text(args.run_id, asking=True))
             if not preview.reverted:
                 return EXIT_OK
             if not confirm(f"put back {len(preview.reverted)} field(s) in the CRMs?"):

@@ -77,6 +77,10 @@ def run_what_if(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# Score reasons shown per example; `explain` shows them all.
+EXAMPLE_REASONS = 4
+
+
 def format_what_if(found: WhatIf) -> str:
     lines = [f"what-if over {found.leads:,} stored leads (the files on disk; no CRM called)"]
     if not found.changed:
@@ -106,7 +110,10 @@ def format_what_if(found: WhatIf) -> str:
             lines.append(f"    {change}:")
             for e in examples:
                 lines.append(f"      {e.email or e.lead_id} ({e.before} -> {e.after})")
-                lines.extend(f"        {reason}" for reason in e.reasons[:4])
+                lines.extend(f"        {reason}" for reason in e.reasons[:EXAMPLE_REASONS])
+                if len(e.reasons) > EXAMPLE_REASONS:
+                    # Else the reasons shown would not add up to the score.
+                    lines.append(f"        … and {len(e.reasons) - EXAMPLE_REASONS} more")
     for (crm, name), n in sorted(found.needs_backfill.items()):
         lines.append(
             f"  {crm} {name} is pulled now but no stored record holds it: {n} lead(s) need "

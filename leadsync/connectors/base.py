@@ -306,6 +306,9 @@ class CrmTraits:
     # of it. Not a refusal of leadsync's values: nothing to try again.
     gone_errors: frozenset[str] = frozenset()
     frozen_errors: frozenset[str] = frozenset()
+    # The field in which the CRM stamps when it created a record (no one can write it): when
+    # a person entered the funnel, where a pull brought it (the mapping asks for it).
+    created_field: str | None = None
 
     @property
     def pull_fields(self) -> tuple[str, ...]:

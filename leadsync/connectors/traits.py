@@ -38,6 +38,7 @@ HUBSPOT = CrmTraits(
     stage_clear="lifecycle clear",
     # A 207's error for an id no live contact has (archived, merged away).
     gone_errors=frozenset({"object_not_found"}),
+    created_field="createdate",
 )
 
 _CONVERTED = "IsConverted"
@@ -57,6 +58,7 @@ SALESFORCE = CrmTraits(
     frozen_flag=_CONVERTED,
     gone_errors=frozenset({"entity_is_deleted", "not_found"}),
     frozen_errors=frozenset({"cannot_update_converted_lead"}),
+    created_field="CreatedDate",
     related_references=MappingProxyType(_CONVERTED_REFERENCES),
     # An Opportunity is tied to a Contact by its contact roles (primary first): a Contact
     # with an opportunity stands for a lead converted with it.

@@ -31,6 +31,7 @@ from leadsync.console import pages
 from leadsync.console.audit import NOBODY
 from leadsync.console.sessions import csrf_matches
 from leadsync.console.web import Console, ConsoleContext, Visit
+from leadsync.secrets import cut
 
 __all__ = ["LOGIN_CSRF_COOKIE", "SESSION_COOKIE", "console_app"]
 
@@ -95,8 +96,9 @@ def _visit(
             return RedirectResponse(f"{login}?{urlencode({'next': target})}", status_code=303)
         return _refusal(console, request, 403, "You are signed out: sign in again, then retry.")
     if change:
-        if not _same_origin(request) or not csrf_matches(session.csrf_token, _field(form, "csrf")):
-            log.warning("console: a change without this session's form token was refused")
+        why = _forged(request, session.csrf_token, form)
+        if why:
+            log.warning("console: a change %s was refused", why)
             return _refusal(
                 console,
                 request,
@@ -112,6 +114,17 @@ def _visit(
 
 def _refusal(console: Console, request: Request, status: int, message: str) -> Response:
     return console.render(request, "refused.html", status_code=status, message=message)
+
+
+def _forged(request: Request, csrf_token: str, form: FormData | None) -> str:
+    """Why a change may not be this session's own doing (for the log), or ""."""
+    if not _same_origin(request):
+        # The Origin the browser named: a site's address, nothing of a person's.
+        origin = "".join(c for c in request.headers.get("origin", "") if c.isprintable())
+        return f"posted from another origin ({cut(origin, limit=200)})"
+    if not csrf_matches(csrf_token, _field(form, "csrf")):
+        return "without this session's form token"
+    return ""
 
 
 def _same_origin(request: Request) -> bool:

@@ -27,6 +27,7 @@ from leadsync.console.sessions import Session, Sessions
 from leadsync.console.settings import ConsoleSettings
 from leadsync.metrics import Health
 from leadsync.runtime import Runtime
+from leadsync.sync.explain import shown_value
 from leadsync.sync.leases import Leases
 
 __all__ = ["Console", "ConsoleContext", "Visit"]
@@ -120,7 +121,9 @@ class Console:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        environment.filters.update(when=_when, count=_count, share=_share, details=_details)
+        environment.filters.update(
+            when=_when, count=_count, share=_share, details=_details, value=_value
+        )
         environment.globals.update(path=_path, version=__version__, NONE=NONE)
         self.templates = Jinja2Templates(env=environment)
 
@@ -145,6 +148,12 @@ def _when(value: datetime | str | None) -> str:
         return NONE
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _value(value: Any) -> str:
+    """A CRM value as `leadsync explain` shows it (`2026-03-07 02:50:48 UTC`, `537000000`),
+    text unquoted; nothing as NONE."""
+    return NONE if value is None else shown_value(value, quoted=False)
 
 
 def _count(value: int | float | None) -> str:

@@ -17,6 +17,7 @@ from leadsync.connectors.traits import traits_of
 from leadsync.mapping.lifecycle import Stage, Transition
 from leadsync.sync import tables as t
 from leadsync.sync.deals import chosen_opportunities
+from leadsync.sync.model import Snapshot
 from leadsync.sync.related import OPPORTUNITY, RelatedRecords
 from leadsync.sync.run_log import RunRow
 from leadsync.sync.sla.clocks import Clock
@@ -34,9 +35,16 @@ class LeadFacts:
     segment: Any  # the value of the field reports are broken down by (lead source)
     email: str | None = None
     history: tuple[Transition, ...] = ()
+    # When the CRMs created the earliest of the lead's records, where the store holds it.
+    created_at: datetime | None = None
 
     @property
     def entered_at(self) -> datetime | None:
+        """When the lead entered the funnel: the CRMs' own creation date of its earliest
+        record, else when leadsync first saw it (its first stage). A first sync sees every
+        lead at once; the CRMs know when each came."""
+        if self.created_at is not None:
+            return self.created_at
         return self.history[0].at if self.history else None
 
 
@@ -73,7 +81,7 @@ def load(
     """The leads (with their whole history), clocks started and runs begun within
     [since, until), and the errors of the window."""
     histories = _histories(store)
-    segments = _segments(store, segment_field) if segment_field else {}
+    segments, created = _segments_and_created(store, segment_field)
     columns = (t.leads.c.lead_id, t.leads.c.stage, t.leads.c.score, t.leads.c.grade)
     leads = [
         LeadFacts(
@@ -84,6 +92,7 @@ def load(
             segment=segments.get(row["lead_id"]),
             email=row["email"],
             history=tuple(histories.get(row["lead_id"], ())),
+            created_at=created.get(row["lead_id"]),
         )
         for row in _rows(store, sa.select(*columns, t.leads.c.email))
     ]
@@ -220,17 +229,36 @@ def _write_errors(store: Store, since: datetime | None, until: datetime) -> dict
 SEGMENT_PAGE = 2_000
 
 
-def _segments(store: Store, segment_field: str) -> dict[str, Any]:
-    """Lead id -> its value of `segment_field`, for the leads that hold one."""
-    found: dict[str, Any] = {}
+def _segments_and_created(
+    store: Store, segment_field: str | None
+) -> tuple[dict[str, Any], dict[str, datetime]]:
+    """Lead id -> its value of `segment_field`, for the leads that hold one; and lead id ->
+    the earliest creation date the CRMs stamped on its records, for those the store holds
+    one of."""
+    segments: dict[str, Any] = {}
+    created: dict[str, datetime] = {}
     after: str | None = None
     while ids := store.lead_ids_after(after, limit=SEGMENT_PAGE):
-        for lead_id, lead in store.leads(ids).items():
-            value = lead.values.get(segment_field)
-            if value is not None:
-                found[lead_id] = value
+        if segment_field is not None:
+            for lead_id, lead in store.leads(ids).items():
+                value = lead.values.get(segment_field)
+                if value is not None:
+                    segments[lead_id] = value
+        for lead_id, records in store.records_of(ids).items():
+            stamps = [stamp for record in records if (stamp := _created(record)) is not None]
+            if stamps:
+                created[lead_id] = min(stamps)
         after = ids[-1]
-    return found
+    return segments, created
+
+
+def _created(record: Snapshot) -> datetime | None:
+    try:
+        name = traits_of(record.crm).created_field
+    except ValueError:  # a CRM leadsync has no traits of: nothing known
+        return None
+    value = record.raw.get(name) if name else None
+    return None if value in (None, "") else _moment(value)
 
 
 def _rows(store: Store, query: sa.Select[Any]) -> list[sa.RowMapping]:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from leadsync.reports.text import STAGE_NOTE
+
 __all__ = [
     "FUNNEL_COLOUR",
     "NO_RESPONSE_COLOUR",
@@ -318,10 +320,12 @@ def _funnel(funnel: Mapping[str, Any], segment_field: str | None, period: str) -
     exits = ", ".join(f"{stage} {funnel['current'].get(stage, 0)}" for stage in EXIT_STAGES)
     headers = ["stage", "reached", "now", "from previous", "cumulative", "median stay", "p90 stay"]
     return [
-        f'<p class="lede">{_count(funnel["leads"])} leads entered in the window.</p>',
+        f'<p class="lede">{_count(funnel["leads"])} leads entered in the window (dated by the'
+        " CRMs' creation of each lead's earliest record).</p>",
         _funnel_chart(funnel),
         _table(headers, rows),
         f"<p>Now out of the funnel: {_e(exits)}.</p>",
+        f"<p>{_e(STAGE_NOTE[0].upper() + STAGE_NOTE[1:])}.</p>",
         _h3(f"By {period} of entry"),
         _groups(funnel["by_period"], "period", "period"),
         _h3(f"By {segment_field or 'segment'}"),
@@ -695,7 +699,8 @@ def _revenue(revenue: Mapping[str, Any]) -> list[str]:
     outcome_headers = ["closed", "won", "win rate", "average won"]
     parts = [
         f'<p class="lede">{_count(revenue["opportunities"])} of the leads that entered in the'
-        " window became opportunities.</p>",
+        " window have an opportunity record (the funnel's reached opportunity counts the"
+        " lifecycle stage).</p>",
         _h3("Lead to opportunity, by period of entry"),
         _table(["period", "leads", "opportunities", "rate"], converted("by_period")),
         _h3("Lead to opportunity, by source"),

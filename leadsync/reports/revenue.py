@@ -14,6 +14,7 @@ the funnel and the score. No CRM is called.
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
@@ -201,9 +202,18 @@ def _cac(
     return {"spend_known": True, "note": "", "periods": rows}
 
 
-def read_spend(path: Path) -> dict[str, float]:
+_PERIOD_SHAPES = {
+    "month": re.compile(r"\d{4}-(0[1-9]|1[0-2])"),
+    "week": re.compile(r"\d{4}-W\d{2}"),
+}
+_PERIOD_EXAMPLES = {"month": "2026-06", "week": "2026-W23"}
+
+
+def read_spend(path: Path, *, period: Period = "month") -> dict[str, float]:
     """A spend table: a CSV with the columns `period` (as the report names periods: 2026-06
-    or 2026-W23) and `spend`. Mistakes are a ConfigError naming the file and line."""
+    or 2026-W23) and `spend`. Mistakes are a ConfigError naming the file and line; so is a
+    period of another length than the report's `period` (it would match no period of the
+    report, and show 0 new customers beside its spend)."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
@@ -214,10 +224,27 @@ def read_spend(path: Path) -> dict[str, float]:
     spend: dict[str, float] = {}
     problems = []
     for line, row in enumerate(rows, start=2):
+        name = str(row["period"]).strip()
+        problem = _period_problem(name, period)
+        if problem:
+            problems.append(ConfigProblem(str(path), "period", problem, line))
         try:
-            spend[str(row["period"]).strip()] = float(row["spend"])
+            spend[name] = float(row["spend"])
         except (TypeError, ValueError):
             problems.append(ConfigProblem(str(path), "spend", "not a number", line))
     if problems:
         raise ConfigError(problems)
     return spend
+
+
+def _period_problem(name: str, period: Period) -> str:
+    """Why `name` names no period of a report by `period`, or ""."""
+    if _PERIOD_SHAPES[period].fullmatch(name):
+        return ""
+    other: Period = "week" if period == "month" else "month"
+    if _PERIOD_SHAPES[other].fullmatch(name):
+        return (
+            f"{name!r} is a {other}, and the report is by {period} (--period {period}): give "
+            f"spend per {period} ({_PERIOD_EXAMPLES[period]}) or run with --period {other}"
+        )
+    return f"{name!r} is not a {period} as the report names them ({_PERIOD_EXAMPLES[period]})"

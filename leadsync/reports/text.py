@@ -65,8 +65,19 @@ def format_table(report: Mapping[str, Any]) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+# The funnel and the revenue section count opportunities two ways; each says which.
+STAGE_NOTE = (
+    "reached opportunity counts the lifecycle stage either CRM gave the lead, with or without "
+    "an opportunity record; the revenue section counts the leads with an opportunity record"
+)
+
+
 def _funnel(funnel: Mapping[str, Any], segment_field: str | None) -> list[str]:
-    out = [f"FUNNEL: {funnel['leads']} leads entered in the window", ""]
+    out = [
+        f"FUNNEL: {funnel['leads']} leads entered in the window (dated by the CRMs' creation "
+        "of each lead's earliest record)",
+        "",
+    ]
     conversion = {step["to"]: step for step in funnel["conversion"]}
     times = funnel["time_in_stage"]
     rows = []
@@ -89,7 +100,7 @@ def _funnel(funnel: Mapping[str, Any], segment_field: str | None) -> list[str]:
         rows,
     )
     exits = [f"{stage} {funnel['current'].get(stage, 0)}" for stage in ("recycled", "disqualified")]
-    out += ["", f"  now out of the funnel: {', '.join(exits)}", ""]
+    out += ["", f"  now out of the funnel: {', '.join(exits)}", f"  {STAGE_NOTE}", ""]
     for key, title in (("by_period", "period"), ("by_segment", segment_field or "segment")):
         groups = funnel[key]
         if not groups:
@@ -256,7 +267,11 @@ def _days(value: float | None) -> str:
 
 
 def _revenue(revenue: Mapping[str, Any]) -> list[str]:
-    out = [f"REVENUE: {revenue['opportunities']} of the leads entered became opportunities", ""]
+    out = [
+        f"REVENUE: {revenue['opportunities']} of the leads entered have an opportunity record "
+        "(the funnel's reached opportunity counts the lifecycle stage)",
+        "",
+    ]
     for title, key in (("By period of entry", "by_period"), ("By source", "by_source")):
         rows = [
             [row["key"], row["leads"], row["opportunities"], _share(row["rate"])]

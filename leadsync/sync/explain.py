@@ -235,9 +235,10 @@ def json_value(value: Any) -> Any:
     return value
 
 
-def shown_value(value: Any) -> str:
+def shown_value(value: Any, *, quoted: bool = True) -> str:
     """A value as a person writes it: text in quotes, a time with its zone, a number plain,
-    nothing as "blank" (never a Python repr such as datetime.datetime(...))."""
+    nothing as "blank" (never a Python repr such as datetime.datetime(...)). The console
+    shows values with it too, text unquoted (`quoted=False`): a table cell marks its ends."""
     if value is None:
         return "blank"
     if isinstance(value, bool):
@@ -247,7 +248,7 @@ def shown_value(value: Any) -> str:
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return json.dumps(value, ensure_ascii=False) if quoted else value
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)

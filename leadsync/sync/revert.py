@@ -16,6 +16,7 @@ from typing import Any
 from leadsync.connectors.base import Connector, RecordUpdate, WriteStatus
 from leadsync.secrets import masked
 from leadsync.sync.audit_log import LoggedWrite, WriteRow
+from leadsync.sync.explain import json_value, shown_value
 from leadsync.sync.handoff_ledger import CREATED
 from leadsync.sync.runs import UnknownRunError, find_run
 from leadsync.sync.store import Store
@@ -32,16 +33,17 @@ class RevertReport:
     dry_run: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        """`revert --json`: what `text` says, its values masked the same way."""
+        """`revert --json`: what `text` says; the values put back as `runs show --json` has
+        them."""
         return {
             "run_id": self.run_id or None,
             "dry_run": self.dry_run,
             "reverted": [
-                {"crm": crm, "record_id": rid, "field": name, "old": masked(repr(old))}
+                {"crm": crm, "record_id": rid, "field": name, "old": json_value(old)}
                 for crm, rid, name, old in self.reverted
             ],
             "kept": [
-                {"crm": crm, "record_id": rid, "field": name, "why": masked(why)}
+                {"crm": crm, "record_id": rid, "field": name, "why": why}
                 for crm, rid, name, why in self.kept
             ],
             "failed": [
@@ -50,18 +52,26 @@ class RevertReport:
             ],
         }
 
-    def text(self, reverted_run: str) -> str:
-        # Ids, fields and numbers; text values and CRM messages masked as in every log line:
-        # a rep may have pasted a person's name or address where leadsync wrote.
+    def text(self, reverted_run: str, *, asking: bool = False) -> str:
+        """What the revert did, or (a dry run) would do; `asking` heads a dry run shown
+        before the question whether to go ahead.
+
+        The values put back are the run's audit log's, shown as `runs show` and `explain`
+        show them. What a CRM holds now (a kept field) and a CRM's messages are masked as in
+        every log line: a rep may have pasted a person's name or address where leadsync
+        wrote, and that is in no log of leadsync's."""
         if self.dry_run:
+            heading = (
+                "asking first (nothing written yet)" if asking else "dry run (nothing written)"
+            )
             lines = [
-                f"revert of run {reverted_run}, dry run (nothing written): "
+                f"revert of run {reverted_run}, {heading}: "
                 f"{len(self.reverted)} field(s) to put back, {len(self.kept)} kept"
             ]
             if self.reverted:
                 lines.append("to put back:")
                 lines.extend(
-                    f"  {crm} {rid} {name}: {masked(repr(old))}"
+                    f"  {crm} {rid} {name}: {shown_value(old)}"
                     for crm, rid, name, old in self.reverted
                 )
         else:
@@ -72,9 +82,7 @@ class RevertReport:
             ]
         if self.kept:
             lines.append("kept, because the CRM no longer holds what the run wrote:")
-            lines.extend(
-                f"  {crm} {rid} {name}: {masked(why)}" for crm, rid, name, why in self.kept
-            )
+            lines.extend(f"  {crm} {rid} {name}: {why}" for crm, rid, name, why in self.kept)
         if self.failed:
             lines.append("failed:")
             lines.extend(f"  {crm} {rid}: {masked(message)}" for crm, rid, message in self.failed)
@@ -217,8 +225,11 @@ def _revertible(
                 values[name] = write.old
                 held[name] = current.fields.get(name)
             else:
+                # What the CRM holds now may be anyone's typing: masked. What the run wrote
+                # is in the audit log, shown as `runs show` shows it.
+                held_now = masked(shown_value(current.fields.get(name)))
                 report.kept.append(
-                    (crm, record_id, name, f"now {current.fields.get(name)!r}, not {write.new!r}")
+                    (crm, record_id, name, f"now {held_now}, not {shown_value(write.new)}")
                 )
         if values:
             updates.append(RecordUpdate(record_id, values, held, objects.get(record_id)))

@@ -39,7 +39,7 @@ def test_status_and_apply_from_first_version_to_an_edit(
     assert before["running"] is None
     assert before["files_differ"] is True
     assert main(["status", "--config", path]) == 0
-    assert "running: no version applied yet" in capsys.readouterr().out
+    assert "running: nothing applied yet" in capsys.readouterr().out
     assert main(["apply", "--yes", "--config", path]) == 0
     assert "applied version" in capsys.readouterr().out
     first = _status(config, capsys)
@@ -51,7 +51,7 @@ def test_status_and_apply_from_first_version_to_an_edit(
     edited = _lowered(config, tmp_path)
     assert _status(edited, capsys)["files_differ"] is True
     assert main(["status", "--config", path]) == 0
-    assert "files on disk: differ" in capsys.readouterr().out
+    assert "files on disk: changed since" in capsys.readouterr().out
     assert main(["apply", "--yes", "--json", "--config", path]) == 0
     body = json.loads(capsys.readouterr().out)
     assert any(move["to"] == "mql" for move in body["what_if"]["stage_moves"])
@@ -59,6 +59,28 @@ def test_status_and_apply_from_first_version_to_an_edit(
     after = _status(edited, capsys)
     assert after["running"]["digest"] == body["applied"]["digest"]
     assert after["files_differ"] is False
+
+
+def test_status_says_plainly_that_nothing_is_applied_yet_and_labels_each_hash(
+    config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = str(config.path)
+    before = _status(config, capsys)
+    assert main(["status", "--config", path]) == 0
+    out = capsys.readouterr().out
+    # Nothing applied: nothing for the files to differ from.
+    assert "differ" not in out
+    assert "running: nothing applied yet" in out
+    disk = before["disk_digest"][:12]
+    assert f"files on disk: files version {disk} (a digest of the two files), not applied" in out
+    assert main(["apply", "--yes", "--config", path]) == 0
+    running = _status(config, capsys)["running"]
+    assert main(["status", "--config", path]) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"running: files version {running['digest'][:12]}, scoring model version "
+        f"{running['model_version']}, applied"
+    ) in out
 
 
 def test_a_file_with_mistakes_is_not_applied_and_status_lists_them(

@@ -12,8 +12,9 @@ import pytest
 from leadsync.cli import main
 from leadsync.config import Config
 from leadsync.sandbox import Sandbox
-from leadsync.secrets import masked
 from leadsync.sync import tables
+from leadsync.sync.explain import shown_value
+from leadsync.sync.revert import RevertReport
 from leadsync.sync.runs import find_run
 from leadsync.sync.store import Store
 from tests.cli.conftest import on_a_terminal
@@ -116,18 +117,39 @@ def test_revert_dry_run_says_what_it_would_put_back_and_writes_nothing(
     out = capsys.readouterr().out
     assert write_calls(sandbox) == 0
     assert f"revert of run {run_id[:8]}, dry run (nothing written):" in out
-    # Each field to put back, its value masked as every value revert prints (a rep may have
-    # pasted a person's name where leadsync wrote): numbers shown, text not.
-    first = next(w for w in written if w.record_id not in created)
-    assert f"  {first.crm} {first.record_id} {first.field}: {masked(repr(first.old))}" in out
+    # Each field to put back with the value the run's audit log holds, shown as `runs show`
+    # and `explain` show it: text in quotes (a model version too), numbers as the CRM holds
+    # them (33, not 33.0).
+    for write in (w for w in written if w.record_id not in created):
+        line = f"  {write.crm} {write.record_id} {write.field}: {shown_value(write.old)}"
+        assert line in out
+    assert "'***'" not in out
+    assert '"***"' not in out
     # A record the run's handoff created is put back whole: one line, not one per field.
     record_id, lead_id = next(iter(created.items()))
     assert f"  salesforce {record_id} *: created by the run's handoff of lead {lead_id}" in out
-    named = next(w for w in written if isinstance(w.old, str) and len(w.old) > 3)
-    assert f"{named.field}: {named.old!r}" not in out
     # No run recorded for a preview.
     with Store(config.database_url) as store:
         assert len(store.run_log.latest()) == before
+
+
+def test_revert_shows_numbers_as_the_crm_holds_them_and_text_plainly() -> None:
+    # Salesforce hands numbers back as floats; the audit log keeps them so.
+    preview = RevertReport(
+        "",
+        dry_run=True,
+        reverted=[
+            ("salesforce", "00Q1", "Leadsync_Score__c", 33.0),
+            ("salesforce", "00Q1", "Leadsync_Model_Version__c", "7c9ff0a1"),
+            ("hubspot", "1001", "leadsync_score", None),
+        ],
+        kept=[("hubspot", "1002", "leadsync_grade", 'now "***", not "B"')],
+    )
+    text = preview.text("abcd1234")
+    assert "  salesforce 00Q1 Leadsync_Score__c: 33\n" in text
+    assert '  salesforce 00Q1 Leadsync_Model_Version__c: "7c9ff0a1"\n' in text
+    assert "  hubspot 1001 leadsync_score: blank\n" in text
+    assert [row["old"] for row in preview.as_dict()["reverted"]] == [33.0, "7c9ff0a1", None]
 
 
 def test_revert_on_a_terminal_asks_first_and_no_writes_nothing(
@@ -137,7 +159,9 @@ def test_revert_on_a_terminal_asks_first_and_no_writes_nothing(
     sandbox.stats.clear()
     done = on_a_terminal(config, "revert", run_id[:8], answer="n")  # the person says no
     assert done.returncode == 1, done.stderr
-    assert "dry run (nothing written)" in done.stdout
+    # The question follows what the revert is about to do, not a dry run's heading.
+    assert "dry run" not in done.stdout
+    assert f"revert of run {run_id[:8]}, asking first (nothing written yet):" in done.stdout
     assert "[y/N]" in done.stdout
     assert "revert not confirmed: nothing written" in done.stderr
     assert write_calls(sandbox) == 0

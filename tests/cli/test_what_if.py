@@ -174,3 +174,20 @@ def test_a_what_if_process_that_dies_fails_the_command_with_its_exit_code(
 
     with pytest.raises(RuntimeError, match="without a result \\(exit code 9\\)"):
         _what_if_with_a_copy_that(config, tmp_path, monkeypatch, killed)
+
+
+def test_an_examples_reasons_past_the_first_four_are_counted_not_dropped() -> None:
+    from leadsync.cli.sync import format_what_if
+    from leadsync.sync.whatif import Example, WhatIf
+
+    reasons = tuple(f"+{n} reason {n}" for n in range(1, 7))
+    found = WhatIf(leads=1, stage_moves=Counter({("lead", "mql"): 1}))
+    found.examples["lead -> mql"] = [Example("L1", "a@example.com", "lead", "mql", reasons)]
+    text = format_what_if(found)
+    lines = text.splitlines()
+    assert "        +4 reason 4" in lines
+    assert "+5 reason 5" not in text
+    assert lines[lines.index("        +4 reason 4") + 1] == "        … and 2 more"
+    # Four or fewer: all shown, no "more" line.
+    found.examples["lead -> mql"] = [Example("L1", None, "lead", "mql", reasons[:4])]
+    assert "more" not in format_what_if(found)

@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 
 from leadsync.console.audit import AuditLog
+from leadsync.console.web import NONE
 from leadsync.reports.build import report_for
 from leadsync.reports.html import REPORT_CSS, render_body
 from leadsync.sync import tables
 from leadsync.sync.backfill import BackfillSpec, Status
+from leadsync.sync.explain import shown_value
 from leadsync.sync.leases import Leases, replica_lease
 from leadsync.sync.model import Lead
 from leadsync.sync.sla.clocks import ClockStatus
@@ -181,6 +183,22 @@ def test_a_leads_page_is_explain_with_links_into_the_crms(grace: Served) -> None
     assert grace.client.get("/console/leads/no-such-lead").status_code == 404
 
 
+def test_a_leads_page_shows_values_as_explain_does(grace: Served) -> None:
+    lead, records = both_crms_lead(grace)
+    (explained,) = grace.runtime.explain(records["hubspot"])
+    text = text_of(grace.page(f"/console/leads/{lead.lead_id}"))
+    values = explained.lead.values
+    shown = [name for name in values if isinstance(values[name], datetime | float)]
+    assert shown  # a time (created_at) at least
+    for name in shown:
+        # The CLI's formatter, text unquoted: a page's cell marks where it begins and ends.
+        assert f"{name} {shown_value(values[name])}" in text
+        assert str(values[name]) not in text  # no 2026-03-07 02:50:48.778000+00:00, 537000000.0
+    for write in explained.writes:
+        old = NONE if write.old is None else shown_value(write.old, quoted=False)
+        assert f"{write.field} {old} " in text
+
+
 SALESFORCE_LINK = "https://acme.my.salesforce.com/lightning/r/{id}/view"
 
 
@@ -288,17 +306,26 @@ def test_a_viewer_sees_backfills_but_cannot_queue_stop_or_resume(
     assert audit(grace) == []
 
 
+TOKEN_REFUSED = "a change without this session's form token was refused"
+ORIGIN_REFUSED = "a change posted from another origin (http://evil.example) was refused"
+
+
 @pytest.mark.parametrize(
-    ("csrf", "origin"),
+    ("csrf", "origin", "logged"),
     [
-        (None, None),  # no token
-        ("forged", None),  # a wrong one
-        ("other session", None),  # another session's
-        ("right", "http://evil.example"),  # the right one, posted from another site
+        (None, None, TOKEN_REFUSED),  # no token
+        ("forged", None, TOKEN_REFUSED),  # a wrong one
+        ("other session", None, TOKEN_REFUSED),  # another session's
+        # the right one, posted from another site: the log says so, not "no token"
+        ("right", "http://evil.example", ORIGIN_REFUSED),
     ],
 )
 def test_a_change_without_this_sessions_token_from_this_console_is_refused(
-    ada: Served, csrf: str | None, origin: str | None
+    ada: Served,
+    csrf: str | None,
+    origin: str | None,
+    logged: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     page = ada.page("/console/backfills")
     if csrf == "right":
@@ -309,10 +336,13 @@ def test_a_change_without_this_sessions_token_from_this_console_is_refused(
         csrf = csrf_of(page)  # the first session's token, no longer this browser's
     data = {"crm": "all"} | ({"csrf": csrf} if csrf is not None else {})
     headers = {"origin": origin} if origin else {}
-    refused = ada.client.post("/console/backfills", data=data, headers=headers)
+    with caplog.at_level(logging.WARNING, logger="leadsync.console"):
+        refused = ada.client.post("/console/backfills", data=data, headers=headers)
     assert refused.status_code == 403
     assert "This form has expired or came from another site" in refused.text
     assert ada.runtime.backfill_queue().list() == []
+    warnings = [r.getMessage() for r in caplog.records if r.name.startswith("leadsync.console")]
+    assert warnings == [f"console: {logged}"]
 
 
 def test_stop_and_resume_from_the_page_change_the_backfill_and_are_audited(

@@ -19,7 +19,7 @@ from leadsync.reports.build import build_report
 from leadsync.reports.html import render_html
 from leadsync.reports.revenue import NO_SPEND
 from leadsync.reports.text import format_table
-from leadsync.sync.model import Lead
+from leadsync.sync.model import Lead, Snapshot
 from leadsync.sync.related import Related
 from leadsync.sync.store import Store
 
@@ -198,3 +198,80 @@ def test_report_reads_a_spend_csv_and_refuses_a_bad_one_naming_the_line(
     spend.write_text("period,spend\n2026-01,5000\n")
     assert main(["report", "--config", str(config), "--spend", str(spend), "--format", "json"]) == 0
     assert '"spend": 5000.0' in capsys.readouterr().out
+
+
+def test_a_lead_enters_when_its_earliest_crm_record_was_created_not_when_leadsync_saw_it(
+    store: Store, files: tuple[FieldMap, LeadDefinition]
+) -> None:
+    # L4 was first seen (its first stage) on 20 February, by the first sync after install; the
+    # CRMs created its records long before: Salesforce on 3 January, HubSpot on 15 December.
+    salesforce = {"Email": "l4@example.com", "CreatedDate": "2026-01-03T10:00:00.000+0000"}
+    hubspot = {"email": "l4@example.com", "createdate": "2025-12-15T09:30:00.000Z"}
+    store.save_page(
+        "salesforce",
+        [Snapshot("salesforce", "00QL4", day(2, 20), salesforce, {})],
+        position=None,
+        run_id="r0",
+    )
+    store.save_page(
+        "hubspot", [Snapshot("hubspot", "104", day(2, 20), hubspot, {})], position=None, run_id="r0"
+    )
+    store.save_decisions(leads=[], links=[("hubspot", "104", "L4", "new")], run_id="r0")
+    report = report_of(store, files)
+    periods = {row["period"]: row["leads"] for row in report["funnel"]["by_period"]}
+    assert periods == {"2025-12": 1, "2026-01": 3, "2026-02": 1}
+    by_entry = {row["key"]: row["leads"] for row in report["revenue"]["conversion"]["by_period"]}
+    assert by_entry == {"2025-12": 1, "2026-01": 3, "2026-02": 1}
+    # A window from 1 January leaves L4 out: it entered before.
+    since = report_of_window(store, files, since=day(1, 1))
+    assert since["funnel"]["leads"] == 4
+
+
+def report_of_window(
+    store: Store, files: tuple[FieldMap, LeadDefinition], *, since: datetime
+) -> dict[str, Any]:
+    field_map, definition = files
+    return build_report(store, field_map, definition, monitor=None, now=NOW, since=since)
+
+
+def test_the_funnels_opportunity_stage_and_the_revenue_opportunities_say_what_each_counts(
+    store: Store, files: tuple[FieldMap, LeadDefinition]
+) -> None:
+    # L5 is moved to the opportunity stage (a CRM's lifecycle stage says so) with no
+    # opportunity record: the funnel counts it, the revenue section does not.
+    move = Transition(Stage.LEAD, Stage.OPPORTUNITY, day(1, 20), "because", "advance")
+    store.save_decisions(leads=[], links=[], transitions=[("L5", move)], run_id="r1")
+    report = report_of(store, files)
+    assert report["funnel"]["reached"]["opportunity"] == 4
+    assert report["revenue"]["opportunities"] == 3
+    text = format_table(report)
+    assert "reached opportunity counts the lifecycle stage" in text
+    assert "3 of the leads entered have an opportunity record" in text
+    html = render_html(report)
+    assert "counts the lifecycle stage" in html
+    assert "have an opportunity record" in html
+
+
+def test_report_refuses_spend_periods_of_another_length_than_period_naming_file_and_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "leadsync.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "r.db"}"\n\n[files]\n'
+        f'mapping = "{EXAMPLES / "mapping.toml"}"\n'
+        f'definition = "{EXAMPLES / "lead_definition.toml"}"\n'
+    )
+    spend = tmp_path / "spend.csv"
+    spend.write_text("period,spend\n2026-01,5000\n2026-02,6000\n")
+    argv = ["report", "--config", str(config), "--spend", str(spend)]
+    # Monthly spend under weekly periods would match no week: 0 new customers in each.
+    assert main([*argv, "--period", "week"]) == 2
+    err = capsys.readouterr().err
+    assert f"{spend}:2: period: '2026-01' is a month" in err
+    assert "--period week" in err
+    assert "Traceback" not in err
+    spend.write_text("period,spend\n2026-W05,900\n")
+    assert main([*argv, "--period", "month"]) == 2
+    assert f"{spend}:2: period: '2026-W05' is a week" in capsys.readouterr().err
+    assert main([*argv, "--period", "week", "--format", "json"]) == 0
+    assert '"period": "2026-W05"' in capsys.readouterr().out
