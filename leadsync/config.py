@@ -442,7 +442,9 @@ def load_config(path: Path | None, *, environ: Mapping[str, str] | None = None) 
         model = ConfigModel.model_validate(data)
     except ValidationError as invalid:
         reported = [problem.key for problem in problems]  # with the variable to use instead
-        problems.extend(validation_problems(invalid, file=name, lines=lines, skip=reported))
+        problems.extend(
+            validation_problems(invalid, file=name, lines=lines, model=ConfigModel, skip=reported)
+        )
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)

@@ -73,6 +73,7 @@ from leadsync.problems import (
     TomlLines,
     parse_toml,
     read_text,
+    unknown_key_message,
     validation_problems,
 )
 
@@ -429,7 +430,9 @@ class _Report:
             return model.model_validate(data)
         except ValidationError as invalid:
             self.problems.extend(
-                validation_problems(invalid, file=self.file, lines=self.lines, under=key)
+                validation_problems(
+                    invalid, file=self.file, lines=self.lines, model=model, under=key
+                )
             )
             return None
 
@@ -455,7 +458,7 @@ def parse_mapping(text: str, *, file: str) -> FieldMap:
 def _build(data: Mapping[str, Any], report: _Report) -> FieldMap | None:
     for key in data:
         if key not in _TOP_KEYS:
-            report.add(key, "unknown key")
+            report.add(key, unknown_key_message(key, _TOP_KEYS))
     tables = _field_tables(data, report)
     fields = {}
     for name, table in tables.items():
