@@ -37,7 +37,7 @@ def run_init(args: argparse.Namespace) -> int:
     print(
         f"Next: edit them, then `leadsync check --config {config}`, `leadsync plan --what-if "
         f"--config {config}` and `leadsync apply --config {config}`. To try them against the "
-        f"local sandbox: `leadsync sandbox --config-out {config}` (keeps the mapping and the "
-        "definition, writes the sandbox's secrets)."
+        f"local sandbox: `leadsync sandbox --config-out {config}` (changes only its URLs, "
+        "user and secrets file, and writes the sandbox's secrets beside it)."
     )
     return EXIT_OK
