@@ -22,6 +22,7 @@ from leadsync.connectors.writeback import HUBSPOT_WRITEBACK_PROPERTIES
 from leadsync.errors import UsageError
 from leadsync.sandbox import SalesforceSettings, Sandbox, SandboxSettings
 from leadsync.sandbox_config import EXAMPLES, write_sandbox_config
+from tests.support import follow_next_hint
 
 
 def test_config_out_writes_a_config_and_a_secrets_file_that_load(
@@ -253,3 +254,14 @@ def test_sandbox_config_out_refuses_a_config_it_cannot_edit_line_by_line(
     with pytest.raises(UsageError, match=str(path)):
         write_sandbox_config(path, OTHER_SANDBOX, CREDENTIALS, copies=True)
     assert path.read_text() == text
+
+
+def test_the_next_commands_init_prints_run_in_their_order_against_a_new_sandbox(
+    sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "revops"
+    assert main(["init", str(folder)]) == 0
+    outcomes = follow_next_hint(capsys.readouterr().out, tmp_path, sandbox)
+    commands = [command.split(" --config")[0] for command, _ in outcomes]
+    assert commands.index("leadsync setup") < commands.index("leadsync plan")
+    assert all(code == 0 for _, code in outcomes), outcomes
