@@ -37,6 +37,7 @@ from leadsync.console.settings import secret_variables as console_secret_variabl
 from leadsync.mapping import validation
 from leadsync.mapping.sla_rules import time_zone
 from leadsync.problems import (
+    FILE_ENCODING,
     ConfigError,
     ConfigProblem,
     TomlLines,
@@ -423,7 +424,7 @@ class Config:
         text = ""
         if self.path is not None:
             with contextlib.suppress(OSError, UnicodeDecodeError):
-                text = self.path.read_text(encoding="utf-8")
+                text = self.path.read_text(encoding=FILE_ENCODING)
         line = TomlLines(text).line_of(key) if text else None
         return ConfigError([ConfigProblem(str(self.path or "config"), key, message, line)])
 

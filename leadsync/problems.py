@@ -27,6 +27,7 @@ from pydantic_core import ErrorDetails
 from leadsync.errors import ConfigError
 
 __all__ = [
+    "FILE_ENCODING",
     "PROBLEMS_ERROR",
     "ConfigError",
     "ConfigProblem",
@@ -39,6 +40,10 @@ __all__ = [
     "unknown_key_message",
     "validation_problems",
 ]
+
+# How every file people edit is read: UTF-8, a byte-order mark at its start (Windows editors
+# save one) dropped, which tomllib would refuse as "Invalid statement" at line 1.
+FILE_ENCODING = "utf-8-sig"
 
 # The pydantic error type whose context carries (key below the error's, message) pairs: how
 # one validator names the exact keys below it, several at once (mapping.validation.problems).
@@ -62,7 +67,7 @@ class ConfigProblem:
 def read_text(path: Path) -> str:
     """A file the user edits, as text; a ConfigError naming it when it cannot be read."""
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding=FILE_ENCODING)
     except FileNotFoundError:
         raise ConfigError([ConfigProblem(str(path), "", "no such file")]) from None
     except (OSError, UnicodeDecodeError) as problem:
@@ -74,6 +79,7 @@ def parse_toml(text: str, *, file: str) -> dict[str, Any]:
 
     tomllib says "at end of document" for a text cut short, which is its last line.
     """
+    text = text.removeprefix("\ufeff")  # text not read by read_text: an upload, a stored copy
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as problem:

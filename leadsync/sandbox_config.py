@@ -30,6 +30,7 @@ from leadsync.config import (
     SECRETS_FILE_VAR,
 )
 from leadsync.errors import UsageError
+from leadsync.problems import FILE_ENCODING
 
 # The shipped mapping and lead definition: what `init` copies (and tests read as they ship).
 EXAMPLES = Path(__file__).resolve().parent / "examples"
@@ -139,7 +140,7 @@ def _pointed_at_sandbox(
     definition it names. Its database, sections and comments stay as the user has them."""
     if not path.is_file():
         raise _refused(path, "it is not a file")
-    named = _parsed(path, path.read_text(encoding="utf-8"))
+    named = _parsed(path, path.read_text(encoding=FILE_ENCODING))
     own_secrets = (named.get("secrets") or {}).get("file")
     if own_secrets is not None and (path.parent / str(own_secrets)) != secrets_path:
         raise _refused(
@@ -170,7 +171,7 @@ def _edited(path: Path, values: Mapping[tuple[str, str], str]) -> str:
     at the top of its table, a table not there at the end. Proven by parsing the result:
     those keys changed, nothing else did; else refused (a layout this cannot follow, such as
     dotted keys or inline tables)."""
-    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    text = path.read_text(encoding=FILE_ENCODING) if path.is_file() else ""
     before = _parsed(path, text)
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):

@@ -68,6 +68,7 @@ from leadsync.mapping.types import (
     SyncRule,
 )
 from leadsync.problems import (
+    FILE_ENCODING,
     ConfigError,
     ConfigProblem,
     TomlLines,
@@ -1030,7 +1031,7 @@ def related_objects(mapping: FieldMap, crm: str) -> tuple[str, ...]:
 def _text_of(file: str) -> str:
     # Only to point at lines; a file gone since loading just means no line numbers.
     try:
-        return Path(file).read_text(encoding="utf-8")
+        return Path(file).read_text(encoding=FILE_ENCODING)
     except (OSError, UnicodeDecodeError, ValueError):
         return ""
 
