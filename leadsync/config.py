@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -262,9 +262,21 @@ class SlaSettings(_Section):
     webhook_max_attempts: int = Field(12, ge=1, le=1_000)
 
 
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
 class LoggingSettings(_Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    level: LogLevel = "INFO"
     format: Literal["text", "json"] = "text"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _any_case(cls, level: object) -> object:
+        # `level = "info"` means INFO, as Python's logging and most tools read it; a level that
+        # is none in any case is refused as written.
+        if isinstance(level, str) and level.upper() in get_args(LogLevel):
+            return level.upper()
+        return level
 
 
 class ConfigModel(_Section):
