@@ -141,7 +141,7 @@ def _pointed_at_sandbox(
     if not path.is_file():
         raise _refused(path, "it is not a file")
     named = _parsed(path, path.read_text(encoding=FILE_ENCODING))
-    own_secrets = (named.get("secrets") or {}).get("file")
+    own_secrets = _table(named, "secrets").get("file")
     if own_secrets is not None and (path.parent / str(own_secrets)) != secrets_path:
         raise _refused(
             path,
@@ -158,7 +158,7 @@ def _pointed_at_sandbox(
             ("secrets", "file"): secrets_path.name,
         },
     )
-    files = named.get("files") or {}
+    files = _table(named, "files")
     return text, [
         path.parent / str(files.get("mapping", MAPPING)),
         path.parent / str(files.get("definition", DEFINITION)),
@@ -185,7 +185,9 @@ def _edited(path: Path, values: Mapping[tuple[str, str], str]) -> str:
         after = None
     expected = json.loads(json.dumps(before, default=str))
     for (table, key), value in values.items():
-        (expected.setdefault(table, {}) if table else expected)[key] = value
+        if table and not isinstance(expected.setdefault(table, {}), dict):
+            raise _refused(path, f"its {table} is not a table")
+        (expected[table] if table else expected)[key] = value
     if after is None or json.loads(json.dumps(after, default=str)) != expected:
         raise _refused(
             path, "its layout (dotted keys, inline tables) cannot be changed line by line"
@@ -224,6 +226,11 @@ _HEADER = re.compile(r"^\s*(\[\[?)([^\[\]]+)\]\]?\s*(?:#.*)?$")
 _PAIR = re.compile(
     r'^(\s*([A-Za-z0-9_-]+)\s*=\s*)(?:"(?:[^"\\]|\\.)*"|\'[^\']*\'|[^#\s]+)(\s*#.*)?$'
 )
+
+
+def _table(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    found = data.get(name)
+    return found if isinstance(found, Mapping) else {}
 
 
 def _quoted(value: str) -> str:

@@ -265,3 +265,19 @@ def test_the_next_commands_init_prints_run_in_their_order_against_a_new_sandbox(
     commands = [command.split(" --config")[0] for command, _ in outcomes]
     assert commands.index("leadsync setup") < commands.index("leadsync plan")
     assert all(code == 0 for _, code in outcomes), outcomes
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["hubspot = 3\n", 'secrets = "mine"\n', "[hubspot\n", "[secrets]\nfile = 'other.toml'\n"],
+    ids=["not a table", "secrets not a table", "not TOML", "own secrets"],
+)
+def test_sandbox_config_out_refuses_what_it_cannot_point_at_the_sandbox_and_keeps_it(
+    tmp_path: Path, text: str
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    with pytest.raises(UsageError, match="give --config-out a new file name"):
+        write_sandbox_config(path, OTHER_SANDBOX, CREDENTIALS, copies=True)
+    assert path.read_text() == text
+    assert sorted(tmp_path.iterdir()) == [path]
