@@ -23,7 +23,7 @@ from leadsync.connectors.salesforce import SalesforceConnector
 from leadsync.console.settings import console_problems
 from leadsync.mapping.definition import LeadDefinition, load_definition
 from leadsync.mapping.fields import FieldMap, load_mapping
-from leadsync.problems import ConfigError, ConfigProblem, TomlLines
+from leadsync.problems import FILE_ENCODING, ConfigError, ConfigProblem, TomlLines
 from leadsync.sync.preflight import describe_for, problems
 
 T = TypeVar("T")
@@ -80,7 +80,7 @@ def check(config_path: Path | None, *, online: bool = False) -> CheckReport:
 
 def _missing_files(config: Config) -> list[ConfigProblem]:
     """A mapping or definition file that is not there is the config's mistake: say which key."""
-    text = config.path.read_text(encoding="utf-8") if config.path is not None else ""
+    text = config.path.read_text(encoding=FILE_ENCODING) if config.path is not None else ""
     name = str(config.path or "config")
     lines = TomlLines(text)
     return [
@@ -140,7 +140,7 @@ def _check_owners(
     # checksum of the letter case).
     known = {owner[:15] for owner in target.assignees()}
     file = str(config.definition_path)
-    lines = TomlLines(config.definition_path.read_text(encoding="utf-8"))
+    lines = TomlLines(config.definition_path.read_text(encoding=FILE_ENCODING))
     for key, owner in named:
         if owner[:15] not in known:
             report.problems.append(

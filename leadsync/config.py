@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -37,6 +37,7 @@ from leadsync.console.settings import secret_variables as console_secret_variabl
 from leadsync.mapping import validation
 from leadsync.mapping.sla_rules import time_zone
 from leadsync.problems import (
+    FILE_ENCODING,
     ConfigError,
     ConfigProblem,
     TomlLines,
@@ -261,9 +262,21 @@ class SlaSettings(_Section):
     webhook_max_attempts: int = Field(12, ge=1, le=1_000)
 
 
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
 class LoggingSettings(_Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    level: LogLevel = "INFO"
     format: Literal["text", "json"] = "text"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _any_case(cls, level: object) -> object:
+        # `level = "info"` means INFO, as Python's logging and most tools read it; a level that
+        # is none in any case is refused as written.
+        if isinstance(level, str) and level.upper() in get_args(LogLevel):
+            return level.upper()
+        return level
 
 
 class ConfigModel(_Section):
@@ -423,7 +436,7 @@ class Config:
         text = ""
         if self.path is not None:
             with contextlib.suppress(OSError, UnicodeDecodeError):
-                text = self.path.read_text(encoding="utf-8")
+                text = self.path.read_text(encoding=FILE_ENCODING)
         line = TomlLines(text).line_of(key) if text else None
         return ConfigError([ConfigProblem(str(self.path or "config"), key, message, line)])
 
@@ -442,7 +455,9 @@ def load_config(path: Path | None, *, environ: Mapping[str, str] | None = None) 
         model = ConfigModel.model_validate(data)
     except ValidationError as invalid:
         reported = [problem.key for problem in problems]  # with the variable to use instead
-        problems.extend(validation_problems(invalid, file=name, lines=lines, skip=reported))
+        problems.extend(
+            validation_problems(invalid, file=name, lines=lines, model=ConfigModel, skip=reported)
+        )
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)

@@ -101,8 +101,9 @@ def run_demo(*, seed: int, leads: int, report: Path = DEFAULT_REPORT) -> int:
         print(
             "\nNext: `leadsync init revops` writes the three files to edit; `leadsync sandbox "
             "--config-out revops/config.toml` keeps a sandbox running for them; then `leadsync "
-            "check`, `leadsync plan` and `leadsync sync --once`, each with `--config "
-            "revops/config.toml`."
+            "setup` once (it creates the HubSpot properties leadsync writes: `plan` and `sync` "
+            "refuse to run without them), `leadsync check`, `leadsync plan` and `leadsync sync "
+            "--once`, each with `--config revops/config.toml`."
         )
     return 0
 

@@ -11,20 +11,23 @@ into located problems (one wording for every file), and `TomlLines` finds the li
 from __future__ import annotations
 
 import contextlib
+import difflib
 import re
 import tomllib
-from collections.abc import Iterable
+import types
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from leadsync.errors import ConfigError
 
 __all__ = [
+    "FILE_ENCODING",
     "PROBLEMS_ERROR",
     "ConfigError",
     "ConfigProblem",
@@ -34,8 +37,13 @@ __all__ = [
     "parse_toml",
     "read_text",
     "read_toml",
+    "unknown_key_message",
     "validation_problems",
 ]
+
+# How every file people edit is read: UTF-8, a byte-order mark at its start (Windows editors
+# save one) dropped, which tomllib would refuse as "Invalid statement" at line 1.
+FILE_ENCODING = "utf-8-sig"
 
 # The pydantic error type whose context carries (key below the error's, message) pairs: how
 # one validator names the exact keys below it, several at once (mapping.validation.problems).
@@ -59,7 +67,7 @@ class ConfigProblem:
 def read_text(path: Path) -> str:
     """A file the user edits, as text; a ConfigError naming it when it cannot be read."""
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding=FILE_ENCODING)
     except FileNotFoundError:
         raise ConfigError([ConfigProblem(str(path), "", "no such file")]) from None
     except (OSError, UnicodeDecodeError) as problem:
@@ -71,6 +79,7 @@ def parse_toml(text: str, *, file: str) -> dict[str, Any]:
 
     tomllib says "at end of document" for a text cut short, which is its last line.
     """
+    text = text.removeprefix("\ufeff")  # text not read by read_text: an upload, a stored copy
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as problem:
@@ -126,28 +135,37 @@ def validation_problems(
     *,
     file: str,
     lines: TomlLines,
+    model: type[BaseModel],
     under: str = "",
     skip: Iterable[str] = (),
 ) -> list[ConfigProblem]:
-    """Every error of `invalid` as a problem of `file`, keyed below `under`, located by
-    `lines`. Keys in `skip` (already reported otherwise) are left out."""
+    """Every error of `invalid` (raised validating `model`) as a problem of `file`, keyed
+    below `under`, located by `lines`. Keys in `skip` (already reported otherwise) are left
+    out. An unknown key names the key of `model` it is closest to, if any."""
     skipped = set(skip)
     found = []
     for error in invalid.errors():
         key = below(under, dotted(error["loc"]))
-        for sub_key, message in _messages(error):
+        for sub_key, message in _messages(error, model):
             full_key = below(key, sub_key)
             if full_key not in skipped:
                 found.append(ConfigProblem(file, full_key, message, lines.line_of(full_key)))
     return found
 
 
-def _messages(error: ErrorDetails) -> list[tuple[str, str]]:
+def unknown_key_message(key: str, known: Iterable[str]) -> str:
+    """What is said of an unknown `key`, with the known key it is closest to (a typo)."""
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f"unknown key (did you mean {close[0]!r}?)" if close else "unknown key"
+
+
+def _messages(error: ErrorDetails, model: type[BaseModel]) -> list[tuple[str, str]]:
     kind = error["type"]
     if kind == PROBLEMS_ERROR:
         return list((error.get("ctx") or {})["problems"])
     if kind == "extra_forbidden":
-        return [("", "unknown key")]
+        *parent, name = error["loc"]
+        return [("", unknown_key_message(str(name), _keys_at(model, parent)))]
     if kind == "missing":
         return [("", "missing: this key is required")]
     # A validator's own ValueError reads as its message, not "Value error, ...".
@@ -171,6 +189,49 @@ _SHOW_VALUE = frozenset(
         "enum",
     }
 )
+
+
+def _keys_at(model: type[BaseModel], location: Sequence[int | str]) -> list[str]:
+    """The keys the models at `location` below `model` accept (pydantic's error names no
+    model, so its location is followed down the annotations: models, lists, tables)."""
+    kinds: list[Any] = [model]
+    for part in location:
+        kinds = [found for kind in kinds for found in _step(kind, part)]
+    keys: dict[str, None] = {}
+    for kind in kinds:
+        for member in _members(kind):
+            if isinstance(member, type) and issubclass(member, BaseModel):
+                for name, field in member.model_fields.items():
+                    keys[field.alias or name] = None
+    return list(keys)
+
+
+def _step(kind: Any, part: int | str) -> list[Any]:
+    """What `kind` holds at `part` of a location."""
+    found: list[Any] = []
+    for member in _members(kind):
+        origin = get_origin(member)
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            if member.__name__ == part:  # a union's member names itself in the location
+                found.append(member)
+            for name, field in member.model_fields.items():
+                if part in (name, field.alias):
+                    found.append(field.annotation)
+        elif isinstance(part, int) and origin in (list, tuple, set, frozenset, Sequence):
+            args = [arg for arg in get_args(member) if arg is not Ellipsis]
+            found.extend(args[part : part + 1] if origin is tuple and len(args) > 1 else args[:1])
+        elif isinstance(part, str) and origin in (dict, Mapping):
+            found.extend(get_args(member)[1:2])
+    return found
+
+
+def _members(kind: Any) -> list[Any]:
+    """`kind` without its Annotated metadata, a union as its members."""
+    if get_origin(kind) is Annotated:
+        return _members(get_args(kind)[0])
+    if get_origin(kind) in (Union, types.UnionType):
+        return [found for member in get_args(kind) for found in _members(member)]
+    return [kind]
 
 
 def _is_scalar(value: Any) -> bool:

@@ -361,3 +361,34 @@ def pixels_near(colours: Sequence[tuple[int, Any]], hex_colour: str) -> int:
         for count, rgb in colours
         if all(abs(got - want) <= 6 for got, want in zip(rgb, wanted, strict=True))
     )
+
+
+def follow_next_hint(text: str, folder: Path, sandbox: Any) -> list[tuple[str, int]]:
+    """Run, in order, the leadsync commands in backquotes of the "Next:" hint in `text` (what
+    `demo` and `init` print) from `folder`, against `sandbox` (a running one: `leadsync
+    sandbox --config-out FILE` points FILE at it): each command's words and exit code. A
+    command without --config gets the one the hint names."""
+    import shlex
+
+    from leadsync.cli import main
+    from leadsync.sandbox_config import write_sandbox_config
+
+    hint = text[text.index("Next:") :]
+    commands = [shlex.split(found) for found in re.findall(r"`(leadsync [^`]*)`", hint)]
+    config = re.search(r"--config ([^\s`]+)", hint)
+    assert config is not None, hint
+    outcomes = []
+    with contextlib.chdir(folder):
+        for words in commands:
+            args = words[1:]
+            if args[0] == "sandbox":
+                out = Path(args[args.index("--config-out") + 1])
+                write_sandbox_config(out, sandbox.url, sandbox.credentials(), copies=True)
+                outcomes.append((" ".join(words), 0))
+                continue
+            if args[0] != "init" and "--config" not in args:
+                args += ["--config", config.group(1)]
+            if args[0] == "apply":
+                args.append("--yes")
+            outcomes.append((" ".join(words), main(args)))
+    return outcomes

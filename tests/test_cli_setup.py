@@ -19,8 +19,10 @@ from leadsync.config import (
     load_config,
 )
 from leadsync.connectors.writeback import HUBSPOT_WRITEBACK_PROPERTIES
+from leadsync.errors import UsageError
 from leadsync.sandbox import SalesforceSettings, Sandbox, SandboxSettings
 from leadsync.sandbox_config import EXAMPLES, write_sandbox_config
+from tests.support import follow_next_hint
 
 
 def test_config_out_writes_a_config_and_a_secrets_file_that_load(
@@ -174,3 +176,108 @@ def test_sandbox_config_out_names_copies_beside_it_and_keeps_an_edited_one(
     assert config.mapping_path == tmp_path / "mapping.toml"
     assert config.definition_path == tmp_path / "lead_definition.toml"
     assert config.hubspot_connection().access_token.reveal() == "sandbox-token"
+
+
+CREDENTIALS = {
+    "hubspot": {"access_token": "sandbox-token"},
+    "salesforce": {
+        "username": "sandbox@leadsync.test",
+        "password": "sandbox",
+        "security_token": "sandbox",
+    },
+}
+OTHER_SANDBOX = "http://127.0.0.1:9911"
+
+
+def test_sandbox_config_out_on_an_init_config_keeps_its_database_and_what_the_user_added(
+    tmp_path: Path,
+) -> None:
+    assert main(["init", str(tmp_path)]) == 0
+    path = tmp_path / "config.toml"
+    added = '\n[service]\nmetrics_port = 9200   # ours\n\n[console]\nusers = { ops = "editor" }\n'
+    path.write_text(path.read_text() + added)
+    secrets = tmp_path / "config.secrets.toml"
+    secrets.write_text(
+        '# ours\nLEADSYNC_CONSOLE_PASSWORD_HASH_OPS = "scrypt$kept"\n'
+        'LEADSYNC_HUBSPOT_ACCESS_TOKEN = "old-token"\n'
+    )
+    before = path.read_text()
+
+    write_sandbox_config(path, OTHER_SANDBOX, CREDENTIALS, copies=True)
+
+    text = path.read_text()
+    assert added in text
+    assert 'url = "sqlite:///leadsync.db"' in text  # never config.db: the user's store stays
+    assert text.replace(OTHER_SANDBOX, "http://127.0.0.1:8765").replace(
+        'file = "config.secrets.toml"\n', ""
+    ) == before.replace('file = "config.secrets.toml"\n', "")
+    config = load_config(path, environ={})
+    assert config.database_url == f"sqlite:///{tmp_path / 'leadsync.db'}"
+    assert config.model.service.metrics_port == 9200
+    assert config.model.console is not None
+    assert config.hubspot_connection().base_url == OTHER_SANDBOX
+    assert config.hubspot_connection().access_token.reveal() == "sandbox-token"
+    assert config.salesforce_connection().instance_url == OTHER_SANDBOX
+    kept = secrets.read_text()
+    assert kept.startswith('# ours\nLEADSYNC_CONSOLE_PASSWORD_HASH_OPS = "scrypt$kept"\n')
+    assert "old-token" not in kept
+
+
+def test_sandbox_config_out_refuses_a_config_naming_a_secrets_file_of_its_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "config.toml"
+    text = '[secrets]\nfile = "/etc/leadsync/prod.secrets.toml"\n[hubspot]\nenabled = true\n'
+    path.write_text(text)
+    command = [sys.executable, "-m", "leadsync.cli", "sandbox", "--port", "0", "--leads", "3"]
+    result = subprocess.run(
+        [*command, "--config-out", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert str(path) in result.stderr
+    assert "--config-out" in result.stderr  # how to go on: another file
+    assert "Traceback" not in result.stderr
+    assert path.read_text() == text
+    assert not (tmp_path / "config.secrets.toml").exists()
+
+
+def test_sandbox_config_out_refuses_a_config_it_cannot_edit_line_by_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "config.toml"
+    text = 'hubspot = { base_url = "http://127.0.0.1:8765" }\n'
+    path.write_text(text)
+    with pytest.raises(UsageError, match=str(path)):
+        write_sandbox_config(path, OTHER_SANDBOX, CREDENTIALS, copies=True)
+    assert path.read_text() == text
+
+
+def test_the_next_commands_init_prints_run_in_their_order_against_a_new_sandbox(
+    sandbox: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "revops"
+    assert main(["init", str(folder)]) == 0
+    outcomes = follow_next_hint(capsys.readouterr().out, tmp_path, sandbox)
+    commands = [command.split(" --config")[0] for command, _ in outcomes]
+    assert commands.index("leadsync setup") < commands.index("leadsync plan")
+    assert all(code == 0 for _, code in outcomes), outcomes
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["hubspot = 3\n", 'secrets = "mine"\n', "[hubspot\n", "[secrets]\nfile = 'other.toml'\n"],
+    ids=["not a table", "secrets not a table", "not TOML", "own secrets"],
+)
+def test_sandbox_config_out_refuses_what_it_cannot_point_at_the_sandbox_and_keeps_it(
+    tmp_path: Path, text: str
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    with pytest.raises(UsageError, match="give --config-out a new file name"):
+        write_sandbox_config(path, OTHER_SANDBOX, CREDENTIALS, copies=True)
+    assert path.read_text() == text
+    assert sorted(tmp_path.iterdir()) == [path]

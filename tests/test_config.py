@@ -290,3 +290,18 @@ def test_a_secrets_file_that_cannot_be_read_is_named_with_its_key_and_line(
     (problem,) = refused.value.problems
     assert (problem.file, problem.key, problem.line) == (str(path), "secrets.file", 3)
     assert "gone.secrets.toml: no such file" in problem.message
+
+
+@pytest.mark.parametrize("written", ["info", "Info", "INFO", "debug", "Warning", "error"])
+def test_a_log_level_is_read_in_any_case(tmp_path: Path, written: str) -> None:
+    path = write(tmp_path, f'[logging]\nlevel = "{written}"\n')
+    assert load_config(path, environ={}).model.logging.level == written.upper()
+
+
+def test_an_unknown_log_level_is_named_as_written(tmp_path: Path) -> None:
+    path = write(tmp_path, '[logging]\nlevel = "verbose"\n')
+    problems = problems_of(path)
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{path}:2: logging.level: "), problems
+    assert "'DEBUG', 'INFO', 'WARNING' or 'ERROR'" in problems[0], problems
+    assert problems[0].endswith("not 'verbose'"), problems

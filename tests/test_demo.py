@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from leadsync.sandbox import Sandbox
+from tests.support import follow_next_hint
+
 # One worker runs the module, so the demo (the fixture, ~14 s) runs once, not once per worker.
 pytestmark = pytest.mark.xdist_group("demo")
 
@@ -137,3 +140,17 @@ def test_the_demo_report_judges_no_volume_period_before_the_first_run(demo: Demo
             assert row["status"] == "partial", row
     assert any(row["status"] == "partial" for row in rows)
     assert any(row["status"] in ("met", "missed") for row in rows)
+
+
+def test_the_demos_next_commands_run_in_their_order_against_a_new_sandbox(
+    demo: Demo, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # A new sandbox, like the one `leadsync sandbox --config-out` starts: none of the HubSpot
+    # properties leadsync writes, so `plan` refuses to run until `setup` has been.
+    outcomes = follow_next_hint(demo.out, tmp_path, sandbox)
+    assert [command for command, _ in outcomes][:3] == [
+        "leadsync init revops",
+        "leadsync sandbox --config-out revops/config.toml",
+        "leadsync setup",
+    ]
+    assert all(code == 0 for _, code in outcomes), outcomes

@@ -35,9 +35,13 @@ def run_init(args: argparse.Namespace) -> int:
     print(f"wrote {', '.join(str(path) for path in written)}")
     config = written[0]
     print(
-        f"Next: edit them, then `leadsync check --config {config}`, `leadsync plan --what-if "
-        f"--config {config}` and `leadsync apply --config {config}`. To try them against the "
-        f"local sandbox: `leadsync sandbox --config-out {config}` (keeps the mapping and the "
-        "definition, writes the sandbox's secrets)."
+        "Next: to try them against the local sandbox, `leadsync sandbox --config-out "
+        f"{config}` (it keeps running; it changes only the config's URLs, user and secrets "
+        f"file), then `leadsync setup --config {config}` once (it creates the HubSpot "
+        "properties leadsync writes: `plan` and `sync` refuse to run without them), "
+        f"`leadsync check --config {config}`, `leadsync plan --config {config}` and `leadsync "
+        f"sync --once --config {config}`. After each edit of the mapping or the definition: "
+        "`leadsync check`, `leadsync plan --what-if` and `leadsync apply`, each with "
+        f"`--config {config}`."
     )
     return EXIT_OK

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from leadsync.cli.common import add_config_option, load
-from leadsync.errors import EXIT_FAILED, EXIT_OK
+from leadsync.errors import EXIT_OK, UsageError
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,8 +38,8 @@ def run_explain(args: argparse.Namespace) -> int:
         held = quarantined_for(runtime.store, runtime.field_map, args.key)
         waiting = in_review_for(runtime.store, runtime.field_map, args.key)
     if not (found or held or waiting):
-        print(f"leadsync: no lead with the email or CRM id {args.key!r}", file=sys.stderr)
-        return EXIT_FAILED
+        # What was typed names nothing, like an unknown run or record id: exit 2.
+        raise UsageError(f"no lead with the email or CRM id {args.key!r}")
     if args.json:
         body = {
             "leads": [explanation.as_dict() for explanation in found],

@@ -57,7 +57,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         type=Path,
         metavar="FILE",
         help="write a leadsync config pointed at this sandbox, its secrets file, and copies of "
-        "the example mapping and lead definition beside it (files there already are kept)",
+        "the example mapping and lead definition beside it (files there already are kept); "
+        "a config there already keeps all but the sandbox's URLs, user and secrets file",
     )
     sandbox.set_defaults(handler=run_sandbox)
 
@@ -121,9 +122,13 @@ def run_sandbox(args: argparse.Namespace) -> int:
     if args.config_out is not None:
         from leadsync.sandbox_config import write_sandbox_config  # the config stack: lazily
 
-        written = write_sandbox_config(
-            args.config_out, sandbox.url, sandbox.credentials(), copies=True
-        )
+        try:
+            written = write_sandbox_config(
+                args.config_out, sandbox.url, sandbox.credentials(), copies=True
+            )
+        except BaseException:
+            sandbox.stop()  # refused (a config of the user's it would not damage): no sandbox
+            raise
         print(f"wrote {', '.join(str(path) for path in written)}", flush=True)
     stopping = threading.Event()
 

@@ -161,7 +161,11 @@ def run_cycle(args: argparse.Namespace, *, write: bool) -> int:
 
 
 def format_summary(summary: RunSummary) -> str:
-    mode = "sync" if summary.wrote else "plan (nothing written)"
+    # The kind the run is recorded under, as `leadsync runs` lists it (a quarantine retry is
+    # a "retry", not a "sync").
+    mode = summary.kind or ("sync" if summary.wrote else "plan")
+    if not summary.wrote:
+        mode += " (nothing written)"
     lines = [f"run {summary.run_id}: {mode}"]
     header = f"  {'':<11}{'pulled':>8}{'quarant.':>10}{'new':>7}{'matched':>9}{'review':>8}"
     header += f"{'to write':>10}{'written':>9}{'failed':>8}{'deferred':>10}{'held back':>11}"

@@ -181,9 +181,11 @@ def console_problems(config: Config) -> list[ConfigProblem]:
 
 
 def _text(path: Path | None) -> str:
+    from leadsync.problems import FILE_ENCODING
+
     if path is None:
         return ""
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding=FILE_ENCODING)
     except OSError:
         return ""

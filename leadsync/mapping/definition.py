@@ -785,7 +785,7 @@ def _config_problems(
     invalid: ValidationError, file: str, text: str, data: Mapping[str, Any]
 ) -> list[ConfigProblem]:
     lines = TomlLines(text)
-    found = validation_problems(invalid, file=file, lines=lines)
+    found = validation_problems(invalid, file=file, lines=lines, model=DefinitionFile)
     # The checks pydantic skipped for a model with a wrong field (repeats drop out below).
     for sub_key, message in cross_key_problems(data.get("sla")):
         full_key = below("sla", sub_key)

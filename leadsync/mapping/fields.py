@@ -68,11 +68,13 @@ from leadsync.mapping.types import (
     SyncRule,
 )
 from leadsync.problems import (
+    FILE_ENCODING,
     ConfigError,
     ConfigProblem,
     TomlLines,
     parse_toml,
     read_text,
+    unknown_key_message,
     validation_problems,
 )
 
@@ -429,7 +431,9 @@ class _Report:
             return model.model_validate(data)
         except ValidationError as invalid:
             self.problems.extend(
-                validation_problems(invalid, file=self.file, lines=self.lines, under=key)
+                validation_problems(
+                    invalid, file=self.file, lines=self.lines, model=model, under=key
+                )
             )
             return None
 
@@ -455,7 +459,7 @@ def parse_mapping(text: str, *, file: str) -> FieldMap:
 def _build(data: Mapping[str, Any], report: _Report) -> FieldMap | None:
     for key in data:
         if key not in _TOP_KEYS:
-            report.add(key, "unknown key")
+            report.add(key, unknown_key_message(key, _TOP_KEYS))
     tables = _field_tables(data, report)
     fields = {}
     for name, table in tables.items():
@@ -1027,7 +1031,7 @@ def related_objects(mapping: FieldMap, crm: str) -> tuple[str, ...]:
 def _text_of(file: str) -> str:
     # Only to point at lines; a file gone since loading just means no line numbers.
     try:
-        return Path(file).read_text(encoding="utf-8")
+        return Path(file).read_text(encoding=FILE_ENCODING)
     except (OSError, UnicodeDecodeError, ValueError):
         return ""
 

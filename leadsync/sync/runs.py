@@ -105,7 +105,11 @@ def find_run(store: Store, run_id: str) -> RunRow:
     if exact is not None:
         return exact
     if len(wanted) < SHORTEST_PREFIX:
-        raise UnknownRunError(f"no run {run_id} (see `leadsync runs`)")
+        # Not "no run": a run may well start so; too short a start names none by design.
+        raise UnknownRunError(
+            f"{run_id!r} is too short: a run id is at least {SHORTEST_PREFIX} characters, its "
+            f"start or the whole id (the {SHORT_ID} of `leadsync runs` will do)"
+        )
     found = store.run_log.ids_starting(wanted)
     if not found:
         raise UnknownRunError(f"no run {run_id} (see `leadsync runs`)")

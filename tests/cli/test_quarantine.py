@@ -125,3 +125,15 @@ def test_a_refused_write_is_listed_with_the_crms_message(tmp_path: Path) -> None
     assert (problem.field, problem.value) == ("leadsync_grade", "A")
     assert problem.message == "A was not one of the allowed options"
     assert quarantine_causes([item, item]) == [("hubspot", "write refused: invalid_option", 2)]
+
+
+def test_retry_prints_its_run_with_the_kind_runs_lists_it_under(
+    config: Config, unreadable: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main(["quarantine", "retry", unreadable, "--config", str(config.path)]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert main(["runs", "--limit", "1", "--json", "--config", str(config.path)]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert listed["kind"] == "retry"
+    assert first == f"run {listed['run_id']}: retry", first

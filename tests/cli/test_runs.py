@@ -99,9 +99,21 @@ def test_a_short_id_must_name_one_run(config: Config, capsys: pytest.CaptureFixt
     assert json.loads(capsys.readouterr().out)["run_id"] == "abcd0000-1111-4000-8000-0"
     assert main(["runs", "show", "zz-not-hex", "--config", str(config.path)]) == 2
     assert "no run zz-not-hex" in capsys.readouterr().err
-    # Three characters name no run, however many start with them.
+    # Three characters name no run, however many start with them: say so, not "no run".
     assert main(["runs", "show", "abc", "--config", str(config.path)]) == 2
-    assert "no run abc" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "a run id is at least 4 characters" in err
+    assert "no run" not in err
+
+
+def test_revert_of_a_too_short_run_id_says_how_long_an_id_must_be(
+    config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _sync(config, capsys)
+    assert main(["revert", "2", "--dry-run", "--config", str(config.path)]) == 2
+    err = capsys.readouterr().err
+    assert "leadsync: '2' is too short: a run id is at least 4 characters" in err, err
+    assert "`leadsync runs`" in err
 
 
 def test_revert_dry_run_says_what_it_would_put_back_and_writes_nothing(

@@ -589,12 +589,13 @@ def test_explain_shows_records_rules_score_history_and_no_pending_writes(
     assert "none: both CRMs hold what they should" in out
 
 
-def test_explain_of_an_unknown_lead_exits_1(
+def test_explain_of_an_unknown_lead_exits_2_as_a_mistyped_input(
     config: Config, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Like an unknown run, backfill or record id: what the user typed names nothing.
     cycle(config)
-    assert main(["explain", "nobody@nowhere.example", "--config", str(config.path)]) == 1
-    assert "no lead with the email" in capsys.readouterr().err
+    assert main(["explain", "nobody@nowhere.example", "--config", str(config.path)]) == 2
+    assert "leadsync: no lead with the email" in capsys.readouterr().err
 
 
 def test_revert_puts_back_what_a_run_overwrote_and_keeps_what_people_changed_since(
