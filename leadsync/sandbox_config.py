@@ -9,19 +9,20 @@ The sandbox's credentials are public defaults, but they still go into a secrets 
 own beside the config, the way real ones must: the config file never holds a secret.
 
 A config that is there already is the user's: `sandbox --config-out` changes in it only the keys
-that point it at the sandbox (its URLs, its user, its secrets file), line by line, and keeps
+that point it at the sandbox (its URLs, its user, its secrets file), key by key, and keeps
 everything else, its database first of all. What it cannot change that way it refuses.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
+
+import tomlkit
 
 from leadsync.config import (
     HUBSPOT_TOKEN_VAR,
@@ -166,66 +167,33 @@ def _pointed_at_sandbox(
 
 
 def _edited(path: Path, values: Mapping[tuple[str, str], str]) -> str:
-    """The text of the TOML file at `path` with each (table, key) set to its string value:
-    the line of a key there has its value replaced (its comment kept), a key not there goes
-    at the top of its table, a table not there at the end. Proven by parsing the result:
-    those keys changed, nothing else did; else refused (a layout this cannot follow, such as
-    dotted keys or inline tables)."""
+    """The text of the TOML file at `path` with each (table, key) set to its string value, its
+    layout and comments kept (tomlkit). Proven by parsing the result: those keys changed,
+    nothing else did; else refused."""
     text = path.read_text(encoding=FILE_ENCODING) if path.is_file() else ""
     before = _parsed(path, text)
-    lines = text.splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        lines[-1] += "\n"
+    document = tomlkit.parse(text)
     for (table, key), value in values.items():
-        _set(lines, table, key, _quoted(value))
-    result = "".join(lines)
-    try:
-        after: dict[str, Any] | None = tomllib.loads(result)
-    except tomllib.TOMLDecodeError:
-        after = None
+        if not table:
+            document[key] = value
+            continue
+        if table not in document:
+            document[table] = tomlkit.table()
+        found = document[table]
+        if not isinstance(found, MutableMapping):
+            raise _refused(path, f"its {table} is not a table")
+        found[key] = value
+    result = tomlkit.dumps(document)
     expected = json.loads(json.dumps(before, default=str))
     for (table, key), value in values.items():
-        if table and not isinstance(expected.setdefault(table, {}), dict):
-            raise _refused(path, f"its {table} is not a table")
-        (expected[table] if table else expected)[key] = value
-    if after is None or json.loads(json.dumps(after, default=str)) != expected:
-        raise _refused(
-            path, "its layout (dotted keys, inline tables) cannot be changed line by line"
-        )
+        (expected.setdefault(table, {}) if table else expected)[key] = value
+    try:
+        after = json.loads(json.dumps(tomllib.loads(result), default=str))
+    except tomllib.TOMLDecodeError:
+        after = None
+    if after != expected:
+        raise _refused(path, "its layout cannot be changed key by key")
     return result
-
-
-def _set(lines: list[str], table: str, key: str, value: str) -> None:
-    """`key = value` in `table` ("": the top level) of the TOML `lines`."""
-    current = ""
-    # Where a key not there goes: below its table's header; at the top level, above the
-    # first header (below the file's opening comments).
-    insert_at = None if table else len(lines)
-    for index, line in enumerate(lines):
-        header = _HEADER.match(line)
-        if header:
-            if not table and insert_at == len(lines):
-                insert_at = index
-            # An array of tables is never the table sought.
-            current = header.group(2).strip() if header.group(1) == "[" else "[["
-            if current == table and insert_at is None:
-                insert_at = index + 1
-            continue
-        pair = _PAIR.match(line)
-        if current == table and pair and pair.group(2) == key:
-            lines[index] = f"{pair.group(1)}{value}{pair.group(3) or ''}\n"
-            return
-    if insert_at is None:
-        lines.append(f"\n[{table}]\n{key} = {value}\n")
-    else:
-        lines.insert(insert_at, f"{key} = {value}\n")
-
-
-# `[table]` or `[[array]]`; `key = "value"  # comment`.
-_HEADER = re.compile(r"^\s*(\[\[?)([^\[\]]+)\]\]?\s*(?:#.*)?$")
-_PAIR = re.compile(
-    r'^(\s*([A-Za-z0-9_-]+)\s*=\s*)(?:"(?:[^"\\]|\\.)*"|\'[^\']*\'|[^#\s]+)(\s*#.*)?$'
-)
 
 
 def _table(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:

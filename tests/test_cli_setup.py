@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -245,15 +246,23 @@ def test_sandbox_config_out_refuses_a_config_naming_a_secrets_file_of_its_own(
     assert not (tmp_path / "config.secrets.toml").exists()
 
 
-def test_sandbox_config_out_refuses_a_config_it_cannot_edit_line_by_line(
+def test_sandbox_config_out_points_a_config_of_inline_tables_at_the_sandbox_as_written(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "config.toml"
-    text = 'hubspot = { base_url = "http://127.0.0.1:8765" }\n'
+    text = (
+        "# mine\n"
+        'hubspot = { base_url = "http://127.0.0.1:8765" }  # the old sandbox\n'
+        'database_url = "sqlite:///kept.db"\n'
+    )
     path.write_text(text)
-    with pytest.raises(UsageError, match=str(path)):
-        write_sandbox_config(path, OTHER_SANDBOX, CREDENTIALS, copies=True)
-    assert path.read_text() == text
+    write_sandbox_config(path, OTHER_SANDBOX, CREDENTIALS, copies=True)
+    edited = path.read_text()
+    assert edited.startswith("# mine\n")
+    assert "# the old sandbox" in edited
+    held = tomllib.loads(edited)
+    assert held["hubspot"] == {"base_url": OTHER_SANDBOX}
+    assert held["database_url"] == "sqlite:///kept.db"
 
 
 def test_the_next_commands_init_prints_run_in_their_order_against_a_new_sandbox(
