@@ -156,13 +156,16 @@ def run_cycle(args: argparse.Namespace, *, write: bool) -> int:
 def format_summary(summary: RunSummary) -> str:
     mode = "sync" if summary.wrote else "plan (nothing written)"
     lines = [f"run {summary.run_id}: {mode}"]
+    # new + matched + review: the records pulled and not quarantined; earlier: records an
+    # earlier run left pending, settled by this one (README, "the summary of a run").
     header = f"  {'':<11}{'pulled':>8}{'quarant.':>10}{'new':>7}{'matched':>9}{'review':>8}"
+    header += f"{'earlier':>9}"
     header += f"{'to write':>10}{'written':>9}{'failed':>8}{'deferred':>10}{'held back':>11}"
     lines.append(header)
     for crm, c in sorted(summary.crms.items()):
         lines.append(
             f"  {crm:<11}{c.pulled:>8}{c.quarantined:>10}{c.new_leads:>7}{c.matched:>9}"
-            f"{c.to_review:>8}{c.records_to_update:>10}{c.written:>9}{c.failed:>8}{c.deferred:>10}"
+            f"{c.to_review:>8}{c.earlier:>9}{c.records_to_update:>10}{c.written:>9}{c.failed:>8}{c.deferred:>10}"
             f"{c.held_back:>11}"
         )
     causes = [

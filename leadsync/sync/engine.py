@@ -295,6 +295,8 @@ class SyncEngine:
         self._contexts: dict[str, str] = {}
         # The records taken up again this run because their refused write was due.
         self._retrying: dict[str, set[str]] = {}
+        # The pending records a plan pulled for this run (see `run`): counted as its own.
+        self._from_plans: dict[str, set[str]] = {}
         self._handoff_crm = (
             handoff_target(self._connectors, field_map) if definition.handoff else None
         )
@@ -336,9 +338,12 @@ class SyncEngine:
             self.recording("sync" if write else "plan", write=write) as summary,
         ):
             self.preflight()
-            for crm, count in self._store.pending_from_plans().items():
+            # What a plan pulled and left pending is this run's to settle: counted pulled
+            # here, once, however often the run's own pull brings it again.
+            self._from_plans = self._store.pending_from_plans()
+            for crm, record_ids in self._from_plans.items():
                 if crm in summary.crms:
-                    summary.crms[crm].pulled += count
+                    summary.crms[crm].pulled += len(record_ids)
             for crm, connector in self._connectors.items():
                 self._pull(crm, connector, summary, should_stop)
             self.settle(summary, should_stop=should_stop)
@@ -780,6 +785,13 @@ class SyncEngine:
         )
         counts = summary.crms.setdefault(crm, CrmCounts())
         counts.pulled += len(page.records) - len(_read_again(snapshots, previous)) - read_again
+        # A record the plan before this run pulled is counted already (`run`).
+        from_plans = self._from_plans.get(crm)
+        if from_plans:
+            again = set(_read_again(snapshots, previous))
+            counts.pulled -= sum(
+                1 for s in snapshots if s.record_id in from_plans and s.record_id not in again
+            )
         counts.quarantined += len(quarantined)
         return snapshots
 
@@ -805,7 +817,7 @@ class SyncEngine:
             identity_field=self._map.identity_field,
             new_lead_id=new_id,
         )
-        self._count_matches(matches, summary)
+        self._count_matches(matches, self._pulled_now(pending, summary.run_id), summary)
         linked = {key: m for key, m in matches.items() if m.kind is not MatchKind.REVIEW}
         lead_ids = sorted(
             {m.lead_id for m in linked.values() if m.lead_id is not None}
@@ -850,6 +862,17 @@ class SyncEngine:
         if persist:
             self._persist(summary.run_id, matches, merged, people)
         return merged
+
+    def _pulled_now(
+        self, pending: Mapping[str, Sequence[Snapshot]], run_id: str
+    ) -> dict[str, set[str]]:
+        """CRM -> the `pending` records this run pulled (or the plan before it pulled for it)."""
+        found = {}
+        for crm, snapshots in pending.items():
+            ids = [s.record_id for s in snapshots]
+            from_plans = self._from_plans.get(crm, set())
+            found[crm] = self._store.saved_by(crm, ids, run_id) | from_plans.intersection(ids)
+        return found
 
     def _created_records(self, lead_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         """Lead id -> (CRM, record id) of the record its handoff created, where it did."""
@@ -1211,10 +1234,19 @@ class SyncEngine:
         )
 
     @staticmethod
-    def _count_matches(matches: Mapping[tuple[str, str], Match], summary: RunSummary) -> None:
-        for (crm, _), m in matches.items():
+    def _count_matches(
+        matches: Mapping[tuple[str, str], Match],
+        pulled_now: Mapping[str, set[str]],
+        summary: RunSummary,
+    ) -> None:
+        """New, matched and in review: of the records this run pulled. Those an earlier run
+        left pending (held back, deferred, cut off, a review or a refusal taken up again, a
+        lead record whose Contact changed) are counted apart, as `earlier`."""
+        for (crm, record_id), m in matches.items():
             counts = summary.crms.setdefault(crm, CrmCounts())
-            if m.kind is MatchKind.REVIEW:
+            if record_id not in pulled_now.get(crm, ()):
+                counts.earlier += 1
+            elif m.kind is MatchKind.REVIEW:
                 counts.to_review += 1
             elif m.kind is MatchKind.NEW:
                 counts.new_leads += 1
