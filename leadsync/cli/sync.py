@@ -36,7 +36,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "plan",
         help="the same cycle without writing: the changes each CRM would get, and the API calls",
         description="Pull what changed and show what a sync would write to each CRM, field by "
-        "field, with the API calls it would take; nothing is written. With --what-if, no CRM "
+        "field, with the API calls it would take; nothing is written to either CRM (what it "
+        "pulls is stored, and what it cannot use quarantined, for the sync after it, which "
+        "counts those records as its own). With --what-if, no CRM "
         "is called: every stored lead is re-evaluated under the files on disk.",
     )
     add_config_option(plan)

@@ -295,8 +295,10 @@ class SyncEngine:
         self._contexts: dict[str, str] = {}
         # The records taken up again this run because their refused write was due.
         self._retrying: dict[str, set[str]] = {}
-        # The pending records a plan pulled for this run (see `run`): counted as its own.
+        # The pending records a plan pulled for this run, and those it quarantined (see
+        # `run`): counted as its own.
         self._from_plans: dict[str, set[str]] = {}
+        self._quarantined_by_plans: dict[str, set[str]] = {}
         self._handoff_crm = (
             handoff_target(self._connectors, field_map) if definition.handoff else None
         )
@@ -344,6 +346,12 @@ class SyncEngine:
             for crm, record_ids in self._from_plans.items():
                 if crm in summary.crms:
                     summary.crms[crm].pulled += len(record_ids)
+            # And what it quarantined: pulled, and in quarantine.
+            self._quarantined_by_plans = self._store.quarantine.left_by_plans(summary.run_id)
+            for crm, record_ids in self._quarantined_by_plans.items():
+                if crm in summary.crms:
+                    summary.crms[crm].pulled += len(record_ids)
+                    summary.crms[crm].quarantined += len(record_ids)
             for crm, connector in self._connectors.items():
                 self._pull(crm, connector, summary, should_stop)
             self.settle(summary, should_stop=should_stop)
@@ -362,7 +370,7 @@ class SyncEngine:
                 self._store.quarantine.refusals_due_now(crm, record_ids)
                 fetched = connector.fetch(record_ids, fields=fields_to_pull(self._map, crm))
                 found = tuple(fetched[rid] for rid in record_ids if rid in fetched)
-                self.ingest(crm, connector, Page(found), summary)
+                self.ingest(crm, connector, Page(found), summary, asked=True)
             self.settle(summary)
         return summary
 
@@ -440,6 +448,7 @@ class SyncEngine:
         run_id = self._store.run_log.start(kind, started_at=started, holder=self._holder)
         summary = RunSummary(run_id, write, started, kind=kind, holder=self._holder)
         summary.crms = {crm: CrmCounts() for crm in self._connectors}
+        self._from_plans, self._quarantined_by_plans = {}, {}
         status = "succeeded"
         try:
             with run_context(run_id, run_kind=kind):
@@ -732,10 +741,13 @@ class SyncEngine:
         checkpoint: str | None = None,
         stream: str | None = None,
         hold_for: str | None = None,
+        asked: bool = False,
     ) -> list[Snapshot]:
         """One pulled page through the mapping into the store, with the cursor past it (an
         incremental `position`, or a full pull's `checkpoint` in `stream`) in the same
-        transaction; records leadsync cannot use are quarantined with their reason."""
+        transaction; records leadsync cannot use are quarantined with their reason. `asked`:
+        the records were asked for by id (a retry): each counts as pulled, each unusable one
+        as quarantined, news or not."""
         ids = [record.id for record in page.records]
         previous = self._store.snapshots(crm, ids)
         expected = self._store.audit_log.expected(crm, ids)
@@ -770,6 +782,7 @@ class SyncEngine:
             else {}
         )
         news = [q for q in quarantined if not _quarantined_as_is(q, held)]
+        unusable = len(quarantined)
         read_again, quarantined = len(quarantined) - len(news), news
         snapshots, related = self._related.with_related(crm, connector, snapshots)
         self._store.save_page(
@@ -784,15 +797,31 @@ class SyncEngine:
             related=related,
         )
         counts = summary.crms.setdefault(crm, CrmCounts())
+        if asked:
+            counts.pulled += len(page.records)
+            counts.quarantined += unusable
+            return snapshots
         counts.pulled += len(page.records) - len(_read_again(snapshots, previous)) - read_again
-        # A record the plan before this run pulled is counted already (`run`).
-        from_plans = self._from_plans.get(crm)
-        if from_plans:
-            again = set(_read_again(snapshots, previous))
-            counts.pulled -= sum(
-                1 for s in snapshots if s.record_id in from_plans and s.record_id not in again
-            )
         counts.quarantined += len(quarantined)
+        # A record the plan before this run pulled is counted already (`run`): pulled once,
+        # and in quarantine only while it is.
+        from_plans = self._from_plans.get(crm, set())
+        by_plans = self._quarantined_by_plans.get(crm, set())
+        if from_plans or by_plans:
+            again = set(_read_again(snapshots, previous))
+            for s in snapshots:
+                if s.record_id in again:
+                    continue
+                if s.record_id in from_plans:
+                    counts.pulled -= 1
+                elif s.record_id in by_plans:
+                    by_plans.discard(s.record_id)  # usable now: out of quarantine
+                    counts.pulled -= 1
+                    counts.quarantined -= 1
+            for q in quarantined:
+                if q.record_id in by_plans:
+                    counts.pulled -= 1
+                    counts.quarantined -= 1
         return snapshots
 
     # ---------------------------------------------------------------- match and merge

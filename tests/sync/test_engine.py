@@ -182,9 +182,9 @@ def test_a_sync_after_a_plan_counts_the_records_the_plan_pulled_for_it(
 ) -> None:
     # A plan stores what it pulls (the sync then needs no second read), but leaves it
     # pending: the sync settles those records, so it reports them pulled, as it would have
-    # without the plan, not "pulled 0". (What the plan quarantined stays the plan's.)
+    # without the plan, not "pulled 0"; and what the plan quarantined, in quarantine.
     plan = cycle(config, write=False)
-    pulled = {crm: c.pulled - c.quarantined for crm, c in plan.crms.items()}
+    pulled = {crm: c.pulled for crm, c in plan.crms.items()}
     assert all(pulled.values())
     done = cycle(config)
     assert {crm: c.pulled for crm, c in done.crms.items()} == pulled
@@ -865,3 +865,54 @@ def test_records_left_pending_by_an_earlier_run_are_counted_apart_from_this_runs
     assert c.pulled == 0
     assert c.earlier == len(set(some) | waiting)
     assert c.new_leads + c.matched + c.to_review == c.pulled - c.quarantined == 0
+
+
+def test_a_sync_after_a_plan_counts_the_records_the_plan_quarantined_for_it(
+    sandbox: Sandbox, config: Config
+) -> None:
+    # The plan quarantines what it cannot use (it decides what was pulled): the sync after it
+    # says so, as it would have without the plan, and the next sync does not again.
+    plan = cycle(config, write=False)
+    assert all(c.quarantined for c in plan.crms.values())
+    done = cycle(config)
+    assert {crm: (c.pulled, c.quarantined) for crm, c in done.crms.items()} == {
+        crm: (c.pulled, c.quarantined) for crm, c in plan.crms.items()
+    }
+    sandbox.hubspot.settle_search()
+    again = cycle(config)
+    assert sum(c.quarantined for c in again.crms.values()) == 0
+
+
+def test_a_quarantined_record_pulled_again_still_bad_keeps_when_it_was_quarantined(
+    sandbox: Sandbox, config: Config
+) -> None:
+    cycle(config)
+    with open_runtime(config, connect=False) as runtime:
+        first = {
+            q.record_id: q for q in runtime.store.quarantine.entries() if q.crm == "salesforce"
+        }
+    record_id = sorted(first)[0]
+    # Edited, still without a usable email: pulled again, quarantined for the same reason.
+    sandbox.salesforce.update_record("Lead", record_id, {"Title": "Edited, still no email"})
+    again = cycle(config)
+    assert again.crms["salesforce"].quarantined >= 1
+    with open_runtime(config, connect=False) as runtime:
+        now = {q.record_id: q for q in runtime.store.quarantine.entries() if q.crm == "salesforce"}
+    assert now[record_id].reason == first[record_id].reason
+    assert now[record_id].raw != first[record_id].raw
+    assert now[record_id].at == first[record_id].at
+
+
+def test_a_retry_of_records_that_stay_quarantined_counts_them_pulled_and_quarantined(
+    sandbox: Sandbox, config: Config
+) -> None:
+    cycle(config)
+    with open_runtime(config) as runtime:
+        held = [q.record_id for q in runtime.store.quarantine.entries() if q.crm == "hubspot"]
+        assert held
+        engine = SyncEngine(
+            runtime.store, dict(runtime.connectors), runtime.field_map, runtime.definition
+        )
+        retried = engine.retry({"hubspot": held})
+    counts = retried.crms["hubspot"]
+    assert (counts.pulled, counts.quarantined) == (len(held), len(held))
