@@ -156,7 +156,8 @@ def run_cycle(args: argparse.Namespace, *, write: bool) -> int:
 
 
 def format_summary(summary: RunSummary) -> str:
-    mode = "sync" if summary.wrote else "plan (nothing written)"
+    kind = summary.kind or ("sync" if summary.wrote else "plan")
+    mode = kind if summary.wrote else f"{kind} (nothing written)"
     lines = [f"run {summary.run_id}: {mode}"]
     # new + matched + review: the records pulled and not quarantined; earlier: records an
     # earlier run left pending, settled by this one (README, "the summary of a run").

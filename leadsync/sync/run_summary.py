@@ -182,6 +182,8 @@ class RunSummary:
         summary: dict[str, Any] = {
             "run_id": self.run_id,
             "mode": self.kind or ("sync" if self.wrote else "plan"),
+            # A run of a kind that writes, told not to (a backfill's --dry-run): a plan.
+            "wrote": self.wrote,
             "interrupted": self.interrupted,
             "holder": self.holder,
             "started_at": self.started_at.isoformat(),
