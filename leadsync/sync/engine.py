@@ -299,6 +299,8 @@ class SyncEngine:
         # `run`): counted as its own.
         self._from_plans: dict[str, set[str]] = {}
         self._quarantined_by_plans: dict[str, set[str]] = {}
+        # The lead records a related record's pull laid it over, not pulled themselves (yet).
+        self._laid: dict[str, set[str]] = {}
         self._handoff_crm = (
             handoff_target(self._connectors, field_map) if definition.handoff else None
         )
@@ -448,7 +450,7 @@ class SyncEngine:
         run_id = self._store.run_log.start(kind, started_at=started, holder=self._holder)
         summary = RunSummary(run_id, write, started, kind=kind, holder=self._holder)
         summary.crms = {crm: CrmCounts() for crm in self._connectors}
-        self._from_plans, self._quarantined_by_plans = {}, {}
+        self._from_plans, self._quarantined_by_plans, self._laid = {}, {}, {}
         status = "succeeded"
         try:
             with run_context(run_id, run_kind=kind):
@@ -727,7 +729,10 @@ class SyncEngine:
             stream=object_name,
         )
         for page in pages:
-            self._related.ingest(crm, object_name, page, summary, position=page.position)
+            pending = self._related.ingest(crm, object_name, page, summary, position=page.position)
+            # Lead records that changed with their related record, not pulled themselves.
+            for record_crm, record_ids in pending.items():
+                self._laid.setdefault(record_crm, set()).update(record_ids)
             _stop_if(should_stop)
 
     def ingest(
@@ -803,6 +808,9 @@ class SyncEngine:
             return snapshots
         counts.pulled += len(page.records) - len(_read_again(snapshots, previous)) - read_again
         counts.quarantined += len(quarantined)
+        laid = self._laid.get(crm)
+        if laid:
+            laid.difference_update(s.record_id for s in snapshots)
         # A record the plan before this run pulled is counted already (`run`): pulled once,
         # and in quarantine only while it is.
         from_plans = self._from_plans.get(crm, set())
@@ -900,7 +908,8 @@ class SyncEngine:
         for crm, snapshots in pending.items():
             ids = [s.record_id for s in snapshots]
             from_plans = self._from_plans.get(crm, set())
-            found[crm] = self._store.saved_by(crm, ids, run_id) | from_plans.intersection(ids)
+            saved = self._store.saved_by(crm, ids, run_id) - self._laid.get(crm, set())
+            found[crm] = saved | from_plans.intersection(ids)
         return found
 
     def _created_records(self, lead_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
