@@ -883,9 +883,14 @@ def test_a_sync_after_a_plan_counts_the_records_the_plan_quarantined_for_it(
     assert sum(c.quarantined for c in again.crms.values()) == 0
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_a_quarantined_record_pulled_again_still_bad_keeps_when_it_was_quarantined(
-    sandbox: Sandbox, config: Config
+    sandbox: Sandbox, config: Config, database_url: str
 ) -> None:
+    assert config.path is not None
+    text = config.path.read_text()
+    config.path.write_text(re.sub(r'url = "sqlite:///[^"]*"', f'url = "{database_url}"', text))
+    config = load_config(config.path)
     cycle(config)
     with open_runtime(config, connect=False) as runtime:
         first = {
