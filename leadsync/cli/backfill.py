@@ -105,6 +105,12 @@ def run_backfill(args: argparse.Namespace) -> int:
             progress_stream=sys.stderr,
             on_summary=summaries.append,
         )
+    if done.spec.dry_run and not args.json:
+        # `plan` over the full pull: what it would write, per field, and the calls.
+        from leadsync.cli.sync import format_summary
+
+        for summary in summaries:
+            print(format_summary(summary))
     _print_backfills([done], args)
     failed = [problem for s in summaries for problem in s.every_write_failed().values()]
     for problem in failed:

@@ -86,14 +86,15 @@ def format_runs(views: Sequence[RunView]) -> str:
     if not views:
         return "no runs yet"
     lines = [
-        f"{'run':<10}{'kind':<10}{'outcome':<12}{'started (UTC)':<22}{'seconds':>9}"
+        f"{'run':<10}{'kind':<16}{'outcome':<12}{'started (UTC)':<22}{'seconds':>9}"
         f"{'pulled':>8}{'written':>9}{'failed':>8}{'quarant.':>10}{'review':>8}"
     ]
     for view in views:
         run = view.run
         seconds = "" if view.seconds is None else f"{view.seconds:.1f}"
+        kind = run.kind + (" (dry)" if view.dry_run else "")
         lines.append(
-            f"{view.short_id:<10}{run.kind:<10}{run.status:<12}"
+            f"{view.short_id:<10}{kind:<16}{run.status:<12}"
             f"{run.started_at.strftime('%Y-%m-%d %H:%M:%S'):<22}{seconds:>9}"
             f"{view.pulled:>8}{view.written:>9}{view.failed:>8}{view.quarantined:>10}"
             f"{view.to_review:>8}"
@@ -136,11 +137,15 @@ def format_detail(detail: RunDetail) -> str:
         "" if run.finished_at is None else f", finished {run.finished_at:%Y-%m-%d %H:%M:%S %Z}"
     )
     lines = [
-        f"run {run.run_id} ({view.short_id}): {run.kind}, {run.status}",
+        f"run {run.run_id} ({view.short_id}): {run.kind}"
+        f"{' (dry run)' if view.dry_run else ''}, {run.status}",
         f"  started {run.started_at:%Y-%m-%d %H:%M:%S %Z}{finished}",
         f"  pulled {view.pulled}, written {view.written}, failed {view.failed}, "
         f"quarantined {view.quarantined}, to review {view.to_review}",
     ]
+    if view.dry_run:
+        lines.append("  a dry run: nothing written")
+        return "\n".join(lines)
     if not detail.writes:
         lines.append("  no writes")
         return "\n".join(lines)

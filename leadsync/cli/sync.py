@@ -36,7 +36,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "plan",
         help="the same cycle without writing: the changes each CRM would get, and the API calls",
         description="Pull what changed and show what a sync would write to each CRM, field by "
-        "field, with the API calls it would take; nothing is written. With --what-if, no CRM "
+        "field, with the API calls it would take; nothing is written to either CRM (what it "
+        "pulls is stored, and what it cannot use quarantined, for the sync after it, which "
+        "counts those records as its own). With --what-if, no CRM "
         "is called: every stored lead is re-evaluated under the files on disk.",
     )
     add_config_option(plan)
@@ -167,13 +169,16 @@ def format_summary(summary: RunSummary) -> str:
     if not summary.wrote:
         mode += " (nothing written)"
     lines = [f"run {summary.run_id}: {mode}"]
+    # new + matched + review: the records pulled and not quarantined; earlier: records an
+    # earlier run left pending, settled by this one (README, "the summary of a run").
     header = f"  {'':<11}{'pulled':>8}{'quarant.':>10}{'new':>7}{'matched':>9}{'review':>8}"
+    header += f"{'earlier':>9}"
     header += f"{'to write':>10}{'written':>9}{'failed':>8}{'deferred':>10}{'held back':>11}"
     lines.append(header)
     for crm, c in sorted(summary.crms.items()):
         lines.append(
             f"  {crm:<11}{c.pulled:>8}{c.quarantined:>10}{c.new_leads:>7}{c.matched:>9}"
-            f"{c.to_review:>8}{c.records_to_update:>10}{c.written:>9}{c.failed:>8}{c.deferred:>10}"
+            f"{c.to_review:>8}{c.earlier:>9}{c.records_to_update:>10}{c.written:>9}{c.failed:>8}{c.deferred:>10}"
             f"{c.held_back:>11}"
         )
     causes = [

@@ -899,11 +899,10 @@ def format_backfills(backfills: Sequence[Backfill]) -> str:
     """Backfills as a table for a terminal: status, window, per CRM pulled of total, written."""
     if not backfills:
         return "no backfills yet"
-    lines = [f"{'id':<13}{'kind':<13}{'status':<11}{'window':<25}progress"]
+    lines = [f"{'id':<13}{'kind':<15}{'status':<12}{'window':<25}progress"]
     for backfill in backfills:
         spec = backfill.spec
-        since = spec.since.date().isoformat() if spec.since else "…"
-        until = spec.until.date().isoformat() if spec.until else "…"
+        window = _window(spec)
         parts = []
         for crm in spec.crms:
             figures = backfill.of(crm)
@@ -911,10 +910,21 @@ def format_backfills(backfills: Sequence[Backfill]) -> str:
             mark = " done" if figures.done else ""
             parts.append(f"{crm} {figures.pulled:,}/{total}, {figures.written:,} written{mark}")
         kind = spec.kind + (" (dry)" if spec.dry_run else "")
-        head = (
-            f"{backfill.backfill_id:<13}{kind:<13}{backfill.status:<11}{since + ' → ' + until:<25}"
-        )
+        head = f"{backfill.backfill_id:<13}{kind:<15}{backfill.status:<12}{window:<25}"
         lines.append(head + "; ".join(parts))
         if backfill.message:
             lines.append(f"{'':<13}{backfill.message}")
     return "\n".join(lines)
+
+
+def _window(spec: BackfillSpec) -> str:
+    """The records a backfill keeps, by when they were modified, as a person reads it."""
+    since = spec.since.date().isoformat() if spec.since else None
+    until = spec.until.date().isoformat() if spec.until else None
+    if since and until:
+        return f"{since} → {until}"
+    if since:
+        return f"since {since}"
+    if until:
+        return f"before {until}"
+    return "all records"

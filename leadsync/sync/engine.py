@@ -297,6 +297,12 @@ class SyncEngine:
         self._contexts: dict[str, str] = {}
         # The records taken up again this run because their refused write was due.
         self._retrying: dict[str, set[str]] = {}
+        # The pending records a plan pulled for this run, and those it quarantined (see
+        # `run`): counted as its own.
+        self._from_plans: dict[str, set[str]] = {}
+        self._quarantined_by_plans: dict[str, set[str]] = {}
+        # The lead records a related record's pull laid it over, not pulled themselves (yet).
+        self._laid: dict[str, set[str]] = {}
         self._handoff_crm = (
             handoff_target(self._connectors, field_map) if definition.handoff else None
         )
@@ -338,9 +344,18 @@ class SyncEngine:
             self.recording("sync" if write else "plan", write=write) as summary,
         ):
             self.preflight()
-            for crm, count in self._store.pending_from_plans().items():
+            # What a plan pulled and left pending is this run's to settle: counted pulled
+            # here, once, however often the run's own pull brings it again.
+            self._from_plans = self._store.pending_from_plans()
+            for crm, record_ids in self._from_plans.items():
                 if crm in summary.crms:
-                    summary.crms[crm].pulled += count
+                    summary.crms[crm].pulled += len(record_ids)
+            # And what it quarantined: pulled, and in quarantine.
+            self._quarantined_by_plans = self._store.quarantine.left_by_plans(summary.run_id)
+            for crm, record_ids in self._quarantined_by_plans.items():
+                if crm in summary.crms:
+                    summary.crms[crm].pulled += len(record_ids)
+                    summary.crms[crm].quarantined += len(record_ids)
             for crm, connector in self._connectors.items():
                 self._pull(crm, connector, summary, should_stop)
             self.settle(summary, should_stop=should_stop)
@@ -359,7 +374,7 @@ class SyncEngine:
                 self._store.quarantine.refusals_due_now(crm, record_ids)
                 fetched = connector.fetch(record_ids, fields=fields_to_pull(self._map, crm))
                 found = tuple(fetched[rid] for rid in record_ids if rid in fetched)
-                self.ingest(crm, connector, Page(found), summary)
+                self.ingest(crm, connector, Page(found), summary, asked=True)
             self.settle(summary)
         return summary
 
@@ -437,6 +452,7 @@ class SyncEngine:
         run_id = self._store.run_log.start(kind, started_at=started, holder=self._holder)
         summary = RunSummary(run_id, write, started, kind=kind, holder=self._holder)
         summary.crms = {crm: CrmCounts() for crm in self._connectors}
+        self._from_plans, self._quarantined_by_plans, self._laid = {}, {}, {}
         status = "succeeded"
         try:
             with run_context(run_id, run_kind=kind):
@@ -715,7 +731,10 @@ class SyncEngine:
             stream=object_name,
         )
         for page in pages:
-            self._related.ingest(crm, object_name, page, summary, position=page.position)
+            pending = self._related.ingest(crm, object_name, page, summary, position=page.position)
+            # Lead records that changed with their related record, not pulled themselves.
+            for record_crm, record_ids in pending.items():
+                self._laid.setdefault(record_crm, set()).update(record_ids)
             _stop_if(should_stop)
 
     def ingest(
@@ -729,10 +748,13 @@ class SyncEngine:
         checkpoint: str | None = None,
         stream: str | None = None,
         hold_for: str | None = None,
+        asked: bool = False,
     ) -> list[Snapshot]:
         """One pulled page through the mapping into the store, with the cursor past it (an
         incremental `position`, or a full pull's `checkpoint` in `stream`) in the same
-        transaction; records leadsync cannot use are quarantined with their reason."""
+        transaction; records leadsync cannot use are quarantined with their reason. `asked`:
+        the records were asked for by id (a retry): each counts as pulled, each unusable one
+        as quarantined, news or not."""
         ids = [record.id for record in page.records]
         previous = self._store.snapshots(crm, ids)
         expected = self._store.audit_log.expected(crm, ids)
@@ -767,6 +789,7 @@ class SyncEngine:
             else {}
         )
         news = [q for q in quarantined if not _quarantined_as_is(q, held)]
+        unusable = len(quarantined)
         read_again, quarantined = len(quarantined) - len(news), news
         snapshots, related = self._related.with_related(crm, connector, snapshots)
         self._store.save_page(
@@ -781,8 +804,34 @@ class SyncEngine:
             related=related,
         )
         counts = summary.crms.setdefault(crm, CrmCounts())
+        if asked:
+            counts.pulled += len(page.records)
+            counts.quarantined += unusable
+            return snapshots
         counts.pulled += len(page.records) - len(_read_again(snapshots, previous)) - read_again
         counts.quarantined += len(quarantined)
+        laid = self._laid.get(crm)
+        if laid:
+            laid.difference_update(s.record_id for s in snapshots)
+        # A record the plan before this run pulled is counted already (`run`): pulled once,
+        # and in quarantine only while it is.
+        from_plans = self._from_plans.get(crm, set())
+        by_plans = self._quarantined_by_plans.get(crm, set())
+        if from_plans or by_plans:
+            again = set(_read_again(snapshots, previous))
+            for s in snapshots:
+                if s.record_id in again:
+                    continue
+                if s.record_id in from_plans:
+                    counts.pulled -= 1
+                elif s.record_id in by_plans:
+                    by_plans.discard(s.record_id)  # usable now: out of quarantine
+                    counts.pulled -= 1
+                    counts.quarantined -= 1
+            for q in quarantined:
+                if q.record_id in by_plans:
+                    counts.pulled -= 1
+                    counts.quarantined -= 1
         return snapshots
 
     # ---------------------------------------------------------------- match and merge
@@ -807,7 +856,7 @@ class SyncEngine:
             identity_field=self._map.identity_field,
             new_lead_id=new_id,
         )
-        self._count_matches(matches, summary)
+        self._count_matches(matches, self._pulled_now(pending, summary.run_id), summary)
         linked = {key: m for key, m in matches.items() if m.kind is not MatchKind.REVIEW}
         lead_ids = sorted(
             {m.lead_id for m in linked.values() if m.lead_id is not None}
@@ -852,6 +901,18 @@ class SyncEngine:
         if persist:
             self._persist(summary.run_id, matches, merged, people)
         return merged
+
+    def _pulled_now(
+        self, pending: Mapping[str, Sequence[Snapshot]], run_id: str
+    ) -> dict[str, set[str]]:
+        """CRM -> the `pending` records this run pulled (or the plan before it pulled for it)."""
+        found = {}
+        for crm, snapshots in pending.items():
+            ids = [s.record_id for s in snapshots]
+            from_plans = self._from_plans.get(crm, set())
+            saved = self._store.saved_by(crm, ids, run_id) - self._laid.get(crm, set())
+            found[crm] = saved | from_plans.intersection(ids)
+        return found
 
     def _created_records(self, lead_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         """Lead id -> (CRM, record id) of the record its handoff created, where it did."""
@@ -1237,10 +1298,19 @@ class SyncEngine:
         )
 
     @staticmethod
-    def _count_matches(matches: Mapping[tuple[str, str], Match], summary: RunSummary) -> None:
-        for (crm, _), m in matches.items():
+    def _count_matches(
+        matches: Mapping[tuple[str, str], Match],
+        pulled_now: Mapping[str, set[str]],
+        summary: RunSummary,
+    ) -> None:
+        """New, matched and in review: of the records this run pulled. Those an earlier run
+        left pending (held back, deferred, cut off, a review or a refusal taken up again, a
+        lead record whose Contact changed) are counted apart, as `earlier`."""
+        for (crm, record_id), m in matches.items():
             counts = summary.crms.setdefault(crm, CrmCounts())
-            if m.kind is MatchKind.REVIEW:
+            if record_id not in pulled_now.get(crm, ()):
+                counts.earlier += 1
+            elif m.kind is MatchKind.REVIEW:
                 counts.to_review += 1
             elif m.kind is MatchKind.NEW:
                 counts.new_leads += 1

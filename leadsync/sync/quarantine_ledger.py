@@ -26,7 +26,15 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 from leadsync.connectors.base import utc
 from leadsync.sync import tables as t
 from leadsync.sync.database import retry_transient, writing
-from leadsync.sync.sql import chunks, last_by_key, upsert
+from leadsync.sync.sql import (
+    WRITE_CHUNK,
+    batches,
+    chunks,
+    excluded,
+    insert_for,
+    last_by_key,
+    upsert,
+)
 
 __all__ = [
     "REFUSAL_RETRY_FIRST",
@@ -97,6 +105,29 @@ class QuarantineLedger:
                 )
                 for row in connection.execute(query).mappings():
                     found[row["record_id"]] = _quarantined(row)
+        return found
+
+    @retry_transient
+    def left_by_plans(self, run_id: str) -> dict[str, set[str]]:
+        """CRM -> the records in quarantine that a plan run after the last sync (other than
+        `run_id`) put there: the sync after a plan pulled them as much as what the plan left
+        pending, and counts them so, once."""
+        r, q = t.runs, t.quarantine
+        last_sync = (
+            sa.select(sa.func.max(r.c.started_at))
+            .where(r.c.kind == "sync", r.c.run_id != run_id)
+            .scalar_subquery()
+        )
+        plans = sa.select(r.c.run_id).where(
+            r.c.kind == "plan", sa.or_(last_sync.is_(None), r.c.started_at > last_sync)
+        )
+        query = sa.select(q.c.crm, q.c.record_id).where(
+            q.c.resolved_at.is_(None), q.c.run_id.in_(plans)
+        )
+        found: dict[str, set[str]] = {}
+        with self._engine.connect() as connection:
+            for crm, record_id in connection.execute(query):
+                found.setdefault(crm, set()).add(record_id)
         return found
 
     @retry_transient
@@ -177,7 +208,21 @@ def upsert_quarantined(connection: Connection, entries: Sequence[Quarantined]) -
         ),
         ("record_id",),
     )
-    upsert(connection, t.quarantine, rows)
+    if not rows:
+        return
+    q = t.quarantine
+    insert = insert_for(connection, q)
+    still = sa.and_(q.c.resolved_at.is_(None), q.c.reason == insert.excluded.reason)
+    statement = insert.on_conflict_do_update(
+        index_elements=["crm", "record_id"],
+        set_={
+            **excluded(insert, q, ["reason", "raw", "run_id", "resolved_at"]),
+            # Since when it waits: the first time for this reason, however often pulled again.
+            "at": sa.case((still, q.c.at), else_=insert.excluded.at),
+        },
+    )
+    for batch in batches(rows, WRITE_CHUNK):
+        connection.execute(statement, batch)
 
 
 def resolve_quarantined(

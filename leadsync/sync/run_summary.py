@@ -36,11 +36,17 @@ class Failures:
 
 @dataclass
 class CrmCounts:
+    # The distinct records the run pulled that it had not already (a record pulled again at
+    # the stamp the store holds is no news), with those the plan before it pulled for it.
     pulled: int = 0
     quarantined: int = 0
+    # Of the records pulled and not quarantined: matched to a lead, new, or in review.
     matched: int = 0
     new_leads: int = 0
     to_review: int = 0
+    # Records an earlier run left pending (held back, deferred, cut off; a review or a
+    # refused write taken up again), matched again by this one: not in `pulled`.
+    earlier: int = 0
     # Records planned: written + failed + deferred + held back, once the run is done.
     records_to_update: int = 0
     written: int = 0
@@ -176,6 +182,8 @@ class RunSummary:
         summary: dict[str, Any] = {
             "run_id": self.run_id,
             "mode": self.kind or ("sync" if self.wrote else "plan"),
+            # A run of a kind that writes, told not to (a backfill's --dry-run): a plan.
+            "wrote": self.wrote,
             "interrupted": self.interrupted,
             "holder": self.holder,
             "started_at": self.started_at.isoformat(),

@@ -46,6 +46,11 @@ class RunView:
         return None if finished is None else (finished - self.run.started_at).total_seconds()
 
     @property
+    def dry_run(self) -> bool:
+        """A run of a kind that writes, told to write nothing (a backfill's --dry-run)."""
+        return self.run.kind != "plan" and self.run.summary.get("wrote") is False
+
+    @property
     def holder(self) -> str:
         return str(self.run.summary.get("holder") or "")
 
@@ -55,6 +60,7 @@ class RunView:
             "run_id": run.run_id,
             "short_id": self.short_id,
             "kind": run.kind,
+            "dry_run": self.dry_run,
             "outcome": run.status,
             "started_at": run.started_at.isoformat(),
             "finished_at": None if run.finished_at is None else run.finished_at.isoformat(),

@@ -429,17 +429,32 @@ class Store:
             return list(connection.execute(query).scalars())
 
     @retry_transient
-    def pending_from_plans(self) -> dict[str, int]:
-        """CRM -> how many pending records a plan pulled: stored for the sync after it, which
-        settles them as if it had pulled them itself (and counts them so)."""
+    def pending_from_plans(self) -> dict[str, set[str]]:
+        """CRM -> the ids of the pending records a plan pulled: stored for the sync after it,
+        which settles them as if it had pulled them itself (and counts them so, once)."""
         plans = sa.select(t.runs.c.run_id).where(t.runs.c.kind == "plan")
-        query = (
-            sa.select(t.snapshots.c.crm, sa.func.count())
-            .where(t.snapshots.c.pending.is_(True), t.snapshots.c.run_id.in_(plans))
-            .group_by(t.snapshots.c.crm)
+        query = sa.select(t.snapshots.c.crm, t.snapshots.c.record_id).where(
+            t.snapshots.c.pending.is_(True), t.snapshots.c.run_id.in_(plans)
         )
+        found: dict[str, set[str]] = {}
         with self._engine.connect() as connection:
-            return {crm: int(count) for crm, count in connection.execute(query)}
+            for crm, record_id in connection.execute(query):
+                found.setdefault(crm, set()).add(record_id)
+        return found
+
+    @retry_transient
+    def saved_by(self, crm: str, record_ids: Sequence[str], run_id: str) -> set[str]:
+        """The ones of `record_ids` whose content as stored run `run_id` saved (pulled)."""
+        found: set[str] = set()
+        with self._engine.connect() as connection:
+            for chunk in chunks(record_ids):
+                query = sa.select(t.snapshots.c.record_id).where(
+                    t.snapshots.c.crm == crm,
+                    t.snapshots.c.record_id.in_(chunk),
+                    t.snapshots.c.run_id == run_id,
+                )
+                found.update(connection.execute(query).scalars())
+        return found
 
     def mark_pending(self, crm: str, record_ids: Sequence[str]) -> None:
         """Make `record_ids` pending: the next run merges their leads again."""
@@ -766,8 +781,10 @@ def _snapshot_upsert(connection: Connection, *, held: bool) -> Insert:
     changed = table.c.content_digest != insert.excluded.content_digest
     update = {
         **excluded(insert, table, [name for name in _SNAPSHOT_COLUMNS if name not in _KEYS]),
-        # Pending only when the content changed: a page pulled again adds no work.
+        # Pending only when the content changed: a page pulled again adds no work. The run
+        # that saved it stays the run that pulled this content (`saved_by`).
         "pending": sa.case((changed, sa.true()), else_=table.c.pending),
+        "run_id": sa.case((changed, insert.excluded.run_id), else_=table.c.run_id),
         "held_for": table.c.held_for,
     }
     if held:
