@@ -4,12 +4,9 @@ following the README against the sandbox."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import urllib.request
-from typing import Any
 
 import pytest
 
@@ -21,15 +18,6 @@ from leadsync.sync.store import Store
 
 def _sync(config: Config) -> None:
     assert main(["sync", "--once", "--config", str(config.path)]) == 0
-
-
-def _inspect(sandbox: Sandbox, path: str, method: str = "GET", body: Any = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        sandbox.url + path, data=data, method=method, headers={"content-type": "application/json"}
-    )
-    with urllib.request.urlopen(request) as answer:
-        return json.loads(answer.read() or b"null")
 
 
 def _a_linked_salesforce_lead(config: Config, sandbox: Sandbox) -> str:
