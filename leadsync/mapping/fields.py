@@ -234,6 +234,10 @@ class WritebackTargets:
         results = self._result_fields.get(object_name, frozenset())
         return all(name in results for name in written) and bool(results)
 
+    def result_fields(self) -> frozenset[str]:
+        """The fields of the lead object that hold leadsync's results (RESULT_ROLES)."""
+        return self._result_fields[None]
+
     @functools.cached_property
     def _result_fields(self) -> Mapping[str | None, frozenset[str]]:
         contact = self.contact

@@ -105,7 +105,9 @@ from leadsync.sync.people import PeopleDecisions, match_people
 from leadsync.sync.plan import (
     MovesBack,
     PlanTally,
+    TextLimits,
     plan_updates,
+    text_limits,
     with_score,
 )
 from leadsync.sync.preflight import PreflightError, context_of, describe_for, problems
@@ -295,6 +297,8 @@ class SyncEngine:
         # What each CRM's writes are made under (see `preflight`): a refused write is tried
         # again once it changes. Empty until a preflight ran: refusals then wait their time.
         self._contexts: dict[str, str] = {}
+        # The most characters each CRM's write-back text fields hold, from the preflight.
+        self._text_limits: TextLimits = {}
         # The records taken up again this run because their refused write was due.
         self._retrying: dict[str, set[str]] = {}
         # The pending records a plan pulled for this run, and those it quarantined (see
@@ -324,13 +328,16 @@ class SyncEngine:
         lacks or cannot write, with the fix: nothing is written then."""
         found = []
         contexts = {}
+        leads = {}
         for crm, connector in self._connectors.items():
             descriptions = describe_for(connector, self._map)
             found += problems(self._map, crm, descriptions, file=self._map.path)
             contexts[crm] = context_of(self._map, self._definition, descriptions)
+            leads[crm] = descriptions[0]
         if found:
             raise PreflightError(found)
         self._contexts = contexts
+        self._text_limits = text_limits(self._map, leads)
 
     def run(self, *, write: bool = True, should_stop: StopCheck = _never) -> RunSummary:
         """One cycle; `write=False` is `leadsync plan`: the same up to the plan, writing
@@ -1100,6 +1107,7 @@ class SyncEngine:
                     for crm, s in snapshots.items()
                 },
                 people=_person_values(person),
+                limits=self._text_limits,
             )
         except TransformError as unwritable:
             log.warning(

@@ -43,7 +43,7 @@ from functools import partial
 from operator import attrgetter
 from typing import Any, NamedTuple, TypeVar
 
-from leadsync.connectors.base import CrmTraits, RecordUpdate
+from leadsync.connectors.base import CrmTraits, ObjectDescription, RecordUpdate
 from leadsync.connectors.traits import traits_of
 from leadsync.mapping.fields import CONTACT, FieldMap, WritebackTargets
 from leadsync.mapping.lifecycle import Stage, left_by
@@ -111,6 +111,7 @@ def plan_updates(
     own: Mapping[str, Collection[str]] | None = None,
     written: Mapping[str, Mapping[str, Any]] | None = None,
     people: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None,
+    limits: TextLimits | None = None,
 ) -> dict[str, RecordUpdate | None]:
     """CRM -> the update that makes its record of `lead` hold what it should, or None when it
     already does (or cannot be written). `snapshots` holds the lead's records, one per CRM;
@@ -120,7 +121,8 @@ def plan_updates(
     `sla_breaches` the names of the service levels the lead is in breach of now; `moves_back`
     says which stage writes move a CRM's stage back; `own` names, per CRM, the fields whose
     value there is what leadsync itself last wrote; `written` holds, per CRM, what leadsync
-    last wrote to the record's fields.
+    last wrote to the record's fields; `limits` the most characters each CRM's write-back text
+    fields hold (`text_limits`): leadsync's own texts longer are cut to fit.
 
     Raises TransformError when a value cannot be written through the mapping (a canonical
     value a strict value_map has no CRM value for): the engine quarantines the lead with it.
@@ -136,6 +138,7 @@ def plan_updates(
             partial(moves_back, crm),
             frozenset(owned.get(crm, ())),
             (written or {}).get(crm, {}),
+            (limits or {}).get(crm, {}),
         )
         for crm in sorted(snapshots)
     }
@@ -154,6 +157,7 @@ def _update(
     moves_back: Callable[[str, Any, Any], bool],
     own: frozenset[str],
     written: Mapping[str, Any],
+    limits: Mapping[str, int],
 ) -> RecordUpdate | None:
     if snapshot.deleted:
         return None
@@ -161,7 +165,7 @@ def _update(
         return _contact_update(field_map, lead, snapshot, flags)
     compiled = field_map.compiled(_compile).get(snapshot.crm, _NOTHING)
     targets = field_map.writeback.get(snapshot.crm)
-    writeback = _writeback_writes(compiled.writeback, lead, snapshot.raw, flags)
+    writeback = _writeback_writes(compiled.writeback, lead, snapshot.raw, flags, limits)
     if targets is not None:
         if written:
             _keep_persons_stages(writeback, targets, snapshot, written)
@@ -419,17 +423,25 @@ def _reads_blank(read: Reader, raw: Any) -> bool:
 
 
 def _writeback_writes(
-    roles: _Writeback, lead: Lead, raw: Mapping[str, Any], flags: str
+    roles: _Writeback,
+    lead: Lead,
+    raw: Mapping[str, Any],
+    flags: str,
+    limits: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     writes: dict[str, Any] = {}
     stage = lead.stage
     for role in roles:
         if isinstance(role, _Role):
             value = role.wanted(lead)
+            if limits and role.field in limits:
+                value = fit_text(value, limits[role.field])
             if not is_blank(value) and not role.same(value, raw.get(role.field)):
                 writes[role.field] = value
         elif isinstance(role, _FlagRole):
             value = flags or role.blank
+            if flags and limits and role.field in limits:
+                value = fit_text(value, limits[role.field])
             if not _same_text(value, raw.get(role.field)):
                 writes[role.field] = value
         elif stage and stage in role.holding and role.field in raw:
@@ -440,6 +452,38 @@ def _writeback_writes(
             if not is_blank(value) and _text(raw.get(role.field)) not in role.texts[stage]:
                 writes[role.field] = value
     return writes
+
+
+# CRM -> write-back text field -> the most characters it holds (Salesforce's Text(255)).
+TextLimits = Mapping[str, Mapping[str, int]]
+ELLIPSIS = "…"
+
+
+def text_limits(field_map: FieldMap, descriptions: Mapping[str, ObjectDescription]) -> TextLimits:
+    """CRM -> the write-back fields of leadsync's own results on its lead object that hold a
+    limited number of characters, as `descriptions` (each CRM's lead object) say: a reasons
+    field an admin made Text(255) gets reasons cut to fit, not a refusal every day."""
+    limits: dict[str, dict[str, int]] = {}
+    for crm, description in descriptions.items():
+        targets = field_map.writeback.get(crm)
+        if targets is None:
+            continue
+        for name in targets.result_fields():
+            info = description.field(name)
+            if info is not None and info.max_length:
+                limits.setdefault(crm, {})[name] = info.max_length
+    return limits
+
+
+def fit_text(value: Any, limit: int) -> Any:
+    """`value` as a text field of `limit` characters holds it: a longer text cut at the last
+    line (or else character) that fits, with an ellipsis; anything else as it is."""
+    if not isinstance(value, str) or len(value) <= limit or limit < 2:
+        return value
+    room = value[: limit - len(ELLIPSIS)]
+    cut = room.rfind("\n")
+    kept = room[: cut + 1] if cut > 0 else room
+    return kept + ELLIPSIS
 
 
 def _same_number(desired: Any, held: Any) -> bool:
