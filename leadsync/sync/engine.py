@@ -749,12 +749,15 @@ class SyncEngine:
         stream: str | None = None,
         hold_for: str | None = None,
         asked: bool = False,
+        reread: bool = False,
     ) -> list[Snapshot]:
         """One pulled page through the mapping into the store, with the cursor past it (an
         incremental `position`, or a full pull's `checkpoint` in `stream`) in the same
         transaction; records leadsync cannot use are quarantined with their reason. `asked`:
         the records were asked for by id (a retry): each counts as pulled, each unusable one
-        as quarantined, news or not."""
+        as quarantined, news or not. `reread`: records read again just before their write
+        (changed since they were pulled): left for the next run, and counted by none of them
+        as pulled (this run counted its pull of them; a later run matches them as earlier)."""
         ids = [record.id for record in page.records]
         previous = self._store.snapshots(crm, ids)
         expected = self._store.audit_log.expected(crm, ids)
@@ -804,6 +807,8 @@ class SyncEngine:
             related=related,
         )
         counts = summary.crms.setdefault(crm, CrmCounts())
+        if reread:
+            return snapshots
         if asked:
             counts.pulled += len(page.records)
             counts.quarantined += unusable
@@ -1417,7 +1422,7 @@ class SyncEngine:
         for record_crm, record_ids in moved.items():
             unsettled.setdefault(record_crm, set()).update(record_ids)
         if changed:
-            self.ingest(crm, connector, Page(tuple(changed)), summary)
+            self.ingest(crm, connector, Page(tuple(changed)), summary, reread=True)
             unsettled.setdefault(crm, set()).update(record.id for record in changed)
         if not batch:
             return
