@@ -1,0 +1,82 @@
+"""Attack probes on the held-past handoff block, in an org holding only what each test makes
+(see tests/sync/test_attack_odd_org.py)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from leadsync.config import Config
+from leadsync.sandbox import Sandbox, SandboxSettings
+from tests.sync.test_attack_odd_org import EMPTY, engaged_contact
+from tests.sync.test_first_contact import ENGINE_DECIDES, NOW, bare_config, cycle, set_up
+
+
+@pytest.fixture
+def sandbox_settings() -> SandboxSettings:
+    return EMPTY
+
+
+@pytest.fixture
+def config(sandbox: Sandbox, tmp_path: Path, database_url: str) -> Config:
+    return set_up(bare_config(sandbox, tmp_path, database_url))
+
+
+def _stage(sandbox: Sandbox, contact: str) -> str | None:
+    held = sandbox.hubspot.contact(int(contact))
+    assert held is not None
+    return held.value("lifecyclestage")
+
+
+def _lead_emails(sandbox: Sandbox) -> set[str]:
+    return {str(lead["Email"]) for lead in sandbox.salesforce.snapshot("Lead")}
+
+
+@ENGINE_DECIDES
+def test_a_lead_leadsync_itself_parked_at_other_is_handed_off_once_it_requalifies(
+    sandbox: Sandbox, config: Config
+) -> None:
+    contact = engaged_contact(sandbox, "back@example.com", "lead")
+    sandbox.hubspot.set_activity(int(contact), {"hs_lead_status": "UNQUALIFIED"})
+    cycle(config)
+    # Disqualified: leadsync wrote HubSpot's `other` itself, and handed nobody off.
+    assert _stage(sandbox, contact) == "other"
+    assert "back@example.com" not in _lead_emails(sandbox)
+    cycle(config, now=NOW + timedelta(minutes=10))
+    # Sales reopened the person: requalified, an MQL again; the `other` is leadsync's own.
+    sandbox.hubspot.set_activity(int(contact), {"hs_lead_status": "OPEN"})
+    summary = cycle(config, now=NOW + timedelta(hours=1))
+    assert summary.handoff is not None
+    assert "back@example.com" in _lead_emails(sandbox), summary.handoff
+    assert _stage(sandbox, contact) == ("marketingqualifiedlead")
+
+
+@ENGINE_DECIDES
+def test_a_stage_a_person_set_past_leadsyncs_own_write_blocks_the_handoff_until_cleared(
+    sandbox: Sandbox, config: Config
+) -> None:
+    # No company yet: an MQL leadsync cannot hand off; it writes HubSpot's MQL itself.
+    contact = engaged_contact(sandbox, "moved@example.com", "lead")
+    sandbox.hubspot.set_activity(int(contact), {"company": None})
+    cycle(config)
+    assert _stage(sandbox, contact) == ("marketingqualifiedlead")
+    assert "moved@example.com" not in _lead_emails(sandbox)
+    # Marketing parks the person, then the company comes in: still nobody's to accept.
+    sandbox.hubspot.set_activity(int(contact), {"lifecyclestage": "other", "company": "Acme"})
+    planned = cycle(config, now=NOW + timedelta(minutes=10), write=False)
+    summary = cycle(config, now=NOW + timedelta(minutes=10))
+    assert "moved@example.com" not in _lead_emails(sandbox)
+    assert _stage(sandbox, contact) == "other"
+    assert planned.handoff_plan is not None
+    assert summary.handoff is not None
+    assert planned.handoff_plan.handed_off == summary.handoff.handed_off == 0
+    assert list(planned.handoff_plan.problems) == list(summary.handoff.problems)
+    assert list(summary.handoff.problems) == [
+        "hubspot holds the person past mql (lifecyclestage other)"
+    ]
+    # The person clears the stage: the block lifts.
+    sandbox.hubspot.set_activity(int(contact), {"lifecyclestage": None})
+    cycle(config, now=NOW + timedelta(minutes=20))
+    assert "moved@example.com" in _lead_emails(sandbox)
