@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from leadsync.config import Config
 from leadsync.sandbox import Sandbox, SandboxSettings
-from tests.sync.test_attack_odd_org import EMPTY, engaged_contact
+from tests.sync.test_attack_odd_org import EMPTY, engaged_contact, hubspot_contact, salesforce_lead
 from tests.sync.test_first_contact import ENGINE_DECIDES, NOW, bare_config, cycle, set_up
 
 
@@ -80,3 +81,40 @@ def test_a_stage_a_person_set_past_leadsyncs_own_write_blocks_the_handoff_until_
     sandbox.hubspot.set_activity(int(contact), {"lifecyclestage": None})
     cycle(config, now=NOW + timedelta(minutes=20))
     assert "moved@example.com" in _lead_emails(sandbox)
+
+
+# ------------------------------------------- a person's clear after the first sync still wins
+
+
+@ENGINE_DECIDES
+@pytest.mark.parametrize("cleared_in", ["hubspot", "salesforce"])
+def test_a_phone_a_person_clears_after_the_first_sync_is_cleared_in_the_other_crm(
+    sandbox: Sandbox, config: Config, cleared_in: str
+) -> None:
+    # Only Salesforce had the phone; the first sync gave it to HubSpot (a blank read for the
+    # first time has no change time). `phone` is most_recent: a person's clear wins.
+    lead = salesforce_lead(
+        sandbox,
+        {"Email": "clear@example.com", "LastName": "Byron", "Company": "Acme", "Phone": "0100"},
+    )
+    contact = hubspot_contact(
+        sandbox, {"email": "clear@example.com", "lastname": "Byron", "company": "Acme"}
+    )
+    cycle(config)
+    held = sandbox.hubspot.contact(int(contact))
+    assert held is not None
+    assert held.value("phone") == "0100"
+    cycle(config, now=NOW + timedelta(minutes=10))
+    time.sleep(1.1)  # Salesforce stamps to the second
+    if cleared_in == "hubspot":
+        sandbox.hubspot.set_activity(int(contact), {"phone": None})
+    else:
+        sandbox.salesforce.update_record("Lead", lead, {"Phone": None})
+    cycle(config, now=NOW + timedelta(minutes=20))
+    cycle(config, now=NOW + timedelta(minutes=30))
+    held = sandbox.hubspot.contact(int(contact))
+    assert held is not None
+    assert not held.value("phone")
+    record = sandbox.salesforce.record("Lead", lead)
+    assert record is not None
+    assert not record.get("Phone")
