@@ -4,6 +4,7 @@ its fix, or is a strict xfail naming the bug it shows."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from leadsync.sync.engine import SyncEngine
 from leadsync.sync.run_summary import CrmCounts
 from tests.support import set_up_sandbox_config
 from tests.sync.test_engine import OPEN_LIMITS, _EditsAfterPull, _linked_pair, cycle
+from tests.sync.test_first_contact import sweep
 
 
 @pytest.fixture
@@ -127,3 +129,21 @@ def test_a_retry_of_records_fixed_since_counts_them_pulled_and_matched_or_new(
     counts = retried.crms["hubspot"]
     assert (counts.pulled, counts.quarantined) == (len(held), len(held) - 1)
     _balanced(retried)
+
+
+def test_a_backfill_after_a_sync_counts_what_it_pulled_and_accounts_for_it(
+    sandbox: Sandbox, config: Config
+) -> None:
+    # A sweep right after a sync whose writes to converted leads' Contacts it has not
+    # pulled back: those Contacts moved since the store read them, so their writes are held
+    # back and the Contacts read again, laid over their lead records. Those lead records,
+    # matched again in the same run, were counted matched a second time (matched 169 of 153
+    # pulled), not as earlier.
+    cycle(config)
+    sandbox.hubspot.settle_search()
+    contact_id, lead_id = _linked_pair(sandbox, config)
+    sandbox.salesforce.update_record("Lead", lead_id, {"Phone": "+1 555 0103"})
+    sandbox.hubspot.set_activity(int(contact_id), {"jobtitle": "CFO"})
+    summary = sweep(config, now=datetime.now(UTC))
+    _balanced(summary)
+    assert summary.crms["salesforce"].pulled >= 1
