@@ -1626,6 +1626,8 @@ class SyncEngine:
                 )
                 for record_crm, record_ids in pending.items():
                     parents.setdefault(record_crm, []).extend(record_ids)
+                    # Not pulled themselves: matched again, they are earlier, not matched.
+                    self._laid.setdefault(record_crm, set()).update(record_ids)
         return unchanged, parents
 
 
