@@ -147,3 +147,23 @@ def test_a_backfill_after_a_sync_counts_what_it_pulled_and_accounts_for_it(
     summary = sweep(config, now=datetime.now(UTC))
     _balanced(summary)
     assert summary.crms["salesforce"].pulled >= 1
+
+
+def test_a_record_a_plan_quarantined_and_a_person_fixed_counts_once_in_the_sync(
+    sandbox: Sandbox, config: Config
+) -> None:
+    planned = cycle(config, write=False)
+    _balanced(planned)
+    with open_runtime(config) as runtime:
+        held = sorted(q.record_id for q in runtime.store.quarantine.entries() if q.crm == "hubspot")
+    assert len(held) >= 2
+    sandbox.hubspot.set_activity(int(held[0]), {"email": "fixed.after.plan@example.com"})
+    sandbox.hubspot.set_activity(int(held[1]), {"jobtitle": "Still no email"})
+    sandbox.hubspot.settle_search()
+    synced = cycle(config)
+    _balanced(synced)
+    hubspot = synced.crms["hubspot"]
+    assert (hubspot.pulled, hubspot.quarantined) == (
+        planned.crms["hubspot"].pulled,
+        planned.crms["hubspot"].quarantined - 1,
+    )
