@@ -118,3 +118,96 @@ def test_a_phone_a_person_clears_after_the_first_sync_is_cleared_in_the_other_cr
     record = sandbox.salesforce.record("Lead", lead)
     assert record is not None
     assert not record.get("Phone")
+
+
+# ---------------------------------------- a first sync writes every field one CRM lacks
+
+
+SALESFORCE_HOLDS = {
+    "FirstName": "Ada",
+    "Company": "Acme",
+    "Title": "CTO",
+    "Phone": "0100",
+    "Website": "https://acme.example",
+    "Country": "United States",
+    "Industry": "Computer Software",
+    "NumberOfEmployees": 1200,
+    "AnnualRevenue": 5000000,
+}
+HUBSPOT_GETS = {
+    "firstname": "Ada",
+    "company": "Acme",
+    "jobtitle": "CTO",
+    "phone": "0100",
+    "website": "https://acme.example",
+    "country": "United States",
+}
+
+
+@ENGINE_DECIDES
+@pytest.mark.parametrize("first", ["hubspot", "salesforce"])
+def test_a_first_sync_gives_a_bare_hubspot_contact_every_field_salesforce_holds(
+    sandbox: Sandbox, config: Config, first: str
+) -> None:
+    # The contact's properties are all null (HubSpot answers them null, not absent).
+    def make_contact() -> str:
+        return hubspot_contact(sandbox, {"email": "full@example.com", "lastname": "Byron"})
+
+    def make_lead() -> str:
+        return salesforce_lead(
+            sandbox, {"Email": "full@example.com", "LastName": "Byron", **SALESFORCE_HOLDS}
+        )
+
+    if first == "hubspot":
+        contact = make_contact()
+        time.sleep(1.1)
+        make_lead()
+    else:
+        make_lead()
+        time.sleep(1.1)
+        contact = make_contact()
+    cycle(config)
+    held = sandbox.hubspot.contact(int(contact))
+    assert held is not None
+    assert {name: held.value(name) for name in HUBSPOT_GETS} == HUBSPOT_GETS
+    assert held.value("industry")
+    assert held.value("numemployees")
+    assert held.value("annualrevenue")
+    assert held.value("leadsync_score") is not None
+    assert held.value("lifecyclestage")
+
+
+@ENGINE_DECIDES
+def test_a_first_sync_gives_a_bare_salesforce_lead_every_field_hubspot_holds(
+    sandbox: Sandbox, config: Config
+) -> None:
+    lead = salesforce_lead(
+        sandbox, {"Email": "full@example.com", "LastName": "Byron", "Company": "Acme"}
+    )
+    time.sleep(1.1)
+    hubspot_contact(
+        sandbox,
+        {
+            "email": "full@example.com",
+            "lastname": "Byron",
+            "firstname": "Ada",
+            "jobtitle": "CTO",
+            "phone": "0100",
+            "website": "https://acme.example",
+            "country": "United States",
+        },
+    )
+    cycle(config)
+    record = sandbox.salesforce.record("Lead", lead)
+    assert record is not None
+    assert {
+        name: record.get(name) for name in ("FirstName", "Title", "Phone", "Website", "Country")
+    } == {
+        "FirstName": "Ada",
+        "Title": "CTO",
+        "Phone": "0100",
+        "Website": "https://acme.example",
+        "Country": "US",  # through the mapping's value map
+    }
+    assert record.get("Leadsync_Score__c") is not None
+    assert record.get("Leadsync_Stage__c")
