@@ -167,3 +167,21 @@ def test_a_record_a_plan_quarantined_and_a_person_fixed_counts_once_in_the_sync(
         planned.crms["hubspot"].pulled,
         planned.crms["hubspot"].quarantined - 1,
     )
+
+
+def test_a_first_sync_writes_the_stage_to_every_converted_leads_contact(
+    sandbox: Sandbox, config: Config
+) -> None:
+    cycle(config)
+    contacts = {
+        str(lead["ConvertedContactId"])
+        for lead in sandbox.salesforce.snapshot("Lead")
+        # A lead without an email waits in quarantine: leadsync manages none of it.
+        if lead.get("IsConverted") and lead.get("ConvertedContactId") and lead.get("Email")
+    }
+    assert contacts
+    for contact_id in sorted(contacts):
+        record = sandbox.salesforce.record("Contact", contact_id)
+        assert record is not None
+        assert record.get("Leadsync_Stage__c"), contact_id
+        assert record.get("Leadsync_Score__c") is not None, contact_id
