@@ -4,6 +4,7 @@ its fix, or is a strict xfail naming the bug it shows."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,17 @@ from leadsync.config import Config
 from leadsync.connectors.base import Connector
 from leadsync.runtime import open_runtime
 from leadsync.sandbox import Sandbox, SandboxSettings
+from leadsync.sync.backfill import SWEEP, BackfillSpec
 from leadsync.sync.engine import SyncEngine
 from leadsync.sync.run_summary import CrmCounts
-from tests.support import set_up_sandbox_config
-from tests.sync.test_engine import OPEN_LIMITS, _EditsAfterPull, _linked_pair, cycle
+from tests.support import search_caught_up, set_up_sandbox_config
+from tests.sync.test_engine import (
+    OPEN_LIMITS,
+    _EditsAfterPull,
+    _EditsBeforeStamps,
+    _linked_pair,
+    cycle,
+)
 from tests.sync.test_first_contact import sweep
 
 
@@ -185,3 +193,41 @@ def test_a_first_sync_writes_the_stage_to_every_converted_leads_contact(
         assert record is not None
         assert record.get("Leadsync_Stage__c"), contact_id
         assert record.get("Leadsync_Score__c") is not None, contact_id
+
+
+def test_a_sweep_counts_a_record_edited_before_its_write_once(
+    sandbox: Sandbox, config: Config
+) -> None:
+    cycle(config)
+    sandbox.hubspot.settle_search()
+    cycle(config)
+    sandbox.hubspot.settle_search()
+    # A change the sweep writes to Salesforce (the phone, HubSpot's newer one) ...
+    contact_id, lead_id = _linked_pair(sandbox, config)
+    sandbox.hubspot.set_activity(int(contact_id), {"phone": "+1 555 0104"})
+
+    def edit(_asked: Sequence[str]) -> str:
+        # ... while a rep edits the lead after the sweep read it.
+        sandbox.salesforce.update_record("Lead", lead_id, {"Title": "Rep's edit"})
+        return lead_id
+
+    search_caught_up(config)
+    summaries: list[Any] = []
+    with open_runtime(config) as runtime:
+        runtime.connectors = {
+            crm: _EditsBeforeStamps(c, edit) if crm == "salesforce" else c  # type: ignore[misc]
+            for crm, c in runtime.connectors.items()
+        }
+        queue = runtime.backfill_queue()
+        backfill = queue.create(BackfillSpec(tuple(runtime.enabled_crms()), kind=SWEEP))
+        runtime.run_backfill(
+            backfill.backfill_id,
+            should_stop=lambda: False,
+            clock=lambda: datetime.now(UTC),
+            on_summary=summaries.append,
+        )
+    (summary,) = summaries
+    # Held back, read again, and written in the same sweep: matched again there, as earlier
+    # (it counted matched 1 of 0 pulled).
+    assert summary.crms["salesforce"].held_back >= 1
+    _balanced(summary)
