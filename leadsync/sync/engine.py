@@ -301,7 +301,8 @@ class SyncEngine:
         # `run`): counted as its own.
         self._from_plans: dict[str, set[str]] = {}
         self._quarantined_by_plans: dict[str, set[str]] = {}
-        # The lead records a related record's pull laid it over, not pulled themselves (yet).
+        # The lead records a related record's pull laid it over, not pulled themselves (yet),
+        # and those read again just before their write: matched again, they are earlier.
         self._laid: dict[str, set[str]] = {}
         self._handoff_crm = (
             handoff_target(self._connectors, field_map) if definition.handoff else None
@@ -808,6 +809,8 @@ class SyncEngine:
         )
         counts = summary.crms.setdefault(crm, CrmCounts())
         if reread:
+            # Matched again in this run (a sweep settles them at once), they are earlier.
+            self._laid.setdefault(crm, set()).update(s.record_id for s in snapshots)
             return snapshots
         if asked:
             counts.pulled += len(page.records)
