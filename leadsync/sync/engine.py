@@ -305,7 +305,8 @@ class SyncEngine:
         # `run`): counted as its own.
         self._from_plans: dict[str, set[str]] = {}
         self._quarantined_by_plans: dict[str, set[str]] = {}
-        # The lead records a related record's pull laid it over, not pulled themselves (yet).
+        # The lead records a related record's pull laid it over, not pulled themselves (yet),
+        # and those read again just before their write: matched again, they are earlier.
         self._laid: dict[str, set[str]] = {}
         self._handoff_crm = (
             handoff_target(self._connectors, field_map) if definition.handoff else None
@@ -756,12 +757,15 @@ class SyncEngine:
         stream: str | None = None,
         hold_for: str | None = None,
         asked: bool = False,
+        reread: bool = False,
     ) -> list[Snapshot]:
         """One pulled page through the mapping into the store, with the cursor past it (an
         incremental `position`, or a full pull's `checkpoint` in `stream`) in the same
         transaction; records leadsync cannot use are quarantined with their reason. `asked`:
         the records were asked for by id (a retry): each counts as pulled, each unusable one
-        as quarantined, news or not."""
+        as quarantined, news or not. `reread`: records read again just before their write
+        (changed since they were pulled): left for the next run, and counted by none of them
+        as pulled (this run counted its pull of them; a later run matches them as earlier)."""
         ids = [record.id for record in page.records]
         previous = self._store.snapshots(crm, ids)
         expected = self._store.audit_log.expected(crm, ids)
@@ -811,6 +815,10 @@ class SyncEngine:
             related=related,
         )
         counts = summary.crms.setdefault(crm, CrmCounts())
+        if reread:
+            # Matched again in this run (a sweep settles them at once), they are earlier.
+            self._laid.setdefault(crm, set()).update(s.record_id for s in snapshots)
+            return snapshots
         if asked:
             counts.pulled += len(page.records)
             counts.quarantined += unusable
@@ -1425,7 +1433,7 @@ class SyncEngine:
         for record_crm, record_ids in moved.items():
             unsettled.setdefault(record_crm, set()).update(record_ids)
         if changed:
-            self.ingest(crm, connector, Page(tuple(changed)), summary)
+            self.ingest(crm, connector, Page(tuple(changed)), summary, reread=True)
             unsettled.setdefault(crm, set()).update(record.id for record in changed)
         if not batch:
             return
@@ -1629,6 +1637,8 @@ class SyncEngine:
                 )
                 for record_crm, record_ids in pending.items():
                     parents.setdefault(record_crm, []).extend(record_ids)
+                    # Not pulled themselves: matched again, they are earlier, not matched.
+                    self._laid.setdefault(record_crm, set()).update(record_ids)
         return unchanged, parents
 
 
