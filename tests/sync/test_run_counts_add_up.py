@@ -1,6 +1,8 @@
-"""Attack probes on the day's changes (newly mapped fields, the held-past handoff block, the
-first blank's change time, run counts, slices in email order). Each test here failed before
-its fix, or is a strict xfail naming the bug it shows."""
+"""A run's counts add up, per CRM: pulled = quarantined + new + matched + review, what earlier
+runs left pending counted apart (earlier), over plans then a sync, a run cut and rerun, a
+retry, a backfill and a sweep; and what a first sync writes to records whose fields are null
+and to converted leads' Contacts. Found attacking the run counts and the rule that a field
+absent from a stored record is unknown."""
 
 from __future__ import annotations
 

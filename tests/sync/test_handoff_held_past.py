@@ -1,5 +1,6 @@
-"""Attack probes on the held-past handoff block, in an org holding only what each test makes
-(see tests/sync/test_attack_odd_org.py)."""
+"""A person HubSpot holds past the lead's stage is not handed off: the block's edges (a stage
+leadsync itself wrote, one a person set past leadsync's own, cleared again; the plan alike),
+in an org holding only what each test makes (see tests/sync/test_attack_odd_org.py)."""
 
 from __future__ import annotations
 
