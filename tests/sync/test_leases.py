@@ -482,7 +482,7 @@ LOCK_WAIT = 0.3  # SQLite's busy wait in these tests: each attempt blocks this l
 
 
 def test_a_lease_wait_on_a_sqlite_file_another_writer_keeps_locked_ends_at_its_wait(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Before: each take blocked a busy wait, was retried as a transient error five times and
     # then raised it, however long the caller meant to wait: the wait ran past
@@ -495,8 +495,10 @@ def test_a_lease_wait_on_a_sqlite_file_another_writer_keeps_locked_ends_at_its_w
         with real(store, "host-b:2").hold("sync", ttl=TTL, wait=wait, poll_seconds=0.05) as lease:
             waited = time.monotonic() - started
             assert lease is None
-    # Past the wait by one busy wait at most (and the machine's slack), not by five.
-    assert wait.total_seconds() <= waited < wait.total_seconds() + 2 * LOCK_WAIT + 0.5
+    assert waited >= wait.total_seconds()
+    # Each take tried once: no take retried past the wait (five busy waits each, before).
+    assert "transient database error" not in caplog.text
+    assert waited < 30  # a bound for a stuck wait only: the machine's speed is not tested
 
 
 def test_a_lease_waited_for_on_a_locked_sqlite_file_is_taken_once_the_lock_is_gone(

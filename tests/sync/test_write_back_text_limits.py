@@ -6,6 +6,7 @@ says: before, the best-scored leads, those with the most reasons, were refused e
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -66,5 +67,5 @@ def test_reasons_longer_than_the_salesforce_field_are_cut_to_fit_not_refused_eve
     # The cut text is what the field holds: the next runs find nothing to write.
     for minutes in (10, 20):
         sandbox.stats.clear()
-        cycle(config, now=NOW.replace(minute=minutes))
+        cycle(config, now=NOW + timedelta(minutes=minutes))
         assert write_calls(sandbox) == 0
